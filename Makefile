@@ -1,0 +1,33 @@
+# caudal: `make run` (demo), `make test` (suite), `make setup` (venv only), `make bench`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test lint bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/caudal run examples/demo.sql
+
+test: setup
+	$(BIN)/ruff check caudal tests bench
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check caudal tests bench
+
+bench: setup
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) build *.egg-info
