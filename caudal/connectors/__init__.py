@@ -1,0 +1,1 @@
+"""Connectors: one module per external system. Connectors know nothing of the planner."""

@@ -1,0 +1,110 @@
+"""The two interfaces every connector implements: Source and Sink.
+
+A Source is split into *partitions* (files, row groups, generator shards, Kafka partitions);
+the runtime assigns partitions to source subtasks and asks for offsets per partition, so a job
+can resume (and rescale) from a checkpoint. A Sink follows two-phase commit: data written since
+the last barrier becomes visible only at ``commit(epoch)``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from caudal.plan.tables import TableSpec
+
+
+@dataclass
+class SourceMetrics:
+    """Counters a source keeps for the status line and the end-of-run report."""
+
+    rows_read: int = 0
+    bad_rows_dropped: int = 0
+    bad_row_examples: list[str] = field(default_factory=list)
+
+
+class Source(ABC):
+    """Reads one table for one subtask. Created by the runtime from a TableSpec."""
+
+    #: True when the input ends by itself (files, a generator with a count)
+    bounded: bool = True
+
+    def __init__(self, table: TableSpec):
+        self.table = table
+        self.schema: pa.Schema = table.read_schema()
+        self.metrics = SourceMetrics()
+
+    @classmethod
+    def validate(cls, table: TableSpec) -> None:
+        """Check options at planning time; raise ConfigError naming the option."""
+
+    @classmethod
+    def infer_schema(cls, table: TableSpec) -> pa.Schema | None:
+        """The schema when CREATE TABLE declares no columns (e.g. a Parquet file's own)."""
+        return None
+
+    @abstractmethod
+    def partitions(self, parallelism: int) -> list[str]:
+        """Stable names of the units of input that can be assigned to subtasks."""
+
+    @abstractmethod
+    def open(self, assigned: list[str], offsets: dict[str, Any] | None = None) -> None:
+        """Start reading the assigned partitions, each from its offset (None: the beginning)."""
+
+    @abstractmethod
+    def poll(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
+        """Return up to ``max_rows`` rows with ``self.schema``, or None if none arrived within
+        ``timeout`` seconds. Must not return rows after ``finished()`` is True."""
+
+    @abstractmethod
+    def finished(self) -> bool:
+        """True once a bounded source has delivered everything assigned to it."""
+
+    def offsets(self) -> dict[str, Any]:
+        """JSON-serializable position per assigned partition, consistent with the rows
+        returned so far (taken at a barrier)."""
+        return {}
+
+    def close(self) -> None:
+        """Release files and connections."""
+
+
+class Sink(ABC):
+    """Writes one subtask's share of a table, exactly once through two-phase commit."""
+
+    #: True if the sink accepts a changelog (rows with retractions)
+    accepts_updates: bool = False
+
+    def __init__(self, table: TableSpec, subtask: int, parallelism: int):
+        self.table = table
+        self.subtask = subtask
+        self.parallelism = parallelism
+
+    @classmethod
+    def validate(cls, table: TableSpec) -> None:
+        """Check options at planning time; raise ConfigError naming the option."""
+
+    def open(self, schema: pa.Schema, restored: dict[str, Any] | None = None) -> None:
+        """Prepare to write rows of ``schema``; ``restored`` is the state of a checkpoint."""
+        self.schema = schema
+
+    @abstractmethod
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Buffer or write rows; they must not be visible before ``commit``."""
+
+    def pre_commit(self, epoch: int) -> dict[str, Any]:
+        """Flush what was written since the last epoch to a hidden place (or an open
+        transaction) and return what is needed to commit or abort it later."""
+        return {}
+
+    def commit(self, epoch: int) -> None:
+        """Make the epoch's pre-committed data visible. Must be idempotent."""
+
+    def abort(self, epoch: int) -> None:
+        """Discard the epoch's pre-committed data. Must be idempotent."""
+
+    def close(self) -> None:
+        """End of input: the runtime has already committed the final epoch."""

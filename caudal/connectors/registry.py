@@ -1,0 +1,71 @@
+"""Which connector names exist, and their source and sink classes (imported lazily).
+
+Each connector module defines ``SOURCE`` and/or ``SINK`` (subclasses of Source/Sink), each with
+an ``OPTIONS`` dict of option name -> one-line description, used to reject unknown options.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from caudal.connectors.base import Sink, Source
+from caudal.errors import ConfigError
+from caudal.plan.tables import TableSpec
+
+#: connector name -> module that implements it
+CONNECTORS = {
+    "filesystem": "caudal.connectors.filesystem",
+    "nexmark": "caudal.connectors.nexmark",
+    "impulse": "caudal.connectors.impulse",
+    "stdout": "caudal.connectors.stdout",
+    "blackhole": "caudal.connectors.blackhole",
+}
+
+#: options every table accepts, whatever its connector
+COMMON_OPTIONS = {
+    "connector": "the connector's name",
+    "bad_data": "what to do with a malformed record: fail (default) or drop",
+    "event_time_field": "column holding event time (instead of a WATERMARK clause)",
+    "watermark_delay": "how far behind the latest event time the watermark trails, e.g. 1s",
+    "idle_timeout": "after this long without data an input stops holding the watermark back",
+    "late_data": "where rows behind the watermark go: drop (default) or side:<table>",
+}
+
+
+def _module(name: str):
+    if name not in CONNECTORS:
+        raise ConfigError(f"unknown connector {name!r}",
+                          hint="accepted: " + ", ".join(sorted(CONNECTORS)))
+    return importlib.import_module(CONNECTORS[name])
+
+
+def source_class(table: TableSpec) -> type[Source]:
+    cls = getattr(_module(table.connector), "SOURCE", None)
+    if cls is None:
+        raise ConfigError(f"connector {table.connector!r} cannot be read from (table "
+                          f"{table.name!r} is used as a source)", line=table.line)
+    return cls
+
+
+def sink_class(table: TableSpec) -> type[Sink]:
+    cls = getattr(_module(table.connector), "SINK", None)
+    if cls is None:
+        raise ConfigError(f"connector {table.connector!r} cannot be written to (table "
+                          f"{table.name!r} is used as a sink)", line=table.line)
+    return cls
+
+
+def check_options(table: TableSpec, cls: type) -> None:
+    """Reject options the connector does not know, naming the ones it does."""
+    accepted = dict(COMMON_OPTIONS)
+    accepted.update(getattr(cls, "OPTIONS", {}))
+    for key in table.options:
+        if key not in accepted:
+            raise ConfigError(
+                f"unknown option {key!r} for connector {table.connector!r} in table "
+                f"{table.name!r}", line=table.line,
+                hint="accepted: " + ", ".join(sorted(accepted)))
+    policy = table.options.get("bad_data", "fail")
+    if policy not in ("fail", "drop"):
+        raise ConfigError(f"bad_data = {policy!r} in table {table.name!r}", line=table.line,
+                          hint="accepted: fail, drop")

@@ -1,0 +1,39 @@
+"""Durations as users write them: ``500ms``, ``10s``, ``1m``, ``2h``, ``1d`` (and plain seconds)."""
+
+from __future__ import annotations
+
+import re
+
+from caudal.errors import ConfigError
+
+_UNITS_US = {
+    "us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000,
+    "d": 86_400_000_000,
+}
+_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)?\s*$")
+
+
+def parse_duration_us(text: str | int | float, what: str = "duration") -> int:
+    """Parse a duration into microseconds; a bare number means seconds."""
+    if isinstance(text, (int, float)):
+        return int(text * 1_000_000)
+    match = _PATTERN.match(str(text).lower())
+    if not match:
+        raise ConfigError(
+            f"bad {what} {text!r}", hint="write a number with a unit: 500ms, 10s, 1m, 2h, 1d")
+    value, unit = match.groups()
+    return int(float(value) * _UNITS_US[unit or "s"])
+
+
+def parse_duration_s(text: str | int | float, what: str = "duration") -> float:
+    """Parse a duration into seconds (float)."""
+    return parse_duration_us(text, what) / 1_000_000
+
+
+def format_duration_us(us: int) -> str:
+    """The shortest exact rendering of a duration, e.g. ``10s`` or ``1500ms``."""
+    for unit in ("d", "h", "m", "s", "ms"):
+        size = _UNITS_US[unit]
+        if us and us % size == 0:
+            return f"{us // size}{unit}"
+    return f"{us}us"

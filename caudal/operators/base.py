@@ -1,0 +1,62 @@
+"""The Operator interface: what every stateless or stateful operator implements.
+
+An operator receives batches (from input ``0``, or ``0``/``1`` for a join), watermarks and the
+end of its input, and returns the batches it emits. What it must do at a checkpoint barrier is
+one method (``snapshot``), restoring is another (``restore``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+
+@dataclass
+class OperatorContext:
+    """Where an operator instance runs."""
+
+    subtask: int = 0
+    parallelism: int = 1
+    #: the job's metric counters, keyed by name; operators add their own
+    metrics: dict[str, int] = field(default_factory=dict)
+    #: max number of key groups (for keyed state)
+    max_key_groups: int = 128
+
+
+class Operator:
+    """Base operator: passes everything through unchanged. Subclasses override what they use."""
+
+    #: the schema of emitted batches (set by the constructor or ``open``)
+    output_schema: pa.Schema
+
+    def open(self, ctx: OperatorContext) -> None:
+        self.ctx = ctx
+
+    def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:
+        """Consume a batch; return the batches to emit now."""
+        return (batch,)
+
+    def on_watermark(self, time: int) -> Sequence[pa.RecordBatch]:
+        """The input watermark advanced to ``time``: emit what is now complete."""
+        return ()
+
+    def output_watermark(self, time: int) -> int:
+        """The watermark to forward after ``on_watermark(time)``."""
+        return time
+
+    def on_end(self) -> Sequence[pa.RecordBatch]:
+        """All inputs ended: emit whatever remains."""
+        return ()
+
+    def snapshot(self, epoch: int) -> dict[str, Any]:
+        """State to checkpoint at a barrier: name -> pyarrow Table (or small JSON value)."""
+        return {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Load state written by ``snapshot`` (possibly of several subtasks, when rescaled)."""
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,23 @@
+"""The registry that turns an OperatorSpec (plain data) into an Operator instance."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from caudal.operators.base import Operator
+from caudal.plan.physical import OperatorSpec
+
+#: kind -> "module:factory"; the factory takes the spec's params and returns an Operator
+OPERATORS: dict[str, str] = {
+    "project_filter": "caudal.operators.stateless:ProjectFilter",
+}
+
+
+def create(spec: OperatorSpec) -> Operator:
+    target = OPERATORS.get(spec.kind)
+    if target is None:
+        raise KeyError(f"no operator registered for kind {spec.kind!r}")
+    module, _, name = target.partition(":")
+    factory: Callable[..., Operator] = getattr(importlib.import_module(module), name)
+    return factory(**spec.params)

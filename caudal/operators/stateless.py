@@ -1,0 +1,36 @@
+"""The stateless chain: filter then project, fused in one operator (no queue between them)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from caudal.operators.base import Operator
+from caudal.plan.compile import compile_expr, compile_projection
+from caudal.plan.expressions import Expr
+
+
+class ProjectFilter(Operator):
+    """``SELECT exprs FROM input WHERE predicate`` over one batch at a time."""
+
+    def __init__(self, exprs: list[Expr] | None, names: list[str] | None,
+                 predicate: Expr | None, output_schema: pa.Schema):
+        self.output_schema = output_schema
+        self._predicate = compile_expr(predicate) if predicate is not None else None
+        self._project = compile_projection(exprs, names) if exprs is not None else None
+
+    def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:
+        if self._predicate is not None:
+            mask = self._predicate(batch)
+            if isinstance(mask, pa.Scalar):
+                if not mask.as_py():
+                    return ()
+            else:
+                batch = batch.filter(mask, null_selection_behavior="drop")
+                if batch.num_rows == 0:
+                    return ()
+        if self._project is not None:
+            batch = self._project(batch)
+        return (batch,)

@@ -1,0 +1,70 @@
+"""Compile IR expressions into functions of a RecordBatch that run vectorized kernels.
+
+The tree is walked once per batch (not per row); constant subtrees are folded at compile time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pyarrow as pa
+
+from caudal.plan import functions  # noqa: F401  (registers the functions)
+from caudal.plan.expressions import Call, Column, Expr, Literal, is_constant
+from caudal.plan.functions.registry import lookup
+
+Evaluator = Callable[[pa.RecordBatch], "pa.Array | pa.Scalar"]
+
+
+def compile_expr(expr: Expr) -> Evaluator:
+    """A function batch -> Array (or Scalar when the expression reads no column)."""
+    if isinstance(expr, Column):
+        name = expr.name
+        return lambda batch: batch.column(name)
+    if isinstance(expr, Literal):
+        scalar = expr.scalar()
+        return lambda batch: scalar
+    assert isinstance(expr, Call)
+    if is_constant(expr):
+        value = _call(expr, [compile_expr(a) for a in expr.args])(_EMPTY)
+        if isinstance(value, pa.Array) and len(value) == 1:
+            value = value[0]
+        if isinstance(value, pa.Scalar):
+            return lambda batch: value
+    return _call(expr, [compile_expr(a) for a in expr.args])
+
+
+_EMPTY = pa.RecordBatch.from_pydict({"_": [None]})
+
+
+def _call(call: Call, args: list[Evaluator]) -> Evaluator:
+    kernel = lookup(call.func).kernel
+    return lambda batch: kernel([a(batch) for a in args], call)
+
+
+def evaluate(evaluator: Evaluator, batch: pa.RecordBatch, dtype: pa.DataType) -> pa.Array:
+    """Run an evaluator and broadcast a scalar result to the batch's length."""
+    value = evaluator(batch)
+    if isinstance(value, pa.ChunkedArray):
+        value = value.combine_chunks()
+    if isinstance(value, pa.Scalar):
+        if not value.type.equals(dtype):
+            value = value.cast(dtype) if value.is_valid else pa.scalar(None, dtype)
+        return pa.repeat(value, batch.num_rows)
+    if not value.type.equals(dtype):
+        value = value.cast(dtype)
+    return value
+
+
+def compile_projection(exprs: list[Expr], names: list[str]) -> Callable[[pa.RecordBatch],
+                                                                         pa.RecordBatch]:
+    """A function batch -> batch with one column per expression."""
+    evaluators = [compile_expr(e) for e in exprs]
+    schema = pa.schema([pa.field(n, e.dtype) for n, e in zip(names, exprs)])
+    dtypes = [e.dtype for e in exprs]
+
+    def project(batch: pa.RecordBatch) -> pa.RecordBatch:
+        cols = [evaluate(ev, batch, t) for ev, t in zip(evaluators, dtypes)]
+        return pa.RecordBatch.from_arrays(cols, schema=schema)
+
+    return project

@@ -1,0 +1,101 @@
+"""The typed expression IR: what SQL and the Python API compile scalar expressions into.
+
+Three node kinds keep it small: a column of the input batch, a literal, and a call of a named
+scalar function (operators, casts and CASE are functions too). Every node knows its Arrow type.
+The IR is plain data (picklable) so it can travel inside the physical graph to a Ray worker;
+``plan.compile`` turns it into a function of a RecordBatch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from caudal.types import sql_name
+
+
+@dataclass(frozen=True, eq=False)
+class Expr:
+    dtype: pa.DataType
+
+    def children(self) -> tuple[Expr, ...]:
+        return ()
+
+    def columns(self) -> set[str]:
+        """Names of the input columns this expression reads."""
+        out: set[str] = set()
+        stack: list[Expr] = [self]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, Column):
+                out.add(node.name)
+            stack.extend(node.children())
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class Column(Expr):
+    name: str
+
+    def __str__(self) -> str:
+        return self.name if self.name.isidentifier() else f'"{self.name}"'
+
+
+@dataclass(frozen=True, eq=False)
+class Literal(Expr):
+    value: Any
+
+    def __str__(self) -> str:
+        if self.value is None:
+            return "NULL"
+        if isinstance(self.value, str):
+            return "'" + self.value.replace("'", "''") + "'"
+        return str(self.value)
+
+    def scalar(self) -> pa.Scalar:
+        return pa.scalar(self.value, type=self.dtype)
+
+
+@dataclass(frozen=True, eq=False)
+class Call(Expr):
+    """A scalar function applied to arguments; ``options`` are constant parameters (a
+    regex flag, a date_trunc unit) that are not expressions."""
+
+    func: str
+    args: tuple[Expr, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def children(self) -> tuple[Expr, ...]:
+        return self.args
+
+    def __str__(self) -> str:
+        infix = _INFIX.get(self.func)
+        if infix and len(self.args) == 2:
+            return f"({self.args[0]} {infix} {self.args[1]})"
+        if self.func == "cast":
+            return f"CAST({self.args[0]} AS {sql_name(self.dtype)})"
+        inner = ", ".join(str(a) for a in self.args)
+        opts = "".join(f", {k}={v!r}" for k, v in self.options.items())
+        return f"{self.func}({inner}{opts})"
+
+
+_INFIX = {
+    "add": "+", "subtract": "-", "multiply": "*", "divide": "/", "modulo": "%",
+    "eq": "=", "neq": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">=",
+    "and": "AND", "or": "OR", "concat_op": "||",
+}
+
+
+def is_constant(expr: Expr) -> bool:
+    """True when the expression reads no column and calls nothing volatile."""
+    from caudal.plan.functions import registry  # late: functions import this module
+
+    if isinstance(expr, Column):
+        return False
+    if isinstance(expr, Call):
+        fn = registry.FUNCTIONS.get(expr.func)
+        if fn is not None and fn.volatile:
+            return False
+    return all(is_constant(c) for c in expr.children())

@@ -1,0 +1,12 @@
+"""Scalar functions: type rules (bind) and vectorized kernels, one module per family.
+
+Importing this package registers every function in ``registry.FUNCTIONS``.
+"""
+
+from caudal.plan.functions import (  # noqa: F401  (import registers)
+    conditional,
+    math,
+    operators,
+    strings,
+    time,
+)

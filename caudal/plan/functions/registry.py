@@ -1,0 +1,65 @@
+"""The registry of scalar functions: name -> type rule + vectorized kernel.
+
+A function *binds* argument expressions (checks and coerces their types, picks the result type)
+and later its *kernel* runs once per batch on Arrow arrays (or scalars, for constant
+arguments). Bind errors are ``BindError``s with a plain message; the SQL layer adds the line
+and column of the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from caudal.errors import PlanError
+from caudal.plan.expressions import Call, Expr
+
+
+class BindError(PlanError):
+    """Arguments of the wrong number or type for a function."""
+
+
+#: kernel(args: list of pa.Array | pa.Scalar, call: Call) -> pa.Array | pa.Scalar
+Kernel = Callable[[list[Any], Call], Any]
+#: bind(name, args) -> Call (with coerced args and the result type)
+Binder = Callable[[str, list[Expr]], Call]
+
+
+@dataclass
+class ScalarFunction:
+    name: str
+    bind: Binder
+    kernel: Kernel
+    #: a one-line signature for error messages, e.g. "upper(text) -> text"
+    signature: str = ""
+    #: re-evaluated for every batch even with constant arguments (now(), random())
+    volatile: bool = False
+
+
+FUNCTIONS: dict[str, ScalarFunction] = {}
+
+
+def register(names: str | list[str], bind: Binder, kernel: Kernel, signature: str = "",
+             volatile: bool = False) -> None:
+    """Register a function under one or more names (aliases share the definition)."""
+    if isinstance(names, str):
+        names = [names]
+    fn = ScalarFunction(names[0], bind, kernel, signature, volatile)
+    for name in names:
+        FUNCTIONS[name] = fn
+
+
+def lookup(name: str) -> ScalarFunction:
+    fn = FUNCTIONS.get(name.lower())
+    if fn is None:
+        raise PlanError(f"unknown function {name}()",
+                        hint="see `caudal functions` for the list of functions")
+    return fn
+
+
+def bind_call(name: str, args: list[Expr]) -> Call:
+    """Type-check a call of a registered function and return the bound IR node."""
+    return lookup(name).bind(name.lower(), args)

@@ -1,0 +1,1 @@
+"""Executors of a physical dataflow graph: local (threads in one process) and ray (cluster)."""

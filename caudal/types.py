@@ -1,0 +1,165 @@
+"""SQL types and their Arrow types; the single place that maps one to the other.
+
+TIMESTAMP is ``timestamp[us, tz=UTC]`` everywhere (event time is compared across sources),
+TEXT is ``string``, INTERVAL is ``duration[us]``.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from sqlglot import exp
+
+from caudal.errors import PlanError
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+INTERVAL = pa.duration("us")
+
+ACCEPTED = ("BOOLEAN, SMALLINT, INT, BIGINT, REAL/FLOAT, DOUBLE, DECIMAL(p, s), TEXT/VARCHAR, "
+            "TIMESTAMP, DATE, INTERVAL, BYTEA, type[] arrays and STRUCT<name type, ...>")
+
+_SIMPLE = {
+    exp.DataType.Type.BOOLEAN: pa.bool_(),
+    exp.DataType.Type.TINYINT: pa.int8(),
+    exp.DataType.Type.SMALLINT: pa.int16(),
+    exp.DataType.Type.INT: pa.int32(),
+    exp.DataType.Type.BIGINT: pa.int64(),
+    exp.DataType.Type.UTINYINT: pa.uint8(),
+    exp.DataType.Type.USMALLINT: pa.uint16(),
+    exp.DataType.Type.UINT: pa.uint32(),
+    exp.DataType.Type.UBIGINT: pa.uint64(),
+    exp.DataType.Type.FLOAT: pa.float32(),
+    exp.DataType.Type.DOUBLE: pa.float64(),
+    exp.DataType.Type.TEXT: pa.string(),
+    exp.DataType.Type.VARCHAR: pa.string(),
+    exp.DataType.Type.NVARCHAR: pa.string(),
+    exp.DataType.Type.CHAR: pa.string(),
+    exp.DataType.Type.NCHAR: pa.string(),
+    exp.DataType.Type.JSON: pa.string(),
+    exp.DataType.Type.JSONB: pa.string(),
+    exp.DataType.Type.DATE: pa.date32(),
+    exp.DataType.Type.TIMESTAMP: TIMESTAMP,
+    exp.DataType.Type.TIMESTAMPTZ: TIMESTAMP,
+    exp.DataType.Type.TIMESTAMP_S: TIMESTAMP,
+    exp.DataType.Type.TIMESTAMP_MS: TIMESTAMP,
+    exp.DataType.Type.TIMESTAMPLTZ: TIMESTAMP,
+    exp.DataType.Type.DATETIME: TIMESTAMP,
+    exp.DataType.Type.INTERVAL: INTERVAL,
+    exp.DataType.Type.VARBINARY: pa.binary(),
+    exp.DataType.Type.BINARY: pa.binary(),
+    exp.DataType.Type.TIME: pa.time64("us"),
+}
+
+
+def arrow_type(node: exp.DataType) -> pa.DataType:
+    """Translate a sqlglot DataType node into the Arrow type caudal uses for it."""
+    kind = node.this
+    if kind in _SIMPLE:
+        return _SIMPLE[kind]
+    if kind == exp.DataType.Type.DECIMAL:
+        params = [int(p.this.this) if isinstance(p.this, exp.Literal) else int(p.name)
+                  for p in node.expressions]
+        precision = params[0] if params else 38
+        scale = params[1] if len(params) > 1 else 0
+        return pa.decimal128(precision, scale)
+    if kind == exp.DataType.Type.ARRAY:
+        return pa.list_(arrow_type(node.expressions[0]))
+    if kind == exp.DataType.Type.STRUCT:
+        fields = []
+        for f in node.expressions:
+            fields.append(pa.field(f.name, arrow_type(f.args["kind"])))
+        return pa.struct(fields)
+    raise PlanError(f"unsupported type {node.sql()}", hint=f"accepted: {ACCEPTED}")
+
+
+def sql_name(t: pa.DataType) -> str:
+    """The SQL spelling of an Arrow type, for messages and EXPLAIN."""
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    if pa.types.is_int8(t) or pa.types.is_int16(t):
+        return "SMALLINT"
+    if pa.types.is_int32(t):
+        return "INT"
+    if pa.types.is_int64(t):
+        return "BIGINT"
+    if pa.types.is_unsigned_integer(t):
+        return f"U{str(t).upper()}"
+    if pa.types.is_float32(t):
+        return "REAL"
+    if pa.types.is_float64(t):
+        return "DOUBLE"
+    if pa.types.is_decimal(t):
+        return f"DECIMAL({t.precision}, {t.scale})"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "TEXT"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return "BYTEA"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMP"
+    if pa.types.is_date(t):
+        return "DATE"
+    if pa.types.is_duration(t) or pa.types.is_interval(t):
+        return "INTERVAL"
+    if pa.types.is_time(t):
+        return "TIME"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return f"{sql_name(t.value_type)}[]"
+    if pa.types.is_struct(t):
+        inner = ", ".join(f"{t.field(i).name} {sql_name(t.field(i).type)}"
+                          for i in range(t.num_fields))
+        return f"STRUCT<{inner}>"
+    if pa.types.is_null(t):
+        return "NULL"
+    return str(t).upper()
+
+
+def normalize_type(t: pa.DataType) -> pa.DataType:
+    """The canonical in-engine type for data read from outside (large/view strings, other
+    timestamp units and zones), so every operator sees one type per SQL type."""
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+        return pa.binary()
+    if pa.types.is_timestamp(t):
+        return TIMESTAMP
+    if pa.types.is_dictionary(t):
+        return normalize_type(t.value_type)
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pa.list_(normalize_type(t.value_type))
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(t.field(i).name, normalize_type(t.field(i).type))
+                          for i in range(t.num_fields)])
+    if pa.types.is_duration(t):
+        return INTERVAL
+    return t
+
+
+def normalize_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([pa.field(f.name, normalize_type(f.type)) for f in schema])
+
+
+def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """Cast a batch read from outside to the table's schema (no copy when already equal).
+
+    Timestamps without a zone are taken as UTC, which is what TIMESTAMP means in caudal.
+    """
+    if batch.schema.equals(schema):
+        return batch
+    columns = []
+    for field in schema:
+        col = batch.column(field.name)
+        if not col.type.equals(field.type):
+            if pa.types.is_timestamp(col.type) and col.type.tz is None and \
+                    pa.types.is_timestamp(field.type):
+                col = col.cast(pa.timestamp(field.type.unit)).cast(field.type)
+            else:
+                col = col.cast(field.type)
+        columns.append(col)
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def is_numeric(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+
+
+def is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
