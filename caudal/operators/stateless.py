@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from caudal.operators.base import Operator
 from caudal.plan.compile import compile_expr, compile_projection

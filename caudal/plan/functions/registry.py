@@ -12,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow as pa
-
 from caudal.errors import PlanError
 from caudal.plan.expressions import Call, Expr
 

@@ -1,0 +1,73 @@
+"""Name resolution for expressions: which columns a SELECT can see, and which expressions
+are already computed by an earlier step (group keys, aggregates, window columns)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+from sqlglot import exp
+
+from caudal.errors import PlanError
+from caudal.plan.expressions import Column, Expr
+
+
+def position(node: exp.Expression) -> tuple[int | None, int | None]:
+    """Line and column of a sqlglot node (of its first identifier with a position)."""
+    for candidate in [node, *node.walk()] if node is not None else []:
+        if isinstance(candidate, exp.Expression):
+            meta = candidate.meta if hasattr(candidate, "meta") else {}
+            if meta.get("line"):
+                col = meta.get("col")
+                # sqlglot reports the column of the token's last character
+                start = meta.get("col", 0) - (meta.get("end", 0) - meta.get("start", 0))
+                return meta["line"], max(1, start if col else 1)
+    return None, None
+
+
+@dataclass
+class ScopeColumn:
+    """A visible column: the relation it belongs to (alias or table), its name, its type and
+    the physical column name in the batches."""
+
+    relation: str | None
+    name: str
+    dtype: pa.DataType
+    physical: str
+
+
+@dataclass
+class Scope:
+    columns: list[ScopeColumn] = field(default_factory=list)
+    #: expressions computed upstream, keyed by their SQL text (normalized by sqlglot)
+    computed: dict[str, Expr] = field(default_factory=dict)
+
+    def resolve_column(self, node: exp.Column) -> Expr:
+        """The IR column for ``[relation.]name``; raises PlanError with the position."""
+        name = node.name
+        relation = node.table or None
+        matches = [c for c in self.columns if c.name.lower() == name.lower()
+                   and (relation is None or (c.relation or "").lower() == relation.lower())]
+        if not matches and relation is not None:
+            # a.b may also be struct field access on column a
+            return None  # type: ignore[return-value]
+        if not matches:
+            line, col = position(node)
+            visible = ", ".join(c.name for c in self.columns) or "(none)"
+            raise PlanError(f"unknown column {name!r}", line=line, col=col,
+                            hint=f"columns here: {visible}")
+        if len(matches) > 1:
+            line, col = position(node)
+            raise PlanError(f"column {name!r} is ambiguous", line=line, col=col,
+                            hint="qualify it with a table name or alias")
+        c = matches[0]
+        return Column(c.dtype, c.physical)
+
+    def lookup(self, node: exp.Expression) -> Expr | None:
+        """An upstream-computed expression equal to ``node``, if any."""
+        if not self.computed:
+            return None
+        return self.computed.get(node.sql(dialect="postgres"))
+
+    def schema(self) -> pa.Schema:
+        return pa.schema([pa.field(c.physical, c.dtype) for c in self.columns])
