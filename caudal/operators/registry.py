@@ -11,6 +11,7 @@ from caudal.plan.physical import OperatorSpec
 #: kind -> "module:factory"; the factory takes the spec's params and returns an Operator
 OPERATORS: dict[str, str] = {
     "project_filter": "caudal.operators.stateless:ProjectFilter",
+    "sink": "caudal.operators.sink:SinkOperator",
 }
 
 

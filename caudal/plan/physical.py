@@ -94,8 +94,6 @@ class PhysicalGraph:
                                  f"{v.source.watermark_delay_us}us")
             for op in v.operators:
                 lines.append(f"    {op.label}")
-            if v.sink is not None:
-                lines.append(f"    sink {v.sink.name} ({v.sink.connector})")
             schema = v.output_schema
             if schema is not None and v.sink is None:
                 lines.append("    -> " + ", ".join(f"{f.name} {sql_name(f.type)}"

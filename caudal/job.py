@@ -1,0 +1,60 @@
+"""From SQL text to a running job: plan, optimize, lower to a physical graph, execute.
+
+This is also the Python entry point: ``caudal.job.run_sql(text)`` runs a script to the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from caudal.plan.optimizer import optimize
+from caudal.plan.physical import PhysicalGraph
+from caudal.plan.physical_planner import build_graph
+from caudal.runtime.base import JobResult
+from caudal.sql.planner import Job, Planner
+
+
+@dataclass
+class CompiledJob:
+    job: Job
+    graph: PhysicalGraph
+
+    def explain(self) -> str:
+        parts = []
+        for out in self.job.outputs:
+            parts.append(f"-- {out.statement.text.splitlines()[0][:70]}")
+            parts.append(out.plan.explain(1))
+        return "Logical plan:\n" + "\n".join(parts) + "\n\nPhysical dataflow:\n" + \
+            self.graph.explain()
+
+
+def compile_sql(text: str, parallelism: int = 1) -> CompiledJob:
+    """Plan every statement of a script into one physical dataflow graph."""
+    job = Planner().plan_script(text)
+    sinks = [optimize(o.plan) for o in job.outputs]
+    graph = build_graph(sinks, parallelism, job.catalog.settings)
+    return CompiledJob(job, graph)
+
+
+def explain_sql(text: str, parallelism: int = 1) -> str:
+    """EXPLAIN output for a script: each statement's logical plan and the dataflow graph.
+    Statements prefixed with EXPLAIN inside the script are explained the same way."""
+    job = Planner().plan_script(text)
+    outputs = job.explains or job.outputs
+    blocks = []
+    for out in outputs:
+        logical = optimize(out.plan)
+        graph = build_graph([logical], parallelism, job.catalog.settings)
+        blocks.append(f"-- {out.statement.text.splitlines()[0][:70]}\nLogical plan:\n"
+                      f"{logical.explain(1)}\nPhysical dataflow:\n{graph.explain()}")
+    return "\n\n".join(blocks)
+
+
+def run_sql(text: str, parallelism: int = 1, **runtime_options) -> JobResult:
+    """Run a script on the embedded runtime until its bounded sources are exhausted."""
+    from caudal.runtime.local import LocalRuntime
+
+    compiled = compile_sql(text, parallelism)
+    runtime = LocalRuntime(**runtime_options)
+    runtime.deploy(compiled.graph)
+    return runtime.run()

@@ -1,0 +1,113 @@
+"""Logical plan nodes: what a query computes, independent of how it is run.
+
+Every node knows its output schema and which output column (if any) carries event time (the
+*time attribute*: windows and watermarks are defined on it). Nodes explain themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from caudal.plan.expressions import Column, Expr
+from caudal.plan.tables import TableSpec
+
+
+@dataclass(eq=False)
+class LogicalNode:
+    schema: pa.Schema
+    #: the output column that carries event time, or None
+    time_column: str | None
+
+    def children(self) -> list[LogicalNode]:
+        return []
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+    def explain(self, indent: int = 0) -> str:
+        lines = ["  " * indent + self.describe()]
+        for child in self.children():
+            lines.append(child.explain(indent + 1))
+        return "\n".join(lines)
+
+
+@dataclass(eq=False)
+class Scan(LogicalNode):
+    table: TableSpec = None  # type: ignore[assignment]
+
+    def describe(self) -> str:
+        cols = ", ".join(self.schema.names)
+        extra = ""
+        if self.table.prune_filter is not None:
+            extra = f" prune: {self.table.prune_filter}"
+        return f"Scan {self.table.name} ({self.table.connector}) [{cols}]{extra}"
+
+
+@dataclass(eq=False)
+class Filter(LogicalNode):
+    input: LogicalNode = None  # type: ignore[assignment]
+    predicate: Expr = None  # type: ignore[assignment]
+
+    def children(self) -> list[LogicalNode]:
+        return [self.input]
+
+    def describe(self) -> str:
+        return f"Filter {self.predicate}"
+
+
+@dataclass(eq=False)
+class Project(LogicalNode):
+    input: LogicalNode = None  # type: ignore[assignment]
+    exprs: list[Expr] = field(default_factory=list)
+
+    def children(self) -> list[LogicalNode]:
+        return [self.input]
+
+    def is_identity(self) -> bool:
+        """True when it passes the input's columns through unchanged, in order."""
+        names = self.input.schema.names
+        return len(self.exprs) == len(names) and self.schema.names == names and all(
+            isinstance(e, Column) and e.name == n for e, n in zip(self.exprs, names))
+
+    def describe(self) -> str:
+        parts = []
+        for name, e in zip(self.schema.names, self.exprs):
+            text = str(e)
+            parts.append(text if text == name else f"{text} AS {name}")
+        return "Project " + ", ".join(parts)
+
+
+@dataclass(eq=False)
+class SinkWrite(LogicalNode):
+    input: LogicalNode = None  # type: ignore[assignment]
+    table: TableSpec = None  # type: ignore[assignment]
+
+    def children(self) -> list[LogicalNode]:
+        return [self.input]
+
+    def describe(self) -> str:
+        return f"Sink {self.table.name} ({self.table.connector})"
+
+
+@dataclass(eq=False)
+class Aggregate(LogicalNode):
+    """GROUP BY (windowed when ``window`` is set): keys, then aggregate outputs."""
+
+    input: LogicalNode = None  # type: ignore[assignment]
+    keys: list[Expr] = field(default_factory=list)
+    key_names: list[str] = field(default_factory=list)
+    aggregates: list[Any] = field(default_factory=list)
+    agg_names: list[str] = field(default_factory=list)
+    window: Any = None
+
+    def children(self) -> list[LogicalNode]:
+        return [self.input]
+
+    def describe(self) -> str:
+        keys = ", ".join(f"{k} AS {n}" for k, n in zip(self.keys, self.key_names))
+        aggs = ", ".join(f"{a} AS {n}" for a, n in zip(self.aggregates, self.agg_names))
+        win = f" window={self.window}" if self.window is not None else ""
+        return f"Aggregate keys=[{keys}] aggs=[{aggs}]{win}"

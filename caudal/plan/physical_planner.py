@@ -1,0 +1,102 @@
+"""Lower an optimized logical plan to the physical dataflow graph.
+
+Stateless nodes are fused into the chain of the vertex below them; a stateful node keyed by
+columns starts a new vertex fed by a hash edge. Modules that add logical node types register
+a lowering in ``LOWERINGS`` (type -> function), so this module stays closed to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from caudal.plan.logical import Filter, LogicalNode, Project, Scan, SinkWrite
+from caudal.plan.physical import Edge, OperatorSpec, PhysicalGraph, Vertex
+
+LOWERINGS: dict[type, Callable[[PhysicalPlanner, LogicalNode], int]] = {}
+
+
+class PhysicalPlanner:
+    def __init__(self, parallelism: int = 1, settings: dict | None = None):
+        self.parallelism = parallelism
+        self.graph = PhysicalGraph(settings=dict(settings or {}))
+
+    def new_vertex(self, name: str, parallelism: int | None = None, **kw) -> Vertex:
+        v = Vertex(id=len(self.graph.vertices), name=name, operators=[],
+                   parallelism=parallelism or self.parallelism, **kw)
+        self.graph.vertices.append(v)
+        return v
+
+    def connect(self, src: int, dst: int, partitioning: str, keys: list[str] | None = None,
+                input: int = 0) -> None:
+        self.graph.edges.append(Edge(src, dst, partitioning, list(keys or []), input))
+
+    def lower(self, node: LogicalNode) -> int:
+        for cls in type(node).__mro__:
+            if cls in LOWERINGS:
+                return LOWERINGS[cls](self, node)
+        raise NotImplementedError(f"no physical lowering for {type(node).__name__}")
+
+    def chain_tail(self, vid: int) -> OperatorSpec | None:
+        ops = self.graph.vertices[vid].operators
+        return ops[-1] if ops else None
+
+
+def _lower_scan(planner: PhysicalPlanner, node: Scan) -> int:
+    v = planner.new_vertex(f"source {node.table.name}", source=node.table)
+    return v.id
+
+
+def _lower_filter(planner: PhysicalPlanner, node: Filter) -> int:
+    vid = planner.lower(node.input)
+    planner.graph.vertices[vid].operators.append(OperatorSpec(
+        "project_filter", {"exprs": None, "names": None, "predicate": node.predicate,
+                           "output_schema": node.schema},
+        f"filter {node.predicate}", node.schema))
+    return vid
+
+
+def _lower_project(planner: PhysicalPlanner, node: Project) -> int:
+    vid = planner.lower(node.input)
+    if node.is_identity():
+        return vid
+    names = node.schema.names
+    tail = planner.chain_tail(vid)
+    label = "project " + ", ".join(
+        str(e) if str(e) == n else f"{e} AS {n}" for e, n in zip(node.exprs, names))
+    if tail is not None and tail.kind == "project_filter" and tail.params["exprs"] is None:
+        # fuse: filter then project in one operator
+        tail.params.update(exprs=node.exprs, names=names, output_schema=node.schema)
+        tail.label = f"{tail.label}; {label}"
+        tail.output_schema = node.schema
+        return vid
+    planner.graph.vertices[vid].operators.append(OperatorSpec(
+        "project_filter", {"exprs": node.exprs, "names": names, "predicate": None,
+                           "output_schema": node.schema}, label, node.schema))
+    return vid
+
+
+def _lower_sink(planner: PhysicalPlanner, node: SinkWrite) -> int:
+    vid = planner.lower(node.input)
+    v = planner.graph.vertices[vid]
+    single = node.table.connector == "stdout"
+    if v.sink is not None or (single and v.parallelism > 1):
+        sink_v = planner.new_vertex(f"sink {node.table.name}",
+                                    parallelism=1 if single else v.parallelism)
+        planner.connect(vid, sink_v.id, "single" if single else "forward")
+        v = sink_v
+    v.sink = node.table
+    v.operators.append(OperatorSpec("sink", {"table": node.table}, f"write {node.table.name}",
+                                    node.schema))
+    return v.id
+
+
+LOWERINGS.update({Scan: _lower_scan, Filter: _lower_filter, Project: _lower_project,
+                  SinkWrite: _lower_sink})
+
+
+def build_graph(sinks: list[SinkWrite], parallelism: int = 1,
+                settings: dict | None = None) -> PhysicalGraph:
+    planner = PhysicalPlanner(parallelism, settings)
+    for sink in sinks:
+        planner.lower(sink)
+    return planner.graph

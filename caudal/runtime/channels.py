@@ -1,0 +1,75 @@
+"""Bounded channels into a subtask, grouped in an input gate.
+
+Each upstream subtask writes to its own channel of the gate; a full channel blocks its writer
+(backpressure up to the sources). The reader takes from any channel that is not *blocked*:
+during checkpoint alignment, a channel that delivered the barrier is blocked until the
+barrier arrived on all channels.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+
+class Cancelled(Exception):
+    """The job is stopping; raised in threads waiting on a channel."""
+
+
+class InputGate:
+    def __init__(self, channels: int, capacity: int, cancel: threading.Event):
+        self._lock = threading.Lock()
+        self._readable = threading.Condition(self._lock)
+        self._writable = threading.Condition(self._lock)
+        self._queues: list[deque] = [deque() for _ in range(channels)]
+        self._blocked = [False] * channels
+        self._capacity = capacity
+        self._cancel = cancel
+        self._next = 0
+
+    @property
+    def channels(self) -> int:
+        return len(self._queues)
+
+    def put(self, channel: int, item: Any) -> None:
+        with self._lock:
+            queue = self._queues[channel]
+            while len(queue) >= self._capacity:
+                if self._cancel.is_set():
+                    raise Cancelled
+                self._writable.wait(0.1)
+            queue.append(item)
+            self._readable.notify()
+
+    def get(self, timeout: float) -> tuple[int, Any] | None:
+        """The next item of any unblocked channel, fairly, or None after ``timeout``."""
+        with self._lock:
+            waited = False
+            while True:
+                n = len(self._queues)
+                for i in range(n):
+                    ch = (self._next + i) % n
+                    if not self._blocked[ch] and self._queues[ch]:
+                        self._next = (ch + 1) % n
+                        item = self._queues[ch].popleft()
+                        self._writable.notify_all()
+                        return ch, item
+                if self._cancel.is_set():
+                    raise Cancelled
+                if waited:
+                    return None
+                self._readable.wait(timeout)
+                waited = True
+
+    def block(self, channel: int) -> None:
+        with self._lock:
+            self._blocked[channel] = True
+
+    def unblock_all(self) -> None:
+        with self._lock:
+            self._blocked = [False] * len(self._queues)
+            self._readable.notify_all()
+
+    def queued(self) -> int:
+        return sum(len(q) for q in self._queues)

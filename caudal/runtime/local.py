@@ -1,0 +1,138 @@
+"""The embedded runtime: every subtask of the graph is a thread of this process.
+
+Arrow kernels release the GIL, so subtasks of a parallel job use several cores for the heavy
+work while the Python glue stays per batch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from caudal.connectors.registry import source_class
+from caudal.errors import CaudalError, RuntimeFailure
+from caudal.plan.physical import PhysicalGraph
+from caudal.runtime.base import JobResult, Runtime, SubtaskStats
+from caudal.runtime.channels import InputGate
+from caudal.runtime.partitioners import make_route
+from caudal.runtime.subtask import JobContext, OutputEdge, SubtaskRunner
+
+#: batches (or control messages) a channel holds before its writer blocks
+CHANNEL_CAPACITY = 8
+
+
+class LocalRuntime(Runtime):
+    def __init__(self, batch_rows: int = 65536, linger_s: float = 0.005,
+                 channel_capacity: int = CHANNEL_CAPACITY):
+        self.job = JobContext(batch_rows=batch_rows, linger_s=linger_s)
+        self.channel_capacity = channel_capacity
+        self.runners: list[SubtaskRunner] = []
+        self.threads: list[threading.Thread] = []
+        self._stats: list[SubtaskStats] = []
+        self.graph: PhysicalGraph | None = None
+
+    def deploy(self, graph: PhysicalGraph, restore_from: str | None = None) -> None:
+        self.graph = graph
+        self.job.settings = dict(graph.settings)
+        gates: dict[tuple[int, int], InputGate] = {}
+        channel_inputs: dict[tuple[int, int], list[int]] = {}
+        # channel numbering: per destination subtask, one channel per (edge, source subtask)
+        channel_of: dict[tuple[int, int, int], int] = {}
+        for v in graph.vertices:
+            edges = graph.inputs_of(v.id)
+            if not edges:
+                continue
+            for i in range(v.parallelism):
+                inputs: list[int] = []
+                for edge_index, e in enumerate(graph.edges):
+                    if e.dst != v.id:
+                        continue
+                    for s in range(graph.vertex(e.src).parallelism):
+                        channel_of[(edge_index, s, i)] = len(inputs)
+                        inputs.append(e.input)
+                gates[(v.id, i)] = InputGate(len(inputs), self.channel_capacity, self.job.cancel)
+                channel_inputs[(v.id, i)] = inputs
+        for v in graph.vertices:
+            for i in range(v.parallelism):
+                outputs = []
+                for edge_index, e in enumerate(graph.edges):
+                    if e.src != v.id:
+                        continue
+                    dst = graph.vertex(e.dst)
+                    targets = [(gates[(dst.id, j)], channel_of[(edge_index, i, j)])
+                               for j in range(dst.parallelism)]
+                    outputs.append(OutputEdge(make_route(e.partitioning, e.keys, i,
+                                                         dst.parallelism), targets))
+                stats = SubtaskStats(v.id, i)
+                source = None
+                assigned = None
+                if v.source is not None:
+                    source = source_class(v.source)(v.source)
+                    parts = source.partitions(v.parallelism)
+                    assigned = parts[i::v.parallelism]
+                runner = SubtaskRunner(self.job, v, i, gates.get((v.id, i)),
+                                       channel_inputs.get((v.id, i), []), outputs, stats,
+                                       source, assigned)
+                self.runners.append(runner)
+                self._stats.append(stats)
+
+    def start(self) -> None:
+        for r in self.runners:
+            t = threading.Thread(target=r.run, name=f"{r.vertex.name}#{r.index}", daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the job to end; True if it has."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for t in self.threads:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            t.join(remaining)
+            if t.is_alive():
+                return False
+        return True
+
+    def run(self) -> JobResult:
+        started = time.monotonic()
+        self.start()
+        try:
+            while not self.wait(0.2):
+                if self.job.errors:
+                    self.job.cancel.set()
+        except KeyboardInterrupt:
+            self.stop()
+            self.wait(5)
+            raise
+        return self.result(time.monotonic() - started)
+
+    def result(self, elapsed: float) -> JobResult:
+        if self.job.errors:
+            error = self.job.errors[0]
+            if isinstance(error, CaudalError):
+                raise error
+            raise RuntimeFailure(f"{type(error).__name__}: {error}") from error
+        stats = self._stats
+        sources = [s for s, r in zip(stats, self.runners) if r.source is not None]
+        sinks = [r for r in self.runners if r.vertex.sink is not None]
+        examples: list[str] = []
+        for r in self.runners:
+            if r.source is not None:
+                examples.extend(r.source.metrics.bad_row_examples)
+        rows_out = 0
+        for r in sinks:
+            for op in r.operators:
+                rows_out += getattr(op, "rows", 0)
+        return JobResult(
+            elapsed_s=elapsed,
+            rows_in=sum(s.rows_in for s in sources),
+            rows_out=rows_out,
+            bad_rows_dropped=sum(s.bad_rows_dropped for s in sources),
+            late_rows=sum(s.late_rows for s in stats),
+            bad_row_examples=examples[:5],
+        )
+
+    def stop(self, savepoint: bool = False) -> None:
+        self.job.cancel.set()
+
+    def stats(self) -> list[SubtaskStats]:
+        return list(self._stats)

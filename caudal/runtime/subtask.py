@@ -1,0 +1,267 @@
+"""The loop of one subtask, shared by every runtime: read input (a source or an input gate),
+run the fused chain, route output, and handle control messages in order with the data.
+
+Checkpoints: a source subtask injects ``Barrier(epoch)`` when the coordinator asks; a subtask
+with several input channels aligns (blocks each channel that delivered the barrier until all
+did), then snapshots its operators, forwards the barrier and acknowledges.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from caudal.connectors.base import Source
+from caudal.durations import parse_duration_s
+from caudal.operators.base import OperatorContext
+from caudal.operators.registry import create
+from caudal.operators.sink import SinkOperator
+from caudal.plan.physical import Vertex
+from caudal.runtime.base import SubtaskStats
+from caudal.runtime.chain import Chain
+from caudal.runtime.channels import Cancelled, InputGate
+from caudal.runtime.messages import WATERMARK_MAX, Barrier, EndOfData, Idle, Watermark
+from caudal.runtime.partitioners import Route
+from caudal.runtime.watermarks import InputWatermarks, SourceWatermark
+from caudal.types import conform_batch
+
+
+class CheckpointHooks(Protocol):
+    """What a subtask asks of the checkpoint coordinator (none when checkpoints are off)."""
+
+    def barrier_due(self, vertex: int, subtask: int) -> Barrier | None: ...
+
+    def acknowledge(self, vertex: int, subtask: int, epoch: int,
+                    state: dict[str, Any]) -> None: ...
+
+    def committed_epoch(self) -> int: ...
+
+
+@dataclass
+class JobContext:
+    """What all subtasks of a job share."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    errors: list[BaseException] = field(default_factory=list)
+    checkpoints: CheckpointHooks | None = None
+    batch_rows: int = 65536
+    linger_s: float = 0.005
+    settings: dict[str, Any] = field(default_factory=dict)
+    #: state restored from a checkpoint: (vertex, subtask) -> {"operators": [...], ...}
+    restored: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+
+    def fail(self, error: BaseException) -> None:
+        self.errors.append(error)
+        self.cancel.set()
+
+
+@dataclass
+class OutputEdge:
+    route: Route
+    #: per downstream subtask: its gate and this subtask's channel in it
+    targets: list[tuple[InputGate, int]]
+
+    def send_batch(self, batch: pa.RecordBatch) -> None:
+        for target, piece in self.route(batch):
+            if piece.num_rows:
+                gate, channel = self.targets[target]
+                gate.put(channel, piece)
+
+    def send_control(self, message: Any) -> None:
+        for gate, channel in self.targets:
+            gate.put(channel, message)
+
+
+class SubtaskRunner:
+    def __init__(self, job: JobContext, vertex: Vertex, index: int,
+                 gate: InputGate | None, channel_inputs: list[int],
+                 outputs: list[OutputEdge], stats: SubtaskStats,
+                 source: Source | None = None, assigned: list[str] | None = None):
+        self.job = job
+        self.vertex = vertex
+        self.index = index
+        self.gate = gate
+        self.channel_inputs = channel_inputs
+        self.outputs = outputs
+        self.stats = stats
+        self.source = source
+        self.assigned = assigned or []
+        self.ctx = OperatorContext(subtask=index, parallelism=vertex.parallelism)
+        restored = job.restored.get((vertex.id, index), {})
+        self.operators = [create(spec) for spec in vertex.operators]
+        op_states = restored.get("operators", [{} for _ in self.operators])
+        for op, state in zip(self.operators, op_states):
+            if isinstance(op, SinkOperator):
+                op.open(self.ctx, state.get("sink") if state else None)
+            else:
+                op.open(self.ctx)
+                if state:
+                    op.restore(state)
+        self.source_offsets = restored.get("offsets")
+        self.chain = Chain(self.operators)
+        self.epoch = restored.get("epoch", 0)
+
+    # ---- output ---------------------------------------------------------------------------
+
+    def _emit(self, batches: list[pa.RecordBatch]) -> None:
+        for b in batches:
+            self.stats.rows_out += b.num_rows
+            for out in self.outputs:
+                out.send_batch(b)
+
+    def _control(self, message: Any) -> None:
+        for out in self.outputs:
+            out.send_control(message)
+
+    def _watermark(self, time_us: int) -> None:
+        emitted, forward = self.chain.on_watermark(time_us)
+        self._emit(emitted)
+        self.stats.watermark = forward
+        self._control(Watermark(forward))
+
+    # ---- checkpoints ----------------------------------------------------------------------
+
+    def _snapshot(self, barrier: Barrier) -> None:
+        states: list[dict[str, Any]] = []
+        for op in self.operators:
+            if isinstance(op, SinkOperator):
+                states.append({"sink": op.pre_commit(barrier.epoch)})
+            else:
+                states.append(op.snapshot(barrier.epoch))
+        payload: dict[str, Any] = {"operators": states}
+        if self.source is not None:
+            payload["offsets"] = self.source.offsets()
+        self.epoch = barrier.epoch
+        self._control(barrier)
+        if self.job.checkpoints is not None:
+            self.job.checkpoints.acknowledge(self.vertex.id, self.index, barrier.epoch, payload)
+
+    def _commit_sinks(self) -> None:
+        if self.job.checkpoints is None:
+            return
+        epoch = self.job.checkpoints.committed_epoch()
+        for op in self.operators:
+            if isinstance(op, SinkOperator) and op.pending:
+                op.commit(epoch)
+
+    def _finish(self) -> None:
+        self._emit(self.chain.on_end())
+        for op in self.operators:
+            if isinstance(op, SinkOperator):
+                if self.job.checkpoints is None:
+                    op.finish(self.epoch + 1)
+                else:
+                    self.job.checkpoints.final_commit(self, op)  # type: ignore[attr-defined]
+        self._control(EndOfData())
+        for op in self.operators:
+            op.close()
+        self.stats.finished = True
+
+    # ---- loops ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            if self.source is not None:
+                self._run_source()
+            else:
+                self._run_inputs()
+        except Cancelled:
+            pass
+        except BaseException as e:  # noqa: BLE001 - reported to the job, which stops
+            self.job.fail(e)
+
+    def _run_source(self) -> None:
+        source = self.source
+        table = source.table
+        source.open(self.assigned, self.source_offsets)
+        time_col = table.event_time
+        wm = SourceWatermark(table.watermark_delay_us) if time_col else None
+        idle_after = parse_duration_s(table.options.get("idle_timeout", "30s"), "idle_timeout")
+        last_data = time.monotonic()
+        idle = False
+        schema = source.schema
+        while not self.job.cancel.is_set():
+            if self.job.checkpoints is not None:
+                barrier = self.job.checkpoints.barrier_due(self.vertex.id, self.index)
+                if barrier is not None:
+                    self._snapshot(barrier)
+                self._commit_sinks()
+            batch = source.poll(self.job.batch_rows, self.job.linger_s)
+            if batch is None:
+                if source.finished():
+                    break
+                if not idle and time.monotonic() - last_data > idle_after:
+                    idle = True
+                    self._control(Idle())
+                continue
+            last_data = time.monotonic()
+            idle = False
+            if not batch.schema.equals(schema):
+                batch = conform_batch(batch, schema)
+            self.stats.rows_in += batch.num_rows
+            self.stats.batches_in += 1
+            self.stats.bad_rows_dropped = source.metrics.bad_rows_dropped
+            advanced = wm.observe(batch.column(time_col)) if wm is not None else False
+            self._emit(self.chain.process(batch))
+            if advanced:
+                self._watermark(wm.current)
+        if self.job.cancel.is_set():
+            return
+        self.stats.bad_rows_dropped = source.metrics.bad_rows_dropped
+        self._watermark(WATERMARK_MAX)
+        self._finish()
+        source.close()
+
+    def _run_inputs(self) -> None:
+        gate = self.gate
+        assert gate is not None
+        marks = InputWatermarks(gate.channels)
+        barrier_seen: set[int] = set()
+        pending: Barrier | None = None
+        ended: set[int] = set()
+        while True:
+            if self.job.checkpoints is not None:
+                self._commit_sinks()
+            got = gate.get(0.05)
+            if got is None:
+                continue
+            channel, item = got
+            if isinstance(item, pa.RecordBatch):
+                marks.activity(channel)
+                self.stats.rows_in += item.num_rows
+                self.stats.batches_in += 1
+                self._emit(self.chain.process(item, self.channel_inputs[channel]))
+            elif isinstance(item, Watermark):
+                if marks.update(channel, item.time):
+                    self._watermark(marks.current)
+            elif isinstance(item, Barrier):
+                barrier_seen.add(channel)
+                pending = item
+                gate.block(channel)
+                if len(barrier_seen | ended) >= gate.channels:
+                    self._snapshot(item)
+                    barrier_seen.clear()
+                    pending = None
+                    gate.unblock_all()
+            elif isinstance(item, Idle):
+                if marks.set_idle(channel):
+                    self._watermark(marks.current)
+            elif isinstance(item, EndOfData):
+                ended.add(channel)
+                if marks.end(channel):
+                    self._watermark(marks.current)
+                if pending is not None and len(barrier_seen | ended) >= gate.channels:
+                    # a channel ended while others wait in alignment: the barrier is complete
+                    self._snapshot(pending)
+                    barrier_seen.clear()
+                    pending = None
+                    gate.unblock_all()
+                if len(ended) == gate.channels:
+                    break
+        if marks.current < WATERMARK_MAX:
+            self._watermark(WATERMARK_MAX)
+        self._finish()

@@ -1,0 +1,184 @@
+"""The catalog of a script: tables (with connector options), views and SET settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+from sqlglot import exp
+
+from caudal.durations import parse_duration_us
+from caudal.errors import ConfigError, PlanError
+from caudal.plan.tables import TableSpec
+from caudal.sql.scope import position
+from caudal.types import TIMESTAMP, arrow_type
+
+#: property classes sqlglot uses for some WITH keys, and the key they stand for
+_PROPERTY_KEYS = {
+    exp.FileFormatProperty: "format",
+    exp.PartitionedByProperty: "partitioned_by",
+    exp.LocationProperty: "location",
+    exp.SchemaCommentProperty: "comment",
+    exp.EngineProperty: "engine",
+}
+
+
+@dataclass
+class Catalog:
+    tables: dict[str, TableSpec] = field(default_factory=dict)
+    views: dict[str, exp.Expression] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def add_table(self, node: exp.Create, line: int) -> TableSpec:
+        target = node.this
+        columns: list[pa.Field] = []
+        watermark = None
+        if isinstance(target, exp.Schema):
+            table_node = target.this
+            for item in target.expressions:
+                if isinstance(item, exp.ColumnDef):
+                    kind = item.args.get("kind")
+                    if kind is None:
+                        ln, col = position(item)
+                        raise PlanError(f"column {item.name!r} has no type", line=ln, col=col)
+                    try:
+                        columns.append(pa.field(item.name, arrow_type(kind)))
+                    except PlanError as e:
+                        raise e.with_position(*position(item)) from None
+                elif isinstance(item, exp.WatermarkColumnConstraint):
+                    watermark = item
+                else:
+                    ln, col = position(item)
+                    raise PlanError(f"unsupported table element {item.sql()}", line=ln, col=col,
+                                    hint="columns and WATERMARK FOR col AS col - INTERVAL '…'")
+        else:
+            table_node = target
+        name = table_node.name
+        key = name.lower()
+        if key in self.tables or key in self.views:
+            ln, col = position(table_node)
+            raise PlanError(f"table {name!r} is already defined", line=ln, col=col)
+        options = self._options(node, name, line)
+        connector = options.get("connector")
+        if connector is None:
+            raise ConfigError(f"table {name!r} has no connector", line=line,
+                              hint="add WITH (connector = 'filesystem', …)")
+        spec = TableSpec(name=name, connector=connector, options=options,
+                         schema=pa.schema(columns) if columns else None, line=line)
+        self._event_time(spec, watermark, columns)
+        self.tables[key] = spec
+        return spec
+
+    @staticmethod
+    def _options(node: exp.Create, table: str, line: int) -> dict[str, str]:
+        props = node.args.get("properties")
+        options: dict[str, str] = {}
+        for prop in props.expressions if props else []:
+            if isinstance(prop, exp.Property):
+                key = prop.this.name if isinstance(prop.this, (exp.Var, exp.Literal,
+                                                               exp.Identifier)) else prop.name
+                value = prop.args.get("value")
+            else:
+                key = _PROPERTY_KEYS.get(type(prop))
+                value = prop.this
+                if key is None:
+                    raise ConfigError(f"unsupported WITH option {prop.sql()!r} in table "
+                                      f"{table!r}", line=line,
+                                      hint="write options as key = 'value'")
+            if isinstance(value, exp.Literal):
+                text = value.this
+            elif isinstance(value, (exp.Boolean,)):
+                text = "true" if value.this else "false"
+            elif value is not None:
+                text = value.name or value.sql()
+            else:
+                text = ""
+            options[key.lower()] = str(text)
+        return options
+
+    @staticmethod
+    def _event_time(spec: TableSpec, watermark, columns: list[pa.Field]) -> None:
+        names = {f.name.lower(): f for f in columns}
+        if watermark is not None:
+            col = watermark.this.name
+            expr = watermark.expression
+            delay = 0
+            ln, cn = position(watermark)
+            if isinstance(expr, exp.Sub) and isinstance(expr.this, exp.Column) and \
+                    expr.this.name.lower() == col.lower() and isinstance(expr.expression,
+                                                                         exp.Interval):
+                delay = interval_us(expr.expression)
+            elif not (isinstance(expr, exp.Column) and expr.name.lower() == col.lower()):
+                raise PlanError(f"unsupported watermark expression {expr.sql()}", line=ln,
+                                col=cn, hint=f"write WATERMARK FOR {col} AS {col} - "
+                                             "INTERVAL '1' SECOND")
+            if columns and col.lower() not in names:
+                raise PlanError(f"WATERMARK FOR names unknown column {col!r}", line=ln, col=cn,
+                                hint="columns: " + ", ".join(f.name for f in columns))
+            spec.event_time = names[col.lower()].name if columns else col
+            spec.watermark_delay_us = delay
+        elif "event_time_field" in spec.options:
+            spec.event_time = spec.options["event_time_field"]
+            spec.watermark_delay_us = parse_duration_us(
+                spec.options.get("watermark_delay", "0s"), "watermark_delay")
+        if spec.event_time and columns:
+            field_ = names.get(spec.event_time.lower())
+            if field_ is None:
+                raise PlanError(f"event time column {spec.event_time!r} is not a column of "
+                                f"{spec.name!r}", line=spec.line)
+            if not pa.types.is_timestamp(field_.type):
+                raise PlanError(f"event time column {spec.event_time!r} must be a TIMESTAMP",
+                                line=spec.line)
+
+    def add_view(self, node: exp.Create) -> None:
+        name = node.this.name
+        key = name.lower()
+        if key in self.tables or key in self.views:
+            ln, col = position(node.this)
+            raise PlanError(f"view {name!r} is already defined", line=ln, col=col)
+        self.views[key] = node.expression
+
+
+def interval_us(node: exp.Interval) -> int:
+    """The length of a constant INTERVAL literal in microseconds."""
+    value = node.this
+    unit = node.args.get("unit")
+    text = value.name if isinstance(value, exp.Literal) else value.sql()
+    if unit is not None:
+        text = f"{text} {unit.name}"
+    return parse_interval_text(text, node)
+
+
+_INTERVAL_UNITS = {
+    "microsecond": 1, "microseconds": 1, "us": 1,
+    "millisecond": 1_000, "milliseconds": 1_000, "ms": 1_000,
+    "second": 1_000_000, "seconds": 1_000_000, "sec": 1_000_000, "secs": 1_000_000,
+    "s": 1_000_000,
+    "minute": 60_000_000, "minutes": 60_000_000, "min": 60_000_000, "mins": 60_000_000,
+    "m": 60_000_000,
+    "hour": 3_600_000_000, "hours": 3_600_000_000, "h": 3_600_000_000,
+    "day": 86_400_000_000, "days": 86_400_000_000, "d": 86_400_000_000,
+    "week": 7 * 86_400_000_000, "weeks": 7 * 86_400_000_000,
+}
+
+
+def parse_interval_text(text: str, node: exp.Expression | None = None) -> int:
+    """'10 second', '1 hour 30 minutes', '500 ms' -> microseconds."""
+    parts = text.lower().replace(",", " ").split()
+    total = 0
+    i = 0
+    try:
+        while i < len(parts):
+            number = float(parts[i])
+            unit = parts[i + 1] if i + 1 < len(parts) else "second"
+            total += int(number * _INTERVAL_UNITS[unit])
+            i += 2
+    except (ValueError, KeyError, IndexError):
+        ln, col = position(node) if node is not None else (None, None)
+        raise PlanError(f"cannot read interval {text!r}", line=ln, col=col,
+                        hint="write INTERVAL '10' SECOND or INTERVAL '1 minute'") from None
+    return total
+
+
+__all__ = ["Catalog", "interval_us", "parse_interval_text", "TIMESTAMP"]

@@ -1,0 +1,383 @@
+"""Turn parsed statements into logical plans: resolve tables, views and columns, type every
+expression, and give each INSERT/SELECT a sink.
+
+A script becomes one job: every INSERT INTO and every bare SELECT (printed to stdout) is an
+output of the same dataflow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+from sqlglot import exp
+
+from caudal.connectors import registry as connectors
+from caudal.errors import CaudalError, ConfigError, PlanError
+from caudal.plan.expressions import Column, Expr
+from caudal.plan.functions.coerce import cast
+from caudal.plan.logical import Filter, LogicalNode, Project, Scan, SinkWrite
+from caudal.plan.tables import TableSpec
+from caudal.sql.catalog import Catalog
+from caudal.sql.parser import ACCEPTED_STATEMENTS, Statement, parse_script
+from caudal.sql.scope import Scope, ScopeColumn, position
+from caudal.types import sql_name
+
+#: aggregate function names (sqlglot node keys and anonymous names)
+AGGREGATE_NAMES = {
+    "count", "sum", "avg", "min", "max", "stddev", "stddev_pop", "stddev_samp", "variance",
+    "var_pop", "var_samp", "bool_and", "bool_or", "every", "first_value", "last_value",
+    "string_agg", "approx_count_distinct", "approx_distinct", "array_agg", "groupconcat",
+    "first", "last", "anyvalue", "any_value", "stddevpop", "stddevsamp", "varpop", "varsamp",
+    "logicaland", "logicalor", "approxdistinct", "arrayagg",
+}
+
+
+@dataclass
+class Output:
+    """One INSERT or SELECT of the script, planned."""
+
+    plan: SinkWrite
+    statement: Statement
+
+
+@dataclass
+class Job:
+    outputs: list[Output] = field(default_factory=list)
+    explains: list[Output] = field(default_factory=list)
+    catalog: Catalog = field(default_factory=Catalog)
+
+
+def is_aggregate(node: exp.Expression) -> bool:
+    if isinstance(node, exp.AggFunc):
+        return True
+    if isinstance(node, exp.Anonymous) and node.name.lower() in AGGREGATE_NAMES:
+        return True
+    return False
+
+
+def contains_aggregate(node: exp.Expression) -> bool:
+    for sub in node.walk():
+        if isinstance(sub, exp.Window):
+            continue
+        if is_aggregate(sub) and not isinstance(sub.parent, exp.Window):
+            return True
+    return False
+
+
+def output_name(node: exp.Expression) -> str:
+    """The column name a SELECT item gets: its alias, the column or field name, the
+    function name, else the expression's text (as DataFusion does)."""
+    if isinstance(node, exp.Alias):
+        return node.alias
+    if isinstance(node, exp.Column):
+        return node.name
+    if isinstance(node, exp.Dot):
+        return node.name
+    if isinstance(node, exp.Cast):
+        return output_name(node.this)
+    if isinstance(node, exp.Anonymous):
+        return node.name.lower()
+    if isinstance(node, exp.Func) and not isinstance(node, (exp.Binary, exp.Unary)):
+        return node.sql_name().lower()
+    return node.sql(dialect="postgres")
+
+
+def unique_names(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        key = n.lower()
+        if key in seen:
+            seen[key] += 1
+            candidate = f"{n}_{seen[key]}"
+            while candidate.lower() in seen:
+                seen[key] += 1
+                candidate = f"{n}_{seen[key]}"
+            out.append(candidate)
+            seen[candidate.lower()] = 0
+        else:
+            seen[key] = 0
+            out.append(n)
+    return out
+
+
+class Planner:
+    """Plans a script statement by statement against one catalog."""
+
+    def __init__(self, catalog: Catalog | None = None):
+        self.catalog = catalog or Catalog()
+
+    # ---- statements ---------------------------------------------------------------------
+
+    def plan_script(self, text: str) -> Job:
+        job = Job(catalog=self.catalog)
+        for stmt in parse_script(text):
+            try:
+                output = self.plan_statement(stmt)
+            except CaudalError as e:
+                raise e.with_position(stmt.line, None) from None
+            if output is None:
+                continue
+            (job.explains if stmt.explain else job.outputs).append(output)
+        return job
+
+    def plan_statement(self, stmt: Statement) -> Output | None:
+        node = stmt.node
+        if isinstance(node, exp.Create):
+            kind = (node.args.get("kind") or "").upper()
+            if kind == "TABLE":
+                if node.expression is not None:
+                    raise PlanError("CREATE TABLE … AS SELECT is not supported", line=stmt.line,
+                                    hint="CREATE TABLE t WITH (…); then INSERT INTO t SELECT …")
+                self.catalog.add_table(node, stmt.line)
+                return None
+            if kind == "VIEW":
+                self.catalog.add_view(node)
+                return None
+            raise PlanError(f"CREATE {kind} is not supported", line=stmt.line,
+                            hint="CREATE TABLE or CREATE VIEW")
+        if isinstance(node, exp.Set):
+            for item in node.expressions:
+                eq = item.this
+                if isinstance(eq, exp.EQ):
+                    value = eq.expression
+                    text = value.name if isinstance(value, exp.Literal) else value.sql()
+                    self.catalog.settings[eq.this.name.lower()] = text
+            return None
+        if isinstance(node, exp.Insert):
+            return self._plan_insert(node, stmt)
+        if isinstance(node, (exp.Select, exp.Union, exp.Subquery)):
+            plan, _ = self.plan_query(node)
+            sink = TableSpec(name="stdout", connector="stdout", options={}, schema=plan.schema)
+            return Output(SinkWrite(plan.schema, None, input=plan, table=sink), stmt)
+        raise PlanError(f"unsupported statement {type(node).__name__.upper()}",
+                        line=stmt.line, col=1, hint=f"accepted: {ACCEPTED_STATEMENTS}")
+
+    def _plan_insert(self, node: exp.Insert, stmt: Statement) -> Output:
+        target = node.this
+        columns = None
+        if isinstance(target, exp.Schema):
+            columns = [c.name for c in target.expressions]
+            target = target.this
+        name = target.name
+        spec = self.catalog.tables.get(name.lower())
+        if spec is None:
+            ln, col = position(target)
+            known = ", ".join(t.name for t in self.catalog.tables.values()) or "(none)"
+            raise PlanError(f"INSERT INTO unknown table {name!r}", line=ln, col=col,
+                            hint=f"tables: {known}")
+        sink_cls = connectors.sink_class(spec)
+        connectors.check_options(spec, sink_cls)
+        sink_cls.validate(spec)
+        plan, _ = self.plan_query(node.expression)
+        plan = self._conform_to_sink(plan, spec, columns, node)
+        sink = dataclasses.replace(spec, schema=plan.schema)
+        return Output(SinkWrite(plan.schema, None, input=plan, table=sink), stmt)
+
+    @staticmethod
+    def _conform_to_sink(plan: LogicalNode, spec: TableSpec, columns: list[str] | None,
+                         node: exp.Expression) -> LogicalNode:
+        if spec.schema is None:
+            return plan
+        declared = spec.schema
+        names = columns or declared.names
+        if len(names) != len(plan.schema):
+            ln, col = position(node)
+            raise PlanError(f"INSERT INTO {spec.name} gives {len(plan.schema)} column(s) but "
+                            f"the table expects {len(names)} ({', '.join(names)})",
+                            line=ln, col=col)
+        exprs: list[Expr] = []
+        for i, n in enumerate(names):
+            target = declared.field(n).type if n in declared.names else None
+            if target is None:
+                raise PlanError(f"table {spec.name} has no column {n!r}",
+                                hint="columns: " + ", ".join(declared.names))
+            exprs.append(cast(Column(plan.schema.field(i).type, plan.schema.names[i]), target))
+        schema = pa.schema([pa.field(n, e.dtype) for n, e in zip(names, exprs)])
+        return Project(schema, None, input=plan, exprs=exprs)
+
+    # ---- queries ------------------------------------------------------------------------
+
+    def plan_query(self, node: exp.Expression) -> tuple[LogicalNode, Scope]:
+        if isinstance(node, exp.Subquery):
+            return self.plan_query(node.this)
+        if isinstance(node, exp.Union):
+            ln, col = position(node)
+            raise PlanError("UNION is not supported yet", line=ln, col=col)
+        if not isinstance(node, exp.Select):
+            ln, col = position(node)
+            raise PlanError(f"expected a SELECT, got {node.sql()[:40]!r}", line=ln, col=col)
+        return self.plan_select(node)
+
+    def plan_select(self, select: exp.Select) -> tuple[LogicalNode, Scope]:
+        from caudal.sql.expressions import translate
+
+        for clause, what in (("order", "ORDER BY"), ("limit", "LIMIT"), ("offset", "OFFSET")):
+            if select.args.get(clause) is not None:
+                ln, col = position(select.args[clause])
+                raise PlanError(f"{what} is not supported on a stream", line=ln, col=col,
+                                hint="for the top N rows per window use ROW_NUMBER() OVER "
+                                     "(PARTITION BY window_start, window_end ORDER BY …) <= N")
+        if select.args.get("joins"):
+            ln, col = position(select.args["joins"][0])
+            raise PlanError("JOIN is not supported yet", line=ln, col=col)
+        from_ = select.args.get("from_") or select.args.get("from")
+        if from_ is None:
+            ln, col = position(select)
+            raise PlanError("a streaming SELECT needs a FROM clause", line=ln, col=col)
+        node, scope = self.plan_from(from_.this)
+
+        where = select.args.get("where")
+        if where is not None:
+            if contains_aggregate(where.this):
+                ln, col = position(where.this)
+                raise PlanError("aggregates are not allowed in WHERE", line=ln, col=col,
+                                hint="use HAVING")
+            predicate = translate(where.this, scope)
+            self._expect_boolean(predicate, where.this, "WHERE")
+            node = Filter(node.schema, node.time_column, input=node, predicate=predicate)
+
+        if select.args.get("group") is not None or any(contains_aggregate(e)
+                                                       for e in select.expressions):
+            return self.plan_aggregate(select, node, scope)
+        if select.args.get("having") is not None:
+            ln, col = position(select.args["having"])
+            raise PlanError("HAVING needs GROUP BY or an aggregate", line=ln, col=col)
+        if select.args.get("distinct") is not None:
+            ln, col = position(select)
+            raise PlanError("SELECT DISTINCT is not supported yet", line=ln, col=col,
+                            hint="use GROUP BY over a window")
+        return self.plan_projection(select.expressions, node, scope)
+
+    def plan_projection(self, items: list[exp.Expression], node: LogicalNode,
+                        scope: Scope) -> tuple[LogicalNode, Scope]:
+        from caudal.sql.expressions import translate
+
+        exprs: list[Expr] = []
+        names: list[str] = []
+        for item in items:
+            if isinstance(item, exp.Star) or (isinstance(item, exp.Column)
+                                              and isinstance(item.this, exp.Star)):
+                relation = item.table if isinstance(item, exp.Column) else None
+                cols = [c for c in scope.columns
+                        if relation is None or (c.relation or "").lower() == relation.lower()]
+                if not cols:
+                    ln, col = position(item)
+                    raise PlanError(f"{relation}.* matches no table", line=ln, col=col)
+                for c in cols:
+                    exprs.append(Column(c.dtype, c.physical))
+                    names.append(c.name)
+                continue
+            inner = item.this if isinstance(item, exp.Alias) else item
+            exprs.append(translate(inner, scope))
+            names.append(output_name(item))
+        names = unique_names(names)
+        schema = pa.schema([pa.field(n, e.dtype if not pa.types.is_null(e.dtype)
+                                     else pa.string()) for n, e in zip(names, exprs)])
+        exprs = [cast(e, schema.field(i).type) for i, e in enumerate(exprs)]
+        time_column = None
+        for n, e in zip(names, exprs):
+            if isinstance(e, Column) and e.name == node.time_column:
+                time_column = n
+                break
+        project = Project(schema, time_column, input=node, exprs=exprs)
+        out_scope = Scope(columns=[ScopeColumn(None, n, f.type, n)
+                                   for n, f in zip(names, schema)])
+        return project, out_scope
+
+    def plan_aggregate(self, select: exp.Select, node: LogicalNode,
+                       scope: Scope) -> tuple[LogicalNode, Scope]:
+        """GROUP BY and aggregates: windowed aggregation (caudal.sql.aggregates)."""
+        try:
+            from caudal.sql.aggregates import plan_aggregate
+        except ImportError:
+            ln, col = position(select.args.get("group") or select)
+            raise PlanError("GROUP BY and aggregates are not supported yet", line=ln,
+                            col=col) from None
+        return plan_aggregate(self, select, node, scope)
+
+    def plan_from(self, source: exp.Expression) -> tuple[LogicalNode, Scope]:
+        alias = source.alias if hasattr(source, "alias") else ""
+        if isinstance(source, exp.Subquery):
+            node, inner = self.plan_query(source.this)
+            relation = alias or None
+            return node, Scope(columns=[dataclasses.replace(c, relation=relation)
+                                        for c in inner.columns])
+        if isinstance(source, exp.Table) and isinstance(source.this, exp.Identifier):
+            name = source.name
+            key = name.lower()
+            relation = alias or name
+            if key in self.catalog.views:
+                node, inner = self.plan_query(self.catalog.views[key])
+                return node, Scope(columns=[dataclasses.replace(c, relation=relation)
+                                            for c in inner.columns])
+            spec = self.catalog.tables.get(key)
+            if spec is None:
+                ln, col = position(source)
+                known = sorted([t.name for t in self.catalog.tables.values()]
+                               + list(self.catalog.views))
+                raise PlanError(f"unknown table {name!r}", line=ln, col=col,
+                                hint="tables and views: " + (", ".join(known) or "(none)"))
+            return self.scan(spec, relation)
+        if isinstance(source, exp.Table):
+            return self.plan_table_function(source)
+        ln, col = position(source)
+        raise PlanError(f"unsupported FROM item {source.sql()[:60]!r}", line=ln, col=col,
+                        hint="a table, a view or a subquery")
+
+    def plan_table_function(self, source: exp.Table) -> tuple[LogicalNode, Scope]:
+        """TABLE(TUMBLE(…)) and friends (caudal.sql.windows)."""
+        try:
+            from caudal.sql.window_tvf import plan_window_tvf
+        except ImportError:
+            ln, col = position(source)
+            raise PlanError(f"unsupported FROM item {source.sql()[:60]!r}", line=ln,
+                            col=col) from None
+        return plan_window_tvf(self, source)
+
+    def scan(self, spec: TableSpec, relation: str) -> tuple[LogicalNode, Scope]:
+        source_cls = connectors.source_class(spec)
+        connectors.check_options(spec, source_cls)
+        spec = dataclasses.replace(spec, options=dict(spec.options))
+        if spec.schema is None:
+            try:
+                spec.schema = source_cls.infer_schema(spec)
+            except CaudalError as e:
+                raise e.with_position(spec.line, None) from None
+            if spec.schema is None:
+                raise ConfigError(f"table {spec.name!r} declares no columns and connector "
+                                  f"{spec.connector!r} cannot infer them", line=spec.line,
+                                  hint="declare the columns in CREATE TABLE")
+            if spec.event_time:
+                names = {n.lower(): n for n in spec.schema.names}
+                if spec.event_time.lower() not in names:
+                    raise PlanError(f"event time column {spec.event_time!r} is not a column "
+                                    f"of {spec.name!r}", line=spec.line,
+                                    hint="columns: " + ", ".join(spec.schema.names))
+                spec.event_time = names[spec.event_time.lower()]
+                if not pa.types.is_timestamp(spec.schema.field(spec.event_time).type):
+                    raise PlanError(f"event time column {spec.event_time!r} must be a "
+                                    f"TIMESTAMP, not "
+                                    f"{sql_name(spec.schema.field(spec.event_time).type)}",
+                                    line=spec.line)
+        try:
+            source_cls.validate(spec)
+        except CaudalError as e:
+            raise e.with_position(spec.line, None) from None
+        node = Scan(spec.schema, spec.event_time, table=spec)
+        scope = Scope(columns=[ScopeColumn(relation, f.name, f.type, f.name)
+                               for f in spec.schema])
+        return node, scope
+
+    @staticmethod
+    def _expect_boolean(expr: Expr, node: exp.Expression, clause: str) -> None:
+        if not (pa.types.is_boolean(expr.dtype) or pa.types.is_null(expr.dtype)):
+            ln, col = position(node)
+            raise PlanError(f"{clause} needs a boolean condition, got {sql_name(expr.dtype)}",
+                            line=ln, col=col)
+
+
+def plan_script(text: str) -> Job:
+    return Planner().plan_script(text)
