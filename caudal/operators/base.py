@@ -52,11 +52,17 @@ class Operator:
         return ()
 
     def snapshot(self, epoch: int) -> dict[str, Any]:
-        """State to checkpoint at a barrier: name -> pyarrow Table (or small JSON value)."""
+        """State to checkpoint at a barrier: name -> ``pyarrow.Table`` (written as Parquet).
+
+        Keyed state tables carry an int32 ``_key_group`` column (see state.key_groups) so a
+        job restored at another parallelism can hand each subtask its own key groups.
+        """
         return {}
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Load state written by ``snapshot`` (possibly of several subtasks, when rescaled)."""
+        """Load state written by ``snapshot``. When the job was rescaled, the tables of all
+        old subtasks arrive concatenated; keep the rows whose ``_key_group`` falls in
+        ``key_group_range(self.ctx)``."""
 
     def close(self) -> None:
         pass

@@ -38,7 +38,10 @@ _EMPTY = pa.RecordBatch.from_pydict({"_": [None]})
 
 
 def _call(call: Call, args: list[Evaluator]) -> Evaluator:
-    kernel = lookup(call.func).kernel
+    fn = lookup(call.func)
+    kernel = fn.kernel
+    if fn.lazy:  # CASE, COALESCE, random(): the kernel evaluates its arguments itself
+        return lambda batch: kernel(args, call, batch)
     return lambda batch: kernel([a(batch) for a in args], call)
 
 

@@ -10,6 +10,7 @@ from caudal.plan.functions.registry import BindError
 from caudal.types import TIMESTAMP, is_numeric, is_text, sql_name
 
 _INT_ORDER = [pa.int8(), pa.int16(), pa.int32(), pa.int64()]
+_INT_DIGITS = {8: 3, 16: 5, 32: 10, 64: 19}
 
 
 def cast(expr: Expr, to: pa.DataType) -> Expr:
@@ -32,8 +33,10 @@ def common_numeric(types: list[pa.DataType]) -> pa.DataType:
     decimals = [t for t in types if pa.types.is_decimal(t)]
     if decimals:
         scale = max(t.scale for t in decimals)
-        whole = max([t.precision - t.scale for t in decimals] + [19 if any(
-            pa.types.is_integer(t) for t in types) else 0])
+        # an integer joins a decimal with as many digits as its widest value has
+        whole = max([t.precision - t.scale for t in decimals]
+                    + [_INT_DIGITS.get(t.bit_width, 19) for t in types
+                       if pa.types.is_integer(t)])
         return pa.decimal128(min(38, whole + scale), scale)
     ints = [t for t in types if pa.types.is_integer(t)]
     if not ints:
@@ -94,3 +97,26 @@ def arity(name: str, args: list[Expr], low: int, high: int | None = None) -> Non
     if not (low <= len(args) <= high):
         count = str(low) if low == high else f"{low} to {high}"
         raise BindError(f"{name}() takes {count} argument(s), got {len(args)}")
+
+
+_NO_VALUE = object()
+
+
+def constant_value(arg: Expr, fn: str, what: str, default=_NO_VALUE):
+    """The Python value of an argument that must be known when planning (a regex, a unit,
+    a format): a literal or any expression of literals; else a BindError."""
+    if isinstance(arg, Literal):
+        return arg.value
+    from caudal.plan.expressions import is_constant
+
+    if is_constant(arg):
+        from caudal.plan.compile import compile_expr
+
+        value = compile_expr(arg)(pa.RecordBatch.from_pydict({"_": [None]}))
+        if isinstance(value, pa.Array):
+            value = value[0]
+        return value.as_py()
+    if default is not _NO_VALUE:
+        return default
+    raise BindError(f"{fn}() needs a constant {what}",
+                    hint="write it as a literal, not a column or expression of columns")

@@ -1,5 +1,6 @@
-"""Arithmetic, comparison, boolean logic, casts and null tests, with PostgreSQL meaning:
-integer division truncates, overflow and division by zero are errors, AND/OR are three-valued.
+"""Arithmetic, comparison, boolean logic, IN and null tests, with PostgreSQL meaning:
+integer division truncates, overflow and division by zero are errors, AND/OR/IN are
+three-valued, and a text literal takes the type of the other operand.
 """
 
 from __future__ import annotations
@@ -8,10 +9,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from caudal.errors import RuntimeFailure
-from caudal.plan.expressions import Call, Expr
+from caudal.plan.expressions import Call, Expr, Literal
+from caudal.plan.functions.casts import cast_array
 from caudal.plan.functions.coerce import arity, cast, coerce_all, common_numeric, expect
+from caudal.plan.functions.kernels import any_true, is_scalar, null_of
 from caudal.plan.functions.registry import BindError, register
 from caudal.types import INTERVAL, TIMESTAMP, is_numeric, is_text, sql_name
+
+__all__ = ["cast_array"]  # kept importable from here for older callers
+
+_SYMBOL = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "modulo": "%"}
 
 # ---- arithmetic -------------------------------------------------------------------------
 
@@ -20,9 +27,27 @@ def _temporal(t: pa.DataType) -> bool:
     return pa.types.is_timestamp(t) or pa.types.is_date(t)
 
 
+def _adapt_text_literal(a: Expr, b: Expr) -> tuple[Expr, Expr]:
+    """``n + '1'``: an untyped text literal takes the other operand's type (an interval
+    next to a timestamp), as PostgreSQL resolves its unknown-type literals."""
+    def adapt(lit: Expr, other: Expr) -> Expr:
+        if isinstance(lit, Literal) and is_text(lit.dtype) and not is_text(other.dtype):
+            target = INTERVAL if _temporal(other.dtype) else other.dtype
+            return Call(target, "cast", (lit,))
+        return lit
+    return adapt(a, b), adapt(b, a)
+
+
+def _decimal_digits(t: pa.DataType) -> tuple[int, int]:
+    """(integer digits, scale) of a number type seen as a decimal."""
+    if pa.types.is_decimal(t):
+        return t.precision - t.scale, t.scale
+    return {8: 3, 16: 5, 32: 10, 64: 19}.get(getattr(t, "bit_width", 64), 19), 0
+
+
 def _bind_arith(name: str, args: list[Expr]) -> Call:
     arity(name, args, 2)
-    a, b = args
+    a, b = _adapt_text_literal(*args)
     ta, tb = a.dtype, b.dtype
     if name in ("add", "subtract"):
         if _temporal(ta) and pa.types.is_duration(tb):
@@ -33,22 +58,38 @@ def _bind_arith(name: str, args: list[Expr]) -> Call:
             if pa.types.is_date(ta) and pa.types.is_date(tb):
                 return Call(pa.int32(), "date_diff_days", (a, b))
             return Call(INTERVAL, name, (cast(a, TIMESTAMP), cast(b, TIMESTAMP)))
-        if name == "add" and _temporal(ta) and pa.types.is_integer(tb) and pa.types.is_date(ta):
-            return Call(pa.date32(), "date_add_days", (a, cast(b, pa.int32())))
+        if pa.types.is_date(ta) and pa.types.is_integer(tb):
+            days = cast(b, pa.int32())
+            if name == "subtract":
+                days = Call(pa.int32(), "negate", (days,))
+            return Call(pa.date32(), "date_add_days", (a, days))
+        if name == "add" and pa.types.is_integer(ta) and pa.types.is_date(tb):
+            return Call(pa.date32(), "date_add_days", (b, cast(a, pa.int32())))
         if pa.types.is_duration(ta) and pa.types.is_duration(tb):
             return Call(INTERVAL, name, (a, b))
     if name in ("multiply", "divide") and pa.types.is_duration(ta) and is_numeric(tb):
         return Call(INTERVAL, name + "_interval", (a, cast(b, pa.float64())))
+    if name == "multiply" and is_numeric(ta) and pa.types.is_duration(tb):
+        return Call(INTERVAL, "multiply_interval", (b, cast(a, pa.float64())))
     if not (is_numeric(ta) or pa.types.is_null(ta)) or not (is_numeric(tb) or pa.types.is_null(tb)):
-        op = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "modulo": "%"}[name]
-        raise BindError(f"operator {op} does not take {sql_name(ta)} and {sql_name(tb)}",
-                        hint="numbers, or timestamp/date with interval")
+        raise BindError(f"operator {_SYMBOL[name]} does not take {sql_name(ta)} and "
+                        f"{sql_name(tb)}",
+                        hint="numbers, timestamp/date +- interval, timestamp - timestamp, "
+                             "date +- integer, interval */ number")
     out = common_numeric([ta, tb])
-    if pa.types.is_decimal(out) and name in ("multiply", "divide"):
-        out = pa.float64() if name == "divide" else out
-        if name == "multiply":
-            out = pa.decimal128(38, min(38, ta.scale if pa.types.is_decimal(ta) else 0)
-                                + (tb.scale if pa.types.is_decimal(tb) else 0))
+    if pa.types.is_decimal(out):
+        (wa, sa), (wb, sb) = _decimal_digits(ta), _decimal_digits(tb)
+        if name in ("add", "subtract", "modulo"):
+            scale = max(sa, sb)
+            out = pa.decimal128(min(38, max(wa, wb) + scale + 1), scale)
+        elif name == "multiply":
+            scale = min(38, sa + sb)
+            out = pa.decimal128(min(38, wa + wb + scale), scale)
+        else:
+            # PostgreSQL divides numerics into a numeric of at least 16 significant digits;
+            # caudal (like DuckDB) divides decimals as DOUBLE
+            out = pa.float64()
+        if pa.types.is_decimal(out):
             return Call(out, name, (a, b))
     return Call(out, name, (cast(a, out), cast(b, out)))
 
@@ -61,22 +102,47 @@ def _checked(kernel):
             text = str(e)
             if "divide by zero" in text.lower():
                 raise RuntimeFailure(f"division by zero in {call}") from None
-            if "overflow" in text.lower():
-                raise RuntimeFailure(f"integer out of range in {call}",
-                                     hint="cast to BIGINT or DOUBLE first") from None
+            if "overflow" in text.lower() or "out of range" in text.lower():
+                kind = "numeric" if pa.types.is_decimal(call.dtype) else "integer"
+                raise RuntimeFailure(f"{kind} out of range in {call}",
+                                     hint="cast to BIGINT, DECIMAL or DOUBLE first") from None
             raise RuntimeFailure(f"{text} in {call}") from None
     return run
 
 
+def _wide(x):
+    """Decimal operands in 256 bits, so the exact result is checked back into the bound
+    DECIMAL(p, s) instead of overflowing pyarrow's 38 digits midway."""
+    t = x.type
+    if pa.types.is_decimal(t):
+        return x.cast(pa.decimal256(t.precision, t.scale))
+    if pa.types.is_integer(t):
+        return x.cast(pa.decimal256(_decimal_digits(t)[0], 0))
+    return x
+
+
+def _arith_kernel(name, kernel):
+    checked = _checked(kernel)
+
+    def run(args, call):
+        if pa.types.is_decimal(call.dtype):
+            wide = _checked(kernel)([_wide(args[0]), _wide(args[1])], call)
+            try:
+                return wide.cast(call.dtype)
+            except pa.ArrowInvalid:
+                raise RuntimeFailure(f"numeric field overflow in {call}",
+                                     hint=f"the result does not fit {sql_name(call.dtype)}") \
+                    from None
+        return checked(args, call)
+    return run
+
+
 def _divide(a, b):
-    if pa.types.is_integer(a.type):
-        # pyarrow's integer divide truncates toward zero like PostgreSQL's
-        return pc.divide_checked(a, b)
-    if pa.types.is_floating(a.type):
-        zero = pc.equal(b, 0)
-        if pc.any(zero).as_py() if isinstance(zero, pa.Array) else zero.as_py():
+    if pa.types.is_floating(a.type) or pa.types.is_floating(b.type):
+        if any_true(pc.equal(b, 0)):
             raise pa.ArrowInvalid("divide by zero")
         return pc.divide(a, b)
+    # integer division truncates toward zero, as in PostgreSQL
     return pc.divide_checked(a, b)
 
 
@@ -85,6 +151,11 @@ def _modulo(a, b):
     if pa.types.is_integer(a.type):
         quotient = pc.divide_checked(a, b)
         return pc.subtract(a, pc.multiply(quotient, b))
+    if any_true(pc.equal(b, 0)):
+        raise pa.ArrowInvalid("divide by zero")
+    if pa.types.is_decimal(a.type):
+        quotient = pc.round(pc.divide(a, b), round_mode="towards_zero")
+        return pc.subtract(a, pc.multiply(quotient, b))
     quotient = pc.trunc(pc.divide(a, b))
     return pc.subtract(a, pc.multiply(quotient, b))
 
@@ -92,19 +163,51 @@ def _modulo(a, b):
 for _name, _kernel in [("add", pc.add_checked), ("subtract", pc.subtract_checked),
                        ("multiply", pc.multiply_checked), ("divide", _divide),
                        ("modulo", _modulo)]:
-    register(_name, _bind_arith, _checked(_kernel), f"{_name}(number, number) -> number")
+    register(_name, _bind_arith, _arith_kernel(_name, _kernel),
+             f"a {_SYMBOL[_name]} b: numbers"
+             + {"add": "; timestamp + interval; date + integer",
+                "subtract": "; timestamp - interval; timestamp - timestamp -> interval",
+                "multiply": "; interval * number", "divide": " (integers truncate)",
+                "modulo": " (sign of a)"}[_name], internal=True)
+register("mod", _bind_arith, _arith_kernel("modulo", _modulo), "mod(a, b) -> a % b")
 
-register("multiply_interval", lambda n, a: Call(INTERVAL, n, tuple(a)),
-         lambda args, call: pc.cast(pc.multiply(pc.cast(args[0], pa.int64()), args[1]),
-                                    pa.int64()).cast(INTERVAL))
-register("divide_interval", lambda n, a: Call(INTERVAL, n, tuple(a)),
-         lambda args, call: pc.cast(pc.divide(pc.cast(args[0], pa.int64()), args[1]),
-                                    pa.int64()).cast(INTERVAL))
-register("date_diff_days", lambda n, a: Call(pa.int32(), n, tuple(a)),
-         lambda args, call: pc.days_between(args[1], args[0]))
-register("date_add_days", lambda n, a: Call(pa.date32(), n, tuple(a)),
-         lambda args, call: pc.cast(pc.add(pc.cast(args[0], pa.int32()), args[1]),
-                                    pa.date32()))
+
+def _interval_scale(op):
+    def run(args, call):
+        micros = pc.cast(args[0], pa.int64())
+        scaled = op(pc.cast(micros, pa.float64()), args[1])
+        if any_true(pc.is_nan(scaled)) or any_true(pc.is_inf(scaled)):
+            raise RuntimeFailure(f"interval out of range in {call}")
+        return pc.cast(pc.round(scaled, round_mode="half_to_even"), pa.int64()).cast(INTERVAL)
+    return run
+
+
+def _bind_internal(dtype):
+    return lambda name, args: Call(dtype, name, tuple(args))
+
+
+register("multiply_interval", _bind_internal(INTERVAL), _interval_scale(pc.multiply),
+         "interval * number", internal=True)
+
+
+def _interval_divide(args, call):
+    if any_true(pc.equal(args[1], 0)):
+        raise RuntimeFailure(f"division by zero in {call}")
+    return _interval_scale(pc.divide)(args, call)
+
+
+register("divide_interval", _bind_internal(INTERVAL), _interval_divide, "interval / number",
+         internal=True)
+
+
+register("date_diff_days", _bind_internal(pa.int32()),
+         lambda args, call: pc.cast(pc.subtract(pc.cast(args[0], pa.int32()),
+                                                pc.cast(args[1], pa.int32())), pa.int32()),
+         "date - date -> integer days", internal=True)
+register("date_add_days", _bind_internal(pa.date32()),
+         lambda args, call: pc.cast(pc.add_checked(pc.cast(args[0], pa.int32()), args[1]),
+                                    pa.date32()),
+         "date + integer -> date", internal=True)
 
 
 def _bind_negate(name: str, args: list[Expr]) -> Call:
@@ -114,23 +217,44 @@ def _bind_negate(name: str, args: list[Expr]) -> Call:
     return Call(args[0].dtype, "negate", tuple(args))
 
 
-register("negate", _bind_negate, _checked(pc.negate_checked), "-number")
+def _negate(args, call):
+    value = args[0]
+    if pa.types.is_duration(value.type):
+        return pc.negate_checked(pc.cast(value, pa.int64())).cast(value.type)
+    return pc.negate_checked(value)
+
+
+register("negate", _bind_negate, _checked(lambda a: _negate([a], None)), "-x",
+         internal=True)
 
 # ---- comparison -------------------------------------------------------------------------
 
 _COMPARE = {"eq": pc.equal, "neq": pc.not_equal, "lt": pc.less, "lte": pc.less_equal,
             "gt": pc.greater, "gte": pc.greater_equal}
+_COMPARE_SYMBOL = {"eq": "=", "neq": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 
 
 def _bind_compare(name: str, args: list[Expr]) -> Call:
     arity(name, args, 2)
-    coerced, _ = coerce_all(args, "comparison")
+    coerced, target = coerce_all(args, f"comparison {_COMPARE_SYMBOL[name]}")
+    if pa.types.is_struct(target) or pa.types.is_list(target):
+        raise BindError(f"cannot compare {sql_name(target)} values with "
+                        f"{_COMPARE_SYMBOL[name]}", hint="compare their fields or elements")
     return Call(pa.bool_(), name, tuple(coerced))
 
 
+def _compare_kernel(kernel):
+    def run(args, call):
+        a, b = args
+        if is_scalar(a) and is_scalar(b) and not (a.is_valid and b.is_valid):
+            return null_of(pa.bool_())
+        return kernel(a, b)
+    return run
+
+
 for _name, _kernel in _COMPARE.items():
-    register(_name, _bind_compare, (lambda k: lambda args, call: k(*args))(_kernel),
-             f"{_name}(a, b) -> boolean")
+    register(_name, _bind_compare, _compare_kernel(_kernel),
+             f"a {_COMPARE_SYMBOL[_name]} b -> boolean", internal=True)
 
 # ---- boolean logic ----------------------------------------------------------------------
 
@@ -141,11 +265,12 @@ def _bind_logic(name: str, args: list[Expr]) -> Call:
     return Call(pa.bool_(), name, tuple(cast(a, pa.bool_()) for a in args))
 
 
-register("and", _bind_logic, lambda args, call: pc.and_kleene(*args), "a AND b")
-register("or", _bind_logic, lambda args, call: pc.or_kleene(*args), "a OR b")
-register("not", _bind_logic, lambda args, call: pc.invert(args[0]), "NOT a")
+register("and", _bind_logic, lambda args, call: pc.and_kleene(*args), "a AND b",
+         internal=True)
+register("or", _bind_logic, lambda args, call: pc.or_kleene(*args), "a OR b", internal=True)
+register("not", _bind_logic, lambda args, call: pc.invert(args[0]), "NOT a", internal=True)
 
-# ---- null tests -------------------------------------------------------------------------
+# ---- null and truth tests ---------------------------------------------------------------
 
 
 def _bind_null_test(name: str, args: list[Expr]) -> Call:
@@ -160,14 +285,34 @@ def _is_null(args, call):
     return pc.is_null(a, nan_is_null=False)
 
 
-register("is_null", _bind_null_test, _is_null, "x IS NULL")
+register("is_null", _bind_null_test, _is_null, "x IS NULL", internal=True)
 register("is_not_null", _bind_null_test,
-         lambda args, call: pc.invert(_is_null(args, call)), "x IS NOT NULL")
+         lambda args, call: pc.invert(_is_null(args, call)), "x IS NOT NULL", internal=True)
+
+
+def _bind_truth(name: str, args: list[Expr]) -> Call:
+    arity(name, args, 1)
+    expect(args[0], pa.types.is_boolean, name.replace("_", " ").upper(), "a boolean")
+    return Call(pa.bool_(), name, (cast(args[0], pa.bool_()),))
+
+
+def _truth(want: bool, negate: bool):
+    def run(args, call):
+        value = args[0]
+        hit = pc.fill_null(value if want else pc.invert(value), False)
+        return pc.invert(hit) if negate else hit
+    return run
+
+
+for _name, _want, _neg in [("is_true", True, False), ("is_false", False, False),
+                           ("is_not_true", True, True), ("is_not_false", False, True)]:
+    register(_name, _bind_truth, _truth(_want, _neg),
+             f"x {_name.replace('_', ' ').upper()} -> boolean (never NULL)", internal=True)
 
 
 def _bind_distinct(name: str, args: list[Expr]) -> Call:
     arity(name, args, 2)
-    coerced, _ = coerce_all(args, name.replace("_", " "))
+    coerced, _ = coerce_all(args, name.replace("_", " ").upper())
     return Call(pa.bool_(), name, tuple(coerced))
 
 
@@ -179,68 +324,47 @@ def _is_distinct(args, call):
     return pc.and_(pc.invert(both_null), pc.or_(one_null, differ))
 
 
-register("is_distinct_from", _bind_distinct, _is_distinct, "a IS DISTINCT FROM b")
+register("is_distinct_from", _bind_distinct, _is_distinct, "a IS DISTINCT FROM b",
+         internal=True)
 register("is_not_distinct_from", _bind_distinct,
-         lambda args, call: pc.invert(_is_distinct(args, call)), "a IS NOT DISTINCT FROM b")
+         lambda args, call: pc.invert(_is_distinct(args, call)), "a IS NOT DISTINCT FROM b",
+         internal=True)
 
-# ---- casts ------------------------------------------------------------------------------
-
-
-def _bind_cast(name: str, args: list[Expr]) -> Call:  # the target type is set by the caller
-    raise BindError("cast is bound by the SQL layer")
+# ---- IN ---------------------------------------------------------------------------------
 
 
-def cast_array(value, target: pa.DataType):
-    """Cast with PostgreSQL's rules: float->int rounds half away from zero, text->timestamp
-    parses ISO 8601 (a text without zone is UTC), invalid text is an error naming the value."""
-    source = value.type
-    if source.equals(target):
-        return value
-    try:
-        if pa.types.is_floating(source) and pa.types.is_integer(target):
-            value = pc.round(value, round_mode="half_away_from_zero")
-        if is_text(source) and pa.types.is_timestamp(target):
-            return _text_to_timestamp(value, target)
-        if is_text(source) and pa.types.is_boolean(target):
-            lowered = pc.utf8_lower(pc.utf8_trim_whitespace(value))
-            true = pc.is_in(lowered, pa.array(["t", "true", "yes", "y", "on", "1"]))
-            false = pc.is_in(lowered, pa.array(["f", "false", "no", "n", "off", "0"]))
-            bad = pc.and_(pc.is_valid(lowered), pc.invert(pc.or_(true, false)))
-            if _any(bad):
-                raise pa.ArrowInvalid("invalid input syntax for type boolean")
-            return pc.if_else(pc.is_null(lowered), pa.scalar(None, pa.bool_()), true)
-        if is_text(source) and (pa.types.is_integer(target) or pa.types.is_floating(target)
-                                or pa.types.is_decimal(target)):
-            value = pc.utf8_trim_whitespace(value)
-        if pa.types.is_boolean(source) and is_text(target):
-            return pc.if_else(value, "true", "false")
-        if pa.types.is_timestamp(source) and is_text(target):
-            return pc.strftime(value, format="%Y-%m-%d %H:%M:%S")
-        if pa.types.is_timestamp(source) and pa.types.is_date(target):
-            return pc.cast(pc.floor_temporal(value, unit="day"), pa.date32())
-        return pc.cast(value, target, safe=True)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-        raise RuntimeFailure(f"cannot cast {sql_name(source)} to {sql_name(target)}: {e}") \
-            from None
+def _bind_in(name: str, args: list[Expr]) -> Call:
+    if len(args) < 2:
+        raise BindError("IN needs at least one value in its list")
+    coerced, _ = coerce_all(args, "IN list")
+    return Call(pa.bool_(), name, tuple(coerced))
 
 
-def _any(mask) -> bool:
-    if isinstance(mask, pa.Scalar):
-        return bool(mask.as_py())
-    return bool(pc.any(mask).as_py())
+def _in_list(args, call):
+    """x IN (v1, v2, ...): true on a match, else NULL if x or any vi is NULL, else false.
+
+    Constant list items go through one hash lookup (is_in); column items are compared one
+    by one and OR-ed, which has the same three-valued result."""
+    x, items = args[0], args[1:]
+    constants = [v for v in items if is_scalar(v)]
+    columns = [v for v in items if not is_scalar(v)]
+    result = None
+    if constants:
+        valid = [v for v in constants if v.is_valid]
+        if is_scalar(x):
+            hit = pa.scalar(x.is_valid and any(v.as_py() == x.as_py() for v in valid)
+                            if x.is_valid else None, pa.bool_())
+        else:
+            values = pa.array([v.as_py() for v in valid], type=x.type)
+            hit = pc.is_in(x, value_set=values, skip_nulls=True)
+            hit = pc.if_else(pc.is_null(x), null_of(pa.bool_()), hit)
+        if len(valid) < len(constants):
+            hit = pc.or_kleene(hit, null_of(pa.bool_()))
+        result = hit
+    for column in columns:
+        hit = pc.equal(x, column)
+        result = hit if result is None else pc.or_kleene(result, hit)
+    return result
 
 
-def _text_to_timestamp(value, target):
-    text = pc.utf8_trim_whitespace(value)
-    text = pc.replace_substring_regex(text, r"^(\d{4}-\d\d-\d\d)[ T]", r"\1T")
-    has_zone = pc.match_substring_regex(text, r"(Z|[+-]\d\d(:?\d\d)?)$")
-    if _any(has_zone):
-        text = pc.replace_substring_regex(text, r"Z$", "+00:00")
-        text = pc.replace_substring_regex(text, r"([+-]\d\d)$", r"\1:00")
-        text = pc.if_else(has_zone, text, pc.binary_join_element_wise(text, "+00:00", ""))
-        return pc.cast(pc.cast(text, pa.timestamp("us", tz="UTC")), target)
-    return pc.cast(pc.cast(text, pa.timestamp("us")), pa.timestamp("us", tz="UTC")).cast(target)
-
-
-register("cast", _bind_cast,
-         lambda args, call: cast_array(args[0], call.dtype), "CAST(x AS type)")
+register("in_list", _bind_in, _in_list, "x IN (v1, v2, ...) -> boolean", internal=True)

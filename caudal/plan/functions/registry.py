@@ -35,17 +35,23 @@ class ScalarFunction:
     signature: str = ""
     #: re-evaluated for every batch even with constant arguments (now(), random())
     volatile: bool = False
+    #: the kernel gets the argument *evaluators* and the batch, ``kernel(evals, call, batch)``:
+    #: CASE and COALESCE must not evaluate a branch on rows that do not take it (a division
+    #: by zero there is no error), and random() needs the row count
+    lazy: bool = False
+    #: an operator or helper the SQL layer emits itself, not callable by name from SQL
+    internal: bool = False
 
 
 FUNCTIONS: dict[str, ScalarFunction] = {}
 
 
 def register(names: str | list[str], bind: Binder, kernel: Kernel, signature: str = "",
-             volatile: bool = False) -> None:
+             volatile: bool = False, lazy: bool = False, internal: bool = False) -> None:
     """Register a function under one or more names (aliases share the definition)."""
     if isinstance(names, str):
         names = [names]
-    fn = ScalarFunction(names[0], bind, kernel, signature, volatile)
+    fn = ScalarFunction(names[0], bind, kernel, signature, volatile, lazy, internal)
     for name in names:
         FUNCTIONS[name] = fn
 

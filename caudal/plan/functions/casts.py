@@ -1,0 +1,275 @@
+"""CAST, ``::`` and TRY_CAST with PostgreSQL's conversions.
+
+pyarrow's casts differ from PostgreSQL's in the details users notice: PostgreSQL rounds (a
+float to an integer half to even, a numeric half away from zero) where pyarrow refuses, trims
+blanks around numbers in text, prints floats as ``NaN``/``Infinity`` and timestamps without
+trailing zeros. The rules live here so every cast in the engine agrees.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from caudal.errors import RuntimeFailure
+from caudal.plan.expressions import Call, Expr, Literal
+from caudal.plan.functions.kernels import any_true, polars_eval
+from caudal.plan.functions.registry import BindError, register
+from caudal.types import TIMESTAMP, is_numeric, is_text, sql_name
+
+
+def _temporal(t: pa.DataType) -> bool:
+    return pa.types.is_timestamp(t) or pa.types.is_date(t)
+
+
+def castable(source: pa.DataType, target: pa.DataType) -> bool:
+    """Whether PostgreSQL (and caudal) can cast ``source`` to ``target`` at all."""
+    if source.equals(target) or pa.types.is_null(source):
+        return True
+    if is_text(target):
+        return not (pa.types.is_list(source) or pa.types.is_struct(source)
+                    or pa.types.is_binary(source))
+    if is_text(source):
+        return not (pa.types.is_list(target) or pa.types.is_struct(target))
+    if is_numeric(source) and is_numeric(target):
+        return True
+    if pa.types.is_boolean(source) or pa.types.is_boolean(target):
+        other = target if pa.types.is_boolean(source) else source
+        return pa.types.is_integer(other) or pa.types.is_boolean(other)
+    if _temporal(source) and _temporal(target):
+        return True
+    if pa.types.is_duration(source) and pa.types.is_duration(target):
+        return True
+    if pa.types.is_timestamp(source) and pa.types.is_time(target):
+        return True
+    if pa.types.is_list(source) and pa.types.is_list(target):
+        return castable(source.value_type, target.value_type)
+    if pa.types.is_struct(source) and pa.types.is_struct(target):
+        return source.num_fields == target.num_fields
+    return False
+
+
+def bind_cast(expr: Expr, target: pa.DataType, *, safe: bool = False) -> Expr:
+    """The IR of ``CAST(expr AS target)`` (``TRY_CAST`` when ``safe``), or a BindError naming
+    both types when PostgreSQL has no such cast."""
+    if expr.dtype.equals(target):
+        return expr
+    if not castable(expr.dtype, target):
+        raise BindError(f"cannot cast {sql_name(expr.dtype)} to {sql_name(target)}",
+                        hint="casts exist between numbers, text and every type, booleans "
+                             "and integers, dates and timestamps, and arrays of castable types")
+    if isinstance(expr, Literal) and expr.value is None:
+        return Literal(target, None)
+    return Call(target, "try_cast" if safe else "cast", (expr,))
+
+
+# ---- kernels ------------------------------------------------------------------------------
+
+
+def cast_array(value, target: pa.DataType):
+    """Cast an array or scalar with PostgreSQL's rules; a value that does not convert is a
+    RuntimeFailure naming the types and the value."""
+    if isinstance(value, pa.Scalar):
+        return cast_array(pa.array([value.as_py()], type=value.type), target)[0]
+    if isinstance(value, pa.ChunkedArray):
+        value = value.combine_chunks()
+    source = value.type
+    if source.equals(target):
+        return value
+    try:
+        return _cast(value, source, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
+        reason = str(e).splitlines()[0]
+        raise RuntimeFailure(f"cannot cast {sql_name(source)} to {sql_name(target)}: {reason}",
+                             hint="TRY_CAST(... AS type) gives NULL instead") from None
+
+
+def _cast(value: pa.Array, source: pa.DataType, target: pa.DataType) -> pa.Array:
+    if pa.types.is_null(source):
+        return pa.nulls(len(value), target)
+    if is_text(target):
+        return _to_text(value, source)
+    if is_text(source):
+        return _from_text(value, target)
+    if pa.types.is_floating(source) and pa.types.is_integer(target):
+        # float8 -> int uses rint() in PostgreSQL: half to even
+        return pc.cast(pc.round(value, round_mode="half_to_even"), target)
+    if pa.types.is_decimal(source) and pa.types.is_integer(target):
+        return pc.cast(pc.round(value, round_mode="half_towards_infinity"), target)
+    if pa.types.is_decimal(target):
+        if pa.types.is_floating(source):
+            # through the shortest text, as PostgreSQL converts float8 to numeric
+            return _text_to_decimal(pc.cast(value, pa.string()), target)
+        if pa.types.is_decimal(source) and source.scale > target.scale:
+            value = pc.round(value, ndigits=target.scale, round_mode="half_towards_infinity")
+        return pc.cast(value, target)
+    if pa.types.is_timestamp(source) and pa.types.is_date(target):
+        return pc.cast(pc.floor_temporal(value, unit="day"), pa.date32())
+    if pa.types.is_timestamp(source) and pa.types.is_time(target):
+        micros = pc.subtract(pc.cast(value, pa.int64()),
+                             pc.cast(pc.floor_temporal(value, unit="day"), pa.int64()))
+        return pc.cast(pc.cast(micros, pa.time64("us")), target)
+    if pa.types.is_date(source) and pa.types.is_timestamp(target):
+        return pc.cast(pc.cast(value, pa.timestamp("us", tz="UTC")), target)
+    return pc.cast(value, target, safe=True)
+
+
+# ---- to text ------------------------------------------------------------------------------
+
+
+def _to_text(value: pa.Array, source: pa.DataType) -> pa.Array:
+    if pa.types.is_boolean(source):
+        return pc.if_else(value, "true", "false")
+    if pa.types.is_floating(source):
+        return format_float(value)
+    if pa.types.is_decimal(source) and source.scale > 6:
+        # pyarrow switches to scientific notation for small decimals; PostgreSQL never does
+        return polars_eval(lambda c: c.cast(__import__("polars").String), [value], pa.string())
+    if pa.types.is_timestamp(source):
+        return format_timestamp(value)
+    if pa.types.is_duration(source):
+        return format_interval(value)
+    return pc.cast(value, pa.string())
+
+
+def format_float(value: pa.Array) -> pa.Array:
+    """Floats as PostgreSQL prints them: shortest digits, ``NaN``, ``Infinity``, and a
+    two-digit exponent (``1e+20``, ``1.5e-07``)."""
+    text = pc.cast(value, pa.string())
+    text = pc.replace_substring_regex(text, r"^nan$", "NaN")
+    text = pc.replace_substring_regex(text, r"inf$", "Infinity")
+    # RE2 rewrites take one-digit group numbers: \10 is group 1, then a zero
+    return pc.replace_substring_regex(text, r"e([+-])(\d)$", r"e\10\2")
+
+
+def format_timestamp(value: pa.Array) -> pa.Array:
+    """``YYYY-MM-DD HH:MM:SS[.ffffff]`` with the fraction's trailing zeros dropped."""
+    text = pc.strftime(pc.cast(value, pa.timestamp("us", tz="UTC")), format="%Y-%m-%d %H:%M:%S")
+    text = pc.replace_substring_regex(text, r"(\.\d*[1-9])0+$", r"\1")
+    return pc.replace_substring_regex(text, r"\.0+$", "")
+
+
+def format_interval(value: pa.Array) -> pa.Array:
+    """Intervals as PostgreSQL prints one without days: ``[-]HH:MM:SS[.ffffff]``."""
+    micros = pc.cast(value, pa.int64())
+    negative = pc.less(micros, 0)
+    total = pc.abs(micros)
+    hours = pc.divide(total, 3_600_000_000)
+    minutes = pc.divide(pc.subtract(total, pc.multiply(hours, 3_600_000_000)), 60_000_000)
+    rest = pc.subtract(total, pc.add(pc.multiply(hours, 3_600_000_000),
+                                     pc.multiply(minutes, 60_000_000)))
+    seconds = pc.divide(rest, 1_000_000)
+    fraction = pc.subtract(rest, pc.multiply(seconds, 1_000_000))
+
+    def two(x):
+        return pc.utf8_lpad(pc.cast(x, pa.string()), width=2, padding="0")
+
+    frac = pc.utf8_lpad(pc.cast(fraction, pa.string()), width=6, padding="0")
+    frac = pc.replace_substring_regex(frac, r"0+$", "")
+    frac = pc.if_else(pc.equal(fraction, 0), "", pc.binary_join_element_wise(".", frac, ""))
+    sign = pc.if_else(negative, "-", "")
+    return pc.binary_join_element_wise(sign, two(hours), ":", two(minutes), ":", two(seconds),
+                                       frac, "")
+
+
+# ---- from text ----------------------------------------------------------------------------
+
+
+def _from_text(value: pa.Array, target: pa.DataType) -> pa.Array:
+    if pa.types.is_timestamp(target):
+        return _text_to_timestamp(value, target)
+    if pa.types.is_duration(target):
+        from caudal.plan.functions.intervals import parse_intervals
+
+        return parse_intervals(value)
+    if pa.types.is_boolean(target):
+        lowered = pc.utf8_lower(pc.utf8_trim(value, characters=" \t\n\r"))
+        true = pc.is_in(lowered, pa.array(["t", "true", "yes", "y", "on", "1"]))
+        false = pc.is_in(lowered, pa.array(["f", "false", "no", "n", "off", "0"]))
+        bad = pc.and_(pc.is_valid(lowered), pc.invert(pc.or_(true, false)))
+        if any_true(bad):
+            first = pc.filter(value, bad)[0].as_py()
+            raise pa.ArrowInvalid(f"invalid input syntax for type boolean: {first!r}")
+        return pc.if_else(pc.is_null(lowered), pa.scalar(None, pa.bool_()), true)
+    text = pc.utf8_trim(value, characters=" \t\n\r")
+    if is_numeric(target):
+        text = pc.replace_substring_regex(text, r"^\+", "")
+        if pa.types.is_decimal(target):
+            return _text_to_decimal(text, target)
+    if pa.types.is_date(target):
+        return pc.cast(text, pa.date32())
+    return pc.cast(text, target, safe=True)
+
+
+def _text_to_decimal(text: pa.Array, target: pa.DataType) -> pa.Array:
+    """Parse decimals, rounding extra digits half away from zero like PostgreSQL."""
+    try:
+        return pc.cast(text, target)
+    except pa.ArrowInvalid as e:
+        if "data loss" not in str(e) and "precision" not in str(e):
+            raise
+    digits = pc.utf8_length(pc.fill_null(pc.extract_regex(
+        text, r"\.(?P<f>\d+)").field("f"), ""))
+    scale = min(38, max(target.scale, pc.max(digits).as_py() or 0))
+    wide = pc.cast(text, pa.decimal128(38, scale))
+    return pc.cast(pc.round(wide, ndigits=target.scale, round_mode="half_towards_infinity"),
+                   target)
+
+
+def _text_to_timestamp(value: pa.Array, target: pa.DataType) -> pa.Array:
+    """ISO 8601 text (a space or ``T`` between date and time); no zone means UTC."""
+    text = pc.utf8_trim(value, characters=" \t\n\r")
+    text = pc.replace_substring_regex(text, r"^(\d{4}-\d\d-\d\d)[ T]", r"\1T")
+    text = pc.replace_substring_regex(text, r" ?(UTC|utc)$", "Z")
+    has_zone = pc.match_substring_regex(text, r"(Z|[+-]\d\d(:?\d\d)?)$")
+    if any_true(has_zone):
+        text = pc.replace_substring_regex(text, r"Z$", "+00:00")
+        text = pc.replace_substring_regex(text, r"([+-]\d\d)$", r"\1:00")
+        text = pc.replace_substring_regex(text, r"^(\d{4}-\d\d-\d\d)([+-]\d\d:\d\d)$",
+                                          r"\1T00:00:00\2")
+        text = pc.if_else(has_zone, text, pc.binary_join_element_wise(text, "+00:00", ""))
+        return pc.cast(pc.cast(text, pa.timestamp("us", tz="UTC")), target)
+    return pc.cast(pc.cast(text, pa.timestamp("us")), pa.timestamp("us", tz="UTC")).cast(target)
+
+
+def try_cast_array(value, target: pa.DataType):
+    """TRY_CAST: the cast, with NULL for each value that does not convert."""
+    try:
+        return cast_array(value, target)
+    except RuntimeFailure:
+        pass
+    import polars as pl
+
+    if isinstance(value, pa.Scalar):
+        return pa.scalar(None, type=target)
+    source = value.type
+    if is_text(source):
+        value = pc.utf8_trim(value, characters=" \t\n\r")
+    if is_text(source) and _temporal(target):
+        parsed = polars_eval(lambda c: c.str.to_datetime(time_zone="UTC", strict=False,
+                                                         time_unit="us"),
+                             [value], TIMESTAMP)
+        return cast_array(parsed, target)
+    if is_text(source) and pa.types.is_duration(target):
+        from caudal.plan.functions.intervals import parse_intervals
+
+        return parse_intervals(value, strict=False)
+    if is_text(source) and pa.types.is_boolean(target):
+        lowered = pc.utf8_lower(value)
+        true = pc.is_in(lowered, pa.array(["t", "true", "yes", "y", "on", "1"]))
+        false = pc.is_in(lowered, pa.array(["f", "false", "no", "n", "off", "0"]))
+        return pc.if_else(true, True, pc.if_else(false, False, pa.scalar(None, pa.bool_())))
+    pl_type = pl.from_arrow(pa.array([], type=target)).dtype
+    return polars_eval(lambda c: c.cast(pl_type, strict=False), [value], target)
+
+
+register("cast", lambda name, args: _no_bind(), lambda args, call: cast_array(args[0], call.dtype),
+         "CAST(x AS type), x::type", internal=True)
+register("try_cast", lambda name, args: _no_bind(),
+         lambda args, call: try_cast_array(args[0], call.dtype),
+         "TRY_CAST(x AS type) -> NULL when x does not convert", internal=True)
+
+
+def _no_bind():
+    raise BindError("CAST is written CAST(x AS type) or x::type")
+

@@ -1,0 +1,94 @@
+"""Reading INTERVAL text ('1 minute', '1 hour 30 minutes', '00:00:10', '2 days 01:00:00').
+
+An INTERVAL is a fixed ``duration[us]`` in caudal (window sizes and watermark delays are
+fixed lengths), so months and years, whose length depends on the date, are refused rather
+than guessed. Parsing is vectorized with Polars so ``text::interval`` works on columns too.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from caudal.errors import RuntimeFailure
+from caudal.types import INTERVAL
+
+UNITS = {
+    "microsecond": 1, "microseconds": 1, "us": 1, "usec": 1, "usecs": 1,
+    "millisecond": 1_000, "milliseconds": 1_000, "ms": 1_000, "msec": 1_000, "msecs": 1_000,
+    "second": 1_000_000, "seconds": 1_000_000, "sec": 1_000_000, "secs": 1_000_000,
+    "s": 1_000_000,
+    "minute": 60_000_000, "minutes": 60_000_000, "min": 60_000_000, "mins": 60_000_000,
+    "m": 60_000_000,
+    "hour": 3_600_000_000, "hours": 3_600_000_000, "hr": 3_600_000_000,
+    "hrs": 3_600_000_000, "h": 3_600_000_000,
+    "day": 86_400_000_000, "days": 86_400_000_000, "d": 86_400_000_000,
+    "week": 604_800_000_000, "weeks": 604_800_000_000, "w": 604_800_000_000,
+}
+CALENDAR_UNITS = {"month", "months", "mon", "mons", "year", "years", "y", "yr", "yrs",
+                  "decade", "decades", "century", "centuries", "millennium", "millennia"}
+ACCEPTED = ("'10 seconds', '1 hour 30 minutes', '2 days', '00:01:30', '1 day 02:00:00'; units "
+            "microsecond, millisecond, second, minute, hour, day, week")
+
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
+_PAIR = rf"({_NUMBER})\s*([a-z]+)"
+_CLOCK = r"([+-]?)(\d+):(\d+)(?::(\d+(?:\.\d+)?))?"
+_VALID = rf"^(?:{_NUMBER}\s*[a-z]+\s*)*(?:{_CLOCK})?$|^{_NUMBER}$"
+
+
+def parse_intervals(text: pa.Array, strict: bool = True) -> pa.Array:
+    """``duration[us]`` values of interval texts; a text that is not an interval is an error
+    (``strict``) or NULL."""
+    import polars as pl
+
+    frame = pl.DataFrame({"t": pl.from_arrow(text)}).with_row_index("row")
+    s = pl.col("t").str.strip_chars().str.to_lowercase()
+    frame = frame.with_columns(s.alias("t"))
+    valid = pl.col("t").str.contains(_VALID)
+    bare = pl.col("t").str.contains(rf"^{_NUMBER}$")
+    clock = pl.col("t").str.extract_groups(_CLOCK)
+    frame = frame.with_columns(valid.alias("valid"), bare.alias("bare"), clock.alias("clock"))
+    sign = pl.when(pl.col("clock").struct.field("1") == "-").then(-1).otherwise(1)
+    clock_us = sign * (
+        pl.col("clock").struct.field("2").cast(pl.Float64) * 3_600_000_000
+        + pl.col("clock").struct.field("3").cast(pl.Float64) * 60_000_000
+        + pl.col("clock").struct.field("4").cast(pl.Float64).fill_null(0) * 1_000_000)
+    bare_us = pl.col("t").cast(pl.Float64, strict=False) * 1_000_000
+    frame = frame.with_columns(pl.when(pl.col("bare")).then(bare_us)
+                               .otherwise(clock_us.fill_null(0)).alias("base"))
+
+    pairs = (frame.select("row", pl.col("t").str.replace(_CLOCK + "$", "")
+                          .str.extract_all(_PAIR).alias("p"))
+             .explode("p").drop_nulls("p")
+             .with_columns(pl.col("p").str.extract(_PAIR, 1).cast(pl.Float64).alias("n"),
+                           pl.col("p").str.extract(_PAIR, 2).alias("u")))
+    calendar = pairs.filter(pl.col("u").is_in(sorted(CALENDAR_UNITS)))
+    if strict and calendar.height:
+        raise RuntimeFailure(
+            f"interval {calendar['p'][0]!r} has months or years, which have no fixed length",
+            hint=f"use days or smaller units: {ACCEPTED}")
+    pairs = pairs.with_columns(pl.col("u").replace_strict(UNITS, default=None,
+                                                          return_dtype=pl.Float64).alias("m"))
+    unknown = pairs.filter(pl.col("m").is_null())
+    if strict and unknown.height:
+        raise RuntimeFailure(f"invalid interval unit in {unknown['p'][0]!r}",
+                             hint=f"accepted: {ACCEPTED}")
+    sums = pairs.group_by("row").agg((pl.col("n") * pl.col("m")).sum().alias("units"),
+                                     pl.col("m").null_count().alias("bad"))
+    frame = frame.join(sums, on="row", how="left").sort("row")
+    ok = pl.col("valid") & (pl.col("bad").fill_null(0) == 0)
+    if strict:
+        bad = frame.filter(pl.col("t").is_not_null() & ~ok.fill_null(False))
+        if bad.height:
+            raise RuntimeFailure(f"invalid input syntax for type interval: {bad['t'][0]!r}",
+                                 hint=f"accepted: {ACCEPTED}")
+    total = (pl.col("base") + pl.col("units").fill_null(0)).round(0).cast(pl.Int64)
+    out = frame.select(pl.when(ok).then(total).otherwise(None).alias("us"))
+    array = out.to_series().to_arrow()
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return array.cast(pa.int64()).cast(INTERVAL)
+
+
+def parse_interval(text: str) -> int:
+    """Microseconds of one interval literal (plan time)."""
+    return parse_intervals(pa.array([text]))[0].value

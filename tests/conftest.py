@@ -1,0 +1,65 @@
+"""Shared fixtures: data files written with pyarrow, and a DuckDB reference connection."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_bids(n: int, seed: int = 0) -> pa.Table:
+    """A small bids table with nulls, negative numbers and strings, for tests."""
+    rng = np.random.default_rng(seed)
+    base = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    price = rng.integers(-50, 10_000, n)
+    price_mask = rng.random(n) < 0.05
+    channel = np.array(["apple", "google", "facebook", "baidu", ""], dtype=object)[
+        rng.integers(0, 5, n)]
+    return pa.table({
+        "auction": pa.array(rng.integers(1000, 1100, n), pa.int64()),
+        "bidder": pa.array(rng.integers(1, 500, n), pa.int64()),
+        "price": pa.array(price, pa.int64(), mask=price_mask),
+        "channel": pa.array(channel, pa.string(), mask=rng.random(n) < 0.03),
+        "url": pa.array([f"https://x.io/a/{i % 97}?q={i % 13}" for i in range(n)]),
+        "date_time": pa.array([base + dt.timedelta(milliseconds=int(x))
+                               for x in np.sort(rng.integers(0, 60_000, n))],
+                              pa.timestamp("us", tz="UTC")),
+        "extra": pa.array(["x" * int(k) for k in rng.integers(0, 5, n)]),
+    })
+
+
+@pytest.fixture
+def bids_parquet(tmp_path: Path) -> tuple[Path, pa.Table]:
+    table = make_bids(5000)
+    path = tmp_path / "bids.parquet"
+    pq.write_table(table, path, row_group_size=700)
+    return path, table
+
+
+@pytest.fixture
+def duck():
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    yield con
+    con.close()
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the caudal command as a user would (a real process)."""
+    full_env = dict(os.environ)
+    full_env.pop("CAUDAL_DEBUG", None)
+    if env:
+        full_env.update(env)
+    return subprocess.run([sys.executable, "-m", "caudal.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, env=full_env)
