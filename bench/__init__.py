@@ -1,0 +1,1 @@
+"""Benchmarks: caudal and a batch engine (DuckDB) on the same data, in the same run."""

@@ -1,0 +1,20 @@
+"""The errors a user sees about checkpoints: damaged files, another job's directory, a
+directory in use. Each message says what to do next."""
+
+from __future__ import annotations
+
+from caudal.errors import CaudalError
+
+
+class CheckpointError(CaudalError):
+    """A checkpoint cannot be written or restored; the message says how to proceed."""
+
+
+class IncompatibleCheckpoint(CheckpointError):
+    """The checkpoint directory holds checkpoints of a different job (or an older dataflow
+    of this one), whose state cannot be mapped onto the current dataflow."""
+
+
+class DamagedCheckpoint(CheckpointError):
+    """A completed checkpoint's manifest or one of its state files is unreadable, truncated
+    or missing."""

@@ -1,0 +1,344 @@
+"""The ``nexmark`` connector: the Nexmark benchmark's people, auctions and bids, generated.
+
+``table = 'bid' | 'auction' | 'person'`` gives a flat table of one kind of event; without it the
+table has every event, Arroyo style (``event_type`` and one struct column per kind). All tables
+with the same ``seed``, ``events`` and ``event_rate`` are views of one global event sequence, so
+they join consistently. Event ``e`` happens at ``base_time + e / event_rate``; the model lives in
+``nexmark_model``. Only the columns the query reads are generated.
+
+Partitions split the sequence into blocks of about 0.1 s of event time, dealt round-robin, so
+every subtask advances through event time together; a partition's offset is the number of the
+next event it will hand out.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from caudal.connectors.base import Source
+from caudal.connectors.nexmark_model import (
+    EVENT_TYPE,
+    KIND_SCHEMA,
+    KINDS,
+    Clock,
+    Layout,
+    Model,
+    block_events,
+    materialize,
+    table_schema,
+)
+from caudal.errors import ConfigError
+from caudal.plan.tables import TableSpec
+from caudal.types import sql_name
+
+DEFAULT_BASE_TIME = "2026-01-01T00:00:00Z"
+DEFAULT_EVENT_RATE = 100_000
+#: rows generated per numpy pass: small enough to stay in cache
+CHUNK_ROWS = 1 << 16
+
+
+# -- option parsing (also used by the impulse connector) -----------------------------------
+def int_option(table: TableSpec, key: str, default: int | None, minimum: int = 0) -> int | None:
+    """An integer option >= ``minimum``, or ``default`` when absent."""
+    raw = table.options.get(key)
+    if raw is None:
+        return default
+    try:
+        value = int(str(raw).strip().replace("_", ""))
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise ConfigError(f"option {key} = {raw!r} of table {table.name!r} is not an integer "
+                          f">= {minimum}", line=table.line, hint=f"write e.g. {key} = '1000'")
+    return value
+
+
+def rate_option(table: TableSpec, key: str, default: float | None) -> float | None:
+    """A positive number of events per second, or ``default`` when absent."""
+    raw = table.options.get(key)
+    if raw is None:
+        return default
+    try:
+        value = float(str(raw).strip().replace("_", ""))
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"option {key} = {raw!r} of table {table.name!r} is not a positive "
+                          f"number", line=table.line, hint=f"events per second, e.g. {key} = "
+                          f"'100000'")
+    return value
+
+
+def bool_option(table: TableSpec, key: str, default: bool) -> bool:
+    raw = table.options.get(key)
+    if raw is None:
+        return default
+    text = str(raw).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"option {key} = {raw!r} of table {table.name!r} is not a boolean",
+                      line=table.line, hint="accepted: true, false")
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def time_option(table: TableSpec, key: str, default: str) -> int:
+    """An RFC 3339 instant (zone-less means UTC) or ``now``, as µs since the epoch.
+    ``now@<instant>`` is ``now`` pinned at planning (see ``pin_now``)."""
+    raw = str(table.options.get(key, default)).strip()
+    if raw.lower() == "now":
+        return now_us()
+    if raw.lower().startswith("now@"):
+        raw = raw[4:]
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ConfigError(f"option {key} = {raw!r} of table {table.name!r} is not a time",
+                          line=table.line,
+                          hint="RFC 3339, e.g. '2026-01-01T00:00:00Z', or 'now'") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def pin_now(table: TableSpec, key: str) -> None:
+    """Replace ``now`` by ``now@<the current instant>`` at planning, so every subtask and
+    restart agrees on the instant, and still knows it meant the wall clock."""
+    if str(table.options.get(key, "")).strip().lower() == "now":
+        moment = datetime.fromtimestamp(now_us() / 1e6, tz=UTC)
+        table.options[key] = "now@" + moment.isoformat(timespec="microseconds")
+
+
+def is_now(table: TableSpec, key: str) -> bool:
+    """True when the time option means the wall clock (``now``, pinned or not)."""
+    raw = str(table.options.get(key, "")).strip().lower()
+    return raw == "now" or raw.startswith("now@")
+
+
+def columns_of(table: TableSpec, full: pa.Schema, what: str) -> list[tuple[str, str, pa.DataType]]:
+    """(emitted name, generator name, emitted type) of each column the source emits; declared
+    columns must be generator columns (by name, any case) whose type casts to the declared."""
+    by_lower = {name.lower(): name for name in full.names}
+    out = []
+    for field in table.read_schema() if table.schema is not None else full:
+        name = by_lower.get(field.name.lower())
+        if name is None:
+            raise ConfigError(f"column {field.name!r} of table {table.name!r} is not a column "
+                              f"of {what}", line=table.line,
+                              hint="available: " + ", ".join(full.names))
+        source_type = full.field(name).type
+        if not field.type.equals(source_type):
+            try:
+                pa.array([], source_type).cast(field.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise ConfigError(f"column {field.name!r} of table {table.name!r} is declared "
+                                  f"{sql_name(field.type)} but {what} makes "
+                                  f"{sql_name(source_type)}", line=table.line,
+                                  hint=f"declare it {sql_name(source_type)}") from None
+        out.append((field.name, name, field.type))
+    return out
+
+
+def _kind(table: TableSpec) -> str | None:
+    raw = table.options.get("table")
+    if raw is None:
+        return None
+    kind = str(raw).strip().lower()
+    if kind not in KINDS:
+        raise ConfigError(f"option table = {raw!r} of nexmark table {table.name!r} is unknown",
+                          line=table.line, hint="accepted: bid, auction, person (or no table "
+                          "option for all events)")
+    return kind
+
+
+class NexmarkSource(Source):
+    """Generates the Nexmark event stream for the partitions assigned to one subtask."""
+
+    OPTIONS = {
+        "table": "bid, auction or person: a flat table of that kind; absent: all events "
+                 "(event_type and person/auction/bid structs)",
+        "events": "total number of events of the sequence (all kinds); absent: unbounded",
+        "event_rate": "events per second of event time (default 100000)",
+        "base_time": "event time of event 0: RFC 3339 or now (default 2026-01-01T00:00:00Z)",
+        "pace": "true: hand out events no earlier than their time (relative to the start) in "
+                "wall-clock time; false (default): as fast as possible",
+        "seed": "integer; the same seed gives the same events (default 0)",
+        "batch_size": "most rows per batch",
+    }
+
+    @classmethod
+    def infer_schema(cls, table: TableSpec) -> pa.Schema:
+        return table_schema(_kind(table))
+
+    @classmethod
+    def validate(cls, table: TableSpec) -> None:
+        kind = _kind(table)
+        int_option(table, "events", None)
+        rate_option(table, "event_rate", DEFAULT_EVENT_RATE)
+        time_option(table, "base_time", DEFAULT_BASE_TIME)
+        bool_option(table, "pace", False)
+        int_option(table, "seed", 0, minimum=-(2**63))
+        int_option(table, "batch_size", None, minimum=1)
+        columns_of(table, table_schema(kind), _what(kind))
+        pin_now(table, "base_time")
+
+    def __init__(self, table: TableSpec):
+        if table.schema is None:
+            table.schema = table_schema(_kind(table))
+        super().__init__(table)
+        self.kind = _kind(table)
+        self.events_total = int_option(table, "events", None)
+        self.bounded = self.events_total is not None
+        self.event_rate = rate_option(table, "event_rate", DEFAULT_EVENT_RATE)
+        #: with base_time = now an event is due when the wall clock reaches its event time
+        self.base_now = is_now(table, "base_time")
+        self.clock = Clock(time_option(table, "base_time", DEFAULT_BASE_TIME), self.event_rate)
+        self.pace = bool_option(table, "pace", False)
+        self.batch_size = int_option(table, "batch_size", None, minimum=1)
+        self.model = Model(int_option(table, "seed", 0, minimum=-(2**63)), self.clock)
+        self.columns = columns_of(table, table_schema(self.kind), _what(self.kind))
+        self.block = block_events(self.event_rate)
+        self._parts: dict[str, tuple[Layout, int, int | None]] = {}
+        self._anchor_us = self.clock.base_us
+
+    def partitions(self, parallelism: int) -> list[str]:
+        return [f"nexmark-{i}-of-{parallelism}" for i in range(parallelism)]
+
+    def open(self, assigned: list[str], offsets: dict[str, Any] | None = None) -> None:
+        offsets = offsets or {}
+        self._parts = {}
+        for name in assigned:
+            layout = self._layout(name)
+            position = 0
+            if name in offsets:
+                position = layout.position_of(int(offsets[name]))
+            end = layout.position_of(self.events_total) if self.bounded else None
+            self._parts[name] = (layout, position, end)
+        stale = [n for n in offsets if n.startswith("nexmark-") and n not in self._parts]
+        if stale and not any(n in offsets for n in assigned):
+            raise ConfigError(f"cannot resume nexmark table {self.table.name!r} from offsets of "
+                              f"partitions {', '.join(sorted(stale))}",
+                              hint="resume with the parallelism the checkpoint was taken with")
+        if not self.base_now and self._parts:
+            # pacing starts now: the first event still to come is due immediately
+            first = min(layout.event_at(pos) for layout, pos, _ in self._parts.values())
+            self._anchor_us = now_us() - int(self.clock.relative_us(np.array([first]))[0])
+        else:
+            self._anchor_us = self.clock.base_us
+
+    def _layout(self, name: str) -> Layout:
+        try:
+            _, index, _, count = name.split("-")
+            index, count = int(index), int(count)
+            assert 0 <= index < count
+        except (ValueError, AssertionError):
+            raise ConfigError(f"unknown nexmark partition {name!r}",
+                              hint="names come from partitions(parallelism)") from None
+        return Layout(self.kind, self.block, index, count)
+
+    def finished(self) -> bool:
+        return self.bounded and all(pos >= end for _, pos, end in self._parts.values())
+
+    def offsets(self) -> dict[str, Any]:
+        return {name: layout.event_at(pos) for name, (layout, pos, _) in self._parts.items()}
+
+    def _due_limit(self) -> int:
+        """Events numbered below this are due in wall-clock time (pace)."""
+        elapsed = now_us() - self._anchor_us
+        return self.clock.first_not_before(elapsed + 1)
+
+    def poll(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
+        live = [(layout.event_at(pos), name) for name, (layout, pos, end) in self._parts.items()
+                if end is None or pos < end]
+        if not live:
+            return None
+        first, name = min(live)
+        layout, pos, end = self._parts[name]
+        rows = max(0, min(max_rows, self.batch_size or max_rows))
+        if end is not None:
+            rows = min(rows, end - pos)
+        if len(live) > 1:   # several partitions here: keep them in step, a block at a time
+            rows = min(rows, layout.block_end(pos) - pos)
+        if self.pace:
+            limit = self._due_limit()
+            if first >= limit:
+                due_us = self._anchor_us + int(self.clock.relative_us(np.array([first]))[0])
+                wait = min(timeout, (due_us - now_us()) / 1e6)
+                if wait > 0:
+                    time.sleep(wait)
+                limit = self._due_limit()
+            rows = min(rows, layout.position_of(limit) - pos)
+        if rows <= 0:
+            return None
+        events = layout.events(pos, rows)
+        self._parts[name] = (layout, pos + rows, end)
+        batch = self._generate(events)
+        self.metrics.rows_read += rows
+        return batch
+
+    def _generate(self, events: np.ndarray) -> pa.RecordBatch:
+        """The batch of ``self.schema`` for these event numbers."""
+        arrays = []
+        if self.kind is not None:
+            wanted = {gen for _, gen, _ in self.columns}
+            values = self.model.columns(self.kind, events, wanted)
+            for _, gen, dtype in self.columns:
+                arrays.append(self._typed(materialize(values[gen], dtype), dtype))
+        else:
+            arrays = [self._typed(self._all_events_column(gen, events), dtype)
+                      for _, gen, dtype in self.columns]
+        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+    @staticmethod
+    def _typed(array: pa.Array, dtype: pa.DataType) -> pa.Array:
+        return array if array.type.equals(dtype) else array.cast(dtype)
+
+    def _all_events_column(self, name: str, events: np.ndarray) -> pa.Array:
+        offset = events % 50
+        kind_code = (offset > 0).astype(np.int64) + (offset > 3)
+        if name == "event_type":
+            return materialize(kind_code, pa.int64())
+        if name == "date_time":
+            return materialize(("ts", self.clock.times(events)), pa.int64())
+        code = EVENT_TYPE[name]
+        present = kind_code == code
+        absent = ~present
+        schema = KIND_SCHEMA[name]
+        values = self.model.columns(name, events[present], schema.names)
+        rank = np.cumsum(present) - 1
+        np.maximum(rank, 0, out=rank)
+        children = []
+        for field in schema:
+            value = values[field.name]
+            if isinstance(value, tuple):
+                full = np.zeros(len(events), np.int64)
+                full[present] = value[1]
+                children.append(materialize(("ts", full), field.type, absent))
+            elif isinstance(value, np.ndarray):
+                full = np.zeros(len(events), np.int64)
+                full[present] = value
+                children.append(materialize(full, field.type, absent))
+            elif hasattr(value, "indices"):
+                children.append(type(value)(value.pool, value.indices[rank]).materialize(absent)
+                                if len(value.indices) else
+                                pa.nulls(len(events), pa.string()))
+            else:
+                children.append(value.take(pa.array(rank.astype(np.int32), mask=absent)))
+        return pa.StructArray.from_arrays(children, fields=list(schema), mask=pa.array(absent))
+
+
+def _what(kind: str | None) -> str:
+    return f"nexmark table {kind!r}" if kind else "the nexmark all-events table"
+
+
+SOURCE = NexmarkSource

@@ -1,0 +1,229 @@
+"""CSV with a header line, read and written with Arrow's CSV kernels.
+
+NULL is an empty unquoted field and ``""`` is the empty string (PostgreSQL's CSV rule), so
+text round-trips exactly. Quoted fields may hold newlines. A TIMESTAMP without a zone is UTC.
+A value that does not convert to its column's type, or a row with the wrong number of
+fields, is a malformed record.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from caudal.errors import ConfigError
+from caudal.formats import bad_data, lines, match_columns, text
+from caudal.types import TIMESTAMP, normalize_schema, sql_name
+
+NAME = "csv"
+EXTENSIONS = (".csv",)
+INFER_BYTES = 4 << 20
+
+#: a time of day followed by a zone: such text is read as an instant, other text as UTC
+_ZONED = r":\d{2}(?:\.\d*)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
+_CONVERT = dict(null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False)
+
+
+def _row_ends(data: bytes) -> np.ndarray:
+    """Offsets just after each newline that ends a row (not one inside quotes)."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(arr == 10)
+    if b'"' not in data:
+        return newlines + 1
+    # quote parity before each byte; "" escapes keep it, a uint8 sum wraps but keeps parity
+    parity = np.cumsum(arr == 34, dtype=np.uint8) & 1
+    return newlines[parity[newlines] == 0] + 1
+
+
+def cut(data: bytes) -> int:
+    """End of the last complete row of ``data`` (``lines.read_blocks``'s ``cut``)."""
+    end = data.rfind(b"\n")
+    if end < 0:
+        return 0
+    if data.count(b'"', 0, end) % 2 == 0:
+        return end + 1
+    ends = _row_ends(data)
+    return int(ends[-1]) if len(ends) else 0
+
+
+def split_rows(data: bytes, first_line: int) -> list[tuple[int, bytes]]:
+    """The non-blank rows of a block with the line each starts on (error path only)."""
+    rows = []
+    start = 0
+    for end in _row_ends(data).tolist():
+        row = data[start:end]
+        if row.strip():
+            rows.append((first_line + data.count(b"\n", 0, start), row))
+        start = end
+    if data[start:].strip():
+        rows.append((first_line + data.count(b"\n", 0, start), data[start:] + b"\n"))
+    return rows
+
+
+def _header(row: bytes) -> list[str]:
+    table = pcsv.read_csv(lines.buffer_reader(row),
+                          read_options=pcsv.ReadOptions(autogenerate_column_names=False))
+    return table.column_names
+
+
+def read_header(stream: Any) -> list[str]:
+    """The column names of a CSV file (empty for an empty file)."""
+    for _, data in lines.read_blocks(stream, cut, block_size=64 << 10):
+        return _header(data[:cut_first(data)])
+    return []
+
+
+def cut_first(data: bytes) -> int:
+    """End of the first row of a block."""
+    end = data.find(b"\n") + 1
+    if end and data.count(b'"', 0, end) % 2 == 0:
+        return end
+    ends = _row_ends(data)
+    return int(ends[0]) if len(ends) else len(data)
+
+
+def infer_schema(stream: Any) -> pa.Schema:
+    """Arrow's inference on the start of a file; a column that is only NULL there is TEXT."""
+    data = stream.read(INFER_BYTES)
+    if len(data) == INFER_BYTES:
+        data = data[:cut(data)]
+    table = pcsv.read_csv(lines.buffer_reader(data),
+                          convert_options=pcsv.ConvertOptions(**_CONVERT))
+    schema = normalize_schema(table.schema)
+    return pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f
+                      for f in schema])
+
+
+def _parse_type(field: pa.Field) -> pa.DataType:
+    t = field.type
+    if pa.types.is_timestamp(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return pa.string()
+    if pa.types.is_nested(t) or pa.types.is_duration(t) or pa.types.is_interval(t):
+        raise ConfigError(f"CSV input cannot hold {sql_name(t)} column {field.name!r}",
+                          hint="use format = 'json' or 'parquet', or declare it as TEXT")
+    return t
+
+
+def parse_timestamps(arr: pa.Array) -> pa.Array:
+    """RFC 3339 / ISO 8601 text to TIMESTAMP; text without a zone is UTC."""
+    zoned = pc.match_substring_regex(arr, _ZONED)
+    with_zone = pc.if_else(zoned, arr, pa.scalar(None, pa.string()))
+    without = pc.if_else(zoned, pa.scalar(None, pa.string()), arr)
+    return pc.coalesce(with_zone.cast(TIMESTAMP),
+                       without.cast(pa.timestamp("us")).cast(TIMESTAMP))
+
+
+class Decoder:
+    """Turns blocks of CSV rows (no header) into tables of exactly ``schema``."""
+
+    def __init__(self, header: list[str], schema: pa.Schema, where: str):
+        self.header = header
+        self.schema = schema
+        self.columns = match_columns(header, schema, where)
+        self.parse_types = {h: _parse_type(f) for h, f in zip(self.columns, schema)}
+        # with no column wanted, read the first one to count rows (an empty list means all)
+        self.include = self.columns or header[:1]
+
+    def decode(self, data: bytes) -> pa.Table:
+        if not data.strip():
+            return self.schema.empty_table()
+        convert = pcsv.ConvertOptions(column_types=self.parse_types,
+                                      include_columns=self.include, **_CONVERT)
+        parse = pcsv.ParseOptions(newlines_in_values=b'"' in data)
+        try:
+            table = pcsv.read_csv(lines.buffer_reader(data), parse_options=parse,
+                                  convert_options=convert, read_options=pcsv.ReadOptions(
+                                      column_names=self.header,
+                                      block_size=lines.parse_block_size(data)))
+        except pa.ArrowInvalid as error:
+            if "straddl" not in str(error).lower():
+                raise
+            table = pcsv.read_csv(lines.buffer_reader(data), parse_options=parse,
+                                  convert_options=convert, read_options=pcsv.ReadOptions(
+                                      column_names=self.header,
+                                      block_size=lines.parse_block_size(data, error)))
+        columns = []
+        for field, parsed in zip(self.schema, table.columns):
+            if pa.types.is_timestamp(field.type):
+                parsed = pa.chunked_array([parse_timestamps(c) for c in parsed.chunks],
+                                          TIMESTAMP).cast(field.type)
+            elif pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+                parsed = pa.chunked_array([text.parse_hex(c) for c in parsed.chunks],
+                                          pa.binary()).cast(field.type)
+            columns.append(parsed)
+        if not columns:
+            return table.select([])
+        return pa.Table.from_arrays(columns, schema=self.schema)
+
+    def explain(self, row: bytes, error: Exception) -> str:
+        """What is wrong with one row (error path: one decode per column)."""
+        message = str(error).splitlines()[0]
+        fields = re.search(r"Expected (\d+) columns, got (\d+)", message)
+        if fields:
+            return f"expected {fields.group(1)} fields, got {fields.group(2)}"
+        try:
+            raw = pcsv.read_csv(lines.buffer_reader(row), read_options=pcsv.ReadOptions(
+                column_names=self.header), convert_options=pcsv.ConvertOptions(
+                column_types={h: pa.string() for h in self.header}, **_CONVERT))
+        except pa.ArrowInvalid:
+            return message
+        for name, field in zip(self.columns, self.schema):
+            one = Decoder(self.header, pa.schema([field.with_name(name)]), "")
+            try:
+                one.decode(row)
+            except pa.ArrowInvalid:
+                value = raw.column(name)[0].as_py()
+                shown = "NULL" if value is None else repr(value[:60])
+                return f"column {field.name!r} expects {sql_name(field.type)}, got {shown}"
+        return message
+
+
+def read(stream: Any, schema: pa.Schema, policy: bad_data.BadDataPolicy) -> Iterator[pa.Table]:
+    """Tables of ``schema`` from a CSV stream (header first), applying ``policy`` to bad rows."""
+    decoder = None
+    for first_line, data in lines.read_blocks(stream, cut):
+        if decoder is None:
+            head = cut_first(data)
+            decoder = Decoder(_header(data[:head]), schema, policy.where)
+            first_line += data.count(b"\n", 0, head)
+            data = data[head:]
+        try:
+            yield decoder.decode(data)
+        except pa.ArrowInvalid:
+            rows = split_rows(data, first_line)
+            yield from bad_data.decode_rows(rows, decoder.decode, decoder.explain, policy)
+
+
+def _writable(column: pa.Array) -> pa.Array:
+    """A column as the CSV writer should get it: anything but plain values as caudal's text."""
+    t = column.type
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or \
+            pa.types.is_boolean(t) or pa.types.is_string(t) or pa.types.is_date(t):
+        return column
+    return text.to_text(column)
+
+
+class Writer:
+    """Writes a header, then rows, to an output stream (closed by ``close``)."""
+
+    def __init__(self, stream: Any, schema: pa.Schema):
+        self.stream = stream
+        self._writer: pcsv.CSVWriter | None = None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        out = pa.RecordBatch.from_arrays([_writable(c) for c in batch.columns],
+                                         names=batch.schema.names)
+        if self._writer is None:
+            self._writer = pcsv.CSVWriter(self.stream, out.schema)
+        self._writer.write_batch(out)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self.stream.close()

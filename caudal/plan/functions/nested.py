@@ -1,0 +1,179 @@
+"""Structs and arrays: ``s.field``, ``a[i]`` (1-based; NULL out of range, as in
+PostgreSQL), ARRAY[...], cardinality() and array_length()."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from caudal.plan.expressions import Call, Expr
+from caudal.plan.functions.coerce import arity, cast, coerce_all, constant_value, expect
+from caudal.plan.functions.kernels import broadcast, finish, null_of, to_array
+from caudal.plan.functions.registry import BindError, register
+from caudal.types import sql_name
+
+# ---- struct fields ----------------------------------------------------------------------
+
+
+def bind_struct_field(name: str, args: list[Expr]) -> Call:
+    """``struct_field(s, 'name')``: the field of a struct, found case-insensitively unless
+    two fields differ only in case."""
+    arity("struct_field", args, 2)
+    struct = args[0]
+    wanted = constant_value(args[1], "struct_field", "field name")
+    t = struct.dtype
+    if not pa.types.is_struct(t):
+        raise BindError(f"cannot read field {wanted!r} of a {sql_name(t)} value",
+                        hint="fields exist on STRUCT values only")
+    names = [t.field(i).name for i in range(t.num_fields)]
+    index = names.index(wanted) if wanted in names else None
+    if index is None:
+        folded = [i for i, n in enumerate(names) if n.lower() == str(wanted).lower()]
+        if len(folded) != 1:
+            raise BindError(f"struct has no field {wanted!r}",
+                            hint=f"fields: {', '.join(names)}")
+        index = folded[0]
+    return Call(t.field(index).type, "struct_field", (struct,), {"index": index})
+
+
+def _struct_field(args, call):
+    value = args[0]
+    index = call.options["index"]
+    if isinstance(value, pa.Scalar):
+        if not value.is_valid:
+            return null_of(call.dtype)
+        return value[index]
+    if isinstance(value, pa.ChunkedArray):
+        value = value.combine_chunks()
+    # StructArray.field ignores the parent's nulls; a NULL struct has NULL fields
+    return pc.struct_field(value, [index])
+
+
+register("struct_field", bind_struct_field, _struct_field, "s.field -> the field's value",
+         internal=True)
+
+# ---- array elements ---------------------------------------------------------------------
+
+
+def _bind_list_element(name: str, args: list[Expr]) -> Call:
+    arity("list_element", args, 2)
+    lst, index = args
+    expect(lst, pa.types.is_list, "array subscript", "an array")
+    expect(index, pa.types.is_integer, "array subscript", "an integer index")
+    if pa.types.is_null(lst.dtype):
+        return Call(pa.null(), "list_element", (lst, cast(index, pa.int64())))
+    return Call(lst.dtype.value_type, "list_element", (lst, cast(index, pa.int64())))
+
+
+def list_get(lists: pa.Array, index, one_based: bool = True) -> pa.Array:
+    """Element ``index`` of every list (an array or a scalar index; negative counts from the
+    end when not ``one_based``); NULL where out of range."""
+    if isinstance(lists, pa.ChunkedArray):
+        lists = lists.combine_chunks()
+    n = len(lists)
+    offsets = lists.offsets.to_numpy(zero_copy_only=False)
+    starts, ends = offsets[:-1].astype(np.int64), offsets[1:].astype(np.int64)
+    sizes = ends - starts
+    if isinstance(index, pa.Scalar):
+        if not index.is_valid:
+            return pa.nulls(n, lists.type.value_type)
+        idx = np.full(n, index.as_py(), dtype=np.int64)
+        idx_valid = np.ones(n, dtype=bool)
+    else:
+        idx_valid = np.asarray(pc.is_valid(index).to_numpy(zero_copy_only=False), dtype=bool)
+        idx = np.asarray(pc.fill_null(index, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    if one_based:
+        idx = idx - 1
+    else:
+        idx = np.where(idx < 0, sizes + idx, idx)
+    ok = idx_valid & (idx >= 0) & (idx < sizes)
+    if lists.null_count:
+        ok &= np.asarray(lists.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    positions = pa.array(np.where(ok, starts + idx, 0), mask=~ok)
+    return pc.take(lists.values, positions)
+
+
+def _list_element(args, call):
+    lists, index = args
+    if pa.types.is_null(call.dtype):
+        return null_of(pa.null())
+    if isinstance(lists, pa.Scalar):
+        arrays, scalar = broadcast([lists, index])
+        return finish(list_get(arrays[0], arrays[1]), scalar)
+    return list_get(lists, index)
+
+
+register("list_element", _bind_list_element, _list_element,
+         "a[i] -> element i (1-based), NULL out of range", internal=True)
+
+# ---- ARRAY[...], cardinality, array_length ------------------------------------------------
+
+
+def interleave(columns: list[pa.Array], validity: pa.Array | None = None) -> pa.ListArray:
+    """One list per row made of the row's values in ``columns`` (all of one length)."""
+    n, k = len(columns[0]), len(columns)
+    values = pa.concat_arrays(columns)
+    order = (np.arange(n)[:, None] + np.arange(k)[None, :] * n).ravel()
+    flat = pc.take(values, pa.array(order))
+    offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
+    mask = None if validity is None else pc.invert(validity)
+    return pa.ListArray.from_arrays(offsets, flat, mask=mask)
+
+
+def _bind_make_array(name: str, args: list[Expr]) -> Call:
+    if not args:
+        raise BindError("ARRAY[] needs at least one element (or a CAST to a typed array)")
+    coerced, dtype = coerce_all(args, "ARRAY[...]")
+    if pa.types.is_null(dtype):
+        dtype = pa.string()
+        coerced = [cast(a, dtype) for a in coerced]
+    return Call(pa.list_(dtype), "make_array", tuple(coerced))
+
+
+def _make_array(args, call):
+    arrays, scalar = broadcast(args)
+    arrays = [a.cast(call.dtype.value_type) for a in arrays]
+    return finish(interleave(arrays), scalar)
+
+
+register("make_array", _bind_make_array, _make_array, "ARRAY[a, b, ...] -> array",
+         internal=True)
+
+
+def _bind_cardinality(name: str, args: list[Expr]) -> Call:
+    arity(name, args, 1)
+    expect(args[0], pa.types.is_list, name, "an array")
+    return Call(pa.int32(), "cardinality", tuple(args))
+
+
+def _cardinality(args, call):
+    arrays, scalar = broadcast(args)
+    return finish(pc.cast(pc.list_value_length(arrays[0]), pa.int32()), scalar)
+
+
+register("cardinality", _bind_cardinality, _cardinality,
+         "cardinality(array) -> integer (number of elements)")
+
+
+def _bind_array_length(name: str, args: list[Expr]) -> Call:
+    arity("array_length", args, 1, 2)
+    expect(args[0], pa.types.is_list, "array_length", "an array")
+    dim = constant_value(args[1], "array_length", "dimension") if len(args) == 2 else 1
+    return Call(pa.int32(), "array_length", (args[0],), {"dimension": dim})
+
+
+def _array_length(args, call):
+    arrays, scalar = broadcast(args)
+    lengths = pc.cast(pc.list_value_length(arrays[0]), pa.int32())
+    if call.options.get("dimension") != 1:
+        return finish(pa.nulls(len(lengths), pa.int32()), scalar)
+    # PostgreSQL: an empty array has no dimension 1, so its length is NULL
+    lengths = pc.if_else(pc.equal(lengths, 0), null_of(pa.int32()), lengths)
+    return finish(lengths, scalar)
+
+
+register("array_length", _bind_array_length, _array_length,
+         "array_length(array, 1) -> integer, NULL for an empty array")
+
+__all__ = ["interleave", "list_get", "to_array"]

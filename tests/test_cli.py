@@ -1,0 +1,131 @@
+"""The caudal command as users run it: a real process, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+from caudal import __version__
+from tests.conftest import run_cli
+from tests.helpers import read_committed
+
+
+def test_version():
+    proc = run_cli("--version")
+    assert proc.returncode == 0
+    assert __version__ in proc.stdout
+
+
+def test_help_reads_like_the_docs():
+    proc = run_cli("run", "--help")
+    assert proc.returncode == 0
+    for flag in ("--parallelism", "--checkpoint-dir", "--checkpoint-interval"):
+        assert flag in proc.stdout
+
+
+def test_run_writes_parquet_and_exits_zero(tmp_path, bids_parquet):
+    path, table = bids_parquet
+    out = tmp_path / "out"
+    job = tmp_path / "job.sql"
+    job.write_text(f"""
+CREATE TABLE bids WITH (connector = 'filesystem', path = '{path}');
+CREATE TABLE out WITH (connector = 'filesystem', path = '{out}');
+INSERT INTO out SELECT auction, price FROM bids WHERE price > 100;
+""")
+    proc = run_cli("run", str(job), "--parallelism", "2")
+    assert proc.returncode == 0, proc.stderr
+    got = read_committed(out)
+    expected = sum(1 for p in table.column("price").to_pylist() if p is not None and p > 100)
+    assert got.num_rows == expected
+    assert "rows in" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bare_select_prints_to_stdout(tmp_path, bids_parquet):
+    path, table = bids_parquet
+    job = tmp_path / "job.sql"
+    job.write_text(f"CREATE TABLE bids WITH (connector = 'filesystem', path = '{path}');\n"
+                   "SELECT auction, price FROM bids WHERE auction = 1001 AND price > 9000;\n")
+    proc = run_cli("run", str(job))
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    expected = [r for r in table.to_pylist() if r["auction"] == 1001 and r["price"] is not None
+                and r["price"] > 9000]
+    assert lines[0].split() == ["auction", "price"]
+    assert len(lines) - 1 == len(expected)
+
+
+def test_sql_error_is_one_line_with_position_and_exit_2(tmp_path, bids_parquet):
+    path, _ = bids_parquet
+    job = tmp_path / "job.sql"
+    job.write_text(f"CREATE TABLE bids WITH (connector = 'filesystem', path = '{path}');\n"
+                   "SELECT auction,\n       pricee FROM bids;\n")
+    proc = run_cli("run", str(job))
+    assert proc.returncode == 2
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1
+    assert "line 3, column 8" in err and "pricee" in err and "price" in err
+    assert "Traceback" not in err
+
+
+def test_debug_shows_traceback(tmp_path):
+    job = tmp_path / "job.sql"
+    job.write_text("SELECT a FROM nowhere;")
+    proc = run_cli("--debug", "run", str(job))
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr
+
+
+def test_unknown_connector_and_option(tmp_path):
+    job = tmp_path / "job.sql"
+    job.write_text("CREATE TABLE t (a BIGINT) WITH (connector = 'kafkaa');\nSELECT a FROM t;")
+    proc = run_cli("run", str(job))
+    assert proc.returncode == 2
+    assert "unknown connector 'kafkaa'" in proc.stderr and "filesystem" in proc.stderr
+    job.write_text("CREATE TABLE t (a BIGINT) WITH (connector = 'filesystem', path = 'x', "
+                   "colour = 'red');\nSELECT a FROM t;")
+    proc = run_cli("run", str(job))
+    assert proc.returncode == 2
+    assert "unknown option 'colour'" in proc.stderr and "path" in proc.stderr
+
+
+def test_missing_file(tmp_path):
+    job = tmp_path / "job.sql"
+    job.write_text("CREATE TABLE t WITH (connector = 'filesystem', path = '/nonexistent/x.parquet');"
+                   "\nSELECT * FROM t;")
+    proc = run_cli("run", str(job))
+    assert proc.returncode == 2
+    assert "/nonexistent/x.parquet" in proc.stderr
+    proc = run_cli("run", str(tmp_path / "missing.sql"))
+    assert proc.returncode == 2
+    assert "missing.sql" in proc.stderr
+
+
+def test_explain(tmp_path, bids_parquet):
+    path, _ = bids_parquet
+    job = tmp_path / "job.sql"
+    job.write_text(f"CREATE TABLE bids WITH (connector = 'filesystem', path = '{path}');\n"
+                   "CREATE TABLE out WITH (connector = 'blackhole');\n"
+                   "INSERT INTO out SELECT auction, price * 2 AS p FROM bids WHERE price > 1;\n")
+    proc = run_cli("explain", str(job), "--parallelism", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "Logical plan" in proc.stdout and "Physical dataflow" in proc.stdout
+    assert "Filter" in proc.stdout and "parallelism=2" in proc.stdout
+    # projection pushdown: only the used columns are read
+    assert "columns [auction, price]" in proc.stdout
+
+
+def test_bad_data_drop_is_reported(tmp_path):
+    data = tmp_path / "in.json"
+    data.write_text('{"a": 1}\n{"a": "oops"}\nnot json\n{"a": 4}\n')
+    out = tmp_path / "out"
+    job = tmp_path / "job.sql"
+    job.write_text(f"CREATE TABLE t (a BIGINT) WITH (connector = 'filesystem', path = '{data}', "
+                   f"format = 'json', bad_data = 'drop');\n"
+                   f"CREATE TABLE o WITH (connector = 'filesystem', path = '{out}');\n"
+                   "INSERT INTO o SELECT a FROM t;")
+    proc = run_cli("run", str(job))
+    assert proc.returncode == 0, proc.stderr
+    assert "2 bad rows dropped" in proc.stderr
+    assert sorted(read_committed(out).column("a").to_pylist()) == [1, 4]
+    job.write_text(job.read_text().replace("'drop'", "'fail'"))
+    proc = run_cli("run", str(job))
+    assert proc.returncode == 2
+    assert "in.json" in proc.stderr and "line 2" in proc.stderr
