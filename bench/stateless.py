@@ -43,7 +43,7 @@ def run_duckdb(data: Path, sink: str, out: Path) -> float:
     if sink == "parquet":
         con.execute(f"COPY ({query}) TO '{out}/duck.parquet' (FORMAT parquet)")
     else:
-        con.execute(query).arrow()
+        con.sql(query).to_arrow_table()
     elapsed = time.perf_counter() - started
     con.close()
     return elapsed

@@ -48,14 +48,16 @@ def _parser() -> argparse.ArgumentParser:
                      help="target rows per batch read from a source (default 65536)")
     run.add_argument("--linger", default="5ms", metavar="DURATION",
                      help="longest wait to fill a batch before sending it (default 5ms)")
-    run.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                     help="show tracebacks on errors")
 
     explain = sub.add_parser("explain", help="print the plans of a SQL file",
                              description="Print each statement's logical plan and the "
                                          "physical dataflow graph, without running.")
     explain.add_argument("file")
     explain.add_argument("--parallelism", "-p", type=int, default=1, metavar="N")
-    explain.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    explain.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                         help="show tracebacks on errors")
     return p
 
 

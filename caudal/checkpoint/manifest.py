@@ -116,16 +116,24 @@ class SubtaskState:
     offsets: dict[str, Any] | None = None
     #: the subtask had reached the end of its input (its state is final)
     finished: bool = False
+    #: a source subtask's watermark (µs), so a resumed source does not go back in time
+    watermark: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"operators": [{k: v.to_json() for k, v in op.items()} for op in self.operators],
-                "offsets": self.offsets, "finished": self.finished}
+        out: dict[str, Any] = {
+            "operators": [{k: v.to_json() for k, v in op.items()} for op in self.operators],
+            "offsets": self.offsets, "finished": self.finished}
+        if self.watermark is not None:
+            out["watermark"] = self.watermark
+        return out
 
     @staticmethod
     def from_json(d: dict[str, Any]) -> SubtaskState:
+        mark = d.get("watermark")
         return SubtaskState([{k: StateRef.from_json(v) for k, v in op.items()}
                              for op in d["operators"]], d.get("offsets"),
-                            bool(d.get("finished", False)))
+                            bool(d.get("finished", False)), int(mark) if mark is not None
+                            else None)
 
     def files(self) -> list[StateFile]:
         return [f for op in self.operators for ref in op.values() for f in ref.files or ()]

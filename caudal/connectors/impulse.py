@@ -85,7 +85,7 @@ class ImpulseSource(Source):
                            self.event_rate or UNPACED_RATE)
         self.batch_size = int_option(table, "batch_size", None, minimum=1)
         self.columns = columns_of(table, SCHEMA, "the impulse table")
-        #: partition name -> (index, count, next counter)
+        #: partition name -> [index, count, next counter]
         self._parts: dict[str, list[int]] = {}
         self._anchor_us = 0
 
@@ -104,7 +104,16 @@ class ImpulseSource(Source):
                 raise ConfigError(f"unknown impulse partition {name!r}",
                                   hint="names come from partitions(parallelism)") from None
             start = int(offsets.get(name, index))
+            if start % count != index:
+                raise ConfigError(f"offset {start} of impulse partition {name!r} is not one of "
+                                  f"its counters", hint="resume with the parallelism the "
+                                  "checkpoint was taken with")
             self._parts[name] = [index, count, start]
+        stale = [n for n in offsets if n.startswith("impulse-") and n not in self._parts]
+        if stale and not any(n in offsets for n in assigned):
+            raise ConfigError(f"cannot resume impulse table {self.table.name!r} from offsets of "
+                              f"partitions {', '.join(sorted(stale))}",
+                              hint="resume with the parallelism the checkpoint was taken with")
         if self._parts:
             # pacing starts now: the first counter still to come is due immediately
             first = min(nxt for _, _, nxt in self._parts.values())

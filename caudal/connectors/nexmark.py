@@ -29,17 +29,17 @@ from caudal.connectors.nexmark_model import (
     Layout,
     Model,
     block_events,
-    materialize,
+    expand,
+    int64_array,
     table_schema,
+    timestamp_array,
 )
 from caudal.errors import ConfigError
 from caudal.plan.tables import TableSpec
-from caudal.types import sql_name
+from caudal.types import is_numeric, sql_name
 
 DEFAULT_BASE_TIME = "2026-01-01T00:00:00Z"
 DEFAULT_EVENT_RATE = 100_000
-#: rows generated per numpy pass: small enough to stay in cache
-CHUNK_ROWS = 1 << 16
 
 
 # -- option parsing (also used by the impulse connector) -----------------------------------
@@ -137,16 +137,20 @@ def columns_of(table: TableSpec, full: pa.Schema, what: str) -> list[tuple[str, 
                               f"of {what}", line=table.line,
                               hint="available: " + ", ".join(full.names))
         source_type = full.field(name).type
-        if not field.type.equals(source_type):
-            try:
-                pa.array([], source_type).cast(field.type)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                raise ConfigError(f"column {field.name!r} of table {table.name!r} is declared "
-                                  f"{sql_name(field.type)} but {what} makes "
-                                  f"{sql_name(source_type)}", line=table.line,
-                                  hint=f"declare it {sql_name(source_type)}") from None
+        if not _casts_safely(source_type, field.type):
+            raise ConfigError(f"column {field.name!r} of table {table.name!r} is declared "
+                              f"{sql_name(field.type)} but {what} makes "
+                              f"{sql_name(source_type)}", line=table.line,
+                              hint=f"declare it {sql_name(source_type)}")
         out.append((field.name, name, field.type))
     return out
+
+
+def _casts_safely(source: pa.DataType, target: pa.DataType) -> bool:
+    """Declared types a generated column may be cast to without failing on some value:
+    the same type, another numeric type for a number, or text."""
+    return (source.equals(target) or pa.types.is_string(target)
+            or (pa.types.is_integer(source) and is_numeric(target)))
 
 
 def _kind(table: TableSpec) -> str | None:
@@ -293,9 +297,11 @@ class NexmarkSource(Source):
             wanted = {gen for _, gen, _ in self.columns}
             values = self.model.columns(self.kind, events, wanted)
             for _, gen, dtype in self.columns:
-                arrays.append(self._typed(materialize(values[gen], dtype), dtype))
+                arrays.append(self._typed(values[gen], dtype))
         else:
-            arrays = [self._typed(self._all_events_column(gen, events), dtype)
+            offset = events % 50
+            kind_code = (offset > 0).astype(np.int64) + (offset > 3)
+            arrays = [self._typed(self._all_events_column(gen, events, kind_code), dtype)
                       for _, gen, dtype in self.columns]
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
 
@@ -303,38 +309,22 @@ class NexmarkSource(Source):
     def _typed(array: pa.Array, dtype: pa.DataType) -> pa.Array:
         return array if array.type.equals(dtype) else array.cast(dtype)
 
-    def _all_events_column(self, name: str, events: np.ndarray) -> pa.Array:
-        offset = events % 50
-        kind_code = (offset > 0).astype(np.int64) + (offset > 3)
+    def _all_events_column(self, name: str, events: np.ndarray,
+                           kind_code: np.ndarray) -> pa.Array:
+        """One column of the all-events table: a struct is null except on its kind's rows,
+        and only those rows are generated."""
         if name == "event_type":
-            return materialize(kind_code, pa.int64())
+            return int64_array(kind_code)
         if name == "date_time":
-            return materialize(("ts", self.clock.times(events)), pa.int64())
-        code = EVENT_TYPE[name]
-        present = kind_code == code
-        absent = ~present
+            return timestamp_array(self.clock.times(events))
+        present = kind_code == EVENT_TYPE[name]
+        bitmap = pa.py_buffer(np.packbits(present, bitorder="little"))
         schema = KIND_SCHEMA[name]
         values = self.model.columns(name, events[present], schema.names)
-        rank = np.cumsum(present) - 1
-        np.maximum(rank, 0, out=rank)
-        children = []
-        for field in schema:
-            value = values[field.name]
-            if isinstance(value, tuple):
-                full = np.zeros(len(events), np.int64)
-                full[present] = value[1]
-                children.append(materialize(("ts", full), field.type, absent))
-            elif isinstance(value, np.ndarray):
-                full = np.zeros(len(events), np.int64)
-                full[present] = value
-                children.append(materialize(full, field.type, absent))
-            elif hasattr(value, "indices"):
-                children.append(type(value)(value.pool, value.indices[rank]).materialize(absent)
-                                if len(value.indices) else
-                                pa.nulls(len(events), pa.string()))
-            else:
-                children.append(value.take(pa.array(rank.astype(np.int32), mask=absent)))
-        return pa.StructArray.from_arrays(children, fields=list(schema), mask=pa.array(absent))
+        children = [expand(values[f.name], present, bitmap) for f in schema]
+        return pa.StructArray.from_buffers(pa.struct(list(schema)), len(events), [bitmap],
+                                           null_count=len(events) - int(present.sum()),
+                                           children=children)
 
 
 def _what(kind: str | None) -> str:

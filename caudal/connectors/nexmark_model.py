@@ -257,14 +257,15 @@ def _urls(seed: int) -> pa.Array:
     return pc.binary_join_element_wise(base, suffix, "")
 
 
-#: extra-padding lengths by kind: [lowest, highest] the model can ask for, and variants per length
-_EXTRA_RANGE = {"bid": (0, 100, 256), "person": (0, 200, 64), "auction": (0, 560, 16)}
+#: padding by kind: lengths [low, high) covering what the model asks for (clipped to it), and
+#: distinct strings per length (a pool of ~2 MB each)
+_EXTRA_RANGE = {"bid": (54, 82, 1024), "person": (60, 200, 128), "auction": (200, 560, 32)}
 
 
 @functools.lru_cache(maxsize=16)
 def extra_pool(seed: int, kind: str) -> pa.Array:
-    """Padding text of every length up to the kind's limit, ``variants`` strings per length;
-    string ``length * variants + v`` has ``length`` chars."""
+    """Padding text of every length of the kind's range, ``variants`` strings per length:
+    string ``(length - low) * variants + v`` has ``length`` chars."""
     low, high, variants = _EXTRA_RANGE[kind]
     lengths = np.repeat(np.arange(low, high, dtype=np.int64), variants)
     return random_text(seed, _STRING_STREAM["extra"] + EVENT_TYPE[kind], lengths, None)
@@ -312,22 +313,21 @@ class Clock:
 
 
 # -- columns --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Pooled:
-    """A text column not yet materialized: ``pool.take(indices)`` (so scatters compose)."""
-
-    pool: pa.Array
-    indices: np.ndarray
-
-    def materialize(self, mask: np.ndarray | None = None) -> pa.Array:
-        idx = pa.array(self.indices.astype(np.int32, copy=False), mask=mask)
-        return self.pool.take(idx)
+def int64_array(values: np.ndarray) -> pa.Array:
+    """A BIGINT column over a NumPy int64 array, zero-copy."""
+    values = np.ascontiguousarray(values, np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
 
 
-def _timestamps(values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
-    if mask is None:
-        return pa.Array.from_buffers(TIMESTAMP, len(values), [None, pa.py_buffer(values)])
-    return pa.array(values, type=TIMESTAMP, mask=mask)
+def timestamp_array(micros: np.ndarray) -> pa.Array:
+    """A TIMESTAMP column over µs since the epoch, zero-copy."""
+    micros = np.ascontiguousarray(micros, np.int64)
+    return pa.Array.from_buffers(TIMESTAMP, len(micros), [None, pa.py_buffer(micros)])
+
+
+def pooled(strings: pa.Array, indices: np.ndarray) -> pa.Array:
+    """A TEXT column of pool strings (one memcpy per value, in Arrow)."""
+    return strings.take(pa.array(indices.astype(np.int32, copy=False)))
 
 
 def _next_person(last: np.ndarray, word: np.ndarray) -> np.ndarray:
@@ -349,9 +349,10 @@ class Model:
         self.clock = clock
 
     def columns(self, kind: str, e: np.ndarray, want) -> dict:
-        """``want`` fields of events ``e`` (all of kind ``kind``): name -> int64 array for
-        BIGINT, ``("ts", int64 array)`` for TIMESTAMP, or a Pooled text column."""
-        return getattr(self, f"_{kind}")(e, set(want), Random(self.seed, e))
+        """Arrow arrays of the ``want`` fields of events ``e`` (all of kind ``kind``)."""
+        out = getattr(self, f"_{kind}")(e, set(want), Random(self.seed, e))
+        return {name: value if isinstance(value, pa.Array) else int64_array(value)
+                for name, value in out.items()}
 
     def _bid(self, e, want, rnd) -> dict:
         out: dict = {}
@@ -375,13 +376,13 @@ class Model:
             index = np.where(_hot(word, HOT_CHANNELS_RATIO), below(word, len(HOT_CHANNELS)),
                              len(HOT_CHANNELS) + below(word, CHANNELS_NUMBER))
             if "channel" in want:
-                out["channel"] = Pooled(pool(self.seed, "channel").strings, index)
+                out["channel"] = pooled(pool(self.seed, "channel").strings, index)
             if "url" in want:
-                out["url"] = Pooled(pool(self.seed, "url").strings, index)
+                out["url"] = pooled(pool(self.seed, "url").strings, index)
         if "date_time" in want:
-            out["date_time"] = ("ts", self.clock.times(e))
+            out["date_time"] = timestamp_array(self.clock.times(e))
         if "extra" in want:
-            out["extra"] = Pooled(extra_pool(self.seed, "bid"),
+            out["extra"] = pooled(extra_pool(self.seed, "bid"),
                                   extra_indices(rnd.word(5), "bid", 32))
         return out
 
@@ -406,27 +407,27 @@ class Model:
         if "date_time" in want or "expires" in want:
             times = self.clock.times(e)
             if "date_time" in want:
-                out["date_time"] = ("ts", times)
+                out["date_time"] = timestamp_array(times)
             if "expires" in want:
                 # lasts 1 ms + up to twice the time until 100 more auctions exist
                 horizon = self.clock.times(e + AUCTION_HORIZON_EVENTS) - times
                 span = np.maximum(2 * horizon, 1).astype(np.float64)
                 length = np.floor(_unit(rnd.word(15)) * span).astype(np.int64)
-                out["expires"] = ("ts", times + 1000 + length)
+                out["expires"] = timestamp_array(times + 1000 + length)
         names = descriptions = None
         if "item_name" in want or "extra" in want:
             names = below(rnd.word(16), POOL_SIZE)
             if "item_name" in want:
-                out["item_name"] = Pooled(pool(self.seed, "item_name").strings, names)
+                out["item_name"] = pooled(pool(self.seed, "item_name").strings, names)
         if "description" in want or "extra" in want:
             descriptions = below(rnd.word(17), POOL_SIZE)
             if "description" in want:
-                out["description"] = Pooled(pool(self.seed, "description").strings,
+                out["description"] = pooled(pool(self.seed, "description").strings,
                                             descriptions)
         if "extra" in want:
             size = (8 + 5 * 8 + pool(self.seed, "item_name").lengths[names]
                     + pool(self.seed, "description").lengths[descriptions])
-            out["extra"] = Pooled(extra_pool(self.seed, "auction"),
+            out["extra"] = pooled(extra_pool(self.seed, "auction"),
                                   extra_indices(rnd.word(18), "auction", size))
         return out
 
@@ -435,7 +436,7 @@ class Model:
         if "id" in want:
             out["id"] = e // TOTAL_PROPORTION + FIRST_PERSON_ID
         if "date_time" in want:
-            out["date_time"] = ("ts", self.clock.times(e))
+            out["date_time"] = timestamp_array(self.clock.times(e))
         extra = "extra" in want
         size = 8 + 19
         index = {}
@@ -445,13 +446,13 @@ class Model:
                 index[name] = below(rnd.word(stream), count)
                 text = pool(self.seed, name)
                 if name in want:
-                    out[name] = Pooled(text.strings, index[name])
+                    out[name] = pooled(text.strings, index[name])
                 if extra:
                     size = size + text.lengths[index[name]]
         if "credit_card" in want:
             out["credit_card"] = credit_cards(rnd.word(25))
         if extra:
-            out["extra"] = Pooled(extra_pool(self.seed, "person"),
+            out["extra"] = pooled(extra_pool(self.seed, "person"),
                                   extra_indices(rnd.word(26), "person", size))
         return out
 
@@ -473,17 +474,30 @@ def credit_cards(word: np.ndarray) -> pa.Array:
     return _string_array(np.full(n, 19, np.int64), text.ravel())
 
 
-def materialize(value, dtype: pa.DataType, mask: np.ndarray | None = None) -> pa.Array:
-    """Turn a value of ``Model.columns`` into an Arrow array (null where ``mask``)."""
-    if isinstance(value, Pooled):
-        return value.materialize(mask)
-    if isinstance(value, pa.Array):
-        return value if mask is None else value.take(
-            pa.array(np.arange(len(value), dtype=np.int32), mask=mask))
-    if isinstance(value, tuple):
-        return _timestamps(value[1], mask)
-    return pa.array(value, mask=mask) if mask is not None else pa.Array.from_buffers(
-        pa.int64(), len(value), [None, pa.py_buffer(np.ascontiguousarray(value))])
+def expand(compact: pa.Array, present: np.ndarray, bitmap: pa.Buffer) -> pa.Array:
+    """Spread the values of ``compact`` over the rows where ``present`` is True, null
+    elsewhere (``bitmap`` is ``present`` packed), without copying string bytes: absent rows
+    become empty slots in the offsets."""
+    n, k = len(present), len(compact)
+    if pa.types.is_string(compact.type):
+        offsets = np.frombuffer(compact.buffers()[1], np.int32, count=compact.offset + k + 1)[
+            compact.offset:]
+        full = np.empty(n + 1, np.int32)
+        full[0] = offsets[0]
+        lengths = np.zeros(n, np.int32)
+        lengths[present] = np.diff(offsets)
+        np.cumsum(lengths, out=full[1:])
+        full[1:] += offsets[0]
+        data = compact.buffers()[2] or pa.py_buffer(b"")
+        return pa.Array.from_buffers(pa.string(), n, [bitmap, pa.py_buffer(full), data],
+                                     null_count=n - k)
+    width = compact.type.bit_width // 8
+    values = np.frombuffer(compact.buffers()[1], np.dtype(f"<i{width}"),
+                           count=compact.offset + k)[compact.offset:]
+    full = np.zeros(n, values.dtype)
+    full[present] = values
+    return pa.Array.from_buffers(compact.type, n, [bitmap, pa.py_buffer(full)],
+                                 null_count=n - k)
 
 
 # -- which events a partition holds ---------------------------------------------------------

@@ -112,6 +112,10 @@ def _parse_type(field: pa.Field) -> pa.DataType:
 
 def parse_timestamps(arr: pa.Array) -> pa.Array:
     """RFC 3339 / ISO 8601 text to TIMESTAMP; text without a zone is UTC."""
+    try:
+        return arr.cast(TIMESTAMP)  # the usual case: every value has its zone
+    except pa.ArrowInvalid:
+        pass
     zoned = pc.match_substring_regex(arr, _ZONED)
     with_zone = pc.if_else(zoned, arr, pa.scalar(None, pa.string()))
     without = pc.if_else(zoned, pa.scalar(None, pa.string()), arr)
@@ -184,10 +188,11 @@ class Decoder:
         return message
 
 
-def read(stream: Any, schema: pa.Schema, policy: bad_data.BadDataPolicy) -> Iterator[pa.Table]:
+def read(stream: Any, schema: pa.Schema, policy: bad_data.BadDataPolicy,
+         block_size: int = lines.BLOCK_SIZE) -> Iterator[pa.Table]:
     """Tables of ``schema`` from a CSV stream (header first), applying ``policy`` to bad rows."""
     decoder = None
-    for first_line, data in lines.read_blocks(stream, cut):
+    for first_line, data in lines.read_blocks(stream, cut, block_size):
         if decoder is None:
             head = cut_first(data)
             decoder = Decoder(_header(data[:head]), schema, policy.where)

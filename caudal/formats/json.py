@@ -25,6 +25,8 @@ NAME = "json"
 EXTENSIONS = (".json", ".jsonl", ".ndjson")
 #: bytes of the first file that schema inference looks at
 INFER_BYTES = 4 << 20
+_FIRST_OBJECT = re.compile(rb"[ \t\r\n]*\{")
+_NOT_OBJECT = re.compile(rb"\n[ \t\r]*[^{ \t\r\n]")
 
 
 def _parse_type(field: pa.Field) -> pa.DataType:
@@ -60,6 +62,9 @@ class Decoder:
     def decode(self, data: bytes) -> pa.Table:
         if not data.strip():
             return self.schema.empty_table()
+        # a line must hold one object; Arrow's reader also crashes on a line that is `null`
+        if not _FIRST_OBJECT.match(data) or _NOT_OBJECT.search(data):
+            raise pa.ArrowInvalid("a line is not a JSON object")
         parse = pj.ParseOptions(explicit_schema=self.parse_schema,
                                 unexpected_field_behavior="ignore")
         try:
@@ -72,6 +77,9 @@ class Decoder:
             table = pj.read_json(lines.buffer_reader(data), parse_options=parse,
                                  read_options=pj.ReadOptions(
                                      block_size=lines.parse_block_size(data, error)))
+        if table.num_rows != data.count(b"\n") + (not data.endswith(b"\n")) and \
+                table.num_rows != sum(1 for line in data.split(b"\n") if line.strip()):
+            raise pa.ArrowInvalid("a line holds more than one JSON value")
         if self.parse_schema.equals(self.schema):
             return table
         columns = []
@@ -94,7 +102,7 @@ class Decoder:
             col = getattr(e, "colno", None)
             return f"not valid JSON ({msg}" + (f" at column {col})" if col else ")")
         if not isinstance(value, dict):
-            return f"expected a JSON object, got {type(value).__name__} {_short(row)}"
+            return f"expected a JSON object, got {_short(row)}"
         for field in self.schema:
             if field.name in value:
                 one = Decoder(pa.schema([field]))
@@ -111,10 +119,11 @@ def _short(raw: bytes, limit: int = 60) -> str:
     return shown if len(shown) <= limit else shown[:limit] + "…"
 
 
-def read(stream: Any, schema: pa.Schema, policy: bad_data.BadDataPolicy) -> Iterator[pa.Table]:
+def read(stream: Any, schema: pa.Schema, policy: bad_data.BadDataPolicy,
+         block_size: int = lines.BLOCK_SIZE) -> Iterator[pa.Table]:
     """Tables of ``schema`` from a stream of JSON lines, applying ``policy`` to bad lines."""
     decoder = Decoder(schema)
-    for first_line, data in lines.read_blocks(stream, lines.last_newline):
+    for first_line, data in lines.read_blocks(stream, lines.last_newline, block_size):
         try:
             yield decoder.decode(data)
         except pa.ArrowInvalid:

@@ -1,7 +1,7 @@
 """Values as text, the way caudal shows them to people and writes them into JSON and CSV.
 
 One vectorized conversion per column, so the same value always reads the same everywhere:
-TIMESTAMP as RFC 3339 (``2026-01-01T00:00:00Z``, microseconds only when present), BYTEA as
+TIMESTAMP as RFC 3339 (``2026-01-01T00:00:00Z``, .fff or .ffffff only when present), BYTEA as
 PostgreSQL hex (``\\x0a1b``), INTERVAL as ISO 8601 (``PT1S``), nested values as JSON.
 """
 
@@ -33,10 +33,9 @@ def rfc3339(arr: pa.Array | pa.ChunkedArray, sep: str = "T") -> pa.Array:
         arr = arr.cast(pa.timestamp("us"), safe=False).cast(TIMESTAMP)
     elif not arr.type.equals(TIMESTAMP):
         arr = arr.cast(TIMESTAMP, safe=False)
-    text = pc.strftime(arr, format=f"%Y-%m-%d{sep}%H:%M:%S")  # %S carries .ffffff
-    whole = pc.equal(pc.utf8_slice_codeunits(text, -7), ".000000")
-    text = pc.if_else(whole, pc.utf8_slice_codeunits(text, 0, -7), text)
-    return pc.binary_join_element_wise(text, "Z", "")
+    # chrono's %.f prints .fff or .ffffff, or nothing for a whole second
+    text = pl.from_arrow(arr).dt.to_string(f"%Y-%m-%d{sep}%H:%M:%S%.fZ").to_arrow()
+    return text.cast(pa.string())
 
 
 def _offsets(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:

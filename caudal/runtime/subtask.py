@@ -31,14 +31,30 @@ from caudal.types import conform_batch
 
 
 class CheckpointHooks(Protocol):
-    """What a subtask asks of the checkpoint coordinator (none when checkpoints are off)."""
+    """What a subtask asks of the checkpoint coordinator (none when checkpoints are off);
+    implemented by caudal.checkpoint.coordinator.CheckpointCoordinator."""
 
-    def barrier_due(self, vertex: int, subtask: int) -> Barrier | None: ...
+    def barrier_due(self, vertex: int, subtask: int) -> Barrier | None:
+        """The barrier a source subtask must inject now, if any."""
 
     def acknowledge(self, vertex: int, subtask: int, epoch: int,
-                    state: dict[str, Any]) -> None: ...
+                    state: dict[str, Any]) -> None:
+        """The subtask snapshotted ``epoch``; must return at once (state is written
+        asynchronously)."""
 
-    def committed_epoch(self) -> int: ...
+    def finished(self, vertex: int, subtask: int, label: int, state: dict[str, Any]) -> int:
+        """The subtask's input ended; ``state`` is final. Returns the epoch whose completion
+        makes its sinks' last rows committable."""
+
+    def committed_epoch(self) -> int:
+        """The newest complete checkpoint: sinks may commit pre-commits up to it."""
+
+    def wait_completed(self, epoch: int, cancel: threading.Event | None = None) -> bool:
+        """Block until checkpoint ``epoch`` completed (True) or cannot (False)."""
+
+
+class Stopped(Exception):
+    """The subtask took part in a stopping checkpoint (a savepoint) and ends here."""
 
 
 @dataclass
@@ -93,15 +109,20 @@ class SubtaskRunner:
         self.ctx = OperatorContext(subtask=index, parallelism=vertex.parallelism)
         restored = job.restored.get((vertex.id, index), {})
         self.operators = [create(spec) for spec in vertex.operators]
-        op_states = restored.get("operators", [{} for _ in self.operators])
+        op_states = restored.get("operators") or [{} for _ in self.operators]
         for op, state in zip(self.operators, op_states):
             if isinstance(op, SinkOperator):
-                op.open(self.ctx, state.get("sink") if state else None)
+                # the checkpoint's pre-commits were committed before the job started
+                # (checkpoint.recovery.recover_sinks): a sink starts with no pending epoch
+                op.open(self.ctx, None)
             else:
                 op.open(self.ctx)
                 if state:
                     op.restore(state)
+        self.sinks = [op for op in self.operators if isinstance(op, SinkOperator)]
         self.source_offsets = restored.get("offsets")
+        self.restored_watermark: int | None = restored.get("watermark")
+        self.source_watermark: SourceWatermark | None = None
         self.chain = Chain(self.operators)
         self.epoch = restored.get("epoch", 0)
 
@@ -125,38 +146,67 @@ class SubtaskRunner:
 
     # ---- checkpoints ----------------------------------------------------------------------
 
-    def _snapshot(self, barrier: Barrier) -> None:
+    def _payload(self, epoch: int) -> dict[str, Any]:
+        """Every operator's snapshot (sinks pre-commit ``epoch``), and a source's offsets and
+        watermark. Only this runs in the subtask's thread; files are written elsewhere."""
         states: list[dict[str, Any]] = []
         for op in self.operators:
             if isinstance(op, SinkOperator):
-                states.append({"sink": op.pre_commit(barrier.epoch)})
+                states.append({"sink": op.pre_commit(epoch)})
             else:
-                states.append(op.snapshot(barrier.epoch))
+                states.append(op.snapshot(epoch))
         payload: dict[str, Any] = {"operators": states}
         if self.source is not None:
             payload["offsets"] = self.source.offsets()
+            if self.source_watermark is not None:
+                payload["watermark"] = self.source_watermark.current
+        return payload
+
+    def _snapshot(self, barrier: Barrier) -> None:
+        payload = self._payload(barrier.epoch)
         self.epoch = barrier.epoch
         self._control(barrier)
         if self.job.checkpoints is not None:
             self.job.checkpoints.acknowledge(self.vertex.id, self.index, barrier.epoch, payload)
+        if barrier.stop:
+            self._stop_after(barrier.epoch)
+
+    def _stop_after(self, epoch: int) -> None:
+        """A savepoint: wait for it to complete, commit the sinks, end without flushing
+        (the state is in the savepoint; a resumed job goes on from there)."""
+        if self.job.checkpoints is not None and \
+                self.job.checkpoints.wait_completed(epoch, self.job.cancel):
+            self._commit_sinks()
+        for op in self.operators:
+            op.close()
+        if self.source is not None:
+            self.source.close()
+        raise Stopped
 
     def _commit_sinks(self) -> None:
-        if self.job.checkpoints is None:
+        if self.job.checkpoints is None or not self.sinks:
             return
         epoch = self.job.checkpoints.committed_epoch()
-        for op in self.operators:
-            if isinstance(op, SinkOperator) and op.pending:
+        for op in self.sinks:
+            if op.pending and min(op.pending) <= epoch:
                 op.commit(epoch)
 
     def _finish(self) -> None:
         self._emit(self.chain.on_end())
-        for op in self.operators:
-            if isinstance(op, SinkOperator):
-                if self.job.checkpoints is None:
-                    op.finish(self.epoch + 1)
-                else:
-                    self.job.checkpoints.final_commit(self, op)  # type: ignore[attr-defined]
-        self._control(EndOfData())
+        cp = self.job.checkpoints
+        if cp is None:
+            for op in self.sinks:
+                op.finish(self.epoch + 1)
+            self._control(EndOfData())
+        else:
+            # the sinks' last rows become visible through a final checkpoint: pre-commit them,
+            # hand the final state to the coordinator, and commit once it is complete
+            label = self.epoch + 1
+            payload = self._payload(label)
+            self._control(EndOfData())
+            needed = cp.finished(self.vertex.id, self.index, label, payload)
+            if self.sinks and cp.wait_completed(needed, self.job.cancel):
+                self._commit_sinks()
         for op in self.operators:
             op.close()
         self.stats.finished = True
@@ -169,7 +219,7 @@ class SubtaskRunner:
                 self._run_source()
             else:
                 self._run_inputs()
-        except Cancelled:
+        except (Cancelled, Stopped):
             pass
         except BaseException as e:  # noqa: BLE001 - reported to the job, which stops
             self.job.fail(e)
@@ -180,6 +230,11 @@ class SubtaskRunner:
         source.open(self.assigned, self.source_offsets)
         time_col = table.event_time
         wm = SourceWatermark(table.watermark_delay_us) if time_col else None
+        self.source_watermark = wm
+        if wm is not None and self.restored_watermark is not None:
+            # resumed: never go back behind the watermark of the checkpoint
+            wm.current = max(wm.current, self.restored_watermark)
+            self._watermark(wm.current)
         idle_after = parse_duration_s(table.options.get("idle_timeout", "30s"), "idle_timeout")
         last_data = time.monotonic()
         idle = False
@@ -243,10 +298,11 @@ class SubtaskRunner:
                 pending = item
                 gate.block(channel)
                 if len(barrier_seen | ended) >= gate.channels:
-                    self._snapshot(item)
+                    # aligned: every input delivered the barrier (or ended)
                     barrier_seen.clear()
                     pending = None
                     gate.unblock_all()
+                    self._snapshot(item)
             elif isinstance(item, Idle):
                 if marks.set_idle(channel):
                     self._watermark(marks.current)
@@ -256,10 +312,10 @@ class SubtaskRunner:
                     self._watermark(marks.current)
                 if pending is not None and len(barrier_seen | ended) >= gate.channels:
                     # a channel ended while others wait in alignment: the barrier is complete
-                    self._snapshot(pending)
+                    barrier, pending = pending, None
                     barrier_seen.clear()
-                    pending = None
                     gate.unblock_all()
+                    self._snapshot(barrier)
                 if len(ended) == gate.channels:
                     break
         if marks.current < WATERMARK_MAX:

@@ -75,7 +75,7 @@ class Catalog:
         props = node.args.get("properties")
         options: dict[str, str] = {}
         for prop in props.expressions if props else []:
-            if isinstance(prop, exp.Property):
+            if type(prop) is exp.Property:
                 key = prop.this.name if isinstance(prop.this, (exp.Var, exp.Literal,
                                                                exp.Identifier)) else prop.name
                 value = prop.args.get("value")

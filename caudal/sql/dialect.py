@@ -1,19 +1,101 @@
 """caudal's SQL dialect: PostgreSQL expressions, plus streaming DDL (WATERMARK FOR, WITH
-options) as RisingWave's dialect parses them in sqlglot."""
+options) as RisingWave's dialect parses them in sqlglot, plus Flink's window table functions
+in FROM: ``TABLE(HOP(TABLE bids, DESCRIPTOR(date_time), INTERVAL '2' SECOND, …))``.
+
+``WINDOW`` and ``SESSION`` are not keywords here: Arroyo-style queries name their window column ``window``
+(``tumble(…) AS window … GROUP BY window``) and group by ``session(gap)``, which matter more
+on a stream than named ``WINDOW w AS (…)`` clauses and ``ALTER SESSION``.
+"""
 
 from __future__ import annotations
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.risingwave import RisingWave
+from sqlglot.tokens import TokenType
+
+
+class WindowTableFunction(exp.Expression):
+    """``NAME(TABLE t [PARTITION BY k, …], DESCRIPTOR(col), arg, …)`` inside ``TABLE(…)``.
+
+    ``this`` is the function name (an Identifier), ``table`` the input table, ``partition_by``
+    the PARTITION BY columns (SESSION), ``descriptor`` the time column and ``expressions``
+    the remaining arguments (intervals).
+    """
+
+    arg_types = {"this": True, "table": True, "partition_by": False, "descriptor": False,
+                 "expressions": False}
+
+
+def _tvf_sql(self, e: WindowTableFunction) -> str:
+    table = self.sql(e, "table")
+    keys = e.args.get("partition_by") or []
+    if keys:
+        table += " PARTITION BY " + ", ".join(self.sql(k) for k in keys)
+    args = [f"TABLE {table}"]
+    if e.args.get("descriptor") is not None:
+        args.append(f"DESCRIPTOR({self.sql(e, 'descriptor')})")
+    args.extend(self.sql(a) for a in e.expressions)
+    return f"TABLE({self.sql(e, 'this')}({', '.join(args)}))"
 
 
 class Caudal(RisingWave):
+    class Tokenizer(RisingWave.Tokenizer):
+        KEYWORDS = {k: v for k, v in RisingWave.Tokenizer.KEYWORDS.items()
+                    if k not in ("WINDOW", "SESSION")}
+
     class Parser(RisingWave.Parser):
-        pass
+        def _parse_table(self, *args, **kwargs):
+            if (self._curr is not None and self._curr.token_type == TokenType.TABLE
+                    and self._next is not None and self._next.token_type == TokenType.L_PAREN):
+                tvf = self._parse_window_tvf()
+                if tvf is not None:
+                    return tvf
+            return super()._parse_table(*args, **kwargs)
+
+        def _parse_window_tvf(self) -> exp.Table | None:
+            """``TABLE(NAME(TABLE t …, DESCRIPTOR(c), …)) [AS alias]``; None (and nothing
+            consumed) when the text is not of that shape."""
+            index = self._index
+            self._advance(2)  # TABLE (
+            name = self._parse_id_var(any_token=True)
+            if name is None or not self._match(TokenType.L_PAREN) or \
+                    not self._match(TokenType.TABLE):
+                self._retreat(index)
+                return None
+            table = self._parse_table_parts()
+            partition: list[exp.Expression] = []
+            if self._match(TokenType.PARTITION_BY) or self._match_text_seq("PARTITION", "BY"):
+                wrapped = self._match(TokenType.L_PAREN)
+                while True:
+                    partition.append(self._parse_column())
+                    if not (self._curr is not None and self._curr.token_type == TokenType.COMMA
+                            and (wrapped or self._next is None or
+                                 self._next.text.upper() != "DESCRIPTOR")):
+                        break
+                    self._advance()
+                if wrapped:
+                    self._match_r_paren()
+            descriptor = None
+            rest: list[exp.Expression] = []
+            while self._match(TokenType.COMMA):
+                if self._match_text_seq("DESCRIPTOR"):
+                    descriptor = self._parse_wrapped(self._parse_column)
+                else:
+                    rest.append(self._parse_assignment())
+            self._match_r_paren()
+            self._match_r_paren()
+            tvf = self.expression(WindowTableFunction(
+                this=name, table=table, partition_by=partition, descriptor=descriptor,
+                expressions=rest))
+            out = self.expression(exp.Table(this=tvf))
+            alias = self._parse_table_alias()
+            if alias is not None:
+                out.set("alias", alias)
+            return out
 
     class Generator(RisingWave.Generator):
-        pass
+        TRANSFORMS = {**RisingWave.Generator.TRANSFORMS, WindowTableFunction: _tvf_sql}
 
 
 DIALECT = Caudal

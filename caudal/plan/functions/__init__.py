@@ -4,8 +4,11 @@ Importing this package registers every function in ``registry.FUNCTIONS``.
 """
 
 from caudal.plan.functions import (  # noqa: F401  (import registers)
+    casts,
     conditional,
+    json,
     math,
+    nested,
     operators,
     strings,
     time,

@@ -220,13 +220,12 @@ def _text_to_timestamp(value: pa.Array, target: pa.DataType) -> pa.Array:
     """ISO 8601 text (a space or ``T`` between date and time); no zone means UTC."""
     text = pc.utf8_trim(value, characters=" \t\n\r")
     text = pc.replace_substring_regex(text, r"^(\d{4}-\d\d-\d\d)[ T]", r"\1T")
-    text = pc.replace_substring_regex(text, r" ?(UTC|utc)$", "Z")
-    has_zone = pc.match_substring_regex(text, r"(Z|[+-]\d\d(:?\d\d)?)$")
+    text = pc.replace_substring_regex(text, r"^(\d{4}-\d\d-\d\d)$", r"\1T00:00:00")
+    text = pc.replace_substring_regex(text, r" ?(UTC|utc|Z|z)$", "+00:00")
+    has_zone = pc.match_substring_regex(text, r"T[\d:.]+ ?[+-]\d\d(:?\d\d)?$")
     if any_true(has_zone):
-        text = pc.replace_substring_regex(text, r"Z$", "+00:00")
-        text = pc.replace_substring_regex(text, r"([+-]\d\d)$", r"\1:00")
-        text = pc.replace_substring_regex(text, r"^(\d{4}-\d\d-\d\d)([+-]\d\d:\d\d)$",
-                                          r"\1T00:00:00\2")
+        text = pc.replace_substring_regex(text, r" ?([+-]\d\d)$", r"\1:00")
+        text = pc.replace_substring_regex(text, r" ([+-]\d\d:?\d\d)$", r"\1")
         text = pc.if_else(has_zone, text, pc.binary_join_element_wise(text, "+00:00", ""))
         return pc.cast(pc.cast(text, pa.timestamp("us", tz="UTC")), target)
     return pc.cast(pc.cast(text, pa.timestamp("us")), pa.timestamp("us", tz="UTC")).cast(target)

@@ -156,8 +156,8 @@ def duckdb_eval(sql: str, args: Sequence[Value], dtype: pa.DataType, fn: str,
     con = _duck()
     try:
         con.register("_caudal_input", table)
-        out = con.execute(f"SELECT {sql} AS out FROM _caudal_input",
-                          list(params)).to_arrow_table()
+        out = con.sql(f"SELECT {sql} AS out FROM _caudal_input",
+                      params=list(params) or None).to_arrow_table()
     except Exception as e:  # duckdb raises its own exception classes
         raise RuntimeFailure(f"{fn}() failed: {str(e).splitlines()[0]}") from None
     finally:

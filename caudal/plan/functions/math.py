@@ -1,1 +1,244 @@
-"""Placeholder; filled in by the function library."""
+"""Mathematical functions with PostgreSQL meaning: round() of a float rounds half to even
+(rint) and of a decimal half away from zero; the logarithm of zero, the square root of a
+negative number and overflow are errors, not NaN or infinity.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from caudal.errors import RuntimeFailure
+from caudal.plan.expressions import Call, Expr, Literal
+from caudal.plan.functions.coerce import arity, cast, constant_value
+from caudal.plan.functions.kernels import any_true, broadcast, finish
+from caudal.plan.functions.registry import BindError, register
+from caudal.plan.functions.strings import raise_signature
+from caudal.types import is_numeric
+
+F64 = pa.float64()
+
+
+def _number(fn: str, args: list[Expr]) -> None:
+    for a in args:
+        if not (is_numeric(a.dtype) or pa.types.is_null(a.dtype)):
+            raise_signature(fn, args)
+
+
+def _guard(fn: str, kernel):
+    """Run a kernel, turning pyarrow's domain errors into PostgreSQL's messages."""
+    def run(args, call):
+        try:
+            return kernel(*args)
+        except pa.ArrowInvalid as e:
+            text = str(e).lower()
+            if "logarithm of zero" in text:
+                message = "cannot take logarithm of zero"
+            elif "logarithm of negative" in text:
+                message = "cannot take logarithm of a negative number"
+            elif "square root of negative" in text:
+                message = "cannot take square root of a negative number"
+            elif "overflow" in text:
+                message = "value out of range: overflow"
+            else:
+                message = str(e).splitlines()[0]
+            raise RuntimeFailure(f"{message} in {fn}()") from None
+    return run
+
+
+def _finite(fn: str, kernel):
+    """Floating results must stay finite where their inputs are (PostgreSQL's overflow)."""
+    def run(*args):
+        out = kernel(*args)
+        if any_true(pc.is_inf(out)) and not any(
+                any_true(pc.is_inf(a)) for a in args if pa.types.is_floating(a.type)):
+            raise pa.ArrowInvalid("overflow")
+        return out
+    return run
+
+
+# ---- sign-keeping functions: abs, sign ---------------------------------------------------
+
+
+def _bind_same_type(name: str, args: list[Expr]) -> Call:
+    arity(name, args, 1)
+    _number(name, args)
+    dtype = args[0].dtype if not pa.types.is_null(args[0].dtype) else F64
+    return Call(dtype, name, (cast(args[0], dtype),))
+
+
+register("abs", _bind_same_type, _guard("abs", pc.abs_checked), "abs(number) -> number")
+register("sign", _bind_same_type,
+         lambda args, call: pc.cast(pc.sign(args[0]), call.dtype),
+         "sign(number) -> -1, 0 or 1 of the same type")
+
+# ---- rounding ---------------------------------------------------------------------------
+
+
+def _bind_round(name: str, args: list[Expr]) -> Call:
+    arity(name, args, 1, 2)
+    _number(name, args[:1])
+    if len(args) == 2 and not (pa.types.is_integer(args[1].dtype)
+                               or isinstance(args[1], Literal) and args[1].value is None):
+        raise_signature(name, args)
+    x = args[0]
+    t = x.dtype if not pa.types.is_null(x.dtype) else F64
+    digits = constant_value(args[1], name, "number of digits") if len(args) == 2 else 0
+    if digits is None:
+        return Call(t, name, (cast(x, t),), {"digits": None, "explicit": True})
+    if pa.types.is_decimal(t):
+        whole = t.precision - t.scale
+        scale = min(t.scale, max(digits, 0))
+        # rounding up may carry into one more integer digit (9.99 -> 10.0)
+        dtype = pa.decimal128(min(38, whole + scale + 1), scale)
+    else:
+        dtype = t
+    return Call(dtype, name, (cast(x, t),), {"digits": digits, "explicit": len(args) == 2})
+
+
+def _rounding(mode_float_plain: str, mode: str):
+    def run(args, call):
+        x = args[0]
+        digits = call.options["digits"]
+        t = x.type
+        if digits is None:
+            return pa.scalar(None, call.dtype) if isinstance(x, pa.Scalar) else \
+                pa.nulls(len(x), call.dtype)
+        if pa.types.is_integer(t):
+            if digits >= 0:
+                return x
+            return pc.round(x, ndigits=digits, round_mode=mode)
+        if pa.types.is_floating(t) and not call.options["explicit"]:
+            return pc.round(x, round_mode=mode_float_plain)
+        out = pc.round(x, ndigits=digits, round_mode=mode)
+        return out.cast(call.dtype) if pa.types.is_decimal(t) else out
+    return run
+
+
+register("round", _bind_round, _rounding("half_to_even", "half_towards_infinity"),
+         "round(number [, digits]) -> number (half away from zero; a float without digits "
+         "half to even)")
+register("trunc", _bind_round, _rounding("towards_zero", "towards_zero"),
+         "trunc(number [, digits]) -> number rounded toward zero")
+
+
+def _bind_floor(name: str, args: list[Expr]) -> Call:
+    arity(name, args, 1)
+    _number(name, args)
+    t = args[0].dtype if not pa.types.is_null(args[0].dtype) else F64
+    dtype = pa.decimal128(min(38, t.precision - t.scale + 1), 0) if pa.types.is_decimal(t) else t
+    return Call(dtype, name, (cast(args[0], t),))
+
+
+def _floor_kernel(kernel):
+    def run(args, call):
+        x = args[0]
+        if pa.types.is_integer(x.type):
+            return x
+        out = kernel(x)
+        return out.cast(call.dtype) if pa.types.is_decimal(x.type) else out
+    return run
+
+
+register("floor", _bind_floor, _floor_kernel(pc.floor), "floor(number) -> number")
+register(["ceil", "ceiling"], _bind_floor, _floor_kernel(pc.ceil), "ceil(number) -> number")
+
+# ---- DOUBLE functions -------------------------------------------------------------------
+
+
+def _bind_double(arg_count: int):
+    def bind(name: str, args: list[Expr]) -> Call:
+        arity(name, args, arg_count)
+        _number(name, args)
+        return Call(F64, name, tuple(cast(a, F64) for a in args))
+    return bind
+
+
+def _power(a, b):
+    a_arr, b_arr = a, b
+    zero_neg = pc.and_(pc.equal(a_arr, 0), pc.less(b_arr, 0))
+    if any_true(zero_neg):
+        raise pa.ArrowInvalid("zero raised to a negative power is undefined")
+    complex_ = pc.and_(pc.less(a_arr, 0), pc.not_equal(pc.trunc(b_arr), b_arr))
+    if any_true(complex_):
+        raise pa.ArrowInvalid("a negative number raised to a non-integer power yields a "
+                              "complex result")
+    return pc.power(a_arr, b_arr)
+
+
+def _sqrt(x):
+    return pc.sqrt_checked(x)
+
+
+def _cbrt(x):
+    arrays, scalar = broadcast([x])
+    values = arrays[0].to_numpy(zero_copy_only=False)
+    out = pa.array(np.cbrt(values), mask=pc.is_null(arrays[0]).to_numpy(zero_copy_only=False))
+    return finish(out, scalar)
+
+
+def _log(base, x):
+    return pc.divide(pc.ln_checked(x), pc.ln_checked(base))
+
+
+_DOUBLE_FUNCTIONS = [
+    ("sqrt", 1, _sqrt, "sqrt(number) -> double"),
+    ("cbrt", 1, _cbrt, "cbrt(number) -> double (cube root)"),
+    ("exp", 1, _finite("exp", pc.exp), "exp(number) -> double"),
+    ("ln", 1, pc.ln_checked, "ln(number) -> double (natural logarithm)"),
+    ("log10", 1, pc.log10_checked, "log10(number) -> double"),
+    ("power", 2, _finite("power", _power), "power(a, b) -> double; pow(a, b)"),
+    ("degrees", 1, lambda x: pc.multiply(x, 180.0 / math.pi), "degrees(radians) -> double"),
+    ("radians", 1, lambda x: pc.multiply(x, math.pi / 180.0), "radians(degrees) -> double"),
+    ("sin", 1, pc.sin, "sin(radians) -> double"),
+    ("cos", 1, pc.cos, "cos(radians) -> double"),
+    ("tan", 1, pc.tan, "tan(radians) -> double"),
+    ("asin", 1, pc.asin_checked, "asin(x) -> double"),
+    ("acos", 1, pc.acos_checked, "acos(x) -> double"),
+    ("atan", 1, pc.atan, "atan(x) -> double"),
+    ("atan2", 2, pc.atan2, "atan2(y, x) -> double"),
+]
+for _name, _count, _kernel, _sig in _DOUBLE_FUNCTIONS:
+    _names = [_name, "pow"] if _name == "power" else [_name]
+    register(_names, _bind_double(_count), _guard(_name, _kernel), _sig)
+
+
+def _bind_log(name: str, args: list[Expr]) -> Call:
+    """log(x) is the base-10 logarithm in PostgreSQL; log(b, x) the base-b one."""
+    arity(name, args, 1, 2)
+    _number(name, args)
+    if len(args) == 1:
+        return Call(F64, "log10", (cast(args[0], F64),))
+    return Call(F64, "log", tuple(cast(a, F64) for a in args))
+
+
+register("log", _bind_log, _guard("log", _log),
+         "log(number) -> double (base 10); log(base, number)")
+
+
+def _bind_pi(name: str, args: list[Expr]) -> Call:
+    arity(name, args, 0)
+    return Call(F64, "pi", ())
+
+
+register("pi", _bind_pi, lambda args, call: pa.scalar(math.pi), "pi() -> double")
+
+
+def _bind_random(name: str, args: list[Expr]) -> Call:
+    if args:
+        raise BindError("random() takes no arguments")
+    return Call(F64, "random", ())
+
+
+_rng = np.random.default_rng()
+
+
+def _random(evals, call, batch):
+    return pa.array(_rng.random(batch.num_rows))
+
+
+register("random", _bind_random, _random, "random() -> double in [0, 1), per row",
+         volatile=True, lazy=True)

@@ -226,13 +226,21 @@ def _bind_concat_ws(name: str, args: list[Expr]) -> Call:
     if len(args) < 2:
         raise BindError("concat_ws() takes a separator and at least one value")
     sep = check_args("concat_ws", args[:1], "t").args[0]
-    return Call(TEXT, "concat_ws", (sep, *(_as_text_arg(a, "concat_ws()") for a in args[1:])))
+    separator = constant_value(sep, "concat_ws", "separator")
+    return Call(TEXT, "concat_ws", tuple(_as_text_arg(a, "concat_ws()") for a in args[1:]),
+                {"separator": separator})
 
 
 def _concat_ws(args, call):
-    sep, texts = args[0], [_output_text(a) for a in args[1:]]
-    out = pc.binary_join_element_wise(*texts, sep, null_handling="skip")
-    return propagate_nulls(out, sep) if not is_scalar(out) else out
+    # pyarrow's join with null_handling='skip' drops rows whose values are all NULL, so
+    # each present value gets the separator in front and the first one loses it
+    sep = call.options["separator"]
+    if sep is None:
+        return null_of(TEXT)
+    arrays, scalar = broadcast([_output_text(a) for a in args])
+    parts = [pc.fill_null(pc.binary_join_element_wise(sep, a, ""), "") for a in arrays]
+    joined = pc.binary_join_element_wise(*parts, "")
+    return finish(pc.utf8_slice_codeunits(joined, len(sep)), scalar)
 
 
 register("concat_ws", _bind_concat_ws, _concat_ws,
@@ -289,12 +297,9 @@ def _replace(args, call):
             return s
         return pc.replace_substring(s, pattern=old.as_py(), replacement=new.as_py())
 
-    def expr(s, old, new):
-        import polars as pl
-
-        return pl.when(old == "").then(s).otherwise(s.str.replace_all(old, new, literal=True))
-
-    return polars_eval(expr, args, TEXT)
+    # Polars cannot replace patterns that vary by row; DuckDB's replace() can
+    return duckdb_eval("CASE WHEN c1 = '' THEN c0 ELSE replace(c0, c1, c2) END", args, TEXT,
+                       "replace")
 
 
 register("replace", _text_arity("ttt"), _replace,
@@ -366,7 +371,8 @@ def _strpos(args, call):
         parts = s.str.split(sub)
         position = pl.when(parts.list.len() > 1).then(
             parts.list.first().str.len_chars() + 1).otherwise(0)
-        return pl.when(sub == "").then(1).otherwise(position)
+        return pl.when(s.is_null() | sub.is_null()).then(None).when(sub == "").then(1) \
+            .otherwise(position)
 
     return polars_eval(expr, args, pa.int32())
 

@@ -1,1 +1,373 @@
-"""Placeholder; filled in by the function library."""
+"""Date and time functions: date_trunc, extract/date_part, to_timestamp, to_char, to_date,
+make_date, make_timestamp, now().
+
+Timestamps are UTC microseconds, so every field is read in UTC (PostgreSQL with
+``TimeZone = 'UTC'``). now() is the processing time of the batch being computed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from caudal.errors import RuntimeFailure
+from caudal.plan.expressions import Call, Expr
+from caudal.plan.functions.coerce import arity, cast, constant_value
+from caudal.plan.functions.kernels import any_true, null_of, polars_eval
+from caudal.plan.functions.registry import BindError, register
+from caudal.plan.functions.strings import raise_signature
+from caudal.types import TIMESTAMP, is_numeric, is_text
+
+F64 = pa.float64()
+
+
+def _temporal(t: pa.DataType) -> bool:
+    return pa.types.is_timestamp(t) or pa.types.is_date(t)
+
+
+# ---- date_trunc -------------------------------------------------------------------------
+
+_TRUNC_UNITS = {
+    "microsecond": ("microsecond", 1), "microseconds": ("microsecond", 1),
+    "millisecond": ("millisecond", 1), "milliseconds": ("millisecond", 1),
+    "second": ("second", 1), "minute": ("minute", 1), "hour": ("hour", 1),
+    "day": ("day", 1), "week": ("week", 1), "month": ("month", 1),
+    "quarter": ("quarter", 1), "year": ("year", 1), "decade": ("year", 10),
+    "century": ("century", 100), "millennium": ("century", 1000),
+}
+
+
+def _bind_date_trunc(name: str, args: list[Expr]) -> Call:
+    arity(name, args, 2)
+    unit_arg, value = args
+    if not is_text(unit_arg.dtype) or not (_temporal(value.dtype)
+                                           or pa.types.is_null(value.dtype)):
+        raise_signature(name, args)
+    unit = str(constant_value(unit_arg, name, "unit")).lower()
+    unit = unit[:-1] if unit.endswith("s") and unit[:-1] in _TRUNC_UNITS else unit
+    if unit not in _TRUNC_UNITS:
+        raise BindError(f"date_trunc() does not know unit {unit!r}",
+                        hint="units: " + ", ".join(k for k in _TRUNC_UNITS if not k.endswith("s")))
+    return Call(TIMESTAMP, "date_trunc", (cast(value, TIMESTAMP),), {"unit": unit})
+
+
+def _date_trunc(args, call):
+    value = args[0]
+    unit, multiple = _TRUNC_UNITS[call.options["unit"]]
+    if unit == "century":
+        # centuries and millennia start at year 1, 101, ..., 2001 as in PostgreSQL
+        def expr(ts):
+            import polars as pl
+
+            start = ((ts.dt.year() - 1) // multiple) * multiple + 1
+            return pl.datetime(start, 1, 1, time_unit="us", time_zone="UTC")
+
+        return polars_eval(expr, [value], TIMESTAMP)
+    return pc.floor_temporal(value, multiple=multiple, unit=unit, week_starts_monday=True)
+
+
+register("date_trunc", _bind_date_trunc, _date_trunc,
+         "date_trunc(unit, timestamp) -> timestamp (unit: microsecond ... millennium)")
+
+# ---- extract / date_part ------------------------------------------------------------------
+
+_FIELD_ALIASES = {
+    "years": "year", "yr": "year", "yrs": "year", "y": "year", "months": "month",
+    "mon": "month", "mons": "month", "days": "day", "d": "day", "hours": "hour", "h": "hour",
+    "minutes": "minute", "min": "minute", "m": "minute", "seconds": "second", "sec": "second",
+    "s": "second", "milliseconds": "millisecond", "ms": "millisecond",
+    "microseconds": "microsecond", "us": "microsecond", "dayofweek": "dow",
+    "dayofweekiso": "isodow", "dayofyear": "doy", "weekofyear": "week", "weeks": "week",
+    "quarters": "quarter", "decades": "decade", "centuries": "century",
+    "millenniums": "millennium", "millennia": "millennium", "epoch_second": "epoch",
+}
+_INT_FIELDS = {"year", "month", "day", "hour", "minute", "microsecond", "dow", "isodow",
+               "doy", "week", "isoyear", "quarter", "decade", "century", "millennium"}
+_FLOAT_FIELDS = {"second", "millisecond", "epoch"}
+_INTERVAL_FIELDS = {"epoch", "day", "hour", "minute", "second", "millisecond", "microsecond"}
+
+
+def _bind_date_part(name: str, args: list[Expr]) -> Call:
+    arity(name, args, 2)
+    field_arg, value = args
+    if not is_text(field_arg.dtype):
+        raise_signature(name, args)
+    field = str(constant_value(field_arg, name, "field")).lower()
+    field = _FIELD_ALIASES.get(field, field)
+    t = value.dtype
+    if pa.types.is_duration(t):
+        if field not in _INTERVAL_FIELDS:
+            raise BindError(f"extract() cannot read {field!r} of an interval",
+                            hint="fields of intervals: " + ", ".join(sorted(_INTERVAL_FIELDS)))
+    elif not (_temporal(t) or pa.types.is_null(t)):
+        raise_signature(name, args)
+    elif field not in _INT_FIELDS | _FLOAT_FIELDS:
+        raise BindError(f"extract() does not know field {field!r}",
+                        hint="fields: " + ", ".join(sorted(_INT_FIELDS | _FLOAT_FIELDS)))
+    dtype = F64 if field in _FLOAT_FIELDS else pa.int64()
+    source = value if pa.types.is_duration(t) else cast(value, TIMESTAMP)
+    return Call(dtype, "date_part", (source,), {"field": field})
+
+
+def _micros_of_minute(ts):
+    micros = pc.cast(ts, pa.int64())
+    return pc.subtract(micros, pc.multiply(pc.floor(pc.divide(pc.cast(micros, F64), 60e6))
+                                           .cast(pa.int64()), 60_000_000))
+
+
+def _date_part(args, call):
+    value = args[0]
+    field = call.options["field"]
+    if pa.types.is_duration(value.type):
+        return _interval_part(value, field)
+    if field == "epoch":
+        return pc.divide(pc.cast(pc.cast(value, pa.int64()), F64), 1e6)
+    if field in ("second", "millisecond", "microsecond"):
+        micros = _micros_of_minute(value)
+        if field == "microsecond":
+            return micros
+        return pc.divide(pc.cast(micros, F64), 1e6 if field == "second" else 1e3)
+    if field == "dow":
+        return pc.day_of_week(value, count_from_zero=True, week_start=7)
+    if field == "isodow":
+        return pc.day_of_week(value, count_from_zero=False, week_start=1)
+    if field in ("decade", "century", "millennium"):
+        year = pc.year(value)
+        if field == "decade":
+            return pc.cast(pc.floor(pc.divide(pc.cast(year, F64), 10)), pa.int64())
+        size = 100 if field == "century" else 1000
+        return pc.cast(pc.ceil(pc.divide(pc.cast(year, F64), size)), pa.int64())
+    kernel = {"year": pc.year, "month": pc.month, "day": pc.day, "hour": pc.hour,
+              "minute": pc.minute, "doy": pc.day_of_year, "week": pc.iso_week,
+              "isoyear": pc.iso_year, "quarter": pc.quarter}[field]
+    return pc.cast(kernel(value), pa.int64())
+
+
+def _interval_part(value, field):
+    """Fields of a fixed-length interval: whole days, then hours of the day, and so on
+    (PostgreSQL keeps days apart from hours; caudal's intervals have no separate days)."""
+    micros = pc.cast(value, pa.int64())
+    if field == "epoch":
+        return pc.divide(pc.cast(micros, F64), 1e6)
+    sign = pc.sign(micros)
+    total = pc.abs(micros)
+    unit = {"day": 86_400_000_000, "hour": 3_600_000_000, "minute": 60_000_000}
+    if field in unit:
+        whole = pc.divide(total, unit[field])
+        if field != "day":
+            whole = pc.subtract(whole, pc.multiply(pc.divide(whole, 24 if field == "hour"
+                                                             else 60), 24 if field == "hour"
+                                                   else 60))
+        return pc.cast(pc.multiply(whole, pc.cast(sign, pa.int64())), pa.int64())
+    rest = pc.subtract(total, pc.multiply(pc.divide(total, 60_000_000), 60_000_000))
+    rest = pc.multiply(rest, pc.cast(sign, pa.int64()))
+    if field == "microsecond":
+        return pc.cast(rest, pa.int64())
+    return pc.divide(pc.cast(rest, F64), 1e6 if field == "second" else 1e3)
+
+
+register(["date_part", "extract"], _bind_date_part, _date_part,
+         "extract(field FROM timestamp | interval), date_part('field', x) -> bigint, or "
+         "double for second, millisecond and epoch")
+
+# ---- PostgreSQL format patterns -------------------------------------------------------------
+
+_PATTERNS = [
+    ("FMHH24", "%-H"), ("FMHH12", "%-I"), ("FMHH", "%-I"), ("FMDDD", "%-j"), ("FMDD", "%-d"),
+    ("FMMM", "%-m"), ("FMMI", "%-M"), ("FMSS", "%-S"), ("FMMonth", "%B"), ("FMDay", "%A"),
+    ("HH24", "%H"), ("HH12", "%I"), ("HH", "%I"), ("MI", "%M"), ("SS", "%S"),
+    ("MS", "%3f"), ("US", "%6f"), ("YYYY", "%Y"), ("IYYY", "%G"), ("YY", "%y"),
+    ("MONTH", "%B"), ("Month", "%B"), ("MON", "%b"), ("Mon", "%b"), ("MM", "%m"),
+    ("DDD", "%j"), ("DD", "%d"), ("DAY", "%A"), ("Day", "%A"), ("DY", "%a"), ("Dy", "%a"),
+    ("IW", "%V"), ("AM", "%p"), ("PM", "%p"), ("am", "%P"), ("pm", "%P"), ("TZ", "%Z"),
+    ("OF", "%:z"),
+]
+#: numeric patterns PostgreSQL also reads in lower case (yyyy-mm-dd hh24:mi:ss)
+_CASELESS = {"FMHH24", "FMHH12", "FMHH", "FMDDD", "FMDD", "FMMM", "FMMI", "FMSS", "HH24",
+             "HH12", "HH", "MI", "SS", "MS", "US", "YYYY", "IYYY", "YY", "MM", "DDD", "DD",
+             "IW"}
+ACCEPTED_PATTERNS = ("YYYY, YY, MM, DD, DDD, HH24, HH12/HH, MI, SS, MS, US, Mon, Month, Dy, "
+                     "Day, AM/PM, IW, IYYY, TZ, OF, FM prefix, \"quoted text\"")
+
+
+def pg_format(pattern: str, parsing: bool = False) -> str:
+    """A PostgreSQL to_char/to_timestamp template as a chrono (Polars) format. The template
+    is query text, translated once when planning."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern[i] == '"':
+            end = pattern.find('"', i + 1)
+            end = len(pattern) if end < 0 else end
+            out.append(pattern[i + 1:end].replace("%", "%%"))
+            i = end + 1
+            continue
+        for token, spec in _PATTERNS:
+            piece = pattern[i:i + len(token)]
+            if piece == token or (token in _CASELESS and piece.upper() == token):
+                if parsing and token in ("MS", "US") and out and out[-1] == ".":
+                    out[-1] = "%.f"  # chrono reads any number of fraction digits after '.'
+                elif parsing and token in ("MS", "US"):
+                    out.append("%f")
+                else:
+                    out.append(spec)
+                i += len(token)
+                break
+        else:
+            out.append("%%" if pattern[i] == "%" else pattern[i])
+            i += 1
+    return "".join(out)
+
+
+# ---- to_timestamp, to_date, to_char -----------------------------------------------------
+
+
+def _bind_to_timestamp(name: str, args: list[Expr]) -> Call:
+    arity(name, args, 1, 2)
+    if len(args) == 1:
+        if not (is_numeric(args[0].dtype) or pa.types.is_null(args[0].dtype)):
+            raise_signature(name, args)
+        return Call(TIMESTAMP, "to_timestamp", (cast(args[0], F64),))
+    if not all(is_text(a.dtype) or pa.types.is_null(a.dtype) for a in args):
+        raise_signature(name, args)
+    template = constant_value(args[1], name, "format")
+    fmt = None if template is None else pg_format(template, parsing=True)
+    return Call(TIMESTAMP, "to_timestamp", (cast(args[0], pa.string()),), {"format": fmt})
+
+
+def _to_timestamp(args, call):
+    value = args[0]
+    if len(call.args) == 1 and "format" not in call.options:
+        if any_true(pc.is_nan(value)) or any_true(pc.is_inf(value)):
+            raise RuntimeFailure("timestamp out of range in to_timestamp()")
+        micros = pc.round(pc.multiply(value, 1e6), round_mode="half_to_even")
+        return pc.cast(pc.cast(micros, pa.int64()), TIMESTAMP)
+    fmt = call.options["format"]
+    if fmt is None:
+        return null_of(TIMESTAMP)
+    try:
+        return polars_eval(lambda s: s.str.strip_chars().str.to_datetime(
+            fmt, time_unit="us", time_zone="UTC"), [value], TIMESTAMP)
+    except Exception as e:  # polars raises its own ComputeError/InvalidOperationError
+        raise RuntimeFailure(f"to_timestamp(): text does not match the format "
+                             f"({str(e).splitlines()[0]})",
+                             hint=f"format patterns: {ACCEPTED_PATTERNS}") from None
+
+
+register("to_timestamp", _bind_to_timestamp, _to_timestamp,
+         "to_timestamp(seconds since 1970) -> timestamp; to_timestamp(text, format)")
+
+
+def _bind_to_date(name: str, args: list[Expr]) -> Call:
+    arity(name, args, 2)
+    if not all(is_text(a.dtype) or pa.types.is_null(a.dtype) for a in args):
+        raise_signature(name, args)
+    template = constant_value(args[1], name, "format")
+    return Call(pa.date32(), name, (cast(args[0], pa.string()),),
+                {"format": None if template is None else pg_format(template, parsing=True)})
+
+
+def _to_date(args, call):
+    fmt = call.options["format"]
+    if fmt is None:
+        return null_of(pa.date32())
+    try:
+        return polars_eval(lambda s: s.str.strip_chars().str.to_date(fmt), args, pa.date32())
+    except Exception as e:  # polars errors
+        raise RuntimeFailure(f"to_date(): text does not match the format "
+                             f"({str(e).splitlines()[0]})",
+                             hint=f"format patterns: {ACCEPTED_PATTERNS}") from None
+
+
+register("to_date", _bind_to_date, _to_date, "to_date(text, format) -> date")
+
+
+def _bind_to_char(name: str, args: list[Expr]) -> Call:
+    arity(name, args, 2)
+    value, template = args
+    if not (_temporal(value.dtype) or pa.types.is_null(value.dtype)) or not is_text(
+            template.dtype):
+        raise_signature(name, args)
+    text = constant_value(template, name, "format")
+    return Call(pa.string(), name, (cast(value, TIMESTAMP),),
+                {"format": None if text is None else pg_format(text)})
+
+
+def _to_char(args, call):
+    fmt = call.options["format"]
+    if fmt is None:
+        return null_of(pa.string())
+    return polars_eval(lambda ts: ts.dt.to_string(fmt), args, pa.string())
+
+
+register("to_char", _bind_to_char, _to_char, "to_char(timestamp, format) -> text")
+
+# ---- constructors -------------------------------------------------------------------------
+
+
+def _bind_make(fn: str, count: int, dtype: pa.DataType):
+    def bind(name: str, args: list[Expr]) -> Call:
+        arity(fn, args, count)
+        for i, a in enumerate(args):
+            ok = pa.types.is_integer(a.dtype) or pa.types.is_null(a.dtype) or (
+                i == 5 and is_numeric(a.dtype))
+            if not ok:
+                raise_signature(fn, args)
+        coerced = [cast(a, F64 if i == 5 else pa.int64()) for i, a in enumerate(args)]
+        return Call(dtype, fn, tuple(coerced))
+    return bind
+
+
+def _make_date(args, call):
+    import polars as pl
+
+    try:
+        return polars_eval(lambda y, m, d: pl.date(y, m, d), args, pa.date32())
+    except pl.exceptions.PolarsError as e:
+        raise RuntimeFailure(f"date field value out of range in make_date() "
+                             f"({str(e).splitlines()[0]})") from None
+
+
+def _make_timestamp(args, call):
+    import polars as pl
+
+    def expr(y, mo, d, h, mi, s):
+        whole = s.floor()
+        micros = ((s - whole) * 1_000_000).round(0).cast(pl.Int64)
+        return pl.datetime(y, mo, d, h, mi, whole.cast(pl.Int64), micros, time_unit="us",
+                           time_zone="UTC")
+
+    try:
+        return polars_eval(expr, args, TIMESTAMP)
+    except pl.exceptions.PolarsError as e:
+        raise RuntimeFailure(f"date/time field value out of range in make_timestamp() "
+                             f"({str(e).splitlines()[0]})") from None
+
+
+register("make_date", _bind_make("make_date", 3, pa.date32()), _make_date,
+         "make_date(year, month, day) -> date")
+register("make_timestamp", _bind_make("make_timestamp", 6, TIMESTAMP), _make_timestamp,
+         "make_timestamp(year, month, day, hour, minute, seconds) -> timestamp")
+
+# ---- processing time ----------------------------------------------------------------------
+
+
+def _bind_now(dtype: pa.DataType):
+    def bind(name: str, args: list[Expr]) -> Call:
+        arity(name, args, 0)
+        return Call(dtype, name, ())
+    return bind
+
+
+def _now(args, call):
+    now = dt.datetime.now(dt.UTC)
+    if pa.types.is_date(call.dtype):
+        return pa.scalar(now.date(), pa.date32())
+    return pa.scalar(now, TIMESTAMP)
+
+
+register(["now", "current_timestamp", "localtimestamp"], _bind_now(TIMESTAMP), _now,
+         "now() -> timestamp: the processing time of the batch", volatile=True)
+register("current_date", _bind_now(pa.date32()), _now,
+         "current_date -> date: the processing date", volatile=True)

@@ -1,0 +1,508 @@
+"""The checkpoint coordinator: starts epochs, collects every subtask's snapshot, writes the
+manifest (the commit point) and then lets the two-phase-commit sinks commit.
+
+One epoch at a time:
+
+1. every ``interval`` the coordinator asks each running source subtask to inject
+   ``Barrier(epoch)`` (``barrier_due``, polled by the source loop before each read);
+2. each subtask, once the barrier has arrived on all its inputs (aligned), snapshots its
+   operators (sinks pre-commit), forwards the barrier and calls ``acknowledge``. That call only
+   queues the state: Parquet files are written by the coordinator's writer threads, so the
+   pipeline stalls no longer than the operators' own ``snapshot`` calls;
+3. when every subtask has acknowledged (or had finished its input before the barrier reached
+   it: its final state stands in) and every file is written, the manifest is written; the
+   epoch is now *complete*: ``committed_epoch()`` advances, and each sink subtask commits its
+   pre-committed epochs up to it, in its own thread, at its next loop turn;
+4. old checkpoints beyond ``keep`` are deleted (files still named by a kept manifest stay).
+
+A checkpoint that fails (a write error such as a full disk) is dropped with a warning and the
+job goes on: sinks keep their pre-commits, which the next complete checkpoint carries (its
+manifest lists every pre-commit not yet committed). Bounded jobs end with a *final*
+checkpoint, taken once every subtask has finished, which commits the last rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from caudal.checkpoint.errors import CheckpointError
+from caudal.checkpoint.manifest import (
+    Manifest,
+    StateFile,
+    StateRef,
+    SubtaskState,
+    VertexState,
+    completed_epochs,
+    epoch_dir,
+    epoch_of_dir,
+    manifest_path,
+    read_manifest,
+    state_file_path,
+    write_manifest,
+    write_triggered,
+)
+from caudal.checkpoint.storage import CheckpointStorage
+from caudal.plan.physical import PhysicalGraph
+from caudal.runtime.messages import Barrier
+from caudal.state.incremental import StateDelta, fold_chain
+
+Key = tuple[int, int]
+ChainKey = tuple[int, int, int, str]
+
+#: compact a delta chain into one full file after this many deltas ...
+MAX_DELTAS = 8
+#: ... or once the deltas together outweigh the full file they apply to
+MAX_DELTA_RATIO = 1.0
+
+
+def warn(message: str) -> None:
+    print(f"caudal: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class _Chain:
+    """The files a keyed state currently consists of, and what could not be written yet."""
+
+    files: list[StateFile] = field(default_factory=list)
+    #: tables of earlier snapshots whose write failed: written before the next one
+    unwritten: list[tuple[str, pa.Table, tuple[str, ...], tuple[str, Any] | None]] = \
+        field(default_factory=list)
+
+
+@dataclass
+class _Checkpoint:
+    epoch: int
+    stop: bool
+    started: float
+    #: subtasks whose acknowledgement (or final state) is still to come
+    waiting: set[Key]
+    #: per subtask: the written state
+    states: dict[Key, Future] = field(default_factory=dict)
+    aborted: bool = False
+
+
+@dataclass
+class CheckpointRecord:
+    """One finished checkpoint, for metrics and benchmarks."""
+
+    epoch: int
+    duration_s: float
+    bytes: int
+    ok: bool
+    error: str | None = None
+
+
+class CheckpointCoordinator:
+    """Implements the runtime's CheckpointHooks for one run (one attempt) of a job."""
+
+    def __init__(self, storage: CheckpointStorage, graph: PhysicalGraph, job_id: str,
+                 vertex_fingerprints: dict[int, str], *, interval_s: float, first_epoch: int,
+                 committed_epoch: int = 0, keep: int = 3, max_key_groups: int = 128,
+                 chains: dict[ChainKey, list[StateFile]] | None = None,
+                 kept: list[Manifest] | None = None,
+                 log: Callable[[str], None] = warn):
+        self.storage = storage
+        self.graph = graph
+        self.job_id = job_id
+        self.vertex_fingerprints = vertex_fingerprints
+        self.interval_s = interval_s
+        self.keep = max(1, keep)
+        self.max_key_groups = max_key_groups
+        self.log = log
+        self.subtasks: list[Key] = [(v.id, i) for v in graph.vertices
+                                    for i in range(v.parallelism)]
+        self.sources = {(v.id, i) for v in graph.vertices if v.source is not None
+                        for i in range(v.parallelism)}
+        self.history: list[CheckpointRecord] = []
+        self._lock = threading.Condition()
+        self._next_epoch = first_epoch
+        self._completed = committed_epoch
+        self._failed = 0
+        self._inject: dict[Key, Barrier] = {}
+        self._inflight: _Checkpoint | None = None
+        self._finals: dict[Key, Future] = {}
+        self._final_payloads: dict[Key, tuple[int, dict[str, Any]]] = {}
+        self._chains: dict[ChainKey, _Chain] = {
+            k: _Chain(list(files)) for k, files in (chains or {}).items()}
+        self._kept: list[Manifest] = list(kept or [])
+        self._stop_requested = False
+        self.stop_epoch: int | None = None
+        self.stop_error: str | None = None
+        self._trigger_now = False
+        self._final_done = False
+        self._closed = False
+        #: per subtask, its latest state write: writes of one subtask run in order
+        self._last_write: dict[Key, Future] = {}
+        self._writer = ThreadPoolExecutor(2, thread_name_prefix="caudal-ckpt-write")
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="caudal-ckpt-commit")
+        self._timer: threading.Thread | None = None
+        self._cancel: threading.Event | None = None
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    def start(self, cancel: threading.Event) -> None:
+        """Start the timer that triggers a checkpoint every interval."""
+        self._cancel = cancel
+        self._timer = threading.Thread(target=self._timer_loop, name="caudal-ckpt-timer",
+                                       daemon=True)
+        self._timer.start()
+
+    def close(self, wait: bool = True) -> None:
+        """Stop triggering; an in-flight checkpoint is abandoned (its files become garbage,
+        swept later), pending writes are finished when ``wait``."""
+        with self._lock:
+            self._closed = True
+            if self._inflight is not None:
+                self._inflight.aborted = True
+                self._inflight = None
+            self._inject.clear()
+            self._lock.notify_all()
+        if self._timer is not None and self._timer is not threading.current_thread():
+            self._timer.join(5)
+        self._writer.shutdown(wait=wait, cancel_futures=not wait)
+        self._committer.shutdown(wait=wait, cancel_futures=not wait)
+
+    def request_stop(self) -> None:
+        """Take a savepoint and stop: sources inject a stopping barrier at the next turn."""
+        with self._lock:
+            self._stop_requested = True
+            self._trigger_now = True
+            self._lock.notify_all()
+
+    @property
+    def next_epoch(self) -> int:
+        return self._next_epoch
+
+    def _timer_loop(self) -> None:
+        last = time.monotonic()
+        while True:
+            with self._lock:
+                while True:
+                    if self._closed or self._final_done or (
+                            self._cancel is not None and self._cancel.is_set()):
+                        return
+                    if self._inflight is None and (
+                            self._trigger_now or time.monotonic() >= last + self.interval_s):
+                        break
+                    self._lock.wait(0.05)
+                self._trigger_now = False
+                stop = self._stop_requested
+            self.trigger(stop=stop)
+            if stop:
+                return  # the stopping checkpoint is the last one
+            last = time.monotonic()
+
+    # ---- triggering -------------------------------------------------------------------------
+
+    def trigger(self, stop: bool = False) -> int | None:
+        """Start a checkpoint now (unless one is in flight); returns its epoch."""
+        with self._lock:
+            if self._inflight is not None or self._closed:
+                return None
+            epoch = self._next_epoch
+            self._next_epoch += 1
+        try:
+            write_triggered(self.storage, epoch)
+        except CheckpointError as e:
+            self.log(f"checkpoint {epoch} not started: {e}")
+            self.history.append(CheckpointRecord(epoch, 0.0, 0, False, str(e)))
+            return None
+        with self._lock:
+            if self._closed:
+                return None
+            cp = _Checkpoint(epoch, stop, time.monotonic(),
+                             {k for k in self.subtasks if k not in self._finals})
+            self._inflight = cp
+            if stop:
+                self.stop_epoch = epoch
+            for key in self._finals:
+                cp.states[key] = self._retry_final(key)
+            for key in self.sources & cp.waiting:
+                self._inject[key] = Barrier(epoch, stop)
+            if not cp.waiting:
+                self._committer.submit(self._complete, cp)
+        return epoch
+
+    def _retry_final(self, key: Key) -> Future:
+        """A finished subtask's final state, written again if the first write failed."""
+        fut = self._finals[key]
+        if fut.done() and fut.exception() is not None:
+            label, payload = self._final_payloads[key]
+            fut = self._submit_write(self._next_epoch - 1, key, payload, True)
+            self._finals[key] = fut
+        return fut
+
+    # ---- what subtasks call (CheckpointHooks) -------------------------------------------------
+
+    def barrier_due(self, vertex: int, subtask: int) -> Barrier | None:
+        if not self._inject:
+            return None
+        with self._lock:
+            return self._inject.pop((vertex, subtask), None)
+
+    def acknowledge(self, vertex: int, subtask: int, epoch: int,
+                    state: dict[str, Any]) -> None:
+        """A subtask snapshotted ``epoch``: queue its state for writing and return."""
+        key = (vertex, subtask)
+        with self._lock:
+            cp = self._inflight
+            if cp is None or cp.epoch != epoch or key not in cp.waiting:
+                return  # a checkpoint that was abandoned
+            cp.waiting.discard(key)
+            cp.states[key] = self._submit_write(epoch, key, state, False)
+            if not cp.waiting:
+                self._committer.submit(self._complete, cp)
+
+    def finished(self, vertex: int, subtask: int, label: int,
+                 state: dict[str, Any]) -> int:
+        """A subtask reached the end of its input; ``state`` is its final snapshot (its sinks
+        pre-committed as epoch ``label``). It stands in for the subtask in every later
+        checkpoint. Returns the epoch whose completion commits the sinks' last rows."""
+        key = (vertex, subtask)
+        with self._lock:
+            self._inject.pop(key, None)
+            cp = self._inflight
+            directory = cp.epoch if cp is not None and key in cp.waiting else self._next_epoch
+            fut = self._submit_write(directory, key, state, True)
+            self._finals[key] = fut
+            self._final_payloads[key] = (label, state)
+            if cp is not None and key in cp.waiting:
+                cp.waiting.discard(key)
+                cp.states[key] = fut
+                needed = cp.epoch
+                if not cp.waiting:
+                    self._committer.submit(self._complete, cp)
+            else:
+                needed = self._next_epoch
+            if len(self._finals) == len(self.subtasks):
+                self._trigger_now = True   # everything ended: take the final checkpoint now
+            self._lock.notify_all()
+        return needed
+
+    def committed_epoch(self) -> int:
+        return self._completed
+
+    def wait_completed(self, epoch: int, cancel: threading.Event | None = None) -> bool:
+        """Block until checkpoint ``epoch`` (or a later one) completed (True) or failed."""
+        with self._lock:
+            while self._completed < epoch:
+                if self._failed >= epoch and epoch == self.stop_epoch:
+                    return False
+                if self._closed or (cancel is not None and cancel.is_set()):
+                    return False
+                self._lock.wait(0.05)
+            return True
+
+    # ---- writing state ----------------------------------------------------------------------
+
+    def _submit_write(self, epoch: int, key: Key, payload: dict[str, Any],
+                      final: bool) -> Future:
+        """Queue a subtask's state for the writer threads, after its previous write (delta
+        chains must grow in order). Called with the lock held."""
+        previous = self._last_write.get(key)
+
+        def write() -> SubtaskState:
+            if previous is not None:
+                previous.exception()  # wait; its failure is reported by its own checkpoint
+            return self._write_state(epoch, key, payload, final)
+
+        fut = self._writer.submit(write)
+        self._last_write[key] = fut
+        return fut
+
+    def _write_state(self, epoch: int, key: Key, payload: dict[str, Any],
+                     final: bool) -> SubtaskState:
+        vertex, subtask = key
+        operators: list[dict[str, StateRef]] = []
+        for index, state in enumerate(payload.get("operators", [])):
+            refs: dict[str, StateRef] = {}
+            for name, value in (state or {}).items():
+                refs[name] = self._write_value(epoch, (vertex, subtask, index, name), value)
+            operators.append(refs)
+        offsets = payload.get("offsets")
+        if offsets is not None:
+            _check_json(offsets, f"source offsets of {self._label(vertex)}")
+        mark = payload.get("watermark")
+        return SubtaskState(operators, offsets, final, int(mark) if mark is not None else None)
+
+    def _label(self, vertex: int) -> str:
+        return f"[{vertex}] {self.graph.vertex(vertex).name}"
+
+    def _write_value(self, epoch: int, ckey: ChainKey, value: Any) -> StateRef:
+        vertex, subtask, index, name = ckey
+        if isinstance(value, pa.RecordBatch):
+            value = pa.Table.from_batches([value])
+        if isinstance(value, pa.Table):
+            chain = self._chains.setdefault(ckey, _Chain())
+            chain.unwritten = [("full", value, (), None)]   # a full table replaces history
+            chain.files = []
+            return StateRef(files=self._flush_chain(epoch, ckey, chain))
+        if isinstance(value, StateDelta):
+            chain = self._chains.get(ckey)
+            if chain is None:
+                raise CheckpointError(
+                    f"operator {index} of {self._label(vertex)} returned a StateDelta for "
+                    f"{name!r} without a full table before it (return the whole table from "
+                    f"the first snapshot after open or restore)")
+            chain.unwritten.append(("delta", value.encode(), tuple(value.key), value.expire))
+            files = self._flush_chain(epoch, ckey, chain)
+            return StateRef(files=self._maybe_compact(epoch, ckey, chain) or files)
+        _check_json(value, f"state {name!r} of operator {index} of {self._label(vertex)}")
+        return StateRef(value=value)
+
+    def _flush_chain(self, epoch: int, ckey: ChainKey, chain: _Chain) -> list[StateFile]:
+        """Write the chain's unwritten tables; on failure they stay queued for next time."""
+        vertex, subtask, index, name = ckey
+        while chain.unwritten:
+            kind, table, key, expire = chain.unwritten[0]
+            suffix = "" if len(chain.unwritten) == 1 else f".{len(chain.unwritten)}"
+            path = state_file_path(epoch, vertex, subtask, index, name + suffix)
+            written = self.storage.write_table(path, table)
+            if kind == "full":
+                chain.files = []
+            chain.files.append(StateFile(written, kind, key, expire))
+            chain.unwritten.pop(0)
+        return list(chain.files)
+
+    def _maybe_compact(self, epoch: int, ckey: ChainKey, chain: _Chain) -> list[StateFile]:
+        """Fold a long or heavy delta chain into one full file (off the pipeline's path)."""
+        deltas = [f for f in chain.files if f.kind == "delta"]
+        base = sum(f.file.bytes for f in chain.files if f.kind == "full")
+        heavy = sum(f.file.bytes for f in deltas) > MAX_DELTA_RATIO * max(base, 1 << 16)
+        if len(deltas) < MAX_DELTAS and not heavy:
+            return []
+        parts = [(self.storage.read_table(f.file), f.kind, f.key, f.expire)
+                 for f in chain.files]
+        table = fold_chain(parts)
+        vertex, subtask, index, name = ckey
+        path = state_file_path(epoch, vertex, subtask, index, name + ".full")
+        chain.files = [StateFile(self.storage.write_table(path, table))]
+        return list(chain.files)
+
+    # ---- completing -------------------------------------------------------------------------
+
+    def _complete(self, cp: _Checkpoint) -> None:
+        try:
+            states = {key: fut.result() for key, fut in cp.states.items()}
+        except BaseException as e:  # noqa: BLE001 - a failed write fails the checkpoint
+            self._fail(cp, e)
+            return
+        with self._lock:
+            if cp.aborted or self._inflight is not cp:
+                return
+        finals = all(s.finished for s in states.values())
+        manifest = Manifest(self.job_id, cp.epoch, [
+            VertexState(v.id, v.name, v.parallelism, self.vertex_fingerprints[v.id],
+                        [op.label for op in v.operators],
+                        [states[(v.id, i)] for i in range(v.parallelism)])
+            for v in self.graph.vertices], self.max_key_groups, time.time(),
+            savepoint=cp.stop, final=finals)
+        try:
+            write_manifest(self.storage, manifest)
+        except BaseException as e:  # noqa: BLE001
+            self._fail(cp, e)
+            return
+        with self._lock:
+            self._completed = cp.epoch
+            self._inflight = None
+            self._kept.append(manifest)
+            self._final_done = finals
+            if len(self._finals) == len(self.subtasks) and not finals:
+                self._trigger_now = True   # the last subtasks finished during this one
+            self._lock.notify_all()
+        self.history.append(CheckpointRecord(cp.epoch, time.monotonic() - cp.started,
+                                             manifest.bytes, True))
+        try:
+            self._retain()
+        except Exception as e:  # noqa: BLE001 - retention is housekeeping
+            self.log(f"could not delete old checkpoints: {e}")
+
+    def _fail(self, cp: _Checkpoint, error: BaseException) -> None:
+        with self._lock:
+            if self._inflight is cp:
+                self._inflight = None
+            self._failed = max(self._failed, cp.epoch)
+            for key, barrier in list(self._inject.items()):
+                if barrier.epoch == cp.epoch:
+                    del self._inject[key]
+            if cp.stop:
+                self.stop_error = str(error)
+            self._lock.notify_all()
+        aborted = cp.aborted
+        self.history.append(CheckpointRecord(cp.epoch, time.monotonic() - cp.started, 0,
+                                             False, str(error)))
+        if not aborted:
+            message = error.message if isinstance(error, CheckpointError) else \
+                f"{type(error).__name__}: {error}"
+            self.log(f"checkpoint {cp.epoch} failed: {message}; the job goes on and the "
+                     f"next checkpoint will cover this one")
+
+    # ---- retention --------------------------------------------------------------------------
+
+    def referenced(self) -> set[str]:
+        """Files still needed: by a kept manifest, a live chain, or a finished subtask."""
+        names = {f.file.path for m in self._kept for f in m.files()}
+        for chain in list(self._chains.values()):
+            names.update(f.file.path for f in chain.files)
+        for fut in list(self._finals.values()):
+            if fut.done() and fut.exception() is None:
+                names.update(f.file.path for f in fut.result().files())
+        return names
+
+    def _retain(self) -> None:
+        """Keep the newest ``keep`` complete checkpoints; delete older manifests first (so a
+        half-deleted checkpoint is never taken for a complete one), then unneeded files."""
+        with self._lock:
+            self._kept.sort(key=lambda m: m.epoch)
+            dropped = self._kept[:-self.keep]
+            self._kept = self._kept[-self.keep:]
+            newest = self._completed
+        for m in dropped:
+            self.storage.delete_file(manifest_path(m.epoch))
+        sweep(self.storage, newest, {m.epoch for m in self._kept}, self.referenced())
+
+
+def sweep(storage: CheckpointStorage, newest: int, kept: set[int], referenced: set[str]) -> None:
+    """Delete every file of epochs up to ``newest`` that no kept checkpoint needs: old
+    checkpoints, failed ones, leftovers of a crash. Epochs after ``newest`` may be in
+    progress and are left alone."""
+    for name in storage.list_dir(""):
+        epoch = epoch_of_dir(name)
+        if epoch is None or epoch > newest or epoch in kept:
+            continue
+        directory = epoch_dir(epoch)
+        for entry in storage.list_dir(directory):
+            rel = f"{directory}/{entry}"
+            if rel not in referenced:
+                storage.delete_file(rel)
+        storage.remove_empty_dir(directory)
+
+
+def kept_manifests(storage: CheckpointStorage, keep: int) -> list[Manifest]:
+    """The newest readable manifests (for retention after a restart)."""
+    out = []
+    for epoch in reversed(completed_epochs(storage)):
+        try:
+            out.append(read_manifest(storage, epoch))
+        except CheckpointError:
+            continue
+        if len(out) >= keep:
+            break
+    return sorted(out, key=lambda m: m.epoch)
+
+
+def _check_json(value: Any, what: str) -> None:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{what} cannot be checkpointed: {e} (return pyarrow Tables, "
+                              f"or JSON values: numbers, strings, lists, dicts)") from None

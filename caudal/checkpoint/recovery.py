@@ -1,0 +1,301 @@
+"""Resuming a job from its checkpoint directory.
+
+At start the directory is claimed (a lock), checked to belong to this job (the fingerprint of
+the dataflow), and the newest complete checkpoint is chosen. Then, before any subtask runs:
+
+1. sinks finish the two-phase commit of that checkpoint: every pre-commit its manifest lists
+   is committed (idempotent: it may have been committed before the crash), and every epoch
+   started after it is aborted -- those rows will be produced again by the replay;
+2. every subtask gets its state: the same subtask's when the parallelism is unchanged; when
+   it changed, the concatenation of all old subtasks' tables restricted to the key groups the
+   new subtask owns; source offsets of all old subtasks are merged, and each source reopens
+   its partitions at their offsets.
+
+A damaged checkpoint (unreadable manifest, missing, truncated or corrupt state file) is never
+silently skipped when its output may already be visible: resuming from an older checkpoint
+would then write rows twice. The error says how to choose (``--from-epoch``, ``--fresh``).
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from caudal.checkpoint.errors import CheckpointError, DamagedCheckpoint, IncompatibleCheckpoint
+from caudal.checkpoint.fingerprint import (
+    describe_differences,
+    job_fingerprint,
+    vertex_fingerprint,
+)
+from caudal.checkpoint.manifest import (
+    JOB_FILE,
+    MANIFEST_NAME,
+    TRIGGERED_FILE,
+    Manifest,
+    StateFile,
+    completed_epochs,
+    epoch_dir,
+    epoch_of_dir,
+    epochs_on_disk,
+    read_job_file,
+    read_manifest,
+    read_triggered,
+    verify_files,
+    write_job_file,
+)
+from caudal.checkpoint.storage import CheckpointStorage
+from caudal.plan.physical import PhysicalGraph
+from caudal.state.incremental import fold_chain
+from caudal.state.rescale import concat_states, key_groups_of, keep_key_groups
+
+Key = tuple[int, int]
+ChainKey = tuple[int, int, int, str]
+
+
+@dataclass
+class JobIdentity:
+    fingerprint: str
+    vertices: dict[int, str]
+
+
+@dataclass
+class Restored:
+    """What a run starts from: the checkpoint, each new subtask's payload, and the state
+    chains that stay valid (same parallelism) for incremental snapshots to extend."""
+
+    manifest: Manifest
+    payloads: dict[Key, dict[str, Any]]
+    chains: dict[ChainKey, list[StateFile]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def identify(graph: PhysicalGraph) -> JobIdentity:
+    return JobIdentity(job_fingerprint(graph),
+                       {v.id: vertex_fingerprint(v, graph) for v in graph.vertices})
+
+
+def _ours(name: str) -> bool:
+    return name in (JOB_FILE, TRIGGERED_FILE, "_lock") or epoch_of_dir(name) is not None
+
+
+def prepare_directory(storage: CheckpointStorage, graph: PhysicalGraph, ident: JobIdentity,
+                      sql: str, fresh: bool) -> int:
+    """Claim the directory for this job; with ``fresh``, delete its checkpoints. Returns the
+    highest epoch ever started there (new epochs are numbered above it)."""
+    storage.lock()
+    entries = storage.list_dir("")
+    foreign = [n for n in entries if not _ours(n) and not n.startswith(".")]
+    if foreign and JOB_FILE not in entries:
+        raise CheckpointError(
+            f"--checkpoint-dir {storage.root} is not empty and holds no caudal checkpoints "
+            f"(found {', '.join(foreign[:3])}); give a new or empty directory")
+    triggered = max([read_triggered(storage)] + epochs_on_disk(storage))
+    info = read_job_file(storage)
+    if fresh:
+        for e in epochs_on_disk(storage):
+            storage.delete_file(f"{epoch_dir(e)}/{MANIFEST_NAME}")
+        for e in epochs_on_disk(storage):
+            storage.delete_dir(epoch_dir(e))
+        info = None
+    if info is not None and info.get("job") != ident.fingerprint:
+        changes = describe_differences(graph, info)
+        raise IncompatibleCheckpoint(
+            f"--checkpoint-dir {storage.root} holds checkpoints of a different job"
+            + (f" ({changes})" if changes else "")
+            + "; its state cannot be restored into this one: run with --fresh to discard "
+              "them, or give another --checkpoint-dir")
+    if info is None:
+        write_job_file(storage, {
+            "job": ident.fingerprint, "created": time.time(), "sql": sql,
+            "vertices": [{"id": v.id, "name": v.name, "fingerprint": ident.vertices[v.id]}
+                         for v in graph.vertices]})
+    return triggered
+
+
+def _nothing_to_commit(manifest: Manifest, graph: PhysicalGraph) -> bool:
+    """True when no sink of the checkpoint had pre-committed rows awaiting commit, so output
+    of that epoch cannot be visible and falling back past it is safe."""
+    for v in graph.vertices:
+        if v.sink is None:
+            continue
+        old = manifest.vertex(v.id)
+        if old is None:
+            return False
+        for st in old.subtasks:
+            for op in st.operators:
+                ref = op.get("sink")
+                if ref is not None and ref.value and ref.value.get("pending"):
+                    return False
+    return True
+
+
+def choose_checkpoint(storage: CheckpointStorage, graph: PhysicalGraph, ident: JobIdentity,
+                      from_epoch: int | None = None) -> Manifest | None:
+    """The checkpoint to resume from: the newest complete one (or ``from_epoch``), after
+    checking it belongs to this job and every file it needs is there."""
+    epochs = completed_epochs(storage)
+    if from_epoch is not None:
+        if from_epoch not in epochs:
+            raise CheckpointError(
+                f"--from-epoch {from_epoch}: no complete checkpoint with that epoch in "
+                f"{storage.root}", hint="list them with: caudal checkpoints "
+                                        f"{storage.uri}")
+        epochs = [from_epoch]
+    for epoch in reversed(epochs):
+        damage: DamagedCheckpoint | None = None
+        manifest: Manifest | None = None
+        try:
+            manifest = read_manifest(storage, epoch)
+            if manifest.job != ident.fingerprint:
+                raise IncompatibleCheckpoint(
+                    f"checkpoint {epoch} in {storage.root} was written by a different job; "
+                    f"run with --fresh to discard it, or give another --checkpoint-dir")
+            verify_files(storage, manifest)
+            return manifest
+        except DamagedCheckpoint as e:
+            damage = e
+        older = [e for e in epochs if e < epoch]
+        if manifest is not None and older and _nothing_to_commit(manifest, graph):
+            continue  # nothing of it can be visible: the previous checkpoint is exact
+        hint = (f"to resume from checkpoint {older[-1]} anyway (rows after it may be written "
+                f"twice) run with --from-epoch {older[-1]}; " if older else "") + \
+            "--fresh starts over"
+        raise DamagedCheckpoint(
+            f"{damage.message}; its output may already be committed, so caudal will not "
+            f"silently resume from an older checkpoint", hint=hint)
+    return None
+
+
+# ---- sinks ---------------------------------------------------------------------------------
+
+def sink_index(graph: PhysicalGraph, vid: int) -> int | None:
+    for i, op in enumerate(graph.vertex(vid).operators):
+        if op.kind == "sink":
+            return i
+    return None
+
+
+def recover_sinks(manifest: Manifest | None, graph: PhysicalGraph, triggered: int) -> None:
+    """Finish the two-phase commit of the checkpoint resumed from: commit what its manifest
+    lists, abort every epoch started after it. Runs before any subtask starts."""
+    from caudal.connectors.registry import sink_class
+
+    restored_epoch = manifest.epoch if manifest is not None else 0
+    for v in graph.vertices:
+        index = sink_index(graph, v.id)
+        if v.sink is None or index is None:
+            continue
+        cls = sink_class(v.sink)
+        old = manifest.vertex(v.id) if manifest is not None else None
+        parallelism = old.parallelism if old is not None else v.parallelism
+        for j in range(parallelism):
+            state = None
+            if old is not None:
+                ref = old.subtasks[j].operators[index].get("sink")
+                state = ref.value if ref is not None else None
+            sink = cls(v.sink, j, parallelism)
+            sink.open(v.sink.schema, state)
+            try:
+                if state is not None:
+                    sink.commit(restored_epoch)
+                for epoch in range(restored_epoch + 1, triggered + 2):
+                    sink.abort(epoch)
+            finally:
+                sink.close()
+
+
+# ---- operator state ------------------------------------------------------------------------
+
+def load_state(storage: CheckpointStorage, manifest: Manifest, graph: PhysicalGraph,
+               threads: int = 4) -> Restored:
+    """Read a checkpoint's files (in parallel) and give every subtask of ``graph`` its state,
+    redistributing keyed state by key group where the parallelism changed."""
+    started = time.monotonic()
+    refs = {f.file.path: f.file for f in manifest.files()}
+    with ThreadPoolExecutor(threads, thread_name_prefix="caudal-restore") as pool:
+        tables = dict(zip(refs, pool.map(storage.read_table, refs.values())))
+    restored = Restored(manifest, {})
+    for v in graph.vertices:
+        old = manifest.vertex(v.id)
+        if old is None:
+            continue
+        offsets: dict[str, Any] | None = None
+        for st in old.subtasks:
+            if st.offsets is not None:
+                offsets = {**(offsets or {}), **st.offsets}
+        marks = [st.watermark for st in old.subtasks if st.watermark is not None]
+        old_ops: list[list[dict[str, Any]]] = []
+        for s, st in enumerate(old.subtasks):
+            ops = []
+            for o, named in enumerate(st.operators):
+                values: dict[str, Any] = {}
+                for name, ref in named.items():
+                    if ref.files is None:
+                        values[name] = ref.value
+                        continue
+                    values[name] = fold_chain([(tables[f.file.path], f.kind, f.key, f.expire)
+                                               for f in ref.files])
+                    if old.parallelism == v.parallelism:
+                        restored.chains[(v.id, s, o, name)] = list(ref.files)
+                ops.append(values)
+            old_ops.append(ops)
+        for i in range(v.parallelism):
+            if old.parallelism == v.parallelism:
+                ops = old_ops[i]
+            else:
+                ops = _rescaled(old_ops, i, v.parallelism, manifest.max_key_groups)
+            payload: dict[str, Any] = {"operators": ops, "epoch": manifest.epoch}
+            if offsets is not None:
+                payload["offsets"] = dict(offsets)
+            if old.parallelism == v.parallelism and old.subtasks[i].watermark is not None:
+                payload["watermark"] = old.subtasks[i].watermark
+            elif marks and len(marks) == len(old.subtasks):
+                payload["watermark"] = min(marks)   # no subtask may go back behind it
+            restored.payloads[(v.id, i)] = payload
+    restored.seconds = time.monotonic() - started
+    return restored
+
+
+def _rescaled(old_ops: list[list[dict[str, Any]]], subtask: int, parallelism: int,
+              max_key_groups: int) -> list[dict[str, Any]]:
+    """One new subtask's operator states from all old subtasks': tables concatenated and cut
+    to its key groups; other values as the list of the old subtasks' values."""
+    groups = key_groups_of(subtask, parallelism, max_key_groups)
+    count = max((len(ops) for ops in old_ops), default=0)
+    out: list[dict[str, Any]] = []
+    for o in range(count):
+        names: list[str] = []
+        for ops in old_ops:
+            for name in (ops[o] if o < len(ops) else {}):
+                if name not in names:
+                    names.append(name)
+        merged: dict[str, Any] = {}
+        for name in names:
+            values = [ops[o][name] for ops in old_ops if o < len(ops) and name in ops[o]]
+            if values and all(isinstance(x, pa.Table) for x in values):
+                merged[name] = concat_states([keep_key_groups(t, groups) for t in values])
+            else:
+                merged[name] = values
+        out.append(merged)
+    return out
+
+
+def check_partitions(table_name: str, partitions: list[str], offsets: dict[str, Any] | None,
+                     old_parallelism: int, parallelism: int) -> None:
+    """Refuse to resume a source whose checkpointed partitions no longer exist (the
+    input changed, or the connector's partitions depend on the parallelism)."""
+    if not offsets:
+        return
+    missing = sorted(set(offsets) - set(partitions))
+    if missing:
+        hint = (f"resume with --parallelism {old_parallelism}, the parallelism the checkpoint "
+                f"was taken with" if old_parallelism != parallelism
+                else "the input changed since the checkpoint; run with --fresh to start over")
+        raise IncompatibleCheckpoint(
+            f"cannot resume table {table_name!r}: the checkpoint has positions in partitions "
+            f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} that it no longer "
+            f"has", hint=hint)

@@ -1,0 +1,230 @@
+"""A runtime wrapper that makes a job survive failures and stop cleanly.
+
+- At deploy it claims the checkpoint directory, finishes the two-phase commit of the newest
+  checkpoint and restores every subtask from it (checkpoint.recovery).
+- When an operator fails (an exception), the job is cancelled, and after a backoff it is
+  deployed again from the last complete checkpoint, up to ``max_restarts`` times. User errors
+  (bad SQL, bad data under ``bad_data = 'fail'``, bad options) are not retried: they would
+  fail again the same way.
+- Ctrl-C or SIGTERM takes a savepoint (a checkpoint whose barrier also stops the sources),
+  commits the sinks and returns normally; a second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from caudal.checkpoint.coordinator import CheckpointCoordinator, kept_manifests, sweep, warn
+from caudal.checkpoint.errors import CheckpointError, IncompatibleCheckpoint
+from caudal.checkpoint.recovery import (
+    Restored,
+    check_partitions,
+    choose_checkpoint,
+    identify,
+    load_state,
+    prepare_directory,
+    recover_sinks,
+)
+from caudal.checkpoint.storage import CheckpointStorage
+from caudal.errors import RuntimeFailure
+from caudal.plan.physical import PhysicalGraph
+from caudal.runtime.base import JobResult, Runtime, SubtaskStats
+
+#: the number of key groups of keyed state (fixed: part of the checkpoint format)
+MAX_KEY_GROUPS = 128
+#: first restart delay; doubles per restart up to MAX_BACKOFF_S
+BACKOFF_S = 0.5
+MAX_BACKOFF_S = 10.0
+
+
+@dataclass
+class CheckpointSettings:
+    uri: str
+    interval_s: float = 10.0
+    fresh: bool = False
+    max_restarts: int = 3
+    from_epoch: int | None = None
+    keep: int = 3
+    sync: bool = True
+    sql: str = ""
+
+
+class CheckpointedRuntime(Runtime):
+    """Runs a job on an inner runtime (LocalRuntime), with checkpoints and restarts."""
+
+    def __init__(self, runtime: Any, factory: Callable[[], Any], settings: CheckpointSettings,
+                 log: Callable[[str], None] = warn):
+        self.current = runtime
+        self.factory = factory
+        self.settings = settings
+        self.log = log
+        self.graph: PhysicalGraph | None = None
+        self.storage = CheckpointStorage(settings.uri, sync=settings.sync)
+        self.coordinator: CheckpointCoordinator | None = None
+        self.restored: Restored | None = None
+        self.restarts = 0
+        self._triggered = 0
+        self._stopping = False
+        self._first = True
+
+    # ---- what the CLI's status line reads -------------------------------------------------
+
+    @property
+    def runners(self) -> list[Any]:
+        return self.current.runners
+
+    def stats(self) -> list[SubtaskStats]:
+        return self.current.stats()
+
+    # ---- deploy ---------------------------------------------------------------------------
+
+    def deploy(self, graph: PhysicalGraph, restore_from: str | None = None) -> None:
+        self.graph = graph
+        self.ident = identify(graph)
+        self._triggered = prepare_directory(self.storage, graph, self.ident,
+                                            self.settings.sql, self.settings.fresh)
+        self._setup(self.current)
+
+    def _setup(self, runtime: Any) -> None:
+        """Restore ``runtime`` from the newest complete checkpoint and attach a coordinator."""
+        graph = self.graph
+        assert graph is not None
+        if self.coordinator is not None:
+            self._triggered = max(self._triggered, self.coordinator.next_epoch - 1)
+        manifest = choose_checkpoint(self.storage, graph, self.ident,
+                                     self.settings.from_epoch if self._first else None)
+        self._first = False
+        if manifest is not None and manifest.max_key_groups != MAX_KEY_GROUPS:
+            raise IncompatibleCheckpoint(
+                f"checkpoint {manifest.epoch} uses {manifest.max_key_groups} key groups, this "
+                f"version of caudal {MAX_KEY_GROUPS}; run with --fresh to start over")
+        if manifest is not None:
+            self._check_sources(manifest)
+        recover_sinks(manifest, graph, self._triggered)
+        self.restored = load_state(self.storage, manifest, graph) if manifest else None
+        kept = kept_manifests(self.storage, self.settings.keep)
+        if manifest is not None and manifest.epoch not in {m.epoch for m in kept}:
+            kept.append(manifest)
+        coordinator = CheckpointCoordinator(
+            self.storage, graph, self.ident.fingerprint, self.ident.vertices,
+            interval_s=self.settings.interval_s, first_epoch=self._triggered + 1,
+            committed_epoch=manifest.epoch if manifest else 0, keep=self.settings.keep,
+            max_key_groups=MAX_KEY_GROUPS,
+            chains=self.restored.chains if self.restored else None, kept=kept, log=self.log)
+        # leftovers of a crash (epochs started after the checkpoint) and old checkpoints
+        sweep(self.storage, self._triggered, {m.epoch for m in kept}, coordinator.referenced())
+        runtime.job.checkpoints = coordinator
+        runtime.job.restored = self.restored.payloads if self.restored else {}
+        runtime.deploy(graph)
+        self.current = runtime
+        self.coordinator = coordinator
+
+    def _check_sources(self, manifest: Any) -> None:
+        from caudal.connectors.registry import source_class
+
+        assert self.graph is not None
+        for v in self.graph.vertices:
+            old = manifest.vertex(v.id)
+            if v.source is None or old is None:
+                continue
+            offsets: dict[str, Any] = {}
+            for st in old.subtasks:
+                offsets.update(st.offsets or {})
+            parts = source_class(v.source)(v.source).partitions(v.parallelism)
+            check_partitions(v.source.name, parts, offsets, old.parallelism, v.parallelism)
+
+    # ---- run ------------------------------------------------------------------------------
+
+    @property
+    def restored_epoch(self) -> int | None:
+        return self.restored.manifest.epoch if self.restored else None
+
+    def run(self) -> JobResult:
+        previous = self._install_signals()
+        try:
+            return self._run()
+        finally:
+            self._restore_signals(previous)
+            if self.coordinator is not None:
+                self.coordinator.close(wait=True)
+            self.storage.unlock()
+
+    def _run(self) -> JobResult:
+        while True:
+            coordinator = self.coordinator
+            assert coordinator is not None
+            coordinator.start(self.current.job.cancel)
+            if self._stopping:
+                coordinator.request_stop()
+            try:
+                result = self.current.run()
+            except RuntimeFailure as e:
+                coordinator.close(wait=True)
+                if not self.current.wait(10):
+                    raise RuntimeFailure(f"{e.message} (and its threads did not stop: not "
+                                         f"restarting)") from e
+                if self._stopping or self.restarts >= self.settings.max_restarts:
+                    if self.restarts:
+                        raise RuntimeFailure(f"{e.message} (after {self.restarts} restarts)",
+                                             hint="--max-restarts allows more") from e
+                    raise
+                self.restarts += 1
+                delay = min(BACKOFF_S * 2 ** (self.restarts - 1), MAX_BACKOFF_S)
+                since = coordinator.committed_epoch()
+                self.log(f"job failed: {e.message}; restarting from "
+                         + (f"checkpoint {since}" if since else "the beginning")
+                         + f" in {delay:.1f}s (restart {self.restarts} of "
+                           f"{self.settings.max_restarts})")
+                deadline = time.monotonic() + delay
+                while time.monotonic() < deadline and not self._stopping:
+                    time.sleep(0.05)
+                if self._stopping:
+                    raise
+                self._setup(self.factory())
+                continue
+            coordinator.close(wait=True)
+            if coordinator.stop_epoch is not None:
+                if coordinator.stop_error is not None:
+                    raise CheckpointError(
+                        f"the savepoint failed ({coordinator.stop_error}); a resumed run "
+                        f"will start from checkpoint {coordinator.committed_epoch()}")
+                if coordinator.committed_epoch() >= coordinator.stop_epoch:
+                    self.log(f"stopped with savepoint {coordinator.stop_epoch} in "
+                             f"{self.settings.uri} (run the same command to resume)")
+            return result
+
+    def stop(self, savepoint: bool = False) -> None:
+        if savepoint and self.coordinator is not None:
+            self._stopping = True
+            self.coordinator.request_stop()
+        else:
+            self.current.stop()
+
+    # ---- signals --------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._stopping:
+            raise KeyboardInterrupt
+        self.log("stopping: taking a savepoint (press Ctrl-C again to stop at once)")
+        self.stop(savepoint=True)
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, self._on_signal)
+        return previous
+
+    @staticmethod
+    def _restore_signals(previous: dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.current.wait(timeout)

@@ -1,0 +1,452 @@
+"""The filesystem connector: a file or a directory of Parquet, JSON-lines or CSV files.
+
+As a source, a Parquet file splits into one partition per row group and a text file is one
+partition; offsets count the rows consumed per partition, so a job resumes mid-file. As a
+sink, each subtask appends to hidden in-progress files that ``commit`` renames into place:
+exactly once, and readers of the directory never see a partial file. Paths go through
+pyarrow.fs, so a URL (``s3://bucket/dir``) works like a local path.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from caudal import formats
+from caudal.connectors.base import Sink, Source
+from caudal.errors import CaudalError, ConfigError, RuntimeFailure
+from caudal.formats.bad_data import BadDataPolicy
+from caudal.plan.tables import TableSpec
+from caudal.types import conform_batch
+
+
+def resolve(path: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and path for a local path or a URL (``s3://…``, ``file://…``)."""
+    if "://" in path:
+        try:
+            return pafs.FileSystem.from_uri(path)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as e:
+            raise ConfigError(f"cannot open path {path!r}: {str(e).splitlines()[0]}",
+                              hint="a local path, or a URL such as s3://bucket/dir") from None
+    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
+
+
+def _exists(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def _is_hidden(relative: str) -> bool:
+    return any(part.startswith((".", "_")) for part in relative.split("/"))
+
+
+@dataclass
+class InputFiles:
+    """The files a source table reads, sorted by their path relative to ``root``."""
+
+    fs: pafs.FileSystem
+    root: str
+    names: list[str]
+    format: str
+
+    def full(self, name: str) -> str:
+        return f"{self.root}/{name}"
+
+
+def locate(table: TableSpec) -> InputFiles:
+    """Find a source table's files and format; ConfigError naming the table otherwise."""
+    path = table.option("path")
+    if not path:
+        raise ConfigError(f"table {table.name!r} has no 'path' option", line=table.line,
+                          hint="path = 'data/bids.parquet' or a directory of files")
+    chosen = table.option("format")
+    if chosen is not None:
+        formats.get(chosen)
+    fs, where = resolve(path)
+    info = fs.get_file_info(where)
+    if info.type == pafs.FileType.NotFound:
+        raise ConfigError(f"table {table.name!r}: path {path!r} does not exist",
+                          line=table.line, hint="a file, or a directory of files")
+    if info.type != pafs.FileType.Directory:
+        root, name = where.rsplit("/", 1) if "/" in where else ("", where)
+        fmt = chosen or formats.from_file_name(name)
+        if fmt is None:
+            raise ConfigError(f"cannot tell the format of {path!r} in table {table.name!r}",
+                              line=table.line, hint="set format = 'parquet', 'json' or 'csv'")
+        return InputFiles(fs, root, [name], fmt)
+    root = where.rstrip("/")
+    entries = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    names = sorted(e.path[len(root):].lstrip("/") for e in entries
+                   if e.type == pafs.FileType.File)
+    names = [n for n in names if not _is_hidden(n)]
+    fmt = chosen
+    if fmt is None:
+        found = {formats.from_file_name(n) for n in names} - {None}
+        if len(found) != 1:
+            seen = ", ".join(sorted(found)) or "no known extension"
+            raise ConfigError(f"cannot tell the format of directory {path!r} in table "
+                              f"{table.name!r} ({seen})", line=table.line,
+                              hint="set format = 'parquet', 'json' or 'csv'")
+        fmt = found.pop()
+    endings = formats.extensions(fmt)
+    return InputFiles(fs, root, [n for n in names if n.lower().endswith(endings)], fmt)
+
+
+def _batches(table: pa.Table) -> Iterator[pa.RecordBatch]:
+    """A table's rows as record batches, without copying (and without empty batches)."""
+    if table.num_columns == 0:
+        if table.num_rows:
+            yield formats.empty_rows(table.num_rows)
+        return
+    for batch in table.to_batches():
+        if batch.num_rows:
+            yield batch
+
+
+class FileSystemSource(Source):
+    """Reads a file or a directory of files, bounded; resumable per partition."""
+
+    OPTIONS = {
+        "path": "a file or a directory of files (local path or URL such as s3://bucket/dir)",
+        "format": "parquet, json (JSON lines) or csv; default: from the file extension",
+    }
+
+    @classmethod
+    def validate(cls, table: TableSpec) -> None:
+        files = locate(table)
+        if table.schema is None or not files.names:
+            return
+        fmt = formats.get(files.format)
+        first = files.full(files.names[0])
+        where = f"file {first}"
+        try:
+            if files.format == "parquet":
+                fmt.check_columns(files.fs, first, table.schema, where)
+            elif files.format == "csv":
+                with files.fs.open_input_stream(first, compression="detect") as stream:
+                    header = fmt.read_header(stream)
+                if header:
+                    formats.match_columns(header, table.schema, where, ConfigError)
+                    fmt.Decoder(header, table.schema, where)
+            else:
+                fmt.Decoder(table.schema)
+        except CaudalError as e:
+            raise e.with_position(table.line, None) from None
+
+    @classmethod
+    def infer_schema(cls, table: TableSpec) -> pa.Schema | None:
+        files = locate(table)
+        if not files.names:
+            raise ConfigError(f"table {table.name!r}: no {files.format} files in "
+                              f"{table.option('path')!r} to take the columns from",
+                              line=table.line, hint="declare the columns in CREATE TABLE")
+        first = files.full(files.names[0])
+        fmt = formats.get(files.format)
+        try:
+            if files.format == "parquet":
+                return fmt.infer_schema(files.fs, first)
+            with files.fs.open_input_stream(first, compression="detect") as stream:
+                return fmt.infer_schema(stream)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise ConfigError(f"cannot read the columns of {first} (table {table.name!r}): "
+                              f"{str(e).splitlines()[0]}", line=table.line,
+                              hint="declare the columns in CREATE TABLE") from None
+
+    def __init__(self, table: TableSpec):
+        super().__init__(table)
+        self._files: InputFiles | None = None
+        self._queue: deque[str] = deque()
+        self._consumed: dict[str, int] = {}
+        self._part: str | None = None
+        self._batches: Iterator[pa.RecordBatch] | None = None
+        self._buffer: pa.RecordBatch | None = None
+        self._reader: tuple[str, Any] | None = None
+        #: Parquet row groups being read ahead, by partition
+        self._prefetched: dict[str, Future] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def files(self) -> InputFiles:
+        if self._files is None:
+            self._files = locate(self.table)
+        return self._files
+
+    def partitions(self, parallelism: int) -> list[str]:
+        """``"<file>#<row group>"`` for Parquet, ``"<file>"`` for text formats."""
+        files = self.files
+        if files.format != "parquet":
+            return list(files.names)
+        fmt = formats.get("parquet")
+        names = []
+        for name in files.names:
+            groups = fmt.open_file(files.fs, files.full(name)).metadata.num_row_groups
+            names.extend(f"{name}#{i}" for i in range(groups))
+        return names
+
+    def open(self, assigned: list[str], offsets: dict[str, Any] | None = None) -> None:
+        offsets = offsets or {}
+        self._stop_prefetch()
+        self._queue = deque(assigned)
+        self._consumed = {p: int(offsets.get(p) or 0) for p in assigned}
+        self._part, self._batches, self._buffer = None, None, None
+
+    def poll(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
+        pieces = []
+        need = max_rows
+        while need > 0:
+            piece = self._take(need)
+            if piece is None:
+                break
+            pieces.append(piece)
+            need -= piece.num_rows
+        if not pieces:
+            return None
+        batch = pieces[0] if len(pieces) == 1 else pa.concat_batches(pieces)
+        self.metrics.rows_read += batch.num_rows
+        return batch
+
+    def _take(self, limit: int) -> pa.RecordBatch | None:
+        """Up to ``limit`` rows of the current partition (moving to the next when it ends),
+        sliced from the decoded batch without a copy; None when every partition is done."""
+        while True:
+            if self._buffer is not None:
+                buffer, self._buffer = self._buffer, None
+                if buffer.num_rows > limit:
+                    self._buffer = buffer.slice(limit)
+                    buffer = buffer.slice(0, limit)
+                self._consumed[self._part] += buffer.num_rows
+                return buffer
+            if self._batches is not None:
+                self._buffer = next(self._batches, None)
+                if self._buffer is not None:
+                    continue
+                self._batches = None
+            if not self._queue:
+                self._stop_prefetch()
+                return None
+            self._part = self._queue.popleft()
+            self._batches = self._skip(self._read(self._part, self._consumed[self._part]),
+                                       self._consumed[self._part])
+
+    @staticmethod
+    def _skip(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+        """Drop the first ``rows`` rows (already consumed before a restart)."""
+        for batch in batches:
+            if rows >= batch.num_rows:
+                rows -= batch.num_rows
+                continue
+            yield batch.slice(rows) if rows else batch
+            rows = 0
+
+    def _read(self, part: str, consumed: int) -> Iterator[pa.RecordBatch]:
+        files = self.files
+        if files.format == "parquet":
+            future = self._prefetched.pop(part, None) or self._submit(part)
+            if self._queue and self._queue[0] not in self._prefetched:
+                # decode the next row group while this one flows downstream
+                self._prefetched[self._queue[0]] = self._submit(self._queue[0])
+            table = future.result()
+            if table is not None:
+                yield from _batches(table)
+            return
+        path = files.full(part)
+        fmt = formats.get(files.format)
+        policy = BadDataPolicy(self.table.bad_data, self.metrics, f"file {path}")
+        with files.fs.open_input_stream(path, compression="detect") as stream:
+            for table in fmt.read(stream, self.schema, policy):
+                yield from _batches(table)
+
+    def _submit(self, part: str) -> Future:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="caudal-parquet")
+        return self._pool.submit(self._load, part, self._consumed[part])
+
+    def _load(self, part: str, consumed: int) -> pa.Table | None:
+        """Row group ``part`` (in the prefetch thread), or None if it was consumed already."""
+        name, index = part.rsplit("#", 1)
+        reader = self._parquet(name)
+        if consumed >= reader.row_groups[int(index)]:
+            return None
+        return reader.read(int(index))
+
+    def _parquet(self, name: str) -> Any:
+        """The open reader of file ``name`` (consecutive row groups share it)."""
+        if self._reader is None or self._reader[0] != name:
+            self._close_reader()
+            path = self.files.full(name)
+            reader = formats.get("parquet").FileReader(self.files.fs, path, self.schema,
+                                                       f"file {path}")
+            self._reader = (name, reader)
+        return self._reader[1]
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            self._reader[1].close()
+            self._reader = None
+
+    def finished(self) -> bool:
+        return not self._queue and self._batches is None and self._buffer is None
+
+    def offsets(self) -> dict[str, Any]:
+        """Rows consumed per assigned partition."""
+        return dict(self._consumed)
+
+    def _stop_prefetch(self) -> None:
+        if self._pool is not None:
+            for future in self._prefetched.values():
+                future.cancel()
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._prefetched = {}
+        self._close_reader()
+
+    def close(self) -> None:
+        if self._batches is not None and hasattr(self._batches, "close"):
+            self._batches.close()
+        self._batches = None
+        self._stop_prefetch()
+
+
+class FileSystemSink(Sink):
+    """Writes a directory of files, exactly once: hidden until their epoch commits.
+
+    Files are named ``part-<subtask>-<epoch>-<n>.<ext>``. ``abort`` deletes an epoch's files;
+    the runtime calls it only when those rows will be replayed (the job restarts), since a
+    checkpoint that merely did not complete has its files committed with the next one.
+    """
+
+    OPTIONS = {
+        "path": "the directory to write into, created if missing (local path or URL)",
+        "format": "parquet (default), json (JSON lines) or csv",
+        "rollover_rows": "start a new file after this many rows (default: one per checkpoint)",
+    }
+
+    @classmethod
+    def validate(cls, table: TableSpec) -> None:
+        path = table.option("path")
+        if not path:
+            raise ConfigError(f"table {table.name!r} has no 'path' option", line=table.line,
+                              hint="path = 'out/dir', a directory to write files into")
+        formats.get(table.option("format", "parquet"))
+        _rollover(table)
+        fs, where = resolve(path)
+        if fs.get_file_info(where).type == pafs.FileType.File:
+            raise ConfigError(f"table {table.name!r}: path {path!r} is a file, not a directory",
+                              line=table.line, hint="a directory to write files into")
+
+    def open(self, schema: pa.Schema, restored: dict[str, Any] | None = None) -> None:
+        super().open(schema, restored)
+        self._fs, self._dir = resolve(self.table.option("path"))
+        self._fs.create_dir(self._dir, recursive=True)
+        self._format = formats.get(self.table.option("format", "parquet"))
+        self._ext = self._format.EXTENSIONS[0]
+        self._rollover = _rollover(self.table)
+        self._token = uuid.uuid4().hex[:8]
+        self._seq = 0
+        self._writer: Any = None
+        self._current: str | None = None
+        self._rows_in_file = 0
+        #: hidden files closed since the last pre_commit
+        self._closed: list[str] = []
+        #: epoch -> [hidden name, final name] pairs not yet committed
+        self._pending: dict[int, list[list[str]]] = {}
+        self.rows = 0
+        if restored and restored.get("pending"):
+            self._pending[int(restored["epoch"])] = [list(p) for p in restored["pending"]]
+
+    def _path(self, name: str) -> str:
+        return f"{self._dir}/{name}"
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        batch = conform_batch(batch, self.schema)
+        total = batch.num_rows
+        done = 0
+        while done < total:
+            if self._writer is None:
+                name = f".part-{self.subtask:03d}-{self._token}-{self._seq}{self._ext}.inprogress"
+                self._seq += 1
+                stream = self._fs.open_output_stream(self._path(name))
+                self._writer = self._format.Writer(stream, self.schema)
+                self._current, self._rows_in_file = name, 0
+            room = total - done
+            if self._rollover:
+                room = min(room, self._rollover - self._rows_in_file)
+            self._writer.write(batch if room == total else batch.slice(done, room))
+            self._rows_in_file += room
+            self.rows += room
+            done += room
+            if self._rollover and self._rows_in_file >= self._rollover:
+                self._close_file()
+
+    def _close_file(self) -> None:
+        self._writer.close()
+        self._closed.append(self._current)
+        self._writer, self._current, self._rows_in_file = None, None, 0
+
+    def pre_commit(self, epoch: int) -> dict[str, Any]:
+        """Close the open file and name the epoch's files; the state lists every file not yet
+        committed (earlier epochs too), so a restore can finish their commit."""
+        if self._writer is not None:
+            self._close_file()
+        pairs = self._pending.setdefault(epoch, [])
+        n = len(pairs)
+        for hidden in self._closed:
+            while True:
+                final = f"part-{self.subtask:03d}-{epoch:06d}-{n}{self._ext}"
+                n += 1
+                if not _exists(self._fs, self._path(final)):
+                    break
+            pairs.append([hidden, final])
+        self._closed = []
+        if not pairs:
+            del self._pending[epoch]
+        everything = [p for e in sorted(self._pending) for p in self._pending[e]]
+        return {"epoch": epoch, "pending": everything}
+
+    def commit(self, epoch: int) -> None:
+        """Rename the hidden files of ``epoch`` and earlier into place; safe to repeat."""
+        for e in sorted(k for k in self._pending if k <= epoch):
+            for hidden, final in self._pending[e]:
+                source, target = self._path(hidden), self._path(final)
+                if _exists(self._fs, source):
+                    self._fs.move(source, target)
+                elif not _exists(self._fs, target):
+                    raise RuntimeFailure(
+                        f"cannot commit {target}: its in-progress file {hidden} is gone",
+                        hint="something removed files from the output directory")
+            del self._pending[e]
+
+    def abort(self, epoch: int) -> None:
+        """Delete the hidden files of ``epoch``; safe to repeat."""
+        for hidden, _ in self._pending.pop(epoch, []):
+            if _exists(self._fs, self._path(hidden)):
+                self._fs.delete_file(self._path(hidden))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._close_file()
+
+
+def _rollover(table: TableSpec) -> int | None:
+    text = table.option("rollover_rows")
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ConfigError(f"rollover_rows = {text!r} in table {table.name!r}", line=table.line,
+                          hint="a positive number of rows")
+    return value
+
+
+SOURCE = FileSystemSource
+SINK = FileSystemSink

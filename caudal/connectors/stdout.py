@@ -1,0 +1,98 @@
+"""The stdout connector: prints rows as they arrive, for people watching a query run.
+
+Not two-phase: what is printed stays printed, so after a restart rows may repeat. The text is
+built per batch with Arrow kernels (cast, pad, join), then written and flushed at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from caudal.connectors.base import Sink
+from caudal.errors import ConfigError
+from caudal.formats import json as json_format
+from caudal.formats.text import to_text
+from caudal.plan.tables import TableSpec
+
+FORMATS = ("table", "json")
+#: a column is padded to the width of its header and first batch, up to this many characters
+MAX_WIDTH = 40
+SEPARATOR = "  "
+
+
+def _right_aligned(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+
+
+def _join_lines(lines: pa.Array) -> str:
+    """All strings of ``lines`` as one text, each ended by a newline."""
+    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()),
+                                                     lines), "\n")
+    return joined[0].as_py() + "\n"
+
+
+class StdoutSink(Sink):
+    """Prints each batch to ``sys.stdout``: aligned columns under a header, or JSON lines."""
+
+    OPTIONS = {"format": "table (default: columns under a header line) or json (JSON lines)"}
+
+    @classmethod
+    def validate(cls, table: TableSpec) -> None:
+        fmt = table.option("format", "table")
+        if fmt not in FORMATS:
+            raise ConfigError(f"format = {fmt!r} for stdout table {table.name!r}",
+                              line=table.line, hint="accepted: " + ", ".join(FORMATS))
+
+    def open(self, schema: pa.Schema, restored: dict[str, Any] | None = None) -> None:
+        super().open(schema, restored)
+        self.validate(self.table)
+        self.format = self.table.option("format", "table")
+        self._widths: list[int] | None = None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        if self.format == "json":
+            text = json_format.encode(batch).decode("utf-8")
+        else:
+            text = self._table_text(batch)
+        out = sys.stdout
+        out.write(text)
+        out.flush()
+
+    def _table_text(self, batch: pa.RecordBatch) -> str:
+        if batch.num_columns == 0:
+            return "\n" * batch.num_rows
+        cells = [pc.replace_substring(pc.fill_null(to_text(c), "NULL"), "\n", "\\n")
+                 for c in batch.columns]
+        names = batch.schema.names
+        header = ""
+        if self._widths is None:
+            self._widths = [min(MAX_WIDTH, max(len(n), pc.max(pc.utf8_length(c)).as_py() or 0))
+                            for n, c in zip(names, cells)]
+            header = self._line([pa.array([n]) for n in names], batch.schema)
+        lines = self._line(cells, batch.schema)
+        return (_join_lines(header) if header else "") + _join_lines(lines)
+
+    def _pad(self, cells: list[pa.Array], schema: pa.Schema) -> list[pa.Array]:
+        padded = []
+        last = len(cells) - 1
+        for i, (cell, width) in enumerate(zip(cells, self._widths)):
+            if _right_aligned(schema.field(i).type):
+                padded.append(pc.utf8_lpad(cell, width))
+            elif i < last:
+                padded.append(pc.utf8_rpad(cell, width))
+            else:
+                padded.append(cell)
+        return padded
+
+    def _line(self, cells: list[pa.Array], schema: pa.Schema) -> pa.Array:
+        padded = self._pad(cells, schema)
+        return pc.binary_join_element_wise(*padded, SEPARATOR) if len(padded) > 1 else padded[0]
+
+
+SINK = StdoutSink

@@ -1,0 +1,435 @@
+"""Aggregate functions in three vectorized steps, so a window never re-reads raw rows:
+
+* ``partial``: raw rows of a batch -> one *state* row per group (Acero hash aggregate);
+* ``merge``: many state rows of a group (from several batches, panes or operators) -> one;
+* ``final``: state -> the SQL value.
+
+States are Arrow columns named after the aggregate (``_s{i}_…``), so a pane's state is an
+Arrow table that can be concatenated, merged with ``group_by`` and snapshotted as Parquet.
+Most functions are plain Acero aggregations (count, sum, min, max, all, any, distinct). The
+few that Acero cannot merge (variance, first/last by event time, string_agg, DISTINCT sets)
+get a ``GroupIndex`` — the group of each input row — and finish with NumPy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from caudal.plan.aggregates import AggCall
+from caudal.types import TIMESTAMP
+
+PARTIAL, MERGE = "partial", "merge"
+_ROW = "__row"
+_SKIP = pc.ScalarAggregateOptions(skip_nulls=True, min_count=1)
+_VALID = pc.CountOptions(mode="only_valid")
+
+
+class GroupIndex:
+    """Which output group each input row of a ``group_by`` fell in (from a ``list``
+    aggregation of row numbers, which keeps the groups aligned with the other outputs)."""
+
+    def __init__(self, rows: pa.ChunkedArray | pa.Array, n_rows: int):
+        if isinstance(rows, pa.ChunkedArray):
+            rows = rows.combine_chunks()
+        self.groups = len(rows)
+        flat = pc.list_flatten(rows).to_numpy(zero_copy_only=False)
+        parents = pc.list_parent_indices(rows).to_numpy(zero_copy_only=False)
+        self.gid = np.empty(n_rows, dtype=np.int64)
+        self.gid[flat] = parents
+
+
+def _np(a: pa.Array | pa.ChunkedArray, fill=0, dtype=None) -> np.ndarray:
+    if isinstance(a, pa.ChunkedArray):
+        a = a.combine_chunks()
+    if a.null_count:
+        a = pc.fill_null(a, fill)
+    out = a.to_numpy(zero_copy_only=False)
+    return out.astype(dtype) if dtype is not None and out.dtype != dtype else out
+
+
+def _pick(values: pa.Array, rows: np.ndarray, groups: np.ndarray, n_groups: int) -> pa.Array:
+    """An array of ``n_groups`` holding ``values[rows[i]]`` at ``groups[i]``, null elsewhere."""
+    index = np.full(n_groups, -1, dtype=np.int64)
+    index[groups] = rows
+    return pc.take(values, pa.array(index, mask=index < 0))
+
+
+def _as_array(a) -> pa.Array:
+    return a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
+
+
+class Kernel:
+    """One aggregate call. ``p`` prefixes its input and state columns."""
+
+    #: the state columns (name suffix, type) after partial and merge
+    needs_groups: tuple[bool, bool] = (False, False)
+
+    def __init__(self, call: AggCall, index: int, input_schema: pa.Schema,
+                 time_column: str | None):
+        self.call = call
+        self.p = f"_s{index}"
+        self.arg_type = input_schema.field(call.args[0]).type if call.args else None
+        self.time_column = time_column
+
+    # -- partial inputs -------------------------------------------------------------------
+
+    def _mask(self, batch: pa.RecordBatch | pa.Table) -> pa.Array | None:
+        if self.call.filter is None:
+            return None
+        return pc.fill_null(_as_array(batch.column(self.call.filter)), False)
+
+    def _value(self, batch, cast: pa.DataType | None = None) -> pa.Array:
+        value = _as_array(batch.column(self.call.args[0]))
+        if cast is not None and not value.type.equals(cast):
+            value = value.cast(cast)
+        mask = self._mask(batch)
+        if mask is not None:
+            value = pc.if_else(mask, value, pa.scalar(None, value.type))
+        return value
+
+    def prepare(self, batch) -> dict[str, pa.Array]:
+        """Columns the partial step reads (arguments masked by FILTER)."""
+        return {f"{self.p}_x": self._value(batch)}
+
+    def specs(self, phase: str) -> list[tuple]:
+        raise NotImplementedError
+
+    def finish(self, phase: str, result: pa.Table, source: pa.Table,
+               groups: GroupIndex | None) -> dict[str, pa.Array]:
+        raise NotImplementedError
+
+    def final(self, state: pa.Table) -> pa.Array:
+        raise NotImplementedError
+
+
+class CountStar(Kernel):
+    def prepare(self, batch):
+        mask = self._mask(batch)
+        if mask is None:
+            return {}
+        return {f"{self.p}_x": mask.cast(pa.int64())}
+
+    def specs(self, phase):
+        if phase == PARTIAL:
+            if self.call.filter is None:
+                return [([], "count_all")]
+            return [(f"{self.p}_x", "sum")]
+        return [(f"{self.p}_n", "sum")]
+
+    def finish(self, phase, result, source, groups):
+        if phase == PARTIAL:
+            col = "count_all" if self.call.filter is None else f"{self.p}_x_sum"
+        else:
+            col = f"{self.p}_n_sum"
+        return {f"{self.p}_n": pc.fill_null(result[col], 0)}
+
+    def final(self, state):
+        return state[f"{self.p}_n"]
+
+
+class Count(Kernel):
+    def specs(self, phase):
+        if phase == PARTIAL:
+            return [(f"{self.p}_x", "count", _VALID)]
+        return [(f"{self.p}_n", "sum")]
+
+    def finish(self, phase, result, source, groups):
+        col = f"{self.p}_x_count" if phase == PARTIAL else f"{self.p}_n_sum"
+        return {f"{self.p}_n": pc.fill_null(result[col], 0)}
+
+    def final(self, state):
+        return state[f"{self.p}_n"]
+
+
+class Simple(Kernel):
+    """sum, min, max, bool_and, bool_or: one Acero function for partial and merge alike."""
+
+    FUNCS = {"sum": "sum", "min": "min", "max": "max", "bool_and": "all", "bool_or": "any"}
+
+    def prepare(self, batch):
+        cast = self.call.dtype if self.call.func == "sum" else None
+        return {f"{self.p}_x": self._value(batch, cast)}
+
+    def specs(self, phase):
+        col = f"{self.p}_x" if phase == PARTIAL else f"{self.p}_v"
+        return [(col, self.FUNCS[self.call.func], _SKIP)]
+
+    def finish(self, phase, result, source, groups):
+        col = f"{self.p}_x" if phase == PARTIAL else f"{self.p}_v"
+        return {f"{self.p}_v": result[f"{col}_{self.FUNCS[self.call.func]}"]}
+
+    def final(self, state):
+        return state[f"{self.p}_v"]
+
+
+class Avg(Kernel):
+    def prepare(self, batch):
+        return {f"{self.p}_x": self._value(batch, pa.float64())}
+
+    def specs(self, phase):
+        if phase == PARTIAL:
+            return [(f"{self.p}_x", "sum", _SKIP), (f"{self.p}_x", "count", _VALID)]
+        return [(f"{self.p}_s", "sum", _SKIP), (f"{self.p}_n", "sum")]
+
+    def finish(self, phase, result, source, groups):
+        if phase == PARTIAL:
+            s, n = result[f"{self.p}_x_sum"], result[f"{self.p}_x_count"]
+        else:
+            s, n = result[f"{self.p}_s_sum"], result[f"{self.p}_n_sum"]
+        return {f"{self.p}_s": s, f"{self.p}_n": pc.fill_null(n, 0)}
+
+    def final(self, state):
+        n = state[f"{self.p}_n"]
+        return pc.if_else(pc.greater(n, 0), pc.divide(state[f"{self.p}_s"], n.cast(pa.float64())),
+                          pa.scalar(None, pa.float64()))
+
+
+class Variance(Kernel):
+    """var_pop, var_samp, stddev_pop, stddev_samp: state (n, mean, m2), merged with Chan's
+    parallel formula (numerically stable, unlike sums of squares)."""
+
+    needs_groups = (False, True)
+
+    def prepare(self, batch):
+        return {f"{self.p}_x": self._value(batch, pa.float64())}
+
+    def specs(self, phase):
+        x = f"{self.p}_x"
+        if phase == PARTIAL:
+            return [(x, "count", _VALID), (x, "mean", _SKIP),
+                    (x, "variance", pc.VarianceOptions(ddof=0, min_count=1))]
+        return []
+
+    def finish(self, phase, result, source, groups):
+        p = self.p
+        if phase == PARTIAL:
+            n = result[f"{p}_x_count"]
+            mean = pc.fill_null(result[f"{p}_x_mean"], 0.0)
+            var = pc.fill_null(result[f"{p}_x_variance"], 0.0)
+            return {f"{p}_n": n, f"{p}_mean": mean,
+                    f"{p}_m2": pc.multiply(var, n.cast(pa.float64()))}
+        gid, g = groups.gid, groups.groups
+        n = _np(source[f"{p}_n"], 0, np.float64)
+        mean = _np(source[f"{p}_mean"], 0.0, np.float64)
+        m2 = _np(source[f"{p}_m2"], 0.0, np.float64)
+        total = np.bincount(gid, weights=n, minlength=g)
+        sums = np.bincount(gid, weights=n * mean, minlength=g)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            merged_mean = np.where(total > 0, sums / np.where(total > 0, total, 1), 0.0)
+        dev = mean - merged_mean[gid]
+        merged_m2 = np.bincount(gid, weights=m2, minlength=g) + \
+            np.bincount(gid, weights=n * dev * dev, minlength=g)
+        return {f"{p}_n": pa.array(total.astype(np.int64)), f"{p}_mean": pa.array(merged_mean),
+                f"{p}_m2": pa.array(merged_m2)}
+
+    def final(self, state):
+        n = _np(state[f"{self.p}_n"], 0, np.float64)
+        m2 = _np(state[f"{self.p}_m2"], 0.0, np.float64)
+        samp = self.call.func.endswith("_samp")
+        denom = n - 1 if samp else n
+        ok = denom > 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = np.where(ok, np.maximum(m2, 0.0) / np.where(ok, denom, 1), 0.0)
+        if self.call.func.startswith("stddev"):
+            var = np.sqrt(var)
+        return pa.array(var, mask=~ok)
+
+
+class FirstLast(Kernel):
+    """first_value / last_value by event time (ties: first / last to arrive); nulls are
+    skipped. State: the chosen value and its event time."""
+
+    needs_groups = (True, True)
+
+    def prepare(self, batch):
+        value = self._value(batch)
+        ts = _as_array(batch.column(self.time_column))
+        if ts.type != pa.int64():
+            ts = ts.cast(pa.int64())
+        ts = pc.if_else(pc.is_valid(value), ts, pa.scalar(None, pa.int64()))
+        return {f"{self.p}_x": value, f"{self.p}_xt": ts}
+
+    def specs(self, phase):
+        fn = "min" if self.call.func == "first_value" else "max"
+        t = f"{self.p}_xt" if phase == PARTIAL else f"{self.p}_t"
+        return [(t, fn, _SKIP)]
+
+    def finish(self, phase, result, source, groups):
+        fn = "min" if self.call.func == "first_value" else "max"
+        if phase == PARTIAL:
+            v_col, t_col = f"{self.p}_x", f"{self.p}_xt"
+        else:
+            v_col, t_col = f"{self.p}_v", f"{self.p}_t"
+        best = result[f"{t_col}_{fn}"]
+        values = _as_array(source[v_col])
+        ts_all = source[t_col]
+        valid = _np(pc.is_valid(ts_all), False, bool)
+        ts = _np(ts_all, 0, np.int64)
+        best_np = _np(best, 0, np.int64)
+        cand = np.nonzero(valid & (ts == best_np[groups.gid]))[0]
+        g = groups.gid[cand]
+        if self.call.func == "first_value":
+            uniq, pos = np.unique(g, return_index=True)
+        else:  # the last arrival among ties
+            uniq, pos = np.unique(g[::-1], return_index=True)
+            pos = len(g) - 1 - pos
+        picked = _pick(values, cand[pos], uniq, groups.groups)
+        return {f"{self.p}_v": picked, f"{self.p}_t": _as_array(best)}
+
+    def final(self, state):
+        return state[f"{self.p}_v"]
+
+
+class StringAgg(Kernel):
+    """string_agg(x, sep): non-null values joined in arrival order; partial states are
+    joined the same way (so merge is associative)."""
+
+    needs_groups = (True, True)
+
+    def specs(self, phase):
+        return []
+
+    def finish(self, phase, result, source, groups):
+        col = f"{self.p}_x" if phase == PARTIAL else f"{self.p}_v"
+        values = _as_array(source[col])
+        sep = self.call.options.get("separator", ",")
+        valid = _np(pc.is_valid(values), False, bool)
+        idx = np.nonzero(valid)[0]
+        g = groups.gid[idx]
+        order = idx[np.argsort(g, kind="stable")]
+        counts = np.bincount(g, minlength=groups.groups)
+        offsets = np.zeros(groups.groups + 1, dtype=np.int32)
+        np.cumsum(counts, out=offsets[1:])
+        lists = pa.ListArray.from_arrays(pa.array(offsets), pc.take(values, pa.array(order)))
+        joined = pc.binary_join(lists, sep)
+        joined = pc.if_else(pa.array(counts > 0), joined, pa.scalar(None, pa.string()))
+        return {f"{self.p}_v": joined}
+
+    def final(self, state):
+        return state[f"{self.p}_v"]
+
+
+class Distinct(Kernel):
+    """count/sum/avg(DISTINCT x) and approx_count_distinct (computed exactly): the state is
+    the list of distinct non-null values of the group."""
+
+    needs_groups = (False, True)
+
+    def specs(self, phase):
+        if phase == PARTIAL:
+            return [(f"{self.p}_x", "distinct", _VALID)]
+        return []
+
+    def finish(self, phase, result, source, groups):
+        if phase == PARTIAL:
+            return {f"{self.p}_set": _as_array(result[f"{self.p}_x_distinct"])}
+        lists = _as_array(source[f"{self.p}_set"])
+        flat = pc.list_flatten(lists)
+        parents = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
+        g = groups.gid[parents]
+        pairs = pa.table({"g": pa.array(g), "v": flat}).group_by(
+            ["g", "v"], use_threads=False).aggregate([])
+        pg = pairs["g"].to_numpy()
+        order = np.argsort(pg, kind="stable")
+        counts = np.bincount(pg, minlength=groups.groups)
+        offsets = np.zeros(groups.groups + 1, dtype=np.int32)
+        np.cumsum(counts, out=offsets[1:])
+        values = pc.take(pairs["v"], pa.array(order)).combine_chunks() if len(order) else \
+            pa.array([], lists.type.value_type)
+        return {f"{self.p}_set": pa.ListArray.from_arrays(pa.array(offsets), values,
+                                                          type=lists.type)}
+
+    def final(self, state):
+        lists = _as_array(state[f"{self.p}_set"])
+        func = self.call.func
+        if func in ("count", "approx_count_distinct"):
+            return pc.list_value_length(lists).cast(pa.int64())
+        parents = pc.list_parent_indices(lists)
+        flat = pc.list_flatten(lists)
+        target = pa.float64() if func == "avg" else self.call.dtype
+        sums = pa.table({"g": parents, "v": flat.cast(target)}).group_by(
+            "g", use_threads=False).aggregate([("v", "sum")])
+        total = _pick(sums["v_sum"].combine_chunks(), np.arange(sums.num_rows),
+                      sums["g"].to_numpy(), len(lists))
+        if func == "sum":
+            return total
+        n = pc.list_value_length(lists).cast(pa.float64())
+        return pc.if_else(pc.greater(n, 0), pc.divide(total, n), pa.scalar(None, pa.float64()))
+
+
+def make_kernel(call: AggCall, index: int, input_schema: pa.Schema,
+                time_column: str | None) -> Kernel:
+    func = call.func
+    if call.distinct and func in ("count", "sum", "avg") or func == "approx_count_distinct":
+        if not call.args:
+            raise ValueError("DISTINCT needs an argument")
+        return Distinct(call, index, input_schema, time_column)
+    if func == "count":
+        cls = Count if call.args else CountStar
+    elif func in Simple.FUNCS:
+        cls = Simple
+    elif func == "avg":
+        cls = Avg
+    elif func in ("var_pop", "var_samp", "stddev_pop", "stddev_samp"):
+        cls = Variance
+    elif func in ("first_value", "last_value"):
+        cls = FirstLast
+    elif func == "string_agg":
+        cls = StringAgg
+    else:
+        raise ValueError(f"no kernel for aggregate {func}")
+    return cls(call, index, input_schema, time_column)
+
+
+class Aggregator:
+    """Runs the partial and merge steps of a list of kernels over one ``group_by``."""
+
+    def __init__(self, calls: Sequence[AggCall], input_schema: pa.Schema,
+                 time_column: str | None):
+        self.kernels = [make_kernel(c, i, input_schema, time_column)
+                        for i, c in enumerate(calls)]
+
+    def prepare(self, batch) -> dict[str, pa.Array]:
+        cols: dict[str, pa.Array] = {}
+        for k in self.kernels:
+            cols.update(k.prepare(batch))
+        return cols
+
+    def _run(self, phase: str, table: pa.Table, keys: list[str]) -> pa.Table:
+        specs: list[tuple] = []
+        seen: set[str] = set()
+        for k in self.kernels:
+            for spec in k.specs(phase):
+                name = "count_all" if spec[1] == "count_all" else f"{spec[0]}_{spec[1]}"
+                if name not in seen:
+                    seen.add(name)
+                    specs.append(spec)
+        need = any(k.needs_groups[0 if phase == PARTIAL else 1] for k in self.kernels)
+        grouped = table
+        if need:
+            grouped = table.append_column(_ROW, pa.array(np.arange(table.num_rows)))
+            specs.append((_ROW, "list"))
+        result = grouped.group_by(keys, use_threads=False).aggregate(specs)
+        groups = GroupIndex(result[f"{_ROW}_list"], table.num_rows) if need else None
+        out = {key: result[key] for key in keys}
+        for k in self.kernels:
+            out.update(k.finish(phase, result, table, groups))
+        return pa.table(out)
+
+    def partial(self, table: pa.Table, keys: list[str]) -> pa.Table:
+        """``table`` holds the keys and the columns of ``prepare``."""
+        return self._run(PARTIAL, table, keys)
+
+    def merge(self, states: pa.Table, keys: list[str]) -> pa.Table:
+        """Merge state rows that share keys into one row per key."""
+        return self._run(MERGE, states, keys)
+
+    def final(self, states: pa.Table) -> list[pa.Array]:
+        return [_as_array(k.final(states)) for k in self.kernels]
+
+
+__all__ = ["Aggregator", "GroupIndex", "Kernel", "make_kernel", "PARTIAL", "MERGE", "TIMESTAMP"]

@@ -1,0 +1,199 @@
+"""Session window aggregation: per key, rows closer than ``gap`` form one window
+``[first row, last row + gap)``; windows that touch or overlap merge, as Flink's do.
+
+State layout: one Arrow table of open sessions (keys, ``_start``, ``_end``, aggregate states)
+plus the sessions of batches not merged in yet. Sessions are intervals with partial states,
+and merging them is associative, so a batch is first collapsed into its own sessions (sort
+by key and time, cut where a row starts after everything before it in its key ended), and
+at each watermark the new sessions are merged with the open ones by the same vectorized
+cut. A session is emitted (and its state freed) once the watermark is past its end, when no
+on-time row can reach it any more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from caudal.operators.aggregate_kernels import MERGE, PARTIAL, Aggregator, GroupIndex
+from caudal.operators.base import Operator, OperatorContext
+from caudal.operators.event_time import ArrivalCheck, LateOutput, timestamps
+from caudal.operators.window_aggregate import (
+    KeyedWindowState,
+    _meta_table,
+    _restored_watermark,
+    emit_batches,
+)
+from caudal.plan.aggregates import AggCall
+from caudal.plan.windows import WindowSpec
+from caudal.runtime.messages import WATERMARK_MAX, WATERMARK_MIN
+from caudal.state.rescale import KEY_GROUP
+
+START, END, SID = "_start", "_end", "_sid"
+#: merge pending sessions into the open ones once this many rows wait
+_PENDING_ROWS = 1 << 18
+
+
+def _key_ids(table: pa.Table, keys: list[str]) -> np.ndarray:
+    """A dense id per distinct key combination (NULLs equal), for each row."""
+    if not keys:
+        return np.zeros(table.num_rows, dtype=np.int64)
+    rows = table.select(keys).append_column("__row", pa.array(np.arange(table.num_rows)))
+    grouped = rows.group_by(keys, use_threads=False).aggregate([("__row", "list")])
+    return GroupIndex(grouped["__row_list"], table.num_rows).gid
+
+
+def _segmented_cummax(values: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    """Running max of ``values`` restarting at each new segment (segments are sorted)."""
+    frame = pl.DataFrame({"s": segments, "v": values})
+    return frame.select(pl.col("v").cum_max().over("s")).to_series().to_numpy()
+
+
+class SessionAggregate(Operator, KeyedWindowState):
+    """``GROUP BY session(gap), keys`` (or the SESSION table function PARTITION BY keys).
+
+    Input and output columns as for ``WindowAggregate``.
+    """
+
+    def __init__(self, window: WindowSpec, keys: list[str], aggregates: list[AggCall],
+                 time_column: str | None, input_schema: pa.Schema, output_schema: pa.Schema,
+                 late_output: LateOutput | None = None):
+        assert window.kind == "session"
+        self.gap = window.size_us
+        self.keys = list(keys)
+        self.output_schema = output_schema
+        self.arrival = ArrivalCheck(time_column, late_output)
+        self.processing_time = time_column is None
+        self.aggregator = Aggregator(aggregates, input_schema, time_column)
+        self.open_sessions: pa.Table | None = None
+        self.pending: list[pa.Table] = []
+        self.pending_rows = 0
+        self.fired_until = WATERMARK_MIN
+
+    def open(self, ctx: OperatorContext) -> None:
+        super().open(ctx)
+        ctx.metrics.setdefault("late_rows", 0)
+
+    # ---- merging ----------------------------------------------------------------------------
+
+    def _sessions(self, table: pa.Table, phase: str) -> pa.Table:
+        """Collapse interval rows (keys, _start, _end, inputs or states) into sessions."""
+        start = table.column(START).to_numpy()
+        end = table.column(END).to_numpy()
+        gid = _key_ids(table, self.keys)
+        order = np.lexsort((start, gid))
+        s, e, g = start[order], end[order], gid[order]
+        first_of_key = np.ones(len(g), dtype=bool)
+        first_of_key[1:] = g[1:] != g[:-1]
+        running = _segmented_cummax(e, g)
+        new = first_of_key.copy()
+        new[1:] |= s[1:] > running[:-1]
+        heads = np.flatnonzero(new)
+        ordered = table.take(pa.array(order))
+        sid = np.cumsum(new) - 1
+        body = ordered.drop_columns([START, END, *self.keys]).append_column(SID, pa.array(sid))
+        if phase == PARTIAL:
+            states = self.aggregator.partial(body, [SID])
+        else:
+            states = self.aggregator.merge(body, [SID])
+        columns = {k: ordered.column(k).take(pa.array(heads)) for k in self.keys}
+        columns[START] = pa.array(s[heads])
+        columns[END] = pa.array(np.maximum.reduceat(e, heads))
+        for name in states.column_names:
+            if name != SID:
+                columns[name] = states.column(name)
+        return pa.table(columns)
+
+    def _merge_pending(self) -> None:
+        if not self.pending:
+            return
+        parts = ([self.open_sessions] if self.open_sessions is not None else []) + self.pending
+        self.pending, self.pending_rows = [], 0
+        self.open_sessions = self._sessions(pa.concat_tables(parts), MERGE)
+
+    # ---- input ------------------------------------------------------------------------------
+
+    def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:
+        side: list[pa.RecordBatch] = []
+        batch, ts = self.arrival.split(batch, self.ctx.metrics, side)
+        if batch.num_rows == 0:
+            return side
+        columns = {k: batch.column(k) for k in self.keys}
+        columns[START] = pa.array(ts)
+        columns[END] = pa.array(ts + self.gap)
+        columns.update(self.aggregator.prepare(batch))
+        sessions = self._sessions(pa.table(columns), PARTIAL)
+        self.pending.append(sessions)
+        self.pending_rows += sessions.num_rows
+        if self.pending_rows >= _PENDING_ROWS:
+            self._merge_pending()
+        return side
+
+    # ---- time -------------------------------------------------------------------------------
+
+    def on_watermark(self, time: int) -> Sequence[pa.RecordBatch]:
+        if time > self.arrival.watermark and not self.processing_time:
+            self.arrival.watermark = time
+        if self.processing_time and time < WATERMARK_MAX:
+            return ()
+        return self._fire(time)
+
+    def on_processing_time(self, now: int) -> Sequence[pa.RecordBatch]:
+        if not self.processing_time:
+            return ()
+        self.arrival.watermark = max(self.arrival.watermark, now)
+        return self._fire(now)
+
+    def _fire(self, until: int) -> list[pa.RecordBatch]:
+        """Emit sessions that end before ``until``: a row at ``until`` or later can no
+        longer touch them."""
+        if until <= self.fired_until:
+            return []
+        self.fired_until = until
+        self._merge_pending()
+        table = self.open_sessions
+        if table is None or table.num_rows == 0:
+            return []
+        end = table.column(END).to_numpy()
+        closed = end < until
+        if not closed.any():
+            return []
+        done = table.filter(pa.array(closed))
+        self.open_sessions = table.filter(pa.array(~closed))
+        columns = [timestamps(done.column(START).to_numpy()),
+                   timestamps(done.column(END).to_numpy())]
+        columns += [done.column(k) for k in self.keys]
+        columns += self.aggregator.final(done)
+        return emit_batches(columns, self.output_schema)
+
+    # ---- checkpoints ------------------------------------------------------------------------
+
+    def snapshot(self, epoch: int) -> dict[str, Any]:
+        self._merge_pending()
+        meta = _meta_table(self.fired_until)
+        table = self.open_sessions
+        if table is None or table.num_rows == 0:
+            return {"meta": meta}
+        return {"sessions": table.append_column(KEY_GROUP, self.key_groups(table)),
+                "meta": meta}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.fired_until = _restored_watermark(state)
+        if not self.processing_time:
+            self.arrival.watermark = self.fired_until
+        self.pending, self.pending_rows = [], 0
+        table = state.get("sessions")
+        self.open_sessions = None
+        if table is not None and table.num_rows:
+            table = self.own(table)
+            if KEY_GROUP in table.column_names:
+                table = table.drop_columns([KEY_GROUP])
+            self.open_sessions = table.combine_chunks()
+
+    def state_rows(self) -> int:
+        rows = self.open_sessions.num_rows if self.open_sessions is not None else 0
+        return rows + self.pending_rows

@@ -1,0 +1,244 @@
+"""Tumbling, hopping and cumulating window aggregation over event (or processing) time.
+
+State layout: for each *pane* (a slice of ``pane_us``: the width of a tumbling window, the
+slide of a hopping window, the step of a cumulating one) a list of Arrow tables of partial
+aggregate states, one row per (pane, key) per table. Each arriving batch is aggregated once
+(one Acero ``group_by`` by pane and key) and its partial table is filed under its pane(s);
+a pane's tables are merged into one when they pile up.
+
+When the watermark passes window ends, the panes of the windows that close are merged once
+more (one table per pane, kept for the pane's later windows), their rows are *exploded* into
+the windows that close (a hopping pane belongs to width/slide windows: its partial rows, not
+its raw rows, are repeated), and one ``group_by`` by (window end, key) merges and finalizes
+them — every closing window at once. A pane is freed when the last window containing it has
+fired, so state holds only panes of windows still open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from caudal.operators.aggregate_kernels import Aggregator
+from caudal.operators.base import Operator, OperatorContext
+from caudal.operators.event_time import ArrivalCheck, LateOutput, timestamps
+from caudal.plan.aggregates import AggCall
+from caudal.plan.windows import WindowSpec
+from caudal.runtime.messages import WATERMARK_MAX, WATERMARK_MIN
+from caudal.state.key_groups import hash_columns, key_group
+from caudal.state.rescale import KEY_GROUP, keep_key_groups, key_group_range
+
+PANE = "_pane"
+WEND = "_wend"
+#: merge a pane's partial tables once it has this many
+_COMPACT_TABLES = 16
+#: largest batch emitted at once
+_OUT_ROWS = 1 << 16
+
+
+class KeyedWindowState:
+    """Shared by windowed operators: key columns and snapshot helpers."""
+
+    keys: list[str]
+
+    def key_groups(self, table: pa.Table) -> pa.Array:
+        if not self.keys:
+            return pa.array(np.zeros(table.num_rows, dtype=np.int32))
+        return pa.array(key_group(hash_columns(table, self.keys), self.ctx.max_key_groups))
+
+    def own(self, table: pa.Table) -> pa.Table:
+        """The rows of a restored (possibly concatenated) state table this subtask owns."""
+        if not self.keys:
+            return table if self.ctx.subtask == 0 else table.slice(0, 0)
+        return keep_key_groups(table, key_group_range(self.ctx))
+
+
+def _meta_table(watermark: int) -> pa.Table:
+    return pa.table({"watermark": pa.array([watermark], pa.int64())})
+
+
+def _restored_watermark(state: dict[str, Any]) -> int:
+    meta = state.get("meta")
+    if meta is None or meta.num_rows == 0:
+        return WATERMARK_MIN
+    return int(np.min(meta.column("watermark").to_numpy()))
+
+
+def emit_batches(columns: list[pa.Array], schema: pa.Schema) -> list[pa.RecordBatch]:
+    arrays = []
+    for col, field in zip(columns, schema):
+        if isinstance(col, pa.ChunkedArray):
+            col = col.combine_chunks()
+        if not col.type.equals(field.type):
+            col = col.cast(field.type)
+        arrays.append(col)
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    return table.to_batches(max_chunksize=_OUT_ROWS)
+
+
+class WindowAggregate(Operator, KeyedWindowState):
+    """``GROUP BY window, keys`` with aggregates, for tumble / hop / cumulate windows.
+
+    Input columns: the event time (unless ``time_column`` is None: processing time), the
+    ``keys`` and the aggregates' argument and FILTER columns. Output: ``window_start``,
+    ``window_end``, the keys, then one column per aggregate (``output_schema`` names them).
+    """
+
+    def __init__(self, window: WindowSpec, keys: list[str], aggregates: list[AggCall],
+                 time_column: str | None, input_schema: pa.Schema, output_schema: pa.Schema,
+                 late_output: LateOutput | None = None):
+        assert window.kind in ("tumble", "hop", "cumulate")
+        self.window = window
+        self.keys = list(keys)
+        self.output_schema = output_schema
+        self.arrival = ArrivalCheck(time_column, late_output)
+        self.processing_time = time_column is None
+        self.aggregator = Aggregator(aggregates, input_schema, time_column)
+        self.group_keys = [PANE, *self.keys]
+        #: pane index -> partial state tables (columns: _pane, keys, states)
+        self.panes: dict[int, list[pa.Table]] = {}
+        #: windows with end <= fired_until have been emitted
+        self.fired_until = WATERMARK_MIN
+
+    def open(self, ctx: OperatorContext) -> None:
+        super().open(ctx)
+        ctx.metrics.setdefault("late_rows", 0)
+
+    # ---- input ----------------------------------------------------------------------------
+
+    def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:
+        side: list[pa.RecordBatch] = []
+        batch, ts = self.arrival.split(batch, self.ctx.metrics, side)
+        if batch.num_rows == 0:
+            return side
+        panes = self.window.pane_of(ts)
+        columns = {PANE: pa.array(panes)}
+        for k in self.keys:
+            columns[k] = batch.column(k)
+        columns.update(self.aggregator.prepare(batch))
+        partial = self.aggregator.partial(pa.table(columns), self.group_keys)
+        lo, hi = int(panes.min()), int(panes.max())
+        if lo == hi:
+            self._file(lo, partial)
+        else:
+            self._file_many(partial)
+        return side
+
+    def _file(self, pane: int, table: pa.Table) -> None:
+        tables = self.panes.setdefault(pane, [])
+        tables.append(table)
+        if len(tables) >= _COMPACT_TABLES:
+            self.panes[pane] = [self.aggregator.merge(pa.concat_tables(tables),
+                                                      self.group_keys)]
+
+    def _file_many(self, partial: pa.Table) -> None:
+        """File a partial table that spans several panes: sorted by pane, sliced."""
+        partial = partial.sort_by(PANE)
+        panes = partial.column(PANE).to_numpy()
+        starts = np.flatnonzero(np.diff(panes)) + 1
+        bounds = [0, *starts.tolist(), len(panes)]
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            self._file(int(panes[a]), partial.slice(a, b - a))
+
+    def _compacted(self, pane: int) -> pa.Table:
+        tables = self.panes[pane]
+        if len(tables) > 1:
+            tables[:] = [self.aggregator.merge(pa.concat_tables(tables), self.group_keys)]
+        return tables[0]
+
+    # ---- time -----------------------------------------------------------------------------
+
+    def on_watermark(self, time: int) -> Sequence[pa.RecordBatch]:
+        if time > self.arrival.watermark and not self.processing_time:
+            self.arrival.watermark = time
+        if self.processing_time and time < WATERMARK_MAX:
+            return ()
+        return self._fire(time)
+
+    def on_processing_time(self, now: int) -> Sequence[pa.RecordBatch]:
+        """Processing-time windows close on the wall clock (the runtime ticks it)."""
+        if not self.processing_time:
+            return ()
+        self.arrival.watermark = max(self.arrival.watermark, now)
+        return self._fire(now)
+
+    def _fire(self, until: int) -> list[pa.RecordBatch]:
+        """Emit every window with end in (fired_until, until]; free panes no window needs."""
+        done = self.fired_until
+        if until <= done:
+            return []
+        self.fired_until = until
+        if not self.panes:
+            return []
+        ids = np.fromiter(self.panes.keys(), dtype=np.int64, count=len(self.panes))
+        first_end = (ids + 1) * self.window.pane_us
+        last_end = self.window.pane_last_end(ids)
+        ready = ids[(first_end <= until) & (last_end > done)]
+        out: list[pa.RecordBatch] = []
+        if len(ready):
+            ready.sort()
+            out = self._emit(ready, done, until)
+        for pane in ids[last_end <= until].tolist():
+            del self.panes[pane]
+        return out
+
+    def _emit(self, panes: np.ndarray, done: int, until: int) -> list[pa.RecordBatch]:
+        state = pa.concat_tables([self._compacted(int(p)) for p in panes])
+        pane_col = state.column(PANE).to_numpy()
+        if self.window.kind == "tumble":
+            ends = (pane_col + 1) * self.window.pane_us
+            merged = state
+        else:
+            rows, ends = self.window.explode(pane_col)
+            keep = (ends > done) & (ends <= until)
+            rows, ends = rows[keep], ends[keep]
+            if len(rows) == 0:
+                return []
+            exploded = state.drop_columns([PANE]).take(pa.array(rows))
+            exploded = exploded.append_column(WEND, pa.array(ends))
+            merged = self.aggregator.merge(exploded, [WEND, *self.keys])
+            ends = merged.column(WEND).to_numpy()
+        starts = self.window.window_start(ends)
+        columns = [timestamps(starts), timestamps(ends)]
+        columns += [merged.column(k) for k in self.keys]
+        columns += self.aggregator.final(merged)
+        return emit_batches(columns, self.output_schema)
+
+    def output_watermark(self, time: int) -> int:
+        return time
+
+    # ---- checkpoints ----------------------------------------------------------------------
+
+    def snapshot(self, epoch: int) -> dict[str, Any]:
+        tables = [self._compacted(p) for p in sorted(self.panes)]
+        meta = _meta_table(self.fired_until)
+        if not tables:
+            return {"meta": meta}
+        panes = pa.concat_tables(tables)
+        panes = panes.append_column(KEY_GROUP, self.key_groups(panes))
+        return {"panes": panes, "meta": meta}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.fired_until = _restored_watermark(state)
+        if not self.processing_time:
+            self.arrival.watermark = self.fired_until
+        self.panes = {}
+        table = state.get("panes")
+        if table is None or table.num_rows == 0:
+            return
+        table = self.own(table)
+        if KEY_GROUP in table.column_names:
+            table = table.drop_columns([KEY_GROUP])
+        if table.num_rows:
+            self._file_many(table.combine_chunks())
+            for pane in list(self.panes):
+                self._compacted(pane)
+
+    # ---- introspection --------------------------------------------------------------------
+
+    def state_rows(self) -> int:
+        """Rows held in window state (for tests and metrics)."""
+        return sum(t.num_rows for tables in self.panes.values() for t in tables)

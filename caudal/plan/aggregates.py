@@ -1,0 +1,115 @@
+"""Aggregate function calls as the plan carries them: which function, over which input
+columns, with DISTINCT and FILTER, and the SQL result type.
+
+The SQL layer computes every argument and FILTER condition into a column of the operator's
+input (so an operator only ever reads columns), and this module only knows names and types;
+the vectorized partial / merge / final kernels live in ``operators.aggregate_kernels``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from caudal.errors import PlanError
+from caudal.types import TIMESTAMP, is_numeric, is_text, sql_name
+
+#: SQL spellings -> canonical aggregate name
+ALIASES = {
+    "count": "count", "sum": "sum", "avg": "avg", "mean": "avg", "min": "min", "max": "max",
+    "var_pop": "var_pop", "varpop": "var_pop", "variance_pop": "var_pop",
+    "var_samp": "var_samp", "varsamp": "var_samp", "variance": "var_samp",
+    "variance_samp": "var_samp",
+    "stddev_pop": "stddev_pop", "stddevpop": "stddev_pop",
+    "stddev_samp": "stddev_samp", "stddevsamp": "stddev_samp", "stddev": "stddev_samp",
+    "bool_and": "bool_and", "logicaland": "bool_and", "every": "bool_and",
+    "bool_or": "bool_or", "logicalor": "bool_or",
+    "first_value": "first_value", "first": "first_value",
+    "last_value": "last_value", "last": "last_value",
+    "string_agg": "string_agg", "groupconcat": "string_agg", "listagg": "string_agg",
+    "approx_count_distinct": "approx_count_distinct", "approx_distinct": "approx_count_distinct",
+    "approxdistinct": "approx_count_distinct",
+}
+
+ACCEPTED = ("count(*), count(x), count(DISTINCT x), sum, avg, min, max, stddev, stddev_pop, "
+            "stddev_samp, variance, var_pop, var_samp, bool_and, bool_or, first_value, "
+            "last_value, string_agg(x, sep), approx_count_distinct")
+
+#: aggregates whose DISTINCT form is computed (min/max/bool ignore DISTINCT)
+DISTINCT_OK = {"count", "sum", "avg", "approx_count_distinct"}
+DISTINCT_IRRELEVANT = {"min", "max", "bool_and", "bool_or"}
+
+
+@dataclass(frozen=True, eq=False)
+class AggCall:
+    """``func(args…) [FILTER (WHERE filter)]`` over columns of the operator's input.
+
+    ``func`` is canonical (see ALIASES; ``count`` with no argument is ``count(*)``);
+    ``args`` and ``filter`` name input columns; ``options`` holds constants (the
+    string_agg separator); ``dtype`` is the SQL result type.
+    """
+
+    func: str
+    args: tuple[str, ...]
+    dtype: pa.DataType
+    distinct: bool = False
+    filter: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    #: the SQL text, for EXPLAIN
+    text: str = ""
+
+    def __str__(self) -> str:
+        return self.text or f"{self.func}({', '.join(self.args)})"
+
+
+def canonical(name: str) -> str | None:
+    return ALIASES.get(name.lower())
+
+
+def result_type(func: str, args: list[pa.DataType]) -> pa.DataType:
+    """The SQL type of ``func(args)``; raises PlanError (no position) for bad arguments."""
+    if func == "count" or func == "approx_count_distinct":
+        return pa.int64()
+    if not args:
+        raise PlanError(f"{func}() needs an argument")
+    t = args[0]
+    null = pa.types.is_null(t)
+    if func == "sum":
+        if pa.types.is_integer(t) or null:
+            return pa.int64()
+        if pa.types.is_floating(t):
+            return pa.float64()
+        if pa.types.is_decimal(t):
+            return pa.decimal128(38, t.scale)
+        raise PlanError(f"sum() takes a number, got {sql_name(t)}")
+    if func in ("avg", "var_pop", "var_samp", "stddev_pop", "stddev_samp"):
+        if is_numeric(t) or null:
+            return pa.float64()
+        raise PlanError(f"{func}() takes a number, got {sql_name(t)}")
+    if func in ("min", "max", "first_value", "last_value"):
+        if pa.types.is_struct(t) or pa.types.is_list(t):
+            raise PlanError(f"{func}() takes a scalar value, got {sql_name(t)}")
+        return pa.string() if null else t
+    if func in ("bool_and", "bool_or"):
+        if pa.types.is_boolean(t) or null:
+            return pa.bool_()
+        raise PlanError(f"{func}() takes a BOOLEAN, got {sql_name(t)}")
+    if func == "string_agg":
+        if is_text(t) or null:
+            return pa.string()
+        raise PlanError(f"string_agg() takes TEXT, got {sql_name(t)}",
+                        hint="cast the value: string_agg(CAST(x AS TEXT), ',')")
+    raise PlanError(f"unknown aggregate {func}()", hint=f"accepted: {ACCEPTED}")
+
+
+def argument_count(func: str) -> tuple[int, int]:
+    """How many value arguments ``func`` takes (string_agg's separator is an option)."""
+    if func == "count":
+        return 0, 1
+    return 1, 1
+
+
+__all__ = ["AggCall", "ALIASES", "ACCEPTED", "canonical", "result_type", "argument_count",
+           "TIMESTAMP"]

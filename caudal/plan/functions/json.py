@@ -1,0 +1,109 @@
+"""JSON in TEXT columns: ``->``, ``->>``, json_extract_path[_text] (PostgreSQL) and
+json_extract_string / extract_json_string / get_first_json_object (Arroyo's names).
+
+DuckDB's JSON kernels do the work (vectorized, and their results match PostgreSQL's: a
+string comes out unquoted from ``->>``, an object as JSON text, a JSON null as SQL NULL).
+PostgreSQL's operators fail on malformed JSON as PostgreSQL does; Arroyo's functions give
+NULL for it, as Arroyo does, so one bad record does not stop a job that asked for them.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from caudal.plan.expressions import Call, Expr
+from caudal.plan.functions.coerce import arity, cast, constant_value
+from caudal.plan.functions.kernels import duckdb_eval, null_of
+from caudal.plan.functions.registry import BindError, register
+from caudal.plan.functions.strings import raise_signature
+from caudal.types import is_text
+
+TEXT = pa.string()
+
+
+def json_path(steps: list[str | int]) -> str:
+    """A DuckDB JSON path for object keys and array indexes (negative from the end)."""
+    out = "$"
+    for step in steps:
+        if isinstance(step, int):
+            out += f"[{step}]" if step >= 0 else f"[#{step}]"
+        else:
+            out += '."' + str(step).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return out
+
+
+def _json_arg(fn: str, args: list[Expr]) -> Expr:
+    if not (is_text(args[0].dtype) or pa.types.is_null(args[0].dtype)):
+        raise_signature(fn, args)
+    return cast(args[0], TEXT)
+
+
+def _steps(fn: str, args: list[Expr]) -> list[str | int] | None:
+    steps: list[str | int] = []
+    for a in args:
+        if not (is_text(a.dtype) or pa.types.is_integer(a.dtype) or pa.types.is_null(a.dtype)):
+            raise BindError(f"{fn}() takes text keys or integer indexes, got {a.dtype}")
+        value = constant_value(a, fn, "key or index")
+        if value is None:
+            return None
+        steps.append(value)
+    return steps
+
+
+def _bind_path(output: str):
+    """Binder of the key-by-key forms: ``->``, ``->>``, json_extract_path[_text]."""
+    def bind(name: str, args: list[Expr]) -> Call:
+        if len(args) < 2:
+            raise BindError(f"{name}() takes a JSON text and at least one key")
+        source = _json_arg(name, args)
+        steps = _steps(name, args[1:])
+        return Call(TEXT, output, (source,),
+                    {"path": None if steps is None else json_path(steps), "strict": True})
+    return bind
+
+
+def _bind_jsonpath(output: str):
+    """Binder of Arroyo's forms, which take one JSONPath text ('$.a.b[0]')."""
+    def bind(name: str, args: list[Expr]) -> Call:
+        arity(name, args, 2)
+        source = _json_arg(name, args)
+        if not (is_text(args[1].dtype) or pa.types.is_null(args[1].dtype)):
+            raise_signature(name, args)
+        path = constant_value(args[1], name, "JSON path")
+        if path is not None and not str(path).startswith("$"):
+            raise BindError(f"{name}(): a JSON path starts with '$', got {path!r}",
+                            hint="for example '$.user.name' or '$.items[0]'")
+        return Call(TEXT, output, (source,), {"path": path, "strict": False})
+    return bind
+
+
+def _extract(sql: str):
+    def run(args, call):
+        path = call.options["path"]
+        if path is None:
+            return null_of(TEXT)
+        expr = sql if call.options["strict"] else f"CASE WHEN json_valid(c0) THEN {sql} END"
+        return duckdb_eval(expr, args, TEXT, call.func, [path])
+    return run
+
+
+_TEXT_SQL = "json_extract_string(c0, ?)"
+_JSON_SQL = "CAST(json_extract(c0, ?) AS VARCHAR)"
+
+register("json_get", _bind_path("json_get"), _extract(_JSON_SQL),
+         "json -> key | index -> json text", internal=True)
+register("json_get_text", _bind_path("json_get_text"), _extract(_TEXT_SQL),
+         "json ->> key | index -> text", internal=True)
+register("json_extract_path", _bind_path("json_get"), _extract(_JSON_SQL),
+         "json_extract_path(json, key, ...) -> json text")
+register("json_extract_path_text", _bind_path("json_get_text"), _extract(_TEXT_SQL),
+         "json_extract_path_text(json, key, ...) -> text")
+register(["json_extract_string", "extract_json_string"], _bind_jsonpath("json_path_text"),
+         _extract(_TEXT_SQL),
+         "extract_json_string(json, '$.path') -> text, NULL for malformed JSON")
+register("json_path_text", _bind_jsonpath("json_path_text"), _extract(_TEXT_SQL),
+         "json path text", internal=True)
+register("get_first_json_object", _bind_jsonpath("json_path_json"), _extract(_JSON_SQL),
+         "get_first_json_object(json, '$.path') -> json text, NULL for malformed JSON")
+register("json_path_json", _bind_jsonpath("json_path_json"), _extract(_JSON_SQL),
+         "json path json", internal=True)

@@ -1,0 +1,258 @@
+"""Key groups: which subtask owns a key, for hash partitioning and keyed state (as in Flink).
+
+A key hashes to one of ``max_key_groups`` key groups, and subtask ``i`` of ``p`` owns the
+contiguous key groups ``g`` with ``g * p // max_key_groups == i`` (state.rescale). The hash
+is part of the checkpoint format: state written by one process is read back by another, on
+another machine, after an upgrade. So it is defined here, bit for bit, in NumPy (splitmix64 of
+value bit patterns; a polynomial over the bytes of strings), never Python's ``hash()`` or a
+library's hash, whose values may change between versions or runs.
+
+Equal SQL values hash equally whatever their physical type: any integer width, float32 or
+float64, string or large string or view, timestamps of any unit (compared in µs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from caudal.errors import PlanError
+
+#: the hash of NULL (a fixed, arbitrary constant)
+NULL_HASH = np.uint64(0x6A09E667F3BCC909)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MUL1 = np.uint64(0xBF58476D1CE4E5B9)
+_MUL2 = np.uint64(0x94D049BB133111EB)
+#: odd multiplier of the byte polynomial, and of the combination of several columns
+_BYTE_BASE = np.uint64(0x100000001B3)
+_COMBINE = np.uint64(0xC2B2AE3D27D4EB4F)
+_LENGTH_SALT = np.uint64(0x165667B19E3779F9)
+#: byte powers are tabulated up to this position; beyond it they are a product of two tables
+_POW_BLOCK = 4096
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    """splitmix64 of each element, in place (uint64, wrapping arithmetic)."""
+    x += _GOLDEN
+    t = x >> np.uint64(30)
+    x ^= t
+    x *= _MUL1
+    np.right_shift(x, 27, out=t)
+    x ^= t
+    x *= _MUL2
+    np.right_shift(x, 31, out=t)
+    x ^= t
+    return x
+
+
+def _powers(count: int, base: np.uint64) -> np.ndarray:
+    """base**0 .. base**(count-1) modulo 2**64."""
+    out = np.full(count, base, np.uint64)
+    out[0] = 1
+    return np.cumprod(out, dtype=np.uint64)
+
+
+_POW = _powers(_POW_BLOCK, _BYTE_BASE)
+_POW_STEP = np.uint64(int(_POW[-1]) * int(_BYTE_BASE) % (1 << 64))  # base ** _POW_BLOCK
+
+
+def _byte_weights(position: np.ndarray) -> np.ndarray:
+    """_BYTE_BASE ** position (mod 2**64) for positions of bytes within their string."""
+    if len(position) == 0 or int(position.max()) < _POW_BLOCK:
+        return _POW[position]
+    high = _powers(int(position.max()) // _POW_BLOCK + 1, _POW_STEP)
+    return _POW[position % _POW_BLOCK] * high[position // _POW_BLOCK]
+
+
+def _hash_bytes(array: pa.Array) -> np.ndarray:
+    """Hash of each value of a string/binary array (any offset width), from its buffers:
+    sum of (byte + 1) * base**position, mixed with the length."""
+    n = len(array)
+    large = pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)
+    buffers = array.buffers()
+    offsets = np.frombuffer(buffers[1], np.int64 if large else np.int32,
+                            count=array.offset + n + 1)[array.offset:].astype(np.int64)
+    starts, lengths = offsets[:-1], np.diff(offsets)
+    first, last = int(offsets[0]), int(offsets[-1])
+    sums = np.zeros(n, np.uint64)
+    if last > first:
+        data = np.frombuffer(buffers[2], np.uint8, count=last - first, offset=first)
+        position = np.arange(last - first, dtype=np.int64)
+        position -= np.repeat(starts - first, lengths)
+        terms = data.astype(np.uint64)
+        terms += np.uint64(1)
+        terms *= _byte_weights(position)
+        nonempty = lengths > 0
+        # empty strings own no bytes, so each non-empty start opens exactly its own segment
+        sums[nonempty] = np.add.reduceat(terms, (starts - first)[nonempty])
+    lengths_u = lengths.astype(np.uint64)
+    lengths_u *= _LENGTH_SALT
+    sums ^= lengths_u
+    return _splitmix(sums)
+
+
+def _hash_words(values: np.ndarray) -> np.ndarray:
+    """Hash of 64-bit patterns (copied: the input may be a view of an Arrow buffer)."""
+    return _splitmix(values.astype(np.uint64, copy=True))
+
+
+_TIME_UNIT_US = {"s": (1_000_000, 1), "ms": (1000, 1), "us": (1, 1), "ns": (1, 1000)}
+
+
+def _values(array: pa.Array) -> np.ndarray:
+    """The values buffer of a fixed-width array as NumPy, zero-copy (null slots arbitrary)."""
+    t = array.type
+    if pa.types.is_boolean(t):
+        return array.fill_null(False).to_numpy(zero_copy_only=False)
+    if pa.types.is_floating(t):
+        dtype = np.dtype(f"<f{t.bit_width // 8}")
+    elif pa.types.is_unsigned_integer(t):
+        dtype = np.dtype(f"<u{t.bit_width // 8}")
+    else:
+        dtype = np.dtype(f"<i{t.bit_width // 8}")
+    return np.frombuffer(array.buffers()[1], dtype, count=array.offset + len(array))[
+        array.offset:]
+
+
+def _in_us(array: pa.Array, unit: str) -> np.ndarray:
+    values = _values(array).astype(np.int64)
+    mul, div = _TIME_UNIT_US[unit]
+    return values * mul if div == 1 else values // div
+
+
+def hash_array(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The stable hash (uint64) of each value of one column; NULL hashes to ``NULL_HASH``."""
+    if isinstance(array, pa.ChunkedArray):
+        if array.num_chunks == 0:
+            return np.zeros(0, np.uint64)
+        return np.concatenate([hash_array(c) for c in array.chunks]) \
+            if array.num_chunks > 1 else hash_array(array.chunk(0))
+    t = array.type
+    if pa.types.is_dictionary(t):
+        if len(array.dictionary) == 0:
+            return np.full(len(array), NULL_HASH, np.uint64)
+        indices = _values(array.indices).clip(0, len(array.dictionary) - 1)
+        return _with_nulls(hash_array(array.dictionary)[indices], array)
+    if isinstance(t, pa.ExtensionType):
+        return hash_array(array.storage)
+    if pa.types.is_null(t):
+        return np.full(len(array), NULL_HASH, np.uint64)
+    if pa.types.is_string(t) or pa.types.is_binary(t) or pa.types.is_large_string(t) or \
+            pa.types.is_large_binary(t):
+        hashes = _hash_bytes(array)
+    elif pa.types.is_string_view(t):
+        hashes = _hash_bytes(array.cast(pa.string()))
+    elif pa.types.is_binary_view(t) or pa.types.is_fixed_size_binary(t):
+        hashes = _hash_bytes(array.cast(pa.binary()))
+    elif pa.types.is_boolean(t) or pa.types.is_integer(t):
+        values = _values(array)
+        hashes = _hash_words(values.astype(np.uint64) if pa.types.is_unsigned_integer(t)
+                             else values.astype(np.int64))
+    elif pa.types.is_floating(t):
+        values = _values(array).astype(np.float64)
+        values += 0.0                                  # -0.0 == 0.0
+        values[np.isnan(values)] = np.nan              # one NaN
+        hashes = _splitmix(values.view(np.uint64))
+    elif pa.types.is_timestamp(t) or pa.types.is_duration(t) or pa.types.is_time(t):
+        hashes = _hash_words(_in_us(array, t.unit))
+    elif pa.types.is_date32(t):
+        hashes = _hash_words(_values(array).astype(np.int64))
+    elif pa.types.is_date64(t):
+        hashes = _hash_words(_values(array) // 86_400_000)
+    elif pa.types.is_decimal(t) or pa.types.is_interval(t):
+        hashes = _hash_fixed_words(array)
+    elif pa.types.is_struct(t):
+        hashes = _combine([hash_array(array.field(i)) for i in range(t.num_fields)],
+                          len(array))
+    else:
+        raise PlanError(f"cannot partition or key state by a column of type {t}",
+                        hint="key by scalar columns (numbers, text, timestamps, structs)")
+    return _with_nulls(hashes, array)
+
+
+def _hash_fixed_words(array: pa.Array) -> np.ndarray:
+    """Hash of fixed-width values made of several 64-bit words (decimals, intervals)."""
+    width = array.type.byte_width
+    if width < 8:
+        narrow = np.frombuffer(array.buffers()[1], np.dtype(f"<i{width}"),
+                               count=array.offset + len(array))[array.offset:]
+        return _hash_words(narrow.astype(np.int64))
+    words = width // 8
+    data = np.frombuffer(array.buffers()[1], np.uint64, count=(array.offset + len(array)) * words)
+    matrix = data.reshape(-1, words)[array.offset:]
+    return _combine([_hash_words(matrix[:, w]) for w in range(words)], len(array))
+
+
+def _with_nulls(hashes: np.ndarray, array: pa.Array) -> np.ndarray:
+    if array.null_count:
+        hashes[~array.is_valid().to_numpy(zero_copy_only=False)] = NULL_HASH
+    return hashes
+
+
+def _combine(hashes: list[np.ndarray], n: int) -> np.ndarray:
+    """One hash from the hashes of several columns, order-sensitive."""
+    if not hashes:
+        return np.full(n, NULL_HASH, np.uint64)
+    acc = hashes[0].copy()
+    for h in hashes[1:]:
+        acc *= _COMBINE
+        acc += h
+        _splitmix(acc)
+    return acc
+
+
+def hash_columns(data: pa.RecordBatch | pa.Table | Sequence[pa.Array],
+                 keys: Sequence[str] | None = None) -> np.ndarray:
+    """The stable hash (uint64) of each row's key: the columns ``keys`` of a batch or table,
+    or a sequence of arrays. One column hashes to ``hash_array`` of it."""
+    if isinstance(data, (pa.RecordBatch, pa.Table)):
+        if not keys:
+            raise PlanError("hash partitioning needs at least one key column")
+        arrays = [data.column(k) for k in keys]
+        n = data.num_rows
+    else:
+        arrays = list(data)
+        n = len(arrays[0]) if arrays else 0
+    return _combine([hash_array(a) for a in arrays], n)
+
+
+def key_group(hashes: np.ndarray, max_key_groups: int) -> np.ndarray:
+    """The key group (int32, 0 .. max_key_groups-1) of each hash."""
+    return (hashes % np.uint64(max_key_groups)).astype(np.int32)
+
+
+def subtask_for_key_group(kg: np.ndarray | int, max_key_groups: int,
+                          parallelism: int) -> np.ndarray | int:
+    """The subtask owning each key group: ``kg * parallelism // max_key_groups``."""
+    if isinstance(kg, np.ndarray):
+        return kg.astype(np.int64) * parallelism // max_key_groups
+    return kg * parallelism // max_key_groups
+
+
+def split_by_subtask(batch: pa.RecordBatch, keys: Sequence[str], parallelism: int,
+                     max_key_groups: int = 128) -> list[tuple[int, pa.RecordBatch]]:
+    """Partition a batch by key: (subtask, rows for it) for every subtask that gets rows,
+    rows kept in their input order. One stable sort and one ``take``."""
+    if batch.num_rows == 0:
+        return []
+    if parallelism == 1:
+        return [(0, batch)]
+    groups = key_group(hash_columns(batch, keys), max_key_groups)
+    targets = subtask_for_key_group(groups, max_key_groups, parallelism)
+    counts = np.bincount(targets, minlength=parallelism)
+    if counts.max() == batch.num_rows:
+        return [(int(targets[0]), batch)]
+    # a stable sort of small ints is a radix sort: linear time
+    order = np.argsort(targets.astype(np.uint8 if parallelism <= 256 else np.int32),
+                       kind="stable")
+    ordered = batch.take(pa.array(order))
+    out = []
+    start = 0
+    for subtask in np.flatnonzero(counts):
+        count = int(counts[subtask])
+        out.append((int(subtask), ordered.slice(start, count)))
+        start += count
+    return out
+

@@ -1,0 +1,78 @@
+"""The stdout sink prints what people should see; the blackhole sink only counts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+
+import pyarrow as pa
+import pytest
+
+from caudal.connectors import registry
+from caudal.connectors.blackhole import BlackholeSink
+from caudal.connectors.stdout import StdoutSink
+from caudal.errors import ConfigError
+from caudal.plan.tables import TableSpec
+from caudal.types import TIMESTAMP
+
+
+def batch() -> pa.RecordBatch:
+    return pa.record_batch({
+        "id": pa.array([1, None, 300]),
+        "name": pa.array(["a", None, "two\nlines"]),
+        "t": pa.array([dt.datetime(2026, 1, 1, tzinfo=dt.UTC), None,
+                       dt.datetime(2026, 1, 1, 0, 0, 0, 5, tzinfo=dt.UTC)], TIMESTAMP),
+        "price": pa.array([decimal.Decimal("1.5"), None, decimal.Decimal("10.25")],
+                          pa.decimal128(10, 2)),
+    })
+
+
+def sink(**options: str) -> StdoutSink:
+    spec = TableSpec("out", "stdout", options)
+    registry.check_options(spec, StdoutSink)
+    out = registry.sink_class(spec)(spec, 0, 1)
+    out.open(batch().schema)
+    return out
+
+
+def test_table_format(capsys) -> None:
+    out = sink()
+    out.write(batch())
+    out.write(batch().slice(0, 1))
+    out.write(batch().slice(0, 0))
+    assert capsys.readouterr().out == (
+        "  id  name        t                            price\n"
+        "   1  a           2026-01-01T00:00:00Z          1.50\n"
+        "NULL  NULL        NULL                          NULL\n"
+        " 300  two\\nlines  2026-01-01T00:00:00.000005Z  10.25\n"
+        "   1  a           2026-01-01T00:00:00Z          1.50\n")
+
+
+def test_json_format(capsys) -> None:
+    out = sink(format="json")
+    out.write(batch().slice(0, 2))
+    assert capsys.readouterr().out == (
+        '{"id":1,"name":"a","t":"2026-01-01T00:00:00Z","price":"1.50"}\n'
+        '{"id":null,"name":null,"t":null,"price":null}\n')
+
+
+def test_bad_options() -> None:
+    with pytest.raises(ConfigError, match="format = 'csv'"):
+        StdoutSink.validate(TableSpec("out", "stdout", {"format": "csv"}))
+    with pytest.raises(ConfigError, match="unknown option 'colour'"):
+        registry.check_options(TableSpec("out", "stdout", {"colour": "red"}), StdoutSink)
+    with pytest.raises(ConfigError, match="cannot be read from"):
+        registry.source_class(TableSpec("out", "stdout"))
+
+
+def test_blackhole_counts(capsys) -> None:
+    spec = TableSpec("nothing", "blackhole")
+    hole = registry.sink_class(spec)(spec, 0, 1)
+    assert isinstance(hole, BlackholeSink)
+    hole.open(batch().schema)
+    hole.write(batch())
+    hole.write(batch())
+    hole.pre_commit(1)
+    hole.commit(1)
+    assert hole.rows == 6
+    assert capsys.readouterr().out == ""
