@@ -17,6 +17,8 @@ EPILOG = """examples:
   caudal run job.sql                     run until every source is exhausted (or Ctrl-C)
   caudal run job.sql --parallelism 4     four subtasks per operator
   caudal explain job.sql                 print the logical plan and the dataflow graph
+  caudal run job.sql --checkpoint-dir ck  checkpoint every 10s; run again to resume
+  caudal checkpoints ck                  list the checkpoints of a directory
 
 durations are written 500ms, 10s, 1m, 2h.
 """
@@ -41,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint-interval", default="10s", metavar="DURATION",
                      help="time between checkpoints (default 10s)")
     run.add_argument("--fresh", action="store_true",
-                     help="ignore checkpoints in --checkpoint-dir and start over")
+                     help="start over: delete the checkpoints in --checkpoint-dir")
+    run.add_argument("--from-epoch", type=int, metavar="N",
+                     help="resume from complete checkpoint N instead of the newest")
     run.add_argument("--max-restarts", type=int, default=3, metavar="N",
                      help="restarts from the last checkpoint after a failure (default 3)")
     run.add_argument("--batch-rows", type=int, default=65536, metavar="N",
@@ -50,6 +54,14 @@ def _parser() -> argparse.ArgumentParser:
                      help="longest wait to fill a batch before sending it (default 5ms)")
     run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                      help="show tracebacks on errors")
+
+    checkpoints = sub.add_parser(
+        "checkpoints", help="list the checkpoints of a checkpoint directory",
+        description="List the complete checkpoints in DIR (a --checkpoint-dir): epoch, time, "
+                    "size and the state size of each operator.")
+    checkpoints.add_argument("dir", metavar="DIR")
+    checkpoints.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show tracebacks on errors")
 
     explain = sub.add_parser("explain", help="print the plans of a SQL file",
                              description="Print each statement's logical plan and the "
@@ -140,9 +152,9 @@ def cmd_run(args) -> int:
     runtime = LocalRuntime(batch_rows=args.batch_rows,
                            linger_s=parse_duration_s(args.linger, "--linger"))
     if args.checkpoint_dir:
-        from caudal.checkpoint import attach  # noqa: F401  (issue: checkpoints)
+        from caudal.checkpoint import attach
 
-        attach(runtime, compiled, args)
+        runtime = attach(runtime, compiled, args)
     runtime.deploy(compiled.graph)
     with StatusLine(runtime):
         try:
@@ -170,7 +182,14 @@ def cmd_explain(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "explain": cmd_explain}
+def cmd_checkpoints(args) -> int:
+    from caudal.checkpoint.listing import list_checkpoints
+
+    print(list_checkpoints(args.dir))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "explain": cmd_explain, "checkpoints": cmd_checkpoints}
 
 
 def main(argv: list[str] | None = None) -> int:

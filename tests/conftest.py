@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 def make_bids(n: int, seed: int = 0) -> pa.Table:
     """A small bids table with nulls, negative numbers and strings, for tests."""
     rng = np.random.default_rng(seed)
-    base = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     price = rng.integers(-50, 10_000, n)
     price_mask = rng.random(n) < 0.05
     channel = np.array(["apple", "google", "facebook", "baidu", ""], dtype=object)[

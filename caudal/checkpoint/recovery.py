@@ -50,7 +50,7 @@ from caudal.checkpoint.manifest import (
 from caudal.checkpoint.storage import CheckpointStorage
 from caudal.plan.physical import PhysicalGraph
 from caudal.state.incremental import fold_chain
-from caudal.state.rescale import concat_states, key_groups_of, keep_key_groups
+from caudal.state.rescale import concat_states, keep_key_groups, key_groups_of
 
 Key = tuple[int, int]
 ChainKey = tuple[int, int, int, str]

@@ -21,12 +21,14 @@ import pyarrow as pa
 
 from caudal.operators.aggregate_kernels import MERGE, PARTIAL, Aggregator, GroupIndex
 from caudal.operators.base import Operator, OperatorContext
-from caudal.operators.event_time import ArrivalCheck, LateOutput, timestamps
+from caudal.operators.event_time import ArrivalCheck, LateOutput
 from caudal.operators.window_aggregate import (
+    DEFAULT_WINDOW_COLUMNS,
     KeyedWindowState,
     _meta_table,
     _restored_watermark,
     emit_batches,
+    window_arrays,
 )
 from caudal.plan.aggregates import AggCall
 from caudal.plan.windows import WindowSpec
@@ -61,8 +63,10 @@ class SessionAggregate(Operator, KeyedWindowState):
 
     def __init__(self, window: WindowSpec, keys: list[str], aggregates: list[AggCall],
                  time_column: str | None, input_schema: pa.Schema, output_schema: pa.Schema,
-                 late_output: LateOutput | None = None):
+                 late_output: LateOutput | None = None,
+                 window_columns: list[tuple[str, str]] | None = None):
         assert window.kind == "session"
+        self.window_columns = list(window_columns or DEFAULT_WINDOW_COLUMNS)
         self.gap = window.size_us
         self.keys = list(keys)
         self.output_schema = output_schema
@@ -164,8 +168,8 @@ class SessionAggregate(Operator, KeyedWindowState):
             return []
         done = table.filter(pa.array(closed))
         self.open_sessions = table.filter(pa.array(~closed))
-        columns = [timestamps(done.column(START).to_numpy()),
-                   timestamps(done.column(END).to_numpy())]
+        columns = window_arrays(self.window_columns, done.column(START).to_numpy(),
+                                done.column(END).to_numpy())
         columns += [done.column(k) for k in self.keys]
         columns += self.aggregator.final(done)
         return emit_batches(columns, self.output_schema)

@@ -67,6 +67,28 @@ def _restored_watermark(state: dict[str, Any]) -> int:
     return int(np.min(meta.column("watermark").to_numpy()))
 
 
+#: the window columns an aggregate emits by default: (output name, what)
+DEFAULT_WINDOW_COLUMNS = [("window_start", "start"), ("window_end", "end")]
+
+
+def window_arrays(window_columns: list[tuple[str, str]], starts: np.ndarray,
+                  ends: np.ndarray) -> list[pa.Array]:
+    """The requested window columns: ``start``, ``end``, ``time`` (end - 1 µs, Flink's
+    window_time) or ``struct`` (Arroyo's ``window`` with fields start and end)."""
+    out = []
+    for _, what in window_columns:
+        if what == "start":
+            out.append(timestamps(starts))
+        elif what == "end":
+            out.append(timestamps(ends))
+        elif what == "time":
+            out.append(timestamps(ends - 1))
+        else:
+            out.append(pa.StructArray.from_arrays([timestamps(starts), timestamps(ends)],
+                                                  names=["start", "end"]))
+    return out
+
+
 def emit_batches(columns: list[pa.Array], schema: pa.Schema) -> list[pa.RecordBatch]:
     arrays = []
     for col, field in zip(columns, schema):
@@ -83,17 +105,20 @@ class WindowAggregate(Operator, KeyedWindowState):
     """``GROUP BY window, keys`` with aggregates, for tumble / hop / cumulate windows.
 
     Input columns: the event time (unless ``time_column`` is None: processing time), the
-    ``keys`` and the aggregates' argument and FILTER columns. Output: ``window_start``,
-    ``window_end``, the keys, then one column per aggregate (``output_schema`` names them).
+    ``keys`` and the aggregates' argument and FILTER columns. Output: the window columns
+    (``window_columns``, see ``window_arrays``), the keys, then one column per aggregate
+    (``output_schema`` names them).
     """
 
     def __init__(self, window: WindowSpec, keys: list[str], aggregates: list[AggCall],
                  time_column: str | None, input_schema: pa.Schema, output_schema: pa.Schema,
-                 late_output: LateOutput | None = None):
+                 late_output: LateOutput | None = None,
+                 window_columns: list[tuple[str, str]] | None = None):
         assert window.kind in ("tumble", "hop", "cumulate")
         self.window = window
         self.keys = list(keys)
         self.output_schema = output_schema
+        self.window_columns = list(window_columns or DEFAULT_WINDOW_COLUMNS)
         self.arrival = ArrivalCheck(time_column, late_output)
         self.processing_time = time_column is None
         self.aggregator = Aggregator(aggregates, input_schema, time_column)
@@ -202,7 +227,7 @@ class WindowAggregate(Operator, KeyedWindowState):
             merged = self.aggregator.merge(exploded, [WEND, *self.keys])
             ends = merged.column(WEND).to_numpy()
         starts = self.window.window_start(ends)
-        columns = [timestamps(starts), timestamps(ends)]
+        columns = window_arrays(self.window_columns, starts, ends)
         columns += [merged.column(k) for k in self.keys]
         columns += self.aggregator.final(merged)
         return emit_batches(columns, self.output_schema)

@@ -17,7 +17,7 @@ from caudal.sql.dialect import parse_expression
 from caudal.sql.expressions import translate
 from caudal.sql.scope import Scope, ScopeColumn
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def sample_table() -> pa.Table:

@@ -72,9 +72,9 @@ def test_decimal_arithmetic_types():
     ("f % 0", "division by zero"), ("sqrt(f)", "square root of a negative number"),
     ("ln(f)", "logarithm of a negative number"), ("ln(i - i)", "logarithm of zero"),
     ("log10(f - f)", "logarithm of zero"), ("power(f - f, -1)", "zero raised to a negative"),
-    ("power(-8.0, f)", "non-integer power"), ("exp(f * 1000)", "overflow"),
+    ("power(-8.0, f)", "non-integer power"), ("exp(f * 10000)", "overflow"),
     ("b * b", "integer out of range"), ("i + 2147483647", "integer out of range"),
-    ("abs(i - 2147483647 - 1)", "out of range"),
+    ("abs(i - 2147483647 - 2)", "out of range"),
 ])
 def test_math_errors(sql, message):
     table = pa.table({"i": pa.array([1, 2], pa.int32()), "f": [-1.0, 0.5],

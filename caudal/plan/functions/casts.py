@@ -95,13 +95,13 @@ def _cast(value: pa.Array, source: pa.DataType, target: pa.DataType) -> pa.Array
         # float8 -> int uses rint() in PostgreSQL: half to even
         return pc.cast(pc.round(value, round_mode="half_to_even"), target)
     if pa.types.is_decimal(source) and pa.types.is_integer(target):
-        return pc.cast(pc.round(value, round_mode="half_towards_infinity"), target)
+        return pc.cast(round_decimal(value, 0), target)
     if pa.types.is_decimal(target):
         if pa.types.is_floating(source):
             # through the shortest text, as PostgreSQL converts float8 to numeric
             return _text_to_decimal(pc.cast(value, pa.string()), target)
         if pa.types.is_decimal(source) and source.scale > target.scale:
-            value = pc.round(value, ndigits=target.scale, round_mode="half_towards_infinity")
+            value = round_decimal(value, target.scale)
         return pc.cast(value, target)
     if pa.types.is_timestamp(source) and pa.types.is_date(target):
         return pc.cast(pc.floor_temporal(value, unit="day"), pa.date32())
@@ -112,6 +112,15 @@ def _cast(value: pa.Array, source: pa.DataType, target: pa.DataType) -> pa.Array
     if pa.types.is_date(source) and pa.types.is_timestamp(target):
         return pc.cast(pc.cast(value, pa.timestamp("us", tz="UTC")), target)
     return pc.cast(value, target, safe=True)
+
+
+def round_decimal(value: pa.Array, ndigits: int) -> pa.Array:
+    """Round half away from zero (numeric rounding in PostgreSQL), with room for a carry
+    into one more digit (9.99 -> 10.0)."""
+    t = value.type
+    if t.precision < 38:
+        value = value.cast(pa.decimal128(t.precision + 1, t.scale))
+    return pc.round(value, ndigits=ndigits, round_mode="half_towards_infinity")
 
 
 # ---- to text ------------------------------------------------------------------------------
@@ -212,8 +221,7 @@ def _text_to_decimal(text: pa.Array, target: pa.DataType) -> pa.Array:
         text, r"\.(?P<f>\d+)").field("f"), ""))
     scale = min(38, max(target.scale, pc.max(digits).as_py() or 0))
     wide = pc.cast(text, pa.decimal128(38, scale))
-    return pc.cast(pc.round(wide, ndigits=target.scale, round_mode="half_towards_infinity"),
-                   target)
+    return pc.cast(round_decimal(wide, target.scale), target)
 
 
 def _text_to_timestamp(value: pa.Array, target: pa.DataType) -> pa.Array:

@@ -72,7 +72,7 @@ def _bind_same_type(name: str, args: list[Expr]) -> Call:
 
 register("abs", _bind_same_type, _guard("abs", pc.abs_checked), "abs(number) -> number")
 register("sign", _bind_same_type,
-         lambda args, call: pc.cast(pc.sign(args[0]), call.dtype),
+         lambda args, call: pc.cast(pc.cast(pc.sign(args[0]), pa.int8()), call.dtype),
          "sign(number) -> -1, 0 or 1 of the same type")
 
 # ---- rounding ---------------------------------------------------------------------------
@@ -113,8 +113,11 @@ def _rounding(mode_float_plain: str, mode: str):
             return pc.round(x, ndigits=digits, round_mode=mode)
         if pa.types.is_floating(t) and not call.options["explicit"]:
             return pc.round(x, round_mode=mode_float_plain)
-        out = pc.round(x, ndigits=digits, round_mode=mode)
-        return out.cast(call.dtype) if pa.types.is_decimal(t) else out
+        if pa.types.is_decimal(t):
+            # one more digit first: rounding 99.99 gives 100.0
+            wide = x.cast(pa.decimal128(min(38, t.precision + 1), t.scale))
+            return pc.round(wide, ndigits=digits, round_mode=mode).cast(call.dtype)
+        return pc.round(x, ndigits=digits, round_mode=mode)
     return run
 
 
@@ -138,8 +141,10 @@ def _floor_kernel(kernel):
         x = args[0]
         if pa.types.is_integer(x.type):
             return x
-        out = kernel(x)
-        return out.cast(call.dtype) if pa.types.is_decimal(x.type) else out
+        if pa.types.is_decimal(x.type):
+            wide = x.cast(pa.decimal128(min(38, x.type.precision + 1), x.type.scale))
+            return kernel(wide).cast(call.dtype)
+        return kernel(x)
     return run
 
 
