@@ -90,7 +90,7 @@ def cut_first(data: bytes) -> int:
 
 def infer_schema(stream: Any) -> pa.Schema:
     """Arrow's inference on the start of a file; a column that is only NULL there is TEXT."""
-    data = stream.read(INFER_BYTES)
+    data = stream.read(INFER_BYTES).removeprefix(lines.BOM)
     if len(data) == INFER_BYTES:
         data = data[:cut(data)]
     table = pcsv.read_csv(lines.buffer_reader(data),

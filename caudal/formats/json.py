@@ -42,7 +42,7 @@ def _parse_type(field: pa.Field) -> pa.DataType:
 
 def infer_schema(stream: Any) -> pa.Schema:
     """Arrow's inference on the start of a file; a column that is only NULL there is TEXT."""
-    data = stream.read(INFER_BYTES)
+    data = stream.read(INFER_BYTES).removeprefix(lines.BOM)
     if len(data) == INFER_BYTES:
         data = data[:lines.last_newline(data)]
     table = pj.read_json(lines.buffer_reader(data),

@@ -17,7 +17,8 @@ BLOCK_SIZE = 8 << 20
 #: the piece size Arrow's parsers work on (rows longer than this are retried whole)
 PARSE_BLOCK = 1 << 20
 
-_BOM = b"\xef\xbb\xbf"
+#: the UTF-8 byte order mark some tools put first in a text file
+BOM = b"\xef\xbb\xbf"
 
 
 def read_blocks(stream: Any, cut: Callable[[bytes], int],
@@ -34,8 +35,8 @@ def read_blocks(stream: Any, cut: Callable[[bytes], int],
         chunk = stream.read(block_size)
         if first:
             first = False
-            if chunk.startswith(_BOM):
-                chunk = chunk[len(_BOM):]
+            if chunk.startswith(BOM):
+                chunk = chunk[len(BOM):]
         if not chunk:
             if carry.strip():
                 yield line, carry if carry.endswith(b"\n") else carry + b"\n"

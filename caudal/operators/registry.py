@@ -12,6 +12,10 @@ from caudal.plan.physical import OperatorSpec
 OPERATORS: dict[str, str] = {
     "project_filter": "caudal.operators.stateless:ProjectFilter",
     "sink": "caudal.operators.sink:SinkOperator",
+    "window_aggregate": "caudal.operators.window_aggregate:WindowAggregate",
+    "session_aggregate": "caudal.operators.session_aggregate:SessionAggregate",
+    "window_assign": "caudal.operators.window_assign:WindowAssign",
+    "window_rank": "caudal.operators.window_rank:WindowRank",
 }
 
 

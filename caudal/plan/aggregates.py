@@ -20,6 +20,7 @@ from caudal.types import TIMESTAMP, is_numeric, is_text, sql_name
 ALIASES = {
     "count": "count", "sum": "sum", "avg": "avg", "mean": "avg", "min": "min", "max": "max",
     "var_pop": "var_pop", "varpop": "var_pop", "variance_pop": "var_pop",
+    "variancepop": "var_pop", "firstvalue": "first_value", "lastvalue": "last_value",
     "var_samp": "var_samp", "varsamp": "var_samp", "variance": "var_samp",
     "variance_samp": "var_samp",
     "stddev_pop": "stddev_pop", "stddevpop": "stddev_pop",

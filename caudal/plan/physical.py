@@ -54,6 +54,8 @@ class Edge:
     keys: list[str] = field(default_factory=list)
     #: which input of the destination's first operator this edge feeds
     input: int = 0
+    #: a side output (operators.side_output) this edge carries instead of the main output
+    tag: str | None = None
 
 
 PARTITIONINGS = ("forward", "round_robin", "hash", "broadcast", "single")
@@ -83,7 +85,7 @@ class PhysicalGraph:
             if ins:
                 head += "  inputs: " + ", ".join(
                     f"[{e.src}] {e.partitioning}" + (f"({', '.join(e.keys)})" if e.keys else "")
-                    for e in ins)
+                    + (f" side output {e.tag}" if e.tag else "") for e in ins)
             lines.append(head)
             if v.source is not None:
                 cols = ", ".join(v.source.projection or [f.name for f in v.source.schema])

@@ -8,22 +8,39 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from caudal.operators.base import Operator
+from caudal.operators.side_output import tag_of
 
 
 class Chain:
     def __init__(self, operators: Sequence[Operator]):
         self.operators = list(operators)
+        #: operators with processing-time timers (``on_processing_time(now_us)``)
+        self.timed = [i for i, op in enumerate(self.operators)
+                      if getattr(op, "on_processing_time", None) is not None]
 
     def _push(self, batches: Sequence[pa.RecordBatch], start: int) -> list[pa.RecordBatch]:
         current = list(batches)
+        side: list[pa.RecordBatch] = []
         for op in self.operators[start:]:
             if not current:
-                return []
+                break
             nxt: list[pa.RecordBatch] = []
             for b in current:
+                if tag_of(b) is not None:  # a side output skips the rest of the chain
+                    side.append(b)
+                    continue
                 nxt.extend(op.process(b, 0))
             current = nxt
-        return current
+        return current + side if side else current
+
+    def on_processing_time(self, now_us: int) -> list[pa.RecordBatch]:
+        """Fire processing-time timers (windows on arrival time) up to the wall clock."""
+        out: list[pa.RecordBatch] = []
+        for i in self.timed:
+            emitted = self.operators[i].on_processing_time(now_us)  # type: ignore[attr-defined]
+            if emitted:
+                out.extend(self._push(emitted, i + 1))
+        return out
 
     def process(self, batch: pa.RecordBatch, input: int = 0) -> list[pa.RecordBatch]:
         if not self.operators:

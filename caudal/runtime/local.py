@@ -62,7 +62,8 @@ class LocalRuntime(Runtime):
                     targets = [(gates[(dst.id, j)], channel_of[(edge_index, i, j)])
                                for j in range(dst.parallelism)]
                     outputs.append(OutputEdge(make_route(e.partitioning, e.keys, i,
-                                                         dst.parallelism), targets))
+                                                         dst.parallelism), targets,
+                                              tag=getattr(e, "tag", None)))
                 stats = SubtaskStats(v.id, i)
                 source = None
                 assigned = None
@@ -127,7 +128,8 @@ class LocalRuntime(Runtime):
             rows_in=sum(s.rows_in for s in sources),
             rows_out=rows_out,
             bad_rows_dropped=sum(s.bad_rows_dropped for s in sources),
-            late_rows=sum(s.late_rows for s in stats),
+            late_rows=sum(s.late_rows for s in stats) + sum(
+                r.ctx.metrics.get("late_rows", 0) for r in self.runners),
             bad_row_examples=examples[:5],
         )
 

@@ -19,6 +19,7 @@ from caudal.connectors.base import Source
 from caudal.durations import parse_duration_s
 from caudal.operators.base import OperatorContext
 from caudal.operators.registry import create
+from caudal.operators.side_output import tag_of, untag
 from caudal.operators.sink import SinkOperator
 from caudal.plan.physical import Vertex
 from caudal.runtime.base import SubtaskStats
@@ -80,6 +81,8 @@ class OutputEdge:
     route: Route
     #: per downstream subtask: its gate and this subtask's channel in it
     targets: list[tuple[InputGate, int]]
+    #: the side output this edge carries (None: the main output)
+    tag: str | None = None
 
     def send_batch(self, batch: pa.RecordBatch) -> None:
         for target, piece in self.route(batch):
@@ -131,8 +134,12 @@ class SubtaskRunner:
     def _emit(self, batches: list[pa.RecordBatch]) -> None:
         for b in batches:
             self.stats.rows_out += b.num_rows
+            side = tag_of(b)
+            if side is not None:
+                b = untag(b)
             for out in self.outputs:
-                out.send_batch(b)
+                if out.tag == side:
+                    out.send_batch(b)
 
     def _control(self, message: Any) -> None:
         for out in self.outputs:
@@ -278,10 +285,16 @@ class SubtaskRunner:
         barrier_seen: set[int] = set()
         pending: Barrier | None = None
         ended: set[int] = set()
+        next_tick = 0.0
         while True:
             if self.job.checkpoints is not None:
                 self._commit_sinks()
             got = gate.get(0.05)
+            if self.chain.timed:
+                now = time.monotonic()
+                if now >= next_tick:  # processing-time windows close on the wall clock
+                    next_tick = now + 0.1
+                    self._emit(self.chain.on_processing_time(time.time_ns() // 1000))
             if got is None:
                 continue
             channel, item = got

@@ -13,16 +13,23 @@ from caudal.plan.expressions import Column, Expr
 
 
 def position(node: exp.Expression) -> tuple[int | None, int | None]:
-    """Line and column of a sqlglot node (of its first identifier with a position)."""
-    for candidate in [node, *node.walk()] if node is not None else []:
-        if isinstance(candidate, exp.Expression):
-            meta = candidate.meta if hasattr(candidate, "meta") else {}
-            if meta.get("line"):
-                col = meta.get("col")
-                # sqlglot reports the column of the token's last character
-                start = meta.get("col", 0) - (meta.get("end", 0) - meta.get("start", 0))
-                return meta["line"], max(1, start if col else 1)
-    return None, None
+    """Line and column where a sqlglot node starts: the leftmost token inside it that
+    carries a position (sqlglot records positions on identifiers and literals)."""
+    best: tuple[int, int] | None = None
+    if node is None:
+        return None, None
+    for candidate in node.walk():
+        meta = getattr(candidate, "_meta", None) or {}
+        if not meta.get("line"):
+            continue
+        # sqlglot's col is the column of the token's last character
+        start = meta.get("col", 1) - (meta.get("end", 0) - meta.get("start", 0))
+        here = (meta["line"], max(1, start))
+        if best is None or here < best:
+            best = here
+    if best is None:
+        return None, None
+    return best
 
 
 @dataclass

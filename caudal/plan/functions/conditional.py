@@ -150,10 +150,13 @@ def _bind_extreme(name: str, args: list[Expr]) -> Call:
 
 def _extreme(kernel):
     def run(args, call):
-        if pa.types.is_null(call.dtype):
+        if pa.types.is_null(call.dtype) or len(args) == 1:
             return args[0]
-        if len(args) == 1:
-            return args[0]
+        t = call.dtype
+        if pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_duration(t):
+            # pyarrow has no element-wise min/max of zoned timestamps: compare the ticks
+            ticks = pa.int32() if pa.types.is_date32(t) else pa.int64()
+            return kernel(*[a.cast(ticks) for a in args], skip_nulls=True).cast(t)
         return kernel(*args, skip_nulls=True)
     return run
 

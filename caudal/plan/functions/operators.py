@@ -5,6 +5,7 @@ three-valued, and a text literal takes the type of the other operand.
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -265,9 +266,31 @@ def _bind_logic(name: str, args: list[Expr]) -> Call:
     return Call(pa.bool_(), name, tuple(cast(a, pa.bool_()) for a in args))
 
 
-register("and", _bind_logic, lambda args, call: pc.and_kleene(*args), "a AND b",
-         internal=True)
-register("or", _bind_logic, lambda args, call: pc.or_kleene(*args), "a OR b", internal=True)
+def _logic(kernel, decided_by):
+    """AND/OR over the batch; when the right side fails (a division by zero) it is
+    evaluated again on just the rows the left side leaves open, as PostgreSQL stops at the
+    operand that decides a row."""
+    def run(evals, call, batch):
+        from caudal.plan.functions.conditional import evaluate_rows
+
+        left = evals[0](batch)
+        n = batch.num_rows
+        if isinstance(left, pa.Scalar):
+            open_rows = np.full(n, left.as_py() is not decided_by)
+        else:
+            open_rows = ~np.asarray(pc.fill_null(pc.equal(left, decided_by), False)
+                                    .to_numpy(zero_copy_only=False), dtype=bool)
+        result = left
+        for ev in evals[1:]:
+            right = evaluate_rows(ev, batch, open_rows, pa.bool_())
+            result = kernel(result, right)
+        return result
+    return run
+
+
+register("and", _bind_logic, _logic(pc.and_kleene, False), "a AND b", internal=True,
+         lazy=True)
+register("or", _bind_logic, _logic(pc.or_kleene, True), "a OR b", internal=True, lazy=True)
 register("not", _bind_logic, lambda args, call: pc.invert(args[0]), "NOT a", internal=True)
 
 # ---- null and truth tests ---------------------------------------------------------------
