@@ -135,7 +135,7 @@ class Decoder:
         self.include = self.columns or header[:1]
 
     def decode(self, data: bytes) -> pa.Table:
-        if not data.strip():
+        if lines.is_blank(data):
             return self.schema.empty_table()
         convert = pcsv.ConvertOptions(column_types=self.parse_types,
                                       include_columns=self.include, **_CONVERT)

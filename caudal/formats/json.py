@@ -13,7 +13,6 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.json as pj
 
@@ -60,7 +59,7 @@ class Decoder:
         self.parse_schema = pa.schema([pa.field(f.name, _parse_type(f)) for f in schema])
 
     def decode(self, data: bytes) -> pa.Table:
-        if not data.strip():
+        if lines.is_blank(data):
             return self.schema.empty_table()
         # a line must hold one object; Arrow's reader also crashes on a line that is `null`
         if not _FIRST_OBJECT.match(data) or _NOT_OBJECT.search(data):
@@ -149,6 +148,8 @@ def encode(batch: pa.RecordBatch) -> bytes:
     if batch.num_columns == 0:
         return b"{}\n" * batch.num_rows
     table = pa.Table.from_arrays([_writable(c) for c in batch.columns], names=batch.schema.names)
+    import polars as pl  # only writers need it (loaded on first use)
+
     out = io.BytesIO()
     pl.from_arrow(table).write_ndjson(out)
     return out.getvalue()

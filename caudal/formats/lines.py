@@ -7,6 +7,7 @@ record can name its line.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -49,6 +50,14 @@ def read_blocks(stream: Any, cut: Callable[[bytes], int],
         yield line, data[:end]
         line += data.count(b"\n", 0, end)
         carry = data[end:]
+
+
+_VISIBLE = re.compile(rb"[^ \t\r\n]")
+
+
+def is_blank(data: bytes) -> bool:
+    """True if ``data`` holds only whitespace (without copying it, unlike ``strip``)."""
+    return _VISIBLE.search(data) is None
 
 
 def last_newline(data: bytes) -> int:

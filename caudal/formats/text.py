@@ -8,7 +8,6 @@ PostgreSQL hex (``\\x0a1b``), INTERVAL as ISO 8601 (``PT1S``), nested values as 
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -33,6 +32,8 @@ def rfc3339(arr: pa.Array | pa.ChunkedArray, sep: str = "T") -> pa.Array:
         arr = arr.cast(pa.timestamp("us"), safe=False).cast(TIMESTAMP)
     elif not arr.type.equals(TIMESTAMP):
         arr = arr.cast(TIMESTAMP, safe=False)
+    import polars as pl  # loaded on first use: readers of files never need it
+
     # chrono's %.f prints .fff or .ffffff, or nothing for a whole second
     text = pl.from_arrow(arr).dt.to_string(f"%Y-%m-%d{sep}%H:%M:%S%.fZ").to_arrow()
     return text.cast(pa.string())
@@ -93,6 +94,7 @@ def parse_hex(arr: pa.Array) -> pa.Array:
 
 def json_text(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Each value as JSON text (polars' encoder), NULL staying NULL."""
+    import polars as pl
     frame = pl.from_arrow(pa.table({"v": arr}))
     encoded = frame.select(pl.struct("v").struct.json_encode()).to_series().to_arrow()
     text = pc.utf8_slice_codeunits(encoded.cast(pa.string()), 5, -1)  # strip {"v": and }

@@ -284,8 +284,25 @@ def _cast(node: exp.Cast, scope: Scope) -> Expr:
         target = _unconstrained_numeric(value.dtype)
     else:
         target = arrow_type(to)
-    return bind_cast(value, target, safe=isinstance(node, exp.TryCast) or bool(
+    out = bind_cast(value, target, safe=isinstance(node, exp.TryCast) or bool(
         node.args.get("safe")))
+    length = _declared_length(to)
+    if length is not None:
+        # varchar(n) keeps n characters, char(n) is blank-padded to n, as in PostgreSQL
+        name = "rpad" if to.this in (exp.DataType.Type.CHAR, exp.DataType.Type.NCHAR) \
+            else "left"
+        out = bind_call(name, [out, Literal(pa.int64(), length)])
+    return out
+
+
+def _declared_length(to: exp.DataType) -> int | None:
+    text_types = (exp.DataType.Type.VARCHAR, exp.DataType.Type.NVARCHAR,
+                  exp.DataType.Type.CHAR, exp.DataType.Type.NCHAR)
+    if to.this not in text_types or not to.expressions:
+        return None
+    param = to.expressions[0]
+    inner = param.this if isinstance(param, exp.DataTypeParam) else param
+    return int(inner.name) if isinstance(inner, exp.Literal) and inner.name.isdigit() else None
 
 
 def _unconstrained_numeric(source: pa.DataType) -> pa.DataType:

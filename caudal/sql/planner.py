@@ -237,6 +237,9 @@ class Planner:
                                 hint="use HAVING")
             predicate = translate(where.this, scope)
             self._expect_boolean(predicate, where.this, "WHERE")
+            from caudal.sql.window_rank import push_rank_limit
+
+            push_rank_limit(node, predicate)  # WHERE rn <= N over a window top-N
             node = Filter(node.schema, node.time_column, input=node, predicate=predicate)
 
         if select.args.get("group") is not None or any(contains_aggregate(e)
@@ -249,6 +252,10 @@ class Planner:
             ln, col = position(select)
             raise PlanError("SELECT DISTINCT is not supported yet", line=ln, col=col,
                             hint="use GROUP BY over a window")
+        from caudal.sql.window_rank import has_window_function, plan_window_rank
+
+        if has_window_function(select):  # ROW_NUMBER() OVER (PARTITION BY window …)
+            return plan_window_rank(self, select, node, scope)
         return self.plan_projection(select.expressions, node, scope)
 
     def plan_projection(self, items: list[exp.Expression], node: LogicalNode,

@@ -63,7 +63,8 @@ def caudal_eval(sql: str, table: pa.Table | None = None) -> pa.Array:
     """The column caudal computes for ``sql`` over ``table`` (one batch)."""
     table = sample_table() if table is None else table
     expr = bind(sql, table)
-    batch = table.combine_chunks().to_batches()[0]
+    batches = table.combine_chunks().to_batches()
+    batch = batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
     out = compile_projection([expr], ["x"])(batch)
     assert out.schema.field(0).type.equals(expr.dtype)
     return out.column(0)

@@ -142,3 +142,10 @@ def test_postgres_boolean_words():
     table = pa.table({"s": ["on", "OFF", " yes", "n", "1", "0", None]})
     assert values("CAST(s AS BOOLEAN)", table) == [True, False, True, False, True, False,
                                                    None]
+
+
+def test_varchar_and_char_lengths():
+    # PostgreSQL: varchar(n) keeps n characters, char(n) pads with blanks
+    assert values("s::varchar(3)")[:4] == ["Hel", "wör", None, ""]
+    assert values("CAST(s AS CHAR(7))")[:2] == ["Hello  ", "wörld ñ"]
+    assert values("s::varchar")[0] == "Hello"

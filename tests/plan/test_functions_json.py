@@ -39,7 +39,7 @@ def test_json_null_and_missing_keys():
 def test_malformed_json():
     table = pa.table({"j": ['{"a": 1}', "not json", None]})
     # PostgreSQL rejects malformed JSON; Arroyo's extract_json_string gives NULL
-    with pytest.raises(RuntimeFailure, match="Malformed JSON"):
+    with pytest.raises(RuntimeFailure, match="->> failed: .*Malformed JSON"):
         caudal_eval("j ->> 'a'", table)
     assert values("extract_json_string(j, '$.a')", table) == ["1", None, None]
 
@@ -49,7 +49,7 @@ def test_json_errors():
         bind("extract_json_string(j, 'a.b')")
     with pytest.raises(PlanError, match="needs a constant key"):
         bind("j ->> s")
-    with pytest.raises(PlanError, match=r"json_get_text\(INT, TEXT\) does not exist|->>"):
+    with pytest.raises(PlanError, match="operator ->> does not take INT"):
         bind("i ->> 'a'")
 
 

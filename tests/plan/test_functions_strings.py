@@ -38,7 +38,7 @@ AGREE = [
     ("regexp_replace(s, 'l', 'L')", None), ("regexp_replace(s, '[a-z]', '_', 'g')", None),
     ("regexp_replace(s, '(l+)', '<\\1>', 'g')", None),
     ("s ~ 'l+'", "regexp_matches(s, 'l+')"), ("s ~* '^H'", "regexp_matches(s, '^H', 'i')"),
-    ("s !~ 'l'", "NOT regexp_matches(s, 'l')"),
+    ("s !~ 'l'", "NOT regexp_matches(s, 'l')"), ("s !~* 'H'", "NOT regexp_matches(s, 'H', 'i')"),
     ("regexp_like(s, '^[a-z]')", "regexp_matches(s, '^[a-z]')"),
     ("regexp_like(s, 'L', 'i')", "regexp_matches(s, 'L', 'i')"),
     ("regexp_like(s, p)", "regexp_matches(s, p)"),

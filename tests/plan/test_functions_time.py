@@ -11,7 +11,7 @@ from caudal.errors import PlanError, RuntimeFailure
 from caudal.plan.functions.time import pg_format
 from tests.plan.sql_eval import bind, caudal_eval, check, values
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 AGREE = [
     ("date_trunc('hour', ts)", None), ("date_trunc('minute', ts)", None),

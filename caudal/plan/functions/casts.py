@@ -104,7 +104,7 @@ def _cast(value: pa.Array, source: pa.DataType, target: pa.DataType) -> pa.Array
             value = round_decimal(value, target.scale)
         return pc.cast(value, target)
     if pa.types.is_timestamp(source) and pa.types.is_date(target):
-        return pc.cast(pc.floor_temporal(value, unit="day"), pa.date32())
+        return pc.cast(pc.floor_temporal(naive_utc(value), unit="day"), pa.date32())
     if pa.types.is_timestamp(source) and pa.types.is_time(target):
         micros = pc.subtract(pc.cast(value, pa.int64()),
                              pc.cast(pc.floor_temporal(value, unit="day"), pa.int64()))
@@ -141,6 +141,15 @@ def _to_text(value: pa.Array, source: pa.DataType) -> pa.Array:
     return pc.cast(value, pa.string())
 
 
+def naive_utc(value):
+    """A UTC timestamp as a zone-less one (the same ticks): pyarrow's temporal kernels run
+    many times faster without a zone to consult."""
+    t = value.type
+    if pa.types.is_timestamp(t) and t.tz is not None:
+        return value.cast(pa.timestamp(t.unit))
+    return value
+
+
 def format_float(value: pa.Array) -> pa.Array:
     """Floats as PostgreSQL prints them: shortest digits, ``NaN``, ``Infinity``, and a
     two-digit exponent (``1e+20``, ``1.5e-07``)."""
@@ -152,10 +161,12 @@ def format_float(value: pa.Array) -> pa.Array:
 
 
 def format_timestamp(value: pa.Array) -> pa.Array:
-    """``YYYY-MM-DD HH:MM:SS[.ffffff]`` with the fraction's trailing zeros dropped."""
-    text = pc.strftime(pc.cast(value, pa.timestamp("us", tz="UTC")), format="%Y-%m-%d %H:%M:%S")
-    text = pc.replace_substring_regex(text, r"(\.\d*[1-9])0+$", r"\1")
-    return pc.replace_substring_regex(text, r"\.0+$", "")
+    """``YYYY-MM-DD HH:MM:SS[.ffffff]`` with the fraction's trailing zeros dropped (Polars
+    formats several times faster than pyarrow's strftime)."""
+    naive = pc.cast(value, pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us"))
+    text = polars_eval(lambda ts: ts.dt.to_string("%Y-%m-%d %H:%M:%S%.f"), [naive],
+                       pa.string())
+    return pc.replace_substring_regex(text, r"(\.\d*[1-9])0+$", r"\1")
 
 
 def format_interval(value: pa.Array) -> pa.Array:

@@ -16,7 +16,7 @@ from caudal.plan.functions.coerce import arity, cast, constant_value
 from caudal.plan.functions.kernels import duckdb_eval, null_of
 from caudal.plan.functions.registry import BindError, register
 from caudal.plan.functions.strings import raise_signature
-from caudal.types import is_text
+from caudal.types import is_text, sql_name
 
 TEXT = pa.string()
 
@@ -32,8 +32,16 @@ def json_path(steps: list[str | int]) -> str:
     return out
 
 
+#: how the internal names of the operators read in messages
+_SHOWN = {"json_get": "->", "json_get_text": "->>", "json_path_text": "extract_json_string",
+          "json_path_json": "get_first_json_object"}
+
+
 def _json_arg(fn: str, args: list[Expr]) -> Expr:
     if not (is_text(args[0].dtype) or pa.types.is_null(args[0].dtype)):
+        if fn in ("json_get", "json_get_text"):
+            raise BindError(f"operator {_SHOWN[fn]} does not take {sql_name(args[0].dtype)}",
+                            hint="JSON is read from TEXT (or JSON) columns")
         raise_signature(fn, args)
     return cast(args[0], TEXT)
 
@@ -42,7 +50,8 @@ def _steps(fn: str, args: list[Expr]) -> list[str | int] | None:
     steps: list[str | int] = []
     for a in args:
         if not (is_text(a.dtype) or pa.types.is_integer(a.dtype) or pa.types.is_null(a.dtype)):
-            raise BindError(f"{fn}() takes text keys or integer indexes, got {a.dtype}")
+            raise BindError(f"{_SHOWN.get(fn, fn)} takes text keys or integer indexes, got "
+                            f"{sql_name(a.dtype)}")
         value = constant_value(a, fn, "key or index")
         if value is None:
             return None
@@ -83,7 +92,7 @@ def _extract(sql: str):
         if path is None:
             return null_of(TEXT)
         expr = sql if call.options["strict"] else f"CASE WHEN json_valid(c0) THEN {sql} END"
-        return duckdb_eval(expr, args, TEXT, call.func, [path])
+        return duckdb_eval(expr, args, TEXT, _SHOWN.get(call.func, call.func), [path])
     return run
 
 

@@ -159,7 +159,8 @@ def duckdb_eval(sql: str, args: Sequence[Value], dtype: pa.DataType, fn: str,
         out = con.sql(f"SELECT {sql} AS out FROM _caudal_input",
                       params=list(params) or None).to_arrow_table()
     except Exception as e:  # duckdb raises its own exception classes
-        raise RuntimeFailure(f"{fn}() failed: {str(e).splitlines()[0]}") from None
+        name = fn if not fn[:1].isalpha() else f"{fn}()"
+        raise RuntimeFailure(f"{name} failed: {str(e).splitlines()[0]}") from None
     finally:
         con.unregister("_caudal_input")
     column = out.column(0).combine_chunks()

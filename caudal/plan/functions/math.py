@@ -5,6 +5,7 @@ negative number and overflow are errors, not NaN or infinity.
 
 from __future__ import annotations
 
+import decimal
 import math
 
 import numpy as np
@@ -71,9 +72,23 @@ def _bind_same_type(name: str, args: list[Expr]) -> Call:
 
 
 register("abs", _bind_same_type, _guard("abs", pc.abs_checked), "abs(number) -> number")
-register("sign", _bind_same_type,
-         lambda args, call: pc.cast(pc.cast(pc.sign(args[0]), pa.int8()), call.dtype),
-         "sign(number) -> -1, 0 or 1 of the same type")
+def _bind_sign(name: str, args: list[Expr]) -> Call:
+    call = _bind_same_type(name, args)
+    if pa.types.is_decimal(call.dtype):  # -1, 0 or 1 need one digit whatever the scale
+        return Call(pa.decimal128(1, 0), name, call.args)
+    return call
+
+
+def _sign(args, call):
+    x = args[0]
+    if pa.types.is_decimal(call.dtype):
+        def one(v):
+            return pa.scalar(decimal.Decimal(v), call.dtype)
+        return pc.if_else(pc.greater(x, 0), one(1), pc.if_else(pc.less(x, 0), one(-1), one(0)))
+    return pc.cast(pc.sign(x), call.dtype)
+
+
+register("sign", _bind_sign, _sign, "sign(number) -> -1, 0 or 1")
 
 # ---- rounding ---------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from caudal.errors import RuntimeFailure
 from caudal.plan.expressions import Call, Expr
+from caudal.plan.functions.casts import naive_utc
 from caudal.plan.functions.coerce import arity, cast, constant_value
 from caudal.plan.functions.kernels import any_true, null_of, polars_eval
 from caudal.plan.functions.registry import BindError, register
@@ -65,7 +66,9 @@ def _date_trunc(args, call):
             return pl.datetime(start, 1, 1, time_unit="us", time_zone="UTC")
 
         return polars_eval(expr, [value], TIMESTAMP)
-    return pc.floor_temporal(value, multiple=multiple, unit=unit, week_starts_monday=True)
+    floored = pc.floor_temporal(naive_utc(value), multiple=multiple, unit=unit,
+                                week_starts_monday=True)
+    return floored.cast(TIMESTAMP)
 
 
 register("date_trunc", _bind_date_trunc, _date_trunc,
@@ -122,6 +125,7 @@ def _date_part(args, call):
     field = call.options["field"]
     if pa.types.is_duration(value.type):
         return _interval_part(value, field)
+    value = naive_utc(value)
     if field == "epoch":
         return pc.divide(pc.cast(pc.cast(value, pa.int64()), F64), 1e6)
     if field in ("second", "millisecond", "microsecond"):

@@ -1,0 +1,473 @@
+"""GROUP BY with aggregates, planned as windowed aggregation.
+
+Two spellings of the window, one plan:
+
+* Arroyo: a window function among the GROUP BY items — ``tumble(width)``, ``hop(slide,
+  width)``, ``session(gap)`` — usually aliased in SELECT (``tumble(…) AS window``); the
+  window is a struct column with fields ``start`` and ``end``. Over a table without event
+  time, the window is on processing (arrival) time.
+* Flink: GROUP BY ``window_start, window_end`` of a window table function in FROM
+  (sql.window_tvf), with ``window_start``, ``window_end`` and ``window_time`` columns.
+
+The plan is ``Project`` (event time, keys, aggregate arguments and FILTER conditions as
+columns) -> ``WindowAggregate`` -> ``Filter`` (HAVING) -> ``Project`` (the SELECT list, which
+sees the keys, the window columns and each aggregate through ``Scope.computed``, so
+``count(*) + 1`` or ``sum(x) / count(x)`` work as written).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import pyarrow as pa
+from sqlglot import exp
+
+from caudal.connectors import registry as connectors
+from caudal.errors import PlanError
+from caudal.plan.aggregates import (
+    ACCEPTED,
+    DISTINCT_IRRELEVANT,
+    DISTINCT_OK,
+    AggCall,
+    canonical,
+    result_type,
+)
+from caudal.plan.expressions import Column, Expr
+from caudal.plan.logical import Filter, LogicalNode, Project, Scan
+from caudal.plan.window_nodes import LateSide, WindowAggregate, WindowAssign
+from caudal.plan.windows import WindowSpec
+from caudal.sql.scope import Scope, ScopeColumn, position
+from caudal.sql.window_specs import group_by_window, window_call
+from caudal.sql.window_tvf import WINDOW_COLUMNS
+from caudal.types import TIMESTAMP, sql_name
+
+WINDOW_STRUCT = pa.struct([pa.field("start", TIMESTAMP), pa.field("end", TIMESTAMP)])
+_WINDOW_HINT = ("GROUP BY a window: tumble(INTERVAL '1' MINUTE), hop(slide, width) or "
+                "session(gap), or window_start, window_end of TABLE(TUMBLE(TABLE t, "
+                "DESCRIPTOR(ts), INTERVAL '1' MINUTE))")
+
+
+@dataclass
+class AggregateScope(Scope):
+    """The scope after GROUP BY: group keys, window columns and computed aggregates. A
+    column of the input that is neither grouped nor aggregated gets a precise error."""
+
+    input_scope: Scope | None = None
+
+    def resolve_column(self, node: exp.Column) -> Expr:
+        try:
+            return super().resolve_column(node)
+        except PlanError:
+            if self.input_scope is not None:
+                try:
+                    self.input_scope.resolve_column(node)
+                except PlanError:
+                    raise
+                else:
+                    ln, col = position(node)
+                    raise PlanError(f"column {node.name!r} must appear in GROUP BY or be "
+                                    f"used in an aggregate function", line=ln, col=col,
+                                    hint=f"add {node.name} to GROUP BY, or aggregate it, "
+                                         f"e.g. max({node.name})") from None
+            raise
+
+
+# ---- finding things in the SELECT ---------------------------------------------------------
+
+
+def _is_aggregate(node: exp.Expression) -> bool:
+    from caudal.sql.planner import is_aggregate
+
+    return is_aggregate(node)
+
+
+def collect_aggregates(nodes: list[exp.Expression]) -> list[exp.Expression]:
+    """The aggregate calls (with their FILTER) in expressions, outermost first, once each."""
+    found: dict[str, exp.Expression] = {}
+
+    def visit(node: exp.Expression) -> None:
+        if isinstance(node, exp.Window):
+            return  # an OVER(...) window function: rejected when translated
+        if isinstance(node, exp.Filter) and _is_aggregate(node.this):
+            found.setdefault(_key(node), node)
+            return
+        if _is_aggregate(node):
+            found.setdefault(_key(node), node)
+            return
+        for child in node.iter_expressions():
+            visit(child)
+
+    for n in nodes:
+        visit(n)
+    return list(found.values())
+
+
+def _key(node: exp.Expression) -> str:
+    return node.sql(dialect="postgres")
+
+
+def _resolve_group_item(item: exp.Expression, select: exp.Select,
+                        scope: Scope) -> exp.Expression:
+    """A GROUP BY item as an expression: ordinals and SELECT aliases are looked up (an
+    input column of the same name wins, as in PostgreSQL)."""
+    if isinstance(item, exp.Literal) and not item.is_string:
+        index = int(item.this)
+        if not 1 <= index <= len(select.expressions):
+            ln, col = position(item)
+            raise PlanError(f"GROUP BY {index} is not a SELECT item", line=ln, col=col,
+                            hint=f"the SELECT list has {len(select.expressions)} item(s)")
+        chosen = select.expressions[index - 1]
+        return chosen.this if isinstance(chosen, exp.Alias) else chosen
+    if isinstance(item, exp.Column) and not item.table:
+        try:
+            scope.resolve_column(item)
+            return item
+        except PlanError:
+            for chosen in select.expressions:
+                if isinstance(chosen, exp.Alias) and chosen.alias.lower() == item.name.lower():
+                    return chosen.this
+            raise
+    return item
+
+
+def _find_assign(node: LogicalNode) -> WindowAssign | None:
+    """A window table function below filters and plain renaming projections."""
+    while True:
+        if isinstance(node, WindowAssign):
+            return node
+        if isinstance(node, Filter):
+            node = node.input
+        elif isinstance(node, Project) and all(isinstance(e, Column) for e in node.exprs):
+            node = node.input
+        else:
+            return None
+
+
+def _strip_assign(node: LogicalNode, clause: exp.Expression) -> LogicalNode:
+    """The same plan without the WindowAssign (the aggregate assigns windows itself)."""
+    if isinstance(node, WindowAssign):
+        return node.input
+    if isinstance(node, Filter):
+        used = node.predicate.columns() & set(WINDOW_COLUMNS)
+        if used:
+            ln, col = position(clause)
+            raise PlanError(f"a filter on {sorted(used)[0]} before a window aggregate is not "
+                            "supported", line=ln, col=col,
+                            hint="filter window columns in HAVING")
+        inner = _strip_assign(node.input, clause)
+        return Filter(inner.schema, inner.time_column, input=inner, predicate=node.predicate)
+    assert isinstance(node, Project)
+    inner = _strip_assign(node.input, clause)
+    keep = [(n, e) for n, e in zip(node.schema.names, node.exprs)
+            if not (isinstance(e, Column) and e.name in WINDOW_COLUMNS)]
+    schema = pa.schema([node.schema.field(n) for n, _ in keep])
+    time_column = node.time_column if node.time_column in schema.names else None
+    return Project(schema, time_column, input=inner, exprs=[e for _, e in keep])
+
+
+def _scan_below(node: LogicalNode) -> Scan | None:
+    while not isinstance(node, Scan):
+        children = node.children()
+        if len(children) != 1:
+            return None
+        node = children[0]
+    return node
+
+
+# ---- the aggregate calls ------------------------------------------------------------------
+
+
+@dataclass
+class _Agg:
+    node: exp.Expression
+    func: str
+    args: list[Expr]
+    distinct: bool
+    filter: Expr | None
+    options: dict
+    dtype: pa.DataType
+
+
+def _translate_aggregate(node: exp.Expression, scope: Scope, event_time: bool) -> _Agg:
+    from caudal.sql.expressions import translate
+
+    ln, col = position(node)
+    condition = None
+    call = node
+    if isinstance(node, exp.Filter):
+        call = node.this
+        where = node.expression
+        condition = translate(where.this if isinstance(where, exp.Where) else where, scope)
+        if not (pa.types.is_boolean(condition.dtype) or pa.types.is_null(condition.dtype)):
+            raise PlanError(f"FILTER needs a boolean condition, got {sql_name(condition.dtype)}",
+                            line=ln, col=col)
+    raw = call.name if isinstance(call, exp.Anonymous) else type(call).__name__
+    func = canonical(str(raw))
+    if func is None:
+        raise PlanError(f"aggregate {str(raw).lower()}() is not supported in a window",
+                        line=ln, col=col, hint=f"accepted: {ACCEPTED}")
+    distinct = False
+    options: dict = {}
+    if isinstance(call, exp.Anonymous):
+        arg_nodes = list(call.expressions)
+    else:
+        this = call.this
+        if isinstance(this, exp.Distinct):
+            distinct = True
+            arg_nodes = list(this.expressions)
+        elif isinstance(this, exp.Star) or this is None:
+            arg_nodes = []
+        else:
+            arg_nodes = [this]
+    if func == "string_agg":
+        sep = call.args.get("separator") if not isinstance(call, exp.Anonymous) else (
+            arg_nodes.pop() if len(arg_nodes) == 2 else None)
+        if sep is None:
+            raise PlanError("string_agg() needs a separator", line=ln, col=col,
+                            hint="string_agg(x, ', ')")
+        if not (isinstance(sep, exp.Literal) and sep.is_string):
+            raise PlanError("string_agg() separator must be a constant text", line=ln,
+                            col=col, hint="string_agg(x, ', ')")
+        options["separator"] = sep.this
+    for a in arg_nodes:
+        for sub in a.walk():
+            if _is_aggregate(sub):
+                sl, sc = position(sub)
+                raise PlanError("aggregate calls cannot be nested", line=sl, col=sc,
+                                hint="compute the inner aggregate in a subquery")
+    if func == "count" and len(arg_nodes) > 1:
+        raise PlanError("count() takes one argument", line=ln, col=col,
+                        hint="count(*), count(x) or count(DISTINCT x)")
+    if func != "count" and len(arg_nodes) != 1:
+        raise PlanError(f"{func}() takes one argument, got {len(arg_nodes)}", line=ln, col=col,
+                        hint=f"accepted: {ACCEPTED}")
+    args = [translate(a, scope) for a in arg_nodes]
+    if distinct:
+        if func in DISTINCT_IRRELEVANT:
+            distinct = False
+        elif func not in DISTINCT_OK:
+            raise PlanError(f"{func}(DISTINCT …) is not supported", line=ln, col=col,
+                            hint="DISTINCT is accepted in count, sum and avg")
+    if func in ("first_value", "last_value") and not event_time:
+        raise PlanError(f"{func}() orders by event time, and this window is on processing "
+                        "time", line=ln, col=col,
+                        hint="declare WATERMARK FOR … in the source table")
+    try:
+        dtype = result_type(func, [a.dtype for a in args])
+    except PlanError as e:
+        raise e.with_position(ln, col) from None
+    return _Agg(node, func, args, distinct, condition, options, dtype)
+
+
+# ---- the plan -----------------------------------------------------------------------------
+
+
+def _late_side(planner, node: LogicalNode, scope: Scope,
+               pre_exprs: list[Expr], pre_names: list[str]) -> LateSide | None:
+    scan = _scan_below(node)
+    if scan is None:
+        return None
+    policy = scan.table.options.get("late_data", "drop")
+    if policy == "drop":
+        return None
+    if not policy.startswith("side:"):
+        raise PlanError(f"late_data = {policy!r} in table {scan.table.name!r}",
+                        line=scan.table.line, hint="accepted: drop, side:<table>")
+    name = policy[len("side:"):].strip()
+    spec = planner.catalog.tables.get(name.lower())
+    if spec is None:
+        raise PlanError(f"late_data names unknown table {name!r}", line=scan.table.line,
+                        hint="CREATE TABLE it first (with a sink connector)")
+    sink_cls = connectors.sink_class(spec)
+    connectors.check_options(spec, sink_cls)
+    sink_cls.validate(spec)
+    wanted = spec.schema.names if spec.schema is not None else [c.name for c in scope.columns]
+    columns, names = [], []
+    for i, n in enumerate(wanted):
+        matches = [c for c in scope.columns if c.name.lower() == n.lower()]
+        if not matches:
+            raise PlanError(f"late data table {spec.name!r} has column {n!r}, which "
+                            f"{scan.table.name!r} does not have", line=spec.line,
+                            hint="its columns must be columns of the source")
+        c = matches[0]
+        expr: Expr = Column(c.dtype, c.physical)
+        if spec.schema is not None:
+            from caudal.plan.functions.coerce import cast
+
+            expr = cast(expr, spec.schema.field(n).type)
+        columns.append(f"__late{i}")
+        names.append(n)
+        pre_exprs.append(expr)
+        pre_names.append(f"__late{i}")
+    types = [e.dtype for e in pre_exprs[-len(columns):]] if columns else []
+    table = dataclasses.replace(spec, schema=pa.schema([pa.field(n, t)
+                                                        for n, t in zip(names, types)]))
+    return LateSide(table, columns, names)
+
+
+def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
+                   scope: Scope) -> tuple[LogicalNode, Scope]:
+    """Plan the GROUP BY / aggregates of ``select`` over ``node`` (after WHERE)."""
+    from caudal.sql.expressions import translate
+
+    group = select.args.get("group")
+    raw_items = list(group.expressions) if group is not None else []
+    items = [_resolve_group_item(i, select, scope) for i in raw_items]
+    windows = [i for i in items if window_call(i)]
+    assign = _find_assign(node)
+    tvf_items = []
+    if assign is not None:
+        for i in items:
+            if isinstance(i, exp.Column):
+                resolved = scope.resolve_column(i)
+                if isinstance(resolved, Column) and resolved.name in WINDOW_COLUMNS:
+                    tvf_items.append((i, resolved.name))
+    if not windows and not tvf_items:
+        return _not_windowed(planner, select, node, scope, items)
+    if len(windows) > 1 or (windows and tvf_items):
+        ln, col = position(windows[-1] if len(windows) > 1 else windows[0])
+        raise PlanError("GROUP BY has more than one window", line=ln, col=col,
+                        hint="group by one window function (or window_start, window_end)")
+
+    window_columns: list[tuple[str, str]] = []
+    computed: dict[str, Expr] = {}
+    visible: list[ScopeColumn] = []
+    if windows:
+        call = windows[0]
+        spec = group_by_window(call, scope)
+        time_input = node.time_column
+        keys_nodes = [i for i in items if i is not call]
+        name = "window"
+        for chosen in select.expressions:
+            if isinstance(chosen, exp.Alias) and _key(chosen.this) == _key(call):
+                name = chosen.alias
+                break
+        window_columns = [(name, "struct")]
+        computed[_key(call)] = Column(WINDOW_STRUCT, name)
+        visible.append(ScopeColumn(None, name, WINDOW_STRUCT, name))
+    else:
+        names = {n for _, n in tvf_items}
+        if not {"window_start", "window_end"} <= names:
+            missing = sorted({"window_start", "window_end"} - names)[0]
+            ln, col = position(tvf_items[0][0])
+            raise PlanError(f"GROUP BY of a window table function needs window_start and "
+                            f"window_end ({missing} is missing)", line=ln, col=col,
+                            hint="GROUP BY window_start, window_end[, keys]")
+        spec = assign.window
+        time_input = assign.time_input
+        node = _strip_assign(node, group)
+        keys_nodes = [i for i in items if not any(i is t for t, _ in tvf_items)]
+        window_columns = [("window_start", "start"), ("window_end", "end"),
+                          ("window_time", "time")]
+        relation = next((c.relation for c in scope.columns if c.name == "window_start"), None)
+        for n in WINDOW_COLUMNS:
+            visible.append(ScopeColumn(relation, n, TIMESTAMP, n))
+
+    # keys
+    pre_exprs: list[Expr] = []
+    pre_names: list[str] = []
+    if time_input is not None:
+        pre_exprs.append(Column(node.schema.field(time_input).type, time_input))
+        pre_names.append("__time")
+    key_names: list[str] = []
+    taken = {n.lower() for n, _ in window_columns}
+    for i, key_node in enumerate(keys_nodes):
+        expr = translate(key_node, scope)
+        if pa.types.is_struct(expr.dtype) or pa.types.is_list(expr.dtype):
+            pass  # allowed: hashable
+        if isinstance(key_node, exp.Column) and isinstance(expr, Column):
+            name = key_node.name
+        else:
+            name = f"__key{i}"
+        if name.lower() in taken:
+            name = f"__key{i}"
+        taken.add(name.lower())
+        key_names.append(name)
+        pre_exprs.append(expr)
+        pre_names.append(name)
+        computed[_key(key_node)] = Column(expr.dtype, name)
+        if isinstance(key_node, exp.Column):
+            source = next((c for c in scope.columns if c.name.lower() == key_node.name.lower()
+                           and (not key_node.table or (c.relation or "").lower()
+                                == key_node.table.lower())), None)
+            visible.append(ScopeColumn(source.relation if source else None, key_node.name,
+                                       expr.dtype, name))
+    if assign is not None and spec.kind == "session" and tvf_items:
+        partition = set(assign.partition)
+        grouped = {e.name for e in pre_exprs[1 if time_input else 0:]
+                   if isinstance(e, Column)}
+        if partition != grouped or len(keys_nodes) != len(partition):
+            ln, col = position(group)
+            raise PlanError("a SESSION window groups by its PARTITION BY columns",
+                            line=ln, col=col,
+                            hint="GROUP BY window_start, window_end, "
+                                 + ", ".join(assign.partition or ["(nothing else)"]))
+
+    # aggregates
+    having = select.args.get("having")
+    agg_nodes = collect_aggregates(list(select.expressions) +
+                                   ([having.this] if having is not None else []))
+    calls: list[AggCall] = []
+    agg_names: list[str] = []
+    for i, agg_node in enumerate(agg_nodes):
+        agg = _translate_aggregate(agg_node, scope, time_input is not None)
+        args = []
+        for j, a in enumerate(agg.args):
+            pre_exprs.append(a)
+            pre_names.append(f"__arg{i}_{j}")
+            args.append(f"__arg{i}_{j}")
+        filt = None
+        if agg.filter is not None:
+            pre_exprs.append(agg.filter)
+            pre_names.append(f"__filter{i}")
+            filt = f"__filter{i}"
+        name = f"__agg{i}"
+        calls.append(AggCall(agg.func, tuple(args), agg.dtype, agg.distinct, filt,
+                             agg.options, text=_key(agg_node)))
+        agg_names.append(name)
+        computed[_key(agg_node)] = Column(agg.dtype, name)
+
+    late = _late_side(planner, node, scope, pre_exprs, pre_names)
+    pre_schema = pa.schema([pa.field(n, e.dtype if not pa.types.is_null(e.dtype)
+                                     else pa.string()) for n, e in zip(pre_names, pre_exprs)])
+    from caudal.plan.functions.coerce import cast
+
+    pre_exprs = [cast(e, pre_schema.field(i).type) for i, e in enumerate(pre_exprs)]
+    pre = Project(pre_schema, "__time" if time_input else None, input=node, exprs=pre_exprs)
+
+    out_fields = []
+    for n, what in window_columns:
+        out_fields.append(pa.field(n, WINDOW_STRUCT if what == "struct" else TIMESTAMP))
+    out_fields += [pre_schema.field(k) for k in key_names]
+    out_fields += [pa.field(n, c.dtype) for n, c in zip(agg_names, calls)]
+    time_out = "window_time" if any(w == "time" for _, w in window_columns) else None
+    agg_node_plan = WindowAggregate(
+        pa.schema(out_fields), time_out, input=pre, window=spec,
+        time_input="__time" if time_input else None, window_columns=window_columns,
+        keys=key_names, aggregates=calls, agg_names=agg_names, late=late)
+
+    post_scope = AggregateScope(columns=visible, computed=computed, input_scope=scope)
+    result: LogicalNode = agg_node_plan
+    if having is not None:
+        predicate = translate(having.this, post_scope)
+        if not (pa.types.is_boolean(predicate.dtype) or pa.types.is_null(predicate.dtype)):
+            ln, col = position(having.this)
+            raise PlanError(f"HAVING needs a boolean condition, got {sql_name(predicate.dtype)}",
+                            line=ln, col=col)
+        result = Filter(result.schema, result.time_column, input=result, predicate=predicate)
+    return planner.plan_projection(select.expressions, result, post_scope)
+
+
+def _not_windowed(planner, select, node, scope, items):
+    try:
+        from caudal.sql.updating_aggregate import plan_updating_aggregate  # type: ignore
+    except ImportError:
+        where = select.args.get("group") or select
+        ln, col = position(where)
+        raise PlanError("GROUP BY and aggregates need a window on a stream", line=ln,
+                        col=col, hint=_WINDOW_HINT) from None
+    return plan_updating_aggregate(planner, select, node, scope)
+
+
+__all__ = ["plan_aggregate", "collect_aggregates", "AggregateScope", "WindowSpec"]

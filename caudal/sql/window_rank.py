@@ -1,0 +1,159 @@
+"""Window top-N: ``ROW_NUMBER() | RANK() | DENSE_RANK() OVER (PARTITION BY window_start,
+window_end[, k…] ORDER BY …)`` in a SELECT, usually filtered ``WHERE rn <= N`` by the query
+around it (Flink's Window Top-N). The partition must contain the window — its
+``window_start`` and ``window_end`` columns (of a window table function or a window
+aggregate), or the ``window`` struct of an Arroyo-style GROUP BY — so each window is ranked
+once, when it is complete.
+
+The outer ``WHERE rn <= N`` is pushed into the rank operator (``push_rank_limit``) so it keeps
+only N rows per partition; the filter itself stays.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from sqlglot import exp
+
+from caudal.errors import PlanError
+from caudal.plan.expressions import Call, Column, Expr, Literal
+from caudal.plan.logical import LogicalNode, Project
+from caudal.plan.window_nodes import WindowRank
+from caudal.sql.scope import Scope, position
+from caudal.types import TIMESTAMP
+
+FUNCTIONS = {"rownumber": "row_number", "rank": "rank", "denserank": "dense_rank"}
+_PARTITION_HINT = ("PARTITION BY window_start, window_end[, keys] (or the window column of "
+                   "a GROUP BY tumble/hop/session)")
+
+
+def has_window_function(select: exp.Select) -> bool:
+    return any(item.find(exp.Window) is not None for item in select.expressions)
+
+
+def _window_of(part: list[Expr]) -> tuple[str, str | None] | None:
+    """(column, struct field) giving the window end, if the partition holds a window."""
+    names = {e.name: e for e in part if isinstance(e, Column)}
+    if "window_start" in names and "window_end" in names and \
+            pa.types.is_timestamp(names["window_end"].dtype):
+        return "window_end", None
+    for e in part:
+        t = e.dtype
+        if isinstance(e, Column) and pa.types.is_struct(t) and \
+                t.get_field_index("end") >= 0 and t.get_field_index("start") >= 0 and \
+                pa.types.is_timestamp(t.field("end").type):
+            return e.name, "end"
+    return None
+
+
+def plan_window_rank(planner, select: exp.Select, node: LogicalNode,
+                     scope: Scope) -> tuple[LogicalNode, Scope]:
+    from caudal.sql.expressions import translate
+
+    windows = [w for item in select.expressions for w in item.find_all(exp.Window)]
+    if len(windows) > 1:
+        ln, col = position(windows[1])
+        raise PlanError("only one window function per SELECT is supported", line=ln, col=col,
+                        hint="rank in a subquery, then filter or rank again outside")
+    w = windows[0]
+    ln, col = position(w)
+    fn_node = w.this
+    function = FUNCTIONS.get(type(fn_node).__name__.lower())
+    if function is None:
+        raise PlanError(f"{fn_node.sql(dialect='postgres')} OVER (…) is not supported",
+                        line=ln, col=col,
+                        hint="ROW_NUMBER(), RANK() or DENSE_RANK() OVER (PARTITION BY "
+                             "window_start, window_end ORDER BY …) for top-N per window")
+    if w.args.get("spec") is not None:
+        raise PlanError("window frames (ROWS/RANGE …) are not supported", line=ln, col=col,
+                        hint="ROW_NUMBER() OVER (PARTITION BY … ORDER BY …)")
+    partition_nodes = list(w.args.get("partition_by") or [])
+    part = [translate(p, scope) for p in partition_nodes]
+    window = _window_of(part)
+    if window is None:
+        raise PlanError(f"{function.upper()}() needs the window in PARTITION BY", line=ln,
+                        col=col, hint=_PARTITION_HINT)
+    order_node = w.args.get("order")
+    ordered = list(order_node.expressions) if order_node is not None else []
+    if not ordered:
+        raise PlanError(f"{function.upper()}() needs ORDER BY", line=ln, col=col,
+                        hint="ORDER BY the value to rank by, e.g. ORDER BY num DESC")
+
+    exprs: list[Expr] = [Column(c.dtype, c.physical) for c in scope.columns]
+    names: list[str] = [c.physical for c in scope.columns]
+    seen = set(names)
+
+    def column_for(expr: Expr, prefix: str, i: int) -> str:
+        if isinstance(expr, Column) and expr.name in seen:
+            return expr.name
+        name = f"__{prefix}{i}"
+        exprs.append(expr)
+        names.append(name)
+        return name
+
+    partition = [column_for(e, "partition", i) for i, e in enumerate(part)]
+    order = []
+    for i, o in enumerate(ordered):
+        inner = o.this if isinstance(o, exp.Ordered) else o
+        desc = bool(o.args.get("desc")) if isinstance(o, exp.Ordered) else False
+        nulls_first = bool(o.args.get("nulls_first")) if isinstance(o, exp.Ordered) else False
+        order.append((column_for(translate(inner, scope), "order", i), desc, nulls_first))
+    if len(exprs) > len(scope.columns):
+        schema = pa.schema([pa.field(n, e.dtype) for n, e in zip(names, exprs)])
+        node = Project(schema, node.time_column, input=node, exprs=exprs)
+    rank_name = "__rank"
+    schema = node.schema.append(pa.field(rank_name, pa.int64()))
+    rank = WindowRank(schema, node.time_column, input=node, function=function,
+                      partition=partition, order=order, rank_name=rank_name,
+                      window_end=window[0], window_field=window[1])
+    computed = dict(scope.computed)
+    computed[w.sql(dialect="postgres")] = Column(pa.int64(), rank_name)
+    out_scope = Scope(columns=list(scope.columns), computed=computed)
+    return planner.plan_projection(select.expressions, rank, out_scope)
+
+
+def _conjuncts(expr: Expr) -> list[Expr]:
+    if isinstance(expr, Call) and expr.func == "and":
+        return [c for a in expr.args for c in _conjuncts(a)]
+    return [expr]
+
+
+def _bound(expr: Expr, rank_columns: set[str]) -> int | None:
+    """N when ``expr`` is ``rank <= N`` (or <, =, and the mirrored forms)."""
+    if not isinstance(expr, Call) or len(expr.args) != 2:
+        return None
+    a, b = expr.args
+    func = expr.func
+    if isinstance(a, Literal) and isinstance(b, Column):
+        a, b = b, a
+        func = {"gte": "lte", "gt": "lt", "eq": "eq"}.get(func, "")
+    if not (isinstance(a, Column) and a.name in rank_columns and isinstance(b, Literal)
+            and isinstance(b.value, int)):
+        return None
+    if func in ("lte", "eq"):
+        return b.value
+    if func == "lt":
+        return b.value - 1
+    return None
+
+
+def push_rank_limit(node: LogicalNode, predicate: Expr) -> None:
+    """Tell a WindowRank under ``node`` (through a projection) to keep only the rows a
+    ``WHERE rank <= N`` above it keeps."""
+    rank = node
+    columns: set[str]
+    if isinstance(node, Project) and isinstance(node.input, WindowRank):
+        rank = node.input
+        columns = {n for n, e in zip(node.schema.names, node.exprs)
+                   if isinstance(e, Column) and e.name == rank.rank_name}
+    elif isinstance(node, WindowRank):
+        columns = {node.rank_name}
+    else:
+        return
+    assert isinstance(rank, WindowRank)
+    bounds = [b for b in (_bound(c, columns) for c in _conjuncts(predicate)) if b is not None]
+    if bounds:
+        limit = max(0, min(bounds))
+        rank.limit = limit if rank.limit is None else min(rank.limit, limit)
+
+
+__all__ = ["plan_window_rank", "push_rank_limit", "has_window_function", "TIMESTAMP"]

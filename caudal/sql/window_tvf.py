@@ -1,0 +1,96 @@
+"""Flink's window table functions in FROM:
+
+    TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size))
+    TABLE(HOP(TABLE t, DESCRIPTOR(ts), slide, size))
+    TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), step, max_size))
+    TABLE(SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), gap))
+
+Each returns the table's columns plus ``window_start``, ``window_end`` and ``window_time``.
+The result is a ``WindowAssign`` node; a GROUP BY window_start, window_end (sql.aggregates)
+or a window top-N (sql.window_rank) above it uses the window directly instead of rows
+duplicated per window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pyarrow as pa
+from sqlglot import exp
+
+from caudal.errors import PlanError
+from caudal.plan.expressions import Column
+from caudal.plan.window_nodes import WindowAssign
+from caudal.sql.dialect import WindowTableFunction
+from caudal.sql.scope import Scope, ScopeColumn, position
+from caudal.sql.window_specs import TABLE_FUNCTIONS, constant_interval, make_window
+from caudal.types import TIMESTAMP
+
+WINDOW_COLUMNS = ("window_start", "window_end", "window_time")
+ACCEPTED = ("TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size)), TABLE(HOP(TABLE t, DESCRIPTOR(ts), "
+            "slide, size)), TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), step, size)), "
+            "TABLE(SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), gap))")
+
+
+def plan_window_tvf(planner, source: exp.Table):
+    """Plan ``TABLE(FN(TABLE t, DESCRIPTOR(ts), …))``; returns (WindowAssign, scope)."""
+    tvf = source.this
+    ln, col = position(source)
+    if not isinstance(tvf, WindowTableFunction):
+        raise PlanError(f"unsupported FROM item {source.sql()[:60]!r}", line=ln, col=col,
+                        hint=f"a table, a view, a subquery or a window function: {ACCEPTED}")
+    name = tvf.this.name.lower()
+    if name not in TABLE_FUNCTIONS:
+        ln, col = position(tvf.this)
+        raise PlanError(f"unknown table function {tvf.this.name}", line=ln, col=col,
+                        hint=f"accepted: {ACCEPTED}")
+    table = tvf.args["table"]
+    node, inner = planner.plan_from(table)
+    relation = source.alias or table.name
+    descriptor = tvf.args.get("descriptor")
+    if descriptor is None:
+        raise PlanError(f"{name.upper()} needs DESCRIPTOR(time column)", line=ln, col=col,
+                        hint=f"accepted: {ACCEPTED}")
+    time_expr = inner.resolve_column(descriptor)
+    dl, dc = position(descriptor)
+    if node.time_column is None:
+        raise PlanError(f"{name.upper()} over {table.name!r}, which has no event time",
+                        line=dl, col=dc,
+                        hint=f"declare WATERMARK FOR {descriptor.name} AS {descriptor.name} "
+                             "- INTERVAL '1' SECOND (or event_time_field in WITH); for "
+                             "windows on arrival time use GROUP BY tumble(…)")
+    if not isinstance(time_expr, Column) or time_expr.name != node.time_column:
+        raise PlanError(f"DESCRIPTOR({descriptor.name}) is not the event time of "
+                        f"{table.name!r}", line=dl, col=dc,
+                        hint=f"windows are over the event time column: "
+                             f"DESCRIPTOR({node.time_column})")
+    names = TABLE_FUNCTIONS[name]
+    args = list(tvf.expressions)
+    if len(args) != len(names):
+        raise PlanError(f"{name.upper()} takes {len(names)} interval argument(s) "
+                        f"({', '.join(names)}) after DESCRIPTOR, got {len(args)}",
+                        line=ln, col=col, hint=f"accepted: {ACCEPTED}")
+    sizes = [constant_interval(a, inner, f"{name.upper()} {n}") for a, n in zip(args, names)]
+    window = make_window(name, sizes, args, tvf)
+    partition: list[str] = []
+    keys = tvf.args.get("partition_by") or []
+    if keys and name != "session":
+        pl, pc = position(keys[0])
+        raise PlanError(f"PARTITION BY is only accepted by SESSION, not {name.upper()}",
+                        line=pl, col=pc, hint=f"accepted: {ACCEPTED}")
+    for key in keys:
+        resolved = inner.resolve_column(key)
+        if not isinstance(resolved, Column):
+            pl, pc = position(key)
+            raise PlanError("SESSION PARTITION BY takes columns", line=pl, col=pc)
+        partition.append(resolved.name)
+    for c in inner.columns:
+        if c.name.lower() in WINDOW_COLUMNS:
+            raise PlanError(f"{table.name!r} already has a column {c.name!r}", line=ln,
+                            col=col, hint="rename it in a subquery or view first")
+    fields = list(node.schema) + [pa.field(n, TIMESTAMP) for n in WINDOW_COLUMNS]
+    assign = WindowAssign(pa.schema(fields), node.time_column, input=node, window=window,
+                          time_input=node.time_column, partition=partition, position=(ln, col))
+    columns = [dataclasses.replace(c, relation=relation) for c in inner.columns]
+    columns += [ScopeColumn(relation, n, TIMESTAMP, n) for n in WINDOW_COLUMNS]
+    return assign, Scope(columns=columns)
