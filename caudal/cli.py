@@ -216,5 +216,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def entry() -> None:
+    """The console script. Ends the process with ``os._exit`` once output is flushed: with
+    both polars and pyarrow loaded, interpreter teardown can abort in their thread pools
+    (apache/arrow#34314), which would turn a finished job's exit code into 134."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -15,6 +15,20 @@ import pyarrow.parquet as pq
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+_EXIT_STATUS = {"code": 0}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT_STATUS["code"] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """Leave without interpreter teardown: with polars and pyarrow both loaded it can abort in
+    their thread pools (apache/arrow#34314) after every test passed, turning exit 0 into 134."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_EXIT_STATUS["code"])
 
 
 def make_bids(n: int, seed: int = 0) -> pa.Table:

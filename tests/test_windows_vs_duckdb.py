@@ -1,0 +1,133 @@
+"""Windowed queries over bounded input give exactly DuckDB's batch answer: tumble, hop,
+cumulate and session windows, Arroyo and Flink spellings, every aggregate, parallelism 1 and
+4, Parquet and JSON sources; with empty windows, one-row windows, rows exactly on window
+boundaries, NULL keys and values, and rows out of order by less than the watermark delay."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.helpers import run_to_table
+from tests.windows_reference import (
+    assert_same_rows,
+    make_events,
+    rows_of,
+    select_list,
+    session_rows,
+    window_rows,
+)
+
+COLUMNS = "auction BIGINT, bidder BIGINT, price BIGINT, channel TEXT, date_time TIMESTAMP"
+DELAY = "INTERVAL '2' SECOND"
+DDL = {
+    "parquet": f"CREATE TABLE bids ({COLUMNS}, WATERMARK FOR date_time AS date_time - {DELAY})"
+               " WITH (connector = 'filesystem', path = '{path}', format = 'parquet');",
+    "json": f"CREATE TABLE bids ({COLUMNS}, WATERMARK FOR date_time AS date_time - {DELAY})"
+            " WITH (connector = 'filesystem', path = '{path}', format = 'json');",
+}
+S = 1_000_000
+
+
+def write_input(table: pa.Table, directory: Path, fmt: str, files: int = 3) -> Path:
+    """The rows in arrival order, split over several files (one partition each)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    n = table.num_rows
+    for i in range(files):
+        part = table.slice(i * n // files, (i + 1) * n // files - i * n // files)
+        if fmt == "parquet":
+            pq.write_table(part, directory / f"part-{i}.parquet", row_group_size=97)
+        else:
+            with open(directory / f"part-{i}.json", "w") as f:
+                for row in part.to_pylist():
+                    if row["date_time"] is not None:
+                        row["date_time"] = row["date_time"].isoformat()
+                    f.write(json.dumps(row) + "\n")
+    return directory
+
+
+def queries(kind: str, style: str, keys: bool = True) -> tuple[str, str, list[str]]:
+    """(caudal query, DuckDB query, compared columns) for one window kind and spelling."""
+    ours, theirs = select_list()
+    n_aggs = ours.count(" AS a")
+    key, key_sql = (["auction"], "auction, ") if keys else ([], "")
+    columns = ["ws", "we", *key] + [f"a{i}" for i in range(n_aggs)]
+    windows = {"tumble": ("tumble(INTERVAL '10' SECOND)", "TUMBLE", "INTERVAL '10' SECOND",
+                          window_rows("tumble", 10 * S)),
+               "hop": ("hop(INTERVAL '2' SECOND, INTERVAL '6' SECOND)", "HOP",
+                       "INTERVAL '2' SECOND, INTERVAL '6' SECOND",
+                       window_rows("hop", 6 * S, 2 * S)),
+               "cumulate": (None, "CUMULATE", "INTERVAL '2' SECOND, INTERVAL '8' SECOND",
+                            window_rows("cumulate", 8 * S, 2 * S)),
+               "session": ("session(INTERVAL '3' SECOND)", "SESSION", "INTERVAL '3' SECOND",
+                           session_rows(3 * S, key))}
+    call, tvf, args, reference = windows[kind]
+    duck = f"SELECT ws, we, {key_sql}{theirs} FROM {reference} GROUP BY ws, we{', ' + key_sql[:-2] if keys else ''}"
+    if style == "arroyo":
+        caudal = (f"SELECT w.start AS ws, w.\"end\" AS we, {key_sql}{ours}, {call} AS w "
+                  f"FROM bids GROUP BY {key_sql}w")
+    else:
+        table = "TABLE bids PARTITION BY auction" if kind == "session" and keys else "TABLE bids"
+        caudal = (f"SELECT window_start AS ws, window_end AS we, {key_sql}{ours} FROM "
+                  f"TABLE({tvf}({table}, DESCRIPTOR(date_time), {args})) "
+                  f"GROUP BY window_start, window_end{', ' + key_sql[:-2] if keys else ''}")
+    return caudal, duck, columns
+
+
+def check(tmp: Path, events: pa.Table, kind: str, style: str, fmt: str, parallelism: int,
+          keys: bool = True) -> None:
+    path = write_input(events, tmp / "in", fmt)
+    caudal, duck, columns = queries(kind, style, keys)
+    got = run_to_table(DDL[fmt].format(path=path), caudal, tmp / "out", parallelism)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("bids", events)
+    want = con.sql(duck).to_arrow_table()
+    con.close()
+    want = want.rename_columns(columns)
+    assert_same_rows(rows_of(got, columns), rows_of(want, columns))
+
+
+CASES = [("tumble", "arroyo"), ("tumble", "flink"), ("hop", "flink"), ("hop", "arroyo"),
+         ("cumulate", "flink"), ("session", "arroyo"), ("session", "flink")]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "json"])
+@pytest.mark.parametrize("parallelism", [1, 4])
+@pytest.mark.parametrize("kind,style", CASES)
+def test_every_aggregate_matches_duckdb(tmp_path, kind, style, fmt, parallelism):
+    events = make_events(1500, seed=len(kind) + parallelism, disorder_ms=1900)
+    check(tmp_path, events, kind, style, fmt, parallelism)
+
+
+@pytest.mark.parametrize("kind,style", [("tumble", "arroyo"), ("hop", "flink"),
+                                        ("session", "flink")])
+def test_global_window_without_keys(tmp_path, kind, style):
+    check(tmp_path, make_events(800, seed=5, disorder_ms=500), kind, style, "parquet", 4,
+          keys=False)
+
+
+def test_sparse_rows_make_one_row_windows(tmp_path):
+    """A handful of rows far apart: every window holds one row; most windows are empty."""
+    events = make_events(12, seed=9, span_ms=600_000, gaps=False)
+    for kind, style in [("tumble", "flink"), ("hop", "flink"), ("session", "arroyo")]:
+        check(tmp_path / kind, events, kind, style, "parquet", 2)
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(0, 400), seed=st.integers(0, 1000), keys=st.integers(1, 6),
+       span_s=st.integers(1, 90), disorder_ms=st.integers(0, 1999),
+       case=st.sampled_from(CASES), parallelism=st.sampled_from([1, 2, 4]))
+def test_random_inputs_match_duckdb(tmp_path_factory, n, seed, keys, span_s, disorder_ms,
+                                    case, parallelism):
+    tmp = tmp_path_factory.mktemp("w")
+    events = make_events(n, seed, span_ms=span_s * 1000, keys=keys, disorder_ms=disorder_ms)
+    check(tmp, events, case[0], case[1], "parquet", parallelism)
