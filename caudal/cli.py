@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--parallelism", "-p", type=int, default=1, metavar="N")
     explain.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                          help="show tracebacks on errors")
+    sub.add_parser("functions", help="list the scalar functions SQL can call",
+                   description="List every scalar function with its signature.")
     return p
 
 
@@ -189,7 +191,18 @@ def cmd_checkpoints(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "explain": cmd_explain, "checkpoints": cmd_checkpoints}
+def cmd_functions(args) -> int:
+    from caudal.plan.functions.catalog import describe
+
+    rows = describe()
+    width = max(len(name) for name, _ in rows)
+    for name, signature in rows:
+        print(f"{name:<{width}}  {signature}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "explain": cmd_explain, "checkpoints": cmd_checkpoints,
+            "functions": cmd_functions}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into `head` and closed: not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except Exception as e:  # a bug in caudal: one line unless --debug
         if debug:
             raise

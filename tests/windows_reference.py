@@ -82,16 +82,20 @@ def select_list(which: list[int] | None = None) -> tuple[str, str]:
 def window_rows(kind: str, size_us: int, slide_us: int = 0, table: str = "bids") -> str:
     """DuckDB: the rows of ``table`` with ``ws``/``we`` (µs) of every window they are in."""
     us = "epoch_us(date_time)"
+
+    def floor(size: int) -> str:  # windows align to the epoch: floor, also before 1970
+        return f"(floor({us} / {size})::BIGINT * {size})"
+
     if kind == "tumble":
-        return f"(SELECT *, ({us} // {size_us}) * {size_us} AS ws, " \
-               f"({us} // {size_us}) * {size_us} + {size_us} AS we FROM {table})"
+        return f"(SELECT *, {floor(size_us)} AS ws, {floor(size_us)} + {size_us} AS we " \
+               f"FROM {table})"
     k = size_us // slide_us
-    pane_end = f"(({us} // {slide_us}) * {slide_us} + {slide_us} + j * {slide_us})"
+    pane_end = f"({floor(slide_us)} + {slide_us} + j * {slide_us})"
     if kind == "hop":
         return f"(SELECT *, {pane_end} - {size_us} AS ws, {pane_end} AS we " \
                f"FROM {table}, range({k}) r(j))"
     assert kind == "cumulate"
-    start = f"(({us} // {size_us}) * {size_us})"
+    start = floor(size_us)
     return f"(SELECT *, {start} AS ws, {pane_end} AS we FROM {table}, range({k}) r(j) " \
            f"WHERE {pane_end} <= {start} + {size_us})"
 

@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from caudal.checkpoint.errors import CheckpointError
 from caudal.checkpoint.manifest import (
+    MANIFEST_NAME,
     Manifest,
     StateFile,
     StateRef,
@@ -291,11 +292,14 @@ class CheckpointCoordinator:
     def committed_epoch(self) -> int:
         return self._completed
 
-    def wait_completed(self, epoch: int, cancel: threading.Event | None = None) -> bool:
-        """Block until checkpoint ``epoch`` (or a later one) completed (True) or failed."""
+    def wait_completed(self, epoch: int, cancel: threading.Event | None = None,
+                       until_covered: bool = False) -> bool:
+        """Block until checkpoint ``epoch`` completed (True) or failed (False). With
+        ``until_covered``, a failure does not end the wait: any later complete checkpoint
+        covers it (how a finished subtask waits to commit its last rows)."""
         with self._lock:
             while self._completed < epoch:
-                if self._failed >= epoch and epoch == self.stop_epoch:
+                if self._failed >= epoch and not until_covered:
                     return False
                 if self._closed or (cancel is not None and cancel.is_set()):
                     return False
@@ -473,16 +477,19 @@ class CheckpointCoordinator:
 
 def sweep(storage: CheckpointStorage, newest: int, kept: set[int], referenced: set[str]) -> None:
     """Delete every file of epochs up to ``newest`` that no kept checkpoint needs: old
-    checkpoints, failed ones, leftovers of a crash. Epochs after ``newest`` may be in
+    checkpoints (manifest first, so a half-deleted one never looks complete), failed ones,
+    leftovers of a crash, deltas folded by compaction. Epochs after ``newest`` may be in
     progress and are left alone."""
     for name in storage.list_dir(""):
         epoch = epoch_of_dir(name)
-        if epoch is None or epoch > newest or epoch in kept:
+        if epoch is None or epoch > newest:
             continue
         directory = epoch_dir(epoch)
+        if epoch not in kept:
+            storage.delete_file(manifest_path(epoch))
         for entry in storage.list_dir(directory):
             rel = f"{directory}/{entry}"
-            if rel not in referenced:
+            if rel not in referenced and not (epoch in kept and entry == MANIFEST_NAME):
                 storage.delete_file(rel)
         storage.remove_empty_dir(directory)
 

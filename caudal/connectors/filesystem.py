@@ -24,6 +24,7 @@ from caudal import formats
 from caudal.connectors.base import Sink, Source
 from caudal.errors import CaudalError, ConfigError, RuntimeFailure
 from caudal.formats.bad_data import BadDataPolicy
+from caudal.plan.pruning import cannot_match
 from caudal.plan.tables import TableSpec
 from caudal.types import conform_batch
 
@@ -171,6 +172,8 @@ class FileSystemSource(Source):
         #: Parquet row groups being read ahead, by partition
         self._prefetched: dict[str, Future] = {}
         self._pool: ThreadPoolExecutor | None = None
+        #: row groups whose statistics showed the pushed-down filter rejects every row
+        self.row_groups_skipped = 0
 
     @property
     def files(self) -> InputFiles:
@@ -273,6 +276,11 @@ class FileSystemSource(Source):
         name, index = part.rsplit("#", 1)
         reader = self._parquet(name)
         if consumed >= reader.row_groups[int(index)]:
+            return None
+        predicate = self.table.prune_filter
+        if predicate is not None and cannot_match(
+                predicate, reader.statistics(int(index), predicate.columns())):
+            self.row_groups_skipped += 1
             return None
         return reader.read(int(index))
 

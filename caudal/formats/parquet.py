@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from caudal.errors import ConfigError, DataError
 from caudal.formats import empty_rows, match_columns
+from caudal.plan.pruning import ColumnStats
 from caudal.types import normalize_schema, normalize_type, sql_name
 
 NAME = "parquet"
@@ -85,6 +86,24 @@ class FileReader:
             raise DataError(f"{self.where} row group {index}: {str(e).splitlines()[0]}",
                             hint="declare the column with the file's type") from None
         return pa.Table.from_arrays(columns, schema=self.schema)
+
+    def statistics(self, index: int, names: set[str]) -> dict[str, ColumnStats]:
+        """Min, max and null count per column of row group ``index`` (those that have them),
+        keyed by the table's column names, for skipping row groups a filter rejects."""
+        group = self.file.metadata.row_group(index)
+        by_path = {group.column(i).path_in_schema: i for i in range(group.num_columns)}
+        out: dict[str, ColumnStats] = {}
+        for field, file_name in zip(self.schema, self.columns):
+            if field.name not in names or file_name not in by_path:
+                continue
+            stats = group.column(by_path[file_name]).statistics
+            if stats is None:
+                continue
+            has = stats.has_min_max
+            out[field.name] = ColumnStats(stats.min if has else None, stats.max if has else None,
+                                          stats.null_count if stats.has_null_count else None,
+                                          group.num_rows)
+        return out
 
     def close(self) -> None:
         self.file.close()

@@ -50,8 +50,10 @@ class CheckpointHooks(Protocol):
     def committed_epoch(self) -> int:
         """The newest complete checkpoint: sinks may commit pre-commits up to it."""
 
-    def wait_completed(self, epoch: int, cancel: threading.Event | None = None) -> bool:
-        """Block until checkpoint ``epoch`` completed (True) or cannot (False)."""
+    def wait_completed(self, epoch: int, cancel: threading.Event | None = None,
+                       until_covered: bool = False) -> bool:
+        """Block until checkpoint ``epoch`` completed (True) or failed (False); with
+        ``until_covered`` until a later checkpoint covers a failed one."""
 
 
 class Stopped(Exception):
@@ -212,7 +214,7 @@ class SubtaskRunner:
             payload = self._payload(label)
             self._control(EndOfData())
             needed = cp.finished(self.vertex.id, self.index, label, payload)
-            if self.sinks and cp.wait_completed(needed, self.job.cancel):
+            if self.sinks and cp.wait_completed(needed, self.job.cancel, until_covered=True):
                 self._commit_sinks()
         for op in self.operators:
             op.close()
