@@ -46,6 +46,12 @@ class Source(ABC):
         """The schema when CREATE TABLE declares no columns (e.g. a Parquet file's own)."""
         return None
 
+    @classmethod
+    def default_event_time(cls, table: TableSpec) -> str | None:
+        """The column that is event time when the table declares none (a generator's own
+        timestamp column), with a watermark delay of zero: the source emits it in order."""
+        return None
+
     @abstractmethod
     def partitions(self, parallelism: int) -> list[str]:
         """Stable names of the units of input that can be assigned to subtasks."""

@@ -62,6 +62,10 @@ class ImpulseSource(Source):
         return SCHEMA
 
     @classmethod
+    def default_event_time(cls, table: TableSpec) -> str | None:
+        return "timestamp"
+
+    @classmethod
     def validate(cls, table: TableSpec) -> None:
         _events(table)
         rate = rate_option(table, "event_rate", None)

@@ -185,6 +185,10 @@ class NexmarkSource(Source):
         return table_schema(_kind(table))
 
     @classmethod
+    def default_event_time(cls, table: TableSpec) -> str | None:
+        return "date_time"
+
+    @classmethod
     def validate(cls, table: TableSpec) -> None:
         kind = _kind(table)
         int_option(table, "events", None)

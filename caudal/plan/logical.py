@@ -7,7 +7,7 @@ Every node knows its output schema and which output column (if any) carries even
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 
@@ -21,8 +21,18 @@ class LogicalNode:
     #: the output column that carries event time, or None
     time_column: str | None
 
+    #: whether the node can take a changelog (rows with retractions) as input; nodes that
+    #: cannot are refused over an updating input at planning (plan.changelog)
+    accepts_updates: ClassVar[bool] = False
+
     def children(self) -> list[LogicalNode]:
         return []
+
+    @property
+    def updating(self) -> bool:
+        """True when the output is a changelog: batches carry an ``_op`` column (see
+        plan.changelog). By default a node updates when one of its inputs does."""
+        return any(c.updating for c in self.children())
 
     def describe(self) -> str:
         return type(self).__name__
@@ -38,6 +48,13 @@ class LogicalNode:
 class Scan(LogicalNode):
     table: TableSpec = None  # type: ignore[assignment]
 
+    @property
+    def updating(self) -> bool:
+        """A table read in a changelog format (debezium_json) is an updating stream."""
+        from caudal.plan.changelog import table_is_changelog
+
+        return table_is_changelog(self.table)
+
     def describe(self) -> str:
         cols = ", ".join(self.schema.names)
         extra = ""
@@ -48,6 +65,7 @@ class Scan(LogicalNode):
 
 @dataclass(eq=False)
 class Filter(LogicalNode):
+    accepts_updates: ClassVar[bool] = True
     input: LogicalNode = None  # type: ignore[assignment]
     predicate: Expr = None  # type: ignore[assignment]
 
@@ -60,6 +78,7 @@ class Filter(LogicalNode):
 
 @dataclass(eq=False)
 class Project(LogicalNode):
+    accepts_updates: ClassVar[bool] = True
     input: LogicalNode = None  # type: ignore[assignment]
     exprs: list[Expr] = field(default_factory=list)
 
@@ -82,6 +101,7 @@ class Project(LogicalNode):
 
 @dataclass(eq=False)
 class SinkWrite(LogicalNode):
+    accepts_updates: ClassVar[bool] = True
     input: LogicalNode = None  # type: ignore[assignment]
     table: TableSpec = None  # type: ignore[assignment]
 

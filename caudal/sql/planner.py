@@ -369,6 +369,10 @@ class Planner:
                                     f"TIMESTAMP, not "
                                     f"{sql_name(spec.schema.field(spec.event_time).type)}",
                                     line=spec.line)
+        if spec.event_time is None:
+            default = source_cls.default_event_time(spec)
+            if default is not None and default in spec.schema.names:
+                spec.event_time = default
         try:
             source_cls.validate(spec)
         except CaudalError as e:

@@ -1,0 +1,1 @@
+-- batch: none (processing-time windows depend on when rows arrive, not on the data)

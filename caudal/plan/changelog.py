@@ -1,0 +1,224 @@
+"""Changelog streams: how a batch says, per row, whether it inserts or retracts a result row,
+and how the planner knows which streams are changelogs.
+
+Representation: an *updating* stream's batches carry one extra column, ``_op`` (int8), after
+the columns of the logical schema. Its sign is the row's weight:
+
+* ``+1`` insert (Debezium ``c``), ``-1`` delete (``d``);
+* ``-2`` / ``+2``: the *before* and *after* image of an update, in adjacent rows (the -2 row
+  immediately followed by its +2 row), so a sink can write one Debezium ``u`` record.
+
+Operators that fold a changelog (aggregates, joins) only use the sign (``weights``); the
+update pairing is a courtesy to sinks and survives every step that keeps rows in order (a
+filter re-labels a pair it breaks, see ``repair_pairs``; hash shuffles only feed operators
+that fold). An append-only stream has no ``_op`` column at all, so the stateless hot path of
+append queries pays nothing.
+
+Planning: ``LogicalNode.updating`` says whether a node's output is a changelog, and
+``check_changelog`` rejects a plan that feeds one into an operator or a sink that cannot take
+retractions, saying why and what would work.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from caudal.errors import PlanError
+
+#: the column that carries each row's change kind in an updating stream
+OP = "_op"
+OP_TYPE = pa.int8()
+INSERT, DELETE, UPDATE_BEFORE, UPDATE_AFTER = 1, -1, -2, 2
+#: how each kind prints (Flink's RowKind short strings)
+OP_NAMES = {INSERT: "+I", DELETE: "-D", UPDATE_BEFORE: "-U", UPDATE_AFTER: "+U"}
+
+
+def has_ops(batch: pa.RecordBatch | pa.Table) -> bool:
+    return OP in batch.schema.names
+
+
+def ops_of(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
+    """The ``_op`` column as int8 NumPy (all +1 for a batch without one: append-only)."""
+    if OP not in batch.schema.names:
+        return np.ones(batch.num_rows, dtype=np.int8)
+    col = batch.column(OP)
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    return col.fill_null(INSERT).to_numpy(zero_copy_only=False).astype(np.int8, copy=False)
+
+
+def weights(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
+    """Each row's weight: +1 for an insertion (or update after), -1 for a retraction."""
+    return np.sign(ops_of(batch)).astype(np.int64)
+
+
+def data_columns(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The batch without its ``_op`` column."""
+    if OP not in batch.schema.names:
+        return batch
+    return batch.drop_columns([OP])
+
+
+def with_ops(batch: pa.RecordBatch, ops: np.ndarray | pa.Array) -> pa.RecordBatch:
+    """``batch`` (without ``_op``) plus the given ops as its last column."""
+    batch = data_columns(batch)
+    array = ops if isinstance(ops, pa.Array) else pa.array(ops, OP_TYPE)
+    return batch.append_column(pa.field(OP, OP_TYPE), array)
+
+
+def repair_pairs(ops: np.ndarray) -> np.ndarray:
+    """Re-label update halves whose partner is gone (a filter dropped it): a -2 not followed
+    by a +2 becomes a plain delete, a +2 not preceded by a -2 a plain insert. Vectorized."""
+    if len(ops) == 0:
+        return ops
+    before = ops == UPDATE_BEFORE
+    after = ops == UPDATE_AFTER
+    if not before.any() and not after.any():
+        return ops
+    out = ops.copy()
+    next_after = np.zeros(len(ops), dtype=bool)
+    next_after[:-1] = after[1:]
+    prev_before = np.zeros(len(ops), dtype=bool)
+    prev_before[1:] = before[:-1]
+    paired_before = before & next_after
+    # a +2 belongs to the -2 just before it only if that -2 is itself paired with it
+    paired_after = np.zeros(len(ops), dtype=bool)
+    paired_after[1:] = paired_before[:-1]
+    out[before & ~paired_before] = DELETE
+    out[after & ~paired_after] = INSERT
+    return out
+
+
+def filter_changelog(batch: pa.RecordBatch, mask: pa.Array) -> pa.RecordBatch:
+    """Filter rows of an updating batch, keeping the update pairs consistent."""
+    kept = batch.filter(mask, null_selection_behavior="drop")
+    if OP not in kept.schema.names or kept.num_rows == 0:
+        return kept
+    ops = ops_of(kept)
+    fixed = repair_pairs(ops)
+    if fixed is ops:
+        return kept
+    return with_ops(kept, fixed)
+
+
+def interleave_updates(before: pa.Table, after: pa.Table) -> tuple[pa.Table, np.ndarray]:
+    """Rows ``before[i], after[i]`` interleaved (one update pair per i) and their ops."""
+    n = before.num_rows
+    both = pa.concat_tables([before, after.cast(before.schema)])
+    order = np.empty(2 * n, dtype=np.int64)
+    order[0::2] = np.arange(n)
+    order[1::2] = np.arange(n) + n
+    ops = np.empty(2 * n, dtype=np.int8)
+    ops[0::2] = UPDATE_BEFORE
+    ops[1::2] = UPDATE_AFTER
+    return both.take(pa.array(order)), ops
+
+
+def rows_equal(a: list[pa.Array], b: list[pa.Array]) -> np.ndarray:
+    """Per row, whether every column of ``a`` equals the one of ``b`` (NULL equals NULL).
+    Structs compare field by field; types without an equality kernel count as different
+    (an update whose two images look alike is harmless)."""
+    n = len(a[0]) if a else 0
+    same = np.ones(n, dtype=bool)
+    for x, y in zip(a, b):
+        same &= _column_equal(x, y)
+    return same
+
+
+def _column_equal(x, y) -> np.ndarray:
+    if isinstance(x, pa.ChunkedArray):
+        x = x.combine_chunks()
+    if isinstance(y, pa.ChunkedArray):
+        y = y.combine_chunks()
+    if not x.type.equals(y.type):
+        y = y.cast(x.type)
+    both_null = pc.and_(pc.is_null(x), pc.is_null(y)).to_numpy(zero_copy_only=False)
+    one_null = pc.xor(pc.is_null(x), pc.is_null(y)).to_numpy(zero_copy_only=False)
+    if pa.types.is_struct(x.type):
+        eq = np.ones(len(x), dtype=bool)
+        for i in range(x.type.num_fields):
+            eq &= _column_equal(x.field(i), y.field(i))
+        return both_null | (eq & ~one_null)
+    try:
+        eq = pc.fill_null(pc.equal(x, y), False).to_numpy(zero_copy_only=False)
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        return both_null
+    return both_null | eq
+
+
+# ---- planning ---------------------------------------------------------------------------
+
+#: what to write instead of an append-only sink
+SINK_HINT = ("write it to a sink that takes a changelog: a filesystem table with format = "
+             "'debezium_json', or stdout; or make the query append-only (a windowed GROUP BY, "
+             "an interval or window join)")
+
+
+def node_updating(node) -> bool:
+    return bool(getattr(node, "updating", False))
+
+
+def check_changelog(plan) -> None:
+    """Walk a planned output: every node whose input is a changelog must accept one, and the
+    sink must take it. Raises PlanError naming the operator and what would work."""
+    from caudal.plan.logical import SinkWrite
+
+    stack = [plan]
+    while stack:
+        node = stack.pop()
+        children = node.children()
+        stack.extend(children)
+        if isinstance(node, SinkWrite):
+            if node.input.updating and not sink_takes_changelog(node.table):
+                raise PlanError(
+                    f"the query produces an updating result (rows are retracted and replaced "
+                    f"as {updating_cause(node.input)} changes), which sink {node.table.name!r} "
+                    f"(connector {node.table.connector!r}, format "
+                    f"{node.table.option('format', 'default')!r}) cannot take: it only appends",
+                    hint=SINK_HINT)
+            continue
+        if any(c.updating for c in children) and not getattr(node, "accepts_updates", False):
+            what = node.describe().split(" ", 1)[0]
+            cause = next(updating_cause(c) for c in children if c.updating)
+            raise PlanError(
+                f"{what} cannot take an updating input (its input is a changelog because of "
+                f"{cause}): it needs append-only rows",
+                line=getattr(node, "line", None), col=getattr(node, "col", None),
+                hint="window the aggregate below it (GROUP BY a window emits final rows), or "
+                     "use an updating GROUP BY / regular JOIN, which take retractions")
+
+
+def updating_cause(node) -> str:
+    """A short description of the node that makes a stream updating, for error messages."""
+    while True:
+        own = getattr(node, "updating_reason", None)
+        if own:
+            return own
+        updating_children = [c for c in node.children() if c.updating]
+        if not updating_children:
+            return node.describe()
+        node = updating_children[0]
+
+
+def sink_takes_changelog(table) -> bool:
+    from caudal.connectors import registry
+
+    cls = registry.sink_class(table)
+    hook = getattr(cls, "takes_changelog", None)
+    if hook is not None:
+        return bool(hook(table))
+    return bool(getattr(cls, "accepts_updates", False))
+
+
+def table_is_changelog(table) -> bool:
+    """True when a source table is read in a changelog format (``format = 'debezium_json'``)."""
+    name = table.option("format") if table is not None else None
+    if not name:
+        return False
+    from caudal import formats
+
+    if name not in formats.FORMATS:
+        return False
+    return bool(getattr(formats.get(name), "CHANGELOG", False))
