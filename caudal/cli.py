@@ -19,6 +19,7 @@ EPILOG = """examples:
   caudal explain job.sql                 print the logical plan and the dataflow graph
   caudal run job.sql --checkpoint-dir ck  checkpoint every 10s; run again to resume
   caudal checkpoints ck                  list the checkpoints of a directory
+  caudal bench nexmark -q q1 --compare duckdb   Nexmark q1, and DuckDB on the same events
 
 durations are written 500ms, 10s, 1m, 2h.
 """
@@ -72,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
                          help="show tracebacks on errors")
     sub.add_parser("functions", help="list the scalar functions SQL can call",
                    description="List every scalar function with its signature.")
+
+    from caudal.bench.command import add_parser as add_bench
+
+    add_bench(sub)
     return p
 
 
@@ -201,8 +206,14 @@ def cmd_functions(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from caudal.bench.command import cmd_bench as run_bench
+
+    return run_bench(args)
+
+
 COMMANDS = {"run": cmd_run, "explain": cmd_explain, "checkpoints": cmd_checkpoints,
-            "functions": cmd_functions}
+            "functions": cmd_functions, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

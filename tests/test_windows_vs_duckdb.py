@@ -131,3 +131,26 @@ def test_random_inputs_match_duckdb(tmp_path_factory, n, seed, keys, span_s, dis
     tmp = tmp_path_factory.mktemp("w")
     events = make_events(n, seed, span_ms=span_s * 1000, keys=keys, disorder_ms=disorder_ms)
     check(tmp, events, case[0], case[1], "parquet", parallelism)
+
+
+def test_cascading_windows_over_window_time(tmp_path):
+    """A window aggregate over the results of another (Flink's cascading windows): the
+    inner window's ``window_time`` is the outer one's event time, and no row is late."""
+    events = make_events(3000, seed=1, span_ms=180_000, disorder_ms=500)
+    path = write_input(events, tmp_path / "in", "parquet")
+    ddl = DDL["parquet"].format(path=path) + """
+CREATE VIEW per10 AS SELECT window_time AS rowtime, auction, count(*) AS num
+FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '10' SECOND))
+GROUP BY window_start, window_end, window_time, auction;"""
+    got = run_to_table(ddl, "SELECT window_start AS ws, auction, sum(num) AS total, "
+                            "count(*) AS windows FROM TABLE(TUMBLE(TABLE per10, "
+                            "DESCRIPTOR(rowtime), INTERVAL '1' MINUTE)) "
+                            "GROUP BY window_start, window_end, auction",
+                       tmp_path / "out", 2)
+    con = duckdb.connect()
+    con.register("bids", events)
+    want = con.sql(f"SELECT ws, auction, count(*), count(DISTINCT epoch_us(date_time) "
+                   f"// {10 * S}) FROM {window_rows('tumble', 60 * S)} GROUP BY ALL"
+                   ).to_arrow_table().rename_columns(["ws", "auction", "total", "windows"])
+    columns = ["ws", "auction", "total", "windows"]
+    assert_same_rows(rows_of(got, columns), rows_of(want, columns))

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pyarrow as pa
 
-BASE = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+BASE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 BASE_US = int(BASE.timestamp()) * 1_000_000
 
 
@@ -107,10 +107,11 @@ def session_rows(gap_us: int, keys: list[str], table: str = "bids") -> str:
     us = "epoch_us(date_time)"
     return f"""(SELECT *, min(u) OVER (PARTITION BY {', '.join(keys + ['sid'])}) AS ws,
                        max(u) OVER (PARTITION BY {', '.join(keys + ['sid'])}) + {gap_us} AS we
-        FROM (SELECT *, sum(new) OVER ({part} ORDER BY u ROWS UNBOUNDED PRECEDING) AS sid
-              FROM (SELECT *, {us} AS u, CASE WHEN {us} - lag({us}) OVER ({part} ORDER BY {us})
-                                              <= {gap_us} THEN 0 ELSE 1 END AS new
-                    FROM {table})))"""
+        FROM (SELECT *, sum(new) OVER ({part} ORDER BY u, n ROWS UNBOUNDED PRECEDING) AS sid
+              FROM (SELECT *, CASE WHEN u - lag(u) OVER ({part} ORDER BY u, n) <= {gap_us}
+                                   THEN 0 ELSE 1 END AS new
+                    FROM (SELECT *, {us} AS u, row_number() OVER (ORDER BY {us}) AS n
+                          FROM {table}))))"""
 
 
 def _sortable(v):

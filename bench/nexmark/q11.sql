@@ -7,6 +7,9 @@ CREATE TABLE bid WITH (connector = 'nexmark', table = 'bid', events = '10000000'
 CREATE TABLE results WITH (connector = 'blackhole');
 
 INSERT INTO results
-SELECT bidder, count(*) AS bid_count, session.start AS starttime, session.end AS endtime
-FROM bid
-GROUP BY bidder, session(INTERVAL '10' SECOND) AS session;
+SELECT bidder, bid_count, window.start AS starttime, window.end AS endtime
+FROM (
+  SELECT bidder, count(*) AS bid_count, session(INTERVAL '10' SECOND) AS window
+  FROM bid
+  GROUP BY bidder, window
+);

@@ -59,6 +59,8 @@ from caudal.state.incremental import StateDelta, fold_chain
 Key = tuple[int, int]
 ChainKey = tuple[int, int, int, str]
 
+#: attempts at the final checkpoint of a bounded job before the job fails
+FINAL_ATTEMPTS = 3
 #: compact a delta chain into one full file after this many deltas ...
 MAX_DELTAS = 8
 #: ... or once the deltas together outweigh the full file they apply to
@@ -138,6 +140,9 @@ class CheckpointCoordinator:
         self._stop_requested = False
         self.stop_epoch: int | None = None
         self.stop_error: str | None = None
+        #: why the final checkpoint could not be written (the job then fails)
+        self.final_error: str | None = None
+        self._final_failures = 0
         self._trigger_now = False
         self._final_done = False
         self._closed = False
@@ -214,7 +219,8 @@ class CheckpointCoordinator:
         try:
             write_triggered(self.storage, epoch)
         except CheckpointError as e:
-            self.log(f"checkpoint {epoch} not started: {e}")
+            self.log(f"checkpoint {epoch} not started: {e}; the job goes on and will try "
+                     f"again at the next interval")
             self.history.append(CheckpointRecord(epoch, 0.0, 0, False, str(e)))
             return None
         with self._lock:
@@ -300,6 +306,8 @@ class CheckpointCoordinator:
         with self._lock:
             while self._completed < epoch:
                 if self._failed >= epoch and not until_covered:
+                    return False
+                if until_covered and self.final_error is not None:
                     return False
                 if self._closed or (cancel is not None and cancel.is_set()):
                     return False
@@ -440,6 +448,13 @@ class CheckpointCoordinator:
                     del self._inject[key]
             if cp.stop:
                 self.stop_error = str(error)
+            if len(self._finals) == len(self.subtasks):
+                self._final_failures += 1
+                if self._final_failures >= FINAL_ATTEMPTS:
+                    self.final_error = error.message if isinstance(error, CheckpointError) \
+                        else f"{type(error).__name__}: {error}"
+                else:
+                    self._trigger_now = True
             self._lock.notify_all()
         aborted = cp.aborted
         self.history.append(CheckpointRecord(cp.epoch, time.monotonic() - cp.started, 0,

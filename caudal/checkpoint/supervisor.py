@@ -21,6 +21,7 @@ from typing import Any
 
 from caudal.checkpoint.coordinator import CheckpointCoordinator, kept_manifests, sweep, warn
 from caudal.checkpoint.errors import CheckpointError, IncompatibleCheckpoint
+from caudal.checkpoint.listing import human_bytes
 from caudal.checkpoint.recovery import (
     Restored,
     check_partitions,
@@ -107,6 +108,10 @@ class CheckpointedRuntime(Runtime):
             self._check_sources(manifest)
         recover_sinks(manifest, graph, self._triggered)
         self.restored = load_state(self.storage, manifest, graph) if manifest else None
+        if manifest is not None and self.restored is not None:
+            self.log(f"resuming from {'savepoint' if manifest.savepoint else 'checkpoint'} "
+                     f"{manifest.epoch} in {self.settings.uri} ({human_bytes(manifest.bytes)} "
+                     f"of state read in {self.restored.seconds:.2f}s)")
         kept = kept_manifests(self.storage, self.settings.keep)
         if manifest is not None and manifest.epoch not in {m.epoch for m in kept}:
             kept.append(manifest)

@@ -93,6 +93,12 @@ class Sink(ABC):
     def validate(cls, table: TableSpec) -> None:
         """Check options at planning time; raise ConfigError naming the option."""
 
+    @classmethod
+    def takes_changelog(cls, table: TableSpec) -> bool:
+        """True if this table accepts a changelog (plan.changelog): its batches then carry
+        an ``_op`` column after the table's columns. Depends on options such as the format."""
+        return cls.accepts_updates
+
     def open(self, schema: pa.Schema, restored: dict[str, Any] | None = None) -> None:
         """Prepare to write rows of ``schema``; ``restored`` is the state of a checkpoint."""
         self.schema = schema

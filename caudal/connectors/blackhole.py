@@ -12,6 +12,8 @@ class BlackholeSink(Sink):
     """Accepts everything, keeps only ``rows``, the number of rows written."""
 
     OPTIONS: dict[str, str] = {}
+    #: a changelog is discarded like any other rows
+    accepts_updates = True
 
     def __init__(self, table: TableSpec, subtask: int = 0, parallelism: int = 1):
         super().__init__(table, subtask, parallelism)

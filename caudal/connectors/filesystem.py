@@ -9,6 +9,7 @@ pyarrow.fs, so a URL (``s3://bucket/dir``) works like a local path.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections import deque
@@ -25,6 +26,7 @@ from caudal.connectors.base import Sink, Source
 from caudal.errors import CaudalError, ConfigError, RuntimeFailure
 from caudal.formats.bad_data import BadDataPolicy
 from caudal.plan.pruning import cannot_match
+from caudal.plan.changelog import OP, OP_TYPE, table_is_changelog
 from caudal.plan.tables import TableSpec
 from caudal.types import conform_batch
 
@@ -116,7 +118,8 @@ class FileSystemSource(Source):
 
     OPTIONS = {
         "path": "a file or a directory of files (local path or URL such as s3://bucket/dir)",
-        "format": "parquet, json (JSON lines) or csv; default: from the file extension",
+        "format": "parquet, json (JSON lines), csv or debezium_json (a changelog); default: "
+                  "from the file extension",
     }
 
     @classmethod
@@ -136,7 +139,7 @@ class FileSystemSource(Source):
                 if header:
                     formats.match_columns(header, table.schema, where, ConfigError)
                     fmt.Decoder(header, table.schema, where)
-            else:
+            elif hasattr(fmt, "Decoder"):
                 fmt.Decoder(table.schema)
         except CaudalError as e:
             raise e.with_position(table.line, None) from None
@@ -162,6 +165,8 @@ class FileSystemSource(Source):
 
     def __init__(self, table: TableSpec):
         super().__init__(table)
+        if table_is_changelog(table):  # rows carry their change kind (plan.changelog)
+            self.schema = self.schema.append(pa.field(OP, OP_TYPE))
         self._files: InputFiles | None = None
         self._queue: deque[str] = deque()
         self._consumed: dict[str, int] = {}
@@ -332,7 +337,8 @@ class FileSystemSink(Sink):
 
     OPTIONS = {
         "path": "the directory to write into, created if missing (local path or URL)",
-        "format": "parquet (default), json (JSON lines) or csv",
+        "format": "parquet (default), json (JSON lines), csv or debezium_json (a changelog: "
+                  "takes an updating query)",
         "rollover_rows": "start a new file after this many rows (default: one per checkpoint)",
     }
 
@@ -372,8 +378,19 @@ class FileSystemSink(Sink):
     def _path(self, name: str) -> str:
         return f"{self._dir}/{name}"
 
+    @classmethod
+    def takes_changelog(cls, table: TableSpec) -> bool:
+        """A changelog format (debezium_json) takes an updating query."""
+        return table_is_changelog(dataclasses.replace(
+            table, options={**table.options, "format": table.option("format", "parquet")}))
+
     def write(self, batch: pa.RecordBatch) -> None:
-        batch = conform_batch(batch, self.schema)
+        if OP in batch.schema.names:
+            ops = batch.column(OP)
+            batch = conform_batch(batch.drop_columns([OP]), self.schema)
+            batch = batch.append_column(pa.field(OP, OP_TYPE), ops)
+        else:
+            batch = conform_batch(batch, self.schema)
         total = batch.num_rows
         done = 0
         while done < total:

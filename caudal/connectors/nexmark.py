@@ -260,10 +260,15 @@ class NexmarkSource(Source):
     def offsets(self) -> dict[str, Any]:
         return {name: layout.event_at(pos) for name, (layout, pos, _) in self._parts.items()}
 
+    def _due_us(self, event: int) -> int:
+        """The wall-clock instant (µs) event number ``event`` is due (pace)."""
+        return self._anchor_us + int(self.clock.relative_us(np.array([event]))[0])
+
     def _due_limit(self) -> int:
         """Events numbered below this are due in wall-clock time (pace)."""
         elapsed = now_us() - self._anchor_us
-        return self.clock.first_not_before(elapsed + 1)
+        # before base_time (a run set to start in the future) no event is due
+        return max(0, self.clock.first_not_before(elapsed + 1))
 
     def poll(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
         live = [(layout.event_at(pos), name) for name, (layout, pos, end) in self._parts.items()
@@ -277,13 +282,23 @@ class NexmarkSource(Source):
             rows = min(rows, end - pos)
         if len(live) > 1:   # several partitions here: keep them in step, a block at a time
             rows = min(rows, layout.block_end(pos) - pos)
-        if self.pace:
+        if self.pace and rows > 0:
             limit = self._due_limit()
-            if first >= limit:
-                due_us = self._anchor_us + int(self.clock.relative_us(np.array([first]))[0])
-                wait = min(timeout, (due_us - now_us()) / 1e6)
+            if first >= limit:  # nothing due yet: wait for the first event (at most timeout)
+                wait = min(timeout, (self._due_us(first) - now_us()) / 1e6)
                 if wait > 0:
                     time.sleep(wait)
+                limit = self._due_limit()
+                if first >= limit:
+                    return None
+            # linger: once the first event is due, the batch may wait up to ``timeout`` for
+            # more rows, or until ``rows`` rows are due, whichever is first; one batch per
+            # linger instead of one per loop keeps the per-batch cost off the hot path
+            full_us = self._due_us(layout.event_at(pos + rows - 1))
+            flush_us = min(self._due_us(first) + int(timeout * 1e6), full_us)
+            wait = (flush_us - now_us()) / 1e6
+            if wait > 0:
+                time.sleep(wait)
                 limit = self._due_limit()
             rows = min(rows, layout.position_of(limit) - pos)
         if rows <= 0:

@@ -16,6 +16,7 @@ from caudal.connectors.base import Sink
 from caudal.errors import ConfigError
 from caudal.formats import json as json_format
 from caudal.formats.text import to_text
+from caudal.plan.changelog import OP, OP_NAMES
 from caudal.plan.tables import TableSpec
 
 FORMATS = ("table", "json")
@@ -39,6 +40,8 @@ class StdoutSink(Sink):
     """Prints each batch to ``sys.stdout``: aligned columns under a header, or JSON lines."""
 
     OPTIONS = {"format": "table (default: columns under a header line) or json (JSON lines)"}
+    #: an updating query prints each change with an ``op`` column first: +I, -U, +U, -D
+    accepts_updates = True
 
     @classmethod
     def validate(cls, table: TableSpec) -> None:
@@ -56,6 +59,8 @@ class StdoutSink(Sink):
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
             return
+        if OP in batch.schema.names:
+            batch = _op_first(batch)
         if self.format == "json":
             text = json_format.encode(batch).decode("utf-8")
         else:
@@ -93,6 +98,16 @@ class StdoutSink(Sink):
     def _line(self, cells: list[pa.Array], schema: pa.Schema) -> pa.Array:
         padded = self._pad(cells, schema)
         return pc.binary_join_element_wise(*padded, SEPARATOR) if len(padded) > 1 else padded[0]
+
+
+def _op_first(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A changelog batch with its ``_op`` column shown as text, first (``op``)."""
+    ops = batch.column(OP).cast(pa.int8())
+    codes = sorted(OP_NAMES)
+    text = pc.take(pa.array([OP_NAMES[c] for c in codes]),
+                   pc.index_in(ops, pa.array(codes, pa.int8())))
+    data = batch.drop_columns([OP])
+    return pa.RecordBatch.from_arrays([text, *data.columns], names=["op", *data.schema.names])
 
 
 SINK = StdoutSink

@@ -19,6 +19,7 @@ FORMATS = {
     "parquet": "caudal.formats.parquet",
     "json": "caudal.formats.json",
     "csv": "caudal.formats.csv",
+    "debezium_json": "caudal.formats.debezium_json",
 }
 #: compressed text files (``.csv.gz``) are read through Arrow's decompressing streams
 COMPRESSIONS = (".gz", ".bz2", ".zst", ".lz4")

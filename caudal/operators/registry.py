@@ -16,6 +16,10 @@ OPERATORS: dict[str, str] = {
     "session_aggregate": "caudal.operators.session_aggregate:SessionAggregate",
     "window_assign": "caudal.operators.window_assign:WindowAssign",
     "window_rank": "caudal.operators.window_rank:WindowRank",
+    "updating_aggregate": "caudal.operators.updating_aggregate:UpdatingAggregate",
+    "updating_join": "caudal.operators.updating_join:UpdatingJoin",
+    "interval_join": "caudal.operators.interval_join:IntervalJoin",
+    "window_join": "caudal.operators.window_join:WindowJoin",
 }
 
 

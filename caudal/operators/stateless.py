@@ -1,4 +1,9 @@
-"""The stateless chain: filter then project, fused in one operator (no queue between them)."""
+"""The stateless chain: filter then project, fused in one operator (no queue between them).
+
+Over an updating stream (``updating=True``) each batch carries the ``_op`` column after its
+data columns (plan.changelog): the filter keeps update pairs consistent and the projection
+carries ``_op`` along.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from caudal.operators.base import Operator
+from caudal.plan.changelog import OP, filter_changelog
 from caudal.plan.compile import compile_expr, compile_projection
 from caudal.plan.expressions import Expr
 
@@ -15,8 +21,9 @@ class ProjectFilter(Operator):
     """``SELECT exprs FROM input WHERE predicate`` over one batch at a time."""
 
     def __init__(self, exprs: list[Expr] | None, names: list[str] | None,
-                 predicate: Expr | None, output_schema: pa.Schema):
+                 predicate: Expr | None, output_schema: pa.Schema, updating: bool = False):
         self.output_schema = output_schema
+        self.updating = updating
         self._predicate = compile_expr(predicate) if predicate is not None else None
         self._project = compile_projection(exprs, names) if exprs is not None else None
 
@@ -26,10 +33,17 @@ class ProjectFilter(Operator):
             if isinstance(mask, pa.Scalar):
                 if not mask.as_py():
                     return ()
+            elif self.updating:
+                batch = filter_changelog(batch, mask)
+                if batch.num_rows == 0:
+                    return ()
             else:
                 batch = batch.filter(mask, null_selection_behavior="drop")
                 if batch.num_rows == 0:
                     return ()
         if self._project is not None:
-            batch = self._project(batch)
+            projected = self._project(batch)
+            if self.updating and OP in batch.schema.names:
+                projected = projected.append_column(batch.schema.field(OP), batch.column(OP))
+            batch = projected
         return (batch,)

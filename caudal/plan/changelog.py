@@ -21,6 +21,8 @@ retractions, saying why and what would work.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -152,12 +154,18 @@ def _column_equal(x, y) -> np.ndarray:
 
 #: what to write instead of an append-only sink
 SINK_HINT = ("write it to a sink that takes a changelog: a filesystem table with format = "
-             "'debezium_json', or stdout; or make the query append-only (a windowed GROUP BY, "
-             "an interval or window join)")
+             "'debezium_json' (or an upsert sink), or stdout; or make the query append-only "
+             "(a windowed GROUP BY, an interval or window join)")
 
 
 def node_updating(node) -> bool:
     return bool(getattr(node, "updating", False))
+
+
+def _label(node) -> str:
+    """'window aggregate' for WindowAggregate: the operator's name in words."""
+    name = type(node).__name__
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", name).lower()
 
 
 def check_changelog(plan) -> None:
@@ -173,18 +181,17 @@ def check_changelog(plan) -> None:
         if isinstance(node, SinkWrite):
             if node.input.updating and not sink_takes_changelog(node.table):
                 raise PlanError(
-                    f"the query produces an updating result (rows are retracted and replaced "
-                    f"as {updating_cause(node.input)} changes), which sink {node.table.name!r} "
-                    f"(connector {node.table.connector!r}, format "
-                    f"{node.table.option('format', 'default')!r}) cannot take: it only appends",
+                    f"the query's result is updating ({updating_cause(node.input)} revises "
+                    f"rows it already emitted), and sink {node.table.name!r} (connector "
+                    f"{node.table.connector!r}, format "
+                    f"{node.table.option('format', 'default')!r}) only appends rows",
                     hint=SINK_HINT)
             continue
         if any(c.updating for c in children) and not getattr(node, "accepts_updates", False):
-            what = node.describe().split(" ", 1)[0]
             cause = next(updating_cause(c) for c in children if c.updating)
             raise PlanError(
-                f"{what} cannot take an updating input (its input is a changelog because of "
-                f"{cause}): it needs append-only rows",
+                f"a {_label(node)} cannot take an updating input: its input is a changelog "
+                f"(because of {cause}), and it needs append-only rows",
                 line=getattr(node, "line", None), col=getattr(node, "col", None),
                 hint="window the aggregate below it (GROUP BY a window emits final rows), or "
                      "use an updating GROUP BY / regular JOIN, which take retractions")

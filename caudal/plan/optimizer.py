@@ -20,7 +20,7 @@ def optimize(node: LogicalNode) -> LogicalNode:
 
 def _merge_filters(node: LogicalNode) -> LogicalNode:
     """Filter(Filter(x, a), b) -> Filter(x, a AND b)."""
-    for attr in ("input",):
+    for attr in ("input", "left", "right"):
         child = getattr(node, attr, None)
         if isinstance(child, LogicalNode):
             setattr(node, attr, _merge_filters(child))
@@ -69,6 +69,11 @@ def _prune(node: LogicalNode, required: set[str] | None) -> None:
                    set(node.input.schema.names))
             return
         _prune(node.input, required_columns(node))
+        return
+    per_input = getattr(node, "prune_inputs", None)
+    if per_input is not None:  # a node with several inputs (a join) says what each needs
+        for child, need in zip(node.children(), per_input(required)):
+            _prune(child, need)
         return
     for child in node.children():
         _prune(child, required_columns(node))

@@ -50,7 +50,7 @@ def _lower_filter(planner: PhysicalPlanner, node: Filter) -> int:
     vid = planner.lower(node.input)
     planner.graph.vertices[vid].operators.append(OperatorSpec(
         "project_filter", {"exprs": None, "names": None, "predicate": node.predicate,
-                           "output_schema": node.schema},
+                           "output_schema": node.schema, "updating": node.updating},
         f"filter {node.predicate}", node.schema))
     return vid
 
@@ -71,7 +71,8 @@ def _lower_project(planner: PhysicalPlanner, node: Project) -> int:
         return vid
     planner.graph.vertices[vid].operators.append(OperatorSpec(
         "project_filter", {"exprs": node.exprs, "names": names, "predicate": None,
-                           "output_schema": node.schema}, label, node.schema))
+                           "output_schema": node.schema, "updating": node.updating},
+        label, node.schema))
     return vid
 
 

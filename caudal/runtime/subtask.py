@@ -214,8 +214,16 @@ class SubtaskRunner:
             payload = self._payload(label)
             self._control(EndOfData())
             needed = cp.finished(self.vertex.id, self.index, label, payload)
-            if self.sinks and cp.wait_completed(needed, self.job.cancel, until_covered=True):
-                self._commit_sinks()
+            if self.sinks:
+                if cp.wait_completed(needed, self.job.cancel, until_covered=True):
+                    self._commit_sinks()
+                elif not self.job.cancel.is_set():
+                    from caudal.checkpoint.errors import CheckpointError
+
+                    raise CheckpointError(
+                        f"the final checkpoint failed ({getattr(cp, 'final_error', '?')}): "
+                        f"the last rows are not committed; fix the cause and run the same "
+                        f"command again to finish from the last checkpoint")
         for op in self.operators:
             op.close()
         self.stats.finished = True

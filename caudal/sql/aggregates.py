@@ -33,7 +33,7 @@ from caudal.plan.aggregates import (
     canonical,
     result_type,
 )
-from caudal.plan.expressions import Column, Expr
+from caudal.plan.expressions import Column, Expr, Literal
 from caudal.plan.logical import Filter, LogicalNode, Project, Scan
 from caudal.plan.window_nodes import LateSide, WindowAggregate, WindowAssign
 from caudal.plan.windows import WindowSpec
@@ -429,6 +429,9 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
         computed[_key(agg_node)] = Column(agg.dtype, name)
 
     late = _late_side(planner, node, scope, pre_exprs, pre_names)
+    if not pre_exprs:  # count(*) on processing time reads no column: keep the row count
+        pre_exprs.append(Literal(pa.bool_(), True))
+        pre_names.append("__row")
     pre_schema = pa.schema([pa.field(n, e.dtype if not pa.types.is_null(e.dtype)
                                      else pa.string()) for n, e in zip(pre_names, pre_exprs)])
     from caudal.plan.functions.coerce import cast

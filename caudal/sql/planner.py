@@ -15,6 +15,7 @@ from sqlglot import exp
 
 from caudal.connectors import registry as connectors
 from caudal.errors import CaudalError, ConfigError, PlanError
+from caudal.plan.changelog import check_changelog
 from caudal.plan.expressions import Column, Expr
 from caudal.plan.functions.coerce import cast
 from caudal.plan.logical import Filter, LogicalNode, Project, Scan, SinkWrite
@@ -120,6 +121,10 @@ class Planner:
                 raise e.with_position(stmt.line, None) from None
             if output is None:
                 continue
+            try:
+                check_changelog(output.plan)
+            except CaudalError as e:
+                raise e.with_position(stmt.line, None) from None
             (job.explains if stmt.explain else job.outputs).append(output)
         return job
 
@@ -220,23 +225,27 @@ class Planner:
                 raise PlanError(f"{what} is not supported on a stream", line=ln, col=col,
                                 hint="for the top N rows per window use ROW_NUMBER() OVER "
                                      "(PARTITION BY window_start, window_end ORDER BY …) <= N")
-        if select.args.get("joins"):
-            ln, col = position(select.args["joins"][0])
-            raise PlanError("JOIN is not supported yet", line=ln, col=col)
         from_ = select.args.get("from_") or select.args.get("from")
         if from_ is None:
             ln, col = position(select)
             raise PlanError("a streaming SELECT needs a FROM clause", line=ln, col=col)
-        node, scope = self.plan_from(from_.this)
-
         where = select.args.get("where")
-        if where is not None:
-            if contains_aggregate(where.this):
-                ln, col = position(where.this)
-                raise PlanError("aggregates are not allowed in WHERE", line=ln, col=col,
-                                hint="use HAVING")
-            predicate = translate(where.this, scope)
-            self._expect_boolean(predicate, where.this, "WHERE")
+        if where is not None and contains_aggregate(where.this):
+            ln, col = position(where.this)
+            raise PlanError("aggregates are not allowed in WHERE", line=ln, col=col,
+                            hint="use HAVING")
+        condition = where.this if where is not None else None
+        if select.args.get("joins"):
+            from caudal.sql.joins import plan_joins
+
+            # the join conditions found in WHERE are taken out of it (caudal.sql.joins)
+            node, scope, condition = plan_joins(self, select)
+        else:
+            node, scope = self.plan_from(from_.this)
+
+        if condition is not None:
+            predicate = translate(condition, scope)
+            self._expect_boolean(predicate, condition, "WHERE")
             from caudal.sql.window_rank import push_rank_limit
 
             push_rank_limit(node, predicate)  # WHERE rn <= N over a window top-N

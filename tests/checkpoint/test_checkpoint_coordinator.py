@@ -11,14 +11,14 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-pytestmark = pytest.mark.timeout(60)
-
 from caudal.checkpoint.coordinator import MAX_DELTAS, CheckpointCoordinator
 from caudal.checkpoint.manifest import completed_epochs, epoch_dir, read_manifest
 from caudal.checkpoint.recovery import identify, load_state
 from caudal.checkpoint.storage import CheckpointStorage
 from caudal.job import compile_sql
 from caudal.state.incremental import StateDelta
+
+pytestmark = pytest.mark.timeout(60)
 
 SQL = """
 CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', events = '1000');

@@ -81,10 +81,10 @@ def reference(table: pa.Table, gap: int) -> list[tuple]:
     con = duckdb.connect()
     con.register("t", table)
     out = con.sql(f"""
-        WITH r AS (SELECT *, epoch_us(ts) AS u FROM t),
-        s AS (SELECT *, CASE WHEN u - lag(u) OVER (PARTITION BY k ORDER BY u) <= {gap}
+        WITH r AS (SELECT *, epoch_us(ts) AS u, row_number() OVER (ORDER BY ts) AS n FROM t),
+        s AS (SELECT *, CASE WHEN u - lag(u) OVER (PARTITION BY k ORDER BY u, n) <= {gap}
                              THEN 0 ELSE 1 END AS new FROM r),
-        i AS (SELECT *, sum(new) OVER (PARTITION BY k ORDER BY u
+        i AS (SELECT *, sum(new) OVER (PARTITION BY k ORDER BY u, n
                                        ROWS UNBOUNDED PRECEDING) AS sid FROM s)
         SELECT min(u), max(u) + {gap}, k, count(*), sum(x), string_agg(j, ',')
         FROM i GROUP BY k, sid""").fetchall()

@@ -1,0 +1,90 @@
+"""Run one benchmark query through caudal and measure it.
+
+Throughput: the nexmark source generates ``events`` events as fast as it can, the query runs
+to the end, and the figure is events of the sequence / wall-clock seconds from deploying the
+job to its end (planning excluded). Per core, it is events / CPU-seconds the process spent
+(all threads), which does not flatter a run whose threads wait on each other. A short warm-up
+run of the same query comes first, so module imports and the generator's text pools (built
+once per process) are not counted: a streaming job runs long after they are built.
+
+With ``settings.source == "memory"`` the events are generated before the clock starts and
+streamed by the replay source: the time is then the engine's alone, comparable with DuckDB's.
+
+Latency (``settings.pace``): the source hands events out at ``event_rate`` per second of
+wall-clock time, and the bench sink records each result's arrival time minus the time it was
+due (caudal.bench.sink).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from caudal.bench import events
+from caudal.bench.jobs import RunSettings, compile_query, source_columns
+from caudal.bench.memory import peak_rss_bytes, reset_peak, settle
+from caudal.bench.queries import Query
+from caudal.bench.sink import latency_percentiles, take_instances
+from caudal.runtime.local import LocalRuntime
+
+#: events of the warm-up run
+WARMUP_EVENTS = 20_000
+
+
+@dataclass
+class StreamResult:
+    """What one caudal run of a query measured."""
+
+    seconds: float
+    cpu_seconds: float
+    rows_in: int
+    rows_out: int
+    peak_rss: int
+    late_rows: int = 0
+    #: p50/p99/p999/max in ms and the number of samples (latency runs only)
+    latency: dict[str, float] = field(default_factory=dict)
+    batches_out: int = 0
+    table: pa.Table | None = None
+
+
+def run_caudal(query: Query, settings: RunSettings, batch_rows: int = 65536,
+               linger_s: float = 0.005, warmup: bool = True) -> StreamResult:
+    """Run ``query`` once with ``settings`` on the embedded runtime and measure it."""
+    if warmup:
+        small = dataclasses.replace(settings, events=min(WARMUP_EVENTS, settings.events),
+                                    pace=False, collect=False)
+        _run(query, small, batch_rows, linger_s)
+    return _run(query, settings, batch_rows, linger_s)
+
+
+def _run(query: Query, settings: RunSettings, batch_rows: int,
+         linger_s: float) -> StreamResult:
+    compiled = compile_query(query, settings)
+    if settings.source == "memory":  # the input is made before the clock starts
+        for kind, columns in source_columns(compiled).items():
+            events.generate(kind, settings.events, settings.event_rate, settings.seed, columns)
+    take_instances()
+    settle()
+    reset_peak()
+    cpu0 = time.process_time()
+    started = time.perf_counter()
+    runtime = LocalRuntime(batch_rows=batch_rows, linger_s=linger_s)
+    runtime.deploy(compiled.graph)
+    result = runtime.run()
+    seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu0
+    peak = peak_rss_bytes()
+    sinks = take_instances()
+    table = None
+    if settings.collect:
+        batches = [b for s in sinks for b in s.kept]
+        schema = sinks[0].schema if sinks else None
+        table = pa.Table.from_batches(batches, schema=schema) if schema is not None else None
+    return StreamResult(
+        seconds=seconds, cpu_seconds=cpu, rows_in=result.rows_in,
+        rows_out=sum(s.rows for s in sinks), peak_rss=peak, late_rows=result.late_rows,
+        latency=latency_percentiles(sinks) if settings.pace else {},
+        batches_out=sum(s.batches for s in sinks), table=table)

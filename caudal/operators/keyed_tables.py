@@ -1,0 +1,129 @@
+"""Helpers for operators whose state is Arrow tables keyed by SQL values (updating aggregates,
+joins): find rows by key with a hash join, tag state with key groups for snapshots, keep a
+subtask's own key groups on restore, and bring Polars results back to a declared schema.
+
+Keys are matched with Polars joins (one hash join per call, never a Python loop per row).
+GROUP BY keys match NULL to NULL (``nulls_equal=True``); join keys never match NULL (SQL
+equality), which callers choose with ``nulls_equal``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from caudal.state.key_groups import hash_columns, key_group
+from caudal.state.rescale import KEY_GROUP, keep_key_groups, key_group_range
+
+
+def positional(table: pa.Table | pa.RecordBatch, columns: Sequence[str],
+               prefix: str = "_k") -> pl.DataFrame:
+    """The ``columns`` of an Arrow table as a Polars frame with names ``_k0, _k1, …`` (so
+    two sides with clashing or differing names can be joined on the same names)."""
+    arrays = [table.column(c) for c in columns]
+    names = [f"{prefix}{i}" for i in range(len(columns))]
+    return pl.from_arrow(pa.table(dict(zip(names, arrays))), rechunk=False)  # type: ignore[return-value]
+
+
+def lookup(probe: pa.Table, probe_keys: Sequence[str], build: pa.Table,
+           build_keys: Sequence[str]) -> np.ndarray:
+    """For each row of ``probe``, the index of the row of ``build`` with equal keys (NULL
+    equals NULL), or -1. ``build``'s keys must be unique."""
+    n = probe.num_rows
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if build.num_rows == 0:
+        return np.full(n, -1, dtype=np.int64)
+    left = positional(probe, probe_keys).with_row_index("_i")
+    right = positional(build, build_keys).with_row_index("_j")
+    names = [f"_k{i}" for i in range(len(probe_keys))]
+    joined = left.join(right, on=names, how="inner", nulls_equal=True)
+    out = np.full(n, -1, dtype=np.int64)
+    out[joined["_i"].to_numpy()] = joined["_j"].to_numpy()
+    return out
+
+
+def key_group_column(table: pa.Table, keys: Sequence[str], max_key_groups: int) -> pa.Array:
+    """The int32 key group of every row (all 0 when there are no keys)."""
+    if not keys:
+        return pa.array(np.zeros(table.num_rows, dtype=np.int32))
+    return pa.array(key_group(hash_columns(table, list(keys)), max_key_groups))
+
+
+def tag_key_groups(table: pa.Table, keys: Sequence[str], max_key_groups: int) -> pa.Table:
+    """A state table with its ``_key_group`` column, ready for a snapshot."""
+    return table.append_column(KEY_GROUP, key_group_column(table, keys, max_key_groups))
+
+
+def own_rows(table: pa.Table | None, keys: Sequence[str], ctx: Any) -> pa.Table | None:
+    """The rows of a restored state table this subtask owns, without ``_key_group``.
+    Unkeyed state belongs to subtask 0."""
+    if table is None:
+        return None
+    if not keys:
+        if ctx.subtask != 0:
+            table = table.slice(0, 0)
+    else:
+        table = keep_key_groups(table, key_group_range(ctx))
+    if KEY_GROUP in table.column_names:
+        table = table.drop_columns([KEY_GROUP])
+    return table.combine_chunks()
+
+
+def conform_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Cast and order a table's columns to ``schema`` (Polars returns large strings and
+    views; a join may widen integers)."""
+    arrays = []
+    for field in schema:
+        col = table.column(field.name)
+        if not col.type.equals(field.type):
+            col = col.cast(field.type)
+        arrays.append(col)
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def to_arrow(frame: pl.DataFrame) -> pa.Table:
+    """A Polars frame as an Arrow table, string views and large strings as plain strings."""
+    table = frame.to_arrow()
+    fields = []
+    changed = False
+    for f in table.schema:
+        t = _plain(f.type)
+        changed |= not t.equals(f.type)
+        fields.append(pa.field(f.name, t))
+    return table.cast(pa.schema(fields)) if changed else table
+
+
+def _plain(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+        return pa.binary()
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, _plain(f.type)) for f in t])
+    if pa.types.is_large_list(t) or pa.types.is_list_view(t):
+        return pa.list_(_plain(t.value_type))
+    if pa.types.is_list(t):
+        return pa.list_(_plain(t.value_type))
+    return t
+
+
+def take_or_null(values: pa.Array | pa.ChunkedArray, index: np.ndarray) -> pa.Array:
+    """``values[index[i]]``, NULL where ``index[i] < 0``."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    missing = index < 0
+    if not missing.any():
+        return values.take(pa.array(index))
+    return pc.take(values, pa.array(np.where(missing, 0, index), mask=missing))
+
+
+def batches_of(table: pa.Table, rows: int = 1 << 16) -> list[pa.RecordBatch]:
+    if table.num_rows == 0:
+        return []
+    return table.combine_chunks().to_batches(max_chunksize=rows)

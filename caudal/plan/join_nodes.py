@@ -1,0 +1,204 @@
+"""Logical join nodes and how each becomes a two-input vertex of the dataflow.
+
+Three ways to join two streams, chosen by sql.joins from the join condition:
+
+* ``WindowJoin``: both inputs windowed identically and joined on their window bounds: rows
+  wait per window and are joined once the watermark closes it (append output, any outer
+  kind);
+* ``IntervalJoin``: time conditions (``b.t BETWEEN a.t - i1 AND a.t + i2``) bound how long
+  a row can still find a partner, so each side's rows expire with the watermark (append
+  output; outer rows are emitted when they expire unmatched);
+* ``UpdatingJoin``: anything else on equality keys: every row is kept (or until
+  ``updating_ttl``), inputs may be changelogs, and the output is a changelog whenever an
+  input is one or the join is outer (a padded row is retracted when its first match comes).
+
+Columns: the left input's columns keep their names; the right input's are renamed where
+they clash (``right_rename``); ``residual`` (the non-equality conditions) and ``output`` use
+the joined names. The vertex has two inputs: edge ``input=0`` from the left, ``input=1``
+from the right, both hash-partitioned on the keys (``single`` to one subtask when there is
+no key).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import pyarrow as pa
+
+from caudal.durations import format_duration_us
+from caudal.plan.expressions import Expr
+from caudal.plan.logical import LogicalNode
+from caudal.plan.physical import OperatorSpec
+from caudal.plan.physical_planner import LOWERINGS, PhysicalPlanner
+
+SIDES = ("left", "right")
+
+
+@dataclass(frozen=True)
+class TimeConstraint:
+    """``small.col + offset_us <= big.col`` between a column of one side and one of the
+    other (sides: 0 left, 1 right), taken from the join condition."""
+
+    small_side: int
+    small_col: str
+    offset_us: int
+    big_side: int
+    big_col: str
+
+
+@dataclass(eq=False)
+class Join(LogicalNode):
+    left: LogicalNode = None  # type: ignore[assignment]
+    right: LogicalNode = None  # type: ignore[assignment]
+    #: inner, left, right or full
+    kind: str = "inner"
+    left_keys: list[str] = field(default_factory=list)
+    right_keys: list[str] = field(default_factory=list)
+    #: right input column -> its name in the joined rows (left columns keep theirs)
+    right_rename: dict[str, str] = field(default_factory=dict)
+    #: joined names emitted, in order
+    output: list[str] = field(default_factory=list)
+    #: conditions other than key equality, over joined names
+    residual: Expr | None = None
+    line: int | None = None
+    col: int | None = None
+
+    def children(self) -> list[LogicalNode]:
+        return [self.left, self.right]
+
+    def joined_name(self, side: int, column: str) -> str:
+        return column if side == 0 else self.right_rename.get(column, column)
+
+    def needed_columns(self) -> set[str]:
+        """Joined names the operator reads besides the output (keys, conditions)."""
+        cols = set(self.left_keys) | {self.joined_name(1, k) for k in self.right_keys}
+        if self.residual is not None:
+            cols |= self.residual.columns()
+        return cols
+
+    def prune_inputs(self, required: set[str] | None) -> list[set[str] | None]:
+        """Column pruning (plan.optimizer): keep only the output columns used above, and
+        ask each input for the columns the join reads."""
+        if required is not None:
+            keep = [c for c in self.output if c in required]
+            if keep != self.output:
+                self.output = keep
+                self.schema = pa.schema([self.schema.field(c) for c in keep])
+        need = set(self.output) | self.needed_columns()
+        left = {c for c in self.left.schema.names if c in need}
+        right = {c for c in self.right.schema.names if self.joined_name(1, c) in need}
+        return [left, right]
+
+    def operator_params(self) -> dict:
+        return {"kind": self.kind, "left_schema": self.left.schema,
+                "right_schema": self.right.schema, "left_keys": list(self.left_keys),
+                "right_keys": list(self.right_keys), "right_rename": dict(self.right_rename),
+                "output_schema": self.schema, "residual": self.residual}
+
+    def _describe_keys(self) -> str:
+        pairs = ", ".join(f"{a} = {self.joined_name(1, b)}"
+                          for a, b in zip(self.left_keys, self.right_keys)) or "no key"
+        extra = f" AND {self.residual}" if self.residual is not None else ""
+        return f"{self.kind.upper()} ON {pairs}{extra}"
+
+
+@dataclass(eq=False)
+class UpdatingJoin(Join):
+    accepts_updates: ClassVar[bool] = True
+    ttl_us: int | None = None
+
+    @property
+    def updating(self) -> bool:
+        return self.left.updating or self.right.updating or self.kind != "inner"
+
+    @property
+    def updating_reason(self) -> str | None:
+        if self.kind != "inner" and not (self.left.updating or self.right.updating):
+            return (f"a {self.kind.upper()} JOIN (a padded row is retracted when its first "
+                    f"match arrives)")
+        return None
+
+    def describe(self) -> str:
+        ttl = f" ttl={format_duration_us(self.ttl_us)}" if self.ttl_us else ""
+        return f"UpdatingJoin {self._describe_keys()}{ttl}"
+
+    def operator_params(self) -> dict:
+        return {**super().operator_params(), "updating_inputs": [self.left.updating,
+                                                                 self.right.updating],
+                "ttl_us": self.ttl_us, "updating_output": self.updating}
+
+
+@dataclass(eq=False)
+class IntervalJoin(Join):
+    constraints: list[TimeConstraint] = field(default_factory=list)
+    #: per side: (column, delta): a row can still match while watermark <= min(col + delta)
+    retention: list[list[tuple[str, int]]] = field(default_factory=list)
+    #: per side: (column, lateness): a row with col < watermark - lateness is late
+    late_checks: list[list[tuple[str, int]]] = field(default_factory=list)
+    #: the output watermark trails the input's by this much (rows emitted late by it)
+    holdback_us: int = 0
+
+    def time_bounds(self) -> dict[str, int]:
+        return {self.time_column: 0} if self.time_column in self.output else {}
+
+    def describe(self) -> str:
+        keep = "; ".join(f"{SIDES[s]} rows until watermark > " + (" min ".join(
+            f"{c} + {format_duration_us(d) if d >= 0 else '-' + format_duration_us(-d)}"
+            for c, d in r)) for s, r in enumerate(self.retention))
+        return f"IntervalJoin {self._describe_keys()} ({keep})"
+
+    def operator_params(self) -> dict:
+        return {**super().operator_params(), "retention": self.retention,
+                "late_checks": self.late_checks, "holdback_us": self.holdback_us}
+
+
+@dataclass(eq=False)
+class WindowJoin(Join):
+    #: per side: (column, offset): the window end of a row is ``col + offset``
+    window_end: list[tuple[str, int]] = field(default_factory=list)
+    window: object = None
+
+    def describe(self) -> str:
+        return f"WindowJoin {self.window} {self._describe_keys()}"
+
+    def window_lineage(self) -> dict[str, tuple[object, str]]:
+        from caudal.plan.lineage import window_columns
+
+        out = {}
+        for side, node in enumerate((self.left, self.right)):
+            for col, info in window_columns(node).items():
+                name = self.joined_name(side, col)
+                if name in self.output:
+                    out.setdefault(name, info)
+        return out
+
+    def time_bounds(self) -> dict[str, int]:
+        return {c: 0 for c, (_, what) in self.window_lineage().items() if what != "start"}
+
+    def operator_params(self) -> dict:
+        return {**super().operator_params(), "window_end": self.window_end}
+
+
+_KINDS = {UpdatingJoin: "updating_join", IntervalJoin: "interval_join",
+          WindowJoin: "window_join"}
+
+
+def _lower_join(planner: PhysicalPlanner, node: Join) -> int:
+    left = planner.lower(node.left)
+    right = planner.lower(node.right)
+    keyed = bool(node.left_keys)
+    kind = _KINDS[type(node)]
+    v = planner.new_vertex(kind.replace("_", " "), parallelism=None if keyed else 1, inputs=2)
+    partitioning = "hash" if keyed else "single"
+    planner.connect(left, v.id, partitioning, node.left_keys, input=0)
+    planner.connect(right, v.id, partitioning, node.right_keys, input=1)
+    label = node.describe()
+    if node.updating:
+        label += " (changelog)"
+    v.operators.append(OperatorSpec(kind, node.operator_params(), label, node.schema))
+    return v.id
+
+
+for _cls in _KINDS:
+    LOWERINGS[_cls] = _lower_join

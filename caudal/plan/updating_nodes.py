@@ -1,0 +1,82 @@
+"""The logical node of an updating (non-windowed) GROUP BY, and its lowering.
+
+``UpdatingAggregate`` emits a changelog whatever its input: a key's row is revised as rows
+arrive. It takes an updating input too (a nested aggregate, a join that retracts), which is
+why the plan records ``input.updating`` for the operator. Lowered to a new vertex fed by a
+``hash`` edge on the keys (``single`` to one subtask for a global aggregate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from caudal.durations import format_duration_us
+from caudal.plan.aggregates import AggCall
+from caudal.plan.logical import LogicalNode
+from caudal.plan.physical import OperatorSpec
+from caudal.plan.physical_planner import LOWERINGS, PhysicalPlanner
+
+#: default flush interval of updating results (processing time)
+DEFAULT_FLUSH_US = 1_000_000
+
+
+@dataclass(eq=False)
+class UpdatingAggregate(LogicalNode):
+    accepts_updates: ClassVar[bool] = True
+    input: LogicalNode = None  # type: ignore[assignment]
+    #: input columns the rows are grouped by (output under the same names)
+    keys: list[str] = field(default_factory=list)
+    aggregates: list[AggCall] = field(default_factory=list)
+    agg_names: list[str] = field(default_factory=list)
+    #: the input's event time column (first_value / last_value order by it)
+    time_input: str | None = None
+    flush_us: int = DEFAULT_FLUSH_US
+    ttl_us: int | None = None
+
+    @property
+    def updating(self) -> bool:
+        return True
+
+    @property
+    def updating_reason(self) -> str:
+        keys = ", ".join(self.keys) or "the whole input"
+        return f"a GROUP BY without a window (aggregates per {keys})"
+
+    def children(self) -> list[LogicalNode]:
+        return [self.input]
+
+    def input_columns(self) -> set[str]:
+        cols = set(self.keys)
+        if self.time_input:
+            cols.add(self.time_input)
+        for a in self.aggregates:
+            cols.update(a.args)
+            if a.filter:
+                cols.add(a.filter)
+        return cols
+
+    def describe(self) -> str:
+        aggs = ", ".join(f"{a} AS {n}" for a, n in zip(self.aggregates, self.agg_names))
+        ttl = f" ttl={format_duration_us(self.ttl_us)}" if self.ttl_us else ""
+        source = " over a changelog" if self.input.updating else ""
+        return (f"UpdatingAggregate keys=[{', '.join(self.keys)}] aggs=[{aggs}]{source} "
+                f"flush={format_duration_us(self.flush_us) if self.flush_us else '0s'}{ttl}")
+
+
+def _lower_updating_aggregate(planner: PhysicalPlanner, node: UpdatingAggregate) -> int:
+    upstream = planner.lower(node.input)
+    keyed = bool(node.keys)
+    v = planner.new_vertex("updating aggregate", parallelism=None if keyed else 1)
+    planner.connect(upstream, v.id, "hash" if keyed else "single", node.keys)
+    params = {"keys": list(node.keys), "aggregates": list(node.aggregates),
+              "input_schema": node.input.schema, "output_schema": node.schema,
+              "time_column": node.time_input, "updating_input": node.input.updating,
+              "flush_us": node.flush_us, "ttl_us": node.ttl_us}
+    aggs = ", ".join(f"{a} AS {n}" for a, n in zip(node.aggregates, node.agg_names))
+    label = f"updating aggregate by [{', '.join(node.keys)}]: {aggs} (changelog)"
+    v.operators.append(OperatorSpec("updating_aggregate", params, label, node.schema))
+    return v.id
+
+
+LOWERINGS[UpdatingAggregate] = _lower_updating_aggregate

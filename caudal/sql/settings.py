@@ -1,0 +1,48 @@
+"""Reading ``SET name = value`` settings that planning depends on.
+
+A duration is written as caudal durations (``500ms``, ``1s``, ``2h``) or as SQL interval text
+(``'1 hour'``, ``'30 minutes'``); a bad value is a planning error naming the setting.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from caudal.durations import parse_duration_us
+from caudal.errors import CaudalError, PlanError
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def duration_setting(settings: dict[str, Any], name: str, default: int | None) -> int | None:
+    """The setting ``name`` in microseconds, or ``default`` when it is not set."""
+    raw = settings.get(name)
+    if raw is None:
+        return default
+    text = str(raw).strip().strip("'")
+    if text.lower() in ("none", "off", ""):
+        return None
+    try:
+        return parse_duration_us(text, name)
+    except CaudalError:
+        pass
+    from caudal.sql.catalog import parse_interval_text
+
+    try:
+        return parse_interval_text(text)
+    except CaudalError:
+        raise PlanError(f"SET {name} = {raw!r} is not a duration",
+                        hint="write e.g. '1s', '500ms' or '1 hour'") from None
+
+
+def bool_setting(settings: dict[str, Any], name: str, default: bool = False) -> bool:
+    raw = settings.get(name)
+    if raw is None:
+        return default
+    text = str(raw).strip().strip("'").lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise PlanError(f"SET {name} = {raw!r} is not a boolean", hint="write true or false")

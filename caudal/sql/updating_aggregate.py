@@ -1,0 +1,130 @@
+"""GROUP BY without a window: an updating aggregate (a running result per key, revised as
+rows arrive, emitted as a changelog).
+
+sql.aggregates hands over a GROUP BY that names no window. The plan has the same shape as a
+windowed one — ``Project`` (keys, aggregate arguments, FILTER conditions as columns) ->
+``UpdatingAggregate`` -> ``Filter`` (HAVING) -> ``Project`` (the SELECT list) — and reuses
+its name resolution and aggregate translation. What differs: the result is a changelog, so
+the sink must take one (plan.changelog), and over an updating input (a nested aggregate, an
+outer join) every aggregate must be able to retract a row.
+
+Settings: ``SET updating_flush = '1s'`` (how often changed results are emitted; ``0`` emits
+after every batch), ``SET updating_ttl = '1 hour'`` (forget a key unchanged that long).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from sqlglot import exp
+
+from caudal.errors import PlanError
+from caudal.plan.aggregates import AggCall
+from caudal.plan.expressions import Column, Expr
+from caudal.plan.functions.coerce import cast
+from caudal.plan.logical import Filter, LogicalNode, Project
+from caudal.plan.updating_nodes import DEFAULT_FLUSH_US, UpdatingAggregate
+from caudal.sql.aggregates import (
+    AggregateScope,
+    _key,
+    _resolve_group_item,
+    _translate_aggregate,
+    collect_aggregates,
+)
+from caudal.sql.scope import Scope, ScopeColumn, position
+from caudal.sql.settings import duration_setting
+from caudal.types import sql_name
+
+
+def plan_updating_aggregate(planner, select: exp.Select, node: LogicalNode,
+                            scope: Scope) -> tuple[LogicalNode, Scope]:
+    """Plan the GROUP BY / aggregates of ``select`` (no window) over ``node``."""
+    from caudal.operators.updating_aggregate import retraction_problem
+    from caudal.sql.expressions import translate
+
+    group = select.args.get("group")
+    items = [_resolve_group_item(i, select, scope) for i in group.expressions] \
+        if group is not None else []
+    time_input = node.time_column if not node.updating else None
+
+    pre_exprs: list[Expr] = []
+    pre_names: list[str] = []
+    if time_input is not None:
+        pre_exprs.append(Column(node.schema.field(time_input).type, time_input))
+        pre_names.append("__time")
+    computed: dict[str, Expr] = {}
+    visible: list[ScopeColumn] = []
+    key_names: list[str] = []
+    taken: set[str] = {"__time"}
+    for i, key_node in enumerate(items):
+        expr = translate(key_node, scope)
+        name = key_node.name if isinstance(key_node, exp.Column) and \
+            isinstance(expr, Column) else f"__key{i}"
+        if name.lower() in taken:
+            name = f"__key{i}"
+        taken.add(name.lower())
+        key_names.append(name)
+        pre_exprs.append(expr)
+        pre_names.append(name)
+        computed[_key(key_node)] = Column(expr.dtype, name)
+        if isinstance(key_node, exp.Column):
+            source = next((c for c in scope.columns if c.name.lower() == key_node.name.lower()
+                           and (not key_node.table or (c.relation or "").lower()
+                                == key_node.table.lower())), None)
+            visible.append(ScopeColumn(source.relation if source else None, key_node.name,
+                                       expr.dtype, name))
+
+    having = select.args.get("having")
+    agg_nodes = collect_aggregates(list(select.expressions) +
+                                   ([having.this] if having is not None else []))
+    calls: list[AggCall] = []
+    agg_names: list[str] = []
+    for i, agg_node in enumerate(agg_nodes):
+        agg = _translate_aggregate(agg_node, scope, time_input is not None)
+        args = []
+        for j, a in enumerate(agg.args):
+            pre_exprs.append(a)
+            pre_names.append(f"__arg{i}_{j}")
+            args.append(f"__arg{i}_{j}")
+        filt = None
+        if agg.filter is not None:
+            pre_exprs.append(agg.filter)
+            pre_names.append(f"__filter{i}")
+            filt = f"__filter{i}"
+        call = AggCall(agg.func, tuple(args), agg.dtype, agg.distinct, filt, agg.options,
+                       text=_key(agg_node))
+        if node.updating:
+            problem = retraction_problem(call)
+            if problem is not None:
+                ln, col = position(agg_node)
+                raise PlanError(f"{call} over an updating input: {problem}", line=ln, col=col,
+                                hint="over a changelog use count, sum, avg, min, max, "
+                                     "count(DISTINCT …), variance or stddev")
+        name = f"__agg{i}"
+        calls.append(call)
+        agg_names.append(name)
+        computed[_key(agg_node)] = Column(agg.dtype, name)
+
+    pre_schema = pa.schema([pa.field(n, e.dtype if not pa.types.is_null(e.dtype)
+                                     else pa.string()) for n, e in zip(pre_names, pre_exprs)])
+    pre_exprs = [cast(e, pre_schema.field(i).type) for i, e in enumerate(pre_exprs)]
+    pre = Project(pre_schema, "__time" if time_input else None, input=node, exprs=pre_exprs)
+
+    out_fields = [pre_schema.field(k) for k in key_names]
+    out_fields += [pa.field(n, c.dtype) for n, c in zip(agg_names, calls)]
+    settings = planner.catalog.settings
+    aggregate = UpdatingAggregate(
+        pa.schema(out_fields), None, input=pre, keys=key_names, aggregates=calls,
+        agg_names=agg_names, time_input="__time" if time_input else None,
+        flush_us=duration_setting(settings, "updating_flush", DEFAULT_FLUSH_US),
+        ttl_us=duration_setting(settings, "updating_ttl", None))
+
+    post_scope = AggregateScope(columns=visible, computed=computed, input_scope=scope)
+    result: LogicalNode = aggregate
+    if having is not None:
+        predicate = translate(having.this, post_scope)
+        if not (pa.types.is_boolean(predicate.dtype) or pa.types.is_null(predicate.dtype)):
+            ln, col = position(having.this)
+            raise PlanError(f"HAVING needs a boolean condition, got {sql_name(predicate.dtype)}",
+                            line=ln, col=col)
+        result = Filter(result.schema, None, input=result, predicate=predicate)
+    return planner.plan_projection(select.expressions, result, post_scope)

@@ -1,0 +1,43 @@
+"""The job fingerprint: identical across processes and parallelism, insensitive to where in
+the file a statement is written, different when what the job computes changes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from caudal.checkpoint.fingerprint import describe_differences, job_fingerprint
+from caudal.checkpoint.recovery import identify
+from caudal.job import compile_sql
+from tests.conftest import REPO
+
+SQL = """
+CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', events = '1000');
+CREATE TABLE out WITH (connector = 'filesystem', path = '/tmp/out');
+INSERT INTO out SELECT auction, count(*) AS n, tumble(INTERVAL '1' SECOND) AS window
+FROM bids WHERE price > {limit} GROUP BY auction, window;
+"""
+
+
+def _fp(sql: str, parallelism: int = 1) -> str:
+    return job_fingerprint(compile_sql(sql, parallelism).graph)
+
+
+def test_same_job_same_fingerprint_in_another_process():
+    here = _fp(SQL.format(limit=10))
+    code = ("from caudal.checkpoint.fingerprint import job_fingerprint\n"
+            "from caudal.job import compile_sql\n"
+            f"print(job_fingerprint(compile_sql({SQL.format(limit=10)!r}, 3).graph))")
+    there = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.strip()
+    assert here == there == _fp("\n\n-- a comment\n" + SQL.format(limit=10), 2)
+
+
+def test_a_changed_query_changes_it_and_says_where():
+    old = compile_sql(SQL.format(limit=10)).graph
+    new = compile_sql(SQL.format(limit=20)).graph
+    assert job_fingerprint(old) != job_fingerprint(new)
+    ident = identify(old)
+    recorded = {"vertices": [{"id": v.id, "name": v.name, "fingerprint": ident.vertices[v.id]}
+                             for v in old.vertices]}
+    assert "[0] source bids changed" in describe_differences(new, recorded)

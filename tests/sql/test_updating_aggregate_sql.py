@@ -1,0 +1,123 @@
+"""Updating (non-windowed) GROUP BY: the changelog a debezium_json sink receives folds to
+DuckDB's batch answer, at parallelism 1 and 4, with flushes after every batch (the most
+retractions) and at the end only."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from caudal.errors import PlanError
+from caudal.job import compile_sql
+from tests.changelog_helpers import fold, run_changelog
+from tests.conftest import make_bids
+from tests.helpers import normalized_rows
+
+DDL = "CREATE TABLE bids WITH (connector = 'filesystem', path = '{path}');"
+
+QUERIES = [
+    # running aggregates per key
+    "SELECT auction, count(*) AS n, max(price) AS mx, min(channel) AS mc, sum(price) AS s "
+    "FROM bids GROUP BY auction",
+    "SELECT channel, avg(price) AS a, count(DISTINCT bidder) AS d, stddev_samp(price) AS sd, "
+    "bool_or(price > 9000) AS hi FROM bids GROUP BY channel",
+    "SELECT auction % 7 AS g, count(price) FILTER (WHERE channel = 'apple') AS n, "
+    "sum(DISTINCT price % 10) AS sd FROM bids GROUP BY auction % 7 HAVING count(*) > 600",
+    "SELECT count(*) AS n, max(price) AS mx, avg(price) AS a FROM bids",
+    # nested: an aggregate over an updating aggregate (retractable min/max/avg/distinct)
+    "SELECT n, count(*) AS k, min(mx) AS lo, max(mx) AS hi, avg(mx) AS a, "
+    "count(DISTINCT mx % 3) AS d, sum(mx) AS s FROM "
+    "(SELECT auction, count(*) AS n, max(price) AS mx FROM bids GROUP BY auction) GROUP BY n",
+    "SELECT count(*) AS groups, sum(n) AS total, var_pop(n) AS v FROM "
+    "(SELECT bidder, count(*) AS n FROM bids WHERE price > 100 GROUP BY bidder)",
+]
+
+
+@pytest.fixture(scope="module")
+def bids_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bids") / "bids.parquet"
+    table = make_bids(6000, seed=11)
+    pq.write_table(table, path, row_group_size=500)
+    return path, table
+
+
+@pytest.mark.parametrize("parallelism,flush", [(1, "0"), (4, "0"), (4, "1s")])
+@pytest.mark.parametrize("query", QUERIES)
+def test_updating_aggregate_folds_to_duckdb(tmp_path, duck, bids_file, query, parallelism, flush):
+    path, table = bids_file
+    changes = run_changelog(DDL.format(path=path), query, tmp_path / "out",
+                            parallelism=parallelism,
+                            settings=f"SET updating_flush = '{flush}';", batch_rows=700)
+    got = fold(changes)
+    bids = table  # noqa: F841 - DuckDB reads the local variable by name
+    expected = duck.sql(query).to_arrow_table()
+    assert normalized_rows(got) == normalized_rows(expected)
+
+
+def test_every_batch_flush_produces_retractions(tmp_path, bids_file):
+    path, _ = bids_file
+    changes = run_changelog(DDL.format(path=path),
+                            "SELECT channel, count(*) AS n FROM bids GROUP BY channel",
+                            tmp_path / "out", settings="SET updating_flush = '0';",
+                            batch_rows=500)
+    ops = set(changes.column("_op").to_pylist())
+    assert ops == {1, -2, 2}
+    assert len(fold(changes)) == 6
+
+
+def test_updating_result_into_append_sink_is_refused(tmp_path, bids_file):
+    path, _ = bids_file
+    script = (DDL.format(path=path) + f"\nCREATE TABLE out WITH (connector = 'filesystem', "
+              f"path = '{tmp_path}', format = 'parquet');\n"
+              "INSERT INTO out SELECT channel, count(*) FROM bids GROUP BY channel;")
+    with pytest.raises(PlanError) as err:
+        compile_sql(script)
+    text = str(err.value)
+    assert "updating" in text and "debezium_json" in text and "line 3" in text
+
+
+def test_window_aggregate_over_updating_input_is_refused(bids_file):
+    path, _ = bids_file
+    script = (DDL.format(path=path) + "\nSELECT count(*) FROM (SELECT auction, "
+              "max(date_time) AS t FROM bids GROUP BY auction) GROUP BY tumble(INTERVAL "
+              "'1' SECOND);")
+    with pytest.raises(PlanError, match="updating input|event time|window"):
+        compile_sql(script)
+
+
+def test_order_dependent_aggregate_over_changelog_is_refused(bids_file):
+    path, _ = bids_file
+    script = (DDL.format(path=path) + "\nSELECT n, string_agg(channel, ',') FROM (SELECT "
+              "channel, count(*) AS n FROM bids GROUP BY channel) GROUP BY n;")
+    with pytest.raises(PlanError, match="order of rows") as err:
+        compile_sql(script)
+    assert err.value.line == 2
+
+
+def test_ttl_and_flush_settings_reach_the_operator(bids_file):
+    path, _ = bids_file
+    script = ("SET updating_ttl = '1 hour';\nSET updating_flush = '250ms';\n" +
+              DDL.format(path=path) + "\nSELECT auction, count(*) FROM bids GROUP BY auction;")
+    graph = compile_sql(script).graph
+    specs = [op for v in graph.vertices for op in v.operators
+             if op.kind == "updating_aggregate"]
+    assert specs[0].params["ttl_us"] == 3_600_000_000
+    assert specs[0].params["flush_us"] == 250_000
+
+
+def test_bad_setting_is_a_plan_error(bids_file):
+    path, _ = bids_file
+    script = "SET updating_flush = 'soon';\n" + DDL.format(path=path) + \
+        "\nSELECT auction, count(*) FROM bids GROUP BY auction;"
+    with pytest.raises(PlanError, match="updating_flush"):
+        compile_sql(script)
+
+
+def test_empty_global_aggregate_gives_one_row(tmp_path, duck):
+    path = tmp_path / "empty.parquet"
+    pq.write_table(make_bids(10).slice(0, 0), path)
+    query = "SELECT count(*) AS n, sum(price) AS s FROM bids"
+    got = fold(run_changelog(DDL.format(path=path), query, tmp_path / "out"))
+    assert got.to_pylist() == [{"n": 0, "s": None}]
+    assert isinstance(got, pa.Table)
