@@ -178,6 +178,10 @@ def cmd_run(args) -> int:
             summary += f" (first: {result.bad_row_examples[0]})"
     if result.late_rows:
         summary += f"; {result.late_rows:,} late rows dropped"
+    corrupt = result.metrics.get("corrupt_retractions", 0)
+    if corrupt:
+        summary += (f"; {corrupt:,} retractions of rows never inserted ignored (the input "
+                    "changelog is inconsistent)")
     print(summary, file=sys.stderr)
     return 0
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 from caudal.connectors.base import SourceMetrics
 from caudal.formats import debezium_json
 from caudal.formats.bad_data import BadDataPolicy
-from caudal.job import run_sql
+from caudal.job import compile_sql, run_sql
 from caudal.plan.changelog import OP
 
 
@@ -24,6 +24,8 @@ def run_changelog(ddl: str, select: str, out_dir: Path, schema: pa.Schema | None
     out_dir.mkdir(parents=True, exist_ok=True)
     script = (f"{settings}\n{ddl}\nCREATE TABLE out WITH (connector = 'filesystem', "
               f"path = '{out_dir}', format = 'debezium_json');\nINSERT INTO out {select};")
+    if schema is None:  # the sink's columns as planned
+        schema = compile_sql(script).job.outputs[-1].plan.table.schema
     run_sql(script, parallelism=parallelism, **runtime)
     return read_changes(out_dir, schema)
 

@@ -69,15 +69,16 @@ def queries(kind: str, style: str, keys: bool = True) -> tuple[str, str, list[st
                "session": ("session(INTERVAL '3' SECOND)", "SESSION", "INTERVAL '3' SECOND",
                            session_rows(3 * S, key))}
     call, tvf, args, reference = windows[kind]
-    duck = f"SELECT ws, we, {key_sql}{theirs} FROM {reference} GROUP BY ws, we{', ' + key_sql[:-2] if keys else ''}"
+    group = ", ".join(["ws", "we", *key])
+    duck = f"SELECT ws, we, {key_sql}{theirs} FROM {reference} GROUP BY {group}"
     if style == "arroyo":
         caudal = (f"SELECT w.start AS ws, w.\"end\" AS we, {key_sql}{ours}, {call} AS w "
                   f"FROM bids GROUP BY {key_sql}w")
     else:
         table = "TABLE bids PARTITION BY auction" if kind == "session" and keys else "TABLE bids"
+        group = ", ".join(["window_start", "window_end", *key])
         caudal = (f"SELECT window_start AS ws, window_end AS we, {key_sql}{ours} FROM "
-                  f"TABLE({tvf}({table}, DESCRIPTOR(date_time), {args})) "
-                  f"GROUP BY window_start, window_end{', ' + key_sql[:-2] if keys else ''}")
+                  f"TABLE({tvf}({table}, DESCRIPTOR(date_time), {args})) GROUP BY {group}")
     return caudal, duck, columns
 
 
@@ -153,4 +154,54 @@ GROUP BY window_start, window_end, window_time, auction;"""
                    f"// {10 * S}) FROM {window_rows('tumble', 60 * S)} GROUP BY ALL"
                    ).to_arrow_table().rename_columns(["ws", "auction", "total", "windows"])
     columns = ["ws", "auction", "total", "windows"]
+    assert_same_rows(rows_of(got, columns), rows_of(want, columns))
+
+
+TOP_N = {
+    # Flink: window aggregate, then ROW_NUMBER per window
+    "aggregate": ("""SELECT * FROM (
+        SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end
+                                     ORDER BY num DESC, auction) AS rn
+        FROM (SELECT window_start, window_end, auction, count(*) AS num
+              FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '10' SECOND))
+              GROUP BY window_start, window_end, auction)) WHERE rn <= 3""",
+                  ["window_start", "auction", "num", "rn"]),
+    # Arroyo: the window struct in PARTITION BY, RANK with ties
+    "struct": ("""SELECT w.start AS window_start, auction, num, r FROM (
+        SELECT *, RANK() OVER (PARTITION BY w ORDER BY num DESC) AS r
+        FROM (SELECT auction, count(*) AS num, hop(INTERVAL '5' SECOND, INTERVAL '10' SECOND)
+              AS w FROM bids GROUP BY auction, w)) WHERE r <= 2""",
+               ["window_start", "auction", "num", "r"]),
+    # Flink: top rows of each window straight from the table function
+    "rows": ("""SELECT window_start, price, bidder, n FROM (
+        SELECT *, DENSE_RANK() OVER (PARTITION BY window_start, window_end
+                                     ORDER BY price DESC) AS n
+        FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '10' SECOND)))
+        WHERE n <= 2""", ["window_start", "price", "n"]),
+}
+TOP_N_DUCK = {
+    "aggregate": """SELECT * FROM (SELECT ws AS window_start, auction, num, ROW_NUMBER() OVER
+        (PARTITION BY ws ORDER BY num DESC, auction NULLS LAST) AS rn FROM (SELECT ws, auction,
+        count(*) AS num FROM {tumble} GROUP BY ALL)) WHERE rn <= 3""",
+    "struct": """SELECT * FROM (SELECT ws AS window_start, auction, num, RANK() OVER
+        (PARTITION BY ws ORDER BY num DESC) AS r FROM (SELECT ws, auction, count(*) AS num
+        FROM {hop} GROUP BY ALL)) WHERE r <= 2""",
+    "rows": """SELECT * FROM (SELECT ws AS window_start, price, DENSE_RANK() OVER
+        (PARTITION BY ws ORDER BY price DESC NULLS FIRST) AS n FROM {tumble}) WHERE n <= 2""",
+}
+
+
+@pytest.mark.parametrize("parallelism", [1, 4])
+@pytest.mark.parametrize("name", sorted(TOP_N))
+def test_top_n_per_window_matches_duckdb(tmp_path, name, parallelism):
+    events = make_events(2000, seed=3, disorder_ms=1500)
+    path = write_input(events, tmp_path / "in", "parquet")
+    query, columns = TOP_N[name]
+    got = run_to_table(DDL["parquet"].format(path=path), query, tmp_path / "out", parallelism)
+    con = duckdb.connect()
+    con.register("bids", events)
+    sql = TOP_N_DUCK[name].format(tumble=window_rows("tumble", 10 * S),
+                                  hop=window_rows("hop", 10 * S, 5 * S))
+    want = con.sql(sql).to_arrow_table()
+    want = want.set_column(0, "window_start", want.column(0).cast(pa.int64()))
     assert_same_rows(rows_of(got, columns), rows_of(want, columns))

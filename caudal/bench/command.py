@@ -15,7 +15,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from caudal.bench.jobs import NotSupported, RunSettings, compile_query
+from caudal.bench.jobs import NotSupported, RunSettings, compile_query, is_updating, plan_summary
 from caudal.bench.queries import Query, load_queries, select
 from caudal.bench.report import QueryReport, console_lines, machine
 from caudal.durations import parse_duration_s
@@ -95,11 +95,6 @@ def settings_of(args) -> RunSettings:
                        seed=args.seed, parallelism=args.parallelism)
 
 
-def _comparable(query: Query) -> bool:
-    """Row counts are comparable when the query's output is append-only (no changelog)."""
-    return "updating" not in query.kind and "processing" not in query.kind
-
-
 def bench_query(query: Query, settings: RunSettings, compare: str | None = None,
                 batch_rows: int = 65536, linger_s: float = 0.005,
                 warmup: bool = True, info: dict | None = None) -> QueryReport:
@@ -110,12 +105,18 @@ def bench_query(query: Query, settings: RunSettings, compare: str | None = None,
                          events=settings.events, parallelism=settings.parallelism,
                          status="ok", machine=info or {})
     try:
-        compile_query(query, settings)
+        compiled = compile_query(query, settings)
     except NotSupported as e:
         report.status, report.reason = "unsupported", str(e)
         return report
+    report.plan, report.updating = plan_summary(compiled), is_updating(compiled)
     try:
         run = run_caudal(query, settings, batch_rows, linger_s, warmup)
+    except ImportError as e:  # planned, but its operator is still being written
+        needs = f" (needs {query.needs})" if query.needs else ""
+        report.status = "unsupported"
+        report.reason = f"not yet supported by caudal{needs}: {type(e).__name__}: {e}"
+        return report
     except Exception as e:  # noqa: BLE001 - reported, the suite goes on
         report.status = "failed"
         report.reason = f"caudal failed: {type(e).__name__}: {e}"
@@ -124,7 +125,7 @@ def bench_query(query: Query, settings: RunSettings, compare: str | None = None,
     report.cpu_seconds = run.cpu_seconds
     report.events_per_s = settings.events / run.seconds
     report.events_per_cpu_s = settings.events / run.cpu_seconds if run.cpu_seconds else None
-    report.rows_in, report.rows_out = run.rows_in, run.rows_out
+    report.rows_in, report.rows_out, report.net_rows = run.rows_in, run.rows_out, run.net_rows
     report.peak_rss_mb = run.peak_rss / 1e6
     if settings.pace:
         report.rate = settings.event_rate
@@ -167,8 +168,8 @@ def _compare_duckdb(query: Query, settings: RunSettings, report: QueryReport,
         report.generator_ratio = report.seconds / batch.seconds
         if report.memory_seconds is not None:
             report.ratio = report.memory_seconds / batch.seconds
-    if _comparable(query):
-        report.rows_match = batch.rows == report.rows_out
+    if report.net_rows is not None:
+        report.rows_match = batch.rows == report.net_rows
 
 
 def cmd_bench(args) -> int:

@@ -109,3 +109,18 @@ def source_columns(compiled: CompiledJob) -> dict[str, set[str]]:
         if kind:
             out[kind].update(spec.projection or spec.schema.names)
     return dict(out)
+
+
+def plan_summary(compiled: CompiledJob) -> str:
+    """How caudal runs the job, in a few words: its stateful vertices in graph order
+    ("window hop(2s, 10s), updating aggregate, updating join"), or "stateless chain"."""
+    names: list[str] = []
+    for v in compiled.graph.vertices:
+        if v.source is None and not v.name.startswith("sink ") and v.name not in names:
+            names.append(v.name)
+    return ", ".join(names) if names else "stateless chain"
+
+
+def is_updating(compiled: CompiledJob) -> bool:
+    """True when the job's result is a changelog (rows may be retracted)."""
+    return any(getattr(o.plan.input, "updating", False) for o in compiled.job.outputs)

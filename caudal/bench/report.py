@@ -23,12 +23,17 @@ class QueryReport:
     #: "ok", "unsupported" (caudal cannot plan it yet) or "failed"
     status: str
     reason: str = ""
+    #: how caudal planned it (jobs.plan_summary) and whether its result is a changelog
+    plan: str = ""
+    updating: bool = False
     seconds: float | None = None
     cpu_seconds: float | None = None
     events_per_s: float | None = None
     events_per_cpu_s: float | None = None
     rows_in: int | None = None
     rows_out: int | None = None
+    #: result rows: rows_out, or inserts minus retractions when ``updating``
+    net_rows: int | None = None
     peak_rss_mb: float | None = None
     #: latency runs: the input rate asked for and the one achieved, and percentiles in ms
     rate: float | None = None
@@ -45,7 +50,7 @@ class QueryReport:
     ratio: float | None = None
     #: caudal seconds generating its events as it runs / DuckDB seconds
     generator_ratio: float | None = None
-    #: whether both engines produced the same number of rows (None: not compared)
+    #: whether DuckDB's row count equals caudal's result rows (None: not compared)
     rows_match: bool | None = None
     machine: dict[str, Any] = field(default_factory=dict)
 
@@ -107,12 +112,14 @@ def console_lines(r: QueryReport) -> list[str]:
     head = f"{r.query:<8} {r.title[:60]}"
     if r.status != "ok":
         return [head, f"         {r.reason}"]
-    lines = [head]
+    lines = [head, f"         plan: {r.plan}" + (" (updating: the result is a changelog)"
+                                                    if r.updating else "")]
     lines.append(f"         caudal: {human(r.events)} events, parallelism {r.parallelism}: "
                  f"{r.seconds:.3f} s, {human(r.events_per_s, 'events/s')}, "
                  f"{human(r.events_per_cpu_s, 'events/s')} per core (per CPU-second), "
                  f"peak RSS {r.peak_rss_mb:.0f} MB, {r.rows_in:,} rows in, "
-                 f"{r.rows_out:,} rows out")
+                 f"{r.rows_out:,} rows out"
+                 + (f" ({r.net_rows:,} result rows after retractions)" if r.updating else ""))
     if r.rate is not None:
         if r.latency_ms:
             lat = r.latency_ms
@@ -145,7 +152,7 @@ def console_lines(r: QueryReport) -> list[str]:
 
 def markdown_table(reports: list[QueryReport]) -> str:
     """The README's figures table: one row per query and parallelism."""
-    head = ("| query | kind | P | events/s (generator) | per core | peak RSS | caudal s "
+    head = ("| query | caudal runs it as | P | events/s (generator) | per core | peak RSS | caudal s "
             "(generator) | caudal s (in memory) | DuckDB s | ratio (in memory) | ratio "
             "(generator) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = [head]
@@ -163,7 +170,7 @@ def markdown_table(reports: list[QueryReport]) -> str:
             continue
         duck = seconds(r.duckdb_seconds) if r.duckdb_seconds is not None else \
             (r.duckdb_note.replace("no batch answer: ", "none: ") or "-")
-        rows.append(f"| {r.query} | {r.kind} | {r.parallelism} | {human(r.events_per_s)} | "
+        rows.append(f"| {r.query} | {r.plan} | {r.parallelism} | {human(r.events_per_s)} | "
                     f"{human(r.events_per_cpu_s)} | {r.peak_rss_mb:.0f} MB | "
                     f"{seconds(r.seconds)} | {seconds(r.memory_seconds)} | {duck} | "
                     f"{ratio(r.ratio)} | {ratio(r.generator_ratio)} |")

@@ -42,6 +42,8 @@ class StreamResult:
     cpu_seconds: float
     rows_in: int
     rows_out: int
+    #: rows of the result: rows_out, or inserts minus retractions of an updating query
+    net_rows: int
     peak_rss: int
     late_rows: int = 0
     #: p50/p99/p999/max in ms and the number of samples (latency runs only)
@@ -81,10 +83,13 @@ def _run(query: Query, settings: RunSettings, batch_rows: int,
     table = None
     if settings.collect:
         batches = [b for s in sinks for b in s.kept]
-        schema = sinks[0].schema if sinks else None
-        table = pa.Table.from_batches(batches, schema=schema) if schema is not None else None
+        if batches:  # a changelog's batches carry _op beyond the sink's schema
+            table = pa.Table.from_batches(batches)
+        elif sinks:
+            table = sinks[0].schema.empty_table()
     return StreamResult(
         seconds=seconds, cpu_seconds=cpu, rows_in=result.rows_in,
-        rows_out=sum(s.rows for s in sinks), peak_rss=peak, late_rows=result.late_rows,
+        rows_out=sum(s.rows for s in sinks), net_rows=sum(s.net_rows for s in sinks),
+        peak_rss=peak, late_rows=result.late_rows,
         latency=latency_percentiles(sinks) if settings.pace else {},
         batches_out=sum(s.batches for s in sinks), table=table)

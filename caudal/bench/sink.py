@@ -23,6 +23,7 @@ import pyarrow as pa
 from caudal.connectors.base import Sink
 from caudal.connectors.nexmark import bool_option
 from caudal.errors import ConfigError
+from caudal.plan.changelog import OP, weights
 from caudal.plan.tables import TableSpec
 
 #: every bench sink of the process, so the harness can read them after a run
@@ -32,6 +33,10 @@ _LOCK = threading.Lock()
 
 class BenchSink(Sink):
     """Discards rows (like blackhole) after counting them and timing their arrival."""
+
+    #: like blackhole it takes a changelog: an updating query's rows (inserts and
+    #: retractions) are counted and timed like any others
+    accepts_updates = True
 
     OPTIONS = {
         "latency_column": "a TIMESTAMP result column: latency = arrival - its value",
@@ -45,6 +50,8 @@ class BenchSink(Sink):
     def __init__(self, table: TableSpec, subtask: int = 0, parallelism: int = 1):
         super().__init__(table, subtask, parallelism)
         self.rows = 0
+        #: rows of the result (inserts minus retractions, for an updating query)
+        self.net_rows = 0
         self.batches = 0
         self.column = table.options.get("latency_column")
         self.collect = bool_option(table, "collect", False)
@@ -66,6 +73,10 @@ class BenchSink(Sink):
         arrived = time.time_ns() // 1000
         self.rows += batch.num_rows
         self.batches += 1
+        if OP in batch.schema.names:  # a changelog: the result has sum(weights) rows
+            self.net_rows += int(weights(batch).sum())
+        else:
+            self.net_rows += batch.num_rows
         if self.column is not None:
             due = batch.column(self.column).cast(pa.int64()).to_numpy(zero_copy_only=False)
             self.latencies.append((arrived - due).astype(np.int32))

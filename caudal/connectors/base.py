@@ -79,7 +79,19 @@ class Source(ABC):
 
 
 class Sink(ABC):
-    """Writes one subtask's share of a table, exactly once through two-phase commit."""
+    """Writes one subtask's share of a table, exactly once through two-phase commit.
+
+    The protocol (driven by the runtime and caudal.checkpoint): at each barrier
+    ``pre_commit(epoch)`` makes the epoch's rows durable but invisible and returns a
+    JSON-serializable state, stored in the checkpoint's manifest; once the manifest is written
+    ``commit(epoch)`` makes them visible. After a crash, before the job starts again, the
+    runtime creates one instance per *old* subtask, calls ``open(schema, restored=<its state
+    in the manifest>)``, ``commit(<checkpoint epoch>)``, then ``abort(e)`` for every epoch
+    started after the checkpoint, then ``close()``; the sinks of the new run are opened with
+    ``restored=None``. A PostgreSQL sink maps this to PREPARE TRANSACTION / COMMIT PREPARED /
+    ROLLBACK PREPARED with transaction ids derived from (table, subtask, epoch); a Kafka sink to
+    a transactional producer per subtask.
+    """
 
     #: True if the sink accepts a changelog (rows with retractions)
     accepts_updates: bool = False
@@ -100,7 +112,8 @@ class Sink(ABC):
         return cls.accepts_updates
 
     def open(self, schema: pa.Schema, restored: dict[str, Any] | None = None) -> None:
-        """Prepare to write rows of ``schema``; ``restored`` is the state of a checkpoint."""
+        """Prepare to write rows of ``schema``. ``restored`` (recovery only) is the state the
+        last ``pre_commit`` of this subtask returned, so that ``commit`` can finish it."""
         self.schema = schema
 
     @abstractmethod
@@ -109,14 +122,19 @@ class Sink(ABC):
 
     def pre_commit(self, epoch: int) -> dict[str, Any]:
         """Flush what was written since the last epoch to a hidden place (or an open
-        transaction) and return what is needed to commit or abort it later."""
+        transaction) and return what is needed to commit it later: every pre-committed epoch
+        not committed yet, not only this one (a checkpoint that failed is carried by the next).
+        By convention a state whose ``pending`` entry is empty (or ``{}``) has nothing
+        awaiting commit."""
         return {}
 
     def commit(self, epoch: int) -> None:
-        """Make the epoch's pre-committed data visible. Must be idempotent."""
+        """Make the pre-committed data of ``epoch`` and earlier visible. Must be idempotent
+        (it is repeated after a crash during the commit)."""
 
     def abort(self, epoch: int) -> None:
-        """Discard the epoch's pre-committed data. Must be idempotent."""
+        """Discard the epoch's pre-committed data. Must be idempotent, and do what it can on
+        an instance that never saw the epoch (recovery aborts epochs of a crashed run)."""
 
     def close(self) -> None:
         """End of input: the runtime has already committed the final epoch."""

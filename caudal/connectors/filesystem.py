@@ -25,8 +25,8 @@ from caudal import formats
 from caudal.connectors.base import Sink, Source
 from caudal.errors import CaudalError, ConfigError, RuntimeFailure
 from caudal.formats.bad_data import BadDataPolicy
-from caudal.plan.pruning import cannot_match
 from caudal.plan.changelog import OP, OP_TYPE, table_is_changelog
+from caudal.plan.pruning import cannot_match
 from caudal.plan.tables import TableSpec
 from caudal.types import conform_batch
 

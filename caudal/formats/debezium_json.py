@@ -27,9 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from caudal.errors import ConfigError, DataError
-from caudal.formats import bad_data
+from caudal.formats import bad_data, lines
 from caudal.formats import json as json_format
-from caudal.formats import lines
 from caudal.plan.changelog import (
     DELETE,
     INSERT,
@@ -65,14 +64,26 @@ def infer_schema(stream: Any) -> pa.Schema:
                       hint="lines like {\"before\": null, \"after\": {…}, \"op\": \"c\"}")
 
 
-def changes(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Envelope rows -> changelog rows (the columns of ``schema`` and ``_op``)."""
-    n = table.num_rows
-    op_text = table.column("op").combine_chunks() if n else pa.array([], pa.string())
+def changes(table: pa.Table, schema: pa.Schema,
+            policy: bad_data.BadDataPolicy | None = None) -> pa.Table:
+    """Envelope rows -> changelog rows (the columns of ``schema`` and ``_op``). A line whose
+    ``op`` is not c, r, u or d is malformed: an error, or dropped and counted when the
+    table says ``bad_data = 'drop'``."""
+    op_text = table.column("op").combine_chunks() if table.num_rows else \
+        pa.array([], pa.string())
     codes = pc.index_in(op_text, pa.array(list(_CODES)))
     if codes.null_count:
-        bad = pc.filter(op_text, pc.is_null(codes))
-        raise DataError(f"debezium op {bad[0].as_py()!r} is not c, r, u or d")
+        bad = pc.is_null(codes)
+        if policy is None or policy.mode != "drop":
+            where = f"{policy.where}: " if policy is not None else ""
+            raise DataError(f"malformed record in {where}debezium op "
+                            f"{pc.filter(op_text, bad)[0].as_py()!r} is not c, r, u or d",
+                            hint="fix the record, or set bad_data = 'drop' to skip such "
+                                 "records")
+        policy.metrics.bad_rows_dropped += int(pc.sum(bad).as_py())
+        table = table.filter(pc.invert(bad))
+        op_text, codes = pc.filter(op_text, pc.invert(bad)), pc.drop_null(codes)
+    n = table.num_rows
     code = np.array(list(_CODES.values()), dtype=np.int8)[
         codes.to_numpy(zero_copy_only=False)]
     is_update = code == UPDATE_AFTER
@@ -106,7 +117,7 @@ def read(stream: Any, schema: pa.Schema, policy: bad_data.BadDataPolicy,
         schema = schema.remove(schema.get_field_index(OP))
     for table in json_format.read(stream, envelope(schema), policy, block_size):
         if table.num_rows:
-            yield changes(table, schema)
+            yield changes(table, schema, policy)
 
 
 def encode(batch: pa.RecordBatch) -> bytes:

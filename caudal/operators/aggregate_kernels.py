@@ -84,6 +84,8 @@ class Kernel:
 
     def _value(self, batch, cast: pa.DataType | None = None) -> pa.Array:
         value = _as_array(batch.column(self.call.args[0]))
+        if pa.types.is_null(value.type):  # Acero has no kernels for the null type
+            value = value.cast(self.call.dtype)
         if cast is not None and not value.type.equals(cast):
             value = value.cast(cast)
         mask = self._mask(batch)

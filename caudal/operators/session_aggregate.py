@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from caudal.operators.aggregate_kernels import MERGE, PARTIAL, Aggregator, GroupIndex
 from caudal.operators.base import Operator, OperatorContext
@@ -41,11 +42,24 @@ _PENDING_ROWS = 1 << 18
 
 
 def _key_ids(table: pa.Table, keys: list[str]) -> np.ndarray:
-    """A dense id per distinct key combination (NULLs equal), for each row."""
+    """A dense id per distinct key combination (NULLs equal), for each row. Struct keys
+    (an Arroyo ``window``) are grouped by their fields."""
     if not keys:
         return np.zeros(table.num_rows, dtype=np.int64)
-    rows = table.select(keys).append_column("__row", pa.array(np.arange(table.num_rows)))
-    grouped = rows.group_by(keys, use_threads=False).aggregate([("__row", "list")])
+    columns: dict[str, pa.Array] = {}
+    pending = [(k, table.column(k)) for k in keys]
+    while pending:
+        name, col = pending.pop(0)
+        if pa.types.is_struct(col.type):
+            col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+            pending += [(f"{name}.{col.type.field(i).name}", pc.struct_field(col, [i]))
+                        for i in range(col.type.num_fields)]
+        else:
+            columns[f"__k{len(columns)}"] = col
+    names = list(columns)
+    columns["__row"] = pa.array(np.arange(table.num_rows))
+    grouped = pa.table(columns).group_by(names, use_threads=False).aggregate(
+        [("__row", "list")])
     return GroupIndex(grouped["__row_list"], table.num_rows).gid
 
 

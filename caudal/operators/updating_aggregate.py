@@ -4,34 +4,27 @@ No window ever closes, so a result row is *revised*: when a key's aggregates cha
 operator retracts the row it emitted before and inserts the new one (an update pair, see
 plan.changelog). Changes are collected and emitted at most every ``flush_us`` (processing
 time) and at the end of the input, so a hot key costs one update per flush, not one per row.
+Every aggregate is computed by the window aggregate's kernels (operators.aggregate_kernels:
+partial, merge, final), never by a second implementation.
 
-State layout (all Arrow tables, one row per key, never a Python object per key):
+Two ways to keep state, chosen by whether the input is a changelog (all Arrow tables and
+NumPy columns, never a Python object per key):
 
-* ``table``: the keys, the aggregate states of ``operators.aggregate_kernels`` (the windows'
-  partial / merge / final kernels, reused as they are), the current value of every
-  *multiset* aggregate (``_ms{j}``) and the last time the key changed (``_seen``, for TTL);
-* ``multisets[j]``: for aggregates that cannot subtract a value (min, max, bool_and/or,
-  DISTINCT) over an updating input, the multiset of (key, value) with its multiplicity;
-* ``pending`` / ``pending_neg``: partial states of the rows inserted / retracted since the
-  last flush (kept apart: a delta whose count nets to zero cannot carry a mean).
+* append-only input (``_Merged``): one row of partial aggregate states per key. A batch is
+  aggregated once into partial states; at a flush the partials of the touched keys merge
+  with their stored states. Every aggregate works, first_value and string_agg included.
+* updating input (``_Multiset``): the multiset of input rows per key (the rows' columns and
+  a multiplicity ``_m``), and the values last emitted per key. At a flush the pending
+  changes are netted, checked against the multiset, applied, and the touched keys'
+  aggregates are recomputed from their rows. So min, max and DISTINCT retract exactly, and a
+  retraction of a row that was never inserted (a corrupt upstream changelog) is recognized:
+  it is counted in the ``corrupt_retractions`` metric and ignored, never made a negative
+  count. Order-dependent aggregates (first_value, last_value, string_agg) are refused over
+  a changelog at planning.
 
-Retractions: over an append-only input every aggregate is a kernel of the window aggregate.
-Over an updating input a batch is split by sign; the retracted rows' partial state is
-*negated* (count, sum, avg, variance are invertible: their merge is a sum, Chan's formula
-included) and merged after the insertions, so a state's count never goes below the true
-one; a hidden ``count(*)`` tells when a key has no rows left
-(its row is then retracted), and a hidden ``count(x)`` per ``sum`` tells when a sum becomes
-NULL again. min/max/DISTINCT keep their value multisets. first_value, last_value and
-string_agg depend on order and are refused over an updating input at planning.
-
-A retraction of a row that was never inserted (a corrupt upstream changelog) would drive a
-count below zero: it is counted in the ``corrupt_retractions`` metric and ignored, and the
-key's state is dropped rather than made negative.
-
-Flush: the pending partials merge into delta rows per touched key (``_i``: the key's
-position among the touched keys), the keys are looked up in ``table`` with one hash join,
-old, inserted and retracted states merge by ``_i``, and the final values before and after
-are compared to emit only what changed.
+A flush compares each touched key's values before and after: a new key is inserted, a key
+without rows left is deleted, a changed key is an update pair, an unchanged one emits
+nothing.
 """
 
 from __future__ import annotations
@@ -47,6 +40,7 @@ import pyarrow.compute as pc
 
 from caudal.operators.aggregate_kernels import Aggregator
 from caudal.operators.base import Operator, OperatorContext
+from caudal.operators.join_rows import SideState, repeat_rows
 from caudal.operators.keyed_tables import (
     batches_of,
     lookup,
@@ -62,23 +56,21 @@ from caudal.plan.changelog import (
     INSERT,
     OP,
     OP_TYPE,
+    data_columns,
     interleave_updates,
     rows_equal,
     weights,
 )
 
-#: aggregates kept as value multisets over an updating input
-MULTISET = {"min", "max", "bool_and", "bool_or"}
-#: aggregates whose state subtracts (negated partial states merge like any other)
-INVERTIBLE = {"count", "sum", "avg", "var_pop", "var_samp", "stddev_pop", "stddev_samp"}
 #: order-dependent aggregates: refused over an updating input
 ORDERED = {"first_value", "last_value", "string_agg"}
 
 _ROW = "_i"
 _SEEN = "_seen"
-_VALUE, _MULT = "_v", "_m"
+_MULT = "_m"
+_WEIGHT = "_w"
 _GLOBAL = "_g"
-#: merge pending partial tables once this many pile up
+#: merge pending tables once this many pile up
 _COMPACT_PENDING = 32
 
 
@@ -90,52 +82,250 @@ def retraction_problem(call: AggCall) -> str | None:
     return None
 
 
-def _multiset_kind(call: AggCall) -> bool:
-    return call.func in MULTISET or call.func == "approx_count_distinct" or (
-        call.distinct and call.func in ("count", "sum", "avg"))
+class _Changes:
+    """What a flush found: the touched keys, and per key whether a row existed before and
+    after, with the aggregate values before and after."""
+
+    def __init__(self, keys: pa.Table, old_exists: np.ndarray, old: list[pa.Array],
+                 exists: np.ndarray, new: list[pa.Array]):
+        self.keys, self.old_exists, self.old = keys, old_exists, old
+        self.exists, self.new = exists, new
 
 
-class _Plan:
-    """How each user aggregate is computed: ('kernel', index into the Aggregator's calls)
-    or ('multiset', index into the multisets); plus the hidden calls."""
+class _Merged:
+    """Partial aggregate states per key, for an append-only input."""
 
-    def __init__(self, aggregates: Sequence[AggCall], updating_input: bool):
-        #: calls run by the window kernels; 0 is the hidden count(*)
-        self.calls: list[AggCall] = [AggCall("count", (), pa.int64(), text="count(*)")]
-        self.multisets: list[AggCall] = []
-        self.where: list[tuple[str, int]] = []
-        #: for a sum over an updating input: the kernel index of its hidden count(x)
-        self.sum_counts: dict[int, int] = {}
-        hidden: list[tuple[int, AggCall]] = []
-        for call in aggregates:
-            if updating_input and _multiset_kind(call):
-                self.where.append(("multiset", len(self.multisets)))
-                self.multisets.append(call)
-                continue
-            if updating_input and call.func not in INVERTIBLE:
-                raise ValueError(retraction_problem(call) or f"{call.func} cannot retract")
-            self.where.append(("kernel", len(self.calls)))
-            if updating_input and call.func == "sum":
-                hidden.append((len(self.calls), AggCall(
-                    "count", call.args, pa.int64(), filter=call.filter)))
-            self.calls.append(call)
-        for index, count in hidden:
-            self.sum_counts[index] = len(self.calls)
-            self.calls.append(count)
+    def __init__(self, group: list[str], aggregates: list[AggCall], input_schema: pa.Schema,
+                 time_column: str | None):
+        self.group = group
+        self.aggregator = Aggregator(aggregates, input_schema, time_column)
+        self.table: pa.Table | None = None
+        self.pending: list[pa.Table] = []
+
+    def add(self, keys: dict[str, pa.Array], batch: pa.RecordBatch, ctx) -> None:
+        columns = dict(keys)
+        columns.update(self.aggregator.prepare(batch))
+        self.pending.append(self.aggregator.partial(pa.table(columns), self.group))
+        if len(self.pending) >= _COMPACT_PENDING:
+            self._compact()
+
+    def _compact(self) -> None:
+        if len(self.pending) > 1:
+            self.pending = [self.aggregator.merge(pa.concat_tables(self.pending), self.group)]
+
+    def flush(self, now: int, ctx) -> _Changes | None:
+        if not self.pending:
+            return None
+        self._compact()
+        delta = self.pending[0]
+        self.pending = []
+        touched = delta.select(self.group).combine_chunks()
+        n = touched.num_rows
+        table = self.table
+        found = lookup(touched, self.group, table, self.group) if table is not None \
+            else np.full(n, -1, dtype=np.int64)
+        matched = found >= 0
+        state_cols = [c for c in delta.column_names if c not in self.group]
+        schema = delta.select(state_cols).schema
+        parts = [delta.select(state_cols).append_column(_ROW, pa.array(np.arange(n)))]
+        old_rows = None
+        if matched.any():
+            old_rows = table.take(pa.array(found[matched]))
+            parts.append(old_rows.select(state_cols).cast(schema).append_column(
+                _ROW, pa.array(np.flatnonzero(matched))))
+            merged = self.aggregator.merge(pa.concat_tables(parts), [_ROW])
+        else:
+            merged = parts[0]
+        merged = merged.take(pa.array(np.argsort(merged.column(_ROW).to_numpy())))
+        new_state = touched
+        for name in state_cols:
+            new_state = new_state.append_column(name, merged.column(name))
+        new_state = new_state.append_column(_SEEN, pa.array(np.full(n, now, dtype=np.int64)))
+        if table is None:
+            self.table = new_state
+        else:
+            untouched = np.ones(table.num_rows, dtype=bool)
+            untouched[found[matched]] = False
+            self.table = pa.concat_tables([table.filter(pa.array(untouched)),
+                                           new_state.cast(table.schema)])
+        new = self.aggregator.final(merged)
+        if old_rows is not None:
+            ranks = np.full(n, -1, dtype=np.int64)
+            ranks[matched] = np.arange(int(matched.sum()))
+            old = [take_or_null(v, ranks) for v in self.aggregator.final(old_rows)]
+        else:
+            old = [pa.nulls(n, v.type) for v in new]
+        return _Changes(touched, matched, old, np.ones(n, dtype=bool), new)
+
+    def expire(self, before: int) -> None:
+        if self.table is not None and self.table.num_rows:
+            self.table = self.table.filter(pc.greater_equal(self.table.column(_SEEN), before))
+
+    def snapshot(self, mkg: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.table is not None:
+            out["table"] = tag_key_groups(self.table, self.group, mkg)
+        self._compact()
+        if self.pending:
+            out["pending"] = tag_key_groups(self.pending[0], self.group, mkg)
+        return out
+
+    def restore(self, state: dict[str, Any], keys: list[str], ctx) -> None:
+        self.table = own_rows(state.get("table"), keys, ctx)
+        pending = own_rows(state.get("pending"), keys, ctx)
+        self.pending = [pending] if pending is not None and pending.num_rows else []
+
+    def rows(self) -> int:
+        return self.table.num_rows if self.table is not None else 0
 
 
-def _negate(aggregator: Aggregator, partial: pa.Table) -> pa.Table:
-    """The partial state of retracted rows, negated so that merging it subtracts them."""
-    columns = {}
-    for name in partial.column_names:
-        columns[name] = partial.column(name)
-    for kernel in aggregator.kernels:
-        p = kernel.p
-        for suffix in ("_n", "_v", "_s", "_m2"):
-            name = p + suffix
-            if name in columns:
-                columns[name] = pc.negate(columns[name])
-    return pa.table(columns)
+class _Multiset:
+    """The multiset of input rows per key and the values last emitted, for a changelog
+    input (exact retraction of every aggregate)."""
+
+    def __init__(self, group: list[str], aggregates: list[AggCall], input_schema: pa.Schema,
+                 keyed: bool):
+        self.group = group
+        columns = [f for f in input_schema if f.name != OP]
+        if not keyed:
+            columns = [pa.field(_GLOBAL, pa.int8()), *columns]
+        self.schema = pa.schema(columns)
+        self.aggregator = Aggregator(aggregates, input_schema, None)
+        self.rows = SideState(self.schema, group, {_MULT: np.int64})
+        self.values: pa.Table | None = None
+        self.pending: list[pa.Table] = []
+
+    def add(self, keys: dict[str, pa.Array], batch: pa.RecordBatch, ctx) -> None:
+        data = data_columns(batch)
+        columns = {f.name: keys[f.name] if f.name in keys else data.column(f.name)
+                   for f in self.schema}
+        columns[_WEIGHT] = pa.array(weights(batch))
+        self.pending.append(pa.table(columns))
+        if len(self.pending) >= _COMPACT_PENDING:
+            self.pending = [self._net(self.pending)]
+
+    def _net(self, tables: list[pa.Table]) -> pa.Table:
+        """Equal rows' weights summed (zeros dropped), one Polars group_by."""
+        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        names = self.schema.names
+        frame = positional(table, names).with_columns(
+            pl.from_arrow(table.column(_WEIGHT)).alias(_WEIGHT))
+        cols = [f"_k{i}" for i in range(len(names))]
+        net = frame.group_by(cols).agg(pl.col(_WEIGHT).sum()).filter(pl.col(_WEIGHT) != 0)
+        out = to_arrow(net)
+        arrays = [out.column(c).cast(f.type) for c, f in zip(cols, self.schema)]
+        arrays.append(out.column(_WEIGHT).cast(pa.int64()))
+        return pa.Table.from_arrays(arrays, names=[*names, _WEIGHT])
+
+    def flush(self, now: int, ctx) -> _Changes | None:
+        if not self.pending:
+            return None
+        delta = self._net(self.pending)
+        self.pending = []
+        if delta.num_rows == 0:
+            return None
+        names = self.schema.names
+        net = delta.column(_WEIGHT).to_numpy()
+        rows = delta.drop_columns([_WEIGHT])
+        stored = self.rows
+        found = lookup(rows, names, stored.rows, names) if stored.size else \
+            np.full(rows.num_rows, -1, dtype=np.int64)
+        known = found >= 0
+        have = np.zeros(len(net), dtype=np.int64)
+        have[known] = stored[_MULT][found[known]]
+        excess = np.maximum(-net - have, 0)
+        if excess.any():
+            ctx.metrics["corrupt_retractions"] += int(excess.sum())
+            net = np.where(excess > 0, -have, net)
+        if known.any():
+            stored[_MULT][found[known]] += net[known]
+        new = ~known & (net > 0)
+        if new.any():
+            stored.append(rows.filter(pa.array(new)), **{_MULT: net[new]})
+        if (net < 0).any():
+            stored.keep(stored[_MULT] > 0)
+        changed = net != 0
+        if not changed.any():
+            return None
+        touched = rows.filter(pa.array(changed)).select(self.group).group_by(
+            self.group, use_threads=False).aggregate([]).select(self.group).combine_chunks()
+        return self._recompute(touched, now)
+
+    def _recompute(self, touched: pa.Table, now: int) -> _Changes:
+        """The touched keys' aggregates from their rows, against the values emitted before."""
+        n = touched.num_rows
+        stored = self.rows
+        owner = lookup(stored.rows, self.group, touched, self.group) if stored.size else \
+            np.zeros(0, dtype=np.int64)
+        mine = owner >= 0
+        subset = repeat_rows(stored.take(mine), stored[_MULT][mine])
+        where = np.repeat(owner[mine], stored[_MULT][mine])
+        columns = {_ROW: pa.array(where)}
+        columns.update(self.aggregator.prepare(subset))
+        exists = np.zeros(n, dtype=bool)
+        if subset.num_rows:
+            states = self.aggregator.partial(pa.table(columns), [_ROW])
+            position = states.column(_ROW).to_numpy()
+            exists[position] = True
+            index = np.full(n, -1, dtype=np.int64)
+            index[position] = np.arange(states.num_rows)
+            new = [take_or_null(v, index) for v in self.aggregator.final(states)]
+        else:
+            new = [pa.nulls(n, k.call.dtype) for k in self.aggregator.kernels]
+        new = [v.cast(k.call.dtype) if not v.type.equals(k.call.dtype) else v
+               for v, k in zip(new, self.aggregator.kernels)]
+        values = self.values
+        found = lookup(touched, self.group, values, self.group) if values is not None and \
+            values.num_rows else np.full(n, -1, dtype=np.int64)
+        old_exists = found >= 0
+        value_cols = [f"_e{i}" for i in range(len(new))]
+        if old_exists.any():
+            old = [take_or_null(values.column(c), found) for c in value_cols]
+        else:
+            old = [pa.nulls(n, v.type) for v in new]
+        kept = touched.filter(pa.array(exists))
+        for c, v in zip(value_cols, new):
+            kept = kept.append_column(c, v.filter(pa.array(exists)))
+        kept = kept.append_column(_SEEN, pa.array(np.full(kept.num_rows, now, dtype=np.int64)))
+        if values is None:
+            self.values = kept
+        else:
+            untouched = np.ones(values.num_rows, dtype=bool)
+            untouched[found[old_exists]] = False
+            self.values = pa.concat_tables([values.filter(pa.array(untouched)),
+                                            kept.cast(values.schema)])
+        return _Changes(touched, old_exists, old, exists, new)
+
+    def expire(self, before: int) -> None:
+        values = self.values
+        if values is None or values.num_rows == 0:
+            return
+        old = values.column(_SEEN).to_numpy() < before
+        if not old.any():
+            return
+        gone = values.filter(pa.array(old)).select(self.group)
+        self.values = values.filter(pa.array(~old))
+        if self.rows.size:
+            self.rows.keep(lookup(self.rows.rows, self.group, gone, self.group) < 0)
+
+    def snapshot(self, mkg: int) -> dict[str, Any]:
+        out: dict[str, Any] = {"rows": tag_key_groups(self.rows.table(), self.group, mkg)}
+        if self.values is not None:
+            out["values"] = tag_key_groups(self.values, self.group, mkg)
+        if self.pending:
+            self.pending = [self._net(self.pending)]
+            out["pending"] = tag_key_groups(self.pending[0], self.group, mkg)
+        return out
+
+    def restore(self, state: dict[str, Any], keys: list[str], ctx) -> None:
+        rows = own_rows(state.get("rows"), keys, ctx)
+        self.rows.load(rows)
+        self.values = own_rows(state.get("values"), keys, ctx)
+        pending = own_rows(state.get("pending"), keys, ctx)
+        self.pending = [pending] if pending is not None and pending.num_rows else []
+
+    def rows_count(self) -> int:
+        return self.rows.size + (self.values.num_rows if self.values is not None else 0)
 
 
 class UpdatingAggregate(Operator):
@@ -152,17 +342,20 @@ class UpdatingAggregate(Operator):
                  ttl_us: int | None = None):
         self.keys = list(keys)
         self.group = self.keys or [_GLOBAL]
+        self.aggregates = list(aggregates)
         self.output_schema = output_schema
         self.updating_input = updating_input
         self.flush_us = max(0, int(flush_us))
         self.ttl_us = ttl_us
-        self.plan = _Plan(aggregates, updating_input)
-        self.aggregator = Aggregator(self.plan.calls, input_schema, time_column)
-        self.table: pa.Table | None = None
-        self.multisets: list[pa.Table | None] = [None] * len(self.plan.multisets)
-        self.pending: list[pa.Table] = []
-        self.pending_neg: list[pa.Table] = []
-        self.pending_ms: list[list[pa.Table]] = [[] for _ in self.plan.multisets]
+        if updating_input:
+            for call in aggregates:
+                problem = retraction_problem(call)
+                if problem is not None:
+                    raise ValueError(problem)
+            self.state: _Merged | _Multiset = _Multiset(self.group, self.aggregates,
+                                                        input_schema, bool(self.keys))
+        else:
+            self.state = _Merged(self.group, self.aggregates, input_schema, time_column)
         #: the global (keyless) group's row has been emitted
         self.emitted_global = False
         self._next_flush = 0.0
@@ -174,60 +367,17 @@ class UpdatingAggregate(Operator):
 
     # ---- input ----------------------------------------------------------------------------
 
-    def _key_columns(self, batch: pa.RecordBatch) -> dict[str, pa.Array]:
-        if not self.keys:
-            return {_GLOBAL: pa.array(np.zeros(batch.num_rows, dtype=np.int8))}
-        return {k: batch.column(k) for k in self.keys}
-
-    def _partial(self, batch: pa.RecordBatch) -> pa.Table:
-        columns = self._key_columns(batch)
-        columns.update(self.aggregator.prepare(batch))
-        return self.aggregator.partial(pa.table(columns), self.group)
-
     def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:
         if batch.num_rows == 0:
             return ()
-        if not self.updating_input or OP not in batch.schema.names:
-            self.pending.append(self._partial(batch))
+        if self.keys:
+            keys = {k: batch.column(k) for k in self.keys}
         else:
-            w = weights(batch)
-            positive = w > 0
-            if positive.all():
-                self.pending.append(self._partial(batch))
-            else:
-                if positive.any():
-                    self.pending.append(self._partial(batch.filter(pa.array(positive))))
-                negative = batch.filter(pa.array(~positive))
-                self.pending_neg.append(_negate(self.aggregator, self._partial(negative)))
-            for j, call in enumerate(self.plan.multisets):
-                delta = self._multiset_delta(call, batch, w)
-                if delta is not None:
-                    self.pending_ms[j].append(delta)
-        if len(self.pending) + len(self.pending_neg) >= _COMPACT_PENDING:
-            self._compact_pending()
-            for j in range(len(self.pending_ms)):
-                if len(self.pending_ms[j]) > 1:
-                    self.pending_ms[j] = [_sum_multiset(self.pending_ms[j], self.group)]
+            keys = {_GLOBAL: pa.array(np.zeros(batch.num_rows, dtype=np.int8))}
+        self.state.add(keys, batch, self.ctx)
         if self.flush_us == 0 or time.monotonic() >= self._next_flush:
             return self.flush()
         return ()
-
-    def _multiset_delta(self, call: AggCall, batch: pa.RecordBatch,
-                        w: np.ndarray) -> pa.Table | None:
-        """(keys, value, signed count) of the rows that feed a multiset aggregate."""
-        value = batch.column(call.args[0])
-        keep = pc.is_valid(value)
-        if call.filter is not None:
-            keep = pc.and_(keep, pc.fill_null(batch.column(call.filter), False))
-        columns = self._key_columns(batch)
-        columns[_VALUE] = value
-        columns[_MULT] = pa.array(w)
-        table = pa.table(columns).filter(keep)
-        if table.num_rows == 0:
-            return None
-        return _sum_multiset([table], self.group)
-
-    # ---- time -----------------------------------------------------------------------------
 
     def on_processing_time(self, now_us: int) -> Sequence[pa.RecordBatch]:
         if self.flush_us and time.monotonic() >= self._next_flush:
@@ -247,122 +397,23 @@ class UpdatingAggregate(Operator):
         """Fold the pending changes into the state and emit what changed."""
         self._next_flush = time.monotonic() + self.flush_us / 1e6
         now = time.time_ns() // 1000
-        out: list[pa.RecordBatch] = []
         if self.ttl_us is not None:
-            self._expire(now - self.ttl_us)
-        if not self.pending and not self.pending_neg:
-            return out
-        self._compact_pending()
-        inserted = self.pending[0] if self.pending else None
-        retracted = self.pending_neg[0] if self.pending_neg else None
-        self.pending, self.pending_neg = [], []
-        if inserted is not None and retracted is not None:
-            touched = pa.concat_tables([inserted.select(self.group),
-                                        retracted.select(self.group)]).group_by(
-                self.group, use_threads=False).aggregate([])
-        else:
-            touched = (inserted if inserted is not None else retracted).select(self.group)
-        touched = touched.select(self.group).combine_chunks()
-        n = touched.num_rows
-        table = self.table
-        found = lookup(touched, self.group, table, self.group) if table is not None \
-            else np.full(n, -1, dtype=np.int64)
-        matched = found >= 0
-        old_rows = table.take(pa.array(found[matched])) if table is not None and \
-            matched.any() else None
-        # merge old, inserted and retracted partial states by the touched key's position
-        some = inserted if inserted is not None else retracted
-        state_cols = [c for c in some.column_names if c not in self.group]
-        schema = some.select(state_cols).schema
-        parts = []
-        if old_rows is not None:
-            parts.append(old_rows.select(state_cols).cast(schema).append_column(
-                _ROW, pa.array(np.flatnonzero(matched))))
-        for delta in (inserted, retracted):
-            if delta is None:
-                continue
-            rows = np.arange(n) if inserted is None or retracted is None else \
-                lookup(delta, self.group, touched, self.group)
-            parts.append(delta.select(state_cols).cast(schema).append_column(
-                _ROW, pa.array(rows)))
-            if len(parts) > 1:
-                parts = [self.aggregator.merge(pa.concat_tables(parts), [_ROW]).select(
-                    [*state_cols, _ROW])]
-        merged = parts[0]
-        order = np.argsort(merged.column(_ROW).to_numpy())
-        merged = _clear_empty(self.aggregator, merged.take(pa.array(order)).drop_columns([_ROW]))
-        # multiset aggregates: fold their deltas, then recompute touched keys' values
-        ms_values = [self._fold_multiset(j, touched) for j in range(len(self.plan.multisets))]
-
-        count = merged.column(f"{self.aggregator.kernels[0].p}_n").to_numpy()
-        corrupt = count < 0
-        if corrupt.any():
-            self.ctx.metrics["corrupt_retractions"] += int(-count[corrupt].sum())
-        exists = count > 0 if self.keys else np.ones(n, dtype=bool)
-        old_exists = matched.copy()
-        if old_rows is not None and self.keys:
-            old_count = old_rows.column(f"{self.aggregator.kernels[0].p}_n").to_numpy()
-            old_exists[matched] = old_count > 0
-        if not self.keys:
-            old_exists[:] = self.emitted_global
+            self.state.expire(now - self.ttl_us)
+        changes = self.state.flush(now, self.ctx)
+        if changes is None:
+            return []
+        if not self.keys:  # a global aggregate always has its one row
+            changes.old_exists[:] = self.emitted_global
+            changes.exists[:] = True
+            changes.new = [_zero_if_empty(v, c) for v, c in zip(changes.new, self.aggregates)]
             self.emitted_global = True
+        return self._emit(changes)
 
-        new_values = self._finals(merged, ms_values)
-        new_state = touched
-        for name in state_cols:
-            new_state = new_state.append_column(name, merged.column(name))
-        for j, values in enumerate(ms_values):
-            new_state = new_state.append_column(f"_ms{j}", values)
-        new_state = new_state.append_column(_SEEN, pa.array(np.full(n, now, dtype=np.int64)))
-        keep_rows = new_state.filter(pa.array(exists))
-        if table is None:
-            self.table = keep_rows
-        else:
-            untouched = np.ones(table.num_rows, dtype=bool)
-            untouched[found[matched]] = False
-            self.table = pa.concat_tables([table.filter(pa.array(untouched)),
-                                           keep_rows.cast(table.schema)])
-
-        # what to emit
-        if old_rows is not None:
-            old_ms = [old_rows.column(f"_ms{j}") for j in range(len(self.plan.multisets))]
-            old_values_matched = self._finals(old_rows, old_ms)
-            old_values = [take_or_null(v, _positions(matched)) for v in old_values_matched]
-        else:
-            old_values = [pa.nulls(n, f.type) for f in
-                          list(self.output_schema)[len(self.keys):]]
-        out.extend(self._emit(touched, old_values, new_values, old_exists, exists))
-        return out
-
-    def _compact_pending(self) -> None:
-        """Merge the pending partial tables of each sign into one."""
-        for name in ("pending", "pending_neg"):
-            tables = getattr(self, name)
-            if len(tables) > 1:
-                setattr(self, name, [self.aggregator.merge(pa.concat_tables(tables),
-                                                           self.group)])
-
-    def _finals(self, states: pa.Table, ms_values: list[pa.Array | pa.ChunkedArray]
-                ) -> list[pa.Array]:
-        """The SQL value of every user aggregate from state rows."""
-        kernel_values = self.aggregator.final(states)
-        out = []
-        for kind, index in self.plan.where:
-            if kind == "multiset":
-                value = ms_values[index]
-            else:
-                value = kernel_values[index]
-                hidden = self.plan.sum_counts.get(index)
-                if hidden is not None:
-                    nonempty = pc.greater(kernel_values[hidden], 0)
-                    value = pc.if_else(nonempty, value, pa.scalar(None, value.type))
-            out.append(value.combine_chunks() if isinstance(value, pa.ChunkedArray) else value)
-        return out
-
-    def _emit(self, keys: pa.Table, old: list[pa.Array], new: list[pa.Array],
-              old_exists: np.ndarray, exists: np.ndarray) -> list[pa.RecordBatch]:
+    def _emit(self, changes: _Changes) -> list[pa.RecordBatch]:
         schema = self.output_schema
-        key_arrays = [] if not self.keys else [keys.column(k) for k in self.keys]
+        key_arrays = [changes.keys.column(k) for k in self.keys]
+        old, new = changes.old, changes.new
+        old_exists, exists = changes.old_exists, changes.exists
 
         def rows(values: list[pa.Array], mask: np.ndarray) -> pa.Table:
             keep = pa.array(mask)
@@ -375,10 +426,9 @@ class UpdatingAggregate(Operator):
         both = old_exists & exists
         changed = both.copy()
         if both.any():
-            idx = np.flatnonzero(both)
-            same = rows_equal([v.take(pa.array(idx)) for v in old],
-                              [v.take(pa.array(idx)) for v in new])
-            changed[idx[same]] = False
+            idx = pa.array(np.flatnonzero(both))
+            same = rows_equal([v.take(idx) for v in old], [v.take(idx) for v in new])
+            changed[np.flatnonzero(both)[same]] = False
         pieces: list[pa.Table] = []
         ops: list[np.ndarray] = []
         gone = old_exists & ~exists
@@ -401,169 +451,33 @@ class UpdatingAggregate(Operator):
 
     def _empty_global(self) -> list[pa.RecordBatch]:
         """The one row a keyless aggregate over no rows has: counts 0, the rest NULL."""
-        arrays = []
-        for field, call in zip(self.output_schema, self._user_calls()):
-            if call.func in ("count", "approx_count_distinct"):
-                arrays.append(pa.array([0], field.type))
-            else:
-                arrays.append(pa.nulls(1, field.type))
+        arrays = [_zero_if_empty(pa.nulls(1, f.type), call)
+                  for f, call in zip(self.output_schema, self.aggregates)]
         arrays.append(pa.array([INSERT], OP_TYPE))
         schema = self.output_schema.append(pa.field(OP, OP_TYPE))
         return [pa.RecordBatch.from_arrays(arrays, schema=schema)]
 
-    def _user_calls(self) -> list[AggCall]:
-        return [self.plan.multisets[i] if kind == "multiset" else self.plan.calls[i]
-                for kind, i in self.plan.where]
-
-    # ---- multisets ------------------------------------------------------------------------
-
-    def _fold_multiset(self, j: int, touched: pa.Table) -> pa.Array:
-        """Fold multiset ``j``'s pending deltas in, and return its aggregate's value for each
-        touched key (NULL when no value is left)."""
-        parts = ([self.multisets[j]] if self.multisets[j] is not None else []) + \
-            self.pending_ms[j]
-        self.pending_ms[j] = []
-        call = self.plan.multisets[j]
-        if not parts:
-            return pa.nulls(touched.num_rows, call.dtype)
-        folded = _sum_multiset(parts, self.group)
-        mult = folded.column(_MULT).to_numpy()
-        negative = mult < 0
-        if negative.any():
-            self.ctx.metrics["corrupt_retractions"] += int(-mult[negative].sum())
-        folded = folded.filter(pa.array(mult > 0))
-        self.multisets[j] = folded
-        return _multiset_values(call, folded, touched, self.group)
-
-    def _expire(self, before_us: int) -> None:
-        """Drop keys unchanged since ``before_us`` (state TTL): no retraction is emitted,
-        as in Flink; a later row of the key starts it afresh."""
-        table = self.table
-        if table is None or table.num_rows == 0:
-            return
-        seen = table.column(_SEEN).to_numpy()
-        old = seen < before_us
-        if not old.any():
-            return
-        expired = table.filter(pa.array(old)).select(self.group)
-        self.table = table.filter(pa.array(~old))
-        for j, ms in enumerate(self.multisets):
-            if ms is not None and ms.num_rows:
-                gone = lookup(ms, self.group, expired, self.group) >= 0
-                self.multisets[j] = ms.filter(pa.array(~gone))
-
     # ---- checkpoints ----------------------------------------------------------------------
 
     def snapshot(self, epoch: int) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        mkg = self.ctx.max_key_groups
-        if self.table is not None:
-            out["table"] = tag_key_groups(self.table, self.group, mkg)
-        self._compact_pending()
-        if self.pending:
-            out["pending"] = tag_key_groups(self.pending[0], self.group, mkg)
-        if self.pending_neg:
-            out["pending_neg"] = tag_key_groups(self.pending_neg[0], self.group, mkg)
-        for j in range(len(self.plan.multisets)):
-            if self.multisets[j] is not None:
-                out[f"ms{j}"] = tag_key_groups(self.multisets[j], self.group, mkg)
-            if self.pending_ms[j]:
-                self.pending_ms[j] = [_sum_multiset(self.pending_ms[j], self.group)]
-                out[f"ms_pending{j}"] = tag_key_groups(self.pending_ms[j][0], self.group, mkg)
+        out = self.state.snapshot(self.ctx.max_key_groups)
         out["meta"] = pa.table({"emitted_global": pa.array([self.emitted_global])})
         return out
 
     def restore(self, state: dict[str, Any]) -> None:
-        keys = self.keys
-        self.table = own_rows(state.get("table"), keys, self.ctx)
-        pending = own_rows(state.get("pending"), keys, self.ctx)
-        self.pending = [pending] if pending is not None and pending.num_rows else []
-        pending = own_rows(state.get("pending_neg"), keys, self.ctx)
-        self.pending_neg = [pending] if pending is not None and pending.num_rows else []
-        for j in range(len(self.plan.multisets)):
-            self.multisets[j] = own_rows(state.get(f"ms{j}"), keys, self.ctx)
-            p = own_rows(state.get(f"ms_pending{j}"), keys, self.ctx)
-            self.pending_ms[j] = [p] if p is not None and p.num_rows else []
+        self.state.restore(state, self.keys, self.ctx)
         meta = state.get("meta")
-        if meta is not None and meta.num_rows and (keys or self.ctx.subtask == 0):
+        if meta is not None and meta.num_rows and (self.keys or self.ctx.subtask == 0):
             self.emitted_global = bool(pc.any(meta.column("emitted_global")).as_py())
 
-    # ---- introspection --------------------------------------------------------------------
-
     def state_rows(self) -> int:
-        rows = self.table.num_rows if self.table is not None else 0
-        return rows + sum(m.num_rows for m in self.multisets if m is not None)
+        if isinstance(self.state, _Merged):
+            return self.state.rows()
+        return self.state.rows_count()
 
 
-def _clear_empty(aggregator: Aggregator, states: pa.Table) -> pa.Table:
-    """A variance state whose count fell back to zero holds only rounding noise: reset it."""
-    columns = {name: states.column(name) for name in states.column_names}
-    for kernel in aggregator.kernels:
-        n_name, m2_name = f"{kernel.p}_n", f"{kernel.p}_m2"
-        if m2_name in columns and n_name in columns:
-            empty = pc.less_equal(columns[n_name], 0)
-            for name in (m2_name, f"{kernel.p}_mean"):
-                if name in columns:
-                    col = columns[name]
-                    columns[name] = pc.if_else(empty, pa.scalar(0.0, col.type), col)
-    return pa.table(columns)
-
-
-def _positions(mask: np.ndarray) -> np.ndarray:
-    """For each position of ``mask``, its rank among the True positions, or -1."""
-    out = np.full(len(mask), -1, dtype=np.int64)
-    out[mask] = np.arange(int(mask.sum()))
-    return out
-
-
-def _sum_multiset(tables: list[pa.Table], group: list[str]) -> pa.Table:
-    """(keys, value, multiplicity) rows with equal key and value summed."""
-    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-    result = table.group_by([*group, _VALUE], use_threads=False).aggregate([(_MULT, "sum")])
-    columns = {name: result.column(name) for name in (*group, _VALUE)}
-    columns[_MULT] = result.column(f"{_MULT}_sum")
-    return pa.table(columns)
-
-
-def _multiset_values(call: AggCall, multiset: pa.Table, touched: pa.Table,
-                     group: list[str]) -> pa.Array:
-    """The aggregate of each touched key's multiset of values (Polars group_by)."""
-    n = touched.num_rows
-    if multiset.num_rows == 0:
-        return pa.nulls(n, call.dtype) if call.func not in ("count", "approx_count_distinct") \
-            else pa.array(np.zeros(n, dtype=np.int64))
-    names = [f"_k{i}" for i in range(len(group))]
-    keys = positional(touched, group).with_row_index(_ROW)
-    columns = {name: multiset.column(g) for name, g in zip(names, group)}
-    columns[_VALUE] = multiset.column(_VALUE)
-    frame = pl.from_arrow(pa.table(columns), rechunk=False)
-    rows = frame.join(keys, on=names, how="inner", nulls_equal=True)
-    v = pl.col(_VALUE)
-    func = call.func
-    if func == "min":
-        agg = v.min()
-    elif func == "max":
-        agg = v.max()
-    elif func == "bool_and":
-        agg = v.all()
-    elif func == "bool_or":
-        agg = v.any()
-    elif func in ("count", "approx_count_distinct"):
-        agg = v.count()
-    elif func == "sum":
-        agg = v.sum()
-    elif func == "avg":
-        agg = v.cast(pl.Float64).mean()
-    else:  # pragma: no cover - the planner refuses other functions
-        raise ValueError(f"no multiset form of {func}")
-    values = rows.group_by(_ROW).agg(agg.alias(_VALUE))
-    result = to_arrow(values)
-    index = np.full(n, -1, dtype=np.int64)
-    index[result.column(_ROW).to_numpy()] = np.arange(result.num_rows)
-    column = result.column(_VALUE)
-    if not column.type.equals(call.dtype):
-        column = column.cast(call.dtype)
-    out = take_or_null(column, index)
-    if func in ("count", "approx_count_distinct"):
-        out = pc.fill_null(out, 0)
-    return out
+def _zero_if_empty(values: pa.Array, call: AggCall) -> pa.Array:
+    """count() of no rows is 0, not NULL."""
+    if call.func in ("count", "approx_count_distinct"):
+        return pc.fill_null(values, 0)
+    return values

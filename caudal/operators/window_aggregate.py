@@ -140,12 +140,16 @@ class WindowAggregate(Operator, KeyedWindowState):
         if batch.num_rows == 0:
             return side
         panes = self.window.pane_of(ts)
-        columns = {PANE: pa.array(panes)}
-        for k in self.keys:
-            columns[k] = batch.column(k)
-        columns.update(self.aggregator.prepare(batch))
-        partial = self.aggregator.partial(pa.table(columns), self.group_keys)
         lo, hi = int(panes.min()), int(panes.max())
+        columns = {k: batch.column(k) for k in self.keys}
+        columns.update(self.aggregator.prepare(batch))
+        if lo == hi and self.keys:  # the usual case: one pane, group by the keys only
+            partial = self.aggregator.partial(pa.table(columns), self.keys)
+            partial = partial.add_column(0, PANE, pa.array(np.full(partial.num_rows, lo)))
+            self._file(lo, partial)
+            return side
+        columns[PANE] = pa.array(panes)
+        partial = self.aggregator.partial(pa.table(columns), self.group_keys)
         if lo == hi:
             self._file(lo, partial)
         else:
@@ -196,8 +200,9 @@ class WindowAggregate(Operator, KeyedWindowState):
         if until <= done:
             return []
         self.fired_until = until
-        if not self.panes:
-            return []
+        step = self.window.pane_us
+        if not self.panes or (done // step + 1) * step > until:
+            return []  # no window ends in (done, until]
         ids = np.fromiter(self.panes.keys(), dtype=np.int64, count=len(self.panes))
         first_end = (ids + 1) * self.window.pane_us
         last_end = self.window.pane_last_end(ids)
@@ -217,9 +222,7 @@ class WindowAggregate(Operator, KeyedWindowState):
             ends = (pane_col + 1) * self.window.pane_us
             merged = state
         else:
-            rows, ends = self.window.explode(pane_col)
-            keep = (ends > done) & (ends <= until)
-            rows, ends = rows[keep], ends[keep]
+            rows, ends = self.window.explode(pane_col, done + 1, until)
             if len(rows) == 0:
                 return []
             exploded = state.drop_columns([PANE]).take(pa.array(rows))

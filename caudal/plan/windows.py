@@ -71,20 +71,26 @@ class WindowSpec:
         m = self.size_us
         return (np.floor_divide(pane * p, m) + 1) * m
 
-    def explode(self, pane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For pane indices, every (row index, window end) pair of a window containing the
-        pane: rows repeat once per window (``panes_per_window`` at most)."""
+    def explode(self, pane: np.ndarray, low: int | None = None,
+                high: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """For pane indices, every (row index, window end) pair of a window that contains
+        the pane and ends in ``[low, high]``: a row repeats once per such window
+        (``panes_per_window`` times at most), and only those copies are made."""
         p = self.pane_us
-        if self.kind == "tumble":
-            return np.arange(len(pane)), (pane + 1) * p
-        k = self.panes_per_window
-        rows = np.repeat(np.arange(len(pane)), k)
-        j = np.tile(np.arange(k, dtype=np.int64), len(pane))
-        ends = (pane[rows] + 1 + j) * p
-        if self.kind == "cumulate":
-            keep = ends <= self.pane_last_end(pane[rows])
-            return rows[keep], ends[keep]
-        return rows, ends
+        first = pane + 1  # window ends in units of panes
+        last = self.pane_last_end(pane) // p
+        if low is not None:
+            first = np.maximum(first, -(-low // p))
+        if high is not None:
+            last = np.minimum(last, high // p)
+        counts = np.maximum(last - first + 1, 0)
+        if self.kind == "tumble" or (len(counts) and counts.min() == counts.max() == 1):
+            keep = np.flatnonzero(counts)
+            return keep, first[keep] * p
+        rows = np.repeat(np.arange(len(pane)), counts)
+        starts = np.cumsum(counts) - counts
+        j = np.arange(len(rows)) - np.repeat(starts, counts)
+        return rows, (first[rows] + j) * p
 
     def window_start(self, end: np.ndarray) -> np.ndarray:
         """The start of a (tumbling, hopping or cumulating) window from its end."""

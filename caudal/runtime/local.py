@@ -123,6 +123,10 @@ class LocalRuntime(Runtime):
         for r in sinks:
             for op in r.operators:
                 rows_out += getattr(op, "rows", 0)
+        metrics: dict[str, int] = {}
+        for r in self.runners:  # operators' counters (corrupt_retractions, …), job-wide
+            for name, value in r.ctx.metrics.items():
+                metrics[name] = metrics.get(name, 0) + value
         return JobResult(
             elapsed_s=elapsed,
             rows_in=sum(s.rows_in for s in sources),
@@ -131,6 +135,7 @@ class LocalRuntime(Runtime):
             late_rows=sum(s.late_rows for s in stats) + sum(
                 r.ctx.metrics.get("late_rows", 0) for r in self.runners),
             bad_row_examples=examples[:5],
+            metrics=metrics,
         )
 
     def stop(self, savepoint: bool = False) -> None:

@@ -375,7 +375,9 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
     for i, key_node in enumerate(keys_nodes):
         expr = translate(key_node, scope)
         if pa.types.is_struct(expr.dtype) or pa.types.is_list(expr.dtype):
-            pass  # allowed: hashable
+            ln, col = position(key_node)
+            raise PlanError(f"GROUP BY a {sql_name(expr.dtype)} value is not supported",
+                            line=ln, col=col, hint="group by its fields, e.g. s.a, s.b")
         if isinstance(key_node, exp.Column) and isinstance(expr, Column):
             name = key_node.name
         else:

@@ -44,7 +44,12 @@ def plan_updating_aggregate(planner, select: exp.Select, node: LogicalNode,
     group = select.args.get("group")
     items = [_resolve_group_item(i, select, scope) for i in group.expressions] \
         if group is not None else []
-    time_input = node.time_column if not node.updating else None
+    having = select.args.get("having")
+    agg_nodes = collect_aggregates(list(select.expressions) +
+                                   ([having.this] if having is not None else []))
+    ordered = any(_is_ordered(a) for a in agg_nodes)
+    # first_value / last_value order by event time: carry it only when they are used
+    time_input = node.time_column if ordered and not node.updating else None
 
     pre_exprs: list[Expr] = []
     pre_names: list[str] = []
@@ -73,13 +78,11 @@ def plan_updating_aggregate(planner, select: exp.Select, node: LogicalNode,
             visible.append(ScopeColumn(source.relation if source else None, key_node.name,
                                        expr.dtype, name))
 
-    having = select.args.get("having")
-    agg_nodes = collect_aggregates(list(select.expressions) +
-                                   ([having.this] if having is not None else []))
     calls: list[AggCall] = []
     agg_names: list[str] = []
     for i, agg_node in enumerate(agg_nodes):
-        agg = _translate_aggregate(agg_node, scope, time_input is not None)
+        agg = _translate_aggregate(agg_node, scope, node.time_column is not None or
+                                   node.updating)
         args = []
         for j, a in enumerate(agg.args):
             pre_exprs.append(a)
@@ -128,3 +131,11 @@ def plan_updating_aggregate(planner, select: exp.Select, node: LogicalNode,
                             line=ln, col=col)
         result = Filter(result.schema, None, input=result, predicate=predicate)
     return planner.plan_projection(select.expressions, result, post_scope)
+
+
+def _is_ordered(node: exp.Expression) -> bool:
+    from caudal.plan.aggregates import canonical
+
+    call = node.this if isinstance(node, exp.Filter) else node
+    raw = call.name if isinstance(call, exp.Anonymous) else type(call).__name__
+    return canonical(str(raw)) in ("first_value", "last_value")

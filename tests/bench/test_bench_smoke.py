@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import decimal
 import json
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,6 +21,7 @@ from caudal.bench.jobs import NotSupported, RunSettings, compile_query, source_c
 from caudal.bench.queries import load_queries
 from caudal.bench.report import QueryReport, update_readme
 from caudal.bench.runner import run_caudal
+from caudal.plan.changelog import OP
 from tests.conftest import run_cli
 
 QUERIES = load_queries()
@@ -51,12 +53,24 @@ def _normal(value):
 
 
 def _rows(table: pa.Table) -> list[tuple]:
+    """The result's rows, sorted; a changelog (``_op``) is folded into the rows it leaves."""
+    weights = None
+    if OP in table.column_names:
+        weights = [1 if op > 0 else -1 for op in table.column(OP).to_pylist()]
+        table = table.drop_columns([OP])
     columns = [[_normal(v) for v in c.to_pylist()] for c in table.columns]
-    return sorted(zip(*columns), key=repr)
+    rows = list(zip(*columns))
+    if weights is not None:
+        net = Counter()
+        for row, w in zip(rows, weights):
+            net[row] += w
+        assert all(n >= 0 for n in net.values()), "a retraction of a row never inserted"
+        rows = [row for row, n in net.items() for _ in range(n)]
+    return sorted(rows, key=repr)
 
 
 def _comparable(q) -> bool:
-    return q.duckdb_sql is not None and "updating" not in q.kind
+    return q.duckdb_sql is not None
 
 
 @pytest.mark.parametrize("name", [n for n, q in QUERIES.items() if _comparable(q)])
@@ -68,12 +82,15 @@ def test_results_equal_duckdb(name):
     except NotSupported as e:
         pytest.skip(str(e))
     try:
-        streamed = run_caudal(query, settings, warmup=False)
+        try:
+            streamed = run_caudal(query, settings, warmup=False)
+        except ImportError as e:  # planned; its operator is still being written
+            pytest.skip(str(e))
         batch = run_duckdb(query, settings, source_columns(compiled), keep=True)
     finally:
         events.clear()
     assert streamed.table is not None and batch.table is not None
-    assert streamed.rows_out == batch.rows > 0
+    assert streamed.net_rows == batch.rows > 0
     assert _rows(streamed.table) == _rows(batch.table)
 
 

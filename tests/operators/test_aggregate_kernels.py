@@ -47,12 +47,13 @@ CASES = [
 def data(n: int, seed: int) -> pa.Table:
     rng = np.random.default_rng(seed)
     return pa.table({
-        "k": pa.array(rng.integers(0, 12, n), mask=rng.random(n) < 0.05),
-        "x": pa.array(rng.normal(1e6, 3, n), mask=rng.random(n) < 0.1),  # large mean
-        "i": pa.array(rng.integers(0, 40, n), mask=rng.random(n) < 0.1),
-        "b": pa.array(rng.random(n) < 0.7, mask=rng.random(n) < 0.3),
-        "s": pa.array([f"s{v}" for v in rng.integers(0, 25, n)], mask=rng.random(n) < 0.2),
-        "f": pa.array(rng.random(n) < 0.6, mask=rng.random(n) < 0.1),
+        "k": pa.array(rng.integers(0, 12, n), pa.int64(), mask=rng.random(n) < 0.05),
+        "x": pa.array(rng.normal(1e6, 3, n), pa.float64(), mask=rng.random(n) < 0.1),
+        "i": pa.array(rng.integers(0, 40, n), pa.int64(), mask=rng.random(n) < 0.1),
+        "b": pa.array(rng.random(n) < 0.7, pa.bool_(), mask=rng.random(n) < 0.3),
+        "s": pa.array([f"s{v}" for v in rng.integers(0, 25, n)], pa.string(),
+                      mask=rng.random(n) < 0.2),
+        "f": pa.array(rng.random(n) < 0.6, pa.bool_(), mask=rng.random(n) < 0.1),
         "ts": pa.array(rng.permutation(n).astype(np.int64)),  # distinct event times
     })
 

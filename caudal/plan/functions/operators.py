@@ -13,6 +13,7 @@ from caudal.errors import RuntimeFailure
 from caudal.plan.expressions import Call, Expr, Literal
 from caudal.plan.functions.casts import cast_array
 from caudal.plan.functions.coerce import arity, cast, coerce_all, common_numeric, expect
+from caudal.plan.functions.decimal64 import decimal_int64
 from caudal.plan.functions.kernels import any_true, is_scalar, null_of
 from caudal.plan.functions.registry import BindError, register
 from caudal.types import INTERVAL, TIMESTAMP, is_numeric, is_text, sql_name
@@ -127,6 +128,9 @@ def _arith_kernel(name, kernel):
 
     def run(args, call):
         if pa.types.is_decimal(call.dtype):
+            fast = decimal_int64(name, args, call.dtype)
+            if fast is not None:
+                return fast
             wide = _checked(kernel)([_wide(args[0]), _wide(args[1])], call)
             try:
                 return wide.cast(call.dtype)

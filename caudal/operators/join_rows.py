@@ -1,0 +1,194 @@
+"""What every join operator does with rows: find the pairs with equal keys (a Polars hash
+join that returns row numbers), check the residual condition on the candidate pairs, and
+build output rows (left columns, then right columns under their joined names; NULL for the
+missing side of an outer row). All of it per batch, with index arrays, never per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from caudal.operators.keyed_tables import positional, take_or_null
+from caudal.plan.compile import compile_expr, evaluate
+from caudal.plan.expressions import Expr
+
+
+def match(probe: pa.Table | pa.RecordBatch, probe_keys: Sequence[str],
+          build: pa.Table | pl.DataFrame, build_keys: Sequence[str]
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Row numbers ``(probe_rows, build_rows)`` of every pair with equal keys (NULL matches
+    nothing, as SQL ``=``). Without keys every pair matches (a cross product).
+    ``build`` may be a Polars frame of the key columns already (``_k0, _k1, …``)."""
+    n = probe.num_rows
+    m = build.height if isinstance(build, pl.DataFrame) else build.num_rows
+    if n == 0 or m == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    if not probe_keys:
+        return np.repeat(np.arange(n), m), np.tile(np.arange(m), n)
+    left = positional(probe, probe_keys).with_row_index("_l")
+    right = build if isinstance(build, pl.DataFrame) else positional(build, build_keys)
+    right = right.with_row_index("_r")
+    names = [f"_k{i}" for i in range(len(probe_keys))]
+    joined = left.join(right, on=names, how="inner", nulls_equal=False).select("_l", "_r")
+    return (joined["_l"].to_numpy().astype(np.int64, copy=False),
+            joined["_r"].to_numpy().astype(np.int64, copy=False))
+
+
+class JoinLayout:
+    """The joined row of a join operator: names, residual condition and output columns."""
+
+    def __init__(self, left_schema: pa.Schema, right_schema: pa.Schema,
+                 right_rename: dict[str, str], output_schema: pa.Schema,
+                 residual: Expr | None):
+        self.left_schema = left_schema
+        self.right_schema = right_schema
+        self.right_names = [right_rename.get(n, n) for n in right_schema.names]
+        self.output_schema = output_schema
+        self.residual = residual
+        self._residual = compile_expr(residual) if residual is not None else None
+        self.joined_schema = pa.schema(list(left_schema) + [
+            pa.field(n, f.type) for n, f in zip(self.right_names, right_schema)])
+
+    def pairs(self, left: pa.Table, right: pa.Table, li: np.ndarray,
+              ri: np.ndarray) -> pa.Table:
+        """Joined rows ``left[li[k]] ++ right[ri[k]]`` (an index < 0 gives NULLs)."""
+        columns = [take_or_null(c, li) for c in left.columns] + \
+            [take_or_null(c, ri) for c in right.columns]
+        return pa.Table.from_arrays(columns, schema=self.joined_schema)
+
+    def accept(self, joined: pa.Table) -> np.ndarray:
+        """Which joined rows satisfy the residual condition (NULL counts as false)."""
+        if self._residual is None or joined.num_rows == 0:
+            return np.ones(joined.num_rows, dtype=bool)
+        batch = joined.combine_chunks().to_batches()[0] if joined.num_rows else None
+        mask = evaluate(self._residual, batch, pa.bool_())
+        return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+
+    def matching(self, left: pa.Table, right: pa.Table, li: np.ndarray, ri: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, pa.Table]:
+        """The key-equal pairs that also satisfy the residual, and their joined rows."""
+        joined = self.pairs(left, right, li, ri)
+        if self._residual is None:
+            return li, ri, joined
+        ok = self.accept(joined)
+        if ok.all():
+            return li, ri, joined
+        return li[ok], ri[ok], joined.filter(pa.array(ok))
+
+    def output(self, joined: pa.Table) -> pa.Table:
+        """The output columns of joined rows, in the output schema."""
+        arrays = []
+        for f in self.output_schema:
+            col = joined.column(f.name)
+            if not col.type.equals(f.type):
+                col = col.cast(f.type)
+            arrays.append(col)
+        return pa.Table.from_arrays(arrays, schema=self.output_schema)
+
+    def padded(self, rows: pa.Table, side: int) -> pa.Table:
+        """Output rows for rows of one side without a partner (the other side NULL)."""
+        n = rows.num_rows
+        if side == 0:
+            empty = self.right_schema.empty_table()
+            joined = self.pairs(rows, empty, np.arange(n), np.full(n, -1, dtype=np.int64))
+        else:
+            empty = self.left_schema.empty_table()
+            joined = self.pairs(empty, rows, np.full(n, -1, dtype=np.int64), np.arange(n))
+        return self.output(joined)
+
+
+def repeat_rows(table: pa.Table, counts: np.ndarray) -> pa.Table:
+    """Each row repeated ``counts[i]`` times (multiplicities of a multiset)."""
+    if len(counts) and (counts == 1).all():
+        return table
+    return table.take(pa.array(np.repeat(np.arange(len(counts)), counts)))
+
+
+class SideState:
+    """The stored rows of one join input, with per-row counters as NumPy columns
+    (``counters``: name -> dtype), and the Polars frame of their keys kept in step."""
+
+    #: merge the table's chunks once it has this many
+    MAX_CHUNKS = 64
+
+    def __init__(self, schema: pa.Schema, keys: Sequence[str], counters: dict[str, Any]):
+        self.schema = schema
+        self.keys = list(keys)
+        self.counters = dict(counters)
+        self.rows: pa.Table = schema.empty_table()
+        self.values: dict[str, np.ndarray] = {n: np.zeros(0, dtype=t)
+                                              for n, t in self.counters.items()}
+        self._frame: pl.DataFrame | None = None
+
+    @property
+    def size(self) -> int:
+        return self.rows.num_rows
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.values[name]
+
+    def __setitem__(self, name: str, value: np.ndarray) -> None:
+        self.values[name] = value
+
+    def build(self) -> pa.Table | pl.DataFrame:
+        """What ``match`` probes: the key frame (or the rows, for a keyless join)."""
+        if not self.keys:
+            return self.rows
+        if self._frame is None:
+            self._frame = positional(self.rows, self.keys)
+        return self._frame
+
+    def append(self, rows: pa.Table, **values: np.ndarray) -> None:
+        if rows.num_rows == 0:
+            return
+        if self._frame is not None and self.keys:
+            self._frame = pl.concat([self._frame, positional(rows, self.keys)], rechunk=False)
+        rows = rows.select(self.schema.names)
+        if not rows.schema.equals(self.schema):
+            rows = rows.cast(self.schema)
+        self.rows = pa.concat_tables([self.rows, rows]) if self.size else rows
+        if self.rows.num_columns and self.rows.column(0).num_chunks > self.MAX_CHUNKS:
+            self.rows = self.rows.combine_chunks()
+            self._frame = None
+        for name, dtype in self.counters.items():
+            value = values.get(name)
+            if value is None:
+                value = np.zeros(rows.num_rows, dtype=dtype)
+            self.values[name] = np.concatenate([self.values[name], value.astype(dtype)])
+
+    def keep(self, mask: np.ndarray) -> None:
+        """Keep only the rows where ``mask`` is True."""
+        if mask.all():
+            return
+        self.rows = self.rows.filter(pa.array(mask))
+        if self._frame is not None:
+            self._frame = self._frame.filter(pl.Series(mask))
+        for name in self.values:
+            self.values[name] = self.values[name][mask]
+
+    def take(self, mask: np.ndarray) -> pa.Table:
+        return self.rows.filter(pa.array(mask))
+
+    def table(self) -> pa.Table:
+        """The state as one table (rows and counters), for a snapshot."""
+        table = self.rows
+        for name, value in self.values.items():
+            table = table.append_column(name, pa.array(value))
+        return table
+
+    def load(self, table: pa.Table | None) -> None:
+        self._frame = None
+        if table is None or table.num_rows == 0:
+            self.rows = self.schema.empty_table()
+            self.values = {n: np.zeros(0, dtype=t) for n, t in self.counters.items()}
+            return
+        self.rows = table.select(self.schema.names).cast(self.schema).combine_chunks()
+        self.values = {n: table.column(n).to_numpy(zero_copy_only=False).astype(t)
+                       for n, t in self.counters.items()}

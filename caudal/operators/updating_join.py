@@ -1,0 +1,212 @@
+"""Updating (regular) joins: INNER, LEFT, RIGHT and FULL on equality keys over unbounded
+inputs, which may themselves be changelogs. The output is a changelog (``_op``) unless the
+join is inner and both inputs only append, in which case it only appends too.
+
+State, per side, as columns (no Python object per row): the side's rows (an Arrow table),
+their multiplicity ``_m`` (a row inserted twice is one row with 2), the number of matching
+rows on the other side ``_n`` (what decides whether an outer row is padded with NULLs), and
+the time it arrived ``_seen`` (for ``updating_ttl``).
+
+A batch from one side is processed as a whole:
+
+1. over a changelog input, rows are netted (equal rows' weights summed) and matched to the
+   stored rows; a retraction of a row that is not stored (a corrupt upstream changelog) is
+   counted in ``corrupt_retractions`` and ignored, so multiplicities never go negative;
+2. the rows probe the other side's keys (one Polars hash join) and the residual condition
+   filters the candidate pairs; each pair is emitted with weight ``w * other._m``;
+3. outer joins: a changed row of the preserved side with no match is emitted padded; a row
+   of the other (preserved) side whose match count goes from 0 to >0 has its padded row
+   retracted, and from >0 to 0 re-inserted;
+4. the side's state takes the changes (new rows appended, multiplicities updated, rows at
+   zero removed).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from caudal.operators.base import Operator, OperatorContext
+from caudal.operators.join_rows import JoinLayout, SideState, match, repeat_rows
+from caudal.operators.keyed_tables import (
+    batches_of,
+    lookup,
+    own_rows,
+    positional,
+    tag_key_groups,
+    to_arrow,
+)
+from caudal.plan.changelog import OP, OP_TYPE, data_columns, weights
+from caudal.plan.expressions import Expr
+
+_MULT, _MATCHES, _SEEN = "_m", "_n", "_seen"
+_COUNTERS = {_MULT: np.int64, _MATCHES: np.int64, _SEEN: np.int64}
+
+
+class UpdatingJoin(Operator):
+    """Input 0 is the left side, input 1 the right (``_op`` on changelog inputs)."""
+
+    def __init__(self, kind: str, left_schema: pa.Schema, right_schema: pa.Schema,
+                 left_keys: list[str], right_keys: list[str], right_rename: dict[str, str],
+                 output_schema: pa.Schema, residual: Expr | None = None,
+                 updating_inputs: Sequence[bool] = (False, False),
+                 ttl_us: int | None = None, updating_output: bool = True):
+        self.kind = kind
+        self.layout = JoinLayout(left_schema, right_schema, right_rename, output_schema,
+                                 residual)
+        self.output_schema = output_schema
+        self.keys = [list(left_keys), list(right_keys)]
+        self.updating_inputs = list(updating_inputs)
+        self.ttl_us = ttl_us
+        self.updating_output = updating_output
+        self.sides = [SideState(left_schema, self.keys[0], _COUNTERS),
+                      SideState(right_schema, self.keys[1], _COUNTERS)]
+        #: which sides an outer join pads and keeps when unmatched
+        self.preserved = [kind in ("left", "full"), kind in ("right", "full")]
+        self._next_expiry = 0.0
+
+    def open(self, ctx: OperatorContext) -> None:
+        super().open(ctx)
+        ctx.metrics.setdefault("corrupt_retractions", 0)
+
+    # ---- input ----------------------------------------------------------------------------
+
+    def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:
+        if batch.num_rows == 0:
+            return ()
+        s, o = input, 1 - input
+        side, other = self.sides[s], self.sides[o]
+        data = pa.Table.from_batches([data_columns(batch)]).select(side.schema.names)
+        if self.updating_inputs[s] and OP in batch.schema.names:
+            rows, d, existing = self._net(side, data, weights(batch))
+        else:
+            rows, d = data, np.ones(data.num_rows, dtype=np.int64)
+            existing = np.full(data.num_rows, -1, dtype=np.int64)
+        if rows.num_rows == 0:
+            return ()
+        now = time.time_ns() // 1000
+        pieces: list[tuple[pa.Table, np.ndarray]] = []
+
+        # 2. pairs with the other side
+        pi, oi = match(rows, self.keys[s], other.build(), self.keys[o])
+        if s == 0:
+            li, ri, joined = self.layout.matching(rows, other.rows, pi, oi)
+            pi, oi = li, ri
+        else:
+            li, ri, joined = self.layout.matching(other.rows, rows, oi, pi)
+            pi, oi = ri, li
+        if len(pi):
+            pieces.append((self.layout.output(joined), d[pi] * other[_MULT][oi]))
+        found = np.bincount(pi, weights=other[_MULT][oi], minlength=rows.num_rows).astype(
+            np.int64) if len(pi) else np.zeros(rows.num_rows, dtype=np.int64)
+
+        # 3. outer rows
+        if self.preserved[s]:
+            alone = found == 0
+            if alone.any():
+                pieces.append((self.layout.padded(rows.filter(pa.array(alone)), s), d[alone]))
+        if self.preserved[o] and len(oi):
+            delta = np.bincount(oi, weights=d[pi], minlength=other.size).astype(np.int64)
+            before = other[_MATCHES]
+            after = np.maximum(before + delta, 0)
+            gained = (before == 0) & (after > 0)
+            lost = (before > 0) & (after == 0)
+            if gained.any():
+                pieces.append((self.layout.padded(other.take(gained), o),
+                               -other[_MULT][gained]))
+            if lost.any():
+                pieces.append((self.layout.padded(other.take(lost), o), other[_MULT][lost]))
+            other[_MATCHES] = after
+
+        # 4. this side's state
+        known = existing >= 0
+        if known.any():
+            side[_MULT][existing[known]] += d[known]
+            side[_SEEN][existing[known]] = now
+        new = ~known & (d > 0)
+        if new.any():
+            count = int(new.sum())
+            side.append(rows.filter(pa.array(new)), **{
+                _MULT: d[new], _MATCHES: found[new],
+                _SEEN: np.full(count, now, dtype=np.int64)})
+        if (d < 0).any():
+            side.keep(side[_MULT] > 0)
+        return self._emit(pieces)
+
+    def _net(self, side: SideState, data: pa.Table, w: np.ndarray
+             ) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+        """Net a changelog batch: (distinct rows, net weight, index of the stored equal row
+        or -1), without retractions of rows that are not stored."""
+        names = data.column_names
+        frame = positional(data, names).with_columns(pl.Series("_w", w))
+        cols = [f"_k{i}" for i in range(len(names))]
+        net = frame.group_by(cols, maintain_order=True).agg(pl.col("_w").sum())
+        net = net.filter(pl.col("_w") != 0)
+        weights_net = net["_w"].to_numpy().astype(np.int64)
+        rows = to_arrow(net.drop("_w"))
+        rows = pa.Table.from_arrays([rows.column(c).cast(data.schema.field(n).type)
+                                     for c, n in zip(cols, names)], schema=data.schema)
+        existing = lookup(rows, names, side.rows, names) if side.size else \
+            np.full(rows.num_rows, -1, dtype=np.int64)
+        negative = weights_net < 0
+        if negative.any():
+            available = np.where(existing >= 0, side[_MULT][np.maximum(existing, 0)], 0)
+            valid = np.minimum(-weights_net, available)
+            bad = negative & (valid < -weights_net)
+            if bad.any():
+                self.ctx.metrics["corrupt_retractions"] += int(
+                    (-weights_net[bad] - valid[bad]).sum())
+                weights_net = np.where(negative, -valid, weights_net)
+                keep = weights_net != 0
+                rows = rows.filter(pa.array(keep))
+                weights_net, existing = weights_net[keep], existing[keep]
+        return rows, weights_net, existing
+
+    def _emit(self, pieces: list[tuple[pa.Table, np.ndarray]]) -> list[pa.RecordBatch]:
+        """Rows with weights -> a changelog batch: retractions first, then insertions."""
+        if not pieces:
+            return []
+        table = pa.concat_tables([t for t, _ in pieces])
+        w = np.concatenate([x for _, x in pieces])
+        if not self.updating_output:
+            return batches_of(repeat_rows(table, w))
+        order = np.argsort(w > 0, kind="stable")
+        counts = np.abs(w[order])
+        rows = table.take(pa.array(np.repeat(order, counts)))
+        ops = np.repeat(np.sign(w[order]).astype(np.int8), counts)
+        keep = ops != 0
+        if not keep.all():
+            rows, ops = rows.filter(pa.array(keep)), ops[keep]
+        return batches_of(rows.append_column(pa.field(OP, OP_TYPE), pa.array(ops, OP_TYPE)))
+
+    # ---- time -----------------------------------------------------------------------------
+
+    def on_processing_time(self, now_us: int) -> Sequence[pa.RecordBatch]:
+        """State TTL: forget rows unchanged for ``ttl_us`` (no output, as in Flink)."""
+        if self.ttl_us is None or time.monotonic() < self._next_expiry:
+            return ()
+        self._next_expiry = time.monotonic() + min(self.ttl_us / 1e6, 1.0)
+        for side in self.sides:
+            if side.size:
+                side.keep(side[_SEEN] >= now_us - self.ttl_us)
+        return ()
+
+    # ---- checkpoints ----------------------------------------------------------------------
+
+    def snapshot(self, epoch: int) -> dict[str, Any]:
+        mkg = self.ctx.max_key_groups
+        return {name: tag_key_groups(side.table(), side.keys, mkg)
+                for name, side in zip(("left", "right"), self.sides)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for name, side in zip(("left", "right"), self.sides):
+            table = own_rows(state.get(name), side.keys, self.ctx)
+            side.load(table.combine_chunks() if table is not None else None)
+
+    def state_rows(self) -> int:
+        return sum(s.size for s in self.sides)

@@ -1,0 +1,109 @@
+"""Window joins: two inputs windowed the same way, joined per window once it closes.
+
+Rows wait in per-side buffers with their window end (``col + offset``: the end column, or
+the start plus the window size); when the watermark reaches a window end, the rows of every
+closed window are joined at once — one hash join on the keys (the window bound is one of
+them), the residual condition, and for outer joins the rows left without a partner padded
+with NULLs — and freed. The output only appends, and each window's rows are emitted once.
+A row whose window has already closed when it arrives is late: counted in ``late_rows`` and
+dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from caudal.operators.base import Operator, OperatorContext
+from caudal.operators.interval_join import micros
+from caudal.operators.join_rows import JoinLayout, SideState, match
+from caudal.operators.keyed_tables import batches_of, own_rows, tag_key_groups
+from caudal.plan.changelog import data_columns
+from caudal.plan.expressions import Expr
+from caudal.runtime.messages import WATERMARK_MIN
+
+_END = "_wend"
+_COUNTERS = {_END: np.int64}
+
+
+class WindowJoin(Operator):
+    """Input 0 is the left side, input 1 the right; both append-only."""
+
+    def __init__(self, kind: str, left_schema: pa.Schema, right_schema: pa.Schema,
+                 left_keys: list[str], right_keys: list[str], right_rename: dict[str, str],
+                 output_schema: pa.Schema, residual: Expr | None,
+                 window_end: list[tuple[str, int]]):
+        self.kind = kind
+        self.layout = JoinLayout(left_schema, right_schema, right_rename, output_schema,
+                                 residual)
+        self.output_schema = output_schema
+        self.keys = [list(left_keys), list(right_keys)]
+        self.window_end = [tuple(w) for w in window_end]
+        self.sides = [SideState(left_schema, self.keys[0], _COUNTERS),
+                      SideState(right_schema, self.keys[1], _COUNTERS)]
+        self.preserved = [kind in ("left", "full"), kind in ("right", "full")]
+        self.fired_until = WATERMARK_MIN
+
+    def open(self, ctx: OperatorContext) -> None:
+        super().open(ctx)
+        ctx.metrics.setdefault("late_rows", 0)
+
+    def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:
+        side = self.sides[input]
+        rows = pa.Table.from_batches([data_columns(batch)]).select(side.schema.names)
+        column, offset = self.window_end[input]
+        values, valid = micros(rows.column(column))
+        ends = values + offset
+        late = valid & (ends <= self.fired_until)
+        if late.any():
+            self.ctx.metrics["late_rows"] += int(late.sum())
+        keep = valid & ~late
+        if keep.any():
+            side.append(rows.filter(pa.array(keep)), **{_END: ends[keep]})
+        return ()
+
+    def on_watermark(self, time: int) -> Sequence[pa.RecordBatch]:
+        if time <= self.fired_until:
+            return ()
+        self.fired_until = time
+        closing = [side[_END] <= time for side in self.sides]
+        if not any(c.any() for c in closing):
+            return ()
+        left = self.sides[0].take(closing[0])
+        right = self.sides[1].take(closing[1])
+        for side, mask in zip(self.sides, closing):
+            side.keep(~mask)
+        out: list[pa.Table] = []
+        li, ri = match(left, self.keys[0], right, self.keys[1])
+        li, ri, joined = self.layout.matching(left, right, li, ri)
+        if len(li):
+            out.append(self.layout.output(joined))
+        for s, (rows, hit) in enumerate(((left, li), (right, ri))):
+            if self.preserved[s] and rows.num_rows:
+                lonely = np.ones(rows.num_rows, dtype=bool)
+                lonely[hit] = False
+                if lonely.any():
+                    out.append(self.layout.padded(rows.filter(pa.array(lonely)), s))
+        if not out:
+            return ()
+        return batches_of(pa.concat_tables(out))
+
+    def snapshot(self, epoch: int) -> dict[str, Any]:
+        mkg = self.ctx.max_key_groups
+        out: dict[str, Any] = {name: tag_key_groups(side.table(), side.keys, mkg)
+                               for name, side in zip(("left", "right"), self.sides)}
+        out["meta"] = pa.table({"watermark": pa.array([self.fired_until], pa.int64())})
+        return out
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for name, side in zip(("left", "right"), self.sides):
+            side.load(own_rows(state.get(name), side.keys, self.ctx))
+        meta = state.get("meta")
+        if meta is not None and meta.num_rows:
+            self.fired_until = int(np.min(meta.column("watermark").to_numpy()))
+
+    def state_rows(self) -> int:
+        return sum(s.size for s in self.sides)
