@@ -7,10 +7,11 @@
    ``--checkpoint-interval 1s`` and without checkpoints alternate in the same invocation. The
    figure is the job's own run time (``caudal run``'s summary line: process start excluded).
 2. Recovery: a job keeps one row of keyed window state per bid (a one-hour window by bidder,
-   auction and price) and prints a count every 100 ms of event time. Once a checkpoint holds
-   ``--state-mb`` of state the process is SIGKILLed and the same command started again; the
-   time from the kill to the first line the new process prints is the recovery time
-   (process start, restoring the state, replaying up to the next output).
+   auction and price) and, from the same paced Nexmark stream, prints a count every 100 ms of
+   event time. Once a checkpoint holds ``--state-mb`` of state the process is SIGKILLed and
+   the same command started again; the time from the kill to the first line the new process
+   prints is the recovery time: process start, planning, reading and restoring all the state
+   (no subtask runs before every one is restored), then the first 100 ms of input.
 """
 
 from __future__ import annotations
@@ -85,8 +86,8 @@ def overhead(events: int, repeat: int, parallelism: int) -> None:
 
 
 RECOVERY_JOB = """
-CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', events = '200000000',
-                        event_rate = '1000000');
+CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', events = '2000000000',
+                        event_rate = '1500000', pace = 'true');
 CREATE TABLE big WITH (connector = 'blackhole');
 CREATE TABLE ticks WITH (connector = 'stdout', format = 'json');
 INSERT INTO big SELECT bidder, auction, price, count(*) AS n,

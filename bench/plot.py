@@ -47,6 +47,8 @@ def plot(reports: list[QueryReport], out: Path) -> None:
         ax.bar(xs, [v / 1e6 for v in values], width, label=label)
     ax.set_xticks(range(len(queries)), queries)
     ax.set_yscale("log")
+    low = min((v for _, values in series for v in values if v > 0), default=1e6)
+    ax.set_ylim(bottom=max(low / 1e6 / 2, 0.01))
     ax.set_ylabel("million events per second")
     events = sorted({r.events for r in runs})
     machine = next((r.machine for r in runs if r.machine), {})

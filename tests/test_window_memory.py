@@ -30,7 +30,7 @@ def _state_rows(ops: list[WindowAggregate]) -> int | None:
 def test_tumbling_window_state_is_flat_over_a_long_run():
     events = 1_500_000  # 75 s of event time: 75 windows
     compiled = compile_sql(SCRIPT.format(events=events), parallelism=2)
-    runtime = LocalRuntime(batch_rows=8192)
+    runtime = LocalRuntime(batch_rows=8192, channel_capacity=4)
     runtime.deploy(compiled.graph)
     ops = [op for r in runtime.runners for op in r.operators if isinstance(op, WindowAggregate)]
     assert len(ops) == 2
@@ -46,11 +46,12 @@ def test_tumbling_window_state_is_flat_over_a_long_run():
     assert result.rows_in > 0.9 * events
     assert result.late_rows == 0
     assert _state_rows(ops) == 0  # everything fired and freed at the end
-    # over 75 windows the state never holds more entries than one window has input rows
-    # (it holds partial aggregates per key of the open windows only; if closed windows were
-    # kept it would pass this bound after a few windows)
+    # over 75 windows the state never holds more entries than two windows have input rows:
+    # it holds partial aggregates per key of the open windows only (a few, as sources may
+    # run a few batches apart); if closed windows were kept it would pass this bound
+    # after about 15 windows
     bids_per_window = 0.92 * 20000
     assert len(samples) >= 10, samples
-    assert max(s[1] for s in samples) <= bids_per_window, samples
+    assert max(s[1] for s in samples) <= 2 * bids_per_window, samples
     # Arrow memory (state and batches in flight) stays small: the input is ~40 MB
     assert max(s[2] for s in samples) <= 24 << 20, samples

@@ -205,3 +205,18 @@ def test_top_n_per_window_matches_duckdb(tmp_path, name, parallelism):
     want = con.sql(sql).to_arrow_table()
     want = want.set_column(0, "window_start", want.column(0).cast(pa.int64()))
     assert_same_rows(rows_of(got, columns), rows_of(want, columns))
+
+
+def test_event_time_from_with_options_for_a_table_without_ddl(tmp_path):
+    """``event_time_field`` and ``watermark_delay`` in WITH, for a table whose columns come
+    from its Parquet files."""
+    events = make_events(1000, seed=4, disorder_ms=900)
+    path = write_input(events, tmp_path / "in", "parquet")
+    ddl = (f"CREATE TABLE bids WITH (connector = 'filesystem', path = '{path}', "
+           f"event_time_field = 'date_time', watermark_delay = '1s');")
+    caudal, duck, columns = queries("hop", "flink")
+    got = run_to_table(ddl, caudal, tmp_path / "out", 2, batch_rows=50)
+    con = duckdb.connect()
+    con.register("bids", events)
+    want = con.sql(duck).to_arrow_table().rename_columns(columns)
+    assert_same_rows(rows_of(got, columns), rows_of(want, columns))

@@ -129,7 +129,7 @@ def bench_query(query: Query, settings: RunSettings, compare: str | None = None,
     report.peak_rss_mb = run.peak_rss / 1e6
     if settings.pace:
         report.rate = settings.event_rate
-        report.achieved_rate = settings.events / run.seconds
+        report.achieved_rate = settings.events / (run.paced_seconds or run.seconds)
         report.latency_ms = run.latency
     if compare == "duckdb":
         if query.duckdb_sql is None:

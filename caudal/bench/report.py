@@ -116,7 +116,8 @@ def console_lines(r: QueryReport) -> list[str]:
                                                     if r.updating else "")]
     lines.append(f"         caudal: {human(r.events)} events, parallelism {r.parallelism}: "
                  f"{r.seconds:.3f} s, {human(r.events_per_s, 'events/s')}, "
-                 f"{human(r.events_per_cpu_s, 'events/s')} per core (per CPU-second), "
+                 f"{human(r.events_per_cpu_s, 'events/s')} per core (per CPU-second; "
+                 f"{(r.cpu_seconds or 0) / r.seconds:.2f} cores busy), "
                  f"peak RSS {r.peak_rss_mb:.0f} MB, {r.rows_in:,} rows in, "
                  f"{r.rows_out:,} rows out"
                  + (f" ({r.net_rows:,} result rows after retractions)" if r.updating else ""))
@@ -150,12 +151,21 @@ def console_lines(r: QueryReport) -> list[str]:
     return lines
 
 
+def _short_reason(r: QueryReport) -> str:
+    """The first clause of an unsupported/failed reason, for a table cell."""
+    head = r.reason.split(": ", 1)[0]
+    return head if len(head) < 110 else head[:107] + "..."
+
+
 def markdown_table(reports: list[QueryReport]) -> str:
-    """The README's figures table: one row per query and parallelism."""
-    head = ("| query | caudal runs it as | P | events/s (generator) | per core | peak RSS | caudal s "
-            "(generator) | caudal s (in memory) | DuckDB s | ratio (in memory) | ratio "
-            "(generator) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    """The README's figures table: one row per query and parallelism; the planner's
+    reasons for queries caudal cannot run yet are listed below it."""
+    head = ("| query | caudal runs it as | P | events/s (generator) | per core | peak RSS | "
+            "caudal s (generator) | caudal s (in memory) | DuckDB s | ratio (in memory) | "
+            "ratio (generator) | rows = DuckDB's |\n"
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     rows = [head]
+    notes: dict[str, str] = {}
 
     def seconds(x: float | None) -> str:
         return f"{x:.3f}" if x is not None else "-"
@@ -165,15 +175,22 @@ def markdown_table(reports: list[QueryReport]) -> str:
 
     for r in reports:
         if r.status != "ok":
-            rows.append(f"| {r.query} | {r.kind} | {r.parallelism} | {r.reason} "
-                        f"|||||||| |")
+            rows.append(f"| {r.query} | {_short_reason(r)} | {r.parallelism} "
+                        f"| | | | | | | | | |")
+            notes.setdefault(r.query, r.reason)
             continue
         duck = seconds(r.duckdb_seconds) if r.duckdb_seconds is not None else \
-            (r.duckdb_note.replace("no batch answer: ", "none: ") or "-")
+            ("none" if r.duckdb_note.startswith("no batch") else "-")
+        if r.duckdb_note:
+            notes.setdefault(r.query, "DuckDB: " + r.duckdb_note)
+        match = {True: "yes", False: "**no**", None: "-"}[r.rows_match]
         rows.append(f"| {r.query} | {r.plan} | {r.parallelism} | {human(r.events_per_s)} | "
                     f"{human(r.events_per_cpu_s)} | {r.peak_rss_mb:.0f} MB | "
                     f"{seconds(r.seconds)} | {seconds(r.memory_seconds)} | {duck} | "
-                    f"{ratio(r.ratio)} | {ratio(r.generator_ratio)} |")
+                    f"{ratio(r.ratio)} | {ratio(r.generator_ratio)} | {match} |")
+    if notes:
+        rows.append("")
+        rows.extend(f"- {q}: {text}" for q, text in notes.items())
     return "\n".join(rows)
 
 

@@ -59,7 +59,7 @@ from caudal.state.incremental import StateDelta, fold_chain
 Key = tuple[int, int]
 ChainKey = tuple[int, int, int, str]
 
-#: attempts at the final checkpoint of a bounded job before the job fails
+#: attempts at the final checkpoint of a bounded job (one per interval) before the job fails
 FINAL_ATTEMPTS = 3
 #: compact a delta chain into one full file after this many deltas ...
 MAX_DELTAS = 8
@@ -91,6 +91,8 @@ class _Checkpoint:
     #: per subtask: the written state
     states: dict[Key, Future] = field(default_factory=dict)
     aborted: bool = False
+    #: when the last acknowledgement arrived (barriers aligned everywhere)
+    acked: float | None = None
 
 
 @dataclass
@@ -102,6 +104,8 @@ class CheckpointRecord:
     bytes: int
     ok: bool
     error: str | None = None
+    #: from the trigger to the last acknowledgement (barrier travel, alignment, snapshots)
+    acks_s: float | None = None
 
 
 class CheckpointCoordinator:
@@ -222,6 +226,9 @@ class CheckpointCoordinator:
             self.log(f"checkpoint {epoch} not started: {e}; the job goes on and will try "
                      f"again at the next interval")
             self.history.append(CheckpointRecord(epoch, 0.0, 0, False, str(e)))
+            with self._lock:
+                self._final_failed(e)
+                self._lock.notify_all()
             return None
         with self._lock:
             if self._closed:
@@ -236,7 +243,7 @@ class CheckpointCoordinator:
             for key in self.sources & cp.waiting:
                 self._inject[key] = Barrier(epoch, stop)
             if not cp.waiting:
-                self._committer.submit(self._complete, cp)
+                self._all_acknowledged(cp)
         return epoch
 
     def _retry_final(self, key: Key) -> Future:
@@ -267,7 +274,7 @@ class CheckpointCoordinator:
             cp.waiting.discard(key)
             cp.states[key] = self._submit_write(epoch, key, state, False)
             if not cp.waiting:
-                self._committer.submit(self._complete, cp)
+                self._all_acknowledged(cp)
 
     def finished(self, vertex: int, subtask: int, label: int,
                  state: dict[str, Any]) -> int:
@@ -287,7 +294,7 @@ class CheckpointCoordinator:
                 cp.states[key] = fut
                 needed = cp.epoch
                 if not cp.waiting:
-                    self._committer.submit(self._complete, cp)
+                    self._all_acknowledged(cp)
             else:
                 needed = self._next_epoch
             if len(self._finals) == len(self.subtasks):
@@ -402,6 +409,11 @@ class CheckpointCoordinator:
 
     # ---- completing -------------------------------------------------------------------------
 
+    def _all_acknowledged(self, cp: _Checkpoint) -> None:
+        """Every subtask has answered: complete once the writes are done (lock held)."""
+        cp.acked = time.monotonic()
+        self._committer.submit(self._complete, cp)
+
     def _complete(self, cp: _Checkpoint) -> None:
         try:
             states = {key: fut.result() for key, fut in cp.states.items()}
@@ -431,8 +443,9 @@ class CheckpointCoordinator:
             if len(self._finals) == len(self.subtasks) and not finals:
                 self._trigger_now = True   # the last subtasks finished during this one
             self._lock.notify_all()
-        self.history.append(CheckpointRecord(cp.epoch, time.monotonic() - cp.started,
-                                             manifest.bytes, True))
+        self.history.append(CheckpointRecord(
+            cp.epoch, time.monotonic() - cp.started, manifest.bytes, True,
+            acks_s=(cp.acked - cp.started) if cp.acked is not None else None))
         try:
             self._retain()
         except Exception as e:  # noqa: BLE001 - retention is housekeeping
@@ -448,13 +461,7 @@ class CheckpointCoordinator:
                     del self._inject[key]
             if cp.stop:
                 self.stop_error = str(error)
-            if len(self._finals) == len(self.subtasks):
-                self._final_failures += 1
-                if self._final_failures >= FINAL_ATTEMPTS:
-                    self.final_error = error.message if isinstance(error, CheckpointError) \
-                        else f"{type(error).__name__}: {error}"
-                else:
-                    self._trigger_now = True
+            self._final_failed(error)
             self._lock.notify_all()
         aborted = cp.aborted
         self.history.append(CheckpointRecord(cp.epoch, time.monotonic() - cp.started, 0,
@@ -464,6 +471,16 @@ class CheckpointCoordinator:
                 f"{type(error).__name__}: {error}"
             self.log(f"checkpoint {cp.epoch} failed: {message}; the job goes on and the "
                      f"next checkpoint will cover this one")
+
+    def _final_failed(self, error: BaseException) -> None:
+        """Count a failed attempt at the final checkpoint (lock held): after a few the job
+        fails instead of waiting forever to commit its last rows."""
+        if len(self._finals) != len(self.subtasks):
+            return
+        self._final_failures += 1
+        if self._final_failures >= FINAL_ATTEMPTS:
+            self.final_error = error.message if isinstance(error, CheckpointError) \
+                else f"{type(error).__name__}: {error}"
 
     # ---- retention --------------------------------------------------------------------------
 

@@ -173,6 +173,8 @@ class CheckpointedRuntime(Runtime):
                 if not self.current.wait(10):
                     raise RuntimeFailure(f"{e.message} (and its threads did not stop: not "
                                          f"restarting)") from e
+                if isinstance(e.__cause__, BrokenPipeError):
+                    raise  # the reader of stdout went away: a restart cannot bring it back
                 if self._stopping or self.restarts >= self.settings.max_restarts:
                     if self.restarts:
                         raise RuntimeFailure(f"{e.message} (after {self.restarts} restarts)",

@@ -315,6 +315,40 @@ class StringAgg(Kernel):
         return state[f"{self.p}_v"]
 
 
+def _distinct_pairs(g: np.ndarray, values: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """The distinct (group, value) pairs, sorted by group. Values are coded as integers
+    (themselves, or dictionary codes) and each pair as one int64, so one sort of int64s does
+    the work; a two-column ``group_by`` when the codes would overflow."""
+    if len(values) == 0:
+        return g[:0], values
+    t = values.type
+    if pa.types.is_integer(t) or pa.types.is_temporal(t):
+        raw = values.cast(pa.int64()) if not pa.types.is_timestamp(t) else \
+            values.view(pa.int64())
+        codes = raw.to_numpy(zero_copy_only=False)
+        low = int(codes.min())
+        span = int(codes.max()) - low + 1
+        dictionary = None
+    else:
+        encoded = pc.dictionary_encode(values)
+        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        low, span, dictionary = 0, len(encoded.dictionary), encoded.dictionary
+    if span * (int(g.max()) + 1) < 2**62:
+        pairs = np.sort(g * span + (codes - low))
+        keep = np.ones(len(pairs), dtype=bool)
+        keep[1:] = pairs[1:] != pairs[:-1]
+        pairs = pairs[keep]
+        pg, code = np.divmod(pairs, span)
+        if dictionary is not None:
+            return pg, dictionary.take(pa.array(code))
+        out = pa.array(code + low, pa.int64())
+        return pg, (out.view(t) if pa.types.is_timestamp(t) else out.cast(t))
+    table = pa.table({"g": pa.array(g), "v": values}).group_by(
+        ["g", "v"], use_threads=False).aggregate([])
+    order = np.argsort(table["g"].to_numpy(), kind="stable")
+    return table["g"].to_numpy()[order], table["v"].combine_chunks().take(pa.array(order))
+
+
 class Distinct(Kernel):
     """count/sum/avg(DISTINCT x) and approx_count_distinct (computed exactly): the state is
     the list of distinct non-null values of the group."""
@@ -332,16 +366,10 @@ class Distinct(Kernel):
         lists = _as_array(source[f"{self.p}_set"])
         flat = pc.list_flatten(lists)
         parents = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
-        g = groups.gid[parents]
-        pairs = pa.table({"g": pa.array(g), "v": flat}).group_by(
-            ["g", "v"], use_threads=False).aggregate([])
-        pg = pairs["g"].to_numpy()
-        order = np.argsort(pg, kind="stable")
+        pg, values = _distinct_pairs(groups.gid[parents], flat)
         counts = np.bincount(pg, minlength=groups.groups)
         offsets = np.zeros(groups.groups + 1, dtype=np.int32)
         np.cumsum(counts, out=offsets[1:])
-        values = pc.take(pairs["v"], pa.array(order)).combine_chunks() if len(order) else \
-            pa.array([], lists.type.value_type)
         return {f"{self.p}_set": pa.ListArray.from_arrays(pa.array(offsets), values,
                                                           type=lists.type)}
 

@@ -11,23 +11,16 @@ dropped.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from caudal.operators.side_output import LATE, tag
+from caudal.plan.windows import LateOutput
 from caudal.runtime.messages import WATERMARK_MIN
 
-
-@dataclass
-class LateOutput:
-    """Where late rows go besides the metric: the input columns to send, under the side
-    table's names (plain data, part of the physical plan)."""
-
-    columns: list[str]
-    names: list[str]
+__all__ = ["ArrivalCheck", "LateOutput", "now_us", "times_of", "timestamps"]
 
 
 def now_us() -> int:

@@ -111,6 +111,25 @@ def repeat_rows(table: pa.Table, counts: np.ndarray) -> pa.Table:
     return table.take(pa.array(np.repeat(np.arange(len(counts)), counts)))
 
 
+def _appended(current: np.ndarray, more: np.ndarray) -> np.ndarray:
+    """``current`` followed by ``more``, amortized: ``current`` is a view into a buffer
+    with room after it, grown by doubling, so appending a batch costs the batch, not the
+    whole state (a state of N rows appended in batches would otherwise copy O(N^2))."""
+    n, k = len(current), len(more)
+    base = current.base
+    if isinstance(base, np.ndarray) and base.ndim == 1 and base.dtype == current.dtype \
+            and current.flags.c_contiguous and n:
+        start = (current.ctypes.data - base.ctypes.data) // current.itemsize
+        if 0 <= start and start + n + k <= len(base) and \
+                current.ctypes.data == base[start:].ctypes.data:
+            base[start + n:start + n + k] = more
+            return base[start:start + n + k]
+    grown = np.empty(max(2 * (n + k), 1024), dtype=current.dtype)
+    grown[:n] = current
+    grown[n:n + k] = more
+    return grown[:n + k]
+
+
 class SideState:
     """The stored rows of one join input, with per-row counters as NumPy columns
     (``counters``: name -> dtype), and the Polars frame of their keys kept in step."""
@@ -161,11 +180,21 @@ class SideState:
             value = values.get(name)
             if value is None:
                 value = np.zeros(rows.num_rows, dtype=dtype)
-            self.values[name] = np.concatenate([self.values[name], value.astype(dtype)])
+            self.values[name] = _appended(self.values[name], value.astype(dtype, copy=False))
 
     def keep(self, mask: np.ndarray) -> None:
         """Keep only the rows where ``mask`` is True."""
         if mask.all():
+            return
+        first = int(np.argmax(mask)) if mask.any() else len(mask)
+        if mask[first:].all():
+            # rows arrive roughly in time order, so what expires is usually a prefix: a
+            # zero-copy slice instead of a filter that copies the whole state (strings too)
+            self.rows = self.rows.slice(first)
+            if self._frame is not None:
+                self._frame = self._frame.slice(first)
+            for name in self.values:
+                self.values[name] = self.values[name][first:]
             return
         self.rows = self.rows.filter(pa.array(mask))
         if self._frame is not None:

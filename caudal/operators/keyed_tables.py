@@ -127,3 +127,42 @@ def batches_of(table: pa.Table, rows: int = 1 << 16) -> list[pa.RecordBatch]:
     if table.num_rows == 0:
         return []
     return table.combine_chunks().to_batches(max_chunksize=rows)
+
+
+#: column of the summed weight of equal rows, and of the lowest running sum along the way
+NET, LOWEST = "_w", "_p"
+
+
+def net_rows(table: pa.Table, names: Sequence[str], schema: pa.Schema) -> pa.Table:
+    """Sum the weights (``_w``) of equal rows (``names``; NULL equals NULL) of an ordered
+    changelog, keeping what ordering means: ``_p`` is the lowest running sum of each row's
+    weight, at most 0. A row stored ``have`` times can take the changes only if
+    ``have + _p >= 0``; the shortfall is a retraction of something that was never there.
+    Rows may carry ``_p`` already (netted before): consecutive pieces combine. Rows whose
+    weights cancel exactly are kept only when they went below zero on the way."""
+    names = list(names)
+    frame = positional(table, names)
+    w = pl.from_arrow(table.column(NET)).cast(pl.Int64).alias(NET)  # type: ignore[union-attr]
+    if LOWEST in table.column_names:
+        p = pl.from_arrow(table.column(LOWEST)).cast(pl.Int64).alias(LOWEST)  # type: ignore
+    else:
+        p = w.clip(upper_bound=0).alias(LOWEST)
+    frame = frame.with_columns(w, p)
+    cols = [f"_k{i}" for i in range(len(names))]
+    net = frame.group_by(cols, maintain_order=True).agg(
+        pl.col(NET).sum(),
+        (pl.col(NET).cum_sum() - pl.col(NET) + pl.col(LOWEST)).min().clip(upper_bound=0)
+        .alias(LOWEST))
+    net = net.filter((pl.col(NET) != 0) | (pl.col(LOWEST) < 0))
+    out = to_arrow(net)
+    arrays = [out.column(c).cast(schema.field(n).type) for c, n in zip(cols, names)]
+    arrays += [out.column(NET).cast(pa.int64()), out.column(LOWEST).cast(pa.int64())]
+    return pa.Table.from_arrays(arrays, names=[*names, NET, LOWEST])
+
+
+def apply_net(net: np.ndarray, lowest: np.ndarray, have: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(effective change, ignored retractions) of rows stored ``have`` times taking netted
+    changes: a retraction that would go below zero is ignored."""
+    ignored = np.maximum(-(have + lowest), 0)
+    return net + ignored, ignored

@@ -63,10 +63,21 @@ def _key_ids(table: pa.Table, keys: list[str]) -> np.ndarray:
     return GroupIndex(grouped["__row_list"], table.num_rows).gid
 
 
-def _segmented_cummax(values: np.ndarray, segments: np.ndarray) -> np.ndarray:
-    """Running max of ``values`` restarting at each new segment (segments are sorted)."""
-    frame = pl.DataFrame({"s": segments, "v": values})
-    return frame.select(pl.col("v").cum_max().over("s")).to_series().to_numpy()
+def _segmented_cummax(values: np.ndarray, heads: np.ndarray) -> np.ndarray:
+    """Running max of ``values`` restarting at each segment head (indices, ascending,
+    starting with 0). Each segment is shifted above all earlier ones, so one global
+    ``maximum.accumulate`` never carries a max across segments."""
+    if len(values) == 0:
+        return values
+    lows = np.minimum.reduceat(values, heads)
+    spans = np.maximum.reduceat(values, heads) - lows + 1
+    if float(spans.sum()) >= 2.0**62:  # shifts would overflow int64: let Polars do it
+        segments = np.repeat(np.arange(len(heads)), np.diff(np.append(heads, len(values))))
+        frame = pl.DataFrame({"s": segments, "v": values})
+        return frame.select(pl.col("v").cum_max().over("s")).to_series().to_numpy()
+    bases = np.cumsum(spans) - spans
+    shift = np.repeat(bases - lows, np.diff(np.append(heads, len(values))))
+    return np.maximum.accumulate(values + shift) - shift
 
 
 class SessionAggregate(Operator, KeyedWindowState):
@@ -107,9 +118,12 @@ class SessionAggregate(Operator, KeyedWindowState):
         s, e, g = start[order], end[order], gid[order]
         first_of_key = np.ones(len(g), dtype=bool)
         first_of_key[1:] = g[1:] != g[:-1]
-        running = _segmented_cummax(e, g)
         new = first_of_key.copy()
-        new[1:] |= s[1:] > running[:-1]
+        if phase == PARTIAL:  # rows: all intervals are gap long, the previous ends last
+            new[1:] |= s[1:] > e[:-1]
+        else:
+            running = _segmented_cummax(e, np.flatnonzero(first_of_key))
+            new[1:] |= s[1:] > running[:-1]
         heads = np.flatnonzero(new)
         ordered = table.take(pa.array(order))
         sid = np.cumsum(new) - 1

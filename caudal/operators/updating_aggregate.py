@@ -34,7 +34,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -42,13 +41,15 @@ from caudal.operators.aggregate_kernels import Aggregator
 from caudal.operators.base import Operator, OperatorContext
 from caudal.operators.join_rows import SideState, repeat_rows
 from caudal.operators.keyed_tables import (
+    LOWEST,
+    NET,
+    apply_net,
     batches_of,
     lookup,
+    net_rows,
     own_rows,
-    positional,
     tag_key_groups,
     take_or_null,
-    to_arrow,
 )
 from caudal.plan.aggregates import AggCall
 from caudal.plan.changelog import (
@@ -68,7 +69,6 @@ ORDERED = {"first_value", "last_value", "string_agg"}
 _ROW = "_i"
 _SEEN = "_seen"
 _MULT = "_m"
-_WEIGHT = "_w"
 _GLOBAL = "_g"
 #: merge pending tables once this many pile up
 _COMPACT_PENDING = 32
@@ -199,23 +199,17 @@ class _Multiset:
         data = data_columns(batch)
         columns = {f.name: keys[f.name] if f.name in keys else data.column(f.name)
                    for f in self.schema}
-        columns[_WEIGHT] = pa.array(weights(batch))
+        w = weights(batch)
+        columns[NET] = pa.array(w)
+        columns[LOWEST] = pa.array(np.minimum(w, 0))
         self.pending.append(pa.table(columns))
         if len(self.pending) >= _COMPACT_PENDING:
             self.pending = [self._net(self.pending)]
 
     def _net(self, tables: list[pa.Table]) -> pa.Table:
-        """Equal rows' weights summed (zeros dropped), one Polars group_by."""
+        """Equal rows' weights summed, in order (keyed_tables.net_rows)."""
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-        names = self.schema.names
-        frame = positional(table, names).with_columns(
-            pl.from_arrow(table.column(_WEIGHT)).alias(_WEIGHT))
-        cols = [f"_k{i}" for i in range(len(names))]
-        net = frame.group_by(cols).agg(pl.col(_WEIGHT).sum()).filter(pl.col(_WEIGHT) != 0)
-        out = to_arrow(net)
-        arrays = [out.column(c).cast(f.type) for c, f in zip(cols, self.schema)]
-        arrays.append(out.column(_WEIGHT).cast(pa.int64()))
-        return pa.Table.from_arrays(arrays, names=[*names, _WEIGHT])
+        return net_rows(table, self.schema.names, self.schema)
 
     def flush(self, now: int, ctx) -> _Changes | None:
         if not self.pending:
@@ -225,18 +219,17 @@ class _Multiset:
         if delta.num_rows == 0:
             return None
         names = self.schema.names
-        net = delta.column(_WEIGHT).to_numpy()
-        rows = delta.drop_columns([_WEIGHT])
+        rows = delta.select(names)
         stored = self.rows
         found = lookup(rows, names, stored.rows, names) if stored.size else \
             np.full(rows.num_rows, -1, dtype=np.int64)
         known = found >= 0
-        have = np.zeros(len(net), dtype=np.int64)
+        have = np.zeros(rows.num_rows, dtype=np.int64)
         have[known] = stored[_MULT][found[known]]
-        excess = np.maximum(-net - have, 0)
-        if excess.any():
-            ctx.metrics["corrupt_retractions"] += int(excess.sum())
-            net = np.where(excess > 0, -have, net)
+        net, ignored = apply_net(delta.column(NET).to_numpy(), delta.column(LOWEST).to_numpy(),
+                                 have)
+        if ignored.any():
+            ctx.metrics["corrupt_retractions"] += int(ignored.sum())
         if known.any():
             stored[_MULT][found[known]] += net[known]
         new = ~known & (net > 0)
@@ -405,7 +398,9 @@ class UpdatingAggregate(Operator):
         if not self.keys:  # a global aggregate always has its one row
             changes.old_exists[:] = self.emitted_global
             changes.exists[:] = True
+            # with no rows left it shows counts of 0 (what was emitted then, too)
             changes.new = [_zero_if_empty(v, c) for v, c in zip(changes.new, self.aggregates)]
+            changes.old = [_zero_if_empty(v, c) for v, c in zip(changes.old, self.aggregates)]
             self.emitted_global = True
         return self._emit(changes)
 

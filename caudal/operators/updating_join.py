@@ -28,18 +28,19 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 
 from caudal.operators.base import Operator, OperatorContext
 from caudal.operators.join_rows import JoinLayout, SideState, match, repeat_rows
 from caudal.operators.keyed_tables import (
+    LOWEST,
+    NET,
+    apply_net,
     batches_of,
     lookup,
+    net_rows,
     own_rows,
-    positional,
     tag_key_groups,
-    to_arrow,
 )
 from caudal.plan.changelog import OP, OP_TYPE, data_columns, weights
 from caudal.plan.expressions import Expr
@@ -141,31 +142,22 @@ class UpdatingJoin(Operator):
     def _net(self, side: SideState, data: pa.Table, w: np.ndarray
              ) -> tuple[pa.Table, np.ndarray, np.ndarray]:
         """Net a changelog batch: (distinct rows, net weight, index of the stored equal row
-        or -1), without retractions of rows that are not stored."""
+        or -1), without retractions of rows that are not stored (counted)."""
         names = data.column_names
-        frame = positional(data, names).with_columns(pl.Series("_w", w))
-        cols = [f"_k{i}" for i in range(len(names))]
-        net = frame.group_by(cols, maintain_order=True).agg(pl.col("_w").sum())
-        net = net.filter(pl.col("_w") != 0)
-        weights_net = net["_w"].to_numpy().astype(np.int64)
-        rows = to_arrow(net.drop("_w"))
-        rows = pa.Table.from_arrays([rows.column(c).cast(data.schema.field(n).type)
-                                     for c, n in zip(cols, names)], schema=data.schema)
+        netted = net_rows(data.append_column(NET, pa.array(w)), names, data.schema)
+        rows = netted.select(names)
         existing = lookup(rows, names, side.rows, names) if side.size else \
             np.full(rows.num_rows, -1, dtype=np.int64)
-        negative = weights_net < 0
-        if negative.any():
-            available = np.where(existing >= 0, side[_MULT][np.maximum(existing, 0)], 0)
-            valid = np.minimum(-weights_net, available)
-            bad = negative & (valid < -weights_net)
-            if bad.any():
-                self.ctx.metrics["corrupt_retractions"] += int(
-                    (-weights_net[bad] - valid[bad]).sum())
-                weights_net = np.where(negative, -valid, weights_net)
-                keep = weights_net != 0
-                rows = rows.filter(pa.array(keep))
-                weights_net, existing = weights_net[keep], existing[keep]
-        return rows, weights_net, existing
+        have = np.where(existing >= 0, side[_MULT][np.maximum(existing, 0)], 0) \
+            if side.size else np.zeros(rows.num_rows, dtype=np.int64)
+        net, ignored = apply_net(netted.column(NET).to_numpy(),
+                                 netted.column(LOWEST).to_numpy(), have)
+        if ignored.any():
+            self.ctx.metrics["corrupt_retractions"] += int(ignored.sum())
+        keep = net != 0
+        if not keep.all():
+            rows, net, existing = rows.filter(pa.array(keep)), net[keep], existing[keep]
+        return rows, net, existing
 
     def _emit(self, pieces: list[tuple[pa.Table, np.ndarray]]) -> list[pa.RecordBatch]:
         """Rows with weights -> a changelog batch: retractions first, then insertions."""

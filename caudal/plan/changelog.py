@@ -94,15 +94,21 @@ def repair_pairs(ops: np.ndarray) -> np.ndarray:
 
 
 def filter_changelog(batch: pa.RecordBatch, mask: pa.Array) -> pa.RecordBatch:
-    """Filter rows of an updating batch, keeping the update pairs consistent."""
-    kept = batch.filter(mask, null_selection_behavior="drop")
-    if OP not in kept.schema.names or kept.num_rows == 0:
-        return kept
-    ops = ops_of(kept)
-    fixed = repair_pairs(ops)
-    if fixed is ops:
-        return kept
-    return with_ops(kept, fixed)
+    """Filter rows of an updating batch, keeping the update pairs consistent: a pair that
+    loses one of its rows becomes a plain delete or insert (decided on the rows' positions
+    before filtering, so two halves of different pairs never become one)."""
+    if OP not in batch.schema.names:
+        return batch.filter(mask, null_selection_behavior="drop")
+    keep = pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+    ops = repair_pairs(ops_of(batch))
+    before = np.flatnonzero(ops == UPDATE_BEFORE)  # each is followed by its +2 (repaired)
+    broken = keep[before] != keep[before + 1]
+    if broken.any():
+        ops = ops.copy()
+        ops[before[broken]] = DELETE
+        ops[before[broken] + 1] = INSERT
+    kept = with_ops(batch, ops).filter(pa.array(keep))
+    return kept
 
 
 def interleave_updates(before: pa.Table, after: pa.Table) -> tuple[pa.Table, np.ndarray]:

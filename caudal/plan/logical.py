@@ -38,7 +38,9 @@ class LogicalNode:
         return type(self).__name__
 
     def explain(self, indent: int = 0) -> str:
-        lines = ["  " * indent + self.describe()]
+        # a node whose output is a changelog says so (plan.changelog)
+        mark = "  [changelog]" if self.updating and not isinstance(self, SinkWrite) else ""
+        lines = ["  " * indent + self.describe() + mark]
         for child in self.children():
             lines.append(child.explain(indent + 1))
         return "\n".join(lines)

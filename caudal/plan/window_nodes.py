@@ -16,7 +16,6 @@ output (operators.side_output) on an edge tagged ``late`` to an extra sink verte
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import pyarrow as pa
 
@@ -25,7 +24,7 @@ from caudal.plan.logical import LogicalNode
 from caudal.plan.physical import Edge, OperatorSpec
 from caudal.plan.physical_planner import LOWERINGS, PhysicalPlanner
 from caudal.plan.tables import TableSpec
-from caudal.plan.windows import WindowSpec
+from caudal.plan.windows import LateOutput, WindowSpec
 
 
 @dataclass
@@ -142,11 +141,9 @@ def _late_sink(planner: PhysicalPlanner, vid: int, late: LateSide, schema: pa.Sc
                                     tag="late"))  # type: ignore[call-arg]
 
 
-def _late_params(late: LateSide | None) -> Any:
+def _late_params(late: LateSide | None) -> LateOutput | None:
     if late is None:
         return None
-    from caudal.operators.event_time import LateOutput  # plain data class
-
     return LateOutput(list(late.columns), list(late.names))
 
 

@@ -20,6 +20,15 @@ from caudal.durations import format_duration_us
 KINDS = ("tumble", "hop", "cumulate", "session")
 
 
+@dataclass
+class LateOutput:
+    """Where a window operator sends late rows besides its ``late_rows`` metric: these
+    input columns, under the side table's names (operators.side_output)."""
+
+    columns: list[str]
+    names: list[str]
+
+
 @dataclass(frozen=True)
 class WindowSpec:
     kind: str

@@ -2,8 +2,9 @@
 times) and resumed each time with the same command writes exactly the rows of a run that was
 never killed -- none lost, none duplicated. Also across a change of parallelism.
 
-To cover another kind of query, add it to QUERIES (a SELECT over ``bids``; the sink is a
-Parquet directory): the updating aggregate of issue 4 goes there once it exists.
+To cover another kind of query, add it to QUERIES: a SELECT over ``bids`` and the format of
+the filesystem sink it writes (``debezium_json`` for an updating query, whose changelog is
+compared by its net effect: every row's inserts minus retractions must be exactly 1 or 0).
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
 import pyarrow.parquet as pq
 import pytest
 
@@ -28,11 +32,23 @@ from tests.helpers import read_committed
 
 pytestmark = pytest.mark.timeout(150)
 
-#: name -> SELECT over ``bids`` (nexmark bids: auction, bidder, price, date_time, ...)
-QUERIES: dict[str, str] = {
-    "stateless": "SELECT auction, bidder, price, date_time FROM bids WHERE price > 1000",
-    "tumbling": "SELECT auction, count(*) AS num, sum(price) AS total, "
-                "tumble(INTERVAL '100' MILLISECOND) AS window FROM bids GROUP BY auction, window",
+
+
+@dataclass(frozen=True)
+class Query:
+    #: a SELECT over ``bids`` (nexmark bids: auction, bidder, price, date_time, ...)
+    select: str
+    #: the format of the filesystem sink
+    format: str = "parquet"
+
+
+QUERIES: dict[str, Query] = {
+    "stateless": Query("SELECT auction, bidder, price, date_time FROM bids WHERE price > 1000"),
+    "tumbling": Query("SELECT auction, count(*) AS num, sum(price) AS total, "
+                      "tumble(INTERVAL '100' MILLISECOND) AS window FROM bids "
+                      "GROUP BY auction, window"),
+    "updating": Query("SELECT auction, count(*) AS num, sum(price) AS total FROM bids "
+                      "GROUP BY auction", "debezium_json"),
 }
 
 #: 3M events (~2.8M bids) handed out at 500k events/s: 6 s of input, so that 10 runs killed
@@ -42,9 +58,9 @@ RATE = 500_000
 KILLS = 10
 
 
-def _script(ddl: str, select: str, out: Path) -> str:
+def _script(ddl: str, select: str, out: Path, fmt: str = "parquet") -> str:
     return (f"{ddl}\nCREATE TABLE out WITH (connector = 'filesystem', path = '{out}', "
-            f"format = 'parquet');\nINSERT INTO out {select};\n")
+            f"format = '{fmt}');\nINSERT INTO out {select};\n")
 
 
 def _nexmark(pace: bool) -> str:
@@ -63,6 +79,30 @@ def normalized(table: pa.Table | None) -> pa.Table:
     return table.sort_by([(n, "ascending") for n in table.column_names]).combine_chunks()
 
 
+def net_changelog(out: Path) -> pa.Table:
+    """The rows a Debezium changelog leaves standing: each ``after`` counts +1, each
+    ``before`` -1. A lost or duplicated change leaves a count other than 0 or 1."""
+    parts = []
+    for f in sorted(p for p in out.iterdir() if p.suffix == ".json" and p.name[0] != "."):
+        changes = pj.read_json(f)
+        for side, weight in (("after", 1), ("before", -1)):
+            rows = changes.column(side).combine_chunks()
+            rows = rows.filter(rows.is_valid())
+            if len(rows):
+                table = pa.Table.from_struct_array(rows)
+                parts.append(table.append_column("_w", pa.array([weight] * len(table))))
+    changes = pa.concat_tables(parts)
+    keys = [n for n in changes.column_names if n != "_w"]
+    net = changes.group_by(keys).aggregate([("_w", "sum")])
+    counts = net.column("_w_sum")
+    assert pc.all(pc.is_in(counts, pa.array([0, 1]))).as_py(), "a change was lost or repeated"
+    return net.filter(pc.equal(counts, 1)).select(keys)
+
+
+def committed(out: Path, query: Query) -> pa.Table:
+    return net_changelog(out) if query.format == "debezium_json" else read_committed(out)
+
+
 def _cli(script: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "caudal.cli", "run", str(script), *args]
 
@@ -73,36 +113,48 @@ def chaos(command: list[str], kills: int, rng: random.Random, cwd: Path,
     the end. Returns (kills done, stderr of the last run)."""
     done = 0
     env = {k: v for k, v in os.environ.items() if k != "CAUDAL_DEBUG"}
+    env["PYTHONFAULTHANDLER"] = "1"
     while True:
         proc = subprocess.Popen(command, cwd=cwd, stderr=subprocess.PIPE, text=True, env=env)
-        if done < kills:
+        try:
+            if done < kills:
+                try:
+                    proc.wait(rng.uniform(*window))
+                except subprocess.TimeoutExpired:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    proc.stderr.close()
+                    done += 1
+                    continue
             try:
-                proc.wait(rng.uniform(*window))
+                _, err = proc.communicate(timeout=100)
             except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
+                os.kill(proc.pid, signal.SIGABRT)    # faulthandler prints every thread
+                _, err = proc.communicate(timeout=10)
+                raise AssertionError(f"the resumed run did not end:\n{err}") from None
+        finally:
+            if proc.poll() is None:   # the test failed: leave no process behind
+                proc.kill()
                 proc.wait()
-                proc.stderr.close()
-                done += 1
-                continue
-        _, err = proc.communicate(timeout=100)
         assert proc.returncode == 0, err
         return done, err
 
 
 @pytest.mark.parametrize("name", sorted(QUERIES))
 def test_killed_runs_write_exactly_the_uninterrupted_output(name, tmp_path):
-    select = QUERIES[name]
+    query = QUERIES[name]
     reference = tmp_path / "reference"
-    run_sql(_script(_nexmark(pace=False), select, reference), parallelism=2)
+    run_sql(_script(_nexmark(pace=False), query.select, reference, query.format),
+            parallelism=2)
     out = tmp_path / "out"
     script = tmp_path / "job.sql"
-    script.write_text(_script(_nexmark(pace=True), select, out))
+    script.write_text(_script(_nexmark(pace=True), query.select, out, query.format))
     kills, err = chaos(_cli(script, "-p", "2", "--checkpoint-dir", str(tmp_path / "ck"),
                             "--checkpoint-interval", "200ms"),
                        KILLS, random.Random(name), tmp_path)
     assert kills >= KILLS
-    expected = normalized(read_committed(reference))
-    got = normalized(read_committed(out))
+    expected = normalized(committed(reference, query))
+    got = normalized(committed(out, query))
     assert got.num_rows == expected.num_rows
     assert got.equals(expected)
 
@@ -140,7 +192,7 @@ def test_restore_at_another_parallelism(tmp_path):
     ddl = (f"CREATE TABLE bids (auction BIGINT, bidder BIGINT, price BIGINT, date_time "
            f"TIMESTAMP, WATERMARK FOR date_time AS date_time - INTERVAL '1' SECOND) WITH "
            f"(connector = 'filesystem', path = '{bids}');")
-    select = QUERIES["tumbling"].replace("100' MILLISECOND", "1' SECOND")
+    select = QUERIES["tumbling"].select.replace("100' MILLISECOND", "1' SECOND")
     reference = tmp_path / "reference"
     run_sql(_script(ddl, select, reference), parallelism=2)
     out, ck = tmp_path / "out", tmp_path / "ck"
@@ -153,9 +205,11 @@ def test_restore_at_another_parallelism(tmp_path):
                                      str(ck), "--checkpoint-interval", "50ms",
                                      "--batch-rows", "8192"),
                                 cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=env)
-        killed = _wait_for_checkpoint(ck, last, proc, 60)
-        if killed:
-            os.kill(proc.pid, signal.SIGKILL)
+        try:
+            killed = _wait_for_checkpoint(ck, last, proc, 60)
+        finally:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
         _, err = proc.communicate(timeout=60)
         assert killed, f"no checkpoint before the run ended: {err}"
         last = max(completed_epochs(CheckpointStorage(str(ck))))

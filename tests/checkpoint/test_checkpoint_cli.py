@@ -59,8 +59,12 @@ def _completed(ck: Path) -> list[int]:
 def _wait_epochs(ck: Path, count: int, proc: subprocess.Popen, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while len(_completed(ck)) < count:
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.monotonic() < deadline, "no checkpoint completed in time"
+        ended = proc.poll() is not None
+        if ended or time.monotonic() > deadline:
+            if not ended:   # leave no process behind
+                proc.kill()
+            _, err = proc.communicate()
+            raise AssertionError(f"no checkpoint completed in time: {err}")
         time.sleep(0.01)
 
 

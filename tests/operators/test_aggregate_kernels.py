@@ -35,6 +35,7 @@ CASES = [
     (AggCall("last_value", ("s",), pa.string()),
      "arg_max(s, ts) FILTER (WHERE s IS NOT NULL)"),
     (AggCall("count", ("i",), pa.int64(), distinct=True), "count(DISTINCT i)"),
+    (AggCall("count", ("x",), pa.int64(), distinct=True), "count(DISTINCT x)"),
     (AggCall("sum", ("i",), pa.int64(), distinct=True), "sum(DISTINCT i)"),
     (AggCall("avg", ("i",), pa.float64(), distinct=True, filter="f"),
      "avg(DISTINCT i) FILTER (WHERE f)"),
@@ -99,3 +100,23 @@ def test_partials_merged_in_any_grouping_match_duckdb(n, seed, cuts, regroup):
             if call.func == "string_agg" and a is not None and b is not None:
                 a, b = sorted(a.split(";")), sorted(b.split(";"))
             assert close(a, b), (key, sql, a, b)
+
+
+def test_distinct_pairs_of_every_value_kind():
+    from caudal.operators.aggregate_kernels import _distinct_pairs
+    from caudal.types import TIMESTAMP
+
+    g = np.array([2, 0, 2, 1, 0, 2, 0])
+    cases = [
+        pa.array([5, 5, 6, -7, 5, 5, 2**62], pa.int64()),  # a span too wide: the fallback
+        pa.array([5, 5, 6, -7, 5, 5, 9], pa.int32()),
+        pa.array([5, 5, 6, -7, 5, 5, 9], pa.int64()).cast(TIMESTAMP),
+        pa.array([0.5, 0.5, 1.5, -7.0, 0.5, 0.5, 9.0]),
+        pa.array(["a", "a", "b", "c", "a", "a", "d"]),
+    ]
+    for values in cases:
+        pg, out = _distinct_pairs(g, values)
+        assert out.type == values.type
+        got = sorted(zip(pg.tolist(), out.to_pylist()))
+        assert got == sorted(set(zip(g.tolist(), values.to_pylist()))), values.type
+        assert list(pg) == sorted(pg)

@@ -205,3 +205,52 @@ def test_explain_shows_the_join(tmp_path):
                        f"INSERT INTO o {query};")
     assert "UpdatingJoin INNER ON seller = id" in text
     assert "hash(seller)" in text and "hash(id)" in text
+
+
+TIME_QUERIES = [
+    # an interval join keeps a time attribute (its watermark held back): windows over it
+    ("CREATE VIEW j AS SELECT a.id, a.date_time AS t, b.price FROM auction AS a JOIN bid AS b "
+     "ON a.id = b.auction AND b.date_time BETWEEN a.date_time - INTERVAL '1' SECOND AND "
+     "a.date_time + INTERVAL '1' SECOND;",
+     "SELECT window_start, count(*) AS n, max(price) AS mx FROM TABLE(TUMBLE(TABLE j, "
+     "DESCRIPTOR(t), INTERVAL '2' SECOND)) GROUP BY window_start, window_end",
+     "WITH j AS (SELECT a.id, a.date_time AS t, b.price FROM auction AS a JOIN bid AS b ON "
+     "a.id = b.auction AND b.date_time BETWEEN a.date_time - INTERVAL 1 SECOND AND "
+     "a.date_time + INTERVAL 1 SECOND) SELECT to_timestamp(floor(epoch_us(t) / 2000000) * 2) "
+     "AS window_start, count(*) AS n, max(price) AS mx FROM j GROUP BY 1"),
+    # a window join of two window table functions (rows, not aggregates)
+    ("",
+     "SELECT p.id, a.id AS auction, p.window_start FROM TABLE(TUMBLE(TABLE person, "
+     "DESCRIPTOR(date_time), INTERVAL '5' SECOND)) AS p JOIN TABLE(TUMBLE(TABLE auction, "
+     "DESCRIPTOR(date_time), INTERVAL '5' SECOND)) AS a ON p.id = a.seller AND "
+     "p.window_start = a.window_start AND p.window_end = a.window_end",
+     "SELECT p.id, a.id AS auction, to_timestamp(floor(epoch_us(p.date_time) / 5000000) * 5) "
+     "AS window_start FROM person AS p JOIN auction AS a ON p.id = a.seller AND "
+     "floor(epoch_us(p.date_time) / 5000000) = floor(epoch_us(a.date_time) / 5000000)"),
+    # a LEFT window join of two window aggregates: people with or without an auction
+    ("",
+     "SELECT P.id, P.starttime, A.seller FROM (SELECT id, window_start AS starttime, "
+     "window_end AS endtime FROM TABLE(TUMBLE(TABLE person, DESCRIPTOR(date_time), INTERVAL "
+     "'5' SECOND)) GROUP BY id, window_start, window_end) AS P LEFT JOIN (SELECT seller, "
+     "window_start AS starttime, window_end AS endtime FROM TABLE(TUMBLE(TABLE auction, "
+     "DESCRIPTOR(date_time), INTERVAL '5' SECOND)) GROUP BY seller, window_start, "
+     "window_end) AS A ON P.id = A.seller AND P.starttime = A.starttime AND "
+     "P.endtime = A.endtime",
+     "WITH P AS (SELECT DISTINCT id, floor(epoch_us(date_time) / 5000000) AS w FROM person), "
+     "A AS (SELECT DISTINCT seller, floor(epoch_us(date_time) / 5000000) AS w FROM auction) "
+     "SELECT P.id, to_timestamp(P.w * 5) AS starttime, A.seller FROM P LEFT JOIN A ON "
+     "P.id = A.seller AND P.w = A.w"),
+]
+
+
+@pytest.mark.parametrize("parallelism", [1, 4])
+@pytest.mark.parametrize("view,query,duck_query", TIME_QUERIES)
+def test_window_joins_and_windows_over_joins(tmp_path, duck, nexmark, view, query,
+                                             duck_query, parallelism):
+    changes = run_changelog(f"{DDL}\n{view}", query, tmp_path / "out",
+                            parallelism=parallelism, batch_rows=1500)
+    assert set(changes.column("_op").to_pylist()) == {1}
+    got = fold(changes)
+    expected = _duck(duck, nexmark, duck_query)
+    assert expected.num_rows > 0
+    assert normalized_rows(got) == normalized_rows(expected)

@@ -1,3 +1,3 @@
-SELECT to_timestamp((floor(epoch_us(date_time) / 1000000) + 1)) AS window_end,
+SELECT make_timestamptz((epoch_us(date_time) // 1000000 + 1) * 1000000) AS window_end,
        count(*) AS bids
-FROM bid GROUP BY 1
+FROM bid GROUP BY window_end

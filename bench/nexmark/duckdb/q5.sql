@@ -1,17 +1,14 @@
 WITH windowed AS (
-  SELECT auction, w.starttime, w.starttime + INTERVAL 10 SECOND AS endtime
-  FROM bid,
-       (SELECT unnest(range(0, 5)) AS k) AS ks,
-       LATERAL (SELECT to_timestamp((floor(epoch_us(date_time) / 2000000) - ks.k) * 2)
-                       AS starttime) AS w
+  -- each bid is in the 5 hopping windows starting at (floor(t / 2 s) - k) * 2 s, k = 0..4
+  SELECT auction, (epoch_us(date_time) // 2000000 - k) * 2000000 AS start_us
+  FROM bid, range(0, 5) AS ks(k)
 ),
 counts AS (
-  SELECT auction, count(*) AS num, starttime, endtime FROM windowed
-  GROUP BY auction, starttime, endtime
+  SELECT auction, count(*) AS num, start_us FROM windowed GROUP BY auction, start_us
 ),
 maxes AS (
-  SELECT max(num) AS maxn, starttime, endtime FROM counts GROUP BY starttime, endtime
+  SELECT max(num) AS maxn, start_us FROM counts GROUP BY start_us
 )
-SELECT c.auction, c.num, c.starttime, c.endtime
-FROM counts AS c JOIN maxes AS m
-  ON c.starttime = m.starttime AND c.endtime = m.endtime AND c.num >= m.maxn
+SELECT c.auction, c.num, make_timestamptz(c.start_us) AS starttime,
+       make_timestamptz(c.start_us + 10000000) AS endtime
+FROM counts AS c JOIN maxes AS m ON c.start_us = m.start_us AND c.num >= m.maxn

@@ -1,9 +1,7 @@
 WITH P AS (
-  SELECT id, name, to_timestamp(floor(epoch_us(date_time) / 10000000) * 10) AS starttime
-  FROM person GROUP BY ALL
+  SELECT id, name, epoch_us(date_time) // 10000000 AS w FROM person GROUP BY id, name, w
 ), A AS (
-  SELECT seller, to_timestamp(floor(epoch_us(date_time) / 10000000) * 10) AS starttime
-  FROM auction GROUP BY ALL
+  SELECT seller, epoch_us(date_time) // 10000000 AS w FROM auction GROUP BY seller, w
 )
-SELECT P.id, P.name, P.starttime
-FROM P JOIN A ON P.id = A.seller AND P.starttime = A.starttime
+SELECT P.id, P.name, make_timestamptz(P.w * 10000000) AS starttime
+FROM P JOIN A ON P.id = A.seller AND P.w = A.w
