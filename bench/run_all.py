@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="1M events, parallelism 1, a 3 s latency run: a fast check")
     parser.add_argument("--queries", default="all", help="comma-separated (default all)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs per engine, the fastest kept (default 3)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     events = "1M" if args.quick else args.events
@@ -53,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     for name in names:
         for p in levels:
-            failures += _run(["-q", name, "--events", events, "-p", p, "--compare", "duckdb"],
+            failures += _run(["-q", name, "--events", events, "-p", p, "--compare", "duckdb",
+                              "--repeat", "1" if args.quick else str(args.repeat)],
                              fresh) != 0
     for name, rate, count in LATENCY_RUNS:
         count = "300k" if args.quick else count

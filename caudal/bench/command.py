@@ -80,6 +80,9 @@ def add_parser(sub) -> None:
                     help="append one JSON line per query to FILE")
     nx.add_argument("--no-warmup", action="store_true",
                     help="do not run a small warm-up of each query first")
+    nx.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="time each engine N times and keep the fastest (default 1; a "
+                         "shared machine makes single runs noisy)")
     nx.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                     help="show tracebacks on errors")
 
@@ -97,7 +100,8 @@ def settings_of(args) -> RunSettings:
 
 def bench_query(query: Query, settings: RunSettings, compare: str | None = None,
                 batch_rows: int = 65536, linger_s: float = 0.005,
-                warmup: bool = True, info: dict | None = None) -> QueryReport:
+                warmup: bool = True, info: dict | None = None,
+                repeat: int = 1) -> QueryReport:
     """Run one query (and its DuckDB version) and gather the figures."""
     from caudal.bench.runner import run_caudal
 
@@ -111,7 +115,8 @@ def bench_query(query: Query, settings: RunSettings, compare: str | None = None,
         return report
     report.plan, report.updating = plan_summary(compiled), is_updating(compiled)
     try:
-        run = run_caudal(query, settings, batch_rows, linger_s, warmup)
+        run = run_caudal(query, settings, batch_rows, linger_s, warmup,
+                         1 if settings.pace else repeat)
     except ImportError as e:  # planned, but its operator is still being written
         needs = f" (needs {query.needs})" if query.needs else ""
         report.status = "unsupported"
@@ -135,12 +140,12 @@ def bench_query(query: Query, settings: RunSettings, compare: str | None = None,
         if query.duckdb_sql is None:
             report.duckdb_note = f"no batch answer: {query.batch_reason}"
         else:
-            _compare_duckdb(query, settings, report, batch_rows, linger_s, warmup)
+            _compare_duckdb(query, settings, report, batch_rows, linger_s, warmup, repeat)
     return report
 
 
 def _compare_duckdb(query: Query, settings: RunSettings, report: QueryReport,
-                    batch_rows: int, linger_s: float, warmup: bool) -> None:
+                    batch_rows: int, linger_s: float, warmup: bool, repeat: int = 1) -> None:
     """caudal over events generated beforehand (unless pacing), then DuckDB on the same."""
     import dataclasses
 
@@ -154,8 +159,8 @@ def _compare_duckdb(query: Query, settings: RunSettings, report: QueryReport,
         if not settings.pace:
             memory = dataclasses.replace(settings, source="memory")
             report.memory_seconds = run_caudal(query, memory, batch_rows, linger_s,
-                                               warmup).seconds
-        batch = run_duckdb(query, settings, columns)
+                                               warmup, repeat).seconds
+        batch = run_duckdb(query, settings, columns, repeat=repeat)
     except Exception as e:  # noqa: BLE001 - reported with the figures
         report.duckdb_note = f"comparison failed: {type(e).__name__}: {e}"
         return
@@ -193,7 +198,7 @@ def cmd_bench(args) -> int:
     for query in chosen:
         try:
             report = bench_query(query, settings, args.compare, args.batch_rows, linger_s,
-                                 not args.no_warmup, info)
+                                 not args.no_warmup, info, args.repeat)
         except CaudalError:
             raise
         except Exception:  # noqa: BLE001 - a bug: show it, go on with the next query

@@ -148,6 +148,8 @@ class CheckpointCoordinator:
         self.final_error: str | None = None
         self._final_failures = 0
         self._trigger_now = False
+        #: the epoch a trigger has taken but not started yet
+        self._reserved: int | None = None
         self._final_done = False
         self._closed = False
         #: per subtask, its latest state write: writes of one subtask run in order
@@ -216,10 +218,13 @@ class CheckpointCoordinator:
     def trigger(self, stop: bool = False) -> int | None:
         """Start a checkpoint now (unless one is in flight); returns its epoch."""
         with self._lock:
-            if self._inflight is not None or self._closed:
+            if self._inflight is not None or self._closed or self._reserved is not None:
                 return None
             epoch = self._next_epoch
             self._next_epoch += 1
+            # between here and the checkpoint's creation, a subtask that finishes is
+            # covered by this epoch (its final state is in _finals when the epoch starts)
+            self._reserved = epoch
         try:
             write_triggered(self.storage, epoch)
         except CheckpointError as e:
@@ -227,10 +232,12 @@ class CheckpointCoordinator:
                      f"again at the next interval")
             self.history.append(CheckpointRecord(epoch, 0.0, 0, False, str(e)))
             with self._lock:
+                self._reserved = None
                 self._final_failed(e)
                 self._lock.notify_all()
             return None
         with self._lock:
+            self._reserved = None
             if self._closed:
                 return None
             cp = _Checkpoint(epoch, stop, time.monotonic(),
@@ -286,6 +293,8 @@ class CheckpointCoordinator:
             self._inject.pop(key, None)
             cp = self._inflight
             directory = cp.epoch if cp is not None and key in cp.waiting else self._next_epoch
+            if cp is None and self._reserved is not None:
+                directory = self._reserved
             fut = self._submit_write(directory, key, state, True)
             self._finals[key] = fut
             self._final_payloads[key] = (label, state)
@@ -296,7 +305,7 @@ class CheckpointCoordinator:
                 if not cp.waiting:
                     self._all_acknowledged(cp)
             else:
-                needed = self._next_epoch
+                needed = directory
             if len(self._finals) == len(self.subtasks):
                 self._trigger_now = True   # everything ended: take the final checkpoint now
             self._lock.notify_all()
@@ -316,6 +325,8 @@ class CheckpointCoordinator:
                     return False
                 if until_covered and self.final_error is not None:
                     return False
+                if until_covered and self._final_done:
+                    return True   # the final checkpoint holds every subtask's final state
                 if self._closed or (cancel is not None and cancel.is_set()):
                     return False
                 self._lock.wait(0.05)

@@ -149,10 +149,14 @@ def net_rows(table: pa.Table, names: Sequence[str], schema: pa.Schema) -> pa.Tab
         p = w.clip(upper_bound=0).alias(LOWEST)
     frame = frame.with_columns(w, p)
     cols = [f"_k{i}" for i in range(len(names))]
-    net = frame.group_by(cols, maintain_order=True).agg(
-        pl.col(NET).sum(),
-        (pl.col(NET).cum_sum() - pl.col(NET) + pl.col(LOWEST)).min().clip(upper_bound=0)
-        .alias(LOWEST))
+    if p.min() == 0 if len(p) else True:
+        # nothing retracted: order cannot matter, a plain hash aggregation does
+        net = frame.group_by(cols).agg(pl.col(NET).sum(), pl.lit(0, pl.Int64).alias(LOWEST))
+    else:
+        net = frame.group_by(cols, maintain_order=True).agg(
+            pl.col(NET).sum(),
+            (pl.col(NET).cum_sum() - pl.col(NET) + pl.col(LOWEST)).min().clip(upper_bound=0)
+            .alias(LOWEST))
     net = net.filter((pl.col(NET) != 0) | (pl.col(LOWEST) < 0))
     out = to_arrow(net)
     arrays = [out.column(c).cast(schema.field(n).type) for c, n in zip(cols, names)]

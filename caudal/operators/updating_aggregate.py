@@ -332,7 +332,7 @@ class UpdatingAggregate(Operator):
     def __init__(self, keys: list[str], aggregates: list[AggCall], input_schema: pa.Schema,
                  output_schema: pa.Schema, time_column: str | None = None,
                  updating_input: bool = False, flush_us: int = 1_000_000,
-                 ttl_us: int | None = None):
+                 ttl_us: int | None = None, updating_output: bool = True):
         self.keys = list(keys)
         self.group = self.keys or [_GLOBAL]
         self.aggregates = list(aggregates)
@@ -340,6 +340,8 @@ class UpdatingAggregate(Operator):
         self.updating_input = updating_input
         self.flush_us = max(0, int(flush_us))
         self.ttl_us = ttl_us
+        #: False for SELECT DISTINCT over an append-only input: rows are only inserted
+        self.updating_output = updating_output
         if updating_input:
             for call in aggregates:
                 problem = retraction_problem(call)
@@ -440,8 +442,11 @@ class UpdatingAggregate(Operator):
             ops.append(np.full(int(born.sum()), INSERT, dtype=np.int8))
         if not pieces:
             return []
-        table = pa.concat_tables(pieces).append_column(
-            pa.field(OP, OP_TYPE), pa.array(np.concatenate(ops), OP_TYPE))
+        table = pa.concat_tables(pieces)
+        if not self.updating_output:
+            return batches_of(table)
+        table = table.append_column(pa.field(OP, OP_TYPE),
+                                    pa.array(np.concatenate(ops), OP_TYPE))
         return batches_of(table)
 
     def _empty_global(self) -> list[pa.RecordBatch]:

@@ -10,8 +10,8 @@ the columns of the logical schema. Its sign is the row's weight:
 
 Operators that fold a changelog (aggregates, joins) only use the sign (``weights``); the
 update pairing is a courtesy to sinks and survives every step that keeps rows in order (a
-filter re-labels a pair it breaks, see ``repair_pairs``; hash shuffles only feed operators
-that fold). An append-only stream has no ``_op`` column at all, so the stateless hot path of
+filter re-labels a pair it breaks, see ``filter_changelog``; hash shuffles only feed
+operators that fold). An append-only stream has no ``_op`` column at all, so the stateless hot path of
 append queries pays nothing.
 
 Planning: ``LogicalNode.updating`` says whether a node's output is a changelog, and
@@ -162,10 +162,6 @@ def _column_equal(x, y) -> np.ndarray:
 SINK_HINT = ("write it to a sink that takes a changelog: a filesystem table with format = "
              "'debezium_json' (or an upsert sink), or stdout; or make the query append-only "
              "(a windowed GROUP BY, an interval or window join)")
-
-
-def node_updating(node) -> bool:
-    return bool(getattr(node, "updating", False))
 
 
 def _label(node) -> str:

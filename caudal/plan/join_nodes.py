@@ -85,6 +85,8 @@ class Join(LogicalNode):
             if keep != self.output:
                 self.output = keep
                 self.schema = pa.schema([self.schema.field(c) for c in keep])
+                if self.time_column not in keep:
+                    self.time_column = None
         need = set(self.output) | self.needed_columns()
         left = {c for c in self.left.schema.names if c in need}
         right = {c for c in self.right.schema.names if self.joined_name(1, c) in need}

@@ -36,7 +36,9 @@ class UpdatingAggregate(LogicalNode):
 
     @property
     def updating(self) -> bool:
-        return True
+        # without aggregates (SELECT DISTINCT) a key's row never changes: over an
+        # append-only input each one is inserted once and the result only appends
+        return self.input.updating or bool(self.aggregates)
 
     @property
     def updating_reason(self) -> str:
@@ -72,9 +74,12 @@ def _lower_updating_aggregate(planner: PhysicalPlanner, node: UpdatingAggregate)
     params = {"keys": list(node.keys), "aggregates": list(node.aggregates),
               "input_schema": node.input.schema, "output_schema": node.schema,
               "time_column": node.time_input, "updating_input": node.input.updating,
-              "flush_us": node.flush_us, "ttl_us": node.ttl_us}
+              "flush_us": node.flush_us, "ttl_us": node.ttl_us,
+              "updating_output": node.updating}
     aggs = ", ".join(f"{a} AS {n}" for a, n in zip(node.aggregates, node.agg_names))
-    label = f"updating aggregate by [{', '.join(node.keys)}]: {aggs} (changelog)"
+    label = f"updating aggregate by [{', '.join(node.keys)}]: {aggs}"
+    if node.updating:
+        label += " (changelog)"
     v.operators.append(OperatorSpec("updating_aggregate", params, label, node.schema))
     return v.id
 

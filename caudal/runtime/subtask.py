@@ -216,7 +216,10 @@ class SubtaskRunner:
             needed = cp.finished(self.vertex.id, self.index, label, payload)
             if self.sinks:
                 if cp.wait_completed(needed, self.job.cancel, until_covered=True):
-                    self._commit_sinks()
+                    # a complete checkpoint holds this final state: commit up to its label
+                    for op in self.sinks:
+                        if op.pending:
+                            op.commit(max(label, max(op.pending)))
                 elif not self.job.cancel.is_set():
                     from caudal.checkpoint.errors import CheckpointError
 

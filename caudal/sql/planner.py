@@ -258,9 +258,10 @@ class Planner:
             ln, col = position(select.args["having"])
             raise PlanError("HAVING needs GROUP BY or an aggregate", line=ln, col=col)
         if select.args.get("distinct") is not None:
-            ln, col = position(select)
-            raise PlanError("SELECT DISTINCT is not supported yet", line=ln, col=col,
-                            hint="use GROUP BY over a window")
+            # every distinct row once: an updating aggregate keyed by all the columns
+            from caudal.sql.updating_aggregate import plan_distinct
+
+            return plan_distinct(self, select, node, scope)
         from caudal.sql.window_rank import has_window_function, plan_window_rank
 
         if has_window_function(select):  # ROW_NUMBER() OVER (PARTITION BY window …)

@@ -139,3 +139,22 @@ def _is_ordered(node: exp.Expression) -> bool:
     call = node.this if isinstance(node, exp.Filter) else node
     raw = call.name if isinstance(call, exp.Anonymous) else type(call).__name__
     return canonical(str(raw)) in ("first_value", "last_value")
+
+
+def plan_distinct(planner, select: exp.Select, node: LogicalNode,
+                  scope: Scope) -> tuple[LogicalNode, Scope]:
+    """``SELECT DISTINCT items``: the projection, then a GROUP BY of all its columns with
+    no aggregate. Over an append-only input each distinct row is emitted once (the result
+    only appends); over a changelog a row is retracted when its last copy is."""
+    distinct = select.args["distinct"]
+    if distinct.args.get("on") is not None:
+        ln, col = position(distinct)
+        raise PlanError("SELECT DISTINCT ON is not supported", line=ln, col=col,
+                        hint="use ROW_NUMBER() OVER (PARTITION BY window …) <= 1, or GROUP BY")
+    projected, out_scope = planner.plan_projection(select.expressions, node, scope)
+    settings = planner.catalog.settings
+    aggregate = UpdatingAggregate(
+        projected.schema, None, input=projected, keys=list(projected.schema.names),
+        flush_us=duration_setting(settings, "updating_flush", DEFAULT_FLUSH_US),
+        ttl_us=duration_setting(settings, "updating_ttl", None))
+    return aggregate, out_scope

@@ -139,3 +139,57 @@ def test_having_keeps_update_pairs_of_one_key(tmp_path, bids_file):
     for x in lines:
         if x["op"] == "u":
             assert x["before"]["auction"] == x["after"]["auction"]
+
+
+@pytest.mark.parametrize("parallelism", [1, 3])
+def test_select_distinct_of_an_append_only_stream_only_appends(tmp_path, duck, bids_file,
+                                                              parallelism):
+    from tests.helpers import run_to_table
+
+    path, table = bids_file
+    query = "SELECT DISTINCT channel, auction % 5 AS m FROM bids WHERE price > 100"
+    got = run_to_table(DDL.format(path=path), query, tmp_path / "out", parallelism,
+                       batch_rows=500)
+    bids = table  # noqa: F841
+    assert normalized_rows(got) == normalized_rows(duck.sql(query).to_arrow_table())
+
+
+def test_select_distinct_of_a_changelog(tmp_path, duck, bids_file):
+    path, table = bids_file
+    query = ("SELECT DISTINCT n % 4 AS r FROM (SELECT auction, count(*) AS n FROM bids "
+             "GROUP BY auction)")
+    got = fold(run_changelog(DDL.format(path=path), query, tmp_path / "out",
+                             settings="SET updating_flush = '0';", batch_rows=400))
+    bids = table  # noqa: F841
+    assert normalized_rows(got) == normalized_rows(duck.sql(query).to_arrow_table())
+
+
+def test_select_distinct_on_is_refused(bids_file):
+    path, _ = bids_file
+    with pytest.raises(PlanError, match="DISTINCT ON"):
+        compile_sql(DDL.format(path=path) + "\nSELECT DISTINCT ON (channel) channel, price "
+                    "FROM bids;")
+
+
+def test_first_and_last_value_by_event_time(tmp_path, duck):
+    import datetime as dt
+
+    import numpy as np
+
+    rng = np.random.default_rng(4)
+    n = 3000
+    base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    times = [base + dt.timedelta(milliseconds=int(i)) for i in rng.permutation(n) * 7]
+    table = pa.table({"k": rng.integers(0, 30, n), "v": rng.integers(0, 1000, n),
+                      "t": pa.array(times, pa.timestamp("us", tz="UTC"))})
+    path = tmp_path / "t.parquet"
+    pq.write_table(table, path, row_group_size=400)
+    ddl = (f"CREATE TABLE t WITH (connector = 'filesystem', path = '{path}', "
+           f"event_time_field = 't');")
+    query = "SELECT k, first_value(v) AS f, last_value(v) AS l FROM t GROUP BY k"
+    got = fold(run_changelog(ddl, query, tmp_path / "out", parallelism=2,
+                             settings="SET updating_flush = '0';", batch_rows=300))
+    duck.register("rows", table)
+    expected = duck.sql("SELECT k, arg_min(v, t) AS f, arg_max(v, t) AS l FROM rows "
+                        "GROUP BY k").to_arrow_table()
+    assert normalized_rows(got) == normalized_rows(expected)
