@@ -2,10 +2,11 @@
 
     .venv/bin/python -m bench.checkpoints [--events 10000000] [--state-mb 100]
 
-1. Overhead: a tumbling-window count per auction over Nexmark bids read from Parquet, written
-   to Parquet (the exactly-once filesystem sink), parallelism 2; runs with
-   ``--checkpoint-interval 1s`` and without checkpoints alternate in the same invocation. The
-   figure is the job's own run time (``caudal run``'s summary line: process start excluded).
+1. Overhead: a tumbling-window count and sum per auction over Nexmark bids (generated as fast
+   as possible, ``--events`` events: long enough for several checkpoints), written to Parquet
+   (the exactly-once filesystem sink), parallelism 2; runs with ``--checkpoint-interval 1s``
+   and without checkpoints alternate in the same invocation. The figure is the job's own run
+   time (``caudal run``'s summary line: process start excluded), median of ``--repeat``.
 2. Recovery: a job keeps one row of keyed window state per bid (a one-hour window by bidder,
    auction and price) and, from the same paced Nexmark stream, prints a count every 100 ms of
    event time. Once a checkpoint holds ``--state-mb`` of state the process is SIGKILLed and
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -28,7 +30,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.data import bids_parquet
 from caudal.checkpoint.manifest import completed_epochs, read_manifest
 from caudal.checkpoint.storage import CheckpointStorage
 
@@ -49,9 +50,9 @@ def _run_seconds(stderr: str) -> tuple[float, int]:
 
 
 def overhead(events: int, repeat: int, parallelism: int) -> None:
-    data = bids_parquet(events)
-    print(f"query: {TUMBLING}\ninput: {data} (parallelism {parallelism})")
+    print(f"query: {TUMBLING}\ninput: {events:,} Nexmark events (parallelism {parallelism})")
     times: dict[str, list[float]] = {"none": [], "1s": []}
+    cpu: dict[str, list[float]] = {"none": [], "1s": []}
     rows = 0
     for _ in range(repeat):
         for mode in ("none", "1s"):
@@ -59,30 +60,38 @@ def overhead(events: int, repeat: int, parallelism: int) -> None:
             try:
                 job = tmp / "job.sql"
                 job.write_text(
-                    f"CREATE TABLE bids WITH (connector = 'filesystem', path = '{data}');\n"
+                    f"CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', "
+                    f"events = '{events}');\n"
                     f"CREATE TABLE out WITH (connector = 'filesystem', path = '{tmp / 'out'}', "
                     f"format = 'parquet');\nINSERT INTO out {TUMBLING};\n")
                 extra = [] if mode == "none" else [
                     "--checkpoint-dir", str(tmp / "ck"), "--checkpoint-interval", "1s"]
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 proc = _caudal(["run", str(job), "-p", str(parallelism), *extra],
                                stderr=subprocess.PIPE, text=True)
                 _, err = proc.communicate()
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu[mode].append(after.ru_utime + after.ru_stime - before.ru_utime
+                                 - before.ru_stime)
                 if proc.returncode:
                     raise RuntimeError(err)
                 seconds, rows = _run_seconds(err)
                 times[mode].append(seconds)
                 if mode == "1s":
                     epochs = completed_epochs(CheckpointStorage(str(tmp / "ck")))
-                    print(f"  run with checkpoints: {seconds:.2f}s, last epoch "
-                          f"{epochs[-1] if epochs else 0}")
+                    print(f"  run with checkpoints: {seconds:.2f}s (cpu {cpu[mode][-1]:.1f}s), "
+                          f"{epochs[-1] if epochs else 0} checkpoints (the last one final)")
                 else:
-                    print(f"  run without:          {seconds:.2f}s")
+                    print(f"  run without:          {seconds:.2f}s (cpu {cpu[mode][-1]:.1f}s)")
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     none, every = statistics.median(times["none"]), statistics.median(times["1s"])
     print(f"throughput without checkpoints  {rows / none / 1e6:6.2f} M rows/s ({none:.2f}s)")
     print(f"throughput, checkpoint every 1s {rows / every / 1e6:6.2f} M rows/s ({every:.2f}s)")
     print(f"overhead {100 * (every - none) / none:+.1f}% (median of {repeat})")
+    c_none, c_every = statistics.median(cpu["none"]), statistics.median(cpu["1s"])
+    print(f"cpu time (whole process) {c_none:.1f}s vs {c_every:.1f}s: "
+          f"{100 * (c_every - c_none) / c_none:+.1f}% (insensitive to other load on the machine)")
 
 
 RECOVERY_JOB = """
@@ -143,7 +152,7 @@ def recovery(state_mb: float, parallelism: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--events", type=int, default=60_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--parallelism", type=int, default=2)
     parser.add_argument("--state-mb", type=float, default=100.0)

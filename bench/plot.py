@@ -40,7 +40,7 @@ def plot(reports: list[QueryReport], out: Path) -> None:
     if duck:
         series.append((f"DuckDB batch, {p_mem} thread{'s' if p_mem > 1 else ''} "
                        "(events in memory)", [duck.get(q, 0.0) for q in queries]))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(queries) + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(min(13.0, max(6.0, 0.7 * len(queries) + 2)), 5.0))
     width = 0.8 / max(1, len(series))
     for i, (label, values) in enumerate(series):
         xs = [k + (i - (len(series) - 1) / 2) * width for k in range(len(queries))]
@@ -52,9 +52,12 @@ def plot(reports: list[QueryReport], out: Path) -> None:
     ax.set_ylabel("million events per second")
     events = sorted({r.events for r in runs})
     machine = next((r.machine for r in runs if r.machine), {})
+    loads = [r.machine.get("load_avg_1m") for r in runs if r.machine.get("load_avg_1m")]
+    busy = f"; load average {min(loads):g}-{max(loads):g}: other work ran too" if loads else ""
     ax.set_title(f"Nexmark throughput, {', '.join(f'{e / 1e6:g}M' for e in events)} events; "
-                 f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores", fontsize=10)
-    ax.axhline(10, color="grey", linestyle=":", linewidth=1)
+                 f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores{busy}",
+                 fontsize=9)
+    ax.axhline(10, color="grey", linestyle=":", linewidth=1, label="10 M events/s")
     ax.legend(fontsize=8, loc="upper right")
     ax.grid(axis="y", which="both", alpha=0.3)
     fig.tight_layout()

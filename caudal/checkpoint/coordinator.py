@@ -93,6 +93,9 @@ class _Checkpoint:
     aborted: bool = False
     #: when the last acknowledgement arrived (barriers aligned everywhere)
     acked: float | None = None
+    #: subtask-seconds spent in snapshots and in barrier alignment
+    snapshot_s: float = 0.0
+    align_s: float = 0.0
 
 
 @dataclass
@@ -106,6 +109,9 @@ class CheckpointRecord:
     error: str | None = None
     #: from the trigger to the last acknowledgement (barrier travel, alignment, snapshots)
     acks_s: float | None = None
+    #: subtask-seconds the pipeline spent in operators' snapshots, and in alignment
+    snapshot_s: float = 0.0
+    align_s: float = 0.0
 
 
 class CheckpointCoordinator:
@@ -208,8 +214,8 @@ class CheckpointCoordinator:
                     self._lock.wait(0.05)
                 self._trigger_now = False
                 stop = self._stop_requested
-            self.trigger(stop=stop)
-            if stop:
+            epoch = self.trigger(stop=stop)
+            if stop and epoch is not None:
                 return  # the stopping checkpoint is the last one
             last = time.monotonic()
 
@@ -257,7 +263,7 @@ class CheckpointCoordinator:
         """A finished subtask's final state, written again if the first write failed."""
         fut = self._finals[key]
         if fut.done() and fut.exception() is not None:
-            label, payload = self._final_payloads[key]
+            _, payload = self._final_payloads[key]
             fut = self._submit_write(self._next_epoch - 1, key, payload, True)
             self._finals[key] = fut
         return fut
@@ -279,6 +285,9 @@ class CheckpointCoordinator:
             if cp is None or cp.epoch != epoch or key not in cp.waiting:
                 return  # a checkpoint that was abandoned
             cp.waiting.discard(key)
+            timing = state.pop("timing", None) or {}
+            cp.snapshot_s += timing.get("snapshot_s", 0.0)
+            cp.align_s += timing.get("align_s", 0.0)
             cp.states[key] = self._submit_write(epoch, key, state, False)
             if not cp.waiting:
                 self._all_acknowledged(cp)
@@ -456,7 +465,8 @@ class CheckpointCoordinator:
             self._lock.notify_all()
         self.history.append(CheckpointRecord(
             cp.epoch, time.monotonic() - cp.started, manifest.bytes, True,
-            acks_s=(cp.acked - cp.started) if cp.acked is not None else None))
+            acks_s=(cp.acked - cp.started) if cp.acked is not None else None,
+            snapshot_s=cp.snapshot_s, align_s=cp.align_s))
         try:
             self._retain()
         except Exception as e:  # noqa: BLE001 - retention is housekeeping
@@ -492,6 +502,21 @@ class CheckpointCoordinator:
         if self._final_failures >= FINAL_ATTEMPTS:
             self.final_error = error.message if isinstance(error, CheckpointError) \
                 else f"{type(error).__name__}: {error}"
+
+    def summary(self) -> str | None:
+        """One line on the checkpoints of this run, for the end of ``caudal run``."""
+        done = [h for h in self.history if h.ok]
+        if not done:
+            return None
+        failed = len(self.history) - len(done)
+        from caudal.checkpoint.listing import human_bytes
+
+        return (f"{len(done)} checkpoints (newest {done[-1].epoch}, "
+                f"{human_bytes(done[-1].bytes)}), {sum(h.duration_s for h in done) / len(done):.2f}s"
+                f" each on average; subtasks spent {sum(h.snapshot_s for h in done):.2f}s "
+                f"in snapshots and sink pre-commits, {sum(h.align_s for h in done):.2f}s aligning "
+                f"barriers"
+                + (f"; {failed} failed" if failed else ""))
 
     # ---- retention --------------------------------------------------------------------------
 

@@ -195,6 +195,9 @@ class CheckpointedRuntime(Runtime):
                 self._setup(self.factory())
                 continue
             coordinator.close(wait=True)
+            summary = coordinator.summary()
+            if summary:
+                self.log(summary)
             if coordinator.stop_epoch is not None:
                 if coordinator.stop_error is not None:
                     raise CheckpointError(

@@ -171,8 +171,13 @@ class SubtaskRunner:
                 payload["watermark"] = self.source_watermark.current
         return payload
 
-    def _snapshot(self, barrier: Barrier) -> None:
+    def _snapshot(self, barrier: Barrier, aligned_s: float = 0.0) -> None:
+        started = time.perf_counter()
         payload = self._payload(barrier.epoch)
+        # what the checkpoint cost this subtask's pipeline: the snapshot, and how long some of
+        # its inputs were held back waiting for the barrier on the others
+        payload["timing"] = {"snapshot_s": time.perf_counter() - started,
+                             "align_s": aligned_s}
         self.epoch = barrier.epoch
         self._control(barrier)
         if self.job.checkpoints is not None:
@@ -296,6 +301,7 @@ class SubtaskRunner:
         assert gate is not None
         marks = InputWatermarks(gate.channels)
         barrier_seen: set[int] = set()
+        align_started = 0.0
         pending: Barrier | None = None
         ended: set[int] = set()
         next_tick = 0.0
@@ -320,6 +326,8 @@ class SubtaskRunner:
                 if marks.update(channel, item.time):
                     self._watermark(marks.current)
             elif isinstance(item, Barrier):
+                if not barrier_seen:
+                    align_started = time.perf_counter()
                 barrier_seen.add(channel)
                 pending = item
                 gate.block(channel)
@@ -328,7 +336,7 @@ class SubtaskRunner:
                     barrier_seen.clear()
                     pending = None
                     gate.unblock_all()
-                    self._snapshot(item)
+                    self._snapshot(item, time.perf_counter() - align_started)
             elif isinstance(item, Idle):
                 if marks.set_idle(channel):
                     self._watermark(marks.current)
@@ -341,7 +349,7 @@ class SubtaskRunner:
                     barrier, pending = pending, None
                     barrier_seen.clear()
                     gate.unblock_all()
-                    self._snapshot(barrier)
+                    self._snapshot(barrier, time.perf_counter() - align_started)
                 if len(ended) == gate.channels:
                     break
         if marks.current < WATERMARK_MAX:

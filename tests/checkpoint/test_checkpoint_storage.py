@@ -135,3 +135,23 @@ def test_lock_is_exclusive_and_released_by_sigkill(tmp_path):
                 raise
             time.sleep(0.05)
     storage.unlock()
+
+
+def test_the_object_store_path_through_the_pyarrow_filesystem_api(tmp_path):
+    """Remote filesystems (s3://, gs://, fsspec) go through pyarrow.fs calls instead of
+    local renames; the same directory read through that path behaves the same."""
+    storage = CheckpointStorage(str(tmp_path))
+    storage.local = False
+    table = _table(50)
+    ref = storage.write_table("epoch-00000002/v0-s0-o0-y.parquet", table)
+    assert storage.read_table(ref).equals(table) and storage.size(ref.path) == ref.bytes
+    manifest = _manifest(storage, 2)
+    write_manifest(storage, manifest)
+    assert completed_epochs(storage) == [2]
+    verify_files(storage, read_manifest(storage, 2))
+    storage.delete_file(manifest_path(2))
+    assert completed_epochs(storage) == []
+    for name in storage.list_dir("epoch-00000002"):
+        storage.delete_file(f"epoch-00000002/{name}")
+    storage.remove_empty_dir("epoch-00000002")
+    assert storage.list_dir("") == []
