@@ -40,6 +40,9 @@ from caudal.types import is_numeric, sql_name
 
 DEFAULT_BASE_TIME = "2026-01-01T00:00:00Z"
 DEFAULT_EVENT_RATE = 100_000
+#: partitions of the event sequence, fixed so checkpoints restore at any parallelism; highly
+#: composite, so the usual parallelisms (1-6, 8, 10, 12, 15, 16, 20, 24, …) divide it
+PARTITIONS = 240
 
 
 # -- option parsing (also used by the impulse connector) -----------------------------------
@@ -217,32 +220,63 @@ class NexmarkSource(Source):
         self.columns = columns_of(table, table_schema(self.kind), _what(self.kind))
         self.block = block_events(self.event_rate)
         self._parts: dict[str, tuple[Layout, int, int | None]] = {}
+        self._members: dict[str, list[str]] = {}
         self._anchor_us = self.clock.base_us
 
     def partitions(self, parallelism: int) -> list[str]:
-        return [f"nexmark-{i}-of-{parallelism}" for i in range(parallelism)]
+        """A fixed number of partitions whatever the parallelism, so a checkpoint taken at
+        one parallelism restores at another (the runtime deals them round-robin)."""
+        return [f"nexmark-{i}-of-{PARTITIONS}" for i in range(PARTITIONS)]
 
     def open(self, assigned: list[str], offsets: dict[str, Any] | None = None) -> None:
         offsets = offsets or {}
         self._parts = {}
-        for name in assigned:
-            layout = self._layout(name)
-            position = 0
-            if name in offsets:
-                position = layout.position_of(int(offsets[name]))
-            end = layout.position_of(self.events_total) if self.bounded else None
-            self._parts[name] = (layout, position, end)
-        stale = [n for n in offsets if n.startswith("nexmark-") and n not in self._parts]
+        self._members = {}
+        merged = self._stride(assigned, offsets)
+        if merged is not None:
+            # the usual case: partitions i, i+P, i+2P, … of a P that divides PARTITIONS, all
+            # at the same event: one layout "index i of P" generates them in event order,
+            # in batches as large as asked for
+            index, count = merged
+            layout = Layout(self.kind, self.block, index, count)
+            first = offsets.get(assigned[0])
+            self._add("*", layout, first)
+            self._members["*"] = list(assigned)
+        else:
+            for name in assigned:
+                self._add(name, self._layout(name), offsets.get(name))
+                self._members[name] = [name]
+        stale = [n for n in offsets if n.startswith("nexmark-") and n not in assigned]
         if stale and not any(n in offsets for n in assigned):
             raise ConfigError(f"cannot resume nexmark table {self.table.name!r} from offsets of "
                               f"partitions {', '.join(sorted(stale))}",
-                              hint="resume with the parallelism the checkpoint was taken with")
+                              hint=f"partitions are named nexmark-<i>-of-{PARTITIONS}; "
+                                   "start over with --fresh")
         if not self.base_now and self._parts:
             # pacing starts now: the first event still to come is due immediately
             first = min(layout.event_at(pos) for layout, pos, _ in self._parts.values())
             self._anchor_us = now_us() - int(self.clock.relative_us(np.array([first]))[0])
         else:
             self._anchor_us = self.clock.base_us
+
+    def _add(self, key: str, layout: Layout, offset: Any) -> None:
+        position = layout.position_of(int(offset)) if offset is not None else 0
+        end = layout.position_of(self.events_total) if self.bounded else None
+        self._parts[key] = (layout, position, end)
+
+    def _stride(self, assigned: list[str], offsets: dict[str, Any]) -> tuple[int, int] | None:
+        """``(i, P)`` when ``assigned`` is exactly partitions i, i+P, … with P dividing
+        PARTITIONS and one common offset; None otherwise (e.g. after a rescale)."""
+        if not assigned or PARTITIONS % len(assigned):
+            return None
+        indices = sorted(self._layout(n).index for n in assigned)
+        count = PARTITIONS // len(assigned)
+        first = indices[0]
+        if first >= count or indices != list(range(first, PARTITIONS, count)):
+            return None
+        if len({offsets.get(n) for n in assigned}) != 1:
+            return None
+        return first, count
 
     def _layout(self, name: str) -> Layout:
         try:
@@ -258,7 +292,14 @@ class NexmarkSource(Source):
         return self.bounded and all(pos >= end for _, pos, end in self._parts.values())
 
     def offsets(self) -> dict[str, Any]:
-        return {name: layout.event_at(pos) for name, (layout, pos, _) in self._parts.items()}
+        """The next event number per partition: every event of the partition numbered below
+        it has been emitted (a merged layout emits in event order, so one number serves all
+        of its partitions)."""
+        out: dict[str, Any] = {}
+        for key, (layout, pos, _) in self._parts.items():
+            for name in self._members[key]:
+                out[name] = layout.event_at(pos)
+        return out
 
     def _due_us(self, event: int) -> int:
         """The wall-clock instant (µs) event number ``event`` is due (pace)."""

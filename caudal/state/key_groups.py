@@ -148,8 +148,10 @@ def hash_array(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
         hashes = _hash_bytes(array.cast(pa.binary()))
     elif pa.types.is_boolean(t) or pa.types.is_integer(t):
         values = _values(array)
-        hashes = _hash_words(values.astype(np.uint64) if pa.types.is_unsigned_integer(t)
-                             else values.astype(np.int64))
+        # _hash_words copies, so no copy here (a view of the Arrow buffer is fine)
+        hashes = _hash_words(values.astype(np.uint64, copy=False)
+                             if pa.types.is_unsigned_integer(t)
+                             else values.astype(np.int64, copy=False))
     elif pa.types.is_floating(t):
         values = _values(array).astype(np.float64)
         values += 0.0                                  # -0.0 == 0.0
@@ -195,6 +197,8 @@ def _combine(hashes: list[np.ndarray], n: int) -> np.ndarray:
     """One hash from the hashes of several columns, order-sensitive."""
     if not hashes:
         return np.full(n, NULL_HASH, np.uint64)
+    if len(hashes) == 1:  # a fresh array of the caller's: nothing to combine or protect
+        return hashes[0]
     acc = hashes[0].copy()
     for h in hashes[1:]:
         acc *= _COMBINE
