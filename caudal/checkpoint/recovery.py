@@ -206,6 +206,16 @@ def recover_sinks(manifest: Manifest | None, graph: PhysicalGraph, triggered: in
                     sink.abort(epoch)
             finally:
                 sink.close()
+    # what the checkpoint pre-committed is committed now; anything else a killed run left
+    # half-written is an orphan that no replay will commit
+    cleaned: set[tuple[str, str]] = set()
+    for v in graph.vertices:
+        if v.sink is None or sink_index(graph, v.id) is None:
+            continue
+        key = (v.sink.connector, repr(sorted(v.sink.options.items())))
+        if key not in cleaned:
+            cleaned.add(key)
+            sink_class(v.sink).discard_orphans(v.sink)
 
 
 # ---- operator state ------------------------------------------------------------------------

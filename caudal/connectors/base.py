@@ -111,6 +111,12 @@ class Sink(ABC):
         an ``_op`` column after the table's columns. Depends on options such as the format."""
         return cls.accepts_updates
 
+    @classmethod
+    def discard_orphans(cls, table: TableSpec) -> None:
+        """Recovery, after every restored epoch is committed or aborted: remove what killed
+        runs left half-written (hidden files, dangling transactions) that nothing will
+        commit. Nothing of the job is running when this is called."""
+
     def open(self, schema: pa.Schema, restored: dict[str, Any] | None = None) -> None:
         """Prepare to write rows of ``schema``. ``restored`` (recovery only) is the state the
         last ``pre_commit`` of this subtask returned, so that ``commit`` can finish it."""

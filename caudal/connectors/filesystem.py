@@ -379,6 +379,18 @@ class FileSystemSink(Sink):
         return f"{self._dir}/{name}"
 
     @classmethod
+    def discard_orphans(cls, table: TableSpec) -> None:
+        """Delete in-progress files (``.part-….inprogress``) left by killed runs: recovery
+        has committed every one a checkpoint listed, so the rest will never be committed."""
+        fs, where = resolve(table.option("path"))
+        if fs.get_file_info(where).type != pafs.FileType.Directory:
+            return
+        for info in fs.get_file_info(pafs.FileSelector(where)):
+            name = info.base_name
+            if name.startswith(".part-") and name.endswith(".inprogress"):
+                fs.delete_file(info.path)
+
+    @classmethod
     def takes_changelog(cls, table: TableSpec) -> bool:
         """A changelog format (debezium_json) takes an updating query."""
         return table_is_changelog(dataclasses.replace(

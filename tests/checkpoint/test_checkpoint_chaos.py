@@ -157,6 +157,8 @@ def test_killed_runs_write_exactly_the_uninterrupted_output(name, tmp_path):
     got = normalized(committed(out, query))
     assert got.num_rows == expected.num_rows
     assert got.equals(expected)
+    # files the killed runs left half-written were removed by the recoveries after them
+    assert [p.name for p in out.iterdir() if p.name.endswith(".inprogress")] == []
 
 
 # ---- rescaling ------------------------------------------------------------------------------
