@@ -196,8 +196,8 @@ def markdown_table(reports: list[QueryReport]) -> str:
 
 def latency_table(reports: list[QueryReport]) -> str:
     """The README's latency table: one row per latency run."""
-    rows = ["| query | P | input rate | achieved | p50 | p99 | p999 | max | rows timed |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| query | P | input rate | achieved | p50 | p99 | p999 | max | rows timed | "
+            "load |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in reports:
         if r.status != "ok" or not r.latency_ms:
             continue
@@ -205,7 +205,7 @@ def latency_table(reports: list[QueryReport]) -> str:
         rows.append(f"| {r.query} | {r.parallelism} | {human(r.rate, '/s')} | "
                     f"{human(r.achieved_rate, '/s')} | {lat['p50']:.2f} ms | "
                     f"{lat['p99']:.2f} ms | {lat['p999']:.2f} ms | {lat['max']:.2f} ms | "
-                    f"{int(lat['samples']):,} |")
+                    f"{int(lat['samples']):,} | {r.machine.get('load_avg_1m', '-')} |")
     return "\n".join(rows)
 
 
@@ -219,7 +219,7 @@ def figures_section(reports: list[QueryReport]) -> str:
     throughput = [r for r in reports if r.rate is None]
     latency = [r for r in reports if r.rate is not None]
     info = next((r.machine for r in reports if r.machine), {})
-    loads = sorted({r.machine.get("load_avg_1m") for r in reports
+    loads = sorted({r.machine.get("load_avg_1m") for r in throughput
                     if r.machine.get("load_avg_1m") is not None})
     events = sorted({r.events for r in throughput})
     lines = [

@@ -125,6 +125,9 @@ class Planner:
                 check_changelog(output.plan)
             except CaudalError as e:
                 raise e.with_position(stmt.line, None) from None
+            from caudal.sql.updating_rank import finish_ranks
+
+            finish_ranks(output.plan)  # does anything read an updating top-N's rank?
             (job.explains if stmt.explain else job.outputs).append(output)
         return job
 
@@ -248,8 +251,11 @@ class Planner:
             self._expect_boolean(predicate, condition, "WHERE")
             from caudal.sql.window_rank import push_rank_limit
 
-            push_rank_limit(node, predicate)  # WHERE rn <= N over a window top-N
-            node = Filter(node.schema, node.time_column, input=node, predicate=predicate)
+            # WHERE rn <= N over a top-N: the rank operator keeps N rows (what the limit
+            # implies leaves the filter of an updating top-N)
+            remaining = push_rank_limit(node, predicate)
+            if remaining is not None:
+                node = Filter(node.schema, node.time_column, input=node, predicate=remaining)
 
         if select.args.get("group") is not None or any(contains_aggregate(e)
                                                        for e in select.expressions):

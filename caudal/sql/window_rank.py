@@ -50,6 +50,10 @@ def plan_window_rank(planner, select: exp.Select, node: LogicalNode,
     from caudal.sql.expressions import translate
 
     windows = [w for item in select.expressions for w in item.find_all(exp.Window)]
+    from caudal.sql.over_window import is_over_aggregate, plan_over
+
+    if is_over_aggregate(windows[0]):  # avg(x) OVER (…): OVER aggregation
+        return plan_over(planner, select, node, scope, windows)
     if len(windows) > 1:
         ln, col = position(windows[1])
         raise PlanError("only one window function per SELECT is supported", line=ln, col=col,
@@ -69,6 +73,11 @@ def plan_window_rank(planner, select: exp.Select, node: LogicalNode,
     partition_nodes = list(w.args.get("partition_by") or [])
     part = [translate(p, scope) for p in partition_nodes]
     window = _window_of(part)
+    if window is None and not any(pa.types.is_struct(e.dtype) for e in part):
+        # no window: an updating top-N (Flink's Top-N / Deduplication)
+        from caudal.sql.updating_rank import plan_updating_rank
+
+        return plan_updating_rank(planner, select, node, scope, w, function)
     if window is None:
         raise PlanError(f"{function.upper()}() needs the window in PARTITION BY", line=ln,
                         col=col, hint=_PARTITION_HINT)
@@ -136,9 +145,15 @@ def _bound(expr: Expr, rank_columns: set[str]) -> int | None:
     return None
 
 
-def push_rank_limit(node: LogicalNode, predicate: Expr) -> None:
+def push_rank_limit(node: LogicalNode, predicate: Expr) -> Expr | None:
     """Tell a WindowRank under ``node`` (through a projection) to keep only the rows a
-    ``WHERE rank <= N`` above it keeps."""
+    ``WHERE rank <= N`` above it keeps. Returns the predicate still to filter by (an
+    updating top-N drops the conjuncts its limit implies; sql.updating_rank)."""
+    from caudal.sql.updating_rank import push_updating_limit
+
+    predicate = push_updating_limit(node, predicate)  # type: ignore[assignment]
+    if predicate is None:
+        return None
     rank = node
     columns: set[str]
     if isinstance(node, Project) and isinstance(node.input, WindowRank):
@@ -148,12 +163,13 @@ def push_rank_limit(node: LogicalNode, predicate: Expr) -> None:
     elif isinstance(node, WindowRank):
         columns = {node.rank_name}
     else:
-        return
+        return predicate
     assert isinstance(rank, WindowRank)
     bounds = [b for b in (_bound(c, columns) for c in _conjuncts(predicate)) if b is not None]
     if bounds:
         limit = max(0, min(bounds))
         rank.limit = limit if rank.limit is None else min(rank.limit, limit)
+    return predicate
 
 
 __all__ = ["plan_window_rank", "push_rank_limit", "has_window_function", "TIMESTAMP"]

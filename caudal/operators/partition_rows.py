@@ -1,0 +1,440 @@
+"""The state of operators that recompute whole partitions of rows: updating top-N and OVER
+aggregates over a changelog.
+
+``PartitionRows`` keeps the rows of each partition (Arrow columns, plus the values last
+emitted for each row: its rank, or its aggregates) and gives every row a sequence number
+``_seq`` when it arrives. The number breaks ties in ORDER BY (earlier rows first, as Flink's
+top-N does) and names a row across flushes, so a flush can say which rows entered, left or
+changed. Arriving rows (or changes, for a changelog input) wait in ``pending`` until a
+flush; ``take_touched`` then hands the operator every row of the partitions that changed
+(old rows with their emitted values, new rows without, and the rows retracted) and drops them
+from the state; the operator ranks or aggregates them and ``put``s back what it keeps.
+
+Rows are found by partition with a hash of the partition columns (the hash the shuffle uses,
+so it also gives the key group of a snapshot); a collision only brings extra rows along, which
+are ranked within their own partition (``sort_partitions`` compares the columns themselves).
+Dropped rows are marked dead and compacted away once they outnumber the living ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from caudal.operators.keyed_tables import LOWEST, NET, apply_net, net_rows, positional
+from caudal.plan.changelog import (
+    DELETE,
+    INSERT,
+    OP,
+    OP_TYPE,
+    data_columns,
+    interleave_updates,
+    weights,
+)
+from caudal.state.key_groups import hash_columns, key_group
+from caudal.state.rescale import KEY_GROUP, keep_key_groups, key_group_range
+
+SEQ = "_seq"
+EMITTED = "_emitted"
+#: merge the state table's chunks once it has this many
+_MAX_CHUNKS = 64
+#: net a changelog's pending changes once this many batches wait
+_COMPACT_PENDING = 32
+
+
+def partition_hash(table: pa.Table | pa.RecordBatch, partition: list[str]) -> np.ndarray:
+    """The shuffle's hash of each row's partition columns (all equal without PARTITION BY)."""
+    if not partition:
+        return np.zeros(table.num_rows, dtype=np.uint64)
+    return hash_columns(table, partition)
+
+
+def _equal_to_previous(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Per row after the first: equal to the row before (NULL equals NULL)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if len(column) < 2:
+        return np.zeros(0, dtype=bool)
+    a, b = column.slice(1), column.slice(0, len(column) - 1)
+    eq = pc.fill_null(pc.equal(a, b), False)
+    if column.null_count:
+        eq = pc.or_(eq, pc.and_(pc.is_null(a), pc.is_null(b)))
+    return eq.to_numpy(zero_copy_only=False)
+
+
+@dataclass
+class Sorted:
+    """Rows ordered by partition, ORDER BY keys and ``_seq``: the order (indices into the
+    rows), where partitions start and where runs of equal ORDER BY keys (peers) start."""
+
+    indices: np.ndarray
+    heads: np.ndarray
+    peer_start: np.ndarray
+
+    @property
+    def gid(self) -> np.ndarray:
+        """Dense partition number of each sorted row."""
+        return np.cumsum(self.heads) - 1
+
+
+def sort_partitions(table: pa.Table, h: np.ndarray, seq: np.ndarray, partition: list[str],
+                    order: list[tuple[str, bool, bool]]) -> Sorted:
+    """One sort of ``table`` by (partition hash, partition columns, ORDER BY, ``_seq``);
+    ``order`` items are (column, descending, nulls_first)."""
+    n = table.num_rows
+    columns: dict[str, Any] = {"__h": pa.array(h)}
+    keys: list[tuple[str, str]] = [("__h", "ascending")]
+    for i, c in enumerate(partition):
+        columns[f"__p{i}"] = table.column(c)
+        keys.append((f"__p{i}", "ascending"))
+    for i, (c, desc, nulls_first) in enumerate(order):
+        values = table.column(c)
+        if values.null_count:
+            columns[f"__n{i}"] = pc.is_null(values)
+            keys.append((f"__n{i}", "descending" if nulls_first else "ascending"))
+        columns[f"__o{i}"] = values
+        keys.append((f"__o{i}", "descending" if desc else "ascending"))
+    columns["__s"] = pa.array(seq)
+    keys.append(("__s", "ascending"))
+    indices = pc.sort_indices(pa.table(columns), sort_keys=keys).to_numpy()
+    heads = np.ones(n, dtype=bool)
+    if n > 1:
+        hs = h[indices]
+        heads[1:] = hs[1:] != hs[:-1]
+        take = pa.array(indices)
+        for c in partition:
+            heads[1:] |= ~_equal_to_previous(table.column(c).take(take))
+    peer_start = heads.copy()
+    if n > 1:
+        take = pa.array(indices)
+        for c, _, _ in order:
+            peer_start[1:] |= ~_equal_to_previous(table.column(c).take(take))
+    return Sorted(indices, heads, peer_start)
+
+
+class _Growing:
+    """A NumPy column that grows by appends in amortized constant time per row."""
+
+    def __init__(self, dtype: Any):
+        self.buf = np.zeros(1024, dtype=dtype)
+        self.n = 0
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.buf[:self.n]
+
+    def extend(self, more: np.ndarray) -> None:
+        k = len(more)
+        if self.n + k > len(self.buf):
+            grown = np.zeros(max(2 * (self.n + k), 1024), dtype=self.buf.dtype)
+            grown[:self.n] = self.buf[:self.n]
+            self.buf = grown
+        self.buf[self.n:self.n + k] = more
+        self.n += k
+
+    def reset(self, values: np.ndarray) -> None:
+        self.buf = np.zeros(max(2 * len(values), 1024), dtype=self.buf.dtype)
+        self.buf[:len(values)] = values
+        self.n = len(values)
+
+
+@dataclass
+class Touched:
+    """What a flush works on: every row of the partitions that changed.
+
+    ``rows`` are the partitions' rows now (kept and new; data columns), with ``seq``,
+    ``h``, the values last emitted for them (``old``: a table of value columns, NULL for new
+    rows) and whether they were emitted (``old_emitted``). ``removed`` are rows retracted by
+    the input, with their old values and flags, emitted as deletes when they had been."""
+
+    rows: pa.Table
+    seq: np.ndarray
+    h: np.ndarray
+    old: pa.Table
+    old_emitted: np.ndarray
+    removed: pa.Table
+    removed_old: pa.Table
+    removed_emitted: np.ndarray
+    removed_seq: np.ndarray
+    removed_h: np.ndarray
+
+
+class PartitionRows:
+    """Rows per partition, with the values last emitted for each (see the module doc)."""
+
+    def __init__(self, data_schema: pa.Schema, partition: list[str],
+                 value_fields: list[pa.Field], updating_input: bool):
+        self.data_schema = pa.schema([f for f in data_schema if f.name != OP])
+        self.partition = list(partition)
+        self.value_schema = pa.schema(value_fields)
+        self.schema = pa.schema(list(self.data_schema) + list(self.value_schema))
+        self.updating_input = updating_input
+        self.table = self.schema.empty_table()
+        self.h = _Growing(np.uint64)
+        self.seq = _Growing(np.int64)
+        self.alive = _Growing(bool)
+        self.emitted = _Growing(bool)
+        self.dead = 0
+        self.next_seq = 0
+        #: append-only input: rows with ``_seq``; changelog input: rows with ``_w``
+        self.pending: list[pa.Table] = []
+        self.pending_rows = 0
+
+    # ---- input ----------------------------------------------------------------------------
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        """Queue an input batch for the next flush."""
+        n = batch.num_rows
+        data = pa.Table.from_batches([data_columns(batch)]).select(self.data_schema.names)
+        if self.updating_input:
+            w = weights(batch)
+            data = data.append_column(NET, pa.array(w))
+            data = data.append_column(LOWEST, pa.array(np.minimum(w, 0)))
+        else:
+            data = data.append_column(SEQ, pa.array(self._new_seq(n)))
+        self.pending.append(data)
+        self.pending_rows += n
+        if self.updating_input and len(self.pending) >= _COMPACT_PENDING:
+            # equal rows' changes summed (in order), so a hot row costs one pending row
+            netted = net_rows(pa.concat_tables(self.pending), self.data_schema.names,
+                              self.data_schema)
+            self.pending, self.pending_rows = [netted], netted.num_rows
+
+    def _new_seq(self, n: int) -> np.ndarray:
+        out = np.arange(self.next_seq, self.next_seq + n, dtype=np.int64)
+        self.next_seq += n
+        return out
+
+    # ---- state ----------------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        return self.table.num_rows - self.dead
+
+    def _rows_of(self, touched: np.ndarray) -> np.ndarray:
+        """Indices of the living rows whose partition hash is in ``touched``."""
+        if self.table.num_rows == 0 or len(touched) == 0:
+            return np.zeros(0, dtype=np.int64)
+        found = pl.Series(self.h.values).is_in(pl.Series(touched).implode()).to_numpy()
+        return np.flatnonzero(found & self.alive.values)
+
+    def _kill(self, index: np.ndarray) -> None:
+        if len(index):
+            self.alive.buf[index] = False
+            self.dead += len(index)
+
+    def put(self, rows: pa.Table, values: pa.Table, seq: np.ndarray, h: np.ndarray,
+            emitted: np.ndarray) -> None:
+        """Store rows (data columns) with the values emitted for them."""
+        if rows.num_rows == 0:
+            return
+        arrays = [rows.column(f.name) for f in self.data_schema]
+        arrays += [values.column(f.name) for f in self.value_schema]
+        table = pa.Table.from_arrays([a.cast(f.type) if not a.type.equals(f.type) else a
+                                      for a, f in zip(arrays, self.schema)], schema=self.schema)
+        self.table = pa.concat_tables([self.table, table]) if self.table.num_rows else table
+        self.h.extend(h)
+        self.seq.extend(seq)
+        self.alive.extend(np.ones(len(seq), dtype=bool))
+        self.emitted.extend(emitted)
+        self._compact()
+
+    def _compact(self) -> None:
+        if self.dead > max(self.size, 4096):
+            keep = self.alive.values
+            index = pa.array(np.flatnonzero(keep))
+            self.table = self.table.take(index)
+            for column in (self.h, self.seq, self.emitted):
+                column.reset(column.values[keep])
+            self.alive.reset(np.ones(self.table.num_rows, dtype=bool))
+            self.dead = 0
+        if self.table.num_columns and self.table.column(0).num_chunks > _MAX_CHUNKS:
+            self.table = self.table.combine_chunks()
+
+    # ---- a flush --------------------------------------------------------------------------
+
+    def take_touched(self, metrics: dict[str, int]) -> Touched | None:
+        """Fold the pending input into the state and take out every row of the partitions
+        it touched (see ``Touched``); None when nothing is pending."""
+        if not self.pending:
+            return None
+        pending = pa.concat_tables(self.pending) if len(self.pending) > 1 else self.pending[0]
+        self.pending, self.pending_rows = [], 0
+        if self.updating_input:
+            return self._take_changes(pending, metrics)
+        new = pending.select(self.data_schema.names)
+        new_h = partition_hash(new, self.partition)
+        old_index = self._rows_of(np.unique(new_h))
+        return self._assemble(old_index, new, pending.column(SEQ).to_numpy(), new_h,
+                              np.zeros(0, dtype=np.int64))
+
+    def _take_changes(self, pending: pa.Table, metrics: dict[str, int]) -> Touched | None:
+        names = self.data_schema.names
+        delta = net_rows(pending, names, self.data_schema)
+        if delta.num_rows == 0:
+            return None
+        rows = delta.select(names)
+        h = partition_hash(rows, self.partition)
+        old_index = self._rows_of(np.unique(h))
+        # the stored copies of each changed row: (delta row, state row) pairs
+        left = positional(rows, names).with_row_index("_j")
+        stored = self.table.take(pa.array(old_index)) if len(old_index) else \
+            self.schema.empty_table()
+        right = positional(stored, names).with_row_index("_s")
+        keys = [f"_k{i}" for i in range(len(names))]
+        pairs = left.join(right, on=keys, how="inner", nulls_equal=True).select("_j", "_s")
+        j = pairs["_j"].to_numpy().astype(np.int64)
+        s = pairs["_s"].to_numpy().astype(np.int64)
+        have = np.bincount(j, minlength=rows.num_rows)
+        net, ignored = apply_net(delta.column(NET).to_numpy(), delta.column(LOWEST).to_numpy(),
+                                 have)
+        if ignored.any():
+            metrics["corrupt_retractions"] = metrics.get("corrupt_retractions", 0) + \
+                int(ignored.sum())
+        # retract the first -net stored copies of each row
+        order = np.argsort(j, kind="stable")
+        j, s = j[order], s[order]
+        first = np.searchsorted(j, j, side="left")
+        removed = s[(np.arange(len(j)) - first) < np.maximum(-net, 0)[j]]
+        add = np.maximum(net, 0)
+        added = rows.take(pa.array(np.repeat(np.arange(rows.num_rows), add)))
+        added_h = np.repeat(h, add)
+        return self._assemble(old_index, added, self._new_seq(added.num_rows), added_h,
+                              removed)
+
+    def _assemble(self, old_index: np.ndarray, new: pa.Table, new_seq: np.ndarray,
+                  new_h: np.ndarray, removed_local: np.ndarray) -> Touched:
+        """Touched rows: the stored rows at ``old_index`` (minus ``removed_local``, positions
+        within them) and the new rows; the stored ones leave the state."""
+        stored = self.table.take(pa.array(old_index)) if len(old_index) else \
+            self.schema.empty_table()
+        seq = self.seq.values[old_index]
+        h = self.h.values[old_index]
+        emitted = self.emitted.values[old_index]
+        self._kill(old_index)
+        gone = np.zeros(len(old_index), dtype=bool)
+        gone[removed_local] = True
+        keep = pa.array(~gone)
+        data = stored.select(self.data_schema.names)
+        values = stored.select(self.value_schema.names)
+        gone_rows = pa.array(gone)
+        new_values = pa.Table.from_arrays(
+            [pa.nulls(new.num_rows, f.type) for f in self.value_schema], schema=self.value_schema)
+        rows = pa.concat_tables([data.filter(keep), new.cast(self.data_schema)])
+        old = pa.concat_tables([values.filter(keep), new_values])
+        return Touched(
+            rows=rows, seq=np.concatenate([seq[~gone], new_seq]),
+            h=np.concatenate([h[~gone], new_h]), old=old,
+            old_emitted=np.concatenate([emitted[~gone], np.zeros(new.num_rows, dtype=bool)]),
+            removed=data.filter(gone_rows), removed_old=values.filter(gone_rows),
+            removed_emitted=emitted[gone], removed_seq=seq[gone], removed_h=h[gone])
+
+    # ---- checkpoints ----------------------------------------------------------------------
+
+    def _key_groups(self, h: np.ndarray, mkg: int) -> pa.Array:
+        if not self.partition:
+            return pa.array(np.zeros(len(h), dtype=np.int32))
+        return pa.array(key_group(h, mkg))
+
+    def snapshot(self, mkg: int) -> dict[str, Any]:
+        alive = self.alive.values
+        rows = self.table.filter(pa.array(alive)) if self.dead else self.table
+        rows = rows.append_column(SEQ, pa.array(self.seq.values[alive]))
+        rows = rows.append_column(EMITTED, pa.array(self.emitted.values[alive]))
+        rows = rows.append_column(KEY_GROUP, self._key_groups(self.h.values[alive], mkg))
+        out: dict[str, Any] = {"rows": rows}
+        if self.pending:
+            pending = pa.concat_tables(self.pending)
+            self.pending = [pending]
+            out["pending"] = pending.append_column(
+                KEY_GROUP, self._key_groups(partition_hash(pending, self.partition), mkg))
+        return out
+
+    def restore(self, state: dict[str, Any], ctx: Any) -> None:
+        """Keep this subtask's rows; number them again in their old order (rows of one
+        partition all come from one old subtask, so their order is kept)."""
+        rows = self._own(state.get("rows"), ctx)
+        pending = self._own(state.get("pending"), ctx)
+        old_seq = [] if rows is None else [rows.column(SEQ).to_numpy()]
+        if pending is not None and SEQ in pending.column_names:
+            old_seq.append(pending.column(SEQ).to_numpy())
+        if old_seq:
+            everything = np.concatenate(old_seq)
+            rank = np.empty(len(everything), dtype=np.int64)
+            rank[np.argsort(everything, kind="stable")] = np.arange(len(everything))
+            self.next_seq = len(everything)
+        else:
+            rank = np.zeros(0, dtype=np.int64)
+        self.table = self.schema.empty_table()
+        for column in (self.h, self.seq, self.alive, self.emitted):
+            column.reset(np.zeros(0, dtype=column.buf.dtype))
+        self.dead = 0
+        n = 0
+        if rows is not None and rows.num_rows:
+            n = rows.num_rows
+            data = rows.select(self.schema.names).cast(self.schema).combine_chunks()
+            self.put(data.select(self.data_schema.names), data.select(self.value_schema.names),
+                     rank[:n], partition_hash(data, self.partition),
+                     rows.column(EMITTED).to_numpy(zero_copy_only=False).astype(bool))
+        self.pending, self.pending_rows = [], 0
+        if pending is not None and pending.num_rows:
+            if SEQ in pending.column_names:
+                pending = pending.set_column(pending.column_names.index(SEQ), SEQ,
+                                             pa.array(rank[n:]))
+            self.pending = [pending]
+            self.pending_rows = pending.num_rows
+
+    def _own(self, table: pa.Table | None, ctx: Any) -> pa.Table | None:
+        if table is None:
+            return None
+        if not self.partition:
+            table = table if ctx.subtask == 0 else table.slice(0, 0)
+        else:
+            table = keep_key_groups(table, key_group_range(ctx))
+        if KEY_GROUP in table.column_names:
+            table = table.drop_columns([KEY_GROUP])
+        return table
+
+
+# ---- emitting a changelog -----------------------------------------------------------------
+
+
+def images(rows: pa.Table, values: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Output rows: the data columns, then the value columns, in ``schema``."""
+    arrays = []
+    names = set(rows.column_names)
+    for f in schema:
+        col = rows.column(f.name) if f.name in names else values.column(f.name)
+        arrays.append(col.cast(f.type) if not col.type.equals(f.type) else col)
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def changelog(schema: pa.Schema, deletes: list[pa.Table], before: list[pa.Table],
+              after: list[pa.Table], inserts: list[pa.Table]) -> list[pa.RecordBatch]:
+    """Deletes, then update pairs (``before[i]`` with ``after[i]``, adjacent), then
+    inserts, as batches with ``_op``."""
+    pieces: list[pa.Table] = []
+    ops: list[np.ndarray] = []
+    for t in deletes:
+        if t.num_rows:
+            pieces.append(t)
+            ops.append(np.full(t.num_rows, DELETE, dtype=np.int8))
+    for b, a in zip(before, after):
+        if b.num_rows:
+            pairs, pair_ops = interleave_updates(b, a)
+            pieces.append(pairs)
+            ops.append(pair_ops)
+    for t in inserts:
+        if t.num_rows:
+            pieces.append(t)
+            ops.append(np.full(t.num_rows, INSERT, dtype=np.int8))
+    if not pieces:
+        return []
+    table = pa.concat_tables([p.cast(schema) for p in pieces]).combine_chunks()
+    table = table.append_column(pa.field(OP, OP_TYPE), pa.array(np.concatenate(ops), OP_TYPE))
+    return table.to_batches(max_chunksize=1 << 16)
