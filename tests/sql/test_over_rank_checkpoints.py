@@ -52,7 +52,7 @@ def _folded(out: Path, script: str) -> dict[str, list[tuple]]:
 
 
 def test_killed_job_resumes_at_another_parallelism(tmp_path):
-    n = 400_000
+    n = 200_000
     rng = np.random.default_rng(3)
     base = np.datetime64("2026-01-01T00:00:00", "us").astype(np.int64)
     bids = tmp_path / "bids.parquet"
