@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from caudal.mixing import GOLDEN, mix64
 from caudal.types import TIMESTAMP
 
 # -- the model's constants (those of the standard generator) --------------------------------
@@ -84,9 +85,6 @@ def table_schema(kind: str | None) -> pa.Schema:
 
 # -- counter-based randomness ---------------------------------------------------------------
 _MASK64 = (1 << 64) - 1
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MUL1 = np.uint64(0xBF58476D1CE4E5B9)
-_MUL2 = np.uint64(0x94D049BB133111EB)
 
 
 def _mix_int(x: int) -> int:
@@ -97,29 +95,16 @@ def _mix_int(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def _mix(z: np.ndarray) -> np.ndarray:
-    """The splitmix64 finalizer, in place on a uint64 array (wrapping arithmetic)."""
-    t = np.right_shift(z, 30)
-    z ^= t
-    z *= _MUL1
-    np.right_shift(z, 27, out=t)
-    z ^= t
-    z *= _MUL2
-    np.right_shift(z, 31, out=t)
-    z ^= t
-    return z
-
-
 class Random:
     """64 random bits per event and stream: splitmix64 of (key(seed, stream) + e * golden)."""
 
     def __init__(self, seed: int, events: np.ndarray):
         self.seed = seed
-        self._weyl = events.astype(np.uint64) * _GOLDEN
+        self._weyl = events.astype(np.uint64) * GOLDEN
 
     def word(self, stream: int) -> np.ndarray:
         key = np.uint64(_mix_int((self.seed * 0x2545F4914F6CDD1D + stream) & _MASK64))
-        return _mix(self._weyl + key)
+        return mix64(self._weyl + key)
 
 
 def below(word: np.ndarray, bound, shift: int = 0) -> np.ndarray:

@@ -19,32 +19,16 @@ import numpy as np
 import pyarrow as pa
 
 from caudal.errors import PlanError
+from caudal.mixing import splitmix64
 
 #: the hash of NULL (a fixed, arbitrary constant)
 NULL_HASH = np.uint64(0x6A09E667F3BCC909)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MUL1 = np.uint64(0xBF58476D1CE4E5B9)
-_MUL2 = np.uint64(0x94D049BB133111EB)
 #: odd multiplier of the byte polynomial, and of the combination of several columns
 _BYTE_BASE = np.uint64(0x100000001B3)
 _COMBINE = np.uint64(0xC2B2AE3D27D4EB4F)
 _LENGTH_SALT = np.uint64(0x165667B19E3779F9)
 #: byte powers are tabulated up to this position; beyond it they are a product of two tables
 _POW_BLOCK = 4096
-
-
-def _splitmix(x: np.ndarray) -> np.ndarray:
-    """splitmix64 of each element, in place (uint64, wrapping arithmetic)."""
-    x += _GOLDEN
-    t = x >> np.uint64(30)
-    x ^= t
-    x *= _MUL1
-    np.right_shift(x, 27, out=t)
-    x ^= t
-    x *= _MUL2
-    np.right_shift(x, 31, out=t)
-    x ^= t
-    return x
 
 
 def _powers(count: int, base: np.uint64) -> np.ndarray:
@@ -90,12 +74,12 @@ def _hash_bytes(array: pa.Array) -> np.ndarray:
     lengths_u = lengths.astype(np.uint64)
     lengths_u *= _LENGTH_SALT
     sums ^= lengths_u
-    return _splitmix(sums)
+    return splitmix64(sums)
 
 
 def _hash_words(values: np.ndarray) -> np.ndarray:
     """Hash of 64-bit patterns (copied: the input may be a view of an Arrow buffer)."""
-    return _splitmix(values.astype(np.uint64, copy=True))
+    return splitmix64(values.astype(np.uint64, copy=True))
 
 
 _TIME_UNIT_US = {"s": (1_000_000, 1), "ms": (1000, 1), "us": (1, 1), "ns": (1, 1000)}
@@ -156,7 +140,7 @@ def hash_array(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
         values = _values(array).astype(np.float64)
         values += 0.0                                  # -0.0 == 0.0
         values[np.isnan(values)] = np.nan              # one NaN
-        hashes = _splitmix(values.view(np.uint64))
+        hashes = splitmix64(values.view(np.uint64))
     elif pa.types.is_timestamp(t) or pa.types.is_duration(t) or pa.types.is_time(t):
         hashes = _hash_words(_in_us(array, t.unit))
     elif pa.types.is_date32(t):
@@ -203,7 +187,7 @@ def _combine(hashes: list[np.ndarray], n: int) -> np.ndarray:
     for h in hashes[1:]:
         acc *= _COMBINE
         acc += h
-        _splitmix(acc)
+        splitmix64(acc)
     return acc
 
 
