@@ -67,6 +67,9 @@ class Kernel:
 
     #: the state columns (name suffix, type) after partial and merge
     needs_groups: tuple[bool, bool] = (False, False)
+    #: whether the state is compact and merges the same whichever subtask built it, so a
+    #: local stage may pre-aggregate before the shuffle (operators.local_window_partials)
+    two_phase = True
 
     def __init__(self, call: AggCall, index: int, input_schema: pa.Schema,
                  time_column: str | None):
@@ -246,6 +249,8 @@ class FirstLast(Kernel):
     skipped. State: the chosen value and its event time."""
 
     needs_groups = (True, True)
+    #: ties are broken by arrival order, which a shuffle of partial states does not keep
+    two_phase = False
 
     def prepare(self, batch):
         value = self._value(batch)
@@ -291,6 +296,8 @@ class StringAgg(Kernel):
     joined the same way (so merge is associative)."""
 
     needs_groups = (True, True)
+    #: the state grows with the input (and arrival order matters)
+    two_phase = False
 
     def specs(self, phase):
         return []
@@ -354,6 +361,8 @@ class Distinct(Kernel):
     the list of distinct non-null values of the group."""
 
     needs_groups = (False, True)
+    #: the state is as large as the distinct values: nothing saved by pre-aggregating
+    two_phase = False
 
     def specs(self, phase):
         if phase == PARTIAL:

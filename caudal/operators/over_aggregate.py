@@ -4,7 +4,8 @@ ORDER BY t ROWS|RANGE BETWEEN … PRECEDING AND CURRENT ROW)`` over an append-on
 Each input row is emitted once, with the aggregates over its frame, when the watermark has
 passed it: the rows with ``t < watermark`` are complete (no on-time row can come before them,
 and all of a row's peers — rows with the same time — are among them), so they are released
-together, sorted by partition, time and arrival, and aggregated in one vectorized pass
+together (in arrival order), sorted by partition, time and arrival for their frames, and
+aggregated in one vectorized pass
 (operators.frame_kernels) over what each partition carries from earlier releases followed by
 the released rows. Rows arriving below the watermark are late: counted (``late_rows``) and
 dropped, as the window operators do.
@@ -138,17 +139,14 @@ class OverAggregate(Operator):
         gid = ordered.gid
         accs = self.aggregates.accumulate(combined, bounds, gid)
         results = self.aggregates.finalize(accs)
-        # the released rows, in (time, arrival) order, with their results
+        # the released rows in arrival order (no copy of them), each with its results
         first = carried.num_rows if carried is not None else 0
+        position = np.empty(rows.num_rows, dtype=np.int64)
         is_new = ordered.indices >= first
-        positions = np.flatnonzero(is_new)
-        source = ordered.indices[positions] - first
-        order = np.lexsort((rows.column(SEQ).to_numpy()[source],
-                            rows.column(TIME).to_numpy()[source]))
-        positions, source = positions[order], source[order]
+        position[ordered.indices[is_new] - first] = np.flatnonzero(is_new)
         self._carry_on(combined, accs, bounds, ordered.heads, kept, time)
-        arrays = [rows.column(f.name).take(pa.array(source)) for f in self.input_schema]
-        pick = pa.array(positions)
+        arrays = [rows.column(f.name) for f in self.input_schema]
+        pick = pa.array(position)
         arrays += [r.take(pick) for r in results]
         return pa.Table.from_arrays(arrays, schema=self.output_schema)
 

@@ -25,7 +25,13 @@ import pyarrow.compute as pc
 
 from caudal.operators.base import Operator, OperatorContext
 from caudal.operators.frame_kernels import FrameAggregates, frame_bounds
-from caudal.operators.partition_rows import PartitionRows, changelog, images, sort_partitions
+from caudal.operators.partition_rows import (
+    PartitionRows,
+    changelog,
+    images,
+    pick_rows,
+    sort_partitions,
+)
 from caudal.plan.aggregates import AggCall
 from caudal.plan.changelog import rows_equal
 from caudal.plan.over_nodes import Frame
@@ -105,8 +111,8 @@ class UpdatingOver(Operator):
         ordered = sort_partitions(rows, t.h, t.seq, self.partition, self.order)
         bounds = frame_bounds(ordered.heads, self.frame.kind, self.frame.preceding,
                               self._range_values(rows, ordered.indices), ordered.peer_start)
-        contrib = pa.table(self.aggregates.contributions(rows.take(pa.array(ordered.indices)))) \
-            if n else None
+        contrib = pa.table(self.aggregates.contributions(rows)).take(
+            pa.array(ordered.indices)) if n else None
         back = np.empty(n, dtype=np.int64)
         back[ordered.indices] = np.arange(n)
         unsort = pa.array(back)
@@ -126,12 +132,12 @@ class UpdatingOver(Operator):
             same = rows_equal([c.take(idx) for c in t.old.columns],
                               [c.take(idx) for c in values.columns])
             changed = both[~same]
-        pick = pa.array(changed)
+        moved = pick_rows(rows, changed)
         gone = pa.array(t.removed_emitted)
         return changelog(
             schema, [images(t.removed.filter(gone), t.removed_old.filter(gone), schema)],
-            [images(rows.take(pick), t.old.take(pick), schema)],
-            [images(rows.take(pick), values.take(pick), schema)],
+            [images(moved, pick_rows(t.old, changed), schema)],
+            [images(moved, pick_rows(values, changed), schema)],
             [images(rows.filter(born), values.filter(born), schema)])
 
     def snapshot(self, epoch: int) -> dict[str, Any]:

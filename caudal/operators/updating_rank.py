@@ -40,6 +40,7 @@ from caudal.operators.partition_rows import (
     changelog,
     images,
     partition_hash,
+    pick_rows,
     sort_partitions,
 )
 
@@ -129,14 +130,16 @@ class UpdatingRank(Operator):
         """Drop waiting rows outside the top N of their partition among the waiting rows
         alone: they are outside it among all rows too (append-only input)."""
         state = self.state
-        pending = pa.concat_tables(state.pending).combine_chunks()
+        pending = pa.concat_tables(state.pending)
         ordered = sort_partitions(pending, partition_hash(pending, self.partition),
                                   pending.column(SEQ).to_numpy(), self.partition, self.order)
         keep = np.sort(ordered.indices[ranks_of(ordered, self.function) <= self.limit])
         if len(keep) < pending.num_rows:
-            pending = pending.take(pa.array(keep))
+            pending = pick_rows(pending, keep)
         state.pending, state.pending_rows = [pending], pending.num_rows
-        self._reduce_at = max(_REDUCE_ROWS, 2 * pending.num_rows)
+        # rows of many small partitions barely shrink: stop trying until the next flush
+        shrunk = len(keep) <= len(ordered.indices) // 2
+        self._reduce_at = max(_REDUCE_ROWS, 2 * pending.num_rows) if shrunk else _FLUSH_ROWS
 
     def on_processing_time(self, now_us: int) -> Sequence[pa.RecordBatch]:
         if self.flush_us and time.monotonic() >= self._next_flush:
@@ -206,7 +209,7 @@ class UpdatingRank(Operator):
         return out
 
     def _image(self, rows: pa.Table, index: np.ndarray, rank: np.ndarray) -> pa.Table:
-        taken = rows.take(pa.array(index))
+        taken = pick_rows(rows, index)
         return images(taken, pa.table({self.rank_name: pa.array(rank[index])}),
                       self.output_schema)
 

@@ -12,6 +12,12 @@ the windows that close (a hopping pane belongs to width/slide windows: its parti
 its raw rows, are repeated), and one ``group_by`` by (window end, key) merges and finalizes
 them — every closing window at once. A pane is freed when the last window containing it has
 fired, so state holds only panes of windows still open.
+
+With ``partial_input`` (two-phase aggregation at parallelism > 1) the input is already
+partial states per (pane, key) from ``operators.local_window_partials`` upstream of the
+shuffle: the partial step is skipped and the states are filed (merged) as they are, while
+late rows are still detected here, where the watermark is, from the ``_ts`` of the rows the
+local stage could not vouch for.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from caudal.operators.aggregate_kernels import Aggregator
 from caudal.operators.base import Operator, OperatorContext
 from caudal.operators.event_time import ArrivalCheck, LateOutput, timestamps
+from caudal.operators.local_window_partials import TS as LOCAL_TS
 from caudal.plan.aggregates import AggCall
 from caudal.plan.windows import WindowSpec
 from caudal.runtime.messages import WATERMARK_MAX, WATERMARK_MIN
@@ -126,8 +134,11 @@ class WindowAggregate(Operator, KeyedWindowState):
     def __init__(self, window: WindowSpec, keys: list[str], aggregates: list[AggCall],
                  time_column: str | None, input_schema: pa.Schema, output_schema: pa.Schema,
                  late_output: LateOutput | None = None,
-                 window_columns: list[tuple[str, str]] | None = None):
+                 window_columns: list[tuple[str, str]] | None = None,
+                 partial_input: bool = False):
         assert window.kind in ("tumble", "hop", "cumulate")
+        assert not (partial_input and late_output is not None), "late rows need raw rows"
+        self.partial_input = partial_input
         self.window = window
         self.keys = list(keys)
         self.output_schema = output_schema
@@ -148,6 +159,9 @@ class WindowAggregate(Operator, KeyedWindowState):
     # ---- input ----------------------------------------------------------------------------
 
     def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:
+        if self.partial_input:
+            self._process_partials(batch)
+            return ()
         side: list[pa.RecordBatch] = []
         batch, ts = self.arrival.split(batch, self.ctx.metrics, side)
         if batch.num_rows == 0:
@@ -168,6 +182,40 @@ class WindowAggregate(Operator, KeyedWindowState):
         else:
             self._file_many(partial)
         return side
+
+    def _process_partials(self, batch: pa.RecordBatch) -> None:
+        """File partial states from the local stage. Rows with a ``_ts`` stand for one raw
+        row each that may be late: dropped and counted as ``ArrivalCheck`` would. On
+        processing time, panes whose windows already fired move to the current clock."""
+        if batch.num_rows == 0:
+            return
+        ts = batch.column(LOCAL_TS)
+        table = pa.Table.from_batches([batch]).drop_columns([LOCAL_TS])
+        # rows with a _ts may repeat a (pane, key) of the pre-aggregated rows
+        dirty = ts.null_count < len(ts)
+        if dirty and self.arrival.watermark > WATERMARK_MIN:
+            late = pc.fill_null(pc.less(ts, self.arrival.watermark), False)
+            count = pc.sum(late).as_py() or 0
+            if count:
+                self.ctx.metrics["late_rows"] += count
+                table = table.filter(pc.invert(late))
+        panes = table.column(PANE).to_numpy()
+        if self.processing_time and len(panes):
+            floor = int(self.window.pane_of(np.array([self.arrival.watermark]))[0])
+            if panes.min() < floor:
+                panes = np.maximum(panes, floor)
+                table = table.set_column(0, PANE, pa.array(panes))
+                dirty = True
+        if table.num_rows == 0:
+            return
+        if dirty:
+            table = self.aggregator.merge(table, self.group_keys)
+            panes = table.column(PANE).to_numpy()
+        lo, hi = int(panes.min()), int(panes.max())
+        if lo == hi:
+            self._file(lo, table)
+        else:
+            self._file_many(table)
 
     def _file(self, pane: int, table: pa.Table) -> None:
         tables = self.panes.setdefault(pane, [])

@@ -153,8 +153,9 @@ def _lower_updating_rank(planner: PhysicalPlanner, node: UpdatingRank) -> int:
         line, col = node.position
         raise PlanError(f"{node.function.upper()}() over partitions without a window needs a "
                         "bound on the rank", line=line, col=col,
-                        hint="filter it in the query around it: WHERE rn <= N (or rn = 1 to "
-                             "deduplicate)")
+                        hint="filter it in the query around it: WHERE rn <= N (rn = 1 to "
+                             "deduplicate); or rank each window: PARTITION BY window_start, "
+                             "window_end[, keys]")
     vid = _keyed_vertex(planner, node, f"updating {node.function}", node.partition)
     params = {"partition": list(node.partition), "order": list(node.order),
               "function": node.function, "limit": node.limit, "rank_used": node.rank_used,

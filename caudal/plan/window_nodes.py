@@ -9,6 +9,13 @@
 * ``WindowRank``: ROW_NUMBER / RANK / DENSE_RANK per window: a new vertex, hash edge on the
   PARTITION BY columns.
 
+At parallelism > 1 a tumble / hop / cumulate aggregate whose aggregates all have compact,
+mergeable states (and no late-row side table, which needs the raw rows) is split in two
+phases, as Flink's local-global aggregation: a ``local_window_partials`` operator at the end
+of the upstream chain turns each batch into partial states per (pane, key) before the
+shuffle, and the window operator merges them (``partial_input``). At parallelism 1 there is
+no shuffle to save, so it would be pure overhead.
+
 Late rows of a source with ``late_data = 'side:<table>'`` leave a window operator as a side
 output (operators.side_output) on an edge tagged ``late`` to an extra sink vertex.
 """
@@ -147,8 +154,33 @@ def _late_params(late: LateSide | None) -> LateOutput | None:
     return LateOutput(list(late.columns), list(late.names))
 
 
+def _two_phase(planner: PhysicalPlanner, node: WindowAggregate) -> bool:
+    if planner.parallelism <= 1 or node.window.kind == "session" or node.late is not None:
+        return False
+    from caudal.operators.local_window_partials import splittable
+
+    return splittable(node.aggregates, node.input.schema, node.time_input)
+
+
+def _add_local_stage(planner: PhysicalPlanner, vid: int, node: WindowAggregate) -> None:
+    from caudal.operators.local_window_partials import partial_schema
+
+    schema = partial_schema(list(node.keys), node.aggregates, node.input.schema,
+                            node.time_input)
+    params = {"window": node.window, "keys": list(node.keys),
+              "aggregates": list(node.aggregates), "time_column": node.time_input,
+              "input_schema": node.input.schema}
+    label = (f"local pre-aggregate {node.window} panes by [{', '.join(node.keys)}] "
+             f"(two-phase: partial states before the shuffle)")
+    planner.graph.vertices[vid].operators.append(
+        OperatorSpec("local_window_partials", params, label, schema))
+
+
 def _lower_window_aggregate(planner: PhysicalPlanner, node: WindowAggregate) -> int:
     upstream = planner.lower(node.input)
+    two_phase = _two_phase(planner, node)
+    if two_phase:
+        _add_local_stage(planner, upstream, node)
     keyed = bool(node.keys)
     v = planner.new_vertex(f"window {node.window}",
                            parallelism=None if keyed else 1)
@@ -159,9 +191,13 @@ def _lower_window_aggregate(planner: PhysicalPlanner, node: WindowAggregate) -> 
               "input_schema": node.input.schema, "output_schema": node.schema,
               "late_output": _late_params(node.late),
               "window_columns": list(node.window_columns)}
+    if two_phase:
+        params["partial_input"] = True
     aggs = ", ".join(f"{a} AS {n}" for a, n in zip(node.aggregates, node.agg_names))
     time = node.time_input or "arrival time"
     label = f"{node.window} on {time} by [{', '.join(node.keys)}]: {aggs}"
+    if two_phase:
+        label = f"merge partial states of {label}"
     v.operators.append(OperatorSpec(kind, params, label, node.schema))
     if node.late is not None:
         schema = pa.schema([pa.field(n, node.input.schema.field(c).type)

@@ -8,6 +8,9 @@ Two spellings of the window, one plan:
   time, the window is on processing (arrival) time.
 * Flink: GROUP BY ``window_start, window_end`` of a window table function in FROM
   (sql.window_tvf), with ``window_start``, ``window_end`` and ``window_time`` columns.
+  Also GROUP BY both bounds of an upstream window aggregate's output, under any name
+  (plan.lineage follows renames through subqueries and views): a window aggregation over
+  the same windows (plan.window_reaggregate), as Flink plans it.
 
 The plan is ``Project`` (event time, keys, aggregate arguments and FILTER conditions as
 columns) -> ``WindowAggregate`` -> ``Filter`` (HAVING) -> ``Project`` (the SELECT list, which
@@ -36,6 +39,7 @@ from caudal.plan.aggregates import (
 from caudal.plan.expressions import Column, Expr, Literal
 from caudal.plan.logical import Filter, LogicalNode, Project, Scan
 from caudal.plan.window_nodes import LateSide, WindowAggregate, WindowAssign
+from caudal.plan.window_reaggregate import HIDDEN_WINDOW, WindowReaggregate, upstream_window
 from caudal.plan.windows import WindowSpec
 from caudal.sql.scope import Scope, ScopeColumn, position
 from caudal.sql.window_specs import group_by_window, window_call
@@ -323,8 +327,13 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
                 resolved = scope.resolve_column(i)
                 if isinstance(resolved, Column) and resolved.name in WINDOW_COLUMNS:
                     tvf_items.append((i, resolved.name))
+    upstream = None
     if not windows and not tvf_items:
-        return _not_windowed(planner, select, node, scope, items)
+        grouped = [r.name for r in (scope.resolve_column(i) for i in items
+                                    if isinstance(i, exp.Column)) if isinstance(r, Column)]
+        upstream = upstream_window(node, grouped)
+        if upstream is None:
+            return _not_windowed(planner, select, node, scope, items)
     if len(windows) > 1 or (windows and tvf_items):
         ln, col = position(windows[-1] if len(windows) > 1 else windows[0])
         raise PlanError("GROUP BY has more than one window", line=ln, col=col,
@@ -346,6 +355,11 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
         window_columns = [(name, "struct")]
         computed[_key(call)] = Column(WINDOW_STRUCT, name)
         visible.append(ScopeColumn(None, name, WINDOW_STRUCT, name))
+    elif upstream is not None:  # the bounds of an upstream window: plan.window_reaggregate
+        spec = upstream.panes
+        time_input = "__time"
+        keys_nodes = items
+        window_columns = list(HIDDEN_WINDOW)
     else:
         names = {n for _, n in tvf_items}
         if not {"window_start", "window_end"} <= names:
@@ -367,10 +381,14 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
     # keys
     pre_exprs: list[Expr] = []
     pre_names: list[str] = []
-    if time_input is not None:
+    if upstream is not None:
+        pre_exprs.append(upstream.time_expr())
+        pre_names.append("__time")
+    elif time_input is not None:
         pre_exprs.append(Column(node.schema.field(time_input).type, time_input))
         pre_names.append("__time")
     key_names: list[str] = []
+    key_exprs: list[Expr] = []
     taken = {n.lower() for n, _ in window_columns}
     for i, key_node in enumerate(keys_nodes):
         expr = translate(key_node, scope)
@@ -386,6 +404,7 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
             name = f"__key{i}"
         taken.add(name.lower())
         key_names.append(name)
+        key_exprs.append(expr)
         pre_exprs.append(expr)
         pre_names.append(name)
         computed[_key(key_node)] = Column(expr.dtype, name)
@@ -430,7 +449,8 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
         agg_names.append(name)
         computed[_key(agg_node)] = Column(agg.dtype, name)
 
-    late = _late_side(planner, node, scope, pre_exprs, pre_names)
+    late = None if upstream is not None else _late_side(planner, node, scope, pre_exprs,
+                                                        pre_names)
     if not pre_exprs:  # count(*) on processing time reads no column: keep the row count
         pre_exprs.append(Literal(pa.bool_(), True))
         pre_names.append("__row")
@@ -446,11 +466,20 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
         out_fields.append(pa.field(n, WINDOW_STRUCT if what == "struct" else TIMESTAMP))
     out_fields += [pre_schema.field(k) for k in key_names]
     out_fields += [pa.field(n, c.dtype) for n, c in zip(agg_names, calls)]
-    time_out = "window_time" if any(w == "time" for _, w in window_columns) else None
-    agg_node_plan = WindowAggregate(
-        pa.schema(out_fields), time_out, input=pre, window=spec,
-        time_input="__time" if time_input else None, window_columns=window_columns,
-        keys=key_names, aggregates=calls, agg_names=agg_names, late=late)
+    time_out = next((n for n, w in window_columns if w == "time"), None)
+    common = dict(input=pre, window=spec, time_input="__time" if time_input else None,
+                  window_columns=window_columns, keys=key_names, aggregates=calls,
+                  agg_names=agg_names, late=late)
+    if upstream is not None:
+        bounds = {}
+        for key_name, e in zip(key_names, key_exprs):
+            what = upstream.bounds.get(e.name) if isinstance(e, Column) else None
+            if what is not None:
+                bounds[key_name] = what
+        agg_node_plan: WindowAggregate = WindowReaggregate(
+            pa.schema(out_fields), time_out, upstream=upstream.spec, bounds=bounds, **common)
+    else:
+        agg_node_plan = WindowAggregate(pa.schema(out_fields), time_out, **common)
 
     post_scope = AggregateScope(columns=visible, computed=computed, input_scope=scope)
     result: LogicalNode = agg_node_plan

@@ -125,7 +125,7 @@ SELECT k, count(*), tumble(INTERVAL '1' SECOND) AS w FROM src GROUP BY k, w;""".
     ("SELECT price, count(*), tumble(INTERVAL '1' SECOND) AS w FROM bids GROUP BY w;",
      "column 'price' must appear in GROUP BY", "max(price)"),
     ("SELECT *, RANK() OVER (PARTITION BY auction ORDER BY price) AS r FROM bids;",
-     "needs the window in PARTITION BY", "PARTITION BY window_start, window_end"),
+     "needs a bound on the rank", "PARTITION BY window_start, window_end"),
     ("SELECT count(*) FROM TABLE(SESSION(TABLE bids PARTITION BY auction, "
      "DESCRIPTOR(date_time), INTERVAL '5' SECOND)) GROUP BY window_start, window_end, bidder;",
      "groups by its PARTITION BY columns", "window_start, window_end, auction"),

@@ -1,0 +1,127 @@
+"""The local half of a two-phase ("local-global") window aggregate, as Flink's MiniBatch local
+aggregation: runs in the chain *before* the hash edge and turns each batch into one partial
+state row per (pane, key) with the same ``Aggregator.partial`` kernel the window operator
+uses, so the edge carries a few state rows instead of every raw row, and the downstream
+``WindowAggregate(partial_input=True)`` only merges them.
+
+Why it is exact:
+
+* Only aggregates whose state is compact and mergeable are split (``splittable``); the
+  others keep one phase (the planner decides).
+* Late rows are still judged downstream, where the watermark is. A row is late there when
+  its event time is below the downstream watermark, which is never above this operator's
+  watermark (watermarks leave a chain after the batches before them, and the downstream
+  takes the minimum of its inputs). So rows at or above our watermark are surely on time and
+  are pre-aggregated (``_ts`` null); rows below it (rare: disorder beyond the watermark
+  delay) are sent one state row each with their event time in ``_ts``, for the downstream to
+  check and count exactly as a single-phase aggregate would.
+* Processing time: the pane of the local arrival time; downstream lifts panes whose windows
+  already fired to its own clock (a row is never late on processing time).
+
+Stateless per batch (it emits at once); only its watermark is checkpointed, so that after a
+restore it is never below the restored downstream watermark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from caudal.operators.aggregate_kernels import Aggregator
+from caudal.operators.base import Operator
+from caudal.operators.event_time import now_us, times_of
+from caudal.plan.aggregates import AggCall
+from caudal.plan.windows import WindowSpec
+from caudal.runtime.messages import WATERMARK_MIN
+
+PANE = "_pane"
+#: event time of a row that may be late downstream (null: pre-aggregated, surely on time)
+TS = "_ts"
+_ROWID = "__rowid"
+
+
+def splittable(calls: Sequence[AggCall], input_schema: pa.Schema,
+               time_column: str | None) -> bool:
+    """Whether every aggregate's partial state is compact and mergeable across subtasks."""
+    try:
+        agg = Aggregator(calls, input_schema, time_column)
+    except ValueError:
+        return False
+    return all(k.two_phase for k in agg.kernels)
+
+
+def partial_schema(window_keys: list[str], calls: Sequence[AggCall], input_schema: pa.Schema,
+                   time_column: str | None) -> pa.Schema:
+    """The schema the local stage emits (for the plan and EXPLAIN)."""
+    op = LocalWindowPartials(WindowSpec("tumble", 1), window_keys, list(calls), time_column,
+                             input_schema)
+    return op.output_schema
+
+
+class LocalWindowPartials(Operator):
+    """Raw rows -> partial aggregate states per (pane, keys), plus ``_ts`` (see module)."""
+
+    def __init__(self, window: WindowSpec, keys: list[str], aggregates: list[AggCall],
+                 time_column: str | None, input_schema: pa.Schema):
+        self.window = window
+        self.keys = list(keys)
+        self.time_column = time_column
+        self.aggregator = Aggregator(aggregates, input_schema, time_column)
+        self.watermark = WATERMARK_MIN
+        empty = pa.RecordBatch.from_pylist([], schema=input_schema)
+        self.output_schema = self._partial(empty, np.zeros(0, np.int64), None).schema
+
+    def _partial(self, batch: pa.RecordBatch, panes: np.ndarray,
+                 ts: np.ndarray | None) -> pa.Table:
+        """States of ``batch`` grouped by pane and keys, or (``ts`` given) one per row."""
+        columns: dict[str, Any] = {PANE: pa.array(panes, pa.int64())}
+        columns.update({k: batch.column(k) for k in self.keys})
+        columns.update(self.aggregator.prepare(batch))
+        if ts is None:
+            out = self.aggregator.partial(pa.table(columns), [PANE, *self.keys])
+            return out.append_column(TS, pa.nulls(out.num_rows, pa.int64()))
+        columns[_ROWID] = pa.array(np.arange(batch.num_rows))
+        out = self.aggregator.partial(pa.table(columns), [PANE, *self.keys, _ROWID])
+        rowid = out.column(_ROWID).to_numpy()
+        return out.drop_columns([_ROWID]).append_column(TS, pa.array(ts[rowid], pa.int64()))
+
+    def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:
+        if self.time_column is None:
+            ts = np.full(batch.num_rows, now_us(), dtype=np.int64)
+        else:
+            column = batch.column(self.time_column)
+            if column.null_count:  # no window for them: counted and dropped as downstream would
+                metrics = self.ctx.metrics
+                metrics["null_time_rows"] = metrics.get("null_time_rows", 0) + column.null_count
+                batch = batch.filter(column.is_valid())
+                column = batch.column(self.time_column)
+            ts = times_of(column)
+        if batch.num_rows == 0:
+            return ()
+        panes = self.window.pane_of(ts)
+        maybe_late = ts < self.watermark if self.time_column is not None else None
+        if maybe_late is None or not maybe_late.any():
+            parts = [self._partial(batch, panes, None)]
+        else:
+            keep = pa.array(~maybe_late)
+            late = pa.array(maybe_late)
+            parts = [self._partial(batch.filter(keep), panes[~maybe_late], None),
+                     self._partial(batch.filter(late), panes[maybe_late], ts[maybe_late])]
+        out = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        return out.combine_chunks().to_batches()
+
+    def on_watermark(self, time: int) -> Sequence[pa.RecordBatch]:
+        if time > self.watermark:
+            self.watermark = time
+        return ()
+
+    def snapshot(self, epoch: int) -> dict[str, Any]:
+        return {"meta": pa.table({"watermark": pa.array([self.watermark], pa.int64())})}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        meta = state.get("meta")
+        if meta is not None and meta.num_rows:
+            self.watermark = int(np.min(meta.column("watermark").to_numpy()))

@@ -1,0 +1,176 @@
+"""Two-phase window aggregation: local partial states before the shuffle, merged by the
+window operator, give the same windows and count the same late rows as one phase, for any
+split of the input over upstream subtasks and any disorder (also beyond the watermark). The
+planner splits only mergeable aggregates, only at parallelism > 1, and shows it in EXPLAIN."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from caudal.job import explain_sql
+from caudal.operators.base import OperatorContext
+from caudal.operators.local_window_partials import LocalWindowPartials, splittable
+from caudal.operators.window_aggregate import WindowAggregate
+from caudal.plan.aggregates import AggCall
+from caudal.plan.windows import WindowSpec
+from caudal.runtime.messages import WATERMARK_MAX
+from caudal.types import TIMESTAMP
+
+S = 1_000_000
+INPUT = pa.schema([("ts", TIMESTAMP), ("k", pa.int64()), ("x", pa.int64()),
+                   ("f", pa.bool_())])
+CALLS = [AggCall("count", (), pa.int64()), AggCall("count", ("x",), pa.int64()),
+         AggCall("sum", ("x",), pa.int64()), AggCall("avg", ("x",), pa.float64()),
+         AggCall("min", ("x",), pa.int64()), AggCall("max", ("x",), pa.int64()),
+         AggCall("stddev_samp", ("x",), pa.float64()),
+         AggCall("count", (), pa.int64(), filter="f")]
+OUTPUT = pa.schema([("window_start", TIMESTAMP), ("window_end", TIMESTAMP), ("k", pa.int64()),
+                    ("c", pa.int64()), ("cx", pa.int64()), ("s", pa.int64()),
+                    ("a", pa.float64()), ("lo", pa.int64()), ("hi", pa.int64()),
+                    ("sd", pa.float64()), ("cf", pa.int64())])
+WINDOWS = [WindowSpec("tumble", 10 * S), WindowSpec("hop", 10 * S, 2 * S),
+           WindowSpec("cumulate", 10 * S, 2 * S)]
+
+
+def window_op(window: WindowSpec, keys: list[str], partial: bool) -> WindowAggregate:
+    op = WindowAggregate(window, keys, CALLS, "ts", INPUT, OUTPUT.remove(2) if not keys
+                         else OUTPUT, partial_input=partial)
+    op.open(OperatorContext())
+    return op
+
+
+def local_op(window: WindowSpec, keys: list[str], subtask: int) -> LocalWindowPartials:
+    op = LocalWindowPartials(window, keys, CALLS, "ts", INPUT)
+    op.open(OperatorContext(subtask=subtask, parallelism=2))
+    return op
+
+
+def as_rows(batches) -> list[tuple]:
+    if not batches:
+        return []
+    table = pa.Table.from_batches(list(batches))
+    cols = [c.cast(pa.int64()) if pa.types.is_timestamp(c.type) else c for c in table.columns]
+    rows = [tuple(round(v, 6) if isinstance(v, float) else v for v in r)
+            for r in zip(*[c.to_pylist() for c in cols])]
+    return sorted(rows, key=lambda r: tuple((v is None, v or 0) for v in r))
+
+
+def run(table: pa.Table, window: WindowSpec, keys: list[str], upstreams: int, batch: int,
+        delay: int, local: bool) -> tuple[list[tuple], int]:
+    """Feed batches round-robin from ``upstreams`` sources, each with its own watermark
+    (max event time seen - delay); the window operator's watermark is their minimum."""
+    op = window_op(window, keys, local)
+    locals_ = [local_op(window, keys, i) for i in range(upstreams)]
+    marks = [None] * upstreams
+    out = []
+    for i, b in enumerate(table.to_batches(max_chunksize=batch)):
+        u = i % upstreams
+        if local:
+            for p in locals_[u].process(b):
+                assert p.schema.equals(locals_[u].output_schema)
+                out += op.process(p)
+        else:
+            out += op.process(b)
+        top = int(np.max(b.column("ts").view(pa.int64()).to_numpy())) - delay
+        marks[u] = top if marks[u] is None else max(marks[u], top)
+        locals_[u].on_watermark(marks[u])
+        if all(m is not None for m in marks):
+            out += op.on_watermark(min(marks))
+    out += op.on_watermark(WATERMARK_MAX)
+    assert op.state_rows() == 0
+    return as_rows(out), op.ctx.metrics["late_rows"]
+
+
+@pytest.mark.parametrize("window", WINDOWS, ids=str)
+@pytest.mark.parametrize("keys", [["k"], []], ids=["keyed", "global"])
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(0, 300), batch=st.integers(3, 64),
+       upstreams=st.integers(1, 4), disorder=st.integers(0, 6), delay=st.integers(0, 3))
+def test_two_phase_equals_one_phase_also_with_late_rows(window, keys, seed, n, batch,
+                                                        upstreams, disorder, delay):
+    rng = np.random.default_rng(seed)
+    base = np.sort(rng.integers(-30 * S, 30 * S, n))  # before and after 1970
+    ts = base - (rng.integers(0, disorder * S, n) if disorder else 0)
+    table = pa.table({"ts": pa.array(ts).view(TIMESTAMP),
+                      "k": pa.array(rng.integers(0, 4, n), mask=rng.random(n) < 0.1),
+                      "x": pa.array(rng.integers(0, 5, n), mask=rng.random(n) < 0.2),
+                      "f": pa.array(rng.random(n) < 0.5)})
+    one, late_one = run(table, window, keys, upstreams, batch, delay * S, local=False)
+    two, late_two = run(table, window, keys, upstreams, batch, delay * S, local=True)
+    assert late_two == late_one
+    assert two == one
+
+
+def test_rows_below_the_local_watermark_are_checked_downstream():
+    window = WindowSpec("tumble", 10 * S)
+    local = local_op(window, ["k"], 0)
+    op = window_op(window, ["k"], True)
+    local.on_watermark(12 * S)
+    op.on_watermark(12 * S)
+    ts = pa.array([3 * S, 11 * S, 13 * S, 14 * S]).view(TIMESTAMP)
+    batch = pa.RecordBatch.from_arrays(
+        [ts, pa.array([1, 1, 1, 1]), pa.array([1, 2, 3, 4]), pa.array([True] * 4)],
+        schema=INPUT)
+    partial = pa.Table.from_batches(local.process(batch))
+    # 13 and 14 are pre-aggregated; 3 and 11 travel one row each with their event time
+    assert sorted(partial.column("_ts").to_pylist(), key=lambda v: v or 0) == \
+        [None, 3 * S, 11 * S]
+    for b in partial.to_batches():
+        op.process(b)
+    assert op.ctx.metrics["late_rows"] == 2
+    out = as_rows(op.on_watermark(WATERMARK_MAX))
+    assert [r[:6] for r in out] == [(10 * S, 20 * S, 1, 2, 2, 7)]
+
+
+def test_the_local_watermark_survives_a_restore():
+    window = WindowSpec("tumble", 10 * S)
+    a, b = local_op(window, ["k"], 0), local_op(window, ["k"], 1)
+    a.on_watermark(5 * S)
+    b.on_watermark(7 * S)
+    restored = local_op(window, ["k"], 0)
+    restored.restore({"meta": pa.concat_tables([a.snapshot(1)["meta"],
+                                                 b.snapshot(1)["meta"]])})
+    assert restored.watermark == 5 * S
+
+
+def test_only_compact_mergeable_aggregates_are_split():
+    assert splittable(CALLS, INPUT, "ts")
+    for call in [AggCall("count", ("x",), pa.int64(), distinct=True),
+                 AggCall("first_value", ("x",), pa.int64()),
+                 AggCall("approx_count_distinct", ("x",), pa.int64())]:
+        assert not splittable([*CALLS, call], INPUT, "ts")
+
+
+DDL = """CREATE TABLE bids (auction BIGINT, price BIGINT, ts TIMESTAMP,
+  WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+  WITH (connector = 'filesystem', path = '{dir}/bids.json', format = 'json');
+"""
+LOCAL = "local pre-aggregate"
+
+
+@pytest.fixture
+def ddl(tmp_path) -> str:
+    (tmp_path / "bids.json").write_text("")
+    return DDL.format(dir=tmp_path)
+
+
+def test_explain_shows_the_local_stage_only_at_parallelism_above_one(ddl):
+    sql = ddl + ("SELECT auction, count(*), avg(price), tumble(INTERVAL '1' SECOND) AS w "
+                 "FROM bids GROUP BY auction, w;")
+    two = explain_sql(sql, 2)
+    assert LOCAL in two and "merge partial states of tumble(1s)" in two
+    assert LOCAL not in explain_sql(sql, 1)
+
+
+@pytest.mark.parametrize("select", [
+    "count(DISTINCT price), tumble(INTERVAL '1' SECOND) AS w",
+    "string_agg(CAST(price AS TEXT), ','), tumble(INTERVAL '1' SECOND) AS w",
+    "count(*), session(INTERVAL '1' SECOND) AS w",
+])
+def test_unsplittable_aggregates_and_sessions_keep_one_phase(ddl, select):
+    text = explain_sql(ddl + f"SELECT auction, {select} FROM bids GROUP BY auction, w;", 2)
+    assert LOCAL not in text
