@@ -22,6 +22,11 @@ from caudal.plan.physical import PhysicalGraph, Vertex
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 #: dataclass fields that say where in the SQL text something was written, not what it is
 _POSITION_FIELDS = {"line", "col", "column_position"}
+#: a two-phase window aggregate (plan.window_nodes) is planned only at parallelism > 1, and its
+#: state is the same as one phase's (the local stage keeps only a watermark): left out, so a
+#: job may still be restored at another parallelism
+_PARALLELISM_ONLY_KINDS = {"local_window_partials"}
+_PARALLELISM_ONLY_PARAMS = {"partial_input"}
 
 
 def canonical(obj: Any) -> str:
@@ -54,7 +59,10 @@ def vertex_text(vertex: Vertex, graph: PhysicalGraph) -> str:
     if vertex.source is not None:
         lines.append("source " + canonical(vertex.source))
     for op in vertex.operators:
-        lines.append(f"op {op.kind} {canonical(op.params)}")
+        if op.kind in _PARALLELISM_ONLY_KINDS:
+            continue
+        params = {k: v for k, v in op.params.items() if k not in _PARALLELISM_ONLY_PARAMS}
+        lines.append(f"op {op.kind} {canonical(params)}")
     if vertex.sink is not None:
         lines.append("sink " + canonical(vertex.sink))
     for e in graph.inputs_of(vertex.id):

@@ -39,13 +39,15 @@ class Frame:
 
     kind: str
     preceding: int | None = None
+    #: ``preceding`` of a RANGE frame is an INTERVAL in µs (False: a plain number)
+    interval: bool = True
 
     def __str__(self) -> str:
         if self.kind == "partition":
             return "whole partition"
         if self.preceding is None:
             start = "UNBOUNDED"
-        elif self.kind == "range":
+        elif self.kind == "range" and self.interval:
             start = f"INTERVAL {format_duration_us(self.preceding)}"
         else:
             start = str(self.preceding)

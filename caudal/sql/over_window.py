@@ -149,7 +149,7 @@ def parse_frame(window: exp.Window, scope: Scope, ordered: bool) -> Frame:
                             col=sc, hint=FRAME_HINT)
         return Frame("rows", int(start.this))
     if isinstance(start, exp.Literal) and not start.is_string and str(start.this).isdigit():
-        return Frame("range", int(start.this))
+        return Frame("range", int(start.this), interval=False)
     return Frame("range", constant_interval(start, scope, "RANGE frame offset"))
 
 
