@@ -310,6 +310,42 @@ def _late_side(planner, node: LogicalNode, scope: Scope,
     return LateSide(table, columns, names)
 
 
+def bind_group_keys(key_nodes: list[exp.Expression], scope: Scope, taken: set[str],
+                    computed: dict[str, Expr], visible: list[ScopeColumn],
+                    reject_nested: bool = False) -> tuple[list[str], list[Expr]]:
+    """Translate GROUP BY items into the key columns computed before the aggregate.
+
+    A plain column keeps its name (unless ``taken``), anything else is ``__key<i>``; each key
+    is registered in ``computed`` under its SQL text, so SELECT and HAVING find it, and a
+    plain column stays visible under its own name (and relation) in ``visible``.
+    """
+    from caudal.sql.expressions import translate
+
+    names: list[str] = []
+    exprs: list[Expr] = []
+    for i, key_node in enumerate(key_nodes):
+        expr = translate(key_node, scope)
+        if reject_nested and (pa.types.is_struct(expr.dtype) or pa.types.is_list(expr.dtype)):
+            ln, col = position(key_node)
+            raise PlanError(f"GROUP BY a {sql_name(expr.dtype)} value is not supported",
+                            line=ln, col=col, hint="group by its fields, e.g. s.a, s.b")
+        name = key_node.name if isinstance(key_node, exp.Column) and \
+            isinstance(expr, Column) else f"__key{i}"
+        if name.lower() in taken:
+            name = f"__key{i}"
+        taken.add(name.lower())
+        names.append(name)
+        exprs.append(expr)
+        computed[_key(key_node)] = Column(expr.dtype, name)
+        if isinstance(key_node, exp.Column):
+            source = next((c for c in scope.columns if c.name.lower() == key_node.name.lower()
+                           and (not key_node.table or (c.relation or "").lower()
+                                == key_node.table.lower())), None)
+            visible.append(ScopeColumn(source.relation if source else None, key_node.name,
+                                       expr.dtype, name))
+    return names, exprs
+
+
 def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
                    scope: Scope) -> tuple[LogicalNode, Scope]:
     """Plan the GROUP BY / aggregates of ``select`` over ``node`` (after WHERE)."""
@@ -387,33 +423,11 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
     elif time_input is not None:
         pre_exprs.append(Column(node.schema.field(time_input).type, time_input))
         pre_names.append("__time")
-    key_names: list[str] = []
-    key_exprs: list[Expr] = []
     taken = {n.lower() for n, _ in window_columns}
-    for i, key_node in enumerate(keys_nodes):
-        expr = translate(key_node, scope)
-        if pa.types.is_struct(expr.dtype) or pa.types.is_list(expr.dtype):
-            ln, col = position(key_node)
-            raise PlanError(f"GROUP BY a {sql_name(expr.dtype)} value is not supported",
-                            line=ln, col=col, hint="group by its fields, e.g. s.a, s.b")
-        if isinstance(key_node, exp.Column) and isinstance(expr, Column):
-            name = key_node.name
-        else:
-            name = f"__key{i}"
-        if name.lower() in taken:
-            name = f"__key{i}"
-        taken.add(name.lower())
-        key_names.append(name)
-        key_exprs.append(expr)
-        pre_exprs.append(expr)
-        pre_names.append(name)
-        computed[_key(key_node)] = Column(expr.dtype, name)
-        if isinstance(key_node, exp.Column):
-            source = next((c for c in scope.columns if c.name.lower() == key_node.name.lower()
-                           and (not key_node.table or (c.relation or "").lower()
-                                == key_node.table.lower())), None)
-            visible.append(ScopeColumn(source.relation if source else None, key_node.name,
-                                       expr.dtype, name))
+    key_names, key_exprs = bind_group_keys(keys_nodes, scope, taken, computed, visible,
+                                           reject_nested=True)
+    pre_exprs.extend(key_exprs)
+    pre_names.extend(key_names)
     if assign is not None and spec.kind == "session" and tvf_items:
         partition = set(assign.partition)
         grouped = {e.name for e in pre_exprs[1 if time_input else 0:]

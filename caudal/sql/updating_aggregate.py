@@ -28,6 +28,7 @@ from caudal.sql.aggregates import (
     _key,
     _resolve_group_item,
     _translate_aggregate,
+    bind_group_keys,
     collect_aggregates,
 )
 from caudal.sql.scope import Scope, ScopeColumn, position
@@ -58,25 +59,9 @@ def plan_updating_aggregate(planner, select: exp.Select, node: LogicalNode,
         pre_names.append("__time")
     computed: dict[str, Expr] = {}
     visible: list[ScopeColumn] = []
-    key_names: list[str] = []
-    taken: set[str] = {"__time"}
-    for i, key_node in enumerate(items):
-        expr = translate(key_node, scope)
-        name = key_node.name if isinstance(key_node, exp.Column) and \
-            isinstance(expr, Column) else f"__key{i}"
-        if name.lower() in taken:
-            name = f"__key{i}"
-        taken.add(name.lower())
-        key_names.append(name)
-        pre_exprs.append(expr)
-        pre_names.append(name)
-        computed[_key(key_node)] = Column(expr.dtype, name)
-        if isinstance(key_node, exp.Column):
-            source = next((c for c in scope.columns if c.name.lower() == key_node.name.lower()
-                           and (not key_node.table or (c.relation or "").lower()
-                                == key_node.table.lower())), None)
-            visible.append(ScopeColumn(source.relation if source else None, key_node.name,
-                                       expr.dtype, name))
+    key_names, key_exprs = bind_group_keys(items, scope, {"__time"}, computed, visible)
+    pre_exprs.extend(key_exprs)
+    pre_names.extend(key_names)
 
     calls: list[AggCall] = []
     agg_names: list[str] = []
