@@ -11,6 +11,7 @@ dropped.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -18,7 +19,7 @@ import pyarrow.compute as pc
 
 from caudal.operators.side_output import LATE, tag
 from caudal.plan.windows import LateOutput
-from caudal.runtime.messages import WATERMARK_MIN
+from caudal.runtime.messages import WATERMARK_MAX, WATERMARK_MIN
 
 __all__ = ["ArrivalCheck", "LateOutput", "now_us", "times_of", "timestamps"]
 
@@ -80,3 +81,29 @@ def timestamps(values: np.ndarray) -> pa.Array:
     from caudal.types import TIMESTAMP
 
     return pa.array(values, type=pa.int64()).view(TIMESTAMP)
+
+
+class FiresOnTime:
+    """Time handling shared by window operators: an event-time operator fires windows as the
+    watermark advances; a processing-time one ignores watermarks (but the final one, so a
+    bounded job still closes everything) and fires on the wall clock the runtime ticks.
+    Subclasses provide ``arrival`` (an ArrivalCheck), ``processing_time`` and ``_fire``."""
+
+    arrival: ArrivalCheck
+    processing_time: bool
+
+    def _fire(self, until: int) -> list[pa.RecordBatch]:
+        raise NotImplementedError
+
+    def on_watermark(self, time: int) -> Sequence[pa.RecordBatch]:
+        if time > self.arrival.watermark and not self.processing_time:
+            self.arrival.watermark = time
+        if self.processing_time and time < WATERMARK_MAX:
+            return ()
+        return self._fire(time)
+
+    def on_processing_time(self, now: int) -> Sequence[pa.RecordBatch]:
+        if not self.processing_time:
+            return ()
+        self.arrival.watermark = max(self.arrival.watermark, now)
+        return self._fire(now)

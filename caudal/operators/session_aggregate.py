@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from caudal.operators.aggregate_kernels import MERGE, PARTIAL, Aggregator, GroupIndex
 from caudal.operators.base import Operator, OperatorContext
-from caudal.operators.event_time import ArrivalCheck, LateOutput
+from caudal.operators.event_time import ArrivalCheck, FiresOnTime, LateOutput
 from caudal.operators.window_aggregate import (
     DEFAULT_WINDOW_COLUMNS,
     KeyedWindowState,
@@ -33,7 +33,7 @@ from caudal.operators.window_aggregate import (
 )
 from caudal.plan.aggregates import AggCall
 from caudal.plan.windows import WindowSpec
-from caudal.runtime.messages import WATERMARK_MAX, WATERMARK_MIN
+from caudal.runtime.messages import WATERMARK_MIN
 from caudal.state.rescale import KEY_GROUP
 
 START, END, SID = "_start", "_end", "_sid"
@@ -80,7 +80,7 @@ def _segmented_cummax(values: np.ndarray, heads: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(values + shift) - shift
 
 
-class SessionAggregate(Operator, KeyedWindowState):
+class SessionAggregate(FiresOnTime, Operator, KeyedWindowState):
     """``GROUP BY session(gap), keys`` (or the SESSION table function PARTITION BY keys).
 
     Input and output columns as for ``WindowAggregate``.
@@ -166,19 +166,6 @@ class SessionAggregate(Operator, KeyedWindowState):
         return side
 
     # ---- time -------------------------------------------------------------------------------
-
-    def on_watermark(self, time: int) -> Sequence[pa.RecordBatch]:
-        if time > self.arrival.watermark and not self.processing_time:
-            self.arrival.watermark = time
-        if self.processing_time and time < WATERMARK_MAX:
-            return ()
-        return self._fire(time)
-
-    def on_processing_time(self, now: int) -> Sequence[pa.RecordBatch]:
-        if not self.processing_time:
-            return ()
-        self.arrival.watermark = max(self.arrival.watermark, now)
-        return self._fire(now)
 
     def _fire(self, until: int) -> list[pa.RecordBatch]:
         """Emit sessions that end before ``until``: a row at ``until`` or later can no

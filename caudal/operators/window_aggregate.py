@@ -31,11 +31,11 @@ import pyarrow.compute as pc
 
 from caudal.operators.aggregate_kernels import Aggregator
 from caudal.operators.base import Operator, OperatorContext
-from caudal.operators.event_time import ArrivalCheck, LateOutput, timestamps
+from caudal.operators.event_time import ArrivalCheck, FiresOnTime, LateOutput, timestamps
 from caudal.operators.local_window_partials import TS as LOCAL_TS
 from caudal.plan.aggregates import AggCall
 from caudal.plan.windows import WindowSpec
-from caudal.runtime.messages import WATERMARK_MAX, WATERMARK_MIN
+from caudal.runtime.messages import WATERMARK_MIN
 from caudal.state.key_groups import hash_columns, key_group
 from caudal.state.rescale import KEY_GROUP, keep_key_groups, key_group_range
 
@@ -122,7 +122,7 @@ def emit_batches(columns: list[pa.Array], schema: pa.Schema) -> list[pa.RecordBa
     return table.to_batches(max_chunksize=_OUT_ROWS)
 
 
-class WindowAggregate(Operator, KeyedWindowState):
+class WindowAggregate(FiresOnTime, Operator, KeyedWindowState):
     """``GROUP BY window, keys`` with aggregates, for tumble / hop / cumulate windows.
 
     Input columns: the event time (unless ``time_column`` is None: processing time), the
@@ -241,20 +241,6 @@ class WindowAggregate(Operator, KeyedWindowState):
         return tables[0]
 
     # ---- time -----------------------------------------------------------------------------
-
-    def on_watermark(self, time: int) -> Sequence[pa.RecordBatch]:
-        if time > self.arrival.watermark and not self.processing_time:
-            self.arrival.watermark = time
-        if self.processing_time and time < WATERMARK_MAX:
-            return ()
-        return self._fire(time)
-
-    def on_processing_time(self, now: int) -> Sequence[pa.RecordBatch]:
-        """Processing-time windows close on the wall clock (the runtime ticks it)."""
-        if not self.processing_time:
-            return ()
-        self.arrival.watermark = max(self.arrival.watermark, now)
-        return self._fire(now)
 
     def _fire(self, until: int) -> list[pa.RecordBatch]:
         """Emit every window with end in (fired_until, until]; free panes no window needs."""
