@@ -27,10 +27,11 @@ import pyarrow.compute as pc
 
 from caudal.operators.base import Operator, OperatorContext
 from caudal.operators.join_rows import JoinLayout, SideState, match
-from caudal.operators.keyed_tables import batches_of, own_rows, tag_key_groups
+from caudal.operators.keyed_tables import batches_of, restore_sides, snapshot_sides
 from caudal.plan.changelog import data_columns
 from caudal.plan.expressions import Expr
 from caudal.runtime.messages import WATERMARK_MAX, WATERMARK_MIN
+from caudal.state.rescale import restored_watermark, watermark_table
 
 _DEADLINE, _MATCHED = "_deadline", "_matched"
 _COUNTERS = {_DEADLINE: np.int64, _MATCHED: np.bool_}
@@ -156,18 +157,13 @@ class IntervalJoin(Operator):
     # ---- checkpoints ----------------------------------------------------------------------
 
     def snapshot(self, epoch: int) -> dict[str, Any]:
-        mkg = self.ctx.max_key_groups
-        out: dict[str, Any] = {name: tag_key_groups(side.table(), side.keys, mkg)
-                               for name, side in zip(("left", "right"), self.sides)}
-        out["meta"] = pa.table({"watermark": pa.array([self.watermark], pa.int64())})
+        out: dict[str, Any] = snapshot_sides(self.sides, self.ctx.max_key_groups)
+        out["meta"] = watermark_table(self.watermark)
         return out
 
     def restore(self, state: dict[str, Any]) -> None:
-        for name, side in zip(("left", "right"), self.sides):
-            side.load(own_rows(state.get(name), side.keys, self.ctx))
-        meta = state.get("meta")
-        if meta is not None and meta.num_rows:
-            self.watermark = int(np.min(meta.column("watermark").to_numpy()))
+        restore_sides(self.sides, state, self.ctx)
+        self.watermark = restored_watermark(state, self.watermark)
 
     def state_rows(self) -> int:
         return sum(s.size for s in self.sides)

@@ -170,3 +170,15 @@ def apply_net(net: np.ndarray, lowest: np.ndarray, have: np.ndarray
     changes: a retraction that would go below zero is ignored."""
     ignored = np.maximum(-(have + lowest), 0)
     return net + ignored, ignored
+
+
+def snapshot_sides(sides: Sequence[Any], max_key_groups: int) -> dict[str, pa.Table]:
+    """A two-input operator's rows per side (``left``, ``right``), tagged with key groups."""
+    return {name: tag_key_groups(side.table(), side.keys, max_key_groups)
+            for name, side in zip(("left", "right"), sides)}
+
+
+def restore_sides(sides: Sequence[Any], state: dict[str, Any], ctx: Any) -> None:
+    """Load each side's rows of a snapshot, keeping this subtask's key groups."""
+    for name, side in zip(("left", "right"), sides):
+        side.load(own_rows(state.get(name), side.keys, ctx))

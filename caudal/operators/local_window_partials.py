@@ -36,6 +36,7 @@ from caudal.operators.event_time import now_us, times_of
 from caudal.plan.aggregates import AggCall
 from caudal.plan.windows import WindowSpec
 from caudal.runtime.messages import WATERMARK_MIN
+from caudal.state.rescale import restored_watermark, watermark_table
 
 PANE = "_pane"
 #: event time of a row that may be late downstream (null: pre-aggregated, surely on time)
@@ -119,9 +120,7 @@ class LocalWindowPartials(Operator):
         return ()
 
     def snapshot(self, epoch: int) -> dict[str, Any]:
-        return {"meta": pa.table({"watermark": pa.array([self.watermark], pa.int64())})}
+        return {"meta": watermark_table(self.watermark)}
 
     def restore(self, state: dict[str, Any]) -> None:
-        meta = state.get("meta")
-        if meta is not None and meta.num_rows:
-            self.watermark = int(np.min(meta.column("watermark").to_numpy()))
+        self.watermark = restored_watermark(state, self.watermark)

@@ -37,7 +37,13 @@ from caudal.plan.aggregates import AggCall
 from caudal.plan.over_nodes import Frame
 from caudal.runtime.messages import WATERMARK_MAX, WATERMARK_MIN
 from caudal.state.key_groups import key_group
-from caudal.state.rescale import KEY_GROUP, keep_key_groups, key_group_range
+from caudal.state.rescale import (
+    KEY_GROUP,
+    keep_key_groups,
+    key_group_range,
+    restored_watermark,
+    watermark_table,
+)
 
 SEQ, TIME, HASH = "_seq", "_t", "_h"
 
@@ -205,8 +211,7 @@ class OverAggregate(Operator):
                                   self.ctx.max_key_groups))
 
     def snapshot(self, epoch: int) -> dict[str, Any]:
-        out: dict[str, Any] = {"meta": pa.table({"watermark": pa.array([self.watermark],
-                                                                       pa.int64())})}
+        out: dict[str, Any] = {"meta": watermark_table(self.watermark)}
         if self.buffer:
             rows = pa.concat_tables(self.buffer)
             self.buffer = [rows]
@@ -216,9 +221,7 @@ class OverAggregate(Operator):
         return out
 
     def restore(self, state: dict[str, Any]) -> None:
-        meta = state.get("meta")
-        self.arrival.watermark = int(np.min(meta.column("watermark").to_numpy())) \
-            if meta is not None and meta.num_rows else WATERMARK_MIN
+        self.arrival.watermark = restored_watermark(state, WATERMARK_MIN)
         rows, carry = self._own(state.get("rows")), self._own(state.get("carry"))
         seqs = [t.column(SEQ).to_numpy() for t in (carry, rows) if t is not None]
         everything = np.concatenate(seqs) if seqs else np.zeros(0, dtype=np.int64)

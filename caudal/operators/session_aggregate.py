@@ -26,15 +26,13 @@ from caudal.operators.event_time import ArrivalCheck, FiresOnTime, LateOutput
 from caudal.operators.window_aggregate import (
     DEFAULT_WINDOW_COLUMNS,
     KeyedWindowState,
-    _meta_table,
-    _restored_watermark,
     emit_batches,
     window_arrays,
 )
 from caudal.plan.aggregates import AggCall
 from caudal.plan.windows import WindowSpec
 from caudal.runtime.messages import WATERMARK_MIN
-from caudal.state.rescale import KEY_GROUP
+from caudal.state.rescale import KEY_GROUP, restored_watermark, watermark_table
 
 START, END, SID = "_start", "_end", "_sid"
 #: merge pending sessions into the open ones once this many rows wait
@@ -193,7 +191,7 @@ class SessionAggregate(FiresOnTime, Operator, KeyedWindowState):
 
     def snapshot(self, epoch: int) -> dict[str, Any]:
         self._merge_pending()
-        meta = _meta_table(self.fired_until)
+        meta = watermark_table(self.fired_until)
         table = self.open_sessions
         if table is None or table.num_rows == 0:
             return {"meta": meta}
@@ -201,7 +199,7 @@ class SessionAggregate(FiresOnTime, Operator, KeyedWindowState):
                 "meta": meta}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.fired_until = _restored_watermark(state)
+        self.fired_until = restored_watermark(state, WATERMARK_MIN)
         if not self.processing_time:
             self.arrival.watermark = self.fired_until
         self.pending, self.pending_rows = [], 0

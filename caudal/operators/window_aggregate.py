@@ -37,7 +37,13 @@ from caudal.plan.aggregates import AggCall
 from caudal.plan.windows import WindowSpec
 from caudal.runtime.messages import WATERMARK_MIN
 from caudal.state.key_groups import hash_columns, key_group
-from caudal.state.rescale import KEY_GROUP, keep_key_groups, key_group_range
+from caudal.state.rescale import (
+    KEY_GROUP,
+    keep_key_groups,
+    key_group_range,
+    restored_watermark,
+    watermark_table,
+)
 
 PANE = "_pane"
 WEND = "_wend"
@@ -62,17 +68,6 @@ class KeyedWindowState:
         if not self.keys:
             return table if self.ctx.subtask == 0 else table.slice(0, 0)
         return keep_key_groups(table, key_group_range(self.ctx))
-
-
-def _meta_table(watermark: int) -> pa.Table:
-    return pa.table({"watermark": pa.array([watermark], pa.int64())})
-
-
-def _restored_watermark(state: dict[str, Any]) -> int:
-    meta = state.get("meta")
-    if meta is None or meta.num_rows == 0:
-        return WATERMARK_MIN
-    return int(np.min(meta.column("watermark").to_numpy()))
 
 
 #: the window columns an aggregate emits by default: (output name, what)
@@ -290,7 +285,7 @@ class WindowAggregate(FiresOnTime, Operator, KeyedWindowState):
 
     def snapshot(self, epoch: int) -> dict[str, Any]:
         tables = [self._compacted(p) for p in sorted(self.panes)]
-        meta = _meta_table(self.fired_until)
+        meta = watermark_table(self.fired_until)
         if not tables:
             return {"meta": meta}
         panes = pa.concat_tables(tables)
@@ -298,7 +293,7 @@ class WindowAggregate(FiresOnTime, Operator, KeyedWindowState):
         return {"panes": panes, "meta": meta}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.fired_until = _restored_watermark(state)
+        self.fired_until = restored_watermark(state, WATERMARK_MIN)
         if not self.processing_time:
             self.arrival.watermark = self.fired_until
         self.panes = {}

@@ -21,9 +21,9 @@ from caudal.operators.base import Operator, OperatorContext
 from caudal.operators.event_time import LateOutput, times_of
 from caudal.operators.session_aggregate import _key_ids
 from caudal.operators.side_output import LATE, tag
-from caudal.operators.window_aggregate import KeyedWindowState, _meta_table, _restored_watermark
+from caudal.operators.window_aggregate import KeyedWindowState
 from caudal.runtime.messages import WATERMARK_MIN
-from caudal.state.rescale import KEY_GROUP
+from caudal.state.rescale import KEY_GROUP, restored_watermark, watermark_table
 
 FUNCTIONS = ("row_number", "rank", "dense_rank")
 _PRUNE_ROWS = 1 << 16
@@ -168,14 +168,14 @@ class WindowRank(Operator, KeyedWindowState):
             max_chunksize=1 << 16)
 
     def snapshot(self, epoch: int) -> dict[str, Any]:
-        meta = _meta_table(self.watermark)
+        meta = watermark_table(self.watermark)
         if not self.buffer:
             return {"meta": meta}
         rows = pa.concat_tables(self.buffer)
         return {"rows": rows.append_column(KEY_GROUP, self.key_groups(rows)), "meta": meta}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.watermark = _restored_watermark(state)
+        self.watermark = restored_watermark(state, WATERMARK_MIN)
         rows = state.get("rows")
         self.buffer, self.buffered = [], 0
         if rows is not None and rows.num_rows:

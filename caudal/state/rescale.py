@@ -77,3 +77,18 @@ def old_subtasks_for(subtask: int, parallelism: int, old_parallelism: int,
         if theirs.start < mine.stop and mine.start < theirs.stop:
             out.append(old)
     return out
+
+
+def watermark_table(watermark: int) -> pa.Table:
+    """An operator's watermark as a one-row state table (restored as the minimum over the old
+    subtasks, so a rescaled operator never claims more progress than any of them had)."""
+    return pa.table({"watermark": pa.array([watermark], pa.int64())})
+
+
+def restored_watermark(state: dict[str, Any], default: int, name: str = "meta") -> int:
+    """The watermark saved with ``watermark_table`` under ``name`` (the minimum when several
+    old subtasks' tables were concatenated), or ``default`` when none was saved."""
+    meta = state.get(name)
+    if meta is None or meta.num_rows == 0:
+        return default
+    return int(pc.min(meta.column("watermark")).as_py())
