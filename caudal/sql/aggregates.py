@@ -310,6 +310,24 @@ def _late_side(planner, node: LogicalNode, scope: Scope,
     return LateSide(table, columns, names)
 
 
+def aggregate_call(i: int, agg: _Agg, node: exp.Expression, pre_exprs: list[Expr],
+                   pre_names: list[str]) -> AggCall:
+    """The call of the ``i``-th aggregate: its arguments and FILTER become columns computed
+    before the aggregate (``__arg<i>_<j>``, ``__filter<i>``), appended to ``pre_exprs``."""
+    args = []
+    for j, a in enumerate(agg.args):
+        pre_exprs.append(a)
+        pre_names.append(f"__arg{i}_{j}")
+        args.append(f"__arg{i}_{j}")
+    filt = None
+    if agg.filter is not None:
+        pre_exprs.append(agg.filter)
+        pre_names.append(f"__filter{i}")
+        filt = f"__filter{i}"
+    return AggCall(agg.func, tuple(args), agg.dtype, agg.distinct, filt, agg.options,
+                   text=_key(node))
+
+
 def bind_group_keys(key_nodes: list[exp.Expression], scope: Scope, taken: set[str],
                     computed: dict[str, Expr], visible: list[ScopeColumn],
                     reject_nested: bool = False) -> tuple[list[str], list[Expr]]:
@@ -447,19 +465,8 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
     agg_names: list[str] = []
     for i, agg_node in enumerate(agg_nodes):
         agg = _translate_aggregate(agg_node, scope, time_input is not None)
-        args = []
-        for j, a in enumerate(agg.args):
-            pre_exprs.append(a)
-            pre_names.append(f"__arg{i}_{j}")
-            args.append(f"__arg{i}_{j}")
-        filt = None
-        if agg.filter is not None:
-            pre_exprs.append(agg.filter)
-            pre_names.append(f"__filter{i}")
-            filt = f"__filter{i}"
         name = f"__agg{i}"
-        calls.append(AggCall(agg.func, tuple(args), agg.dtype, agg.distinct, filt,
-                             agg.options, text=_key(agg_node)))
+        calls.append(aggregate_call(i, agg, agg_node, pre_exprs, pre_names))
         agg_names.append(name)
         computed[_key(agg_node)] = Column(agg.dtype, name)
 

@@ -28,6 +28,7 @@ from caudal.sql.aggregates import (
     _key,
     _resolve_group_item,
     _translate_aggregate,
+    aggregate_call,
     bind_group_keys,
     collect_aggregates,
 )
@@ -68,18 +69,7 @@ def plan_updating_aggregate(planner, select: exp.Select, node: LogicalNode,
     for i, agg_node in enumerate(agg_nodes):
         agg = _translate_aggregate(agg_node, scope, node.time_column is not None or
                                    node.updating)
-        args = []
-        for j, a in enumerate(agg.args):
-            pre_exprs.append(a)
-            pre_names.append(f"__arg{i}_{j}")
-            args.append(f"__arg{i}_{j}")
-        filt = None
-        if agg.filter is not None:
-            pre_exprs.append(agg.filter)
-            pre_names.append(f"__filter{i}")
-            filt = f"__filter{i}"
-        call = AggCall(agg.func, tuple(args), agg.dtype, agg.distinct, filt, agg.options,
-                       text=_key(agg_node))
+        call = aggregate_call(i, agg, agg_node, pre_exprs, pre_names)
         if node.updating:
             problem = retraction_problem(call)
             if problem is not None:
