@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from caudal.operators.aggregate_kernels import Aggregator
-from caudal.operators.base import Operator, OperatorContext
+from caudal.operators.base import Operator
 from caudal.operators.join_rows import SideState, repeat_rows
 from caudal.operators.keyed_tables import (
     LOWEST,
@@ -51,6 +51,7 @@ from caudal.operators.keyed_tables import (
     tag_key_groups,
     take_or_null,
 )
+from caudal.operators.periodic_flush import PeriodicFlush
 from caudal.plan.aggregates import AggCall
 from caudal.plan.changelog import (
     DELETE,
@@ -321,7 +322,7 @@ class _Multiset:
         return self.rows.size + (self.values.num_rows if self.values is not None else 0)
 
 
-class UpdatingAggregate(Operator):
+class UpdatingAggregate(PeriodicFlush, Operator):
     """``GROUP BY keys`` with aggregates over an unbounded input, emitting a changelog.
 
     Input: the ``keys`` and the aggregates' argument and FILTER columns (plus ``_op`` when
@@ -353,12 +354,6 @@ class UpdatingAggregate(Operator):
             self.state = _Merged(self.group, self.aggregates, input_schema, time_column)
         #: the global (keyless) group's row has been emitted
         self.emitted_global = False
-        self._next_flush = 0.0
-
-    def open(self, ctx: OperatorContext) -> None:
-        super().open(ctx)
-        ctx.metrics.setdefault("corrupt_retractions", 0)
-        self._next_flush = time.monotonic() + self.flush_us / 1e6
 
     # ---- input ----------------------------------------------------------------------------
 
@@ -370,12 +365,7 @@ class UpdatingAggregate(Operator):
         else:
             keys = {_GLOBAL: pa.array(np.zeros(batch.num_rows, dtype=np.int8))}
         self.state.add(keys, batch, self.ctx)
-        if self.flush_us == 0 or time.monotonic() >= self._next_flush:
-            return self.flush()
-        return ()
-
-    def on_processing_time(self, now_us: int) -> Sequence[pa.RecordBatch]:
-        if self.flush_us and time.monotonic() >= self._next_flush:
+        if self._flush_due():
             return self.flush()
         return ()
 
@@ -390,7 +380,7 @@ class UpdatingAggregate(Operator):
 
     def flush(self) -> list[pa.RecordBatch]:
         """Fold the pending changes into the state and emit what changed."""
-        self._next_flush = time.monotonic() + self.flush_us / 1e6
+        self._schedule_flush()
         now = time.time_ns() // 1000
         if self.ttl_us is not None:
             self.state.expire(now - self.ttl_us)

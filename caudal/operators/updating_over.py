@@ -15,7 +15,6 @@ without ORDER BY aggregates the whole partition.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from caudal.operators.base import Operator, OperatorContext
+from caudal.operators.base import Operator
 from caudal.operators.frame_kernels import FrameAggregates, frame_bounds
 from caudal.operators.partition_rows import (
     PartitionRows,
@@ -32,6 +31,7 @@ from caudal.operators.partition_rows import (
     pick_rows,
     sort_partitions,
 )
+from caudal.operators.periodic_flush import PeriodicFlush
 from caudal.plan.aggregates import AggCall
 from caudal.plan.changelog import rows_equal
 from caudal.plan.over_nodes import Frame
@@ -41,7 +41,7 @@ from caudal.plan.over_nodes import Frame
 _NULL_LOW, _NULL_HIGH = -(2**61), 2**61
 
 
-class UpdatingOver(Operator):
+class UpdatingOver(PeriodicFlush, Operator):
     """OVER aggregates recomputed per touched partition, emitted as a changelog.
 
     Input: the rows (plus ``_op`` when the input is a changelog). Output: the input columns,
@@ -61,28 +61,14 @@ class UpdatingOver(Operator):
         value_fields = [f for f in output_schema if f.name not in data.names]
         self.state = PartitionRows(input_schema, self.partition, value_fields,
                                    updating_input=True)
-        self._next_flush = 0.0
-
-    def open(self, ctx: OperatorContext) -> None:
-        super().open(ctx)
-        ctx.metrics.setdefault("corrupt_retractions", 0)
-        self._next_flush = time.monotonic() + self.flush_us / 1e6
 
     def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:
         if batch.num_rows == 0:
             return ()
         self.state.add(batch)
-        if self.flush_us == 0 or time.monotonic() >= self._next_flush:
+        if self._flush_due():
             return self.flush()
         return ()
-
-    def on_processing_time(self, now_us: int) -> Sequence[pa.RecordBatch]:
-        if self.flush_us and time.monotonic() >= self._next_flush:
-            return self.flush()
-        return ()
-
-    def on_end(self) -> Sequence[pa.RecordBatch]:
-        return self.flush()
 
     def _range_values(self, rows: pa.Table, indices: np.ndarray) -> np.ndarray | None:
         """The ORDER BY value (int64) of sorted rows, for a RANGE frame with an offset."""
@@ -102,7 +88,7 @@ class UpdatingOver(Operator):
 
     def flush(self) -> list[pa.RecordBatch]:
         """Recompute the touched partitions and emit what changed."""
-        self._next_flush = time.monotonic() + self.flush_us / 1e6
+        self._schedule_flush()
         t = self.state.take_touched(self.ctx.metrics)
         if t is None:
             return []

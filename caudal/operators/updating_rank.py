@@ -24,14 +24,13 @@ changelog every row is kept, since a retraction can bring a lower row back into 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from caudal.operators.base import Operator, OperatorContext
+from caudal.operators.base import Operator
 from caudal.operators.partition_rows import (
     SEQ,
     PartitionRows,
@@ -43,6 +42,7 @@ from caudal.operators.partition_rows import (
     pick_rows,
     sort_partitions,
 )
+from caudal.operators.periodic_flush import PeriodicFlush
 
 FUNCTIONS = ("row_number", "rank", "dense_rank")
 #: rows waiting for a flush before they are cut to the top N among themselves
@@ -83,7 +83,7 @@ def _occurrence(gid: np.ndarray) -> np.ndarray:
     return out
 
 
-class UpdatingRank(Operator):
+class UpdatingRank(PeriodicFlush, Operator):
     """Keeps the top ``limit`` rows of each partition; emits their changes as a changelog.
 
     Input: the rows (plus ``_op`` when ``updating_input``). Output: the input columns, the
@@ -106,19 +106,13 @@ class UpdatingRank(Operator):
         self.flush_us = max(0, int(flush_us))
         self.state = PartitionRows(input_schema, self.partition,
                                    [pa.field(self.rank_name, pa.int64())], updating_input)
-        self._next_flush = 0.0
         self._reduce_at = _REDUCE_ROWS
-
-    def open(self, ctx: OperatorContext) -> None:
-        super().open(ctx)
-        ctx.metrics.setdefault("corrupt_retractions", 0)
-        self._next_flush = time.monotonic() + self.flush_us / 1e6
 
     def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:
         if batch.num_rows == 0:
             return ()
         self.state.add(batch)
-        if self.flush_us == 0 or time.monotonic() >= self._next_flush:
+        if self._flush_due():
             return self.flush()
         if not self.updating_input and self.state.pending_rows >= self._reduce_at:
             self._reduce_pending()
@@ -141,19 +135,11 @@ class UpdatingRank(Operator):
         shrunk = len(keep) <= len(ordered.indices) // 2
         self._reduce_at = max(_REDUCE_ROWS, 2 * pending.num_rows) if shrunk else _FLUSH_ROWS
 
-    def on_processing_time(self, now_us: int) -> Sequence[pa.RecordBatch]:
-        if self.flush_us and time.monotonic() >= self._next_flush:
-            return self.flush()
-        return ()
-
-    def on_end(self) -> Sequence[pa.RecordBatch]:
-        return self.flush()
-
     # ---- a flush --------------------------------------------------------------------------
 
     def flush(self) -> list[pa.RecordBatch]:
         """Rank the touched partitions again and emit what changed."""
-        self._next_flush = time.monotonic() + self.flush_us / 1e6
+        self._schedule_flush()
         self._reduce_at = _REDUCE_ROWS
         touched = self.state.take_touched(self.ctx.metrics)
         if touched is None:
