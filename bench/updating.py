@@ -34,13 +34,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench.data import nexmark_parquet
 from caudal.connectors.base import SourceMetrics
 from caudal.formats import debezium_json
 from caudal.formats.bad_data import BadDataPolicy
 from caudal.job import compile_sql, run_sql
 from caudal.plan.changelog import OP
-
-DATA_DIR = Path(__file__).resolve().parent / "data"
 
 #: name -> (tables read, query, SET statements for caudal)
 QUERIES = {
@@ -70,23 +69,6 @@ QUERIES = {
         "",
     ),
 }
-
-
-def nexmark_parquet(kind: str, events: int, seed: int = 0, rate: int = 100_000) -> Path:
-    """A directory of Parquet files with the ``kind`` rows of ``events`` Nexmark events."""
-    out = DATA_DIR / f"{kind}-{events}-{seed}-{rate}"
-    if out.exists() and any(p.suffix == ".parquet" for p in out.iterdir()):
-        return out
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    run_sql(f"""
-        CREATE TABLE gen WITH (connector = 'nexmark', table = '{kind}', events = '{events}',
-                               event_rate = '{rate}', seed = '{seed}');
-        CREATE TABLE files WITH (connector = 'filesystem', path = '{out}', format = 'parquet');
-        INSERT INTO files SELECT * FROM gen;
-    """, parallelism=1)
-    print(f"generated {out.name} in {time.perf_counter() - started:.1f}s")
-    return out
 
 
 def _ddl(paths: dict[str, Path]) -> str:
