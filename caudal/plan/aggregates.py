@@ -64,6 +64,10 @@ class AggCall:
     def __str__(self) -> str:
         return self.text or f"{self.func}({', '.join(self.args)})"
 
+    def columns(self) -> set[str]:
+        """The input columns the call reads: its arguments and its FILTER."""
+        return set(self.args) | ({self.filter} if self.filter else set())
+
 
 def canonical(name: str) -> str | None:
     return ALIASES.get(name.lower())

@@ -53,9 +53,7 @@ class UpdatingAggregate(LogicalNode):
         if self.time_input:
             cols.add(self.time_input)
         for a in self.aggregates:
-            cols.update(a.args)
-            if a.filter:
-                cols.add(a.filter)
+            cols |= a.columns()
         return cols
 
     def describe(self) -> str:

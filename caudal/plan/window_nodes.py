@@ -65,9 +65,7 @@ class WindowAggregate(LogicalNode):
         if self.time_input:
             cols.add(self.time_input)
         for a in self.aggregates:
-            cols.update(a.args)
-            if a.filter:
-                cols.add(a.filter)
+            cols |= a.columns()
         if self.late is not None:
             cols.update(self.late.columns)
         return cols
