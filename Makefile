@@ -1,10 +1,11 @@
-# caudal: `make run` (demo), `make test` (suite), `make setup` (venv only), `make bench`.
+# caudal: `make run` (demo), `make test` (suite without slow tests), `make test-all` (with them),
+# `make setup` (venv only), `make bench`.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test test-all lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,6 +23,10 @@ run: setup
 test: setup
 	$(BIN)/ruff check caudal tests bench
 	$(BIN)/pytest
+
+test-all: setup
+	$(BIN)/ruff check caudal tests bench
+	$(BIN)/pytest -m ''
 
 lint: setup
 	$(BIN)/ruff check caudal tests bench
