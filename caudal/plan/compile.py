@@ -61,12 +61,17 @@ def evaluate(evaluator: Evaluator, batch: pa.RecordBatch, dtype: pa.DataType) ->
 
 def compile_projection(exprs: list[Expr], names: list[str]) -> Callable[[pa.RecordBatch],
                                                                          pa.RecordBatch]:
-    """A function batch -> batch with one column per expression."""
+    """A function batch -> batch with one column per expression.
+
+    With no expression (``SELECT count(*)`` needs no column) the result still has the input's
+    row count: a zero-column batch built from arrays would have zero rows and lose them."""
     evaluators = [compile_expr(e) for e in exprs]
     schema = pa.schema([pa.field(n, e.dtype) for n, e in zip(names, exprs)])
     dtypes = [e.dtype for e in exprs]
 
     def project(batch: pa.RecordBatch) -> pa.RecordBatch:
+        if not evaluators:
+            return batch.select([])
         cols = [evaluate(ev, batch, t) for ev, t in zip(evaluators, dtypes)]
         return pa.RecordBatch.from_arrays(cols, schema=schema)
 

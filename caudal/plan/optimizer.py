@@ -45,7 +45,13 @@ def required_columns(node: LogicalNode) -> set[str] | None:
 
 
 def _prune(node: LogicalNode, required: set[str] | None) -> None:
-    """Walk down telling each node which of its output columns are used above."""
+    """Walk down telling each node which of its output columns are used above.
+
+    A node asked for no column at all (``SELECT count(*)`` reads none) keeps one: a
+    relation of zero columns would lose its row count wherever an operator rebuilds rows
+    from columns (a join's output, a scan's decoder)."""
+    if required is not None and not required and node.schema.names:
+        required = {node.schema.names[0]}
     if isinstance(node, Scan):
         table = node.table
         if required is not None:
@@ -53,8 +59,6 @@ def _prune(node: LogicalNode, required: set[str] | None) -> None:
             if table.event_time:
                 needed.add(table.event_time)
             names = [n for n in table.schema.names if n in needed]
-            if not names:  # e.g. SELECT count(*): read the narrowest column
-                names = [table.schema.names[0]]
             table.projection = names
             node.schema = pa.schema([table.schema.field(n) for n in names])
         return
