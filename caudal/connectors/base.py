@@ -31,6 +31,10 @@ class Source(ABC):
 
     #: True when the input ends by itself (files, a generator with a count)
     bounded: bool = True
+    #: metadata keys this source fills (``col TYPE METADATA FROM 'key'``): key -> what it is.
+    #: The source emits a metadata column (its name in ``table.metadata``) among its
+    #: ``schema``; ``table.data_schema()`` is what it decodes from the records themselves
+    METADATA_KEYS: dict[str, str] = {}
 
     def __init__(self, table: TableSpec):
         self.table = table
@@ -95,6 +99,9 @@ class Sink(ABC):
 
     #: True if the sink accepts a changelog (rows with retractions)
     accepts_updates: bool = False
+    #: metadata keys this sink writes (a non-VIRTUAL metadata column of a table INSERTed
+    #: into): key -> what it is; the rows it gets carry them as columns of ``table.metadata``
+    METADATA_KEYS: dict[str, str] = {}
 
     def __init__(self, table: TableSpec, subtask: int, parallelism: int):
         self.table = table

@@ -69,3 +69,21 @@ def check_options(table: TableSpec, cls: type) -> None:
     if policy not in ("fail", "drop"):
         raise ConfigError(f"bad_data = {policy!r} in table {table.name!r}", line=table.line,
                           hint="accepted: fail, drop")
+
+
+def check_metadata(table: TableSpec, cls: type, writing: bool = False) -> None:
+    """Reject metadata keys the connector does not supply (or, for a sink, write), naming
+    the ones it does. A sink ignores VIRTUAL metadata columns (they are read only)."""
+    accepted = getattr(cls, "METADATA_KEYS", {})
+    for column, key in table.metadata.items():
+        if writing and column in table.virtual:
+            continue
+        if key not in accepted:
+            what = "write" if writing else "supply"
+            hint = ("accepted: " + ", ".join(sorted(accepted))) if accepted else \
+                f"connector {table.connector!r} has no metadata"
+            if writing and not accepted:
+                hint += "; declare the column METADATA VIRTUAL to only read it"
+            raise ConfigError(
+                f"connector {table.connector!r} cannot {what} metadata {key!r} (column "
+                f"{column!r} of table {table.name!r})", line=table.line, hint=hint)

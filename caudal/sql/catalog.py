@@ -11,6 +11,7 @@ from sqlglot import exp
 from caudal.durations import parse_duration_us
 from caudal.errors import ConfigError, PlanError
 from caudal.plan.tables import TableSpec
+from caudal.sql.dialect import Caudal, MetadataColumnConstraint
 from caudal.sql.scope import position
 from caudal.types import TIMESTAMP, arrow_type
 
@@ -32,26 +33,11 @@ class Catalog:
 
     def add_table(self, node: exp.Create, line: int) -> TableSpec:
         target = node.this
-        columns: list[pa.Field] = []
-        watermark = None
+        table = _TableElements()
         if isinstance(target, exp.Schema):
             table_node = target.this
             for item in target.expressions:
-                if isinstance(item, exp.ColumnDef):
-                    kind = item.args.get("kind")
-                    if kind is None:
-                        ln, col = position(item)
-                        raise PlanError(f"column {item.name!r} has no type", line=ln, col=col)
-                    try:
-                        columns.append(pa.field(item.name, arrow_type(kind)))
-                    except PlanError as e:
-                        raise e.with_position(*position(item)) from None
-                elif isinstance(item, exp.WatermarkColumnConstraint):
-                    watermark = item
-                else:
-                    ln, col = position(item)
-                    raise PlanError(f"unsupported table element {item.sql()}", line=ln, col=col,
-                                    hint="columns and WATERMARK FOR col AS col - INTERVAL '…'")
+                table.add(item)
         else:
             table_node = target
         name = table_node.name
@@ -64,9 +50,12 @@ class Catalog:
         if connector is None:
             raise ConfigError(f"table {name!r} has no connector", line=line,
                               hint="add WITH (connector = 'filesystem', …)")
+        columns = table.columns
         spec = TableSpec(name=name, connector=connector, options=options,
-                         schema=pa.schema(columns) if columns else None, line=line)
-        self._event_time(spec, watermark, columns)
+                         schema=pa.schema(columns) if columns else None, line=line,
+                         metadata=table.metadata, virtual=table.virtual,
+                         primary_key=table.primary_key(), not_null=table.not_null)
+        self._event_time(spec, table.watermark, columns)
         self.tables[key] = spec
         return spec
 
@@ -138,6 +127,86 @@ class Catalog:
             ln, col = position(node.this)
             raise PlanError(f"view {name!r} is already defined", line=ln, col=col)
         self.views[key] = node.expression
+
+
+class _TableElements:
+    """The columns and constraints of a CREATE TABLE's element list, checked one by one."""
+
+    def __init__(self) -> None:
+        self.columns: list[pa.Field] = []
+        self.metadata: dict[str, str] = {}
+        self.virtual: list[str] = []
+        self.not_null: list[str] = []
+        self.watermark: exp.WatermarkColumnConstraint | None = None
+        self._key: list[str] = []
+        self._key_node: exp.Expression | None = None
+
+    def add(self, item: exp.Expression) -> None:
+        if isinstance(item, exp.ColumnDef):
+            self._column(item)
+        elif isinstance(item, exp.WatermarkColumnConstraint):
+            if self.watermark is not None:
+                ln, col = position(item)
+                raise PlanError("a table has one WATERMARK clause", line=ln, col=col)
+            self.watermark = item
+        elif isinstance(item, exp.PrimaryKey):
+            self._primary_key([e.name for e in item.expressions], item)
+        else:
+            ln, col = position(item)
+            raise PlanError(f"unsupported table element {item.sql(dialect=Caudal)}", line=ln,
+                            col=col, hint="columns, WATERMARK FOR col [AS expr], PRIMARY KEY "
+                                          "(cols) NOT ENFORCED")
+
+    def _column(self, item: exp.ColumnDef) -> None:
+        name = item.name
+        ln, col = position(item)
+        if any(f.name.lower() == name.lower() for f in self.columns):
+            raise PlanError(f"column {name!r} is declared twice", line=ln, col=col)
+        kind = item.args.get("kind")
+        constraints = [c.args.get("kind") for c in item.args.get("constraints") or []]
+        if kind is None:
+            if any(isinstance(c, exp.ComputedColumnConstraint) for c in constraints):
+                raise PlanError(f"computed column {name!r} is not supported yet", line=ln,
+                                col=col, hint="compute it in the query or a view")
+            raise PlanError(f"column {name!r} has no type", line=ln, col=col)
+        try:
+            self.columns.append(pa.field(name, arrow_type(kind)))
+        except PlanError as e:
+            raise e.with_position(ln, col) from None
+        for c in constraints:
+            if isinstance(c, MetadataColumnConstraint):
+                self.metadata[name] = c.this.name if c.this is not None else name
+                if c.args.get("virtual"):
+                    self.virtual.append(name)
+            elif isinstance(c, exp.NotNullColumnConstraint) and not c.args.get("allow_null"):
+                self.not_null.append(name)
+            elif isinstance(c, exp.NotNullColumnConstraint):
+                continue  # NULL: the default
+            elif isinstance(c, exp.PrimaryKeyColumnConstraint):
+                self._primary_key([name], item)
+            else:
+                raise PlanError(f"unsupported constraint {c.sql(dialect=Caudal)} on column "
+                                f"{name!r}", line=ln, col=col,
+                                hint="NOT NULL, PRIMARY KEY NOT ENFORCED, METADATA [FROM "
+                                     "'key'] [VIRTUAL]")
+
+    def _primary_key(self, names: list[str], node: exp.Expression) -> None:
+        if self._key_node is not None:
+            ln, col = position(node)
+            raise PlanError("a table has one PRIMARY KEY", line=ln, col=col)
+        self._key, self._key_node = names, node
+
+    def primary_key(self) -> list[str]:
+        """The key's columns as declared (checked against the columns)."""
+        declared = {f.name.lower(): f.name for f in self.columns}
+        out = []
+        for n in self._key:
+            if n.lower() not in declared:
+                ln, col = position(self._key_node)
+                raise PlanError(f"PRIMARY KEY names unknown column {n!r}", line=ln, col=col,
+                                hint="columns: " + ", ".join(declared.values()))
+            out.append(declared[n.lower()])
+        return out
 
 
 def interval_us(node: exp.Interval) -> int:

@@ -2,6 +2,9 @@
 options) as RisingWave's dialect parses them in sqlglot, plus Flink's window table functions
 in FROM: ``TABLE(HOP(TABLE bids, DESCRIPTOR(date_time), INTERVAL '2' SECOND, …))``.
 
+Flink's DDL is accepted as Flink users paste it: backtick-quoted identifiers, ``ROW<a INT>`` /
+``ROW(a INT)`` as struct types, and ``METADATA [FROM 'key'] [VIRTUAL]`` column constraints.
+
 ``WINDOW`` and ``SESSION`` are not keywords here: Arroyo-style queries name their window column ``window``
 (``tumble(…) AS window … GROUP BY window``) and group by ``session(gap)``, which matter more
 on a stream than named ``WINDOW w AS (…)`` clauses and ``ALTER SESSION``.
@@ -27,6 +30,26 @@ class WindowTableFunction(exp.Expression):
                  "expressions": False}
 
 
+class MetadataColumnConstraint(exp.Expression, exp.ColumnConstraintKind):
+    """Flink's ``col TYPE METADATA [FROM 'key'] [VIRTUAL]``: the column is filled by the
+    connector (``this`` is the key literal, absent when it is the column's name)."""
+
+    arg_types = {"this": False, "virtual": False}
+
+
+def _metadata_sql(self, e: MetadataColumnConstraint) -> str:
+    text = "METADATA"
+    if e.this is not None:
+        text += f" FROM {self.sql(e, 'this')}"
+    return text + (" VIRTUAL" if e.args.get("virtual") else "")
+
+
+def _parse_metadata(self) -> MetadataColumnConstraint:
+    key = self._parse_string() if self._match(TokenType.FROM) else None
+    virtual = self._match_text_seq("VIRTUAL")
+    return self.expression(MetadataColumnConstraint(this=key, virtual=virtual))
+
+
 def _tvf_sql(self, e: WindowTableFunction) -> str:
     table = self.sql(e, "table")
     keys = e.args.get("partition_by") or []
@@ -41,10 +64,15 @@ def _tvf_sql(self, e: WindowTableFunction) -> str:
 
 class Caudal(RisingWave):
     class Tokenizer(RisingWave.Tokenizer):
+        IDENTIFIERS = ['"', "`"]
         KEYWORDS = {k: v for k, v in RisingWave.Tokenizer.KEYWORDS.items()
                     if k not in ("WINDOW", "SESSION")}
+        KEYWORDS["ROW"] = TokenType.STRUCT  # Flink's ROW<a INT> / ROW(a INT) types
 
     class Parser(RisingWave.Parser):
+        CONSTRAINT_PARSERS = {**RisingWave.Parser.CONSTRAINT_PARSERS,
+                              "METADATA": _parse_metadata}
+
         def _parse_table(self, *args, **kwargs):
             if (self._curr is not None and self._curr.token_type == TokenType.TABLE
                     and self._next is not None and self._next.token_type == TokenType.L_PAREN):
@@ -95,7 +123,8 @@ class Caudal(RisingWave):
             return out
 
     class Generator(RisingWave.Generator):
-        TRANSFORMS = {**RisingWave.Generator.TRANSFORMS, WindowTableFunction: _tvf_sql}
+        TRANSFORMS = {**RisingWave.Generator.TRANSFORMS, WindowTableFunction: _tvf_sql,
+                      MetadataColumnConstraint: _metadata_sql}
 
 
 DIALECT = Caudal

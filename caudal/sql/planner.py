@@ -178,10 +178,13 @@ class Planner:
                             hint=f"tables: {known}")
         sink_cls = connectors.sink_class(spec)
         connectors.check_options(spec, sink_cls)
+        connectors.check_metadata(spec, sink_cls, writing=True)
         sink_cls.validate(spec)
         plan, _ = self.plan_query(node.expression)
         plan = self._conform_to_sink(plan, spec, columns, node)
-        sink = dataclasses.replace(spec, schema=plan.schema)
+        # VIRTUAL metadata columns are read only: the sink neither gets nor writes them
+        sink = dataclasses.replace(spec, schema=plan.schema, metadata={
+            c: k for c, k in spec.metadata.items() if c not in spec.virtual}, virtual=[])
         return Output(SinkWrite(plan.schema, None, input=plan, table=sink), stmt)
 
     @staticmethod
@@ -190,18 +193,22 @@ class Planner:
         if spec.schema is None:
             return plan
         declared = spec.schema
-        names = columns or declared.names
+        names = columns or spec.writable_columns()
         if len(names) != len(plan.schema):
             ln, col = position(node)
             raise PlanError(f"INSERT INTO {spec.name} gives {len(plan.schema)} column(s) but "
                             f"the table expects {len(names)} ({', '.join(names)})",
                             line=ln, col=col)
         exprs: list[Expr] = []
+        writable = {c.lower(): c for c in spec.writable_columns()}
         for i, n in enumerate(names):
-            target = declared.field(n).type if n in declared.names else None
-            if target is None:
-                raise PlanError(f"table {spec.name} has no column {n!r}",
-                                hint="columns: " + ", ".join(declared.names))
+            if n.lower() not in writable:
+                ln, col = position(node)
+                what = "a VIRTUAL column of" if n in spec.virtual else "no column of"
+                raise PlanError(f"{n!r} is {what} table {spec.name}", line=ln, col=col,
+                                hint="columns: " + ", ".join(writable.values()))
+            names[i] = n = writable[n.lower()]
+            target = declared.field(n).type
             exprs.append(cast(Column(plan.schema.field(i).type, plan.schema.names[i]), target))
         schema = pa.schema([pa.field(n, e.dtype) for n, e in zip(names, exprs)])
         return Project(schema, None, input=plan, exprs=exprs)
@@ -363,6 +370,7 @@ class Planner:
     def scan(self, spec: TableSpec, relation: str) -> tuple[LogicalNode, Scope]:
         source_cls = connectors.source_class(spec)
         connectors.check_options(spec, source_cls)
+        connectors.check_metadata(spec, source_cls)
         spec = dataclasses.replace(spec, options=dict(spec.options))
         if spec.schema is None:
             try:
