@@ -73,6 +73,22 @@ class Caudal(RisingWave):
         CONSTRAINT_PARSERS = {**RisingWave.Parser.CONSTRAINT_PARSERS,
                               "METADATA": _parse_metadata}
 
+        UNARY_PARSERS = {
+            **RisingWave.Parser.UNARY_PARSERS,
+            TokenType.RLIKE: lambda self: self._parse_regexp_or_bitwise_not(),
+        }
+
+        def _parse_regexp_or_bitwise_not(self) -> exp.Expression | None:
+            """``REGEXP(text, pattern)`` is Flink's function; ``~x`` stays bitwise NOT (both
+            are the RLIKE token in PostgreSQL's tokenizer)."""
+            if self._prev is not None and self._prev.text.upper() == "REGEXP" and \
+                    self._curr is not None and self._curr.token_type == TokenType.L_PAREN:
+                self._advance()
+                args = self._parse_csv(self._parse_assignment)
+                self._match_r_paren()
+                return self.expression(exp.Anonymous(this="REGEXP", expressions=args))
+            return self.expression(exp.BitwiseNot(this=self._parse_unary()))
+
         def _parse_table(self, *args, **kwargs):
             if (self._curr is not None and self._curr.token_type == TokenType.TABLE
                     and self._next is not None and self._next.token_type == TokenType.L_PAREN):

@@ -517,9 +517,25 @@ def _chr(node: exp.Chr, scope: Scope) -> Expr:
 
 
 def _str_position(node: exp.StrPosition, scope: Scope) -> Expr:
-    if node.args.get("position") is not None or node.args.get("occurrence") is not None:
-        raise PlanError("strpos() takes two arguments", hint="strpos(text, substring)")
+    """strpos(text, sub), POSITION(sub IN text), INSTR(text, sub) and Flink's
+    LOCATE(sub, text [, start]) all parse to one node."""
+    if node.args.get("occurrence") is not None:
+        raise PlanError("the occurrence argument of instr() is not supported",
+                        hint="instr(text, substring) or locate(substring, text, start)")
+    if node.args.get("position") is not None:
+        return _call("locate", [node.args.get("substr"), node.this, node.args["position"]],
+                     scope)
     return _call("strpos", [node.this, node.args.get("substr")], scope)
+
+
+def _regexp_extract(node: exp.RegexpExtract, scope: Scope) -> Expr:
+    """REGEXP_EXTRACT(text, pattern [, group]): sqlglot files a third argument under
+    ``position`` or ``group`` depending on the dialect; Flink's meaning is the group."""
+    if node.args.get("occurrence") is not None or node.args.get("parameters") is not None:
+        raise PlanError("regexp_extract() takes at most three arguments",
+                        hint="regexp_extract(text, pattern [, group])")
+    group = node.args.get("group") or node.args.get("position")
+    return _call("regexp_extract", [node.this, node.expression, group], scope)
 
 
 def _pi(node: exp.Pi, scope: Scope) -> Expr:
@@ -551,6 +567,7 @@ _HANDLERS: dict[type, Handler] = {
     exp.JSONExtract: _json, exp.JSONExtractScalar: _json, exp.JSONBExtract: _json,
     exp.JSONBExtractScalar: _json, exp.Bracket: _bracket, exp.Array: _array,
     exp.ArraySize: _array_size, exp.Chr: _chr, exp.StrPosition: _str_position,
+    exp.RegexpExtract: _regexp_extract,
 }
 _HANDLERS.update({cls: _binary for cls in _BINARY})
 

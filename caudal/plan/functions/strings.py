@@ -630,3 +630,105 @@ register("translate", _text_arity("ttt"), _duck("translate(c0, c1, c2)", TEXT),
          "translate(text, from, to) -> text with each character of from replaced by the "
          "one at the same place in to")
 
+
+# ---- Flink's string functions: regexp_extract, regexp, split_index, locate ----------------
+# Java regular expressions are read by RE2 / Rust regex: the same for common patterns (no
+# backreferences or lookaround, which are refused as invalid when planning).
+
+
+def _bind_regexp_extract(name: str, args: list[Expr]) -> Call:
+    call = check_args(name, args, "tti", 2)
+    pattern = constant_value(call.args[1], name, "pattern")
+    index = constant_value(call.args[2], name, "group index") if len(args) > 2 else 0
+    if pattern is not None:
+        _check_regex(name, pattern)
+    return Call(TEXT, name, call.args[:1], {"pattern": pattern, "group": index})
+
+
+def _regexp_extract(args, call):
+    pattern, group = call.options["pattern"], call.options["group"]
+    if pattern is None or group is None or group < 0:
+        return null_of(TEXT)
+    # Polars gives NULL for no match, for a group the match skipped and for a group the
+    # pattern does not have, as Flink does (group 0 is the whole match)
+    return polars_eval(lambda s: s.str.extract(pattern, group), args, TEXT)
+
+
+register("regexp_extract", _bind_regexp_extract, _regexp_extract,
+         "regexp_extract(text, pattern [, group]) -> text: the group (0, the default, is "
+         "the whole match) of the first match, NULL if none")
+
+
+def _bind_regexp(name: str, args: list[Expr]) -> Call:
+    call = check_args(name, args, "tt", result=pa.bool_())
+    pattern = constant_value(call.args[1], name, "pattern")
+    if pattern:
+        _check_regex(name, pattern)
+    return Call(pa.bool_(), name, call.args[:1], {"pattern": pattern})
+
+
+def _regexp(args, call):
+    pattern = call.options["pattern"]
+    if pattern is None:
+        return null_of(pa.bool_())
+    if pattern == "":  # Flink: an empty pattern matches nothing
+        return propagate_nulls(pa.repeat(pa.scalar(False), len(args[0])), args[0]) \
+            if not is_scalar(args[0]) else pa.scalar(False if args[0].is_valid else None,
+                                                     pa.bool_())
+    return pc.match_substring_regex(args[0], pattern=pattern)
+
+
+register("regexp", _bind_regexp, _regexp,
+         "regexp(text, pattern) -> boolean: whether some part of text matches (Flink)")
+
+
+def _bind_split_index(name: str, args: list[Expr]) -> Call:
+    call = check_args(name, args, "tti")
+    separator = constant_value(call.args[1], name, "separator")
+    return Call(TEXT, name, (call.args[0], call.args[2]), {"separator": separator})
+
+
+def _split_index(args, call):
+    arrays, scalar = broadcast(args)
+    s, index = arrays
+    sep = call.options["separator"]
+    if sep is None:
+        return finish(pa.nulls(len(s), TEXT), scalar)
+    # Flink splits on the whole separator keeping empty parts; an empty separator splits
+    # on each whitespace character, and the empty text has no parts at all
+    parts = pc.split_pattern_regex(s, pattern=r"\s") if sep == "" else \
+        pc.split_pattern(s, pattern=sep)
+    index = pc.if_else(pc.less(index, 0), null_of(pa.int64()), index)
+    out = list_get(parts, index, one_based=False)
+    out = pc.if_else(pc.equal(s, ""), null_of(TEXT), out)
+    return finish(out, scalar)
+
+
+register("split_index", _bind_split_index, _split_index,
+         "split_index(text, separator, n) -> the n-th part (from 0), NULL when out of range")
+
+
+def _bind_locate(name: str, args: list[Expr]) -> Call:
+    call = check_args(name, args, "tti", 2, pa.int32())
+    if len(args) == 2:
+        return Call(pa.int32(), "strpos", (call.args[1], call.args[0]))
+    return Call(pa.int32(), name, (call.args[1], call.args[0], call.args[2]))
+
+
+def _locate(args, call):
+    s, sub, start = args
+    arrays, scalar = broadcast([s, sub, start])
+    s, sub, start = arrays
+    first = pc.max_element_wise(start, pa.scalar(1, pa.int64()))  # Java: before 1 is 1
+    tail = polars_eval(lambda s, k: s.str.slice(k - 1), [s, first], TEXT)
+    found = _strpos([tail, sub if not is_scalar(args[1]) else args[1]], call)
+    found = pc.cast(found, pa.int64())
+    out = pc.if_else(pc.greater(found, 0), pc.add(found, pc.subtract(first, 1)), 0)
+    return finish(propagate_nulls(pc.cast(out, pa.int32()), start), scalar)
+
+
+register("locate", _bind_locate, _locate,
+         "locate(substring, text [, start]) -> integer: 1-based position of substring in "
+         "text at or after start, 0 if absent (Flink)")
+register("instr", _bind_strpos, _strpos,
+         "instr(text, substring) -> integer (1-based, 0 if absent), as strpos")

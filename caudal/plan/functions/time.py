@@ -375,3 +375,83 @@ register(["now", "current_timestamp", "localtimestamp"], _bind_now(TIMESTAMP), _
          "now() -> timestamp: the processing time of the batch", volatile=True)
 register("current_date", _bind_now(pa.date32()), _now,
          "current_date -> date: the processing date", volatile=True)
+
+# ---- Flink's DATE_FORMAT: Java date-time patterns ------------------------------------------
+
+#: Java pattern letter -> chrono format per run length (timestamps are UTC, so zones print
+#: as UTC / +0000 / Z); a letter or run length missing here is refused when planning
+_JAVA_FIELDS: dict[str, dict[int, str]] = {
+    "y": {1: "%Y", 2: "%y", 3: "%Y", 4: "%Y"}, "u": {1: "%Y", 2: "%y", 3: "%Y", 4: "%Y"},
+    "M": {1: "%-m", 2: "%m", 3: "%b", 4: "%B"}, "L": {1: "%-m", 2: "%m", 3: "%b", 4: "%B"},
+    "d": {1: "%-d", 2: "%d"}, "D": {1: "%-j", 3: "%j"},
+    "H": {1: "%-H", 2: "%H"}, "h": {1: "%-I", 2: "%I"},
+    "m": {1: "%-M", 2: "%M"}, "s": {1: "%-S", 2: "%S"},
+    "E": {1: "%a", 2: "%a", 3: "%a", 4: "%A"}, "a": {1: "%p"},
+    "z": {1: "%Z", 2: "%Z", 3: "%Z"}, "Z": {1: "%z", 2: "%z", 3: "%z"},
+    "X": {1: "Z", 2: "Z", 3: "Z"},
+}
+#: fraction-of-second digits chrono can print (java.time: S per digit, truncated)
+_FRACTIONS = {3: "%3f", 6: "%6f", 9: "%9f"}
+ACCEPTED_JAVA_PATTERNS = ("yyyy, yy, MM, M, MMM, MMMM, dd, d, DDD, HH, H, hh, h, mm, m, "
+                          "ss, s, SSS, SSSSSS, SSSSSSSSS, E, EEEE, a, z, Z, X, 'quoted text'")
+
+
+def java_format(pattern: str) -> str:
+    """A Java (SimpleDateFormat / DateTimeFormatter) pattern as a chrono format, translated
+    once when planning. Letters are fields, ``'…'`` is literal text and ``''`` a quote;
+    an unknown letter is refused (Java reserves every letter)."""
+    out, i = [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "'":
+            if pattern[i + 1:i + 2] == "'":
+                out.append("'")
+                i += 2
+                continue
+            end = i + 1
+            text = []
+            while end < len(pattern):
+                if pattern[end] == "'":
+                    if pattern[end + 1:end + 2] == "'":
+                        text.append("'")
+                        end += 2
+                        continue
+                    break
+                text.append(pattern[end])
+                end += 1
+            if end >= len(pattern):
+                raise BindError(f"date_format(): unclosed quote in pattern {pattern!r}",
+                                hint="quote literal text as 'text', a quote as ''")
+            out.append("".join(text).replace("%", "%%"))
+            i = end + 1
+            continue
+        if not ch.isalpha():
+            out.append("%%" if ch == "%" else ch)
+            i += 1
+            continue
+        run = 1
+        while i + run < len(pattern) and pattern[i + run] == ch:
+            run += 1
+        spec = _FRACTIONS.get(run) if ch == "S" else _JAVA_FIELDS.get(ch, {}).get(run)
+        if spec is None:
+            raise BindError(f"date_format() does not know pattern {ch * run!r}",
+                            hint=f"accepted: {ACCEPTED_JAVA_PATTERNS}")
+        out.append(spec)
+        i += run
+    return "".join(out)
+
+
+def _bind_date_format(name: str, args: list[Expr]) -> Call:
+    arity(name, args, 2)
+    value, template = args
+    if not (_temporal(value.dtype) or is_text(value.dtype) or pa.types.is_null(value.dtype)) \
+            or not (is_text(template.dtype) or pa.types.is_null(template.dtype)):
+        raise_signature(name, args)
+    text = constant_value(template, name, "pattern")
+    return Call(pa.string(), name, (cast(value, TIMESTAMP),),
+                {"format": None if text is None else java_format(text)})
+
+
+register("date_format", _bind_date_format, _to_char,
+         "date_format(timestamp, 'yyyy-MM-dd HH:mm:ss') -> text (Java date-time pattern, "
+         "as in Flink)")
