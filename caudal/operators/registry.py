@@ -24,6 +24,7 @@ OPERATORS: dict[str, str] = {
     "updating_rank": "caudal.operators.updating_rank:UpdatingRank",
     "over_aggregate": "caudal.operators.over_aggregate:OverAggregate",
     "updating_over": "caudal.operators.updating_over:UpdatingOver",
+    "union": "caudal.operators.union:UnionAll",
 }
 
 

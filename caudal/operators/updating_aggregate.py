@@ -132,6 +132,9 @@ class _Merged:
         old_rows = None
         if matched.any():
             old_rows = table.take(pa.array(found[matched]))
+        if not state_cols:  # no aggregate (SELECT DISTINCT): the keys are the whole state
+            merged = parts[0]
+        elif old_rows is not None:
             parts.append(old_rows.select(state_cols).cast(schema).append_column(
                 _ROW, pa.array(np.flatnonzero(matched))))
             merged = self.aggregator.merge(pa.concat_tables(parts), [_ROW])
@@ -412,7 +415,9 @@ class UpdatingAggregate(PeriodicFlush, Operator):
 
         both = old_exists & exists
         changed = both.copy()
-        if both.any():
+        if both.any() and not old:  # no aggregate (DISTINCT): a key's row never changes
+            changed[:] = False
+        elif both.any():
             idx = pa.array(np.flatnonzero(both))
             same = rows_equal([v.take(idx) for v in old], [v.take(idx) for v in new])
             changed[np.flatnonzero(both)[same]] = False

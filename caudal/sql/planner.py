@@ -156,7 +156,7 @@ class Planner:
             return None
         if isinstance(node, exp.Insert):
             return self._plan_insert(node, stmt)
-        if isinstance(node, (exp.Select, exp.Union, exp.Subquery)):
+        if isinstance(node, (exp.Select, exp.SetOperation, exp.Subquery)):
             plan, _ = self.plan_query(node)
             sink = TableSpec(name="stdout", connector="stdout", options={}, schema=plan.schema)
             return Output(SinkWrite(plan.schema, None, input=plan, table=sink), stmt)
@@ -218,9 +218,10 @@ class Planner:
     def plan_query(self, node: exp.Expression) -> tuple[LogicalNode, Scope]:
         if isinstance(node, exp.Subquery):
             return self.plan_query(node.this)
-        if isinstance(node, exp.Union):
-            ln, col = position(node)
-            raise PlanError("UNION is not supported yet", line=ln, col=col)
+        if isinstance(node, exp.SetOperation):
+            from caudal.sql.set_operations import plan_set_operation
+
+            return plan_set_operation(self, node)
         if not isinstance(node, exp.Select):
             ln, col = position(node)
             raise PlanError(f"expected a SELECT, got {node.sql()[:40]!r}", line=ln, col=col)

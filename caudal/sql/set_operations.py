@@ -1,0 +1,150 @@
+"""Set operations: ``UNION ALL``, ``UNION``, ``INTERSECT`` and ``EXCEPT`` between queries.
+
+* ``UNION ALL`` of any number of inputs is one ``Union`` node (plan.set_nodes). Columns
+  match by position: the output takes the first input's names, and each column the type
+  all inputs' values meet in (PostgreSQL's rules, plan.functions.coerce: integers widen,
+  numbers meet as decimal or float, dates meet timestamps); each input is projected to
+  those names and types below the union. An event time column stays the time attribute when
+  every input has its time attribute at the same position (as in Flink).
+* ``UNION`` (distinct) is the same union under an updating aggregate keyed by every column,
+  with no aggregate: a row is emitted when its first copy arrives and, over a changelog,
+  retracted when its last copy is retracted. Over append-only inputs the result only
+  appends (Flink's UNION over an append stream gives the first occurrences).
+  ``A UNION ALL B UNION C`` is ``(A UNION ALL B) UNION C``: nested unions under a distinct
+  one fold into it (the distinct rows of all inputs).
+* ``INTERSECT`` / ``EXCEPT`` are refused (with what to write instead).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from sqlglot import exp
+
+from caudal.errors import PlanError
+from caudal.plan.expressions import Column, Expr, Literal
+from caudal.plan.functions.coerce import cast, common_type
+from caudal.plan.functions.registry import BindError
+from caudal.plan.logical import LogicalNode, Project
+from caudal.plan.optimizer import substitute
+from caudal.plan.set_nodes import Union
+from caudal.sql.scope import Scope, ScopeColumn, position
+
+
+def _name(node: exp.SetOperation) -> str:
+    kind = {exp.Union: "UNION", exp.Intersect: "INTERSECT", exp.Except: "EXCEPT"}.get(
+        type(node), "UNION")
+    return kind + ("" if node.args.get("distinct") else " ALL")
+
+
+def _plain(node: exp.Expression) -> bool:
+    """A set operation without ORDER BY / LIMIT of its own (it may fold into its parent)."""
+    return not any(node.args.get(a) is not None for a in ("order", "limit", "offset"))
+
+
+def _union_inputs(node: exp.Expression, distinct: bool) -> list[exp.Expression]:
+    """The operands of a chain of unions that fold into one: UNION ALL under UNION ALL,
+    any union under a distinct UNION."""
+    if isinstance(node, exp.Union) and _plain(node) and (
+            distinct or not node.args.get("distinct")):
+        return _union_inputs(node.this, distinct) + _union_inputs(node.expression, distinct)
+    return [node]
+
+
+def plan_set_operation(planner, node: exp.SetOperation) -> tuple[LogicalNode, Scope]:
+    distinct = bool(node.args.get("distinct"))
+    if isinstance(node, (exp.Intersect, exp.Except)):
+        if not distinct:
+            ln, col = position(node)
+            raise PlanError(f"{_name(node)} is not supported", line=ln, col=col,
+                            hint=f"{_name(node).split()[0]} (distinct) is; or write the "
+                                 f"multiset logic with GROUP BY and count(*)")
+        ln, col = position(node)
+        raise PlanError(f"{_name(node)} is not supported", line=ln, col=col,
+                        hint="write it as WHERE (…) IN (SELECT …) or NOT IN / NOT EXISTS")
+    operands = _union_inputs(node.this, distinct) + _union_inputs(node.expression, distinct)
+    planned = [planner.plan_query(o) for o in operands]
+    first, first_scope = planned[0]
+    first, rest, scope = unify(first, first_scope, [p for p, _ in planned[1:]], node)
+    union: LogicalNode = Union(first.schema, first.time_column, inputs=[first, *rest])
+    if distinct:
+        union = distinct_rows(planner, union)
+    return union, scope
+
+
+def distinct_rows(planner, node: LogicalNode) -> LogicalNode:
+    """Every distinct row of ``node`` once: an updating aggregate keyed by all columns."""
+    from caudal.plan.updating_nodes import DEFAULT_FLUSH_US, UpdatingAggregate
+    from caudal.sql.settings import duration_setting
+
+    settings = planner.catalog.settings
+    return UpdatingAggregate(
+        node.schema, None, input=node, keys=list(node.schema.names),
+        flush_us=duration_setting(settings, "updating_flush", DEFAULT_FLUSH_US),
+        ttl_us=duration_setting(settings, "updating_ttl", None))
+
+
+def unify(first: LogicalNode, first_scope: Scope, rest: list[LogicalNode],
+          node: exp.Expression) -> tuple[LogicalNode, list[LogicalNode], Scope]:
+    """Project every input to the first one's column names and the common types, by
+    position; the output scope has the first input's names."""
+    inputs = [first, *rest]
+    width = len(first.schema)
+    ln, col = position(node)
+    for i, other in enumerate(rest, start=2):
+        if len(other.schema) != width:
+            raise PlanError(f"each {_name(node)} input must have the same number of columns:"
+                            f" the first has {width}, input {i} has {len(other.schema)}",
+                            line=ln, col=col, hint="select the same number of columns in "
+                                                   "each input, in the same order")
+    names = [c.name for c in first_scope.columns] if len(first_scope.columns) == width \
+        else list(first.schema.names)
+    types: list[pa.DataType] = []
+    for pos in range(width):
+        columns: list[Expr] = [Column(_column_type(i, pos), i.schema.names[pos])
+                               for i in inputs]
+        try:
+            t = common_type(columns, f"column {pos + 1} ({names[pos]}) of {_name(node)}")
+        except BindError as e:
+            raise PlanError(e.message, line=ln, col=col,
+                            hint="CAST the column to one type in every input") from None
+        types.append(pa.string() if pa.types.is_null(t) else t)
+    positions = [_time_position(i) for i in inputs]
+    time_pos = positions[0] if positions[0] is not None and \
+        all(p == positions[0] for p in positions) else None
+    schema = pa.schema([pa.field(n, t) for n, t in zip(names, types)])
+    projected = []
+    for i in inputs:
+        exprs: list[Expr] = [cast(Column(f.type, f.name), t) for f, t in zip(i.schema, types)]
+        if isinstance(i, Project):  # NULL literals take the column's type directly
+            exprs = [Literal(t, None) if isinstance(e, Literal) and e.value is None else x
+                     for e, x, t in zip(i.exprs, exprs, types)]
+        if isinstance(i, Project) and not i.is_identity():
+            # one projection per input: inline the input's own SELECT list
+            mapping = dict(zip(i.schema.names, i.exprs))
+            exprs = [substitute(e, mapping) for e in exprs]
+            i = i.input
+        time_column = names[time_pos] if time_pos is not None and \
+            pa.types.is_timestamp(types[time_pos]) else None
+        p = Project(schema, time_column, input=i, exprs=exprs)
+        projected.append(i if p.is_identity() and i.time_column == time_column else p)
+    scope = Scope(columns=[ScopeColumn(None, n, t, n) for n, t in zip(names, types)])
+    return projected[0], projected[1:], scope
+
+
+def _column_type(node: LogicalNode, pos: int) -> pa.DataType:
+    """The type of an input column; a bare NULL (typed TEXT by the projection) has none yet
+    and takes the other inputs' type, as PostgreSQL's unknown NULL does."""
+    if isinstance(node, Project):
+        e = node.exprs[pos]
+        if isinstance(e, Literal) and e.value is None:
+            return pa.null()
+    return node.schema.field(pos).type
+
+
+def _time_position(node: LogicalNode) -> int | None:
+    if node.time_column is None or node.time_column not in node.schema.names:
+        return None
+    return node.schema.names.index(node.time_column)
+
+
+__all__ = ["plan_set_operation", "unify", "distinct_rows"]

@@ -1,0 +1,100 @@
+"""UNION ALL / UNION / INTERSECT / EXCEPT: the changelog a debezium_json sink receives folds
+to DuckDB's batch answer, at parallelism 1 and 2, over append-only and updating inputs."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+
+from caudal.errors import PlanError
+from caudal.job import compile_sql
+from tests.changelog_helpers import fold, run_changelog
+from tests.conftest import make_bids
+from tests.helpers import normalized_rows, run_to_table
+
+DDL = ("CREATE TABLE bids WITH (connector = 'filesystem', path = '{path}',\n"
+       "                            event_time_field = 'date_time');\n"
+       "CREATE TABLE more WITH (connector = 'filesystem', path = '{path2}',\n"
+       "                            event_time_field = 'date_time');")
+
+QUERIES = [
+    # three inputs, type coercion by position (BIGINT meets DECIMAL, NULL takes a type)
+    "SELECT auction, price FROM bids WHERE price > 9900 UNION ALL "
+    "SELECT bidder, 1.5 FROM more WHERE bidder < 5 UNION ALL "
+    "SELECT auction + 1, NULL FROM bids WHERE channel = 'apple' AND price < 0",
+    # distinct union over append-only inputs (first occurrences)
+    "SELECT channel, auction % 3 AS m FROM bids UNION SELECT channel, bidder % 4 FROM more",
+    # mixed: UNION ALL under a UNION folds into it
+    "SELECT channel FROM bids UNION ALL SELECT channel FROM more UNION SELECT 'zzz' FROM bids WHERE auction = 1000",
+    # updating inputs: the union of changelogs is a changelog
+    "SELECT auction, count(*) AS n FROM bids GROUP BY auction UNION ALL "
+    "SELECT bidder, count(*) FROM more WHERE bidder < 50 GROUP BY bidder",
+    # a distinct union of updating inputs retracts rows at their last copy
+    "SELECT count(*) AS n FROM bids GROUP BY auction UNION "
+    "SELECT count(*) FROM more GROUP BY auction",
+    # aggregate above a union
+    "SELECT channel, count(*) AS n, sum(price) AS s FROM (SELECT channel, price FROM bids "
+    "UNION ALL SELECT channel, price FROM more) GROUP BY channel",
+]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sets")
+    bids, more = make_bids(3000, seed=5), make_bids(2500, seed=6)
+    pq.write_table(bids, root / "bids.parquet", row_group_size=400)
+    pq.write_table(more, root / "more.parquet", row_group_size=300)
+    return DDL.format(path=root / "bids.parquet", path2=root / "more.parquet"), bids, more
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize("query", QUERIES)
+def test_set_operation_folds_to_duckdb(tmp_path, duck, files, query, parallelism):
+    ddl, bids, more = files
+    changes = run_changelog(ddl, query, tmp_path / "out", parallelism=parallelism,
+                            settings="SET updating_flush = '0';", batch_rows=500)
+    duck.register("bids", bids)
+    duck.register("more", more)
+    expected = duck.sql(query).to_arrow_table()
+    assert normalized_rows(fold(changes)) == normalized_rows(expected)
+
+
+def test_union_of_append_inputs_only_appends(tmp_path, files):
+    ddl, bids, more = files
+    query = "SELECT channel FROM bids UNION SELECT channel FROM more"
+    got = run_to_table(ddl, query, tmp_path / "out", parallelism=2)  # a parquet sink
+    assert sorted(got.column("channel").to_pylist(), key=str) == sorted(
+        set(bids.column("channel").to_pylist()) | set(more.column("channel").to_pylist()),
+        key=str)
+
+
+def test_union_keeps_event_time_for_windows(tmp_path, duck, files):
+    ddl, bids, more = files
+    query = ("SELECT window_start, count(*) AS n FROM TABLE(TUMBLE(TABLE u, "
+             "DESCRIPTOR(date_time), INTERVAL '10' SECOND)) GROUP BY window_start, window_end")
+    view = ("CREATE VIEW u AS SELECT auction, date_time FROM bids UNION ALL "
+            "SELECT bidder, date_time FROM more;")
+    got = run_to_table(ddl + "\n" + view, query, tmp_path / "out", parallelism=2)
+    duck.register("bids", bids)
+    duck.register("more", more)
+    expected = duck.sql(
+        "SELECT time_bucket(INTERVAL 10 SECOND, date_time) AS window_start, count(*) AS n "
+        "FROM (SELECT date_time FROM bids UNION ALL SELECT date_time FROM more) GROUP BY 1"
+    ).to_arrow_table()
+    assert normalized_rows(got) == normalized_rows(expected)
+
+
+@pytest.mark.parametrize("query,message", [
+    ("SELECT auction, price FROM bids UNION ALL SELECT auction FROM more",
+     "same number of columns"),
+    ("SELECT auction FROM bids UNION ALL SELECT channel FROM more", "do not compare"),
+    ("SELECT auction FROM bids INTERSECT ALL SELECT auction FROM more",
+     "INTERSECT ALL is not supported"),
+    ("SELECT auction FROM bids EXCEPT SELECT auction FROM more", "EXCEPT is not supported"),
+])
+def test_set_operation_errors(files, query, message):
+    ddl, _, _ = files
+    with pytest.raises(PlanError) as err:
+        compile_sql(f"{ddl}\n{query};")
+    text = str(err.value)
+    assert message in text and "line 5, column" in text
