@@ -58,9 +58,10 @@ def _prune(node: LogicalNode, required: set[str] | None) -> None:
             needed = set(required)
             if table.event_time:
                 needed.add(table.event_time)
-            names = [n for n in table.schema.names if n in needed]
+            columns = table.columns_schema()  # with the computed columns
+            names = [n for n in columns.names if n in needed]
             table.projection = names
-            node.schema = pa.schema([table.schema.field(n) for n in names])
+            node.schema = pa.schema([columns.field(n) for n in names])
         return
     if isinstance(node, Filter):
         below = None if required is None else required | node.predicate.columns()

@@ -43,7 +43,7 @@ class Vertex:
         for op in reversed(self.operators):
             if op.output_schema is not None:
                 return op.output_schema
-        return self.source.read_schema() if self.source else None
+        return self.source.scan_schema() if self.source else None
 
 
 @dataclass

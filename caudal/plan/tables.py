@@ -37,6 +37,16 @@ class TableSpec:
     primary_key: list[str] = field(default_factory=list)
     #: columns declared NOT NULL
     not_null: list[str] = field(default_factory=list)
+    #: computed columns (Flink's ``c AS expr``): name -> IR expression (plan.expressions)
+    #: over the columns of ``schema``. They are not in ``schema`` (sources never read them,
+    #: sinks never write them): the source's subtask evaluates them right after reading, so
+    #: one can be the event time
+    computed: dict[str, Any] = field(default_factory=dict)
+    #: every column in declared order, when some are computed (else ``schema``'s order)
+    column_order: list[str] | None = None
+    #: computed columns holding processing time (``p AS PROCTIME()``): a window over one is
+    #: a processing-time window
+    proctime: list[str] = field(default_factory=list)
 
     def option(self, key: str, default: str | None = None) -> str | None:
         return self.options.get(key, default)
@@ -55,9 +65,56 @@ class TableSpec:
         assert self.schema is not None
         return [n for n in self.schema.names if n not in self.virtual]
 
+    def columns_schema(self) -> pa.Schema:
+        """Every column a query sees: stored, metadata and computed, in declared order."""
+        assert self.schema is not None
+        if not self.computed:
+            return self.schema
+        types = {f.name: f for f in self.schema}
+        types.update({n: pa.field(n, e.dtype) for n, e in self.computed.items()})
+        return pa.schema([types[n] for n in self.column_order or list(types)])
+
+    def scan_schema(self) -> pa.Schema:
+        """What a scan of the table outputs: ``columns_schema`` narrowed by projection."""
+        full = self.columns_schema()
+        if self.projection is None:
+            return full
+        return pa.schema([full.field(n) for n in self.projection])
+
     def read_schema(self) -> pa.Schema:
-        """The schema of what the source emits: declared columns, narrowed by projection."""
+        """The schema of what the source emits: the declared columns the scan needs (those
+        projected, and those its projected computed columns read)."""
         assert self.schema is not None
         if self.projection is None:
             return self.schema
-        return pa.schema([self.schema.field(n) for n in self.projection])
+        if not self.computed:
+            return pa.schema([self.schema.field(n) for n in self.projection])
+        needed = {n for n in self.projection if n not in self.computed}
+        for n in self.projection:
+            if n in self.computed:
+                needed |= self.computed[n].columns()
+        if not needed:  # only constants or PROCTIME(): read a column for the row count
+            needed = {self.schema.names[0]}
+        return pa.schema([f for f in self.schema if f.name in needed])
+
+    def computed_step(self):
+        """A function batch (``read_schema``) -> batch (``scan_schema``) that adds the
+        computed columns; None when the scan outputs none."""
+        if not self.computed:
+            return None
+        from caudal.plan.changelog import OP
+        from caudal.plan.compile import compile_projection  # late: plan.compile is heavy
+        from caudal.plan.expressions import Column
+
+        out = self.scan_schema()
+        exprs = [self.computed[f.name] if f.name in self.computed else Column(f.type, f.name)
+                 for f in out]
+        project = compile_projection(exprs, out.names)
+
+        def step(batch: pa.RecordBatch) -> pa.RecordBatch:
+            result = project(batch)
+            if OP in batch.schema.names:  # a changelog's change kinds stay last
+                result = result.append_column(OP, batch.column(OP))
+            return result
+
+        return step

@@ -90,6 +90,9 @@ class WindowAssign(LogicalNode):
     partition: list[str] = field(default_factory=list)
     #: where the table function was written (for errors raised when it is lowered)
     position: tuple[int | None, int | None] = (None, None)
+    #: ``time_input`` is a PROCTIME() column: an aggregate over these windows runs on
+    #: processing time (the column's values are the wall clock when rows were read)
+    processing_time: bool = False
 
     def children(self) -> list[LogicalNode]:
         return [self.input]

@@ -264,6 +264,7 @@ class SubtaskRunner:
         last_data = time.monotonic()
         idle = False
         schema = source.schema
+        computed = table.computed_step()  # computed columns, before the watermark reads them
         while not self.job.cancel.is_set():
             if self.job.checkpoints is not None:
                 barrier = self.job.checkpoints.barrier_due(self.vertex.id, self.index)
@@ -282,6 +283,8 @@ class SubtaskRunner:
             idle = False
             if not batch.schema.equals(schema):
                 batch = conform_batch(batch, schema)
+            if computed is not None:
+                batch = computed(batch)
             self.stats.rows_in += batch.num_rows
             self.stats.batches_in += 1
             self.stats.bad_rows_dropped = source.metrics.bad_rows_dropped

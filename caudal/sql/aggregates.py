@@ -423,7 +423,7 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
                             f"window_end ({missing} is missing)", line=ln, col=col,
                             hint="GROUP BY window_start, window_end[, keys]")
         spec = assign.window
-        time_input = assign.time_input
+        time_input = None if assign.processing_time else assign.time_input
         node = _strip_assign(node, group)
         keys_nodes = [i for i in items if not any(i is t for t, _ in tvf_items)]
         window_columns = [("window_start", "start"), ("window_end", "end"),

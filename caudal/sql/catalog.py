@@ -10,10 +10,12 @@ from sqlglot import exp
 
 from caudal.durations import parse_duration_us
 from caudal.errors import ConfigError, PlanError
+from caudal.plan.expressions import Call, Expr
+from caudal.plan.functions.coerce import cast
 from caudal.plan.tables import TableSpec
 from caudal.sql.dialect import Caudal, MetadataColumnConstraint
-from caudal.sql.scope import position
-from caudal.types import TIMESTAMP, arrow_type
+from caudal.sql.scope import Scope, ScopeColumn, position
+from caudal.types import TIMESTAMP, arrow_type, sql_name
 
 #: property classes sqlglot uses for some WITH keys, and the key they stand for
 _PROPERTY_KEYS = {
@@ -51,11 +53,20 @@ class Catalog:
             raise ConfigError(f"table {name!r} has no connector", line=line,
                               hint="add WITH (connector = 'filesystem', …)")
         columns = table.columns
+        if table.computed_nodes and not columns:
+            ln, col = position(target)
+            raise PlanError(f"table {name!r} has computed columns but declares no other "
+                            "column", line=ln, col=col,
+                            hint="declare the columns the computed ones read")
+        computed, proctime = table.computed()
         spec = TableSpec(name=name, connector=connector, options=options,
                          schema=pa.schema(columns) if columns else None, line=line,
                          metadata=table.metadata, virtual=table.virtual,
-                         primary_key=table.primary_key(), not_null=table.not_null)
-        self._event_time(spec, table.watermark, columns)
+                         primary_key=table.primary_key(), not_null=table.not_null,
+                         computed=computed, column_order=table.order if computed else None,
+                         proctime=proctime)
+        self._event_time(spec, table.watermark,
+                         list(spec.columns_schema()) if columns else [])
         self.tables[key] = spec
         return spec
 
@@ -91,34 +102,32 @@ class Catalog:
         names = {f.name.lower(): f for f in columns}
         if watermark is not None:
             col = watermark.this.name
-            expr = watermark.expression
-            delay = 0
             ln, cn = position(watermark)
-            if isinstance(expr, exp.Sub) and isinstance(expr.this, exp.Column) and \
-                    expr.this.name.lower() == col.lower() and isinstance(expr.expression,
-                                                                         exp.Interval):
-                delay = interval_us(expr.expression)
-            elif not (isinstance(expr, exp.Column) and expr.name.lower() == col.lower()):
-                raise PlanError(f"unsupported watermark expression {expr.sql()}", line=ln,
-                                col=cn, hint=f"write WATERMARK FOR {col} AS {col} - "
-                                             "INTERVAL '1' SECOND")
             if columns and col.lower() not in names:
                 raise PlanError(f"WATERMARK FOR names unknown column {col!r}", line=ln, col=cn,
                                 hint="columns: " + ", ".join(f.name for f in columns))
-            spec.event_time = names[col.lower()].name if columns else col
-            spec.watermark_delay_us = delay
+            col = names[col.lower()].name if columns else col
+            if col in spec.proctime:
+                raise PlanError(f"WATERMARK FOR {col}: a PROCTIME() column is processing "
+                                "time, not event time", line=ln, col=cn,
+                                hint="declare the watermark on a TIMESTAMP column of the data")
+            spec.event_time = col
+            spec.watermark_delay_us = watermark_delay(watermark, col)
         elif "event_time_field" in spec.options:
             spec.event_time = spec.options["event_time_field"]
             spec.watermark_delay_us = parse_duration_us(
                 spec.options.get("watermark_delay", "0s"), "watermark_delay")
         if spec.event_time and columns:
             field_ = names.get(spec.event_time.lower())
+            ln, cn = position(watermark) if watermark is not None else (spec.line, None)
             if field_ is None:
                 raise PlanError(f"event time column {spec.event_time!r} is not a column of "
-                                f"{spec.name!r}", line=spec.line)
+                                f"{spec.name!r}", line=ln, col=cn,
+                                hint="columns: " + ", ".join(f.name for f in columns))
             if not pa.types.is_timestamp(field_.type):
-                raise PlanError(f"event time column {spec.event_time!r} must be a TIMESTAMP",
-                                line=spec.line)
+                raise PlanError(f"event time column {spec.event_time!r} must be a TIMESTAMP, "
+                                f"not {sql_name(field_.type)}", line=ln, col=cn)
+            spec.event_time = field_.name
 
     def add_view(self, node: exp.Create) -> None:
         name = node.this.name
@@ -138,6 +147,10 @@ class _TableElements:
         self.virtual: list[str] = []
         self.not_null: list[str] = []
         self.watermark: exp.WatermarkColumnConstraint | None = None
+        #: computed columns in declared order: name -> the sqlglot expression
+        self.computed_nodes: dict[str, exp.Expression] = {}
+        #: every column name in declared order
+        self.order: list[str] = []
         self._key: list[str] = []
         self._key_node: exp.Expression | None = None
 
@@ -160,15 +173,18 @@ class _TableElements:
     def _column(self, item: exp.ColumnDef) -> None:
         name = item.name
         ln, col = position(item)
-        if any(f.name.lower() == name.lower() for f in self.columns):
+        if any(n.lower() == name.lower() for n in self.order):
             raise PlanError(f"column {name!r} is declared twice", line=ln, col=col)
+        self.order.append(name)
         kind = item.args.get("kind")
         constraints = [c.args.get("kind") for c in item.args.get("constraints") or []]
         if kind is None:
-            if any(isinstance(c, exp.ComputedColumnConstraint) for c in constraints):
-                raise PlanError(f"computed column {name!r} is not supported yet", line=ln,
-                                col=col, hint="compute it in the query or a view")
-            raise PlanError(f"column {name!r} has no type", line=ln, col=col)
+            computed = [c for c in constraints if isinstance(c, exp.ComputedColumnConstraint)]
+            if not computed:
+                raise PlanError(f"column {name!r} has no type", line=ln, col=col,
+                                hint="name TYPE, or name AS expression (a computed column)")
+            self.computed_nodes[name] = computed[0].this
+            return
         try:
             self.columns.append(pa.field(name, arrow_type(kind)))
         except PlanError as e:
@@ -196,6 +212,27 @@ class _TableElements:
             raise PlanError("a table has one PRIMARY KEY", line=ln, col=col)
         self._key, self._key_node = names, node
 
+    def computed(self) -> tuple[dict[str, Expr], list[str]]:
+        """The computed columns' IR over the declared columns, and which are PROCTIME()."""
+        from caudal.sql.expressions import translate  # late: it imports the function registry
+
+        scope = Scope(columns=[ScopeColumn(None, f.name, f.type, f.name) for f in self.columns])
+        out: dict[str, Expr] = {}
+        proctime: list[str] = []
+        for name, node in self.computed_nodes.items():
+            if isinstance(node, exp.Anonymous) and node.name.upper() == "PROCTIME":
+                if node.expressions:
+                    ln, col = position(node)
+                    raise PlanError("PROCTIME() takes no argument", line=ln, col=col)
+                out[name] = Call(TIMESTAMP, "now", ())
+                proctime.append(name)
+                continue
+            expr = translate(node, scope)
+            if pa.types.is_null(expr.dtype):
+                expr = cast(expr, pa.string())
+            out[name] = expr
+        return out, proctime
+
     def primary_key(self) -> list[str]:
         """The key's columns as declared (checked against the columns)."""
         declared = {f.name.lower(): f.name for f in self.columns}
@@ -207,6 +244,39 @@ class _TableElements:
                                 hint="columns: " + ", ".join(declared.values()))
             out.append(declared[n.lower()])
         return out
+
+
+def watermark_delay(watermark: exp.WatermarkColumnConstraint, column: str) -> int:
+    """The delay in µs of ``WATERMARK FOR ts [AS ts | AS ts - INTERVAL …]``, in parentheses
+    or not; without AS the watermark is the largest event time seen (delay 0)."""
+    expr = watermark.expression
+    if not isinstance(expr, exp.Expression):  # WATERMARK FOR ts
+        return 0
+    while isinstance(expr, exp.Paren):
+        expr = expr.this
+
+    def is_column(node: exp.Expression) -> bool:
+        while isinstance(node, exp.Paren):
+            node = node.this
+        return isinstance(node, exp.Column) and node.name.lower() == column.lower()
+
+    if is_column(expr):
+        return 0
+    if isinstance(expr, exp.Sub) and is_column(expr.this):
+        interval = expr.expression
+        while isinstance(interval, exp.Paren):
+            interval = interval.this
+        if isinstance(interval, exp.Interval):
+            delay = interval_us(interval)
+            if delay < 0:
+                ln, cn = position(interval)
+                raise PlanError(f"the watermark delay {interval.sql()} is negative", line=ln,
+                                col=cn, hint="a watermark trails the event time")
+            return delay
+    ln, cn = position(expr)
+    raise PlanError(f"unsupported watermark expression {expr.sql(dialect=Caudal)}", line=ln,
+                    col=cn, hint=f"write WATERMARK FOR {column} AS {column} - INTERVAL '1' "
+                                 f"SECOND, or WATERMARK FOR {column}")
 
 
 def interval_us(node: exp.Interval) -> int:

@@ -402,9 +402,10 @@ class Planner:
             source_cls.validate(spec)
         except CaudalError as e:
             raise e.with_position(spec.line, None) from None
-        node = Scan(spec.schema, spec.event_time, table=spec)
+        columns = spec.columns_schema()  # with the computed columns
+        node = Scan(columns, spec.event_time, table=spec)
         scope = Scope(columns=[ScopeColumn(relation, f.name, f.type, f.name)
-                               for f in spec.schema])
+                               for f in columns])
         return node, scope
 
     @staticmethod

@@ -20,6 +20,7 @@ from sqlglot import exp
 
 from caudal.errors import PlanError
 from caudal.plan.expressions import Column
+from caudal.plan.proctime import proctime_columns
 from caudal.plan.window_nodes import WindowAssign
 from caudal.sql.dialect import WindowTableFunction
 from caudal.sql.scope import Scope, ScopeColumn, position
@@ -53,13 +54,16 @@ def plan_window_tvf(planner, source: exp.Table):
                         hint=f"accepted: {ACCEPTED}")
     time_expr = inner.resolve_column(descriptor)
     dl, dc = position(descriptor)
-    if node.time_column is None:
+    processing = isinstance(time_expr, Column) and time_expr.name in proctime_columns(node)
+    # DESCRIPTOR(p) of a PROCTIME() column: windows on processing time
+    if not processing and node.time_column is None:
         raise PlanError(f"{name.upper()} over {table.name!r}, which has no event time",
                         line=dl, col=dc,
                         hint=f"declare WATERMARK FOR {descriptor.name} AS {descriptor.name} "
                              "- INTERVAL '1' SECOND (or event_time_field in WITH); for "
                              "windows on arrival time use GROUP BY tumble(…)")
-    if not isinstance(time_expr, Column) or time_expr.name != node.time_column:
+    if not processing and (not isinstance(time_expr, Column)
+                           or time_expr.name != node.time_column):
         raise PlanError(f"DESCRIPTOR({descriptor.name}) is not the event time of "
                         f"{table.name!r}", line=dl, col=dc,
                         hint=f"windows are over the event time column: "
@@ -90,7 +94,9 @@ def plan_window_tvf(planner, source: exp.Table):
                             col=col, hint="rename it in a subquery or view first")
     fields = list(node.schema) + [pa.field(n, TIMESTAMP) for n in WINDOW_COLUMNS]
     assign = WindowAssign(pa.schema(fields), node.time_column, input=node, window=window,
-                          time_input=node.time_column, partition=partition, position=(ln, col))
+                          time_input=time_expr.name if processing else node.time_column,
+                          partition=partition, position=(ln, col),
+                          processing_time=processing)
     columns = [dataclasses.replace(c, relation=relation) for c in inner.columns]
     columns += [ScopeColumn(relation, n, TIMESTAMP, n) for n in WINDOW_COLUMNS]
     return assign, Scope(columns=columns)

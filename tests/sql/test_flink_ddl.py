@@ -104,3 +104,111 @@ def test_duplicate_column_and_unsupported_constraint():
     assert info.value.line == 2
     with pytest.raises(PlanError, match="unsupported constraint"):
         catalog_of("CREATE TABLE t (a INT UNIQUE) WITH (connector = 'blackhole');")
+
+
+# ---- watermarks, computed columns, PROCTIME ---------------------------------------------
+
+def _events(tmp_path, n=200):
+    """JSON lines with epoch milliseconds, as many Flink tables hold event time."""
+    import json
+
+    path = tmp_path / "events.json"
+    rows = [{"id": i, "ms": 1_700_000_000_000 + (i * 733) % 40_000 + i * 100, "kind": i % 3}
+            for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("clause, delay", [
+    ("WATERMARK FOR ts", 0),
+    ("WATERMARK FOR ts AS ts", 0),
+    ("WATERMARK FOR ts AS (ts - INTERVAL '1' HOUR)", 3_600_000_000),
+    ("WATERMARK FOR `ts` AS `ts` - INTERVAL '5' SECOND", 5_000_000),
+    ("WATERMARK FOR ts AS ts - INTERVAL '250' MILLISECOND", 250_000),
+    ("WATERMARK FOR ts AS ts - INTERVAL '2' MINUTE", 120_000_000),
+    ("WATERMARK FOR ts AS ts - INTERVAL '1' DAY", 86_400_000_000),
+])
+def test_watermark_forms(clause, delay):
+    cat = catalog_of(f"CREATE TABLE t (ts TIMESTAMP(3), {clause}) "
+                     "WITH ('connector' = 'blackhole');")
+    assert cat.tables["t"].event_time == "ts"
+    assert cat.tables["t"].watermark_delay_us == delay
+
+
+def test_unsupported_watermark_expression_names_position():
+    with pytest.raises(PlanError, match="unsupported watermark expression") as info:
+        catalog_of("CREATE TABLE t (ts TIMESTAMP(3),\n  WATERMARK FOR ts AS ts + "
+                   "INTERVAL '1' SECOND) WITH ('connector' = 'blackhole');")
+    assert info.value.line == 2 and info.value.col
+
+
+def test_computed_event_time_windows_match_duckdb(tmp_path, duck):
+    from tests.helpers import normalized_rows, run_to_table
+
+    path = _events(tmp_path)
+    ddl = f"""
+CREATE TABLE src (
+  id BIGINT, ms BIGINT, kind INT,
+  `ts` AS to_timestamp(ms / 1000.0),
+  label AS CASE WHEN kind = 0 THEN 'zero' ELSE 'other' END,
+  WATERMARK FOR `ts` AS `ts` - INTERVAL '30' SECOND
+) WITH ('connector' = 'filesystem', 'path' = '{path}', 'format' = 'json');"""
+    select = ("SELECT window_start, label, count(*) AS n, max(id) AS top FROM TABLE(TUMBLE("
+              "TABLE src, DESCRIPTOR(ts), INTERVAL '5' SECOND)) "
+              "GROUP BY window_start, window_end, label")
+    expected = duck.sql(f"""
+SELECT time_bucket(INTERVAL 5 SECOND, to_timestamp(ms / 1000.0)) AS window_start,
+       CASE WHEN kind = 0 THEN 'zero' ELSE 'other' END AS label, count(*), max(id)
+FROM read_json('{path}') GROUP BY ALL""").to_arrow_table()
+    for parallelism in (1, 2):
+        got = run_to_table(ddl, select, tmp_path / f"out{parallelism}", parallelism)
+        assert normalized_rows(got) == normalized_rows(expected)
+
+
+def test_computed_columns_in_star_keep_declared_order(tmp_path):
+    from tests.helpers import run_to_table
+
+    path = _events(tmp_path, 10)
+    ddl = f"""
+CREATE TABLE src (id BIGINT, twice AS id * 2, ms BIGINT, kind INT)
+  WITH ('connector' = 'filesystem', 'path' = '{path}', 'format' = 'json');"""
+    got = run_to_table(ddl, "SELECT * FROM src", tmp_path / "out")
+    assert got.schema.names == ["id", "twice", "ms", "kind"]
+    assert got.column("twice").to_pylist() == [2 * i for i in got.column("id").to_pylist()]
+    got = run_to_table(ddl, "SELECT twice FROM src WHERE kind = 1", tmp_path / "out2")
+    assert sorted(got.column("twice").to_pylist()) == [2, 8, 14]
+
+
+def test_computed_column_errors_name_position():
+    with pytest.raises(PlanError, match="unknown column 'nope'") as info:
+        catalog_of("CREATE TABLE t (a INT,\n  b AS nope + 1) WITH ('connector' = 'blackhole');")
+    assert info.value.line == 2 and info.value.col
+    with pytest.raises(PlanError, match="must be a TIMESTAMP"):
+        catalog_of("CREATE TABLE t (a INT, b AS a + 1, WATERMARK FOR b) "
+                   "WITH ('connector' = 'blackhole');")
+    with pytest.raises(PlanError, match="PROCTIME"):
+        catalog_of("CREATE TABLE t (a INT, p AS PROCTIME(), WATERMARK FOR p) "
+                   "WITH ('connector' = 'blackhole');")
+
+
+def test_proctime_column_gives_processing_time_windows(tmp_path):
+    from tests.helpers import run_to_table
+
+    path = _events(tmp_path, 50)
+    ddl = f"""
+CREATE TABLE src (id BIGINT, ms BIGINT, kind INT, p AS PROCTIME())
+  WITH ('connector' = 'filesystem', 'path' = '{path}', 'format' = 'json');"""
+    planner = Planner()
+    job = planner.plan_script(ddl + """
+SELECT window_start, count(*) AS n FROM TABLE(TUMBLE(TABLE src, DESCRIPTOR(p),
+  INTERVAL '1' HOUR)) GROUP BY window_start, window_end;""")
+    assert "processing time" in job.outputs[0].plan.explain()
+    got = run_to_table(ddl, "SELECT window_start, count(*) AS n FROM TABLE(TUMBLE(TABLE src, "
+                            "DESCRIPTOR(p), INTERVAL '1' HOUR)) GROUP BY window_start, "
+                            "window_end", tmp_path / "out")
+    assert sum(got.column("n").to_pylist()) == 50
+    got = run_to_table(ddl, "SELECT id, p FROM src", tmp_path / "out2")
+    import datetime as dt
+
+    now = dt.datetime.now(dt.UTC)
+    assert all(abs((now - v).total_seconds()) < 120 for v in got.column("p").to_pylist())
