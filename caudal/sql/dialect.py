@@ -62,6 +62,10 @@ def _tvf_sql(self, e: WindowTableFunction) -> str:
     return f"TABLE({self.sql(e, 'this')}({', '.join(args)}))"
 
 
+#: how a syntax error about a separator with nothing after it starts (sql.parser adds the hint)
+TRAILING_COMMA = "trailing comma"
+
+
 class Caudal(RisingWave):
     class Tokenizer(RisingWave.Tokenizer):
         IDENTIFIERS = ['"', "`"]
@@ -88,6 +92,30 @@ class Caudal(RisingWave):
                 self._match_r_paren()
                 return self.expression(exp.Anonymous(this="REGEXP", expressions=args))
             return self.expression(exp.BitwiseNot(this=self._parse_unary()))
+
+        def _parse_csv(self, parse_method, sep: TokenType = TokenType.COMMA) -> list:
+            """sqlglot's list parser, minus its leniency: it drops an item that does not
+            parse after a separator, so ``SELECT a, FROM t``, ``GROUP BY a,`` and
+            ``CREATE TABLE t (a INT,)`` were accepted as if the comma were not there.
+            PostgreSQL refuses a trailing comma, and so does caudal, at the comma."""
+            item = parse_method()
+            items = [item] if item is not None else []
+            while self._match(sep):
+                comma = self._prev
+                if isinstance(item, exp.Expression):
+                    self._add_comments(item)
+                item = parse_method()
+                if item is None:
+                    nxt = self._curr
+                    if nxt is None or nxt.token_type == TokenType.SENTINEL:
+                        where = "at the end of the statement"
+                    else:
+                        text = nxt.text if nxt.text.replace("_", "").isalnum() else repr(nxt.text)
+                        where = f"before {text}"
+                    self.raise_error(f"{TRAILING_COMMA} {where}", comma)
+                    continue
+                items.append(item)
+            return items
 
         def _parse_table(self, *args, **kwargs):
             if (self._curr is not None and self._curr.token_type == TokenType.TABLE

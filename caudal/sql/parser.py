@@ -15,7 +15,7 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import TokenType
 
 from caudal.errors import SqlSyntaxError
-from caudal.sql.dialect import Caudal
+from caudal.sql.dialect import TRAILING_COMMA, Caudal
 
 ACCEPTED_STATEMENTS = ("CREATE TABLE, CREATE VIEW, INSERT INTO … SELECT, SELECT, SET, "
                        "EXPLAIN <statement>")
@@ -39,13 +39,16 @@ def _syntax_error(err: ParseError | TokenError, fallback_line: int) -> SqlSyntax
         desc = first.get("description") or "invalid syntax"
         token = (first.get("highlight") or "").strip()
         message = f"syntax error: {desc}"
-        if token:
+        hint = f"statements accepted: {ACCEPTED_STATEMENTS}"
+        if desc.startswith(TRAILING_COMMA):
+            hint = "remove the comma, or write the missing item after it"
+        elif token:
             message += f" near {token!r}"
         col = first.get("col") or 1
         if token:
             col = max(1, col - len(token) + 1)
         return SqlSyntaxError(message, line=first.get("line") or fallback_line, col=col,
-                              hint=f"statements accepted: {ACCEPTED_STATEMENTS}")
+                              hint=hint)
     return SqlSyntaxError(f"syntax error: {err}", line=fallback_line)
 
 
