@@ -14,8 +14,8 @@ AGREE = [
     ("j -> 'c' ->> 0", None), ("j -> 'c' ->> -1", "json_extract_string(j, '$.c[#-1]')"),
     ("json_extract_path_text(j, 'a', 'b')", "j -> 'a' ->> 'b'"),
     ("json_extract_path(j, 'c')", "j -> 'c'"),
-    ("json_extract_string(j, '$.a.b')", None), ("extract_json_string(j, '$.c[1]')",
-                                                "json_extract_string(j, '$.c[1]')"),
+    ("json_extract_string(j, '$.a.b')", None), ("extract_json_string(j, '$.a.b')",
+                                                "json_extract_string(j, '$.a.b')"),
     ("get_first_json_object(j, '$.a')", "CAST(json_extract(j, '$.a') AS VARCHAR)"),
     ("l[1]", None), ("l[2]", None), ("l[i]", None), ("l[i + 1]", None), ("l[0]", "NULL"),
     ("cardinality(l)", "len(l)"), ("ARRAY[i, 2]", None), ("ARRAY[s, 'x']", None),
@@ -41,7 +41,9 @@ def test_malformed_json():
     # PostgreSQL rejects malformed JSON; Arroyo's extract_json_string gives NULL
     with pytest.raises(RuntimeFailure, match="->> failed: .*Malformed JSON"):
         caudal_eval("j ->> 'a'", table)
-    assert values("extract_json_string(j, '$.a')", table) == ["1", None, None]
+    assert values("json_extract_string(j, '$.a')", table) == ["1", None, None]
+    # Arroyo's extract_json_string gives only JSON strings: NULL for the number 1
+    assert values("extract_json_string(j, '$.a')", table) == [None, None, None]
 
 
 def test_json_errors():
@@ -89,3 +91,21 @@ def test_array_subscript_types():
     with pytest.raises(PlanError, match="integer index"):
         bind("l['a']")
     assert values("(ARRAY[10, 20, 30])[i]")[:2] == [10, None]
+
+
+def test_arroyo_json_functions():
+    """Arroyo's meaning: a JSONPath may match several values; extract_json (alias
+    get_json_objects) gives every match as JSON text, get_first_json_object the first one,
+    extract_json_string the first only when it is a string; malformed JSON gives NULL."""
+    table = pa.table({"j": ['{"a": 1, "b": "x", "c": {"d": "hello"}, "l": [1, "y", {"z": 2}]}',
+                            "not json", None, '{"a": null}']})
+    assert values("extract_json(j, '$.l[*]')", table) == [["1", '"y"', '{"z":2}'], None, None,
+                                                          []]
+    assert values("get_json_objects(j, '$.c.d')", table) == [['"hello"'], None, None, []]
+    assert values("get_first_json_object(j, '$.l[*]')", table) == ["1", None, None, None]
+    assert values("get_first_json_object(j, '$.c')", table) == ['{"d":"hello"}', None, None,
+                                                                None]
+    assert values("extract_json_string(j, '$.c.d')", table) == ["hello", None, None, None]
+    assert values("extract_json_string(j, '$.b')", table) == ["x", None, None, None]
+    assert values("extract_json_string(j, '$.l[*]')", table) == [None] * 4
+    assert values("j -> 'c' ->> 'd'", table.slice(0, 1)) == ["hello"]
