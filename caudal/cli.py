@@ -12,6 +12,7 @@ from pathlib import Path
 from caudal import __version__
 from caudal.durations import parse_duration_s
 from caudal.errors import CaudalError
+from caudal.terminal import draw_status, erase_status
 
 EPILOG = """examples:
   caudal run job.sql                     run until every source is exhausted (or Ctrl-C)
@@ -123,8 +124,7 @@ class StatusLine:
         self.stop.set()
         if self.thread.is_alive():
             self.thread.join(1)
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+            erase_status(self.stream)
 
     def _loop(self) -> None:
         last_in = last_out = 0
@@ -144,8 +144,7 @@ class StatusLine:
                     f"watermark {_format_watermark(min(marks) if marks else None)}  "
                     f"elapsed {now - self.started:.1f}s")
             last_in, last_out, last_t = rows_in, rows_out, now
-            self.stream.write("\r\033[K" + line)
-            self.stream.flush()
+            draw_status(line, self.stream)
 
 
 def cmd_run(args) -> int:

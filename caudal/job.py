@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from caudal.errors import PlanError
 from caudal.plan.optimizer import optimize
 from caudal.plan.physical import PhysicalGraph
 from caudal.plan.physical_planner import build_graph
@@ -28,9 +29,23 @@ class CompiledJob:
             self.graph.explain()
 
 
+def _require_query(job: Job, text: str) -> None:
+    """An empty script, or one without INSERT INTO / SELECT, has nothing to run: say so
+    rather than run nothing and exit 0."""
+    if job.outputs or job.explains:
+        return
+    hint = "add INSERT INTO <table> SELECT … or a SELECT (printed to stdout)"
+    if not any(line.strip() and not line.strip().startswith("--")
+               for line in text.splitlines()):
+        raise PlanError("the script is empty: no statement to run", line=1, col=1, hint=hint)
+    raise PlanError("the script has no query (INSERT INTO or SELECT): nothing to run",
+                    line=text.rstrip().count("\n") + 1, col=1, hint=hint)
+
+
 def compile_sql(text: str, parallelism: int = 1) -> CompiledJob:
     """Plan every statement of a script into one physical dataflow graph."""
     job = Planner().plan_script(text)
+    _require_query(job, text)
     sinks = [optimize(o.plan) for o in job.outputs]
     graph = build_graph(sinks, parallelism, job.catalog.settings)
     return CompiledJob(job, graph)
@@ -40,6 +55,7 @@ def explain_sql(text: str, parallelism: int = 1) -> str:
     """EXPLAIN output for a script: each statement's logical plan and the dataflow graph.
     Statements prefixed with EXPLAIN inside the script are explained the same way."""
     job = Planner().plan_script(text)
+    _require_query(job, text)
     outputs = job.explains or job.outputs
     blocks = []
     for out in outputs:

@@ -21,6 +21,16 @@ CONNECTORS = {
     "blackhole": "caudal.connectors.blackhole",
 }
 
+#: connectors for caudal's own tools (benchmarks), registered by them and not offered to
+#: users in error hints or the SQL reference
+INTERNAL = {"bench", "replay"}
+
+
+def public_connectors() -> list[str]:
+    """The connector names users are told about, sorted."""
+    return sorted(name for name in CONNECTORS if name not in INTERNAL)
+
+
 #: options every table accepts, whatever its connector
 COMMON_OPTIONS = {
     "connector": "the connector's name",
@@ -32,15 +42,16 @@ COMMON_OPTIONS = {
 }
 
 
-def _module(name: str):
+def _module(table: TableSpec):
+    name = table.connector
     if name not in CONNECTORS:
-        raise ConfigError(f"unknown connector {name!r}",
-                          hint="accepted: " + ", ".join(sorted(CONNECTORS)))
+        raise ConfigError(f"unknown connector {name!r} in table {table.name!r}",
+                          line=table.line, hint="accepted: " + ", ".join(public_connectors()))
     return importlib.import_module(CONNECTORS[name])
 
 
 def source_class(table: TableSpec) -> type[Source]:
-    cls = getattr(_module(table.connector), "SOURCE", None)
+    cls = getattr(_module(table), "SOURCE", None)
     if cls is None:
         raise ConfigError(f"connector {table.connector!r} cannot be read from (table "
                           f"{table.name!r} is used as a source)", line=table.line)
@@ -48,7 +59,7 @@ def source_class(table: TableSpec) -> type[Source]:
 
 
 def sink_class(table: TableSpec) -> type[Sink]:
-    cls = getattr(_module(table.connector), "SINK", None)
+    cls = getattr(_module(table), "SINK", None)
     if cls is None:
         raise ConfigError(f"connector {table.connector!r} cannot be written to (table "
                           f"{table.name!r} is used as a sink)", line=table.line)

@@ -18,11 +18,13 @@ from caudal.formats import json as json_format
 from caudal.formats.text import to_text
 from caudal.plan.changelog import OP, OP_NAMES
 from caudal.plan.tables import TableSpec
+from caudal.terminal import rows_output
 
 FORMATS = ("table", "json")
 #: a column is padded to the width of its header and first batch, up to this many characters
 MAX_WIDTH = 40
 SEPARATOR = "  "
+ELLIPSIS = "…"
 
 
 def _right_aligned(t: pa.DataType) -> bool:
@@ -65,9 +67,10 @@ class StdoutSink(Sink):
             text = json_format.encode(batch).decode("utf-8")
         else:
             text = self._table_text(batch)
-        out = sys.stdout
-        out.write(text)
-        out.flush()
+        with rows_output():  # never on the line of a status line drawn on the terminal
+            out = sys.stdout
+            out.write(text)
+            out.flush()
 
     def _table_text(self, batch: pa.RecordBatch) -> str:
         if batch.num_columns == 0:
@@ -84,9 +87,13 @@ class StdoutSink(Sink):
         return (_join_lines(header) if header else "") + _join_lines(lines)
 
     def _pad(self, cells: list[pa.Array], schema: pa.Schema) -> list[pa.Array]:
+        """Every column at the width the first batch set (the last one up to MAX_WIDTH,
+        unpadded): longer text is cut and ends with an ellipsis, so columns stay aligned
+        across batches."""
         padded = []
         last = len(cells) - 1
         for i, (cell, width) in enumerate(zip(cells, self._widths)):
+            cell = _fit(cell, MAX_WIDTH if i == last else width)
             if _right_aligned(schema.field(i).type):
                 padded.append(pc.utf8_lpad(cell, width))
             elif i < last:
@@ -98,6 +105,16 @@ class StdoutSink(Sink):
     def _line(self, cells: list[pa.Array], schema: pa.Schema) -> pa.Array:
         padded = self._pad(cells, schema)
         return pc.binary_join_element_wise(*padded, SEPARATOR) if len(padded) > 1 else padded[0]
+
+
+def _fit(cells: pa.Array, width: int) -> pa.Array:
+    """Text longer than ``width`` characters cut to ``width``, its last one an ellipsis."""
+    too_long = pc.greater(pc.utf8_length(cells), width)
+    if not pc.any(too_long).as_py():
+        return cells
+    cut = pc.binary_join_element_wise(pc.utf8_slice_codeunits(cells, 0, max(width - 1, 0)),
+                                      ELLIPSIS, "")
+    return pc.if_else(too_long, cut, cells)
 
 
 def _op_first(batch: pa.RecordBatch) -> pa.RecordBatch:

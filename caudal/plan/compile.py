@@ -9,8 +9,9 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
+from caudal.errors import RuntimeFailure
 from caudal.plan import functions  # noqa: F401  (registers the functions)
-from caudal.plan.expressions import Call, Column, Expr, Literal, is_constant
+from caudal.plan.expressions import Call, Column, Expr, Literal, is_constant, source_of
 from caudal.plan.functions.registry import lookup
 
 Evaluator = Callable[[pa.RecordBatch], "pa.Array | pa.Scalar"]
@@ -41,8 +42,27 @@ def _call(call: Call, args: list[Evaluator]) -> Evaluator:
     fn = lookup(call.func)
     kernel = fn.kernel
     if fn.lazy:  # CASE, COALESCE, random(): the kernel evaluates its arguments itself
-        return lambda batch: kernel(args, call, batch)
-    return lambda batch: kernel([a(batch) for a in args], call)
+        run = lambda batch: kernel(args, call, batch)  # noqa: E731
+    else:
+        run = lambda batch: kernel([a(batch) for a in args], call)  # noqa: E731
+    source = source_of(call)
+    if source is None:
+        return run
+    line, col, text = source
+
+    def located(batch: pa.RecordBatch):
+        try:
+            return run(batch)
+        except RuntimeFailure as e:
+            # the innermost expression written in the SQL names the error
+            if e.line is None:
+                if " in " not in e.message:
+                    e.message = f"{e.message} in {text}"
+                    e.args = (e.message,)
+                e.with_position(line, col)
+            raise
+
+    return located
 
 
 def evaluate(evaluator: Evaluator, batch: pa.RecordBatch, dtype: pa.DataType) -> pa.Array:

@@ -88,6 +88,20 @@ _INFIX = {
 }
 
 
+def set_source(expr: Expr, line: int | None, col: int | None, text: str) -> None:
+    """Remember where in the SQL text ``expr`` was written, so an error raised while
+    computing it (a failed cast, a division by zero) can name it. Kept outside the
+    dataclass fields: it is not part of what the expression means (EXPLAIN and checkpoint
+    fingerprints ignore it)."""
+    if line is not None and "_source" not in expr.__dict__:
+        object.__setattr__(expr, "_source", (line, col, text))
+
+
+def source_of(expr: Expr) -> tuple[int, int | None, str] | None:
+    """``(line, col, SQL text)`` where ``expr`` was written, if known."""
+    return expr.__dict__.get("_source")
+
+
 def is_constant(expr: Expr) -> bool:
     """True when the expression reads no column and calls nothing volatile."""
     from caudal.plan.functions import registry  # late: functions import this module

@@ -18,7 +18,7 @@ from sqlglot.time import format_time
 
 from caudal.errors import CaudalError, PlanError, RuntimeFailure
 from caudal.plan import functions  # noqa: F401  (registers the functions)
-from caudal.plan.expressions import Call, Column, Expr, Literal
+from caudal.plan.expressions import Call, Column, Expr, Literal, set_source
 from caudal.plan.functions.casts import bind_cast, cast_array, try_cast_array
 from caudal.plan.functions.catalog import close_names
 from caudal.plan.functions.intervals import parse_interval
@@ -45,7 +45,11 @@ def translate(node: exp.Expression, scope: Scope) -> Expr:
             result = _call(name, [node.args.get(k) for k in keys], scope)
         else:
             result = _unsupported(node)
-        return _fold(result)
+        result = _fold(result)
+        if isinstance(result, Call):
+            line, col = position(node)
+            set_source(result, line, col, " ".join(node.sql(dialect=Caudal).split())[:80])
+        return result
     except CaudalError as e:
         line, col = position(node)
         raise e.with_position(line, col) from None
@@ -347,6 +351,9 @@ def _unsupported(node: exp.Expression) -> Expr:
     if isinstance(node, exp.Window):
         raise PlanError("window functions (OVER) are not allowed here",
                         hint="ROW_NUMBER() OVER (...) is accepted for top-N queries")
+    if isinstance(node, exp.Exists):
+        raise PlanError("EXISTS (SELECT …) is not supported here",
+                        hint="write the condition as a JOIN on the columns it compares")
     if isinstance(node, exp.Subquery | exp.Select):
         raise PlanError("subqueries are not supported inside expressions",
                         hint="use a JOIN or a WITH clause")
@@ -358,7 +365,7 @@ def _unsupported(node: exp.Expression) -> Expr:
         raise PlanError(f"function {name}() is not supported", hint=hint)
     text = node.sql(dialect=Caudal)
     raise PlanError(f"unsupported expression {text[:60]!r}",
-                    hint="see the SQL reference for the operators caudal accepts")
+                    hint="docs/sql.md lists the operators caudal accepts")
 
 
 def _substring(node: exp.Substring, scope: Scope) -> Expr:

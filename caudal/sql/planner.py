@@ -118,13 +118,13 @@ class Planner:
             try:
                 output = self.plan_statement(stmt)
             except CaudalError as e:
-                raise e.with_position(stmt.line, None) from None
+                raise e.with_position(stmt.line, stmt.col) from None
             if output is None:
                 continue
             try:
                 check_changelog(output.plan)
             except CaudalError as e:
-                raise e.with_position(stmt.line, None) from None
+                raise e.with_position(stmt.line, stmt.col) from None
             from caudal.sql.updating_rank import finish_ranks
 
             finish_ranks(output.plan)  # does anything read an updating top-N's rank?
@@ -176,10 +176,13 @@ class Planner:
             known = ", ".join(t.name for t in self.catalog.tables.values()) or "(none)"
             raise PlanError(f"INSERT INTO unknown table {name!r}", line=ln, col=col,
                             hint=f"tables: {known}")
-        sink_cls = connectors.sink_class(spec)
-        connectors.check_options(spec, sink_cls)
-        connectors.check_metadata(spec, sink_cls, writing=True)
-        sink_cls.validate(spec)
+        try:  # a bad connector, option or format is the CREATE TABLE's error
+            sink_cls = connectors.sink_class(spec)
+            connectors.check_options(spec, sink_cls)
+            connectors.check_metadata(spec, sink_cls, writing=True)
+            sink_cls.validate(spec)
+        except CaudalError as e:
+            raise e.with_position(spec.line, None) from None
         plan, _ = self.plan_query(node.expression)
         plan = self._conform_to_sink(plan, spec, columns, node)
         # VIRTUAL metadata columns are read only: the sink neither gets nor writes them

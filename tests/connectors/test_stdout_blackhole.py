@@ -76,3 +76,38 @@ def test_blackhole_counts(capsys) -> None:
     hole.commit(1)
     assert hole.rows == 6
     assert capsys.readouterr().out == ""
+
+
+def test_table_columns_keep_their_widths_across_batches(capsys) -> None:
+    first = pa.record_batch({"id": pa.array([1, 22]), "name": pa.array(["ab", "cd"]),
+                             "last": pa.array(["x", "y"])})
+    later = pa.record_batch({"id": pa.array([123456, 3]),
+                             "name": pa.array(["abcdefgh", "ñ"]),
+                             "last": pa.array(["z" * 60, "w"])})
+    out = StdoutSink(TableSpec("out", "stdout", {}), 0, 1)
+    out.open(first.schema)
+    out.write(first)
+    out.write(later)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["id  name  last", " 1  ab    x", "22  cd    y",
+                     "1…  abc…  " + "z" * 39 + "…", " 3  ñ     w"]
+    # every column starts where the header's does, whatever the batch
+    assert {line.index("  ", 2) for line in lines} == {2}
+
+
+def test_rows_never_continue_a_status_line() -> None:
+    import io
+
+    from caudal import terminal
+
+    status, rows = io.StringIO(), io.StringIO()
+    terminal.draw_status("in 10 (5/s)", status)
+    with terminal.rows_output(status):
+        rows.write("row\n")
+    # the status line was erased (cursor back to column 0) before the row was written
+    assert status.getvalue() == terminal.ERASE_LINE + "in 10 (5/s)" + terminal.ERASE_LINE
+    terminal.draw_status("in 20 (5/s)", status)
+    terminal.erase_status(status)
+    with terminal.rows_output(status):  # nothing drawn: nothing to erase
+        pass
+    assert status.getvalue().endswith("in 20 (5/s)" + terminal.ERASE_LINE)
