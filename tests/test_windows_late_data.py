@@ -97,10 +97,10 @@ def test_processing_time_windows_close_on_the_wall_clock_while_input_flows():
     from caudal.runtime.local import LocalRuntime
 
     compiled = compile_sql("""
-CREATE TABLE ticks WITH (connector = 'impulse', event_rate = '2000');
+CREATE TABLE ticks (counter BIGINT) WITH (connector = 'impulse', event_rate = '2000');
 CREATE TABLE out WITH (connector = 'blackhole');
 INSERT INTO out SELECT count(*) AS n, tumble(INTERVAL '200' MILLISECOND) AS w
-FROM (SELECT counter FROM ticks) GROUP BY w;""", parallelism=1)
+FROM ticks GROUP BY w;""", parallelism=1)
     runtime = LocalRuntime()
     runtime.deploy(compiled.graph)
     sink = next(op for r in runtime.runners for op in r.operators

@@ -176,7 +176,8 @@ class WindowJoin(Join):
         return out
 
     def time_bounds(self) -> dict[str, int]:
-        return {c: 0 for c, (_, what) in self.window_lineage().items() if what != "start"}
+        return {c: 0 for c, (_, what) in self.window_lineage().items()
+                if what in ("end", "time")}
 
     def operator_params(self) -> dict:
         return {**super().operator_params(), "window_end": self.window_end}

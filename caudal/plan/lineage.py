@@ -6,17 +6,28 @@
   operators); a window aggregate's ``window_end`` has λ = 0 (its rows are emitted before the
   watermark that closes the window moves on), its ``window_start`` λ = the window size.
   Interval joins derive how long to keep rows from these bounds.
-* ``window_columns(node)``: columns that are the start / end / time of a window, with its
-  spec, so a join on them can be recognized as a window join.
+* ``window_columns(node)``: columns that are the start / end / time of a window (or an
+  Arroyo window struct ``{start, end}``), with its spec, so a join on them can be
+  recognized as a window join and a GROUP BY of both bounds as the same windows again.
+* ``event_time(node)``: the event time of a node's rows as an expression over its output.
+  A window aggregate's rows carry the last instant of their window, ``end - 1 µs``: Flink's
+  ``window_time`` (``window_end`` - 1 ms at its precision) and the ``_timestamp`` Arroyo
+  gives a window's rows (end - 1 ns). They are never late downstream: the window operator
+  emits them before forwarding the watermark that closed the window (< end before it).
+  ``event_time_loss(node)`` says why a node has none although its sources have one, so a
+  window over it is refused instead of silently running on processing time.
 
-Both follow plain renaming projections and filters; any other node may describe its own
-output with ``time_bounds()`` / ``window_lineage()`` methods.
+All follow plain renaming projections (and the fields of a window struct) and filters; any
+other node may describe its own output with ``time_bounds()`` / ``window_lineage()``.
 """
 
 from __future__ import annotations
 
-from caudal.plan.expressions import Call, Column
+import datetime
+
+from caudal.plan.expressions import Call, Column, Expr, Literal
 from caudal.plan.logical import Filter, LogicalNode, Project, Scan
+from caudal.types import INTERVAL, TIMESTAMP
 
 
 def _renames(node: Project) -> dict[str, str]:
@@ -32,6 +43,28 @@ def _renames(node: Project) -> dict[str, str]:
     return out
 
 
+def _struct_fields(node: Project) -> dict[str, tuple[str, str]]:
+    """Output column -> (input struct column, field name) for ``s.field`` outputs."""
+    out: dict[str, tuple[str, str]] = {}
+    for name, expr in zip(node.schema.names, node.exprs):
+        if isinstance(expr, Call) and expr.func == "struct_field" and \
+                isinstance(expr.args[0], Column):
+            index = expr.options.get("index")
+            out[name] = (expr.args[0].name, expr.args[0].dtype.field(index).name.lower())
+    return out
+
+
+def _window_fields(node: Project) -> dict[str, tuple[object, str]]:
+    """Outputs that are the ``start`` / ``end`` field of an input window struct."""
+    below = window_columns(node.input)
+    out = {}
+    for name, (src, fld) in _struct_fields(node).items():
+        info = below.get(src)
+        if info is not None and info[1] == "struct" and fld in ("start", "end"):
+            out[name] = (info[0], fld)
+    return out
+
+
 def time_bounds(node: LogicalNode) -> dict[str, int]:
     """Output column -> lateness (µs) for every watermark-bounded column of ``node``."""
     own = getattr(node, "time_bounds", None)
@@ -43,11 +76,19 @@ def time_bounds(node: LogicalNode) -> dict[str, int]:
         return time_bounds(node.input)
     if isinstance(node, Project):
         below = time_bounds(node.input)
-        return {out: below[src] for out, src in _renames(node).items() if src in below}
+        out = {out: below[src] for out, src in _renames(node).items() if src in below}
+        for name, (spec, what) in _window_fields(node).items():
+            if what == "end":
+                out[name] = 0
+            elif spec.kind != "session":
+                out[name] = spec.size_us
+        return out
     from caudal.plan.window_nodes import WindowAggregate, WindowAssign
 
     if isinstance(node, WindowAssign):
         below = time_bounds(node.input)
+        if node.processing_time:
+            return below
         lateness = below.get(node.time_input, 0)
         size = node.window.size_us
         return {**below, "window_start": lateness + size, "window_end": lateness,
@@ -76,17 +117,73 @@ def window_columns(node: LogicalNode) -> dict[str, tuple[object, str]]:
         return window_columns(node.input)
     if isinstance(node, Project):
         below = window_columns(node.input)
-        return {out: below[src] for out, src in _renames(node).items() if src in below}
+        out = {out: below[src] for out, src in _renames(node).items() if src in below}
+        out.update(_window_fields(node))
+        return out
     from caudal.plan.window_nodes import WindowAggregate, WindowAssign
 
     if isinstance(node, WindowAssign):
-        if node.window.kind == "session":
+        if node.window.kind == "session" or node.processing_time:
             return {}
         return {"window_start": (node.window, "start"), "window_end": (node.window, "end"),
                 "window_time": (node.window, "time")}
     if isinstance(node, WindowAggregate):
-        if node.window.kind == "session" or node.time_input is None:
+        if node.time_input is None:  # processing time: no bound the watermark knows
             return {}
         return {name: (node.window, what) for name, what in node.window_columns
-                if what in ("start", "end", "time")}
+                if what in ("start", "end", "time", "struct")}
     return {}
+
+
+def last_instant(end: Expr) -> Expr:
+    """``end - 1 µs``: the last instant of a window ending at ``end``."""
+    one = Literal(INTERVAL, datetime.timedelta(microseconds=1))
+    return Call(TIMESTAMP, "subtract", (end, one))
+
+
+def event_time(node: LogicalNode) -> Expr | None:
+    """The event time of ``node``'s rows, over its output columns; None when none is known.
+
+    The time column when the node has one, else the time of a window its rows belong to:
+    ``window_time``, ``window_end`` - 1 µs, or the ``end`` of a window struct - 1 µs.
+    """
+    if node.updating:
+        return None
+    if node.time_column is not None and node.time_column in node.schema.names:
+        return Column(node.schema.field(node.time_column).type, node.time_column)
+    roles = window_columns(node)
+    for wanted in ("time", "end", "struct"):
+        for name, (_, what) in roles.items():
+            if what != wanted:
+                continue
+            column = Column(node.schema.field(name).type, name)
+            if what == "time":
+                return column
+            if what == "end":
+                return last_instant(column)
+            index = column.dtype.get_field_index("end")
+            return last_instant(Call(TIMESTAMP, "struct_field", (column,), {"index": index}))
+    return None
+
+
+def _event_time_below(node: LogicalNode) -> bool:
+    from caudal.plan.window_nodes import WindowAggregate
+
+    if isinstance(node, Scan):
+        return bool(node.table.event_time)
+    if isinstance(node, WindowAggregate) and node.time_input is None:
+        return False  # a processing-time window: its input's event time was not used
+    return any(_event_time_below(c) for c in node.children())
+
+
+def event_time_loss(node: LogicalNode) -> str | None:
+    """Why ``node`` has no event time although a source below it has one (None when no
+    source has one: windows over it are on processing time, as the tables say)."""
+    if node.updating:
+        return ("it is an updating result (a changelog: an aggregate or join without a "
+                "window), whose rows have no event time")
+    if _event_time_below(node):
+        return ("no column of it carries the event time any more (a projection dropped "
+                "it): keep the window column (window_end, window_time or the window "
+                "struct) or the event time column in the view or subquery")
+    return None

@@ -23,15 +23,14 @@ emits them before the watermark that closed their window (``>= end``) moves on.
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass, field
 
-from caudal.plan.expressions import Call, Column, Expr, Literal
-from caudal.plan.lineage import window_columns
+from caudal.plan.expressions import Column, Expr
+from caudal.plan.lineage import last_instant, window_columns
 from caudal.plan.logical import LogicalNode
 from caudal.plan.window_nodes import WindowAggregate
 from caudal.plan.windows import WindowSpec
-from caudal.types import INTERVAL, TIMESTAMP
+from caudal.types import TIMESTAMP
 
 #: hidden window columns of the second level (its own tumbling panes; not in scope)
 HIDDEN_WINDOW = [("__window_start", "start"), ("__window_end", "end"),
@@ -54,8 +53,7 @@ class UpstreamWindow:
         """A row's time: 1µs before its window's end (its ``window_time``), so it lands in
         the pane that ends where its window ends."""
         end = next(c for c, what in self.bounds.items() if what == "end")
-        one = Literal(INTERVAL, datetime.timedelta(microseconds=1))
-        return Call(TIMESTAMP, "subtract", (Column(TIMESTAMP, end), one))
+        return last_instant(Column(TIMESTAMP, end))
 
 
 def upstream_window(node: LogicalNode, grouped: list[str]) -> UpstreamWindow | None:

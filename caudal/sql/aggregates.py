@@ -37,6 +37,7 @@ from caudal.plan.aggregates import (
     result_type,
 )
 from caudal.plan.expressions import Column, Expr, Literal
+from caudal.plan.lineage import event_time, event_time_loss
 from caudal.plan.logical import Filter, LogicalNode, Project, Scan
 from caudal.plan.window_nodes import LateSide, WindowAggregate, WindowAssign
 from caudal.plan.window_reaggregate import HIDDEN_WINDOW, WindowReaggregate, upstream_window
@@ -399,7 +400,16 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
     if windows:
         call = windows[0]
         spec = group_by_window(call, scope)
-        time_input = node.time_column
+        time_source = event_time(node)
+        if time_source is None:
+            loss = event_time_loss(node)
+            if loss is not None:
+                ln, col = position(call)
+                raise PlanError(f"{window_call(call)}() over an input without event time: "
+                                f"{loss}", line=ln, col=col,
+                                hint="a window over a window aggregate groups by the "
+                                     "event time its rows carry (window end - 1 µs)")
+        time_input = "__time" if time_source is not None else None
         keys_nodes = [i for i in items if i is not call]
         name = "window"
         for chosen in select.expressions:
@@ -437,6 +447,9 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
     pre_names: list[str] = []
     if upstream is not None:
         pre_exprs.append(upstream.time_expr())
+        pre_names.append("__time")
+    elif windows and time_source is not None:
+        pre_exprs.append(time_source)
         pre_names.append("__time")
     elif time_input is not None:
         pre_exprs.append(Column(node.schema.field(time_input).type, time_input))
@@ -487,7 +500,9 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
         out_fields.append(pa.field(n, WINDOW_STRUCT if what == "struct" else TIMESTAMP))
     out_fields += [pre_schema.field(k) for k in key_names]
     out_fields += [pa.field(n, c.dtype) for n, c in zip(agg_names, calls)]
-    time_out = next((n for n, w in window_columns if w == "time"), None)
+    # the rows' event time column (window_time); a processing-time window has none
+    time_out = next((n for n, w in window_columns if w == "time"), None) if time_input \
+        else None
     common = dict(input=pre, window=spec, time_input="__time" if time_input else None,
                   window_columns=window_columns, keys=key_names, aggregates=calls,
                   agg_names=agg_names, late=late)

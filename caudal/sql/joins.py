@@ -403,6 +403,8 @@ def _window_join(left: LogicalNode, right: LogicalNode, cond: _Conditions,
         if la is None or rb is None or la != rb:
             continue
         spec, what = la
+        if getattr(spec, "kind", "") == "session" or what == "struct":
+            continue  # sessions differ per side; a window struct is keyed by its fields
         if what == "start" and getattr(spec, "kind", "") == "cumulate":
             continue
         offset = {"end": 0, "time": 1, "start": getattr(spec, "size_us", 0)}[what]

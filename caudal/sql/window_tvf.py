@@ -20,6 +20,7 @@ from sqlglot import exp
 
 from caudal.errors import PlanError
 from caudal.plan.expressions import Column
+from caudal.plan.lineage import event_time_loss, time_bounds
 from caudal.plan.proctime import proctime_columns
 from caudal.plan.window_nodes import WindowAssign
 from caudal.sql.dialect import WindowTableFunction
@@ -55,19 +56,31 @@ def plan_window_tvf(planner, source: exp.Table):
     time_expr = inner.resolve_column(descriptor)
     dl, dc = position(descriptor)
     processing = isinstance(time_expr, Column) and time_expr.name in proctime_columns(node)
-    # DESCRIPTOR(p) of a PROCTIME() column: windows on processing time
-    if not processing and node.time_column is None:
+    # DESCRIPTOR(p) of a PROCTIME() column: windows on processing time. Otherwise event
+    # time columns: the input's time column, or a window bound no row arrives behind the
+    # watermark (window_time / window_end of a window aggregate: cascading windows)
+    times = [] if node.updating or processing else \
+        [c for c, lateness in time_bounds(node).items() if lateness == 0]
+    if node.time_column is not None and not node.updating and not processing and \
+            node.time_column not in times:
+        times.insert(0, node.time_column)
+    if not processing and not times:
+        loss = event_time_loss(node)
+        if loss is not None:
+            raise PlanError(f"{name.upper()} over {table.name!r}, which has no event time: "
+                            f"{loss}", line=dl, col=dc,
+                            hint="window the event time column or window_time")
         raise PlanError(f"{name.upper()} over {table.name!r}, which has no event time",
                         line=dl, col=dc,
                         hint=f"declare WATERMARK FOR {descriptor.name} AS {descriptor.name} "
                              "- INTERVAL '1' SECOND (or event_time_field in WITH); for "
                              "windows on arrival time use GROUP BY tumble(…)")
-    if not processing and (not isinstance(time_expr, Column)
-                           or time_expr.name != node.time_column):
+    if not processing and (not isinstance(time_expr, Column) or time_expr.name not in times):
         raise PlanError(f"DESCRIPTOR({descriptor.name}) is not the event time of "
                         f"{table.name!r}", line=dl, col=dc,
-                        hint=f"windows are over the event time column: "
-                             f"DESCRIPTOR({node.time_column})")
+                        hint="windows are over an event time column: "
+                             + " or ".join(f"DESCRIPTOR({c})" for c in times))
+    time_column = time_expr.name
     names = TABLE_FUNCTIONS[name]
     args = list(tvf.expressions)
     if len(args) != len(names):
@@ -93,10 +106,10 @@ def plan_window_tvf(planner, source: exp.Table):
             raise PlanError(f"{table.name!r} already has a column {c.name!r}", line=ln,
                             col=col, hint="rename it in a subquery or view first")
     fields = list(node.schema) + [pa.field(n, TIMESTAMP) for n in WINDOW_COLUMNS]
-    assign = WindowAssign(pa.schema(fields), node.time_column, input=node, window=window,
-                          time_input=time_expr.name if processing else node.time_column,
-                          partition=partition, position=(ln, col),
-                          processing_time=processing)
+    assign = WindowAssign(pa.schema(fields), node.time_column if processing else time_column,
+                          input=node,
+                          window=window, time_input=time_column, partition=partition,
+                          position=(ln, col), processing_time=processing)
     columns = [dataclasses.replace(c, relation=relation) for c in inner.columns]
     columns += [ScopeColumn(relation, n, TIMESTAMP, n) for n in WINDOW_COLUMNS]
     return assign, Scope(columns=columns)
