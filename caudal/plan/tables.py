@@ -7,6 +7,9 @@ from typing import Any
 
 import pyarrow as pa
 
+#: the connector of a table declared without WITH options: a memory table (sql.memory_tables)
+MEMORY = "memory"
+
 
 @dataclass
 class TableSpec:

@@ -12,7 +12,7 @@ from caudal.durations import parse_duration_us
 from caudal.errors import ConfigError, PlanError
 from caudal.plan.expressions import Call, Expr
 from caudal.plan.functions.coerce import cast
-from caudal.plan.tables import TableSpec
+from caudal.plan.tables import MEMORY, TableSpec
 from caudal.sql.dialect import Caudal, MetadataColumnConstraint
 from caudal.sql.scope import Scope, ScopeColumn, position
 from caudal.types import TIMESTAMP, arrow_type, sql_name
@@ -49,9 +49,22 @@ class Catalog:
             raise PlanError(f"table {name!r} is already defined", line=ln, col=col)
         options = self._options(node, name, line)
         connector = options.get("connector")
-        if connector is None:
+        if connector is None and not options:  # Arroyo's memory table (sql.memory_tables)
+            connector = MEMORY
+            if not table.columns or table.computed_nodes or table.metadata:
+                ln, col = position(table_node)
+                raise PlanError(f"memory table {name!r} needs plain columns", line=ln,
+                                col=col, hint=f"CREATE TABLE {name} (col TYPE, …), or give it "
+                                              "a connector: WITH (connector = …)")
+            if table.watermark is not None:
+                ln, col = position(table.watermark)
+                raise PlanError(f"memory table {name!r} cannot declare a WATERMARK", line=ln,
+                                col=col, hint="its event time is the one of the query that "
+                                              "writes it")
+        elif connector is None:
             raise ConfigError(f"table {name!r} has no connector", line=line,
-                              hint="add WITH (connector = 'filesystem', …)")
+                              hint="add connector = 'filesystem' (or another) to WITH, or "
+                                   "leave WITH out for a memory table")
         columns = table.columns
         if table.computed_nodes and not columns:
             ln, col = position(target)

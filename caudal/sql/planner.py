@@ -19,7 +19,7 @@ from caudal.plan.changelog import check_changelog
 from caudal.plan.expressions import Column, Expr
 from caudal.plan.functions.coerce import cast
 from caudal.plan.logical import Filter, LogicalNode, Project, Scan, SinkWrite
-from caudal.plan.tables import TableSpec
+from caudal.plan.tables import MEMORY, TableSpec
 from caudal.sql.catalog import Catalog
 from caudal.sql.parser import ACCEPTED_STATEMENTS, Statement, parse_script
 from caudal.sql.scope import Scope, ScopeColumn, position
@@ -109,12 +109,20 @@ class Planner:
 
     def __init__(self, catalog: Catalog | None = None):
         self.catalog = catalog or Catalog()
+        #: INSERTs of the script by target table, for memory tables (sql.memory_tables)
+        self.memory_inserts: dict[str, list[exp.Insert]] = {}
+        #: memory tables whose writers are being planned (a table writing itself is refused)
+        self.expanding: set[str] = set()
 
     # ---- statements ---------------------------------------------------------------------
 
     def plan_script(self, text: str) -> Job:
         job = Job(catalog=self.catalog)
-        for stmt in parse_script(text):
+        statements = parse_script(text)
+        from caudal.sql.memory_tables import inserts_by_table
+
+        self.memory_inserts = inserts_by_table([s.node for s in statements])
+        for stmt in statements:
             try:
                 output = self.plan_statement(stmt)
             except CaudalError as e:
@@ -163,7 +171,7 @@ class Planner:
         raise PlanError(f"unsupported statement {type(node).__name__.upper()}",
                         line=stmt.line, col=1, hint=f"accepted: {ACCEPTED_STATEMENTS}")
 
-    def _plan_insert(self, node: exp.Insert, stmt: Statement) -> Output:
+    def _plan_insert(self, node: exp.Insert, stmt: Statement) -> Output | None:
         target = node.this
         columns = None
         if isinstance(target, exp.Schema):
@@ -176,6 +184,13 @@ class Planner:
             known = ", ".join(t.name for t in self.catalog.tables.values()) or "(none)"
             raise PlanError(f"INSERT INTO unknown table {name!r}", line=ln, col=col,
                             hint=f"tables: {known}")
+        if spec.connector == MEMORY:
+            # rows for the readers of a memory table, planned where it is read; planning
+            # it here too reports its errors at this statement
+            from caudal.sql.memory_tables import plan_write
+
+            check_changelog(plan_write(self, spec, node))
+            return None
         try:  # a bad connector, option or format is the CREATE TABLE's error
             sink_cls = connectors.sink_class(spec)
             connectors.check_options(spec, sink_cls)
@@ -354,6 +369,10 @@ class Planner:
                                + list(self.catalog.views))
                 raise PlanError(f"unknown table {name!r}", line=ln, col=col,
                                 hint="tables and views: " + (", ".join(known) or "(none)"))
+            if spec.connector == MEMORY:
+                from caudal.sql import memory_tables
+
+                return memory_tables.read(self, spec, relation, source)
             return self.scan(spec, relation)
         if isinstance(source, exp.Table):
             return self.plan_table_function(source)

@@ -124,8 +124,10 @@ def test_watermark_errors():
 
 
 def test_table_without_connector_and_duplicate_table():
+    # without WITH a table is a memory table (tests/sql/test_memory_tables.py); options
+    # without a connector are still refused
     with pytest.raises(ConfigError, match="no connector"):
-        plan("CREATE TABLE t (a BIGINT);")
+        plan("CREATE TABLE t (a BIGINT) WITH (path = 'x');")
     with pytest.raises(PlanError, match="already defined"):
         plan("CREATE TABLE t (a BIGINT) WITH (connector = 'blackhole');\n"
              "CREATE TABLE t (a BIGINT) WITH (connector = 'blackhole');")
