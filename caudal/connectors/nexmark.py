@@ -6,6 +6,17 @@ with the same ``seed``, ``events`` and ``event_rate`` are views of one global ev
 they join consistently. Event ``e`` happens at ``base_time + e / event_rate``; the model lives in
 ``nexmark_model``. Only the columns the query reads are generated.
 
+Flink's nexmark options are accepted as aliases (``first-event.rate``, ``next-event.rate``,
+``events.num``, ``person.proportion``, ``auction.proportion``, ``bid.proportion``), and a table
+declared as Flink's ``datagen`` (``event_type`` and ``person``/``auction``/``bid`` ROW columns
+with Flink's camelCase field names) gets the generator's fields under the declared names:
+fields match by name, case and underscores aside (``dateTime`` is ``date_time``).
+
+Pacing: as Arroyo's source does, a table given a rate (``event_rate`` or ``first-event.rate``)
+hands event ``e`` out no earlier than ``e / rate`` seconds after the start, in wall-clock time;
+``pace = 'false'`` runs flat out (event times still ``e / rate`` apart). Without a rate the
+event times are 1/100000 s apart and the source runs flat out.
+
 Partitions split the sequence into blocks of about 0.1 s of event time, dealt round-robin, so
 every subtask advances through event time together; a partition's offset is the number of the
 next event it will hand out.
@@ -25,6 +36,7 @@ from caudal.connectors.nexmark_model import (
     EVENT_TYPE,
     KIND_SCHEMA,
     KINDS,
+    PROPORTION,
     Clock,
     Layout,
     Model,
@@ -130,30 +142,106 @@ def is_now(table: TableSpec, key: str) -> bool:
 
 def columns_of(table: TableSpec, full: pa.Schema, what: str) -> list[tuple[str, str, pa.DataType]]:
     """(emitted name, generator name, emitted type) of each column the source emits; declared
-    columns must be generator columns (by name, any case) whose type casts to the declared."""
-    by_lower = {name.lower(): name for name in full.names}
+    columns must be generator columns (by name, case and underscores aside: Flink's
+    ``dateTime`` is ``date_time``) whose type casts to the declared; a declared struct's
+    fields likewise name fields of the generator's struct."""
+    by_key = {field_key(name): name for name in full.names}
     out = []
     for field in table.read_schema() if table.schema is not None else full:
-        name = by_lower.get(field.name.lower())
+        name = by_key.get(field_key(field.name))
         if name is None:
             raise ConfigError(f"column {field.name!r} of table {table.name!r} is not a column "
                               f"of {what}", line=table.line,
                               hint="available: " + ", ".join(full.names))
         source_type = full.field(name).type
-        if not _casts_safely(source_type, field.type):
+        problem = _cast_problem(source_type, field.type)
+        if problem is not None:
             raise ConfigError(f"column {field.name!r} of table {table.name!r} is declared "
                               f"{sql_name(field.type)} but {what} makes "
-                              f"{sql_name(source_type)}", line=table.line,
+                              f"{sql_name(source_type)}{problem}", line=table.line,
                               hint=f"declare it {sql_name(source_type)}")
         out.append((field.name, name, field.type))
     return out
 
 
-def _casts_safely(source: pa.DataType, target: pa.DataType) -> bool:
-    """Declared types a generated column may be cast to without failing on some value:
-    the same type, another numeric type for a number, or text."""
-    return (source.equals(target) or pa.types.is_string(target)
-            or (pa.types.is_integer(source) and is_numeric(target)))
+def field_key(name: str) -> str:
+    """How a declared column or field name matches a generator's: case and ``_`` aside."""
+    return name.lower().replace("_", "")
+
+
+def _cast_problem(source: pa.DataType, target: pa.DataType) -> str | None:
+    """None when a generated value of type ``source`` may be emitted as ``target`` without
+    failing on some value: the same type, another numeric type for a number, text, or a
+    struct whose fields each are fields of the generated struct (by ``field_key``) that
+    cast so; otherwise what is wrong (for the message)."""
+    if pa.types.is_struct(source) and pa.types.is_struct(target):
+        by_key = {field_key(f.name): f for f in source}
+        for f in target:
+            match = by_key.get(field_key(f.name))
+            if match is None:
+                return f" (no field {f.name!r}; fields: " + ", ".join(source.names) + ")"
+            if _cast_problem(match.type, f.type) is not None:
+                return f" (field {f.name!r} is {sql_name(match.type)})"
+        return None
+    if (source.equals(target) or pa.types.is_string(target)
+            or (pa.types.is_integer(source) and is_numeric(target))):
+        return None
+    return ""
+
+
+#: Flink's nexmark connector options -> caudal's (the proportions are checked, not mapped)
+FLINK_ALIASES = {"first-event.rate": "event_rate", "events.num": "events"}
+FLINK_OPTIONS = {
+    "first-event.rate": "Flink's name of event_rate",
+    "next-event.rate": "Flink's rate after the first period: must equal first-event.rate",
+    "events.num": "Flink's name of events (0: unbounded, as in Flink)",
+    "person.proportion": "Flink's share of people per 50 events: must be 1",
+    "auction.proportion": "Flink's share of auctions per 50 events: must be 3",
+    "bid.proportion": "Flink's share of bids per 50 events: must be 46",
+}
+
+
+def resolve_flink_options(table: TableSpec) -> None:
+    """Rewrite Flink's option names into caudal's, in place (idempotent), refusing the
+    values caudal's generator cannot honour: a rate that changes (``next-event.rate``) or
+    proportions other than the standard 1/3/46."""
+    options = table.options
+    for flink, ours in FLINK_ALIASES.items():
+        if flink not in options:
+            continue
+        raw = options.pop(flink)
+        if ours in options and str(options[ours]).strip() != str(raw).strip():
+            raise ConfigError(f"options {flink} = {raw!r} and {ours} = {options[ours]!r} of "
+                              f"table {table.name!r} disagree", line=table.line,
+                              hint=f"give one of them")
+        if flink == "events.num" and str(raw).strip() == "0":
+            continue  # Flink's 0: as many as possible, i.e. unbounded
+        options[ours] = raw
+    if "next-event.rate" in options:
+        raw = options.pop("next-event.rate")
+        first = options.get("event_rate", raw)
+        if _number(raw) != _number(first):
+            raise ConfigError(f"option next-event.rate = {raw!r} of table {table.name!r} "
+                              f"differs from the first rate {first!r}", line=table.line,
+                              hint="caudal's generator has one rate: make next-event.rate "
+                                   "equal to first-event.rate")
+    for kind in KINDS:
+        key = f"{kind}.proportion"
+        if key in options:
+            raw = options.pop(key)
+            if _number(raw) != PROPORTION[kind]:
+                raise ConfigError(f"option {key} = {raw!r} of table {table.name!r} is not "
+                                  f"supported", line=table.line,
+                                  hint="caudal's generator makes 1 person, 3 auctions and "
+                                       "46 bids per 50 events: person.proportion = '1', "
+                                       "auction.proportion = '3', bid.proportion = '46'")
+
+
+def _number(raw: Any) -> float | None:
+    try:
+        return float(str(raw).strip().replace("_", ""))
+    except ValueError:
+        return None
 
 
 def _kind(table: TableSpec) -> str | None:
@@ -175,12 +263,16 @@ class NexmarkSource(Source):
         "table": "bid, auction or person: a flat table of that kind; absent: all events "
                  "(event_type and person/auction/bid structs)",
         "events": "total number of events of the sequence (all kinds); absent: unbounded",
-        "event_rate": "events per second of event time (default 100000)",
+        "event_rate": "events per second: event times are 1/event_rate apart and, unless "
+                      "pace = false, the source hands them out at that rate (default: "
+                      "100000 of event time, flat out)",
         "base_time": "event time of event 0: RFC 3339 or now (default 2026-01-01T00:00:00Z)",
-        "pace": "true: hand out events no earlier than their time (relative to the start) in "
-                "wall-clock time; false (default): as fast as possible",
+        "pace": "true (the default when a rate is given): hand out events no earlier than "
+                "their time (relative to the start) in wall-clock time; false (the default "
+                "without a rate): as fast as possible",
         "seed": "integer; the same seed gives the same events (default 0)",
         "batch_size": "most rows per batch",
+        **FLINK_OPTIONS,
     }
 
     @classmethod
@@ -193,17 +285,19 @@ class NexmarkSource(Source):
 
     @classmethod
     def validate(cls, table: TableSpec) -> None:
+        resolve_flink_options(table)
         kind = _kind(table)
         int_option(table, "events", None)
         rate_option(table, "event_rate", DEFAULT_EVENT_RATE)
         time_option(table, "base_time", DEFAULT_BASE_TIME)
-        bool_option(table, "pace", False)
+        bool_option(table, "pace", _paced_by_default(table))
         int_option(table, "seed", 0, minimum=-(2**63))
         int_option(table, "batch_size", None, minimum=1)
         columns_of(table, table_schema(kind), _what(kind))
         pin_now(table, "base_time")
 
     def __init__(self, table: TableSpec):
+        resolve_flink_options(table)
         if table.schema is None:
             table.schema = table_schema(_kind(table))
         super().__init__(table)
@@ -214,7 +308,7 @@ class NexmarkSource(Source):
         #: with base_time = now an event is due when the wall clock reaches its event time
         self.base_now = is_now(table, "base_time")
         self.clock = Clock(time_option(table, "base_time", DEFAULT_BASE_TIME), self.event_rate)
-        self.pace = bool_option(table, "pace", False)
+        self.pace = bool_option(table, "pace", _paced_by_default(table))
         self.batch_size = int_option(table, "batch_size", None, minimum=1)
         self.model = Model(int_option(table, "seed", 0, minimum=-(2**63)), self.clock)
         self.columns = columns_of(table, table_schema(self.kind), _what(self.kind))
@@ -361,7 +455,7 @@ class NexmarkSource(Source):
         else:
             offset = events % 50
             kind_code = (offset > 0).astype(np.int64) + (offset > 3)
-            arrays = [self._typed(self._all_events_column(gen, events, kind_code), dtype)
+            arrays = [self._all_events_column(gen, events, kind_code, dtype)
                       for _, gen, dtype in self.columns]
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
 
@@ -369,22 +463,31 @@ class NexmarkSource(Source):
     def _typed(array: pa.Array, dtype: pa.DataType) -> pa.Array:
         return array if array.type.equals(dtype) else array.cast(dtype)
 
-    def _all_events_column(self, name: str, events: np.ndarray,
-                           kind_code: np.ndarray) -> pa.Array:
-        """One column of the all-events table: a struct is null except on its kind's rows,
-        and only those rows are generated."""
+    def _all_events_column(self, name: str, events: np.ndarray, kind_code: np.ndarray,
+                           dtype: pa.DataType) -> pa.Array:
+        """One column of the all-events table, of the declared type ``dtype``: a struct is
+        null except on its kind's rows, only those rows are generated, and only the fields
+        ``dtype`` names (under its names and types)."""
         if name == "event_type":
-            return int64_array(kind_code)
+            return self._typed(int64_array(kind_code), dtype)
         if name == "date_time":
-            return timestamp_array(self.clock.times(events))
+            return self._typed(timestamp_array(self.clock.times(events)), dtype)
         present = kind_code == EVENT_TYPE[name]
         bitmap = pa.py_buffer(np.packbits(present, bitorder="little"))
-        schema = KIND_SCHEMA[name]
-        values = self.model.columns(name, events[present], schema.names)
-        children = [expand(values[f.name], present, bitmap) for f in schema]
-        return pa.StructArray.from_buffers(pa.struct(list(schema)), len(events), [bitmap],
+        by_key = {field_key(f.name): f.name for f in KIND_SCHEMA[name]}
+        wanted = [(f, by_key[field_key(f.name)]) for f in dtype]
+        values = self.model.columns(name, events[present], [gen for _, gen in wanted])
+        children = [expand(self._typed(values[gen], f.type), present, bitmap)
+                    for f, gen in wanted]
+        return pa.StructArray.from_buffers(dtype, len(events), [bitmap],
                                            null_count=len(events) - int(present.sum()),
                                            children=children)
+
+
+def _paced_by_default(table: TableSpec) -> bool:
+    """Arroyo's rule: a table given a rate is paced at it (Flink's rate is resolved into
+    ``event_rate`` first)."""
+    return "event_rate" in table.options
 
 
 def _what(kind: str | None) -> str:
