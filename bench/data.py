@@ -21,7 +21,7 @@ def nexmark_parquet(kind: str, events: int, seed: int = 0, rate: int = 100_000) 
     started = time.perf_counter()
     run_sql(f"""
         CREATE TABLE gen WITH (connector = 'nexmark', table = '{kind}', events = '{events}',
-                               event_rate = '{rate}', seed = '{seed}');
+                               event_rate = '{rate}', seed = '{seed}', pace = 'false');
         CREATE TABLE files WITH (connector = 'filesystem', path = '{out}', format = 'parquet');
         INSERT INTO files SELECT * FROM gen;
     """, parallelism=1)

@@ -13,7 +13,7 @@ from caudal.runtime.local import LocalRuntime
 
 SCRIPT = """
 CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', events = '{events}',
-  event_rate = '20000', event_time_field = 'date_time', watermark_delay = '200ms');
+  event_rate = '20000', pace = 'false', event_time_field = 'date_time', watermark_delay = '200ms');
 CREATE TABLE out WITH (connector = 'blackhole');
 INSERT INTO out SELECT auction, count(*) AS n, max(price) AS top,
   tumble(INTERVAL '1' SECOND) AS w FROM bids GROUP BY auction, w;

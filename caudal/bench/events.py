@@ -44,7 +44,7 @@ def generate(kind: str, events: int, event_rate: float, seed: int,
         if cached is not None:  # widen: regenerate with the union of the columns
             wanted = [n for n in schema.names if n in set(wanted) | set(cached.column_names)]
         options = {"table": kind, "events": str(events), "event_rate": f"{event_rate:g}",
-                   "seed": str(seed)}
+                   "seed": str(seed), "pace": "false"}
         spec = TableSpec(name=kind, connector="nexmark", options=options, schema=schema,
                          event_time="date_time", projection=wanted)
         source = NexmarkSource(spec)

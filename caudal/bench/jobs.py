@@ -45,7 +45,7 @@ class RunSettings:
 
     def nexmark_options(self) -> dict[str, str]:
         options = {"events": str(self.events), "event_rate": f"{self.event_rate:g}",
-                   "seed": str(self.seed)}
+                   "seed": str(self.seed), "pace": "false"}
         if self.pace:
             # event time = the wall-clock instant an event is due; the first is due a little
             # after planning, so deploying the job is not counted as latency of early events

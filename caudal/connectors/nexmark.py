@@ -213,7 +213,7 @@ def resolve_flink_options(table: TableSpec) -> None:
         if ours in options and str(options[ours]).strip() != str(raw).strip():
             raise ConfigError(f"options {flink} = {raw!r} and {ours} = {options[ours]!r} of "
                               f"table {table.name!r} disagree", line=table.line,
-                              hint=f"give one of them")
+                              hint="give one of them")
         if flink == "events.num" and str(raw).strip() == "0":
             continue  # Flink's 0: as many as possible, i.e. unbounded
         options[ours] = raw

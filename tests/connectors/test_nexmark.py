@@ -26,6 +26,8 @@ from caudal.types import TIMESTAMP
 
 
 def spec(schema: pa.Schema | None = None, projection=None, **options) -> TableSpec:
+    # these tests read the sequence, not the clock: flat out unless a test paces
+    options.setdefault("pace", "false")
     table = TableSpec("t", "nexmark", {k: str(v) for k, v in options.items()}, schema=schema,
                       projection=projection)
     check_options(table, NexmarkSource)
@@ -351,3 +353,75 @@ def test_restore_at_another_parallelism_loses_and_repeats_nothing():
     got = pa.concat_tables(seen).sort_by([("date_time", "ascending"), ("bidder", "ascending")])
     assert got.num_rows == whole.num_rows
     assert got.equals(whole.sort_by([("date_time", "ascending"), ("bidder", "ascending")]))
+
+
+def _drain_seconds(table: TableSpec) -> tuple[float, int]:
+    source = NexmarkSource(table)
+    source.open(source.partitions(1))
+    started = time.monotonic()
+    rows = 0
+    while not source.finished():
+        batch = source.poll(100_000, 0.01)
+        rows += 0 if batch is None else batch.num_rows
+    return time.monotonic() - started, rows
+
+
+@pytest.mark.parametrize("options", [
+    {"event_rate": "5000", "events": "2500"},
+    {"first-event.rate": "5000", "next-event.rate": "5000", "events.num": "2500"},
+], ids=["event_rate", "flink"])
+def test_a_rate_paces_by_default_as_arroyo(options):
+    """Given a rate, the source hands events out at it (2500 events at 5000/s: 0.5 s)."""
+    table = TableSpec("t", "nexmark", {"table": "bid", **options})
+    check_options(table, NexmarkSource)
+    table.schema = NexmarkSource.infer_schema(table)
+    NexmarkSource.validate(table)
+    seconds, rows = _drain_seconds(table)
+    assert rows == 2500 * 46 // 50
+    assert 0.45 <= seconds <= 1.5, seconds
+
+
+def test_pace_false_runs_flat_out():
+    seconds, rows = _drain_seconds(spec(table="bid", event_rate=5000, events=50_000,
+                                        pace="false"))
+    assert rows == 46_000 and seconds < 5     # 10 s paced
+
+
+def test_flink_options_are_aliases():
+    flink = spec(**{"first-event.rate": "2000", "next-event.rate": "2000", "events.num": "300",
+                    "person.proportion": "1", "auction.proportion": "3",
+                    "bid.proportion": "46"})
+    assert {k: flink.options[k] for k in ("event_rate", "events")} == \
+        {"event_rate": "2000", "events": "300"}
+    assert read_all(flink).equals(read_all(spec(event_rate=2000, events=300)))
+    assert "events" not in spec(**{"events.num": "0"}).options   # Flink's 0: unbounded
+    with pytest.raises(ConfigError, match="next-event.rate"):
+        spec(**{"first-event.rate": "2000", "next-event.rate": "1000"})
+    with pytest.raises(ConfigError, match="bid.proportion"):
+        spec(**{"bid.proportion": "92"})
+
+
+def test_flink_datagen_shape():
+    """Flink's ddl_gen.sql columns: event_type INT, ROWs with camelCase field names (any
+    subset, any order), filled from the generator's fields of the same name."""
+    person = pa.struct([("id", pa.int64()), ("emailAddress", pa.string()),
+                        ("dateTime", TIMESTAMP)])
+    auction = pa.struct([("itemName", pa.string()), ("initialBid", pa.int64()),
+                         ("expires", TIMESTAMP)])
+    schema = pa.schema([("event_type", pa.int32()), ("person", person),
+                        ("auction", auction)])
+    got = read_all(spec(schema, events=500, seed=3))
+    ours = read_all(spec(events=500, seed=3))
+    assert got.schema == schema
+    assert got["event_type"].to_pylist() == ours["event_type"].to_pylist()
+    for column, fields in (("person", ("id", "email_address", "date_time")),
+                           ("auction", ("item_name", "initial_bid", "expires"))):
+        mine = got[column].combine_chunks()
+        theirs = ours[column].combine_chunks()
+        assert mine.is_null().equals(theirs.is_null())
+        for name, source in zip(mine.type.names, fields):
+            assert mine.field(name).filter(mine.is_valid()).equals(
+                theirs.field(source).filter(theirs.is_valid()))
+    wrong = pa.schema([("person", pa.struct([("nickname", pa.string())]))])
+    with pytest.raises(ConfigError, match="nickname"):
+        spec(wrong)

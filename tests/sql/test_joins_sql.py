@@ -18,7 +18,7 @@ from tests.helpers import normalized_rows, read_committed
 EVENTS = 40_000
 #: 2000 events per second of event time: 20 s, so 10-second windows close twice
 NEXMARK = ("CREATE TABLE {name} WITH (connector = 'nexmark', table = '{name}', "
-           f"events = '{EVENTS}', event_rate = '2000', event_time_field = 'date_time');")
+           f"events = '{EVENTS}', event_rate = '2000', pace = 'false', event_time_field = 'date_time');")
 DDL = "\n".join(NEXMARK.format(name=n) for n in ("person", "auction", "bid"))
 
 

@@ -16,7 +16,7 @@ from tests.helpers import normalized_rows, read_committed
 EVENTS = 40_000
 #: 2000 events per second of event time: 20 s of bids
 BID = ("CREATE TABLE bid WITH (connector = 'nexmark', table = 'bid', "
-       f"events = '{EVENTS}', event_rate = '2000', event_time_field = 'date_time');")
+       f"events = '{EVENTS}', event_rate = '2000', pace = 'false', event_time_field = 'date_time');")
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,17 @@
 -- -------------------------------------------------------------------------------------------------
 
 -- TODO: use the new "filesystem" connector once FLINK-17397 is done
+-- caudal: connector options adapted (the only change to this file): Flink's legacy
+-- 'connector.type' / 'connector.path' / 'format.type' are caudal's (and Flink's current)
+-- 'connector' / 'path' / 'format'; the file has no header line ('csv.header' = 'false').
 CREATE TABLE side_input (
   key BIGINT,
   `value` VARCHAR
 ) WITH (
-  'connector.type' = 'filesystem',
-  'connector.path' = 'file://${FLINK_HOME}/data/side_input.txt',
-  'format.type' = 'csv'
+  'connector' = 'filesystem',
+  'path' = 'file://${FLINK_HOME}/data/side_input.txt',
+  'format' = 'csv',
+  'csv.header' = 'false'
 );
 
 CREATE TABLE nexmark_q13 (
