@@ -60,9 +60,13 @@ QUERIES = [f"q{n}" for n in range(24)]
 NOT_RUN_BY_FLINK = {"q6"}
 
 #: queries caudal does not run yet (or not right yet): the exact reason
-COMPUTED = ("ddl_gen.sql's computed column `dateTime` AS CASE … END (and its WATERMARK) is "
-            "not supported yet")
-XFAIL: dict[str, str] = {q: COMPUTED for q in QUERIES}
+XFAIL: dict[str, str] = {
+    "q10": "PARTITIONED BY (dt, hm): caudal's filesystem sink writes no partition directories",
+    "q11": "Flink's legacy group window GROUP BY SESSION(ts, gap) with SESSION_START/END",
+    "q12": "PROCTIME() in a SELECT list (a view's processing-time column)",
+    "q13": "PROCTIME() in a SELECT list, and the lookup join FOR SYSTEM_TIME AS OF",
+    "q14": "CREATE FUNCTION count_char AS '<Java class>': caudal runs no JVM code",
+}
 
 
 def substitute(text: str, **extra: str) -> str:
@@ -271,7 +275,7 @@ def compared(name: str, table: pa.Table) -> pa.Table:
     """The rows compared, sorted."""
     out = COMPARED.get(name, lambda t: t)(table)
     keys = [(n, "ascending") for n in out.column_names]
-    return out.take(pc.sort_indices(out, sort_keys=keys, null_placement="at_start"))
+    return out.take(pc.sort_indices(out, sort_keys=keys))
 
 
 def run_caudal(name: str, work: Path, parallelism: int) -> tuple[pa.Table, pa.Schema]:
