@@ -1,5 +1,6 @@
 """Updating (regular) joins: INNER, LEFT, RIGHT and FULL on equality keys over unbounded
-inputs, which may themselves be changelogs. The output is a changelog (``_op``) unless the
+inputs, which may themselves be changelogs; SEMI and ANTI (``IN`` / ``EXISTS`` subqueries)
+emit the left rows that have / have no match, from the same match counts. The output is a changelog (``_op``) unless the
 join is inner and both inputs only append, in which case it only appends too.
 
 State, per side, as columns (no Python object per row): the side's rows (an Arrow table),
@@ -67,8 +68,11 @@ class UpdatingJoin(Operator):
         self.updating_output = updating_output
         self.sides = [SideState(left_schema, self.keys[0], _COUNTERS),
                       SideState(right_schema, self.keys[1], _COUNTERS)]
+        #: semi / anti join: emit the left rows with / without a match (their match
+        #: counts are kept like a LEFT join's, whose padded rows are the anti join's rows)
+        self.semi = kind in ("semi", "anti")
         #: which sides an outer join pads and keeps when unmatched
-        self.preserved = [kind in ("left", "full"), kind in ("right", "full")]
+        self.preserved = [kind in ("left", "full", "semi", "anti"), kind in ("right", "full")]
         self._next_expiry = 0.0
 
     def open(self, ctx: OperatorContext) -> None:
@@ -101,13 +105,17 @@ class UpdatingJoin(Operator):
         else:
             li, ri, joined = self.layout.matching(other.rows, rows, oi, pi)
             pi, oi = ri, li
-        if len(pi):
+        if len(pi) and not self.semi:
             pieces.append((self.layout.output(joined), d[pi] * other[_MULT][oi]))
         found = np.bincount(pi, weights=other[_MULT][oi], minlength=rows.num_rows).astype(
             np.int64) if len(pi) else np.zeros(rows.num_rows, dtype=np.int64)
 
-        # 3. outer rows
-        if self.preserved[s]:
+        # 3. outer rows (semi / anti: left rows by whether they match)
+        if self.semi and s == 0:
+            keep = found > 0 if self.kind == "semi" else found == 0
+            if keep.any():
+                pieces.append((self._left_rows(rows.filter(pa.array(keep))), d[keep]))
+        elif self.preserved[s]:
             alone = found == 0
             if alone.any():
                 pieces.append((self.layout.padded(rows.filter(pa.array(alone)), s), d[alone]))
@@ -117,11 +125,14 @@ class UpdatingJoin(Operator):
             after = np.maximum(before + delta, 0)
             gained = (before == 0) & (after > 0)
             lost = (before > 0) & (after == 0)
+            # a left row of a semi join appears with its first match, an anti join's goes
+            sign = 1 if self.kind == "semi" else -1
+            rows_of = self._left_rows if self.semi else \
+                (lambda t: self.layout.padded(t, o))
             if gained.any():
-                pieces.append((self.layout.padded(other.take(gained), o),
-                               -other[_MULT][gained]))
+                pieces.append((rows_of(other.take(gained)), sign * other[_MULT][gained]))
             if lost.any():
-                pieces.append((self.layout.padded(other.take(lost), o), other[_MULT][lost]))
+                pieces.append((rows_of(other.take(lost)), -sign * other[_MULT][lost]))
             other[_MATCHES] = after
 
         # 4. this side's state
@@ -138,6 +149,10 @@ class UpdatingJoin(Operator):
         if (d < 0).any():
             side.keep(side[_MULT] > 0)
         return self._emit(pieces)
+
+    def _left_rows(self, rows: pa.Table) -> pa.Table:
+        """Output rows of a semi / anti join: left rows in the output columns."""
+        return self.layout.output(rows)
 
     def _net(self, side: SideState, data: pa.Table, w: np.ndarray
              ) -> tuple[pa.Table, np.ndarray, np.ndarray]:

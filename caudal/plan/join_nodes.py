@@ -51,7 +51,8 @@ class TimeConstraint:
 class Join(LogicalNode):
     left: LogicalNode = None  # type: ignore[assignment]
     right: LogicalNode = None  # type: ignore[assignment]
-    #: inner, left, right or full
+    #: inner, left, right or full; semi or anti (updating joins only: the left rows that
+    #: have / have no match, left columns only)
     kind: str = "inner"
     left_keys: list[str] = field(default_factory=list)
     right_keys: list[str] = field(default_factory=list)
@@ -112,10 +113,16 @@ class UpdatingJoin(Join):
 
     @property
     def updating(self) -> bool:
-        return self.left.updating or self.right.updating or self.kind != "inner"
+        # a semi join over append-only inputs only appends: a left row's match count only
+        # grows, so it is emitted once, when its first match is there
+        return self.left.updating or self.right.updating or self.kind not in ("inner",
+                                                                               "semi")
 
     @property
     def updating_reason(self) -> str | None:
+        if self.kind == "anti" and not (self.left.updating or self.right.updating):
+            return ("an anti join (NOT IN / NOT EXISTS: a row is retracted when its first "
+                    "match arrives)")
         if self.kind != "inner" and not (self.left.updating or self.right.updating):
             return (f"a {self.kind.upper()} JOIN (a padded row is retracted when its first "
                     f"match arrives)")

@@ -73,6 +73,8 @@ def _prune(node: LogicalNode, required: set[str] | None) -> None:
             _prune(node.input, None if not isinstance(node.input, (Project,)) else
                    set(node.input.schema.names))
             return
+        if required is not None:
+            _drop_unused(node, required)
         _prune(node.input, required_columns(node))
         return
     per_input = getattr(node, "prune_inputs", None)
@@ -82,6 +84,19 @@ def _prune(node: LogicalNode, required: set[str] | None) -> None:
         return
     for child in node.children():
         _prune(child, required_columns(node))
+
+
+def _drop_unused(node: Project, required: set[str]) -> None:
+    """A projection computes only the columns used above it (and its time column), so
+    the columns it alone reads are not read below (a renaming subquery of ``SELECT *``)."""
+    names = node.schema.names
+    keep = [i for i, n in enumerate(names) if n in required or n == node.time_column]
+    if not keep:
+        keep = [0]
+    if len(keep) >= len(names):
+        return
+    node.exprs = [node.exprs[i] for i in keep]
+    node.schema = pa.schema([node.schema.field(i) for i in keep])
 
 
 def _push_predicates(node: LogicalNode) -> None:

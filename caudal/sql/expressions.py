@@ -227,8 +227,8 @@ def _between(node: exp.Between, scope: Scope) -> Expr:
 
 def _in(node: exp.In, scope: Scope) -> Expr:
     if node.args.get("query") is not None or node.args.get("unnest") is not None:
-        raise PlanError("IN (SELECT ...) is not supported in a streaming query",
-                        hint="use a JOIN, or list the values: x IN (1, 2, 3)")
+        raise PlanError("IN (SELECT …) is only supported as a condition of WHERE, AND-ed "
+                        "with the others", hint="WHERE x IN (SELECT y FROM …), or a JOIN")
     return _call("in_list", [node.this, *node.expressions], scope)
 
 

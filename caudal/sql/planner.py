@@ -247,6 +247,10 @@ class Planner:
 
     def plan_select(self, select: exp.Select) -> tuple[LogicalNode, Scope]:
         from caudal.sql.expressions import translate
+        from caudal.sql.subqueries import apply_subqueries, without_subqueries
+
+        # WHERE x IN (SELECT …) / EXISTS (…): semi and anti joins, applied after the rest
+        select, subqueries = without_subqueries(select)
 
         for clause, what in (("order", "ORDER BY"), ("limit", "LIMIT"), ("offset", "OFFSET")):
             if select.args.get(clause) is not None:
@@ -282,6 +286,8 @@ class Planner:
             remaining = push_rank_limit(node, predicate)
             if remaining is not None:
                 node = Filter(node.schema, node.time_column, input=node, predicate=remaining)
+        if subqueries:
+            node = apply_subqueries(self, node, scope, subqueries)
 
         if select.args.get("group") is not None or any(contains_aggregate(e)
                                                        for e in select.expressions):
