@@ -322,6 +322,111 @@ class StringAgg(Kernel):
         return state[f"{self.p}_v"]
 
 
+def _lists(values: pa.Array, order: np.ndarray, groups_of_order: np.ndarray, n_groups: int,
+           list_type: pa.DataType) -> pa.Array:
+    """One list per group: ``values`` taken in ``order`` (sorted by group), cut at the group
+    boundaries; a group with no value gets NULL."""
+    counts = np.bincount(groups_of_order, minlength=n_groups)
+    offsets = np.zeros(n_groups + 1, dtype=np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    lists = pa.ListArray.from_arrays(pa.array(offsets), pc.take(values, pa.array(order)),
+                                     type=list_type)
+    return pc.if_else(pa.array(counts > 0), lists, pa.scalar(None, list_type))
+
+
+class ArrayAgg(Kernel):
+    """array_agg(x [ORDER BY k]): every value, NULLs included, in arrival order or by the
+    ORDER BY key (ties in arrival order); NULL when no row was aggregated. With ORDER BY
+    the state keeps the keys beside the values, so states merge by re-sorting."""
+
+    needs_groups = (True, True)
+    #: the state grows with the input (and arrival order matters)
+    two_phase = False
+
+    def prepare(self, batch):
+        value = _as_array(batch.column(self.call.args[0]))
+        if pa.types.is_null(value.type):
+            value = value.cast(self.call.dtype.value_type)
+        cols = {f"{self.p}_x": value}
+        if len(self.call.args) > 1:
+            cols[f"{self.p}_xk"] = _as_array(batch.column(self.call.args[1]))
+        mask = self._mask(batch)
+        if mask is not None:
+            cols[f"{self.p}_xf"] = mask
+        return cols
+
+    def specs(self, phase):
+        return []
+
+    def finish(self, phase, result, source, groups):
+        p, ordered = self.p, len(self.call.args) > 1
+        if phase == PARTIAL:
+            values = _as_array(source[f"{p}_x"])
+            keys = _as_array(source[f"{p}_xk"]) if ordered else None
+            gid = groups.gid
+            if f"{p}_xf" in source.column_names:
+                rows = np.nonzero(_np(source[f"{p}_xf"], False, bool))[0]
+            else:
+                rows = np.arange(len(values))
+        else:
+            lists = _as_array(source[f"{p}_v"])
+            values = pc.list_flatten(lists)
+            keys = pc.list_flatten(_as_array(source[f"{p}_k"])) if ordered else None
+            gid = groups.gid[pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)]
+            rows = np.arange(len(values))
+        g = gid[rows]
+        if ordered:
+            desc = self.call.options.get("descending", False)
+            nulls_first = self.call.options.get("nulls_first", desc)
+            table = pa.table({"g": pa.array(g), "k": keys.take(pa.array(rows)),
+                              "i": pa.array(np.arange(len(rows)))})
+            sorted_at = pc.sort_indices(table, sort_keys=[
+                ("g", "ascending", "at_end"),
+                ("k", "descending" if desc else "ascending",
+                 "at_start" if nulls_first else "at_end"),
+                ("i", "ascending", "at_end")])
+            pos = sorted_at.to_numpy(zero_copy_only=False)
+        else:
+            pos = np.argsort(g, kind="stable")
+        order = rows[pos]
+        out = {f"{p}_v": _lists(values, order, g[pos], groups.groups, self.call.dtype)}
+        if ordered:
+            out[f"{p}_k"] = _lists(keys, order, g[pos], groups.groups, pa.list_(keys.type))
+        return out
+
+    def final(self, state):
+        return state[f"{self.p}_v"]
+
+
+class BitAgg(Kernel):
+    """bit_and, bit_or, bit_xor of the non-NULL integers of a group (NULL when there are
+    none); the state is one integer, so partial states merge the same way."""
+
+    needs_groups = (True, True)
+    _OPS = {"bit_and": np.bitwise_and, "bit_or": np.bitwise_or, "bit_xor": np.bitwise_xor}
+
+    def specs(self, phase):
+        return []
+
+    def finish(self, phase, result, source, groups):
+        values = _as_array(source[f"{self.p}_x" if phase == PARTIAL else f"{self.p}_v"])
+        valid = _np(pc.is_valid(values), False, bool)
+        rows = np.nonzero(valid)[0]
+        g = groups.gid[rows]
+        pos = np.argsort(g, kind="stable")
+        g, v = g[pos], _np(values, 0, np.int64)[rows[pos]]
+        out = np.zeros(groups.groups, dtype=np.int64)
+        has = np.zeros(groups.groups, dtype=bool)
+        if len(g):
+            starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+            out[g[starts]] = self._OPS[self.call.func].reduceat(v, starts)
+            has[g[starts]] = True
+        return {f"{self.p}_v": pa.array(out, mask=~has).cast(self.call.dtype)}
+
+    def final(self, state):
+        return state[f"{self.p}_v"]
+
+
 def _distinct_pairs(g: np.ndarray, values: pa.Array) -> tuple[np.ndarray, pa.Array]:
     """The distinct (group, value) pairs, sorted by group. Values are coded as integers
     (themselves, or dictionary codes) and each pair as one int64, so one sort of int64s does
@@ -419,6 +524,10 @@ def make_kernel(call: AggCall, index: int, input_schema: pa.Schema,
         cls = FirstLast
     elif func == "string_agg":
         cls = StringAgg
+    elif func == "array_agg":
+        cls = ArrayAgg
+    elif func in BitAgg._OPS:
+        cls = BitAgg
     else:
         raise ValueError(f"no kernel for aggregate {func}")
     return cls(call, index, input_schema, time_column)

@@ -32,11 +32,15 @@ ALIASES = {
     "string_agg": "string_agg", "groupconcat": "string_agg", "listagg": "string_agg",
     "approx_count_distinct": "approx_count_distinct", "approx_distinct": "approx_count_distinct",
     "approxdistinct": "approx_count_distinct",
+    "array_agg": "array_agg", "arrayagg": "array_agg",
+    "bit_and": "bit_and", "bitwiseandagg": "bit_and", "bit_or": "bit_or",
+    "bitwiseoragg": "bit_or", "bit_xor": "bit_xor", "bitwisexoragg": "bit_xor",
 }
 
 ACCEPTED = ("count(*), count(x), count(DISTINCT x), sum, avg, min, max, stddev, stddev_pop, "
             "stddev_samp, variance, var_pop, var_samp, bool_and, bool_or, first_value, "
-            "last_value, string_agg(x, sep), approx_count_distinct")
+            "last_value, string_agg(x, sep), approx_count_distinct, "
+            "array_agg(x [ORDER BY k]), bit_and, bit_or, bit_xor")
 
 #: aggregates whose DISTINCT form is computed (min/max/bool ignore DISTINCT)
 DISTINCT_OK = {"count", "sum", "avg", "approx_count_distinct"}
@@ -106,6 +110,12 @@ def result_type(func: str, args: list[pa.DataType]) -> pa.DataType:
             return pa.string()
         raise PlanError(f"string_agg() takes TEXT, got {sql_name(t)}",
                         hint="cast the value: string_agg(CAST(x AS TEXT), ',')")
+    if func == "array_agg":
+        return pa.list_(pa.string() if null else t)
+    if func in ("bit_and", "bit_or", "bit_xor"):
+        if pa.types.is_integer(t) or null:
+            return pa.int64() if null else t
+        raise PlanError(f"{func}() takes an integer, got {sql_name(t)}")
     raise PlanError(f"unknown aggregate {func}()", hint=f"accepted: {ACCEPTED}")
 
 

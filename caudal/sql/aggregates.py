@@ -214,10 +214,23 @@ def _translate_aggregate(node: exp.Expression, scope: Scope, event_time: bool) -
                         line=ln, col=col, hint=f"accepted: {ACCEPTED}")
     distinct = False
     options: dict = {}
+    order_key: exp.Expression | None = None
     if isinstance(call, exp.Anonymous):
         arg_nodes = list(call.expressions)
     else:
         this = call.this
+        if isinstance(this, exp.Order):
+            # array_agg(x ORDER BY k [DESC] [NULLS FIRST|LAST])
+            ordering = this.expressions
+            if func != "array_agg" or len(ordering) != 1:
+                raise PlanError(f"ORDER BY inside {func}() is not supported" if
+                                func != "array_agg" else
+                                "array_agg() takes one ORDER BY key", line=ln, col=col,
+                                hint="array_agg(x ORDER BY k [DESC])")
+            order_key = ordering[0].this
+            options["descending"] = bool(ordering[0].args.get("desc"))
+            options["nulls_first"] = bool(ordering[0].args.get("nulls_first"))
+            this = this.this
         if isinstance(this, exp.Distinct):
             distinct = True
             arg_nodes = list(this.expressions)
@@ -248,6 +261,10 @@ def _translate_aggregate(node: exp.Expression, scope: Scope, event_time: bool) -
         raise PlanError(f"{func}() takes one argument, got {len(arg_nodes)}", line=ln, col=col,
                         hint=f"accepted: {ACCEPTED}")
     args = [translate(a, scope) for a in arg_nodes]
+    if order_key is not None:
+        if any(_is_aggregate(sub) for sub in order_key.walk()):
+            raise PlanError("aggregate calls cannot be nested", line=ln, col=col)
+        args.append(translate(order_key, scope))
     if distinct:
         if func in DISTINCT_IRRELEVANT:
             distinct = False
