@@ -178,7 +178,7 @@ def apply_subqueries(planner, node: LogicalNode, scope: Scope,
     return node
 
 
-def _plan_inner(planner, query: exp.Select, outer_names: set[str]
+def _plan_inner(planner, query: exp.Select, outer_names: set[str], what: str
                 ) -> tuple[LogicalNode, Scope, list[exp.Expression]]:
     """The subquery's FROM (and JOINs), its columns renamed away from the outer ones, and
     its WHERE conjuncts (not applied yet)."""
@@ -194,7 +194,8 @@ def _plan_inner(planner, query: exp.Select, outer_names: set[str]
         from_ = probe.args.get("from_") or probe.args.get("from")
         if from_ is None:
             ln, col = position(query)
-            raise PlanError("a subquery needs a FROM clause", line=ln, col=col)
+            raise PlanError(f"{what} (SELECT …): a subquery needs a FROM clause", line=ln,
+                            col=col, hint="EXISTS (SELECT 1 FROM t WHERE …)")
         inner, inner_scope = planner.plan_from(from_.this)
     rename = {n: new for n, new in zip(inner.schema.names,
                                         _names_apart(inner.schema.names, outer_names))
@@ -221,7 +222,7 @@ def _plan_predicate(planner, node: LogicalNode, scope: Scope,
 
     correlated: list[exp.Expression] = []
     if _simple(query):
-        inner, inner_scope, conds = _plan_inner(planner, query, outer_names)
+        inner, inner_scope, conds = _plan_inner(planner, query, outer_names, what)
         own = [c for c in conds if _reads_only(c, inner_scope)]
         correlated = [c for c in conds if not _reads_only(c, inner_scope)]
         if own:
