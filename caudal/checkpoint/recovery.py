@@ -198,6 +198,7 @@ def recover_sinks(manifest: Manifest | None, graph: PhysicalGraph, triggered: in
                 ref = old.subtasks[j].operators[index].get("sink")
                 state = ref.value if ref is not None else None
             sink = cls(v.sink, j, parallelism)
+            sink.writer = v.id
             sink.open(v.sink.schema, state)
             try:
                 if state is not None:

@@ -99,6 +99,11 @@ class Sink(ABC):
 
     #: True if the sink accepts a changelog (rows with retractions)
     accepts_updates: bool = False
+    #: which writer of the table this instance belongs to (the id of its sink vertex, set by
+    #: the runtime before ``open``). Two ``INSERT INTO`` the same table are two writers with
+    #: the same subtask numbers committing the same epochs at the same time: anything a sink
+    #: names per subtask (files, transaction ids) must carry the writer too, or they collide.
+    writer: int = 0
     #: metadata keys this sink writes (a non-VIRTUAL metadata column of a table INSERTed
     #: into): key -> what it is; the rows it gets carry them as columns of ``table.metadata``
     METADATA_KEYS: dict[str, str] = {}

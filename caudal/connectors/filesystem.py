@@ -330,9 +330,12 @@ class FileSystemSource(Source):
 class FileSystemSink(Sink):
     """Writes a directory of files, exactly once: hidden until their epoch commits.
 
-    Files are named ``part-<subtask>-<epoch>-<n>.<ext>``. ``abort`` deletes an epoch's files;
-    the runtime calls it only when those rows will be replayed (the job restarts), since a
-    checkpoint that merely did not complete has its files committed with the next one.
+    Files are named ``part-<subtask>-<epoch>-<writer>-<n>.<ext>``: ``writer`` (Sink.writer)
+    tells apart two INSERTs into the same table, whose subtasks commit the same epochs at
+    once (checking which names exist cannot: neither has renamed its files yet when both
+    choose). ``abort`` deletes an epoch's files; the runtime calls it only when those rows
+    will be replayed (the job restarts), since a checkpoint that merely did not complete has
+    its files committed with the next one.
     """
 
     OPTIONS = {
@@ -436,7 +439,7 @@ class FileSystemSink(Sink):
         n = len(pairs)
         for hidden in self._closed:
             while True:
-                final = f"part-{self.subtask:03d}-{epoch:06d}-{n}{self._ext}"
+                final = f"part-{self.subtask:03d}-{epoch:06d}-{self.writer}-{n}{self._ext}"
                 n += 1
                 if not _exists(self._fs, self._path(final)):
                     break
@@ -453,6 +456,11 @@ class FileSystemSink(Sink):
             for hidden, final in self._pending[e]:
                 source, target = self._path(hidden), self._path(final)
                 if _exists(self._fs, source):
+                    if _exists(self._fs, target):  # a rename would drop that file's rows
+                        raise RuntimeFailure(
+                            f"cannot commit {target}: a file of that name already exists",
+                            hint="two jobs write into the same directory at once; give "
+                                 "each its own path")
                     self._fs.move(source, target)
                 elif not _exists(self._fs, target):
                     raise RuntimeFailure(

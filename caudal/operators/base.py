@@ -24,6 +24,9 @@ class OperatorContext:
     metrics: dict[str, int] = field(default_factory=dict)
     #: max number of key groups (for keyed state)
     max_key_groups: int = 128
+    #: the id of the vertex the operator runs in: with ``subtask``, it names the instance
+    #: (two INSERTs into one table are two sink vertices with the same subtask numbers)
+    vertex: int = 0
 
 
 class Operator:

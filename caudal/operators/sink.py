@@ -23,6 +23,7 @@ class SinkOperator(Operator):
     def open(self, ctx: OperatorContext, restored: dict[str, Any] | None = None) -> None:
         super().open(ctx)
         self.sink = sink_class(self.table)(self.table, ctx.subtask, ctx.parallelism)
+        self.sink.writer = ctx.vertex
         self.sink.open(self.table.schema, restored)
 
     def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:

@@ -111,7 +111,8 @@ class SubtaskRunner:
         self.stats = stats
         self.source = source
         self.assigned = assigned or []
-        self.ctx = OperatorContext(subtask=index, parallelism=vertex.parallelism)
+        self.ctx = OperatorContext(subtask=index, parallelism=vertex.parallelism,
+                                   vertex=vertex.id)
         restored = job.restored.get((vertex.id, index), {})
         self.operators = [create(spec) for spec in vertex.operators]
         op_states = restored.get("operators") or [{} for _ in self.operators]

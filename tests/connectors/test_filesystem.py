@@ -88,7 +88,7 @@ def test_round_trip(tmp_path: Path, fmt: str) -> None:
     batches = table.to_batches(max_chunksize=2)
     out = tmp_path / "out"
     write_epochs(out, [batches[:2], batches[2:]], table.schema, format=fmt)
-    assert visible(out) == [f"part-000-000001-0.{fmt}", f"part-000-000002-0.{fmt}"]
+    assert visible(out) == [f"part-000-000001-0-0.{fmt}", f"part-000-000002-0-0.{fmt}"]
     got, source = read_all(source_spec(out, table.schema))
     assert got.equals(table), got.to_pylist()
     assert source.metrics.rows_read == len(table)
@@ -111,7 +111,7 @@ def test_json_nested_round_trip(tmp_path: Path) -> None:
 def test_json_output_text(tmp_path: Path) -> None:
     write_epochs(tmp_path, [sample().slice(0, 3).to_batches()], sample().schema, format="json")
     rows = [json.loads(line) for line in
-            (tmp_path / "part-000-000001-0.json").read_text().splitlines()]
+            (tmp_path / "part-000-000001-0-0.json").read_text().splitlines()]
     assert rows[0]["t"] == "2026-01-01T00:00:00Z"
     assert rows[1]["t"] == "2026-01-01T00:00:01.000500Z"
     assert rows[2] == {"id": None, "name": None, "price": "-3.25", "ratio": -1e20,
@@ -176,7 +176,7 @@ def test_directory_split_across_two_subtasks(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not data")
     spec = source_spec(tmp_path, table.schema)
     parts = FileSystemSource(spec).partitions(2)
-    assert parts == [f"part-00{i}-000001-0.json" for i in range(3)]
+    assert parts == [f"part-00{i}-000001-0-0.json" for i in range(3)]
     halves = [read_all(spec, parts[i::2])[0] for i in range(2)]
     assert sum(h.num_rows for h in halves) == 3 * len(table)
     assert sorted(pa.concat_tables(halves).column("id").to_pylist(), key=str) == \
@@ -219,17 +219,17 @@ def test_hidden_until_commit_then_idempotent(tmp_path: Path) -> None:
     sink.write(table.to_batches()[0])
     state = sink.pre_commit(2)
     assert visible(tmp_path / "o") == []
-    assert [p[1] for p in state["pending"]] == ["part-002-000002-0.parquet"]
+    assert [p[1] for p in state["pending"]] == ["part-002-000002-0-0.parquet"]
     assert all(p[0].startswith(".") for p in state["pending"])
     sink.commit(2)
     sink.commit(2)
-    assert visible(tmp_path / "o") == ["part-002-000002-0.parquet"]
+    assert visible(tmp_path / "o") == ["part-002-000002-0-0.parquet"]
     # a restarted sink finishes the commit of the restored state, once
     again = FileSystemSink(sink.table, 2, 4)
     again.open(table.schema, json.loads(json.dumps(state)))
     again.commit(2)
-    assert visible(tmp_path / "o") == ["part-002-000002-0.parquet"]
-    assert pq.read_table(tmp_path / "o" / "part-002-000002-0.parquet").equals(table)
+    assert visible(tmp_path / "o") == ["part-002-000002-0-0.parquet"]
+    assert pq.read_table(tmp_path / "o" / "part-002-000002-0-0.parquet").equals(table)
 
 
 def test_commit_after_restart_from_pre_commit_state(tmp_path: Path) -> None:
@@ -243,7 +243,7 @@ def test_commit_after_restart_from_pre_commit_state(tmp_path: Path) -> None:
     assert visible(tmp_path) == []
     restarted.commit(7)
     restarted.commit(7)
-    assert visible(tmp_path) == ["part-000-000007-0.parquet"]
+    assert visible(tmp_path) == ["part-000-000007-0-0.parquet"]
 
 
 def test_uncommitted_epochs_are_carried_to_the_next_state(tmp_path: Path) -> None:
@@ -258,7 +258,7 @@ def test_uncommitted_epochs_are_carried_to_the_next_state(tmp_path: Path) -> Non
     restarted = FileSystemSink(sink.table, 0, 1)
     restarted.open(table.schema, state)
     restarted.commit(2)
-    assert visible(tmp_path) == ["part-000-000001-0.parquet", "part-000-000002-0.parquet"]
+    assert visible(tmp_path) == ["part-000-000001-0-0.parquet", "part-000-000002-0-0.parquet"]
 
 
 def test_abort_removes_files(tmp_path: Path) -> None:
@@ -277,13 +277,13 @@ def test_abort_removes_files(tmp_path: Path) -> None:
 
 def test_rollover_and_existing_names(tmp_path: Path) -> None:
     table = sample()
-    (tmp_path / "part-000-000001-0.json").write_text('{"id": 100}\n')  # an earlier run's file
+    (tmp_path / "part-000-000001-0-0.json").write_text('{"id": 100}\n')  # an earlier run's file
     sink = write_epochs(tmp_path, [table.to_batches()], table.schema, format="json",
                         rollover_rows="2")
     assert sink.rows == 5
-    assert visible(tmp_path) == ["part-000-000001-0.json", "part-000-000001-1.json",
-                                 "part-000-000001-2.json", "part-000-000001-3.json"]
-    assert (tmp_path / "part-000-000001-0.json").read_text() == '{"id": 100}\n'
+    assert visible(tmp_path) == ["part-000-000001-0-0.json", "part-000-000001-0-1.json",
+                                 "part-000-000001-0-2.json", "part-000-000001-0-3.json"]
+    assert (tmp_path / "part-000-000001-0-0.json").read_text() == '{"id": 100}\n'
     got, _ = read_all(source_spec(tmp_path, table.schema))
     assert got.num_rows == 6
 
