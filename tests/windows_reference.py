@@ -148,3 +148,16 @@ def assert_same_rows(got: list[tuple], want: list[tuple]) -> None:
                 assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6), (g, w)
             else:
                 assert a == b, (g, w)
+
+
+def duck_answer(events: pa.Table, sql: str) -> pa.Table:
+    """DuckDB's answer to ``sql`` over ``events`` registered as ``bids`` (UTC session)."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("bids", events)
+    try:
+        return con.sql(sql).to_arrow_table()
+    finally:
+        con.close()

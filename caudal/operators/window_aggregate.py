@@ -243,11 +243,10 @@ class WindowAggregate(FiresOnTime, Operator, KeyedWindowState):
         if until <= done:
             return []
         self.fired_until = until
-        step = self.window.pane_us
-        if not self.panes or (done // step + 1) * step > until:
+        if not self.panes or self.window.next_end_after(done) > until:
             return []  # no window ends in (done, until]
         ids = np.fromiter(self.panes.keys(), dtype=np.int64, count=len(self.panes))
-        first_end = (ids + 1) * self.window.pane_us
+        first_end = self.window.pane_end(ids)
         last_end = self.window.pane_last_end(ids)
         ready = ids[(first_end <= until) & (last_end > done)]
         out: list[pa.RecordBatch] = []
@@ -262,7 +261,7 @@ class WindowAggregate(FiresOnTime, Operator, KeyedWindowState):
         state = pa.concat_tables([self._compacted(int(p)) for p in panes])
         pane_col = state.column(PANE).to_numpy()
         if self.window.kind == "tumble":
-            ends = (pane_col + 1) * self.window.pane_us
+            ends = self.window.pane_end(pane_col)
             merged = state
         else:
             rows, ends = self.window.explode(pane_col, done + 1, until)

@@ -47,7 +47,7 @@ class UpstreamWindow:
 
     @property
     def panes(self) -> WindowSpec:
-        return WindowSpec("tumble", self.spec.pane_us)
+        return WindowSpec("tumble", self.spec.pane_us, offset_us=self.spec.offset_us)
 
     def time_expr(self) -> Expr:
         """A row's time: 1µs before its window's end (its ``window_time``), so it lands in

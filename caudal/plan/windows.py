@@ -1,7 +1,10 @@
 """Event-time windows as plain data: kind and sizes, and the arithmetic that puts a timestamp
 in its windows.
 
-Windows are half-open ``[start, end)`` and aligned to the Unix epoch. Tumbling, hopping and
+Windows are half-open ``[start, end)`` and aligned to the Unix epoch plus an optional
+*offset* (Flink's ``TUMBLE(…, size, offset)``: window starts are ``k * period + offset``,
+the period being the size of a tumbling or cumulating window and the slide of a hopping
+one, so the offset only matters modulo the period). Tumbling, hopping and
 cumulating windows are unions of *panes* (slices of ``pane_us``): a hop of slide s and width
 w is w/s consecutive panes of size s, a cumulating window of step s and max size m is the
 first 1..m/s panes of size s of its max window. Operators aggregate rows into panes once and
@@ -36,9 +39,21 @@ class WindowSpec:
     size_us: int
     #: slide (hop) or step (cumulate), in microseconds; 0 otherwise
     slide_us: int = 0
+    #: window starts are aligned to the epoch plus this (in [0, period), see ``period_us``)
+    offset_us: int = 0
 
     def __post_init__(self) -> None:
         assert self.kind in KINDS, self.kind
+        period = self.period_us
+        if period and not 0 <= self.offset_us < period:
+            object.__setattr__(self, "offset_us", self.offset_us % period)
+
+    @property
+    def period_us(self) -> int:
+        """How often the window pattern repeats: an offset matters only modulo this."""
+        if self.kind == "hop":
+            return self.slide_us
+        return self.size_us if self.kind != "session" else 0
 
     @property
     def pane_us(self) -> int:
@@ -58,52 +73,63 @@ class WindowSpec:
 
     def __str__(self) -> str:
         size = format_duration_us(self.size_us)
+        offset = f", offset {format_duration_us(self.offset_us)}" if self.offset_us else ""
         if self.kind in ("hop", "cumulate"):
-            return f"{self.kind}({format_duration_us(self.slide_us)}, {size})"
-        return f"{self.kind}({size})"
+            return f"{self.kind}({format_duration_us(self.slide_us)}, {size}{offset})"
+        return f"{self.kind}({size}{offset})"
 
     # ---- pane arithmetic (vectorized, int64 microseconds) ---------------------------------
+    # Pane k is [k * pane + offset, (k + 1) * pane + offset); times and window ends taken
+    # and returned are real instants (the offset is added and removed here only).
 
     def pane_of(self, ts: np.ndarray) -> np.ndarray:
         """The pane index of each timestamp (floor division: correct before 1970 too)."""
-        return np.floor_divide(ts, self.pane_us)
+        return np.floor_divide(ts - self.offset_us, self.pane_us)
+
+    def pane_end(self, pane: np.ndarray | int) -> np.ndarray | int:
+        """The end of a pane: the first window end that covers it."""
+        return (pane + 1) * self.pane_us + self.offset_us
+
+    def next_end_after(self, time: int) -> int:
+        """The first pane (and so window) end after ``time``."""
+        return int(self.pane_end((time - self.offset_us) // self.pane_us))
 
     def pane_last_end(self, pane: np.ndarray | int) -> np.ndarray | int:
         """The end of the last window that contains the pane: once the watermark passes it,
         the pane's state can be freed."""
-        p = self.pane_us
+        p, off = self.pane_us, self.offset_us
         if self.kind == "tumble":
-            return (pane + 1) * p
+            return (pane + 1) * p + off
         if self.kind == "hop":
-            return pane * p + self.size_us
+            return pane * p + self.size_us + off
         # cumulate: the end of the pane's max window
         m = self.size_us
-        return (np.floor_divide(pane * p, m) + 1) * m
+        return (np.floor_divide(pane * p, m) + 1) * m + off
 
     def explode(self, pane: np.ndarray, low: int | None = None,
                 high: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """For pane indices, every (row index, window end) pair of a window that contains
         the pane and ends in ``[low, high]``: a row repeats once per such window
         (``panes_per_window`` times at most), and only those copies are made."""
-        p = self.pane_us
-        first = pane + 1  # window ends in units of panes
-        last = self.pane_last_end(pane) // p
+        p, off = self.pane_us, self.offset_us
+        first = pane + 1  # window ends in units of panes (after removing the offset)
+        last = (self.pane_last_end(pane) - off) // p
         if low is not None:
-            first = np.maximum(first, -(-low // p))
+            first = np.maximum(first, -(-(low - off) // p))
         if high is not None:
-            last = np.minimum(last, high // p)
+            last = np.minimum(last, (high - off) // p)
         counts = np.maximum(last - first + 1, 0)
         if self.kind == "tumble" or (len(counts) and counts.min() == counts.max() == 1):
             keep = np.flatnonzero(counts)
-            return keep, first[keep] * p
+            return keep, first[keep] * p + off
         rows = np.repeat(np.arange(len(pane)), counts)
         starts = np.cumsum(counts) - counts
         j = np.arange(len(rows)) - np.repeat(starts, counts)
-        return rows, (first[rows] + j) * p
+        return rows, (first[rows] + j) * p + off
 
     def window_start(self, end: np.ndarray) -> np.ndarray:
         """The start of a (tumbling, hopping or cumulating) window from its end."""
         if self.kind == "cumulate":
-            m = self.size_us
-            return np.floor_divide(end - 1, m) * m
+            m, off = self.size_us, self.offset_us
+            return np.floor_divide(end - off - 1, m) * m + off
         return end - self.size_us

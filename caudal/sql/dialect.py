@@ -19,15 +19,17 @@ from sqlglot.tokens import TokenType
 
 
 class WindowTableFunction(exp.Expression):
-    """``NAME(TABLE t [PARTITION BY k, …], DESCRIPTOR(col), arg, …)`` inside ``TABLE(…)``.
+    """``NAME(TABLE t [PARTITION BY k, …], DESCRIPTOR(col), arg, …)`` inside ``TABLE(…)``,
+    also with Flink's named arguments (``DATA => TABLE t, TIMECOL => DESCRIPTOR(col),
+    SIZE => …, OFFSET => …``).
 
     ``this`` is the function name (an Identifier), ``table`` the input table, ``partition_by``
-    the PARTITION BY columns (SESSION), ``descriptor`` the time column and ``expressions``
-    the remaining arguments (intervals).
+    the PARTITION BY columns (SESSION), ``descriptor`` the time column, ``expressions`` the
+    remaining positional arguments (intervals) and ``named`` the named ones (``exp.Kwarg``).
     """
 
     arg_types = {"this": True, "table": True, "partition_by": False, "descriptor": False,
-                 "expressions": False}
+                 "expressions": False, "named": False}
 
 
 class MetadataColumnConstraint(exp.Expression, exp.ColumnConstraintKind):
@@ -59,6 +61,8 @@ def _tvf_sql(self, e: WindowTableFunction) -> str:
     if e.args.get("descriptor") is not None:
         args.append(f"DESCRIPTOR({self.sql(e, 'descriptor')})")
     args.extend(self.sql(a) for a in e.expressions)
+    args.extend(f"{k.this.name} => {self.sql(k, 'expression')}"
+                for k in e.args.get("named") or [])
     return f"TABLE({self.sql(e, 'this')}({', '.join(args)}))"
 
 
@@ -131,8 +135,11 @@ class Caudal(RisingWave):
             index = self._index
             self._advance(2)  # TABLE (
             name = self._parse_id_var(any_token=True)
-            if name is None or not self._match(TokenType.L_PAREN) or \
-                    not self._match(TokenType.TABLE):
+            if name is None or not self._match(TokenType.L_PAREN):
+                self._retreat(index)
+                return None
+            data = self._arg_name()
+            if (data is not None and data != "DATA") or not self._match(TokenType.TABLE):
                 self._retreat(index)
                 return None
             table = self._parse_table_parts()
@@ -142,29 +149,56 @@ class Caudal(RisingWave):
                 while True:
                     partition.append(self._parse_column())
                     if not (self._curr is not None and self._curr.token_type == TokenType.COMMA
-                            and (wrapped or self._next is None or
-                                 self._next.text.upper() != "DESCRIPTOR")):
+                            and (wrapped or not self._next_is_argument())):
                         break
                     self._advance()
                 if wrapped:
                     self._match_r_paren()
             descriptor = None
             rest: list[exp.Expression] = []
+            named: list[exp.Expression] = []
             while self._match(TokenType.COMMA):
+                arg = self._arg_name()
                 if self._match_text_seq("DESCRIPTOR"):
-                    descriptor = self._parse_wrapped(self._parse_column)
+                    value = self._parse_wrapped(self._parse_column)
+                    if arg in (None, "TIMECOL"):
+                        descriptor = value
+                        continue
                 else:
-                    rest.append(self._parse_assignment())
+                    value = self._parse_assignment()
+                if arg is None:
+                    rest.append(value)
+                else:
+                    named.append(self.expression(exp.Kwarg(this=exp.var(arg),
+                                                           expression=value)))
             self._match_r_paren()
             self._match_r_paren()
             tvf = self.expression(WindowTableFunction(
                 this=name, table=table, partition_by=partition, descriptor=descriptor,
-                expressions=rest))
+                expressions=rest, named=named))
             out = self.expression(exp.Table(this=tvf))
             alias = self._parse_table_alias()
             if alias is not None:
                 out.set("alias", alias)
             return out
+
+        def _arg_name(self) -> str | None:
+            """``NAME =>`` of a named argument (consumed, upper case), else None."""
+            if self._curr is not None and self._next is not None and \
+                    self._next.token_type == TokenType.FARROW:
+                text = self._curr.text.upper()
+                self._advance(2)
+                return text
+            return None
+
+        def _next_is_argument(self) -> bool:
+            """After a comma in PARTITION BY: does the next argument start (DESCRIPTOR(…) or
+            ``NAME =>``) rather than another partition column?"""
+            if self._next is None or self._next.text.upper() == "DESCRIPTOR":
+                return True
+            after = self._index + 2
+            return after < len(self._tokens) and \
+                self._tokens[after].token_type == TokenType.FARROW
 
     class Generator(RisingWave.Generator):
         TRANSFORMS = {**RisingWave.Generator.TRANSFORMS, WindowTableFunction: _tvf_sql,

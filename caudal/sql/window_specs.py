@@ -16,7 +16,8 @@ from caudal.sql.scope import Scope, position
 
 #: Arroyo-style window functions in GROUP BY: name -> argument names
 GROUP_BY_WINDOWS = {"tumble": ("width",), "hop": ("slide", "width"), "session": ("gap",)}
-#: Flink window table functions: name -> interval argument names
+#: Flink window table functions: name -> interval argument names (then an optional
+#: ``offset`` for all but SESSION)
 TABLE_FUNCTIONS = {"tumble": ("size",), "hop": ("slide", "size"),
                    "cumulate": ("step", "size"), "session": ("gap",)}
 
@@ -27,8 +28,9 @@ _EXAMPLE = {"tumble": "tumble(INTERVAL '10' SECOND)",
                         "INTERVAL '1' HOUR)"}
 
 
-def constant_interval(node: exp.Expression, scope: Scope, what: str) -> int:
-    """The length in µs of an argument that must be a constant positive INTERVAL."""
+def constant_interval(node: exp.Expression, scope: Scope, what: str,
+                      positive: bool = True) -> int:
+    """The length in µs of an argument that must be a constant (positive) INTERVAL."""
     from caudal.sql.expressions import translate
 
     ln, col = position(node)
@@ -51,17 +53,18 @@ def constant_interval(node: exp.Expression, scope: Scope, what: str) -> int:
         micros = value // dt.timedelta(microseconds=1)
     else:
         micros = int(value) if value is not None else 0
-    if micros <= 0:
+    if positive and micros <= 0:
         raise PlanError(f"the {what} must be positive, got {node.sql(dialect='postgres')}",
                         line=ln, col=col, hint="write a positive INTERVAL")
     return micros
 
 
 def make_window(kind: str, sizes: list[int], nodes: list[exp.Expression],
-                call: exp.Expression) -> WindowSpec:
-    """A WindowSpec from a window function's interval arguments (µs), validated."""
+                call: exp.Expression, offset_us: int = 0) -> WindowSpec:
+    """A WindowSpec from a window function's interval arguments (µs), validated; windows
+    start at the epoch plus ``offset_us`` (modulo their period)."""
     if kind == "tumble":
-        return WindowSpec("tumble", sizes[0])
+        return WindowSpec("tumble", sizes[0], offset_us=offset_us)
     if kind == "session":
         return WindowSpec("session", sizes[0])
     slide, size = sizes
@@ -73,7 +76,7 @@ def make_window(kind: str, sizes: list[int], nodes: list[exp.Expression],
                         f"{nodes[1].sql(dialect='postgres')})", line=ln, col=col,
                         hint=f"choose a size that is a multiple of the {step}, e.g. "
                              f"{_EXAMPLE[kind]}")
-    return WindowSpec(kind, size, slide)
+    return WindowSpec(kind, size, slide, offset_us=offset_us)
 
 
 def window_call(node: exp.Expression) -> str | None:

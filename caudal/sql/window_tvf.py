@@ -5,6 +5,11 @@
     TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), step, max_size))
     TABLE(SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), gap))
 
+with an optional ``offset`` after the sizes of TUMBLE, HOP and CUMULATE (window starts
+aligned to the epoch plus it), or with named arguments, as Flink accepts them:
+``TUMBLE(DATA => TABLE t, TIMECOL => DESCRIPTOR(ts), SIZE => …, OFFSET => …)`` (also
+``SLIDE``, ``STEP``, ``GAP``).
+
 Each returns the table's columns plus ``window_start``, ``window_end`` and ``window_time``.
 The result is a ``WindowAssign`` node; a GROUP BY window_start, window_end (sql.aggregates)
 or a window top-N (sql.window_rank) above it uses the window directly instead of rows
@@ -29,9 +34,50 @@ from caudal.sql.window_specs import TABLE_FUNCTIONS, constant_interval, make_win
 from caudal.types import TIMESTAMP
 
 WINDOW_COLUMNS = ("window_start", "window_end", "window_time")
-ACCEPTED = ("TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size)), TABLE(HOP(TABLE t, DESCRIPTOR(ts), "
-            "slide, size)), TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), step, size)), "
-            "TABLE(SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), gap))")
+ACCEPTED = ("TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size[, offset])), TABLE(HOP(TABLE t, "
+            "DESCRIPTOR(ts), slide, size[, offset])), TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), "
+            "step, size[, offset])), TABLE(SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), "
+            "gap)), or named: DATA => TABLE t, TIMECOL => DESCRIPTOR(ts), SIZE => …")
+
+
+def _arguments(name: str, tvf: WindowTableFunction,
+               where: tuple[int | None, int | None]) -> dict[str, exp.Expression]:
+    """The interval arguments by name: positional ones in order (Flink's ``size`` etc.,
+    then ``offset``), then ``NAME => value`` ones."""
+    required = TABLE_FUNCTIONS[name]
+    accepted = required + (("offset",) if name != "session" else ())
+    spelled = ", ".join(n.upper() for n in accepted)
+    positional = list(tvf.expressions)
+    if len(positional) > len(accepted):
+        pl, pc = position(positional[len(accepted)])
+        raise PlanError(f"{name.upper()} takes at most {len(accepted)} interval argument(s) "
+                        f"({spelled}) after DESCRIPTOR, got {len(positional)}", line=pl,
+                        col=pc, hint=f"accepted: {ACCEPTED}")
+    values = dict(zip(accepted, positional))
+    for kwarg in tvf.args.get("named") or []:
+        arg = kwarg.this.name.lower()
+        kl, kc = position(kwarg)
+        if arg not in accepted:
+            what = "a DESCRIPTOR(column)" if arg == "timecol" else \
+                "first (DATA => TABLE t)" if arg == "data" else None
+            raise PlanError(f"{name.upper()} has no argument {arg.upper()}"
+                            if what is None else f"{arg.upper()} must be {what}",
+                            line=kl, col=kc,
+                            hint=f"{name.upper()}(DATA => TABLE t, TIMECOL => DESCRIPTOR(ts), "
+                                 + ", ".join(f"{n.upper()} => …" for n in accepted) + ")")
+        if arg in values:
+            raise PlanError(f"{name.upper()} argument {arg.upper()} is given twice",
+                            line=kl, col=kc, hint=f"arguments: {spelled}")
+        values[arg] = kwarg.expression
+    missing = [n for n in required if n not in values]
+    if missing:
+        then = " (then an optional OFFSET)" if name != "session" else ""
+        raise PlanError(f"{name.upper()} takes {len(required)} interval argument(s) "
+                        f"({', '.join(n.upper() for n in required)}) after DESCRIPTOR"
+                        f"{then}; {', '.join(m.upper() for m in missing)} is missing",
+                        line=where[0], col=where[1],
+                        hint=f"accepted: {ACCEPTED}")
+    return values
 
 
 def plan_window_tvf(planner, source: exp.Table):
@@ -81,14 +127,15 @@ def plan_window_tvf(planner, source: exp.Table):
                         hint="windows are over an event time column: "
                              + " or ".join(f"DESCRIPTOR({c})" for c in times))
     time_column = time_expr.name
+    values = _arguments(name, tvf, (ln, col))
     names = TABLE_FUNCTIONS[name]
-    args = list(tvf.expressions)
-    if len(args) != len(names):
-        raise PlanError(f"{name.upper()} takes {len(names)} interval argument(s) "
-                        f"({', '.join(names)}) after DESCRIPTOR, got {len(args)}",
-                        line=ln, col=col, hint=f"accepted: {ACCEPTED}")
+    args = [values[n] for n in names]
     sizes = [constant_interval(a, inner, f"{name.upper()} {n}") for a, n in zip(args, names)]
-    window = make_window(name, sizes, args, tvf)
+    offset = 0
+    if "offset" in values:
+        offset = constant_interval(values["offset"], inner, f"{name.upper()} offset",
+                                   positive=False)
+    window = make_window(name, sizes, args, tvf, offset)
     partition: list[str] = []
     keys = tvf.args.get("partition_by") or []
     if keys and name != "session":

@@ -6,30 +6,19 @@ column) a window over it is refused, never silently put on processing time."""
 
 from __future__ import annotations
 
-import duckdb
 import pytest
 
 from caudal.errors import PlanError
 from caudal.job import explain_sql
 from tests.helpers import run_to_table
 from tests.test_windows_vs_duckdb import DDL, S, write_input
-from tests.windows_reference import assert_same_rows, make_events, rows_of
+from tests.windows_reference import assert_same_rows, duck_answer, make_events, rows_of
 
 
 @pytest.fixture(scope="module")
 def events():
     # 6 minutes of events, out of order by up to 1.5 s (the watermark delay is 2 s)
     return make_events(4000, seed=11, span_ms=360_000, disorder_ms=1500)
-
-
-def _duck(events, sql: str):
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.register("bids", events)
-    try:
-        return con.sql(sql).to_arrow_table()
-    finally:
-        con.close()
 
 
 #: per 10 s and auction, then per minute (Arroyo: the inner window is a struct column)
@@ -72,7 +61,7 @@ def test_window_over_a_window_aggregate_is_on_event_time(tmp_path, events, case,
     plan = explain_sql(f"{ddl}\n{outer};")
     assert "processing time" not in plan and "arrival time" not in plan, plan
     got = run_to_table(ddl, outer, tmp_path / "out", parallelism, batch_rows=300)
-    want = _duck(events, DUCK_OUTER)
+    want = duck_answer(events, DUCK_OUTER)
     assert want.num_rows >= 6
     assert_same_rows(rows_of(got, COLUMNS), rows_of(want, COLUMNS))
 
