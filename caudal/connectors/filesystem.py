@@ -113,6 +113,15 @@ def _batches(table: pa.Table) -> Iterator[pa.RecordBatch]:
             yield batch
 
 
+def csv_header(table: TableSpec) -> bool:
+    """The ``csv.header`` option: whether csv files start with a header line."""
+    raw = str(table.options.get("csv.header", "true")).strip().lower()
+    if raw not in ("true", "false"):
+        raise ConfigError(f"option csv.header = {raw!r} of table {table.name!r} is not a "
+                          "boolean", line=table.line, hint="accepted: true, false")
+    return raw == "true"
+
+
 class FileSystemSource(Source):
     """Reads a file or a directory of files, bounded; resumable per partition."""
 
@@ -120,11 +129,17 @@ class FileSystemSource(Source):
         "path": "a file or a directory of files (local path or URL such as s3://bucket/dir)",
         "format": "parquet, json (JSON lines), csv or debezium_json (a changelog); default: "
                   "from the file extension",
+        "csv.header": "true (default): a csv file starts with a header line naming its "
+                      "columns; false: no header, the fields are the declared columns in order",
     }
 
     @classmethod
     def validate(cls, table: TableSpec) -> None:
         files = locate(table)
+        if not csv_header(table) and table.schema is None:
+            raise ConfigError(f"table {table.name!r} has csv.header = 'false' but declares "
+                              "no columns", line=table.line,
+                              hint="declare the columns, in the order of the file's fields")
         if table.schema is None or not files.names:
             return
         fmt = formats.get(files.format)
@@ -133,6 +148,8 @@ class FileSystemSource(Source):
         try:
             if files.format == "parquet":
                 fmt.check_columns(files.fs, first, table.schema, where)
+            elif files.format == "csv" and not csv_header(table):
+                fmt.Decoder(table.schema.names, table.schema, where)
             elif files.format == "csv":
                 with files.fs.open_input_stream(first, compression="detect") as stream:
                     header = fmt.read_header(stream)
@@ -146,6 +163,10 @@ class FileSystemSource(Source):
 
     @classmethod
     def infer_schema(cls, table: TableSpec) -> pa.Schema | None:
+        if not csv_header(table):
+            raise ConfigError(f"table {table.name!r} has csv.header = 'false' but declares "
+                              "no columns", line=table.line,
+                              hint="declare the columns, in the order of the file's fields")
         files = locate(table)
         if not files.names:
             raise ConfigError(f"table {table.name!r}: no {files.format} files in "
@@ -267,8 +288,9 @@ class FileSystemSource(Source):
         path = files.full(part)
         fmt = formats.get(files.format)
         policy = BadDataPolicy(self.table.bad_data, self.metrics, f"file {path}")
+        options = {"header": csv_header(self.table)} if files.format == "csv" else {}
         with files.fs.open_input_stream(path, compression="detect") as stream:
-            for table in fmt.read(stream, self.schema, policy):
+            for table in fmt.read(stream, self.schema, policy, **options):
                 yield from _batches(table)
 
     def _submit(self, part: str) -> Future:

@@ -189,9 +189,10 @@ class Decoder:
 
 
 def read(stream: Any, schema: pa.Schema, policy: bad_data.BadDataPolicy,
-         block_size: int = lines.BLOCK_SIZE) -> Iterator[pa.Table]:
-    """Tables of ``schema`` from a CSV stream (header first), applying ``policy`` to bad rows."""
-    decoder = None
+         block_size: int = lines.BLOCK_SIZE, header: bool = True) -> Iterator[pa.Table]:
+    """Tables of ``schema`` from a CSV stream (header first, unless ``header`` is False: then
+    the fields are ``schema``'s columns in order), applying ``policy`` to bad rows."""
+    decoder = None if header else Decoder(schema.names, schema, policy.where)
     for first_line, data in lines.read_blocks(stream, cut, block_size):
         if decoder is None:
             head = cut_first(data)

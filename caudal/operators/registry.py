@@ -25,6 +25,7 @@ OPERATORS: dict[str, str] = {
     "over_aggregate": "caudal.operators.over_aggregate:OverAggregate",
     "updating_over": "caudal.operators.updating_over:UpdatingOver",
     "union": "caudal.operators.union:UnionAll",
+    "lookup_join": "caudal.operators.lookup_join:LookupJoin",
 }
 
 

@@ -12,6 +12,9 @@ columns it reads:
   columns (``b.t BETWEEN a.t - INTERVAL '1' SECOND AND a.t``, ``a.t <= b.u``) stay in it and
   also become ``TimeConstraint``s, from which an interval join learns how long rows live.
 
+A right side written ``t FOR SYSTEM_TIME AS OF s.p`` (``p`` a PROCTIME() column) is a
+*lookup join* (plan.lookup_join) against the bounded table ``t``, read whole by each subtask.
+
 Then the kind (plan.join_nodes): a *window join* when both inputs are windowed the same way
 and an equality pairs their window bounds; an *interval join* when the time constraints
 bound how long both sides' rows can find a partner (plan.lineage gives each column's
@@ -33,7 +36,9 @@ from caudal.plan.expressions import Call, Column, Expr, Literal
 from caudal.plan.join_nodes import IntervalJoin, Join, TimeConstraint, UpdatingJoin, WindowJoin
 from caudal.plan.lineage import time_bounds, window_columns
 from caudal.plan.logical import Filter, LogicalNode, Project
+from caudal.plan.lookup_join import LOOKUP_CONNECTORS, LookupJoin
 from caudal.plan.optimizer import substitute
+from caudal.plan.proctime import proctime_columns
 from caudal.sql.scope import Scope, position
 from caudal.sql.settings import bool_setting, duration_setting
 from caudal.types import sql_name
@@ -53,6 +58,8 @@ class _Input:
     scope: Scope
     join: exp.Join | None = None
     kind: str = "inner"
+    #: FOR SYSTEM_TIME AS OF <expr> of the right side (a lookup join)
+    as_of: exp.Expression | None = None
 
 
 @dataclass
@@ -149,8 +156,17 @@ def _input(planner, join: exp.Join) -> _Input:
                         f"supported", line=ln, col=col,
                         hint="[INNER] JOIN, LEFT/RIGHT/FULL [OUTER] JOIN, CROSS JOIN or a "
                              "comma, with ON or USING")
-    node, scope = planner.plan_from(join.this)
-    return _Input(node, scope, join, _KINDS.get(side or kind or None, "inner"))
+    source, as_of = join.this, None
+    if isinstance(source, exp.Table) and source.args.get("version") is not None:
+        version = source.args["version"]
+        if str(version.args.get("kind", "")).upper() != "AS OF":
+            raise PlanError(f"FOR SYSTEM_TIME {version.args.get('kind')} is not supported",
+                            line=ln, col=col, hint="FOR SYSTEM_TIME AS OF s.proctime_column")
+        as_of = version.expression
+        source = source.copy()
+        source.set("version", None)
+    node, scope = planner.plan_from(source)
+    return _Input(node, scope, join, _KINDS.get(side or kind or None, "inner"), as_of)
 
 
 def _conjuncts(node: exp.Expression) -> list[exp.Expression]:
@@ -331,6 +347,8 @@ def _plan_join(left: LogicalNode, item: _Input, exprs: list[Expr], rename: dict[
                   right_rename={n: rename.get(n, n) for n in right.schema.names},
                   output=output, residual=residual, line=ln, col=col)
 
+    if item.as_of is not None:
+        return _lookup_join(left, right, item, left_scope, schema, common)
     window = _window_join(left, right, cond, rename)
     if window is not None and not (left.updating or right.updating):
         spec, ends = window
@@ -352,6 +370,53 @@ def _plan_join(left: LogicalNode, item: _Input, exprs: list[Expr], rename: dict[
                  f" or accept unbounded state with SET {UNKEYED_SETTING} = true")
     return UpdatingJoin(schema, None, left=left, right=right,
                         ttl_us=duration_setting(settings, "updating_ttl", None), **common)
+
+
+def _lookup_join(left: LogicalNode, right: LogicalNode, item: _Input, left_scope: Scope,
+                 schema: pa.Schema, common: dict) -> LookupJoin:
+    """``JOIN t FOR SYSTEM_TIME AS OF s.p``: checked, then planned as a lookup join."""
+    from caudal.sql.expressions import translate
+
+    ln, cn = position(item.as_of)
+    as_of = translate(item.as_of, left_scope)
+    if not (isinstance(as_of, Column) and as_of.name in proctime_columns(left)):
+        raise PlanError(f"FOR SYSTEM_TIME AS OF {item.as_of.sql()}: only a processing-time "
+                        "lookup join is supported (AS OF a PROCTIME() column of the other "
+                        "side); a temporal join on event time is not", line=ln, col=cn,
+                        hint="add PROCTIME() AS p_time to the streaming side and write "
+                             "FOR SYSTEM_TIME AS OF s.p_time")
+    scans = [n for n in _walk(right) if not isinstance(n, (Filter, Project))]
+    table = getattr(scans[0], "table", None) if len(scans) == 1 else None
+    if table is None or table.connector not in LOOKUP_CONNECTORS:
+        raise PlanError("FOR SYSTEM_TIME AS OF: the joined table must be a table of a "
+                        "bounded connector (" + ", ".join(LOOKUP_CONNECTORS) + "), read whole "
+                        "by each subtask", line=ln, col=cn,
+                        hint="join a filesystem table, or drop FOR SYSTEM_TIME AS OF for a "
+                             "regular join")
+    kind = common["kind"]
+    if kind not in ("inner", "left"):
+        raise PlanError(f"a lookup join (FOR SYSTEM_TIME AS OF) is an inner or LEFT join, "
+                        f"not {kind.upper()}", line=common["line"], col=common["col"])
+    if not common["left_keys"]:
+        raise PlanError("a lookup join (FOR SYSTEM_TIME AS OF) needs an equality between "
+                        "the two sides", line=common["line"], col=common["col"],
+                        hint="ON mod(s.k, 10000) = t.key")
+    if left.updating:
+        raise PlanError("a lookup join (FOR SYSTEM_TIME AS OF) needs an append-only "
+                        "streaming side, not an updating one", line=common["line"],
+                        col=common["col"])
+    time_column = left.time_column if left.time_column in common["output"] else None
+    return LookupJoin(schema, time_column, left=left, right=right, as_of=as_of.name,
+                      **common)
+
+
+def _walk(node: LogicalNode) -> list[LogicalNode]:
+    out, stack = [], [node]
+    while stack:
+        n = stack.pop()
+        out.append(n)
+        stack.extend(n.children())
+    return out
 
 
 def _column_types(expr: Expr) -> dict[str, pa.DataType]:

@@ -63,8 +63,6 @@ NOT_RUN_BY_FLINK = {"q6"}
 XFAIL: dict[str, str] = {
     "q10": "PARTITIONED BY (dt, hm): caudal's filesystem sink writes no partition directories",
     "q11": "Flink's legacy group window GROUP BY SESSION(ts, gap) with SESSION_START/END",
-    "q12": "PROCTIME() in a SELECT list (a view's processing-time column)",
-    "q13": "PROCTIME() in a SELECT list, and the lookup join FOR SYSTEM_TIME AS OF",
     "q14": "CREATE FUNCTION count_char AS '<Java class>': caudal runs no JVM code",
 }
 

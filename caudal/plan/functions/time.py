@@ -373,6 +373,10 @@ def _now(args, call):
 
 register(["now", "current_timestamp", "localtimestamp"], _bind_now(TIMESTAMP), _now,
          "now() -> timestamp: the processing time of the batch", volatile=True)
+register("proctime", _bind_now(TIMESTAMP), _now,
+         "proctime() -> timestamp: Flink's processing-time attribute: the processing time "
+         "of the batch, and a TUMBLE/HOP/CUMULATE window over it is a processing-time "
+         "window", volatile=True)
 register("current_date", _bind_now(pa.date32()), _now,
          "current_date -> date: the processing date", volatile=True)
 
