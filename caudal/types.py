@@ -14,8 +14,10 @@ from caudal.errors import PlanError
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 INTERVAL = pa.duration("us")
 
-ACCEPTED = ("BOOLEAN, SMALLINT, INT, BIGINT, REAL/FLOAT, DOUBLE, DECIMAL(p, s), TEXT/VARCHAR, "
-            "TIMESTAMP, DATE, INTERVAL, BYTEA, type[] arrays and STRUCT<name type, ...>")
+ACCEPTED = ("BOOLEAN, SMALLINT, INT, BIGINT, REAL/FLOAT, DOUBLE, DECIMAL(p, s), TEXT/VARCHAR/"
+            "STRING, JSON, TIMESTAMP[(p)] [WITH [LOCAL] TIME ZONE], TIMESTAMP_LTZ[(p)], DATE, "
+            "INTERVAL, BYTEA, type[] / ARRAY<type>, STRUCT<name type, ...> / ROW<name type, ...>, "
+            "MAP<key, value>")
 
 _SIMPLE = {
     exp.DataType.Type.BOOLEAN: pa.bool_(),
@@ -50,6 +52,40 @@ _SIMPLE = {
 }
 
 
+#: field metadata of a declared TIMESTAMP column: its precision (``TIMESTAMP(3)``: digits of
+#: the second's fraction) and whether it is zoned (WITH [LOCAL] TIME ZONE, TIMESTAMP_LTZ).
+#: Text formats read epoch numbers in the precision's unit and write the zone suffix only
+#: for zoned columns; the Arrow type is TIMESTAMP either way.
+PRECISION_KEY = b"caudal.precision"
+ZONED_KEY = b"caudal.zoned"
+_ZONED = (exp.DataType.Type.TIMESTAMPTZ, exp.DataType.Type.TIMESTAMPLTZ)
+
+
+def column_field(name: str, node: exp.DataType) -> pa.Field:
+    """The Arrow field of a declared column, with the metadata above for timestamps."""
+    dtype = arrow_type(node)
+    if not pa.types.is_timestamp(dtype):
+        return pa.field(name, dtype)
+    metadata = {}
+    if node.this in _ZONED:
+        metadata[ZONED_KEY] = b"true"
+    params = node.expressions
+    if params and isinstance(params[0].this, exp.Literal):
+        metadata[PRECISION_KEY] = str(int(params[0].this.this)).encode()
+    return pa.field(name, dtype, metadata=metadata or None)
+
+
+def timestamp_precision(field: pa.Field) -> int | None:
+    """The declared precision of a TIMESTAMP column (None when not declared)."""
+    value = (field.metadata or {}).get(PRECISION_KEY)
+    return int(value) if value is not None else None
+
+
+def is_zoned(field: pa.Field) -> bool:
+    """True for a column declared TIMESTAMP WITH [LOCAL] TIME ZONE or TIMESTAMP_LTZ."""
+    return (field.metadata or {}).get(ZONED_KEY) == b"true"
+
+
 def arrow_type(node: exp.DataType) -> pa.DataType:
     """Translate a sqlglot DataType node into the Arrow type caudal uses for it."""
     kind = node.this
@@ -63,6 +99,8 @@ def arrow_type(node: exp.DataType) -> pa.DataType:
         return pa.decimal128(precision, scale)
     if kind == exp.DataType.Type.ARRAY:
         return pa.list_(arrow_type(node.expressions[0]))
+    if kind == exp.DataType.Type.MAP and len(node.expressions) == 2:
+        return pa.map_(arrow_type(node.expressions[0]), arrow_type(node.expressions[1]))
     if kind == exp.DataType.Type.STRUCT:
         fields = []
         for f in node.expressions:
@@ -107,6 +145,8 @@ def sql_name(t: pa.DataType) -> str:
         inner = ", ".join(f"{t.field(i).name} {sql_name(t.field(i).type)}"
                           for i in range(t.num_fields))
         return f"STRUCT<{inner}>"
+    if pa.types.is_map(t):
+        return f"MAP<{sql_name(t.key_type)}, {sql_name(t.item_type)}>"
     if pa.types.is_null(t):
         return "NULL"
     return str(t).upper()

@@ -125,6 +125,10 @@ def csv_header(table: TableSpec) -> bool:
 class FileSystemSource(Source):
     """Reads a file or a directory of files, bounded; resumable per partition."""
 
+    METADATA_KEYS = {
+        "file.path": "the full path of the file a row was read from (TEXT)",
+        "file.name": "the name of that file, without its directory (TEXT)",
+    }
     OPTIONS = {
         "path": "a file or a directory of files (local path or URL such as s3://bucket/dir)",
         "format": "parquet, json (JSON lines), csv or debezium_json (a changelog); default: "
@@ -140,24 +144,29 @@ class FileSystemSource(Source):
             raise ConfigError(f"table {table.name!r} has csv.header = 'false' but declares "
                               "no columns", line=table.line,
                               hint="declare the columns, in the order of the file's fields")
+        fmt = formats.get(files.format)
+        if hasattr(fmt, "check_options"):
+            try:
+                fmt.check_options(table.options, table.schema)
+            except CaudalError as e:
+                raise e.with_position(table.line, None) from None
         if table.schema is None or not files.names:
             return
-        fmt = formats.get(files.format)
         first = files.full(files.names[0])
         where = f"file {first}"
         try:
             if files.format == "parquet":
-                fmt.check_columns(files.fs, first, table.schema, where)
+                fmt.check_columns(files.fs, first, table.data_schema(), where)
             elif files.format == "csv" and not csv_header(table):
-                fmt.Decoder(table.schema.names, table.schema, where)
+                fmt.Decoder(table.data_schema().names, table.data_schema(), where)
             elif files.format == "csv":
                 with files.fs.open_input_stream(first, compression="detect") as stream:
                     header = fmt.read_header(stream)
                 if header:
-                    formats.match_columns(header, table.schema, where, ConfigError)
-                    fmt.Decoder(header, table.schema, where)
+                    formats.match_columns(header, table.data_schema(), where, ConfigError)
+                    fmt.Decoder(header, table.data_schema(), where)
             elif hasattr(fmt, "Decoder"):
-                fmt.Decoder(table.schema)
+                fmt.Decoder(table.data_schema(), **formats.with_options(fmt, table.options))
         except CaudalError as e:
             raise e.with_position(table.line, None) from None
 
@@ -178,7 +187,7 @@ class FileSystemSource(Source):
             if files.format == "parquet":
                 return fmt.infer_schema(files.fs, first)
             with files.fs.open_input_stream(first, compression="detect") as stream:
-                return fmt.infer_schema(stream)
+                return fmt.infer_schema(stream, **formats.with_options(fmt, table.options))
         except (pa.ArrowInvalid, OSError) as e:
             raise ConfigError(f"cannot read the columns of {first} (table {table.name!r}): "
                               f"{str(e).splitlines()[0]}", line=table.line,
@@ -188,6 +197,8 @@ class FileSystemSource(Source):
         super().__init__(table)
         if table_is_changelog(table):  # rows carry their change kind (plan.changelog)
             self.schema = self.schema.append(pa.field(OP, OP_TYPE))
+        #: what the files hold: the columns without the metadata ones (``METADATA_KEYS``)
+        self._decoded = pa.schema([f for f in self.schema if f.name not in table.metadata])
         self._files: InputFiles | None = None
         self._queue: deque[str] = deque()
         self._consumed: dict[str, int] = {}
@@ -206,6 +217,23 @@ class FileSystemSource(Source):
         if self._files is None:
             self._files = locate(self.table)
         return self._files
+
+    def _with_metadata(self, table: pa.Table, part: str) -> pa.Table:
+        """The decoded rows with the metadata columns (the file's path and name) in their
+        declared places."""
+        if not self.table.metadata:
+            return table
+        name = part.rsplit("#", 1)[0] if self.files.format == "parquet" else part
+        values = {"file.path": self.files.full(name), "file.name": name.rsplit("/", 1)[-1]}
+        columns = []
+        for field in self.schema:
+            key = self.table.metadata.get(field.name)
+            if key is None:
+                columns.append(table.column(field.name))
+            else:
+                columns.append(pa.repeat(pa.scalar(values[key]), table.num_rows)
+                               .cast(field.type))
+        return pa.Table.from_arrays(columns, schema=self.schema)
 
     def partitions(self, parallelism: int) -> list[str]:
         """``"<file>#<row group>"`` for Parquet, ``"<file>"`` for text formats."""
@@ -283,15 +311,16 @@ class FileSystemSource(Source):
                 self._prefetched[self._queue[0]] = self._submit(self._queue[0])
             table = future.result()
             if table is not None:
-                yield from _batches(table)
+                yield from _batches(self._with_metadata(table, part))
             return
         path = files.full(part)
         fmt = formats.get(files.format)
         policy = BadDataPolicy(self.table.bad_data, self.metrics, f"file {path}")
-        options = {"header": csv_header(self.table)} if files.format == "csv" else {}
+        options = {"header": csv_header(self.table)} if files.format == "csv" else \
+            formats.with_options(fmt, self.table.options)
         with files.fs.open_input_stream(path, compression="detect") as stream:
-            for table in fmt.read(stream, self.schema, policy, **options):
-                yield from _batches(table)
+            for table in fmt.read(stream, self._decoded, policy, **options):
+                yield from _batches(self._with_metadata(table, part))
 
     def _submit(self, part: str) -> Future:
         if self._pool is None:
@@ -316,7 +345,7 @@ class FileSystemSource(Source):
         if self._reader is None or self._reader[0] != name:
             self._close_reader()
             path = self.files.full(name)
-            reader = formats.get("parquet").FileReader(self.files.fs, path, self.schema,
+            reader = formats.get("parquet").FileReader(self.files.fs, path, self._decoded,
                                                        f"file {path}")
             self._reader = (name, reader)
         return self._reader[1]
@@ -373,7 +402,12 @@ class FileSystemSink(Sink):
         if not path:
             raise ConfigError(f"table {table.name!r} has no 'path' option", line=table.line,
                               hint="path = 'out/dir', a directory to write files into")
-        formats.get(table.option("format", "parquet"))
+        fmt = formats.get(table.option("format", "parquet"))
+        if hasattr(fmt, "check_options"):
+            try:
+                fmt.check_options(table.options, table.schema, sink=True)
+            except CaudalError as e:
+                raise e.with_position(table.line, None) from None
         _rollover(table)
         fs, where = resolve(path)
         if fs.get_file_info(where).type == pafs.FileType.File:
@@ -435,7 +469,8 @@ class FileSystemSink(Sink):
                 name = f".part-{self.subtask:03d}-{self._token}-{self._seq}{self._ext}.inprogress"
                 self._seq += 1
                 stream = self._fs.open_output_stream(self._path(name))
-                self._writer = self._format.Writer(stream, self.schema)
+                self._writer = self._format.Writer(
+                    stream, self.schema, **formats.with_options(self._format, self.table.options))
                 self._current, self._rows_in_file = name, 0
             room = total - done
             if self._rollover:

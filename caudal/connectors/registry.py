@@ -70,6 +70,13 @@ def check_options(table: TableSpec, cls: type) -> None:
     """Reject options the connector does not know, naming the ones it does."""
     accepted = dict(COMMON_OPTIONS)
     accepted.update(getattr(cls, "OPTIONS", {}))
+    if "format" in accepted:  # the chosen format's own options (json.timestamp_format, …)
+        from caudal import formats
+
+        try:
+            accepted.update(formats.options_of(table.options.get("format")))
+        except ConfigError as e:
+            raise e.with_position(table.line, None) from None
     for key in table.options:
         if key not in accepted:
             raise ConfigError(

@@ -32,6 +32,22 @@ def get(name: str) -> ModuleType:
     return importlib.import_module(FORMATS[name])
 
 
+def options_of(name: str | None) -> dict[str, str]:
+    """The WITH options format ``name`` reads (``OPTIONS`` of its module); with no name
+    (the format comes from file extensions) those of every format."""
+    names = [name] if name is not None else list(FORMATS)
+    out: dict[str, str] = {}
+    for n in names:
+        out.update(getattr(get(n), "OPTIONS", {}))
+    return out
+
+
+def with_options(module: ModuleType, options: dict[str, str]) -> dict:
+    """Keyword arguments passing a table's options to a format's reader or writer, when the
+    format has options of its own (json, debezium_json)."""
+    return {"options": options} if getattr(module, "OPTIONS", None) else {}
+
+
 def extensions(name: str) -> tuple[str, ...]:
     """File name endings of format ``name``, with the compressed variants of text formats."""
     own = get(name).EXTENSIONS

@@ -5,8 +5,9 @@
     {"before": {"id": 1, "n": 4}, "after": null, "op": "d"}
 
 ``c`` creates a row, ``u`` replaces ``before`` by ``after``, ``d`` deletes ``before`` (``r``, a
-snapshot read, counts as a create). Values are encoded as in the ``json`` format (timestamps
-as RFC 3339 text).
+snapshot read, counts as a create). Values are encoded as in the ``json`` format, with its
+options (``json.timestamp_format``): Debezium's epoch numbers read into TIMESTAMP(3) (ms),
+TIMESTAMP(6) (µs) and TIMESTAMP(9) (ns) columns, and into DATE (days).
 
 Writing: an updating stream's update pairs (``_op`` -2 then +2, plan.changelog) become one
 ``u`` line, other retractions ``d`` lines and insertions ``c`` lines; an append-only stream
@@ -52,7 +53,13 @@ def envelope(schema: pa.Schema) -> pa.Schema:
     return pa.schema([("before", row), ("after", row), ("op", pa.string())])
 
 
-def infer_schema(stream: Any) -> pa.Schema:
+def check_options(options: dict[str, str], schema: pa.Schema | None,
+                  sink: bool = False) -> None:
+    """Planning-time check of the json options this format takes."""
+    json_format.JsonOptions.of(options)
+
+
+def infer_schema(stream: Any, options: dict[str, str] | None = None) -> pa.Schema:
     """The row schema from the ``after`` (or ``before``) objects at the start of a file."""
     outer = json_format.infer_schema(stream)
     for name in ("after", "before"):
@@ -110,18 +117,27 @@ def _rows(column: pa.ChunkedArray, schema: pa.Schema) -> pa.Table:
                                  for f, t in zip(fields, schema)], schema=schema)
 
 
+#: the json format's options that apply here
+OPTIONS = {k: v for k, v in json_format.OPTIONS.items() if k != "json.unstructured"}
+
+
 def read(stream: Any, schema: pa.Schema, policy: bad_data.BadDataPolicy,
-         block_size: int = lines.BLOCK_SIZE) -> Iterator[pa.Table]:
+         block_size: int = lines.BLOCK_SIZE,
+         options: dict[str, str] | json_format.JsonOptions | None = None
+         ) -> Iterator[pa.Table]:
     """Changelog tables (``schema`` plus ``_op``) from a stream of Debezium JSON lines."""
     if OP in schema.names:
         schema = schema.remove(schema.get_field_index(OP))
-    for table in json_format.read(stream, envelope(schema), policy, block_size):
+    for table in json_format.read(stream, envelope(schema), policy, block_size, options):
         if table.num_rows:
             yield changes(table, schema, policy)
 
 
-def encode(batch: pa.RecordBatch) -> bytes:
-    """Debezium JSON lines for a changelog batch (or an append-only one: all creates)."""
+def encode(batch: pa.RecordBatch,
+           options: dict[str, str] | json_format.JsonOptions | None = None,
+           schema: pa.Schema | None = None) -> bytes:
+    """Debezium JSON lines for a changelog batch (or an append-only one: all creates);
+    ``schema`` is the table's declared one (it says which timestamps are zoned)."""
     if batch.num_rows == 0:
         return b""
     ops = ops_of(batch)
@@ -137,7 +153,10 @@ def encode(batch: pa.RecordBatch) -> bytes:
     before_idx = np.where(start_ops < 0, starts, -1)
     after_idx = np.where(is_pair, starts + 1, np.where(start_ops > 0, starts, -1))
     op_text = np.where(is_pair, "u", np.where(start_ops > 0, "c", "d"))
-    columns = [json_format._writable(c) for c in data.columns]
+    opts = json_format.JsonOptions.of(options)
+    zoned = json_format.zoned_columns(schema)
+    columns = [json_format.writable(c, opts, n in zoned)
+               for c, n in zip(data.columns, data.schema.names)]
     if not columns:
         row = pa.StructArray.from_arrays([pa.nulls(n, pa.null())], names=["_"])
     else:
@@ -157,12 +176,14 @@ def _take(values: pa.StructArray, index: np.ndarray) -> pa.Array:
 class Writer:
     """Appends Debezium JSON lines to an output stream (closed by ``close``)."""
 
-    def __init__(self, stream: Any, schema: pa.Schema):
+    def __init__(self, stream: Any, schema: pa.Schema,
+                 options: dict[str, str] | json_format.JsonOptions | None = None):
         self.stream = stream
         self.schema = schema
+        self.options = json_format.JsonOptions.of(options)
 
     def write(self, batch: pa.RecordBatch) -> None:
-        self.stream.write(encode(batch))
+        self.stream.write(encode(batch, self.options, self.schema))
 
     def close(self) -> None:
         self.stream.close()

@@ -1,8 +1,20 @@
 """JSON lines: one object per line. Read with Arrow's parser, written with Polars' encoder.
 
 A missing key is NULL; a value of the wrong JSON type (``"3"`` for a BIGINT, ``1.5`` for an
-INT) is a malformed record, never coerced. Timestamps are RFC 3339 text, DATE is
-``YYYY-MM-DD``, DECIMAL is a number or its text, BYTEA is ``\\x``-hex text.
+INT) is a malformed record, never coerced. DECIMAL is a number or its text, BYTEA is
+``\\x``-hex text. Time values, as Flink and Arroyo write them:
+
+* TIMESTAMP is read from text with or without a zone (``2024-01-01 10:00:00.123``,
+  ``2024-01-01T10:00:00.123Z``, ``…+02:00``; no zone means UTC), or from an epoch number:
+  milliseconds with ``json.timestamp_format = 'unix_millis'``, else in the unit of the
+  column's declared precision (TIMESTAMP(3): ms, (6): µs, (9): ns; Debezium writes
+  timestamps so). It is written as ``2024-01-01T10:00:00.123`` (``Z`` only for a column
+  declared WITH [LOCAL] TIME ZONE / TIMESTAMP_LTZ), with a space instead of ``T`` for
+  Flink's ``json.timestamp-format.standard = 'SQL'``, or as epoch milliseconds.
+* DATE is ``YYYY-MM-DD``, or a number: days since 1970 (Debezium), milliseconds with
+  ``unix_millis``.
+
+``json.unstructured = 'true'`` (Arroyo) reads each line whole into one TEXT column ``value``.
 """
 
 from __future__ import annotations
@@ -11,14 +23,16 @@ import io
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from caudal.errors import ConfigError
 from caudal.formats import bad_data, lines, text
-from caudal.types import normalize_schema, sql_name
+from caudal.types import is_text, is_zoned, normalize_schema, sql_name, timestamp_precision
 
 NAME = "json"
 EXTENSIONS = (".json", ".jsonl", ".ndjson")
@@ -28,19 +42,173 @@ _FIRST_OBJECT = re.compile(rb"[ \t\r\n]*\{")
 _NOT_OBJECT = re.compile(rb"\n[ \t\r]*[^{ \t\r\n]")
 
 
-def _parse_type(field: pa.Field) -> pa.DataType:
-    """The type Arrow's JSON parser is asked for; some types are read as text, then cast."""
-    t = field.type
-    if pa.types.is_date(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
-        return pa.string()
-    if pa.types.is_time(t) or pa.types.is_duration(t) or pa.types.is_interval(t):
+#: options of the json format (also read by debezium_json and by message connectors)
+OPTIONS = {
+    "json.timestamp_format": "rfc3339 (default: timestamps as text) or unix_millis (epoch "
+                             "milliseconds), for reading and writing",
+    "json.timestamp-format.standard": "Flink's name: ISO-8601 (2024-01-01T10:00:00, the "
+                                      "default) or SQL (2024-01-01 10:00:00)",
+    "json.unstructured": "true: each line is read whole into one TEXT column named value",
+}
+TIMESTAMP_FORMATS = ("rfc3339", "unix_millis")
+_STANDARDS = {"iso-8601": "T", "sql": " "}
+#: the column of a table read with json.unstructured
+VALUE = "value"
+_DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class JsonOptions:
+    """How time values are read and written, from a table's options (see the module doc)."""
+
+    timestamp_format: str = "rfc3339"
+    #: between date and time in written timestamps: "T" (RFC 3339, ISO-8601) or " " (SQL)
+    separator: str = "T"
+    unstructured: bool = False
+
+    @classmethod
+    def of(cls, options: dict[str, str] | JsonOptions | None) -> JsonOptions:
+        """The options of a table (its WITH options); ConfigError naming a bad value."""
+        if isinstance(options, JsonOptions):
+            return options
+        options = options or {}
+        fmt = options.get("json.timestamp_format", "rfc3339").lower()
+        if fmt not in TIMESTAMP_FORMATS:
+            raise ConfigError(f"json.timestamp_format = {fmt!r}",
+                              hint="accepted: " + ", ".join(TIMESTAMP_FORMATS))
+        standard = options.get("json.timestamp-format.standard", "ISO-8601").lower()
+        if standard not in _STANDARDS:
+            raise ConfigError(f"json.timestamp-format.standard = {standard!r}",
+                              hint="accepted: ISO-8601, SQL")
+        flag = options.get("json.unstructured", "false").lower()
+        if flag not in ("true", "false"):
+            raise ConfigError(f"json.unstructured = {flag!r}", hint="accepted: true, false")
+        return cls(fmt, _STANDARDS[standard], flag == "true")
+
+
+def check_options(options: dict[str, str], schema: pa.Schema | None,
+                  sink: bool = False) -> None:
+    """Planning-time check of a table's json options against its declared columns."""
+    opts = JsonOptions.of(options)
+    if opts.unstructured and sink:
+        raise ConfigError("json.unstructured is for reading; a sink writes its columns as one "
+                          "JSON object per line", hint="remove json.unstructured")
+    if opts.unstructured and schema is not None and (
+            schema.names != [VALUE] or not is_text(schema.field(0).type)):
+        raise ConfigError("json.unstructured = 'true' reads one TEXT (or JSON) column named "
+                          f"{VALUE!r}, not ({', '.join(schema.names)})",
+                          hint=f"declare ({VALUE} JSON) or no columns at all")
+
+
+def _unsupported(field: pa.Field, t: pa.DataType) -> None:
+    if pa.types.is_time(t) or pa.types.is_duration(t) or pa.types.is_interval(t) or \
+            pa.types.is_map(t):
         raise ConfigError(f"JSON input cannot hold {sql_name(t)} column {field.name!r}",
-                          hint="declare it as TEXT and convert it in the query")
+                          hint="declare it as TEXT (or ROW<…> for an object) and convert it "
+                               "in the query")
+
+
+def _parse_type(field: pa.Field, numeric: bool, flipped: frozenset[str] = frozenset(),
+                path: str = "") -> pa.DataType:
+    """The type Arrow's JSON parser is asked for: dates and bytes are read as text (dates as
+    numbers when ``numeric``), timestamps as text (as int64 when ``numeric``), then
+    converted by ``_convert``; nested types recursively. A time column whose path (as Arrow
+    names it: ``/after/ts``) is in ``flipped`` is parsed the other way."""
+    t = field.type
+    path = f"{path}/{field.name}"
+    _unsupported(field, t)
+    as_number = numeric != (path in flipped)
+    if pa.types.is_timestamp(t):
+        return pa.int64() if as_number else t
+    if pa.types.is_date(t):
+        return pa.int64() if as_number else pa.string()
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return pa.string()
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(t.field(i).name,
+                                   _parse_type(t.field(i), numeric, flipped, path))
+                          for i in range(t.num_fields)])
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pa.list_(_parse_type(t.value_field, numeric, flipped, path))
     return t
 
 
-def infer_schema(stream: Any) -> pa.Schema:
-    """Arrow's inference on the start of a file; a column that is only NULL there is TEXT."""
+def _time_paths(schema: pa.Schema) -> set[str]:
+    """Arrow's paths of the TIMESTAMP and DATE fields (those read as text or as numbers)."""
+    out: set[str] = set()
+
+    def visit(field: pa.Field, path: str) -> None:
+        path = f"{path}/{field.name}"
+        t = field.type
+        if pa.types.is_timestamp(t) or pa.types.is_date(t):
+            out.add(path)
+        elif pa.types.is_struct(t):
+            for i in range(t.num_fields):
+                visit(t.field(i), path)
+        elif pa.types.is_list(t) or pa.types.is_large_list(t):
+            visit(t.value_field, path)
+
+    for f in schema:
+        visit(f, "")
+    return out
+
+
+_CHANGED = re.compile(r"Column\((/[^)]*)\) changed from (?:string to number|number to string)")
+
+
+def _epoch_to_timestamp(values: pa.Array, field: pa.Field, opts: JsonOptions) -> pa.Array:
+    """Epoch numbers -> TIMESTAMP: milliseconds (unix_millis), else the declared precision's
+    unit; a column without a declared precision cannot say which."""
+    if opts.timestamp_format == "unix_millis":
+        factor, divisor = 1_000, 1
+    else:
+        precision = timestamp_precision(field)
+        if precision is None:
+            raise pa.ArrowInvalid(
+                f"column {field.name!r} holds an epoch number; declare TIMESTAMP(3) for "
+                "milliseconds, TIMESTAMP(6) for microseconds or TIMESTAMP(9) for "
+                "nanoseconds, or set json.timestamp_format = 'unix_millis'")
+        factor, divisor = (1_000, 1) if precision <= 3 else (1, 1) if precision <= 6 \
+            else (1, 1_000)
+    micros = pc.multiply_checked(values, factor) if factor != 1 else values
+    if divisor != 1:
+        micros = pc.divide(micros, divisor)
+    return micros.cast(pa.timestamp("us")).cast(field.type)
+
+
+def _convert(values: pa.Array, field: pa.Field, opts: JsonOptions) -> pa.Array:
+    """A parsed column (``_parse_type``) as the field's type, vectorized; nested types are
+    rebuilt from their converted children."""
+    t = field.type
+    if values.type.equals(t):
+        return values
+    if pa.types.is_timestamp(t) and pa.types.is_integer(values.type):
+        return _epoch_to_timestamp(values, field, opts)
+    if pa.types.is_date(t) and pa.types.is_integer(values.type):
+        days = pc.divide(values, _DAY_MS) if opts.timestamp_format == "unix_millis" \
+            else values
+        return days.cast(pa.int32()).cast(t)
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return text.parse_hex(values).cast(t)
+    if pa.types.is_struct(t):
+        children = [_convert(values.field(i), t.field(i), opts) for i in range(t.num_fields)]
+        return pa.StructArray.from_arrays(children, fields=list(t),
+                                          mask=values.is_null() if values.null_count else None)
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        inner = _convert(values.flatten(), t.value_field, opts)
+        offsets = values.offsets
+        if values.null_count:
+            offsets = pc.if_else(pc.is_null(pa.concat_arrays(
+                [values.is_null(), pa.array([False])])), None, offsets)
+        return type(values).from_arrays(offsets, inner, type=t)
+    return values.cast(t)
+
+
+def infer_schema(stream: Any, options: dict[str, str] | None = None) -> pa.Schema:
+    """Arrow's inference on the start of a file; a column that is only NULL there is TEXT
+    (with json.unstructured, the one column ``value``)."""
+    if JsonOptions.of(options).unstructured:
+        return pa.schema([(VALUE, pa.string())])
     data = stream.read(INFER_BYTES).removeprefix(lines.BOM)
     if len(data) == INFER_BYTES:
         data = data[:lines.last_newline(data)]
@@ -54,17 +222,62 @@ def infer_schema(stream: Any) -> pa.Schema:
 class Decoder:
     """Turns blocks of JSON lines into tables of exactly ``schema``."""
 
-    def __init__(self, schema: pa.Schema):
+    def __init__(self, schema: pa.Schema,
+                 options: dict[str, str] | JsonOptions | None = None):
         self.schema = schema
-        self.parse_schema = pa.schema([pa.field(f.name, _parse_type(f)) for f in schema])
+        self.options = JsonOptions.of(options)
+        self.numeric = self.options.timestamp_format == "unix_millis"
+        if self.options.unstructured:
+            check_options({"json.unstructured": "true"}, schema)
+        #: time columns read the other way (text vs epoch numbers) than ``numeric`` says,
+        #: learned from the data: Arrow names the column that changed between the two
+        self.flipped: frozenset[str] = frozenset()
+        self.time_paths = _time_paths(schema)
+        self.parse_schema = self._parse_schema(self.flipped)
+
+    def _parse_schema(self, flipped: frozenset[str]) -> pa.Schema:
+        return pa.schema([pa.field(f.name, _parse_type(f, self.numeric, flipped))
+                          for f in self.schema])
 
     def decode(self, data: bytes) -> pa.Table:
         if lines.is_blank(data):
             return self.schema.empty_table()
+        if self.options.unstructured:
+            return self._whole_lines(data)
+        tried = {self.flipped}
+        while True:
+            try:
+                return self._decode(data, self.parse_schema)
+            except pa.ArrowInvalid as error:
+                found = _CHANGED.search(str(error))
+                if found is None or found.group(1) not in self.time_paths:
+                    raise
+                flipped = self.flipped ^ {found.group(1)}
+                if flipped in tried:  # numbers and text mixed in one column of a block
+                    raise
+                tried.add(flipped)
+                self.flipped, self.parse_schema = flipped, self._parse_schema(flipped)
+
+    def _whole_lines(self, data: bytes) -> pa.Table:
+        """json.unstructured: each non-blank line is one ``value`` (it must be JSON)."""
+        text_ = pa.array([data.decode("utf-8")]) if data else pa.array([""])
+        rows = pc.list_flatten(pc.split_pattern(text_, "\n"))
+        rows = pc.utf8_rtrim(rows, "\r")
+        rows = pc.filter(rows, pc.invert(pc.match_substring_regex(rows, r"^[ \t]*$")))
+        if len(rows):
+            from caudal.plan.functions.kernels import duckdb_eval
+
+            valid = duckdb_eval("json_valid(c0)", [rows], pa.bool_(), "json")
+            if not pc.all(valid).as_py():
+                raise pa.ArrowInvalid("a line is not valid JSON")
+        return pa.Table.from_arrays([rows.cast(self.schema.field(0).type)],
+                                    schema=self.schema)
+
+    def _decode(self, data: bytes, parse_schema: pa.Schema) -> pa.Table:
         # a line must hold one object; Arrow's reader also crashes on a line that is `null`
         if not _FIRST_OBJECT.match(data) or _NOT_OBJECT.search(data):
             raise pa.ArrowInvalid("a line is not a JSON object")
-        parse = pj.ParseOptions(explicit_schema=self.parse_schema,
+        parse = pj.ParseOptions(explicit_schema=parse_schema,
                                 unexpected_field_behavior="ignore")
         try:
             table = pj.read_json(lines.buffer_reader(data), parse_options=parse,
@@ -79,16 +292,13 @@ class Decoder:
         if table.num_rows != data.count(b"\n") + (not data.endswith(b"\n")) and \
                 table.num_rows != sum(1 for line in data.split(b"\n") if line.strip()):
             raise pa.ArrowInvalid("a line holds more than one JSON value")
-        if self.parse_schema.equals(self.schema):
+        if parse_schema.equals(self.schema):
             return table
         columns = []
         for field, parsed in zip(self.schema, table.columns):
             if not parsed.type.equals(field.type):
-                if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
-                    parsed = pa.chunked_array([text.parse_hex(c) for c in parsed.chunks],
-                                              pa.binary()).cast(field.type)
-                else:
-                    parsed = parsed.cast(field.type)
+                parsed = pa.chunked_array([_convert(c, field, self.options)
+                                           for c in parsed.chunks], field.type)
             columns.append(parsed)
         return pa.Table.from_arrays(columns, schema=self.schema)
 
@@ -102,12 +312,16 @@ class Decoder:
             return f"not valid JSON ({msg}" + (f" at column {col})" if col else ")")
         if not isinstance(value, dict):
             return f"expected a JSON object, got {_short(row)}"
+        if self.options.unstructured:
+            return re.sub(r" in row \d+$", "", str(error).splitlines()[0])
         for field in self.schema:
             if field.name in value:
-                one = Decoder(pa.schema([field]))
+                one = Decoder(pa.schema([field]), self.options)
                 try:
                     one.decode(json.dumps({field.name: value[field.name]}).encode() + b"\n")
-                except pa.ArrowInvalid:
+                except pa.ArrowInvalid as e:
+                    if "epoch number" in str(e):
+                        return str(e).splitlines()[0]
                     return (f"column {field.name!r} expects {sql_name(field.type)}, got "
                             f"{_short(json.dumps(value[field.name]).encode())}")
         return re.sub(r" in row \d+$", "", str(error).splitlines()[0])
@@ -119,9 +333,10 @@ def _short(raw: bytes, limit: int = 60) -> str:
 
 
 def read(stream: Any, schema: pa.Schema, policy: bad_data.BadDataPolicy,
-         block_size: int = lines.BLOCK_SIZE) -> Iterator[pa.Table]:
+         block_size: int = lines.BLOCK_SIZE,
+         options: dict[str, str] | JsonOptions | None = None) -> Iterator[pa.Table]:
     """Tables of ``schema`` from a stream of JSON lines, applying ``policy`` to bad lines."""
-    decoder = Decoder(schema)
+    decoder = Decoder(schema, options)
     for first_line, data in lines.read_blocks(stream, lines.last_newline, block_size):
         try:
             yield decoder.decode(data)
@@ -130,24 +345,47 @@ def read(stream: Any, schema: pa.Schema, policy: bad_data.BadDataPolicy,
             yield from bad_data.decode_rows(rows, decoder.decode, decoder.explain, policy)
 
 
-def _writable(column: pa.Array) -> pa.Array:
-    """A column as Polars should encode it: timestamps and bytes as caudal's text."""
+def writable(column: pa.Array, options: JsonOptions = JsonOptions(),
+             zoned: bool = False) -> pa.Array:
+    """A column as Polars should encode it: timestamps as text (``Z`` only when ``zoned``) or
+    epoch milliseconds, dates as text or milliseconds, bytes as hex text."""
     t = column.type
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
     if pa.types.is_dictionary(t):
-        return _writable(column.dictionary_decode())
-    if pa.types.is_timestamp(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t) or \
+        return writable(column.dictionary_decode(), options, zoned)
+    millis = options.timestamp_format == "unix_millis"
+    if pa.types.is_timestamp(t):
+        if millis:
+            return pc.divide(column.cast(pa.timestamp("us"), safe=False).cast(pa.int64()),
+                             1_000)
+        return text.rfc3339(column, options.separator, zone=zoned)
+    if pa.types.is_date(t) and millis:
+        return pc.multiply(column.cast(pa.date32()).cast(pa.int32()).cast(pa.int64()), _DAY_MS)
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or \
             pa.types.is_binary_view(t) or pa.types.is_fixed_size_binary(t):
         return text.to_text(column)
     return column
 
 
-def encode(batch: pa.RecordBatch) -> bytes:
-    """JSON lines for a batch: one object per row, NULL as null (NaN too: JSON has none)."""
+def zoned_columns(schema: pa.Schema | None) -> set[str]:
+    """Columns written with a zone suffix: those declared WITH [LOCAL] TIME ZONE."""
+    return {f.name for f in schema if is_zoned(f)} if schema is not None else set()
+
+
+def encode(batch: pa.RecordBatch, options: dict[str, str] | JsonOptions | None = None,
+           schema: pa.Schema | None = None) -> bytes:
+    """JSON lines for a batch: one object per row, NULL as null (NaN too: JSON has none).
+    ``schema`` is the table's declared one (it says which timestamps are zoned)."""
     if batch.num_rows == 0:
         return b""
     if batch.num_columns == 0:
         return b"{}\n" * batch.num_rows
-    table = pa.Table.from_arrays([_writable(c) for c in batch.columns], names=batch.schema.names)
+    opts = JsonOptions.of(options)
+    zoned = zoned_columns(schema)
+    table = pa.Table.from_arrays([writable(c, opts, n in zoned)
+                                  for c, n in zip(batch.columns, batch.schema.names)],
+                                 names=batch.schema.names)
     import polars as pl  # only writers need it (loaded on first use)
 
     out = io.BytesIO()
@@ -158,12 +396,17 @@ def encode(batch: pa.RecordBatch) -> bytes:
 class Writer:
     """Appends JSON lines to an output stream (closed by ``close``)."""
 
-    def __init__(self, stream: Any, schema: pa.Schema):
+    def __init__(self, stream: Any, schema: pa.Schema,
+                 options: dict[str, str] | JsonOptions | None = None):
         self.stream = stream
         self.schema = schema
+        self.options = JsonOptions.of(options)
+        if self.options.unstructured:
+            raise ConfigError("json.unstructured is for reading; a sink writes its columns "
+                              "as one JSON object per line", hint="remove json.unstructured")
 
     def write(self, batch: pa.RecordBatch) -> None:
-        self.stream.write(encode(batch))
+        self.stream.write(encode(batch, self.options, self.schema))
 
     def close(self) -> None:
         self.stream.close()

@@ -24,8 +24,9 @@ for _i, _c in enumerate(b"ABCDEF"):
     _FROM_HEX[_c] = 10 + _i
 
 
-def rfc3339(arr: pa.Array | pa.ChunkedArray, sep: str = "T") -> pa.Array:
-    """Timestamps as ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` (UTC); zone-less ones are taken as UTC."""
+def rfc3339(arr: pa.Array | pa.ChunkedArray, sep: str = "T", zone: bool = True) -> pa.Array:
+    """Timestamps as ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` (UTC); zone-less ones are taken as UTC.
+    Without ``zone`` the ``Z`` is left out (Flink's and Arroyo's text of a TIMESTAMP)."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     if arr.type.tz is None:
@@ -35,7 +36,8 @@ def rfc3339(arr: pa.Array | pa.ChunkedArray, sep: str = "T") -> pa.Array:
     import polars as pl  # loaded on first use: readers of files never need it
 
     # chrono's %.f prints .fff or .ffffff, or nothing for a whole second
-    text = pl.from_arrow(arr).dt.to_string(f"%Y-%m-%d{sep}%H:%M:%S%.fZ").to_arrow()
+    suffix = "Z" if zone else ""
+    text = pl.from_arrow(arr).dt.to_string(f"%Y-%m-%d{sep}%H:%M:%S%.f{suffix}").to_arrow()
     return text.cast(pa.string())
 
 

@@ -15,7 +15,7 @@ from caudal.plan.functions.coerce import cast
 from caudal.plan.tables import MEMORY, TableSpec
 from caudal.sql.dialect import Caudal, MetadataColumnConstraint
 from caudal.sql.scope import Scope, ScopeColumn, position
-from caudal.types import TIMESTAMP, arrow_type, sql_name
+from caudal.types import TIMESTAMP, column_field, sql_name
 
 #: property classes sqlglot uses for some WITH keys, and the key they stand for
 _PROPERTY_KEYS = {
@@ -199,7 +199,7 @@ class _TableElements:
             self.computed_nodes[name] = computed[0].this
             return
         try:
-            self.columns.append(pa.field(name, arrow_type(kind)))
+            self.columns.append(column_field(name, kind))
         except PlanError as e:
             raise e.with_position(ln, col) from None
         for c in constraints:

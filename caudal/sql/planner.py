@@ -228,7 +228,9 @@ class Planner:
             names[i] = n = writable[n.lower()]
             target = declared.field(n).type
             exprs.append(cast(Column(plan.schema.field(i).type, plan.schema.names[i]), target))
-        schema = pa.schema([pa.field(n, e.dtype) for n, e in zip(names, exprs)])
+        # the declared fields' metadata (a timestamp's precision and zone) goes to the sink
+        schema = pa.schema([pa.field(n, e.dtype, metadata=declared.field(n).metadata)
+                            for n, e in zip(names, exprs)])
         return Project(schema, None, input=plan, exprs=exprs)
 
     # ---- queries ------------------------------------------------------------------------

@@ -75,7 +75,7 @@ def test_encode_is_json_lines() -> None:
                                                             None], TIMESTAMP),
                              "s": ["é\"\n", None]})
     lines = jsonl.encode(batch).decode().splitlines()
-    assert [json.loads(x) for x in lines] == [{"a": 1, "t": "2026-01-01T00:00:00Z", "s": "é\"\n"},
+    assert [json.loads(x) for x in lines] == [{"a": 1, "t": "2026-01-01T00:00:00", "s": "é\"\n"},
                                               {"a": None, "t": None, "s": None}]
     assert jsonl.encode(batch.slice(0, 0)) == b""
 
