@@ -26,6 +26,7 @@ OPERATORS: dict[str, str] = {
     "updating_over": "caudal.operators.updating_over:UpdatingOver",
     "union": "caudal.operators.union:UnionAll",
     "lookup_join": "caudal.operators.lookup_join:LookupJoin",
+    "unnest": "caudal.operators.unnest:Unnest",
 }
 
 

@@ -351,6 +351,10 @@ def _unsupported(node: exp.Expression) -> Expr:
     if isinstance(node, exp.Window):
         raise PlanError("window functions (OVER) are not allowed here",
                         hint="ROW_NUMBER() OVER (...) is accepted for top-N queries")
+    if isinstance(node, exp.Explode | exp.Unnest):
+        raise PlanError("unnest() is not allowed here",
+                        hint="SELECT unnest(arr) FROM t (without GROUP BY), or "
+                             "FROM t CROSS JOIN UNNEST(t.arr) AS u(x)")
     if isinstance(node, exp.Exists):
         raise PlanError("EXISTS (SELECT …) is not supported here",
                         hint="write the condition as a JOIN on the columns it compares")

@@ -104,6 +104,26 @@ def unique_names(names: list[str]) -> list[str]:
     return out
 
 
+#: Arroyo's virtual column: every table has it without declaring it (not in SELECT *)
+TIMESTAMP_COLUMN = "_timestamp"
+
+
+def timestamp_column(columns: pa.Schema, event_time: str | None, relation: str
+                     ) -> dict[str, Expr]:
+    """``_timestamp`` (and ``relation._timestamp``) of a scanned table: its event time, or
+    the processing time of the batch when it has none; nothing when a real column has that
+    name."""
+    if TIMESTAMP_COLUMN in [n.lower() for n in columns.names]:
+        return {}
+    if event_time is not None:
+        value: Expr = Column(columns.field(event_time).type, event_time)
+    else:
+        from caudal.plan.functions.registry import bind_call
+
+        value = bind_call("now", [])
+    return {TIMESTAMP_COLUMN: value, f"{relation}.{TIMESTAMP_COLUMN}": value}
+
+
 class Planner:
     """Plans a script statement by statement against one catalog."""
 
@@ -253,6 +273,9 @@ class Planner:
 
         # WHERE x IN (SELECT …) / EXISTS (…): semi and anti joins, applied after the rest
         select, subqueries = without_subqueries(select)
+        from caudal.sql.unnest import apply_unnest_joins, split_unnest_joins
+
+        select, unnests = split_unnest_joins(select)  # CROSS JOIN UNNEST(arr) AS u(x)
 
         for clause, what in (("order", "ORDER BY"), ("limit", "LIMIT"), ("offset", "OFFSET")):
             if select.args.get(clause) is not None:
@@ -277,6 +300,8 @@ class Planner:
             node, scope, condition = plan_joins(self, select)
         else:
             node, scope = self.plan_from(from_.this)
+        if unnests:
+            node, scope = apply_unnest_joins(node, scope, unnests)
 
         if condition is not None:
             predicate = translate(condition, scope)
@@ -306,7 +331,10 @@ class Planner:
 
         if has_window_function(select):  # ROW_NUMBER() OVER (PARTITION BY window …)
             return plan_window_rank(self, select, node, scope)
-        return self.plan_projection(select.expressions, node, scope)
+        from caudal.sql.unnest import plan_select_unnest
+
+        items, node, scope = plan_select_unnest(select.expressions, node, scope)
+        return self.plan_projection(items, node, scope)
 
     def plan_projection(self, items: list[exp.Expression], node: LogicalNode,
                         scope: Scope) -> tuple[LogicalNode, Scope]:
@@ -436,6 +464,7 @@ class Planner:
         node = Scan(columns, spec.event_time, table=spec)
         scope = Scope(columns=[ScopeColumn(relation, f.name, f.type, f.name)
                                for f in columns])
+        scope.computed.update(timestamp_column(columns, spec.event_time, relation))
         return node, scope
 
     @staticmethod

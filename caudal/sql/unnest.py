@@ -1,0 +1,118 @@
+"""UNNEST in SQL: Flink's ``FROM t CROSS JOIN UNNEST(t.arr) AS u(x)`` (also ``FROM t,
+UNNEST(…)``) and Arroyo's / DuckDB's ``SELECT unnest(arr) FROM t`` (sqlglot calls it
+Explode). Both plan to plan.unnest_node.Unnest over the FROM clause, before WHERE, so the
+element is a column like any other.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from sqlglot import exp
+
+from caudal.errors import PlanError
+from caudal.plan.expressions import Column, Expr
+from caudal.plan.logical import LogicalNode, Project
+from caudal.plan.unnest_node import Unnest
+from caudal.sql.scope import Scope, ScopeColumn, position
+from caudal.types import sql_name
+
+_HINT = "CROSS JOIN UNNEST(t.arr) AS u(x), or SELECT unnest(arr) FROM t"
+
+
+def split_unnest_joins(select: exp.Select) -> tuple[exp.Select, list[exp.Join]]:
+    """``select`` without its UNNEST joins (they are planned by ``apply_unnest_joins``),
+    and those joins. They must follow the table joins."""
+    joins = select.args.get("joins") or []
+    unnests = [j for j in joins if isinstance(j.this, exp.Unnest)]
+    if not unnests:
+        return select, []
+    first = joins.index(unnests[0])
+    if any(not isinstance(j.this, exp.Unnest) for j in joins[first:]):
+        ln, col = position(unnests[0])
+        raise PlanError("UNNEST must come after the tables it reads", line=ln, col=col,
+                        hint=_HINT)
+    for join in unnests:
+        kind = (join.args.get("kind") or "").upper()
+        side = (join.args.get("side") or "").upper()
+        if side or kind not in ("", "CROSS") or join.args.get("on") is not None:
+            ln, col = position(join.this)
+            raise PlanError("only CROSS JOIN UNNEST(…) is supported (a row whose array is "
+                            "empty gives no row)", line=ln, col=col, hint=_HINT)
+    rest = select.copy()
+    rest.set("joins", [j.copy() for j in joins[:first]] or None)
+    return rest, unnests
+
+
+def _unnest(node: LogicalNode, scope: Scope, arr: Expr, what: exp.Expression,
+            index: int) -> tuple[LogicalNode, str, pa.DataType]:
+    """``node`` with an Unnest of ``arr`` appended: the element's physical column name."""
+    if not (pa.types.is_list(arr.dtype) or pa.types.is_large_list(arr.dtype)):
+        ln, col = position(what)
+        raise PlanError(f"unnest() takes an array, got {sql_name(arr.dtype)}", line=ln,
+                        col=col, hint=_HINT)
+    if isinstance(arr, Column):
+        source = arr.name
+    else:  # compute the array first, beside the input's columns
+        source = f"__unnest_arr{index}"
+        fields = list(node.schema) + [pa.field(source, arr.dtype)]
+        exprs: list[Expr] = [Column(f.type, f.name) for f in node.schema] + [arr]
+        node = Project(pa.schema(fields), node.time_column, input=node, exprs=exprs)
+    element = f"__unnest{index}"
+    dtype = arr.dtype.value_type
+    schema = pa.schema(list(node.schema) + [pa.field(element, dtype)])
+    return Unnest(schema, node.time_column, input=node, column=source,
+                  output=element), element, dtype
+
+
+def apply_unnest_joins(node: LogicalNode, scope: Scope, joins: list[exp.Join]
+                       ) -> tuple[LogicalNode, Scope]:
+    from caudal.sql.expressions import translate
+
+    if node.updating:
+        ln, col = position(joins[0].this)
+        raise PlanError("UNNEST over an updating input is not supported", line=ln, col=col)
+    columns = list(scope.columns)
+    for join in joins:
+        call = join.this
+        if len(call.expressions) != 1:
+            ln, col = position(call)
+            raise PlanError("UNNEST takes one array", line=ln, col=col, hint=_HINT)
+        arr = translate(call.expressions[0], Scope(columns=columns, computed=scope.computed))
+        node, element, dtype = _unnest(node, scope, arr, call, len(columns))
+        alias = call.args.get("alias")
+        relation = alias.name if alias is not None and alias.name else None
+        names = [c.name for c in alias.columns] if alias is not None else []
+        if len(names) > 1:
+            ln, col = position(call)
+            raise PlanError("UNNEST of one array gives one column", line=ln, col=col,
+                            hint="UNNEST(arr) AS u(x)")
+        name = names[0] if names else (relation or "unnest")
+        columns.append(ScopeColumn(relation, name, dtype, element))
+    return node, Scope(columns=columns, computed=dict(scope.computed))
+
+
+def plan_select_unnest(items: list[exp.Expression], node: LogicalNode, scope: Scope
+                       ) -> tuple[list[exp.Expression], LogicalNode, Scope]:
+    """``SELECT …, unnest(arr), …``: the Unnest below the projection, the call read as the
+    element column (named ``unnest`` unless aliased)."""
+    from caudal.sql.expressions import translate
+
+    calls = [sub for item in items for sub in item.walk() if isinstance(sub, exp.Explode)]
+    if not calls:
+        return items, node, scope
+    texts = {c.sql(dialect="postgres") for c in calls}
+    if len(texts) > 1:
+        ln, col = position(calls[1])
+        raise PlanError("one unnest() per SELECT is supported", line=ln, col=col,
+                        hint="CROSS JOIN UNNEST(a) AS u(x) CROSS JOIN UNNEST(b) AS v(y)")
+    if node.updating:
+        ln, col = position(calls[0])
+        raise PlanError("unnest() over an updating input is not supported", line=ln, col=col)
+    call = calls[0]
+    arr = translate(call.this, scope)
+    node, element, dtype = _unnest(node, scope, arr, call, len(scope.columns))
+    computed = dict(scope.computed)
+    computed[call.sql(dialect="postgres")] = Column(dtype, element)
+    out = [exp.alias_(item, "unnest") if isinstance(item, exp.Explode) else item
+           for item in items]
+    return out, node, Scope(columns=list(scope.columns), computed=computed)
