@@ -12,6 +12,7 @@ from caudal.durations import parse_duration_us
 from caudal.errors import ConfigError, PlanError
 from caudal.plan.expressions import Call, Expr
 from caudal.plan.functions.coerce import cast
+from caudal.plan.proctime import PROCTIME
 from caudal.plan.tables import MEMORY, TableSpec
 from caudal.sql.dialect import Caudal, MetadataColumnConstraint
 from caudal.sql.scope import Scope, ScopeColumn, position
@@ -233,14 +234,9 @@ class _TableElements:
         out: dict[str, Expr] = {}
         proctime: list[str] = []
         for name, node in self.computed_nodes.items():
-            if isinstance(node, exp.Anonymous) and node.name.upper() == "PROCTIME":
-                if node.expressions:
-                    ln, col = position(node)
-                    raise PlanError("PROCTIME() takes no argument", line=ln, col=col)
-                out[name] = Call(TIMESTAMP, "now", ())
-                proctime.append(name)
-                continue
             expr = translate(node, scope)
+            if isinstance(expr, Call) and expr.func == PROCTIME:
+                proctime.append(name)
             if pa.types.is_null(expr.dtype):
                 expr = cast(expr, pa.string())
             out[name] = expr

@@ -18,6 +18,7 @@ from caudal.errors import CaudalError, ConfigError, PlanError
 from caudal.plan.changelog import check_changelog
 from caudal.plan.expressions import Column, Expr
 from caudal.plan.functions.coerce import cast
+from caudal.plan.functions.constraints import enforce_not_null
 from caudal.plan.logical import Filter, LogicalNode, Project, Scan, SinkWrite
 from caudal.plan.tables import MEMORY, TableSpec
 from caudal.sql.catalog import Catalog
@@ -247,7 +248,10 @@ class Planner:
                                 hint="columns: " + ", ".join(writable.values()))
             names[i] = n = writable[n.lower()]
             target = declared.field(n).type
-            exprs.append(cast(Column(plan.schema.field(i).type, plan.schema.names[i]), target))
+            value = cast(Column(plan.schema.field(i).type, plan.schema.names[i]), target)
+            if n in spec.not_null:  # checked on every row written, as Flink does
+                value = enforce_not_null(value, n, spec.name)
+            exprs.append(value)
         # the declared fields' metadata (a timestamp's precision and zone) goes to the sink
         schema = pa.schema([pa.field(n, e.dtype, metadata=declared.field(n).metadata)
                             for n, e in zip(names, exprs)])

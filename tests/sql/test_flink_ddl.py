@@ -212,3 +212,21 @@ SELECT window_start, count(*) AS n FROM TABLE(TUMBLE(TABLE src, DESCRIPTOR(p),
 
     now = dt.datetime.now(dt.UTC)
     assert all(abs((now - v).total_seconds()) < 120 for v in got.column("p").to_pylist())
+
+
+def test_not_null_sink_column_fails_on_null(tmp_path):
+    from caudal.errors import CaudalError
+    from caudal.job import run_sql
+    from tests.helpers import read_committed
+
+    data = tmp_path / "in.json"
+    data.write_text('{"k": 1, "v": "a"}\n{"k": 2, "v": null}\n')
+    script = f"""
+CREATE TABLE src (k BIGINT, v STRING) WITH (connector = 'filesystem', path = '{data}');
+CREATE TABLE out (k BIGINT NOT NULL, v STRING NOT NULL)
+  WITH (connector = 'filesystem', path = '{tmp_path / "out"}', format = 'parquet');
+INSERT INTO out SELECT k, v FROM src{{where}};"""
+    run_sql(script.format(where=" WHERE v IS NOT NULL"))
+    assert read_committed(tmp_path / "out").to_pylist() == [{"k": 1, "v": "a"}]
+    with pytest.raises(CaudalError, match="column 'v' of table 'out' is declared NOT NULL"):
+        run_sql(script.format(where=""))

@@ -6,6 +6,7 @@ Importing this package registers every function in ``registry.FUNCTIONS``.
 from caudal.plan.functions import (  # noqa: F401  (import registers)
     casts,
     conditional,
+    constraints,
     json,
     math,
     nested,
