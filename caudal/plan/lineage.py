@@ -43,25 +43,37 @@ def _renames(node: Project) -> dict[str, str]:
     return out
 
 
-def _struct_fields(node: Project) -> dict[str, tuple[str, str]]:
-    """Output column -> (input struct column, field name) for ``s.field`` outputs."""
-    out: dict[str, tuple[str, str]] = {}
-    for name, expr in zip(node.schema.names, node.exprs):
-        if isinstance(expr, Call) and expr.func == "struct_field" and \
-                isinstance(expr.args[0], Column):
-            index = expr.options.get("index")
-            out[name] = (expr.args[0].name, expr.args[0].dtype.field(index).name.lower())
-    return out
+def _window_part(expr: Expr, below: dict[str, tuple[object, str]]) -> tuple[object, str] | None:
+    """(spec, role) when ``expr`` is a field of an input window struct (``start`` /
+    ``end``), or the last instant of a window (``end - 1 µs``: role ``time``)."""
+    if isinstance(expr, Call) and expr.func == "struct_field" and \
+            isinstance(expr.args[0], Column):
+        info = below.get(expr.args[0].name)
+        field = expr.args[0].dtype.field(expr.options.get("index")).name.lower()
+        if info is not None and info[1] == "struct" and field in ("start", "end"):
+            return info[0], field
+        return None
+    if isinstance(expr, Call) and expr.func == "subtract" and len(expr.args) == 2 and \
+            isinstance(expr.args[1], Literal) and \
+            expr.args[1].value == datetime.timedelta(microseconds=1):
+        inner = expr.args[0]
+        part = below.get(inner.name) if isinstance(inner, Column) else \
+            _window_part(inner, below)
+        if part is not None and part[1] == "end":
+            return part[0], "time"
+    return None
 
 
 def _window_fields(node: Project) -> dict[str, tuple[object, str]]:
-    """Outputs that are the ``start`` / ``end`` field of an input window struct."""
+    """Outputs computed from an input window: struct fields and last instants."""
     below = window_columns(node.input)
+    if not below:
+        return {}
     out = {}
-    for name, (src, fld) in _struct_fields(node).items():
-        info = below.get(src)
-        if info is not None and info[1] == "struct" and fld in ("start", "end"):
-            out[name] = (info[0], fld)
+    for name, expr in zip(node.schema.names, node.exprs):
+        part = _window_part(expr, below)
+        if part is not None:
+            out[name] = part
     return out
 
 
@@ -78,10 +90,10 @@ def time_bounds(node: LogicalNode) -> dict[str, int]:
         below = time_bounds(node.input)
         out = {out: below[src] for out, src in _renames(node).items() if src in below}
         for name, (spec, what) in _window_fields(node).items():
-            if what == "end":
-                out[name] = 0
+            if what in ("end", "time"):
+                out.setdefault(name, 0)
             elif spec.kind != "session":
-                out[name] = spec.size_us
+                out.setdefault(name, spec.size_us)
         return out
     from caudal.plan.window_nodes import WindowAggregate, WindowAssign
 
@@ -118,7 +130,8 @@ def window_columns(node: LogicalNode) -> dict[str, tuple[object, str]]:
     if isinstance(node, Project):
         below = window_columns(node.input)
         out = {out: below[src] for out, src in _renames(node).items() if src in below}
-        out.update(_window_fields(node))
+        for name, part in _window_fields(node).items():
+            out.setdefault(name, part)
         return out
     from caudal.plan.window_nodes import WindowAggregate, WindowAssign
 
@@ -164,6 +177,18 @@ def event_time(node: LogicalNode) -> Expr | None:
             index = column.dtype.get_field_index("end")
             return last_instant(Call(TIMESTAMP, "struct_field", (column,), {"index": index}))
     return None
+
+
+def event_time_columns(node: LogicalNode) -> list[str]:
+    """Columns a window may be put on as event time: the node's time column and every
+    column no row arrives behind the watermark with (a window aggregate's window_end and
+    window_time: cascading windows). Empty for an updating node."""
+    if node.updating:
+        return []
+    times = [c for c, lateness in time_bounds(node).items() if lateness == 0]
+    if node.time_column is not None and node.time_column not in times:
+        times.insert(0, node.time_column)
+    return times
 
 
 def _event_time_below(node: LogicalNode) -> bool:

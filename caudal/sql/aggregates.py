@@ -42,8 +42,14 @@ from caudal.plan.logical import Filter, LogicalNode, Project, Scan
 from caudal.plan.window_nodes import LateSide, WindowAggregate, WindowAssign
 from caudal.plan.window_reaggregate import HIDDEN_WINDOW, WindowReaggregate, upstream_window
 from caudal.plan.windows import WindowSpec
+from caudal.sql.group_windows import (
+    GROUP_WINDOW_COLUMN,
+    auxiliary_calls,
+    bind_auxiliary,
+    legacy_time_source,
+)
 from caudal.sql.scope import Scope, ScopeColumn, position
-from caudal.sql.window_specs import group_by_window, window_call
+from caudal.sql.window_specs import group_by_window, legacy_time_argument, window_call
 from caudal.sql.window_tvf import WINDOW_COLUMNS
 from caudal.types import TIMESTAMP, sql_name
 
@@ -399,6 +405,12 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
                 resolved = scope.resolve_column(i)
                 if isinstance(resolved, Column) and resolved.name in WINDOW_COLUMNS:
                     tvf_items.append((i, resolved.name))
+    having = select.args.get("having")
+    auxiliary = auxiliary_calls(list(select.expressions) +
+                                ([having.this] if having is not None else []))
+    legacy = legacy_time_argument(windows[0]) if len(windows) == 1 else None
+    if auxiliary and legacy is None:  # TUMBLE_START(…) without GROUP BY TUMBLE(ts, …)
+        bind_auxiliary(auxiliary, None, None, GROUP_WINDOW_COLUMN, scope, {})
     upstream = None
     if not windows and not tvf_items:
         grouped = [r.name for r in (scope.resolve_column(i) for i in items
@@ -417,8 +429,11 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
     if windows:
         call = windows[0]
         spec = group_by_window(call, scope)
-        time_source = event_time(node)
-        if time_source is None:
+        if legacy is not None:  # Flink: GROUP BY TUMBLE(ts, size)
+            time_source = legacy_time_source(legacy, call, node, scope)
+        else:  # Arroyo: GROUP BY tumble(size), on the input's event time
+            time_source = event_time(node)
+        if time_source is None and legacy is None:
             loss = event_time_loss(node)
             if loss is not None:
                 ln, col = position(call)
@@ -428,7 +443,7 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
                                      "event time its rows carry (window end - 1 µs)")
         time_input = "__time" if time_source is not None else None
         keys_nodes = [i for i in items if i is not call]
-        name = "window"
+        name = "window" if legacy is None else GROUP_WINDOW_COLUMN
         for chosen in select.expressions:
             if isinstance(chosen, exp.Alias) and _key(chosen.this) == _key(call):
                 name = chosen.alias
@@ -436,6 +451,8 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
         window_columns = [(name, "struct")]
         computed[_key(call)] = Column(WINDOW_STRUCT, name)
         visible.append(ScopeColumn(None, name, WINDOW_STRUCT, name))
+        if legacy is not None:
+            bind_auxiliary(auxiliary, call, time_source, name, scope, computed)
     elif upstream is not None:  # the bounds of an upstream window: plan.window_reaggregate
         spec = upstream.panes
         time_input = "__time"
@@ -488,7 +505,6 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
                                  + ", ".join(assign.partition or ["(nothing else)"]))
 
     # aggregates
-    having = select.args.get("having")
     agg_nodes = collect_aggregates(list(select.expressions) +
                                    ([having.this] if having is not None else []))
     calls: list[AggCall] = []

@@ -86,20 +86,35 @@ def window_call(node: exp.Expression) -> str | None:
     return None
 
 
+def legacy_time_argument(node: exp.Expression) -> exp.Expression | None:
+    """The time column of Flink's legacy group window — ``TUMBLE(ts, size)``, ``HOP(ts,
+    slide, size)``, ``SESSION(ts, gap)``: one argument more than Arroyo's form — else
+    None."""
+    kind = window_call(node)
+    if kind is None or len(node.expressions) != len(GROUP_BY_WINDOWS[kind]) + 1:
+        return None
+    return node.expressions[0]
+
+
 def group_by_window(node: exp.Anonymous, scope: Scope) -> WindowSpec:
-    """``tumble(width)`` / ``hop(slide, width)`` / ``session(gap)`` in GROUP BY."""
+    """``tumble(width)`` / ``hop(slide, width)`` / ``session(gap)`` in GROUP BY (Arroyo),
+    or with the time column first (Flink's legacy group windows)."""
     kind = window_call(node)
     assert kind is not None
     names = GROUP_BY_WINDOWS[kind]
     args = list(node.expressions)
+    if legacy_time_argument(node) is not None:
+        args = args[1:]
     if len(args) != len(names):
         ln, col = position(node)
         raise PlanError(f"{kind}() takes {len(names)} argument(s) "
                         f"({', '.join(names)}), got {len(args)}", line=ln, col=col,
-                        hint=f"write {_EXAMPLE[kind]}")
+                        hint=f"write {_EXAMPLE[kind]} (or {kind.upper()}(ts, "
+                             f"{', '.join(names)}), Flink's group window on column ts)")
     sizes = [constant_interval(a, scope, f"{kind}() {n}") for a, n in zip(args, names)]
     return make_window(kind, sizes, args, node)
 
 
 __all__ = ["constant_interval", "make_window", "window_call", "group_by_window",
+           "legacy_time_argument",
            "TABLE_FUNCTIONS", "GROUP_BY_WINDOWS"]

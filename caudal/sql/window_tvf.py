@@ -25,7 +25,8 @@ from sqlglot import exp
 
 from caudal.errors import PlanError
 from caudal.plan.expressions import Column
-from caudal.plan.lineage import event_time_loss, time_bounds
+from caudal.plan.lineage import event_time_columns, event_time_loss
+from caudal.plan.logical import LogicalNode, Project
 from caudal.plan.proctime import proctime_columns
 from caudal.plan.window_nodes import WindowAssign
 from caudal.sql.dialect import WindowTableFunction
@@ -105,11 +106,7 @@ def plan_window_tvf(planner, source: exp.Table):
     # DESCRIPTOR(p) of a PROCTIME() column: windows on processing time. Otherwise event
     # time columns: the input's time column, or a window bound no row arrives behind the
     # watermark (window_time / window_end of a window aggregate: cascading windows)
-    times = [] if node.updating or processing else \
-        [c for c, lateness in time_bounds(node).items() if lateness == 0]
-    if node.time_column is not None and not node.updating and not processing and \
-            node.time_column not in times:
-        times.insert(0, node.time_column)
+    times = [] if processing else event_time_columns(node)
     if not processing and not times:
         loss = event_time_loss(node)
         if loss is not None:
@@ -148,15 +145,30 @@ def plan_window_tvf(planner, source: exp.Table):
             pl, pc = position(key)
             raise PlanError("SESSION PARTITION BY takes columns", line=pl, col=pc)
         partition.append(resolved.name)
-    for c in inner.columns:
-        if c.name.lower() in WINDOW_COLUMNS:
-            raise PlanError(f"{table.name!r} already has a column {c.name!r}", line=ln,
-                            col=col, hint="rename it in a subquery or view first")
+    # cascading windows: the input's own window columns (a window aggregate's) are shadowed
+    # by the new ones, kept under hidden names (the descriptor may be window_time)
+    node, renamed = _shadow_window_columns(node)
+    time_column = renamed.get(time_column, time_column)
+    partition = [renamed.get(p, p) for p in partition]
     fields = list(node.schema) + [pa.field(n, TIMESTAMP) for n in WINDOW_COLUMNS]
     assign = WindowAssign(pa.schema(fields), node.time_column if processing else time_column,
                           input=node,
                           window=window, time_input=time_column, partition=partition,
                           position=(ln, col), processing_time=processing)
-    columns = [dataclasses.replace(c, relation=relation) for c in inner.columns]
+    columns = [dataclasses.replace(c, relation=relation) for c in inner.columns
+               if c.name.lower() not in WINDOW_COLUMNS and c.physical not in renamed]
     columns += [ScopeColumn(relation, n, TIMESTAMP, n) for n in WINDOW_COLUMNS]
     return assign, Scope(columns=columns)
+
+
+def _shadow_window_columns(node: LogicalNode) -> tuple[LogicalNode, dict[str, str]]:
+    """``node`` with its columns named like the window columns renamed ``__shadowed_…``
+    (a projection), and the renames; ``node`` itself when it has none."""
+    renamed = {n: f"__shadowed_{n}" for n in node.schema.names if n.lower() in WINDOW_COLUMNS}
+    if not renamed:
+        return node, {}
+    schema = pa.schema([pa.field(renamed.get(f.name, f.name), f.type) for f in node.schema])
+    time_column = renamed.get(node.time_column, node.time_column) if node.time_column \
+        else None
+    exprs = [Column(f.type, f.name) for f in node.schema]
+    return Project(schema, time_column, input=node, exprs=exprs), renamed

@@ -194,3 +194,119 @@ def test_offset_shows_in_the_plan(tmp_path):
            f"FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '1' MINUTE, "
            f"INTERVAL '-45' SECOND)) GROUP BY window_start, window_end;")
     assert "tumble(1m, offset 15s)" in explain_sql(sql)
+
+
+# ---- legacy group windows and cascading windows -------------------------------------------
+
+#: Flink's docs: the cascading window aggregation of "Window Aggregation", verbatim (the
+#: view keeps window_start and window_end: the outer TUMBLE's columns shadow them)
+CASCADING_VIEW = """CREATE VIEW window1 AS
+SELECT window_start, window_end, window_time as rowtime, SUM(price) as partial_price
+  FROM TABLE(
+    TUMBLE(TABLE Bid, DESCRIPTOR(bidtime), INTERVAL '5' MINUTES))
+  GROUP BY supplier_id, window_start, window_end, window_time;"""
+FLINK_CASCADES = {
+    "cascading_tvf": (CASCADING_VIEW, """SELECT window_start, window_end, SUM(partial_price) as total_price
+  FROM TABLE(
+      TUMBLE(TABLE window1, DESCRIPTOR(rowtime), INTERVAL '10' MINUTES))
+  GROUP BY window_start, window_end""", [("08:00", "08:10", "11.00"), ("08:10", "08:20", "10.00")]),
+    # the same without renaming window_time: DESCRIPTOR(window_time) of the inner aggregate
+    "cascading_unrenamed": (
+        CASCADING_VIEW.replace("window_time as rowtime", "window_time"),
+        """SELECT window_start, window_end, SUM(partial_price) as total_price
+  FROM TABLE(
+      TUMBLE(TABLE window1, DESCRIPTOR(window_time), INTERVAL '10' MINUTES))
+  GROUP BY window_start, window_end""", [("08:00", "08:10", "11.00"), ("08:10", "08:20", "10.00")]),
+    # GROUP BY the inner window's own bounds again: the same 5-minute windows
+    "regroup_bounds": (CASCADING_VIEW, """SELECT window_start, window_end, SUM(partial_price)
+  FROM window1 GROUP BY window_start, window_end""",
+                       [("08:05", "08:10", "11.00"), ("08:10", "08:15", "4.00"),
+                        ("08:15", "08:20", "6.00")]),
+    # Flink's legacy group window example (Orders there, Bid here)
+    "legacy_tumble": ("", """SELECT
+  TUMBLE_START(bidtime, INTERVAL '10' MINUTE) AS wStart,
+  TUMBLE_END(bidtime, INTERVAL '10' MINUTE) AS wEnd,
+  SUM(price) FROM Bid
+GROUP BY
+  TUMBLE(bidtime, INTERVAL '10' MINUTE)""", [("08:00", "08:10", "11.00"),
+                                           ("08:10", "08:20", "10.00")]),
+    "legacy_hop": ("", """SELECT HOP_START(B.bidtime, INTERVAL '5' MINUTES, INTERVAL '10' MINUTES),
+  HOP_END(B.bidtime, INTERVAL '5' MINUTES, INTERVAL '10' MINUTES), SUM(price)
+FROM Bid B GROUP BY HOP(B.bidtime, INTERVAL '5' MINUTES, INTERVAL '10' MINUTES)""",
+                   [("08:00", "08:10", "11.00"), ("08:05", "08:15", "15.00"),
+                    ("08:10", "08:20", "10.00"), ("08:15", "08:25", "6.00")]),
+    # cascading legacy windows through TUMBLE_ROWTIME (Flink's group window docs)
+    "legacy_rowtime": ("""CREATE VIEW per_minute AS
+SELECT TUMBLE_ROWTIME(bidtime, INTERVAL '1' MINUTE) AS rowtime, supplier_id,
+       SUM(price) AS price
+FROM Bid GROUP BY TUMBLE(bidtime, INTERVAL '1' MINUTE), supplier_id;""",
+                       """SELECT TUMBLE_START(rowtime, INTERVAL '10' MINUTE),
+  TUMBLE_END(rowtime, INTERVAL '10' MINUTE), SUM(price)
+FROM per_minute GROUP BY TUMBLE(rowtime, INTERVAL '10' MINUTE)""",
+                       [("08:00", "08:10", "11.00"), ("08:10", "08:20", "10.00")]),
+}
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize("name", sorted(FLINK_CASCADES))
+def test_flink_cascading_and_group_window_examples(tmp_path, bid_ddl, name, parallelism):
+    view, query, expected = FLINK_CASCADES[name]
+    got = run_to_table(f"{bid_ddl}\n{view}", query, tmp_path / "out", parallelism)
+    assert _flink_rows(got) == sorted(expected)
+    assert "processing time" not in explain_sql(f"{bid_ddl}\n{view}\n{query};")
+
+
+LEGACY = {
+    "tumble": ("TUMBLE(date_time, INTERVAL '10' SECOND)", "tumble", (10 * S, 0)),
+    "hop": ("HOP(date_time, INTERVAL '2' SECOND, INTERVAL '6' SECOND)", "hop", (6 * S, 2 * S)),
+    "session": ("SESSION(date_time, INTERVAL '3' SECOND)", "session", (3 * S, 0)),
+}
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize("name", sorted(LEGACY))
+def test_legacy_group_windows_match_duckdb(tmp_path, events, name, parallelism):
+    from tests.windows_reference import session_rows
+
+    call, kind, (size, slide) = LEGACY[name]
+    prefix = call.split("(")[0]
+    args = call[call.index("(") + 1:-1]
+    path = write_input(events, tmp_path / "in", "parquet")
+    query = (f"SELECT {prefix}_START({args}) AS ws, {prefix}_END({args}) AS we, "
+             f"{prefix}_ROWTIME({args}) AS wt, auction, count(*) AS n, sum(price) AS total "
+             f"FROM bids GROUP BY auction, {call}")
+    got = run_to_table(DDL["parquet"].format(path=path), query, tmp_path / "out",
+                       parallelism, batch_rows=200)
+    rows = session_rows(size, ["auction"]) if kind == "session" else \
+        window_rows(kind, size, slide)
+    want = duck_answer(events, f"SELECT ws, we, we - 1 AS wt, auction, count(*) AS n, "
+                               f"sum(price) AS total FROM {rows} GROUP BY ALL")
+    columns = ["ws", "we", "wt", "auction", "n", "total"]
+    for i in range(3):
+        want = want.set_column(i, columns[i], want.column(i).cast(pa.int64()))
+    assert want.num_rows >= 10
+    assert_same_rows(rows_of(got, columns), rows_of(want, columns))
+
+
+LEGACY_BAD = [
+    ("SELECT TUMBLE_START(date_time, INTERVAL '5' SECOND) AS s, count(*) AS n FROM bids "
+     "GROUP BY TUMBLE(date_time, INTERVAL '10' SECOND)", "must repeat the arguments",
+     "TUMBLE_START(date_time, INTERVAL '10' SECOND)"),
+    ("SELECT HOP_END(date_time, INTERVAL '10' SECOND) AS s, count(*) AS n FROM bids "
+     "GROUP BY TUMBLE(date_time, INTERVAL '10' SECOND)", "must repeat the arguments",
+     "TUMBLE_START"),
+    ("SELECT TUMBLE_END(date_time, INTERVAL '10' SECOND) AS s, count(*) AS n FROM bids "
+     "GROUP BY auction", "needs GROUP BY TUMBLE(ts", "same arguments"),
+    ("SELECT count(*) AS n FROM bids GROUP BY TUMBLE(price, INTERVAL '10' SECOND)",
+     "price is not the event time", "TUMBLE(date_time, …)"),
+    ("SELECT count(*) AS n FROM (SELECT auction, count(*) AS c FROM bids GROUP BY auction) "
+     "GROUP BY SESSION(c, INTERVAL '10' SECOND)", "without event time", "PROCTIME"),
+]
+
+
+@pytest.mark.parametrize("query,message,hint", LEGACY_BAD)
+def test_bad_legacy_group_windows_are_refused(tmp_path, query, message, hint):
+    with pytest.raises(PlanError) as err:
+        explain_sql(f"{DDL['parquet'].format(path=tmp_path)}\n{query};")
+    assert message in err.value.message and hint in str(err.value), err.value
+    assert err.value.line == 2 and err.value.col is not None
