@@ -75,7 +75,8 @@ class Source(ABC):
 
     def offsets(self) -> dict[str, Any]:
         """JSON-serializable position per assigned partition, consistent with the rows
-        returned so far (taken at a barrier)."""
+        returned so far (taken at a barrier): a new object, never one the source goes on
+        updating (it is written later, on another thread; see Operator.snapshot)."""
         return {}
 
     def close(self) -> None:
@@ -143,7 +144,8 @@ class Sink(ABC):
         transaction) and return what is needed to commit it later: every pre-committed epoch
         not committed yet, not only this one (a checkpoint that failed is carried by the next).
         By convention a state whose ``pending`` entry is empty (or ``{}``) has nothing
-        awaiting commit."""
+        awaiting commit. Like an operator's snapshot (Operator.snapshot), the state must not
+        share mutable objects with the sink: it is written later, on another thread."""
         return {}
 
     def commit(self, epoch: int) -> None:

@@ -504,7 +504,8 @@ class FileSystemSink(Sink):
         self._closed = []
         if not pairs:
             del self._pending[epoch]
-        everything = [p for e in sorted(self._pending) for p in self._pending[e]]
+        # copies: the state is written later, beside this sink's own bookkeeping
+        everything = [list(p) for e in sorted(self._pending) for p in self._pending[e]]
         return {"epoch": epoch, "pending": everything}
 
     def commit(self, epoch: int) -> None:

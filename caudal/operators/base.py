@@ -59,6 +59,15 @@ class Operator:
 
         Keyed state tables carry an int32 ``_key_group`` column (see state.key_groups) so a
         job restored at another parallelism can hand each subtask its own key groups.
+
+        The rule: **a snapshot never shares memory with live state.** The checkpoint
+        coordinator writes it later, on its own threads, while this operator goes on
+        processing; anything the operator changes in place after returning would leak
+        post-barrier values into the checkpoint. Immutable values are fine as they are (an
+        Arrow table the operator only ever replaces, never writes into). Anything mutable is
+        copied here, at the barrier: NumPy arrays (``pa.array(ndarray)`` does not copy, so
+        copy the array first), Python lists and dicts. tests/operators/test_snapshot_isolation.py
+        checks every registered operator that overrides this method.
         """
         return {}
 

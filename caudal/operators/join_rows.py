@@ -206,10 +206,12 @@ class SideState:
         return self.rows.filter(pa.array(mask))
 
     def table(self) -> pa.Table:
-        """The state as one table (rows and counters), for a snapshot."""
+        """The state as one table (rows and counters), for a snapshot. The counters are
+        copied: ``pa.array`` over a NumPy array shares its buffer, and the counters change in
+        place (``+=``) while the checkpoint writer is still reading the snapshot."""
         table = self.rows
         for name, value in self.values.items():
-            table = table.append_column(name, pa.array(value))
+            table = table.append_column(name, pa.array(value.copy()))
         return table
 
     def load(self, table: pa.Table | None) -> None:
