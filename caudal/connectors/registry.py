@@ -73,10 +73,9 @@ def check_options(table: TableSpec, cls: type) -> None:
     if "format" in accepted:  # the chosen format's own options (json.timestamp_format, …)
         from caudal import formats
 
-        try:
-            accepted.update(formats.options_of(table.options.get("format")))
-        except ConfigError as e:
-            raise e.with_position(table.line, None) from None
+        chosen = table.options.get("format")
+        if chosen is None or chosen in formats.FORMATS:  # others: the connector's own names
+            accepted.update(formats.options_of(chosen))
     for key in table.options:
         if key not in accepted:
             raise ConfigError(

@@ -76,6 +76,7 @@ class Caudal(RisingWave):
         KEYWORDS = {k: v for k, v in RisingWave.Tokenizer.KEYWORDS.items()
                     if k not in ("WINDOW", "SESSION")}
         KEYWORDS["ROW"] = TokenType.STRUCT  # Flink's ROW<a INT> / ROW(a INT) types
+        KEYWORDS["BYTES"] = TokenType.VARBINARY  # Flink's BYTES
 
     class Parser(RisingWave.Parser):
         CONSTRAINT_PARSERS = {**RisingWave.Parser.CONSTRAINT_PARSERS,
