@@ -72,8 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--parallelism", "-p", type=int, default=1, metavar="N")
     explain.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                          help="show tracebacks on errors")
-    sub.add_parser("functions", help="list the scalar functions SQL can call",
-                   description="List every scalar function with its signature.")
+    functions = sub.add_parser("functions", help="list the scalar functions SQL can call",
+                               description="List every scalar function with its signature.")
+    functions.add_argument("--markdown", action="store_true",
+                           help="print the tables of the SQL reference (docs/sql.md): scalar "
+                                "functions by family, then aggregates")
 
     from caudal.bench.command import add_parser as add_bench
 
@@ -201,6 +204,12 @@ def cmd_checkpoints(args) -> int:
 
 def cmd_functions(args) -> int:
     from caudal.plan.functions.catalog import describe
+
+    if args.markdown:
+        from caudal.sql.reference import aggregates_markdown, functions_markdown
+
+        print(functions_markdown() + "\n#### Aggregates\n\n" + aggregates_markdown(), end="")
+        return 0
 
     rows = describe()
     width = max(len(name) for name, _ in rows)

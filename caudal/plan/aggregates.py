@@ -42,6 +42,32 @@ ACCEPTED = ("count(*), count(x), count(DISTINCT x), sum, avg, min, max, stddev, 
             "last_value, string_agg(x, sep), approx_count_distinct, "
             "array_agg(x [ORDER BY k]), bit_and, bit_or, bit_xor")
 
+#: canonical aggregate -> one-line signature, for the SQL reference (docs/sql.md)
+SIGNATURES = {
+    "count": "count(*), count(x), count(DISTINCT x) -> bigint (count(x) skips NULLs)",
+    "sum": "sum([DISTINCT] x) -> bigint for integers, else the type of x (DECIMAL(38, s))",
+    "avg": "avg([DISTINCT] x) -> double",
+    "min": "min(x) -> the type of x",
+    "max": "max(x) -> the type of x",
+    "var_pop": "var_pop(x) -> double (population variance)",
+    "var_samp": "var_samp(x), variance(x) -> double (sample variance)",
+    "stddev_pop": "stddev_pop(x) -> double",
+    "stddev_samp": "stddev_samp(x), stddev(x) -> double",
+    "bool_and": "bool_and(b), every(b) -> boolean",
+    "bool_or": "bool_or(b) -> boolean",
+    "first_value": "first_value(x) -> the value with the earliest event time (windows, "
+                   "append-only inputs)",
+    "last_value": "last_value(x) -> the value with the latest event time (windows, "
+                  "append-only inputs)",
+    "string_agg": "string_agg(text, separator) -> text in arrival order (append-only inputs)",
+    "approx_count_distinct": "approx_count_distinct(x) -> bigint (computed exactly)",
+    "array_agg": "array_agg(x [ORDER BY k [DESC] [NULLS FIRST|LAST]]) -> array of x, NULLs "
+                 "kept; NULL when no row",
+    "bit_and": "bit_and(integer) -> bitwise AND of the non-NULL values",
+    "bit_or": "bit_or(integer) -> bitwise OR of the non-NULL values",
+    "bit_xor": "bit_xor(integer) -> bitwise XOR of the non-NULL values",
+}
+
 #: aggregates whose DISTINCT form is computed (min/max/bool ignore DISTINCT)
 DISTINCT_OK = {"count", "sum", "avg", "approx_count_distinct"}
 DISTINCT_IRRELEVANT = {"min", "max", "bool_and", "bool_or"}
