@@ -439,6 +439,13 @@ def _extract(node: exp.Extract, scope: Scope) -> Expr:
     return bind_call("date_part", [field_expr, _tr(node.expression, scope)])
 
 
+def _date_part(field: str):
+    """Flink's ``HOUR(ts)``, ``YEAR(ts)``, …: ``date_part('hour', ts)`` (an integer)."""
+    def translate_part(node: exp.Expression, scope: Scope) -> Expr:
+        return bind_call("date_part", [_text(field), _tr(node.this, scope)])
+    return translate_part
+
+
 def pg_template(node: exp.Expression | None) -> exp.Expression | None:
     """sqlglot stores a to_timestamp/to_char template converted to strftime; turn it back
     into the PostgreSQL pattern the user wrote."""
@@ -579,6 +586,9 @@ _HANDLERS: dict[type, Handler] = {
     exp.JSONBExtractScalar: _json, exp.Bracket: _bracket, exp.Array: _array,
     exp.ArraySize: _array_size, exp.Chr: _chr, exp.StrPosition: _str_position,
     exp.RegexpExtract: _regexp_extract,
+    exp.Year: _date_part("year"), exp.Month: _date_part("month"),
+    exp.DayOfMonth: _date_part("day"), exp.Hour: _date_part("hour"),
+    exp.Minute: _date_part("minute"),
 }
 _HANDLERS.update({cls: _binary for cls in _BINARY})
 

@@ -134,6 +134,8 @@ class Planner:
         self.memory_inserts: dict[str, list[exp.Insert]] = {}
         #: memory tables whose writers are being planned (a table writing itself is refused)
         self.expanding: set[str] = set()
+        #: CREATE FUNCTION names -> the functions they call (sql.create_function)
+        self.function_aliases: dict[str, str] = {}
 
     # ---- statements ---------------------------------------------------------------------
 
@@ -162,8 +164,14 @@ class Planner:
 
     def plan_statement(self, stmt: Statement) -> Output | None:
         node = stmt.node
+        from caudal.sql.create_function import add_function, rename_functions
+
+        rename_functions(node, self.function_aliases)
         if isinstance(node, exp.Create):
             kind = (node.args.get("kind") or "").upper()
+            if kind == "FUNCTION":
+                add_function(node, self.function_aliases)
+                return None
             if kind == "TABLE":
                 if node.expression is not None:
                     raise PlanError("CREATE TABLE … AS SELECT is not supported", line=stmt.line,
@@ -174,7 +182,7 @@ class Planner:
                 self.catalog.add_view(node)
                 return None
             raise PlanError(f"CREATE {kind} is not supported", line=stmt.line,
-                            hint="CREATE TABLE or CREATE VIEW")
+                            hint="CREATE TABLE, CREATE VIEW or CREATE FUNCTION")
         if isinstance(node, exp.Set):
             for item in node.expressions:
                 eq = item.this

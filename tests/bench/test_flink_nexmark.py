@@ -62,7 +62,6 @@ NOT_RUN_BY_FLINK = {"q6"}
 #: queries caudal does not run yet (or not right yet): the exact reason
 XFAIL: dict[str, str] = {
     "q10": "PARTITIONED BY (dt, hm): caudal's filesystem sink writes no partition directories",
-    "q14": "CREATE FUNCTION count_char AS '<Java class>': caudal runs no JVM code",
 }
 
 

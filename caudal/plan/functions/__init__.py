@@ -13,4 +13,5 @@ from caudal.plan.functions import (  # noqa: F401  (import registers)
     operators,
     strings,
     time,
+    udf_classes,
 )
