@@ -23,9 +23,10 @@ _PROPERTY_KEYS = {
     exp.FileFormatProperty: "format",
     exp.PartitionedByProperty: "partitioned_by",
     exp.LocationProperty: "location",
-    exp.SchemaCommentProperty: "comment",
     exp.EngineProperty: "engine",
 }
+#: clauses of Flink's CREATE [TEMPORARY] TABLE … COMMENT '…' that change nothing here
+_IGNORED_PROPERTIES = (exp.TemporaryProperty, exp.SchemaCommentProperty)
 
 
 @dataclass
@@ -45,6 +46,8 @@ class Catalog:
             table_node = target
         name = table_node.name
         key = name.lower()
+        if key in self.tables and node.args.get("exists"):  # IF NOT EXISTS: the first stays
+            return self.tables[key]
         if key in self.tables or key in self.views:
             ln, col = position(table_node)
             raise PlanError(f"table {name!r} is already defined", line=ln, col=col)
@@ -89,6 +92,8 @@ class Catalog:
         props = node.args.get("properties")
         options: dict[str, str] = {}
         for prop in props.expressions if props else []:
+            if isinstance(prop, _IGNORED_PROPERTIES):
+                continue
             if type(prop) is exp.Property:
                 key = prop.this.name if isinstance(prop.this, (exp.Var, exp.Literal,
                                                                exp.Identifier)) else prop.name
@@ -214,6 +219,8 @@ class _TableElements:
                 continue  # NULL: the default
             elif isinstance(c, exp.PrimaryKeyColumnConstraint):
                 self._primary_key([name], item)
+            elif isinstance(c, exp.CommentColumnConstraint):
+                continue
             else:
                 raise PlanError(f"unsupported constraint {c.sql(dialect=Caudal)} on column "
                                 f"{name!r}", line=ln, col=col,

@@ -230,3 +230,33 @@ INSERT INTO out SELECT k, v FROM src{{where}};"""
     assert read_committed(tmp_path / "out").to_pylist() == [{"k": 1, "v": "a"}]
     with pytest.raises(CaudalError, match="column 'v' of table 'out' is declared NOT NULL"):
         run_sql(script.format(where=""))
+
+
+def test_temporary_if_not_exists_and_comments():
+    cat = catalog_of("""
+CREATE TEMPORARY TABLE t (a INT COMMENT 'the a', b AS a + 1 COMMENT 'computed')
+  COMMENT 'a table' WITH ('connector' = 'blackhole');
+CREATE TABLE IF NOT EXISTS t (x BIGINT) WITH ('connector' = 'blackhole');
+""")
+    spec = cat.tables["t"]
+    assert spec.options == {"connector": "blackhole"}
+    assert spec.columns_schema().names == ["a", "b"]
+    with pytest.raises(PlanError, match="already defined"):
+        catalog_of("CREATE TABLE t (a INT) WITH ('connector' = 'blackhole');\n"
+                   "CREATE TABLE t (a INT) WITH ('connector' = 'blackhole');")
+
+
+def test_flink_types():
+    cat = catalog_of("""
+CREATE TABLE t (a TIMESTAMP_LTZ(3), b TIMESTAMP(3) WITH LOCAL TIME ZONE, c TIMESTAMP(9),
+  d ROW<x BIGINT, `y` STRING>, e ROW(x INT), f ARRAY<ROW<z DOUBLE>>, g MAP<STRING, BIGINT>,
+  h BYTES, i INT[], j DECIMAL(10, 2)) WITH ('connector' = 'blackhole');
+""")
+    from caudal.types import is_zoned, sql_name, timestamp_precision
+
+    schema = cat.tables["t"].schema
+    assert [sql_name(f.type) for f in schema] == [
+        "TIMESTAMP", "TIMESTAMP", "TIMESTAMP", "STRUCT<x BIGINT, y TEXT>", "STRUCT<x INT>",
+        "STRUCT<z DOUBLE>[]", "MAP<TEXT, BIGINT>", "BYTEA", "INT[]", "DECIMAL(10, 2)"]
+    assert [is_zoned(schema.field(n)) for n in "abc"] == [True, True, False]
+    assert [timestamp_precision(schema.field(n)) for n in "abc"] == [3, 3, 9]
