@@ -129,3 +129,30 @@ def test_bad_data_drop_is_reported(tmp_path):
     proc = run_cli("run", str(job))
     assert proc.returncode == 2
     assert "in.json" in proc.stderr and "line 2" in proc.stderr
+
+
+def test_runtime_error_names_the_expression_in_one_line(tmp_path):
+    job = tmp_path / "job.sql"
+    job.write_text("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', "
+                   "events = '100');\n\nSELECT auction,\n       price / (bidder - bidder) AS x\n"
+                   "FROM bids;")
+    proc = run_cli("run", str(job))
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("caudal: error: line 4, column 8: division by zero in")
+    assert "Traceback" not in proc.stderr
+
+
+def test_empty_script_says_so(tmp_path):
+    job = tmp_path / "job.sql"
+    job.write_text("-- nothing yet\n")
+    proc = run_cli("run", str(job))
+    assert proc.returncode == 2
+    assert "the script is empty" in proc.stderr
+
+
+def test_functions_markdown_is_the_reference_tables():
+    proc = run_cli("functions", "--markdown")
+    assert proc.returncode == 0
+    assert "| `date_format` |" in proc.stdout and "| `array_agg` |" in proc.stdout
