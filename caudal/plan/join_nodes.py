@@ -175,7 +175,10 @@ class WindowJoin(Join):
         from caudal.plan.lineage import window_columns
 
         out = {}
+        padded = {"left": (1,), "right": (0,), "full": (0, 1)}.get(self.kind, ())
         for side, node in enumerate((self.left, self.right)):
+            if side in padded:  # NULL in the rows of an outer join without a partner
+                continue
             for col, info in window_columns(node).items():
                 name = self.joined_name(side, col)
                 if name in self.output:

@@ -209,6 +209,7 @@ def event_time_loss(node: LogicalNode) -> str | None:
                 "window), whose rows have no event time")
     if _event_time_below(node):
         return ("no column of it carries the event time any more (a projection dropped "
-                "it): keep the window column (window_end, window_time or the window "
-                "struct) or the event time column in the view or subquery")
+                "it, or an outer join pads it with NULLs): keep the window column "
+                "(window_end, window_time or the window struct) or the event time column "
+                "in the view or subquery")
     return None

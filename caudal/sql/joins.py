@@ -114,7 +114,7 @@ def plan_joins(planner, select: exp.Select) -> tuple[LogicalNode, Scope, None]:
     available = [{c.physical for c in s.columns} for s in scopes]
     assigned: list[list[Expr]] = [[] for _ in inputs]
     on_top: list[Expr] = []
-    for node in where_nodes:
+    for node in _window_struct_fields(where_nodes, final_scope):
         expr = translate(node, final_scope)
         _expect_boolean(expr, node, "WHERE")
         cols = expr.columns()
@@ -193,6 +193,34 @@ def _and(exprs: list[Expr]) -> Expr:
     return out
 
 
+def _window_struct_fields(nodes: list[exp.Expression], scope: Scope
+                          ) -> list[exp.Expression]:
+    """``a.window = b.window`` of two Arroyo window structs ``{start, end}`` as the equality
+    of their fields (``a.window.start = b.window.start AND a.window."end" = …``): equal
+    windows, and keys the window join recognizes (plan.lineage follows the fields)."""
+    from caudal.sql.expressions import translate
+
+    out: list[exp.Expression] = []
+    for node in nodes:
+        if isinstance(node, exp.EQ) and all(_is_window_struct(translate(side, scope))
+                                            for side in (node.this, node.expression)):
+            for field_name in ("start", "end"):
+                sides = [exp.Dot(this=side.copy(), expression=exp.to_identifier(field_name))
+                         for side in (node.this, node.expression)]
+                eq = exp.EQ(this=sides[0], expression=sides[1])
+                eq.meta.update(node.meta)
+                out.append(eq)
+        else:
+            out.append(node)
+    return out
+
+
+def _is_window_struct(expr: Expr) -> bool:
+    t = expr.dtype
+    return pa.types.is_struct(t) and t.num_fields == 2 and \
+        [t.field(i).name for i in range(2)] == ["start", "end"]
+
+
 def _expect_boolean(expr: Expr, node: exp.Expression, clause: str) -> None:
     if not (pa.types.is_boolean(expr.dtype) or pa.types.is_null(expr.dtype)):
         ln, col = position(node)
@@ -209,7 +237,7 @@ def _on_conditions(item: _Input, left_scope: Scope, scope: Scope) -> list[Expr]:
     out: list[Expr] = []
     on = join.args.get("on")
     if on is not None:
-        for node in _conjuncts(on):
+        for node in _window_struct_fields(_conjuncts(on), scope):
             expr = translate(node, scope)
             _expect_boolean(expr, node, "ON")
             out.extend(_flatten(expr))
@@ -349,7 +377,7 @@ def _plan_join(left: LogicalNode, item: _Input, exprs: list[Expr], rename: dict[
 
     if item.as_of is not None:
         return _lookup_join(left, right, item, left_scope, schema, common)
-    window = _window_join(left, right, cond, rename)
+    window = _window_join(left, right, left_keys, right_keys)
     if window is not None and not (left.updating or right.updating):
         spec, ends = window
         return WindowJoin(schema, None, left=left, right=right, window_end=ends,
@@ -453,18 +481,16 @@ def _key_columns(node: LogicalNode, exprs: list[Expr], prefix: str
     return Project(pa.schema(fields), node.time_column, input=node, exprs=exprs_all), names
 
 
-def _window_join(left: LogicalNode, right: LogicalNode, cond: _Conditions,
-                 rename: dict[str, str]) -> tuple[object, list[tuple[str, int]]] | None:
-    """(window spec, per side (column, offset to the window end)) when an equality pairs
-    the same bound of identically windowed inputs."""
+def _window_join(left: LogicalNode, right: LogicalNode, left_keys: list[str],
+                 right_keys: list[str]) -> tuple[object, list[tuple[str, int]]] | None:
+    """(window spec, per side (column, offset to the window end)) when an equality key
+    pairs the same bound of identically windowed inputs (key columns of each side, after
+    the projection computing expression keys such as a window struct's fields)."""
     lw, rw = window_columns(left), window_columns(right)
     if not lw or not rw:
         return None
-    back = {v: k for k, v in rename.items()}
-    for a, b in cond.keys:
-        if not (isinstance(a, Column) and isinstance(b, Column)):
-            continue
-        la, rb = lw.get(a.name), rw.get(back.get(b.name, b.name))
+    for a, b in zip(left_keys, right_keys):
+        la, rb = lw.get(a), rw.get(b)
         if la is None or rb is None or la != rb:
             continue
         spec, what = la
@@ -473,7 +499,7 @@ def _window_join(left: LogicalNode, right: LogicalNode, cond: _Conditions,
         if what == "start" and getattr(spec, "kind", "") == "cumulate":
             continue
         offset = {"end": 0, "time": 1, "start": getattr(spec, "size_us", 0)}[what]
-        return spec, [(a.name, offset), (back.get(b.name, b.name), offset)]
+        return spec, [(a, offset), (b, offset)]
     return None
 
 
