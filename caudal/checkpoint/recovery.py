@@ -48,6 +48,7 @@ from caudal.checkpoint.manifest import (
     write_job_file,
 )
 from caudal.checkpoint.storage import CheckpointStorage
+from caudal.operators.sink import SINK_TABLE
 from caudal.plan.physical import PhysicalGraph
 from caudal.state.incremental import fold_chain
 from caudal.state.rescale import concat_states, keep_key_groups, key_groups_of
@@ -179,9 +180,12 @@ def sink_index(graph: PhysicalGraph, vid: int) -> int | None:
     return None
 
 
-def recover_sinks(manifest: Manifest | None, graph: PhysicalGraph, triggered: int) -> None:
+def recover_sinks(manifest: Manifest | None, graph: PhysicalGraph, triggered: int,
+                  storage: CheckpointStorage | None = None) -> None:
     """Finish the two-phase commit of the checkpoint resumed from: commit what its manifest
-    lists, abort every epoch started after it. Runs before any subtask starts."""
+    lists, abort every epoch started after it. Runs before any subtask starts. A sink's
+    pre-commit tables (``sink.<name>`` files, e.g. staged Kafka messages) are read from
+    ``storage`` back into its state."""
     from caudal.connectors.registry import sink_class
 
     restored_epoch = manifest.epoch if manifest is not None else 0
@@ -195,8 +199,15 @@ def recover_sinks(manifest: Manifest | None, graph: PhysicalGraph, triggered: in
         for j in range(parallelism):
             state = None
             if old is not None:
-                ref = old.subtasks[j].operators[index].get("sink")
+                named = old.subtasks[j].operators[index]
+                ref = named.get("sink")
                 state = ref.value if ref is not None else None
+                for name, table_ref in named.items():
+                    if name.startswith(SINK_TABLE) and table_ref.files and \
+                            state is not None and storage is not None:
+                        state = {**state, name[len(SINK_TABLE):]: fold_chain(
+                            [(storage.read_table(f.file), f.kind, f.key, f.expire)
+                             for f in table_ref.files])}
             sink = cls(v.sink, j, parallelism)
             sink.writer = v.id
             sink.open(v.sink.schema, state)
@@ -245,6 +256,8 @@ def load_state(storage: CheckpointStorage, manifest: Manifest, graph: PhysicalGr
             for o, named in enumerate(st.operators):
                 values: dict[str, Any] = {}
                 for name, ref in named.items():
+                    if name.startswith(SINK_TABLE):
+                        continue   # a sink's pre-commit: recover_sinks finished it
                     if ref.files is None:
                         values[name] = ref.value
                         continue

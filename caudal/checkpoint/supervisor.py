@@ -106,7 +106,7 @@ class CheckpointedRuntime(Runtime):
                 f"version of caudal {MAX_KEY_GROUPS}; run with --fresh to start over")
         if manifest is not None:
             self._check_sources(manifest)
-        recover_sinks(manifest, graph, self._triggered)
+        recover_sinks(manifest, graph, self._triggered, self.storage)
         self.restored = load_state(self.storage, manifest, graph) if manifest else None
         if manifest is not None and self.restored is not None:
             self.log(f"resuming from {'savepoint' if manifest.savepoint else 'checkpoint'} "

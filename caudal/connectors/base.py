@@ -40,6 +40,11 @@ class Source(ABC):
         self.table = table
         self.schema: pa.Schema = table.read_schema()
         self.metrics = SourceMetrics()
+        #: which subtask of how many reads this instance (set by the runtime before
+        #: ``partitions``): a source that finds new partitions while running keeps those
+        #: the runtime's dealing would have given it
+        self.subtask = 0
+        self.parallelism = 1
 
     @classmethod
     def validate(cls, table: TableSpec) -> None:
@@ -78,6 +83,16 @@ class Source(ABC):
         returned so far (taken at a barrier): a new object, never one the source goes on
         updating (it is written later, on another thread; see Operator.snapshot)."""
         return {}
+
+    def watermark(self) -> int | None:
+        """The event-time watermark (µs) when the source tracks it itself, e.g. the minimum
+        over its partitions of ``max event time - delay`` (a Kafka topic's partitions advance
+        independently); None: the runtime takes the maximum over the batches."""
+        return None
+
+    def checkpoint_completed(self, offsets: dict[str, Any]) -> None:
+        """The checkpoint that stored ``offsets`` (this subtask's) is complete: a source may
+        tell the outside world (Kafka commits them to the consumer group for lag tools)."""
 
     def close(self) -> None:
         """Release files and connections."""

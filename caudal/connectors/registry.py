@@ -1,7 +1,8 @@
 """Which connector names exist, and their source and sink classes (imported lazily).
 
 Each connector module defines ``SOURCE`` and/or ``SINK`` (subclasses of Source/Sink), each with
-an ``OPTIONS`` dict of option name -> one-line description, used to reject unknown options.
+an ``OPTIONS`` dict of option name -> one-line description, used to reject unknown options
+(and optionally ``OPTION_PREFIXES``: families passed through, such as Kafka's ``properties.``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ CONNECTORS = {
     "impulse": "caudal.connectors.impulse",
     "stdout": "caudal.connectors.stdout",
     "blackhole": "caudal.connectors.blackhole",
+    "kafka": "caudal.connectors.kafka",
+    "upsert-kafka": "caudal.connectors.upsert_kafka",
 }
 
 #: connectors for caudal's own tools (benchmarks), registered by them and not offered to
@@ -74,10 +77,14 @@ def check_options(table: TableSpec, cls: type) -> None:
         from caudal import formats
 
         chosen = table.options.get("format")
-        if chosen is None or chosen in formats.FORMATS:  # others: the connector's own names
+        # a connector's alias of a file format (Kafka's debezium-json); names that are not
+        # file formats are the connector's own (stdout's table, Kafka's raw_string)
+        chosen = getattr(cls, "FORMAT_ALIASES", {}).get(chosen, chosen)
+        if chosen is None or chosen in formats.FORMATS:
             accepted.update(formats.options_of(chosen))
+    prefixes = getattr(cls, "OPTION_PREFIXES", ())
     for key in table.options:
-        if key not in accepted:
+        if key not in accepted and not key.startswith(prefixes):
             raise ConfigError(
                 f"unknown option {key!r} for connector {table.connector!r} in table "
                 f"{table.name!r}", line=table.line,

@@ -143,13 +143,8 @@ def encode(batch: pa.RecordBatch,
     ops = ops_of(batch)
     data = batch.drop_columns([OP]) if OP in batch.schema.names else batch
     n = len(ops)
-    paired = np.zeros(n, dtype=bool)
-    paired[:-1] = (ops[:-1] == UPDATE_BEFORE) & (ops[1:] == UPDATE_AFTER)
-    second = np.zeros(n, dtype=bool)
-    second[1:] = paired[:-1]
-    starts = np.flatnonzero(~second)
+    starts, is_pair = _lines(ops)
     start_ops = ops[starts]
-    is_pair = paired[starts]
     before_idx = np.where(start_ops < 0, starts, -1)
     after_idx = np.where(is_pair, starts + 1, np.where(start_ops > 0, starts, -1))
     op_text = np.where(is_pair, "u", np.where(start_ops > 0, "c", "d"))
@@ -166,6 +161,24 @@ def encode(batch: pa.RecordBatch,
     out = io.BytesIO()
     pl.from_arrow(table).write_ndjson(out)
     return out.getvalue()
+
+
+def _lines(ops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first row of each output line, and whether that line is an update pair."""
+    n = len(ops)
+    paired = np.zeros(n, dtype=bool)
+    paired[:-1] = (ops[:-1] == UPDATE_BEFORE) & (ops[1:] == UPDATE_AFTER)
+    second = np.zeros(n, dtype=bool)
+    second[1:] = paired[:-1]
+    starts = np.flatnonzero(~second)
+    return starts, paired[starts]
+
+
+def line_rows(batch: pa.RecordBatch) -> np.ndarray:
+    """For each line ``encode`` writes, the row it describes (an update's after image), so
+    that a per-line value such as a message key can be taken from it."""
+    starts, is_pair = _lines(ops_of(batch))
+    return starts + is_pair
 
 
 def _take(values: pa.StructArray, index: np.ndarray) -> pa.Array:

@@ -12,6 +12,10 @@ from caudal.connectors.registry import sink_class
 from caudal.operators.base import Operator, OperatorContext
 from caudal.plan.tables import TableSpec
 
+#: checkpoint state names of a sink's pre-commit tables (``sink.rows``): restored only to the
+#: sink's recovery, never into operators
+SINK_TABLE = "sink."
+
 
 class SinkOperator(Operator):
     def __init__(self, table: TableSpec):

@@ -69,6 +69,7 @@ class LocalRuntime(Runtime):
                 assigned = None
                 if v.source is not None:
                     source = source_class(v.source)(v.source)
+                    source.subtask, source.parallelism = i, v.parallelism
                     parts = source.partitions(v.parallelism)
                     assigned = parts[i::v.parallelism]
                 runner = SubtaskRunner(self.job, v, i, gates.get((v.id, i)),

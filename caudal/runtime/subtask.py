@@ -20,7 +20,7 @@ from caudal.durations import parse_duration_s
 from caudal.operators.base import OperatorContext
 from caudal.operators.registry import create
 from caudal.operators.side_output import tag_of, untag
-from caudal.operators.sink import SinkOperator
+from caudal.operators.sink import SINK_TABLE, SinkOperator
 from caudal.plan.physical import Vertex
 from caudal.runtime.base import SubtaskStats
 from caudal.runtime.chain import Chain
@@ -54,6 +54,16 @@ class CheckpointHooks(Protocol):
                        until_covered: bool = False) -> bool:
         """Block until checkpoint ``epoch`` completed (True) or failed (False); with
         ``until_covered`` until a later checkpoint covers a failed one."""
+
+
+def sink_states(state: dict[str, Any]) -> dict[str, Any]:
+    """A sink's pre-commit state as named checkpoint states: JSON values under ``sink``, each
+    Arrow table (e.g. messages staged for the commit) as its own ``sink.<name>`` file."""
+    tables = {k: v for k, v in (state or {}).items() if isinstance(v, pa.Table)}
+    out: dict[str, Any] = {"sink": {k: v for k, v in (state or {}).items()
+                                    if k not in tables}}
+    out.update({f"{SINK_TABLE}{k}": v for k, v in tables.items()})
+    return out
 
 
 class Stopped(Exception):
@@ -129,6 +139,8 @@ class SubtaskRunner:
         self.source_offsets = restored.get("offsets")
         self.restored_watermark: int | None = restored.get("watermark")
         self.source_watermark: SourceWatermark | None = None
+        #: epoch -> the source offsets its snapshot holds, until the checkpoint completes
+        self._offsets_taken: dict[int, dict[str, Any]] = {}
         self.chain = Chain(self.operators)
         self.epoch = restored.get("epoch", 0)
 
@@ -162,12 +174,13 @@ class SubtaskRunner:
         states: list[dict[str, Any]] = []
         for op in self.operators:
             if isinstance(op, SinkOperator):
-                states.append({"sink": op.pre_commit(epoch)})
+                states.append(sink_states(op.pre_commit(epoch)))
             else:
                 states.append(op.snapshot(epoch))
         payload: dict[str, Any] = {"operators": states}
         if self.source is not None:
             payload["offsets"] = self.source.offsets()
+            self._offsets_taken[epoch] = payload["offsets"]
             if self.source_watermark is not None:
                 payload["watermark"] = self.source_watermark.current
         return payload
@@ -197,6 +210,19 @@ class SubtaskRunner:
         if self.source is not None:
             self.source.close()
         raise Stopped
+
+    def _notify_source(self) -> None:
+        """Tell the source which of its snapshotted offsets a completed checkpoint holds."""
+        if not self._offsets_taken:
+            return
+        done = self.job.checkpoints.committed_epoch()
+        ready = [e for e in self._offsets_taken if e <= done]
+        if ready:
+            newest = max(ready)
+            offsets = self._offsets_taken[newest]
+            for e in ready:
+                del self._offsets_taken[e]
+            self.source.checkpoint_completed(offsets)
 
     def _commit_sinks(self) -> None:
         if self.job.checkpoints is None or not self.sinks:
@@ -272,10 +298,13 @@ class SubtaskRunner:
                 if barrier is not None:
                     self._snapshot(barrier)
                 self._commit_sinks()
+                self._notify_source()
             batch = source.poll(self.job.batch_rows, self.job.linger_s)
             if batch is None:
                 if source.finished():
                     break
+                if wm is not None and wm.advance(source.watermark()):
+                    self._watermark(wm.current)   # e.g. an idle partition stopped holding it
                 if not idle and time.monotonic() - last_data > idle_after:
                     idle = True
                     self._control(Idle())
@@ -289,7 +318,11 @@ class SubtaskRunner:
             self.stats.rows_in += batch.num_rows
             self.stats.batches_in += 1
             self.stats.bad_rows_dropped = source.metrics.bad_rows_dropped
-            advanced = wm.observe(batch.column(time_col)) if wm is not None else False
+            advanced = False
+            if wm is not None:
+                own = source.watermark()
+                advanced = wm.advance(own) if own is not None else \
+                    wm.observe(batch.column(time_col))
             self._emit(self.chain.process(batch))
             if advanced:
                 self._watermark(wm.current)

@@ -32,8 +32,11 @@ class SourceWatermark:
         latest = max_event_time(column)
         if latest is None:
             return False
-        candidate = latest - self.delay
-        if candidate > self.current:
+        return self.advance(latest - self.delay)
+
+    def advance(self, candidate: int | None) -> bool:
+        """Move to ``candidate`` (a watermark the source computed) if it is ahead."""
+        if candidate is not None and candidate > self.current:
             self.current = candidate
             return True
         return False

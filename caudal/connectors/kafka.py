@@ -1,0 +1,529 @@
+"""The ``kafka`` connector on confluent-kafka (librdkafka): a topic as a source or a sink.
+
+Source: a topic's partitions are caudal partitions (``<topic>:<n>``), dealt to subtasks by the
+runtime; a subtask assigns its partitions to one consumer (no group rebalancing) and keeps the
+next offset of each in checkpoint state, so a job resumes exactly where its checkpoint was, at
+any parallelism. Offsets are also committed to the consumer group once a checkpoint completes,
+only so that tools can show the lag. A polled batch of messages is decoded in one call (JSON
+values joined into JSON lines for Arrow's parser): the only per-message Python is what the
+client forces (one object per message, whose value, partition and offset are read). The
+watermark is the minimum over the subtask's partitions; a partition without data for
+``idle_timeout`` stops holding it back. Partitions added to the topic are picked up by the
+subtask that would own them (``partition % parallelism``), from their start.
+
+Sink: see ``kafka_sink`` (exactly once through transactions, or at least once).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from caudal import formats
+from caudal.connectors import kafka_options as ko
+from caudal.connectors.base import Source
+from caudal.connectors.kafka_sink import KafkaSink
+from caudal.durations import parse_duration_s
+from caudal.errors import ConfigError, DataError
+from caudal.formats import bad_data
+from caudal.formats.debezium_json import changes, envelope
+from caudal.plan.changelog import OP, OP_TYPE, table_is_changelog
+from caudal.plan.tables import TableSpec
+from caudal.runtime.messages import WATERMARK_MIN
+from caudal.types import TIMESTAMP, sql_name
+
+#: seconds between looks for partitions added to the topic (``partition_discovery``)
+DISCOVERY_S = 10.0
+HEADERS_TYPE = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
+
+
+def partition_name(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
+
+
+def partition_number(name: str) -> int:
+    return int(name.rsplit(":", 1)[1])
+
+
+def topic_partitions(table: TableSpec, client: Any, topic: str) -> list[int]:
+    """The topic's partition numbers; ConfigError naming the topic when it does not exist."""
+    from confluent_kafka import KafkaError
+
+    meta = ko.retrying(table, f"reading the metadata of topic {topic!r}",
+                       lambda t: client.list_topics(topic, timeout=t))
+    found = meta.topics.get(topic)
+    if found is None or (found.error is not None and
+                         found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART) or \
+            not found.partitions:
+        raise ConfigError(f"topic {topic!r} of table {table.name!r} does not exist",
+                          line=table.line, hint="create it, or check the topic option")
+    return sorted(found.partitions)
+
+
+class _MessagePolicy(bad_data.BadDataPolicy):
+    """bad_data for messages: names topic, partition and offset; remembers dropped rows."""
+
+    def __init__(self, mode: str, metrics: Any, topic: str, parts: np.ndarray,
+                 offs: np.ndarray):
+        super().__init__(mode, metrics, f"topic {topic!r}")
+        self.parts, self.offs = parts, offs
+        self.dropped: list[int] = []
+
+    def reject(self, line: int, reason: str) -> None:
+        text = (f"{self.where} partition {int(self.parts[line])} offset "
+                f"{int(self.offs[line])}: {reason}")
+        if self.mode != "drop":
+            raise DataError(f"malformed message in {text}",
+                            hint="fix the producer, or set bad_data = 'drop' to skip such "
+                                 "messages")
+        self.dropped.append(line)
+        self.metrics.bad_rows_dropped += 1
+        if len(self.metrics.bad_row_examples) < bad_data.MAX_EXAMPLES:
+            self.metrics.bad_row_examples.append(text)
+
+
+class KafkaSource(Source):
+    """Reads the partitions of one topic assigned to one subtask."""
+
+    bounded = False
+    OPTIONS = ko.SOURCE_OPTIONS
+    OPTION_PREFIXES = (ko.PROPERTIES,)
+    OWN_FORMATS = ko.OWN_FORMATS
+    METADATA_KEYS = {
+        "partition": "the message's partition (INT)",
+        "offset": "the message's offset in its partition (BIGINT)",
+        "timestamp": "the message's timestamp (TIMESTAMP)",
+        "key": "the message key (BYTEA or TEXT)",
+        "headers": "the message headers (TEXT: a JSON object; or ARRAY<ROW<key TEXT, value "
+                   "BYTEA>>)",
+    }
+
+    @classmethod
+    def validate(cls, table: TableSpec) -> None:
+        ko.check_type(table, "source")
+        ko.require(table, "topic", "events")
+        ko.client_config(table)
+        opts = ko.options(table)
+        mode = ko.pick(table, "source.offset", ko.OFFSET_MODES, "latest")
+        if mode == "timestamp":
+            _timestamp_ms(table)
+        ko.pick(table, "source.read_mode", ko.READ_MODES, "read_committed")
+        bounded = opts.get("scan.bounded.mode")
+        if bounded is not None and bounded.strip().lower() not in ("latest-offset",
+                                                                      "unbounded"):
+            raise ConfigError(f"option scan.bounded.mode = {bounded!r} of table "
+                              f"{table.name!r}", line=table.line,
+                              hint="accepted: latest-offset, unbounded")
+        if table.schema is not None:
+            fmt = ko.value_format(table, [(f.name, f.type) for f in _data_fields(table)])
+            if fmt == "debezium_json" and table.metadata:
+                raise ConfigError(f"table {table.name!r}: METADATA columns cannot be read "
+                                  f"with format debezium_json", line=table.line,
+                                  hint="drop the METADATA columns or use format json")
+            for column, key in table.metadata.items():
+                _check_metadata_type(table, column, key)
+        parse_duration_s(opts.get("partition_discovery", f"{DISCOVERY_S}s"),
+                         "partition_discovery")
+
+    @classmethod
+    def infer_schema(cls, table: TableSpec) -> pa.Schema | None:
+        raise ConfigError(f"kafka table {table.name!r} declares no columns", line=table.line,
+                          hint="declare them: CREATE TABLE t (id BIGINT, …) WITH (…)")
+
+    def __init__(self, table: TableSpec):
+        super().__init__(table)
+        self.opts = ko.options(table)
+        self.topic = ko.require(table, "topic", "events")
+        self.data_schema = table.data_schema()
+        self.format = ko.value_format(table, [(f.name, f.type) for f in self.data_schema])
+        self.changelog = table_is_changelog(
+            TableSpec(table.name, table.connector, {"format": self.format}))
+        if self.changelog:
+            self.schema = self.schema.append(pa.field(OP, OP_TYPE))
+        self.bounded = str(self.opts.get("scan.bounded.mode", "")).lower() == "latest-offset"
+        self.idle_s = parse_duration_s(self.opts.get("idle_timeout", "30s"), "idle_timeout")
+        self.discovery_s = parse_duration_s(self.opts.get("partition_discovery",
+                                                          f"{DISCOVERY_S}s"),
+                                            "partition_discovery")
+        self.group_id = self.opts.get("source.group_id") or f"caudal-{table.name}"
+        self._consumer: Any = None
+        self._decoder: Any = None
+        if self.format in ("json", "debezium_json"):
+            schema = envelope(self.data_schema) if self.changelog else self.data_schema
+            self._decoder = formats.get("json").Decoder(schema, table.options)
+        self._next: dict[int, int] = {}
+        self._stop: dict[int, int] = {}
+        self._done: set[int] = set()
+        self._marks: dict[int, int] = {}
+        self._seen: dict[int, float] = {}
+        self._next_discovery = 0.0
+
+    # -- partitions and positions -------------------------------------------------------------
+
+    def _client(self) -> Any:
+        if self._consumer is None:
+            from confluent_kafka import Consumer
+
+            config = ko.client_config(self.table)
+            config.update({
+                "group.id": self.group_id,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "isolation.level": ko.pick(self.table, "source.read_mode", ko.READ_MODES,
+                                           "read_committed"),
+                "enable.partition.eof": self.bounded,
+                "auto.offset.reset": "earliest",
+            })
+            config.setdefault("fetch.max.bytes", 64 << 20)
+            config.setdefault("queued.max.messages.kbytes", 256 << 10)
+            config.setdefault("error_cb", _ignore)
+            self._consumer = Consumer(config)
+        return self._consumer
+
+    def partitions(self, parallelism: int) -> list[str]:
+        self.parallelism = parallelism
+        parts = topic_partitions(self.table, self._client(), self.topic)
+        return [partition_name(self.topic, p) for p in parts]
+
+    def open(self, assigned: list[str], offsets: dict[str, Any] | None = None) -> None:
+        offsets = offsets or {}
+        numbers = [partition_number(a) for a in assigned]
+        starts = {p: offsets.get(partition_name(self.topic, p)) for p in numbers}
+        fresh = [p for p, o in starts.items() if o is None]
+        starts.update(self._start_offsets(fresh))
+        if self.bounded:
+            for p in numbers:
+                self._stop[p] = self._watermarks(p)[1]
+        self._assign({p: int(starts[p]) for p in numbers})
+        self._next_discovery = time.monotonic() + self.discovery_s
+
+    def _assign(self, starts: dict[int, int]) -> None:
+        from confluent_kafka import TopicPartition
+
+        now = time.monotonic()
+        for p, start in starts.items():
+            self._next[p] = start
+            self._seen[p] = now
+            self._marks.setdefault(p, WATERMARK_MIN)
+            if self.bounded and start >= self._stop[p]:
+                self._done.add(p)
+        todo = [TopicPartition(self.topic, p, starts[p]) for p in starts if p not in self._done]
+        if todo:
+            self._client().incremental_assign(todo)
+
+    def _watermarks(self, p: int) -> tuple[int, int]:
+        from confluent_kafka import TopicPartition
+
+        tp = TopicPartition(self.topic, p)
+        return ko.retrying(self.table, f"reading the offsets of {self.topic}:{p}",
+                           lambda t: self._client().get_watermark_offsets(tp, timeout=t,
+                                                                          cached=False))
+
+    def _start_offsets(self, parts: list[int]) -> dict[int, int]:
+        """Numeric start offsets of partitions without a checkpointed position."""
+        from confluent_kafka import TopicPartition
+
+        if not parts:
+            return {}
+        mode = ko.pick(self.table, "source.offset", ko.OFFSET_MODES, "latest")
+        marks = {p: self._watermarks(p) for p in parts}
+        if mode == "earliest":
+            return {p: marks[p][0] for p in parts}
+        if mode == "latest":
+            return {p: marks[p][1] for p in parts}
+        consumer = self._client()
+        if mode == "group":
+            tps = [TopicPartition(self.topic, p) for p in parts]
+            found = ko.retrying(self.table, f"reading the offsets of group {self.group_id!r}",
+                                lambda t: consumer.committed(tps, timeout=t))
+            return {tp.partition: tp.offset if tp.offset >= 0 else marks[tp.partition][0]
+                    for tp in found}
+        ms = _timestamp_ms(self.table)
+        tps = [TopicPartition(self.topic, p, ms) for p in parts]
+        found = ko.retrying(self.table, "looking up offsets by time",
+                            lambda t: consumer.offsets_for_times(tps, timeout=t))
+        return {tp.partition: tp.offset if tp.offset >= 0 else marks[tp.partition][1]
+                for tp in found}
+
+    def _discover(self) -> None:
+        """Assign partitions added to the topic that this subtask owns, from their start."""
+        self._next_discovery = time.monotonic() + self.discovery_s
+        try:
+            meta = self._client().list_topics(self.topic, timeout=1.0)
+        except Exception:  # noqa: BLE001 - a missed look is retried at the next interval
+            return
+        found = meta.topics.get(self.topic)
+        if found is None or found.error is not None:
+            return
+        new = [p for p in found.partitions
+               if p not in self._next and p % self.parallelism == self.subtask]
+        if new:
+            self._assign(self._start_offsets_earliest(new))
+
+    def _start_offsets_earliest(self, parts: list[int]) -> dict[int, int]:
+        return {p: self._watermarks(p)[0] for p in parts}
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def poll(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
+        if not self.bounded and time.monotonic() >= self._next_discovery:
+            self._discover()
+        if self.finished():
+            return None
+        msgs = self._consumer.consume(max_rows, timeout)
+        if not msgs:
+            return None
+        if any(m.error() is not None for m in msgs):
+            msgs = self._handle_errors(msgs)
+            if not msgs:
+                return None
+        parts = np.fromiter((m.partition() for m in msgs), np.int32, len(msgs))
+        offs = np.fromiter((m.offset() for m in msgs), np.int64, len(msgs))
+        if self.bounded:
+            keep = offs < np.array([self._stop[int(p)] for p in parts], np.int64)
+            if not keep.all():
+                msgs = [m for m, k in zip(msgs, keep) if k]
+                parts, offs = parts[keep], offs[keep]
+                if not msgs:
+                    self._check_done()
+                    return None
+        now = time.monotonic()
+        for p in np.unique(parts):
+            p = int(p)
+            self._next[p] = int(offs[parts == p].max()) + 1
+            self._seen[p] = now
+        self._check_done()
+        batch, row_parts = self._decode(msgs, parts, offs)
+        if batch is None or batch.num_rows == 0:
+            return None
+        self.metrics.rows_read += batch.num_rows
+        if self.table.event_time and row_parts is not None:
+            self._observe(batch, row_parts)
+        return batch
+
+    def _handle_errors(self, msgs: list) -> list:
+        from confluent_kafka import KafkaError
+
+        good = []
+        for m in msgs:
+            err = m.error()
+            if err is None:
+                good.append(m)
+            elif err.code() == KafkaError._PARTITION_EOF:
+                p = m.partition()
+                if self.bounded and m.offset() >= self._stop.get(p, 0):
+                    self._next[p] = max(self._next.get(p, 0), self._stop[p])
+                    self._done.add(p)
+            elif err.fatal() or err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART,
+                                               KafkaError.TOPIC_AUTHORIZATION_FAILED):
+                from caudal.errors import RuntimeFailure
+
+                raise RuntimeFailure(f"reading topic {self.topic!r} of table "
+                                     f"{self.table.name!r} failed: {err.str()}")
+        return good
+
+    def _check_done(self) -> None:
+        if self.bounded:
+            for p, nxt in self._next.items():
+                if nxt >= self._stop.get(p, 0):
+                    self._done.add(p)
+
+    def _decode(self, msgs: list, parts: np.ndarray,
+                offs: np.ndarray) -> tuple[pa.RecordBatch | None, np.ndarray | None]:
+        """The rows of the messages, and each row's partition (None for a changelog, whose
+        updates are two rows: its watermark comes from the batches, as for files)."""
+        values = [m.value() for m in msgs]
+        keep: np.ndarray | None = None
+        if None in values:  # tombstones carry no row
+            keep = np.array([v is not None for v in values])
+            msgs = [m for m, k in zip(msgs, keep) if k]
+            values = [v for v in values if v is not None]
+            parts, offs = parts[keep], offs[keep]
+            if not values:
+                return None, None
+        policy = _MessagePolicy(self.table.bad_data, self.metrics, self.topic, parts, offs)
+        if self.format in ("json", "debezium_json"):
+            data = self._json(values, policy)
+        elif self.format == "raw_bytes":
+            data = pa.table({self.data_schema.names[0]: pa.array(values, pa.binary())})
+        else:
+            data = self._raw_string(values, policy)
+        if policy.dropped:
+            mask = np.ones(len(msgs), bool)
+            mask[policy.dropped] = False
+            msgs = [m for m, k in zip(msgs, mask) if k]
+            parts, offs = parts[mask], offs[mask]
+        if self.changelog:
+            data = changes(data, self.data_schema, policy)
+            return _as_batch(data, self.schema), None
+        columns = {name: data.column(name) for name in data.column_names}
+        for column, key in self.table.metadata.items():
+            if column in self.schema.names:
+                columns[column] = _metadata(key, msgs, parts, offs,
+                                            self.schema.field(column).type)
+        table = pa.table([columns[f.name] for f in self.schema], schema=self.schema)
+        return _as_batch(table, self.schema), parts
+
+    def _json(self, values: list[bytes], policy: _MessagePolicy) -> pa.Table:
+        data = b"\n".join(values)
+        if data.count(b"\n") != len(values) - 1:  # pretty-printed JSON: newlines are spaces
+            values = [v.replace(b"\n", b" ").replace(b"\r", b" ") for v in values]
+            data = b"\n".join(values)
+        try:
+            return self._decoder.decode(data + b"\n")
+        except pa.ArrowInvalid:
+            rows = [(i, v + b"\n") for i, v in enumerate(values)]
+            good = bad_data.decode_rows(rows, self._decoder.decode, self._decoder.explain,
+                                        policy)
+            schema = self._decoder.schema
+            return pa.concat_tables(good) if good else schema.empty_table()
+
+    def _raw_string(self, values: list[bytes], policy: _MessagePolicy) -> pa.Table:
+        name = self.data_schema.names[0]
+        raw = pa.array(values, pa.binary())
+        try:
+            return pa.table({name: raw.cast(pa.string())})
+        except pa.ArrowInvalid:
+            ok = []
+            for i, v in enumerate(values):
+                try:
+                    v.decode("utf-8")
+                    ok.append(i)
+                except UnicodeDecodeError:
+                    policy.reject(i, "the value is not UTF-8 text")
+            return pa.table({name: raw.take(pa.array(ok, pa.int64())).cast(pa.string())})
+
+    # -- watermarks ---------------------------------------------------------------------------
+
+    def _observe(self, batch: pa.RecordBatch, parts: np.ndarray | None) -> None:
+        times = batch.column(self.table.event_time)
+        if parts is None or not len(times):
+            return
+        us = pc.cast(times, pa.timestamp("us", tz=times.type.tz)).cast(pa.int64())
+        values = us.to_numpy(zero_copy_only=False)
+        valid = np.asarray(us.is_valid())
+        delay = self.table.watermark_delay_us
+        for p in np.unique(parts):
+            chosen = (parts == p) & valid
+            if chosen.any():
+                mark = int(values[chosen].max()) - delay
+                if mark > self._marks.get(int(p), WATERMARK_MIN):
+                    self._marks[int(p)] = mark
+
+    def watermark(self) -> int | None:
+        """None for a changelog (see ``_decode``); else the minimum over this subtask's partitions of ``max event time - delay``; a
+        partition idle for ``idle_timeout`` or finished is left out (when all are, the highest
+        mark holds)."""
+        if self.changelog or not self._marks:
+            return None
+        now = time.monotonic()
+        active = [m for p, m in self._marks.items()
+                  if p not in self._done and now - self._seen.get(p, now) < self.idle_s]
+        if active:
+            return min(active)
+        return max(self._marks.values())
+
+    # -- end, checkpoints ---------------------------------------------------------------------
+
+    def finished(self) -> bool:
+        return self.bounded and all(p in self._done for p in self._next)
+
+    def offsets(self) -> dict[str, Any]:
+        return {partition_name(self.topic, p): n for p, n in self._next.items()}
+
+    def checkpoint_completed(self, offsets: dict[str, Any]) -> None:
+        """Commit the checkpoint's positions to the consumer group, for lag monitoring only
+        (a job resumes from its checkpoint, never from these)."""
+        from confluent_kafka import TopicPartition
+
+        tps = [TopicPartition(self.topic, partition_number(name), int(n))
+               for name, n in offsets.items() if partition_number(name) in self._next]
+        if tps and self._consumer is not None:
+            try:
+                self._consumer.commit(offsets=tps, asynchronous=True)
+            except Exception:  # noqa: BLE001 - lag reporting must not stop the job
+                pass
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+            except RuntimeError:
+                pass
+            self._consumer = None
+
+
+def _ignore(*_: Any) -> None:
+    """librdkafka reports broker errors asynchronously and retries by itself; caudal's own
+    calls time out with one line instead of printing each attempt."""
+
+
+def _as_batch(table: pa.Table, schema: pa.Schema) -> pa.RecordBatch:
+    table = table.combine_chunks()
+    if table.num_columns == 0:
+        return formats.empty_rows(table.num_rows)
+    batches = table.to_batches()
+    if len(batches) == 1:
+        return batches[0]
+    return pa.RecordBatch.from_arrays([pa.array([], f.type) for f in schema], schema=schema) \
+        if not batches else pa.concat_batches(batches)
+
+
+def _data_fields(table: TableSpec) -> list[pa.Field]:
+    return [f for f in table.schema if f.name not in table.metadata]
+
+
+def _timestamp_ms(table: TableSpec) -> int:
+    raw = ko.options(table).get("scan.startup.timestamp-millis")
+    try:
+        return int(str(raw))
+    except ValueError:
+        raise ConfigError(f"table {table.name!r}: scan.startup.mode = 'timestamp' needs "
+                          f"scan.startup.timestamp-millis (got {raw!r})", line=table.line,
+                          hint="milliseconds since 1970-01-01, e.g. '1767225600000'") from None
+
+
+def _check_metadata_type(table: TableSpec, column: str, key: str) -> None:
+    t = table.schema.field(column).type
+    ok = {
+        "partition": pa.types.is_integer(t),
+        "offset": pa.types.is_integer(t),
+        "timestamp": pa.types.is_timestamp(t),
+        "key": pa.types.is_binary(t) or pa.types.is_string(t),
+        "headers": pa.types.is_string(t) or t.equals(HEADERS_TYPE),
+    }.get(key, True)
+    if not ok:
+        raise ConfigError(f"metadata column {column!r} of table {table.name!r} is "
+                          f"{sql_name(t)}, which cannot hold Kafka's {key}", line=table.line,
+                          hint=KafkaSource.METADATA_KEYS[key])
+
+
+def _metadata(key: str, msgs: list, parts: np.ndarray, offs: np.ndarray,
+              target: pa.DataType) -> pa.Array:
+    if key == "partition":
+        return pa.array(parts).cast(target)
+    if key == "offset":
+        return pa.array(offs).cast(target)
+    if key == "timestamp":
+        ms = np.fromiter((m.timestamp()[1] for m in msgs), np.int64, len(msgs))
+        return pa.array(ms * 1000, pa.int64()).cast(TIMESTAMP).cast(target)
+    if key == "key":
+        keys = pa.array([m.key() for m in msgs], pa.binary())
+        return keys.cast(target)
+    headers = [[(k, v) for k, v in (m.headers() or ())] for m in msgs]
+    rows = pa.array([[{"key": k, "value": v} for k, v in h] for h in headers], HEADERS_TYPE)
+    if pa.types.is_string(target):
+        import json
+
+        return pa.array([json.dumps({k: (v.decode("utf-8", "replace") if v is not None
+                                         else None) for k, v in h}) for h in headers],
+                        pa.string())
+    return rows
+
+
+SOURCE = KafkaSource
+SINK = KafkaSink

@@ -1,0 +1,360 @@
+"""The kafka and upsert-kafka connectors against librdkafka's mock cluster (real protocol,
+real client, a helper process holding the brokers), with real `caudal run` processes.
+
+Exactly-once output is read with ``kafka_verify.committed_messages``: the mock cluster does
+not hide aborted transactions from read_committed consumers, so the verifier applies the
+transaction markers of the raw log itself, as a real cluster's read_committed consumer would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from confluent_kafka import Producer
+
+from tests.conftest import REPO, make_bids, run_cli
+from tests.connectors.kafka_verify import committed_messages
+
+
+@pytest.fixture(scope="session")
+def kafka():
+    """The bootstrap list of a mock cluster of 3 brokers, alive for the whole session."""
+    proc = subprocess.Popen([sys.executable, "-m", "caudal.connectors.kafka_mock", "--stdin"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, cwd=REPO)
+    line = proc.stdout.readline().strip()
+    assert line, "the mock cluster did not start"
+    yield line
+    proc.stdin.close()
+    proc.kill()
+    proc.wait()
+
+
+def topic_name(stem: str) -> str:
+    return f"{stem}-{uuid.uuid4().hex[:8]}"
+
+
+def produce(bootstrap: str, topic: str, values: list, keys: list | None = None,
+            headers: list | None = None, timestamps: list | None = None) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for i, value in enumerate(values):
+        kwargs = {}
+        if keys is not None:
+            kwargs["key"] = keys[i]
+        if headers is not None:
+            kwargs["headers"] = headers[i]
+        if timestamps is not None:
+            kwargs["timestamp"] = timestamps[i]
+        producer.produce(topic, value, **kwargs)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    assert producer.flush(30) == 0
+
+
+def bids_json(table: pa.Table) -> list[bytes]:
+    rows = table.to_pylist()
+    out = []
+    for r in rows:
+        r = dict(r)
+        r["date_time"] = r["date_time"].isoformat().replace("+00:00", "Z")
+        out.append(json.dumps(r).encode())
+    return out
+
+
+BIDS_COLUMNS = """auction BIGINT, bidder BIGINT, price BIGINT, channel TEXT, url TEXT,
+    date_time TIMESTAMP, extra TEXT"""
+
+
+def source_sql(bootstrap: str, topic: str, columns: str = BIDS_COLUMNS,
+               extra: str = "") -> str:
+    return f"""CREATE TABLE bids ({columns},
+    WATERMARK FOR date_time AS date_time - INTERVAL '1' SECOND)
+WITH (connector = 'kafka', bootstrap_servers = '{bootstrap}', topic = '{topic}',
+      'source.offset' = 'earliest', 'scan.bounded.mode' = 'latest-offset'{extra});
+"""
+
+
+def write_job(tmp_path: Path, sql: str, name: str = "job.sql") -> Path:
+    path = tmp_path / name
+    path.write_text(sql)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bids_topic(kafka):
+    table = make_bids(5000)
+    topic = topic_name("bids")
+    produce(kafka, topic, bids_json(table), keys=[str(i).encode() for i in range(5000)])
+    return topic, table
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_json_source_bounded_matches_duckdb(kafka, bids_topic, tmp_path, duck, parallelism):
+    topic, table = bids_topic
+    out = tmp_path / "out"
+    sql = source_sql(kafka, topic) + f"""
+CREATE TABLE out WITH (connector = 'filesystem', path = '{out}', format = 'parquet');
+INSERT INTO out SELECT auction, bidder, price, channel, url, date_time, extra
+FROM bids WHERE price > 100 OR channel IS NULL;
+"""
+    result = run_cli("run", str(write_job(tmp_path, sql)), "--parallelism", str(parallelism))
+    assert result.returncode == 0, result.stderr
+    columns = "auction, bidder, price, channel, url, date_time, extra"
+    got = pq.read_table(out).to_pylist()
+    duck.register("bids", table)
+    cursor = duck.execute(f"SELECT {columns} FROM bids WHERE price > 100 OR channel IS NULL")
+    names = [d[0] for d in cursor.description]
+    want = [dict(zip(names, row)) for row in cursor.fetchall()]
+    key = lambda r: (r["date_time"], r["auction"], r["bidder"], str(r["price"]))  # noqa: E731
+    assert sorted(got, key=key) == sorted(want, key=key)
+    assert len(got) > 4000
+
+
+def test_metadata_columns(kafka, tmp_path):
+    topic = topic_name("meta")
+    values = [json.dumps({"v": i}).encode() for i in range(40)]
+    keys = [f"k{i}".encode() for i in range(40)]
+    headers = [[("h", f"x{i}".encode())] for i in range(40)]
+    stamps = [1_767_225_600_000 + i for i in range(40)]
+    produce(kafka, topic, values, keys, headers, stamps)
+    out = tmp_path / "out"
+    sql = f"""CREATE TABLE t (v BIGINT, p INT METADATA FROM 'partition',
+    o BIGINT METADATA FROM 'offset', ts TIMESTAMP METADATA FROM 'timestamp',
+    k TEXT METADATA FROM 'key', h TEXT METADATA FROM 'headers')
+WITH (connector = 'kafka', 'properties.bootstrap.servers' = '{kafka}', topic = '{topic}',
+      'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset');
+CREATE TABLE out WITH (connector = 'filesystem', path = '{out}', format = 'parquet');
+INSERT INTO out SELECT * FROM t;
+"""
+    result = run_cli("run", str(write_job(tmp_path, sql)))
+    assert result.returncode == 0, result.stderr
+    rows = sorted(pq.read_table(out).to_pylist(), key=lambda r: r["v"])
+    assert [r["v"] for r in rows] == list(range(40))
+    assert [r["k"] for r in rows] == [f"k{i}" for i in range(40)]
+    assert [json.loads(r["h"]) for r in rows] == [{"h": f"x{i}"} for i in range(40)]
+    assert [int(r["ts"].timestamp() * 1000) for r in rows] == stamps
+    assert {r["p"] for r in rows} <= {0, 1, 2, 3}
+    by_partition: dict[int, list[int]] = {}
+    for r in sorted(rows, key=lambda r: (r["p"], r["o"])):
+        by_partition.setdefault(r["p"], []).append(r["o"])
+    for offsets in by_partition.values():   # each partition's offsets, all of them
+        assert offsets == list(range(offsets[0], offsets[0] + len(offsets)))
+
+
+def tumbling_sql(kafka: str, source_topic: str, sink_topic: str, extra_sink: str = "",
+                 interval: str = "10") -> str:
+    return source_sql(kafka, source_topic) + f"""
+CREATE TABLE counts WITH (connector = 'kafka', bootstrap_servers = '{kafka}',
+    topic = '{sink_topic}', 'key.fields' = 'window_start'{extra_sink});
+INSERT INTO counts
+SELECT window_start, count(*) AS bids, sum(price) AS total
+FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '{interval}' SECOND))
+GROUP BY window_start, window_end;
+"""
+
+
+def duck_tumbling(duck, table: pa.Table, seconds: int = 10) -> list[tuple]:
+    duck.register("bids", table)
+    rows = duck.execute(f"""SELECT time_bucket(INTERVAL '{seconds} seconds', date_time)
+        AS ws, count(*), sum(price) FROM bids GROUP BY ws ORDER BY ws""").fetchall()
+    return [(ws.strftime("%Y-%m-%dT%H:%M:%S"), n, int(total)) for ws, n, total in rows]
+
+
+def read_counts(kafka: str, topic: str) -> list[tuple]:
+    rows = [json.loads(v) for _, v in committed_messages(kafka, topic)]
+    return sorted((r["window_start"], r["bids"], r["total"]) for r in rows)
+
+
+def test_tumbling_count_kafka_to_kafka_exactly_once(kafka, bids_topic, tmp_path, duck):
+    topic, table = bids_topic
+    sink = topic_name("counts")
+    job = write_job(tmp_path, tumbling_sql(kafka, topic, sink))
+    result = run_cli("run", str(job), "--checkpoint-dir", str(tmp_path / "ck"),
+                     "--checkpoint-interval", "200ms")
+    assert result.returncode == 0, result.stderr
+    assert read_counts(kafka, sink) == duck_tumbling(duck, table)
+    keys = {k for k, _ in committed_messages(kafka, sink)}
+    assert all(json.loads(k).keys() == {"window_start"} for k in keys)
+
+
+def test_at_least_once_sink_without_checkpoints(kafka, bids_topic, tmp_path, duck):
+    topic, table = bids_topic
+    sink = topic_name("counts-alo")
+    job = write_job(tmp_path, tumbling_sql(kafka, topic, sink,
+                                           ", 'sink.delivery-guarantee' = 'at-least-once'"))
+    result = run_cli("run", str(job), "--parallelism", "2")
+    assert result.returncode == 0, result.stderr
+    assert read_counts(kafka, sink) == duck_tumbling(duck, table)
+
+
+def test_upsert_kafka(kafka, bids_topic, tmp_path, duck):
+    topic, table = bids_topic
+    sink = topic_name("upsert")
+    sql = source_sql(kafka, topic) + f"""
+CREATE TABLE totals (channel TEXT, n BIGINT, PRIMARY KEY (channel) NOT ENFORCED)
+WITH (connector = 'upsert-kafka', bootstrap_servers = '{kafka}', topic = '{sink}');
+INSERT INTO totals SELECT channel, count(*) AS n FROM bids WHERE channel IS NOT NULL
+GROUP BY channel;
+"""
+    result = run_cli("run", str(write_job(tmp_path, sql)), "--checkpoint-dir",
+                     str(tmp_path / "ck"), "--checkpoint-interval", "100ms")
+    assert result.returncode == 0, result.stderr
+    latest: dict[str, int | None] = {}
+    for key, value in committed_messages(kafka, sink):
+        k = json.loads(key)["channel"]
+        latest[k] = None if value is None else json.loads(value)["n"]
+    duck.register("bids", table)
+    want = dict(duck.execute("SELECT channel, count(*) FROM bids WHERE channel IS NOT NULL "
+                             "GROUP BY channel").fetchall())
+    assert {k: v for k, v in latest.items() if v is not None} == want
+
+
+def test_upsert_kafka_tombstone_for_delete(kafka, tmp_path):
+    src = topic_name("cdc")
+    changes = [{"before": None, "after": {"id": 1, "n": 1}, "op": "c"},
+               {"before": None, "after": {"id": 2, "n": 5}, "op": "c"},
+               {"before": {"id": 1, "n": 1}, "after": None, "op": "d"}]
+    producer = Producer({"bootstrap.servers": kafka})
+    for c in changes:   # one partition keeps the changes in order
+        producer.produce(src, json.dumps(c).encode(), partition=0)
+    producer.flush(10)
+    sink = topic_name("upsert-del")
+    sql = f"""CREATE TABLE src (id BIGINT, n BIGINT) WITH (connector = 'kafka',
+    bootstrap_servers = '{kafka}', topic = '{src}', format = 'debezium_json',
+    'source.offset' = 'earliest', 'scan.bounded.mode' = 'latest-offset');
+CREATE TABLE dst (id BIGINT, n BIGINT, PRIMARY KEY (id) NOT ENFORCED)
+WITH (connector = 'upsert-kafka', bootstrap_servers = '{kafka}', topic = '{sink}');
+INSERT INTO dst SELECT id, n FROM src;
+"""
+    result = run_cli("run", str(write_job(tmp_path, sql)))
+    assert result.returncode == 0, result.stderr
+    got = [(json.loads(k)["id"], v and json.loads(v)["n"])
+           for k, v in committed_messages(kafka, sink)]
+    ones = [v for k, v in got if k == 1]
+    assert ones == [1, None]   # inserted, then a tombstone
+    assert [v for k, v in got if k == 2] == [5]
+
+
+@pytest.mark.parametrize("policy", ["fail", "drop"])
+def test_bad_messages_follow_bad_data(kafka, tmp_path, policy):
+    topic = topic_name("bad")
+    values = [json.dumps({"v": i}).encode() for i in range(20)]
+    values[7] = b'{"v": "seven"}'
+    values[13] = b"not json"
+    producer = Producer({"bootstrap.servers": kafka})
+    for v in values:
+        producer.produce(topic, v, partition=1)
+    producer.flush(10)
+    out = tmp_path / "out"
+    sql = f"""CREATE TABLE t (v BIGINT) WITH (connector = 'kafka',
+    bootstrap_servers = '{kafka}', topic = '{topic}', bad_data = '{policy}',
+    'source.offset' = 'earliest', 'scan.bounded.mode' = 'latest-offset');
+CREATE TABLE out WITH (connector = 'filesystem', path = '{out}', format = 'parquet');
+INSERT INTO out SELECT v FROM t;
+"""
+    result = run_cli("run", str(write_job(tmp_path, sql)))
+    if policy == "fail":
+        assert result.returncode != 0
+        line = result.stderr.strip().splitlines()[-1]
+        assert f"topic '{topic}' partition 1 offset 7" in line, line
+        assert "Traceback" not in result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
+        got = sorted(pq.read_table(out).column("v").to_pylist())
+        assert got == [i for i in range(20) if i not in (7, 13)]
+
+
+def test_unreachable_broker_is_one_line_after_bounded_retry(tmp_path):
+    sql = """CREATE TABLE t (v BIGINT) WITH (connector = 'kafka',
+    bootstrap_servers = '127.0.0.1:1', topic = 'nowhere', connect_timeout = '2s');
+SELECT * FROM t;
+"""
+    started = time.monotonic()
+    result = run_cli("run", str(write_job(tmp_path, sql)), timeout=60)
+    assert time.monotonic() - started < 30
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "cannot reach Kafka at 127.0.0.1:1" in lines[0]
+    assert "times in 2s" in lines[0]
+
+
+def test_missing_topic_is_named(kafka, tmp_path):
+    sql = f"""CREATE TABLE t (v BIGINT) WITH (connector = 'kafka',
+    bootstrap_servers = '{kafka}', topic = 'no-such-topic-x');
+SELECT * FROM t;
+"""
+    result = run_cli("run", str(write_job(tmp_path, sql)))
+    assert result.returncode != 0
+    assert "topic 'no-such-topic-x' of table 't' does not exist" in result.stderr
+
+
+def test_options_are_checked(kafka, tmp_path):
+    sql = f"""CREATE TABLE t (v BIGINT) WITH (connector = 'kafka',
+    bootstrap_servers = '{kafka}', topic = 'x', 'source.offset' = 'middle');
+SELECT * FROM t;
+"""
+    result = run_cli("run", str(write_job(tmp_path, sql)))
+    assert result.returncode != 0
+    assert "source.offset = 'middle'" in result.stderr
+    assert "accepted: earliest, earliest-offset, group" in result.stderr
+
+
+# -- kill tests --------------------------------------------------------------------------------
+
+def _kill_and_resume(kafka: str, tmp_path: Path, source_topic: str, kills: int,
+                     parallelisms: list[int], seed: int) -> str:
+    """Run Kafka -> tumbling count -> Kafka (exactly_once), SIGKILL it ``kills`` times at
+    random moments, then let the same command finish; returns the sink topic."""
+    rng = random.Random(seed)
+    sink = topic_name("killed")
+    job = write_job(tmp_path, tumbling_sql(kafka, source_topic, sink, interval="2"))
+    ck = tmp_path / "ck"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    for attempt in range(kills + 1):
+        par = parallelisms[attempt % len(parallelisms)]
+        cmd = [sys.executable, "-m", "caudal.cli", "run", str(job), "--checkpoint-dir",
+               str(ck), "--checkpoint-interval", "150ms", "--parallelism", str(par)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, env=env)
+        if attempt < kills:
+            time.sleep(rng.uniform(1.2, 3.0))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            continue
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+    return sink
+
+
+def _slow_bids(kafka: str, n: int, seed: int) -> tuple[str, pa.Table]:
+    table = make_bids(n, seed=seed)
+    topic = topic_name("kill-bids")
+    produce(kafka, topic, bids_json(table), keys=[str(i).encode() for i in range(n)])
+    return topic, table
+
+
+def test_kill_twice_then_resume_exactly_once(kafka, tmp_path, duck):
+    topic, table = _slow_bids(kafka, 60_000, seed=3)
+    sink = _kill_and_resume(kafka, tmp_path, topic, kills=2, parallelisms=[1, 2], seed=3)
+    assert read_counts(kafka, sink) == duck_tumbling(duck, table, 2)
+
+
+@pytest.mark.slow
+def test_kill_ten_times_then_resume_exactly_once(kafka, tmp_path, duck):
+    topic, table = _slow_bids(kafka, 200_000, seed=4)
+    sink = _kill_and_resume(kafka, tmp_path, topic, kills=10, parallelisms=[2, 1, 3],
+                            seed=4)
+    assert read_counts(kafka, sink) == duck_tumbling(duck, table, 2)
