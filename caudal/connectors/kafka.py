@@ -92,7 +92,7 @@ class KafkaSource(Source):
     bounded = False
     OPTIONS = ko.SOURCE_OPTIONS
     OPTION_PREFIXES = (ko.PROPERTIES,)
-    OWN_FORMATS = ko.OWN_FORMATS
+    FORMAT_ALIASES = ko.FORMAT_ALIASES
     METADATA_KEYS = {
         "partition": "the message's partition (INT)",
         "offset": "the message's offset in its partition (BIGINT)",

@@ -22,9 +22,6 @@ PROPERTIES = "properties."
 FORMATS = ("json", "debezium_json", "raw_string", "raw_bytes")
 #: Flink's format names -> ours (``raw`` is decided by the column type)
 FORMAT_ALIASES = {"debezium-json": "debezium_json", "raw": "raw"}
-#: the Kafka formats that are not file formats -> the file format whose options they take
-OWN_FORMATS = {"raw_string": None, "raw_bytes": None, "raw": None,
-               "debezium-json": "debezium_json"}
 OFFSET_MODES = {"earliest": "earliest", "latest": "latest", "group": "group",
                 "earliest-offset": "earliest", "latest-offset": "latest",
                 "group-offsets": "group", "timestamp": "timestamp"}

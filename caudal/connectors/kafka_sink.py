@@ -78,7 +78,7 @@ class KafkaSink(Sink):
 
     OPTIONS = ko.SINK_OPTIONS
     OPTION_PREFIXES = (ko.PROPERTIES,)
-    OWN_FORMATS = ko.OWN_FORMATS
+    FORMAT_ALIASES = ko.FORMAT_ALIASES
 
     @classmethod
     def validate(cls, table: TableSpec) -> None:
