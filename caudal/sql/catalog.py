@@ -16,7 +16,7 @@ from caudal.plan.proctime import PROCTIME
 from caudal.plan.tables import MEMORY, TableSpec
 from caudal.sql.dialect import Caudal, MetadataColumnConstraint
 from caudal.sql.scope import Scope, ScopeColumn, position
-from caudal.types import TIMESTAMP, column_field, sql_name
+from caudal.types import TIMESTAMP, arrow_type, column_field, sql_name
 
 #: property classes sqlglot uses for some WITH keys, and the key they stand for
 _PROPERTY_KEYS = {
@@ -168,6 +168,8 @@ class _TableElements:
         self.watermark: exp.WatermarkColumnConstraint | None = None
         #: computed columns in declared order: name -> the sqlglot expression
         self.computed_nodes: dict[str, exp.Expression] = {}
+        #: the declared types of computed columns that have one (GENERATED ALWAYS AS)
+        self.computed_types: dict[str, pa.DataType] = {}
         #: every column name in declared order
         self.order: list[str] = []
         self._key: list[str] = []
@@ -197,13 +199,22 @@ class _TableElements:
         self.order.append(name)
         kind = item.args.get("kind")
         constraints = [c.args.get("kind") for c in item.args.get("constraints") or []]
-        if kind is None:
-            computed = [c for c in constraints if isinstance(c, exp.ComputedColumnConstraint)]
-            if not computed:
-                raise PlanError(f"column {name!r} has no type", line=ln, col=col,
-                                hint="name TYPE, or name AS expression (a computed column)")
-            self.computed_nodes[name] = computed[0].this
+        # Flink's `name AS expr`, Arroyo's `name TYPE GENERATED ALWAYS AS (expr) STORED`
+        computed = [c.this for c in constraints if isinstance(c, exp.ComputedColumnConstraint)]
+        computed += [c.expression for c in constraints
+                     if isinstance(c, exp.GeneratedAsIdentityColumnConstraint)
+                     and c.expression is not None]
+        if computed:
+            self.computed_nodes[name] = computed[0]
+            if kind is not None:
+                try:
+                    self.computed_types[name] = arrow_type(kind)
+                except PlanError as e:
+                    raise e.with_position(ln, col) from None
             return
+        if kind is None:
+            raise PlanError(f"column {name!r} has no type", line=ln, col=col,
+                            hint="name TYPE, or name AS expression (a computed column)")
         try:
             self.columns.append(column_field(name, kind))
         except PlanError as e:
@@ -244,6 +255,8 @@ class _TableElements:
             expr = translate(node, scope)
             if isinstance(expr, Call) and expr.func == PROCTIME:
                 proctime.append(name)
+            if name in self.computed_types:
+                expr = cast(expr, self.computed_types[name])
             if pa.types.is_null(expr.dtype):
                 expr = cast(expr, pa.string())
             out[name] = expr

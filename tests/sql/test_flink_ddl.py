@@ -260,3 +260,26 @@ CREATE TABLE t (a TIMESTAMP_LTZ(3), b TIMESTAMP(3) WITH LOCAL TIME ZONE, c TIMES
         "STRUCT<z DOUBLE>[]", "MAP<TEXT, BIGINT>", "BYTEA", "INT[]", "DECIMAL(10, 2)"]
     assert [is_zoned(schema.field(n)) for n in "abc"] == [True, True, False]
     assert [timestamp_precision(schema.field(n)) for n in "abc"] == [3, 3, 9]
+
+
+def test_arroyo_generated_columns(tmp_path):
+    from caudal.job import run_sql
+    from tests.helpers import read_committed
+
+    data = tmp_path / "in.json"
+    data.write_text('{"ms": 1700000000000}\n{"ms": 1700000001500}\n')
+    run_sql(f"""
+CREATE TABLE src (
+  ms BIGINT,
+  ts TIMESTAMP GENERATED ALWAYS AS (to_timestamp(ms / 1000.0)) STORED,
+  half DOUBLE GENERATED ALWAYS AS (ms / 2),
+  WATERMARK FOR ts AS ts - INTERVAL '1' SECOND
+) WITH (connector = 'filesystem', path = '{data}', format = 'json');
+CREATE TABLE out WITH (connector = 'filesystem', path = '{tmp_path / "out"}',
+                       format = 'parquet');
+INSERT INTO out SELECT ts, half FROM src;""")
+    got = read_committed(tmp_path / "out")
+    assert str(got.schema.field("half").type) == "double"
+    assert got.column("half").to_pylist() == [850000000000.0, 850000000750.0]
+    assert [t.timestamp() for t in got.column("ts").to_pylist()] == [1700000000.0,
+                                                                     1700000001.5]
