@@ -7,7 +7,7 @@ one method (``snapshot``), restoring is another (``restore``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,8 @@ class OperatorContext:
     #: the id of the vertex the operator runs in: with ``subtask``, it names the instance
     #: (two INSERTs into one table are two sink vertices with the same subtask numbers)
     vertex: int = 0
+    #: a final LIMIT calls this once it has all its rows (the runtime may end the sources)
+    limit_reached: Callable[[], None] | None = None
 
 
 class Operator:

@@ -27,6 +27,8 @@ OPERATORS: dict[str, str] = {
     "union": "caudal.operators.union:UnionAll",
     "lookup_join": "caudal.operators.lookup_join:LookupJoin",
     "unnest": "caudal.operators.unnest:Unnest",
+    "limit": "caudal.operators.limit:Limit",
+    "sort_limit": "caudal.operators.limit:SortLimit",
 }
 
 

@@ -77,6 +77,17 @@ class PhysicalGraph:
     def outputs_of(self, vid: int) -> list[Edge]:
         return [e for e in self.edges if e.src == vid]
 
+    def limited_outputs(self) -> int | None:
+        """How many final LIMITs feed the sinks when every sink is fed by one (the job may
+        end once they all have their rows); None when some output has no LIMIT."""
+        def final_limit(v: Vertex) -> bool:
+            return any(op.kind == "limit" and op.params.get("final") for op in v.operators)
+
+        sinks = [v for v in self.vertices if v.sink is not None]
+        if not sinks or not all(final_limit(v) for v in sinks):
+            return None
+        return sum(v.parallelism for v in sinks)
+
     def explain(self) -> str:
         lines = []
         for v in self.vertices:

@@ -34,6 +34,7 @@ class LocalRuntime(Runtime):
     def deploy(self, graph: PhysicalGraph, restore_from: str | None = None) -> None:
         self.graph = graph
         self.job.settings = dict(graph.settings)
+        self.job.limits_open = graph.limited_outputs()
         gates: dict[tuple[int, int], InputGate] = {}
         channel_inputs: dict[tuple[int, int], list[int]] = {}
         # channel numbering: per destination subtask, one channel per (edge, source subtask)

@@ -82,10 +82,24 @@ class JobContext:
     settings: dict[str, Any] = field(default_factory=dict)
     #: state restored from a checkpoint: (vertex, subtask) -> {"operators": [...], ...}
     restored: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    #: final LIMIT operators still short of rows; None when some output has no LIMIT
+    limits_open: int | None = None
+    #: set once every LIMIT output has its rows: sources end as if their input had
+    drain: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fail(self, error: BaseException) -> None:
         self.errors.append(error)
         self.cancel.set()
+
+    def limit_reached(self) -> None:
+        """A final LIMIT has all its rows (operators.limit)."""
+        with self._lock:
+            if self.limits_open is None:
+                return
+            self.limits_open -= 1
+            if self.limits_open <= 0:
+                self.drain.set()
 
 
 @dataclass
@@ -121,8 +135,10 @@ class SubtaskRunner:
         self.stats = stats
         self.source = source
         self.assigned = assigned or []
+        # a LIMIT right before a sink may end the job (PhysicalGraph.limited_outputs)
         self.ctx = OperatorContext(subtask=index, parallelism=vertex.parallelism,
-                                   vertex=vertex.id)
+                                   vertex=vertex.id,
+                                   limit_reached=job.limit_reached if vertex.sink else None)
         restored = job.restored.get((vertex.id, index), {})
         self.operators = [create(spec) for spec in vertex.operators]
         op_states = restored.get("operators") or [{} for _ in self.operators]
@@ -293,6 +309,8 @@ class SubtaskRunner:
         schema = source.schema
         computed = table.computed_step()  # computed columns, before the watermark reads them
         while not self.job.cancel.is_set():
+            if self.job.drain.is_set():
+                break  # every output is a LIMIT that has its rows: end as if exhausted
             if self.job.checkpoints is not None:
                 barrier = self.job.checkpoints.barrier_due(self.vertex.id, self.index)
                 if barrier is not None:

@@ -270,6 +270,11 @@ class Planner:
     def plan_query(self, node: exp.Expression) -> tuple[LogicalNode, Scope]:
         if isinstance(node, exp.Subquery):
             return self.plan_query(node.this)
+        if isinstance(node, (exp.Select, exp.SetOperation)):
+            from caudal.sql.order_limit import has_order_or_limit, plan_order_limit
+
+            if has_order_or_limit(node):  # ORDER BY / LIMIT / OFFSET around the query
+                return plan_order_limit(self, node)
         if isinstance(node, exp.SetOperation):
             from caudal.sql.set_operations import plan_set_operation
 
@@ -289,12 +294,6 @@ class Planner:
 
         select, unnests = split_unnest_joins(select)  # CROSS JOIN UNNEST(arr) AS u(x)
 
-        for clause, what in (("order", "ORDER BY"), ("limit", "LIMIT"), ("offset", "OFFSET")):
-            if select.args.get(clause) is not None:
-                ln, col = position(select.args[clause])
-                raise PlanError(f"{what} is not supported on a stream", line=ln, col=col,
-                                hint="for the top N rows per window use ROW_NUMBER() OVER "
-                                     "(PARTITION BY window_start, window_end ORDER BY …) <= N")
         from_ = select.args.get("from_") or select.args.get("from")
         if from_ is None:
             ln, col = position(select)

@@ -72,8 +72,9 @@ def test_duplicate_output_names_are_made_unique(bids_parquet):
     ("SELECT price FROM bidz;", "unknown table 'bidz'", 2, 19),
     ("SELECT price FROM bids\nWHERE price + 1;", "WHERE needs a boolean", 3, 7),
     ("SELECT upper(price) FROM bids;", "upper", 2, 8),
-    ("SELECT price FROM bids ORDER BY price;", "ORDER BY is not supported", 2, None),
-    ("SELECT price FROM bids LIMIT 3;", "LIMIT is not supported", 2, None),
+    ("SELECT price FROM bids ORDER BY 5;", "ORDER BY position 5 is not in the SELECT list",
+     2, 33),
+    ("SELECT price FROM bids LIMIT 1.5;", "LIMIT takes a whole number", 2, 30),
     ("SELECT nosuchfn(price) FROM bids;", "unknown function", 2, 8),
     ("SELECT price FROM bids WHERE channel > 3;", "comparison", 2, None),
 ])

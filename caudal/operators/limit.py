@@ -1,0 +1,167 @@
+"""LIMIT / OFFSET on a stream, and ORDER BY on a bounded input (plan.limit_nodes).
+
+``Limit`` slices each batch against its counters (no per-row work). A final limit that has
+all its rows calls ``ctx.limit_reached`` once: the runtime ends the sources when every output
+of the job is satisfied. ``SortLimit`` keeps the rows (the best ``offset + limit`` after each
+compaction, when it has a limit and an append-only input) and sorts them when the input ends;
+over a changelog it keeps every change with its weight and nets them at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from caudal.operators.base import Operator, OperatorContext
+from caudal.operators.join_rows import repeat_rows
+from caudal.operators.keyed_tables import batches_of
+from caudal.plan.changelog import data_columns, weights
+
+_WEIGHT, _OWNER = "__w", "__subtask"
+
+
+class Limit(Operator):
+    def __init__(self, limit: int | None, offset: int, output_schema: pa.Schema,
+                 final: bool = True):
+        self.limit = limit
+        self.output_schema = output_schema
+        self.final = final
+        self.skip = offset
+        self.remaining = limit  # None: no limit (OFFSET only)
+        self.notified = False
+
+    def open(self, ctx: OperatorContext) -> None:
+        super().open(ctx)
+        self._check_done()
+
+    def _check_done(self) -> None:
+        if self.final and self.remaining == 0 and not self.notified:
+            self.notified = True
+            if self.ctx.limit_reached is not None:
+                self.ctx.limit_reached()
+
+    def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:
+        if self.remaining == 0 or batch.num_rows == 0:
+            return ()
+        if self.skip:
+            dropped = min(self.skip, batch.num_rows)
+            self.skip -= dropped
+            batch = batch.slice(dropped)
+            if batch.num_rows == 0:
+                return ()
+        if self.remaining is not None:
+            batch = batch.slice(0, self.remaining)
+            self.remaining -= batch.num_rows
+            self._check_done()
+        return (batch,)
+
+    def snapshot(self, epoch: int) -> dict[str, Any]:
+        if not self.final:  # a per-subtask pre-limit may pass rows again after a restore
+            return {}
+        return {"limit": pa.table({"skip": [self.skip], "remaining": [
+            -1 if self.remaining is None else self.remaining]})}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        table = state.get("limit")
+        if table is None or table.num_rows == 0:
+            return
+        self.skip = int(table.column("skip")[0].as_py())
+        remaining = int(table.column("remaining")[0].as_py())
+        self.remaining = None if remaining < 0 else remaining
+        self._check_done()
+
+
+class SortLimit(Operator):
+    def __init__(self, order: list[tuple[str, bool, bool]], limit: int | None, offset: int,
+                 output_schema: pa.Schema, updating_input: bool = False, final: bool = True):
+        self.order = [tuple(o) for o in order]
+        self.limit = limit
+        self.offset = offset
+        self.output_schema = output_schema
+        self.updating_input = updating_input
+        self.final = final
+        self.pending: list[pa.Table] = []
+        self.pending_rows = 0
+        #: rows kept before compacting (append-only input with a limit)
+        self.keep = None if limit is None or updating_input else limit + offset
+
+    def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:
+        if batch.num_rows == 0:
+            return ()
+        table = pa.Table.from_batches([data_columns(batch)]).select(self.output_schema.names)
+        if self.updating_input:
+            table = table.append_column(_WEIGHT, pa.array(weights(batch)))
+        self.pending.append(table)
+        self.pending_rows += table.num_rows
+        if self.keep is not None and self.pending_rows > max(4 * self.keep, 65536):
+            self._compact()
+        return ()
+
+    def _compact(self) -> None:
+        table = self._sorted(self._rows())
+        if self.keep is not None:
+            table = table.slice(0, self.keep)
+        self.pending = [table]
+        self.pending_rows = table.num_rows
+
+    def _rows(self) -> pa.Table:
+        if not self.pending:
+            return self.output_schema.empty_table()
+        table = pa.concat_tables(self.pending).combine_chunks()
+        if not self.updating_input:
+            return table
+        # net the changelog: each distinct row by its summed weight
+        names = self.output_schema.names
+        grouped = table.group_by(names, use_threads=False).aggregate([(_WEIGHT, "sum")])
+        net = grouped.column(f"{_WEIGHT}_sum").to_numpy()
+        rows = grouped.select(names)
+        keep = net > 0
+        return repeat_rows(rows.filter(pa.array(keep)), net[keep])
+
+    def _sorted(self, table: pa.Table) -> pa.Table:
+        if not self.order or table.num_rows == 0:
+            return table
+        keys, columns = [], {}
+        for i, (name, desc, nulls_first) in enumerate(self.order):
+            flag, value = f"__n{i}", f"__v{i}"
+            columns[flag] = pc.is_null(table.column(name))
+            columns[value] = table.column(name)
+            # NULLs placed by their own key, so each column has its NULLS FIRST / LAST
+            keys.append((flag, "descending" if nulls_first else "ascending"))
+            keys.append((value, "descending" if desc else "ascending"))
+        order = pc.sort_indices(pa.table(columns), sort_keys=keys)
+        return table.take(order)
+
+    def on_end(self) -> Sequence[pa.RecordBatch]:
+        table = self._sorted(self._rows())
+        self.pending = []
+        if self.final:
+            end = None if self.limit is None else self.offset + self.limit
+            table = table.slice(self.offset, None if end is None else end - self.offset)
+        elif self.keep is not None:
+            table = table.slice(0, self.keep)
+        if table.num_rows == 0:
+            return ()
+        return batches_of(table.cast(self.output_schema))
+
+    def snapshot(self, epoch: int) -> dict[str, Any]:
+        if not self.pending:
+            return {}
+        rows = pa.concat_tables(self.pending)
+        # which subtask kept them: after a rescale each row goes to exactly one subtask
+        return {"rows": rows.append_column(_OWNER, pa.array(
+            np.full(rows.num_rows, self.ctx.subtask, dtype=np.int32)))}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        rows = state.get("rows")
+        if rows is None or rows.num_rows == 0:
+            return
+        owner = rows.column(_OWNER).to_numpy()
+        mine = owner % self.ctx.parallelism == self.ctx.subtask
+        rows = rows.drop_columns([_OWNER]).filter(pa.array(mine))
+        self.pending = [rows]
+        self.pending_rows = rows.num_rows

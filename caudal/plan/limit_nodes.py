@@ -1,0 +1,91 @@
+"""The logical nodes of ``LIMIT`` / ``OFFSET`` and of ``ORDER BY`` on a bounded query, and
+their lowering (sql.order_limit decides which one a query gets).
+
+* ``Limit``: the first ``offset + limit`` rows of an append-only stream, minus the first
+  ``offset``, in arrival order (which rows is up to the stream, as in every SQL engine
+  without ORDER BY). Each upstream subtask keeps at most ``offset + limit`` rows
+  (``final=False``), then one subtask counts them all (``final=True``). Once a final limit
+  has all its rows it tells the runtime, which ends the sources early when every output of
+  the job is such a limit: ``SELECT * FROM bids LIMIT 10`` ends by itself.
+* ``SortLimit``: Flink's batch semantics for a bounded input: every row (or, with LIMIT, the
+  best ``offset + limit`` so far), sorted and emitted once the input has ended. Over a
+  changelog it folds the changes first (the result of a bounded updating query). The
+  output only appends.
+
+(``ORDER BY … LIMIT n`` over an unbounded input is a top-N: plan.over_nodes.UpdatingRank.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from caudal.plan.logical import LogicalNode
+from caudal.plan.physical import OperatorSpec
+from caudal.plan.physical_planner import LOWERINGS, PhysicalPlanner
+
+
+@dataclass(eq=False)
+class Limit(LogicalNode):
+    input: LogicalNode = None  # type: ignore[assignment]
+    limit: int | None = None
+    offset: int = 0
+
+    def children(self) -> list[LogicalNode]:
+        return [self.input]
+
+    def describe(self) -> str:
+        off = f" OFFSET {self.offset}" if self.offset else ""
+        return f"Limit {self.limit if self.limit is not None else 'ALL'}{off}"
+
+
+@dataclass(eq=False)
+class SortLimit(LogicalNode):
+    accepts_updates: ClassVar[bool] = True
+    input: LogicalNode = None  # type: ignore[assignment]
+    #: (column, descending, nulls_first)
+    order: list[tuple[str, bool, bool]] = field(default_factory=list)
+    limit: int | None = None
+    offset: int = 0
+
+    @property
+    def updating(self) -> bool:
+        return False  # emitted once, at the end of the (bounded) input
+
+    def children(self) -> list[LogicalNode]:
+        return [self.input]
+
+    def input_columns(self) -> set[str]:
+        return set(self.input.schema.names)
+
+    def describe(self) -> str:
+        order = ", ".join(f"{c} {'DESC' if d else 'ASC'} NULLS {'FIRST' if n else 'LAST'}"
+                          for c, d, n in self.order) or "(any order)"
+        limit = f" LIMIT {self.limit}" if self.limit is not None else ""
+        off = f" OFFSET {self.offset}" if self.offset else ""
+        source = " over a changelog" if self.input.updating else ""
+        return f"Sort {order}{limit}{off} at end of input{source}"
+
+
+def _lower_limit(planner: PhysicalPlanner, node: Limit | SortLimit) -> int:
+    kind = "limit" if isinstance(node, Limit) else "sort_limit"
+    upstream = planner.lower(node.input)
+    params = {"limit": node.limit, "offset": node.offset, "output_schema": node.schema}
+    if isinstance(node, SortLimit):
+        params.update(order=list(node.order), updating_input=node.input.updating)
+    keep = None if node.limit is None else node.limit + node.offset
+    if planner.graph.vertex(upstream).parallelism > 1 and keep is not None and \
+            not node.input.updating:
+        # each subtask passes on at most the rows the final step can use
+        planner.graph.vertices[upstream].operators.append(OperatorSpec(
+            kind, {**params, "limit": keep, "offset": 0, "final": False},
+            f"{node.describe()} (per subtask: keep {keep})", node.schema))
+    v = planner.new_vertex(kind.replace("_", " "), parallelism=1)
+    planner.connect(upstream, v.id, "single")
+    v.operators.append(OperatorSpec(kind, {**params, "final": True}, node.describe(),
+                                    node.schema))
+    return v.id
+
+
+LOWERINGS[Limit] = _lower_limit
+LOWERINGS[SortLimit] = _lower_limit
