@@ -18,12 +18,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 
 from caudal import formats
 from caudal.connectors.base import Sink, Source
 from caudal.errors import CaudalError, ConfigError, RuntimeFailure
+from caudal.formats import text
 from caudal.formats.bad_data import BadDataPolicy
 from caudal.plan.changelog import OP, OP_TYPE, table_is_changelog
 from caudal.plan.pruning import cannot_match
@@ -387,6 +389,11 @@ class FileSystemSink(Sink):
     choose). ``abort`` deletes an epoch's files; the runtime calls it only when those rows
     will be replayed (the job restarts), since a checkpoint that merely did not complete has
     its files committed with the next one.
+
+    ``PARTITIONED BY (a, b)`` (Flink's and Hive's layout): each row goes to the directory
+    ``a=<value>/b=<value>/`` of its partition columns' values (as text, with the characters
+    a path cannot hold escaped as ``%XX``; NULL is ``__DEFAULT_PARTITION__``), and the files
+    hold the other columns. Each partition has its own open file.
     """
 
     OPTIONS = {
@@ -394,10 +401,13 @@ class FileSystemSink(Sink):
         "format": "parquet (default), json (JSON lines), csv or debezium_json (a changelog: "
                   "takes an updating query)",
         "rollover_rows": "start a new file after this many rows (default: one per checkpoint)",
+        "partitioned_by": "PARTITIONED BY (col, …) of CREATE TABLE: a directory col=value/… "
+                          "per partition",
     }
 
     @classmethod
     def validate(cls, table: TableSpec) -> None:
+        partition_columns(table)
         path = table.option("path")
         if not path:
             raise ConfigError(f"table {table.name!r} has no 'path' option", line=table.line,
@@ -423,9 +433,11 @@ class FileSystemSink(Sink):
         self._rollover = _rollover(self.table)
         self._token = uuid.uuid4().hex[:8]
         self._seq = 0
-        self._writer: Any = None
-        self._current: str | None = None
-        self._rows_in_file = 0
+        self._partitions = partition_columns(self.table)
+        self._file_schema = pa.schema([f for f in self.schema
+                                       if f.name not in self._partitions])
+        #: partition directory ("" unpartitioned) -> [writer, hidden name, rows in it]
+        self._open: dict[str, list[Any]] = {}
         #: hidden files closed since the last pre_commit
         self._closed: list[str] = []
         #: epoch -> [hidden name, final name] pairs not yet committed
@@ -444,7 +456,7 @@ class FileSystemSink(Sink):
         fs, where = resolve(table.option("path"))
         if fs.get_file_info(where).type != pafs.FileType.Directory:
             return
-        for info in fs.get_file_info(pafs.FileSelector(where)):
+        for info in fs.get_file_info(pafs.FileSelector(where, recursive=True)):
             name = info.base_name
             if name.startswith(".part-") and name.endswith(".inprogress"):
                 fs.delete_file(info.path)
@@ -462,41 +474,55 @@ class FileSystemSink(Sink):
             batch = batch.append_column(pa.field(OP, OP_TYPE), ops)
         else:
             batch = conform_batch(batch, self.schema)
+        if not self._partitions:
+            self._write_rows("", batch)
+            return
+        for directory, rows in _by_partition(batch, self._partitions):
+            self._write_rows(directory, rows.drop_columns(self._partitions))
+
+    def _write_rows(self, directory: str, batch: pa.RecordBatch) -> None:
         total = batch.num_rows
         done = 0
         while done < total:
-            if self._writer is None:
+            current = self._open.get(directory)
+            if current is None:
                 name = f".part-{self.subtask:03d}-{self._token}-{self._seq}{self._ext}.inprogress"
+                name = f"{directory}/{name}" if directory else name
                 self._seq += 1
+                if directory:
+                    self._fs.create_dir(self._path(directory), recursive=True)
                 stream = self._fs.open_output_stream(self._path(name))
-                self._writer = self._format.Writer(
-                    stream, self.schema, **formats.with_options(self._format, self.table.options))
-                self._current, self._rows_in_file = name, 0
+                writer = self._format.Writer(
+                    stream, self._file_schema,
+                    **formats.with_options(self._format, self.table.options))
+                current = self._open[directory] = [writer, name, 0]
             room = total - done
             if self._rollover:
-                room = min(room, self._rollover - self._rows_in_file)
-            self._writer.write(batch if room == total else batch.slice(done, room))
-            self._rows_in_file += room
+                room = min(room, self._rollover - current[2])
+            current[0].write(batch if room == total else batch.slice(done, room))
+            current[2] += room
             self.rows += room
             done += room
-            if self._rollover and self._rows_in_file >= self._rollover:
-                self._close_file()
+            if self._rollover and current[2] >= self._rollover:
+                self._close_file(directory)
 
-    def _close_file(self) -> None:
-        self._writer.close()
-        self._closed.append(self._current)
-        self._writer, self._current, self._rows_in_file = None, None, 0
+    def _close_file(self, directory: str) -> None:
+        writer, name, _ = self._open.pop(directory)
+        writer.close()
+        self._closed.append(name)
 
     def pre_commit(self, epoch: int) -> dict[str, Any]:
         """Close the open file and name the epoch's files; the state lists every file not yet
         committed (earlier epochs too), so a restore can finish their commit."""
-        if self._writer is not None:
-            self._close_file()
+        for directory in list(self._open):
+            self._close_file(directory)
         pairs = self._pending.setdefault(epoch, [])
         n = len(pairs)
         for hidden in self._closed:
+            directory = hidden.rpartition("/")[0]
             while True:
                 final = f"part-{self.subtask:03d}-{epoch:06d}-{self.writer}-{n}{self._ext}"
+                final = f"{directory}/{final}" if directory else final
                 n += 1
                 if not _exists(self._fs, self._path(final)):
                     break
@@ -533,8 +559,62 @@ class FileSystemSink(Sink):
                 self._fs.delete_file(self._path(hidden))
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._close_file()
+        for directory in list(self._open):
+            self._close_file(directory)
+
+
+#: the directory name of a NULL partition value (Flink's partition.default-name)
+DEFAULT_PARTITION = "__DEFAULT_PARTITION__"
+#: characters escaped in a partition directory name (Hive's and Flink's list)
+_ESCAPED = set('"#%\'*/:=?\\{[]^\x7f') | {chr(c) for c in range(1, 32)}
+
+
+def partition_columns(table: TableSpec) -> list[str]:
+    """The PARTITIONED BY columns of a table (declared columns, not all of them)."""
+    raw = table.option("partitioned_by")
+    if raw is None:
+        return []
+    names = [n.strip().strip('`"') for n in raw.strip().strip("()").split(",") if n.strip()]
+    declared = {f.name.lower(): f.name for f in table.schema} if table.schema else {}
+    out = []
+    for name in names:
+        if name.lower() not in declared:
+            raise ConfigError(f"PARTITIONED BY names {name!r}, not a column of table "
+                              f"{table.name!r}", line=table.line,
+                              hint="columns: " + ", ".join(declared.values()))
+        out.append(declared[name.lower()])
+    if declared and len(out) >= len(declared):
+        raise ConfigError(f"table {table.name!r} is PARTITIONED BY all its columns",
+                          line=table.line, hint="leave at least one column for the files")
+    return out
+
+
+def partition_path_name(value: str) -> str:
+    """A partition value as a directory name: ``%XX`` for characters a path cannot hold."""
+    return "".join(f"%{ord(c):02X}" if c in _ESCAPED else c for c in value)
+
+
+def _by_partition(batch: pa.RecordBatch, columns: list[str]
+                  ) -> list[tuple[str, pa.RecordBatch]]:
+    """The rows of each partition and its directory (``a=1/b=x``), in first-seen order."""
+    table = pa.Table.from_batches([batch])
+    texts = [text.to_text(table.column(c).combine_chunks()) if not
+             pa.types.is_string(table.column(c).type) else table.column(c).combine_chunks()
+             for c in columns]
+    keys = pa.table({f"k{i}": t for i, t in enumerate(texts)}).append_column(
+        "row", pa.array(np.arange(table.num_rows)))
+    groups = keys.group_by([f"k{i}" for i in range(len(columns))], use_threads=False) \
+        .aggregate([("row", "list")])
+    out = []
+    for index in range(groups.num_rows):
+        parts = []
+        for i, c in enumerate(columns):
+            value = groups.column(f"k{i}")[index].as_py()
+            name = DEFAULT_PARTITION if value is None else partition_path_name(value)
+            parts.append(f"{c}={name}")
+        rows = groups.column("row_list")[index].values
+        out.append(("/".join(parts), table.take(rows).combine_chunks().to_batches()[0]))
+    return out
 
 
 def _rollover(table: TableSpec) -> int | None:
