@@ -196,11 +196,9 @@ def _convert(values: pa.Array, field: pa.Field, opts: JsonOptions) -> pa.Array:
                                           mask=values.is_null() if values.null_count else None)
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         inner = _convert(values.flatten(), t.value_field, opts)
-        offsets = values.offsets
-        if values.null_count:
-            offsets = pc.if_else(pc.is_null(pa.concat_arrays(
-                [values.is_null(), pa.array([False])])), None, offsets)
-        return type(values).from_arrays(offsets, inner, type=t)
+        offsets = pc.subtract(values.offsets, values.offsets[0])
+        return type(values).from_arrays(offsets, inner, type=t,
+                                        mask=values.is_null() if values.null_count else None)
     return values.cast(t)
 
 
@@ -365,7 +363,26 @@ def writable(column: pa.Array, options: JsonOptions = JsonOptions(),
     if pa.types.is_binary(t) or pa.types.is_large_binary(t) or \
             pa.types.is_binary_view(t) or pa.types.is_fixed_size_binary(t):
         return text.to_text(column)
+    if pa.types.is_struct(t) and _has_special(t):  # nested values written the same way
+        children = [writable(c, options) for c in column.flatten()]
+        return pa.StructArray.from_arrays(children, names=[f.name for f in t],
+                                          mask=column.is_null() if column.null_count else None)
+    if (pa.types.is_list(t) or pa.types.is_large_list(t)) and _has_special(t):
+        offsets = pc.subtract(column.offsets, column.offsets[0])
+        return type(column).from_arrays(offsets, writable(column.flatten(), options),
+                                        mask=column.is_null() if column.null_count else None)
     return column
+
+
+def _has_special(t: pa.DataType) -> bool:
+    """True when a nested type holds a value ``writable`` converts (time or bytes)."""
+    if pa.types.is_struct(t):
+        return any(_has_special(f.type) for f in t)
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _has_special(t.value_type)
+    return pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_binary(t) or \
+        pa.types.is_large_binary(t) or pa.types.is_binary_view(t) or \
+        pa.types.is_fixed_size_binary(t)
 
 
 def zoned_columns(schema: pa.Schema | None) -> set[str]:

@@ -201,3 +201,45 @@ INSERT INTO out SELECT f, x, p FROM src;""", parallelism=2)
     rows = sorted((r["f"], r["x"], r["p"].endswith("/d/" + r["f"])) for r in _read(out))
     assert rows == [("a.json", 1, True), ("a.json", 2, True), ("b.json", 1, True),
                     ("b.json", 2, True)]
+
+
+_NESTED = pa.schema([
+    pa.field("ts", pa.timestamp("us", tz="UTC"), metadata={b"caudal.precision": b"6"}),
+    ("d", pa.date32()),
+    ("w", pa.struct([("start", pa.timestamp("us", tz="UTC")), ("raw", pa.binary())])),
+    ("l", pa.list_(pa.struct([("t", pa.timestamp("us", tz="UTC")), ("d", pa.date32())]))),
+])
+
+
+def _rows():
+    from hypothesis import strategies as st
+
+    instant = st.one_of(st.none(), st.datetimes(
+        min_value=dt.datetime(1970, 1, 2), max_value=dt.datetime(2200, 1, 1),
+        timezones=st.just(UTC)).map(lambda t: t.replace(microsecond=t.microsecond // 1000
+                                                         * 1000)))
+    day = st.one_of(st.none(), st.dates(min_value=dt.date(1970, 1, 2),
+                                        max_value=dt.date(2200, 1, 1)))
+    inner = st.one_of(st.none(), st.fixed_dictionaries({"t": instant, "d": day}))
+    return st.lists(st.fixed_dictionaries({
+        "ts": instant, "d": day,
+        "w": st.one_of(st.none(), st.fixed_dictionaries(
+            {"start": instant, "raw": st.one_of(st.none(), st.binary(max_size=4))})),
+        "l": st.one_of(st.none(), st.lists(inner, max_size=3))}), min_size=1, max_size=20)
+
+
+@pytest.mark.parametrize("options", [None, {"json.timestamp_format": "unix_millis"},
+                                     {"json.timestamp-format.standard": "SQL"}])
+def test_encode_then_decode_is_identity_nested(options):
+    from hypothesis import given, settings
+
+    @settings(max_examples=40, deadline=None)
+    @given(_rows())
+    def check(rows):
+        batch = pa.RecordBatch.from_pylist(rows, schema=_NESTED)
+        data = jsonl.encode(batch.slice(1) if len(rows) > 1 else batch, options)
+        got = jsonl.Decoder(_NESTED, options).decode(data)
+        expected = rows[1:] if len(rows) > 1 else rows
+        assert got.to_pylist() == expected
+
+    check()
