@@ -286,8 +286,11 @@ class Planner:
 
     def plan_select(self, select: exp.Select) -> tuple[LogicalNode, Scope]:
         from caudal.sql.expressions import translate
+        from caudal.sql.grouping_sets import has_grouping_sets, plan_grouping_sets
         from caudal.sql.subqueries import apply_subqueries, without_subqueries
 
+        if has_grouping_sets(select):  # a union of one GROUP BY per grouping set
+            return plan_grouping_sets(self, select)
         # WHERE x IN (SELECT …) / EXISTS (…): semi and anti joins, applied after the rest
         select, subqueries = without_subqueries(select)
         from caudal.sql.unnest import apply_unnest_joins, split_unnest_joins
