@@ -397,6 +397,7 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
     raw_items = list(group.expressions) if group is not None else []
     items = [_resolve_group_item(i, select, scope) for i in raw_items]
     windows = [i for i in items if window_call(i)]
+    _check_selected_windows(select, items)
     assign = _find_assign(node)
     tvf_items = []
     if assign is not None:
@@ -560,6 +561,23 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
                             line=ln, col=col)
         result = Filter(result.schema, result.time_column, input=result, predicate=predicate)
     return planner.plan_projection(select.expressions, result, post_scope)
+
+
+def _check_selected_windows(select: exp.Select, items: list[exp.Expression]) -> None:
+    """A window call in SELECT (``tumble(…) AS w``) must be one of the GROUP BY items; the
+    usual slip: ``GROUP BY window`` names an input column ``window`` (a column of the input
+    wins over a SELECT alias), so the window in SELECT is grouped by nothing."""
+    grouped = {_key(i) for i in items}
+    for chosen in select.expressions:
+        for sub in chosen.walk():
+            if window_call(sub) and _key(sub) not in grouped:
+                ln, col = position(sub)
+                alias = f" AS {chosen.alias}" if isinstance(chosen, exp.Alias) else ""
+                raise PlanError(f"{sub.sql(dialect='postgres')}{alias} in SELECT is not "
+                                f"grouped by", line=ln, col=col,
+                                hint="GROUP BY it, by its alias or position; an input "
+                                     "column of the same name as the alias wins, so give "
+                                     "the window another alias")
 
 
 def _not_windowed(planner, select, node, scope, items):

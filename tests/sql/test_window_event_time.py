@@ -101,3 +101,14 @@ def test_a_table_without_event_time_still_gets_processing_time(tmp_path):
     plan = explain_sql(f"{ddl}\nSELECT k, count(*) AS c, tumble(INTERVAL '1' SECOND) AS w "
                        "FROM t GROUP BY k, w;")
     assert "processing time" in plan
+
+
+def test_a_window_alias_shadowed_by_an_input_column_is_explained(tmp_path):
+    """``GROUP BY window`` over a view with a ``window`` column groups by that column: the
+    ``tumble(…) AS window`` in SELECT is then not grouped by, and the error says why."""
+    ddl = DDL["parquet"].format(path=tmp_path) + "\n" + ARROYO_VIEW
+    with pytest.raises(PlanError) as err:
+        explain_sql(f"{ddl}\nSELECT sum(n) AS total, tumble(INTERVAL '1' MINUTE) AS window "
+                    "FROM per10 GROUP BY window;")
+    assert "is not grouped by" in err.value.message and err.value.col is not None
+    assert "another alias" in str(err.value)

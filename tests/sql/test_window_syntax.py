@@ -33,15 +33,19 @@ def _at(hhmm: str) -> dt.datetime:
     return dt.datetime(2020, 4, 15, int(hhmm[:2]), int(hhmm[3:]), tzinfo=dt.UTC)
 
 
-@pytest.fixture(scope="module")
-def bid_ddl(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("bid")
+def write_bid(path) -> str:
+    """Flink's Bid table as a Parquet file in ``path``; its CREATE TABLE."""
     pq.write_table(pa.table({
         "bidtime": pa.array([_at(r[0]) for r in BID_ROWS], pa.timestamp("us", tz="UTC")),
         "price": pa.array([decimal.Decimal(r[1]) for r in BID_ROWS], pa.decimal128(10, 2)),
         "item": [r[2] for r in BID_ROWS], "supplier_id": [r[3] for r in BID_ROWS]}),
         path / "bid.parquet")
     return BID_DDL.format(path=path)
+
+
+@pytest.fixture(scope="module")
+def bid_ddl(tmp_path_factory) -> str:
+    return write_bid(tmp_path_factory.mktemp("bid"))
 
 
 #: (query as in Flink's docs, the rows they print: (start, end, sum))
