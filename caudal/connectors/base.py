@@ -8,6 +8,7 @@ the last barrier becomes visible only at ``commit(epoch)``.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,13 @@ from typing import Any
 import pyarrow as pa
 
 from caudal.plan.tables import TableSpec
+
+
+def table_token(table: TableSpec) -> str:
+    """Eight hex digits identifying a table as the job declares it (name, connector, options):
+    stable across runs and processes, different for tables written elsewhere."""
+    text = f"{table.name.lower()}|{table.connector}|{sorted(table.options.items())!r}"
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
 @dataclass
@@ -123,15 +131,30 @@ class Sink(ABC):
     #: metadata keys this sink writes (a non-VIRTUAL metadata column of a table INSERTed
     #: into): key -> what it is; the rows it gets carry them as columns of ``table.metadata``
     METADATA_KEYS: dict[str, str] = {}
+    #: True if the sink writes rows by key (upsert): the planner then sets
+    #: ``table.upsert_key`` and routes each key's changes to one subtask (plan.keys)
+    writes_by_key: bool = False
 
     def __init__(self, table: TableSpec, subtask: int, parallelism: int):
         self.table = table
         self.subtask = subtask
         self.parallelism = parallelism
 
+    def writer_id(self) -> str:
+        """A name for this instance that is the same in every run of the job and different
+        for every other one: ``<table hash>-<writer>-<subtask>``. Sinks derive transaction
+        ids from it, so that recovery can find what a killed run left prepared."""
+        return f"{table_token(self.table)}-{self.writer}-{self.subtask}"
+
     @classmethod
     def validate(cls, table: TableSpec) -> None:
         """Check options at planning time; raise ConfigError naming the option."""
+
+    @classmethod
+    def check_table(cls, table: TableSpec) -> None:
+        """At planning, with ``table.schema`` set to what the query writes: check that the
+        external table (if it exists) fits, raising PlanError that shows both schemas. Must
+        change nothing outside (EXPLAIN runs it too)."""
 
     @classmethod
     def takes_changelog(cls, table: TableSpec) -> bool:

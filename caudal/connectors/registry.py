@@ -22,6 +22,7 @@ CONNECTORS = {
     "blackhole": "caudal.connectors.blackhole",
     "kafka": "caudal.connectors.kafka",
     "upsert-kafka": "caudal.connectors.upsert_kafka",
+    "postgres": "caudal.connectors.postgres",
 }
 
 #: connectors for caudal's own tools (benchmarks), registered by them and not offered to

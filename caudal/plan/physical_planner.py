@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from caudal.plan.keys import needs_key_shuffle
 from caudal.plan.logical import Filter, LogicalNode, Project, Scan, SinkWrite
 from caudal.plan.physical import Edge, OperatorSpec, PhysicalGraph, Vertex
 
@@ -80,7 +81,12 @@ def _lower_sink(planner: PhysicalPlanner, node: SinkWrite) -> int:
     vid = planner.lower(node.input)
     v = planner.graph.vertices[vid]
     single = node.table.connector == "stdout"
-    if v.sink is not None or (single and v.parallelism > 1):
+    if needs_key_shuffle(node.table, node.input):
+        # an upsert sink: each key's changes must reach one writer, in order
+        sink_v = planner.new_vertex(f"sink {node.table.name}")
+        planner.connect(vid, sink_v.id, "hash", node.table.upsert_key)
+        v = sink_v
+    elif v.sink is not None or (single and v.parallelism > 1):
         sink_v = planner.new_vertex(f"sink {node.table.name}",
                                     parallelism=1 if single else v.parallelism)
         planner.connect(vid, sink_v.id, "single" if single else "forward")

@@ -50,6 +50,9 @@ class TableSpec:
     #: computed columns holding processing time (``p AS PROCTIME()``): a window over one is
     #: a processing-time window
     proctime: list[str] = field(default_factory=list)
+    #: for a sink that writes by key (an upsert sink): the columns identifying a row, from
+    #: the declared PRIMARY KEY or else the query's own key (plan.keys); None: append only
+    upsert_key: list[str] | None = None
 
     def option(self, key: str, default: str | None = None) -> str | None:
         return self.options.get(key, default)

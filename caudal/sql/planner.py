@@ -19,6 +19,7 @@ from caudal.plan.changelog import check_changelog
 from caudal.plan.expressions import Column, Expr
 from caudal.plan.functions.coerce import cast
 from caudal.plan.functions.constraints import enforce_not_null
+from caudal.plan.keys import upsert_key
 from caudal.plan.logical import Filter, LogicalNode, Project, Scan, SinkWrite
 from caudal.plan.tables import MEMORY, TableSpec
 from caudal.sql.catalog import Catalog
@@ -232,6 +233,12 @@ class Planner:
         # VIRTUAL metadata columns are read only: the sink neither gets nor writes them
         sink = dataclasses.replace(spec, schema=plan.schema, metadata={
             c: k for c, k in spec.metadata.items() if c not in spec.virtual}, virtual=[])
+        if sink_cls.writes_by_key:
+            sink.upsert_key = upsert_key(spec, plan)
+        try:
+            sink_cls.check_table(sink)
+        except CaudalError as e:
+            raise e.with_position(*position(node)) from None
         return Output(SinkWrite(plan.schema, None, input=plan, table=sink), stmt)
 
     @staticmethod
