@@ -119,7 +119,7 @@ def connect(table: TableSpec) -> psycopg.Connection:
             conn.execute("SET TIME ZONE 'UTC'")
             return conn
         except psycopg.OperationalError as e:
-            error = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            error = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             if i + 1 < attempts:
                 time.sleep(RETRY_S * 2 ** i)
     raise RuntimeFailure(
@@ -320,7 +320,11 @@ def create_table(conn: psycopg.Connection, name: Name, schema: pa.Schema,
     cols = [sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(pg_type(f.type, f.name)))
             for f in schema]
     if key:
-        cols.append(sql.SQL("PRIMARY KEY ({})").format(
+        # a GROUP BY key may be NULL, which a PRIMARY KEY refuses: PostgreSQL 15 has unique
+        # constraints where NULL equals NULL, which ON CONFLICT uses as well
+        kind = "UNIQUE NULLS NOT DISTINCT" if conn.info.server_version >= 150000 \
+            else "PRIMARY KEY"
+        cols.append(sql.SQL(kind + " ({})").format(
             sql.SQL(", ").join(map(sql.Identifier, key))))
     conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
         name.sql, sql.SQL(", ").join(cols)))

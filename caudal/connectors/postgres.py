@@ -333,11 +333,17 @@ class PostgresSink(Sink):
                     keys=sql.SQL(", ").join(map(sql.Identifier, self.keys)),
                     stage=self.stage.sql))
                 source = sql.Identifier("caudal_latest")
-            match = sql.SQL(" AND ").join(
-                sql.SQL("t.{k} = s.{k}").format(k=sql.Identifier(k)) for k in self.keys)
-            self.conn.execute(sql.SQL(
-                "DELETE FROM {target} AS t USING {source} AS s WHERE s._op < 0 AND {match}")
-                .format(target=self.target.sql, source=source, match=match))
+            for operator, nulls in (("=", "NOT"), ("IS NOT DISTINCT FROM", "")):
+                # keys without NULLs match with = (a hash join); the few with one, apart
+                match = sql.SQL(" AND ").join(
+                    sql.SQL("t.{k} " + operator + " s.{k}").format(k=sql.Identifier(k))
+                    for k in self.keys)
+                anynull = sql.SQL(" OR ").join(
+                    sql.SQL("s.{} IS NULL").format(sql.Identifier(k)) for k in self.keys)
+                self.conn.execute(sql.SQL(
+                    "DELETE FROM {target} AS t USING {source} AS s WHERE s._op < 0 AND "
+                    + nulls + " ({anynull}) AND {match}").format(
+                    target=self.target.sql, source=source, anynull=anynull, match=match))
             cols = sql.SQL(", ").join(map(sql.Identifier, self.columns))
             others = [c for c in self.columns if c not in self.keys]
             action = sql.SQL("DO NOTHING") if not others else sql.SQL("DO UPDATE SET ") + \
@@ -379,7 +385,7 @@ class PostgresSink(Sink):
                 conn.execute("SET lock_timeout = '1s'")
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self.stage.sql))
         except pg_client.DatabaseError:
-            pass
+            pass  # left for the next run of this writer
         finally:
             conn.close()
             self.conn = None

@@ -1,0 +1,305 @@
+"""The postgres connector against the machine's PostgreSQL (no mocks): the COPY and upsert
+sinks vs DuckDB, prepared-transaction recovery, killed runs, bad tables and servers.
+
+Every test uses its own table names and removes the prepared transactions it leaves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import subprocess
+import sys
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from caudal.connectors.base import table_token
+from caudal.errors import CaudalError
+from caudal.job import run_sql
+from caudal.plan.tables import TableSpec
+from tests.conftest import REPO, make_bids, run_cli
+
+psycopg = pytest.importorskip("psycopg")
+
+CONNINFO = "host=127.0.0.1 user=postgres dbname=test"
+CONNECTION = f"connection = '{CONNINFO}'"
+
+
+def _server_ready() -> str | None:
+    try:
+        with psycopg.connect(CONNINFO, connect_timeout=3, autocommit=True) as c:
+            prepared = int(c.execute("SHOW max_prepared_transactions").fetchone()[0])
+            logical = c.execute("SHOW wal_level").fetchone()[0] == "logical"
+    except psycopg.Error as e:
+        return f"no PostgreSQL at {CONNINFO}: {e}"
+    if prepared == 0 or not logical:
+        subprocess.run([str(REPO / ".ci" / "postgres-setup")], check=True, timeout=120)
+    return None
+
+
+_REASON = _server_ready()
+pytestmark = [pytest.mark.skipif(_REASON is not None, reason=_REASON or ""),
+              pytest.mark.timeout(300)]
+
+
+@pytest.fixture
+def pg():
+    """An autocommit connection, and a fresh table name prefix whose tables, stages and
+    prepared transactions are dropped afterwards."""
+    conn = psycopg.connect(CONNINFO, autocommit=True)
+    conn.execute("SET TIME ZONE 'UTC'")
+    prefix = f"t_{uuid.uuid4().hex[:8]}"
+    conn.prefix = prefix
+    yield conn
+    for (gid,) in conn.execute("SELECT gid FROM pg_prepared_xacts WHERE gid LIKE 'caudal-%'"
+                               " AND database = current_database()").fetchall():
+        # only ours: a prepared transaction that touched one of this test's tables
+        touches = conn.execute(
+            "SELECT count(*) FROM pg_locks l JOIN pg_prepared_xacts p ON "
+            "p.transaction = l.transactionid OR l.virtualtransaction = '-1/' || "
+            "p.transaction::text JOIN pg_class c ON c.oid = l.relation WHERE p.gid = %s AND "
+            "(c.relname LIKE %s OR c.relname LIKE 'caudal_stage_%%')", (gid, prefix + "%"))
+        if touches.fetchone()[0]:
+            conn.execute(f"ROLLBACK PREPARED '{gid}'")
+    for (name,) in conn.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE %s",
+                                (prefix + "%",)).fetchall():
+        conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+    conn.close()
+
+
+def _rows(conn, query: str) -> list[tuple]:
+    return sorted(conn.execute(query).fetchall(), key=repr)
+
+
+def _duck_rows(duck, query: str) -> list[tuple]:
+    return sorted((tuple(r) for r in duck.execute(query).fetchall()), key=repr)
+
+
+def _typed_file(path: Path, n: int = 3000) -> pa.Table:
+    """Bids plus the awkward types: decimals, dates, booleans, doubles, bytes, lists."""
+    bids = make_bids(n, seed=3)
+    rng = np.random.default_rng(5)
+    table = bids.append_column("flag", pa.array(rng.random(n) < 0.5, mask=rng.random(n) < .1))
+    table = table.append_column("ratio", pa.array(rng.normal(size=n)))
+    table = table.append_column("amount", pa.array(
+        [Decimal(int(x)) / 100 for x in rng.integers(-10**6, 10**6, n)], pa.decimal128(12, 2)))
+    table = table.append_column("day", pa.array(
+        [dt.date(2026, 1, 1) + dt.timedelta(days=int(x)) for x in rng.integers(0, 300, n)]))
+    table = table.append_column("raw", pa.array([bytes([i % 256, 0, 255]) for i in range(n)]))
+    table = table.append_column("tags", pa.array(
+        [[int(x), None] if x % 3 else None for x in rng.integers(0, 100, n)],
+        pa.list_(pa.int64())))
+    pq.write_table(table, path, row_group_size=500)
+    return table
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_copy_sink_writes_what_duckdb_computes(pg, duck, tmp_path, parallelism):
+    path = tmp_path / "bids.parquet"
+    _typed_file(path)
+    target = f"{pg.prefix}_append"
+    select = ("SELECT auction, price, channel, date_time, extra, flag, ratio, amount, day, "
+              "raw, tags FROM bids WHERE price IS NULL OR price > 100")
+    run_sql(f"""CREATE TABLE bids WITH (connector = 'filesystem', path = '{path}');
+        CREATE TABLE out WITH (connector = 'postgres', {CONNECTION}, table = '{target}');
+        INSERT INTO out {select};""", parallelism=parallelism)
+    got = _rows(pg, f"SELECT auction, price, channel, date_time, extra, flag, ratio, amount, "
+                    f"day, raw, tags FROM {target}")
+    want = _duck_rows(duck, select.replace("FROM bids", f"FROM '{path}'"))
+    assert len(got) == len(want) > 1000
+    for g, w in zip(got, want):
+        assert g[:9] == w[:9]
+        assert bytes(g[9]) == w[9] and g[10] == w[10]
+    columns = dict(pg.execute("SELECT column_name, data_type FROM information_schema.columns "
+                              "WHERE table_name = %s", (target,)).fetchall())
+    assert columns["date_time"] == "timestamp with time zone"
+    assert columns["amount"] == "numeric" and columns["tags"] == "ARRAY"
+
+
+def _updating_select(kind: str) -> str:
+    if kind == "aggregate":
+        return ("SELECT auction, channel, count(*) AS bids, sum(price) AS total, "
+                "max(price) AS top FROM bids GROUP BY auction, channel")
+    # counts of counts: a row of the outer GROUP BY is deleted when no auction has its count
+    return ("SELECT num, count(*) AS auctions FROM (SELECT auction, count(*) AS num FROM bids "
+            "GROUP BY auction) GROUP BY num")
+
+
+@pytest.mark.parametrize("kind", ["aggregate", "nested"])
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_upsert_of_an_updating_aggregate_equals_duckdb(pg, duck, bids_parquet, kind,
+                                                       parallelism):
+    path, _ = bids_parquet
+    target = f"{pg.prefix}_{kind}"
+    select = _updating_select(kind)
+    run_sql(f"""SET updating_flush = '0s';
+        CREATE TABLE bids WITH (connector = 'filesystem', path = '{path}');
+        CREATE TABLE out WITH (connector = 'postgres', {CONNECTION}, table = '{target}');
+        INSERT INTO out {select};""", parallelism=parallelism, batch_rows=300)
+    columns = "auction, channel, bids, total, top" if kind == "aggregate" else "num, auctions"
+    got = _rows(pg, f"SELECT {columns} FROM {target}")
+    want = _duck_rows(duck, select.replace("FROM bids", f"FROM '{path}'"))
+    assert got == want
+    key = pg.execute("SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_index i "
+                     "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = "
+                     "ANY(i.indkey) WHERE i.indrelid = %s::regclass AND i.indisunique",
+                     (target,)).fetchone()[0]
+    assert key == (["auction", "channel"] if kind == "aggregate" else ["num"])
+    # the writers' staging tables went away with the run
+    token = table_token(TableSpec("out", "postgres", {"connection": CONNINFO, "table": target}))
+    assert pg.execute("SELECT count(*) FROM pg_tables WHERE starts_with(tablename, %s)",
+                      (f"caudal_stage_{token}",)).fetchone()[0] == 0
+
+
+def _sink(target: str, subtask: int = 0, **options):
+    from caudal.connectors.postgres import PostgresSink
+
+    schema = pa.schema([("k", pa.int64()), ("v", pa.string())])
+    spec = TableSpec("out", "postgres", {"connection": CONNINFO, "table": target, **options},
+                     schema, upsert_key=["k"] if options.get("sink.mode") == "upsert" else None)
+    return PostgresSink(spec, subtask, 1, vertex=3), schema
+
+
+@pytest.mark.parametrize("mode", ["append", "upsert"])
+def test_recovery_commits_what_the_checkpoint_lists_and_rolls_back_the_rest(pg, mode):
+    target = f"{pg.prefix}_{mode}"
+    batch = pa.record_batch({"k": [1, 2, 3], "v": ["a", "b", "c"]})
+    later = pa.record_batch({"k": [3, 4], "v": ["x", "d"]})
+    sink, schema = _sink(target, **{"sink.mode": mode})
+    sink.open(schema)
+    sink.write(batch)
+    state = sink.pre_commit(5)                  # epoch 5: in the checkpoint
+    sink.write(later)
+    sink.pre_commit(6)                          # epoch 6: prepared, checkpoint never done
+    prepared = sorted(r[0] for r in pg.execute("SELECT gid FROM pg_prepared_xacts"))
+    assert {f"caudal-{sink.writer}-5", f"caudal-{sink.writer}-6"} <= set(prepared)
+    assert _rows(pg, f"SELECT * FROM {target}") == []          # nothing visible yet
+    sink.conn.close()                                           # the process dies
+    for _ in range(2):                          # recovery, twice: commit is idempotent
+        again, _ = _sink(target, **{"sink.mode": mode})
+        again.open(schema, state)
+        again.commit(5)
+        again.abort(6)
+        again.close()
+    assert _rows(pg, f"SELECT * FROM {target}") == [(1, "a"), (2, "b"), (3, "c")]
+    assert [r for r in pg.execute("SELECT gid FROM pg_prepared_xacts").fetchall()
+            if r[0].startswith(f"caudal-{sink.writer}-")] == []
+    # an epoch whose transaction vanished without commit is an error, not silent loss
+    lost, _ = _sink(target, **{"sink.mode": mode})
+    lost.open(schema, {"epoch": 9, "pending": [[9, f"caudal-{sink.writer}-9"]]})
+    with pytest.raises(CaudalError, match="is gone and was never committed"):
+        lost.commit(9)
+    lost.close()
+
+
+def test_orphans_of_killed_runs_are_rolled_back(pg):
+    from caudal.connectors.postgres import PostgresSink
+
+    target = f"{pg.prefix}_orphan"
+    sink, schema = _sink(target)
+    sink.open(schema)
+    sink.write(pa.record_batch({"k": [1], "v": ["a"]}))
+    sink.pre_commit(1)
+    sink.conn.close()
+    PostgresSink.discard_orphans(sink.table)
+    assert [r for r in pg.execute("SELECT gid FROM pg_prepared_xacts").fetchall()
+            if r[0].startswith(f"caudal-{sink.writer}-")] == []
+    assert _rows(pg, f"SELECT * FROM {target}") == []
+
+
+def test_a_table_that_does_not_fit_is_refused_at_planning_showing_both(pg, tmp_path):
+    target = f"{pg.prefix}_narrow"
+    pg.execute(f"CREATE TABLE {target} (auction integer, price text)")
+    script = tmp_path / "job.sql"
+    script.write_text(
+        f"CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', events = '10');\n"
+        f"CREATE TABLE out WITH (connector = 'postgres', {CONNECTION}, table = '{target}');\n"
+        f"INSERT INTO out SELECT auction, price FROM bids;\n")
+    result = run_cli("run", str(script), cwd=tmp_path)
+    assert result.returncode == 2
+    err = result.stderr.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"public.{target} does not fit" in err
+    assert "column auction is integer, the query gives BIGINT" in err
+    assert "(auction BIGINT, price BIGINT)" in err and "(auction integer, price text)" in err
+
+
+def test_an_updating_query_into_a_table_without_its_key_is_refused(pg, tmp_path):
+    target = f"{pg.prefix}_nokey"
+    pg.execute(f"CREATE TABLE {target} (auction bigint, n bigint)")
+    with pytest.raises(CaudalError, match="no primary key or unique index on exactly"):
+        run_sql(f"""CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', events = '9');
+            CREATE TABLE out WITH (connector = 'postgres', {CONNECTION}, table = '{target}');
+            INSERT INTO out SELECT auction, count(*) AS n FROM bids GROUP BY auction;""")
+
+
+def test_an_unreachable_server_fails_after_bounded_retries_in_one_line(tmp_path):
+    script = tmp_path / "job.sql"
+    script.write_text(
+        "CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', events = '10');\n"
+        "CREATE TABLE out WITH (connector = 'postgres', url = "
+        "'jdbc:postgresql://127.0.0.1:1/test', username = 'postgres', password = 'secret', "
+        "table = 'x', \"connect.attempts\" = '2');\n"
+        "INSERT INTO out SELECT auction FROM bids;\n")
+    result = run_cli("run", str(script), cwd=tmp_path)
+    assert result.returncode != 0
+    err = result.stderr.strip()
+    assert len(err.splitlines()) == 1 and "secret" not in err
+    assert "cannot connect to PostgreSQL at 127.0.0.1:1/test as postgres" in err
+    assert "2 attempt(s)" in err
+
+
+# ---- killed runs ---------------------------------------------------------------------------
+
+def _kill_test(pg, duck, tmp_path, kills: int, events: int, rate: int) -> None:
+    from tests.checkpoint.test_checkpoint_chaos import chaos
+
+    target = f"{pg.prefix}_killed"
+    select = ("SELECT auction, count(*) AS bids, sum(price) AS total, max(bidder) AS bidder "
+              "FROM bids GROUP BY auction")
+
+    def script(paced: bool, table: str) -> str:
+        return (f"SET updating_flush = '50ms';\n"
+                f"CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', events = "
+                f"'{events}', event_rate = '{rate}', pace = '{str(paced).lower()}');\n"
+                f"CREATE TABLE out WITH (connector = 'postgres', {CONNECTION}, "
+                f"table = '{table}');\nINSERT INTO out {select};\n")
+
+    run_sql(script(False, f"{target}_ref"), parallelism=2)
+    job = tmp_path / "job.sql"
+    job.write_text(script(True, target))
+    done, _ = chaos([sys.executable, "-m", "caudal.cli", "run", str(job), "-p", "2",
+                     "--checkpoint-dir", str(tmp_path / "ck"), "--checkpoint-interval",
+                     "200ms"], kills, random.Random(kills), tmp_path, window=(0.4, 1.5))
+    assert done == kills
+    got = _rows(pg, f"SELECT * FROM {target}")
+    assert got == _rows(pg, f"SELECT * FROM {target}_ref")
+    assert len(got) > 100
+    assert pg.execute("SELECT count(*) FROM pg_prepared_xacts p JOIN pg_locks l ON "
+                      "l.virtualtransaction = '-1/' || p.transaction::text JOIN pg_class c "
+                      "ON c.oid = l.relation WHERE c.relname LIKE %s",
+                      (target + "%",)).fetchone()[0] == 0
+    # the uninterrupted answer is DuckDB's too
+    from caudal.job import run_sql as run
+
+    dump = tmp_path / "bids"
+    run(f"CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', events = '{events}');"
+        f"CREATE TABLE out WITH (connector = 'filesystem', path = '{dump}');"
+        f"INSERT INTO out SELECT auction, bidder, price FROM bids;")
+    want = _duck_rows(duck, select.replace("FROM bids", f"FROM '{dump}/*.parquet'"))
+    assert got == want
+
+
+def test_killed_upserting_job_twice_writes_the_uninterrupted_answer(pg, duck, tmp_path):
+    _kill_test(pg, duck, tmp_path, kills=2, events=400_000, rate=200_000)
+
+
+@pytest.mark.slow
+def test_killed_upserting_job_ten_times_writes_the_uninterrupted_answer(pg, duck, tmp_path):
+    _kill_test(pg, duck, tmp_path, kills=10, events=3_000_000, rate=300_000)
