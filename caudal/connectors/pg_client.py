@@ -313,17 +313,18 @@ def fits(t: pa.DataType, col: PgColumn) -> bool:
 
 
 def create_table(conn: psycopg.Connection, name: Name, schema: pa.Schema,
-                 key: list[str] | None) -> None:
-    """CREATE TABLE IF NOT EXISTS with the query's columns (and its key as primary key);
-    call in a transaction: an advisory lock serializes subtasks creating the same table."""
+                 key: list[str] | None, primary: bool = False) -> None:
+    """CREATE TABLE IF NOT EXISTS with the query's columns and its key (a PRIMARY KEY when
+    the table declares one); call in a transaction: an advisory lock serializes subtasks
+    creating the same table."""
     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name.text,))
     cols = [sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(pg_type(f.type, f.name)))
             for f in schema]
     if key:
         # a GROUP BY key may be NULL, which a PRIMARY KEY refuses: PostgreSQL 15 has unique
         # constraints where NULL equals NULL, which ON CONFLICT uses as well
-        kind = "UNIQUE NULLS NOT DISTINCT" if conn.info.server_version >= 150000 \
-            else "PRIMARY KEY"
+        kind = "UNIQUE NULLS NOT DISTINCT" if not primary and \
+            conn.info.server_version >= 150000 else "PRIMARY KEY"
         cols.append(sql.SQL(kind + " ({})").format(
             sql.SQL(", ").join(map(sql.Identifier, key))))
     conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(

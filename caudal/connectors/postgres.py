@@ -199,7 +199,8 @@ class PostgresSink(Sink):
                 return False
             with self.conn.transaction():
                 pg_client.create_table(self.conn, self.target, self.schema,
-                                       self.table.upsert_key if self.mode == "upsert" else None)
+                                       self.table.upsert_key if self.mode == "upsert" else None,
+                                       primary=bool(self.table.primary_key))
             cols = table_columns(self.conn, self.target)
         self.columns = [cols[f.name.lower()].name for f in self.schema]
         by_lower = {f.name.lower(): n for f, n in zip(self.schema, self.columns)}

@@ -303,3 +303,22 @@ def test_killed_upserting_job_twice_writes_the_uninterrupted_answer(pg, duck, tm
 @pytest.mark.slow
 def test_killed_upserting_job_ten_times_writes_the_uninterrupted_answer(pg, duck, tmp_path):
     _kill_test(pg, duck, tmp_path, kills=10, events=3_000_000, rate=300_000)
+
+
+def test_a_declared_primary_key_upserts_an_append_only_query(pg, duck, bids_parquet):
+    """Flink's upsert semantics: with PRIMARY KEY (k) NOT ENFORCED, each row replaces the
+    row of its key (the last one of the input wins), even from an append-only query."""
+    path, _ = bids_parquet
+    target = f"{pg.prefix}_declared"
+    run_sql(f"""CREATE TABLE bids WITH (connector = 'filesystem', path = '{path}');
+        CREATE TABLE out (bidder BIGINT, auction BIGINT, price BIGINT,
+                          PRIMARY KEY (bidder) NOT ENFORCED)
+          WITH (connector = 'postgres', {CONNECTION}, table = '{target}');
+        INSERT INTO out SELECT bidder, auction, price FROM bids;""")
+    got = _rows(pg, f"SELECT bidder, auction, price FROM {target}")
+    want = _duck_rows(duck, f"SELECT bidder, auction, price FROM read_parquet('{path}', "
+                            f"file_row_number = true) QUALIFY row_number() OVER (PARTITION "
+                            f"BY bidder ORDER BY file_row_number DESC) = 1")
+    assert got == want
+    assert pg.execute("SELECT count(*) FROM pg_index WHERE indrelid = %s::regclass AND "
+                      "indisprimary", (target,)).fetchone()[0] == 1
