@@ -163,7 +163,9 @@ def _sink(target: str, subtask: int = 0, **options):
     schema = pa.schema([("k", pa.int64()), ("v", pa.string())])
     spec = TableSpec("out", "postgres", {"connection": CONNINFO, "table": target, **options},
                      schema, upsert_key=["k"] if options.get("sink.mode") == "upsert" else None)
-    return PostgresSink(spec, subtask, 1, vertex=3), schema
+    sink = PostgresSink(spec, subtask, 1)
+    sink.writer = 3   # the id of the sink's vertex (the runtime sets it)
+    return sink, schema
 
 
 @pytest.mark.parametrize("mode", ["append", "upsert"])
@@ -178,7 +180,7 @@ def test_recovery_commits_what_the_checkpoint_lists_and_rolls_back_the_rest(pg, 
     sink.write(later)
     sink.pre_commit(6)                          # epoch 6: prepared, checkpoint never done
     prepared = sorted(r[0] for r in pg.execute("SELECT gid FROM pg_prepared_xacts"))
-    assert {f"caudal-{sink.writer}-5", f"caudal-{sink.writer}-6"} <= set(prepared)
+    assert {f"caudal-{sink.wid}-5", f"caudal-{sink.wid}-6"} <= set(prepared)
     assert _rows(pg, f"SELECT * FROM {target}") == []          # nothing visible yet
     sink.conn.close()                                           # the process dies
     for _ in range(2):                          # recovery, twice: commit is idempotent
@@ -189,10 +191,10 @@ def test_recovery_commits_what_the_checkpoint_lists_and_rolls_back_the_rest(pg, 
         again.close()
     assert _rows(pg, f"SELECT * FROM {target}") == [(1, "a"), (2, "b"), (3, "c")]
     assert [r for r in pg.execute("SELECT gid FROM pg_prepared_xacts").fetchall()
-            if r[0].startswith(f"caudal-{sink.writer}-")] == []
+            if r[0].startswith(f"caudal-{sink.wid}-")] == []
     # an epoch whose transaction vanished without commit is an error, not silent loss
     lost, _ = _sink(target, **{"sink.mode": mode})
-    lost.open(schema, {"epoch": 9, "pending": [[9, f"caudal-{sink.writer}-9"]]})
+    lost.open(schema, {"epoch": 9, "pending": [[9, f"caudal-{sink.wid}-9"]]})
     with pytest.raises(CaudalError, match="is gone and was never committed"):
         lost.commit(9)
     lost.close()
@@ -209,7 +211,7 @@ def test_orphans_of_killed_runs_are_rolled_back(pg):
     sink.conn.close()
     PostgresSink.discard_orphans(sink.table)
     assert [r for r in pg.execute("SELECT gid FROM pg_prepared_xacts").fetchall()
-            if r[0].startswith(f"caudal-{sink.writer}-")] == []
+            if r[0].startswith(f"caudal-{sink.wid}-")] == []
     assert _rows(pg, f"SELECT * FROM {target}") == []
 
 
