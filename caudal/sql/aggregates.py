@@ -93,6 +93,56 @@ def _is_aggregate(node: exp.Expression) -> bool:
     return is_aggregate(node)
 
 
+def null_treatment(select: exp.Select) -> exp.Select:
+    """``agg(x IGNORE NULLS)`` / ``agg(x RESPECT NULLS)`` (Flink, BigQuery) in the terms the
+    planner knows: array_agg's IGNORE NULLS is a FILTER (WHERE x IS NOT NULL); the other
+    aggregates skip NULLs already, so IGNORE NULLS changes nothing and RESPECT NULLS, which
+    would, is refused (as is IGNORE NULLS on a non-aggregate)."""
+    wrappers = (exp.IgnoreNulls, exp.RespectNulls)
+    if not any(isinstance(n, wrappers) for n in select.walk()):
+        return select
+
+    out = select.copy()
+    for node in list(out.find_all(*wrappers)):
+        ignore = isinstance(node, exp.IgnoreNulls)
+        words = "IGNORE NULLS" if ignore else "RESPECT NULLS"
+        # sqlglot puts the words around the call, or around its argument (inside an
+        # ORDER BY when one follows)
+        owner = node.parent
+        while isinstance(owner, exp.Order):
+            owner = owner.parent
+        if _is_aggregate(node.this):
+            call, target = node.this, node
+        elif owner is not None and _is_aggregate(owner):
+            call = target = owner
+            node.replace(node.this)
+        else:
+            ln, col = position(node)
+            raise PlanError(f"{words} applies to an aggregate", line=ln, col=col)
+        name = (call.name if isinstance(call, exp.Anonymous) else call.sql_name()).lower()
+        is_array_agg = isinstance(call, exp.ArrayAgg) or name == "array_agg"
+        if is_array_agg and ignore:
+            arg = call.this if not isinstance(call, exp.Anonymous) else call.expressions[0]
+            value = arg.this if isinstance(arg, exp.Order) else arg
+            condition = exp.Not(this=exp.Is(this=value.copy(), expression=exp.Null()))
+            replacement: exp.Expression = exp.Filter(this=call.copy(),
+                                                     expression=exp.Where(this=condition))
+        elif is_array_agg or ignore:  # what the aggregate does anyway
+            replacement = call.copy()
+        else:
+            ln, col = position(call)
+            raise PlanError(f"{name}() skips NULLs; RESPECT NULLS is not supported", line=ln,
+                            col=col)
+        target.replace(replacement)
+    # FILTER of an aggregate that IGNORE NULLS turned into a FILTER: one condition
+    for node in list(out.find_all(exp.Filter)):
+        inner = node.this
+        if isinstance(inner, exp.Filter):
+            both = exp.and_(inner.expression.this, node.expression.this)
+            node.replace(exp.Filter(this=inner.this, expression=exp.Where(this=both)))
+    return out
+
+
 def collect_aggregates(nodes: list[exp.Expression]) -> list[exp.Expression]:
     """The aggregate calls (with their FILTER) in expressions, outermost first, once each."""
     found: dict[str, exp.Expression] = {}

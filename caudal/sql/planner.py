@@ -303,6 +303,9 @@ class Planner:
         from caudal.sql.unnest import apply_unnest_joins, split_unnest_joins
 
         select, unnests = split_unnest_joins(select)  # CROSS JOIN UNNEST(arr) AS u(x)
+        from caudal.sql.aggregates import null_treatment
+
+        select = null_treatment(select)  # agg(x IGNORE NULLS)
 
         from_ = select.args.get("from_") or select.args.get("from")
         if from_ is None:

@@ -30,6 +30,7 @@ _FAMILIES = {
     "operators": "Operators and comparisons", "conditional": "Conditional",
     "math": "Numbers", "strings": "Text", "time": "Date and time",
     "intervals": "Intervals", "casts": "Casts", "json": "JSON", "nested": "Arrays and structs",
+    "udf_classes": "Java UDF classes known by name (CREATE FUNCTION f AS '<class>')",
 }
 
 

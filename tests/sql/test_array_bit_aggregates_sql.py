@@ -54,6 +54,25 @@ def test_windowed_array_and_bit_aggregates_match_duckdb(tmp_path, duck, bids_fil
     assert normalized_rows(got) == normalized_rows(expected)
 
 
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_array_agg_ignore_nulls_is_a_filter(tmp_path, duck, bids_file, parallelism):
+    # Flink: ARRAY_AGG(x IGNORE NULLS) skips the NULLs it would otherwise keep
+    path, table = bids_file
+    query = ("SELECT window_start, window_end, auction % 3 AS k, "
+             "array_agg(price ORDER BY price IGNORE NULLS) AS l, "
+             "array_agg(channel RESPECT NULLS ORDER BY channel) FILTER (WHERE price > 5000) "
+             "AS c FROM {src} GROUP BY window_start, window_end, auction % 3")
+    duck_query = ("SELECT window_start, window_end, auction % 3 AS k, "
+                  "array_agg(price ORDER BY price) FILTER (WHERE price IS NOT NULL) AS l, "
+                  "array_agg(channel ORDER BY channel NULLS LAST) FILTER (WHERE price > 5000) "
+                  "AS c FROM {src} GROUP BY window_start, window_end, auction % 3")
+    got = run_to_table(DDL.format(path=path), query.format(src=TUMBLE), tmp_path / "out",
+                       parallelism)
+    bids = table  # noqa: F841
+    expected = duck.sql(duck_query.format(src=DUCK_TUMBLE)).to_arrow_table()
+    assert normalized_rows(got) == normalized_rows(expected)
+
+
 def test_array_agg_keeps_arrival_order_and_nulls(tmp_path, bids_file):
     # without ORDER BY a window's list is its rows in arrival (file) order, NULLs kept
     path, table = bids_file
@@ -97,6 +116,8 @@ def test_updating_array_and_bit_aggregates_fold_to_duckdb(tmp_path, duck, bids_f
     ("SELECT bit_and(channel) FROM bids", r"bit_and\(\) takes an integer"),
     ("SELECT array_agg(price ORDER BY price, bidder) FROM bids", "one ORDER BY key"),
     ("SELECT string_agg(channel, ',' ORDER BY price) FROM bids", "ORDER BY inside"),
+    ("SELECT sum(price RESPECT NULLS) FROM bids", "RESPECT NULLS is not supported"),
+    ("SELECT upper(channel IGNORE NULLS) FROM bids", "IGNORE NULLS applies to an aggregate"),
 ])
 def test_bad_aggregate_calls_are_refused(bids_file, query, message):
     with pytest.raises(PlanError, match=message):
