@@ -7,7 +7,9 @@ Flink's DDL is accepted as Flink users paste it: backtick-quoted identifiers, ``
 
 ``WINDOW`` and ``SESSION`` are not keywords here: Arroyo-style queries name their window column ``window``
 (``tumble(…) AS window … GROUP BY window``) and group by ``session(gap)``, which matter more
-on a stream than named ``WINDOW w AS (…)`` clauses and ``ALTER SESSION``.
+on a stream than ``ALTER SESSION``. The named windows of OVER aggregates (``WINDOW w AS
+(PARTITION BY … ORDER BY …)``) still parse: ``WINDOW`` followed by ``name AS (`` starts the
+clause (``_mark_window_clauses``).
 """
 
 from __future__ import annotations
@@ -70,6 +72,23 @@ def _tvf_sql(self, e: WindowTableFunction) -> str:
 TRAILING_COMMA = "trailing comma"
 
 
+_NAMES = (TokenType.VAR, TokenType.IDENTIFIER)
+
+
+def _mark_window_clauses(tokens: list) -> None:
+    """``WINDOW w AS (…)`` (the named windows of OVER aggregates) while ``window`` is not a
+    keyword: the word starts the clause only when followed by ``name AS (``, a shape a
+    column named ``window`` never has."""
+    for i in range(len(tokens) - 3):
+        t = tokens[i]
+        if t.token_type == TokenType.VAR and t.text.upper() == "WINDOW" and \
+                tokens[i + 1].token_type in _NAMES and \
+                tokens[i + 2].token_type == TokenType.ALIAS and \
+                tokens[i + 3].token_type == TokenType.L_PAREN and \
+                (i == 0 or tokens[i - 1].token_type != TokenType.ALIAS):
+            t.token_type = TokenType.WINDOW
+
+
 class Caudal(RisingWave):
     class Tokenizer(RisingWave.Tokenizer):
         IDENTIFIERS = ['"', "`"]
@@ -86,6 +105,10 @@ class Caudal(RisingWave):
             **RisingWave.Parser.UNARY_PARSERS,
             TokenType.RLIKE: lambda self: self._parse_regexp_or_bitwise_not(),
         }
+
+        def parse(self, raw_tokens, sql=None):
+            _mark_window_clauses(raw_tokens)
+            return super().parse(raw_tokens, sql)
 
         def _parse_regexp_or_bitwise_not(self) -> exp.Expression | None:
             """``REGEXP(text, pattern)`` is Flink's function; ``~x`` stays bitwise NOT (both

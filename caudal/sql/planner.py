@@ -294,8 +294,10 @@ class Planner:
     def plan_select(self, select: exp.Select) -> tuple[LogicalNode, Scope]:
         from caudal.sql.expressions import translate
         from caudal.sql.grouping_sets import has_grouping_sets, plan_grouping_sets
+        from caudal.sql.named_windows import inline_named_windows
         from caudal.sql.subqueries import apply_subqueries, without_subqueries
 
+        select = inline_named_windows(select)  # OVER w … WINDOW w AS (…)
         if has_grouping_sets(select):  # a union of one GROUP BY per grouping set
             return plan_grouping_sets(self, select)
         # WHERE x IN (SELECT …) / EXISTS (…): semi and anti joins, applied after the rest
