@@ -21,7 +21,7 @@ def test_sql_reference_is_up_to_date():
 
 def test_every_function_aggregate_and_connector_is_listed():
     text = DOC.read_text()
-    listed = set(re.findall(r"`([a-z_0-9]+)`", text))
+    listed = set(re.findall(r"`([a-z_0-9.-]+)`", text))
     assert set(callable_names()) <= listed
     assert set(SIGNATURES) <= listed
     assert set(connectors.public_connectors()) <= listed
