@@ -150,7 +150,7 @@ def table_name(table: TableSpec) -> str:
     return table.option("table") or table.option("table-name") or ""
 
 
-def _split(text: str) -> list[str]:
+def split_name(text: str) -> list[str]:
     """'a.b' -> ['a', 'b']; unquoted parts fold to lower case, as PostgreSQL does."""
     parts, current, quoted, i = [], "", False, 0
     while i < len(text):
@@ -172,7 +172,7 @@ def _split(text: str) -> list[str]:
 
 
 def qualified(conn: psycopg.Connection, text: str, schema: str | None = None) -> Name:
-    parts = _split(text)
+    parts = split_name(text)
     if len(parts) > 1:
         return Name(parts[-2], parts[-1])
     if schema is None:

@@ -42,6 +42,7 @@ from caudal.connectors.pg_client import (
     qualified,
     table_columns,
 )
+from caudal.connectors.pg_source import PostgresSource
 from caudal.errors import ConfigError, PlanError, RuntimeFailure
 from caudal.plan.changelog import OP, ops_of
 from caudal.plan.tables import TableSpec
@@ -401,4 +402,5 @@ def _last_change_per_key(table: pa.Table, keys: list[str]) -> pa.Table:
     return table.take(pc.take(last.column("__i_max"), picked))
 
 
+SOURCE = PostgresSource
 SINK = PostgresSink

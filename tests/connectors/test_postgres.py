@@ -324,3 +324,64 @@ def test_a_declared_primary_key_upserts_an_append_only_query(pg, duck, bids_parq
     assert got == want
     assert pg.execute("SELECT count(*) FROM pg_index WHERE indrelid = %s::regclass AND "
                       "indisprimary", (target,)).fetchone()[0] == 1
+
+
+# ---- bounded source ------------------------------------------------------------------------
+
+def _fill_source(pg, name: str, n: int = 20_000) -> None:
+    pg.execute(f"""CREATE TABLE {name} (id bigint PRIMARY KEY, name text, price numeric(10,2),
+        ratio float8, amt numeric, d date, ts timestamptz, tsn timestamp, iv interval,
+        flag boolean, j jsonb, raw bytea, tags int[], small smallint)""")
+    pg.execute(f"""INSERT INTO {name} SELECT i, CASE WHEN i % 7 = 0 THEN NULL ELSE 'n' || i
+        END, i * 1.25, i / 3.0, i * 1.5, date '2026-01-01' + i % 300,
+        timestamptz '2026-01-01 00:00:00+00' + i * interval '1 second',
+        timestamp '2026-01-01' + i * interval '1 minute', i * interval '1 second', i % 2 = 0,
+        jsonb_build_object('a', i), '\\x01ff'::bytea, array[i, i + 1], (i % 100)::smallint
+        FROM generate_series(1, {n}) i""")
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_source_reads_a_table_as_postgresql_computes_it(pg, parallelism):
+    """Table -> caudal GROUP BY -> upsert into another table; PostgreSQL's own GROUP BY of
+    the same table is the reference."""
+    name = f"{pg.prefix}_src"
+    _fill_source(pg, name)
+    aggregates = ("count(*) AS n, sum(price) AS price, sum(ratio) AS ratio, sum(amt) AS amt, "
+                  "min(d) AS d, max(ts) AS ts, max(tsn) AS tsn, count(name) AS names, "
+                  "sum(CASE WHEN flag THEN 1 ELSE 0 END) AS flags, sum(tags[2]) AS tags, "
+                  "count(raw) AS raws, max(length(j::text)) AS j")
+    run_sql(f"""CREATE TABLE src WITH (connector = 'postgres', {CONNECTION}, table = '{name}');
+        CREATE TABLE out WITH (connector = 'postgres', {CONNECTION}, table = '{name}_agg');
+        INSERT INTO out SELECT small, {aggregates} FROM src GROUP BY small;""",
+            parallelism=parallelism)
+    columns = "small, n, price, ratio, amt, d, ts, tsn, names, flags, tags, raws, j"
+    got = pg.execute(f"SELECT {columns} FROM {name}_agg ORDER BY small").fetchall()
+    want = pg.execute(f"SELECT small, {aggregates} FROM {name} GROUP BY small "
+                      f"ORDER BY small").fetchall()
+    assert len(got) == len(want) == 100
+    for g, w in zip(got, want):
+        assert g[:3] == w[:3] and g[5:] == w[5:6] + (w[6], w[7].replace(tzinfo=dt.UTC)) + w[8:]
+        assert g[3] == pytest.approx(w[3]) and g[4] == pytest.approx(float(w[4]))
+
+
+def test_source_reads_a_query_with_declared_columns_and_intervals(pg, tmp_path):
+    name = f"{pg.prefix}_q"
+    _fill_source(pg, name, 1000)
+    result = run_sql(f"""CREATE TABLE q (id BIGINT, iv INTERVAL) WITH (connector = 'postgres',
+          {CONNECTION}, query = 'SELECT id, iv FROM {name} WHERE id <= 10 ORDER BY id');
+        CREATE TABLE out WITH (connector = 'filesystem', path = '{tmp_path / "o"}');
+        INSERT INTO out SELECT id, iv FROM q;""")
+    assert result is not None
+    got = pq.read_table(tmp_path / "o").sort_by("id").to_pylist()
+    assert [(r["id"], r["iv"]) for r in got] == [(i, dt.timedelta(seconds=i))
+                                                  for i in range(1, 11)]
+
+
+def test_source_names_a_missing_table(pg, tmp_path):
+    script = tmp_path / "job.sql"
+    script.write_text(f"CREATE TABLE src WITH (connector = 'postgres', {CONNECTION}, "
+                      f"table = '{pg.prefix}_missing');\nSELECT * FROM src;\n")
+    result = run_cli("run", str(script), cwd=tmp_path)
+    err = result.stderr.strip()
+    assert result.returncode == 2 and len(err.splitlines()) == 1
+    assert f'relation "{pg.prefix}_missing" does not exist' in err
