@@ -4,7 +4,12 @@ answers where it has not; and each one in a streaming job against DuckDB."""
 
 from __future__ import annotations
 
+import datetime as dt
+
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from caudal.errors import PlanError
 from caudal.plan.functions.time import java_format
@@ -74,7 +79,7 @@ def test_locate_from_a_start_position():
 
 def test_regexp_with_empty_pattern_matches_nothing():
     assert values("regexp(s, '')")[:3] == [False, False, None]
-    assert bind("regexp(s, 'a')").dtype.equals(__import__("pyarrow").bool_())
+    assert bind("regexp(s, 'a')").dtype.equals(pa.bool_())
 
 
 def test_java_patterns_translate_once():
@@ -120,3 +125,57 @@ def test_flink_functions_in_a_streaming_job(tmp_path, duck, query, duck_query):
     got = run_to_table(DDL.format(path=tmp_path / "bids.parquet"), query, tmp_path / "out", 2)
     bids = table  # noqa: F841 - DuckDB reads the local variable by name
     assert normalized_rows(got) == normalized_rows(duck.sql(duck_query).to_arrow_table())
+
+
+# ---- properties: random patterns and texts against a reference ---------------------------
+
+
+_TOKENS = [("yyyy", "%Y"), ("yy", "%y"), ("MM", "%m"), ("MMM", "%b"), ("MMMM", "%B"),
+           ("dd", "%d"), ("HH", "%H"), ("hh", "%I"), ("mm", "%M"), ("ss", "%S"),
+           ("SSS", "%g"), ("SSSSSS", "%f"), ("EEE", "%a"), ("EEEE", "%A"), ("a", "%p"),
+           ("DDD", "%j"), ("-", "-"), (" ", " "), (":", ":"), ("/", "/"), ("'T'", "T"),
+           ("'at'", "at"), ("''", "'")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(tokens=st.lists(st.sampled_from(_TOKENS), min_size=1, max_size=8),
+       moments=st.lists(st.datetimes(min_value=dt.datetime(1970, 1, 1),
+                                     max_value=dt.datetime(2100, 1, 1)),
+                        min_size=1, max_size=5))
+def test_date_format_matches_strftime(tokens, moments):
+    # two runs of one letter side by side read as one longer run in Java, and two quoted
+    # texts side by side as one with a quote inside ('a''b' is a'b): keep them apart
+    java, strf = [], []
+    for token, spec in tokens:
+        last = java[-1][-1:] if java else ""
+        if last and last == token[:1] and (last.isalpha() or last == "'"):
+            java.append(" ")
+            strf.append(" ")
+        java.append(token)
+        strf.append(spec)
+    table = pa.table({"ts": pa.array([m.replace(tzinfo=dt.UTC) for m in moments],
+                                     pa.timestamp("us", tz="UTC"))})
+    pattern = "".join(java).replace("'", "''")
+    check(f"date_format(ts, '{pattern}')", table,
+          duck_sql="strftime(ts, '" + "".join(strf).replace("'", "''") + "')")
+
+
+def _flink_split_index(text, sep, index):
+    if text is None or index is None or index < 0:
+        return None
+    if text == "":
+        return None
+    parts = text.split(sep)
+    return parts[index] if index < len(parts) else None
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows=st.lists(st.tuples(st.one_of(st.none(), st.text("ab,;", max_size=8)),
+                               st.one_of(st.none(), st.integers(-2, 5))),
+                     min_size=1, max_size=10),
+       sep=st.sampled_from([",", ";;", "ab", "b"]))
+def test_split_index_matches_flink(rows, sep):
+    table = pa.table({"s": pa.array([r[0] for r in rows], pa.string()),
+                      "i": pa.array([r[1] for r in rows], pa.int64())})
+    assert values(f"split_index(s, '{sep}', i)", table) == \
+        [_flink_split_index(s, sep, i) for s, i in rows]
