@@ -179,3 +179,13 @@ def test_split_index_matches_flink(rows, sep):
                       "i": pa.array([r[1] for r in rows], pa.int64())})
     assert values(f"split_index(s, '{sep}', i)", table) == \
         [_flink_split_index(s, sep, i) for s, i in rows]
+
+
+@pytest.mark.parametrize("sql", ["regexp_extract(s, '(?=l)l')", "regexp(s, '(a)\\1')",
+                                 "s ~ '(?<=H)e'", "regexp_replace(s, '(?!x)', '')"])
+def test_patterns_the_engines_cannot_run_are_refused_when_planning(sql):
+    # Java (Flink) and Python accept lookaround and backreferences; RE2 and Rust's regex,
+    # which run the kernels, do not: refused before the job starts, not in the middle
+    with pytest.raises(PlanError, match="invalid regular expression") as e:
+        bind(sql)
+    assert "RE2" in str(e.value)

@@ -470,10 +470,16 @@ def regex_options(fn: str, flags: str | None, allow_global: bool) -> tuple[str, 
 
 
 def _check_regex(fn: str, pattern: str) -> None:
+    """Refuse, when planning, a pattern the kernels' engines (RE2 in pyarrow, Rust's regex in
+    Polars: the same syntax) would reject at run time: lookaround, backreferences."""
     try:
         re.compile(pattern)
-    except re.error as e:
-        raise BindError(f"{fn}(): invalid regular expression {pattern!r}: {e}") from None
+        pc.match_substring_regex(pa.array([""], TEXT), pattern=pattern)
+    except (re.error, pa.ArrowInvalid) as e:
+        reason = str(e).removeprefix("Invalid regular expression: ")
+        raise BindError(f"{fn}(): invalid regular expression {pattern!r}: {reason}",
+                        hint="RE2 syntax: no lookaround (?=…) (?<=…), no backreferences "
+                             "\\1 in a pattern") from None
 
 
 def _bind_regexp_like(name: str, args: list[Expr]) -> Call:
