@@ -1,9 +1,12 @@
 """The README's SQL examples run as written (blocks that query `bids` without defining it get
-a small Nexmark `bids` table in front)."""
+a small Nexmark `bids` table in front; blocks naming a Kafka broker at localhost:9092 run
+against librdkafka's mock cluster, after the Kafka blocks before them, which fill topics)."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -14,14 +17,38 @@ BLOCKS = re.findall(r"```sql\n(.*?)```", (REPO / "README.md").read_text(), re.S)
 BIDS = "CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', events = '50000');\n"
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_sql_block_runs(index, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    sql = BLOCKS[index]
+KAFKA = "localhost:9092"
+
+
+@pytest.fixture(scope="module")
+def kafka_brokers():
+    """A mock Kafka cluster for the blocks that name localhost:9092 (its bootstrap list)."""
+    proc = subprocess.Popen([sys.executable, "-m", "caudal.connectors.kafka_mock", "--stdin"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, cwd=REPO)
+    yield proc.stdout.readline().strip()
+    proc.stdin.close()
+    proc.kill()
+    proc.wait()
+
+
+def _prepared(sql: str) -> str:
     if "CREATE TABLE bids" not in sql:
         sql = BIDS + sql
-    sql = re.sub(r"events = '\d+'", "events = '50000'", sql)
-    result = run_sql(sql)
+    return re.sub(r"events = '\d+'", "events = '50000'", sql)
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_readme_sql_block_runs(index, tmp_path, monkeypatch, capsys, request):
+    monkeypatch.chdir(tmp_path)
+    sql = BLOCKS[index]
+    if KAFKA in sql:
+        brokers = request.getfixturevalue("kafka_brokers")
+        for earlier in BLOCKS[:index]:
+            if KAFKA in earlier:
+                run_sql(_prepared(earlier).replace(KAFKA, brokers))
+        sql = sql.replace(KAFKA, brokers)
+    result = run_sql(_prepared(sql))
     assert result.rows_in > 0
 
 

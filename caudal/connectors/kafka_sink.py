@@ -305,10 +305,15 @@ class KafkaSink(Sink):
             rows = self._pending[e]
             self._produce(rows.column("key").combine_chunks(),
                           rows.column("value").combine_chunks())
-        producer.produce(self.commit_topic, json.dumps({"epoch": ready[-1]}).encode(),
-                         self.transactional_id.encode(), partition=0)
         try:
+            # the rows are acknowledged before the marker is sent: the marker is the last
+            # record of the transaction, right before its commit
+            self._flush()
+            producer.produce(self.commit_topic, json.dumps({"epoch": ready[-1]}).encode(),
+                             self.transactional_id.encode(), partition=0)
             producer.commit_transaction(ko.connect_timeout(self.table) * 3)
+        except RuntimeFailure:
+            raise
         except Exception as e:  # noqa: BLE001 - one line naming the table
             err = e.args[0] if e.args else e
             raise RuntimeFailure(f"kafka table {self.table.name!r}: committing the "

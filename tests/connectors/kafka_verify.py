@@ -107,17 +107,28 @@ def _batches(raw: bytes):
 
 def committed_messages(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
     """(key, value) of every message a read_committed consumer sees, partition by partition."""
+    return read_log(bootstrap, topic)[0]
+
+
+def aborted_messages(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+    """(key, value) of the messages of aborted transactions (hidden by a real cluster)."""
+    return read_log(bootstrap, topic)[1]
+
+
+def read_log(bootstrap: str, topic: str) -> tuple[list, list]:
+    """The committed and the aborted messages of a topic."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "caudal-verify"})
     try:
         meta = consumer.list_topics(topic, timeout=10)
     except KafkaException:
-        return []
+        return [], []
     finally:
         consumer.close()
     found = meta.topics.get(topic)
     if found is None or found.error is not None:
-        return []
-    out = []
+        return [], []
+    out: list = []
+    aborted: list = []
     for number, part in sorted(found.partitions.items()):
         broker = meta.brokers[part.leader]
         offset, high = 0, None
@@ -131,12 +142,11 @@ def committed_messages(bootstrap: str, topic: str) -> list[tuple[bytes | None, b
                 if control:
                     kind = struct.unpack_from(">hh", records[0][1])[1] if records else 0
                     pending = open_txn.pop(producer, [])
-                    if kind == 1:
-                        out.extend(pending)
+                    (out if kind == 1 else aborted).extend(pending)
                 elif transactional:
                     open_txn[producer].extend((k, v) for _, k, v in records)
                 else:
                     out.extend((k, v) for _, k, v in records)
             if not progressed:
                 break
-    return out
+    return out, aborted
