@@ -10,7 +10,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from caudal.errors import PlanError
-from caudal.plan.expressions import Column, Expr
+from caudal.plan.expressions import Call, Column, Expr
 from caudal.plan.logical import LogicalNode, Project
 from caudal.plan.unnest_node import Unnest
 from caudal.sql.scope import Scope, ScopeColumn, position
@@ -82,13 +82,32 @@ def apply_unnest_joins(node: LogicalNode, scope: Scope, joins: list[exp.Join]
         alias = call.args.get("alias")
         relation = alias.name if alias is not None and alias.name else None
         names = [c.name for c in alias.columns] if alias is not None else []
-        if len(names) > 1:
-            ln, col = position(call)
-            raise PlanError("UNNEST of one array gives one column", line=ln, col=col,
-                            hint="UNNEST(arr) AS u(x)")
+        if len(names) > 1:  # Flink: an array of ROWs unnests into one column per field
+            node = _row_fields(node, element, dtype, names, call)
+            columns.extend(ScopeColumn(relation, n, dtype.field(j).type, f"{element}_{j}")
+                           for j, n in enumerate(names))
+            continue
         name = names[0] if names else (relation or "unnest")
         columns.append(ScopeColumn(relation, name, dtype, element))
     return node, Scope(columns=columns, computed=dict(scope.computed))
+
+
+def _row_fields(node: LogicalNode, element: str, dtype: pa.DataType, names: list[str],
+                call: exp.Expression) -> LogicalNode:
+    """The fields of a ROW element as columns ``<element>_<j>`` beside the input's."""
+    if not pa.types.is_struct(dtype) or dtype.num_fields != len(names):
+        ln, col = position(call)
+        fields = dtype.num_fields if pa.types.is_struct(dtype) else 1
+        raise PlanError(f"UNNEST gives {fields} column(s) per element ({sql_name(dtype)}), "
+                        f"the alias names {len(names)}", line=ln, col=col,
+                        hint="UNNEST(arr) AS u(x), or one name per field of an array of ROWs")
+    element_col = Column(dtype, element)
+    exprs: list[Expr] = [Column(f.type, f.name) for f in node.schema]
+    fields = list(node.schema)
+    for j in range(dtype.num_fields):
+        exprs.append(Call(dtype.field(j).type, "struct_field", (element_col,), {"index": j}))
+        fields.append(pa.field(f"{element}_{j}", dtype.field(j).type))
+    return Project(pa.schema(fields), node.time_column, input=node, exprs=exprs)
 
 
 def plan_select_unnest(items: list[exp.Expression], node: LogicalNode, scope: Scope

@@ -119,3 +119,27 @@ def test_timestamp_without_event_time_is_processing_time(tmp_path, table_file):
                        "SELECT id, _timestamp FROM t WHERE id < 5", tmp_path / "out")
     after = dt.datetime.now(UTC)
     assert all(before <= v <= after for v in got.column("_timestamp").to_pylist())
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_unnest_of_rows_gives_a_column_per_field(tmp_path, duck, parallelism):
+    # Flink: CROSS JOIN UNNEST(array of ROW) AS u(a, b) names each field of the element
+    item = pa.struct([("name", pa.string()), ("qty", pa.int64())])
+    t = pa.table({"id": pa.array(range(60), pa.int64()),
+                  "items": pa.array([None if i % 9 == 0 else
+                                     [None if (i + k) % 7 == 0 else
+                                      {"name": f"n{i}_{k}", "qty": None if k == 2 else i * k}
+                                      for k in range(i % 4)] for i in range(60)],
+                                    pa.list_(item))})
+    pq.write_table(t, tmp_path / "t.parquet", row_group_size=16)
+    got = run_to_table(f"CREATE TABLE t WITH (connector = 'filesystem', path = "
+                       f"'{tmp_path / 't.parquet'}');",
+                       "SELECT id, n, q FROM t CROSS JOIN UNNEST(items) AS u(n, q) "
+                       "WHERE q IS NULL OR q % 2 = 0", tmp_path / "out", parallelism)
+    expected = duck.sql("SELECT id, e.name AS n, e.qty AS q FROM (SELECT id, unnest(items) "
+                        "AS e FROM t) WHERE e.qty IS NULL OR e.qty % 2 = 0").to_arrow_table()
+    assert normalized_rows(got) == normalized_rows(expected)
+    with pytest.raises(PlanError, match="the alias names 3"):
+        compile_sql(f"CREATE TABLE t WITH (connector = 'filesystem', path = "
+                    f"'{tmp_path / 't.parquet'}');"
+                    "SELECT * FROM t CROSS JOIN UNNEST(items) AS u(a, b, c)")
