@@ -17,6 +17,7 @@ from __future__ import annotations
 import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.risingwave import RisingWave
+from sqlglot.tokenizer_core import Token
 from sqlglot.tokens import TokenType
 
 
@@ -52,6 +53,34 @@ def _parse_metadata(self) -> MetadataColumnConstraint:
     key = self._parse_string() if self._match(TokenType.FROM) else None
     virtual = self._match_text_seq("VIRTUAL")
     return self.expression(MetadataColumnConstraint(this=key, virtual=virtual))
+
+
+#: tokens after which a postfix ARRAY ends a column type (``tags STRING ARRAY,``)
+_AFTER_POSTFIX_ARRAY = {TokenType.COMMA, TokenType.R_PAREN, TokenType.GT, TokenType.NOT,
+                        TokenType.NULL, TokenType.PRIMARY_KEY, TokenType.ARRAY}
+
+
+def _postfix_arrays(tokens: list) -> list:
+    """Flink's postfix array type ``INT ARRAY`` as ``INT[]`` (sqlglot would read what follows
+    ARRAY as array bounds): an ARRAY right after a type keyword (or a ``>`` closing
+    ``ROW<…>``) and before the end of the type becomes ``[]``."""
+    out: list = []
+    made: set[int] = set()  # the ``]`` written here (``INT ARRAY ARRAY``)
+    for i, tok in enumerate(tokens):
+        after = tokens[i + 1].token_type if i + 1 < len(tokens) else TokenType.R_PAREN
+        if tok.token_type == TokenType.ARRAY and out and (
+                out[-1].token_type in RisingWave.Parser.TYPE_TOKENS
+                or out[-1].token_type == TokenType.GT or id(out[-1]) in made) and (
+                after in _AFTER_POSTFIX_ARRAY
+                or (i + 1 < len(tokens) and tokens[i + 1].text.upper() in ("COMMENT",
+                                                                          "METADATA"))):
+            out.append(Token(TokenType.L_BRACKET, "[", tok.line, tok.col, tok.start,
+                             tok.start))
+            out.append(Token(TokenType.R_BRACKET, "]", tok.line, tok.col, tok.end, tok.end))
+            made.add(id(out[-1]))
+            continue
+        out.append(tok)
+    return out
 
 
 def _tvf_sql(self, e: WindowTableFunction) -> str:
@@ -96,6 +125,9 @@ class Caudal(RisingWave):
                     if k not in ("WINDOW", "SESSION")}
         KEYWORDS["ROW"] = TokenType.STRUCT  # Flink's ROW<a INT> / ROW(a INT) types
         KEYWORDS["BYTES"] = TokenType.VARBINARY  # Flink's BYTES
+
+        def tokenize(self, sql: str) -> list:
+            return _postfix_arrays(super().tokenize(sql))
 
     class Parser(RisingWave.Parser):
         CONSTRAINT_PARSERS = {**RisingWave.Parser.CONSTRAINT_PARSERS,

@@ -250,14 +250,16 @@ def test_flink_types():
     cat = catalog_of("""
 CREATE TABLE t (a TIMESTAMP_LTZ(3), b TIMESTAMP(3) WITH LOCAL TIME ZONE, c TIMESTAMP(9),
   d ROW<x BIGINT, `y` STRING>, e ROW(x INT), f ARRAY<ROW<z DOUBLE>>, g MAP<STRING, BIGINT>,
-  h BYTES, i INT[], j DECIMAL(10, 2)) WITH ('connector' = 'blackhole');
+  h BYTES, i INT ARRAY, j DECIMAL(10, 2), k STRING ARRAY NOT NULL, l INT[])
+  WITH ('connector' = 'blackhole');
 """)
     from caudal.types import is_zoned, sql_name, timestamp_precision
 
     schema = cat.tables["t"].schema
     assert [sql_name(f.type) for f in schema] == [
         "TIMESTAMP", "TIMESTAMP", "TIMESTAMP", "STRUCT<x BIGINT, y TEXT>", "STRUCT<x INT>",
-        "STRUCT<z DOUBLE>[]", "MAP<TEXT, BIGINT>", "BYTEA", "INT[]", "DECIMAL(10, 2)"]
+        "STRUCT<z DOUBLE>[]", "MAP<TEXT, BIGINT>", "BYTEA", "INT[]", "DECIMAL(10, 2)",
+        "TEXT[]", "INT[]"]
     assert [is_zoned(schema.field(n)) for n in "abc"] == [True, True, False]
     assert [timestamp_precision(schema.field(n)) for n in "abc"] == [3, 3, 9]
 
