@@ -42,6 +42,14 @@ CASES = [
     (AggCall("approx_count_distinct", ("s",), pa.int64()), "count(DISTINCT s)"),
     (AggCall("string_agg", ("s",), pa.string(), options={"separator": ";"}),
      "string_agg(s, ';')"),
+    (AggCall("bit_and", ("i",), pa.int64()), "bit_and(i)"),
+    (AggCall("bit_or", ("i",), pa.int64(), filter="f"), "bit_or(i) FILTER (WHERE f)"),
+    (AggCall("bit_xor", ("i",), pa.int64()), "bit_xor(i)"),
+    # ts is distinct: the ORDER BY is a total order, NULL values kept
+    (AggCall("array_agg", ("i", "ts"), pa.list_(pa.int64())), "array_agg(i ORDER BY ts)"),
+    (AggCall("array_agg", ("s", "ts"), pa.list_(pa.string()), filter="f",
+             options={"descending": True, "nulls_first": True}),
+     "array_agg(s ORDER BY ts DESC) FILTER (WHERE f)"),
 ]
 
 
