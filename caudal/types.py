@@ -103,8 +103,8 @@ def arrow_type(node: exp.DataType) -> pa.DataType:
         return pa.map_(arrow_type(node.expressions[0]), arrow_type(node.expressions[1]))
     if kind == exp.DataType.Type.STRUCT:
         fields = []
-        for f in node.expressions:
-            fields.append(pa.field(f.name, arrow_type(f.args["kind"])))
+        for f in node.expressions:  # nested timestamps keep their precision and zone too
+            fields.append(column_field(f.name, f.args["kind"]))
         return pa.struct(fields)
     raise PlanError(f"unsupported type {node.sql()}", hint=f"accepted: {ACCEPTED}")
 

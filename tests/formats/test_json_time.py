@@ -243,3 +243,15 @@ def test_encode_then_decode_is_identity_nested(options):
         assert got.to_pylist() == expected
 
     check()
+
+
+def test_epoch_numbers_in_nested_rows(tmp_path):
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps({"r": {"at": T0_MS, "ltz": "2024-01-01T10:00:00.123Z"}}) + "\n")
+    out = tmp_path / "out"
+    run_sql(f"""
+CREATE TABLE src (r ROW<at TIMESTAMP(3), ltz TIMESTAMP_LTZ(3)>)
+  WITH ('connector' = 'filesystem', 'path' = '{path}', 'format' = 'json');
+CREATE TABLE out WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'json');
+INSERT INTO out SELECT r.at AS at, r.ltz AS ltz FROM src;""")
+    assert _read(out) == [{"at": "2024-01-01T10:00:00.123", "ltz": "2024-01-01T10:00:00.123"}]
