@@ -126,6 +126,27 @@ def timestamp_column(columns: pa.Schema, event_time: str | None, relation: str
     return {TIMESTAMP_COLUMN: value, f"{relation}.{TIMESTAMP_COLUMN}": value}
 
 
+def derived_timestamp(node: LogicalNode, relation: str | None) -> dict[str, Expr]:
+    """``_timestamp`` of a subquery or view: the event time of its rows (a window
+    aggregate's: its window's end - 1 µs, as Arroyo's), processing time when no table
+    below has event time; nothing when the event time was lost or a column has the name."""
+    from caudal.plan.lineage import event_time, event_time_loss
+
+    if TIMESTAMP_COLUMN in [n.lower() for n in node.schema.names]:
+        return {}
+    value = event_time(node)
+    if value is None:
+        if event_time_loss(node) is not None:
+            return {}
+        from caudal.plan.functions.registry import bind_call
+
+        value = bind_call("now", [])
+    out = {TIMESTAMP_COLUMN: value}
+    if relation:
+        out[f"{relation}.{TIMESTAMP_COLUMN}"] = value
+    return out
+
+
 class Planner:
     """Plans a script statement by statement against one catalog."""
 
@@ -415,7 +436,8 @@ class Planner:
             node, inner = self.plan_query(source.this)
             relation = alias or None
             return node, Scope(columns=[dataclasses.replace(c, relation=relation)
-                                        for c in inner.columns])
+                                        for c in inner.columns],
+                               computed=derived_timestamp(node, relation))
         if isinstance(source, exp.Table) and isinstance(source.this, exp.Identifier):
             name = source.name
             key = name.lower()
@@ -423,7 +445,8 @@ class Planner:
             if key in self.catalog.views:
                 node, inner = self.plan_query(self.catalog.views[key])
                 return node, Scope(columns=[dataclasses.replace(c, relation=relation)
-                                            for c in inner.columns])
+                                            for c in inner.columns],
+                                   computed=derived_timestamp(node, relation))
             spec = self.catalog.tables.get(key)
             if spec is None:
                 ln, col = position(source)

@@ -112,3 +112,16 @@ def test_a_window_alias_shadowed_by_an_input_column_is_explained(tmp_path):
                     "FROM per10 GROUP BY window;")
     assert "is not grouped by" in err.value.message and err.value.col is not None
     assert "another alias" in str(err.value)
+
+
+def test_arroyo_timestamp_of_a_window_aggregate_is_its_end_minus_1us(tmp_path, events):
+    """Arroyo's virtual ``_timestamp`` over a view or subquery is its rows' event time: for
+    a window aggregate the window's end - 1 µs."""
+    path = write_input(events, tmp_path / "in", "parquet")
+    ddl = DDL["parquet"].format(path=path) + "\n" + ARROYO_VIEW
+    got = run_to_table(ddl, "SELECT window.end AS e, _timestamp AS t, per10._timestamp AS u "
+                            "FROM per10", tmp_path / "out")
+    rows = rows_of(got, ["e", "t", "u"])
+    assert rows and all(t == u == e - 1 for e, t, u in rows)
+    with pytest.raises(PlanError):  # the event time is gone: no _timestamp to make up
+        explain_sql(f"{ddl}\nSELECT _timestamp FROM (SELECT auction, n FROM per10);")
