@@ -106,6 +106,65 @@ class Source(ABC):
         """Release files and connections."""
 
 
+#: options of a table looked up by key (a LookupSource), with Flink's spellings as aliases
+LOOKUP_OPTIONS = {
+    "lookup": "'true': a plain JOIN with this table looks its rows up by key (Arroyo's "
+              "style; FOR SYSTEM_TIME AS OF does so without it)",
+    "lookup.cache.max_rows": "keys whose rows a lookup join caches (LRU; default 0: no "
+                             "cache, every batch asks the table)",
+    "lookup.cache.max-rows": "alias of lookup.cache.max_rows (Flink)",
+    "lookup.partial-cache.max-rows": "alias of lookup.cache.max_rows (Flink)",
+    "lookup.cache.ttl": "how long a cached key's rows are used before asking again (default: "
+                        "until evicted)",
+    "lookup.partial-cache.expire-after-write": "alias of lookup.cache.ttl (Flink)",
+}
+
+
+def lookup_cache_settings(table: TableSpec) -> tuple[int, float | None]:
+    """(max cached keys, ttl in seconds or None) from a lookup table's options."""
+    from caudal.durations import parse_duration_s
+    from caudal.errors import ConfigError
+
+    rows_text = next((table.options[k] for k in ("lookup.cache.max_rows",
+                      "lookup.cache.max-rows", "lookup.partial-cache.max-rows")
+                      if k in table.options), "0")
+    try:
+        rows = int(rows_text)
+        if rows < 0:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"lookup.cache.max_rows = {rows_text!r} in table {table.name!r}",
+                          line=table.line, hint="a number of keys, 0 for no cache") from None
+    ttl_text = next((table.options[k] for k in ("lookup.cache.ttl",
+                     "lookup.partial-cache.expire-after-write") if k in table.options), None)
+    ttl = parse_duration_s(ttl_text, "lookup.cache.ttl") if ttl_text is not None else None
+    return rows, ttl
+
+
+class LookupSource(ABC):
+    """Looks rows of an external table up by key, for a lookup join (operators/lookup_join):
+    one call per input batch with that batch's distinct keys (misses of the join's cache).
+    A connector offers it as ``LOOKUP`` in its module; its options are the table's."""
+
+    def __init__(self, table: TableSpec, keys: list[str]):
+        #: ``table.read_schema()`` is what ``lookup`` returns; ``keys`` are columns of it
+        self.table = table
+        self.keys = list(keys)
+        self.schema = table.read_schema()
+
+    @classmethod
+    def validate(cls, table: TableSpec, keys: list[str]) -> None:
+        """At planning: check options and that ``keys`` can be looked up (ConfigError)."""
+
+    @abstractmethod
+    def lookup(self, keys: pa.Table) -> pa.Table:
+        """Every row (``self.schema``) whose key columns equal one row of ``keys`` (distinct
+        rows, columns named as ``self.keys``, no NULLs)."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
 class Sink(ABC):
     """Writes one subtask's share of a table, exactly once through two-phase commit.
 

@@ -367,7 +367,7 @@ def epoch_recorded(conn: psycopg.Connection, epochs: Name, writer: str, epoch: i
 
 # ---- Arrow -> CSV for COPY ----------------------------------------------------------------
 
-def _array_literal(col: pa.Array) -> pa.Array:
+def array_literal(col: pa.Array) -> pa.Array:
     """A list column as PostgreSQL array literals ({1,2,NULL}, {"a","b"})."""
     s = pl.from_arrow(col)
     inner = pl.element()
@@ -395,7 +395,7 @@ def _for_csv(col: pa.Array) -> pa.Array:
     if pa.types.is_struct(t):
         return pl.from_arrow(col).struct.json_encode().to_arrow().cast(pa.string())
     if pa.types.is_list(t) or pa.types.is_large_list(t):
-        return _array_literal(col)
+        return array_literal(col)
     return col
 
 

@@ -19,7 +19,7 @@ import pyarrow as pa
 from psycopg import sql
 
 from caudal.connectors import pg_client
-from caudal.connectors.base import Source
+from caudal.connectors.base import LOOKUP_OPTIONS, Source
 from caudal.connectors.pg_client import CONNECTION_OPTIONS, connect
 from caudal.errors import ConfigError, RuntimeFailure
 from caudal.plan.tables import TableSpec
@@ -40,7 +40,7 @@ _BY_OID: dict[int, pa.DataType] = {
 NUMERIC = 1700
 
 
-def _relation(table: TableSpec) -> sql.Composable:
+def relation(table: TableSpec) -> sql.Composable:
     query = table.option("query")
     if query:
         return sql.SQL("({})").format(sql.SQL(query))
@@ -55,7 +55,7 @@ def describe(table: TableSpec) -> list[tuple[str, int, int | None, int | None]]:
     with connect(table) as conn:
         try:
             cur = conn.execute(sql.SQL("SELECT * FROM {} AS q LIMIT 0").format(
-                _relation(table)))
+                relation(table)))
         except pg_client.DatabaseError as e:
             what = "query" if table.option("query") else \
                 f"table {pg_client.table_name(table)!r}"
@@ -86,6 +86,34 @@ def _select_item(name: str, oid: int, precision: int | None) -> sql.Composable:
     return col
 
 
+def select_items(table: TableSpec, schema: pa.Schema) -> sql.Composable:
+    """The SELECT list reading ``schema``'s columns of the table or query (ConfigError for a
+    declared column that PostgreSQL does not give)."""
+    columns = {n.lower(): (n, oid, p) for n, oid, p, _ in describe(table)}
+    items = []
+    for f in schema:
+        found = columns.get(f.name.lower())
+        if found is None:
+            raise ConfigError(f"table {table.name!r} declares column {f.name!r}, which "
+                              f"PostgreSQL does not give", line=table.line,
+                              hint="columns: " + ", ".join(c[0] for c in columns.values()))
+        items.append(_select_item(*found))
+    return sql.SQL(", ").join(items) if items else sql.SQL("1")
+
+
+def adapt(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """A batch as ADBC reads it -> ``schema`` (extension types unwrapped, microseconds to
+    INTERVAL, then the usual casts)."""
+    columns = []
+    for f, col in zip(schema, batch.columns):
+        if isinstance(col.type, pa.BaseExtensionType):
+            col = col.storage
+        if pa.types.is_duration(f.type) and pa.types.is_integer(col.type):
+            col = col.cast(pa.int64()).view(pa.duration("us"))
+        columns.append(col)
+    return conform_batch(pa.RecordBatch.from_arrays(columns, names=schema.names), schema)
+
+
 class PostgresSource(Source):
     """Reads a table or a query once (a bounded source); see the module docstring."""
 
@@ -95,6 +123,7 @@ class PostgresSource(Source):
         "table-name": "alias of table",
         "schema-name": "the schema of table-name",
         "query": "a SELECT to read instead of a table",
+        **LOOKUP_OPTIONS,
     }
     bounded = True
 
@@ -122,29 +151,18 @@ class PostgresSource(Source):
         return [PARTITION]
 
     def _statement(self) -> str:
-        columns = {n.lower(): (n, oid, p) for n, oid, p, _ in describe(self.table)}
-        items = []
-        for f in self.schema:
-            found = columns.get(f.name.lower())
-            if found is None:
-                raise ConfigError(f"table {self.table.name!r} declares column {f.name!r}, "
-                                  f"which PostgreSQL does not give",
-                                  hint="columns: " + ", ".join(c[0] for c in columns.values()),
-                                  line=self.table.line)
-            items.append(_select_item(*found))
+        items = select_items(self.table, self.schema)
         order = sql.SQL("")
-        if not self.table.option("query"):
-            with connect(self.table) as conn:
+        with connect(self.table) as conn:
+            if not self.table.option("query"):
                 target = pg_client.qualified(conn, pg_client.table_name(self.table),
                                              self.table.option("schema-name"))
                 keys = _primary_key(conn, target)
-            if keys:
-                order = sql.SQL(" ORDER BY {}").format(
-                    sql.SQL(", ").join(map(sql.Identifier, keys)))
-        with connect(self.table) as conn:
-            return (sql.SQL("SELECT {} FROM {} AS q").format(
-                sql.SQL(", ").join(items) if items else sql.SQL("1"),
-                _relation(self.table)) + order).as_string(conn)
+                if keys:
+                    order = sql.SQL(" ORDER BY {}").format(
+                        sql.SQL(", ").join(map(sql.Identifier, keys)))
+            return (sql.SQL("SELECT {} FROM {} AS q").format(items, relation(self.table))
+                    + order).as_string(conn)
 
     def open(self, assigned: list[str], offsets: dict[str, Any] | None = None) -> None:
         if PARTITION not in assigned:
@@ -179,19 +197,7 @@ class PostgresSource(Source):
                     continue
                 batch = batch.slice(self._skip)
                 self._skip = 0
-            return self._adapt(batch)
-
-    def _adapt(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        columns = []
-        for f, col in zip(self.schema, batch.columns):
-            if isinstance(col.type, pa.ExtensionType) or \
-                    type(col.type).__name__.endswith("ExtensionType"):
-                col = col.storage
-            if pa.types.is_duration(f.type) and pa.types.is_integer(col.type):
-                col = col.cast(pa.int64()).view(pa.duration("us"))
-            columns.append(col)
-        raw = pa.RecordBatch.from_arrays(columns, names=self.schema.names)
-        return conform_batch(raw, self.schema)
+            return adapt(batch, self.schema)
 
     def poll(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
         if self._done:

@@ -42,6 +42,7 @@ from caudal.connectors.pg_client import (
     qualified,
     table_columns,
 )
+from caudal.connectors.pg_lookup import PostgresLookup
 from caudal.connectors.pg_source import PostgresSource
 from caudal.errors import ConfigError, PlanError, RuntimeFailure
 from caudal.plan.changelog import OP, ops_of
@@ -403,4 +404,5 @@ def _last_change_per_key(table: pa.Table, keys: list[str]) -> pa.Table:
 
 
 SOURCE = PostgresSource
+LOOKUP = PostgresLookup
 SINK = PostgresSink

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-from caudal.connectors.base import Sink, Source
+from caudal.connectors.base import LookupSource, Sink, Source
 from caudal.errors import ConfigError
 from caudal.plan.tables import TableSpec
 
@@ -60,6 +60,11 @@ def source_class(table: TableSpec) -> type[Source]:
         raise ConfigError(f"connector {table.connector!r} cannot be read from (table "
                           f"{table.name!r} is used as a source)", line=table.line)
     return cls
+
+
+def lookup_class(table: TableSpec) -> type[LookupSource] | None:
+    """The connector's LookupSource (rows looked up by key), or None if it has none."""
+    return getattr(_module(table), "LOOKUP", None)
 
 
 def sink_class(table: TableSpec) -> type[Sink]:

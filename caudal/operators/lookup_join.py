@@ -1,7 +1,11 @@
 """The lookup join operator (plan.lookup_join): reads the bounded table whole when it opens
 (its source, computed columns and stateless chain), then joins each batch of the streaming
 side against it with one hash join per batch (join_rows.match). No state is checkpointed:
-a restored subtask reads the table again, which is what a processing-time lookup means."""
+a restored subtask reads the table again, which is what a processing-time lookup means.
+
+A table whose connector has a LookupSource (a database) is not read whole but looked up by
+key: per batch, the distinct keys go through a LookupCache (operators.lookup_cache) and the
+batch is joined with the rows it returns."""
 
 from __future__ import annotations
 
@@ -11,9 +15,11 @@ import numpy as np
 import pyarrow as pa
 
 from caudal.connectors import registry as connectors
+from caudal.connectors.base import LookupSource
 from caudal.operators.base import Operator, OperatorContext
 from caudal.operators.join_rows import JoinLayout, match
 from caudal.operators.keyed_tables import positional
+from caudal.operators.lookup_cache import LookupCache, distinct_keys
 from caudal.plan.expressions import Expr
 from caudal.plan.physical import OperatorSpec
 from caudal.plan.tables import TableSpec
@@ -54,7 +60,8 @@ class LookupJoin(Operator):
     def __init__(self, kind: str, left_schema: pa.Schema, right_schema: pa.Schema,
                  left_keys: list[str], right_keys: list[str], right_rename: dict[str, str],
                  output_schema: pa.Schema, side_table: TableSpec,
-                 side_chain: Sequence[OperatorSpec], residual: Expr | None = None):
+                 side_chain: Sequence[OperatorSpec], residual: Expr | None = None,
+                 by_key: bool = False, cache_rows: int = 0, cache_ttl_s: float | None = None):
         self.kind = kind
         self.layout = JoinLayout(left_schema, right_schema, right_rename, output_schema,
                                  residual)
@@ -64,9 +71,20 @@ class LookupJoin(Operator):
         self.side_table = side_table
         self.side_chain = list(side_chain)
         self.table_rows: pa.Table = right_schema.empty_table()
+        self.by_key = by_key
+        self.cache_rows = cache_rows
+        self.cache_ttl_s = cache_ttl_s
+        self.cache: LookupCache | None = None
+        self._build = None
 
     def open(self, ctx: OperatorContext) -> None:
         super().open(ctx)
+        if self.by_key:
+            source = connectors.lookup_class(self.side_table)(self.side_table, self.right_keys)
+            self.cache = LookupCache(_Chained(source, self.side_table, self.side_chain,
+                                              self.layout.right_schema),
+                                     self.cache_rows, self.cache_ttl_s)
+            return
         schema = self.layout.right_schema
         batches = read_table(self.side_table, self.side_chain)
         rows = pa.Table.from_batches(batches) if batches else schema.empty_table()
@@ -78,9 +96,13 @@ class LookupJoin(Operator):
         if batch.num_rows == 0:
             return ()
         left = pa.Table.from_batches([batch]).select(self.layout.left_schema.names)
-        li, ri = match(left, self.left_keys, self._build, self.right_keys)
+        table_rows, build = self.table_rows, self._build
+        if self.cache is not None:
+            keys = distinct_keys(left, self.left_keys, self.right_keys)
+            table_rows, build = self.cache.rows_for(keys)
+        li, ri = match(left, self.left_keys, build, self.right_keys)
         order = np.argsort(li, kind="stable")  # the streaming side's order
-        li, ri, joined = self.layout.matching(left, self.table_rows, li[order], ri[order])
+        li, ri, joined = self.layout.matching(left, table_rows, li[order], ri[order])
         pieces = [self.layout.output(joined)] if len(li) else []
         if self.kind == "left":
             alone = np.ones(left.num_rows, dtype=bool)
@@ -89,3 +111,43 @@ class LookupJoin(Operator):
                 pieces.append(self.layout.padded(left.filter(pa.array(alone)), 0))
         out = [b for piece in pieces for b in piece.to_batches() if b.num_rows]
         return out
+
+    def close(self) -> None:
+        if self.cache is not None:
+            self.ctx.metrics["lookup_hits"] = self.ctx.metrics.get("lookup_hits", 0) + \
+                self.cache.hits
+            self.ctx.metrics["lookup_misses"] = self.ctx.metrics.get("lookup_misses", 0) + \
+                self.cache.misses
+            self.cache.close()
+            self.cache = None
+
+
+class _Chained(LookupSource):
+    """A LookupSource whose rows go through the table's computed columns and stateless chain
+    (the filters and projections over it in the query), so that the cache keeps joined-ready
+    rows. The chain keeps the key columns under their names (checked at planning)."""
+
+    def __init__(self, inner: LookupSource, table: TableSpec,
+                 chain: Sequence[OperatorSpec], schema: pa.Schema):
+        from caudal.operators.registry import create  # late: the registry imports operators
+
+        self.inner = inner
+        self.keys = inner.keys
+        self.schema = schema
+        self.computed = table.computed_step()
+        self.operators = [create(spec) for spec in chain]
+        for op in self.operators:
+            op.open(OperatorContext())
+
+    def lookup(self, keys: pa.Table) -> pa.Table:
+        rows = self.inner.lookup(keys)
+        batches = [self.computed(b) if self.computed is not None else b
+                   for b in rows.to_batches()]
+        for op in self.operators:
+            batches = [b for one in batches for b in op.process(one, 0)]
+        if not batches:
+            return self.schema.empty_table()
+        return pa.Table.from_batches(batches).select(self.schema.names).cast(self.schema)
+
+    def close(self) -> None:
+        self.inner.close()

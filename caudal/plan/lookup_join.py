@@ -23,6 +23,22 @@ from caudal.plan.physical_planner import LOWERINGS, PhysicalPlanner
 LOOKUP_CONNECTORS = ("filesystem",)
 
 
+def declared_lookup(table) -> bool:
+    """True for a table declared ``lookup = 'true'``: a plain JOIN with it is a lookup join
+    (Arroyo's style) when its connector can look rows up."""
+    return table is not None and str(table.options.get("lookup", "")).lower() == "true"
+
+
+def lookup_mode(table) -> str | None:
+    """How a lookup join reads ``table``: 'key' (its connector looks rows up by key, a
+    LookupSource: a database), 'whole' (a bounded table read whole), or None (it cannot)."""
+    from caudal.connectors import registry
+
+    if registry.lookup_class(table) is not None:
+        return "key"
+    return "whole" if table.connector in LOOKUP_CONNECTORS else None
+
+
 @dataclass(eq=False)
 class LookupJoin(Join):
     #: the streaming side's processing-time column the join is AS OF (for EXPLAIN)
@@ -33,7 +49,8 @@ class LookupJoin(Join):
         return False
 
     def describe(self) -> str:
-        return f"LookupJoin {self._describe_keys()} FOR SYSTEM_TIME AS OF {self.as_of}"
+        how = f"FOR SYSTEM_TIME AS OF {self.as_of}" if self.as_of else "(lookup table)"
+        return f"LookupJoin {self._describe_keys()} {how}"
 
 
 def _lower_lookup(planner: PhysicalPlanner, node: LookupJoin) -> int:
@@ -45,8 +62,21 @@ def _lower_lookup(planner: PhysicalPlanner, node: LookupJoin) -> int:
         raise PlanError("the table of a lookup join (FOR SYSTEM_TIME AS OF) may only be "
                         "filtered and projected", line=node.line, col=node.col,
                         hint="join the table itself, not an aggregate or join over it")
-    params = {**node.operator_params(), "side_table": vertices[0].source,
+    table = vertices[0].source
+    params = {**node.operator_params(), "side_table": table,
               "side_chain": list(vertices[0].operators)}
+    if lookup_mode(table) == "key":
+        from caudal.connectors import registry
+        from caudal.connectors.base import lookup_cache_settings
+
+        missing = [k for k in node.right_keys if k not in table.read_schema().names]
+        if missing:
+            raise PlanError(f"a lookup join looks table {table.name!r} up by its columns; "
+                            f"{', '.join(missing)} is computed in the query", line=node.line,
+                            col=node.col, hint="join on columns of the table itself")
+        registry.lookup_class(table).validate(table, list(node.right_keys))
+        rows, ttl = lookup_cache_settings(table)
+        params.update(by_key=True, cache_rows=rows, cache_ttl_s=ttl)
     planner.graph.vertices[vid].operators.append(OperatorSpec(
         "lookup_join", params, node.describe(), node.schema))
     return vid

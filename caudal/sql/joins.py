@@ -36,7 +36,12 @@ from caudal.plan.expressions import Call, Column, Expr, Literal
 from caudal.plan.join_nodes import IntervalJoin, Join, TimeConstraint, UpdatingJoin, WindowJoin
 from caudal.plan.lineage import time_bounds, window_columns
 from caudal.plan.logical import Filter, LogicalNode, Project
-from caudal.plan.lookup_join import LOOKUP_CONNECTORS, LookupJoin
+from caudal.plan.lookup_join import (
+    LOOKUP_CONNECTORS,
+    LookupJoin,
+    declared_lookup,
+    lookup_mode,
+)
 from caudal.plan.optimizer import substitute
 from caudal.plan.proctime import proctime_columns
 from caudal.sql.scope import Scope, position
@@ -375,7 +380,7 @@ def _plan_join(left: LogicalNode, item: _Input, exprs: list[Expr], rename: dict[
                   right_rename={n: rename.get(n, n) for n in right.schema.names},
                   output=output, residual=residual, line=ln, col=col)
 
-    if item.as_of is not None:
+    if item.as_of is not None or declared_lookup(_scanned_table(right)):
         return _lookup_join(left, right, item, left_scope, schema, common)
     window = _window_join(left, right, left_keys, right_keys)
     if window is not None and not (left.updating or right.updating):
@@ -405,20 +410,25 @@ def _lookup_join(left: LogicalNode, right: LogicalNode, item: _Input, left_scope
     """``JOIN t FOR SYSTEM_TIME AS OF s.p``: checked, then planned as a lookup join."""
     from caudal.sql.expressions import translate
 
-    ln, cn = position(item.as_of)
-    as_of = translate(item.as_of, left_scope)
-    if not (isinstance(as_of, Column) and as_of.name in proctime_columns(left)):
+    if item.as_of is None:  # JOIN a table declared lookup = 'true' (Arroyo's style)
+        ln, cn = common["line"], common["col"]
+        as_of = Column(pa.timestamp("us"), "")
+    else:
+        ln, cn = position(item.as_of)
+        as_of = translate(item.as_of, left_scope)
+    if item.as_of is not None and not (isinstance(as_of, Column)
+                                       and as_of.name in proctime_columns(left)):
         raise PlanError(f"FOR SYSTEM_TIME AS OF {item.as_of.sql()}: only a processing-time "
                         "lookup join is supported (AS OF a PROCTIME() column of the other "
                         "side); a temporal join on event time is not", line=ln, col=cn,
                         hint="add PROCTIME() AS p_time to the streaming side and write "
                              "FOR SYSTEM_TIME AS OF s.p_time")
-    scans = [n for n in _walk(right) if not isinstance(n, (Filter, Project))]
-    table = getattr(scans[0], "table", None) if len(scans) == 1 else None
-    if table is None or table.connector not in LOOKUP_CONNECTORS:
+    table = _scanned_table(right)
+    if table is None or lookup_mode(table) is None:
         raise PlanError("FOR SYSTEM_TIME AS OF: the joined table must be a table of a "
                         "bounded connector (" + ", ".join(LOOKUP_CONNECTORS) + "), read whole "
-                        "by each subtask", line=ln, col=cn,
+                        "by each subtask, or of one that looks rows up by key (postgres)",
+                        line=ln, col=cn,
                         hint="join a filesystem table, or drop FOR SYSTEM_TIME AS OF for a "
                              "regular join")
     kind = common["kind"]
@@ -436,6 +446,12 @@ def _lookup_join(left: LogicalNode, right: LogicalNode, item: _Input, left_scope
     time_column = left.time_column if left.time_column in common["output"] else None
     return LookupJoin(schema, time_column, left=left, right=right, as_of=as_of.name,
                       **common)
+
+
+def _scanned_table(node: LogicalNode):
+    """The table under a chain of filters and projections, or None."""
+    scans = [n for n in _walk(node) if not isinstance(n, (Filter, Project))]
+    return getattr(scans[0], "table", None) if len(scans) == 1 else None
 
 
 def _walk(node: LogicalNode) -> list[LogicalNode]:

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from caudal.connectors.base import table_token
+from caudal.connectors.pg_client import csv_bytes
 from caudal.errors import CaudalError
 from caudal.job import run_sql
 from caudal.plan.tables import TableSpec
@@ -385,3 +386,72 @@ def test_source_names_a_missing_table(pg, tmp_path):
     err = result.stderr.strip()
     assert result.returncode == 2 and len(err.splitlines()) == 1
     assert f'relation "{pg.prefix}_missing" does not exist' in err
+
+
+# ---- lookup joins --------------------------------------------------------------------------
+
+def _dim(pg, duck, name: str) -> None:
+    """A dimension table in PostgreSQL (and the same rows in DuckDB as ``dim``): auctions
+    1000..1079 only (the bids' auctions go to 1099: some keys are missing), channel-keyed
+    rows for the two-column key."""
+    rng = np.random.default_rng(11)
+    ids = np.arange(1000, 1080)
+    dim = pa.table({"id": ids, "seller": pa.array([f"s{i % 9}" for i in ids]),
+                    "reserve": pa.array(rng.integers(0, 5000, len(ids)),
+                                        mask=rng.random(len(ids)) < 0.1)})
+    pg.execute(f"CREATE TABLE {name} (id bigint PRIMARY KEY, seller text, reserve bigint)")
+    with pg.cursor().copy(f"COPY {name} FROM STDIN (FORMAT csv)") as copy:
+        copy.write(csv_bytes(dim))
+    duck.register("dim", dim)
+
+
+def _stream_ddl(path: Path) -> str:
+    return (f"CREATE TABLE bids (auction BIGINT, bidder BIGINT, price BIGINT, channel TEXT, "
+            f"p AS PROCTIME()) WITH (connector = 'filesystem', path = '{path}');")
+
+
+@pytest.mark.parametrize("kind", ["LEFT", "INNER"])
+@pytest.mark.parametrize("cache", ["0", "30"])
+@pytest.mark.parametrize("style", ["flink", "arroyo"])
+def test_lookup_join_equals_duckdb(pg, duck, bids_parquet, tmp_path, kind, cache, style):
+    path, _ = bids_parquet
+    name = f"{pg.prefix}_dim"
+    _dim(pg, duck, name)
+    out = tmp_path / "out"
+    lookup = ", lookup = 'true'" if style == "arroyo" else ""
+    as_of = " FOR SYSTEM_TIME AS OF b.p" if style == "flink" else ""
+    where = "WHERE d.reserve IS NULL OR d.reserve < 4000"
+    run_sql(f"""{_stream_ddl(path)}
+        CREATE TABLE d WITH (connector = 'postgres', {CONNECTION}, table = '{name}',
+                             "lookup.cache.max_rows" = '{cache}'{lookup});
+        CREATE TABLE out WITH (connector = 'filesystem', path = '{out}');
+        INSERT INTO out SELECT b.auction, b.price, d.seller, d.reserve
+        FROM bids AS b {kind} JOIN d{as_of} ON d.id = b.auction {where};""",
+            parallelism=2, batch_rows=512)
+    got = sorted((tuple(r.values()) for r in pq.read_table(out).to_pylist()), key=repr)
+    want = _duck_rows(duck, f"SELECT b.auction, b.price, d.seller, d.reserve FROM "
+                            f"'{path}' AS b {kind} JOIN dim AS d ON d.id = b.auction {where}")
+    assert got == want and len(want) > 1000
+    if kind == "LEFT":
+        assert any(r[2] is None for r in got)
+
+
+def test_lookup_join_on_two_columns_with_a_filtered_table(pg, duck, bids_parquet, tmp_path):
+    path, _ = bids_parquet
+    name = f"{pg.prefix}_dim2"
+    _dim(pg, duck, name)
+    out = tmp_path / "out"
+    run_sql(f"""{_stream_ddl(path)}
+        CREATE TABLE d WITH (connector = 'postgres', {CONNECTION}, table = '{name}',
+                             "lookup.cache.max_rows" = '10', "lookup.cache.ttl" = '1ms');
+        CREATE VIEW rich AS SELECT id, seller, reserve FROM d WHERE reserve > 100;
+        CREATE TABLE out WITH (connector = 'filesystem', path = '{out}');
+        INSERT INTO out SELECT b.auction, b.bidder, d.seller FROM bids AS b
+        LEFT JOIN rich FOR SYSTEM_TIME AS OF b.p AS d
+          ON d.id = b.auction AND d.reserve = b.bidder + 1000;""",
+            batch_rows=256)
+    got = sorted((tuple(r.values()) for r in pq.read_table(out).to_pylist()), key=repr)
+    want = _duck_rows(duck, f"SELECT b.auction, b.bidder, d.seller FROM '{path}' AS b LEFT "
+                            f"JOIN (SELECT * FROM dim WHERE reserve > 100) AS d ON d.id = "
+                            f"b.auction AND d.reserve = b.bidder + 1000")
+    assert got == want

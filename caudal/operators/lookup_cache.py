@@ -1,0 +1,116 @@
+"""The key cache of a lookup join against a LookupSource (a database table looked up by key).
+
+For each input batch the join needs the table's rows for the batch's distinct keys. The cache
+keeps, as Arrow tables, the keys looked up before (also those that found no row, so a missing
+key is not asked again) and their rows; a batch costs one hash probe of its distinct keys
+against the cached keys, and one ``lookup`` call for the misses. Entries older than ``ttl``
+are looked up again; beyond ``max_rows`` cached keys the least recently used ones go (in bulk,
+down to 90%, so eviction is rare). ``max_rows = 0`` turns caching off: every batch asks
+the source for all its keys. Nothing is checkpointed: after a restore the cache starts cold.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from caudal.connectors.base import LookupSource
+from caudal.operators.join_rows import match
+from caudal.operators.keyed_tables import lookup, positional
+
+
+class LookupCache:
+    def __init__(self, source: LookupSource, max_rows: int, ttl_s: float | None):
+        self.source = source
+        self.keys = list(source.keys)
+        self.max_rows = max_rows
+        self.ttl_s = ttl_s
+        key_schema = pa.schema([source.schema.field(k) for k in self.keys])
+        #: cached keys (distinct), when each was looked up and last used
+        self.cached_keys: pa.Table = key_schema.empty_table()
+        self.loaded_at = np.zeros(0, dtype=np.float64)
+        self.used_at = np.zeros(0, dtype=np.float64)
+        #: the table's rows for the cached keys, and a hash-join build side over them
+        self.rows: pa.Table = source.schema.empty_table()
+        self._build = positional(self.rows, self.keys)
+        self.hits = 0
+        self.misses = 0
+
+    def rows_for(self, keys: pa.Table) -> tuple[pa.Table, object]:
+        """The table's rows for ``keys`` (distinct, named as the source's keys, no NULLs)
+        and a build side over them for ``join_rows.match``."""
+        if self.max_rows <= 0:
+            rows = self.source.lookup(keys)
+            self.misses += keys.num_rows
+            return rows, positional(rows, self.keys)
+        now = time.monotonic()
+        at = lookup(keys, self.keys, self.cached_keys, self.keys)
+        hit = at >= 0
+        if self.ttl_s is not None and hit.any():
+            stale = hit.copy()
+            stale[hit] = self.loaded_at[at[hit]] < now - self.ttl_s
+            if stale.any():
+                self._drop(np.unique(at[stale]))
+                at = lookup(keys, self.keys, self.cached_keys, self.keys)
+                hit = at >= 0
+        self.used_at[at[hit]] = now
+        self.hits += int(hit.sum())
+        if not hit.all():
+            missing = keys.filter(pa.array(~hit))
+            self.misses += missing.num_rows
+            found = self.source.lookup(missing)
+            self.cached_keys = pa.concat_tables([self.cached_keys, missing.select(self.keys)
+                                                 .cast(self.cached_keys.schema)])
+            self.loaded_at = np.concatenate([self.loaded_at, np.full(missing.num_rows, now)])
+            self.used_at = np.concatenate([self.used_at, np.full(missing.num_rows, now)])
+            if found.num_rows:
+                self.rows = pa.concat_tables([self.rows, found.cast(self.rows.schema)])
+            self.rows = self.rows.combine_chunks()
+            self.cached_keys = self.cached_keys.combine_chunks()
+            self._build = positional(self.rows, self.keys)
+            if self.cached_keys.num_rows > self.max_rows:
+                # this batch joins with everything loaded; later ones see the evicted cache
+                rows, build = self.rows, self._build
+                self._evict()
+                return rows, build
+        return self.rows, self._build
+
+    def _drop(self, positions: np.ndarray) -> None:
+        keep = np.ones(self.cached_keys.num_rows, dtype=bool)
+        keep[positions] = False
+        self._keep(keep)
+
+    def _evict(self) -> None:
+        """Keep the 90% most recently used of ``max_rows`` keys."""
+        target = max(int(self.max_rows * 0.9), 1)
+        order = np.argsort(-self.used_at, kind="stable")
+        keep = np.zeros(self.cached_keys.num_rows, dtype=bool)
+        keep[order[:target]] = True
+        self._keep(keep)
+
+    def _keep(self, keep: np.ndarray) -> None:
+        mask = pa.array(keep)
+        self.cached_keys = self.cached_keys.filter(mask)
+        self.loaded_at = self.loaded_at[keep]
+        self.used_at = self.used_at[keep]
+        rows_at, _ = match(self.rows, self.keys, self.cached_keys, self.keys)
+        kept_rows = np.zeros(self.rows.num_rows, dtype=bool)
+        kept_rows[rows_at] = True
+        self.rows = self.rows.filter(pa.array(kept_rows))
+        self._build = positional(self.rows, self.keys)
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def distinct_keys(batch: pa.Table, columns: list[str], names: list[str]) -> pa.Table:
+    """The distinct non-NULL values of ``columns`` of ``batch``, named ``names`` (a NULL key
+    matches nothing, so it is never looked up)."""
+    table = batch.select(columns)
+    for c in columns:
+        table = table.filter(pc.is_valid(table.column(c)))
+    distinct = table.group_by(columns, use_threads=False).aggregate([])
+    return distinct.rename_columns(names)
