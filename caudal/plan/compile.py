@@ -56,7 +56,7 @@ def _call(call: Call, args: list[Evaluator]) -> Evaluator:
         except RuntimeFailure as e:
             # the innermost expression written in the SQL names the error
             if e.line is None:
-                if " in " not in e.message:
+                if f" in {call}" not in e.message:  # a kernel may name its call itself
                     e.message = f"{e.message} in {text}"
                     e.args = (e.message,)
                 e.with_position(line, col)

@@ -16,7 +16,7 @@ from sqlglot import exp
 from caudal.connectors import registry as connectors
 from caudal.errors import CaudalError, ConfigError, PlanError
 from caudal.plan.changelog import check_changelog
-from caudal.plan.expressions import Column, Expr
+from caudal.plan.expressions import Call, Column, Expr, set_source
 from caudal.plan.functions.coerce import cast
 from caudal.plan.functions.constraints import enforce_not_null
 from caudal.plan.keys import upsert_key
@@ -104,6 +104,17 @@ def unique_names(names: list[str]) -> list[str]:
             seen[key] = 0
             out.append(n)
     return out
+
+
+def _select_item(insert: exp.Expression, i: int) -> exp.Expression:
+    """The ``i``-th SELECT item of an INSERT's query (the INSERT itself when the query is
+    not a plain SELECT, or the item is a ``*``)."""
+    query = insert.args.get("expression")
+    if isinstance(query, exp.Select) and i < len(query.expressions) and not any(
+            isinstance(e, exp.Star) or isinstance(e, exp.Column) and isinstance(e.this, exp.Star)
+            for e in query.expressions):
+        return query.expressions[i]
+    return insert
 
 
 #: Arroyo's virtual column: every table has it without declaring it (not in SELECT *)
@@ -285,6 +296,9 @@ class Planner:
             names[i] = n = writable[n.lower()]
             target = declared.field(n).type
             value = cast(Column(plan.schema.field(i).type, plan.schema.names[i]), target)
+            if isinstance(value, Call):  # a failing cast names the value and its column
+                ln, col = position(_select_item(node, i))
+                set_source(value, ln, col, f"the value written to {spec.name}.{n}")
             if n in spec.not_null:  # checked on every row written, as Flink does
                 value = enforce_not_null(value, n, spec.name)
             exprs.append(value)

@@ -100,3 +100,14 @@ def test_runtime_errors_name_the_expression_and_its_line():
     message = str(e.value)
     assert message.startswith("line 2, column") and "cannot cast TEXT to INT" in message
     assert "CAST(channel AS INT)" in message
+
+
+def test_a_failing_cast_into_a_sink_column_names_it(tmp_path):
+    text = (DDL + f"CREATE TABLE out (a INT) WITH (connector = 'filesystem', "
+            f"path = '{tmp_path / 'out'}', format = 'json');\n\n"
+            "INSERT INTO out SELECT price * 1000000 FROM bids;")
+    with pytest.raises(CaudalError) as e:
+        run_sql(text)
+    message = str(e.value)
+    assert message.startswith("line 4, column 24: cannot cast BIGINT to INT"), message
+    assert "the value written to out.a" in message
