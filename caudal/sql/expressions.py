@@ -330,7 +330,7 @@ def _anonymous(node: exp.Anonymous, scope: Scope) -> Expr:
             return _aggregate(node)
         similar = close_names(name)
         hint = (f"did you mean {', '.join(similar)}? " if similar else "") + \
-            "`caudal functions` lists them all"
+            "`caudal functions` and docs/sql.md list them all"
         raise PlanError(f"unknown function {name}()", hint=hint)
     return _call(name, list(node.expressions), scope)
 
@@ -365,7 +365,7 @@ def _unsupported(node: exp.Expression) -> Expr:
         name = node.sql_name().lower()
         similar = close_names(name)
         hint = (f"did you mean {', '.join(similar)}? " if similar else "") + \
-            "`caudal functions` lists them all"
+            "`caudal functions` and docs/sql.md list them all"
         raise PlanError(f"function {name}() is not supported", hint=hint)
     text = node.sql(dialect=Caudal)
     raise PlanError(f"unsupported expression {text[:60]!r}",

@@ -60,7 +60,7 @@ def lookup(name: str) -> ScalarFunction:
     fn = FUNCTIONS.get(name.lower())
     if fn is None:
         raise PlanError(f"unknown function {name}()",
-                        hint="see `caudal functions` for the list of functions")
+                        hint="`caudal functions` and docs/sql.md list them all")
     return fn
 
 
