@@ -4,7 +4,8 @@ Rows wait in per-side buffers with their window end (``col + offset``: the end c
 the start plus the window size); when the watermark reaches a window end, the rows of every
 closed window are joined at once — one hash join on the keys (the window bound is one of
 them), the residual condition, and for outer joins the rows left without a partner padded
-with NULLs — and freed. The output only appends, and each window's rows are emitted once.
+with NULLs (a semi / anti join emits each left row once, with / without a partner) — and
+freed. The output only appends, and each window's rows are emitted once.
 A row whose window has already closed when it arrives is late: counted in ``late_rows`` and
 dropped.
 """
@@ -80,6 +81,13 @@ class WindowJoin(Operator):
         out: list[pa.Table] = []
         li, ri = match(left, self.keys[0], right, self.keys[1])
         li, ri, joined = self.layout.matching(left, right, li, ri)
+        if self.kind in ("semi", "anti"):  # each left row once: with / without a partner
+            found = np.zeros(left.num_rows, dtype=bool)
+            found[li] = True
+            keep = found if self.kind == "semi" else ~found
+            if not keep.any():
+                return ()
+            return batches_of(self.layout.padded(left.filter(pa.array(keep)), 0))
         if len(li):
             out.append(self.layout.output(joined))
         for s, (rows, hit) in enumerate(((left, li), (right, ri))):

@@ -40,9 +40,16 @@ from caudal.errors import PlanError
 from caudal.plan.expressions import Call, Column, Expr, Literal
 from caudal.plan.functions.coerce import cast, common_type
 from caudal.plan.functions.registry import BindError, bind_call
-from caudal.plan.join_nodes import UpdatingJoin
+from caudal.plan.join_nodes import UpdatingJoin, WindowJoin
 from caudal.plan.logical import Filter, LogicalNode, Project
-from caudal.sql.joins import UNKEYED_SETTING, _and, _conjuncts, _flatten, _key_columns
+from caudal.sql.joins import (
+    UNKEYED_SETTING,
+    _and,
+    _conjuncts,
+    _flatten,
+    _key_columns,
+    _window_join,
+)
 from caudal.sql.scope import Scope, ScopeColumn, position
 from caudal.sql.settings import bool_setting, duration_setting
 
@@ -391,6 +398,15 @@ def _join(planner, left: LogicalNode, right: LogicalNode, left_exprs: list[Expr]
         if n in clash:  # helper key columns of both sides (__jl / __jr never clash)
             raise PlanError(f"internal: column {n!r} on both sides of a subquery join")
     condition = _and(residual) if residual else None
+    window = _window_join(left_node, right_node, left_keys, right_keys)
+    if window is not None and not (left.updating or right.updating):
+        # correlated on both window bounds of identically windowed inputs: a window
+        # semi / anti join (append-only, state freed when windows close), as Flink's
+        spec, ends = window
+        return WindowJoin(left.schema, None, left=left_node, right=right_node, kind=kind,
+                          left_keys=left_keys, right_keys=right_keys, right_rename=rename,
+                          output=output, residual=condition, line=ln, col=col,
+                          window_end=ends, window=spec)
     return UpdatingJoin(left.schema, None, left=left_node, right=right_node, kind=kind,
                         left_keys=left_keys, right_keys=right_keys, right_rename=rename,
                         output=output, residual=condition, line=ln, col=col,
