@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import numpy as np
 import pyarrow as pa
@@ -24,7 +25,7 @@ import pyarrow.fs as pafs
 
 from caudal import formats
 from caudal.connectors.base import Sink, Source
-from caudal.errors import CaudalError, ConfigError, RuntimeFailure
+from caudal.errors import CaudalError, ConfigError, DataError, RuntimeFailure
 from caudal.formats import text
 from caudal.formats.bad_data import BadDataPolicy
 from caudal.plan.changelog import OP, OP_TYPE, table_is_changelog
@@ -137,6 +138,8 @@ class FileSystemSource(Source):
                   "from the file extension",
         "csv.header": "true (default): a csv file starts with a header line naming its "
                       "columns; false: no header, the fields are the declared columns in order",
+        "partitioned_by": "PARTITIONED BY (col, …) of CREATE TABLE: the values of these "
+                          "columns come from the files' col=value/… directories",
     }
 
     @classmethod
@@ -158,17 +161,17 @@ class FileSystemSource(Source):
         where = f"file {first}"
         try:
             if files.format == "parquet":
-                fmt.check_columns(files.fs, first, table.data_schema(), where)
+                fmt.check_columns(files.fs, first, _files_schema(table), where)
             elif files.format == "csv" and not csv_header(table):
-                fmt.Decoder(table.data_schema().names, table.data_schema(), where)
+                fmt.Decoder(_files_schema(table).names, _files_schema(table), where)
             elif files.format == "csv":
                 with files.fs.open_input_stream(first, compression="detect") as stream:
                     header = fmt.read_header(stream)
                 if header:
-                    formats.match_columns(header, table.data_schema(), where, ConfigError)
-                    fmt.Decoder(header, table.data_schema(), where)
+                    formats.match_columns(header, _files_schema(table), where, ConfigError)
+                    fmt.Decoder(header, _files_schema(table), where)
             elif hasattr(fmt, "Decoder"):
-                fmt.Decoder(table.data_schema(), **formats.with_options(fmt, table.options))
+                fmt.Decoder(_files_schema(table), **formats.with_options(fmt, table.options))
         except CaudalError as e:
             raise e.with_position(table.line, None) from None
 
@@ -200,7 +203,9 @@ class FileSystemSource(Source):
         if table_is_changelog(table):  # rows carry their change kind (plan.changelog)
             self.schema = self.schema.append(pa.field(OP, OP_TYPE))
         #: what the files hold: the columns without the metadata ones (``METADATA_KEYS``)
-        self._decoded = pa.schema([f for f in self.schema if f.name not in table.metadata])
+        self._partitions = partition_columns(table)
+        self._decoded = pa.schema([f for f in self.schema if f.name not in table.metadata
+                                   and f.name not in self._partitions])
         self._files: InputFiles | None = None
         self._queue: deque[str] = deque()
         self._consumed: dict[str, int] = {}
@@ -223,14 +228,23 @@ class FileSystemSource(Source):
     def _with_metadata(self, table: pa.Table, part: str) -> pa.Table:
         """The decoded rows with the metadata columns (the file's path and name) in their
         declared places."""
-        if not self.table.metadata:
+        if not self.table.metadata and not self._partitions:
             return table
         name = part.rsplit("#", 1)[0] if self.files.format == "parquet" else part
         values = {"file.path": self.files.full(name), "file.name": name.rsplit("/", 1)[-1]}
+        directories = _partition_values(name) if self._partitions else {}
         columns = []
         for field in self.schema:
             key = self.table.metadata.get(field.name)
-            if key is None:
+            if field.name in self._partitions:
+                value = directories.get(field.name.lower())
+                if field.name.lower() not in directories:
+                    raise DataError(f"file {self.files.full(name)} is not under a "
+                                    f"{field.name}=<value> directory of table "
+                                    f"{self.table.name!r} (PARTITIONED BY)")
+                columns.append(pa.repeat(pa.scalar(value, pa.string()), table.num_rows)
+                               .cast(field.type))
+            elif key is None:
                 columns.append(table.column(field.name))
             else:
                 columns.append(pa.repeat(pa.scalar(values[key]), table.num_rows)
@@ -575,7 +589,11 @@ def partition_columns(table: TableSpec) -> list[str]:
     if raw is None:
         return []
     names = [n.strip().strip('`"') for n in raw.strip().strip("()").split(",") if n.strip()]
-    declared = {f.name.lower(): f.name for f in table.schema} if table.schema else {}
+    if table.schema is None:
+        raise ConfigError(f"table {table.name!r} is PARTITIONED BY but declares no columns",
+                          line=table.line, hint="declare every column, the partition "
+                                                "columns too")
+    declared = {f.name.lower(): f.name for f in table.schema}
     out = []
     for name in names:
         if name.lower() not in declared:
@@ -583,9 +601,27 @@ def partition_columns(table: TableSpec) -> list[str]:
                               f"{table.name!r}", line=table.line,
                               hint="columns: " + ", ".join(declared.values()))
         out.append(declared[name.lower()])
-    if declared and len(out) >= len(declared):
+    if len(out) >= len(declared):
         raise ConfigError(f"table {table.name!r} is PARTITIONED BY all its columns",
                           line=table.line, hint="leave at least one column for the files")
+    return out
+
+
+def _files_schema(table: TableSpec) -> pa.Schema:
+    """What a source's files hold: the data columns but the partition ones."""
+    partitions = partition_columns(table)
+    return pa.schema([f for f in table.data_schema() if f.name not in partitions])
+
+
+def _partition_values(name: str) -> dict[str, str | None]:
+    """``col=value`` directories of a file's relative path, by lower-case column name
+    (``%XX`` unescaped; ``__DEFAULT_PARTITION__`` is NULL)."""
+    out: dict[str, str | None] = {}
+    for part in name.split("/")[:-1]:
+        key, eq, value = part.partition("=")
+        if eq:
+            value = unquote(value)
+            out[key.lower()] = None if value == DEFAULT_PARTITION else value
     return out
 
 
