@@ -20,10 +20,11 @@ from caudal.plan.expressions import Expr
 
 
 def match(probe: pa.Table | pa.RecordBatch, probe_keys: Sequence[str],
-          build: pa.Table | pl.DataFrame, build_keys: Sequence[str]
-          ) -> tuple[np.ndarray, np.ndarray]:
+          build: pa.Table | pl.DataFrame, build_keys: Sequence[str],
+          nulls_equal: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Row numbers ``(probe_rows, build_rows)`` of every pair with equal keys (NULL matches
-    nothing, as SQL ``=``). Without keys every pair matches (a cross product).
+    nothing, as SQL ``=``; NULL matches NULL with ``nulls_equal``, as INTERSECT / EXCEPT
+    compare rows). Without keys every pair matches (a cross product).
     ``build`` may be a Polars frame of the key columns already (``_k0, _k1, …``)."""
     n = probe.num_rows
     m = build.height if isinstance(build, pl.DataFrame) else build.num_rows
@@ -36,7 +37,8 @@ def match(probe: pa.Table | pa.RecordBatch, probe_keys: Sequence[str],
     right = build if isinstance(build, pl.DataFrame) else positional(build, build_keys)
     right = right.with_row_index("_r")
     names = [f"_k{i}" for i in range(len(probe_keys))]
-    joined = left.join(right, on=names, how="inner", nulls_equal=False).select("_l", "_r")
+    joined = left.join(right, on=names, how="inner", nulls_equal=nulls_equal).select("_l",
+                                                                                     "_r")
     return (joined["_l"].to_numpy().astype(np.int64, copy=False),
             joined["_r"].to_numpy().astype(np.int64, copy=False))
 

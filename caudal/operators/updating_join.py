@@ -57,7 +57,8 @@ class UpdatingJoin(Operator):
                  left_keys: list[str], right_keys: list[str], right_rename: dict[str, str],
                  output_schema: pa.Schema, residual: Expr | None = None,
                  updating_inputs: Sequence[bool] = (False, False),
-                 ttl_us: int | None = None, updating_output: bool = True):
+                 ttl_us: int | None = None, updating_output: bool = True,
+                 nulls_equal: bool = False):
         self.kind = kind
         self.layout = JoinLayout(left_schema, right_schema, right_rename, output_schema,
                                  residual)
@@ -65,6 +66,8 @@ class UpdatingJoin(Operator):
         self.keys = [list(left_keys), list(right_keys)]
         self.updating_inputs = list(updating_inputs)
         self.ttl_us = ttl_us
+        #: keys compare NULL equal to NULL (INTERSECT / EXCEPT), not as SQL ``=``
+        self.nulls_equal = nulls_equal
         self.updating_output = updating_output
         self.sides = [SideState(left_schema, self.keys[0], _COUNTERS),
                       SideState(right_schema, self.keys[1], _COUNTERS)]
@@ -98,7 +101,7 @@ class UpdatingJoin(Operator):
         pieces: list[tuple[pa.Table, np.ndarray]] = []
 
         # 2. pairs with the other side
-        pi, oi = match(rows, self.keys[s], other.build(), self.keys[o])
+        pi, oi = match(rows, self.keys[s], other.build(), self.keys[o], self.nulls_equal)
         if s == 0:
             li, ri, joined = self.layout.matching(rows, other.rows, pi, oi)
             pi, oi = li, ri

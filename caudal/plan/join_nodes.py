@@ -110,6 +110,8 @@ class Join(LogicalNode):
 class UpdatingJoin(Join):
     accepts_updates: ClassVar[bool] = True
     ttl_us: int | None = None
+    #: NULL keys match NULL keys (INTERSECT / EXCEPT compare whole rows that way)
+    nulls_equal: bool = False
 
     @property
     def updating(self) -> bool:
@@ -130,12 +132,14 @@ class UpdatingJoin(Join):
 
     def describe(self) -> str:
         ttl = f" ttl={format_duration_us(self.ttl_us)}" if self.ttl_us else ""
-        return f"UpdatingJoin {self._describe_keys()}{ttl}"
+        nulls = " (NULL keys match)" if self.nulls_equal else ""
+        return f"UpdatingJoin {self._describe_keys()}{nulls}{ttl}"
 
     def operator_params(self) -> dict:
         return {**super().operator_params(), "updating_inputs": [self.left.updating,
                                                                  self.right.updating],
-                "ttl_us": self.ttl_us, "updating_output": self.updating}
+                "ttl_us": self.ttl_us, "updating_output": self.updating,
+                "nulls_equal": self.nulls_equal}
 
 
 @dataclass(eq=False)

@@ -12,7 +12,10 @@
   appends (Flink's UNION over an append stream gives the first occurrences).
   ``A UNION ALL B UNION C`` is ``(A UNION ALL B) UNION C``: nested unions under a distinct
   one fold into it (the distinct rows of all inputs).
-* ``INTERSECT`` / ``EXCEPT`` are refused (with what to write instead).
+* ``INTERSECT`` / ``EXCEPT`` (distinct) are a semi / anti join of the left input's distinct
+  rows with the right input on every column, NULL matching NULL (as set operations compare
+  rows). INTERSECT over append-only inputs only appends; EXCEPT is updating (a row leaves
+  the result when the right input gets it). ``INTERSECT ALL`` / ``EXCEPT ALL`` are refused.
 """
 
 from __future__ import annotations
@@ -58,9 +61,11 @@ def plan_set_operation(planner, node: exp.SetOperation) -> tuple[LogicalNode, Sc
             raise PlanError(f"{_name(node)} is not supported", line=ln, col=col,
                             hint=f"{_name(node).split()[0]} (distinct) is; or write the "
                                  f"multiset logic with GROUP BY and count(*)")
-        ln, col = position(node)
-        raise PlanError(f"{_name(node)} is not supported", line=ln, col=col,
-                        hint="write it as WHERE (…) IN (SELECT …) or NOT IN / NOT EXISTS")
+        left, left_scope = planner.plan_query(node.this)
+        right, _ = planner.plan_query(node.expression)
+        left, rest, scope = unify(left, left_scope, [right], node)
+        return _intersect_except(planner, left, rest[0], isinstance(node, exp.Except),
+                                 node), scope
     operands = _union_inputs(node.this, distinct) + _union_inputs(node.expression, distinct)
     planned = [planner.plan_query(o) for o in operands]
     first, first_scope = planned[0]
@@ -69,6 +74,27 @@ def plan_set_operation(planner, node: exp.SetOperation) -> tuple[LogicalNode, Sc
     if distinct:
         union = distinct_rows(planner, union)
     return union, scope
+
+
+def _intersect_except(planner, left: LogicalNode, right: LogicalNode, anti: bool,
+                      node: exp.Expression) -> LogicalNode:
+    """The distinct rows of ``left`` that are (INTERSECT) / are not (EXCEPT) rows of
+    ``right``: a semi / anti join on every column, NULL matching NULL."""
+    from caudal.plan.join_nodes import UpdatingJoin
+    from caudal.sql.settings import duration_setting
+
+    names = list(left.schema.names)
+    right_names = [f"__set{i}" for i in range(len(names))]
+    right = Project(pa.schema([pa.field(n, f.type) for n, f in zip(right_names, right.schema)]),
+                    None, input=right, exprs=[Column(f.type, f.name) for f in right.schema])
+    left = distinct_rows(planner, left)
+    ln, col = position(node)
+    return UpdatingJoin(left.schema, None, left=left, right=right,
+                        kind="anti" if anti else "semi", left_keys=names,
+                        right_keys=right_names, right_rename={n: n for n in right_names},
+                        output=names, line=ln, col=col, nulls_equal=True,
+                        ttl_us=duration_setting(planner.catalog.settings, "updating_ttl",
+                                                None))
 
 
 def distinct_rows(planner, node: LogicalNode) -> LogicalNode:

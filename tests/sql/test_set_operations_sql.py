@@ -35,6 +35,13 @@ QUERIES = [
     # aggregate above a union
     "SELECT channel, count(*) AS n, sum(price) AS s FROM (SELECT channel, price FROM bids "
     "UNION ALL SELECT channel, price FROM more) GROUP BY channel",
+    # NULLs match NULLs in INTERSECT / EXCEPT (channel has NULLs)
+    "SELECT channel, auction FROM bids INTERSECT SELECT channel, auction FROM more "
+    "WHERE price > 5000",
+    "SELECT channel, auction % 10 AS a FROM bids EXCEPT SELECT channel, auction % 10 "
+    "FROM more WHERE price > 200",
+    "SELECT channel FROM bids WHERE price > 9000 EXCEPT SELECT channel FROM more "
+    "WHERE bidder < 20 UNION SELECT 'x' FROM bids WHERE auction = 1000",
 ]
 
 
@@ -90,7 +97,8 @@ def test_union_keeps_event_time_for_windows(tmp_path, duck, files):
     ("SELECT auction FROM bids UNION ALL SELECT channel FROM more", "do not compare"),
     ("SELECT auction FROM bids INTERSECT ALL SELECT auction FROM more",
      "INTERSECT ALL is not supported"),
-    ("SELECT auction FROM bids EXCEPT SELECT auction FROM more", "EXCEPT is not supported"),
+    ("SELECT auction FROM bids EXCEPT ALL SELECT auction FROM more",
+     "EXCEPT ALL is not supported"),
 ])
 def test_set_operation_errors(files, query, message):
     ddl, _, _ = files
