@@ -74,6 +74,10 @@ QUERIES = [
     ("updating join of appends", 1,
      "SELECT a.auction, a.price, b.bidder FROM bids a JOIN bids b ON a.auction = b.auction "
      "AND a.bidder = b.bidder"),
+    ("limit (counters of the final step)", 2,
+     "SELECT auction, price FROM bids LIMIT 2500 OFFSET 3"),
+    ("sort limit (rows kept per subtask and in the final step)", 2,
+     "SELECT auction, price FROM bids ORDER BY price DESC, auction LIMIT 10"),
     ("updating top-N", 1,
      "SELECT * FROM (SELECT auction, bidder, price, ROW_NUMBER() OVER (PARTITION BY auction "
      "ORDER BY price DESC) AS rn FROM bids) WHERE rn <= 3"),
