@@ -198,6 +198,10 @@ class KafkaSource(Source):
         if self.bounded:
             for p in numbers:
                 self._stop[p] = self._watermarks(p)[1]
+            #: stop offset by partition number, for one vectorized comparison per batch
+            self._stops = np.zeros(max(numbers, default=0) + 1, np.int64)
+            for p, stop in self._stop.items():
+                self._stops[p] = stop
         self._assign({p: int(starts[p]) for p in numbers})
         self._next_discovery = time.monotonic() + self.discovery_s
 
@@ -281,10 +285,11 @@ class KafkaSource(Source):
             msgs = self._handle_errors(msgs)
             if not msgs:
                 return None
-        parts = np.fromiter((m.partition() for m in msgs), np.int32, len(msgs))
-        offs = np.fromiter((m.offset() for m in msgs), np.int64, len(msgs))
+        # the Python the client forces: one call per message for its partition and offset
+        parts = np.array([m.partition() for m in msgs], np.int32)
+        offs = np.array([m.offset() for m in msgs], np.int64)
         if self.bounded:
-            keep = offs < np.array([self._stop[int(p)] for p in parts], np.int64)
+            keep = offs < self._stops[parts]
             if not keep.all():
                 msgs = [m for m, k in zip(msgs, keep) if k]
                 parts, offs = parts[keep], offs[keep]
