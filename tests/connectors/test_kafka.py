@@ -397,3 +397,50 @@ def test_kill_ten_times_then_resume_exactly_once(kafka, tmp_path, duck):
     sink = _kill_and_resume(kafka, tmp_path, topic, kills=10, parallelisms=[2, 1, 3],
                             seed=4)
     check_killed_output(kafka, sink, duck_tumbling(duck, table, 2))
+
+
+def test_watermark_is_the_minimum_over_partitions_until_one_is_idle(kafka):
+    import pyarrow as pa
+
+    from caudal.connectors.kafka import KafkaSource
+    from caudal.plan.tables import TableSpec
+    from caudal.types import TIMESTAMP
+
+    topic = topic_name("marks")
+    producer = Producer({"bootstrap.servers": kafka})
+    for second in range(50):   # partition 0 is at 49 s, partition 1 at 5 s
+        producer.produce(topic, json.dumps({"ts": f"2026-01-01T00:00:{second:02d}"}).encode(),
+                         partition=0)
+    producer.produce(topic, b'{"ts": "2026-01-01T00:00:05"}', partition=1)
+    producer.flush(10)
+    spec = TableSpec("t", "kafka", {"bootstrap_servers": kafka, "topic": topic,
+                                    "source.offset": "earliest", "idle_timeout": "1s"},
+                     pa.schema([("ts", TIMESTAMP)]), event_time="ts",
+                     watermark_delay_us=1_000_000)
+    source = KafkaSource(spec)
+    parts = source.partitions(1)
+    source.open(parts, None)
+    rows = 0
+    deadline = time.monotonic() + 10
+    while rows < 51 and time.monotonic() < deadline:
+        batch = source.poll(1000, 0.1)
+        rows += batch.num_rows if batch is not None else 0
+    assert rows == 51
+    base = 1_767_225_600_000_000
+    assert source.watermark() is not None and source.watermark() < base  # 2, 3: no data yet
+    time.sleep(1.2)   # partitions 2 and 3 (empty) and then 1 fall idle; 0 is idle as well
+    assert source.watermark() == base + 49_000_000 - 1_000_000
+    source.close()
+    source = KafkaSource(spec)
+    source.partitions(1)
+    source.open(parts, {f"{topic}:0": 45, f"{topic}:1": 1})   # resumed: positions restored
+    got = []
+    deadline = time.monotonic() + 10
+    while len(got) < 5 and time.monotonic() < deadline:
+        batch = source.poll(1000, 0.1)
+        if batch is not None:
+            got += batch.column("ts").to_pylist()
+    assert sorted(t.second for t in got) == [45, 46, 47, 48, 49]
+    assert source.offsets() == {f"{topic}:0": 50, f"{topic}:1": 1, f"{topic}:2": 0,
+                                f"{topic}:3": 0}
+    source.close()
