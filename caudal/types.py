@@ -59,11 +59,17 @@ _SIMPLE = {
 PRECISION_KEY = b"caudal.precision"
 ZONED_KEY = b"caudal.zoned"
 _ZONED = (exp.DataType.Type.TIMESTAMPTZ, exp.DataType.Type.TIMESTAMPLTZ)
+#: field metadata of a column declared JSON (Arroyo's type): TEXT holding JSON, which JSON
+#: writers embed as a value rather than as a string
+JSON_KEY = b"caudal.json"
+_JSON = (exp.DataType.Type.JSON, exp.DataType.Type.JSONB)
 
 
 def column_field(name: str, node: exp.DataType) -> pa.Field:
     """The Arrow field of a declared column, with the metadata above for timestamps."""
     dtype = arrow_type(node)
+    if node.this in _JSON:
+        return pa.field(name, dtype, metadata={JSON_KEY: b"true"})
     if not pa.types.is_timestamp(dtype):
         return pa.field(name, dtype)
     metadata = {}
@@ -79,6 +85,11 @@ def timestamp_precision(field: pa.Field) -> int | None:
     """The declared precision of a TIMESTAMP column (None when not declared)."""
     value = (field.metadata or {}).get(PRECISION_KEY)
     return int(value) if value is not None else None
+
+
+def is_json(field: pa.Field) -> bool:
+    """True for a TEXT column declared JSON."""
+    return (field.metadata or {}).get(JSON_KEY) == b"true"
 
 
 def is_zoned(field: pa.Field) -> bool:

@@ -22,17 +22,26 @@ from __future__ import annotations
 import io
 import json
 import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from caudal.errors import ConfigError
+from caudal.errors import ConfigError, RuntimeFailure
 from caudal.formats import bad_data, lines, text
-from caudal.types import is_text, is_zoned, normalize_schema, sql_name, timestamp_precision
+from caudal.types import (
+    is_json,
+    is_text,
+    is_zoned,
+    normalize_schema,
+    sql_name,
+    timestamp_precision,
+)
 
 NAME = "json"
 EXTENSIONS = (".json", ".jsonl", ".ndjson")
@@ -400,14 +409,60 @@ def encode(batch: pa.RecordBatch, options: dict[str, str] | JsonOptions | None =
         return b"{}\n" * batch.num_rows
     opts = JsonOptions.of(options)
     zoned = zoned_columns(schema)
-    table = pa.Table.from_arrays([writable(c, opts, n in zoned)
-                                  for c, n in zip(batch.columns, batch.schema.names)],
-                                 names=batch.schema.names)
+    raw = {f.name for f in schema if is_json(f)} if schema is not None else set()
+    columns, embedded = [], []
+    for column, name in zip(batch.columns, batch.schema.names):
+        if name in raw and is_text(column.type):
+            # a JSON column's text goes in as a value: a marker now, the text spliced in below
+            marker = f"\x01caudal-json-{uuid.uuid4().hex}\x01"  # text no row holds
+            embedded.append((marker, _valid_json(column, name)))
+            column = pc.if_else(pc.is_valid(column), marker, pa.scalar(None, pa.string()))
+        columns.append(writable(column, opts, name in zoned))
+    table = pa.Table.from_arrays(columns, names=batch.schema.names)
     import polars as pl  # only writers need it (loaded on first use)
 
     out = io.BytesIO()
     pl.from_arrow(table).write_ndjson(out)
-    return out.getvalue()
+    data = out.getvalue()
+    return _splice(data, embedded) if embedded else data
+
+
+def _valid_json(column: pa.Array, name: str) -> pa.Array:
+    """The column's text, which must be JSON (a sink column declared JSON), on one line."""
+    from caudal.plan.functions.kernels import duckdb_eval
+
+    text_ = column.cast(pa.string())
+    valid = duckdb_eval("json_valid(c0)", [text_], pa.bool_(), "json")
+    if not pc.all(pc.or_kleene(valid, pc.is_null(text_))).as_py():
+        bad = pc.filter(text_, pc.invert(pc.fill_null(valid, True)))[0].as_py()
+        raise RuntimeFailure(f"column {name!r} is declared JSON but a row holds text that is "
+                             f"not JSON: {bad[:60]!r}",
+                             hint="declare the column TEXT to write it as a JSON string")
+    # a raw line break in valid JSON is only whitespace: one line per row stays one line
+    return pc.replace_substring_regex(text_, "[\r\n]", " ")
+
+
+def _splice(data: bytes, embedded: list[tuple[str, pa.Array]]) -> bytes:
+    """Put each JSON column's text where its marker string is, row by row (vectorized)."""
+    lines = pc.split_pattern(pa.array([data.decode("utf-8")], pa.large_string()), "\n")
+    lines = pc.list_flatten(lines)[:-1]  # the text ends with a newline
+    for marker, values in embedded:
+        quoted = json.dumps(marker)  # how Polars wrote it: "\u0001caudal-json-0\u0001"
+        parts = pc.split_pattern(lines, quoted, max_splits=1)
+        has = pc.equal(pc.list_value_length(parts), 2)
+        joined = pc.binary_join_element_wise(
+            pc.list_element(parts, 0), values.cast(pa.large_string()),
+            pc.list_element(pc.if_else(has, parts, pa.scalar(["", ""], parts.type)), 1),
+            pa.scalar("", pa.large_string()))
+        lines = pc.if_else(pc.fill_null(has, False), joined, lines)
+    ended = pc.binary_join_element_wise(lines, pa.scalar("\n", pa.large_string()),
+                                        pa.scalar("", pa.large_string()))
+    if isinstance(ended, pa.ChunkedArray):
+        ended = ended.combine_chunks()
+    # the rows' texts are contiguous in the array's data buffer: take them in one slice
+    offsets = np.frombuffer(ended.buffers()[1], dtype=np.int64)[
+        ended.offset:ended.offset + len(ended) + 1]
+    return ended.buffers()[2].to_pybytes()[int(offsets[0]):int(offsets[-1])]
 
 
 class Writer:

@@ -255,3 +255,30 @@ CREATE TABLE src (r ROW<at TIMESTAMP(3), ltz TIMESTAMP_LTZ(3)>)
 CREATE TABLE out WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'json');
 INSERT INTO out SELECT r.at AS at, r.ltz AS ltz FROM src;""")
     assert _read(out) == [{"at": "2024-01-01T10:00:00.123", "ltz": "2024-01-01T10:00:00.123"}]
+
+
+def test_json_columns_are_written_as_values(tmp_path):
+    """Arroyo's JSON type: a sink column declared JSON embeds its text as a JSON value."""
+    path = tmp_path / "in.json"
+    path.write_text('{"user": {"name": "ann", "tags": ["a", "b"]}, "n": 1}\n'
+                    '{"user": null, "n": 2}\n')
+    out = tmp_path / "out"
+    run_sql(f"""
+CREATE TABLE raw (value JSON) WITH (connector = 'filesystem', path = '{path}', format = 'json',
+                                    'json.unstructured' = 'true');
+CREATE TABLE out (n BIGINT, `user` JSON, note TEXT, pretty JSON)
+  WITH (connector = 'filesystem', path = '{out}', format = 'json');
+INSERT INTO out SELECT CAST(value->>'n' AS BIGINT), value->'user', value->'user',
+                       '{{' || chr(10) || '"k": 1}}' FROM raw;""")
+    rows = sorted(_read(out), key=lambda r: r["n"])
+    assert rows == [
+        {"n": 1, "user": {"name": "ann", "tags": ["a", "b"]},
+         "note": '{"name":"ann","tags":["a","b"]}', "pretty": {"k": 1}},
+        {"n": 2, "user": None, "note": "null", "pretty": {"k": 1}}]
+    with pytest.raises(CaudalError, match="column 'bad' is declared JSON but a row holds text "
+                                          "that is not JSON: 'nope'"):
+        run_sql(f"""
+CREATE TABLE s WITH (connector = 'impulse', events = '1');
+CREATE TABLE o (bad JSON) WITH (connector = 'filesystem', path = '{tmp_path / "o"}',
+                                format = 'json');
+INSERT INTO o SELECT 'nope' FROM s;""")
