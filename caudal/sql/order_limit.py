@@ -40,7 +40,18 @@ def has_order_or_limit(node: exp.Expression) -> bool:
 def _count(node: exp.Expression | None, what: str) -> int | None:
     if node is None:
         return None
-    value = node.args.get("expression") or node.this
+    if isinstance(node, exp.Fetch):  # FETCH FIRST n ROWS ONLY (standard SQL, Flink)
+        options = node.args.get("limit_options")
+        if options is not None and (options.args.get("percent")
+                                    or options.args.get("with_ties")):
+            ln, col = position(node)
+            raise PlanError("FETCH … PERCENT / WITH TIES is not supported", line=ln,
+                            col=col, hint="FETCH FIRST n ROWS ONLY, or LIMIT n")
+        value = node.args.get("count")
+        if value is None:
+            return 1
+    else:
+        value = node.args.get("expression") or node.this
     if isinstance(value, exp.Literal) and not value.is_string and value.this.isdigit():
         return int(value.this)
     ln, col = position(node)

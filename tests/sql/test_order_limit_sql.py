@@ -31,6 +31,8 @@ SORTED = [
     "FROM bids WHERE price < -45 ORDER BY a, price LIMIT 12",
     "SELECT auction, bidder FROM bids ORDER BY auction * 7 % 11, bidder DESC, date_time "
     "LIMIT 9",
+    "SELECT auction, bidder FROM bids ORDER BY bidder, auction, date_time OFFSET 5 ROWS "
+    "FETCH NEXT 4 ROWS ONLY",
 ]
 
 

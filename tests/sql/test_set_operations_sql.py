@@ -3,8 +3,11 @@ to DuckDB's batch answer, at parallelism 1 and 2, over append-only and updating 
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from caudal.errors import PlanError
 from caudal.job import compile_sql
@@ -32,6 +35,9 @@ QUERIES = [
     # a distinct union of updating inputs retracts rows at their last copy
     "SELECT count(*) AS n FROM bids GROUP BY auction UNION "
     "SELECT count(*) FROM more GROUP BY auction",
+    # inputs on one subtask (global aggregates) and on all of them, in one union
+    "SELECT count(*) AS n, max(price) AS m FROM bids UNION ALL SELECT count(*), min(price) "
+    "FROM more UNION ALL SELECT auction, price FROM bids WHERE price > 9990",
     # aggregate above a union
     "SELECT channel, count(*) AS n, sum(price) AS s FROM (SELECT channel, price FROM bids "
     "UNION ALL SELECT channel, price FROM more) GROUP BY channel",
@@ -64,6 +70,30 @@ def test_set_operation_folds_to_duckdb(tmp_path, duck, files, query, parallelism
     duck.register("more", more)
     expected = duck.sql(query).to_arrow_table()
     assert normalized_rows(fold(changes)) == normalized_rows(expected)
+
+
+rows = st.lists(st.tuples(st.one_of(st.none(), st.integers(0, 3)),
+                          st.sampled_from(["a", "b", None])), max_size=10)
+
+
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(left=rows, right=rows, op=st.sampled_from(["UNION", "UNION ALL", "INTERSECT",
+                                                  "EXCEPT"]))
+def test_set_operations_on_random_rows_match_duckdb(tmp_path_factory, duck, left, right, op):
+    root = tmp_path_factory.mktemp("random")
+    tables = {}
+    for name, data in (("l", left), ("r", right)):
+        tables[name] = pa.table({"x": pa.array([x for x, _ in data], pa.int64()),
+                                 "s": pa.array([y for _, y in data], pa.string())})
+        pq.write_table(tables[name], root / f"{name}.parquet")
+        duck.register(name, tables[name])
+    ddl = "\n".join(f"CREATE TABLE {n} WITH (connector = 'filesystem', "
+                    f"path = '{root}/{n}.parquet');" for n in tables)
+    query = f"SELECT x, s FROM l {op} SELECT x, s FROM r"
+    changes = run_changelog(ddl, query, root / "out", settings="SET updating_flush = '0';",
+                            batch_rows=3)
+    assert normalized_rows(fold(changes)) == normalized_rows(duck.sql(query).to_arrow_table())
 
 
 def test_union_of_append_inputs_only_appends(tmp_path, files):
