@@ -408,3 +408,25 @@ def csv_bytes(table: pa.Table) -> bytes:
     pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False,
                                                    batch_size=1 << 16))
     return buf.getvalue()
+
+
+# ---- PostgreSQL text -> Arrow (logical replication sends values as text) -----------------
+
+def from_text(text: pa.Array, t: pa.DataType) -> pa.Array:
+    """Values in PostgreSQL's text output (DateStyle ISO, TimeZone UTC) as Arrow type ``t``,
+    one vectorized cast per column."""
+    if pa.types.is_string(t):
+        return text
+    if pa.types.is_boolean(t):
+        return pc.equal(text, "t")
+    if pa.types.is_timestamp(t):
+        # '2026-01-01 10:00:00.5+00' (timestamptz) or without the zone (timestamp: UTC)
+        fixed = pc.replace_substring_regex(text, r"([+-]\d\d)$", r"\1:00")
+        zoned = pc.match_substring_regex(fixed, r"[+-]\d\d:\d\d$")
+        if pc.any(zoned).as_py():
+            return fixed.cast(t)
+        return fixed.cast(pa.timestamp(t.unit)).cast(t)
+    if pa.types.is_binary(t):
+        hexed = pc.utf8_slice_codeunits(text, 2)
+        return pl.from_arrow(hexed).str.decode("hex").to_arrow().cast(t)
+    return text.cast(t)

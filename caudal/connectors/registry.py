@@ -23,6 +23,7 @@ CONNECTORS = {
     "kafka": "caudal.connectors.kafka",
     "upsert-kafka": "caudal.connectors.upsert_kafka",
     "postgres": "caudal.connectors.postgres",
+    "postgres-cdc": "caudal.connectors.postgres_cdc",
 }
 
 #: connectors for caudal's own tools (benchmarks), registered by them and not offered to
@@ -60,6 +61,13 @@ def source_class(table: TableSpec) -> type[Source]:
         raise ConfigError(f"connector {table.connector!r} cannot be read from (table "
                           f"{table.name!r} is used as a source)", line=table.line)
     return cls
+
+
+def reads_changelog(table: TableSpec) -> bool:
+    """True when the connector's source always reads a changelog (CDC)."""
+    if table.connector not in CONNECTORS:
+        return False
+    return bool(getattr(getattr(_module(table), "SOURCE", None), "CHANGELOG", False))
 
 
 def lookup_class(table: TableSpec) -> type[LookupSource] | None:

@@ -222,7 +222,13 @@ def sink_takes_changelog(table) -> bool:
 
 
 def table_is_changelog(table) -> bool:
-    """True when a source table is read in a changelog format (``format = 'debezium_json'``)."""
+    """True when a source table is read in a changelog format (``format = 'debezium_json'``)
+    or by a connector that reads changes (``postgres-cdc``)."""
+    if table is not None:
+        from caudal.connectors import registry
+
+        if registry.reads_changelog(table):
+            return True
     name = table.option("format") if table is not None else None
     if not name:
         return False
