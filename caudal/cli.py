@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     except CaudalError as e:
         if debug:
             raise
-        print(f"caudal: error: {e}", file=sys.stderr)
+        print("caudal: error: " + " ".join(str(e).split()), file=sys.stderr)  # one line
         return e.exit_code
     except KeyboardInterrupt:
         return 130
@@ -251,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug in caudal: one line unless --debug
         if debug:
             raise
-        print(f"caudal: internal error: {type(e).__name__}: {e} (run with --debug for the "
+        first = (str(e).strip().splitlines() or [""])[0]  # library messages run on for lines
+        print(f"caudal: internal error: {type(e).__name__}: {first} (run with --debug for the "
               f"traceback)", file=sys.stderr)
         return 1
 

@@ -156,3 +156,4 @@ def test_functions_markdown_is_the_reference_tables():
     proc = run_cli("functions", "--markdown")
     assert proc.returncode == 0
     assert "| `date_format` |" in proc.stdout and "| `array_agg` |" in proc.stdout
+
