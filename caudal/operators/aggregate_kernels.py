@@ -414,14 +414,15 @@ class BitAgg(Kernel):
         rows = np.nonzero(valid)[0]
         g = groups.gid[rows]
         pos = np.argsort(g, kind="stable")
-        g, v = g[pos], _np(values, 0, np.int64)[rows[pos]]
-        out = np.zeros(groups.groups, dtype=np.int64)
+        dtype = np.dtype(self.call.dtype.to_pandas_dtype())  # unsigned stays unsigned
+        g, v = g[pos], _np(values.cast(self.call.dtype), 0, dtype)[rows[pos]]
+        out = np.zeros(groups.groups, dtype=dtype)
         has = np.zeros(groups.groups, dtype=bool)
         if len(g):
             starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
             out[g[starts]] = self._OPS[self.call.func].reduceat(v, starts)
             has[g[starts]] = True
-        return {f"{self.p}_v": pa.array(out, mask=~has).cast(self.call.dtype)}
+        return {f"{self.p}_v": pa.array(out, mask=~has, type=self.call.dtype)}
 
     def final(self, state):
         return state[f"{self.p}_v"]
