@@ -14,7 +14,9 @@ INT) is a malformed record, never coerced. DECIMAL is a number or its text, BYTE
 * DATE is ``YYYY-MM-DD``, or a number: days since 1970 (Debezium), milliseconds with
   ``unix_millis``.
 
-``json.unstructured = 'true'`` (Arroyo) reads each line whole into one TEXT column ``value``.
+A column declared JSON (Arroyo's type) is read as the raw JSON text of its key's value and
+written as a JSON value, not a string. ``json.unstructured = 'true'`` (Arroyo) reads each
+line whole into one TEXT column ``value``.
 """
 
 from __future__ import annotations
@@ -243,8 +245,9 @@ class Decoder:
         self.parse_schema = self._parse_schema(self.flipped)
 
     def _parse_schema(self, flipped: frozenset[str]) -> pa.Schema:
+        """What Arrow parses: every column but those declared JSON (taken raw, ``_raw``)."""
         return pa.schema([pa.field(f.name, _parse_type(f, self.numeric, flipped))
-                          for f in self.schema])
+                          for f in self.schema if not is_json(f)])
 
     def decode(self, data: bytes) -> pa.Table:
         if lines.is_blank(data):
@@ -301,8 +304,13 @@ class Decoder:
             raise pa.ArrowInvalid("a line holds more than one JSON value")
         if parse_schema.equals(self.schema):
             return table
+        raw = _raw(data, [f.name for f in self.schema if is_json(f)])
         columns = []
-        for field, parsed in zip(self.schema, table.columns):
+        for field in self.schema:
+            if field.name in raw:
+                columns.append(raw[field.name].cast(field.type))
+                continue
+            parsed = table.column(field.name)
             if not parsed.type.equals(field.type):
                 parsed = pa.chunked_array([_convert(c, field, self.options)
                                            for c in parsed.chunks], field.type)
@@ -332,6 +340,22 @@ class Decoder:
                     return (f"column {field.name!r} expects {sql_name(field.type)}, got "
                             f"{_short(json.dumps(value[field.name]).encode())}")
         return re.sub(r" in row \d+$", "", str(error).splitlines()[0])
+
+
+def _raw(data: bytes, names: list[str]) -> dict[str, pa.Array]:
+    """Columns declared JSON (Arroyo's type): each row's value of the key as JSON text (an
+    object or array as written, a string with its quotes), NULL when missing or null."""
+    if not names:
+        return {}
+    from caudal.plan.functions.json import json_path
+    from caudal.plan.functions.kernels import duckdb_eval
+
+    rows = pc.list_flatten(pc.split_pattern(pa.array([data.decode("utf-8")]), "\n"))
+    rows = pc.filter(rows, pc.invert(pc.match_substring_regex(rows, r"^[ \t\r]*$")))
+    sql = ("CASE WHEN json_type(json_extract(c0, ?)) <> 'NULL' "
+           "THEN CAST(json_extract(c0, ?) AS VARCHAR) END")
+    return {n: duckdb_eval(sql, [rows], pa.string(), "json",
+                           [json_path([n]), json_path([n])]) for n in names}
 
 
 def _short(raw: bytes, limit: int = 60) -> str:

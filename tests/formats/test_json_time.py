@@ -282,3 +282,28 @@ CREATE TABLE s WITH (connector = 'impulse', events = '1');
 CREATE TABLE o (bad JSON) WITH (connector = 'filesystem', path = '{tmp_path / "o"}',
                                 format = 'json');
 INSERT INTO o SELECT 'nope' FROM s;""")
+
+
+def test_json_columns_are_read_raw_and_round_trip(tmp_path):
+    path = tmp_path / "in.json"
+    path.write_text('{"id": 1, "v": {"a": [1, 2]}}\n\n{"id": 2, "v": "s"}\n{"id": 3}\n'
+                    '{"id": 4, "v": null}\n{"id": 5, "v": 7.5}\n')
+    out, back = tmp_path / "out", tmp_path / "back"
+    run_sql(f"""
+CREATE TABLE src (id BIGINT, v JSON) WITH (connector = 'filesystem', path = '{path}',
+                                           format = 'json');
+CREATE TABLE out (id BIGINT, v JSON, a1 TEXT)
+  WITH (connector = 'filesystem', path = '{out}', format = 'json');
+INSERT INTO out SELECT id, v, v->'a'->>1 FROM src;""")
+    rows = sorted(_read(out), key=lambda r: r["id"])
+    assert rows == [{"id": 1, "v": {"a": [1, 2]}, "a1": "2"},
+                    {"id": 2, "v": "s", "a1": None}, {"id": 3, "v": None, "a1": None},
+                    {"id": 4, "v": None, "a1": None}, {"id": 5, "v": 7.5, "a1": None}]
+    run_sql(f"""
+CREATE TABLE again (id BIGINT, v JSON) WITH (connector = 'filesystem', path = '{out}',
+                                             format = 'json');
+CREATE TABLE back (id BIGINT, v JSON) WITH (connector = 'filesystem', path = '{back}',
+                                            format = 'json');
+INSERT INTO back SELECT * FROM again;""")
+    assert sorted(_read(back), key=lambda r: r["id"]) == [
+        {"id": r["id"], "v": r["v"]} for r in rows]
