@@ -1,11 +1,15 @@
 """GROUP BY with aggregates, planned as windowed aggregation.
 
-Two spellings of the window, one plan:
+Three spellings of the window, one plan:
 
 * Arroyo: a window function among the GROUP BY items — ``tumble(width)``, ``hop(slide,
   width)``, ``session(gap)`` — usually aliased in SELECT (``tumble(…) AS window``); the
-  window is a struct column with fields ``start`` and ``end``. Over a table without event
-  time, the window is on processing (arrival) time.
+  window is a struct column with fields ``start`` and ``end``, on the input's event time
+  (plan.lineage.event_time: over a window aggregate's output, its window's end - 1 µs).
+  Over a table without event time the window is on processing (arrival) time; over an
+  input whose event time was lost it is refused.
+* Flink's legacy group windows, ``TUMBLE(ts, size)`` with ``TUMBLE_START(ts, size)`` …
+  (sql.group_windows): the same struct under a hidden name.
 * Flink: GROUP BY ``window_start, window_end`` of a window table function in FROM
   (sql.window_tvf), with ``window_start``, ``window_end`` and ``window_time`` columns.
   Also GROUP BY both bounds of an upstream window aggregate's output, under any name
