@@ -196,3 +196,13 @@ FROM bid B WHERE {neg}EXISTS (SELECT 1 FROM auction A WHERE A.id = B.auction AND
 def test_window_semi_and_anti_joins_match_duckdb(tmp_path, duck, nexmark, neg, parallelism):
     _window_join_equals_duckdb(tmp_path, duck, nexmark, NEXMARK_SEMI.format(neg=neg),
                                DUCK_SEMI.format(neg=neg), parallelism, 100)
+
+
+def test_window_structs_compared_in_where_of_a_comma_join(tmp_path, duck, nexmark):
+    inner = ARROYO_JOIN.format(kind="")
+    a, b = inner.index("FROM (") + 5, inner.index(" JOIN (")
+    query = (inner[:b] + ", " + inner[b + len(" JOIN "):]).replace(
+        "ON a.window = b.window", "WHERE a.window = b.window")
+    assert query[a] == "(" and "WHERE a.window = b.window" in query
+    _window_join_equals_duckdb(tmp_path, duck, nexmark, query, DUCK_ARROYO.format(kind=""),
+                               2, 50)
