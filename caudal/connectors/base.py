@@ -187,6 +187,10 @@ class Sink(ABC):
     #: the same subtask numbers committing the same epochs at the same time: anything a sink
     #: names per subtask (files, transaction ids) must carry the writer too, or they collide.
     writer: int = 0
+    #: False when the job takes no checkpoints (set by the runtime before ``open``): nothing
+    #: drives ``pre_commit``/``commit`` before the end of input, which a sink that holds
+    #: rows until their commit must know to bound what it holds
+    checkpointing: bool = True
     #: metadata keys this sink writes (a non-VIRTUAL metadata column of a table INSERTed
     #: into): key -> what it is; the rows it gets carry them as columns of ``table.metadata``
     METADATA_KEYS: dict[str, str] = {}

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,8 @@ from caudal.plan.tables import TableSpec
 from caudal.types import conform_batch
 
 DEFAULT_COMMIT_TOPIC = "_caudal_kafka_commits"
+#: without checkpoints, an exactly_once sink commits a transaction every this many messages
+UNCHECKPOINTED_TRANSACTION = 100_000
 #: the staged messages of pre-committed epochs, as the checkpoint stores them
 STAGED = pa.schema([("epoch", pa.int64()), ("key", pa.binary()), ("value", pa.binary())])
 
@@ -116,11 +119,20 @@ class KafkaSink(Sink):
         self.commit_topic = self.opts.get("sink.commit_topic", DEFAULT_COMMIT_TOPIC)
         prefix = self.opts.get("sink.transactional_id_prefix") or \
             f"caudal-{self.table.name}-{self.topic}"
-        self.transactional_id = f"{prefix}-{self.subtask}"
+        # one id per writer (sink vertex) and subtask: stable across runs, so that a new
+        # process fences the one it replaces
+        self.transactional_id = f"{prefix}-{self.writer}-{self.subtask}"
+        #: names this run's commits in the commit topic: markers of other runs (another
+        #: checkpoint directory, a run without checkpoints) never count as this state's
+        self._token = (restored or {}).get("token") or uuid.uuid4().hex[:16]
         self.rows = 0
         self._failed: list[str] = []
         #: this epoch's encoded messages: (keys, values) pairs of binary arrays
         self._staged: list[tuple[pa.Array, pa.Array]] = []
+        self._staged_count = 0
+        #: epochs of the transactions committed before the end of a run without checkpoints
+        #: (negative: never confused with a checkpoint's)
+        self._internal = 0
         #: pre-committed epochs not committed yet -> their messages (STAGED rows)
         self._pending: dict[int, pa.Table] = {}
         self._producer = self._make_producer()
@@ -129,7 +141,7 @@ class KafkaSink(Sink):
             if rows is None:
                 raise RuntimeFailure(f"the checkpoint lacks the staged messages of kafka "
                                      f"table {self.table.name!r}; cannot finish its commit")
-            done = self._last_committed_epoch()
+            done = self._last_committed_epoch(self._token)
             epochs = np.asarray(rows.column("epoch"))
             for e in sorted(set(int(x) for x in restored["pending"])):
                 if e > done:
@@ -163,9 +175,9 @@ class KafkaSink(Sink):
         if err is not None and len(self._failed) < 3:
             self._failed.append(err.str())
 
-    def _last_committed_epoch(self) -> int:
-        """The newest epoch whose transaction this transactional.id committed (its marker
-        in the commit topic, read read_committed), or -1."""
+    def _last_committed_epoch(self, token: str) -> int:
+        """The newest epoch whose transaction this transactional.id committed for the run
+        that wrote ``token`` (its marker in the commit topic, read read_committed), or -1."""
         from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
         config = ko.client_config(self.table)
@@ -192,7 +204,9 @@ class KafkaSink(Sink):
                             return last
                         continue
                     if m.key() == key:
-                        last = int(json.loads(m.value())["epoch"])
+                        marker = json.loads(m.value())
+                        if marker.get("token") == token:
+                            last = max(last, int(marker["epoch"]))
             raise RuntimeFailure(f"cannot read the commit topic {self.commit_topic!r} of "
                                  f"kafka table {self.table.name!r} to its end",
                                  hint="check that the brokers are up")
@@ -206,6 +220,13 @@ class KafkaSink(Sink):
         self.rows += len(values)
         if self.mode == "exactly_once":
             self._staged.append((keys, values))
+            self._staged_count += len(values)
+            if not self.checkpointing and self._staged_count >= UNCHECKPOINTED_TRANSACTION:
+                # no checkpoint will come before the end: commit what is held, in one
+                # transaction (a run without checkpoints has nothing to resume from)
+                self._internal -= 1
+                self.pre_commit(self._internal)
+                self.commit(self._internal)
         else:
             self._produce(keys, values)
 
@@ -279,7 +300,7 @@ class KafkaSink(Sink):
         if self._staged:
             keys = pa.concat_arrays([k for k, _ in self._staged])
             values = pa.concat_arrays([v for _, v in self._staged])
-            self._staged = []
+            self._staged, self._staged_count = [], 0
             sealed = pa.table([pa.array(np.full(len(values), epoch, np.int64)), keys, values],
                               schema=STAGED)
             if epoch in self._pending:
@@ -289,7 +310,8 @@ class KafkaSink(Sink):
             return {"epoch": epoch, "pending": []}
         rows = pa.concat_tables([self._pending[e] for e in sorted(self._pending)])
         return {"epoch": epoch, "pending": sorted(self._pending),
-                "transactional_id": self.transactional_id, "rows": rows}
+                "transactional_id": self.transactional_id, "token": self._token,
+                "rows": rows}
 
     def commit(self, epoch: int) -> None:
         """One transaction with the messages of every pending epoch up to ``epoch`` and the
@@ -309,7 +331,8 @@ class KafkaSink(Sink):
             # the rows are acknowledged before the marker is sent: the marker is the last
             # record of the transaction, right before its commit
             self._flush()
-            producer.produce(self.commit_topic, json.dumps({"epoch": ready[-1]}).encode(),
+            marker = {"epoch": ready[-1], "token": self._token}
+            producer.produce(self.commit_topic, json.dumps(marker).encode(),
                              self.transactional_id.encode(), partition=0)
             producer.commit_transaction(ko.connect_timeout(self.table) * 3)
         except RuntimeFailure:

@@ -26,6 +26,8 @@ class UpsertKafkaSink(KafkaSink):
     """Keys by the primary key; tombstones for deletes."""
 
     accepts_updates = True
+    #: each key's changes reach one subtask, in order (the planner shuffles by the key)
+    writes_by_key = True
     OPTIONS = {k: v for k, v in ko.SINK_OPTIONS.items() if k not in ("key.fields",)}
     OPTIONS["key.format"] = "json (the only one: a JSON object of the primary key columns)"
 
@@ -48,7 +50,7 @@ class UpsertKafkaSink(KafkaSink):
 
     def open(self, schema, restored=None) -> None:
         super().open(schema, restored)
-        self.keys = list(self.table.primary_key)
+        self.keys = list(self.table.upsert_key or self.table.primary_key)
 
     def encode(self, batch: pa.RecordBatch) -> tuple[pa.Array, pa.Array]:
         ops = ops_of(batch) if OP in batch.schema.names else \

@@ -27,6 +27,8 @@ class OperatorContext:
     #: the id of the vertex the operator runs in: with ``subtask``, it names the instance
     #: (two INSERTs into one table are two sink vertices with the same subtask numbers)
     vertex: int = 0
+    #: False when the job takes no checkpoints: sinks then commit only at the end of input
+    checkpointing: bool = True
     #: a final LIMIT calls this once it has all its rows (the runtime may end the sources)
     limit_reached: Callable[[], None] | None = None
 

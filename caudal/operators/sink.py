@@ -28,6 +28,7 @@ class SinkOperator(Operator):
         super().open(ctx)
         self.sink = sink_class(self.table)(self.table, ctx.subtask, ctx.parallelism)
         self.sink.writer = ctx.vertex
+        self.sink.checkpointing = ctx.checkpointing
         self.sink.open(self.table.schema, restored)
 
     def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:

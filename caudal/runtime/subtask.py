@@ -138,6 +138,7 @@ class SubtaskRunner:
         # a LIMIT right before a sink may end the job (PhysicalGraph.limited_outputs)
         self.ctx = OperatorContext(subtask=index, parallelism=vertex.parallelism,
                                    vertex=vertex.id,
+                                   checkpointing=job.checkpoints is not None,
                                    limit_reached=job.limit_reached if vertex.sink else None)
         restored = job.restored.get((vertex.id, index), {})
         self.operators = [create(spec) for spec in vertex.operators]

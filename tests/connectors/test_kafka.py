@@ -444,3 +444,38 @@ def test_watermark_is_the_minimum_over_partitions_until_one_is_idle(kafka):
     assert source.offsets() == {f"{topic}:0": 50, f"{topic}:1": 1, f"{topic}:2": 0,
                                 f"{topic}:3": 0}
     source.close()
+
+
+def test_exactly_once_without_checkpoints_commits_as_it_goes(kafka, tmp_path, monkeypatch):
+    from caudal.connectors import kafka_sink
+    from caudal.job import run_sql
+
+    monkeypatch.setattr(kafka_sink, "UNCHECKPOINTED_TRANSACTION", 2_000)
+    sink = topic_name("nockpt")
+    run_sql(f"""CREATE TABLE gen WITH (connector = 'nexmark', table = 'bid', events = '10000');
+CREATE TABLE t WITH (connector = 'kafka', bootstrap_servers = '{kafka}', topic = '{sink}');
+INSERT INTO t SELECT auction, price FROM gen;""", batch_rows=1000)
+    rows = committed_messages(kafka, sink)
+    assert len(rows) == 9_200   # the bids of 10,000 events, once each
+    markers = [json.loads(v) for k, v in committed_messages(kafka, DEFAULT_COMMIT_TOPIC)
+               if k is not None and k.decode().startswith(f"caudal-t-{sink}-")]
+    assert len(markers) >= 4   # several transactions, not one at the end
+
+
+def test_two_inserts_into_one_topic_do_not_fence_each_other(kafka, bids_topic, tmp_path, duck):
+    topic, table = bids_topic
+    sink = topic_name("two-writers")
+    sql = source_sql(kafka, topic) + f"""
+CREATE TABLE out WITH (connector = 'kafka', bootstrap_servers = '{kafka}', topic = '{sink}');
+INSERT INTO out SELECT auction, price FROM bids WHERE price > 5000;
+INSERT INTO out SELECT auction, price FROM bids WHERE price <= 5000;
+"""
+    result = run_cli("run", str(write_job(tmp_path, sql)), "--checkpoint-dir",
+                     str(tmp_path / "ck"), "--checkpoint-interval", "100ms", "-p", "2")
+    assert result.returncode == 0, result.stderr
+    got = sorted((r["auction"], r["price"]) for r in
+                 (json.loads(v) for _, v in committed_messages(kafka, sink)))
+    duck.register("bids", table)
+    want = sorted(duck.execute("SELECT auction, price FROM bids WHERE price IS NOT NULL"
+                               ).fetchall())
+    assert got == want
