@@ -139,7 +139,7 @@ class KafkaSource(Source):
         self.opts = ko.options(table)
         self.topic = ko.require(table, "topic", "events")
         self.data_schema = table.data_schema()
-        self.format = ko.value_format(table, [(f.name, f.type) for f in self.data_schema])
+        self.format = ko.value_format(table, [(f.name, f.type) for f in _data_fields(table)])
         self.changelog = table_is_changelog(
             TableSpec(table.name, table.connector, {"format": self.format}))
         if self.changelog:
@@ -351,7 +351,9 @@ class KafkaSource(Source):
             if not values:
                 return None, None
         policy = _MessagePolicy(self.table.bad_data, self.metrics, self.topic, parts, offs)
-        if self.format in ("json", "debezium_json"):
+        if not self.data_schema.names and not self.changelog:
+            data = pa.table({"_": pa.nulls(len(values))}).drop_columns(["_"])  # metadata only
+        elif self.format in ("json", "debezium_json"):
             data = self._json(values, policy)
         elif self.format == "raw_bytes":
             data = pa.table({self.data_schema.names[0]: pa.array(values, pa.binary())})
@@ -370,6 +372,8 @@ class KafkaSource(Source):
             if column in self.schema.names:
                 columns[column] = _metadata(key, msgs, parts, offs,
                                             self.schema.field(column).type)
+        if not self.schema.names:   # count(*): rows without columns
+            return formats.empty_rows(len(msgs)), parts
         table = pa.table([columns[f.name] for f in self.schema], schema=self.schema)
         return _as_batch(table, self.schema), parts
 

@@ -479,3 +479,13 @@ INSERT INTO out SELECT auction, price FROM bids WHERE price <= 5000;
     want = sorted(duck.execute("SELECT auction, price FROM bids WHERE price IS NOT NULL"
                                ).fetchall())
     assert got == want
+
+
+def test_count_star_and_metadata_only_queries(kafka, bids_topic, tmp_path):
+    topic, table = bids_topic
+    sql = source_sql(kafka, topic, BIDS_COLUMNS + ", o BIGINT METADATA FROM 'offset'") + """
+SELECT count(*) AS n, count(o) AS with_offset FROM bids;
+"""
+    result = run_cli("run", str(write_job(tmp_path, sql)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == [str(table.num_rows)] * 2
