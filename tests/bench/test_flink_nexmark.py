@@ -36,6 +36,8 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
+from bench import flink_nexmark as flink
+from bench.flink_nexmark import FLINK, NOT_RUN_BY_FLINK, QUERIES, placeholders, write_side_input
 from caudal.connectors.base import SourceMetrics
 from caudal.connectors.nexmark import NexmarkSource
 from caudal.errors import CaudalError
@@ -46,60 +48,34 @@ from caudal.plan.tables import TableSpec
 from caudal.sql.dialect import Caudal
 from caudal.types import arrow_type
 from tests.changelog_helpers import fold, read_changes
-from tests.conftest import REPO
 
-FLINK = REPO / "bench" / "nexmark" / "flink"
 EVENTS = 20_000
 TPS = 1_000
 BASE_TIME = "2026-01-01T23:59:50Z"
-SIDE_INPUT_ROWS = 10_000
-#: the placeholders of Flink's runner (nexmark-flink's QueryRunner / config.sh)
-PLACEHOLDERS = {
-    "TPS": str(TPS), "EVENTS_NUM": str(EVENTS), "PERSON_PROPORTION": "1",
-    "AUCTION_PROPORTION": "3", "BID_PROPORTION": "46", "NEXMARK_TABLE": "datagen",
-    "SUBMIT_TIME": "0",
-}
-QUERIES = [f"q{n}" for n in range(24)]
-#: what Flink cannot run (the nexmark README): caudal refuses it
-NOT_RUN_BY_FLINK = {"q6"}
-
+#: the datagen's connector options added: flat out, a base time 10 s before midnight
+DATAGEN_OPTIONS = {"pace": "false", "base_time": BASE_TIME}
 #: queries caudal does not run yet (or not right yet): the exact reason
 XFAIL: dict[str, str] = {
 }
 
 
-def substitute(text: str, **extra: str) -> str:
-    values = {**PLACEHOLDERS, **extra}
-    return re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], text)
+def values(work: Path | None = None) -> dict[str, str]:
+    return placeholders(EVENTS, TPS, work or Path("."))
 
 
 def ddl_gen() -> str:
-    """Flink's datagen table; connector options adapted: run flat out, fixed base time."""
-    text = substitute((FLINK / "ddl_gen.sql").read_text())
-    return text.replace("'connector' = 'nexmark',", "'connector' = 'nexmark',\n    "
-                        f"'pace' = 'false', 'base_time' = '{BASE_TIME}',", 1)
+    return flink.ddl_gen(values(), DATAGEN_OPTIONS)
 
 
 def query_text(name: str, work: Path) -> str:
-    return substitute((FLINK / f"{name}.sql").read_text(), NEXMARK_DIR=str(work),
-                      FLINK_HOME=str(work))
+    return flink.substitute((FLINK / f"{name}.sql").read_text(), values(work))
 
 
 def caudal_script(name: str, work: Path, out: Path) -> str:
     """The three files as Flink's runner joins them, the blackhole sink captured."""
     capture = (f"'connector' = 'filesystem', 'path' = '{out}', "
                f"'format' = 'debezium_json'")
-    text = query_text(name, work)
-    text = re.sub(r"'connector'\s*=\s*'blackhole'", capture, text)
-    views = substitute((FLINK / "ddl_views.sql").read_text())
-    return f"{ddl_gen()};\n{views};\n{text}"
-
-
-def write_side_input(work: Path) -> None:
-    """The file Flink's side_input_gen.sh writes: ``i,i`` for i in [0, 10000)."""
-    (work / "data").mkdir(parents=True, exist_ok=True)
-    (work / "data" / "side_input.txt").write_text(
-        "".join(f"{i},{i}\n" for i in range(SIDE_INPUT_ROWS)))
+    return flink.script(name, values(work), DATAGEN_OPTIONS, sink=capture)
 
 
 # -- the events, once: what caudal's datagen table reads ----------------------------------
@@ -242,7 +218,7 @@ def duck_connection(events: pa.Table, work: Path) -> duckdb.DuckDBPyConnection:
         WHEN event_type = 0 THEN person."dateTime"
         WHEN event_type = 1 THEN auction."dateTime"
         ELSE bid."dateTime" END::TIMESTAMP AS "dateTime" FROM generated""")
-    views = duck_text(substitute((FLINK / "ddl_views.sql").read_text()))
+    views = duck_text(flink.substitute((FLINK / "ddl_views.sql").read_text(), values()))
     for statement in sqlglot_free_split(views):
         con.execute(statement)
     return con
@@ -287,7 +263,7 @@ def run_caudal(name: str, work: Path, parallelism: int) -> tuple[pa.Table, pa.Sc
     table = compile_sql(script).job.outputs[-1].plan.table
     run_sql(script, parallelism=parallelism)
     if name == "q10":
-        root = work / "data" / "output" / PLACEHOLDERS["SUBMIT_TIME"] / "bid"
+        root = work / "data" / "output" / values()["SUBMIT_TIME"] / "bid"
         return read_partitioned_csv(root, table.schema, ["dt", "hm"]), table.schema
     return fold(read_changes(out, table.schema)), table.schema
 
