@@ -175,19 +175,30 @@ class WindowJoin(Join):
     def describe(self) -> str:
         return f"WindowJoin {self.window} {self._describe_keys()}"
 
-    def window_lineage(self) -> dict[str, tuple[object, str]]:
+    def _padded_sides(self) -> tuple[int, ...]:
+        """Sides whose columns are NULL in the rows of an outer join without a partner."""
+        return {"left": (1,), "right": (0,), "full": (0, 1)}.get(self.kind, ())
+
+    def _side_windows(self, side: int) -> dict[str, tuple[object, str]]:
         from caudal.plan.lineage import window_columns
 
-        out = {}
-        padded = {"left": (1,), "right": (0,), "full": (0, 1)}.get(self.kind, ())
-        for side, node in enumerate((self.left, self.right)):
-            if side in padded:  # NULL in the rows of an outer join without a partner
-                continue
-            for col, info in window_columns(node).items():
-                name = self.joined_name(side, col)
-                if name in self.output:
+        node = (self.left, self.right)[side]
+        return {self.joined_name(side, col): info for col, info in window_columns(node).items()
+                if self.joined_name(side, col) in self.output}
+
+    def window_lineage(self) -> dict[str, tuple[object, str]]:
+        out: dict[str, tuple[object, str]] = {}
+        for side in (0, 1):
+            if side not in self._padded_sides():
+                for name, info in self._side_windows(side).items():
                     out.setdefault(name, info)
         return out
+
+    def padded_window_lineage(self) -> dict[str, tuple[object, str, int]]:
+        """Window bounds of the padded sides (NULL in some rows): only a COALESCE of the
+        same bound of both sides is a bound again (plan.lineage)."""
+        return {name: (*info, side) for side in self._padded_sides()
+                for name, info in self._side_windows(side).items()}
 
     def time_bounds(self) -> dict[str, int]:
         return {c: 0 for c, (_, what) in self.window_lineage().items()

@@ -43,9 +43,50 @@ def _renames(node: Project) -> dict[str, str]:
     return out
 
 
-def _window_part(expr: Expr, below: dict[str, tuple[object, str]]) -> tuple[object, str] | None:
+def _padded_windows(node: LogicalNode) -> dict[str, tuple[object, str, int]]:
+    """Window bounds an outer window join pads with NULLs: name -> (spec, role, side)."""
+    own = getattr(node, "padded_window_lineage", None)
+    if callable(own):
+        return own()
+    if isinstance(node, Filter):
+        return _padded_windows(node.input)
+    if isinstance(node, Project):
+        below = _padded_windows(node.input)
+        return {out: below[src] for out, src in _renames(node).items() if src in below}
+    return {}
+
+
+def _coalesced(expr: Call, below: dict[str, tuple[object, str]],
+               padded: dict[str, tuple[object, str, int]]) -> tuple[object, str] | None:
+    """``COALESCE(l.window_end, r.window_end)`` over an outer window join: the bound of
+    every row when the arguments are the same bound of both sides (or of a side never
+    padded)."""
+    infos, sides = [], set()
+    for arg in expr.args:
+        if not isinstance(arg, Column):
+            return None
+        if arg.name in below:
+            infos.append(below[arg.name])
+            sides.add("kept")
+        elif arg.name in padded:
+            spec, role, side = padded[arg.name]
+            infos.append((spec, role))
+            sides.add(side)
+        else:
+            return None
+    if infos and all(i == infos[0] for i in infos) and ("kept" in sides or sides == {0, 1}):
+        return infos[0]
+    return None
+
+
+def _window_part(expr: Expr, below: dict[str, tuple[object, str]],
+                 padded: dict[str, tuple[object, str, int]] | None = None
+                 ) -> tuple[object, str] | None:
     """(spec, role) when ``expr`` is a field of an input window struct (``start`` /
-    ``end``), or the last instant of a window (``end - 1 µs``: role ``time``)."""
+    ``end``), the last instant of a window (``end - 1 µs``: role ``time``), or a COALESCE
+    of both sides' bound after an outer window join."""
+    if isinstance(expr, Call) and expr.func == "coalesce":
+        return _coalesced(expr, below, padded or {})
     if isinstance(expr, Call) and expr.func == "struct_field" and \
             isinstance(expr.args[0], Column):
         info = below.get(expr.args[0].name)
@@ -67,11 +108,12 @@ def _window_part(expr: Expr, below: dict[str, tuple[object, str]]) -> tuple[obje
 def _window_fields(node: Project) -> dict[str, tuple[object, str]]:
     """Outputs computed from an input window: struct fields and last instants."""
     below = window_columns(node.input)
-    if not below:
+    padded = _padded_windows(node.input)
+    if not below and not padded:
         return {}
     out = {}
     for name, expr in zip(node.schema.names, node.exprs):
-        part = _window_part(expr, below)
+        part = _window_part(expr, below, padded)
         if part is not None:
             out[name] = part
     return out

@@ -89,6 +89,45 @@ def test_a_window_over_a_full_join_is_refused_not_nulled(tables):
     assert "over event time" in explain_sql(f"{ddl}\n{left};")
 
 
+COALESCED = FLINK_JOIN.format(kind="FULL").replace(
+    "L.window_start, L.window_end", "COALESCE(L.window_start, R.window_start) AS window_start, "
+    "COALESCE(L.window_end, R.window_end) AS window_end")
+OVER_FULL = {  # windows over a FULL window join, on the COALESCE of both sides' bounds
+    "regroup": f"SELECT window_start, count(*) AS n, count(L_Num) AS l, count(R_Num) AS r "
+               f"FROM ({COALESCED}) GROUP BY window_start, window_end",
+    "tumble": f"SELECT w.start AS window_start, count(*) AS n, count(L_Num) AS l, "
+              f"count(R_Num) AS r, tumble(INTERVAL '10' MINUTE) AS w FROM ({COALESCED}) "
+              f"GROUP BY w",
+}
+DUCK_OVER_FULL = {
+    "regroup": f"SELECT window_start, count(*), count(L_Num), count(R_Num) FROM "
+               f"({DUCK_JOIN.format(kind='FULL')}) GROUP BY 1".replace(
+                   "L.window_start, L.window_end", "coalesce(L.window_start, R.window_start) "
+                   "AS window_start, L.num AS L_Num, R.num AS R_Num"),
+    "tumble": f"SELECT time_bucket(INTERVAL 10 MINUTE, window_start), count(*), "
+              f"count(L_Num), count(R_Num) FROM ({DUCK_JOIN.format(kind='FULL')}) GROUP BY 1"
+              .replace("L.window_start, L.window_end",
+                       "coalesce(L.window_start, R.window_start) AS window_start, "
+                       "L.num AS L_Num, R.num AS R_Num"),
+}
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize("name", sorted(OVER_FULL))
+def test_windows_over_a_full_join_on_coalesced_bounds(tmp_path, duck, tables, name,
+                                                      parallelism):
+    ddl, data = tables
+    assert "over event time" in explain_sql(f"{ddl}\n{OVER_FULL[name]};")
+    changes = run_changelog(ddl, OVER_FULL[name], tmp_path / "out", parallelism=parallelism)
+    assert set(changes.column("_op").to_pylist()) == {1}
+    for table_name, table in data.items():
+        duck.register(table_name, table)
+    expected = duck.sql(DUCK_OVER_FULL[name]).to_arrow_table()
+    assert expected.num_rows == (2 if name == "regroup" else 1)
+    got = changes.select(["window_start", "n", "l", "r"])
+    assert normalized_rows(got) == normalized_rows(expected)
+
+
 # ---- Arroyo: ON a.window = b.window -------------------------------------------------------
 
 EVENTS = 20_000
