@@ -27,6 +27,9 @@ from caudal.plan.physical_planner import LOWERINGS, PhysicalPlanner
 
 @dataclass(eq=False)
 class Limit(LogicalNode):
+    """Rows pass unchanged and undelayed, so the input's event time stays the time
+    attribute (a window above a LIMIT is still on event time)."""
+
     input: LogicalNode = None  # type: ignore[assignment]
     limit: int | None = None
     offset: int = 0

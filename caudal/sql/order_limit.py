@@ -94,7 +94,7 @@ def plan_order_limit(planner, node: exp.Select | exp.SetOperation
     updating = plan.updating
     if not order_spec:
         if not updating:
-            result: LogicalNode = Limit(plan.schema, None, input=plan, limit=limit,
+            result: LogicalNode = Limit(plan.schema, plan.time_column, input=plan, limit=limit,
                                         offset=offset)
         elif bounded:
             result = SortLimit(plan.schema, None, input=plan, limit=limit, offset=offset)
