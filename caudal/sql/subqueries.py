@@ -392,11 +392,9 @@ def _join(planner, left: LogicalNode, right: LogicalNode, left_exprs: list[Expr]
     output = list(left.schema.names)
     left_node, left_keys = _key_columns(left, left_exprs, "__jl")
     right_node, right_keys = _key_columns(right, right_exprs, "__jr")
-    clash = set(left_node.schema.names)
+    # the subquery's columns were renamed away from the outer ones (_names_apart)
+    assert not set(left_node.schema.names) & set(right_node.schema.names)
     rename = {n: n for n in right_node.schema.names}
-    for n in right_node.schema.names:
-        if n in clash:  # helper key columns of both sides (__jl / __jr never clash)
-            raise PlanError(f"internal: column {n!r} on both sides of a subquery join")
     condition = _and(residual) if residual else None
     window = _window_join(left_node, right_node, left_keys, right_keys)
     if window is not None and not (left.updating or right.updating):
