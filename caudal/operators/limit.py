@@ -1,4 +1,5 @@
-"""LIMIT / OFFSET on a stream, and ORDER BY on a bounded input (plan.limit_nodes).
+"""LIMIT / OFFSET on a stream, ORDER BY on a bounded input, and ORDER BY event time on a
+stream (plan.limit_nodes).
 
 ``Limit`` slices each batch against its counters (no per-row work). A final limit that has
 all its rows calls ``ctx.limit_reached`` once: the runtime ends the sources when every output
@@ -17,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from caudal.operators.base import Operator, OperatorContext
+from caudal.operators.event_time import ArrivalCheck, times_of
 from caudal.operators.join_rows import repeat_rows
 from caudal.operators.keyed_tables import batches_of
 from caudal.plan.changelog import data_columns, weights
@@ -165,3 +167,33 @@ class SortLimit(Operator):
         rows = rows.drop_columns([_OWNER]).filter(pa.array(mine))
         self.pending = [rows]
         self.pending_rows = rows.num_rows
+
+
+class TimeSort(SortLimit):
+    """``ORDER BY ts [, …]`` over a stream whose event time is ``ts``: rows wait until the
+    watermark passes them (no row below it can still come) and leave sorted; late rows are
+    dropped and counted, as windows do."""
+
+    def __init__(self, order: list[tuple[str, bool, bool]], time_column: str,
+                 output_schema: pa.Schema):
+        super().__init__(order, None, 0, output_schema)
+        self.time_column = time_column
+        self.arrival = ArrivalCheck(time_column, None)
+
+    def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:
+        if batch.num_rows == 0:
+            return ()
+        batch, _ = self.arrival.split(batch, self.ctx.metrics, [])
+        return super().process(batch, input)
+
+    def on_watermark(self, time: int) -> Sequence[pa.RecordBatch]:
+        self.arrival.watermark = max(self.arrival.watermark, time)
+        if not self.pending:
+            return ()
+        table = self._rows()
+        ready = times_of(table.column(self.time_column)) < time
+        if not ready.any():
+            return ()
+        self.pending = [table.filter(pa.array(~ready))]
+        self.pending_rows = self.pending[0].num_rows
+        return batches_of(self._sorted(table.filter(pa.array(ready))).cast(self.output_schema))

@@ -29,6 +29,7 @@ OPERATORS: dict[str, str] = {
     "unnest": "caudal.operators.unnest:Unnest",
     "limit": "caudal.operators.limit:Limit",
     "sort_limit": "caudal.operators.limit:SortLimit",
+    "time_sort": "caudal.operators.limit:TimeSort",
 }
 
 

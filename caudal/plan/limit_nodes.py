@@ -12,6 +12,10 @@ their lowering (sql.order_limit decides which one a query gets).
   changelog it folds the changes first (the result of a bounded updating query). The
   output only appends.
 
+* ``TimeSort``: ``ORDER BY ts [, …]`` over an unbounded append-only stream whose event time
+  is ``ts`` (Flink's sort on a time attribute): rows leave sorted as the watermark passes
+  them, on one subtask; the output keeps the event time.
+
 (``ORDER BY … LIMIT n`` over an unbounded input is a top-N: plan.over_nodes.UpdatingRank.)
 """
 
@@ -70,6 +74,30 @@ class SortLimit(LogicalNode):
         return f"Sort {order}{limit}{off} at end of input{source}"
 
 
+@dataclass(eq=False)
+class TimeSort(LogicalNode):
+    input: LogicalNode = None  # type: ignore[assignment]
+    #: (column, descending, nulls_first); the first is the event time, ascending
+    order: list[tuple[str, bool, bool]] = field(default_factory=list)
+
+    def children(self) -> list[LogicalNode]:
+        return [self.input]
+
+    def describe(self) -> str:
+        order = ", ".join(f"{c} {'DESC' if d else 'ASC'}" for c, d, _ in self.order)
+        return f"Sort {order} as the watermark passes"
+
+
+def _lower_time_sort(planner: PhysicalPlanner, node: TimeSort) -> int:
+    upstream = planner.lower(node.input)
+    v = planner.new_vertex("time sort", parallelism=1)
+    planner.connect(upstream, v.id, "single")
+    params = {"order": list(node.order), "time_column": node.time_column,
+              "output_schema": node.schema}
+    v.operators.append(OperatorSpec("time_sort", params, node.describe(), node.schema))
+    return v.id
+
+
 def _lower_limit(planner: PhysicalPlanner, node: Limit | SortLimit) -> int:
     kind = "limit" if isinstance(node, Limit) else "sort_limit"
     upstream = planner.lower(node.input)
@@ -92,3 +120,4 @@ def _lower_limit(planner: PhysicalPlanner, node: Limit | SortLimit) -> int:
 
 LOWERINGS[Limit] = _lower_limit
 LOWERINGS[SortLimit] = _lower_limit
+LOWERINGS[TimeSort] = _lower_time_sort

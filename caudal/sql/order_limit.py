@@ -10,7 +10,9 @@ LIMIT n (no ORDER BY)      ``Limit``: the first n rows that  same; over a change
                            ``SortLimit`` over a changelog
 ORDER BY … [LIMIT n]       ``SortLimit``: sorted once the    ``LIMIT n``: a top-N
                            input ended (Flink batch)         (``UpdatingRank``), a changelog;
-                                                             no LIMIT: refused
+                                                             no LIMIT: ``TimeSort`` when the
+                                                             first key is the event time,
+                                                             ascending; else refused
 =========================  ================================  ===============================
 
 ORDER BY items name output columns (by name or alias, by position ``ORDER BY 2``, or as
@@ -26,7 +28,7 @@ from sqlglot import exp
 
 from caudal.errors import PlanError
 from caudal.plan.expressions import Column
-from caudal.plan.limit_nodes import Limit, SortLimit
+from caudal.plan.limit_nodes import Limit, SortLimit, TimeSort
 from caudal.plan.logical import Filter, LogicalNode, Project, Scan
 from caudal.sql.scope import Scope, position
 
@@ -105,10 +107,19 @@ def plan_order_limit(planner, node: exp.Select | exp.SetOperation
     elif bounded:
         result = SortLimit(plan.schema, None, input=plan, order=order_spec, limit=limit,
                            offset=offset)
+    elif not updating and plan.time_column and order_spec[0][0] == plan.time_column and \
+            not order_spec[0][1]:
+        # ORDER BY the event time: rows leave sorted as the watermark passes them, so a
+        # LIMIT above keeps the first rows in that order (and may end the job)
+        result = TimeSort(plan.schema, plan.time_column, input=plan, order=order_spec)
+        if limit is not None or offset:
+            result = Limit(result.schema, result.time_column, input=result, limit=limit,
+                           offset=offset)
     elif limit is None:
         raise PlanError("ORDER BY over an unbounded input needs LIMIT (the sort would "
-                        "never end)", line=ln, col=col,
-                        hint="ORDER BY … LIMIT n keeps the top n rows as a changelog; or "
+                        "never end), or its event time first, ascending", line=ln, col=col,
+                        hint="ORDER BY … LIMIT n keeps the top n rows as a changelog; "
+                             "ORDER BY <event time> [, …] sorts as the watermark passes; or "
                              "rank per window: ROW_NUMBER() OVER (PARTITION BY window_start,"
                              " window_end ORDER BY …)")
     else:

@@ -238,6 +238,16 @@ def test_snapshot_is_unchanged_by_later_input(tmp_path, bids_file, what, paralle
             COVERED.setdefault(kind, set()).add(what)
 
 
+def test_time_sort_snapshot_is_unchanged_by_later_input(tmp_path, bids_file, monkeypatch):
+    """ORDER BY event time over an unbounded input (the file is taken as unbounded)."""
+    from caudal.sql import order_limit
+
+    monkeypatch.setattr(order_limit, "_bounded", lambda node: False)
+    test_snapshot_is_unchanged_by_later_input(
+        tmp_path, bids_file, "time sort", 1,
+        "SELECT auction, price, date_time FROM bids ORDER BY date_time, price")
+
+
 def test_every_stateful_operator_is_covered():
     """Runs after the tests above (same module): a new stateful operator needs a query."""
     if len(COVERED) == 0:

@@ -107,12 +107,36 @@ def test_order_limit_on_unbounded_input_is_a_top_n(tmp_path, duck, bids_file, mo
     assert normalized_rows(fold(changes)) == normalized_rows(expected)
 
 
+@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize("query", [
+    "SELECT auction, price, date_time FROM bids WHERE price > 3000 ORDER BY date_time, "
+    "price DESC, auction, bidder",
+    "SELECT auction, bidder, date_time FROM bids ORDER BY date_time, bidder, auction, price "
+    "LIMIT 30 OFFSET 2",
+])
+def test_order_by_event_time_on_unbounded_input_sorts_as_the_watermark_passes(
+        tmp_path, duck, bids_file, monkeypatch, query, parallelism):
+    """Flink's sort on a time attribute: append-only, in order (the file's event times
+    grow, so no row is late)."""
+    monkeypatch.setattr(order_limit, "_bounded", lambda node: False)
+    path, table = bids_file
+    ddl = DDL.format(path=path).replace("');", "', event_time_field = 'date_time');")
+    plan = compile_sql(f"{ddl}\n{query};").job.outputs[0].plan
+    assert not plan.input.updating
+    got = run_to_table(ddl, query, tmp_path / "out", parallelism=parallelism, batch_rows=300)
+    expected = _duck(duck, table, query)
+    assert got.to_pylist() == expected.rename_columns(got.column_names).to_pylist()
+
+
 def test_limit_preview_of_an_unbounded_stream_ends_by_itself(tmp_path):
     job = tmp_path / "job.sql"
     job.write_text("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid');\n"
                    "SELECT auction, price FROM bids LIMIT 10;\n")
-    for parallelism in ("1", "2"):
-        result = run_cli("run", str(job), "--parallelism", parallelism, timeout=60)
+    ordered = tmp_path / "ordered.sql"  # ORDER BY event time: sorted, then the first 10
+    ordered.write_text("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid');\n"
+                       "SELECT auction, price FROM bids ORDER BY date_time LIMIT 10;\n")
+    for script, parallelism in ((job, "1"), (job, "2"), (ordered, "2")):
+        result = run_cli("run", str(script), "--parallelism", parallelism, timeout=60)
         assert result.returncode == 0, result.stderr
         lines = [x for x in result.stdout.splitlines() if x.strip()]
         assert lines[0].split() == ["auction", "price"] and len(lines) == 11
@@ -123,6 +147,8 @@ UNBOUNDED = "CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid');"
 
 @pytest.mark.parametrize("query,message", [
     ("SELECT * FROM bids ORDER BY price", "ORDER BY over an unbounded input needs LIMIT"),
+    ("SELECT * FROM bids ORDER BY date_time DESC",
+     "ORDER BY over an unbounded input needs LIMIT"),
     ("SELECT auction, count(*) FROM bids GROUP BY auction LIMIT 3",
      "LIMIT without ORDER BY over an updating result"),
     ("SELECT DISTINCT auction FROM bids ORDER BY price LIMIT 3",
