@@ -94,6 +94,12 @@ FLINK_DOCS = {
                         ("08:00", "08:10", "11.00"), ("08:10", "08:12", "3.00"),
                         ("08:10", "08:14", "4.00"), ("08:10", "08:16", "4.00"),
                         ("08:10", "08:18", "10.00"), ("08:10", "08:20", "10.00")]),
+    "session_named": ("""SELECT window_start, window_end, SUM(price) AS total_price
+  FROM TABLE(
+    SESSION(DATA => TABLE Bid PARTITION BY supplier_id, TIMECOL => DESCRIPTOR(bidtime), GAP => INTERVAL '5' MINUTES))
+  GROUP BY window_start, window_end, supplier_id""",
+                      [("08:05", "08:12", "6.00"), ("08:13", "08:18", "1.00"),
+                       ("08:09", "08:16", "8.00"), ("08:17", "08:22", "6.00")]),
 }
 
 
