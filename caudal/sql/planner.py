@@ -163,6 +163,8 @@ class Planner:
 
     def __init__(self, catalog: Catalog | None = None):
         self.catalog = catalog or Catalog()
+        #: the WITH queries visible here (name -> (query, the ones visible to it))
+        self.ctes: dict[str, tuple[exp.Expression, dict]] = {}
         #: INSERTs of the script by target table, for memory tables (sql.memory_tables)
         self.memory_inserts: dict[str, list[exp.Insert]] = {}
         #: memory tables whose writers are being planned (a table writing itself is refused)
@@ -260,7 +262,11 @@ class Planner:
             sink_cls.validate(spec)
         except CaudalError as e:
             raise e.with_position(spec.line, None) from None
-        plan, _ = self.plan_query(node.expression)
+        query = node.expression
+        if _with_of(node) is not None:  # WITH … INSERT INTO t SELECT …
+            query = query.copy()
+            query.set("with_" if "with_" in query.args else "with", _with_of(node).copy())
+        plan, _ = self.plan_query(query)
         plan = self._conform_to_sink(plan, spec, columns, node)
         # VIRTUAL metadata columns are read only: the sink neither gets nor writes them
         sink = dataclasses.replace(spec, schema=plan.schema, metadata={
@@ -312,6 +318,8 @@ class Planner:
     def plan_query(self, node: exp.Expression) -> tuple[LogicalNode, Scope]:
         if isinstance(node, exp.Subquery):
             return self.plan_query(node.this)
+        if _with_of(node) is not None:  # WITH name AS (…), … SELECT …
+            return self._plan_with(node)
         if isinstance(node, (exp.Select, exp.SetOperation)):
             from caudal.sql.order_limit import has_order_or_limit, plan_order_limit
 
@@ -444,6 +452,48 @@ class Planner:
                             col=col) from None
         return plan_aggregate(self, select, node, scope)
 
+    def _plan_with(self, node: exp.Expression) -> tuple[LogicalNode, Scope]:
+        """Common table expressions: each is a view visible to the query and to the WITH
+        queries after it (lexically: a view's body never sees them)."""
+        with_ = _with_of(node)
+        if with_.args.get("recursive"):
+            ln, col = position(with_)
+            raise PlanError("WITH RECURSIVE is not supported", line=ln, col=col,
+                            hint="a plain WITH, or a view")
+        env = dict(self.ctes)
+        for cte in with_.expressions:
+            env = {**env, cte.alias.lower(): (cte, env)}
+        query = node.copy()
+        query.set("with_" if "with_" in query.args else "with", None)
+        saved, self.ctes = self.ctes, env
+        try:
+            return self.plan_query(query)
+        finally:
+            self.ctes = saved
+
+    def _plan_cte(self, key: str) -> tuple[LogicalNode, Scope]:
+        cte, env = self.ctes[key]
+        saved, self.ctes = self.ctes, env
+        try:
+            node, scope = self.plan_query(cte.this)
+        finally:
+            self.ctes = saved
+        names = [c.name for c in (cte.args["alias"].columns or [])]
+        if names:  # WITH x(a, b) AS (…)
+            if len(names) != len(scope.columns):
+                ln, col = position(cte)
+                raise PlanError(f"WITH {cte.alias} names {len(names)} column(s), its query "
+                                f"gives {len(scope.columns)}", line=ln, col=col)
+            schema = pa.schema([pa.field(n, f.type) for n, f in zip(names, node.schema)])
+            time_column = None
+            if node.time_column in node.schema.names:
+                time_column = names[node.schema.names.index(node.time_column)]
+            node = Project(schema, time_column, input=node,
+                           exprs=[Column(f.type, f.name) for f in node.schema])
+            scope = Scope(columns=[ScopeColumn(None, n, f.type, n)
+                                   for n, f in zip(names, schema)])
+        return node, scope
+
     def plan_from(self, source: exp.Expression) -> tuple[LogicalNode, Scope]:
         alias = source.alias if hasattr(source, "alias") else ""
         if isinstance(source, exp.Subquery):
@@ -456,8 +506,15 @@ class Planner:
             name = source.name
             key = name.lower()
             relation = alias or name
-            if key in self.catalog.views:
-                node, inner = self.plan_query(self.catalog.views[key])
+            if key in self.ctes or key in self.catalog.views:
+                if key in self.ctes:
+                    node, inner = self._plan_cte(key)
+                else:  # a view's body sees no WITH query of the statement reading it
+                    saved, self.ctes = self.ctes, {}
+                    try:
+                        node, inner = self.plan_query(self.catalog.views[key])
+                    finally:
+                        self.ctes = saved
                 return node, Scope(columns=[dataclasses.replace(c, relation=relation)
                                             for c in inner.columns],
                                    computed=derived_timestamp(node, relation))
@@ -536,6 +593,11 @@ class Planner:
             ln, col = position(node)
             raise PlanError(f"{clause} needs a boolean condition, got {sql_name(expr.dtype)}",
                             line=ln, col=col)
+
+
+def _with_of(node: exp.Expression) -> exp.With | None:
+    """The WITH clause of a query or an INSERT (sqlglot names the argument ``with_``)."""
+    return node.args.get("with_") or node.args.get("with")
 
 
 def plan_script(text: str) -> Job:
