@@ -205,6 +205,10 @@ class PostgresSink(Sink):
                                        primary=bool(self.table.primary_key))
             cols = table_columns(self.conn, self.target)
         self.columns = [cols[f.name.lower()].name for f in self.schema]
+        self.udts = [cols[f.name.lower()].udt for f in self.schema]
+        #: binary COPY (PostgreSQL parses it ~1.7x faster than CSV) when every column can
+        self.binary = all(pg_client.binary_supported(f.type, u)
+                          for f, u in zip(self.schema, self.udts))
         by_lower = {f.name.lower(): n for f, n in zip(self.schema, self.columns)}
         self.keys = [by_lower[k.lower()] for k in (self.table.upsert_key or [])]
         return True
@@ -260,7 +264,7 @@ class PostgresSink(Sink):
         self._buffer, self._buffered = [], 0
         self._begin()
         if self.mode == "append":
-            self._copy(self.target, self.columns, table)
+            self._copy(self.target, self.columns, self.udts, table)
         else:
             table = _last_change_per_key(table, [f.name for f in self.schema
                                                  if f.name.lower() in
@@ -268,13 +272,17 @@ class PostgresSink(Sink):
             self._seq += 1
             table = table.append_column("_seq", pa.array(np.full(table.num_rows, self._seq,
                                                                  np.int64)))
-            self._copy(self.stage, [*self.columns, "_op", "_seq"], table)
+            self._copy(self.stage, [*self.columns, "_op", "_seq"],
+                       [*self.udts, "int2", "int8"], table)
         self._rows_in_txn += table.num_rows
 
-    def _copy(self, target: pg_client.Name, columns: list[str], table: pa.Table) -> None:
-        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-            target.sql, sql.SQL(", ").join(map(sql.Identifier, columns)))
-        data = csv_bytes(table)
+    def _copy(self, target: pg_client.Name, columns: list[str], udts: list[str],
+              table: pa.Table) -> None:
+        binary = self.binary
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(
+            target.sql, sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL("binary" if binary else "csv"))
+        data = pg_client.binary_copy(table, udts) if binary else csv_bytes(table)
         with self.conn.cursor().copy(statement) as copy:
             view = memoryview(data)
             for i in range(0, len(data), 1 << 22):
