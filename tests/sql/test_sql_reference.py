@@ -33,6 +33,7 @@ def test_links_point_inside_the_repository():
     text = DOC.read_text()
     for target in re.findall(r"\]\(([^)#]+)", text):
         assert not target.startswith(("..", "/", "http")), target
+        assert (DOC.parent / target).exists(), f"docs/sql.md links a missing page {target}"
 
 
 def test_check_mode_reports_a_stale_file(tmp_path):
