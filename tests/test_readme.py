@@ -54,3 +54,12 @@ def test_readme_sql_block_runs(index, tmp_path, monkeypatch, capsys, request):
 
 def test_readme_has_examples():
     assert len(BLOCKS) >= 2
+
+
+def test_readme_links_only_pages_of_the_repository():
+    text = (REPO / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)#\s]+)", text)
+    assert targets
+    for target in targets:
+        assert not target.startswith(("..", "/", "http:", "https:")), target
+        assert (REPO / target).exists(), f"README links a missing file {target}"
