@@ -24,6 +24,7 @@ class Unnest(Operator):
         values = pc.list_flatten(lists)
         if len(values) == 0:
             return ()
-        rows = batch.take(pc.list_parent_indices(lists))
+        # the output's columns but the last (the element), repeated per element
+        rows = batch.select(self.output_schema.names[:-1]).take(pc.list_parent_indices(lists))
         columns = list(rows.columns) + [values]
         return (pa.RecordBatch.from_arrays(columns, schema=self.output_schema),)

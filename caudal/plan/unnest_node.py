@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pyarrow as pa
+
 from caudal.plan.logical import LogicalNode
 from caudal.plan.physical import OperatorSpec
 from caudal.plan.physical_planner import LOWERINGS, PhysicalPlanner
@@ -17,7 +19,8 @@ from caudal.plan.physical_planner import LOWERINGS, PhysicalPlanner
 
 @dataclass(eq=False)
 class Unnest(LogicalNode):
-    """The input's columns, then ``output``: each element of list column ``column``."""
+    """The input's columns (those used above, after pruning), then ``output``: each element
+    of list column ``column``, always last."""
 
     input: LogicalNode = None  # type: ignore[assignment]
     column: str = ""
@@ -28,6 +31,18 @@ class Unnest(LogicalNode):
 
     def describe(self) -> str:
         return f"Unnest {self.column} AS {self.output}"
+
+    def prune_inputs(self, required: set[str] | None) -> list[set[str] | None]:
+        """Column pruning (plan.optimizer): keep only the columns used above, the element
+        and the time column, so an array nobody reads is not repeated for every element
+        (copying it is most of the cost of an unnest). The input must give the array."""
+        if required is None:
+            return [None]
+        keep = [f for f in self.schema if f.name in required or f.name == self.output
+                or f.name == self.time_column]
+        self.schema = pa.schema(keep[:-1] + [self.schema.field(self.output)]
+                                if keep[-1].name != self.output else keep)
+        return [{f.name for f in self.schema if f.name != self.output} | {self.column}]
 
     # an element's row keeps its row's time and window (plan.lineage)
     def time_bounds(self) -> dict[str, int]:
