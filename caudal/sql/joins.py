@@ -394,7 +394,10 @@ def _plan_join(left: LogicalNode, item: _Input, exprs: list[Expr], rename: dict[
             return IntervalJoin(schema, time_column, left=left, right=right,
                                 constraints=cond.constraints, retention=retention,
                                 late_checks=late, holdback_us=holdback, **common)
-    if not left_keys and not bool_setting(settings, UNKEYED_SETTING):
+    from caudal.sql.scalar_subqueries import single_row
+
+    # a scalar subquery's one row may be joined to everything (sql.scalar_subqueries)
+    if not left_keys and not single_row(right) and not bool_setting(settings, UNKEYED_SETTING):
         raise PlanError(
             "a join without an equality key between two unbounded inputs would keep every "
             "row of both inputs forever", line=ln, col=col,

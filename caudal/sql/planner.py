@@ -343,6 +343,9 @@ class Planner:
         select = inline_named_windows(select)  # OVER w … WINDOW w AS (…)
         if has_grouping_sets(select):  # a union of one GROUP BY per grouping set
             return plan_grouping_sets(self, select)
+        from caudal.sql.scalar_subqueries import join_scalar_subqueries
+
+        select = join_scalar_subqueries(self, select)  # (SELECT max(x) FROM t): a join
         # WHERE x IN (SELECT …) / EXISTS (…): semi and anti joins, applied after the rest
         select, subqueries = without_subqueries(select)
         from caudal.sql.unnest import apply_unnest_joins, split_unnest_joins
