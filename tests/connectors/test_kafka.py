@@ -489,3 +489,53 @@ SELECT count(*) AS n, count(o) AS with_offset FROM bids;
     result = run_cli("run", str(write_job(tmp_path, sql)))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-2:] == [str(table.num_rows)] * 2
+
+
+def _read_all(source, want: int) -> list:
+    got = []
+    deadline = time.monotonic() + 10
+    while len(got) < want and time.monotonic() < deadline:
+        batch = source.poll(1000, 0.1)
+        if batch is not None:
+            got += batch.column("v").to_pylist()
+    return got
+
+
+def test_startup_from_group_offsets(kafka):
+    """(scan.startup.mode = 'timestamp' is not tested: the mock cluster answers every
+    offsets-for-times lookup with -1, which caudal reads as Kafka means it: no message at or
+    after that time, start at the end.)"""
+    import pyarrow as pa
+
+    from caudal.connectors.kafka import KafkaSource
+    from caudal.plan.tables import TableSpec
+
+    topic = topic_name("startup")
+    base = 1_767_225_600_000
+    producer = Producer({"bootstrap.servers": kafka})
+    for i in range(10):
+        producer.produce(topic, json.dumps({"v": i}).encode(), partition=0,
+                         timestamp=base + i * 1000)
+    producer.flush(10)
+    schema = pa.schema([("v", pa.int64())])
+    options = {"bootstrap_servers": kafka, "topic": topic,
+               "scan.startup.mode": "earliest-offset"}
+    source = KafkaSource(TableSpec("t", "kafka", options, schema))
+    source.open(source.partitions(1), None)
+    assert sorted(_read_all(source, 10)) == list(range(10))
+    # the positions of a completed checkpoint go to the consumer group (for lag tools) ...
+    source.checkpoint_completed({f"{topic}:0": 8})
+    source.close()
+    group = {"bootstrap_servers": kafka, "topic": topic, "source.offset": "group",
+             "source.group_id": "caudal-t"}
+    deadline = time.monotonic() + 10
+    while True:   # the commit is asynchronous
+        source = KafkaSource(TableSpec("t", "kafka", group, schema))
+        source.open(source.partitions(1), None)
+        if source.offsets()[f"{topic}:0"] == 8 or time.monotonic() > deadline:
+            break
+        source.close()
+        time.sleep(0.2)
+    # ... and a job started with source.offset = 'group' begins there
+    assert sorted(_read_all(source, 2)) == [8, 9]
+    source.close()
