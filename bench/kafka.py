@@ -39,17 +39,12 @@ import time
 import uuid
 from pathlib import Path
 
+from caudal.connectors.kafka_mock import cluster
+
 REPO = Path(__file__).resolve().parents[1]
 PER_TOPIC = 60_000
 COLUMNS = ("auction BIGINT, bidder BIGINT, price BIGINT, channel TEXT, url TEXT, "
            "date_time TIMESTAMP, extra TEXT")
-
-
-def start_cluster() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "caudal.connectors.kafka_mock", "--stdin"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, cwd=REPO)
-    return proc, proc.stdout.readline().strip()
 
 
 def caudal_run(sql: str, *args: str) -> dict:
@@ -190,8 +185,7 @@ def main() -> None:
     parser.add_argument("--sink-events", type=int, default=1_000_000)
     parser.add_argument("--json", action="store_true", help="also print one JSON line a run")
     args = parser.parse_args()
-    cluster, bootstrap = start_cluster()
-    try:
+    with cluster() as bootstrap:
         stem = f"bench-{uuid.uuid4().hex[:6]}"
         topics = [f"{stem}-{i}" for i in range(args.topics)]
         empty = [f"{stem}-empty-{i}" for i in range(args.topics)]
@@ -232,9 +226,6 @@ def main() -> None:
                   f"{count / cpu / 1e3:8.0f}k {r['cpu']:6.2f} {r.get('cpu_startup', 0):14.2f}")
             if args.json:
                 print(json.dumps({"run": name, "messages": count, **r}))
-    finally:
-        cluster.stdin.close()
-        cluster.kill()
 
 
 if __name__ == "__main__":

@@ -5,8 +5,6 @@ against librdkafka's mock cluster, after the Kafka blocks before them, which fil
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -23,13 +21,10 @@ KAFKA = "localhost:9092"
 @pytest.fixture(scope="module")
 def kafka_brokers():
     """A mock Kafka cluster for the blocks that name localhost:9092 (its bootstrap list)."""
-    proc = subprocess.Popen([sys.executable, "-m", "caudal.connectors.kafka_mock", "--stdin"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, cwd=REPO)
-    yield proc.stdout.readline().strip()
-    proc.stdin.close()
-    proc.kill()
-    proc.wait()
+    from caudal.connectors.kafka_mock import cluster
+
+    with cluster() as bootstrap:
+        yield bootstrap
 
 
 def _prepared(sql: str) -> str:

@@ -15,10 +15,14 @@ committed inside a transaction: exactly-once checks against it read the output w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socket
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 
 def serve(brokers: int = 3):
@@ -29,6 +33,22 @@ def serve(brokers: int = 3):
     print(",".join(f"{b.host}:{b.port}" for b in sorted(meta.brokers.values(),
                                                          key=lambda b: b.id)), flush=True)
     return holder
+
+
+@contextlib.contextmanager
+def cluster(brokers: int = 3) -> Iterator[str]:
+    """A mock cluster in a child process for the duration of the block: its bootstrap list.
+    (In a child, not in this process, so that jobs run as other processes reach it too.)"""
+    proc = subprocess.Popen([sys.executable, "-m", "caudal.connectors.kafka_mock", "--stdin",
+                             "--brokers", str(brokers)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            cwd=Path(__file__).resolve().parents[2])
+    try:
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.stdin.close()
+        proc.kill()
+        proc.wait()
 
 
 def forward(port: int, target: str) -> None:

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from caudal.connectors.kafka_mock import cluster
 from caudal.connectors.kafka_sink import DEFAULT_COMMIT_TOPIC
 from tests.conftest import REPO, make_bids, run_cli
 from tests.connectors.kafka_verify import aborted_messages, committed_messages
@@ -31,15 +32,9 @@ from tests.connectors.kafka_verify import aborted_messages, committed_messages
 @pytest.fixture(scope="session")
 def kafka():
     """The bootstrap list of a mock cluster of 3 brokers, alive for the whole session."""
-    proc = subprocess.Popen([sys.executable, "-m", "caudal.connectors.kafka_mock", "--stdin"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, cwd=REPO)
-    line = proc.stdout.readline().strip()
-    assert line, "the mock cluster did not start"
-    yield line
-    proc.stdin.close()
-    proc.kill()
-    proc.wait()
+    with cluster() as bootstrap:
+        assert bootstrap, "the mock cluster did not start"
+        yield bootstrap
 
 
 def topic_name(stem: str) -> str:
