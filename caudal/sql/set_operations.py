@@ -126,8 +126,7 @@ def unify(first: LogicalNode, first_scope: Scope, rest: list[LogicalNode],
         else list(first.schema.names)
     types: list[pa.DataType] = []
     for pos in range(width):
-        columns: list[Expr] = [Column(_column_type(i, pos), i.schema.names[pos])
-                               for i in inputs]
+        columns: list[Expr] = [_column_value(i, pos) for i in inputs]
         try:
             t = common_type(columns, f"column {pos + 1} ({names[pos]}) of {_name(node)}")
         except BindError as e:
@@ -157,14 +156,17 @@ def unify(first: LogicalNode, first_scope: Scope, rest: list[LogicalNode],
     return projected[0], projected[1:], scope
 
 
-def _column_type(node: LogicalNode, pos: int) -> pa.DataType:
-    """The type of an input column; a bare NULL (typed TEXT by the projection) has none yet
-    and takes the other inputs' type, as PostgreSQL's unknown NULL does."""
+def _column_value(node: LogicalNode, pos: int) -> Expr:
+    """An input column as the type resolution sees it: a bare NULL (typed TEXT by the
+    projection) has no type yet and a text literal adapts to the others' type, as
+    PostgreSQL's unknown literals do (``SELECT 1 UNION SELECT '2'`` is an integer)."""
     if isinstance(node, Project):
         e = node.exprs[pos]
         if isinstance(e, Literal) and e.value is None:
-            return pa.null()
-    return node.schema.field(pos).type
+            return Literal(pa.null(), None)
+        if isinstance(e, Literal) and pa.types.is_string(e.dtype):
+            return e
+    return Column(node.schema.field(pos).type, node.schema.names[pos])
 
 
 def _time_position(node: LogicalNode) -> int | None:

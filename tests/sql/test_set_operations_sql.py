@@ -136,3 +136,10 @@ def test_set_operation_errors(files, query, message):
         compile_sql(f"{ddl}\n{query};")
     text = str(err.value)
     assert message in text and "line 5, column" in text
+
+
+def test_text_literal_and_null_take_the_column_type_as_in_postgresql(files):
+    ddl, _, _ = files
+    plan = compile_sql(f"{ddl}\nSELECT auction, channel FROM bids UNION ALL "
+                       f"SELECT '7', NULL FROM more;").job.outputs[0].plan
+    assert [str(t) for t in plan.schema.types] == ["int64", "string"]
