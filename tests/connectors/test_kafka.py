@@ -534,3 +534,29 @@ def test_startup_from_group_offsets(kafka):
     # ... and a job started with source.offset = 'group' begins there
     assert sorted(_read_all(source, 2)) == [8, 9]
     source.close()
+
+
+def test_updating_query_as_debezium_json(kafka, bids_topic, tmp_path, duck):
+    topic, table = bids_topic
+    sink = topic_name("dbz")
+    sql = source_sql(kafka, topic) + f"""
+CREATE TABLE totals WITH (connector = 'kafka', bootstrap_servers = '{kafka}',
+    topic = '{sink}', format = 'debezium_json', 'key.fields' = 'channel');
+INSERT INTO totals SELECT channel, count(*) AS n FROM bids WHERE channel IS NOT NULL
+GROUP BY channel;
+"""
+    result = run_cli("run", str(write_job(tmp_path, sql)), "-p", "2", "--checkpoint-dir",
+                     str(tmp_path / "ck"), "--checkpoint-interval", "100ms")
+    assert result.returncode == 0, result.stderr
+    rows: dict[str, int] = {}
+    for key, value in committed_messages(kafka, sink):   # fold the changelog
+        change = json.loads(value)
+        if change["before"] is not None:
+            assert rows.pop(change["before"]["channel"]) == change["before"]["n"]
+        if change["after"] is not None:
+            rows[change["after"]["channel"]] = change["after"]["n"]
+            assert json.loads(key) == {"channel": change["after"]["channel"]}
+    duck.register("bids", table)
+    want = dict(duck.execute("SELECT channel, count(*) FROM bids WHERE channel IS NOT NULL "
+                             "GROUP BY channel").fetchall())
+    assert rows == want
