@@ -47,14 +47,14 @@ class LookupCache:
             self.misses += keys.num_rows
             return rows, positional(rows, self.keys)
         now = time.monotonic()
-        at = lookup(keys, self.keys, self.cached_keys, self.keys)
+        at = self._positions(keys)
         hit = at >= 0
         if self.ttl_s is not None and hit.any():
             stale = hit.copy()
             stale[hit] = self.loaded_at[at[hit]] < now - self.ttl_s
             if stale.any():
                 self._drop(np.unique(at[stale]))
-                at = lookup(keys, self.keys, self.cached_keys, self.keys)
+                at = self._positions(keys)
                 hit = at >= 0
         self.used_at[at[hit]] = now
         self.hits += int(hit.sum())
@@ -77,6 +77,13 @@ class LookupCache:
                 self._evict()
                 return rows, build
         return self.rows, self._build
+
+    def _positions(self, keys: pa.Table) -> np.ndarray:
+        """For each key, its row in ``cached_keys``, or -1."""
+        if len(self.keys) == 1:   # Arrow's hash lookup, cheaper than a join for one column
+            found = pc.index_in(keys.column(0), value_set=self.cached_keys.column(0))
+            return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        return lookup(keys, self.keys, self.cached_keys, self.keys)
 
     def _drop(self, positions: np.ndarray) -> None:
         keep = np.ones(self.cached_keys.num_rows, dtype=bool)
@@ -109,6 +116,10 @@ class LookupCache:
 def distinct_keys(batch: pa.Table, columns: list[str], names: list[str]) -> pa.Table:
     """The distinct non-NULL values of ``columns`` of ``batch``, named ``names`` (a NULL key
     matches nothing, so it is never looked up)."""
+    if len(columns) == 1:
+        values = batch.column(columns[0])
+        values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+        return pa.table({names[0]: pc.unique(values.drop_null())})
     table = batch.select(columns)
     for c in columns:
         table = table.filter(pc.is_valid(table.column(c)))
