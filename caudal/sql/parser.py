@@ -105,6 +105,27 @@ def _syntax_error(err: ParseError | TokenError, fallback_line: int,
     return SqlSyntaxError("syntax error: invalid syntax", line=fallback_line, col=1)
 
 
+#: words PostgreSQL reserves that sqlglot still takes as a table's alias: ``FROM bids ORDER``
+#: (BY forgotten) would otherwise run as a query over ``bids AS order``
+_CLAUSE_WORDS = {"GROUP", "ORDER", "LIMIT", "OFFSET", "WHERE", "HAVING", "FETCH", "UNION",
+                 "EXCEPT", "INTERSECT", "ON", "USING", "JOIN", "SELECT", "FROM", "WINDOW"}
+
+
+def _check_table_aliases(node: exp.Expression) -> None:
+    for alias in node.find_all(exp.TableAlias):
+        ident = alias.this
+        if isinstance(ident, exp.Identifier) and not ident.quoted and \
+                ident.name.upper() in _CLAUSE_WORDS:
+            meta = getattr(ident, "_meta", None) or {}
+            line = meta.get("line")
+            col = meta.get("col", 1) - (meta.get("end", 0) - meta.get("start", 0))
+            word = ident.name.upper()
+            hint = f"{word} BY …" if word in ("GROUP", "ORDER") else \
+                f"quote it to use it as a name: \"{ident.name}\""
+            raise SqlSyntaxError(f"syntax error: {word} is incomplete here", line=line,
+                                 col=max(col, 1) if line else None, hint=hint)
+
+
 _OPENERS = (("--", "\n", "comment"), ("/*", "*/", "comment"), ("'", "'", "string"),
             ('"', '"', "quoted identifier"), ("`", "`", "quoted identifier"),
             ("$$", "$$", "string"))
@@ -171,6 +192,7 @@ def parse_script(text: str) -> list[Statement]:
             raise SqlSyntaxError(
                 f"unsupported statement {node.name.upper()}", line=line, col=1,
                 hint=f"statements accepted: {ACCEPTED_STATEMENTS}")
+        _check_table_aliases(node)
         if isinstance(node, exp.Select) and not node.expressions:
             raise SqlSyntaxError("syntax error: SELECT needs at least one column or *",
                                  line=line, col=col)

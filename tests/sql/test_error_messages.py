@@ -29,6 +29,7 @@ MALFORMED = [
     "SELECT nope(price) FROM bids", "SELECT price FROM bids GROUP BY HAVING",
     "SELECT price FROM nope", "SELECT nope FROM bids", "SELECT upper(price) FROM bids",
     "SELECT price FROM bids WHERE price", "SELECT sum(channel) FROM bids",
+    "SELECT * FROM bids GROUP", "SELECT * FROM bids ORDER", "SELECT * FROM bids b LIMIT",
 ]
 
 _POSITION = re.compile(r"^line \d+, column \d+: ")
@@ -111,3 +112,12 @@ def test_a_failing_cast_into_a_sink_column_names_it(tmp_path):
     message = str(e.value)
     assert message.startswith("line 4, column 24: cannot cast BIGINT to INT"), message
     assert "the value written to out.a" in message
+
+
+def test_a_clause_word_is_not_taken_for_a_table_alias():
+    # sqlglot reads `FROM bids ORDER` as `bids AS order`: the query would run unsorted
+    with pytest.raises(CaudalError) as e:
+        compile_sql(DDL + "SELECT * FROM bids\nORDER")
+    assert str(e.value) == "line 3, column 1: syntax error: ORDER is incomplete here (ORDER BY …)"
+    compile_sql(DDL + 'SELECT o.price FROM bids AS "order" JOIN bids o ON o.auction = '
+                '"order".auction')
