@@ -43,8 +43,20 @@ def test_readme_sql_block_runs(index, tmp_path, monkeypatch, capsys, request):
             if KAFKA in earlier:
                 run_sql(_prepared(earlier).replace(KAFKA, brokers))
         sql = sql.replace(KAFKA, brokers)
+    if "connector = 'postgres'" in sql:
+        _need_postgres(sql)
     result = run_sql(_prepared(sql))
     assert result.rows_in > 0
+
+
+def _need_postgres(sql: str) -> None:
+    """Blocks writing to PostgreSQL run against the machine's server; skipped without one."""
+    psycopg = pytest.importorskip("psycopg")
+    where = re.search(r"connection = '([^']+)'", sql).group(1)
+    try:
+        psycopg.connect(where, connect_timeout=3).close()
+    except psycopg.Error as e:
+        pytest.skip(f"no PostgreSQL at {where}: {e}")
 
 
 def test_readme_has_examples():
