@@ -106,9 +106,10 @@ def _syntax_error(err: ParseError | TokenError, fallback_line: int,
 
 
 #: words PostgreSQL reserves that sqlglot still takes as a table's alias: ``FROM bids ORDER``
-#: (BY forgotten) would otherwise run as a query over ``bids AS order``
+#: (BY forgotten) would otherwise run as a query over ``bids AS order``. WINDOW is no
+#: keyword here (caudal.sql.dialect): ``FROM bids window`` is a name
 _CLAUSE_WORDS = {"GROUP", "ORDER", "LIMIT", "OFFSET", "WHERE", "HAVING", "FETCH", "UNION",
-                 "EXCEPT", "INTERSECT", "ON", "USING", "JOIN", "SELECT", "FROM", "WINDOW"}
+                 "EXCEPT", "INTERSECT", "ON", "USING", "JOIN", "SELECT", "FROM"}
 
 
 def _check_table_aliases(node: exp.Expression) -> None:
