@@ -95,5 +95,6 @@ def test_two_inserts_into_one_table_keep_every_row(tmp_path: Path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_two_inserts_into_one_table_keep_every_row_200_runs(tmp_path: Path):
     assert _run_two_inserts(tmp_path, 200) == []
