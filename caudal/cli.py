@@ -162,9 +162,16 @@ def cmd_run(args) -> int:
                            linger_s=parse_duration_s(args.linger, "--linger"))
     if args.checkpoint_dir:
         from caudal.checkpoint import attach
+        from caudal.checkpoint.errors import JobFinished
 
         runtime = attach(runtime, compiled, args)
-    runtime.deploy(compiled.graph)
+        try:
+            runtime.deploy(compiled.graph)
+        except JobFinished as e:
+            print(f"caudal: {e}", file=sys.stderr)
+            return e.exit_code
+    else:
+        runtime.deploy(compiled.graph)
     with StatusLine(runtime):
         try:
             result = runtime.run()

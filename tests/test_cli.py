@@ -125,7 +125,9 @@ def test_bad_data_drop_is_reported(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "2 bad rows dropped" in proc.stderr
     assert sorted(read_committed(out).column("a").to_pylist()) == [1, 4]
-    job.write_text(job.read_text().replace("'drop'", "'fail'"))
+    # (into another directory: the first run's output is there, and sink.mode = 'error')
+    job.write_text(job.read_text().replace("'drop'", "'fail'").replace(str(out),
+                                                                     str(out) + "2"))
     proc = run_cli("run", str(job))
     assert proc.returncode == 2
     assert "in.json" in proc.stderr and "line 2" in proc.stderr

@@ -15,6 +15,14 @@ class IncompatibleCheckpoint(CheckpointError):
     of this one), whose state cannot be mapped onto the current dataflow."""
 
 
+class JobFinished(CheckpointError):
+    """Not a failure: the checkpoint directory holds the final checkpoint of this job (it ran
+    to the end of every input), so running it again would only emit nothing. The CLI prints
+    the message and exits 0."""
+
+    exit_code = 0
+
+
 class DamagedCheckpoint(CheckpointError):
     """A completed checkpoint's manifest or one of its state files is unreadable, truncated
     or missing."""

@@ -186,7 +186,7 @@ def recover_sinks(manifest: Manifest | None, graph: PhysicalGraph, triggered: in
     lists, abort every epoch started after it. Runs before any subtask starts. A sink's
     pre-commit tables (``sink.<name>`` files, e.g. staged Kafka messages) are read from
     ``storage`` back into its state."""
-    from caudal.connectors.registry import sink_class
+    from caudal.connectors.registry import sink_class, sink_tables
 
     restored_epoch = manifest.epoch if manifest is not None else 0
     for v in graph.vertices:
@@ -220,14 +220,8 @@ def recover_sinks(manifest: Manifest | None, graph: PhysicalGraph, triggered: in
                 sink.close()
     # what the checkpoint pre-committed is committed now; anything else a killed run left
     # half-written is an orphan that no replay will commit
-    cleaned: set[tuple[str, str]] = set()
-    for v in graph.vertices:
-        if v.sink is None or sink_index(graph, v.id) is None:
-            continue
-        key = (v.sink.connector, repr(sorted(v.sink.options.items())))
-        if key not in cleaned:
-            cleaned.add(key)
-            sink_class(v.sink).discard_orphans(v.sink)
+    for table in sink_tables(graph):
+        sink_class(table).discard_orphans(table)
 
 
 # ---- operator state ------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """A runtime wrapper that makes a job survive failures and stop cleanly.
 
 - At deploy it claims the checkpoint directory, finishes the two-phase commit of the newest
-  checkpoint and restores every subtask from it (checkpoint.recovery).
+  checkpoint and restores every subtask from it (checkpoint.recovery). A job whose newest
+  checkpoint is final (every source read to its end) has nothing left to do: deploy says so
+  (JobFinished) instead of running it to emit no row. Sinks check their targets once, before
+  the first run (Sink.prepare: a job from scratch may find an earlier run's output).
 - When an operator fails (an exception), the job is cancelled, and after a backoff it is
   deployed again from the last complete checkpoint, up to ``max_restarts`` times. User errors
   (bad SQL, bad data under ``bad_data = 'fail'``, bad options) are not retried: they would
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from caudal.checkpoint.coordinator import CheckpointCoordinator, kept_manifests, sweep, warn
-from caudal.checkpoint.errors import CheckpointError, IncompatibleCheckpoint
+from caudal.checkpoint.errors import CheckpointError, IncompatibleCheckpoint, JobFinished
 from caudal.checkpoint.listing import human_bytes
 from caudal.checkpoint.recovery import (
     Restored,
@@ -32,6 +35,7 @@ from caudal.checkpoint.recovery import (
     recover_sinks,
 )
 from caudal.checkpoint.storage import CheckpointStorage
+from caudal.connectors.registry import prepare_sinks
 from caudal.errors import RuntimeFailure
 from caudal.plan.physical import PhysicalGraph
 from caudal.runtime.base import JobResult, Runtime, SubtaskStats
@@ -97,16 +101,26 @@ class CheckpointedRuntime(Runtime):
         assert graph is not None
         if self.coordinator is not None:
             self._triggered = max(self._triggered, self.coordinator.next_epoch - 1)
+        first, self._first = self._first, False
         manifest = choose_checkpoint(self.storage, graph, self.ident,
-                                     self.settings.from_epoch if self._first else None)
-        self._first = False
+                                     self.settings.from_epoch if first else None)
         if manifest is not None and manifest.max_key_groups != MAX_KEY_GROUPS:
             raise IncompatibleCheckpoint(
                 f"checkpoint {manifest.epoch} uses {manifest.max_key_groups} key groups, this "
                 f"version of caudal {MAX_KEY_GROUPS}; run with --fresh to start over")
         if manifest is not None:
             self._check_sources(manifest)
+        if first:  # once: a restart after a failure finds the target as this run left it
+            prepare_sinks(graph, resuming=manifest is not None)
         recover_sinks(manifest, graph, self._triggered, self.storage)
+        if first and manifest is not None and manifest.final:
+            # (recover_sinks has committed its last rows, in case the run that wrote it was
+            # killed before its sinks did)
+            self.storage.unlock()
+            raise JobFinished(
+                f"the job already finished: its final checkpoint {manifest.epoch} in "
+                f"{self.settings.uri} holds the end of every input; nothing to do (run with "
+                f"--fresh to run it again)")
         self.restored = load_state(self.storage, manifest, graph) if manifest else None
         if manifest is not None and self.restored is not None:
             self.log(f"resuming from {'savepoint' if manifest.savepoint else 'checkpoint'} "

@@ -226,6 +226,14 @@ class Sink(ABC):
         return cls.accepts_updates
 
     @classmethod
+    def prepare(cls, table: TableSpec, resuming: bool) -> None:
+        """Before the job's first subtask starts, once per table (not per subtask, nor
+        again when the job restarts after a failure): check or clear what the target
+        already holds, as the table's options ask. ``resuming``: the job goes on from its
+        own checkpoint, so the target holds the job's own committed output, which stays and
+        is appended to. Raises ConfigError (naming the table and the option) to refuse."""
+
+    @classmethod
     def discard_orphans(cls, table: TableSpec) -> None:
         """Recovery, after every restored epoch is committed or aborted: remove what killed
         runs left half-written (hidden files, dangling transactions) that nothing will

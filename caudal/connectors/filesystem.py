@@ -417,6 +417,9 @@ class FileSystemSink(Sink):
         "rollover_rows": "start a new file after this many rows (default: one per checkpoint)",
         "partitioned_by": "PARTITIONED BY (col, …) of CREATE TABLE: a directory col=value/… "
                           "per partition",
+        "sink.mode": "when the directory already holds files as a job starts from scratch: "
+                     "error (default: refuse), append (write beside them) or overwrite "
+                     "(delete them first); a job resuming from its checkpoint keeps its own",
     }
 
     @classmethod
@@ -433,6 +436,7 @@ class FileSystemSink(Sink):
             except CaudalError as e:
                 raise e.with_position(table.line, None) from None
         _rollover(table)
+        _mode(table)
         fs, where = resolve(path)
         if fs.get_file_info(where).type == pafs.FileType.File:
             raise ConfigError(f"table {table.name!r}: path {path!r} is a file, not a directory",
@@ -462,6 +466,34 @@ class FileSystemSink(Sink):
 
     def _path(self, name: str) -> str:
         return f"{self._dir}/{name}"
+
+    @classmethod
+    def prepare(cls, table: TableSpec, resuming: bool) -> None:
+        """``sink.mode``: a job run again into the same directory would otherwise put a
+        second copy of its output beside the first, and a reader of the directory would
+        count every row twice. Only a job starting from scratch is checked (a resumed job
+        appends its own epochs to what it committed before)."""
+        mode = _mode(table)
+        if resuming or mode == "append":
+            return
+        fs, where = resolve(table.option("path"))
+        if fs.get_file_info(where).type != pafs.FileType.Directory:
+            return
+        visible = [info for info in fs.get_file_info(pafs.FileSelector(where))
+                   if not _is_hidden(info.base_name)]
+        if not visible:
+            return
+        if mode == "error":
+            names = sorted(i.base_name for i in visible)
+            raise ConfigError(
+                f"sink {table.name!r} at {table.option('path')} already holds files "
+                f"({', '.join(names[:3])}{', …' if len(names) > 3 else ''}); set "
+                f"sink.mode = 'overwrite' or 'append'", line=table.line)
+        for info in visible:
+            if info.type == pafs.FileType.Directory:
+                fs.delete_dir(info.path)
+            else:
+                fs.delete_file(info.path)
 
     @classmethod
     def discard_orphans(cls, table: TableSpec) -> None:
@@ -651,6 +683,18 @@ def _by_partition(batch: pa.RecordBatch, columns: list[str]
         rows = groups.column("row_list")[index].values
         out.append(("/".join(parts), table.take(rows).combine_chunks().to_batches()[0]))
     return out
+
+
+#: values of the ``sink.mode`` option (the first is the default)
+SINK_MODES = ("error", "append", "overwrite")
+
+
+def _mode(table: TableSpec) -> str:
+    mode = (table.option("sink.mode") or SINK_MODES[0]).lower()
+    if mode not in SINK_MODES:
+        raise ConfigError(f"sink.mode = {table.option('sink.mode')!r} in table {table.name!r}",
+                          line=table.line, hint="accepted: " + ", ".join(SINK_MODES))
+    return mode
 
 
 def _rollover(table: TableSpec) -> int | None:

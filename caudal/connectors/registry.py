@@ -11,6 +11,7 @@ import importlib
 
 from caudal.connectors.base import LookupSource, Sink, Source
 from caudal.errors import ConfigError
+from caudal.plan.physical import PhysicalGraph
 from caudal.plan.tables import TableSpec
 
 #: connector name -> module that implements it
@@ -81,6 +82,28 @@ def sink_class(table: TableSpec) -> type[Sink]:
         raise ConfigError(f"connector {table.connector!r} cannot be written to (table "
                           f"{table.name!r} is used as a sink)", line=table.line)
     return cls
+
+
+def sink_tables(graph: PhysicalGraph) -> list[TableSpec]:
+    """The tables a dataflow writes, once each: two INSERTs into one table are two sink
+    vertices, and two tables with the same connector and options are one target."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for v in graph.vertices:
+        if v.sink is None:
+            continue
+        key = (v.sink.connector, repr(sorted(v.sink.options.items())))
+        if key not in seen:
+            seen.add(key)
+            out.append(v.sink)
+    return out
+
+
+def prepare_sinks(graph: PhysicalGraph, resuming: bool) -> None:
+    """Let every sink table check or clear its target before the job starts (Sink.prepare):
+    a run from scratch (``resuming`` False) or from the job's own checkpoint."""
+    for table in sink_tables(graph):
+        sink_class(table).prepare(table, resuming)
 
 
 def check_options(table: TableSpec, cls: type) -> None:

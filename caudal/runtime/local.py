@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 
-from caudal.connectors.registry import source_class
+from caudal.connectors.registry import prepare_sinks, source_class
 from caudal.errors import CaudalError, RuntimeFailure
 from caudal.plan.physical import PhysicalGraph
 from caudal.runtime.base import JobResult, Runtime, SubtaskStats
@@ -33,6 +33,10 @@ class LocalRuntime(Runtime):
 
     def deploy(self, graph: PhysicalGraph, restore_from: str | None = None) -> None:
         self.graph = graph
+        if self.job.checkpoints is None:
+            # a run without checkpoints always starts from scratch (with checkpoints, the
+            # supervisor prepares the sinks once, knowing whether the job resumes)
+            prepare_sinks(graph, resuming=False)
         self.job.settings = dict(graph.settings)
         self.job.limits_open = graph.limited_outputs()
         gates: dict[tuple[int, int], InputGate] = {}

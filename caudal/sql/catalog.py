@@ -95,8 +95,12 @@ class Catalog:
             if isinstance(prop, _IGNORED_PROPERTIES):
                 continue
             if type(prop) is exp.Property:
-                key = prop.this.name if isinstance(prop.this, (exp.Var, exp.Literal,
-                                                               exp.Identifier)) else prop.name
+                if isinstance(prop.this, exp.Dot):  # sink.mode = '…' written unquoted
+                    key = ".".join(part.name for part in prop.this.flatten())
+                elif isinstance(prop.this, (exp.Var, exp.Literal, exp.Identifier)):
+                    key = prop.this.name
+                else:
+                    key = prop.name
                 value = prop.args.get("value")
             else:
                 key = _PROPERTY_KEYS.get(type(prop))

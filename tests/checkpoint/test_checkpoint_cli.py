@@ -101,6 +101,7 @@ def test_sigterm_takes_a_savepoint_and_the_next_run_resumes(tmp_path):
     assert got.equals(expected)
     again = run_cli("run", str(job), "-p", "2", "--checkpoint-dir", str(ck), cwd=tmp_path)
     assert again.returncode == 0, again.stderr            # a finished job stays finished
+    assert "already finished" in again.stderr and "--fresh" in again.stderr
     assert normalized(read_committed(out)).equals(expected)
     listing = run_cli("checkpoints", str(ck))
     assert "final" in listing.stdout

@@ -224,12 +224,12 @@ def test_not_null_sink_column_fails_on_null(tmp_path):
     script = f"""
 CREATE TABLE src (k BIGINT, v STRING) WITH (connector = 'filesystem', path = '{data}');
 CREATE TABLE out (k BIGINT NOT NULL, v STRING NOT NULL)
-  WITH (connector = 'filesystem', path = '{tmp_path / "out"}', format = 'parquet');
+  WITH (connector = 'filesystem', path = '{{out}}', format = 'parquet');
 INSERT INTO out SELECT k, v FROM src{{where}};"""
-    run_sql(script.format(where=" WHERE v IS NOT NULL"))
+    run_sql(script.format(out=tmp_path / "out", where=" WHERE v IS NOT NULL"))
     assert read_committed(tmp_path / "out").to_pylist() == [{"k": 1, "v": "a"}]
     with pytest.raises(CaudalError, match="column 'v' of table 'out' is declared NOT NULL"):
-        run_sql(script.format(where=""))
+        run_sql(script.format(out=tmp_path / "out2", where=""))
 
 
 def test_temporary_if_not_exists_and_comments():
