@@ -2,8 +2,9 @@
 
 - At deploy it claims the checkpoint directory, finishes the two-phase commit of the newest
   checkpoint and restores every subtask from it (checkpoint.recovery). A job whose newest
-  checkpoint is final (every source read to its end) has nothing left to do: deploy says so
-  (JobFinished) instead of running it to emit no row. Sinks check their targets once, before
+  checkpoint is final (every source read to its end) and whose sources cannot grow
+  (Source.finite: files, generators; not a log read up to its latest offset) has nothing
+  left to do: deploy says so (JobFinished) instead of running it to emit no row. Sinks check their targets once, before
   the first run (Sink.prepare: a job from scratch may find an earlier run's output).
 - When an operator fails (an exception), the job is cancelled, and after a backoff it is
   deployed again from the last complete checkpoint, up to ``max_restarts`` times. User errors
@@ -113,7 +114,7 @@ class CheckpointedRuntime(Runtime):
         if first:  # once: a restart after a failure finds the target as this run left it
             prepare_sinks(graph, resuming=manifest is not None)
         recover_sinks(manifest, graph, self._triggered, self.storage)
-        if first and manifest is not None and manifest.final:
+        if first and manifest is not None and manifest.final and self._finite():
             # (recover_sinks has committed its last rows, in case the run that wrote it was
             # killed before its sinks did)
             self.storage.unlock()
@@ -142,6 +143,15 @@ class CheckpointedRuntime(Runtime):
         runtime.deploy(graph)
         self.current = runtime
         self.coordinator = coordinator
+
+    def _finite(self) -> bool:
+        """Every source's end is for good (Source.finite): a final checkpoint then means
+        there is nothing left to read, now or later."""
+        from caudal.connectors.registry import source_class
+
+        assert self.graph is not None
+        return all(source_class(v.source).finite for v in self.graph.vertices
+                   if v.source is not None)
 
     def _check_sources(self, manifest: Any) -> None:
         from caudal.connectors.registry import source_class

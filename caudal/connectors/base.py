@@ -39,6 +39,11 @@ class Source(ABC):
 
     #: True when the input ends by itself (files, a generator with a count)
     bounded: bool = True
+    #: True when the end of a bounded input is for good: files, a generator's count. A job
+    #: that read it to the end is finished (checkpoint.supervisor says so when it is run
+    #: again). False when a later run can find more rows after the end this one read (a
+    #: log read up to its latest offset: the same command resumes there for the new rows).
+    finite: bool = False
     #: metadata keys this source fills (``col TYPE METADATA FROM 'key'``): key -> what it is.
     #: The source emits a metadata column (its name in ``table.metadata``) among its
     #: ``schema``; ``table.data_schema()`` is what it decodes from the records themselves

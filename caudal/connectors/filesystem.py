@@ -128,6 +128,8 @@ def csv_header(table: TableSpec) -> bool:
 class FileSystemSource(Source):
     """Reads a file or a directory of files, bounded; resumable per partition."""
 
+    finite = True
+
     METADATA_KEYS = {
         "file.path": "the full path of the file a row was read from (TEXT)",
         "file.name": "the name of that file, without its directory (TEXT)",

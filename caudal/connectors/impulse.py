@@ -45,6 +45,8 @@ def _events(table: TableSpec) -> int | None:
 class ImpulseSource(Source):
     """Counts 0, 1, 2, ... split over partitions; paced by wall clock when asked."""
 
+    finite = True   # with ``events``, the same counters every time
+
     OPTIONS = {
         "event_rate": "events per second in wall-clock time, over all partitions; absent: as "
                       "fast as possible",

@@ -259,6 +259,8 @@ def _kind(table: TableSpec) -> str | None:
 class NexmarkSource(Source):
     """Generates the Nexmark event stream for the partitions assigned to one subtask."""
 
+    finite = True   # with ``events``, the same sequence every time
+
     OPTIONS = {
         "table": "bid, auction or person: a flat table of that kind; absent: all events "
                  "(event_type and person/auction/bid structs)",
