@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="target rows per batch read from a source (default 65536)")
     run.add_argument("--linger", default="5ms", metavar="DURATION",
                      help="longest wait to fill a batch before sending it (default 5ms)")
+    run.add_argument("--udf", action="append", default=[], metavar="FILE.py",
+                     help="a Python file defining UDFs (@caudal.udf / @caudal.udaf), callable "
+                          "by name in the SQL; repeatable")
     run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                      help="show tracebacks on errors")
 
@@ -70,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
                                          "physical dataflow graph, without running.")
     explain.add_argument("file")
     explain.add_argument("--parallelism", "-p", type=int, default=1, metavar="N")
+    explain.add_argument("--udf", action="append", default=[], metavar="FILE.py",
+                         help="a Python file defining UDFs; repeatable")
     explain.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                          help="show tracebacks on errors")
     functions = sub.add_parser("functions", help="list the scalar functions SQL can call",
@@ -150,6 +155,29 @@ class StatusLine:
             draw_status(line, self.stream)
 
 
+def _load_udfs(paths: list[str]):
+    """Run each ``--udf`` file (its decorators register the UDFs); the context in which the
+    job is planned with them callable by name."""
+    from contextlib import nullcontext
+
+    if not paths:
+        return nullcontext()
+    import runpy
+
+    from caudal.plan.functions.python_udf import job_context
+
+    for path in paths:
+        if not Path(path).is_file():
+            raise CaudalError(f"--udf {path}: no such file")
+        try:
+            runpy.run_path(path, run_name="caudal_udfs")
+        except CaudalError:
+            raise
+        except Exception as e:
+            raise CaudalError(f"--udf {path}: {type(e).__name__}: {e}") from None
+    return job_context()
+
+
 def cmd_run(args) -> int:
     from caudal.job import compile_sql
     from caudal.runtime.local import LocalRuntime
@@ -157,7 +185,8 @@ def cmd_run(args) -> int:
     if args.parallelism < 1:
         raise CaudalError("--parallelism must be at least 1")
     text = _read(args.file)
-    compiled = compile_sql(text, args.parallelism)
+    with _load_udfs(args.udf):
+        compiled = compile_sql(text, args.parallelism)
     runtime = LocalRuntime(batch_rows=args.batch_rows,
                            linger_s=parse_duration_s(args.linger, "--linger"))
     if args.checkpoint_dir:
@@ -198,7 +227,8 @@ def cmd_run(args) -> int:
 def cmd_explain(args) -> int:
     from caudal.job import explain_sql
 
-    print(explain_sql(_read(args.file), args.parallelism))
+    with _load_udfs(args.udf):
+        print(explain_sql(_read(args.file), args.parallelism))
     return 0
 
 

@@ -25,11 +25,12 @@ CONNECTORS = {
     "upsert-kafka": "caudal.connectors.upsert_kafka",
     "postgres": "caudal.connectors.postgres",
     "postgres-cdc": "caudal.connectors.postgres_cdc",
+    "python": "caudal.connectors.python",
 }
 
 #: connectors for caudal's own tools (benchmarks), registered by them and not offered to
 #: users in error hints or the SQL reference
-INTERNAL = {"bench", "replay"}
+INTERNAL = {"bench", "replay", "python"}
 
 
 def public_connectors() -> list[str]:

@@ -22,7 +22,7 @@ from caudal.plan.expressions import Call, Column, Expr, Literal, set_source
 from caudal.plan.functions.casts import bind_cast, cast_array, try_cast_array
 from caudal.plan.functions.catalog import close_names
 from caudal.plan.functions.intervals import parse_interval
-from caudal.plan.functions.registry import FUNCTIONS, bind_call
+from caudal.plan.functions.registry import FUNCTIONS, bind_call, find
 from caudal.sql.dialect import Caudal
 from caudal.sql.scope import Scope, position
 from caudal.types import INTERVAL, arrow_type, is_numeric
@@ -324,7 +324,7 @@ def _unconstrained_numeric(source: pa.DataType) -> pa.DataType:
 
 def _anonymous(node: exp.Anonymous, scope: Scope) -> Expr:
     name = str(node.this).lower()
-    fn = FUNCTIONS.get(name)
+    fn = find(name)
     if fn is None or fn.internal:
         if name in _AGGREGATES:
             return _aggregate(node)

@@ -11,6 +11,7 @@ from caudal.plan.functions import (  # noqa: F401  (import registers)
     math,
     nested,
     operators,
+    python_udf,
     strings,
     time,
     udf_classes,

@@ -8,7 +8,9 @@ and column of the call.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,8 +58,32 @@ def register(names: str | list[str], bind: Binder, kernel: Kernel, signature: st
         FUNCTIONS[name] = fn
 
 
+#: functions of the job being planned (Python UDFs, caudal.frame.udf): name -> function,
+#: looked up before FUNCTIONS. Per job, not global: two jobs of one process may define the
+#: same name differently; the bound IR carries the Python callable itself (Call.options)
+_JOB_FUNCTIONS: ContextVar[dict[str, ScalarFunction] | None] = ContextVar(
+    "caudal_job_functions", default=None)
+
+
+@contextmanager
+def job_functions(functions: dict[str, ScalarFunction]) -> Iterator[None]:
+    """Plan with ``functions`` callable by name (on top of the built-in ones)."""
+    token = _JOB_FUNCTIONS.set({**(_JOB_FUNCTIONS.get() or {}),
+                                **{k.lower(): v for k, v in functions.items()}})
+    try:
+        yield
+    finally:
+        _JOB_FUNCTIONS.reset(token)
+
+
+def find(name: str) -> ScalarFunction | None:
+    """The function called ``name`` in the job being planned, or None."""
+    key = name.lower()
+    return (_JOB_FUNCTIONS.get() or {}).get(key) or FUNCTIONS.get(key)
+
+
 def lookup(name: str) -> ScalarFunction:
-    fn = FUNCTIONS.get(name.lower())
+    fn = find(name)
     if fn is None:
         raise PlanError(f"unknown function {name}()",
                         hint="`caudal functions` and docs/sql.md list them all")

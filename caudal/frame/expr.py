@@ -1,0 +1,370 @@
+"""Column expressions of the frame API: ``col("price") * 2``, ``col("s").upper()``,
+``col("price").max().alias("top")``.
+
+An ``Expr`` wraps a sqlglot syntax tree. The frame API renders queries as SQL text with quoted
+identifiers and plans them with the SQL planner, so an expression means exactly what the same
+SQL means (types, NULLs, errors). Every scalar function of the SQL surface is a method, made
+from the function registry (the expression is the first argument):
+
+>>> from caudal import col, lit
+>>> (col("price") * 2 + 1).sql()
+'("price" * 2) + 1'
+>>> col("s").upper().alias("u").sql()
+'UPPER("s") AS "u"'
+>>> col("price").max().output_name
+'price'
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from typing import Any
+
+from sqlglot import exp
+
+from caudal.errors import PlanError
+
+
+def _dialect():
+    from caudal.sql.dialect import Caudal
+
+    return Caudal
+
+
+class Expr:
+    """A column expression. ``is_agg`` marks an aggregate (only valid inside ``agg``)."""
+
+    __slots__ = ("node", "name", "is_agg", "udfs", "_aliased")
+
+    def __init__(self, node: exp.Expression, name: str | None = None, is_agg: bool = False,
+                 udfs: tuple = ()):
+        self.node = node
+        #: the output column name (Polars' rule: the alias, else the first column read)
+        self.name = name
+        self.is_agg = is_agg
+        #: the Python UDFs (and UDAFs) this expression calls
+        self.udfs = udfs
+        #: whether ``name`` was given by alias() (else it is only Polars' default name)
+        self._aliased = False
+
+    __hash__ = None  # == builds an expression
+
+    # -- rendering -------------------------------------------------------------------------
+
+    def sql(self, aliased: bool = True) -> str:
+        """The SQL text of the expression (with its alias when it has one)."""
+        node = self.node
+        if aliased and self.name is not None and self._aliased:
+            node = exp.alias_(node.copy(), self.name, quoted=True)
+        return node.sql(dialect=_dialect())
+
+    @property
+    def output_name(self) -> str:
+        return self.name if self.name is not None else "literal"
+
+    def __repr__(self) -> str:
+        return f"<caudal expression {self.sql()}>"
+
+    def __bool__(self):
+        raise TypeError("a caudal expression has no truth value: combine conditions with "
+                        "& and |, not `and`/`or`")
+
+    # -- naming and types -------------------------------------------------------------------
+
+    def alias(self, name: str) -> Expr:
+        """Name the result column.
+
+        >>> col("price").alias("p").sql()
+        '"price" AS "p"'
+        """
+        out = Expr(self.node, name, self.is_agg, self.udfs)
+        out._aliased = True
+        return out
+
+    def _derive(self, node: exp.Expression, *others: Any, is_agg: bool | None = None) -> Expr:
+        exprs = [o for o in others if isinstance(o, Expr)]
+        udfs = tuple(dict.fromkeys(self.udfs + tuple(u for o in exprs for u in o.udfs)))
+        agg = self.is_agg or any(o.is_agg for o in exprs) if is_agg is None else is_agg
+        name = self.name
+        if name is None:
+            name = next((o.name for o in exprs if o.name is not None), None)
+        out = Expr(node, name, agg, udfs)
+        out._aliased = self._aliased
+        return out
+
+    def cast(self, dtype: Any) -> Expr:
+        """CAST to a SQL type name (``"DOUBLE"``, ``"DECIMAL(10,2)"``) or a pyarrow type.
+
+        >>> col("x").cast("BIGINT").sql()
+        'CAST("x" AS BIGINT)'
+        """
+        if not isinstance(dtype, str):
+            from caudal.types import sql_name
+
+            dtype = sql_name(dtype)
+        try:
+            to = exp.DataType.build(dtype, dialect=_dialect())
+        except Exception:
+            raise PlanError(f"cast(): unknown type {dtype!r}",
+                            hint="a SQL type such as BIGINT, DOUBLE, TEXT, TIMESTAMP") from None
+        return self._derive(exp.Cast(this=self.node.copy(), to=to))
+
+    # -- operators --------------------------------------------------------------------------
+
+    def _binary(self, cls, other, reverse=False) -> Expr:
+        other = to_expr(other)
+        left, right = (other, self) if reverse else (self, other)
+        node = cls(this=_paren(left.node), expression=_paren(right.node))
+        return self._derive(node, other)
+
+    def __add__(self, o): return self._binary(exp.Add, o)
+    def __radd__(self, o): return self._binary(exp.Add, o, True)
+    def __sub__(self, o): return self._binary(exp.Sub, o)
+    def __rsub__(self, o): return self._binary(exp.Sub, o, True)
+    def __mul__(self, o): return self._binary(exp.Mul, o)
+    def __rmul__(self, o): return self._binary(exp.Mul, o, True)
+    def __truediv__(self, o): return self._binary(exp.Div, o)
+    def __rtruediv__(self, o): return self._binary(exp.Div, o, True)
+    def __mod__(self, o): return self._binary(exp.Mod, o)
+    def __rmod__(self, o): return self._binary(exp.Mod, o, True)
+    def __eq__(self, o): return self._binary(exp.EQ, o)  # type: ignore[override]
+    def __ne__(self, o): return self._binary(exp.NEQ, o)  # type: ignore[override]
+    def __lt__(self, o): return self._binary(exp.LT, o)
+    def __le__(self, o): return self._binary(exp.LTE, o)
+    def __gt__(self, o): return self._binary(exp.GT, o)
+    def __ge__(self, o): return self._binary(exp.GTE, o)
+    def __and__(self, o): return self._binary(exp.And, o)
+    def __rand__(self, o): return self._binary(exp.And, o, True)
+    def __or__(self, o): return self._binary(exp.Or, o)
+    def __ror__(self, o): return self._binary(exp.Or, o, True)
+
+    def __invert__(self) -> Expr:
+        return self._derive(exp.Not(this=_paren(self.node)))
+
+    def __neg__(self) -> Expr:
+        return self._derive(exp.Neg(this=_paren(self.node)))
+
+    def __floordiv__(self, o):
+        return self._binary(exp.Div, o).floor()
+
+    # -- Polars-named predicates ------------------------------------------------------------
+
+    def is_null(self) -> Expr:
+        return self._derive(exp.Is(this=_paren(self.node), expression=exp.Null()))
+
+    def is_not_null(self) -> Expr:
+        return ~self.is_null()
+
+    def is_in(self, values) -> Expr:
+        """``x IN (…)`` over a list of Python values.
+
+        >>> col("k").is_in([1, 2]).sql()
+        '"k" IN (1, 2)'
+        """
+        items = [to_expr(v).node for v in values]
+        return self._derive(exp.In(this=_paren(self.node), expressions=items))
+
+    def is_between(self, lower, upper) -> Expr:
+        lo, hi = to_expr(lower), to_expr(upper)
+        return self._derive(exp.Between(this=_paren(self.node), low=lo.node, high=hi.node),
+                            lo, hi)
+
+    def fill_null(self, value) -> Expr:
+        return self._derive(exp.Coalesce(this=self.node, expressions=[to_expr(value).node]),
+                            value)
+
+    def like(self, pattern: str) -> Expr:
+        return self._derive(exp.Like(this=_paren(self.node), expression=lit(pattern).node))
+
+    # -- aggregates (valid inside group_by(...).agg(...)) -----------------------------------
+
+    def _agg(self, node: exp.Expression) -> Expr:
+        if self.is_agg:
+            raise PlanError(f"an aggregate of an aggregate ({self.sql(False)}) is not allowed",
+                            hint="aggregate columns, then aggregate the result in another "
+                                 "group_by")
+        return self._derive(node, is_agg=True)
+
+    def sum(self) -> Expr:
+        return self._agg(exp.Sum(this=self.node))
+
+    def max(self) -> Expr:
+        return self._agg(exp.Max(this=self.node))
+
+    def min(self) -> Expr:
+        return self._agg(exp.Min(this=self.node))
+
+    def mean(self) -> Expr:
+        return self._agg(exp.Avg(this=self.node))
+
+    avg = mean
+
+    def count(self) -> Expr:
+        """Non-NULL values (SQL's ``count(x)``)."""
+        return self._agg(exp.Count(this=self.node))
+
+    def n_unique(self) -> Expr:
+        return self._agg(exp.Count(this=exp.Distinct(expressions=[self.node])))
+
+    def approx_n_unique(self) -> Expr:
+        return self._agg(exp.Anonymous(this="approx_count_distinct", expressions=[self.node]))
+
+    def std(self) -> Expr:
+        return self._agg(exp.Anonymous(this="stddev_samp", expressions=[self.node]))
+
+    def var(self) -> Expr:
+        return self._agg(exp.Anonymous(this="var_samp", expressions=[self.node]))
+
+    def first(self) -> Expr:
+        return self._agg(exp.Anonymous(this="first_value", expressions=[self.node]))
+
+    def last(self) -> Expr:
+        return self._agg(exp.Anonymous(this="last_value", expressions=[self.node]))
+
+    def implode(self) -> Expr:
+        return self._agg(exp.Anonymous(this="array_agg", expressions=[self.node]))
+
+    def all(self) -> Expr:
+        return self._agg(exp.Anonymous(this="bool_and", expressions=[self.node]))
+
+    def any(self) -> Expr:
+        return self._agg(exp.Anonymous(this="bool_or", expressions=[self.node]))
+
+
+def _paren(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, (exp.Column, exp.Literal, exp.Paren, exp.Func, exp.Null,
+                         exp.Boolean, exp.Cast)):
+        return node
+    return exp.Paren(this=node)
+
+
+def call(name: str, *args: Any) -> Expr:
+    """A call of any SQL scalar function by name (Python values become literals).
+
+    >>> call("concat", col("a"), "-", col("b")).sql()
+    'CONCAT("a", \\'-\\', "b")'
+    """
+    exprs = [to_expr(a) for a in args]
+    node = exp.Anonymous(this=name, expressions=[e.node for e in exprs])
+    # the Anonymous node renders NAME(…); reparsing the text gives SQL's own node
+    node = exp.maybe_parse(node.sql(dialect=_dialect()), dialect=_dialect())
+    if not exprs:
+        return Expr(node, name.lower())
+    first = exprs[0]
+    out = first._derive(node, *exprs[1:])
+    if first.name is None or isinstance(first.node, exp.Literal):
+        out.name = next((e.name for e in exprs if e.name is not None), name.lower())
+    return out
+
+
+def col(name: str) -> Expr:
+    """A column of the frame.
+
+    >>> col("price").sql()
+    '"price"'
+    """
+    if not isinstance(name, str):
+        raise PlanError(f"col() takes a column name, got {type(name).__name__}")
+    return Expr(exp.column(name, quoted=True), name)
+
+
+def lit(value: Any) -> Expr:
+    """A constant: None, bool, int, float, Decimal, str, datetime, date or timedelta.
+
+    >>> lit("it's").sql()
+    "'it''s'"
+    >>> lit(dt.datetime(2026, 1, 2, 3, 4, 5)).sql()
+    "CAST('2026-01-02 03:04:05' AS TIMESTAMP)"
+    """
+    if isinstance(value, Expr):
+        return value
+    if value is None:
+        node: exp.Expression = exp.Null()
+    elif isinstance(value, bool):
+        node = exp.Boolean(this=value)
+    elif isinstance(value, (int, float, decimal.Decimal)):
+        node = exp.Literal.number(repr(value) if isinstance(value, float) else str(value))
+        if isinstance(value, (int, float)) and value < 0:
+            node = exp.Neg(this=exp.Literal.number(repr(-value) if isinstance(value, float)
+                                                   else str(-value)))
+    elif isinstance(value, str):
+        node = exp.Literal.string(value)
+    elif isinstance(value, dt.datetime):
+        text = value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
+        node = exp.Cast(this=exp.Literal.string(text.isoformat(sep=" ")),
+                        to=exp.DataType.build("TIMESTAMP"))
+    elif isinstance(value, dt.date):
+        node = exp.Cast(this=exp.Literal.string(value.isoformat()),
+                        to=exp.DataType.build("DATE"))
+    elif isinstance(value, dt.timedelta):
+        node = interval(int(value / dt.timedelta(microseconds=1)))
+    else:
+        raise PlanError(f"lit(): cannot make a SQL constant of a {type(value).__name__}",
+                        hint="None, bool, int, float, Decimal, str, datetime, date, timedelta")
+    return Expr(node, None)
+
+
+def interval(us: int) -> exp.Expression:
+    """An INTERVAL literal of ``us`` microseconds, in the largest exact unit."""
+    for unit, size in (("DAY", 86_400_000_000), ("HOUR", 3_600_000_000),
+                       ("MINUTE", 60_000_000), ("SECOND", 1_000_000), ("MILLISECOND", 1000)):
+        if us % size == 0:
+            return exp.Interval(this=exp.Literal.string(str(us // size)),
+                                unit=exp.Var(this=unit))
+    return exp.Interval(this=exp.Literal.string(str(us)), unit=exp.Var(this="MICROSECOND"))
+
+
+def to_expr(value: Any) -> Expr:
+    """An Expr as is; any other Python value as a literal."""
+    return value if isinstance(value, Expr) else lit(value)
+
+
+def column_or_expr(value: Any, what: str) -> Expr:
+    """In select/group_by/sort a string names a column (as in Polars)."""
+    if isinstance(value, str):
+        return col(value)
+    if isinstance(value, Expr):
+        return value
+    raise PlanError(f"{what}: expected a column name or an expression, got "
+                    f"{type(value).__name__}")
+
+
+def count() -> Expr:
+    """``count(*)``: the number of rows of a group, named ``count``."""
+    return Expr(exp.Count(this=exp.Star()), "count", True)
+
+
+def len_() -> Expr:
+    return Expr(exp.Count(this=exp.Star()), "len", True)
+
+
+# ---- every scalar function of the SQL surface as a method --------------------------------
+
+#: functions whose SQL signature puts a unit or pattern before the value
+_VALUE_SECOND = {"date_trunc", "date_part"}
+
+
+def _method(name: str):
+    if name in _VALUE_SECOND:
+        def method(self, first, *args):
+            return call(name, first, self, *args)
+    else:
+        def method(self, *args):
+            return call(name, self, *args)
+    method.__name__ = name
+    method.__doc__ = f"SQL ``{name}(…)`` with this expression as its first value argument."
+    return method
+
+
+def _install_function_methods() -> None:
+    from caudal.plan.functions.catalog import callable_names  # noqa: F401  (registers)
+    from caudal.plan.functions.registry import FUNCTIONS
+
+    for name, fn in FUNCTIONS.items():
+        if fn.internal or not name.isidentifier() or hasattr(Expr, name):
+            continue
+        setattr(Expr, name, _method(name))
+
+
+_install_function_methods()

@@ -1,0 +1,657 @@
+"""Lazy frames: a pipeline of filter/select/with_columns/group_by/join written in Python,
+run as one streaming job.
+
+**Why frames compile to SQL text.** Every frame is one SQL statement (``CREATE TABLE`` for a
+reader, ``CREATE VIEW`` for each step) over the frames it reads, with every identifier quoted
+and every value a literal. Running a frame plans that script with the SQL planner, so a frame
+and the SQL it stands for give the same logical plan, hence the same rows, types, NULL rules,
+windows, changelogs and errors; there is no second planner to keep in step. Only Python UDFs
+are not text: they are callables registered for the job being planned
+(``plan.functions.registry.job_functions``) and carried inside the plan.
+
+>>> import caudal as cd
+>>> from caudal import col
+>>> bids = cd.testing.from_records([{"auction": 1, "price": 5}, {"auction": 1, "price": 7},
+...                                 {"auction": 2, "price": 1}])
+>>> out = bids.filter(col("price") > 1).group_by("auction").agg(
+...     cd.count().alias("n"), col("price").max().alias("top"))
+>>> out.collect().to_pylist()
+[{'auction': 1, 'n': 2, 'top': 7}]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+from sqlglot import exp
+
+from caudal.errors import CaudalError, PlanError
+from caudal.frame.expr import Expr, column_or_expr, interval, to_expr
+
+_ids = itertools.count(1)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _string(value: Any) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _options(options: dict[str, Any]) -> str:
+    return ", ".join(f"{_string(k)} = {_string(_option_text(v))}" for k, v in options.items()
+                     if v is not None)
+
+
+def _option_text(value: Any) -> str:
+    import datetime as dt
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.timedelta):
+        from caudal.durations import format_duration_us
+
+        return format_duration_us(int(value / dt.timedelta(microseconds=1)))
+    return str(value)
+
+
+def _duration_us(value: Any, what: str) -> int:
+    import datetime as dt
+
+    from caudal.durations import parse_duration_us
+
+    if isinstance(value, dt.timedelta):
+        return int(value / dt.timedelta(microseconds=1))
+    us = parse_duration_us(value, what)
+    if us <= 0:
+        raise PlanError(f"{what} must be positive, got {value!r}", hint="e.g. '10s', '500ms'")
+    return us
+
+
+# ---- windows -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """A window for ``group_by`` (or ``Frame.window``): its rows get ``window_start`` and
+    ``window_end`` columns. Made by ``tumble``, ``hop``, ``cumulate`` and ``session``."""
+
+    kind: str
+    time: str
+    sizes: tuple[int, ...]
+
+    def table(self, source: str, partition: list[str] | None = None) -> str:
+        """The SQL window table function over the frame called ``source``."""
+        args = ", ".join(interval(us).sql() for us in self.sizes)
+        part = ""
+        if partition:
+            part = " PARTITION BY " + ", ".join(_quote(p) for p in partition)
+        return (f"TABLE({self.kind}(TABLE {source}{part}, DESCRIPTOR({_quote(self.time)}), "
+                f"{args}))")
+
+
+def _time_name(time: Any) -> str:
+    if isinstance(time, Expr) and isinstance(time.node, exp.Column):
+        return time.node.name
+    if isinstance(time, str):
+        return time
+    raise PlanError("a window's time is a column name (or col(name))",
+                    hint="e.g. cd.tumble('date_time', '10s')")
+
+
+def tumble(time: str | Expr, size: Any, offset: Any = None) -> Window:
+    """Tumbling windows of ``size`` over the event-time column ``time``.
+
+    >>> tumble("ts", "10s").table('"t"')
+    'TABLE(TUMBLE(TABLE "t", DESCRIPTOR("ts"), INTERVAL \\'10\\' SECOND))'
+    """
+    sizes = (_duration_us(size, "tumble size"),)
+    if offset is not None:
+        sizes += (_duration_us(offset, "tumble offset"),)
+    return Window("TUMBLE", _time_name(time), sizes)
+
+
+def hop(time: str | Expr, size: Any, slide: Any) -> Window:
+    """Hopping (sliding) windows of ``size`` starting every ``slide``."""
+    return Window("HOP", _time_name(time), (_duration_us(slide, "hop slide"),
+                                            _duration_us(size, "hop size")))
+
+
+def cumulate(time: str | Expr, size: Any, step: Any) -> Window:
+    """Cumulating windows: from each ``size`` boundary, growing by ``step``."""
+    return Window("CUMULATE", _time_name(time), (_duration_us(step, "cumulate step"),
+                                                 _duration_us(size, "cumulate size")))
+
+
+def session(time: str | Expr, gap: Any) -> Window:
+    """Session windows closed by ``gap`` without rows, per group key."""
+    return Window("SESSION", _time_name(time), (_duration_us(gap, "session gap"),))
+
+
+# ---- frames --------------------------------------------------------------------------------
+
+
+class Frame:
+    """A lazy streaming query. Nothing runs until ``collect``, ``stream`` or a ``write_*``.
+
+    Each frame is one statement of the SQL script its job runs (``sql_script()`` shows it).
+    """
+
+    def __init__(self, statement: str, parents: tuple[Frame, ...] = (), udfs: tuple = (),
+                 name: str | None = None, op: str = "frame"):
+        self.name = name or f"_f{next(_ids)}"
+        self._statement = statement.replace("{self}", _quote(self.name))
+        self.parents = parents
+        self.udfs = tuple(dict.fromkeys(
+            tuple(udfs) + tuple(u for p in parents for u in p.udfs)))
+        self.op = op
+        self._schema: pa.Schema | None = None
+        self._lock = threading.Lock()
+
+    # -- the SQL script ---------------------------------------------------------------------
+
+    def _frames(self) -> list[Frame]:
+        """This frame and every frame it reads, each once, readers first."""
+        order: list[Frame] = []
+        seen: set[str] = set()
+
+        def visit(f: Frame) -> None:
+            if f.name in seen:
+                return
+            seen.add(f.name)
+            for p in f.parents:
+                visit(p)
+            order.append(f)
+
+        visit(self)
+        return order
+
+    def sql_script(self) -> str:
+        """The statements defining this frame (CREATE TABLE / CREATE VIEW), one per line."""
+        return "\n".join(f._statement + ";" for f in self._frames())
+
+    def _plan_context(self):
+        from caudal.plan.functions.python_udf import job_context
+
+        return job_context(self.udfs)
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The columns of the frame's rows (planned, nothing runs).
+
+        >>> import caudal as cd
+        >>> cd.testing.from_records([{"a": 1, "b": "x"}]).schema.names
+        ['a', 'b']
+        """
+        with self._lock:
+            if self._schema is None:
+                from caudal.sql.planner import Planner
+
+                text = self.sql_script() + f"\nSELECT * FROM {_quote(self.name)};"
+                with self._plan_context():
+                    job = Planner().plan_script(text)
+                self._schema = job.outputs[-1].plan.schema
+            return self._schema
+
+    @property
+    def columns(self) -> list[str]:
+        return self.schema.names
+
+    def _checked(self) -> Frame:
+        """Plan now, so misuse fails where it is written, with the SQL message and no
+        position inside generated SQL."""
+        try:
+            self._schema = self.schema
+        except CaudalError as e:
+            raise _frame_error(e, self) from None
+        return self
+
+    def _derive(self, select: str, op: str, exprs: list[Expr] = (), parents=None) -> Frame:
+        udfs = tuple(u for e in exprs for u in e.udfs)
+        frame = Frame(f"CREATE VIEW {{self}} AS {select}", parents or (self,), udfs, op=op)
+        return frame._checked()
+
+    # -- relational operations --------------------------------------------------------------
+
+    def filter(self, *predicates: Expr) -> Frame:
+        """Rows where every predicate is true.
+
+        >>> import caudal as cd
+        >>> f = cd.testing.from_records([{"x": 1}, {"x": 5}])
+        >>> f.filter(cd.col("x") > 2).collect().to_pylist()
+        [{'x': 5}]
+        """
+        if not predicates:
+            raise PlanError("filter() needs a condition")
+        exprs = [to_expr(p) for p in predicates]
+        _no_aggregates(exprs, "filter()", "filter on an aggregate after group_by(...).agg()")
+        where = " AND ".join(f"({e.sql(False)})" for e in exprs)
+        return self._derive(f"SELECT * FROM {_quote(self.name)} WHERE {where}", "filter",
+                            exprs)
+
+    def select(self, *columns: str | Expr, **named: Expr) -> Frame:
+        """These columns or expressions (``name=expr`` names one), in this order."""
+        exprs = _items(columns, named, "select()")
+        _no_aggregates(exprs, "select()", "aggregates go in group_by(...).agg(...)")
+        _unique(exprs, "select()")
+        items = ", ".join(_item(e) for e in exprs)
+        return self._derive(f"SELECT {items} FROM {_quote(self.name)}", "select", exprs)
+
+    def with_columns(self, *columns: Expr, **named: Expr) -> Frame:
+        """All columns plus these (a column of the same name is replaced in place)."""
+        exprs = _items(columns, named, "with_columns()")
+        _no_aggregates(exprs, "with_columns()", "aggregates go in group_by(...).agg(...)")
+        _unique(exprs, "with_columns()")
+        new = {e.output_name.lower(): e for e in exprs}
+        items = []
+        for name in self.columns:
+            e = new.pop(name.lower(), None)
+            items.append(_item(e) if e is not None else _quote(name))
+        items.extend(_item(e) for e in new.values())
+        return self._derive(f"SELECT {', '.join(items)} FROM {_quote(self.name)}",
+                            "with_columns", exprs)
+
+    def drop(self, *names: str) -> Frame:
+        gone = {n.lower() for n in names}
+        unknown = gone - {c.lower() for c in self.columns}
+        if unknown:
+            raise PlanError(f"drop(): unknown column {sorted(unknown)[0]!r}",
+                            hint="columns: " + ", ".join(self.columns))
+        return self.select(*[c for c in self.columns if c.lower() not in gone])
+
+    def rename(self, mapping: dict[str, str]) -> Frame:
+        return self.select(*[to_expr(column_or_expr(c, "rename()")).alias(mapping[c])
+                             if c in mapping else c for c in self.columns])
+
+    def group_by(self, *keys: str | Expr | Window) -> GroupBy:
+        """Group by columns, expressions and at most one window (``cd.tumble(…)``…)."""
+        return GroupBy(self, keys)
+
+    def window(self, window: Window) -> Frame:
+        """Every row with the ``window_start`` and ``window_end`` of its window(s): the
+        input of a window join (join on both) or a window top-N."""
+        if not isinstance(window, Window):
+            raise PlanError("window() takes cd.tumble(…), cd.hop(…) or cd.cumulate(…)")
+        return self._derive(f"SELECT * FROM {window.table(_quote(self.name))}", "window")
+
+    def join(self, other: Frame, on: str | list[str] | None = None, how: str = "inner", *,
+             left_on: str | list[str] | None = None, right_on: str | list[str] | None = None,
+             where: Expr | None = None, suffix: str = "_right") -> Frame:
+        """Join with ``other`` on equal keys (and a ``where`` condition over the joined
+        columns, e.g. an interval on both event times for an interval join). The result has
+        this frame's columns, then ``other``'s except its keys (``suffix`` added to names
+        that clash), as in Polars. ``how``: inner, left, right, full."""
+        from caudal.frame.joins import join_sql
+
+        select = join_sql(self, other, on, how, left_on, right_on, where, suffix)
+        return self._derive(select, "join", [where] if where is not None else [],
+                            parents=(self, other))
+
+    def top_k(self, k: int, by: str | Expr | list, *, over: str | list | None = None,
+              descending: bool = True, rank: str | None = None) -> Frame:
+        """The ``k`` rows with the largest ``by`` (smallest with ``descending=False``) per
+        ``over`` key (a window's rows: over ``["window_start", "window_end"]``); an updating
+        top-N without a window. ``rank`` keeps the row number as a column of that name."""
+        if not isinstance(k, int) or k < 1:
+            raise PlanError(f"top_k(): k must be a positive integer, got {k!r}")
+        by_list = by if isinstance(by, list) else [by]
+        order = ", ".join(column_or_expr(b, "top_k()").sql(False)
+                          + (" DESC" if descending else " ASC") for b in by_list)
+        keys = over if isinstance(over, list) else ([over] if over is not None else [])
+        part = ("PARTITION BY " + ", ".join(column_or_expr(p, "top_k()").sql(False)
+                                            for p in keys) + " ") if keys else ""
+        rn = rank or "__rank"
+        cols = ", ".join(_quote(c) for c in self.columns) + (f", {_quote(rn)}" if rank else "")
+        inner = (f"SELECT *, ROW_NUMBER() OVER ({part}ORDER BY {order}) AS {_quote(rn)} "
+                 f"FROM {_quote(self.name)}")
+        return self._derive(f"SELECT {cols} FROM ({inner}) WHERE {_quote(rn)} <= {k}",
+                            "top_k")
+
+    def sort(self, by: str | Expr | list, *, descending: bool = False) -> Frame:
+        """Rows in this order (an unbounded stream can be sorted by event time only)."""
+        by_list = by if isinstance(by, list) else [by]
+        order = ", ".join(column_or_expr(b, "sort()").sql(False)
+                          + (" DESC" if descending else "") for b in by_list)
+        return self._derive(f"SELECT * FROM {_quote(self.name)} ORDER BY {order}", "sort")
+
+    def head(self, n: int = 5) -> Frame:
+        """The first ``n`` rows (SQL LIMIT)."""
+        return self._derive(f"SELECT * FROM {_quote(self.name)} LIMIT {int(n)}", "head")
+
+    limit = head
+
+    def union(self, other: Frame) -> Frame:
+        """Both frames' rows (UNION ALL; the same columns in the same order)."""
+        return self._derive(f"SELECT * FROM {_quote(self.name)} UNION ALL "
+                            f"SELECT * FROM {_quote(other.name)}", "union",
+                            parents=(self, other))
+
+    # -- running ----------------------------------------------------------------------------
+
+    def explain(self, parallelism: int = 1) -> str:
+        """The logical plan and the physical dataflow graph, as ``caudal explain`` prints."""
+        from caudal.job import explain_sql
+
+        with self._plan_context():
+            text = explain_sql(self._query_script(), parallelism)
+        return text.split("\n", 1)[1] if text.startswith("--") else text
+
+    def _query_script(self) -> str:
+        return self.sql_script() + f"\nSELECT * FROM {_quote(self.name)};"
+
+    def collect(self, **options: Any) -> pa.Table:
+        """Run to the end of the (bounded) input and return the result as a pyarrow Table.
+        An updating query's changelog is folded: the rows it leaves at the end. Options as
+        the CLI's: ``parallelism``, ``checkpoint_dir``, ``checkpoint_interval``, ``fresh``,
+        ``from_epoch``, ``max_restarts``, ``batch_rows``."""
+        from caudal.frame.run import collect
+
+        return collect(self, **options)
+
+    def to_polars(self, **options: Any):
+        """``collect()`` as a Polars DataFrame."""
+        import polars as pl
+
+        return pl.from_arrow(self.collect(**options))
+
+    def stream(self, **options: Any) -> Iterator[pa.RecordBatch]:
+        """Record batches as the job commits them (with checkpoints, at each checkpoint);
+        an updating query's batches carry an ``_op`` column: 1 insert, -1 delete, -2/2 the
+        old/new halves of an update."""
+        from caudal.frame.run import stream
+
+        return stream(self, **options)
+
+    def preview(self, n: int = 10, **options: Any) -> pa.Table:
+        """The first ``n`` rows of the result (runs the job on its bounded input)."""
+        return self.collect(**options).slice(0, n)
+
+    def write_parquet(self, path: str, **options: Any):
+        """Write into a directory of Parquet files (exactly once with checkpoints)."""
+        return self.sink(connector="filesystem", path=path, format="parquet", **options)
+
+    def write_json(self, path: str, **options: Any):
+        """JSON lines files (``format="debezium_json"`` for an updating query)."""
+        options.setdefault("format", "json")
+        return self.sink(connector="filesystem", path=path, **options)
+
+    def write_csv(self, path: str, **options: Any):
+        return self.sink(connector="filesystem", path=path, format="csv", **options)
+
+    def sink(self, connector: str, **options: Any):
+        """Write into any connector's table: ``sink("kafka", topic=…, bootstrap_servers=…)``.
+        Run options (``parallelism``, ``checkpoint_dir``…) are taken out of ``options``."""
+        from caudal.frame.run import RUN_OPTIONS, run_into
+
+        run = {k: options.pop(k) for k in list(options) if k in RUN_OPTIONS}
+        return run_into(self, {"connector": connector, **options}, **run)
+
+    # -- notebook ---------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        try:
+            cols = ", ".join(f"{f.name}: {_type_name(f.type)}" for f in self.schema)
+        except CaudalError as e:
+            cols = f"<{e}>"
+        steps = " <- ".join(f.op for f in reversed(self._frames()))
+        return f"<caudal Frame [{cols}]\n  {steps}>"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return "<pre>" + html.escape(repr(self)) + "</pre>"
+
+
+def _type_name(t: pa.DataType) -> str:
+    from caudal.types import sql_name
+
+    return sql_name(t)
+
+
+def _frame_error(e: CaudalError, frame: Frame) -> CaudalError:
+    """The planner's message without its position (a line of generated SQL): the operation
+    that was written instead."""
+    import re
+
+    message = re.sub(r"(in )?table '_f\d+'(: )?", "", e.message)
+    message = re.sub(r"'?\b_f\d+\b'?", "the input", message)
+    return type(e)(f"{frame.op}(): {message}", hint=e.hint)
+
+
+def _items(columns, named, what: str) -> list[Expr]:
+    exprs = [column_or_expr(c, what) for c in columns]
+    exprs += [to_expr(e).alias(n) for n, e in named.items()]
+    if not exprs:
+        raise PlanError(f"{what} needs at least one column or expression")
+    return exprs
+
+
+def _item(e: Expr) -> str:
+    return f"{e.sql(False)} AS {_quote(e.output_name)}"
+
+
+def _no_aggregates(exprs: list[Expr], what: str, hint: str) -> None:
+    for e in exprs:
+        if e.is_agg:
+            raise PlanError(f"{what}: aggregate {e.sql(False)} is not allowed here",
+                            hint=hint)
+
+
+def _unique(exprs: list[Expr], what: str) -> None:
+    seen: set[str] = set()
+    for e in exprs:
+        key = e.output_name.lower()
+        if key in seen:
+            raise PlanError(f"{what}: two columns are named {e.output_name!r}",
+                            hint="name them apart with .alias()")
+        seen.add(key)
+
+
+class GroupBy:
+    """``frame.group_by(keys…)``, waiting for ``.agg(aggregates…)``."""
+
+    def __init__(self, frame: Frame, keys: tuple):
+        self.frame = frame
+        self.window: Window | None = None
+        self.keys: list[Expr | Window] = []
+        for k in keys:
+            if isinstance(k, Window):
+                if self.window is not None:
+                    raise PlanError("group_by(): at most one window")
+                self.window = k
+                self.keys.append(k)
+            else:
+                key = column_or_expr(k, "group_by()")
+                if key.is_agg:
+                    raise PlanError(f"group_by(): aggregate {key.sql(False)} is not a key",
+                                    hint="aggregates go in .agg(...)")
+                self.keys.append(key)
+
+    def agg(self, *aggs: Expr, **named: Expr) -> Frame:
+        """One row per group (per window and group with a window): the keys, the window's
+        ``window_start`` and ``window_end``, then the aggregates."""
+        exprs = _items(aggs, named, "agg()")
+        for e in exprs:
+            if not e.is_agg:
+                raise PlanError(f"agg(): {e.sql(False)} is not an aggregate",
+                                hint="use .sum(), .max(), .min(), .mean(), .count(), "
+                                     ".n_unique(), .first(), .last() or cd.count()")
+        items: list[str] = []
+        groups: list[str] = []
+        plain_keys: list[str] = []
+        for k in self.keys:
+            if isinstance(k, Window):
+                items += ['"window_start"', '"window_end"']
+                groups += ['"window_start"', '"window_end"']
+            else:
+                items.append(_item(k))
+                groups.append(k.sql(False))
+                if isinstance(k.node, exp.Column):
+                    plain_keys.append(k.node.name)
+        _unique([k for k in self.keys if isinstance(k, Expr)] + exprs, "agg()")
+        items += [_item(e) for e in exprs]
+        source = _quote(self.frame.name)
+        if self.window is not None:
+            # sessions per group key, as a Polars user expects (SQL's PARTITION BY)
+            part = plain_keys if self.window.kind == "SESSION" else None
+            source = self.window.table(source, part)
+        keys = [k for k in self.keys if isinstance(k, Expr)]
+        select = f"SELECT {', '.join(items)} FROM {source}"
+        if groups:
+            select += " GROUP BY " + ", ".join(groups)
+        return self.frame._derive(select, "group_by.agg", keys + exprs)
+
+
+# ---- readers -------------------------------------------------------------------------------
+
+
+def _columns_ddl(schema: Any) -> str:
+    if schema is None:
+        return ""
+    from caudal.types import sql_name
+
+    if isinstance(schema, pa.Schema):
+        pairs = [(f.name, sql_name(f.type)) for f in schema]
+    elif isinstance(schema, dict):
+        pairs = [(n, t if isinstance(t, str) else sql_name(t)) for n, t in schema.items()]
+    else:
+        raise PlanError("schema= takes a dict of column name -> SQL type, or a pyarrow Schema")
+    return " (" + ", ".join(f"{_quote(n)} {t}" for n, t in pairs) + ")"
+
+
+def read_table(connector: str, *, schema: Any = None, event_time: str | None = None,
+               watermark_delay: Any = None, op: str = "read", **options: Any) -> Frame:
+    """A frame reading a table of any connector, with its options as keyword arguments
+    (``event_time`` and ``watermark_delay`` as in DDL's WATERMARK clause)."""
+    if watermark_delay is not None and event_time is None:
+        raise PlanError(f"{op}(): watermark_delay needs event_time (the column it trails)")
+    opts = {"connector": connector, **options, "event_time_field": event_time,
+            "watermark_delay": watermark_delay}
+    statement = f"CREATE TABLE {{self}}{_columns_ddl(schema)} WITH ({_options(opts)})"
+    return Frame(statement, op=op)._checked()
+
+
+def read_parquet(path: str, *, event_time: str | None = None, watermark_delay: Any = None,
+                 **options: Any) -> Frame:
+    """Parquet files (a file or a directory); columns from the files."""
+    return read_table("filesystem", path=str(path), format="parquet", event_time=event_time,
+                      watermark_delay=watermark_delay, op="read_parquet", **options)
+
+
+def read_json(path: str, *, schema: Any = None, event_time: str | None = None,
+              watermark_delay: Any = None, **options: Any) -> Frame:
+    """JSON lines files; columns from ``schema`` or the first objects."""
+    return read_table("filesystem", path=str(path), format="json", schema=schema,
+                      event_time=event_time, watermark_delay=watermark_delay,
+                      op="read_json", **options)
+
+
+def read_csv(path: str, *, schema: Any = None, event_time: str | None = None,
+             watermark_delay: Any = None, **options: Any) -> Frame:
+    """CSV files with a header line (or ``schema`` and ``**{"csv.header": "false"}``)."""
+    return read_table("filesystem", path=str(path), format="csv", schema=schema,
+                      event_time=event_time, watermark_delay=watermark_delay, op="read_csv",
+                      **options)
+
+
+def read_nexmark(table: str = "bid", *, events: int | None = None, **options: Any) -> Frame:
+    """The Nexmark generator (``bid``, ``auction``, ``person``); event time is its own
+    ``date_time`` column."""
+    return read_table("nexmark", table=table, events=events, op="read_nexmark", **options)
+
+
+def read_kafka(topic: str, *, bootstrap_servers: str, schema: Any = None,
+               event_time: str | None = None, watermark_delay: Any = None,
+               **options: Any) -> Frame:
+    """A Kafka topic (JSON by default); ``options`` as the kafka connector's
+    (``**{"source.offset": "earliest", "scan.bounded.mode": "latest-offset"}``)."""
+    return read_table("kafka", topic=topic, bootstrap_servers=bootstrap_servers,
+                      schema=schema, event_time=event_time, watermark_delay=watermark_delay,
+                      op="read_kafka", **options)
+
+
+def from_arrow(data: Any, *, event_time: str | None = None, watermark_delay: Any = None
+               ) -> Frame:
+    """A bounded frame over an in-memory table: a pyarrow Table or RecordBatch, a Polars
+    DataFrame, a dict of columns or a list of row dicts."""
+    from caudal.connectors import python as python_connector
+
+    table = _as_arrow(data)
+    digest = hashlib.sha1()
+    for field in table.schema:
+        digest.update(str(field).encode())
+    for batch in table.to_batches():
+        for buf in batch.to_struct_array().buffers():
+            if buf is not None:
+                digest.update(buf)
+    handle = f"{digest.hexdigest()[:16]}"
+    python_connector.TABLES[handle] = table
+    return read_table("python", handle=handle, event_time=event_time,
+                      watermark_delay=watermark_delay, op="from_arrow")
+
+
+def _as_arrow(data: Any) -> pa.Table:
+    from caudal.types import normalize_schema
+
+    if isinstance(data, pa.RecordBatch):
+        table = pa.Table.from_batches([data])
+    elif isinstance(data, pa.Table):
+        table = data
+    elif isinstance(data, dict):
+        table = pa.table(data)
+    elif isinstance(data, list):
+        if not data:
+            raise PlanError("from_records(): no rows (give a schema with an empty pyarrow "
+                            "Table instead)")
+        table = pa.Table.from_pylist(data)
+    elif type(data).__module__.startswith("polars"):
+        table = data.to_arrow()
+    else:
+        raise PlanError(f"cannot read a {type(data).__name__} as a table",
+                        hint="a pyarrow Table/RecordBatch, a Polars DataFrame, a dict of "
+                             "columns or a list of dicts")
+    schema = normalize_schema(table.schema)
+    return table.cast(schema) if not schema.equals(table.schema) else table
+
+
+def sql(query: str, **frames: Frame) -> Frame:
+    """A frame from a SQL query over frames named by keyword: ``cd.sql("SELECT … FROM b",
+    b=bids)``. Python UDFs are callable by name.
+
+    >>> import caudal as cd
+    >>> f = cd.testing.from_records([{"k": "a", "v": 2}, {"k": "a", "v": 3}])
+    >>> cd.sql("SELECT k, sum(v) AS s FROM t GROUP BY k", t=f).collect().to_pylist()
+    [{'k': 'a', 's': 5}]
+    """
+    from caudal.sql.parser import parse_script
+
+    for name, f in frames.items():
+        if not isinstance(f, Frame):
+            raise PlanError(f"sql(): {name}= must be a frame, got {type(f).__name__}")
+    try:
+        statements = parse_script(query)
+    except CaudalError as e:
+        raise type(e)(f"sql(): {e.message}", line=e.line, col=e.col, hint=e.hint) from None
+    if len(statements) != 1:
+        raise PlanError("sql(): give one query (SELECT …)")
+    node = statements[0].node
+    names = {n.lower(): f for n, f in frames.items()}
+    for table in list(node.find_all(exp.Table)):
+        target = names.get(table.name.lower()) if not table.args.get("db") else None
+        if target is None or not isinstance(table.this, exp.Identifier):
+            continue
+        if not table.alias and isinstance(table.parent, (exp.From, exp.Join)):
+            table.set("alias", exp.TableAlias(this=exp.to_identifier(table.name)))
+        table.set("this", exp.to_identifier(target.name, quoted=True))
+    from caudal.sql.dialect import Caudal
+
+    text = node.sql(dialect=Caudal)
+    frame = Frame(f"CREATE VIEW {{self}} AS {text}", tuple(frames.values()), op="sql")
+    return frame._checked()

@@ -1,0 +1,92 @@
+"""The SQL of ``Frame.join``: Polars' column layout over SQL's join semantics.
+
+Joined on equal keys, the result has the left frame's columns, then the right frame's except
+its keys for inner and left joins (kept, with the suffix, for right and full joins, where
+they may be NULL on the left), a suffix added to right names that clash. A ``where``
+condition names columns as the result does; it goes into the ON clause, so a condition on
+both event times makes an interval join, as in SQL.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from caudal.errors import PlanError
+
+HOWS = {"inner": "INNER", "left": "LEFT", "right": "RIGHT", "full": "FULL", "outer": "FULL"}
+_L, _R = '"__l"', '"__r"'
+
+
+def _names(value, what: str) -> list[str]:
+    if value is None:
+        return []
+    items = value if isinstance(value, (list, tuple)) else [value]
+    out = []
+    for item in items:
+        from caudal.frame.expr import Expr
+
+        if isinstance(item, Expr) and isinstance(item.node, exp.Column):
+            item = item.node.name
+        if not isinstance(item, str):
+            raise PlanError(f"join(): {what} takes column names")
+        out.append(item)
+    return out
+
+
+def join_sql(left, right, on, how, left_on, right_on, where, suffix: str) -> str:
+    from caudal.frame.frame import _quote
+
+    if how not in HOWS:
+        raise PlanError(f"join(): how = {how!r}", hint="accepted: inner, left, right, full")
+    if on is not None and (left_on is not None or right_on is not None):
+        raise PlanError("join(): give on= or left_on=/right_on=, not both")
+    lkeys = _names(on if on is not None else left_on, "on")
+    rkeys = _names(on if on is not None else right_on, "on")
+    if len(lkeys) != len(rkeys):
+        raise PlanError("join(): left_on and right_on need as many columns")
+    if not lkeys and where is None:
+        raise PlanError("join(): give the keys (on=…) or a condition (where=…)")
+    lcols, rcols = left.columns, right.columns
+    for k, cols, side in [(k, lcols, "left") for k in lkeys] + [(k, rcols, "right")
+                                                              for k in rkeys]:
+        if k.lower() not in {c.lower() for c in cols}:
+            raise PlanError(f"join(): unknown {side} column {k!r}",
+                            hint="columns: " + ", ".join(cols))
+    keep_right_keys = how in ("right", "full", "outer")
+    drop = set() if keep_right_keys else {k.lower() for k in rkeys}
+    items, names = [], {}
+    for c in lcols:
+        items.append(f"{_L}.{_quote(c)} AS {_quote(c)}")
+        names[c.lower()] = f"{_L}.{_quote(c)}"
+    taken = {c.lower() for c in lcols}
+    for c in rcols:
+        if c.lower() in drop:
+            continue
+        out = c + suffix if c.lower() in taken else c
+        taken.add(out.lower())
+        items.append(f"{_R}.{_quote(c)} AS {_quote(out)}")
+        names[out.lower()] = f"{_R}.{_quote(c)}"
+    conditions = [f"{_L}.{_quote(a)} = {_R}.{_quote(b)}" for a, b in zip(lkeys, rkeys)]
+    if where is not None:
+        conditions.append(_qualified(where, names))
+    return (f"SELECT {', '.join(items)} FROM {_quote(left.name)} AS {_L} {HOWS[how]} JOIN "
+            f"{_quote(right.name)} AS {_R} ON {' AND '.join(conditions)}")
+
+
+def _qualified(where, names: dict[str, str]) -> str:
+    """The condition with each column replaced by the side and column it comes from."""
+    from caudal.frame.expr import Expr, _dialect
+
+    if not isinstance(where, Expr) or where.is_agg:
+        raise PlanError("join(): where= takes a condition without aggregates")
+
+    def swap(node):
+        if isinstance(node, exp.Column) and not node.table:
+            target = names.get(node.name.lower())
+            if target is None:
+                raise PlanError(f"join(): where= names unknown column {node.name!r}",
+                                hint="columns of the joined frame: " + ", ".join(names))
+            return exp.maybe_parse(target, into=exp.Column, dialect=_dialect())
+        return node
+
+    return where.node.copy().transform(swap).sql(dialect=_dialect())

@@ -1,0 +1,131 @@
+"""Running a frame: the script it stands for plus a sink, on the embedded runtime, with the
+CLI's checkpoint options (``caudal run --checkpoint-dir …``)."""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pyarrow as pa
+
+from caudal.errors import CaudalError
+from caudal.runtime.base import JobResult
+
+#: keyword arguments of collect/stream/write_* that configure the run, with their defaults
+RUN_OPTIONS = {"parallelism": 1, "checkpoint_dir": None, "checkpoint_interval": "10s",
+               "fresh": False, "from_epoch": None, "max_restarts": 3, "batch_rows": 65536,
+               "linger": "5ms"}
+_OUT = "__caudal_out"
+
+
+def _run_settings(options: dict[str, Any]) -> SimpleNamespace:
+    unknown = set(options) - set(RUN_OPTIONS)
+    if unknown:
+        raise CaudalError(f"unknown run option {sorted(unknown)[0]!r}",
+                          hint="accepted: " + ", ".join(RUN_OPTIONS))
+    return SimpleNamespace(**{**RUN_OPTIONS, **options})
+
+
+def _start(frame, sink_options: dict[str, Any], options: dict[str, Any]):
+    """Plan the frame into the sink and deploy it; the runtime, not yet run."""
+    from caudal.durations import parse_duration_s
+    from caudal.frame.frame import _options, _quote
+    from caudal.job import compile_sql
+    from caudal.runtime.local import LocalRuntime
+
+    settings = _run_settings(options)
+    if settings.parallelism < 1:
+        raise CaudalError("parallelism must be at least 1")
+    text = (frame.sql_script() + f"\nCREATE TABLE {_quote(_OUT)} WITH ("
+            f"{_options(sink_options)});\nINSERT INTO {_quote(_OUT)} SELECT * FROM "
+            f"{_quote(frame.name)};")
+    with frame._plan_context():
+        compiled = compile_sql(text, settings.parallelism)
+    runtime = LocalRuntime(batch_rows=settings.batch_rows,
+                           linger_s=parse_duration_s(settings.linger, "linger"))
+    if settings.checkpoint_dir:
+        from caudal.checkpoint import attach
+
+        runtime = attach(runtime, compiled, settings)
+    runtime.deploy(compiled.graph)
+    return runtime
+
+
+def run_into(frame, sink_options: dict[str, Any], **options: Any) -> JobResult:
+    """Run the frame into a table of ``sink_options`` (a connector and its options)."""
+    return _start(frame, sink_options, options).run()
+
+
+def _collector(frame):
+    from caudal.connectors import python as python_connector
+
+    base = hashlib.sha1(frame.sql_script().encode()).hexdigest()[:12]
+    for i in range(1000):  # the same query collected twice at once gets another name
+        handle = f"out-{base}-{i}"
+        if handle not in python_connector.COLLECTORS:
+            collector = python_connector.Collector()
+            python_connector.COLLECTORS[handle] = collector
+            return handle, collector
+    raise CaudalError("too many concurrent collects of one query")
+
+
+def collect(frame, **options: Any) -> pa.Table:
+    from caudal.connectors import python as python_connector
+    from caudal.plan.changelog import OP
+
+    handle, collector = _collector(frame)
+    try:
+        _start(frame, {"connector": "python", "handle": handle}, options).run()
+        if collector.batches:  # a changelog's batches carry _op after the columns
+            table = pa.Table.from_batches(collector.batches)
+        else:
+            table = (collector.schema or frame.schema).empty_table()
+    finally:
+        python_connector.COLLECTORS.pop(handle, None)
+    if OP in table.column_names:
+        from caudal.testing import fold
+
+        table = fold(table)
+    return table
+
+
+_END = object()
+
+
+def stream(frame, **options: Any) -> Iterator[pa.RecordBatch]:
+    from caudal.connectors import python as python_connector
+
+    handle, collector = _collector(frame)
+    runtime = _start(frame, {"connector": "python", "handle": handle}, options)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runtime.run()
+        except BaseException as e:  # handed to the consumer
+            failure.append(e)
+        finally:
+            collector.queue.put(_END)
+
+    thread = threading.Thread(target=run, name="caudal-stream", daemon=True)
+    thread.start()
+    try:
+        while True:
+            try:
+                item = collector.queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if item is _END:
+                break
+            yield item
+        if failure:
+            raise failure[0]
+    finally:
+        if thread.is_alive():  # the consumer stopped early
+            runtime.stop()
+            thread.join(10)
+        python_connector.COLLECTORS.pop(handle, None)

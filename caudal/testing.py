@@ -1,0 +1,77 @@
+"""Testing helpers: bounded in-memory sources, and comparing a changelog's folded result
+with an expected table.
+
+>>> import caudal as cd
+>>> src = cd.testing.from_records([{"k": "a", "v": 1}, {"k": "a", "v": 2}])
+>>> cd.testing.assert_frame_equal(src.group_by("k").agg(cd.col("v").sum()),
+...                               [{"k": "a", "v": 3}])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from caudal.plan.changelog import OP
+
+
+def from_records(data: Any, *, event_time: str | None = None, watermark_delay: Any = None):
+    """A bounded frame over rows: a list of dicts, a dict of columns, a pyarrow Table or
+    RecordBatch, or a Polars DataFrame (``event_time``/``watermark_delay`` as in DDL)."""
+    from caudal.frame.frame import from_arrow
+
+    return from_arrow(data, event_time=event_time, watermark_delay=watermark_delay)
+
+
+def fold(changes: pa.Table | None) -> pa.Table | None:
+    """The rows a changelog leaves: each distinct row repeated by its net weight (the ``_op``
+    column's sign). Fails if a row's net weight is negative (a retraction of something never
+    inserted)."""
+    if changes is None:
+        return None
+    data = changes.drop_columns([OP])
+    if changes.num_rows == 0:
+        return data
+    w = np.sign(changes.column(OP).to_numpy()).astype(np.int64)
+    keyed = data.append_column("__w", pa.array(w))
+    names = data.column_names
+    grouped = keyed.group_by(names, use_threads=False).aggregate([("__w", "sum")])
+    net = grouped.column("__w_sum").to_numpy()
+    if (net < 0).any():
+        raise AssertionError(f"negative net weight for {grouped.filter(pa.array(net < 0))}")
+    rows = grouped.select(names)
+    return rows.take(pa.array(np.repeat(np.arange(len(net)), net)))
+
+
+def _sorted_rows(table: pa.Table) -> list[dict]:
+    rows = table.to_pylist()
+    return sorted(rows, key=lambda r: [(v is None, repr(v)) for v in r.values()])
+
+
+def assert_table_equal(actual: pa.Table, expected: Any, *, check_order: bool = False) -> None:
+    """Assert the rows are equal (as a multiset unless ``check_order``); a changelog (with
+    ``_op``) is folded first. ``expected``: a Table, a list of dicts or a dict of columns."""
+    from caudal.frame.frame import _as_arrow
+
+    if OP in actual.column_names:
+        actual = fold(actual)
+    expected_table = _as_arrow(expected) if not isinstance(expected, list) or expected \
+        else pa.table({c: pa.array([], actual.schema.field(c).type)
+                       for c in actual.column_names})
+    if actual.column_names != expected_table.column_names:
+        raise AssertionError(f"columns differ: {actual.column_names} != "
+                             f"{expected_table.column_names}")
+    got = actual.to_pylist() if check_order else _sorted_rows(actual)
+    want = expected_table.to_pylist() if check_order else _sorted_rows(expected_table)
+    if got != want:
+        missing = [r for r in want if r not in got][:5]
+        extra = [r for r in got if r not in want][:5]
+        raise AssertionError(f"{len(got)} rows vs {len(want)} expected; missing {missing}, "
+                             f"unexpected {extra}")
+
+
+def assert_frame_equal(frame, expected: Any, **options: Any) -> None:
+    """Run ``frame`` to the end and assert its (folded) result equals ``expected``."""
+    assert_table_equal(frame.collect(**options), expected)
