@@ -10,6 +10,7 @@ import datetime as dt
 import random
 import subprocess
 import sys
+import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -537,3 +538,50 @@ def test_cdc_refuses_a_table_without_full_replica_identity(pg, tmp_path):
               'hostname' = '127.0.0.1', 'username' = 'postgres', 'database-name' = 'test',
               'table-name' = '{name}', 'slot.name' = 'caudal_{name}');
             SELECT v, count(*) FROM src GROUP BY v;""")
+
+
+@pytest.mark.slow
+def test_upsert_restored_at_other_parallelisms_writes_the_same_table(pg, tmp_path):
+    """Killed after a checkpoint at parallelism 2, resumed at 3 and killed again, finished at
+    1: recovery commits the old subtasks' prepared transactions and their staged rows."""
+    import os
+    import signal
+
+    from caudal.checkpoint.manifest import completed_epochs
+    from caudal.checkpoint.storage import CheckpointStorage
+    from tests.checkpoint.test_checkpoint_chaos import _wait_for_checkpoint
+
+    target = f"{pg.prefix}_rescaled"
+
+    def script(paced: bool, table: str) -> str:
+        return (f"SET updating_flush = '50ms';\n"
+                f"CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', events = "
+                f"'300000', event_rate = '100000', pace = '{str(paced).lower()}');\n"
+                f"CREATE TABLE out WITH (connector = 'postgres', {CONNECTION}, "
+                f"table = '{table}');\nINSERT INTO out SELECT bidder, count(*) AS n, "
+                f"sum(price) AS total FROM bids GROUP BY bidder;\n")
+
+    run_sql(script(False, f"{target}_ref"), parallelism=2)
+    job = tmp_path / "job.sql"
+    job.write_text(script(True, target))
+    ck = tmp_path / "ck"
+    command = [sys.executable, "-m", "caudal.cli", "run", str(job), "--checkpoint-dir",
+               str(ck), "--checkpoint-interval", "200ms"]
+    last = 0
+    for parallelism in (2, 3):
+        proc = subprocess.Popen([*command, "-p", str(parallelism)], cwd=tmp_path,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            killed = _wait_for_checkpoint(ck, last, proc, 60)
+            time.sleep(random.Random(parallelism).uniform(0, 0.3))
+        finally:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+        assert killed, f"no checkpoint before the run ended: {err}"
+        last = max(completed_epochs(CheckpointStorage(str(ck))))
+    final = subprocess.run([*command, "-p", "1"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=120)
+    assert final.returncode == 0, final.stderr
+    got = _rows(pg, f"SELECT * FROM {target}")
+    assert got == _rows(pg, f"SELECT * FROM {target}_ref") and len(got) > 100
