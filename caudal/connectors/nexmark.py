@@ -477,10 +477,15 @@ class NexmarkSource(Source):
         present = kind_code == EVENT_TYPE[name]
         bitmap = pa.py_buffer(np.packbits(present, bitorder="little"))
         by_key = {field_key(f.name): f.name for f in KIND_SCHEMA[name]}
-        wanted = [(f, by_key[field_key(f.name)]) for f in dtype]
+        # fields the plan never reads (plan.optimizer) are left NULL, not generated
+        read = self.table.struct_fields.get(name)
+        wanted = [(f, by_key[field_key(f.name)]) for f in dtype
+                  if read is None or f.name in read]
         values = self.model.columns(name, events[present], [gen for _, gen in wanted])
-        children = [expand(self._typed(values[gen], f.type), present, bitmap)
-                    for f, gen in wanted]
+        made = {f.name: expand(self._typed(values[gen], f.type), present, bitmap)
+                for f, gen in wanted}
+        children = [made[f.name] if f.name in made else pa.nulls(len(events), f.type)
+                    for f in dtype]
         return pa.StructArray.from_buffers(dtype, len(events), [bitmap],
                                            null_count=len(events) - int(present.sum()),
                                            children=children)

@@ -14,6 +14,7 @@ from caudal.plan.logical import Filter, LogicalNode, Project, Scan, SinkWrite
 def optimize(node: LogicalNode) -> LogicalNode:
     node = _merge_filters(node)
     _prune(node, None)
+    _prune_struct_fields(node)
     _push_predicates(node)
     return node
 
@@ -97,6 +98,56 @@ def _drop_unused(node: Project, required: set[str]) -> None:
         return
     node.exprs = [node.exprs[i] for i in keep]
     node.schema = pa.schema([node.schema.field(i) for i in keep])
+
+
+def _prune_struct_fields(node: LogicalNode) -> None:
+    """Tell a scan which fields of its struct columns are read, when the filters and
+    projections right above it (ending in a projection) and its computed columns read a
+    struct only through ``s.field``: Flink's Nexmark views read a few fields of the
+    datagen's ROW columns, and the generator need not make the others."""
+    chain: list[LogicalNode] = []
+    below = node
+    while isinstance(below, (Filter, Project)):
+        chain.append(below)
+        below = below.input
+    if isinstance(below, Scan) and chain and isinstance(chain[0], Project):
+        table = below.table
+        exprs = [e for n in chain for e in
+                 (n.exprs if isinstance(n, Project) else [n.predicate])]
+        exprs += list(table.computed.values())
+        fields: dict[str, list[str]] = {}
+        for f in table.read_schema():  # what the source emits, for the scan and computed
+            if not pa.types.is_struct(f.type):
+                continue
+            used = _fields_read(exprs, f.name, f.type)
+            if used is not None and len(used) < f.type.num_fields:
+                fields[f.name] = [f.type.field(i).name for i in sorted(used)]
+        # the chain nearest the scan is the exact one (it alone sees the scan's columns),
+        # and it is visited last
+        table.struct_fields = fields
+    for child in node.children():
+        _prune_struct_fields(child)
+
+
+def _fields_read(exprs: list[Expr], column: str, dtype: pa.StructType) -> set[int] | None:
+    """Indexes of the fields of struct ``column`` the expressions read, or None when one
+    reads the struct otherwise than field by field."""
+    used: set[int] = set()
+    stack: list[Expr] = list(exprs)
+    while stack:
+        e = stack.pop()
+        if isinstance(e, Column):
+            if e.name == column:
+                return None
+            continue
+        if not isinstance(e, Call):
+            continue
+        if e.func == "struct_field" and len(e.args) == 1 and isinstance(e.args[0], Column) \
+                and e.args[0].name == column and "index" in e.options:
+            used.add(int(e.options["index"]))
+            continue
+        stack.extend(e.args)
+    return used
 
 
 def _push_predicates(node: LogicalNode) -> None:

@@ -50,6 +50,9 @@ class TableSpec:
     #: computed columns holding processing time (``p AS PROCTIME()``): a window over one is
     #: a processing-time window
     proctime: list[str] = field(default_factory=list)
+    #: struct columns of which the plan reads only some fields (plan.optimizer): column ->
+    #: those field names; a source may leave the other fields NULL (never required to)
+    struct_fields: dict[str, list[str]] = field(default_factory=dict)
     #: for a sink that writes by key (an upsert sink): the columns identifying a row, from
     #: the declared PRIMARY KEY or else the query's own key (plan.keys); None: append only
     upsert_key: list[str] | None = None
