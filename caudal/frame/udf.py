@@ -86,5 +86,61 @@ def udf(fn: Callable | None = None, *, returns: Any = None, **options: Any):
     return wrap(fn) if fn is not None else wrap
 
 
-def udaf(cls=None, **options):  # replaced below when UDAFs are defined
-    raise PlanError("UDAFs are not available yet")
+class UdafHandle:
+    """What ``@cd.udaf`` returns: called with expressions it builds an aggregate (for
+    ``agg``); ``.cls`` is the class."""
+
+    def __init__(self, udaf):
+        self.udaf = udaf
+        self.cls = udaf.cls
+        self.name = udaf.name
+
+    def __call__(self, *args: Any) -> Expr:
+        out = call(self.udaf.name, *[to_expr(a) for a in args])
+        out.is_agg = True
+        out.udfs = tuple(dict.fromkeys(out.udfs + (self.udaf,)))
+        return out
+
+    def __repr__(self) -> str:
+        return f"<caudal udaf {self.udaf.name} -> {self.udaf.returns}>"
+
+
+def udaf(cls: type | None = None, *, returns: Any = None, state: dict[str, Any] | None = None,
+         name: str | None = None, args: list[Any] | None = None, input: str = "numpy"):
+    """Class decorator: a vectorized aggregate function (plan.python_udaf describes the
+    interface), callable by name in SQL and as ``handle(col(…))`` inside ``agg``.
+
+    >>> import numpy as np
+    >>> import caudal as cd
+    >>> @cd.udaf(returns="DOUBLE", state={"total": "DOUBLE", "n": "BIGINT"})
+    ... class my_mean:
+    ...     def accumulate(self, groups, n_groups, x):
+    ...         ok = ~np.isnan(x)
+    ...         return {"total": np.bincount(groups[ok], x[ok], minlength=n_groups),
+    ...                 "n": np.bincount(groups[ok], minlength=n_groups)}
+    ...     def merge(self, groups, n_groups, state):
+    ...         return {"total": np.bincount(groups, state["total"], minlength=n_groups),
+    ...                 "n": np.bincount(groups, state["n"], minlength=n_groups)}
+    ...     def finish(self, state):
+    ...         return np.where(state["n"] > 0, state["total"] / np.maximum(state["n"], 1),
+    ...                         np.nan)
+    >>> f = cd.testing.from_records([{"k": 1, "x": 1.0}, {"k": 1, "x": 3.0}])
+    >>> f.group_by("k").agg(my_mean(cd.col("x")).alias("m")).collect().to_pylist()
+    [{'k': 1, 'm': 2.0}]
+    """
+    from caudal.plan.python_udaf import PythonUdaf
+
+    if returns is None or state is None:
+        raise PlanError("udaf needs returns= (the result type) and state= (its columns)",
+                        hint='@cd.udaf(returns="DOUBLE", state={"total": "DOUBLE"})')
+
+    def wrap(c: type) -> UdafHandle:
+        udaf_name = name or c.__name__
+        u = PythonUdaf(udaf_name, c, parse_type(returns, f"udaf {udaf_name} returns"),
+                       {k: parse_type(t, f"udaf {udaf_name} state") for k, t in state.items()},
+                       [parse_type(a, f"udaf {udaf_name} args") for a in args]
+                       if args is not None else None, input)
+        add_user_function(u)
+        return UdafHandle(u)
+
+    return wrap(cls) if cls is not None else wrap

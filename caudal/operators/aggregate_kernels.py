@@ -509,6 +509,10 @@ class Distinct(Kernel):
 def make_kernel(call: AggCall, index: int, input_schema: pa.Schema,
                 time_column: str | None) -> Kernel:
     func = call.func
+    if func == "udaf":  # a Python UDAF (plan.python_udaf)
+        from caudal.operators.udaf_kernel import UdafKernel
+
+        return UdafKernel(call, index, input_schema, time_column)
     if call.distinct and func in ("count", "sum", "avg") or func == "approx_count_distinct":
         if not call.args:
             raise ValueError("DISTINCT needs an argument")

@@ -268,6 +268,12 @@ def _translate_aggregate(node: exp.Expression, scope: Scope, event_time: bool) -
             raise PlanError(f"FILTER needs a boolean condition, got {sql_name(condition.dtype)}",
                             line=ln, col=col)
     raw = call.name if isinstance(call, exp.Anonymous) else type(call).__name__
+    if isinstance(call, exp.Anonymous):
+        from caudal.plan.python_udaf import find_udaf
+
+        udaf = find_udaf(call.name)
+        if udaf is not None:
+            return _udaf_call(node, udaf, list(call.expressions), condition, scope)
     func = canonical(str(raw))
     if func is None:
         raise PlanError(f"aggregate {str(raw).lower()}() is not supported in a window",
@@ -340,6 +346,26 @@ def _translate_aggregate(node: exp.Expression, scope: Scope, event_time: bool) -
     except PlanError as e:
         raise e.with_position(ln, col) from None
     return _Agg(node, func, args, distinct, condition, options, dtype)
+
+
+def _udaf_call(node: exp.Expression, udaf, arg_nodes: list[exp.Expression],
+               condition: Expr | None, scope: Scope) -> _Agg:
+    """A call of a Python UDAF: its arguments cast to the declared types."""
+    from caudal.plan.functions.coerce import cast
+    from caudal.sql.expressions import translate
+
+    ln, col = position(node)
+    for a in arg_nodes:
+        if any(_is_aggregate(sub) for sub in a.walk()):
+            raise PlanError("aggregate calls cannot be nested", line=ln, col=col,
+                            hint="compute the inner aggregate in a subquery")
+    args = [translate(a, scope) for a in arg_nodes]
+    if udaf.args is not None:
+        if len(args) != len(udaf.args):
+            raise PlanError(f"{udaf.name}() takes {len(udaf.args)} argument(s), got "
+                            f"{len(args)}", line=ln, col=col)
+        args = [cast(a, t) for a, t in zip(args, udaf.args)]
+    return _Agg(node, "udaf", args, False, condition, {"udaf": udaf}, udaf.returns)
 
 
 # ---- the plan -----------------------------------------------------------------------------

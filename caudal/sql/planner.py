@@ -57,6 +57,10 @@ def is_aggregate(node: exp.Expression) -> bool:
         return True
     if isinstance(node, exp.Anonymous) and node.name.lower() in AGGREGATE_NAMES:
         return True
+    if isinstance(node, exp.Anonymous):  # a Python UDAF of the job (plan.python_udaf)
+        from caudal.plan.python_udaf import find_udaf
+
+        return find_udaf(node.name) is not None
     return False
 
 

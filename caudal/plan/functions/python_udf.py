@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -237,8 +238,10 @@ USER_FUNCTIONS: dict[str, Any] = {}
 
 def add_user_function(udf: Any) -> None:
     """Make ``udf`` callable by name in later jobs; a built-in function's name is refused."""
+    from caudal.plan.aggregates import ALIASES
+
     key = udf.name.lower()
-    if key in FUNCTIONS:
+    if key in FUNCTIONS or key in ALIASES:
         raise PlanError(f"function {udf.name}() is already a built-in function",
                         hint="give the UDF another name (name=…)")
     USER_FUNCTIONS[key] = udf
@@ -246,10 +249,15 @@ def add_user_function(udf: Any) -> None:
 
 
 
-def job_context(extra: Any = ()):
-    """Plan with every user function (and ``extra`` ones) callable by name."""
+@contextmanager
+def job_context(extra: Any = ()) -> Iterator[None]:
+    """Plan with every user function and aggregate (and ``extra`` ones: the UDFs a frame's
+    expressions call) callable by name."""
     from caudal.plan.functions.registry import job_functions
+    from caudal.plan.python_udaf import PythonUdaf, job_aggregates
 
-    functions = {k: u.function() for k, u in USER_FUNCTIONS.items()}
-    functions.update({u.name.lower(): u.function() for u in extra})
-    return job_functions(functions)
+    every = list(USER_FUNCTIONS.values()) + list(extra)
+    scalars = {u.name: u.function() for u in every if isinstance(u, PythonUdf)}
+    aggregates = {u.name: u for u in every if isinstance(u, PythonUdaf)}
+    with job_functions(scalars), job_aggregates(aggregates):
+        yield

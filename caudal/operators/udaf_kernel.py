@@ -1,0 +1,52 @@
+"""The aggregate kernel of a Python UDAF (plan.python_udaf): partial, merge and final steps
+that hand whole columns and group ids to the user's class, so a UDAF runs wherever the
+built-in aggregates run (windows, sessions, updating GROUP BY, two-phase pre-aggregation)
+and its state is an Arrow table snapshotted like theirs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from caudal.operators.aggregate_kernels import PARTIAL, Kernel, _as_array
+
+
+class UdafKernel(Kernel):
+    needs_groups = (True, True)
+    #: states merge whichever subtask built them (the UDAF's merge is required)
+    two_phase = True
+
+    def __init__(self, call, index, input_schema, time_column):
+        super().__init__(call, index, input_schema, time_column)
+        self.udaf = call.options["udaf"]
+        self.obj = self.udaf.instance()
+
+    def prepare(self, batch):
+        cols = {f"{self.p}_x{j}": _as_array(batch.column(a))
+                for j, a in enumerate(self.call.args)}
+        mask = self._mask(batch)
+        if mask is not None:
+            cols[f"{self.p}_f"] = mask
+        return cols
+
+    def specs(self, phase):
+        return []
+
+    def finish(self, phase, result, source, groups):
+        gid, n = groups.gid, groups.groups
+        if phase == PARTIAL:
+            args = [_as_array(source[f"{self.p}_x{j}"]) for j in range(len(self.call.args))]
+            if self.call.filter is not None:  # FILTER (WHERE …): only the rows it keeps
+                keep = _as_array(source[f"{self.p}_f"])
+                args = [pc.filter(a, keep) for a in args]
+                gid = gid[keep.to_numpy(zero_copy_only=False)]
+            state = self.udaf.accumulate(self.obj, np.ascontiguousarray(gid), n, args)
+        else:
+            state = self.udaf.merge(self.obj, gid, n, {
+                name: _as_array(source[f"{self.p}_{name}"]) for name in self.udaf.state})
+        return {f"{self.p}_{name}": col for name, col in state.items()}
+
+    def final(self, state: pa.Table) -> pa.Array:
+        return self.udaf.finish(self.obj, {name: _as_array(state[f"{self.p}_{name}"])
+                                           for name in self.udaf.state}, state.num_rows)

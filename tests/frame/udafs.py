@@ -1,0 +1,52 @@
+"""UDAFs the tests use, importable by a test and loadable by ``caudal run --udf``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import caudal as cd
+
+
+@cd.udaf(returns="DOUBLE", state={"total": "DOUBLE", "n": "BIGINT"})
+class py_avg:
+    """avg(x) over the non-NULL values, the vectorized way."""
+
+    def accumulate(self, groups, n_groups, x):
+        x = x.astype(np.float64)
+        ok = ~np.isnan(x)
+        return {"total": np.bincount(groups[ok], x[ok], minlength=n_groups),
+                "n": np.bincount(groups[ok], minlength=n_groups)}
+
+    def merge(self, groups, n_groups, state):
+        return {"total": np.bincount(groups, state["total"], minlength=n_groups),
+                "n": np.bincount(groups, state["n"], minlength=n_groups)}
+
+    def finish(self, state):
+        n = state["n"]
+        out = np.where(n > 0, state["total"] / np.maximum(n, 1), 0.0)
+        import pyarrow as pa
+
+        return pa.array(out, mask=n == 0)
+
+
+@cd.udaf(returns="BIGINT", state={"top": "BIGINT"}, input="arrow")
+class py_max:
+    """max(x), on Arrow columns (pyarrow.compute)."""
+
+    def accumulate(self, groups, n_groups, x):
+        import pyarrow as pa
+
+        t = pa.table({"g": groups, "x": x}).group_by("g").aggregate([("x", "max")])
+        out = np.zeros(n_groups, dtype=np.int64)
+        valid = np.zeros(n_groups, dtype=bool)
+        g = t["g"].to_numpy()
+        m = t["x_max"].combine_chunks()
+        out[g] = m.fill_null(0).to_numpy()
+        valid[g] = m.is_valid().to_numpy(zero_copy_only=False)
+        return {"top": pa.array(out, mask=~valid)}
+
+    def merge(self, groups, n_groups, state):
+        return self.accumulate(groups, n_groups, state["top"])
+
+    def finish(self, state):
+        return state["top"]
