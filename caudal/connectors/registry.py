@@ -26,6 +26,7 @@ CONNECTORS = {
     "postgres": "caudal.connectors.postgres",
     "postgres-cdc": "caudal.connectors.postgres_cdc",
     "python": "caudal.connectors.python",
+    "nats": "caudal.connectors.nats",
 }
 
 #: connectors for caudal's own tools (benchmarks), registered by them and not offered to
