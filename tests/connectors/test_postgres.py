@@ -272,9 +272,43 @@ def test_an_unreachable_server_fails_after_bounded_retries_in_one_line(tmp_path)
 
 # ---- killed runs ---------------------------------------------------------------------------
 
-def _kill_test(pg, duck, tmp_path, kills: int, events: int, rate: int) -> None:
-    from tests.checkpoint.test_checkpoint_chaos import chaos
+def _chaos(command: list[str], kills: int, rng: random.Random, cwd: Path, ck: Path) -> int:
+    """Start ``command``; once a new checkpoint is complete, SIGKILL it a random 0-300 ms
+    later (mid-epoch, or between a pre-commit and its commit), ``kills`` times; then let it
+    run to the end. Killing after a checkpoint, not after a fixed time, keeps the kills inside
+    the job on a loaded machine, where a process takes seconds to start. Returns the kills."""
+    import os
+    import signal
 
+    from caudal.checkpoint.manifest import completed_epochs
+    from caudal.checkpoint.storage import CheckpointStorage
+    from tests.checkpoint.test_checkpoint_chaos import _wait_for_checkpoint
+
+    done = 0
+    while True:
+        proc = subprocess.Popen(command, cwd=cwd, stderr=subprocess.PIPE, text=True)
+        try:
+            if done < kills:
+                last = max(completed_epochs(CheckpointStorage(str(ck))), default=0) \
+                    if ck.exists() else 0
+                if _wait_for_checkpoint(ck, last, proc, 120):
+                    time.sleep(rng.uniform(0, 0.3))
+                    if proc.poll() is None:
+                        os.kill(proc.pid, signal.SIGKILL)
+                        proc.wait()
+                        proc.stderr.close()
+                        done += 1
+                        continue
+            _, err = proc.communicate(timeout=180)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 0, err
+        return done
+
+
+def _kill_test(pg, duck, tmp_path, kills: int, events: int, rate: int) -> None:
     target = f"{pg.prefix}_killed"
     select = ("SELECT auction, count(*) AS bids, sum(price) AS total, max(bidder) AS bidder "
               "FROM bids GROUP BY auction")
@@ -289,9 +323,10 @@ def _kill_test(pg, duck, tmp_path, kills: int, events: int, rate: int) -> None:
     run_sql(script(False, f"{target}_ref"), parallelism=2)
     job = tmp_path / "job.sql"
     job.write_text(script(True, target))
-    done, _ = chaos([sys.executable, "-m", "caudal.cli", "run", str(job), "-p", "2",
-                     "--checkpoint-dir", str(tmp_path / "ck"), "--checkpoint-interval",
-                     "200ms"], kills, random.Random(kills), tmp_path, window=(0.4, 1.5))
+    ck = tmp_path / "ck"
+    done = _chaos([sys.executable, "-m", "caudal.cli", "run", str(job), "-p", "2",
+                   "--checkpoint-dir", str(ck), "--checkpoint-interval", "200ms"],
+                  kills, random.Random(kills), tmp_path, ck)
     assert done == kills
     got = _rows(pg, f"SELECT * FROM {target}")
     assert got == _rows(pg, f"SELECT * FROM {target}_ref")
@@ -583,5 +618,41 @@ def test_upsert_restored_at_other_parallelisms_writes_the_same_table(pg, tmp_pat
     final = subprocess.run([*command, "-p", "1"], cwd=tmp_path, capture_output=True,
                            text=True, timeout=120)
     assert final.returncode == 0, final.stderr
+    got = _rows(pg, f"SELECT * FROM {target}")
+    assert got == _rows(pg, f"SELECT * FROM {target}_ref") and len(got) > 100
+
+
+@pytest.mark.slow
+def test_kafka_to_upsert_killed_ten_times_writes_the_uninterrupted_answer(pg, tmp_path):
+    """The issue's pipeline: Kafka -> updating aggregate -> PostgreSQL upsert, SIGKILLed 10
+    times, resumed with the same command; the table equals an uninterrupted run's."""
+    from caudal.connectors.kafka_mock import cluster
+
+    target = f"{pg.prefix}_kafka"
+    with cluster() as brokers:
+        run_sql(f"""CREATE TABLE gen WITH (connector = 'nexmark', table = 'bid',
+                      events = '110000', pace = 'false');
+            CREATE TABLE topic WITH (connector = 'kafka', bootstrap_servers = '{brokers}',
+                                     topic = 'pg_bids', format = 'json');
+            INSERT INTO topic SELECT auction, bidder, price, date_time FROM gen;""")
+
+        def script(table: str) -> str:
+            return (f"SET updating_flush = '20ms';\n"
+                    f"CREATE TABLE bids (auction BIGINT, bidder BIGINT, price BIGINT, "
+                    f"date_time TIMESTAMP) WITH (connector = 'kafka', bootstrap_servers = "
+                    f"'{brokers}', topic = 'pg_bids', 'source.offset' = 'earliest', "
+                    f"'scan.bounded.mode' = 'latest-offset');\n"
+                    f"CREATE TABLE out WITH (connector = 'postgres', {CONNECTION}, "
+                    f"table = '{table}');\nINSERT INTO out SELECT auction, count(*) AS n, "
+                    f"sum(price) AS total, max(bidder) AS bidder FROM bids GROUP BY auction;\n")
+
+        run_sql(script(f"{target}_ref"), parallelism=2)
+        job = tmp_path / "job.sql"
+        job.write_text(script(target))
+        ck = tmp_path / "ck"
+        done = _chaos([sys.executable, "-m", "caudal.cli", "run", str(job), "-p", "2",
+                       "--checkpoint-dir", str(ck), "--checkpoint-interval", "100ms",
+                       "--batch-rows", "512"], 10, random.Random(7), tmp_path, ck)
+    assert done == 10
     got = _rows(pg, f"SELECT * FROM {target}")
     assert got == _rows(pg, f"SELECT * FROM {target}_ref") and len(got) > 100
