@@ -291,6 +291,8 @@ class PostgresCdcSource(Source):
                                      f"checkpoint are lost", hint="run with --fresh")
             self._lsn = int(state["lsn"])
             self._start_stream()
+            # the checkpoint resumed from is complete: the server may drop what precedes it
+            self._cur.send_feedback(flush_lsn=self._lsn, force=True)
             return
         if self.table.option("scan.startup.mode", "initial") == "latest-offset":
             self._cur.execute(f"CREATE_REPLICATION_SLOT {self._ident(self.slot)} LOGICAL "
@@ -428,7 +430,7 @@ class PostgresCdcSource(Source):
         state = offsets.get(PARTITION)
         if state and state.get("streaming") and self._repl is not None and \
                 self._snapshot is None and not self._repl.closed:
-            self._cur.send_feedback(flush_lsn=int(state["lsn"]))
+            self._cur.send_feedback(flush_lsn=int(state["lsn"]), force=True)
 
     def close(self) -> None:
         for conn in (self._snapshot_conn, self._repl):
