@@ -9,6 +9,8 @@ with an expected table.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -75,3 +77,56 @@ def assert_table_equal(actual: pa.Table, expected: Any, *, check_order: bool = F
 def assert_frame_equal(frame, expected: Any, **options: Any) -> None:
     """Run ``frame`` to the end and assert its (folded) result equals ``expected``."""
     assert_table_equal(frame.collect(**options), expected)
+
+
+class ManualClock:
+    """Processing time that moves only when told (``advance``); see ``manual_clock``."""
+
+    def __init__(self, start_us: int):
+        self.us = start_us
+
+    def __call__(self) -> int:
+        return self.us
+
+    def advance(self, by: Any) -> None:
+        from caudal.durations import parse_duration_us
+
+        self.us += parse_duration_us(by, "advance") if not hasattr(by, "total_seconds") \
+            else int(by.total_seconds() * 1_000_000)
+
+    def set(self, moment: Any) -> None:
+        self.us = _instant_us(moment)
+
+
+def _instant_us(moment: Any) -> int:
+    import datetime as dt
+
+    if isinstance(moment, (int, float)):
+        return int(moment)
+    if isinstance(moment, str):
+        moment = dt.datetime.fromisoformat(moment)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp() * 1_000_000)
+
+
+@contextmanager
+def manual_clock(start: Any = "2026-01-01 00:00:00") -> Iterator[ManualClock]:
+    """Processing time under the test's control while the block runs: ``now()``,
+    ``PROCTIME()``, processing-time windows and updating flush/TTL timers read it.
+
+    >>> import caudal as cd
+    >>> with cd.testing.manual_clock("2026-01-01 12:00:00") as clock:
+    ...     f = cd.testing.from_records([{"x": 1}])
+    ...     t = f.select(cd.call("now").alias("t")).collect()
+    >>> str(t.column("t")[0].as_py())
+    '2026-01-01 12:00:00+00:00'
+    """
+    from caudal import clock as caudal_clock
+
+    manual = ManualClock(_instant_us(start))
+    caudal_clock.set_source(manual)
+    try:
+        yield manual
+    finally:
+        caudal_clock.set_source(None)

@@ -10,13 +10,13 @@ dropped.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from caudal import clock
 from caudal.operators.side_output import LATE, tag
 from caudal.plan.windows import LateOutput
 from caudal.runtime.messages import WATERMARK_MAX, WATERMARK_MIN
@@ -25,7 +25,7 @@ __all__ = ["ArrivalCheck", "LateOutput", "now_us", "times_of", "timestamps"]
 
 
 def now_us() -> int:
-    return time.time_ns() // 1000
+    return clock.now_us()
 
 
 def times_of(column: pa.Array | pa.ChunkedArray) -> np.ndarray:

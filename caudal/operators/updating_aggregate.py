@@ -29,7 +29,6 @@ nothing.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from caudal import clock
 from caudal.operators.aggregate_kernels import Aggregator
 from caudal.operators.base import Operator
 from caudal.operators.join_rows import SideState, repeat_rows
@@ -384,7 +384,7 @@ class UpdatingAggregate(PeriodicFlush, Operator):
     def flush(self) -> list[pa.RecordBatch]:
         """Fold the pending changes into the state and emit what changed."""
         self._schedule_flush()
-        now = time.time_ns() // 1000
+        now = clock.now_us()
         if self.ttl_us is not None:
             self.state.expire(now - self.ttl_us)
         changes = self.state.flush(now, self.ctx)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from caudal import clock
 from caudal.operators.base import Operator, OperatorContext
 from caudal.operators.join_rows import JoinLayout, SideState, match, repeat_rows
 from caudal.operators.keyed_tables import (
@@ -97,7 +98,7 @@ class UpdatingJoin(Operator):
             existing = np.full(data.num_rows, -1, dtype=np.int64)
         if rows.num_rows == 0:
             return ()
-        now = time.time_ns() // 1000
+        now = clock.now_us()
         pieces: list[tuple[pa.Table, np.ndarray]] = []
 
         # 2. pairs with the other side

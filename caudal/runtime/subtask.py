@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from caudal import clock
 from caudal.connectors.base import Source
 from caudal.durations import parse_duration_s
 from caudal.operators.base import OperatorContext
@@ -369,7 +370,7 @@ class SubtaskRunner:
                 now = time.monotonic()
                 if now >= next_tick:  # processing-time windows close on the wall clock
                     next_tick = now + 0.1
-                    self._emit(self.chain.on_processing_time(time.time_ns() // 1000))
+                    self._emit(self.chain.on_processing_time(clock.now_us()))
             if got is None:
                 continue
             channel, item = got

@@ -365,7 +365,9 @@ def _bind_now(dtype: pa.DataType):
 
 
 def _now(args, call):
-    now = dt.datetime.now(dt.UTC)
+    from caudal.clock import now_us
+
+    now = dt.datetime.fromtimestamp(now_us() / 1e6, dt.UTC)
     if pa.types.is_date(call.dtype):
         return pa.scalar(now.date(), pa.date32())
     return pa.scalar(now, TIMESTAMP)
