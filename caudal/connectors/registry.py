@@ -27,6 +27,7 @@ CONNECTORS = {
     "postgres-cdc": "caudal.connectors.postgres_cdc",
     "python": "caudal.connectors.python",
     "nats": "caudal.connectors.nats",
+    "redis": "caudal.connectors.redis",
 }
 
 #: connectors for caudal's own tools (benchmarks), registered by them and not offered to
