@@ -57,8 +57,29 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--udf", action="append", default=[], metavar="FILE.py",
                      help="a Python file defining UDFs (@caudal.udf / @caudal.udaf), callable "
                           "by name in the SQL; repeatable")
+    run.add_argument("--metrics-port", type=int, metavar="P",
+                     help="serve Prometheus metrics of this job on 127.0.0.1:P")
+    run.add_argument("--metrics-file", metavar="FILE",
+                     help="write a JSON snapshot of the job's metrics to FILE every second")
     run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                      help="show tracebacks on errors")
+
+    serve = sub.add_parser(
+        "serve", help="run the job server: REST API, web console, Prometheus metrics",
+        description="Serve the REST API (/api/v1), the web console (/) and Prometheus "
+                    "metrics (/metrics); pipelines run as supervised child processes and "
+                    "resume after a restart of the server.")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=5115, help="port (default 5115)")
+    serve.add_argument("--state-dir", default=".caudal", metavar="DIR",
+                       help="where pipelines, checkpoints and logs are kept (default .caudal)")
+    serve.add_argument("--token", default=os.environ.get("CAUDAL_TOKEN"),
+                       help="bearer token required by the API and console (or CAUDAL_TOKEN)")
+    serve.add_argument("--insecure", action="store_true",
+                       help="allow a non-loopback --host without a --token")
+    serve.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show tracebacks on errors")
 
     checkpoints = sub.add_parser(
         "checkpoints", help="list the checkpoints of a checkpoint directory",
@@ -201,7 +222,18 @@ def cmd_run(args) -> int:
             return e.exit_code
     else:
         runtime.deploy(compiled.graph)
-    with StatusLine(runtime):
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        if args.metrics_port is not None or args.metrics_file:
+            from caudal.server.metrics import MetricsFile, serve_job_metrics
+
+            if args.metrics_port is not None:
+                server = serve_job_metrics(runtime, args.metrics_port, Path(args.file).stem)
+                stack.callback(server.shutdown)
+            if args.metrics_file:
+                stack.enter_context(MetricsFile(runtime, args.metrics_file))
+        stack.enter_context(StatusLine(runtime))
         try:
             result = runtime.run()
         except KeyboardInterrupt:
@@ -255,6 +287,12 @@ def cmd_functions(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from caudal.server.main import serve
+
+    return serve(args)
+
+
 def cmd_bench(args) -> int:
     from caudal.bench.command import cmd_bench as run_bench
 
@@ -262,7 +300,7 @@ def cmd_bench(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "explain": cmd_explain, "checkpoints": cmd_checkpoints,
-            "functions": cmd_functions, "bench": cmd_bench}
+            "functions": cmd_functions, "bench": cmd_bench, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

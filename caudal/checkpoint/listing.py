@@ -42,6 +42,23 @@ def operator_sizes(m: Manifest) -> list[tuple[str, int, int]]:
     return out
 
 
+def describe_checkpoints(uri: str) -> list[dict]:
+    """The complete checkpoints of a directory as JSON values (the job server's API)."""
+    storage = CheckpointStorage(uri)
+    out = []
+    for epoch in completed_epochs(storage):
+        try:
+            m = read_manifest(storage, epoch)
+        except CheckpointError as e:
+            out.append({"epoch": epoch, "damaged": str(e)})
+            continue
+        out.append({"epoch": epoch, "time": m.time, "bytes": m.bytes, "kind": _kind(m),
+                    "parallelism": max((v.parallelism for v in m.vertices), default=1),
+                    "operators": [{"operator": label, "bytes": size, "subtasks": n}
+                                  for label, size, n in operator_sizes(m)]})
+    return out
+
+
 def list_checkpoints(uri: str) -> str:
     storage = CheckpointStorage(uri)
     job = read_job_file(storage)

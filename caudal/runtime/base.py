@@ -21,6 +21,11 @@ class SubtaskStats:
     rows_in: int = 0
     rows_out: int = 0
     batches_in: int = 0
+    #: Arrow buffer bytes of the batches read and emitted (metrics)
+    bytes_in: int = 0
+    bytes_out: int = 0
+    #: seconds spent waiting for room in a full downstream channel (backpressure)
+    backpressure_s: float = 0.0
     watermark: int | None = None
     bad_rows_dropped: int = 0
     late_rows: int = 0

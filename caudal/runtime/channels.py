@@ -9,6 +9,7 @@ barrier arrived on all channels.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from typing import Any
 
@@ -32,15 +33,21 @@ class InputGate:
     def channels(self) -> int:
         return len(self._queues)
 
-    def put(self, channel: int, item: Any) -> None:
+    def put(self, channel: int, item: Any) -> float:
+        """Append ``item``; the seconds the writer waited for room (backpressure)."""
+        waited = 0.0
         with self._lock:
             queue = self._queues[channel]
-            while len(queue) >= self._capacity:
-                if self._cancel.is_set():
-                    raise Cancelled
-                self._writable.wait(0.1)
+            if len(queue) >= self._capacity:
+                started = time.monotonic()
+                while len(queue) >= self._capacity:
+                    if self._cancel.is_set():
+                        raise Cancelled
+                    self._writable.wait(0.1)
+                waited = time.monotonic() - started
             queue.append(item)
             self._readable.notify()
+        return waited
 
     def get(self, timeout: float) -> tuple[int, Any] | None:
         """The next item of any unblocked channel, fairly, or None after ``timeout``."""

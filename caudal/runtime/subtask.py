@@ -111,11 +111,14 @@ class OutputEdge:
     #: the side output this edge carries (None: the main output)
     tag: str | None = None
 
-    def send_batch(self, batch: pa.RecordBatch) -> None:
+    def send_batch(self, batch: pa.RecordBatch) -> float:
+        """Route ``batch``; the seconds spent blocked on full channels."""
+        waited = 0.0
         for target, piece in self.route(batch):
             if piece.num_rows:
                 gate, channel = self.targets[target]
-                gate.put(channel, piece)
+                waited += gate.put(channel, piece) or 0.0
+        return waited
 
     def send_control(self, message: Any) -> None:
         for gate, channel in self.targets:
@@ -165,14 +168,16 @@ class SubtaskRunner:
     # ---- output ---------------------------------------------------------------------------
 
     def _emit(self, batches: list[pa.RecordBatch]) -> None:
+        stats = self.stats
         for b in batches:
-            self.stats.rows_out += b.num_rows
+            stats.rows_out += b.num_rows
+            stats.bytes_out += b.nbytes
             side = tag_of(b)
             if side is not None:
                 b = untag(b)
             for out in self.outputs:
                 if out.tag == side:
-                    out.send_batch(b)
+                    stats.backpressure_s += out.send_batch(b)
 
     def _control(self, message: Any) -> None:
         for out in self.outputs:
@@ -336,6 +341,7 @@ class SubtaskRunner:
             if computed is not None:
                 batch = computed(batch)
             self.stats.rows_in += batch.num_rows
+            self.stats.bytes_in += batch.nbytes
             self.stats.batches_in += 1
             self.stats.bad_rows_dropped = source.metrics.bad_rows_dropped
             advanced = False
@@ -377,6 +383,7 @@ class SubtaskRunner:
             if isinstance(item, pa.RecordBatch):
                 marks.activity(channel)
                 self.stats.rows_in += item.num_rows
+                self.stats.bytes_in += item.nbytes
                 self.stats.batches_in += 1
                 self._emit(self.chain.process(item, self.channel_inputs[channel]))
             elif isinstance(item, Watermark):

@@ -1,0 +1,407 @@
+"""The job server's HTTP side: REST API under /api/v1 (OpenAPI at /api/v1/openapi.json),
+Prometheus /metrics, and the web console (static files) at /.
+
+Errors answer ``{"error": "<one line>"}``: invalid SQL 400 with the CLI's message (``line N,
+column M: …``), unknown pipeline 404, malformed body 422 naming the field, missing or wrong
+token 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from caudal import __version__
+from caudal.errors import CaudalError
+from caudal.server.store import Store
+from caudal.server.supervisor import Supervisor
+
+STATIC = Path(__file__).parent / "static"
+#: lines of a pipeline's output a preview starts with
+PREVIEW_TAIL = 20
+
+
+class PipelineIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    query: str = Field(min_length=1, description="a whole SQL script: DDL and INSERTs/SELECTs")
+    parallelism: int = Field(1, ge=1, le=256)
+    checkpoint_interval: str = Field("10s", description="time between checkpoints")
+
+
+class ValidateIn(BaseModel):
+    query: str
+    parallelism: int = Field(1, ge=1, le=256)
+
+
+class RescaleIn(BaseModel):
+    parallelism: int = Field(ge=1, le=256)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, **extra: Any):
+        self.status, self.message, self.extra = status, message, extra
+
+
+def one_line(e: CaudalError) -> str:
+    """The CLI's error line (cli.main prints it after ``caudal: error: ``)."""
+    return " ".join(str(e).split())
+
+
+def compile_query(query: str, parallelism: int):
+    from caudal.job import compile_sql
+
+    try:
+        return compile_sql(query, parallelism)
+    except CaudalError as e:
+        raise ApiError(400, one_line(e), line=e.line, column=e.col) from None
+    except Exception as e:  # noqa: BLE001 - a planner bug: one line, no traceback
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise ApiError(400, f"internal error: {type(e).__name__}: {first}") from None
+
+
+def graph_json(graph) -> dict[str, Any]:
+    vertices = []
+    for v in graph.vertices:
+        vertices.append({
+            "id": v.id, "name": v.name, "label": f"[{v.id}] {v.name}",
+            "parallelism": v.parallelism,
+            "operators": [getattr(op, "label", type(op).__name__) for op in v.operators],
+            "source": v.source.name if v.source is not None else None,
+            "sink": v.sink.name if v.sink is not None else None})
+    edges = [{"src": e.src, "dst": e.dst, "partitioning": e.partitioning, "keys": list(e.keys)}
+             for e in graph.edges]
+    return {"vertices": vertices, "edges": edges, "explain": graph.explain()}
+
+
+def _tail_lines(path: Path, n: int, max_bytes: int = 1 << 20) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            end = f.seek(0, 2)
+            f.seek(max(0, end - max_bytes))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return []
+    return lines[-n:] if n else []
+
+
+class Rates:
+    """Per-subtask rates from two consecutive metrics snapshots of a pipeline."""
+
+    def __init__(self):
+        self.seen: dict[str, tuple[dict, dict | None]] = {}
+
+    def enrich(self, pid: str, snap: dict[str, Any]) -> dict[str, Any]:
+        cur, prev = self.seen.get(pid, (None, None))
+        if cur is None or snap["time"] != cur["time"]:
+            if cur is not None and cur.get("pid") == snap.get("pid"):
+                prev = cur
+            elif cur is not None:
+                prev = None
+            self.seen[pid] = (snap, prev)
+        else:
+            snap = cur
+        out = json.loads(json.dumps(snap))
+        if prev is not None:
+            dt = max(snap["time"] - prev["time"], 1e-6)
+            before = {(s["vertex"], s["subtask"]): s for s in prev["subtasks"]}
+            for s in out["subtasks"]:
+                p = before.get((s["vertex"], s["subtask"]))
+                if p is None:
+                    continue
+                s["rows_in_per_s"] = max(0.0, (s["rows_in"] - p["rows_in"]) / dt)
+                s["rows_out_per_s"] = max(0.0, (s["rows_out"] - p["rows_out"]) / dt)
+                s["backpressure_ratio"] = min(1.0, max(
+                    0.0, (s["backpressure_s"] - p["backpressure_s"]) / dt))
+        now = time.time()
+        for s in out["subtasks"]:
+            wm = s.get("watermark_us")
+            s["watermark_lag_s"] = max(0.0, now - wm / 1e6) if wm is not None else None
+        return out
+
+
+def create_app(state_dir: Path, token: str | None = None) -> FastAPI:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(state_dir / "server.sqlite")
+    supervisor = Supervisor(store, state_dir)
+    rates = Rates()
+    graphs: dict[tuple[str, int], dict[str, Any]] = {}
+
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app):
+        supervisor.start()
+        yield
+        await asyncio.to_thread(supervisor.shutdown)
+
+    app = FastAPI(title="caudal job server", version=__version__, lifespan=lifespan,
+                  openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None)
+    app.state.supervisor = supervisor
+    app.state.store = store
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, e: ApiError):
+        return JSONResponse({"error": e.message, **e.extra}, status_code=e.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, e: RequestValidationError):
+        parts = []
+        for err in e.errors():
+            loc = [str(x) for x in err.get("loc", ()) if x != "body"]
+            if err.get("type") == "json_invalid":
+                parts.append(f"the body is not valid JSON ({err.get('msg')})")
+            else:
+                parts.append(f"field {'.'.join(loc) or 'body'!r}: {err.get('msg')}")
+        fields = [".".join(str(x) for x in err.get("loc", ()) if x != "body")
+                  for err in e.errors()]
+        return JSONResponse({"error": "; ".join(parts), "fields": fields}, status_code=422)
+
+    @app.middleware("http")
+    async def _auth(request: Request, call_next):
+        path = request.url.path
+        if token and (path.startswith("/api/") or path == "/metrics") and \
+                path != "/api/v1/health":
+            given = request.headers.get("authorization", "")
+            given = given[7:] if given.lower().startswith("bearer ") else \
+                request.query_params.get("token", "")
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return JSONResponse({"error": "unauthorized: give the server's token as "
+                                              "'Authorization: Bearer <token>'"},
+                                    status_code=401,
+                                    headers={"WWW-Authenticate": "Bearer"})
+        return await call_next(request)
+
+    def _get(pid: str) -> dict[str, Any]:
+        p = store.get(pid)
+        if p is None:
+            raise ApiError(404, f"no pipeline {pid!r}")
+        return p
+
+    def _view(p: dict[str, Any]) -> dict[str, Any]:
+        out = {k: p[k] for k in ("id", "name", "state", "parallelism", "query", "error",
+                                 "restarts", "pid", "created", "updated",
+                                 "checkpoint_interval")}
+        out["desired"] = p["desired"]
+        return out
+
+    def _metrics(pid: str) -> dict[str, Any] | None:
+        try:
+            snap = json.loads((supervisor.dir(pid) / "metrics.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return rates.enrich(pid, snap)
+
+    # ---- pipelines ------------------------------------------------------------------------
+
+    @app.post("/api/v1/pipelines/validate", tags=["pipelines"])
+    async def validate(body: ValidateIn):
+        """Plan the script without running it: 200 with the dataflow graph, or 400 with the
+        one-line error (``line N, column M: …``)."""
+        compiled = await asyncio.to_thread(compile_query, body.query, body.parallelism)
+        return {"ok": True, "graph": graph_json(compiled.graph)}
+
+    @app.post("/api/v1/pipelines", status_code=201, tags=["pipelines"])
+    async def create(body: PipelineIn):
+        """Validate and start a pipeline; answers its id."""
+        from caudal.durations import parse_duration_s
+
+        try:
+            parse_duration_s(body.checkpoint_interval, "checkpoint_interval")
+        except CaudalError as e:
+            raise ApiError(400, one_line(e)) from None
+        compiled = await asyncio.to_thread(compile_query, body.query, body.parallelism)
+        pid = store.create(body.name, body.query, body.parallelism, body.checkpoint_interval)
+        graphs[(pid, body.parallelism)] = graph_json(compiled.graph)
+        return {"id": pid}
+
+    @app.get("/api/v1/pipelines", tags=["pipelines"])
+    async def list_pipelines():
+        return {"data": [_view(p) for p in store.all()]}
+
+    @app.get("/api/v1/pipelines/{pid}", tags=["pipelines"])
+    async def get_pipeline(pid: str):
+        return _view(_get(pid))
+
+    @app.post("/api/v1/pipelines/{pid}/stop", tags=["pipelines"])
+    async def stop(pid: str):
+        """Stop with a savepoint (the job's SIGTERM); restart resumes from it."""
+        _get(pid)
+        supervisor.request_stop(pid)
+        return _view(_get(pid))
+
+    @app.post("/api/v1/pipelines/{pid}/restart", tags=["pipelines"])
+    async def restart(pid: str):
+        """Start a stopped or failed pipeline again from its newest checkpoint."""
+        p = _get(pid)
+        if p["pid"] and p["desired"] == "running" and p["state"] == "running":
+            raise ApiError(409, f"pipeline {pid} is running; stop it first")
+        supervisor.request_start(pid)
+        return _view(_get(pid))
+
+    @app.post("/api/v1/pipelines/{pid}/rescale", tags=["pipelines"])
+    async def rescale(pid: str, body: RescaleIn):
+        """Stop with a savepoint and start again at the new parallelism."""
+        p = _get(pid)
+        await asyncio.to_thread(compile_query, p["query"], body.parallelism)
+        supervisor.request_rescale(pid, body.parallelism)
+        return _view(_get(pid))
+
+    @app.delete("/api/v1/pipelines/{pid}", tags=["pipelines"])
+    async def delete(pid: str):
+        """Stop (with a savepoint) and forget a pipeline, its checkpoints and logs."""
+        _get(pid)
+        await asyncio.to_thread(supervisor.delete, pid)
+        return {"deleted": pid}
+
+    @app.get("/api/v1/pipelines/{pid}/graph", tags=["pipelines"])
+    async def graph(pid: str):
+        """The physical dataflow graph (``caudal explain``)."""
+        p = _get(pid)
+        key = (pid, p["parallelism"])
+        if key not in graphs:
+            compiled = await asyncio.to_thread(compile_query, p["query"], p["parallelism"])
+            graphs[key] = graph_json(compiled.graph)
+        return graphs[key]
+
+    @app.get("/api/v1/pipelines/{pid}/metrics", tags=["pipelines"])
+    async def metrics(pid: str):
+        """Per-operator and subtask counters of the running job, with rates."""
+        _get(pid)
+        return _metrics(pid) or {"subtasks": [], "checkpoints": []}
+
+    @app.get("/api/v1/pipelines/{pid}/checkpoints", tags=["pipelines"])
+    async def checkpoints(pid: str):
+        """Complete checkpoints (size, kind, per operator state) with their durations."""
+        _get(pid)
+        from caudal.checkpoint.listing import describe_checkpoints
+
+        d = supervisor.checkpoint_dir(pid)
+        items = await asyncio.to_thread(describe_checkpoints, str(d)) if d.exists() else []
+        snap = _metrics(pid) or {}
+        durations = {c["epoch"]: c["duration_s"] for c in snap.get("checkpoints", [])}
+        for c in items:
+            c["duration_s"] = durations.get(c["epoch"])
+        return {"data": items}
+
+    @app.get("/api/v1/pipelines/{pid}/errors", tags=["pipelines"])
+    async def errors(pid: str):
+        """The last error, and the pipeline's history (starts, stops, errors, restarts)."""
+        p = _get(pid)
+        return {"error": p["error"], "events": store.events(pid)}
+
+    @app.get("/api/v1/pipelines/{pid}/logs", tags=["pipelines"])
+    async def logs(pid: str, tail: int = 200):
+        """The last lines the job wrote to stderr."""
+        _get(pid)
+        return {"lines": _tail_lines(supervisor.dir(pid) / "stderr.log", max(0, tail))}
+
+    @app.get("/api/v1/pipelines/{pid}/output", tags=["pipelines"])
+    async def output(pid: str, tail: int = PREVIEW_TAIL):
+        """The last rows the job printed (its SELECTs, to stdout)."""
+        _get(pid)
+        return {"lines": _tail_lines(supervisor.dir(pid) / "output.log", max(0, tail))}
+
+    @app.get("/api/v1/pipelines/{pid}/preview", tags=["pipelines"])
+    async def preview(pid: str, request: Request):
+        """Live output (Server-Sent Events): each line the job prints as an event, starting
+        with the last few."""
+        _get(pid)
+        path = supervisor.dir(pid) / "output.log"
+
+        async def events():
+            for line in _tail_lines(path, PREVIEW_TAIL):
+                yield f"data: {line}\n\n"
+            try:
+                pos = path.stat().st_size
+            except OSError:
+                pos = 0
+            partial = b""
+            idle = 0.0
+            while not await request.is_disconnected():
+                try:
+                    size = path.stat().st_size
+                except OSError:
+                    size = 0
+                if size < pos:
+                    pos = 0
+                if size > pos:
+                    with open(path, "rb") as f:
+                        f.seek(pos)
+                        data = f.read(1 << 20)
+                    pos += len(data)
+                    *lines, partial = (partial + data).split(b"\n")
+                    for line in lines[-200:]:
+                        yield f"data: {line.decode(errors='replace')}\n\n"
+                    idle = 0.0
+                else:
+                    idle += 0.25
+                    if idle >= 15:
+                        yield ": keep-alive\n\n"
+                        idle = 0.0
+                    await asyncio.sleep(0.25)
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    # ---- Prometheus -----------------------------------------------------------------------
+
+    def _prometheus() -> bytes:
+        from prometheus_client import generate_latest
+        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.registry import CollectorRegistry
+
+        from caudal.server.metrics import SnapshotCollector
+
+        pipelines = store.all()
+
+        def snapshots():
+            for p in pipelines:
+                if p["state"] != "running":
+                    continue
+                try:
+                    snap = json.loads((supervisor.dir(p["id"]) / "metrics.json").read_text())
+                except (OSError, ValueError):
+                    continue
+                snap["restarts"] = max(snap.get("restarts", 0), p["restarts"])
+                yield p["name"], snap
+
+        def states():
+            fam = GaugeMetricFamily("caudal_pipelines", "Pipelines by state",
+                                    labels=["state"])
+            for s in ("created", "running", "finished", "failed", "stopped"):
+                fam.add_metric([s], float(sum(p["state"] == s for p in pipelines)))
+            return [fam]
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(SnapshotCollector(snapshots, states))
+        return generate_latest(registry)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus():
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        body = await asyncio.to_thread(_prometheus)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/v1/health", tags=["server"])
+    async def health():
+        return {"ok": True, "version": __version__, "auth": bool(token)}
+
+    # ---- console --------------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

@@ -1,0 +1,287 @@
+"""Pipelines as supervised child processes of the job server.
+
+Each pipeline runs as ``python -m caudal.cli run`` with its own directory under the state
+dir: ``job.sql``, ``checkpoints/``, ``output.log`` (its stdout: rows of SELECTs, the live
+preview), ``stderr.log`` and ``metrics.json`` (``--metrics-file``). Because every run has a
+checkpoint directory, any start after the first resumes from the newest checkpoint:
+
+- stop: SIGTERM, on which the job takes a savepoint and exits 0;
+- a crash (exit code not 0): restarted after a backoff (0.5 s, doubling up to 10 s), at most
+  ``MAX_RESTARTS`` times in a row, then ``failed`` with the last error line of its stderr;
+- rescale: stop with a savepoint, then start again at the new parallelism;
+- the server killed (SIGKILL): each child gets SIGTERM from the kernel (PR_SET_PDEATHSIG) and
+  takes a savepoint; the restarted server waits for the old process to end and starts the
+  pipeline again from that savepoint. A server stopped normally does the same itself.
+
+One thread (``Supervisor.run``) starts every child, so the parent-death signal (tied to the
+thread that forked) fires only when the server dies.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from caudal.server.store import Store
+
+MAX_RESTARTS = 3
+BACKOFF_S = 0.5
+MAX_BACKOFF_S = 10.0
+#: seconds a stopping child has to take its savepoint before it is killed
+STOP_TIMEOUT_S = 60.0
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def pid_alive(pid: int | None) -> bool:
+    """A process ``pid`` exists and is not a zombie."""
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+            return True
+        except OSError:
+            return False
+
+
+def last_error(path: Path) -> str | None:
+    """The last ``caudal: …error…`` line of a stderr log (else its last line)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 65536))
+            lines = [x.strip() for x in f.read().decode(errors="replace").splitlines()
+                     if x.strip()]
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if "error" in line.lower() and line.startswith("caudal:"):
+            return line
+    return lines[-1] if lines else None
+
+
+@dataclass
+class Child:
+    proc: subprocess.Popen
+    started: float
+    stopping: bool = False
+    #: start again as soon as it exits (rescale)
+    then_start: bool = False
+    term_sent: float = 0.0
+
+
+class Supervisor:
+    def __init__(self, store: Store, state_dir: Path, python: str = sys.executable,
+                 tick_s: float = 0.2):
+        self.store = store
+        self.state_dir = state_dir
+        self.python = python
+        self.tick_s = tick_s
+        self.children: dict[str, Child] = {}
+        #: pipeline -> monotonic time before which it is not started (backoff)
+        self.not_before: dict[str, float] = {}
+        #: pipeline -> pid of a process a previous server left behind
+        self.orphans: dict[str, int] = {}
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="caudal-supervisor", daemon=True)
+        for p in store.all():
+            if p["pid"] and pid_alive(p["pid"]) and p["desired"] == "running":
+                self.orphans[p["id"]] = p["pid"]
+
+    # ---- paths ----------------------------------------------------------------------------
+
+    def dir(self, pid: str) -> Path:
+        return self.state_dir / "pipelines" / pid
+
+    def checkpoint_dir(self, pid: str) -> Path:
+        return self.dir(pid) / "checkpoints"
+
+    # ---- requests from the API (any thread) -----------------------------------------------
+
+    def request_start(self, pid: str) -> None:
+        with self._lock:
+            self.store.update(pid, desired="running", restarts=0, error=None)
+            self.not_before.pop(pid, None)
+            child = self.children.get(pid)
+            if child is not None and child.stopping:
+                child.then_start = True
+            elif child is None:
+                self.store.update(pid, state="running")
+                self.store.event(pid, "restart", "starting from the newest checkpoint")
+
+    def request_stop(self, pid: str) -> None:
+        with self._lock:
+            self.store.update(pid, desired="stopped")
+            child = self.children.get(pid)
+            if child is None:
+                p = self.store.get(pid)
+                if p and p["state"] in ("running", "created"):
+                    self.store.update(pid, state="stopped")
+                    self.store.event(pid, "stopped", "stopped")
+                return
+            self._terminate(pid, child)
+
+    def request_rescale(self, pid: str, parallelism: int) -> None:
+        with self._lock:
+            self.store.update(pid, parallelism=parallelism)
+            self.store.event(pid, "rescale", f"rescaling to parallelism {parallelism}")
+            child = self.children.get(pid)
+            if child is not None:
+                child.then_start = True
+                self._terminate(pid, child)
+
+    def delete(self, pid: str) -> None:
+        with self._lock:
+            self.store.update(pid, desired="deleted")
+            child = self.children.get(pid)
+            if child is not None:
+                self._terminate(pid, child)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while pid in self.children and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self._lock:
+            child = self.children.pop(pid, None)
+            if child is not None:
+                child.proc.kill()
+                child.proc.wait()
+            self.store.delete(pid)
+        shutil.rmtree(self.dir(pid), ignore_errors=True)
+
+    def _terminate(self, pid: str, child: Child) -> None:
+        if not child.stopping:
+            child.stopping = True
+            child.term_sent = time.monotonic()
+            self.store.event(pid, "stopping", "stopping with a savepoint")
+            try:
+                child.proc.send_signal(signal.SIGTERM)
+            except OSError:
+                pass
+
+    # ---- the loop -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def shutdown(self) -> None:
+        """Stop every child with a savepoint, leaving ``desired`` as it is: the next server
+        resumes them."""
+        self._stop.set()
+        self.thread.join(5)
+        with self._lock:
+            for child in self.children.values():
+                try:
+                    child.proc.send_signal(signal.SIGTERM)
+                except OSError:
+                    pass
+            for child in self.children.values():
+                try:
+                    child.proc.wait(STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    child.proc.kill()
+
+    def run(self) -> None:
+        while not self._stop.wait(self.tick_s):
+            try:
+                self.tick()
+            except Exception as e:  # noqa: BLE001 - the supervisor must not die
+                print(f"caudal: supervisor: {type(e).__name__}: {e}", file=sys.stderr)
+
+    def tick(self) -> None:
+        with self._lock:
+            for p in self.store.all():
+                pid = p["id"]
+                child = self.children.get(pid)
+                if child is not None:
+                    code = child.proc.poll()
+                    if code is None:
+                        if child.stopping and \
+                                time.monotonic() - child.term_sent > STOP_TIMEOUT_S:
+                            child.proc.kill()
+                        continue
+                    self._exited(p, child, code)
+                    p = self.store.get(pid) or p
+                if pid in self.children or p["desired"] != "running":
+                    continue
+                if p["state"] not in ("created", "running"):
+                    continue
+                if pid in self.orphans:
+                    if pid_alive(self.orphans[pid]):
+                        continue  # the previous server's child is taking its savepoint
+                    del self.orphans[pid]
+                if time.monotonic() < self.not_before.get(pid, 0.0):
+                    continue
+                self._spawn(p)
+
+    def _spawn(self, p: dict[str, Any]) -> None:
+        pid = p["id"]
+        d = self.dir(pid)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "job.sql").write_text(p["query"])
+        cmd = [self.python, "-m", "caudal.cli", "run", str(d / "job.sql"),
+               "--parallelism", str(p["parallelism"]),
+               "--checkpoint-dir", str(self.checkpoint_dir(pid)),
+               "--checkpoint-interval", p["checkpoint_interval"],
+               "--max-restarts", "0", "--metrics-file", str(d / "metrics.json")]
+        out = open(d / "output.log", "ab")
+        err = open(d / "stderr.log", "ab")
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                    start_new_session=True, preexec_fn=_die_with_parent)
+        finally:
+            out.close()
+            err.close()
+        self.children[pid] = Child(proc, time.monotonic())
+        self.store.update(pid, state="running", pid=proc.pid)
+        self.store.event(pid, "started", f"process {proc.pid} started at parallelism "
+                                         f"{p['parallelism']}")
+
+    def _exited(self, p: dict[str, Any], child: Child, code: int) -> None:
+        pid = p["id"]
+        del self.children[pid]
+        self.store.update(pid, pid=None)
+        if p["desired"] == "deleted":
+            return
+        if child.stopping and code in (0, 130, -signal.SIGTERM, -signal.SIGKILL):
+            if child.then_start or p["desired"] == "running":
+                self.store.event(pid, "stopped", "stopped with a savepoint; starting again")
+                self.store.update(pid, state="running")
+            else:
+                self.store.update(pid, state="stopped")
+                self.store.event(pid, "stopped", "stopped with a savepoint")
+            return
+        if code == 0:
+            self.store.update(pid, state="finished", desired="stopped")
+            self.store.event(pid, "finished", "finished: every input was read to its end")
+            return
+        error = last_error(self.dir(pid) / "stderr.log") or f"exit code {code}"
+        restarts = p["restarts"] + 1
+        self.store.event(pid, "error", error)
+        if restarts > MAX_RESTARTS:
+            self.store.update(pid, state="failed", desired="stopped", error=error)
+            self.store.event(pid, "failed", f"failed after {MAX_RESTARTS} restarts: {error}")
+            return
+        delay = min(BACKOFF_S * 2 ** (restarts - 1), MAX_BACKOFF_S)
+        self.not_before[pid] = time.monotonic() + delay
+        self.store.update(pid, state="running", restarts=restarts, error=error)
+        self.store.event(pid, "restarting", f"restarting from the last checkpoint in "
+                                            f"{delay:.1f}s (restart {restarts} of "
+                                            f"{MAX_RESTARTS})")
