@@ -391,8 +391,10 @@ class PostgresSink(Sink):
         try:
             if self._in_txn:
                 conn.execute("ROLLBACK")
-            if self.mode == "upsert" and self._started and not self._pending:
-                # nothing staged is waiting: the stage goes away with the run
+            if self.mode == "upsert" and not self._pending and \
+                    (self._started or self.columns is not None):
+                # nothing staged is waiting (a run's end, or recovery that applied it): the
+                # stage goes away; the next run creates it again
                 conn.execute("SET lock_timeout = '1s'")
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self.stage.sql))
         except pg_client.DatabaseError:

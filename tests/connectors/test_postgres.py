@@ -58,7 +58,21 @@ def pg():
     conn.execute("SET TIME ZONE 'UTC'")
     prefix = f"t_{uuid.uuid4().hex[:8]}"
     conn.prefix = prefix
+    leftovers = ("SELECT 'stage', tablename FROM pg_tables WHERE tablename LIKE "
+                 "'caudal\\_stage\\_%' UNION ALL SELECT 'slot', slot_name FROM "
+                 "pg_replication_slots WHERE slot_name LIKE 'caudal\\_t\\_%' UNION ALL "
+                 "SELECT 'publication', pubname FROM pg_publication WHERE pubname LIKE "
+                 "'caudal\\_%'")
+    before = set(conn.execute(leftovers).fetchall())
     yield conn
+    for kind, name in set(conn.execute(leftovers).fetchall()) - before:
+        if kind == "stage":
+            conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+        elif kind == "slot":
+            conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM "
+                         "pg_replication_slots WHERE slot_name = %s AND NOT active", (name,))
+        else:
+            conn.execute(f'DROP PUBLICATION IF EXISTS "{name}"')
     for (gid,) in conn.execute("SELECT gid FROM pg_prepared_xacts WHERE gid LIKE 'caudal-%'"
                                " AND database = current_database()").fetchall():
         # only ours: a prepared transaction that touched one of this test's tables
