@@ -14,12 +14,16 @@ import argparse
 import sys
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from caudal.bench.jobs import NotSupported, RunSettings, compile_query, is_updating, plan_summary
-from caudal.bench.queries import Query, load_queries, select
-from caudal.bench.report import QueryReport, console_lines, machine
 from caudal.durations import parse_duration_s
 from caudal.errors import CaudalError, ConfigError
+
+if TYPE_CHECKING:  # imported where used: `caudal run` builds this parser, and must not
+    # load the planner-heavy harness modules for it (start-up time)
+    from caudal.bench.jobs import RunSettings
+    from caudal.bench.queries import Query
+    from caudal.bench.report import QueryReport
 
 #: seconds of input a latency run lasts when --events is not given
 DEFAULT_LATENCY_SECONDS = 10.0
@@ -88,6 +92,8 @@ def add_parser(sub) -> None:
 
 
 def settings_of(args) -> RunSettings:
+    from caudal.bench.jobs import RunSettings
+
     if args.parallelism < 1:
         raise ConfigError("--parallelism must be at least 1")
     if args.rate is not None:
@@ -103,6 +109,8 @@ def bench_query(query: Query, settings: RunSettings, compare: str | None = None,
                 warmup: bool = True, info: dict | None = None,
                 repeat: int = 1) -> QueryReport:
     """Run one query (and its DuckDB version) and gather the figures."""
+    from caudal.bench.jobs import NotSupported, compile_query, is_updating, plan_summary
+    from caudal.bench.report import QueryReport
     from caudal.bench.runner import run_caudal
 
     report = QueryReport(query=query.name, title=query.title, kind=query.kind,
@@ -151,7 +159,7 @@ def _compare_duckdb(query: Query, settings: RunSettings, report: QueryReport,
 
     from caudal.bench import events
     from caudal.bench.duckdb_baseline import run_duckdb
-    from caudal.bench.jobs import source_columns
+    from caudal.bench.jobs import compile_query, source_columns
     from caudal.bench.runner import run_caudal
 
     try:
@@ -182,6 +190,9 @@ def cmd_bench(args) -> int:
         print("usage: caudal bench nexmark [--query QN] [--events N] [--parallelism P] "
               "[--rate R] [--compare duckdb]", file=sys.stderr)
         return 2
+    from caudal.bench.queries import load_queries, select
+    from caudal.bench.report import console_lines, machine
+
     queries = load_queries(args.queries)
     names = [n.strip() for item in (args.query or ["all"]) for n in item.split(",") if n.strip()]
     chosen = select(queries, names)

@@ -8,11 +8,14 @@ an ``OPTIONS`` dict of option name -> one-line description, used to reject unkno
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-from caudal.connectors.base import LookupSource, Sink, Source
 from caudal.errors import ConfigError
-from caudal.plan.physical import PhysicalGraph
-from caudal.plan.tables import TableSpec
+
+if TYPE_CHECKING:  # annotations only: the registry stays light to import (start-up time)
+    from caudal.connectors.base import LookupSource, Sink, Source
+    from caudal.plan.physical import PhysicalGraph
+    from caudal.plan.tables import TableSpec
 
 #: connector name -> module that implements it
 CONNECTORS = {

@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -158,6 +157,8 @@ def encode(batch: pa.RecordBatch,
         row = pa.StructArray.from_arrays(columns, names=data.schema.names)
     table = pa.table({"before": _take(row, before_idx), "after": _take(row, after_idx),
                       "op": pa.array(op_text, pa.string())})
+    import polars as pl  # only writers need it (loaded on first use)
+
     out = io.BytesIO()
     pl.from_arrow(table).write_ndjson(out)
     return out.getvalue()

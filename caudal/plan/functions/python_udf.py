@@ -18,7 +18,6 @@ rows' order, which is one of the orders an unordered UDF may produce).
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -176,6 +175,8 @@ class PythonUdf:
         return result
 
     def _run_async(self, arrays: list[pa.Array], rows: int) -> pa.Array:
+        import asyncio  # async UDFs only (asyncio costs start-up time to import)
+
         loop = getattr(self._local, "loop", None)
         if loop is None:
             loop = self._local.loop = asyncio.new_event_loop()
@@ -184,6 +185,8 @@ class PythonUdf:
                         type=self.returns)
 
     async def _gather(self, columns: list[list[Any]], rows: int) -> list[Any]:
+        import asyncio
+
         limit = asyncio.Semaphore(self.max_concurrency)
 
         async def one(i: int) -> Any:

@@ -1,0 +1,59 @@
+"""Start-up cost guard: `caudal run` of a trivial job imports only what the job uses.
+
+Timing tests are noise on a shared machine, so this checks what start-up costs are made of
+instead: which heavy modules a fresh process has imported. Polars (~0.3 s to import), DuckDB,
+the Kafka/PostgreSQL clients and Ray must stay out of `import caudal.cli`, of `caudal
+--version` and of a Parquet-to-blackhole job; they are imported where a job uses them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ["polars", "duckdb", "pandas", "confluent_kafka", "psycopg", "ray", "asyncio",
+         "caudal.frame"]
+
+_PROBE = """
+import json, sys
+{code}
+print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
+"""
+
+
+def _imported(code: str) -> list[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", _PROBE.format(code=code, heavy=HEAVY)],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_import_cli_is_light():
+    assert _imported("import caudal.cli; caudal.cli._parser()") == []
+
+
+def test_version_imports_no_engine():
+    code = ("import caudal.cli\ntry:\n    caudal.cli.main(['--version'])\n"
+            "except SystemExit:\n    pass\n"
+            "assert 'pyarrow' not in sys.modules and 'sqlglot' not in sys.modules")
+    assert _imported(code) == []
+
+
+def test_parquet_to_blackhole_job_imports_only_what_it_uses(tmp_path):
+    pq.write_table(pa.table({"a": list(range(10)), "b": [str(i) for i in range(10)]}),
+                   tmp_path / "ten.parquet")
+    job = tmp_path / "job.sql"
+    job.write_text(
+        f"CREATE TABLE src WITH (connector = 'filesystem', path = '{tmp_path / 'ten.parquet'}');\n"
+        "CREATE TABLE out WITH (connector = 'blackhole');\n"
+        "INSERT INTO out SELECT a, b FROM src WHERE a > 2;\n")
+    code = f"import caudal.cli\nassert caudal.cli.main(['run', {str(job)!r}]) == 0"
+    assert _imported(code) == []
