@@ -31,6 +31,8 @@ CONNECTORS = {
     "python": "caudal.connectors.python",
     "nats": "caudal.connectors.nats",
     "redis": "caudal.connectors.redis",
+    "webhook": "caudal.connectors.webhook",
+    "http": "caudal.connectors.http_ingest",
 }
 
 #: connectors for caudal's own tools (benchmarks), registered by them and not offered to

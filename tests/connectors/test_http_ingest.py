@@ -1,0 +1,191 @@
+"""The http ingest source: caudal listens on loopback and takes NDJSON POSTs."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+COLUMNS = "id BIGINT, name TEXT, at TIMESTAMP"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def job_sql(port: int, out: Path, extra: str = "") -> str:
+    return f"""CREATE TABLE events ({COLUMNS}) WITH (connector = 'http', port = '{port}',
+  path = '/ingest'{extra});
+CREATE TABLE out WITH (connector = 'filesystem', path = '{out}', format = 'json');
+INSERT INTO out SELECT id, name, at FROM events;
+"""
+
+
+def start(tmp_path: Path, sql: str, ck: Path | None = None) -> subprocess.Popen:
+    job = tmp_path / "job.sql"
+    job.write_text(sql)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("CAUDAL_DEBUG", None)
+    ck = ck or tmp_path / "ck"
+    return subprocess.Popen([sys.executable, "-m", "caudal.cli", "run", str(job),
+                             "--checkpoint-dir", str(ck), "--checkpoint-interval", "200ms"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=env)
+
+
+def post(port: int, body: bytes, path: str = "/ingest",
+         timeout: float = 10) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("POST", path, body, {"Content-Type": "application/x-ndjson"})
+        answer = conn.getresponse()
+        return answer.status, json.loads(answer.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def wait_up(port: int, proc: subprocess.Popen, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/ingest")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError("the http source did not come up")
+
+
+def committed_rows(out: Path) -> list[dict]:
+    rows = []
+    if out.exists():
+        for p in sorted(out.rglob("*.json")):
+            if not any(part.startswith((".", "_")) for part in p.relative_to(out).parts):
+                rows.extend(json.loads(line) for line in p.read_text().splitlines())
+    return rows
+
+
+def wait_rows(out: Path, n: int, seconds: float = 30) -> list[dict]:
+    deadline = time.monotonic() + seconds
+    rows = committed_rows(out)
+    while len(rows) < n and time.monotonic() < deadline:
+        time.sleep(0.1)
+        rows = committed_rows(out)
+    return rows
+
+
+def event(i: int) -> bytes:
+    return json.dumps({"id": i, "name": f"n{i}", "at": "2024-01-01T00:00:00.123456"}).encode()
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.parametrize("ack", ["pipeline", "checkpoint"])
+def test_batches_single_events_and_bad_lines(tmp_path, ack):
+    port = free_port()
+    out = tmp_path / "out"
+    proc = start(tmp_path, job_sql(port, out, f", ack = '{ack}'"))
+    try:
+        wait_up(port, proc)
+        status, body = post(port, b"\n".join(event(i) for i in range(1000)) + b"\n")
+        assert (status, body) == (202, {"rows": 1000})
+        for i in range(1000, 1005):
+            assert post(port, event(i)) == (202, {"rows": 1})   # no trailing newline
+        status, body = post(port, event(2000) + b"\n{oops\n" + event(2001))
+        assert status == 400 and "line 2" in body["error"]
+        assert post(port, event(1), path="/other")[0] == 404
+        rows = wait_rows(out, 1005)
+    finally:
+        stop(proc)
+    assert sorted(r["id"] for r in rows) == list(range(1005))
+    assert rows[0]["at"].startswith("2024-01-01T00:00:00.123456")
+
+
+def test_bad_lines_dropped_with_bad_data_drop(tmp_path):
+    port = free_port()
+    out = tmp_path / "out"
+    proc = start(tmp_path, job_sql(port, out, ", bad_data = 'drop'"))
+    try:
+        wait_up(port, proc)
+        assert post(port, event(1) + b"\nnot json\n" + event(2) + b"\n") == (202, {"rows": 2})
+        rows = wait_rows(out, 2)
+    finally:
+        stop(proc)
+    assert sorted(r["id"] for r in rows) == [1, 2]
+
+
+def test_port_in_use_is_one_line(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        proc = start(tmp_path, job_sql(port, tmp_path / "out"))
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
+
+
+@pytest.mark.slow   # five killed runs while a client posts
+def test_ack_checkpoint_loses_nothing_acked_when_killed_five_times(tmp_path):
+    """ack = 'checkpoint': a client posts batches and retries each until it gets 202; the
+    job is SIGKILLed five times and restarted. Every acknowledged event is in the output."""
+    import random
+    import threading
+
+    port = free_port()
+    out = tmp_path / "out"
+    sql = job_sql(port, out, ", ack = 'checkpoint'")
+    acked: list[int] = []
+    done = threading.Event()
+
+    def client() -> None:
+        for b in range(150):
+            ids = range(b * 40, b * 40 + 40)
+            body = b"\n".join(event(i) for i in ids) + b"\n"
+            while not done.is_set():
+                try:
+                    if post(port, body, timeout=5)[0] == 202:
+                        acked.extend(ids)
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.05)
+            time.sleep(0.01)
+        done.set()
+
+    rng = random.Random(3)
+    thread = threading.Thread(target=client, daemon=True)
+    thread.start()
+    kills = 0
+    while not done.is_set():
+        proc = start(tmp_path, sql)
+        if kills < 5:
+            time.sleep(rng.uniform(1.5, 3.0))
+            stop(proc)
+            kills += 1
+            continue
+        thread.join(120)
+        rows = wait_rows(out, len(set(acked)), 30)
+        stop(proc)
+        break
+    assert kills == 5 and len(acked) == 6000
+    got = {r["id"] for r in rows}
+    assert set(acked) <= got
