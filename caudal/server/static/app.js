@@ -26,7 +26,12 @@ function utc(us) {
   if (us == null) return "-";
   return new Date(us / 1000).toISOString().replace("T", " ").slice(0, 19);
 }
-function secs(s) { return s == null ? "-" : s < 60 ? s.toFixed(1) + "s" : (s / 60).toFixed(1) + "m"; }
+function secs(s) {
+  if (s == null) return "-";
+  if (s < 60) return s.toFixed(1) + "s";
+  if (s < 3600) return (s / 60).toFixed(1) + "m";
+  return s < 86400 ? (s / 3600).toFixed(1) + "h" : (s / 86400).toFixed(1) + "d";
+}
 
 async function api(path, opts = {}) {
   const headers = { "Content-Type": "application/json" };

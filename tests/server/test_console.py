@@ -1,0 +1,67 @@
+"""The web console end to end in headless Chromium (Debian's /usr/bin/chromium driven by
+Playwright): create a pipeline from the SQL editor, see it running with rates and a
+watermark, preview its output, stop it. With CAUDAL_CONSOLE_SCREENSHOT=path it also saves a
+screenshot (docs/console.png is made this way)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+SQL = """CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', event_rate = '2000',
+  base_time = 'now');
+SELECT window_start, auction, count(*) AS bids, max(price) AS top
+FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '1' SECOND))
+GROUP BY window_start, window_end, auction;"""
+
+
+@pytest.fixture
+def page():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is absent: apt-get install -y chromium to run the console test")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1360, "height": 900})
+        finally:
+            browser.close()
+
+
+def test_console_create_watch_preview_stop(server, page):
+    from playwright.sync_api import expect
+
+    page.goto(server.url + "/")
+    page.fill("#name", "bids-per-second")
+    page.fill("#parallelism", "2")
+    page.fill("#sql", "SELECT nope FROM nowhere;")
+    expect(page.locator("#validation")).to_contain_text("line 1", timeout=20_000)
+    expect(page.locator("#gutter .bad")).to_have_text("1")
+    page.fill("#sql", SQL)
+    expect(page.locator("#validation")).to_contain_text("valid", timeout=20_000)
+    page.click("#create")
+    expect(page.locator("#d-state")).to_have_text("running", timeout=20_000)
+    # rates above zero and a watermark, on the graph's table of operators
+    source_row = page.locator("#op-table tbody tr").first
+    expect(source_row.locator("td.rate-in")).not_to_have_text("0", timeout=30_000)
+    expect(source_row.locator("td.wm")).not_to_have_text("-", timeout=30_000)
+    expect(page.locator("#graph svg g.node")).to_have_count(3)
+    expect(page.locator("#wm-hint")).to_contain_text("Watermark held back")
+    page.click(".tabs button[data-tab=preview]")
+    expect(page.locator("#preview")).to_contain_text(" ", timeout=30_000)
+    expect(page.locator("#preview")).to_contain_text(":", timeout=30_000)
+    shot = os.environ.get("CAUDAL_CONSOLE_SCREENSHOT")
+    if shot:
+        page.click(".tabs button[data-tab=graph]")
+        page.wait_for_timeout(2500)
+        page.screenshot(path=shot, full_page=True)
+    page.click("#d-stop")
+    expect(page.locator("#d-state")).to_have_text("stopped", timeout=60_000)
+    page.click(".tabs button[data-tab=checkpoints]")
+    expect(page.locator("#cp-table tbody")).to_contain_text("savepoint", timeout=10_000)
