@@ -415,14 +415,14 @@ def _type_name(t: pa.DataType) -> str:
     return sql_name(t)
 
 
-def _frame_error(e: CaudalError, frame: Frame) -> CaudalError:
+def _frame_error(e: CaudalError, frame: Frame, op: str | None = None) -> CaudalError:
     """The planner's message without its position (a line of generated SQL): the operation
     that was written instead."""
     import re
 
     message = re.sub(r"(in )?table '_f\d+'(: )?", "", e.message)
     message = re.sub(r"'?\b_f\d+\b'?", "the input", message)
-    return type(e)(f"{frame.op}(): {message}", hint=e.hint)
+    return type(e)(f"{op or frame.op}(): {message}", hint=e.hint)
 
 
 def _items(columns, named, what: str) -> list[Expr]:

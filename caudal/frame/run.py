@@ -44,7 +44,12 @@ def _start(frame, sink_options: dict[str, Any], options: dict[str, Any]):
             f"{_options(sink_options)});\nINSERT INTO {_quote(_OUT)} SELECT * FROM "
             f"{_quote(frame.name)};")
     with frame._plan_context():
-        compiled = compile_sql(text, settings.parallelism)
+        try:
+            compiled = compile_sql(text, settings.parallelism)
+        except CaudalError as e:  # a position in generated SQL would mislead: say where
+            from caudal.frame.frame import _frame_error
+
+            raise _frame_error(e, frame, "run") from None
     runtime = LocalRuntime(batch_rows=settings.batch_rows,
                            linger_s=parse_duration_s(settings.linger, "linger"))
     if settings.checkpoint_dir:
@@ -55,9 +60,17 @@ def _start(frame, sink_options: dict[str, Any], options: dict[str, Any]):
     return runtime
 
 
-def run_into(frame, sink_options: dict[str, Any], **options: Any) -> JobResult:
-    """Run the frame into a table of ``sink_options`` (a connector and its options)."""
-    return _start(frame, sink_options, options).run()
+def run_into(frame, sink_options: dict[str, Any], **options: Any) -> JobResult | None:
+    """Run the frame into a table of ``sink_options`` (a connector and its options). None
+    when ``checkpoint_dir`` holds this job's final checkpoint: it already ran to the end
+    (as ``caudal run`` says and exits 0)."""
+    from caudal.checkpoint.errors import JobFinished
+
+    try:
+        runtime = _start(frame, sink_options, options)
+    except JobFinished:
+        return None
+    return runtime.run()
 
 
 def _collector(frame):

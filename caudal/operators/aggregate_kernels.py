@@ -41,6 +41,33 @@ class GroupIndex:
         self.gid = np.empty(n_rows, dtype=np.int64)
         self.gid[flat] = parents
 
+    @classmethod
+    def encode(cls, table: pa.Table, keys: list[str]) -> tuple[GroupIndex, np.ndarray] | None:
+        """Group ids by dictionary-encoding the keys (groups in order of first appearance,
+        NULL a key like any other) without a hash aggregation, and the first row of each
+        group; None for key types Arrow cannot dictionary-encode."""
+        n = table.num_rows
+        code: np.ndarray | None = None
+        try:
+            for key in keys:
+                column = table[key].combine_chunks()
+                encoded = pc.dictionary_encode(column, null_encoding="encode")
+                idx = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+                if code is not None:  # (previous group, this key) -> a dense id again
+                    idx = pc.dictionary_encode(pa.array(code * len(encoded.dictionary) + idx)
+                                               ).indices.to_numpy().astype(np.int64)
+                code = idx
+        except (pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            return None
+        if code is None:  # no keys: one group of every row
+            code = np.zeros(n, dtype=np.int64)
+        groups = cls.__new__(cls)
+        groups.gid = code
+        groups.groups = int(code.max()) + 1 if n else 0
+        first = np.empty(groups.groups, dtype=np.int64)
+        first[code[::-1]] = np.arange(n - 1, -1, -1, dtype=np.int64)  # the earliest wins
+        return groups, first
+
 
 def _np(a: pa.Array | pa.ChunkedArray, fill=0, dtype=None) -> np.ndarray:
     if isinstance(a, pa.ChunkedArray):
@@ -562,6 +589,14 @@ class Aggregator:
                     seen.add(name)
                     specs.append(spec)
         need = any(k.needs_groups[0 if phase == PARTIAL else 1] for k in self.kernels)
+        if need and not specs:  # only kernels that read group ids (Python UDAFs)
+            dense = GroupIndex.encode(table, keys)
+            if dense is not None:
+                groups, first = dense
+                out = {key: table[key].take(pa.array(first)) for key in keys}
+                for k in self.kernels:
+                    out.update(k.finish(phase, None, table, groups))
+                return pa.table(out)
         grouped = table
         if need:
             grouped = table.append_column(_ROW, pa.array(np.arange(table.num_rows)))

@@ -144,3 +144,23 @@ def test_killed_job_with_udaf_resumes_exactly_once(tmp_path):
     changes = read_changes(out)
     assert normalized_rows(fold(changes)) == normalized_rows(expected)
     assert (changes.column("_op").to_numpy() < 0).any()
+
+
+def test_group_ids_by_encoding_match_the_hash_aggregation():
+    """GroupIndex.encode (the UDAF-only path) groups rows as Acero's group_by does: several
+    keys, NULL keys, text and integer keys."""
+    import numpy as np
+
+    from caudal.operators.aggregate_kernels import GroupIndex
+
+    t = make_bids(3000, seed=11).select(["channel", "auction", "price"])
+    groups, first = GroupIndex.encode(t, ["channel", "price"])
+    rows = t.append_column("__row", pa.array(np.arange(t.num_rows)))
+    acero = rows.group_by(["channel", "price"], use_threads=False).aggregate([("__row", "list")])
+    reference = GroupIndex(acero["__row_list"], t.num_rows)
+    assert groups.groups == reference.groups
+    # the same partition of rows: each encoded group is exactly one Acero group
+    pairs = set(zip(groups.gid.tolist(), reference.gid.tolist()))
+    assert len(pairs) == groups.groups
+    assert (groups.gid[first] == np.arange(groups.groups)).all()
+    assert GroupIndex.encode(t, [])[0].groups == 1

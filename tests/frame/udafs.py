@@ -12,10 +12,12 @@ class py_avg:
     """avg(x) over the non-NULL values, the vectorized way."""
 
     def accumulate(self, groups, n_groups, x):
-        x = x.astype(np.float64)
-        ok = ~np.isnan(x)
-        return {"total": np.bincount(groups[ok], x[ok], minlength=n_groups),
-                "n": np.bincount(groups[ok], minlength=n_groups)}
+        x = x.astype(np.float64, copy=False)
+        nan = np.isnan(x)  # NULLs arrive as NaN
+        if nan.any():
+            groups, x = groups[~nan], x[~nan]
+        return {"total": np.bincount(groups, x, minlength=n_groups),
+                "n": np.bincount(groups, minlength=n_groups)}
 
     def merge(self, groups, n_groups, state):
         return {"total": np.bincount(groups, state["total"], minlength=n_groups),
