@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 _FRAME = {"Expr", "Frame", "GroupBy", "Window", "call", "col", "count", "cumulate",
           "from_arrow", "hop", "lit", "read_csv", "read_json", "read_kafka", "read_nexmark",
           "read_parquet", "read_table", "register_udf", "session", "sql", "tumble", "udaf",
-          "udf"}
+          "udf", "when"}
 
 
 def __getattr__(name: str):

@@ -1,7 +1,7 @@
 """The Python API: lazy frames that plan to the same logical plans as SQL, column
 expressions, windows, and Python UDFs (see docs/python-api.md)."""
 
-from caudal.frame.expr import Expr, call, col, count, lit
+from caudal.frame.expr import Expr, call, col, count, lit, when
 from caudal.frame.frame import (
     Frame,
     GroupBy,
@@ -24,4 +24,4 @@ from caudal.frame.udf import register_udf, udaf, udf
 __all__ = ["Expr", "Frame", "GroupBy", "Window", "call", "col", "count", "cumulate",
            "from_arrow", "hop", "lit", "read_csv", "read_json", "read_kafka", "read_nexmark",
            "read_parquet", "read_table", "register_udf", "session", "sql", "tumble", "udaf",
-           "udf"]
+           "udf", "when"]

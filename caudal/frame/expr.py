@@ -339,6 +339,52 @@ def len_() -> Expr:
     return Expr(exp.Count(this=exp.Star()), "len", True)
 
 
+class When:
+    """``cd.when(cond).then(a).when(cond2).then(b).otherwise(c)``: SQL's CASE, Polars' names.
+
+    >>> print(when(col("x") > 1).then(lit("big")).otherwise(lit("small")).sql())
+    CASE WHEN "x" > 1 THEN 'big' ELSE 'small' END
+    """
+
+    def __init__(self, branches: list[tuple[Expr, Expr | None]]):
+        self.branches = branches
+
+    def then(self, value: Any) -> When:
+        if not self.branches or self.branches[-1][1] is not None:
+            raise PlanError("then() follows when(condition)")
+        cond, _ = self.branches[-1]
+        return When(self.branches[:-1] + [(cond, to_expr(value))])
+
+    def when(self, condition: Expr) -> When:
+        self._complete()
+        return When(self.branches + [(to_expr(condition), None)])
+
+    def otherwise(self, value: Any) -> Expr:
+        return self._case(to_expr(value))
+
+    def _complete(self) -> None:
+        if self.branches[-1][1] is None:
+            raise PlanError("when(condition) needs .then(value)")
+
+    def _case(self, default: Expr | None) -> Expr:
+        self._complete()
+        ifs = [exp.If(this=c.node, true=v.node) for c, v in self.branches]
+        node = exp.Case(ifs=ifs, default=default.node if default is not None else None)
+        parts = [e for pair in self.branches for e in pair] + ([default] if default is not None else [])
+        first = self.branches[0][1]
+        out = first._derive(node, *parts)
+        out.name = next((e.name for e in [v for _, v in self.branches] if e.name), "literal")
+        return out
+
+    def alias(self, name: str) -> Expr:
+        """The CASE without ELSE (NULL when no condition holds), named."""
+        return self._case(None).alias(name)
+
+
+def when(condition: Expr) -> When:
+    return When([(to_expr(condition), None)])
+
+
 # ---- every scalar function of the SQL surface as a method --------------------------------
 
 #: functions whose SQL signature puts a unit or pattern before the value

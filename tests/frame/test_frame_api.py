@@ -123,3 +123,12 @@ def test_misuse_is_one_line(bids, build, message):
     with pytest.raises(CaudalError, match=message) as info:
         build(bids)
     assert "\n" not in str(info.value) and "_f" not in str(info.value).replace("_from", "")
+
+
+def test_when_then_otherwise_is_sql_case(bids):
+    ours = bids.select("auction", cd.when(col("price") > 5000).then(cd.lit("high"))
+                       .when(col("price") > 0).then(cd.lit("low")).otherwise(cd.lit("none"))
+                       .alias("band"))
+    sql = cd.sql("SELECT auction, CASE WHEN price > 5000 THEN 'high' WHEN price > 0 THEN 'low' "
+                 "ELSE 'none' END AS band FROM t", t=bids)
+    assert normalized_rows(ours.collect()) == normalized_rows(sql.collect())
