@@ -132,3 +132,18 @@ def test_when_then_otherwise_is_sql_case(bids):
     sql = cd.sql("SELECT auction, CASE WHEN price > 5000 THEN 'high' WHEN price > 0 THEN 'low' "
                  "ELSE 'none' END AS band FROM t", t=bids)
     assert normalized_rows(ours.collect()) == normalized_rows(sql.collect())
+
+
+def test_json_and_csv_round_trip(tmp_path, bids):
+    q = bids.filter(col("price") > 9000).select("auction", "channel", "price", "date_time")
+    q.write_json(str(tmp_path / "j"))
+    q.write_csv(str(tmp_path / "c"))
+    want = normalized_rows(q.collect())
+    back_json = cd.read_json(str(tmp_path / "j"), schema={
+        "auction": "BIGINT", "channel": "TEXT", "price": "BIGINT", "date_time": "TIMESTAMP"},
+        event_time="date_time", watermark_delay="1s")
+    assert normalized_rows(back_json.collect()) == want
+    back_csv = cd.read_csv(str(tmp_path / "c"), schema=pa.schema([
+        ("auction", pa.int64()), ("channel", pa.string()), ("price", pa.int64()),
+        ("date_time", pa.timestamp("us", "UTC"))]))
+    assert normalized_rows(back_csv.collect()) == want
