@@ -248,6 +248,9 @@ def cmd_run(args) -> int:
             summary += f" (first: {result.bad_row_examples[0]})"
     if result.late_rows:
         summary += f"; {result.late_rows:,} late rows dropped"
+    udf_dropped = result.metrics.get("udf_rows_dropped", 0)
+    if udf_dropped:
+        summary += f"; {udf_dropped:,} rows dropped by UDFs (on_error='drop')"
     corrupt = result.metrics.get("corrupt_retractions", 0)
     if corrupt:
         summary += (f"; {corrupt:,} retractions of rows never inserted ignored (the input "

@@ -70,7 +70,20 @@ def run_into(frame, sink_options: dict[str, Any], **options: Any) -> JobResult |
         runtime = _start(frame, sink_options, options)
     except JobFinished:
         return None
-    return runtime.run()
+    return _warned(runtime.run())
+
+
+def _warned(result: JobResult) -> JobResult:
+    """Rows dropped by UDFs (``on_error="drop"``) are said, as ``caudal run`` says them."""
+    from caudal.plan.functions.python_udf import ROWS_DROPPED
+
+    dropped = result.metrics.get(ROWS_DROPPED, 0)
+    if dropped:
+        import warnings
+
+        warnings.warn(f"caudal: {dropped:,} input rows dropped by UDFs with on_error='drop'",
+                      stacklevel=3)
+    return result
 
 
 def _collector(frame):
@@ -92,7 +105,7 @@ def collect(frame, **options: Any) -> pa.Table:
 
     handle, collector = _collector(frame)
     try:
-        _start(frame, {"connector": "python", "handle": handle}, options).run()
+        _warned(_start(frame, {"connector": "python", "handle": handle}, options).run())
         if collector.batches:  # a changelog's batches carry _op after the columns
             table = pa.Table.from_batches(collector.batches)
         else:

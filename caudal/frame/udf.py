@@ -55,12 +55,14 @@ def _seconds(timeout: Any) -> float | None:
 def register_udf(fn: Callable, *, returns: Any, name: str | None = None,
                  args: list[Any] | None = None, input: str = "arrow", is_async: bool = False,
                  max_concurrency: int = 64, ordered: bool = False,
-                 timeout: Any = None) -> UdfHandle:
+                 timeout: Any = None, on_error: str = "fail") -> UdfHandle:
     """Make ``fn`` a UDF called ``name`` (default: the function's name), callable by name
     in SQL (``cd.sql``, ``caudal run --udf file.py``) and as ``handle(col(…))`` in frames.
 
     ``returns`` and ``args`` are SQL type names or pyarrow types; ``input`` is how columns
     are passed: ``arrow`` (pyarrow Arrays), ``numpy`` or ``polars`` (Series).
+    ``on_error="drop"`` drops an input batch on which the function raises (counted in the
+    ``udf_rows_dropped`` metric) instead of failing the job.
     """
     udf_name = name or getattr(fn, "__name__", None)
     if not udf_name or not str(udf_name).isidentifier():
@@ -69,7 +71,7 @@ def register_udf(fn: Callable, *, returns: Any, name: str | None = None,
     udf = PythonUdf(udf_name, fn, parse_type(returns, f"udf {udf_name} returns"),
                     [parse_type(a, f"udf {udf_name} args") for a in args]
                     if args is not None else None, input, is_async, max_concurrency,
-                    ordered, _seconds(timeout))
+                    ordered, _seconds(timeout), on_error)
     add_user_function(udf)
     return UdfHandle(udf)
 

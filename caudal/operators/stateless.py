@@ -15,6 +15,7 @@ from caudal.operators.base import Operator
 from caudal.plan.changelog import OP, filter_changelog
 from caudal.plan.compile import compile_expr, compile_projection
 from caudal.plan.expressions import Expr
+from caudal.plan.functions.python_udf import ROWS_DROPPED, DropBatch
 
 
 class ProjectFilter(Operator):
@@ -28,6 +29,14 @@ class ProjectFilter(Operator):
         self._project = compile_projection(exprs, names) if exprs is not None else None
 
     def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:
+        try:
+            return self._process(batch)
+        except DropBatch:  # a UDF with on_error = 'drop' raised on this batch
+            metrics = self.ctx.metrics
+            metrics[ROWS_DROPPED] = metrics.get(ROWS_DROPPED, 0) + batch.num_rows
+            return ()
+
+    def _process(self, batch: pa.RecordBatch) -> Sequence[pa.RecordBatch]:
         if self._predicate is not None:
             mask = self._predicate(batch)
             if isinstance(mask, pa.Scalar):

@@ -189,3 +189,18 @@ def test_async_udf_under_checkpoints(tmp_path):
                     checkpoint_interval="20ms", batch_rows=100)
     got = sorted(pq.read_table(tmp_path / "out").column("y").to_pylist())
     assert got == list(range(1, 3001))
+
+
+def test_on_error_drop_drops_the_batch_and_counts_it():
+    @cd.udf(returns="BIGINT", on_error="drop")
+    def picky(x):
+        if pc.any(pc.equal(x, 13)).as_py():
+            raise ValueError("13")
+        return x
+
+    f = cd.testing.from_records({"x": list(range(100))})
+    with pytest.warns(UserWarning, match="10 input rows dropped"):
+        out = f.select(picky(col("x")).alias("y")).collect(batch_rows=10)
+    assert sorted(out.column("y").to_pylist()) == [x for x in range(100) if not 10 <= x < 20]
+    with pytest.raises(CaudalError, match="on_error = 'skip'"):
+        cd.register_udf(lambda x: x, returns="BIGINT", name="bad_policy", on_error="skip")

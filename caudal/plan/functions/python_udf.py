@@ -35,6 +35,14 @@ from caudal.types import is_numeric, is_text, sql_name
 
 #: the IR function every Python UDF call binds to
 PYTHON_UDF = "python_udf"
+ON_ERROR = ("fail", "drop")
+#: the job metric counting input rows dropped by UDFs with ``on_error = 'drop'``
+ROWS_DROPPED = "udf_rows_dropped"
+
+
+class DropBatch(RuntimeFailure):
+    """A UDF declared ``on_error='drop'`` raised: the operator evaluating it drops the
+    input batch and counts its rows (operators.stateless); anywhere else it fails the job."""
 INPUT_KINDS = ("arrow", "numpy", "polars")
 
 
@@ -68,12 +76,16 @@ class PythonUdf:
     max_concurrency: int = 64
     ordered: bool = False
     timeout_s: float | None = None
+    on_error: str = "fail"
 
     def __post_init__(self):
         self._local = threading.local()  # batch counters (and an event loop) per subtask
         if self.input not in INPUT_KINDS:
             raise PlanError(f"udf {self.name}: input = {self.input!r}",
                             hint="accepted: " + ", ".join(INPUT_KINDS))
+        if self.on_error not in ON_ERROR:
+            raise PlanError(f"udf {self.name}: on_error = {self.on_error!r}",
+                            hint="accepted: " + ", ".join(ON_ERROR))
         if self.max_concurrency < 1:
             raise PlanError(f"udf {self.name}: max_concurrency must be at least 1")
 
@@ -132,7 +144,8 @@ class PythonUdf:
             raise
         except Exception as e:
             first_line = (str(e).strip().splitlines() or [""])[0]
-            raise RuntimeFailure(f"{where} failed: {type(e).__name__}: {first_line}") from e
+            error = DropBatch if self.on_error == "drop" else RuntimeFailure
+            raise error(f"{where} failed: {type(e).__name__}: {first_line}") from e
         return self._conform(result, rows, where)
 
     def _conform(self, result: Any, rows: int, where: str) -> pa.Array:
