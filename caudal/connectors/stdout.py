@@ -25,6 +25,9 @@ FORMATS = ("table", "json")
 MAX_WIDTH = 40
 SEPARATOR = "  "
 ELLIPSIS = "…"
+#: the title of the output that printed last (outputs of one job share the process's stdout;
+#: only read and written under the terminal lock of ``rows_output``)
+_LAST_TITLE: dict[str, str | None] = {"title": None}
 
 
 def _right_aligned(t: pa.DataType) -> bool:
@@ -57,34 +60,50 @@ class StdoutSink(Sink):
         self.validate(self.table)
         self.format = self.table.option("format", "table")
         self._widths: list[int] | None = None
+        self._header = ""
 
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
             return
         if OP in batch.schema.names:
             batch = _op_first(batch)
+        heading = ""
         if self.format == "json":
             text = json_format.encode(batch).decode("utf-8")
         else:
+            first = self._widths is None
             text = self._table_text(batch)
+            heading = self._header if first else ""
         with rows_output():  # never on the line of a status line drawn on the terminal
             out = sys.stdout
-            out.write(text)
+            out.write(self._titled(heading) + text)
             out.flush()
+
+    def _titled(self, heading: str) -> str:
+        """When several outputs of the job print here, this output's title and column header
+        go before its rows whenever another output printed in between, so rows never sit
+        under another query's header. Called under the terminal lock."""
+        title = self.table.title
+        if title is None or self.format == "json":  # JSON lines stay JSON lines
+            return heading
+        previous, _LAST_TITLE["title"] = _LAST_TITLE["title"], title
+        if previous == title:
+            return heading
+        return ("\n" if previous is not None else "") + f"-- {title}\n" + self._header
 
     def _table_text(self, batch: pa.RecordBatch) -> str:
         if batch.num_columns == 0:
             return "\n" * batch.num_rows
-        cells = [pc.replace_substring(pc.fill_null(to_text(c), "NULL"), "\n", "\\n")
+        # times as SQL clients print them: a space before the time, no zone suffix (UTC)
+        cells = [pc.replace_substring(pc.fill_null(to_text(c, " ", zone=False), "NULL"),
+                                      "\n", "\\n")
                  for c in batch.columns]
         names = batch.schema.names
-        header = ""
         if self._widths is None:
             self._widths = [min(MAX_WIDTH, max(len(n), pc.max(pc.utf8_length(c)).as_py() or 0))
                             for n, c in zip(names, cells)]
-            header = self._line([pa.array([n]) for n in names], batch.schema)
-        lines = self._line(cells, batch.schema)
-        return (_join_lines(header) if header else "") + _join_lines(lines)
+            self._header = _join_lines(self._line([pa.array([n]) for n in names], batch.schema))
+        return _join_lines(self._line(cells, batch.schema))
 
     def _pad(self, cells: list[pa.Array], schema: pa.Schema) -> list[pa.Array]:
         """Every column at the width the first batch set (the last one up to MAX_WIDTH,

@@ -103,19 +103,20 @@ def json_text(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.if_else(pc.is_valid(arr), text, pa.scalar(None, pa.string()))
 
 
-def to_text(arr: pa.Array | pa.ChunkedArray, sep: str = "T") -> pa.Array:
-    """Any column as strings (NULL stays NULL), for display and for text formats."""
+def to_text(arr: pa.Array | pa.ChunkedArray, sep: str = "T", zone: bool = True) -> pa.Array:
+    """Any column as strings (NULL stays NULL), for display and for text formats; ``sep``
+    and ``zone`` shape top-level timestamps as ``rfc3339`` does."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     t = arr.type
     if pa.types.is_dictionary(t):
-        return to_text(arr.dictionary_decode(), sep)
+        return to_text(arr.dictionary_decode(), sep, zone)
     if pa.types.is_string(t):
         return arr
     if pa.types.is_large_string(t) or pa.types.is_string_view(t):
         return arr.cast(pa.string())
     if pa.types.is_timestamp(t):
-        return rfc3339(arr, sep)
+        return rfc3339(arr, sep, zone)
     if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t) \
             or pa.types.is_fixed_size_binary(t):
         return hex_text(arr)

@@ -30,6 +30,8 @@ class TableSpec:
     prune_filter: Any = None
     #: line of the CREATE TABLE, for errors about options
     line: int | None = None
+    #: a heading for rows printed to stdout, set when several outputs of a job print there
+    title: str | None = None
     #: metadata columns (Flink's ``col TYPE METADATA [FROM 'key']``): column name -> the
     #: connector's metadata key. They are columns of ``schema``; the source fills them (a
     #: Source class lists the keys it supplies in ``METADATA_KEYS``, a Sink those it writes)

@@ -199,6 +199,7 @@ class Planner:
 
             finish_ranks(output.plan)  # does anything read an updating top-N's rank?
             (job.explains if stmt.explain else job.outputs).append(output)
+        _title_shared_stdout(job.outputs)
         return job
 
     def plan_statement(self, stmt: Statement) -> Output | None:
@@ -605,6 +606,18 @@ class Planner:
 def _with_of(node: exp.Expression) -> exp.With | None:
     """The WITH clause of a query or an INSERT (sqlglot names the argument ``with_``)."""
     return node.args.get("with_") or node.args.get("with")
+
+
+def _title_shared_stdout(outputs: list[Output]) -> None:
+    """Several outputs printed to stdout would interleave their rows under one header: give
+    each a title, printed (with its header) whenever the printing output changes."""
+    printed = [o for o in outputs if o.plan.table.connector == "stdout"]
+    if len(printed) < 2:
+        return
+    for o in printed:
+        table = o.plan.table
+        title = f"SELECT at line {o.statement.line}" if table.name == "stdout" else table.name
+        o.plan.table = dataclasses.replace(table, title=title)
 
 
 def plan_script(text: str) -> Job:

@@ -14,6 +14,7 @@ from caudal.connectors.stdout import StdoutSink
 from caudal.errors import ConfigError
 from caudal.plan.tables import TableSpec
 from caudal.types import TIMESTAMP
+from tests.conftest import run_cli
 
 
 def batch() -> pa.RecordBatch:
@@ -41,11 +42,11 @@ def test_table_format(capsys) -> None:
     out.write(batch().slice(0, 1))
     out.write(batch().slice(0, 0))
     assert capsys.readouterr().out == (
-        "  id  name        t                            price\n"
-        "   1  a           2026-01-01T00:00:00Z          1.50\n"
-        "NULL  NULL        NULL                          NULL\n"
-        " 300  two\\nlines  2026-01-01T00:00:00.000005Z  10.25\n"
-        "   1  a           2026-01-01T00:00:00Z          1.50\n")
+        "  id  name        t                           price\n"
+        "   1  a           2026-01-01 00:00:00          1.50\n"
+        "NULL  NULL        NULL                         NULL\n"
+        " 300  two\\nlines  2026-01-01 00:00:00.000005  10.25\n"
+        "   1  a           2026-01-01 00:00:00          1.50\n")
 
 
 def test_json_format(capsys) -> None:
@@ -111,3 +112,22 @@ def test_rows_never_continue_a_status_line() -> None:
     with terminal.rows_output(status):  # nothing drawn: nothing to erase
         pass
     assert status.getvalue().endswith("in 20 (5/s)" + terminal.ERASE_LINE)
+
+
+def test_outputs_sharing_stdout_are_titled(tmp_path) -> None:
+    """Two bare SELECTs print under their own title and header, never under each other's."""
+    script = tmp_path / "two.sql"
+    script.write_text(
+        "CREATE TABLE t WITH (connector = 'impulse', events = '3');\n"
+        "SELECT counter AS a FROM t;\n"
+        "SELECT counter * 10 AS b FROM t;\n")
+    proc = run_cli("run", str(script), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    blocks = [b for b in proc.stdout.split("-- ") if b]
+    assert sorted(b.splitlines()[0] for b in blocks) == ["SELECT at line 2",
+                                                         "SELECT at line 3"]
+    rows: dict[str, list[int]] = {}
+    for block in blocks:
+        title, header, *values = block.strip().splitlines()
+        rows.setdefault(header.strip(), []).extend(int(v) for v in values)
+    assert sorted(rows["a"]) == [0, 1, 2] and sorted(rows["b"]) == [0, 10, 20]
