@@ -92,7 +92,7 @@ class AggregateScope(Scope):
 
 
 def _is_aggregate(node: exp.Expression) -> bool:
-    from caudal.sql.planner import is_aggregate
+    from caudal.sql.select_items import is_aggregate
 
     return is_aggregate(node)
 

@@ -92,7 +92,7 @@ def _rewrite(node: exp.Expression, grouped: dict[str, exp.Expression], present: 
              top: bool) -> exp.Expression:
     """``node`` for one grouping set: left-out grouped expressions become NULL and
     GROUPING(…) its constant."""
-    from caudal.sql.planner import is_aggregate, output_name
+    from caudal.sql.select_items import is_aggregate, output_name
 
     def visit(n: exp.Expression) -> exp.Expression:
         if isinstance(n, (exp.Grouping, exp.GroupingId)) or (
@@ -129,7 +129,7 @@ def _rewrite(node: exp.Expression, grouped: dict[str, exp.Expression], present: 
 
 
 def plan_grouping_sets(planner, select: exp.Select) -> tuple[LogicalNode, Scope]:
-    from caudal.sql.planner import contains_aggregate
+    from caudal.sql.select_items import contains_aggregate
     from caudal.sql.set_operations import unify
 
     sets = grouping_sets(select)

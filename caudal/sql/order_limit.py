@@ -142,7 +142,7 @@ def _reference(query: exp.Expression, inner: exp.Expression, i: int) -> tuple[st
         ln, col = position(inner)
         raise PlanError("ORDER BY of a UNION / INTERSECT / EXCEPT names output columns",
                         line=ln, col=col, hint="ORDER BY a column name or position")
-    from caudal.sql.planner import output_name
+    from caudal.sql.select_items import output_name
 
     star = any(isinstance(e, exp.Star) or (isinstance(e, exp.Column)
                                            and isinstance(e.this, exp.Star))

@@ -44,7 +44,7 @@ FRAME_HINT = ("ROWS BETWEEN n PRECEDING AND CURRENT ROW, ROWS BETWEEN UNBOUNDED 
 
 def is_over_aggregate(window: exp.Window) -> bool:
     """Whether an OVER clause applies an aggregate (not ROW_NUMBER / RANK)."""
-    from caudal.sql.planner import is_aggregate
+    from caudal.sql.select_items import is_aggregate
 
     call = window.this
     if isinstance(call, exp.Filter):

@@ -25,16 +25,14 @@ from caudal.plan.tables import MEMORY, TableSpec
 from caudal.sql.catalog import Catalog
 from caudal.sql.parser import ACCEPTED_STATEMENTS, Statement, parse_script
 from caudal.sql.scope import Scope, ScopeColumn, position
+from caudal.sql.select_items import (  # noqa: F401  (re-exported: planner.is_aggregate …)
+    AGGREGATE_NAMES,
+    contains_aggregate,
+    is_aggregate,
+    output_name,
+    unique_names,
+)
 from caudal.types import sql_name
-
-#: aggregate function names (sqlglot node keys and anonymous names)
-AGGREGATE_NAMES = {
-    "count", "sum", "avg", "min", "max", "stddev", "stddev_pop", "stddev_samp", "variance",
-    "var_pop", "var_samp", "bool_and", "bool_or", "every", "first_value", "last_value",
-    "string_agg", "approx_count_distinct", "approx_distinct", "array_agg", "groupconcat",
-    "first", "last", "anyvalue", "any_value", "stddevpop", "stddevsamp", "varpop", "varsamp",
-    "logicaland", "logicalor", "approxdistinct", "arrayagg",
-}
 
 
 @dataclass
@@ -50,64 +48,6 @@ class Job:
     outputs: list[Output] = field(default_factory=list)
     explains: list[Output] = field(default_factory=list)
     catalog: Catalog = field(default_factory=Catalog)
-
-
-def is_aggregate(node: exp.Expression) -> bool:
-    if isinstance(node, exp.AggFunc):
-        return True
-    if isinstance(node, exp.Anonymous) and node.name.lower() in AGGREGATE_NAMES:
-        return True
-    if isinstance(node, exp.Anonymous):  # a Python UDAF of the job (plan.python_udaf)
-        from caudal.plan.python_udaf import find_udaf
-
-        return find_udaf(node.name) is not None
-    return False
-
-
-def contains_aggregate(node: exp.Expression) -> bool:
-    for sub in node.walk():
-        if isinstance(sub, exp.Window):
-            continue
-        if is_aggregate(sub) and not isinstance(sub.parent, exp.Window):
-            return True
-    return False
-
-
-def output_name(node: exp.Expression) -> str:
-    """The column name a SELECT item gets: its alias, the column or field name, the
-    function name, else the expression's text (as DataFusion does)."""
-    if isinstance(node, exp.Alias):
-        return node.alias
-    if isinstance(node, exp.Column):
-        return node.name
-    if isinstance(node, exp.Dot):
-        return node.name
-    if isinstance(node, exp.Cast):
-        return output_name(node.this)
-    if isinstance(node, exp.Anonymous):
-        return node.name.lower()
-    if isinstance(node, exp.Func) and not isinstance(node, (exp.Binary, exp.Unary)):
-        return node.sql_name().lower()
-    return node.sql(dialect="postgres")
-
-
-def unique_names(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for n in names:
-        key = n.lower()
-        if key in seen:
-            seen[key] += 1
-            candidate = f"{n}_{seen[key]}"
-            while candidate.lower() in seen:
-                seen[key] += 1
-                candidate = f"{n}_{seen[key]}"
-            out.append(candidate)
-            seen[candidate.lower()] = 0
-        else:
-            seen[key] = 0
-            out.append(n)
-    return out
 
 
 def _select_item(insert: exp.Expression, i: int) -> exp.Expression:

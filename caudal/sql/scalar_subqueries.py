@@ -61,7 +61,7 @@ def join_scalar_subqueries(planner, select: exp.Select) -> exp.Select:
              for s in _scalars(node)]
     if not found:
         return select
-    from caudal.sql.planner import contains_aggregate
+    from caudal.sql.select_items import contains_aggregate
 
     ln, col = position(found[0])
     from_ = select.args.get("from_") or select.args.get("from")

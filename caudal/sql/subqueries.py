@@ -166,7 +166,7 @@ def _reads_only(node: exp.Expression, scope: Scope) -> bool:
 def _simple(query: exp.Expression) -> bool:
     """A SELECT whose WHERE may be decorrelated: no grouping, aggregate, DISTINCT, window
     function, ORDER BY or LIMIT."""
-    from caudal.sql.planner import contains_aggregate
+    from caudal.sql.select_items import contains_aggregate
 
     if not isinstance(query, exp.Select):
         return False

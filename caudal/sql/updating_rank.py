@@ -23,6 +23,7 @@ from caudal.errors import PlanError
 from caudal.plan.expressions import Call, Column, Expr
 from caudal.plan.logical import Filter, LogicalNode, Project, SinkWrite
 from caudal.plan.over_nodes import UpdatingRank
+from caudal.plan.rank_limits import conjuncts, rank_bound
 from caudal.plan.updating_nodes import DEFAULT_FLUSH_US
 from caudal.sql.over_window import InputColumns, order_items
 from caudal.sql.scope import Scope, position
@@ -59,9 +60,7 @@ def plan_updating_rank(planner, select: exp.Select, node: LogicalNode, scope: Sc
 
 def _implied(conjunct: Expr, columns: set[str], limit: int) -> bool:
     """Whether keeping ranks <= ``limit`` already guarantees ``conjunct``."""
-    from caudal.sql.window_rank import _bound
-
-    bound = _bound(conjunct, columns)
+    bound = rank_bound(conjunct, columns)
     if bound is None or bound < limit:
         return False
     return conjunct.func != "eq" or bound == 1  # type: ignore[attr-defined]
@@ -70,8 +69,6 @@ def _implied(conjunct: Expr, columns: set[str], limit: int) -> bool:
 def push_updating_limit(node: LogicalNode, predicate: Expr) -> Expr | None:
     """Set the limit of an ``UpdatingRank`` under ``node`` (through the projection of the
     ranking SELECT) from ``WHERE rn <= N``; the predicate left to filter (None: nothing)."""
-    from caudal.sql.window_rank import _bound, _conjuncts
-
     if isinstance(node, Project) and isinstance(node.input, UpdatingRank):
         rank = node.input
         columns = {n for n, e in zip(node.schema.names, node.exprs)
@@ -80,13 +77,13 @@ def push_updating_limit(node: LogicalNode, predicate: Expr) -> Expr | None:
         rank, columns = node, {node.rank_name}
     else:
         return predicate
-    conjuncts = _conjuncts(predicate)
-    bounds = [b for b in (_bound(c, columns) for c in conjuncts) if b is not None]
+    parts = conjuncts(predicate)
+    bounds = [b for b in (rank_bound(c, columns) for c in parts) if b is not None]
     if not bounds:
         return predicate
     limit = max(0, min(bounds))
     rank.limit = limit if rank.limit is None else min(rank.limit, limit)
-    rest = [c for c in conjuncts if not _implied(c, columns, rank.limit)]
+    rest = [c for c in parts if not _implied(c, columns, rank.limit)]
     if not rest:
         return None
     out = rest[0]

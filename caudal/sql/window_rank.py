@@ -15,8 +15,9 @@ import pyarrow as pa
 from sqlglot import exp
 
 from caudal.errors import PlanError
-from caudal.plan.expressions import Call, Column, Expr, Literal
+from caudal.plan.expressions import Column, Expr
 from caudal.plan.logical import LogicalNode, Project
+from caudal.plan.rank_limits import conjuncts, rank_bound
 from caudal.plan.window_nodes import WindowRank
 from caudal.sql.scope import Scope, position
 from caudal.types import TIMESTAMP
@@ -120,31 +121,6 @@ def plan_window_rank(planner, select: exp.Select, node: LogicalNode,
     return planner.plan_projection(select.expressions, rank, out_scope)
 
 
-def _conjuncts(expr: Expr) -> list[Expr]:
-    if isinstance(expr, Call) and expr.func == "and":
-        return [c for a in expr.args for c in _conjuncts(a)]
-    return [expr]
-
-
-def _bound(expr: Expr, rank_columns: set[str]) -> int | None:
-    """N when ``expr`` is ``rank <= N`` (or <, =, and the mirrored forms)."""
-    if not isinstance(expr, Call) or len(expr.args) != 2:
-        return None
-    a, b = expr.args
-    func = expr.func
-    if isinstance(a, Literal) and isinstance(b, Column):
-        a, b = b, a
-        func = {"gte": "lte", "gt": "lt", "eq": "eq"}.get(func, "")
-    if not (isinstance(a, Column) and a.name in rank_columns and isinstance(b, Literal)
-            and isinstance(b.value, int)):
-        return None
-    if func in ("lte", "eq"):
-        return b.value
-    if func == "lt":
-        return b.value - 1
-    return None
-
-
 def push_rank_limit(node: LogicalNode, predicate: Expr) -> Expr | None:
     """Tell a WindowRank under ``node`` (through a projection) to keep only the rows a
     ``WHERE rank <= N`` above it keeps. Returns the predicate still to filter by (an
@@ -165,7 +141,8 @@ def push_rank_limit(node: LogicalNode, predicate: Expr) -> Expr | None:
     else:
         return predicate
     assert isinstance(rank, WindowRank)
-    bounds = [b for b in (_bound(c, columns) for c in _conjuncts(predicate)) if b is not None]
+    bounds = [b for b in (rank_bound(c, columns) for c in conjuncts(predicate))
+              if b is not None]
     if bounds:
         limit = max(0, min(bounds))
         rank.limit = limit if rank.limit is None else min(rank.limit, limit)
