@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="serve Prometheus metrics of this job on 127.0.0.1:P")
     run.add_argument("--metrics-file", metavar="FILE",
                      help="write a JSON snapshot of the job's metrics to FILE every second")
+    _runtime_arguments(run)
     run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                      help="show tracebacks on errors")
 
@@ -96,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--parallelism", "-p", type=int, default=1, metavar="N")
     explain.add_argument("--udf", action="append", default=[], metavar="FILE.py",
                          help="a Python file defining UDFs; repeatable")
+    _runtime_arguments(explain)
     explain.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                          help="show tracebacks on errors")
     functions = sub.add_parser("functions", help="list the scalar functions SQL can call",
@@ -124,8 +126,31 @@ def _human(n: float) -> str:
     return f"{n:.0f}"
 
 
+def _runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runtime", choices=("local", "ray"), default="local",
+                        help="local: threads of this process (default); ray: actors of a Ray "
+                             "cluster (docs/ray.md)")
+    parser.add_argument("--address", metavar="ADDRESS",
+                        help="with --runtime ray: the cluster (auto, HOST:PORT or ray://…); "
+                             "without it a local Ray is started for the job")
+
+
+def _make_runtime(args):
+    batch_rows = args.batch_rows
+    linger = parse_duration_s(args.linger, "--linger")
+    if args.runtime == "ray":
+        from caudal.runtime.ray.executor import RayRuntime
+
+        return RayRuntime(batch_rows=batch_rows, linger_s=linger, address=args.address)
+    if args.address:
+        raise CaudalError("--address needs --runtime ray")
+    from caudal.runtime.local import LocalRuntime
+
+    return LocalRuntime(batch_rows=batch_rows, linger_s=linger)
+
+
 def _format_watermark(us: int | None) -> str:
-    from caudal.runtime.messages import WATERMARK_MAX, WATERMARK_MIN
+    from caudal.watermark import WATERMARK_MAX, WATERMARK_MIN
 
     if us is None or us <= WATERMARK_MIN:
         return "-"
@@ -201,18 +226,16 @@ def _load_udfs(paths: list[str]):
 
 def cmd_run(args) -> int:
     from caudal.job import compile_sql
-    from caudal.runtime.local import LocalRuntime
 
     if args.parallelism < 1:
         raise CaudalError("--parallelism must be at least 1")
     text = _read(args.file)
     with _load_udfs(args.udf):
         compiled = compile_sql(text, args.parallelism)
-    runtime = LocalRuntime(batch_rows=args.batch_rows,
-                           linger_s=parse_duration_s(args.linger, "--linger"))
+    runtime = _make_runtime(args)
     if args.checkpoint_dir:
-        from caudal.checkpoint import attach
         from caudal.checkpoint.errors import JobFinished
+        from caudal.runtime.supervisor import attach
 
         runtime = attach(runtime, compiled, args)
         try:
@@ -262,8 +285,15 @@ def cmd_run(args) -> int:
 def cmd_explain(args) -> int:
     from caudal.job import explain_sql
 
+    text = _read(args.file)
     with _load_udfs(args.udf):
-        print(explain_sql(_read(args.file), args.parallelism))
+        print(explain_sql(text, args.parallelism))
+        if args.runtime == "ray":
+            from caudal.job import compile_sql
+            from caudal.runtime.ray.executor import RayRuntime
+
+            graph = compile_sql(text, args.parallelism).graph
+            print("\n" + RayRuntime(address=args.address).explain_plan(graph))
     return 0
 
 

@@ -6,6 +6,7 @@ This is also the Python entry point: ``caudal.job.run_sql(text)`` runs a script 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from caudal.errors import PlanError
 from caudal.plan.optimizer import optimize
@@ -66,11 +67,19 @@ def explain_sql(text: str, parallelism: int = 1) -> str:
     return "\n\n".join(blocks)
 
 
-def run_sql(text: str, parallelism: int = 1, **runtime_options) -> JobResult:
-    """Run a script on the embedded runtime until its bounded sources are exhausted."""
-    from caudal.runtime.local import LocalRuntime
-
+def run_sql(text: str, parallelism: int = 1, runtime: str = "local",
+            **runtime_options) -> JobResult:
+    """Run a script until its bounded sources are exhausted, on the embedded runtime (threads
+    of this process) or with ``runtime="ray"`` on Ray (``address=…``; default: the Ray this
+    process is connected to, or a local one)."""
     compiled = compile_sql(text, parallelism)
-    runtime = LocalRuntime(**runtime_options)
-    runtime.deploy(compiled.graph)
-    return runtime.run()
+    if runtime == "ray":
+        from caudal.runtime.ray.executor import RayRuntime
+
+        executor: Any = RayRuntime(**runtime_options)
+    else:
+        from caudal.runtime.local import LocalRuntime
+
+        executor = LocalRuntime(**runtime_options)
+    executor.deploy(compiled.graph)
+    return executor.run()

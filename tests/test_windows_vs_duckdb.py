@@ -83,10 +83,10 @@ def queries(kind: str, style: str, keys: bool = True) -> tuple[str, str, list[st
 
 
 def check(tmp: Path, events: pa.Table, kind: str, style: str, fmt: str, parallelism: int,
-          keys: bool = True) -> None:
+          keys: bool = True, **runtime) -> None:
     path = write_input(events, tmp / "in", fmt)
     caudal, duck, columns = queries(kind, style, keys)
-    got = run_to_table(DDL[fmt].format(path=path), caudal, tmp / "out", parallelism)
+    got = run_to_table(DDL[fmt].format(path=path), caudal, tmp / "out", parallelism, **runtime)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.register("bids", events)

@@ -51,9 +51,15 @@ from caudal.checkpoint.manifest import (
     write_manifest,
     write_triggered,
 )
+from caudal.checkpoint.messages import (
+    Acknowledge,
+    Barrier,
+    CheckpointStatus,
+    Finished,
+    FinishedReply,
+)
 from caudal.checkpoint.storage import CheckpointStorage
 from caudal.plan.physical import PhysicalGraph
-from caudal.runtime.messages import Barrier
 from caudal.state.incremental import StateDelta, fold_chain
 
 Key = tuple[int, int]
@@ -322,6 +328,29 @@ class CheckpointCoordinator:
 
     def committed_epoch(self) -> int:
         return self._completed
+
+    # ---- the same, as messages (subtasks in other processes: checkpoint.client) ------------
+
+    def receive(self, message: Acknowledge | Finished) -> FinishedReply | None:
+        """Handle a subtask's message; a ``Finished`` gets its reply."""
+        if isinstance(message, Acknowledge):
+            self.acknowledge(message.vertex, message.subtask, message.epoch, message.state)
+            return None
+        needed = self.finished(message.vertex, message.subtask, message.label, message.state)
+        return FinishedReply(message.vertex, message.subtask, needed)
+
+    def barriers_due(self) -> dict[Key, Barrier]:
+        """Every barrier a source subtask must inject now (taken: each is delivered once)."""
+        if not self._inject:
+            return {}
+        with self._lock:
+            due, self._inject = self._inject, {}
+            return due
+
+    def status(self) -> CheckpointStatus:
+        with self._lock:
+            return CheckpointStatus(self._completed, self._failed, self._final_done,
+                                    self.final_error, self._closed)
 
     def wait_completed(self, epoch: int, cancel: threading.Event | None = None,
                        until_covered: bool = False) -> bool:

@@ -40,7 +40,7 @@ class Source(ABC):
     #: True when the input ends by itself (files, a generator with a count)
     bounded: bool = True
     #: True when the end of a bounded input is for good: files, a generator's count. A job
-    #: that read it to the end is finished (checkpoint.supervisor says so when it is run
+    #: that read it to the end is finished (runtime.supervisor says so when it is run
     #: again). False when a later run can find more rows after the end this one read (a
     #: log read up to its latest offset: the same command resumes there for the new rows).
     finite: bool = False

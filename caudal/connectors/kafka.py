@@ -33,8 +33,8 @@ from caudal.formats import bad_data
 from caudal.formats.debezium_json import changes, envelope
 from caudal.plan.changelog import OP, OP_TYPE, table_is_changelog
 from caudal.plan.tables import TableSpec
-from caudal.runtime.messages import WATERMARK_MIN
 from caudal.types import TIMESTAMP, sql_name
+from caudal.watermark import WATERMARK_MIN
 
 #: seconds between looks for partitions added to the topic (``partition_discovery``)
 DISCOVERY_S = 10.0

@@ -53,7 +53,7 @@ def _start(frame, sink_options: dict[str, Any], options: dict[str, Any]):
     runtime = LocalRuntime(batch_rows=settings.batch_rows,
                            linger_s=parse_duration_s(settings.linger, "linger"))
     if settings.checkpoint_dir:
-        from caudal.checkpoint import attach
+        from caudal.runtime.supervisor import attach
 
         runtime = attach(runtime, compiled, settings)
     runtime.deploy(compiled.graph)

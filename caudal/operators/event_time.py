@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from caudal import clock
 from caudal.operators.side_output import LATE, tag
 from caudal.plan.windows import LateOutput
-from caudal.runtime.messages import WATERMARK_MAX, WATERMARK_MIN
+from caudal.watermark import WATERMARK_MAX, WATERMARK_MIN
 
 __all__ = ["ArrivalCheck", "LateOutput", "now_us", "times_of", "timestamps"]
 

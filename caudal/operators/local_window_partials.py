@@ -35,8 +35,8 @@ from caudal.operators.base import Operator
 from caudal.operators.event_time import now_us, times_of
 from caudal.plan.aggregates import AggCall
 from caudal.plan.windows import WindowSpec
-from caudal.runtime.messages import WATERMARK_MIN
 from caudal.state.rescale import restored_watermark, watermark_table
+from caudal.watermark import WATERMARK_MIN
 
 PANE = "_pane"
 #: event time of a row that may be late downstream (null: pre-aggregated, surely on time)

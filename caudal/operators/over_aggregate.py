@@ -35,7 +35,6 @@ from caudal.operators.frame_kernels import FrameAggregates, frame_bounds
 from caudal.operators.partition_rows import partition_hash, sort_partitions
 from caudal.plan.aggregates import AggCall
 from caudal.plan.over_nodes import Frame
-from caudal.runtime.messages import WATERMARK_MAX, WATERMARK_MIN
 from caudal.state.key_groups import key_group
 from caudal.state.rescale import (
     KEY_GROUP,
@@ -44,6 +43,7 @@ from caudal.state.rescale import (
     restored_watermark,
     watermark_table,
 )
+from caudal.watermark import WATERMARK_MAX, WATERMARK_MIN
 
 SEQ, TIME, HASH = "_seq", "_t", "_h"
 

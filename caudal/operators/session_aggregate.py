@@ -31,8 +31,8 @@ from caudal.operators.window_aggregate import (
 )
 from caudal.plan.aggregates import AggCall
 from caudal.plan.windows import WindowSpec
-from caudal.runtime.messages import WATERMARK_MIN
 from caudal.state.rescale import KEY_GROUP, restored_watermark, watermark_table
+from caudal.watermark import WATERMARK_MIN
 
 START, END, SID = "_start", "_end", "_sid"
 #: merge pending sessions into the open ones once this many rows wait

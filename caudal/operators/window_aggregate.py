@@ -35,7 +35,6 @@ from caudal.operators.event_time import ArrivalCheck, FiresOnTime, LateOutput, t
 from caudal.operators.local_window_partials import TS as LOCAL_TS
 from caudal.plan.aggregates import AggCall
 from caudal.plan.windows import WindowSpec
-from caudal.runtime.messages import WATERMARK_MIN
 from caudal.state.key_groups import hash_columns, key_group
 from caudal.state.rescale import (
     KEY_GROUP,
@@ -44,6 +43,7 @@ from caudal.state.rescale import (
     restored_watermark,
     watermark_table,
 )
+from caudal.watermark import WATERMARK_MIN
 
 PANE = "_pane"
 WEND = "_wend"

@@ -24,8 +24,8 @@ from caudal.operators.join_rows import JoinLayout, SideState, match
 from caudal.operators.keyed_tables import batches_of, restore_sides, snapshot_sides
 from caudal.plan.changelog import data_columns
 from caudal.plan.expressions import Expr
-from caudal.runtime.messages import WATERMARK_MIN
 from caudal.state.rescale import restored_watermark, watermark_table
+from caudal.watermark import WATERMARK_MIN
 
 _END = "_wend"
 _COUNTERS = {_END: np.int64}

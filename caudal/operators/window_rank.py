@@ -22,8 +22,8 @@ from caudal.operators.event_time import LateOutput, times_of
 from caudal.operators.session_aggregate import _key_ids
 from caudal.operators.side_output import LATE, tag
 from caudal.operators.window_aggregate import KeyedWindowState
-from caudal.runtime.messages import WATERMARK_MIN
 from caudal.state.rescale import KEY_GROUP, restored_watermark, watermark_table
+from caudal.watermark import WATERMARK_MIN
 
 FUNCTIONS = ("row_number", "rank", "dense_rank")
 _PRUNE_ROWS = 1 << 16

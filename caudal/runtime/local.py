@@ -9,13 +9,13 @@ from __future__ import annotations
 import threading
 import time
 
-from caudal.connectors.registry import prepare_sinks, source_class
+from caudal.connectors.registry import prepare_sinks
 from caudal.errors import CaudalError, RuntimeFailure
 from caudal.plan.physical import PhysicalGraph
 from caudal.runtime.base import JobResult, Runtime, SubtaskStats
 from caudal.runtime.channels import InputGate
-from caudal.runtime.partitioners import make_route
-from caudal.runtime.subtask import JobContext, OutputEdge, SubtaskRunner
+from caudal.runtime.subtask import JobContext, SubtaskRunner
+from caudal.runtime.wiring import open_source, output_edges, wire
 
 #: batches (or control messages) a channel holds before its writer blocks
 CHANNEL_CAPACITY = 8
@@ -31,6 +31,11 @@ class LocalRuntime(Runtime):
         self._stats: list[SubtaskStats] = []
         self.graph: PhysicalGraph | None = None
 
+    def fresh(self) -> LocalRuntime:
+        """A new runtime with the same settings (a restart deploys the job again)."""
+        return LocalRuntime(batch_rows=self.job.batch_rows, linger_s=self.job.linger_s,
+                            channel_capacity=self.channel_capacity)
+
     def deploy(self, graph: PhysicalGraph, restore_from: str | None = None) -> None:
         self.graph = graph
         if self.job.checkpoints is None:
@@ -39,46 +44,16 @@ class LocalRuntime(Runtime):
             prepare_sinks(graph, resuming=False)
         self.job.settings = dict(graph.settings)
         self.job.limits_open = graph.limited_outputs()
-        gates: dict[tuple[int, int], InputGate] = {}
-        channel_inputs: dict[tuple[int, int], list[int]] = {}
-        # channel numbering: per destination subtask, one channel per (edge, source subtask)
-        channel_of: dict[tuple[int, int, int], int] = {}
-        for v in graph.vertices:
-            edges = graph.inputs_of(v.id)
-            if not edges:
-                continue
-            for i in range(v.parallelism):
-                inputs: list[int] = []
-                for edge_index, e in enumerate(graph.edges):
-                    if e.dst != v.id:
-                        continue
-                    for s in range(graph.vertex(e.src).parallelism):
-                        channel_of[(edge_index, s, i)] = len(inputs)
-                        inputs.append(e.input)
-                gates[(v.id, i)] = InputGate(len(inputs), self.channel_capacity, self.job.cancel)
-                channel_inputs[(v.id, i)] = inputs
+        wiring = wire(graph)
+        gates = {key: InputGate(len(inputs), self.channel_capacity, self.job.cancel)
+                 for key, inputs in wiring.channel_inputs.items()}
         for v in graph.vertices:
             for i in range(v.parallelism):
-                outputs = []
-                for edge_index, e in enumerate(graph.edges):
-                    if e.src != v.id:
-                        continue
-                    dst = graph.vertex(e.dst)
-                    targets = [(gates[(dst.id, j)], channel_of[(edge_index, i, j)])
-                               for j in range(dst.parallelism)]
-                    outputs.append(OutputEdge(make_route(e.partitioning, e.keys, i,
-                                                         dst.parallelism), targets,
-                                              tag=getattr(e, "tag", None)))
+                outputs = output_edges(wiring.outputs[(v.id, i)], i, gates.__getitem__)
                 stats = SubtaskStats(v.id, i)
-                source = None
-                assigned = None
-                if v.source is not None:
-                    source = source_class(v.source)(v.source)
-                    source.subtask, source.parallelism = i, v.parallelism
-                    parts = source.partitions(v.parallelism)
-                    assigned = parts[i::v.parallelism]
+                source, assigned = open_source(v, i)
                 runner = SubtaskRunner(self.job, v, i, gates.get((v.id, i)),
-                                       channel_inputs.get((v.id, i), []), outputs, stats,
+                                       wiring.channel_inputs.get((v.id, i), []), outputs, stats,
                                        source, assigned)
                 self.runners.append(runner)
                 self._stats.append(stats)

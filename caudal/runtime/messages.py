@@ -1,6 +1,7 @@
 """Control messages that ride the data channels between subtasks, in order with the batches.
 
-A channel carries ``pyarrow.RecordBatch`` items and these markers. Event time is an int of
+A channel carries ``pyarrow.RecordBatch`` items and these markers (``Barrier`` is the
+checkpoint's own message, caudal.checkpoint.messages). Event time is an int of
 microseconds since the Unix epoch (UTC).
 """
 
@@ -8,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: the watermark a bounded source emits when it ends: every window closes
-WATERMARK_MAX = 2**63 - 1
-WATERMARK_MIN = -(2**63)
+from caudal.checkpoint.messages import Barrier
+from caudal.watermark import WATERMARK_MAX, WATERMARK_MIN
+
+__all__ = ["WATERMARK_MAX", "WATERMARK_MIN", "Barrier", "EndOfData", "Idle", "Watermark"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,15 +20,6 @@ class Watermark:
     """No row with event time below ``time`` (µs) will follow on this channel."""
 
     time: int
-
-
-@dataclass(frozen=True, slots=True)
-class Barrier:
-    """Checkpoint ``epoch``: everything before belongs to it, everything after to the next."""
-
-    epoch: int
-    #: a savepoint stops the job after the checkpoint completes
-    stop: bool = False
 
 
 @dataclass(frozen=True, slots=True)

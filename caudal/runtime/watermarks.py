@@ -6,7 +6,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from caudal.runtime.messages import WATERMARK_MAX, WATERMARK_MIN
+from caudal.watermark import WATERMARK_MAX, WATERMARK_MIN
 
 
 def max_event_time(column: pa.Array) -> int | None:

@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from caudal.checkpoint.coordinator import CheckpointCoordinator
-from caudal.checkpoint.supervisor import CheckpointedRuntime, CheckpointSettings
 from caudal.job import compile_sql
 from caudal.runtime.local import LocalRuntime
+from caudal.runtime.supervisor import CheckpointedRuntime, CheckpointSettings
 from tests.conftest import make_bids
 from tests.operators.test_snapshot_isolation import _frozen
 

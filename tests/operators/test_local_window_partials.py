@@ -17,8 +17,8 @@ from caudal.operators.local_window_partials import LocalWindowPartials, splittab
 from caudal.operators.window_aggregate import WindowAggregate
 from caudal.plan.aggregates import AggCall
 from caudal.plan.windows import WindowSpec
-from caudal.runtime.messages import WATERMARK_MAX
 from caudal.types import TIMESTAMP
+from caudal.watermark import WATERMARK_MAX
 
 S = 1_000_000
 INPUT = pa.schema([("ts", TIMESTAMP), ("k", pa.int64()), ("x", pa.int64()),

@@ -28,9 +28,9 @@ from caudal.operators.registry import OPERATORS, create
 from caudal.operators.side_output import tag_of, untag
 from caudal.operators.sink import SinkOperator
 from caudal.runtime.chain import Chain
-from caudal.runtime.messages import WATERMARK_MAX
 from caudal.runtime.watermarks import SourceWatermark
 from caudal.state.incremental import StateDelta
+from caudal.watermark import WATERMARK_MAX
 from tests.conftest import make_bids
 
 DDL = """

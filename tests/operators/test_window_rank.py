@@ -11,8 +11,8 @@ import pytest
 from caudal.operators import window_rank
 from caudal.operators.base import OperatorContext
 from caudal.operators.window_rank import WindowRank
-from caudal.runtime.messages import WATERMARK_MAX
 from caudal.types import TIMESTAMP
+from caudal.watermark import WATERMARK_MAX
 
 S = 1_000_000
 

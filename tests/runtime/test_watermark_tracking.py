@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from caudal.runtime.messages import WATERMARK_MAX, WATERMARK_MIN
 from caudal.runtime.watermarks import InputWatermarks, SourceWatermark
 from caudal.types import TIMESTAMP
+from caudal.watermark import WATERMARK_MAX, WATERMARK_MIN
 
 
 def test_source_watermark_trails_the_latest_event_time_and_never_goes_back():

@@ -1,4 +1,5 @@
-"""A runtime wrapper that makes a job survive failures and stop cleanly.
+"""A runtime wrapper that makes a job survive failures and stop cleanly (any runtime: local
+threads or Ray actors; ``attach`` is how the CLI turns a runtime into a checkpointed one).
 
 - At deploy it claims the checkpoint directory, finishes the two-phase commit of the newest
   checkpoint and restores every subtask from it (checkpoint.recovery). A job whose newest
@@ -37,7 +38,8 @@ from caudal.checkpoint.recovery import (
 )
 from caudal.checkpoint.storage import CheckpointStorage
 from caudal.connectors.registry import prepare_sinks
-from caudal.errors import RuntimeFailure
+from caudal.durations import parse_duration_s
+from caudal.errors import ConfigError, RuntimeFailure
 from caudal.plan.physical import PhysicalGraph
 from caudal.runtime.base import JobResult, Runtime, SubtaskStats
 
@@ -262,3 +264,23 @@ class CheckpointedRuntime(Runtime):
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.current.wait(timeout)
+
+
+def attach(runtime: Any, compiled: Any, args: Any) -> CheckpointedRuntime:
+    """Wrap ``runtime`` (not yet deployed) so that ``deploy`` restores from
+    ``args.checkpoint_dir`` and ``run`` checkpoints every ``args.checkpoint_interval``."""
+    interval = parse_duration_s(args.checkpoint_interval, "--checkpoint-interval")
+    if interval <= 0:
+        raise ConfigError("--checkpoint-interval must be positive", hint="e.g. 10s or 500ms")
+    if getattr(args, "max_restarts", 0) < 0:
+        raise ConfigError("--max-restarts must be 0 or more")
+    sql = "\n".join(o.statement.text for o in compiled.job.outputs)
+    settings = CheckpointSettings(
+        uri=args.checkpoint_dir, interval_s=interval, fresh=bool(getattr(args, "fresh", False)),
+        max_restarts=int(getattr(args, "max_restarts", 3)),
+        from_epoch=getattr(args, "from_epoch", None), sql=sql)
+
+    def factory() -> Any:
+        return runtime.fresh()
+
+    return CheckpointedRuntime(runtime, factory, settings)

@@ -1,0 +1,163 @@
+"""A worker actor: one *slot* of the job, hosting subtask ``i`` of every vertex whose
+parallelism reaches ``i`` (as Flink's slot sharing does), each subtask a thread running the
+same ``SubtaskRunner`` loop as the local runtime. Channels between two subtasks of one actor
+are in-process gates (a forward edge never leaves the process); channels to other actors are
+remote ports (runtime.ray.channels). Checkpoint hooks are made of messages
+(checkpoint.client) that the driver carries to and from the coordinator."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Any
+
+from caudal.checkpoint.client import CheckpointClient
+from caudal.errors import CaudalError
+from caudal.plan.physical import Vertex
+from caudal.runtime.base import SubtaskStats
+from caudal.runtime.ray.channels import CREDITS, CountingGate, RemotePort
+from caudal.runtime.subtask import JobContext, SubtaskRunner
+from caudal.runtime.wiring import EdgeWiring, open_source, output_edges
+
+Key = tuple[int, int]
+
+
+class _Relay:
+    """``sys.stdout`` of the actor's process: what a stdout sink prints goes back to the
+    driver's terminal with the next poll, in order."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._parts.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def take(self) -> str:
+        with self._lock:
+            text, self._parts = "".join(self._parts), []
+        return text
+
+
+class WorkerActor:
+    def __init__(self, vertices: list[Vertex], indexes: list[Key],
+                 channel_inputs: dict[Key, list[int]], settings: dict[str, Any],
+                 batch_rows: int, linger_s: float, restored: dict[Key, dict[str, Any]],
+                 checkpoints: bool, committed: int):
+        self.stdout = _Relay()
+        sys.stdout = self.stdout
+        self.vertices = {v.id: v for v in vertices}
+        self.keys = list(indexes)
+        self.job = JobContext(batch_rows=batch_rows, linger_s=linger_s,
+                              settings=dict(settings), restored=dict(restored))
+        self._outbox: list[Any] = []
+        self._outbox_lock = threading.Lock()
+        self.client = CheckpointClient(self._send, committed) if checkpoints else None
+        self.job.checkpoints = self.client
+        self._limits = 0
+        # a LIMIT output counts here; the driver ends the sources once all have their rows
+        self.job.limits_open = None
+        self.job.limit_reached = self._limit_reached  # type: ignore[method-assign]
+        self.channel_inputs = channel_inputs
+        self.gates = {key: CountingGate(len(channel_inputs[key]), CREDITS, self.job.cancel)
+                      for key in self.keys if channel_inputs.get(key)}
+        self.stats = {key: SubtaskStats(*key) for key in self.keys}
+        self.runners: dict[Key, SubtaskRunner] = {}
+
+    # ---- setup ------------------------------------------------------------------------------
+
+    def connect(self, outputs: dict[Key, list[EdgeWiring]], hosts: dict[Key, Any]) -> str:
+        """Wire every hosted subtask's outputs (in-process gates or remote ports) and build
+        it, restoring its state; returns the node the actor runs on."""
+        import ray
+
+        ports: dict[tuple[Key, Key], RemotePort] = {}
+        for key in self.keys:
+            vertex_id, index = key
+
+            def port_of(target: Key, key: Key = key) -> Any:
+                if target in self.gates:
+                    return self.gates[target]
+                if (key, target) not in ports:
+                    ports[(key, target)] = RemotePort(hosts[target], target, self.job.cancel)
+                return ports[(key, target)]
+
+            vertex = self.vertices[vertex_id]
+            source, assigned = open_source(vertex, index)
+            self.runners[key] = SubtaskRunner(
+                self.job, vertex, index, self.gates.get(key), self.channel_inputs.get(key, []),
+                output_edges(outputs[key], index, port_of), self.stats[key], source, assigned)
+        return ray.get_runtime_context().get_node_id()
+
+    # ---- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        """Run every hosted subtask to its end (a thread each); what the driver needs."""
+        threads = [threading.Thread(target=r.run, name=f"{r.vertex.name}#{r.index}",
+                                    daemon=True) for r in self.runners.values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        error = None
+        if self.job.errors:
+            e = self.job.errors[0]
+            error = e if isinstance(e, CaudalError) else f"{type(e).__name__}: {e}"
+        answer = self.poll()
+        answer["error"] = error
+        answer["bad_row_examples"] = [x for r in self.runners.values() if r.source is not None
+                                      for x in r.source.metrics.bad_row_examples]
+        metrics: dict[str, int] = {}
+        for r in self.runners.values():
+            for name, value in r.ctx.metrics.items():
+                metrics[name] = metrics.get(name, 0) + value
+        answer["metrics"] = metrics
+        return answer
+
+    # ---- channels ---------------------------------------------------------------------------
+
+    def push(self, key: Key, channel: int, seq: int, item: Any) -> None:
+        self.gates[key].push(channel, seq, item)
+
+    def credit(self, key: Key, channel: int, until: int) -> int:
+        return self.gates[key].wait_consumed(channel, until)
+
+    # ---- what the driver asks and tells -----------------------------------------------------
+
+    def _send(self, message: Any) -> None:
+        with self._outbox_lock:
+            self._outbox.append(message)
+
+    def _limit_reached(self) -> None:
+        self._limits += 1
+
+    def poll(self) -> dict[str, Any]:
+        with self._outbox_lock:
+            outbox, self._outbox = self._outbox, []
+        return {"stats": dict(self.stats), "stdout": self.stdout.take(), "outbox": outbox,
+                "limits": self._limits,
+                "sink_rows": {key: sum(getattr(op, "rows", 0) for op in r.operators)
+                              for key, r in self.runners.items() if r.vertex.sink is not None}}
+
+    def deliver(self, messages: list[Any]) -> None:
+        if self.client is not None:
+            for m in messages:
+                self.client.deliver(m)
+
+    def drain(self) -> None:
+        self.job.drain.set()
+
+    def cancel(self) -> None:
+        self.job.cancel.set()
+
+    def pid(self) -> int:
+        return os.getpid()

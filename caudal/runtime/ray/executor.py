@@ -1,0 +1,273 @@
+"""The Ray executor: deploys the physical graph over worker actors, one per slot (subtask
+``i`` of every vertex shares slot ``i``), spread over the cluster's nodes; wires their
+channels, and runs the driver's loop: it relays checkpoint
+messages between the coordinator (in the driver) and the subtasks, prints what stdout sinks
+print, ends the sources once every LIMIT output has its rows, and turns a dead actor or node
+into a RuntimeFailure, from which the supervisor (runtime.supervisor) restarts the job from
+its last complete checkpoint on the nodes that are left."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from caudal.checkpoint.messages import CheckpointStatus
+from caudal.connectors.registry import prepare_sinks
+from caudal.errors import CaudalError, RuntimeFailure
+from caudal.plan.physical import PhysicalGraph, Vertex
+from caudal.runtime.base import JobResult, Runtime, SubtaskStats
+from caudal.runtime.ray.cluster import connect, ray_module
+from caudal.runtime.subtask import JobContext
+from caudal.runtime.wiring import wire
+
+Key = tuple[int, int]
+
+#: seconds between two polls of the actors (stats, checkpoint messages, stdout)
+POLL_S = 0.05
+
+
+@dataclass
+class _SubtaskView:
+    """What the status line reads of a subtask (the local runtime's SubtaskRunner has the
+    same attributes)."""
+
+    vertex: Vertex
+    index: int
+    source: Any
+    operators: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class _Rows:
+    rows: int = 0
+
+
+class RayRuntime(Runtime):
+    def __init__(self, batch_rows: int = 65536, linger_s: float = 0.005,
+                 channel_capacity: int = 8, address: str | None = None):
+        self.job = JobContext(batch_rows=batch_rows, linger_s=linger_s)
+        self.channel_capacity = channel_capacity
+        self.address = address
+        self.graph: PhysicalGraph | None = None
+        #: the worker actors (slots), and which hosts each subtask
+        self.workers: list[Any] = []
+        self.actors: dict[tuple[int, int], Any] = {}
+        self.placement: dict[tuple[int, int], str] = {}
+        self._stats: dict[tuple[int, int], SubtaskStats] = {}
+        self._views: dict[tuple[int, int], _SubtaskView] = {}
+        self._done = threading.Event()
+
+    def fresh(self) -> RayRuntime:
+        return RayRuntime(self.job.batch_rows, self.job.linger_s, self.channel_capacity,
+                          self.address)
+
+    # ---- deploy -----------------------------------------------------------------------------
+
+    def plan(self, graph: PhysicalGraph) -> list[tuple[dict[str, Any], list[Key]]]:
+        """The worker actors of the job and where they go: as many slots as the widest
+        vertex's parallelism (subtask ``i`` of every vertex in slot ``i mod slots``), dealt
+        round-robin over the cluster's live nodes (a soft pin: Ray may move a slot whose
+        node is full or gone)."""
+        connect(self.address)
+        ray = ray_module()
+        nodes = sorted((n for n in ray.nodes() if n.get("Alive")),
+                       key=lambda n: (not n.get("Resources", {}).get(
+                           "node:__internal_head__"), n["NodeManagerAddress"],
+                           n.get("NodeManagerPort", 0), n["NodeID"]))
+        slots = max(v.parallelism for v in graph.vertices)
+        hosted: list[list[Key]] = [[] for _ in range(slots)]
+        for v in graph.vertices:
+            for i in range(v.parallelism):
+                hosted[i % slots].append((v.id, i))
+        return [(nodes[s % len(nodes)], keys) for s, keys in enumerate(hosted)]
+
+    def explain_plan(self, graph: PhysicalGraph) -> str:
+        """``caudal explain --runtime ray``: each worker actor, its node and its subtasks."""
+        lines = ["Placement on Ray:"]
+        for slot, (node, keys) in enumerate(self.plan(graph)):
+            names = ", ".join(f"{graph.vertex(v).name}#{i}" for v, i in keys)
+            lines.append(f"  worker {slot} on node {node['NodeManagerAddress']} "
+                         f"({node['NodeID'][:8]}): {names}")
+        return "\n".join(lines)
+
+    def deploy(self, graph: PhysicalGraph, restore_from: str | None = None) -> None:
+        connect(self.address)
+        ray = ray_module()
+        from caudal.runtime.ray.actor import WorkerActor
+
+        self.graph = graph
+        if self.job.checkpoints is None:
+            # as the local runtime: without checkpoints a job starts from scratch (with them
+            # the supervisor prepares the sinks once, knowing whether the job resumes)
+            prepare_sinks(graph, resuming=False)
+        self.job.settings = dict(graph.settings)
+        wiring = wire(graph)
+        remote = ray.remote(WorkerActor)
+        cp = self.job.checkpoints
+        committed = cp.committed_epoch() if cp is not None else 0
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        plan = self.plan(graph)
+        hosted = [keys for _, keys in plan]
+        for v in graph.vertices:
+            for i in range(v.parallelism):
+                self._stats[(v.id, i)] = SubtaskStats(v.id, i)
+                self._views[(v.id, i)] = _SubtaskView(
+                    v, i, v.source, [_Rows()] if v.sink is not None else [])
+        for node, keys in plan:
+            inputs = {k: wiring.channel_inputs[k] for k in keys if k in wiring.channel_inputs}
+            actor = remote.options(
+                num_cpus=0, max_concurrency=8 + sum(len(c) for c in inputs.values()),
+                max_restarts=0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True),
+            ).remote(graph.vertices, keys, inputs, graph.settings, self.job.batch_rows,
+                     self.job.linger_s, {k: self.job.restored[k] for k in keys
+                                         if k in self.job.restored},
+                     cp is not None, committed)
+            self.workers.append(actor)
+            for k in keys:
+                self.actors[k] = actor
+        try:
+            nodes = ray.get([a.connect.remote({k: wiring.outputs[k] for k in keys},
+                                              self.actors)
+                             for a, keys in zip(self.workers, hosted)])
+        except Exception as e:  # noqa: BLE001 - an actor that cannot start (bad options …)
+            self._kill_all()
+            raise self._failure(e) from None
+        for keys, node in zip(hosted, nodes):
+            for k in keys:
+                self.placement[k] = node
+
+    # ---- run ----------------------------------------------------------------------------------
+
+    def run(self) -> JobResult:
+        ray = ray_module()
+        started = time.monotonic()
+        runs = {a.run.remote(): a for a in self.workers}
+        finals: list[dict[str, Any]] = []
+        limits_open = self.graph.limited_outputs() if self.graph is not None else None
+        drained = False
+        last_status: CheckpointStatus | None = None
+        try:
+            while runs:
+                ready, _ = ray.wait(list(runs), num_returns=len(runs), timeout=POLL_S)
+                for ref in ready:
+                    runs.pop(ref)
+                    try:
+                        final = ray.get(ref)
+                    except Exception as e:  # noqa: BLE001 - a dead actor or node
+                        raise self._failure(e) from None
+                    finals.append(final)
+                    self._absorb(final)
+                    if final["error"] is not None:
+                        error = final["error"]
+                        raise error if isinstance(error, CaudalError) else \
+                            RuntimeFailure(error)
+                if self.job.cancel.is_set():
+                    raise RuntimeFailure("the job was stopped")
+                running = list(runs.values())
+                try:
+                    answers = ray.get([a.poll.remote() for a in running])
+                except Exception as e:  # noqa: BLE001
+                    raise self._failure(e) from None
+                for answer in answers:
+                    self._absorb(answer)
+                limits = sum(a["limits"] for a in answers) + sum(f["limits"] for f in finals)
+                if limits_open is not None and not drained and limits >= limits_open:
+                    drained = True
+                    for a in running:
+                        a.drain.remote()
+                last_status = self._checkpoint_turn(running, last_status)
+        except BaseException:
+            self._kill_all()
+            raise
+        finally:
+            self._done.set()
+        self._kill_all()
+        return self._result(finals, time.monotonic() - started)
+
+    def _absorb(self, answer: dict[str, Any]) -> None:
+        self._stats.update(answer["stats"])
+        for key, rows in answer["sink_rows"].items():
+            self._views[key].operators[0].rows = rows
+        if answer["stdout"]:
+            sys.stdout.write(answer["stdout"])
+            sys.stdout.flush()
+        cp = self.job.checkpoints
+        for message in answer["outbox"]:
+            if cp is None:
+                continue
+            reply = cp.receive(message)
+            if reply is not None:
+                self.actors[(reply.vertex, reply.subtask)].deliver.remote([reply])
+
+    def _checkpoint_turn(self, running: list[Any],
+                         last: CheckpointStatus | None) -> CheckpointStatus | None:
+        cp = self.job.checkpoints
+        if cp is None:
+            return None
+        for key, barrier in cp.barriers_due().items():
+            self.actors[key].deliver.remote([(key, barrier)])
+        status = cp.status()
+        if status != last:
+            for a in running:
+                a.deliver.remote([status])
+        return status
+
+    def _failure(self, error: BaseException) -> RuntimeFailure:
+        ray = ray_module()
+        if isinstance(error, ray.exceptions.RayActorError | ray.exceptions.ActorDiedError
+                      | ray.exceptions.NodeDiedError | ray.exceptions.OwnerDiedError):
+            first = (str(error).strip().splitlines() or [""])[0]
+            return RuntimeFailure(f"a subtask's actor died ({first[:160]})")
+        if isinstance(error, ray.exceptions.RayTaskError):
+            cause = error.cause if getattr(error, "cause", None) is not None else error
+            if isinstance(cause, CaudalError):
+                return cause  # type: ignore[return-value]
+            return RuntimeFailure(f"{type(cause).__name__}: {cause}")
+        return RuntimeFailure(f"{type(error).__name__}: {error}")
+
+    def _kill_all(self) -> None:
+        ray = ray_module()
+        for a in self.workers:
+            try:
+                ray.kill(a, no_restart=True)
+            except Exception:  # noqa: BLE001, S110 - already gone
+                pass
+
+    def _result(self, finals: list[dict[str, Any]], elapsed: float) -> JobResult:
+        assert self.graph is not None
+        metrics: dict[str, int] = {}
+        examples: list[str] = []
+        for f in finals:
+            for name, value in f["metrics"].items():
+                metrics[name] = metrics.get(name, 0) + value
+            examples.extend(f["bad_row_examples"])
+        stats = list(self._stats.values())
+        return JobResult(
+            elapsed_s=elapsed,
+            rows_in=sum(s.rows_in for s in stats if self.graph.vertex(s.vertex).source),
+            rows_out=sum(view.operators[0].rows for view in self._views.values()
+                         if view.operators),
+            bad_rows_dropped=sum(s.bad_rows_dropped for s in stats),
+            late_rows=sum(s.late_rows for s in stats) + metrics.get("late_rows", 0),
+            bad_row_examples=examples[:5], metrics=metrics)
+
+    # ---- the rest of the Runtime interface ----------------------------------------------------
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    def stop(self, savepoint: bool = False) -> None:
+        self.job.cancel.set()
+
+    def stats(self) -> list[SubtaskStats]:
+        return list(self._stats.values())
+
+    @property
+    def runners(self) -> list[_SubtaskView]:
+        return list(self._views.values())
+

