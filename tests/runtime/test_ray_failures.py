@@ -111,15 +111,18 @@ def test_node_removed_restarts_on_what_is_left(ray_cluster, tmp_path, expected):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("resume_parallelism", ["2", "3"])
 def test_driver_killed_resumes_with_the_same_command(ray_cluster, tmp_path,  # noqa: F811
-                                                      expected):
+                                                      expected, resume_parallelism):
+    """Killed at parallelism 2, resumed at 2 (the same command) or 3 (rescaled by key
+    group)."""
     path, out = _job(tmp_path, "driver")
     ck = tmp_path / "ck"
     proc = _start(ray_cluster, path, ck)
     _wait_for_checkpoint(ck, proc)
     proc.kill()
     proc.communicate()
-    again = _start(ray_cluster, path, ck)
+    again = _start(ray_cluster, path, ck, "-p", resume_parallelism)
     stdout, stderr = again.communicate(timeout=240)
     assert again.returncode == 0, stderr
     assert "resuming from checkpoint" in stderr

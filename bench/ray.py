@@ -1,0 +1,308 @@
+"""The Ray runtime beside the local one, on this machine.
+
+    .venv/bin/python -m bench.ray [--events 1000000] [--repeat 1] [--only nexmark,channel,checkpoint]
+
+1. Nexmark q0, q1, q5, q8 at parallelism 2: whole ``caudal run`` processes on the local
+   runtime and on Ray (``--address`` of a one-node Ray this script starts, so Ray's own start
+   is paid once, not per run). The figure is the job's own time from ``caudal run``'s summary
+   line (planning, actor start and wiring excluded), median of ``--repeat``; the wall time of
+   the Ray process (connecting, creating actors, running, tearing down) beside it.
+2. Channel throughput between two actors: the same Arrow record batches (8 MB each) pushed
+   through caudal's remote channel (sequence numbers, credits, the receiving subtask's gate),
+   once as RecordBatch objects (Ray's pickle-5 out-of-band buffers: the object store) and
+   once as Arrow IPC stream bytes; beside it a raw Ray transfer of the same bytes (an actor
+   method taking a pyarrow Buffer, awaited one by one and with 8 in flight).
+3. Checkpoint time: the same checkpointed job (a tumbling-window count per auction) with its
+   checkpoints on local disk and on an S3 server on loopback (moto_server), the coordinator's
+   average checkpoint duration from the summary line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+
+REPO = Path(__file__).resolve().parents[1]
+QUERIES = ["q0", "q1", "q5", "q8"]
+SUMMARY = re.compile(r"rows in, [\d,]+ rows out in ([\d.]+)s")
+AVERAGE = re.compile(r"checkpoints .*?\), ([\d.]+)s each on average")
+
+
+def _run(args: list[str], env: dict | None = None, timeout: float = 900) -> tuple[float, str]:
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "caudal.cli", "run", *args],
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, cwd=REPO)
+    wall = time.monotonic() - started
+    if done.returncode != 0:
+        raise SystemExit(f"caudal run {' '.join(args)} failed: {done.stderr[-2000:]}")
+    return wall, done.stderr
+
+
+def _job_seconds(stderr: str) -> float:
+    m = SUMMARY.search(stderr)
+    assert m, stderr
+    return float(m.group(1))
+
+
+def _query_file(name: str, events: int, tmp: Path) -> Path:
+    text = (REPO / "bench" / "nexmark" / f"{name}.sql").read_text()
+    text = text.replace("events = '10000000'", f"events = '{events}'")
+    path = tmp / f"{name}.sql"
+    path.write_text(text)
+    return path
+
+
+def nexmark(address: str, events: int, repeat: int, tmp: Path) -> list[dict]:
+    rows = []
+    for name in QUERIES:
+        path = _query_file(name, events, tmp)
+        local, ray, walls = [], [], []
+        for _ in range(repeat):
+            _, err = _run([str(path), "-p", "2"])
+            local.append(_job_seconds(err))
+            wall, err = _run([str(path), "-p", "2", "--runtime", "ray", "--address", address])
+            ray.append(_job_seconds(err))
+            walls.append(wall)
+        loc, ry = statistics.median(local), statistics.median(ray)
+        rows.append({"query": name, "events": events, "local_s": loc, "ray_s": ry,
+                     "ray_wall_s": statistics.median(walls),
+                     "local_events_per_s": events / loc, "ray_events_per_s": events / ry,
+                     "ray_vs_local": loc / ry})
+        print(f"{name}: local {events / loc / 1e3:,.0f}k ev/s ({loc:.2f}s), ray "
+              f"{events / ry / 1e3:,.0f}k ev/s ({ry:.2f}s, whole process "
+              f"{statistics.median(walls):.1f}s): ray = {100 * loc / ry:.0f}% of local",
+              flush=True)
+    return rows
+
+
+def _batch(mb: int) -> pa.RecordBatch:
+    import numpy as np
+
+    n = mb * 2**20 // 16
+    rng = np.random.default_rng(0)
+    return pa.record_batch({"a": rng.integers(0, 1 << 40, n), "b": rng.random(n)})
+
+
+def channel(batches: int = 64, mb: int = 8) -> list[dict]:
+    import ray
+
+    from caudal.runtime.ray.channels import CREDITS, CountingGate, RemotePort
+
+    class Receiver:
+        """One input gate, consumed by a thread as a subtask would."""
+
+        def __init__(self, ipc: bool):
+            import threading
+
+            self.cancel = threading.Event()
+            self.gate = CountingGate(1, CREDITS, self.cancel)
+            self.ipc = ipc
+            self.bytes = 0
+
+        def push(self, key, channel, seq, item):
+            self.gate.push(channel, seq, item)
+
+        def credit(self, key, channel, until):
+            return self.gate.wait_consumed(channel, until)
+
+        def drain(self, n: int) -> int:
+            got = 0
+            while got < n:
+                item = self.gate.get(1.0)
+                if item is None:
+                    continue
+                value = item[1]
+                if self.ipc:
+                    value = pa.ipc.open_stream(value).read_next_batch()
+                self.bytes += value.nbytes
+                got += 1
+            return self.bytes
+
+        def take(self, buf) -> int:
+            return buf.size
+
+    class Sender:
+        def __init__(self, receiver, ipc: bool, mb: int):
+            import threading
+
+            self.port = RemotePort(receiver, (0, 0), threading.Event())
+            self.ipc = ipc
+            self.batch = _batch(mb)
+
+        def send(self, n: int) -> None:
+            item = self.batch
+            for _ in range(n):
+                if self.ipc:
+                    sink = pa.BufferOutputStream()
+                    with pa.ipc.new_stream(sink, item.schema) as w:
+                        w.write_batch(item)
+                    self.port.put(0, sink.getvalue())
+                else:
+                    self.port.put(0, item)
+
+        def raw(self, receiver, n: int, inflight: int) -> None:
+            import pyarrow as pa
+
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, self.batch.schema) as w:
+                w.write_batch(self.batch)
+            buf = sink.getvalue()
+            pending = []
+            for _ in range(n):
+                pending.append(receiver.take.remote(buf))
+                if len(pending) >= inflight:
+                    ray.get(pending.pop(0))
+            ray.get(pending)
+
+    nodes = sorted((n for n in ray.nodes() if n["Alive"]), key=lambda n: n["NodeID"])
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    def placed(cls, node):
+        return ray.remote(cls).options(
+            num_cpus=0, max_concurrency=16,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True))
+
+    rows = []
+    size = _batch(mb).nbytes
+    total = batches * size / 2**20
+    for ipc in (False, True):
+        receiver = placed(Receiver, nodes[-1]).remote(ipc)
+        sender = placed(Sender, nodes[0]).remote(receiver, ipc, mb)
+        ray.get(sender.send.remote(2))
+        ray.get(receiver.drain.remote(2))
+        started = time.monotonic()
+        done = receiver.drain.remote(batches)
+        ray.get(sender.send.remote(batches))
+        ray.get(done)
+        seconds = time.monotonic() - started
+        rows.append({"path": "caudal channel, " + ("Arrow IPC bytes" if ipc else
+                                                   "RecordBatch (object store)"),
+                     "mb_per_s": total / seconds})
+        if not ipc:
+            for inflight in (1, CREDITS):
+                started = time.monotonic()
+                ray.get(sender.raw.remote(receiver, batches, inflight))
+                seconds = time.monotonic() - started
+                rows.append({"path": f"raw Ray actor call with a pyarrow Buffer, {inflight} "
+                                     f"in flight", "mb_per_s": total / seconds})
+        for a in (sender, receiver):
+            ray.kill(a)
+    for r in rows:
+        print(f"channel: {r['path']}: {r['mb_per_s']:,.0f} MB/s ({mb} MB batches, "
+              f"{len(nodes)} node(s))", flush=True)
+    return rows
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+CHECKPOINT_JOB = """
+CREATE TABLE bid WITH (connector = 'nexmark', table = 'bid', events = '{events}',
+                       event_rate = '{rate}', event_time_field = 'date_time');
+CREATE TABLE out WITH (connector = 'blackhole');
+INSERT INTO out SELECT auction, count(*) AS n, sum(price) AS s, window_start
+FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '1' HOUR))
+GROUP BY auction, window_start, window_end;
+"""
+
+
+def checkpoints(tmp: Path) -> list[dict]:
+    import pyarrow.fs as pafs
+
+    moto = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
+    port = _free_port()
+    server = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    os.environ.update(env)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        fs = pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http",
+                               access_key="bench", secret_key="bench", region="us-east-1",
+                               allow_bucket_creation=True)
+        fs.create_dir("ck")
+        job = tmp / "ck.sql"
+        job.write_text(CHECKPOINT_JOB.format(events=400_000, rate=100_000))
+        rows = []
+        for where, uri in (("local disk", str(tmp / "ck-local")),
+                           ("S3 (moto_server on loopback)",
+                            f"s3://ck/job?endpoint_override=127.0.0.1:{port}&scheme=http")):
+            _, err = _run([str(job), "-p", "2", "--checkpoint-dir", uri,
+                           "--checkpoint-interval", "500ms"], env=env)
+            m = AVERAGE.search(err)
+            rows.append({"storage": where, "checkpoint_s": float(m.group(1)) if m else None,
+                         "summary": err.strip().splitlines()[-2] if m else err[-300:]})
+            print(f"checkpoint on {where}: {rows[-1]['checkpoint_s']}s each on average "
+                  f"({rows[-1]['summary']})", flush=True)
+        return rows
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--events", type=int, default=1_000_000)
+    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--only", default="nexmark,channel,checkpoint")
+    args = p.parse_args()
+    parts = set(args.only.split(","))
+    tmp = Path(tempfile.mkdtemp(prefix="caudal-bench-ray-"))
+    results: dict = {}
+    try:
+        if parts & {"nexmark", "channel"}:
+            import ray
+            from ray.cluster_utils import Cluster
+
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            cluster = Cluster(initialize_head=True, head_node_args={
+                "num_cpus": 2, "object_store_memory": 512 * 2**20,
+                "include_dashboard": False})
+            cluster.add_node(num_cpus=2, object_store_memory=512 * 2**20)
+            cluster.wait_for_nodes()
+            ray.init(address=cluster.address, log_to_driver=False,
+                     logging_level=logging.ERROR)
+            try:
+                if "channel" in parts:
+                    results["channel"] = channel()
+                if "nexmark" in parts:
+                    results["nexmark"] = nexmark(cluster.address, args.events, args.repeat,
+                                                 tmp)
+            finally:
+                ray.shutdown()
+                cluster.shutdown()
+        if "checkpoint" in parts:
+            results["checkpoint"] = checkpoints(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    out = REPO / "bench" / "results" / "ray.json"
+    import json
+
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
