@@ -248,7 +248,8 @@ def checkpoints(tmp: Path) -> list[dict]:
         rows = []
         for where, uri in (("local disk", str(tmp / "ck-local")),
                            ("S3 (moto_server on loopback)",
-                            f"s3://ck/job?endpoint_override=127.0.0.1:{port}&scheme=http")):
+                            f"s3://ck/job?endpoint_override=127.0.0.1:{port}&scheme=http"
+                            "&region=us-east-1&allow_delayed_open=true")):
             _, err = _run([str(job), "-p", "2", "--checkpoint-dir", uri,
                            "--checkpoint-interval", "500ms"], env=env)
             m = AVERAGE.search(err)

@@ -17,7 +17,6 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.helpers import normalized_rows, read_committed
-from tests.runtime.ray_cluster import ray_cluster  # noqa: F401 - the session's cluster
 
 S3_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
           "AWS_DEFAULT_REGION": "us-east-1"}
@@ -55,7 +54,7 @@ GROUP BY auction, window_start, window_end;
 """
 
 
-def test_checkpoints_on_s3_and_output_as_local(ray_cluster, s3_server, tmp_path):  # noqa: F811
+def test_checkpoints_on_s3_and_output_as_local(ray_cluster, s3_server, tmp_path):
     fs = pafs.S3FileSystem(endpoint_override=s3_server, scheme="http", access_key="test",
                            secret_key="test", region="us-east-1", allow_bucket_creation=True)
     fs.create_dir("caudal")
@@ -69,7 +68,8 @@ def test_checkpoints_on_s3_and_output_as_local(ray_cluster, s3_server, tmp_path)
         if runtime == "ray":
             args += ["--runtime", "ray", "--address", ray_cluster.address,
                      "--checkpoint-dir",
-                     f"s3://caudal/ck?endpoint_override={s3_server}&scheme=http",
+                     f"s3://caudal/ck?endpoint_override={s3_server}&scheme=http&region=us-east-1"
+                     "&allow_delayed_open=true",
                      "--checkpoint-interval", "200ms"]
         done = run_cli(*args, env=S3_ENV, timeout=240)
         assert done.returncode == 0, done.stderr
@@ -79,7 +79,7 @@ def test_checkpoints_on_s3_and_output_as_local(ray_cluster, s3_server, tmp_path)
     assert any(n.endswith("_manifest.json") for n in names), names
 
 
-def test_select_prints_on_the_driver(ray_cluster, tmp_path):  # noqa: F811
+def test_select_prints_on_the_driver(ray_cluster, tmp_path):
     job = tmp_path / "q.sql"
     job.write_text("CREATE TABLE bid WITH (connector = 'nexmark', table = 'bid', "
                    "events = '3000', event_rate = '1000', pace = 'false');\n"
@@ -91,7 +91,7 @@ def test_select_prints_on_the_driver(ray_cluster, tmp_path):  # noqa: F811
     assert "WARNING" not in done.stderr and "(raylet)" not in done.stderr, done.stderr
 
 
-def test_explain_shows_placement(ray_cluster, tmp_path):  # noqa: F811
+def test_explain_shows_placement(ray_cluster, tmp_path):
     job = tmp_path / "q.sql"
     job.write_text("CREATE TABLE bid WITH (connector = 'nexmark', table = 'bid');\n"
                    "CREATE TABLE o WITH (connector = 'blackhole');\n"

@@ -17,7 +17,6 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.helpers import normalized_rows, read_committed
-from tests.runtime.ray_cluster import ray_cluster  # noqa: F401 - the session's cluster
 
 #: paced: 2000 events per second, so the job runs ~6 s and takes checkpoints meanwhile
 JOB = """
@@ -49,7 +48,7 @@ def expected(tmp_path_factory):
     return normalized_rows(read_committed(out))
 
 
-def _start(ray_cluster, path: Path, ck: Path, *extra: str) -> subprocess.Popen:  # noqa: F811
+def _start(ray_cluster, path: Path, ck: Path, *extra: str) -> subprocess.Popen:
     env = dict(os.environ)
     env.pop("CAUDAL_DEBUG", None)
     return subprocess.Popen(
@@ -79,7 +78,7 @@ def _worker_pids() -> list[int]:
 
 
 @pytest.mark.slow
-def test_actor_killed_restarts_from_checkpoint(ray_cluster, tmp_path, expected):  # noqa: F811
+def test_actor_killed_restarts_from_checkpoint(ray_cluster, tmp_path, expected):
     path, out = _job(tmp_path, "kill")
     ck = tmp_path / "ck"
     proc = _start(ray_cluster, path, ck)
@@ -94,7 +93,7 @@ def test_actor_killed_restarts_from_checkpoint(ray_cluster, tmp_path, expected):
 
 
 @pytest.mark.slow
-def test_node_removed_restarts_on_what_is_left(ray_cluster, tmp_path, expected):  # noqa: F811
+def test_node_removed_restarts_on_what_is_left(ray_cluster, tmp_path, expected):
     path, out = _job(tmp_path, "node")
     ck = tmp_path / "ck"
     proc = _start(ray_cluster, path, ck)
@@ -112,7 +111,7 @@ def test_node_removed_restarts_on_what_is_left(ray_cluster, tmp_path, expected):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("resume_parallelism", ["2", "3"])
-def test_driver_killed_resumes_with_the_same_command(ray_cluster, tmp_path,  # noqa: F811
+def test_driver_killed_resumes_with_the_same_command(ray_cluster, tmp_path,
                                                       expected, resume_parallelism):
     """Killed at parallelism 2, resumed at 2 (the same command) or 3 (rescaled by key
     group)."""

@@ -10,14 +10,21 @@ import pytest
 from tests.changelog_helpers import fold, run_changelog
 from tests.conftest import make_bids
 from tests.helpers import normalized_rows, run_to_table
-from tests.runtime.ray_cluster import ray_cluster  # noqa: F401 - the session's cluster
 from tests.sql import test_updating_aggregate_sql as updating
+from tests.sql.test_joins_sql import DDL as NEXMARK_DDL
+from tests.sql.test_joins_sql import (
+    _bench_query,
+    _duck,
+    nexmark,  # noqa: F401 - the tables DuckDB reads
+)
 from tests.test_stateless_vs_duckdb import DDL_PARQUET
 from tests.test_stateless_vs_duckdb import QUERIES as STATELESS
 from tests.test_windows_vs_duckdb import check as check_window
 from tests.windows_reference import make_events
 
 PARALLELISM = [1, 2, 4]
+#: parallelism 4 of most queries runs with `make test-all` only (the suite's time budget)
+SHORT = [1, 2, pytest.param(4, marks=pytest.mark.slow)]
 RAY = {"runtime": "ray"}
 
 
@@ -29,9 +36,9 @@ def bids(tmp_path_factory):
     return path, table
 
 
-@pytest.mark.parametrize("parallelism", PARALLELISM)
+@pytest.mark.parametrize("parallelism", SHORT)
 @pytest.mark.parametrize("query,duck_query", STATELESS[:2])
-def test_stateless_on_ray(ray_cluster, tmp_path, duck, bids, parallelism, query,  # noqa: F811
+def test_stateless_on_ray(ray_cluster, tmp_path, duck, bids, parallelism, query,
                           duck_query):
     path, table = bids
     got = run_to_table(DDL_PARQUET.format(path=path), query, tmp_path / "out", parallelism,
@@ -41,15 +48,15 @@ def test_stateless_on_ray(ray_cluster, tmp_path, duck, bids, parallelism, query,
     assert normalized_rows(got) == normalized_rows(expected)
 
 
-@pytest.mark.parametrize("parallelism", PARALLELISM)
+@pytest.mark.parametrize("parallelism", SHORT)
 @pytest.mark.parametrize("kind,style", [("tumble", "arroyo"), ("session", "flink")])
-def test_windows_on_ray(ray_cluster, tmp_path, kind, style, parallelism):  # noqa: F811
+def test_windows_on_ray(ray_cluster, tmp_path, kind, style, parallelism):
     events = make_events(1500, seed=len(kind) + parallelism, disorder_ms=1900)
     check_window(tmp_path, events, kind, style, "parquet", parallelism, **RAY)
 
 
-@pytest.mark.parametrize("parallelism", PARALLELISM)
-def test_updating_aggregate_on_ray(ray_cluster, tmp_path, duck, bids, parallelism):  # noqa: F811
+@pytest.mark.parametrize("parallelism", SHORT)
+def test_updating_aggregate_on_ray(ray_cluster, tmp_path, duck, bids, parallelism):
     path, table = bids
     query = updating.QUERIES[0]
     changes = run_changelog(updating.DDL.format(path=path), query, tmp_path / "out",
@@ -57,3 +64,14 @@ def test_updating_aggregate_on_ray(ray_cluster, tmp_path, duck, bids, parallelis
                             batch_rows=700, **RAY)
     bids = table  # noqa: F841
     assert normalized_rows(fold(changes)) == normalized_rows(duck.sql(query).to_arrow_table())
+
+
+@pytest.mark.parametrize("parallelism", PARALLELISM)
+def test_window_join_on_ray(ray_cluster, tmp_path, duck, nexmark, parallelism):  # noqa: F811
+    """Nexmark q8: two windowed aggregates joined on key and window."""
+    query, duck_query = _bench_query("q8")
+    changes = run_changelog(NEXMARK_DDL, query, tmp_path / "out", parallelism=parallelism,
+                            settings="SET updating_flush = '0';", batch_rows=2000, **RAY)
+    expected = _duck(duck, nexmark, duck_query)
+    assert expected.num_rows > 0
+    assert normalized_rows(fold(changes)) == normalized_rows(expected)

@@ -16,7 +16,10 @@ most ``credits`` batches per channel.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any
+
+import pyarrow as pa
 
 from caudal.runtime.channels import Cancelled, InputGate
 
@@ -24,6 +27,23 @@ from caudal.runtime.channels import Cancelled, InputGate
 CREDITS = 8
 #: how long a blocked sender or receiver waits before looking at the job's cancel flag
 WAIT_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class RowsOnly:
+    """A batch without columns (``SELECT count(*)`` reads none): pickling a RecordBatch
+    rebuilds it from its columns and would lose its row count, so only the count travels."""
+
+    rows: int
+
+    def batch(self) -> pa.RecordBatch:
+        return pa.record_batch([pa.nulls(self.rows)], names=["_"]).select([])
+
+
+def outgoing(item: Any) -> Any:
+    if isinstance(item, pa.RecordBatch) and item.num_columns == 0:
+        return RowsOnly(item.num_rows)
+    return item
 
 
 class CountingGate(InputGate):
@@ -41,7 +61,7 @@ class CountingGate(InputGate):
     def push(self, channel: int, seq: int, item: Any) -> None:
         with self._order:
             early = self._early[channel]
-            early[seq] = item
+            early[seq] = item.batch() if isinstance(item, RowsOnly) else item
             while self._expected[channel] in early:
                 self.put(channel, early.pop(self._expected[channel]))
                 self._expected[channel] += 1
@@ -86,5 +106,5 @@ class RemotePort:
                 raise Cancelled
             ref = self.actor.credit.remote(self.key, channel, sent - self.credits + 1)
             self._consumed[channel] = ray.get(ref)
-        self.actor.push.remote(self.key, channel, sent, item)
+        self.actor.push.remote(self.key, channel, sent, outgoing(item))
         self._sent[channel] = sent + 1

@@ -1,4 +1,4 @@
-"""One Ray cluster for the whole test session: three nodes of this machine (a
+"""Fixtures of the runtime tests. One Ray cluster for the whole test session: three nodes of this machine (a
 ``ray.cluster_utils.Cluster``: separate raylets and object stores, so channels between actors
 on different nodes really cross object stores), small, started on first use."""
 
