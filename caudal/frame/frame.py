@@ -370,8 +370,14 @@ class Frame:
         return stream(self, **options)
 
     def preview(self, n: int = 10, **options: Any) -> pa.Table:
-        """The first ``n`` rows of the result (runs the job on its bounded input)."""
-        return self.collect(**options).slice(0, n)
+        """The first ``n`` rows of the result: the job stops once it has them (SQL's LIMIT),
+        so an unbounded source can be previewed too. An updating query, which LIMIT cannot
+        cut, runs to the end of its input and shows the first ``n`` rows it leaves."""
+        try:
+            limited = self.head(n)
+        except CaudalError:
+            return self.collect(**options).slice(0, n)
+        return limited.collect(**options)
 
     def write_parquet(self, path: str, **options: Any):
         """Write into a directory of Parquet files (exactly once with checkpoints)."""

@@ -147,3 +147,9 @@ def test_json_and_csv_round_trip(tmp_path, bids):
         ("auction", pa.int64()), ("channel", pa.string()), ("price", pa.int64()),
         ("date_time", pa.timestamp("us", "UTC"))]))
     assert normalized_rows(back_csv.collect()) == want
+
+
+def test_preview_of_an_unbounded_source_stops():
+    unbounded = cd.read_table("impulse", event_rate=2000)  # no event count: never ends
+    rows = unbounded.select("counter").preview(4)
+    assert rows.column("counter").to_pylist() == [0, 1, 2, 3]
