@@ -1,0 +1,128 @@
+"""What serving Prometheus metrics costs a job: Nexmark q5 as whole processes, with and
+without ``--metrics-port`` (scraped every second, as Prometheus would), interleaved.
+
+    .venv/bin/python -m bench.metrics_overhead --events 10M --parallelism 2 --repeat 5 \
+        --baseline-tree /tmp/caudal-before     # optional: a checkout without the counters
+
+With ``--baseline-tree`` a third mode runs the same job with caudal from that directory (e.g.
+``git archive <commit before the metrics hooks> | tar -x -C DIR``): what the always-on
+counters (bytes, backpressure time) cost. Each scrape's response time is recorded too: at one
+scrape a second it bounds the share of one core that serving metrics takes.
+
+Throughput is the job's own figure (rows in / running time, printed by ``caudal run``), so
+interpreter start-up and planning are left out; wall time of each process is shown too.
+Runs alternate (plain, metrics, plain, …) so load from the rest of the (shared) machine falls
+on both; the figure per mode is the median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RATE = re.compile(r"caudal: ([\d,]+) rows in, .* in ([\d.]+)s")
+
+
+def _events(text: str) -> int:
+    units = {"k": 1_000, "M": 1_000_000}
+    return int(float(text[:-1]) * units[text[-1]]) if text[-1] in units else int(text)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_once(sql: Path, parallelism: int, metrics: bool, tree: Path = REPO) -> dict:
+    cmd = [sys.executable, "-m", "caudal.cli", "run", str(sql), "-p", str(parallelism)]
+    port = _free_port()
+    if metrics:
+        cmd += ["--metrics-port", str(port)]
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    scrapes: list[float] = []
+    stop = threading.Event()
+
+    def scrape() -> None:
+        while not stop.wait(1.0):
+            t0 = time.perf_counter()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                    if b"caudal_rows_in_total" in r.read():
+                        scrapes.append(time.perf_counter() - t0)
+            except OSError:
+                pass
+
+    scraper = threading.Thread(target=scrape, daemon=True)
+    if metrics:
+        scraper.start()
+    _, err = proc.communicate()
+    wall = time.monotonic() - started
+    stop.set()
+    m = RATE.search(err)
+    if proc.returncode != 0 or m is None:
+        raise SystemExit(f"caudal run failed ({proc.returncode}): {err.strip()[-500:]}")
+    rows, seconds = int(m.group(1).replace(",", "")), float(m.group(2))
+    return {"rows_per_s": rows / seconds, "job_s": seconds, "wall_s": wall,
+            "scrapes": len(scrapes), "scrape_s": scrapes}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--events", default="2M")
+    p.add_argument("--parallelism", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--baseline-tree", type=Path,
+                   help="a caudal checkout without the metrics counters, run as a third mode")
+    args = p.parse_args(argv)
+    modes = [("plain", False, REPO), ("metrics", True, REPO)]
+    if args.baseline_tree:
+        modes.insert(0, ("before", False, args.baseline_tree))
+    text = (REPO / "bench/nexmark/q5.sql").read_text()
+    text = re.sub(r"events = '\d+'", f"events = '{_events(args.events)}'", text)
+    with tempfile.TemporaryDirectory() as tmp:
+        sql = Path(tmp) / "q5.sql"
+        sql.write_text(text)
+        results: dict[str, list[dict]] = {name: [] for name, _, _ in modes}
+        for i in range(args.repeat):
+            for name, metrics, tree in modes:
+                r = run_once(sql, args.parallelism, metrics, tree)
+                results[name].append(r)
+                print(f"run {i + 1} {name:<7}: {r['rows_per_s'] / 1e6:.3f} M rows/s, job "
+                      f"{r['job_s']:.2f}s, wall {r['wall_s']:.2f}s, scrapes {r['scrapes']}",
+                      flush=True)
+    print(f"q5, {args.events} events, parallelism {args.parallelism}, {args.repeat} runs each "
+          f"(M rows/s)")
+    med = {k: statistics.median(r["rows_per_s"] for r in v) for k, v in results.items()}
+    best = {k: max(r["rows_per_s"] for r in v) for k, v in results.items()}
+    print("| mode | median | best |\n|---|---|---|")
+    for name in results:
+        print(f"| {name} | {med[name] / 1e6:.3f} | {best[name] / 1e6:.3f} |")
+    print(f"metrics vs plain: median {100 * (1 - med['metrics'] / med['plain']):+.1f}%, best "
+          f"{100 * (1 - best['metrics'] / best['plain']):+.1f}% cost")
+    if "before" in results:
+        print(f"plain vs before: median {100 * (1 - med['plain'] / med['before']):+.1f}%, best "
+              f"{100 * (1 - best['plain'] / best['before']):+.1f}% cost")
+    times = [t for r in results["metrics"] for t in r["scrape_s"]]
+    if times:
+        print(f"scrapes: {len(times)}, response time median {statistics.median(times) * 1e3:.1f}"
+              f" ms, max {max(times) * 1e3:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

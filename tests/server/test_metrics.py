@@ -1,0 +1,66 @@
+"""``caudal run --metrics-port``: Prometheus series of one job; and ``caudal serve``'s refusal
+of an open bind without a token."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+
+from tests.server.conftest import REPO, free_port
+
+JOB = """CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', events = '3000',
+  event_rate = '1000');
+CREATE TABLE out WITH (connector = 'blackhole');
+INSERT INTO out SELECT auction, count(*) AS n FROM TABLE(TUMBLE(TABLE bids,
+  DESCRIPTOR(date_time), INTERVAL '1' SECOND)) GROUP BY window_start, window_end, auction;"""
+
+
+def test_run_metrics_port(tmp_path):
+    job = tmp_path / "hot.sql"
+    job.write_text(JOB)
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "caudal.cli", "run", str(job),
+                             "--metrics-port", str(port), "-p", "2",
+                             "--checkpoint-dir", str(tmp_path / "ck"),
+                             "--checkpoint-interval", "500ms"],
+                            env=env, stderr=subprocess.PIPE, text=True)
+    text = ""
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            except httpx.TransportError:
+                time.sleep(0.2)
+                continue
+            if "caudal_checkpoint_size_bytes{" in text and "caudal_state_rows{" in text:
+                break
+            time.sleep(0.2)
+    finally:
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    label = 'operator="[0] source bids",pipeline="hot",subtask="1"'
+    for series in ("caudal_rows_in_total", "caudal_bytes_out_total",
+                   "caudal_backpressure_seconds_total", "caudal_watermark_seconds",
+                   "caudal_watermark_lag_seconds", "caudal_late_rows_total"):
+        assert f"{series}{{{label}}}" in text, series
+    assert 'caudal_checkpoint_size_bytes{pipeline="hot"}' in text
+    assert 'caudal_restarts_total{pipeline="hot"} 0.0' in text
+    assert "# TYPE caudal_rows_in_total counter" in text
+
+
+def test_open_bind_needs_token(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("CAUDAL_TOKEN", None)
+    r = subprocess.run([sys.executable, "-m", "caudal.cli", "serve", "--host", "0.0.0.0",
+                        "--state-dir", str(tmp_path / "s")], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "caudal: error: --host 0.0.0.0 is reachable from other machines and no --token is "
+        "set (give --token (or CAUDAL_TOKEN), or --insecure to serve without one)"]
