@@ -81,11 +81,66 @@ def run_once(sql: Path, parallelism: int, metrics: bool, tree: Path = REPO) -> d
             "scrapes": len(scrapes), "scrape_s": scrapes}
 
 
+def cpu_cost(sql_text: str, parallelism: int, scrapes: int = 30) -> None:
+    """CPU time of what serving metrics adds, measured inside one q5 job (precise where the
+    whole-process comparison drowns in the load of a shared machine): a scrape (snapshot of
+    every subtask + Prometheus text) timed with the scraping thread's CPU clock while the job
+    runs; the always-on counters (``RecordBatch.nbytes`` per batch in and out) timed on the
+    job's own batches."""
+    import pyarrow as pa
+    from prometheus_client import generate_latest
+    from prometheus_client.registry import CollectorRegistry
+
+    from caudal.job import compile_sql
+    from caudal.runtime.local import LocalRuntime
+    from caudal.server.metrics import SnapshotCollector, snapshot
+
+    runtime = LocalRuntime()
+    runtime.deploy(compile_sql(sql_text, parallelism).graph)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(lambda: [("q5", snapshot(runtime))]))
+    done = threading.Event()
+    result = {}
+
+    def run() -> None:
+        result["r"] = runtime.run()
+        done.set()
+
+    started = time.perf_counter()
+    threading.Thread(target=run, daemon=True).start()
+    cpu: list[float] = []
+    while not done.is_set() and len(cpu) < scrapes:
+        time.sleep(0.1)
+        t0 = time.thread_time()
+        generate_latest(registry)
+        cpu.append(time.thread_time() - t0)
+    done.wait()
+    elapsed = time.perf_counter() - started
+    batches = sum(s.batches_in for s in runtime.stats())
+    rows = result["r"].rows_in
+    sample = pa.record_batch({"a": pa.array(range(8192)), "b": pa.array(["x" * 20] * 8192)})
+    n = 20000
+    t0 = time.perf_counter()
+    for _ in range(n):
+        sample.nbytes  # noqa: B018 - what the counters call per batch
+    per_batch = (time.perf_counter() - t0) / n
+    print(f"in-process q5 ({rows:,} rows, {elapsed:.2f}s, {batches:,} batches read by all "
+          f"subtasks):")
+    print(f"  one scrape: median {statistics.median(cpu) * 1e3:.2f} ms of CPU (max "
+          f"{max(cpu) * 1e3:.2f} ms, {len(cpu)} scrapes): at one scrape a second "
+          f"{statistics.median(cpu) * 100:.2f}% of one core")
+    print(f"  counters: RecordBatch.nbytes {per_batch * 1e6:.2f} us per call, ~2 per batch: "
+          f"{2 * per_batch * batches * 1e3:.1f} ms over the job "
+          f"({100 * 2 * per_batch * batches / elapsed:.3f}% of its wall time)")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--events", default="2M")
     p.add_argument("--parallelism", type=int, default=2)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--cpu-only", action="store_true",
+                   help="only the in-process CPU cost of scrapes and counters")
     p.add_argument("--baseline-tree", type=Path,
                    help="a caudal checkout without the metrics counters, run as a third mode")
     args = p.parse_args(argv)
@@ -94,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         modes.insert(0, ("before", False, args.baseline_tree))
     text = (REPO / "bench/nexmark/q5.sql").read_text()
     text = re.sub(r"events = '\d+'", f"events = '{_events(args.events)}'", text)
+    cpu_cost(text, args.parallelism)
+    if args.cpu_only:
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         sql = Path(tmp) / "q5.sql"
         sql.write_text(text)
@@ -125,4 +183,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)  # no interpreter teardown (polars + pyarrow pools: apache/arrow#34314)

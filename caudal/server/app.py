@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from caudal import __version__
 from caudal.errors import CaudalError
 from caudal.server.store import Store
-from caudal.server.supervisor import Supervisor
+from caudal.server.supervisor import Supervisor, tail_lines
 
 STATIC = Path(__file__).parent / "static"
 #: lines of a pipeline's output a preview starts with
@@ -41,6 +41,11 @@ class PipelineIn(BaseModel):
 class ValidateIn(BaseModel):
     query: str
     parallelism: int = Field(1, ge=1, le=256)
+
+
+class RestartIn(BaseModel):
+    epoch: int | None = Field(None, ge=1, description="the checkpoint to restore (default: "
+                                                      "the newest)")
 
 
 class RescaleIn(BaseModel):
@@ -81,17 +86,6 @@ def graph_json(graph) -> dict[str, Any]:
     edges = [{"src": e.src, "dst": e.dst, "partitioning": e.partitioning, "keys": list(e.keys)}
              for e in graph.edges]
     return {"vertices": vertices, "edges": edges, "explain": graph.explain()}
-
-
-def _tail_lines(path: Path, n: int, max_bytes: int = 1 << 20) -> list[str]:
-    try:
-        with open(path, "rb") as f:
-            end = f.seek(0, 2)
-            f.seek(max(0, end - max_bytes))
-            lines = f.read().decode(errors="replace").splitlines()
-    except OSError:
-        return []
-    return lines[-n:] if n else []
 
 
 class Rates:
@@ -240,12 +234,22 @@ def create_app(state_dir: Path, token: str | None = None) -> FastAPI:
         return _view(_get(pid))
 
     @app.post("/api/v1/pipelines/{pid}/restart", tags=["pipelines"])
-    async def restart(pid: str):
-        """Start a stopped or failed pipeline again from its newest checkpoint."""
+    async def restart(pid: str, body: RestartIn | None = None):
+        """Start a stopped, finished or failed pipeline again from its newest checkpoint (or
+        the complete checkpoint ``epoch``)."""
         p = _get(pid)
         if p["pid"] and p["desired"] == "running" and p["state"] == "running":
             raise ApiError(409, f"pipeline {pid} is running; stop it first")
-        supervisor.request_start(pid)
+        epoch = body.epoch if body is not None else None
+        if epoch is not None:
+            from caudal.checkpoint.listing import describe_checkpoints
+
+            d = supervisor.checkpoint_dir(pid)
+            epochs = [c["epoch"] for c in describe_checkpoints(str(d))] if d.exists() else []
+            if epoch not in epochs:
+                raise ApiError(400, f"no complete checkpoint {epoch} (complete: "
+                                    f"{', '.join(map(str, epochs)) or 'none'})")
+        supervisor.request_start(pid, epoch)
         return _view(_get(pid))
 
     @app.post("/api/v1/pipelines/{pid}/rescale", tags=["pipelines"])
@@ -303,13 +307,13 @@ def create_app(state_dir: Path, token: str | None = None) -> FastAPI:
     async def logs(pid: str, tail: int = 200):
         """The last lines the job wrote to stderr."""
         _get(pid)
-        return {"lines": _tail_lines(supervisor.dir(pid) / "stderr.log", max(0, tail))}
+        return {"lines": tail_lines(supervisor.dir(pid) / "stderr.log", max(0, tail))}
 
     @app.get("/api/v1/pipelines/{pid}/output", tags=["pipelines"])
     async def output(pid: str, tail: int = PREVIEW_TAIL):
         """The last rows the job printed (its SELECTs, to stdout)."""
         _get(pid)
-        return {"lines": _tail_lines(supervisor.dir(pid) / "output.log", max(0, tail))}
+        return {"lines": tail_lines(supervisor.dir(pid) / "output.log", max(0, tail))}
 
     @app.get("/api/v1/pipelines/{pid}/preview", tags=["pipelines"])
     async def preview(pid: str, request: Request):
@@ -319,7 +323,7 @@ def create_app(state_dir: Path, token: str | None = None) -> FastAPI:
         path = supervisor.dir(pid) / "output.log"
 
         async def events():
-            for line in _tail_lines(path, PREVIEW_TAIL):
+            for line in tail_lines(path, PREVIEW_TAIL):
                 yield f"data: {line}\n\n"
             try:
                 pos = path.stat().st_size

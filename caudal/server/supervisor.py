@@ -63,15 +63,21 @@ def pid_alive(pid: int | None) -> bool:
             return False
 
 
-def last_error(path: Path) -> str | None:
-    """The last ``caudal: …error…`` line of a stderr log (else its last line)."""
+def tail_lines(path: Path, n: int, max_bytes: int = 1 << 20) -> list[str]:
+    """The last ``n`` lines of a log file (read from its last ``max_bytes``)."""
     try:
         with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, 2) - 65536))
-            lines = [x.strip() for x in f.read().decode(errors="replace").splitlines()
-                     if x.strip()]
+            end = f.seek(0, 2)
+            f.seek(max(0, end - max_bytes))
+            lines = f.read().decode(errors="replace").splitlines()
     except OSError:
-        return None
+        return []
+    return lines[-n:] if n else []
+
+
+def last_error(path: Path) -> str | None:
+    """The last ``caudal: …error…`` line of a stderr log (else its last line)."""
+    lines = [x.strip() for x in tail_lines(path, 1000, 65536) if x.strip()]
     for line in reversed(lines):
         if "error" in line.lower() and line.startswith("caudal:"):
             return line
@@ -100,6 +106,8 @@ class Supervisor:
         self.not_before: dict[str, float] = {}
         #: pipeline -> pid of a process a previous server left behind
         self.orphans: dict[str, int] = {}
+        #: pipeline -> the checkpoint its next start restores (``--from-epoch``), once
+        self.from_epoch: dict[str, int] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self.run, name="caudal-supervisor", daemon=True)
@@ -117,8 +125,10 @@ class Supervisor:
 
     # ---- requests from the API (any thread) -----------------------------------------------
 
-    def request_start(self, pid: str) -> None:
+    def request_start(self, pid: str, epoch: int | None = None) -> None:
         with self._lock:
+            if epoch is not None:
+                self.from_epoch[pid] = epoch
             self.store.update(pid, desired="running", restarts=0, error=None)
             self.not_before.pop(pid, None)
             child = self.children.get(pid)
@@ -132,6 +142,7 @@ class Supervisor:
         with self._lock:
             self.store.update(pid, desired="stopped")
             child = self.children.get(pid)
+            self._signal_orphan(pid)
             if child is None:
                 p = self.store.get(pid)
                 if p and p["state"] in ("running", "created"):
@@ -152,6 +163,7 @@ class Supervisor:
     def delete(self, pid: str) -> None:
         with self._lock:
             self.store.update(pid, desired="deleted")
+            self._signal_orphan(pid)
             child = self.children.get(pid)
             if child is not None:
                 self._terminate(pid, child)
@@ -165,6 +177,16 @@ class Supervisor:
                 child.proc.wait()
             self.store.delete(pid)
         shutil.rmtree(self.dir(pid), ignore_errors=True)
+
+    def _signal_orphan(self, pid: str) -> None:
+        """A process a previous server left running (it had not ended when this one started)
+        is stopped with a savepoint like a child."""
+        orphan = self.orphans.get(pid)
+        if orphan and pid_alive(orphan):
+            try:
+                os.kill(orphan, signal.SIGTERM)
+            except OSError:
+                pass
 
     def _terminate(self, pid: str, child: Child) -> None:
         if not child.stopping:
@@ -241,6 +263,9 @@ class Supervisor:
                "--checkpoint-dir", str(self.checkpoint_dir(pid)),
                "--checkpoint-interval", p["checkpoint_interval"],
                "--max-restarts", "0", "--metrics-file", str(d / "metrics.json")]
+        epoch = self.from_epoch.pop(pid, None)
+        if epoch is not None:
+            cmd += ["--from-epoch", str(epoch)]
         out = open(d / "output.log", "ab")
         err = open(d / "stderr.log", "ab")
         try:

@@ -105,6 +105,8 @@ def test_stop_restart_rescale_and_metrics(server, tmp_path):
     assert kinds[-1] == "savepoint"
     logs = c.get(f"/api/v1/pipelines/{pid}/logs").json()["lines"]
     assert any("savepoint" in x for x in logs)
+    r = c.post(f"/api/v1/pipelines/{pid}/restart", json={"epoch": 99999})
+    assert r.status_code == 400 and "no complete checkpoint 99999" in r.json()["error"]
     assert c.post(f"/api/v1/pipelines/{pid}/restart").status_code == 200
     server.wait_state(pid, {"running"})
     c.post(f"/api/v1/pipelines/{pid}/stop")
