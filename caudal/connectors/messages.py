@@ -73,6 +73,26 @@ def choice(table: TableSpec, key: str, choices: tuple[str, ...], default: str) -
     return raw
 
 
+def int_option(table: TableSpec, key: str, default: int, low: int, high: int,
+               unit: str) -> int:
+    """A whole-number option between ``low`` and ``high``; ConfigError naming it."""
+    raw = table.options.get(key, str(default))
+    try:
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError
+        return value
+    except ValueError:
+        raise ConfigError(f"{key} = {raw!r} of table {table.name!r}", line=table.line,
+                          hint=f"a number of {unit}, {low} to {high}") from None
+
+
+def writes_debezium(table: TableSpec) -> bool:
+    """True when a sink's format is debezium_json (it then takes a changelog)."""
+    raw = str(table.options.get("format", "json")).strip().lower()
+    return FORMAT_ALIASES.get(raw, raw) == "debezium_json"
+
+
 def bounded_latest(table: TableSpec) -> bool:
     """True for ``'scan.bounded.mode' = 'latest-offset'`` (read what the log held at the
     start, then end); ConfigError for anything but that and ``unbounded``."""

@@ -334,8 +334,7 @@ class NatsSink(Sink):
 
     @classmethod
     def takes_changelog(cls, table: TableSpec) -> bool:
-        return mx.FORMAT_ALIASES.get(table.options.get("format", "json"),
-                                     table.options.get("format", "json")) == "debezium_json"
+        return mx.writes_debezium(table)
 
     def open(self, schema: pa.Schema, restored: dict[str, Any] | None = None) -> None:
         super().open(schema, restored)

@@ -33,6 +33,8 @@ CONNECTORS = {
     "redis": "caudal.connectors.redis",
     "webhook": "caudal.connectors.webhook",
     "http": "caudal.connectors.http_ingest",
+    "rabbitmq": "caudal.connectors.rabbitmq",
+    "mqtt": "caudal.connectors.mqtt",
 }
 
 #: connectors for caudal's own tools (benchmarks), registered by them and not offered to

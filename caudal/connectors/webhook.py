@@ -62,15 +62,9 @@ def parse_headers(table: TableSpec) -> dict[str, str]:
 
 
 def _positive_int(table: TableSpec, key: str, default: int) -> int:
-    raw = table.options.get(key, str(default))
-    try:
-        value = int(raw)
-        if value < 0 or (value == 0 and key == "batch.max_rows"):
-            raise ValueError
-        return value
-    except ValueError:
-        raise ConfigError(f"{key} = {raw!r} of table {table.name!r}", line=table.line,
-                          hint="a whole number above 0") from None
+    low = 1 if key == "batch.max_rows" else 0
+    return mx.int_option(table, key, default, low, 1 << 30,
+                         "rows" if key == "batch.max_rows" else "tries")
 
 
 class WebhookSink(Sink):

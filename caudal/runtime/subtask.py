@@ -262,6 +262,10 @@ class SubtaskRunner:
             for op in self.sinks:
                 op.finish(self.epoch + 1)
             self._control(EndOfData())
+            if self.source is not None:
+                # no checkpoint will come: a source that acknowledges its input after each
+                # one (NATS, Redis Streams, RabbitMQ) does so at the end of a bounded read
+                self.source.checkpoint_completed(self.source.offsets())
         else:
             # the sinks' last rows become visible through a final checkpoint: pre-commit them,
             # hand the final state to the coordinator, and commit once it is complete
@@ -275,6 +279,8 @@ class SubtaskRunner:
                     for op in self.sinks:
                         if op.pending:
                             op.commit(max(label, max(op.pending)))
+                    if self.source is not None:
+                        self.source.checkpoint_completed(self.source.offsets())
                 elif not self.job.cancel.is_set():
                     from caudal.checkpoint.errors import CheckpointError
 
@@ -282,6 +288,12 @@ class SubtaskRunner:
                         f"the final checkpoint failed ({getattr(cp, 'final_error', '?')}): "
                         f"the last rows are not committed; fix the cause and run the same "
                         f"command again to finish from the last checkpoint")
+            elif self.source is not None and \
+                    cp.wait_completed(needed, self.job.cancel, until_covered=True):
+                # the final checkpoint holds everything this source read: it may acknowledge
+                # its input now (without the wait, a crash before that checkpoint completes
+                # would lose what was acknowledged)
+                self.source.checkpoint_completed(self.source.offsets())
         for op in self.operators:
             op.close()
         self.stats.finished = True
