@@ -40,6 +40,7 @@ from caudal import clock
 from caudal.operators.aggregate_kernels import Aggregator
 from caudal.operators.base import Operator
 from caudal.operators.join_rows import SideState, repeat_rows
+from caudal.operators.key_index import KeyIndex, SlotTable
 from caudal.operators.keyed_tables import (
     LOWEST,
     NET,
@@ -100,7 +101,10 @@ class _Merged:
                  time_column: str | None):
         self.group = group
         self.aggregator = Aggregator(aggregates, input_schema, time_column)
-        self.table: pa.Table | None = None
+        #: one row per key (keys, partial states, ``_seen``), key ``i`` of ``index`` at row
+        #: ``i``: both persist across batches, so a flush costs what it touched
+        self.store: SlotTable | None = None
+        self.index: KeyIndex | None = None
         self.pending: list[pa.Table] = []
 
     def add(self, keys: dict[str, pa.Array], batch: pa.RecordBatch, ctx) -> None:
@@ -122,16 +126,16 @@ class _Merged:
         self.pending = []
         touched = delta.select(self.group).combine_chunks()
         n = touched.num_rows
-        table = self.table
-        found = lookup(touched, self.group, table, self.group) if table is not None \
-            else np.full(n, -1, dtype=np.int64)
-        matched = found >= 0
+        if self.index is None:
+            self.index = KeyIndex(self.group, touched.schema)
+        ids, new_key = self.index.ids(touched)  # persistent: no join against the state
+        matched = ~new_key
         state_cols = [c for c in delta.column_names if c not in self.group]
         schema = delta.select(state_cols).schema
         parts = [delta.select(state_cols).append_column(_ROW, pa.array(np.arange(n)))]
         old_rows = None
         if matched.any():
-            old_rows = table.take(pa.array(found[matched]))
+            old_rows = self.store.take(ids[matched])
         if not state_cols:  # no aggregate (SELECT DISTINCT): the keys are the whole state
             merged = parts[0]
         elif old_rows is not None:
@@ -145,13 +149,9 @@ class _Merged:
         for name in state_cols:
             new_state = new_state.append_column(name, merged.column(name))
         new_state = new_state.append_column(_SEEN, pa.array(np.full(n, now, dtype=np.int64)))
-        if table is None:
-            self.table = new_state
-        else:
-            untouched = np.ones(table.num_rows, dtype=bool)
-            untouched[found[matched]] = False
-            self.table = pa.concat_tables([table.filter(pa.array(untouched)),
-                                           new_state.cast(table.schema)])
+        if self.store is None:
+            self.store = SlotTable(new_state.schema)
+        self.store.put(ids, new_state)
         new = self.aggregator.final(merged)
         if old_rows is not None:
             ranks = np.full(n, -1, dtype=np.int64)
@@ -162,25 +162,34 @@ class _Merged:
         return _Changes(touched, matched, old, np.ones(n, dtype=bool), new)
 
     def expire(self, before: int) -> None:
-        if self.table is not None and self.table.num_rows:
-            self.table = self.table.filter(pc.greater_equal(self.table.column(_SEEN), before))
+        if self.store is not None and self.store.size:
+            table = self.store.table()
+            keep = pc.greater_equal(table.column(_SEEN), before)
+            if pc.all(keep).as_py():
+                return
+            self._load(table.filter(keep))
+
+    def _load(self, table: pa.Table | None) -> None:
+        self.store = None if table is None else SlotTable.of(table)
+        self.index = None if table is None else \
+            KeyIndex.build(self.group, table.select(self.group))
 
     def snapshot(self, mkg: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        if self.table is not None:
-            out["table"] = tag_key_groups(self.table, self.group, mkg)
+        if self.store is not None:
+            out["table"] = tag_key_groups(self.store.table(), self.group, mkg)
         self._compact()
         if self.pending:
             out["pending"] = tag_key_groups(self.pending[0], self.group, mkg)
         return out
 
     def restore(self, state: dict[str, Any], keys: list[str], ctx) -> None:
-        self.table = own_rows(state.get("table"), keys, ctx)
+        self._load(own_rows(state.get("table"), keys, ctx))
         pending = own_rows(state.get("pending"), keys, ctx)
         self.pending = [pending] if pending is not None and pending.num_rows else []
 
     def rows(self) -> int:
-        return self.table.num_rows if self.table is not None else 0
+        return self.store.size if self.store is not None else 0
 
 
 class _Multiset:

@@ -1,0 +1,253 @@
+"""A persistent key -> dense id index for keyed state that lives across batches.
+
+Keyed operators keep one state row per key, at the row whose position is the key's id, and
+need each batch's keys' ids. Building a hash table over all stored keys for every batch (a
+join against the state) costs time proportional to the state, not to the batch. This index
+is built once and grows: a lookup or an insert costs time proportional to the keys asked.
+
+Keys that are one integer-like column (integers, timestamps, dates, times, durations: the
+auction, person and id keys of most queries) are looked up in a NumPy open-addressing hash
+table over their int64 values (a NULL key has an id of its own beside the table); every step
+is a vectorized pass over the keys still probing, never a Python loop per key. Other keys
+(text, several columns) are looked up by a hash join against the stored keys
+(keyed_tables.lookup), as before: exact for every type, in time proportional to the state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from caudal.operators.keyed_tables import lookup
+
+_EMPTY = -1
+#: the slot table is kept at most half full, so probe sequences stay short
+_MIN_SLOTS = 1024
+
+
+def _integer_like(t: pa.DataType) -> bool:
+    return (pa.types.is_integer(t) or pa.types.is_timestamp(t) or pa.types.is_date(t)
+            or pa.types.is_time(t) or pa.types.is_duration(t))
+
+
+def _mix(values: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer: spreads nearby integers (sequential ids) over the slots."""
+    z = values.view(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+class KeyIndex:
+    """Key -> id for the keys of ``schema``'s ``names`` columns; ids are 0, 1, 2… in order
+    of first insertion, so a state table can keep key ``i``'s row at position ``i``."""
+
+    def __init__(self, names: Sequence[str], schema: pa.Schema):
+        self.names = list(names)
+        self.integer = len(self.names) == 1 and _integer_like(schema.field(self.names[0]).type)
+        self.size = 0
+        self._null_id = _EMPTY
+        self._slots = np.full(_MIN_SLOTS, _EMPTY, dtype=np.int64)  # slot -> id
+        self._keys = np.zeros(_MIN_SLOTS, dtype=np.int64)          # slot -> key value
+        self._stored: pa.Table | None = None  # the keys by id (generic keys only)
+
+    # ---- the integer table ----------------------------------------------------------------
+
+    @staticmethod
+    def _values(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The int64 values of a key column and its NULL mask (None without NULLs)."""
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        if not pa.types.is_int64(column.type):
+            column = column.cast(pa.int64())  # integer-like types are int64 inside
+        nulls = column.null_count
+        mask = column.is_null().to_numpy(zero_copy_only=False) if nulls else None
+        values = column.fill_null(0) if nulls else column
+        return values.to_numpy(zero_copy_only=False).astype(np.int64, copy=False), mask
+
+    def _probe(self, values: np.ndarray) -> np.ndarray:
+        """Each value's id, or -1."""
+        found = np.full(len(values), _EMPTY, dtype=np.int64)
+        mask = np.uint64(len(self._slots) - 1)
+        slot = (_mix(values) & mask).astype(np.int64)
+        pending = np.arange(len(values))
+        while len(pending):
+            s = slot[pending]
+            ids = self._slots[s]
+            occupied = ids != _EMPTY
+            hit = occupied & (self._keys[s] == values[pending])
+            found[pending[hit]] = ids[hit]
+            go_on = occupied & ~hit
+            pending = pending[go_on]
+            slot[pending] = (s[go_on] + 1) & int(mask)
+        return found
+
+    def _place(self, values: np.ndarray, ids: np.ndarray) -> None:
+        """Put distinct values, none of them stored yet, into the slot table."""
+        mask = len(self._slots) - 1
+        slot = (_mix(values) & np.uint64(mask)).astype(np.int64)
+        pending = np.arange(len(values))
+        while len(pending):
+            s = slot[pending]
+            free = self._slots[s] == _EMPTY
+            # of the values wanting one free slot, one takes it: each writes its (negative)
+            # mark, the one whose mark stayed won (NumPy keeps one of repeated writes)
+            mark = -2 - pending
+            self._slots[s[free]] = mark[free]
+            wins = free & (self._slots[s] == mark)
+            self._slots[s[free & ~wins]] = _EMPTY  # (losers' slots hold a winner's mark)
+            self._slots[s[wins]] = ids[pending[wins]]
+            self._keys[s[wins]] = values[pending[wins]]
+            lose = ~wins
+            pending = pending[lose]
+            slot[pending] = np.where(free[lose], s[lose], (s[lose] + 1) & mask)
+
+    def _grow(self, extra: int) -> None:
+        needed = 2 * (self.size + extra)
+        if needed <= len(self._slots):
+            return
+        slots = len(self._slots)
+        while slots < needed:
+            slots *= 2
+        occupied = self._slots != _EMPTY
+        ids, keys = self._slots[occupied], self._keys[occupied]
+        self._slots = np.full(slots, _EMPTY, dtype=np.int64)
+        self._keys = np.zeros(slots, dtype=np.int64)
+        self._place(keys, ids)
+
+    # ---- the interface ----------------------------------------------------------------------
+
+    def ids(self, keys: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's key id, adding the keys not seen before (``keys`` holds each key at
+        most once), and which rows' keys are new."""
+        n = keys.num_rows
+        if not self.integer:
+            found = lookup(keys, self.names, self._stored, self.names) \
+                if self._stored is not None else np.full(n, _EMPTY, dtype=np.int64)
+            new = found == _EMPTY
+            found[new] = self.size + np.arange(int(new.sum()))
+            if new.any():
+                added = keys.select(self.names).filter(pa.array(new))
+                self._stored = added if self._stored is None else pa.concat_tables(
+                    [self._stored, added.cast(self._stored.schema)])
+            self.size += int(new.sum())
+            return found, new
+        values, nulls = self._values(keys.column(self.names[0]))
+        found = np.full(n, _EMPTY, dtype=np.int64)
+        plain = np.arange(n) if nulls is None else np.flatnonzero(~nulls)
+        found[plain] = self._probe(values[plain])
+        if nulls is not None and nulls.any():
+            if self._null_id == _EMPTY:
+                found[nulls] = _EMPTY
+            else:
+                found[nulls] = self._null_id
+        new = found == _EMPTY
+        count = int(new.sum())
+        if count:
+            found[new] = self.size + np.arange(count)
+            added = new if nulls is None else new & ~nulls
+            self._grow(int(added.sum()))
+            self._place(values[added], found[added])
+            if nulls is not None and (new & nulls).any():
+                self._null_id = int(found[new & nulls][0])
+            self.size += count
+        return found, new
+
+    @classmethod
+    def build(cls, names: Sequence[str], keys: pa.Table) -> KeyIndex:
+        """An index whose ids are the row positions of ``keys`` (distinct keys)."""
+        index = cls(names, keys.schema)
+        if keys.num_rows:
+            index.ids(keys)
+        return index
+
+
+
+def _numeric(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+
+class SlotTable:
+    """Rows by key id: row ``i`` belongs to key ``i`` of a KeyIndex. Numeric columns are
+    NumPy arrays (values and a validity mask) that grow by doubling and are written in place,
+    so updating the rows of the keys a batch touched costs time proportional to those keys,
+    not to the state. Other columns are Arrow arrays rewritten by one take (text states:
+    min/max of strings), and columns only ever appended to (the keys) are appended."""
+
+    def __init__(self, schema: pa.Schema):
+        self.schema = schema
+        self.size = 0
+        self._values: dict[str, np.ndarray] = {}
+        self._valid: dict[str, np.ndarray] = {}
+        self._arrow: dict[str, pa.ChunkedArray] = {}
+        for f in schema:
+            if _numeric(f.type):
+                self._values[f.name] = np.zeros(_MIN_SLOTS, dtype=f.type.to_pandas_dtype())
+                self._valid[f.name] = np.zeros(_MIN_SLOTS, dtype=bool)
+            else:
+                self._arrow[f.name] = pa.chunked_array([], f.type)
+
+    def take(self, ids: np.ndarray) -> pa.Table:
+        """The rows of keys ``ids`` (a copy)."""
+        index = pa.array(ids, pa.int64())
+        columns = []
+        for f in self.schema:
+            if f.name in self._values:
+                valid = self._valid[f.name][ids]
+                columns.append(pa.array(self._values[f.name][ids], f.type,
+                                        mask=None if valid.all() else ~valid))
+            else:
+                columns.append(self._arrow[f.name].take(index).combine_chunks())
+        return pa.Table.from_arrays(columns, schema=self.schema)
+
+    def put(self, ids: np.ndarray, rows: pa.Table) -> None:
+        """Row ``j`` of ``rows`` becomes the row of key ``ids[j]`` (ids past the end are new
+        keys: every id below the new size is then written or was there)."""
+        size = max(self.size, int(ids.max()) + 1) if len(ids) else self.size
+        capacity = len(next(iter(self._values.values()))) if self._values else 0
+        if size > capacity:
+            while capacity < size:
+                capacity *= 2
+            for name, values in self._values.items():
+                grown = np.zeros(capacity, dtype=values.dtype)
+                grown[:self.size] = values[:self.size]
+                self._values[name] = grown
+                valid = np.zeros(capacity, dtype=bool)
+                valid[:self.size] = self._valid[name][:self.size]
+                self._valid[name] = valid
+        old = ids < self.size
+        appended = bool((~old).all()) and np.array_equal(ids, np.arange(self.size, size))
+        for f in self.schema:
+            column = rows.column(f.name)
+            if f.name in self._values:
+                if not column.type.equals(f.type):
+                    column = column.cast(f.type)
+                self._valid[f.name][ids] = column.is_valid().to_numpy(zero_copy_only=False)
+                self._values[f.name][ids] = column.fill_null(0).to_numpy(zero_copy_only=False)
+            elif appended:
+                self._arrow[f.name] = pa.chunked_array(
+                    self._arrow[f.name].chunks + column.cast(f.type).chunks, f.type)
+                if self._arrow[f.name].num_chunks > 32:
+                    self._arrow[f.name] = pa.chunked_array(
+                        [self._arrow[f.name].combine_chunks()], f.type)
+            else:
+                order = np.arange(size)
+                order[ids] = self.size + np.arange(len(ids))
+                both = pa.chunked_array(self._arrow[f.name].chunks + column.cast(f.type).chunks,
+                                        f.type).combine_chunks()
+                self._arrow[f.name] = pa.chunked_array([both.take(pa.array(order))], f.type)
+        self.size = size
+
+    def table(self) -> pa.Table:
+        """All rows, in id order (a copy: never shares memory with the live arrays)."""
+        return self.take(np.arange(self.size))
+
+    @classmethod
+    def of(cls, table: pa.Table) -> SlotTable:
+        """The rows of ``table``, row ``i`` as key ``i``'s."""
+        out = cls(table.schema)
+        if table.num_rows:
+            out.put(np.arange(table.num_rows), table)
+        return out
