@@ -58,9 +58,6 @@ from caudal.sql.window_tvf import WINDOW_COLUMNS
 from caudal.types import TIMESTAMP, sql_name
 
 WINDOW_STRUCT = pa.struct([pa.field("start", TIMESTAMP), pa.field("end", TIMESTAMP)])
-_WINDOW_HINT = ("GROUP BY a window: tumble(INTERVAL '1' MINUTE), hop(slide, width) or "
-                "session(gap), or window_start, window_end of TABLE(TUMBLE(TABLE t, "
-                "DESCRIPTOR(ts), INTERVAL '1' MINUTE))")
 
 
 @dataclass
@@ -469,8 +466,11 @@ def bind_group_keys(key_nodes: list[exp.Expression], scope: Scope, taken: set[st
 
 
 def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
-                   scope: Scope) -> tuple[LogicalNode, Scope]:
-    """Plan the GROUP BY / aggregates of ``select`` over ``node`` (after WHERE)."""
+                   scope: Scope) -> tuple[LogicalNode, Scope] | None:
+    """Plan the GROUP BY / aggregates of ``select`` over ``node`` (after WHERE) when they
+    have a window; None when they have none: an updating aggregate, which the planner hands
+    to sql.updating_aggregate (so that module, which builds on this one, is not imported
+    from here)."""
     from caudal.sql.expressions import translate
 
     group = select.args.get("group")
@@ -498,7 +498,7 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
                                     if isinstance(i, exp.Column)) if isinstance(r, Column)]
         upstream = upstream_window(node, grouped)
         if upstream is None:
-            return _not_windowed(planner, select, node, scope, items)
+            return None
     if len(windows) > 1 or (windows and tvf_items):
         ln, col = position(windows[-1] if len(windows) > 1 else windows[0])
         raise PlanError("GROUP BY has more than one window", line=ln, col=col,
@@ -658,17 +658,6 @@ def _check_selected_windows(select: exp.Select, items: list[exp.Expression]) -> 
                                 hint="GROUP BY it, by its alias or position; an input "
                                      "column of the same name as the alias wins, so give "
                                      "the window another alias")
-
-
-def _not_windowed(planner, select, node, scope, items):
-    try:
-        from caudal.sql.updating_aggregate import plan_updating_aggregate  # type: ignore
-    except ImportError:
-        where = select.args.get("group") or select
-        ln, col = position(where)
-        raise PlanError("GROUP BY and aggregates need a window on a stream", line=ln,
-                        col=col, hint=_WINDOW_HINT) from None
-    return plan_updating_aggregate(planner, select, node, scope)
 
 
 __all__ = ["plan_aggregate", "collect_aggregates", "AggregateScope", "WindowSpec"]

@@ -391,14 +391,16 @@ class Planner:
 
     def plan_aggregate(self, select: exp.Select, node: LogicalNode,
                        scope: Scope) -> tuple[LogicalNode, Scope]:
-        """GROUP BY and aggregates: windowed aggregation (caudal.sql.aggregates)."""
-        try:
-            from caudal.sql.aggregates import plan_aggregate
-        except ImportError:
-            ln, col = position(select.args.get("group") or select)
-            raise PlanError("GROUP BY and aggregates are not supported yet", line=ln,
-                            col=col) from None
-        return plan_aggregate(self, select, node, scope)
+        """GROUP BY and aggregates: a window aggregate (caudal.sql.aggregates), else an
+        updating aggregate (caudal.sql.updating_aggregate)."""
+        from caudal.sql.aggregates import plan_aggregate
+
+        planned = plan_aggregate(self, select, node, scope)
+        if planned is not None:
+            return planned
+        from caudal.sql.updating_aggregate import plan_updating_aggregate
+
+        return plan_updating_aggregate(self, select, node, scope)
 
     def _plan_with(self, node: exp.Expression) -> tuple[LogicalNode, Scope]:
         """Common table expressions: each is a view visible to the query and to the WITH
