@@ -189,3 +189,64 @@ def test_ack_checkpoint_loses_nothing_acked_when_killed_five_times(tmp_path):
     assert kills == 5 and len(acked) == 6000
     got = {r["id"] for r in rows}
     assert set(acked) <= got
+
+
+def test_slow_sink_backpressures_clients_with_503(tmp_path):
+    """A webhook sink 10x slower than the clients: the ingest queue stays under
+    max_queued_bytes (clients get 503 and Retry-After) and the job's memory stays bounded."""
+    import threading
+
+    import psutil
+
+    from tests.connectors.http_receiver import Receiver
+
+    class Slow(Receiver):
+        pass
+
+    hook = Slow()
+    handler = hook.server.RequestHandlerClass
+    original = handler.do_POST
+
+    def slow_post(self):
+        time.sleep(0.05)
+        original(self)
+
+    handler.do_POST = slow_post
+    port = free_port()
+    job = f"""CREATE TABLE events ({COLUMNS}) WITH (connector = 'http', port = '{port}',
+  path = '/ingest', max_queued_bytes = '500000');
+CREATE TABLE hook WITH (connector = 'webhook', endpoint = '{hook.url}', 'batch.max_rows' = '100');
+INSERT INTO hook SELECT id, name FROM events;
+"""
+    (tmp_path / "job.sql").write_text(job)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "caudal.cli", "run",
+                             str(tmp_path / "job.sql")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        wait_up(port, proc)
+        body = b"\n".join(event(i) for i in range(1000)) + b"\n"   # ~70 kB
+        codes: dict[int, int] = {}
+        lock = threading.Lock()
+        deadline = time.monotonic() + 6
+
+        def client() -> None:
+            while time.monotonic() < deadline:
+                status, _ = post(port, body, timeout=30)
+                with lock:
+                    codes[status] = codes.get(status, 0) + 1
+
+        threads = [threading.Thread(target=client) for _ in range(12)]
+        for t in threads:
+            t.start()
+        peak = 0
+        while any(t.is_alive() for t in threads):
+            peak = max(peak, psutil.Process(proc.pid).memory_info().rss)
+            time.sleep(0.05)
+        accepted_rows = codes.get(202, 0) * 1000
+    finally:
+        stop(proc)
+        hook.close()
+    assert codes.get(503, 0) > 0 and codes.get(202, 0) > 0   # taken, and pushed back
+    assert len(hook.rows(dedupe=False)) < accepted_rows   # the sink is behind
+    assert peak < 400 << 20, f"RSS {peak >> 20} MiB"
