@@ -35,6 +35,8 @@ CONNECTORS = {
     "http": "caudal.connectors.http_ingest",
     "rabbitmq": "caudal.connectors.rabbitmq",
     "mqtt": "caudal.connectors.mqtt",
+    "polling_http": "caudal.connectors.polling_http",
+    "sse": "caudal.connectors.sse",
 }
 
 #: connectors for caudal's own tools (benchmarks), registered by them and not offered to
