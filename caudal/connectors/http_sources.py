@@ -24,7 +24,6 @@ import hashlib
 import http.client
 import json
 import threading
-import time
 import urllib.parse
 from typing import Any
 
