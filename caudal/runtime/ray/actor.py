@@ -146,7 +146,9 @@ class WorkerActor:
         return {"stats": dict(self.stats), "stdout": self.stdout.take(), "outbox": outbox,
                 "limits": self._limits,
                 "sink_rows": {key: sum(getattr(op, "rows", 0) for op in r.operators)
-                              for key, r in self.runners.items() if r.vertex.sink is not None}}
+                              for key, r in self.runners.items() if r.vertex.sink is not None},
+                "subtask_metrics": {key: dict(r.ctx.metrics)
+                                    for key, r in self.runners.items()}}
 
     def deliver(self, messages: list[Any]) -> None:
         if self.client is not None:

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from caudal.checkpoint.messages import CheckpointStatus
@@ -38,6 +39,8 @@ class _SubtaskView:
     index: int
     source: Any
     operators: list[Any] = field(default_factory=list)
+    #: ``ctx.metrics``: the operators' counters, as of the last poll
+    ctx: Any = field(default_factory=lambda: SimpleNamespace(metrics={}))
 
 
 @dataclass
@@ -193,6 +196,8 @@ class RayRuntime(Runtime):
         self._stats.update(answer["stats"])
         for key, rows in answer["sink_rows"].items():
             self._views[key].operators[0].rows = rows
+        for key, metrics in answer.get("subtask_metrics", {}).items():
+            self._views[key].ctx.metrics = metrics
         if answer["stdout"]:
             sys.stdout.write(answer["stdout"])
             sys.stdout.flush()
