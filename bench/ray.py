@@ -65,9 +65,10 @@ def _query_file(name: str, events: int, tmp: Path) -> Path:
     return path
 
 
-def nexmark(address: str, events: int, repeat: int, tmp: Path) -> list[dict]:
+def nexmark(address: str, events: int, repeat: int, tmp: Path,
+            queries: list[str] = QUERIES) -> list[dict]:
     rows = []
-    for name in QUERIES:
+    for name in queries:
         path = _query_file(name, events, tmp)
         local, ray, walls = [], [], []
         for _ in range(repeat):
@@ -268,6 +269,7 @@ def main() -> None:
     p.add_argument("--events", type=int, default=1_000_000)
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--only", default="nexmark,channel,checkpoint")
+    p.add_argument("--queries", default=",".join(QUERIES), help="Nexmark queries to run")
     args = p.parse_args()
     parts = set(args.only.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="caudal-bench-ray-"))
@@ -289,8 +291,10 @@ def main() -> None:
                 if "channel" in parts:
                     results["channel"] = channel()
                 if "nexmark" in parts:
-                    results["nexmark"] = nexmark(cluster.address, args.events, args.repeat,
-                                                 tmp)
+                    key = "nexmark" if args.queries == ",".join(QUERIES) else \
+                        f"nexmark {args.queries} {args.events}"
+                    results[key] = nexmark(cluster.address, args.events, args.repeat, tmp,
+                                           args.queries.split(","))
             finally:
                 ray.shutdown()
                 cluster.shutdown()
