@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from caudal.connectors import messages as mx
-from caudal.connectors.base import Sink, Source
+from caudal.connectors.base import LOOKUP_OPTIONS, LookupSource, Sink, Source
 from caudal.errors import ConfigError, RuntimeFailure
 from caudal.formats import text
 from caudal.plan.changelog import DELETE, OP, UPDATE_BEFORE, ops_of
@@ -54,6 +54,9 @@ COMMON = {
 }
 SOURCE_OPTIONS = {
     **COMMON,
+    **LOOKUP_OPTIONS,
+    "key_format": "a lookup table: the key of each row, e.g. 'bid:{auction}' (a string key "
+                  "holding the row as JSON, as the sink writes it)",
     "stream": "the stream key to read",
     "group": "the consumer group (default caudal-<table>; created when missing)",
     "consumer": "the consumer's name in the group (default caudal)",
@@ -98,6 +101,8 @@ class RedisSource(Source):
 
     @classmethod
     def validate(cls, table: TableSpec) -> None:
+        if table.options.get("key_format") and not table.options.get("stream"):
+            return   # a lookup table (RedisLookup checks it)
         mx.require(table, "stream", "events")
         mx.choice(table, "scan.startup.mode", ("earliest", "latest", "earliest-offset",
                                                "latest-offset"), "earliest")
@@ -400,5 +405,62 @@ class RedisSink(Sink):
         self._redis.close()
 
 
+class RedisLookup(LookupSource):
+    """String keys looked up by MGET (one round trip per 1 000 keys): ``key_format`` built
+    from the join's keys by the same kernel as the sink's, values decoded as JSON at once."""
+
+    @classmethod
+    def validate(cls, table: TableSpec, keys: list[str]) -> None:
+        pattern = mx.require(table, "key_format", "bid:{auction}")
+        columns = table.read_schema().names
+        used = {name.lower() for is_col, name in KeyFormat(table, "key_format", pattern,
+                                                             columns).pieces if is_col}
+        if used != {k.lower() for k in keys}:
+            raise ConfigError(f"redis table {table.name!r} is looked up by key_format "
+                              f"{pattern!r}, which needs a join on exactly "
+                              f"{', '.join(sorted(used)) or 'no column'}, not "
+                              f"{', '.join(keys)}", line=table.line,
+                              hint="join on the columns key_format names")
+        mx.value_format(table)
+
+    def __init__(self, table: TableSpec, keys: list[str]):
+        super().__init__(table, keys)
+        from caudal import formats
+
+        self.format = KeyFormat(table, "key_format", table.options["key_format"], self.keys)
+        self._json = formats.get("json").Decoder(self.schema, table.options)
+        self._redis: Any = None
+
+    def lookup(self, keys: pa.Table) -> pa.Table:
+        if keys.num_rows == 0:
+            return self.schema.empty_table()
+        if self._redis is None:
+            self._redis = client(self.table)
+        names = self.format.build(keys.combine_chunks().to_batches()[0]).to_pylist()
+        values: list[Any] = []
+        for lo in range(0, len(names), 1000):
+            values.extend(self._redis.mget(names[lo:lo + 1000]))
+        found = [i for i, v in enumerate(values) if v is not None]
+        if not found:
+            return self.schema.empty_table()
+        try:
+            rows = self._json.decode(b"\n".join(values[i] for i in found) + b"\n")
+        except pa.ArrowInvalid as e:
+            raise RuntimeFailure(f"lookup in redis table {self.table.name!r}: a value is not "
+                                 f"a JSON row of its columns ({str(e).splitlines()[0]})",
+                                 hint="the keys must hold rows as JSON objects") from None
+        take = pa.array(found, pa.int64())
+        for k in self.keys:   # the keys asked for (a value may lack its key columns)
+            at = rows.schema.get_field_index(k)
+            rows = rows.set_column(at, self.schema.field(k),
+                                   keys.column(k).take(take).cast(self.schema.field(k).type))
+        return rows
+
+    def close(self) -> None:
+        if self._redis is not None:
+            self._redis.close()
+
+
 SOURCE = RedisSource
 SINK = RedisSink
+LOOKUP = RedisLookup

@@ -201,3 +201,41 @@ def test_kill_five_times_then_resume_exactly_once(r, tmp_path, duck):
     assert counts_of(stream_values(client, dst)) == duck_tumbling(duck, table)
     markers = list(client.scan_iter(match="caudal:commit:*"))
     client.delete(*markers)
+
+
+@pytest.mark.parametrize("kind", ["", "LEFT"])
+def test_lookup_join_equals_duckdb(r, tmp_path, duck, kind):
+    """A redis sink writes auctions as string keys; a lookup join reads them back by key."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    client, _ = r
+    prefix = unique(r, "auction")
+    auctions = pa.table({"id": pa.array(range(1000, 1080), pa.int64()),
+                         "seller": pa.array([f"s{i % 7}" for i in range(80)])})
+    pipe = client.pipeline()
+    for row in auctions.to_pylist():
+        pipe.set(f"{prefix}:{row['id']}", json.dumps(row))
+    pipe.execute()
+    table = make_bids(2000, seed=23)
+    pq.write_table(table, tmp_path / "bids.parquet")
+    out = tmp_path / "out"
+    job = tmp_path / "job.sql"
+    job.write_text(f"""CREATE TABLE bids WITH (connector = 'filesystem',
+  path = '{tmp_path / "bids.parquet"}', format = 'parquet');
+CREATE TABLE a (id BIGINT, seller TEXT) WITH (connector = 'redis', url = '{URL}',
+  key_format = '{prefix}:{{id}}', lookup = 'true', 'lookup.cache.max_rows' = '50');
+CREATE TABLE out WITH (connector = 'filesystem', path = '{out}', format = 'parquet');
+INSERT INTO out SELECT b.auction, b.price, a.seller FROM bids AS b {kind} JOIN a
+  ON a.id = b.auction;
+""")
+    result = run_cli("run", str(job), "--parallelism", "2")
+    assert result.returncode == 0, result.stderr
+    duck.register("bids", table)
+    duck.register("auctions", auctions)
+    want = sorted(duck.execute(f"SELECT b.auction, b.price, a.seller FROM bids AS b {kind} "
+                               f"JOIN auctions AS a ON a.id = b.auction").fetchall(), key=repr)
+    got = sorted((tuple(x.values()) for x in pq.read_table(out).to_pylist()), key=repr)
+    assert got == want and len(want) > 500
+    if kind == "LEFT":
+        assert any(x[2] is None for x in got)
