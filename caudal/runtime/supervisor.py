@@ -156,18 +156,8 @@ class CheckpointedRuntime(Runtime):
                    if v.source is not None)
 
     def _check_sources(self, manifest: Any) -> None:
-        from caudal.connectors.registry import source_class
-
         assert self.graph is not None
-        for v in self.graph.vertices:
-            old = manifest.vertex(v.id)
-            if v.source is None or old is None:
-                continue
-            offsets: dict[str, Any] = {}
-            for st in old.subtasks:
-                offsets.update(st.offsets or {})
-            parts = source_class(v.source)(v.source).partitions(v.parallelism)
-            check_partitions(v.source.name, parts, offsets, old.parallelism, v.parallelism)
+        check_sources(self.graph, manifest)
 
     # ---- run ------------------------------------------------------------------------------
 
@@ -284,3 +274,29 @@ def attach(runtime: Any, compiled: Any, args: Any) -> CheckpointedRuntime:
         return runtime.fresh()
 
     return CheckpointedRuntime(runtime, factory, settings)
+
+
+def check_sources(graph: PhysicalGraph, manifest: Any) -> None:
+    """Refuse (IncompatibleCheckpoint) to restore ``manifest`` into ``graph`` when a source's
+    checkpointed partitions do not exist at the graph's parallelism."""
+    from caudal.connectors.registry import source_class
+
+    for v in graph.vertices:
+        old = manifest.vertex(v.id)
+        if v.source is None or old is None:
+            continue
+        offsets: dict[str, Any] = {}
+        for st in old.subtasks:
+            offsets.update(st.offsets or {})
+        parts = source_class(v.source)(v.source).partitions(v.parallelism)
+        check_partitions(v.source.name, parts, offsets, old.parallelism, v.parallelism)
+
+
+def check_restorable(graph: PhysicalGraph, uri: str) -> None:
+    """What a run of ``graph`` with ``--checkpoint-dir uri`` would refuse at deploy: the
+    newest checkpoint belongs to another job, or its sources cannot resume at this
+    parallelism (the job server checks a rescale with it before stopping the job)."""
+    storage = CheckpointStorage(uri)
+    manifest = choose_checkpoint(storage, graph, identify(graph))
+    if manifest is not None:
+        check_sources(graph, manifest)

@@ -74,6 +74,21 @@ def compile_query(query: str, parallelism: int):
         raise ApiError(400, f"internal error: {type(e).__name__}: {first}") from None
 
 
+def check_rescale(query: str, parallelism: int, checkpoint_dir: Path) -> None:
+    """400 now rather than a failed pipeline later: the newest checkpoint must restore at
+    the new parallelism (same job graph, source partitions that still exist)."""
+    compiled = compile_query(query, parallelism)
+    if not checkpoint_dir.exists():
+        return
+    from caudal.runtime.supervisor import check_restorable
+
+    try:
+        check_restorable(compiled.graph, str(checkpoint_dir))
+    except CaudalError as e:
+        raise ApiError(400, f"cannot rescale to parallelism {parallelism}: {one_line(e)}"
+                       ) from None
+
+
 def graph_json(graph) -> dict[str, Any]:
     vertices = []
     for v in graph.vertices:
@@ -256,7 +271,8 @@ def create_app(state_dir: Path, token: str | None = None) -> FastAPI:
     async def rescale(pid: str, body: RescaleIn):
         """Stop with a savepoint and start again at the new parallelism."""
         p = _get(pid)
-        await asyncio.to_thread(compile_query, p["query"], body.parallelism)
+        await asyncio.to_thread(check_rescale, p["query"], body.parallelism,
+                                supervisor.checkpoint_dir(pid))
         supervisor.request_rescale(pid, body.parallelism)
         return _view(_get(pid))
 

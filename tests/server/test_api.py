@@ -115,6 +115,22 @@ def test_stop_restart_rescale_and_metrics(server, tmp_path):
     assert len(rows) > 5 and len(set(rows)) == len(rows)  # each event once (unique times)
 
 
+def test_rescale_refused_when_the_checkpoint_cannot_restore(server):
+    c = server.client
+    q = ("CREATE TABLE t (counter BIGINT) WITH (connector = 'impulse', event_rate = '100');\n"
+         "SELECT counter FROM t;")
+    pid = c.post("/api/v1/pipelines", json={"name": "imp", "query": q, "parallelism": 2,
+                                            "checkpoint_interval": "500ms"}).json()["id"]
+    deadline = time.monotonic() + 60
+    while not c.get(f"/api/v1/pipelines/{pid}/checkpoints").json()["data"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    r = c.post(f"/api/v1/pipelines/{pid}/rescale", json={"parallelism": 3})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"].startswith("cannot rescale to parallelism 3: cannot resume table")
+    assert c.get(f"/api/v1/pipelines/{pid}").json()["state"] == "running"  # left running
+
+
 def test_failing_pipeline_ends_failed(server):
     c = server.client
     q = ("CREATE TABLE t (a BIGINT) WITH (connector = 'filesystem', path = 'missing-dir', "
