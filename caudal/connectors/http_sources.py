@@ -296,3 +296,119 @@ class SseSource(_ClientSource):
 
     def offsets(self) -> dict[str, Any]:
         return {self._name: self._last_id} if self._thread is not None else {}
+
+
+WEBSOCKET_OPTIONS = {
+    "endpoint": "the ws:// or wss:// URL",
+    "headers": "extra handshake headers: 'Name: value, Other: value'",
+    "subscription_message": "a text message sent after each (re)connect, e.g. a subscribe "
+                            "request",
+    "format": "json (default) or raw_string (one TEXT column)",
+    "connect_timeout": mx.CONNECT_TIMEOUT_OPTION,
+}
+
+
+class WebsocketSource(_ClientSource):
+    """Each text or binary message is one message (aiohttp's client on an asyncio thread);
+    reconnects with growing waits. WebSocket has no resume point: at most once."""
+
+    OPTIONS = WEBSOCKET_OPTIONS
+
+    @classmethod
+    def validate(cls, table: TableSpec) -> None:
+        raw = mx.require(table, "endpoint", "ws://127.0.0.1:8080/feed")
+        url = urllib.parse.urlsplit(raw)
+        if url.scheme not in ("ws", "wss") or not url.hostname:
+            raise ConfigError(f"endpoint = {raw!r} of table {table.name!r}", line=table.line,
+                              hint="a ws:// or wss:// URL")
+        parse_headers(table)
+        mx.choice(table, "format", ("json", "raw_string"), "json")
+
+    def __init__(self, table: TableSpec):
+        Source.__init__(self, table)
+        self.decoder = mx.MessageDecoder(self)
+        self.schema = self.decoder.schema
+        self.headers = parse_headers(table)
+        self._queue = collections.deque()
+        self._arrived = threading.Event()
+        self._stop = threading.Event()
+        self._thread = None
+        self._error = None
+        self._name = f"websocket:{table.options['endpoint']}"
+        self._loop: mx.AsyncLoop | None = None
+
+    def open(self, assigned: list[str], offsets: dict[str, Any] | None = None) -> None:
+        if not assigned:
+            return
+        import aiohttp
+
+        self._loop = mx.AsyncLoop(f"websocket-{self.table.name}")
+        self._session = self._loop.run(self._make_session(), timeout=10)
+        first = mx.retrying(self.table, self.table.options["endpoint"], "connecting",
+                            lambda: self._loop.run(self._connect(), timeout=30),
+                            (aiohttp.ClientError, OSError, TimeoutError))
+        self._thread = threading.current_thread()   # marks the source open
+        self._task = asyncio_run_soon(self._loop, self._read(first))
+
+    async def _make_session(self) -> Any:
+        import aiohttp
+
+        return aiohttp.ClientSession()
+
+    async def _connect(self) -> Any:
+        ws = await self._session.ws_connect(self.table.options["endpoint"],
+                                            headers=self.headers, heartbeat=30)
+        message = self.table.options.get("subscription_message")
+        if message:
+            await ws.send_str(message)
+        return ws
+
+    async def _read(self, ws: Any) -> None:
+        import asyncio
+
+        import aiohttp
+
+        wait = 0.2
+        while not self._stop.is_set():
+            try:
+                async for msg in ws:
+                    if msg.type == aiohttp.WSMsgType.TEXT:
+                        self._queue.append(msg.data.encode())
+                    elif msg.type == aiohttp.WSMsgType.BINARY:
+                        self._queue.append(msg.data)
+                    else:
+                        continue
+                    self._arrived.set()
+                    wait = 0.2
+            except (aiohttp.ClientError, OSError):
+                pass
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 5.0)
+            try:
+                ws = await self._connect()
+            except (aiohttp.ClientError, OSError):
+                continue
+
+    def poll(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
+        if self._thread is None:
+            return None
+        values = self._take(max_rows, timeout)
+        return self._decode(values) if values else None
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._loop is not None:
+            self._task.cancel()
+            try:
+                self._loop.run(self._session.close(), timeout=5)
+            except Exception:  # noqa: BLE001 - closing a lost connection
+                pass
+            self._loop.stop()
+            self._loop = None
+
+
+def asyncio_run_soon(loop: mx.AsyncLoop, coro: Any) -> Any:
+    """Start ``coro`` on the loop thread without waiting for it."""
+    import asyncio
+
+    return asyncio.run_coroutine_threadsafe(coro, loop.loop)

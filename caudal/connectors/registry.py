@@ -37,6 +37,7 @@ CONNECTORS = {
     "mqtt": "caudal.connectors.mqtt",
     "polling_http": "caudal.connectors.polling_http",
     "sse": "caudal.connectors.sse",
+    "websocket": "caudal.connectors.websocket",
 }
 
 #: connectors for caudal's own tools (benchmarks), registered by them and not offered to

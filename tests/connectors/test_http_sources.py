@@ -96,3 +96,51 @@ INSERT INTO out SELECT n, x FROM ev;
         server.shutdown()
     assert sorted(r["n"] for r in rows) == list(range(1, 13))
     assert seen_ids[:3] == [None, "5", "10"]
+
+
+def test_websocket_subscribes_and_reconnects(tmp_path):
+    """A server that hangs up after three messages: the source reconnects, sends its
+    subscription message again, and every message sent on an open connection arrives."""
+    import asyncio
+
+    from aiohttp import web
+
+    subscriptions: list[str] = []
+    state = {"next": 1}
+
+    async def feed(request):
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        subscriptions.append((await ws.receive()).data)
+        for _ in range(3):
+            if state["next"] > 9:
+                break
+            await ws.send_str(json.dumps({"n": state["next"], "x": "w"}))
+            state["next"] += 1
+        if state["next"] > 9:
+            await asyncio.sleep(30)
+        await ws.close()
+        return ws
+
+    loop = asyncio.new_event_loop()
+    app = web.Application()
+    app.router.add_get("/feed", feed)
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    port = site._server.sockets[0].getsockname()[1]
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    out = tmp_path / "out"
+    proc = start(tmp_path, f"""CREATE TABLE ev (n BIGINT, x TEXT) WITH (connector = 'websocket',
+  endpoint = 'ws://127.0.0.1:{port}/feed', subscription_message = '{{"subscribe": "all"}}');
+CREATE TABLE out WITH (connector = 'filesystem', path = '{out}', format = 'json');
+INSERT INTO out SELECT n, x FROM ev;
+""")
+    try:
+        rows = wait_for(out, 9)
+    finally:
+        stop(proc)
+        loop.call_soon_threadsafe(loop.stop)
+    assert sorted(r["n"] for r in rows) == list(range(1, 10))
+    assert len(subscriptions) >= 3 and set(subscriptions) == {'{"subscribe": "all"}'}
