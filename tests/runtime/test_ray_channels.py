@@ -9,13 +9,14 @@ import pickle
 import threading
 
 import pyarrow as pa
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from caudal.runtime.messages import EndOfData, Watermark
 from caudal.runtime.ray.channels import CountingGate, outgoing
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.permutations(list(range(6))))
 def test_items_reach_the_subtask_in_sequence_order(order):
     gate = CountingGate(2, 8, threading.Event())
