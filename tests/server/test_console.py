@@ -65,3 +65,25 @@ def test_console_create_watch_preview_stop(server, page):
     expect(page.locator("#d-state")).to_have_text("stopped", timeout=60_000)
     page.click(".tabs button[data-tab=checkpoints]")
     expect(page.locator("#cp-table tbody")).to_contain_text("savepoint", timeout=10_000)
+
+
+def test_console_asks_for_the_token(tmp_path, page):
+    from playwright.sync_api import expect
+
+    from tests.server.conftest import Server
+
+    s = Server(tmp_path / "state", token="s3cret").start()
+    try:
+        page.goto(s.url + "/")
+        expect(page.locator("#login")).to_be_visible(timeout=20_000)
+        expect(page.locator("#app")).to_be_hidden()
+        page.fill("#token", "wrong")
+        page.click("#login-form button")
+        expect(page.locator("#login-error")).to_contain_text("refused", timeout=20_000)
+        page.fill("#token", "s3cret")
+        page.click("#login-form button")
+        expect(page.locator("#app")).to_be_visible(timeout=20_000)
+        expect(page.locator("#pipelines")).to_contain_text("none yet")
+        assert page.evaluate("sessionStorage.getItem('caudal-token')") == "s3cret"
+    finally:
+        s.stop()
