@@ -103,3 +103,40 @@ def test_explain_shows_placement(ray_cluster, tmp_path):
     assert len(lines) == 3, done.stdout
     nodes = {ln.split(" on node ")[1].split(":")[0] for ln in lines}
     assert len(nodes) == 3, done.stdout   # one slot per node of the 3-node cluster
+
+
+def test_status_line_and_metrics_on_ray(ray_cluster):  # noqa: F811
+    """The status line and the metrics snapshot read a Ray job as they read a local one."""
+    import io
+    import threading
+
+    from caudal.cli import StatusLine
+    from caudal.job import compile_sql
+    from caudal.runtime.ray.executor import RayRuntime
+    from caudal.server.metrics import snapshot
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    graph = compile_sql(
+        "CREATE TABLE bid WITH (connector = 'nexmark', table = 'bid', events = '20000', "
+        "event_rate = '10000', event_time_field = 'date_time');\n"
+        "CREATE TABLE o WITH (connector = 'blackhole');\n"
+        "INSERT INTO o SELECT auction, count(*) FROM TABLE(TUMBLE(TABLE bid, "
+        "DESCRIPTOR(date_time), INTERVAL '1' SECOND)) GROUP BY auction, window_start, "
+        "window_end;", 2).graph
+    runtime = RayRuntime()
+    runtime.deploy(graph)
+    done = {}
+    job = threading.Thread(target=lambda: done.setdefault("result", runtime.run()))
+    job.start()
+    terminal = Terminal()
+    with StatusLine(runtime, stream=terminal):
+        time.sleep(1.2)
+        snap = snapshot(runtime)
+    job.join(120)
+    assert "in " in terminal.getvalue() and "watermark" in terminal.getvalue()
+    sources = [s for s in snap["subtasks"] if s["source"]]
+    assert len(sources) == 2 and sum(s["rows_in"] for s in sources) > 0
+    assert done["result"].rows_in == 18400
