@@ -72,14 +72,18 @@ def connect(table: TableSpec, loop: mx.AsyncLoop) -> Any:
 
     urls = servers(table)
 
+    per_try = min(2.0, mx.connect_timeout(table))
+
     async def attempt() -> Any:
-        return await nats.connect(urls, connect_timeout=2, allow_reconnect=True,
-                                  max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                                  error_cb=_quiet, disconnected_cb=_quiet_cb,
-                                  reconnected_cb=_quiet_cb, closed_cb=_quiet_cb)
+        # the client keeps trying a server it never reached: one try is cut at ``per_try``
+        # and caudal's bounded retry decides what comes next
+        return await asyncio.wait_for(nats.connect(
+            urls, connect_timeout=per_try, allow_reconnect=True, max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5, error_cb=_quiet, disconnected_cb=_quiet_cb,
+            reconnected_cb=_quiet_cb, closed_cb=_quiet_cb), per_try)
 
     return mx.retrying(table, ",".join(urls), "connecting",
-                       lambda: loop.run(attempt(), timeout=10))
+                       lambda: loop.run(attempt(), timeout=per_try + 5))
 
 
 async def _quiet(_: Exception) -> None:
