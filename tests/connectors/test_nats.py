@@ -191,3 +191,48 @@ def test_kill_five_times_then_resume_exactly_once(tmp_path, duck):
     drop_stream(dst)
     assert hit >= 3
     assert counts_of(values) == duck_tumbling(duck, table)
+
+
+def test_debezium_json_changelog_round_trip(tmp_path, duck):
+    """An updating query written to JetStream as debezium_json, read back as a changelog and
+    applied to Redis keys (upserts and deletes): Redis ends with DuckDB's groups."""
+    redis = pytest.importorskip("redis")
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    table = make_bids(3000, seed=29)
+    src, src_subject = unique("dbids")
+    cdc, cdc_subject = unique("dcdc")
+    make_stream(src, src_subject, bids_json(table))
+    make_stream(cdc, cdc_subject)
+    prefix = f"caudal-test:dbz:{uuid.uuid4().hex[:8]}"
+    first = tmp_path / "one.sql"
+    first.write_text(source(src, src_subject) + f"""CREATE TABLE changes WITH (
+  connector = 'nats', servers = '{URL}', stream = '{cdc}', subject = '{cdc_subject}',
+  format = 'debezium_json');
+INSERT INTO changes SELECT auction, count(*) AS n FROM bids GROUP BY auction
+  HAVING count(*) < 30;
+""")
+    second = tmp_path / "two.sql"
+    second.write_text(f"""CREATE TABLE changes (auction BIGINT, n BIGINT) WITH (
+  connector = 'nats', servers = '{URL}', stream = '{cdc}', subject = '{cdc_subject}',
+  format = 'debezium_json', 'scan.bounded.mode' = 'latest-offset');
+CREATE TABLE kv WITH (connector = 'redis', key_format = '{prefix}:{{auction}}');
+INSERT INTO kv SELECT auction, n FROM changes;
+""")
+    try:
+        one = run_cli("run", str(first), "--checkpoint-dir", str(tmp_path / "ck1"),
+                      "--checkpoint-interval", "200ms")
+        assert one.returncode == 0, one.stderr
+        two = run_cli("run", str(second))
+        assert two.returncode == 0, two.stderr
+        got = sorted((json.loads(client.get(k))["auction"], json.loads(client.get(k))["n"])
+                     for k in client.scan_iter(match=f"{prefix}:*"))
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        drop_stream(src)
+        drop_stream(cdc)
+    duck.register("bids", table)
+    want = sorted(duck.execute("SELECT auction, count(*) FROM bids GROUP BY auction "
+                               "HAVING count(*) < 30").fetchall())
+    assert got == want and want
