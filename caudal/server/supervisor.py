@@ -207,7 +207,11 @@ class Supervisor:
         """Stop every child with a savepoint, leaving ``desired`` as it is: the next server
         resumes them."""
         self._stop.set()
-        self.thread.join(5)
+        self.thread.join(STOP_TIMEOUT_S + 5)
+
+    def _stop_children(self) -> None:
+        # in the supervisor thread: its end would send the children the parent-death signal,
+        # a second SIGTERM that stops a job at once instead of after its savepoint
         with self._lock:
             for child in self.children.values():
                 try:
@@ -226,6 +230,7 @@ class Supervisor:
                 self.tick()
             except Exception as e:  # noqa: BLE001 - the supervisor must not die
                 print(f"caudal: supervisor: {type(e).__name__}: {e}", file=sys.stderr)
+        self._stop_children()
 
     def tick(self) -> None:
         with self._lock:

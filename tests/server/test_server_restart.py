@@ -73,3 +73,28 @@ def test_sigkill_server_resumes_both_pipelines(tmp_path):
         run_sql(script(query, tmp_path / f"{name}-ref", pace=False), parallelism=2)
         got, want = rows(tmp_path / name), rows(tmp_path / f"{name}-ref")
         assert want and got == want, name
+
+
+@pytest.mark.slow
+def test_server_stopped_cleanly_resumes_from_savepoint(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    s = Server(state).start()
+    q = script(QUERIES["copy"], tmp_path / "copy", pace=True)
+    pid = s.client.post("/api/v1/pipelines", json={"name": "copy", "query": q,
+                                                   "checkpoint_interval": "1s"}).json()["id"]
+    deadline = time.monotonic() + 60
+    while not s.client.get(f"/api/v1/pipelines/{pid}/checkpoints").json()["data"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    s.stop()  # SIGTERM: the server stops its children with a savepoint
+    s2 = Server(state).start()
+    try:
+        p = s2.wait_state(pid, {"finished", "failed"}, timeout=120)
+        assert p["state"] == "finished"
+        logs = s2.client.get(f"/api/v1/pipelines/{pid}/logs").json()["lines"]
+        assert any("resuming from savepoint" in x for x in logs), logs
+    finally:
+        s2.stop()
+    run_sql(script(QUERIES["copy"], tmp_path / "ref", pace=False), parallelism=1)
+    assert rows(tmp_path / "copy") == rows(tmp_path / "ref")
