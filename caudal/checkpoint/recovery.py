@@ -47,7 +47,7 @@ from caudal.checkpoint.manifest import (
     verify_files,
     write_job_file,
 )
-from caudal.checkpoint.storage import CheckpointStorage
+from caudal.checkpoint.storage import TEMP_MARK, CheckpointStorage
 from caudal.operators.sink import SINK_TABLE
 from caudal.plan.physical import PhysicalGraph
 from caudal.state.incremental import fold_chain
@@ -80,7 +80,13 @@ def identify(graph: PhysicalGraph) -> JobIdentity:
 
 
 def _ours(name: str) -> bool:
-    return name in (JOB_FILE, TRIGGERED_FILE, "_lock") or epoch_of_dir(name) is not None
+    return name in (JOB_FILE, TRIGGERED_FILE, "_lock") or epoch_of_dir(name) is not None \
+        or _killed_write(name)
+
+
+def _killed_write(name: str) -> bool:
+    """A top-level file of ours that a killed process was writing (never renamed)."""
+    return name.partition(TEMP_MARK)[0] in (JOB_FILE, TRIGGERED_FILE) and TEMP_MARK in name
 
 
 def prepare_directory(storage: CheckpointStorage, graph: PhysicalGraph, ident: JobIdentity,
@@ -94,6 +100,9 @@ def prepare_directory(storage: CheckpointStorage, graph: PhysicalGraph, ident: J
         raise CheckpointError(
             f"--checkpoint-dir {storage.root} is not empty and holds no caudal checkpoints "
             f"(found {', '.join(foreign[:3])}); give a new or empty directory")
+    for name in entries:
+        if _killed_write(name):
+            storage.delete_file(name)
     triggered = max([read_triggered(storage)] + epochs_on_disk(storage))
     info = read_job_file(storage)
     if fresh:

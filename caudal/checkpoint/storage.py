@@ -25,6 +25,10 @@ from caudal.checkpoint.errors import CheckpointError, DamagedCheckpoint
 #: Parquet compression of state files: lz4 costs little CPU, which keeps checkpoints cheap
 STATE_COMPRESSION = "lz4"
 
+#: what a file being written carries in its name until it is renamed into place; a process
+#: killed mid-write leaves such a file behind
+TEMP_MARK = ".tmp-"
+
 
 @dataclass(frozen=True)
 class WrittenFile:
@@ -90,7 +94,7 @@ class CheckpointStorage:
     def _write_local(self, path: str, data: bytes | pa.Buffer) -> None:
         directory = os.path.dirname(path)
         os.makedirs(directory, exist_ok=True)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+        tmp = f"{path}{TEMP_MARK}{uuid.uuid4().hex[:12]}"
         try:
             with open(tmp, "wb") as f:
                 f.write(memoryview(data))

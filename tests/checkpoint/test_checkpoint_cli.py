@@ -275,3 +275,17 @@ def test_listing_an_empty_or_foreign_directory(tmp_path):
     (ck / "_job.json").write_text(json.dumps({"job": "abc"}))
     proc = run_cli("checkpoints", str(ck))
     assert proc.returncode == 0 and "no complete checkpoint yet" in proc.stdout
+
+
+def test_a_run_killed_while_claiming_the_directory_can_resume(tmp_path):
+    """SIGKILL while the first run wrote its job file leaves only that file's temporary
+    copy: the directory is still ours, not a stranger's."""
+    out, ck = tmp_path / "out", tmp_path / "ck"
+    ck.mkdir()
+    leftover = ck / "_job.json.tmp-0123456789ab"
+    leftover.write_text('{"job": "')
+    job = tmp_path / "job.sql"
+    job.write_text(_script(STATELESS, out, events=20_000, pace=False))
+    proc = run_cli("run", str(job), "--checkpoint-dir", str(ck), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert not leftover.exists() and (ck / "_job.json").exists()
