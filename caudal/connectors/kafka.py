@@ -27,6 +27,7 @@ from caudal import formats
 from caudal.connectors import kafka_options as ko
 from caudal.connectors.base import Source
 from caudal.connectors.kafka_sink import KafkaSink
+from caudal.connectors.messages import decode_json_values, decode_raw_strings
 from caudal.durations import parse_duration_s
 from caudal.errors import ConfigError, DataError
 from caudal.formats import bad_data
@@ -378,33 +379,10 @@ class KafkaSource(Source):
         return _as_batch(table, self.schema), parts
 
     def _json(self, values: list[bytes], policy: _MessagePolicy) -> pa.Table:
-        data = b"\n".join(values)
-        if data.count(b"\n") != len(values) - 1:  # pretty-printed JSON: newlines are spaces
-            values = [v.replace(b"\n", b" ").replace(b"\r", b" ") for v in values]
-            data = b"\n".join(values)
-        try:
-            return self._decoder.decode(data + b"\n")
-        except pa.ArrowInvalid:
-            rows = [(i, v + b"\n") for i, v in enumerate(values)]
-            good = bad_data.decode_rows(rows, self._decoder.decode, self._decoder.explain,
-                                        policy)
-            schema = self._decoder.schema
-            return pa.concat_tables(good) if good else schema.empty_table()
+        return decode_json_values(self._decoder, values, policy)
 
     def _raw_string(self, values: list[bytes], policy: _MessagePolicy) -> pa.Table:
-        name = self.data_schema.names[0]
-        raw = pa.array(values, pa.binary())
-        try:
-            return pa.table({name: raw.cast(pa.string())})
-        except pa.ArrowInvalid:
-            ok = []
-            for i, v in enumerate(values):
-                try:
-                    v.decode("utf-8")
-                    ok.append(i)
-                except UnicodeDecodeError:
-                    policy.reject(i, "the value is not UTF-8 text")
-            return pa.table({name: raw.take(pa.array(ok, pa.int64())).cast(pa.string())})
+        return decode_raw_strings(self.data_schema.names[0], values, policy)
 
     # -- watermarks ---------------------------------------------------------------------------
 

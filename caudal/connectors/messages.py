@@ -173,31 +173,44 @@ class MessageDecoder:
         return as_batch(table, self.schema)
 
     def _decode_json(self, values: list[bytes], policy: MessagePolicy) -> pa.Table:
-        data = b"\n".join(values)
-        if data.count(b"\n") != len(values) - 1:  # pretty-printed JSON: newlines are spaces
-            values = [v.replace(b"\n", b" ").replace(b"\r", b" ") for v in values]
-            data = b"\n".join(values)
-        try:
-            return self._json.decode(data + b"\n")
-        except pa.ArrowInvalid:
-            rows = [(i, v + b"\n") for i, v in enumerate(values)]
-            good = bad_data.decode_rows(rows, self._json.decode, self._json.explain, policy)
-            return pa.concat_tables(good) if good else self._json.schema.empty_table()
+        return decode_json_values(self._json, values, policy)
 
     def _raw_string(self, values: list[bytes], policy: MessagePolicy) -> pa.Table:
-        name = self.data_schema.names[0]
-        raw = pa.array(values, pa.binary())
-        try:
-            return pa.table({name: raw.cast(pa.string())})
-        except pa.ArrowInvalid:
-            ok = []
-            for i, v in enumerate(values):
-                try:
-                    v.decode("utf-8")
-                    ok.append(i)
-                except UnicodeDecodeError:
-                    policy.reject(i, "the value is not UTF-8 text")
-            return pa.table({name: raw.take(pa.array(ok, pa.int64())).cast(pa.string())})
+        return decode_raw_strings(self.data_schema.names[0], values, policy)
+
+
+def decode_json_values(decoder, values: list[bytes], policy: bad_data.BadDataPolicy
+                       ) -> pa.Table:
+    """A polled batch of JSON message values decoded in one call as JSON lines; only when
+    that fails are the values bisected to find the bad ones (``bad_data``)."""
+    data = b"\n".join(values)
+    if data.count(b"\n") != len(values) - 1:  # pretty-printed JSON: newlines are spaces
+        values = [v.replace(b"\n", b" ").replace(b"\r", b" ") for v in values]
+        data = b"\n".join(values)
+    try:
+        return decoder.decode(data + b"\n")
+    except pa.ArrowInvalid:
+        rows = [(i, v + b"\n") for i, v in enumerate(values)]
+        good = bad_data.decode_rows(rows, decoder.decode, decoder.explain, policy)
+        return pa.concat_tables(good) if good else decoder.schema.empty_table()
+
+
+def decode_raw_strings(name: str, values: list[bytes], policy: bad_data.BadDataPolicy
+                       ) -> pa.Table:
+    """Message values as one text column ``name``; values that are not UTF-8 are rejected
+    one by one only when the whole batch fails to cast."""
+    raw = pa.array(values, pa.binary())
+    try:
+        return pa.table({name: raw.cast(pa.string())})
+    except pa.ArrowInvalid:
+        ok = []
+        for i, v in enumerate(values):
+            try:
+                v.decode("utf-8")
+                ok.append(i)
+            except UnicodeDecodeError:
+                policy.reject(i, "the value is not UTF-8 text")
+        return pa.table({name: raw.take(pa.array(ok, pa.int64())).cast(pa.string())})
 
 
 def as_batch(table: pa.Table, schema: pa.Schema) -> pa.RecordBatch:
