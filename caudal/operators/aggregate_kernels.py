@@ -184,7 +184,10 @@ class Simple(Kernel):
 
     def prepare(self, batch):
         cast = self.call.dtype if self.call.func == "sum" else None
-        return {f"{self.p}_x": self._value(batch, cast)}
+        value = self._value(batch, cast)
+        if pa.types.is_duration(value.type):  # Acero's hash kernels take no durations
+            value = value.cast(pa.int64())
+        return {f"{self.p}_x": value}
 
     def specs(self, phase):
         col = f"{self.p}_x" if phase == PARTIAL else f"{self.p}_v"
@@ -195,7 +198,10 @@ class Simple(Kernel):
         return {f"{self.p}_v": result[f"{col}_{self.FUNCS[self.call.func]}"]}
 
     def final(self, state):
-        return state[f"{self.p}_v"]
+        value = state[f"{self.p}_v"]
+        if pa.types.is_duration(self.call.dtype):
+            value = value.cast(self.call.dtype)
+        return value
 
 
 class Avg(Kernel):
