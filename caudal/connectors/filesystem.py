@@ -25,10 +25,11 @@ import pyarrow.fs as pafs
 
 from caudal import formats
 from caudal.connectors.base import Sink, Source
+from caudal.connectors.registry import table_is_changelog
 from caudal.errors import CaudalError, ConfigError, DataError, RuntimeFailure
 from caudal.formats import text
 from caudal.formats.bad_data import BadDataPolicy
-from caudal.plan.changelog import OP, OP_TYPE, table_is_changelog
+from caudal.plan.changelog import OP, OP_TYPE
 from caudal.plan.pruning import cannot_match
 from caudal.plan.tables import TableSpec
 from caudal.types import conform_batch

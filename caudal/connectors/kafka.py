@@ -28,11 +28,12 @@ from caudal.connectors import kafka_options as ko
 from caudal.connectors.base import Source
 from caudal.connectors.kafka_sink import KafkaSink
 from caudal.connectors.messages import decode_json_values, decode_raw_strings
+from caudal.connectors.registry import table_is_changelog
 from caudal.durations import parse_duration_s
 from caudal.errors import ConfigError, DataError
 from caudal.formats import bad_data
 from caudal.formats.debezium_json import changes, envelope
-from caudal.plan.changelog import OP, OP_TYPE, table_is_changelog
+from caudal.plan.changelog import OP, OP_TYPE
 from caudal.plan.tables import TableSpec
 from caudal.types import TIMESTAMP, sql_name
 from caudal.watermark import WATERMARK_MIN

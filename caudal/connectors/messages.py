@@ -20,11 +20,12 @@ import numpy as np
 import pyarrow as pa
 
 from caudal import formats
+from caudal.connectors.registry import table_is_changelog
 from caudal.errors import ConfigError, DataError, RuntimeFailure
 from caudal.formats import bad_data, debezium_json, text
 from caudal.formats import json as json_format
 from caudal.formats.debezium_json import changes, envelope
-from caudal.plan.changelog import OP, OP_TYPE, table_is_changelog
+from caudal.plan.changelog import OP, OP_TYPE
 from caudal.plan.tables import TableSpec
 from caudal.types import conform_batch
 

@@ -84,9 +84,37 @@ def reads_changelog(table: TableSpec) -> bool:
     return bool(getattr(getattr(_module(table), "SOURCE", None), "CHANGELOG", False))
 
 
+def table_is_changelog(table: TableSpec) -> bool:
+    """True when a source table is read in a changelog format (``format = 'debezium_json'``)
+    or by a connector that reads changes (``postgres-cdc``). The planner reads the answer
+    from ``TableSpec.changelog``, which sql.planner sets from this."""
+    if reads_changelog(table):
+        return True
+    name = table.option("format")
+    if not name:
+        return False
+    from caudal import formats
+
+    if name not in formats.FORMATS:
+        return False
+    return bool(getattr(formats.get(name), "CHANGELOG", False))
+
+
 def lookup_class(table: TableSpec) -> type[LookupSource] | None:
     """The connector's LookupSource (rows looked up by key), or None if it has none."""
     return getattr(_module(table), "LOOKUP", None)
+
+
+#: connectors whose tables a lookup join may read whole: bounded ones
+LOOKUP_CONNECTORS = ("filesystem",)
+
+
+def lookup_mode(table: TableSpec) -> str | None:
+    """How a lookup join reads ``table``: 'key' (its connector looks rows up by key, a
+    LookupSource: a database), 'whole' (a bounded table read whole), or None (it cannot)."""
+    if lookup_class(table) is not None:
+        return "key"
+    return "whole" if table.connector in LOOKUP_CONNECTORS else None
 
 
 def sink_class(table: TableSpec) -> type[Sink]:

@@ -181,7 +181,7 @@ def check_changelog(plan) -> None:
         children = node.children()
         stack.extend(children)
         if isinstance(node, SinkWrite):
-            if node.input.updating and not sink_takes_changelog(node.table):
+            if node.input.updating and not node.table.takes_changelog:
                 raise PlanError(
                     f"the query's result is updating ({updating_cause(node.input)} revises "
                     f"rows it already emitted), and sink {node.table.name!r} (connector "
@@ -210,30 +210,3 @@ def updating_cause(node) -> str:
             return node.describe()
         node = updating_children[0]
 
-
-def sink_takes_changelog(table) -> bool:
-    from caudal.connectors import registry
-
-    cls = registry.sink_class(table)
-    hook = getattr(cls, "takes_changelog", None)
-    if hook is not None:
-        return bool(hook(table))
-    return bool(getattr(cls, "accepts_updates", False))
-
-
-def table_is_changelog(table) -> bool:
-    """True when a source table is read in a changelog format (``format = 'debezium_json'``)
-    or by a connector that reads changes (``postgres-cdc``)."""
-    if table is not None:
-        from caudal.connectors import registry
-
-        if registry.reads_changelog(table):
-            return True
-    name = table.option("format") if table is not None else None
-    if not name:
-        return False
-    from caudal import formats
-
-    if name not in formats.FORMATS:
-        return False
-    return bool(getattr(formats.get(name), "CHANGELOG", False))

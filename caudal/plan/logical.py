@@ -52,10 +52,9 @@ class Scan(LogicalNode):
 
     @property
     def updating(self) -> bool:
-        """A table read in a changelog format (debezium_json) is an updating stream."""
-        from caudal.plan.changelog import table_is_changelog
-
-        return table_is_changelog(self.table)
+        """A table read in a changelog format (debezium_json) or by a CDC connector is an
+        updating stream (``TableSpec.changelog``, set where the table is resolved)."""
+        return self.table.changelog
 
     def describe(self) -> str:
         cols = ", ".join(self.schema.names)

@@ -19,9 +19,6 @@ from caudal.plan.join_nodes import Join
 from caudal.plan.physical import OperatorSpec
 from caudal.plan.physical_planner import LOWERINGS, PhysicalPlanner
 
-#: connectors whose tables a lookup join may read whole: bounded ones
-LOOKUP_CONNECTORS = ("filesystem",)
-
 
 def declared_lookup(table) -> bool:
     """True for a table declared ``lookup = 'true'``: a plain JOIN with it is a lookup join
@@ -29,20 +26,16 @@ def declared_lookup(table) -> bool:
     return table is not None and str(table.options.get("lookup", "")).lower() == "true"
 
 
-def lookup_mode(table) -> str | None:
-    """How a lookup join reads ``table``: 'key' (its connector looks rows up by key, a
-    LookupSource: a database), 'whole' (a bounded table read whole), or None (it cannot)."""
-    from caudal.connectors import registry
-
-    if registry.lookup_class(table) is not None:
-        return "key"
-    return "whole" if table.connector in LOOKUP_CONNECTORS else None
-
-
 @dataclass(eq=False)
 class LookupJoin(Join):
     #: the streaming side's processing-time column the join is AS OF (for EXPLAIN)
     as_of: str = ""
+    #: what the table's connector can do, as plain data from the layer that knows
+    #: connectors (sql.joins): look rows up by key (a database), else read the table whole
+    by_key: bool = False
+    #: for by_key: at most this many keys cached per subtask (0: none), kept this long
+    cache_rows: int = 0
+    cache_ttl_s: float | None = None
 
     @property
     def updating(self) -> bool:
@@ -65,18 +58,8 @@ def _lower_lookup(planner: PhysicalPlanner, node: LookupJoin) -> int:
     table = vertices[0].source
     params = {**node.operator_params(), "side_table": table,
               "side_chain": list(vertices[0].operators)}
-    if lookup_mode(table) == "key":
-        from caudal.connectors import registry
-        from caudal.connectors.base import lookup_cache_settings
-
-        missing = [k for k in node.right_keys if k not in table.read_schema().names]
-        if missing:
-            raise PlanError(f"a lookup join looks table {table.name!r} up by its columns; "
-                            f"{', '.join(missing)} is computed in the query", line=node.line,
-                            col=node.col, hint="join on columns of the table itself")
-        registry.lookup_class(table).validate(table, list(node.right_keys))
-        rows, ttl = lookup_cache_settings(table)
-        params.update(by_key=True, cache_rows=rows, cache_ttl_s=ttl)
+    if node.by_key:
+        params.update(by_key=True, cache_rows=node.cache_rows, cache_ttl_s=node.cache_ttl_s)
     planner.graph.vertices[vid].operators.append(OperatorSpec(
         "lookup_join", params, node.describe(), node.schema))
     return vid

@@ -58,6 +58,13 @@ class TableSpec:
     #: for a sink that writes by key (an upsert sink): the columns identifying a row, from
     #: the declared PRIMARY KEY or else the query's own key (plan.keys); None: append only
     upsert_key: list[str] | None = None
+    #: its rows carry their change kind (plan.changelog): read in a changelog format
+    #: (debezium_json) or by a connector that reads changes (postgres-cdc). What the
+    #: connector can do is plain data here, filled in by the layer that knows connectors
+    #: (sql.planner, from connectors.registry), so the planner never imports connectors
+    changelog: bool = False
+    #: as a sink: it accepts a changelog (an updating query), from Sink.takes_changelog
+    takes_changelog: bool = False
 
     def option(self, key: str, default: str | None = None) -> str | None:
         return self.options.get(key, default)

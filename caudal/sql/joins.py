@@ -31,17 +31,13 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 from sqlglot import exp
 
+from caudal.connectors import registry as connectors
 from caudal.errors import PlanError
 from caudal.plan.expressions import Call, Column, Expr, Literal
 from caudal.plan.join_nodes import IntervalJoin, Join, TimeConstraint, UpdatingJoin, WindowJoin
 from caudal.plan.lineage import time_bounds, window_columns
 from caudal.plan.logical import Filter, LogicalNode, Project
-from caudal.plan.lookup_join import (
-    LOOKUP_CONNECTORS,
-    LookupJoin,
-    declared_lookup,
-    lookup_mode,
-)
+from caudal.plan.lookup_join import LookupJoin, declared_lookup
 from caudal.plan.optimizer import substitute
 from caudal.plan.proctime import proctime_columns
 from caudal.sql.scope import Scope, position
@@ -427,9 +423,11 @@ def _lookup_join(left: LogicalNode, right: LogicalNode, item: _Input, left_scope
                         hint="add PROCTIME() AS p_time to the streaming side and write "
                              "FOR SYSTEM_TIME AS OF s.p_time")
     table = _scanned_table(right)
-    if table is None or lookup_mode(table) is None:
+    mode = None if table is None else connectors.lookup_mode(table)
+    if mode is None:
         raise PlanError("FOR SYSTEM_TIME AS OF: the joined table must be a table of a "
-                        "bounded connector (" + ", ".join(LOOKUP_CONNECTORS) + "), read whole "
+                        "bounded connector (" + ", ".join(connectors.LOOKUP_CONNECTORS) +
+                        "), read whole "
                         "by each subtask, or of one that looks rows up by key (postgres)",
                         line=ln, col=cn,
                         hint="join a filesystem table, or drop FOR SYSTEM_TIME AS OF for a "
@@ -447,8 +445,28 @@ def _lookup_join(left: LogicalNode, right: LogicalNode, item: _Input, left_scope
                         "streaming side, not an updating one", line=common["line"],
                         col=common["col"])
     time_column = left.time_column if left.time_column in common["output"] else None
+    by_key = {}
+    if mode == "key":
+        by_key = _by_key(table, common)
     return LookupJoin(schema, time_column, left=left, right=right, as_of=as_of.name,
-                      **common)
+                      **by_key, **common)
+
+
+def _by_key(table, common: dict) -> dict:
+    """A table whose connector looks rows up by key (a database): the join's keys must be
+    columns of the table itself, which the connector checks; its cache settings, as the
+    LookupJoin's plain-data fields."""
+    keys = list(common["right_keys"])
+    missing = [k for k in keys if k not in table.schema.names]
+    if missing:
+        raise PlanError(f"a lookup join looks table {table.name!r} up by its columns; "
+                        f"{', '.join(missing)} is computed in the query", line=common["line"],
+                        col=common["col"], hint="join on columns of the table itself")
+    from caudal.connectors.base import lookup_cache_settings
+
+    connectors.lookup_class(table).validate(table, keys)
+    rows, ttl = lookup_cache_settings(table)
+    return dict(by_key=True, cache_rows=rows, cache_ttl_s=ttl)
 
 
 def _scanned_table(node: LogicalNode):

@@ -176,6 +176,7 @@ class Planner:
         if isinstance(node, (exp.Select, exp.SetOperation, exp.Subquery)):
             plan, _ = self.plan_query(node)
             sink = TableSpec(name="stdout", connector="stdout", options={}, schema=plan.schema)
+            sink.takes_changelog = connectors.sink_class(sink).takes_changelog(sink)
             return Output(SinkWrite(plan.schema, None, input=plan, table=sink), stmt)
         raise PlanError(f"unsupported statement {type(node).__name__.upper()}",
                         line=stmt.line, col=1, hint=f"accepted: {ACCEPTED_STATEMENTS}")
@@ -218,6 +219,7 @@ class Planner:
             c: k for c, k in spec.metadata.items() if c not in spec.virtual}, virtual=[])
         if sink_cls.writes_by_key:
             sink.upsert_key = upsert_key(spec, plan)
+        sink.takes_changelog = sink_cls.takes_changelog(sink)  # as plain data for the plan
         try:
             sink_cls.check_table(sink)
         except CaudalError as e:
@@ -530,6 +532,7 @@ class Planner:
             source_cls.validate(spec)
         except CaudalError as e:
             raise e.with_position(spec.line, None) from None
+        spec.changelog = connectors.table_is_changelog(spec)  # as plain data for the plan
         columns = spec.columns_schema()  # with the computed columns
         node = Scan(columns, spec.event_time, table=spec)
         scope = Scope(columns=[ScopeColumn(relation, f.name, f.type, f.name)
