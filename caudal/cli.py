@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 from caudal import __version__
-from caudal.durations import parse_duration_s
 from caudal.errors import CaudalError
 from caudal.terminal import draw_status, erase_status
 
@@ -136,17 +135,9 @@ def _runtime_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _make_runtime(args):
-    batch_rows = args.batch_rows
-    linger = parse_duration_s(args.linger, "--linger")
-    if args.runtime == "ray":
-        from caudal.runtime.ray.executor import RayRuntime
+    from caudal.runtime import make_runtime
 
-        return RayRuntime(batch_rows=batch_rows, linger_s=linger, address=args.address)
-    if args.address:
-        raise CaudalError("--address needs --runtime ray")
-    from caudal.runtime.local import LocalRuntime
-
-    return LocalRuntime(batch_rows=batch_rows, linger_s=linger)
+    return make_runtime(args.runtime, args.address, args.batch_rows, args.linger, cli=True)
 
 
 def _format_watermark(us: int | None) -> str:

@@ -349,8 +349,10 @@ class Frame:
     def collect(self, **options: Any) -> pa.Table:
         """Run to the end of the (bounded) input and return the result as a pyarrow Table.
         An updating query's changelog is folded: the rows it leaves at the end. Options as
-        the CLI's: ``parallelism``, ``checkpoint_dir``, ``checkpoint_interval``, ``fresh``,
-        ``from_epoch``, ``max_restarts``, ``batch_rows``."""
+        the CLI's: ``parallelism``, ``runtime`` (``"local"``, ``"ray"``) and ``address`` (a
+        Ray cluster; without it a local Ray is started), ``checkpoint_dir``,
+        ``checkpoint_interval``, ``fresh``, ``from_epoch``, ``max_restarts``,
+        ``batch_rows``, ``linger``."""
         from caudal.frame.run import collect
 
         return collect(self, **options)
@@ -364,7 +366,8 @@ class Frame:
     def stream(self, **options: Any) -> Iterator[pa.RecordBatch]:
         """Record batches as the job commits them (with checkpoints, at each checkpoint);
         an updating query's batches carry an ``_op`` column: 1 insert, -1 delete, -2/2 the
-        old/new halves of an update."""
+        old/new halves of an update. Options as ``collect``'s (on Ray the batches come
+        back to this process as the job runs)."""
         from caudal.frame.run import stream
 
         return stream(self, **options)

@@ -1,5 +1,6 @@
-"""Running a frame: the script it stands for plus a sink, on the embedded runtime, with the
-CLI's checkpoint options (``caudal run --checkpoint-dir …``)."""
+"""Running a frame: the script it stands for plus a sink, on the embedded runtime or on Ray
+(``runtime="ray"``, ``address=…``: the CLI's ``--runtime ray --address``), with the CLI's
+checkpoint options (``caudal run --checkpoint-dir …``)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from caudal.runtime.base import JobResult
 #: keyword arguments of collect/stream/write_* that configure the run, with their defaults
 RUN_OPTIONS = {"parallelism": 1, "checkpoint_dir": None, "checkpoint_interval": "10s",
                "fresh": False, "from_epoch": None, "max_restarts": 3, "batch_rows": 65536,
-               "linger": "5ms"}
+               "linger": "5ms", "runtime": "local", "address": None}
 _OUT = "__caudal_out"
 
 
@@ -27,19 +28,21 @@ def _run_settings(options: dict[str, Any]) -> SimpleNamespace:
     if unknown:
         raise CaudalError(f"unknown run option {sorted(unknown)[0]!r}",
                           hint="accepted: " + ", ".join(RUN_OPTIONS))
-    return SimpleNamespace(**{**RUN_OPTIONS, **options})
+    settings = SimpleNamespace(**{**RUN_OPTIONS, **options})
+    if settings.parallelism < 1:
+        raise CaudalError("parallelism must be at least 1")
+    return settings
 
 
 def _start(frame, sink_options: dict[str, Any], options: dict[str, Any]):
     """Plan the frame into the sink and deploy it; the runtime, not yet run."""
-    from caudal.durations import parse_duration_s
     from caudal.frame.frame import _options, _quote
     from caudal.job import compile_sql
-    from caudal.runtime.local import LocalRuntime
+    from caudal.runtime import make_runtime
 
     settings = _run_settings(options)
-    if settings.parallelism < 1:
-        raise CaudalError("parallelism must be at least 1")
+    runtime = make_runtime(settings.runtime, settings.address, settings.batch_rows,
+                           settings.linger)
     text = (frame.sql_script() + f"\nCREATE TABLE {_quote(_OUT)} WITH ("
             f"{_options(sink_options)});\nINSERT INTO {_quote(_OUT)} SELECT * FROM "
             f"{_quote(frame.name)};")
@@ -50,8 +53,6 @@ def _start(frame, sink_options: dict[str, Any], options: dict[str, Any]):
             from caudal.frame.frame import _frame_error
 
             raise _frame_error(e, frame, "run") from None
-    runtime = LocalRuntime(batch_rows=settings.batch_rows,
-                           linger_s=parse_duration_s(settings.linger, "linger"))
     if settings.checkpoint_dir:
         from caudal.runtime.supervisor import attach
 

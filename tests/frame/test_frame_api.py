@@ -153,3 +153,13 @@ def test_preview_of_an_unbounded_source_stops():
     unbounded = cd.read_table("impulse", event_rate=2000)  # no event count: never ends
     rows = unbounded.select("counter").preview(4)
     assert rows.column("counter").to_pylist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"runtime": "spark"}, "unknown runtime='spark'"),
+    ({"address": "auto"}, "address= needs runtime='ray'"),
+    ({"runtme": "ray"}, "unknown run option 'runtme'"),
+])
+def test_runtime_options_are_checked_before_running(bids, options, message):
+    with pytest.raises(CaudalError, match=re.escape(message)):
+        bids.collect(**options)

@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 from caudal.checkpoint.client import CheckpointClient
+from caudal.connectors import python as python_connector
 from caudal.errors import CaudalError
 from caudal.plan.physical import Vertex
 from caudal.runtime.base import SubtaskStats
@@ -52,10 +53,14 @@ class WorkerActor:
     def __init__(self, vertices: list[Vertex], indexes: list[Key],
                  channel_inputs: dict[Key, list[int]], settings: dict[str, Any],
                  batch_rows: int, linger_s: float, restored: dict[Key, dict[str, Any]],
-                 checkpoints: bool, committed: int):
+                 checkpoints: bool, committed: int, shipped: dict[str, Any] | None = None):
         self.stdout = _Relay()
         sys.stdout = self.stdout
         self.vertices = {v.id: v for v in vertices}
+        hosted = [self.vertices[i] for i in dict.fromkeys(v for v, _ in indexes)]
+        # python tables and collectors live in the driver: sources read shipped copies,
+        # sinks write to relays that poll() hands back
+        self.relays = python_connector.install(hosted, shipped or {})
         self.keys = list(indexes)
         self.job = JobContext(batch_rows=batch_rows, linger_s=linger_s,
                               settings=dict(settings), restored=dict(restored))
@@ -143,7 +148,11 @@ class WorkerActor:
     def poll(self) -> dict[str, Any]:
         with self._outbox_lock:
             outbox, self._outbox = self._outbox, []
+        # after the outbox: a sink's staged rows are taken with (or before) the checkpoint
+        # acknowledgement sent after them
+        collected = {handle: relay.take() for handle, relay in self.relays.items()}
         return {"stats": dict(self.stats), "stdout": self.stdout.take(), "outbox": outbox,
+                "collected": collected,
                 "limits": self._limits,
                 "sink_rows": {key: sum(getattr(op, "rows", 0) for op in r.operators)
                               for key, r in self.runners.items() if r.vertex.sink is not None},

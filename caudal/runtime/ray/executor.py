@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from caudal.checkpoint.messages import CheckpointStatus
+from caudal.connectors import python as python_connector
 from caudal.connectors.registry import prepare_sinks
 from caudal.errors import CaudalError, RuntimeFailure
 from caudal.plan.physical import PhysicalGraph, Vertex
@@ -129,7 +130,9 @@ class RayRuntime(Runtime):
             ).remote(graph.vertices, keys, inputs, graph.settings, self.job.batch_rows,
                      self.job.linger_s, {k: self.job.restored[k] for k in keys
                                          if k in self.job.restored},
-                     cp is not None, committed)
+                     cp is not None, committed,
+                     python_connector.shipment([v for v in graph.vertices
+                                                if any(k[0] == v.id for k in keys)]))
             self.workers.append(actor)
             for k in keys:
                 self.actors[k] = actor
@@ -194,6 +197,7 @@ class RayRuntime(Runtime):
 
     def _absorb(self, answer: dict[str, Any]) -> None:
         self._stats.update(answer["stats"])
+        python_connector.replay(answer["collected"])  # before the acks that follow them
         for key, rows in answer["sink_rows"].items():
             self._views[key].operators[0].rows = rows
         for key, metrics in answer.get("subtask_metrics", {}).items():

@@ -1,0 +1,128 @@
+"""Frames on Ray (``runtime="ray"``): ``collect``, ``stream`` and ``write_*`` give the rows of
+the same frame on the local runtime and of DuckDB, at parallelism 2 on the session's 3-node
+cluster; in-memory tables (``from_arrow``) are shipped to the workers, collected rows come
+back to this process, and a worker killed mid-run costs no row and duplicates none."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import psutil
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+import caudal as cd
+from caudal import col
+from caudal.testing import fold
+from tests.conftest import make_bids
+from tests.helpers import normalized_rows, read_committed
+
+
+@cd.udf(returns="DOUBLE")
+def euro(price: pa.Array) -> pa.Array:
+    return pc.multiply(price, 0.9)
+
+
+@pytest.fixture(scope="module")
+def bids_data(tmp_path_factory):
+    table = make_bids(4000, seed=5)
+    path = tmp_path_factory.mktemp("ray_frames") / "bids.parquet"
+    pq.write_table(table, path, row_group_size=500)
+    return path, table
+
+
+def _duck(query: str, bids: pa.Table) -> pa.Table:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("bids", bids)
+    return con.sql(query).to_arrow_table()
+
+
+def test_collect_on_ray_equals_local_and_duckdb(ray_cluster, bids_data):
+    path, table = bids_data
+    on_ray = {"runtime": "ray", "address": ray_cluster.address, "parallelism": 2}
+    # a window aggregate with a UDF over a Parquet reader
+    windows = (cd.read_parquet(path, event_time="date_time", watermark_delay="2s")
+               .filter(col("price") > 0)
+               .group_by("auction", cd.tumble("date_time", "10s"))
+               .agg(cd.count().alias("n"), euro(col("price")).sum().alias("e")))
+    got = windows.collect(**on_ray)
+    assert got.num_rows > 0
+    assert normalized_rows(got) == normalized_rows(windows.collect(parallelism=2))
+    want = _duck("SELECT auction, time_bucket(INTERVAL 10 SECOND, date_time) AS ws, "
+                 "time_bucket(INTERVAL 10 SECOND, date_time) + INTERVAL 10 SECOND AS we, "
+                 "count(*), sum(price * 0.9::DOUBLE) FROM bids WHERE price > 0 GROUP BY ALL", table)
+    assert normalized_rows(got) == normalized_rows(want.rename_columns(got.column_names))
+    # an updating aggregate (a changelog, folded) over an in-memory table, through cd.sql
+    memory = cd.from_arrow(table.select(["bidder", "price"]))
+    per_bidder = cd.sql("SELECT bidder, count(*) AS n, sum(euro(price)) AS s FROM b "
+                        "GROUP BY bidder", b=memory)
+    got = per_bidder.collect(**on_ray)
+    want = _duck("SELECT bidder, count(*), sum(price * 0.9::DOUBLE) FROM bids GROUP BY bidder", table)
+    assert normalized_rows(got) == normalized_rows(want.rename_columns(got.column_names))
+
+
+def test_stream_on_ray_yields_the_changelog_as_the_job_runs(ray_cluster):
+    """A paced source (about 3 s): batches arrive while the job runs, with their _op."""
+    bids = cd.read_nexmark("bid", events=6000, event_rate=2000)
+    per_auction = bids.group_by("auction").agg(cd.count().alias("n"))
+    started = time.monotonic()
+    arrivals, batches = [], []
+    for batch in per_auction.stream(runtime="ray", parallelism=2, linger="50ms"):
+        arrivals.append(time.monotonic() - started)
+        batches.append(batch)
+    assert batches and all(b.schema.names == ["auction", "n", "_op"] for b in batches)
+    assert arrivals[0] < arrivals[-1] - 1.0, arrivals  # not all at the end
+    got = fold(pa.Table.from_batches(batches))
+    assert normalized_rows(got) == normalized_rows(per_auction.collect())
+
+
+def _our_workers() -> list[int]:
+    """The Ray worker actors' processes started by this test session's cluster."""
+    return [p.pid for p in psutil.Process(os.getpid()).children(recursive=True)
+            if "WorkerActor" in " ".join(p.cmdline() or [])]
+
+
+@pytest.mark.slow
+def test_worker_killed_during_checkpointed_collect_and_write(ray_cluster, tmp_path, capfd):
+    """SIGKILL of a worker after the first checkpoint: the job restarts from it, and the rows
+    collected (staged in this process, committed at checkpoints) and written are exact."""
+    bids = cd.read_nexmark("bid", events=12000, event_rate=2000)
+    windows = (bids.group_by("auction", cd.tumble("date_time", "1s"))
+               .agg(cd.count().alias("n"), col("price").max().alias("mx")))
+    expected = normalized_rows(windows.collect(parallelism=2))
+
+    killed: list[int] = []
+
+    def kill_after_checkpoint(ck) -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any(ck.glob("*/_manifest.json")):
+            time.sleep(0.1)
+        pids = _our_workers()
+        if pids:
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+
+    options = {"runtime": "ray", "parallelism": 2, "checkpoint_interval": "500ms"}
+    for how in ("collect", "write"):
+        ck = tmp_path / f"ck-{how}"
+        killer = threading.Thread(target=kill_after_checkpoint, args=(ck,))
+        killer.start()
+        if how == "collect":
+            got = windows.collect(checkpoint_dir=str(ck), **options)
+        else:
+            out = tmp_path / "out"
+            windows.write_parquet(str(out), checkpoint_dir=str(ck), **options)
+            got = read_committed(out)
+        killer.join()
+        assert killed, f"{how}: no worker was killed"
+        killed.clear()
+        assert normalized_rows(got) == expected, how
+        assert "restarting from checkpoint" in capfd.readouterr().err, how
