@@ -69,7 +69,7 @@ class UpdatingRank(LogicalNode):
     #: keep rows ranked <= limit (pushed down from the WHERE above; required)
     limit: int | None = None
     #: whether anything above reads the rank: if not, only rows entering or leaving the
-    #: top N are emitted, not rank changes (set by sql.updating_rank.finish_ranks)
+    #: top N are emitted, not rank changes (set by plan.rank_limits.finish_ranks)
     rank_used: bool = True
     flush_us: int = DEFAULT_FLUSH_US
     #: where the window function was written (for errors found after planning)

@@ -135,7 +135,7 @@ class Planner:
                 check_changelog(output.plan)
             except CaudalError as e:
                 raise e.with_position(stmt.line, stmt.col) from None
-            from caudal.sql.updating_rank import finish_ranks
+            from caudal.plan.rank_limits import finish_ranks
 
             finish_ranks(output.plan)  # does anything read an updating top-N's rank?
             (job.explains if stmt.explain else job.outputs).append(output)
@@ -325,7 +325,7 @@ class Planner:
         if condition is not None:
             predicate = translate(condition, scope)
             self._expect_boolean(predicate, condition, "WHERE")
-            from caudal.sql.window_rank import push_rank_limit
+            from caudal.plan.rank_limits import push_rank_limit
 
             # WHERE rn <= N over a top-N: the rank operator keeps N rows (what the limit
             # implies leaves the filter of an updating top-N)

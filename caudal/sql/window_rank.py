@@ -5,7 +5,7 @@ around it (Flink's Window Top-N). The partition must contain the window — its
 aggregate), or the ``window`` struct of an Arroyo-style GROUP BY — so each window is ranked
 once, when it is complete.
 
-The outer ``WHERE rn <= N`` is pushed into the rank operator (``push_rank_limit``) so it keeps
+The outer ``WHERE rn <= N`` is pushed into the rank operator (plan.rank_limits.push_rank_limit) so it keeps
 only N rows per partition; the filter itself stays.
 """
 
@@ -17,7 +17,6 @@ from sqlglot import exp
 from caudal.errors import PlanError
 from caudal.plan.expressions import Column, Expr
 from caudal.plan.logical import LogicalNode, Project
-from caudal.plan.rank_limits import conjuncts, rank_bound
 from caudal.plan.window_nodes import WindowRank
 from caudal.sql.scope import Scope, position
 from caudal.types import TIMESTAMP
@@ -121,32 +120,4 @@ def plan_window_rank(planner, select: exp.Select, node: LogicalNode,
     return planner.plan_projection(select.expressions, rank, out_scope)
 
 
-def push_rank_limit(node: LogicalNode, predicate: Expr) -> Expr | None:
-    """Tell a WindowRank under ``node`` (through a projection) to keep only the rows a
-    ``WHERE rank <= N`` above it keeps. Returns the predicate still to filter by (an
-    updating top-N drops the conjuncts its limit implies; sql.updating_rank)."""
-    from caudal.sql.updating_rank import push_updating_limit
-
-    predicate = push_updating_limit(node, predicate)  # type: ignore[assignment]
-    if predicate is None:
-        return None
-    rank = node
-    columns: set[str]
-    if isinstance(node, Project) and isinstance(node.input, WindowRank):
-        rank = node.input
-        columns = {n for n, e in zip(node.schema.names, node.exprs)
-                   if isinstance(e, Column) and e.name == rank.rank_name}
-    elif isinstance(node, WindowRank):
-        columns = {node.rank_name}
-    else:
-        return predicate
-    assert isinstance(rank, WindowRank)
-    bounds = [b for b in (rank_bound(c, columns) for c in conjuncts(predicate))
-              if b is not None]
-    if bounds:
-        limit = max(0, min(bounds))
-        rank.limit = limit if rank.limit is None else min(rank.limit, limit)
-    return predicate
-
-
-__all__ = ["plan_window_rank", "push_rank_limit", "has_window_function", "TIMESTAMP"]
+__all__ = ["plan_window_rank", "has_window_function", "TIMESTAMP"]
