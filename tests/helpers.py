@@ -3,11 +3,18 @@ result back, and compare row multisets with a DuckDB answer."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from caudal.checkpoint.manifest import completed_epochs
+from caudal.checkpoint.storage import CheckpointStorage
 from caudal.job import run_sql
 
 
@@ -45,3 +52,31 @@ def normalized_rows(table: pa.Table | None, columns: list[str] | None = None) ->
         rows.append(tuple(round(v, 6) if isinstance(v, float) else v for v in row))
     return sorted(rows, key=lambda r: tuple((v is None, str(type(v)), v if v is not None
                                              else 0) for v in r))
+
+
+def kill_after_checkpoints(script: Path, ck: Path, batch_rows: int, first: int,
+                           then: int, checkpoints: int = 2) -> None:
+    """Run ``caudal run script`` at parallelism ``first`` with 50 ms checkpoints into
+    ``ck``, SIGKILL it once ``checkpoints`` are complete, then run it to the end at
+    parallelism ``then`` (resuming from the newest checkpoint). Fails if the first run
+    ended before it was killed or the second fails."""
+    command = [sys.executable, "-m", "caudal.cli", "run", str(script), "--checkpoint-dir",
+               str(ck), "--checkpoint-interval", "50ms", "--batch-rows", str(batch_rows)]
+    env = {k: v for k, v in os.environ.items() if k != "CAUDAL_DEBUG"}
+    proc = subprocess.Popen(command + ["-p", str(first)], cwd=script.parent,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    storage = CheckpointStorage(str(ck))
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if ck.exists() and len(completed_epochs(storage)) >= checkpoints:
+                break
+            time.sleep(0.01)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before it was killed: {err}"
+    final = subprocess.run(command + ["-p", str(then)], cwd=script.parent,
+                           capture_output=True, text=True, env=env, timeout=100)
+    assert final.returncode == 0, final.stderr

@@ -21,6 +21,8 @@ OPERATORS: dict[str, str] = {
     "updating_join": "caudal.operators.updating_join:UpdatingJoin",
     "interval_join": "caudal.operators.interval_join:IntervalJoin",
     "window_join": "caudal.operators.window_join:WindowJoin",
+    "window_max_join": "caudal.operators.window_max_join:WindowMaxJoin",
+    "window_max_candidates": "caudal.operators.window_max_join:WindowMaxCandidates",
     "updating_rank": "caudal.operators.updating_rank:UpdatingRank",
     "over_aggregate": "caudal.operators.over_aggregate:OverAggregate",
     "updating_over": "caudal.operators.updating_over:UpdatingOver",

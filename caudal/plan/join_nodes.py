@@ -27,7 +27,7 @@ from typing import ClassVar
 import pyarrow as pa
 
 from caudal.durations import format_duration_us
-from caudal.plan.expressions import Expr
+from caudal.plan.expressions import Call, Column, Expr, Literal
 from caudal.plan.logical import LogicalNode
 from caudal.plan.physical import OperatorSpec
 from caudal.plan.physical_planner import LOWERINGS, PhysicalPlanner
@@ -45,6 +45,21 @@ class TimeConstraint:
     offset_us: int
     big_side: int
     big_col: str
+
+
+def time_term(expr: Expr) -> tuple[str, int] | None:
+    """``col``, ``col + INTERVAL``, ``col - INTERVAL`` (a timestamp) as (column, offset µs):
+    the terms of the time conditions of interval joins."""
+    if isinstance(expr, Column) and pa.types.is_timestamp(expr.dtype):
+        return expr.name, 0
+    if isinstance(expr, Call) and expr.func in ("add", "subtract") and len(expr.args) == 2:
+        base, delta = expr.args
+        if isinstance(base, Column) and pa.types.is_timestamp(base.dtype) and \
+                isinstance(delta, Literal) and pa.types.is_duration(delta.dtype) and \
+                delta.value is not None:
+            us = int(pa.scalar(delta.value, pa.duration("us")).value)
+            return base.name, us if expr.func == "add" else -us
+    return None
 
 
 @dataclass(eq=False)

@@ -12,7 +12,10 @@ from caudal.plan.logical import Filter, LogicalNode, Project, Scan, SinkWrite
 
 
 def optimize(node: LogicalNode) -> LogicalNode:
+    from caudal.plan.window_max_join import fuse_window_max_joins
+
     node = _merge_filters(node)
+    node = fuse_window_max_joins(node)
     _prune(node, None)
     _prune_struct_fields(node)
     _push_predicates(node)

@@ -34,7 +34,14 @@ from sqlglot import exp
 from caudal.connectors import registry as connectors
 from caudal.errors import PlanError
 from caudal.plan.expressions import Call, Column, Expr, Literal
-from caudal.plan.join_nodes import IntervalJoin, Join, TimeConstraint, UpdatingJoin, WindowJoin
+from caudal.plan.join_nodes import (
+    IntervalJoin,
+    Join,
+    TimeConstraint,
+    UpdatingJoin,
+    WindowJoin,
+    time_term,
+)
 from caudal.plan.lineage import time_bounds, window_columns
 from caudal.plan.logical import Filter, LogicalNode, Project
 from caudal.plan.lookup_join import LookupJoin, declared_lookup
@@ -300,20 +307,6 @@ def _dtype(node: LogicalNode, name: str) -> pa.DataType:
     return node.schema.field(name).type
 
 
-def _time_term(expr: Expr) -> tuple[str, int] | None:
-    """``col``, ``col + INTERVAL``, ``col - INTERVAL`` (a timestamp) as (column, offset µs)."""
-    if isinstance(expr, Column) and pa.types.is_timestamp(expr.dtype):
-        return expr.name, 0
-    if isinstance(expr, Call) and expr.func in ("add", "subtract") and len(expr.args) == 2:
-        base, delta = expr.args
-        if isinstance(base, Column) and pa.types.is_timestamp(base.dtype) and \
-                isinstance(delta, Literal) and pa.types.is_duration(delta.dtype) and \
-                delta.value is not None:
-            us = int(pa.scalar(delta.value, pa.duration("us")).value)
-            return base.name, us if expr.func == "add" else -us
-    return None
-
-
 def _time_constraint(expr: Expr, left: set[str], right: set[str]
                      ) -> list[TimeConstraint] | None:
     """``p <= q`` style comparisons of time terms of different sides, as constraints
@@ -323,7 +316,7 @@ def _time_constraint(expr: Expr, left: set[str], right: set[str]
     a, b = expr.args
     if _COMPARE[expr.func] == "gte":
         a, b = b, a  # now a <= b
-    ta, tb = _time_term(a), _time_term(b)
+    ta, tb = time_term(a), time_term(b)
     if ta is None or tb is None:
         return None
 

@@ -63,6 +63,10 @@ QUERIES = [
      "SELECT a.auction, a.price, b.price AS other FROM bids a LEFT JOIN bids b "
      "ON a.auction = b.auction AND b.date_time BETWEEN a.date_time - INTERVAL '2' SECOND "
      "AND a.date_time + INTERVAL '1' SECOND"),
+    ("window max join (q7: candidates replaced, maxima copied)", 1,
+     f"SELECT B.auction, B.price FROM bids B JOIN (SELECT max(price) AS m, window_end AS t "
+     f"FROM {TUMBLE} GROUP BY window_start, window_end) B1 ON B.price = B1.m "
+     f"WHERE B.date_time BETWEEN B1.t - INTERVAL '5' SECOND AND B1.t"),
     ("updating aggregate", 1,
      "SELECT auction, count(*) AS n, max(price) AS m, count(DISTINCT bidder) AS d "
      "FROM bids GROUP BY auction"),

@@ -1,6 +1,6 @@
 """Joins end to end: the changelog a debezium_json sink receives folds to DuckDB's batch
 answer, for Nexmark q3 (updating join), q4 (interval join into nested updating aggregates),
-q7 (windowed max joined back to the bids: interval join), q8 (window join), outer joins with
+q7 (windowed max joined back to the bids: the fused window max join), q8 (window join), outer joins with
 counts, and interval joins over files — at parallelism 1 and 4."""
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def test_nexmark_join_query_folds_to_duckdb(tmp_path, duck, nexmark, name, paral
 
 
 @pytest.mark.parametrize("name,kind", [("q3", "updating join"), ("q4", "interval join"),
-                                       ("q7", "interval join"), ("q8", "window join")])
+                                       ("q7", "window max join"), ("q8", "window join")])
 def test_nexmark_queries_pick_the_join_kind(name, kind):
     query, _ = _bench_query(name)
     graph = compile_sql(f"{DDL}\nCREATE TABLE o WITH (connector = 'blackhole');\n"

@@ -5,11 +5,6 @@ waiting for a flush or a watermark included)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from caudal.checkpoint.manifest import completed_epochs
-from caudal.checkpoint.storage import CheckpointStorage
 from caudal.job import compile_sql, run_sql
 from tests.changelog_helpers import fold, read_changes
-from tests.helpers import normalized_rows
+from tests.helpers import kill_after_checkpoints, normalized_rows
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -70,26 +63,7 @@ def test_killed_job_resumes_at_another_parallelism(tmp_path):
     out, ck = tmp_path / "out", tmp_path / "ck"
     script = tmp_path / "job.sql"
     script.write_text(_script(bids, out))
-    command = [sys.executable, "-m", "caudal.cli", "run", str(script), "--checkpoint-dir",
-               str(ck), "--checkpoint-interval", "50ms", "--batch-rows", "4096"]
-    env = {k: v for k, v in os.environ.items() if k != "CAUDAL_DEBUG"}
-    proc = subprocess.Popen(command + ["-p", "2"], cwd=tmp_path, stderr=subprocess.PIPE,
-                            text=True, env=env)
-    storage = CheckpointStorage(str(ck))
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if ck.exists() and len(completed_epochs(storage)) >= 2:
-                break
-            time.sleep(0.01)
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, f"the run ended before it was killed: {err}"
-    final = subprocess.run(command + ["-p", "3"], cwd=tmp_path, capture_output=True,
-                           text=True, env=env, timeout=100)
-    assert final.returncode == 0, final.stderr
+    kill_after_checkpoints(script, ck, batch_rows=4096, first=2, then=3)
     got = _folded(out, script.read_text())
     for name in QUERIES:
         assert got[name] == expected[name], name

@@ -1,0 +1,178 @@
+"""The ratio table of issue 15: caudal vs DuckDB as whole processes, same Parquet input, same
+output, one run each (``make bench`` prints it first; ``--quick`` for a fast look).
+
+    .venv/bin/python -m bench.ratios [--events 5000000] [--parallelism 1] [--quick]
+
+Each query runs as ``caudal run job.sql`` and as a Python process that imports DuckDB
+(``SET threads`` = the parallelism) and ``COPY``s the batch answer to Parquet, both over the
+Parquet files of the bids of ``--events`` Nexmark events (``bench/data.py``, made once). The
+two processes alternate; each is timed by ``/usr/bin/time`` (wall, user, sys), so start-up,
+imports, decoding and encoding count for both. Appending queries write Parquet; the updating
+aggregate writes its changelog as debezium_json (a Parquet file only appends), flushed every
+second as by default. The machine's load average is printed beside: under load read the CPU
+seconds (user + sys), not the wall clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.data import bids_parquet
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: name -> (caudal's query over ``bid``, DuckDB's query over ``bid``, caudal's sink format)
+QUERIES: dict[str, tuple[str, str, str]] = {
+    "filter": (
+        "SELECT * FROM bid WHERE price > 1000 AND channel <> 'Apple'",
+        "SELECT * FROM bid WHERE price > 1000 AND channel <> 'Apple'",
+        "parquet"),
+    "map": (
+        "SELECT auction, bidder, price * 908 / 1000 AS price_eur, date_time, extra FROM bid",
+        "SELECT auction, bidder, (price * 908) // 1000 AS price_eur, date_time, extra FROM bid",
+        "parquet"),
+    "count+max (updating)": (
+        "SELECT auction, count(*) AS bids, max(price) AS top FROM bid GROUP BY auction",
+        "SELECT auction, count(*) AS bids, max(price) AS top FROM bid GROUP BY auction",
+        "debezium_json"),
+    "tumble count": (
+        "SELECT window_start, window_end, auction, count(*) AS num FROM TABLE(TUMBLE(TABLE "
+        "bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) "
+        "GROUP BY window_start, window_end, auction",
+        "SELECT time_bucket(INTERVAL '10 seconds', date_time) AS window_start, "
+        "window_start + INTERVAL '10 seconds' AS window_end, auction, count(*) AS num "
+        "FROM bid GROUP BY ALL",
+        "parquet"),
+    "hop count": (
+        "SELECT window_start, window_end, auction, count(*) AS num FROM TABLE(HOP(TABLE "
+        "bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '10' SECOND)) "
+        "GROUP BY window_start, window_end, auction",
+        "SELECT window_start, window_start + INTERVAL '10 seconds' AS window_end, auction, "
+        "count(*) AS num FROM (SELECT auction, time_bucket(INTERVAL '2 seconds', date_time) "
+        "- to_seconds(2 * i) AS window_start FROM bid, range(5) AS r(i)) GROUP BY ALL",
+        "parquet"),
+    "session count": (
+        "SELECT window_start, window_end, bidder, count(*) AS num FROM TABLE(SESSION(TABLE "
+        "bid PARTITION BY bidder, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) "
+        "GROUP BY window_start, window_end, bidder",
+        "SELECT min(date_time) AS window_start, max(date_time) + INTERVAL '10 seconds' AS "
+        "window_end, bidder, count(*) AS num FROM (SELECT bidder, date_time, sum(new) OVER "
+        "(PARTITION BY bidder ORDER BY date_time ROWS UNBOUNDED PRECEDING) AS session FROM "
+        "(SELECT bidder, date_time, CASE WHEN date_time - lag(date_time) OVER (PARTITION BY "
+        "bidder ORDER BY date_time) <= INTERVAL '10 seconds' THEN 0 ELSE 1 END AS new "
+        "FROM bid)) GROUP BY bidder, session",
+        "parquet"),
+    "q7": (
+        (ROOT / "bench" / "nexmark" / "q7.sql").read_text().split("INSERT INTO results")[1]
+        .strip().rstrip(";"),
+        "WITH maxes AS (SELECT max(price) AS maxprice, (epoch_us(date_time) // 10000000 + 1) "
+        "* 10000000 AS end_us FROM bid GROUP BY end_us) SELECT B.auction, B.price, B.bidder, "
+        "B.date_time, B.extra FROM bid AS B JOIN maxes AS B1 ON B.price = B1.maxprice WHERE "
+        "epoch_us(B.date_time) BETWEEN B1.end_us - 10000000 AND B1.end_us",
+        "parquet"),
+}
+
+DUCKDB_SCRIPT = """
+import sys, duckdb
+con = duckdb.connect()
+con.execute("SET TimeZone = 'UTC'")
+con.execute(f"SET threads = {sys.argv[1]}")
+con.execute(f"CREATE VIEW bid AS SELECT * FROM read_parquet('{sys.argv[2]}/*.parquet')")
+con.execute(f"COPY ({sys.argv[4]}) TO '{sys.argv[3]}' (FORMAT parquet)")
+"""
+
+
+@dataclass
+class Timing:
+    """One whole process: wall clock and CPU seconds."""
+
+    wall: float
+    user: float
+    sys: float
+
+    @property
+    def cpu(self) -> float:
+        return self.user + self.sys
+
+
+def timed(command: list[str], env: dict[str, str] | None = None) -> Timing:
+    """Run ``command`` under /usr/bin/time; fail loudly if it fails."""
+    fd, report = tempfile.mkstemp(suffix=".time")
+    os.close(fd)
+    try:
+        done = subprocess.run(["/usr/bin/time", "-o", report, "-f", "%e %U %S", *command],
+                              env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"failed ({done.returncode}): {' '.join(command[:4])}…\n"
+                             f"{done.stderr.strip()[-2000:]}")
+        wall, user, system = (float(v) for v in Path(report).read_text().split()[-3:])
+        return Timing(wall, user, system)
+    finally:
+        os.unlink(report)
+
+
+def caudal_script(query: str, data: Path, out: Path, fmt: str) -> str:
+    return (f"CREATE TABLE bid WITH (connector = 'filesystem', path = '{data}', "
+            f"event_time_field = 'date_time');\n"
+            f"CREATE TABLE out WITH (connector = 'filesystem', path = '{out}', "
+            f"format = '{fmt}');\nINSERT INTO out {query};\n")
+
+
+def run_pair(name: str, data: Path, parallelism: int, work: Path) -> tuple[Timing, Timing]:
+    """One caudal process and one DuckDB process for query ``name``."""
+    query, duck_query, fmt = QUERIES[name]
+    job = work / "job.sql"
+    job.write_text(caudal_script(query, data, work / "caudal", fmt))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    caudal = timed([sys.executable, "-m", "caudal.cli", "run", str(job),
+                    "--parallelism", str(parallelism)], env)
+    duck = timed([sys.executable, "-c", DUCKDB_SCRIPT, str(parallelism), str(data),
+                  str(work / "duck.parquet"), duck_query])
+    return caudal, duck
+
+
+def print_table(events: int, parallelism: int, names: list[str], repeat: int = 1) -> None:
+    data = bids_parquet(events)
+    load = os.getloadavg()
+    print(f"\nRatios, whole processes: caudal run vs DuckDB (threads {parallelism}), bids of "
+          f"{events:,} events from Parquet, parallelism {parallelism}; load average "
+          f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    print("| query | caudal s (CPU s) | DuckDB s (CPU s) | ratio wall | ratio CPU |")
+    print("|---|---:|---:|---:|---:|")
+    for name in names:
+        best_c = best_d = None
+        for _ in range(repeat):
+            work = Path(tempfile.mkdtemp(prefix="caudal-ratio-"))
+            try:
+                c, d = run_pair(name, data, parallelism, work)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            best_c = c if best_c is None or c.wall < best_c.wall else best_c
+            best_d = d if best_d is None or d.wall < best_d.wall else best_d
+        assert best_c is not None and best_d is not None
+        print(f"| {name} | {best_c.wall:.2f} ({best_c.cpu:.2f}) | {best_d.wall:.2f} "
+              f"({best_d.cpu:.2f}) | {best_c.wall / best_d.wall:.2f}x | "
+              f"{best_c.cpu / best_d.cpu:.2f}x |", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=5_000_000)
+    parser.add_argument("--parallelism", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=1, help="runs each, fastest kept")
+    parser.add_argument("--quick", action="store_true", help="1M events")
+    parser.add_argument("--query", choices=sorted(QUERIES), action="append")
+    args = parser.parse_args(argv)
+    print_table(1_000_000 if args.quick else args.events, args.parallelism,
+                args.query or list(QUERIES), args.repeat)
+
+
+if __name__ == "__main__":
+    main()
