@@ -113,3 +113,19 @@ def is_constant(expr: Expr) -> bool:
         if fn is not None and fn.volatile:
             return False
     return all(is_constant(c) for c in expr.children())
+
+
+def conjuncts(expr: Expr) -> list[Expr]:
+    """The terms of ``a AND b AND …`` (the expression itself when it is not an AND)."""
+    if isinstance(expr, Call) and expr.func == "and":
+        return [c for a in expr.args for c in conjuncts(a)]
+    return [expr]
+
+
+def conjunction(exprs: list[Expr]) -> Expr:
+    """``exprs[0] AND exprs[1] AND …`` (at least one expression)."""
+
+    out = exprs[0]
+    for e in exprs[1:]:
+        out = Call(pa.bool_(), "and", (out, e))
+    return out

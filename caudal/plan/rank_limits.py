@@ -5,18 +5,10 @@ Over the IR, shared by the front ends."""
 
 from __future__ import annotations
 
-import pyarrow as pa
-
-from caudal.plan.expressions import Call, Column, Expr, Literal
+from caudal.plan.expressions import Call, Column, Expr, Literal, conjunction, conjuncts
 from caudal.plan.logical import Filter, LogicalNode, Project, SinkWrite
 from caudal.plan.over_nodes import UpdatingRank
 from caudal.plan.window_nodes import WindowRank
-
-
-def conjuncts(expr: Expr) -> list[Expr]:
-    if isinstance(expr, Call) and expr.func == "and":
-        return [c for a in expr.args for c in conjuncts(a)]
-    return [expr]
 
 
 def rank_bound(expr: Expr, rank_columns: set[str]) -> int | None:
@@ -66,10 +58,7 @@ def push_updating_limit(node: LogicalNode, predicate: Expr) -> Expr | None:
     rest = [c for c in parts if not _implied(c, columns, rank.limit)]
     if not rest:
         return None
-    out = rest[0]
-    for c in rest[1:]:
-        out = Call(pa.bool_(), "and", (out, c))
-    return out
+    return conjunction(rest)
 
 
 def finish_ranks(plan: LogicalNode) -> None:

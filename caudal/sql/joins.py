@@ -15,37 +15,32 @@ columns it reads:
 A right side written ``t FOR SYSTEM_TIME AS OF s.p`` (``p`` a PROCTIME() column) is a
 *lookup join* (plan.lookup_join) against the bounded table ``t``, read whole by each subtask.
 
-Then the kind (plan.join_nodes): a *window join* when both inputs are windowed the same way
-and an equality pairs their window bounds; an *interval join* when the time constraints
-bound how long both sides' rows can find a partner (plan.lineage gives each column's
-lateness behind the watermark); otherwise an *updating join*, which keeps every row and
-needs an equality key — without one its state would hold both inputs forever, so it is
-refused unless ``SET allow_unkeyed_join = true``.
+Then the kind (plan.join_planning, shared with the frame API): a *window join*, an *interval
+join*, or an *updating join*, which needs an equality key unless ``SET allow_unkeyed_join =
+true`` (or the right side is a scalar subquery's single row).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pyarrow as pa
 from sqlglot import exp
 
 from caudal.connectors import registry as connectors
 from caudal.errors import PlanError
-from caudal.plan.expressions import Call, Column, Expr, Literal
-from caudal.plan.join_nodes import (
-    IntervalJoin,
-    Join,
-    TimeConstraint,
-    UpdatingJoin,
-    WindowJoin,
-    time_term,
+from caudal.plan.expressions import Column, Expr, conjunction, conjuncts
+from caudal.plan.join_nodes import Join
+from caudal.plan.join_planning import (
+    UNKEYED_SETTING,
+    join_inputs,
+    scanned_table,
+    timed_join,
+    updating_join,
 )
-from caudal.plan.lineage import time_bounds, window_columns
-from caudal.plan.logical import Filter, LogicalNode, Project
+from caudal.plan.logical import Filter, LogicalNode
 from caudal.plan.lookup_join import LookupJoin, declared_lookup
-from caudal.plan.optimizer import substitute
 from caudal.plan.proctime import proctime_columns
 from caudal.sql.scope import Scope, position
 from caudal.sql.settings import bool_setting, duration_setting
@@ -56,8 +51,6 @@ _KINDS = {None: "inner", "": "inner", "INNER": "inner", "CROSS": "inner", "LEFT"
 #: joins after which a condition on the relations so far may be applied early: they never
 #: pad those relations' columns with NULLs
 _PRESERVING = ("inner", "left")
-_COMPARE = {"lt": "lte", "lte": "lte", "gt": "gte", "gte": "gte"}
-UNKEYED_SETTING = "allow_unkeyed_join"
 
 
 @dataclass
@@ -68,17 +61,6 @@ class _Input:
     kind: str = "inner"
     #: FOR SYSTEM_TIME AS OF <expr> of the right side (a lookup join)
     as_of: exp.Expression | None = None
-
-
-@dataclass
-class _Conditions:
-    """A join's conditions sorted by what they read."""
-
-    left_only: list[Expr] = field(default_factory=list)
-    right_only: list[Expr] = field(default_factory=list)
-    keys: list[tuple[Expr, Expr]] = field(default_factory=list)
-    residual: list[Expr] = field(default_factory=list)
-    constraints: list[TimeConstraint] = field(default_factory=list)
 
 
 def plan_joins(planner, select: exp.Select) -> tuple[LogicalNode, Scope, None]:
@@ -148,9 +130,9 @@ def plan_joins(planner, select: exp.Select) -> tuple[LogicalNode, Scope, None]:
         node = _plan_join(node, item, conditions, renames[i], scopes[i - 1], scopes[i],
                           settings)
         if after:
-            node = Filter(node.schema, node.time_column, input=node, predicate=_and(after))
+            node = Filter(node.schema, node.time_column, input=node, predicate=conjunction(after))
     if on_top:
-        node = Filter(node.schema, node.time_column, input=node, predicate=_and(on_top))
+        node = Filter(node.schema, node.time_column, input=node, predicate=conjunction(on_top))
     return node, final_scope, None
 
 
@@ -183,22 +165,6 @@ def _conjuncts(node: exp.Expression) -> list[exp.Expression]:
     if isinstance(node, exp.And):
         return _conjuncts(node.this) + _conjuncts(node.expression)
     return [node]
-
-
-def _flatten(expr: Expr) -> list[Expr]:
-    if isinstance(expr, Call) and expr.func == "and":
-        out: list[Expr] = []
-        for a in expr.args:
-            out.extend(_flatten(a))
-        return out
-    return [expr]
-
-
-def _and(exprs: list[Expr]) -> Expr:
-    out = exprs[0]
-    for e in exprs[1:]:
-        out = Call(pa.bool_(), "and", (out, e))
-    return out
 
 
 def _window_struct_fields(nodes: list[exp.Expression], scope: Scope
@@ -248,7 +214,7 @@ def _on_conditions(item: _Input, left_scope: Scope, scope: Scope) -> list[Expr]:
         for node in _window_struct_fields(_conjuncts(on), scope):
             expr = translate(node, scope)
             _expect_boolean(expr, node, "ON")
-            out.extend(_flatten(expr))
+            out.extend(conjuncts(expr))
     for ident in join.args.get("using") or []:
         name = ident.name
         column = exp.column(name)
@@ -269,132 +235,22 @@ def _on_conditions(item: _Input, left_scope: Scope, scope: Scope) -> list[Expr]:
 # ---- one join -----------------------------------------------------------------------------
 
 
-def _sort_conditions(exprs: list[Expr], left: set[str], right: set[str], kind: str,
-                     left_node: LogicalNode, right_node: LogicalNode,
-                     rename: dict[str, str]) -> _Conditions:
-    out = _Conditions()
-    back = {v: k for k, v in rename.items()}
-    for expr in exprs:
-        for e in _flatten(expr):
-            if isinstance(e, Literal) and e.value is True:
-                continue
-            cols = e.columns()
-            if cols and cols <= left and kind in ("inner", "right"):
-                out.left_only.append(e)
-                continue
-            if cols and cols <= right and kind in ("inner", "left"):
-                out.right_only.append(substitute(
-                    e, {n: Column(_dtype(right_node, back.get(n, n)), back.get(n, n))
-                        for n in cols}))
-                continue
-            if isinstance(e, Call) and e.func == "eq" and len(e.args) == 2:
-                a, b = e.args
-                ca, cb = a.columns(), b.columns()
-                if ca and cb and ca <= left and cb <= right:
-                    out.keys.append((a, b))
-                    continue
-                if ca and cb and ca <= right and cb <= left:
-                    out.keys.append((b, a))
-                    continue
-            constraint = _time_constraint(e, left, right)
-            if constraint is not None:
-                out.constraints.extend(constraint)
-            out.residual.append(e)
-    return out
-
-
-def _dtype(node: LogicalNode, name: str) -> pa.DataType:
-    return node.schema.field(name).type
-
-
-def _time_constraint(expr: Expr, left: set[str], right: set[str]
-                     ) -> list[TimeConstraint] | None:
-    """``p <= q`` style comparisons of time terms of different sides, as constraints
-    ``small + offset <= big`` (strictness is left to the residual condition)."""
-    if not (isinstance(expr, Call) and expr.func in _COMPARE and len(expr.args) == 2):
-        return None
-    a, b = expr.args
-    if _COMPARE[expr.func] == "gte":
-        a, b = b, a  # now a <= b
-    ta, tb = time_term(a), time_term(b)
-    if ta is None or tb is None:
-        return None
-
-    def side(name: str) -> int | None:
-        return 0 if name in left else 1 if name in right else None
-
-    sa, sb = side(ta[0]), side(tb[0])
-    if sa is None or sb is None or sa == sb:
-        return None
-    # a.col + oa <= b.col + ob  <=>  a.col + (oa - ob) <= b.col
-    return [TimeConstraint(sa, ta[0], ta[1] - tb[1], sb, tb[0])]
-
-
 def _plan_join(left: LogicalNode, item: _Input, exprs: list[Expr], rename: dict[str, str],
                left_scope: Scope, scope: Scope, settings: dict) -> LogicalNode:
-    right = item.node
-    kind = item.kind
-    join_exp = item.join
-    ln, col = position(join_exp) if join_exp is not None else (None, None)
-    left_names = set(left.schema.names)
-    right_names = {rename.get(n, n) for n in right.schema.names}
-    cond = _sort_conditions(exprs, left_names, right_names, kind, left, right, rename)
-    if cond.left_only:
-        left = Filter(left.schema, left.time_column, input=left,
-                      predicate=_and(cond.left_only))
-    if cond.right_only:
-        right = Filter(right.schema, right.time_column, input=right,
-                       predicate=_and(cond.right_only))
-    back = {v: k for k, v in rename.items()}
-
-    def to_right(e: Expr) -> Expr:
-        return substitute(e, {n: Column(e_type, back.get(n, n)) for n, e_type in
-                              _column_types(e).items()})
-
-    left, left_keys = _key_columns(left, [k for k, _ in cond.keys], "__jl")
-    right, right_keys = _key_columns(right, [to_right(v) for _, v in cond.keys], "__jr")
-    helpers = {k for k in left_keys if k.startswith("__jl")} | \
-        {k for k in right_keys if k.startswith("__jr")}
-    for k in right_keys:
-        if k in helpers:
-            rename.setdefault(k, k)
-    output = [n for n in left.schema.names if n not in helpers] + \
-        [rename.get(n, n) for n in right.schema.names if n not in helpers]
-    fields = [left.schema.field(n) for n in left.schema.names if n not in helpers] + \
-        [pa.field(rename.get(n, n), right.schema.field(n).type)
-         for n in right.schema.names if n not in helpers]
-    schema = pa.schema(fields)
-    residual = _and(cond.residual) if cond.residual else None
-    common = dict(kind=kind, left_keys=left_keys, right_keys=right_keys,
-                  right_rename={n: rename.get(n, n) for n in right.schema.names},
-                  output=output, residual=residual, line=ln, col=col)
-
-    if item.as_of is not None or declared_lookup(_scanned_table(right)):
-        return _lookup_join(left, right, item, left_scope, schema, common)
-    window = _window_join(left, right, left_keys, right_keys)
-    if window is not None and not (left.updating or right.updating):
-        spec, ends = window
-        return WindowJoin(schema, None, left=left, right=right, window_end=ends,
-                          window=spec, **common)
-    if cond.constraints and not (left.updating or right.updating):
-        interval = _interval(left, right, cond.constraints, kind, rename)
-        if interval is not None:
-            retention, late, time_column, holdback = interval
-            return IntervalJoin(schema, time_column, left=left, right=right,
-                                constraints=cond.constraints, retention=retention,
-                                late_checks=late, holdback_us=holdback, **common)
+    ln, col = position(item.join) if item.join is not None else (None, None)
+    inputs = join_inputs(left, item.node, item.kind, exprs, rename, ln, col)
+    if item.as_of is not None or declared_lookup(scanned_table(inputs.right)):
+        return _lookup_join(inputs.left, inputs.right, item, left_scope, inputs.schema,
+                            inputs.common)
     from caudal.sql.scalar_subqueries import single_row
 
+    joined = timed_join(inputs)
+    if joined is not None:
+        return joined
     # a scalar subquery's one row may be joined to everything (sql.scalar_subqueries)
-    if not left_keys and not single_row(right) and not bool_setting(settings, UNKEYED_SETTING):
-        raise PlanError(
-            "a join without an equality key between two unbounded inputs would keep every "
-            "row of both inputs forever", line=ln, col=col,
-            hint="join on equal columns (ON a.k = b.k), bound it in time (b.t BETWEEN a.t - "
-                 "INTERVAL '1' MINUTE AND a.t), join windows on window_start and window_end,"
-                 f" or accept unbounded state with SET {UNKEYED_SETTING} = true")
-    return UpdatingJoin(schema, None, left=left, right=right,
-                        ttl_us=duration_setting(settings, "updating_ttl", None), **common)
+    allow = bool(inputs.common["left_keys"]) or single_row(inputs.right) or \
+        bool_setting(settings, UNKEYED_SETTING)
+    return updating_join(inputs, allow, duration_setting(settings, "updating_ttl", None))
 
 
 def _lookup_join(left: LogicalNode, right: LogicalNode, item: _Input, left_scope: Scope,
@@ -415,7 +271,7 @@ def _lookup_join(left: LogicalNode, right: LogicalNode, item: _Input, left_scope
                         "side); a temporal join on event time is not", line=ln, col=cn,
                         hint="add PROCTIME() AS p_time to the streaming side and write "
                              "FOR SYSTEM_TIME AS OF s.p_time")
-    table = _scanned_table(right)
+    table = scanned_table(right)
     mode = None if table is None else connectors.lookup_mode(table)
     if mode is None:
         raise PlanError("FOR SYSTEM_TIME AS OF: the joined table must be a table of a "
@@ -460,124 +316,6 @@ def _by_key(table, common: dict) -> dict:
     connectors.lookup_class(table).validate(table, keys)
     rows, ttl = lookup_cache_settings(table)
     return dict(by_key=True, cache_rows=rows, cache_ttl_s=ttl)
-
-
-def _scanned_table(node: LogicalNode):
-    """The table under a chain of filters and projections, or None."""
-    scans = [n for n in _walk(node) if not isinstance(n, (Filter, Project))]
-    return getattr(scans[0], "table", None) if len(scans) == 1 else None
-
-
-def _walk(node: LogicalNode) -> list[LogicalNode]:
-    out, stack = [], [node]
-    while stack:
-        n = stack.pop()
-        out.append(n)
-        stack.extend(n.children())
-    return out
-
-
-def _column_types(expr: Expr) -> dict[str, pa.DataType]:
-    out: dict[str, pa.DataType] = {}
-    stack = [expr]
-    while stack:
-        e = stack.pop()
-        if isinstance(e, Column):
-            out[e.name] = e.dtype
-        stack.extend(e.children())
-    return out
-
-
-def _key_columns(node: LogicalNode, exprs: list[Expr], prefix: str
-                 ) -> tuple[LogicalNode, list[str]]:
-    """Names of the key columns of one side; keys that are expressions (or casts) become
-    extra columns of a projection under the join."""
-    names: list[str] = []
-    extra: list[tuple[str, Expr]] = []
-    for i, e in enumerate(exprs):
-        if isinstance(e, Column):
-            names.append(e.name)
-        else:
-            name = f"{prefix}{i}"
-            names.append(name)
-            extra.append((name, e))
-    if not extra:
-        return node, names
-    exprs_all: list[Expr] = [Column(f.type, f.name) for f in node.schema]
-    fields = list(node.schema)
-    for name, e in extra:
-        exprs_all.append(e)
-        fields.append(pa.field(name, e.dtype))
-    return Project(pa.schema(fields), node.time_column, input=node, exprs=exprs_all), names
-
-
-def _window_join(left: LogicalNode, right: LogicalNode, left_keys: list[str],
-                 right_keys: list[str]) -> tuple[object, list[tuple[str, int]]] | None:
-    """(window spec, per side (column, offset to the window end)) when an equality key
-    pairs the same bound of identically windowed inputs (key columns of each side, after
-    the projection computing expression keys such as a window struct's fields)."""
-    lw, rw = window_columns(left), window_columns(right)
-    if not lw or not rw:
-        return None
-    for a, b in zip(left_keys, right_keys):
-        la, rb = lw.get(a), rw.get(b)
-        if la is None or rb is None or la != rb:
-            continue
-        spec, what = la
-        if getattr(spec, "kind", "") == "session" or what == "struct":
-            continue  # sessions differ per side; a window struct is keyed by its fields
-        if what == "start" and getattr(spec, "kind", "") == "cumulate":
-            continue
-        offset = {"end": 0, "time": 1, "start": getattr(spec, "size_us", 0)}[what]
-        return spec, [(a, offset), (b, offset)]
-    return None
-
-
-def _interval(left: LogicalNode, right: LogicalNode, constraints: list[TimeConstraint],
-              kind: str, rename: dict[str, str]):
-    """Retention, late checks, output time column and watermark hold-back of an interval
-    join, or None when some side's rows could wait forever for a partner."""
-    back = {v: k for k, v in rename.items()}
-    nodes = (left, right)
-    bounds = (time_bounds(left), time_bounds(right))
-
-    def col_of(side: int, joined: str) -> str:
-        return joined if side == 0 else back.get(joined, joined)
-
-    retention: list[list[tuple[str, int]]] = [[], []]
-    late: list[list[tuple[str, int]]] = [[], []]
-    for c in constraints:
-        small = col_of(c.small_side, c.small_col)
-        big = col_of(c.big_side, c.big_col)
-        lateness = bounds[c.small_side].get(small)
-        if lateness is not None:
-            # a future row of the small side has small >= wm - lateness; it can match this
-            # row only while small + offset <= big
-            retention[c.big_side].append((big, lateness - c.offset_us))
-        for side, column in ((c.small_side, small), (c.big_side, big)):
-            lat = bounds[side].get(column)
-            if lat is not None and (column, lat) not in late[side]:
-                late[side].append((column, lat))
-    if not retention[0] or not retention[1]:
-        return None
-    time_column, holdback = None, 0
-    if kind == "inner":
-        for side in (0, 1):
-            column = nodes[side].time_column
-            if column is None or column not in bounds[side]:
-                continue
-            joined = column if side == 0 else rename.get(column, column)
-            other = []
-            for c in constraints:
-                if c.big_side == side and col_of(side, c.big_col) == column:
-                    lat = bounds[c.small_side].get(col_of(c.small_side, c.small_col))
-                    if lat is not None:
-                        other.append(lat - c.offset_us)
-            if other:
-                time_column = joined
-                holdback = max(bounds[side][column], min(other), 0)
-                break
-    return retention, late, time_column, holdback
 
 
 __all__ = ["plan_joins", "Join", "UNKEYED_SETTING"]

@@ -37,19 +37,13 @@ import pyarrow as pa
 from sqlglot import exp
 
 from caudal.errors import PlanError
-from caudal.plan.expressions import Call, Column, Expr, Literal
+from caudal.plan.expressions import Call, Column, Expr, Literal, conjunction, conjuncts
 from caudal.plan.functions.coerce import cast, common_type
 from caudal.plan.functions.registry import BindError, bind_call
 from caudal.plan.join_nodes import UpdatingJoin, WindowJoin
+from caudal.plan.join_planning import UNKEYED_SETTING, key_columns, window_join
 from caudal.plan.logical import Filter, LogicalNode, Project
-from caudal.sql.joins import (
-    UNKEYED_SETTING,
-    _and,
-    _conjuncts,
-    _flatten,
-    _key_columns,
-    _window_join,
-)
+from caudal.sql.joins import _conjuncts
 from caudal.sql.scope import Scope, ScopeColumn, position
 from caudal.sql.settings import bool_setting, duration_setting
 
@@ -277,7 +271,7 @@ def _plan_predicate(planner, node: LogicalNode, scope: Scope,
     nested = _Nested(columns=list(inner_scope.columns) + list(scope.columns),
                      inner=inner_scope, outer=scope)
     for cond in correlated:
-        for e in _flatten(_boolean(translate(cond, nested), cond)):
+        for e in conjuncts(_boolean(translate(cond, nested), cond)):
             cols = e.columns()
             if isinstance(e, Call) and e.func == "eq" and len(e.args) == 2:
                 a, b = e.args
@@ -390,13 +384,13 @@ def _join(planner, left: LogicalNode, right: LogicalNode, left_exprs: list[Expr]
             hint="correlate on equal columns (WHERE u.k = t.k), or accept unbounded state "
                  f"on one subtask with SET {UNKEYED_SETTING} = true")
     output = list(left.schema.names)
-    left_node, left_keys = _key_columns(left, left_exprs, "__jl")
-    right_node, right_keys = _key_columns(right, right_exprs, "__jr")
+    left_node, left_keys = key_columns(left, left_exprs, "__jl")
+    right_node, right_keys = key_columns(right, right_exprs, "__jr")
     # the subquery's columns were renamed away from the outer ones (_names_apart)
     assert not set(left_node.schema.names) & set(right_node.schema.names)
     rename = {n: n for n in right_node.schema.names}
-    condition = _and(residual) if residual else None
-    window = _window_join(left_node, right_node, left_keys, right_keys)
+    condition = conjunction(residual) if residual else None
+    window = window_join(left_node, right_node, left_keys, right_keys)
     if window is not None and not (left.updating or right.updating):
         # correlated on both window bounds of identically windowed inputs: a window
         # semi / anti join (append-only, state freed when windows close), as Flink's
