@@ -1,6 +1,6 @@
 """Logical join nodes and how each becomes a two-input vertex of the dataflow.
 
-Three ways to join two streams, chosen by sql.joins from the join condition:
+Three ways to join two streams, chosen by plan.join_planning from the join condition:
 
 * ``WindowJoin``: both inputs windowed identically and joined on their window bounds: rows
   wait per window and are joined once the watermark closes it (append output, any outer
