@@ -34,6 +34,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from caudal.checkpoint.chains import ChainKey, StateChains
 from caudal.checkpoint.errors import CheckpointError
 from caudal.checkpoint.manifest import (
     MANIFEST_NAME,
@@ -47,7 +48,6 @@ from caudal.checkpoint.manifest import (
     epoch_of_dir,
     manifest_path,
     read_manifest,
-    state_file_path,
     write_manifest,
     write_triggered,
 )
@@ -58,33 +58,18 @@ from caudal.checkpoint.messages import (
     Finished,
     FinishedReply,
 )
-from caudal.checkpoint.storage import CheckpointStorage
+from caudal.checkpoint.storage import TEMP_MARK, CheckpointStorage
 from caudal.plan.physical import PhysicalGraph
-from caudal.state.incremental import StateDelta, fold_chain
+from caudal.state.incremental import StateDelta
 
 Key = tuple[int, int]
-ChainKey = tuple[int, int, int, str]
 
 #: attempts at the final checkpoint of a bounded job (one per interval) before the job fails
 FINAL_ATTEMPTS = 3
-#: compact a delta chain into one full file after this many deltas ...
-MAX_DELTAS = 8
-#: ... or once the deltas together outweigh the full file they apply to
-MAX_DELTA_RATIO = 1.0
 
 
 def warn(message: str) -> None:
     print(f"caudal: {message}", file=sys.stderr, flush=True)
-
-
-@dataclass
-class _Chain:
-    """The files a keyed state currently consists of, and what could not be written yet."""
-
-    files: list[StateFile] = field(default_factory=list)
-    #: tables of earlier snapshots whose write failed: written before the next one
-    unwritten: list[tuple[str, pa.Table, tuple[str, ...], tuple[str, Any] | None]] = \
-        field(default_factory=list)
 
 
 @dataclass
@@ -150,8 +135,8 @@ class CheckpointCoordinator:
         self._inflight: _Checkpoint | None = None
         self._finals: dict[Key, Future] = {}
         self._final_payloads: dict[Key, tuple[int, dict[str, Any]]] = {}
-        self._chains: dict[ChainKey, _Chain] = {
-            k: _Chain(list(files)) for k, files in (chains or {}).items()}
+        #: the files of every state table, written and compacted (checkpoint.chains)
+        self.chains = StateChains(storage, chains, log)
         self._kept: list[Manifest] = list(kept or [])
         self._stop_requested = False
         self.stop_epoch: int | None = None
@@ -194,6 +179,7 @@ class CheckpointCoordinator:
             self._timer.join(5)
         self._writer.shutdown(wait=wait, cancel_futures=not wait)
         self._committer.shutdown(wait=wait, cancel_futures=not wait)
+        self.chains.close(wait)
 
     def request_stop(self) -> None:
         """Take a savepoint and stop: sources inject a stopping barrier at the next turn."""
@@ -289,7 +275,9 @@ class CheckpointCoordinator:
         with self._lock:
             cp = self._inflight
             if cp is None or cp.epoch != epoch or key not in cp.waiting:
-                return  # a checkpoint that was abandoned
+                if not self._closed:
+                    self._defer_state(key, state)   # a checkpoint that was abandoned
+                return
             cp.waiting.discard(key)
             timing = state.pop("timing", None) or {}
             cp.snapshot_s += timing.get("snapshot_s", 0.0)
@@ -409,52 +397,35 @@ class CheckpointCoordinator:
         vertex, subtask, index, name = ckey
         if isinstance(value, pa.RecordBatch):
             value = pa.Table.from_batches([value])
-        if isinstance(value, pa.Table):
-            chain = self._chains.setdefault(ckey, _Chain())
-            chain.unwritten = [("full", value, (), None)]   # a full table replaces history
-            chain.files = []
-            return StateRef(files=self._flush_chain(epoch, ckey, chain))
-        if isinstance(value, StateDelta):
-            chain = self._chains.get(ckey)
-            if chain is None:
-                raise CheckpointError(
-                    f"operator {index} of {self._label(vertex)} returned a StateDelta for "
-                    f"{name!r} without a full table before it (return the whole table from "
-                    f"the first snapshot after open or restore)")
-            chain.unwritten.append(("delta", value.encode(), tuple(value.key), value.expire))
-            files = self._flush_chain(epoch, ckey, chain)
-            return StateRef(files=self._maybe_compact(epoch, ckey, chain) or files)
+        if isinstance(value, (pa.Table, StateDelta)):
+            return StateRef(files=self.chains.write(epoch, ckey, value,
+                                                    lambda: self._no_chain(ckey)))
         _check_json(value, f"state {name!r} of operator {index} of {self._label(vertex)}")
         return StateRef(value=value)
 
-    def _flush_chain(self, epoch: int, ckey: ChainKey, chain: _Chain) -> list[StateFile]:
-        """Write the chain's unwritten tables; on failure they stay queued for next time."""
-        vertex, subtask, index, name = ckey
-        while chain.unwritten:
-            kind, table, key, expire = chain.unwritten[0]
-            suffix = "" if len(chain.unwritten) == 1 else f".{len(chain.unwritten)}"
-            path = state_file_path(epoch, vertex, subtask, index, name + suffix)
-            written = self.storage.write_table(path, table)
-            if kind == "full":
-                chain.files = []
-            chain.files.append(StateFile(written, kind, key, expire))
-            chain.unwritten.pop(0)
-        return list(chain.files)
+    def _no_chain(self, ckey: ChainKey) -> str:
+        vertex, _, index, name = ckey
+        return (f"operator {index} of {self._label(vertex)} returned a StateDelta for "
+                f"{name!r} without a full table before it (return the whole table from the "
+                f"first snapshot after open or restore)")
 
-    def _maybe_compact(self, epoch: int, ckey: ChainKey, chain: _Chain) -> list[StateFile]:
-        """Fold a long or heavy delta chain into one full file (off the pipeline's path)."""
-        deltas = [f for f in chain.files if f.kind == "delta"]
-        base = sum(f.file.bytes for f in chain.files if f.kind == "full")
-        heavy = sum(f.file.bytes for f in deltas) > MAX_DELTA_RATIO * max(base, 1 << 16)
-        if len(deltas) < MAX_DELTAS and not heavy:
-            return []
-        parts = [(self.storage.read_table(f.file), f.kind, f.key, f.expire)
-                 for f in chain.files]
-        table = fold_chain(parts)
-        vertex, subtask, index, name = ckey
-        path = state_file_path(epoch, vertex, subtask, index, name + ".full")
-        chain.files = [StateFile(self.storage.write_table(path, table))]
-        return list(chain.files)
+    def _defer_state(self, key: Key, payload: dict[str, Any]) -> None:
+        """A subtask's snapshot for a checkpoint that was abandoned: its deltas are kept for
+        the next write (the operator will not send those changes again)."""
+        previous = self._last_write.get(key)
+
+        def defer() -> None:
+            if previous is not None:
+                previous.exception()
+            for index, state in enumerate(payload.get("operators", [])):
+                for name, value in (state or {}).items():
+                    if isinstance(value, pa.RecordBatch):
+                        value = pa.Table.from_batches([value])
+                    if isinstance(value, (pa.Table, StateDelta)):
+                        ckey = (*key, index, name)
+                        self.chains.defer(ckey, value, lambda c=ckey: self._no_chain(c))
+
+        self._last_write[key] = self._writer.submit(defer)
 
     # ---- completing -------------------------------------------------------------------------
 
@@ -550,10 +521,10 @@ class CheckpointCoordinator:
     # ---- retention --------------------------------------------------------------------------
 
     def referenced(self) -> set[str]:
-        """Files still needed: by a kept manifest, a live chain, or a finished subtask."""
+        """Files still needed: by a kept manifest, a live chain (or its compaction), or a
+        finished subtask."""
         names = {f.file.path for m in self._kept for f in m.files()}
-        for chain in list(self._chains.values()):
-            names.update(f.file.path for f in chain.files)
+        names.update(self.chains.needed(self._completed))
         for fut in list(self._finals.values()):
             if fut.done() and fut.exception() is None:
                 names.update(f.file.path for f in fut.result().files())
@@ -569,14 +540,19 @@ class CheckpointCoordinator:
             newest = self._completed
         for m in dropped:
             self.storage.delete_file(manifest_path(m.epoch))
-        sweep(self.storage, newest, {m.epoch for m in self._kept}, self.referenced())
+        referenced = self.referenced()
+        sweep(self.storage, newest, {m.epoch for m in self._kept},
+              lambda rel: rel in referenced or rel in self.chains.needed(newest))
 
 
-def sweep(storage: CheckpointStorage, newest: int, kept: set[int], referenced: set[str]) -> None:
+def sweep(storage: CheckpointStorage, newest: int, kept: set[int],
+          referenced: set[str] | Callable[[str], bool]) -> None:
     """Delete every file of epochs up to ``newest`` that no kept checkpoint needs: old
     checkpoints (manifest first, so a half-deleted one never looks complete), failed ones,
     leftovers of a crash, deltas folded by compaction. Epochs after ``newest`` may be in
-    progress and are left alone."""
+    progress and are left alone. ``referenced`` may be a test asked at each deletion (a
+    compaction may write into an older epoch's directory while the sweep runs)."""
+    needed = referenced.__contains__ if isinstance(referenced, set) else referenced
     for name in storage.list_dir(""):
         epoch = epoch_of_dir(name)
         if epoch is None or epoch > newest:
@@ -586,7 +562,9 @@ def sweep(storage: CheckpointStorage, newest: int, kept: set[int], referenced: s
             storage.delete_file(manifest_path(epoch))
         for entry in storage.list_dir(directory):
             rel = f"{directory}/{entry}"
-            if rel not in referenced and not (epoch in kept and entry == MANIFEST_NAME):
+            # a file being written has the name it will have plus a mark: needed as much
+            if not (epoch in kept and entry == MANIFEST_NAME) and \
+                    not needed(rel.partition(TEMP_MARK)[0]):
                 storage.delete_file(rel)
         storage.remove_empty_dir(directory)
 

@@ -41,9 +41,12 @@ def manifest_path(epoch: int) -> str:
     return f"{epoch_dir(epoch)}/{MANIFEST_NAME}"
 
 
-def state_file_path(epoch: int, vertex: int, subtask: int, op: int, name: str) -> str:
+def state_file_path(epoch: int, vertex: int, subtask: int, op: int, name: str,
+                    part: str = "") -> str:
+    """Where a state file goes; ``part`` tells apart several files of one state in one epoch
+    (carried deltas, compactions)."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:60]
-    return f"{epoch_dir(epoch)}/v{vertex}-s{subtask}-o{op}-{safe}.parquet"
+    return f"{epoch_dir(epoch)}/v{vertex}-s{subtask}-o{op}-{safe}{part}.parquet"
 
 
 def epoch_of_dir(name: str) -> int | None:
@@ -53,14 +56,14 @@ def epoch_of_dir(name: str) -> int | None:
 
 @dataclass(frozen=True)
 class StateFile:
-    """One Parquet file of a state: a whole table (``full``) or the changes of one epoch
-    (``delta``: upserts and deletions by ``key``, then rows with ``expire[0] < expire[1]``
-    dropped)."""
+    """One Parquet file of a state: a whole table (``full``) or the changes of one epoch or,
+    once compacted, of several (``delta``: upserts and deletions by ``key``; older rows with
+    ``column < value`` dropped, per ``expire``: one ``(column, value)`` or a list of them)."""
 
     file: WrittenFile
     kind: str = "full"
     key: tuple[str, ...] = ()
-    expire: tuple[str, Any] | None = None
+    expire: Any = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = asdict(self.file)

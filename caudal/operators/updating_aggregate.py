@@ -64,6 +64,7 @@ from caudal.plan.changelog import (
     rows_equal,
     weights,
 )
+from caudal.state.incremental import ChangedRows
 
 #: order-dependent aggregates: refused over an updating input
 ORDERED = {"first_value", "last_value", "string_agg"}
@@ -106,6 +107,8 @@ class _Merged:
         self.store: SlotTable | None = None
         self.index: KeyIndex | None = None
         self.pending: list[pa.Table] = []
+        #: what changed since the last snapshot, so a checkpoint writes only that
+        self.changes = ChangedRows()
 
     def add(self, keys: dict[str, pa.Array], batch: pa.RecordBatch, ctx) -> None:
         columns = dict(keys)
@@ -152,6 +155,7 @@ class _Merged:
         if self.store is None:
             self.store = SlotTable(new_state.schema)
         self.store.put(ids, new_state)
+        self.changes.touch(ids)
         new = self.aggregator.final(merged)
         if old_rows is not None:
             ranks = np.full(n, -1, dtype=np.int64)
@@ -167,17 +171,22 @@ class _Merged:
             keep = pc.greater_equal(table.column(_SEEN), before)
             if pc.all(keep).as_py():
                 return
-            self._load(table.filter(keep))
+            self.changes.removed(table.filter(pc.invert(keep)).select(self.group),
+                                 keep.to_numpy(zero_copy_only=False))
+            self._load(table.filter(keep), baseline=True)
 
-    def _load(self, table: pa.Table | None) -> None:
+    def _load(self, table: pa.Table | None, baseline: bool = False) -> None:
         self.store = None if table is None else SlotTable.of(table)
         self.index = None if table is None else \
             KeyIndex.build(self.group, table.select(self.group))
+        if not baseline:
+            self.changes = ChangedRows()
 
     def snapshot(self, mkg: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if self.store is not None:
-            out["table"] = tag_key_groups(self.store.table(), self.group, mkg)
+            out["table"] = self.changes.snapshot(
+                self.store, lambda t: tag_key_groups(t, self.group, mkg), self.group)
         self._compact()
         if self.pending:
             out["pending"] = tag_key_groups(self.pending[0], self.group, mkg)

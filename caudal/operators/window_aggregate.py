@@ -35,6 +35,7 @@ from caudal.operators.event_time import ArrivalCheck, FiresOnTime, LateOutput, t
 from caudal.operators.local_window_partials import TS as LOCAL_TS
 from caudal.plan.aggregates import AggCall
 from caudal.plan.windows import WindowSpec
+from caudal.state.incremental import ChangedParts, StateDelta
 from caudal.state.key_groups import hash_columns, key_group
 from caudal.state.rescale import (
     KEY_GROUP,
@@ -51,6 +52,8 @@ WEND = "_wend"
 _COMPACT_TABLES = 16
 #: largest batch emitted at once
 _OUT_ROWS = 1 << 16
+#: above every pane: expires them all
+_NO_PANE = 1 << 62
 
 
 class KeyedWindowState:
@@ -146,6 +149,8 @@ class WindowAggregate(FiresOnTime, Operator, KeyedWindowState):
         self.panes: dict[int, list[pa.Table]] = {}
         #: windows with end <= fired_until have been emitted
         self.fired_until = WATERMARK_MIN
+        #: panes changed since the last snapshot (a checkpoint writes only those)
+        self.changes = ChangedParts()
 
     def open(self, ctx: OperatorContext) -> None:
         super().open(ctx)
@@ -213,6 +218,7 @@ class WindowAggregate(FiresOnTime, Operator, KeyedWindowState):
             self._file_many(table)
 
     def _file(self, pane: int, table: pa.Table) -> None:
+        self.changes.touch(pane)
         tables = self.panes.setdefault(pane, [])
         tables.append(table)
         if len(tables) >= _COMPACT_TABLES:
@@ -283,19 +289,33 @@ class WindowAggregate(FiresOnTime, Operator, KeyedWindowState):
     # ---- checkpoints ----------------------------------------------------------------------
 
     def snapshot(self, epoch: int) -> dict[str, Any]:
-        tables = [self._compacted(p) for p in sorted(self.panes)]
         meta = watermark_table(self.fired_until)
-        if not tables:
-            return {"meta": meta}
+        if not self.changes.baseline:
+            tables = [self._compacted(p) for p in sorted(self.panes)]
+            if not tables:
+                return {"meta": meta}
+            self.changes.baseline = True
+            self.changes.take()
+            return {"panes": self._tagged(tables), "meta": meta}
+        # what changed: the panes that got rows (whole: their rows replace the stored ones);
+        # panes of fired windows are expired below the lowest pane still open
+        changed = [p for p in self.changes.take() if p in self.panes]
+        tables = [self._compacted(p) for p in changed]
+        lowest = min(self.panes) if self.panes else _NO_PANE
+        upserts = self._tagged(tables) if tables else None
+        return {"panes": StateDelta(self.group_keys, upserts=upserts,
+                                    expire=(PANE, lowest)), "meta": meta}
+
+    def _tagged(self, tables: list[pa.Table]) -> pa.Table:
         panes = pa.concat_tables(tables)
-        panes = panes.append_column(KEY_GROUP, self.key_groups(panes))
-        return {"panes": panes, "meta": meta}
+        return panes.append_column(KEY_GROUP, self.key_groups(panes))
 
     def restore(self, state: dict[str, Any]) -> None:
         self.fired_until = restored_watermark(state, WATERMARK_MIN)
         if not self.processing_time:
             self.arrival.watermark = self.fired_until
         self.panes = {}
+        self.changes = ChangedParts()
         table = state.get("panes")
         if table is None or table.num_rows == 0:
             return

@@ -9,7 +9,8 @@ or a join buffer changes a small part of its keys per epoch. The rule for an ope
   after ``open``/``restore``;
 - afterwards it may return a ``StateDelta`` for the same name: the rows inserted or updated
   (whole rows, unique by ``key``), the keys deleted, and optionally ``expire=(column, value)``
-  to drop every row whose ``column`` is below ``value`` (closed windows, expired join rows).
+  to drop every older row whose ``column`` is below ``value`` (closed windows, expired join
+  rows); the delta's own upserts are not expired.
 
 The checkpoint coordinator writes each delta as its own Parquet file and compacts the chain
 into a new full file when it grows long or large; the operator never needs to know.
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -37,31 +39,109 @@ class StateDelta:
     upserts: pa.Table | None = None
     #: the key columns of rows removed
     deletes: pa.Table | None = None
-    #: after applying the rows above, drop rows whose ``expire[0]`` is below ``expire[1]``
+    #: drop the older rows (not these upserts) whose ``expire[0]`` is below ``expire[1]``
     expire: tuple[str, Any] | None = None
 
     def encode(self, schema: pa.Schema | None = None) -> pa.Table:
-        """One table for the delta file: upserts then deleted keys (other columns null), with
-        a boolean ``_deleted`` column telling them apart."""
+        """One table for the delta file: deleted keys (their other columns null, but for
+        ``_key_group`` when given) then upserts, a boolean ``_deleted`` column telling them
+        apart."""
         schema = schema or (self.upserts.schema if self.upserts is not None else None)
         if schema is None:
-            if self.deletes is None:
-                raise ValueError("an empty StateDelta needs a schema")
-            schema = self.deletes.schema
+            schema = self.deletes.schema if self.deletes is not None else \
+                pa.schema([(k, pa.null()) for k in self.key])   # nothing but an expiry
         parts = []
-        if self.upserts is not None and self.upserts.num_rows:
-            up = self.upserts.select(schema.names).cast(schema)
-            parts.append(up.append_column(DELETED, pa.array([False] * up.num_rows)))
+        # deletions first: a key deleted and inserted again since the last snapshot is
+        # in both, and the later row of a key wins
         if self.deletes is not None and self.deletes.num_rows:
             n = self.deletes.num_rows
-            cols = [self.deletes.column(f.name).cast(f.type) if f.name in self.key
-                    else pa.nulls(n, f.type) for f in schema]
+            cols = [self.deletes.column(f.name).cast(f.type)
+                    if f.name in self.deletes.column_names else pa.nulls(n, f.type)
+                    for f in schema]
             dele = pa.Table.from_arrays(cols, schema=schema)
-            parts.append(dele.append_column(DELETED, pa.array([True] * n)))
+            parts.append(dele.append_column(DELETED, pa.array(np.ones(n, dtype=bool))))
+        if self.upserts is not None and self.upserts.num_rows:
+            up = self.upserts.select(schema.names).cast(schema)
+            parts.append(up.append_column(DELETED,
+                                          pa.array(np.zeros(up.num_rows, dtype=bool))))
         if not parts:
             empty = schema.empty_table()
             return empty.append_column(DELETED, pa.array([], pa.bool_()))
         return pa.concat_tables(parts)
+
+
+class Incremental:
+    """What an operator tracks to snapshot incrementally; ``baseline`` is False until the
+    first (whole) snapshot after open or restore has been taken."""
+
+    baseline = False
+
+
+class ChangedParts(Incremental):
+    """Which parts of a state (window panes) changed since its previous snapshot: their rows
+    are written again whole, parts gone are expired by their lowest live part."""
+
+    def __init__(self) -> None:
+        self.parts: set[int] = set()
+
+    def touch(self, part: int) -> None:
+        if self.baseline:
+            self.parts.add(part)
+
+    def take(self) -> list[int]:
+        """The parts changed since the last call, ascending."""
+        out = sorted(self.parts)
+        self.parts = set()
+        return out
+
+
+class ChangedRows(Incremental):
+    """Which rows of a keyed state table changed since its previous snapshot, for a table
+    kept by dense row id (operators.key_index.SlotTable: ``take(ids)``, ``table()``,
+    ``size``). The first snapshot (after open, restore, or a reload of the table) is the
+    whole table; later ones are a ``StateDelta`` of the rows touched and the keys removed.
+    Costs a flag per row, set where the rows are written."""
+
+    def __init__(self) -> None:
+        self._dirty = np.zeros(0, dtype=bool)
+        self._removed: list[pa.Table] = []
+
+    def touch(self, ids: np.ndarray) -> None:
+        """Rows ``ids`` were written (inserted or changed)."""
+        if not self.baseline or len(ids) == 0:
+            return
+        top = int(ids.max()) + 1
+        if top > len(self._dirty):
+            grown = np.zeros(max(top, 2 * len(self._dirty)), dtype=bool)
+            grown[:len(self._dirty)] = self._dirty
+            self._dirty = grown
+        self._dirty[ids] = True
+
+    def removed(self, keys: pa.Table, keep: np.ndarray) -> None:
+        """The rows not in ``keep`` (a mask over the ids) are gone, their ``keys`` given;
+        the rows kept are renumbered in order."""
+        if not self.baseline:
+            return
+        if keys.num_rows:
+            self._removed.append(keys)
+        dirty = np.zeros(len(keep), dtype=bool)
+        n = min(len(keep), len(self._dirty))
+        dirty[:n] = self._dirty[:n]
+        self._dirty = dirty[keep]
+
+    def snapshot(self, store: Any, tag: Any, key: Sequence[str]) -> pa.Table | StateDelta:
+        """The whole table (through ``tag``: key groups added) or what changed since the last
+        snapshot; copies either way (never shares memory with ``store``)."""
+        if not self.baseline:
+            self.baseline = True
+            self._dirty = np.zeros(store.size, dtype=bool)
+            self._removed = []
+            return tag(store.table())
+        ids = np.flatnonzero(self._dirty[:store.size])
+        deletes = tag(pa.concat_tables(self._removed)) if self._removed else None
+        self._dirty = np.zeros(store.size, dtype=bool)
+        self._removed = []
+        return StateDelta(list(key), upserts=tag(store.take(ids)), deletes=deletes)
 
 
 def rows_without_keys(base: pa.Table, keys: pa.Table, key: Sequence[str]) -> pa.Table:
@@ -76,41 +156,125 @@ def rows_without_keys(base: pa.Table, keys: pa.Table, key: Sequence[str]) -> pa.
     return base.take(kept.to_arrow().cast(pa.int64()))
 
 
-def expire_rows(table: pa.Table, expire: tuple[str, Any] | None) -> pa.Table:
-    if expire is None or table.num_rows == 0:
-        return table
-    column, value = expire
-    col = table.column(column)
+Expiry = tuple[str, Any]
+
+
+def expiries(expire: Any) -> list[Expiry]:
+    """The expiries of a file: None, one ``(column, value)``, or a list of them (a delta
+    merged from several by compaction)."""
+    if expire is None:
+        return []
+    if len(expire) == 2 and isinstance(expire[0], str):
+        return [(expire[0], expire[1])]
+    return [(str(e[0]), e[1]) for e in expire]
+
+
+def _survives(col: pa.ChunkedArray | pa.Array, value: Any) -> pa.ChunkedArray | pa.Array:
+    """Rows of ``col`` not expired by ``value`` (NULL never expires)."""
     if pa.types.is_timestamp(col.type) and isinstance(value, int):
         col = col.cast(pa.int64())
-    mask = pc.fill_null(pc.greater_equal(col, pa.scalar(value).cast(col.type)), True)
-    return table.filter(mask)
+    if isinstance(value, pa.Array):
+        value = value.cast(col.type)
+    else:
+        value = pa.scalar(value).cast(col.type)
+    return pc.fill_null(pc.greater_equal(col, value), True)
+
+
+def expire_rows(table: pa.Table, expire: Any) -> pa.Table:
+    """``table`` without the rows the expiries (see ``expiries``) drop."""
+    for column, value in expiries(expire):
+        if table.num_rows == 0:
+            break
+        mask = _survives(table.column(column), value)
+        if not pc.all(mask).as_py():
+            table = table.filter(mask)
+    return table
 
 
 def apply_delta(base: pa.Table | None, delta: pa.Table, key: Sequence[str],
-                expire: tuple[str, Any] | None = None) -> pa.Table:
-    """Fold one delta file's table into ``base`` (None: empty state)."""
+                expire: Any = None) -> pa.Table:
+    """Fold one delta file's table into ``base`` (None: empty state): the base's rows of
+    keys the delta names are replaced (or deleted), the rest go through the expiries, and
+    the delta's upserts are added (an expiry concerns older rows, never its own delta's)."""
     flags = delta.column(DELETED)
     rows = delta.drop_columns([DELETED])
     upserts = rows.filter(pc.invert(flags))
     if base is None:
-        result = upserts
-    else:
-        touched = rows.select(list(key))
-        kept = rows_without_keys(base, touched, key)
-        result = pa.concat_tables([kept, upserts.cast(kept.schema)]) if upserts.num_rows \
-            else kept
-    return expire_rows(result, expire)
+        return upserts
+    kept = expire_rows(rows_without_keys(base, rows.select(list(key)), key), expire)
+    if not upserts.num_rows:
+        return kept
+    return pa.concat_tables([kept, upserts.select(kept.schema.names).cast(kept.schema)])
 
 
-def fold_chain(parts: Sequence[tuple[pa.Table, str, Sequence[str], tuple[str, Any] | None]]
-               ) -> pa.Table:
-    """The state a chain stands for: ``(table, kind, key, expire)`` per file, in order."""
-    state: pa.Table | None = None
-    for table, kind, key, expire in parts:
-        if kind == "full":
-            state = table
-        else:
-            state = apply_delta(state, table, key, expire)
-    assert state is not None, "a state chain has at least one file"
+Part = tuple[pa.Table, str, Sequence[str], Any]
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with ``schema``'s columns (those it lacks: NULL)."""
+    if table.schema.equals(schema):
+        return table
+    return pa.Table.from_arrays(
+        [table.column(f.name).cast(f.type) if f.name in table.column_names
+         else pa.nulls(table.num_rows, f.type) for f in schema], schema=schema)
+
+
+def merge_deltas(deltas: Sequence[Part]) -> tuple[pa.Table, list[Expiry]]:
+    """Several consecutive delta files as one: per key the newest row (or deletion), each
+    row already put through the expiries of the later deltas (an upsert they expire becomes
+    a deletion, so it still removes the older row of its key), and the expiries of all of
+    them to apply to what lies below. Folding the result onto a base gives what
+    folding the deltas one by one gives, with one join against the base instead of one per
+    delta: how compaction merges a tier of deltas, and how a restore reads a chain."""
+    import polars as pl
+
+    key = list(deltas[0][2])
+    # a delta of deletions only has just the key columns
+    schema = pa.unify_schemas([t.schema for t, *_ in deltas])
+    tables = [_conform(t, schema) for t, *_ in deltas]
+    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    source = np.repeat(np.arange(len(tables), dtype=np.int32), [t.num_rows for t in tables])
+    if len(tables) > 1 and table.num_rows:
+        frame = pl.from_arrow(table.select(key)).with_row_index("_row")
+        newest = frame.unique(subset=key, keep="last", maintain_order=True)["_row"]
+        rows = newest.to_numpy().astype(np.int64)
+        table, source = table.take(pa.array(rows)), source[rows]
+    table = table.combine_chunks()
+    # per column, the highest threshold of the expiries after each delta
+    rules: dict[str, list[Any]] = {}
+    for i, (_, _, _, expire) in enumerate(deltas):
+        for column, value in expiries(expire):
+            rules.setdefault(column, [None] * len(deltas))[i] = value
+    gone = table.column(DELETED).to_numpy(zero_copy_only=False).copy()
+    combined: list[Expiry] = []
+    for column, values in rules.items():
+        after: list[Any] = []   # after[i]: the highest threshold of deltas i+1 ..
+        best = None
+        for v in reversed(values):
+            after.append(best)
+            best = v if best is None or (v is not None and v > best) else best
+        after.reverse()
+        combined.append((column, best))
+        if table.num_rows and any(a is not None for a in after):
+            threshold = pa.array(after).take(pa.array(source))
+            survives = _survives(table.column(column), threshold)
+            gone |= ~survives.to_numpy(zero_copy_only=False)
+    if gone.any() and not table.column(DELETED).to_numpy(zero_copy_only=False).all():
+        table = table.set_column(table.schema.get_field_index(DELETED), DELETED,
+                                 pa.array(gone))
+    return table, combined
+
+
+def fold_chain(parts: Sequence[Part]) -> pa.Table:
+    """The state a chain stands for: ``(table, kind, key, expire)`` per file, in order. The
+    deltas after the last full file are merged first (``merge_deltas``), then applied to it
+    at once."""
+    start = max((i for i, p in enumerate(parts) if p[1] == "full"), default=-1)
+    base = parts[start][0] if start >= 0 else None
+    deltas = parts[start + 1:]
+    if not deltas:
+        assert base is not None, "a state chain has at least one file"
+        return base.combine_chunks() if base.num_rows else base
+    merged, expire = merge_deltas(deltas)
+    state = apply_delta(base, merged, deltas[0][2], expire)
     return state.combine_chunks() if state.num_rows else state

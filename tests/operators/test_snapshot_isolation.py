@@ -5,12 +5,15 @@ so whatever ``Operator.snapshot`` (or a sink's ``pre_commit``, or a source's ``o
 returns must not change afterwards. Here every stateful operator (the test fails naming any
 registered operator with a ``snapshot`` that no query below covers) runs inside a real
 compiled dataflow, driven synchronously: half the input, a snapshot of every operator
-serialized on the spot, the other half plus the end of input, then the snapshot serialized
-again — the two must be byte for byte the same.
+serialized on the spot, more input and a second snapshot (a delta, for operators that
+snapshot incrementally), the rest plus the end of input, then both snapshots serialized
+again — each must be byte for byte the same. The first snapshot with the delta folded onto
+it must be the operator's whole state at the second.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 from graphlib import TopologicalSorter
@@ -29,7 +32,7 @@ from caudal.operators.side_output import tag_of, untag
 from caudal.operators.sink import SinkOperator
 from caudal.runtime.chain import Chain
 from caudal.runtime.watermarks import SourceWatermark
-from caudal.state.incremental import StateDelta
+from caudal.state.incremental import Incremental, StateDelta, fold_chain
 from caudal.watermark import WATERMARK_MAX
 from tests.conftest import make_bids
 
@@ -224,20 +227,72 @@ def bids_file(tmp_path_factory) -> Path:
 
 
 COVERED: dict[str, set[str]] = {}
+#: operators seen returning a delta
+DELTAS: set[str] = set()
+
+
+def _whole_state(op: Operator) -> dict[str, Any]:
+    """What a snapshot of ``op`` would be without a baseline (every table whole); its
+    trackers of changes are put back as they were afterwards."""
+    trackers: list[Incremental] = []
+    seen: set[int] = set()
+
+    def find(obj: Any, depth: int) -> None:
+        if id(obj) in seen or depth > 3:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, Incremental):
+            trackers.append(obj)
+            return
+        for value in getattr(obj, "__dict__", {}).values():
+            if hasattr(value, "__dict__") and not isinstance(value, (pa.Table, type)):
+                find(value, depth + 1)
+
+    find(op, 0)
+    saved = [copy.deepcopy(t.__dict__) for t in trackers]
+    for t in trackers:
+        t.baseline = False
+    whole = op.snapshot(1)
+    for t, state in zip(trackers, saved):
+        t.__dict__.clear()
+        t.__dict__.update(state)
+    return whole
+
+
+def _rows(table: pa.Table) -> list[tuple]:
+    return sorted(zip(*(table.column(c).to_pylist() for c in sorted(table.column_names))),
+                  key=repr)
 
 
 @pytest.mark.parametrize("what,parallelism,query", QUERIES, ids=[q[0] for q in QUERIES])
 def test_snapshot_is_unchanged_by_later_input(tmp_path, bids_file, what, parallelism, query):
+    """Two snapshots mid-stream (the second of an incremental operator is a delta): neither
+    changes afterwards, and the first with the second folded onto it is the whole state."""
     script = DDL.format(path=bids_file, out=tmp_path / "out") + f"INSERT INTO out {query};"
     flow = Dataflow(script, parallelism, batch_rows=100)
-    flow.read(12)
+    flow.read(8)
+    first = flow.snapshot()
+    frozen_first = [{name: _frozen(value) for name, value in state.items()}
+                    for _, state in first]
+    flow.read(6)
+    wholes = [_whole_state(op) for _, op in flow.operators()]
     taken = flow.snapshot()
     frozen = [{name: _frozen(value) for name, value in state.items()} for _, state in taken]
     flow.finish()
-    for (kind, state), before in zip(taken, frozen):
-        for name, value in state.items():
-            assert _frozen(value) == before[name], \
-                f"{kind}: snapshot {name!r} changed after the barrier (it shares live state)"
+    for snapshots, before in ((first, frozen_first), (taken, frozen)):
+        for (kind, state), was in zip(snapshots, before):
+            for name, value in state.items():
+                assert _frozen(value) == was[name], \
+                    f"{kind}: snapshot {name!r} changed after the barrier (it shares live state)"
+    for (kind, base), (_, delta), whole in zip(first, taken, wholes):
+        for name, value in delta.items():
+            if isinstance(value, StateDelta):
+                DELTAS.add(kind)
+                folded = fold_chain([(base[name], "full", (), None),
+                                     (value.encode(), "delta", value.key, value.expire)])
+                assert _rows(folded) == _rows(whole[name]), \
+                    f"{kind}: snapshot {name!r} and the delta after it fold to another state"
+    for kind, state in taken:
         if state:
             COVERED.setdefault(kind, set()).add(what)
 
@@ -253,8 +308,10 @@ def test_time_sort_snapshot_is_unchanged_by_later_input(tmp_path, bids_file, mon
 
 
 def test_every_stateful_operator_is_covered():
-    """Runs after the tests above (same module): a new stateful operator needs a query."""
+    """Runs after the tests above (same module): a new stateful operator needs a query, and
+    the operators that snapshot incrementally were seen doing it."""
     if len(COVERED) == 0:
         pytest.skip("run with the parametrized test above")
     missing = _stateful_kinds() - set(COVERED)
     assert not missing, f"no query above gives these operators state to snapshot: {missing}"
+    assert {"window_aggregate", "updating_aggregate"} <= DELTAS, DELTAS

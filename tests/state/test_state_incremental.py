@@ -7,7 +7,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from caudal.state.incremental import StateDelta, apply_delta, fold_chain
+from caudal.state.incremental import StateDelta, apply_delta, fold_chain, merge_deltas
 
 SCHEMA = pa.schema([("k", pa.int64()), ("s", pa.string()), ("v", pa.int64())])
 
@@ -62,3 +62,44 @@ def test_fold_matches_a_dict_model(base, history):
         d = StateDelta(["k", "s"], upserts=_table(upserts), deletes=delete_table)
         parts.append((d.encode(SCHEMA), "delta", ("k", "s"), None))
     assert _as_dict(fold_chain(parts)) == model
+
+
+expiring = st.lists(st.tuples(st.dictionaries(keys, st.integers(0, 100), max_size=6),
+                              st.lists(keys, max_size=4),
+                              st.one_of(st.none(), st.integers(0, 100))),
+                    min_size=1, max_size=7)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.dictionaries(keys, st.integers(0, 100), max_size=8), expiring, st.data())
+def test_merged_deltas_fold_like_one_by_one(base, history, data):
+    """Deltas with expiries (thresholds going up and down), folded one by one against a
+    dict model, equal the chain folded at once and the chain with a run of its deltas
+    merged by compaction (merge_deltas) into one file."""
+    model = dict(base)
+    parts = [(_table(base), "full", ("k", "s"), None)]
+    for upserts, deletes, expire in history:
+        deletes = [k for k in deletes if k not in upserts]
+        for k in deletes:
+            model.pop(k, None)
+        if expire is not None:   # older rows only: this delta's upserts stay
+            model = {k: v for k, v in model.items() if v is None or v >= expire}
+        model.update(upserts)
+        delete_table = pa.table({"k": pa.array([k[0] for k in deletes], pa.int64()),
+                                 "s": pa.array([k[1] for k in deletes], pa.string())})
+        d = StateDelta(["k", "s"], upserts=_table(upserts) if upserts else None,
+                       deletes=delete_table, expire=("v", expire) if expire is not None
+                       else None)
+        parts.append((d.encode(SCHEMA) if not upserts else d.encode(), "delta", ("k", "s"),
+                      d.expire))
+    assert _as_dict(fold_chain(parts)) == model
+    one_by_one = parts[0][0]
+    for table, _, key, expire in parts[1:]:
+        one_by_one = apply_delta(one_by_one, table, key, expire)
+    assert _as_dict(one_by_one) == model
+    start = data.draw(st.integers(1, len(parts) - 1))
+    end = data.draw(st.integers(start + 1, len(parts)))
+    merged, expire = merge_deltas(parts[start:end])
+    compacted = [*parts[:start], (merged, "delta", ("k", "s"), [list(e) for e in expire]),
+                 *parts[end:]]
+    assert _as_dict(fold_chain(compacted)) == model
