@@ -1,9 +1,11 @@
 """The ``http`` ingest source: caudal listens on a port and takes NDJSON POSTs.
 
 A request's body is one or more JSON lines (one event, or a batch). The server is a small
-HTTP/1.1 implementation on an asyncio loop thread (keep-alive, one request at a time per
-connection); it only queues bodies. The source's poll takes every queued body at once, joins
-them and decodes the lot with one call of the JSON decoder (the Kafka source's), then answers:
+HTTP/1.1 implementation on a selector (keep-alive, one request at a time per connection) run
+by the source thread itself: its poll waits on the sockets, takes every complete body they
+hold, joins them and decodes the lot with one call of the JSON decoder (the Kafka source's),
+then answers. A single event is in the pipeline as soon as it is read (no batch timer, no
+hand-off between threads: each costs milliseconds on a busy machine). Answers:
 
 - ``ack = 'pipeline'`` (default): 202 once the request's rows are in the pipeline (decoded and
   handed to the job). Rows not yet in a checkpoint are lost if the job dies: at most once.
@@ -13,16 +15,19 @@ them and decodes the lot with one call of the JSON decoder (the Kafka source's),
 
 A body with a malformed line is answered 400 naming the line, and none of its rows enter
 (``bad_data = 'fail'``), or its bad lines are dropped and counted (``bad_data = 'drop'``);
-either way the job goes on. When more than ``max_queued_bytes`` wait for the job, requests
-are answered 503 with Retry-After (memory stays bounded when the job falls behind).
+either way the job goes on. A poll takes at most about ``max_queued_bytes`` of bodies. When the
+job has not polled for a while (a slow sink holds it), an overflow thread serves the sockets:
+it queues bodies for the next poll up to ``max_queued_bytes`` and answers 503 with
+Retry-After beyond (memory stays bounded when the job falls behind).
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import json
+import selectors
+import socket
 import threading
+import time
 from typing import Any
 
 import pyarrow as pa
@@ -35,6 +40,13 @@ from caudal.plan.tables import TableSpec
 
 DEFAULT_MAX_QUEUED = 64 << 20
 MAX_BODY = 32 << 20
+MAX_HEAD = 65536
+#: bytes one read of a connection takes
+READ_BYTES = 1 << 20
+#: the job has not polled for this long (its sink is slow): the overflow thread serves
+BEHIND_S = 0.2
+#: while requests keep coming, a poll gathers those of this long into one decode
+GATHER_S = 0.001
 OPTIONS = {
     "port": "the TCP port to listen on",
     "host": "the address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)",
@@ -58,131 +70,278 @@ def _response(status: int, body: bytes, close: bool = False, extra: str = "") ->
     return head.encode() + b"\r\n" + body
 
 
-class _Connection(asyncio.Protocol):
-    """One client connection: parses requests, hands bodies to the server, writes answers in
-    order (reading pauses while a request waits for its answer)."""
+class _Connection:
+    """One client connection: its unparsed input, its unsent output, and whether a request
+    of it waits for its answer (then it is not read: answers go out in request order)."""
 
-    def __init__(self, server: _Server):
-        self.server = server
+    __slots__ = ("sock", "buf", "out", "busy", "close_after", "closing", "events")
+
+    def __init__(self, sock: socket.socket):
+        self.sock: socket.socket | None = sock
         self.buf = bytearray()
+        self.out = bytearray()
         self.busy = False
         self.close_after = False
-        self.transport: Any = None
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        if not self.busy:
-            self._next()
-
-    def _next(self) -> None:
-        while not self.busy and self.transport is not None:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self.buf) > 65536:
-                    self.answer(400, b'{"error": "headers too long"}', close=True)
-                return
-            head = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
-            parts = head[0].split(" ")
-            if len(parts) != 3:
-                self.answer(400, b'{"error": "bad request line"}', close=True)
-                return
-            method, target, version = parts
-            length, chunked = 0, False
-            self.close_after = version == "HTTP/1.0"
-            for line in head[1:]:
-                name, _, value = line.partition(":")
-                name = name.strip().lower()
-                if name == "content-length":
-                    length = int(value.strip() or 0)
-                elif name == "transfer-encoding" and "chunked" in value.lower():
-                    chunked = True
-                elif name == "connection":
-                    v = value.strip().lower()
-                    self.close_after = v == "close" or (self.close_after and v != "keep-alive")
-            if chunked:
-                self.answer(411, b'{"error": "send a Content-Length"}', close=True)
-                return
-            if length > MAX_BODY:
-                self.answer(413, b'{"error": "body too large"}', close=True)
-                return
-            if len(self.buf) < end + 4 + length:
-                return
-            body = bytes(self.buf[end + 4:end + 4 + length])
-            del self.buf[:end + 4 + length]
-            path = target.split("?", 1)[0]
-            if path != self.server.path:
-                self.answer(404, b'{"error": "no such path"}')
-            elif method == "GET":
-                self.answer(200, b'{"status": "up"}')
-            elif method != "POST":
-                self.answer(405, b'{"error": "POST NDJSON"}')
-            else:
-                self.busy = True
-                self.server.submit(self, body)
-
-    def answer(self, status: int, body: bytes, close: bool = False, extra: str = "") -> None:
-        """Called on the loop thread."""
-        if self.transport is None:
-            return
-        close = close or self.close_after
-        self.transport.write(_response(status, body, close, extra))
-        self.busy = False
-        if close:
-            self.transport.close()
-            self.transport = None
-        elif self.buf:
-            self._next()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
+        self.closing = False
+        #: the selector events it is registered for (0: not registered)
+        self.events = 0
 
 
 class _Server:
-    """The listening socket and the queue of bodies between the loop and the source."""
+    """The listening socket and its connections, served by whichever thread holds ``lock``:
+    the source thread during its poll (requests go straight from the socket into the poll's
+    batch and are answered by the same thread: no hand-off between threads on the way), or,
+    while the job has not polled for ``BEHIND_S`` (a slow sink), the overflow thread, which
+    queues bodies for the next poll up to ``max_queued`` bytes and answers 503 beyond."""
 
-    def __init__(self, path: str, max_queued: int):
+    def __init__(self, listener: socket.socket, path: str, max_queued: int):
+        self.listener = listener
         self.path = path
         self.max_queued = max_queued
-        self.queue: collections.deque = collections.deque()
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(listener, selectors.EVENT_READ, None)
+        self.lock = threading.Lock()
+        #: connections holding a complete request not parsed yet
+        self.ready: set[_Connection] = set()
+        #: bodies the overflow thread read, for the next poll
+        self.queue: list[tuple[_Connection, bytes]] = []
         self.queued = 0
-        self.lock = threading.Condition()
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.last_poll = time.monotonic()
+        #: when a poll last took a request
+        self.last_taken = 0.0
+        #: the source thread waits for the lock: the overflow thread hands it over
+        self.wanted = False
+        self.stopped = threading.Event()
+        self.overflow = threading.Thread(target=self._overflow, daemon=True,
+                                         name="http-ingest-overflow")
+        self.overflow.start()
 
-    def submit(self, conn: _Connection, body: bytes) -> None:
-        if body and not body.endswith(b"\n"):
-            body += b"\n"
-        with self.lock:
-            if self.queued + len(body) > self.max_queued:
-                full = True
-            else:
-                full = False
-                self.queue.append((conn, body))
-                self.queued += len(body)
-                self.lock.notify()
-        if full:
-            conn.answer(503, b'{"error": "the job is behind; retry"}', extra="Retry-After: 1\r\n")
+    # ---- the source thread ----------------------------------------------------------------
 
-    def take(self, timeout: float) -> list[tuple[_Connection, bytes]]:
+    def take(self, timeout: float, max_bytes: int) -> list[tuple[_Connection, bytes]]:
+        """Serve the sockets until a request body arrives or ``timeout`` passes; returns the
+        bodies read (at most about ``max_bytes``; the rest waits in the connections)."""
+        self.wanted = True
         with self.lock:
-            if not self.queue:
-                self.lock.wait(timeout)
-            items = list(self.queue)
-            self.queue.clear()
-            self.queued = 0
+            self.wanted = False
+            items, self.queue, self.queued = self.queue, [], 0
+            taken = sum(len(body) for _, body in items)
+            if not items and not self.ready:
+                self._serve(timeout)
+            elif not self.ready:
+                self._serve(0)
+            taken = self._parse_ready(items, taken, max_bytes, overflow=False)
+            now = time.monotonic()
+            if items and now - self.last_taken < GATHER_S * 4:
+                # requests keep coming: gather those of the next millisecond into this poll
+                # (one decode for several events costs less CPU than one each, which keeps
+                # the answers quick when the machine is busy); a lone event is not held
+                until = now + GATHER_S
+                while taken < max_bytes and (left := until - time.monotonic()) > 0:
+                    self._serve(left)
+                    taken = self._parse_ready(items, taken, max_bytes, overflow=False)
+            self.last_poll = time.monotonic()
+            if items:
+                self.last_taken = self.last_poll
         return items
 
     def answer_all(self, answers: list[tuple[_Connection, int, bytes]]) -> None:
-        """From the source thread: send answers on the loop thread, in one hop."""
-        if answers and self.loop is not None:
-            self.loop.call_soon_threadsafe(_answer_all, answers)
+        if not answers:
+            return
+        with self.lock:
+            for conn, status, body in answers:
+                self._answer(conn, status, body)
 
+    def close(self) -> None:
+        self.stopped.set()
+        self.overflow.join(timeout=5)
+        with self.lock:
+            for key in list(self.selector.get_map().values()):
+                key.fileobj.close()
+            self.selector.close()
+            self.ready.clear()
 
-def _answer_all(answers: list[tuple[_Connection, int, bytes]]) -> None:
-    for conn, status, body in answers:
-        conn.answer(status, body)
+    # ---- the overflow thread --------------------------------------------------------------
+
+    def _overflow(self) -> None:
+        while not self.stopped.wait(BEHIND_S / 2):
+            if time.monotonic() - self.last_poll < BEHIND_S or \
+                    not self.lock.acquire(blocking=False):
+                continue
+            try:
+                while not self.wanted and not self.stopped.is_set() and \
+                        time.monotonic() - self.last_poll >= BEHIND_S:
+                    self._serve(0.01)
+                    self.queued = self._parse_ready(self.queue, self.queued, self.max_queued,
+                                                    overflow=True)
+            finally:
+                self.lock.release()
+
+    # ---- under the lock -------------------------------------------------------------------
+
+    def _serve(self, timeout: float) -> None:
+        """One round of the selector: accept, read, write what waits."""
+        for key, mask in self.selector.select(timeout):
+            conn = key.data
+            if conn is None:
+                self._accept()
+                continue
+            if mask & selectors.EVENT_WRITE:
+                self._flush(conn)
+            if mask & selectors.EVENT_READ and conn.sock is not None:
+                self._read(conn)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # e.g. out of file descriptors: the client is refused, the job goes on
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._interest(_Connection(sock))
+
+    def _read(self, conn: _Connection) -> None:
+        try:
+            data = conn.sock.recv(READ_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:   # the client is gone (or half-closed: it cannot be answered in order)
+            self._drop(conn)
+            return
+        conn.buf += data
+        if len(conn.buf) > MAX_HEAD and conn.buf.find(b"\r\n\r\n", 0, MAX_HEAD) < 0:
+            self._answer(conn, 400, b'{"error": "headers too long"}', close=True)
+            return
+        self.ready.add(conn)
+
+    def _parse_ready(self, items: list[tuple[_Connection, bytes]], taken: int,
+                     max_bytes: int, overflow: bool) -> int:
+        """Parse the complete requests waiting in connections: POST bodies go to ``items``
+        while they stay under ``max_bytes`` (in the overflow thread, beyond it: 503)."""
+        for conn in list(self.ready):
+            if taken >= max_bytes and not overflow:
+                break
+            self.ready.discard(conn)
+            body = self._request(conn)
+            if body is None:
+                continue
+            if overflow and taken + len(body) > max_bytes:
+                self._answer(conn, 503, b'{"error": "the job is behind; retry"}',
+                             extra="Retry-After: 1\r\n")
+                continue
+            items.append((conn, body))
+            taken += len(body)
+        return taken
+
+    def _request(self, conn: _Connection) -> bytes | None:
+        """The body of the connection's next POST (the connection then waits for its
+        answer); other requests are answered here. None: nothing (complete) to take."""
+        while not conn.busy and conn.sock is not None:
+            buf = conn.buf
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return None
+            head = bytes(buf[:end]).decode("latin-1").split("\r\n")
+            parts = head[0].split(" ")
+            if len(parts) != 3:
+                self._answer(conn, 400, b'{"error": "bad request line"}', close=True)
+                return None
+            method, target, version = parts
+            length, chunked = 0, False
+            conn.close_after = version == "HTTP/1.0"
+            try:
+                for line in head[1:]:
+                    name, _, value = line.partition(":")
+                    name = name.strip().lower()
+                    if name == "content-length":
+                        length = int(value.strip() or 0)
+                    elif name == "transfer-encoding" and "chunked" in value.lower():
+                        chunked = True
+                    elif name == "connection":
+                        v = value.strip().lower()
+                        conn.close_after = v == "close" or (conn.close_after and
+                                                            v != "keep-alive")
+            except ValueError:
+                self._answer(conn, 400, b'{"error": "bad Content-Length"}', close=True)
+                return None
+            if chunked:
+                self._answer(conn, 411, b'{"error": "send a Content-Length"}', close=True)
+                return None
+            if length > MAX_BODY:
+                self._answer(conn, 413, b'{"error": "body too large"}', close=True)
+                return None
+            if len(buf) < end + 4 + length:
+                return None
+            body = bytes(buf[end + 4:end + 4 + length])
+            del buf[:end + 4 + length]
+            path = target.split("?", 1)[0]
+            if path != self.path:
+                self._answer(conn, 404, b'{"error": "no such path"}')
+            elif method == "GET":
+                self._answer(conn, 200, b'{"status": "up"}')
+            elif method != "POST":
+                self._answer(conn, 405, b'{"error": "POST NDJSON"}')
+            else:
+                conn.busy = True
+                self._interest(conn)   # not read until answered
+                if body and not body.endswith(b"\n"):
+                    body += b"\n"
+                return body
+        return None
+
+    def _answer(self, conn: _Connection, status: int, body: bytes, close: bool = False,
+                extra: str = "") -> None:
+        if conn.sock is None:
+            return
+        close = close or conn.close_after
+        conn.out += _response(status, body, close, extra)
+        conn.busy = False
+        conn.closing = close
+        self._flush(conn)
+        if conn.sock is not None and conn.buf and not close:
+            self.ready.add(conn)   # a pipelined request waits behind this one
+
+    def _flush(self, conn: _Connection) -> None:
+        try:
+            sent = conn.sock.send(conn.out)
+            del conn.out[:sent]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            self._drop(conn)
+            return
+        if conn.closing and not conn.out:
+            self._drop(conn)
+        else:
+            self._interest(conn)
+
+    def _interest(self, conn: _Connection) -> None:
+        want = (0 if conn.busy or conn.closing else selectors.EVENT_READ) | \
+            (selectors.EVENT_WRITE if conn.out else 0)
+        if want == conn.events:
+            return
+        if not conn.events:
+            self.selector.register(conn.sock, want, conn)
+        elif not want:
+            self.selector.unregister(conn.sock)
+        else:
+            self.selector.modify(conn.sock, want, conn)
+        conn.events = want
+
+    def _drop(self, conn: _Connection) -> None:
+        if conn.sock is None:
+            return
+        if conn.events:
+            self.selector.unregister(conn.sock)
+            conn.events = 0
+        conn.sock.close()
+        conn.sock = None
+        self.ready.discard(conn)
 
 
 class _BodyPolicy(bad_data.BadDataPolicy):
@@ -228,8 +387,7 @@ class HttpIngestSource(Source):
 
             self._json = formats.get("json").Decoder(table.data_schema(), table.options)
         self._server: _Server | None = None
-        self._loop: mx.AsyncLoop | None = None
-        self._listener: Any = None
+        self._max_queued = DEFAULT_MAX_QUEUED
         #: polls taken so far; ack = 'checkpoint' answers requests of polls a checkpoint holds
         self._taken = 0
         #: the one partition: only one subtask listens
@@ -251,27 +409,20 @@ class HttpIngestSource(Source):
             raise ConfigError(f"max_queued_bytes = {opts['max_queued_bytes']!r} of table "
                               f"{self.table.name!r}", line=self.table.line,
                               hint="a number of bytes") from None
-        self._server = _Server(opts.get("path", "/"), max_queued)
-        self._loop = mx.AsyncLoop(f"http-{self.table.name}")
-        self._server.loop = self._loop.loop
-        server = self._server
-
-        async def listen() -> Any:
-            return await self._loop.loop.create_server(lambda: _Connection(server), host,
-                                                       port, reuse_address=True, backlog=1024)
         try:
-            self._listener = self._loop.run(listen(), timeout=10)
+            listener = socket.create_server((host, port), backlog=1024)
         except OSError as e:
-            self._loop.stop()
-            self._loop = None
             raise RuntimeFailure(f"http table {self.table.name!r} cannot listen on "
                                  f"{host}:{port}: {e.strerror or e}",
                                  hint="choose another port, or stop what uses it") from None
+        listener.setblocking(False)
+        self._server = _Server(listener, opts.get("path", "/"), max_queued)
+        self._max_queued = max_queued
 
     def poll(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
         if self._server is None:
             return None
-        items = self._server.take(timeout)
+        items = self._server.take(timeout, self._max_queued)
         if not items:
             return None
         table, answers = self._decode(items)
@@ -344,11 +495,9 @@ class HttpIngestSource(Source):
         self._server.answer_all(ready)
 
     def close(self) -> None:
-        if self._loop is not None:
-            if self._listener is not None:
-                self._loop.loop.call_soon_threadsafe(self._listener.close)
-            self._loop.stop()
-            self._loop = None
+        if self._server is not None:
+            self._server.close()
+            self._server = None
 
 
 def _rows_body(n: int) -> bytes:

@@ -289,9 +289,13 @@ class Decoder:
             raise pa.ArrowInvalid("a line is not a JSON object")
         parse = pj.ParseOptions(explicit_schema=parse_schema,
                                 unexpected_field_behavior="ignore")
+        # one piece (a small block) parses on this thread: handing it to Arrow's pool costs
+        # more than parsing it (a single event: 170 µs of CPU instead of 120)
+        threads = len(data) > lines.PARSE_BLOCK
         try:
             table = pj.read_json(lines.buffer_reader(data), parse_options=parse,
                                  read_options=pj.ReadOptions(
+                                     use_threads=threads,
                                      block_size=lines.parse_block_size(data)))
         except pa.ArrowInvalid as error:
             if "straddl" not in str(error).lower():

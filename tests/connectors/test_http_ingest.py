@@ -250,3 +250,32 @@ INSERT INTO hook SELECT id, name FROM events;
     assert codes.get(503, 0) > 0 and codes.get(202, 0) > 0   # taken, and pushed back
     assert len(hook.rows(dedupe=False)) < accepted_rows   # the sink is behind
     assert peak < 400 << 20, f"RSS {peak >> 20} MiB"
+
+
+def test_pipelined_requests_answered_in_order_on_one_connection(tmp_path):
+    """Three requests in one write on a keep-alive connection: a POST, a GET and a POST are
+    answered in that order, and both POSTs' rows enter."""
+    port = free_port()
+    out = tmp_path / "out"
+    proc = start(tmp_path, job_sql(port, out))
+    try:
+        wait_up(port, proc)
+        one, two = event(1) + b"\n", event(2) + event(3).join([b"\n", b"\n"])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"POST /ingest HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s"
+                      b"GET /ingest HTTP/1.1\r\n\r\n"
+                      b"POST /ingest HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s"
+                      % (len(one), one, len(two), two))
+            got = b""
+            while got.count(b"HTTP/1.1") < 3 or not got.endswith(b"}"):
+                chunk = s.recv(65536)
+                assert chunk, got
+                got += chunk
+        answers = [a.split(b"\r\n")[0] + a[a.index(b"\r\n\r\n") + 4:]
+                   for a in got.split(b"HTTP/1.1 ")[1:]]
+        assert answers == [b'202 Accepted{"rows": 1}', b'200 OK{"status": "up"}',
+                           b'202 Accepted{"rows": 2}']
+        rows = wait_rows(out, 3)
+    finally:
+        stop(proc)
+    assert sorted(r["id"] for r in rows) == [1, 2, 3]
