@@ -10,6 +10,9 @@ checkpoint's completion and its ack also gives its messages again).
 ``'scan.bounded.mode' = 'latest-offset'`` reads as many messages as the queue held at start
 (its message count: right when this job is its only consumer), then ends.
 
+Source, stream (``stream`` set instead of ``queue``): see ``rabbitmq_stream``; offsets in
+checkpoint state, no acknowledgements.
+
 Sink: publishes each row as a persistent message with publisher confirms: a row is
 written once the broker confirmed it, and every row of an epoch is confirmed before its
 checkpoint completes; a restart publishes the rows since the last checkpoint again (at least
@@ -39,10 +42,19 @@ COMMON = {
 SOURCE_OPTIONS = {
     **COMMON,
     "queue": "the queue to consume (it must exist)",
+    "stream": "instead of queue: a RabbitMQ stream, read by offset over the stream protocol "
+              "(offset in checkpoint state; plugin rabbitmq_stream)",
+    "stream_port": "the stream protocol's port (default 5552), on the url's host",
+    "load_balancer": "stream: true to make every stream connection to the url's host and "
+                     "stream_port (a load balancer or proxy) instead of the node the broker "
+                     "names (default false)",
+    "scan.startup.mode": "stream: where a job without checkpoint starts: earliest (default) "
+                         "or latest",
     "prefetch": f"unacknowledged messages the broker sends at most (default "
                 f"{DEFAULT_PREFETCH}); acks come after each checkpoint",
-    "scan.bounded.mode": "latest-offset: read as many messages as the queue held at start, "
-                         "then end; default unbounded",
+    "scan.bounded.mode": "latest-offset: read as many messages as the queue held at start "
+                         "(a stream: up to its last offset at start), then end; default "
+                         "unbounded",
 }
 SINK_OPTIONS = {
     **COMMON,
@@ -79,9 +91,31 @@ class RabbitSource(Source):
     OPTIONS = SOURCE_OPTIONS
     FORMAT_ALIASES = mx.FORMAT_ALIASES
 
+    def __new__(cls, table: TableSpec) -> Any:
+        if table.options.get("stream"):   # a RabbitMQ stream: read by offset
+            from caudal.connectors.rabbitmq_stream import RabbitStreamSource
+
+            return RabbitStreamSource(table, DEFAULT_URL)
+        return super().__new__(cls)
+
     @classmethod
     def validate(cls, table: TableSpec) -> None:
-        mx.require(table, "queue", "events")
+        if table.options.get("stream"):
+            from caudal.connectors.rabbitmq_stream import STARTUP, stream_address
+
+            if table.options.get("queue"):
+                raise ConfigError(f"rabbitmq table {table.name!r} has both queue and stream",
+                                  line=table.line, hint="one of them: a queue, or a stream "
+                                                        "read by offset")
+            stream_address(table, DEFAULT_URL)
+            mx.choice(table, "scan.startup.mode", STARTUP, "earliest")
+        else:
+            mx.require(table, "queue", "events")
+            for key in ("stream_port", "scan.startup.mode", "load_balancer"):
+                if key in table.options:
+                    raise ConfigError(f"option {key} of rabbitmq table {table.name!r} is for "
+                                      f"streams", line=table.line,
+                                      hint="set stream = '<name>', or drop the option")
         _prefetch(table)
         mx.bounded_latest(table)
         if table.schema is not None:

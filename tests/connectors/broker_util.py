@@ -43,6 +43,21 @@ def duck_tumbling(duck, table: pa.Table, seconds: int = 2) -> list[tuple]:
     return [(ws.strftime("%Y-%m-%dT%H:%M:%S"), n, int(total)) for ws, n, total in rows]
 
 
+#: the filter query the bounded-read tests run, and the check of its output against DuckDB
+FILTER = "SELECT auction, price, date_time FROM bids WHERE price > 100"
+
+
+def assert_filter_matches_duckdb(out: Path, duck, table: pa.Table) -> None:
+    """The parquet files under ``out`` hold what DuckDB answers to FILTER over ``table``."""
+    import pyarrow.parquet as pq
+
+    got = sorted((x["auction"], x["price"], x["date_time"].replace(tzinfo=None))
+                 for x in pq.read_table(out).to_pylist())
+    duck.register("bids", table)
+    want = sorted((a, p, t.replace(tzinfo=None)) for a, p, t in duck.execute(FILTER).fetchall())
+    assert got == want and len(got) > 2000
+
+
 def counts_of(values: list[bytes]) -> list[tuple]:
     rows = [json.loads(v) for v in values]
     return sorted((r["window_start"][:19], r["bids"], r["total"]) for r in rows)
@@ -83,3 +98,75 @@ def kill_and_resume(job: Path, ck: Path, kills: int, seed: int,
         _, err = proc.communicate(timeout=240)
         assert proc.returncode == 0, err
     return hit
+
+
+class CuttableProxy:
+    """A TCP proxy on loopback in front of a broker port: a job connects through it and the
+    test cuts every connection mid-run (the broker and other clients are not touched)."""
+
+    def __init__(self, port: int):
+        import socket
+        import threading
+
+        self.target = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.pairs: list[tuple] = []
+        self.cuts = 0
+        #: connections accepted so far (a reconnect shows as more)
+        self.accepted = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.pairs.append((client, server))
+                self.accepted += 1
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def cut(self) -> int:
+        """Close every proxied connection now; returns how many there were."""
+        import socket
+
+        with self.lock:
+            pairs, self.pairs = self.pairs, []
+        for pair in pairs:
+            for s in pair:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                    s.close()
+                except OSError:
+                    pass
+        self.cuts += 1
+        return len(pairs)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.cut()

@@ -6,12 +6,12 @@ import json
 import time
 import uuid
 
-import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import make_bids, run_cli
 from tests.connectors.broker_util import (
     BIDS_COLUMNS,
+    assert_filter_matches_duckdb,
     bids_json,
     counts_of,
     duck_tumbling,
@@ -81,12 +81,7 @@ INSERT INTO out SELECT auction, price, date_time FROM bids WHERE price > 100;
     result = run_cli("run", str(job), "--parallelism", str(parallelism), "--checkpoint-dir",
                      str(tmp_path / "ck"), "--checkpoint-interval", "200ms")
     assert result.returncode == 0, result.stderr
-    got = sorted((x["auction"], x["price"], x["date_time"].replace(tzinfo=None))
-                 for x in pq.read_table(out).to_pylist())
-    duck.register("bids", table)
-    want = sorted((a, p, t.replace(tzinfo=None)) for a, p, t in duck.execute(
-        "SELECT auction, price, date_time FROM bids WHERE price > 100").fetchall())
-    assert got == want and len(got) > 2000
+    assert_filter_matches_duckdb(out, duck, table)
     time.sleep(0.5)
     assert count(channel, q) == 0   # every message acked after the final checkpoint
 

@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import make_bids, run_cli
 from tests.connectors.broker_util import (
     BIDS_COLUMNS,
+    assert_filter_matches_duckdb,
     bids_json,
     counts_of,
     duck_tumbling,
@@ -78,12 +79,7 @@ INSERT INTO out SELECT auction, price, date_time FROM bids WHERE price > 100;
 """)
     result = run_cli("run", str(job), "--parallelism", str(parallelism))
     assert result.returncode == 0, result.stderr
-    got = sorted((x["auction"], x["price"], x["date_time"].replace(tzinfo=None))
-                 for x in pq.read_table(out).to_pylist())
-    duck.register("bids", table)
-    want = sorted((a, p, t.replace(tzinfo=None)) for a, p, t in duck.execute(
-        "SELECT auction, price, date_time FROM bids WHERE price > 100").fetchall())
-    assert got == want and len(got) > 2000
+    assert_filter_matches_duckdb(out, duck, table)
 
 
 def test_stream_sink_round_trip(r, tmp_path, duck):
@@ -207,7 +203,6 @@ def test_kill_five_times_then_resume_exactly_once(r, tmp_path, duck):
 def test_lookup_join_equals_duckdb(r, tmp_path, duck, kind):
     """A redis sink writes auctions as string keys; a lookup join reads them back by key."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     client, _ = r
     prefix = unique(r, "auction")
