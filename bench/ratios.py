@@ -2,6 +2,7 @@
 output, one run each (``make bench`` prints it first; ``--quick`` for a fast look).
 
     .venv/bin/python -m bench.ratios [--events 5000000] [--parallelism 1] [--quick]
+                                     [--baseline DIR]  # another checkout's caudal beside
 
 Each query runs as ``caudal run job.sql`` and as a Python process that imports DuckDB
 (``SET threads`` = the parallelism) and ``COPY``s the batch answer to Parquet, both over the
@@ -125,41 +126,62 @@ def caudal_script(query: str, data: Path, out: Path, fmt: str) -> str:
             f"format = '{fmt}');\nINSERT INTO out {query};\n")
 
 
-def run_pair(name: str, data: Path, parallelism: int, work: Path) -> tuple[Timing, Timing]:
-    """One caudal process and one DuckDB process for query ``name``."""
-    query, duck_query, fmt = QUERIES[name]
+def _env(tree: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = str(tree)
+    return env
+
+
+def run_caudal(name: str, data: Path, parallelism: int, work: Path,
+               tree: Path = ROOT) -> Timing:
+    """One ``caudal run`` process (the caudal of ``tree``) for query ``name``."""
+    query, _, fmt = QUERIES[name]
+    out = work / "caudal"
+    shutil.rmtree(out, ignore_errors=True)
     job = work / "job.sql"
-    job.write_text(caudal_script(query, data, work / "caudal", fmt))
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    caudal = timed([sys.executable, "-m", "caudal.cli", "run", str(job),
-                    "--parallelism", str(parallelism)], env)
-    duck = timed([sys.executable, "-c", DUCKDB_SCRIPT, str(parallelism), str(data),
-                  str(work / "duck.parquet"), duck_query])
-    return caudal, duck
+    job.write_text(caudal_script(query, data, out, fmt))
+    return timed([sys.executable, "-m", "caudal.cli", "run", str(job),
+                  "--parallelism", str(parallelism)], _env(tree))
 
 
-def print_table(events: int, parallelism: int, names: list[str], repeat: int = 1) -> None:
+def run_duckdb(name: str, data: Path, parallelism: int, work: Path) -> Timing:
+    """One DuckDB process writing the answer of query ``name`` to Parquet."""
+    return timed([sys.executable, "-c", DUCKDB_SCRIPT, str(parallelism), str(data),
+                  str(work / "duck.parquet"), QUERIES[name][1]])
+
+
+def _fastest(a: Timing | None, b: Timing) -> Timing:
+    return b if a is None or b.wall < a.wall else a
+
+
+def print_table(events: int, parallelism: int, names: list[str], repeat: int = 1,
+                baseline: Path | None = None) -> None:
     data = bids_parquet(events)
+    for tree in [ROOT] + ([baseline] if baseline else []):  # bytecode once, not in a timing
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "caudal")],
+                       env=_env(tree), capture_output=True)
     load = os.getloadavg()
     print(f"\nRatios, whole processes: caudal run vs DuckDB (threads {parallelism}), bids of "
-          f"{events:,} events from Parquet, parallelism {parallelism}; load average "
-          f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
-    print("| query | caudal s (CPU s) | DuckDB s (CPU s) | ratio wall | ratio CPU |")
-    print("|---|---:|---:|---:|---:|")
+          f"{events:,} events from Parquet, parallelism {parallelism}, fastest of {repeat}; "
+          f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    before = " caudal before s (CPU s) |" if baseline else ""
+    print(f"| query |{before} caudal s (CPU s) | DuckDB s (CPU s) | ratio wall | ratio CPU |")
+    print("|---|" + ("---:|" if baseline else "") + "---:|---:|---:|---:|")
     for name in names:
-        best_c = best_d = None
+        c = d = b = None
         for _ in range(repeat):
             work = Path(tempfile.mkdtemp(prefix="caudal-ratio-"))
             try:
-                c, d = run_pair(name, data, parallelism, work)
+                if baseline:
+                    b = _fastest(b, run_caudal(name, data, parallelism, work, baseline))
+                c = _fastest(c, run_caudal(name, data, parallelism, work))
+                d = _fastest(d, run_duckdb(name, data, parallelism, work))
             finally:
                 shutil.rmtree(work, ignore_errors=True)
-            best_c = c if best_c is None or c.wall < best_c.wall else best_c
-            best_d = d if best_d is None or d.wall < best_d.wall else best_d
-        assert best_c is not None and best_d is not None
-        print(f"| {name} | {best_c.wall:.2f} ({best_c.cpu:.2f}) | {best_d.wall:.2f} "
-              f"({best_d.cpu:.2f}) | {best_c.wall / best_d.wall:.2f}x | "
-              f"{best_c.cpu / best_d.cpu:.2f}x |", flush=True)
+        assert c is not None and d is not None
+        was = f" {b.wall:.2f} ({b.cpu:.2f}) |" if b is not None else ""
+        print(f"| {name} |{was} {c.wall:.2f} ({c.cpu:.2f}) | {d.wall:.2f} ({d.cpu:.2f}) | "
+              f"{c.wall / d.wall:.2f}x | {c.cpu / d.cpu:.2f}x |", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -169,9 +191,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs each, fastest kept")
     parser.add_argument("--quick", action="store_true", help="1M events")
     parser.add_argument("--query", choices=sorted(QUERIES), action="append")
+    parser.add_argument("--baseline", type=Path,
+                        help="a directory holding another caudal package, run beside")
     args = parser.parse_args(argv)
     print_table(1_000_000 if args.quick else args.events, args.parallelism,
-                args.query or list(QUERIES), args.repeat)
+                args.query or list(QUERIES), args.repeat, args.baseline)
 
 
 if __name__ == "__main__":

@@ -57,3 +57,26 @@ def test_parquet_to_blackhole_job_imports_only_what_it_uses(tmp_path):
         "INSERT INTO out SELECT a, b FROM src WHERE a > 2;\n")
     code = f"import caudal.cli\nassert caudal.cli.main(['run', {str(job)!r}]) == 0"
     assert _imported(code) == []
+
+
+def test_windowed_jobs_import_only_what_they_use(tmp_path):
+    """INTERVAL literals are read without Polars at planning; a tumbling count and q7's
+    window max join run on Arrow and NumPy alone."""
+    pq.write_table(pa.table({
+        "a": list(range(10)),
+        "t": pa.array([i * 1_000_000 for i in range(10)], pa.timestamp("us", tz="UTC"))}),
+        tmp_path / "ten.parquet")
+    window = "TABLE(TUMBLE(TABLE src, DESCRIPTOR(t), INTERVAL '2' SECOND))"
+    job = tmp_path / "job.sql"
+    job.write_text(
+        f"CREATE TABLE src WITH (connector = 'filesystem', path = '{tmp_path / 'ten.parquet'}', "
+        "event_time_field = 't');\n"
+        "CREATE TABLE out WITH (connector = 'blackhole');\n"
+        f"INSERT INTO out SELECT window_end, count(*) FROM {window} "
+        "GROUP BY window_start, window_end;\n"
+        "CREATE TABLE out2 WITH (connector = 'blackhole');\n"
+        f"INSERT INTO out2 SELECT S.a FROM src S JOIN (SELECT max(a) AS m, window_end AS e "
+        f"FROM {window} GROUP BY window_start, window_end) W ON S.a = W.m "
+        "WHERE S.t BETWEEN W.e - INTERVAL '2' SECOND AND W.e;\n")
+    code = f"import caudal.cli\nassert caudal.cli.main(['run', {str(job)!r}]) == 0"
+    assert _imported(code) == []

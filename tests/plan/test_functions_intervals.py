@@ -7,6 +7,8 @@ import datetime as dt
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from caudal.errors import RuntimeFailure
 from caudal.plan.functions.intervals import parse_interval, parse_intervals
@@ -38,6 +40,27 @@ def test_parse_intervals_errors(text, message):
 def test_parse_intervals_lenient():
     got = parse_intervals(pa.array(["1 month", "abc", "5 s"]), strict=False)
     assert got.to_pylist() == [None, None, dt.timedelta(seconds=5)]
+
+
+_PARTS = ["1", "2.5", "-3", ".5", "10", "second", "seconds", "minute", "h", "ms", "day",
+          "month", "x", "00:00:01", "-01:30", ":", " "]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_PARTS), st.sampled_from(["", " "])), min_size=1,
+                max_size=5))
+def test_parse_interval_agrees_with_the_vectorized_parser(parts):
+    """The plan-time parser (plain Python, no Polars) reads a literal as the column
+    parser does: the same microseconds, or an error of the same kind."""
+    text = "".join(a + b for a, b in parts)
+
+    def read(parse):
+        try:
+            return parse(text)
+        except RuntimeFailure as e:
+            return str(e).split(":")[0]
+
+    assert read(parse_interval) == read(lambda t: parse_intervals(pa.array([t]))[0].value)
 
 
 def test_broadcast_and_finish():
