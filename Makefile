@@ -1,11 +1,12 @@
 # caudal: `make run` (demo), `make test` (suite without slow tests), `make test-all` (with them),
-# `make setup` (venv only), `make bench`.
+# `make setup` (venv only), `make bench` (QUICK=1: 1M events, one run each), `make ratios`
+# (only the caudal-vs-DuckDB ratio table of whole processes).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-all lint bench clean
+.PHONY: setup run test test-all lint bench ratios clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -32,7 +33,10 @@ lint: setup
 	$(BIN)/ruff check caudal tests bench
 
 bench: setup
-	$(BIN)/python -m bench.run_all
+	$(BIN)/python -m bench.run_all $(if $(QUICK),--quick)
+
+ratios: setup
+	$(BIN)/python -m bench.run_all --ratios-only $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

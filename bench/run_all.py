@@ -1,7 +1,9 @@
-"""The whole benchmark suite (``make bench``): every Nexmark query at parallelism 1 and 2 with
-DuckDB beside it, the latency runs, then the README's tables and the throughput plot.
+"""The whole benchmark suite (``make bench``): first the ratio table of issue 15 (bench.ratios:
+caudal run vs DuckDB as whole processes over the same Parquet files), then every Nexmark
+query at parallelism 1 and 2 with DuckDB beside it, the latency runs, then the README's
+tables and the throughput plot.
 
-    .venv/bin/python -m bench.run_all [--events 10M] [--quick]
+    .venv/bin/python -m bench.run_all [--events 10M] [--quick] [--ratios-only]
 
 Each query runs in its own process (``caudal bench nexmark``), so its peak RSS is its own.
 Results go to bench/results/latest.jsonl (one JSON object per run); bench/README.md's
@@ -44,7 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs per engine, the fastest kept (default 3)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--ratio-events", type=int, default=5_000_000,
+                        help="events of the ratio table's input (--quick: 1M)")
+    parser.add_argument("--ratios-only", action="store_true",
+                        help="print the ratio table and stop")
     args = parser.parse_args(argv)
+    from bench.ratios import QUERIES as RATIO_QUERIES
+    from bench.ratios import print_table
+
+    print_table(1_000_000 if args.quick else args.ratio_events, 1, list(RATIO_QUERIES))
+    if args.ratios_only:
+        return 0
     events = "1M" if args.quick else args.events
     levels = ["1"] if args.quick else args.parallelism.split(",")
     args.out.parent.mkdir(parents=True, exist_ok=True)
