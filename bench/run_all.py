@@ -1,7 +1,8 @@
 """The whole benchmark suite (``make bench``): first the ratio table of issue 15 (bench.ratios:
 caudal run vs DuckDB as whole processes over the same Parquet files), then every Nexmark
 query at parallelism 1 and 2 with DuckDB beside it, the latency runs, then the README's
-tables and the throughput plot.
+tables and the throughput plot, and last the table of caudal beside Bytewax, Pathway and
+PyFlink (``bench.engines``).
 
     .venv/bin/python -m bench.run_all [--events 10M] [--quick] [--ratios-only]
 
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="events of the ratio table's input (--quick: 1M)")
     parser.add_argument("--ratios-only", action="store_true",
                         help="print the ratio table and stop")
+    parser.add_argument("--engines", default="caudal,duckdb,bytewax,pathway,pyflink",
+                        help="the engine comparison's engines (bench/engines; '' skips it)")
     args = parser.parse_args(argv)
     from bench.ratios import QUERIES as RATIO_QUERIES
     from bench.ratios import print_table
@@ -84,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     plot(reports, BENCH / "nexmark_throughput.png")
     update_readme(reports, BENCH / "README.md")
     print(f"updated {BENCH / 'README.md'} and {BENCH / 'nexmark_throughput.png'}")
+    if args.engines:
+        print("$ python -m bench.engines", flush=True)
+        failures += subprocess.run(
+            [sys.executable, "-m", "bench.engines", "--engines", args.engines,
+             "--events", "100k" if args.quick else "1M"], cwd=BENCH.parent).returncode != 0
     return 1 if failures else 0
 
 
