@@ -32,6 +32,16 @@ from sqlglot import exp
 
 from caudal.connectors import registry as connectors
 from caudal.errors import PlanError
+from caudal.plan.aggregate_planning import (
+    TIME,
+    WINDOW_COLUMNS,
+    WINDOW_STRUCT,
+    AggregateInput,
+    find_assign,
+    scan_below,
+    strip_assign,
+    window_aggregate,
+)
 from caudal.plan.aggregates import (
     ACCEPTED,
     DISTINCT_IRRELEVANT,
@@ -40,11 +50,11 @@ from caudal.plan.aggregates import (
     canonical,
     result_type,
 )
-from caudal.plan.expressions import Column, Expr, Literal
+from caudal.plan.expressions import Column, Expr
 from caudal.plan.lineage import event_time, event_time_loss
-from caudal.plan.logical import Filter, LogicalNode, Project, Scan
-from caudal.plan.window_nodes import LateSide, WindowAggregate, WindowAssign
-from caudal.plan.window_reaggregate import HIDDEN_WINDOW, WindowReaggregate, upstream_window
+from caudal.plan.logical import Filter, LogicalNode
+from caudal.plan.window_nodes import LateSide
+from caudal.plan.window_reaggregate import HIDDEN_WINDOW, upstream_window
 from caudal.plan.windows import WindowSpec
 from caudal.sql.group_windows import (
     GROUP_WINDOW_COLUMN,
@@ -54,10 +64,7 @@ from caudal.sql.group_windows import (
 )
 from caudal.sql.scope import Scope, ScopeColumn, position
 from caudal.sql.window_specs import group_by_window, legacy_time_argument, window_call
-from caudal.sql.window_tvf import WINDOW_COLUMNS
 from caudal.types import TIMESTAMP, sql_name
-
-WINDOW_STRUCT = pa.struct([pa.field("start", TIMESTAMP), pa.field("end", TIMESTAMP)])
 
 
 @dataclass
@@ -193,50 +200,6 @@ def _resolve_group_item(item: exp.Expression, select: exp.Select,
     return item
 
 
-def _find_assign(node: LogicalNode) -> WindowAssign | None:
-    """A window table function below filters and plain renaming projections."""
-    while True:
-        if isinstance(node, WindowAssign):
-            return node
-        if isinstance(node, Filter):
-            node = node.input
-        elif isinstance(node, Project) and all(isinstance(e, Column) for e in node.exprs):
-            node = node.input
-        else:
-            return None
-
-
-def _strip_assign(node: LogicalNode, clause: exp.Expression) -> LogicalNode:
-    """The same plan without the WindowAssign (the aggregate assigns windows itself)."""
-    if isinstance(node, WindowAssign):
-        return node.input
-    if isinstance(node, Filter):
-        used = node.predicate.columns() & set(WINDOW_COLUMNS)
-        if used:
-            ln, col = position(clause)
-            raise PlanError(f"a filter on {sorted(used)[0]} before a window aggregate is not "
-                            "supported", line=ln, col=col,
-                            hint="filter window columns in HAVING")
-        inner = _strip_assign(node.input, clause)
-        return Filter(inner.schema, inner.time_column, input=inner, predicate=node.predicate)
-    assert isinstance(node, Project)
-    inner = _strip_assign(node.input, clause)
-    keep = [(n, e) for n, e in zip(node.schema.names, node.exprs)
-            if not (isinstance(e, Column) and e.name in WINDOW_COLUMNS)]
-    schema = pa.schema([node.schema.field(n) for n, _ in keep])
-    time_column = node.time_column if node.time_column in schema.names else None
-    return Project(schema, time_column, input=inner, exprs=[e for _, e in keep])
-
-
-def _scan_below(node: LogicalNode) -> Scan | None:
-    while not isinstance(node, Scan):
-        children = node.children()
-        if len(children) != 1:
-            return None
-        node = children[0]
-    return node
-
-
 # ---- the aggregate calls ------------------------------------------------------------------
 
 
@@ -369,8 +332,8 @@ def _udaf_call(node: exp.Expression, udaf, arg_nodes: list[exp.Expression],
 
 
 def _late_side(planner, node: LogicalNode, scope: Scope,
-               pre_exprs: list[Expr], pre_names: list[str]) -> LateSide | None:
-    scan = _scan_below(node)
+               pre: AggregateInput) -> LateSide | None:
+    scan = scan_below(node)
     if scan is None:
         return None
     policy = scan.table.options.get("late_data", "drop")
@@ -403,30 +366,18 @@ def _late_side(planner, node: LogicalNode, scope: Scope,
             expr = cast(expr, spec.schema.field(n).type)
         columns.append(f"__late{i}")
         names.append(n)
-        pre_exprs.append(expr)
-        pre_names.append(f"__late{i}")
-    types = [e.dtype for e in pre_exprs[-len(columns):]] if columns else []
+        pre.add(f"__late{i}", expr)
+    types = [e.dtype for e in pre.exprs[-len(columns):]] if columns else []
     table = dataclasses.replace(spec, schema=pa.schema([pa.field(n, t)
                                                         for n, t in zip(names, types)]))
     return LateSide(table, columns, names)
 
 
-def aggregate_call(i: int, agg: _Agg, node: exp.Expression, pre_exprs: list[Expr],
-                   pre_names: list[str]) -> AggCall:
-    """The call of the ``i``-th aggregate: its arguments and FILTER become columns computed
-    before the aggregate (``__arg<i>_<j>``, ``__filter<i>``), appended to ``pre_exprs``."""
-    args = []
-    for j, a in enumerate(agg.args):
-        pre_exprs.append(a)
-        pre_names.append(f"__arg{i}_{j}")
-        args.append(f"__arg{i}_{j}")
-    filt = None
-    if agg.filter is not None:
-        pre_exprs.append(agg.filter)
-        pre_names.append(f"__filter{i}")
-        filt = f"__filter{i}"
-    return AggCall(agg.func, tuple(args), agg.dtype, agg.distinct, filt, agg.options,
-                   text=_key(node))
+def aggregate_call(i: int, agg: _Agg, node: exp.Expression, pre: AggregateInput) -> AggCall:
+    """The call of the ``i``-th aggregate: its arguments and FILTER become columns of
+    ``pre`` (plan.aggregate_planning)."""
+    return pre.call(i, agg.func, agg.args, agg.dtype, agg.distinct, agg.filter, agg.options,
+                    _key(node))
 
 
 def bind_group_keys(key_nodes: list[exp.Expression], scope: Scope, taken: set[str],
@@ -478,7 +429,7 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
     items = [_resolve_group_item(i, select, scope) for i in raw_items]
     windows = [i for i in items if window_call(i)]
     _check_selected_windows(select, items)
-    assign = _find_assign(node)
+    assign = find_assign(node)
     tvf_items = []
     if assign is not None:
         for i in items:
@@ -522,7 +473,7 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
                                 f"{loss}", line=ln, col=col,
                                 hint="a window over a window aggregate groups by the "
                                      "event time its rows carry (window end - 1 µs)")
-        time_input = "__time" if time_source is not None else None
+        time_input = TIME if time_source is not None else None
         keys_nodes = [i for i in items if i is not call]
         name = "window" if legacy is None else GROUP_WINDOW_COLUMN
         for chosen in select.expressions:
@@ -536,7 +487,7 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
             bind_auxiliary(auxiliary, call, time_source, name, scope, computed)
     elif upstream is not None:  # the bounds of an upstream window: plan.window_reaggregate
         spec = upstream.panes
-        time_input = "__time"
+        time_input = TIME
         keys_nodes = items
         window_columns = list(HIDDEN_WINDOW)
     else:
@@ -549,7 +500,7 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
                             hint="GROUP BY window_start, window_end[, keys]")
         spec = assign.window
         time_input = None if assign.processing_time else assign.time_input
-        node = _strip_assign(node, group)
+        node = strip_assign(node, *position(group))
         keys_nodes = [i for i in items if not any(i is t for t, _ in tvf_items)]
         window_columns = [("window_start", "start"), ("window_end", "end"),
                           ("window_time", "time")]
@@ -558,25 +509,21 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
             visible.append(ScopeColumn(relation, n, TIMESTAMP, n))
 
     # keys
-    pre_exprs: list[Expr] = []
-    pre_names: list[str] = []
+    pre = AggregateInput()
     if upstream is not None:
-        pre_exprs.append(upstream.time_expr())
-        pre_names.append("__time")
+        pre.add(TIME, upstream.time_expr())
     elif windows and time_source is not None:
-        pre_exprs.append(time_source)
-        pre_names.append("__time")
+        pre.add(TIME, time_source)
     elif time_input is not None:
-        pre_exprs.append(Column(node.schema.field(time_input).type, time_input))
-        pre_names.append("__time")
+        pre.add(TIME, Column(node.schema.field(time_input).type, time_input))
     taken = {n.lower() for n, _ in window_columns}
     key_names, key_exprs = bind_group_keys(keys_nodes, scope, taken, computed, visible,
                                            reject_nested=True)
-    pre_exprs.extend(key_exprs)
-    pre_names.extend(key_names)
+    for name, expr in zip(key_names, key_exprs):
+        pre.add(name, expr)
     if assign is not None and spec.kind == "session" and tvf_items:
         partition = set(assign.partition)
-        grouped = {e.name for e in pre_exprs[1 if time_input else 0:]
+        grouped = {e.name for e in pre.exprs[1 if time_input else 0:]
                    if isinstance(e, Column)}
         if partition != grouped or len(keys_nodes) != len(partition):
             ln, col = position(group)
@@ -593,43 +540,14 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
     for i, agg_node in enumerate(agg_nodes):
         agg = _translate_aggregate(agg_node, scope, time_input is not None)
         name = f"__agg{i}"
-        calls.append(aggregate_call(i, agg, agg_node, pre_exprs, pre_names))
+        calls.append(aggregate_call(i, agg, agg_node, pre))
         agg_names.append(name)
         computed[_key(agg_node)] = Column(agg.dtype, name)
 
-    late = None if upstream is not None else _late_side(planner, node, scope, pre_exprs,
-                                                        pre_names)
-    if not pre_exprs:  # count(*) on processing time reads no column: keep the row count
-        pre_exprs.append(Literal(pa.bool_(), True))
-        pre_names.append("__row")
-    pre_schema = pa.schema([pa.field(n, e.dtype if not pa.types.is_null(e.dtype)
-                                     else pa.string()) for n, e in zip(pre_names, pre_exprs)])
-    from caudal.plan.functions.coerce import cast
-
-    pre_exprs = [cast(e, pre_schema.field(i).type) for i, e in enumerate(pre_exprs)]
-    pre = Project(pre_schema, "__time" if time_input else None, input=node, exprs=pre_exprs)
-
-    out_fields = []
-    for n, what in window_columns:
-        out_fields.append(pa.field(n, WINDOW_STRUCT if what == "struct" else TIMESTAMP))
-    out_fields += [pre_schema.field(k) for k in key_names]
-    out_fields += [pa.field(n, c.dtype) for n, c in zip(agg_names, calls)]
-    # the rows' event time column (window_time); a processing-time window has none
-    time_out = next((n for n, w in window_columns if w == "time"), None) if time_input \
-        else None
-    common = dict(input=pre, window=spec, time_input="__time" if time_input else None,
-                  window_columns=window_columns, keys=key_names, aggregates=calls,
-                  agg_names=agg_names, late=late)
-    if upstream is not None:
-        bounds = {}
-        for key_name, e in zip(key_names, key_exprs):
-            what = upstream.bounds.get(e.name) if isinstance(e, Column) else None
-            if what is not None:
-                bounds[key_name] = what
-        agg_node_plan: WindowAggregate = WindowReaggregate(
-            pa.schema(out_fields), time_out, upstream=upstream.spec, bounds=bounds, **common)
-    else:
-        agg_node_plan = WindowAggregate(pa.schema(out_fields), time_out, **common)
+    late = None if upstream is not None else _late_side(planner, node, scope, pre)
+    agg_node_plan = window_aggregate(
+        pre.project(node, time_input is not None, keep_rows=True), spec, window_columns,
+        key_names, calls, agg_names, late, upstream, key_exprs)
 
     post_scope = AggregateScope(columns=visible, computed=computed, input_scope=scope)
     result: LogicalNode = agg_node_plan

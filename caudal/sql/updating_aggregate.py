@@ -18,10 +18,10 @@ import pyarrow as pa
 from sqlglot import exp
 
 from caudal.errors import PlanError
+from caudal.plan.aggregate_planning import TIME, AggregateInput, updating_aggregate
 from caudal.plan.aggregates import AggCall
 from caudal.plan.expressions import Column, Expr
-from caudal.plan.functions.coerce import cast
-from caudal.plan.logical import Filter, LogicalNode, Project
+from caudal.plan.logical import Filter, LogicalNode
 from caudal.plan.updating_nodes import DEFAULT_FLUSH_US, UpdatingAggregate
 from caudal.sql.aggregates import (
     AggregateScope,
@@ -53,23 +53,21 @@ def plan_updating_aggregate(planner, select: exp.Select, node: LogicalNode,
     # first_value / last_value order by event time: carry it only when they are used
     time_input = node.time_column if ordered and not node.updating else None
 
-    pre_exprs: list[Expr] = []
-    pre_names: list[str] = []
+    pre = AggregateInput()
     if time_input is not None:
-        pre_exprs.append(Column(node.schema.field(time_input).type, time_input))
-        pre_names.append("__time")
+        pre.add(TIME, Column(node.schema.field(time_input).type, time_input))
     computed: dict[str, Expr] = {}
     visible: list[ScopeColumn] = []
-    key_names, key_exprs = bind_group_keys(items, scope, {"__time"}, computed, visible)
-    pre_exprs.extend(key_exprs)
-    pre_names.extend(key_names)
+    key_names, key_exprs = bind_group_keys(items, scope, {TIME}, computed, visible)
+    for name, expr in zip(key_names, key_exprs):
+        pre.add(name, expr)
 
     calls: list[AggCall] = []
     agg_names: list[str] = []
     for i, agg_node in enumerate(agg_nodes):
         agg = _translate_aggregate(agg_node, scope, node.time_column is not None or
                                    node.updating)
-        call = aggregate_call(i, agg, agg_node, pre_exprs, pre_names)
+        call = aggregate_call(i, agg, agg_node, pre)
         if node.updating:
             problem = retraction_problem(call)
             if problem is not None:
@@ -82,17 +80,9 @@ def plan_updating_aggregate(planner, select: exp.Select, node: LogicalNode,
         agg_names.append(name)
         computed[_key(agg_node)] = Column(agg.dtype, name)
 
-    pre_schema = pa.schema([pa.field(n, e.dtype if not pa.types.is_null(e.dtype)
-                                     else pa.string()) for n, e in zip(pre_names, pre_exprs)])
-    pre_exprs = [cast(e, pre_schema.field(i).type) for i, e in enumerate(pre_exprs)]
-    pre = Project(pre_schema, "__time" if time_input else None, input=node, exprs=pre_exprs)
-
-    out_fields = [pre_schema.field(k) for k in key_names]
-    out_fields += [pa.field(n, c.dtype) for n, c in zip(agg_names, calls)]
     settings = planner.catalog.settings
-    aggregate = UpdatingAggregate(
-        pa.schema(out_fields), None, input=pre, keys=key_names, aggregates=calls,
-        agg_names=agg_names, time_input="__time" if time_input else None,
+    aggregate = updating_aggregate(
+        pre.project(node, time_input is not None), key_names, calls, agg_names,
         flush_us=duration_setting(settings, "updating_flush", DEFAULT_FLUSH_US),
         ttl_us=duration_setting(settings, "updating_ttl", None))
 

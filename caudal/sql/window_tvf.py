@@ -24,6 +24,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from caudal.errors import PlanError
+from caudal.plan.aggregate_planning import WINDOW_COLUMNS
 from caudal.plan.expressions import Column
 from caudal.plan.lineage import event_time_columns, event_time_loss
 from caudal.plan.logical import LogicalNode, Project
@@ -34,7 +35,6 @@ from caudal.sql.scope import Scope, ScopeColumn, position
 from caudal.sql.window_specs import TABLE_FUNCTIONS, constant_interval, make_window
 from caudal.types import TIMESTAMP
 
-WINDOW_COLUMNS = ("window_start", "window_end", "window_time")
 ACCEPTED = ("TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size[, offset])), TABLE(HOP(TABLE t, "
             "DESCRIPTOR(ts), slide, size[, offset])), TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), "
             "step, size[, offset])), TABLE(SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), "

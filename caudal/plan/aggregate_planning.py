@@ -1,0 +1,161 @@
+"""Planning a GROUP BY over the IR, for both front ends: the projection computing what an
+aggregate reads, and the aggregate node (windowed or updating) over it.
+
+A front end translates its syntax (SQL's GROUP BY items and aggregate calls, a frame's keys
+and ``.agg()`` expressions) into IR expressions and hands them to ``AggregateInput``: the
+event time (``__time``), the keys, each aggregate's arguments (``__arg<i>_<j>``) and FILTER
+condition (``__filter<i>``) become the columns of one ``Project`` under the aggregate, so the
+operator reads plain columns. ``window_aggregate`` and ``updating_aggregate`` build the node.
+Window table functions in FROM are folded into the aggregate (``find_assign``,
+``strip_assign``: the aggregate assigns the windows itself).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from caudal.errors import PlanError
+from caudal.plan.aggregates import AggCall
+from caudal.plan.expressions import Column, Expr, Literal
+from caudal.plan.functions.coerce import cast
+from caudal.plan.logical import Filter, LogicalNode, Project, Scan
+from caudal.plan.updating_nodes import UpdatingAggregate
+from caudal.plan.window_nodes import LateSide, WindowAggregate, WindowAssign
+from caudal.plan.window_reaggregate import WindowReaggregate
+from caudal.plan.windows import WindowSpec
+from caudal.types import TIMESTAMP
+
+#: the columns a window table function adds to its rows
+WINDOW_COLUMNS = ("window_start", "window_end", "window_time")
+#: the window column of an Arroyo-style ``GROUP BY tumble(…)``
+WINDOW_STRUCT = pa.struct([pa.field("start", TIMESTAMP), pa.field("end", TIMESTAMP)])
+#: the name of the event-time column computed under an aggregate
+TIME = "__time"
+
+
+@dataclass
+class AggregateInput:
+    """The columns computed under an aggregate, in order: event time, keys, arguments."""
+
+    names: list[str] = field(default_factory=list)
+    exprs: list[Expr] = field(default_factory=list)
+
+    def add(self, name: str, expr: Expr) -> None:
+        self.names.append(name)
+        self.exprs.append(expr)
+
+    def call(self, i: int, func: str, args: list[Expr], dtype: pa.DataType, distinct: bool,
+             condition: Expr | None, options: dict[str, Any], text: str) -> AggCall:
+        """The call of the ``i``-th aggregate, its arguments and FILTER ``condition``
+        added as columns."""
+        names = []
+        for j, a in enumerate(args):
+            self.add(f"__arg{i}_{j}", a)
+            names.append(f"__arg{i}_{j}")
+        filt = None
+        if condition is not None:
+            self.add(f"__filter{i}", condition)
+            filt = f"__filter{i}"
+        return AggCall(func, tuple(names), dtype, distinct, filt, options, text=text)
+
+    def project(self, node: LogicalNode, timed: bool, keep_rows: bool = False) -> Project:
+        """The projection over ``node`` (NULL-typed columns as text; ``timed``: the first
+        column is the event time). ``keep_rows``: a projection that would have no column
+        gets a constant one (a window's count(*) on processing time), so rows are kept."""
+        if keep_rows and not self.exprs:
+            self.add("__row", Literal(pa.bool_(), True))
+        schema = pa.schema([pa.field(n, e.dtype if not pa.types.is_null(e.dtype)
+                                     else pa.string())
+                            for n, e in zip(self.names, self.exprs)])
+        exprs = [cast(e, schema.field(i).type) for i, e in enumerate(self.exprs)]
+        return Project(schema, TIME if timed else None, input=node, exprs=exprs)
+
+
+def updating_aggregate(pre: Project, keys: list[str], calls: list[AggCall],
+                       agg_names: list[str], flush_us: int | None,
+                       ttl_us: int | None) -> UpdatingAggregate:
+    """GROUP BY without a window over ``pre`` (an ``AggregateInput`` projection)."""
+    fields = [pre.schema.field(k) for k in keys]
+    fields += [pa.field(n, c.dtype) for n, c in zip(agg_names, calls)]
+    timed = pre.time_column == TIME
+    return UpdatingAggregate(pa.schema(fields), None, input=pre, keys=keys, aggregates=calls,
+                             agg_names=agg_names, time_input=TIME if timed else None,
+                             flush_us=flush_us, ttl_us=ttl_us)
+
+
+def window_aggregate(pre: Project, spec: WindowSpec, window_columns: list[tuple[str, str]],
+                     keys: list[str], calls: list[AggCall], agg_names: list[str],
+                     late: LateSide | None = None, upstream: Any = None,
+                     key_exprs: list[Expr] | None = None) -> WindowAggregate:
+    """GROUP BY a window over ``pre``: its output columns are ``window_columns`` ((name,
+    what): start, end, time or struct), the keys, then the aggregates. ``upstream`` (plan.
+    window_reaggregate): the windows are those of an upstream window aggregate, whose bound
+    columns are among the keys (``key_exprs`` are the keys' expressions)."""
+    timed = pre.time_column == TIME
+    fields = [pa.field(n, WINDOW_STRUCT if what == "struct" else TIMESTAMP)
+              for n, what in window_columns]
+    fields += [pre.schema.field(k) for k in keys]
+    fields += [pa.field(n, c.dtype) for n, c in zip(agg_names, calls)]
+    # the rows' event time column (window_time); a processing-time window has none
+    time_out = next((n for n, w in window_columns if w == "time"), None) if timed else None
+    common = dict(input=pre, window=spec, time_input=TIME if timed else None,
+                  window_columns=window_columns, keys=keys, aggregates=calls,
+                  agg_names=agg_names, late=late)
+    if upstream is None:
+        return WindowAggregate(pa.schema(fields), time_out, **common)
+    bounds = {}
+    for key_name, e in zip(keys, key_exprs or []):
+        what = upstream.bounds.get(e.name) if isinstance(e, Column) else None
+        if what is not None:
+            bounds[key_name] = what
+    return WindowReaggregate(pa.schema(fields), time_out, upstream=upstream.spec,
+                             bounds=bounds, **common)
+
+
+def find_assign(node: LogicalNode) -> WindowAssign | None:
+    """A window table function below filters and plain renaming projections."""
+    while True:
+        if isinstance(node, WindowAssign):
+            return node
+        if isinstance(node, Filter):
+            node = node.input
+        elif isinstance(node, Project) and all(isinstance(e, Column) for e in node.exprs):
+            node = node.input
+        else:
+            return None
+
+
+def strip_assign(node: LogicalNode, line: int | None = None,
+                 col: int | None = None) -> LogicalNode:
+    """The same plan without the WindowAssign (the aggregate assigns windows itself);
+    ``line``/``col``: where the grouping is written, for the error."""
+    if isinstance(node, WindowAssign):
+        return node.input
+    if isinstance(node, Filter):
+        used = node.predicate.columns() & set(WINDOW_COLUMNS)
+        if used:
+            raise PlanError(f"a filter on {sorted(used)[0]} before a window aggregate is not "
+                            "supported", line=line, col=col,
+                            hint="filter window columns in HAVING")
+        inner = strip_assign(node.input, line, col)
+        return Filter(inner.schema, inner.time_column, input=inner, predicate=node.predicate)
+    assert isinstance(node, Project)
+    inner = strip_assign(node.input, line, col)
+    keep = [(n, e) for n, e in zip(node.schema.names, node.exprs)
+            if not (isinstance(e, Column) and e.name in WINDOW_COLUMNS)]
+    schema = pa.schema([node.schema.field(n) for n, _ in keep])
+    time_column = node.time_column if node.time_column in schema.names else None
+    return Project(schema, time_column, input=inner, exprs=[e for _, e in keep])
+
+
+def scan_below(node: LogicalNode) -> Scan | None:
+    """The scan under a chain of one-input nodes, or None."""
+    while not isinstance(node, Scan):
+        children = node.children()
+        if len(children) != 1:
+            return None
+        node = children[0]
+    return node
