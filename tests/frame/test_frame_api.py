@@ -163,3 +163,28 @@ def test_preview_of_an_unbounded_source_stops():
 def test_runtime_options_are_checked_before_running(bids, options, message):
     with pytest.raises(CaudalError, match=re.escape(message)):
         bids.collect(**options)
+
+
+def test_cd_sql_is_a_function_beside_the_sql_package():
+    """``cd.sql`` stays the frame API's function after the SQL package and its modules are
+    imported (planning imports them), and the package's modules import as before."""
+    code = ("import types, caudal as cd; assert isinstance(cd.sql, types.FunctionType); "
+            "import caudal.sql.reference; from caudal.sql.planner import Planner; "
+            "f = cd.testing.from_records([{'k': 'a', 'v': 2}, {'k': 'a', 'v': 3}]); "
+            "rows = cd.sql('SELECT k, sum(v) AS s FROM t GROUP BY k', t=f).collect(); "
+            "from caudal import sql; assert sql is cd.sql and not hasattr(sql, 'planner'); "
+            "print(rows.to_pylist())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and "[{'k': 'a', 's': 5}]" in done.stdout, done.stderr
+
+
+def test_no_module_imports_the_sql_package_as_an_attribute():
+    """``import caudal.sql.x as y`` reads the attribute ``caudal.sql``, which is the function
+    (caudal/__init__.py): the tree uses ``from caudal.sql.x import …``."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    pattern = re.compile(r"^\s*import caudal\.sql\.\S+ as ", re.M)
+    offenders = [str(p.relative_to(root)) for folder in ("caudal", "tests", "bench")
+                 for p in (root / folder).rglob("*.py") if pattern.search(p.read_text())]
+    assert offenders == []
