@@ -141,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--cpu-only", action="store_true",
                    help="only the in-process CPU cost of scrapes and counters")
+    p.add_argument("--one", choices=("plain", "metrics"),
+                   help="run one whole q5 process in this mode (with the scraper for "
+                        "metrics) and print its figures: for an outside timer that pairs "
+                        "the two modes (the scraper's own CPU counts against metrics)")
     p.add_argument("--baseline-tree", type=Path,
                    help="a caudal checkout without the metrics counters, run as a third mode")
     args = p.parse_args(argv)
@@ -149,6 +153,14 @@ def main(argv: list[str] | None = None) -> int:
         modes.insert(0, ("before", False, args.baseline_tree))
     text = (REPO / "bench/nexmark/q5.sql").read_text()
     text = re.sub(r"events = '\d+'", f"events = '{_events(args.events)}'", text)
+    if args.one:
+        with tempfile.TemporaryDirectory() as tmp:
+            sql = Path(tmp) / "q5.sql"
+            sql.write_text(text)
+            r = run_once(sql, args.parallelism, args.one == "metrics")
+        print(f"{args.one}: {r['rows_per_s'] / 1e6:.3f} M rows/s, job {r['job_s']:.2f}s, "
+              f"wall {r['wall_s']:.2f}s, scrapes {r['scrapes']}")
+        return 0
     cpu_cost(text, args.parallelism)
     if args.cpu_only:
         return 0

@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="serve Prometheus metrics of this job on 127.0.0.1:P")
     run.add_argument("--metrics-file", metavar="FILE",
                      help="write a JSON snapshot of the job's metrics to FILE every second")
+    run.add_argument("--tap-socket", metavar="PATH",
+                     help="serve a live preview of any operator's output on this Unix socket "
+                          "(the job server uses it; docs/operations.md)")
     _runtime_arguments(run)
     run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                      help="show tracebacks on errors")
@@ -224,6 +227,7 @@ def cmd_run(args) -> int:
     with _load_udfs(args.udf):
         compiled = compile_sql(text, args.parallelism)
     runtime = _make_runtime(args)
+    taps = runtime.job.taps  # the same across restarts (each fresh runtime keeps it)
     if args.checkpoint_dir:
         from caudal.checkpoint.errors import JobFinished
         from caudal.runtime.supervisor import attach
@@ -247,6 +251,16 @@ def cmd_run(args) -> int:
                 stack.callback(server.shutdown)
             if args.metrics_file:
                 stack.enter_context(MetricsFile(runtime, args.metrics_file))
+        if args.tap_socket:
+            from caudal.server.tap_socket import TapServer
+
+            try:
+                tap_server = TapServer(taps, {v.id: f"[{v.id}] {v.name}"
+                                              for v in compiled.graph.vertices}, args.tap_socket)
+            except OSError as e:
+                raise CaudalError(f"--tap-socket {args.tap_socket}: cannot listen there "
+                                  f"({e.strerror})") from None
+            stack.callback(tap_server.close)
         stack.enter_context(StatusLine(runtime))
         try:
             result = runtime.run()

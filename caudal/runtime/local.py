@@ -33,8 +33,10 @@ class LocalRuntime(Runtime):
 
     def fresh(self) -> LocalRuntime:
         """A new runtime with the same settings (a restart deploys the job again)."""
-        return LocalRuntime(batch_rows=self.job.batch_rows, linger_s=self.job.linger_s,
-                            channel_capacity=self.channel_capacity)
+        runtime = LocalRuntime(batch_rows=self.job.batch_rows, linger_s=self.job.linger_s,
+                               channel_capacity=self.channel_capacity)
+        runtime.job.taps = self.job.taps
+        return runtime
 
     def deploy(self, graph: PhysicalGraph, restore_from: str | None = None) -> None:
         self.graph = graph

@@ -28,6 +28,7 @@ from caudal.runtime.chain import Chain
 from caudal.runtime.channels import Cancelled, InputGate
 from caudal.runtime.messages import WATERMARK_MAX, Barrier, EndOfData, Idle, Watermark
 from caudal.runtime.partitioners import Route
+from caudal.runtime.taps import Taps, tapped_chain
 from caudal.runtime.watermarks import InputWatermarks, SourceWatermark
 from caudal.types import conform_batch
 
@@ -87,6 +88,8 @@ class JobContext:
     limits_open: int | None = None
     #: set once every LIMIT output has its rows: sources end as if their input had
     drain: threading.Event = field(default_factory=threading.Event)
+    #: readers of the vertices' output (the live preview); kept across restarts
+    taps: Taps = field(default_factory=Taps)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fail(self, error: BaseException) -> None:
@@ -162,7 +165,7 @@ class SubtaskRunner:
         self.source_watermark: SourceWatermark | None = None
         #: epoch -> the source offsets its snapshot holds, until the checkpoint completes
         self._offsets_taken: dict[int, dict[str, Any]] = {}
-        self.chain = Chain(self.operators)
+        self.chain = Chain(tapped_chain(self.operators, job.taps, vertex.id))
         self.epoch = restored.get("epoch", 0)
 
     # ---- output ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import hmac
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,12 +23,12 @@ from pydantic import BaseModel, Field
 
 from caudal import __version__
 from caudal.errors import CaudalError
+from caudal.server.preview import node_events, printed_events
 from caudal.server.store import Store
 from caudal.server.supervisor import Supervisor, tail_lines
+from caudal.server.tap_socket import socket_path
 
 STATIC = Path(__file__).parent / "static"
-#: lines of a pipeline's output a preview starts with
-PREVIEW_TAIL = 20
 
 
 class PipelineIn(BaseModel):
@@ -36,6 +36,12 @@ class PipelineIn(BaseModel):
     query: str = Field(min_length=1, description="a whole SQL script: DDL and INSERTs/SELECTs")
     parallelism: int = Field(1, ge=1, le=256)
     checkpoint_interval: str = Field("10s", description="time between checkpoints")
+    runtime: Literal["local", "ray"] = Field(
+        "local", description="local: threads of the pipeline's own process; ray: actors of a "
+                             "Ray cluster (docs/ray.md)")
+    address: str | None = Field(None, max_length=500,
+                                description="with runtime ray: the cluster (auto, HOST:PORT or "
+                                            "ray://…); without it each run starts a local Ray")
 
 
 class ValidateIn(BaseModel):
@@ -199,7 +205,7 @@ def create_app(state_dir: Path, token: str | None = None) -> FastAPI:
     def _view(p: dict[str, Any]) -> dict[str, Any]:
         out = {k: p[k] for k in ("id", "name", "state", "parallelism", "query", "error",
                                  "restarts", "pid", "created", "updated",
-                                 "checkpoint_interval")}
+                                 "checkpoint_interval", "runtime", "address")}
         out["desired"] = p["desired"]
         return out
 
@@ -228,8 +234,11 @@ def create_app(state_dir: Path, token: str | None = None) -> FastAPI:
             parse_duration_s(body.checkpoint_interval, "checkpoint_interval")
         except CaudalError as e:
             raise ApiError(400, one_line(e)) from None
+        if body.address and body.runtime != "ray":
+            raise ApiError(400, "address is the Ray cluster's: give it with runtime 'ray'")
         compiled = await asyncio.to_thread(compile_query, body.query, body.parallelism)
-        pid = store.create(body.name, body.query, body.parallelism, body.checkpoint_interval)
+        pid = store.create(body.name, body.query, body.parallelism, body.checkpoint_interval,
+                           body.runtime, body.address)
         graphs[(pid, body.parallelism)] = graph_json(compiled.graph)
         return {"id": pid}
 
@@ -326,51 +335,37 @@ def create_app(state_dir: Path, token: str | None = None) -> FastAPI:
         return {"lines": tail_lines(supervisor.dir(pid) / "stderr.log", max(0, tail))}
 
     @app.get("/api/v1/pipelines/{pid}/output", tags=["pipelines"])
-    async def output(pid: str, tail: int = PREVIEW_TAIL):
+    async def output(pid: str, tail: int = 20):
         """The last rows the job printed (its SELECTs, to stdout)."""
         _get(pid)
         return {"lines": tail_lines(supervisor.dir(pid) / "output.log", max(0, tail))}
 
     @app.get("/api/v1/pipelines/{pid}/preview", tags=["pipelines"])
-    async def preview(pid: str, request: Request):
-        """Live output (Server-Sent Events): each line the job prints as an event, starting
-        with the last few."""
-        _get(pid)
-        path = supervisor.dir(pid) / "output.log"
+    async def preview(pid: str, request: Request, node: int | None = None):
+        """Live output (Server-Sent Events). Without ``node``: each line the job prints (its
+        SELECTs), starting with the last few. With ``node`` (a vertex id of the graph): the
+        rows that node emits (a sink: the rows it writes), as ``rows`` events of at most a few
+        hundred rows each, with how many rows the preview dropped to keep up; the job never
+        waits for the preview."""
+        p = _get(pid)
+        if node is None:
+            events = printed_events(supervisor.dir(pid) / "output.log", request)
+        else:
+            names = {v["id"]: v["label"] for v in (await graph(pid))["vertices"]}
+            if node not in names:
+                raise ApiError(404, f"no node {node} in pipeline {pid} (nodes: "
+                                    f"{', '.join(names.values())})")
+            if p["state"] != "running":
+                raise ApiError(409, f"pipeline {pid} is {p['state']}: a node's rows are "
+                                    f"previewed while it runs")
 
-        async def events():
-            for line in tail_lines(path, PREVIEW_TAIL):
-                yield f"data: {line}\n\n"
-            try:
-                pos = path.stat().st_size
-            except OSError:
-                pos = 0
-            partial = b""
-            idle = 0.0
-            while not await request.is_disconnected():
-                try:
-                    size = path.stat().st_size
-                except OSError:
-                    size = 0
-                if size < pos:
-                    pos = 0
-                if size > pos:
-                    with open(path, "rb") as f:
-                        f.seek(pos)
-                        data = f.read(1 << 20)
-                    pos += len(data)
-                    *lines, partial = (partial + data).split(b"\n")
-                    for line in lines[-200:]:
-                        yield f"data: {line.decode(errors='replace')}\n\n"
-                    idle = 0.0
-                else:
-                    idle += 0.25
-                    if idle >= 15:
-                        yield ": keep-alive\n\n"
-                        idle = 0.0
-                    await asyncio.sleep(0.25)
+            def running() -> bool:
+                q = store.get(pid)
+                return q is not None and q["state"] == "running"
 
-        return StreamingResponse(events(), media_type="text/event-stream",
+            events = node_events(socket_path(supervisor.dir(pid)), node, names[node], request,
+                                 running)
+        return StreamingResponse(events, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 
     # ---- Prometheus -----------------------------------------------------------------------

@@ -30,7 +30,9 @@ CREATE TABLE IF NOT EXISTS pipelines (
   restarts INTEGER NOT NULL DEFAULT 0,
   pid INTEGER,
   created REAL NOT NULL,
-  updated REAL NOT NULL
+  updated REAL NOT NULL,
+  runtime TEXT NOT NULL DEFAULT 'local',
+  address TEXT
 );
 CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -42,7 +44,9 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 COLUMNS = ("id", "name", "query", "parallelism", "checkpoint_interval", "state", "desired",
-           "error", "restarts", "pid", "created", "updated")
+           "error", "restarts", "pid", "created", "updated", "runtime", "address")
+#: columns added after the first release: (name, definition), added to an older file on open
+ADDED = (("runtime", "TEXT NOT NULL DEFAULT 'local'"), ("address", "TEXT"))
 
 
 class Store:
@@ -52,6 +56,10 @@ class Store:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(pipelines)")}
+        for name, definition in ADDED:
+            if name not in have:
+                self._db.execute(f"ALTER TABLE pipelines ADD COLUMN {name} {definition}")
 
     def _rows(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]:
         with self._lock:
@@ -63,13 +71,17 @@ class Store:
         with self._lock:
             self._db.execute(sql, args)
 
-    def create(self, name: str, query: str, parallelism: int, interval: str) -> str:
+    def create(self, name: str, query: str, parallelism: int, interval: str,
+               runtime: str = "local", address: str | None = None) -> str:
         pid = uuid.uuid4().hex[:12]
         now = time.time()
         self._exec("INSERT INTO pipelines (id, name, query, parallelism, checkpoint_interval, "
-                   "state, desired, created, updated) VALUES (?,?,?,?,?,?,?,?,?)",
-                   (pid, name, query, parallelism, interval, "created", "running", now, now))
-        self.event(pid, "created", f"created with parallelism {parallelism}")
+                   "state, desired, created, updated, runtime, address) "
+                   "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                   (pid, name, query, parallelism, interval, "created", "running", now, now,
+                    runtime, address))
+        on = f" on Ray ({address or 'a local Ray started for it'})" if runtime == "ray" else ""
+        self.event(pid, "created", f"created with parallelism {parallelism}{on}")
         return pid
 
     def get(self, pid: str) -> dict[str, Any] | None:

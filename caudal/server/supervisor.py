@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from caudal.server.store import Store
+from caudal.server.tap_socket import socket_path
 
 MAX_RESTARTS = 3
 BACKOFF_S = 0.5
@@ -267,7 +268,12 @@ class Supervisor:
                "--parallelism", str(p["parallelism"]),
                "--checkpoint-dir", str(self.checkpoint_dir(pid)),
                "--checkpoint-interval", p["checkpoint_interval"],
-               "--max-restarts", "0", "--metrics-file", str(d / "metrics.json")]
+               "--max-restarts", "0", "--metrics-file", str(d / "metrics.json"),
+               "--tap-socket", str(socket_path(d))]
+        if p["runtime"] == "ray":
+            cmd += ["--runtime", "ray"]
+            if p["address"]:
+                cmd += ["--address", p["address"]]
         epoch = self.from_epoch.pop(pid, None)
         if epoch is not None:
             cmd += ["--from-epoch", str(epoch)]
@@ -281,8 +287,9 @@ class Supervisor:
             err.close()
         self.children[pid] = Child(proc, time.monotonic())
         self.store.update(pid, state="running", pid=proc.pid)
+        on = " on Ray" if p["runtime"] == "ray" else ""
         self.store.event(pid, "started", f"process {proc.pid} started at parallelism "
-                                         f"{p['parallelism']}")
+                                         f"{p['parallelism']}{on}")
 
     def _exited(self, p: dict[str, Any], child: Child, code: int) -> None:
         pid = p["id"]

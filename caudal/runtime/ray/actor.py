@@ -19,9 +19,13 @@ from caudal.plan.physical import Vertex
 from caudal.runtime.base import SubtaskStats
 from caudal.runtime.ray.channels import CREDITS, CountingGate, RemotePort
 from caudal.runtime.subtask import JobContext, SubtaskRunner
+from caudal.runtime.taps import Tap
 from caudal.runtime.wiring import EdgeWiring, open_source, output_edges
 
 Key = tuple[int, int]
+
+#: rows of a previewed vertex an actor holds between two polls of the driver (50 ms)
+TAP_ROWS_PER_POLL = 50
 
 
 class _Relay:
@@ -77,6 +81,8 @@ class WorkerActor:
                       for key in self.keys if channel_inputs.get(key)}
         self.stats = {key: SubtaskStats(*key) for key in self.keys}
         self.runners: dict[Key, SubtaskRunner] = {}
+        #: vertex -> this actor's tap of it, while the driver has a preview reader
+        self.tapped: dict[int, Tap] = {}
 
     # ---- setup ------------------------------------------------------------------------------
 
@@ -157,7 +163,15 @@ class WorkerActor:
                 "sink_rows": {key: sum(getattr(op, "rows", 0) for op in r.operators)
                               for key, r in self.runners.items() if r.vertex.sink is not None},
                 "subtask_metrics": {key: dict(r.ctx.metrics)
-                                    for key, r in self.runners.items()}}
+                                    for key, r in self.runners.items()},
+                "tapped": {vertex: tap.take() for vertex, tap in list(self.tapped.items())}}
+
+    def tap(self, vertex: int, reading: bool) -> None:
+        """Start (stop) keeping rows of ``vertex`` for the driver's preview."""
+        if reading and vertex not in self.tapped:
+            self.tapped[vertex] = self.job.taps.subscribe(vertex, TAP_ROWS_PER_POLL)
+        elif not reading and vertex in self.tapped:
+            self.job.taps.unsubscribe(vertex, self.tapped.pop(vertex))
 
     def deliver(self, messages: list[Any]) -> None:
         if self.client is not None:

@@ -65,8 +65,10 @@ class RayRuntime(Runtime):
         self._done = threading.Event()
 
     def fresh(self) -> RayRuntime:
-        return RayRuntime(self.job.batch_rows, self.job.linger_s, self.channel_capacity,
-                          self.address)
+        runtime = RayRuntime(self.job.batch_rows, self.job.linger_s, self.channel_capacity,
+                             self.address)
+        runtime.job.taps = self.job.taps
+        return runtime
 
     # ---- deploy -----------------------------------------------------------------------------
 
@@ -146,6 +148,16 @@ class RayRuntime(Runtime):
         for keys, node in zip(hosted, nodes):
             for k in keys:
                 self.placement[k] = node
+        # the live preview's readers are in this process; the rows come from the actors
+        self.job.taps.listener = self._tap_changed
+        for vertex in list(self.job.taps.active):
+            self._tap_changed(vertex, True)
+
+    def _tap_changed(self, vertex: int, reading: bool) -> None:
+        """A vertex gained its first preview reader (or lost its last): the actors hosting
+        its subtasks start (stop) sending its rows with their polls."""
+        for actor in {id(a): a for (v, _), a in self.actors.items() if v == vertex}.values():
+            actor.tap.remote(vertex, reading)
 
     # ---- run ----------------------------------------------------------------------------------
 
@@ -202,6 +214,11 @@ class RayRuntime(Runtime):
             self._views[key].operators[0].rows = rows
         for key, metrics in answer.get("subtask_metrics", {}).items():
             self._views[key].ctx.metrics = metrics
+        for vertex, (batches, dropped) in answer.get("tapped", {}).items():
+            for tap in self.job.taps.active.get(vertex, ()):
+                tap.add_dropped(dropped)
+                for batch in batches:
+                    tap.offer(batch)
         if answer["stdout"]:
             sys.stdout.write(answer["stdout"])
             sys.stdout.flush()
