@@ -210,11 +210,8 @@ def create_app(state_dir: Path, token: str | None = None) -> FastAPI:
         return out
 
     def _metrics(pid: str) -> dict[str, Any] | None:
-        try:
-            snap = json.loads((supervisor.dir(pid) / "metrics.json").read_text())
-        except (OSError, ValueError):
-            return None
-        return rates.enrich(pid, snap)
+        snap = supervisor.read_metrics(pid)
+        return rates.enrich(pid, snap) if snap is not None else None
 
     # ---- pipelines ------------------------------------------------------------------------
 
@@ -316,8 +313,8 @@ def create_app(state_dir: Path, token: str | None = None) -> FastAPI:
 
         d = supervisor.checkpoint_dir(pid)
         items = await asyncio.to_thread(describe_checkpoints, str(d)) if d.exists() else []
-        snap = _metrics(pid) or {}
-        durations = {c["epoch"]: c["duration_s"] for c in snap.get("checkpoints", [])}
+        supervisor.read_metrics(pid)
+        durations = store.durations(pid)
         for c in items:
             c["duration_s"] = durations.get(c["epoch"])
         return {"data": items}

@@ -34,6 +34,12 @@ CREATE TABLE IF NOT EXISTS pipelines (
   runtime TEXT NOT NULL DEFAULT 'local',
   address TEXT
 );
+CREATE TABLE IF NOT EXISTS checkpoint_durations (
+  pipeline TEXT NOT NULL,
+  epoch INTEGER NOT NULL,
+  duration_s REAL NOT NULL,
+  PRIMARY KEY (pipeline, epoch)
+);
 CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   pipeline TEXT NOT NULL,
@@ -97,7 +103,20 @@ class Store:
         sets = ", ".join(f"{k} = ?" for k in fields)
         self._exec(f"UPDATE pipelines SET {sets} WHERE id = ?", (*fields.values(), key))
 
+    def record_durations(self, pid: str, durations: dict[int, float]) -> None:
+        """Checkpoint durations a job process reported (its metrics file): kept here because
+        the checkpoints themselves do not hold them and the process's report ends with it."""
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO checkpoint_durations VALUES (?,?,?)",
+                                 [(pid, e, d) for e, d in durations.items()])
+
+    def durations(self, pid: str) -> dict[int, float]:
+        rows = self._rows("SELECT epoch, duration_s FROM checkpoint_durations "
+                          "WHERE pipeline = ?", (pid,))
+        return {r["epoch"]: r["duration_s"] for r in rows}
+
     def delete(self, pid: str) -> None:
+        self._exec("DELETE FROM checkpoint_durations WHERE pipeline = ?", (pid,))
         self._exec("DELETE FROM pipelines WHERE id = ?", (pid,))
         self._exec("DELETE FROM events WHERE pipeline = ?", (pid,))
 

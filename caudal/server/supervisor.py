@@ -19,7 +19,9 @@ thread that forked) fires only when the server dies.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -109,6 +111,8 @@ class Supervisor:
         self.orphans: dict[str, int] = {}
         #: pipeline -> the checkpoint its next start restores (``--from-epoch``), once
         self.from_epoch: dict[str, int] = {}
+        #: pipeline -> (process, epoch) whose checkpoint duration the store has
+        self._durations_kept: dict[str, set[tuple[int | None, int]]] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self.run, name="caudal-supervisor", daemon=True)
@@ -259,10 +263,28 @@ class Supervisor:
                     continue
                 self._spawn(p)
 
+    def read_metrics(self, pid: str) -> dict[str, Any] | None:
+        """The newest metrics snapshot of the pipeline's process (``--metrics-file``); the
+        checkpoint durations in it are kept in the store, past the process's end."""
+        try:
+            snap = json.loads((self.dir(pid) / "metrics.json").read_text())
+        except (OSError, ValueError):
+            return None
+        seen = self._durations_kept.setdefault(pid, set())
+        durations = {c["epoch"]: c["duration_s"] for c in snap.get("checkpoints", [])
+                     if c.get("ok") and (snap.get("pid"), c["epoch"]) not in seen}
+        if durations:
+            self.store.record_durations(pid, durations)
+            seen.update((snap.get("pid"), e) for e in durations)
+        return snap
+
     def _spawn(self, p: dict[str, Any]) -> None:
         pid = p["id"]
         d = self.dir(pid)
         d.mkdir(parents=True, exist_ok=True)
+        self.read_metrics(pid)  # the previous process's last report, before it is replaced
+        with contextlib.suppress(OSError):
+            (d / "metrics.json").unlink()
         (d / "job.sql").write_text(p["query"])
         cmd = [self.python, "-m", "caudal.cli", "run", str(d / "job.sql"),
                "--parallelism", str(p["parallelism"]),
@@ -294,6 +316,7 @@ class Supervisor:
     def _exited(self, p: dict[str, Any], child: Child, code: int) -> None:
         pid = p["id"]
         del self.children[pid]
+        self.read_metrics(pid)
         self.store.update(pid, pid=None)
         if p["desired"] == "deleted":
             return

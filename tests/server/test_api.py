@@ -64,6 +64,10 @@ def test_bad_input(server):
     r = c.post("/api/v1/pipelines", content=b"{not json", headers={
         "content-type": "application/json"})
     assert r.status_code == 422 and "JSON" in r.json()["error"]
+    r = c.post("/api/v1/pipelines", json={"name": "x", "query": BOUNDED, "address": "auto"})
+    assert r.status_code == 400 and "runtime 'ray'" in r.json()["error"]
+    r = c.post("/api/v1/pipelines", json={"name": "x", "query": BOUNDED, "runtime": "spark"})
+    assert r.status_code == 422 and "runtime" in r.json()["error"]
     r = c.post("/api/v1/pipelines", json={"name": "x", "query": BOUNDED, "parallelism": 0})
     assert r.status_code == 422 and "parallelism" in r.json()["error"]
     assert c.get("/api/v1/pipelines/nope").status_code == 404
@@ -111,6 +115,9 @@ def test_stop_restart_rescale_and_metrics(server, tmp_path):
     server.wait_state(pid, {"running"})
     c.post(f"/api/v1/pipelines/{pid}/stop")
     server.wait_state(pid, {"stopped"})
+    # sizes, and durations kept past the processes that took them (three runs here)
+    cps = c.get(f"/api/v1/pipelines/{pid}/checkpoints").json()["data"]
+    assert all(cp["bytes"] >= 0 and cp["duration_s"] is not None for cp in cps), cps
     rows = committed(out)
     assert len(rows) > 5 and len(set(rows)) == len(rows)  # each event once (unique times)
 

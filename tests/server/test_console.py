@@ -34,6 +34,7 @@ def page():
             browser.close()
 
 
+@pytest.mark.slow  # about 30 s with the server's and the browser's start
 def test_console_create_watch_preview_stop(server, page):
     from playwright.sync_api import expect
 
@@ -56,6 +57,14 @@ def test_console_create_watch_preview_stop(server, page):
     page.click(".tabs button[data-tab=preview]")
     expect(page.locator("#preview")).to_contain_text(" ", timeout=30_000)
     expect(page.locator("#preview")).to_contain_text(":", timeout=30_000)
+    # any node's rows: pick the window aggregate in the graph
+    page.click(".tabs button[data-tab=graph]")
+    page.locator("#graph g.node").nth(1).click()
+    expect(page.locator("#preview-node")).to_have_value("1")
+    expect(page.locator("#preview-table thead")).to_contain_text("auction", timeout=30_000)
+    expect(page.locator("#preview-table tbody tr").first).to_be_visible(timeout=30_000)
+    expect(page.locator("#preview-dropped")).to_contain_text("rows shown")
+    expect(page.locator("#preview")).to_be_hidden()
     shot = os.environ.get("CAUDAL_CONSOLE_SCREENSHOT")
     if shot:
         page.click(".tabs button[data-tab=graph]")

@@ -116,21 +116,16 @@ $("new-pipeline").addEventListener("click", () => {
 
 // ---- pipeline detail -------------------------------------------------------------------
 function select(id) {
-  if (state.selected !== id) { closePreview(); state.graph = null; state.graphKey = null; }
+  if (state.selected !== id) {
+    closePreview(); state.graph = null; state.graphKey = null; state.previewNode = "";
+  }
   state.selected = id;
   $("editor").hidden = true; $("detail").hidden = false;
   refreshList(); refreshDetail();
   if (state.tab === "preview") openPreview();
 }
-for (const b of document.querySelectorAll(".tabs button")) {
-  b.addEventListener("click", () => {
-    state.tab = b.dataset.tab;
-    for (const x of document.querySelectorAll(".tabs button")) x.classList.toggle("active", x === b);
-    for (const t of document.querySelectorAll(".tab")) t.hidden = t.id !== "tab-" + state.tab;
-    if (state.tab === "preview") openPreview(); else closePreview();
-    refreshDetail();
-  });
-}
+for (const b of document.querySelectorAll(".tabs button"))
+  b.addEventListener("click", () => showTab(b.dataset.tab));
 async function action(path, body) {
   try { await api(`/pipelines/${state.selected}/${path}`, { method: "POST",
     body: body ? JSON.stringify(body) : undefined }); }
@@ -278,22 +273,93 @@ async function drawErrors(p) {
      <b>${esc(e.kind)}</b> ${esc(e.message)}</li>`).join("");
   $("logs").textContent = lines.join("\n");
 }
+// the live preview: what the pipeline prints, or the rows of one node of its graph
+const PREVIEW_ROWS = 200;
 function openPreview() {
   closePreview();
   if (!state.selected) return;
+  fillPreviewNodes();
+  const node = state.previewNode ?? "";
+  $("preview-node").value = node;
+  const params = new URLSearchParams();
+  if (state.token) params.set("token", state.token);
+  if (node !== "") params.set("node", node);
+  $("preview").hidden = node !== ""; $("preview-rows").hidden = node === "";
   $("preview").textContent = "";
-  const q = state.token ? "?token=" + encodeURIComponent(state.token) : "";
-  const es = new EventSource(`/api/v1/pipelines/${state.selected}/preview${q}`);
-  const lines = [];
-  es.onmessage = (ev) => {
-    lines.push(ev.data);
-    if (lines.length > 500) lines.splice(0, lines.length - 500);
-    $("preview").textContent = lines.join("\n");
-    $("preview").scrollTop = $("preview").scrollHeight;
-  };
+  $("preview-table").querySelector("thead").innerHTML = "";
+  $("preview-table").querySelector("tbody").innerHTML = "";
+  $("preview-dropped").textContent = "";
+  const es = new EventSource(`/api/v1/pipelines/${state.selected}/preview?${params}`);
   state.source = es;
+  if (node === "") {
+    $("preview-note").textContent = "Rows the pipeline prints (its SELECT statements), live.";
+    const lines = [];
+    es.onmessage = (ev) => {
+      lines.push(ev.data);
+      if (lines.length > 500) lines.splice(0, lines.length - 500);
+      $("preview").textContent = lines.join("\n");
+      $("preview").scrollTop = $("preview").scrollHeight;
+    };
+    return;
+  }
+  let rows = [], columns = null, shown = 0, dropped = 0;
+  es.addEventListener("node", (ev) => {
+    const d = JSON.parse(ev.data);
+    $("preview-note").textContent = `Rows ${d.name} emits (a sink: the rows it writes), newest first.`;
+  });
+  es.addEventListener("status", (ev) => { $("preview-dropped").textContent = JSON.parse(ev.data).waiting; });
+  es.addEventListener("rows", (ev) => {
+    const d = JSON.parse(ev.data);
+    shown += d.rows.length; dropped += d.dropped;
+    if (!columns && d.rows.length) {
+      columns = Object.keys(d.rows[0]);
+      $("preview-table").querySelector("thead").innerHTML =
+        "<tr>" + columns.map((c) => `<th>${esc(c)}</th>`).join("") + "</tr>";
+    }
+    rows = d.rows.slice().reverse().concat(rows).slice(0, PREVIEW_ROWS);
+    $("preview-table").querySelector("tbody").innerHTML = rows.map((r) =>
+      "<tr>" + (columns || []).map((c) => `<td>${esc(r[c] === null ? "NULL" : r[c])}</td>`).join("") + "</tr>").join("");
+    $("preview-dropped").textContent = `${human(shown)} rows shown` + (dropped
+      ? `, ${human(dropped)} not shown: the node emits more than the preview keeps (500 rows each half second) or this page fell behind; the pipeline is never slowed by it.` : ".");
+  });
+  const stop = (ev) => {
+    if (ev.data) $("preview-dropped").textContent = JSON.parse(ev.data).error || JSON.parse(ev.data).reason || "";
+    es.close();
+  };
+  es.addEventListener("error", (ev) => { if (ev.data) stop(ev); });
+  es.addEventListener("end", stop);
 }
 function closePreview() { if (state.source) { state.source.close(); state.source = null; } }
+function fillPreviewNodes() {
+  const sel = $("preview-node"), g = state.graph;
+  if (!g && state.selected) {  // the preview opened before the graph tab loaded the graph
+    const id = state.selected;
+    api(`/pipelines/${id}/graph`).then((graph) => {
+      if (id === state.selected && !state.graph) { state.graph = graph; fillPreviewNodes(); }
+    }).catch(() => {});
+  }
+  const want = [""].concat(g ? g.vertices.map((v) => String(v.id)) : []);
+  const have = [...sel.options].map((o) => o.value);
+  if (want.join() === have.join()) return;
+  sel.innerHTML = `<option value="">printed output (SELECTs)</option>` + (g ? g.vertices.map((v) =>
+    `<option value="${v.id}">node ${esc(v.label)}</option>`).join("") : "");
+}
+$("preview-node").addEventListener("change", () => {
+  state.previewNode = $("preview-node").value; openPreview();
+});
+function showTab(tab) {
+  state.tab = tab;
+  for (const x of document.querySelectorAll(".tabs button")) x.classList.toggle("active", x.dataset.tab === tab);
+  for (const t of document.querySelectorAll(".tab")) t.hidden = t.id !== "tab-" + tab;
+  if (tab === "preview") openPreview(); else closePreview();
+  refreshDetail();
+}
+$("graph").addEventListener("click", (ev) => {
+  const node = ev.target.closest("g.node");
+  if (!node) return;
+  state.previewNode = node.dataset.vertex;
+  showTab("preview");
+});
 
 // ---- start -----------------------------------------------------------------------------
 let timer = null;
