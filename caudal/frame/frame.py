@@ -287,12 +287,43 @@ class Frame:
         """Join with ``other`` on equal keys (and a ``where`` condition over the joined
         columns, e.g. an interval on both event times for an interval join). The result has
         this frame's columns, then ``other``'s except its keys (``suffix`` added to names
-        that clash), as in Polars. ``how``: inner, left, right, full."""
+        that clash), as in Polars. ``how``: inner, left, right, full; semi and anti keep
+        this frame's rows with (without) a match, and only its columns (SQL's EXISTS and
+        NOT EXISTS: an anti join is an updating query, a row retracted when its first
+        match arrives)."""
         from caudal.frame.joins import join_sql
 
         select = join_sql(self, other, on, how, left_on, right_on, where, suffix)
         return self._derive(select, "join", [where] if where is not None else [],
                             parents=(self, other))
+
+    def unique(self) -> Frame:
+        """Each distinct row once (SELECT DISTINCT: an updating query over a changelog; over
+        an append-only input a row is emitted when first seen).
+
+        >>> import caudal as cd
+        >>> f = cd.testing.from_records([{"x": 1}, {"x": 1}, {"x": 2}])
+        >>> sorted(f.unique().collect().column("x").to_pylist())
+        [1, 2]
+        """
+        return self._derive(f"SELECT DISTINCT * FROM {_quote(self.name)}", "unique")
+
+    def explode(self, column: str | Expr) -> Frame:
+        """One row per element of the array ``column`` (in its place), the other columns
+        repeated; a row whose array is NULL or empty gives none (SQL's UNNEST).
+
+        >>> import caudal as cd
+        >>> f = cd.testing.from_records([{"k": 1, "xs": [1, 2]}, {"k": 2, "xs": []}])
+        >>> f.explode("xs").collect().to_pylist()
+        [{'k': 1, 'xs': 1}, {'k': 1, 'xs': 2}]
+        """
+        name = _time_name(column) if not isinstance(column, str) else column
+        if name.lower() not in {c.lower() for c in self.columns}:
+            raise PlanError(f"explode(): unknown column {name!r}",
+                            hint="columns: " + ", ".join(self.columns))
+        items = [f"unnest({_quote(c)}) AS {_quote(c)}" if c.lower() == name.lower()
+                 else _quote(c) for c in self.columns]
+        return self._derive(f"SELECT {', '.join(items)} FROM {_quote(self.name)}", "explode")
 
     def top_k(self, k: int, by: str | Expr | list, *, over: str | list | None = None,
               descending: bool = True, rank: str | None = None) -> Frame:

@@ -1,7 +1,7 @@
 """The SQL of ``Frame.join``: Polars' column layout over SQL's join semantics.
 
-Joined on equal keys, the result has the left frame's columns, then the right frame's except
-its keys for inner and left joins (kept, with the suffix, for right and full joins, where
+Joined on equal keys, the result has the left frame's columns (only those for the filtering
+joins, semi and anti), then the right frame's except its keys for inner and left joins (kept, with the suffix, for right and full joins, where
 they may be NULL on the left), a suffix added to right names that clash. A ``where``
 condition names columns as the result does; it goes into the ON clause, so a condition on
 both event times makes an interval join, as in SQL.
@@ -14,6 +14,10 @@ from sqlglot import exp
 from caudal.errors import PlanError
 
 HOWS = {"inner": "INNER", "left": "LEFT", "right": "RIGHT", "full": "FULL", "outer": "FULL"}
+#: Polars' filtering joins: the left rows with a match (semi) or without one (anti), as SQL's
+#: EXISTS / NOT EXISTS subqueries (an anti join's result is a changelog: a row leaves once
+#: its first match arrives)
+FILTERING = {"semi": "EXISTS", "anti": "NOT EXISTS"}
 _L, _R = '"__l"', '"__r"'
 
 
@@ -36,8 +40,9 @@ def _names(value, what: str) -> list[str]:
 def join_sql(left, right, on, how, left_on, right_on, where, suffix: str) -> str:
     from caudal.frame.frame import _quote
 
-    if how not in HOWS:
-        raise PlanError(f"join(): how = {how!r}", hint="accepted: inner, left, right, full")
+    if how not in HOWS and how not in FILTERING:
+        raise PlanError(f"join(): how = {how!r}",
+                        hint="accepted: inner, left, right, full, semi, anti")
     if on is not None and (left_on is not None or right_on is not None):
         raise PlanError("join(): give on= or left_on=/right_on=, not both")
     lkeys = _names(on if on is not None else left_on, "on")
@@ -64,11 +69,16 @@ def join_sql(left, right, on, how, left_on, right_on, where, suffix: str) -> str
             continue
         out = c + suffix if c.lower() in taken else c
         taken.add(out.lower())
-        items.append(f"{_R}.{_quote(c)} AS {_quote(out)}")
+        if how not in FILTERING:
+            items.append(f"{_R}.{_quote(c)} AS {_quote(out)}")
         names[out.lower()] = f"{_R}.{_quote(c)}"
     conditions = [f"{_L}.{_quote(a)} = {_R}.{_quote(b)}" for a, b in zip(lkeys, rkeys)]
     if where is not None:
         conditions.append(_qualified(where, names))
+    if how in FILTERING:  # the left columns only; where= may name the right's (suffixed)
+        return (f"SELECT {', '.join(items)} FROM {_quote(left.name)} AS {_L} WHERE "
+                f"{FILTERING[how]} (SELECT 1 FROM {_quote(right.name)} AS {_R} WHERE "
+                f"{' AND '.join(conditions)})")
     return (f"SELECT {', '.join(items)} FROM {_quote(left.name)} AS {_L} {HOWS[how]} JOIN "
             f"{_quote(right.name)} AS {_R} ON {' AND '.join(conditions)}")
 

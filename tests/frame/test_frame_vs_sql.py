@@ -226,3 +226,41 @@ def test_sql_over_frames(data, duck_bids, tmp_path):
     assert sorted(top.collect().column("bidder").to_pylist()) == sorted(
         r[0] for r in duck_bids.sql("SELECT bidder FROM bids WHERE price > 0 GROUP BY "
                                         "bidder HAVING count(*) > 8").fetchall())
+
+
+@pytest.mark.parametrize("how,word", [("semi", "IN"), ("anti", "NOT IN")])
+def test_semi_and_anti_joins(data, duck_bids, tmp_path, how, word):
+    b = bids(data)
+    dear = b.filter(col("price") > 9_000).select("auction")
+    f = b.select("auction", "bidder", "price").join(dear, on="auction", how=how)
+    sub = "(SELECT auction FROM bids WHERE price > 9000 AND auction IS NOT NULL)"
+    check(f, f"SELECT auction, bidder, price FROM bids WHERE auction {word} {sub}"
+             + (" AND auction IS NOT NULL" if how == "anti" else ""),
+          f"SELECT auction, bidder, price FROM bids WHERE auction {word} {sub}"
+          + (" AND auction IS NOT NULL" if how == "anti" else ""),
+          data, duck_bids, tmp_path, 2)
+
+
+def test_unique_and_union(data, duck_bids, tmp_path):
+    b = bids(data)
+    f = (b.filter(col("price") > 9_000).select("channel", (col("auction") % 4).alias("a"))
+         .union(b.filter(col("price") < 0).select("channel", (col("auction") % 4).alias("a")))
+         .unique())
+    query = ("SELECT DISTINCT * FROM (SELECT channel, auction % 4 AS a FROM bids WHERE price > "
+             "9000 UNION ALL SELECT channel, auction % 4 AS a FROM bids WHERE price < 0)")
+    check(f, query, query, data, duck_bids, tmp_path, 2)
+
+
+def test_explode(tmp_path):
+    import duckdb
+
+    rows = [{"k": i, "xs": None if i % 7 == 0 else list(range(i % 4)), "s": f"r{i}"}
+            for i in range(300)]
+    f = cd.from_arrow(rows)
+    got = f.explode("xs").collect(parallelism=2)
+    assert got.column_names == ["k", "xs", "s"]
+    sql = cd.sql("SELECT k, x AS xs, s FROM t CROSS JOIN UNNEST(t.xs) AS u(x)", t=f).collect()
+    arrays = pa.Table.from_pylist(rows)  # noqa: F841 - read by DuckDB
+    want = duckdb.sql("SELECT k, unnest(xs) AS xs, s FROM arrays").to_arrow_table()
+    assert normalized_rows(got) == normalized_rows(sql) == normalized_rows(want)
+    assert got.num_rows > 0

@@ -164,3 +164,47 @@ def test_group_ids_by_encoding_match_the_hash_aggregation():
     assert len(pairs) == groups.groups
     assert (groups.gid[first] == np.arange(groups.groups)).all()
     assert GroupIndex.encode(t, [])[0].groups == 1
+
+
+WINDOW_KILL_QUERY = """
+SELECT auction % 5 AS a, window_start, py_avg(py_double(price)) AS avg2,
+       py_max(price) AS m, count(*) AS n
+FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '100' MILLISECOND))
+GROUP BY auction % 5, window_start, window_end
+"""
+
+
+@pytest.mark.timeout(120)
+def test_killed_window_job_with_udf_and_udaf_resumes_exactly_once(tmp_path):
+    """A scalar UDF feeding a UDAF in a tumbling window, written to Parquet (exactly once):
+    killed after three checkpoints and resumed, the files hold the rows of the built-in
+    functions on an uninterrupted run."""
+    from pathlib import Path
+
+    from caudal.job import run_sql
+    from tests.checkpoint.test_checkpoint_cli import _kill_after_checkpoints
+    from tests.conftest import run_cli
+    from tests.helpers import read_committed
+
+    def script(out, pace: bool) -> str:
+        return (f"CREATE TABLE bid WITH (connector = 'nexmark', table = 'bid', events = "
+                f"'300000', event_rate = '100000', pace = '{str(pace).lower()}', "
+                f"event_time_field = 'date_time');\nCREATE TABLE out WITH (connector = "
+                f"'filesystem', path = '{out}', format = 'parquet');\n"
+                f"INSERT INTO out {WINDOW_KILL_QUERY};\n")
+
+    udfs = str(Path(__file__).parent / "udafs.py")
+    ref = tmp_path / "ref"
+    run_sql(script(ref, pace=False).replace("py_avg(py_double(price))", "avg(2 * price)")
+            .replace("py_max", "max"), parallelism=2)
+    out, ck = tmp_path / "out", tmp_path / "ck"
+    job = tmp_path / "job.sql"
+    job.write_text(script(out, pace=True))
+    _kill_after_checkpoints(job, ck, 3, "--udf", udfs)
+    done = run_cli("run", str(job), "-p", "2", "--checkpoint-dir", str(ck),
+                   "--checkpoint-interval", "100ms", "--udf", udfs, cwd=tmp_path,
+                   timeout=100)
+    assert done.returncode == 0, done.stderr
+    assert "resuming from checkpoint" in done.stderr
+    expected = normalized_rows(read_committed(ref))
+    assert expected and normalized_rows(read_committed(out)) == expected

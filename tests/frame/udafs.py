@@ -1,4 +1,4 @@
-"""UDAFs the tests use, importable by a test and loadable by ``caudal run --udf``."""
+"""UDFs and UDAFs the tests use, importable by a test and loadable by ``caudal run --udf``."""
 
 from __future__ import annotations
 
@@ -52,3 +52,11 @@ class py_max:
 
     def finish(self, state):
         return state["top"]
+
+
+@cd.udf(returns="BIGINT")
+def py_double(x):
+    """2 * x, a scalar UDF on a pyarrow column."""
+    import pyarrow.compute as pc
+
+    return pc.multiply(x, 2)
