@@ -106,7 +106,6 @@ class KafkaSource(Source):
 
     @classmethod
     def validate(cls, table: TableSpec) -> None:
-        ko.check_type(table, "source")
         ko.require(table, "topic", "events")
         ko.client_config(table)
         opts = ko.options(table)

@@ -34,7 +34,6 @@ COMMON = {
     "bootstrap_servers": "comma-separated host:port of Kafka brokers (Flink: "
                          "properties.bootstrap.servers)",
     "topic": "the topic to read or write",
-    "type": "source or sink (default: from how the table is used)",
     "format": "json (default), debezium_json (a changelog), raw_string or raw_bytes (one "
               "column holds the whole message value); Flink's value.format is an alias",
     "value.format": "alias of format",
@@ -116,19 +115,6 @@ def require(table: TableSpec, key: str, example: str) -> str:
         raise ConfigError(f"kafka table {table.name!r} has no {key!r} option",
                           line=table.line, hint=f"{key} = {example!r}")
     return value
-
-
-def check_type(table: TableSpec, used_as: str) -> None:
-    declared = options(table).get("type")
-    if declared is None:
-        return
-    if declared.strip().lower() not in ("source", "sink"):
-        raise ConfigError(f"option type = {declared!r} of table {table.name!r}",
-                          line=table.line, hint="accepted: source, sink")
-    if declared.strip().lower() != used_as:
-        raise ConfigError(f"table {table.name!r} is declared type = {declared!r} but is used "
-                          f"as a {used_as}", line=table.line,
-                          hint=f"set type = '{used_as}' or drop the option")
 
 
 def value_format(table: TableSpec, columns: list[tuple[str, Any]]) -> str:

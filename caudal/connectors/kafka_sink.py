@@ -79,7 +79,6 @@ class KafkaSink(Sink):
 
     @classmethod
     def validate(cls, table: TableSpec) -> None:
-        ko.check_type(table, "sink")
         ko.require(table, "topic", "results")
         ko.client_config(table)
         ko.pick(table, "sink.commit_mode", ko.COMMIT_MODES, "exactly_once")

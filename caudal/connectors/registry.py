@@ -58,6 +58,7 @@ COMMON_OPTIONS = {
     "watermark_delay": "how far behind the latest event time the watermark trails, e.g. 1s",
     "idle_timeout": "after this long without data an input stops holding the watermark back",
     "late_data": "where rows behind the watermark go: drop (default) or side:<table>",
+    "type": "source or sink: how the table is used (optional; checked when given)",
 }
 
 
@@ -171,6 +172,25 @@ def check_options(table: TableSpec, cls: type) -> None:
     if policy not in ("fail", "drop"):
         raise ConfigError(f"bad_data = {policy!r} in table {table.name!r}", line=table.line,
                           hint="accepted: fail, drop")
+    _check_type(table, cls)
+
+
+def _check_type(table: TableSpec, cls: type) -> None:
+    """Arroyo's ``type = 'source' | 'sink'``: optional, since the use of a table says what it
+    is; when given it must agree with that use."""
+    declared = table.options.get("type")
+    if declared is None:
+        return
+    from caudal.connectors.base import Sink
+
+    used_as = "sink" if issubclass(cls, Sink) else "source"
+    if declared.strip().lower() not in ("source", "sink"):
+        raise ConfigError(f"option type = {declared!r} of table {table.name!r}",
+                          line=table.line, hint="accepted: source, sink")
+    if declared.strip().lower() != used_as:
+        raise ConfigError(f"table {table.name!r} is declared type = {declared!r} but is used "
+                          f"as a {used_as}", line=table.line,
+                          hint=f"set type = '{used_as}' or drop the option")
 
 
 def check_metadata(table: TableSpec, cls: type, writing: bool = False) -> None:

@@ -58,7 +58,8 @@ def plan_updating_aggregate(planner, select: exp.Select, node: LogicalNode,
         pre.add(TIME, Column(node.schema.field(time_input).type, time_input))
     computed: dict[str, Expr] = {}
     visible: list[ScopeColumn] = []
-    key_names, key_exprs = bind_group_keys(items, scope, {TIME}, computed, visible)
+    key_names, key_exprs = bind_group_keys(items, scope, {TIME}, computed, visible,
+                                           reject_nested=True)
     for name, expr in zip(key_names, key_exprs):
         pre.add(name, expr)
 
