@@ -236,7 +236,7 @@ def _translate_aggregate(node: exp.Expression, scope: Scope, event_time: bool) -
             return _udaf_call(node, udaf, list(call.expressions), condition, scope)
     func = canonical(str(raw))
     if func is None:
-        raise PlanError(f"aggregate {str(raw).lower()}() is not supported in a window",
+        raise PlanError(f"aggregate {str(raw).lower()}() is not supported",
                         line=ln, col=col, hint=f"accepted: {ACCEPTED}")
     distinct = False
     options: dict = {}
