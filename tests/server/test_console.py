@@ -1,7 +1,7 @@
 """The web console end to end in headless Chromium (Debian's /usr/bin/chromium driven by
 Playwright): create a pipeline from the SQL editor, see it running with rates and a
 watermark, preview its output, stop it. With CAUDAL_CONSOLE_SCREENSHOT=path it also saves a
-screenshot (docs/console.png is made this way)."""
+screenshot (docs/console.png is made this way, and docs/console-preview.png beside it)."""
 
 from __future__ import annotations
 
@@ -66,6 +66,9 @@ def test_console_create_watch_preview_stop(server, page):
     expect(page.locator("#preview-dropped")).to_contain_text("rows shown")
     expect(page.locator("#preview")).to_be_hidden()
     shot = os.environ.get("CAUDAL_CONSOLE_SCREENSHOT")
+    if shot:
+        page.wait_for_timeout(1500)
+        page.screenshot(path=shot.replace(".png", "-preview.png"))
     if shot:
         page.click(".tabs button[data-tab=graph]")
         page.wait_for_timeout(2500)

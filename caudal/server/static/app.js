@@ -305,7 +305,8 @@ function openPreview() {
   let rows = [], columns = null, shown = 0, dropped = 0;
   es.addEventListener("node", (ev) => {
     const d = JSON.parse(ev.data);
-    $("preview-note").textContent = `Rows ${d.name} emits (a sink: the rows it writes), newest first.`;
+    const v = (state.graph?.vertices || []).find((x) => x.id === d.node);
+    $("preview-note").textContent = `Rows ${d.name} ${v?.sink ? "writes to " + v.sink : "emits"}, newest first.`;
   });
   es.addEventListener("status", (ev) => { $("preview-dropped").textContent = JSON.parse(ev.data).waiting; });
   es.addEventListener("rows", (ev) => {
