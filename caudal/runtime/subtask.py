@@ -328,6 +328,12 @@ class SubtaskRunner:
         idle_after = parse_duration_s(table.options.get("idle_timeout", "30s"), "idle_timeout")
         last_data = time.monotonic()
         idle = False
+        if not self.assigned and not source.finished():
+            # no partition is this subtask's (more subtasks than the source has partitions,
+            # e.g. a broker queue read by one subtask): it reads nothing, so it must not hold
+            # the watermark back until idle_timeout
+            idle = True
+            self._control(Idle())
         schema = source.schema
         computed = table.computed_step()  # computed columns, before the watermark reads them
         while not self.job.cancel.is_set():

@@ -279,3 +279,38 @@ def test_pipelined_requests_answered_in_order_on_one_connection(tmp_path):
     finally:
         stop(proc)
     assert sorted(r["id"] for r in rows) == [1, 2, 3]
+
+
+def test_windows_close_at_parallelism_two_without_waiting_for_idle_timeout(tmp_path):
+    """One subtask listens; the other has no partition. It must not hold the watermark back
+    until idle_timeout (30 s): a tumbling window closes as soon as events pass its end."""
+    port = free_port()
+    out = tmp_path / "out"
+    sql = f"""CREATE TABLE events ({COLUMNS}, WATERMARK FOR at AS at) WITH (connector = 'http',
+  port = '{port}', path = '/ingest');
+CREATE TABLE out WITH (connector = 'filesystem', path = '{out}', format = 'json');
+INSERT INTO out SELECT window_start, count(*) AS n
+FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(at), INTERVAL '1' SECOND))
+GROUP BY window_start, window_end;
+"""
+    job = tmp_path / "job.sql"
+    job.write_text(sql)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "caudal.cli", "run", str(job),
+                             "--parallelism", "2", "--checkpoint-dir", str(tmp_path / "ck"),
+                             "--checkpoint-interval", "200ms"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        wait_up(port, proc)
+        started = time.monotonic()
+        body = b"\n".join(json.dumps({"id": i, "name": "x", "at": f"2024-01-01T00:00:0{s}"}
+                                     ).encode() for i, s in enumerate([0, 0, 0, 1, 2])) + b"\n"
+        assert post(port, body)[0] == 202
+        rows = wait_rows(out, 2, seconds=20)
+        took = time.monotonic() - started
+    finally:
+        stop(proc)
+    assert sorted((r["window_start"][:19], r["n"]) for r in rows)[:2] == [
+        ("2024-01-01T00:00:00", 3), ("2024-01-01T00:00:01", 1)]
+    assert took < 20
