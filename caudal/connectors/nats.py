@@ -66,8 +66,9 @@ def servers(table: TableSpec) -> list[str]:
             if s.strip()]
 
 
-def connect(table: TableSpec, loop: mx.AsyncLoop) -> Any:
-    """A connected client, after bounded retries (then one line)."""
+def connect(table: TableSpec, loop: mx.AsyncLoop, reconnected: Any = None) -> Any:
+    """A connected client, after bounded retries (then one line). The client reconnects by
+    itself when the connection drops; ``reconnected`` (a coroutine function) is told."""
     import nats
 
     urls = servers(table)
@@ -80,7 +81,7 @@ def connect(table: TableSpec, loop: mx.AsyncLoop) -> Any:
         return await asyncio.wait_for(nats.connect(
             urls, connect_timeout=per_try, allow_reconnect=True, max_reconnect_attempts=-1,
             reconnect_time_wait=0.5, error_cb=_quiet, disconnected_cb=_quiet_cb,
-            reconnected_cb=_quiet_cb, closed_cb=_quiet_cb), per_try)
+            reconnected_cb=reconnected or _quiet_cb, closed_cb=_quiet_cb), per_try)
 
     return mx.retrying(table, ",".join(urls), "connecting",
                        lambda: loop.run(attempt(), timeout=per_try + 5))
@@ -139,6 +140,8 @@ class NatsSource(Source):
         #: the last message of each polled batch by stream sequence, kept to ack (AckAll)
         self._to_ack: dict[int, Any] = {}
         self._queue: collections.deque = collections.deque()
+        #: set by the client when it has reconnected (JetStream: the consumer is re-created)
+        self._reconnected = False
 
     def partitions(self, parallelism: int) -> list[str]:
         self.parallelism = parallelism
@@ -150,7 +153,11 @@ class NatsSource(Source):
             return
         self._assigned = True
         self._loop = mx.AsyncLoop(f"nats-{self.table.name}")
-        self._nc = connect(self.table, self._loop)
+
+        async def reconnected() -> None:
+            self._reconnected = True
+
+        self._nc = connect(self.table, self._loop, reconnected)
         if self.stream is None:
             self._loop.run(self._subscribe_core(), timeout=10)
             return
@@ -166,10 +173,8 @@ class NatsSource(Source):
         self._sub = await self._nc.subscribe(self.subject, cb=handler)
 
     async def _open_stream(self, start: int | None) -> None:
-        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
         from nats.js.errors import NotFoundError
 
-        from caudal.durations import parse_duration_s
 
         js = self._nc.jetstream()
         self._js = js
@@ -200,6 +205,21 @@ class NatsSource(Source):
         if self.bounded and start > last:
             self._done = True
             return
+        await self._create_consumer(start)
+
+    async def _create_consumer(self, start: int) -> None:
+        """The durable pull consumer, (re)created to deliver from stream sequence ``start``."""
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+        from nats.js.errors import NotFoundError
+
+        from caudal.durations import parse_duration_s
+
+        js = self._js
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:  # noqa: BLE001 - the old subscription of a lost connection
+                pass
         try:
             await js.delete_consumer(self.stream, self.consumer)
         except NotFoundError:
@@ -219,6 +239,12 @@ class NatsSource(Source):
             return None
         if self.stream is None:
             return self._poll_core(max_rows, timeout)
+        if self._reconnected:
+            # the connection dropped: messages of a fetch whose reply was lost count as
+            # delivered (the server would send them again only after ack_wait, and an AckAll
+            # of a later one would drop them): deliver again from the next sequence
+            self._reconnected = False
+            self._loop.run(self._create_consumer(self._next), timeout=30)
         msgs = self._loop.run(self._fetch(max_rows, timeout), timeout=timeout + 30)
         if not msgs:
             if self.bounded:

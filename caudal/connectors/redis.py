@@ -6,8 +6,10 @@ Source: the stream key is one caudal partition, read by one subtask through a co
 the last entry read is the partition's offset in checkpoint state. A (re)started job first
 reads the entries the group delivered to its consumer but nobody acknowledged (its pending
 entries list) after that id, then new ones (``>``); entries are XACKed only once a checkpoint
-holding them is complete: at least once. ``'scan.bounded.mode' = 'latest-offset'`` ends after
-the stream's last entry at start.
+holding them is complete: at least once. When the connection drops mid-run, the source
+connects again and reads its pending entries after the last id it handed on (a reply lost
+with the connection is there): nothing lost or doubled. ``'scan.bounded.mode' =
+'latest-offset'`` ends after the stream's last entry at start.
 
 Sink: the key of each row is ``key_format`` with ``{column}`` replaced by the column's value
 (one Arrow kernel per batch). ``target`` = ``string`` (SET key value; a delete of an updating
@@ -77,11 +79,21 @@ def url(table: TableSpec) -> str:
     return table.options.get("url", DEFAULT_URL)
 
 
-def client(table: TableSpec) -> Any:
+def client(table: TableSpec, retry_commands: bool = True) -> Any:
+    """A connected client (bounded retries, then one line). ``retry_commands=False``: a
+    command whose connection drops fails instead of being sent again (the stream source must
+    know: a lost XREADGROUP reply leaves entries in its pending list)."""
     import redis
 
     def attempt() -> Any:
-        c = redis.Redis.from_url(url(table), socket_connect_timeout=2, socket_timeout=30)
+        extra: dict[str, Any] = {}
+        if not retry_commands:
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            extra["retry"] = Retry(NoBackoff(), 0)
+        c = redis.Redis.from_url(url(table), socket_connect_timeout=2, socket_timeout=30,
+                                 **extra)
         c.ping()
         return c
 
@@ -142,7 +154,7 @@ class RedisSource(Source):
         if not assigned:
             return
         self._assigned = True
-        self._redis = client(self.table)
+        self._redis = client(self.table, retry_commands=False)
         start = "$" if mx.choice(self.table, "scan.startup.mode", (
             "earliest", "latest", "earliest-offset", "latest-offset"),
             "earliest").startswith("latest") else "0"
@@ -160,6 +172,8 @@ class RedisSource(Source):
                 self._done = True
 
     def poll(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
+        import redis
+
         if self._done or not self._assigned:
             return None
         since = self._last if self._pending_phase else ">"
@@ -167,6 +181,13 @@ class RedisSource(Source):
         try:
             got = self._redis.xreadgroup(self.group, self.consumer, {self.key: since},
                                          count=max_rows, block=block)
+        except (redis.ConnectionError, redis.TimeoutError):
+            # the connection dropped: entries of a lost reply are in this consumer's pending
+            # list, so read it again after the last entry handed on (bounded retries)
+            self._redis.close()
+            self._redis = client(self.table, retry_commands=False)
+            self._pending_phase = True
+            return None
         except Exception as e:  # noqa: BLE001 - one line; the job restarts from a checkpoint
             raise RuntimeFailure(f"redis table {self.table.name!r}: reading stream "
                                  f"{self.key!r} failed ({str(e).splitlines()[0]})",
