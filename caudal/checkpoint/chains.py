@@ -240,6 +240,19 @@ class StateChains:
                 names.update(paths)
         return names
 
+    def of_subtasks(self, keys: list[tuple[int, int]]) -> dict[ChainKey, list[StateFile]]:
+        """The chains of these subtasks (for another process's writer to extend)."""
+        wanted = set(keys)
+        with self._lock:
+            return {k: list(c.files) for k, c in self._chains.items() if k[:2] in wanted}
+
+    def forget(self, key: tuple[int, int]) -> None:
+        """Drop the chains of subtask ``key``: another process writes its state now (a Ray
+        worker extends the chains it was restored with)."""
+        with self._lock:
+            for ckey in [k for k in self._chains if k[:2] == key]:
+                del self._chains[ckey]
+
     def files(self, ckey: ChainKey) -> list[StateFile]:
         with self._lock:
             chain = self._chains.get(ckey)

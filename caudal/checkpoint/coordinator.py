@@ -7,8 +7,11 @@ One epoch at a time:
    ``Barrier(epoch)`` (``barrier_due``, polled by the source loop before each read);
 2. each subtask, once the barrier has arrived on all its inputs (aligned), snapshots its
    operators (sinks pre-commit), forwards the barrier and calls ``acknowledge``. That call only
-   queues the state: Parquet files are written by the coordinator's writer threads, so the
-   pipeline stalls no longer than the operators' own ``snapshot`` calls;
+   queues the state: Parquet files are written by a ``StateWriter``'s threads
+   (checkpoint.writer), so the pipeline stalls no longer than the operators' own ``snapshot``
+   calls. A local job's writer is the coordinator's; a subtask in another process (a Ray
+   worker) writes with its own and acknowledges by message with what it wrote (paths,
+   sizes, offsets: ``receive``), so state never travels through the coordinator;
 3. when every subtask has acknowledged (or had finished its input before the barrier reached
    it: its final state stands in) and every file is written, the manifest is written; the
    epoch is now *complete*: ``committed_epoch()`` advances, and each sink subtask commits its
@@ -23,16 +26,13 @@ checkpoint, taken once every subtask has finished, which commits the last rows.
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-
-import pyarrow as pa
 
 from caudal.checkpoint.chains import ChainKey, StateChains
 from caudal.checkpoint.errors import CheckpointError
@@ -40,7 +40,6 @@ from caudal.checkpoint.manifest import (
     MANIFEST_NAME,
     Manifest,
     StateFile,
-    StateRef,
     SubtaskState,
     VertexState,
     completed_epochs,
@@ -55,14 +54,14 @@ from caudal.checkpoint.messages import (
     Acknowledge,
     Barrier,
     CheckpointStatus,
+    FinalWritten,
     Finished,
     FinishedReply,
+    WriteFinalAgain,
 )
 from caudal.checkpoint.storage import TEMP_MARK, CheckpointStorage
+from caudal.checkpoint.writer import Key, StateWriter
 from caudal.plan.physical import PhysicalGraph
-from caudal.state.incremental import StateDelta
-
-Key = tuple[int, int]
 
 #: attempts at the final checkpoint of a bounded job (one per interval) before the job fails
 FINAL_ATTEMPTS = 3
@@ -134,9 +133,17 @@ class CheckpointCoordinator:
         self._inject: dict[Key, Barrier] = {}
         self._inflight: _Checkpoint | None = None
         self._finals: dict[Key, Future] = {}
-        self._final_payloads: dict[Key, tuple[int, dict[str, Any]]] = {}
-        #: the files of every state table, written and compacted (checkpoint.chains)
-        self.chains = StateChains(storage, chains, log)
+        #: a finished subtask's final state, to write again if the write failed; None for a
+        #: subtask that writes its own (a remote one: it is asked with WriteFinalAgain)
+        self._final_payloads: dict[Key, dict[str, Any] | None] = {}
+        #: the state writer of subtasks in this process; it starts with the chains of the
+        #: restored checkpoint (handed to remote subtasks with ``chains_of``)
+        self.writer = StateWriter(storage, self._label, chains, log)
+        #: per remote subtask, the newest state it wrote (its live chains: retention keeps
+        #: their files)
+        self._remote: dict[Key, SubtaskState] = {}
+        #: messages for remote subtasks (other than barriers), taken by ``requests_due``
+        self._requests: list[tuple[Key, Any]] = []
         self._kept: list[Manifest] = list(kept or [])
         self._stop_requested = False
         self.stop_epoch: int | None = None
@@ -149,9 +156,6 @@ class CheckpointCoordinator:
         self._reserved: int | None = None
         self._final_done = False
         self._closed = False
-        #: per subtask, its latest state write: writes of one subtask run in order
-        self._last_write: dict[Key, Future] = {}
-        self._writer = ThreadPoolExecutor(2, thread_name_prefix="caudal-ckpt-write")
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="caudal-ckpt-commit")
         self._timer: threading.Thread | None = None
         self._cancel: threading.Event | None = None
@@ -174,12 +178,14 @@ class CheckpointCoordinator:
                 self._inflight.aborted = True
                 self._inflight = None
             self._inject.clear()
+            pending = [f for f in self._finals.values() if not f.done()]
             self._lock.notify_all()
+        for fut in pending:  # remote final states that will not come now
+            _settle(fut, None, CheckpointError("the job stopped before it was written"))
         if self._timer is not None and self._timer is not threading.current_thread():
             self._timer.join(5)
-        self._writer.shutdown(wait=wait, cancel_futures=not wait)
+        self.writer.close(wait)
         self._committer.shutdown(wait=wait, cancel_futures=not wait)
-        self.chains.close(wait)
 
     def request_stop(self) -> None:
         """Take a savepoint and stop: sources inject a stopping barrier at the next turn."""
@@ -187,6 +193,11 @@ class CheckpointCoordinator:
             self._stop_requested = True
             self._trigger_now = True
             self._lock.notify_all()
+
+    @property
+    def chains(self) -> StateChains:
+        """The state chains of the subtasks whose state this process writes."""
+        return self.writer.chains
 
     @property
     def next_epoch(self) -> int:
@@ -252,11 +263,17 @@ class CheckpointCoordinator:
         return epoch
 
     def _retry_final(self, key: Key) -> Future:
-        """A finished subtask's final state, written again if the first write failed."""
+        """A finished subtask's final state, written again if the first write failed (lock
+        held, in ``trigger``)."""
         fut = self._finals[key]
         if fut.done() and fut.exception() is not None:
-            _, payload = self._final_payloads[key]
-            fut = self._submit_write(self._next_epoch - 1, key, payload, True)
+            payload = self._final_payloads[key]
+            epoch = self._next_epoch - 1
+            if payload is None:  # a remote subtask writes it again
+                fut = Future()
+                self._requests.append((key, WriteFinalAgain(*key, epoch)))
+            else:
+                fut = self._submit_write(epoch, key, payload, True)
             self._finals[key] = fut
         return fut
 
@@ -276,7 +293,7 @@ class CheckpointCoordinator:
             cp = self._inflight
             if cp is None or cp.epoch != epoch or key not in cp.waiting:
                 if not self._closed:
-                    self._defer_state(key, state)   # a checkpoint that was abandoned
+                    self.writer.defer(key, state)   # a checkpoint that was abandoned
                 return
             cp.waiting.discard(key)
             timing = state.pop("timing", None) or {}
@@ -291,16 +308,22 @@ class CheckpointCoordinator:
         """A subtask reached the end of its input; ``state`` is its final snapshot (its sinks
         pre-committed as epoch ``label``). It stands in for the subtask in every later
         checkpoint. Returns the epoch whose completion commits the sinks' last rows."""
-        key = (vertex, subtask)
+        return self._finished((vertex, subtask), state)[0]
+
+    def _finished(self, key: Key, state: dict[str, Any] | None) -> tuple[int, int]:
+        """``finished``, for a local subtask (``state``, written here) or a remote one (None:
+        it writes its final state itself, into the returned directory, and says so with
+        FinalWritten). Returns (epoch that commits its last rows, directory)."""
         with self._lock:
             self._inject.pop(key, None)
             cp = self._inflight
             directory = cp.epoch if cp is not None and key in cp.waiting else self._next_epoch
             if cp is None and self._reserved is not None:
                 directory = self._reserved
-            fut = self._submit_write(directory, key, state, True)
+            fut = self._submit_write(directory, key, state, True) if state is not None \
+                else Future()
             self._finals[key] = fut
-            self._final_payloads[key] = (label, state)
+            self._final_payloads[key] = state
             if cp is not None and key in cp.waiting:
                 cp.waiting.discard(key)
                 cp.states[key] = fut
@@ -312,27 +335,63 @@ class CheckpointCoordinator:
             if len(self._finals) == len(self.subtasks):
                 self._trigger_now = True   # everything ended: take the final checkpoint now
             self._lock.notify_all()
-        return needed
+        return needed, directory
 
     def committed_epoch(self) -> int:
         return self._completed
 
     # ---- the same, as messages (subtasks in other processes: checkpoint.client) ------------
 
-    def receive(self, message: Acknowledge | Finished) -> FinishedReply | None:
-        """Handle a subtask's message; a ``Finished`` gets its reply."""
+    def receive(self, message: Acknowledge | Finished | FinalWritten) -> FinishedReply | None:
+        """Handle a remote subtask's message (it writes its state itself: the messages say
+        what it wrote); a ``Finished`` gets its reply."""
+        key = (message.vertex, message.subtask)
         if isinstance(message, Acknowledge):
-            self.acknowledge(message.vertex, message.subtask, message.epoch, message.state)
+            self._acknowledged(key, message)
             return None
-        needed = self.finished(message.vertex, message.subtask, message.label, message.state)
-        return FinishedReply(message.vertex, message.subtask, needed)
+        if isinstance(message, FinalWritten):
+            with self._lock:
+                fut = self._finals.get(key)
+                if message.state is not None:
+                    self._remote[key] = message.state
+                    self.chains.forget(key)
+            if fut is not None:
+                _settle(fut, message.state, message.error)
+            return None
+        needed, directory = self._finished(key, None)
+        return FinishedReply(message.vertex, message.subtask, needed, directory)
 
-    def barriers_due(self) -> dict[Key, Barrier]:
-        """Every barrier a source subtask must inject now (taken: each is delivered once)."""
-        if not self._inject:
-            return {}
+    def _acknowledged(self, key: Key, message: Acknowledge) -> None:
         with self._lock:
-            due, self._inject = self._inject, {}
+            if message.state is not None:
+                self._remote[key] = message.state   # its chains now, for retention
+                self.chains.forget(key)
+            cp = self._inflight
+            if cp is None or cp.epoch != message.epoch or key not in cp.waiting:
+                return  # a checkpoint that was abandoned
+            cp.waiting.discard(key)
+            cp.snapshot_s += message.timing.get("snapshot_s", 0.0)
+            cp.align_s += message.timing.get("align_s", 0.0)
+            fut: Future = Future()
+            _settle(fut, message.state, message.error)
+            cp.states[key] = fut
+            if not cp.waiting:
+                self._all_acknowledged(cp)
+
+    def chains_of(self, keys: list[Key]) -> dict[ChainKey, list[StateFile]]:
+        """The restored state chains of these subtasks, for the writer of the process that
+        runs them to extend."""
+        return self.chains.of_subtasks(keys)
+
+    def requests_due(self) -> list[tuple[Key, Any]]:
+        """What remote subtasks must be told now (each taken once): a source subtask's
+        barrier to inject, as ``(key, Barrier)``; a finished subtask's WriteFinalAgain."""
+        if not self._inject and not self._requests:
+            return []
+        with self._lock:
+            due = [(key, (key, barrier)) for key, barrier in self._inject.items()]
+            due += self._requests
+            self._inject, self._requests = {}, []
             return due
 
     def status(self) -> CheckpointStatus:
@@ -362,70 +421,11 @@ class CheckpointCoordinator:
 
     def _submit_write(self, epoch: int, key: Key, payload: dict[str, Any],
                       final: bool) -> Future:
-        """Queue a subtask's state for the writer threads, after its previous write (delta
-        chains must grow in order). Called with the lock held."""
-        previous = self._last_write.get(key)
-
-        def write() -> SubtaskState:
-            if previous is not None:
-                previous.exception()  # wait; its failure is reported by its own checkpoint
-            return self._write_state(epoch, key, payload, final)
-
-        fut = self._writer.submit(write)
-        self._last_write[key] = fut
-        return fut
-
-    def _write_state(self, epoch: int, key: Key, payload: dict[str, Any],
-                     final: bool) -> SubtaskState:
-        vertex, subtask = key
-        operators: list[dict[str, StateRef]] = []
-        for index, state in enumerate(payload.get("operators", [])):
-            refs: dict[str, StateRef] = {}
-            for name, value in (state or {}).items():
-                refs[name] = self._write_value(epoch, (vertex, subtask, index, name), value)
-            operators.append(refs)
-        offsets = payload.get("offsets")
-        if offsets is not None:
-            _check_json(offsets, f"source offsets of {self._label(vertex)}")
-        mark = payload.get("watermark")
-        return SubtaskState(operators, offsets, final, int(mark) if mark is not None else None)
+        """Queue a subtask's state for the writer threads (lock held)."""
+        return self.writer.submit(epoch, key, payload, final)
 
     def _label(self, vertex: int) -> str:
         return f"[{vertex}] {self.graph.vertex(vertex).name}"
-
-    def _write_value(self, epoch: int, ckey: ChainKey, value: Any) -> StateRef:
-        vertex, subtask, index, name = ckey
-        if isinstance(value, pa.RecordBatch):
-            value = pa.Table.from_batches([value])
-        if isinstance(value, (pa.Table, StateDelta)):
-            return StateRef(files=self.chains.write(epoch, ckey, value,
-                                                    lambda: self._no_chain(ckey)))
-        _check_json(value, f"state {name!r} of operator {index} of {self._label(vertex)}")
-        return StateRef(value=value)
-
-    def _no_chain(self, ckey: ChainKey) -> str:
-        vertex, _, index, name = ckey
-        return (f"operator {index} of {self._label(vertex)} returned a StateDelta for "
-                f"{name!r} without a full table before it (return the whole table from the "
-                f"first snapshot after open or restore)")
-
-    def _defer_state(self, key: Key, payload: dict[str, Any]) -> None:
-        """A subtask's snapshot for a checkpoint that was abandoned: its deltas are kept for
-        the next write (the operator will not send those changes again)."""
-        previous = self._last_write.get(key)
-
-        def defer() -> None:
-            if previous is not None:
-                previous.exception()
-            for index, state in enumerate(payload.get("operators", [])):
-                for name, value in (state or {}).items():
-                    if isinstance(value, pa.RecordBatch):
-                        value = pa.Table.from_batches([value])
-                    if isinstance(value, (pa.Table, StateDelta)):
-                        ckey = (*key, index, name)
-                        self.chains.defer(ckey, value, lambda c=ckey: self._no_chain(c))
-
-        self._last_write[key] = self._writer.submit(defer)
 
     # ---- completing -------------------------------------------------------------------------
 
@@ -525,6 +525,8 @@ class CheckpointCoordinator:
         finished subtask."""
         names = {f.file.path for m in self._kept for f in m.files()}
         names.update(self.chains.needed(self._completed))
+        for state in list(self._remote.values()):
+            names.update(f.file.path for f in state.files())
         for fut in list(self._finals.values()):
             if fut.done() and fut.exception() is None:
                 names.update(f.file.path for f in fut.result().files())
@@ -582,9 +584,14 @@ def kept_manifests(storage: CheckpointStorage, keep: int) -> list[Manifest]:
     return sorted(out, key=lambda m: m.epoch)
 
 
-def _check_json(value: Any, what: str) -> None:
+def _settle(fut: Future, state: SubtaskState | None, error: str | BaseException | None) -> None:
+    """Resolve a future standing for a state written elsewhere (once: a late message for a
+    future already settled is dropped)."""
     try:
-        json.dumps(value)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{what} cannot be checkpointed: {e} (return pyarrow Tables, "
-                              f"or JSON values: numbers, strings, lists, dicts)") from None
+        if error is None:
+            fut.set_result(state)
+        else:
+            fut.set_exception(error if isinstance(error, BaseException)
+                              else CheckpointError(error))
+    except InvalidStateError:
+        pass

@@ -73,6 +73,12 @@ class CheckpointStorage:
         self.sync = sync
         self._lock_fd: int | None = None
 
+    @property
+    def location(self) -> str:
+        """The URI of this directory as any process on any node resolves it alike (a local
+        path made absolute: a Ray worker's working directory is not the driver's)."""
+        return self.root if self.local and "://" not in self.uri else self.uri
+
     def full(self, rel: str) -> str:
         return posixpath.join(self.root, rel) if rel else self.root
 

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from caudal.checkpoint.coordinator import CheckpointCoordinator
+from caudal.checkpoint.writer import StateWriter
 from caudal.job import compile_sql
 from caudal.runtime.local import LocalRuntime
 from caudal.runtime.supervisor import CheckpointedRuntime, CheckpointSettings
@@ -41,7 +42,7 @@ def test_a_slow_writer_writes_the_state_of_the_barrier(tmp_path, monkeypatch):
     changed: list[tuple] = []
     lock = threading.Lock()
     acknowledge = CheckpointCoordinator.acknowledge
-    write_value = CheckpointCoordinator._write_value
+    write_value = StateWriter.write_value
 
     def copying_acknowledge(self, vertex, subtask, epoch, state):
         with lock:
@@ -61,7 +62,7 @@ def test_a_slow_writer_writes_the_state_of_the_barrier(tmp_path, monkeypatch):
         return write_value(self, epoch, ckey, value)
 
     monkeypatch.setattr(CheckpointCoordinator, "acknowledge", copying_acknowledge)
-    monkeypatch.setattr(CheckpointCoordinator, "_write_value", slow_write_value)
+    monkeypatch.setattr(StateWriter, "write_value", slow_write_value)
 
     def factory() -> LocalRuntime:
         return LocalRuntime(batch_rows=40)

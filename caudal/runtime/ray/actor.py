@@ -3,7 +3,9 @@ parallelism reaches ``i`` (as Flink's slot sharing does), each subtask a thread 
 same ``SubtaskRunner`` loop as the local runtime. Channels between two subtasks of one actor
 are in-process gates (a forward edge never leaves the process); channels to other actors are
 remote ports (runtime.ray.channels). Checkpoint hooks are made of messages
-(checkpoint.client) that the driver carries to and from the coordinator."""
+(checkpoint.client) that the driver carries to and from the coordinator; the actor writes its
+subtasks' state to the checkpoint storage itself (a local directory every node sees, or an
+object store) and the messages carry only what it wrote."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import threading
 from typing import Any
 
 from caudal.checkpoint.client import CheckpointClient
+from caudal.checkpoint.storage import CheckpointStorage
+from caudal.checkpoint.writer import ChainKey, StateWriter
 from caudal.connectors import python as python_connector
 from caudal.errors import CaudalError
 from caudal.plan.physical import Vertex
@@ -53,11 +57,35 @@ class _Relay:
         return text
 
 
+class WorkerCheckpoints:
+    """What a worker needs to write its subtasks' checkpoints: where (a URI that means the
+    same place on every node), the chains of the restored checkpoint its subtasks extend,
+    and the storage credentials of the driver's environment (a node's own win)."""
+
+    def __init__(self, uri: str, sync: bool, committed: int,
+                 chains: dict[ChainKey, list[Any]], env: dict[str, str]):
+        self.uri = uri
+        self.sync = sync
+        self.committed = committed
+        self.chains = chains
+        self.env = env
+
+    def client(self, send: Any, vertices: dict[int, Vertex]) -> CheckpointClient:
+        for name, value in self.env.items():
+            os.environ.setdefault(name, value)
+        storage = CheckpointStorage(self.uri, sync=self.sync)
+        # compactions inside the snapshot's write: its acknowledgement names every file
+        writer = StateWriter(storage, lambda v: f"[{v}] {vertices[v].name}", self.chains,
+                             background=False)
+        return CheckpointClient(send, writer, self.committed)
+
+
 class WorkerActor:
     def __init__(self, vertices: list[Vertex], indexes: list[Key],
                  channel_inputs: dict[Key, list[int]], settings: dict[str, Any],
                  batch_rows: int, linger_s: float, restored: dict[Key, dict[str, Any]],
-                 checkpoints: bool, committed: int, shipped: dict[str, Any] | None = None):
+                 checkpoints: WorkerCheckpoints | None,
+                 shipped: dict[str, Any] | None = None):
         self.stdout = _Relay()
         sys.stdout = self.stdout
         self.vertices = {v.id: v for v in vertices}
@@ -70,7 +98,7 @@ class WorkerActor:
                               settings=dict(settings), restored=dict(restored))
         self._outbox: list[Any] = []
         self._outbox_lock = threading.Lock()
-        self.client = CheckpointClient(self._send, committed) if checkpoints else None
+        self.client = checkpoints.client(self._send, self.vertices) if checkpoints else None
         self.job.checkpoints = self.client
         self._limits = 0
         # a LIMIT output counts here; the driver ends the sources once all have their rows

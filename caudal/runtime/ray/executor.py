@@ -4,10 +4,13 @@ channels, and runs the driver's loop: it relays checkpoint
 messages between the coordinator (in the driver) and the subtasks, prints what stdout sinks
 print, ends the sources once every LIMIT output has its rows, and turns a dead actor or node
 into a RuntimeFailure, from which the supervisor (runtime.supervisor) restarts the job from
-its last complete checkpoint on the nodes that are left."""
+its last complete checkpoint on the nodes that are left. Checkpoint state never passes
+through the driver: each worker writes its subtasks' state to the checkpoint storage and the
+driver carries small acknowledgements (paths, sizes, offsets)."""
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -22,6 +25,7 @@ from caudal.errors import CaudalError, RuntimeFailure
 from caudal.plan.physical import PhysicalGraph, Vertex
 from caudal.runtime.base import JobResult, Runtime, SubtaskStats
 from caudal.runtime.ray.cluster import connect, ray_module
+from caudal.runtime.ray.shipping import check_shippable
 from caudal.runtime.subtask import JobContext
 from caudal.runtime.wiring import wire
 
@@ -29,6 +33,9 @@ Key = tuple[int, int]
 
 #: seconds between two polls of the actors (stats, checkpoint messages, stdout)
 POLL_S = 0.05
+#: environment variables of the driver that say how to reach checkpoint storage; workers
+#: get them unless their node sets its own
+STORAGE_ENV = ("AWS_", "GOOGLE_", "AZURE_", "HADOOP_", "ARROW_S3_", "FSSPEC_")
 
 
 @dataclass
@@ -102,9 +109,14 @@ class RayRuntime(Runtime):
     def deploy(self, graph: PhysicalGraph, restore_from: str | None = None) -> None:
         connect(self.address)
         ray = ray_module()
-        from caudal.runtime.ray.actor import WorkerActor
+        from caudal.runtime.ray.actor import WorkerActor, WorkerCheckpoints
 
         self.graph = graph
+        try:  # pickled once for every actor (with the users' functions it carries)
+            vertices = ray.put(graph.vertices)
+        except Exception:  # noqa: BLE001 - say which function cannot travel
+            check_shippable(graph, ray.cloudpickle.dumps)
+            raise
         if self.job.checkpoints is None:
             # as the local runtime: without checkpoints a job starts from scratch (with them
             # the supervisor prepares the sinks once, knowing whether the job resumes)
@@ -112,8 +124,6 @@ class RayRuntime(Runtime):
         self.job.settings = dict(graph.settings)
         wiring = wire(graph)
         remote = ray.remote(WorkerActor)
-        cp = self.job.checkpoints
-        committed = cp.committed_epoch() if cp is not None else 0
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         plan = self.plan(graph)
@@ -129,10 +139,10 @@ class RayRuntime(Runtime):
                 num_cpus=0, max_concurrency=8 + sum(len(c) for c in inputs.values()),
                 max_restarts=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True),
-            ).remote(graph.vertices, keys, inputs, graph.settings, self.job.batch_rows,
+            ).remote(vertices, keys, inputs, graph.settings, self.job.batch_rows,
                      self.job.linger_s, {k: self.job.restored[k] for k in keys
                                          if k in self.job.restored},
-                     cp is not None, committed,
+                     self._worker_checkpoints(WorkerCheckpoints, keys),
                      python_connector.shipment([v for v in graph.vertices
                                                 if any(k[0] == v.id for k in keys)]))
             self.workers.append(actor)
@@ -158,6 +168,15 @@ class RayRuntime(Runtime):
         its subtasks start (stop) sending its rows with their polls."""
         for actor in {id(a): a for (v, _), a in self.actors.items() if v == vertex}.values():
             actor.tap.remote(vertex, reading)
+
+    def _worker_checkpoints(self, cls: Any, keys: list[Key]) -> Any:
+        """Where and how a worker writes its subtasks' checkpoints (None without them)."""
+        cp = self.job.checkpoints
+        if cp is None:
+            return None
+        env = {k: v for k, v in os.environ.items() if k.startswith(STORAGE_ENV)}
+        return cls(cp.storage.location, cp.storage.sync, cp.committed_epoch(),
+                   cp.chains_of(keys), env)
 
     # ---- run ----------------------------------------------------------------------------------
 
@@ -235,8 +254,8 @@ class RayRuntime(Runtime):
         cp = self.job.checkpoints
         if cp is None:
             return None
-        for key, barrier in cp.barriers_due().items():
-            self.actors[key].deliver.remote([(key, barrier)])
+        for key, message in cp.requests_due():
+            self.actors[key].deliver.remote([message])
         status = cp.status()
         if status != last:
             for a in running:
