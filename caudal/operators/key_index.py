@@ -115,7 +115,25 @@ class KeyIndex:
         ids, keys = self._slots[occupied], self._keys[occupied]
         self._slots = np.full(slots, _EMPTY, dtype=np.int64)
         self._keys = np.zeros(slots, dtype=np.int64)
-        self._place(keys, ids)
+        self._rehash(keys, ids)
+
+    def _rehash(self, values: np.ndarray, ids: np.ndarray) -> None:
+        """Put distinct values into the empty slot table at once: inserted in order of their
+        home slot, linear probing puts value i at ``max(home_i, slot_{i-1} + 1)``, which is
+        ``i + running max of (home_j - j)``, one vectorized pass. The few pushed past the
+        last slot wrap around through ``_place``."""
+        home = (_mix(values) & np.uint64(len(self._slots) - 1)).astype(np.int64)
+        order = np.argsort(home, kind="stable")
+        home = home[order]
+        rank = np.arange(len(home), dtype=np.int64)
+        slot = rank + np.maximum.accumulate(home - rank) if len(home) else home
+        fits = slot < len(self._slots)
+        placed = order[fits]
+        self._slots[slot[fits]] = ids[placed]
+        self._keys[slot[fits]] = values[placed]
+        if not fits.all():
+            rest = order[~fits]
+            self._place(values[rest], ids[rest])
 
     # ---- the interface ----------------------------------------------------------------------
 

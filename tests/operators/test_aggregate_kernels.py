@@ -128,3 +128,26 @@ def test_distinct_pairs_of_every_value_kind():
         got = sorted(zip(pg.tolist(), out.to_pylist()))
         assert got == sorted(set(zip(g.tolist(), values.to_pylist()))), values.type
         assert list(pg) == sorted(pg)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(-3, 40), st.integers(-2**62, 2**62)), min_size=1,
+                max_size=300),
+       st.sampled_from([pa.int64(), pa.int32()]), st.booleans())
+def test_dense_group_by_equals_acero(rows, key_type, wide):
+    """count(*), count, min and max grouped by one integer key of small span run in NumPy
+    (Aggregator._dense_run); partial and merge states equal Acero's group_by."""
+    keys = [k * (10**6 if wide else 1) for k, _ in rows]
+    table = pa.table({"k": pa.array(keys, key_type), "v": pa.array([v for _, v in rows])})
+    calls = [AggCall("count", (), pa.int64()), AggCall("count", ("v",), pa.int64()),
+             AggCall("min", ("v",), pa.int64()), AggCall("max", ("v",), pa.int64())]
+    agg = Aggregator(calls, table.schema, None)
+    columns = {"k": table.column("k"), **agg.prepare(table)}
+    dense = agg.partial(pa.table(columns), ["k"]).sort_by("k")
+    merged = agg.merge(pa.concat_tables([dense, dense]), ["k"]).sort_by("k")
+    hashed = Aggregator(calls, table.schema, None)
+    hashed._dense_run = lambda *a: None  # type: ignore[method-assign]
+    expected = hashed.partial(pa.table(columns), ["k"]).sort_by("k")
+    assert dense.equals(expected)
+    assert merged.equals(hashed.merge(pa.concat_tables([expected, expected]), ["k"])
+                         .sort_by("k"))
