@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from caudal.plan.aggregates import AggCall
+from caudal.plan.aggregates import PAIR_STATISTICS, PERCENTILES, AggCall
 from caudal.types import TIMESTAMP
 
 PARTIAL, MERGE = "partial", "merge"
@@ -539,6 +539,136 @@ class Distinct(Kernel):
         return pc.if_else(pc.greater(n, 0), pc.divide(total, n), pa.scalar(None, pa.float64()))
 
 
+class CoMoments(Kernel):
+    """corr, covar_pop/samp and the regr_* aggregates of (y, x) over the rows where both
+    are non-NULL. The state is (n, mean x, mean y, m2 x, m2 y, co-moment), merged with Chan's
+    pairwise formulas, which stay accurate where sums of squares and products cancel (x a
+    Unix time in seconds, y small): a row is a state of n = 1."""
+
+    needs_groups = (True, True)
+    STATE = ("n", "mx", "my", "sxx", "syy", "sxy")
+
+    def prepare(self, batch):
+        y = _as_array(batch.column(self.call.args[0])).cast(pa.float64())
+        x = _as_array(batch.column(self.call.args[1])).cast(pa.float64())
+        both = pc.and_(pc.is_valid(y), pc.is_valid(x))
+        mask = self._mask(batch)
+        if mask is not None:
+            both = pc.and_(both, mask)
+        return {f"{self.p}_y": y, f"{self.p}_x": x, f"{self.p}_ok": both}
+
+    def specs(self, phase):
+        return []
+
+    def finish(self, phase, result, source, groups):
+        p, gid, g = self.p, groups.gid, groups.groups
+        if phase == PARTIAL:
+            rows = np.flatnonzero(_np(source[f"{p}_ok"], False, bool))
+            gid = gid[rows]
+            n = np.ones(len(rows))
+            mx, my = _np(source[f"{p}_x"], 0.0, np.float64)[rows], \
+                _np(source[f"{p}_y"], 0.0, np.float64)[rows]
+            sxx = syy = sxy = np.zeros(len(rows))
+        else:
+            n, mx, my, sxx, syy, sxy = (_np(source[f"{p}_{s}"], 0.0, np.float64)
+                                        for s in self.STATE)
+        total = np.bincount(gid, weights=n, minlength=g)
+        safe = np.where(total > 0, total, 1)
+        mean_x = np.bincount(gid, weights=n * mx, minlength=g) / safe
+        mean_y = np.bincount(gid, weights=n * my, minlength=g) / safe
+        dx, dy = mx - mean_x[gid], my - mean_y[gid]
+        out = {"n": total.astype(np.int64), "mx": mean_x, "my": mean_y,
+               "sxx": np.bincount(gid, weights=sxx + n * dx * dx, minlength=g),
+               "syy": np.bincount(gid, weights=syy + n * dy * dy, minlength=g),
+               "sxy": np.bincount(gid, weights=sxy + n * dx * dy, minlength=g)}
+        return {f"{p}_{s}": pa.array(v) for s, v in out.items()}
+
+    def final(self, state):
+        p, func = self.p, self.call.func
+        n = _np(state[f"{p}_n"], 0, np.float64)
+        mx, my, sxx, syy, sxy = (_np(state[f"{p}_{s}"], 0.0, np.float64)
+                                 for s in self.STATE[1:])
+        if func == "regr_count":
+            return pa.array(n.astype(np.int64))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if func == "covar_pop":
+                value, ok = sxy / n, n > 0
+            elif func == "covar_samp":
+                value, ok = sxy / (n - 1), n > 1
+            elif func == "corr":
+                value, ok = sxy / np.sqrt(sxx * syy), (n > 0) & (sxx > 0) & (syy > 0)
+            elif func == "regr_slope":
+                value, ok = sxy / sxx, (n > 0) & (sxx > 0)
+            elif func == "regr_intercept":
+                value, ok = my - (sxy / sxx) * mx, (n > 0) & (sxx > 0)
+            elif func == "regr_r2":  # PostgreSQL: 1 when y is constant, NULL when x is
+                value = np.where(syy > 0, (sxy * sxy) / (sxx * syy), 1.0)
+                ok = (n > 0) & (sxx > 0)
+            else:  # regr_avgx, regr_avgy, regr_sxx, regr_syy, regr_sxy
+                value = {"regr_avgx": mx, "regr_avgy": my, "regr_sxx": sxx,
+                         "regr_syy": syy, "regr_sxy": sxy}[func]
+                ok = n > 0
+        return pa.array(np.where(ok, value, 0.0), mask=~ok)
+
+
+class Percentile(Kernel):
+    """median, percentile_cont(p), percentile_disc(p): exact, so the state is the group's
+    non-NULL values (like array_agg's, merged by concatenation), sorted once at the end."""
+
+    needs_groups = (True, True)
+    #: the state is as large as the input
+    two_phase = False
+
+    def prepare(self, batch):
+        value = self._value(batch)
+        if pa.types.is_null(value.type):
+            value = value.cast(pa.float64())
+        return {f"{self.p}_x": value}
+
+    def specs(self, phase):
+        return []
+
+    def finish(self, phase, result, source, groups):
+        if phase == PARTIAL:
+            values = _as_array(source[f"{self.p}_x"])
+            gid = groups.gid
+        else:
+            lists = _as_array(source[f"{self.p}_v"])
+            values = pc.list_flatten(lists)
+            gid = groups.gid[pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)]
+        rows = np.flatnonzero(_np(pc.is_valid(values), False, bool))
+        g = gid[rows]
+        pos = np.argsort(g, kind="stable")
+        return {f"{self.p}_v": _lists(values, rows[pos], g[pos], groups.groups,
+                                      pa.list_(values.type))}
+
+    def final(self, state):
+        lists = _as_array(state[f"{self.p}_v"])
+        n = _np(pc.list_value_length(lists), 0, np.int64)
+        flat = pc.list_flatten(lists)
+        parents = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
+        keys = _np(flat.cast(pa.float64()), 0.0, np.float64)
+        order = np.lexsort((keys, parents))  # by group, then value
+        starts = np.zeros(len(n), dtype=np.int64)
+        np.cumsum(n[:-1], out=starts[1:])
+        has = n > 0
+        fraction = self.call.options.get("fraction", 0.5)
+        last = np.maximum(n - 1, 0)
+        if self.call.func == "percentile_disc":  # the first value whose rank reaches p * n
+            index = np.clip(np.ceil(fraction * n).astype(np.int64) - 1, 0, last)
+            picked = np.where(has, order[np.minimum(starts + index, len(order) - 1)]
+                              if len(order) else 0, -1)
+            return pc.take(flat, pa.array(picked, mask=~has))
+        at = fraction * last
+        low, high = np.floor(at).astype(np.int64), np.ceil(at).astype(np.int64)
+        if not len(order):
+            return pa.array(np.zeros(len(n)), mask=~has)
+        sorted_keys = keys[order]
+        lo = sorted_keys[np.minimum(starts + low, len(order) - 1)]
+        hi = sorted_keys[np.minimum(starts + high, len(order) - 1)]
+        return pa.array(np.where(has, lo + (hi - lo) * (at - low), 0.0), mask=~has)
+
+
 def make_kernel(call: AggCall, index: int, input_schema: pa.Schema,
                 time_column: str | None) -> Kernel:
     func = call.func
@@ -566,6 +696,10 @@ def make_kernel(call: AggCall, index: int, input_schema: pa.Schema,
         cls = ArrayAgg
     elif func in BitAgg._OPS:
         cls = BitAgg
+    elif func in PAIR_STATISTICS:
+        cls = CoMoments
+    elif func in PERCENTILES:
+        cls = Percentile
     else:
         raise ValueError(f"no kernel for aggregate {func}")
     return cls(call, index, input_schema, time_column)

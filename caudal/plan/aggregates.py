@@ -35,12 +35,36 @@ ALIASES = {
     "array_agg": "array_agg", "arrayagg": "array_agg",
     "bit_and": "bit_and", "bitwiseandagg": "bit_and", "bit_or": "bit_or",
     "bitwiseoragg": "bit_or", "bit_xor": "bit_xor", "bitwisexoragg": "bit_xor",
+    "var": "var_samp",
+    # percentiles (exact; the approx_ spellings of DataFusion are computed exactly too)
+    "median": "median", "approx_median": "median",
+    "percentile_cont": "percentile_cont", "percentilecont": "percentile_cont",
+    "approx_percentile_cont": "percentile_cont", "quantile_cont": "percentile_cont",
+    "percentile_disc": "percentile_disc", "percentiledisc": "percentile_disc",
+    "quantile_disc": "percentile_disc",
+    # statistics of two columns (y, x), over the rows where both are non-NULL
+    "corr": "corr", "covar_pop": "covar_pop", "covarpop": "covar_pop",
+    "covar_samp": "covar_samp", "covarsamp": "covar_samp",
+    **{f"regr_{s}": f"regr_{s}" for s in ("slope", "intercept", "count", "r2", "avgx",
+                                          "avgy", "sxx", "syy", "sxy")},
+    **{f"regr{s}": f"regr_{s}" for s in ("slope", "intercept", "count", "r2", "avgx",
+                                         "avgy", "sxx", "syy", "sxy")},
 }
+
+#: aggregates of two columns (y, x): their state is the co-moments of the pair
+PAIR_STATISTICS = ("corr", "covar_pop", "covar_samp", "regr_slope", "regr_intercept",
+                   "regr_count", "regr_r2", "regr_avgx", "regr_avgy", "regr_sxx", "regr_syy",
+                   "regr_sxy")
+#: aggregates of a sorted group (their state is the group's values)
+PERCENTILES = ("median", "percentile_cont", "percentile_disc")
 
 ACCEPTED = ("count(*), count(x), count(DISTINCT x), sum, avg, min, max, stddev, stddev_pop, "
             "stddev_samp, variance, var_pop, var_samp, bool_and, bool_or, first_value, "
             "last_value, string_agg(x, sep), approx_count_distinct, "
-            "array_agg(x [ORDER BY k]), bit_and, bit_or, bit_xor")
+            "array_agg(x [ORDER BY k]), bit_and, bit_or, bit_xor, median, "
+            "percentile_cont(p) / percentile_disc(p) WITHIN GROUP (ORDER BY x), corr, "
+            "covar_pop, covar_samp, regr_slope, regr_intercept, regr_count, regr_r2, "
+            "regr_avgx, regr_avgy, regr_sxx, regr_syy, regr_sxy")
 
 #: canonical aggregate -> one-line signature, for the SQL reference (docs/sql.md)
 SIGNATURES = {
@@ -66,6 +90,25 @@ SIGNATURES = {
     "bit_and": "bit_and(integer) -> bitwise AND of the non-NULL values",
     "bit_or": "bit_or(integer) -> bitwise OR of the non-NULL values",
     "bit_xor": "bit_xor(integer) -> bitwise XOR of the non-NULL values",
+    "median": "median(x), approx_median(x) -> double: the middle value (the mean of the two "
+              "middle ones), computed exactly",
+    "percentile_cont": "percentile_cont(p) WITHIN GROUP (ORDER BY x), also "
+                       "approx_percentile_cont(p) WITHIN GROUP (…), approx_percentile_cont(x, "
+                       "p), quantile_cont(x, p) -> double: interpolated, computed exactly",
+    "percentile_disc": "percentile_disc(p) WITHIN GROUP (ORDER BY x), quantile_disc(x, p) -> "
+                       "the first value at or past the fraction p, the type of x",
+    "corr": "corr(y, x) -> double: the correlation coefficient",
+    "covar_pop": "covar_pop(y, x) -> double: the population covariance",
+    "covar_samp": "covar_samp(y, x) -> double: the sample covariance",
+    "regr_slope": "regr_slope(y, x) -> double: the least-squares slope of y on x",
+    "regr_intercept": "regr_intercept(y, x) -> double: the least-squares intercept",
+    "regr_count": "regr_count(y, x) -> bigint: rows where both are non-NULL",
+    "regr_r2": "regr_r2(y, x) -> double: the coefficient of determination",
+    "regr_avgx": "regr_avgx(y, x) -> double: the mean of x",
+    "regr_avgy": "regr_avgy(y, x) -> double: the mean of y",
+    "regr_sxx": "regr_sxx(y, x) -> double: sum of squared deviations of x",
+    "regr_syy": "regr_syy(y, x) -> double: sum of squared deviations of y",
+    "regr_sxy": "regr_sxy(y, x) -> double: sum of products of the deviations",
 }
 
 #: aggregates whose DISTINCT form is computed (min/max/bool ignore DISTINCT)
@@ -138,6 +181,15 @@ def result_type(func: str, args: list[pa.DataType]) -> pa.DataType:
                         hint="cast the value: string_agg(CAST(x AS TEXT), ',')")
     if func == "array_agg":
         return pa.list_(pa.string() if null else t)
+    if func in PAIR_STATISTICS:
+        if len(args) != 2 or not all(is_numeric(a) or pa.types.is_null(a) for a in args):
+            got = ", ".join(sql_name(a) for a in args)
+            raise PlanError(f"{func}() takes two numbers (y, x), got ({got})")
+        return pa.int64() if func == "regr_count" else pa.float64()
+    if func in PERCENTILES:
+        if not (is_numeric(t) or null):
+            raise PlanError(f"{func}() takes a number, got {sql_name(t)}")
+        return t if func == "percentile_disc" and not null else pa.float64()
     if func in ("bit_and", "bit_or", "bit_xor"):
         if pa.types.is_integer(t) or null:
             return pa.int64() if null else t
@@ -149,8 +201,10 @@ def argument_count(func: str) -> tuple[int, int]:
     """How many value arguments ``func`` takes (string_agg's separator is an option)."""
     if func == "count":
         return 0, 1
+    if func in PAIR_STATISTICS:
+        return 2, 2
     return 1, 1
 
 
-__all__ = ["AggCall", "ALIASES", "ACCEPTED", "canonical", "result_type", "argument_count",
-           "TIMESTAMP"]
+__all__ = ["AggCall", "ALIASES", "ACCEPTED", "PAIR_STATISTICS", "PERCENTILES", "canonical",
+           "result_type", "argument_count", "TIMESTAMP"]

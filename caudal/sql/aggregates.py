@@ -46,7 +46,10 @@ from caudal.plan.aggregates import (
     ACCEPTED,
     DISTINCT_IRRELEVANT,
     DISTINCT_OK,
+    PAIR_STATISTICS,
+    PERCENTILES,
     AggCall,
+    argument_count,
     canonical,
     result_type,
 )
@@ -227,6 +230,9 @@ def _translate_aggregate(node: exp.Expression, scope: Scope, event_time: bool) -
         if not (pa.types.is_boolean(condition.dtype) or pa.types.is_null(condition.dtype)):
             raise PlanError(f"FILTER needs a boolean condition, got {sql_name(condition.dtype)}",
                             line=ln, col=col)
+    within = None
+    if isinstance(call, exp.WithinGroup):  # percentile_cont(p) WITHIN GROUP (ORDER BY x)
+        within, call = call.expression, call.this
     raw = call.name if isinstance(call, exp.Anonymous) else type(call).__name__
     if isinstance(call, exp.Anonymous):
         from caudal.plan.python_udaf import find_udaf
@@ -264,6 +270,14 @@ def _translate_aggregate(node: exp.Expression, scope: Scope, event_time: bool) -
             arg_nodes = []
         else:
             arg_nodes = [this]
+        if func in PAIR_STATISTICS and call.args.get("expression") is not None:
+            arg_nodes.append(call.expression)
+    if func in PERCENTILES:
+        arg_nodes, options["fraction"] = _percentile_arguments(func, arg_nodes, within, ln, col)
+    elif within is not None:
+        raise PlanError(f"{func}() takes no WITHIN GROUP", line=ln, col=col,
+                        hint="WITHIN GROUP (ORDER BY x) goes with percentile_cont(p) and "
+                             "percentile_disc(p)")
     if func == "string_agg":
         sep = call.args.get("separator") if not isinstance(call, exp.Anonymous) else (
             arg_nodes.pop() if len(arg_nodes) == 2 else None)
@@ -283,8 +297,10 @@ def _translate_aggregate(node: exp.Expression, scope: Scope, event_time: bool) -
     if func == "count" and len(arg_nodes) > 1:
         raise PlanError("count() takes one argument", line=ln, col=col,
                         hint="count(*), count(x) or count(DISTINCT x)")
-    if func != "count" and len(arg_nodes) != 1:
-        raise PlanError(f"{func}() takes one argument, got {len(arg_nodes)}", line=ln, col=col,
+    least, most = argument_count(func)
+    if func != "count" and not least <= len(arg_nodes) <= most:
+        wanted = "one argument" if most == 1 else f"{most} arguments"
+        raise PlanError(f"{func}() takes {wanted}, got {len(arg_nodes)}", line=ln, col=col,
                         hint=f"accepted: {ACCEPTED}")
     args = [translate(a, scope) for a in arg_nodes]
     if order_key is not None:
@@ -306,6 +322,49 @@ def _translate_aggregate(node: exp.Expression, scope: Scope, event_time: bool) -
     except PlanError as e:
         raise e.with_position(ln, col) from None
     return _Agg(node, func, args, distinct, condition, options, dtype)
+
+
+def _percentile_arguments(func: str, arg_nodes: list[exp.Expression],
+                          within: exp.Order | None, ln: int | None,
+                          col: int | None) -> tuple[list[exp.Expression], float]:
+    """The value and the fraction of a percentile, in any of its spellings: median(x),
+    percentile_cont(p) WITHIN GROUP (ORDER BY x [DESC]), approx_percentile_cont(x, p),
+    quantile_cont(x, p). DESC reads the fraction from the other end (continuous only)."""
+    example = f"{func}(0.5) WITHIN GROUP (ORDER BY x)"
+    if func == "median":
+        if within is not None:
+            raise PlanError("median() takes no WITHIN GROUP", line=ln, col=col,
+                            hint="median(x), or percentile_cont(0.5) WITHIN GROUP (ORDER BY x)")
+        return arg_nodes, 0.5
+    if within is not None:
+        if len(arg_nodes) != 1 or len(within.expressions) != 1:
+            raise PlanError(f"{func}() WITHIN GROUP takes one fraction and one ORDER BY key",
+                            line=ln, col=col, hint=example)
+        fraction_node, ordered = arg_nodes[0], within.expressions[0]
+        value, descending = ordered.this, bool(ordered.args.get("desc"))
+    elif len(arg_nodes) == 2:
+        value, fraction_node, descending = arg_nodes[0], arg_nodes[1], False
+    else:
+        raise PlanError(f"{func}() needs a fraction and a value", line=ln, col=col,
+                        hint=example)
+    fraction = _fraction(fraction_node)
+    if fraction is None:
+        raise PlanError(f"{func}() takes a constant fraction between 0 and 1", line=ln,
+                        col=col, hint=example)
+    if descending:
+        if func == "percentile_disc":
+            raise PlanError("percentile_disc() WITHIN GROUP (ORDER BY x DESC) is not "
+                            "supported", line=ln, col=col,
+                            hint="order ascending and take the fraction from the other end")
+        fraction = 1.0 - fraction
+    return [value], fraction
+
+
+def _fraction(node: exp.Expression) -> float | None:
+    if isinstance(node, exp.Literal) and not node.is_string:
+        value = float(node.this)
+        return value if 0.0 <= value <= 1.0 else None
+    return None
 
 
 def _udaf_call(node: exp.Expression, udaf, arg_nodes: list[exp.Expression],

@@ -13,13 +13,17 @@ AGGREGATE_NAMES = {
     "var_pop", "var_samp", "bool_and", "bool_or", "every", "first_value", "last_value",
     "string_agg", "approx_count_distinct", "approx_distinct", "array_agg", "groupconcat",
     "first", "last", "anyvalue", "any_value", "stddevpop", "stddevsamp", "varpop", "varsamp",
-    "logicaland", "logicalor", "approxdistinct", "arrayagg",
+    "logicaland", "logicalor", "approxdistinct", "arrayagg", "var", "median", "approx_median",
+    "approx_percentile_cont", "quantile_cont", "quantile_disc",
+    "approx_percentile_cont_with_weight",
 }
 
 
 def is_aggregate(node: exp.Expression) -> bool:
     if isinstance(node, exp.AggFunc):
         return True
+    if isinstance(node, exp.WithinGroup):  # percentile_cont(p) WITHIN GROUP (ORDER BY x)
+        return is_aggregate(node.this)
     if isinstance(node, exp.Anonymous) and node.name.lower() in AGGREGATE_NAMES:
         return True
     if isinstance(node, exp.Anonymous):  # a Python UDAF of the job (plan.python_udaf)
