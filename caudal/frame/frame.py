@@ -366,12 +366,19 @@ class Frame:
 
     # -- running ----------------------------------------------------------------------------
 
-    def explain(self, parallelism: int = 1) -> str:
-        """The logical plan and the physical dataflow graph, as ``caudal explain`` prints."""
-        from caudal.job import explain_sql
+    def explain(self, parallelism: int = 1, runtime: str = "local",
+                address: str | None = None) -> str:
+        """The logical plan and the physical dataflow graph, as ``caudal explain`` prints;
+        with ``runtime="ray"`` also which worker actor and node runs which subtasks."""
+        from caudal.job import compile_sql, explain_sql
+        from caudal.runtime import make_runtime
 
+        chosen = make_runtime(runtime, address)
         with self._plan_context():
             text = explain_sql(self._query_script(), parallelism)
+            if runtime == "ray":
+                graph = compile_sql(self._query_script(), parallelism).graph
+                text += "\n\n" + chosen.explain_plan(graph)
         return text.split("\n", 1)[1] if text.startswith("--") else text
 
     def _query_script(self) -> str:

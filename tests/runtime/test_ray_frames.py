@@ -69,6 +69,12 @@ def test_collect_on_ray_equals_local_and_duckdb(ray_cluster, bids_data):
     assert normalized_rows(got) == normalized_rows(want.rename_columns(got.column_names))
 
 
+def test_explain_on_ray_shows_the_placement(ray_cluster):
+    per_key = cd.from_arrow({"k": [1, 2, 3]}).group_by("k").agg(cd.count().alias("n"))
+    text = per_key.explain(parallelism=2, runtime="ray")
+    assert "Placement on Ray:" in text and "worker 1 on node" in text
+
+
 def test_stream_on_ray_yields_the_changelog_as_the_job_runs(ray_cluster):
     """A paced source (about 3 s): batches arrive while the job runs, with their _op."""
     bids = cd.read_nexmark("bid", events=6000, event_rate=2000)
@@ -82,12 +88,26 @@ def test_stream_on_ray_yields_the_changelog_as_the_job_runs(ray_cluster):
     assert arrivals[0] < arrivals[-1] - 1.0, arrivals  # not all at the end
     got = fold(pa.Table.from_batches(batches))
     assert normalized_rows(got) == normalized_rows(per_auction.collect())
+    # a consumer that stops early stops the job: its actors go away
+    stream = per_auction.stream(runtime="ray", parallelism=2, linger="50ms")
+    next(stream)
+    stream.close()
+    deadline = time.monotonic() + 30
+    while _our_workers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _our_workers() == []
 
 
 def _our_workers() -> list[int]:
-    """The Ray worker actors' processes started by this test session's cluster."""
-    return [p.pid for p in psutil.Process(os.getpid()).children(recursive=True)
-            if "WorkerActor" in " ".join(p.cmdline() or [])]
+    """The live Ray worker actors' processes started by this test session's cluster."""
+    pids = []
+    for p in psutil.Process(os.getpid()).children(recursive=True):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and "WorkerActor" in " ".join(p.cmdline()):
+                pids.append(p.pid)
+        except psutil.Error:  # gone meanwhile
+            continue
+    return pids
 
 
 @pytest.mark.slow
