@@ -27,7 +27,7 @@ from caudal import formats
 from caudal.connectors import kafka_options as ko
 from caudal.connectors.base import Source
 from caudal.connectors.kafka_sink import KafkaSink
-from caudal.connectors.messages import decode_json_values, decode_raw_strings
+from caudal.connectors.messages import decode_json_values, decode_raw_strings, paused_gc
 from caudal.connectors.registry import table_is_changelog
 from caudal.durations import parse_duration_s
 from caudal.errors import ConfigError, DataError
@@ -67,17 +67,17 @@ def topic_partitions(table: TableSpec, client: Any, topic: str) -> list[int]:
 
 
 class _MessagePolicy(bad_data.BadDataPolicy):
-    """bad_data for messages: names topic, partition and offset; remembers dropped rows."""
+    """bad_data for messages: names topic, partition and offset (read from the message only
+    when one is rejected); remembers dropped rows."""
 
-    def __init__(self, mode: str, metrics: Any, topic: str, parts: np.ndarray,
-                 offs: np.ndarray):
+    def __init__(self, mode: str, metrics: Any, topic: str, msgs: list):
         super().__init__(mode, metrics, f"topic {topic!r}")
-        self.parts, self.offs = parts, offs
+        self.msgs = msgs
         self.dropped: list[int] = []
 
     def reject(self, line: int, reason: str) -> None:
-        text = (f"{self.where} partition {int(self.parts[line])} offset "
-                f"{int(self.offs[line])}: {reason}")
+        m = self.msgs[line]
+        text = f"{self.where} partition {m.partition()} offset {m.offset()}: {reason}"
         if self.mode != "drop":
             raise DataError(f"malformed message in {text}",
                             hint="fix the producer, or set bad_data = 'drop' to skip such "
@@ -153,6 +153,9 @@ class KafkaSource(Source):
         self.group_id = self.opts.get("source.group_id") or f"caudal-{table.name}"
         self._consumer: Any = None
         self._decoder: Any = None
+        #: partition or offset metadata columns: each message's position is read
+        self._position_columns = any(key in ("partition", "offset") and column in self.schema.names
+                                     for column, key in table.metadata.items())
         if self.format in ("json", "debezium_json"):
             schema = envelope(self.data_schema) if self.changelog else self.data_schema
             self._decoder = formats.get("json").Decoder(schema, table.options)
@@ -162,6 +165,8 @@ class KafkaSource(Source):
         self._marks: dict[int, int] = {}
         self._seen: dict[int, float] = {}
         self._next_discovery = 0.0
+        #: every assigned partition, for reading the consumer's positions in one call
+        self._tps: list = []
 
     # -- partitions and positions -------------------------------------------------------------
 
@@ -219,6 +224,7 @@ class KafkaSource(Source):
         todo = [TopicPartition(self.topic, p, starts[p]) for p in starts if p not in self._done]
         if todo:
             self._client().incremental_assign(todo)
+            self._tps += [TopicPartition(self.topic, tp.partition) for tp in todo]
 
     def _watermarks(self, p: int) -> tuple[int, int]:
         from confluent_kafka import TopicPartition
@@ -279,37 +285,58 @@ class KafkaSource(Source):
             self._discover()
         if self.finished():
             return None
-        msgs = self._consumer.consume(max_rows, timeout)
-        if not msgs:
-            return None
-        if any(m.error() is not None for m in msgs):
-            msgs = self._handle_errors(msgs)
-            if not msgs:
-                return None
-        # the Python the client forces: one call per message for its partition and offset
-        parts = np.array([m.partition() for m in msgs], np.int32)
-        offs = np.array([m.offset() for m in msgs], np.int64)
-        if self.bounded:
-            keep = offs < self._stops[parts]
-            if not keep.all():
-                msgs = [m for m, k in zip(msgs, keep) if k]
-                parts, offs = parts[keep], offs[keep]
-                if not msgs:
-                    self._check_done()
-                    return None
-        now = time.monotonic()
-        for p in np.unique(parts):
-            p = int(p)
-            self._next[p] = int(offs[parts == p].max()) + 1
-            self._seen[p] = now
-        self._check_done()
-        batch, row_parts = self._decode(msgs, parts, offs)
+        with paused_gc():  # the client's message objects are alive only in here
+            batch, row_parts = self._read(max_rows, timeout)
         if batch is None or batch.num_rows == 0:
             return None
         self.metrics.rows_read += batch.num_rows
-        if self.table.event_time and row_parts is not None:
+        if row_parts is not None:
             self._observe(batch, row_parts)
         return batch
+
+    def _read(self, max_rows: int, timeout: float
+              ) -> tuple[pa.RecordBatch | None, np.ndarray | None]:
+        """Consume up to ``max_rows`` messages and decode them. The per-message Python is
+        what the client forces (one object per message) plus one C-level pass each for the
+        errors and the values; positions come from the consumer per partition, and each
+        message's partition and offset are read only where they are needed (bounded reads
+        that ran past their end, event-time watermarks, metadata columns, a bad message)."""
+        from confluent_kafka import Message
+
+        msgs = self._consumer.consume(max_rows, timeout)
+        if not msgs:
+            return None, None
+        if any(map(Message.error, msgs)):  # (an error is truthy; never compare it to None)
+            msgs = self._handle_errors(msgs)
+            if not msgs:
+                return None, None
+        parts = offs = None
+        overshot = self._advance()
+        if overshot:
+            parts, offs = _positions(msgs)
+            keep = offs < self._stops[parts]
+            msgs = [m for m, k in zip(msgs, keep) if k]
+            parts, offs = parts[keep], offs[keep]
+            if not msgs:
+                return None, None
+        self._check_done()
+        return self._decode(msgs, parts, offs)
+
+    def _advance(self) -> bool:
+        """Move each partition's next offset to the consumer's position (one call for all
+        partitions: the position follows the last message handed to caudal); True when a
+        bounded partition was read past its stop offset (then the batch is cut there)."""
+        now = time.monotonic()
+        overshot = False
+        for tp in self._consumer.position(self._tps):
+            p, pos = tp.partition, tp.offset
+            if pos >= 0 and pos > self._next[p]:
+                if self.bounded and pos > self._stop[p]:
+                    overshot = True
+                    pos = self._stop[p]
+                self._next[p] = pos
+                self._seen[p] = now
+        return overshot
 
     def _handle_errors(self, msgs: list) -> list:
         from confluent_kafka import KafkaError
@@ -338,20 +365,24 @@ class KafkaSource(Source):
                 if nxt >= self._stop.get(p, 0):
                     self._done.add(p)
 
-    def _decode(self, msgs: list, parts: np.ndarray,
-                offs: np.ndarray) -> tuple[pa.RecordBatch | None, np.ndarray | None]:
-        """The rows of the messages, and each row's partition (None for a changelog, whose
-        updates are two rows: its watermark comes from the batches, as for files)."""
-        values = [m.value() for m in msgs]
-        keep: np.ndarray | None = None
+    def _decode(self, msgs: list, parts: np.ndarray | None, offs: np.ndarray | None
+                ) -> tuple[pa.RecordBatch | None, np.ndarray | None]:
+        """The rows of the messages, and each row's partition when event-time watermarks
+        need it (None for a changelog, whose updates are two rows: its watermark comes from
+        the batches, as for files). ``parts``/``offs`` are the messages' partitions and
+        offsets when already read, else None (read here only if needed)."""
+        from confluent_kafka import Message
+
+        values = list(map(Message.value, msgs))
         if None in values:  # tombstones carry no row
             keep = np.array([v is not None for v in values])
             msgs = [m for m, k in zip(msgs, keep) if k]
             values = [v for v in values if v is not None]
-            parts, offs = parts[keep], offs[keep]
+            if parts is not None:
+                parts, offs = parts[keep], offs[keep]
             if not values:
                 return None, None
-        policy = _MessagePolicy(self.table.bad_data, self.metrics, self.topic, parts, offs)
+        policy = _MessagePolicy(self.table.bad_data, self.metrics, self.topic, msgs)
         if not self.data_schema.names and not self.changelog:
             data = pa.table({"_": pa.nulls(len(values))}).drop_columns(["_"])  # metadata only
         elif self.format in ("json", "debezium_json"):
@@ -364,19 +395,23 @@ class KafkaSource(Source):
             mask = np.ones(len(msgs), bool)
             mask[policy.dropped] = False
             msgs = [m for m, k in zip(msgs, mask) if k]
-            parts, offs = parts[mask], offs[mask]
+            if parts is not None:
+                parts, offs = parts[mask], offs[mask]
         if self.changelog:
             data = changes(data, self.data_schema, policy)
             return _as_batch(data, self.schema), None
+        if parts is None and (self.table.event_time or self._position_columns):
+            parts, offs = _positions(msgs)
         columns = {name: data.column(name) for name in data.column_names}
         for column, key in self.table.metadata.items():
             if column in self.schema.names:
                 columns[column] = _metadata(key, msgs, parts, offs,
                                             self.schema.field(column).type)
+        row_parts = parts if self.table.event_time else None
         if not self.schema.names:   # count(*): rows without columns
-            return formats.empty_rows(len(msgs)), parts
+            return formats.empty_rows(len(msgs)), row_parts
         table = pa.table([columns[f.name] for f in self.schema], schema=self.schema)
-        return _as_batch(table, self.schema), parts
+        return _as_batch(table, self.schema), row_parts
 
     def _json(self, values: list[bytes], policy: _MessagePolicy) -> pa.Table:
         return decode_json_values(self._decoder, values, policy)
@@ -458,6 +493,14 @@ def _as_batch(table: pa.Table, schema: pa.Schema) -> pa.RecordBatch:
         return batches[0]
     return pa.RecordBatch.from_arrays([pa.array([], f.type) for f in schema], schema=schema) \
         if not batches else pa.concat_batches(batches)
+
+
+def _positions(msgs: list) -> tuple[np.ndarray, np.ndarray]:
+    """Each message's partition and offset (one C-level pass each)."""
+    from confluent_kafka import Message
+
+    return (np.fromiter(map(Message.partition, msgs), np.int32, len(msgs)),
+            np.fromiter(map(Message.offset, msgs), np.int64, len(msgs)))
 
 
 def _data_fields(table: TableSpec) -> list[pa.Field]:

@@ -536,6 +536,60 @@ def test_startup_from_group_offsets(kafka):
     source.close()
 
 
+def test_bounded_read_stops_at_the_offsets_of_its_start_while_the_topic_grows(kafka):
+    """Messages produced after the start are not read, even when a polled batch runs past a
+    partition's stop offset (the batch is cut there); positions end at the stop offsets."""
+    import pyarrow as pa
+
+    from caudal.connectors.kafka import KafkaSource
+    from caudal.plan.tables import TableSpec
+
+    topic = topic_name("grows")
+    produce(kafka, topic, [json.dumps({"v": i}).encode() for i in range(400)])
+    options = {"bootstrap_servers": kafka, "topic": topic, "source.offset": "earliest",
+               "scan.bounded.mode": "latest-offset"}
+    source = KafkaSource(TableSpec("t", "kafka", options, pa.schema([("v", pa.int64())])))
+    source.open(source.partitions(1), None)
+    stops = dict(source._stop)
+    produce(kafka, topic, [json.dumps({"v": 1000 + i}).encode() for i in range(400)])
+    time.sleep(0.5)   # the later messages are in the log before the first poll
+    got = []
+    deadline = time.monotonic() + 20
+    while not source.finished() and time.monotonic() < deadline:
+        batch = source.poll(100_000, 0.1)
+        if batch is not None:
+            got += batch.column("v").to_pylist()
+    assert source.finished()
+    assert sorted(got) == list(range(400))
+    assert source.offsets() == {f"{topic}:{p}": stop for p, stop in stops.items()}
+    source.close()
+
+
+def test_paused_gc_is_shared_by_overlapping_holders():
+    import gc
+    import threading
+
+    from caudal.connectors.messages import paused_gc
+
+    assert gc.isenabled()
+    inside, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with paused_gc():
+            inside.set()
+            release.wait(5)
+
+    other = threading.Thread(target=hold)
+    other.start()
+    inside.wait(5)
+    with paused_gc():
+        assert not gc.isenabled()
+    assert not gc.isenabled()   # the other holder still holds it
+    release.set()
+    other.join(5)
+    assert gc.isenabled()
+
+
 def test_updating_query_as_debezium_json(kafka, bids_topic, tmp_path, duck):
     topic, table = bids_topic
     sink = topic_name("dbz")
