@@ -38,9 +38,21 @@ def _state_rows(operators: list[Any]) -> int:
     return total
 
 
+def _state_bytes(coordinator: Any) -> dict[tuple[int, int], int]:
+    """(vertex, subtask) -> bytes of its state files in the newest complete checkpoint (what
+    restoring it reads; live state is not measured between checkpoints)."""
+    kept = list(getattr(coordinator, "_kept", None) or [])
+    if not kept:
+        return {}
+    return {(v.id, i): sum(f.file.bytes for f in sub.files())
+            for v in kept[-1].vertices for i, sub in enumerate(v.subtasks)}
+
+
 def snapshot(runtime: Any) -> dict[str, Any]:
     """The counters of every subtask of ``runtime`` (a LocalRuntime or the checkpointed
     wrapper around one), plus its checkpoints, as plain JSON values."""
+    coordinator = getattr(runtime, "coordinator", None)
+    state_bytes = _state_bytes(coordinator) if coordinator is not None else {}
     subtasks = []
     runners = list(getattr(runtime, "runners", []) or [])
     for stats, runner in zip(runtime.stats(), runners):
@@ -61,11 +73,11 @@ def snapshot(runtime: Any) -> dict[str, Any]:
             "late_rows": stats.late_rows + int(metrics.get("late_rows", 0)),
             "bad_rows": stats.bad_rows_dropped,
             "state_rows": _state_rows(getattr(runner, "operators", [])),
+            "state_bytes": state_bytes.get((vertex.id, stats.index)),
             "counters": {k: v for k, v in metrics.items() if isinstance(v, int | float)},
         })
     out: dict[str, Any] = {"time": time.time(), "pid": os.getpid(), "subtasks": subtasks,
                            "restarts": getattr(runtime, "restarts", 0), "checkpoints": []}
-    coordinator = getattr(runtime, "coordinator", None)
     if coordinator is not None:
         out["checkpoints"] = [
             {"epoch": h.epoch, "duration_s": round(h.duration_s, 4), "bytes": h.bytes,
@@ -125,6 +137,11 @@ SUBTASK_SERIES = [
     ("bad_rows", "Rows a source dropped as malformed", "bad_rows", "counter"),
     ("state_rows", "Rows held in operator state", "state_rows", "gauge"),
 ]
+#: (series, help, snapshot field) per subtask, only where the snapshot has a value
+OPTIONAL_SERIES = [
+    ("state_bytes", "Bytes of the subtask's state in the newest complete checkpoint",
+     "state_bytes"),
+]
 
 
 def collect(snapshots: Iterable[tuple[str, dict[str, Any]]],
@@ -137,6 +154,8 @@ def collect(snapshots: Iterable[tuple[str, dict[str, Any]]],
     for name, help_, _, kind in SUBTASK_SERIES:
         cls = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
         fams[name] = cls(f"caudal_{name}", help_, labels=labels)
+    for name, help_, _ in OPTIONAL_SERIES:
+        fams[name] = GaugeMetricFamily(f"caudal_{name}", help_, labels=labels)
     wm = GaugeMetricFamily("caudal_watermark_seconds",
                            "Event-time watermark of the subtask (Unix seconds)", labels=labels)
     lag = GaugeMetricFamily("caudal_watermark_lag_seconds",
@@ -158,6 +177,9 @@ def collect(snapshots: Iterable[tuple[str, dict[str, Any]]],
             values = [pipeline, st["operator"], str(st["subtask"])]
             for name, _, field, _ in SUBTASK_SERIES:
                 fams[name].add_metric(values, float(st.get(field) or 0))
+            for name, _, field in OPTIONAL_SERIES:
+                if st.get(field) is not None:
+                    fams[name].add_metric(values, float(st[field]))
             if st.get("watermark_us") is not None:
                 wm.add_metric(values, st["watermark_us"] / 1e6)
                 lag.add_metric(values, max(0.0, now - st["watermark_us"] / 1e6))

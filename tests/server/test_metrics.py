@@ -38,7 +38,8 @@ def test_run_metrics_port(tmp_path):
             except httpx.TransportError:
                 time.sleep(0.2)
                 continue
-            if "caudal_checkpoint_size_bytes{" in text and "caudal_state_rows{" in text:
+            if "caudal_checkpoint_size_bytes{" in text and "caudal_state_rows{" in text and \
+                    "caudal_state_bytes{" in text:
                 break
             time.sleep(0.2)
     finally:
@@ -50,6 +51,10 @@ def test_run_metrics_port(tmp_path):
                    "caudal_watermark_lag_seconds", "caudal_late_rows_total"):
         assert f"{series}{{{label}}}" in text, series
     assert 'caudal_checkpoint_size_bytes{pipeline="hot"}' in text
+    # state size per subtask: its files in the newest checkpoint (the window's state)
+    sizes = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+             if line.startswith("caudal_state_bytes{")]
+    assert sizes and max(sizes) > 0, sizes
     assert 'caudal_restarts_total{pipeline="hot"} 0.0' in text
     assert "# TYPE caudal_rows_in_total counter" in text
 

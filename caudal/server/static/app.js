@@ -180,10 +180,11 @@ function perVertex(metrics) {
   const by = {};
   for (const s of metrics.subtasks || []) {
     const v = (by[s.vertex] ||= { inRate: 0, outRate: 0, rowsIn: 0, bp: 0, n: 0, wm: null,
-      wmAll: true, lag: null, state: 0, late: 0, subtasks: [] });
+      wmAll: true, lag: null, state: 0, stateBytes: null, late: 0, subtasks: [] });
     v.inRate += s.rows_in_per_s || 0; v.outRate += s.rows_out_per_s || 0; v.rowsIn += s.rows_in;
     v.bp = Math.max(v.bp, s.backpressure_ratio || 0); v.n++;
     v.state += s.state_rows || 0; v.late += s.late_rows || 0; v.subtasks.push(s);
+    if (s.state_bytes != null) v.stateBytes = (v.stateBytes || 0) + s.state_bytes;
     if (s.watermark_us == null) v.wmAll = false;
     else if (v.wm == null || s.watermark_us < v.wm) { v.wm = s.watermark_us; v.lag = s.watermark_lag_s; }
   }
@@ -215,7 +216,7 @@ async function drawGraph(p) {
       <rect width="${q.w}" height="${q.h}"/>
       <text x="10" y="18" font-weight="600">${esc(label)}</text>
       <text class="m" x="10" y="36">×${v.parallelism} · in ${human(m.inRate || 0)}/s · out ${human(m.outRate || 0)}/s</text>
-      <text class="m" x="10" y="52">backpressure ${Math.round((m.bp || 0) * 100)}% · state ${human(m.state || 0)} rows</text>
+      <text class="m" x="10" y="52">backpressure ${Math.round((m.bp || 0) * 100)}% · state ${human(m.state || 0)} rows${m.stateBytes ? " · " + bytes(m.stateBytes) : ""}</text>
       <text class="m" x="10" y="68">wm ${m.wm != null ? utc(m.wm).slice(11) : "-"} · lag ${secs(m.lag)}</text>
       <text class="m" x="10" y="84">late ${human(m.late || 0)}</text></g>`;
   }
@@ -225,7 +226,8 @@ async function drawGraph(p) {
     return `<tr data-vertex="${v.id}"><td>${esc(v.label)}</td><td class="rate-in">${human(m.inRate || 0)}</td>
       <td>${human(m.outRate || 0)}</td><td>${human(m.rowsIn || 0)}</td>
       <td>${Math.round((m.bp || 0) * 100)}%</td><td class="wm">${utc(m.wm)}</td><td>${secs(m.lag)}</td>
-      <td>${human(m.state || 0)}</td><td>${human(m.late || 0)}</td></tr>`;
+      <td>${human(m.state || 0)}</td><td>${m.stateBytes != null ? bytes(m.stateBytes) : "-"}</td>
+      <td>${human(m.late || 0)}</td></tr>`;
   }).join("");
   // why a window has not fired: the input subtask holding the watermark back
   const sources = (metrics.subtasks || []).filter((s) => s.source && !s.finished);
