@@ -134,6 +134,22 @@ def cpu_cost(sql_text: str, parallelism: int, scrapes: int = 30) -> None:
           f"({100 * 2 * per_batch * batches / elapsed:.3f}% of its wall time)")
 
 
+def scrape_forever(port: int) -> int:
+    """A scrape a second of whatever job listens on ``port`` (none between two runs)."""
+    answered = 0
+    while True:
+        t0 = time.perf_counter()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                if b"caudal_rows_in_total" in r.read():
+                    answered += 1
+                    print(f"{time.strftime('%H:%M:%S')} scrape {answered}: "
+                          f"{(time.perf_counter() - t0) * 1e3:.1f} ms", flush=True)
+        except OSError:
+            pass
+        time.sleep(max(0.0, 1.0 - (time.perf_counter() - t0)))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--events", default="2M")
@@ -145,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="run one whole q5 process in this mode (with the scraper for "
                         "metrics) and print its figures: for an outside timer that pairs "
                         "the two modes (the scraper's own CPU counts against metrics)")
+    p.add_argument("--scrape", type=int, metavar="PORT",
+                   help="only scrape http://127.0.0.1:PORT/metrics every second, printing "
+                        "each answer's time, until killed: Prometheus's part while whole "
+                        "`caudal run --metrics-port PORT` processes are timed from outside")
     p.add_argument("--baseline-tree", type=Path,
                    help="a caudal checkout without the metrics counters, run as a third mode")
     args = p.parse_args(argv)
@@ -153,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         modes.insert(0, ("before", False, args.baseline_tree))
     text = (REPO / "bench/nexmark/q5.sql").read_text()
     text = re.sub(r"events = '\d+'", f"events = '{_events(args.events)}'", text)
+    if args.scrape:
+        return scrape_forever(args.scrape)
     if args.one:
         with tempfile.TemporaryDirectory() as tmp:
             sql = Path(tmp) / "q5.sql"

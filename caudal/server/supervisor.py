@@ -1,8 +1,10 @@
 """Pipelines as supervised child processes of the job server.
 
-Each pipeline runs as ``python -m caudal.cli run`` with its own directory under the state
-dir: ``job.sql``, ``checkpoints/``, ``output.log`` (its stdout: rows of SELECTs, the live
-preview), ``stderr.log`` and ``metrics.json`` (``--metrics-file``). Because every run has a
+Each pipeline runs as ``python -m caudal.cli run`` (with ``--runtime ray`` for a pipeline on
+Ray: the process is then the job's driver) with its own directory under the state dir:
+``job.sql``, ``checkpoints/``, ``output.log`` (its stdout: rows of SELECTs, the printed
+preview), ``stderr.log``, ``metrics.json`` (``--metrics-file``) and ``tap.sock``
+(``--tap-socket``: the preview of any node). Because every run has a
 checkpoint directory, any start after the first resumes from the newest checkpoint:
 
 - stop: SIGTERM, on which the job takes a savepoint and exits 0;

@@ -105,9 +105,13 @@ $("create").addEventListener("click", async () => {
   try {
     const r = await api("/pipelines", { method: "POST", body: JSON.stringify({
       name: $("name").value, query: $("sql").value, parallelism: +$("parallelism").value || 1,
-      checkpoint_interval: $("interval").value || "10s" }) });
+      checkpoint_interval: $("interval").value || "10s", runtime: $("runtime").value,
+      address: $("runtime").value === "ray" && $("address").value.trim() || null }) });
     await refreshList(); select(r.id);
   } catch (e) { $("validation").textContent = e.message; $("validation").className = "error"; }
+});
+$("runtime").addEventListener("change", () => {
+  $("address-label").hidden = $("runtime").value !== "ray";
 });
 $("new-pipeline").addEventListener("click", () => {
   state.selected = null; closePreview(); $("detail").hidden = true; $("editor").hidden = false;
@@ -149,7 +153,9 @@ async function refreshDetail() {
   if (id !== state.selected) return;
   $("d-name").textContent = p.name;
   $("d-state").textContent = p.state; $("d-state").className = "state " + p.state;
-  $("d-info").textContent = `parallelism ${p.parallelism}` + (p.restarts ? ` · ${p.restarts} restarts` : "")
+  $("d-info").textContent = `parallelism ${p.parallelism}`
+    + (p.runtime === "ray" ? ` · on Ray${p.address ? " " + p.address : ""}` : "")
+    + (p.restarts ? ` · ${p.restarts} restarts` : "")
     + (p.pid ? ` · pid ${p.pid}` : "");
   if (document.activeElement !== $("d-par")) $("d-par").value = p.parallelism;
   $("d-error").textContent = p.error && p.state !== "finished" ? p.error : "";
