@@ -57,15 +57,12 @@ def test_a_reader_that_never_reads_does_not_slow_the_writer(tmp_path):
             time.sleep(0.01)
         wide = batch(1000, width=2000)  # 2 MB a batch: the socket's buffer fills at once
         worst = 0.0
-        deadline = time.monotonic() + 3
-        offered = 0
-        while time.monotonic() < deadline:
+        for _ in range(60):  # over several of the sender's half-second turns
             t0 = time.perf_counter()
             taps.offer(0, wide)
             worst = max(worst, time.perf_counter() - t0)
-            offered += 1
-            time.sleep(0.005)
-        assert offered > 100 and worst < 0.05, (offered, worst)
+            time.sleep(0.025)
+        assert worst < 0.05, worst
         # the reader catches up: it is told how many rows it missed
         f = slow.makefile("rb")
         assert json.loads(f.readline()) == {"node": 0, "name": "[0] source t"}
