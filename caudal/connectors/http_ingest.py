@@ -189,7 +189,10 @@ class _Server:
             if mask & selectors.EVENT_WRITE:
                 self._flush(conn)
             if mask & selectors.EVENT_READ and conn.sock is not None:
-                self._read(conn)
+                if conn.busy:
+                    self._interest(conn)   # waits for its answer: not read until then
+                else:
+                    self._read(conn)
 
     def _accept(self) -> None:
         while True:
@@ -287,8 +290,9 @@ class _Server:
             elif method != "POST":
                 self._answer(conn, 405, b'{"error": "POST NDJSON"}')
             else:
+                # not read until answered; it stays registered (two system calls a request
+                # saved): only when it is readable while it waits is it taken out (_serve)
                 conn.busy = True
-                self._interest(conn)   # not read until answered
                 if body and not body.endswith(b"\n"):
                     body += b"\n"
                 return body

@@ -137,6 +137,8 @@ class RabbitSource(Source):
         self._channel: Any = None
         self._got: list[tuple[int, bytes]] = []
         self._last_tag = 0
+        #: the delivery tag acknowledged last (multiple): never acknowledged twice
+        self._acked = 0
         self._left: int | None = None
         #: names this connection's delivery tags (a restored checkpoint's are another's)
         self._run = uuid.uuid4().hex[:12]
@@ -172,6 +174,10 @@ class RabbitSource(Source):
         if self._channel is None or self._left == 0:
             return None
         if not self._got:
+            if not self._channel.is_open:   # the broker closed it: no consumer is left
+                raise RuntimeFailure(f"rabbitmq table {self.table.name!r}: the broker closed "
+                                     f"the channel of queue {self.queue!r}",
+                                     hint="the job restarts from its last checkpoint")
             try:
                 self._conn.process_data_events(time_limit=timeout)
             except Exception as e:  # noqa: BLE001 - one line; the job restarts
@@ -205,8 +211,15 @@ class RabbitSource(Source):
         held = offsets.get(self.queue)
         if not held or held[0] != self._run or not held[1] or self._channel is None:
             return
+        tag = int(held[1])
+        if tag <= self._acked:
+            # nothing new since the last ack (an idle queue): acking a tag again is an
+            # "unknown delivery tag" to the broker, which closes the channel and with it the
+            # consumer: the source would never get another message
+            return
         try:
-            self._channel.basic_ack(delivery_tag=int(held[1]), multiple=True)
+            self._channel.basic_ack(delivery_tag=tag, multiple=True)
+            self._acked = tag
         except Exception:  # noqa: BLE001 - unacked messages are requeued: replay is safe
             pass
 

@@ -169,3 +169,49 @@ def test_kill_five_times_then_resume_loses_nothing(rabbit, tmp_path, duck):
     assert [w for w, _, _ in got] == [w for w, _, _ in want]
     assert all(g[1] >= w[1] for g, w in zip(got, want))
     assert count(channel, q) == 0
+
+
+def test_idle_queue_keeps_its_consumer(rabbit, tmp_path):
+    """Checkpoints while the queue is idle ack nothing new: acking the same delivery tag
+    again made the broker close the channel, and the source silently read nothing more."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    channel, queue = rabbit
+    q = queue("idle", [json.dumps({"auction": i}).encode() for i in range(10)])
+    out = tmp_path / "out"
+    job = tmp_path / "job.sql"
+    job.write_text(f"""CREATE TABLE bids (auction BIGINT) WITH (connector = 'rabbitmq',
+  url = '{URL}', queue = '{q}', format = 'json');
+CREATE TABLE out WITH (connector = 'filesystem', path = '{out}', format = 'json');
+INSERT INTO out SELECT auction FROM bids;
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "caudal.cli", "run", str(job),
+                             "--checkpoint-dir", str(tmp_path / "ck"),
+                             "--checkpoint-interval", "100ms"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+
+    def committed() -> list[int]:
+        return sorted(json.loads(line)["auction"] for p in out.glob("*.json")
+                      for line in p.read_text().splitlines()) if out.exists() else []
+
+    try:
+        deadline = time.monotonic() + 30
+        while len(committed()) < 10 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)   # about ten checkpoints with nothing new
+        for i in range(10, 20):
+            channel.basic_publish("", q, json.dumps({"auction": i}).encode())
+        deadline = time.monotonic() + 30
+        while len(committed()) < 20 and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert committed() == list(range(20))
