@@ -29,9 +29,9 @@ from sqlglot import exp
 from caudal.errors import PlanError
 from caudal.plan.aggregates import AggCall
 from caudal.plan.expressions import Column, Expr
-from caudal.plan.functions.coerce import cast
-from caudal.plan.logical import LogicalNode, Project
+from caudal.plan.logical import LogicalNode
 from caudal.plan.over_nodes import Frame, OverAggregate
+from caudal.plan.over_planning import InputColumns, over_aggregate
 from caudal.plan.updating_nodes import DEFAULT_FLUSH_US
 from caudal.sql.scope import Scope, position
 from caudal.sql.settings import duration_setting
@@ -54,34 +54,9 @@ def is_over_aggregate(window: exp.Window) -> bool:
     return is_aggregate(call)
 
 
-class InputColumns:
-    """The columns a window function's operator reads: the input's own, plus expressions of
-    PARTITION BY, ORDER BY and the arguments computed into new columns by a projection."""
-
-    def __init__(self, scope: Scope, carried: list[Column] | None = None):
-        self.exprs: list[Expr] = [Column(c.dtype, c.physical) for c in scope.columns]
-        self.exprs += list(carried or [])
-        self.names: list[str] = [c.physical for c in scope.columns]
-        self.names += [c.name for c in carried or []]
-        self.own = len(self.exprs)
-
-    def column_for(self, expr: Expr, prefix: str) -> str:
-        """The name of a column holding ``expr`` (an existing column is used as it is)."""
-        if isinstance(expr, Column) and expr.name in self.names:
-            return expr.name
-        name = f"__{prefix}{len(self.exprs) - self.own}"
-        self.exprs.append(expr)
-        self.names.append(name)
-        return name
-
-    def project(self, node: LogicalNode) -> LogicalNode:
-        """``node`` with the computed columns added (itself when there are none)."""
-        if len(self.exprs) == self.own:
-            return node
-        schema = pa.schema([pa.field(n, e.dtype if not pa.types.is_null(e.dtype)
-                                     else pa.string()) for n, e in zip(self.names, self.exprs)])
-        exprs = [cast(e, schema.field(i).type) for i, e in enumerate(self.exprs)]
-        return Project(schema, node.time_column, input=node, exprs=exprs)
+def input_columns(scope: Scope, carried: list[Column] | None = None) -> InputColumns:
+    """The columns of ``scope`` as the input of a window function's operator."""
+    return InputColumns([Column(c.dtype, c.physical) for c in scope.columns], carried)
 
 
 def order_items(window: exp.Window, scope: Scope, columns: InputColumns
@@ -182,7 +157,7 @@ def _plan_window(planner, node: LogicalNode, scope: Scope, windows: list[exp.Win
 
     first = windows[0]
     ln, col = position(first)
-    columns = InputColumns(scope, carried)
+    columns = input_columns(scope, carried)
     partition = [columns.column_for(translate(p, scope), "partition")
                  for p in (first.args.get("partition_by") or [])]
     order = order_items(first, scope, columns)
@@ -224,16 +199,10 @@ def _plan_window(planner, node: LogicalNode, scope: Scope, windows: list[exp.Win
         computed[key] = Column(agg.dtype, name)
         carried.append(Column(agg.dtype, name))
 
-    node = columns.project(node)
-    schema = pa.schema(list(node.schema) + [pa.field(n, c.dtype)
-                                            for n, c in zip(agg_names, calls)])
-    return OverAggregate(
-        schema, node.time_column if mode == "event_time" else None, input=node,
-        partition=partition, order=[(c, d, nf) for c, d, nf, _, _ in order], frame=frame,
-        aggregates=calls, agg_names=agg_names, mode=mode,
-        time_input=node.time_column if mode == "event_time" else None,
-        flush_us=duration_setting(planner.catalog.settings, "updating_flush",
-                                  DEFAULT_FLUSH_US))
+    return over_aggregate(node, columns, partition, [(c, d, nf) for c, d, nf, _, _ in order],
+                          frame, calls, agg_names,
+                          duration_setting(planner.catalog.settings, "updating_flush",
+                                           DEFAULT_FLUSH_US))
 
 
 def _check_event_time(node: LogicalNode, order, ln, col) -> None:
@@ -266,4 +235,4 @@ def _check_range_offset(order, window: exp.Window, ln, col) -> None:
                         line=ln, col=col, hint=FRAME_HINT)
 
 
-__all__ = ["plan_over", "is_over_aggregate", "parse_frame", "InputColumns", "order_items"]
+__all__ = ["plan_over", "is_over_aggregate", "parse_frame", "input_columns", "order_items"]

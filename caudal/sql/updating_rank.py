@@ -19,9 +19,9 @@ from sqlglot import exp
 from caudal.errors import PlanError
 from caudal.plan.expressions import Column
 from caudal.plan.logical import LogicalNode
-from caudal.plan.over_nodes import UpdatingRank
+from caudal.plan.over_planning import RANK, updating_rank
 from caudal.plan.updating_nodes import DEFAULT_FLUSH_US
-from caudal.sql.over_window import InputColumns, order_items
+from caudal.sql.over_window import input_columns, order_items
 from caudal.sql.scope import Scope, position
 from caudal.sql.settings import duration_setting
 
@@ -32,7 +32,7 @@ def plan_updating_rank(planner, select: exp.Select, node: LogicalNode, scope: Sc
     from caudal.sql.expressions import translate
 
     ln, col = position(window)
-    columns = InputColumns(scope)
+    columns = input_columns(scope)
     partition = [columns.column_for(translate(p, scope), "partition")
                  for p in (window.args.get("partition_by") or [])]
     order = order_items(window, scope, columns)
@@ -40,16 +40,12 @@ def plan_updating_rank(planner, select: exp.Select, node: LogicalNode, scope: Sc
         raise PlanError(f"{function.upper()}() needs ORDER BY", line=ln, col=col,
                         hint="ORDER BY the value to rank by, e.g. ORDER BY price DESC, or "
                              "ORDER BY date_time DESC to keep the last row per key")
-    node = columns.project(node)
-    rank_name = "__rank"
-    schema = node.schema.append(pa.field(rank_name, pa.int64()))
-    rank = UpdatingRank(
-        schema, None, input=node, function=function, partition=partition,
-        order=[(c, d, nf) for c, d, nf, _, _ in order], rank_name=rank_name,
-        flush_us=duration_setting(planner.catalog.settings, "updating_flush",
-                                  DEFAULT_FLUSH_US), position=(ln, col))
+    rank = updating_rank(node, columns, function, partition,
+                         [(c, d, nf) for c, d, nf, _, _ in order],
+                         duration_setting(planner.catalog.settings, "updating_flush",
+                                          DEFAULT_FLUSH_US), (ln, col))
     computed = dict(scope.computed)
-    computed[window.sql(dialect="postgres")] = Column(pa.int64(), rank_name)
+    computed[window.sql(dialect="postgres")] = Column(pa.int64(), RANK)
     out_scope = Scope(columns=list(scope.columns), computed=computed)
     return planner.plan_projection(select.expressions, rank, out_scope)
 

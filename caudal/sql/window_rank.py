@@ -16,8 +16,8 @@ from sqlglot import exp
 
 from caudal.errors import PlanError
 from caudal.plan.expressions import Column, Expr
-from caudal.plan.logical import LogicalNode, Project
-from caudal.plan.window_nodes import WindowRank
+from caudal.plan.logical import LogicalNode
+from caudal.plan.over_planning import RANK, window_rank
 from caudal.sql.scope import Scope, position
 from caudal.types import TIMESTAMP
 
@@ -87,35 +87,16 @@ def plan_window_rank(planner, select: exp.Select, node: LogicalNode,
         raise PlanError(f"{function.upper()}() needs ORDER BY", line=ln, col=col,
                         hint="ORDER BY the value to rank by, e.g. ORDER BY num DESC")
 
-    exprs: list[Expr] = [Column(c.dtype, c.physical) for c in scope.columns]
-    names: list[str] = [c.physical for c in scope.columns]
-    seen = set(names)
-
-    def column_for(expr: Expr, prefix: str, i: int) -> str:
-        if isinstance(expr, Column) and expr.name in seen:
-            return expr.name
-        name = f"__{prefix}{i}"
-        exprs.append(expr)
-        names.append(name)
-        return name
-
-    partition = [column_for(e, "partition", i) for i, e in enumerate(part)]
     order = []
-    for i, o in enumerate(ordered):
+    for o in ordered:
         inner = o.this if isinstance(o, exp.Ordered) else o
         desc = bool(o.args.get("desc")) if isinstance(o, exp.Ordered) else False
         nulls_first = bool(o.args.get("nulls_first")) if isinstance(o, exp.Ordered) else False
-        order.append((column_for(translate(inner, scope), "order", i), desc, nulls_first))
-    if len(exprs) > len(scope.columns):
-        schema = pa.schema([pa.field(n, e.dtype) for n, e in zip(names, exprs)])
-        node = Project(schema, node.time_column, input=node, exprs=exprs)
-    rank_name = "__rank"
-    schema = node.schema.append(pa.field(rank_name, pa.int64()))
-    rank = WindowRank(schema, node.time_column, input=node, function=function,
-                      partition=partition, order=order, rank_name=rank_name,
-                      window_end=window[0], window_field=window[1])
+        order.append((translate(inner, scope), desc, nulls_first))
+    rank = window_rank(node, [Column(c.dtype, c.physical) for c in scope.columns], function,
+                       part, order, window)
     computed = dict(scope.computed)
-    computed[w.sql(dialect="postgres")] = Column(pa.int64(), rank_name)
+    computed[w.sql(dialect="postgres")] = Column(pa.int64(), RANK)
     out_scope = Scope(columns=list(scope.columns), computed=computed)
     return planner.plan_projection(select.expressions, rank, out_scope)
 
