@@ -257,8 +257,56 @@ class KafkaSource(Source):
         tps = [TopicPartition(self.topic, p, ms) for p in parts]
         found = ko.retrying(self.table, "looking up offsets by time",
                             lambda t: consumer.offsets_for_times(tps, timeout=t))
-        return {tp.partition: tp.offset if tp.offset >= 0 else marks[tp.partition][1]
-                for tp in found}
+        return {tp.partition: self._offset_at(tp, ms, marks[tp.partition]) for tp in found}
+
+    def _offset_at(self, tp: Any, ms: int, marks: tuple[int, int]) -> int:
+        """Where partition ``tp.partition`` starts for ``scan.startup.timestamp-millis``:
+        the offset of its first message at or after ``ms``, as the brokers answered; their
+        "none" (-1) is the partition's end, as in Flink, unless its last message is at or
+        after ``ms`` -- then the brokers cannot look up offsets by time (librdkafka's mock
+        cluster answers -1 to every lookup) and the job refuses rather than skip data."""
+        from caudal.errors import RuntimeFailure
+
+        where = f"topic {self.topic!r} partition {tp.partition} of table {self.table.name!r}"
+        hint = ("start from 'earliest-offset' and filter on a timestamp METADATA column, or "
+                "use brokers that answer ListOffsets by time")
+        if tp.error is not None:
+            raise RuntimeFailure(f"the brokers could not look up the offset at "
+                                 f"{_iso(ms)} in {where}: {tp.error.str()}", hint=hint)
+        if tp.offset >= 0:
+            return tp.offset
+        low, high = marks
+        last = self._last_timestamp(tp.partition, high) if high > low else None
+        if last is not None and last >= ms:
+            raise RuntimeFailure(f"the brokers answered that {where} holds no message at or "
+                                 f"after {_iso(ms)} (scan.startup.timestamp-millis), but its "
+                                 f"last message is from {_iso(last)}: they cannot look up "
+                                 f"offsets by time", hint=hint)
+        return high
+
+    def _last_timestamp(self, p: int, high: int) -> int | None:
+        """The timestamp (ms) of the message at ``high - 1``, read by a throwaway consumer;
+        None when there is none (a transaction marker) or it carries no timestamp."""
+        from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, TopicPartition
+
+        config = ko.client_config(self.table)
+        config.update({"group.id": f"{self.group_id}-timestamp", "enable.auto.commit": False,
+                       "isolation.level": ko.pick(self.table, "source.read_mode",
+                                                  ko.READ_MODES, "read_committed"),
+                       "error_cb": _ignore})
+        consumer = Consumer(config)
+        try:
+            consumer.assign([TopicPartition(self.topic, p, high - 1)])
+            deadline = time.monotonic() + min(ko.connect_timeout(self.table), 5.0)
+            while time.monotonic() < deadline:
+                m = consumer.poll(0.2)
+                if m is None or m.error() is not None:
+                    continue
+                kind, ms = m.timestamp()
+                return None if kind == TIMESTAMP_NOT_AVAILABLE else ms
+            return None
+        finally:
+            consumer.close()
 
     def _discover(self) -> None:
         """Assign partitions added to the topic that this subtask owns, from their start."""
@@ -515,6 +563,14 @@ def _timestamp_ms(table: TableSpec) -> int:
         raise ConfigError(f"table {table.name!r}: scan.startup.mode = 'timestamp' needs "
                           f"scan.startup.timestamp-millis (got {raw!r})", line=table.line,
                           hint="milliseconds since 1970-01-01, e.g. '1767225600000'") from None
+
+
+def _iso(ms: int) -> str:
+    """Epoch milliseconds as ISO text (UTC), for messages."""
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).strftime(
+        "%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def _check_metadata_type(table: TableSpec, column: str, key: str) -> None:

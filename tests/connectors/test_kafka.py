@@ -497,9 +497,6 @@ def _read_all(source, want: int) -> list:
 
 
 def test_startup_from_group_offsets(kafka):
-    """(scan.startup.mode = 'timestamp' is not tested: the mock cluster answers every
-    offsets-for-times lookup with -1, which caudal reads as Kafka means it: no message at or
-    after that time, start at the end.)"""
     import pyarrow as pa
 
     from caudal.connectors.kafka import KafkaSource
@@ -588,6 +585,53 @@ def test_paused_gc_is_shared_by_overlapping_holders():
     release.set()
     other.join(5)
     assert gc.isenabled()
+
+
+def test_startup_at_a_timestamp_after_every_message_reads_only_later_ones(kafka):
+    """The brokers answer "no message at or after" (-1): the job starts at the end, as
+    Flink's does; messages produced after the start are read."""
+    import pyarrow as pa
+
+    from caudal.connectors.kafka import KafkaSource
+    from caudal.plan.tables import TableSpec
+
+    topic = topic_name("after")
+    base = 1_767_225_600_000
+    produce(kafka, topic, [json.dumps({"v": i}).encode() for i in range(8)],
+            timestamps=[base + i * 1000 for i in range(8)])
+    options = {"bootstrap_servers": kafka, "topic": topic, "scan.startup.mode": "timestamp",
+               "scan.startup.timestamp-millis": str(base + 3_600_000)}
+    source = KafkaSource(TableSpec("t", "kafka", options, pa.schema([("v", pa.int64())])))
+    source.open(source.partitions(1), None)
+    assert sum(source.offsets().values()) == 8   # every partition at its end
+    produce(kafka, topic, [json.dumps({"v": 100 + i}).encode() for i in range(3)])
+    assert sorted(_read_all(source, 3)) == [100, 101, 102]
+    source.close()
+
+
+def test_startup_at_a_timestamp_the_brokers_cannot_resolve_is_refused(kafka):
+    """librdkafka's mock cluster answers -1 to every lookup by time, also for a time before
+    its messages: caudal sees that the last message is later and refuses in one line
+    instead of starting at the end and skipping them."""
+    import pyarrow as pa
+
+    from caudal.connectors.kafka import KafkaSource
+    from caudal.errors import RuntimeFailure
+    from caudal.plan.tables import TableSpec
+
+    topic = topic_name("before")
+    base = 1_767_225_600_000
+    produce(kafka, topic, [json.dumps({"v": i}).encode() for i in range(8)],
+            timestamps=[base + i * 1000 for i in range(8)])
+    options = {"bootstrap_servers": kafka, "topic": topic, "scan.startup.mode": "timestamp",
+               "scan.startup.timestamp-millis": str(base + 2_000)}
+    source = KafkaSource(TableSpec("t", "kafka", options, pa.schema([("v", pa.int64())])))
+    with pytest.raises(RuntimeFailure) as failure:
+        source.open(source.partitions(1), None)
+    message = str(failure.value)
+    assert "holds no message at or after 2026-01-01 00:00:02.000" in message
+    assert "cannot look up offsets by time" in message and "\n" not in message
+    source.close()
 
 
 def test_updating_query_as_debezium_json(kafka, bids_topic, tmp_path, duck):
