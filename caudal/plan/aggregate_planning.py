@@ -6,8 +6,8 @@ and ``.agg()`` expressions) into IR expressions and hands them to ``AggregateInp
 event time (``__time``), the keys, each aggregate's arguments (``__arg<i>_<j>``) and FILTER
 condition (``__filter<i>``) become the columns of one ``Project`` under the aggregate, so the
 operator reads plain columns. ``window_aggregate`` and ``updating_aggregate`` build the node.
-Window table functions in FROM are folded into the aggregate (``find_assign``,
-``strip_assign``: the aggregate assigns the windows itself).
+Window table functions in FROM (``assign_windows``) are folded into an aggregate over them
+(``find_assign``, ``strip_assign``: the aggregate assigns the windows itself).
 """
 
 from __future__ import annotations
@@ -159,3 +159,35 @@ def scan_below(node: LogicalNode) -> Scan | None:
             return None
         node = children[0]
     return node
+
+
+def assign_windows(node: LogicalNode, window: WindowSpec, time_column: str,
+                   partition: list[str], processing: bool,
+                   position: tuple[int | None, int | None]
+                   ) -> tuple[WindowAssign, dict[str, str]]:
+    """A window table function over ``node``: each row gets ``WINDOW_COLUMNS`` (on the
+    event time ``time_column``, or on arrival with ``processing``). The input's own window
+    columns (a window aggregate's, cascading windows) are shadowed by the new ones, kept
+    under hidden names: the renames are returned with the node."""
+    node, renamed = _shadow_window_columns(node)
+    time_column = renamed.get(time_column, time_column)
+    partition = [renamed.get(p, p) for p in partition]
+    fields = list(node.schema) + [pa.field(n, TIMESTAMP) for n in WINDOW_COLUMNS]
+    assign = WindowAssign(pa.schema(fields), node.time_column if processing else time_column,
+                          input=node, window=window, time_input=time_column,
+                          partition=partition, position=position,
+                          processing_time=processing)
+    return assign, renamed
+
+
+def _shadow_window_columns(node: LogicalNode) -> tuple[LogicalNode, dict[str, str]]:
+    """``node`` with its columns named like the window columns renamed ``__shadowed_…``
+    (a projection), and the renames; ``node`` itself when it has none."""
+    renamed = {n: f"__shadowed_{n}" for n in node.schema.names if n.lower() in WINDOW_COLUMNS}
+    if not renamed:
+        return node, {}
+    schema = pa.schema([pa.field(renamed.get(f.name, f.name), f.type) for f in node.schema])
+    time_column = renamed.get(node.time_column, node.time_column) if node.time_column \
+        else None
+    exprs = [Column(f.type, f.name) for f in node.schema]
+    return Project(schema, time_column, input=node, exprs=exprs), renamed

@@ -30,6 +30,7 @@ from caudal.plan.join_nodes import (
 from caudal.plan.lineage import time_bounds, window_columns
 from caudal.plan.logical import Filter, LogicalNode, Project
 from caudal.plan.optimizer import substitute
+from caudal.plan.updating_nodes import UpdatingAggregate
 
 #: the setting that accepts a join without an equality key (unbounded state)
 UNKEYED_SETTING = "allow_unkeyed_join"
@@ -192,6 +193,14 @@ def updating_join(inputs: JoinInputs, allow_unkeyed: bool, ttl_us: int | None
                  f" or accept unbounded state with SET {UNKEYED_SETTING} = true")
     return UpdatingJoin(inputs.schema, None, left=inputs.left, right=inputs.right,
                         ttl_us=ttl_us, **common)
+
+
+def single_row(node: LogicalNode) -> bool:
+    """True for a plan that emits at most one row at a time: an aggregate without keys
+    (under projections and filters)."""
+    while isinstance(node, (Project, Filter)):
+        node = node.input
+    return isinstance(node, UpdatingAggregate) and not node.keys and bool(node.aggregates)
 
 
 def scanned_table(node: LogicalNode):

@@ -36,6 +36,7 @@ from caudal.plan.join_planning import (
     UNKEYED_SETTING,
     join_inputs,
     scanned_table,
+    single_row,
     timed_join,
     updating_join,
 )
@@ -242,8 +243,6 @@ def _plan_join(left: LogicalNode, item: _Input, exprs: list[Expr], rename: dict[
     if item.as_of is not None or declared_lookup(scanned_table(inputs.right)):
         return _lookup_join(inputs.left, inputs.right, item, left_scope, inputs.schema,
                             inputs.common)
-    from caudal.sql.scalar_subqueries import single_row
-
     joined = timed_join(inputs)
     if joined is not None:
         return joined

@@ -17,7 +17,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from caudal.errors import PlanError
-from caudal.plan.logical import Filter, LogicalNode, Project
+from caudal.plan.join_planning import single_row
 from caudal.sql.scope import position
 
 _PARTS = ("expressions", "where", "having")
@@ -39,16 +39,6 @@ def _scalars(node: exp.Expression) -> list[exp.Subquery]:
                 continue
             stack.append(child)
     return out
-
-
-def single_row(node: LogicalNode) -> bool:
-    """True for a plan that emits at most one row at a time: an aggregate without keys
-    (under projections and filters)."""
-    from caudal.plan.updating_nodes import UpdatingAggregate
-
-    while isinstance(node, (Project, Filter)):
-        node = node.input
-    return isinstance(node, UpdatingAggregate) and not node.keys and bool(node.aggregates)
 
 
 def join_scalar_subqueries(planner, select: exp.Select) -> exp.Select:
@@ -107,4 +97,4 @@ def join_scalar_subqueries(planner, select: exp.Select) -> exp.Select:
     return select
 
 
-__all__ = ["join_scalar_subqueries", "single_row"]
+__all__ = ["join_scalar_subqueries"]

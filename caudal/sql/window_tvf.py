@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 
-import pyarrow as pa
 from sqlglot import exp
 
 from caudal.errors import PlanError
-from caudal.plan.aggregate_planning import WINDOW_COLUMNS
+from caudal.plan.aggregate_planning import WINDOW_COLUMNS, assign_windows
 from caudal.plan.expressions import Column
 from caudal.plan.lineage import event_time_columns, event_time_loss
-from caudal.plan.logical import LogicalNode, Project
 from caudal.plan.proctime import proctime_columns
-from caudal.plan.window_nodes import WindowAssign
 from caudal.sql.dialect import WindowTableFunction
 from caudal.sql.scope import Scope, ScopeColumn, position
 from caudal.sql.window_specs import TABLE_FUNCTIONS, constant_interval, make_window
@@ -145,30 +142,9 @@ def plan_window_tvf(planner, source: exp.Table):
             pl, pc = position(key)
             raise PlanError("SESSION PARTITION BY takes columns", line=pl, col=pc)
         partition.append(resolved.name)
-    # cascading windows: the input's own window columns (a window aggregate's) are shadowed
-    # by the new ones, kept under hidden names (the descriptor may be window_time)
-    node, renamed = _shadow_window_columns(node)
-    time_column = renamed.get(time_column, time_column)
-    partition = [renamed.get(p, p) for p in partition]
-    fields = list(node.schema) + [pa.field(n, TIMESTAMP) for n in WINDOW_COLUMNS]
-    assign = WindowAssign(pa.schema(fields), node.time_column if processing else time_column,
-                          input=node,
-                          window=window, time_input=time_column, partition=partition,
-                          position=(ln, col), processing_time=processing)
+    assign, renamed = assign_windows(node, window, time_column, partition, processing,
+                                     (ln, col))
     columns = [dataclasses.replace(c, relation=relation) for c in inner.columns
                if c.name.lower() not in WINDOW_COLUMNS and c.physical not in renamed]
     columns += [ScopeColumn(relation, n, TIMESTAMP, n) for n in WINDOW_COLUMNS]
     return assign, Scope(columns=columns)
-
-
-def _shadow_window_columns(node: LogicalNode) -> tuple[LogicalNode, dict[str, str]]:
-    """``node`` with its columns named like the window columns renamed ``__shadowed_…``
-    (a projection), and the renames; ``node`` itself when it has none."""
-    renamed = {n: f"__shadowed_{n}" for n in node.schema.names if n.lower() in WINDOW_COLUMNS}
-    if not renamed:
-        return node, {}
-    schema = pa.schema([pa.field(renamed.get(f.name, f.name), f.type) for f in node.schema])
-    time_column = renamed.get(node.time_column, node.time_column) if node.time_column \
-        else None
-    exprs = [Column(f.type, f.name) for f in node.schema]
-    return Project(schema, time_column, input=node, exprs=exprs), renamed
