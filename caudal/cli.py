@@ -224,9 +224,11 @@ def cmd_run(args) -> int:
     if args.parallelism < 1:
         raise CaudalError("--parallelism must be at least 1")
     text = _read(args.file)
+    runtime = _make_runtime(args)
+    if hasattr(runtime, "prestart"):  # Ray: workers start while the job is planned
+        runtime.prestart(args.parallelism)
     with _load_udfs(args.udf):
         compiled = compile_sql(text, args.parallelism)
-    runtime = _make_runtime(args)
     taps = runtime.job.taps  # the same across restarts (each fresh runtime keeps it)
     if args.checkpoint_dir:
         from caudal.checkpoint.errors import JobFinished

@@ -81,11 +81,19 @@ class WorkerCheckpoints:
 
 
 class WorkerActor:
-    def __init__(self, vertices: list[Vertex], indexes: list[Key],
-                 channel_inputs: dict[Key, list[int]], settings: dict[str, Any],
-                 batch_rows: int, linger_s: float, restored: dict[Key, dict[str, Any]],
-                 checkpoints: WorkerCheckpoints | None,
-                 shipped: dict[str, Any] | None = None):
+    """Created empty (its process starts and imports caudal while the driver still plans the
+    job: ``RayRuntime.prestart``), then given its subtasks by ``setup``."""
+
+    def __init__(self) -> None:
+        # what building and running subtasks imports, now rather than on the job's path
+        import caudal.operators.registry  # noqa: F401
+        import caudal.plan.compile  # noqa: F401
+
+    def setup(self, vertices: list[Vertex], indexes: list[Key],
+              channel_inputs: dict[Key, list[int]], settings: dict[str, Any],
+              batch_rows: int, linger_s: float, restored: dict[Key, dict[str, Any]],
+              checkpoints: WorkerCheckpoints | None,
+              shipped: dict[str, Any] | None = None) -> None:
         self.stdout = _Relay()
         sys.stdout = self.stdout
         self.vertices = {v.id: v for v in vertices}

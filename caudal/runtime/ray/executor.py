@@ -33,6 +33,16 @@ Key = tuple[int, int]
 
 #: seconds between two polls of the actors (stats, checkpoint messages, stdout)
 POLL_S = 0.05
+#: threads of a worker started before the plan is known: enough for a job whose workers each
+#: read a few shuffles from every slot (deploy starts its own workers if it needs more)
+PRESTART_THREADS = 8
+PRESTART_CHANNELS_PER_SLOT = 8
+
+
+def _concurrency(slots: int) -> int:
+    return PRESTART_THREADS + PRESTART_CHANNELS_PER_SLOT * slots
+
+
 #: environment variables of the driver that say how to reach checkpoint storage; workers
 #: get them unless their node sets its own
 STORAGE_ENV = ("AWS_", "GOOGLE_", "AZURE_", "HADOOP_", "ARROW_S3_", "FSSPEC_")
@@ -70,6 +80,8 @@ class RayRuntime(Runtime):
         self._stats: dict[tuple[int, int], SubtaskStats] = {}
         self._views: dict[tuple[int, int], _SubtaskView] = {}
         self._done = threading.Event()
+        #: workers started before the job was planned (prestart): node, threads, actor
+        self._warm: list[tuple[str, int, Any]] = []
 
     def fresh(self) -> RayRuntime:
         runtime = RayRuntime(self.job.batch_rows, self.job.linger_s, self.channel_capacity,
@@ -84,18 +96,22 @@ class RayRuntime(Runtime):
         vertex's parallelism (subtask ``i`` of every vertex in slot ``i mod slots``), dealt
         round-robin over the cluster's live nodes (a soft pin: Ray may move a slot whose
         node is full or gone)."""
+        slots = max(v.parallelism for v in graph.vertices)
+        hosted: list[list[Key]] = [[] for _ in range(slots)]
+        for v in graph.vertices:
+            for i in range(v.parallelism):
+                hosted[i % slots].append((v.id, i))
+        return list(zip(self._placement(slots), hosted))
+
+    def _placement(self, slots: int) -> list[dict[str, Any]]:
+        """The node of each slot: round-robin over the live nodes, the head first."""
         connect(self.address)
         ray = ray_module()
         nodes = sorted((n for n in ray.nodes() if n.get("Alive")),
                        key=lambda n: (not n.get("Resources", {}).get(
                            "node:__internal_head__"), n["NodeManagerAddress"],
                            n.get("NodeManagerPort", 0), n["NodeID"]))
-        slots = max(v.parallelism for v in graph.vertices)
-        hosted: list[list[Key]] = [[] for _ in range(slots)]
-        for v in graph.vertices:
-            for i in range(v.parallelism):
-                hosted[i % slots].append((v.id, i))
-        return [(nodes[s % len(nodes)], keys) for s, keys in enumerate(hosted)]
+        return [nodes[s % len(nodes)] for s in range(slots)]
 
     def explain_plan(self, graph: PhysicalGraph) -> str:
         """``caudal explain --runtime ray``: each worker actor, its node and its subtasks."""
@@ -106,10 +122,32 @@ class RayRuntime(Runtime):
                          f"({node['NodeID'][:8]}): {names}")
         return "\n".join(lines)
 
+    def prestart(self, parallelism: int) -> None:
+        """Start the workers a job of this parallelism will have, before it is planned: a
+        worker's process start and imports (seconds) then overlap the driver's planning.
+        ``deploy`` takes them if the plan needs the same slots, else starts its own."""
+        self._warm = self._start_workers(self._placement(parallelism),
+                                         [_concurrency(parallelism)] * parallelism)
+
+    def _start_workers(self, nodes: list[dict[str, Any]], concurrency: list[int]) -> list[Any]:
+        ray = ray_module()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from caudal.runtime.ray.actor import WorkerActor
+
+        remote = ray.remote(WorkerActor)
+        workers = []
+        for node, threads in zip(nodes, concurrency):
+            workers.append((node["NodeID"], threads, remote.options(
+                num_cpus=0, max_concurrency=threads, max_restarts=0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True),
+            ).remote()))
+        return workers
+
     def deploy(self, graph: PhysicalGraph, restore_from: str | None = None) -> None:
         connect(self.address)
         ray = ray_module()
-        from caudal.runtime.ray.actor import WorkerActor, WorkerCheckpoints
+        from caudal.runtime.ray.actor import WorkerCheckpoints
 
         self.graph = graph
         try:  # pickled once for every actor (with the users' functions it carries)
@@ -123,9 +161,6 @@ class RayRuntime(Runtime):
             prepare_sinks(graph, resuming=False)
         self.job.settings = dict(graph.settings)
         wiring = wire(graph)
-        remote = ray.remote(WorkerActor)
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         plan = self.plan(graph)
         hosted = [keys for _, keys in plan]
         for v in graph.vertices:
@@ -133,22 +168,29 @@ class RayRuntime(Runtime):
                 self._stats[(v.id, i)] = SubtaskStats(v.id, i)
                 self._views[(v.id, i)] = _SubtaskView(
                     v, i, v.source, [_Rows()] if v.sink is not None else [])
-        for node, keys in plan:
-            inputs = {k: wiring.channel_inputs[k] for k in keys if k in wiring.channel_inputs}
-            actor = remote.options(
-                num_cpus=0, max_concurrency=8 + sum(len(c) for c in inputs.values()),
-                max_restarts=0,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True),
-            ).remote(vertices, keys, inputs, graph.settings, self.job.batch_rows,
-                     self.job.linger_s, {k: self.job.restored[k] for k in keys
-                                         if k in self.job.restored},
-                     self._worker_checkpoints(WorkerCheckpoints, keys),
-                     python_connector.shipment([v for v in graph.vertices
-                                                if any(k[0] == v.id for k in keys)]))
-            self.workers.append(actor)
+        inputs = [{k: wiring.channel_inputs[k] for k in keys if k in wiring.channel_inputs}
+                  for keys in hosted]
+        # a threaded actor runs a call per input channel at once (credits), and a few more
+        needed = [8 + sum(len(c) for c in ins.values()) for ins in inputs]
+        warm, self._warm = self._warm, []
+        if [n for n, _, _ in warm] == [node["NodeID"] for node, _ in plan] and \
+                all(threads >= n for (_, threads, _), n in zip(warm, needed)):
+            self.workers = [actor for _, _, actor in warm]
+        else:
+            self._kill(actor for _, _, actor in warm)
+            self.workers = [a for _, _, a in self._start_workers([n for n, _ in plan], needed)]
+        setups = []
+        for actor, keys, ins in zip(self.workers, hosted, inputs):
+            setups.append(actor.setup.remote(
+                vertices, keys, ins, graph.settings, self.job.batch_rows, self.job.linger_s,
+                {k: self.job.restored[k] for k in keys if k in self.job.restored},
+                self._worker_checkpoints(WorkerCheckpoints, keys),
+                python_connector.shipment([v for v in graph.vertices
+                                           if any(k[0] == v.id for k in keys)])))
             for k in keys:
                 self.actors[k] = actor
         try:
+            ray.get(setups)  # (a threaded actor may start the next call before this one ends)
             nodes = ray.get([a.connect.remote({k: wiring.outputs[k] for k in keys},
                                               self.actors)
                              for a, keys in zip(self.workers, hosted)])
@@ -276,8 +318,12 @@ class RayRuntime(Runtime):
         return RuntimeFailure(f"{type(error).__name__}: {error}")
 
     def _kill_all(self) -> None:
+        self._kill([*self.workers, *(actor for _, _, actor in self._warm)])
+
+    @staticmethod
+    def _kill(actors: Any) -> None:
         ray = ray_module()
-        for a in self.workers:
+        for a in actors:
             try:
                 ray.kill(a, no_restart=True)
             except Exception:  # noqa: BLE001, S110 - already gone
