@@ -6,7 +6,8 @@
    runtime and on Ray (``--address`` of a one-node Ray this script starts, so Ray's own start
    is paid once, not per run). The figure is the job's own time from ``caudal run``'s summary
    line (planning, actor start and wiring excluded), median of ``--repeat``; the wall time of
-   the Ray process (connecting, creating actors, running, tearing down) beside it.
+   the Ray process (connecting, creating actors, running, tearing down) beside it, and the
+   CPU seconds of each process (for Ray the driver's: its workers are the cluster's).
 2. Channel throughput between two actors: the same Arrow record batches (8 MB each) pushed
    through caudal's remote channel (sequence numbers, credits, the receiving subtask's gate),
    once as RecordBatch objects (Ray's pickle-5 out-of-band buffers: the object store) and
@@ -23,6 +24,7 @@ import argparse
 import logging
 import os
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -41,14 +43,25 @@ AVERAGE = re.compile(r"checkpoints .*?\), ([\d.]+)s each on average")
 
 
 def _run(args: list[str], env: dict | None = None, timeout: float = 900) -> tuple[float, str]:
+    wall, _, err = _run_timed(args, env, timeout)
+    return wall, err
+
+
+def _run_timed(args: list[str], env: dict | None = None,
+               timeout: float = 900) -> tuple[float, float, str]:
+    """A whole ``caudal run`` process: (wall seconds, its user+sys CPU seconds, stderr).
+    The CPU is the driver process's: a Ray job's workers are processes of the cluster."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "caudal.cli", "run", *args],
                           capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})}, cwd=REPO)
     wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"caudal run {' '.join(args)} failed: {done.stderr[-2000:]}")
-    return wall, done.stderr
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, done.stderr
 
 
 def _job_seconds(stderr: str) -> float:
@@ -67,25 +80,35 @@ def _query_file(name: str, events: int, tmp: Path) -> Path:
 
 def nexmark(address: str, events: int, repeat: int, tmp: Path,
             queries: list[str] = QUERIES) -> list[dict]:
+    """Each query on the local runtime and on Ray, alternating, ``repeat`` times: the job's
+    own time (summary line), and the whole process's wall time and CPU seconds."""
     rows = []
     for name in queries:
         path = _query_file(name, events, tmp)
-        local, ray, walls = [], [], []
+        runs: dict[str, list[tuple[float, float, float]]] = {"local": [], "ray": []}
+        load = os.getloadavg()[0]
         for _ in range(repeat):
-            _, err = _run([str(path), "-p", "2"])
-            local.append(_job_seconds(err))
-            wall, err = _run([str(path), "-p", "2", "--runtime", "ray", "--address", address])
-            ray.append(_job_seconds(err))
-            walls.append(wall)
-        loc, ry = statistics.median(local), statistics.median(ray)
+            wall, cpu, err = _run_timed([str(path), "-p", "2"])
+            runs["local"].append((_job_seconds(err), wall, cpu))
+            wall, cpu, err = _run_timed([str(path), "-p", "2", "--runtime", "ray",
+                                         "--address", address])
+            runs["ray"].append((_job_seconds(err), wall, cpu))
+        med = {k: [statistics.median(x[i] for x in v) for i in range(3)]
+               for k, v in runs.items()}
+        loc, ry = med["local"][0], med["ray"][0]
         rows.append({"query": name, "events": events, "local_s": loc, "ray_s": ry,
-                     "ray_wall_s": statistics.median(walls),
+                     "local_wall_s": med["local"][1], "ray_wall_s": med["ray"][1],
+                     "local_cpu_s": med["local"][2], "ray_driver_cpu_s": med["ray"][2],
                      "local_events_per_s": events / loc, "ray_events_per_s": events / ry,
-                     "ray_vs_local": loc / ry})
-        print(f"{name}: local {events / loc / 1e3:,.0f}k ev/s ({loc:.2f}s), ray "
-              f"{events / ry / 1e3:,.0f}k ev/s ({ry:.2f}s, whole process "
-              f"{statistics.median(walls):.1f}s): ray = {100 * loc / ry:.0f}% of local",
-              flush=True)
+                     "ray_vs_local": loc / ry,
+                     "ray_vs_local_whole_process": med["local"][1] / med["ray"][1],
+                     "load_average": load})
+        print(f"{name}: local {events / loc / 1e3:,.0f}k ev/s ({loc:.2f}s; process "
+              f"{med['local'][1]:.1f}s wall, {med['local'][2]:.1f}s CPU), ray "
+              f"{events / ry / 1e3:,.0f}k ev/s ({ry:.2f}s; process {med['ray'][1]:.1f}s wall, "
+              f"driver {med['ray'][2]:.1f}s CPU): ray = {100 * loc / ry:.0f}% of local "
+              f"(whole processes {100 * med['local'][1] / med['ray'][1]:.0f}%), load "
+              f"{load:.1f}", flush=True)
     return rows
 
 

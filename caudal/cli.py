@@ -225,7 +225,9 @@ def cmd_run(args) -> int:
         raise CaudalError("--parallelism must be at least 1")
     text = _read(args.file)
     runtime = _make_runtime(args)
-    if hasattr(runtime, "prestart"):  # Ray: workers start while the job is planned
+    if hasattr(runtime, "prestart") and args.address:
+        # a cluster that runs already: the workers start while the job is planned (without
+        # --address planning comes first, so a mistake in the SQL is said before Ray starts)
         runtime.prestart(args.parallelism)
     with _load_udfs(args.udf):
         compiled = compile_sql(text, args.parallelism)

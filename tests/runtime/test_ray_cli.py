@@ -140,3 +140,17 @@ def test_status_line_and_metrics_on_ray(ray_cluster):  # noqa: F811
     sources = [s for s in snap["subtasks"] if s["source"]]
     assert len(sources) == 2 and sum(s["rows_in"] for s in sources) > 0
     assert done["result"].rows_in == 18400
+
+
+def test_a_mistake_in_the_sql_is_one_line_with_workers_prestarted(ray_cluster, tmp_path):
+    """With --address the workers start before the job is planned; a planning error still
+    ends the run with one line (and the workers with the driver)."""
+    job = tmp_path / "q.sql"
+    job.write_text("CREATE TABLE bid WITH (connector = 'nexmark', table = 'bid');\n"
+                   "SELECT nosuchcolumn FROM bid;")
+    done = run_cli("run", str(job), "-p", "2", "--runtime", "ray", "--address",
+                   ray_cluster.address, timeout=240)
+    assert done.returncode == 2, done.stderr
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert "nosuchcolumn" in lines[0] and "Traceback" not in done.stderr, done.stderr
+    assert "WARNING" not in done.stderr and "(raylet)" not in done.stderr, done.stderr

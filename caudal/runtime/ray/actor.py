@@ -143,6 +143,10 @@ class WorkerActor:
             self.runners[key] = SubtaskRunner(
                 self.job, vertex, index, self.gates.get(key), self.channel_inputs.get(key, []),
                 output_edges(outputs[key], index, port_of), self.stats[key], source, assigned)
+        # one call to every actor this one sends to: Ray opens the connection between the
+        # two processes at the first call, now rather than with the job's first batch
+        targets = {id(p.actor): p.actor for p in ports.values()}
+        ray.get([actor.pid.remote() for actor in targets.values()])
         return ray.get_runtime_context().get_node_id()
 
     # ---- the loop ---------------------------------------------------------------------------
