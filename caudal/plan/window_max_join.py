@@ -11,7 +11,7 @@ The shape users write (Nexmark's q7, in Flink's and Arroyo's suites alike)::
     ON B.price = B1.maxprice
     WHERE B.date_time BETWEEN B1.t - INTERVAL '10' SECOND AND B1.t
 
-is planned by sql.joins as an inner ``IntervalJoin`` whose left input is the rows and whose
+is planned by plan.join_planning as an inner ``IntervalJoin`` whose left input is the rows and whose
 right input is a keyless tumbling ``WindowAggregate`` with the single aggregate ``max``
 over the same rows. ``fuse_window_max_joins`` replaces it when all of this holds, and leaves
 the plan alone otherwise:
