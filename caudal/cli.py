@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import threading
 import time
@@ -220,6 +221,10 @@ def _load_udfs(paths: list[str]):
 
 def cmd_run(args) -> int:
     from caudal.job import compile_sql
+
+    # SIGUSR1 asks a checkpointed job for a checkpoint now (runtime.supervisor); until the
+    # job runs, and without checkpoints, it must not end the process (its default action)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
     if args.parallelism < 1:
         raise CaudalError("--parallelism must be at least 1")

@@ -13,6 +13,7 @@ threads or Ray actors; ``attach`` is how the CLI turns a runtime into a checkpoi
   fail again the same way.
 - Ctrl-C or SIGTERM takes a savepoint (a checkpoint whose barrier also stops the sources),
   commits the sinks and returns normally; a second signal stops at once.
+- SIGUSR1 takes a checkpoint now, without waiting for the interval (and goes on).
 """
 
 from __future__ import annotations
@@ -239,12 +240,17 @@ class CheckpointedRuntime(Runtime):
         self.log("stopping: taking a savepoint (press Ctrl-C again to stop at once)")
         self.stop(savepoint=True)
 
+    def _on_checkpoint_signal(self, signum: int, frame: Any) -> None:
+        if self.coordinator is not None:
+            self.coordinator.request_checkpoint()
+
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}
         previous = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, self._on_signal)
+        previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self._on_checkpoint_signal)
         return previous
 
     @staticmethod

@@ -273,6 +273,17 @@ def create_app(state_dir: Path, token: str | None = None) -> FastAPI:
         supervisor.request_start(pid, epoch)
         return _view(_get(pid))
 
+    @app.post("/api/v1/pipelines/{pid}/checkpoint", status_code=202, tags=["pipelines"])
+    async def checkpoint_now(pid: str):
+        """Take a checkpoint now, without waiting for the interval; the job goes on. It
+        appears under ``/checkpoints`` once complete."""
+        p = _get(pid)
+        why = supervisor.request_checkpoint(pid) if p["state"] == "running" else \
+            f"it is {p['state']}"
+        if why is not None:
+            raise ApiError(409, f"cannot checkpoint pipeline {pid} now: {why}")
+        return {"requested": True}
+
     @app.post("/api/v1/pipelines/{pid}/rescale", tags=["pipelines"])
     async def rescale(pid: str, body: RescaleIn):
         """Stop with a savepoint and start again at the new parallelism."""

@@ -185,6 +185,29 @@ class Supervisor:
             self.store.delete(pid)
         shutil.rmtree(self.dir(pid), ignore_errors=True)
 
+    def request_checkpoint(self, pid: str) -> str | None:
+        """Ask the pipeline's process for a checkpoint now (SIGUSR1); why not, if it cannot.
+        Only a process that runs its job gets the signal (its metrics file says so): before
+        that it may not handle it yet."""
+        with self._lock:
+            child = self.children.get(pid)
+            target = child.proc.pid if child is not None and not child.stopping else \
+                self.orphans.get(pid)
+            if not target or not pid_alive(target):
+                return "it has no running process"
+            try:
+                running = json.loads((self.dir(pid) / "metrics.json").read_text())["pid"]
+            except (OSError, ValueError, KeyError):
+                running = None
+            if running != target:
+                return "its process is starting: try again in a moment"
+            try:
+                os.kill(target, signal.SIGUSR1)
+            except OSError:
+                return "its process has ended"
+            self.store.event(pid, "checkpoint", "checkpoint requested")
+            return None
+
     def _signal_orphan(self, pid: str) -> None:
         """A process a previous server left running (it had not ended when this one started)
         is stopped with a savepoint like a child."""

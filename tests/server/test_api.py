@@ -164,3 +164,25 @@ def test_token(tmp_path):
         assert bare.get("/").status_code == 200  # the console page asks for the token
     finally:
         s.stop()
+
+
+def test_checkpoint_on_request(server, tmp_path):
+    c = server.client
+    pid = c.post("/api/v1/pipelines", json={
+        "name": "hourly", "query": PACED.format(out=tmp_path / "out"),
+        "checkpoint_interval": "1h"}).json()["id"]
+    server.wait_state(pid, {"running"})
+    deadline = time.monotonic() + 60
+    while (r := c.post(f"/api/v1/pipelines/{pid}/checkpoint")).status_code == 409:
+        assert "starting" in r.json()["error"] and time.monotonic() < deadline, r.text
+        time.sleep(0.3)
+    assert r.status_code == 202, r.text
+    while not (cps := c.get(f"/api/v1/pipelines/{pid}/checkpoints").json()["data"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert cps[0]["kind"] == "checkpoint" and cps[0]["duration_s"] is not None
+    assert c.get(f"/api/v1/pipelines/{pid}").json()["state"] == "running"  # it goes on
+    c.post(f"/api/v1/pipelines/{pid}/stop")
+    server.wait_state(pid, {"stopped"})
+    r = c.post(f"/api/v1/pipelines/{pid}/checkpoint")
+    assert r.status_code == 409 and "stopped" in r.json()["error"]

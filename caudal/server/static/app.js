@@ -137,6 +137,7 @@ async function action(path, body) {
   refreshList(); refreshDetail();
 }
 $("d-stop").addEventListener("click", () => action("stop"));
+$("d-checkpoint").addEventListener("click", () => action("checkpoint"));
 $("d-restart").addEventListener("click", () => action("restart"));
 $("d-rescale").addEventListener("click", () => action("rescale", { parallelism: +$("d-par").value }));
 $("d-delete").addEventListener("click", async () => {
@@ -160,6 +161,7 @@ async function refreshDetail() {
   if (document.activeElement !== $("d-par")) $("d-par").value = p.parallelism;
   $("d-error").textContent = p.error && p.state !== "finished" ? p.error : "";
   $("d-stop").disabled = p.state !== "running";
+  $("d-checkpoint").disabled = p.state !== "running";
   $("d-restart").disabled = p.state === "running";
   $("d-sql").textContent = p.query;
   if (state.tab === "graph") await drawGraph(p);
