@@ -231,6 +231,49 @@ class Expr:
     def any(self) -> Expr:
         return self._agg(exp.Anonymous(this="bool_or", expressions=[self.node]))
 
+    def over(self, partition_by: Any = None, *, order_by: Any = None,
+             rows: int | None = None, range: Any = None) -> Expr:
+        """This aggregate as a running aggregate per ``partition_by`` key (a column or a
+        list), in ``order_by`` order: each row gets the aggregate of the rows up to it (the
+        last ``rows`` + 1 rows, or those within ``range``, e.g. ``"1h"``, before it). SQL's
+        ``agg(x) OVER (PARTITION BY … ORDER BY … ROWS|RANGE …)``: over an append-only
+        input it orders by the event time column, each row emitted once the watermark
+        passes it; over an updating one by anything (a changelog).
+
+        >>> (col("price").sum().over("auction", order_by="ts", rows=2)).sql(False)
+        'SUM("price") OVER (PARTITION BY "auction" ORDER BY "ts" ROWS BETWEEN 2 PRECEDING \
+AND CURRENT ROW)'
+        """
+        if not self.is_agg:
+            raise PlanError(f"over(): {self.sql(False)} is not an aggregate",
+                            hint="e.g. col('price').sum().over('auction', order_by='ts')")
+        if rows is not None and range is not None:
+            raise PlanError("over(): give rows= or range=, not both")
+
+        def names(value: Any) -> list[str]:
+            items = value if isinstance(value, (list, tuple)) else \
+                ([] if value is None else [value])
+            return [column_or_expr(v, "over()").sql(False) for v in items]
+
+        spec = ""
+        part, order = names(partition_by), names(order_by)
+        if part:
+            spec += "PARTITION BY " + ", ".join(part)
+        if order:
+            spec += (" " if spec else "") + "ORDER BY " + ", ".join(order)
+        if rows is not None:
+            if not isinstance(rows, int) or rows < 0:
+                raise PlanError(f"over(): rows= takes a count of preceding rows, got {rows!r}")
+            spec += f" ROWS BETWEEN {rows} PRECEDING AND CURRENT ROW"
+        elif range is not None:
+            from caudal.frame.frame import _duration_us
+
+            size = interval(_duration_us(range, "over() range")).sql(dialect=_dialect())
+            spec += f" RANGE BETWEEN {size} PRECEDING AND CURRENT ROW"
+        node = exp.maybe_parse(f"{self.sql(False)} OVER ({spec.strip()})",
+                               dialect=_dialect())
+        return self._derive(node, is_agg=False)
+
 
 def _paren(node: exp.Expression) -> exp.Expression:
     if isinstance(node, (exp.Column, exp.Literal, exp.Paren, exp.Func, exp.Null,

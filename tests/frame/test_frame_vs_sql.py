@@ -264,3 +264,18 @@ def test_explode(tmp_path):
     want = duckdb.sql("SELECT k, unnest(xs) AS xs, s FROM arrays").to_arrow_table()
     assert normalized_rows(got) == normalized_rows(sql) == normalized_rows(want)
     assert got.num_rows > 0
+
+
+def test_over_aggregates(data, duck_bids, tmp_path):
+    """Running aggregates per key in event-time order (the default frame: every row up to
+    this one and its peers; a RANGE of 10 s)."""
+    f = (bids(data).filter(col("auction") < 1020)
+         .select("auction", "date_time", "price",
+                 col("price").sum().over("auction", order_by="date_time").alias("s"),
+                 cd.count().over("auction", order_by="date_time", range="10s").alias("n")))
+    window = "PARTITION BY auction ORDER BY date_time"
+    query = ("SELECT auction, date_time, price, sum(price) OVER ({w}) AS s, count(*) OVER "
+             "({w} RANGE BETWEEN INTERVAL {i} PRECEDING AND CURRENT ROW) AS n FROM bids "
+             "WHERE auction < 1020")
+    check(f, query.format(w=window, i="'10' SECOND"), query.format(w=window, i="10 SECOND"),
+          data, duck_bids, tmp_path)
