@@ -86,6 +86,14 @@ def updating_aggregate(pre: Project, keys: list[str], calls: list[AggCall],
                              flush_us=flush_us, ttl_us=ttl_us)
 
 
+def distinct_rows(node: LogicalNode, flush_us: int | None,
+                  ttl_us: int | None) -> UpdatingAggregate:
+    """Every distinct row of ``node`` once (SELECT DISTINCT, UNION, the left side of
+    INTERSECT/EXCEPT): an updating aggregate keyed by all columns, without aggregates."""
+    return UpdatingAggregate(node.schema, None, input=node, keys=list(node.schema.names),
+                             flush_us=flush_us, ttl_us=ttl_us)
+
+
 def window_aggregate(pre: Project, spec: WindowSpec, window_columns: list[tuple[str, str]],
                      keys: list[str], calls: list[AggCall], agg_names: list[str],
                      late: LateSide | None = None, upstream: Any = None,

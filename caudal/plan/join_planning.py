@@ -195,6 +195,20 @@ def updating_join(inputs: JoinInputs, allow_unkeyed: bool, ttl_us: int | None
                         ttl_us=ttl_us, **common)
 
 
+def set_membership(left: LogicalNode, right: LogicalNode, anti: bool, ttl_us: int | None,
+                   line: int | None = None, col: int | None = None) -> UpdatingJoin:
+    """The rows of ``left`` (distinct already) that are (INTERSECT) / are not (EXCEPT) rows
+    of ``right``: a semi / anti join on every column, NULL matching NULL."""
+    names = list(left.schema.names)
+    right_names = [f"__set{i}" for i in range(len(names))]
+    right = Project(pa.schema([pa.field(n, f.type) for n, f in zip(right_names, right.schema)]),
+                    None, input=right, exprs=[Column(f.type, f.name) for f in right.schema])
+    return UpdatingJoin(left.schema, None, left=left, right=right,
+                        kind="anti" if anti else "semi", left_keys=names,
+                        right_keys=right_names, right_rename={n: n for n in right_names},
+                        output=names, line=line, col=col, nulls_equal=True, ttl_us=ttl_us)
+
+
 def single_row(node: LogicalNode) -> bool:
     """True for a plan that emits at most one row at a time: an aggregate without keys
     (under projections and filters)."""

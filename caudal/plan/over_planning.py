@@ -9,9 +9,10 @@ from __future__ import annotations
 import pyarrow as pa
 
 from caudal.plan.aggregates import AggCall
-from caudal.plan.expressions import Column, Expr
+from caudal.plan.expressions import Column, Expr, Literal
 from caudal.plan.functions.coerce import cast
-from caudal.plan.logical import LogicalNode, Project
+from caudal.plan.functions.registry import bind_call
+from caudal.plan.logical import Filter, LogicalNode, Project
 from caudal.plan.over_nodes import Frame, OverAggregate, UpdatingRank
 from caudal.plan.window_nodes import WindowRank
 
@@ -102,3 +103,18 @@ def window_rank(node: LogicalNode, own: list[Column], function: str, partition: 
     return WindowRank(schema, node.time_column, input=node, function=function,
                       partition=part, order=ordered, rank_name=RANK,
                       window_end=window[0], window_field=window[1])
+
+
+def top_n(node: LogicalNode, order: Order, limit: int, offset: int, flush_us: int | None,
+          position: tuple[int | None, int | None]) -> LogicalNode:
+    """ORDER BY … LIMIT n OFFSET m over an unbounded input: ROW_NUMBER() over the whole
+    input, ranks m+1 to m+n (an ``UpdatingRank`` on one subtask)."""
+    schema = node.schema.append(pa.field(RANK, pa.int64()))
+    rank = UpdatingRank(schema, None, input=node, function="row_number", partition=[],
+                        order=order, rank_name=RANK, limit=limit + offset,
+                        flush_us=flush_us, position=position)
+    rank.rank_used = offset > 0
+    if not offset:
+        return rank
+    predicate = bind_call("gt", [Column(pa.int64(), RANK), Literal(pa.int64(), offset)])
+    return Filter(schema, None, input=rank, predicate=predicate)

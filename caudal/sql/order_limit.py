@@ -29,8 +29,11 @@ from sqlglot import exp
 from caudal.errors import PlanError
 from caudal.plan.expressions import Column
 from caudal.plan.limit_nodes import Limit, SortLimit, TimeSort
-from caudal.plan.logical import Filter, LogicalNode, Project, Scan
+from caudal.plan.logical import LogicalNode, Project, Scan
+from caudal.plan.over_planning import top_n
+from caudal.plan.updating_nodes import DEFAULT_FLUSH_US
 from caudal.sql.scope import Scope, position
+from caudal.sql.settings import duration_setting
 
 _HIDDEN = "__order"
 
@@ -123,7 +126,9 @@ def plan_order_limit(planner, node: exp.Select | exp.SetOperation
                              "rank per window: ROW_NUMBER() OVER (PARTITION BY window_start,"
                              " window_end ORDER BY …)")
     else:
-        result = _top_n(planner, plan, order_spec, limit, offset, (ln, col))
+        result = top_n(plan, order_spec, limit, offset,
+                       duration_setting(planner.catalog.settings, "updating_flush",
+                                        DEFAULT_FLUSH_US), (ln, col))
 
     hidden = [n for n in result.schema.names if n.startswith(_HIDDEN) or n == "__rank"]
     if hidden:
@@ -198,30 +203,6 @@ def _bounded(node: LogicalNode) -> bool:
             except Exception:  # noqa: BLE001 - unknown: treat as unbounded (a top-N)
                 return False
     return True
-
-
-def _top_n(planner, plan: LogicalNode, order: list[tuple[str, bool, bool]], limit: int,
-           offset: int, where: tuple[int | None, int | None]) -> LogicalNode:
-    """ORDER BY … LIMIT n OFFSET m over an unbounded input: ROW_NUMBER() over the whole
-    input, ranks m+1 to m+n (plan.over_nodes.UpdatingRank, one subtask)."""
-    from caudal.plan.functions.registry import bind_call
-    from caudal.plan.over_nodes import UpdatingRank
-    from caudal.plan.updating_nodes import DEFAULT_FLUSH_US
-    from caudal.sql.settings import duration_setting
-
-    rank_name = "__rank"
-    schema = plan.schema.append(pa.field(rank_name, pa.int64()))
-    rank = UpdatingRank(schema, None, input=plan, function="row_number", partition=[],
-                        order=order, rank_name=rank_name, limit=limit + offset,
-                        flush_us=duration_setting(planner.catalog.settings, "updating_flush",
-                                                  DEFAULT_FLUSH_US), position=where)
-    rank.rank_used = offset > 0
-    if not offset:
-        return rank
-    from caudal.plan.expressions import Literal
-
-    predicate = bind_call("gt", [Column(pa.int64(), rank_name), Literal(pa.int64(), offset)])
-    return Filter(schema, None, input=rank, predicate=predicate)
 
 
 __all__ = ["plan_order_limit", "has_order_or_limit"]

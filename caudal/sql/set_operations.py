@@ -24,13 +24,17 @@ import pyarrow as pa
 from sqlglot import exp
 
 from caudal.errors import PlanError
+from caudal.plan.aggregate_planning import distinct_rows as plan_distinct_rows
 from caudal.plan.expressions import Column, Expr, Literal
 from caudal.plan.functions.coerce import cast, common_type
 from caudal.plan.functions.registry import BindError
+from caudal.plan.join_planning import set_membership
 from caudal.plan.logical import LogicalNode, Project
 from caudal.plan.optimizer import substitute
 from caudal.plan.set_nodes import Union
+from caudal.plan.updating_nodes import DEFAULT_FLUSH_US
 from caudal.sql.scope import Scope, ScopeColumn, position
+from caudal.sql.settings import duration_setting
 
 
 def _name(node: exp.SetOperation) -> str:
@@ -64,8 +68,10 @@ def plan_set_operation(planner, node: exp.SetOperation) -> tuple[LogicalNode, Sc
         left, left_scope = planner.plan_query(node.this)
         right, _ = planner.plan_query(node.expression)
         left, rest, scope = unify(left, left_scope, [right], node)
-        return _intersect_except(planner, left, rest[0], isinstance(node, exp.Except),
-                                 node), scope
+        ln, col = position(node)
+        ttl = duration_setting(planner.catalog.settings, "updating_ttl", None)
+        return set_membership(distinct_rows(planner, left), rest[0],
+                              isinstance(node, exp.Except), ttl, ln, col), scope
     operands = _union_inputs(node.this, distinct) + _union_inputs(node.expression, distinct)
     planned = [planner.plan_query(o) for o in operands]
     first, first_scope = planned[0]
@@ -76,37 +82,13 @@ def plan_set_operation(planner, node: exp.SetOperation) -> tuple[LogicalNode, Sc
     return union, scope
 
 
-def _intersect_except(planner, left: LogicalNode, right: LogicalNode, anti: bool,
-                      node: exp.Expression) -> LogicalNode:
-    """The distinct rows of ``left`` that are (INTERSECT) / are not (EXCEPT) rows of
-    ``right``: a semi / anti join on every column, NULL matching NULL."""
-    from caudal.plan.join_nodes import UpdatingJoin
-    from caudal.sql.settings import duration_setting
-
-    names = list(left.schema.names)
-    right_names = [f"__set{i}" for i in range(len(names))]
-    right = Project(pa.schema([pa.field(n, f.type) for n, f in zip(right_names, right.schema)]),
-                    None, input=right, exprs=[Column(f.type, f.name) for f in right.schema])
-    left = distinct_rows(planner, left)
-    ln, col = position(node)
-    return UpdatingJoin(left.schema, None, left=left, right=right,
-                        kind="anti" if anti else "semi", left_keys=names,
-                        right_keys=right_names, right_rename={n: n for n in right_names},
-                        output=names, line=ln, col=col, nulls_equal=True,
-                        ttl_us=duration_setting(planner.catalog.settings, "updating_ttl",
-                                                None))
-
-
 def distinct_rows(planner, node: LogicalNode) -> LogicalNode:
-    """Every distinct row of ``node`` once: an updating aggregate keyed by all columns."""
-    from caudal.plan.updating_nodes import DEFAULT_FLUSH_US, UpdatingAggregate
-    from caudal.sql.settings import duration_setting
-
+    """Every distinct row of ``node`` once (plan.aggregate_planning), with the job's
+    ``updating_flush`` and ``updating_ttl`` settings."""
     settings = planner.catalog.settings
-    return UpdatingAggregate(
-        node.schema, None, input=node, keys=list(node.schema.names),
-        flush_us=duration_setting(settings, "updating_flush", DEFAULT_FLUSH_US),
-        ttl_us=duration_setting(settings, "updating_ttl", None))
+    return plan_distinct_rows(node, duration_setting(settings, "updating_flush",
+                                                     DEFAULT_FLUSH_US),
+                              duration_setting(settings, "updating_ttl", None))
 
 
 def unify(first: LogicalNode, first_scope: Scope, rest: list[LogicalNode],

@@ -22,7 +22,7 @@ from caudal.plan.aggregate_planning import TIME, AggregateInput, updating_aggreg
 from caudal.plan.aggregates import AggCall
 from caudal.plan.expressions import Column, Expr
 from caudal.plan.logical import Filter, LogicalNode
-from caudal.plan.updating_nodes import DEFAULT_FLUSH_US, UpdatingAggregate
+from caudal.plan.updating_nodes import DEFAULT_FLUSH_US
 from caudal.sql.aggregates import (
     AggregateScope,
     _key,
@@ -118,9 +118,6 @@ def plan_distinct(planner, select: exp.Select, node: LogicalNode,
         raise PlanError("SELECT DISTINCT ON is not supported", line=ln, col=col,
                         hint="use ROW_NUMBER() OVER (PARTITION BY window …) <= 1, or GROUP BY")
     projected, out_scope = planner.plan_projection(select.expressions, node, scope)
-    settings = planner.catalog.settings
-    aggregate = UpdatingAggregate(
-        projected.schema, None, input=projected, keys=list(projected.schema.names),
-        flush_us=duration_setting(settings, "updating_flush", DEFAULT_FLUSH_US),
-        ttl_us=duration_setting(settings, "updating_ttl", None))
-    return aggregate, out_scope
+    from caudal.sql.set_operations import distinct_rows
+
+    return distinct_rows(planner, projected), out_scope
