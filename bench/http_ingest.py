@@ -178,9 +178,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5000)
     parser.add_argument("--conns", type=int, default=16)
     parser.add_argument("--ack", default="pipeline")
+    parser.add_argument("--parts", default="throughput,latency",
+                        help="which measures, comma-separated")
     args = parser.parse_args()
     out = {}
-    for part in ("throughput", "latency"):
+    for part in args.parts.split(","):
         port = free_port()
         proc = start_job(port, args.ack)
         try:

@@ -45,8 +45,6 @@ MAX_HEAD = 65536
 READ_BYTES = 1 << 20
 #: the job has not polled for this long (its sink is slow): the overflow thread serves
 BEHIND_S = 0.2
-#: while requests keep coming, a poll gathers those of this long into one decode
-GATHER_S = 0.001
 OPTIONS = {
     "port": "the TCP port to listen on",
     "host": "the address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)",
@@ -107,8 +105,6 @@ class _Server:
         self.queue: list[tuple[_Connection, bytes]] = []
         self.queued = 0
         self.last_poll = time.monotonic()
-        #: when a poll last took a request
-        self.last_taken = 0.0
         #: the source thread waits for the lock: the overflow thread hands it over
         self.wanted = False
         self.stopped = threading.Event()
@@ -131,18 +127,14 @@ class _Server:
             elif not self.ready:
                 self._serve(0)
             taken = self._parse_ready(items, taken, max_bytes, overflow=False)
-            now = time.monotonic()
-            if items and now - self.last_taken < GATHER_S * 4:
-                # requests keep coming: gather those of the next millisecond into this poll
-                # (one decode for several events costs less CPU than one each, which keeps
-                # the answers quick when the machine is busy); a lone event is not held
-                until = now + GATHER_S
-                while taken < max_bytes and (left := until - time.monotonic()) > 0:
-                    self._serve(left)
-                    taken = self._parse_ready(items, taken, max_bytes, overflow=False)
+            if items and taken < max_bytes:
+                # what arrived meanwhile joins this poll's decode, without waiting: waiting
+                # (even a millisecond) costs a trip through the scheduler's queue, which on a
+                # busy machine is far longer than the wait; the busier the job, the more each
+                # poll finds, so the cost of a decode is shared by more requests
+                self._serve(0)
+                self._parse_ready(items, taken, max_bytes, overflow=False)
             self.last_poll = time.monotonic()
-            if items:
-                self.last_taken = self.last_poll
         return items
 
     def answer_all(self, answers: list[tuple[_Connection, int, bytes]]) -> None:
