@@ -195,6 +195,38 @@ def updating_join(inputs: JoinInputs, allow_unkeyed: bool, ttl_us: int | None
                         ttl_us=ttl_us, **common)
 
 
+def filtering_join(left: LogicalNode, right: LogicalNode, left_exprs: list[Expr],
+                   right_exprs: list[Expr], residual: list[Expr], kind: str,
+                   allow_unkeyed: bool, ttl_us: int | None, line: int | None = None,
+                   col: int | None = None) -> LogicalNode:
+    """A semi / anti join (``kind``) of ``left`` with ``right`` (a subquery whose columns
+    are named apart from the outer ones) on ``left_exprs`` = ``right_exprs`` and the
+    ``residual`` conditions: a window join when both are windowed the same way and the
+    keys pair their bounds, else an updating join."""
+    if not left_exprs and not allow_unkeyed:
+        raise PlanError(
+            "a subquery correlated without an equality would keep every row of both inputs "
+            "forever", line=line, col=col,
+            hint="correlate on equal columns (WHERE u.k = t.k), or accept unbounded state "
+                 f"on one subtask with SET {UNKEYED_SETTING} = true")
+    output = list(left.schema.names)
+    left_node, left_keys = key_columns(left, left_exprs, "__jl")
+    right_node, right_keys = key_columns(right, right_exprs, "__jr")
+    assert not set(left_node.schema.names) & set(right_node.schema.names)
+    common = dict(kind=kind, left_keys=left_keys, right_keys=right_keys,
+                  right_rename={n: n for n in right_node.schema.names}, output=output,
+                  residual=conjunction(residual) if residual else None, line=line, col=col)
+    window = window_join(left_node, right_node, left_keys, right_keys)
+    if window is not None and not (left.updating or right.updating):
+        # correlated on both window bounds of identically windowed inputs: a window
+        # semi / anti join (append-only, state freed when windows close), as Flink's
+        spec, ends = window
+        return WindowJoin(left.schema, None, left=left_node, right=right_node,
+                          window_end=ends, window=spec, **common)
+    return UpdatingJoin(left.schema, None, left=left_node, right=right_node, ttl_us=ttl_us,
+                        **common)
+
+
 def set_membership(left: LogicalNode, right: LogicalNode, anti: bool, ttl_us: int | None,
                    line: int | None = None, col: int | None = None) -> UpdatingJoin:
     """The rows of ``left`` (distinct already) that are (INTERSECT) / are not (EXCEPT) rows

@@ -37,11 +37,10 @@ import pyarrow as pa
 from sqlglot import exp
 
 from caudal.errors import PlanError
-from caudal.plan.expressions import Call, Column, Expr, Literal, conjunction, conjuncts
+from caudal.plan.expressions import Call, Column, Expr, Literal, conjuncts
 from caudal.plan.functions.coerce import cast, common_type
 from caudal.plan.functions.registry import BindError, bind_call
-from caudal.plan.join_nodes import UpdatingJoin, WindowJoin
-from caudal.plan.join_planning import UNKEYED_SETTING, key_columns, window_join
+from caudal.plan.join_planning import UNKEYED_SETTING, filtering_join
 from caudal.plan.logical import Filter, LogicalNode, Project
 from caudal.sql.joins import _conjuncts
 from caudal.sql.scope import Scope, ScopeColumn, position
@@ -377,32 +376,9 @@ def _join(planner, left: LogicalNode, right: LogicalNode, left_exprs: list[Expr]
           right_exprs: list[Expr], residual: list[Expr], kind: str, ln, col,
           small_right: bool) -> LogicalNode:
     settings = planner.catalog.settings
-    if not left_exprs and not small_right and not bool_setting(settings, UNKEYED_SETTING):
-        raise PlanError(
-            "a subquery correlated without an equality would keep every row of both inputs "
-            "forever", line=ln, col=col,
-            hint="correlate on equal columns (WHERE u.k = t.k), or accept unbounded state "
-                 f"on one subtask with SET {UNKEYED_SETTING} = true")
-    output = list(left.schema.names)
-    left_node, left_keys = key_columns(left, left_exprs, "__jl")
-    right_node, right_keys = key_columns(right, right_exprs, "__jr")
-    # the subquery's columns were renamed away from the outer ones (_names_apart)
-    assert not set(left_node.schema.names) & set(right_node.schema.names)
-    rename = {n: n for n in right_node.schema.names}
-    condition = conjunction(residual) if residual else None
-    window = window_join(left_node, right_node, left_keys, right_keys)
-    if window is not None and not (left.updating or right.updating):
-        # correlated on both window bounds of identically windowed inputs: a window
-        # semi / anti join (append-only, state freed when windows close), as Flink's
-        spec, ends = window
-        return WindowJoin(left.schema, None, left=left_node, right=right_node, kind=kind,
-                          left_keys=left_keys, right_keys=right_keys, right_rename=rename,
-                          output=output, residual=condition, line=ln, col=col,
-                          window_end=ends, window=spec)
-    return UpdatingJoin(left.schema, None, left=left_node, right=right_node, kind=kind,
-                        left_keys=left_keys, right_keys=right_keys, right_rename=rename,
-                        output=output, residual=condition, line=ln, col=col,
-                        ttl_us=duration_setting(settings, "updating_ttl", None))
+    allow = bool(left_exprs) or small_right or bool_setting(settings, UNKEYED_SETTING)
+    return filtering_join(left, right, left_exprs, right_exprs, residual, kind, allow,
+                          duration_setting(settings, "updating_ttl", None), ln, col)
 
 
 __all__ = ["split_where", "without_subqueries", "apply_subqueries", "SubqueryPredicate"]
