@@ -32,6 +32,7 @@ from caudal.sql.select_items import (  # noqa: F401  (re-exported: planner.is_ag
     output_name,
     unique_names,
 )
+from caudal.sql.settings import setting_name
 from caudal.types import sql_name
 
 
@@ -169,7 +170,7 @@ class Planner:
                 if isinstance(eq, exp.EQ):
                     value = eq.expression
                     text = value.name if isinstance(value, exp.Literal) else value.sql()
-                    self.catalog.settings[eq.this.name.lower()] = text
+                    self.catalog.settings[setting_name(eq.this)] = text
             return None
         if isinstance(node, exp.Insert):
             return self._plan_insert(node, stmt)

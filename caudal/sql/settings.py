@@ -11,8 +11,24 @@ from typing import Any
 from caudal.durations import parse_duration_us
 from caudal.errors import CaudalError, PlanError
 
+#: Flink's names of settings caudal has under its own name
+ALIASES = {"table.exec.state.ttl": "updating_ttl"}
+
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
+
+
+def setting_name(target: Any) -> str:
+    """The name a ``SET name = …`` sets: dotted names whole (``SET table.exec.state.ttl``,
+    quoted or not), lower case, Flink's names mapped to caudal's (``ALIASES``)."""
+    from sqlglot import exp
+
+    if isinstance(target, exp.Column):
+        name = ".".join(part.name for part in target.parts)
+    else:
+        name = target.name
+    name = name.lower()
+    return ALIASES.get(name, name)
 
 
 def duration_setting(settings: dict[str, Any], name: str, default: int | None) -> int | None:

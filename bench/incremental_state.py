@@ -1,0 +1,194 @@
+"""What a checkpoint of large keyed state costs when little of it changes, and how long a
+restore of it takes: incremental (deltas, compacted in tiers in the background) against
+whole snapshots.
+
+    .venv/bin/python -m bench.incremental_state [--keys 12000000] [--change 0.01]
+                                                [--intervals 12]
+
+An updating aggregate (``GROUP BY k`` with seven aggregates: count, sum/min/max of a BIGINT
+and of a DOUBLE) is built by the planner and run in this process, driven directly: first
+``--keys`` distinct keys (about 1 GB of state as Arrow), then ``--intervals`` rounds that each
+update ``--change`` of the keys (chosen at random) followed by a checkpoint through the real
+coordinator onto a local directory. Each round reports the operator's snapshot time (what
+the pipeline pays), the time until the checkpoint completed, and the bytes the checkpoint
+wrote; background compaction is counted apart. The same rounds then run with every snapshot
+whole (what every checkpoint wrote before). Recovery: the newest checkpoint's files read and
+folded (``load_state``) and a fresh operator restored from them, timed, with the CPU seconds
+of this process (all threads) and the load average beside every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from caudal.checkpoint.coordinator import CheckpointCoordinator
+from caudal.checkpoint.manifest import epoch_dir, read_manifest
+from caudal.checkpoint.recovery import identify, load_state
+from caudal.checkpoint.storage import CheckpointStorage
+from caudal.job import compile_sql
+from caudal.operators.base import OperatorContext
+from caudal.operators.registry import create
+
+QUERY = ("SELECT k, count(*) AS n, sum(v) AS s, min(v) AS lo, max(v) AS hi, sum(w) AS sw, "
+         "max(w) AS mw, min(w) AS lw FROM t GROUP BY k")
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _batch(keys: np.ndarray, rng: np.random.Generator) -> pa.RecordBatch:
+    v = rng.integers(0, 1_000_000, len(keys))
+    w = rng.random(len(keys))
+    return pa.RecordBatch.from_arrays(
+        [pa.array(keys), pa.array(v), pa.array(v), pa.array(v), pa.array(w), pa.array(w),
+         pa.array(w)], names=["k", "__arg1_0", "__arg2_0", "__arg3_0", "__arg4_0",
+                              "__arg5_0", "__arg6_0"])
+
+
+class Rig:
+    """The planned job, its aggregate operator and a checkpoint coordinator on ``root``."""
+
+    def __init__(self, root: Path):
+        pq.write_table(pa.table({"k": pa.array([1], pa.int64()), "v": pa.array([1], pa.int64()),
+                                 "w": pa.array([1.0])}), root / "in.parquet")
+        sql = (f"SET updating_flush = '0';\n"
+               f"CREATE TABLE t (k BIGINT, v BIGINT, w DOUBLE) WITH (connector = "
+               f"'filesystem', path = '{root / 'in.parquet'}');\n"
+               f"CREATE TABLE out WITH (connector = 'filesystem', path = '{root / 'out'}', "
+               f"format = 'debezium_json');\nINSERT INTO out {QUERY};")
+        self.graph = compile_sql(sql, 1).graph
+        self.vertex, self.index, spec = next(
+            (v.id, i, op) for v in self.graph.vertices for i, op in enumerate(v.operators)
+            if op.kind == "updating_aggregate")
+        self.spec = spec
+        self.op = self.fresh()
+        self.storage = CheckpointStorage(str(root / "ck"))
+        ident = identify(self.graph)
+        self.coord = CheckpointCoordinator(self.storage, self.graph, ident.fingerprint,
+                                           ident.vertices, interval_s=3600, first_epoch=1,
+                                           keep=2)
+
+    def fresh(self):
+        op = create(self.spec)
+        op.open(OperatorContext(vertex=self.vertex))
+        return op
+
+    def checkpoint(self) -> tuple[int, float, float]:
+        """A checkpoint of every vertex (the aggregate's state, nothing elsewhere): its epoch,
+        the operator's snapshot seconds and the seconds until it completed."""
+        started = time.perf_counter()
+        epoch = self.coord.trigger()
+        assert epoch is not None
+        for v in self.graph.vertices:
+            if v.source is not None:
+                self.coord.barrier_due(v.id, 0)
+        snapshot_s = 0.0
+        for v in self.graph.vertices:
+            ops: list[dict] = [{} for _ in v.operators]
+            if v.id == self.vertex:
+                t = time.perf_counter()
+                ops[self.index] = self.op.snapshot(epoch)
+                snapshot_s = time.perf_counter() - t
+            self.coord.acknowledge(v.id, 0, epoch, {"operators": ops, "offsets": None})
+        assert self.coord.wait_completed(epoch, threading.Event())
+        return epoch, snapshot_s, time.perf_counter() - started
+
+    def written(self, epoch: int) -> int:
+        """Bytes of the state files the checkpoint of ``epoch`` wrote itself."""
+        manifest = read_manifest(self.storage, epoch)
+        mine = f"{epoch_dir(epoch)}/"
+        return sum(f.file.bytes for f in manifest.files()
+                   if f.file.path.startswith(mine) and ".c" not in f.file.path[len(mine):])
+
+    def compacted_bytes(self) -> int:
+        root = Path(self.storage.root)
+        return sum(p.stat().st_size for p in root.rglob("*.parquet") if ".c" in p.stem)
+
+
+def run(keys: int, change: float, intervals: int, whole: bool, root: Path) -> dict:
+    rng = np.random.default_rng(7)
+    rig = Rig(root)
+    t, c = time.perf_counter(), _cpu()
+    for start in range(0, keys, 1 << 20):
+        rig.op.process(_batch(np.arange(start, min(keys, start + (1 << 20)), dtype=np.int64),
+                              rng))
+    load_s, load_cpu = time.perf_counter() - t, _cpu() - c
+    state_bytes = rig.op.state.store.table().nbytes
+    epoch, snap, total = rig.checkpoint()
+    first = rig.written(epoch)
+    print(f"  state {state_bytes / 1e9:.2f} GB as Arrow ({keys:,} keys, built in {load_s:.1f}s, "
+          f"{load_cpu:.1f} CPU s); first checkpoint (whole) wrote {first / 1e6:.0f} MB in "
+          f"{total:.2f}s (snapshot {snap:.2f}s); load {_load()}")
+    rows = []
+    changed = max(1, int(keys * change))
+    for _ in range(intervals):
+        batch = _batch(np.sort(rng.choice(keys, changed, replace=False)).astype(np.int64),
+                       rng)
+        rig.op.process(batch)
+        if whole:
+            rig.op.state.changes.baseline = False   # what every snapshot was before
+        c = _cpu()
+        epoch, snap, total = rig.checkpoint()
+        rows.append((epoch, rig.written(epoch), snap, total, _cpu() - c))
+    for epoch, written, snap, total, cpu in rows:
+        print(f"  checkpoint {epoch}: wrote {written / 1e6:8.1f} MB "
+              f"({100 * written / max(first, 1):5.1f}% of the whole), snapshot {snap:5.2f}s, "
+              f"complete after {total:5.2f}s, {cpu:5.2f} CPU s")
+    rig.coord.chains.wait()
+    compacted = rig.compacted_bytes()
+    files = read_manifest(rig.storage, epoch).files()
+    print(f"  background compaction: {rig.coord.chains.compactions} merges, "
+          f"{compacted / 1e6:.0f} MB of merged files now on disk; the newest checkpoint "
+          f"names {len(files)} files; load {_load()}")
+    rig.coord.close()
+    # recovery: read and fold the newest checkpoint, restore a fresh operator from it
+    t, c = time.perf_counter(), _cpu()
+    restored = load_state(rig.storage, read_manifest(rig.storage, epoch), rig.graph)
+    read_s = time.perf_counter() - t
+    op = rig.fresh()
+    op.restore(restored.payloads[(rig.vertex, 0)]["operators"][rig.index])
+    total_s, cpu = time.perf_counter() - t, _cpu() - c
+    assert op.state.rows() == keys
+    print(f"  recovery: {total_s:.2f}s ({read_s:.2f}s reading and folding "
+          f"{len(files)} files, {total_s - read_s:.2f}s restoring the operator), {cpu:.2f} "
+          f"CPU s; load {_load()}")
+    return {"first": first, "rows": rows, "recovery_s": total_s}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--keys", type=int, default=12_000_000)
+    ap.add_argument("--change", type=float, default=0.01)
+    ap.add_argument("--intervals", type=int, default=12)
+    ap.add_argument("--dir", default=None, help="where checkpoints go (default: a temp dir)")
+    args = ap.parse_args()
+    print(f"query: {QUERY}\n{args.keys:,} keys, {args.change:.1%} of them updated per "
+          f"interval, {args.intervals} intervals; load {_load()}, {os.cpu_count()} CPUs")
+    for whole in (False, True):
+        root = Path(tempfile.mkdtemp(prefix="caudal-bench-", dir=args.dir))
+        try:
+            print("whole snapshots (before):" if whole else "incremental snapshots:")
+            run(args.keys, args.change, args.intervals, whole, root)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
