@@ -51,7 +51,13 @@ from caudal.checkpoint.storage import TEMP_MARK, CheckpointStorage
 from caudal.operators.sink import SINK_TABLE
 from caudal.plan.physical import PhysicalGraph
 from caudal.state.incremental import fold_chain
-from caudal.state.rescale import concat_states, keep_key_groups, key_groups_of
+from caudal.state.rescale import (
+    KEY_GROUP,
+    concat_states,
+    keep_key_groups,
+    key_groups_of,
+    old_subtasks_for,
+)
 
 Key = tuple[int, int]
 ChainKey = tuple[int, int, int, str]
@@ -292,6 +298,8 @@ def _rescaled(old_ops: list[list[dict[str, Any]]], subtask: int, parallelism: in
     """One new subtask's operator states from all old subtasks': tables concatenated and cut
     to its key groups; other values as the list of the old subtasks' values."""
     groups = key_groups_of(subtask, parallelism, max_key_groups)
+    # keyed tables are read from the old subtasks whose key groups overlap this one's only
+    overlap = set(old_subtasks_for(subtask, parallelism, len(old_ops), max_key_groups))
     count = max((len(ops) for ops in old_ops), default=0)
     out: list[dict[str, Any]] = []
     for o in range(count):
@@ -304,6 +312,9 @@ def _rescaled(old_ops: list[list[dict[str, Any]]], subtask: int, parallelism: in
         for name in names:
             values = [ops[o][name] for ops in old_ops if o < len(ops) and name in ops[o]]
             if values and all(isinstance(x, pa.Table) for x in values):
+                if all(KEY_GROUP in t.column_names for t in values):
+                    values = [ops[o][name] for s, ops in enumerate(old_ops)
+                              if s in overlap and o < len(ops) and name in ops[o]]
                 merged[name] = concat_states([keep_key_groups(t, groups) for t in values])
             else:
                 merged[name] = values

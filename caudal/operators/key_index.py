@@ -177,8 +177,19 @@ class KeyIndex:
     def build(cls, names: Sequence[str], keys: pa.Table) -> KeyIndex:
         """An index whose ids are the row positions of ``keys`` (distinct keys)."""
         index = cls(names, keys.schema)
-        if keys.num_rows:
+        if not keys.num_rows:
+            return index
+        if not index.integer:
             index.ids(keys)
+            return index
+        values, nulls = index._values(keys.column(index.names[0]))
+        ids = np.arange(keys.num_rows, dtype=np.int64)
+        if nulls is not None and nulls.any():
+            index._null_id = int(np.flatnonzero(nulls)[0])
+            values, ids = values[~nulls], ids[~nulls]
+        index._grow(len(values))   # distinct keys: placed at once, nothing to look up
+        index._place(values, ids)
+        index.size = keys.num_rows
         return index
 
 

@@ -150,6 +150,15 @@ def rows_without_keys(base: pa.Table, keys: pa.Table, key: Sequence[str]) -> pa.
         return base
     import polars as pl
 
+    if len(key) == 1:   # one column: a membership mask, and one filter (no gather by index)
+        column = pl.from_arrow(base.column(key[0]))
+        if isinstance(column, pl.DataFrame):
+            column = column.to_series()
+        others = pl.from_arrow(keys.column(key[0]).cast(base.schema.field(key[0]).type))
+        if isinstance(others, pl.DataFrame):
+            others = others.to_series()
+        touched = column.is_in(others.implode(), nulls_equal=True).to_numpy()
+        return base.filter(pa.array(~touched)) if touched.any() else base
     left = pl.from_arrow(base.select(list(key))).with_row_index("_row")
     right = pl.from_arrow(keys.select(list(key))).unique()
     kept = left.join(right, on=list(key), how="anti", nulls_equal=True)["_row"]
@@ -274,7 +283,6 @@ def fold_chain(parts: Sequence[Part]) -> pa.Table:
     deltas = parts[start + 1:]
     if not deltas:
         assert base is not None, "a state chain has at least one file"
-        return base.combine_chunks() if base.num_rows else base
+        return base
     merged, expire = merge_deltas(deltas)
-    state = apply_delta(base, merged, deltas[0][2], expire)
-    return state.combine_chunks() if state.num_rows else state
+    return apply_delta(base, merged, deltas[0][2], expire)
