@@ -220,6 +220,9 @@ def _load_udfs(paths: list[str]):
 
 
 def cmd_run(args) -> int:
+    from caudal.runtime.huge_pages import disable_huge_pages
+
+    disable_huge_pages()  # before the libraries allocate (caudal.runtime.huge_pages says why)
     from caudal.job import compile_sql
 
     # SIGUSR1 asks a checkpointed job for a checkpoint now (runtime.supervisor); until the

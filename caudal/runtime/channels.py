@@ -4,6 +4,13 @@ Each upstream subtask writes to its own channel of the gate; a full channel bloc
 (backpressure up to the sources). The reader takes from any channel that is not *blocked*:
 during checkpoint alignment, a channel that delivered the barrier is blocked until the
 barrier arrived on all channels.
+
+A reader may also take, without waiting, the batches queued at the head of other channels
+(``more_batches``): at parallelism P each upstream subtask sends a downstream subtask about
+1/P of every batch it routes, and an operator called once per piece pays its per-call cost
+(a hash join's build, an aggregation's set-up, Python glue) P times as often as at
+parallelism 1. Taking only channel heads keeps each channel's order, so this is one of the
+interleavings the gate could have produced anyway.
 """
 
 from __future__ import annotations
@@ -11,7 +18,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
+
+import pyarrow as pa
 
 
 class Cancelled(Exception):
@@ -68,6 +78,25 @@ class InputGate:
                     return None
                 self._readable.wait(timeout)
                 waited = True
+
+    def more_batches(self, channels: Sequence[int], rows: int) -> list[tuple[int, pa.RecordBatch]]:
+        """Batches at the head of ``channels`` (unblocked ones, each channel's queue in order,
+        stopping at its first control message), while their rows add up to at most ``rows``;
+        never waits."""
+        taken: list[tuple[int, pa.RecordBatch]] = []
+        with self._lock:
+            for ch in channels:
+                if self._blocked[ch]:
+                    continue
+                queue = self._queues[ch]
+                while queue and isinstance(queue[0], pa.RecordBatch) and \
+                        queue[0].num_rows <= rows:
+                    batch = queue.popleft()
+                    rows -= batch.num_rows
+                    taken.append((ch, batch))
+            if taken:
+                self._writable.notify_all()
+        return taken
 
     def block(self, channel: int) -> None:
         with self._lock:

@@ -68,6 +68,22 @@ def sink_states(state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def coalesced(batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
+    """Consecutive batches of one schema as one batch (a copy of their rows, which costs
+    less than another call of the operators that follow), in order."""
+    if len(batches) == 1:
+        return batches
+    out: list[pa.RecordBatch] = []
+    run: list[pa.RecordBatch] = []
+    for batch in batches:
+        if run and not batch.schema.equals(run[0].schema):
+            out.append(run[0] if len(run) == 1 else pa.concat_batches(run))
+            run = []
+        run.append(batch)
+    out.append(run[0] if len(run) == 1 else pa.concat_batches(run))
+    return out
+
+
 class Stopped(Exception):
     """The subtask took part in a stopping checkpoint (a savepoint) and ends here."""
 
@@ -384,6 +400,10 @@ class SubtaskRunner:
         gate = self.gate
         assert gate is not None
         marks = InputWatermarks(gate.channels)
+        #: per channel: the channels of the same operator input, itself first
+        same_input = [[ch] + [c for c, i in enumerate(self.channel_inputs)
+                              if i == inp and c != ch]
+                      for ch, inp in enumerate(self.channel_inputs)]
         barrier_seen: set[int] = set()
         align_started = 0.0
         pending: Barrier | None = None
@@ -402,11 +422,18 @@ class SubtaskRunner:
                 continue
             channel, item = got
             if isinstance(item, pa.RecordBatch):
-                marks.activity(channel)
-                self.stats.rows_in += item.num_rows
-                self.stats.bytes_in += item.nbytes
-                self.stats.batches_in += 1
-                self._emit(self.chain.process(item, self.channel_inputs[channel]))
+                taken = [(channel, item)]
+                if item.num_rows < self.job.batch_rows:
+                    # pieces of other upstream batches already queued: one call for all
+                    taken += gate.more_batches(same_input[channel],
+                                               self.job.batch_rows - item.num_rows)
+                for ch, batch in taken:
+                    marks.activity(ch)
+                    self.stats.rows_in += batch.num_rows
+                    self.stats.bytes_in += batch.nbytes
+                    self.stats.batches_in += 1
+                for batch in coalesced([batch for _, batch in taken]):
+                    self._emit(self.chain.process(batch, self.channel_inputs[channel]))
             elif isinstance(item, Watermark):
                 if marks.update(channel, item.time):
                     self._watermark(marks.current)

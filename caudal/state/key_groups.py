@@ -230,8 +230,17 @@ def split_by_subtask(batch: pa.RecordBatch, keys: Sequence[str], parallelism: in
         return []
     if parallelism == 1:
         return [(0, batch)]
-    groups = key_group(hash_columns(batch, keys), max_key_groups)
-    targets = subtask_for_key_group(groups, max_key_groups, parallelism)
+    hashes = hash_columns(batch, keys)
+    if max_key_groups & (max_key_groups - 1) == 0 and parallelism <= 256:
+        # the same as subtask_for_key_group(key_group(...)): a mask, a product and a shift
+        # in place of a division, in one byte per row
+        hashes &= np.uint64(max_key_groups - 1)
+        hashes *= np.uint64(parallelism)
+        hashes >>= np.uint64(max_key_groups.bit_length() - 1)
+        targets = hashes.astype(np.uint8)
+    else:
+        targets = subtask_for_key_group(key_group(hashes, max_key_groups), max_key_groups,
+                                        parallelism)
     if parallelism <= 8:
         # few targets: one pass per target finds its rows in order (cheaper than a sort)
         out = []
@@ -246,8 +255,7 @@ def split_by_subtask(batch: pa.RecordBatch, keys: Sequence[str], parallelism: in
     if counts.max() == batch.num_rows:
         return [(int(targets[0]), batch)]
     # a stable sort of small ints is a radix sort: linear time
-    order = np.argsort(targets.astype(np.uint8 if parallelism <= 256 else np.int32),
-                       kind="stable")
+    order = np.argsort(targets, kind="stable")
     ordered = batch.take(pa.array(order))
     out = []
     start = 0

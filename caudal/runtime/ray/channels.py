@@ -74,6 +74,15 @@ class CountingGate(InputGate):
                 self._taken.notify_all()
         return got
 
+    def more_batches(self, channels: Any, rows: int) -> list[tuple[int, pa.RecordBatch]]:
+        taken = super().more_batches(channels, rows)
+        if taken:
+            with self._taken:
+                for channel, _ in taken:
+                    self._consumed[channel] += 1
+                self._taken.notify_all()
+        return taken
+
     def wait_consumed(self, channel: int, until: int) -> int:
         """Block until the subtask took ``until`` items of ``channel`` (or a while passed);
         returns how many it took."""

@@ -1,0 +1,117 @@
+"""Parallelism 2 against parallelism 1: whole ``caudal run`` processes over the same Parquet
+input, one query kind each (stateless, windowed, updating, join).
+
+    .venv/bin/python -m bench.parallel --events 20000000 --rounds 3
+
+Each round runs every query at parallelism 1 and then 2, back to back, so both see the same
+machine; the figures are medians over the rounds. ``speed-up`` is the wall time at
+parallelism 1 divided by the wall time at 2 (throughput at 2 / throughput at 1). CPU seconds
+are user + system of the whole process (its threads and the libraries' thread pools): on a
+machine shared with other work, wall times and so the speed-up understate what two idle cores
+give, while CPU seconds say what parallelism costs in work; ``cores`` is CPU / wall. The load
+average is printed at the start and the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.data import nexmark_parquet
+
+#: name -> (Nexmark tables read, the statements after the CREATE TABLEs of the inputs)
+QUERIES = {
+    "stateless": (["bid"], "CREATE TABLE out WITH (connector = 'filesystem', path = '{out}', "
+                           "format = 'parquet');\nINSERT INTO out SELECT auction, bidder, "
+                           "price * 908 / 1000 AS price_eur, channel, date_time FROM bid "
+                           "WHERE price > 1000 AND channel <> 'Apple';"),
+    "tumble": (["bid"], "CREATE TABLE out WITH (connector = 'blackhole');\nINSERT INTO out "
+                        "SELECT window_start, window_end, auction, count(*) AS num FROM "
+                        "TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) "
+                        "GROUP BY window_start, window_end, auction;"),
+    "updating": (["bid"], "CREATE TABLE out WITH (connector = 'blackhole');\nINSERT INTO out "
+                          "SELECT auction, count(*) AS bids, max(price) AS top FROM bid "
+                          "GROUP BY auction;"),
+    "join": (["bid", "auction"], "CREATE TABLE out WITH (connector = 'blackhole');\nINSERT "
+                                 "INTO out SELECT B.auction, B.bidder, B.price, B.channel, "
+                                 "B.date_time, A.item_name, A.seller, A.category FROM bid AS B "
+                                 "JOIN auction AS A ON B.auction = A.id WHERE A.category = 10;"),
+}
+
+
+def script(name: str, events: int, out: Path) -> str:
+    kinds, rest = QUERIES[name]
+    ddl = "\n".join(f"CREATE TABLE {k} WITH (connector = 'filesystem', path = "
+                    f"'{nexmark_parquet(k, events)}', event_time_field = 'date_time', "
+                    f"watermark_delay = '1s');" for k in kinds)
+    return f"{ddl}\n{rest.format(out=out)}\n"
+
+
+def run_once(path: Path, parallelism: int) -> tuple[float, float, str]:
+    """(wall s, CPU s, the job's summary line) of one ``caudal run`` process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "caudal.cli", "run", "-p", str(parallelism),
+                           str(path)], capture_output=True, text=True, cwd=path.parent)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"caudal run failed: {done.stderr.strip()}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    summary = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
+    return wall, cpu, summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--query", choices=sorted(QUERIES), action="append")
+    args = parser.parse_args()
+    names = args.query or list(QUERIES)
+    tmp = Path(tempfile.mkdtemp(prefix="caudal-parallel-"))
+    env_root = str(Path(__file__).resolve().parent.parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (env_root, os.environ.get("PYTHONPATH")) if p)
+    try:
+        jobs = {}
+        for name in names:
+            jobs[name] = tmp / f"{name}.sql"
+            jobs[name].write_text(script(name, args.events, tmp / f"{name}-out"))
+        print(f"{args.events:,} Nexmark events; load average {os.getloadavg()[0]:.2f} at the "
+              f"start")
+        figures: dict[tuple[str, int], list[tuple[float, float]]] = {}
+        rows: dict[str, str] = {}
+        for _ in range(args.rounds):
+            for name in names:
+                for p in (1, 2):
+                    shutil.rmtree(tmp / f"{name}-out", ignore_errors=True)
+                    wall, cpu, summary = run_once(jobs[name], p)
+                    figures.setdefault((name, p), []).append((wall, cpu))
+                    match = re.search(r"([\d,]+) rows in", summary)
+                    rows[name] = match.group(1) if match else "?"
+        print(f"load average {os.getloadavg()[0]:.2f} at the end\n")
+        print("| query | rows in | P | wall s | CPU s | cores | speed-up (P=1 wall / P=2 wall) |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for name in names:
+            walls = {p: statistics.median(w for w, _ in figures[(name, p)]) for p in (1, 2)}
+            for p in (1, 2):
+                cpu = statistics.median(c for _, c in figures[(name, p)])
+                ratio = f"{walls[1] / walls[2]:.2f}x" if p == 2 else ""
+                print(f"| {name} | {rows[name]} | {p} | {walls[p]:.2f} | {cpu:.2f} | "
+                      f"{cpu / walls[p]:.2f} | {ratio} |")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
