@@ -38,6 +38,10 @@ class Operator:
 
     #: the schema of emitted batches (set by the constructor or ``open``)
     output_schema: pa.Schema
+    #: the runtime may concatenate input batches queued together into one ``process`` call
+    #: (runtime.channels, ``more_batches``): True where a batch means only its rows, not,
+    #: e.g., one partial state per key
+    accepts_merged_batches: bool = False
 
     def open(self, ctx: OperatorContext) -> None:
         self.ctx = ctx

@@ -351,6 +351,8 @@ class UpdatingAggregate(PeriodicFlush, Operator):
     then ``_op``.
     """
 
+    accepts_merged_batches = True
+
     def __init__(self, keys: list[str], aggregates: list[AggCall], input_schema: pa.Schema,
                  output_schema: pa.Schema, time_column: str | None = None,
                  updating_input: bool = False, flush_us: int = 1_000_000,

@@ -54,6 +54,8 @@ _COUNTERS = {_MULT: np.int64, _MATCHES: np.int64, _SEEN: np.int64}
 class UpdatingJoin(Operator):
     """Input 0 is the left side, input 1 the right (``_op`` on changelog inputs)."""
 
+    accepts_merged_batches = True
+
     def __init__(self, kind: str, left_schema: pa.Schema, right_schema: pa.Schema,
                  left_keys: list[str], right_keys: list[str], right_rename: dict[str, str],
                  output_schema: pa.Schema, residual: Expr | None = None,

@@ -137,6 +137,8 @@ class WindowAggregate(FiresOnTime, Operator, KeyedWindowState):
         assert window.kind in ("tumble", "hop", "cumulate")
         assert not (partial_input and late_output is not None), "late rows need raw rows"
         self.partial_input = partial_input
+        #: partial states are one row per (pane, key) per batch: never merged
+        self.accepts_merged_batches = not partial_input
         self.window = window
         self.keys = list(keys)
         self.output_schema = output_schema

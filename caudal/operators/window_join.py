@@ -34,6 +34,8 @@ _COUNTERS = {_END: np.int64}
 class WindowJoin(Operator):
     """Input 0 is the left side, input 1 the right; both append-only."""
 
+    accepts_merged_batches = True
+
     def __init__(self, kind: str, left_schema: pa.Schema, right_schema: pa.Schema,
                  left_keys: list[str], right_keys: list[str], right_rename: dict[str, str],
                  output_schema: pa.Schema, residual: Expr | None,

@@ -400,6 +400,7 @@ class SubtaskRunner:
         gate = self.gate
         assert gate is not None
         marks = InputWatermarks(gate.channels)
+        merge = bool(self.operators) and self.operators[0].accepts_merged_batches
         #: per channel: the channels of the same operator input, itself first
         same_input = [[ch] + [c for c, i in enumerate(self.channel_inputs)
                               if i == inp and c != ch]
@@ -423,7 +424,7 @@ class SubtaskRunner:
             channel, item = got
             if isinstance(item, pa.RecordBatch):
                 taken = [(channel, item)]
-                if item.num_rows < self.job.batch_rows:
+                if merge and item.num_rows < self.job.batch_rows:
                     # pieces of other upstream batches already queued: one call for all
                     taken += gate.more_batches(same_input[channel],
                                                self.job.batch_rows - item.num_rows)
