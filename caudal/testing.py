@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
+from caudal.frame.run import fold
 from caudal.plan.changelog import OP
 
 
@@ -25,26 +25,6 @@ def from_records(data: Any, *, event_time: str | None = None, watermark_delay: A
     from caudal.frame.frame import from_arrow
 
     return from_arrow(data, event_time=event_time, watermark_delay=watermark_delay)
-
-
-def fold(changes: pa.Table | None) -> pa.Table | None:
-    """The rows a changelog leaves: each distinct row repeated by its net weight (the ``_op``
-    column's sign). Fails if a row's net weight is negative (a retraction of something never
-    inserted)."""
-    if changes is None:
-        return None
-    data = changes.drop_columns([OP])
-    if changes.num_rows == 0:
-        return data
-    w = np.sign(changes.column(OP).to_numpy()).astype(np.int64)
-    keyed = data.append_column("__w", pa.array(w))
-    names = data.column_names
-    grouped = keyed.group_by(names, use_threads=False).aggregate([("__w", "sum")])
-    net = grouped.column("__w_sum").to_numpy()
-    if (net < 0).any():
-        raise AssertionError(f"negative net weight for {grouped.filter(pa.array(net < 0))}")
-    rows = grouped.select(names)
-    return rows.take(pa.array(np.repeat(np.arange(len(net)), net)))
 
 
 def _sorted_rows(table: pa.Table) -> list[dict]:

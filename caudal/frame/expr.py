@@ -266,9 +266,9 @@ AND CURRENT ROW)'
                 raise PlanError(f"over(): rows= takes a count of preceding rows, got {rows!r}")
             spec += f" ROWS BETWEEN {rows} PRECEDING AND CURRENT ROW"
         elif range is not None:
-            from caudal.frame.frame import _duration_us
+            from caudal.frame.text import duration_us
 
-            size = interval(_duration_us(range, "over() range")).sql(dialect=_dialect())
+            size = interval(duration_us(range, "over() range")).sql(dialect=_dialect())
             spec += f" RANGE BETWEEN {size} PRECEDING AND CURRENT ROW"
         node = exp.maybe_parse(f"{self.sql(False)} OVER ({spec.strip()})",
                                dialect=_dialect())

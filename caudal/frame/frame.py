@@ -33,46 +33,14 @@ from sqlglot import exp
 
 from caudal.errors import CaudalError, PlanError
 from caudal.frame.expr import Expr, column_or_expr, interval, to_expr
+from caudal.frame.text import (
+    duration_us,
+    frame_error,
+    options_text,
+    quote,
+)
 
 _ids = itertools.count(1)
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _string(value: Any) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _options(options: dict[str, Any]) -> str:
-    return ", ".join(f"{_string(k)} = {_string(_option_text(v))}" for k, v in options.items()
-                     if v is not None)
-
-
-def _option_text(value: Any) -> str:
-    import datetime as dt
-
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dt.timedelta):
-        from caudal.durations import format_duration_us
-
-        return format_duration_us(int(value / dt.timedelta(microseconds=1)))
-    return str(value)
-
-
-def _duration_us(value: Any, what: str) -> int:
-    import datetime as dt
-
-    from caudal.durations import parse_duration_us
-
-    if isinstance(value, dt.timedelta):
-        return int(value / dt.timedelta(microseconds=1))
-    us = parse_duration_us(value, what)
-    if us <= 0:
-        raise PlanError(f"{what} must be positive, got {value!r}", hint="e.g. '10s', '500ms'")
-    return us
 
 
 # ---- windows -------------------------------------------------------------------------------
@@ -92,8 +60,8 @@ class Window:
         args = ", ".join(interval(us).sql() for us in self.sizes)
         part = ""
         if partition:
-            part = " PARTITION BY " + ", ".join(_quote(p) for p in partition)
-        return (f"TABLE({self.kind}(TABLE {source}{part}, DESCRIPTOR({_quote(self.time)}), "
+            part = " PARTITION BY " + ", ".join(quote(p) for p in partition)
+        return (f"TABLE({self.kind}(TABLE {source}{part}, DESCRIPTOR({quote(self.time)}), "
                 f"{args}))")
 
 
@@ -112,27 +80,27 @@ def tumble(time: str | Expr, size: Any, offset: Any = None) -> Window:
     >>> tumble("ts", "10s").table('"t"')
     'TABLE(TUMBLE(TABLE "t", DESCRIPTOR("ts"), INTERVAL \\'10\\' SECOND))'
     """
-    sizes = (_duration_us(size, "tumble size"),)
+    sizes = (duration_us(size, "tumble size"),)
     if offset is not None:
-        sizes += (_duration_us(offset, "tumble offset"),)
+        sizes += (duration_us(offset, "tumble offset"),)
     return Window("TUMBLE", _time_name(time), sizes)
 
 
 def hop(time: str | Expr, size: Any, slide: Any) -> Window:
     """Hopping (sliding) windows of ``size`` starting every ``slide``."""
-    return Window("HOP", _time_name(time), (_duration_us(slide, "hop slide"),
-                                            _duration_us(size, "hop size")))
+    return Window("HOP", _time_name(time), (duration_us(slide, "hop slide"),
+                                            duration_us(size, "hop size")))
 
 
 def cumulate(time: str | Expr, size: Any, step: Any) -> Window:
     """Cumulating windows: from each ``size`` boundary, growing by ``step``."""
-    return Window("CUMULATE", _time_name(time), (_duration_us(step, "cumulate step"),
-                                                 _duration_us(size, "cumulate size")))
+    return Window("CUMULATE", _time_name(time), (duration_us(step, "cumulate step"),
+                                                 duration_us(size, "cumulate size")))
 
 
 def session(time: str | Expr, gap: Any) -> Window:
     """Session windows closed by ``gap`` without rows, per group key."""
-    return Window("SESSION", _time_name(time), (_duration_us(gap, "session gap"),))
+    return Window("SESSION", _time_name(time), (duration_us(gap, "session gap"),))
 
 
 # ---- frames --------------------------------------------------------------------------------
@@ -147,7 +115,7 @@ class Frame:
     def __init__(self, statement: str, parents: tuple[Frame, ...] = (), udfs: tuple = (),
                  name: str | None = None, op: str = "frame"):
         self.name = name or f"_f{next(_ids)}"
-        self._statement = statement.replace("{self}", _quote(self.name))
+        self._statement = statement.replace("{self}", quote(self.name))
         self.parents = parents
         self.udfs = tuple(dict.fromkeys(
             tuple(udfs) + tuple(u for p in parents for u in p.udfs)))
@@ -194,7 +162,7 @@ class Frame:
             if self._schema is None:
                 from caudal.sql.planner import Planner
 
-                text = self.sql_script() + f"\nSELECT * FROM {_quote(self.name)};"
+                text = self.sql_script() + f"\nSELECT * FROM {quote(self.name)};"
                 with self._plan_context():
                     job = Planner().plan_script(text)
                 self._schema = job.outputs[-1].plan.schema
@@ -210,7 +178,7 @@ class Frame:
         try:
             self._schema = self.schema
         except CaudalError as e:
-            raise _frame_error(e, self) from None
+            raise frame_error(e, self) from None
         return self
 
     def _derive(self, select: str, op: str, exprs: list[Expr] = (), parents=None) -> Frame:
@@ -233,7 +201,7 @@ class Frame:
         exprs = [to_expr(p) for p in predicates]
         _no_aggregates(exprs, "filter()", "filter on an aggregate after group_by(...).agg()")
         where = " AND ".join(f"({e.sql(False)})" for e in exprs)
-        return self._derive(f"SELECT * FROM {_quote(self.name)} WHERE {where}", "filter",
+        return self._derive(f"SELECT * FROM {quote(self.name)} WHERE {where}", "filter",
                             exprs)
 
     def select(self, *columns: str | Expr, **named: Expr) -> Frame:
@@ -242,7 +210,7 @@ class Frame:
         _no_aggregates(exprs, "select()", "aggregates go in group_by(...).agg(...)")
         _unique(exprs, "select()")
         items = ", ".join(_item(e) for e in exprs)
-        return self._derive(f"SELECT {items} FROM {_quote(self.name)}", "select", exprs)
+        return self._derive(f"SELECT {items} FROM {quote(self.name)}", "select", exprs)
 
     def with_columns(self, *columns: Expr, **named: Expr) -> Frame:
         """All columns plus these (a column of the same name is replaced in place)."""
@@ -253,9 +221,9 @@ class Frame:
         items = []
         for name in self.columns:
             e = new.pop(name.lower(), None)
-            items.append(_item(e) if e is not None else _quote(name))
+            items.append(_item(e) if e is not None else quote(name))
         items.extend(_item(e) for e in new.values())
-        return self._derive(f"SELECT {', '.join(items)} FROM {_quote(self.name)}",
+        return self._derive(f"SELECT {', '.join(items)} FROM {quote(self.name)}",
                             "with_columns", exprs)
 
     def drop(self, *names: str) -> Frame:
@@ -279,7 +247,7 @@ class Frame:
         input of a window join (join on both) or a window top-N."""
         if not isinstance(window, Window):
             raise PlanError("window() takes cd.tumble(…), cd.hop(…) or cd.cumulate(…)")
-        return self._derive(f"SELECT * FROM {window.table(_quote(self.name))}", "window")
+        return self._derive(f"SELECT * FROM {window.table(quote(self.name))}", "window")
 
     def join(self, other: Frame, on: str | list[str] | None = None, how: str = "inner", *,
              left_on: str | list[str] | None = None, right_on: str | list[str] | None = None,
@@ -306,7 +274,7 @@ class Frame:
         >>> sorted(f.unique().collect().column("x").to_pylist())
         [1, 2]
         """
-        return self._derive(f"SELECT DISTINCT * FROM {_quote(self.name)}", "unique")
+        return self._derive(f"SELECT DISTINCT * FROM {quote(self.name)}", "unique")
 
     def explode(self, column: str | Expr) -> Frame:
         """One row per element of the array ``column`` (in its place), the other columns
@@ -321,9 +289,9 @@ class Frame:
         if name.lower() not in {c.lower() for c in self.columns}:
             raise PlanError(f"explode(): unknown column {name!r}",
                             hint="columns: " + ", ".join(self.columns))
-        items = [f"unnest({_quote(c)}) AS {_quote(c)}" if c.lower() == name.lower()
-                 else _quote(c) for c in self.columns]
-        return self._derive(f"SELECT {', '.join(items)} FROM {_quote(self.name)}", "explode")
+        items = [f"unnest({quote(c)}) AS {quote(c)}" if c.lower() == name.lower()
+                 else quote(c) for c in self.columns]
+        return self._derive(f"SELECT {', '.join(items)} FROM {quote(self.name)}", "explode")
 
     def top_k(self, k: int, by: str | Expr | list, *, over: str | list | None = None,
               descending: bool = True, rank: str | None = None) -> Frame:
@@ -339,10 +307,10 @@ class Frame:
         part = ("PARTITION BY " + ", ".join(column_or_expr(p, "top_k()").sql(False)
                                             for p in keys) + " ") if keys else ""
         rn = rank or "__rank"
-        cols = ", ".join(_quote(c) for c in self.columns) + (f", {_quote(rn)}" if rank else "")
-        inner = (f"SELECT *, ROW_NUMBER() OVER ({part}ORDER BY {order}) AS {_quote(rn)} "
-                 f"FROM {_quote(self.name)}")
-        return self._derive(f"SELECT {cols} FROM ({inner}) WHERE {_quote(rn)} <= {k}",
+        cols = ", ".join(quote(c) for c in self.columns) + (f", {quote(rn)}" if rank else "")
+        inner = (f"SELECT *, ROW_NUMBER() OVER ({part}ORDER BY {order}) AS {quote(rn)} "
+                 f"FROM {quote(self.name)}")
+        return self._derive(f"SELECT {cols} FROM ({inner}) WHERE {quote(rn)} <= {k}",
                             "top_k")
 
     def sort(self, by: str | Expr | list, *, descending: bool = False) -> Frame:
@@ -350,18 +318,18 @@ class Frame:
         by_list = by if isinstance(by, list) else [by]
         order = ", ".join(column_or_expr(b, "sort()").sql(False)
                           + (" DESC" if descending else "") for b in by_list)
-        return self._derive(f"SELECT * FROM {_quote(self.name)} ORDER BY {order}", "sort")
+        return self._derive(f"SELECT * FROM {quote(self.name)} ORDER BY {order}", "sort")
 
     def head(self, n: int = 5) -> Frame:
         """The first ``n`` rows (SQL LIMIT)."""
-        return self._derive(f"SELECT * FROM {_quote(self.name)} LIMIT {int(n)}", "head")
+        return self._derive(f"SELECT * FROM {quote(self.name)} LIMIT {int(n)}", "head")
 
     limit = head
 
     def union(self, other: Frame) -> Frame:
         """Both frames' rows (UNION ALL; the same columns in the same order)."""
-        return self._derive(f"SELECT * FROM {_quote(self.name)} UNION ALL "
-                            f"SELECT * FROM {_quote(other.name)}", "union",
+        return self._derive(f"SELECT * FROM {quote(self.name)} UNION ALL "
+                            f"SELECT * FROM {quote(other.name)}", "union",
                             parents=(self, other))
 
     # -- running ----------------------------------------------------------------------------
@@ -382,7 +350,7 @@ class Frame:
         return text.split("\n", 1)[1] if text.startswith("--") else text
 
     def _query_script(self) -> str:
-        return self.sql_script() + f"\nSELECT * FROM {_quote(self.name)};"
+        return self.sql_script() + f"\nSELECT * FROM {quote(self.name)};"
 
     def collect(self, **options: Any) -> pa.Table:
         """Run to the end of the (bounded) input and return the result as a pyarrow Table.
@@ -462,16 +430,6 @@ def _type_name(t: pa.DataType) -> str:
     return sql_name(t)
 
 
-def _frame_error(e: CaudalError, frame: Frame, op: str | None = None) -> CaudalError:
-    """The planner's message without its position (a line of generated SQL): the operation
-    that was written instead."""
-    import re
-
-    message = re.sub(r"(in )?table '_f\d+'(: )?", "", e.message)
-    message = re.sub(r"'?\b_f\d+\b'?", "the input", message)
-    return type(e)(f"{op or frame.op}(): {message}", hint=e.hint)
-
-
 def _items(columns, named, what: str) -> list[Expr]:
     exprs = [column_or_expr(c, what) for c in columns]
     exprs += [to_expr(e).alias(n) for n, e in named.items()]
@@ -481,7 +439,7 @@ def _items(columns, named, what: str) -> list[Expr]:
 
 
 def _item(e: Expr) -> str:
-    return f"{e.sql(False)} AS {_quote(e.output_name)}"
+    return f"{e.sql(False)} AS {quote(e.output_name)}"
 
 
 def _no_aggregates(exprs: list[Expr], what: str, hint: str) -> None:
@@ -544,7 +502,7 @@ class GroupBy:
                     plain_keys.append(k.node.name)
         _unique([k for k in self.keys if isinstance(k, Expr)] + exprs, "agg()")
         items += [_item(e) for e in exprs]
-        source = _quote(self.frame.name)
+        source = quote(self.frame.name)
         if self.window is not None:
             # sessions per group key, as a Polars user expects (SQL's PARTITION BY)
             part = plain_keys if self.window.kind == "SESSION" else None
@@ -570,7 +528,7 @@ def _columns_ddl(schema: Any) -> str:
         pairs = [(n, t if isinstance(t, str) else sql_name(t)) for n, t in schema.items()]
     else:
         raise PlanError("schema= takes a dict of column name -> SQL type, or a pyarrow Schema")
-    return " (" + ", ".join(f"{_quote(n)} {t}" for n, t in pairs) + ")"
+    return " (" + ", ".join(f"{quote(n)} {t}" for n, t in pairs) + ")"
 
 
 def read_table(connector: str, *, schema: Any = None, event_time: str | None = None,
@@ -581,7 +539,7 @@ def read_table(connector: str, *, schema: Any = None, event_time: str | None = N
         raise PlanError(f"{op}(): watermark_delay needs event_time (the column it trails)")
     opts = {"connector": connector, **options, "event_time_field": event_time,
             "watermark_delay": watermark_delay}
-    statement = f"CREATE TABLE {{self}}{_columns_ddl(schema)} WITH ({_options(opts)})"
+    statement = f"CREATE TABLE {{self}}{_columns_ddl(schema)} WITH ({options_text(opts)})"
     return Frame(statement, op=op)._checked()
 
 

@@ -38,7 +38,7 @@ def _names(value, what: str) -> list[str]:
 
 
 def join_sql(left, right, on, how, left_on, right_on, where, suffix: str) -> str:
-    from caudal.frame.frame import _quote
+    from caudal.frame.text import quote
 
     if how not in HOWS and how not in FILTERING:
         raise PlanError(f"join(): how = {how!r}",
@@ -61,8 +61,8 @@ def join_sql(left, right, on, how, left_on, right_on, where, suffix: str) -> str
     drop = set() if keep_right_keys else {k.lower() for k in rkeys}
     items, names = [], {}
     for c in lcols:
-        items.append(f"{_L}.{_quote(c)} AS {_quote(c)}")
-        names[c.lower()] = f"{_L}.{_quote(c)}"
+        items.append(f"{_L}.{quote(c)} AS {quote(c)}")
+        names[c.lower()] = f"{_L}.{quote(c)}"
     taken = {c.lower() for c in lcols}
     for c in rcols:
         if c.lower() in drop:
@@ -70,17 +70,17 @@ def join_sql(left, right, on, how, left_on, right_on, where, suffix: str) -> str
         out = c + suffix if c.lower() in taken else c
         taken.add(out.lower())
         if how not in FILTERING:
-            items.append(f"{_R}.{_quote(c)} AS {_quote(out)}")
-        names[out.lower()] = f"{_R}.{_quote(c)}"
-    conditions = [f"{_L}.{_quote(a)} = {_R}.{_quote(b)}" for a, b in zip(lkeys, rkeys)]
+            items.append(f"{_R}.{quote(c)} AS {quote(out)}")
+        names[out.lower()] = f"{_R}.{quote(c)}"
+    conditions = [f"{_L}.{quote(a)} = {_R}.{quote(b)}" for a, b in zip(lkeys, rkeys)]
     if where is not None:
         conditions.append(_qualified(where, names))
     if how in FILTERING:  # the left columns only; where= may name the right's (suffixed)
-        return (f"SELECT {', '.join(items)} FROM {_quote(left.name)} AS {_L} WHERE "
-                f"{FILTERING[how]} (SELECT 1 FROM {_quote(right.name)} AS {_R} WHERE "
+        return (f"SELECT {', '.join(items)} FROM {quote(left.name)} AS {_L} WHERE "
+                f"{FILTERING[how]} (SELECT 1 FROM {quote(right.name)} AS {_R} WHERE "
                 f"{' AND '.join(conditions)})")
-    return (f"SELECT {', '.join(items)} FROM {_quote(left.name)} AS {_L} {HOWS[how]} JOIN "
-            f"{_quote(right.name)} AS {_R} ON {' AND '.join(conditions)}")
+    return (f"SELECT {', '.join(items)} FROM {quote(left.name)} AS {_L} {HOWS[how]} JOIN "
+            f"{quote(right.name)} AS {_R} ON {' AND '.join(conditions)}")
 
 
 def _qualified(where, names: dict[str, str]) -> str:

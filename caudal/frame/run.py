@@ -11,9 +11,11 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from caudal.errors import CaudalError
+from caudal.plan.changelog import OP
 from caudal.runtime.base import JobResult
 
 #: keyword arguments of collect/stream/write_* that configure the run, with their defaults
@@ -36,23 +38,23 @@ def _run_settings(options: dict[str, Any]) -> SimpleNamespace:
 
 def _start(frame, sink_options: dict[str, Any], options: dict[str, Any]):
     """Plan the frame into the sink and deploy it; the runtime, not yet run."""
-    from caudal.frame.frame import _options, _quote
+    from caudal.frame.text import options_text, quote
     from caudal.job import compile_sql
     from caudal.runtime import make_runtime
 
     settings = _run_settings(options)
     runtime = make_runtime(settings.runtime, settings.address, settings.batch_rows,
                            settings.linger)
-    text = (frame.sql_script() + f"\nCREATE TABLE {_quote(_OUT)} WITH ("
-            f"{_options(sink_options)});\nINSERT INTO {_quote(_OUT)} SELECT * FROM "
-            f"{_quote(frame.name)};")
+    text = (frame.sql_script() + f"\nCREATE TABLE {quote(_OUT)} WITH ("
+            f"{options_text(sink_options)});\nINSERT INTO {quote(_OUT)} SELECT * FROM "
+            f"{quote(frame.name)};")
     with frame._plan_context():
         try:
             compiled = compile_sql(text, settings.parallelism)
         except CaudalError as e:  # a position in generated SQL would mislead: say where
-            from caudal.frame.frame import _frame_error
+            from caudal.frame.text import frame_error
 
-            raise _frame_error(e, frame, "run") from None
+            raise frame_error(e, frame, "run") from None
     if settings.checkpoint_dir:
         from caudal.runtime.supervisor import attach
 
@@ -102,7 +104,6 @@ def _collector(frame):
 
 def collect(frame, **options: Any) -> pa.Table:
     from caudal.connectors import python as python_connector
-    from caudal.plan.changelog import OP
 
     handle, collector = _collector(frame)
     try:
@@ -114,8 +115,6 @@ def collect(frame, **options: Any) -> pa.Table:
     finally:
         python_connector.COLLECTORS.pop(handle, None)
     if OP in table.column_names:
-        from caudal.testing import fold
-
         table = fold(table)
     return table
 
@@ -156,3 +155,23 @@ def stream(frame, **options: Any) -> Iterator[pa.RecordBatch]:
             runtime.stop()
             thread.join(10)
         python_connector.COLLECTORS.pop(handle, None)
+
+
+def fold(changes: pa.Table | None) -> pa.Table | None:
+    """The rows a changelog leaves: each distinct row repeated by its net weight (the ``_op``
+    column's sign). Fails if a row's net weight is negative (a retraction of something never
+    inserted)."""
+    if changes is None:
+        return None
+    data = changes.drop_columns([OP])
+    if changes.num_rows == 0:
+        return data
+    w = np.sign(changes.column(OP).to_numpy()).astype(np.int64)
+    keyed = data.append_column("__w", pa.array(w))
+    names = data.column_names
+    grouped = keyed.group_by(names, use_threads=False).aggregate([("__w", "sum")])
+    net = grouped.column("__w_sum").to_numpy()
+    if (net < 0).any():
+        raise AssertionError(f"negative net weight for {grouped.filter(pa.array(net < 0))}")
+    rows = grouped.select(names)
+    return rows.take(pa.array(np.repeat(np.arange(len(net)), net)))
