@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import socket
 import tempfile
@@ -110,7 +111,22 @@ class TapServer:
 
 
 def _send(conn: socket.socket, message: dict[str, Any]) -> None:
-    conn.sendall(json.dumps(message, default=str, separators=(",", ":")).encode() + b"\n")
+    try:
+        text = json.dumps(message, default=str, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # NaN or infinity, which JSON (and a browser's JSON.parse) lacks
+        text = json.dumps(_finite(message), default=str, separators=(",", ":"))
+    conn.sendall(text.encode() + b"\n")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with each non-finite float as its name (``"NaN"``, ``"Infinity"``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _lines(conn: socket.socket) -> Iterator[bytes]:

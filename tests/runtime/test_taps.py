@@ -94,3 +94,20 @@ def test_unknown_vertex_is_refused(tmp_path):
     finally:
         server.close()
     assert not (tmp_path / "t.sock").exists()
+
+
+def test_non_finite_floats_reach_the_reader_as_names(tmp_path):
+    taps = Taps()
+    server = TapServer(taps, {0: "[0] source t"}, str(tmp_path / "t.sock"))
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(tmp_path / "t.sock"))
+            s.sendall(b'{"vertex": 0}\n')
+            f = s.makefile()
+            f.readline()
+            taps.offer(0, pa.record_batch({"x": pa.array([1.5, float("nan"), float("-inf")])}))
+            while not (rows := json.loads(f.readline())["rows"]):
+                pass
+        assert rows == [{"x": 1.5}, {"x": "NaN"}, {"x": "-Infinity"}]
+    finally:
+        server.close()
