@@ -14,8 +14,9 @@
    once as Arrow IPC stream bytes; beside it a raw Ray transfer of the same bytes (an actor
    method taking a pyarrow Buffer, awaited one by one and with 8 in flight).
 3. Checkpoint time: the same checkpointed job (a tumbling-window count per auction) with its
-   checkpoints on local disk and on an S3 server on loopback (moto_server), the coordinator's
-   average checkpoint duration from the summary line.
+   checkpoints on local disk and on an S3 server on loopback (moto_server), on the local
+   runtime and on Ray (whose workers write their own state), the coordinator's average
+   checkpoint duration from the summary line.
 """
 
 from __future__ import annotations
@@ -246,7 +247,9 @@ GROUP BY auction, window_start, window_end;
 """
 
 
-def checkpoints(tmp: Path) -> list[dict]:
+def checkpoints(tmp: Path, address: str | None = None) -> list[dict]:
+    """The checkpointed job on each storage, on the local runtime and (with ``address``) on
+    Ray, whose workers write their own state."""
     import pyarrow.fs as pafs
 
     moto = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
@@ -270,17 +273,22 @@ def checkpoints(tmp: Path) -> list[dict]:
         job = tmp / "ck.sql"
         job.write_text(CHECKPOINT_JOB.format(events=400_000, rate=100_000))
         rows = []
-        for where, uri in (("local disk", str(tmp / "ck-local")),
-                           ("S3 (moto_server on loopback)",
-                            f"s3://caudal-ck/job?endpoint_override=127.0.0.1:{port}&scheme=http"
-                            "&region=us-east-1&allow_delayed_open=true")):
-            _, err = _run([str(job), "-p", "2", "--checkpoint-dir", uri,
-                           "--checkpoint-interval", "500ms"], env=env)
-            m = AVERAGE.search(err)
-            rows.append({"storage": where, "checkpoint_s": float(m.group(1)) if m else None,
-                         "summary": err.strip().splitlines()[-2] if m else err[-300:]})
-            print(f"checkpoint on {where}: {rows[-1]['checkpoint_s']}s each on average "
-                  f"({rows[-1]['summary']})", flush=True)
+        runtimes = [("local", [])] + ([("ray", ["--runtime", "ray", "--address", address])]
+                                      if address else [])
+        for runtime, extra in runtimes:
+            for where, uri in (("local disk", str(tmp / f"ck-local-{runtime}")),
+                               ("S3 (moto_server on loopback)",
+                                f"s3://caudal-ck/job-{runtime}?endpoint_override=127.0.0.1:"
+                                f"{port}&scheme=http&region=us-east-1&allow_delayed_open=true")):
+                _, err = _run([str(job), "-p", "2", "--checkpoint-dir", uri,
+                               "--checkpoint-interval", "500ms", *extra], env=env)
+                m = AVERAGE.search(err)
+                rows.append({"runtime": runtime, "storage": where,
+                             "checkpoint_s": float(m.group(1)) if m else None,
+                             "summary": err.strip().splitlines()[-2] if m else err[-300:],
+                             "load_average": os.getloadavg()[0]})
+                print(f"checkpoint on {where}, {runtime} runtime: {rows[-1]['checkpoint_s']}s "
+                      f"each on average ({rows[-1]['summary']})", flush=True)
         return rows
     finally:
         server.terminate()
@@ -298,7 +306,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="caudal-bench-ray-"))
     results: dict = {}
     try:
-        if parts & {"nexmark", "channel"}:
+        if parts & {"nexmark", "channel", "checkpoint"}:
             import ray
             from ray.cluster_utils import Cluster
 
@@ -318,11 +326,11 @@ def main() -> None:
                         f"nexmark {args.queries} {args.events}"
                     results[key] = nexmark(cluster.address, args.events, args.repeat, tmp,
                                            args.queries.split(","))
+                if "checkpoint" in parts:
+                    results["checkpoint"] = checkpoints(tmp, cluster.address)
             finally:
                 ray.shutdown()
                 cluster.shutdown()
-        if "checkpoint" in parts:
-            results["checkpoint"] = checkpoints(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     import json
