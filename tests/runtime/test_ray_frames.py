@@ -20,6 +20,7 @@ import caudal as cd
 from caudal import col
 from caudal.testing import fold
 from tests.conftest import make_bids
+from tests.frame.udafs import py_avg
 from tests.helpers import normalized_rows, read_committed
 
 
@@ -67,6 +68,17 @@ def test_collect_on_ray_equals_local_and_duckdb(ray_cluster, bids_data):
     got = per_bidder.collect(**on_ray)
     want = _duck("SELECT bidder, count(*), sum(price * 0.9::DOUBLE) FROM bids GROUP BY bidder", table)
     assert normalized_rows(got) == normalized_rows(want.rename_columns(got.column_names))
+
+
+def test_udaf_on_ray_equals_the_builtin(ray_cluster, bids_data):
+    """A UDAF (its class travels to the workers) in a window, at p=2 on Ray."""
+    by_channel = cd.read_parquet(bids_data[0], event_time="date_time",
+                                 watermark_delay="2s").group_by("channel",
+                                                                cd.tumble("date_time", "10s"))
+    ours = by_channel.agg(py_avg(col("price")).alias("a")).collect(runtime="ray",
+                                                                   parallelism=2)
+    builtin = by_channel.agg(col("price").mean().alias("a")).collect(parallelism=2)
+    assert ours.num_rows > 0 and normalized_rows(ours) == normalized_rows(builtin)
 
 
 def test_explain_on_ray_shows_the_placement(ray_cluster):
