@@ -151,8 +151,13 @@ class UpdatingJoin(Join):
         return f"UpdatingJoin {self._describe_keys()}{nulls}{ttl}"
 
     def operator_params(self) -> dict:
-        return {**super().operator_params(), "updating_inputs": [self.left.updating,
-                                                                 self.right.updating],
+        # the state keeps of each side's rows only the columns the join reads or emits: an
+        # input may carry more (a scan keeps its event time column for the watermark)
+        need = set(self.output) | self.needed_columns()
+        left = pa.schema([f for f in self.left.schema if f.name in need])
+        right = pa.schema([f for f in self.right.schema if self.joined_name(1, f.name) in need])
+        return {**super().operator_params(), "left_schema": left, "right_schema": right,
+                "updating_inputs": [self.left.updating, self.right.updating],
                 "ttl_us": self.ttl_us, "updating_output": self.updating,
                 "nulls_equal": self.nulls_equal}
 
