@@ -64,6 +64,10 @@ def queries(kind: str, style: str, keys: bool = True) -> tuple[str, str, list[st
                "hop": ("hop(INTERVAL '2' SECOND, INTERVAL '6' SECOND)", "HOP",
                        "INTERVAL '2' SECOND, INTERVAL '6' SECOND",
                        window_rows("hop", 6 * S, 2 * S)),
+               # a slide that does not divide the size (Arroyo's hop(40 min, 1 hour))
+               "hop_unaligned": ("hop(INTERVAL '4' SECOND, INTERVAL '10' SECOND)", "HOP",
+                                 "INTERVAL '4' SECOND, INTERVAL '10' SECOND",
+                                 window_rows("hop", 10 * S, 4 * S)),
                "cumulate": (None, "CUMULATE", "INTERVAL '2' SECOND, INTERVAL '8' SECOND",
                             window_rows("cumulate", 8 * S, 2 * S)),
                "session": ("session(INTERVAL '3' SECOND)", "SESSION", "INTERVAL '3' SECOND",
@@ -97,6 +101,7 @@ def check(tmp: Path, events: pa.Table, kind: str, style: str, fmt: str, parallel
 
 
 CASES = [("tumble", "arroyo"), ("tumble", "flink"), ("hop", "flink"), ("hop", "arroyo"),
+         ("hop_unaligned", "flink"), ("hop_unaligned", "arroyo"),
          ("cumulate", "flink"), ("session", "arroyo"), ("session", "flink")]
 
 

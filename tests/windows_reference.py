@@ -91,9 +91,11 @@ def window_rows(kind: str, size_us: int, slide_us: int = 0, table: str = "bids")
                f"FROM {table})"
     k = size_us // slide_us
     pane_end = f"({floor(slide_us)} + {slide_us} + j * {slide_us})"
-    if kind == "hop":
-        return f"(SELECT *, {pane_end} - {size_us} AS ws, {pane_end} AS we " \
-               f"FROM {table}, range({k}) r(j))"
+    if kind == "hop":  # starts every slide, each size long (the slide need not divide it)
+        start = f"({floor(slide_us)} - j * {slide_us})"
+        return f"(SELECT *, {start} AS ws, {start} + {size_us} AS we " \
+               f"FROM {table}, range({-(-size_us // slide_us)}) r(j) " \
+               f"WHERE {start} + {size_us} > {us})"
     assert kind == "cumulate"
     start = floor(size_us)
     return f"(SELECT *, {start} AS ws, {pane_end} AS we FROM {table}, range({k}) r(j) " \

@@ -117,6 +117,7 @@ def window_aggregate(pre: Project, spec: WindowSpec, window_columns: list[tuple[
     bounds = {}
     for key_name, e in zip(keys, key_exprs or []):
         what = upstream.bounds.get(e.name) if isinstance(e, Column) else None
+        what = what or upstream.key_bounds.get(key_name)
         if what is not None:
             bounds[key_name] = what
     return WindowReaggregate(pa.schema(fields), time_out, upstream=upstream.spec,

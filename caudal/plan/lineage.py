@@ -87,6 +87,13 @@ def _window_part(expr: Expr, below: dict[str, tuple[object, str]],
     of both sides' bound after an outer window join."""
     if isinstance(expr, Call) and expr.func == "coalesce":
         return _coalesced(expr, below, padded or {})
+    if isinstance(expr, Call) and expr.func == "named_struct" and \
+            tuple(n.lower() for n in expr.options["names"]) == ("start", "end"):
+        parts = [below.get(a.name) if isinstance(a, Column) else None for a in expr.args]
+        if all(parts) and parts[0][0] == parts[1][0] and \
+                (parts[0][1], parts[1][1]) == ("start", "end"):
+            return parts[0][0], "struct"  # a window struct rebuilt from its bounds
+        return None
     if isinstance(expr, Call) and expr.func == "struct_field" and \
             isinstance(expr.args[0], Column):
         info = below.get(expr.args[0].name)

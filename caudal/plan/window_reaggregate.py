@@ -25,7 +25,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from caudal.plan.expressions import Column, Expr
+import pyarrow as pa
+
+from caudal.plan.expressions import Call, Column, Expr
 from caudal.plan.lineage import last_instant, window_columns
 from caudal.plan.logical import LogicalNode
 from caudal.plan.window_nodes import WindowAggregate
@@ -44,6 +46,10 @@ class UpstreamWindow:
 
     spec: WindowSpec
     bounds: dict[str, str]
+    #: grouped window struct columns (Arroyo's ``window``) -> their type
+    structs: dict[str, pa.DataType] = field(default_factory=dict)
+    #: key column of the second level -> the bound it holds (a struct's start and end)
+    key_bounds: dict[str, str] = field(default_factory=dict)
 
     @property
     def panes(self) -> WindowSpec:
@@ -52,13 +58,23 @@ class UpstreamWindow:
     def time_expr(self) -> Expr:
         """A row's time: 1µs before its window's end (its ``window_time``), so it lands in
         the pane that ends where its window ends."""
-        end = next(c for c, what in self.bounds.items() if what == "end")
-        return last_instant(Column(TIMESTAMP, end))
+        end = next((c for c, what in self.bounds.items() if what == "end"), None)
+        if end is not None:
+            return last_instant(Column(TIMESTAMP, end))
+        name, dtype = next(iter(self.structs.items()))
+        return last_instant(struct_bound(Column(dtype, name), "end"))
+
+
+def struct_bound(struct: Expr, bound: str) -> Expr:
+    """The ``start`` or ``end`` field of a window struct column."""
+    index = struct.dtype.get_field_index(bound)
+    return Call(struct.dtype.field(index).type, "struct_field", (struct,), {"index": index})
 
 
 def upstream_window(node: LogicalNode, grouped: list[str]) -> UpstreamWindow | None:
     """The upstream window when the grouped input columns include both its start and its
-    end (and ``node`` is append-only); None otherwise (an updating aggregate then)."""
+    end, or its struct (Arroyo's ``GROUP BY window`` of a subquery), and ``node`` is
+    append-only; None otherwise (an updating aggregate then)."""
     if node.updating:
         return None
     lineage = window_columns(node)
@@ -71,8 +87,10 @@ def upstream_window(node: LogicalNode, grouped: list[str]) -> UpstreamWindow | N
         if isinstance(spec, WindowSpec) and spec.pane_us > 0:
             found.setdefault(spec, {})[name] = what
     for spec, bounds in found.items():
-        if {"start", "end"} <= set(bounds.values()):
-            return UpstreamWindow(spec, bounds)
+        structs = {n: node.schema.field(n).type for n, what in bounds.items()
+                   if what == "struct"}
+        if {"start", "end"} <= set(bounds.values()) or structs:
+            return UpstreamWindow(spec, bounds, structs)
     return None
 
 
@@ -103,4 +121,5 @@ class WindowReaggregate(WindowAggregate):
         return f"{super().describe()} windows of {self.upstream} [{bounds}]"
 
 
-__all__ = ["HIDDEN_WINDOW", "UpstreamWindow", "WindowReaggregate", "upstream_window"]
+__all__ = ["HIDDEN_WINDOW", "UpstreamWindow", "WindowReaggregate", "struct_bound",
+           "upstream_window"]

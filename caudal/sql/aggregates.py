@@ -25,7 +25,7 @@ sees the keys, the window columns and each aggregate through ``Scope.computed``,
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 from sqlglot import exp
@@ -53,11 +53,11 @@ from caudal.plan.aggregates import (
     canonical,
     result_type,
 )
-from caudal.plan.expressions import Column, Expr
+from caudal.plan.expressions import Call, Column, Expr
 from caudal.plan.lineage import event_time, event_time_loss
 from caudal.plan.logical import Filter, LogicalNode
 from caudal.plan.window_nodes import LateSide
-from caudal.plan.window_reaggregate import HIDDEN_WINDOW, upstream_window
+from caudal.plan.window_reaggregate import HIDDEN_WINDOW, struct_bound, upstream_window
 from caudal.plan.windows import WindowSpec
 from caudal.sql.group_windows import (
     GROUP_WINDOW_COLUMN,
@@ -76,11 +76,26 @@ class AggregateScope(Scope):
     column of the input that is neither grouped nor aggregated gets a precise error."""
 
     input_scope: Scope | None = None
+    #: grouped columns computed after the aggregate, a window struct rebuilt from its
+    #: bounds: lowercase name -> (lowercase relation or None, expression)
+    derived: dict[str, tuple[str | None, Expr]] = field(default_factory=dict)
+
+    def relation_names(self) -> set[str]:
+        return super().relation_names() | {r for r, _ in self.derived.values() if r}
+
+    def _derived(self, node: exp.Column) -> Expr | None:
+        relation, expr = self.derived.get(node.name.lower(), (None, None))
+        if expr is None or (node.table and relation and node.table.lower() != relation):
+            return None
+        return expr
 
     def resolve_column(self, node: exp.Column) -> Expr:
         try:
-            return super().resolve_column(node)
+            found = super().resolve_column(node)
         except PlanError:
+            derived = self._derived(node)
+            if derived is not None:
+                return derived
             if self.input_scope is not None:
                 try:
                     self.input_scope.resolve_column(node)
@@ -93,6 +108,7 @@ class AggregateScope(Scope):
                                     hint=f"add {node.name} to GROUP BY, or aggregate it, "
                                          f"e.g. max({node.name})") from None
             raise
+        return found if found is not None else self._derived(node)  # type: ignore
 
 
 # ---- finding things in the SELECT ---------------------------------------------------------
@@ -547,7 +563,11 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
     elif upstream is not None:  # the bounds of an upstream window: plan.window_reaggregate
         spec = upstream.panes
         time_input = TIME
-        keys_nodes = items
+        # a grouped window struct is keyed by its bounds and rebuilt after the aggregate
+        # (Acero groups by no struct)
+        struct_items = [i for i in items if isinstance(i, exp.Column) and
+                        getattr(scope.resolve_column(i), "name", None) in upstream.structs]
+        keys_nodes = [i for i in items if not any(i is s for s in struct_items)]
         window_columns = list(HIDDEN_WINDOW)
     else:
         names = {n for _, n in tvf_items}
@@ -578,6 +598,23 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
     taken = {n.lower() for n, _ in window_columns}
     key_names, key_exprs = bind_group_keys(keys_nodes, scope, taken, computed, visible,
                                            reject_nested=True)
+    derived: dict[str, tuple[str | None, Expr]] = {}
+    if upstream is not None:
+        for item in struct_items:
+            struct = scope.resolve_column(item)
+            parts = []
+            for bound in ("start", "end"):
+                key = f"__{struct.name}_bound_{bound}"
+                key_names.append(key)
+                key_exprs.append(struct_bound(struct, bound))
+                upstream.key_bounds[key] = bound
+                parts.append(Column(TIMESTAMP, key))
+            rebuilt = Call(struct.dtype, "named_struct", tuple(parts),
+                           {"names": ("start", "end")})
+            computed[_key(item)] = rebuilt
+            relation = next((c.relation for c in scope.columns if c.physical == struct.name),
+                            None)
+            derived[item.name.lower()] = ((relation or "").lower() or None, rebuilt)
     for name, expr in zip(key_names, key_exprs):
         pre.add(name, expr)
     if assign is not None and spec.kind == "session" and tvf_items:
@@ -608,7 +645,8 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
         pre.project(node, time_input is not None, keep_rows=True), spec, window_columns,
         key_names, calls, agg_names, late, upstream, key_exprs)
 
-    post_scope = AggregateScope(columns=visible, computed=computed, input_scope=scope)
+    post_scope = AggregateScope(columns=visible, computed=computed, input_scope=scope,
+                                derived=derived)
     result: LogicalNode = agg_node_plan
     if having is not None:
         predicate = translate(having.this, post_scope)

@@ -84,7 +84,7 @@ def _column(node: exp.Column, scope: Scope) -> Expr:
         return found
     # a.b where a is not a relation: field b of struct column a (and b.x.y, t.b.x)
     parts = [p.name for p in node.parts]
-    relations = {(c.relation or "").lower() for c in scope.columns if c.relation}
+    relations = scope.relation_names()
     head = parts[0].lower()
     if head in relations and not any(c.name.lower() == head for c in scope.columns):
         if len(parts) == 2:

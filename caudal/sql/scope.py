@@ -70,6 +70,11 @@ class Scope:
         c = matches[0]
         return Column(c.dtype, c.physical)
 
+    def relation_names(self) -> set[str]:
+        """The relations (lowercase) whose columns are in scope: ``a.b`` is column b of
+        relation a when a is one, else field b of a struct column a."""
+        return {(c.relation or "").lower() for c in self.columns if c.relation}
+
     def lookup(self, node: exp.Expression) -> Expr | None:
         """An upstream-computed expression equal to ``node``, if any."""
         if not self.computed:

@@ -69,12 +69,16 @@ def make_window(kind: str, sizes: list[int], nodes: list[exp.Expression],
         return WindowSpec("session", sizes[0])
     slide, size = sizes
     ln, col = position(nodes[1])
-    if size % slide != 0:
-        step = "slide" if kind == "hop" else "step"
-        raise PlanError(f"{kind.upper()} {step} must divide the window size evenly "
+    if kind == "hop" and slide > size:
+        raise PlanError(f"HOP slide {nodes[0].sql(dialect='postgres')} is longer than the "
+                        f"window size {nodes[1].sql(dialect='postgres')} (rows between "
+                        "windows would belong to none)", line=ln, col=col,
+                        hint=f"choose a slide no longer than the size, e.g. {_EXAMPLE[kind]}")
+    if kind == "cumulate" and size % slide != 0:
+        raise PlanError(f"CUMULATE step must divide the window size evenly "
                         f"({nodes[0].sql(dialect='postgres')} does not divide "
                         f"{nodes[1].sql(dialect='postgres')})", line=ln, col=col,
-                        hint=f"choose a size that is a multiple of the {step}, e.g. "
+                        hint=f"choose a size that is a multiple of the step, e.g. "
                              f"{_EXAMPLE[kind]}")
     return WindowSpec(kind, size, slide, offset_us=offset_us)
 

@@ -30,7 +30,7 @@ OUTPUT = pa.schema([("window_start", TIMESTAMP), ("window_end", TIMESTAMP), ("k"
                     ("c", pa.int64()), ("s", pa.int64()), ("d", pa.int64()),
                     ("a", pa.float64())])
 WINDOWS = [WindowSpec("tumble", 10 * S), WindowSpec("hop", 10 * S, 2 * S),
-           WindowSpec("cumulate", 10 * S, 2 * S)]
+           WindowSpec("hop", 10 * S, 4 * S), WindowSpec("cumulate", 10 * S, 2 * S)]
 
 
 def rows(ts_seconds, keys, values) -> pa.RecordBatch:
@@ -65,10 +65,15 @@ def reference(table: pa.Table, window: WindowSpec) -> list[tuple]:
     if window.kind == "tumble":
         src = f"SELECT *, {floor(w)} AS ws, {floor(w)} + {w} AS we FROM t"
     else:
-        end = f"({floor(s)} + {s} + j*{s})"
-        start = f"{end} - {w}" if window.kind == "hop" else floor(w)
-        cond = f"WHERE {end} <= {floor(w)} + {w}" if window.kind == "cumulate" else ""
-        src = f"SELECT *, {start} AS ws, {end} AS we FROM t, range({w // s}) r(j) {cond}"
+        if window.kind == "hop":  # starts k * slide, each lasting w (Flink's sliding windows)
+            start = f"({floor(s)} - j*{s})"
+            end = f"({start} + {w})"
+            cond = f"WHERE {end} > {us}"  # a slide that does not divide: fewer windows
+        else:
+            end = f"({floor(s)} + {s} + j*{s})"
+            start = floor(w)
+            cond = f"WHERE {end} <= {floor(w)} + {w}"
+        src = f"SELECT *, {start} AS ws, {end} AS we FROM t, range({-(-w // s)}) r(j) {cond}"
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.register("t", table)

@@ -16,6 +16,10 @@ specs = st.one_of(
               st.integers(1, 10_000), st.integers(-50_000, 50_000)),
     st.builds(lambda slide, k, off: WindowSpec("hop", slide * k, slide, offset_us=off),
               st.integers(1, 1_000), st.integers(1, 6), st.integers(-50_000, 50_000)),
+    # a slide that need not divide the width (Arroyo's hop(40 min, 1 hour))
+    st.builds(lambda slide, size, off: WindowSpec("hop", max(size, slide), slide,
+                                                  offset_us=off),
+              st.integers(1, 1_000), st.integers(1, 3_000), st.integers(-50_000, 50_000)),
     st.builds(lambda step, k, off: WindowSpec("cumulate", step * k, step, offset_us=off),
               st.integers(1, 1_000), st.integers(1, 6), st.integers(-50_000, 50_000)),
 )
@@ -27,10 +31,10 @@ def _expected(spec: WindowSpec, t: int) -> set[tuple[int, int]]:
     if spec.kind == "tumble":
         start = (t - off) // spec.size_us * spec.size_us + off
         return {(start, start + spec.size_us)}
-    if spec.kind == "hop":
+    if spec.kind == "hop":  # starts k * slide + offset in (t - size, t]
         last = (t - off) // spec.slide_us * spec.slide_us + off
-        return {(s, s + spec.size_us)
-                for s in range(last - spec.size_us + spec.slide_us, last + 1, spec.slide_us)}
+        first = ((t - spec.size_us - off) // spec.slide_us + 1) * spec.slide_us + off
+        return {(s, s + spec.size_us) for s in range(first, last + 1, spec.slide_us)}
     start = (t - off) // spec.size_us * spec.size_us + off
     first_end = (t - start) // spec.slide_us * spec.slide_us + spec.slide_us + start
     return {(start, e) for e in range(first_end, start + spec.size_us + 1, spec.slide_us)}
@@ -54,9 +58,12 @@ def test_explode_gives_exactly_the_windows_of_the_definition(spec, ts):
 @given(spec=specs, t=st.integers(-10**9, 10**9))
 def test_pane_ends_and_next_end_agree(spec, t):
     pane = int(spec.pane_of(np.array([t]))[0])
+    start = pane * spec.pane_us + spec.offset_us
+    assert start <= t < start + spec.pane_us
+    # the pane's first window end, and the next end after t, is the earliest window of t's
     end = int(spec.pane_end(pane))
-    assert end - spec.pane_us <= t < end
-    assert spec.next_end_after(t) == (end if end > t else end + spec.pane_us)
-    assert spec.next_end_after(end - 1) == end and spec.next_end_after(end) == end + spec.pane_us
+    assert end == min(e for _, e in _expected(spec, t)) == spec.next_end_after(t)
+    assert spec.next_end_after(end - 1) == end
+    assert spec.next_end_after(end) == end + spec.end_period_us
     # a pane's state may be freed once the last window containing it has ended
     assert int(spec.pane_last_end(pane)) == max(e for _, e in _expected(spec, t))

@@ -1,5 +1,5 @@
-"""Structs and arrays: ``s.field``, ``a[i]`` (1-based; NULL out of range, as in
-PostgreSQL), ARRAY[...], cardinality() and array_length()."""
+"""Structs and arrays: ``s.field``, named_struct(), ``a[i]`` (1-based; NULL out of range, as
+in PostgreSQL), ARRAY[...], cardinality() and array_length()."""
 
 from __future__ import annotations
 
@@ -52,6 +52,31 @@ def _struct_field(args, call):
 
 register("struct_field", bind_struct_field, _struct_field, "s.field -> the field's value",
          internal=True)
+
+
+def _bind_named_struct(name: str, args: list[Expr]) -> Call:
+    """``named_struct('a', x, 'b', y)``: a STRUCT<a, b> of the values (DataFusion's and
+    Spark's spelling), NULL fields where a value is NULL."""
+    if not args or len(args) % 2:
+        raise BindError("named_struct() takes pairs of a field name and a value",
+                        hint="named_struct('start', s, 'end', e)")
+    names = tuple(str(constant_value(a, "named_struct", "field name")) for a in args[::2])
+    if len({n.lower() for n in names}) != len(names):
+        raise BindError("named_struct() field names must differ")
+    values = tuple(args[1::2])
+    dtype = pa.struct([pa.field(n, v.dtype) for n, v in zip(names, values)])
+    return Call(dtype, "named_struct", values, {"names": names})
+
+
+def _named_struct(args, call):
+    arrays, scalar = broadcast(args)
+    out = pa.StructArray.from_arrays([a.cast(t.type) for a, t in zip(arrays, call.dtype)],
+                                     fields=list(call.dtype))
+    return finish(out, scalar)
+
+
+register("named_struct", _bind_named_struct, _named_struct,
+         "named_struct('name', value, …) -> STRUCT with those fields")
 
 # ---- array elements ---------------------------------------------------------------------
 
