@@ -6,10 +6,14 @@ TEXT is ``string``, INTERVAL is ``duration[us]``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
-from sqlglot import exp
 
 from caudal.errors import PlanError
+
+if TYPE_CHECKING:  # sqlglot is the SQL front end's: a Ray worker never imports it
+    from sqlglot import exp
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 INTERVAL = pa.duration("us")
@@ -20,35 +24,35 @@ ACCEPTED = ("BOOLEAN, SMALLINT, INT, BIGINT, REAL/FLOAT, DOUBLE, DECIMAL(p, s), 
             "MAP<key, value>")
 
 _SIMPLE = {
-    exp.DataType.Type.BOOLEAN: pa.bool_(),
-    exp.DataType.Type.TINYINT: pa.int8(),
-    exp.DataType.Type.SMALLINT: pa.int16(),
-    exp.DataType.Type.INT: pa.int32(),
-    exp.DataType.Type.BIGINT: pa.int64(),
-    exp.DataType.Type.UTINYINT: pa.uint8(),
-    exp.DataType.Type.USMALLINT: pa.uint16(),
-    exp.DataType.Type.UINT: pa.uint32(),
-    exp.DataType.Type.UBIGINT: pa.uint64(),
-    exp.DataType.Type.FLOAT: pa.float32(),
-    exp.DataType.Type.DOUBLE: pa.float64(),
-    exp.DataType.Type.TEXT: pa.string(),
-    exp.DataType.Type.VARCHAR: pa.string(),
-    exp.DataType.Type.NVARCHAR: pa.string(),
-    exp.DataType.Type.CHAR: pa.string(),
-    exp.DataType.Type.NCHAR: pa.string(),
-    exp.DataType.Type.JSON: pa.string(),
-    exp.DataType.Type.JSONB: pa.string(),
-    exp.DataType.Type.DATE: pa.date32(),
-    exp.DataType.Type.TIMESTAMP: TIMESTAMP,
-    exp.DataType.Type.TIMESTAMPTZ: TIMESTAMP,
-    exp.DataType.Type.TIMESTAMP_S: TIMESTAMP,
-    exp.DataType.Type.TIMESTAMP_MS: TIMESTAMP,
-    exp.DataType.Type.TIMESTAMPLTZ: TIMESTAMP,
-    exp.DataType.Type.DATETIME: TIMESTAMP,
-    exp.DataType.Type.INTERVAL: INTERVAL,
-    exp.DataType.Type.VARBINARY: pa.binary(),
-    exp.DataType.Type.BINARY: pa.binary(),
-    exp.DataType.Type.TIME: pa.time64("us"),
+    "BOOLEAN": pa.bool_(),
+    "TINYINT": pa.int8(),
+    "SMALLINT": pa.int16(),
+    "INT": pa.int32(),
+    "BIGINT": pa.int64(),
+    "UTINYINT": pa.uint8(),
+    "USMALLINT": pa.uint16(),
+    "UINT": pa.uint32(),
+    "UBIGINT": pa.uint64(),
+    "FLOAT": pa.float32(),
+    "DOUBLE": pa.float64(),
+    "TEXT": pa.string(),
+    "VARCHAR": pa.string(),
+    "NVARCHAR": pa.string(),
+    "CHAR": pa.string(),
+    "NCHAR": pa.string(),
+    "JSON": pa.string(),
+    "JSONB": pa.string(),
+    "DATE": pa.date32(),
+    "TIMESTAMP": TIMESTAMP,
+    "TIMESTAMPTZ": TIMESTAMP,
+    "TIMESTAMP_S": TIMESTAMP,
+    "TIMESTAMP_MS": TIMESTAMP,
+    "TIMESTAMPLTZ": TIMESTAMP,
+    "DATETIME": TIMESTAMP,
+    "INTERVAL": INTERVAL,
+    "VARBINARY": pa.binary(),
+    "BINARY": pa.binary(),
+    "TIME": pa.time64("us"),
 }
 
 
@@ -58,22 +62,24 @@ _SIMPLE = {
 #: for zoned columns; the Arrow type is TIMESTAMP either way.
 PRECISION_KEY = b"caudal.precision"
 ZONED_KEY = b"caudal.zoned"
-_ZONED = (exp.DataType.Type.TIMESTAMPTZ, exp.DataType.Type.TIMESTAMPLTZ)
+_ZONED = ("TIMESTAMPTZ", "TIMESTAMPLTZ")
 #: field metadata of a column declared JSON (Arroyo's type): TEXT holding JSON, which JSON
 #: writers embed as a value rather than as a string
 JSON_KEY = b"caudal.json"
-_JSON = (exp.DataType.Type.JSON, exp.DataType.Type.JSONB)
+_JSON = ("JSON", "JSONB")
 
 
 def column_field(name: str, node: exp.DataType) -> pa.Field:
     """The Arrow field of a declared column, with the metadata above for timestamps."""
+    from sqlglot import exp
+
     dtype = arrow_type(node)
-    if node.this in _JSON:
+    if node.this.name in _JSON:
         return pa.field(name, dtype, metadata={JSON_KEY: b"true"})
     if not pa.types.is_timestamp(dtype):
         return pa.field(name, dtype)
     metadata = {}
-    if node.this in _ZONED:
+    if node.this.name in _ZONED:
         metadata[ZONED_KEY] = b"true"
     params = node.expressions
     if params and isinstance(params[0].this, exp.Literal):
@@ -99,20 +105,22 @@ def is_zoned(field: pa.Field) -> bool:
 
 def arrow_type(node: exp.DataType) -> pa.DataType:
     """Translate a sqlglot DataType node into the Arrow type caudal uses for it."""
-    kind = node.this
+    from sqlglot import exp
+
+    kind = node.this.name   # (the _SIMPLE keys: sqlglot's type names)
     if kind in _SIMPLE:
         return _SIMPLE[kind]
-    if kind == exp.DataType.Type.DECIMAL:
+    if kind == "DECIMAL":
         params = [int(p.this.this) if isinstance(p.this, exp.Literal) else int(p.name)
                   for p in node.expressions]
         precision = params[0] if params else 38
         scale = params[1] if len(params) > 1 else 0
         return pa.decimal128(precision, scale)
-    if kind == exp.DataType.Type.ARRAY:
+    if kind == "ARRAY":
         return pa.list_(arrow_type(node.expressions[0]))
-    if kind == exp.DataType.Type.MAP and len(node.expressions) == 2:
+    if kind == "MAP" and len(node.expressions) == 2:
         return pa.map_(arrow_type(node.expressions[0]), arrow_type(node.expressions[1]))
-    if kind == exp.DataType.Type.STRUCT:
+    if kind == "STRUCT":
         fields = []
         for f in node.expressions:  # nested timestamps keep their precision and zone too
             fields.append(column_field(f.name, f.args["kind"]))

@@ -80,3 +80,14 @@ def test_windowed_jobs_import_only_what_they_use(tmp_path):
         "WHERE S.t BETWEEN W.e - INTERVAL '2' SECOND AND W.e;\n")
     code = f"import caudal.cli\nassert caudal.cli.main(['run', {str(job)!r}]) == 0"
     assert _imported(code) == []
+
+
+def test_a_ray_worker_imports_no_sql_front_end():
+    """A Ray worker builds subtasks from a planned graph: sqlglot (the parser) stays out of
+    the modules it imports to start (the graph itself is plain data)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    code = ("import sys, caudal.runtime.ray.actor, caudal.operators.registry, "
+            "caudal.plan.compile, caudal.runtime.subtask; print('sqlglot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, cwd=ROOT, timeout=120, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
