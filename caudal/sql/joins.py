@@ -64,6 +64,14 @@ class _Input:
     as_of: exp.Expression | None = None
 
 
+def _qualified_virtuals(scope: Scope, rename: dict[str, str]) -> dict[str, Expr]:
+    """A join side's ``relation.name`` virtual columns that are one of its columns (its
+    ``_timestamp``), under the name that column has in the joined output."""
+    return {key: Column(expr.dtype, rename.get(expr.name, expr.name))
+            for key, expr in scope.computed.items()
+            if "." in key and isinstance(expr, Column)}
+
+
 def plan_joins(planner, select: exp.Select) -> tuple[LogicalNode, Scope, None]:
     """Plan FROM, its JOINs and the WHERE clause; returns (node, scope, None): WHERE has been
     applied (its conjuncts pushed as far down as they may go)."""
@@ -74,8 +82,10 @@ def plan_joins(planner, select: exp.Select) -> tuple[LogicalNode, Scope, None]:
     where = select.args.get("where")
     where_nodes = _conjuncts(where.this) if where is not None else []
 
-    # the joined scope after each join, with the right side's clashing names renamed
+    # the joined scope after each join, with the right side's clashing names renamed; a
+    # side's qualified virtual columns (Arroyo's b._timestamp: its event time) stay visible
     scopes: list[Scope] = [inputs[0].scope]
+    qualified = _qualified_virtuals(inputs[0].scope, {})
     renames: list[dict[str, str]] = [{}]
     for item in inputs[1:]:
         taken = {c.physical for c in scopes[-1].columns}
@@ -95,7 +105,8 @@ def plan_joins(planner, select: exp.Select) -> tuple[LogicalNode, Scope, None]:
         columns = list(scopes[-1].columns) + [
             dataclasses.replace(c, physical=rename.get(c.physical, c.physical))
             for c in item.scope.columns]
-        scopes.append(Scope(columns=columns))
+        qualified.update(_qualified_virtuals(item.scope, rename))
+        scopes.append(Scope(columns=columns, computed=dict(qualified)))
 
     # WHERE conjuncts: each goes to the first join whose output has its columns, if no
     # later join may pad those columns with NULLs
