@@ -11,7 +11,8 @@ two processes alternate; each is timed by ``/usr/bin/time`` (wall, user, sys), s
 imports, decoding and encoding count for both. Appending queries write Parquet; the updating
 aggregate writes its changelog as debezium_json (a Parquet file only appends), flushed every
 second as by default. The machine's load average is printed beside: under load read the CPU
-seconds (user + sys), not the wall clock.
+seconds (user + sys), not the wall clock. The last column says whether caudal's Parquet files
+hold DuckDB's rows (the timed runs' outputs, compared by DuckDB afterwards, outside the timing).
 """
 
 from __future__ import annotations
@@ -150,6 +151,25 @@ def run_duckdb(name: str, data: Path, parallelism: int, work: Path) -> Timing:
                   str(work / "duck.parquet"), QUERIES[name][1]])
 
 
+def same_answer(name: str, work: Path) -> str:
+    """Whether caudal's Parquet files hold DuckDB's rows (as multisets; "changelog" for the
+    updating query, whose changelog the tests fold and compare instead)."""
+    if QUERIES[name][2] != "parquet":
+        return "changelog"
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        mine = f"SELECT * FROM read_parquet('{work / 'caudal'}/*.parquet')"
+        theirs = f"SELECT * FROM read_parquet('{work / 'duck.parquet'}')"
+        differ = sum(con.sql(f"SELECT count(*) FROM (({a}) EXCEPT ALL ({b}))").fetchall()[0][0]
+                     for a, b in ((mine, theirs), (theirs, mine)))
+    finally:
+        con.close()
+    return "yes" if differ == 0 else f"NO ({differ} rows differ)"
+
+
 def _fastest(a: Timing | None, b: Timing) -> Timing:
     return b if a is None or b.wall < a.wall else a
 
@@ -165,10 +185,12 @@ def print_table(events: int, parallelism: int, names: list[str], repeat: int = 1
           f"{events:,} events from Parquet, parallelism {parallelism}, fastest of {repeat}; "
           f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     before = " caudal before s (CPU s) |" if baseline else ""
-    print(f"| query |{before} caudal s (CPU s) | DuckDB s (CPU s) | ratio wall | ratio CPU |")
-    print("|---|" + ("---:|" if baseline else "") + "---:|---:|---:|---:|")
+    print(f"| query |{before} caudal s (CPU s) | DuckDB s (CPU s) | ratio wall | ratio CPU | "
+          f"same rows |")
+    print("|---|" + ("---:|" if baseline else "") + "---:|---:|---:|---:|---|")
     for name in names:
         c = d = b = None
+        same = ""
         for _ in range(repeat):
             work = Path(tempfile.mkdtemp(prefix="caudal-ratio-"))
             try:
@@ -176,12 +198,13 @@ def print_table(events: int, parallelism: int, names: list[str], repeat: int = 1
                     b = _fastest(b, run_caudal(name, data, parallelism, work, baseline))
                 c = _fastest(c, run_caudal(name, data, parallelism, work))
                 d = _fastest(d, run_duckdb(name, data, parallelism, work))
+                same = same_answer(name, work)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
         assert c is not None and d is not None
         was = f" {b.wall:.2f} ({b.cpu:.2f}) |" if b is not None else ""
         print(f"| {name} |{was} {c.wall:.2f} ({c.cpu:.2f}) | {d.wall:.2f} ({d.cpu:.2f}) | "
-              f"{c.wall / d.wall:.2f}x | {c.cpu / d.cpu:.2f}x |", flush=True)
+              f"{c.wall / d.wall:.2f}x | {c.cpu / d.cpu:.2f}x | {same} |", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
