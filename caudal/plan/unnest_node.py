@@ -12,9 +12,12 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from caudal.plan.logical import LogicalNode
+from caudal.errors import PlanError
+from caudal.plan.expressions import Call, Column, Expr
+from caudal.plan.logical import LogicalNode, Project
 from caudal.plan.physical import OperatorSpec
 from caudal.plan.physical_planner import LOWERINGS, PhysicalPlanner
+from caudal.types import sql_name
 
 
 @dataclass(eq=False)
@@ -65,3 +68,44 @@ def _lower_unnest(planner: PhysicalPlanner, node: Unnest) -> int:
 
 
 LOWERINGS[Unnest] = _lower_unnest
+
+
+def unnest_array(node: LogicalNode, arr: Expr, index: int, line: int | None = None,
+                 col: int | None = None, hint: str | None = None
+                 ) -> tuple[LogicalNode, str, pa.DataType]:
+    """``node`` with an Unnest of the array ``arr`` appended (an expression is computed
+    first, beside the input's columns, as ``__unnest_arr<index>``): the element's column
+    (``__unnest<index>``) and type."""
+    if not (pa.types.is_list(arr.dtype) or pa.types.is_large_list(arr.dtype)):
+        raise PlanError(f"unnest() takes an array, got {sql_name(arr.dtype)}", line=line,
+                        col=col, hint=hint)
+    if isinstance(arr, Column):
+        source = arr.name
+    else:
+        source = f"__unnest_arr{index}"
+        fields = list(node.schema) + [pa.field(source, arr.dtype)]
+        exprs: list[Expr] = [Column(f.type, f.name) for f in node.schema] + [arr]
+        node = Project(pa.schema(fields), node.time_column, input=node, exprs=exprs)
+    element = f"__unnest{index}"
+    dtype = arr.dtype.value_type
+    schema = pa.schema(list(node.schema) + [pa.field(element, dtype)])
+    return Unnest(schema, node.time_column, input=node, column=source,
+                  output=element), element, dtype
+
+
+def row_fields(node: LogicalNode, element: str, dtype: pa.DataType, names: list[str],
+               line: int | None = None, col: int | None = None) -> LogicalNode:
+    """The fields of a ROW element as columns ``<element>_<j>`` beside the input's (one
+    name per field: ``names``)."""
+    if not pa.types.is_struct(dtype) or dtype.num_fields != len(names):
+        fields = dtype.num_fields if pa.types.is_struct(dtype) else 1
+        raise PlanError(f"UNNEST gives {fields} column(s) per element ({sql_name(dtype)}), "
+                        f"the alias names {len(names)}", line=line, col=col,
+                        hint="UNNEST(arr) AS u(x), or one name per field of an array of ROWs")
+    element_col = Column(dtype, element)
+    exprs: list[Expr] = [Column(f.type, f.name) for f in node.schema]
+    fields = list(node.schema)
+    for j in range(dtype.num_fields):
+        exprs.append(Call(dtype.field(j).type, "struct_field", (element_col,), {"index": j}))
+        fields.append(pa.field(f"{element}_{j}", dtype.field(j).type))
+    return Project(pa.schema(fields), node.time_column, input=node, exprs=exprs)

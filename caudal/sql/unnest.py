@@ -10,11 +10,10 @@ import pyarrow as pa
 from sqlglot import exp
 
 from caudal.errors import PlanError
-from caudal.plan.expressions import Call, Column, Expr
-from caudal.plan.logical import LogicalNode, Project
-from caudal.plan.unnest_node import Unnest
+from caudal.plan.expressions import Column, Expr
+from caudal.plan.logical import LogicalNode
+from caudal.plan.unnest_node import row_fields, unnest_array
 from caudal.sql.scope import Scope, ScopeColumn, position
-from caudal.types import sql_name
 
 _HINT = "CROSS JOIN UNNEST(t.arr) AS u(x), or SELECT unnest(arr) FROM t"
 
@@ -43,25 +42,10 @@ def split_unnest_joins(select: exp.Select) -> tuple[exp.Select, list[exp.Join]]:
     return rest, unnests
 
 
-def _unnest(node: LogicalNode, scope: Scope, arr: Expr, what: exp.Expression,
+def _unnest(node: LogicalNode, arr: Expr, what: exp.Expression,
             index: int) -> tuple[LogicalNode, str, pa.DataType]:
-    """``node`` with an Unnest of ``arr`` appended: the element's physical column name."""
-    if not (pa.types.is_list(arr.dtype) or pa.types.is_large_list(arr.dtype)):
-        ln, col = position(what)
-        raise PlanError(f"unnest() takes an array, got {sql_name(arr.dtype)}", line=ln,
-                        col=col, hint=_HINT)
-    if isinstance(arr, Column):
-        source = arr.name
-    else:  # compute the array first, beside the input's columns
-        source = f"__unnest_arr{index}"
-        fields = list(node.schema) + [pa.field(source, arr.dtype)]
-        exprs: list[Expr] = [Column(f.type, f.name) for f in node.schema] + [arr]
-        node = Project(pa.schema(fields), node.time_column, input=node, exprs=exprs)
-    element = f"__unnest{index}"
-    dtype = arr.dtype.value_type
-    schema = pa.schema(list(node.schema) + [pa.field(element, dtype)])
-    return Unnest(schema, node.time_column, input=node, column=source,
-                  output=element), element, dtype
+    ln, col = position(what)
+    return unnest_array(node, arr, index, ln, col, _HINT)
 
 
 def apply_unnest_joins(node: LogicalNode, scope: Scope, joins: list[exp.Join]
@@ -78,36 +62,18 @@ def apply_unnest_joins(node: LogicalNode, scope: Scope, joins: list[exp.Join]
             ln, col = position(call)
             raise PlanError("UNNEST takes one array", line=ln, col=col, hint=_HINT)
         arr = translate(call.expressions[0], Scope(columns=columns, computed=scope.computed))
-        node, element, dtype = _unnest(node, scope, arr, call, len(columns))
+        node, element, dtype = _unnest(node, arr, call, len(columns))
         alias = call.args.get("alias")
         relation = alias.name if alias is not None and alias.name else None
         names = [c.name for c in alias.columns] if alias is not None else []
         if len(names) > 1:  # Flink: an array of ROWs unnests into one column per field
-            node = _row_fields(node, element, dtype, names, call)
+            node = row_fields(node, element, dtype, names, *position(call))
             columns.extend(ScopeColumn(relation, n, dtype.field(j).type, f"{element}_{j}")
                            for j, n in enumerate(names))
             continue
         name = names[0] if names else (relation or "unnest")
         columns.append(ScopeColumn(relation, name, dtype, element))
     return node, Scope(columns=columns, computed=dict(scope.computed))
-
-
-def _row_fields(node: LogicalNode, element: str, dtype: pa.DataType, names: list[str],
-                call: exp.Expression) -> LogicalNode:
-    """The fields of a ROW element as columns ``<element>_<j>`` beside the input's."""
-    if not pa.types.is_struct(dtype) or dtype.num_fields != len(names):
-        ln, col = position(call)
-        fields = dtype.num_fields if pa.types.is_struct(dtype) else 1
-        raise PlanError(f"UNNEST gives {fields} column(s) per element ({sql_name(dtype)}), "
-                        f"the alias names {len(names)}", line=ln, col=col,
-                        hint="UNNEST(arr) AS u(x), or one name per field of an array of ROWs")
-    element_col = Column(dtype, element)
-    exprs: list[Expr] = [Column(f.type, f.name) for f in node.schema]
-    fields = list(node.schema)
-    for j in range(dtype.num_fields):
-        exprs.append(Call(dtype.field(j).type, "struct_field", (element_col,), {"index": j}))
-        fields.append(pa.field(f"{element}_{j}", dtype.field(j).type))
-    return Project(pa.schema(fields), node.time_column, input=node, exprs=exprs)
 
 
 def plan_select_unnest(items: list[exp.Expression], node: LogicalNode, scope: Scope
@@ -129,7 +95,7 @@ def plan_select_unnest(items: list[exp.Expression], node: LogicalNode, scope: Sc
         raise PlanError("unnest() over an updating input is not supported", line=ln, col=col)
     call = calls[0]
     arr = translate(call.this, scope)
-    node, element, dtype = _unnest(node, scope, arr, call, len(scope.columns))
+    node, element, dtype = _unnest(node, arr, call, len(scope.columns))
     computed = dict(scope.computed)
     computed[call.sql(dialect="postgres")] = Column(dtype, element)
     out = [exp.alias_(item, "unnest") if isinstance(item, exp.Explode) else item
