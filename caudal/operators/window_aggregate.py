@@ -220,7 +220,7 @@ class WindowAggregate(FiresOnTime, Operator, KeyedWindowState):
             self._file_many(table)
 
     def _file(self, pane: int, table: pa.Table) -> None:
-        self.changes.touch(pane)
+        self.changes.touch(pane, table.select(self.keys))
         tables = self.panes.setdefault(pane, [])
         tables.append(table)
         if len(tables) >= _COMPACT_TABLES:
@@ -299,10 +299,11 @@ class WindowAggregate(FiresOnTime, Operator, KeyedWindowState):
             self.changes.baseline = True
             self.changes.take()
             return {"panes": self._tagged(tables), "meta": meta}
-        # what changed: the panes that got rows (whole: their rows replace the stored ones);
-        # panes of fired windows are expired below the lowest pane still open
-        changed = [p for p in self.changes.take() if p in self.panes]
-        tables = [self._compacted(p) for p in changed]
+        # what changed: the rows of the keys that got rows in each pane (they replace the
+        # stored ones); panes of fired windows are expired below the lowest pane still open
+        touched = self.changes.take()
+        tables = [ChangedParts.changed_rows(self._compacted(p), touched[p], self.keys)
+                  for p in sorted(touched) if p in self.panes]
         lowest = min(self.panes) if self.panes else _NO_PANE
         upserts = self._tagged(tables) if tables else None
         return {"panes": StateDelta(self.group_keys, upserts=upserts,

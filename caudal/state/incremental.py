@@ -78,21 +78,33 @@ class Incremental:
 
 
 class ChangedParts(Incremental):
-    """Which parts of a state (window panes) changed since its previous snapshot: their rows
-    are written again whole, parts gone are expired by their lowest live part."""
+    """Which keys of which parts of a state (window panes) changed since its previous
+    snapshot: per part, the key columns of the tables filed into it (immutable Arrow
+    tables, held by reference until the snapshot). Parts gone are expired by the lowest
+    live part."""
 
     def __init__(self) -> None:
-        self.parts: set[int] = set()
+        self.parts: dict[int, list[pa.Table]] = {}
 
-    def touch(self, part: int) -> None:
+    def touch(self, part: int, keys: pa.Table) -> None:
         if self.baseline:
-            self.parts.add(part)
+            self.parts.setdefault(part, []).append(keys)
 
-    def take(self) -> list[int]:
-        """The parts changed since the last call, ascending."""
-        out = sorted(self.parts)
-        self.parts = set()
+    def take(self) -> dict[int, list[pa.Table]]:
+        """The parts changed since the last call and their touched keys."""
+        out, self.parts = self.parts, {}
         return out
+
+    @staticmethod
+    def changed_rows(rows: pa.Table, touched: list[pa.Table], key: Sequence[str]) -> pa.Table:
+        """The rows of a part whose key was touched."""
+        if not key:
+            return rows
+        keys = pa.concat_tables(touched) if len(touched) > 1 else touched[0]
+        if keys.num_rows >= rows.num_rows:
+            return rows
+        mask = key_membership(rows, keys, key)
+        return rows if mask.all() else rows.filter(pa.array(mask))
 
 
 class ChangedRows(Incremental):
@@ -144,25 +156,33 @@ class ChangedRows(Incremental):
         return StateDelta(list(key), upserts=tag(store.take(ids)), deletes=deletes)
 
 
-def rows_without_keys(base: pa.Table, keys: pa.Table, key: Sequence[str]) -> pa.Table:
-    """The rows of ``base`` whose key is not among ``keys`` (nulls equal to nulls)."""
+def key_membership(base: pa.Table, keys: pa.Table, key: Sequence[str]) -> np.ndarray:
+    """Which rows of ``base`` have a key among ``keys`` (nulls equal to nulls)."""
     if base.num_rows == 0 or keys.num_rows == 0:
-        return base
+        return np.zeros(base.num_rows, dtype=bool)
     import polars as pl
 
-    if len(key) == 1:   # one column: a membership mask, and one filter (no gather by index)
+    if len(key) == 1:   # one column: a membership test, no join
         column = pl.from_arrow(base.column(key[0]))
         if isinstance(column, pl.DataFrame):
             column = column.to_series()
         others = pl.from_arrow(keys.column(key[0]).cast(base.schema.field(key[0]).type))
         if isinstance(others, pl.DataFrame):
             others = others.to_series()
-        touched = column.is_in(others.implode(), nulls_equal=True).to_numpy()
-        return base.filter(pa.array(~touched)) if touched.any() else base
+        return column.is_in(others.implode(), nulls_equal=True).to_numpy()
     left = pl.from_arrow(base.select(list(key))).with_row_index("_row")
     right = pl.from_arrow(keys.select(list(key))).unique()
-    kept = left.join(right, on=list(key), how="anti", nulls_equal=True)["_row"]
-    return base.take(kept.to_arrow().cast(pa.int64()))
+    found = left.join(right, on=list(key), how="semi", nulls_equal=True)["_row"]
+    mask = np.zeros(base.num_rows, dtype=bool)
+    mask[found.to_numpy()] = True
+    return mask
+
+
+def rows_without_keys(base: pa.Table, keys: pa.Table, key: Sequence[str]) -> pa.Table:
+    """The rows of ``base`` whose key is not among ``keys`` (nulls equal to nulls): one
+    membership mask and one filter."""
+    touched = key_membership(base, keys, key)
+    return base.filter(pa.array(~touched)) if touched.any() else base
 
 
 Expiry = tuple[str, Any]
