@@ -12,7 +12,8 @@ update ``--change`` of the keys (chosen at random) followed by a checkpoint thro
 coordinator onto a local directory. Each round reports the operator's snapshot time (what
 the pipeline pays), the time until the checkpoint completed, and the bytes the checkpoint
 wrote; background compaction is counted apart. The same rounds then run with every snapshot
-whole (what every checkpoint wrote before). Recovery: the newest checkpoint's files read and
+whole (what every checkpoint wrote before). ``--window``: the same with a one-hour tumbling
+window per key (all rows in the one open window). Recovery: the newest checkpoint's files read and
 folded (``load_state``) and a fresh operator restored from them, timed, with the CPU seconds
 of this process (all threads) and the load average beside every figure.
 """
@@ -42,6 +43,10 @@ from caudal.operators.registry import create
 
 QUERY = ("SELECT k, count(*) AS n, sum(v) AS s, min(v) AS lo, max(v) AS hi, sum(w) AS sw, "
          "max(w) AS mw, min(w) AS lw FROM t GROUP BY k")
+#: ``--window``: a one-hour tumbling window per key (all rows fall in one open window)
+WINDOW_QUERY = ("SELECT k, window_start, count(*) AS n, sum(v) AS s, max(v) AS hi FROM "
+                "TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' HOUR)) "
+                "GROUP BY k, window_start, window_end")
 
 
 def _cpu() -> float:
@@ -51,6 +56,13 @@ def _cpu() -> float:
 
 def _load() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _window_batch(keys: np.ndarray, rng: np.random.Generator) -> pa.RecordBatch:
+    v = rng.integers(0, 1_000_000, len(keys))
+    ts = pa.array(np.full(len(keys), 1_000_000, dtype=np.int64), pa.timestamp("us", "UTC"))
+    return pa.RecordBatch.from_arrays([ts, pa.array(keys), pa.array(v), pa.array(v)],
+                                      names=["__time", "k", "__arg1_0", "__arg2_0"])
 
 
 def _batch(keys: np.ndarray, rng: np.random.Generator) -> pa.RecordBatch:
@@ -65,18 +77,22 @@ def _batch(keys: np.ndarray, rng: np.random.Generator) -> pa.RecordBatch:
 class Rig:
     """The planned job, its aggregate operator and a checkpoint coordinator on ``root``."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, window: bool = False):
         pq.write_table(pa.table({"k": pa.array([1], pa.int64()), "v": pa.array([1], pa.int64()),
-                                 "w": pa.array([1.0])}), root / "in.parquet")
+                                 "w": pa.array([1.0]), "ts": pa.array([0], pa.timestamp("us"))}),
+                       root / "in.parquet")
         sql = (f"SET updating_flush = '0';\n"
-               f"CREATE TABLE t (k BIGINT, v BIGINT, w DOUBLE) WITH (connector = "
+               f"CREATE TABLE t (k BIGINT, v BIGINT, w DOUBLE, ts TIMESTAMP, WATERMARK FOR ts "
+               f"AS ts - INTERVAL '1' SECOND) WITH (connector = "
                f"'filesystem', path = '{root / 'in.parquet'}');\n"
                f"CREATE TABLE out WITH (connector = 'filesystem', path = '{root / 'out'}', "
-               f"format = 'debezium_json');\nINSERT INTO out {QUERY};")
+               f"format = 'debezium_json');\n"
+               f"INSERT INTO out {WINDOW_QUERY if window else QUERY};")
         self.graph = compile_sql(sql, 1).graph
+        kind = "window_aggregate" if window else "updating_aggregate"
         self.vertex, self.index, spec = next(
             (v.id, i, op) for v in self.graph.vertices for i, op in enumerate(v.operators)
-            if op.kind == "updating_aggregate")
+            if op.kind == kind)
         self.spec = spec
         self.op = self.fresh()
         self.storage = CheckpointStorage(str(root / "ck"))
@@ -122,15 +138,31 @@ class Rig:
         return sum(p.stat().st_size for p in root.rglob("*.parquet") if ".c" in p.stem)
 
 
-def run(keys: int, change: float, intervals: int, whole: bool, root: Path) -> dict:
+def _state_bytes(op) -> int:
+    if hasattr(op, "panes"):
+        return sum(t.nbytes for tables in op.panes.values() for t in tables)
+    return op.state.store.table().nbytes
+
+
+def _state_rows(op) -> int:
+    return op.state_rows() if hasattr(op, "panes") else op.state.rows()
+
+
+def _reset_baseline(op) -> None:
+    (op.changes if hasattr(op, "panes") else op.state.changes).baseline = False
+
+
+def run(keys: int, change: float, intervals: int, whole: bool, root: Path,
+        window: bool = False) -> dict:
     rng = np.random.default_rng(7)
-    rig = Rig(root)
+    rig = Rig(root, window)
+    batch_of = _window_batch if window else _batch
     t, c = time.perf_counter(), _cpu()
     for start in range(0, keys, 1 << 20):
-        rig.op.process(_batch(np.arange(start, min(keys, start + (1 << 20)), dtype=np.int64),
-                              rng))
+        rig.op.process(batch_of(np.arange(start, min(keys, start + (1 << 20)),
+                                          dtype=np.int64), rng))
     load_s, load_cpu = time.perf_counter() - t, _cpu() - c
-    state_bytes = rig.op.state.store.table().nbytes
+    state_bytes = _state_bytes(rig.op)
     epoch, snap, total = rig.checkpoint()
     first = rig.written(epoch)
     print(f"  state {state_bytes / 1e9:.2f} GB as Arrow ({keys:,} keys, built in {load_s:.1f}s, "
@@ -139,11 +171,11 @@ def run(keys: int, change: float, intervals: int, whole: bool, root: Path) -> di
     rows = []
     changed = max(1, int(keys * change))
     for _ in range(intervals):
-        batch = _batch(np.sort(rng.choice(keys, changed, replace=False)).astype(np.int64),
-                       rng)
+        batch = batch_of(np.sort(rng.choice(keys, changed, replace=False)).astype(np.int64),
+                         rng)
         rig.op.process(batch)
         if whole:
-            rig.op.state.changes.baseline = False   # what every snapshot was before
+            _reset_baseline(rig.op)   # what every snapshot was before
         c = _cpu()
         epoch, snap, total = rig.checkpoint()
         rows.append((epoch, rig.written(epoch), snap, total, _cpu() - c))
@@ -165,7 +197,7 @@ def run(keys: int, change: float, intervals: int, whole: bool, root: Path) -> di
     op = rig.fresh()
     op.restore(restored.payloads[(rig.vertex, 0)]["operators"][rig.index])
     total_s, cpu = time.perf_counter() - t, _cpu() - c
-    assert op.state.rows() == keys
+    assert _state_rows(op) == keys
     print(f"  recovery: {total_s:.2f}s ({read_s:.2f}s reading and folding "
           f"{len(files)} files, {total_s - read_s:.2f}s restoring the operator), {cpu:.2f} "
           f"CPU s; load {_load()}")
@@ -178,14 +210,16 @@ def main() -> None:
     ap.add_argument("--change", type=float, default=0.01)
     ap.add_argument("--intervals", type=int, default=12)
     ap.add_argument("--dir", default=None, help="where checkpoints go (default: a temp dir)")
+    ap.add_argument("--window", action="store_true",
+                    help="a tumbling window aggregate instead of the updating one")
     args = ap.parse_args()
-    print(f"query: {QUERY}\n{args.keys:,} keys, {args.change:.1%} of them updated per "
+    print(f"query: {WINDOW_QUERY if args.window else QUERY}\n{args.keys:,} keys, {args.change:.1%} of them updated per "
           f"interval, {args.intervals} intervals; load {_load()}, {os.cpu_count()} CPUs")
     for whole in (False, True):
         root = Path(tempfile.mkdtemp(prefix="caudal-bench-", dir=args.dir))
         try:
             print("whole snapshots (before):" if whole else "incremental snapshots:")
-            run(args.keys, args.change, args.intervals, whole, root)
+            run(args.keys, args.change, args.intervals, whole, root, args.window)
         finally:
             shutil.rmtree(root, ignore_errors=True)
 
