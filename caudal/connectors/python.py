@@ -31,6 +31,24 @@ COLLECTORS: dict[str, Collector | Relay] = {}
 _OPTIONS = {"handle": "the name of a table (source) or collector (sink) of this process"}
 
 
+def register_table(table: pa.Table) -> str:
+    """Hold ``table`` for python sources and return its handle, named by its content (the
+    same rows get the same handle: a plan stays the same from one run to the next, so a
+    checkpointed job resumes)."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for field in table.schema:
+        digest.update(str(field).encode())
+    for batch in table.to_batches():
+        for buf in batch.to_struct_array().buffers():
+            if buf is not None:
+                digest.update(buf)
+    handle = digest.hexdigest()[:16]
+    TABLES[handle] = table
+    return handle
+
+
 def _handle(table: TableSpec, registry: dict) -> str:
     handle = table.options.get("handle")
     if handle not in registry:

@@ -21,7 +21,6 @@ are not text: they are callables registered for the job being planned
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import threading
 from collections.abc import Iterator
@@ -588,16 +587,7 @@ def from_arrow(data: Any, *, event_time: str | None = None, watermark_delay: Any
     DataFrame, a dict of columns or a list of row dicts."""
     from caudal.connectors import python as python_connector
 
-    table = _as_arrow(data)
-    digest = hashlib.sha1()
-    for field in table.schema:
-        digest.update(str(field).encode())
-    for batch in table.to_batches():
-        for buf in batch.to_struct_array().buffers():
-            if buf is not None:
-                digest.update(buf)
-    handle = f"{digest.hexdigest()[:16]}"
-    python_connector.TABLES[handle] = table
+    handle = python_connector.register_table(_as_arrow(data))
     return read_table("python", handle=handle, event_time=event_time,
                       watermark_delay=watermark_delay, op="from_arrow")
 

@@ -266,6 +266,8 @@ class Planner:
     def plan_query(self, node: exp.Expression) -> tuple[LogicalNode, Scope]:
         if isinstance(node, exp.Subquery):
             return self.plan_query(node.this)
+        if isinstance(node, exp.Values):  # INSERT INTO t VALUES (…), (…)
+            return self.plan_from(node)
         if _with_of(node) is not None:  # WITH name AS (…), … SELECT …
             return self._plan_with(node)
         if isinstance(node, (exp.Select, exp.SetOperation)):
@@ -304,9 +306,11 @@ class Planner:
         select = null_treatment(select)  # agg(x IGNORE NULLS)
 
         from_ = select.args.get("from_") or select.args.get("from")
-        if from_ is None:
-            ln, col = position(select)
-            raise PlanError("a streaming SELECT needs a FROM clause", line=ln, col=col)
+        if from_ is None:  # SELECT 1: one row (as in Flink and PostgreSQL)
+            from caudal.sql.values import ONE_ROW
+
+            select = select.from_(ONE_ROW.copy(), copy=True)
+            from_ = select.args.get("from_") or select.args.get("from")
         where = select.args.get("where")
         if where is not None and contains_aggregate(where.this):
             ln, col = position(where.this)
@@ -455,6 +459,11 @@ class Planner:
             return node, Scope(columns=[dataclasses.replace(c, relation=relation)
                                         for c in inner.columns],
                                computed=derived_timestamp(node, relation))
+        if isinstance(source, exp.Values):  # (VALUES (…), (…)) AS t(a, b)
+            from caudal.sql.values import values_scan_spec, values_table
+
+            relation = alias or "values"
+            return self.scan(values_scan_spec(values_table(source), relation), relation)
         if isinstance(source, exp.Table) and isinstance(source.this, exp.Identifier):
             name = source.name
             key = name.lower()
