@@ -20,6 +20,7 @@ OPERATORS: dict[str, str] = {
     "updating_aggregate": "caudal.operators.updating_aggregate:UpdatingAggregate",
     "updating_join": "caudal.operators.updating_join:UpdatingJoin",
     "interval_join": "caudal.operators.interval_join:IntervalJoin",
+    "temporal_join": "caudal.operators.temporal_join:TemporalJoin",
     "window_join": "caudal.operators.window_join:WindowJoin",
     "window_max_join": "caudal.operators.window_max_join:WindowMaxJoin",
     "window_max_candidates": "caudal.operators.window_max_join:WindowMaxCandidates",

@@ -228,8 +228,29 @@ class WindowJoin(Join):
         return {**super().operator_params(), "window_end": self.window_end}
 
 
+@dataclass(eq=False)
+class TemporalJoin(Join):
+    """Flink's event-time temporal join: each left row with the right side's version (per
+    key) current at the left row's time (operators.temporal_join)."""
+
+    #: the event time columns of the left rows and of the versions
+    left_time: str = ""
+    right_time: str = ""
+
+    def time_bounds(self) -> dict[str, int]:
+        return {self.time_column: 0} if self.time_column in self.output else {}
+
+    def describe(self) -> str:
+        return (f"TemporalJoin {self._describe_keys()} AS OF {self.left_time} "
+                f"(versions by {self.joined_name(1, self.right_time)})")
+
+    def operator_params(self) -> dict:
+        return {**super().operator_params(), "left_time": self.left_time,
+                "right_time": self.right_time}
+
+
 _KINDS = {UpdatingJoin: "updating_join", IntervalJoin: "interval_join",
-          WindowJoin: "window_join"}
+          WindowJoin: "window_join", TemporalJoin: "temporal_join"}
 
 
 def _lower_join(planner: PhysicalPlanner, node: Join) -> int:

@@ -31,7 +31,7 @@ from sqlglot import exp
 from caudal.connectors import registry as connectors
 from caudal.errors import PlanError
 from caudal.plan.expressions import Column, Expr, conjunction, conjuncts
-from caudal.plan.join_nodes import Join
+from caudal.plan.join_nodes import Join, TemporalJoin
 from caudal.plan.join_planning import (
     UNKEYED_SETTING,
     join_inputs,
@@ -264,7 +264,7 @@ def _plan_join(left: LogicalNode, item: _Input, exprs: list[Expr], rename: dict[
 
 
 def _lookup_join(left: LogicalNode, right: LogicalNode, item: _Input, left_scope: Scope,
-                 schema: pa.Schema, common: dict) -> LookupJoin:
+                 schema: pa.Schema, common: dict) -> LookupJoin | TemporalJoin:
     """``JOIN t FOR SYSTEM_TIME AS OF s.p``: checked, then planned as a lookup join."""
     from caudal.sql.expressions import translate
 
@@ -274,12 +274,16 @@ def _lookup_join(left: LogicalNode, right: LogicalNode, item: _Input, left_scope
     else:
         ln, cn = position(item.as_of)
         as_of = translate(item.as_of, left_scope)
+    if item.as_of is not None and isinstance(as_of, Column) and \
+            as_of.name == left.time_column and as_of.name not in proctime_columns(left):
+        return _temporal_join(left, right, schema, common, item.as_of.sql(), ln, cn)
     if item.as_of is not None and not (isinstance(as_of, Column)
                                        and as_of.name in proctime_columns(left)):
-        raise PlanError(f"FOR SYSTEM_TIME AS OF {item.as_of.sql()}: only a processing-time "
-                        "lookup join is supported (AS OF a PROCTIME() column of the other "
-                        "side); a temporal join on event time is not", line=ln, col=cn,
-                        hint="add PROCTIME() AS p_time to the streaming side and write "
+        raise PlanError(f"FOR SYSTEM_TIME AS OF {item.as_of.sql()}: AS OF takes the "
+                        "streaming side's event time column (a temporal join) or a "
+                        "PROCTIME() column (a lookup join)", line=ln, col=cn,
+                        hint="FOR SYSTEM_TIME AS OF s.<its WATERMARK column>, or add "
+                             "PROCTIME() AS p_time to the streaming side and write "
                              "FOR SYSTEM_TIME AS OF s.p_time")
     table = scanned_table(right)
     mode = None if table is None else connectors.lookup_mode(table)
@@ -309,6 +313,40 @@ def _lookup_join(left: LogicalNode, right: LogicalNode, item: _Input, left_scope
         by_key = _by_key(table, common)
     return LookupJoin(schema, time_column, left=left, right=right, as_of=as_of.name,
                       **by_key, **common)
+
+
+def _temporal_join(left: LogicalNode, right: LogicalNode, schema: pa.Schema, common: dict,
+                   as_of: str, ln: int | None, cn: int | None) -> TemporalJoin:
+    """``JOIN versions FOR SYSTEM_TIME AS OF s.event_time ON s.k = versions.pk``: checked
+    as Flink checks it (a versioned table: append-only, with a watermark and a PRIMARY KEY
+    the join's equalities cover), then planned as an event-time temporal join."""
+    what = f"an event-time temporal join (FOR SYSTEM_TIME AS OF {as_of})"
+    kind = common["kind"]
+    if kind not in ("inner", "left"):
+        raise PlanError(f"{what} is an inner or LEFT join, not {kind.upper()}",
+                        line=common["line"], col=common["col"])
+    if left.updating or right.updating:
+        side = "streaming side" if left.updating else "versioned table"
+        raise PlanError(f"{what} needs an append-only {side}; an updating one (a changelog) "
+                        "is not supported", line=ln, col=cn,
+                        hint="join an append-only stream of versions (each row a new "
+                             "version of its key)")
+    if right.time_column is None:
+        raise PlanError(f"{what} needs a versioned table with event time", line=ln, col=cn,
+                        hint="declare WATERMARK FOR <its time column> in the joined table")
+    table = scanned_table(right)
+    primary = [k.lower() for k in (table.primary_key if table is not None else [])]
+    keys = [k.lower() for k in common["right_keys"]]
+    if not primary or not set(primary) <= set(keys):
+        name = table.name if table is not None else "the joined table"
+        raise PlanError(f"{what} needs the versioned table's PRIMARY KEY in the ON "
+                        f"equalities ({name} " + (f"has PRIMARY KEY ({', '.join(primary)})"
+                                                  if primary else "declares none") + ")",
+                        line=ln, col=cn,
+                        hint="declare PRIMARY KEY (k) NOT ENFORCED and join ON s.k = t.k")
+    time_column = left.time_column if left.time_column in common["output"] else None
+    return TemporalJoin(schema, time_column, left=left, right=right,
+                        left_time=left.time_column, right_time=right.time_column, **common)
 
 
 def _by_key(table, common: dict) -> dict:

@@ -42,6 +42,11 @@ CREATE TABLE bids (auction BIGINT, bidder BIGINT, price BIGINT, channel TEXT, ur
                    date_time TIMESTAMP, extra TEXT,
                    WATERMARK FOR date_time AS date_time - INTERVAL '1' SECOND)
   WITH (connector = 'filesystem', path = '{path}');
+CREATE TABLE versions (auction BIGINT, bidder BIGINT, price BIGINT, channel TEXT, url TEXT,
+                       date_time TIMESTAMP, extra TEXT,
+                       WATERMARK FOR date_time AS date_time - INTERVAL '1' SECOND,
+                       PRIMARY KEY (auction) NOT ENFORCED)
+  WITH (connector = 'filesystem', path = '{path}');
 CREATE TABLE out WITH (connector = 'filesystem', path = '{out}', format = 'debezium_json');
 """
 TUMBLE = "TABLE(TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '5' SECOND))"
@@ -70,6 +75,9 @@ QUERIES = [
      f"SELECT B.auction, B.price FROM bids B JOIN (SELECT max(price) AS m, window_end AS t "
      f"FROM {TUMBLE} GROUP BY window_start, window_end) B1 ON B.price = B1.m "
      f"WHERE B.date_time BETWEEN B1.t - INTERVAL '5' SECOND AND B1.t"),
+    ("temporal join (rows wait, versions pruned)", 1,
+     "SELECT b.auction, b.price, v.bidder FROM bids b LEFT JOIN versions FOR SYSTEM_TIME "
+     "AS OF b.date_time AS v ON b.auction = v.auction"),
     ("updating aggregate", 1,
      "SELECT auction, count(*) AS n, max(price) AS m, count(DISTINCT bidder) AS d "
      "FROM bids GROUP BY auction"),

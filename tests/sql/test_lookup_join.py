@@ -47,7 +47,7 @@ def test_lookup_join_equals_duckdb(tmp_path, duck, parallelism, kind):
 
 @pytest.mark.parametrize("select, message", [
     ("SELECT * FROM bids B JOIN side FOR SYSTEM_TIME AS OF B.date_time AS S "
-     "ON B.auction = S.key", "processing-time lookup join"),
+     "ON B.auction = S.key", "needs a versioned table with event time"),
     ("SELECT * FROM (SELECT *, PROCTIME() AS p FROM bids) B JOIN side FOR SYSTEM_TIME AS OF "
      "B.p AS S ON B.auction > S.key", "needs an equality"),
     ("SELECT * FROM (SELECT *, PROCTIME() AS p FROM bids) B FULL JOIN side FOR SYSTEM_TIME "
