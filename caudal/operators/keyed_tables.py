@@ -60,8 +60,10 @@ def tag_key_groups(table: pa.Table, keys: Sequence[str], max_key_groups: int) ->
     return table.append_column(KEY_GROUP, key_group_column(table, keys, max_key_groups))
 
 
-def own_rows(table: pa.Table | None, keys: Sequence[str], ctx: Any) -> pa.Table | None:
-    """The rows of a restored state table this subtask owns, without ``_key_group``.
+def own_rows(table: pa.Table | None, keys: Sequence[str], ctx: Any,
+             combine: bool = True) -> pa.Table | None:
+    """The rows of a restored state table this subtask owns, without ``_key_group``, in one
+    chunk per column unless ``combine`` is False (a caller that copies the columns anyway).
     Unkeyed state belongs to subtask 0."""
     if table is None:
         return None
@@ -72,7 +74,7 @@ def own_rows(table: pa.Table | None, keys: Sequence[str], ctx: Any) -> pa.Table 
         table = keep_key_groups(table, key_group_range(ctx))
     if KEY_GROUP in table.column_names:
         table = table.drop_columns([KEY_GROUP])
-    return table.combine_chunks()
+    return table.combine_chunks() if combine else table
 
 
 def conform_table(table: pa.Table, schema: pa.Schema) -> pa.Table:

@@ -193,7 +193,8 @@ class _Merged:
         return out
 
     def restore(self, state: dict[str, Any], keys: list[str], ctx) -> None:
-        self._load(own_rows(state.get("table"), keys, ctx))
+        # SlotTable.of copies the columns into NumPy: no contiguous copy before it
+        self._load(own_rows(state.get("table"), keys, ctx, combine=False))
         pending = own_rows(state.get("pending"), keys, ctx)
         self.pending = [pending] if pending is not None and pending.num_rows else []
 
