@@ -35,7 +35,7 @@ from caudal.operators.event_time import ArrivalCheck, FiresOnTime, LateOutput, t
 from caudal.operators.local_window_partials import TS as LOCAL_TS
 from caudal.plan.aggregates import AggCall
 from caudal.plan.windows import WindowSpec
-from caudal.state.incremental import ChangedParts, StateDelta
+from caudal.state.incremental import ChangedParts, StateDelta, key_membership
 from caudal.state.key_groups import hash_columns, key_group
 from caudal.state.rescale import (
     KEY_GROUP,
@@ -302,12 +302,22 @@ class WindowAggregate(FiresOnTime, Operator, KeyedWindowState):
         # what changed: the rows of the keys that got rows in each pane (they replace the
         # stored ones); panes of fired windows are expired below the lowest pane still open
         touched = self.changes.take()
-        tables = [ChangedParts.changed_rows(self._compacted(p), touched[p], self.keys)
-                  for p in sorted(touched) if p in self.panes]
+        tables = [self._changed_rows(p, touched[p]) for p in sorted(touched)
+                  if p in self.panes]
         lowest = min(self.panes) if self.panes else _NO_PANE
         upserts = self._tagged(tables) if tables else None
         return {"panes": StateDelta(self.group_keys, upserts=upserts,
                                     expire=(PANE, lowest)), "meta": meta}
+
+    def _changed_rows(self, pane: int, touched: list[pa.Table]) -> pa.Table:
+        """The merged rows of the keys of ``touched`` in ``pane``: each of the pane's tables
+        cut to those keys first, so the merge costs what changed, not the pane."""
+        tables = self.panes[pane]
+        if not self.keys or len(tables) == 1:
+            return ChangedParts.changed_rows(self._compacted(pane), touched, self.keys)
+        keys = pa.concat_tables(touched) if len(touched) > 1 else touched[0]
+        parts = [t.filter(pa.array(key_membership(t, keys, self.keys))) for t in tables]
+        return self.aggregator.merge(pa.concat_tables(parts), self.group_keys)
 
     def _tagged(self, tables: list[pa.Table]) -> pa.Table:
         panes = pa.concat_tables(tables)
