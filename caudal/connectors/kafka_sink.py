@@ -291,11 +291,14 @@ class KafkaSink(Sink):
             self._flush()
             return {}
         if self._staged:
-            keys = pa.concat_arrays([k for k, _ in self._staged])
-            values = pa.concat_arrays([v for _, v in self._staged])
+            # the batches' arrays as chunks, not concatenated: no copy of the epoch's bytes
+            # (they are immutable, so the snapshot shares nothing that changes)
+            keys = pa.chunked_array([k for k, _ in self._staged], pa.binary())
+            values = pa.chunked_array([v for _, v in self._staged], pa.binary())
+            epochs = pa.chunked_array([pa.array(np.full(len(v), epoch, np.int64))
+                                       for _, v in self._staged], pa.int64())
             self._staged, self._staged_count = [], 0
-            sealed = pa.table([pa.array(np.full(len(values), epoch, np.int64)), keys, values],
-                              schema=STAGED)
+            sealed = pa.table([epochs, keys, values], schema=STAGED)
             if epoch in self._pending:
                 sealed = pa.concat_tables([self._pending[epoch], sealed])
             self._pending[epoch] = sealed
@@ -318,8 +321,9 @@ class KafkaSink(Sink):
         producer.begin_transaction()
         for e in ready:
             rows = self._pending[e]
-            self._produce(rows.column("key").combine_chunks(),
-                          rows.column("value").combine_chunks())
+            # chunk by chunk: the Python bytes the client needs live one batch at a time
+            for keys, values in zip(rows.column("key").chunks, rows.column("value").chunks):
+                self._produce(keys, values)
         try:
             # the rows are acknowledged before the marker is sent: the marker is the last
             # record of the transaction, right before its commit
