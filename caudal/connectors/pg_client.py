@@ -438,7 +438,9 @@ def from_text(text: pa.Array, t: pa.DataType) -> pa.Array:
 
 _PG_EPOCH_US = 946_684_800_000_000   # 2000-01-01 in microseconds since 1970
 _PG_EPOCH_DAYS = 10_957
-_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+#: the binary COPY stream's header (signature, flags, extension length) and trailer
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+COPY_TRAILER = b"\xff\xff"
 #: PostgreSQL type -> big-endian NumPy type of its binary form (fixed-width types)
 _FIXED = {"int2": ">i2", "int4": ">i4", "int8": ">i8", "float4": ">f4", "float8": ">f8",
           "bool": "u1", "timestamptz": ">i8", "timestamp": ">i8", "date": ">i4"}
@@ -493,10 +495,17 @@ _NULL_FIELD = pa.scalar(b"\xff\xff\xff\xff", pa.binary())
 
 
 def binary_copy(table: pa.Table, udts: list[str]) -> bytes:
-    """The rows of ``table`` in COPY's binary format, column i written as PostgreSQL type
-    ``udts[i]`` (all ``binary_supported``). Each column becomes one binary value per row
-    (length, then the value; -1 for NULL), and Arrow's element-wise concatenation joins a
-    row's fields, all in C++: no per-row Python."""
+    """The rows of ``table`` as a whole COPY stream in the binary format (header, rows,
+    trailer); see ``binary_copy_rows``."""
+    return COPY_HEADER + bytes(binary_copy_rows(table, udts)) + COPY_TRAILER
+
+
+def binary_copy_rows(table: pa.Table, udts: list[str]) -> memoryview:
+    """The rows of ``table`` in COPY's binary format, without header and trailer (a COPY
+    that stays open takes several of these), column i written as PostgreSQL type ``udts[i]``
+    (all ``binary_supported``). Each column becomes one binary value per row (length, then
+    the value; -1 for NULL), and Arrow's element-wise concatenation joins a row's fields, all
+    in C++: no per-row Python. A view of Arrow's buffer: no copy of the rows."""
     n = table.num_rows
     pieces: list[pa.Array | pa.Scalar] = [pa.scalar(struct.pack("!h", table.num_columns),
                                                     pa.binary())]
@@ -515,8 +524,9 @@ def binary_copy(table: pa.Table, udts: list[str]) -> bytes:
         if col.null_count:
             field = pc.if_else(col.is_valid(), field, _NULL_FIELD)
         pieces.append(field)
-    rows = pc.binary_join_element_wise(*pieces, b"") if n else pa.array([], pa.binary())
+    if not n:
+        return memoryview(b"")
+    rows = pc.binary_join_element_wise(*pieces, b"")
     offsets = np.frombuffer(rows.buffers()[1], np.int32)
     first, last = int(offsets[rows.offset]), int(offsets[rows.offset + n])
-    body = rows.buffers()[2].to_pybytes()[first:last] if n else b""
-    return _HEADER + body + b"\xff\xff"
+    return memoryview(rows.buffers()[2])[first:last]

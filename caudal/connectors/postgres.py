@@ -182,6 +182,13 @@ class PostgresSink(Sink):
         self._buffered = 0
         self._in_txn = False
         self._rows_in_txn = 0
+        #: append mode: the COPY left open across flushes of a transaction (context manager,
+        #: copy object): its data goes to the server from psycopg's writer thread while this
+        #: one encodes the next rows, so PostgreSQL parses while caudal works
+        self._open_copy: tuple[Any, Any] | None = None
+        #: a checkpoint completed while the next epoch's transaction was open: its COMMIT
+        #: PREPARED waits for that one to be prepared (it cannot run inside a transaction)
+        self._commit_due: int | None = None
         self._seq = 0
         self._started = False
         self.rows = 0
@@ -279,19 +286,52 @@ class PostgresSink(Sink):
     def _copy(self, target: pg_client.Name, columns: list[str], udts: list[str],
               table: pa.Table) -> None:
         binary = self.binary
-        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(
-            target.sql, sql.SQL(", ").join(map(sql.Identifier, columns)),
-            sql.SQL("binary" if binary else "csv"))
+        if self.mode == "append" and binary:
+            if self._open_copy is None:
+                from psycopg.copy import QueuedLibpqWriter
+
+                cursor = self.conn.cursor()
+                manager = cursor.copy(self._copy_statement(target, columns, binary),
+                                      writer=QueuedLibpqWriter(cursor))
+                self._open_copy = (manager, manager.__enter__())
+                self._open_copy[1].write(pg_client.COPY_HEADER)
+            # queued (returns at once); the view keeps Arrow's buffer alive until it is sent
+            self._open_copy[1].write(pg_client.binary_copy_rows(table, udts))
+            return
         data = pg_client.binary_copy(table, udts) if binary else csv_bytes(table)
-        with self.conn.cursor().copy(statement) as copy:
+        with self.conn.cursor().copy(self._copy_statement(target, columns, binary)) as copy:
             view = memoryview(data)
             for i in range(0, len(data), 1 << 22):
                 copy.write(view[i:i + (1 << 22)])
+
+    @staticmethod
+    def _copy_statement(target: pg_client.Name, columns: list[str],
+                        binary: bool) -> sql.Composable:
+        return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(
+            target.sql, sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL("binary" if binary else "csv"))
+
+    def _end_copy(self, error: BaseException | None = None) -> None:
+        """Finish the open COPY (waiting for the server to take all of it), or with
+        ``error`` abandon it (the transaction then fails)."""
+        if self._open_copy is None:
+            return
+        manager, copy = self._open_copy
+        self._open_copy = None
+        if error is None:
+            copy.write(pg_client.COPY_TRAILER)
+            manager.__exit__(None, None, None)
+        else:
+            try:
+                manager.__exit__(type(error), error, None)
+            except Exception:  # noqa: BLE001 - the transaction is rolled back anyway
+                pass
 
     def pre_commit(self, epoch: int) -> dict[str, Any]:
         """Prepare the epoch's transaction (if it wrote anything); the state lists every
         prepared transaction not committed yet."""
         self._flush()
+        self._end_copy()
         if self._in_txn:
             self.conn.execute(sql.SQL(
                 "INSERT INTO {} (writer, epoch, rows) VALUES (%s, %s, %s) "
@@ -301,7 +341,11 @@ class PostgresSink(Sink):
             self.conn.execute(sql.SQL("PREPARE TRANSACTION {}").format(sql.Literal(gid)))
             self._in_txn = False
             self._pending.append([epoch, gid])
-        return {"epoch": epoch, "pending": [list(p) for p in self._pending]}
+        state = {"epoch": epoch, "pending": [list(p) for p in self._pending]}
+        if self._commit_due is not None:
+            due, self._commit_due = self._commit_due, None
+            self.commit(due)
+        return state
 
     def commit(self, epoch: int) -> None:
         """COMMIT PREPARED the transactions of ``epoch`` and earlier, then (upsert) apply
@@ -309,6 +353,9 @@ class PostgresSink(Sink):
         caudal_sink_epochs."""
         done = [p for p in self._pending if p[0] <= epoch]
         if not done:
+            return
+        if self._in_txn:   # the next epoch's rows are being written: after its PREPARE
+            self._commit_due = max(epoch, self._commit_due or epoch)
             return
         still = set(pg_client.prepared(self.conn, f"caudal-{self.wid}-"))
         for ep, gid in done:
@@ -371,6 +418,7 @@ class PostgresSink(Sink):
     def abort(self, epoch: int) -> None:
         """Roll back the epoch's prepared transaction, if there is one (also on an instance
         that never saw the epoch: the id is derived from the writer and the epoch)."""
+        self._end_copy()
         gid = _gid(self.wid, epoch)
         if gid in pg_client.prepared(self.conn, gid):
             self.conn.execute(sql.SQL("ROLLBACK PREPARED {}").format(sql.Literal(gid)))
@@ -389,6 +437,7 @@ class PostgresSink(Sink):
         if conn is None:
             return
         try:
+            self._end_copy(RuntimeFailure("the sink closed before its checkpoint"))
             if self._in_txn:
                 conn.execute("ROLLBACK")
             if self.mode == "upsert" and not self._pending and \

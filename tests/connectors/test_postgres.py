@@ -227,6 +227,34 @@ def test_recovery_commits_what_the_checkpoint_lists_and_rolls_back_the_rest(pg, 
     lost.close()
 
 
+@pytest.mark.parametrize("mode", ["append", "upsert"])
+def test_a_checkpoint_completing_while_the_next_epoch_writes_commits_after_its_prepare(
+        pg, monkeypatch, mode):
+    """COMMIT PREPARED cannot run inside the next epoch's open transaction (nor beside its
+    open COPY): it waits for that one's PREPARE; every row arrives once."""
+    from caudal.connectors import postgres
+
+    monkeypatch.setattr(postgres, "FLUSH_ROWS", 2)   # every write goes to the server
+    target = f"{pg.prefix}_busy_{mode}"
+    sink, schema = _sink(target, **{"sink.mode": mode})
+    sink.open(schema)
+    sink.write(pa.record_batch({"k": [1, 2], "v": ["a", "b"]}))
+    sink.write(pa.record_batch({"k": [3, 4], "v": ["c", "d"]}))
+    sink.pre_commit(1)
+    sink.write(pa.record_batch({"k": [5, 6], "v": ["e", "f"]}))   # epoch 2 is open
+    sink.commit(1)                                   # checkpoint 1 completes meanwhile
+    assert _rows(pg, f"SELECT * FROM {target}") == []
+    sink.write(pa.record_batch({"k": [7, 8], "v": ["g", "h"]}))
+    state = sink.pre_commit(2)   # (its state lists 1 too: committing again is a no-op)
+    assert [p[0] for p in state["pending"]] == [1, 2]
+    visible = len(_rows(pg, f"SELECT * FROM {target}"))   # 1 was committed after the PREPARE
+    sink.commit(2)
+    sink.close()
+    assert visible == 4
+    assert _rows(pg, f"SELECT * FROM {target}") == [
+        (k, v) for k, v in zip(range(1, 9), "abcdefgh")]
+
+
 def test_orphans_of_killed_runs_are_rolled_back(pg):
     from caudal.connectors.postgres import PostgresSink
 
