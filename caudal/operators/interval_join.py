@@ -19,7 +19,6 @@ be behind the watermark by that much.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,10 +26,9 @@ import pyarrow.compute as pc
 
 from caudal.operators.base import Operator, OperatorContext
 from caudal.operators.join_rows import JoinLayout, SideState, match
-from caudal.operators.keyed_tables import batches_of, restore_sides, snapshot_sides
+from caudal.operators.keyed_tables import TwoSidedState, batches_of
 from caudal.plan.changelog import data_columns
 from caudal.plan.expressions import Expr
-from caudal.state.rescale import restored_watermark, watermark_table
 from caudal.watermark import WATERMARK_MAX, WATERMARK_MIN
 
 _DEADLINE, _MATCHED = "_deadline", "_matched"
@@ -50,7 +48,7 @@ def micros(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return values.astype(np.int64, copy=False), valid
 
 
-class IntervalJoin(Operator):
+class IntervalJoin(TwoSidedState, Operator):
     """Input 0 is the left side, input 1 the right; both append-only."""
 
     accepts_merged_batches = True
@@ -157,18 +155,6 @@ class IntervalJoin(Operator):
         return time - self.holdback
 
     # ---- checkpoints ----------------------------------------------------------------------
-
-    def snapshot(self, epoch: int) -> dict[str, Any]:
-        out: dict[str, Any] = snapshot_sides(self.sides, self.ctx.max_key_groups)
-        out["meta"] = watermark_table(self.watermark)
-        return out
-
-    def restore(self, state: dict[str, Any]) -> None:
-        restore_sides(self.sides, state, self.ctx)
-        self.watermark = restored_watermark(state, self.watermark)
-
-    def state_rows(self) -> int:
-        return sum(s.size for s in self.sides)
 
 
 def _batches(tables: list[pa.Table]) -> list[pa.RecordBatch]:

@@ -18,7 +18,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from caudal.state.key_groups import hash_columns, key_group
-from caudal.state.rescale import KEY_GROUP, keep_key_groups, key_group_range
+from caudal.state.rescale import (
+    KEY_GROUP,
+    keep_key_groups,
+    key_group_range,
+    restored_watermark,
+    watermark_table,
+)
 
 
 def positional(table: pa.Table | pa.RecordBatch, columns: Sequence[str],
@@ -184,3 +190,22 @@ def restore_sides(sides: Sequence[Any], state: dict[str, Any], ctx: Any) -> None
     """Load each side's rows of a snapshot, keeping this subtask's key groups."""
     for name, side in zip(("left", "right"), sides):
         side.load(own_rows(state.get(name), side.keys, ctx))
+
+
+class TwoSidedState:
+    """Checkpoints of a two-input join whose state is ``self.sides`` (a SideState per input,
+    snapshotted by key group) and a watermark kept in the attribute ``CLOCK`` names."""
+
+    CLOCK = "watermark"
+
+    def snapshot(self, epoch: int) -> dict[str, Any]:
+        out: dict[str, Any] = snapshot_sides(self.sides, self.ctx.max_key_groups)
+        out["meta"] = watermark_table(getattr(self, self.CLOCK))
+        return out
+
+    def restore(self, state: dict[str, Any]) -> None:
+        restore_sides(self.sides, state, self.ctx)
+        setattr(self, self.CLOCK, restored_watermark(state, getattr(self, self.CLOCK)))
+
+    def state_rows(self) -> int:
+        return sum(s.size for s in self.sides)

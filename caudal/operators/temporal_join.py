@@ -18,7 +18,6 @@ released rows against the versions, both sorted by time.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -27,16 +26,15 @@ import pyarrow as pa
 from caudal.operators.base import Operator, OperatorContext
 from caudal.operators.interval_join import micros
 from caudal.operators.join_rows import JoinLayout, SideState
-from caudal.operators.keyed_tables import batches_of, restore_sides, snapshot_sides
+from caudal.operators.keyed_tables import TwoSidedState, batches_of
 from caudal.plan.changelog import data_columns
 from caudal.plan.expressions import Expr
-from caudal.state.rescale import restored_watermark, watermark_table
 from caudal.watermark import WATERMARK_MIN
 
 _ROW, _TIME = "__row", "__time"
 
 
-class TemporalJoin(Operator):
+class TemporalJoin(TwoSidedState, Operator):
     """Input 0: the streaming rows; input 1: the versions (both append-only)."""
 
     accepts_merged_batches = True
@@ -139,18 +137,6 @@ class TemporalJoin(Operator):
 
     def output_watermark(self, time: int) -> int:
         return time
-
-    def snapshot(self, epoch: int) -> dict[str, Any]:
-        out: dict[str, Any] = snapshot_sides(self.sides, self.ctx.max_key_groups)
-        out["meta"] = watermark_table(self.watermark)
-        return out
-
-    def restore(self, state: dict[str, Any]) -> None:
-        restore_sides(self.sides, state, self.ctx)
-        self.watermark = restored_watermark(state, self.watermark)
-
-    def state_rows(self) -> int:
-        return sum(s.size for s in self.sides)
 
 
 __all__ = ["TemporalJoin"]

@@ -13,7 +13,6 @@ dropped.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -21,20 +20,20 @@ import pyarrow as pa
 from caudal.operators.base import Operator, OperatorContext
 from caudal.operators.interval_join import micros
 from caudal.operators.join_rows import JoinLayout, SideState, match
-from caudal.operators.keyed_tables import batches_of, restore_sides, snapshot_sides
+from caudal.operators.keyed_tables import TwoSidedState, batches_of
 from caudal.plan.changelog import data_columns
 from caudal.plan.expressions import Expr
-from caudal.state.rescale import restored_watermark, watermark_table
 from caudal.watermark import WATERMARK_MIN
 
 _END = "_wend"
 _COUNTERS = {_END: np.int64}
 
 
-class WindowJoin(Operator):
+class WindowJoin(TwoSidedState, Operator):
     """Input 0 is the left side, input 1 the right; both append-only."""
 
     accepts_merged_batches = True
+    CLOCK = "fired_until"
 
     def __init__(self, kind: str, left_schema: pa.Schema, right_schema: pa.Schema,
                  left_keys: list[str], right_keys: list[str], right_rename: dict[str, str],
@@ -101,15 +100,3 @@ class WindowJoin(Operator):
         if not out:
             return ()
         return batches_of(pa.concat_tables(out))
-
-    def snapshot(self, epoch: int) -> dict[str, Any]:
-        out: dict[str, Any] = snapshot_sides(self.sides, self.ctx.max_key_groups)
-        out["meta"] = watermark_table(self.fired_until)
-        return out
-
-    def restore(self, state: dict[str, Any]) -> None:
-        restore_sides(self.sides, state, self.ctx)
-        self.fired_until = restored_watermark(state, self.fired_until)
-
-    def state_rows(self) -> int:
-        return sum(s.size for s in self.sides)
