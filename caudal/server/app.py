@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from caudal import __version__
 from caudal.errors import CaudalError
-from caudal.server.preview import node_events, printed_events
+from caudal.server.preview import PREVIEW_TAIL, node_events, printed_events
 from caudal.server.store import Store
 from caudal.server.supervisor import Supervisor, tail_lines
 from caudal.server.tap_socket import socket_path
@@ -343,7 +343,7 @@ def create_app(state_dir: Path, token: str | None = None) -> FastAPI:
         return {"lines": tail_lines(supervisor.dir(pid) / "stderr.log", max(0, tail))}
 
     @app.get("/api/v1/pipelines/{pid}/output", tags=["pipelines"])
-    async def output(pid: str, tail: int = 20):
+    async def output(pid: str, tail: int = PREVIEW_TAIL):
         """The last rows the job printed (its SELECTs, to stdout)."""
         _get(pid)
         return {"lines": tail_lines(supervisor.dir(pid) / "output.log", max(0, tail))}
