@@ -12,7 +12,8 @@ one kafka table per topic:
    format) into the topics with a plain producer;
 2. ceiling: this process consumes every partition of every topic with one bare Consumer and
    decodes each polled batch with caudal's JSON decoder (values joined into JSON lines, one
-   Arrow parse per batch), until each partition's end;
+   Arrow parse per batch), until each partition's end; then again with CPython's cycle
+   collector paused while each batch's message objects live (what caudal's source does);
 3. source: ``caudal run`` of the UNION ALL into a blackhole sink (bounded by latest-offset);
    the same job over empty topics gives the start-up CPU to subtract;
 4. exactly_once sink: ``caudal run`` of Nexmark bids into a topic, transactions per 1 s
@@ -93,11 +94,15 @@ def fill(bootstrap: str, topics: list[str]) -> int:
     return len(values) * len(topics)
 
 
-def ceiling(bootstrap: str, topics: list[str]) -> dict:
-    """A bare confluent-kafka consume loop with the same per-batch JSON decode."""
+def ceiling(bootstrap: str, topics: list[str], paused: bool = False) -> dict:
+    """A bare confluent-kafka consume loop with the same per-batch JSON decode; ``paused``:
+    with CPython's cycle collector paused while a batch's messages live, as caudal does."""
+    import contextlib
+
     import pyarrow as pa
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+    from caudal.connectors.messages import paused_gc
     from caudal.formats.json import Decoder
     from caudal.types import TIMESTAMP
 
@@ -116,16 +121,16 @@ def ceiling(bootstrap: str, topics: list[str]) -> dict:
     rows = 0
     ended = 0
     while ended < len(parts):
-        msgs = consumer.consume(65536, 0.005)
-        if not msgs:
-            continue
-        values = []
-        for m in msgs:
-            err = m.error()
-            if err is None:
-                values.append(m.value())
-            elif err.code() == KafkaError._PARTITION_EOF:
-                ended += 1
+        with paused_gc() if paused else contextlib.nullcontext():
+            msgs = consumer.consume(65536, 0.005)
+            values = []
+            for m in msgs:
+                err = m.error()
+                if err is None:
+                    values.append(m.value())
+                elif err.code() == KafkaError._PARTITION_EOF:
+                    ended += 1
+            del msgs
         if values:
             rows += decoder.decode(b"\n".join(values) + b"\n").num_rows
     wall = time.perf_counter() - started
@@ -195,7 +200,8 @@ def main() -> None:
         touch = Producer({"bootstrap.servers": bootstrap, "log_level": 0})
         for t in empty:   # create them (no rows): the start-up baseline reads nothing
             touch.list_topics(t, timeout=10)
-        results = {"client ceiling (consume + decode)": ceiling(bootstrap, topics)}
+        results = {"client ceiling (consume + decode)": ceiling(bootstrap, topics),
+                   "  the same, GC paused": ceiling(bootstrap, topics, paused=True)}
         base = caudal_run(union_job(bootstrap, empty))
         source = caudal_run(union_job(bootstrap, topics))
         source["cpu_startup"] = base["cpu"]
