@@ -162,6 +162,9 @@ def key_membership(base: pa.Table, keys: pa.Table, key: Sequence[str]) -> np.nda
         return np.zeros(base.num_rows, dtype=bool)
     import polars as pl
 
+    packed = _packed_pair(base, keys, key)
+    if packed is not None:   # two small integer columns as one exact int64
+        return np.isin(packed[0], packed[1])
     if len(key) == 1:   # one column: a membership test, no join
         column = pl.from_arrow(base.column(key[0]))
         if isinstance(column, pl.DataFrame):
@@ -176,6 +179,28 @@ def key_membership(base: pa.Table, keys: pa.Table, key: Sequence[str]) -> np.nda
     mask = np.zeros(base.num_rows, dtype=bool)
     mask[found.to_numpy()] = True
     return mask
+
+
+def _packed_pair(base: pa.Table, keys: pa.Table, key: Sequence[str]
+                 ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Two integer key columns without NULLs whose values all fit 32 bits (a window's pane
+    and an id), each row's pair as one int64 (high and low halves: exact), for ``base``
+    and ``keys``; None when the key is not such a pair."""
+    if len(key) != 2:
+        return None
+    out = []
+    for table in (base, keys):
+        halves = []
+        for name in key:
+            col = table.column(name)
+            if not pa.types.is_integer(col.type) or col.null_count:
+                return None
+            values = col.to_numpy().astype(np.int64, copy=False)
+            if len(values) and (values.min() < -(1 << 31) or values.max() >= 1 << 31):
+                return None
+            halves.append(values)
+        out.append((halves[0] << 32) | (halves[1] & 0xFFFFFFFF))
+    return out[0], out[1]
 
 
 def rows_without_keys(base: pa.Table, keys: pa.Table, key: Sequence[str]) -> pa.Table:

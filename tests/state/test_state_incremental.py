@@ -7,7 +7,13 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from caudal.state.incremental import StateDelta, apply_delta, fold_chain, merge_deltas
+from caudal.state.incremental import (
+    StateDelta,
+    apply_delta,
+    fold_chain,
+    key_membership,
+    merge_deltas,
+)
 
 SCHEMA = pa.schema([("k", pa.int64()), ("s", pa.string()), ("v", pa.int64())])
 
@@ -103,3 +109,21 @@ def test_merged_deltas_fold_like_one_by_one(base, history, data):
     compacted = [*parts[:start], (merged, "delta", ("k", "s"), [list(e) for e in expire]),
                  *parts[end:]]
     assert _as_dict(fold_chain(compacted)) == model
+
+
+pairs = st.lists(st.tuples(st.integers(-(1 << 33), 1 << 33) | st.integers(-3, 3),
+                           st.one_of(st.none(), st.integers(-3, 3))), max_size=12)
+
+
+@settings(max_examples=80, deadline=None)
+@given(pairs, pairs)
+def test_key_membership_of_two_columns(base, keys):
+    """Two integer key columns (a window's pane and a key): packed into one int64 when they
+    fit 32 bits, joined otherwise; either way exactly the rows whose pair is among keys."""
+    def table(rows):
+        return pa.table({"p": pa.array([r[0] for r in rows], pa.int64()),
+                         "k": pa.array([r[1] for r in rows], pa.int64())})
+
+    wanted = set(keys)
+    mask = key_membership(table(base), table(keys), ["p", "k"])
+    assert mask.tolist() == [row in wanted for row in base]
