@@ -696,9 +696,11 @@ def test_kafka_to_upsert_killed_ten_times_writes_the_uninterrupted_answer(pg, tm
         job = tmp_path / "job.sql"
         job.write_text(script(target))
         ck = tmp_path / "ck"
+        # small batches keep the job busy through ten kills: the mock cluster holds only
+        # ~30k messages a partition, and 512-row batches were read in 4-5 runs' time
         done = _chaos([sys.executable, "-m", "caudal.cli", "run", str(job), "-p", "2",
                        "--checkpoint-dir", str(ck), "--checkpoint-interval", "100ms",
-                       "--batch-rows", "512"], 10, random.Random(7), tmp_path, ck)
+                       "--batch-rows", "32"], 10, random.Random(7), tmp_path, ck)
     assert done == 10
     got = _rows(pg, f"SELECT * FROM {target}")
     assert got == _rows(pg, f"SELECT * FROM {target}_ref") and len(got) > 100
