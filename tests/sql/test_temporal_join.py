@@ -71,15 +71,19 @@ def test_temporal_join_equals_duckdb_asof_join(tmp_path, duck, files, kind, para
     assert normalized_rows(got) == normalized_rows(expected)
 
 
-def test_temporal_join_resumes_exactly_after_sigkill(tmp_path, duck, files):
-    root, orders, rates = files
+def test_temporal_join_resumes_exactly_after_sigkill(tmp_path, duck):
+    # enough rows that the job is still running after two 50 ms checkpoints on an idle machine
+    orders, rates = make_bids(120_000, seed=6), _rates(4_000, seed=7)
+    pq.write_table(orders, tmp_path / "orders.parquet", row_group_size=5_000)
+    pq.write_table(rates, tmp_path / "rates.parquet", row_group_size=500)
     out = tmp_path / "out"
     script = tmp_path / "job.sql"
-    script.write_text(DDL.format(orders=root / "orders.parquet", rates=root / "rates.parquet")
+    script.write_text(DDL.format(orders=tmp_path / "orders.parquet",
+                                 rates=tmp_path / "rates.parquet")
                       + f"CREATE TABLE out WITH (connector = 'filesystem', path = '{out}', "
                         "format = 'parquet');\n"
                       f"INSERT INTO out {QUERY.format(kind='LEFT')};\n")
-    kill_after_checkpoints(script, tmp_path / "ck", batch_rows=100, first=2, then=1)
+    kill_after_checkpoints(script, tmp_path / "ck", batch_rows=256, first=2, then=1)
     assert normalized_rows(read_committed(out)) == \
         normalized_rows(_expected(duck, orders, rates, "LEFT"))
 
