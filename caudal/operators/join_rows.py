@@ -60,8 +60,12 @@ class JoinLayout:
 
     def pairs(self, left: pa.Table, right: pa.Table, li: np.ndarray,
               ri: np.ndarray) -> pa.Table:
-        """Joined rows ``left[li[k]] ++ right[ri[k]]`` (an index < 0 gives NULLs)."""
-        columns = [take_or_null(c, li) for c in left.columns] + \
+        """Joined rows ``left[li[k]] ++ right[ri[k]]`` (an index < 0 gives NULLs). When every
+        left row comes once and in order (a lookup join where each row found its one match),
+        the left columns are kept as they are instead of copied."""
+        whole = len(li) == left.num_rows and (len(li) == 0 or (
+            li[0] == 0 and li[-1] == len(li) - 1 and bool((np.diff(li) == 1).all())))
+        columns = [c if whole else take_or_null(c, li) for c in left.columns] + \
             [take_or_null(c, ri) for c in right.columns]
         return pa.Table.from_arrays(columns, schema=self.joined_schema)
 

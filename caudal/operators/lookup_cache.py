@@ -38,6 +38,11 @@ class LookupCache:
         self._build = positional(self.rows, self.keys)
         self.hits = 0
         self.misses = 0
+        #: the warm path's view of ``rows``: for which rows, their unique key column (None
+        #: when not unique) and each row's entry in ``cached_keys``
+        self._warm_of: pa.Table | None = None
+        self._warm_key: pa.Array | None = None
+        self._row_entry: np.ndarray | None = None
 
     def rows_for(self, keys: pa.Table) -> tuple[pa.Table, object]:
         """The table's rows for ``keys`` (distinct, named as the source's keys, no NULLs)
@@ -77,6 +82,35 @@ class LookupCache:
                 self._evict()
                 return rows, build
         return self.rows, self._build
+
+    def warm_positions(self, column: pa.Array, wanted: pa.DataType) -> np.ndarray | None:
+        """For each value of a batch's one key column, its row in ``rows``: the warm path,
+        without taking the batch's distinct keys. Only when it is exact: the cached rows are
+        unique by key, no entry is past its TTL, and every non-NULL value is cached with a
+        row (else None, and the batch goes through ``rows_for``). Hits refresh the LRU."""
+        if len(self.keys) != 1 or self.max_rows <= 0 or not self.rows.num_rows:
+            return None
+        now = time.monotonic()
+        if self.ttl_s is not None and self.loaded_at.min() < now - self.ttl_s:
+            return None
+        if self._warm_of is not self.rows:  # the rows changed: their key column again
+            self._warm_of = self.rows
+            self._warm_key = unique_key_column(self.rows, self.keys[0], wanted)
+            self._row_entry = None
+            if self._warm_key is not None:
+                self._row_entry = pc.index_in(self.rows.column(self.keys[0]),
+                                              value_set=self.cached_keys.column(0)) \
+                    .fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        if self._warm_key is None:
+            return None
+        at = pc.index_in(column, value_set=self._warm_key, skip_nulls=True)
+        if at.null_count != column.null_count:
+            return None  # a key without a cached row (not cached, or cached as absent)
+        at = at.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        found = at[at >= 0]
+        self.used_at[self._row_entry[found]] = now
+        self.hits += int(np.count_nonzero(np.bincount(found, minlength=self.rows.num_rows)))
+        return at
 
     def _positions(self, keys: pa.Table) -> np.ndarray:
         """For each key, its row in ``cached_keys``, or -1."""
@@ -125,3 +159,18 @@ def distinct_keys(batch: pa.Table, columns: list[str], names: list[str]) -> pa.T
         table = table.filter(pc.is_valid(table.column(c)))
     distinct = table.group_by(columns, use_threads=False).aggregate([])
     return distinct.rename_columns(names)
+
+
+def unique_key_column(table: pa.Table, key: str, wanted: pa.DataType) -> pa.Array | None:
+    """``table``'s ``key`` column as ``wanted`` (the streaming side's key type) when no two
+    rows share a value and none is NULL (a primary key: the usual lookup); else None. Then
+    ``pc.index_in`` of a batch's keys gives each row its one match, in the batch's order."""
+    column = table.column(key).combine_chunks()
+    if column.null_count or pc.count_distinct(column).as_py() != len(column):
+        return None
+    if column.type.equals(wanted):
+        return column
+    try:
+        return column.cast(wanted)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None

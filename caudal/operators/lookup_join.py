@@ -13,13 +13,14 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from caudal.connectors import registry as connectors
 from caudal.connectors.base import LookupSource
 from caudal.operators.base import Operator, OperatorContext
 from caudal.operators.join_rows import JoinLayout, match
 from caudal.operators.keyed_tables import positional
-from caudal.operators.lookup_cache import LookupCache, distinct_keys
+from caudal.operators.lookup_cache import LookupCache, distinct_keys, unique_key_column
 from caudal.plan.expressions import Expr
 from caudal.plan.physical import OperatorSpec
 from caudal.plan.tables import TableSpec
@@ -76,6 +77,8 @@ class LookupJoin(Operator):
         self.cache_ttl_s = cache_ttl_s
         self.cache: LookupCache | None = None
         self._build = None
+        #: the whole table's key column when it is unique (False: it is not; None: not known)
+        self._unique: pa.Array | bool | None = None
 
     def open(self, ctx: OperatorContext) -> None:
         super().open(ctx)
@@ -97,12 +100,20 @@ class LookupJoin(Operator):
             return ()
         left = pa.Table.from_batches([batch]).select(self.layout.left_schema.names)
         table_rows, build = self.table_rows, self._build
-        if self.cache is not None:
-            keys = distinct_keys(left, self.left_keys, self.right_keys)
-            table_rows, build = self.cache.rows_for(keys)
-        li, ri = match(left, self.left_keys, build, self.right_keys)
-        order = np.argsort(li, kind="stable")  # the streaming side's order
-        li, ri, joined = self.layout.matching(left, table_rows, li[order], ri[order])
+        at = self._unique_positions(left)
+        if at is not None:  # one key, unique in the table: one hash lookup per row
+            if self.cache is not None:
+                table_rows = self.cache.rows
+            li = np.flatnonzero(at >= 0)
+            ri = at[li]
+        else:
+            if self.cache is not None:
+                keys = distinct_keys(left, self.left_keys, self.right_keys)
+                table_rows, build = self.cache.rows_for(keys)
+            li, ri = match(left, self.left_keys, build, self.right_keys)
+            order = np.argsort(li, kind="stable")  # the streaming side's order
+            li, ri = li[order], ri[order]
+        li, ri, joined = self.layout.matching(left, table_rows, li, ri)
         pieces = [self.layout.output(joined)] if len(li) else []
         if self.kind == "left":
             alone = np.ones(left.num_rows, dtype=bool)
@@ -111,6 +122,24 @@ class LookupJoin(Operator):
                 pieces.append(self.layout.padded(left.filter(pa.array(alone)), 0))
         out = [b for piece in pieces for b in piece.to_batches() if b.num_rows]
         return out
+
+    def _unique_positions(self, left: pa.Table) -> np.ndarray | None:
+        """Each row's match by one hash lookup, when the join has one key and no two table
+        rows share a value (a primary key): the matches come in the batch's order, with no
+        join and no sort. None otherwise (a general hash join then)."""
+        if len(self.left_keys) != 1:
+            return None
+        column = left.column(self.left_keys[0]).combine_chunks()
+        if self.cache is not None:
+            return self.cache.warm_positions(column, column.type)
+        if self._unique is None:  # the whole table, read once at open: decided once
+            self._unique = unique_key_column(self.table_rows, self.right_keys[0],
+                                             column.type) if self.table_rows.num_rows else None
+            self._unique = self._unique if self._unique is not None else False
+        if self._unique is False:
+            return None
+        at = pc.index_in(column, value_set=self._unique, skip_nulls=True)
+        return at.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
     def close(self) -> None:
         if self.cache is not None:

@@ -16,19 +16,23 @@ BIDS = ("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', events = 
         "pace = 'false');")
 
 
-def _side(tmp_path: Path, header: bool) -> str:
+def _side(tmp_path: Path, header: bool, twice: bool = False) -> str:
+    """``twice``: every key has two rows (no unique key: the general hash join path)."""
     path = tmp_path / "side.csv"
     rows = "".join(f"{i},name{i}\n" for i in range(0, 1000, 3))  # keys 0, 3, 6, …
+    if twice:
+        rows += "".join(f"{i},other{i}\n" for i in range(0, 1000, 3))
     path.write_text(("key,value\n" if header else "") + rows)
     option = "" if header else ", 'csv.header' = 'false'"
     return (f"CREATE TABLE side (key BIGINT, `value` VARCHAR) WITH ('connector' = "
             f"'filesystem', 'path' = '{path}', 'format' = 'csv'{option});")
 
 
+@pytest.mark.parametrize("twice", [False, True])
 @pytest.mark.parametrize("parallelism", [1, 2])
 @pytest.mark.parametrize("kind", ["JOIN", "LEFT JOIN"])
-def test_lookup_join_equals_duckdb(tmp_path, duck, parallelism, kind):
-    ddl = BIDS + _side(tmp_path, header=parallelism == 1)
+def test_lookup_join_equals_duckdb(tmp_path, duck, parallelism, kind, twice):
+    ddl = BIDS + _side(tmp_path, header=parallelism == 1, twice=twice)
     select = (f"SELECT B.auction, B.price, S.`value` FROM (SELECT *, PROCTIME() AS p_time "
               f"FROM bids) B {kind} side FOR SYSTEM_TIME AS OF B.p_time AS S "
               f"ON mod(B.auction, 1000) = S.key AND S.key > 10")
