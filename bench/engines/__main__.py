@@ -85,7 +85,8 @@ def _venv_python(engine: str, venvs: Path) -> tuple[Path | None, str]:
     return python, ""
 
 
-def _timed(command: list[str], stdout: Path | None = None) -> tuple[float, float, str]:
+def _timed(command: list[str], stdout: Path | None = None,
+           timeout: float = 600.0) -> tuple[float, float, str]:
     """Wall and CPU seconds (user + sys) of one whole process and every process it starts
     (PyFlink's JVM is a grandchild: the tree is sampled every 0.1 s, each process's last
     figures summed), and its last error line when it failed."""
@@ -99,6 +100,14 @@ def _timed(command: list[str], stdout: Path | None = None) -> tuple[float, float
         reader.start()
         root = psutil.Process(proc.pid)
         while proc.poll() is None:
+            if time.perf_counter() - started > timeout:
+                for p in [*root.children(recursive=True), root]:
+                    try:
+                        p.kill()
+                    except psutil.Error:
+                        pass
+                proc.wait()
+                break
             try:
                 for p in [root, *root.children(recursive=True)]:
                     times = p.cpu_times()
@@ -109,6 +118,8 @@ def _timed(command: list[str], stdout: Path | None = None) -> tuple[float, float
         reader.join()
     wall = time.perf_counter() - started
     cpu = sum(seen.values())
+    if wall > timeout:
+        return wall, cpu, f"stopped after {timeout:.0f} s"
     if proc.returncode != 0:
         lines = [line.rstrip() for line in errors  # skip Java's stack frames
                  if line.strip() and not line[0].isspace()]
@@ -219,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated (default {','.join(ENGINES)})")
     parser.add_argument("--queries", default=",".join(QUERIES),
                         help=f"comma-separated (default {','.join(QUERIES)})")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds one engine may take on one query (default %(default)s)")
     parser.add_argument("--venvs", type=Path,
                         default=Path.home() / ".cache" / "caudal" / "bench-engines",
                         help="where each engine's venv is made (default %(default)s)")
@@ -251,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                 out = work / f"{engine}-{query}"
                 command, printed = _command(engine, query, (with_header, bare), out,
                                             pythons.get(engine))
-                wall, cpu, error = _timed(command, printed)
+                wall, cpu, error = _timed(command, printed, args.timeout)
                 run = Run(engine, query, wall, cpu, note=error)
                 if not error:
                     try:
