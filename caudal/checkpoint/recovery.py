@@ -313,8 +313,11 @@ def _rescaled(old_ops: list[list[dict[str, Any]]], subtask: int, parallelism: in
             values = [ops[o][name] for ops in old_ops if o < len(ops) and name in ops[o]]
             if values and all(isinstance(x, pa.Table) for x in values):
                 if all(KEY_GROUP in t.column_names for t in values):
+                    # none of the overlapping old subtasks may have written this table (an
+                    # operator state only some subtasks had): then this subtask's is empty
                     values = [ops[o][name] for s, ops in enumerate(old_ops)
-                              if s in overlap and o < len(ops) and name in ops[o]]
+                              if s in overlap and o < len(ops) and name in ops[o]] or \
+                        [values[0].slice(0, 0)]
                 merged[name] = concat_states([keep_key_groups(t, groups) for t in values])
             else:
                 merged[name] = values

@@ -51,3 +51,19 @@ def test_rescale_keeps_every_row_once():
     assert old_subtasks_for(0, 2, 3, 128) == [0, 1]
     unkeyed = pa.table({"x": [1, 2]})
     assert keep_key_groups(unkeyed, range(0, 1)) is unkeyed
+
+
+def test_a_state_table_no_overlapping_old_subtask_wrote_restores_empty():
+    """Found by a kill test: at a new parallelism, a subtask whose overlapping old subtasks
+    never wrote a keyed table (they had nothing in it; others did) failed with Arrow's "Must
+    pass at least one table"; its part of that table is empty."""
+    from caudal.checkpoint.recovery import _rescaled
+
+    groups = key_groups_of(0, 2, 128)
+    rows = pa.table({"k": [1, 2], KEY_GROUP: pa.array([groups.start, groups.start],
+                                                      pa.int32())})
+    old_ops = [[{"panes": rows}], [{}]]  # old subtask 0 wrote it, old subtask 1 did not
+    restored = _rescaled(old_ops, 1, 2, 128)  # new subtask 1 overlaps old subtask 1 only
+    assert restored[0]["panes"].num_rows == 0
+    assert restored[0]["panes"].schema.equals(rows.schema)
+    assert _rescaled(old_ops, 0, 2, 128)[0]["panes"].num_rows == 2
