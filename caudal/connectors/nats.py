@@ -243,8 +243,11 @@ class NatsSource(Source):
             # the connection dropped: messages of a fetch whose reply was lost count as
             # delivered (the server would send them again only after ack_wait, and an AckAll
             # of a later one would drop them): deliver again from the next sequence
+            try:
+                self._loop.run(self._create_consumer(self._next), timeout=30)
+            except TimeoutError:  # the server does not answer yet (nats' is one too)
+                return None  # try again at the next poll
             self._reconnected = False
-            self._loop.run(self._create_consumer(self._next), timeout=30)
         msgs = self._loop.run(self._fetch(max_rows, timeout), timeout=timeout + 30)
         if not msgs:
             if self.bounded:
