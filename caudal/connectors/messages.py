@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from caudal import formats
+from caudal.connectors.base import Sink
 from caudal.connectors.registry import table_is_changelog
 from caudal.errors import ConfigError, DataError, RuntimeFailure
 from caudal.formats import bad_data, debezium_json, text
@@ -94,6 +95,23 @@ def writes_debezium(table: TableSpec) -> bool:
     """True when a sink's format is debezium_json (it then takes a changelog)."""
     raw = str(table.options.get("format", "json")).strip().lower()
     return FORMAT_ALIASES.get(raw, raw) == "debezium_json"
+
+
+class MessageSink(Sink):
+    """A sink that writes each row as one message in a message format (json, raw_string,
+    raw_bytes, debezium_json): ``open`` sets ``self.format`` from the written columns, and
+    the sink takes a changelog when its format is debezium_json."""
+
+    FORMAT_ALIASES = FORMAT_ALIASES
+
+    @classmethod
+    def takes_changelog(cls, table: TableSpec) -> bool:
+        return writes_debezium(table)
+
+    def open(self, schema: pa.Schema, restored: dict[str, Any] | None = None) -> None:
+        super().open(schema, restored)
+        self.format = value_format(self.table, [(f.name, f.type) for f in schema
+                                                if f.name != OP])
 
 
 def bounded_latest(table: TableSpec) -> bool:

@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 
 from caudal.connectors import messages as mx
-from caudal.connectors.base import Sink, Source
+from caudal.connectors.base import Source
 from caudal.errors import ConfigError, RuntimeFailure
 from caudal.plan.tables import TableSpec
 
@@ -207,9 +207,8 @@ class MqttSource(Source):
             self._client = None
 
 
-class MqttSink(Sink):
+class MqttSink(mx.MessageSink):
     OPTIONS = SINK_OPTIONS
-    FORMAT_ALIASES = mx.FORMAT_ALIASES
 
     @classmethod
     def validate(cls, table: TableSpec) -> None:
@@ -225,14 +224,8 @@ class MqttSink(Sink):
         if table.schema is not None:
             mx.value_format(table)
 
-    @classmethod
-    def takes_changelog(cls, table: TableSpec) -> bool:
-        return mx.writes_debezium(table)
-
     def open(self, schema: pa.Schema, restored: dict[str, Any] | None = None) -> None:
         super().open(schema, restored)
-        self.format = mx.value_format(self.table, [(f.name, f.type) for f in schema
-                                                   if f.name != "_op"])
         self.topic = self.table.options["topic"]
         self.qos = _qos(self.table)
         self.retain = _flag(self.table, "retain", "false")

@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from caudal.connectors import messages as mx
-from caudal.connectors.base import Sink, Source
+from caudal.connectors.base import Source
 from caudal.errors import ConfigError, RuntimeFailure
 from caudal.plan.tables import TableSpec
 
@@ -354,9 +354,8 @@ class NatsSource(Source):
             self._loop = None
 
 
-class NatsSink(Sink):
+class NatsSink(mx.MessageSink):
     OPTIONS = SINK_OPTIONS
-    FORMAT_ALIASES = mx.FORMAT_ALIASES
 
     @classmethod
     def validate(cls, table: TableSpec) -> None:
@@ -365,14 +364,8 @@ class NatsSink(Sink):
         if table.schema is not None:
             mx.value_format(table)
 
-    @classmethod
-    def takes_changelog(cls, table: TableSpec) -> bool:
-        return mx.writes_debezium(table)
-
     def open(self, schema: pa.Schema, restored: dict[str, Any] | None = None) -> None:
         super().open(schema, restored)
-        self.format = mx.value_format(self.table, [(f.name, f.type) for f in schema
-                                                   if f.name != "_op"])
         self.subject = self.table.options["subject"]
         self.stream = self.table.options.get("stream")
         self._loop = mx.AsyncLoop(f"nats-sink-{self.table.name}")

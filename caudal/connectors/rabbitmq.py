@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 
 from caudal.connectors import messages as mx
-from caudal.connectors.base import Sink, Source
+from caudal.connectors.base import Source
 from caudal.errors import ConfigError, RuntimeFailure
 from caudal.plan.tables import TableSpec
 
@@ -232,26 +232,19 @@ class RabbitSource(Source):
             self._conn = None
 
 
-class RabbitSink(Sink):
+class RabbitSink(mx.MessageSink):
     OPTIONS = SINK_OPTIONS
-    FORMAT_ALIASES = mx.FORMAT_ALIASES
 
     @classmethod
     def validate(cls, table: TableSpec) -> None:
         if table.schema is not None:
             mx.value_format(table)
 
-    @classmethod
-    def takes_changelog(cls, table: TableSpec) -> bool:
-        return mx.writes_debezium(table)
-
     def open(self, schema: pa.Schema, restored: dict[str, Any] | None = None) -> None:
         import pika
 
         super().open(schema, restored)
         opts = self.table.options
-        self.format = mx.value_format(self.table, [(f.name, f.type) for f in schema
-                                                   if f.name != "_op"])
         self.exchange = opts.get("exchange", "")
         self.routing_key = opts.get("routing_key") or opts.get("queue") or self.table.name
         self._conn = connect(self.table)

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from caudal.connectors import messages as mx
-from caudal.connectors.base import LOOKUP_OPTIONS, LookupSource, Sink, Source
+from caudal.connectors.base import LOOKUP_OPTIONS, LookupSource, Source
 from caudal.errors import ConfigError, RuntimeFailure
 from caudal.formats import text
 from caudal.plan.changelog import DELETE, OP, UPDATE_BEFORE, ops_of
@@ -282,9 +282,8 @@ class KeyFormat:
         return pc.binary_join_element_wise(*parts, "").cast(pa.binary())
 
 
-class RedisSink(Sink):
+class RedisSink(mx.MessageSink):
     OPTIONS = SINK_OPTIONS
-    FORMAT_ALIASES = mx.FORMAT_ALIASES
     writes_by_key = True
 
     @classmethod
@@ -314,8 +313,6 @@ class RedisSink(Sink):
         opts = self.table.options
         self.target = mx.choice(self.table, "target", TARGETS, "string")
         columns = [f.name for f in schema if f.name != OP]
-        self.format = mx.value_format(self.table, [(f.name, f.type) for f in schema
-                                                   if f.name != OP])
         self.keys = KeyFormat(self.table, "key_format", opts["key_format"], columns)
         self.fields = KeyFormat(self.table, "hash.field_format", opts["hash.field_format"],
                                 columns) if self.target == "hash" else None
