@@ -27,11 +27,11 @@ from typing import Any
 import pyarrow as pa
 
 from caudal.connectors import messages as mx
+from caudal.connectors.amqp import DEFAULT_URL, connect
 from caudal.connectors.base import Source
 from caudal.errors import ConfigError, RuntimeFailure
 from caudal.plan.tables import TableSpec
 
-DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 DEFAULT_PREFETCH = 10_000
 
 COMMON = {
@@ -62,24 +62,6 @@ SINK_OPTIONS = {
     "routing_key": "the routing key (default: the queue option, or the table's name)",
     "queue": "with the default exchange: the queue messages go to",
 }
-
-
-def connect(table: TableSpec) -> Any:
-    import pika
-    import pika.exceptions
-
-    raw = table.options.get("url", DEFAULT_URL)
-    try:
-        params = pika.URLParameters(raw)
-    except Exception:  # noqa: BLE001 - pika's own parse errors run on
-        raise ConfigError(f"url = {raw!r} of table {table.name!r}", line=table.line,
-                          hint="amqp://user:password@host:port/vhost") from None
-    params.socket_timeout = 5
-    params.blocked_connection_timeout = 60
-    params.connection_attempts = 1
-    shown = f"{params.host}:{params.port}"
-    return mx.retrying(table, shown, "connecting", lambda: pika.BlockingConnection(params),
-                       (pika.exceptions.AMQPError, OSError))
 
 
 def _prefetch(table: TableSpec) -> int:

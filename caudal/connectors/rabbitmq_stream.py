@@ -219,7 +219,7 @@ class RabbitStreamSource(Source):
     def _counted(self) -> bool:
         """Whether the broker counts messages in the stream (its count lags by seconds: only
         a hint that the stream is not empty)."""
-        from caudal.connectors.rabbitmq import DEFAULT_URL, connect
+        from caudal.connectors.amqp import DEFAULT_URL, connect
 
         try:
             conn = connect(TableSpec(self.table.name, "rabbitmq", {

@@ -15,19 +15,15 @@ operators that fold). An append-only stream has no ``_op`` column at all, so the
 append queries pays nothing.
 
 Planning: ``LogicalNode.updating`` says whether a node's output is a changelog, and
-``check_changelog`` rejects a plan that feeds one into an operator or a sink that cannot take
-retractions, saying why and what would work.
+``plan.changelog_check`` rejects a plan that feeds one into an operator or a sink that cannot
+take retractions.
 """
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from caudal.errors import PlanError
 
 #: the column that carries each row's change kind in an updating stream
 OP = "_op"
@@ -159,54 +155,3 @@ def _column_equal(x, y) -> np.ndarray:
 # ---- planning ---------------------------------------------------------------------------
 
 #: what to write instead of an append-only sink
-SINK_HINT = ("write it to a sink that takes a changelog: a filesystem table with format = "
-             "'debezium_json' (or an upsert sink), or stdout; or make the query append-only "
-             "(a windowed GROUP BY, an interval or window join)")
-
-
-def _label(node) -> str:
-    """'window aggregate' for WindowAggregate: the operator's name in words."""
-    name = type(node).__name__
-    return re.sub(r"(?<!^)(?=[A-Z])", " ", name).lower()
-
-
-def check_changelog(plan) -> None:
-    """Walk a planned output: every node whose input is a changelog must accept one, and the
-    sink must take it. Raises PlanError naming the operator and what would work."""
-    from caudal.plan.logical import SinkWrite
-
-    stack = [plan]
-    while stack:
-        node = stack.pop()
-        children = node.children()
-        stack.extend(children)
-        if isinstance(node, SinkWrite):
-            if node.input.updating and not node.table.takes_changelog:
-                raise PlanError(
-                    f"the query's result is updating ({updating_cause(node.input)} revises "
-                    f"rows it already emitted), and sink {node.table.name!r} (connector "
-                    f"{node.table.connector!r}, format "
-                    f"{node.table.option('format', 'default')!r}) only appends rows",
-                    hint=SINK_HINT)
-            continue
-        if any(c.updating for c in children) and not getattr(node, "accepts_updates", False):
-            cause = next(updating_cause(c) for c in children if c.updating)
-            raise PlanError(
-                f"a {_label(node)} cannot take an updating input: its input is a changelog "
-                f"(because of {cause}), and it needs append-only rows",
-                line=getattr(node, "line", None), col=getattr(node, "col", None),
-                hint="window the aggregate below it (GROUP BY a window emits final rows), or "
-                     "use an updating GROUP BY / regular JOIN, which take retractions")
-
-
-def updating_cause(node) -> str:
-    """A short description of the node that makes a stream updating, for error messages."""
-    while True:
-        own = getattr(node, "updating_reason", None)
-        if own:
-            return own
-        updating_children = [c for c in node.children() if c.updating]
-        if not updating_children:
-            return node.describe()
-        node = updating_children[0]
-

@@ -41,12 +41,9 @@ def _names_above(node: LogicalNode, below: list[str]) -> list[str] | None:
 
 def changelog_key(node: LogicalNode) -> list[str] | None:
     """Output columns of ``node`` that identify its rows (one row per value), or None."""
-    from caudal.plan.updating_nodes import UpdatingAggregate
-
     base, _ = _through_projections(node, [])
-    if isinstance(base, UpdatingAggregate) and base.keys:
-        return _names_above(node, list(base.keys))
-    return None
+    own = base.row_key()
+    return _names_above(node, own) if own else None
 
 
 def partition_key(node: LogicalNode) -> list[str] | None:

@@ -34,6 +34,12 @@ class LogicalNode:
         plan.changelog). By default a node updates when one of its inputs does."""
         return any(c.updating for c in self.children())
 
+    def row_key(self) -> list[str] | None:
+        """Output columns that identify this node's rows (one row per value) when the node
+        itself makes them unique, else None; projections above it are followed by
+        ``plan.keys``."""
+        return None
+
     def describe(self) -> str:
         return type(self).__name__
 

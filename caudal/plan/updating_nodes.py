@@ -48,6 +48,10 @@ class UpdatingAggregate(LogicalNode):
     def children(self) -> list[LogicalNode]:
         return [self.input]
 
+    def row_key(self) -> list[str] | None:
+        """An updating GROUP BY has one row per key (none without keys: one global row)."""
+        return list(self.keys) or None
+
     def input_columns(self) -> set[str]:
         cols = set(self.keys)
         if self.time_input:

@@ -15,7 +15,7 @@ from sqlglot import exp
 
 from caudal.connectors import registry as connectors
 from caudal.errors import CaudalError, ConfigError, PlanError
-from caudal.plan.changelog import check_changelog
+from caudal.plan.changelog_check import check_changelog
 from caudal.plan.expressions import Call, Column, Expr, set_source
 from caudal.plan.functions.coerce import cast
 from caudal.plan.functions.constraints import enforce_not_null
