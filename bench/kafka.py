@@ -41,6 +41,7 @@ import uuid
 from pathlib import Path
 
 from caudal.connectors.kafka_mock import cluster
+from caudal.connectors.kafka_native import ENV
 
 REPO = Path(__file__).resolve().parents[1]
 PER_TOPIC = 60_000
@@ -48,7 +49,7 @@ COLUMNS = ("auction BIGINT, bidder BIGINT, price BIGINT, channel TEXT, url TEXT,
            "date_time TIMESTAMP, extra TEXT")
 
 
-def caudal_run(sql: str, *args: str) -> dict:
+def caudal_run(sql: str, *args: str, env: dict | None = None) -> dict:
     """Run a job as a user would; its reported rows and rate, wall and CPU seconds."""
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
         f.write(sql)
@@ -56,7 +57,7 @@ def caudal_run(sql: str, *args: str) -> dict:
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "caudal.cli", "run", f.name, *args],
                           capture_output=True, text=True, cwd=REPO,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+                          env=dict(os.environ, PYTHONPATH=str(REPO), **(env or {})))
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     os.unlink(f.name)
@@ -189,6 +190,10 @@ def main() -> None:
     parser.add_argument("--topics", type=int, default=8)
     parser.add_argument("--sink-events", type=int, default=1_000_000)
     parser.add_argument("--json", action="store_true", help="also print one JSON line a run")
+    parser.add_argument("--pairs", type=int, default=1,
+                        help="source runs of each reading path, alternated: the native drain "
+                             "(kafka_native) and confluent-kafka's Consumer")
+    parser.add_argument("--no-sink", action="store_true", help="measure the source only")
     args = parser.parse_args()
     with cluster() as bootstrap:
         stem = f"bench-{uuid.uuid4().hex[:6]}"
@@ -202,10 +207,18 @@ def main() -> None:
             touch.list_topics(t, timeout=10)
         results = {"client ceiling (consume + decode)": ceiling(bootstrap, topics),
                    "  the same, GC paused": ceiling(bootstrap, topics, paused=True)}
-        base = caudal_run(union_job(bootstrap, empty))
-        source = caudal_run(union_job(bootstrap, topics))
-        source["cpu_startup"] = base["cpu"]
-        results["caudal kafka source -> blackhole"] = source
+        for pair in range(args.pairs):
+            for path, flag in (("native drain", "1"), ("confluent Consumer", "0")):
+                env = {ENV: flag}
+                base = caudal_run(union_job(bootstrap, empty), env=env)
+                source = caudal_run(union_job(bootstrap, topics), env=env)
+                source["cpu_startup"] = base["cpu"]
+                source["load"] = os.getloadavg()[0]
+                results[f"source -> blackhole, {path}" + (f" #{pair + 1}" if pair else "")] = \
+                    source
+        if args.no_sink:
+            report(results, filled, args)
+            return
         gen = (f"CREATE TABLE gen WITH (connector = 'nexmark', table = 'bid', "
                f"events = '{int(args.sink_events / 0.92)}');\n")
         with tempfile.TemporaryDirectory() as ck:
@@ -221,17 +234,22 @@ def main() -> None:
         results["client ceiling (encode + produce, txn)"] = sink_ceiling(
             bootstrap, f"{stem}-ceiling", int(args.sink_events / 0.92))
         results["caudal exactly_once kafka sink"] = sink
-        print(f"{filled:,} JSON bids in {args.topics} topics; mock cluster of 3 brokers; "
-              f"load average {os.getloadavg()[0]:.2f}")
-        print(f"{'run':36} {'messages':>10} {'msgs/s':>9} {'per core':>9} {'cpu s':>6} "
-              f"{'baseline cpu s':>14}")
-        for name, r in results.items():
-            count = r["rows_out"] if "rows_out" in r and "source" not in name else r["rows_in"]
-            cpu = r["cpu"] - r.get("cpu_startup", 0.0)
-            print(f"{name:36} {count:10,} {count / r['seconds'] / 1e3:8.0f}k "
-                  f"{count / cpu / 1e3:8.0f}k {r['cpu']:6.2f} {r.get('cpu_startup', 0):14.2f}")
-            if args.json:
-                print(json.dumps({"run": name, "messages": count, **r}))
+        report(results, filled, args)
+
+
+def report(results: dict, filled: int, args: argparse.Namespace) -> None:
+    print(f"{filled:,} JSON bids in {args.topics} topics; mock cluster of 3 brokers; "
+          f"load average {os.getloadavg()[0]:.2f}")
+    print(f"{'run':44} {'messages':>10} {'msgs/s':>9} {'per core':>9} {'cpu s':>6} "
+          f"{'baseline cpu s':>14} {'load':>5}")
+    for name, r in results.items():
+        count = r["rows_out"] if "rows_out" in r and "source" not in name else r["rows_in"]
+        cpu = r["cpu"] - r.get("cpu_startup", 0.0)
+        print(f"{name:44} {count:10,} {count / r['seconds'] / 1e3:8.0f}k "
+              f"{count / cpu / 1e3:8.0f}k {r['cpu']:6.2f} {r.get('cpu_startup', 0):14.2f} "
+              f"{r.get('load', float('nan')):5.1f}")
+        if args.json:
+            print(json.dumps({"run": name, "messages": count, **r}))
 
 
 if __name__ == "__main__":

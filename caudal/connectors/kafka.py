@@ -6,8 +6,9 @@ next offset of each in checkpoint state, so a job resumes exactly where its chec
 any parallelism. Offsets are also committed to the consumer group once a checkpoint completes,
 only so that tools can show the lag. A polled batch of messages is decoded in one call (JSON
 values joined into JSON lines for Arrow's parser): the only per-message Python is what the
-client forces (one object per message, whose value, partition and offset are read). The
-watermark is the minimum over the subtask's partitions; a partition without data for
+client forces (one object per message, whose value, partition and offset are read) -- or
+none at all where the native drain (``kafka_native``: librdkafka's queue read in C) can be
+had, the default. The watermark is the minimum over the subtask's partitions; a partition without data for
 ``idle_timeout`` stops holding it back. Partitions added to the topic are picked up by the
 subtask that would own them (``partition % parallelism``), from their start.
 
@@ -17,6 +18,7 @@ Sink: see ``kafka_sink`` (exactly once through transactions, or at least once).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from caudal import formats
+from caudal.connectors import kafka_native
 from caudal.connectors import kafka_options as ko
 from caudal.connectors.base import Source
 from caudal.connectors.kafka_sink import KafkaSink
@@ -67,17 +70,18 @@ def topic_partitions(table: TableSpec, client: Any, topic: str) -> list[int]:
 
 
 class _MessagePolicy(bad_data.BadDataPolicy):
-    """bad_data for messages: names topic, partition and offset (read from the message only
-    when one is rejected); remembers dropped rows."""
+    """bad_data for messages: names topic, partition and offset (``position(row)``, read
+    only when one is rejected); remembers dropped rows."""
 
-    def __init__(self, mode: str, metrics: Any, topic: str, msgs: list):
+    def __init__(self, mode: str, metrics: Any, topic: str,
+                 position: Callable[[int], tuple[int, int]]):
         super().__init__(mode, metrics, f"topic {topic!r}")
-        self.msgs = msgs
+        self.position = position
         self.dropped: list[int] = []
 
     def reject(self, line: int, reason: str) -> None:
-        m = self.msgs[line]
-        text = f"{self.where} partition {m.partition()} offset {m.offset()}: {reason}"
+        partition, offset = self.position(line)
+        text = f"{self.where} partition {partition} offset {offset}: {reason}"
         if self.mode != "drop":
             raise DataError(f"malformed message in {text}",
                             hint="fix the producer, or set bad_data = 'drop' to skip such "
@@ -153,9 +157,15 @@ class KafkaSource(Source):
         self.group_id = self.opts.get("source.group_id") or f"caudal-{table.name}"
         self._consumer: Any = None
         self._decoder: Any = None
+        #: the metadata keys of the declared metadata columns
+        self._metadata_keys = {key for column, key in table.metadata.items()
+                               if column in self.schema.names}
         #: partition or offset metadata columns: each message's position is read
-        self._position_columns = any(key in ("partition", "offset") and column in self.schema.names
-                                     for column, key in table.metadata.items())
+        self._position_columns = bool(self._metadata_keys & {"partition", "offset"})
+        #: caudal's own librdkafka consumer that reads the messages (kafka_native), when it
+        #: can be had and no headers are read (those come through confluent-kafka's Consumer,
+        #: which then reads the messages too)
+        self._native: kafka_native.NativeConsumer | None = None
         if self.format in ("json", "debezium_json"):
             schema = envelope(self.data_schema) if self.changelog else self.data_schema
             self._decoder = formats.get("json").Decoder(schema, table.options)
@@ -167,28 +177,39 @@ class KafkaSource(Source):
         self._next_discovery = 0.0
         #: every assigned partition, for reading the consumer's positions in one call
         self._tps: list = []
+        self._assigned = np.zeros(0, np.int32)
 
     # -- partitions and positions -------------------------------------------------------------
 
+    def _config(self) -> dict[str, Any]:
+        config = ko.client_config(self.table)
+        config.update({
+            "group.id": self.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": ko.pick(self.table, "source.read_mode", ko.READ_MODES,
+                                       "read_committed"),
+            "enable.partition.eof": self.bounded,
+            "auto.offset.reset": "earliest",
+        })
+        config.setdefault("fetch.max.bytes", 64 << 20)
+        config.setdefault("queued.max.messages.kbytes", 256 << 10)
+        return config
+
     def _client(self) -> Any:
+        """confluent-kafka's Consumer: metadata and offset look-ups, and the messages when
+        the native drain is not used."""
         if self._consumer is None:
             from confluent_kafka import Consumer
 
-            config = ko.client_config(self.table)
-            config.update({
-                "group.id": self.group_id,
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "isolation.level": ko.pick(self.table, "source.read_mode", ko.READ_MODES,
-                                           "read_committed"),
-                "enable.partition.eof": self.bounded,
-                "auto.offset.reset": "earliest",
-            })
-            config.setdefault("fetch.max.bytes", 64 << 20)
-            config.setdefault("queued.max.messages.kbytes", 256 << 10)
-            config.setdefault("error_cb", _ignore)
-            self._consumer = Consumer(config)
+            self._consumer = Consumer({**self._config(), "error_cb": _ignore})
         return self._consumer
+
+    def _open_native(self) -> None:
+        """Read through caudal's own librdkafka consumer when the drain can be had."""
+        lib = kafka_native.load() if "headers" not in self._metadata_keys else None
+        if lib is not None:
+            self._native = kafka_native.NativeConsumer(lib, self._config(), self.topic)
 
     def partitions(self, parallelism: int) -> list[str]:
         self.parallelism = parallelism
@@ -208,6 +229,7 @@ class KafkaSource(Source):
             self._stops = np.zeros(max(numbers, default=0) + 1, np.int64)
             for p, stop in self._stop.items():
                 self._stops[p] = stop
+        self._open_native()
         self._assign({p: int(starts[p]) for p in numbers})
         self._next_discovery = time.monotonic() + self.discovery_s
 
@@ -222,9 +244,12 @@ class KafkaSource(Source):
             if self.bounded and start >= self._stop[p]:
                 self._done.add(p)
         todo = [TopicPartition(self.topic, p, starts[p]) for p in starts if p not in self._done]
-        if todo:
+        if todo and self._native is not None:
+            self._native.assign({tp.partition: tp.offset for tp in todo})
+        elif todo:
             self._client().incremental_assign(todo)
-            self._tps += [TopicPartition(self.topic, tp.partition) for tp in todo]
+        self._tps += [TopicPartition(self.topic, tp.partition) for tp in todo]
+        self._assigned = np.array([tp.partition for tp in self._tps], np.int32)
 
     def _watermarks(self, p: int) -> tuple[int, int]:
         from confluent_kafka import TopicPartition
@@ -333,8 +358,11 @@ class KafkaSource(Source):
             self._discover()
         if self.finished():
             return None
-        with paused_gc():  # the client's message objects are alive only in here
-            batch, row_parts = self._read(max_rows, timeout)
+        if self._native is not None:
+            batch, row_parts = self._read_native(max_rows, timeout)
+        else:
+            with paused_gc():  # the client's message objects are alive only in here
+                batch, row_parts = self._read(max_rows, timeout)
         if batch is None or batch.num_rows == 0:
             return None
         self.metrics.rows_read += batch.num_rows
@@ -376,8 +404,11 @@ class KafkaSource(Source):
         bounded partition was read past its stop offset (then the batch is cut there)."""
         now = time.monotonic()
         overshot = False
-        for tp in self._consumer.position(self._tps):
-            p, pos = tp.partition, tp.offset
+        if self._native is not None:
+            found = zip(self._assigned.tolist(), self._native.positions(self._assigned).tolist())
+        else:
+            found = ((tp.partition, tp.offset) for tp in self._consumer.position(self._tps))
+        for p, pos in found:
             if pos >= 0 and pos > self._next[p]:
                 if self.bounded and pos > self._stop[p]:
                     overshot = True
@@ -387,25 +418,33 @@ class KafkaSource(Source):
         return overshot
 
     def _handle_errors(self, msgs: list) -> list:
-        from confluent_kafka import KafkaError
 
         good = []
         for m in msgs:
             err = m.error()
             if err is None:
                 good.append(m)
-            elif err.code() == KafkaError._PARTITION_EOF:
-                p = m.partition()
-                if self.bounded and m.offset() >= self._stop.get(p, 0):
-                    self._next[p] = max(self._next.get(p, 0), self._stop[p])
-                    self._done.add(p)
-            elif err.fatal() or err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART,
-                                               KafkaError.TOPIC_AUTHORIZATION_FAILED):
-                from caudal.errors import RuntimeFailure
-
-                raise RuntimeFailure(f"reading topic {self.topic!r} of table "
-                                     f"{self.table.name!r} failed: {err.str()}")
+            else:
+                self._error(err.code(), err.fatal(), m.partition(), m.offset(), err.str)
         return good
+
+    def _error(self, code: int, fatal: bool, partition: int, offset: int,
+               text: Callable[[], str]) -> None:
+        """A message that signals an error: a partition's end (which ends it when bounded);
+        fails the job when the topic is gone or not readable; else librdkafka retries."""
+        from confluent_kafka import KafkaError
+
+        if code == KafkaError._PARTITION_EOF:
+            if self.bounded and offset >= self._stop.get(partition, 0):
+                self._next[partition] = max(self._next.get(partition, 0),
+                                            self._stop[partition])
+                self._done.add(partition)
+        elif fatal or code in (KafkaError.UNKNOWN_TOPIC_OR_PART,
+                               KafkaError.TOPIC_AUTHORIZATION_FAILED):
+            from caudal.errors import RuntimeFailure
+
+            raise RuntimeFailure(f"reading topic {self.topic!r} of table "
+                                 f"{self.table.name!r} failed: {text()}")
 
     def _check_done(self) -> None:
         if self.bounded:
@@ -430,9 +469,11 @@ class KafkaSource(Source):
                 parts, offs = parts[keep], offs[keep]
             if not values:
                 return None, None
-        policy = _MessagePolicy(self.table.bad_data, self.metrics, self.topic, msgs)
+        read = msgs
+        policy = _MessagePolicy(self.table.bad_data, self.metrics, self.topic,
+                                lambda i: (read[i].partition(), read[i].offset()))
         if not self.data_schema.names and not self.changelog:
-            data = pa.table({"_": pa.nulls(len(values))}).drop_columns(["_"])  # metadata only
+            data = _no_columns(len(values))
         elif self.format in ("json", "debezium_json"):
             data = self._json(values, policy)
         elif self.format == "raw_bytes":
@@ -440,26 +481,103 @@ class KafkaSource(Source):
         else:
             data = self._raw_string(values, policy)
         if policy.dropped:
-            mask = np.ones(len(msgs), bool)
-            mask[policy.dropped] = False
+            mask = _kept(len(msgs), policy.dropped)
             msgs = [m for m, k in zip(msgs, mask) if k]
             if parts is not None:
                 parts, offs = parts[mask], offs[mask]
+        if parts is None and not self.changelog and (self.table.event_time or
+                                                     self._position_columns):
+            parts, offs = _positions(msgs)
+        return self._rows(data, policy, len(msgs), parts,
+                          lambda key, target: _metadata(key, msgs, parts, offs, target))
+
+    def _rows(self, data: pa.Table, policy: _MessagePolicy, count: int,
+              parts: np.ndarray | None, metadata: Callable[[str, pa.DataType], pa.Array]
+              ) -> tuple[pa.RecordBatch | None, np.ndarray | None]:
+        """The batch of ``count`` messages whose decoded values are ``data`` (bad ones
+        dropped), with their metadata columns; and each row's partition (see _decode)."""
         if self.changelog:
             data = changes(data, self.data_schema, policy)
             return _as_batch(data, self.schema), None
-        if parts is None and (self.table.event_time or self._position_columns):
-            parts, offs = _positions(msgs)
         columns = {name: data.column(name) for name in data.column_names}
         for column, key in self.table.metadata.items():
             if column in self.schema.names:
-                columns[column] = _metadata(key, msgs, parts, offs,
-                                            self.schema.field(column).type)
+                columns[column] = metadata(key, self.schema.field(column).type)
         row_parts = parts if self.table.event_time else None
         if not self.schema.names:   # count(*): rows without columns
-            return formats.empty_rows(len(msgs)), row_parts
+            return formats.empty_rows(count), row_parts
         table = pa.table([columns[f.name] for f in self.schema], schema=self.schema)
         return _as_batch(table, self.schema), row_parts
+
+    # -- reading through the native drain (kafka_native) --------------------------------------
+
+    def _read_native(self, max_rows: int, timeout: float
+                     ) -> tuple[pa.RecordBatch | None, np.ndarray | None]:
+        """``_read`` without a Python object per message: the batch is described into
+        arrays, the rows to keep chosen with NumPy (as ``_read`` chooses messages: errors
+        handled, a bounded read cut at its stop offsets, tombstones left out) and only
+        their values (and keys and timestamps, when metadata columns want them) copied out
+        of librdkafka, into one buffer."""
+        drained = self._native.consume(max_rows, timeout)
+        if drained is None:
+            return None, None
+        with drained:
+            keep = drained.err == 0
+            if not keep.all():
+                for i in np.flatnonzero(~keep).tolist():
+                    code = int(drained.err[i])
+                    self._error(code, False, int(drained.parts[i]), int(drained.offsets[i]),
+                                lambda code=code: self._native.error_text(code))
+                if not keep.any():
+                    return None, None
+            if self._advance():
+                keep &= drained.offsets < self._stops[drained.parts]
+                if not keep.any():
+                    return None, None
+            self._check_done()
+            keep &= drained.value_lens >= 0   # tombstones carry no row
+            if not keep.any():
+                return None, None
+            json_lines = self.format in ("json", "debezium_json")
+            values, ends, keys, stamps = drained.copy(
+                keep, ord("\n") if json_lines else None, "key" in self._metadata_keys,
+                "timestamp" in self._metadata_keys)
+            key_valid = drained.key_lens[keep] >= 0
+            parts, offs = drained.parts[keep], drained.offsets[keep]
+            newlines = drained.newlines
+        policy = _MessagePolicy(self.table.bad_data, self.metrics, self.topic,
+                                lambda i: (int(parts[i]), int(offs[i])))
+        count = len(ends)
+        if not self.data_schema.names and not self.changelog:
+            data = _no_columns(count)
+        elif json_lines:
+            data = None
+            if newlines == 0:   # else pretty-printed JSON: the values one by one
+                try:
+                    data = self._decoder.decode(values, count)
+                except pa.ArrowInvalid:   # bad messages: found one by one
+                    pass
+            if data is None:
+                data = self._json(_split(values, ends, 1), policy)
+        else:
+            raw = _binary(values, ends, None)
+            name = self.data_schema.names[0]
+            try:
+                data = pa.table({name: raw.cast(self.data_schema.field(0).type)})
+            except pa.ArrowInvalid:   # text that is not UTF-8: found one by one
+                data = self._raw_string(_split(values, ends, 0), policy)
+        stamps_or_none = stamps
+        key_array = _binary(keys[0], keys[1], key_valid) if keys is not None else None
+        if policy.dropped:
+            mask = _kept(count, policy.dropped)
+            parts, offs = parts[mask], offs[mask]
+            if stamps_or_none is not None:
+                stamps_or_none = stamps_or_none[mask]
+            if key_array is not None:
+                key_array = key_array.filter(pa.array(mask))
+            count = len(parts)
+        return self._rows(data, policy, count, parts, lambda key, target: _native_metadata(
+            key, parts, offs, stamps_or_none, key_array, target))
 
     def _json(self, values: list[bytes], policy: _MessagePolicy) -> pa.Table:
         return decode_json_values(self._decoder, values, policy)
@@ -510,15 +628,21 @@ class KafkaSource(Source):
         (a job resumes from its checkpoint, never from these)."""
         from confluent_kafka import TopicPartition
 
-        tps = [TopicPartition(self.topic, partition_number(name), int(n))
-               for name, n in offsets.items() if partition_number(name) in self._next]
-        if tps and self._consumer is not None:
+        mine = {partition_number(name): int(n) for name, n in offsets.items()
+                if partition_number(name) in self._next}
+        if mine and self._native is not None:
+            self._native.commit(mine)
+        elif mine and self._consumer is not None:
             try:
-                self._consumer.commit(offsets=tps, asynchronous=True)
+                self._consumer.commit(offsets=[TopicPartition(self.topic, p, n)
+                                               for p, n in mine.items()], asynchronous=True)
             except Exception:  # noqa: BLE001 - lag reporting must not stop the job
                 pass
 
     def close(self) -> None:
+        if self._native is not None:
+            self._native.close()
+            self._native = None
         if self._consumer is not None:
             try:
                 self._consumer.close()
@@ -596,7 +720,7 @@ def _metadata(key: str, msgs: list, parts: np.ndarray, offs: np.ndarray,
         return pa.array(offs).cast(target)
     if key == "timestamp":
         ms = np.fromiter((m.timestamp()[1] for m in msgs), np.int64, len(msgs))
-        return pa.array(ms * 1000, pa.int64()).cast(TIMESTAMP).cast(target)
+        return _timestamps(ms, target)
     if key == "key":
         keys = pa.array([m.key() for m in msgs], pa.binary())
         return keys.cast(target)
@@ -609,6 +733,54 @@ def _metadata(key: str, msgs: list, parts: np.ndarray, offs: np.ndarray,
                                          else None) for k, v in h}) for h in headers],
                         pa.string())
     return rows
+
+
+def _native_metadata(key: str, parts: np.ndarray, offs: np.ndarray, stamps: np.ndarray | None,
+                     keys: pa.Array | None, target: pa.DataType) -> pa.Array:
+    """Metadata column ``key`` read by the native drain (never headers: see _open_native)."""
+    if key == "partition":
+        return pa.array(parts).cast(target)
+    if key == "offset":
+        return pa.array(offs).cast(target)
+    if key == "timestamp":
+        return _timestamps(stamps, target)
+    return keys.cast(target)
+
+
+def _timestamps(ms: np.ndarray, target: pa.DataType) -> pa.Array:
+    """Message timestamps (ms since the epoch, -1 when there is none) as ``target``."""
+    return pa.array(ms * 1000, pa.int64()).cast(TIMESTAMP).cast(target)
+
+
+def _no_columns(count: int) -> pa.Table:
+    """``count`` rows without columns (a query of metadata columns only)."""
+    return pa.table({"_": pa.nulls(count)}).drop_columns(["_"])
+
+
+def _kept(count: int, dropped: list[int]) -> np.ndarray:
+    mask = np.ones(count, bool)
+    mask[dropped] = False
+    return mask
+
+
+def _binary(data: bytes | bytearray, ends: np.ndarray, valid: np.ndarray | None) -> pa.Array:
+    """Binary values laid end to end in ``data`` (value i ends at ``ends[i]``), one Arrow
+    array without copying; ``valid``: False where a value is NULL."""
+    offsets = np.zeros(len(ends) + 1, np.int64)
+    offsets[1:] = ends
+    bitmap = None
+    if valid is not None and not valid.all():
+        bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(pa.large_binary(), len(ends),
+                                 [bitmap, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def _split(data: bytes | bytearray, ends: np.ndarray, trim: int) -> list[bytes]:
+    """The values laid end to end in ``data``, each without its last ``trim`` bytes (a
+    separator): Python objects, for the rare batches that must be decoded value by value."""
+    view = memoryview(data)
+    starts = [0, *ends[:-1].tolist()]
+    return [bytes(view[a:b - trim]) for a, b in zip(starts, ends.tolist())]
 
 
 SOURCE = KafkaSource

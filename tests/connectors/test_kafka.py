@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from caudal.connectors import kafka_native
 from caudal.connectors.kafka_mock import cluster
 from caudal.connectors.kafka_sink import DEFAULT_COMMIT_TOPIC
 from tests.conftest import REPO, make_bids, run_cli
@@ -35,6 +36,16 @@ def kafka():
     with cluster() as bootstrap:
         assert bootstrap, "the mock cluster did not start"
         yield bootstrap
+
+
+@pytest.fixture(params=["native", "pure"])
+def reader(request, monkeypatch):
+    """Both ways the source reads messages: the native drain (kafka_native, the default) and
+    confluent-kafka's Consumer (CAUDAL_KAFKA_NATIVE=0, also the fallback without gcc)."""
+    monkeypatch.setenv(kafka_native.ENV, "1" if request.param == "native" else "0")
+    if request.param == "native":
+        assert kafka_native.load() is not None, "the native drain did not compile"
+    return request.param
 
 
 def topic_name(stem: str) -> str:
@@ -96,7 +107,8 @@ def bids_topic(kafka):
 
 
 @pytest.mark.parametrize("parallelism", [1, 2])
-def test_json_source_bounded_matches_duckdb(kafka, bids_topic, tmp_path, duck, parallelism):
+def test_json_source_bounded_matches_duckdb(kafka, bids_topic, tmp_path, duck, parallelism,
+                                            reader):
     topic, table = bids_topic
     out = tmp_path / "out"
     sql = source_sql(kafka, topic) + f"""
@@ -172,7 +184,7 @@ def read_counts(kafka: str, topic: str) -> list[tuple]:
     return sorted((r["window_start"], r["bids"], r["total"]) for r in rows)
 
 
-def test_tumbling_count_kafka_to_kafka_exactly_once(kafka, bids_topic, tmp_path, duck):
+def test_tumbling_count_kafka_to_kafka_exactly_once(kafka, bids_topic, tmp_path, duck, reader):
     topic, table = bids_topic
     sink = topic_name("counts")
     job = write_job(tmp_path, tumbling_sql(kafka, topic, sink))
@@ -243,7 +255,7 @@ INSERT INTO dst SELECT id, n FROM src;
 
 
 @pytest.mark.parametrize("policy", ["fail", "drop"])
-def test_bad_messages_follow_bad_data(kafka, tmp_path, policy):
+def test_bad_messages_follow_bad_data(kafka, tmp_path, policy, reader):
     topic = topic_name("bad")
     values = [json.dumps({"v": i}).encode() for i in range(20)]
     values[7] = b'{"v": "seven"}'
@@ -394,7 +406,7 @@ def test_kill_ten_times_then_resume_exactly_once(kafka, tmp_path, duck):
     check_killed_output(kafka, sink, duck_tumbling(duck, table, 2))
 
 
-def test_watermark_is_the_minimum_over_partitions_until_one_is_idle(kafka):
+def test_watermark_is_the_minimum_over_partitions_until_one_is_idle(kafka, reader):
     import pyarrow as pa
 
     from caudal.connectors.kafka import KafkaSource
@@ -476,7 +488,7 @@ INSERT INTO out SELECT auction, price FROM bids WHERE price <= 5000;
     assert got == want
 
 
-def test_count_star_and_metadata_only_queries(kafka, bids_topic, tmp_path):
+def test_count_star_and_metadata_only_queries(kafka, bids_topic, tmp_path, reader):
     topic, table = bids_topic
     sql = source_sql(kafka, topic, BIDS_COLUMNS + ", o BIGINT METADATA FROM 'offset'") + """
 SELECT count(*) AS n, count(o) AS with_offset FROM bids;
@@ -496,7 +508,7 @@ def _read_all(source, want: int) -> list:
     return got
 
 
-def test_startup_from_group_offsets(kafka):
+def test_startup_from_group_offsets(kafka, reader):
     import pyarrow as pa
 
     from caudal.connectors.kafka import KafkaSource
@@ -533,7 +545,7 @@ def test_startup_from_group_offsets(kafka):
     source.close()
 
 
-def test_bounded_read_stops_at_the_offsets_of_its_start_while_the_topic_grows(kafka):
+def test_bounded_read_stops_at_the_offsets_of_its_start_while_the_topic_grows(kafka, reader):
     """Messages produced after the start are not read, even when a polled batch runs past a
     partition's stop offset (the batch is cut there); positions end at the stop offsets."""
     import pyarrow as pa
@@ -560,6 +572,61 @@ def test_bounded_read_stops_at_the_offsets_of_its_start_while_the_topic_grows(ka
     assert sorted(got) == list(range(400))
     assert source.offsets() == {f"{topic}:{p}": stop for p, stop in stops.items()}
     source.close()
+
+
+def _read_bounded(spec) -> tuple[list[dict], int]:
+    from caudal.connectors.kafka import KafkaSource
+
+    source = KafkaSource(spec)
+    source.open(source.partitions(1), None)
+    rows = []
+    deadline = time.monotonic() + 20
+    while not source.finished() and time.monotonic() < deadline:
+        batch = source.poll(100_000, 0.1)
+        if batch is not None:
+            rows += batch.to_pylist()
+    assert source.finished()
+    native = source._native is not None
+    source.close()
+    return sorted(rows, key=lambda r: (r["p"], r["o"])), native
+
+
+@pytest.mark.parametrize("fmt", ["json", "raw_string", "raw_bytes"])
+def test_native_drain_reads_what_the_client_reads(kafka, monkeypatch, fmt):
+    """The native drain and confluent-kafka's Consumer give the same rows: values (one
+    pretty-printed over lines, a tombstone, a bad one dropped), keys (one NULL), timestamps,
+    partitions and offsets; bad_data counts the same."""
+    from caudal.plan.tables import TableSpec
+    from caudal.types import TIMESTAMP
+
+    topic = topic_name(f"paths-{fmt}")
+    values = [json.dumps({"v": i}).encode() for i in range(300)]
+    values[5] = b'{\n  "v": 5\n}'
+    values[9] = None
+    values[11] = b'{"v": "eleven"}' if fmt == "json" else b"\xff\xfe"
+    keys = [None if i == 3 else f"k{i}".encode() for i in range(300)]
+    stamps = [1_767_225_600_000 + i for i in range(300)]
+    produce(kafka, topic, values, keys, timestamps=stamps)
+    value_type = {"json": pa.int64(), "raw_string": pa.string(), "raw_bytes": pa.binary()}
+    schema = pa.schema([("v", value_type[fmt]), ("p", pa.int32()), ("o", pa.int64()),
+                        ("ts", TIMESTAMP), ("k", pa.string())])
+    options = {"bootstrap_servers": kafka, "topic": topic, "source.offset": "earliest",
+               "scan.bounded.mode": "latest-offset", "bad_data": "drop",
+               "format": "json" if fmt == "json" else "raw"}
+    spec = TableSpec("t", "kafka", options, schema,
+                     metadata={"p": "partition", "o": "offset", "ts": "timestamp",
+                               "k": "key"})
+    got = {}
+    for path in ("native", "pure"):
+        monkeypatch.setenv(kafka_native.ENV, "1" if path == "native" else "0")
+        got[path], native = _read_bounded(spec)
+        assert native == (path == "native")
+    assert got["native"] == got["pure"]
+    rows = got["native"]
+    expect = [i for i in range(300) if i != 9 and (i != 11 or fmt == "raw_bytes")]
+    assert len(rows) == len(expect)
+    assert sum(r["k"] is None for r in rows) == 1
+    assert sorted(int(r["ts"].timestamp() * 1000) for r in rows) == [stamps[i] for i in expect]
 
 
 def test_paused_gc_is_shared_by_overlapping_holders():

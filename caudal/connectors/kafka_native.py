@@ -1,0 +1,248 @@
+"""The kafka source's native drain: librdkafka's consumer queue read in C, no Python object
+per message.
+
+confluent-kafka hands over one Python ``Message`` per message (~1.2 µs each with its value
+copied into a bytes object, plus the cycle collector they set off): more than Arrow takes to
+parse the JSON. Here caudal keeps its own librdkafka consumer (the library the
+confluent-kafka wheel ships) and reads a polled batch with a handful of ctypes calls:
+``consume`` (up to ``max_rows`` messages), ``describe`` (each message's error, partition,
+offset and value and key lengths into NumPy arrays), ``copy`` (the kept values into one
+buffer, newline-separated for JSON, plus keys and timestamps when metadata columns want them)
+and ``destroy``. ctypes releases the GIL during each call. No Python callback is set on this
+consumer, so draining its queue never calls into Python.
+
+The C part (``kafka_native.c`` beside this file) is compiled with ``gcc`` on first use into
+the user's cache directory, keyed by a hash of its source and of the library's path. Without
+gcc, without the library, when compiling fails, or with ``CAUDAL_KAFKA_NATIVE=0``,
+``load()`` answers None (one debug log line) and the source reads through confluent-kafka's
+``Consumer`` as before.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: set to 0 to read through confluent-kafka's Consumer (the pure-Python path)
+ENV = "CAUDAL_KAFKA_NATIVE"
+SOURCE = Path(__file__).with_name("kafka_native.c")
+log = logging.getLogger(__name__)
+_lock = threading.Lock()
+
+_P = ctypes.c_void_p
+_SIGNATURES = {
+    "caudal_consumer_new": (_P, [_P, _P, ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]),
+    "caudal_assign": (ctypes.c_int, [_P, ctypes.c_char_p, _P, _P, ctypes.c_int,
+                                     ctypes.c_char_p, ctypes.c_size_t]),
+    "caudal_position": (ctypes.c_int, [_P, ctypes.c_char_p, _P, _P, ctypes.c_int]),
+    "caudal_commit": (ctypes.c_int, [_P, ctypes.c_char_p, _P, _P, ctypes.c_int]),
+    "caudal_consume": (ctypes.c_ssize_t, [_P, ctypes.c_int, _P, ctypes.c_size_t]),
+    "caudal_describe": (None, [_P, ctypes.c_int, _P, _P, _P, _P, _P, _P]),
+    "caudal_copy": (None, [_P, ctypes.c_int, _P, _P, _P, ctypes.c_int, _P, _P, _P]),
+    "caudal_destroy": (None, [_P, ctypes.c_int]),
+    "rd_kafka_queue_get_consumer": (_P, [_P]),
+    "rd_kafka_queue_destroy": (None, [_P]),
+    "rd_kafka_consumer_close": (ctypes.c_int, [_P]),
+    "rd_kafka_destroy": (None, [_P]),
+    "rd_kafka_err2str": (ctypes.c_char_p, [ctypes.c_int]),
+}
+
+
+def _librdkafka() -> Path | None:
+    """The librdkafka that confluent-kafka's wheel ships (``confluent_kafka.libs``)."""
+    import confluent_kafka
+
+    libs = Path(confluent_kafka.__file__).resolve().parent.with_name("confluent_kafka.libs")
+    found = sorted(libs.glob("librdkafka*.so*"))
+    return found[0] if found else None
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "caudal" / "kafka_native"
+
+
+def _compile(library: Path) -> Path:
+    """The shared object for ``library``, compiled once per source and library."""
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(source + str(library).encode()).hexdigest()[:16]
+    target = _cache_dir() / f"kafka_native-{key}.so"
+    if target.exists():
+        return target
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        raise OSError("no C compiler (gcc) on PATH")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        subprocess.run([gcc, "-O2", "-shared", "-fPIC", "-o", tmp, str(SOURCE), str(library),
+                        f"-Wl,-rpath,{library.parent}"], check=True, capture_output=True,
+                       timeout=120)
+        os.replace(tmp, target)   # atomic: processes compiling at once all succeed
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+@functools.cache
+def _load() -> ctypes.CDLL | None:
+    try:
+        library = _librdkafka()
+        if library is None:
+            raise OSError("confluent-kafka ships no librdkafka shared library")
+        lib = ctypes.CDLL(str(_compile(library)))
+        for name, (restype, argtypes) in _SIGNATURES.items():
+            fn = getattr(lib, name)
+            fn.restype, fn.argtypes = restype, argtypes
+        return lib
+    except (OSError, subprocess.SubprocessError, AttributeError) as e:
+        log.debug("kafka native drain unavailable (%s): reading through confluent-kafka", e)
+        return None
+
+
+def load() -> ctypes.CDLL | None:
+    """The compiled drain, or None when it cannot be had or is turned off (see the module
+    docstring)."""
+    if os.environ.get(ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        log.debug("kafka native drain off (%s=0): reading through confluent-kafka", ENV)
+        return None
+    with _lock:
+        return _load()
+
+
+def _setting(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _ptr(array: np.ndarray | None) -> int | None:
+    return None if array is None else array.ctypes.data
+
+
+class Drained:
+    """One polled batch, still owned by librdkafka until ``close`` (use ``with``): each
+    message's error code, partition, offset and value and key lengths (-1: none), and how many
+    values hold a newline."""
+
+    def __init__(self, lib: ctypes.CDLL, msgs: Any, n: int):
+        self.lib, self.msgs, self.n = lib, msgs, n
+        self.err = np.empty(n, np.int32)
+        self.parts = np.empty(n, np.int32)
+        self.offsets = np.empty(n, np.int64)
+        self.value_lens = np.empty(n, np.int64)
+        self.key_lens = np.empty(n, np.int64)
+        newlines = ctypes.c_int64()
+        lib.caudal_describe(msgs, n, _ptr(self.err), _ptr(self.parts), _ptr(self.offsets),
+                            _ptr(self.value_lens), _ptr(self.key_lens),
+                            ctypes.addressof(newlines))
+        self.newlines = newlines.value
+
+    def copy(self, keep: np.ndarray, sep: int | None, keys: bool, stamps: bool
+             ) -> tuple[bytearray, np.ndarray, tuple[bytes, np.ndarray] | None,
+                        np.ndarray | None]:
+        """The kept messages' values in one buffer (each followed by ``sep`` unless None)
+        with each one's end (``ends[i]``; starts at ``ends[i-1]``, 0 for the first), their
+        keys likewise (when ``keys``), and their timestamps in ms, -1 for none (``stamps``)."""
+        keep8 = np.ascontiguousarray(keep, np.uint8)
+        rows = int(keep8.sum())
+        total = int(self.value_lens[keep].clip(0).sum()) + (rows if sep is not None else 0)
+        values = bytearray(total)
+        ends = np.empty(rows, np.int64)
+        key_buf = key_ends = None
+        if keys:
+            key_buf = bytearray(int(self.key_lens[keep].clip(0).sum()))
+            key_ends = np.empty(rows, np.int64)
+        times = np.empty(rows, np.int64) if stamps else None
+        self.lib.caudal_copy(self.msgs, self.n, _ptr(keep8), _address(values), _ptr(ends),
+                             -1 if sep is None else sep,
+                             _address(key_buf) if keys else None, _ptr(key_ends),
+                             _ptr(times))
+        return values, ends, (bytes(key_buf), key_ends) if keys else None, times
+
+    def close(self) -> None:
+        if self.msgs is not None:
+            self.lib.caudal_destroy(self.msgs, self.n)
+            self.msgs = None
+
+    def __enter__(self) -> Drained:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
+
+
+def _address(buffer: bytearray) -> int:
+    if not buffer:
+        return 0
+    return ctypes.addressof((ctypes.c_char * len(buffer)).from_buffer(buffer))
+
+
+class NativeConsumer:
+    """caudal's own librdkafka consumer of one topic's assigned partitions."""
+
+    def __init__(self, lib: ctypes.CDLL, config: dict[str, Any], topic: str):
+        self.lib, self.topic = lib, topic.encode()
+        settings = {k: _setting(v) for k, v in config.items() if not callable(v)}
+        keys = (ctypes.c_char_p * len(settings))(*[k.encode() for k in settings])
+        values = (ctypes.c_char_p * len(settings))(*[v.encode() for v in settings.values()])
+        errstr = ctypes.create_string_buffer(512)
+        self.rk = lib.caudal_consumer_new(keys, values, len(settings), errstr, 512)
+        if not self.rk:
+            raise ValueError(errstr.value.decode(errors="replace"))
+        self.queue = lib.rd_kafka_queue_get_consumer(self.rk)
+        self._msgs = (ctypes.c_void_p * 0)()
+
+    def assign(self, starts: dict[int, int]) -> None:
+        parts = np.array(list(starts), np.int32)
+        offsets = np.array(list(starts.values()), np.int64)
+        errstr = ctypes.create_string_buffer(512)
+        if self.lib.caudal_assign(self.rk, self.topic, _ptr(parts), _ptr(offsets),
+                                  len(parts), errstr, 512):
+            from caudal.errors import RuntimeFailure
+
+            raise RuntimeFailure(f"assigning partitions of topic {self.topic.decode()!r} "
+                                 f"failed: {errstr.value.decode(errors='replace')}")
+
+    def positions(self, parts: np.ndarray) -> np.ndarray:
+        """Each partition's position: the offset after the last message handed over (< 0:
+        none yet)."""
+        out = np.empty(len(parts), np.int64)
+        self.lib.caudal_position(self.rk, self.topic, _ptr(parts), _ptr(out), len(parts))
+        return out
+
+    def commit(self, offsets: dict[int, int]) -> None:
+        parts = np.array(list(offsets), np.int32)
+        values = np.array(list(offsets.values()), np.int64)
+        self.lib.caudal_commit(self.rk, self.topic, _ptr(parts), _ptr(values), len(parts))
+
+    def consume(self, max_rows: int, timeout: float) -> Drained | None:
+        if len(self._msgs) < max_rows:
+            self._msgs = (ctypes.c_void_p * max_rows)()
+        n = self.lib.caudal_consume(self.queue, int(timeout * 1000), self._msgs, max_rows)
+        if n <= 0:
+            return None
+        return Drained(self.lib, self._msgs, n)
+
+    def error_text(self, code: int) -> str:
+        return (self.lib.rd_kafka_err2str(code) or b"").decode(errors="replace")
+
+    def close(self) -> None:
+        if self.rk:
+            self.lib.rd_kafka_queue_destroy(self.queue)
+            self.lib.rd_kafka_consumer_close(self.rk)
+            self.lib.rd_kafka_destroy(self.rk)
+            self.rk = None
