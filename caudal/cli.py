@@ -239,9 +239,7 @@ def cmd_run(args) -> int:
         runtime.prestart(args.parallelism)
     with _load_udfs(args.udf):
         compiled = compile_sql(text, args.parallelism)
-    from caudal.plan.state_growth import state_growth_notices
-
-    for notice in state_growth_notices(compiled.graph):
+    for notice in compiled.notices():
         print(f"caudal: {notice}", file=sys.stderr)
     taps = runtime.job.taps  # the same across restarts (each fresh runtime keeps it)
     if args.checkpoint_dir:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from caudal.errors import PlanError
+from caudal.plan.logical import SinkWrite
 from caudal.plan.optimizer import optimize
 from caudal.plan.physical import PhysicalGraph
 from caudal.plan.physical_planner import build_graph
@@ -29,6 +30,15 @@ class CompiledJob:
         return "Logical plan:\n" + "\n".join(parts) + "\n\nPhysical dataflow:\n" + \
             self.graph.explain()
 
+    def notices(self) -> list[str]:
+        """One-line notices to print when the job starts: operators whose state grows without
+        bound because a source never ends (plan.state_growth)."""
+        from caudal.connectors.registry import any_unbounded
+        from caudal.plan.state_growth import state_growth_notices
+
+        sources = [v.source for v in self.graph.vertices if v.source is not None]
+        return state_growth_notices(self.graph, any_unbounded(sources))
+
 
 def _require_query(job: Job, text: str) -> None:
     """An empty script, or one without INSERT INTO / SELECT, has nothing to run: say so
@@ -43,12 +53,20 @@ def _require_query(job: Job, text: str) -> None:
                     line=text.rstrip().count("\n") + 1, col=1, hint=hint)
 
 
+def physical_graph(sinks: list[SinkWrite], parallelism: int, settings: dict) -> PhysicalGraph:
+    """Lower optimized plans to one dataflow graph, with the aggregate kernels at hand so
+    that window aggregates at parallelism > 1 pre-aggregate before their shuffle."""
+    from caudal.operators import local_window_partials
+
+    return build_graph(sinks, parallelism, settings, split=local_window_partials)
+
+
 def compile_sql(text: str, parallelism: int = 1) -> CompiledJob:
     """Plan every statement of a script into one physical dataflow graph."""
     job = Planner().plan_script(text)
     _require_query(job, text)
     sinks = [optimize(o.plan) for o in job.outputs]
-    graph = build_graph(sinks, parallelism, job.catalog.settings)
+    graph = physical_graph(sinks, parallelism, job.catalog.settings)
     return CompiledJob(job, graph)
 
 
@@ -61,7 +79,7 @@ def explain_sql(text: str, parallelism: int = 1) -> str:
     blocks = []
     for out in outputs:
         logical = optimize(out.plan)
-        graph = build_graph([logical], parallelism, job.catalog.settings)
+        graph = physical_graph([logical], parallelism, job.catalog.settings)
         blocks.append(f"-- {out.statement.text.splitlines()[0][:70]}\nLogical plan:\n"
                       f"{logical.explain(1)}\nPhysical dataflow:\n{graph.explain()}")
     return "\n\n".join(blocks)

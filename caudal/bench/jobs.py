@@ -15,9 +15,8 @@ from datetime import UTC, datetime
 
 from caudal.bench.queries import Query
 from caudal.errors import CaudalError
-from caudal.job import CompiledJob
+from caudal.job import CompiledJob, physical_graph
 from caudal.plan.optimizer import optimize
-from caudal.plan.physical_planner import build_graph
 from caudal.plan.tables import TableSpec
 from caudal.sql.catalog import Catalog
 from caudal.sql.planner import Planner
@@ -89,7 +88,7 @@ def compile_query(query: Query, settings: RunSettings) -> CompiledJob:
     try:
         job = Planner(BenchCatalog(query, settings)).plan_script(query.caudal_sql)
         sinks = [optimize(o.plan) for o in job.outputs]
-        graph = build_graph(sinks, settings.parallelism, job.catalog.settings)
+        graph = physical_graph(sinks, settings.parallelism, job.catalog.settings)
     except (CaudalError, NotImplementedError, ImportError) as e:
         # ImportError: a planner module of a feature still being written
         needs = f" (needs {query.needs})" if query.needs else ""

@@ -147,7 +147,7 @@ def lookup_cache_settings(table: TableSpec) -> tuple[int, float | None]:
 
 
 class LookupSource(ABC):
-    """Looks rows of an external table up by key, for a lookup join (operators/lookup_join):
+    """Looks rows of an external table up by key, for a lookup join (the lookup join operator):
     one call per input batch with that batch's distinct keys (misses of the join's cache).
     A connector offers it as ``LOOKUP`` in its module; its options are the table's."""
 

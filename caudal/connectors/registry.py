@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from caudal.errors import ConfigError
 
 if TYPE_CHECKING:  # annotations only: the registry stays light to import (start-up time)
+    from collections.abc import Iterable
+
     from caudal.connectors.base import LookupSource, Sink, Source
     from caudal.plan.physical import PhysicalGraph
     from caudal.plan.tables import TableSpec
@@ -76,6 +78,18 @@ def source_class(table: TableSpec) -> type[Source]:
         raise ConfigError(f"connector {table.connector!r} cannot be read from (table "
                           f"{table.name!r} is used as a source)", line=table.line)
     return cls
+
+
+def any_unbounded(tables: Iterable[TableSpec]) -> bool:
+    """True when some source among ``tables`` never ends by itself (a Kafka topic, a
+    generator without a count of events)."""
+    for table in tables:
+        try:
+            if not source_class(table)(table).bounded:
+                return True
+        except Exception:  # noqa: BLE001 - a source that cannot tell: assume it ends
+            continue
+    return False
 
 
 def reads_changelog(table: TableSpec) -> bool:

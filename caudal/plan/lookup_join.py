@@ -48,7 +48,7 @@ class LookupJoin(Join):
 
 def _lower_lookup(planner: PhysicalPlanner, node: LookupJoin) -> int:
     vid = planner.lower(node.left)
-    side = PhysicalPlanner(1, planner.graph.settings)
+    side = PhysicalPlanner(1, planner.graph.settings, planner.split)
     side.lower(node.right)
     vertices = side.graph.vertices
     if len(vertices) != 1 or vertices[0].source is None:

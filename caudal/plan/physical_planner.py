@@ -7,8 +7,12 @@ a lowering in ``LOWERINGS`` (type -> function), so this module stays closed to t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
+import pyarrow as pa
+
+from caudal.plan.aggregates import AggCall
 from caudal.plan.keys import needs_key_shuffle
 from caudal.plan.logical import Filter, LogicalNode, Project, Scan, SinkWrite
 from caudal.plan.physical import Edge, OperatorSpec, PhysicalGraph, Vertex
@@ -16,10 +20,26 @@ from caudal.plan.physical import Edge, OperatorSpec, PhysicalGraph, Vertex
 LOWERINGS: dict[type, Callable[[PhysicalPlanner, LogicalNode], int]] = {}
 
 
+class SplitAggregates(Protocol):
+    """What lowering asks the aggregate kernels when it splits a window aggregate into a
+    local stage before the shuffle and a global one after it. The kernels live in
+    ``operators`` (above ``plan``), so the caller of ``build_graph`` hands them in
+    (``operators.local_window_partials``) rather than ``plan`` importing upwards."""
+
+    def splittable(self, calls: Sequence[AggCall], input_schema: pa.Schema,
+                   time_column: str | None) -> bool: ...
+
+    def partial_schema(self, window_keys: list[str], calls: Sequence[AggCall],
+                       input_schema: pa.Schema, time_column: str | None) -> pa.Schema: ...
+
+
 class PhysicalPlanner:
-    def __init__(self, parallelism: int = 1, settings: dict | None = None):
+    def __init__(self, parallelism: int = 1, settings: dict | None = None,
+                 split: SplitAggregates | None = None):
         self.parallelism = parallelism
         self.graph = PhysicalGraph(settings=dict(settings or {}))
+        #: None: window aggregates are never split in two stages
+        self.split = split
 
     def new_vertex(self, name: str, parallelism: int | None = None, **kw) -> Vertex:
         v = Vertex(id=len(self.graph.vertices), name=name, operators=[],
@@ -102,8 +122,10 @@ LOWERINGS.update({Scan: _lower_scan, Filter: _lower_filter, Project: _lower_proj
 
 
 def build_graph(sinks: list[SinkWrite], parallelism: int = 1,
-                settings: dict | None = None) -> PhysicalGraph:
-    planner = PhysicalPlanner(parallelism, settings)
+                settings: dict | None = None,
+                split: SplitAggregates | None = None) -> PhysicalGraph:
+    """The physical dataflow of ``sinks``; ``split`` lets window aggregates run two-phase."""
+    planner = PhysicalPlanner(parallelism, settings, split)
     for sink in sinks:
         planner.lower(sink)
     return planner.graph

@@ -20,26 +20,12 @@ _GROWING = {
 }
 
 
-def _unbounded(graph: PhysicalGraph) -> bool:
-    """True when some source never ends by itself (a Kafka topic, a generator without a
-    count of events): only then does state grow without bound."""
-    from caudal.connectors.registry import source_class
-
-    for v in graph.vertices:
-        if v.source is None:
-            continue
-        try:
-            if not source_class(v.source)(v.source).bounded:
-                return True
-        except Exception:  # noqa: BLE001 - a source that cannot tell: assume it ends
-            continue
-    return False
-
-
-def state_growth_notices(graph: PhysicalGraph) -> list[str]:
+def state_growth_notices(graph: PhysicalGraph, unbounded: bool) -> list[str]:
     """One line per operator of ``graph`` whose state grows without bound (no TTL, an
-    unbounded input), naming it and the setting that bounds it."""
-    if not _unbounded(graph):
+    unbounded input), naming it and the setting that bounds it. ``unbounded``: whether some
+    source of the graph never ends by itself (the connectors know; ``CompiledJob.notices``
+    asks them), since only then does state grow without bound."""
+    if not unbounded:
         return []
     out = []
     for v in graph.vertices:

@@ -156,17 +156,15 @@ def _late_params(late: LateSide | None) -> LateOutput | None:
 
 
 def _two_phase(planner: PhysicalPlanner, node: WindowAggregate) -> bool:
-    if planner.parallelism <= 1 or node.window.kind == "session" or node.late is not None:
+    if planner.split is None or planner.parallelism <= 1 or node.window.kind == "session" \
+            or node.late is not None:
         return False
-    from caudal.operators.local_window_partials import splittable
-
-    return splittable(node.aggregates, node.input.schema, node.time_input)
+    return planner.split.splittable(node.aggregates, node.input.schema, node.time_input)
 
 
 def _add_local_stage(planner: PhysicalPlanner, vid: int, node: WindowAggregate) -> None:
-    from caudal.operators.local_window_partials import partial_schema
-
-    schema = partial_schema(list(node.keys), node.aggregates, node.input.schema,
+    assert planner.split is not None  # _two_phase said yes
+    schema = planner.split.partial_schema(list(node.keys), node.aggregates, node.input.schema,
                             node.time_input)
     params = {"window": node.window, "keys": list(node.keys),
               "aggregates": list(node.aggregates), "time_column": node.time_input,

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from caudal.job import compile_sql, explain_sql
-from caudal.plan.state_growth import state_growth_notices
 
 DDL = """
 CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid'{events});
@@ -16,7 +15,7 @@ JOIN = ("INSERT INTO out SELECT a.auction, b.price FROM bids a JOIN bids b "
 
 
 def _notices(sql: str, events: str = "") -> list[str]:
-    return state_growth_notices(compile_sql(DDL.format(events=events) + sql).graph)
+    return compile_sql(DDL.format(events=events) + sql).notices()
 
 
 def test_unbounded_updating_operators_are_named():
