@@ -17,6 +17,10 @@ Over the Nexmark bids of ``--events`` events (Parquet, generated once into bench
 
 Rates are rows per second of wall clock and per CPU second of the caudal process (the
 database's own CPU is not counted), best of ``--repeat`` runs.
+
+``--pairs N`` runs only the lookup join and the query without it, alternated N times (on a
+shared machine a pair sees about the same load), and prints each pair's wall and CPU ratios
+with the load average, then their medians.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,11 +79,30 @@ def run_job(sql: str, workdir: Path) -> tuple[float, float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), server
 
 
+def pairs(without: str, joined: str, count: int, workdir: Path) -> None:
+    """``count`` pairs of whole processes (without the join, then with it): each pair's
+    figures and ratios, with the 1-minute load average before it; then the medians."""
+    walls, cpus = [], []
+    for i in range(count):
+        load = os.getloadavg()[0]
+        w0, c0, _ = run_job(without, workdir)
+        w1, c1, _ = run_job(joined, workdir)
+        walls.append(w1 / w0)
+        cpus.append(c1 / c0)
+        print(f"pair {i + 1}: load {load:5.2f} | without join {w0:5.2f}s wall {c0:5.2f}s CPU | "
+              f"lookup join {w1:5.2f}s wall {c1:5.2f}s CPU | {w1 / w0:.2f}x wall, "
+              f"{c1 / c0:.2f}x CPU", flush=True)
+    print(f"median of {count} pairs: {statistics.median(walls):.2f}x wall, "
+          f"{statistics.median(cpus):.2f}x CPU")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--connection", default="host=127.0.0.1 user=postgres dbname=test")
+    parser.add_argument("--pairs", type=int, default=0,
+                        help="only the lookup join and the query without it, alternated")
     args = parser.parse_args()
     bids = nexmark_parquet("bid", args.events)
     conn = psycopg.connect(args.connection, autocommit=True)
@@ -114,6 +138,11 @@ def main() -> None:
             INSERT INTO out SELECT b.auction, b.price, d.seller, d.category FROM bids AS b
               JOIN dim FOR SYSTEM_TIME AS OF b.p AS d ON d.id = b.auction % 10000;""",
     }
+    if args.pairs:
+        with tempfile.TemporaryDirectory() as tmp:
+            pairs(jobs["without join"], jobs["lookup join"], args.pairs, Path(tmp))
+        conn.execute("DROP TABLE IF EXISTS bench_dim")
+        return
     results: dict[str, tuple[float, float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, sql in jobs.items():

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
-import polars as pl
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -371,16 +370,35 @@ def epoch_recorded(conn: psycopg.Connection, epochs: Name, writer: str, epoch: i
 
 def array_literal(col: pa.Array) -> pa.Array:
     """A list column as PostgreSQL array literals ({1,2,NULL}, {"a","b"})."""
+    value_type = col.type.value_type
+    if pa.types.is_integer(value_type) or pa.types.is_string(value_type) or \
+            pa.types.is_large_string(value_type):
+        return _array_literal_arrow(col)
+    import polars as pl  # late: Polars formats the other element types
+
     s = pl.from_arrow(col)
-    inner = pl.element()
-    if pa.types.is_string(col.type.value_type) or pa.types.is_large_string(col.type.value_type):
-        inner = ('"' + inner.str.replace_all("\\", "\\\\", literal=True)
-                 .str.replace_all('"', '\\"', literal=True) + '"')
-    else:
-        inner = inner.cast(pl.String)
+    inner = pl.element().cast(pl.String)
     text = pl.select(pl.lit(s).list.eval(inner.fill_null("NULL")).list.join(","))
     out = ("{" + text.to_series() + "}").to_arrow()
     return pc.if_else(pc.is_null(col), pa.nulls(len(col), pa.string()), out.cast(pa.string()))
+
+
+def _array_literal_arrow(col: pa.Array) -> pa.Array:
+    """``array_literal`` of integers or text, in Arrow (no Polars to import for a lookup)."""
+    values = pc.list_flatten(col)
+    if pa.types.is_integer(values.type):
+        text = values.cast(pa.string())
+    else:
+        text = pc.replace_substring(values.cast(pa.string()), "\\", "\\\\")
+        text = pc.replace_substring(text, '"', '\\"')
+        text = pc.binary_join_element_wise('"', text, '"', "")
+    text = text.fill_null("NULL")
+    offsets = pc.list_value_length(col).fill_null(0).cast(pa.int32())
+    starts = np.zeros(len(col) + 1, dtype=np.int32)
+    np.cumsum(offsets.to_numpy(zero_copy_only=False), out=starts[1:])
+    lists = pa.ListArray.from_arrays(pa.array(starts), text)
+    joined = pc.binary_join_element_wise("{", pc.binary_join(lists, ","), "}", "")
+    return pc.if_else(pc.is_null(col), pa.nulls(len(col), pa.string()), joined)
 
 
 def _for_csv(col: pa.Array) -> pa.Array:
@@ -392,9 +410,13 @@ def _for_csv(col: pa.Array) -> pa.Array:
         micros = col.cast(pa.duration("us")).cast(pa.int64()).cast(pa.string())
         return pc.binary_join_element_wise(micros, "microseconds", " ")
     if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        import polars as pl
+
         hexed = pl.from_arrow(col).bin.encode("hex").to_arrow().cast(pa.string())
         return pc.binary_join_element_wise("\\x", hexed, "")
     if pa.types.is_struct(t):
+        import polars as pl
+
         return pl.from_arrow(col).struct.json_encode().to_arrow().cast(pa.string())
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         return array_literal(col)
@@ -429,6 +451,8 @@ def from_text(text: pa.Array, t: pa.DataType) -> pa.Array:
             return fixed.cast(t)
         return fixed.cast(pa.timestamp(t.unit)).cast(t)
     if pa.types.is_binary(t):
+        import polars as pl
+
         hexed = pc.utf8_slice_codeunits(text, 2)
         return pl.from_arrow(hexed).str.decode("hex").to_arrow().cast(t)
     return text.cast(t)

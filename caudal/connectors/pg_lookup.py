@@ -41,6 +41,7 @@ class PostgresLookup(LookupSource):
     def __init__(self, table: TableSpec, keys: list[str]):
         super().__init__(table, keys)
         self._conn: Any = None
+        self._db: Any = None
         self._prefix: str | None = None
 
     def _statement_prefix(self) -> str:
@@ -68,20 +69,31 @@ class PostgresLookup(LookupSource):
                                       for k, n in zip(self.keys, names)))
         text = self._statement_prefix() + where.as_string(None)
         try:
-            if self._conn is None:
-                import adbc_driver_postgresql.dbapi as adbc
-
-                self._conn = adbc.connect(pg_client.conninfo(self.table))
-            with self._conn.cursor() as cur:
-                cur.execute(text)
-                raw = cur.fetch_arrow_table()
+            raw = self._query(text)
         except Exception as e:  # noqa: BLE001 - the driver's errors have no common base
             raise RuntimeFailure(f"lookup in table {self.table.name!r} failed: "
                                  f"{str(e).strip().splitlines()[0]}") from None
         batches = [adapt(b, self.schema) for b in raw.to_batches()]
         return pa.Table.from_batches(batches, schema=self.schema)
 
+    def _query(self, text: str) -> pa.Table:
+        """The rows of one SELECT through ADBC's own API (its DB-API module imports Polars
+        and pandas when they are installed, ~0.2 s a process for nothing here)."""
+        import adbc_driver_manager
+        import adbc_driver_postgresql
+
+        if self._conn is None:
+            self._db = adbc_driver_postgresql.connect(pg_client.conninfo(self.table))
+            self._conn = adbc_driver_manager.AdbcConnection(self._db)
+        with adbc_driver_manager.AdbcStatement(self._conn) as statement:
+            statement.set_sql_query(text)
+            stream, _ = statement.execute_query()
+            return pa.RecordBatchReader._import_from_c(stream.address).read_all()
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self._db is not None:
+            self._db.close()
+            self._db = None

@@ -7,12 +7,14 @@ missing side of an outer row). All of it per batch, with index arrays, never per
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    import polars as pl
 
 from caudal.operators.keyed_tables import positional, take_or_null
 from caudal.plan.compile import compile_expr, evaluate
@@ -26,6 +28,8 @@ def match(probe: pa.Table | pa.RecordBatch, probe_keys: Sequence[str],
     nothing, as SQL ``=``; NULL matches NULL with ``nulls_equal``, as INTERSECT / EXCEPT
     compare rows). Without keys every pair matches (a cross product).
     ``build`` may be a Polars frame of the key columns already (``_k0, _k1, …``)."""
+    import polars as pl  # late: a lookup join on a unique key never needs Polars
+
     n = probe.num_rows
     m = build.height if isinstance(build, pl.DataFrame) else build.num_rows
     if n == 0 or m == 0:
@@ -67,6 +71,12 @@ class JoinLayout:
             li[0] == 0 and li[-1] == len(li) - 1 and bool((np.diff(li) == 1).all())))
         columns = [c if whole else take_or_null(c, li) for c in left.columns] + \
             [take_or_null(c, ri) for c in right.columns]
+        return pa.Table.from_arrays(columns, schema=self.joined_schema)
+
+    def beside(self, left: pa.Table, right: pa.Table, at: np.ndarray) -> pa.Table:
+        """Joined rows ``left[i] ++ right[at[i]]`` for every left row in order (``at[i] < 0``
+        gives NULLs): the left columns as they are, the right ones by one take each."""
+        columns = left.columns + [take_or_null(c, at) for c in right.columns]
         return pa.Table.from_arrays(columns, schema=self.joined_schema)
 
     def accept(self, joined: pa.Table) -> np.ndarray:
@@ -174,6 +184,8 @@ class SideState:
         if rows.num_rows == 0:
             return
         if self._frame is not None and self.keys:
+            import polars as pl
+
             self._frame = pl.concat([self._frame, positional(rows, self.keys)], rechunk=False)
         rows = rows.select(self.schema.names)
         if not rows.schema.equals(self.schema):
@@ -204,6 +216,8 @@ class SideState:
             return
         self.rows = self.rows.filter(pa.array(mask))
         if self._frame is not None:
+            import polars as pl
+
             self._frame = self._frame.filter(pl.Series(mask))
         for name in self.values:
             self.values[name] = self.values[name][mask]

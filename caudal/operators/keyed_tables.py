@@ -10,12 +10,14 @@ equality), which callers choose with ``nulls_equal``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    import polars as pl
 
 from caudal.state.key_groups import hash_columns, key_group
 from caudal.state.rescale import (
@@ -31,6 +33,8 @@ def positional(table: pa.Table | pa.RecordBatch, columns: Sequence[str],
                prefix: str = "_k") -> pl.DataFrame:
     """The ``columns`` of an Arrow table as a Polars frame with names ``_k0, _k1, …`` (so
     two sides with clashing or differing names can be joined on the same names)."""
+    import polars as pl  # late: a lookup join on a unique key never needs Polars
+
     arrays = [table.column(c) for c in columns]
     names = [f"{prefix}{i}" for i in range(len(columns))]
     return pl.from_arrow(pa.table(dict(zip(names, arrays))), rechunk=False)  # type: ignore[return-value]
@@ -148,6 +152,8 @@ def net_rows(table: pa.Table, names: Sequence[str], schema: pa.Schema) -> pa.Tab
     ``have + _p >= 0``; the shortfall is a retraction of something that was never there.
     Rows may carry ``_p`` already (netted before): consecutive pieces combine. Rows whose
     weights cancel exactly are kept only when they went below zero on the way."""
+    import polars as pl
+
     names = list(names)
     frame = positional(table, names)
     w = pl.from_arrow(table.column(NET)).cast(pl.Int64).alias(NET)  # type: ignore[union-attr]

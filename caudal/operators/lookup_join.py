@@ -1,6 +1,8 @@
 """The lookup join operator (plan.lookup_join): reads the bounded table whole when it opens
 (its source, computed columns and stateless chain), then joins each batch of the streaming
-side against it with one hash join per batch (join_rows.match). No state is checkpointed:
+side against it: with one join key unique in the table (a primary key), each row finds its
+row by one probe (lookup_cache.UniquePositions) and the table's columns come by one take;
+otherwise one hash join per batch (join_rows.match). No state is checkpointed:
 a restored subtask reads the table again, which is what a processing-time lookup means.
 
 A table whose connector has a LookupSource (a database) is not read whole but looked up by
@@ -13,14 +15,18 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from caudal.connectors import registry as connectors
 from caudal.connectors.base import LookupSource
 from caudal.operators.base import Operator, OperatorContext
 from caudal.operators.join_rows import JoinLayout, match
 from caudal.operators.keyed_tables import positional
-from caudal.operators.lookup_cache import LookupCache, distinct_keys, unique_key_column
+from caudal.operators.lookup_cache import (
+    LookupCache,
+    UniquePositions,
+    distinct_keys,
+    unique_positions,
+)
 from caudal.plan.expressions import Expr
 from caudal.plan.physical import OperatorSpec
 from caudal.plan.tables import TableSpec
@@ -77,8 +83,9 @@ class LookupJoin(Operator):
         self.cache_ttl_s = cache_ttl_s
         self.cache: LookupCache | None = None
         self._build = None
-        #: the whole table's key column when it is unique (False: it is not; None: not known)
-        self._unique: pa.Array | bool | None = None
+        #: positions by the whole table's key column when it is unique (False: it is not;
+        #: None: not known yet)
+        self._unique: UniquePositions | bool | None = None
 
     def open(self, ctx: OperatorContext) -> None:
         super().open(ctx)
@@ -92,27 +99,48 @@ class LookupJoin(Operator):
         batches = read_table(self.side_table, self.side_chain)
         rows = pa.Table.from_batches(batches) if batches else schema.empty_table()
         self.table_rows = rows.select(schema.names).cast(schema).combine_chunks()
-        self._build = positional(self.table_rows, self.right_keys)
         ctx.metrics["lookup_rows"] = ctx.metrics.get("lookup_rows", 0) + self.table_rows.num_rows
 
     def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:
         if batch.num_rows == 0:
             return ()
         left = pa.Table.from_batches([batch]).select(self.layout.left_schema.names)
-        table_rows, build = self.table_rows, self._build
+        table_rows = self.table_rows
         at = self._unique_positions(left)
-        if at is not None:  # one key, unique in the table: one hash lookup per row
-            if self.cache is not None:
-                table_rows = self.cache.rows
-            li = np.flatnonzero(at >= 0)
-            ri = at[li]
+        if at is None and self.cache is not None:
+            keys = distinct_keys(left, self.left_keys, self.right_keys)
+            table_rows = self.cache.rows_for(keys)
+            if table_rows is self.cache.rows:  # now cached: each row's match, if exact
+                at = self._unique_positions(left, count=False)
+        elif at is not None and self.cache is not None:
+            table_rows = self.cache.rows
+        if at is not None:  # one key, unique in the table: each row's match in its order
+            return self._aligned(left, table_rows, at)
+        if self.cache is not None:
+            build = self.cache.build_of(table_rows)
         else:
-            if self.cache is not None:
-                keys = distinct_keys(left, self.left_keys, self.right_keys)
-                table_rows, build = self.cache.rows_for(keys)
-            li, ri = match(left, self.left_keys, build, self.right_keys)
-            order = np.argsort(li, kind="stable")  # the streaming side's order
-            li, ri = li[order], ri[order]
+            if self._build is None:
+                self._build = positional(self.table_rows, self.right_keys)
+            build = self._build
+        li, ri = match(left, self.left_keys, build, self.right_keys)
+        order = np.argsort(li, kind="stable")  # the streaming side's order
+        return self._pairs(left, table_rows, li[order], ri[order])
+
+    def _aligned(self, left: pa.Table, table_rows: pa.Table,
+                 at: np.ndarray) -> Sequence[pa.RecordBatch]:
+        """The join when row ``i`` of ``left`` matches row ``at[i]`` of the table or none
+        (-1): without a residual condition, a LEFT join (or an inner join where every row
+        matched) is the batch's own columns beside one ``take`` of the table's."""
+        if self.layout.residual is None and (self.kind == "left" or at.min() >= 0):
+            joined = self.layout.beside(left, table_rows, at)
+            return [b for b in self.layout.output(joined).to_batches() if b.num_rows]
+        li = np.flatnonzero(at >= 0)
+        return self._pairs(left, table_rows, li, at[li])
+
+    def _pairs(self, left: pa.Table, table_rows: pa.Table, li: np.ndarray,
+               ri: np.ndarray) -> Sequence[pa.RecordBatch]:
+        """The join of the key-equal pairs ``(li, ri)`` (in the batch's order): those that
+        satisfy the residual, then (LEFT) the batch's rows left without one, padded."""
         li, ri, joined = self.layout.matching(left, table_rows, li, ri)
         pieces = [self.layout.output(joined)] if len(li) else []
         if self.kind == "left":
@@ -120,26 +148,24 @@ class LookupJoin(Operator):
             alone[li] = False
             if alone.any():
                 pieces.append(self.layout.padded(left.filter(pa.array(alone)), 0))
-        out = [b for piece in pieces for b in piece.to_batches() if b.num_rows]
-        return out
+        return [b for piece in pieces for b in piece.to_batches() if b.num_rows]
 
-    def _unique_positions(self, left: pa.Table) -> np.ndarray | None:
-        """Each row's match by one hash lookup, when the join has one key and no two table
-        rows share a value (a primary key): the matches come in the batch's order, with no
-        join and no sort. None otherwise (a general hash join then)."""
+    def _unique_positions(self, left: pa.Table, count: bool = True) -> np.ndarray | None:
+        """Each row's match (its row in the table, -1 for none) by one probe, when the join
+        has one key and no two table rows share a value (a primary key): the matches come
+        in the batch's order, with no join and no sort. None otherwise (a general hash join
+        then)."""
         if len(self.left_keys) != 1:
             return None
         column = left.column(self.left_keys[0]).combine_chunks()
         if self.cache is not None:
-            return self.cache.warm_positions(column, column.type)
+            return self.cache.warm_positions(column, count)
         if self._unique is None:  # the whole table, read once at open: decided once
-            self._unique = unique_key_column(self.table_rows, self.right_keys[0],
-                                             column.type) if self.table_rows.num_rows else None
-            self._unique = self._unique if self._unique is not None else False
+            found = unique_positions(self.table_rows, self.right_keys[0])
+            self._unique = found if found is not None else False
         if self._unique is False:
             return None
-        at = pc.index_in(column, value_set=self._unique, skip_nulls=True)
-        return at.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        return self._unique.positions(column)
 
     def close(self) -> None:
         if self.cache is not None:
