@@ -539,9 +539,12 @@ class KafkaSource(Source):
             if not keep.any():
                 return None, None
             json_lines = self.format in ("json", "debezium_json")
-            values, ends, keys, stamps = drained.copy(
+            values, ends, keys, stamps = drained.take(
                 keep, ord("\n") if json_lines else None, "key" in self._metadata_keys,
-                "timestamp" in self._metadata_keys)
+                "timestamp" in self._metadata_keys,
+                self._native.json_buffer if json_lines else None)
+            if json_lines:
+                self._native.json_buffer = values
             key_valid = drained.key_lens[keep] >= 0
             parts, offs = drained.parts[keep], drained.offsets[keep]
             newlines = drained.newlines
@@ -554,7 +557,7 @@ class KafkaSource(Source):
             data = None
             if newlines == 0:   # else pretty-printed JSON: the values one by one
                 try:
-                    data = self._decoder.decode(values, count)
+                    data = self._decoder.decode(values, count, _objects(values, ends))
                 except pa.ArrowInvalid:   # bad messages: found one by one
                     pass
             if data is None:
@@ -773,6 +776,16 @@ def _binary(data: bytes | bytearray, ends: np.ndarray, valid: np.ndarray | None)
         bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
     return pa.Array.from_buffers(pa.large_binary(), len(ends),
                                  [bitmap, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def _objects(data: bytearray, ends: np.ndarray) -> bool:
+    """True when each value laid end to end in ``data`` starts with ``{`` (one vectorized
+    look at each first byte; a value starting with white space answers False, and the
+    decoder then searches the block)."""
+    starts = np.zeros(len(ends), np.int64)
+    starts[1:] = ends[:-1]
+    first = np.frombuffer(data, np.uint8)[np.minimum(starts, len(data) - 1)]
+    return bool((first == ord("{")).all())
 
 
 def _split(data: bytes | bytearray, ends: np.ndarray, trim: int) -> list[bytes]:

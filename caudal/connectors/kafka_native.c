@@ -169,8 +169,9 @@ void caudal_describe(rd_kafka_message_t **msgs, int n, int32_t *err, int32_t *pa
 
 /* Copies the values of the kept messages one after another into values (each followed by
  * sep when sep >= 0), their end positions into value_ends, and, when keys is not NULL, the
- * keys likewise; when stamps is not NULL, each kept message's timestamp (ms, -1: none). */
-void caudal_copy(rd_kafka_message_t **msgs, int n, const uint8_t *keep, char *values,
+ * keys likewise; when stamps is not NULL, each kept message's timestamp (ms, -1: none).
+ * Then destroys every message (in the same pass, while each is in the cache). */
+void caudal_take(rd_kafka_message_t **msgs, int n, const uint8_t *keep, char *values,
                  int64_t *value_ends, int sep, char *keys, int64_t *key_ends,
                  int64_t *stamps) {
     int64_t at = 0, key_at = 0;
@@ -178,7 +179,7 @@ void caudal_copy(rd_kafka_message_t **msgs, int n, const uint8_t *keep, char *va
     for (int i = 0; i < n; i++) {
         if (!keep[i])
             continue;
-        const rd_kafka_message_t *m = msgs[i];
+        rd_kafka_message_t *m = msgs[i];
         if (m->payload) {
             memcpy(values + at, m->payload, m->len);
             at += (int64_t)m->len;
@@ -200,6 +201,8 @@ void caudal_copy(rd_kafka_message_t **msgs, int n, const uint8_t *keep, char *va
         }
         row++;
     }
+    for (int i = 0; i < n; i++)
+        rd_kafka_message_destroy(msgs[i]);
 }
 
 void caudal_destroy(rd_kafka_message_t **msgs, int n) {

@@ -6,9 +6,9 @@ copied into a bytes object, plus the cycle collector they set off): more than Ar
 parse the JSON. Here caudal keeps its own librdkafka consumer (the library the
 confluent-kafka wheel ships) and reads a polled batch with a handful of ctypes calls:
 ``consume`` (up to ``max_rows`` messages), ``describe`` (each message's error, partition,
-offset and value and key lengths into NumPy arrays), ``copy`` (the kept values into one
-buffer, newline-separated for JSON, plus keys and timestamps when metadata columns want them)
-and ``destroy``. ctypes releases the GIL during each call. No Python callback is set on this
+offset and value and key lengths into NumPy arrays) and ``take`` (the kept values into one
+buffer, newline-separated for JSON, plus keys and timestamps when metadata columns want them;
+then every message destroyed). ctypes releases the GIL during each call. No Python callback is set on this
 consumer, so draining its queue never calls into Python.
 
 The C part (``kafka_native.c`` beside this file) is compiled with ``gcc`` on first use into
@@ -49,7 +49,7 @@ _SIGNATURES = {
     "caudal_commit": (ctypes.c_int, [_P, ctypes.c_char_p, _P, _P, ctypes.c_int]),
     "caudal_consume": (ctypes.c_ssize_t, [_P, ctypes.c_int, _P, ctypes.c_size_t]),
     "caudal_describe": (None, [_P, ctypes.c_int, _P, _P, _P, _P, _P, _P]),
-    "caudal_copy": (None, [_P, ctypes.c_int, _P, _P, _P, ctypes.c_int, _P, _P, _P]),
+    "caudal_take": (None, [_P, ctypes.c_int, _P, _P, _P, ctypes.c_int, _P, _P, _P]),
     "caudal_destroy": (None, [_P, ctypes.c_int]),
     "rd_kafka_queue_get_consumer": (_P, [_P]),
     "rd_kafka_queue_destroy": (None, [_P]),
@@ -151,26 +151,30 @@ class Drained:
                             ctypes.addressof(newlines))
         self.newlines = newlines.value
 
-    def copy(self, keep: np.ndarray, sep: int | None, keys: bool, stamps: bool
+    def take(self, keep: np.ndarray, sep: int | None, keys: bool, stamps: bool,
+             into: bytearray | None = None
              ) -> tuple[bytearray, np.ndarray, tuple[bytes, np.ndarray] | None,
                         np.ndarray | None]:
         """The kept messages' values in one buffer (each followed by ``sep`` unless None)
         with each one's end (``ends[i]``; starts at ``ends[i-1]``, 0 for the first), their
-        keys likewise (when ``keys``), and their timestamps in ms, -1 for none (``stamps``)."""
+        keys likewise (when ``keys``), and their timestamps in ms, -1 for none (``stamps``);
+        then the batch is released. ``into``: a buffer to reuse for the values (resized),
+        when the caller is done with what it held."""
         keep8 = np.ascontiguousarray(keep, np.uint8)
         rows = int(keep8.sum())
         total = int(self.value_lens[keep].clip(0).sum()) + (rows if sep is not None else 0)
-        values = bytearray(total)
+        values = _resized(into, total) if into is not None else bytearray(total)
         ends = np.empty(rows, np.int64)
         key_buf = key_ends = None
         if keys:
             key_buf = bytearray(int(self.key_lens[keep].clip(0).sum()))
             key_ends = np.empty(rows, np.int64)
         times = np.empty(rows, np.int64) if stamps else None
-        self.lib.caudal_copy(self.msgs, self.n, _ptr(keep8), _address(values), _ptr(ends),
+        self.lib.caudal_take(self.msgs, self.n, _ptr(keep8), _address(values), _ptr(ends),
                              -1 if sep is None else sep,
                              _address(key_buf) if keys else None, _ptr(key_ends),
                              _ptr(times))
+        self.msgs = None
         return values, ends, (bytes(key_buf), key_ends) if keys else None, times
 
     def close(self) -> None:
@@ -183,6 +187,19 @@ class Drained:
 
     def __exit__(self, *_: Any) -> None:
         self.close()
+
+
+def _resized(buffer: bytearray, size: int) -> bytearray:
+    """``buffer`` resized in place (no fresh zeroed memory each batch; only a growth is
+    zeroed), or a new one when something still holds a view of it."""
+    try:
+        if len(buffer) > size:
+            del buffer[size:]
+        elif len(buffer) < size:
+            buffer.extend(bytes(size - len(buffer)))
+    except BufferError:
+        return bytearray(size)
+    return buffer
 
 
 def _address(buffer: bytearray) -> int:
@@ -205,6 +222,8 @@ class NativeConsumer:
             raise ValueError(errstr.value.decode(errors="replace"))
         self.queue = lib.rd_kafka_queue_get_consumer(self.rk)
         self._msgs = (ctypes.c_void_p * 0)()
+        #: the values buffer of JSON batches, reused (Arrow's parser copies what it keeps)
+        self.json_buffer = bytearray()
 
     def assign(self, starts: dict[int, int]) -> None:
         parts = np.array(list(starts), np.int32)

@@ -249,11 +249,15 @@ class Decoder:
         return pa.schema([pa.field(f.name, _parse_type(f, self.numeric, flipped))
                           for f in self.schema if not is_json(f)])
 
-    def decode(self, data: bytes, newlines: int | None = None) -> pa.Table:
+    def decode(self, data: bytes, newlines: int | None = None, objects: bool = False
+               ) -> pa.Table:
         """The rows of ``data``. ``newlines``: how many line breaks it holds, when the caller
         already knows (message values joined into lines, the last one ended too): then the
         block is not counted again and is parsed as one piece (a polled batch of messages is
-        one unit of work; Arrow's smaller pieces cost ~10 % more CPU to parse and combine)."""
+        one unit of work; Arrow's smaller pieces cost ~10 % more CPU to parse and combine).
+        ``objects``: the caller checked that every line starts with ``{`` (the Kafka source
+        knows where its lines start), so the block is not searched for lines that do not
+        (~0.4 µs a 260-byte line)."""
         if lines.is_blank(data):
             return self.schema.empty_table()
         if self.options.unstructured:
@@ -261,7 +265,7 @@ class Decoder:
         tried = {self.flipped}
         while True:
             try:
-                return self._decode(data, self.parse_schema, newlines)
+                return self._decode(data, self.parse_schema, newlines, objects)
             except pa.ArrowInvalid as error:
                 found = _CHANGED.search(str(error))
                 if found is None or found.group(1) not in self.time_paths:
@@ -288,9 +292,9 @@ class Decoder:
                                     schema=self.schema)
 
     def _decode(self, data: bytes, parse_schema: pa.Schema,
-                newlines: int | None = None) -> pa.Table:
+                newlines: int | None = None, objects: bool = False) -> pa.Table:
         # a line must hold one object; Arrow's reader reads a line that is `null` as a row
-        if not _FIRST_OBJECT.match(data) or _NOT_OBJECT.search(data):
+        if not objects and (not _FIRST_OBJECT.match(data) or _NOT_OBJECT.search(data)):
             raise pa.ArrowInvalid("a line is not a JSON object")
         parse = pj.ParseOptions(explicit_schema=parse_schema,
                                 unexpected_field_behavior="ignore")
