@@ -3,11 +3,15 @@
     .venv/bin/python -m bench.ray [--events 1000000] [--repeat 1] [--only nexmark,channel,checkpoint]
 
 1. Nexmark q0, q1, q5, q8 at parallelism 2: whole ``caudal run`` processes on the local
-   runtime and on Ray (``--address`` of a one-node Ray this script starts, so Ray's own start
-   is paid once, not per run). The figure is the job's own time from ``caudal run``'s summary
-   line (planning, actor start and wiring excluded), median of ``--repeat``; the wall time of
-   the Ray process (connecting, creating actors, running, tearing down) beside it, and the
-   CPU seconds of each process (for Ray the driver's: its workers are the cluster's).
+   runtime and on Ray (``--address`` of a 2-node ``ray.cluster_utils.Cluster`` this script
+   starts, so the cluster's own start is paid once, not per run), ``--repeat`` pairs, the
+   order alternating. Per run: the job's own time from ``caudal run``'s summary line (from
+   the deployed job's start, its first event read, to its end: planning, Ray's start, the
+   workers' creation and wiring excluded), the whole process's wall time, the CPU seconds of
+   the ``caudal run`` process (for Ray the driver's) and, for Ray, of the cluster's worker
+   processes and daemons while it ran (``RayCpu``: psutil samples), and the load average.
+   Reported as min/median/max; the Ray/local ratio per pair. ``--query-events q8=…`` sizes
+   a query on its own (q8 reads 8% of the events: its job is short at the others' size).
 2. Channel throughput between two actors: the same Arrow record batches (8 MB each) pushed
    through caudal's remote channel (sequence numbers, credits, the receiving subtask's gate),
    once as RecordBatch objects (Ray's pickle-5 out-of-band buffers: the object store) and
@@ -48,21 +52,104 @@ def _run(args: list[str], env: dict | None = None, timeout: float = 900) -> tupl
     return wall, err
 
 
-def _run_timed(args: list[str], env: dict | None = None,
-               timeout: float = 900) -> tuple[float, float, str]:
+def _run_timed(args: list[str], env: dict | None = None, timeout: float = 900,
+               cluster_cpu: RayCpu | None = None) -> tuple[float, float, str]:
     """A whole ``caudal run`` process: (wall seconds, its user+sys CPU seconds, stderr).
-    The CPU is the driver process's: a Ray job's workers are processes of the cluster."""
+    The CPU is the driver process's; with ``cluster_cpu``, the Ray cluster's processes are
+    sampled while it runs (a Ray job's workers are processes of the cluster)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "caudal.cli", "run", *args],
-                          capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, cwd=REPO)
+    with subprocess.Popen([sys.executable, "-m", "caudal.cli", "run", *args],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, **(env or {})}, cwd=REPO) as proc:
+        if cluster_cpu is not None:
+            cluster_cpu.start(exclude=proc.pid)
+        try:
+            _, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        finally:
+            if cluster_cpu is not None:
+                cluster_cpu.stop()
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise SystemExit(f"caudal run {' '.join(args)} failed: {done.stderr[-2000:]}")
+    if proc.returncode != 0:
+        raise SystemExit(f"caudal run {' '.join(args)} failed: {stderr[-2000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, done.stderr
+    return wall, cpu, stderr
+
+
+class RayCpu:
+    """CPU seconds (user+sys) that the processes of the Ray cluster this script started
+    spend while one ``caudal run`` runs, sampled with psutil every ``SAMPLE_S``: the
+    *workers* (every process under a raylet but its agents: the job's worker actors, and
+    any idle worker Ray starts for the driver) and Ray's *daemons* (GCS, raylets, their
+    dashboard and runtime-env agents, the log and autoscaler monitors). The raylet does not
+    account its exited children, so a worker's CPU is its last sample before it exits:
+    at most ``SAMPLE_S`` of it is missed (the job's workers are killed right after the run)."""
+
+    SAMPLE_S = 0.05
+    AGENTS = ("DashboardAgent", "RuntimeEnvAgent", "dashboard", "agent")
+
+    def __init__(self) -> None:
+        import threading
+
+        self._threading = threading
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.workers = 0.0
+        self.daemons = 0.0
+        self.worker_processes = 0
+
+    def _sample(self, exclude: int) -> dict[int, tuple[str, float]]:
+        import psutil
+
+        seen: dict[int, tuple[str, float]] = {}
+        for child in psutil.Process().children():
+            try:
+                if child.pid == exclude:
+                    continue
+                name = child.name()
+                if "moto" in name or "moto" in " ".join(child.cmdline()[:2]):
+                    continue
+                t = child.cpu_times()
+                seen[child.pid] = ("daemon", t.user + t.system)
+                if name != "raylet":
+                    continue
+                for sub in child.children(recursive=True):
+                    t = sub.cpu_times()
+                    title = " ".join(sub.cmdline()[:1])
+                    kind = "daemon" if any(a in title for a in self.AGENTS) else "worker"
+                    seen[sub.pid] = (kind, t.user + t.system)
+            except psutil.Error:
+                continue
+        return seen
+
+    def start(self, exclude: int) -> None:
+        self._stop.clear()
+        base = self._sample(exclude)
+        last = dict(base)
+
+        def loop() -> None:
+            while not self._stop.wait(self.SAMPLE_S):
+                last.update(self._sample(exclude))
+            last.update(self._sample(exclude))
+            self.workers = sum(cpu - base.get(pid, (kind, 0.0))[1]
+                               for pid, (kind, cpu) in last.items() if kind == "worker")
+            self.daemons = sum(cpu - base.get(pid, (kind, 0.0))[1]
+                               for pid, (kind, cpu) in last.items() if kind == "daemon")
+            self.worker_processes = sum(  # (Ray may hand the job idle workers it started)
+                1 for pid, (kind, cpu) in last.items()
+                if kind == "worker" and cpu - base.get(pid, (kind, 0.0))[1] > 0.05)
+
+        self._thread = self._threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def _job_seconds(stderr: str) -> float:
@@ -79,37 +166,77 @@ def _query_file(name: str, events: int, tmp: Path) -> Path:
     return path
 
 
-def nexmark(address: str, events: int, repeat: int, tmp: Path,
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def nexmark(address: str, events: dict[str, int], repeat: int, tmp: Path,
             queries: list[str] = QUERIES) -> list[dict]:
-    """Each query on the local runtime and on Ray, alternating, ``repeat`` times: the job's
-    own time (summary line), and the whole process's wall time and CPU seconds."""
+    """Each query on the local runtime and on Ray, ``repeat`` pairs, alternating which runs
+    first: per run the job's own time (the summary line: from the deployed job's start, the
+    first event read, to its end; Ray's start, the workers' creation and wiring excluded),
+    the whole process's wall time and CPU seconds, for Ray also the CPU of the cluster's
+    worker processes and daemons during the run, and the load average before it."""
     rows = []
+    cluster_cpu = RayCpu()
     for name in queries:
-        path = _query_file(name, events, tmp)
-        runs: dict[str, list[tuple[float, float, float]]] = {"local": [], "ray": []}
-        load = os.getloadavg()[0]
-        for _ in range(repeat):
-            wall, cpu, err = _run_timed([str(path), "-p", "2"])
-            runs["local"].append((_job_seconds(err), wall, cpu))
-            wall, cpu, err = _run_timed([str(path), "-p", "2", "--runtime", "ray",
-                                         "--address", address])
-            runs["ray"].append((_job_seconds(err), wall, cpu))
-        med = {k: [statistics.median(x[i] for x in v) for i in range(3)]
-               for k, v in runs.items()}
-        loc, ry = med["local"][0], med["ray"][0]
-        rows.append({"query": name, "events": events, "local_s": loc, "ray_s": ry,
-                     "local_wall_s": med["local"][1], "ray_wall_s": med["ray"][1],
-                     "local_cpu_s": med["local"][2], "ray_driver_cpu_s": med["ray"][2],
-                     "local_events_per_s": events / loc, "ray_events_per_s": events / ry,
-                     "ray_vs_local": loc / ry,
-                     "ray_vs_local_whole_process": med["local"][1] / med["ray"][1],
-                     "load_average": load})
-        print(f"{name}: local {events / loc / 1e3:,.0f}k ev/s ({loc:.2f}s; process "
-              f"{med['local'][1]:.1f}s wall, {med['local'][2]:.1f}s CPU), ray "
-              f"{events / ry / 1e3:,.0f}k ev/s ({ry:.2f}s; process {med['ray'][1]:.1f}s wall, "
-              f"driver {med['ray'][2]:.1f}s CPU): ray = {100 * loc / ry:.0f}% of local "
-              f"(whole processes {100 * med['local'][1] / med['ray'][1]:.0f}%), load "
-              f"{load:.1f}", flush=True)
+        n = events[name]
+        path = _query_file(name, n, tmp)
+        runs: dict[str, list[dict]] = {"local": [], "ray": []}
+        for i in range(repeat):
+            order = ["local", "ray"] if i % 2 == 0 else ["ray", "local"]
+            for runtime in order:
+                load = os.getloadavg()[0]
+                if runtime == "local":
+                    wall, cpu, err = _run_timed([str(path), "-p", "2"])
+                    runs[runtime].append({"job_s": _job_seconds(err), "wall_s": wall,
+                                          "cpu_s": cpu, "load": load})
+                else:
+                    wall, cpu, err = _run_timed([str(path), "-p", "2", "--runtime", "ray",
+                                                 "--address", address],
+                                                cluster_cpu=cluster_cpu)
+                    runs[runtime].append({
+                        "job_s": _job_seconds(err), "wall_s": wall, "cpu_s": cpu,
+                        "workers_cpu_s": cluster_cpu.workers,
+                        "daemons_cpu_s": cluster_cpu.daemons,
+                        "worker_processes": cluster_cpu.worker_processes, "load": load})
+                r = runs[runtime][-1]
+                extra = "" if runtime == "local" else (
+                    f", workers {r['workers_cpu_s']:.1f}s CPU ({r['worker_processes']} "
+                    f"processes), Ray daemons {r['daemons_cpu_s']:.1f}s CPU")
+                print(f"  {name} {runtime}: job {r['job_s']:.2f}s, process {wall:.1f}s wall, "
+                      f"{cpu:.1f}s CPU{extra}, load {load:.1f}", flush=True)
+        loc, ray = runs["local"], runs["ray"]
+        job_ratio = [a["job_s"] / b["job_s"] for a, b in zip(loc, ray)]
+        wall_ratio = [a["wall_s"] / b["wall_s"] for a, b in zip(loc, ray)]
+        ray_cpu = [r["cpu_s"] + r["workers_cpu_s"] + r["daemons_cpu_s"] for r in ray]
+        row = {"query": name, "events": n, "pairs": repeat,
+               "local_job_s": _spread([r["job_s"] for r in loc]),
+               "ray_job_s": _spread([r["job_s"] for r in ray]),
+               "local_events_per_s": n / statistics.median(r["job_s"] for r in loc),
+               "ray_events_per_s": n / statistics.median(r["job_s"] for r in ray),
+               "ray_vs_local_job": _spread(job_ratio),
+               "local_wall_s": _spread([r["wall_s"] for r in loc]),
+               "ray_wall_s": _spread([r["wall_s"] for r in ray]),
+               "ray_vs_local_whole_process": _spread(wall_ratio),
+               "local_cpu_s": _spread([r["cpu_s"] for r in loc]),
+               "ray_driver_cpu_s": _spread([r["cpu_s"] for r in ray]),
+               "ray_workers_cpu_s": _spread([r["workers_cpu_s"] for r in ray]),
+               "ray_daemons_cpu_s": _spread([r["daemons_cpu_s"] for r in ray]),
+               "ray_total_cpu_s": _spread(ray_cpu),
+               "load_average": _spread([r["load"] for r in loc + ray]),
+               "runs": runs}
+        rows.append(row)
+        med = {k: v["median"] for k, v in row.items() if isinstance(v, dict) and "median" in v}
+        print(f"{name} ({n:,} events, {repeat} pairs): local {med['local_job_s']:.2f}s, ray "
+              f"{med['ray_job_s']:.2f}s: ray = {100 * med['ray_vs_local_job']:.0f}% of local "
+              f"(pairs {100 * row['ray_vs_local_job']['min']:.0f}-"
+              f"{100 * row['ray_vs_local_job']['max']:.0f}%; whole processes "
+              f"{100 * med['ray_vs_local_whole_process']:.0f}%); CPU local "
+              f"{med['local_cpu_s']:.1f}s, ray {med['ray_total_cpu_s']:.1f}s (driver "
+              f"{med['ray_driver_cpu_s']:.1f}, workers {med['ray_workers_cpu_s']:.1f}, daemons "
+              f"{med['ray_daemons_cpu_s']:.1f}); load {row['load_average']['min']:.1f}-"
+              f"{row['load_average']['max']:.1f}", flush=True)
     return rows
 
 
@@ -297,7 +424,9 @@ def checkpoints(tmp: Path, address: str | None = None) -> list[dict]:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--events", type=int, default=1_000_000)
+    p.add_argument("--events", type=int, default=1_000_000, help="events of each query")
+    p.add_argument("--query-events", default="",
+                   help="per-query sizes overriding --events, e.g. q8=300000000,q5=20000000")
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--only", default="nexmark,channel,checkpoint")
     p.add_argument("--queries", default=",".join(QUERIES), help="Nexmark queries to run")
@@ -322,10 +451,14 @@ def main() -> None:
                 if "channel" in parts:
                     results["channel"] = channel()
                 if "nexmark" in parts:
+                    queries = args.queries.split(",")
+                    events = {q: args.events for q in queries}
+                    for part in filter(None, args.query_events.split(",")):
+                        q, _, n = part.partition("=")
+                        events[q] = int(n)
                     key = "nexmark" if args.queries == ",".join(QUERIES) else \
                         f"nexmark {args.queries} {args.events}"
-                    results[key] = nexmark(cluster.address, args.events, args.repeat, tmp,
-                                           args.queries.split(","))
+                    results[key] = nexmark(cluster.address, events, args.repeat, tmp, queries)
                 if "checkpoint" in parts:
                     results["checkpoint"] = checkpoints(tmp, cluster.address)
             finally:
