@@ -92,56 +92,72 @@ class RayCpu:
     SAMPLE_S = 0.05
     AGENTS = ("DashboardAgent", "RuntimeEnvAgent", "dashboard", "agent")
 
-    def __init__(self) -> None:
+    def __init__(self, root: int | None = None) -> None:
+        """``root``: the process that started the cluster (default: this one)."""
         import threading
 
+        self.root = root
         self._threading = threading
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.workers = 0.0
         self.daemons = 0.0
         self.worker_processes = 0
+        self._first: dict[int, float] = {}
 
-    def _sample(self, exclude: int) -> dict[int, tuple[str, float]]:
+    def _sample(self, exclude: int) -> dict[int, tuple[str, float, float]]:
+        """pid -> (kind, CPU seconds so far, creation time) of the cluster's processes."""
         import psutil
 
-        seen: dict[int, tuple[str, float]] = {}
-        for child in psutil.Process().children():
+        seen: dict[int, tuple[str, float, float]] = {}
+
+        def take(p: psutil.Process, kind: str) -> None:
             try:
-                if child.pid == exclude:
+                t = p.cpu_times()
+                seen[p.pid] = (kind, t.user + t.system, p.create_time())
+                self._first.setdefault(p.pid, t.user + t.system)
+            except psutil.Error:
+                pass   # gone since it was listed
+
+        try:
+            children = psutil.Process(self.root).children()
+        except psutil.Error:
+            return seen
+        for child in children:
+            try:
+                if child.pid == exclude or "moto" in " ".join(child.cmdline()[:2]):
                     continue
-                name = child.name()
-                if "moto" in name or "moto" in " ".join(child.cmdline()[:2]):
-                    continue
-                t = child.cpu_times()
-                seen[child.pid] = ("daemon", t.user + t.system)
-                if name != "raylet":
+                take(child, "daemon")
+                if child.name() != "raylet":
                     continue
                 for sub in child.children(recursive=True):
-                    t = sub.cpu_times()
                     title = " ".join(sub.cmdline()[:1])
-                    kind = "daemon" if any(a in title for a in self.AGENTS) else "worker"
-                    seen[sub.pid] = (kind, t.user + t.system)
+                    take(sub, "daemon" if any(a in title for a in self.AGENTS) else "worker")
             except psutil.Error:
                 continue
         return seen
 
     def start(self, exclude: int) -> None:
         self._stop.clear()
-        base = self._sample(exclude)
-        last = dict(base)
+        self._first = {}
+        started = time.time()
+        base = {pid: cpu for pid, (_, cpu, _) in self._sample(exclude).items()}
+        last: dict[int, tuple[str, float, float]] = {}
 
         def loop() -> None:
             while not self._stop.wait(self.SAMPLE_S):
                 last.update(self._sample(exclude))
             last.update(self._sample(exclude))
-            self.workers = sum(cpu - base.get(pid, (kind, 0.0))[1]
-                               for pid, (kind, cpu) in last.items() if kind == "worker")
-            self.daemons = sum(cpu - base.get(pid, (kind, 0.0))[1]
-                               for pid, (kind, cpu) in last.items() if kind == "daemon")
-            self.worker_processes = sum(  # (Ray may hand the job idle workers it started)
-                1 for pid, (kind, cpu) in last.items()
-                if kind == "worker" and cpu - base.get(pid, (kind, 0.0))[1] > 0.05)
+            spent = {"worker": 0.0, "daemon": 0.0}
+            self.worker_processes = 0
+            for pid, (kind, cpu, created) in last.items():
+                # a process older than the run that the first sample missed counts from
+                # its first sample (sampling errors must not add a daemon's lifetime)
+                origin = base.get(pid, 0.0 if created >= started - 1 else self._first[pid])
+                spent[kind] += cpu - origin
+                if kind == "worker" and cpu - origin > 0.05:
+                    self.worker_processes += 1  # (Ray may hand the job idle workers)
+            self.workers, self.daemons = spent["worker"], spent["daemon"]
 
         self._thread = self._threading.Thread(target=loop, daemon=True)
         self._thread.start()
@@ -264,8 +280,9 @@ def channel(batches: int = 64, mb: int = 8) -> list[dict]:
             self.ipc = ipc
             self.bytes = 0
 
-        def push(self, key, channel, seq, item):
-            self.gate.push(channel, seq, item)
+        def push(self, key, items):
+            for channel, seq, item in items:
+                self.gate.push(channel, seq, item)
 
         def credit(self, key, channel, until):
             return self.gate.wait_consumed(channel, until)
@@ -304,6 +321,7 @@ def channel(batches: int = 64, mb: int = 8) -> list[dict]:
                     self.port.put(0, sink.getvalue())
                 else:
                     self.port.put(0, item)
+            self.port.flush()
 
         def raw(self, receiver, n: int, inflight: int) -> None:
             import pyarrow as pa

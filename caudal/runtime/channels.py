@@ -59,6 +59,10 @@ class InputGate:
             self._readable.notify()
         return waited
 
+    def flush(self) -> None:
+        """Nothing to send: ``put`` delivers at once (a remote channel may hold a batch until
+        its sender's step ends, runtime.ray.channels)."""
+
     def get(self, timeout: float) -> tuple[int, Any] | None:
         """The next item of any unblocked channel, fairly, or None after ``timeout``."""
         with self._lock:

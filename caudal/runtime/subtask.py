@@ -183,6 +183,10 @@ class SubtaskRunner:
         self._offsets_taken: dict[int, dict[str, Any]] = {}
         self.chain = Chain(tapped_chain(self.operators, job.taps, vertex.id))
         self.epoch = restored.get("epoch", 0)
+        #: every channel end this subtask writes to, once (a remote one may hold a batch
+        #: until the step ends: runtime.ray.channels)
+        self._ports = list({id(gate): gate for out in outputs
+                            for gate, _ in out.targets}.values())
 
     # ---- output ---------------------------------------------------------------------------
 
@@ -201,6 +205,11 @@ class SubtaskRunner:
     def _control(self, message: Any) -> None:
         for out in self.outputs:
             out.send_control(message)
+
+    def _flush(self) -> None:
+        """The step ended: send what the channels hold, before waiting for input."""
+        for port in self._ports:
+            port.flush()
 
     def _watermark(self, time_us: int) -> None:
         emitted, forward = self.chain.on_watermark(time_us)
@@ -361,6 +370,7 @@ class SubtaskRunner:
                     self._snapshot(barrier)
                 self._commit_sinks()
                 self._notify_source()
+            self._flush()
             batch = source.poll(self.job.batch_rows, self.job.linger_s)
             if batch is None:
                 if source.finished():
@@ -413,6 +423,7 @@ class SubtaskRunner:
         while True:
             if self.job.checkpoints is not None:
                 self._commit_sinks()
+            self._flush()
             got = gate.get(0.05)
             if self.chain.timed:
                 now = time.monotonic()

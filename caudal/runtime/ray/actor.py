@@ -176,8 +176,11 @@ class WorkerActor:
 
     # ---- channels ---------------------------------------------------------------------------
 
-    def push(self, key: Key, channel: int, seq: int, item: Any) -> None:
-        self.gates[key].push(channel, seq, item)
+    def push(self, key: Key, items: list[tuple[int, int, Any]]) -> None:
+        """Items of subtask ``key``'s input channels: (channel, sequence number, item)."""
+        gate = self.gates[key]
+        for channel, seq, item in items:
+            gate.push(channel, seq, item)
 
     def credit(self, key: Key, channel: int, until: int) -> int:
         return self.gates[key].wait_consumed(channel, until)

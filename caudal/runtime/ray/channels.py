@@ -1,10 +1,21 @@
 """Channels between subtasks in different processes (Ray actors).
 
-The sender calls ``push(key, channel, seq, item)`` on the actor that hosts subtask ``key``: a ``pyarrow.RecordBatch``
-travels as Arrow buffers (Ray's pickle-5 out-of-band path puts them in the object store as
-they are: no row is pickled), control markers as small dataclasses. A threaded actor may run
-two calls of one caller out of order, so every item carries a per-channel sequence number and
-the receiver puts items into its input gate in that order.
+The sender calls ``push(key, items)`` on the actor that hosts subtask ``key``, ``items`` a list
+of ``(channel, seq, item)``: a ``pyarrow.RecordBatch`` travels as Arrow buffers (Ray's pickle-5
+out-of-band path puts them in the object store as they are: no row is pickled), control
+markers as small dataclasses. A threaded actor may run two calls of one caller out of order,
+so every item carries a per-channel sequence number and the receiver puts items into its
+input gate in that order.
+
+One call per item would cost an actor call (a few milliseconds of the sender's thread on a
+busy machine) for every watermark as well as every batch, and a subtask sends a watermark
+after most batches. So a port holds the last batch it was given until the next item for the
+same subtask, the end of the sending subtask's step (``flush``, which the subtask loop calls
+before it waits for input) or a wait for credits: a batch and the markers that follow it
+travel in one call. Only a batch is held, never a marker, and never across the sender's wait
+for input or for credits: barriers go out at once, and a receiver never waits for one
+particular batch, so a batch held a moment longer (while its sender waits for room in
+another channel) cannot stall it.
 
 Backpressure is by credits: a sender has at most ``credits`` items of a channel that the
 receiving subtask has not yet taken from its gate; beyond that it asks the receiver
@@ -16,6 +27,7 @@ most ``credits`` batches per channel.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,9 +52,23 @@ class RowsOnly:
         return pa.record_batch([pa.nulls(self.rows)], names=["_"]).select([])
 
 
+#: a batch whose buffers are this many times larger than its rows (a slice of a bigger
+#: batch: pickling a sliced RecordBatch ships its parent's whole buffers, ARROW-10739)
+#: travels as a compact copy of its rows
+SLICED = 2
+#: ... unless the difference is below this many bytes (offsets, validity bitmaps)
+SLICED_SLACK = 64 * 1024
+
+
 def outgoing(item: Any) -> Any:
-    if isinstance(item, pa.RecordBatch) and item.num_columns == 0:
-        return RowsOnly(item.num_rows)
+    """What travels for ``item``: a batch without columns as its row count, a slice of a
+    larger batch as a copy of its own rows, anything else as it is."""
+    if isinstance(item, pa.RecordBatch):
+        if item.num_columns == 0:
+            return RowsOnly(item.num_rows)
+        if item.get_total_buffer_size() > SLICED * item.nbytes + SLICED_SLACK:
+            return pa.RecordBatch.from_arrays([pa.concat_arrays([c]) for c in item.columns],
+                                              schema=item.schema)
     return item
 
 
@@ -105,15 +131,36 @@ class RemotePort:
         self.credits = credits
         self._sent: dict[int, int] = {}
         self._consumed: dict[int, int] = {}
+        #: items not sent yet: at most one batch (see the module's docstring)
+        self._held: list[tuple[int, int, Any]] = []
 
-    def put(self, channel: int, item: Any) -> None:
+    def put(self, channel: int, item: Any) -> float:
+        """Send ``item`` (a batch maybe with the next item); the seconds spent waiting
+        for credits (backpressure)."""
         import ray
 
+        waited = 0.0
         sent = self._sent.get(channel, 0)
-        while sent - self._consumed.get(channel, 0) >= self.credits:
-            if self.cancel.is_set():
-                raise Cancelled
-            ref = self.actor.credit.remote(self.key, channel, sent - self.credits + 1)
-            self._consumed[channel] = ray.get(ref)
-        self.actor.push.remote(self.key, channel, sent, outgoing(item))
+        if sent - self._consumed.get(channel, 0) >= self.credits:
+            self.flush()  # the receiver may need the held batch to return credits
+            started = time.monotonic()
+            while sent - self._consumed.get(channel, 0) >= self.credits:
+                if self.cancel.is_set():
+                    raise Cancelled
+                ref = self.actor.credit.remote(self.key, channel, sent - self.credits + 1)
+                self._consumed[channel] = ray.get(ref)
+            waited = time.monotonic() - started
         self._sent[channel] = sent + 1
+        if isinstance(item, pa.RecordBatch):
+            self.flush()
+            self._held.append((channel, sent, outgoing(item)))
+        else:
+            self._held.append((channel, sent, outgoing(item)))
+            self.flush()
+        return waited
+
+    def flush(self) -> None:
+        """Send what is held."""
+        if self._held:
+            items, self._held = self._held, []
+            self.actor.push.remote(self.key, items)
