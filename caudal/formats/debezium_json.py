@@ -13,7 +13,8 @@ Writing: an updating stream's update pairs (``_op`` -2 then +2, plan.changelog) 
 ``u`` line, other retractions ``d`` lines and insertions ``c`` lines; an append-only stream
 (no ``_op``) is all creates. Reading: each line becomes one or two rows with ``_op`` (a ``u``
 is a -2 row then a +2 row), so a table in this format is an updating source. Both directions
-are vectorized: a batch is one ``take`` per image and one Polars JSON encode.
+are vectorized: a batch is one ``take`` per image and one JSON encode (Arrow's string kernels
+for rows of integers and plain text, Polars for the rest).
 """
 
 from __future__ import annotations
@@ -151,6 +152,12 @@ def encode(batch: pa.RecordBatch,
     zoned = json_format.zoned_columns(schema)
     columns = [json_format.writable(c, opts, n in zoned)
                for c, n in zip(data.columns, data.schema.names)]
+    texts = json_format.object_texts(columns, data.schema.names)
+    if texts is not None:  # plain rows: the lines put together by Arrow, without Polars
+        op_codes = np.where(is_pair, 0, np.where(start_ops > 0, 1, 2))
+        return json_format.text_bytes(json_format.concat_texts([
+            '{"before":', (texts, before_idx), ',"after":', (texts, after_idx), ',"op":',
+            (pa.array(['"u"}\n', '"c"}\n', '"d"}\n']), op_codes)], len(starts)))
     if not columns:
         row = pa.StructArray.from_arrays([pa.nulls(n, pa.null())], names=["_"])
     else:

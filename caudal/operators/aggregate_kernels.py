@@ -86,7 +86,9 @@ def _pick(values: pa.Array, rows: np.ndarray, groups: np.ndarray, n_groups: int)
 
 
 def _as_array(a) -> pa.Array:
-    return a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
+    if isinstance(a, pa.ChunkedArray):  # one chunk: itself (combine_chunks would copy it)
+        return a.chunk(0) if a.num_chunks == 1 else a.combine_chunks()
+    return a
 
 
 class Kernel:

@@ -8,7 +8,11 @@ is built once and grows: a lookup or an insert costs time proportional to the ke
 Keys that are one integer-like column (integers, timestamps, dates, times, durations: the
 auction, person and id keys of most queries) are looked up in a NumPy open-addressing hash
 table over their int64 values (a NULL key has an id of its own beside the table); every step
-is a vectorized pass over the keys still probing, never a Python loop per key. Other keys
+is a vectorized pass over the keys still probing, never a Python loop per key. While the
+stored keys are dense (their range at most ``_DENSE_SPAN`` times their number, as auction and
+person ids are), the table is direct instead: ``id = direct[key - base]``, one gather per
+lookup and one scatter per insert, no probing; it turns into the hash table when the keys
+spread out. Other keys
 (text, several columns) are looked up by a hash join against the stored keys
 (keyed_tables.lookup), as before: exact for every type, in time proportional to the state.
 """
@@ -25,6 +29,10 @@ from caudal.operators.keyed_tables import lookup
 _EMPTY = -1
 #: the slot table is kept at most half full, so probe sequences stay short
 _MIN_SLOTS = 1024
+#: integer keys are addressed directly while their range spans at most this many slots per
+#: key (or fewer than ``_MIN_DIRECT``): as much memory as the hash table's two arrays
+_DENSE_SPAN = 4
+_MIN_DIRECT = 1 << 16
 
 
 def _integer_like(t: pa.DataType) -> bool:
@@ -52,6 +60,10 @@ class KeyIndex:
         self._slots = np.full(_MIN_SLOTS, _EMPTY, dtype=np.int64)  # slot -> id
         self._keys = np.zeros(_MIN_SLOTS, dtype=np.int64)          # slot -> key value
         self._stored: pa.Table | None = None  # the keys by id (generic keys only)
+        #: direct addressing (integer keys while dense): ``_direct[key - _base]`` is the id
+        self._direct: np.ndarray | None = np.zeros(0, dtype=np.int64) if self.integer \
+            else None
+        self._base = 0
 
     # ---- the integer table ----------------------------------------------------------------
 
@@ -67,8 +79,52 @@ class KeyIndex:
         values = column.fill_null(0) if nulls else column
         return values.to_numpy(zero_copy_only=False).astype(np.int64, copy=False), mask
 
+    def _fits_direct(self, values: np.ndarray, count: int) -> bool:
+        """Whether the direct table covers ``values`` (growing it to), with ``count`` keys
+        stored once they are added; False turns the index into the hash table."""
+        direct = self._direct
+        assert direct is not None
+        if not len(values):
+            return True
+        lo, hi = int(values.min()), int(values.max())
+        if len(direct) and self._base <= lo and hi < self._base + len(direct):
+            return True
+        if len(direct):
+            lo, hi = min(lo, self._base), max(hi, self._base + len(direct) - 1)
+        span = hi - lo + 1
+        if span > max(_DENSE_SPAN * count, _MIN_DIRECT):
+            self._to_hash()
+            return False
+        # room to grow on the side that grew (sequential ids keep coming), within the limit
+        room = min(span, max(_DENSE_SPAN * count, _MIN_DIRECT) - span)
+        grow_down = len(direct) and lo < self._base
+        start = lo - room if grow_down else lo
+        size = span + room
+        if start < -(1 << 63) or start + size > (1 << 63):
+            start, size = lo, span
+        grown = np.full(size, _EMPTY, dtype=np.int64)
+        if len(direct):
+            at = self._base - start
+            grown[at:at + len(direct)] = direct
+        self._direct, self._base = grown, start
+        return True
+
+    def _to_hash(self) -> None:
+        """The stored keys move from the direct table into the hash table."""
+        direct = self._direct
+        assert direct is not None
+        self._direct = None
+        where = np.flatnonzero(direct != _EMPTY)
+        keys = where.astype(np.int64) + np.int64(self._base)
+        self._grow(len(keys))
+        if len(keys):
+            self._rehash(keys, direct[where])
+
     def _probe(self, values: np.ndarray) -> np.ndarray:
         """Each value's id, or -1."""
+        if self._direct is not None:
+            return self._direct[values - np.int64(self._base)] if len(self._direct) else \
+                np.full(len(values), _EMPTY, dtype=np.int64)
         found = np.full(len(values), _EMPTY, dtype=np.int64)
         mask = np.uint64(len(self._slots) - 1)
         slot = (_mix(values) & mask).astype(np.int64)
@@ -86,6 +142,9 @@ class KeyIndex:
 
     def _place(self, values: np.ndarray, ids: np.ndarray) -> None:
         """Put distinct values, none of them stored yet, into the slot table."""
+        if self._direct is not None:
+            self._direct[values - np.int64(self._base)] = ids
+            return
         mask = len(self._slots) - 1
         slot = (_mix(values) & np.uint64(mask)).astype(np.int64)
         pending = np.arange(len(values))
@@ -105,6 +164,8 @@ class KeyIndex:
             slot[pending] = np.where(free[lose], s[lose], (s[lose] + 1) & mask)
 
     def _grow(self, extra: int) -> None:
+        if self._direct is not None:
+            return
         needed = 2 * (self.size + extra)
         if needed <= len(self._slots):
             return
@@ -155,6 +216,8 @@ class KeyIndex:
         values, nulls = self._values(keys.column(self.names[0]))
         found = np.full(n, _EMPTY, dtype=np.int64)
         plain = np.arange(n) if nulls is None else np.flatnonzero(~nulls)
+        if self._direct is not None:
+            self._fits_direct(values[plain], self.size + len(plain))
         found[plain] = self._probe(values[plain])
         if nulls is not None and nulls.any():
             if self._null_id == _EMPTY:
@@ -187,6 +250,8 @@ class KeyIndex:
         if nulls is not None and nulls.any():
             index._null_id = int(np.flatnonzero(nulls)[0])
             values, ids = values[~nulls], ids[~nulls]
+        if index._direct is not None:
+            index._fits_direct(values, len(values))
         index._grow(len(values))   # distinct keys: placed at once, nothing to look up
         index._place(values, ids)
         index.size = keys.num_rows

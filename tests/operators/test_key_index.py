@@ -28,13 +28,33 @@ def _check(index: KeyIndex, batches: list[pa.Table], key) -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(_batches, st.sampled_from([pa.int64(), pa.int32(), pa.timestamp("us")]))
-def test_integer_keys_match_a_dict(batches, dtype):
-    tables = [pa.table({"k": pa.array(list(dict.fromkeys(b)), pa.int64()).cast(dtype)})
+@given(_batches, st.sampled_from([pa.int64(), pa.int32(), pa.timestamp("us")]),
+       st.sampled_from([1, 997, 10**12]))
+def test_integer_keys_match_a_dict(batches, dtype, scale):
+    """Scale 1 keeps the keys dense (the direct table), 10**12 spreads them (the hash
+    table), 997 starts direct and turns into the hash table as keys arrive."""
+    if scale > 1 and dtype == pa.int32():
+        scale = 1
+    tables = [pa.table({"k": pa.array([None if v is None else v * scale
+                                       for v in dict.fromkeys(b)], pa.int64()).cast(dtype)})
               for b in batches]
     index = KeyIndex(["k"], tables[0].schema)
     assert index.integer
     _check(index, tables, lambda t, r: t.column("k")[r].as_py())
+
+
+def test_dense_keys_turn_into_the_hash_table_when_they_spread():
+    index = KeyIndex(["k"], pa.schema([("k", pa.int64())]))
+    first = np.arange(-1000, 9000, 3)
+    ids, new = index.ids(pa.table({"k": first}))
+    assert new.all() and index._direct is not None
+    far = np.array([2**62, -2**63, 2**63 - 1, 18], dtype=np.int64)
+    ids2, new2 = index.ids(pa.table({"k": far}))
+    assert index._direct is None
+    assert (ids2 == len(first) + np.arange(4)).all() and new2.all()
+    ids3, new3 = index.ids(pa.table({"k": np.concatenate([far, first[::-1]])}))
+    assert not new3.any()
+    assert (ids3 == np.concatenate([ids2, ids[::-1]])).all()
 
 
 def test_sequential_keys_grow_the_table():
