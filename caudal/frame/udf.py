@@ -90,14 +90,21 @@ def udf(fn: Callable | None = None, *, returns: Any = None, **options: Any):
 
 class UdafHandle:
     """What ``@cd.udaf`` returns: called with expressions it builds an aggregate (for
-    ``agg``); ``.cls`` is the class."""
+    ``agg``); ``.cls`` is the class (a class UDAF) and ``.fn`` the function (a group
+    UDAF), None for the other kind."""
 
     def __init__(self, udaf):
         self.udaf = udaf
-        self.cls = udaf.cls
+        self.cls = getattr(udaf, "cls", None)
+        self.fn = getattr(udaf, "fn", None)
         self.name = udaf.name
+        if self.fn is not None:
+            functools.update_wrapper(self, self.fn)
 
     def __call__(self, *args: Any) -> Expr:
+        problem = getattr(self.udaf, "arity_problem", lambda n: None)(len(args))
+        if problem is not None:
+            raise PlanError(problem)
         out = call(self.udaf.name, *[to_expr(a) for a in args])
         out.is_agg = True
         out.udfs = tuple(dict.fromkeys(out.udfs + (self.udaf,)))
@@ -107,10 +114,20 @@ class UdafHandle:
         return f"<caudal udaf {self.udaf.name} -> {self.udaf.returns}>"
 
 
-def udaf(cls: type | None = None, *, returns: Any = None, state: dict[str, Any] | None = None,
-         name: str | None = None, args: list[Any] | None = None, input: str = "numpy"):
-    """Class decorator: a vectorized aggregate function (plan.python_udaf describes the
-    interface), callable by name in SQL and as ``handle(col(…))`` inside ``agg``.
+def udaf(target: type | Callable | None = None, *, returns: Any = None,
+         state: dict[str, Any] | None = None, name: str | None = None,
+         args: list[Any] | None = None, input: str | None = None, per_group: bool = False):
+    """A vectorized aggregate function, callable by name in SQL and as ``handle(col(…))``
+    inside ``agg``. Two forms (plan.python_udaf describes both):
+
+    * on a class with ``state=``: ``accumulate``/``merge``/``finish`` over whole columns
+      (``input`` ``numpy``, the default, ``arrow`` or ``polars``); compact state;
+    * on a function (no ``state=``): a *group* UDAF, called once per batch of finished
+      groups with one ``pa.ListArray`` per argument (a group's values, NULLs included,
+      aligned across arguments) and returning one value per group; ``input`` ``arrow``
+      (default) or ``polars``. ``per_group=True`` calls it once per group with one array
+      per argument (``input`` may then be ``numpy``) and takes a scalar back: one Python
+      call per result row, never per input row. Its state is the group's values.
 
     >>> import numpy as np
     >>> import caudal as cd
@@ -129,20 +146,57 @@ def udaf(cls: type | None = None, *, returns: Any = None, state: dict[str, Any] 
     >>> f = cd.testing.from_records([{"k": 1, "x": 1.0}, {"k": 1, "x": 3.0}])
     >>> f.group_by("k").agg(my_mean(cd.col("x")).alias("m")).collect().to_pylist()
     [{'k': 1, 'm': 2.0}]
+    >>> import pyarrow as pa
+    >>> import pyarrow.compute as pc
+    >>> @cd.udaf(returns="BIGINT")
+    ... def spread(x):  # a pa.ListArray: one list per group, every group has a value
+    ...     t = pa.table({"g": pc.list_parent_indices(x), "v": pc.list_flatten(x)})
+    ...     r = t.group_by("g").aggregate([("v", "min"), ("v", "max")]).sort_by("g")
+    ...     return pc.subtract(r["v_max"], r["v_min"])
+    >>> @cd.udaf(returns="BIGINT", per_group=True)
+    ... def spread_each(x):  # a pa.Array: one group's values (a Python call per group)
+    ...     bounds = pc.min_max(x)
+    ...     return bounds["max"].as_py() - bounds["min"].as_py()
+    >>> f = cd.testing.from_records([{"k": 1, "x": 1}, {"k": 1, "x": 5}, {"k": 2, "x": 3}])
+    >>> f.group_by("k").agg(spread(cd.col("x")).alias("s"), spread_each(cd.col("x"))
+    ...                     .alias("e")).collect().sort_by("k").to_pylist()
+    [{'k': 1, 's': 4, 'e': 4}, {'k': 2, 's': 0, 'e': 0}]
     """
-    from caudal.plan.python_udaf import PythonUdaf
+    from caudal.plan.python_udaf import GroupUdaf, PythonUdaf
 
-    if returns is None or state is None:
-        raise PlanError("udaf needs returns= (the result type) and state= (its columns)",
-                        hint='@cd.udaf(returns="DOUBLE", state={"total": "DOUBLE"})')
+    if returns is None:
+        raise PlanError("udaf needs returns= (the SQL type of its result)",
+                        hint='@cd.udaf(returns="DOUBLE")')
 
-    def wrap(c: type) -> UdafHandle:
-        udaf_name = name or c.__name__
-        u = PythonUdaf(udaf_name, c, parse_type(returns, f"udaf {udaf_name} returns"),
-                       {k: parse_type(t, f"udaf {udaf_name} state") for k, t in state.items()},
-                       [parse_type(a, f"udaf {udaf_name} args") for a in args]
-                       if args is not None else None, input)
+    def wrap(t: type | Callable) -> UdafHandle:
+        udaf_name = name or getattr(t, "__name__", None)
+        if not udaf_name or not str(udaf_name).isidentifier():
+            raise PlanError(f"udaf: {udaf_name!r} is not a usable function name",
+                            hint="pass name='my_aggregate'")
+        result = parse_type(returns, f"udaf {udaf_name} returns")
+        arg_types = ([parse_type(a, f"udaf {udaf_name} args") for a in args]
+                     if args is not None else None)
+        if isinstance(t, type):
+            if state is None:
+                raise PlanError(f"udaf {udaf_name}: a class UDAF declares its state columns",
+                                hint='state={"total": "DOUBLE"}, or decorate a function '
+                                     'of the group\'s values instead')
+            if per_group:
+                raise PlanError(f"udaf {udaf_name}: per_group= is for a function UDAF, "
+                                f"not a class")
+            u: Any = PythonUdaf(udaf_name, t, result,
+                                {k: parse_type(v, f"udaf {udaf_name} state")
+                                 for k, v in state.items()}, arg_types, input or "numpy")
+        elif callable(t):
+            if state is not None:
+                raise PlanError(f"udaf {udaf_name}: state= is for a class UDAF; a function "
+                                f"UDAF receives its group's values", hint="drop state=")
+            u = GroupUdaf(udaf_name, t, result, arg_types, input or "arrow", bool(per_group))
+        else:
+            raise PlanError(f"udaf: {t!r} is neither a class nor a function",
+                            hint="decorate a class (accumulate/merge/finish) or a function "
+                                 "of the group's values")
         add_user_function(u)
         return UdafHandle(u)
 
-    return wrap(cls) if cls is not None else wrap
+    return wrap(target) if target is not None else wrap

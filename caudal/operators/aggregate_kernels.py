@@ -372,19 +372,34 @@ def _lists(values: pa.Array, order: np.ndarray, groups_of_order: np.ndarray, n_g
 class ArrayAgg(Kernel):
     """array_agg(x [ORDER BY k]): every value, NULLs included, in arrival order or by the
     ORDER BY key (ties in arrival order); NULL when no row was aggregated. With ORDER BY
-    the state keeps the keys beside the values, so states merge by re-sorting."""
+    the state keeps the keys beside the values, so states merge by re-sorting.
+
+    A subclass may list several arguments at once (``listed``): their lists are cut with
+    one order, so the j-th values of a group's lists come from the same input row (the
+    state of a group UDAF, operators.udaf_kernel)."""
 
     needs_groups = (True, True)
     #: the state grows with the input (and arrival order matters)
     two_phase = False
+    #: how many leading arguments are listed; an argument after them is the ORDER BY key
+    listed = 1
+
+    def _names(self, stem: str) -> list[str]:
+        """The column of each listed argument (``_v`` for the first, as array_agg's)."""
+        return [f"{self.p}_{stem}{j or ''}" for j in range(self.listed)]
+
+    def list_type(self, values: pa.Array) -> pa.DataType:
+        return self.call.dtype
 
     def prepare(self, batch):
-        value = _as_array(batch.column(self.call.args[0]))
-        if pa.types.is_null(value.type):
-            value = value.cast(self.call.dtype.value_type)
-        cols = {f"{self.p}_x": value}
-        if len(self.call.args) > 1:
-            cols[f"{self.p}_xk"] = _as_array(batch.column(self.call.args[1]))
+        cols = {}
+        for name, arg in zip(self._names("x"), self.call.args):
+            value = _as_array(batch.column(arg))
+            if pa.types.is_null(value.type) and pa.types.is_list(self.call.dtype):
+                value = value.cast(self.call.dtype.value_type)
+            cols[name] = value
+        if len(self.call.args) > self.listed:
+            cols[f"{self.p}_xk"] = _as_array(batch.column(self.call.args[self.listed]))
         mask = self._mask(batch)
         if mask is not None:
             cols[f"{self.p}_xf"] = mask
@@ -394,21 +409,21 @@ class ArrayAgg(Kernel):
         return []
 
     def finish(self, phase, result, source, groups):
-        p, ordered = self.p, len(self.call.args) > 1
+        p, ordered = self.p, len(self.call.args) > self.listed
         if phase == PARTIAL:
-            values = _as_array(source[f"{p}_x"])
+            columns = [_as_array(source[name]) for name in self._names("x")]
             keys = _as_array(source[f"{p}_xk"]) if ordered else None
             gid = groups.gid
             if f"{p}_xf" in source.column_names:
                 rows = np.nonzero(_np(source[f"{p}_xf"], False, bool))[0]
             else:
-                rows = np.arange(len(values))
+                rows = np.arange(len(columns[0]))
         else:
-            lists = _as_array(source[f"{p}_v"])
-            values = pc.list_flatten(lists)
+            lists = [_as_array(source[name]) for name in self._names("v")]
+            columns = [pc.list_flatten(a) for a in lists]
             keys = pc.list_flatten(_as_array(source[f"{p}_k"])) if ordered else None
-            gid = groups.gid[pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)]
-            rows = np.arange(len(values))
+            gid = groups.gid[pc.list_parent_indices(lists[0]).to_numpy(zero_copy_only=False)]
+            rows = np.arange(len(columns[0]))
         g = gid[rows]
         if ordered:
             desc = self.call.options.get("descending", False)
@@ -424,7 +439,8 @@ class ArrayAgg(Kernel):
         else:
             pos = np.argsort(g, kind="stable")
         order = rows[pos]
-        out = {f"{p}_v": _lists(values, order, g[pos], groups.groups, self.call.dtype)}
+        out = {name: _lists(values, order, g[pos], groups.groups, self.list_type(values))
+               for name, values in zip(self._names("v"), columns)}
         if ordered:
             out[f"{p}_k"] = _lists(keys, order, g[pos], groups.groups, pa.list_(keys.type))
         return out
@@ -675,9 +691,11 @@ def make_kernel(call: AggCall, index: int, input_schema: pa.Schema,
                 time_column: str | None) -> Kernel:
     func = call.func
     if func == "udaf":  # a Python UDAF (plan.python_udaf)
-        from caudal.operators.udaf_kernel import UdafKernel
+        from caudal.operators.udaf_kernel import GroupUdafKernel, UdafKernel
+        from caudal.plan.python_udaf import GroupUdaf
 
-        return UdafKernel(call, index, input_schema, time_column)
+        kind = GroupUdafKernel if isinstance(call.options["udaf"], GroupUdaf) else UdafKernel
+        return kind(call, index, input_schema, time_column)
     if call.distinct and func in ("count", "sum", "avg") or func == "approx_count_distinct":
         if not call.args:
             raise ValueError("DISTINCT needs an argument")

@@ -1,7 +1,9 @@
-"""The aggregate kernel of a Python UDAF (plan.python_udaf): partial, merge and final steps
+"""The aggregate kernels of Python UDAFs (plan.python_udaf): partial, merge and final steps
 that hand whole columns and group ids to the user's class, so a UDAF runs wherever the
 built-in aggregates run (windows, sessions, updating GROUP BY, two-phase pre-aggregation)
-and its state is an Arrow table snapshotted like theirs."""
+and its state is an Arrow table snapshotted like theirs. A group UDAF (a function of the
+group's values) keeps array_agg's state, one list per argument, and calls the function in
+the final step only."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from caudal.operators.aggregate_kernels import PARTIAL, Kernel, _as_array
+from caudal.operators.aggregate_kernels import PARTIAL, ArrayAgg, Kernel, _as_array, _pick
 
 
 class UdafKernel(Kernel):
@@ -50,3 +52,30 @@ class UdafKernel(Kernel):
     def final(self, state: pa.Table) -> pa.Array:
         return self.udaf.finish(self.obj, {name: _as_array(state[f"{self.p}_{name}"])
                                            for name in self.udaf.state}, state.num_rows)
+
+
+class GroupUdafKernel(ArrayAgg):
+    """A group UDAF: array_agg's partial and merge over every argument at once (so the
+    lists of a group stay aligned across arguments, NULLs in place), then the user's
+    function on the lists of the groups that have rows. A group without a row (every row
+    dropped by FILTER) is NULL without a call, as Arroyo's UDAFs are."""
+
+    def __init__(self, call, index, input_schema, time_column):
+        super().__init__(call, index, input_schema, time_column)
+        self.udaf = call.options["udaf"]
+        self.listed = len(call.args)
+
+    def list_type(self, values: pa.Array) -> pa.DataType:
+        return pa.list_(values.type)
+
+    def final(self, state: pa.Table) -> pa.Array:
+        lists = [_as_array(state[name]) for name in self._names("v")]
+        n = state.num_rows
+        if lists[0].null_count == 0:
+            return self.udaf.call(lists)
+        rows = np.flatnonzero(lists[0].is_valid().to_numpy(zero_copy_only=False))
+        if not len(rows):
+            return pa.nulls(n, self.udaf.returns)
+        picked = pa.array(rows)
+        values = self.udaf.call([a.take(picked) for a in lists])
+        return _pick(values, np.arange(len(rows)), rows, n)

@@ -395,6 +395,9 @@ def _udaf_call(node: exp.Expression, udaf, arg_nodes: list[exp.Expression],
             raise PlanError("aggregate calls cannot be nested", line=ln, col=col,
                             hint="compute the inner aggregate in a subquery")
     args = [translate(a, scope) for a in arg_nodes]
+    problem = getattr(udaf, "arity_problem", lambda n: None)(len(args))
+    if problem is not None:
+        raise PlanError(problem, line=ln, col=col)
     if udaf.args is not None:
         if len(args) != len(udaf.args):
             raise PlanError(f"{udaf.name}() takes {len(udaf.args)} argument(s), got "

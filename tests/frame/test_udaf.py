@@ -1,7 +1,9 @@
-"""Python UDAFs: in tumbling, hopping and session windows (at parallelism 1 and 2, where
-states are pre-aggregated before the shuffle), in updating aggregates over append-only and
-updating inputs, from SQL by name, equal to the built-ins they mimic; errors that name the
-UDAF; a job killed after checkpoints resumes to the same answer."""
+"""Python UDAFs (classes, and group UDAFs: functions of each group's values): in tumbling,
+hopping and session windows (at parallelism 1 and 2, where states are pre-aggregated before
+the shuffle), in updating aggregates over append-only and updating inputs, from SQL by name,
+equal to the built-ins they mimic; errors that name the UDAF; a job killed after checkpoints
+resumes to the same answer (tests/sql/test_group_udaf_sql.py compares group UDAFs with
+DuckDB)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import caudal as cd
 from caudal import col
 from caudal.errors import CaudalError
 from tests.conftest import make_bids
-from tests.frame.udafs import py_avg, py_max
+from tests.frame.udafs import py_avg, py_max, py_max_product, py_median, py_median_each
 from tests.helpers import normalized_rows
 
 
@@ -27,24 +29,30 @@ def bids():
                                     cd.hop("date_time", size="10s", slide="5s"),
                                     cd.session("date_time", "2s")])
 def test_udaf_in_windows_equals_builtin(bids, window, parallelism):
-    ours = bids.group_by("channel", window).agg(py_avg(col("price")).alias("a"),
-                                                py_max(col("price")).alias("m"))
-    builtin = bids.group_by("channel", window).agg(col("price").mean().alias("a"),
-                                                   col("price").max().alias("m"))
+    ours = bids.group_by("channel", window).agg(
+        py_avg(col("price")).alias("a"), py_max(col("price")).alias("m"),
+        py_max_product(col("price"), col("bidder")).alias("p"))
+    builtin = bids.group_by("channel", window).agg(
+        col("price").mean().alias("a"), col("price").max().alias("m"),
+        (col("price") * col("bidder")).max().alias("p"))
     got = ours.collect(parallelism=parallelism)
     assert got.num_rows > 0
     assert normalized_rows(got) == normalized_rows(builtin.collect(parallelism=parallelism))
 
 
 def test_udaf_in_updating_aggregates(bids):
-    ours = bids.group_by("auction").agg(py_avg(col("price")).alias("a"), cd.count())
-    builtin = bids.group_by("auction").agg(col("price").mean().alias("a"), cd.count())
+    ours = bids.group_by("auction").agg(py_avg(col("price")).alias("a"), cd.count(),
+                                        py_max_product(col("price"), col("bidder")))
+    builtin = bids.group_by("auction").agg(col("price").mean().alias("a"), cd.count(),
+                                           (col("price") * col("bidder")).max())
     assert normalized_rows(ours.collect(parallelism=2)) == \
         normalized_rows(builtin.collect(parallelism=2))
     # over an updating input: each bidder's count changes, and the UDAF's groups follow
     counts = bids.group_by("bidder").agg(cd.count().alias("n"))
-    ours = counts.group_by((col("bidder") % 5).alias("b")).agg(py_avg(col("n")).alias("a"))
-    builtin = counts.group_by((col("bidder") % 5).alias("b")).agg(col("n").mean().alias("a"))
+    ours = counts.group_by((col("bidder") % 5).alias("b")).agg(
+        py_avg(col("n")).alias("a"), py_max_product(col("n"), col("bidder")).alias("p"))
+    builtin = counts.group_by((col("bidder") % 5).alias("b")).agg(
+        col("n").mean().alias("a"), (col("n") * col("bidder")).max().alias("p"))
     assert normalized_rows(ours.collect()) == normalized_rows(builtin.collect())
 
 
@@ -95,7 +103,9 @@ def test_udaf_misuse_and_failures(bids):
 
 def test_udaf_state_is_arrow_and_checkpointed(tmp_path, bids):
     """A checkpointed run (state snapshots every 50 ms) gives the uncheckpointed answer."""
-    q = bids.group_by("auction", cd.tumble("date_time", "5s")).agg(py_avg(col("price")))
+    q = bids.group_by("auction", cd.tumble("date_time", "5s")).agg(
+        py_avg(col("price")).alias("a"), py_median(col("price")).alias("md"),
+        py_median_each(col("price")).alias("me"))
     plain = q.collect()
     ck = q.collect(checkpoint_dir=str(tmp_path / "ck"), checkpoint_interval="50ms",
                    batch_rows=200)
@@ -104,7 +114,8 @@ def test_udaf_state_is_arrow_and_checkpointed(tmp_path, bids):
 
 
 KILL_QUERY = """
-SELECT bidder % 7 AS b, py_avg(price) AS a, py_max(price) AS m, count(*) AS n
+SELECT bidder % 7 AS b, py_avg(price) AS a, py_max(price) AS m, count(*) AS n,
+       py_max_product(price, auction % 3) AS mp
 FROM bid GROUP BY bidder % 7
 """
 
@@ -120,7 +131,8 @@ def _kill_script(out, pace: bool) -> str:
 @pytest.mark.timeout(120)
 def test_killed_job_with_udaf_resumes_exactly_once(tmp_path):
     """``caudal run --udf``: killed after three checkpoints, resumed, the changelog folds to
-    the answer of the built-in aggregates on an uninterrupted run."""
+    the answer of the built-in aggregates on an uninterrupted run (a group UDAF's state, its
+    groups' values as lists, among them)."""
     from pathlib import Path
 
     from caudal.job import run_sql
@@ -130,7 +142,9 @@ def test_killed_job_with_udaf_resumes_exactly_once(tmp_path):
 
     udafs = str(Path(__file__).parent / "udafs.py")
     ref = tmp_path / "ref"
-    builtin = _kill_script(ref, pace=False).replace("py_avg", "avg").replace("py_max", "max")
+    builtin = _kill_script(ref, pace=False).replace("py_avg", "avg").replace(
+        "py_max_product(price, auction % 3)", "max(price * (auction % 3))").replace(
+        "py_max", "max")
     run_sql(builtin, parallelism=2)
     expected = fold(read_changes(ref))
     out, ck = tmp_path / "out", tmp_path / "ck"
@@ -168,7 +182,7 @@ def test_group_ids_by_encoding_match_the_hash_aggregation():
 
 WINDOW_KILL_QUERY = """
 SELECT auction % 5 AS a, window_start, py_avg(py_double(price)) AS avg2,
-       py_max(price) AS m, count(*) AS n
+       py_max(price) AS m, count(*) AS n, py_median(price) AS md
 FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '100' MILLISECOND))
 GROUP BY auction % 5, window_start, window_end
 """
@@ -176,9 +190,9 @@ GROUP BY auction % 5, window_start, window_end
 
 @pytest.mark.timeout(120)
 def test_killed_window_job_with_udf_and_udaf_resumes_exactly_once(tmp_path):
-    """A scalar UDF feeding a UDAF in a tumbling window, written to Parquet (exactly once):
-    killed after three checkpoints and resumed, the files hold the rows of the built-in
-    functions on an uninterrupted run."""
+    """A scalar UDF feeding a UDAF in a tumbling window, and a group UDAF (py_median), written
+    to Parquet (exactly once): killed after three checkpoints and resumed, the files hold the
+    rows of the built-in functions on an uninterrupted run."""
     from pathlib import Path
 
     from caudal.job import run_sql
@@ -196,7 +210,7 @@ def test_killed_window_job_with_udf_and_udaf_resumes_exactly_once(tmp_path):
     udfs = str(Path(__file__).parent / "udafs.py")
     ref = tmp_path / "ref"
     run_sql(script(ref, pace=False).replace("py_avg(py_double(price))", "avg(2 * price)")
-            .replace("py_max", "max"), parallelism=2)
+            .replace("py_max", "max").replace("py_median", "median"), parallelism=2)
     out, ck = tmp_path / "out", tmp_path / "ck"
     job = tmp_path / "job.sql"
     job.write_text(script(out, pace=True))

@@ -60,3 +60,66 @@ def py_double(x):
     import pyarrow.compute as pc
 
     return pc.multiply(x, 2)
+
+
+# group UDAFs: plain functions of each group's values (one pa.ListArray per argument)
+
+
+def _flat(lists):
+    """(group of each value, the values as float64, which are non-NULL) of a ListArray."""
+    import pyarrow.compute as pc
+
+    flat = pc.list_flatten(lists)
+    parents = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
+    ok = flat.is_valid().to_numpy(zero_copy_only=False)
+    return parents, flat.cast("float64").fill_null(0).to_numpy(zero_copy_only=False), ok
+
+
+@cd.udaf(returns="DOUBLE")
+def py_median(values):
+    """median(x) of the non-NULL values, for a whole batch of groups at once."""
+    import pyarrow as pa
+
+    parents, x, ok = _flat(values)
+    parents, x = parents[ok], x[ok]
+    n = np.bincount(parents, minlength=len(values))
+    if not len(x):
+        return pa.nulls(len(values), pa.float64())
+    x = x[np.lexsort((x, parents))]
+    starts = np.cumsum(n) - n
+    low = np.clip(starts + (n - 1) // 2, 0, len(x) - 1)
+    high = np.clip(starts + n // 2, 0, len(x) - 1)
+    return pa.array((x[low] + x[high]) / 2, mask=n == 0)
+
+
+@cd.udaf(returns="DOUBLE", per_group=True, input="numpy")
+def py_median_each(values):
+    """median(x), one group per call (NULLs arrive as NaN)."""
+    values = values[~np.isnan(values)]
+    return float(np.median(values)) if len(values) else None
+
+
+@cd.udaf(returns="DOUBLE")
+def py_product(values):
+    """product(x) of the non-NULL values (NULL when there are none)."""
+    import pyarrow as pa
+
+    parents, x, ok = _flat(values)
+    out = np.ones(len(values))
+    np.multiply.at(out, parents[ok], x[ok])
+    return pa.array(out, mask=np.bincount(parents[ok], minlength=len(values)) == 0)
+
+
+@cd.udaf(returns="BIGINT")
+def py_max_product(first, second):
+    """max(first * second) over the rows where both are non-NULL: the lists of a group are
+    aligned across arguments (their i-th values come from one row)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    parents = pc.list_parent_indices(first).to_numpy(zero_copy_only=False)
+    product = pc.multiply(pc.list_flatten(first), pc.list_flatten(second))
+    t = pa.table({"g": parents, "p": product}).group_by("g").aggregate([("p", "max")])
+    out = np.full(len(first), -1, dtype=np.int64)
+    out[t["g"].to_numpy()] = np.arange(t.num_rows)
+    return t["p_max"].combine_chunks().take(pa.array(out, mask=out < 0))

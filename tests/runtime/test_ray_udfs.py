@@ -1,7 +1,7 @@
 """Python UDFs and UDAFs on Ray: the functions of ``--udf`` files travel to the worker actors
 with the graph (by value: a ``--udf`` file is no importable module), and a windowed query
-calling a scalar UDF, a UDAF and a ``CREATE FUNCTION`` alias gives DuckDB's answer on Ray at
-parallelism 2, as on the local runtime. A function that cannot be pickled is refused in one
+calling a scalar UDF, a UDAF, a group UDAF and a ``CREATE FUNCTION`` alias gives DuckDB's
+answer on Ray at parallelism 2, as on the local runtime. A function that cannot be pickled is refused in one
 line naming it, before any actor starts."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ CREATE TABLE bids WITH (connector = 'filesystem', path = '{bids}',
 CREATE TABLE out WITH (connector = 'filesystem', path = '{out}', format = 'parquet');
 INSERT INTO out
 SELECT auction % 7 AS k, window_start AS ws, py_avg(euro(price)) AS a,
-       sum(count_char(url, '/')) AS slashes, count(*) AS n
+       sum(count_char(url, '/')) AS slashes, count(*) AS n, py_median(price) AS md
 FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '10' SECOND))
 GROUP BY auction % 7, window_start, window_end;
 """
@@ -59,7 +59,7 @@ GROUP BY auction % 7, window_start, window_end;
 DUCK = """
 SELECT auction % 7 AS k, to_timestamp(floor(epoch(date_time) / 10) * 10) AS ws,
        avg(price * 0.9) AS a, sum(length(url) - length(replace(url, '/', '')))::BIGINT AS slashes,
-       count(*) AS n
+       count(*) AS n, median(price) AS md
 FROM read_parquet('{bids}') GROUP BY ALL
 """
 

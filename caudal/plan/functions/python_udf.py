@@ -270,10 +270,10 @@ def job_context(extra: Any = ()) -> Iterator[None]:
     """Plan with every user function and aggregate (and ``extra`` ones: the UDFs a frame's
     expressions call) callable by name."""
     from caudal.plan.functions.registry import job_functions
-    from caudal.plan.python_udaf import PythonUdaf, job_aggregates
+    from caudal.plan.python_udaf import AnyUdaf, job_aggregates
 
     every = list(USER_FUNCTIONS.values()) + list(extra)
     scalars = {u.name: u.function() for u in every if isinstance(u, PythonUdf)}
-    aggregates = {u.name: u for u in every if isinstance(u, PythonUdaf)}
+    aggregates = {u.name: u for u in every if isinstance(u, AnyUdaf)}
     with job_functions(scalars), job_aggregates(aggregates):
         yield

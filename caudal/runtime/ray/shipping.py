@@ -13,7 +13,7 @@ from typing import Any
 from caudal.errors import ConfigError
 from caudal.plan.functions.python_udf import PythonUdf
 from caudal.plan.physical import PhysicalGraph
-from caudal.plan.python_udaf import PythonUdaf
+from caudal.plan.python_udaf import AnyUdaf, GroupUdaf
 
 #: how deep the search for user functions goes into operator parameters
 MAX_DEPTH = 40
@@ -30,7 +30,7 @@ def check_shippable(graph: PhysicalGraph, dumps: Any) -> None:
         except Exception as e:  # noqa: BLE001 - any pickling failure
             reason = _one_line(e)
         for fn in user_functions(vertex):
-            target = fn.fn if isinstance(fn, PythonUdf) else fn.cls
+            target = fn.fn if isinstance(fn, PythonUdf | GroupUdaf) else fn.cls
             try:
                 dumps(target)
             except Exception as e:  # noqa: BLE001
@@ -44,9 +44,9 @@ def check_shippable(graph: PhysicalGraph, dumps: Any) -> None:
                           f"workers: {reason}", hint="run it with --runtime local")
 
 
-def user_functions(obj: Any) -> list[PythonUdf | PythonUdaf]:
+def user_functions(obj: Any) -> list[PythonUdf | AnyUdaf]:
     """The Python UDFs and UDAFs reachable from ``obj`` (operator parameters, expressions)."""
-    found: dict[int, PythonUdf | PythonUdaf] = {}
+    found: dict[int, PythonUdf | AnyUdaf] = {}
     seen: set[int] = set()
     stack: list[tuple[Any, int]] = [(obj, 0)]
     while stack:
@@ -54,7 +54,7 @@ def user_functions(obj: Any) -> list[PythonUdf | PythonUdaf]:
         if isinstance(item, _ATOMS) or id(item) in seen or depth > MAX_DEPTH:
             continue
         seen.add(id(item))
-        if isinstance(item, PythonUdf | PythonUdaf):
+        if isinstance(item, PythonUdf | AnyUdaf):
             found[id(item)] = item
             continue
         if isinstance(item, dict):
