@@ -15,7 +15,9 @@ one kafka table per topic:
    Arrow parse per batch), until each partition's end; then again with CPython's cycle
    collector paused while each batch's message objects live (what caudal's source does);
 3. source: ``caudal run`` of the UNION ALL into a blackhole sink (bounded by latest-offset);
-   the same job over empty topics gives the start-up CPU to subtract;
+   the same job over empty topics gives the start-up CPU to subtract. Once through the native
+   drain (``kafka_native``, the default) and once through confluent-kafka's Consumer
+   (``CAUDAL_KAFKA_NATIVE=0``), alternated ``--pairs`` times;
 4. exactly_once sink: ``caudal run`` of Nexmark bids into a topic, transactions per 1 s
    checkpoint; the same job into a blackhole gives the start-up and generator CPU to
    subtract. Its ceiling: this process encodes the same bids with caudal's JSON encoder and
@@ -238,16 +240,18 @@ def main() -> None:
 
 
 def report(results: dict, filled: int, args: argparse.Namespace) -> None:
+    """One line a run: msgs/s on the run's own clock; per core = messages per CPU second
+    with the baseline run's CPU subtracted, and (whole) without subtracting anything."""
     print(f"{filled:,} JSON bids in {args.topics} topics; mock cluster of 3 brokers; "
           f"load average {os.getloadavg()[0]:.2f}")
-    print(f"{'run':44} {'messages':>10} {'msgs/s':>9} {'per core':>9} {'cpu s':>6} "
-          f"{'baseline cpu s':>14} {'load':>5}")
+    print(f"{'run':44} {'messages':>10} {'msgs/s':>9} {'per core':>9} {'(whole)':>8} "
+          f"{'cpu s':>6} {'baseline cpu s':>14} {'load':>5}")
     for name, r in results.items():
         count = r["rows_out"] if "rows_out" in r and "source" not in name else r["rows_in"]
         cpu = r["cpu"] - r.get("cpu_startup", 0.0)
         print(f"{name:44} {count:10,} {count / r['seconds'] / 1e3:8.0f}k "
-              f"{count / cpu / 1e3:8.0f}k {r['cpu']:6.2f} {r.get('cpu_startup', 0):14.2f} "
-              f"{r.get('load', float('nan')):5.1f}")
+              f"{count / cpu / 1e3:8.0f}k {count / r['cpu'] / 1e3:7.0f}k {r['cpu']:6.2f} "
+              f"{r.get('cpu_startup', 0):14.2f} {r.get('load', float('nan')):5.1f}")
         if args.json:
             print(json.dumps({"run": name, "messages": count, **r}))
 

@@ -336,6 +336,8 @@ class KafkaSource(Source):
     def _discover(self) -> None:
         """Assign partitions added to the topic that this subtask owns, from their start."""
         self._next_discovery = time.monotonic() + self.discovery_s
+        if self._native is not None:   # the metadata consumer reads no messages: its queue
+            self._client().poll(0)     # holds only the broker errors it reports; empty it
         try:
             meta = self._client().list_topics(self.topic, timeout=1.0)
         except Exception:  # noqa: BLE001 - a missed look is retried at the next interval
