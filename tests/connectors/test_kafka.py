@@ -574,6 +574,28 @@ def test_bounded_read_stops_at_the_offsets_of_its_start_while_the_topic_grows(ka
     source.close()
 
 
+def test_native_drain_compiles_once_into_the_cache_and_falls_back_without_gcc(
+        monkeypatch, tmp_path, caplog):
+    import logging
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv(kafka_native.ENV, "1")
+    kafka_native._load.cache_clear()
+    try:
+        assert kafka_native.load() is not None
+        assert len(list((tmp_path / "caudal" / "kafka_native").glob("*.so"))) == 1
+        kafka_native._load.cache_clear()
+        monkeypatch.setattr(kafka_native.shutil, "which", lambda name: None)
+        assert kafka_native.load() is not None   # compiled before: no compiler needed
+        kafka_native._load.cache_clear()
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty"))
+        with caplog.at_level(logging.DEBUG, logger=kafka_native.__name__):
+            assert kafka_native.load() is None
+        assert "no C compiler" in caplog.text
+    finally:
+        kafka_native._load.cache_clear()
+
+
 def _read_bounded(spec) -> tuple[list[dict], int]:
     from caudal.connectors.kafka import KafkaSource
 
