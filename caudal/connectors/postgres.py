@@ -189,6 +189,9 @@ class PostgresSink(Sink):
         #: a checkpoint completed while the next epoch's transaction was open: its COMMIT
         #: PREPARED waits for that one to be prepared (it cannot run inside a transaction)
         self._commit_due: int | None = None
+        #: epochs aborted while the next epoch's transaction was open: their ROLLBACK
+        #: PREPARED waits for that one's PREPARE (or its ROLLBACK at close), as a commit does
+        self._abort_due: list[int] = []
         self._seq = 0
         self._started = False
         self.rows = 0
@@ -341,6 +344,11 @@ class PostgresSink(Sink):
             self.conn.execute(sql.SQL("PREPARE TRANSACTION {}").format(sql.Literal(gid)))
             self._in_txn = False
             self._pending.append([epoch, gid])
+        if self._abort_due:
+            due, self._abort_due = self._abort_due, []
+            for ep in due:
+                self._rollback(ep)
+            self._pending = [p for p in self._pending if p[0] not in due]
         state = {"epoch": epoch, "pending": [list(p) for p in self._pending]}
         if self._commit_due is not None:
             due, self._commit_due = self._commit_due, None
@@ -417,12 +425,20 @@ class PostgresSink(Sink):
 
     def abort(self, epoch: int) -> None:
         """Roll back the epoch's prepared transaction, if there is one (also on an instance
-        that never saw the epoch: the id is derived from the writer and the epoch)."""
-        self._end_copy()
+        that never saw the epoch: the id is derived from the writer and the epoch). While
+        the next epoch's transaction is open (and its COPY), ROLLBACK PREPARED cannot run:
+        it follows that one's PREPARE; the epoch leaves the pending list at once, so no
+        checkpoint lists it for a commit."""
+        self._pending = [p for p in self._pending if p[0] != epoch]
+        if self._in_txn:
+            self._abort_due.append(epoch)
+            return
+        self._rollback(epoch)
+
+    def _rollback(self, epoch: int) -> None:
         gid = _gid(self.wid, epoch)
         if gid in pg_client.prepared(self.conn, gid):
             self.conn.execute(sql.SQL("ROLLBACK PREPARED {}").format(sql.Literal(gid)))
-        self._pending = [p for p in self._pending if p[0] != epoch]
 
     @classmethod
     def discard_orphans(cls, table: TableSpec) -> None:
@@ -440,6 +456,10 @@ class PostgresSink(Sink):
             self._end_copy(RuntimeFailure("the sink closed before its checkpoint"))
             if self._in_txn:
                 conn.execute("ROLLBACK")
+                self._in_txn = False
+            for epoch in self._abort_due:
+                self._rollback(epoch)
+            self._abort_due = []
             if self.mode == "upsert" and not self._pending and \
                     (self._started or self.columns is not None):
                 # nothing staged is waiting (a run's end, or recovery that applied it): the

@@ -65,6 +65,19 @@ def pg():
                  "'caudal\\_%'")
     before = set(conn.execute(leftovers).fetchall())
     yield conn
+    # first what a failed test left prepared: it holds locks that a DROP would wait for
+    for (gid,) in conn.execute("SELECT gid FROM pg_prepared_xacts WHERE gid LIKE 'caudal-%'"
+                               " AND database = current_database()").fetchall():
+        # only ours: a prepared transaction that touched one of this test's tables
+        # (its relation locks share the virtual transaction of its transaction id's lock)
+        touches = conn.execute(
+            "SELECT count(*) FROM pg_prepared_xacts p JOIN pg_locks x ON x.locktype = "
+            "'transactionid' AND x.transactionid = p.transaction JOIN pg_locks l ON "
+            "l.virtualtransaction = x.virtualtransaction AND l.pid IS NULL JOIN pg_class c "
+            "ON c.oid = l.relation WHERE p.gid = %s AND c.relname LIKE %s",
+            (gid, prefix + "%"))
+        if touches.fetchone()[0]:
+            conn.execute(f"ROLLBACK PREPARED '{gid}'")
     for kind, name in set(conn.execute(leftovers).fetchall()) - before:
         if kind == "stage":
             conn.execute(f'DROP TABLE IF EXISTS "{name}"')
@@ -73,16 +86,6 @@ def pg():
                          "pg_replication_slots WHERE slot_name = %s AND NOT active", (name,))
         else:
             conn.execute(f'DROP PUBLICATION IF EXISTS "{name}"')
-    for (gid,) in conn.execute("SELECT gid FROM pg_prepared_xacts WHERE gid LIKE 'caudal-%'"
-                               " AND database = current_database()").fetchall():
-        # only ours: a prepared transaction that touched one of this test's tables
-        touches = conn.execute(
-            "SELECT count(*) FROM pg_locks l JOIN pg_prepared_xacts p ON "
-            "p.transaction = l.transactionid OR l.virtualtransaction = '-1/' || "
-            "p.transaction::text JOIN pg_class c ON c.oid = l.relation WHERE p.gid = %s AND "
-            "(c.relname LIKE %s OR c.relname LIKE 'caudal_stage_%%')", (gid, prefix + "%"))
-        if touches.fetchone()[0]:
-            conn.execute(f"ROLLBACK PREPARED '{gid}'")
     for (name,) in conn.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE %s",
                                 (prefix + "%",)).fetchall():
         conn.execute(f'DROP TABLE IF EXISTS "{name}"')
@@ -253,6 +256,52 @@ def test_a_checkpoint_completing_while_the_next_epoch_writes_commits_after_its_p
     assert visible == 4
     assert _rows(pg, f"SELECT * FROM {target}") == [
         (k, v) for k, v in zip(range(1, 9), "abcdefgh")]
+
+
+@pytest.mark.parametrize("mode", ["append", "upsert"])
+def test_an_epoch_aborted_while_the_next_epoch_writes_rolls_back_after_its_prepare(
+        pg, monkeypatch, mode):
+    """ROLLBACK PREPARED cannot run inside the next epoch's open transaction (nor beside its
+    open COPY) either: it waits for that one's PREPARE (or its ROLLBACK at close); the
+    aborted epoch's rows never show, the next epoch's arrive once."""
+    from caudal.connectors import postgres
+
+    monkeypatch.setattr(postgres, "FLUSH_ROWS", 2)   # every write goes to the server
+    target = f"{pg.prefix}_abort_{mode}"
+    sink, schema = _sink(target, **{"sink.mode": mode})
+    sink.open(schema)
+    try:
+        sink.write(pa.record_batch({"k": [1, 2], "v": ["a", "b"]}))
+        sink.pre_commit(1)
+        sink.write(pa.record_batch({"k": [3, 4], "v": ["c", "d"]}))   # epoch 2 is open
+        sink.abort(1)                                 # checkpoint 1 is given up meanwhile
+        sink.write(pa.record_batch({"k": [5, 6], "v": ["e", "f"]}))
+        state = sink.pre_commit(2)
+        assert [p[0] for p in state["pending"]] == [2]   # no recovery commits 1
+        gids = {r[0] for r in pg.execute("SELECT gid FROM pg_prepared_xacts")}
+        assert _gid_of(sink, 1) not in gids and _gid_of(sink, 2) in gids
+        sink.commit(2)
+        assert _rows(pg, f"SELECT * FROM {target}") == [(3, "c"), (4, "d"), (5, "e"),
+                                                        (6, "f")]
+        # aborted with an epoch open at the end: rolled back after that one's ROLLBACK
+        sink.write(pa.record_batch({"k": [7, 8], "v": ["g", "h"]}))
+        sink.pre_commit(3)
+        sink.write(pa.record_batch({"k": [9, 10], "v": ["i", "j"]}))
+        sink.abort(3)
+    finally:
+        sink.close()
+        left = [g for (g,) in pg.execute("SELECT gid FROM pg_prepared_xacts WHERE "
+                                         "starts_with(gid, %s)", (f"caudal-{sink.wid}-",))]
+        for gid in left:   # (so that a failure does not leave the table locked)
+            pg.execute(f"ROLLBACK PREPARED '{gid}'")
+    assert left == []
+    assert len(_rows(pg, f"SELECT * FROM {target}")) == 4
+
+
+def _gid_of(sink, epoch: int) -> str:
+    from caudal.connectors.postgres import _gid
+
+    return _gid(sink.wid, epoch)
 
 
 def test_orphans_of_killed_runs_are_rolled_back(pg):
