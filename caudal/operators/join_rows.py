@@ -59,6 +59,8 @@ class JoinLayout:
         self.output_schema = output_schema
         self.residual = residual
         self._residual = compile_expr(residual) if residual is not None else None
+        #: each output column's side (0 left, 1 right) and position there (``beside``)
+        self._sides: list[tuple[int, int]] | None = None
         self.joined_schema = pa.schema(list(left_schema) + [
             pa.field(n, f.type) for n, f in zip(self.right_names, right_schema)])
 
@@ -74,10 +76,26 @@ class JoinLayout:
         return pa.Table.from_arrays(columns, schema=self.joined_schema)
 
     def beside(self, left: pa.Table, right: pa.Table, at: np.ndarray) -> pa.Table:
-        """Joined rows ``left[i] ++ right[at[i]]`` for every left row in order (``at[i] < 0``
-        gives NULLs): the left columns as they are, the right ones by one take each."""
-        columns = left.columns + [take_or_null(c, at) for c in right.columns]
-        return pa.Table.from_arrays(columns, schema=self.joined_schema)
+        """The output rows (no residual) of ``left[i] ++ right[at[i]]`` for every left row in
+        order (``at[i] < 0`` gives NULLs): the left columns as they are, one take of each
+        right column the output keeps (only those)."""
+        if self._sides is None:
+            names = {n: (0, i) for i, n in enumerate(self.left_schema.names)}
+            names.update({n: (1, i) for i, n in enumerate(self.right_names)})
+            self._sides = [names[f.name] for f in self.output_schema]
+        missing = at < 0
+        index = pa.array(np.where(missing, 0, at), mask=missing) if missing.any() \
+            else pa.array(at)
+        arrays = []
+        for f, (side, i) in zip(self.output_schema, self._sides):
+            if side == 0:
+                col = left.column(i)
+            else:
+                col = right.column(i)
+                col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+                col = col.take(index)
+            arrays.append(col if col.type.equals(f.type) else col.cast(f.type))
+        return pa.Table.from_arrays(arrays, schema=self.output_schema)
 
     def accept(self, joined: pa.Table) -> np.ndarray:
         """Which joined rows satisfy the residual condition (NULL counts as false)."""

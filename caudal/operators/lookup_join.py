@@ -132,8 +132,8 @@ class LookupJoin(Operator):
         (-1): without a residual condition, a LEFT join (or an inner join where every row
         matched) is the batch's own columns beside one ``take`` of the table's."""
         if self.layout.residual is None and (self.kind == "left" or at.min() >= 0):
-            joined = self.layout.beside(left, table_rows, at)
-            return [b for b in self.layout.output(joined).to_batches() if b.num_rows]
+            out = self.layout.beside(left, table_rows, at)
+            return [b for b in out.to_batches() if b.num_rows]
         li = np.flatnonzero(at >= 0)
         return self._pairs(left, table_rows, li, at[li])
 
