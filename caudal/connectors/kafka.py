@@ -8,9 +8,9 @@ only so that tools can show the lag. A polled batch of messages is decoded in on
 values joined into JSON lines for Arrow's parser): the only per-message Python is what the
 client forces (one object per message, whose value, partition and offset are read) -- or
 none at all where the native drain (``kafka_native``: librdkafka's queue read in C) can be
-had, the default. The watermark is the minimum over the subtask's partitions; a partition without data for
-``idle_timeout`` stops holding it back. Partitions added to the topic are picked up by the
-subtask that would own them (``partition % parallelism``), from their start.
+had, the default. The watermark is the minimum over the subtask's partitions; a partition
+without data for ``idle_timeout`` stops holding it back. Partitions added to the topic are
+picked up by the subtask that would own them (``partition % parallelism``), from their start.
 
 Sink: see ``kafka_sink`` (exactly once through transactions, or at least once).
 """
@@ -571,18 +571,17 @@ class KafkaSource(Source):
                 data = pa.table({name: raw.cast(self.data_schema.field(0).type)})
             except pa.ArrowInvalid:   # text that is not UTF-8: found one by one
                 data = self._raw_string(_split(values, ends, 0), policy)
-        stamps_or_none = stamps
         key_array = _binary(keys[0], keys[1], key_valid) if keys is not None else None
         if policy.dropped:
             mask = _kept(count, policy.dropped)
             parts, offs = parts[mask], offs[mask]
-            if stamps_or_none is not None:
-                stamps_or_none = stamps_or_none[mask]
+            if stamps is not None:
+                stamps = stamps[mask]
             if key_array is not None:
                 key_array = key_array.filter(pa.array(mask))
             count = len(parts)
         return self._rows(data, policy, count, parts, lambda key, target: _native_metadata(
-            key, parts, offs, stamps_or_none, key_array, target))
+            key, parts, offs, stamps, key_array, target))
 
     def _json(self, values: list[bytes], policy: _MessagePolicy) -> pa.Table:
         return decode_json_values(self._decoder, values, policy)
