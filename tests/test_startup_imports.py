@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ["polars", "duckdb", "pandas", "confluent_kafka", "psycopg", "ray", "asyncio",
@@ -28,9 +29,16 @@ print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
 """
 
 
-def _imported(code: str) -> list[str]:
+#: what a trivial job (a SELECT of literal or computed columns, a filter, a LIMIT; from a
+#: file or a generator to stdout or a blackhole) must not load either: pyarrow.compute
+#: (~0.2 G instructions to import; caudal.compute calls the same kernels without it) and
+#: pyarrow.dataset (which imports it)
+TRIVIAL = [*HEAVY, "pyarrow.compute", "pyarrow.dataset"]
+
+
+def _imported(code: str, heavy: list[str] = HEAVY) -> list[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-c", _PROBE.format(code=code, heavy=HEAVY)],
+    out = subprocess.run([sys.executable, "-c", _PROBE.format(code=code, heavy=heavy)],
                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
                          check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -56,7 +64,30 @@ def test_parquet_to_blackhole_job_imports_only_what_it_uses(tmp_path):
         "CREATE TABLE out WITH (connector = 'blackhole');\n"
         "INSERT INTO out SELECT a, b FROM src WHERE a > 2;\n")
     code = f"import caudal.cli\nassert caudal.cli.main(['run', {str(job)!r}]) == 0"
-    assert _imported(code) == []
+    assert _imported(code, TRIVIAL) == []
+
+
+@pytest.mark.parametrize(("name", "source", "query"), [
+    ("csv", "(a BIGINT, b TEXT) WITH (connector = 'filesystem', path = '{dir}/ten.csv', "
+     "format = 'csv')", "SELECT a, b, a * 2 AS doubled, 'x' AS tag FROM src"),
+    ("json", "(a BIGINT, b TEXT) WITH (connector = 'filesystem', path = '{dir}/ten.json', "
+     "format = 'json')", "SELECT a, upper(b) AS b, a + 1 AS next FROM src WHERE a > 2"),
+    ("impulse", "WITH (connector = 'impulse', events = '1000')",
+     "SELECT counter, counter * 2 AS d FROM src LIMIT 100"),
+    ("literal", None, "SELECT 1 AS one, 'hello' AS greeting"),
+])
+def test_trivial_jobs_to_stdout_import_only_what_they_use(tmp_path, name, source, query):
+    """A user's first jobs: computed columns of a small file or a generator, printed."""
+    (tmp_path / "ten.csv").write_text("a,b\n" + "".join(f"{i},{i}\n" for i in range(10)))
+    (tmp_path / "ten.json").write_text("".join(f'{{"a": {i}, "b": "{i}"}}\n'
+                                               for i in range(10)))
+    job = tmp_path / "job.sql"
+    create = f"CREATE TABLE src {source.format(dir=tmp_path)};\n" if source else ""
+    job.write_text(f"{create}{query};\n")
+    code = (f"import caudal.cli, contextlib, io\nwith contextlib.redirect_stdout(io.StringIO()) "
+            f"as out:\n    assert caudal.cli.main(['run', {str(job)!r}]) == 0\n"
+            f"assert out.getvalue().count('\\n') > 1, out.getvalue()")
+    assert _imported(code, TRIVIAL) == []
 
 
 def test_windowed_jobs_import_only_what_they_use(tmp_path):

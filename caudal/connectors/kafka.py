@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal import formats
 from caudal.connectors import kafka_native
 from caudal.connectors import kafka_options as ko

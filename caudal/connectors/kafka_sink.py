@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.connectors import kafka_options as ko
 from caudal.connectors.base import Sink
 from caudal.errors import ConfigError, RuntimeFailure

@@ -18,8 +18,8 @@ from fractions import Fraction
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.mixing import GOLDEN, mix64
 from caudal.types import TIMESTAMP
 

@@ -14,11 +14,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import numpy as np
 import psycopg
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from caudal import compute as pc
 from caudal.errors import ConfigError, RuntimeFailure
 from caudal.plan.tables import TableSpec
 from caudal.types import sql_name

@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from psycopg import sql
 
+from caudal import compute as pc
 from caudal.connectors import pg_client
 from caudal.connectors.base import Sink, table_token
 from caudal.connectors.pg_client import (

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.connectors import messages as mx
 from caudal.connectors.base import LOOKUP_OPTIONS, LookupSource, Source
 from caudal.errors import ConfigError, RuntimeFailure

@@ -10,8 +10,8 @@ import sys
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.connectors.base import Sink
 from caudal.errors import ConfigError
 from caudal.formats import json as json_format

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.connectors import kafka_options as ko
 from caudal.connectors.kafka_sink import KafkaSink, split_lines
 from caudal.errors import ConfigError

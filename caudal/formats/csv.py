@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
+from caudal import compute as pc
 from caudal.errors import ConfigError
 from caudal.formats import bad_data, lines, match_columns, text
 from caudal.types import TIMESTAMP, normalize_schema, sql_name

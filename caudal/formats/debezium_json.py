@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.errors import ConfigError, DataError
 from caudal.formats import bad_data, lines
 from caudal.formats import json as json_format

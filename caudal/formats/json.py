@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from caudal import compute as pc
 from caudal.errors import ConfigError, RuntimeFailure
 from caudal.formats import bad_data, lines, text
 from caudal.types import (

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.types import TIMESTAMP
 
 _HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
@@ -114,7 +114,7 @@ def to_text(arr: pa.Array | pa.ChunkedArray, sep: str = "T", zone: bool = True) 
     if pa.types.is_string(t):
         return arr
     if pa.types.is_large_string(t) or pa.types.is_string_view(t):
-        return arr.cast(pa.string())
+        return pc.cast(arr, pa.string())
     if pa.types.is_timestamp(t):
         return rfc3339(arr, sep, zone)
     if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t) \
@@ -126,4 +126,4 @@ def to_text(arr: pa.Array | pa.ChunkedArray, sep: str = "T", zone: bool = True) 
             or pa.types.is_interval(t):
         return json_text(arr) if pa.types.is_nested(t) else \
             pc.utf8_slice_codeunits(json_text(arr), 1, -1)  # a JSON string: drop the quotes
-    return arr.cast(pa.string())
+    return pc.cast(arr, pa.string())

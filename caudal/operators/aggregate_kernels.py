@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.plan.aggregates import PAIR_STATISTICS, PERCENTILES, AggCall
 from caudal.types import TIMESTAMP
 

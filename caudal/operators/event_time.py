@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from caudal import clock
+from caudal import compute as pc
 from caudal.operators.side_output import LATE, tag
 from caudal.plan.windows import LateOutput
 from caudal.watermark import WATERMARK_MAX, WATERMARK_MIN

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from caudal import compute as pc
 
 #: frames at most this long are summed by shifted additions
 _SHORT_FRAME = 32

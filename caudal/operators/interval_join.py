@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.operators.base import Operator, OperatorContext
 from caudal.operators.join_rows import JoinLayout, SideState, match
 from caudal.operators.keyed_tables import TwoSidedState, batches_of

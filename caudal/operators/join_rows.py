@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from caudal import compute as pc
 
 if TYPE_CHECKING:
     import polars as pl

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.connectors.base import LookupSource
 from caudal.operators.join_rows import match
 from caudal.operators.keyed_tables import lookup, positional

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.operators.keyed_tables import LOWEST, NET, apply_net, net_rows, positional
 from caudal.plan.changelog import (
     DELETE,

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.operators.aggregate_kernels import MERGE, PARTIAL, Aggregator, GroupIndex
 from caudal.operators.base import Operator, OperatorContext
 from caudal.operators.event_time import ArrivalCheck, FiresOnTime, LateOutput

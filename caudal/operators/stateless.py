@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
+from caudal import compute as pc
 from caudal.operators.base import Operator
 from caudal.plan.changelog import OP, filter_changelog
 from caudal.plan.compile import compile_expr, compile_projection
@@ -47,7 +48,7 @@ class ProjectFilter(Operator):
                 if batch.num_rows == 0:
                     return ()
             else:
-                batch = batch.filter(mask, null_selection_behavior="drop")
+                batch = pc.filter(batch, mask, null_selection_behavior="drop")
                 if batch.num_rows == 0:
                     return ()
         if self._project is not None:

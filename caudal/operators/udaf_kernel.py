@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.operators.aggregate_kernels import PARTIAL, ArrayAgg, Kernel, _as_array, _pick
 
 

@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from caudal import clock
+from caudal import compute as pc
 from caudal.operators.aggregate_kernels import Aggregator
 from caudal.operators.base import Operator
 from caudal.operators.join_rows import SideState, repeat_rows

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.operators.base import Operator
 from caudal.operators.frame_kernels import FrameAggregates, frame_bounds
 from caudal.operators.partition_rows import (

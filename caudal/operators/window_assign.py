@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.operators.base import Operator
 from caudal.operators.event_time import times_of, timestamps
 from caudal.plan.windows import WindowSpec

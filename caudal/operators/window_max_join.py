@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.operators.base import Operator, OperatorContext
 from caudal.operators.event_time import ArrivalCheck, times_of, timestamps
 from caudal.plan.windows import WindowSpec

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from caudal import compute as pc
 
 #: the column that carries each row's change kind in an updating stream
 OP = "_op"

@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.errors import PlanError, RuntimeFailure
 from caudal.types import sql_name
 

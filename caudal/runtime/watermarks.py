@@ -4,8 +4,8 @@ operator's watermark as the minimum over its input channels (idle and ended ones
 from __future__ import annotations
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.watermark import WATERMARK_MAX, WATERMARK_MIN
 
 
@@ -16,7 +16,7 @@ def max_event_time(column: pa.Array) -> int | None:
     value = pc.max(column)
     if not value.is_valid:
         return None
-    return value.cast(pa.int64()).as_py() if not isinstance(value, pa.Int64Scalar) else \
+    return pc.cast(value, pa.int64()).as_py() if not isinstance(value, pa.Int64Scalar) else \
         value.as_py()
 
 

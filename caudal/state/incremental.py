@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from caudal import compute as pc
 
 #: column marking deleted keys in a delta file
 DELETED = "_deleted"

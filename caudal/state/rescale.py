@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from caudal import compute as pc
 
 #: the column that keyed state tables carry
 KEY_GROUP = "_key_group"

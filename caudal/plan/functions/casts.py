@@ -9,8 +9,8 @@ trailing zeros. The rules live here so every cast in the engine agrees.
 from __future__ import annotations
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.errors import RuntimeFailure
 from caudal.plan.expressions import Call, Expr, Literal
 from caudal.plan.functions.kernels import any_true, polars_eval

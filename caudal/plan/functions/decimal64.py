@@ -16,7 +16,8 @@ import decimal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from caudal import compute as pc
 
 #: magnitudes below this are safe to add, subtract or rescale without leaving int64
 _SAFE = float(2**62)

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.errors import RuntimeFailure
 
 Value = Any  # pa.Array | pa.ChunkedArray | pa.Scalar

@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.errors import RuntimeFailure
 from caudal.plan.expressions import Call, Expr, Literal
 from caudal.plan.functions.coerce import arity, cast, constant_value

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.plan.expressions import Call, Expr
 from caudal.plan.functions.coerce import arity, cast, coerce_all, constant_value, expect
 from caudal.plan.functions.kernels import broadcast, finish, null_of, to_array

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.errors import RuntimeFailure
 from caudal.plan.expressions import Call, Expr, Literal
 from caudal.plan.functions.casts import cast_array

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.errors import RuntimeFailure
 from caudal.plan.expressions import Call, Expr, Literal, is_constant
 from caudal.plan.functions.coerce import arity, cast, constant_value

@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.errors import RuntimeFailure
 from caudal.plan.expressions import Call, Expr
 from caudal.plan.functions.casts import naive_utc

@@ -9,8 +9,8 @@ re-implement here. Each is also a function under its own name.
 from __future__ import annotations
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from caudal import compute as pc
 from caudal.plan.expressions import Call, Expr, Literal
 from caudal.plan.functions.coerce import arity, cast
 from caudal.plan.functions.kernels import is_scalar, null_of
