@@ -9,6 +9,11 @@
 * UDAF: ``py_avg(x)`` (tests/frame/udafs.py's vectorized mean) against the built-in
   ``avg(x)`` in the same job shapes: an updating GROUP BY over 1 000 keys and a tumbling
   window per key.
+* Group UDAF (``--part group``): whole ``caudal run --udf tests/frame/udafs.py`` processes of
+  a median per key in a 1-second tumbling window: the built-in ``median(x)``, the group UDAF
+  ``py_median(x)`` (vectorized, one call per batch of groups) and ``py_median_each(x)``
+  (``per_group=True``, one call per group), alternated round by round, beside DuckDB's
+  whole process of the same median; wall and CPU seconds (user + sys) from ``time``.
 
 Every figure is the best of ``--repeat`` runs (the machine is shared).
 """
@@ -118,18 +123,65 @@ def udaf(path: Path, repeat: int) -> dict[str, float]:
     return out
 
 
+GROUP_JOB = """
+CREATE TABLE t (k BIGINT, x DOUBLE, ts TIMESTAMP,
+                WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+WITH (connector = 'filesystem', path = '{path}', format = 'parquet');
+CREATE TABLE out WITH (connector = 'blackhole');
+INSERT INTO out SELECT k, window_start, {agg}(x) AS m
+FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND))
+GROUP BY k, window_start, window_end;
+"""
+GROUP_DUCKDB = ("import duckdb; duckdb.sql(\"SELECT k, time_bucket(INTERVAL 1 SECOND, ts), "
+                "median(x) FROM read_parquet('{path}') GROUP BY ALL\").fetch_arrow_table()")
+
+
+def timed(command: list[str], cwd: Path) -> tuple[float, float]:
+    """(wall s, CPU s: user + sys) of one whole process, as ``/usr/bin/time`` counts them."""
+    done = subprocess.run(["/usr/bin/time", "-f", "%e %U %S", *command], cwd=cwd,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{command[:4]} failed: {done.stderr.strip()[-300:]}")
+    wall, user, system = (float(v) for v in done.stderr.strip().splitlines()[-1].split())
+    return wall, user + system
+
+
+def group_processes(path: Path, directory: Path, repeat: int) -> dict[str, float]:
+    """Median per key and second: built-in, group UDAF (vectorized, per group), DuckDB."""
+    udafs = Path(__file__).resolve().parents[1] / "tests" / "frame" / "udafs.py"
+    runs: dict[str, list[tuple[float, float]]] = {}
+    for _ in range(repeat):  # alternated, so a change of load touches every variant
+        for agg in ("median", "py_median", "py_median_each"):
+            job = directory / f"{agg}.sql"
+            job.write_text(GROUP_JOB.format(path=path, agg=agg))
+            runs.setdefault(agg, []).append(timed(
+                [sys.executable, "-m", "caudal.cli", "run", str(job), "--udf", str(udafs)],
+                directory))
+        runs.setdefault("duckdb", []).append(timed(
+            [sys.executable, "-c", GROUP_DUCKDB.format(path=path)], directory))
+    out = {}
+    for name, figures in runs.items():
+        out[f"group_{name}_wall_s"] = min(w for w, _ in figures)
+        out[f"group_{name}_cpu_s"] = min(c for _, c in figures)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--part", choices=["all", "group"], default="all",
+                        help="group: only the group UDAF processes")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         path = make_data(directory, args.rows)
         results = {"rows": args.rows}
-        results.update(scalar(path, args.repeat))
-        results.update(processes(path, directory, args.repeat))
-        results.update(udaf(path, args.repeat))
+        if args.part == "all":
+            results.update(scalar(path, args.repeat))
+            results.update(processes(path, directory, args.repeat))
+            results.update(udaf(path, args.repeat))
+        results.update(group_processes(path, directory, args.repeat))
     for key, value in results.items():
         print(f"{key:24} {value:.3f}" if isinstance(value, float) else f"{key:24} {value}")
 

@@ -180,7 +180,8 @@ def _plan_window(planner, node: LogicalNode, scope: Scope, windows: list[exp.Win
                             hint="use CASE WHEN … THEN x END as the argument")
         agg = _translate_aggregate(w.this, scope, True)
         if agg.func not in OVER_FUNCTIONS:
-            raise PlanError(f"{agg.func}() OVER (…) is not supported", line=wl, col=wc,
+            name = agg.options.get("udaf", agg.func)  # a Python UDAF by its own name
+            raise PlanError(f"{name}() OVER (…) is not supported", line=wl, col=wc,
                             hint="OVER aggregates: " + ", ".join(OVER_FUNCTIONS))
         if agg.distinct:
             raise PlanError(f"{agg.func}(DISTINCT …) OVER (…) is not supported", line=wl,

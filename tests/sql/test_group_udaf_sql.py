@@ -115,15 +115,18 @@ def test_group_udafs_over_a_changelog_equal_duckdb(tmp_path, events, parallelism
 def test_group_udaf_misuse_is_refused_in_one_line(events):
     path, _ = events
 
-    def refused(select: str) -> str:
+    def refused(select: str, group: str = " GROUP BY auction") -> str:
         with pytest.raises(PlanError) as raised:
-            compile_sql(DDL.format(path=path) + f"\nSELECT auction, {select} AS v FROM bids "
-                        "GROUP BY auction;")
-        assert "\n" not in str(raised.value)
+            compile_sql(DDL.format(path=path) + f"\nSELECT auction, {select} AS v FROM bids"
+                        f"{group};")
+        assert "\n" not in str(raised.value) and raised.value.line == 2
         return str(raised.value)
 
     assert "py_median() cannot take 2 argument(s)" in refused("py_median(price, bidder)")
     assert "py_max_product() cannot take 1 argument(s)" in refused("py_max_product(price)")
+    assert "py_median() needs an argument" in refused("py_median()")
+    assert "py_median() OVER (…) is not supported" in refused(
+        "py_median(price) OVER (PARTITION BY auction ORDER BY date_time)", "")
     with pytest.raises(CaudalError, match="state= is for a class UDAF"):
         cd.udaf(returns="DOUBLE", state={"s": "DOUBLE"}, name="f")(lambda x: x)
     with pytest.raises(CaudalError, match="input='numpy' has no form for a batch of lists"):
