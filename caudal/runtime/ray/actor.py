@@ -21,6 +21,7 @@ from caudal.connectors import python as python_connector
 from caudal.errors import CaudalError
 from caudal.plan.physical import Vertex
 from caudal.runtime.base import SubtaskStats
+from caudal.runtime.huge_pages import disable_huge_pages
 from caudal.runtime.ray.channels import CREDITS, CountingGate, RemotePort
 from caudal.runtime.subtask import JobContext, SubtaskRunner
 from caudal.runtime.taps import Tap
@@ -84,7 +85,11 @@ class WorkerActor:
     """Created empty (its process starts and imports caudal while the driver still plans the
     job: ``RayRuntime.prestart``), then given its subtasks by ``setup``."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_huge_pages: bool = False) -> None:
+        if not keep_huge_pages:
+            # the process hosts this job alone, as ``caudal run``'s does: its operators pay
+            # for zeroing 2 MB pages otherwise (runtime.huge_pages says why)
+            disable_huge_pages()
         # what building and running subtasks imports, now rather than on the job's path
         import caudal.operators.registry  # noqa: F401
         import caudal.plan.compile  # noqa: F401

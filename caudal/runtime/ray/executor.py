@@ -24,6 +24,7 @@ from caudal.connectors.registry import prepare_sinks
 from caudal.errors import CaudalError, RuntimeFailure
 from caudal.plan.physical import PhysicalGraph, Vertex
 from caudal.runtime.base import JobResult, Runtime, SubtaskStats
+from caudal.runtime.huge_pages import HUGE_PAGES_ENV
 from caudal.runtime.ray.cluster import connect, ray_module
 from caudal.runtime.ray.shipping import check_shippable
 from caudal.runtime.subtask import JobContext
@@ -136,12 +137,13 @@ class RayRuntime(Runtime):
         from caudal.runtime.ray.actor import WorkerActor
 
         remote = ray.remote(WorkerActor)
+        keep_huge_pages = os.environ.get(HUGE_PAGES_ENV) == "1"
         workers = []
         for node, threads in zip(nodes, concurrency):
             workers.append((node["NodeID"], threads, remote.options(
                 num_cpus=0, max_concurrency=threads, max_restarts=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True),
-            ).remote()))
+            ).remote(keep_huge_pages)))
         return workers
 
     def deploy(self, graph: PhysicalGraph, restore_from: str | None = None) -> None:
