@@ -158,3 +158,32 @@ def test_group_udaf_failures_name_the_udaf():
         frame.group_by("k").agg(short(cd.col("x"))).collect()
     with pytest.raises(CaudalError, match=r"UDAF text\(\) is not a column of BIGINT"):
         frame.group_by("k").agg(text(cd.col("x"))).collect()
+
+
+def test_group_udafs_take_polars_and_numpy():
+    """input='polars' passes List Series (per_group: Series), input='numpy' with per_group
+    NumPy arrays; NULLs arrive in the lists and a FILTER that leaves a group no row makes it
+    NULL without a call."""
+    frame = cd.testing.from_records([{"k": 1, "x": 1}, {"k": 1, "x": 5}, {"k": 2, "x": None},
+                                     {"k": 2, "x": 3}, {"k": 3, "x": 7}])
+    seen: list[int] = []
+
+    @cd.udaf(returns="BIGINT", input="polars")
+    def pl_max(x):
+        return x.list.max()
+
+    @cd.udaf(returns="BIGINT", input="polars", per_group=True)
+    def pl_max_each(x):
+        return x.max()
+
+    @cd.udaf(returns="BIGINT", input="numpy", per_group=True)
+    def np_count(x):
+        seen.append(len(x))
+        return len(x)
+
+    got = cd.sql("SELECT k, pl_max(x) AS a, pl_max_each(x) AS b, np_count(x) AS n, "
+                 "np_count(x) FILTER (WHERE x < 6) AS f FROM t GROUP BY k", t=frame).collect()
+    assert got.sort_by("k").to_pylist() == [{"k": 1, "a": 5, "b": 5, "n": 2, "f": 2},
+                                            {"k": 2, "a": 3, "b": 3, "n": 2, "f": 1},
+                                            {"k": 3, "a": 7, "b": 7, "n": 1, "f": None}]
+    assert sorted(seen) == [1, 1, 2, 2, 2]  # group 3 had no row for f: no call
