@@ -48,9 +48,10 @@ from caudal.checkpoint.manifest import (
     write_job_file,
 )
 from caudal.checkpoint.storage import TEMP_MARK, CheckpointStorage
+from caudal.operators.registry import unfolded_states
 from caudal.operators.sink import SINK_TABLE
 from caudal.plan.physical import PhysicalGraph
-from caudal.state.incremental import fold_chain
+from caudal.state.incremental import fold_chain, unfold_chain
 from caudal.state.rescale import (
     KEY_GROUP,
     concat_states,
@@ -247,8 +248,17 @@ def load_state(storage: CheckpointStorage, manifest: Manifest, graph: PhysicalGr
     redistributing keyed state by key group where the parallelism changed."""
     started = time.monotonic()
     refs = {f.file.path: f.file for f in manifest.files()}
+    # the whole table of a chain an operator restores unfolded is decoded by the operator
+    lazy = _unfolded_bases(manifest, graph)
+
+    def read(ref: Any) -> Any:
+        if ref.path in lazy:
+            data = storage.read_verified(ref)
+            return pa.py_buffer(data) if isinstance(data, bytes) else data
+        return storage.read_table(ref)
+
     with ThreadPoolExecutor(threads, thread_name_prefix="caudal-restore") as pool:
-        tables = dict(zip(refs, pool.map(storage.read_table, refs.values())))
+        tables = dict(zip(refs, pool.map(read, refs.values())))
     restored = Restored(manifest, {})
     for v in graph.vertices:
         old = manifest.vertex(v.id)
@@ -260,9 +270,13 @@ def load_state(storage: CheckpointStorage, manifest: Manifest, graph: PhysicalGr
                 offsets = {**(offsets or {}), **st.offsets}
         marks = [st.watermark for st in old.subtasks if st.watermark is not None]
         old_ops: list[list[dict[str, Any]]] = []
+        same = old.parallelism == v.parallelism
         for s, st in enumerate(old.subtasks):
             ops = []
             for o, named in enumerate(st.operators):
+                # an operator that applies the deltas in place gets its chains unfolded
+                unfolded = unfolded_states(v.operators[o].kind) \
+                    if same and o < len(v.operators) else frozenset()
                 values: dict[str, Any] = {}
                 for name, ref in named.items():
                     if name.startswith(SINK_TABLE):
@@ -270,14 +284,15 @@ def load_state(storage: CheckpointStorage, manifest: Manifest, graph: PhysicalGr
                     if ref.files is None:
                         values[name] = ref.value
                         continue
-                    values[name] = fold_chain([(tables[f.file.path], f.kind, f.key, f.expire)
-                                               for f in ref.files])
-                    if old.parallelism == v.parallelism:
+                    parts = [(tables[f.file.path], f.kind, f.key, f.expire) for f in ref.files]
+                    values[name] = unfold_chain(parts) if name in unfolded else \
+                        fold_chain(parts)
+                    if same:
                         restored.chains[(v.id, s, o, name)] = list(ref.files)
                 ops.append(values)
             old_ops.append(ops)
         for i in range(v.parallelism):
-            if old.parallelism == v.parallelism:
+            if same:
                 ops = old_ops[i]
             else:
                 ops = _rescaled(old_ops, i, v.parallelism, manifest.max_key_groups)
@@ -291,6 +306,28 @@ def load_state(storage: CheckpointStorage, manifest: Manifest, graph: PhysicalGr
             restored.payloads[(v.id, i)] = payload
     restored.seconds = time.monotonic() - started
     return restored
+
+
+def _unfolded_bases(manifest: Manifest, graph: PhysicalGraph) -> set[str]:
+    """The files that are the whole table of a chain restored unfolded (same parallelism,
+    an operator taking that state unfolded), and of no other chain."""
+    lazy: set[str] = set()
+    folded: set[str] = set()
+    for v in graph.vertices:
+        old = manifest.vertex(v.id)
+        if old is None:
+            continue
+        for st in old.subtasks:
+            for o, named in enumerate(st.operators):
+                takes = unfolded_states(v.operators[o].kind) \
+                    if old.parallelism == v.parallelism and o < len(v.operators) else ()
+                for name, ref in named.items():
+                    files = ref.files or []
+                    base = max((i for i, f in enumerate(files) if f.kind == "full"),
+                               default=-1)
+                    for i, f in enumerate(files):
+                        (lazy if name in takes and i == base else folded).add(f.file.path)
+    return lazy - folded
 
 
 def _rescaled(old_ops: list[list[dict[str, Any]]], subtask: int, parallelism: int,

@@ -42,6 +42,10 @@ class Operator:
     #: (runtime.channels, ``more_batches``): True where a batch means only its rows, not,
     #: e.g., one partial state per key
     accepts_merged_batches: bool = False
+    #: names of state tables ``restore`` accepts as a ``state.incremental.Unfolded`` (a
+    #: whole table and the merged deltas after it, not yet folded) when the parallelism
+    #: is unchanged: an operator that applies a delta in place skips a copy of its state
+    unfolded: frozenset[str] = frozenset()
 
     def open(self, ctx: OperatorContext) -> None:
         self.ctx = ctx

@@ -43,9 +43,32 @@ def _integer_like(t: pa.DataType) -> bool:
 def _mix(values: np.ndarray) -> np.ndarray:
     """splitmix64's finalizer: spreads nearby integers (sequential ids) over the slots."""
     z = values.view(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+    t = z >> np.uint64(30)   # in place from here: two arrays, not seven
+    z ^= t
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    np.right_shift(z, np.uint64(27), out=t)
+    z ^= t
+    z *= np.uint64(0x94D049BB133111EB)
+    np.right_shift(z, np.uint64(31), out=t)
+    z ^= t
+    return z
+
+
+def _sorted_homes(home: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The permutation sorting ``home`` (uint64 slot numbers) and the sorted homes: each home
+    and its position packed into one uint64 and sorted by value (NumPy's SIMD sort: on this
+    machine 12 M keys in 0.34 CPU s where a stable argsort takes 2.1)."""
+    n = len(home)
+    low = max(n - 1, 1).bit_length()
+    if int(home.max()).bit_length() + low > 64:
+        order = np.argsort(home, kind="stable")
+        return order, home[order]
+    packed = home << np.uint64(low)
+    packed |= np.arange(n, dtype=np.uint64)
+    packed.sort()
+    order = (packed & np.uint64((1 << low) - 1)).view(np.int64)
+    packed >>= np.uint64(low)
+    return order, packed
 
 
 class KeyIndex:
@@ -178,23 +201,32 @@ class KeyIndex:
         self._keys = np.zeros(slots, dtype=np.int64)
         self._rehash(keys, ids)
 
-    def _rehash(self, values: np.ndarray, ids: np.ndarray) -> None:
+    def _rehash(self, values: np.ndarray, ids: np.ndarray | None) -> None:
         """Put distinct values into the empty slot table at once: inserted in order of their
         home slot, linear probing puts value i at ``max(home_i, slot_{i-1} + 1)``, which is
-        ``i + running max of (home_j - j)``, one vectorized pass. The few pushed past the
-        last slot wrap around through ``_place``."""
-        home = (_mix(values) & np.uint64(len(self._slots) - 1)).astype(np.int64)
-        order = np.argsort(home, kind="stable")
-        home = home[order]
-        rank = np.arange(len(home), dtype=np.int64)
-        slot = rank + np.maximum.accumulate(home - rank) if len(home) else home
+        ``i + running max of (home_j - j)``, one vectorized pass; the slots are then written
+        in ascending order (sequential, not random, memory access). The few pushed past the
+        last slot wrap around through ``_place``. ``ids`` None: value i has id i."""
+        n = len(values)
+        if not n:
+            return
+        home = _mix(values)
+        home &= np.uint64(len(self._slots) - 1)
+        order, home = _sorted_homes(home)
+        home = home.view(np.int64)
+        rank = np.arange(n, dtype=np.int64)
+        home -= rank
+        slot = rank + np.maximum.accumulate(home, out=home)
         fits = slot < len(self._slots)
+        if fits.all():
+            self._slots[slot] = order if ids is None else ids[order]
+            self._keys[slot] = values[order]
+            return
         placed = order[fits]
-        self._slots[slot[fits]] = ids[placed]
+        self._slots[slot[fits]] = placed if ids is None else ids[placed]
         self._keys[slot[fits]] = values[placed]
-        if not fits.all():
-            rest = order[~fits]
-            self._place(values[rest], ids[rest])
+        rest = order[~fits]
+        self._place(values[rest], rest if ids is None else ids[rest])
 
     # ---- the interface ----------------------------------------------------------------------
 
@@ -237,8 +269,9 @@ class KeyIndex:
         return found, new
 
     @classmethod
-    def build(cls, names: Sequence[str], keys: pa.Table) -> KeyIndex:
-        """An index whose ids are the row positions of ``keys`` (distinct keys)."""
+    def build(cls, names: Sequence[str], keys: pa.Table, reserve: int = 0) -> KeyIndex:
+        """An index whose ids are the row positions of ``keys`` (distinct keys), with room
+        for ``reserve`` more without growing."""
         index = cls(names, keys.schema)
         if not keys.num_rows:
             return index
@@ -246,14 +279,16 @@ class KeyIndex:
             index.ids(keys)
             return index
         values, nulls = index._values(keys.column(index.names[0]))
-        ids = np.arange(keys.num_rows, dtype=np.int64)
+        ids = None   # value i has id i
         if nulls is not None and nulls.any():
             index._null_id = int(np.flatnonzero(nulls)[0])
-            values, ids = values[~nulls], ids[~nulls]
-        if index._direct is not None:
-            index._fits_direct(values, len(values))
-        index._grow(len(values))   # distinct keys: placed at once, nothing to look up
-        index._place(values, ids)
+            ids = np.flatnonzero(~nulls)
+            values = values[ids]
+        if index._direct is not None and index._fits_direct(values, len(values)):
+            index._place(values, np.arange(len(values)) if ids is None else ids)
+        else:   # the hash table: distinct keys placed at once, nothing to look up
+            index._grow(len(values) + reserve)
+            index._rehash(values, ids)
         index.size = keys.num_rows
         return index
 
@@ -276,6 +311,9 @@ class SlotTable:
         self._values: dict[str, np.ndarray] = {}
         self._valid: dict[str, np.ndarray] = {}
         self._arrow: dict[str, pa.ChunkedArray] = {}
+        #: while a ``sized`` table is filled: chunks of its Arrow columns, rows per column
+        self._filling: dict[str, list[pa.Array]] = {}
+        self._filled: dict[str, int] = {}
         for f in schema:
             if _numeric(f.type):
                 self._values[f.name] = np.zeros(_MIN_SLOTS, dtype=f.type.to_pandas_dtype())
@@ -339,9 +377,58 @@ class SlotTable:
         return self.take(np.arange(self.size))
 
     @classmethod
-    def of(cls, table: pa.Table) -> SlotTable:
-        """The rows of ``table``, row ``i`` as key ``i``'s."""
-        out = cls(table.schema)
-        if table.num_rows:
-            out.put(np.arange(table.num_rows), table)
+    def of(cls, table: pa.Table, reserve: int = 0) -> SlotTable:
+        """The rows of ``table``, row ``i`` as key ``i``'s, with room for ``reserve`` more
+        rows without growing."""
+        out = cls.sized(table.schema, table.num_rows, reserve)
+        out.fill(0, table)
+        out.seal()
         return out
+
+    @classmethod
+    def sized(cls, schema: pa.Schema, rows: int, reserve: int = 0) -> SlotTable:
+        """A table of ``rows`` rows (room for ``reserve`` more) to be written with ``fill``,
+        each column's rows once, then ``seal``: a restore copies a state file into it a
+        row group at a time (one copy per column, no doubling, no scatter by id, no
+        contiguous Arrow table first)."""
+        out = cls(schema)
+        for name, values in out._values.items():
+            out._values[name] = np.empty(max(rows + reserve, _MIN_SLOTS), dtype=values.dtype)
+            out._valid[name] = np.ones(max(rows + reserve, _MIN_SLOTS), dtype=bool)
+        out.size = rows
+        out._filling = {f.name: [] for f in schema if f.name in out._arrow}
+        out._filled = dict.fromkeys(schema.names, 0)
+        return out
+
+    def fill(self, start: int, rows: pa.Table) -> None:
+        """Copy ``rows`` (some of the columns) into rows ``start``… of a ``sized`` table."""
+        n = rows.num_rows
+        for name in rows.column_names:
+            column = rows.column(name)
+            t = self.schema.field(name).type
+            if not column.type.equals(t):
+                column = column.cast(t)
+            if name in self._filling:
+                self._filling[name].extend(column.chunks)
+            else:
+                at = start
+                values, valid = self._values[name], self._valid[name]
+                for chunk in column.chunks:
+                    end = at + len(chunk)
+                    if chunk.null_count:
+                        valid[at:end] = chunk.is_valid().to_numpy(zero_copy_only=False)
+                        chunk = chunk.fill_null(0)
+                    values[at:end] = chunk.to_numpy(zero_copy_only=False)
+                    at = end
+            self._filled[name] += n
+
+    def seal(self) -> None:
+        """The ``sized`` table is complete: every column must have had all its rows."""
+        short = [name for name, n in self._filled.items() if n != self.size]
+        if short:
+            raise ValueError(f"SlotTable: columns {short} not filled to {self.size} rows")
+        for name, chunks in self._filling.items():
+            t = self.schema.field(name).type
+            self._arrow[name] = pa.chunked_array(
+                [pa.chunked_array(chunks, t).combine_chunks() if chunks else pa.array([], t)], t)
+        self._filling, self._filled = {}, {}

@@ -36,10 +36,19 @@ OPERATORS: dict[str, str] = {
 }
 
 
-def create(spec: OperatorSpec) -> Operator:
-    target = OPERATORS.get(spec.kind)
+def _factory(kind: str) -> Callable[..., Operator]:
+    target = OPERATORS.get(kind)
     if target is None:
-        raise KeyError(f"no operator registered for kind {spec.kind!r}")
+        raise KeyError(f"no operator registered for kind {kind!r}")
     module, _, name = target.partition(":")
-    factory: Callable[..., Operator] = getattr(importlib.import_module(module), name)
-    return factory(**spec.params)
+    return getattr(importlib.import_module(module), name)
+
+
+def create(spec: OperatorSpec) -> Operator:
+    return _factory(spec.kind)(**spec.params)
+
+
+def unfolded_states(kind: str) -> frozenset[str]:
+    """The state tables an operator of ``kind`` restores from an unfolded chain
+    (``Operator.unfolded``)."""
+    return getattr(_factory(kind), "unfolded", frozenset())

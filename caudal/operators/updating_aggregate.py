@@ -64,7 +64,8 @@ from caudal.plan.changelog import (
     rows_equal,
     weights,
 )
-from caudal.state.incremental import ChangedRows
+from caudal.state.incremental import ChangedRows, Unfolded
+from caudal.state.rescale import KEY_GROUP
 
 #: order-dependent aggregates: refused over an updating input
 ORDERED = {"first_value", "last_value", "string_agg"}
@@ -175,10 +176,11 @@ class _Merged:
                                  keep.to_numpy(zero_copy_only=False))
             self._load(table.filter(keep), baseline=True)
 
-    def _load(self, table: pa.Table | None, baseline: bool = False) -> None:
-        self.store = None if table is None else SlotTable.of(table)
+    def _load(self, table: pa.Table | None, baseline: bool = False, reserve: int = 0) -> None:
+        """The state as ``table`` (room for ``reserve`` more keys without growing)."""
+        self.store = None if table is None else SlotTable.of(table, reserve)
         self.index = None if table is None else \
-            KeyIndex.build(self.group, table.select(self.group))
+            KeyIndex.build(self.group, table.select(self.group), reserve)
         if not baseline:
             self.changes = ChangedRows()
 
@@ -193,10 +195,46 @@ class _Merged:
         return out
 
     def restore(self, state: dict[str, Any], keys: list[str], ctx) -> None:
-        # SlotTable.of copies the columns into NumPy: no contiguous copy before it
-        self._load(own_rows(state.get("table"), keys, ctx, combine=False))
+        table = state.get("table")
+        upserts = table.upserts() if isinstance(table, Unfolded) else None
+        if isinstance(table, Unfolded) and upserts is None:
+            table = table.table()   # deletions or expiries: folded
+        if upserts is not None:
+            self._load_unfolded(table, upserts.drop_columns([KEY_GROUP])
+                                if KEY_GROUP in upserts.column_names else upserts)
+        else:
+            # SlotTable.of copies the columns into NumPy: no contiguous copy before it
+            self._load(own_rows(table, keys, ctx, combine=False))
         pending = own_rows(state.get("pending"), keys, ctx)
         self.pending = [pending] if pending is not None and pending.num_rows else []
+
+    def _load_unfolded(self, chain: Unfolded, upserts: pa.Table) -> None:
+        """The state as ``chain``'s whole table, then its deltas' rows written by key.
+        The whole table is copied into the SlotTable a row group at a time, its key
+        columns first, and the KeyIndex built from them on another thread meanwhile (a
+        restore at the same parallelism: every row is this subtask's)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        schema = pa.schema([f for f in chain.schema if f.name != KEY_GROUP])
+        n = chain.base_rows
+        store = SlotTable.sized(schema, n, upserts.num_rows)
+        keys = chain.base_table(self.group)
+        store.fill(0, keys)
+        others = [c for c in schema.names if c not in self.group]
+        with ThreadPoolExecutor(1, thread_name_prefix="caudal-restore-index") as pool:
+            index = pool.submit(KeyIndex.build, self.group, keys, upserts.num_rows)
+            del keys
+            at = 0
+            if others:
+                for part in chain.base_batches(others):
+                    store.fill(at, part)
+                    at += part.num_rows
+            store.seal()
+            self.store, self.index = store, index.result()
+        self.changes = ChangedRows()
+        if upserts.num_rows:
+            ids, _ = self.index.ids(upserts.select(self.group))
+            self.store.put(ids, upserts.select(schema.names))
 
     def rows(self) -> int:
         return self.store.size if self.store is not None else 0
@@ -353,6 +391,7 @@ class UpdatingAggregate(PeriodicFlush, Operator):
     """
 
     accepts_merged_batches = True
+    unfolded = frozenset({"table"})   # _Merged writes the deltas' rows into its SlotTable
 
     def __init__(self, keys: list[str], aggregates: list[AggCall], input_schema: pa.Schema,
                  output_schema: pa.Schema, time_column: str | None = None,

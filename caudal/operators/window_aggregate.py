@@ -35,7 +35,7 @@ from caudal.operators.event_time import ArrivalCheck, FiresOnTime, LateOutput, t
 from caudal.operators.local_window_partials import TS as LOCAL_TS
 from caudal.plan.aggregates import AggCall
 from caudal.plan.windows import WindowSpec
-from caudal.state.incremental import ChangedParts, StateDelta, key_membership
+from caudal.state.incremental import ChangedParts, StateDelta, Unfolded, key_membership
 from caudal.state.key_groups import hash_columns, key_group
 from caudal.state.rescale import (
     KEY_GROUP,
@@ -128,6 +128,9 @@ class WindowAggregate(FiresOnTime, Operator, KeyedWindowState):
     (``window_columns``, see ``window_arrays``), the keys, then one column per aggregate
     (``output_schema`` names them).
     """
+
+    #: a chain restored unfolded is filed as the rows the deltas leave and the deltas' rows
+    unfolded = frozenset({"panes"})
 
     def __init__(self, window: WindowSpec, keys: list[str], aggregates: list[AggCall],
                  time_column: str | None, input_schema: pa.Schema, output_schema: pa.Schema,
@@ -229,9 +232,12 @@ class WindowAggregate(FiresOnTime, Operator, KeyedWindowState):
                                                     self.group_keys)]
 
     def _file_many(self, partial: pa.Table) -> None:
-        """File a partial table that spans several panes: sorted by pane, sliced."""
-        partial = partial.sort_by(PANE)
+        """File a partial table that spans several panes: sorted by pane (unless it is, as
+        a whole snapshot is), sliced."""
         panes = partial.column(PANE).to_numpy()
+        if len(panes) > 1 and (panes[1:] < panes[:-1]).any():
+            partial = partial.sort_by(PANE)
+            panes = partial.column(PANE).to_numpy()
         starts = np.flatnonzero(np.diff(panes)) + 1
         bounds = [0, *starts.tolist(), len(panes)]
         for a, b in zip(bounds[:-1], bounds[1:]):
@@ -330,15 +336,29 @@ class WindowAggregate(FiresOnTime, Operator, KeyedWindowState):
         self.panes = {}
         self.changes = ChangedParts()
         table = state.get("panes")
+        if isinstance(table, Unfolded):
+            # the whole table's rows the deltas leave (still in pane order) and the deltas'
+            # rows, filed apart: their keys are disjoint, so a pane's two parts are
+            # concatenated, not merged (no fold appending the deltas' rows to re-sort)
+            for part in table.split():
+                self._file_owned(part)
+            for tables in self.panes.values():
+                if len(tables) > 1:
+                    tables[:] = [pa.concat_tables(tables)]
+            return
         if table is None or table.num_rows == 0:
             return
+        self._file_owned(table)
+        for pane in list(self.panes):
+            self._compacted(pane)
+
+    def _file_owned(self, table: pa.Table) -> None:
+        """File the rows of a restored table this subtask owns."""
         table = self.own(table)
         if KEY_GROUP in table.column_names:
             table = table.drop_columns([KEY_GROUP])
         if table.num_rows:
-            self._file_many(table.combine_chunks())
-            for pane in list(self.panes):
-                self._compacted(pane)
+            self._file_many(table)
 
     # ---- introspection --------------------------------------------------------------------
 

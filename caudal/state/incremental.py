@@ -18,7 +18,7 @@ into a new full file when it grows long or large; the operator never needs to kn
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -251,15 +251,21 @@ def apply_delta(base: pa.Table | None, delta: pa.Table, key: Sequence[str],
     """Fold one delta file's table into ``base`` (None: empty state): the base's rows of
     keys the delta names are replaced (or deleted), the rest go through the expiries, and
     the delta's upserts are added (an expiry concerns older rows, never its own delta's)."""
+    if base is None:
+        return delta.filter(pc.invert(delta.column(DELETED))).drop_columns([DELETED])
+    kept, upserts = split_delta(base, delta, key, expire)
+    return pa.concat_tables([kept, upserts]) if upserts.num_rows else kept
+
+
+def split_delta(base: pa.Table, delta: pa.Table, key: Sequence[str],
+                expire: Any = None) -> tuple[pa.Table, pa.Table]:
+    """``apply_delta`` in two parts whose keys are disjoint: the base's rows that survive
+    the delta (in the base's order) and the delta's upserts (as the base's columns)."""
     flags = delta.column(DELETED)
     rows = delta.drop_columns([DELETED])
     upserts = rows.filter(pc.invert(flags))
-    if base is None:
-        return upserts
     kept = expire_rows(rows_without_keys(base, rows.select(list(key)), key), expire)
-    if not upserts.num_rows:
-        return kept
-    return pa.concat_tables([kept, upserts.select(kept.schema.names).cast(kept.schema)])
+    return kept, upserts.select(kept.schema.names).cast(kept.schema)
 
 
 Part = tuple[pa.Table, str, Sequence[str], Any]
@@ -318,6 +324,118 @@ def merge_deltas(deltas: Sequence[Part]) -> tuple[pa.Table, list[Expiry]]:
         table = table.set_column(table.schema.get_field_index(DELETED), DELETED,
                                  pa.array(gone))
     return table, combined
+
+
+@dataclass(frozen=True)
+class Unfolded:
+    """A restored state table as its whole table and the deltas after it merged into one
+    (``merge_deltas``), not yet applied. Folding copies the whole table once more (and
+    tests every row's key against the delta); an operator that copies the table into its
+    own structures anyway (a SlotTable, keyed by a KeyIndex) can instead take the base
+    and then write the delta's upserts where their keys are, in time proportional to
+    the delta. Only operators that say so get one (``Operator.unfolded``); for every other
+    the chain is folded when read.
+
+    ``base`` is the whole table or, as a restore reads it, its Parquet file's bytes (size
+    and checksum verified), so that the operator can decode it a row group at a time
+    straight into its own arrays: a 1 GB state is then not decoded into 1 GB of Arrow
+    memory first."""
+
+    base: pa.Table | pa.Buffer
+    #: the merged delta: unique by ``key``, ``DELETED`` marking deletions (None: the chain
+    #: is the whole table alone)
+    delta: pa.Table | None = None
+    key: tuple[str, ...] = ()
+    expire: tuple[Expiry, ...] = ()
+
+    def _file(self) -> Any:
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(pa.BufferReader(self.base))
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self.base.schema if isinstance(self.base, pa.Table) else \
+            self._file().schema_arrow
+
+    @property
+    def base_rows(self) -> int:
+        return self.base.num_rows if isinstance(self.base, pa.Table) else \
+            self._file().metadata.num_rows
+
+    def base_table(self, columns: Sequence[str] | None = None) -> pa.Table:
+        if isinstance(self.base, pa.Table):
+            return self.base if columns is None else self.base.select(list(columns))
+        return self._file().read(columns=None if columns is None else list(columns))
+
+    def base_batches(self, columns: Sequence[str]) -> Iterator[pa.Table]:
+        """The base's ``columns``, a row group at a time, in order; the next row group is
+        decoded on another thread while the caller copies this one."""
+        if isinstance(self.base, pa.Table):
+            yield from (pa.Table.from_batches([b]) for b in
+                        self.base.select(list(columns)).to_batches())
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        file, names = self._file(), list(columns)
+        count = file.metadata.num_row_groups
+        with ThreadPoolExecutor(1, thread_name_prefix="caudal-restore-decode") as pool:
+            ahead = pool.submit(file.read_row_group, 0, names) if count else None
+            for i in range(count):
+                table = ahead.result()
+                if i + 1 < count:
+                    ahead = pool.submit(file.read_row_group, i + 1, names)
+                yield table
+
+    def table(self) -> pa.Table:
+        """The folded state (what ``fold_chain`` returns)."""
+        if self.delta is None:
+            return self.base_table()
+        return apply_delta(self.base_table(), self.delta, self.key, list(self.expire))
+
+    def split(self) -> tuple[pa.Table, pa.Table]:
+        """The state in two parts with disjoint keys (``split_delta``): the base's rows the
+        deltas leave, in the base's order, and the deltas' upserts."""
+        base = self.base_table()
+        if self.delta is None:
+            return base, base.slice(0, 0)
+        return split_delta(base, self.delta, self.key, list(self.expire))
+
+    def upserts(self) -> pa.Table | None:
+        """The delta's rows when it only inserts or replaces rows (no deletion, no expiry
+        with a threshold), as the base's columns: applying it is writing them by key. None
+        otherwise."""
+        schema = self.schema
+        if self.delta is None:
+            return schema.empty_table()
+        if any(v is not None for _, v in self.expire):
+            return None
+        if pc.any(self.delta.column(DELETED)).as_py():
+            return None
+        if not set(schema.names) <= set(self.delta.column_names):
+            return None
+        return _conform(self.delta, schema)
+
+
+def unfold_chain(parts: Sequence[Part]) -> pa.Table | Unfolded:
+    """What ``fold_chain`` returns, but a whole table followed by deltas as ``Unfolded``
+    (the whole table may be given as its Parquet file's bytes)."""
+    start = max((i for i, p in enumerate(parts) if p[1] == "full"), default=-1)
+    if start < 0:
+        return fold_chain([(_decoded(p[0]), *p[1:]) for p in parts])
+    if start == len(parts) - 1:
+        return Unfolded(parts[start][0])
+    deltas = parts[start + 1:]
+    merged, expire = merge_deltas(deltas)
+    return Unfolded(parts[start][0], merged, tuple(deltas[0][2]), tuple(expire))
+
+
+def _decoded(value: pa.Table | pa.Buffer) -> pa.Table:
+    if isinstance(value, pa.Table):
+        return value
+    import pyarrow.parquet as pq
+
+    return pq.read_table(pa.BufferReader(value))
 
 
 def fold_chain(parts: Sequence[Part]) -> pa.Table:

@@ -283,3 +283,50 @@ def test_hopping_windows_share_panes_instead_of_reaggregating_rows(monkeypatch):
     assert len(out) == 5 * 2  # the pane is in 5 windows, for 2 keys
     assert seen["merged_rows"] <= 5 * 2  # those windows merged 2 pane rows each
     assert all(r[3] == n // 2 for r in out)
+
+
+@pytest.mark.parametrize("window", [WindowSpec("tumble", 10 * S), WindowSpec("hop", 10 * S, 5 * S)])
+def test_restore_from_an_unfolded_chain(window):
+    """Incremental snapshots (a whole table, then deltas that upsert and expire panes)
+    restored unfolded (the whole table as Parquet bytes, filed apart from the deltas' rows)
+    and restored folded finish with the same windows as one uninterrupted run."""
+    import pyarrow.parquet as pq
+
+    from caudal.state.incremental import StateDelta, fold_chain, unfold_chain
+
+    rng = np.random.default_rng(11)
+    n = 600
+    ts = np.sort(rng.integers(0, 60 * S, n))
+    table = pa.table({"ts": pa.array(ts).view(TIMESTAMP),
+                      "k": pa.array(rng.integers(0, 30, n)),
+                      "x": pa.array(rng.integers(0, 9, n))})
+    op, out = make(window), []
+    for b in table.slice(0, 100).to_batches(max_chunksize=50):
+        out += op.process(b)
+    full = op.snapshot(1)["panes"]
+    sink = pa.BufferOutputStream()
+    pq.write_table(full, sink, row_group_size=40)
+    parts = [(sink.getvalue(), "full", (), None)]
+    folded = [(full, "full", (), None)]
+    for epoch, (a, b) in enumerate([(100, 250), (250, 400)], start=2):
+        for batch in table.slice(a, b - a).to_batches(max_chunksize=50):
+            out += op.process(batch)
+        out += op.on_watermark(int(ts[b - 1]) - 12 * S)
+        delta = op.snapshot(epoch)["panes"]
+        assert isinstance(delta, StateDelta)
+        part = (delta.encode(), "delta", tuple(delta.key), delta.expire)
+        parts.append(part)
+        folded.append(part)
+    meta = op.snapshot(9)["meta"]
+    rest = table.slice(400)
+    results = []
+    for state in (unfold_chain(parts), fold_chain(folded)):
+        restored = make(window)
+        restored.restore({"panes": state, "meta": meta})
+        got = list(out)
+        for b in rest.to_batches(max_chunksize=50):
+            got += restored.process(b)
+        got += restored.on_watermark(WATERMARK_MAX)
+        results.append(as_rows(got))
+    assert results[0] == results[1] == [tuple(r[:6]) + (pytest.approx(r[6]),) for r in
+                                        reference(table, window)]
