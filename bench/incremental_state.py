@@ -152,15 +152,20 @@ def _reset_baseline(op) -> None:
     (op.changes if hasattr(op, "panes") else op.state.changes).baseline = False
 
 
+#: ``--sparse``: key i is i times this (a range 1 M times the count: the KeyIndex's hash
+#: table, not its direct addressing of dense keys)
+SPREAD = 1_000_003
+
+
 def run(keys: int, change: float, intervals: int, whole: bool, root: Path,
-        window: bool = False) -> dict:
+        window: bool = False, sparse: bool = False) -> dict:
     rng = np.random.default_rng(7)
     rig = Rig(root, window)
     batch_of = _window_batch if window else _batch
     t, c = time.perf_counter(), _cpu()
     for start in range(0, keys, 1 << 20):
         rig.op.process(batch_of(np.arange(start, min(keys, start + (1 << 20)),
-                                          dtype=np.int64), rng))
+                                          dtype=np.int64) * (SPREAD if sparse else 1), rng))
     load_s, load_cpu = time.perf_counter() - t, _cpu() - c
     state_bytes = _state_bytes(rig.op)
     epoch, snap, total = rig.checkpoint()
@@ -171,7 +176,8 @@ def run(keys: int, change: float, intervals: int, whole: bool, root: Path,
     rows = []
     changed = max(1, int(keys * change))
     for _ in range(intervals):
-        batch = batch_of(np.sort(rng.choice(keys, changed, replace=False)).astype(np.int64),
+        batch = batch_of(np.sort(rng.choice(keys, changed, replace=False)).astype(np.int64)
+                         * (SPREAD if sparse else 1),
                          rng)
         rig.op.process(batch)
         if whole:
@@ -210,16 +216,22 @@ def main() -> None:
     ap.add_argument("--change", type=float, default=0.01)
     ap.add_argument("--intervals", type=int, default=12)
     ap.add_argument("--dir", default=None, help="where checkpoints go (default: a temp dir)")
+    ap.add_argument("--sparse", action="store_true",
+                    help="keys spread over a range a million times their count")
+    ap.add_argument("--only", choices=["incremental", "whole"], default=None,
+                    help="run one of the two series")
     ap.add_argument("--window", action="store_true",
                     help="a tumbling window aggregate instead of the updating one")
     args = ap.parse_args()
     print(f"query: {WINDOW_QUERY if args.window else QUERY}\n{args.keys:,} keys, {args.change:.1%} of them updated per "
           f"interval, {args.intervals} intervals; load {_load()}, {os.cpu_count()} CPUs")
     for whole in (False, True):
+        if args.only is not None and whole != (args.only == "whole"):
+            continue
         root = Path(tempfile.mkdtemp(prefix="caudal-bench-", dir=args.dir))
         try:
             print("whole snapshots (before):" if whole else "incremental snapshots:")
-            run(args.keys, args.change, args.intervals, whole, root, args.window)
+            run(args.keys, args.change, args.intervals, whole, root, args.window, args.sparse)
         finally:
             shutil.rmtree(root, ignore_errors=True)
 

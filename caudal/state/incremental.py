@@ -165,7 +165,9 @@ def key_membership(base: pa.Table, keys: pa.Table, key: Sequence[str]) -> np.nda
 
     packed = _packed_pair(base, keys, key)
     if packed is not None:   # two small integer columns as one exact int64
-        return np.isin(packed[0], packed[1])
+        # a hash set (Polars), not np.isin's sort of both sides: 12 M window rows against
+        # 360 k keys in 0.05 CPU s instead of 0.2-0.27
+        return pl.Series(packed[0]).is_in(pl.Series(packed[1]).implode()).to_numpy()
     if len(key) == 1:   # one column: a membership test, no join
         column = pl.from_arrow(base.column(key[0]))
         if isinstance(column, pl.DataFrame):
