@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from caudal import compute as pc
+from caudal.operators.keyed_tables import as_array as _as_array
 from caudal.plan.aggregates import PAIR_STATISTICS, PERCENTILES, AggCall
 from caudal.types import TIMESTAMP
 
@@ -83,12 +84,6 @@ def _pick(values: pa.Array, rows: np.ndarray, groups: np.ndarray, n_groups: int)
     index = np.full(n_groups, -1, dtype=np.int64)
     index[groups] = rows
     return pc.take(values, pa.array(index, mask=index < 0))
-
-
-def _as_array(a) -> pa.Array:
-    if isinstance(a, pa.ChunkedArray):  # one chunk: itself (combine_chunks would copy it)
-        return a.chunk(0) if a.num_chunks == 1 else a.combine_chunks()
-    return a
 
 
 class Kernel:

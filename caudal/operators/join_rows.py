@@ -17,7 +17,7 @@ from caudal import compute as pc
 if TYPE_CHECKING:
     import polars as pl
 
-from caudal.operators.keyed_tables import positional, take_or_null
+from caudal.operators.keyed_tables import as_array, positional, take_or_null
 from caudal.plan.compile import compile_expr, evaluate
 from caudal.plan.expressions import Expr
 
@@ -92,9 +92,7 @@ class JoinLayout:
             if side == 0:
                 col = left.column(i)
             else:
-                col = right.column(i)
-                col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
-                col = col.take(index)
+                col = as_array(right.column(i)).take(index)
             arrays.append(col if col.type.equals(f.type) else col.cast(f.type))
         return pa.Table.from_arrays(arrays, schema=self.output_schema)
 

@@ -126,10 +126,17 @@ def _plain(t: pa.DataType) -> pa.DataType:
     return t
 
 
+def as_array(a: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A column as one array: a chunked one of one chunk is that chunk (``combine_chunks``
+    would copy it)."""
+    if isinstance(a, pa.ChunkedArray):
+        return a.chunk(0) if a.num_chunks == 1 else a.combine_chunks()
+    return a
+
+
 def take_or_null(values: pa.Array | pa.ChunkedArray, index: np.ndarray) -> pa.Array:
     """``values[index[i]]``, NULL where ``index[i] < 0``."""
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
+    values = as_array(values)
     missing = index < 0
     if not missing.any():
         return values.take(pa.array(index))

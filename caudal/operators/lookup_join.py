@@ -20,7 +20,7 @@ from caudal.connectors import registry as connectors
 from caudal.connectors.base import LookupSource
 from caudal.operators.base import Operator, OperatorContext
 from caudal.operators.join_rows import JoinLayout, match
-from caudal.operators.keyed_tables import positional
+from caudal.operators.keyed_tables import as_array, positional
 from caudal.operators.lookup_cache import (
     LookupCache,
     UniquePositions,
@@ -157,7 +157,7 @@ class LookupJoin(Operator):
         then)."""
         if len(self.left_keys) != 1:
             return None
-        column = left.column(self.left_keys[0]).combine_chunks()
+        column = as_array(left.column(self.left_keys[0]))
         if self.cache is not None:
             return self.cache.warm_positions(column, count)
         if self._unique is None:  # the whole table, read once at open: decided once
