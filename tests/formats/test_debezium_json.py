@@ -9,14 +9,18 @@ import io
 import json
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from caudal.connectors.base import SourceMetrics
 from caudal.errors import DataError
 from caudal.formats import debezium_json
+from caudal.formats import json as json_format
 from caudal.formats.bad_data import BadDataPolicy
 from caudal.job import run_sql
-from caudal.plan.changelog import OP, OP_TYPE
+from caudal.plan.changelog import DELETE, INSERT, OP, OP_TYPE, UPDATE_AFTER, UPDATE_BEFORE
 from tests.changelog_helpers import fold, read_changes, run_changelog
 from tests.conftest import run_cli
 from tests.helpers import normalized_rows
@@ -152,3 +156,40 @@ def test_append_only_query_into_debezium_sink(tmp_path):
            f"path = '{data}', format = 'json');")
     changes = run_changelog(ddl, "SELECT k, v FROM t WHERE k > 1", tmp_path / "out")
     assert changes.column(OP).to_pylist() == [1, 1, 1]
+
+
+#: text that Arrow's kernels write (no character JSON escapes) or any text (Polars writes
+#: the batches holding an escaped character)
+_texts = st.one_of(st.none(), st.text(alphabet=st.characters(
+    codec="utf-8", exclude_characters='"\\', exclude_categories=("Cc",)), max_size=6),
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=6))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.none(), st.integers(-2**63, 2**63 - 1)),
+                          st.one_of(st.none(), st.booleans()), _texts,
+                          st.sampled_from([INSERT, DELETE, UPDATE_BEFORE, UPDATE_AFTER])),
+                min_size=1, max_size=30),
+       st.sampled_from(["i", "ib", "is", "ibs", "s"]))
+def test_arrow_lines_are_the_bytes_polars_writes(rows, columns):
+    """Rows of integers, booleans and text (with the characters JSON escapes, which go to
+    Polars) encode to the same bytes by Arrow's kernels as by Polars's writer, in both the
+    json and the debezium_json formats."""
+    arrays = {"i": pa.array([r[0] for r in rows], pa.int64()),
+              "b": pa.array([r[1] for r in rows], pa.bool_()),
+              "s": pa.array([r[2] for r in rows], pa.string())}
+    data = [arrays[c] for c in columns]
+    ops = pa.array([r[3] for r in rows], OP_TYPE)
+    changelog = pa.RecordBatch.from_arrays([*data, ops], names=[*columns, OP])
+    plain = pa.RecordBatch.from_arrays(data, names=list(columns))
+    fast = (debezium_json.encode(changelog), json_format.encode(plain))
+    plain_text = not pc.any(pc.match_substring_regex(arrays["s"], r'["\\\x00-\x1f]')).as_py()
+    if plain_text or "s" not in columns:
+        assert json_format.object_texts(data, list(columns)) is not None
+    original = json_format.object_texts
+    json_format.object_texts = lambda *a: None  # every batch through Polars
+    try:
+        slow = (debezium_json.encode(changelog), json_format.encode(plain))
+    finally:
+        json_format.object_texts = original
+    assert fast == slow
