@@ -145,19 +145,25 @@ def encode(batch: pa.RecordBatch,
     n = len(ops)
     starts, is_pair = _lines(ops)
     start_ops = ops[starts]
-    before_idx = np.where(start_ops < 0, starts, -1)
-    after_idx = np.where(is_pair, starts + 1, np.where(start_ops > 0, starts, -1))
-    op_text = np.where(is_pair, "u", np.where(start_ops > 0, "c", "d"))
     opts = json_format.JsonOptions.of(options)
     zoned = json_format.zoned_columns(schema)
     columns = [json_format.writable(c, opts, n in zoned)
                for c, n in zip(data.columns, data.schema.names)]
-    texts = json_format.object_texts(columns, data.schema.names)
+    # each row's object appears once, in row order: as the before image of a pair, the
+    # after image of a pair, a create or a delete, which says what surrounds it
+    role = np.where(start_ops > 0, 2, 3)
+    role[is_pair] = 0
+    roles = np.empty(n, dtype=np.int64)
+    roles[starts] = role
+    roles[starts[is_pair] + 1] = 1
+    texts = json_format.object_texts(columns, data.schema.names, (
+        ['{"before":', '"after":', '{"before":null,"after":', '{"before":'],
+        [",", ',"op":"u"}\n', ',"op":"c"}\n', ',"after":null,"op":"d"}\n'], roles))
     if texts is not None:  # plain rows: the lines put together by Arrow, without Polars
-        op_codes = np.where(is_pair, 0, np.where(start_ops > 0, 1, 2))
-        return json_format.text_bytes(json_format.concat_texts([
-            '{"before":', (texts, before_idx), ',"after":', (texts, after_idx), ',"op":',
-            (pa.array(['"u"}\n', '"c"}\n', '"d"}\n']), op_codes)], len(starts)))
+        return json_format.text_bytes(texts)
+    before_idx = np.where(start_ops < 0, starts, -1)
+    after_idx = np.where(is_pair, starts + 1, np.where(start_ops > 0, starts, -1))
+    op_text = np.where(is_pair, "u", np.where(start_ops > 0, "c", "d"))
     if not columns:
         row = pa.StructArray.from_arrays([pa.nulls(n, pa.null())], names=["_"])
     else:
