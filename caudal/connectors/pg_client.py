@@ -387,15 +387,15 @@ def _array_literal_arrow(col: pa.Array) -> pa.Array:
     """``array_literal`` of integers or text, in Arrow (no Polars to import for a lookup)."""
     values = pc.list_flatten(col)
     if pa.types.is_integer(values.type):
-        text = values.cast(pa.string())
+        text = pc.cast(values, pa.string())
     else:
-        text = pc.replace_substring(values.cast(pa.string()), "\\", "\\\\")
+        text = pc.replace_substring(pc.cast(values, pa.string()), "\\", "\\\\")
         text = pc.replace_substring(text, '"', '\\"')
         text = pc.binary_join_element_wise('"', text, '"', "")
-    text = text.fill_null("NULL")
-    offsets = pc.list_value_length(col).fill_null(0).cast(pa.int32())
+    text = pc.fill_null(text, "NULL")
+    lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False)
     starts = np.zeros(len(col) + 1, dtype=np.int32)
-    np.cumsum(offsets.to_numpy(zero_copy_only=False), out=starts[1:])
+    np.cumsum(lengths, out=starts[1:])
     lists = pa.ListArray.from_arrays(pa.array(starts), text)
     joined = pc.binary_join_element_wise("{", pc.binary_join(lists, ","), "}", "")
     return pc.if_else(pc.is_null(col), pa.nulls(len(col), pa.string()), joined)

@@ -92,8 +92,8 @@ class JoinLayout:
             if side == 0:
                 col = left.column(i)
             else:
-                col = as_array(right.column(i)).take(index)
-            arrays.append(col if col.type.equals(f.type) else col.cast(f.type))
+                col = pc.take(as_array(right.column(i)), index)
+            arrays.append(col if col.type.equals(f.type) else pc.cast(col, f.type))
         return pa.Table.from_arrays(arrays, schema=self.output_schema)
 
     def accept(self, joined: pa.Table) -> np.ndarray:
@@ -113,7 +113,7 @@ class JoinLayout:
         ok = self.accept(joined)
         if ok.all():
             return li, ri, joined
-        return li[ok], ri[ok], joined.filter(pa.array(ok))
+        return li[ok], ri[ok], pc.filter(joined, pa.array(ok))
 
     def output(self, joined: pa.Table) -> pa.Table:
         """The output columns of joined rows, in the output schema."""
@@ -121,7 +121,7 @@ class JoinLayout:
         for f in self.output_schema:
             col = joined.column(f.name)
             if not col.type.equals(f.type):
-                col = col.cast(f.type)
+                col = pc.cast(col, f.type)
             arrays.append(col)
         return pa.Table.from_arrays(arrays, schema=self.output_schema)
 

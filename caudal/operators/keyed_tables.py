@@ -95,7 +95,7 @@ def conform_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
     for field in schema:
         col = table.column(field.name)
         if not col.type.equals(field.type):
-            col = col.cast(field.type)
+            col = pc.cast(col, field.type)
         arrays.append(col)
     return pa.Table.from_arrays(arrays, schema=schema)
 
@@ -139,7 +139,7 @@ def take_or_null(values: pa.Array | pa.ChunkedArray, index: np.ndarray) -> pa.Ar
     values = as_array(values)
     missing = index < 0
     if not missing.any():
-        return values.take(pa.array(index))
+        return pc.take(values, pa.array(index))
     return pc.take(values, pa.array(np.where(missing, 0, index), mask=missing))
 
 

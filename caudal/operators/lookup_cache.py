@@ -26,7 +26,7 @@ import pyarrow as pa
 from caudal import compute as pc
 from caudal.connectors.base import LookupSource
 from caudal.operators.join_rows import match
-from caudal.operators.keyed_tables import lookup, positional
+from caudal.operators.keyed_tables import conform_table, lookup, positional
 
 if TYPE_CHECKING:
     import polars as pl
@@ -64,13 +64,13 @@ class UniquePositions:
         if self._lut is not None and pa.types.is_integer(column.type):
             ints = _int64(column)
             if ints is not None:
-                return self._direct(ints, column.is_null().to_numpy(zero_copy_only=False)
+                return self._direct(ints, pc.is_null(column).to_numpy(zero_copy_only=False)
                                     if column.null_count else None)
         value_set = self._as_type(column.type)
         if value_set is None:
             return None
         at = pc.index_in(column, value_set=value_set, skip_nulls=True)
-        return at.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        return pc.fill_null(at, -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
     def _direct(self, ints: np.ndarray, nulls: np.ndarray | None) -> np.ndarray:
         assert self._lut is not None
@@ -89,7 +89,7 @@ class UniquePositions:
     def _as_type(self, t: pa.DataType) -> pa.Array | None:
         if t not in self._as:
             try:
-                self._as[t] = self.values.cast(t)
+                self._as[t] = pc.cast(self.values, t)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 self._as[t] = None
         return self._as[t]
@@ -99,11 +99,11 @@ def _int64(values: pa.Array) -> np.ndarray | None:
     """An integer column as int64 NumPy values, NULL as 0 (None if a value does not fit)."""
     if not pa.types.is_int64(values.type):
         try:
-            values = values.cast(pa.int64())
+            values = pc.cast(values, pa.int64())
         except pa.ArrowInvalid:  # uint64 beyond int64
             return None
     if values.null_count:
-        values = values.fill_null(0)
+        values = pc.fill_null(values, 0)
     return values.to_numpy(zero_copy_only=False)
 
 
@@ -154,16 +154,16 @@ class LookupCache:
         self.used_at[at[hit]] = self._tick
         self.hits += int(hit.sum())
         if not hit.all():
-            missing = keys.filter(pa.array(~hit))
+            missing = pc.filter(keys, pa.array(~hit))
             self.misses += missing.num_rows
             found = self.source.lookup(missing)
-            self.cached_keys = pa.concat_tables([self.cached_keys, missing.select(self.keys)
-                                                 .cast(self.cached_keys.schema)])
+            self.cached_keys = pa.concat_tables(
+                [self.cached_keys, conform_table(missing, self.cached_keys.schema)])
             self.loaded_at = np.concatenate([self.loaded_at, np.full(missing.num_rows, now)])
             self.used_at = np.concatenate([self.used_at,
                                            np.full(missing.num_rows, self._tick)])
             if found.num_rows:
-                self.rows = pa.concat_tables([self.rows, found.cast(self.rows.schema)])
+                self.rows = pa.concat_tables([self.rows, conform_table(found, self.rows.schema)])
             self.rows = self.rows.combine_chunks()
             self.cached_keys = self.cached_keys.combine_chunks()
             self._warm_of = None
@@ -203,7 +203,7 @@ class LookupCache:
         if entry is None:
             return None
         nulls = column.null_count
-        valid = column.is_valid().to_numpy(zero_copy_only=False) if nulls else None
+        valid = pc.is_valid(column).to_numpy(zero_copy_only=False) if nulls else None
         used = entry if valid is None else entry[valid]
         if len(used) and used.min() < 0:
             return None  # a key not cached
@@ -229,7 +229,7 @@ class LookupCache:
         """For each key, its row in ``cached_keys``, or -1."""
         if len(self.keys) == 1:   # Arrow's hash lookup, cheaper than a join for one column
             found = pc.index_in(keys.column(0), value_set=self.cached_keys.column(0))
-            return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+            return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
         return lookup(keys, self.keys, self.cached_keys, self.keys)
 
     def _drop(self, positions: np.ndarray) -> None:
@@ -247,13 +247,13 @@ class LookupCache:
 
     def _keep(self, keep: np.ndarray) -> None:
         mask = pa.array(keep)
-        self.cached_keys = self.cached_keys.filter(mask)
+        self.cached_keys = pc.filter(self.cached_keys, mask)
         self.loaded_at = self.loaded_at[keep]
         self.used_at = self.used_at[keep]
         rows_at, _ = match(self.rows, self.keys, self.cached_keys, self.keys)
         kept_rows = np.zeros(self.rows.num_rows, dtype=bool)
         kept_rows[rows_at] = True
-        self.rows = self.rows.filter(pa.array(kept_rows))
+        self.rows = pc.filter(self.rows, pa.array(kept_rows))
         self._warm_of = None
 
     def close(self) -> None:
@@ -266,10 +266,10 @@ def distinct_keys(batch: pa.Table, columns: list[str], names: list[str]) -> pa.T
     if len(columns) == 1:
         values = batch.column(columns[0])
         values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-        return pa.table({names[0]: pc.unique(values.drop_null())})
+        return pa.table({names[0]: pc.unique(pc.drop_null(values))})
     table = batch.select(columns)
     for c in columns:
-        table = table.filter(pc.is_valid(table.column(c)))
+        table = pc.filter(table, pc.is_valid(table.column(c)))
     distinct = table.group_by(columns, use_threads=False).aggregate([])
     return distinct.rename_columns(names)
 

@@ -16,11 +16,12 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
+from caudal import compute as pc
 from caudal.connectors import registry as connectors
 from caudal.connectors.base import LookupSource
 from caudal.operators.base import Operator, OperatorContext
 from caudal.operators.join_rows import JoinLayout, match
-from caudal.operators.keyed_tables import as_array, positional
+from caudal.operators.keyed_tables import as_array, conform_table, positional
 from caudal.operators.lookup_cache import (
     LookupCache,
     UniquePositions,
@@ -98,7 +99,7 @@ class LookupJoin(Operator):
         schema = self.layout.right_schema
         batches = read_table(self.side_table, self.side_chain)
         rows = pa.Table.from_batches(batches) if batches else schema.empty_table()
-        self.table_rows = rows.select(schema.names).cast(schema).combine_chunks()
+        self.table_rows = conform_table(rows, schema).combine_chunks()
         ctx.metrics["lookup_rows"] = ctx.metrics.get("lookup_rows", 0) + self.table_rows.num_rows
 
     def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:
@@ -147,7 +148,7 @@ class LookupJoin(Operator):
             alone = np.ones(left.num_rows, dtype=bool)
             alone[li] = False
             if alone.any():
-                pieces.append(self.layout.padded(left.filter(pa.array(alone)), 0))
+                pieces.append(self.layout.padded(pc.filter(left, pa.array(alone)), 0))
         return [b for piece in pieces for b in piece.to_batches() if b.num_rows]
 
     def _unique_positions(self, left: pa.Table, count: bool = True) -> np.ndarray | None:
@@ -202,7 +203,7 @@ class _Chained(LookupSource):
             batches = [b for one in batches for b in op.process(one, 0)]
         if not batches:
             return self.schema.empty_table()
-        return pa.Table.from_batches(batches).select(self.schema.names).cast(self.schema)
+        return conform_table(pa.Table.from_batches(batches), self.schema)
 
     def close(self) -> None:
         self.inner.close()
