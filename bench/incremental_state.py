@@ -13,9 +13,11 @@ coordinator onto a local directory. Each round reports the operator's snapshot t
 the pipeline pays), the time until the checkpoint completed, and the bytes the checkpoint
 wrote; background compaction is counted apart. The same rounds then run with every snapshot
 whole (what every checkpoint wrote before). ``--window``: the same with a one-hour tumbling
-window per key (all rows in the one open window). Recovery: the newest checkpoint's files read and
-folded (``load_state``) and a fresh operator restored from them, timed, with the CPU seconds
-of this process (all threads) and the load average beside every figure.
+window per key (all rows in the one open window). ``--sparse``: keys spread over a range a
+million times their count (the KeyIndex's hash table instead of its direct addressing of
+dense keys). Recovery: the newest checkpoint's files read (``load_state``) and a fresh
+operator restored from them, timed, with the CPU seconds of this process (all threads) and
+the load average beside every figure. Transparent huge pages are off, as in ``caudal run``.
 """
 
 from __future__ import annotations
@@ -204,13 +206,17 @@ def run(keys: int, change: float, intervals: int, whole: bool, root: Path,
     op.restore(restored.payloads[(rig.vertex, 0)]["operators"][rig.index])
     total_s, cpu = time.perf_counter() - t, _cpu() - c
     assert _state_rows(op) == keys
-    print(f"  recovery: {total_s:.2f}s ({read_s:.2f}s reading and folding "
-          f"{len(files)} files, {total_s - read_s:.2f}s restoring the operator), {cpu:.2f} "
+    print(f"  recovery: {total_s:.2f}s ({read_s:.2f}s reading "
+          f"{len(files)} files and merging deltas, {total_s - read_s:.2f}s restoring the operator), {cpu:.2f} "
           f"CPU s; load {_load()}")
     return {"first": first, "rows": rows, "recovery_s": total_s}
 
 
 def main() -> None:
+    from caudal.runtime.huge_pages import disable_huge_pages
+
+    # as ``caudal run`` does (a restore's fresh pages cost 4-5x as huge pages here)
+    disable_huge_pages()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--keys", type=int, default=12_000_000)
     ap.add_argument("--change", type=float, default=0.01)

@@ -162,17 +162,21 @@ def test_rows_without_event_time_are_dropped():
     assert op.ctx.metrics["null_time_rows"] == 1
 
 
+def _random_input(seed: int, n: int, keys: int) -> tuple[np.ndarray, pa.Table]:
+    """``n`` rows over a minute in time order, ``keys`` keys: their times and the table."""
+    rng = np.random.default_rng(seed)
+    ts = np.sort(rng.integers(0, 60 * S, n))
+    return ts, pa.table({"ts": pa.array(ts).view(TIMESTAMP),
+                         "k": pa.array(rng.integers(0, keys, n)),
+                         "x": pa.array(rng.integers(0, 9, n))})
+
+
 @pytest.mark.parametrize("old,new", [(1, 1), (2, 3), (4, 1)])
 def test_snapshot_restores_into_other_parallelism(old, new):
     """Run half the input on ``old`` subtasks, snapshot, restore into ``new`` subtasks
     from the concatenated snapshots, finish: the same windows as one uninterrupted run."""
     window = WindowSpec("hop", 10 * S, 5 * S)
-    rng = np.random.default_rng(7)
-    n = 400
-    ts = np.sort(rng.integers(0, 60 * S, n))
-    table = pa.table({"ts": pa.array(ts).view(TIMESTAMP),
-                      "k": pa.array(rng.integers(0, 40, n)),
-                      "x": pa.array(rng.integers(0, 9, n))})
+    ts, table = _random_input(7, 400, 40)
     first, second = table.slice(0, 200), table.slice(200)
     mark = int(ts[199]) - 3 * S
 
@@ -294,12 +298,7 @@ def test_restore_from_an_unfolded_chain(window):
 
     from caudal.state.incremental import StateDelta, fold_chain, unfold_chain
 
-    rng = np.random.default_rng(11)
-    n = 600
-    ts = np.sort(rng.integers(0, 60 * S, n))
-    table = pa.table({"ts": pa.array(ts).view(TIMESTAMP),
-                      "k": pa.array(rng.integers(0, 30, n)),
-                      "x": pa.array(rng.integers(0, 9, n))})
+    ts, table = _random_input(11, 600, 30)
     op, out = make(window), []
     for b in table.slice(0, 100).to_batches(max_chunksize=50):
         out += op.process(b)
