@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
@@ -220,6 +221,11 @@ def _load_udfs(paths: list[str]):
 
 
 def cmd_run(args) -> int:
+    # Start-up allocates ~10^6 objects (modules, sqlglot's classes, the plan) and frees few:
+    # the cyclic collector would walk them again and again (~5 % of a trivial job's
+    # instructions, bench/README.md). It is off until the job is deployed, then what start-up
+    # built is frozen (kept out of every later collection) and it is on again.
+    gc.disable()
     from caudal.runtime.huge_pages import disable_huge_pages
 
     disable_huge_pages()  # before the libraries allocate (caudal.runtime.huge_pages says why)
@@ -254,6 +260,8 @@ def cmd_run(args) -> int:
             return e.exit_code
     else:
         runtime.deploy(compiled.graph)
+    gc.freeze()
+    gc.enable()
     from contextlib import ExitStack
 
     with ExitStack() as stack:

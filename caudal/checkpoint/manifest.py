@@ -21,10 +21,14 @@ import json
 import re
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from caudal.checkpoint.errors import DamagedCheckpoint
-from caudal.checkpoint.storage import CheckpointStorage, WrittenFile
+
+if TYPE_CHECKING:  # the storage (pyarrow.fs, Parquet) is imported where a checkpoint is
+    # written or read: the runtime's messages need this module, a job without checkpoints
+    # needs no storage
+    from caudal.checkpoint.storage import CheckpointStorage
 
 FORMAT = "caudal-checkpoint/1"
 JOB_FILE = "_job.json"
@@ -52,6 +56,16 @@ def state_file_path(epoch: int, vertex: int, subtask: int, op: int, name: str,
 def epoch_of_dir(name: str) -> int | None:
     m = _EPOCH_DIR.match(name)
     return int(m.group(1)) if m else None
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """What the manifest records about one file, to find it and check it on restore."""
+
+    path: str
+    bytes: int
+    crc32: int
+    rows: int = 0
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,13 @@ import os
 import posixpath
 import uuid
 import zlib
-from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from caudal.checkpoint.errors import CheckpointError, DamagedCheckpoint
+from caudal.checkpoint.manifest import WrittenFile
 
 #: Parquet compression of state files: lz4 costs little CPU, which keeps checkpoints cheap
 STATE_COMPRESSION = "lz4"
@@ -29,15 +29,6 @@ STATE_COMPRESSION = "lz4"
 #: killed mid-write leaves such a file behind
 TEMP_MARK = ".tmp-"
 
-
-@dataclass(frozen=True)
-class WrittenFile:
-    """What the manifest records about one file, to find it and check it on restore."""
-
-    path: str
-    bytes: int
-    crc32: int
-    rows: int = 0
 
 
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
