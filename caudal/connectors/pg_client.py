@@ -385,7 +385,7 @@ def array_literal(col: pa.Array) -> pa.Array:
 
 def _array_literal_arrow(col: pa.Array) -> pa.Array:
     """``array_literal`` of integers or text, in Arrow (no Polars to import for a lookup)."""
-    values = pc.list_flatten(col)
+    values = col.values   # the whole child (offsets below say which belong to which list)
     if pa.types.is_integer(values.type):
         text = pc.cast(values, pa.string())
     else:
@@ -393,10 +393,7 @@ def _array_literal_arrow(col: pa.Array) -> pa.Array:
         text = pc.replace_substring(text, '"', '\\"')
         text = pc.binary_join_element_wise('"', text, '"', "")
     text = pc.fill_null(text, "NULL")
-    lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False)
-    starts = np.zeros(len(col) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=starts[1:])
-    lists = pa.ListArray.from_arrays(pa.array(starts), text)
+    lists = pa.ListArray.from_arrays(col.offsets, text)
     joined = pc.binary_join_element_wise("{", pc.binary_join(lists, ","), "}", "")
     return pc.if_else(pc.is_null(col), pa.nulls(len(col), pa.string()), joined)
 

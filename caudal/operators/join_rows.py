@@ -17,7 +17,7 @@ from caudal import compute as pc
 if TYPE_CHECKING:
     import polars as pl
 
-from caudal.operators.keyed_tables import as_array, positional, take_or_null
+from caudal.operators.keyed_tables import as_array, from_numpy, positional, take_or_null
 from caudal.plan.compile import compile_expr, evaluate
 from caudal.plan.expressions import Expr
 
@@ -85,8 +85,8 @@ class JoinLayout:
             names.update({n: (1, i) for i, n in enumerate(self.right_names)})
             self._sides = [names[f.name] for f in self.output_schema]
         missing = at < 0
-        index = pa.array(np.where(missing, 0, at), mask=missing) if missing.any() \
-            else pa.array(at)
+        index = from_numpy(np.where(missing, 0, at), missing) if missing.any() \
+            else from_numpy(at)
         arrays = []
         for f, (side, i) in zip(self.output_schema, self._sides):
             if side == 0:
@@ -113,7 +113,7 @@ class JoinLayout:
         ok = self.accept(joined)
         if ok.all():
             return li, ri, joined
-        return li[ok], ri[ok], pc.filter(joined, pa.array(ok))
+        return li[ok], ri[ok], pc.filter(joined, from_numpy(ok))
 
     def output(self, joined: pa.Table) -> pa.Table:
         """The output columns of joined rows, in the output schema."""

@@ -26,7 +26,7 @@ import pyarrow as pa
 from caudal import compute as pc
 from caudal.connectors.base import LookupSource
 from caudal.operators.join_rows import match
-from caudal.operators.keyed_tables import conform_table, lookup, positional
+from caudal.operators.keyed_tables import conform_table, from_numpy, lookup, positional
 
 if TYPE_CHECKING:
     import polars as pl
@@ -154,7 +154,7 @@ class LookupCache:
         self.used_at[at[hit]] = self._tick
         self.hits += int(hit.sum())
         if not hit.all():
-            missing = pc.filter(keys, pa.array(~hit))
+            missing = pc.filter(keys, from_numpy(~hit))
             self.misses += missing.num_rows
             found = self.source.lookup(missing)
             self.cached_keys = pa.concat_tables(
@@ -246,14 +246,14 @@ class LookupCache:
         self._keep(keep)
 
     def _keep(self, keep: np.ndarray) -> None:
-        mask = pa.array(keep)
+        mask = from_numpy(keep)
         self.cached_keys = pc.filter(self.cached_keys, mask)
         self.loaded_at = self.loaded_at[keep]
         self.used_at = self.used_at[keep]
         rows_at, _ = match(self.rows, self.keys, self.cached_keys, self.keys)
         kept_rows = np.zeros(self.rows.num_rows, dtype=bool)
         kept_rows[rows_at] = True
-        self.rows = pc.filter(self.rows, pa.array(kept_rows))
+        self.rows = pc.filter(self.rows, from_numpy(kept_rows))
         self._warm_of = None
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ from caudal.connectors import registry as connectors
 from caudal.connectors.base import LookupSource
 from caudal.operators.base import Operator, OperatorContext
 from caudal.operators.join_rows import JoinLayout, match
-from caudal.operators.keyed_tables import as_array, conform_table, positional
+from caudal.operators.keyed_tables import as_array, conform_table, from_numpy, positional
 from caudal.operators.lookup_cache import (
     LookupCache,
     UniquePositions,
@@ -148,7 +148,7 @@ class LookupJoin(Operator):
             alone = np.ones(left.num_rows, dtype=bool)
             alone[li] = False
             if alone.any():
-                pieces.append(self.layout.padded(pc.filter(left, pa.array(alone)), 0))
+                pieces.append(self.layout.padded(pc.filter(left, from_numpy(alone)), 0))
         return [b for piece in pieces for b in piece.to_batches() if b.num_rows]
 
     def _unique_positions(self, left: pa.Table, count: bool = True) -> np.ndarray | None:
