@@ -21,6 +21,7 @@ from urllib.parse import unquote
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from caudal import formats
@@ -221,6 +222,13 @@ class FileSystemSource(Source):
         self._pool: ThreadPoolExecutor | None = None
         #: row groups whose statistics showed the pushed-down filter rejects every row
         self.row_groups_skipped = 0
+        #: the event time column when the plan reads it for the watermark only: Parquet row
+        #: groups then leave it NULL and the watermark comes from their statistics (the
+        #: largest event time of each row group read to its end), which saves decoding it
+        self._stats_time = table.event_time if table.event_time_unread and \
+            table.event_time in self._decoded.names else None
+        self._time_mark: int | None = None   # over the row groups read to their end
+        self._part_time: int | None = None   # of the row group being read
 
     @property
     def files(self) -> InputFiles:
@@ -272,6 +280,7 @@ class FileSystemSource(Source):
         self._queue = deque(assigned)
         self._consumed = {p: int(offsets.get(p) or 0) for p in assigned}
         self._part, self._batches, self._buffer = None, None, None
+        self._part_time = None
 
     def poll(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
         pieces = []
@@ -304,6 +313,10 @@ class FileSystemSource(Source):
                 if self._buffer is not None:
                     continue
                 self._batches = None
+                if self._part_time is not None:  # the row group has been read to its end
+                    self._time_mark = self._part_time if self._time_mark is None else \
+                        max(self._time_mark, self._part_time)
+                    self._part_time = None
             if not self._queue:
                 self._stop_prefetch()
                 return None
@@ -328,7 +341,7 @@ class FileSystemSource(Source):
             if self._queue and self._queue[0] not in self._prefetched:
                 # decode the next row group while this one flows downstream
                 self._prefetched[self._queue[0]] = self._submit(self._queue[0])
-            table = future.result()
+            table, self._part_time = future.result()
             if table is not None:
                 yield from _batches(self._with_metadata(table, part))
             return
@@ -346,18 +359,27 @@ class FileSystemSource(Source):
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="caudal-parquet")
         return self._pool.submit(self._load, part, self._consumed[part])
 
-    def _load(self, part: str, consumed: int) -> pa.Table | None:
-        """Row group ``part`` (in the prefetch thread), or None if it was consumed already."""
+    def _load(self, part: str, consumed: int) -> tuple[pa.Table | None, int | None]:
+        """Row group ``part`` (in the prefetch thread), or None if it was consumed already,
+        and its largest event time when the source reports the watermark."""
         name, index = part.rsplit("#", 1)
         reader = self._parquet(name)
         if consumed >= reader.row_groups[int(index)]:
-            return None
+            return None, None
         predicate = self.table.prune_filter
         if predicate is not None and cannot_match(
                 predicate, reader.statistics(int(index), predicate.columns())):
             self.row_groups_skipped += 1
-            return None
-        return reader.read(int(index))
+            return None, None
+        time = self._stats_time
+        if time is None:
+            return reader.read(int(index)), None
+        latest = reader.max_time(int(index), time)
+        table = reader.read(int(index), unread=time if latest is not None else None)
+        if latest is None and table.num_rows:  # no statistics: from the decoded column
+            top = pc.max(table.column(time))
+            latest = top.cast(pa.int64()).as_py() if top.is_valid else None
+        return table, latest
 
     def _parquet(self, name: str) -> Any:
         """The open reader of file ``name`` (consecutive row groups share it)."""
@@ -376,6 +398,11 @@ class FileSystemSource(Source):
 
     def finished(self) -> bool:
         return not self._queue and self._batches is None and self._buffer is None
+
+    def watermark(self) -> int | None:
+        if self._stats_time is None or self._time_mark is None:
+            return None
+        return self._time_mark - self.table.watermark_delay_us
 
     def offsets(self) -> dict[str, Any]:
         """Rows consumed per assigned partition."""

@@ -73,11 +73,20 @@ class FileReader:
         meta = self.file.metadata
         self.row_groups = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
 
-    def read(self, index: int) -> pa.Table:
-        """Row group ``index`` with exactly ``schema`` (no copy when the types agree)."""
+    def read(self, index: int, unread: str | None = None) -> pa.Table:
+        """Row group ``index`` with exactly ``schema`` (no copy when the types agree); the
+        column ``unread`` (if any) is not decoded but NULL."""
         if not self.columns:
             return pa.Table.from_batches([empty_rows(self.row_groups[index])])
-        table = self.file.read_row_group(index, columns=self.columns, use_threads=True)
+        names = self.columns
+        if unread is not None:
+            skip = self.columns[self.schema.get_field_index(unread)]
+            names = [c for c in self.columns if c != skip]
+        table = self.file.read_row_group(index, columns=names, use_threads=True)
+        if unread is not None:
+            at = self.schema.get_field_index(unread)
+            table = table.add_column(at, self.schema.field(unread).name,
+                                     pa.nulls(table.num_rows, self.schema.field(unread).type))
         if table.schema.equals(self.schema):
             return table
         try:
@@ -104,6 +113,26 @@ class FileReader:
                                           stats.null_count if stats.has_null_count else None,
                                           group.num_rows)
         return out
+
+    def max_time(self, index: int, name: str) -> int | None:
+        """The largest value of timestamp column ``name`` in row group ``index`` (as the
+        column's integer, in its unit), from the row group's statistics (exact: the writer's
+        maximum); None when the file has no such statistics or stores the column otherwise
+        than as the declared type's 64-bit integers."""
+        file_name = self.columns[self.schema.get_field_index(name)]
+        stored = self.file.schema_arrow.field(file_name).type
+        if not stored.equals(self.schema.field(name).type) or \
+                not pa.types.is_timestamp(stored):
+            return None
+        group = self.file.metadata.row_group(index)
+        for i in range(group.num_columns):
+            column = group.column(i)
+            if column.path_in_schema == file_name:
+                stats = column.statistics
+                if stats is None or not stats.has_min_max or column.physical_type != "INT64":
+                    return None
+                return int(stats.max_raw)
+        return None
 
     def close(self) -> None:
         self.file.close()

@@ -61,7 +61,11 @@ def _prune(node: LogicalNode, required: set[str] | None) -> None:
         if required is not None:
             needed = set(required)
             if table.event_time:
-                needed.add(table.event_time)
+                time = table.event_time
+                table.event_time_unread = time not in needed and time not in table.computed \
+                    and not any(time in table.computed[n].columns() for n in needed
+                                if n in table.computed)
+                needed.add(time)
             columns = table.columns_schema()  # with the computed columns
             names = [n for n in columns.names if n in needed]
             table.projection = names

@@ -23,6 +23,10 @@ class TableSpec:
     event_time: str | None = None
     #: the WATERMARK expression's delay in microseconds
     watermark_delay_us: int = 0
+    #: the plan reads the (stored) event time column for the watermark only: a source that
+    #: knows each part's largest event time without decoding the column (Parquet row group
+    #: statistics) may leave the column NULL and report the watermark itself
+    event_time_unread: bool = False
     #: columns the plan reads (projection pushdown); None means all
     projection: list[str] | None = None
     #: a predicate (plan.expressions.Expr) the source may use to skip data; rows it lets

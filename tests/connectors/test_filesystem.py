@@ -468,3 +468,70 @@ def test_partitioned_table_reads_back_its_partition_values(tmp_path: Path, fmt: 
         "SELECT price AS v, CASE WHEN bidder % 5 = 0 THEN NULL ELSE 'b/' || (bidder % 3)::TEXT "
         "END AS k, (auction % 2)::INT AS d FROM src", tmp_path / "direct"))
     assert sorted(back.to_pylist(), key=repr) == sorted(again.to_pylist(), key=repr)
+
+
+def _timed_parquet(path: Path, groups: int = 3, rows: int = 5) -> pa.Table:
+    times = [dt.datetime(2026, 1, 1, tzinfo=UTC) + dt.timedelta(seconds=7 * i)
+             for i in range(groups * rows)]
+    times[3] = None  # a NULL event time in the first row group
+    table = pa.table({"a": pa.array(range(groups * rows), pa.int64()),
+                      "t": pa.array(times[::-1], TIMESTAMP)})  # out of order
+    pq.write_table(table, path, row_group_size=rows)
+    return table
+
+
+@pytest.mark.parametrize("statistics", [True, False])
+def test_watermark_from_row_group_statistics(tmp_path: Path, statistics: bool) -> None:
+    """With the event time read for the watermark only, the column is not decoded (NULL) and
+    the watermark is the largest event time of the row groups read to their end (minus the
+    delay): from the statistics, or from the decoded column when the file has none."""
+    path = tmp_path / "t.parquet"
+    table = _timed_parquet(path)
+    if not statistics:
+        pq.write_table(table, path, row_group_size=5, write_statistics=False)
+    spec = source_spec(path, event_time_field="t")
+    spec.event_time, spec.watermark_delay_us, spec.event_time_unread = "t", 1_000_000, True
+    source = FileSystemSource(spec)
+    source.open(source.partitions(1))
+    assert source.watermark() is None
+    times = table.column("t").cast(pa.int64()).to_pylist()
+    seen, marks = [], []
+    while (batch := source.poll(5, 0.1)) is not None:
+        seen.append(batch)
+        marks.append(source.watermark())
+    got = pa.Table.from_batches(seen)
+    assert got.column("a").equals(table.column("a"))
+    assert got.column("t").null_count == (len(table) if statistics else 1)
+    # a row group's maximum counts once it has been read to its end (the next poll)
+    groups = [max(t for t in times[i:i + 5] if t is not None) for i in (0, 5, 10)]
+    assert marks == [None, groups[0] - 1_000_000, max(groups[:2]) - 1_000_000]
+    source.poll(5, 0.1)
+    assert source.watermark() == max(groups) - 1_000_000
+    source.close()
+
+
+def test_event_time_for_the_watermark_only_is_not_decoded(tmp_path: Path) -> None:
+    """A filter whose source declares an event time that no operator reads: same rows as
+    DuckDB, and the plan marks the column as read for the watermark only (a window's plan
+    does not)."""
+    import duckdb
+
+    from caudal.job import compile_sql, run_sql
+
+    path = tmp_path / "t.parquet"
+    _timed_parquet(path)
+    ddl = (f"CREATE TABLE src WITH (connector = 'filesystem', path = '{path}', "
+           "event_time_field = 't');\n"
+           f"CREATE TABLE out WITH (connector = 'filesystem', path = '{tmp_path / 'o'}', "
+           "format = 'parquet');\n")
+    query = "INSERT INTO out SELECT a, a * 2 AS b FROM src WHERE a % 3 <> 0;"
+    compiled = compile_sql(ddl + query)
+    assert [v.source.event_time_unread for v in compiled.graph.vertices if v.source] == [True]
+    window = ("INSERT INTO out SELECT count(*) AS a, 0 AS b FROM TABLE(TUMBLE(TABLE src, "
+              "DESCRIPTOR(t), INTERVAL '10' SECOND)) GROUP BY window_start, window_end;")
+    assert [v.source.event_time_unread for v in compile_sql(ddl + window).graph.vertices
+            if v.source] == [False]
+    run_sql(ddl + query)
+    got = sorted(pq.read_table(tmp_path / "o").to_pylist(), key=lambda r: r["a"])
+    want = duckdb.sql(f"SELECT a, a * 2 AS b FROM '{path}' WHERE a % 3 <> 0 ORDER BY a")
+    assert got == [dict(zip(("a", "b"), r)) for r in want.fetchall()]
