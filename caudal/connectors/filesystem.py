@@ -21,7 +21,6 @@ from urllib.parse import unquote
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from caudal import formats
@@ -377,6 +376,8 @@ class FileSystemSource(Source):
         latest = reader.max_time(int(index), time)
         table = reader.read(int(index), unread=time if latest is not None else None)
         if latest is None and table.num_rows:  # no statistics: from the decoded column
+            import pyarrow.compute as pc  # (not at start-up: rarely needed)
+
             top = pc.max(table.column(time))
             latest = top.cast(pa.int64()).as_py() if top.is_valid else None
         return table, latest
