@@ -244,8 +244,9 @@ def nexmark(address: str, events: dict[str, int], repeat: int, tmp: Path,
                "runs": runs}
         rows.append(row)
         med = {k: v["median"] for k, v in row.items() if isinstance(v, dict) and "median" in v}
-        print(f"{name} ({n:,} events, {repeat} pairs): local {med['local_job_s']:.2f}s, ray "
-              f"{med['ray_job_s']:.2f}s: ray = {100 * med['ray_vs_local_job']:.0f}% of local "
+        print(f"{name} ({n:,} events, {repeat} pairs): local {n / med['local_job_s'] / 1e6:.2f} M "
+              f"ev/s ({med['local_job_s']:.2f}s), ray {n / med['ray_job_s'] / 1e6:.2f} M ev/s "
+              f"({med['ray_job_s']:.2f}s): ray = {100 * med['ray_vs_local_job']:.0f}% of local "
               f"(pairs {100 * row['ray_vs_local_job']['min']:.0f}-"
               f"{100 * row['ray_vs_local_job']['max']:.0f}%; whole processes "
               f"{100 * med['ray_vs_local_whole_process']:.0f}%); CPU local "
