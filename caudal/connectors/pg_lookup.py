@@ -45,11 +45,10 @@ class PostgresLookup(LookupSource):
         self._prefix: str | None = None
 
     def _statement_prefix(self) -> str:
-        if self._prefix is None:
-            with pg_client.connect(self.table) as conn:
-                self._prefix = sql.SQL("SELECT {} FROM {} AS q ").format(
-                    select_items(self.table, self.schema), relation(self.table)
-                ).as_string(conn)
+        if self._prefix is None:  # (names only: quoting them needs no connection)
+            self._prefix = sql.SQL("SELECT {} FROM {} AS q ").format(
+                select_items(self.table, self.schema), relation(self.table)
+            ).as_string(None)
         return self._prefix
 
     def lookup(self, keys: pa.Table) -> pa.Table:
