@@ -136,7 +136,8 @@ def _runtime_arguments(parser: argparse.ArgumentParser) -> None:
                              "cluster (docs/ray.md)")
     parser.add_argument("--address", metavar="ADDRESS",
                         help="with --runtime ray: the cluster (auto, HOST:PORT or ray://…); "
-                             "without it a local Ray is started for the job")
+                             "without it (or RAY_ADDRESS) a local Ray is started for the "
+                             "job")
 
 
 def _make_runtime(args):

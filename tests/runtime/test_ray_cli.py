@@ -154,3 +154,20 @@ def test_a_mistake_in_the_sql_is_one_line_with_workers_prestarted(ray_cluster, t
     lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
     assert "nosuchcolumn" in lines[0] and "Traceback" not in done.stderr, done.stderr
     assert "WARNING" not in done.stderr and "(raylet)" not in done.stderr, done.stderr
+
+
+@pytest.mark.slow
+def test_without_address_the_job_gets_a_ray_of_its_own(ray_cluster, tmp_path):
+    """The session's cluster is the last one started on this machine, which Ray's own
+    default (``ray.init()`` without an address) would join: without ``--address`` caudal
+    starts a local Ray instead, so its subtasks all run on one node."""
+    job = tmp_path / "q.sql"
+    job.write_text("CREATE TABLE bid WITH (connector = 'nexmark', table = 'bid');\n"
+                   "CREATE TABLE o WITH (connector = 'blackhole');\n"
+                   "INSERT INTO o SELECT auction, count(*) FROM bid GROUP BY auction;")
+    done = run_cli("explain", str(job), "-p", "3", "--runtime", "ray", timeout=240,
+                   env={"RAY_ADDRESS": ""})
+    assert done.returncode == 0, done.stderr
+    lines = [ln for ln in done.stdout.splitlines() if ln.strip().startswith("worker ")]
+    nodes = {ln.split(" on node ")[1].split(":")[0] for ln in lines}
+    assert len(lines) == 3 and len(nodes) == 1, done.stdout

@@ -34,11 +34,15 @@ def connect(address: str | None) -> None:
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     options: dict = {"include_dashboard": False, "log_to_driver": False,
                      "logging_level": logging.ERROR, "configure_logging": True}
+    # without an address Ray's own default would join whichever cluster was started last on
+    # this machine (/tmp/ray/ray_current_cluster), maybe another user's or a dead one: the
+    # job gets a Ray of its own, unless RAY_ADDRESS names a cluster (as in a KubeRay pod)
+    address = address or os.environ.get("RAY_ADDRESS") or None
     if not address:  # a Ray of our own: a modest object store (channels hold few batches)
         options["object_store_memory"] = LOCAL_OBJECT_STORE
     for attempt in range(STARTS):
         try:
-            ray.init(address=address or None, **options)
+            ray.init(address=address or "local", **options)
             return
         except ConnectionError as e:
             raise ConfigError(f"--address {address}: cannot reach a Ray cluster ({e})",
