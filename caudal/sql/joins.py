@@ -43,7 +43,7 @@ from caudal.plan.join_planning import (
 from caudal.plan.logical import Filter, LogicalNode
 from caudal.plan.lookup_join import LookupJoin, declared_lookup
 from caudal.plan.proctime import proctime_columns
-from caudal.sql.scope import Scope, position
+from caudal.sql.scope import Scope, position, sql_conjuncts
 from caudal.sql.settings import bool_setting, duration_setting
 from caudal.types import sql_name
 
@@ -80,7 +80,7 @@ def plan_joins(planner, select: exp.Select) -> tuple[LogicalNode, Scope, None]:
     for join in select.args["joins"]:
         inputs.append(_input(planner, join))
     where = select.args.get("where")
-    where_nodes = _conjuncts(where.this) if where is not None else []
+    where_nodes = sql_conjuncts(where.this) if where is not None else []
 
     # the joined scope after each join, with the right side's clashing names renamed; a
     # side's qualified virtual columns (Arroyo's b._timestamp: its event time) stay visible
@@ -171,14 +171,6 @@ def _input(planner, join: exp.Join) -> _Input:
     return _Input(node, scope, join, _KINDS.get(side or kind or None, "inner"), as_of)
 
 
-def _conjuncts(node: exp.Expression) -> list[exp.Expression]:
-    while isinstance(node, exp.Paren):
-        node = node.this
-    if isinstance(node, exp.And):
-        return _conjuncts(node.this) + _conjuncts(node.expression)
-    return [node]
-
-
 def _window_struct_fields(nodes: list[exp.Expression], scope: Scope
                           ) -> list[exp.Expression]:
     """``a.window = b.window`` of two Arroyo window structs ``{start, end}`` as the equality
@@ -223,7 +215,7 @@ def _on_conditions(item: _Input, left_scope: Scope, scope: Scope) -> list[Expr]:
     out: list[Expr] = []
     on = join.args.get("on")
     if on is not None:
-        for node in _window_struct_fields(_conjuncts(on), scope):
+        for node in _window_struct_fields(sql_conjuncts(on), scope):
             expr = translate(node, scope)
             _expect_boolean(expr, node, "ON")
             out.extend(conjuncts(expr))

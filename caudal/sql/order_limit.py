@@ -30,7 +30,6 @@ from caudal.errors import PlanError
 from caudal.plan.expressions import Column
 from caudal.plan.limit_nodes import Limit, SortLimit, TimeSort
 from caudal.plan.logical import LogicalNode, Project, Scan
-from caudal.plan.over_planning import top_n
 from caudal.plan.updating_nodes import DEFAULT_FLUSH_US
 from caudal.sql.scope import Scope, position
 from caudal.sql.settings import duration_setting
@@ -126,6 +125,8 @@ def plan_order_limit(planner, node: exp.Select | exp.SetOperation
                              "rank per window: ROW_NUMBER() OVER (PARTITION BY window_start,"
                              " window_end ORDER BY …)")
     else:
+        from caudal.plan.over_planning import top_n
+
         result = top_n(plan, order_spec, limit, offset,
                        duration_setting(planner.catalog.settings, "updating_flush",
                                         DEFAULT_FLUSH_US), (ln, col))

@@ -17,7 +17,6 @@ from __future__ import annotations
 from sqlglot import exp
 
 from caudal.errors import PlanError
-from caudal.plan.join_planning import single_row
 from caudal.sql.scope import position
 
 _PARTS = ("expressions", "where", "having")
@@ -77,6 +76,9 @@ def join_scalar_subqueries(planner, select: exp.Select) -> exp.Select:
         if len(plan.schema) != 1:
             raise PlanError(f"a scalar subquery must give one column, not "
                             f"{len(plan.schema)}", line=sl, col=sc)
+        # here, not at the top: a query without scalar subqueries never loads join planning
+        from caudal.plan.join_planning import single_row
+
         if not single_row(plan):
             raise PlanError("a scalar subquery must give at most one row", line=sl, col=sc,
                             hint="an aggregate without GROUP BY: (SELECT max(x) FROM t)")

@@ -12,6 +12,15 @@ from caudal.errors import PlanError
 from caudal.plan.expressions import Column, Expr
 
 
+def sql_conjuncts(node: exp.Expression) -> list[exp.Expression]:
+    """The AND-ed terms of a condition (parentheses looked through)."""
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if isinstance(node, exp.And):
+        return sql_conjuncts(node.this) + sql_conjuncts(node.expression)
+    return [node]
+
+
 def position(node: exp.Expression) -> tuple[int | None, int | None]:
     """Line and column where a sqlglot node starts: the leftmost token inside it that
     carries a position (sqlglot records positions on identifiers and literals)."""

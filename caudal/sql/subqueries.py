@@ -40,10 +40,8 @@ from caudal.errors import PlanError
 from caudal.plan.expressions import Call, Column, Expr, Literal, conjuncts
 from caudal.plan.functions.coerce import cast, common_type
 from caudal.plan.functions.registry import BindError, bind_call
-from caudal.plan.join_planning import UNKEYED_SETTING, filtering_join
 from caudal.plan.logical import Filter, LogicalNode, Project
-from caudal.sql.joins import _conjuncts
-from caudal.sql.scope import Scope, ScopeColumn, position
+from caudal.sql.scope import Scope, ScopeColumn, position, sql_conjuncts
 from caudal.sql.settings import bool_setting, duration_setting
 
 
@@ -93,7 +91,7 @@ def split_where(condition: exp.Expression) -> tuple[exp.Expression | None,
     predicates. A subquery anywhere else in WHERE is refused."""
     rest: list[exp.Expression] = []
     found: list[SubqueryPredicate] = []
-    for conjunct in _conjuncts(condition):
+    for conjunct in sql_conjuncts(condition):
         pred = _subquery_of(conjunct)
         if pred is not None:
             found.append(pred)
@@ -184,7 +182,7 @@ def _plan_inner(planner, query: exp.Select, outer_names: set[str], what: str
     its WHERE conjuncts (not applied yet)."""
     probe = query.copy()
     where = probe.args.get("where")
-    conds = _conjuncts(where.this) if where is not None else []
+    conds = sql_conjuncts(where.this) if where is not None else []
     probe.set("where", None)
     if probe.args.get("joins"):
         from caudal.sql.joins import plan_joins
@@ -375,6 +373,8 @@ def _boolean(expr: Expr, node: exp.Expression) -> Expr:
 def _join(planner, left: LogicalNode, right: LogicalNode, left_exprs: list[Expr],
           right_exprs: list[Expr], residual: list[Expr], kind: str, ln, col,
           small_right: bool) -> LogicalNode:
+    from caudal.plan.join_planning import UNKEYED_SETTING, filtering_join
+
     settings = planner.catalog.settings
     allow = bool(left_exprs) or small_right or bool_setting(settings, UNKEYED_SETTING)
     return filtering_join(left, right, left_exprs, right_exprs, residual, kind, allow,

@@ -17,7 +17,6 @@ from sqlglot import exp
 from caudal.errors import PlanError
 from caudal.plan.expressions import Column, Expr
 from caudal.plan.logical import LogicalNode
-from caudal.plan.over_planning import RANK, window_rank
 from caudal.sql.scope import Scope, position
 from caudal.types import TIMESTAMP
 
@@ -47,6 +46,9 @@ def _window_of(part: list[Expr]) -> tuple[str, str | None] | None:
 
 def plan_window_rank(planner, select: exp.Select, node: LogicalNode,
                      scope: Scope) -> tuple[LogicalNode, Scope]:
+    # here, not at the top: has_window_function is asked of every SELECT, and a query
+    # without a window function never loads OVER planning
+    from caudal.plan.over_planning import RANK, window_rank
     from caudal.sql.expressions import translate
 
     windows = [w for item in select.expressions for w in item.find_all(exp.Window)]
