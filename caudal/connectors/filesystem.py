@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from caudal import compute as pc
 from caudal import formats
 from caudal.connectors.base import Sink, Source
 from caudal.connectors.registry import table_is_changelog
@@ -376,10 +377,8 @@ class FileSystemSource(Source):
         latest = reader.max_time(int(index), time)
         table = reader.read(int(index), unread=time if latest is not None else None)
         if latest is None and table.num_rows:  # no statistics: from the decoded column
-            import pyarrow.compute as pc  # (not at start-up: rarely needed)
-
             top = pc.max(table.column(time))
-            latest = top.cast(pa.int64()).as_py() if top.is_valid else None
+            latest = pc.cast(top, pa.int64()).as_py() if top.is_valid else None
         return table, latest
 
     def _parquet(self, name: str) -> Any:
