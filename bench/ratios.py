@@ -104,13 +104,14 @@ class Timing:
         return self.user + self.sys
 
 
-def timed(command: list[str], env: dict[str, str] | None = None) -> Timing:
+def timed(command: list[str], env: dict[str, str] | None = None,
+          cwd: Path | None = None) -> Timing:
     """Run ``command`` under /usr/bin/time; fail loudly if it fails."""
     fd, report = tempfile.mkstemp(suffix=".time")
     os.close(fd)
     try:
         done = subprocess.run(["/usr/bin/time", "-o", report, "-f", "%e %U %S", *command],
-                              env=env, capture_output=True, text=True)
+                              env=env, capture_output=True, text=True, cwd=cwd)
         if done.returncode != 0:
             raise SystemExit(f"failed ({done.returncode}): {' '.join(command[:4])}…\n"
                              f"{done.stderr.strip()[-2000:]}")
@@ -141,8 +142,10 @@ def run_caudal(name: str, data: Path, parallelism: int, work: Path,
     shutil.rmtree(out, ignore_errors=True)
     job = work / "job.sql"
     job.write_text(caudal_script(query, data, out, fmt))
+    # run in ``tree``: ``python -m`` puts the working directory first on sys.path, so from
+    # another checkout its caudal, not ``tree``'s, would run
     return timed([sys.executable, "-m", "caudal.cli", "run", str(job),
-                  "--parallelism", str(parallelism)], _env(tree))
+                  "--parallelism", str(parallelism)], _env(tree), cwd=tree)
 
 
 def run_duckdb(name: str, data: Path, parallelism: int, work: Path) -> Timing:
