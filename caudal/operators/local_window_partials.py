@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from caudal.operators.aggregate_kernels import Aggregator
+from caudal.operators.aggregator import Aggregator
 from caudal.operators.base import Operator
 from caudal.operators.event_time import now_us, times_of
 from caudal.plan.aggregates import AggCall

@@ -20,7 +20,8 @@ import polars as pl
 import pyarrow as pa
 
 from caudal import compute as pc
-from caudal.operators.aggregate_kernels import MERGE, PARTIAL, Aggregator, GroupIndex
+from caudal.operators.aggregate_kernels import MERGE, PARTIAL, GroupIndex
+from caudal.operators.aggregator import Aggregator
 from caudal.operators.base import Operator, OperatorContext
 from caudal.operators.event_time import ArrivalCheck, FiresOnTime, LateOutput
 from caudal.operators.window_aggregate import (

@@ -37,7 +37,7 @@ import pyarrow as pa
 
 from caudal import clock
 from caudal import compute as pc
-from caudal.operators.aggregate_kernels import Aggregator
+from caudal.operators.aggregator import Aggregator
 from caudal.operators.base import Operator
 from caudal.operators.join_rows import SideState, repeat_rows
 from caudal.operators.key_index import KeyIndex, SlotTable

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from caudal import compute as pc
-from caudal.operators.aggregate_kernels import Aggregator
+from caudal.operators.aggregator import Aggregator
 from caudal.operators.base import Operator, OperatorContext
 from caudal.operators.event_time import ArrivalCheck, FiresOnTime, LateOutput, timestamps
 from caudal.operators.local_window_partials import TS as LOCAL_TS

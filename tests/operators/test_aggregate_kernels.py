@@ -11,7 +11,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from caudal.operators.aggregate_kernels import Aggregator
+from caudal.operators.aggregator import Aggregator
 from caudal.plan.aggregates import AggCall
 
 # (AggCall, DuckDB expression)

@@ -264,7 +264,7 @@ def test_state_of_every_kind_survives_a_parquet_round_trip():
 def test_hopping_windows_share_panes_instead_of_reaggregating_rows(monkeypatch):
     """Each row is aggregated once (into its 2 s pane), and a 10 s window merges its five
     panes' partial states: work per window is per pane and key, not per row."""
-    from caudal.operators.aggregate_kernels import Aggregator
+    from caudal.operators.aggregator import Aggregator
 
     seen = {"partial_rows": 0, "merged_rows": 0}
     partial, merge = Aggregator.partial, Aggregator.merge
