@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from caudal.checkpoint.errors import DamagedCheckpoint
+from caudal.checkpoint.written_file import WrittenFile
 
 if TYPE_CHECKING:  # the storage (pyarrow.fs, Parquet) is imported where a checkpoint is
     # written or read: the runtime's messages need this module, a job without checkpoints
@@ -56,16 +57,6 @@ def state_file_path(epoch: int, vertex: int, subtask: int, op: int, name: str,
 def epoch_of_dir(name: str) -> int | None:
     m = _EPOCH_DIR.match(name)
     return int(m.group(1)) if m else None
-
-
-@dataclass(frozen=True)
-class WrittenFile:
-    """What the manifest records about one file, to find it and check it on restore."""
-
-    path: str
-    bytes: int
-    crc32: int
-    rows: int = 0
 
 
 @dataclass(frozen=True)

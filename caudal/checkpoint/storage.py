@@ -20,7 +20,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from caudal.checkpoint.errors import CheckpointError, DamagedCheckpoint
-from caudal.checkpoint.manifest import WrittenFile
+from caudal.checkpoint.written_file import WrittenFile
 
 #: Parquet compression of state files: lz4 costs little CPU, which keeps checkpoints cheap
 STATE_COMPRESSION = "lz4"
