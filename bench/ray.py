@@ -3,8 +3,9 @@
     .venv/bin/python -m bench.ray [--events 1000000] [--repeat 1] [--only nexmark,channel,checkpoint]
 
 1. Nexmark q0, q1, q5, q8 at parallelism 2: whole ``caudal run`` processes on the local
-   runtime and on Ray (``--address`` of a 2-node ``ray.cluster_utils.Cluster`` this script
-   starts, so the cluster's own start is paid once, not per run), ``--repeat`` pairs, the
+   runtime and on Ray (``--address`` of a ``ray.cluster_utils.Cluster`` this script starts,
+   2 nodes unless ``--nodes`` says otherwise, so the cluster's own start is paid once, not
+   per run), ``--repeat`` pairs, the
    order alternating. Per run: the job's own time from ``caudal run``'s summary line (from
    the deployed job's start, its first event read, to its end: planning, Ray's start, the
    workers' creation and wiring excluded), the whole process's wall time, the CPU seconds of
@@ -449,6 +450,10 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--only", default="nexmark,channel,checkpoint")
     p.add_argument("--queries", default=",".join(QUERIES), help="Nexmark queries to run")
+    p.add_argument("--nodes", type=int, default=2,
+                   help="Ray nodes of the cluster on this machine (1: as `caudal run "
+                        "--runtime ray` starts one; 2+: objects cross raylets as between "
+                        "machines)")
     args = p.parse_args()
     parts = set(args.only.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="caudal-bench-ray-"))
@@ -462,7 +467,8 @@ def main() -> None:
             cluster = Cluster(initialize_head=True, head_node_args={
                 "num_cpus": 2, "object_store_memory": 512 * 2**20,
                 "include_dashboard": False})
-            cluster.add_node(num_cpus=2, object_store_memory=512 * 2**20)
+            for _ in range(args.nodes - 1):
+                cluster.add_node(num_cpus=2, object_store_memory=512 * 2**20)
             cluster.wait_for_nodes()
             ray.init(address=cluster.address, log_to_driver=False,
                      logging_level=logging.ERROR)
@@ -477,6 +483,8 @@ def main() -> None:
                         events[q] = int(n)
                     key = "nexmark" if args.queries == ",".join(QUERIES) else \
                         f"nexmark {args.queries} {args.events}"
+                    if args.nodes != 2:
+                        key += f" on {args.nodes} node(s)"
                     results[key] = nexmark(cluster.address, events, args.repeat, tmp, queries)
                 if "checkpoint" in parts:
                     results["checkpoint"] = checkpoints(tmp, cluster.address)

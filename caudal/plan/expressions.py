@@ -102,19 +102,6 @@ def source_of(expr: Expr) -> tuple[int, int | None, str] | None:
     return expr.__dict__.get("_source")
 
 
-def is_constant(expr: Expr) -> bool:
-    """True when the expression reads no column and calls nothing volatile."""
-    from caudal.plan.functions import registry  # late: functions import this module
-
-    if isinstance(expr, Column):
-        return False
-    if isinstance(expr, Call):
-        fn = registry.FUNCTIONS.get(expr.func)
-        if fn is not None and fn.volatile:
-            return False
-    return all(is_constant(c) for c in expr.children())
-
-
 def conjuncts(expr: Expr) -> list[Expr]:
     """The terms of ``a AND b AND …`` (the expression itself when it is not an AND)."""
     if isinstance(expr, Call) and expr.func == "and":

@@ -10,7 +10,8 @@ import pyarrow as pa
 from sqlglot import exp
 
 from caudal.errors import PlanError
-from caudal.plan.expressions import Literal, is_constant
+from caudal.plan.expressions import Literal
+from caudal.plan.functions.registry import is_constant
 from caudal.plan.windows import WindowSpec
 from caudal.sql.scope import Scope, position
 

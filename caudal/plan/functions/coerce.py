@@ -107,10 +107,10 @@ def constant_value(arg: Expr, fn: str, what: str, default=_NO_VALUE):
     a format): a literal or any expression of literals; else a BindError."""
     if isinstance(arg, Literal):
         return arg.value
-    from caudal.plan.expressions import is_constant
+    from caudal.plan.functions.evaluation import compile_expr
+    from caudal.plan.functions.registry import is_constant
 
     if is_constant(arg):
-        from caudal.plan.compile import compile_expr
 
         value = compile_expr(arg)(pa.RecordBatch.from_pydict({"_": [None]}))
         if isinstance(value, pa.Array):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from caudal.errors import PlanError
-from caudal.plan.expressions import Call, Expr
+from caudal.plan.expressions import Call, Column, Expr
 
 
 class BindError(PlanError):
@@ -93,3 +93,14 @@ def lookup(name: str) -> ScalarFunction:
 def bind_call(name: str, args: list[Expr]) -> Call:
     """Type-check a call of a registered function and return the bound IR node."""
     return lookup(name).bind(name.lower(), args)
+
+
+def is_constant(expr: Expr) -> bool:
+    """True when the expression reads no column and calls nothing volatile."""
+    if isinstance(expr, Column):
+        return False
+    if isinstance(expr, Call):
+        fn = FUNCTIONS.get(expr.func)
+        if fn is not None and fn.volatile:
+            return False
+    return all(is_constant(c) for c in expr.children())

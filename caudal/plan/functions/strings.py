@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from caudal import compute as pc
 from caudal.errors import RuntimeFailure
-from caudal.plan.expressions import Call, Expr, Literal, is_constant
+from caudal.plan.expressions import Call, Expr, Literal
 from caudal.plan.functions.coerce import arity, cast, constant_value
 from caudal.plan.functions.kernels import (
     any_true,
@@ -28,7 +28,7 @@ from caudal.plan.functions.kernels import (
     propagate_nulls,
 )
 from caudal.plan.functions.nested import interleave, list_get
-from caudal.plan.functions.registry import FUNCTIONS, BindError, register
+from caudal.plan.functions.registry import FUNCTIONS, BindError, is_constant, register
 from caudal.types import is_text, sql_name
 
 TEXT = pa.string()
