@@ -10,8 +10,9 @@ functions, built one by one on first use: ``caudal.compute.add(a, b)`` is
 ``options=`` object, ``memory_pool=``, expressions), the same kernel, the same result.
 
 Use it as ``from caudal import compute as pc``. The few functions pyarrow.compute writes by
-hand in Python (``cast``, ``take``, ``fill_null``) are copied below; anything else it
-defines by hand is taken from pyarrow.compute itself (imported then). pyarrow's own methods
+hand in Python (``cast``, ``take``, ``fill_null``) are written below with the same
+arguments and errors; anything else it defines by hand is taken from pyarrow.compute itself
+(imported then). pyarrow's own methods
 (``Array.cast``, ``Table.filter``, ``Table.take``, ``sort_by``, ``is_null``, ...) import
 pyarrow.compute the first time they run: code on the path of every job (planning, the
 stateless operators, the common sources and sinks) calls the functions here instead;
