@@ -144,6 +144,12 @@ class CheckpointedRuntime(Runtime):
         runtime.job.checkpoints = coordinator
         runtime.job.restored = self.restored.payloads if self.restored else {}
         runtime.deploy(graph)
+        # every subtask took its state while it was deployed: the restored tables (as large
+        # as the whole state, which the operators have copied into their own structures)
+        # are not kept alive for the job's life
+        runtime.job.restored = {}
+        if self.restored is not None:
+            self.restored.payloads.clear()
         self.current = runtime
         self.coordinator = coordinator
 
