@@ -453,6 +453,12 @@ class PostgresSink(Sink):
         if conn is None:
             return
         try:
+            # a transaction still open here belongs to an epoch no checkpoint completed (at
+            # the end of input the final epoch was prepared and committed before close): a
+            # cancel or a failure, so it is rolled back. Then what waited for it runs: the
+            # rollbacks of aborted epochs, and the commit of a checkpoint that completed
+            # while it was open (recovery would commit it too, but a job that ends must
+            # leave nothing prepared)
             self._end_copy(RuntimeFailure("the sink closed before its checkpoint"))
             if self._in_txn:
                 conn.execute("ROLLBACK")
@@ -460,14 +466,17 @@ class PostgresSink(Sink):
             for epoch in self._abort_due:
                 self._rollback(epoch)
             self._abort_due = []
+            if self._commit_due is not None:
+                due, self._commit_due = self._commit_due, None
+                self.commit(due)
             if self.mode == "upsert" and not self._pending and \
                     (self._started or self.columns is not None):
                 # nothing staged is waiting (a run's end, or recovery that applied it): the
                 # stage goes away; the next run creates it again
                 conn.execute("SET lock_timeout = '1s'")
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self.stage.sql))
-        except pg_client.DatabaseError:
-            pass  # left for the next run of this writer
+        except (pg_client.DatabaseError, RuntimeFailure):
+            pass  # left for the next run of this writer (whose recovery reports a loss)
         finally:
             conn.close()
             self.conn = None

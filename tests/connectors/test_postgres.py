@@ -298,6 +298,33 @@ def test_an_epoch_aborted_while_the_next_epoch_writes_rolls_back_after_its_prepa
     assert len(_rows(pg, f"SELECT * FROM {target}")) == 4
 
 
+@pytest.mark.parametrize("mode", ["append", "upsert"])
+def test_a_commit_waiting_for_the_open_epoch_runs_at_close(pg, monkeypatch, mode):
+    """A checkpoint completes while the next epoch's transaction is open, then the job is
+    cancelled (or fails) before that epoch's PREPARE: close rolls the open one back and then
+    commits the completed epoch, so nothing of the job stays prepared."""
+    from caudal.connectors import postgres
+
+    monkeypatch.setattr(postgres, "FLUSH_ROWS", 2)   # every write goes to the server
+    target = f"{pg.prefix}_closing_{mode}"
+    sink, schema = _sink(target, **{"sink.mode": mode})
+    sink.open(schema)
+    try:
+        sink.write(pa.record_batch({"k": [1, 2], "v": ["a", "b"]}))
+        sink.pre_commit(1)
+        sink.write(pa.record_batch({"k": [3, 4], "v": ["c", "d"]}))   # epoch 2 is open
+        sink.commit(1)                                 # checkpoint 1 completes meanwhile
+        assert _rows(pg, f"SELECT * FROM {target}") == []
+    finally:
+        sink.close()                                   # cancelled: epoch 2 never prepared
+        left = [g for (g,) in pg.execute("SELECT gid FROM pg_prepared_xacts WHERE "
+                                         "starts_with(gid, %s)", (f"caudal-{sink.wid}-",))]
+        for gid in left:   # (so that a failure does not leave the table locked)
+            pg.execute(f"ROLLBACK PREPARED '{gid}'")
+    assert left == []
+    assert _rows(pg, f"SELECT * FROM {target}") == [(1, "a"), (2, "b")]
+
+
 def _gid_of(sink, epoch: int) -> str:
     from caudal.connectors.postgres import _gid
 
