@@ -74,6 +74,13 @@ class Source(ABC):
         timestamp column), with a watermark delay of zero: the source emits it in order."""
         return None
 
+    @classmethod
+    def locates_rows(cls, table: TableSpec) -> bool:
+        """Whether the source can emit row locators instead of some columns and read those
+        columns back by locator (``TableSpec.late_columns``): only a bounded source over
+        data that does not move (files), through a ``ROW_FETCHER`` of its module."""
+        return False
+
     @abstractmethod
     def partitions(self, parallelism: int) -> list[str]:
         """Stable names of the units of input that can be assigned to subtasks."""

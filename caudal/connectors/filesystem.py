@@ -10,6 +10,7 @@ pyarrow.fs, so a URL (``s3://bucket/dir``) works like a local path.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import uuid
 from collections import deque
@@ -32,7 +33,7 @@ from caudal.formats import text
 from caudal.formats.bad_data import BadDataPolicy
 from caudal.plan.changelog import OP, OP_TYPE
 from caudal.plan.pruning import cannot_match
-from caudal.plan.tables import TableSpec
+from caudal.plan.tables import LOCATOR_SCHEMA, TableSpec
 from caudal.types import conform_batch
 
 
@@ -202,6 +203,13 @@ class FileSystemSource(Source):
                               f"{str(e).splitlines()[0]}", line=table.line,
                               hint="declare the columns in CREATE TABLE") from None
 
+    @classmethod
+    def locates_rows(cls, table: TableSpec) -> bool:
+        """Plain Parquet files (no metadata or partition columns, not a changelog): a row
+        is (file key, row in file), and ``RowFetcher`` reads columns back by it."""
+        return not table.metadata and not table.changelog and \
+            not table.option("partitioned_by") and locate(table).format == "parquet"
+
     def __init__(self, table: TableSpec):
         super().__init__(table)
         if table_is_changelog(table):  # rows carry their change kind (plan.changelog)
@@ -209,7 +217,11 @@ class FileSystemSource(Source):
         #: what the files hold: the columns without the metadata ones (``METADATA_KEYS``)
         self._partitions = partition_columns(table)
         self._decoded = pa.schema([f for f in self.schema if f.name not in table.metadata
-                                   and f.name not in self._partitions])
+                                   and f.name not in self._partitions
+                                   and not (table.late_columns and f.name in LOCATOR_SCHEMA.names)])
+        #: emit row locators (TableSpec.late_columns): per file, its key
+        self._locators = bool(table.late_columns)
+        self._reader_key = 0
         self._files: InputFiles | None = None
         self._queue: deque[str] = deque()
         self._consumed: dict[str, int] = {}
@@ -372,13 +384,14 @@ class FileSystemSource(Source):
             self.row_groups_skipped += 1
             return None, None
         time = self._stats_time
-        if time is None:
-            return reader.read(int(index)), None
-        latest = reader.max_time(int(index), time)
+        latest = None if time is None else reader.max_time(int(index), time)
         table = reader.read(int(index), unread=time if latest is not None else None)
-        if latest is None and table.num_rows:  # no statistics: from the decoded column
+        if time is not None and latest is None and table.num_rows:
+            # no statistics: from the decoded column
             top = pc.max(table.column(time))
             latest = pc.cast(top, pa.int64()).as_py() if top.is_valid else None
+        if self._locators:
+            table = _add_locators(table, self._reader_key, sum(reader.row_groups[:int(index)]))
         return table, latest
 
     def _parquet(self, name: str) -> Any:
@@ -389,6 +402,8 @@ class FileSystemSource(Source):
             reader = formats.get("parquet").FileReader(self.files.fs, path, self._decoded,
                                                        f"file {path}")
             self._reader = (name, reader)
+            if self._locators:
+                self._reader_key = file_key(self.files.fs, path)
         return self._reader[1]
 
     def _close_reader(self) -> None:
@@ -422,6 +437,126 @@ class FileSystemSource(Source):
             self._batches.close()
         self._batches = None
         self._stop_prefetch()
+
+
+def file_key(fs: pafs.FileSystem, path: str) -> int:
+    """A file's key in row locators: its path, size and modification time hashed to 64
+    bits, so a locator never names a file that was replaced (RowFetcher refuses it)."""
+    info = fs.get_file_info(path)
+    text = f"{path}\0{info.size}\0{info.mtime_ns}".encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little", signed=True)
+
+
+def _add_locators(table: pa.Table, key: int, first_row: int) -> pa.Table:
+    """The rows of a row group with their locators (the file's key, each row's index in
+    the file; the row group starts at ``first_row``)."""
+    n = table.num_rows
+    rows = np.arange(first_row, first_row + n, dtype=np.int64)
+    table = table.append_column(LOCATOR_SCHEMA.field(0), pa.array(np.full(n, key, np.int64)))
+    return table.append_column(LOCATOR_SCHEMA.field(1), pa.array(rows))
+
+
+class RowFetcher:
+    """Reads columns of a table's Parquet files back by row locator (TableSpec.late_columns)
+    for the few rows a selective operator kept: DuckDB's Parquet reader decodes a column
+    only around the rows asked for (the file's row number is a filter it pushes into the
+    scan), where pyarrow decodes whole column chunks. The files are listed once; a locator
+    whose file key no longer matches a file (replaced, changed or removed since its row was
+    read, e.g. before a restore) is an error, never a wrong row."""
+
+    def __init__(self, table: TableSpec, columns: list[str]):
+        self.table = table
+        self.schema = pa.schema([table.schema.field(c) for c in columns])
+        self._paths: dict[int, str] | None = None
+        self._names: dict[str, list[str]] = {}
+        self._con: Any = None
+
+    def _path(self, key: int) -> str:
+        if self._paths is None:
+            files = locate(self.table)
+            self._fs = files.fs
+            self._paths = {file_key(files.fs, files.full(n)): files.full(n)
+                           for n in files.names}
+        path = self._paths.get(key)
+        if path is None:
+            raise DataError(f"a file of table {self.table.name!r} changed or disappeared "
+                            "while the job read it (rows read from it earlier cannot be "
+                            "completed)", hint="keep the files of a table unchanged until "
+                            "its job finishes, or start it afresh")
+        return path
+
+    def fetch(self, keys: np.ndarray, rows: np.ndarray) -> list[pa.ChunkedArray]:
+        """The columns of the rows at (``keys``, ``rows``), in that order."""
+        n = len(keys)
+        out: list[list[pa.Array]] = [[] for _ in self.schema]
+        order: list[np.ndarray] = []
+        for key in np.unique(keys).tolist():
+            at = np.flatnonzero(keys == key)
+            path = self._path(key)
+            found = self._read(path, rows[at])
+            for i, column in enumerate(found):
+                out[i].append(column)
+            order.append(at)
+        if not n:
+            return [pa.chunked_array([], f.type) for f in self.schema]
+        back = np.argsort(np.concatenate(order), kind="stable")
+        return [pa.chunked_array(parts, f.type).take(pa.array(back))
+                for parts, f in zip(out, self.schema)]
+
+    def _read(self, path: str, rows: np.ndarray) -> list[pa.Array]:
+        wanted = np.unique(rows)
+        names = self._names.get(path)
+        if names is None:
+            file = formats.get("parquet").open_file(self._fs, path)
+            names = self._names[path] = formats.match_columns(
+                file.schema_arrow.names, self.schema, f"file {path}")
+        if isinstance(self._fs, pafs.LocalFileSystem):
+            got = self._duckdb(path, names, wanted)
+        else:
+            got = self._pyarrow(path, names, wanted)
+        got_rows = got.column(0).to_numpy()
+        place = np.searchsorted(got_rows, rows)
+        if len(got_rows) != len(wanted) or not np.array_equal(got_rows[place], rows):
+            raise DataError(f"file {path} of table {self.table.name!r} changed while the "
+                            "job read it", hint="keep the files of a table unchanged until "
+                            "its job finishes")
+        index = pa.array(place)
+        return [got.column(i + 1).take(index).cast(f.type)
+                for i, f in enumerate(self.schema)]
+
+    def _duckdb(self, path: str, names: list[str], wanted: np.ndarray) -> pa.Table:
+        if self._con is None:
+            import duckdb  # late: only a job with late columns needs it
+
+            self._con = duckdb.connect(config={"threads": 1})
+        columns = ", ".join('"' + n.replace('"', '""') + '"' for n in names)
+        parts = []
+        for start in range(0, len(wanted), 4096):
+            listed = ", ".join(str(int(r)) for r in wanted[start:start + 4096])
+            parts.append(self._con.sql(
+                f"SELECT file_row_number, {columns} FROM read_parquet($path, "
+                f"file_row_number = true) WHERE file_row_number IN ({listed}) "
+                f"ORDER BY file_row_number", params={"path": path}).to_arrow_table())
+        return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+
+    def _pyarrow(self, path: str, names: list[str], wanted: np.ndarray) -> pa.Table:
+        """The row groups holding the rows, decoded whole (a filesystem DuckDB cannot read)."""
+        file = formats.get("parquet").open_file(self._fs, path)
+        meta = file.metadata
+        starts = np.cumsum([0] + [meta.row_group(i).num_rows
+                                  for i in range(meta.num_row_groups)])
+        group = np.searchsorted(starts, wanted, side="right") - 1
+        parts = []
+        for g in np.unique(group).tolist():
+            mine = wanted[group == g]
+            if g < 0 or g >= meta.num_row_groups:
+                continue
+            data = file.read_row_group(g, columns=names).take(pa.array(mine - starts[g]))
+            parts.append(data.add_column(0, "file_row_number", pa.array(mine)))
+        if not parts:
+            return pa.table({"file_row_number": pa.array([], pa.int64()),
+                             **{n: pa.array([], f.type) for n, f in zip(names, self.schema)}})
+        return pa.concat_tables(parts)
 
 
 class FileSystemSink(Sink):
@@ -742,4 +877,5 @@ def _rollover(table: TableSpec) -> int | None:
 
 
 SOURCE = FileSystemSource
+ROW_FETCHER = RowFetcher
 SINK = FileSystemSink

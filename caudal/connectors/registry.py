@@ -115,6 +115,12 @@ def table_is_changelog(table: TableSpec) -> bool:
     return bool(getattr(formats.get(name), "CHANGELOG", False))
 
 
+def row_fetcher(table: TableSpec) -> type:
+    """The class that reads a table's columns back by row locator (TableSpec.late_columns);
+    only for connectors whose source ``locates_rows``."""
+    return _module(table).ROW_FETCHER
+
+
 def lookup_class(table: TableSpec) -> type[LookupSource] | None:
     """The connector's LookupSource (rows looked up by key), or None if it has none."""
     return getattr(_module(table), "LOOKUP", None)

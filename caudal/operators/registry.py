@@ -24,6 +24,7 @@ OPERATORS: dict[str, str] = {
     "window_join": "caudal.operators.window_join:WindowJoin",
     "window_max_join": "caudal.operators.window_max_join:WindowMaxJoin",
     "window_max_candidates": "caudal.operators.window_max_join:WindowMaxCandidates",
+    "late_columns": "caudal.operators.late_columns:LateColumns",
     "updating_rank": "caudal.operators.updating_rank:UpdatingRank",
     "over_aggregate": "caudal.operators.over_aggregate:OverAggregate",
     "updating_over": "caudal.operators.updating_over:UpdatingOver",

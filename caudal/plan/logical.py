@@ -6,6 +6,7 @@ Every node knows its output schema and which output column (if any) carries even
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -138,3 +139,15 @@ class Aggregate(LogicalNode):
         aggs = ", ".join(f"{a} AS {n}" for a, n in zip(self.aggregates, self.agg_names))
         win = f" window={self.window}" if self.window is not None else ""
         return f"Aggregate keys=[{keys}] aggs=[{aggs}]{win}"
+
+
+def rewrite_bottom_up(node: LogicalNode, rewrite: Callable[[LogicalNode], LogicalNode]
+                      ) -> LogicalNode:
+    """``rewrite`` applied to every node of a plan, children first (through the ``input``,
+    ``left`` and ``right`` links the optimizer's rewrites follow); a node is replaced by
+    what ``rewrite`` returns for it."""
+    for attr in ("input", "left", "right"):
+        child = getattr(node, attr, None)
+        if isinstance(child, LogicalNode):
+            setattr(node, attr, rewrite_bottom_up(child, rewrite))
+    return rewrite(node)

@@ -8,10 +8,11 @@ import dataclasses
 import pyarrow as pa
 
 from caudal.plan.expressions import Call, Column, Expr
-from caudal.plan.logical import Filter, LogicalNode, Project, Scan, SinkWrite
+from caudal.plan.logical import Filter, LogicalNode, Project, Scan, SinkWrite, rewrite_bottom_up
 
 
 def optimize(node: LogicalNode) -> LogicalNode:
+    from caudal.plan.late_columns import late_materialize
     from caudal.plan.window_max_join import fuse_window_max_joins
 
     node = _merge_filters(node)
@@ -19,15 +20,15 @@ def optimize(node: LogicalNode) -> LogicalNode:
     _prune(node, None)
     _prune_struct_fields(node)
     _push_predicates(node)
-    return node
+    return late_materialize(node)
 
 
 def _merge_filters(node: LogicalNode) -> LogicalNode:
     """Filter(Filter(x, a), b) -> Filter(x, a AND b)."""
-    for attr in ("input", "left", "right"):
-        child = getattr(node, attr, None)
-        if isinstance(child, LogicalNode):
-            setattr(node, attr, _merge_filters(child))
+    return rewrite_bottom_up(node, _merge_two_filters)
+
+
+def _merge_two_filters(node: LogicalNode) -> LogicalNode:
     if isinstance(node, Filter) and isinstance(node.input, Filter):
         inner = node.input
         both = Call(pa.bool_(), "and", (inner.predicate, node.predicate))

@@ -99,9 +99,12 @@ class PhysicalGraph:
                     + (f" side output {e.tag}" if e.tag else "") for e in ins)
             lines.append(head)
             if v.source is not None:
-                cols = ", ".join(v.source.projection or [f.name for f in v.source.schema])
+                cols = ", ".join(n for n in v.source.projection or v.source.schema.names
+                                 if n not in v.source.late_columns)
+                late = v.source.late_columns
                 lines.append(f"    source {v.source.name} ({v.source.connector}) "
-                             f"columns [{cols}]")
+                             f"columns [{cols}]" + (f", row locators for [{', '.join(late)}] "
+                                                    "(read late)" if late else ""))
                 if v.source.event_time:
                     lines.append(f"      watermark {v.source.event_time} - "
                                  f"{v.source.watermark_delay_us}us")

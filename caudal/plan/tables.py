@@ -10,6 +10,13 @@ import pyarrow as pa
 #: the connector of a table declared without WITH options: a memory table (sql.memory_tables)
 MEMORY = "memory"
 
+#: hidden columns a source emits in place of its late columns (TableSpec.late_columns): a
+#: key of the file a row comes from (its path, size and modification time, hashed) and the
+#: row's index in that file
+LOCATOR_FILE = "__caudal_file"
+LOCATOR_ROW = "__caudal_row"
+LOCATOR_SCHEMA = pa.schema([pa.field(LOCATOR_FILE, pa.int64()), pa.field(LOCATOR_ROW, pa.int64())])
+
 
 @dataclass
 class TableSpec:
@@ -69,6 +76,13 @@ class TableSpec:
     changelog: bool = False
     #: as a sink: it accepts a changelog (an updating query), from Sink.takes_changelog
     takes_changelog: bool = False
+    #: the source can name each row it emits by a stable locator (file key, row in file)
+    #: and read columns back by locator later (Source.locates_rows, set by sql.planner)
+    locates_rows: bool = False
+    #: columns the source does not decode (plan.late_columns): it emits ``LOCATOR_FILE``
+    #: and ``LOCATOR_ROW`` in their place, and an operator after a selective one reads
+    #: them back for the rows it kept. Hidden: the locator columns never reach a sink
+    late_columns: list[str] = field(default_factory=list)
 
     def option(self, key: str, default: str | None = None) -> str | None:
         return self.options.get(key, default)
@@ -101,7 +115,14 @@ class TableSpec:
         full = self.columns_schema()
         if self.projection is None:
             return full
-        return pa.schema([full.field(n) for n in self.projection])
+        return self._with_locators(pa.schema([full.field(n) for n in self.projection]))
+
+    def _with_locators(self, schema: pa.Schema) -> pa.Schema:
+        """``schema`` without the late columns and with the row locators, when some are."""
+        if not self.late_columns:
+            return schema
+        kept = [f for f in schema if f.name not in self.late_columns]
+        return pa.schema(kept + list(LOCATOR_SCHEMA))
 
     def read_schema(self) -> pa.Schema:
         """The schema of what the source emits: the declared columns the scan needs (those
@@ -110,7 +131,8 @@ class TableSpec:
         if self.projection is None:
             return self.schema
         if not self.computed:
-            return pa.schema([self.schema.field(n) for n in self.projection])
+            return self._with_locators(pa.schema([self.schema.field(n)
+                                                  for n in self.projection]))
         needed = {n for n in self.projection if n not in self.computed}
         for n in self.projection:
             if n in self.computed:

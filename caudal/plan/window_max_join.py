@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from caudal.plan.expressions import Call, Column, Expr, Literal
 from caudal.plan.join_nodes import IntervalJoin, time_term
-from caudal.plan.logical import Filter, LogicalNode, Project, Scan
+from caudal.plan.logical import Filter, LogicalNode, Project, Scan, rewrite_bottom_up
 from caudal.plan.physical import OperatorSpec
 from caudal.plan.physical_planner import LOWERINGS, PhysicalPlanner
 from caudal.plan.window_nodes import WindowAggregate
@@ -88,15 +88,8 @@ class WindowMaxJoin(LogicalNode):
 
 def fuse_window_max_joins(node: LogicalNode) -> LogicalNode:
     """Replace every interval join of the recognized shape (module docstring)."""
-    for attr in ("input", "left", "right"):
-        child = getattr(node, attr, None)
-        if isinstance(child, LogicalNode):
-            setattr(node, attr, fuse_window_max_joins(child))
-    if isinstance(node, IntervalJoin):
-        fused = _fuse(node)
-        if fused is not None:
-            return fused
-    return node
+    return rewrite_bottom_up(node, lambda n: (
+        _fuse(n) or n) if isinstance(n, IntervalJoin) else n)
 
 
 # ---- recognition ------------------------------------------------------------------------

@@ -543,6 +543,7 @@ class Planner:
         except CaudalError as e:
             raise e.with_position(spec.line, None) from None
         spec.changelog = connectors.table_is_changelog(spec)  # as plain data for the plan
+        spec.locates_rows = source_cls.locates_rows(spec)
         columns = spec.columns_schema()  # with the computed columns
         node = Scan(columns, spec.event_time, table=spec)
         scope = Scope(columns=[ScopeColumn(relation, f.name, f.type, f.name)

@@ -133,10 +133,15 @@ def test_flink_and_bench_q7_are_fused(bids):
 @pytest.mark.timeout(120)
 def test_killed_job_resumes_with_the_same_rows(tmp_path):
     """SIGKILL after two checkpoints at parallelism 2, resume at 1: the committed rows are
-    those of a run never killed (the operator's maxima and candidates restored)."""
+    those of a run never killed (the operator's maxima and candidates restored, with the
+    row locators of the columns read late, plan.late_columns)."""
     path = tmp_path / "bids.parquet"
     pq.write_table(_bids(120_000, seed=5), path, row_group_size=5000)
     query = _q7()
+    graph = compile_sql(f"{_ddl(path)}\nCREATE TABLE o WITH (connector = 'blackhole');\n"
+                        f"INSERT INTO o {query};").graph
+    assert next(v.source for v in graph.vertices if v.source).late_columns == [
+        "auction", "bidder", "extra"]
     reference = run_to_table(_ddl(path), query, tmp_path / "reference")
     out, ck = tmp_path / "out", tmp_path / "ck"
     script = tmp_path / "job.sql"
