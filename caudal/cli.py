@@ -19,6 +19,8 @@ EPILOG = """examples:
   caudal run job.sql                     run until every source is exhausted (or Ctrl-C)
   caudal run job.sql --parallelism 4     four subtasks per operator
   caudal explain job.sql                 print the logical plan and the dataflow graph
+  caudal compile job.sql -o job.plan     plan once; `caudal run job.plan` starts without
+                                         the SQL planner (docs/operations.md)
   caudal run job.sql --checkpoint-dir ck  checkpoint every 10s; run again to resume
   caudal checkpoints ck                  list the checkpoints of a directory
   caudal bench nexmark -q q1 --compare duckdb   Nexmark q1, and DuckDB on the same events
@@ -36,11 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a SQL file",
-                         description="Run the statements of FILE as one streaming job. Exits "
-                                     "0 when every source is exhausted; Ctrl-C stops it.")
-    run.add_argument("file", help="a .sql file (CREATE TABLE/VIEW, INSERT INTO, SELECT)")
-    run.add_argument("--parallelism", "-p", type=int, default=1, metavar="N",
-                     help="subtasks per operator (default 1)")
+                         description="Run the statements of FILE as one streaming job (or the "
+                                     "plan in FILE, written by caudal compile). Exits 0 when "
+                                     "every source is exhausted; Ctrl-C stops it.")
+    run.add_argument("file", help="a .sql file (CREATE TABLE/VIEW, INSERT INTO, SELECT), or a "
+                                  "plan written by caudal compile")
+    run.add_argument("--parallelism", "-p", type=int, metavar="N",
+                     help="subtasks per operator (default 1; a plan's own)")
     run.add_argument("--checkpoint-dir", metavar="DIR",
                      help="where checkpoints are written (and resumed from)")
     run.add_argument("--checkpoint-interval", default="10s", metavar="DURATION",
@@ -94,10 +98,27 @@ def _parser() -> argparse.ArgumentParser:
     checkpoints.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show tracebacks on errors")
 
+    compile_ = sub.add_parser(
+        "compile", help="plan a SQL file once, into a plan file that caudal run runs",
+        description="Plan the statements of FILE and write the physical dataflow to OUTPUT. "
+                    "`caudal run OUTPUT` then starts without parsing or planning SQL (the "
+                    "SQL front end is ~0.15-0.3 s of a run's start-up). Before it runs, a "
+                    "plan is checked against its inputs (the columns of tables whose schema "
+                    "was inferred, each table's options) and against the caudal running it "
+                    "(another version or build refuses it): compile it again then. A plan "
+                    "file is pickled Python: run only plans you trust.")
+    compile_.add_argument("file", help="a .sql file")
+    compile_.add_argument("--output", "-o", required=True, metavar="OUTPUT",
+                          help="the plan file to write (e.g. job.plan)")
+    compile_.add_argument("--parallelism", "-p", type=int, default=1, metavar="N",
+                          help="subtasks per operator the plan is made for (default 1)")
+    compile_.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                          help="show tracebacks on errors")
+
     explain = sub.add_parser("explain", help="print the plans of a SQL file",
                              description="Print each statement's logical plan and the "
                                          "physical dataflow graph, without running.")
-    explain.add_argument("file")
+    explain.add_argument("file", help="a .sql file, or a plan written by caudal compile")
     explain.add_argument("--parallelism", "-p", type=int, default=1, metavar="N")
     explain.add_argument("--udf", action="append", default=[], metavar="FILE.py",
                          help="a Python file defining UDFs; repeatable")
@@ -121,6 +142,25 @@ def _read(path: str) -> str:
         return Path(path).read_text()
     except OSError as e:
         raise CaudalError(f"cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise CaudalError(f"{path} is not a SQL file (not UTF-8 text)") from None
+
+
+def _read_job(path: str):
+    """The SQL text of ``path``, or the plan it holds when ``caudal compile`` wrote it."""
+    from caudal.plan_file import is_plan, load_plan
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise CaudalError(f"cannot read {path}: {e.strerror}") from None
+    if is_plan(data):
+        return load_plan(data, path)
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise CaudalError(f"{path} is neither a SQL file (UTF-8 text) nor a caudal plan") \
+            from None
 
 
 def _human(n: float) -> str:
@@ -230,22 +270,32 @@ def cmd_run(args) -> int:
     from caudal.runtime.huge_pages import disable_huge_pages
 
     disable_huge_pages()  # before the libraries allocate (caudal.runtime.huge_pages says why)
-    from caudal.job import compile_sql
-
     # SIGUSR1 asks a checkpointed job for a checkpoint now (runtime.supervisor); until the
     # job runs, and without checkpoints, it must not end the process (its default action)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
-    if args.parallelism < 1:
+    if args.parallelism is not None and args.parallelism < 1:
         raise CaudalError("--parallelism must be at least 1")
-    text = _read(args.file)
+    job = _read_job(args.file)
+    if not isinstance(job, str):  # a compiled plan (caudal.plan_file): no SQL front end
+        _check_plan_arguments(job, args)
+        args.parallelism = job.parallelism
+    parallelism = args.parallelism = args.parallelism or 1
     runtime = _make_runtime(args)
     if hasattr(runtime, "prestart") and args.address:
         # a cluster that runs already: the workers start while the job is planned (without
         # --address planning comes first, so a mistake in the SQL is said before Ray starts)
-        runtime.prestart(args.parallelism)
-    with _load_udfs(args.udf):
-        compiled = compile_sql(text, args.parallelism)
+        runtime.prestart(parallelism)
+    if isinstance(job, str):
+        from caudal.job import compile_sql
+
+        with _load_udfs(args.udf):
+            compiled = compile_sql(job, parallelism)
+    else:
+        from caudal.plan_file import check_inputs
+
+        check_inputs(job, args.file)
+        compiled = job
     for notice in compiled.notices():
         print(f"caudal: {notice}", file=sys.stderr)
     taps = runtime.job.taps  # the same across restarts (each fresh runtime keeps it)
@@ -310,10 +360,45 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _check_plan_arguments(plan, args) -> None:
+    """Options that planning would have used cannot change a compiled plan: say so."""
+    if args.parallelism is not None and args.parallelism != plan.parallelism:
+        raise CaudalError(f"{args.file} was compiled for --parallelism {plan.parallelism}, "
+                          f"not {args.parallelism} (compile it again with -p "
+                          f"{args.parallelism})")
+    if args.udf:
+        raise CaudalError(f"--udf cannot be given with a compiled plan ({args.file}): plans "
+                          "hold no Python functions; run the .sql file")
+
+
+def cmd_compile(args) -> int:
+    from caudal.job import compile_sql
+
+    if args.parallelism < 1:
+        raise CaudalError("--parallelism must be at least 1")
+    text = _read(args.file)
+    plan = compile_sql(text, args.parallelism).plan(args.parallelism, args.file)
+    from caudal.plan_file import dump_plan
+
+    data = dump_plan(plan)
+    try:
+        Path(args.output).write_bytes(data)
+    except OSError as e:
+        raise CaudalError(f"cannot write {args.output}: {e.strerror}") from None
+    print(f"caudal: wrote {args.output} ({len(data):,} bytes; run it with caudal run "
+          f"{args.output})", file=sys.stderr)
+    return 0
+
+
 def cmd_explain(args) -> int:
     from caudal.job import explain_sql
 
-    text = _read(args.file)
+    job = _read_job(args.file)
+    if not isinstance(job, str):
+        print(f"-- compiled from {job.compiled_from or '?'}, parallelism {job.parallelism}\n"
+              f"Physical dataflow:\n{job.graph.explain()}")
+        return 0
+    text = job
     with _load_udfs(args.udf):
         print(explain_sql(text, args.parallelism))
         if args.runtime == "ray":
@@ -360,7 +445,7 @@ def cmd_bench(args) -> int:
     return run_bench(args)
 
 
-COMMANDS = {"run": cmd_run, "explain": cmd_explain, "checkpoints": cmd_checkpoints,
+COMMANDS = {"run": cmd_run, "compile": cmd_compile, "explain": cmd_explain, "checkpoints": cmd_checkpoints,
             "functions": cmd_functions, "bench": cmd_bench, "serve": cmd_serve}
 
 

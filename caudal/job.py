@@ -13,6 +13,7 @@ from caudal.plan.logical import SinkWrite
 from caudal.plan.optimizer import optimize
 from caudal.plan.physical import PhysicalGraph
 from caudal.plan.physical_planner import build_graph
+from caudal.plan_file import CompiledPlan, job_notices
 from caudal.runtime.base import JobResult
 from caudal.sql.planner import Job, Planner
 
@@ -30,14 +31,23 @@ class CompiledJob:
         return "Logical plan:\n" + "\n".join(parts) + "\n\nPhysical dataflow:\n" + \
             self.graph.explain()
 
-    def notices(self) -> list[str]:
-        """One-line notices to print when the job starts: operators whose state grows without
-        bound because a source never ends (plan.state_growth)."""
-        from caudal.connectors.registry import any_unbounded
-        from caudal.plan.state_growth import state_growth_notices
+    @property
+    def sql(self) -> str:
+        """The text of the statements that write (a checkpoint directory records it)."""
+        return "\n".join(o.statement.text for o in self.job.outputs)
 
-        sources = [v.source for v in self.graph.vertices if v.source is not None]
-        return state_growth_notices(self.graph, any_unbounded(sources))
+    def notices(self) -> list[str]:
+        return job_notices(self.graph)
+
+    def plan(self, parallelism: int, compiled_from: str = "") -> CompiledPlan:
+        """This job as a plan file holds it (caudal.plan_file): the graph, and the schemas
+        the planner inferred from the tables' data, to be checked again before a run."""
+        inferred = {}
+        for v in self.graph.vertices:
+            declared = self.job.catalog.tables.get(v.source.name.lower()) if v.source else None
+            if declared is not None and declared.schema is None:
+                inferred[v.source.name] = v.source.schema
+        return CompiledPlan(self.graph, self.sql, parallelism, inferred, compiled_from)
 
 
 def _require_query(job: Job, text: str) -> None:

@@ -276,7 +276,7 @@ def attach(runtime: Any, compiled: Any, args: Any) -> CheckpointedRuntime:
         raise ConfigError("--checkpoint-interval must be positive", hint="e.g. 10s or 500ms")
     if getattr(args, "max_restarts", 0) < 0:
         raise ConfigError("--max-restarts must be 0 or more")
-    sql = "\n".join(o.statement.text for o in compiled.job.outputs)
+    sql = compiled.sql  # a CompiledJob's or a CompiledPlan's (caudal.plan_file)
     settings = CheckpointSettings(
         uri=args.checkpoint_dir, interval_s=interval, fresh=bool(getattr(args, "fresh", False)),
         max_restarts=int(getattr(args, "max_restarts", 3)),
