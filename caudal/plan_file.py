@@ -28,7 +28,6 @@ so run only plans you (or a process you trust) compiled.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import pickle
@@ -78,8 +77,13 @@ def source_hash() -> str:
     """A hash of caudal's sources: the pickled graph names caudal's classes and their fields,
     and operators read their parameters by name, so a plan is run only by the very sources
     that planned it (~7 ms of CPU to read and hash them)."""
+    try:  # CPython's own module: hashlib would load OpenSSL (3-12 ms here) for one digest
+        from _blake2 import blake2b
+    except ImportError:  # another Python
+        from hashlib import blake2b
+
     root = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
+    digest = blake2b(digest_size=16)
     for directory, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__")))
         for name in sorted(files):
@@ -87,14 +91,14 @@ def source_hash() -> str:
                 path = Path(directory, name)
                 digest.update(str(path.relative_to(root)).encode() + b"\0")
                 digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()
 
 
 def _header(parallelism: int, compiled_from: str) -> dict[str, Any]:
     import pyarrow as pa
 
     return {"format": FORMAT, "caudal": __version__, "build": source_hash(),
-            "python": "%d.%d" % sys.version_info[:2], "pyarrow": pa.__version__,
+            "python": "{}.{}".format(*sys.version_info), "pyarrow": pa.__version__,
             "parallelism": parallelism, "compiled_from": compiled_from}
 
 
@@ -137,11 +141,12 @@ def load_plan(data: bytes, path: str) -> CompiledPlan:
                           f"caudal {header.get('caudal')}); this caudal {__version__} runs "
                           f"plans of format {FORMAT}", hint=hint)
     mine = _header(header.get("parallelism", 1), header.get("compiled_from", ""))
-    for key, what in (("caudal", "caudal"), ("build", "caudal sources"),
-                      ("python", "Python"), ("pyarrow", "pyarrow")):
+    for key, what in (("caudal", "caudal {}"), ("build", "another build of caudal (sources {})"),
+                      ("python", "Python {}"), ("pyarrow", "pyarrow {}")):
         if header.get(key) != mine[key]:
-            raise ConfigError(f"{path} was compiled by another {what} ({header.get(key)}; "
-                              f"this one is {mine[key]})", hint=hint)
+            raise ConfigError(f"{path} was compiled by {what.format(header.get(key))}; this "
+                              f"is {what.format(mine[key]).replace('another', 'a')}",
+                              hint=hint)
     try:
         plan = pickle.loads(payload)
     except Exception as e:  # noqa: BLE001 - a truncated or altered file
@@ -166,8 +171,6 @@ def check_inputs(plan: CompiledPlan, path: str) -> None:
     """Raise ConfigError (one line) when the tables no longer fit the plan: a schema the
     planner inferred is not what the data holds now, or a source's or sink's planning-time
     check fails (as it would when planning the .sql)."""
-    from caudal.connectors import registry
-
     hint = _HINT.format(path=path)
     seen: set[tuple[str, str]] = set()
     for vertex in plan.graph.vertices:
@@ -175,27 +178,45 @@ def check_inputs(plan: CompiledPlan, path: str) -> None:
             if spec is None or (spec.name, role) in seen:
                 continue
             seen.add((spec.name, role))
-            try:
-                if role == "sink":
-                    cls = registry.sink_class(spec)
-                    cls.validate(spec)
-                    cls.check_table(spec)
-                    continue
-                cls = registry.source_class(spec)
-                declared = dataclasses.replace(spec, projection=None, prune_filter=None)
-                if spec.name in plan.inferred:
-                    before = plan.inferred[spec.name]
-                    now = cls.infer_schema(dataclasses.replace(declared, schema=None))
-                    if now is None or not now.equals(before, check_metadata=False):
-                        raise ConfigError(
-                            f"the columns of table {spec.name!r} changed since {path} was "
-                            f"compiled: {_difference(before, now)}", hint=hint)
-                cls.validate(declared)
-            except ConfigError:
-                raise
-            except CaudalError as e:
-                raise ConfigError(f"{path}: table {spec.name!r} no longer fits the plan: "
-                                  f"{' '.join(str(e).split())}", hint=hint) from None
+            before = plan.inferred.get(spec.name) if role == "source" else None
+            if before is not None:
+                now = _planning_check(_infer, spec, path, hint)
+                if now is None or not now.equals(before, check_metadata=False):
+                    raise ConfigError(f"the columns of table {spec.name!r} changed since "
+                                      f"{path} was compiled: {_difference(before, now)}",
+                                      hint=hint)
+            _planning_check(_validate_sink if role == "sink" else _validate_source, spec,
+                            path, hint)
+
+
+def _planning_check(check: Any, spec: Any, path: str, hint: str) -> Any:
+    """``check(spec)``; what planning the .sql would say, without its line in the .sql."""
+    try:
+        return check(spec)
+    except CaudalError as e:
+        message = e.message if spec.name in e.message else f"table {spec.name!r}: {e.message}"
+        raise ConfigError(f"{path}: {message}", hint=e.hint or hint) from None
+
+
+def _infer(spec: Any) -> Any:
+    from caudal.connectors.registry import source_class
+
+    return source_class(spec).infer_schema(dataclasses.replace(
+        spec, schema=None, projection=None, prune_filter=None))
+
+
+def _validate_source(spec: Any) -> None:
+    from caudal.connectors.registry import source_class
+
+    source_class(spec).validate(dataclasses.replace(spec, projection=None, prune_filter=None))
+
+
+def _validate_sink(spec: Any) -> None:
+    from caudal.connectors.registry import sink_class
+
+    sink = sink_class(spec)
+    sink.validate(spec)
+    sink.check_table(spec)
 
 
 def _difference(before: Any, now: Any) -> str:

@@ -146,3 +146,24 @@ def test_a_ray_worker_imports_no_sql_front_end():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, cwd=ROOT, timeout=120, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_running_a_compiled_plan_imports_no_sql_front_end(tmp_path):
+    """`caudal run job.plan` (caudal.plan_file) starts without sqlglot, the SQL planner or the
+    optimizer: what it costs over `import pyarrow` is caudal's runtime and the job itself."""
+    pq.write_table(pa.table({"a": list(range(10)), "b": [str(i) for i in range(10)]}),
+                   tmp_path / "ten.parquet")
+    job = tmp_path / "job.sql"
+    job.write_text(
+        f"CREATE TABLE src WITH (connector = 'filesystem', path = '{tmp_path / 'ten.parquet'}');\n"
+        "SELECT a, upper(b) AS b, a * 10 AS t FROM src WHERE a > 2;\n")
+    plan = tmp_path / "job.plan"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    subprocess.run([sys.executable, "-m", "caudal.cli", "compile", str(job), "-o", str(plan)],
+                   env=env, cwd=ROOT, timeout=120, check=True, capture_output=True)
+    code = (f"import caudal.cli, contextlib, io\nwith contextlib.redirect_stdout(io.StringIO()) "
+            f"as out:\n    assert caudal.cli.main(['run', {str(plan)!r}]) == 0\n"
+            f"assert out.getvalue().count('\\n') == 8, out.getvalue()")
+    front_end = ["sqlglot", "caudal.sql.planner", "caudal.plan.optimizer", "caudal.job",
+                 "caudal.plan.physical_planner"]
+    assert _imported(code, TRIVIAL + front_end) == []

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -213,6 +212,8 @@ def cmd_bench(args) -> int:
         except CaudalError:
             raise
         except Exception:  # noqa: BLE001 - a bug: show it, go on with the next query
+            import traceback
+
             traceback.print_exc()
             failed += 1
             continue
