@@ -17,8 +17,7 @@ before ``sql`` is defined; later imports of ``caudal.sql.*`` find the package in
 from __future__ import annotations
 
 import caudal.sql  # noqa: F401 - before the function of that name (see above)
-
-__version__ = "0.1.0"
+from caudal.version import __version__ as __version__
 
 #: the frame API's public names (imported lazily from caudal.frame)
 _FRAME = {"Expr", "Frame", "GroupBy", "Window", "call", "col", "count", "cumulate",

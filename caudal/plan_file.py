@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from caudal import __version__
 from caudal.errors import CaudalError, ConfigError
+from caudal.version import __version__
 
 #: the first bytes of every plan file
 MAGIC = b"CAUDAL PLAN\n"
