@@ -112,6 +112,8 @@ def _parser() -> argparse.ArgumentParser:
                           help="the plan file to write (e.g. job.plan)")
     compile_.add_argument("--parallelism", "-p", type=int, default=1, metavar="N",
                           help="subtasks per operator the plan is made for (default 1)")
+    compile_.add_argument("--udf", action="append", default=[], metavar="FILE.py",
+                          help=argparse.SUPPRESS)  # only to say that plans hold no UDFs
     compile_.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                           help="show tracebacks on errors")
 
@@ -377,7 +379,8 @@ def cmd_compile(args) -> int:
     if args.parallelism < 1:
         raise CaudalError("--parallelism must be at least 1")
     text = _read(args.file)
-    plan = compile_sql(text, args.parallelism).plan(args.parallelism, args.file)
+    with _load_udfs(args.udf):  # planned with them, to refuse them by name (dump_plan)
+        plan = compile_sql(text, args.parallelism).plan(args.parallelism, args.file)
     from caudal.plan_file import dump_plan
 
     data = dump_plan(plan)

@@ -164,3 +164,32 @@ def test_a_plan_runs_with_checkpoints_and_explains(tmp_path, bids, capsys):
     capsys.readouterr()
     assert cli.main(["explain", str(plan)]) == 0
     assert "source bid (filesystem)" in capsys.readouterr().out
+
+
+def test_a_plan_resumes_the_checkpoints_of_its_sql(tmp_path, bids, capsys):
+    """The same job either way: the .sql's final checkpoint says to the plan that the job
+    already ran to the end (its identity is the graph's, not the file's)."""
+    out, ck = tmp_path / "out", tmp_path / "ck"
+    job = tmp_path / "job.sql"
+    job.write_text(f"CREATE TABLE bid WITH (connector = 'filesystem', path = '{bids}');\n"
+                   f"CREATE TABLE out WITH (connector = 'filesystem', path = '{out}');\n"
+                   "INSERT INTO out SELECT auction, price FROM bid WHERE price > 3;\n")
+    assert cli.main(["run", str(job), "--checkpoint-dir", str(ck)]) == 0
+    assert cli.main(["compile", str(job), "-o", str(tmp_path / "job.plan")]) == 0
+    capsys.readouterr()
+    assert cli.main(["run", str(tmp_path / "job.plan"), "--checkpoint-dir", str(ck)]) == 0
+    assert "final checkpoint" in capsys.readouterr().err
+    assert read_committed(out).num_rows == 296
+
+
+def test_a_job_with_a_python_udf_is_not_compiled(tmp_path, bids, capsys):
+    udf = tmp_path / "udfs.py"
+    udf.write_text("import caudal as cd\n\n@cd.udf(returns='BIGINT')\n"
+                   "def twice(x: int) -> int:\n    return 2 * x\n")
+    job = tmp_path / "job.sql"
+    job.write_text(f"CREATE TABLE bid WITH (connector = 'filesystem', path = '{bids}');\n"
+                   "SELECT twice(price) AS p FROM bid;\n")
+    plan = tmp_path / "job.plan"
+    line = _error(capsys, ["compile", str(job), "-o", str(plan), "--udf", str(udf)])
+    assert "a compiled plan cannot hold Python functions (twice is one)" in line
+    assert not plan.exists()
