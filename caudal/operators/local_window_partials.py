@@ -62,6 +62,42 @@ def partial_schema(window_keys: list[str], calls: Sequence[AggCall], input_schem
     return op.output_schema
 
 
+def key_partial_schema(keys: list[str], calls: Sequence[AggCall], input_schema: pa.Schema,
+                       time_column: str | None) -> pa.Schema:
+    """The schema ``LocalKeyPartials`` emits (for the plan and EXPLAIN)."""
+    return LocalKeyPartials(keys, list(calls), time_column, input_schema).output_schema
+
+
+class LocalKeyPartials(Operator):
+    """The local half of a two-phase updating GROUP BY over an append-only input: each batch
+    becomes one partial state row per key, with the ``Aggregator.partial`` kernel the
+    updating aggregate itself runs on every batch it gets (``_Merged.add``), so the hash
+    edge after it carries and splits those few rows instead of every raw row, and the
+    downstream ``UpdatingAggregate(partial_input=True)`` only queues them for its merge.
+
+    Exact because an append-only updating aggregate keeps nothing but partial states per
+    key: it already merges the partials of many batches before a flush, and a partial built
+    here is the same partial built one hop later. No event time is involved (no window, no
+    lateness). Stateless: it emits at once, so a checkpoint barrier finds nothing here."""
+
+    def __init__(self, keys: list[str], aggregates: list[AggCall], time_column: str | None,
+                 input_schema: pa.Schema):
+        self.keys = list(keys)
+        self.aggregator = Aggregator(aggregates, input_schema, time_column)
+        empty = pa.RecordBatch.from_pylist([], schema=input_schema)
+        self.output_schema = self._partial(empty).schema
+
+    def _partial(self, batch: pa.RecordBatch) -> pa.Table:
+        columns: dict[str, Any] = {k: batch.column(k) for k in self.keys}
+        columns.update(self.aggregator.prepare(batch))
+        return self.aggregator.partial(pa.table(columns), self.keys)
+
+    def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:
+        if batch.num_rows == 0:
+            return ()
+        return self._partial(batch).combine_chunks().to_batches()
+
+
 class LocalWindowPartials(Operator):
     """Raw rows -> partial aggregate states per (pane, keys), plus ``_ts`` (see module)."""
 

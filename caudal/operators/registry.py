@@ -14,6 +14,7 @@ OPERATORS: dict[str, str] = {
     "sink": "caudal.operators.sink:SinkOperator",
     "window_aggregate": "caudal.operators.window_aggregate:WindowAggregate",
     "local_window_partials": "caudal.operators.local_window_partials:LocalWindowPartials",
+    "local_key_partials": "caudal.operators.local_window_partials:LocalKeyPartials",
     "session_aggregate": "caudal.operators.session_aggregate:SessionAggregate",
     "window_assign": "caudal.operators.window_assign:WindowAssign",
     "window_rank": "caudal.operators.window_rank:WindowRank",

@@ -100,9 +100,14 @@ class _Merged:
     """Partial aggregate states per key, for an append-only input."""
 
     def __init__(self, group: list[str], aggregates: list[AggCall], input_schema: pa.Schema,
-                 time_column: str | None):
+                 time_column: str | None, partial_input: bool = False):
         self.group = group
         self.aggregator = Aggregator(aggregates, input_schema, time_column)
+        #: batches are already partial states per key (a local stage made them)
+        self.partial_input = partial_input
+        #: ``pending`` may hold a key twice in one table (partials of several upstream
+        #: subtasks, coalesced into one batch): merge it even when it is the only one
+        self.unmerged = False
         #: one row per key (keys, partial states, ``_seen``), key ``i`` of ``index`` at row
         #: ``i``: both persist across batches, so a flush costs what it touched
         self.store: SlotTable | None = None
@@ -112,15 +117,20 @@ class _Merged:
         self.changes = ChangedRows()
 
     def add(self, keys: dict[str, pa.Array], batch: pa.RecordBatch, ctx) -> None:
-        columns = dict(keys)
-        columns.update(self.aggregator.prepare(batch))
-        self.pending.append(self.aggregator.partial(pa.table(columns), self.group))
+        if self.partial_input:
+            self.pending.append(pa.Table.from_batches([batch]))
+            self.unmerged = True
+        else:
+            columns = dict(keys)
+            columns.update(self.aggregator.prepare(batch))
+            self.pending.append(self.aggregator.partial(pa.table(columns), self.group))
         if len(self.pending) >= _COMPACT_PENDING:
             self._compact()
 
     def _compact(self) -> None:
-        if len(self.pending) > 1:
+        if len(self.pending) > 1 or (self.unmerged and self.pending):
             self.pending = [self.aggregator.merge(pa.concat_tables(self.pending), self.group)]
+        self.unmerged = False
 
     def flush(self, now: int, ctx) -> _Changes | None:
         if not self.pending:
@@ -396,7 +406,8 @@ class UpdatingAggregate(PeriodicFlush, Operator):
     def __init__(self, keys: list[str], aggregates: list[AggCall], input_schema: pa.Schema,
                  output_schema: pa.Schema, time_column: str | None = None,
                  updating_input: bool = False, flush_us: int = 1_000_000,
-                 ttl_us: int | None = None, updating_output: bool = True):
+                 ttl_us: int | None = None, updating_output: bool = True,
+                 partial_input: bool = False):
         self.keys = list(keys)
         self.group = self.keys or [_GLOBAL]
         self.aggregates = list(aggregates)
@@ -414,7 +425,8 @@ class UpdatingAggregate(PeriodicFlush, Operator):
             self.state: _Merged | _Multiset = _Multiset(self.group, self.aggregates,
                                                         input_schema, bool(self.keys))
         else:
-            self.state = _Merged(self.group, self.aggregates, input_schema, time_column)
+            self.state = _Merged(self.group, self.aggregates, input_schema, time_column,
+                                 partial_input)
         #: the global (keyless) group's row has been emitted
         self.emitted_global = False
 

@@ -21,8 +21,9 @@ LOWERINGS: dict[type, Callable[[PhysicalPlanner, LogicalNode], int]] = {}
 
 
 class SplitAggregates(Protocol):
-    """What lowering asks the aggregate kernels when it splits a window aggregate into a
-    local stage before the shuffle and a global one after it. The kernels live in
+    """What lowering asks the aggregate kernels when it splits a window aggregate (or an
+    updating GROUP BY over an append-only input) into a local stage before the shuffle and a
+    global one after it. The kernels live in
     ``operators`` (above ``plan``), so the caller of ``build_graph`` hands them in
     (``operators.local_window_partials``) rather than ``plan`` importing upwards."""
 
@@ -32,13 +33,16 @@ class SplitAggregates(Protocol):
     def partial_schema(self, window_keys: list[str], calls: Sequence[AggCall],
                        input_schema: pa.Schema, time_column: str | None) -> pa.Schema: ...
 
+    def key_partial_schema(self, keys: list[str], calls: Sequence[AggCall],
+                           input_schema: pa.Schema, time_column: str | None) -> pa.Schema: ...
+
 
 class PhysicalPlanner:
     def __init__(self, parallelism: int = 1, settings: dict | None = None,
                  split: SplitAggregates | None = None):
         self.parallelism = parallelism
         self.graph = PhysicalGraph(settings=dict(settings or {}))
-        #: None: window aggregates are never split in two stages
+        #: None: aggregates are never split in two stages
         self.split = split
 
     def new_vertex(self, name: str, parallelism: int | None = None, **kw) -> Vertex:

@@ -3,7 +3,9 @@
 ``UpdatingAggregate`` emits a changelog whatever its input: a key's row is revised as rows
 arrive. It takes an updating input too (a nested aggregate, a join that retracts), which is
 why the plan records ``input.updating`` for the operator. Lowered to a new vertex fed by a
-``hash`` edge on the keys (``single`` to one subtask for a global aggregate).
+``hash`` edge on the keys (``single`` to one subtask for a global aggregate); at parallelism > 1
+over an append-only input, each batch is first pre-aggregated to one partial state row per
+key before that edge (``_two_phase``), as window aggregates are.
 """
 
 from __future__ import annotations
@@ -68,8 +70,33 @@ class UpdatingAggregate(LogicalNode):
                 f"flush={format_duration_us(self.flush_us) if self.flush_us else '0s'}{ttl}")
 
 
+def _two_phase(planner: PhysicalPlanner, node: UpdatingAggregate) -> bool:
+    """Pre-aggregate each batch before the shuffle: at parallelism > 1 (at 1 the edge moves
+    whole batches, unsplit), over an append-only input (a changelog's state is its rows, not
+    partials) and when every aggregate's partial state merges across subtasks."""
+    if planner.split is None or planner.parallelism <= 1 or not node.keys \
+            or not node.aggregates or node.input.updating:
+        return False
+    return planner.split.splittable(node.aggregates, node.input.schema, node.time_input)
+
+
+def _add_local_stage(planner: PhysicalPlanner, vid: int, node: UpdatingAggregate) -> None:
+    assert planner.split is not None  # _two_phase said yes
+    schema = planner.split.key_partial_schema(list(node.keys), node.aggregates,
+                                              node.input.schema, node.time_input)
+    params = {"keys": list(node.keys), "aggregates": list(node.aggregates),
+              "time_column": node.time_input, "input_schema": node.input.schema}
+    label = (f"local pre-aggregate by [{', '.join(node.keys)}] (two-phase: partial states "
+             f"before the shuffle)")
+    planner.graph.vertices[vid].operators.append(
+        OperatorSpec("local_key_partials", params, label, schema))
+
+
 def _lower_updating_aggregate(planner: PhysicalPlanner, node: UpdatingAggregate) -> int:
     upstream = planner.lower(node.input)
+    two_phase = _two_phase(planner, node)
+    if two_phase:
+        _add_local_stage(planner, upstream, node)
     keyed = bool(node.keys)
     v = planner.new_vertex("updating aggregate", parallelism=None if keyed else 1)
     planner.connect(upstream, v.id, "hash" if keyed else "single", node.keys)
@@ -78,8 +105,12 @@ def _lower_updating_aggregate(planner: PhysicalPlanner, node: UpdatingAggregate)
               "time_column": node.time_input, "updating_input": node.input.updating,
               "flush_us": node.flush_us, "ttl_us": node.ttl_us,
               "updating_output": node.updating}
+    if two_phase:
+        params["partial_input"] = True
     aggs = ", ".join(f"{a} AS {n}" for a, n in zip(node.aggregates, node.agg_names))
     label = f"updating aggregate by [{', '.join(node.keys)}]: {aggs}"
+    if two_phase:
+        label = f"merge partial states of {label}"
     if node.updating:
         label += " (changelog)"
     v.operators.append(OperatorSpec("updating_aggregate", params, label, node.schema))

@@ -193,3 +193,20 @@ def test_first_and_last_value_by_event_time(tmp_path, duck):
     expected = duck.sql("SELECT k, arg_min(v, t) AS f, arg_max(v, t) AS l FROM rows "
                         "GROUP BY k").to_arrow_table()
     assert normalized_rows(got) == normalized_rows(expected)
+
+
+@pytest.mark.parametrize("query,parallelism,two_phase", [
+    (QUERIES[0], 4, True),     # count, max, min, sum per key: pre-aggregated before the shuffle
+    (QUERIES[0], 1, False),    # one subtask: the edge moves whole batches, nothing to split
+    (QUERIES[1], 4, False),    # count(DISTINCT): its state is the values, not a partial
+    (QUERIES[3], 4, False),    # global: one subtask gets every row anyway
+    (QUERIES[4], 4, True),     # the inner aggregate only: the outer one reads a changelog
+])
+def test_two_phase_only_where_partials_merge(bids_file, query, parallelism, two_phase):
+    from caudal.job import explain_sql
+
+    plan = explain_sql(DDL.format(path=bids_file[0]) + f"\nSELECT * FROM ({query});",
+                       parallelism)
+    assert ("local pre-aggregate by" in plan) == two_phase
+    if two_phase:
+        assert plan.count("local pre-aggregate by") == 1

@@ -1,6 +1,8 @@
 """Exactly-once for updating queries: a job with an updating aggregate and an updating join,
 killed after a few checkpoints and resumed from its checkpoint directory, leaves a changelog
-in its debezium_json sink that folds to the answer of a run that was never killed."""
+in its debezium_json sink that folds to the answer of a run that was never killed. The same
+for a two-phase updating aggregate (partial states per key before the shuffle), resumed at
+the parallelism it was killed at and at another one."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from caudal.job import compile_sql, run_sql
+from caudal.job import compile_sql, explain_sql, run_sql
 from tests.changelog_helpers import fold, read_changes
 from tests.checkpoint.test_checkpoint_cli import _kill_after_checkpoints
 from tests.conftest import run_cli
@@ -23,13 +25,20 @@ GROUP BY a.category
 """
 
 
-def _script(out: Path, pace: bool) -> str:
+#: every aggregate splittable over an append-only input: pre-aggregated before the shuffle
+TWO_PHASE_QUERY = """
+SELECT auction, count(*) AS bids, max(price) AS top, sum(price) AS total, avg(price) AS mean
+FROM bid GROUP BY auction
+"""
+
+
+def _script(out: Path, pace: bool, query: str = QUERY) -> str:
     tables = "\n".join(
         f"CREATE TABLE {n} WITH (connector = 'nexmark', table = '{n}', events = '600000', "
         f"event_rate = '300000', pace = '{str(pace).lower()}');" for n in ("auction", "bid"))
     return (f"SET updating_flush = '50ms';\n{tables}\nCREATE TABLE out WITH (connector = "
             f"'filesystem', path = '{out}', format = 'debezium_json');\n"
-            f"INSERT INTO out {QUERY};\n")
+            f"INSERT INTO out {query};\n")
 
 
 def test_killed_updating_job_resumes_exactly_once(tmp_path):
@@ -43,6 +52,27 @@ def test_killed_updating_job_resumes_exactly_once(tmp_path):
     job.write_text(_script(out, pace=True))
     _kill_after_checkpoints(job, ck, 3)
     done = run_cli("run", str(job), "-p", "2", "--checkpoint-dir", str(ck),
+                   "--checkpoint-interval", "100ms", cwd=tmp_path, timeout=100)
+    assert done.returncode == 0, done.stderr
+    changes = read_changes(out, schema)
+    assert normalized_rows(fold(changes)) == normalized_rows(expected)
+    assert (changes.column("_op").to_numpy() < 0).any()  # it did revise results
+
+
+@pytest.mark.parametrize("resume_parallelism", [2, 3])
+def test_killed_two_phase_updating_aggregate_resumes_exactly_once(tmp_path, resume_parallelism):
+    ref = tmp_path / "reference"
+    assert "local pre-aggregate by [auction]" in explain_sql(
+        _script(ref, False, TWO_PHASE_QUERY), 2)
+    run_sql(_script(ref, False, TWO_PHASE_QUERY), parallelism=1)
+    schema = compile_sql(_script(ref, False, TWO_PHASE_QUERY)).job.outputs[0].plan.table.schema
+    expected = fold(read_changes(ref, schema))
+
+    out, ck = tmp_path / "out", tmp_path / "ck"
+    job = tmp_path / "job.sql"
+    job.write_text(_script(out, True, TWO_PHASE_QUERY))
+    _kill_after_checkpoints(job, ck, 3)
+    done = run_cli("run", str(job), "-p", str(resume_parallelism), "--checkpoint-dir", str(ck),
                    "--checkpoint-interval", "100ms", cwd=tmp_path, timeout=100)
     assert done.returncode == 0, done.stderr
     changes = read_changes(out, schema)
