@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
+from caudal import compute as pc
 from caudal.operators.aggregate_kernels import (
     MERGE,
     PARTIAL,
@@ -28,7 +29,7 @@ from caudal.operators.aggregate_kernels import (
     StringAgg,
     Variance,
 )
-from caudal.operators.keyed_tables import as_array
+from caudal.operators.keyed_tables import as_array, from_numpy
 from caudal.operators.udaf_kernel import GroupUdafKernel, UdafKernel
 from caudal.plan.aggregates import PAIR_STATISTICS, PERCENTILES, AggCall
 
@@ -171,6 +172,23 @@ class Aggregator:
             out[f"{column}_{func}"] = pa.array(acc[used]).cast(col.type)
         return pa.table(out)
 
+    def dense_partials(self, keys: list[str], input_schema: pa.Schema
+                       ) -> DensePartials | None:
+        """A ``DensePartials`` for these kernels grouped by ``keys``, or None where it does
+        not apply (see there)."""
+        if len(keys) != 1 or keys[0] not in input_schema.names or \
+                not _dense_integer(input_schema.field(keys[0]).type):
+            return None
+        for k in self.kernels:
+            if k.call.filter is not None:
+                return None
+            if isinstance(k, (CountStar, Count)):   # Count: of an argument without NULLs
+                continue
+            if not (isinstance(k, Simple) and k.call.func in ("min", "max")
+                    and _dense_integer(k.arg_type)):
+                return None
+        return DensePartials(self, keys[0], input_schema)
+
     def partial(self, table: pa.Table, keys: list[str]) -> pa.Table:
         """``table`` holds the keys and the columns of ``prepare``."""
         return self._run(PARTIAL, table, keys)
@@ -181,3 +199,144 @@ class Aggregator:
 
     def final(self, states: pa.Table) -> list[pa.Array]:
         return [as_array(k.final(states)) for k in self.kernels]
+
+
+def _dense_integer(t: pa.DataType | None) -> bool:
+    """Integers whose every value is an int64 (not uint64)."""
+    return t is not None and pa.types.is_integer(t) and not pa.types.is_uint64(t)
+
+
+#: a DensePartials' range of keys spans at most this many slots per row added (or fewer
+#: than ``_DENSE_MIN_SLOTS``): its arrays stay smaller than the rows they summarize
+_DENSE_SPAN = 4
+_DENSE_MIN_SLOTS = 1 << 16
+
+
+class DensePartials:
+    """The partial states of count(*), count, min and max over integers grouped by one
+    integer key, accumulated across batches in NumPy arrays indexed by ``key - base``:
+    adding a batch is a ``bincount`` over the batch's key range added into a slice and one
+    ``maximum.at``/``minimum.at`` per min/max, with no Arrow table per batch and no merge
+    of the batches' partials; ``take`` returns what ``Aggregator.partial`` of all the added
+    rows would (one row per key, in key order) and empties the arrays for reuse. The
+    arrays cover the keys seen since the last ``take``, which stay dense while keys are
+    ids (auctions, persons); ``add`` refuses a batch with NULLs in the key or an argument,
+    or whose keys would spread the range too wide (the caller takes what was added and
+    falls back to the general path)."""
+
+    def __init__(self, aggregator: Aggregator, key: str, input_schema: pa.Schema):
+        self.key = key
+        self.key_type = input_schema.field(key).type
+        #: (kernel, the name of its partial result column, argument column, function)
+        self.outputs: list[tuple[Kernel, str, str | None, str]] = []
+        #: one accumulator per (argument, min/max) pair
+        self.acc: dict[tuple[str, str], np.ndarray] = {}
+        for k in aggregator.kernels:
+            if isinstance(k, CountStar):
+                self.outputs.append((k, "count_all", None, "count"))
+                continue
+            column = k.call.args[0]
+            func = "count" if isinstance(k, Count) else k.call.func
+            self.outputs.append((k, f"{k.p}_x_{func}", column, func))
+            if func != "count":
+                self.acc[(column, func)] = np.zeros(0, dtype=np.int64)
+        self.args = sorted({c for _, _, c, _ in self.outputs if c is not None})
+        self.counts = np.zeros(0, dtype=np.int64)
+        self.base = 0
+        self.rows = 0
+        self.lo = self.hi = 0   # the keys added since the last take (while rows > 0)
+
+    @staticmethod
+    def _start(func: str) -> int:
+        info = np.iinfo(np.int64)
+        return info.min if func == "max" else info.max
+
+    def add(self, batch: pa.RecordBatch | pa.Table) -> bool:
+        """Fold ``batch``'s rows in; False (nothing folded) when this batch cannot be."""
+        n = batch.num_rows
+        if n == 0:
+            return True
+        key = as_array(batch.column(self.key))
+        if key.null_count:
+            return False
+        values = {}
+        for name in self.args:
+            column = as_array(batch.column(name))
+            if column.null_count:
+                return False
+            values[name] = column
+        k = key.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        lo, hi = int(k.min()), int(k.max())
+        if hi - lo > _DENSE_SPAN * n + 1024 or not self._cover(lo, hi, n):
+            return False
+        slot = k - lo
+        at = lo - self.base
+        self.counts[at:at + hi - lo + 1] += np.bincount(slot, minlength=hi - lo + 1)
+        for (name, func), acc in self.acc.items():
+            ufunc = np.maximum if func == "max" else np.minimum
+            v = values[name].to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+            ufunc.at(acc[at:at + hi - lo + 1], slot, v)
+        if self.rows:
+            self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
+        else:
+            self.lo, self.hi = lo, hi
+        self.rows += n
+        return True
+
+    def _cover(self, lo: int, hi: int, n: int) -> bool:
+        """Make the arrays cover keys ``lo``..``hi`` as well as those added; False when that
+        range would be too wide for the rows it summarizes."""
+        size = len(self.counts)
+        if self.base <= lo and hi < self.base + size:
+            return True
+        if not self.rows:
+            if hi - lo < size:   # empty arrays: they move to the new keys
+                self.base = lo
+                return True
+            new_lo, new_hi = lo, hi
+        else:
+            new_lo, new_hi = min(lo, self.lo), max(hi, self.hi)
+        span = new_hi - new_lo + 1
+        if span > max(_DENSE_SPAN * (self.rows + n), _DENSE_MIN_SLOTS):
+            return False
+        # room on the side that grew: keys that are ids keep coming from there
+        grown = max(2 * span, _DENSE_MIN_SLOTS)
+        start = new_hi + 1 - grown if self.rows and lo < self.lo else new_lo
+        counts = np.zeros(grown, dtype=np.int64)
+        if self.rows:
+            old, new = self.lo - self.base, self.lo - start
+            width = self.hi - self.lo + 1
+            counts[new:new + width] = self.counts[old:old + width]
+        for name_func, acc in self.acc.items():
+            fresh = np.full(grown, self._start(name_func[1]), dtype=np.int64)
+            if self.rows:
+                fresh[new:new + width] = acc[old:old + width]
+            self.acc[name_func] = fresh
+        self.counts, self.base = counts, start
+        return True
+
+    def take(self) -> pa.Table | None:
+        """The partial states of the rows added since the last ``take`` (None if none),
+        one row per key in key order, as ``Aggregator.partial`` makes them."""
+        if not self.rows:
+            return None
+        a, b = self.lo - self.base, self.hi - self.base + 1
+        counts = self.counts[a:b]
+        used = np.flatnonzero(counts)
+        result: dict[str, pa.Array] = {
+            self.key: pc.cast(from_numpy(used + np.int64(self.lo)), self.key_type)}
+        for k, name, column, func in self.outputs:
+            if func == "count":
+                result[name] = from_numpy(counts[used])
+            else:
+                result[name] = pc.cast(from_numpy(self.acc[(column, func)][a:b][used]),
+                                       k.arg_type)
+        counts[:] = 0
+        for (_, func), acc in self.acc.items():
+            acc[a:b] = self._start(func)
+        self.rows = 0
+        dense = pa.table(result)
+        out = {self.key: dense[self.key]}
+        for k, *_ in self.outputs:
+            out.update(k.finish(PARTIAL, dense, dense, None))
+        return pa.table(out)

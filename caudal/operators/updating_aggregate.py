@@ -113,6 +113,11 @@ class _Merged:
         self.store: SlotTable | None = None
         self.index: KeyIndex | None = None
         self.pending: list[pa.Table] = []
+        #: batches' partial states folded in NumPy (one integer key, count/min/max of
+        #: integers), taken into ``pending`` at a flush or snapshot; None where it does not
+        #: apply (nor to partial states as input)
+        self.dense = None if partial_input else \
+            self.aggregator.dense_partials(group, input_schema)
         #: what changed since the last snapshot, so a checkpoint writes only that
         self.changes = ChangedRows()
 
@@ -121,21 +126,33 @@ class _Merged:
             self.pending.append(pa.Table.from_batches([batch]))
             self.unmerged = True
         else:
+            if self.dense is not None:
+                if self.dense.add(batch):
+                    return
+                self._take_dense()   # the range moved too far (or NULLs): start afresh
+                if self.dense.add(batch):
+                    return
             columns = dict(keys)
             columns.update(self.aggregator.prepare(batch))
             self.pending.append(self.aggregator.partial(pa.table(columns), self.group))
         if len(self.pending) >= _COMPACT_PENDING:
             self._compact()
 
+    def _take_dense(self) -> None:
+        taken = self.dense.take() if self.dense is not None else None
+        if taken is not None:
+            self.pending.append(taken)
+
     def _compact(self) -> None:
+        self._take_dense()
         if len(self.pending) > 1 or (self.unmerged and self.pending):
             self.pending = [self.aggregator.merge(pa.concat_tables(self.pending), self.group)]
         self.unmerged = False
 
     def flush(self, now: int, ctx) -> _Changes | None:
+        self._compact()
         if not self.pending:
             return None
-        self._compact()
         delta = self.pending[0]
         self.pending = []
         touched = delta.select(self.group).combine_chunks()

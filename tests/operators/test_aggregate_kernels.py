@@ -8,7 +8,7 @@ import math
 import duckdb
 import numpy as np
 import pyarrow as pa
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from caudal.operators.aggregator import Aggregator
@@ -151,3 +151,54 @@ def test_dense_group_by_equals_acero(rows, key_type, wide):
     assert dense.equals(expected)
     assert merged.equals(hashed.merge(pa.concat_tables([expected, expected]), ["k"])
                          .sort_by("k"))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.tuples(st.integers(-5, 60), st.integers(-2**40, 2**40)),
+                                   max_size=80),
+                          st.sampled_from([0, 50_000, 10**7, -(10**7)]),   # where keys are
+                          st.sampled_from([1, 1, 1000]),                   # how far apart
+                          st.sampled_from([None, None, None, "k", "v"]),   # a NULL in
+                          st.booleans()),                                  # taken after
+                min_size=1, max_size=12),
+       st.sampled_from([pa.int64(), pa.int32(), pa.uint32(), pa.int16()]))
+@example([([(1, 1), (2, 2)], 0, 1, None, False), ([(1, 5)], 10**7, 1, None, False),
+          ([(3, 7), (-4, 1)], -(10**7), 1, None, False), ([(4, 1)], 50_000, 1, None, True),
+          ([(0, 9)], 50_000, 1, None, False), ([(-5, 9)], 50_000, 1000, None, False),
+          ([(2, 3)], 50_000, 1, None, False)], pa.int64())
+def test_dense_partials_equal_the_partials_of_all_rows(batches, key_type):
+    """``DensePartials`` (count(*), count, min, max per integer key, folded in NumPy across
+    batches; batches with NULLs, keys that jump far or spread wide are refused and the
+    updating aggregate falls back to the hash path) gives, over any sequence of batches
+    and takes, the partial states ``Aggregator.partial`` gives for all the rows at once."""
+    from caudal.operators.updating_aggregate import _Merged
+
+    schema = pa.schema([("k", key_type), ("v", pa.int64())])
+    calls = [AggCall("count", (), pa.int64()), AggCall("count", ("v",), pa.int64()),
+             AggCall("min", ("v",), pa.int64()), AggCall("max", ("v",), pa.int64())]
+    state = _Merged(["k"], calls, schema, None)
+    assert state.dense is not None
+    low, high = (0, 2**32 - 1) if key_type == pa.uint32() else \
+        (-(2**15), 2**15 - 1) if key_type == pa.int16() else (-(2**31), 2**31 - 1)
+    tables, taken = [], []
+    for rows, offset, scale, null, take in batches:
+        keys: list = [min(max(k * scale + offset, low), high) for k, _ in rows]
+        values: list = [v for _, v in rows]
+        if rows and null is not None:
+            (keys if null == "k" else values)[0] = None
+        table = pa.table({"k": pa.array(keys, key_type), "v": pa.array(values, pa.int64())})
+        tables.append(table)
+        state.add({"k": table.column("k")}, table.combine_chunks().to_batches()[0]
+                  if rows else pa.RecordBatch.from_pylist([], schema=schema), None)
+        if take:
+            state._compact()
+            taken.extend(state.pending)
+            state.pending = []
+    state._compact()
+    taken.extend(state.pending)
+    everything = pa.concat_tables(tables)
+    agg = Aggregator(calls, schema, None)
+    expected = agg.partial(pa.table({"k": everything.column("k"), **agg.prepare(everything)}),
+                           ["k"])
+    got = agg.merge(pa.concat_tables(taken), ["k"]) if taken else expected.slice(0, 0)
+    assert got.sort_by("k").equals(expected.sort_by("k"))
