@@ -76,21 +76,28 @@ def job_notices(graph: Any) -> list[str]:
 def source_hash() -> str:
     """A hash of caudal's sources: the pickled graph names caudal's classes and their fields,
     and operators read their parameters by name, so a plan is run only by the very sources
-    that planned it (~7 ms of CPU to read and hash them)."""
+    that planned it (~6 ms of CPU here to read and hash them: 2.1 MB)."""
     try:  # CPython's own module: hashlib would load OpenSSL (3-12 ms here) for one digest
         from _blake2 import blake2b
     except ImportError:  # another Python
         from hashlib import blake2b
 
-    root = Path(__file__).resolve().parent
+    root = os.path.dirname(os.path.abspath(__file__))
+    files, folders = [], [""]
+    while folders:  # os.scandir and plain strings: ~30 % less CPU than os.walk and Path
+        folder = folders.pop()
+        with os.scandir(os.path.join(root, folder)) as entries:
+            for entry in entries:
+                if entry.is_dir():
+                    if not entry.name.startswith((".", "__")):
+                        folders.append(os.path.join(folder, entry.name))
+                elif entry.name.endswith((".py", ".c")):
+                    files.append(os.path.join(folder, entry.name))
     digest = blake2b(digest_size=16)
-    for directory, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__")))
-        for name in sorted(files):
-            if name.endswith((".py", ".c")):
-                path = Path(directory, name)
-                digest.update(str(path.relative_to(root)).encode() + b"\0")
-                digest.update(path.read_bytes())
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0")
+        with open(os.path.join(root, name), "rb") as f:
+            digest.update(f.read())
     return digest.hexdigest()
 
 
