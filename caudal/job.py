@@ -47,7 +47,10 @@ class CompiledJob:
             declared = self.job.catalog.tables.get(v.source.name.lower()) if v.source else None
             if declared is not None and declared.schema is None:
                 inferred[v.source.name] = v.source.schema
-        return CompiledPlan(self.graph, self.sql, parallelism, inferred, compiled_from)
+        from caudal.connectors.python import shipment  # what Ray ships to its workers
+
+        return CompiledPlan(self.graph, self.sql, parallelism, inferred, compiled_from,
+                            shipment(self.graph.vertices))
 
 
 def _require_query(job: Job, text: str) -> None:

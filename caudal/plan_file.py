@@ -58,6 +58,9 @@ class CompiledPlan:
     inferred: dict[str, Any] = field(default_factory=dict)
     #: the file it was compiled from, for messages
     compiled_from: str = ""
+    #: the Arrow tables its python sources read (a literal SELECT's row, VALUES), by handle:
+    #: they live in the compiling process's memory (connectors.python), so the plan carries them
+    tables: dict[str, Any] = field(default_factory=dict)
 
     def notices(self) -> list[str]:
         return job_notices(self.graph)
@@ -177,7 +180,12 @@ def read_plan(path: str) -> CompiledPlan:
 def check_inputs(plan: CompiledPlan, path: str) -> None:
     """Raise ConfigError (one line) when the tables no longer fit the plan: a schema the
     planner inferred is not what the data holds now, or a source's or sink's planning-time
-    check fails (as it would when planning the .sql)."""
+    check fails (as it would when planning the .sql). Registers the tables the plan carries
+    for its python sources first."""
+    if plan.tables:
+        from caudal.connectors.python import TABLES
+
+        TABLES.update(plan.tables)
     hint = _HINT.format(path=path)
     seen: set[tuple[str, str]] = set()
     for vertex in plan.graph.vertices:

@@ -193,3 +193,23 @@ def test_a_job_with_a_python_udf_is_not_compiled(tmp_path, bids, capsys):
     line = _error(capsys, ["compile", str(job), "-o", str(plan), "--udf", str(udf)])
     assert "a compiled plan cannot hold Python functions (twice is one)" in line
     assert not plan.exists()
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT 1 AS one, 'hello' AS greeting",
+    "SELECT a, b * 2 AS b2 FROM (VALUES (1, 10), (2, 20), (3, 30)) AS t(a, b) WHERE a > 1",
+])
+def test_literal_rows_travel_in_the_plan(tmp_path, capsys, query):
+    """A literal SELECT's row and VALUES are tables of the compiling process's memory
+    (connectors.python): the plan carries them, and prints what the .sql prints."""
+    job = tmp_path / "job.sql"
+    job.write_text(query + ";\n")
+    assert cli.main(["run", str(job)]) == 0
+    expected = capsys.readouterr().out
+    assert cli.main(["compile", str(job), "-o", str(tmp_path / "job.plan")]) == 0
+    from caudal.connectors.python import TABLES
+
+    TABLES.clear()  # as in another process
+    capsys.readouterr()
+    assert cli.main(["run", str(tmp_path / "job.plan")]) == 0
+    assert capsys.readouterr().out == expected and expected.count("\n") >= 2

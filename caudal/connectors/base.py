@@ -8,7 +8,6 @@ the last barrier becomes visible only at ``commit(epoch)``.
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +20,8 @@ from caudal.plan.tables import TableSpec
 def table_token(table: TableSpec) -> str:
     """Eight hex digits identifying a table as the job declares it (name, connector, options):
     stable across runs and processes, different for tables written elsewhere."""
+    import hashlib  # here: it loads OpenSSL (~3-12 ms), which most jobs never need
+
     text = f"{table.name.lower()}|{table.connector}|{sorted(table.options.items())!r}"
     return hashlib.sha1(text.encode()).hexdigest()[:8]
 

@@ -168,7 +168,7 @@ def shipment(vertices: list[Any]) -> dict[str, pa.Table]:
     worker): the tables their python sources read, by handle."""
     return {v.source.options["handle"]: TABLES[v.source.options["handle"]]
             for v in vertices if v.source is not None
-            and v.source.options.get("connector") == "python"
+            and v.source.connector == "python"
             and v.source.options.get("handle") in TABLES}
 
 

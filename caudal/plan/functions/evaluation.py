@@ -36,7 +36,9 @@ def compile_expr(expr: Expr) -> Evaluator:
     return _call(expr, [compile_expr(a) for a in expr.args])
 
 
-_EMPTY = pa.RecordBatch.from_pydict({"_": [None]})
+#: one row to evaluate constants on; from pa.nulls, not from Python values, whose conversion
+#: would import dateutil (with calendar and locale: ~3-15 ms) in every job
+_EMPTY = pa.RecordBatch.from_arrays([pa.nulls(1)], ["_"])
 
 
 def _call(call: Call, args: list[Evaluator]) -> Evaluator:

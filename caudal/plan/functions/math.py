@@ -6,6 +6,7 @@ negative number and overflow are errors, not NaN or infinity.
 from __future__ import annotations
 
 import decimal
+import functools
 import math
 
 import numpy as np
@@ -253,11 +254,15 @@ def _bind_random(name: str, args: list[Expr]) -> Call:
     return Call(F64, "random", ())
 
 
-_rng = np.random.default_rng()
+@functools.cache
+def _generator() -> np.random.Generator:
+    """Made on first use: importing numpy.random (with secrets, hmac and hashlib, which loads
+    OpenSSL) is ~10-25 ms, paid by every job that compiles an expression otherwise."""
+    return np.random.default_rng()
 
 
 def _random(evals, call, batch):
-    return pa.array(_rng.random(batch.num_rows))
+    return pa.array(_generator().random(batch.num_rows))
 
 
 register("random", _bind_random, _random, "random() -> double in [0, 1), per row",
