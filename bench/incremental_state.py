@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from caudal.checkpoint.coordinator import CheckpointCoordinator
-from caudal.checkpoint.manifest import epoch_dir, read_manifest
+from caudal.checkpoint.manifest import completed_epochs, epoch_dir, read_manifest
 from caudal.checkpoint.recovery import identify, load_state
 from caudal.checkpoint.storage import CheckpointStorage
 from caudal.job import compile_sql
@@ -80,6 +80,15 @@ class Rig:
     """The planned job, its aggregate operator and a checkpoint coordinator on ``root``."""
 
     def __init__(self, root: Path, window: bool = False):
+        self.plan(root, window)
+        self.op = self.fresh()
+        self.storage = CheckpointStorage(str(root / "ck"))
+        ident = identify(self.graph)
+        self.coord = CheckpointCoordinator(self.storage, self.graph, ident.fingerprint,
+                                           ident.vertices, interval_s=3600, first_epoch=1,
+                                           keep=2)
+
+    def plan(self, root: Path, window: bool) -> None:
         pq.write_table(pa.table({"k": pa.array([1], pa.int64()), "v": pa.array([1], pa.int64()),
                                  "w": pa.array([1.0]), "ts": pa.array([0], pa.timestamp("us"))}),
                        root / "in.parquet")
@@ -96,12 +105,6 @@ class Rig:
             (v.id, i, op) for v in self.graph.vertices for i, op in enumerate(v.operators)
             if op.kind == kind)
         self.spec = spec
-        self.op = self.fresh()
-        self.storage = CheckpointStorage(str(root / "ck"))
-        ident = identify(self.graph)
-        self.coord = CheckpointCoordinator(self.storage, self.graph, ident.fingerprint,
-                                           ident.vertices, interval_s=3600, first_epoch=1,
-                                           keep=2)
 
     def fresh(self):
         op = create(self.spec)
@@ -198,18 +201,40 @@ def run(keys: int, change: float, intervals: int, whole: bool, root: Path,
           f"{compacted / 1e6:.0f} MB of merged files now on disk; the newest checkpoint "
           f"names {len(files)} files; load {_load()}")
     rig.coord.close()
-    # recovery: read and fold the newest checkpoint, restore a fresh operator from it
+    total_s = recover(rig, epoch, keys, state_bytes)
+    return {"first": first, "rows": rows, "recovery_s": total_s}
+
+
+def recover(rig: Rig, epoch: int, keys: int | None = None,
+            state_bytes: int | None = None) -> float:
+    """Read the checkpoint of ``epoch`` (``load_state``) and restore a fresh operator from
+    it, timed: the whole recovery, wall and CPU seconds (all threads), and per GB."""
+    files = read_manifest(rig.storage, epoch).files()
     t, c = time.perf_counter(), _cpu()
     restored = load_state(rig.storage, read_manifest(rig.storage, epoch), rig.graph)
     read_s = time.perf_counter() - t
     op = rig.fresh()
     op.restore(restored.payloads[(rig.vertex, 0)]["operators"][rig.index])
     total_s, cpu = time.perf_counter() - t, _cpu() - c
-    assert _state_rows(op) == keys
+    if keys is not None:
+        assert _state_rows(op) == keys
+    gb = (state_bytes if state_bytes is not None else _state_bytes(op)) / 1e9
     print(f"  recovery: {total_s:.2f}s ({read_s:.2f}s reading "
-          f"{len(files)} files and merging deltas, {total_s - read_s:.2f}s restoring the operator), {cpu:.2f} "
-          f"CPU s; load {_load()}")
-    return {"first": first, "rows": rows, "recovery_s": total_s}
+          f"{len(files)} files and merging deltas, {total_s - read_s:.2f}s restoring the "
+          f"operator), {cpu:.2f} CPU s; {gb:.2f} GB of state as Arrow, {_state_rows(op):,} "
+          f"rows: {total_s / gb:.2f} s and {cpu / gb:.2f} CPU s per GB; load {_load()}")
+    return total_s
+
+
+def recover_only(root: Path, window: bool) -> None:
+    """``--recover DIR``: the recovery step alone, in this (fresh) process, from the newest
+    checkpoint a ``--keep`` run left in DIR (its planned job is compiled again)."""
+    storage = CheckpointStorage(str(root / "ck"))
+    epoch = max(completed_epochs(storage))
+    rig = Rig.__new__(Rig)
+    Rig.plan(rig, root, window)
+    rig.storage = storage
+    recover(rig, epoch)
 
 
 def main() -> None:
@@ -228,7 +253,14 @@ def main() -> None:
                     help="run one of the two series")
     ap.add_argument("--window", action="store_true",
                     help="a tumbling window aggregate instead of the updating one")
+    ap.add_argument("--keep", action="store_true",
+                    help="leave the checkpoint directories (printed) for --recover")
+    ap.add_argument("--recover", default=None, metavar="DIR",
+                    help="only recover from the newest checkpoint a --keep run left in DIR")
     args = ap.parse_args()
+    if args.recover:
+        recover_only(Path(args.recover), args.window)
+        return
     print(f"query: {WINDOW_QUERY if args.window else QUERY}\n{args.keys:,} keys, {args.change:.1%} of them updated per "
           f"interval, {args.intervals} intervals; load {_load()}, {os.cpu_count()} CPUs")
     for whole in (False, True):
@@ -239,7 +271,10 @@ def main() -> None:
             print("whole snapshots (before):" if whole else "incremental snapshots:")
             run(args.keys, args.change, args.intervals, whole, root, args.window, args.sparse)
         finally:
-            shutil.rmtree(root, ignore_errors=True)
+            if args.keep:
+                print(f"  kept: {root} (--recover {root}{' --window' if args.window else ''})")
+            else:
+                shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

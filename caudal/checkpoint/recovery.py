@@ -19,7 +19,7 @@ would then write rows twice. The error says how to choose (``--from-epoch``, ``-
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -251,14 +251,32 @@ def load_state(storage: CheckpointStorage, manifest: Manifest, graph: PhysicalGr
     # the whole table of a chain an operator restores unfolded is decoded by the operator
     lazy = _unfolded_bases(manifest, graph)
 
+    # the whole tables left to the operators are checksummed on the pool while the deltas
+    # are merged here; load_state returns only once every checksum has passed (nothing is
+    # decoded from a whole table before that)
+    checks: list[Future[None]] = []
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="caudal-restore")
+
     def read(ref: Any) -> Any:
         if ref.path in lazy:
-            data = storage.read_verified(ref)
+            data = storage.read_sized(ref)
+            checks.append(pool.submit(storage.verify, ref, data))
             return pa.py_buffer(data) if isinstance(data, bytes) else data
         return storage.read_table(ref)
 
-    with ThreadPoolExecutor(threads, thread_name_prefix="caudal-restore") as pool:
+    try:
         tables = dict(zip(refs, pool.map(read, refs.values())))
+        restored = _payloads(manifest, graph, tables)
+        for check in checks:
+            check.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    restored.seconds = time.monotonic() - started
+    return restored
+
+
+def _payloads(manifest: Manifest, graph: PhysicalGraph, tables: dict[str, Any]) -> Restored:
+    """Every subtask's state from the files read (``tables``: by path)."""
     restored = Restored(manifest, {})
     for v in graph.vertices:
         old = manifest.vertex(v.id)
@@ -304,7 +322,6 @@ def load_state(storage: CheckpointStorage, manifest: Manifest, graph: PhysicalGr
             elif marks and len(marks) == len(old.subtasks):
                 payload["watermark"] = min(marks)   # no subtask may go back behind it
             restored.payloads[(v.id, i)] = payload
-    restored.seconds = time.monotonic() - started
     return restored
 
 

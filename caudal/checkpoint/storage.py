@@ -175,14 +175,25 @@ class CheckpointStorage:
         """A state file's bytes, after checking its size and checksum against the manifest.
         Files are written once and renamed into place, never changed in place, so a local
         one is memory-mapped."""
+        data = self.read_sized(ref)
+        self.verify(ref, data)
+        return data
+
+    def read_sized(self, ref: WrittenFile) -> pa.Buffer | bytes:
+        """A state file's bytes, its size checked but not yet its checksum (``verify``,
+        which must pass before anything is decoded from them)."""
         path = self.full(ref.path)
         data = self._mapped(path) if self.local else self.read_bytes(ref.path)
         if len(data) != ref.bytes:
             raise DamagedCheckpoint(f"checkpoint file {path} has {len(data)} bytes, the "
                                     f"manifest says {ref.bytes} (truncated or overwritten)")
-        if zlib.crc32(data) != ref.crc32:
-            raise DamagedCheckpoint(f"checkpoint file {path} is corrupt (checksum mismatch)")
         return data
+
+    def verify(self, ref: WrittenFile, data: pa.Buffer | bytes) -> None:
+        """Refuse ``data`` unless its CRC-32 is the one the manifest recorded."""
+        if zlib.crc32(data) != ref.crc32:
+            raise DamagedCheckpoint(f"checkpoint file {self.full(ref.path)} is corrupt "
+                                    f"(checksum mismatch)")
 
     # ---- directories ----------------------------------------------------------------------
 

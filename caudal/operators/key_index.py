@@ -54,6 +54,33 @@ def _mix(values: np.ndarray) -> np.ndarray:
     return z
 
 
+#: from this many values a bulk build sorts in two halves on two threads
+_PARALLEL_SORT = 1 << 22
+
+
+def _sort_in_two(values: np.ndarray, pivot: int) -> np.ndarray:
+    """``values`` (uint64) sorted, in place or as a new array: a large one as two parts
+    split at ``pivot`` (the values below it first), each sorted on its own thread (NumPy's
+    sort lets go of the GIL). A restore's hash index over 12 M keys spends most of its
+    time sorting, and the other core is free once the restore's columns are copied; hash
+    values are spread evenly, so the parts are about equal."""
+    if len(values) < _PARALLEL_SORT:
+        values.sort()
+        return values
+    from concurrent.futures import ThreadPoolExecutor
+
+    below = values < np.uint64(pivot)
+    k = int(np.count_nonzero(below))
+    parts = np.empty_like(values)
+    np.compress(below, values, out=parts[:k])
+    np.compress(np.logical_not(below, out=below), values, out=parts[k:])
+    with ThreadPoolExecutor(1, thread_name_prefix="caudal-sort") as pool:
+        upper = pool.submit(parts[k:].sort)
+        parts[:k].sort()
+        upper.result()
+    return parts
+
+
 def _sorted_homes(home: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The permutation sorting ``home`` (uint64 slot numbers) and the sorted homes: each home
     and its position packed into one uint64 and sorted by value (NumPy's SIMD sort: on this
@@ -65,7 +92,7 @@ def _sorted_homes(home: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return order, home[order]
     packed = home << np.uint64(low)
     packed |= np.arange(n, dtype=np.uint64)
-    packed.sort()
+    packed = _sort_in_two(packed, (int(home.max()) + 1) // 2 << low)
     order = (packed & np.uint64((1 << low) - 1)).view(np.int64)
     packed >>= np.uint64(low)
     return order, packed

@@ -237,30 +237,38 @@ class _Merged:
 
     def _load_unfolded(self, chain: Unfolded, upserts: pa.Table) -> None:
         """The state as ``chain``'s whole table, then its deltas' rows written by key.
-        The whole table is copied into the SlotTable a row group at a time, its key
-        columns first, and the KeyIndex built from them on another thread meanwhile (a
+        The whole table is copied into the SlotTable a row group at a time; its key
+        columns are decoded, copied and indexed (KeyIndex) on another thread meanwhile (a
         restore at the same parallelism: every row is this subtask's)."""
         from concurrent.futures import ThreadPoolExecutor
 
         schema = pa.schema([f for f in chain.schema if f.name != KEY_GROUP])
         n = chain.base_rows
         store = SlotTable.sized(schema, n, upserts.num_rows)
-        keys = chain.base_table(self.group)
-        store.fill(0, keys)
         others = [c for c in schema.names if c not in self.group]
+
+        def keyed() -> tuple[KeyIndex, np.ndarray | None]:
+            # the key columns decoded, copied and indexed on this thread while the caller
+            # copies the other columns (fill writes each column's arrays apart), and the
+            # deltas' keys looked up (the room reserved for them: nothing grows)
+            keys = chain.base_table(self.group)
+            store.fill(0, keys)
+            index = KeyIndex.build(self.group, keys, upserts.num_rows)
+            return index, index.ids(upserts.select(self.group))[0] if upserts.num_rows \
+                else None
+
         with ThreadPoolExecutor(1, thread_name_prefix="caudal-restore-index") as pool:
-            index = pool.submit(KeyIndex.build, self.group, keys, upserts.num_rows)
-            del keys
+            indexed = pool.submit(keyed)
             at = 0
             if others:
                 for part in chain.base_batches(others):
                     store.fill(at, part)
                     at += part.num_rows
+            index, ids = indexed.result()   # (the key columns filled too)
             store.seal()
-            self.store, self.index = store, index.result()
+        self.store, self.index = store, index
         self.changes = ChangedRows()
-        if upserts.num_rows:
-            ids, _ = self.index.ids(upserts.select(self.group))
+        if ids is not None:
             self.store.put(ids, upserts.select(schema.names))
 
     def rows(self) -> int:

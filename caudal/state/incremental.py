@@ -202,7 +202,9 @@ def _packed_pair(base: pa.Table, keys: pa.Table, key: Sequence[str]
             if len(values) and (values.min() < -(1 << 31) or values.max() >= 1 << 31):
                 return None
             halves.append(values)
-        out.append((halves[0] << 32) | (halves[1] & 0xFFFFFFFF))
+        packed = np.left_shift(halves[0], 32)   # in place from here: one temporary
+        packed |= np.bitwise_and(halves[1], 0xFFFFFFFF)
+        out.append(packed)
     return out[0], out[1]
 
 
@@ -263,11 +265,15 @@ def split_delta(base: pa.Table, delta: pa.Table, key: Sequence[str],
                 expire: Any = None) -> tuple[pa.Table, pa.Table]:
     """``apply_delta`` in two parts whose keys are disjoint: the base's rows that survive
     the delta (in the base's order) and the delta's upserts (as the base's columns)."""
-    flags = delta.column(DELETED)
-    rows = delta.drop_columns([DELETED])
-    upserts = rows.filter(pc.invert(flags))
-    kept = expire_rows(rows_without_keys(base, rows.select(list(key)), key), expire)
+    upserts, keys = _upserts_and_keys(delta, key)
+    kept = expire_rows(rows_without_keys(base, keys, key), expire)
     return kept, upserts.select(kept.schema.names).cast(kept.schema)
+
+
+def _upserts_and_keys(delta: pa.Table, key: Sequence[str]) -> tuple[pa.Table, pa.Table]:
+    """A delta's upserted rows, and the keys of all its rows (upserted or deleted)."""
+    rows = delta.drop_columns([DELETED])
+    return rows.filter(pc.invert(delta.column(DELETED))), rows.select(list(key))
 
 
 Part = tuple[pa.Table, str, Sequence[str], Any]
@@ -414,11 +420,21 @@ class Unfolded:
 
     def split(self) -> tuple[pa.Table, pa.Table]:
         """The state in two parts with disjoint keys (``split_delta``): the base's rows the
-        deltas leave, in the base's order, and the deltas' upserts."""
-        base = self.base_table()
+        deltas leave, in the base's order, and the deltas' upserts. A base still in its
+        file is split a row group at a time as it is decoded (the next one on another
+        thread): each decoded row group is filtered and let go, so the decoder's memory is
+        reused instead of a whole decoded table being held beside its filtered copy."""
         if self.delta is None:
+            base = self.base_table()
             return base, base.slice(0, 0)
-        return split_delta(base, self.delta, self.key, list(self.expire))
+        if isinstance(self.base, pa.Table):
+            return split_delta(self.base, self.delta, self.key, list(self.expire))
+        schema = self.schema
+        upserts, keys = _upserts_and_keys(self.delta, self.key)
+        kept = [expire_rows(rows_without_keys(part, keys, self.key), list(self.expire))
+                for part in self.base_batches(schema.names)]
+        table = pa.concat_tables(kept) if kept else schema.empty_table()
+        return table, upserts.select(schema.names).cast(schema)
 
     def upserts(self) -> pa.Table | None:
         """The delta's rows when it only inserts or replaces rows (no deletion, no expiry

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -64,6 +65,13 @@ def test_unfolded_is_the_folded_chain(base, history, as_bytes):
     else:
         assert deleted
     assert unfolded.base_rows == table.num_rows
+    # split a row group at a time from the bytes (the window aggregate's restore) or from
+    # the table: the base's rows the deltas leave, in order, and the deltas' upserts
+    kept, added = unfolded.split()
+    assert not set(kept.column("k").to_pylist()) & set(added.column("k").to_pylist())
+    assert {**_rows(kept), **_rows(added)} == want
+    assert kept.column("k").to_pylist() == [k for k in table.column("k").to_pylist()
+                                            if k in want and k not in _rows(added)]
     batches = list(unfolded.base_batches(["v"]))
     assert sum(b.num_rows for b in batches) == table.num_rows
     if batches:
@@ -136,3 +144,33 @@ def test_updating_aggregate_restored_unfolded_equals_folded():
 
     assert _changes(out_a) == _changes(out_b)
     assert _state(a) == _state(b)
+
+
+def test_a_corrupt_whole_table_left_to_the_operator_is_refused(tmp_path):
+    """The whole table an operator decodes itself is checksummed beside the merging of the
+    deltas, and load_state refuses it before any operator sees it."""
+    from bench.incremental_state import Rig, _batch
+    from caudal.checkpoint.errors import DamagedCheckpoint
+    from caudal.checkpoint.manifest import read_manifest
+    from caudal.checkpoint.recovery import load_state
+
+    rig = Rig(tmp_path)
+    rng = np.random.default_rng(1)
+    rig.op.process(_batch(np.arange(5000, dtype=np.int64), rng))
+    first, _, _ = rig.checkpoint()
+    rig.op.process(_batch(np.arange(0, 5000, 7, dtype=np.int64), rng))
+    epoch, _, _ = rig.checkpoint()
+    rig.coord.close()
+    manifest = read_manifest(rig.storage, epoch)
+    whole = [f.file.path for f in manifest.files() if f.file.path.startswith(
+        f"epoch-{first:08d}/")]
+    assert len(whole) == 1   # the whole table of the first checkpoint (a delta follows)
+    restored = load_state(rig.storage, manifest, rig.graph)
+    chain = restored.payloads[(rig.vertex, 0)]["operators"][rig.index]["table"]
+    assert isinstance(chain, Unfolded) and chain.delta is not None
+    path = tmp_path / "ck" / whole[0]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF   # same size: only the checksum can tell
+    path.write_bytes(bytes(data))
+    with pytest.raises(DamagedCheckpoint, match="checksum"):
+        load_state(rig.storage, manifest, rig.graph)
