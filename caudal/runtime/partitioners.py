@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
-from caudal.state.key_groups import split_by_subtask
+from caudal.state.key_groups import IntKeyTargets, split_by_subtask
 
 Route = Callable[[pa.RecordBatch], list[tuple[int, pa.RecordBatch]]]
 
@@ -22,7 +22,10 @@ def make_route(partitioning: str, keys: list[str], own_index: int, targets: int,
     if partitioning == "hash":
         if targets == 1:
             return lambda batch: [(0, batch)]
-        return lambda batch: split_by_subtask(batch, keys, targets, max_key_groups)
+        # one key column: its targets may come from a table of key -> subtask (integers)
+        lookup = IntKeyTargets(targets, max_key_groups) \
+            if len(keys) == 1 and targets <= 256 else None
+        return lambda batch: split_by_subtask(batch, keys, targets, max_key_groups, lookup)
     # round_robin (and forward between different parallelisms)
     state = {"next": own_index % targets}
 

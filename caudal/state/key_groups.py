@@ -221,26 +221,115 @@ def subtask_for_key_group(kg: np.ndarray | int, max_key_groups: int,
     return kg * parallelism // max_key_groups
 
 
-def split_by_subtask(batch: pa.RecordBatch, keys: Sequence[str], parallelism: int,
-                     max_key_groups: int = 128) -> list[tuple[int, pa.RecordBatch]]:
-    """Partition a batch by key: (subtask, rows for it) for every subtask that gets rows,
-    rows kept in their input order: one ``take`` per target (found by a pass per target when
-    there are few, else by one stable sort)."""
-    if batch.num_rows == 0:
-        return []
-    if parallelism == 1:
-        return [(0, batch)]
-    hashes = hash_columns(batch, keys)
+def _subtasks_of_hashes(hashes: np.ndarray, parallelism: int,
+                        max_key_groups: int) -> np.ndarray:
+    """The subtask of each key hash (consumes ``hashes``)."""
     if max_key_groups & (max_key_groups - 1) == 0 and parallelism <= 256:
         # the same as subtask_for_key_group(key_group(...)): a mask, a product and a shift
         # in place of a division, in one byte per row
         hashes &= np.uint64(max_key_groups - 1)
         hashes *= np.uint64(parallelism)
         hashes >>= np.uint64(max_key_groups.bit_length() - 1)
-        targets = hashes.astype(np.uint8)
-    else:
-        targets = subtask_for_key_group(key_group(hashes, max_key_groups), max_key_groups,
-                                        parallelism)
+        return hashes.astype(np.uint8)
+    return subtask_for_key_group(key_group(hashes, max_key_groups), max_key_groups,
+                                 parallelism)
+
+
+class IntKeyTargets:
+    """The subtask of each value of one signed-integer key column, looked up in a table of
+    the subtasks of a range of key values instead of hashed row by row.
+
+    Hashing an int64 key (splitmix64, ~8 NumPy passes) was ~9 ns a row, most of what a hash
+    edge costs on a narrow batch; a lookup is a min, a max, a subtraction and a gather. The
+    table holds the subtask of every key of ``[base, base + len(table))``, computed with the
+    same hash, so a row goes exactly where hashing it sends it (key groups are part of the
+    checkpoint format). It persists across batches and grows to cover the keys seen (ids
+    that grow with time extend it at its end, by doubling); a batch with NULL keys or keys
+    spanning more than ``MAX_SPAN`` values is hashed instead, and so is one whose keys would
+    make the table's entries exceed ``_BUDGET`` times the rows seen (scattered keys: the
+    table never costs much more than hashing every row would have)."""
+
+    #: entries (one byte each) of the table at most
+    MAX_SPAN = 1 << 22
+    #: table entries computed per row seen, at most (beyond a first batch's worth)
+    _BUDGET = 4
+    _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+    def __init__(self, parallelism: int, max_key_groups: int):
+        self.parallelism = parallelism
+        self.max_key_groups = max_key_groups
+        self.base = 0
+        self.table = np.zeros(0, np.uint8)
+        self.rows_seen = 0
+        self.computed = 0
+
+    def subtasks(self, column: pa.Array) -> np.ndarray | None:
+        """The subtask of each row, or None when this column is not one to look up."""
+        if column.null_count or not pa.types.is_signed_integer(column.type) or not len(column):
+            return None
+        self.rows_seen += len(column)
+        values = _values(column)
+        lo, hi = int(values.min()), int(values.max())
+        if hi - lo >= self.MAX_SPAN:
+            return None
+        if (lo < self.base or hi >= self.base + len(self.table)) and not self._cover(lo, hi):
+            return None
+        offsets = values.astype(np.int64)
+        offsets -= np.int64(self.base)
+        return self.table[offsets]
+
+    def _cover(self, lo: int, hi: int) -> bool:
+        """Extend (or move) the table so it covers ``[lo, hi]``; False if over budget."""
+        end = self.base + len(self.table)  # exclusive
+        new_lo, new_end = min(lo, self.base), max(hi + 1, end)
+        if len(self.table) and new_end - new_lo <= self.MAX_SPAN:
+            grow = len(self.table)  # extend a side that lacks by at least this: doubling
+            if new_lo < self.base:
+                new_lo = max(min(new_lo, self.base - grow), new_end - self.MAX_SPAN)
+            if new_end > end:
+                new_end = min(max(new_end, end + grow), new_lo + self.MAX_SPAN)
+            keep = True
+        else:  # the first batch, or keys far from the table's: start over, room to grow
+            new_lo, new_end = lo, min(hi + 1 + (hi - lo + 1), lo + self.MAX_SPAN)
+            keep = False
+        new_lo = max(new_lo, self._INT64_MIN)
+        new_end = min(new_end, self._INT64_MAX + 1)
+        needed = (new_end - new_lo) - (len(self.table) if keep else 0)
+        if self.computed + needed > self._BUDGET * self.rows_seen + (1 << 16):
+            return False
+        self.computed += needed
+        if keep:
+            parts = [self._compute(new_lo, self.base), self.table, self._compute(end, new_end)]
+            self.table = np.concatenate(parts)
+        else:
+            self.table = self._compute(new_lo, new_end)
+        self.base = new_lo
+        return True
+
+    def _compute(self, start: int, stop: int) -> np.ndarray:
+        """The subtasks of the keys ``start .. stop - 1``."""
+        if stop <= start:
+            return np.zeros(0, np.uint8)
+        keys = np.arange(stop - start, dtype=np.int64)
+        keys += np.int64(start)
+        targets = _subtasks_of_hashes(_hash_words(keys), self.parallelism, self.max_key_groups)
+        return targets.astype(np.uint8, copy=False)
+
+
+def split_by_subtask(batch: pa.RecordBatch, keys: Sequence[str], parallelism: int,
+                     max_key_groups: int = 128,
+                     lookup: IntKeyTargets | None = None) -> list[tuple[int, pa.RecordBatch]]:
+    """Partition a batch by key: (subtask, rows for it) for every subtask that gets rows,
+    rows kept in their input order: one ``take`` per target (found by a pass per target when
+    there are few, else by one stable sort). ``lookup`` (one signed-integer key column) finds
+    the targets in a table that persists across batches rather than by hashing each row."""
+    if batch.num_rows == 0:
+        return []
+    if parallelism == 1:
+        return [(0, batch)]
+    targets = lookup.subtasks(batch.column(keys[0])) if lookup is not None else None
+    if targets is None:
+        targets = _subtasks_of_hashes(hash_columns(batch, keys), parallelism, max_key_groups)
     if parallelism <= 8:
         # few targets: one pass per target finds its rows in order (cheaper than a sort)
         out = []

@@ -1,5 +1,6 @@
 """Key-group hashing: fixed values (the hash is part of the checkpoint format), equal values of
-different physical types, sliced arrays, nulls, several columns, evenness and the split."""
+different physical types, sliced arrays, nulls, several columns, evenness and the split (and
+its table of integer key -> subtask, which must route exactly as the hash does)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from caudal.errors import PlanError
 from caudal.state.key_groups import (
     NULL_HASH,
+    IntKeyTargets,
     hash_array,
     hash_columns,
     key_group,
@@ -159,3 +161,45 @@ def test_equal_keys_always_land_in_the_same_subtask(rows, parallelism):
     for start in range(len(rows)):
         [(subtask, _)] = split_by_subtask(batch.slice(start, 1), ["i", "s"], parallelism)
         assert owner[tuple(rows[start])] == subtask
+
+
+@pytest.mark.parametrize("parallelism,max_key_groups", [(2, 128), (3, 128), (4, 100), (7, 128)])
+def test_int_key_table_routes_exactly_as_the_hash(parallelism, max_key_groups):
+    """Batches of growing ids, scattered keys, keys near both ends of int64, sliced and
+    narrower columns, NULLs: every row goes where its hash sends it, table or not."""
+    rng = np.random.default_rng(parallelism)
+    lookup = IntKeyTargets(parallelism, max_key_groups)
+    used = 0
+    for i in range(150):
+        n = int(rng.integers(1, 3000))
+        kind = i % 6
+        if kind == 0:
+            v = rng.integers(i * 1000, i * 1000 + 3000, n)    # ids growing with time
+        elif kind == 1:
+            v = rng.integers(-2**63, 2**63 - 1, n, dtype=np.int64)
+        elif kind == 2:
+            v = rng.integers(2**63 - 5000, 2**63 - 1, n, dtype=np.int64, endpoint=True)
+        elif kind == 3:
+            v = rng.integers(-2**63, -2**63 + 5000, n, dtype=np.int64)
+        elif kind == 4:
+            v = rng.integers(-10**5, 10**5, n)
+        else:
+            v = rng.integers(0, IntKeyTargets.MAX_SPAN + 10, n)
+        arrays = [pa.array(v), pa.array(np.concatenate([[0], v]))[1:]]
+        if np.abs(v).max() < 2**31:
+            arrays.append(pa.array(v, pa.int32()))
+        if kind == 4:
+            arrays.append(pa.array([None, *v.tolist()], pa.int64()))
+        for array in arrays:
+            expected = subtask_for_key_group(key_group(hash_array(array), max_key_groups),
+                                             max_key_groups, parallelism)
+            got = lookup.subtasks(array)
+            if got is not None:
+                used += 1
+                assert got.tolist() == expected.tolist()
+            batch = pa.record_batch({"k": array, "row": pa.array(np.arange(len(array)))})
+            with_table = split_by_subtask(batch, ["k"], parallelism, max_key_groups, lookup)
+            assert [(s, b.to_pydict()) for s, b in with_table] == [
+                (s, b.to_pydict())
+                for s, b in split_by_subtask(batch, ["k"], parallelism, max_key_groups)]
+    assert used > 100 and len(lookup.table) <= IntKeyTargets.MAX_SPAN
