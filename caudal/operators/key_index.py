@@ -421,7 +421,10 @@ class SlotTable:
         out = cls(schema)
         for name, values in out._values.items():
             out._values[name] = np.empty(max(rows + reserve, _MIN_SLOTS), dtype=values.dtype)
-            out._valid[name] = np.ones(max(rows + reserve, _MIN_SLOTS), dtype=bool)
+            # the first ``rows`` are written by ``fill`` (on the thread that fills the
+            # column: a restore's columns are filled on two threads), the room after them here
+            out._valid[name] = np.empty(max(rows + reserve, _MIN_SLOTS), dtype=bool)
+            out._valid[name][rows:] = True
         out.size = rows
         out._filling = {f.name: [] for f in schema if f.name in out._arrow}
         out._filled = dict.fromkeys(schema.names, 0)
@@ -445,6 +448,8 @@ class SlotTable:
                     if chunk.null_count:
                         valid[at:end] = chunk.is_valid().to_numpy(zero_copy_only=False)
                         chunk = chunk.fill_null(0)
+                    else:
+                        valid[at:end] = True
                     values[at:end] = chunk.to_numpy(zero_copy_only=False)
                     at = end
             self._filled[name] += n
