@@ -101,9 +101,10 @@ def test_trivial_jobs_to_stdout_import_only_what_they_use(tmp_path, name, source
 
 def test_windowed_jobs_import_only_what_they_use(tmp_path):
     """INTERVAL literals are read without Polars at planning; a tumbling count and q7's
-    window max join run on Arrow and NumPy alone."""
+    window max join run on Arrow and NumPy alone (the column it reads late, ``x``, from the
+    pages holding the kept rows: no DuckDB)."""
     pq.write_table(pa.table({
-        "a": list(range(10)),
+        "a": list(range(10)), "x": [f"x{i}" for i in range(10)],
         "t": pa.array([i * 1_000_000 for i in range(10)], pa.timestamp("us", tz="UTC"))}),
         tmp_path / "ten.parquet")
     window = "TABLE(TUMBLE(TABLE src, DESCRIPTOR(t), INTERVAL '2' SECOND))"
@@ -115,7 +116,7 @@ def test_windowed_jobs_import_only_what_they_use(tmp_path):
         f"INSERT INTO out SELECT window_end, count(*) FROM {window} "
         "GROUP BY window_start, window_end;\n"
         "CREATE TABLE out2 WITH (connector = 'blackhole');\n"
-        f"INSERT INTO out2 SELECT S.a FROM src S JOIN (SELECT max(a) AS m, window_end AS e "
+        f"INSERT INTO out2 SELECT S.a, S.x FROM src S JOIN (SELECT max(a) AS m, window_end AS e "
         f"FROM {window} GROUP BY window_start, window_end) W ON S.a = W.m "
         "WHERE S.t BETWEEN W.e - INTERVAL '2' SECOND AND W.e;\n")
     code = f"import caudal.cli\nassert caudal.cli.main(['run', {str(job)!r}]) == 0"

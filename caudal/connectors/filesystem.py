@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
@@ -456,19 +457,28 @@ def _add_locators(table: pa.Table, key: int, first_row: int) -> pa.Table:
     return table.append_column(LOCATOR_SCHEMA.field(1), pa.array(rows))
 
 
+def _read_at(handle: Any, offset: int, length: int) -> pa.Buffer:
+    handle.seek(offset)
+    return handle.read_buffer(length)
+
+
 class RowFetcher:
     """Reads columns of a table's Parquet files back by row locator (TableSpec.late_columns)
-    for the few rows a selective operator kept: DuckDB's Parquet reader decodes a column
-    only around the rows asked for (the file's row number is a filter it pushes into the
-    scan), where pyarrow decodes whole column chunks. The files are listed once; a locator
-    whose file key no longer matches a file (replaced, changed or removed since its row was
-    read, e.g. before a restore) is an error, never a wrong row."""
+    for the few rows a selective operator kept. pyarrow decodes whole column chunks, so the
+    rows are read from the pages holding them (formats.parquet_pages: page headers walked,
+    one page decompressed per row); a layout that reader refuses goes through DuckDB's
+    Parquet reader (the file's row number is a filter it pushes into the scan; it
+    decompresses the chunk's pages but builds no whole column) or, on a filesystem DuckDB
+    cannot open, pyarrow's row groups. The files are listed once; a locator whose file key
+    no longer matches a file (replaced, changed or removed since its row was read, e.g.
+    before a restore) is an error, never a wrong row."""
 
     def __init__(self, table: TableSpec, columns: list[str]):
         self.table = table
         self.schema = pa.schema([table.schema.field(c) for c in columns])
         self._paths: dict[int, str] | None = None
         self._names: dict[str, list[str]] = {}
+        self._open: dict[str, tuple[Any, np.ndarray, Any]] = {}
         self._con: Any = None
 
     def _path(self, key: int) -> str:
@@ -510,9 +520,10 @@ class RowFetcher:
             file = formats.get("parquet").open_file(self._fs, path)
             names = self._names[path] = formats.match_columns(
                 file.schema_arrow.names, self.schema, f"file {path}")
-        if isinstance(self._fs, pafs.LocalFileSystem):
+        got = self._pages(path, names, wanted)
+        if got is None and isinstance(self._fs, pafs.LocalFileSystem):
             got = self._duckdb(path, names, wanted)
-        else:
+        elif got is None:
             got = self._pyarrow(path, names, wanted)
         got_rows = got.column(0).to_numpy()
         place = np.searchsorted(got_rows, rows)
@@ -523,6 +534,43 @@ class RowFetcher:
         index = pa.array(place)
         return [got.column(i + 1).take(index).cast(f.type)
                 for i, f in enumerate(self.schema)]
+
+    def _pages(self, path: str, names: list[str], wanted: np.ndarray) -> pa.Table | None:
+        """The rows from the pages that hold them only (formats.parquet_pages); None when
+        a column's layout is not one it decodes."""
+        from caudal.formats.parquet_pages import read_rows
+
+        opened = self._open.get(path)
+        if opened is None:
+            file = formats.get("parquet").open_file(self._fs, path)
+            meta = file.metadata
+            starts = np.cumsum([0] + [meta.row_group(i).num_rows
+                                      for i in range(meta.num_row_groups)])
+            opened = self._open[path] = (file, starts, self._fs.open_input_file(path))
+        file, starts, handle = opened
+        group = np.searchsorted(starts, wanted, side="right") - 1
+        if len(wanted) and (group[0] < 0 or group[-1] >= len(starts) - 1):
+            return None  # rows past the file's end: a changed file, reported by the caller
+        columns: list[list[pa.Array]] = [[] for _ in names]
+        for g in np.unique(group).tolist():
+            mine = wanted[group == g] - starts[g]
+            for i, (name, field) in enumerate(zip(names, self.schema)):
+                got = read_rows(file, name, field.type, g, mine, partial(_read_at, handle))
+                if got is None:
+                    return None
+                columns[i].append(got)
+        return pa.Table.from_arrays(
+            [pa.array(wanted, pa.int64())] + [pa.chunked_array(c, f.type)
+                                              for c, f in zip(columns, self.schema)],
+            names=["file_row_number", *names])
+
+    def close(self) -> None:
+        for _, _, handle in self._open.values():
+            handle.close()
+        self._open = {}
+        if self._con is not None:
+            self._con.close()
+            self._con = None
 
     def _duckdb(self, path: str, names: list[str], wanted: np.ndarray) -> pa.Table:
         if self._con is None:

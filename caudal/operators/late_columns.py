@@ -52,3 +52,8 @@ class LateColumns(Operator):
                 col = col.cast(field.type)
             out.append(col)
         return (pa.RecordBatch.from_arrays(out, schema=self.output_schema),)
+
+    def close(self) -> None:
+        if self._fetcher is not None:
+            self._fetcher.close()
+            self._fetcher = None

@@ -5,8 +5,9 @@ decoded for every row: Nexmark q7 keeps ~1 bid in a million, yet decoding ``extr
 bytes a bid) was a third of its CPU time. Where that holds, the source emits a row locator
 (``LOCATOR_FILE``, ``LOCATOR_ROW``: hidden columns) in place of the column, the operator
 carries the locator like any column (and checkpoints it with its rows), and a
-``LateColumns`` step right after it reads the column back for the kept rows only
-(operators.late_columns, connectors.filesystem.RowFetcher).
+``LateColumns`` step right after it reads the column back for the kept rows only, from the
+pages that hold them (operators.late_columns, connectors.filesystem.RowFetcher,
+formats.parquet_pages).
 
 It applies only where it cannot change a result:
 

@@ -153,17 +153,20 @@ def _table_spec(path: Path) -> TableSpec:
     return TableSpec("bids", "filesystem", {"path": str(path)}, schema)
 
 
-@pytest.mark.parametrize("reader", ["duckdb", "pyarrow"])
+@pytest.mark.parametrize("reader", ["pages", "duckdb", "pyarrow"])
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, 1000), picks=st.integers(0, 60))
 def test_fetcher_reads_the_located_rows(tmp_path_factory, monkeypatch, reader, seed, picks):
     """RowFetcher returns the rows at the locators, in their order (repeats, several files),
-    through DuckDB (local files) and pyarrow (other filesystems)."""
+    from the pages holding them (formats.parquet_pages) and, for layouts that reader
+    refuses, through DuckDB (local files) or pyarrow (other filesystems)."""
     path = tmp_path_factory.mktemp("f")
     table = _bids(700, seed)
     _write(path, table, 2, 64)
     rng = np.random.default_rng(seed)
     fetcher = RowFetcher(_table_spec(path), ["extra", "auction"])
+    if reader != "pages":
+        monkeypatch.setattr(fetcher, "_pages", lambda *a: None)
     if reader == "pyarrow":
         monkeypatch.setattr(fetcher, "_duckdb", fetcher._pyarrow)
     files = sorted(path.iterdir())
