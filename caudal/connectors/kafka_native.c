@@ -9,8 +9,11 @@
  *
  * Only the public ABI of librdkafka is declared here (rdkafka.h is not shipped by the wheel).
  */
+#include <errno.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
 
@@ -208,4 +211,581 @@ void caudal_take(rd_kafka_message_t **msgs, int n, const uint8_t *keep, char *va
 void caudal_destroy(rd_kafka_message_t **msgs, int n) {
     for (int i = 0; i < n; i++)
         rd_kafka_message_destroy(msgs[i]);
+}
+
+/* ---- the typed JSON decoder ------------------------------------------------------------
+ *
+ * Decodes a batch of JSON messages laid end to end (message i ends at ends[i], its last
+ * byte the newline separator) straight into Arrow buffers: one flat object per message whose
+ * keys are the declared columns (any order; a missing key is NULL; any other key is checked
+ * to be valid JSON and skipped, as Arrow's parser ignores it). It accepts a strict subset of
+ * what caudal's JSON decoder (Arrow's parser and its conversions) accepts, and gives the same
+ * values for it: anything it is not certain about (an escaped key, a duplicate column, a
+ * value of another JSON type, a number out of range or with a fraction for an integer,
+ * NaN/Infinity, invalid UTF-8, a raw control character, a lone surrogate, a timestamp form
+ * outside the common ones, white space before the object, anything after it) makes it give
+ * up on the whole batch (returns the failing row, >= 0), and the caller decodes the batch the
+ * usual way, so results and bad_data handling stay those of Arrow's path. */
+
+enum { K_I8 = 1, K_I16, K_I32, K_I64, K_F64, K_BOOL, K_STR, K_TS };
+
+typedef struct {
+    int kind;
+    const char *name;     /* UTF-8, not NUL-terminated */
+    int64_t name_len;
+    uint8_t *validity;    /* bit per row, zeroed by the caller */
+    void *values;         /* int8..int64 / double / bit per row (bool) / int32 offsets */
+    char *data;           /* strings: bytes; capacity data_cap */
+    int64_t data_cap;
+    int64_t data_len;     /* out: bytes written */
+    int64_t nulls;        /* out */
+} caudal_column;
+
+#define WS(c) ((c) == ' ' || (c) == '\t' || (c) == '\r' || (c) == '\n')
+
+static const char *skip_ws(const char *p, const char *end) {
+    while (p < end && WS(*p))
+        p++;
+    return p;
+}
+
+/* The length of a valid UTF-8 sequence at p (first byte >= 0x80), 0 when not valid (overlong
+ * forms, surrogates, above U+10FFFF, cut short). */
+static int utf8_len(const unsigned char *p, const unsigned char *end) {
+    unsigned c = p[0];
+    if (c >= 0xC2 && c <= 0xDF) {
+        if (end - p < 2 || (p[1] & 0xC0) != 0x80)
+            return 0;
+        return 2;
+    }
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (end - p < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80)
+            return 0;
+        if (c == 0xE0 && p[1] < 0xA0)
+            return 0;
+        if (c == 0xED && p[1] >= 0xA0)
+            return 0;
+        return 3;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (end - p < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 ||
+            (p[3] & 0xC0) != 0x80)
+            return 0;
+        if (c == 0xF0 && p[1] < 0x90)
+            return 0;
+        if (c == 0xF4 && p[1] >= 0x90)
+            return 0;
+        return 4;
+    }
+    return 0;
+}
+
+static int hex4(const char *p, unsigned *out) {
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+        else return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* A JSON string at p (just after its opening quote), unescaped into out (when out is not
+ * NULL; room for as many bytes as the escaped text holds). Returns the position after the
+ * closing quote and sets *len, or NULL to give up. */
+static const char *read_string(const char *p, const char *end, char *out, int64_t *len) {
+    int64_t n = 0;
+    for (;;) {
+        const char *run = p;
+        while (p < end) {
+            unsigned char c = (unsigned char)*p;
+            if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80)
+                break;
+            p++;
+        }
+        if (out && p > run) {
+            memcpy(out + n, run, (size_t)(p - run));
+        }
+        n += p - run;
+        if (p >= end)
+            return NULL;
+        unsigned char c = (unsigned char)*p;
+        if (c == '"') {
+            *len = n;
+            return p + 1;
+        }
+        if (c < 0x20)
+            return NULL;
+        if (c >= 0x80) {
+            int k = utf8_len((const unsigned char *)p, (const unsigned char *)end);
+            if (!k)
+                return NULL;
+            if (out)
+                memcpy(out + n, p, (size_t)k);
+            n += k;
+            p += k;
+            continue;
+        }
+        /* an escape */
+        if (end - p < 2)
+            return NULL;
+        char e = p[1], ch;
+        switch (e) {
+        case '"': ch = '"'; break;
+        case '\\': ch = '\\'; break;
+        case '/': ch = '/'; break;
+        case 'b': ch = '\b'; break;
+        case 'f': ch = '\f'; break;
+        case 'n': ch = '\n'; break;
+        case 'r': ch = '\r'; break;
+        case 't': ch = '\t'; break;
+        case 'u': {
+            unsigned cp, lo;
+            if (end - p < 6 || !hex4(p + 2, &cp))
+                return NULL;
+            p += 6;
+            if (cp >= 0xDC00 && cp <= 0xDFFF)
+                return NULL;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || !hex4(p + 2, &lo) ||
+                    lo < 0xDC00 || lo > 0xDFFF)
+                    return NULL;
+                p += 6;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            char buf[4];
+            int k;
+            if (cp < 0x80) { buf[0] = (char)cp; k = 1; }
+            else if (cp < 0x800) {
+                buf[0] = (char)(0xC0 | (cp >> 6)); buf[1] = (char)(0x80 | (cp & 0x3F)); k = 2;
+            } else if (cp < 0x10000) {
+                buf[0] = (char)(0xE0 | (cp >> 12)); buf[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+                buf[2] = (char)(0x80 | (cp & 0x3F)); k = 3;
+            } else {
+                buf[0] = (char)(0xF0 | (cp >> 18)); buf[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+                buf[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); buf[3] = (char)(0x80 | (cp & 0x3F));
+                k = 4;
+            }
+            if (out)
+                memcpy(out + n, buf, (size_t)k);
+            n += k;
+            continue;
+        }
+        default:
+            return NULL;
+        }
+        if (out)
+            out[n] = ch;
+        n++;
+        p += 2;
+    }
+}
+
+/* The extent of a JSON number at p (strict grammar); NULL to give up. *is_int: no fraction
+ * and no exponent. Long numbers and large exponents are given up on (rapidjson refuses some
+ * of those as too big where a plain conversion would not). */
+static const char *number_end(const char *p, const char *end, int *is_int) {
+    const char *s = p;
+    *is_int = 1;
+    if (p < end && *p == '-')
+        p++;
+    if (p >= end)
+        return NULL;
+    if (*p == '0')
+        p++;
+    else if (*p >= '1' && *p <= '9')
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+    else
+        return NULL;
+    if (p < end && *p == '.') {
+        *is_int = 0;
+        p++;
+        const char *d = p;
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+        if (p == d)
+            return NULL;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        *is_int = 0;
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        const char *d = p;
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+        if (p == d || p - d > 2)   /* |exponent| < 100 */
+            return NULL;
+    }
+    if (p - s > 40)
+        return NULL;
+    return p;
+}
+
+static const char *skip_value(const char *p, const char *end, int depth);
+
+static const char *skip_container(const char *p, const char *end, int depth, char close) {
+    /* p just after '{' or '[' */
+    if (depth > 32)
+        return NULL;
+    p = skip_ws(p, end);
+    if (p < end && *p == close)
+        return p + 1;
+    for (;;) {
+        if (close == '}') {
+            int64_t len;
+            if (p >= end || *p != '"')
+                return NULL;
+            p = read_string(p + 1, end, NULL, &len);
+            if (!p)
+                return NULL;
+            p = skip_ws(p, end);
+            if (p >= end || *p != ':')
+                return NULL;
+            p = skip_ws(p + 1, end);
+        }
+        p = skip_value(p, end, depth + 1);
+        if (!p)
+            return NULL;
+        p = skip_ws(p, end);
+        if (p >= end)
+            return NULL;
+        if (*p == close)
+            return p + 1;
+        if (*p != ',')
+            return NULL;
+        p = skip_ws(p + 1, end);
+    }
+}
+
+static int literal(const char *p, const char *end, const char *word, size_t n) {
+    return (size_t)(end - p) >= n && memcmp(p, word, n) == 0;
+}
+
+/* Checks and skips one JSON value (a key no column is declared for). */
+static const char *skip_value(const char *p, const char *end, int depth) {
+    int64_t len;
+    int is_int;
+    if (p >= end)
+        return NULL;
+    switch (*p) {
+    case '"': return read_string(p + 1, end, NULL, &len);
+    case '{': return skip_container(p + 1, end, depth, '}');
+    case '[': return skip_container(p + 1, end, depth, ']');
+    case 't': return literal(p, end, "true", 4) ? p + 4 : NULL;
+    case 'f': return literal(p, end, "false", 5) ? p + 5 : NULL;
+    case 'n': return literal(p, end, "null", 4) ? p + 4 : NULL;
+    default: return number_end(p, end, &is_int);
+    }
+}
+
+static const int64_t INT_MIN_OF[] = {0, INT8_MIN, INT16_MIN, INT32_MIN, INT64_MIN};
+static const int64_t INT_MAX_OF[] = {0, INT8_MAX, INT16_MAX, INT32_MAX, INT64_MAX};
+
+static int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static int digits(const char *p, int n, int *out) {
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return 0;
+        v = v * 10 + (p[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+/* A timestamp text as Arrow's ISO-8601 parser reads it into microseconds (a form it reads:
+ * YYYY-MM-DD, then optionally [T or space]HH[:MM[:SS[.f{1,6}]]], then optionally Z, +HH,
+ * +HHMM or +HH:MM); 0 to give up. */
+static int parse_timestamp(const char *s, int64_t n, int64_t *out) {
+    int y, mo, d, h = 0, mi = 0, se = 0, us = 0;
+    if (n < 10 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) || s[7] != '-' ||
+        !digits(s + 8, 2, &d))
+        return 0;
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (y < 1 || mo < 1 || mo > 12 || d < 1)
+        return 0;
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (d > mdays[mo - 1] + (mo == 2 && leap))
+        return 0;
+    int64_t i = 10;
+    int64_t offset = 0;
+    if (i < n) {
+        if (s[i] != 'T' && s[i] != ' ')
+            return 0;
+        i++;
+        if (n - i < 2 || !digits(s + i, 2, &h) || h > 23)
+            return 0;
+        i += 2;
+        if (i < n && s[i] == ':') {
+            if (n - i < 3 || !digits(s + i + 1, 2, &mi) || mi > 59)
+                return 0;
+            i += 3;
+            if (i < n && s[i] == ':') {
+                if (n - i < 3 || !digits(s + i + 1, 2, &se) || se > 59)
+                    return 0;
+                i += 3;
+                if (i < n && s[i] == '.') {
+                    i++;
+                    int k = 0;
+                    while (i < n && s[i] >= '0' && s[i] <= '9' && k < 7) {
+                        us = us * 10 + (s[i] - '0');
+                        i++;
+                        k++;
+                    }
+                    if (k == 0 || k > 6)
+                        return 0;
+                    for (; k < 6; k++)
+                        us *= 10;
+                }
+            }
+        }
+        if (i < n) {
+            if (s[i] == 'Z') {
+                i++;
+            } else if (s[i] == '+' || s[i] == '-') {
+                int sign = s[i] == '-' ? -1 : 1, oh, om = 0;
+                i++;
+                if (n - i < 2 || !digits(s + i, 2, &oh) || oh > 23)
+                    return 0;
+                i += 2;
+                if (i < n && s[i] == ':') {
+                    if (n - i < 3 || !digits(s + i + 1, 2, &om) || om > 59)
+                        return 0;
+                    i += 3;
+                } else if (n - i >= 2 && s[i] >= '0' && s[i] <= '9') {
+                    if (!digits(s + i, 2, &om) || om > 59)
+                        return 0;
+                    i += 2;
+                }
+                offset = sign * ((int64_t)oh * 3600 + om * 60);
+            } else {
+                return 0;
+            }
+            if (i != n)
+                return 0;
+        }
+    }
+    int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - offset;
+    *out = secs * 1000000 + us;
+    return 1;
+}
+
+static inline void set_bit(uint8_t *bits, int64_t i) { bits[i >> 3] |= (uint8_t)(1u << (i & 7)); }
+
+/* One declared column's value at p into row `row`; NULL to give up. */
+static const char *read_column(caudal_column *col, int64_t row, const char *p, const char *end) {
+    if (p >= end)
+        return NULL;
+    if (*p == 'n') {
+        if (!literal(p, end, "null", 4))
+            return NULL;
+        return p + 4;   /* NULL: validity bit stays 0, value slot written by the caller */
+    }
+    switch (col->kind) {
+    case K_I8: case K_I16: case K_I32: case K_I64: {
+        int is_int;
+        const char *q = number_end(p, end, &is_int);
+        if (!q || !is_int)
+            return NULL;
+        const char *s = p;
+        int neg = *s == '-';
+        if (neg)
+            s++;
+        uint64_t v = 0;
+        for (; s < q; s++) {
+            unsigned dgt = (unsigned)(*s - '0');
+            if (v > (UINT64_MAX - dgt) / 10)
+                return NULL;
+            v = v * 10 + dgt;
+        }
+        int64_t x;
+        if (neg) {
+            if (v > (uint64_t)INT64_MAX + 1)
+                return NULL;
+            x = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
+        } else {
+            if (v > (uint64_t)INT64_MAX)
+                return NULL;
+            x = (int64_t)v;
+        }
+        if (x < INT_MIN_OF[col->kind] || x > INT_MAX_OF[col->kind])
+            return NULL;
+        switch (col->kind) {
+        case K_I8: ((int8_t *)col->values)[row] = (int8_t)x; break;
+        case K_I16: ((int16_t *)col->values)[row] = (int16_t)x; break;
+        case K_I32: ((int32_t *)col->values)[row] = (int32_t)x; break;
+        default: ((int64_t *)col->values)[row] = x; break;
+        }
+        set_bit(col->validity, row);
+        return q;
+    }
+    case K_F64: {
+        int is_int;
+        const char *q = number_end(p, end, &is_int);
+        if (!q)
+            return NULL;
+        char buf[48];
+        memcpy(buf, p, (size_t)(q - p));
+        buf[q - p] = 0;
+        errno = 0;
+        double v = strtod(buf, NULL);
+        if (errno == ERANGE || !isfinite(v))
+            return NULL;
+        ((double *)col->values)[row] = v;
+        set_bit(col->validity, row);
+        return q;
+    }
+    case K_BOOL: {
+        if (literal(p, end, "true", 4)) {
+            set_bit((uint8_t *)col->values, row);
+            set_bit(col->validity, row);
+            return p + 4;
+        }
+        if (literal(p, end, "false", 5)) {
+            set_bit(col->validity, row);
+            return p + 5;
+        }
+        return NULL;
+    }
+    case K_STR: {
+        if (*p != '"')
+            return NULL;
+        int64_t len;
+        /* the unescaped text is never longer than the escaped one */
+        int64_t room = col->data_cap - col->data_len;
+        if (end - p > room)
+            return NULL;
+        const char *q = read_string(p + 1, end, col->data + col->data_len, &len);
+        if (!q)
+            return NULL;
+        col->data_len += len;
+        set_bit(col->validity, row);
+        return q;
+    }
+    case K_TS: {
+        if (*p != '"')
+            return NULL;
+        const char *s = p + 1, *q = s;
+        while (q < end && *q != '"') {
+            if (*q == '\\' || (unsigned char)*q < 0x20 || (unsigned char)*q >= 0x80)
+                return NULL;
+            q++;
+        }
+        if (q >= end)
+            return NULL;
+        int64_t us;
+        if (!parse_timestamp(s, q - s, &us))
+            return NULL;
+        ((int64_t *)col->values)[row] = us;
+        set_bit(col->validity, row);
+        return q + 1;
+    }
+    }
+    return NULL;
+}
+
+/* Decodes n messages of data (message i ends at ends[i], its last byte a separator) into
+ * the columns (validity and bool value bitmaps zeroed by the caller). Returns -1 when every
+ * message was decoded, else the row where it gave up. */
+int64_t caudal_json_decode(const char *data, const int64_t *ends, int64_t n,
+                           caudal_column *cols, int ncols) {
+    for (int c = 0; c < ncols; c++) {
+        cols[c].data_len = 0;
+        cols[c].nulls = 0;
+        if (cols[c].kind == K_STR)
+            ((int32_t *)cols[c].values)[0] = 0;
+    }
+    int64_t start = 0;
+    for (int64_t row = 0; row < n; row++) {
+        const char *p = data + start, *end = data + ends[row] - 1;
+        start = ends[row];
+        uint64_t seen = 0;
+        if (p >= end || *p != '{')
+            return row;
+        p = skip_ws(p + 1, end);
+        if (p < end && *p == '}') {
+            p++;
+        } else {
+            for (;;) {
+                if (p >= end || *p != '"')
+                    return row;
+                const char *k = ++p;
+                while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20 &&
+                       (unsigned char)*p < 0x80)
+                    p++;
+                if (p >= end || *p != '"')
+                    return row;   /* an escape or a non-ASCII key: Arrow's path decides */
+                int64_t klen = p - k;
+                p = skip_ws(p + 1, end);
+                if (p >= end || *p != ':')
+                    return row;
+                p = skip_ws(p + 1, end);
+                int found = -1;
+                for (int c = 0; c < ncols; c++) {
+                    if (cols[c].name_len == klen && memcmp(cols[c].name, k, (size_t)klen) == 0) {
+                        found = c;
+                        break;
+                    }
+                }
+                if (found < 0) {
+                    p = skip_value(p, end, 0);
+                } else {
+                    if (seen & (1ull << found))
+                        return row;   /* Arrow refuses a key given twice */
+                    seen |= 1ull << found;
+                    p = read_column(&cols[found], row, p, end);
+                }
+                if (!p)
+                    return row;
+                p = skip_ws(p, end);
+                if (p >= end)
+                    return row;
+                if (*p == '}') {
+                    p++;
+                    break;
+                }
+                if (*p != ',')
+                    return row;
+                p = skip_ws(p + 1, end);
+            }
+        }
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\r'))
+            p++;
+        if (p != end)
+            return row;
+        for (int c = 0; c < ncols; c++) {
+            caudal_column *col = &cols[c];
+            int valid = (col->validity[row >> 3] >> (row & 7)) & 1;
+            col->nulls += !valid;
+            if (col->kind == K_STR) {
+                if (col->data_len > INT32_MAX)
+                    return row;
+                ((int32_t *)col->values)[row + 1] = (int32_t)col->data_len;
+            } else if (!valid) {   /* a NULL's slot holds 0, as Arrow's arrays do */
+                switch (col->kind) {
+                case K_I8: ((int8_t *)col->values)[row] = 0; break;
+                case K_I16: ((int16_t *)col->values)[row] = 0; break;
+                case K_I32: ((int32_t *)col->values)[row] = 0; break;
+                case K_I64: case K_TS: ((int64_t *)col->values)[row] = 0; break;
+                case K_F64: ((double *)col->values)[row] = 0; break;
+                default: break;
+                }
+            }
+        }
+    }
+    return -1;
 }
