@@ -166,6 +166,8 @@ class KafkaSource(Source):
         #: can be had and no headers are read (those come through confluent-kafka's Consumer,
         #: which then reads the messages too)
         self._native: kafka_native.NativeConsumer | None = None
+        #: the C decoder of JSON batches read by the native drain, when the columns allow it
+        self._typed: kafka_native.TypedJson | None = None
         if self.format in ("json", "debezium_json"):
             schema = envelope(self.data_schema) if self.changelog else self.data_schema
             self._decoder = formats.get("json").Decoder(schema, table.options)
@@ -210,6 +212,8 @@ class KafkaSource(Source):
         lib = kafka_native.load() if "headers" not in self._metadata_keys else None
         if lib is not None:
             self._native = kafka_native.NativeConsumer(lib, self._config(), self.topic)
+            if self.format == "json":
+                self._typed = kafka_native.TypedJson.of(lib, self._decoder)
 
     def partitions(self, parallelism: int) -> list[str]:
         self.parallelism = parallelism
@@ -557,7 +561,9 @@ class KafkaSource(Source):
             data = _no_columns(count)
         elif json_lines:
             data = None
-            if newlines == 0:   # else pretty-printed JSON: the values one by one
+            if newlines == 0 and self._typed is not None:   # the common case, in C
+                data = self._typed.decode(values, ends)
+            if newlines == 0 and data is None:   # else pretty-printed JSON: one by one
                 try:
                     data = self._decoder.decode(values, count, _objects(values, ends))
                 except pa.ArrowInvalid:   # bad messages: found one by one

@@ -724,11 +724,18 @@ int64_t caudal_json_decode(const char *data, const int64_t *ends, int64_t n,
                 if (p >= end || *p != '"')
                     return row;
                 const char *k = ++p;
-                while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20 &&
-                       (unsigned char)*p < 0x80)
-                    p++;
+                while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20) {
+                    if ((unsigned char)*p >= 0x80) {
+                        int len = utf8_len((const unsigned char *)p, (const unsigned char *)end);
+                        if (!len)
+                            return row;
+                        p += len;
+                    } else {
+                        p++;
+                    }
+                }
                 if (p >= end || *p != '"')
-                    return row;   /* an escape or a non-ASCII key: Arrow's path decides */
+                    return row;   /* an escaped key: Arrow's path decides */
                 int64_t klen = p - k;
                 p = skip_ws(p + 1, end);
                 if (p >= end || *p != ':')

@@ -8,8 +8,15 @@ confluent-kafka wheel ships) and reads a polled batch with a handful of ctypes c
 ``consume`` (up to ``max_rows`` messages), ``describe`` (each message's error, partition,
 offset and value and key lengths into NumPy arrays) and ``take`` (the kept values into one
 buffer, newline-separated for JSON, plus keys and timestamps when metadata columns want them;
-then every message destroyed). ctypes releases the GIL during each call. No Python callback is set on this
-consumer, so draining its queue never calls into Python.
+then every message destroyed). ctypes releases the GIL during each call. No Python callback is
+set on this consumer, so draining its queue never calls into Python.
+
+A JSON batch whose columns are all of the common types (integers, DOUBLE, BOOLEAN, TEXT,
+TIMESTAMP read from text) is first decoded by ``TypedJson``: C that writes the values
+straight into Arrow buffers (~3x faster than Arrow's JSON parser on Nexmark bids). It accepts
+only what caudal's JSON decoder accepts and decodes it to the same values; on anything else
+(see ``caudal_json_decode``) it gives the batch up and Arrow's parser decodes it as before,
+bad_data handling included.
 
 The C part (``kafka_native.c`` beside this file) is compiled with ``gcc`` on first use into
 the user's cache directory, keyed by a hash of its source and of the library's path. Without
@@ -33,6 +40,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+
+from caudal.types import TIMESTAMP, is_json
 
 #: set to 0 to read through confluent-kafka's Consumer (the pure-Python path)
 ENV = "CAUDAL_KAFKA_NATIVE"
@@ -51,6 +61,7 @@ _SIGNATURES = {
     "caudal_describe": (None, [_P, ctypes.c_int, _P, _P, _P, _P, _P, _P]),
     "caudal_take": (None, [_P, ctypes.c_int, _P, _P, _P, ctypes.c_int, _P, _P, _P]),
     "caudal_destroy": (None, [_P, ctypes.c_int]),
+    "caudal_json_decode": (ctypes.c_int64, [_P, _P, ctypes.c_int64, _P, ctypes.c_int]),
     "rd_kafka_queue_get_consumer": (_P, [_P]),
     "rd_kafka_queue_destroy": (None, [_P]),
     "rd_kafka_consumer_close": (ctypes.c_int, [_P]),
@@ -265,3 +276,92 @@ class NativeConsumer:
             self.lib.rd_kafka_consumer_close(self.rk)
             self.lib.rd_kafka_destroy(self.rk)
             self.rk = None
+
+
+class _Column(ctypes.Structure):
+    """``caudal_column`` of kafka_native.c: one declared column's Arrow buffers."""
+
+    _fields_ = [("kind", ctypes.c_int), ("name", ctypes.c_char_p),
+                ("name_len", ctypes.c_int64), ("validity", _P), ("values", _P),
+                ("data", _P), ("data_cap", ctypes.c_int64), ("data_len", ctypes.c_int64),
+                ("nulls", ctypes.c_int64)]
+
+
+#: the column types the C decoder reads, by its kind codes (kafka_native.c), and their widths
+_KINDS: dict[pa.DataType, tuple[int, int]] = {
+    pa.int8(): (1, 1), pa.int16(): (2, 2), pa.int32(): (3, 4), pa.int64(): (4, 8),
+    pa.float64(): (5, 8), pa.bool_(): (6, 0), pa.string(): (7, 0), TIMESTAMP: (8, 8)}
+_STRING, _BOOL = 7, 6
+_MAX_COLUMNS = 64   # the C decoder marks the keys seen in one 64-bit word
+
+
+class TypedJson:
+    """The C decoder of JSON messages for one json.Decoder's schema (see the module doc)."""
+
+    def __init__(self, lib: ctypes.CDLL, decoder: Any, kinds: list[tuple[int, int]]):
+        self.lib, self.decoder, self.kinds = lib, decoder, kinds
+        self.names = [f.name.encode() for f in decoder.schema]
+
+    @classmethod
+    def of(cls, lib: ctypes.CDLL, decoder: Any) -> TypedJson | None:
+        """The C decoder for ``decoder`` (caudal.formats.json.Decoder), None when one of its
+        columns is of a type it does not read."""
+        schema = decoder.schema
+        if decoder.options.unstructured or not 0 < len(schema) <= _MAX_COLUMNS:
+            return None
+        kinds = []
+        for field in schema:
+            kind = _KINDS.get(field.type)
+            if kind is None or is_json(field):
+                return None
+            kinds.append(kind)
+        return cls(lib, decoder, kinds)
+
+    def decode(self, values: bytearray, ends: np.ndarray) -> pa.Table | None:
+        """The table of the messages laid end to end in ``values`` (message ``i`` ends at
+        ``ends[i]``, its last byte a newline; none holds another), or None when the C
+        decoder gives the batch up (or a TIMESTAMP column is read from epoch numbers now)."""
+        parse = self.decoder.parse_schema
+        schema = self.decoder.schema
+        if not parse.equals(schema):   # a time column flipped to numbers by the data
+            return None
+        n, size = len(ends), len(values)
+        if n == 0 or size == 0:
+            return None
+        bits = (n + 7) // 8
+        cols = (_Column * len(self.kinds))()
+        buffers = []
+        for col, (kind, width), name in zip(cols, self.kinds, self.names):
+            validity = _zeroed(bits)
+            data = None
+            if kind == _STRING:
+                main = pa.allocate_buffer(4 * (n + 1))
+                data = pa.allocate_buffer(size, resizable=True)
+                col.data, col.data_cap = data.address, size
+            elif kind == _BOOL:
+                main = _zeroed(bits)
+            else:
+                main = pa.allocate_buffer(width * n)
+            col.kind, col.name, col.name_len = kind, name, len(name)
+            col.validity, col.values = validity.address, main.address
+            buffers.append((validity, main, data))
+        ends64 = np.ascontiguousarray(ends, np.int64)
+        failed = self.lib.caudal_json_decode(_address(values), _ptr(ends64), n, cols,
+                                             len(cols))
+        if failed >= 0:
+            return None
+        arrays = []
+        for col, field, (validity, main, data) in zip(cols, schema, buffers):
+            nulls = col.nulls
+            parts = [validity if nulls else None, main]
+            if data is not None:
+                data.resize(col.data_len)
+                parts.append(data)
+            arrays.append(pa.Array.from_buffers(field.type, n, parts, null_count=nulls))
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _zeroed(size: int) -> pa.Buffer:
+    buffer = pa.allocate_buffer(size)
+    ctypes.memset(buffer.address, 0, size)
+    return buffer
