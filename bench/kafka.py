@@ -51,15 +51,16 @@ COLUMNS = ("auction BIGINT, bidder BIGINT, price BIGINT, channel TEXT, url TEXT,
            "date_time TIMESTAMP, extra TEXT")
 
 
-def caudal_run(sql: str, *args: str, env: dict | None = None) -> dict:
-    """Run a job as a user would; its reported rows and rate, wall and CPU seconds."""
+def caudal_run(sql: str, *args: str, env: dict | None = None, repo: Path = REPO) -> dict:
+    """Run a job as a user would (caudal from ``repo``); its reported rows and rate, wall
+    and CPU seconds."""
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
         f.write(sql)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "caudal.cli", "run", f.name, *args],
-                          capture_output=True, text=True, cwd=REPO,
-                          env=dict(os.environ, PYTHONPATH=str(REPO), **(env or {})))
+                          capture_output=True, text=True, cwd=repo,
+                          env=dict(os.environ, PYTHONPATH=str(repo), **(env or {})))
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     os.unlink(f.name)
@@ -196,6 +197,11 @@ def main() -> None:
                         help="source runs of each reading path, alternated: the native drain "
                              "(kafka_native) and confluent-kafka's Consumer")
     parser.add_argument("--no-sink", action="store_true", help="measure the source only")
+    parser.add_argument("--before", type=Path, metavar="TREE",
+                        help="also run the native drain from this copy of caudal (e.g. an "
+                             "earlier commit's tree), in each pair: before vs after")
+    parser.add_argument("--no-consumer", action="store_true",
+                        help="leave out the confluent Consumer runs")
     args = parser.parse_args()
     with cluster() as bootstrap:
         stem = f"bench-{uuid.uuid4().hex[:6]}"
@@ -210,10 +216,15 @@ def main() -> None:
         results = {"client ceiling (consume + decode)": ceiling(bootstrap, topics),
                    "  the same, GC paused": ceiling(bootstrap, topics, paused=True)}
         for pair in range(args.pairs):
-            for path, flag in (("native drain", "1"), ("confluent Consumer", "0")):
+            paths = [("native drain", "1", REPO)]
+            if args.before:
+                paths.append(("native drain, before", "1", args.before.resolve()))
+            if not args.no_consumer:
+                paths.append(("confluent Consumer", "0", REPO))
+            for path, flag, repo in paths:
                 env = {ENV: flag}
-                base = caudal_run(union_job(bootstrap, empty), env=env)
-                source = caudal_run(union_job(bootstrap, topics), env=env)
+                base = caudal_run(union_job(bootstrap, empty), env=env, repo=repo)
+                source = caudal_run(union_job(bootstrap, topics), env=env, repo=repo)
                 source["cpu_startup"] = base["cpu"]
                 source["load"] = os.getloadavg()[0]
                 results[f"source -> blackhole, {path}" + (f" #{pair + 1}" if pair else "")] = \

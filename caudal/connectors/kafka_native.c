@@ -301,6 +301,19 @@ static const char *read_string(const char *p, const char *end, char *out, int64_
     int64_t n = 0;
     for (;;) {
         const char *run = p;
+        /* 8 bytes at a time while none is a quote, a backslash, a control or non-ASCII
+         * byte (the usual case: plain ASCII text) */
+        while (end - p >= 8) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+            uint64_t quote = w ^ (ones * '"'), slash = w ^ (ones * '\\');
+            uint64_t special = ((quote - ones) & ~quote) | ((slash - ones) & ~slash) |
+                               (w - ones * 0x20) | w;
+            if (special & highs)
+                break;
+            p += 8;
+        }
         while (p < end) {
             unsigned char c = (unsigned char)*p;
             if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80)
@@ -714,6 +727,7 @@ int64_t caudal_json_decode(const char *data, const int64_t *ends, int64_t n,
         const char *p = data + start, *end = data + ends[row] - 1;
         start = ends[row];
         uint64_t seen = 0;
+        int expect = 0;
         if (p >= end || *p != '{')
             return row;
         p = skip_ws(p + 1, end);
@@ -742,7 +756,10 @@ int64_t caudal_json_decode(const char *data, const int64_t *ends, int64_t n,
                     return row;
                 p = skip_ws(p + 1, end);
                 int found = -1;
-                for (int c = 0; c < ncols; c++) {
+                if (expect < ncols && cols[expect].name_len == klen &&
+                    memcmp(cols[expect].name, k, (size_t)klen) == 0)
+                    found = expect;   /* keys usually come in the declared order */
+                else for (int c = 0; c < ncols; c++) {
                     if (cols[c].name_len == klen && memcmp(cols[c].name, k, (size_t)klen) == 0) {
                         found = c;
                         break;
@@ -754,6 +771,7 @@ int64_t caudal_json_decode(const char *data, const int64_t *ends, int64_t n,
                     if (seen & (1ull << found))
                         return row;   /* Arrow refuses a key given twice */
                     seen |= 1ull << found;
+                    expect = found + 1;
                     p = read_column(&cols[found], row, p, end);
                 }
                 if (!p)

@@ -651,6 +651,48 @@ def test_native_drain_reads_what_the_client_reads(kafka, monkeypatch, fmt):
     assert sorted(int(r["ts"].timestamp() * 1000) for r in rows) == [stamps[i] for i in expect]
 
 
+@pytest.mark.parametrize("bad", [None, b'{"v": 1.5, "s": "x"}', b'{"v": 1, "s": "\\ud800"}'])
+def test_native_json_typed_decoder_reads_what_the_client_reads(kafka, monkeypatch, bad):
+    """JSON messages of the common column types are decoded in C (kafka_native.TypedJson)
+    by the native drain: the same rows as confluent-kafka's Consumer and Arrow's parser give;
+    a batch holding a message caudal's decoder refuses is left to Arrow's path (the same
+    rows dropped)."""
+    from caudal.plan.tables import TableSpec
+    from caudal.types import TIMESTAMP
+
+    topic = topic_name("typed")
+    values = [json.dumps({"v": i, "s": f"é{i}\"", "f": i / 4, "b": i % 3 == 0,
+                          "t": f"2026-01-01T00:00:{i % 60:02d}.{i:03d}Z",
+                          "skip": [i, {"x": None}]}).encode() for i in range(200)]
+    values[17] = b'{"s": null, "v": -0, "f": -0, "t": "2026-01-01 10:00:00+02:00"}'
+    if bad is not None:
+        values[23] = bad
+    produce(kafka, topic, values)
+    schema = pa.schema([("v", pa.int64()), ("s", pa.string()), ("f", pa.float64()),
+                        ("b", pa.bool_()), ("t", TIMESTAMP), ("p", pa.int32()),
+                        ("o", pa.int64())])
+    options = {"bootstrap_servers": kafka, "topic": topic, "source.offset": "earliest",
+               "scan.bounded.mode": "latest-offset", "bad_data": "drop"}
+    spec = TableSpec("t", "kafka", options, schema, metadata={"p": "partition", "o": "offset"})
+    decoded = []
+    decode = kafka_native.TypedJson.decode
+
+    def counting(self, values, ends):
+        table = decode(self, values, ends)
+        decoded.append(table is not None)
+        return table
+
+    monkeypatch.setattr(kafka_native.TypedJson, "decode", counting)
+    got = {}
+    for path in ("native", "pure"):
+        monkeypatch.setenv(kafka_native.ENV, "1" if path == "native" else "0")
+        got[path], native = _read_bounded(spec)
+        assert native == (path == "native")
+    assert got["native"] == got["pure"]
+    assert len(got["native"]) == 200 - (bad is not None)
+    assert decoded and all(decoded) == (bad is None)
+
+
 def test_paused_gc_is_shared_by_overlapping_holders():
     import gc
     import threading
