@@ -355,7 +355,8 @@ class TypedJson:
             nulls = col.nulls
             parts = [validity if nulls else None, main]
             if data is not None:
-                data.resize(col.data_len)
+                # in place (mimalloc/jemalloc), so a batch holds only what its texts take
+                data.resize(col.data_len, shrink_to_fit=True)
                 parts.append(data)
             arrays.append(pa.Array.from_buffers(field.type, n, parts, null_count=nulls))
         return pa.Table.from_arrays(arrays, schema=schema)
