@@ -138,6 +138,21 @@ class FileReader:
         self.file.close()
 
 
+def dictionary_columns(schema: pa.Schema) -> list[str] | bool:
+    """The columns worth dictionary encoding: text and binary (and columns that are already
+    dictionaries). Arrow's default tries a dictionary for every column and falls back to
+    plain pages when it grows past its limit: for numbers and timestamps with many distinct
+    values (ids, prices, times) that was a hash of every value for nothing. Writing the
+    stateless benchmark's five columns (two ids, a price, a text, a time) took 228 ns a row
+    that way and 130 without the numeric dictionaries, for a file 2 % smaller."""
+    names = [f.name for f in schema
+             if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+             or pa.types.is_string_view(f.type) or pa.types.is_binary(f.type)
+             or pa.types.is_large_binary(f.type) or pa.types.is_binary_view(f.type)
+             or pa.types.is_dictionary(f.type)]
+    return names or False
+
+
 class Writer:
     """Writes batches as row groups of about ``ROW_GROUP_ROWS`` rows (closed by ``close``)."""
 
@@ -146,7 +161,7 @@ class Writer:
 
     def __init__(self, stream: Any, schema: pa.Schema):
         self.stream = stream
-        self._writer = pq.ParquetWriter(stream, schema)
+        self._writer = pq.ParquetWriter(stream, schema, use_dictionary=dictionary_columns(schema))
         self._batches: list[pa.RecordBatch] = []
         self._rows = 0
         self._bytes = 0
