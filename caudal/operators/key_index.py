@@ -54,31 +54,9 @@ def _mix(values: np.ndarray) -> np.ndarray:
     return z
 
 
-#: from this many values a bulk build sorts in two halves on two threads
-_PARALLEL_SORT = 1 << 22
-
-
-def _sort_in_two(values: np.ndarray, pivot: int) -> np.ndarray:
-    """``values`` (uint64) sorted, in place or as a new array: a large one as two parts
-    split at ``pivot`` (the values below it first), each sorted on its own thread (NumPy's
-    sort lets go of the GIL). A restore's hash index over 12 M keys spends most of its
-    time sorting, and the other core is free once the restore's columns are copied; hash
-    values are spread evenly, so the parts are about equal."""
-    if len(values) < _PARALLEL_SORT:
-        values.sort()
-        return values
-    from concurrent.futures import ThreadPoolExecutor
-
-    below = values < np.uint64(pivot)
-    k = int(np.count_nonzero(below))
-    parts = np.empty_like(values)
-    np.compress(below, values, out=parts[:k])
-    np.compress(np.logical_not(below, out=below), values, out=parts[k:])
-    with ThreadPoolExecutor(1, thread_name_prefix="caudal-sort") as pool:
-        upper = pool.submit(parts[k:].sort)
-        parts[:k].sort()
-        upper.result()
-    return parts
+#: from this many values a bulk build places them as two halves of the slot table, each on
+#: its own thread
+_PARALLEL_BUILD = 1 << 22
 
 
 def _sorted_homes(home: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -92,7 +70,7 @@ def _sorted_homes(home: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return order, home[order]
     packed = home << np.uint64(low)
     packed |= np.arange(n, dtype=np.uint64)
-    packed = _sort_in_two(packed, (int(home.max()) + 1) // 2 << low)
+    packed.sort()
     order = (packed & np.uint64((1 << low) - 1)).view(np.int64)
     packed >>= np.uint64(low)
     return order, packed
@@ -233,27 +211,59 @@ class KeyIndex:
         home slot, linear probing puts value i at ``max(home_i, slot_{i-1} + 1)``, which is
         ``i + running max of (home_j - j)``, one vectorized pass; the slots are then written
         in ascending order (sequential, not random, memory access). The few pushed past the
-        last slot wrap around through ``_place``. ``ids`` None: value i has id i."""
+        last slot wrap around through ``_place``. ``ids`` None: value i has id i.
+
+        Many values (a restore's index) are placed as two halves on two threads: those
+        whose home is in the lower half of the table and those in the upper half, each
+        sorted and placed in its half (NumPy lets go of the GIL in the sort, the running
+        maximum and the scatter); the few of the lower half pushed past its end then probe
+        from their home through ``_place``, as the wrapped ones do, so every value is still
+        found by probing from its home."""
         n = len(values)
         if not n:
             return
+        size = len(self._slots)
         home = _mix(values)
-        home &= np.uint64(len(self._slots) - 1)
+        home &= np.uint64(size - 1)
+        if n < _PARALLEL_BUILD:
+            rest = self._place_run(home, None, values, ids, size)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            below = home < np.uint64(size // 2)
+            lower = np.flatnonzero(below)
+            upper = np.flatnonzero(np.logical_not(below, out=below))
+            with ThreadPoolExecutor(1, thread_name_prefix="caudal-index-build") as pool:
+                high = pool.submit(self._place_run, home[upper], upper, values, ids, size)
+                rest = self._place_run(home[lower], lower, values, ids, size // 2)
+                rest = np.concatenate([rest, high.result()])
+        if len(rest):
+            self._place(values[rest], rest if ids is None else ids[rest])
+
+    def _place_run(self, home: np.ndarray, where: np.ndarray | None, values: np.ndarray,
+                   ids: np.ndarray | None, end: int) -> np.ndarray:
+        """Place the values at positions ``where`` (None: all) of ``values``, whose homes
+        are ``home``, in slots below ``end`` (``_rehash``); the positions of those that
+        would land at ``end`` or past it are returned, not placed."""
+        n = len(home)
+        if not n:
+            return np.zeros(0, dtype=np.int64)
         order, home = _sorted_homes(home)
+        if where is not None:
+            order = where[order]
         home = home.view(np.int64)
         rank = np.arange(n, dtype=np.int64)
         home -= rank
         slot = rank + np.maximum.accumulate(home, out=home)
-        fits = slot < len(self._slots)
+        fits = slot < end
         if fits.all():
             self._slots[slot] = order if ids is None else ids[order]
             self._keys[slot] = values[order]
-            return
+            return order[:0]
         placed = order[fits]
         self._slots[slot[fits]] = placed if ids is None else ids[placed]
         self._keys[slot[fits]] = values[placed]
-        rest = order[~fits]
-        self._place(values[rest], rest if ids is None else ids[rest])
+        return order[~fits]
 
     # ---- the interface ----------------------------------------------------------------------
 

@@ -60,13 +60,13 @@ def test_dense_keys_turn_into_the_hash_table_when_they_spread():
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.integers(-2**63, 2**63 - 1), min_size=1, max_size=3000, unique=True),
        st.integers(0, 50))
-def test_bulk_build_with_the_sort_in_two_halves_finds_every_key(keys, reserve):
-    """A restore's bulk build of the hash table sorts in two parts on two threads above
-    ``_PARALLEL_SORT`` keys (lowered here): key i gets id i, and keys added later follow."""
+def test_bulk_build_in_two_halves_finds_every_key(keys, reserve):
+    """A restore's bulk build of the hash table places two halves on two threads above
+    ``_PARALLEL_BUILD`` keys (lowered here): key i gets id i, and keys added later follow."""
     from caudal.operators import key_index
 
-    saved = key_index._PARALLEL_SORT
-    key_index._PARALLEL_SORT = 2
+    saved = key_index._PARALLEL_BUILD
+    key_index._PARALLEL_BUILD = 2
     try:
         table = pa.table({"k": pa.array(keys, pa.int64())})
         index = KeyIndex.build(["k"], table, reserve)
@@ -77,7 +77,7 @@ def test_bulk_build_with_the_sort_in_two_halves_finds_every_key(keys, reserve):
         ids2, new2 = index.ids(extra)
         assert new2.all() and (ids2 == len(keys) + np.arange(extra.num_rows)).all()
     finally:
-        key_index._PARALLEL_SORT = saved
+        key_index._PARALLEL_BUILD = saved
 
 
 def test_sequential_keys_grow_the_table():
