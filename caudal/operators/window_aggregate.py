@@ -339,8 +339,10 @@ class WindowAggregate(FiresOnTime, Operator, KeyedWindowState):
         if isinstance(table, Unfolded):
             # the whole table's rows the deltas leave (still in pane order) and the deltas'
             # rows, filed apart: their keys are disjoint, so a pane's two parts are
-            # concatenated, not merged (no fold appending the deltas' rows to re-sort)
-            for part in table.split():
+            # concatenated, not merged (no fold appending the deltas' rows to re-sort).
+            # Unfolded means the same parallelism: every row is this subtask's, so the key
+            # group column is neither decoded nor tested
+            for part in table.split([n for n in table.schema.names if n != KEY_GROUP]):
                 self._file_owned(part)
             for tables in self.panes.values():
                 if len(tables) > 1:

@@ -418,23 +418,30 @@ class Unfolded:
             return self.base_table()
         return apply_delta(self.base_table(), self.delta, self.key, list(self.expire))
 
-    def split(self) -> tuple[pa.Table, pa.Table]:
+    def split(self, columns: Sequence[str] | None = None) -> tuple[pa.Table, pa.Table]:
         """The state in two parts with disjoint keys (``split_delta``): the base's rows the
-        deltas leave, in the base's order, and the deltas' upserts. A base still in its
-        file is split a row group at a time as it is decoded (the next one on another
-        thread): each decoded row group is filtered and let go, so the decoder's memory is
-        reused instead of a whole decoded table being held beside its filtered copy."""
+        deltas leave, in the base's order, and the deltas' upserts; both with ``columns``
+        only (None: all), so that a column the caller drops is not decoded at all. A base
+        still in its file is split a row group at a time as it is decoded (the next one on
+        another thread): each decoded row group is filtered and let go, so the decoder's
+        memory is reused instead of a whole decoded table being held beside its filtered
+        copy."""
+        names = list(self.schema.names if columns is None else columns)
         if self.delta is None:
-            base = self.base_table()
+            base = self.base_table(names)
             return base, base.slice(0, 0)
+        expire = list(self.expire)
         if isinstance(self.base, pa.Table):
-            return split_delta(self.base, self.delta, self.key, list(self.expire))
-        schema = self.schema
+            kept, upserts = split_delta(self.base, self.delta, self.key, expire)
+            return kept.select(names), upserts.select(names)
+        # the key and expiry columns are read even when the caller drops them
+        needed = names + [c for c in (*self.key, *(e[0] for e in expire)) if c not in names]
+        schema = pa.schema([self.schema.field(n) for n in needed])
         upserts, keys = _upserts_and_keys(self.delta, self.key)
-        kept = [expire_rows(rows_without_keys(part, keys, self.key), list(self.expire))
-                for part in self.base_batches(schema.names)]
+        kept = [expire_rows(rows_without_keys(part, keys, self.key), expire)
+                for part in self.base_batches(needed)]
         table = pa.concat_tables(kept) if kept else schema.empty_table()
-        return table, upserts.select(schema.names).cast(schema)
+        return table.select(names), upserts.select(needed).cast(schema).select(names)
 
     def upserts(self) -> pa.Table | None:
         """The delta's rows when it only inserts or replaces rows (no deletion, no expiry

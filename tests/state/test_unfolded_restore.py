@@ -72,6 +72,11 @@ def test_unfolded_is_the_folded_chain(base, history, as_bytes):
     assert {**_rows(kept), **_rows(added)} == want
     assert kept.column("k").to_pylist() == [k for k in table.column("k").to_pylist()
                                             if k in want and k not in _rows(added)]
+    # a column left out is not returned (nor decoded); the key is still used
+    only_v = unfolded.split(["v"])
+    assert [t.column_names for t in only_v] == [["v"], ["v"]]
+    assert [t.column("v").to_pylist() for t in only_v] == \
+        [t.column("v").to_pylist() for t in (kept, added)]
     batches = list(unfolded.base_batches(["v"]))
     assert sum(b.num_rows for b in batches) == table.num_rows
     if batches:
