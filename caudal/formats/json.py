@@ -453,7 +453,7 @@ def _value_text(column: pa.Array) -> pa.Array | None:
     encodes."""
     t = column.type
     if pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_null(t):
-        return column.cast(pa.large_string())
+        return pc.cast(column, pa.large_string())
     if is_text(t):
         text_ = column.cast(pa.large_string())
         if pc.any(pc.match_substring_regex(text_, _ESCAPED)).as_py():
@@ -512,18 +512,20 @@ def concat_texts(parts: Sequence[Piece], n: int) -> pa.Array:
             k += 1
             continue
         texts, rows = part if isinstance(part, tuple) else (part, None)
-        texts = texts.cast(pa.large_string())
+        if not texts.type.equals(pa.large_string()):
+            texts = pc.cast(texts, pa.large_string())
         here = start + (np.arange(n, dtype=np.int64) if rows is None else rows)
         if rows is not None:
             here[rows < 0] = null
         if texts.null_count:
-            missing = texts.is_null().to_numpy(zero_copy_only=False)
+            missing = pc.is_null(texts).to_numpy(zero_copy_only=False)
             here[missing if rows is None else (rows >= 0) & missing[np.maximum(rows, 0)]] = \
                 null
         index[:, j] = here
         pool.append(texts)
         start += len(texts)
-    taken = pa.concat_arrays(pool).take(index.ravel())
+    taken = pc.take(pa.concat_arrays(pool), pa.Array.from_buffers(
+        pa.int64(), index.size, [None, pa.py_buffer(index.ravel())]))
     offsets = np.frombuffer(taken.buffers()[1], dtype=np.int64)[
         taken.offset:taken.offset + len(taken) + 1][::len(parts)]
     return pa.Array.from_buffers(pa.large_string(), n,

@@ -151,25 +151,25 @@ class Aggregator:
         slot = k - lo
         counts = np.bincount(slot, minlength=hi - lo + 1)
         used = np.flatnonzero(counts)
-        out: dict[str, pa.Array] = {keys[0]: pa.array(used + lo).cast(key.type)}
+        out: dict[str, pa.Array] = {keys[0]: pc.cast(from_numpy(used + lo), key.type)}
         for spec in specs:
             column, func = spec[0], spec[1]
             if func == "count_all" or func == "count":
                 name = "count_all" if func == "count_all" else f"{column}_count"
-                out[name] = pa.array(counts[used], pa.int64())
+                out[name] = from_numpy(counts[used].astype(np.int64, copy=False))
                 continue
             col = as_array(table.column(column))
             values = col.to_numpy().astype(np.int64, copy=False)
             if func == "sum":
                 total = np.zeros(hi - lo + 1, dtype=np.int64)  # of counts: no overflow
                 np.add.at(total, slot, values)
-                out[f"{column}_sum"] = pa.array(total[used], pa.int64())
+                out[f"{column}_sum"] = from_numpy(total[used])
                 continue
             ufunc, start = ((np.maximum, np.iinfo(np.int64).min) if func == "max"
                             else (np.minimum, np.iinfo(np.int64).max))
             acc = np.full(hi - lo + 1, start, dtype=np.int64)
             ufunc.at(acc, slot, values)
-            out[f"{column}_{func}"] = pa.array(acc[used]).cast(col.type)
+            out[f"{column}_{func}"] = pc.cast(from_numpy(acc[used]), col.type)
         return pa.table(out)
 
     def dense_partials(self, keys: list[str], input_schema: pa.Schema

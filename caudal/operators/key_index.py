@@ -24,7 +24,8 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from caudal.operators.keyed_tables import lookup
+from caudal import compute as pc
+from caudal.operators.keyed_tables import as_array, from_numpy, lookup
 
 _EMPTY = -1
 #: the slot table is kept at most half full, so probe sequences stay short
@@ -101,10 +102,10 @@ class KeyIndex:
         if isinstance(column, pa.ChunkedArray):
             column = column.combine_chunks()
         if not pa.types.is_int64(column.type):
-            column = column.cast(pa.int64())  # integer-like types are int64 inside
+            column = pc.cast(column, pa.int64())  # integer-like types are int64 inside
         nulls = column.null_count
-        mask = column.is_null().to_numpy(zero_copy_only=False) if nulls else None
-        values = column.fill_null(0) if nulls else column
+        mask = pc.is_null(column).to_numpy(zero_copy_only=False) if nulls else None
+        values = pc.fill_null(column, 0) if nulls else column
         return values.to_numpy(zero_copy_only=False).astype(np.int64, copy=False), mask
 
     def _fits_direct(self, values: np.ndarray, count: int) -> bool:
@@ -360,15 +361,16 @@ class SlotTable:
 
     def take(self, ids: np.ndarray) -> pa.Table:
         """The rows of keys ``ids`` (a copy)."""
-        index = pa.array(ids, pa.int64())
+        index = from_numpy(np.asarray(ids, dtype=np.int64))
         columns = []
         for f in self.schema:
             if f.name in self._values:
                 valid = self._valid[f.name][ids]
-                columns.append(pa.array(self._values[f.name][ids], f.type,
-                                        mask=None if valid.all() else ~valid))
+                column = from_numpy(self._values[f.name][ids], None if valid.all() else ~valid)
+                columns.append(column if column.type.equals(f.type) else
+                               pc.cast(column, f.type))
             else:
-                columns.append(self._arrow[f.name].take(index).combine_chunks())
+                columns.append(pc.take(self._arrow[f.name], index).combine_chunks())
         return pa.Table.from_arrays(columns, schema=self.schema)
 
     def put(self, ids: np.ndarray, rows: pa.Table) -> None:
@@ -388,25 +390,34 @@ class SlotTable:
                 self._valid[name] = valid
         old = ids < self.size
         appended = bool((~old).all()) and np.array_equal(ids, np.arange(self.size, size))
+        # new keys only, in id order (as while the state grows): slices, not scatters
+        where: slice | np.ndarray = slice(self.size, size) if appended else ids
         for f in self.schema:
             column = rows.column(f.name)
             if f.name in self._values:
+                column = as_array(column)
                 if not column.type.equals(f.type):
-                    column = column.cast(f.type)
-                self._valid[f.name][ids] = column.is_valid().to_numpy(zero_copy_only=False)
-                self._values[f.name][ids] = column.fill_null(0).to_numpy(zero_copy_only=False)
+                    column = pc.cast(column, f.type)
+                if column.null_count:
+                    self._valid[f.name][where] = pc.is_valid(column).to_numpy(
+                        zero_copy_only=False)
+                    column = pc.fill_null(column, 0)
+                else:
+                    self._valid[f.name][where] = True
+                self._values[f.name][where] = column.to_numpy(zero_copy_only=False)
             elif appended:
                 self._arrow[f.name] = pa.chunked_array(
-                    self._arrow[f.name].chunks + column.cast(f.type).chunks, f.type)
+                    self._arrow[f.name].chunks + pc.cast(column, f.type).chunks, f.type)
                 if self._arrow[f.name].num_chunks > 32:
                     self._arrow[f.name] = pa.chunked_array(
                         [self._arrow[f.name].combine_chunks()], f.type)
             else:
                 order = np.arange(size)
                 order[ids] = self.size + np.arange(len(ids))
-                both = pa.chunked_array(self._arrow[f.name].chunks + column.cast(f.type).chunks,
-                                        f.type).combine_chunks()
-                self._arrow[f.name] = pa.chunked_array([both.take(pa.array(order))], f.type)
+                both = pa.chunked_array(self._arrow[f.name].chunks +
+                                        pc.cast(column, f.type).chunks, f.type).combine_chunks()
+                self._arrow[f.name] = pa.chunked_array([pc.take(both, from_numpy(order))],
+                                                       f.type)
         self.size = size
 
     def table(self) -> pa.Table:

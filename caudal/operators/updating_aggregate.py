@@ -46,6 +46,7 @@ from caudal.operators.keyed_tables import (
     NET,
     apply_net,
     batches_of,
+    from_numpy,
     lookup,
     net_rows,
     own_rows,
@@ -163,23 +164,27 @@ class _Merged:
         matched = ~new_key
         state_cols = [c for c in delta.column_names if c not in self.group]
         schema = delta.select(state_cols).schema
-        parts = [delta.select(state_cols).append_column(_ROW, pa.array(np.arange(n)))]
+        parts = [delta.select(state_cols).append_column(_ROW, from_numpy(np.arange(n)))]
         old_rows = None
         if matched.any():
             old_rows = self.store.take(ids[matched])
         if not state_cols:  # no aggregate (SELECT DISTINCT): the keys are the whole state
             merged = parts[0]
         elif old_rows is not None:
-            parts.append(old_rows.select(state_cols).cast(schema).append_column(
-                _ROW, pa.array(np.flatnonzero(matched))))
+            olds = old_rows.select(state_cols)
+            if not olds.schema.equals(schema):
+                olds = olds.cast(schema)
+            parts.append(olds.append_column(_ROW, from_numpy(np.flatnonzero(matched))))
             merged = self.aggregator.merge(pa.concat_tables(parts), [_ROW])
         else:
             merged = parts[0]
-        merged = merged.take(pa.array(np.argsort(merged.column(_ROW).to_numpy())))
+        order = merged.column(_ROW).to_numpy()
+        if len(order) > 1 and (order[1:] < order[:-1]).any():   # (in order from a dense merge)
+            merged = pc.take(merged, from_numpy(np.argsort(order)))
         new_state = touched
         for name in state_cols:
             new_state = new_state.append_column(name, merged.column(name))
-        new_state = new_state.append_column(_SEEN, pa.array(np.full(n, now, dtype=np.int64)))
+        new_state = new_state.append_column(_SEEN, from_numpy(np.full(n, now, dtype=np.int64)))
         if self.store is None:
             self.store = SlotTable(new_state.schema)
         self.store.put(ids, new_state)
@@ -503,11 +508,13 @@ class UpdatingAggregate(PeriodicFlush, Operator):
         old_exists, exists = changes.old_exists, changes.exists
 
         def rows(values: list[pa.Array], mask: np.ndarray) -> pa.Table:
-            keep = pa.array(mask)
-            arrays = [a.filter(keep) for a in key_arrays + values]
+            arrays = key_arrays + values
+            if not mask.all():   # (all: every touched key is new, as while state grows)
+                keep = from_numpy(mask)
+                arrays = [pc.filter(a, keep) for a in arrays]
             arrays = [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
                       for a in arrays]
-            return pa.Table.from_arrays([a.cast(f.type) if not a.type.equals(f.type) else a
+            return pa.Table.from_arrays([pc.cast(a, f.type) if not a.type.equals(f.type) else a
                                          for a, f in zip(arrays, schema)], schema=schema)
 
         both = old_exists & exists
@@ -515,8 +522,8 @@ class UpdatingAggregate(PeriodicFlush, Operator):
         if both.any() and not old:  # no aggregate (DISTINCT): a key's row never changes
             changed[:] = False
         elif both.any():
-            idx = pa.array(np.flatnonzero(both))
-            same = rows_equal([v.take(idx) for v in old], [v.take(idx) for v in new])
+            idx = from_numpy(np.flatnonzero(both))
+            same = rows_equal([pc.take(v, idx) for v in old], [pc.take(v, idx) for v in new])
             changed[np.flatnonzero(both)[same]] = False
         pieces: list[pa.Table] = []
         ops: list[np.ndarray] = []
@@ -538,7 +545,7 @@ class UpdatingAggregate(PeriodicFlush, Operator):
         if not self.updating_output:
             return batches_of(table)
         table = table.append_column(pa.field(OP, OP_TYPE),
-                                    pa.array(np.concatenate(ops), OP_TYPE))
+                                    from_numpy(np.concatenate(ops)))
         return batches_of(table)
 
     def _empty_global(self) -> list[pa.RecordBatch]:

@@ -45,7 +45,9 @@ def ops_of(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
     col = batch.column(OP)
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
-    return col.fill_null(INSERT).to_numpy(zero_copy_only=False).astype(np.int8, copy=False)
+    if col.null_count:
+        col = pc.fill_null(col, INSERT)
+    return col.to_numpy(zero_copy_only=False).astype(np.int8, copy=False)
 
 
 def weights(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
@@ -111,14 +113,17 @@ def filter_changelog(batch: pa.RecordBatch, mask: pa.Array) -> pa.RecordBatch:
 def interleave_updates(before: pa.Table, after: pa.Table) -> tuple[pa.Table, np.ndarray]:
     """Rows ``before[i], after[i]`` interleaved (one update pair per i) and their ops."""
     n = before.num_rows
-    both = pa.concat_tables([before, after.cast(before.schema)])
+    if not after.schema.equals(before.schema):
+        after = after.cast(before.schema)
+    both = pa.concat_tables([before, after])
     order = np.empty(2 * n, dtype=np.int64)
     order[0::2] = np.arange(n)
     order[1::2] = np.arange(n) + n
     ops = np.empty(2 * n, dtype=np.int8)
     ops[0::2] = UPDATE_BEFORE
     ops[1::2] = UPDATE_AFTER
-    return both.take(pa.array(order)), ops
+    index = pa.Array.from_buffers(pa.int64(), 2 * n, [None, pa.py_buffer(order)])
+    return pc.take(both, index), ops
 
 
 def rows_equal(a: list[pa.Array], b: list[pa.Array]) -> np.ndarray:
@@ -138,7 +143,7 @@ def _column_equal(x, y) -> np.ndarray:
     if isinstance(y, pa.ChunkedArray):
         y = y.combine_chunks()
     if not x.type.equals(y.type):
-        y = y.cast(x.type)
+        y = pc.cast(y, x.type)
     both_null = pc.and_(pc.is_null(x), pc.is_null(y)).to_numpy(zero_copy_only=False)
     one_null = pc.xor(pc.is_null(x), pc.is_null(y)).to_numpy(zero_copy_only=False)
     if pa.types.is_struct(x.type):
