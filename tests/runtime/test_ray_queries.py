@@ -75,3 +75,20 @@ def test_window_join_on_ray(ray_cluster, tmp_path, duck, nexmark, parallelism): 
     expected = _duck(duck, nexmark, duck_query)
     assert expected.num_rows > 0
     assert normalized_rows(fold(changes)) == normalized_rows(expected)
+
+
+@pytest.mark.parametrize("parallelism", [2])
+def test_q7_with_late_columns_on_ray(ray_cluster, tmp_path, duck, parallelism):
+    """q7 over Parquet reads ``extra`` and the other carried columns late (plan.late_columns):
+    the row locators cross Ray's channels and the window max join's worker reads the
+    columns back from the files."""
+    from tests.sql import test_late_columns as late
+
+    table = late._bids(3000, seed=3)
+    late._write(tmp_path / "in", table, 2, 170)
+    got = run_to_table(late._ddl(tmp_path / "in"), late._q7(), tmp_path / "out", parallelism,
+                       **RAY)
+    duck.register("bids", table)
+    expected = duck.sql(late._duck()).to_arrow_table()
+    assert expected.num_rows > 10
+    assert normalized_rows(got) == normalized_rows(expected)
