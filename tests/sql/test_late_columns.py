@@ -199,3 +199,17 @@ def test_a_changed_file_is_refused(tmp_path):
         fetcher.fetch(np.array([key], np.int64), np.array([3], np.int64))
     assert "changed or disappeared" in str(e.value) and "\n" not in str(e.value)
     assert LOCATOR_SCHEMA.names[0] not in str(e.value)
+
+
+def test_a_filtered_view_keeps_the_filtered_column_decoded(tmp_path, duck, bids):
+    """Over a view with a filter (both sides of the join read it): the column the filter
+    reads is decoded, the others are read late, and the rows are DuckDB's."""
+    path, table = bids
+    ddl = _ddl(path) + "\nCREATE VIEW vb AS SELECT * FROM bids WHERE auction > 10;"
+    query = _q7("B.auction, B.price, B.bidder, B.extra").replace("bids", "vb")
+    assert _source(query, ddl).late_columns == ["bidder", "extra"]
+    got = run_to_table(ddl, query, tmp_path / "out", parallelism=2, batch_rows=97)
+    duck.register("bids", table)
+    duck.execute("CREATE VIEW vb AS SELECT * FROM bids WHERE auction > 10")
+    expected = duck.sql(_duck("B.auction, B.price, B.bidder, B.extra").replace("bids", "vb"))
+    assert normalized_rows(got) == normalized_rows(expected.to_arrow_table())
