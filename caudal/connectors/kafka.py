@@ -545,23 +545,33 @@ class KafkaSource(Source):
             if not keep.any():
                 return None, None
             json_lines = self.format in ("json", "debezium_json")
-            values, ends, keys, stamps = drained.take(
-                keep, ord("\n") if json_lines else None, "key" in self._metadata_keys,
-                "timestamp" in self._metadata_keys,
-                self._native.json_buffer if json_lines else None)
-            if json_lines:
-                self._native.json_buffer = values
+            # the common case: JSON values of the common column types decoded in C straight
+            # out of librdkafka's messages, not copied first (keys and timestamps are copied
+            # out by take, which then copies the values too)
+            direct = self._typed is not None and drained.newlines == 0 and \
+                not self._metadata_keys & {"key", "timestamp"}
+            typed = self._typed.decode_messages(drained, keep) if direct else None
+            values = ends = keys = stamps = None
+            if typed is None:
+                values, ends, keys, stamps = drained.take(
+                    keep, ord("\n") if json_lines else None, "key" in self._metadata_keys,
+                    "timestamp" in self._metadata_keys,
+                    self._native.json_buffer if json_lines else None)
+                if json_lines:
+                    self._native.json_buffer = values
             key_valid = drained.key_lens[keep] >= 0
             parts, offs = drained.parts[keep], drained.offsets[keep]
             newlines = drained.newlines
         policy = _MessagePolicy(self.table.bad_data, self.metrics, self.topic,
                                 lambda i: (int(parts[i]), int(offs[i])))
-        count = len(ends)
+        count = len(parts)
         if not self.data_schema.names and not self.changelog:
             data = _no_columns(count)
+        elif typed is not None:
+            data = typed
         elif json_lines:
             data = None
-            if newlines == 0 and self._typed is not None:   # the common case, in C
+            if newlines == 0 and self._typed is not None and not direct:   # in C, copied
                 data = self._typed.decode(values, ends)
             if newlines == 0 and data is None:   # else pretty-printed JSON: one by one
                 try:

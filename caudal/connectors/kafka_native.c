@@ -711,106 +711,139 @@ static const char *read_column(caudal_column *col, int64_t row, const char *p, c
     return NULL;
 }
 
-/* Decodes n messages of data (message i ends at ends[i], its last byte a separator) into
- * the columns (validity and bool value bitmaps zeroed by the caller). Returns -1 when every
- * message was decoded, else the row where it gave up. */
-int64_t caudal_json_decode(const char *data, const int64_t *ends, int64_t n,
-                           caudal_column *cols, int ncols) {
+/* Decodes one message (p to end, no separator) into row `row` of the columns; 0 to give
+ * up. */
+static int decode_row(const char *p, const char *end, int64_t row, caudal_column *cols,
+                      int ncols) {
+    uint64_t seen = 0;
+    int expect = 0;
+    if (p >= end || *p != '{')
+        return 0;
+    p = skip_ws(p + 1, end);
+    if (p < end && *p == '}') {
+        p++;
+    } else {
+        for (;;) {
+            if (p >= end || *p != '"')
+                return 0;
+            const char *k = ++p;
+            while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20) {
+                if ((unsigned char)*p >= 0x80) {
+                    int len = utf8_len((const unsigned char *)p, (const unsigned char *)end);
+                    if (!len)
+                        return 0;
+                    p += len;
+                } else {
+                    p++;
+                }
+            }
+            if (p >= end || *p != '"')
+                return 0;   /* an escaped key: Arrow's path decides */
+            int64_t klen = p - k;
+            p = skip_ws(p + 1, end);
+            if (p >= end || *p != ':')
+                return 0;
+            p = skip_ws(p + 1, end);
+            int found = -1;
+            if (expect < ncols && cols[expect].name_len == klen &&
+                memcmp(cols[expect].name, k, (size_t)klen) == 0)
+                found = expect;   /* keys usually come in the declared order */
+            else for (int c = 0; c < ncols; c++) {
+                if (cols[c].name_len == klen && memcmp(cols[c].name, k, (size_t)klen) == 0) {
+                    found = c;
+                    break;
+                }
+            }
+            if (found < 0) {
+                p = skip_value(p, end, 0);
+            } else {
+                if (seen & (1ull << found))
+                    return 0;   /* Arrow refuses a key given twice */
+                seen |= 1ull << found;
+                expect = found + 1;
+                p = read_column(&cols[found], row, p, end);
+            }
+            if (!p)
+                return 0;
+            p = skip_ws(p, end);
+            if (p >= end)
+                return 0;
+            if (*p == '}') {
+                p++;
+                break;
+            }
+            if (*p != ',')
+                return 0;
+            p = skip_ws(p + 1, end);
+        }
+    }
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r'))
+        p++;
+    if (p != end)
+        return 0;
+    for (int c = 0; c < ncols; c++) {
+        caudal_column *col = &cols[c];
+        int valid = (col->validity[row >> 3] >> (row & 7)) & 1;
+        col->nulls += !valid;
+        if (col->kind == K_STR) {
+            if (col->data_len > INT32_MAX)
+                return 0;
+            ((int32_t *)col->values)[row + 1] = (int32_t)col->data_len;
+        } else if (!valid) {   /* a NULL's slot holds 0, as Arrow's arrays do */
+            switch (col->kind) {
+            case K_I8: ((int8_t *)col->values)[row] = 0; break;
+            case K_I16: ((int16_t *)col->values)[row] = 0; break;
+            case K_I32: ((int32_t *)col->values)[row] = 0; break;
+            case K_I64: case K_TS: ((int64_t *)col->values)[row] = 0; break;
+            case K_F64: ((double *)col->values)[row] = 0; break;
+            default: break;
+            }
+        }
+    }
+    return 1;
+}
+
+static void start_columns(caudal_column *cols, int ncols) {
     for (int c = 0; c < ncols; c++) {
         cols[c].data_len = 0;
         cols[c].nulls = 0;
         if (cols[c].kind == K_STR)
             ((int32_t *)cols[c].values)[0] = 0;
     }
+}
+
+/* Decodes n messages of data (message i ends at ends[i], its last byte a separator) into
+ * the columns (validity and bool value bitmaps zeroed by the caller). Returns -1 when every
+ * message was decoded, else the row where it gave up. */
+int64_t caudal_json_decode(const char *data, const int64_t *ends, int64_t n,
+                           caudal_column *cols, int ncols) {
+    start_columns(cols, ncols);
     int64_t start = 0;
     for (int64_t row = 0; row < n; row++) {
-        const char *p = data + start, *end = data + ends[row] - 1;
+        if (!decode_row(data + start, data + ends[row] - 1, row, cols, ncols))
+            return row;
         start = ends[row];
-        uint64_t seen = 0;
-        int expect = 0;
-        if (p >= end || *p != '{')
+    }
+    return -1;
+}
+
+/* The same, straight from the kept messages of a polled batch (no copy of their values
+ * first; the caller saw that none holds a line break); a message without a value is given
+ * up on. */
+int64_t caudal_json_decode_messages(rd_kafka_message_t **msgs, int n, const uint8_t *keep,
+                                    caudal_column *cols, int ncols) {
+    start_columns(cols, ncols);
+    int64_t row = 0;
+    for (int i = 0; i < n; i++) {
+        if (!keep[i])
+            continue;
+        const rd_kafka_message_t *m = msgs[i];
+        if (!m->payload)
             return row;
-        p = skip_ws(p + 1, end);
-        if (p < end && *p == '}') {
-            p++;
-        } else {
-            for (;;) {
-                if (p >= end || *p != '"')
-                    return row;
-                const char *k = ++p;
-                while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20) {
-                    if ((unsigned char)*p >= 0x80) {
-                        int len = utf8_len((const unsigned char *)p, (const unsigned char *)end);
-                        if (!len)
-                            return row;
-                        p += len;
-                    } else {
-                        p++;
-                    }
-                }
-                if (p >= end || *p != '"')
-                    return row;   /* an escaped key: Arrow's path decides */
-                int64_t klen = p - k;
-                p = skip_ws(p + 1, end);
-                if (p >= end || *p != ':')
-                    return row;
-                p = skip_ws(p + 1, end);
-                int found = -1;
-                if (expect < ncols && cols[expect].name_len == klen &&
-                    memcmp(cols[expect].name, k, (size_t)klen) == 0)
-                    found = expect;   /* keys usually come in the declared order */
-                else for (int c = 0; c < ncols; c++) {
-                    if (cols[c].name_len == klen && memcmp(cols[c].name, k, (size_t)klen) == 0) {
-                        found = c;
-                        break;
-                    }
-                }
-                if (found < 0) {
-                    p = skip_value(p, end, 0);
-                } else {
-                    if (seen & (1ull << found))
-                        return row;   /* Arrow refuses a key given twice */
-                    seen |= 1ull << found;
-                    expect = found + 1;
-                    p = read_column(&cols[found], row, p, end);
-                }
-                if (!p)
-                    return row;
-                p = skip_ws(p, end);
-                if (p >= end)
-                    return row;
-                if (*p == '}') {
-                    p++;
-                    break;
-                }
-                if (*p != ',')
-                    return row;
-                p = skip_ws(p + 1, end);
-            }
-        }
-        while (p < end && (*p == ' ' || *p == '\t' || *p == '\r'))
-            p++;
-        if (p != end)
+        const char *p = (const char *)m->payload;
+        if (!decode_row(p, p + m->len, row, cols, ncols))
             return row;
-        for (int c = 0; c < ncols; c++) {
-            caudal_column *col = &cols[c];
-            int valid = (col->validity[row >> 3] >> (row & 7)) & 1;
-            col->nulls += !valid;
-            if (col->kind == K_STR) {
-                if (col->data_len > INT32_MAX)
-                    return row;
-                ((int32_t *)col->values)[row + 1] = (int32_t)col->data_len;
-            } else if (!valid) {   /* a NULL's slot holds 0, as Arrow's arrays do */
-                switch (col->kind) {
-                case K_I8: ((int8_t *)col->values)[row] = 0; break;
-                case K_I16: ((int16_t *)col->values)[row] = 0; break;
-                case K_I32: ((int32_t *)col->values)[row] = 0; break;
-                case K_I64: case K_TS: ((int64_t *)col->values)[row] = 0; break;
-                case K_F64: ((double *)col->values)[row] = 0; break;
-                default: break;
-                }
-            }
-        }
+        row++;
     }
     return -1;
 }

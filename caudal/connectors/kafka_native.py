@@ -62,6 +62,7 @@ _SIGNATURES = {
     "caudal_take": (None, [_P, ctypes.c_int, _P, _P, _P, ctypes.c_int, _P, _P, _P]),
     "caudal_destroy": (None, [_P, ctypes.c_int]),
     "caudal_json_decode": (ctypes.c_int64, [_P, _P, ctypes.c_int64, _P, ctypes.c_int]),
+    "caudal_json_decode_messages": (ctypes.c_int64, [_P, ctypes.c_int, _P, _P, ctypes.c_int]),
     "rd_kafka_queue_get_consumer": (_P, [_P]),
     "rd_kafka_queue_destroy": (None, [_P]),
     "rd_kafka_consumer_close": (ctypes.c_int, [_P]),
@@ -321,11 +322,26 @@ class TypedJson:
         """The table of the messages laid end to end in ``values`` (message ``i`` ends at
         ``ends[i]``, its last byte a newline; none holds another), or None when the C
         decoder gives the batch up (or a TIMESTAMP column is read from epoch numbers now)."""
+        if not len(values):
+            return None
+        ends64 = np.ascontiguousarray(ends, np.int64)
+        return self._run(len(ends), len(values), lambda cols: self.lib.caudal_json_decode(
+            _address(values), _ptr(ends64), len(ends), cols, len(cols)))
+
+    def decode_messages(self, drained: Drained, keep: np.ndarray) -> pa.Table | None:
+        """``decode`` straight from a polled batch's kept messages, before ``take`` (none
+        may hold a line break: ``drained.newlines == 0``); the batch stays open."""
+        keep8 = np.ascontiguousarray(keep, np.uint8)
+        size = int(drained.value_lens[keep].clip(0).sum())
+        return self._run(int(keep8.sum()), size, lambda cols: self.lib.caudal_json_decode_messages(
+            drained.msgs, drained.n, _ptr(keep8), cols, len(cols)))
+
+    def _run(self, n: int, size: int, call: Any) -> pa.Table | None:
+        """Arrow buffers for ``n`` rows of ``size`` bytes of JSON, filled by ``call``."""
         parse = self.decoder.parse_schema
         schema = self.decoder.schema
         if not parse.equals(schema):   # a time column flipped to numbers by the data
             return None
-        n, size = len(ends), len(values)
         if n == 0 or size == 0:
             return None
         bits = (n + 7) // 8
@@ -345,10 +361,7 @@ class TypedJson:
             col.kind, col.name, col.name_len = kind, name, len(name)
             col.validity, col.values = validity.address, main.address
             buffers.append((validity, main, data))
-        ends64 = np.ascontiguousarray(ends, np.int64)
-        failed = self.lib.caudal_json_decode(_address(values), _ptr(ends64), n, cols,
-                                             len(cols))
-        if failed >= 0:
+        if call(cols) >= 0:
             return None
         arrays = []
         for col, field, (validity, main, data) in zip(cols, schema, buffers):

@@ -651,12 +651,14 @@ def test_native_drain_reads_what_the_client_reads(kafka, monkeypatch, fmt):
     assert sorted(int(r["ts"].timestamp() * 1000) for r in rows) == [stamps[i] for i in expect]
 
 
+@pytest.mark.parametrize("key", [False, True])
 @pytest.mark.parametrize("bad", [None, b'{"v": 1.5, "s": "x"}', b'{"v": 1, "s": "\\ud800"}'])
-def test_native_json_typed_decoder_reads_what_the_client_reads(kafka, monkeypatch, bad):
+def test_native_json_typed_decoder_reads_what_the_client_reads(kafka, monkeypatch, bad, key):
     """JSON messages of the common column types are decoded in C (kafka_native.TypedJson)
     by the native drain: the same rows as confluent-kafka's Consumer and Arrow's parser give;
     a batch holding a message caudal's decoder refuses is left to Arrow's path (the same
-    rows dropped)."""
+    rows dropped). Straight from librdkafka's messages, or (with a key metadata column)
+    from the values copied out with the keys."""
     from caudal.plan.tables import TableSpec
     from caudal.types import TIMESTAMP
 
@@ -667,22 +669,27 @@ def test_native_json_typed_decoder_reads_what_the_client_reads(kafka, monkeypatc
     values[17] = b'{"s": null, "v": -0, "f": -0, "t": "2026-01-01 10:00:00+02:00"}'
     if bad is not None:
         values[23] = bad
-    produce(kafka, topic, values)
+    produce(kafka, topic, values, [f"k{i}".encode() for i in range(200)])
     schema = pa.schema([("v", pa.int64()), ("s", pa.string()), ("f", pa.float64()),
                         ("b", pa.bool_()), ("t", TIMESTAMP), ("p", pa.int32()),
                         ("o", pa.int64())])
     options = {"bootstrap_servers": kafka, "topic": topic, "source.offset": "earliest",
                "scan.bounded.mode": "latest-offset", "bad_data": "drop"}
-    spec = TableSpec("t", "kafka", options, schema, metadata={"p": "partition", "o": "offset"})
+    metadata = {"p": "partition", "o": "offset"}
+    if key:
+        schema = schema.append(pa.field("k", pa.string()))
+        metadata["k"] = "key"
+    spec = TableSpec("t", "kafka", options, schema, metadata=metadata)
     decoded = []
-    decode = kafka_native.TypedJson.decode
+    method = "decode" if key else "decode_messages"
+    decode = getattr(kafka_native.TypedJson, method)
 
-    def counting(self, values, ends):
-        table = decode(self, values, ends)
+    def counting(self, *args):
+        table = decode(self, *args)
         decoded.append(table is not None)
         return table
 
-    monkeypatch.setattr(kafka_native.TypedJson, "decode", counting)
+    monkeypatch.setattr(kafka_native.TypedJson, method, counting)
     got = {}
     for path in ("native", "pure"):
         monkeypatch.setenv(kafka_native.ENV, "1" if path == "native" else "0")

@@ -8,6 +8,7 @@ unknown, values of every JSON type in many spellings, and random corruptions of 
 
 from __future__ import annotations
 
+import ctypes
 import json
 
 import numpy as np
@@ -35,10 +36,38 @@ def _batch(messages: list[bytes]) -> tuple[bytearray, np.ndarray]:
     return values, ends
 
 
+class _Message(ctypes.Structure):
+    """librdkafka's rd_kafka_message_t (the fields the decoder reads: payload and len)."""
+
+    _fields_ = [("err", ctypes.c_int), ("rkt", ctypes.c_void_p),
+                ("partition", ctypes.c_int32), ("payload", ctypes.c_void_p),
+                ("len", ctypes.c_size_t), ("key", ctypes.c_void_p),
+                ("key_len", ctypes.c_size_t), ("offset", ctypes.c_int64),
+                ("_private", ctypes.c_void_p)]
+
+
+class _Drained:
+    """What TypedJson.decode_messages reads of a polled batch, over Python bytes."""
+
+    def __init__(self, messages: list[bytes]):
+        self.held = [ctypes.create_string_buffer(m, len(m)) for m in messages]
+        self.structs = [_Message(payload=ctypes.addressof(b), len=len(m))
+                        for b, m in zip(self.held, messages)]
+        self.n = len(messages)
+        self.msgs = (ctypes.c_void_p * self.n)(*[ctypes.addressof(m) for m in self.structs])
+        self.value_lens = np.array([len(m) for m in messages], np.int64)
+
+
 def _typed(messages: list[bytes], schema: pa.Schema = SCHEMA) -> pa.Table | None:
+    """The C decoder's table, from one buffer and straight from the messages (the same)."""
     typed = kafka_native.TypedJson.of(LIB, Decoder(schema))
     assert typed is not None
-    return typed.decode(*_batch(messages))
+    got = typed.decode(*_batch(messages))
+    keep = np.ones(len(messages), bool)
+    direct = typed.decode_messages(_Drained(messages), keep)
+    assert (got is None) == (direct is None)
+    assert got is None or got.equals(direct)
+    return got
 
 
 def _same(messages: list[bytes], schema: pa.Schema = SCHEMA) -> pa.Table | None:
