@@ -400,17 +400,24 @@ def cmd_explain(args) -> int:
     if not isinstance(job, str):
         print(f"-- compiled from {job.compiled_from or '?'}, parallelism {job.parallelism}\n"
               f"Physical dataflow:\n{job.graph.explain()}")
+        if args.runtime == "ray":
+            _explain_placement(job.graph, args.address)
         return 0
     text = job
     with _load_udfs(args.udf):
         print(explain_sql(text, args.parallelism))
         if args.runtime == "ray":
             from caudal.job import compile_sql
-            from caudal.runtime.ray.executor import RayRuntime
 
-            graph = compile_sql(text, args.parallelism).graph
-            print("\n" + RayRuntime(address=args.address).explain_plan(graph))
+            _explain_placement(compile_sql(text, args.parallelism).graph, args.address)
     return 0
+
+
+def _explain_placement(graph, address: str | None) -> None:
+    """Print where Ray would place the subtasks of ``graph`` (a .sql's or a plan's)."""
+    from caudal.runtime.ray.executor import RayRuntime
+
+    print("\n" + RayRuntime(address=address).explain_plan(graph))
 
 
 def cmd_checkpoints(args) -> int:

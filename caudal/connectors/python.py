@@ -178,7 +178,7 @@ def install(vertices: list[Any], tables: dict[str, pa.Table]) -> dict[str, Relay
     TABLES.update(tables)
     relays = {}
     for v in vertices:
-        if v.sink is not None and v.sink.options.get("connector") == "python":
+        if v.sink is not None and v.sink.connector == "python":
             handle = v.sink.options.get("handle")
             relays[handle] = COLLECTORS.setdefault(handle, Relay())
     return relays

@@ -70,6 +70,27 @@ def test_collect_on_ray_equals_local_and_duckdb(ray_cluster, bids_data):
     assert normalized_rows(got) == normalized_rows(want.rename_columns(got.column_names))
 
 
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_from_arrow_and_values_on_ray(ray_cluster, bids_data, parallelism):
+    """A frame of ``from_arrow`` joined with VALUES in ``cd.sql``: both are tables of this
+    process's memory, shipped to the workers, at p=1 and p=2."""
+    table = bids_data[1]
+    memory = cd.from_arrow(table.select(["auction", "bidder", "price"]))
+    query = ("SELECT v.label, count(*) AS n, max(b.price) AS top FROM b JOIN (VALUES (0, 'even'), "
+             "(1, 'odd')) AS v(id, label) ON b.bidder % 2 = v.id WHERE b.price > 50 "
+             "GROUP BY v.label")
+    per_label = cd.sql(query, b=memory)
+    got = per_label.collect(runtime="ray", address=ray_cluster.address,
+                            parallelism=parallelism)
+    b = table  # noqa: F841 - DuckDB reads the local variable by name
+    import duckdb
+
+    want = duckdb.sql(query).to_arrow_table()
+    assert want.num_rows == 2
+    assert normalized_rows(got) == normalized_rows(want)
+    assert normalized_rows(got) == normalized_rows(per_label.collect(parallelism=parallelism))
+
+
 def test_udaf_on_ray_equals_the_builtin(ray_cluster, bids_data):
     """A UDAF (its class travels to the workers) in a window, at p=2 on Ray."""
     by_channel = cd.read_parquet(bids_data[0], event_time="date_time",

@@ -92,3 +92,27 @@ def test_q7_with_late_columns_on_ray(ray_cluster, tmp_path, duck, parallelism):
     expected = duck.sql(late._duck()).to_arrow_table()
     assert expected.num_rows > 10
     assert normalized_rows(got) == normalized_rows(expected)
+
+
+#: tables of the driver's memory (connectors.python), which Ray ships to the workers by
+#: TableSpec.connector: a literal SELECT's row, VALUES joined with a Parquet table
+IN_MEMORY = [
+    "SELECT 1 AS a, 'x' AS b, 2.5 AS c",
+    "SELECT b.auction, b.price, v.label FROM bids AS b JOIN (VALUES (1, 'one'), (3, 'three'), "
+    "(5, 'five')) AS v(id, label) ON b.auction % 7 = v.id WHERE b.price > 100",
+]
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize("query", IN_MEMORY)
+def test_literal_rows_and_values_on_ray(ray_cluster, tmp_path, duck, bids, parallelism,
+                                        query):
+    path, table = bids
+    ddl = DDL_PARQUET.format(path=path)
+    got = run_to_table(ddl, query, tmp_path / "ray", parallelism, **RAY)
+    bids = table  # noqa: F841 - DuckDB reads the local variable by name
+    expected = duck.sql(query).to_arrow_table()
+    assert expected.num_rows > 0
+    assert normalized_rows(got) == normalized_rows(expected)
+    local = run_to_table(ddl, query, tmp_path / "local", parallelism)
+    assert normalized_rows(got) == normalized_rows(local)
