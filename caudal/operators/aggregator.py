@@ -129,7 +129,8 @@ class Aggregator:
         """The ``group_by`` of ``specs`` in NumPy, or None where it does not apply. It
         applies to one integer key without NULLs whose values span a range not much wider
         than the batch (an auction id in a batch of bids, a pane, a row number), and to
-        count(*), count, min and max (and the merge of counts) over integers without NULLs:
+        count(*), count, min and max (and the merge of counts) over integers without NULLs
+        (not uint64: its values above 2^63 do not fit the int64 slots):
         a group is a slot of the range, so one ``bincount`` or ``maximum.at`` per aggregate
         replaces a hash table built per call. The groups come out in key order."""
         if len(keys) != 1 or not all(isinstance(k, (CountStar, Count)) or (
@@ -139,10 +140,10 @@ class Aggregator:
             return None
         n = table.num_rows
         key = as_array(table.column(keys[0]))
-        if n == 0 or not pa.types.is_integer(key.type) or key.null_count:
+        if n == 0 or not _dense_integer(key.type) or key.null_count:
             return None
         inputs = [table.column(c) for c, *_ in specs if c != []]
-        if any(not pa.types.is_integer(c.type) or c.null_count for c in inputs):
+        if any(not _dense_integer(c.type) or c.null_count for c in inputs):
             return None
         k = key.to_numpy().astype(np.int64, copy=False)
         lo, hi = int(k.min()), int(k.max())

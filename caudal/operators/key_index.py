@@ -37,6 +37,10 @@ _MIN_DIRECT = 1 << 16
 
 
 def _integer_like(t: pa.DataType) -> bool:
+    """Types whose every value is an int64 inside (uint64 is not: its values above 2^63
+    take the generic path)."""
+    if pa.types.is_uint64(t):
+        return False
     return (pa.types.is_integer(t) or pa.types.is_timestamp(t) or pa.types.is_date(t)
             or pa.types.is_time(t) or pa.types.is_duration(t))
 
