@@ -7,7 +7,9 @@ aborted-transaction list nor a last stable offset). So exactly-once checks canno
 confluent-kafka's read_committed consumer there; this module fetches the partitions' record
 batches itself (Fetch v4, RecordBatch v2, uncompressed) and applies the markers: a
 transactional producer's records count once its COMMIT marker follows, never after an ABORT,
-and not while its transaction is open.
+and not while its transaction is open. The mock fences a transactional.id without aborting
+(another producer id, no ABORT marker), so a transaction open at the end of the log counts as
+aborted, as a real cluster aborts it.
 """
 
 from __future__ import annotations
@@ -111,24 +113,33 @@ def committed_messages(bootstrap: str, topic: str) -> list[tuple[bytes | None, b
 
 
 def aborted_messages(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
-    """(key, value) of the messages of aborted transactions (hidden by a real cluster)."""
+    """(key, value) of the messages of aborted transactions, and of transactions a fenced
+    producer left open (a real cluster aborts both: its consumers never see them)."""
+    return [m for messages in read_log(bootstrap, topic)[1].values() for m in messages]
+
+
+def aborted_transactions(bootstrap: str, topic: str) -> dict[int, list]:
+    """``aborted_messages`` by the producer id that wrote them (one transaction spans
+    topics under one producer id: this pairs a transaction's records across topics)."""
     return read_log(bootstrap, topic)[1]
 
 
-def read_log(bootstrap: str, topic: str) -> tuple[list, list]:
-    """The committed and the aborted messages of a topic."""
+def read_log(bootstrap: str, topic: str) -> tuple[list, dict[int, list]]:
+    """The committed messages of a topic, and the aborted ones (or left open by a fenced
+    producer) by producer id. Read it once every producer of the topic is done: an open
+    transaction counts as aborted."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "caudal-verify"})
     try:
         meta = consumer.list_topics(topic, timeout=10)
     except KafkaException:
-        return [], []
+        return [], {}
     finally:
         consumer.close()
     found = meta.topics.get(topic)
     if found is None or found.error is not None:
-        return [], []
+        return [], {}
     out: list = []
-    aborted: list = []
+    aborted: dict[int, list] = defaultdict(list)
     for number, part in sorted(found.partitions.items()):
         broker = meta.brokers[part.leader]
         offset, high = 0, None
@@ -142,11 +153,17 @@ def read_log(bootstrap: str, topic: str) -> tuple[list, list]:
                 if control:
                     kind = struct.unpack_from(">hh", records[0][1])[1] if records else 0
                     pending = open_txn.pop(producer, [])
-                    (out if kind == 1 else aborted).extend(pending)
+                    (out if kind == 1 else aborted[producer]).extend(pending)
                 elif transactional:
                     open_txn[producer].extend((k, v) for _, k, v in records)
                 else:
                     out.extend((k, v) for _, k, v in records)
             if not progressed:
                 break
-    return out, aborted
+        # a transaction still open at the end of the log was fenced: the mock gives the new
+        # producer of its transactional.id another producer id and writes no ABORT marker
+        # for the old one, whose records hang open forever; a real cluster aborts them (at
+        # the fencing init_transactions, or after transaction.timeout.ms)
+        for producer, pending in open_txn.items():
+            aborted[producer].extend(pending)
+    return out, dict(aborted)
