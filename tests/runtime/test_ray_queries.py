@@ -116,3 +116,23 @@ def test_literal_rows_and_values_on_ray(ray_cluster, tmp_path, duck, bids, paral
     assert normalized_rows(got) == normalized_rows(expected)
     local = run_to_table(ddl, query, tmp_path / "local", parallelism)
     assert normalized_rows(got) == normalized_rows(local)
+
+
+def test_workers_take_batches_up_to_inline_bytes_inside_the_call(ray_cluster):
+    """A push of up to INLINE_BYTES travels inside the actor call (no object-store object for
+    the raylets to create, move and free): the workers' processes start with Ray's limit on
+    what a call carries inline raised to it (Ray's default is 100 kB)."""
+    import ray
+
+    from caudal.runtime.ray.channels import INLINE_BYTES
+    from caudal.runtime.ray.executor import RayRuntime
+
+    runtime = RayRuntime()
+    runtime.prestart(2)
+    try:
+        limits = ray.get([actor.__ray_call__.remote(
+            lambda self: __import__("os").environ.get("RAY_max_direct_call_object_size"))
+            for _, _, actor in runtime._warm])
+    finally:
+        runtime._kill_all()
+    assert limits == [str(INLINE_BYTES)] * 2

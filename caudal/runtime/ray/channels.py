@@ -2,8 +2,8 @@
 
 The sender calls ``push(key, items)`` on the actor that hosts subtask ``key``, ``items`` a list
 of ``(channel, seq, item)``: a ``pyarrow.RecordBatch`` travels as Arrow buffers (Ray's pickle-5
-out-of-band path puts them in the object store as they are: no row is pickled), control
-markers as small dataclasses. A threaded actor may run two calls of one caller out of order,
+out-of-band path: no row is pickled; up to ``INLINE_BYTES`` inside the call, larger ones
+through the object store as they are), control markers as small dataclasses. A threaded actor may run two calls of one caller out of order,
 so every item carries a per-channel sequence number and the receiver puts items into its
 input gate in that order.
 
@@ -37,6 +37,18 @@ from caudal.runtime.channels import Cancelled, InputGate
 
 #: batches (and markers) of one channel in flight between two actors
 CREDITS = 8
+#: a push whose batches pickle to at most this many bytes travels inside the actor call (Ray's
+#: ``max_direct_call_object_size``, set for the workers; Ray's default is 100 kB), worker to
+#: worker, not through the object stores: each object there costs the raylets a create, seal,
+#: pull (across nodes), release and delete, which was 60% of their CPU in Nexmark q8 (its
+#: shuffled batches are 0.1-1.3 MB). Larger batches cost the workers more CPU inline than
+#: through the store (bench/README.md, "q8 on Ray")
+INLINE_BYTES = 1 << 20
+
+
+def worker_env() -> dict[str, str]:
+    """The environment variables of a worker actor's process that its channels need."""
+    return {"RAY_max_direct_call_object_size": str(INLINE_BYTES)}
 #: how long a blocked sender or receiver waits before looking at the job's cancel flag
 WAIT_S = 0.5
 

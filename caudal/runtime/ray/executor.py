@@ -135,6 +135,7 @@ class RayRuntime(Runtime):
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         from caudal.runtime.ray.actor import WorkerActor
+        from caudal.runtime.ray.channels import worker_env
 
         remote = ray.remote(WorkerActor)
         keep_huge_pages = os.environ.get(HUGE_PAGES_ENV) == "1"
@@ -142,6 +143,7 @@ class RayRuntime(Runtime):
         for node, threads in zip(nodes, concurrency):
             workers.append((node["NodeID"], threads, remote.options(
                 num_cpus=0, max_concurrency=threads, max_restarts=0,
+                runtime_env={"env_vars": worker_env()},
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True),
             ).remote(keep_huge_pages)))
         return workers
