@@ -39,16 +39,19 @@ from caudal.runtime.channels import Cancelled, InputGate
 CREDITS = 8
 #: a push whose batches pickle to at most this many bytes travels inside the actor call (Ray's
 #: ``max_direct_call_object_size``, set for the workers; Ray's default is 100 kB), worker to
-#: worker, not through the object stores: each object there costs the raylets a create, seal,
-#: pull (across nodes), release and delete, which was 60% of their CPU in Nexmark q8 (its
-#: shuffled batches are 0.1-1.3 MB). Larger batches cost the workers more CPU inline than
-#: through the store (bench/README.md, "q8 on Ray")
-INLINE_BYTES = 1 << 20
+#: worker, not through the object stores, where each object costs the raylets a create, seal,
+#: pull (across nodes), release and free: Nexmark q8's shuffled batches are 0.1-1.3 MB, and
+#: inline its daemons' CPU fell from 4.2 s to 1.2 s and its job time by a sixth (300 M events,
+#: two nodes). Beyond a few MB the workers' own CPU per call grows faster inline than through
+#: the store (bench/README.md, "q8 on Ray: where the workers' CPU went")
+INLINE_BYTES = 2 << 20
 
 
 def worker_env() -> dict[str, str]:
     """The environment variables of a worker actor's process that its channels need."""
     return {"RAY_max_direct_call_object_size": str(INLINE_BYTES)}
+
+
 #: how long a blocked sender or receiver waits before looking at the job's cancel flag
 WAIT_S = 0.5
 
