@@ -170,4 +170,32 @@ def test_running_a_compiled_plan_imports_no_sql_front_end(tmp_path):
             f"assert out.getvalue().count('\\n') == 8, out.getvalue()")
     front_end = ["sqlglot", "caudal.sql.planner", "caudal.plan.optimizer", "caudal.job",
                  "caudal.plan.physical_planner"]
-    assert _imported(code, TRIVIAL + front_end) == []
+    # the function families it does not call (upper() and operators only): a lookup imports
+    # one family (~35 M instructions for all of them)
+    assert _imported(code, TRIVIAL + front_end + UNCALLED_FAMILIES) == []
+
+
+#: function families neither trivial job below calls, nor the SQL front end needs
+UNCALLED_FAMILIES = [f"caudal.plan.functions.{family}"
+                     for family in ("conditional", "json", "math")]
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_literal_job_loads_no_uncalled_function_family(tmp_path, compiled):
+    """`SELECT 1, 'hello'` into a blackhole, from the .sql and from a compiled plan: neither
+    imports the function families it does not call (nor the catalog that lists them all),
+    and the plan also not the date/time family."""
+    job = tmp_path / "job.sql"
+    job.write_text("CREATE TABLE out WITH (connector = 'blackhole');\n"
+                   "INSERT INTO out SELECT 1 AS a, 'hello' AS b;\n")
+    if compiled:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        subprocess.run([sys.executable, "-m", "caudal.cli", "compile", str(job), "-o",
+                        str(tmp_path / "job.plan")], env=env, cwd=ROOT, timeout=120,
+                       check=True, capture_output=True)
+        job = tmp_path / "job.plan"
+    code = f"import caudal.cli\nassert caudal.cli.main(['run', {str(job)!r}]) == 0"
+    unused = [*UNCALLED_FAMILIES, "caudal.plan.functions.catalog"]
+    if compiled:
+        unused += ["caudal.plan.functions.time", "caudal.plan.functions.strings"]
+    assert _imported(code, TRIVIAL + unused) == []

@@ -1,8 +1,8 @@
-"""Compiling IR expressions to vectorized evaluators (``plan.functions.evaluation``), with
-every scalar function registered first: an expression unpickled where nothing planned it (a
-Ray worker) finds its kernels by importing this module."""
+"""Compiling IR expressions to vectorized evaluators (``plan.functions.evaluation``). A
+function's family (its kernels) is imported on its first lookup (``registry.find``), so an
+expression unpickled where nothing planned it (a Ray worker, a compiled plan's run) loads the
+families it calls and no other."""
 
-from caudal.plan import functions  # noqa: F401  (registers the functions)
 from caudal.plan.functions.evaluation import (
     Evaluator,
     compile_expr,

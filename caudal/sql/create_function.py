@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from caudal.errors import PlanError
-from caudal.plan.functions.registry import FUNCTIONS
+from caudal.plan.functions.registry import builtin
 from caudal.plan.functions.udf_classes import JAVA_CLASSES
 from caudal.sql.scope import position
 
@@ -34,7 +34,8 @@ def add_function(node: exp.Create, aliases: dict[str, str]) -> None:
                         hint="known classes: " + ", ".join(
                             f"{c} ({f})" for c, f in JAVA_CLASSES.items()))
     key = name.lower()
-    if key in aliases or (key in FUNCTIONS and FUNCTIONS[key].name != JAVA_CLASSES[cls]):
+    known = builtin(key)
+    if key in aliases or (known is not None and known.name != JAVA_CLASSES[cls]):
         if not node.args.get("exists"):
             raise PlanError(f"function {name}() is already defined", line=ln, col=col,
                             hint="choose another name, or CREATE FUNCTION IF NOT EXISTS")

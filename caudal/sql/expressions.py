@@ -17,12 +17,10 @@ from sqlglot import exp
 from sqlglot.time import format_time
 
 from caudal.errors import CaudalError, PlanError, RuntimeFailure
-from caudal.plan import functions  # noqa: F401  (registers the functions)
 from caudal.plan.expressions import Call, Column, Expr, Literal, set_source
 from caudal.plan.functions.casts import bind_cast, cast_array, try_cast_array
-from caudal.plan.functions.catalog import close_names
 from caudal.plan.functions.intervals import parse_interval
-from caudal.plan.functions.registry import FUNCTIONS, bind_call, find
+from caudal.plan.functions.registry import bind_call, builtin, find
 from caudal.sql.dialect import Caudal
 from caudal.sql.scope import Scope, position
 from caudal.types import INTERVAL, arrow_type, is_numeric
@@ -322,13 +320,21 @@ def _unconstrained_numeric(source: pa.DataType) -> pa.DataType:
 # ---- functions with their own argument layout ------------------------------------------------
 
 
+def _close_names(name: str) -> list[str]:
+    """Names like ``name``, for an unknown function's hint: the catalog imports every
+    function family, which planning a query otherwise does only for the functions it calls."""
+    from caudal.plan.functions.catalog import close_names
+
+    return close_names(name)
+
+
 def _anonymous(node: exp.Anonymous, scope: Scope) -> Expr:
     name = str(node.this).lower()
     fn = find(name)
     if fn is None or fn.internal:
         if name in _AGGREGATES:
             return _aggregate(node)
-        similar = close_names(name)
+        similar = _close_names(name)
         hint = (f"did you mean {', '.join(similar)}? " if similar else "") + \
             "`caudal functions` and docs/sql.md list them all"
         raise PlanError(f"unknown function {name}()", hint=hint)
@@ -363,7 +369,7 @@ def _unsupported(node: exp.Expression) -> Expr:
                         hint="use a JOIN or a WITH clause")
     if isinstance(node, exp.Func):
         name = node.sql_name().lower()
-        similar = close_names(name)
+        similar = _close_names(name)
         hint = (f"did you mean {', '.join(similar)}? " if similar else "") + \
             "`caudal functions` and docs/sql.md list them all"
         raise PlanError(f"function {name}() is not supported", hint=hint)
@@ -636,7 +642,7 @@ def _fold(expr: Expr) -> Expr:
         value = args[0].scalar()
         try:
             if expr.func == "negate":
-                folded = FUNCTIONS["negate"].kernel([value], expr)
+                folded = builtin("negate").kernel([value], expr)
             elif expr.func == "try_cast":
                 folded = try_cast_array(value, expr.dtype)
             else:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from caudal.plan.functions.catalog import close_names, describe
-from caudal.plan.functions.registry import FUNCTIONS
+from caudal.plan.functions.catalog import FUNCTIONS, close_names, describe
 
 
 def test_describe_lists_callable_functions_with_signatures():

@@ -1,18 +1,6 @@
 """Scalar functions: type rules (bind) and vectorized kernels, one module per family.
 
-Importing this package registers every function in ``registry.FUNCTIONS``.
+Importing this package registers nothing: ``registry.find`` imports a function's family on
+its first lookup (a compiled plan's run loads only the families it calls), and
+``registry.load_all`` imports every family (listings, docs, name clashes).
 """
-
-from caudal.plan.functions import (  # noqa: F401  (import registers)
-    casts,
-    conditional,
-    constraints,
-    json,
-    math,
-    nested,
-    operators,
-    python_udf,
-    strings,
-    time,
-    udf_classes,
-)

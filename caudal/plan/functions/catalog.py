@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import difflib
 
-from caudal.plan import functions  # noqa: F401  (registers every function)
-from caudal.plan.functions.registry import FUNCTIONS
+from caudal.plan.functions.registry import load_all
+
+FUNCTIONS = load_all()  # every family: a listing shows them all
 
 
 def describe(include_operators: bool = False) -> list[tuple[str, str]]:

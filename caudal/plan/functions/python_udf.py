@@ -30,7 +30,7 @@ import pyarrow as pa
 from caudal.errors import PlanError, RuntimeFailure
 from caudal.plan.expressions import Call, Expr
 from caudal.plan.functions.coerce import cast
-from caudal.plan.functions.registry import FUNCTIONS, BindError, ScalarFunction, register
+from caudal.plan.functions.registry import BindError, ScalarFunction, builtin, register
 from caudal.types import is_numeric, is_text, sql_name
 
 #: the IR function every Python UDF call binds to
@@ -257,7 +257,7 @@ def add_user_function(udf: Any) -> None:
     from caudal.plan.aggregates import ALIASES
 
     key = udf.name.lower()
-    if key in FUNCTIONS or key in ALIASES:
+    if builtin(key) is not None or key in ALIASES:
         raise PlanError(f"function {udf.name}() is already a built-in function",
                         hint="give the UDF another name (name=…)")
     USER_FUNCTIONS[key] = udf

@@ -28,7 +28,7 @@ from caudal.plan.functions.kernels import (
     propagate_nulls,
 )
 from caudal.plan.functions.nested import interleave, list_get
-from caudal.plan.functions.registry import FUNCTIONS, BindError, is_constant, register
+from caudal.plan.functions.registry import BindError, builtin, is_constant, register
 from caudal.types import is_text, sql_name
 
 TEXT = pa.string()
@@ -56,7 +56,8 @@ def check_args(fn: str, args: list[Expr], kinds: str, required: int | None = Non
 
 def raise_signature(fn: str, args: list[Expr]):
     given = ", ".join(sql_name(a.dtype) for a in args)
-    signature = FUNCTIONS[fn].signature if fn in FUNCTIONS else ""
+    known = builtin(fn)
+    signature = known.signature if known is not None else ""
     raise BindError(f"function {fn}({given}) does not exist",
                     hint=f"accepted: {signature}" if signature else None)
 
