@@ -267,7 +267,8 @@ def split_delta(base: pa.Table, delta: pa.Table, key: Sequence[str],
     the delta (in the base's order) and the delta's upserts (as the base's columns)."""
     upserts, keys = _upserts_and_keys(delta, key)
     kept = expire_rows(rows_without_keys(base, keys, key), expire)
-    return kept, upserts.select(kept.schema.names).cast(kept.schema)
+    # a delta of deletions or expiries only has just the key columns (and no upserts)
+    return kept, _conform(upserts, kept.schema)
 
 
 def _upserts_and_keys(delta: pa.Table, key: Sequence[str]) -> tuple[pa.Table, pa.Table]:
@@ -441,7 +442,7 @@ class Unfolded:
         kept = [expire_rows(rows_without_keys(part, keys, self.key), expire)
                 for part in self.base_batches(needed)]
         table = pa.concat_tables(kept) if kept else schema.empty_table()
-        return table.select(names), upserts.select(needed).cast(schema).select(names)
+        return table.select(names), _conform(upserts, schema).select(names)
 
     def upserts(self) -> pa.Table | None:
         """The delta's rows when it only inserts or replaces rows (no deletion, no expiry

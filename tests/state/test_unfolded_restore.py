@@ -84,6 +84,26 @@ def test_unfolded_is_the_folded_chain(base, history, as_bytes):
             table.column("v").to_pylist()
 
 
+
+@pytest.mark.parametrize("as_bytes", [False, True])
+@pytest.mark.parametrize("deletes", [[], [1, 3]])
+def test_split_after_a_delta_of_deletions_only(as_bytes, deletes):
+    """A delta without upserts is written with the key columns only (StateDelta.encode
+    without a schema, as the window aggregate writes one whose panes all fired): splitting
+    a chain ending in one gave KeyError for the value columns (a resume after a kill failed
+    with 'Field "_s0_n" does not exist in schema')."""
+    table = pa.table({"k": [1, 2, 3], "v": [10, 20, 30]}, schema=SCHEMA)
+    delta = StateDelta(["k"], deletes=pa.table({"k": pa.array(deletes, pa.int64())}))
+    assert delta.encode().column_names == ["k", "_deleted"]
+    unfolded = unfold_chain([(_parquet(table) if as_bytes else table, "full", (), None),
+                             (delta.encode(), "delta", ("k",), None)])
+    want = {k: v for k, v in _rows(table).items() if k not in deletes}
+    kept, added = unfolded.split()
+    assert _rows(kept) == want and added.num_rows == 0
+    assert added.schema == kept.schema
+    assert [t.column_names for t in unfolded.split(["v"])] == [["v"], ["v"]]
+
+
 def test_sized_slot_table_is_filled_by_columns_and_row_groups():
     table = pa.table({"k": pa.array([1, 2, None, 4]), "v": pa.array([1.5, None, 3.0, 4.0]),
                       "s": pa.array(["a", None, "c", "d"])})
