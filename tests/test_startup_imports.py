@@ -184,7 +184,7 @@ UNCALLED_FAMILIES = [f"caudal.plan.functions.{family}"
 def test_literal_job_loads_no_uncalled_function_family(tmp_path, compiled):
     """`SELECT 1, 'hello'` into a blackhole, from the .sql and from a compiled plan: neither
     imports the function families it does not call (nor the catalog that lists them all),
-    and the plan also not the date/time family; without checkpoints, no checkpoint manifest."""
+    and the plan also not the date/time family; without checkpoints, no checkpoint manifest nor coordinator messages."""
     job = tmp_path / "job.sql"
     job.write_text("CREATE TABLE out WITH (connector = 'blackhole');\n"
                    "INSERT INTO out SELECT 1 AS a, 'hello' AS b;\n")
@@ -195,7 +195,8 @@ def test_literal_job_loads_no_uncalled_function_family(tmp_path, compiled):
                        check=True, capture_output=True)
         job = tmp_path / "job.plan"
     code = f"import caudal.cli\nassert caudal.cli.main(['run', {str(job)!r}]) == 0"
-    unused = [*UNCALLED_FAMILIES, "caudal.plan.functions.catalog", "caudal.checkpoint.manifest"]
+    unused = [*UNCALLED_FAMILIES, "caudal.plan.functions.catalog", "caudal.checkpoint.manifest",
+              "caudal.checkpoint.messages"]
     if compiled:
         unused += ["caudal.plan.functions.time", "caudal.plan.functions.strings"]
     assert _imported(code, TRIVIAL + unused) == []

@@ -20,11 +20,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from caudal.checkpoint.barrier import Barrier
 from caudal.checkpoint.errors import CheckpointError
 from caudal.checkpoint.manifest import SubtaskState
 from caudal.checkpoint.messages import (
     Acknowledge,
-    Barrier,
     CheckpointStatus,
     FinalWritten,
     Finished,

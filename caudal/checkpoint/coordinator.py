@@ -34,6 +34,7 @@ from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from caudal.checkpoint.barrier import Barrier
 from caudal.checkpoint.chains import ChainKey, StateChains
 from caudal.checkpoint.errors import CheckpointError
 from caudal.checkpoint.manifest import (
@@ -52,7 +53,6 @@ from caudal.checkpoint.manifest import (
 )
 from caudal.checkpoint.messages import (
     Acknowledge,
-    Barrier,
     CheckpointStatus,
     FinalWritten,
     Finished,

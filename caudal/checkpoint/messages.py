@@ -22,16 +22,6 @@ if TYPE_CHECKING:  # a job without checkpoints imports no manifest (6 dataclasse
     from caudal.checkpoint.manifest import SubtaskState
 
 
-@dataclass(frozen=True, slots=True)
-class Barrier:
-    """Checkpoint ``epoch``: everything before belongs to it, everything after to the next.
-    Also travels in the data channels, in order with the batches."""
-
-    epoch: int
-    #: a savepoint stops the job after the checkpoint completes
-    stop: bool = False
-
-
 @dataclass(slots=True)
 class Acknowledge:
     """Subtask ``(vertex, subtask)`` snapshotted ``epoch`` and wrote it: ``state`` is what the

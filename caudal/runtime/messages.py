@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from caudal.checkpoint.messages import Barrier
+from caudal.checkpoint.barrier import Barrier
 from caudal.watermark import WATERMARK_MAX, WATERMARK_MIN
 
 __all__ = ["WATERMARK_MAX", "WATERMARK_MIN", "Barrier", "EndOfData", "Idle", "Watermark"]
