@@ -347,7 +347,7 @@ def _kill_and_resume(kafka: str, tmp_path: Path, source_topic: str, kills: int,
             while proc.poll() is None and _newest_checkpoint(ck) == before and \
                     time.monotonic() < deadline:
                 time.sleep(0.01)
-            time.sleep(rng.uniform(0.0, 0.6))
+            time.sleep(rng.uniform(0.0, 0.25))  # short: a fast job must not outrun ten kills
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 killed_running += 1
