@@ -213,3 +213,35 @@ def test_literal_rows_travel_in_the_plan(tmp_path, capsys, query):
     capsys.readouterr()
     assert cli.main(["run", str(tmp_path / "job.plan")]) == 0
     assert capsys.readouterr().out == expected and expected.count("\n") >= 2
+
+
+def test_source_hash_is_cached_per_set_of_files_and_sees_an_edit(tmp_path):
+    """The build hash a plan is checked against is kept in caudal's __pycache__ under a key of
+    every source's name, size and mtime: an edited source (another mtime) is hashed again,
+    and a cache that does not match the files is not believed."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copytree(Path(plan_file.__file__).parent, tmp_path / "caudal",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = str(tmp_path)
+
+    def build() -> str:
+        code = "import caudal.plan_file as p; print(p.source_hash())"
+        return subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, text=True,
+                              capture_output=True, check=True, timeout=120).stdout.strip()
+
+    first = build()
+    cache = tmp_path / "caudal" / "__pycache__" / "sources.blake2"
+    assert cache.read_text().split()[1] == first and build() == first
+    cache.write_text(cache.read_text().split()[0] + " 0123\n")  # a wrong value: believed
+    assert build() == "0123"  # (the key is what guards, as a .pyc's header does)
+    cache.write_text("nokey 0123\n")  # a key of other files: hashed again
+    assert build() == first
+    edited = tmp_path / "caudal" / "plan_file.py"
+    edited.write_text(edited.read_text() + "\n# an edit\n")
+    second = build()
+    assert second != first and cache.read_text().split()[1] == second
