@@ -22,10 +22,11 @@ from caudal.plan.physical import PhysicalGraph, Vertex
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 #: dataclass fields that say where in the SQL text something was written, not what it is
 _POSITION_FIELDS = {"line", "col", "column_position"}
-#: a two-phase window aggregate (plan.window_nodes) is planned only at parallelism > 1, and its
-#: state is the same as one phase's (the local stage keeps only a watermark): left out, so a
-#: job may still be restored at another parallelism
-_PARALLELISM_ONLY_KINDS = {"local_window_partials"}
+#: two-phase window and updating aggregates (plan.window_nodes, plan.updating_nodes) are
+#: planned only at parallelism > 1, and their state is the same as one phase's (the local
+#: stage keeps at most a watermark; the merging stage keeps the same partial states per key):
+#: left out, so a job may still be restored at another parallelism
+_PARALLELISM_ONLY_KINDS = {"local_window_partials", "local_key_partials"}
 _PARALLELISM_ONLY_PARAMS = {"partial_input"}
 
 

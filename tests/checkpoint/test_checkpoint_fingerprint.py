@@ -41,3 +41,20 @@ def test_a_changed_query_changes_it_and_says_where():
     recorded = {"vertices": [{"id": v.id, "name": v.name, "fingerprint": ident.vertices[v.id]}
                              for v in old.vertices]}
     assert "[0] source bids changed" in describe_differences(new, recorded)
+
+
+def test_the_same_at_every_parallelism_for_two_phase_plans():
+    """Two-phase aggregates add a local stage at parallelism > 1 only: a job restored at
+    another parallelism must still be recognized (the parallelism-1 plan has no such stage)."""
+    ddl = ("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', events = '1000');\n"
+           "CREATE TABLE out WITH (connector = 'filesystem', path = '/tmp/out', "
+           "format = 'debezium_json');\n")
+    for query in [
+        "INSERT INTO out SELECT bidder, count(*) AS n, sum(price) AS total FROM bids "
+        "GROUP BY bidder",
+        "INSERT INTO out SELECT auction, count(*) AS n, max(price) AS mx FROM bids "
+        "GROUP BY auction",
+        SQL.format(limit=10).split(";\n", 2)[2],
+    ]:
+        sql = ddl + query + ";"
+        assert _fp(sql, 1) == _fp(sql, 2) == _fp(sql, 3), query
