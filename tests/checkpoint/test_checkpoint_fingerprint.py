@@ -58,3 +58,11 @@ def test_the_same_at_every_parallelism_for_two_phase_plans():
     ]:
         sql = ddl + query + ";"
         assert _fp(sql, 1) == _fp(sql, 2) == _fp(sql, 3), query
+
+
+def test_every_nexmark_query_the_same_at_parallelism_1_and_2():
+    """No plan of the bench's Nexmark queries differs by parallelism in what its state means
+    (a checkpoint restores at another parallelism)."""
+    for path in sorted((REPO / "bench" / "nexmark").glob("*.sql")):
+        sql = path.read_text()
+        assert _fp(sql, 1) == _fp(sql, 2), path.name
