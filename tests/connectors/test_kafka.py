@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import random
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from caudal.connectors import kafka_native
 from caudal.connectors.kafka_mock import cluster
 from caudal.connectors.kafka_sink import DEFAULT_COMMIT_TOPIC
 from tests.conftest import REPO, make_bids, run_cli
+from tests.connectors.broker_util import kill_and_resume
 from tests.connectors.kafka_verify import aborted_transactions, committed_messages
 
 
@@ -326,36 +326,11 @@ def _kill_and_resume(kafka: str, tmp_path: Path, source_topic: str, kills: int,
                      parallelisms: list[int], seed: int) -> str:
     """Run Kafka -> tumbling count -> Kafka (exactly_once), SIGKILL it ``kills`` times at
     random moments, then let the same command finish; returns the sink topic."""
-    rng = random.Random(seed)
     sink = topic_name("killed")
     job = write_job(tmp_path, tumbling_sql(kafka, source_topic, sink, interval="2"))
-    ck = tmp_path / "ck"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    killed_running = 0
-    for attempt in range(kills + 1):
-        par = parallelisms[attempt % len(parallelisms)]
-        cmd = [sys.executable, "-m", "caudal.cli", "run", str(job), "--checkpoint-dir",
-               str(ck), "--checkpoint-interval", "150ms", "--parallelism", str(par),
-               "--batch-rows", "50"]   # small batches: seconds of work to kill in
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True, env=env)
-        if attempt < kills:
-            # a random moment after the run's first new checkpoint: kills land while it
-            # processes, pre-commits and commits (not during start-up)
-            before = _newest_checkpoint(ck)
-            deadline = time.monotonic() + 60
-            while proc.poll() is None and _newest_checkpoint(ck) == before and \
-                    time.monotonic() < deadline:
-                time.sleep(0.01)
-            time.sleep(rng.uniform(0.0, 0.25))  # short: a fast job must not outrun ten kills
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                killed_running += 1
-            proc.wait()
-            continue
-        _, err = proc.communicate(timeout=180)
-        assert proc.returncode == 0, err
-    assert killed_running >= kills // 2, "most kills must land while the job runs"
+    # small batches: seconds of work to kill in
+    hit = kill_and_resume(job, tmp_path / "ck", kills, seed, tuple(parallelisms), batch_rows=50)
+    assert hit >= kills // 2, "most kills must land while the job runs"
     return sink
 
 
@@ -383,11 +358,6 @@ def lost_to_the_mock(kafka: str, sink: str) -> list[bytes]:
              if any(k is not None and k.decode().startswith(prefix) for k, _ in messages)}
     return [v for pid, messages in aborted_transactions(kafka, sink).items() if pid in stale
             for _, v in messages]
-
-
-def _newest_checkpoint(ck: Path) -> int:
-    done = [int(p.parent.name.split("-")[1]) for p in ck.glob("epoch-*/_manifest.json")]
-    return max(done, default=0)
 
 
 def _slow_bids(kafka: str, n: int, seed: int) -> tuple[str, pa.Table]:
@@ -676,6 +646,18 @@ def test_native_drain_compiles_once_into_the_cache_and_falls_back_without_gcc(
         kafka_native._load.cache_clear()
 
 
+def _read_both_paths(spec, monkeypatch) -> list[dict]:
+    """The rows of ``spec`` read through the native drain and through confluent-kafka's
+    Consumer, checked equal (and each path checked to be the one asked for)."""
+    got = {}
+    for path in ("native", "pure"):
+        monkeypatch.setenv(kafka_native.ENV, "1" if path == "native" else "0")
+        got[path], native = _read_bounded(spec)
+        assert native == (path == "native")
+    assert got["native"] == got["pure"]
+    return got["native"]
+
+
 def _read_bounded(spec) -> tuple[list[dict], int]:
     from caudal.connectors.kafka import KafkaSource
 
@@ -718,13 +700,7 @@ def test_native_drain_reads_what_the_client_reads(kafka, monkeypatch, fmt):
     spec = TableSpec("t", "kafka", options, schema,
                      metadata={"p": "partition", "o": "offset", "ts": "timestamp",
                                "k": "key"})
-    got = {}
-    for path in ("native", "pure"):
-        monkeypatch.setenv(kafka_native.ENV, "1" if path == "native" else "0")
-        got[path], native = _read_bounded(spec)
-        assert native == (path == "native")
-    assert got["native"] == got["pure"]
-    rows = got["native"]
+    rows = _read_both_paths(spec, monkeypatch)
     expect = [i for i in range(300) if i != 9 and (i != 11 or fmt == "raw_bytes")]
     assert len(rows) == len(expect)
     assert sum(r["k"] is None for r in rows) == 1
@@ -770,13 +746,8 @@ def test_native_json_typed_decoder_reads_what_the_client_reads(kafka, monkeypatc
         return table
 
     monkeypatch.setattr(kafka_native.TypedJson, method, counting)
-    got = {}
-    for path in ("native", "pure"):
-        monkeypatch.setenv(kafka_native.ENV, "1" if path == "native" else "0")
-        got[path], native = _read_bounded(spec)
-        assert native == (path == "native")
-    assert got["native"] == got["pure"]
-    assert len(got["native"]) == 200 - (bad is not None)
+    rows = _read_both_paths(spec, monkeypatch)
+    assert len(rows) == 200 - (bad is not None)
     assert decoded and all(decoded) == (bad is None)
 
 
