@@ -66,6 +66,14 @@ class Operator:
         """All inputs ended: emit whatever remains."""
         return ()
 
+    def before_barrier(self) -> Sequence[pa.RecordBatch]:
+        """A checkpoint barrier is about to pass: emit what this operator holds back outside
+        its snapshot (a local pre-aggregation's partials, which exist at parallelism > 1
+        only and so must not be checkpointed), so that it reaches the downstream ahead of
+        the barrier, as Flink's ``prepareSnapshotPreBarrier``. Most operators hold nothing
+        of the kind."""
+        return ()
+
     def snapshot(self, epoch: int) -> dict[str, Any]:
         """State to checkpoint at a barrier: name -> ``pyarrow.Table`` (written as Parquet).
 

@@ -84,8 +84,11 @@ def _add_local_stage(planner: PhysicalPlanner, vid: int, node: UpdatingAggregate
     assert planner.split is not None  # _two_phase said yes
     schema = planner.split.key_partial_schema(list(node.keys), node.aggregates,
                                               node.input.schema, node.time_input)
+    # partials held at most a quarter of the flush interval: a row's result is emitted at
+    # most 1.25 intervals after it (1 at parallelism 1); none with a flush after every batch
     params = {"keys": list(node.keys), "aggregates": list(node.aggregates),
-              "time_column": node.time_input, "input_schema": node.input.schema}
+              "time_column": node.time_input, "input_schema": node.input.schema,
+              "hold_us": node.flush_us // 4}
     label = (f"local pre-aggregate by [{', '.join(node.keys)}] (two-phase: partial states "
              f"before the shuffle)")
     planner.graph.vertices[vid].operators.append(

@@ -59,6 +59,17 @@ class Chain:
             time = op.output_watermark(time)
         return out, time
 
+    def before_barrier(self) -> list[pa.RecordBatch]:
+        """What the operators hold back outside their snapshots, sent before a barrier
+        (``Operator.before_barrier``)."""
+        out: list[pa.RecordBatch] = []
+        for i, op in enumerate(self.operators):
+            hook = getattr(op, "before_barrier", None)
+            emitted = hook() if hook is not None else ()
+            if emitted:
+                out.extend(self._push(emitted, i + 1))
+        return out
+
     def on_end(self) -> list[pa.RecordBatch]:
         out: list[pa.RecordBatch] = []
         for i, op in enumerate(self.operators):

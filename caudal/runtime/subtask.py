@@ -237,6 +237,7 @@ class SubtaskRunner:
         return payload
 
     def _snapshot(self, barrier: Barrier, aligned_s: float = 0.0) -> None:
+        self._emit(self.chain.before_barrier())
         started = time.perf_counter()
         payload = self._payload(barrier.epoch)
         # what the checkpoint cost this subtask's pipeline: the snapshot, and how long some of
@@ -361,6 +362,7 @@ class SubtaskRunner:
             self._control(Idle())
         schema = source.schema
         computed = table.computed_step()  # computed columns, before the watermark reads them
+        next_tick = 0.0
         while not self.job.cancel.is_set():
             if self.job.drain.is_set():
                 break  # every output is a LIMIT that has its rows: end as if exhausted
@@ -370,6 +372,11 @@ class SubtaskRunner:
                     self._snapshot(barrier)
                 self._commit_sinks()
                 self._notify_source()
+            if self.chain.timed:
+                now = time.monotonic()
+                if now >= next_tick:  # e.g. a local pre-aggregation's partials held too long
+                    next_tick = now + 0.1
+                    self._emit(self.chain.on_processing_time(clock.now_us()))
             self._flush()
             batch = source.poll(self.job.batch_rows, self.job.linger_s)
             if batch is None:

@@ -232,3 +232,25 @@ def test_uint64_keys_and_values_above_int64(tmp_path, duck, query, parallelism):
                              settings="SET updating_flush = '0';", batch_rows=500))
     expected = duck.sql(query).to_arrow_table()
     assert normalized_rows(got) == normalized_rows(expected)
+
+
+@pytest.mark.parametrize("parallelism,flush", [(1, "1s"), (2, "1s"), (3, "20ms"), (2, "0"),
+                                               (3, "1s")])
+@pytest.mark.parametrize("query", [
+    # count/min/max of integers per integer key: the local stage holds the rows of many
+    # batches in DensePartials arrays before it emits their partials
+    "SELECT auction, count(*) AS n, count(bidder) AS c, min(bidder) AS lo, max(bidder) AS hi "
+    "FROM bids GROUP BY auction",
+    "SELECT bidder, count(*) AS n, max(auction) AS hi FROM bids GROUP BY bidder",
+    # price has NULLs: those batches are pre-aggregated one by one, between held ones
+    "SELECT auction, count(price) AS n, max(price) AS hi, min(bidder) AS lo FROM bids "
+    "GROUP BY auction",
+])
+def test_held_local_partials_fold_to_duckdb(tmp_path, duck, bids_file, query, parallelism,
+                                            flush):
+    path, table = bids_file
+    changes = run_changelog(DDL.format(path=path), query, tmp_path / "out",
+                            parallelism=parallelism,
+                            settings=f"SET updating_flush = '{flush}';", batch_rows=300)
+    bids = table  # noqa: F841 - DuckDB reads the local variable by name
+    assert normalized_rows(fold(changes)) == normalized_rows(duck.sql(query).to_arrow_table())

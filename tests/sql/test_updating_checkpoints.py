@@ -1,8 +1,9 @@
 """Exactly-once for updating queries: a job with an updating aggregate and an updating join,
 killed after a few checkpoints and resumed from its checkpoint directory, leaves a changelog
 in its debezium_json sink that folds to the answer of a run that was never killed. The same
-for a two-phase updating aggregate (partial states per key before the shuffle), resumed at
-the parallelism it was killed at and at another one."""
+for a two-phase updating aggregate (partial states per key before the shuffle, also held
+across batches until a barrier), resumed at the parallelism it was killed at and at
+another one."""
 
 from __future__ import annotations
 
@@ -59,18 +60,27 @@ def test_killed_updating_job_resumes_exactly_once(tmp_path):
     assert (changes.column("_op").to_numpy() < 0).any()  # it did revise results
 
 
-@pytest.mark.parametrize("resume_parallelism", [2, 3])
-def test_killed_two_phase_updating_aggregate_resumes_exactly_once(tmp_path, resume_parallelism):
+#: count/min/max of integers per integer key: the local stage holds the partials of many
+#: batches (DensePartials) and must send them before each barrier
+HELD_QUERY = """
+SELECT auction, count(*) AS bids, max(price) AS top, min(bidder) AS low FROM bid GROUP BY auction
+"""
+
+
+@pytest.mark.parametrize("query,resume_parallelism", [(TWO_PHASE_QUERY, 2),
+                                                      (TWO_PHASE_QUERY, 3),
+                                                      (HELD_QUERY, 1), (HELD_QUERY, 3)])
+def test_killed_two_phase_updating_aggregate_resumes_exactly_once(tmp_path, query,
+                                                                  resume_parallelism):
     ref = tmp_path / "reference"
-    assert "local pre-aggregate by [auction]" in explain_sql(
-        _script(ref, False, TWO_PHASE_QUERY), 2)
-    run_sql(_script(ref, False, TWO_PHASE_QUERY), parallelism=1)
-    schema = compile_sql(_script(ref, False, TWO_PHASE_QUERY)).job.outputs[0].plan.table.schema
+    assert "local pre-aggregate by [auction]" in explain_sql(_script(ref, False, query), 2)
+    run_sql(_script(ref, False, query), parallelism=1)
+    schema = compile_sql(_script(ref, False, query)).job.outputs[0].plan.table.schema
     expected = fold(read_changes(ref, schema))
 
     out, ck = tmp_path / "out", tmp_path / "ck"
     job = tmp_path / "job.sql"
-    job.write_text(_script(out, True, TWO_PHASE_QUERY))
+    job.write_text(_script(out, True, query))
     _kill_after_checkpoints(job, ck, 3)
     done = run_cli("run", str(job), "-p", str(resume_parallelism), "--checkpoint-dir", str(ck),
                    "--checkpoint-interval", "100ms", cwd=tmp_path, timeout=100)
