@@ -90,3 +90,63 @@ def test_rows_are_held_until_the_hold_runs_out():
     out = pa.Table.from_batches(op.on_processing_time(0)).sort_by("k")
     assert out.column("k").to_pylist() == [1, 2]
     assert out.num_rows == 2 and op.held_since is None
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.tuples(st.integers(-5, 60), st.integers(-2**40, 2**40)),
+                                   max_size=80),
+                          st.sampled_from([0, 50_000, 10**7, -(10**7)]),   # where keys are
+                          st.sampled_from([1, 1, 1000]),                   # how far apart
+                          st.sampled_from([None, None, None, "k", "v"]),   # a NULL in
+                          st.integers(0, 1),                               # which upstream
+                          st.sampled_from(["", "", "", "release", "coalesce", "take"])),
+                min_size=1, max_size=14),
+       st.sampled_from([pa.int64(), pa.int32(), pa.int16()]), st.booleans())
+def test_partials_folded_downstream_equal_the_partials_of_all_rows(batches, key_type,
+                                                                  dense_calls):
+    """Two upstream local stages' partials (held or per batch, with NULL states from
+    batches with NULLs) merged by the operator downstream (``_Merged(partial_input=True)``,
+    also a batch that coalesces several upstream batches, where keys repeat) give the
+    partial states of all the rows."""
+    from caudal.operators.updating_aggregate import _Merged
+
+    schema = pa.schema([("k", key_type), ("v", pa.int64())])
+    calls = CALLS if dense_calls else SUM_CALLS
+    ups = [LocalKeyPartials(["k"], calls, None, schema, hold_us=1_000_000) for _ in range(2)]
+    state = _Merged(["k"], calls, schema, None, partial_input=True)
+    low, high = (-(2**15), 2**15 - 1) if key_type == pa.int16() else (-(2**31), 2**31 - 1)
+    tables, taken, queued = [], [], []
+
+    def deliver(out) -> None:
+        for b in out:
+            assert b.schema.equals(ups[0].output_schema)
+            state.add({}, b, None)
+
+    for rows, offset, scale, null, up, then in batches:
+        keys: list = [min(max(k * scale + offset, low), high) for k, _ in rows]
+        values: list = [v for _, v in rows]
+        if rows and null is not None:
+            (keys if null == "k" else values)[0] = None
+        table = pa.table({"k": pa.array(keys, key_type), "v": pa.array(values, pa.int64())})
+        tables.append(table)
+        if rows:
+            queued += ups[up].process(table.combine_chunks().to_batches()[0])
+        if then == "release":
+            queued += ups[up].before_barrier()
+        elif then == "coalesce" and len(queued) > 1:   # the runtime merged queued batches
+            queued = [pa.concat_batches(queued)]
+        elif then == "take":
+            deliver(queued)
+            queued = []
+            state._compact()
+            taken.extend(state.pending)
+            state.pending = []
+    deliver(queued + ups[0].on_end() + ups[1].on_end())
+    state._compact()
+    taken.extend(state.pending)
+    everything = pa.concat_tables(tables)
+    agg = Aggregator(calls, schema, None)
+    expected = agg.partial(pa.table({"k": everything.column("k"), **agg.prepare(everything)}),
+                           ["k"])
+    got = agg.merge(pa.concat_tables(taken), ["k"]) if taken else expected.slice(0, 0)
+    assert got.sort_by("k").equals(expected.sort_by("k"))
