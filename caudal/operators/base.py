@@ -66,12 +66,13 @@ class Operator:
         """All inputs ended: emit whatever remains."""
         return ()
 
-    def before_barrier(self) -> Sequence[pa.RecordBatch]:
-        """A checkpoint barrier is about to pass: emit what this operator holds back outside
-        its snapshot (a local pre-aggregation's partials, which exist at parallelism > 1
-        only and so must not be checkpointed), so that it reaches the downstream ahead of
-        the barrier, as Flink's ``prepareSnapshotPreBarrier``. Most operators hold nothing
-        of the kind."""
+    def release_held(self) -> Sequence[pa.RecordBatch]:
+        """Emit what this operator holds back outside its snapshot (a local
+        pre-aggregation's partials, which exist at parallelism > 1 only and so must not be
+        checkpointed). Called before a checkpoint barrier passes, so that those rows reach
+        the downstream ahead of it (as Flink's ``prepareSnapshotPreBarrier``), and before a
+        source subtask declares itself idle, after which the downstream's watermark may
+        go on without it. Most operators hold nothing of the kind."""
         return ()
 
     def snapshot(self, epoch: int) -> dict[str, Any]:

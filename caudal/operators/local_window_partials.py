@@ -97,7 +97,7 @@ class LocalKeyPartials(Operator):
     of many batches are folded into its arrays, as the operator does at parallelism 1, and
     their partials are emitted together: after ``HOLD_ROWS`` rows, once ``hold_us`` of
     processing time passed since the first row held, before a checkpoint barrier
-    (``before_barrier``: the partials are never in a snapshot, so a checkpoint taken at
+    (``release_held``: the partials are never in a snapshot, so a checkpoint taken at
     parallelism 2 restores at 1, where there is no local stage) and at the end. Per batch,
     a partial table, its hash split and its merge downstream cost more than folding its rows
     (at parallelism 2 they made the updating aggregate slower than at 1). Other aggregates,
@@ -160,7 +160,7 @@ class LocalKeyPartials(Operator):
             return self._release()
         return ()
 
-    def before_barrier(self) -> Sequence[pa.RecordBatch]:
+    def release_held(self) -> Sequence[pa.RecordBatch]:
         return self._release()
 
     def on_end(self) -> Sequence[pa.RecordBatch]:
@@ -168,10 +168,18 @@ class LocalKeyPartials(Operator):
 
 
 class LocalWindowPartials(Operator):
-    """Raw rows -> partial aggregate states per (pane, keys), plus ``_ts`` (see module)."""
+    """Raw rows -> partial aggregate states per (pane, keys), plus ``_ts`` (see module).
+
+    With ``hold_us`` > 0, on event time, where the aggregator has a ``DensePartials``
+    (count/min/max per integer key), the on-time rows of consecutive batches of one pane
+    are folded into its arrays and emitted together (as ``LocalKeyPartials`` does): when a
+    batch of another pane (or with rows that may be late) comes, after ``HOLD_ROWS`` rows
+    or ``hold_us``, when the watermark reaches the end of the first window that covers
+    the pane (before it is forwarded: the downstream fires no window that lacks them),
+    before a barrier or an idle mark (``release_held``) and at the end."""
 
     def __init__(self, window: WindowSpec, keys: list[str], aggregates: list[AggCall],
-                 time_column: str | None, input_schema: pa.Schema):
+                 time_column: str | None, input_schema: pa.Schema, hold_us: int = 0):
         self.window = window
         self.keys = list(keys)
         self.time_column = time_column
@@ -179,6 +187,46 @@ class LocalWindowPartials(Operator):
         self.watermark = WATERMARK_MIN
         row = _schema_row(self.aggregator, self.keys, input_schema)
         self.output_schema = self._partial(row, np.zeros(row.num_rows, np.int64), None).schema
+        self.hold_s = max(0, int(hold_us)) / 1e6
+        self.dense = self.aggregator.dense_partials(self.keys, input_schema) \
+            if self.hold_s > 0 and time_column is not None else None
+        #: the pane whose rows the arrays hold, and since when (None: nothing held)
+        self.held_pane: int | None = None
+        self.held_since = 0.0
+
+    def _hold(self, batch: pa.RecordBatch, pane: int) -> list[pa.RecordBatch]:
+        """Fold ``batch`` (on time, all in ``pane``) into the arrays; what to emit now (if
+        it cannot be folded: what was held, then its own partials)."""
+        out = self.release_held() if self.held_pane is not None and pane != self.held_pane \
+            else []
+        if not self.dense.add(batch):
+            out += self.release_held()   # keys out of the arrays' range (or NULLs)
+            if not self.dense.add(batch):
+                panes = np.full(batch.num_rows, pane, dtype=np.int64)
+                return out + self._partial(batch, panes, None).combine_chunks().to_batches()
+        if self.held_pane is None:
+            self.held_pane, self.held_since = pane, time.monotonic()
+        elif self.dense.rows >= HOLD_ROWS or \
+                time.monotonic() - self.held_since >= self.hold_s:
+            out += self.release_held()
+        return out
+
+    def release_held(self) -> list[pa.RecordBatch]:
+        """The partials held, emitted (none if nothing is held)."""
+        if self.held_pane is None:
+            return []
+        pane, self.held_pane = self.held_pane, None
+        taken = self.dense.take()
+        if taken is None:
+            return []
+        taken = taken.add_column(0, PANE, pa.array(np.full(taken.num_rows, pane,
+                                                           dtype=np.int64)))
+        return self._batches(taken.append_column(TS, pa.nulls(taken.num_rows, pa.int64())))
+
+    def _batches(self, table: pa.Table) -> list[pa.RecordBatch]:
+        if not table.schema.equals(self.output_schema):
+            table = table.cast(self.output_schema)
+        return table.combine_chunks().to_batches()
 
     def _partial(self, batch: pa.RecordBatch, panes: np.ndarray,
                  ts: np.ndarray | None) -> pa.Table:
@@ -218,6 +266,12 @@ class LocalWindowPartials(Operator):
             return ()
         panes = self.window.pane_of(ts)
         maybe_late = ts < self.watermark if self.time_column is not None else None
+        held: list[pa.RecordBatch] = []
+        if self.dense is not None:
+            lo = int(panes.min())
+            if not maybe_late.any() and lo == int(panes.max()):
+                return self._hold(batch, lo)
+            held = self.release_held()
         if maybe_late is None or not maybe_late.any():
             parts = [self._partial(batch, panes, None)]
         else:
@@ -226,12 +280,22 @@ class LocalWindowPartials(Operator):
             parts = [self._partial(batch.filter(keep), panes[~maybe_late], None),
                      self._partial(batch.filter(late), panes[maybe_late], ts[maybe_late])]
         out = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
-        return out.combine_chunks().to_batches()
+        return held + out.combine_chunks().to_batches()
 
     def on_watermark(self, time: int) -> Sequence[pa.RecordBatch]:
         if time > self.watermark:
             self.watermark = time
+        if self.held_pane is not None and self.window.pane_end(self.held_pane) <= time:
+            return self.release_held()   # before the watermark that fires its first window
         return ()
+
+    def on_processing_time(self, now_us: int) -> Sequence[pa.RecordBatch]:
+        if self.held_pane is not None and time.monotonic() - self.held_since >= self.hold_s:
+            return self.release_held()
+        return ()
+
+    def on_end(self) -> Sequence[pa.RecordBatch]:
+        return self.release_held()
 
     def snapshot(self, epoch: int) -> dict[str, Any]:
         return {"meta": watermark_table(self.watermark)}

@@ -155,6 +155,11 @@ def _late_params(late: LateSide | None) -> LateOutput | None:
     return LateOutput(list(late.columns), list(late.names))
 
 
+#: how long a window's local stage may hold a pane's partials (processing time): a bound on
+#: its memory, not on results, which wait for the watermark that releases them anyway
+LOCAL_HOLD_US = 250_000
+
+
 def _two_phase(planner: PhysicalPlanner, node: WindowAggregate) -> bool:
     if planner.split is None or planner.parallelism <= 1 or node.window.kind == "session" \
             or node.late is not None:
@@ -168,7 +173,7 @@ def _add_local_stage(planner: PhysicalPlanner, vid: int, node: WindowAggregate) 
                             node.time_input)
     params = {"window": node.window, "keys": list(node.keys),
               "aggregates": list(node.aggregates), "time_column": node.time_input,
-              "input_schema": node.input.schema}
+              "input_schema": node.input.schema, "hold_us": LOCAL_HOLD_US}
     label = (f"local pre-aggregate {node.window} panes by [{', '.join(node.keys)}] "
              f"(two-phase: partial states before the shuffle)")
     planner.graph.vertices[vid].operators.append(

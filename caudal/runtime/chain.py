@@ -59,12 +59,12 @@ class Chain:
             time = op.output_watermark(time)
         return out, time
 
-    def before_barrier(self) -> list[pa.RecordBatch]:
+    def release_held(self) -> list[pa.RecordBatch]:
         """What the operators hold back outside their snapshots, sent before a barrier
-        (``Operator.before_barrier``)."""
+        or an idle source's ``Idle`` (``Operator.release_held``)."""
         out: list[pa.RecordBatch] = []
         for i, op in enumerate(self.operators):
-            hook = getattr(op, "before_barrier", None)
+            hook = getattr(op, "release_held", None)
             emitted = hook() if hook is not None else ()
             if emitted:
                 out.extend(self._push(emitted, i + 1))

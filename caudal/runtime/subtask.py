@@ -237,7 +237,7 @@ class SubtaskRunner:
         return payload
 
     def _snapshot(self, barrier: Barrier, aligned_s: float = 0.0) -> None:
-        self._emit(self.chain.before_barrier())
+        self._emit(self.chain.release_held())
         started = time.perf_counter()
         payload = self._payload(barrier.epoch)
         # what the checkpoint cost this subtask's pipeline: the snapshot, and how long some of
@@ -386,6 +386,7 @@ class SubtaskRunner:
                     self._watermark(wm.current)   # e.g. an idle partition stopped holding it
                 if not idle and time.monotonic() - last_data > idle_after:
                     idle = True
+                    self._emit(self.chain.release_held())   # before the downstream goes on
                     self._control(Idle())
                 continue
             last_data = time.monotonic()

@@ -2,7 +2,7 @@
 each batch's partials at once or holds the rows of many batches in ``DensePartials`` arrays
 (count/min/max per integer key) until a row count, a time, a barrier or the end, what it
 emits merges to the partial states of all its rows, in the schema it announced, and
-nothing is held after ``before_barrier`` or ``on_end`` (a checkpoint never misses rows)."""
+nothing is held after ``release_held`` or ``on_end`` (a checkpoint never misses rows)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_what_it_emits_merges_to_the_partials_of_all_rows(batches, key_type, hol
                 emitted += op.on_processing_time(0)
                 assert op.held_since is None
             elif then == "barrier":
-                emitted += op.before_barrier()
+                emitted += op.release_held()
                 assert op.held_since is None and (op.dense is None or op.dense.rows == 0)
         emitted += op.on_end()
     finally:
@@ -132,7 +132,7 @@ def test_partials_folded_downstream_equal_the_partials_of_all_rows(batches, key_
         if rows:
             queued += ups[up].process(table.combine_chunks().to_batches()[0])
         if then == "release":
-            queued += ups[up].before_barrier()
+            queued += ups[up].release_held()
         elif then == "coalesce" and len(queued) > 1:   # the runtime merged queued batches
             queued = [pa.concat_batches(queued)]
         elif then == "take":

@@ -36,15 +36,26 @@ WINDOWS = [WindowSpec("tumble", 10 * S), WindowSpec("hop", 10 * S, 2 * S),
            WindowSpec("cumulate", 10 * S, 2 * S)]
 
 
-def window_op(window: WindowSpec, keys: list[str], partial: bool) -> WindowAggregate:
-    op = WindowAggregate(window, keys, CALLS, "ts", INPUT, OUTPUT.remove(2) if not keys
-                         else OUTPUT, partial_input=partial)
+#: count/min/max of integers by one integer key: a holding local stage folds them across
+#: batches (DensePartials)
+DENSE_CALLS = [AggCall("count", (), pa.int64()), AggCall("count", ("x",), pa.int64()),
+               AggCall("min", ("x",), pa.int64()), AggCall("max", ("x",), pa.int64())]
+DENSE_OUTPUT = pa.schema([("window_start", TIMESTAMP), ("window_end", TIMESTAMP),
+                          ("k", pa.int64()), ("c", pa.int64()), ("cx", pa.int64()),
+                          ("lo", pa.int64()), ("hi", pa.int64())])
+
+
+def window_op(window: WindowSpec, keys: list[str], partial: bool,
+              calls: list[AggCall] = CALLS, output: pa.Schema = OUTPUT) -> WindowAggregate:
+    op = WindowAggregate(window, keys, calls, "ts", INPUT, output.remove(2) if not keys
+                         else output, partial_input=partial)
     op.open(OperatorContext())
     return op
 
 
-def local_op(window: WindowSpec, keys: list[str], subtask: int) -> LocalWindowPartials:
-    op = LocalWindowPartials(window, keys, CALLS, "ts", INPUT)
+def local_op(window: WindowSpec, keys: list[str], subtask: int, calls: list[AggCall] = CALLS,
+             hold_us: int = 0) -> LocalWindowPartials:
+    op = LocalWindowPartials(window, keys, calls, "ts", INPUT, hold_us=hold_us)
     op.open(OperatorContext(subtask=subtask, parallelism=2))
     return op
 
@@ -60,26 +71,40 @@ def as_rows(batches) -> list[tuple]:
 
 
 def run(table: pa.Table, window: WindowSpec, keys: list[str], upstreams: int, batch: int,
-        delay: int, local: bool) -> tuple[list[tuple], int]:
+        delay: int, local: bool, calls: list[AggCall] = CALLS, output: pa.Schema = OUTPUT,
+        hold_us: int = 0, releases: frozenset[int] = frozenset()) -> tuple[list[tuple], int]:
     """Feed batches round-robin from ``upstreams`` sources, each with its own watermark
-    (max event time seen - delay); the window operator's watermark is their minimum."""
-    op = window_op(window, keys, local)
-    locals_ = [local_op(window, keys, i) for i in range(upstreams)]
+    (max event time seen - delay); the window operator's watermark is their minimum. After
+    the batches numbered in ``releases`` the local stage lets go of what it holds (as
+    before a barrier)."""
+    op = window_op(window, keys, local, calls, output)
+    locals_ = [local_op(window, keys, i, calls, hold_us) for i in range(upstreams)]
     marks = [None] * upstreams
     out = []
+
+    def deliver(u: int, partials) -> None:
+        nonlocal out
+        for p in partials:
+            assert p.schema.equals(locals_[u].output_schema)
+            out += op.process(p)
+
     for i, b in enumerate(table.to_batches(max_chunksize=batch)):
         u = i % upstreams
         if local:
-            for p in locals_[u].process(b):
-                assert p.schema.equals(locals_[u].output_schema)
-                out += op.process(p)
+            deliver(u, locals_[u].process(b))
+            if i in releases:
+                deliver(u, locals_[u].release_held())
         else:
             out += op.process(b)
         top = int(np.max(b.column("ts").view(pa.int64()).to_numpy())) - delay
         marks[u] = top if marks[u] is None else max(marks[u], top)
-        locals_[u].on_watermark(marks[u])
+        deliver(u, locals_[u].on_watermark(marks[u]))
         if all(m is not None for m in marks):
             out += op.on_watermark(min(marks))
+    if local:
+        for u in range(upstreams):
+            deliver(u, locals_[u].on_watermark(WATERMARK_MAX))
+            deliver(u, locals_[u].on_end())
     out += op.on_watermark(WATERMARK_MAX)
     assert op.state_rows() == 0
     return as_rows(out), op.ctx.metrics["late_rows"]
@@ -103,6 +128,46 @@ def test_two_phase_equals_one_phase_also_with_late_rows(window, keys, seed, n, b
     two, late_two = run(table, window, keys, upstreams, batch, delay * S, local=True)
     assert late_two == late_one
     assert two == one
+
+
+@pytest.mark.parametrize("window", WINDOWS, ids=str)
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(0, 400), batch=st.integers(3, 64),
+       upstreams=st.integers(1, 3), disorder=st.integers(0, 6), delay=st.integers(0, 3),
+       nulls=st.sampled_from([0.0, 0.0, 0.05]), spread=st.sampled_from([4, 4, 10**9]),
+       releases=st.frozensets(st.integers(0, 40), max_size=6))
+def test_held_two_phase_equals_one_phase(window, seed, n, batch, upstreams, disorder, delay,
+                                         nulls, spread, releases):
+    """A local stage that holds a pane's count/min/max per key across batches (released by
+    another pane, a late row, the watermark reaching the pane's first window end, a
+    barrier, the end) gives the windows and late rows of one phase."""
+    rng = np.random.default_rng(seed)
+    base = np.sort(rng.integers(-30 * S, 30 * S, n))
+    ts = base - (rng.integers(0, disorder * S, n) if disorder else 0)
+    table = pa.table({"ts": pa.array(ts).view(TIMESTAMP),
+                      "k": pa.array(rng.integers(0, spread, n), mask=rng.random(n) < nulls),
+                      "x": pa.array(rng.integers(-5, 5, n), mask=rng.random(n) < nulls),
+                      "f": pa.array(rng.random(n) < 0.5)})
+    args = (window, ["k"], upstreams, batch, delay * S)
+    one, late_one = run(table, *args, local=False, calls=DENSE_CALLS, output=DENSE_OUTPUT)
+    two, late_two = run(table, *args, local=True, calls=DENSE_CALLS, output=DENSE_OUTPUT,
+                        hold_us=10**9, releases=releases)
+    assert late_two == late_one
+    assert two == one
+
+
+def test_a_held_pane_is_released_before_the_watermark_that_fires_it():
+    window = WindowSpec("tumble", 10 * S)
+    local = local_op(window, ["k"], 0, DENSE_CALLS, hold_us=10**9)
+    ts = pa.array([1 * S, 2 * S]).view(TIMESTAMP)
+    batch = pa.RecordBatch.from_arrays(
+        [ts, pa.array([1, 1]), pa.array([1, 2]), pa.array([True] * 2)], schema=INPUT)
+    assert local.process(batch) == []   # held
+    assert local.on_watermark(9 * S) == ()
+    out = pa.Table.from_batches(local.on_watermark(10 * S))
+    assert out.to_pylist() == [{"_pane": 0, "k": 1, "_s0_n": 2, "_s1_n": 2, "_s2_v": 1,
+                                "_s3_v": 2, "_ts": None}]
+    assert local.held_pane is None
 
 
 def test_rows_below_the_local_watermark_are_checked_downstream():
