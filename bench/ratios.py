@@ -71,6 +71,21 @@ QUERIES: dict[str, tuple[str, str, str]] = {
         "bidder ORDER BY date_time) <= INTERVAL '10 seconds' THEN 0 ELSE 1 END AS new "
         "FROM bid)) GROUP BY bidder, session",
         "parquet"),
+    "tumble median": (
+        "SELECT window_start, window_end, auction, median(price) AS med, "
+        "percentile_cont(0.9) WITHIN GROUP (ORDER BY price) AS p90 FROM TABLE(TUMBLE(TABLE "
+        "bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) "
+        "GROUP BY window_start, window_end, auction",
+        "SELECT time_bucket(INTERVAL '10 seconds', date_time) AS window_start, "
+        "window_start + INTERVAL '10 seconds' AS window_end, auction, median(price) AS med, "
+        "percentile_cont(0.9) WITHIN GROUP (ORDER BY price) AS p90 FROM bid GROUP BY ALL",
+        "parquet"),
+    "median (updating)": (
+        "SELECT auction, median(price) AS med, percentile_cont(0.9) WITHIN GROUP (ORDER BY "
+        "price) AS p90 FROM bid GROUP BY auction",
+        "SELECT auction, median(price) AS med, percentile_cont(0.9) WITHIN GROUP (ORDER BY "
+        "price) AS p90 FROM bid GROUP BY auction",
+        "debezium_json"),
     "q7": (
         (ROOT / "bench" / "nexmark" / "q7.sql").read_text().split("INSERT INTO results")[1]
         .strip().rstrip(";"),

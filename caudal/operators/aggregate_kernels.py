@@ -39,6 +39,14 @@ class GroupIndex:
         self.gid = np.empty(n_rows, dtype=np.int64)
         self.gid[flat] = parents
 
+    def order(self) -> np.ndarray:
+        """The stable order of every row by group (``group_order``), computed once for all
+        the kernels of a call that read it."""
+        cached = getattr(self, "_order", None)
+        if cached is None:
+            cached = self._order = group_order(self.gid, self.groups)
+        return cached
+
     @classmethod
     def encode(cls, table: pa.Table, keys: list[str]) -> tuple[GroupIndex, np.ndarray] | None:
         """Group ids by dictionary-encoding the keys (groups in order of first appearance,
@@ -81,6 +89,19 @@ def _pick(values: pa.Array, rows: np.ndarray, groups: np.ndarray, n_groups: int)
     index = np.full(n_groups, -1, dtype=np.int64)
     index[groups] = rows
     return pc.take(values, pa.array(index, mask=index < 0))
+
+
+def group_order(g: np.ndarray, n_groups: int) -> np.ndarray:
+    """The stable order of rows by group id ``g`` (< ``n_groups``): NumPy sorts 16-bit
+    integers stably by radix, in linear time, so ids below 2^32 take two such passes (low
+    half, then high half) instead of a comparison sort of int64s (~7x slower)."""
+    if n_groups <= 1 << 16:
+        return np.argsort(g.astype(np.uint16), kind="stable")
+    if n_groups <= 1 << 32:
+        low = np.argsort((g & 0xFFFF).astype(np.uint16), kind="stable")
+        high = (g[low] >> 16).astype(np.uint16)
+        return low[np.argsort(high, kind="stable")]
+    return np.argsort(g, kind="stable")
 
 
 class Kernel:
@@ -336,7 +357,7 @@ class StringAgg(Kernel):
         valid = _np(pc.is_valid(values), False, bool)
         idx = np.nonzero(valid)[0]
         g = groups.gid[idx]
-        order = idx[np.argsort(g, kind="stable")]
+        order = idx[group_order(g, groups.groups)]
         counts = np.bincount(g, minlength=groups.groups)
         offsets = np.zeros(groups.groups + 1, dtype=np.int32)
         np.cumsum(counts, out=offsets[1:])
@@ -356,9 +377,11 @@ def _lists(values: pa.Array, order: np.ndarray, groups_of_order: np.ndarray, n_g
     counts = np.bincount(groups_of_order, minlength=n_groups)
     offsets = np.zeros(n_groups + 1, dtype=np.int32)
     np.cumsum(counts, out=offsets[1:])
-    lists = pa.ListArray.from_arrays(pa.array(offsets), pc.take(values, pa.array(order)),
-                                     type=list_type)
-    return pc.if_else(pa.array(counts > 0), lists, pa.scalar(None, list_type))
+    empty = counts == 0
+    # the validity as a mask, not an if_else over the lists (Arrow copies nested arrays)
+    return pa.ListArray.from_arrays(pa.array(offsets), pc.take(values, pa.array(order)),
+                                    type=list_type,
+                                    mask=pa.array(empty) if empty.any() else None)
 
 
 class ArrayAgg(Kernel):
@@ -429,7 +452,7 @@ class ArrayAgg(Kernel):
                 ("i", "ascending", "at_end")])
             pos = sorted_at.to_numpy(zero_copy_only=False)
         else:
-            pos = np.argsort(g, kind="stable")
+            pos = group_order(g, groups.groups)
         order = rows[pos]
         out = {name: _lists(values, order, g[pos], groups.groups, self.list_type(values))
                for name, values in zip(self._names("v"), columns)}
@@ -621,62 +644,4 @@ class CoMoments(Kernel):
         return pa.array(np.where(ok, value, 0.0), mask=~ok)
 
 
-class Percentile(Kernel):
-    """median, percentile_cont(p), percentile_disc(p): exact, so the state is the group's
-    non-NULL values (like array_agg's, merged by concatenation), sorted once at the end."""
-
-    needs_groups = (True, True)
-    #: the state is as large as the input
-    two_phase = False
-
-    def prepare(self, batch):
-        value = self._value(batch)
-        if pa.types.is_null(value.type):
-            value = value.cast(pa.float64())
-        return {f"{self.p}_x": value}
-
-    def specs(self, phase):
-        return []
-
-    def finish(self, phase, result, source, groups):
-        if phase == PARTIAL:
-            values = _as_array(source[f"{self.p}_x"])
-            gid = groups.gid
-        else:
-            lists = _as_array(source[f"{self.p}_v"])
-            values = pc.list_flatten(lists)
-            gid = groups.gid[pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)]
-        rows = np.flatnonzero(_np(pc.is_valid(values), False, bool))
-        g = gid[rows]
-        pos = np.argsort(g, kind="stable")
-        return {f"{self.p}_v": _lists(values, rows[pos], g[pos], groups.groups,
-                                      pa.list_(values.type))}
-
-    def final(self, state):
-        lists = _as_array(state[f"{self.p}_v"])
-        n = _np(pc.list_value_length(lists), 0, np.int64)
-        flat = pc.list_flatten(lists)
-        parents = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
-        keys = _np(flat.cast(pa.float64()), 0.0, np.float64)
-        order = np.lexsort((keys, parents))  # by group, then value
-        starts = np.zeros(len(n), dtype=np.int64)
-        np.cumsum(n[:-1], out=starts[1:])
-        has = n > 0
-        fraction = self.call.options.get("fraction", 0.5)
-        last = np.maximum(n - 1, 0)
-        if self.call.func == "percentile_disc":  # the first value whose rank reaches p * n
-            index = np.clip(np.ceil(fraction * n).astype(np.int64) - 1, 0, last)
-            picked = np.where(has, order[np.minimum(starts + index, len(order) - 1)]
-                              if len(order) else 0, -1)
-            return pc.take(flat, pa.array(picked, mask=~has))
-        at = fraction * last
-        low, high = np.floor(at).astype(np.int64), np.ceil(at).astype(np.int64)
-        if not len(order):
-            return pa.array(np.zeros(len(n)), mask=~has)
-        sorted_keys = keys[order]
-        lo = sorted_keys[np.minimum(starts + low, len(order) - 1)]
-        hi = sorted_keys[np.minimum(starts + high, len(order) - 1)]
-        return pa.array(np.where(has, lo + (hi - lo) * (at - low), 0.0), mask=~has)
-
-
-__all__ = ["GroupIndex", "Kernel", "PARTIAL", "MERGE", "TIMESTAMP"]
+__all__ = ["GroupIndex", "Kernel", "PARTIAL", "MERGE", "TIMESTAMP", "group_order"]

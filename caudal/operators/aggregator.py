@@ -24,12 +24,12 @@ from caudal.operators.aggregate_kernels import (
     FirstLast,
     GroupIndex,
     Kernel,
-    Percentile,
     Simple,
     StringAgg,
     Variance,
 )
 from caudal.operators.keyed_tables import as_array, from_numpy
+from caudal.operators.percentile_kernel import Percentile
 from caudal.operators.udaf_kernel import GroupUdafKernel, UdafKernel
 from caudal.plan.aggregates import PAIR_STATISTICS, PERCENTILES, AggCall
 
@@ -199,7 +199,9 @@ class Aggregator:
         return self._run(MERGE, states, keys)
 
     def final(self, states: pa.Table) -> list[pa.Array]:
-        return [as_array(k.final(states)) for k in self.kernels]
+        sorted_cache: list = []  # percentiles of one argument sort its values once
+        return [as_array(k.final(states, sorted_cache) if isinstance(k, Percentile)
+                         else k.final(states)) for k in self.kernels]
 
 
 def _dense_integer(t: pa.DataType | None) -> bool:

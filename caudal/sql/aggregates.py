@@ -289,7 +289,10 @@ def _translate_aggregate(node: exp.Expression, scope: Scope, event_time: bool) -
         if func in PAIR_STATISTICS and call.args.get("expression") is not None:
             arg_nodes.append(call.expression)
     if func in PERCENTILES:
-        arg_nodes, options["fraction"] = _percentile_arguments(func, arg_nodes, within, ln, col)
+        arg_nodes, options["fraction"], desc = _percentile_arguments(func, arg_nodes, within,
+                                                                     ln, col)
+        if desc:  # percentile_cont(p) WITHIN GROUP (ORDER BY x DESC)
+            options["descending"] = True
     elif within is not None:
         raise PlanError(f"{func}() takes no WITHIN GROUP", line=ln, col=col,
                         hint="WITHIN GROUP (ORDER BY x) goes with percentile_cont(p) and "
@@ -342,16 +345,18 @@ def _translate_aggregate(node: exp.Expression, scope: Scope, event_time: bool) -
 
 def _percentile_arguments(func: str, arg_nodes: list[exp.Expression],
                           within: exp.Order | None, ln: int | None,
-                          col: int | None) -> tuple[list[exp.Expression], float]:
-    """The value and the fraction of a percentile, in any of its spellings: median(x),
-    percentile_cont(p) WITHIN GROUP (ORDER BY x [DESC]), approx_percentile_cont(x, p),
-    quantile_cont(x, p). DESC reads the fraction from the other end (continuous only)."""
+                          col: int | None) -> tuple[list[exp.Expression], float, bool]:
+    """The value, the fraction and whether the order is descending, of a percentile in any
+    of its spellings: median(x), percentile_cont(p) WITHIN GROUP (ORDER BY x [DESC]),
+    approx_percentile_cont(x, p), quantile_cont(x, p). DESC (continuous only) is kept as
+    such, not as the fraction 1 - p: DuckDB interpolates from the other end, and the two
+    round differently."""
     example = f"{func}(0.5) WITHIN GROUP (ORDER BY x)"
     if func == "median":
         if within is not None:
             raise PlanError("median() takes no WITHIN GROUP", line=ln, col=col,
                             hint="median(x), or percentile_cont(0.5) WITHIN GROUP (ORDER BY x)")
-        return arg_nodes, 0.5
+        return arg_nodes, 0.5, False
     if within is not None:
         if len(arg_nodes) != 1 or len(within.expressions) != 1:
             raise PlanError(f"{func}() WITHIN GROUP takes one fraction and one ORDER BY key",
@@ -372,8 +377,7 @@ def _percentile_arguments(func: str, arg_nodes: list[exp.Expression],
             raise PlanError("percentile_disc() WITHIN GROUP (ORDER BY x DESC) is not "
                             "supported", line=ln, col=col,
                             hint="order ascending and take the fraction from the other end")
-        fraction = 1.0 - fraction
-    return [value], fraction
+    return [value], fraction, descending
 
 
 def _fraction(node: exp.Expression) -> float | None:
