@@ -91,6 +91,44 @@ def test_from_arrow_and_values_on_ray(ray_cluster, bids_data, parallelism):
     assert normalized_rows(got) == normalized_rows(per_label.collect(parallelism=parallelism))
 
 
+def test_memory_tables_travel_once_through_the_object_store(ray_cluster, bids_data,
+                                                           monkeypatch):
+    """An in-memory table read by two sources (a self-join) and a VALUES table, at p=2 on
+    3 nodes: each is put in Ray's object store once, the workers get references, and the
+    answer is DuckDB's. A table the store cannot take is refused in one line."""
+    import duckdb
+    import ray
+
+    from caudal.errors import ConfigError
+
+    put, puts = ray.put, []
+
+    def counting(value, *args, **kwargs):
+        if isinstance(value, pa.Table):
+            puts.append(value.num_rows)
+        return put(value, *args, **kwargs)
+
+    monkeypatch.setattr(ray, "put", counting)
+    b = bids_data[1].select(["auction", "bidder", "price"])
+    query = ("SELECT v.label, count(*) AS n, max(y.price) AS top FROM b AS x JOIN b AS y "
+             "ON x.auction = y.auction AND x.bidder = y.bidder JOIN (VALUES (0, 'even'), "
+             "(1, 'odd')) AS v(id, label) ON x.bidder % 2 = v.id GROUP BY v.label")
+    frame = cd.sql(query, b=cd.from_arrow(b))
+    got = frame.collect(runtime="ray", address=ray_cluster.address, parallelism=2)
+    assert normalized_rows(got) == normalized_rows(duckdb.sql(query).to_arrow_table())
+    assert sorted(puts) == [2, b.num_rows]
+
+    def full(value, *args, **kwargs):
+        if isinstance(value, pa.Table):
+            raise ray.exceptions.ObjectStoreFullError("the object store is full")
+        return put(value, *args, **kwargs)
+
+    monkeypatch.setattr(ray, "put", full)
+    with pytest.raises(ConfigError, match="cannot be put in Ray's object store") as error:
+        frame.collect(runtime="ray", address=ray_cluster.address, parallelism=2)
+    assert "\n" not in str(error.value) and "read_parquet" in error.value.hint
+
+
 def test_udaf_on_ray_equals_the_builtin(ray_cluster, bids_data):
     """A UDAF (its class travels to the workers) in a window, at p=2 on Ray."""
     by_channel = cd.read_parquet(bids_data[0], event_time="date_time",

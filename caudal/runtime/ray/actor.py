@@ -23,6 +23,7 @@ from caudal.plan.physical import Vertex
 from caudal.runtime.base import SubtaskStats
 from caudal.runtime.huge_pages import disable_huge_pages
 from caudal.runtime.ray.channels import CREDITS, CountingGate, RemotePort
+from caudal.runtime.ray.shipping import get_tables
 from caudal.runtime.subtask import JobContext, SubtaskRunner
 from caudal.runtime.taps import Tap
 from caudal.runtime.wiring import EdgeWiring, open_source, output_edges
@@ -105,7 +106,9 @@ class WorkerActor:
         hosted = [self.vertices[i] for i in dict.fromkeys(v for v, _ in indexes)]
         # python tables and collectors live in the driver: sources read shipped copies,
         # sinks write to relays that poll() hands back
-        self.relays = python_connector.install(hosted, shipped or {})
+        import ray
+
+        self.relays = python_connector.install(hosted, get_tables(shipped or {}, ray.get))
         self.keys = list(indexes)
         self.job = JobContext(batch_rows=batch_rows, linger_s=linger_s,
                               settings=dict(settings), restored=dict(restored))

@@ -26,7 +26,7 @@ from caudal.plan.physical import PhysicalGraph, Vertex
 from caudal.runtime.base import JobResult, Runtime, SubtaskStats
 from caudal.runtime.huge_pages import HUGE_PAGES_ENV
 from caudal.runtime.ray.cluster import connect, ray_module
-from caudal.runtime.ray.shipping import check_shippable
+from caudal.runtime.ray.shipping import check_shippable, put_tables
 from caudal.runtime.subtask import JobContext
 from caudal.runtime.wiring import wire
 
@@ -83,11 +83,15 @@ class RayRuntime(Runtime):
         self._done = threading.Event()
         #: workers started before the job was planned (prestart): node, threads, actor
         self._warm: list[tuple[str, int, Any]] = []
+        #: handle -> the object store reference of an in-memory table the workers read
+        #: (shipping.put_tables), held for the job and its restarts
+        self._tables: dict[str, Any] = {}
 
     def fresh(self) -> RayRuntime:
         runtime = RayRuntime(self.job.batch_rows, self.job.linger_s, self.channel_capacity,
                              self.address)
         runtime.job.taps = self.job.taps
+        runtime._tables = self._tables  # a restart puts no table again
         return runtime
 
     # ---- deploy -----------------------------------------------------------------------------
@@ -174,6 +178,14 @@ class RayRuntime(Runtime):
                     v, i, v.source, [_Rows()] if v.sink is not None else [])
         inputs = [{k: wiring.channel_inputs[k] for k in keys if k in wiring.channel_inputs}
                   for keys in hosted]
+        try:  # the in-memory tables each slot's sources read, put in the object store once
+            shipments = [put_tables(python_connector.shipment(
+                [v for v in graph.vertices if any(k[0] == v.id for k in keys)]),
+                ray.put, self._tables) for keys in hosted]
+        except CaudalError:
+            self._kill(actor for _, _, actor in self._warm)
+            self._warm = []
+            raise
         # a threaded actor runs a call per input channel at once (credits), and a few more
         needed = [8 + sum(len(c) for c in ins.values()) for ins in inputs]
         warm, self._warm = self._warm, []
@@ -184,13 +196,12 @@ class RayRuntime(Runtime):
             self._kill(actor for _, _, actor in warm)
             self.workers = [a for _, _, a in self._start_workers([n for n, _ in plan], needed)]
         setups = []
-        for actor, keys, ins in zip(self.workers, hosted, inputs):
+        for actor, keys, ins, tables in zip(self.workers, hosted, inputs, shipments):
             setups.append(actor.setup.remote(
                 vertices, keys, ins, graph.settings, self.job.batch_rows, self.job.linger_s,
                 {k: self.job.restored[k] for k in keys if k in self.job.restored},
                 self._worker_checkpoints(WorkerCheckpoints, keys),
-                python_connector.shipment([v for v in graph.vertices
-                                           if any(k[0] == v.id for k in keys)])))
+                tables))
             for k in keys:
                 self.actors[k] = actor
         try:

@@ -1,6 +1,8 @@
 """What travels to the worker actors: the physical graph, including the users' Python
 functions (``@cd.udf``, ``@cd.udaf``, ``--udf`` files) that its expressions and aggregates
-carry. Ray pickles them with cloudpickle: a function of an importable module by reference
+carry, and the in-memory tables its python sources read (``from_arrow``, VALUES, a literal
+SELECT): each is put in Ray's object store once per job and the workers that read it get
+a reference (``put_tables``, ``get_tables``), not a copy of the table in every setup call. Ray pickles them with cloudpickle: a function of an importable module by reference
 (the module must be importable on the workers too), one of a ``--udf`` file or of
 ``__main__`` by value, with what it closes over. Something that cannot be pickled (a lock,
 an open connection, a generator held by a closure) is found before any actor starts and
@@ -9,6 +11,8 @@ refused in one line naming the function, instead of a serialization traceback fr
 from __future__ import annotations
 
 from typing import Any
+
+import pyarrow as pa
 
 from caudal.errors import ConfigError
 from caudal.plan.functions.python_udf import PythonUdf
@@ -69,6 +73,34 @@ def user_functions(obj: Any) -> list[PythonUdf | AnyUdaf]:
             continue
         stack.extend((c, depth + 1) for c in children)
     return list(found.values())
+
+
+def put_tables(tables: dict[str, pa.Table], put: Any, stored: dict[str, Any]) -> dict[str, Any]:
+    """References to ``tables`` (by handle) in Ray's object store, each put there with
+    ``put`` the first time a worker needs it and found in ``stored`` (the job's puts) after:
+    a table read by several subtasks travels once. A table the store cannot take is refused
+    in one line saying what to do instead."""
+    refs = {}
+    for handle, table in tables.items():
+        if handle not in stored:
+            try:
+                stored[handle] = put(table)
+            except Exception as e:  # noqa: BLE001 - the store is full, or the object too big
+                raise ConfigError(
+                    f"an in-memory table of {table.num_rows} rows ({table.nbytes / 2**20:.0f}"
+                    f" MB) cannot be put in Ray's object store: {_one_line(e)}",
+                    hint="write it to Parquet and read that (cd.read_parquet or a "
+                         "filesystem table), or run with --runtime local") from None
+        refs[handle] = stored[handle]
+    return refs
+
+
+def get_tables(refs: dict[str, Any], get: Any) -> dict[str, pa.Table]:
+    """In a worker: the tables ``put_tables`` referenced (``get``: ``ray.get``; zero-copy
+    from the object store of the worker's node)."""
+    if not refs:
+        return {}
+    return dict(zip(refs, get(list(refs.values()))))
 
 
 def _one_line(error: BaseException) -> str:
