@@ -18,6 +18,7 @@ would then write rows twice. The error says how to choose (``--from-epoch``, ``-
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -79,6 +80,15 @@ class Restored:
     payloads: dict[Key, dict[str, Any]]
     chains: dict[ChainKey, list[StateFile]] = field(default_factory=dict)
     seconds: float = 0.0
+    #: the checksums of the whole tables left to the operators, still running when
+    #: ``load_state`` returns (each operator's ``Unfolded`` waits for its own)
+    checks: list[Future[None]] = field(default_factory=list)
+
+    def checked(self) -> None:
+        """Wait until every file read has passed its checksum (raises DamagedCheckpoint
+        otherwise)."""
+        for check in self.checks:
+            check.result()
 
 
 def identify(graph: PhysicalGraph) -> JobIdentity:
@@ -245,38 +255,64 @@ def recover_sinks(manifest: Manifest | None, graph: PhysicalGraph, triggered: in
 def load_state(storage: CheckpointStorage, manifest: Manifest, graph: PhysicalGraph,
                threads: int = 4) -> Restored:
     """Read a checkpoint's files (in parallel) and give every subtask of ``graph`` its state,
-    redistributing keyed state by key group where the parallelism changed."""
+    redistributing keyed state by key group where the parallelism changed.
+
+    Every file is asked into the page cache at once (``CheckpointStorage.prefetch``). The
+    whole table of a chain an operator restores unfolded is checksummed on a thread of its
+    own while the deltas are merged and while the operator decodes it: its ``Unfolded``
+    holds the check, and hands out nothing decoded from the file before it has passed (see
+    ``Unfolded``); ``Restored.checked`` waits for all of them. From a cold page cache the
+    reading from disk then overlaps the decoding instead of coming before it."""
     started = time.monotonic()
     refs = {f.file.path: f.file for f in manifest.files()}
     # the whole table of a chain an operator restores unfolded is decoded by the operator
     lazy = _unfolded_bases(manifest, graph)
-
-    # the whole tables left to the operators are checksummed on the pool while the deltas
-    # are merged here; load_state returns only once every checksum has passed (nothing is
-    # decoded from a whole table before that)
-    checks: list[Future[None]] = []
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="caudal-restore")
+    # the deltas (read and merged first) before the whole tables
+    order = sorted(refs.values(), key=lambda r: r.path in lazy)
+    threading.Thread(target=storage.prefetch, args=(order,), name="caudal-prefetch",
+                     daemon=True).start()
+    checks: dict[str, Future[None]] = {}
 
     def read(ref: Any) -> Any:
         if ref.path in lazy:
             data = storage.read_sized(ref)
-            checks.append(pool.submit(storage.verify, ref, data))
+            checks[ref.path] = _checking(storage, ref, data)
             return pa.py_buffer(data) if isinstance(data, bytes) else data
         return storage.read_table(ref)
 
-    try:
+    with ThreadPoolExecutor(threads, thread_name_prefix="caudal-restore") as pool:
         tables = dict(zip(refs, pool.map(read, refs.values())))
-        restored = _payloads(manifest, graph, tables)
-        for check in checks:
+    try:
+        restored = _payloads(manifest, graph, tables, checks)
+    except BaseException:
+        for check in checks.values():   # a damaged file is what to report
             check.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    restored.checks = list(checks.values())
     restored.seconds = time.monotonic() - started
     return restored
 
 
-def _payloads(manifest: Manifest, graph: PhysicalGraph, tables: dict[str, Any]) -> Restored:
-    """Every subtask's state from the files read (``tables``: by path)."""
+def _checking(storage: CheckpointStorage, ref: Any, data: Any) -> Future[None]:
+    """The checksum of ``data`` against the manifest, computed on a thread of its own (it
+    outlives ``load_state``: the operator decodes meanwhile)."""
+    done: Future[None] = Future()
+
+    def run() -> None:
+        try:
+            storage.verify(ref, data)
+            done.set_result(None)
+        except BaseException as e:  # noqa: BLE001 - handed to whoever waits
+            done.set_exception(e)
+
+    threading.Thread(target=run, name="caudal-restore-check", daemon=True).start()
+    return done
+
+
+def _payloads(manifest: Manifest, graph: PhysicalGraph, tables: dict[str, Any],
+              checks: dict[str, Future[None]] | None = None) -> Restored:
+    """Every subtask's state from the files read (``tables``: by path); ``checks``: the
+    pending checksums of whole tables left to the operators, by path."""
     restored = Restored(manifest, {})
     for v in graph.vertices:
         old = manifest.vertex(v.id)
@@ -303,8 +339,11 @@ def _payloads(manifest: Manifest, graph: PhysicalGraph, tables: dict[str, Any]) 
                         values[name] = ref.value
                         continue
                     parts = [(tables[f.file.path], f.kind, f.key, f.expire) for f in ref.files]
-                    values[name] = unfold_chain(parts) if name in unfolded else \
-                        fold_chain(parts)
+                    # (the chain's last whole table: the one unfold_chain keeps)
+                    base = next((f.file.path for f in reversed(ref.files)
+                                 if f.kind == "full"), None)
+                    values[name] = unfold_chain(parts, (checks or {}).get(base)) \
+                        if name in unfolded else fold_chain(parts)
                     if same:
                         restored.chains[(v.id, s, o, name)] = list(ref.files)
                 ops.append(values)

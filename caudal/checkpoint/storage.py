@@ -25,6 +25,12 @@ from caudal.checkpoint.written_file import WrittenFile
 #: Parquet compression of state files: lz4 costs little CPU, which keeps checkpoints cheap
 STATE_COMPRESSION = "lz4"
 
+#: what a state file's Parquet footer carries under ``caudal.state``: 2 since integer columns
+#: are DELTA_BINARY_PACKED and floating point ones BYTE_STREAM_SPLIT (files without it are
+#: plain and lz4). Parquet names every page's encoding, so a reader needs no flag to decode
+#: either; the mark tells a person (and a test) which writer made a file
+STATE_FORMAT = b"2"
+
 #: what a file being written carries in its name until it is renamed into place; a process
 #: killed mid-write leaves such a file behind
 TEMP_MARK = ".tmp-"
@@ -51,6 +57,33 @@ def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     if isinstance(fs, pafs.LocalFileSystem):
         root = os.path.abspath(root)
     return fs, root.rstrip("/") or "/"
+
+
+def state_encodings(schema: pa.Schema) -> tuple[dict[str, str], dict[str, str]]:
+    """The Parquet encoding and compression of each top-level column of a state file.
+
+    Integer (and time) columns: DELTA_BINARY_PACKED, uncompressed. Keys in slot order,
+    counts, key groups and bounded sums pack into the bits their differences need, where
+    lz4 over plain values finds little (12 M rows of an aggregate's state: the key column
+    48 MB -> 0 MB, a sum of 20-bit values 57 -> 32 MB, the key group 23 -> 13 MB) and
+    decoding is cheaper than lz4's. Floating point: BYTE_STREAM_SPLIT (the bytes of each
+    position together: the sign and exponent bytes then compress) with lz4, 96 -> 84 MB a
+    column of random doubles. Other columns: plain with lz4, as before. On the 0.86 GB
+    state of ``bench.incremental_state``: 532 -> 362 MB, written in ~35 % less CPU."""
+    encodings: dict[str, str] = {}
+    compression: dict[str, str] = {}
+    for field in schema:
+        t = field.type
+        compression[field.name] = STATE_COMPRESSION
+        if "." in field.name:   # a Parquet column path would read it as nested
+            continue
+        if pa.types.is_integer(t) or pa.types.is_timestamp(t) or pa.types.is_date(t) or \
+                pa.types.is_time(t) or pa.types.is_duration(t):
+            encodings[field.name] = "DELTA_BINARY_PACKED"
+            compression[field.name] = "none"
+        elif pa.types.is_float32(t) or pa.types.is_float64(t):
+            encodings[field.name] = "BYTE_STREAM_SPLIT"
+    return encodings, compression
 
 
 class CheckpointStorage:
@@ -154,9 +187,14 @@ class CheckpointStorage:
         # no dictionary encoding: state columns are mostly distinct values (keys, sums),
         # where trying a dictionary first costs CPU on both ends for nothing (a 3 M-row
         # aggregate state: written in 0.40 CPU s instead of 0.93, read in 0.16 instead of
-        # 0.31, and 4% smaller, since lz4 then finds the repeats)
-        pq.write_table(table, sink, compression=STATE_COMPRESSION, use_dictionary=False,
-                       row_group_size=1 << 20, write_statistics=False)
+        # 0.31, and 4% smaller, since lz4 then finds the repeats). Integer and float
+        # columns get the encodings that suit them (state_encodings)
+        encodings, compression = state_encodings(table.schema)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               b"caudal.state": STATE_FORMAT})
+        pq.write_table(table, sink, compression=compression, use_dictionary=False,
+                       row_group_size=1 << 20, write_statistics=False,
+                       column_encoding=encodings or None)
         data = sink.getvalue()
         self.write_bytes(rel, data)
         return WrittenFile(rel, data.size, zlib.crc32(memoryview(data)), table.num_rows)
@@ -188,6 +226,26 @@ class CheckpointStorage:
             raise DamagedCheckpoint(f"checkpoint file {path} has {len(data)} bytes, the "
                                     f"manifest says {ref.bytes} (truncated or overwritten)")
         return data
+
+    def prefetch(self, refs: list[WrittenFile]) -> None:
+        """Ask the kernel to read local files into the page cache now, in this order
+        (``posix_fadvise(WILLNEED)``: the reads are queued at once, deep and sequential,
+        instead of one page fault's read-around at a time while a checksum or a decoder
+        walks a memory map). Best effort: other filesystems, and errors, are ignored.
+        Queuing may block on a slow disk: call it on a thread of its own."""
+        if not self.local or not hasattr(os, "posix_fadvise"):
+            return
+        for ref in refs:
+            try:
+                fd = os.open(self.full(ref.path), os.O_RDONLY)
+            except OSError:
+                continue   # reading it names what is wrong
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
 
     def verify(self, ref: WrittenFile, data: pa.Buffer | bytes) -> None:
         """Refuse ``data`` unless its CRC-32 is the one the manifest recorded."""

@@ -255,8 +255,10 @@ class _Merged:
         def keyed() -> tuple[KeyIndex, np.ndarray | None]:
             # the key columns decoded, copied and indexed on this thread while the caller
             # copies the other columns (fill writes each column's arrays apart), and the
-            # deltas' keys looked up (the room reserved for them: nothing grows)
-            keys = chain.base_table(self.group)
+            # deltas' keys looked up (the room reserved for them: nothing grows); while the
+            # file's checksum may still be running (chain.checked below, before any of it
+            # is this operator's state)
+            keys = chain.base_table(self.group, check=False)
             store.fill(0, keys)
             index = KeyIndex.build(self.group, keys, upserts.num_rows)
             return index, index.ids(upserts.select(self.group))[0] if upserts.num_rows \
@@ -270,6 +272,7 @@ class _Merged:
                     store.fill(at, part)
                     at += part.num_rows
             index, ids = indexed.result()   # (the key columns filled too)
+            chain.checked()
             store.seal()
         self.store, self.index = store, index
         self.changes = ChangedRows()

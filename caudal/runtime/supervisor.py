@@ -144,6 +144,9 @@ class CheckpointedRuntime(Runtime):
         runtime.job.checkpoints = coordinator
         runtime.job.restored = self.restored.payloads if self.restored else {}
         runtime.deploy(graph)
+        if self.restored is not None:
+            # (each operator waited for the checksums of what it restored; any left over)
+            self.restored.checked()
         # every subtask took its state while it was deployed: the restored tables (as large
         # as the whole state, which the operators have copied into their own structures)
         # are not kept alive for the job's life

@@ -19,7 +19,9 @@ into a new full file when it grows long or large; the operator never needs to kn
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -373,11 +375,41 @@ class Unfolded:
     delta: pa.Table | None = None
     key: tuple[str, ...] = ()
     expire: tuple[Expiry, ...] = ()
+    #: the checksum of ``base``'s bytes, still running while they are decoded (a restore
+    #: from a cold page cache reads the file from disk as it decodes it): nothing decoded
+    #: from them is handed out before it has passed, and a failed one is what a decoding
+    #: error reports (None: checked already)
+    verified: Future[None] | None = field(default=None, compare=False)
+
+    def checked(self) -> None:
+        """Wait until ``base`` has passed its checksum (raises what the check raised)."""
+        if self.verified is not None:
+            self.verified.result()
+
+    @contextmanager
+    def _decoding(self) -> Iterator[None]:
+        """Decoding ``base``: an error from bytes that fail their checksum is reported as
+        that failure (DamagedCheckpoint), not as what the decoder made of them."""
+        try:
+            yield
+        except Exception:
+            self.checked()
+            raise
+
+    def __getstate__(self) -> dict[str, Any]:
+        # shipped to another process (Ray): checked first, and sent without the check
+        self.checked()
+        return {**self.__dict__, "verified": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
 
     def _file(self) -> Any:
         import pyarrow.parquet as pq
 
-        return pq.ParquetFile(pa.BufferReader(self.base))
+        with self._decoding():
+            return pq.ParquetFile(pa.BufferReader(self.base))
 
     @property
     def schema(self) -> pa.Schema:
@@ -389,14 +421,25 @@ class Unfolded:
         return self.base.num_rows if isinstance(self.base, pa.Table) else \
             self._file().metadata.num_rows
 
-    def base_table(self, columns: Sequence[str] | None = None) -> pa.Table:
+    def base_table(self, columns: Sequence[str] | None = None, check: bool = True
+                   ) -> pa.Table:
+        """The base's ``columns`` (None: all), decoded. ``check=False``: without waiting for
+        its checksum, for a caller that calls ``checked`` before it hands out anything made
+        from them."""
         if isinstance(self.base, pa.Table):
             return self.base if columns is None else self.base.select(list(columns))
-        return self._file().read(columns=None if columns is None else list(columns))
+        with self._decoding():
+            table = self._file().read(columns=None if columns is None else list(columns))
+        if check:
+            self.checked()
+        return table
 
     def base_batches(self, columns: Sequence[str]) -> Iterator[pa.Table]:
         """The base's ``columns``, a row group at a time, in order; the next row group is
-        decoded on another thread while the caller copies this one."""
+        decoded on another thread while the caller copies this one. The last row group
+        comes once the file has passed its checksum: a caller that copies the row groups
+        into its own structures has then taken nothing from a damaged file (it gets the
+        error instead of the last one)."""
         if isinstance(self.base, pa.Table):
             yield from (pa.Table.from_batches([b]) for b in
                         self.base.select(list(columns)).to_batches())
@@ -408,10 +451,15 @@ class Unfolded:
         with ThreadPoolExecutor(1, thread_name_prefix="caudal-restore-decode") as pool:
             ahead = pool.submit(file.read_row_group, 0, names) if count else None
             for i in range(count):
-                table = ahead.result()
+                with self._decoding():
+                    table = ahead.result()
                 if i + 1 < count:
                     ahead = pool.submit(file.read_row_group, i + 1, names)
+                else:
+                    self.checked()
                 yield table
+        if not count:
+            self.checked()
 
     def table(self) -> pa.Table:
         """The folded state (what ``fold_chain`` returns)."""
@@ -460,17 +508,19 @@ class Unfolded:
         return _conform(self.delta, schema)
 
 
-def unfold_chain(parts: Sequence[Part]) -> pa.Table | Unfolded:
+def unfold_chain(parts: Sequence[Part], verified: Future[None] | None = None
+                 ) -> pa.Table | Unfolded:
     """What ``fold_chain`` returns, but a whole table followed by deltas as ``Unfolded``
-    (the whole table may be given as its Parquet file's bytes)."""
+    (the whole table may be given as its Parquet file's bytes, whose checksum
+    ``verified`` may still be computing)."""
     start = max((i for i, p in enumerate(parts) if p[1] == "full"), default=-1)
     if start < 0:
         return fold_chain([(_decoded(p[0]), *p[1:]) for p in parts])
     if start == len(parts) - 1:
-        return Unfolded(parts[start][0])
+        return Unfolded(parts[start][0], verified=verified)
     deltas = parts[start + 1:]
     merged, expire = merge_deltas(deltas)
-    return Unfolded(parts[start][0], merged, tuple(deltas[0][2]), tuple(expire))
+    return Unfolded(parts[start][0], merged, tuple(deltas[0][2]), tuple(expire), verified)
 
 
 def _decoded(value: pa.Table | pa.Buffer) -> pa.Table:

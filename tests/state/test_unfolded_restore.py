@@ -171,9 +171,13 @@ def test_updating_aggregate_restored_unfolded_equals_folded():
     assert _state(a) == _state(b)
 
 
-def test_a_corrupt_whole_table_left_to_the_operator_is_refused(tmp_path):
+@pytest.mark.parametrize("where", [0.02, 0.5, 0.98])
+def test_a_corrupt_whole_table_left_to_the_operator_is_refused(tmp_path, where):
     """The whole table an operator decodes itself is checksummed beside the merging of the
-    deltas, and load_state refuses it before any operator sees it."""
+    deltas and the operator's decoding of it: a byte changed anywhere in it (a row group
+    at its start, the middle, the footer) fails the restore with the checksum's error,
+    before the operator holds any of it, and ``Restored.checked`` (the supervisor's last
+    look, after every operator restored) refuses it too."""
     from bench.incremental_state import Rig, _batch
     from caudal.checkpoint.errors import DamagedCheckpoint
     from caudal.checkpoint.manifest import read_manifest
@@ -193,9 +197,15 @@ def test_a_corrupt_whole_table_left_to_the_operator_is_refused(tmp_path):
     restored = load_state(rig.storage, manifest, rig.graph)
     chain = restored.payloads[(rig.vertex, 0)]["operators"][rig.index]["table"]
     assert isinstance(chain, Unfolded) and chain.delta is not None
+    restored.checked()
     path = tmp_path / "ck" / whole[0]
     data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF   # same size: only the checksum can tell
+    data[int(len(data) * where)] ^= 0xFF   # same size: only the checksum can tell
     path.write_bytes(bytes(data))
+    restored = load_state(rig.storage, manifest, rig.graph)
+    op = rig.fresh()
     with pytest.raises(DamagedCheckpoint, match="checksum"):
-        load_state(rig.storage, manifest, rig.graph)
+        op.restore(restored.payloads[(rig.vertex, 0)]["operators"][rig.index])
+    assert op.state.store is None   # nothing of it became the operator's state
+    with pytest.raises(DamagedCheckpoint, match="checksum"):
+        restored.checked()
