@@ -267,10 +267,11 @@ def load_state(storage: CheckpointStorage, manifest: Manifest, graph: PhysicalGr
     refs = {f.file.path: f.file for f in manifest.files()}
     # the whole table of a chain an operator restores unfolded is decoded by the operator
     lazy = _unfolded_bases(manifest, graph)
-    # the deltas (read and merged first) before the whole tables
+    # the key columns of the whole tables left to the operators first (their indexes are
+    # built while the rest is read), then the deltas (read and merged first), then the rest
     order = sorted(refs.values(), key=lambda r: r.path in lazy)
-    threading.Thread(target=storage.prefetch, args=(order,), name="caudal-prefetch",
-                     daemon=True).start()
+    threading.Thread(target=storage.prefetch, args=(order, _keys_of(manifest, lazy)),
+                     name="caudal-prefetch", daemon=True).start()
     checks: dict[str, Future[None]] = {}
 
     def read(ref: Any) -> Any:
@@ -291,6 +292,22 @@ def load_state(storage: CheckpointStorage, manifest: Manifest, graph: PhysicalGr
     restored.checks = list(checks.values())
     restored.seconds = time.monotonic() - started
     return restored
+
+
+def _keys_of(manifest: Manifest, paths: set[str]) -> dict[str, tuple[str, ...]]:
+    """The key columns of the chains whose whole tables are ``paths`` (as their deltas name
+    them; a chain without deltas: none)."""
+    keys: dict[str, tuple[str, ...]] = {}
+    for v in manifest.vertices:
+        for st in v.subtasks:
+            for named in st.operators:
+                for ref in named.values():
+                    files = ref.files or []
+                    key = next((tuple(f.key) for f in files if f.key), ())
+                    for f in files:
+                        if f.file.path in paths and key:
+                            keys[f.file.path] = key
+    return keys
 
 
 def _checking(storage: CheckpointStorage, ref: Any, data: Any) -> Future[None]:

@@ -227,25 +227,52 @@ class CheckpointStorage:
                                     f"manifest says {ref.bytes} (truncated or overwritten)")
         return data
 
-    def prefetch(self, refs: list[WrittenFile]) -> None:
+    def prefetch(self, refs: list[WrittenFile],
+                 first: dict[str, tuple[str, ...]] | None = None) -> None:
         """Ask the kernel to read local files into the page cache now, in this order
         (``posix_fadvise(WILLNEED)``: the reads are queued at once, deep and sequential,
         instead of one page fault's read-around at a time while a checksum or a decoder
-        walks a memory map). Best effort: other filesystems, and errors, are ignored.
+        walks a memory map). ``first``: per file, columns whose chunks (in every row group)
+        are asked for before all files, such as the key columns an index is built from
+        while the rest is read. Best effort: other filesystems, and errors, are ignored.
         Queuing may block on a slow disk: call it on a thread of its own."""
         if not self.local or not hasattr(os, "posix_fadvise"):
             return
-        for ref in refs:
+        early = [(ref, rng) for ref in refs
+                 for rng in self._column_ranges(ref, (first or {}).get(ref.path, ()))]
+        for ref, (offset, length) in [*early, *((ref, (0, 0)) for ref in refs)]:
             try:
                 fd = os.open(self.full(ref.path), os.O_RDONLY)
             except OSError:
                 continue   # reading it names what is wrong
             try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+                os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
             except OSError:
                 pass
             finally:
                 os.close(fd)
+
+    def _column_ranges(self, ref: WrittenFile, columns: tuple[str, ...]
+                       ) -> list[tuple[int, int]]:
+        """The byte ranges of ``columns``' chunks in a local Parquet file (from its footer;
+        none when it cannot be read: prefetching is best effort)."""
+        if not columns:
+            return []
+        try:
+            meta = pq.ParquetFile(self.full(ref.path)).metadata
+        except (OSError, pa.ArrowException):
+            return []
+        wanted = set(columns)
+        ranges = []
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            for c in range(group.num_columns):
+                chunk = group.column(c)
+                if chunk.path_in_schema in wanted:
+                    start = chunk.dictionary_page_offset if chunk.has_dictionary_page \
+                        else chunk.data_page_offset
+                    ranges.append((start, chunk.total_compressed_size))
+        return ranges
 
     def verify(self, ref: WrittenFile, data: pa.Buffer | bytes) -> None:
         """Refuse ``data`` unless its CRC-32 is the one the manifest recorded."""
