@@ -18,6 +18,9 @@ million times their count (the KeyIndex's hash table instead of its direct addre
 dense keys). Recovery: the newest checkpoint's files read (``load_state``) and a fresh
 operator restored from them, timed, with the CPU seconds of this process (all threads) and
 the load average beside every figure. Transparent huge pages are off, as in ``caudal run``.
+``--recover DIR --cold``: the recovery alone, from a checkpoint a ``--keep`` run left, its
+files evicted from the page cache first (bench/README.md: how to give the reads a disk's
+speed on a VM whose host caches them).
 """
 
 from __future__ import annotations
@@ -226,11 +229,31 @@ def recover(rig: Rig, epoch: int, keys: int | None = None,
     return total_s
 
 
-def recover_only(root: Path, window: bool) -> None:
+def evict(storage: CheckpointStorage, epoch: int) -> int:
+    """The files of checkpoint ``epoch`` out of this machine's page cache (fsync, then
+    ``posix_fadvise(DONTNEED)``: only these files, not everyone's cache); their bytes. On a
+    VM the host may still cache them: throttle the reads too for a disk's speed."""
+    total = 0
+    for f in read_manifest(storage, epoch).files():
+        fd = os.open(storage.full(f.file.path), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            total += os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+    return total
+
+
+def recover_only(root: Path, window: bool, cold: bool = False) -> None:
     """``--recover DIR``: the recovery step alone, in this (fresh) process, from the newest
-    checkpoint a ``--keep`` run left in DIR (its planned job is compiled again)."""
+    checkpoint a ``--keep`` run left in DIR (its planned job is compiled again); ``cold``:
+    its files evicted from the page cache first."""
     storage = CheckpointStorage(str(root / "ck"))
     epoch = max(completed_epochs(storage))
+    if cold:
+        print(f"  evicted {evict(storage, epoch) / 1e6:.0f} MB of checkpoint files from the "
+              f"page cache")
     rig = Rig.__new__(Rig)
     Rig.plan(rig, root, window)
     rig.storage = storage
@@ -257,9 +280,12 @@ def main() -> None:
                     help="leave the checkpoint directories (printed) for --recover")
     ap.add_argument("--recover", default=None, metavar="DIR",
                     help="only recover from the newest checkpoint a --keep run left in DIR")
+    ap.add_argument("--cold", action="store_true",
+                    help="with --recover: evict the checkpoint's files from the page cache "
+                         "first")
     args = ap.parse_args()
     if args.recover:
-        recover_only(Path(args.recover), args.window)
+        recover_only(Path(args.recover), args.window, args.cold)
         return
     print(f"query: {WINDOW_QUERY if args.window else QUERY}\n{args.keys:,} keys, {args.change:.1%} of them updated per "
           f"interval, {args.intervals} intervals; load {_load()}, {os.cpu_count()} CPUs")
