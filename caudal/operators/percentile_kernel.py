@@ -68,6 +68,25 @@ def fused_multiply_add(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarra
     return np.where(np.isfinite(fused) & np.isfinite(plain), fused, plain)
 
 
+def _unscaled(values: pa.Array) -> np.ndarray:
+    """The unscaled integers of a DECIMAL of up to 18 digits (they fit an int64: the low
+    word of each 128- or 256-bit little-endian value)."""
+    words = values.type.byte_width // 8
+    raw = np.frombuffer(values.buffers()[1], dtype=np.int64)
+    return raw[values.offset * words:(values.offset + len(values)) * words:words].copy()
+
+
+def _decimals(unscaled: np.ndarray, valid: np.ndarray, dtype: pa.DataType) -> pa.Array:
+    """A DECIMAL array of ``dtype`` holding ``unscaled`` (int64) where ``valid``."""
+    words = dtype.byte_width // 8
+    raw = np.empty((len(unscaled), words), dtype=np.int64)
+    raw[:, 0] = unscaled
+    raw[:, 1:] = (unscaled >> 63)[:, None]  # the sign, extended
+    bitmap = pa.array(valid).buffers()[1]  # 1 = valid
+    return pa.Array.from_buffers(dtype, len(unscaled), [bitmap, pa.py_buffer(raw)],
+                                 null_count=int((~valid).sum()))
+
+
 def sorted_in_groups(flat: pa.Array, parents: np.ndarray
                      ) -> tuple[np.ndarray | None, np.ndarray]:
     """``flat``'s values sorted within each group (``parents``: non-decreasing group ids):
@@ -75,10 +94,12 @@ def sorted_in_groups(flat: pa.Array, parents: np.ndarray
     values as NumPy). Integers become one int64 key per value, group * span + value, so
     one stable sort does it (Timsort finds the groups already in order; a span too wide
     for that takes NumPy's two-key sort, slower); other numbers
-    (floats, decimals as doubles) are ranked by one sort and their (group, rank) keys
-    sorted. NaN sorts last, as in DuckDB."""
-    if pa.types.is_integer(flat.type) and len(flat):
-        values = flat.to_numpy(zero_copy_only=False)
+    (floats) are ranked by one sort and their (group, rank) keys sorted. NaN sorts last,
+    as in DuckDB. A DECIMAL sorts as its unscaled integers, and comes back as them."""
+    exact = pa.types.is_integer(flat.type) or pa.types.is_decimal(flat.type)
+    if exact and len(flat):
+        values = _unscaled(flat) if pa.types.is_decimal(flat.type) else \
+            flat.to_numpy(zero_copy_only=False)
         low, high = int(values.min()), int(values.max())
         span = high - low + 1
         if span * (int(parents[-1]) + 1) < 1 << 62 and high < 1 << 63:  # (not big uint64)
@@ -88,8 +109,9 @@ def sorted_in_groups(flat: pa.Array, parents: np.ndarray
             key -= base
             key += np.int64(low)
             return None, key
-    if pa.types.is_integer(flat.type):  # a span too wide for one key: sorted as integers
-        values = flat.to_numpy(zero_copy_only=False)
+    if exact:  # a span too wide for one key: sorted as integers
+        values = _unscaled(flat) if pa.types.is_decimal(flat.type) else \
+            flat.to_numpy(zero_copy_only=False)
         order = np.lexsort((values, parents))
         return order, values[order]
     values = _np(flat if pa.types.is_float64(flat.type) else flat.cast(pa.float64()), 0.0,
@@ -194,8 +216,11 @@ class Percentile(Kernel):
         np.cumsum(n[:-1], out=starts[1:])
         last = len(ordered) - 1
         fraction = self.call.options.get("fraction", 0.5)
+        dtype = self.call.dtype
         if self.call.func == "percentile_disc":
             at = np.minimum(starts + disc_rank(fraction, n), last)
+            if pa.types.is_decimal(dtype):
+                return _decimals(np.where(has, ordered[at], 0), has, dtype)
             if order is None:
                 return pa.array(np.where(has, ordered[at], 0), mask=~has,
                                 type=self.call.dtype)
@@ -209,11 +234,22 @@ class Percentile(Kernel):
         frn, crn = floor.astype(np.int64), ceil.astype(np.int64)
         if self.call.options.get("descending"):
             frn, crn = top - frn, top - crn
-        lo = ordered[np.minimum(starts + frn, last)].astype(np.float64)
-        hi = ordered[np.minimum(starts + crn, last)].astype(np.float64)
+        lo_at = ordered[np.minimum(starts + frn, last)]
+        hi_at = ordered[np.minimum(starts + crn, last)]
+        lo, hi = lo_at.astype(np.float64), hi_at.astype(np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
-            value = np.where(frn == crn, lo, fused_multiply_add(lo, 1.0 - d, hi * d))
-        return pa.array(np.where(has, value, 0.0), mask=~has)
+            if pa.types.is_float64(dtype):  # DuckDB's for DOUBLE results
+                value = np.where(frn == crn, lo, fused_multiply_add(lo, 1.0 - d, hi * d))
+                return pa.array(np.where(has, value, 0.0), mask=~has)
+            # its generic one (FLOAT, DECIMAL as unscaled integers): lo + (hi - lo) * d in
+            # doubles, fused, then cast (a DECIMAL truncated toward zero)
+            value = fused_multiply_add(hi - lo, d, lo)
+            if pa.types.is_decimal(dtype):
+                unscaled = np.where(frn == crn, lo_at, np.trunc(np.where(has, value, 0.0))
+                                    .astype(np.int64))
+                return _decimals(np.where(has, unscaled, 0), has, dtype)
+            value = np.where(frn == crn, lo, value)
+        return pa.array(np.where(has, value, 0.0).astype(np.float32), mask=~has)
 
 
 __all__ = ["Percentile", "disc_rank", "fused_multiply_add", "sorted_in_groups"]

@@ -90,11 +90,12 @@ SIGNATURES = {
     "bit_and": "bit_and(integer) -> bitwise AND of the non-NULL values",
     "bit_or": "bit_or(integer) -> bitwise OR of the non-NULL values",
     "bit_xor": "bit_xor(integer) -> bitwise XOR of the non-NULL values",
-    "median": "median(x), approx_median(x) -> double: the middle value (the mean of the two "
-              "middle ones), computed exactly",
-    "percentile_cont": "percentile_cont(p) WITHIN GROUP (ORDER BY x), also "
+    "median": "median(x), approx_median(x) -> double (a FLOAT or DECIMAL x: its type): the "
+              "middle value (between the two middle ones), computed exactly",
+    "percentile_cont": "percentile_cont(p) WITHIN GROUP (ORDER BY x [DESC]), also "
                        "approx_percentile_cont(p) WITHIN GROUP (…), approx_percentile_cont(x, "
-                       "p), quantile_cont(x, p) -> double: interpolated, computed exactly",
+                       "p), quantile_cont(x, p) -> double (a FLOAT or DECIMAL x: its type; "
+                       "DECIMAL of up to 18 digits): interpolated as DuckDB does, exactly",
     "percentile_disc": "percentile_disc(p) WITHIN GROUP (ORDER BY x), quantile_disc(x, p) -> "
                        "the first value at or past the fraction p, the type of x",
     "corr": "corr(y, x) -> double: the correlation coefficient",
@@ -189,7 +190,14 @@ def result_type(func: str, args: list[pa.DataType]) -> pa.DataType:
     if func in PERCENTILES:
         if not (is_numeric(t) or null):
             raise PlanError(f"{func}() takes a number, got {sql_name(t)}")
-        return t if func == "percentile_disc" and not null else pa.float64()
+        if pa.types.is_decimal(t) and t.precision > 18:
+            raise PlanError(f"{func}() of {sql_name(t)} is not supported (DECIMAL of up to "
+                            "18 digits)", hint=f"cast the value: {func}(CAST(x AS DOUBLE)) or "
+                            f"CAST(x AS DECIMAL(18, {t.scale}))")
+        if func == "percentile_disc" and not null:
+            return t
+        # as DuckDB: FLOAT and DECIMAL keep their type, integers interpolate as DOUBLE
+        return t if pa.types.is_float32(t) or pa.types.is_decimal(t) else pa.float64()
     if func in ("bit_and", "bit_or", "bit_xor"):
         if pa.types.is_integer(t) or null:
             return pa.int64() if null else t
