@@ -62,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--udf", action="append", default=[], metavar="FILE.py",
                      help="a Python file defining UDFs (@caudal.udf / @caudal.udaf), callable "
                           "by name in the SQL; repeatable")
+    run.add_argument("--no-plan-cache", action="store_true",
+                     help="plan the .sql even when the plan cache holds its plan with every "
+                          "input unchanged, and store nothing (or CAUDAL_PLAN_CACHE=0; "
+                          "docs/operations.md)")
     run.add_argument("--metrics-port", type=int, metavar="P",
                      help="serve Prometheus metrics of this job on 127.0.0.1:P")
     run.add_argument("--metrics-file", metavar="FILE",
@@ -289,10 +293,7 @@ def cmd_run(args) -> int:
         # --address planning comes first, so a mistake in the SQL is said before Ray starts)
         runtime.prestart(parallelism)
     if isinstance(job, str):
-        from caudal.job import compile_sql
-
-        with _load_udfs(args.udf):
-            compiled = compile_sql(job, parallelism)
+        compiled = _plan_sql(job, args, parallelism)
     else:
         from caudal.plan_file import check_inputs
 
@@ -360,6 +361,29 @@ def cmd_run(args) -> int:
                     "changelog is inconsistent)")
     print(summary, file=sys.stderr)
     return 0
+
+
+def _plan_sql(text: str, args, parallelism: int):
+    """The job of a .sql: from the plan cache (caudal.plan_cache) when an entry's recorded
+    inputs are all unchanged, else planned (and stored when the job can be cached)."""
+    from caudal import plan_cache
+
+    folder = name = None
+    if plan_cache.enabled(args.no_plan_cache, args.udf):
+        folder = plan_cache.directory()
+        if folder is not None:
+            name = plan_cache.key(text, parallelism)
+            cached = plan_cache.lookup(folder, name, args.file)
+            if cached is not None:
+                return cached
+    from caudal.job import compile_sql
+
+    started = time.time_ns()
+    with _load_udfs(args.udf):
+        compiled = compile_sql(text, parallelism)
+    if folder is not None and name is not None:
+        plan_cache.store(folder, name, compiled, parallelism, args.file, started)
+    return compiled
 
 
 def _check_plan_arguments(plan, args) -> None:

@@ -77,3 +77,12 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120,
         full_env.update(env)
     return subprocess.run([sys.executable, "-m", "caudal.cli", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+# `caudal run job.sql` keeps plans in a cache directory (caudal.plan_cache): the suite's go to
+# one of its own (in-process runs and the processes it starts), not the user's ~/.cache
+if not os.path.isabs(os.environ.get("CAUDAL_PLAN_CACHE", "")) and \
+        os.environ.get("CAUDAL_PLAN_CACHE", "1") not in ("0", "false", "no", "off"):
+    import tempfile
+
+    os.environ["CAUDAL_PLAN_CACHE"] = tempfile.mkdtemp(prefix="caudal-test-plans-")
