@@ -127,7 +127,7 @@ def key(sql: str, parallelism: int) -> str:
     env = sorted((k, v) for k, v in os.environ.items()
                  if (k.startswith("CAUDAL_") and k != ENV) or k in ("HOME", "TZ"))
     parts = [MAGIC.decode(), plan_file.FORMAT, __version__, plan_file.source_hash(),
-             sys.version, sys.executable, pa.__version__, _sqlglot(), os.getcwd(), env,
+             sys.version, pa.__version__, _sqlglot(), os.getcwd(), env,
              parallelism, sql]
     return blake2b(json.dumps(parts).encode(), digest_size=20).hexdigest()
 

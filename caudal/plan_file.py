@@ -76,6 +76,9 @@ def job_notices(graph: Any) -> list[str]:
     return state_growth_notices(graph, any_unbounded(sources))
 
 
+_SOURCE_HASH: list[str] = []  # this process's, once found (the plan cache asks twice)
+
+
 def source_hash() -> str:
     """A hash of caudal's sources: the pickled graph names caudal's classes and their fields,
     and operators read their parameters by name, so a plan is run only by the very sources
@@ -83,6 +86,12 @@ def source_hash() -> str:
     set of files: the hash is kept in the package's ``__pycache__`` under a key of every
     file's name, size and mtime in ns, what CPython's own ``.pyc`` check trusts (with mtime in
     seconds): sources edited without changing it would not be what runs either."""
+    if not _SOURCE_HASH:
+        _SOURCE_HASH.append(_source_hash())
+    return _SOURCE_HASH[0]
+
+
+def _source_hash() -> str:
     try:  # CPython's own module: hashlib would load OpenSSL (3-12 ms here) for one digest
         from _blake2 import blake2b
     except ImportError:  # another Python

@@ -9,12 +9,12 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from caudal import compute as pc
 from caudal.connectors.base import Sink
 from caudal.errors import ConfigError
-from caudal.formats import json as json_format
 from caudal.formats.text import to_text
 from caudal.plan.changelog import OP, OP_NAMES
 from caudal.plan.tables import TableSpec
@@ -25,6 +25,9 @@ FORMATS = ("table", "json")
 MAX_WIDTH = 40
 SEPARATOR = "  "
 ELLIPSIS = "…"
+#: the text pieces the kernels join, as typed scalars: a bare Python string is converted by
+#: pyarrow's type inference, which imports dateutil (with calendar and locale, 3-15 ms)
+_TEXT = {s: pa.scalar(s, pa.string()) for s in (SEPARATOR, ELLIPSIS, "", "NULL", "\n")}
 #: the title of the output that printed last (outputs of one job share the process's stdout;
 #: only read and written under the terminal lock of ``rows_output``)
 _LAST_TITLE: dict[str, str | None] = {"title": None}
@@ -37,7 +40,7 @@ def _right_aligned(t: pa.DataType) -> bool:
 def _join_lines(lines: pa.Array) -> str:
     """All strings of ``lines`` as one text, each ended by a newline."""
     joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()),
-                                                     lines), "\n")
+                                                     lines), _TEXT["\n"])
     return joined[0].as_py() + "\n"
 
 
@@ -69,6 +72,8 @@ class StdoutSink(Sink):
             batch = _op_first(batch)
         heading = ""
         if self.format == "json":
+            from caudal.formats import json as json_format  # only JSON lines need it
+
             text = json_format.encode(batch).decode("utf-8")
         else:
             first = self._widths is None
@@ -95,14 +100,14 @@ class StdoutSink(Sink):
         if batch.num_columns == 0:
             return "\n" * batch.num_rows
         # times as SQL clients print them: a space before the time, no zone suffix (UTC)
-        cells = [pc.replace_substring(pc.fill_null(to_text(c, " ", zone=False), "NULL"),
+        cells = [pc.replace_substring(pc.fill_null(to_text(c, " ", zone=False), _TEXT["NULL"]),
                                       "\n", "\\n")
                  for c in batch.columns]
         names = batch.schema.names
         if self._widths is None:
             self._widths = [min(MAX_WIDTH, max(len(n), pc.max(pc.utf8_length(c)).as_py() or 0))
                             for n, c in zip(names, cells)]
-            self._header = _join_lines(self._line([pa.array([n]) for n in names], batch.schema))
+            self._header = _join_lines(self._line([_texts([n]) for n in names], batch.schema))
         return _join_lines(self._line(cells, batch.schema))
 
     def _pad(self, cells: list[pa.Array], schema: pa.Schema) -> list[pa.Array]:
@@ -123,16 +128,22 @@ class StdoutSink(Sink):
 
     def _line(self, cells: list[pa.Array], schema: pa.Schema) -> pa.Array:
         padded = self._pad(cells, schema)
-        return pc.binary_join_element_wise(*padded, SEPARATOR) if len(padded) > 1 else padded[0]
+        return pc.binary_join_element_wise(*padded, _TEXT[SEPARATOR]) if len(padded) > 1 else padded[0]
+
+
+def _texts(values: list[str]) -> pa.Array:
+    """Python strings as an Arrow string array, through NumPy: pyarrow's conversion of
+    Python strings imports dateutil (with calendar and locale, 3-15 ms of a trivial job)."""
+    return pa.array(np.array(values, dtype=str), pa.string())
 
 
 def _fit(cells: pa.Array, width: int) -> pa.Array:
     """Text longer than ``width`` characters cut to ``width``, its last one an ellipsis."""
-    too_long = pc.greater(pc.utf8_length(cells), width)
+    too_long = pc.greater(pc.utf8_length(cells), pa.scalar(width, pa.int32()))
     if not pc.any(too_long).as_py():
         return cells
     cut = pc.binary_join_element_wise(pc.utf8_slice_codeunits(cells, 0, max(width - 1, 0)),
-                                      ELLIPSIS, "")
+                                      _TEXT[ELLIPSIS], _TEXT[""])
     return pc.if_else(too_long, cut, cells)
 
 
@@ -140,7 +151,7 @@ def _op_first(batch: pa.RecordBatch) -> pa.RecordBatch:
     """A changelog batch with its ``_op`` column shown as text, first (``op``)."""
     ops = batch.column(OP).cast(pa.int8())
     codes = sorted(OP_NAMES)
-    text = pc.take(pa.array([OP_NAMES[c] for c in codes]),
+    text = pc.take(_texts([OP_NAMES[c] for c in codes]),
                    pc.index_in(ops, pa.array(codes, pa.int8())))
     data = batch.drop_columns([OP])
     return pa.RecordBatch.from_arrays([text, *data.columns], names=["op", *data.schema.names])
