@@ -394,8 +394,11 @@ def _plan_sql(text: str, args, parallelism: int):
     folder = name = None
     if plan_cache.enabled(args.no_plan_cache, args.udf):
         folder = plan_cache.directory()
-        if folder is not None:
-            name = plan_cache.key(text, parallelism)
+        try:
+            name = plan_cache.key(text, parallelism) if folder is not None else None
+        except Exception:  # noqa: BLE001 - e.g. the working directory was deleted: no cache
+            name = None
+        if folder is not None and name is not None:
             cached = plan_cache.lookup(folder, name, args.file)
             if cached is not None:
                 return cached
