@@ -2,7 +2,8 @@
 
 A row group is the unit a source can hand to a subtask and resume inside; reading it with
 Arrow's multi-threaded decoder (memory-mapped when local) keeps reading close to a batch
-engine's speed. Written files get row groups of about a million rows.
+engine's speed. Written files get row groups of about a million rows, integer and time
+columns delta-encoded (``parquet.integer_encoding``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ from caudal.types import normalize_schema, normalize_type, sql_name
 
 NAME = "parquet"
 EXTENSIONS = (".parquet", ".parq")
+OPTIONS = {
+    "parquet.integer_encoding": "delta (default: integer, date, time and timestamp columns "
+                                "written DELTA_BINARY_PACKED) or plain (for readers without "
+                                "Parquet v2 encodings, e.g. Spark before 3.3); for writing",
+}
+INTEGER_ENCODINGS = ("delta", "plain")
 
 
 def open_file(fs: pafs.FileSystem, path: str) -> pq.ParquetFile:
@@ -153,15 +160,45 @@ def dictionary_columns(schema: pa.Schema) -> list[str] | bool:
     return names or False
 
 
+def integer_encoding(options: dict[str, str]) -> str:
+    """The ``parquet.integer_encoding`` option (ConfigError naming the accepted values)."""
+    raw = str(options.get("parquet.integer_encoding", INTEGER_ENCODINGS[0])).strip().lower()
+    if raw not in INTEGER_ENCODINGS:
+        raise ConfigError(f"parquet.integer_encoding = {raw!r}",
+                          hint="accepted: " + ", ".join(INTEGER_ENCODINGS))
+    return raw
+
+
+def check_options(options: dict[str, str], schema: pa.Schema | None,
+                  sink: bool = False) -> None:
+    """Planning-time check of a table's parquet options."""
+    integer_encoding(options)
+
+
+def delta_columns(schema: pa.Schema) -> dict[str, str]:
+    """The columns to write DELTA_BINARY_PACKED: integers, dates, times and timestamps (the
+    Parquet INT32/INT64 columns). Plain pages compressed with snappy cost the sink most of its
+    CPU: writing the stateless benchmark's 13.4 M rows (two ids, a price and a time as
+    BIGINT/TIMESTAMP, and a text) took 1.42-1.83 CPU s for 194 MB that way, and 1.03-1.19 s
+    for 106 MB with these four delta-encoded (reading the file back: 1.4-1.8 -> 0.7-0.8 s).
+    Delta encoding stores the differences of consecutive values bit-packed, so ids and times
+    that move in small steps take a few bits a value; random 64-bit values cost as plain."""
+    return {f.name: "DELTA_BINARY_PACKED" for f in schema
+            if pa.types.is_integer(f.type) or pa.types.is_timestamp(f.type)
+            or pa.types.is_date32(f.type) or pa.types.is_time(f.type)}
+
+
 class Writer:
     """Writes batches as row groups of about ``ROW_GROUP_ROWS`` rows (closed by ``close``)."""
 
     ROW_GROUP_ROWS = 1 << 20
     ROW_GROUP_BYTES = 128 << 20
 
-    def __init__(self, stream: Any, schema: pa.Schema):
+    def __init__(self, stream: Any, schema: pa.Schema, options: dict[str, str] | None = None):
         self.stream = stream
-        self._writer = pq.ParquetWriter(stream, schema, use_dictionary=dictionary_columns(schema))
+        delta = delta_columns(schema) if integer_encoding(options or {}) == "delta" else {}
+        self._writer = pq.ParquetWriter(stream, schema, use_dictionary=dictionary_columns(schema),
+                                        column_encoding=delta or None)
         self._batches: list[pa.RecordBatch] = []
         self._rows = 0
         self._bytes = 0
