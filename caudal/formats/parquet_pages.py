@@ -258,6 +258,24 @@ class _Chunk:
             first = end
         return out
 
+    def dictionary_only(self) -> bool:
+        """Whether every data page of the chunk is dictionary-encoded (a writer falls back
+        to PLAIN pages when the dictionary grows too large; the chunk's metadata lists
+        PLAIN for the dictionary page either way, so only the page headers tell)."""
+        pos, seen = 0, False
+        while pos < self.length:
+            header, body = self._header(pos)
+            kind = header.get(1)
+            pos = body + header.get(3)
+            if kind == _DICTIONARY_PAGE:
+                seen = True
+            elif kind in (_DATA_PAGE, _DATA_PAGE_V2):
+                info = header[5] if kind == _DATA_PAGE else header[8]
+                encoding = info.get(2) if kind == _DATA_PAGE else info.get(4)
+                if encoding not in (_RLE_DICTIONARY, _PLAIN_DICTIONARY):
+                    return False
+        return seen
+
     def _entries(self) -> memoryview:
         """The dictionary page's values, decompressed once."""
         if self.dictionary is None:
@@ -360,3 +378,25 @@ def read_rows(file: Any, path_in_schema: str, target: pa.DataType, group: int,
     if physical == "BYTE_ARRAY":
         array = array.cast(stored)  # text: checks UTF-8
     return array.cast(target) if not array.type.equals(target) else array
+
+
+def dictionary_only(file: Any, path_in_schema: str, group: int, read_at: Any) -> bool:
+    """Whether every data page of column ``path_in_schema`` in row group ``group`` of
+    ``file`` is dictionary-encoded (False when it cannot tell). Such a text column decodes
+    for less as Arrow dictionary indices and a cast to text than as text directly
+    (formats.parquet.FileReader)."""
+    meta = file.metadata.row_group(group)
+    column = next((meta.column(i) for i in range(meta.num_columns)
+                   if meta.column(i).path_in_schema == path_in_schema), None)
+    if column is None or not column.has_dictionary_page or \
+            not column.dictionary_page_offset or column.dictionary_page_offset <= 0:
+        return False
+
+    def read(offset: int, length: int) -> memoryview:
+        return memoryview(read_at(offset, length))
+
+    try:
+        return _Chunk(read, column.dictionary_page_offset, column.total_compressed_size,
+                      column.physical_type, column.compression, 1).dictionary_only()
+    except (Unsupported, IndexError, KeyError, struct.error, ValueError, TypeError):
+        return False

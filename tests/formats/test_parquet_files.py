@@ -111,3 +111,47 @@ def test_integer_encoding_option_is_checked() -> None:
     with pytest.raises(ConfigError, match="parquet.integer_encoding"):
         parquet.check_options({"parquet.integer_encoding": "rle"}, None, sink=True)
     parquet.check_options({"parquet.integer_encoding": "PLAIN"}, None, sink=True)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=6)), min_size=1, max_size=400),
+       st.integers(1, 5), st.sampled_from([64, 1 << 20]), st.booleans())
+def test_reader_text_columns_as_dictionaries_read_exactly(values: list, distinct: int,
+                                                          dictionary_limit: int,
+                                                          v2: bool) -> None:
+    """Text columns whose pages are all dictionary-encoded are read as dictionaries and cast
+    back; a chunk that fell back to plain pages (a dictionary past the writer's limit) is
+    read as text. Either way the rows are the file's, NULLs and empty strings included."""
+    import tempfile
+
+    rows = [None if v is None else v * (i % distinct + 1) for i, v in enumerate(values)]
+    table = pa.table({"s": pa.array(rows, pa.string()), "b": pa.array(
+        [None if v is None else v.encode() for v in rows], pa.binary()),
+        "n": pa.array(range(len(rows)), pa.int64())})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/t.parquet"
+        pq.write_table(table, path, row_group_size=97, dictionary_pagesize_limit=dictionary_limit,
+                       data_page_size=128, write_batch_size=16,
+                       data_page_version="2.0" if v2 else "1.0")
+        reader = parquet.FileReader(pafs.LocalFileSystem(), path, table.schema, "file t")
+        assert reader._texts == ["s", "b"]
+        got = [reader.read(i) for i in range(len(reader.row_groups))]
+        reader.close()
+    assert pa.concat_tables(got).equals(table)
+    assert all(t.schema.equals(table.schema) for t in got)
+
+
+def test_reader_chooses_dictionaries_by_page_encodings(tmp_path) -> None:
+    from caudal.formats.parquet_pages import dictionary_only
+
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"few": ["a", "b"] * 500, "many": [str(i) for i in range(1000)]}),
+                   path, dictionary_pagesize_limit=256, data_page_size=256, write_batch_size=10)
+    file = pq.ParquetFile(path)
+    mapped = pa.memory_map(str(path))
+
+    def read_at(offset: int, length: int) -> pa.Buffer:
+        return mapped.read_at(length, offset)
+
+    assert dictionary_only(file, "few", 0, read_at)
+    assert not dictionary_only(file, "many", 0, read_at)  # fell back to plain pages
