@@ -232,7 +232,9 @@ def delta_columns(schema: pa.Schema) -> dict[str, str]:
 
 
 class Writer:
-    """Writes batches as row groups of about ``ROW_GROUP_ROWS`` rows (closed by ``close``)."""
+    """Writes batches as row groups of about ``ROW_GROUP_ROWS`` rows (closed by ``close``):
+    each row group is the batches buffered until they reach that many rows or
+    ``ROW_GROUP_BYTES``, so it may pass ``ROW_GROUP_ROWS`` by less than a batch."""
 
     ROW_GROUP_ROWS = 1 << 20
     ROW_GROUP_BYTES = 128 << 20
@@ -256,7 +258,9 @@ class Writer:
     def _flush(self) -> None:
         if self._batches:
             table = pa.Table.from_batches(self._batches)
-            self._writer.write_table(table, row_group_size=self.ROW_GROUP_ROWS)
+            # the buffer as one row group: with row_group_size=ROW_GROUP_ROWS, the rows past
+            # it (up to a batch) made a row group of their own, a tiny one after each large
+            self._writer.write_table(table, row_group_size=table.num_rows)
         self._batches, self._rows, self._bytes = [], 0, 0
 
     def close(self) -> None:

@@ -27,6 +27,23 @@ def test_writer_makes_large_row_groups(tmp_path) -> None:
     assert meta.num_row_groups == 1 and meta.num_rows == 1000
 
 
+def test_writer_row_groups_have_no_small_tails(tmp_path, monkeypatch) -> None:
+    """Row groups are the buffered batches whole: none but the last is small (the rows past
+    ROW_GROUP_ROWS used to make a row group of their own after each large one)."""
+    monkeypatch.setattr(parquet.Writer, "ROW_GROUP_ROWS", 1000)
+    path = tmp_path / "a.parquet"
+    schema = pa.schema([("x", pa.int64())])
+    writer = parquet.Writer(pafs.LocalFileSystem().open_output_stream(str(path)), schema)
+    for i in range(40):
+        writer.write(pa.record_batch({"x": pa.array(range(i * 130, i * 130 + 130))},
+                                     schema=schema))
+    writer.close()
+    meta = pq.ParquetFile(path).metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    assert sizes == [1040] * 5
+    assert pq.read_table(path).column("x").to_pylist() == list(range(5200))
+
+
 def test_reader_conforms_types_and_names(tmp_path) -> None:
     path = tmp_path / "a.parquet"
     pq.write_table(pa.table({"T": pa.array([1_500, None], pa.timestamp("ms")),
