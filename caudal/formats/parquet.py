@@ -8,6 +8,7 @@ columns delta-encoded (``parquet.integer_encoding``).
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pyarrow as pa
@@ -90,6 +91,9 @@ class FileReader:
                        and (pa.types.is_string(field.type) or pa.types.is_binary(field.type))
                        and stored.field(name).type.equals(field.type)
                        and name in leaves and leaves[name].max_definition_level <= 1]
+        #: the cast back to text needs pyarrow.compute (~35 ms to import): worth it for the
+        #: file alone from ~4 M rows (~10 ns saved a text value), else only once imported
+        self._large = sum(self.row_groups) >= 4_000_000
         #: the file opened to read these columns as dictionaries, by column set
         self._as_dictionary: dict[frozenset[str], pq.ParquetFile] = {}
         self._map: pa.MemoryMappedFile | None = None
@@ -127,7 +131,8 @@ class FileReader:
         if unread is not None:
             skip = self.columns[self.schema.get_field_index(unread)]
             names = [c for c in self.columns if c != skip]
-        file = self._dictionary_file(index, names) if self._texts else self.file
+        file = self._dictionary_file(index, names) if self._texts and (
+            self._large or "pyarrow.compute" in sys.modules) else self.file
         table = file.read_row_group(index, columns=names, use_threads=True)
         if unread is not None:
             at = self.schema.get_field_index(unread)

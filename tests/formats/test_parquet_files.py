@@ -172,3 +172,9 @@ def test_reader_chooses_dictionaries_by_page_encodings(tmp_path) -> None:
 
     assert dictionary_only(file, "few", 0, read_at)
     assert not dictionary_only(file, "many", 0, read_at)  # fell back to plain pages
+    import pyarrow.compute  # noqa: F401  (the dictionary path casts with it)
+
+    reader = parquet.FileReader(pafs.LocalFileSystem(), str(path), file.schema_arrow, "t")
+    assert reader.read(0).equals(pq.read_table(path))
+    assert list(reader._as_dictionary) == [frozenset({"few"})]
+    reader.close()
