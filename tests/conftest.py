@@ -16,10 +16,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 _EXIT_STATUS = {"code": 0}
+#: the plan cache directory this session made, deleted at its end
+_PLAN_CACHE: list[str] = []
 
 
 def pytest_sessionfinish(session, exitstatus):
     _EXIT_STATUS["code"] = int(exitstatus)
+    if _PLAN_CACHE:  # the suite's own plan cache (below)
+        import shutil
+
+        shutil.rmtree(_PLAN_CACHE[0], ignore_errors=True)
 
 
 @pytest.hookimpl(trylast=True)
@@ -86,3 +92,4 @@ if not os.path.isabs(os.environ.get("CAUDAL_PLAN_CACHE", "")) and \
     import tempfile
 
     os.environ["CAUDAL_PLAN_CACHE"] = tempfile.mkdtemp(prefix="caudal-test-plans-")
+    _PLAN_CACHE.append(os.environ["CAUDAL_PLAN_CACHE"])
