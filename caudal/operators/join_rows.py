@@ -68,12 +68,13 @@ class JoinLayout:
     def pairs(self, left: pa.Table, right: pa.Table, li: np.ndarray,
               ri: np.ndarray) -> pa.Table:
         """Joined rows ``left[li[k]] ++ right[ri[k]]`` (an index < 0 gives NULLs). When every
-        left row comes once and in order (a lookup join where each row found its one match),
-        the left columns are kept as they are instead of copied."""
-        whole = len(li) == left.num_rows and (len(li) == 0 or (
-            li[0] == 0 and li[-1] == len(li) - 1 and bool((np.diff(li) == 1).all())))
-        columns = [c if whole else take_or_null(c, li) for c in left.columns] + \
-            [take_or_null(c, ri) for c in right.columns]
+        row of a side comes once and in order (a lookup join where each row found its one
+        match, or rows taken from a join's state for these pairs), that side's columns are
+        kept as they are instead of copied."""
+        columns = [c if _in_order(li, left.num_rows) else take_or_null(c, li)
+                   for c in left.columns]
+        columns += [c if _in_order(ri, right.num_rows) else take_or_null(c, ri)
+                    for c in right.columns]
         return pa.Table.from_arrays(columns, schema=self.joined_schema)
 
     def beside(self, left: pa.Table, right: pa.Table, at: np.ndarray) -> pa.Table:
@@ -135,6 +136,12 @@ class JoinLayout:
             empty = self.left_schema.empty_table()
             joined = self.pairs(empty, rows, np.full(n, -1, dtype=np.int64), np.arange(n))
         return self.output(joined)
+
+
+def _in_order(index: np.ndarray, n: int) -> bool:
+    """Whether ``index`` is 0, 1, …, n - 1."""
+    return len(index) == n and (n == 0 or (
+        index[0] == 0 and index[-1] == n - 1 and bool((np.diff(index) == 1).all())))
 
 
 def repeat_rows(table: pa.Table, counts: np.ndarray) -> pa.Table:

@@ -1,8 +1,9 @@
 """The state of operators that recompute whole partitions of rows: updating top-N and OVER
 aggregates over a changelog.
 
-``PartitionRows`` keeps the rows of each partition (Arrow columns, plus the values last
-emitted for each row: its rank, or its aggregates) and gives every row a sequence number
+``PartitionRows`` keeps the rows of each partition (in a CompactRows store: NumPy buffers,
+text with few distinct values as dictionary codes; plus the values last emitted for each
+row: its rank, or its aggregates) and gives every row a sequence number
 ``_seq`` when it arrives. The number breaks ties in ORDER BY (earlier rows first, as Flink's
 top-N does) and names a row across flushes, so a flush can say which rows entered, left or
 changed. Arriving rows (or changes, for a changelog input) wait in ``pending`` until a
@@ -26,6 +27,7 @@ import polars as pl
 import pyarrow as pa
 
 from caudal import compute as pc
+from caudal.operators.compact_rows import CompactRows, Growing
 from caudal.operators.keyed_tables import LOWEST, NET, apply_net, net_rows, positional
 from caudal.plan.changelog import (
     DELETE,
@@ -41,8 +43,6 @@ from caudal.state.rescale import KEY_GROUP, keep_key_groups, key_group_range
 
 SEQ = "_seq"
 EMITTED = "_emitted"
-#: merge the state table's chunks once it has this many
-_MAX_CHUNKS = 64
 #: net a changelog's pending changes once this many batches wait
 _COMPACT_PENDING = 32
 
@@ -137,32 +137,6 @@ def sort_partitions(table: pa.Table, h: np.ndarray, seq: np.ndarray, partition: 
     return Sorted(indices, heads, peer_start)
 
 
-class _Growing:
-    """A NumPy column that grows by appends in amortized constant time per row."""
-
-    def __init__(self, dtype: Any):
-        self.buf = np.zeros(1024, dtype=dtype)
-        self.n = 0
-
-    @property
-    def values(self) -> np.ndarray:
-        return self.buf[:self.n]
-
-    def extend(self, more: np.ndarray) -> None:
-        k = len(more)
-        if self.n + k > len(self.buf):
-            grown = np.zeros(max(2 * (self.n + k), 1024), dtype=self.buf.dtype)
-            grown[:self.n] = self.buf[:self.n]
-            self.buf = grown
-        self.buf[self.n:self.n + k] = more
-        self.n += k
-
-    def reset(self, values: np.ndarray) -> None:
-        self.buf = np.zeros(max(2 * len(values), 1024), dtype=self.buf.dtype)
-        self.buf[:len(values)] = values
-        self.n = len(values)
-
-
 @dataclass
 class Touched:
     """What a flush works on: every row of the partitions that changed.
@@ -194,11 +168,11 @@ class PartitionRows:
         self.value_schema = pa.schema(value_fields)
         self.schema = pa.schema(list(self.data_schema) + list(self.value_schema))
         self.updating_input = updating_input
-        self.table = self.schema.empty_table()
-        self.h = _Growing(np.uint64)
-        self.seq = _Growing(np.int64)
-        self.alive = _Growing(bool)
-        self.emitted = _Growing(bool)
+        self.store = CompactRows(self.schema)
+        self.h = Growing(np.uint64)
+        self.seq = Growing(np.int64)
+        self.alive = Growing(bool)
+        self.emitted = Growing(bool)
         self.dead = 0
         self.next_seq = 0
         #: append-only input: rows with ``_seq``; changelog input: rows with ``_w``
@@ -234,11 +208,11 @@ class PartitionRows:
 
     @property
     def size(self) -> int:
-        return self.table.num_rows - self.dead
+        return self.store.num_rows - self.dead
 
     def _rows_of(self, touched: np.ndarray) -> np.ndarray:
         """Indices of the living rows whose partition hash is in ``touched``."""
-        if self.table.num_rows == 0 or len(touched) == 0:
+        if self.store.num_rows == 0 or len(touched) == 0:
             return np.zeros(0, dtype=np.int64)
         found = pl.Series(self.h.values).is_in(pl.Series(touched).implode()).to_numpy()
         return np.flatnonzero(found & self.alive.values)
@@ -257,7 +231,7 @@ class PartitionRows:
         arrays += [values.column(f.name) for f in self.value_schema]
         table = pa.Table.from_arrays([a.cast(f.type) if not a.type.equals(f.type) else a
                                       for a, f in zip(arrays, self.schema)], schema=self.schema)
-        self.table = pa.concat_tables([self.table, table]) if self.table.num_rows else table
+        self.store.append(table)
         self.h.extend(h)
         self.seq.extend(seq)
         self.alive.extend(np.ones(len(seq), dtype=bool))
@@ -267,13 +241,11 @@ class PartitionRows:
     def _compact(self) -> None:
         if self.dead > max(self.size, 4096):
             keep = self.alive.values
-            self.table = self.table.filter(pa.array(keep))
+            self.store.keep(keep)
             for column in (self.h, self.seq, self.emitted):
                 column.reset(column.values[keep])
-            self.alive.reset(np.ones(self.table.num_rows, dtype=bool))
+            self.alive.reset(np.ones(self.store.num_rows, dtype=bool))
             self.dead = 0
-        if self.table.num_columns and self.table.column(0).num_chunks > _MAX_CHUNKS:
-            self.table = self.table.combine_chunks()
 
     # ---- a flush --------------------------------------------------------------------------
 
@@ -302,8 +274,7 @@ class PartitionRows:
         old_index = self._rows_of(_distinct(h))
         # the stored copies of each changed row: (delta row, state row) pairs
         left = positional(rows, names).with_row_index("_j")
-        stored = pick_rows(self.table, old_index) if len(old_index) else \
-            self.schema.empty_table()
+        stored = self.store.take(old_index)
         right = positional(stored, names).with_row_index("_s")
         keys = [f"_k{i}" for i in range(len(names))]
         pairs = left.join(right, on=keys, how="inner", nulls_equal=True).select("_j", "_s")
@@ -330,8 +301,7 @@ class PartitionRows:
                   new_h: np.ndarray, removed_local: np.ndarray) -> Touched:
         """Touched rows: the stored rows at ``old_index`` (minus ``removed_local``, positions
         within them) and the new rows; the stored ones leave the state."""
-        stored = pick_rows(self.table, old_index) if len(old_index) else \
-            self.schema.empty_table()
+        stored = self.store.take(old_index)
         seq = self.seq.values[old_index]
         h = self.h.values[old_index]
         emitted = self.emitted.values[old_index]
@@ -362,7 +332,7 @@ class PartitionRows:
 
     def snapshot(self, mkg: int) -> dict[str, Any]:
         alive = self.alive.values
-        rows = self.table.filter(pa.array(alive)) if self.dead else self.table
+        rows = self.store.filter(alive) if self.dead else self.store.table()
         rows = rows.append_column(SEQ, pa.array(self.seq.values[alive]))
         rows = rows.append_column(EMITTED, pa.array(self.emitted.values[alive]))
         rows = rows.append_column(KEY_GROUP, self._key_groups(self.h.values[alive], mkg))
@@ -389,7 +359,7 @@ class PartitionRows:
             self.next_seq = len(everything)
         else:
             rank = np.zeros(0, dtype=np.int64)
-        self.table = self.schema.empty_table()
+        self.store = CompactRows(self.schema)
         for column in (self.h, self.seq, self.alive, self.emitted):
             column.reset(np.zeros(0, dtype=column.buf.dtype))
         self.dead = 0

@@ -3,10 +3,13 @@ inputs, which may themselves be changelogs; SEMI and ANTI (``IN`` / ``EXISTS`` s
 emit the left rows that have / have no match, from the same match counts. The output is a changelog (``_op``) unless the
 join is inner and both inputs only append, in which case it only appends too.
 
-State, per side, as columns (no Python object per row): the side's rows (an Arrow table),
-their multiplicity ``_m`` (a row inserted twice is one row with 2), the number of matching
-rows on the other side ``_n`` (what decides whether an outer row is padded with NULLs), and
-the time it arrived ``_seen`` (for ``updating_ttl``).
+State, per side, as columns (no Python object per row): the side's rows (a CompactRows
+store: NumPy buffers, text with few distinct values as dictionary codes), and only the
+counters the join needs: the multiplicity ``_m`` over a changelog input (a row inserted twice
+is one row with 2; over an append-only input every row is there once), the number of matching
+rows on the other side ``_n`` for a side an outer join pads (what decides whether its row is
+padded with NULLs), and the time it arrived ``_seen`` with ``updating_ttl``. The keys'
+Polars frame (what a batch of the other side probes) is a view of the store's key buffers.
 
 A batch from one side is processed as a whole:
 
@@ -33,7 +36,8 @@ import pyarrow as pa
 
 from caudal import clock
 from caudal.operators.base import Operator, OperatorContext
-from caudal.operators.join_rows import JoinLayout, SideState, match, repeat_rows
+from caudal.operators.join_rows import JoinLayout, match, repeat_rows
+from caudal.operators.join_side import JoinSide
 from caudal.operators.keyed_tables import (
     LOWEST,
     NET,
@@ -48,7 +52,8 @@ from caudal.plan.changelog import OP, OP_TYPE, data_columns, weights
 from caudal.plan.expressions import Expr
 
 _MULT, _MATCHES, _SEEN = "_m", "_n", "_seen"
-_COUNTERS = {_MULT: np.int64, _MATCHES: np.int64, _SEEN: np.int64}
+#: each counter's value for a row when the join does not keep it
+_DEFAULTS = {_MULT: 1, _MATCHES: 0, _SEEN: 0}
 
 
 class UpdatingJoin(Operator):
@@ -72,14 +77,23 @@ class UpdatingJoin(Operator):
         #: keys compare NULL equal to NULL (INTERSECT / EXCEPT), not as SQL ``=``
         self.nulls_equal = nulls_equal
         self.updating_output = updating_output
-        self.sides = [SideState(left_schema, self.keys[0], _COUNTERS),
-                      SideState(right_schema, self.keys[1], _COUNTERS)]
         #: semi / anti join: emit the left rows with / without a match (their match
         #: counts are kept like a LEFT join's, whose padded rows are the anti join's rows)
         self.semi = kind in ("semi", "anti")
         #: which sides an outer join pads and keeps when unmatched
         self.preserved = [kind in ("left", "full", "semi", "anti"), kind in ("right", "full")]
+        self.sides = [self._side(i, schema) for i, schema in enumerate((left_schema,
+                                                                         right_schema))]
         self._next_expiry = 0.0
+
+    def _side(self, i: int, schema: pa.Schema) -> JoinSide:
+        """Side ``i``'s state with the counters this join needs of it. Over a changelog its
+        rows are looked up whole (``_net``), so its text is not dictionary-encoded."""
+        kept = [n for n, needed in ((_MULT, self.updating_inputs[i]),
+                                    (_MATCHES, self.preserved[i]),
+                                    (_SEEN, self.ttl_us is not None)) if needed]
+        return JoinSide(schema, self.keys[i], {n: _DEFAULTS[n] for n in kept}, _DEFAULTS,
+                        dictionary=not self.updating_inputs[i])
 
     def open(self, ctx: OperatorContext) -> None:
         super().open(ctx)
@@ -105,15 +119,18 @@ class UpdatingJoin(Operator):
 
         # 2. pairs with the other side
         pi, oi = match(rows, self.keys[s], other.build(), self.keys[o], self.nulls_equal)
+        # the other side's candidate rows, taken once from its store
+        taken, k = other.take(oi), np.arange(len(oi))
         if s == 0:
-            li, ri, joined = self.layout.matching(rows, other.rows, pi, oi)
-            pi, oi = li, ri
+            li, ri, joined = self.layout.matching(rows, taken, pi, k)
+            pi, oi = li, oi[ri]
         else:
-            li, ri, joined = self.layout.matching(other.rows, rows, oi, pi)
-            pi, oi = ri, li
+            li, ri, joined = self.layout.matching(taken, rows, k, pi)
+            pi, oi = ri, oi[li]
+        other_m = other.get(_MULT, oi)
         if len(pi) and not self.semi:
-            pieces.append((self.layout.output(joined), d[pi] * other[_MULT][oi]))
-        found = np.bincount(pi, weights=other[_MULT][oi], minlength=rows.num_rows).astype(
+            pieces.append((self.layout.output(joined), d[pi] * other_m))
+        found = np.bincount(pi, weights=other_m, minlength=rows.num_rows).astype(
             np.int64) if len(pi) else np.zeros(rows.num_rows, dtype=np.int64)
 
         # 3. outer rows (semi / anti: left rows by whether they match)
@@ -135,21 +152,22 @@ class UpdatingJoin(Operator):
             sign = 1 if self.kind == "semi" else -1
             rows_of = self._left_rows if self.semi else \
                 (lambda t: self.layout.padded(t, o))
-            if gained.any():
-                pieces.append((rows_of(other.take(gained)), sign * other[_MULT][gained]))
-            if lost.any():
-                pieces.append((rows_of(other.take(lost)), -sign * other[_MULT][lost]))
+            for changed, sign_of in ((gained, sign), (lost, -sign)):
+                if changed.any():
+                    at = np.flatnonzero(changed)
+                    pieces.append((rows_of(other.take(at)), sign_of * other.get(_MULT, at)))
             other[_MATCHES] = after
 
         # 4. this side's state
         known = existing >= 0
-        if known.any():
+        if known.any():  # only over a changelog, whose side keeps ``_m``
             side[_MULT][existing[known]] += d[known]
-            side[_SEEN][existing[known]] = now
+            if side.has(_SEEN):
+                side[_SEEN][existing[known]] = now
         new = ~known & (d > 0)
         if new.any():
             count = int(new.sum())
-            side.append(rows.filter(pa.array(new)), **{
+            side.append(rows if new.all() else rows.filter(pa.array(new)), **{
                 _MULT: d[new], _MATCHES: found[new],
                 _SEEN: np.full(count, now, dtype=np.int64)})
         if (d < 0).any():
@@ -160,14 +178,14 @@ class UpdatingJoin(Operator):
         """Output rows of a semi / anti join: left rows in the output columns."""
         return self.layout.output(rows)
 
-    def _net(self, side: SideState, data: pa.Table, w: np.ndarray
+    def _net(self, side: JoinSide, data: pa.Table, w: np.ndarray
              ) -> tuple[pa.Table, np.ndarray, np.ndarray]:
         """Net a changelog batch: (distinct rows, net weight, index of the stored equal row
         or -1), without retractions of rows that are not stored (counted)."""
         names = data.column_names
         netted = net_rows(data.append_column(NET, pa.array(w)), names, data.schema)
         rows = netted.select(names)
-        existing = lookup(rows, names, side.rows, names) if side.size else \
+        existing = lookup(rows, names, side.view(), names) if side.size else \
             np.full(rows.num_rows, -1, dtype=np.int64)
         have = np.where(existing >= 0, side[_MULT][np.maximum(existing, 0)], 0) \
             if side.size else np.zeros(rows.num_rows, dtype=np.int64)

@@ -86,16 +86,16 @@ QUERIES = [
     ("updating join over changelogs (multiplicities change in place)", 1,
      f"SELECT a.auction, a.n, b.m FROM {COUNTS} a FULL JOIN (SELECT auction, max(price) AS m "
      f"FROM bids GROUP BY auction) b ON a.auction = b.auction"),
-    ("updating join of appends", 1,
-     "SELECT a.auction, a.price, b.bidder FROM bids a JOIN bids b ON a.auction = b.auction "
-     "AND a.bidder = b.bidder"),
+    ("updating join of appends (text kept as dictionary codes)", 1,
+     "SELECT a.auction, a.price, a.channel, b.bidder, b.url FROM bids a JOIN bids b "
+     "ON a.auction = b.auction AND a.bidder = b.bidder"),
     ("limit (counters of the final step)", 2,
      "SELECT auction, price FROM bids LIMIT 2500 OFFSET 3"),
     ("sort limit (rows kept per subtask and in the final step)", 2,
      "SELECT auction, price FROM bids ORDER BY price DESC, auction LIMIT 10"),
     ("updating top-N", 1,
-     "SELECT * FROM (SELECT auction, bidder, price, ROW_NUMBER() OVER (PARTITION BY auction "
-     "ORDER BY price DESC) AS rn FROM bids) WHERE rn <= 3"),
+     "SELECT * FROM (SELECT auction, bidder, price, channel, url, ROW_NUMBER() OVER "
+     "(PARTITION BY auction ORDER BY price DESC) AS rn FROM bids) WHERE rn <= 3"),
     ("OVER aggregate", 1,
      "SELECT auction, price, avg(price) OVER (PARTITION BY auction ORDER BY date_time "
      "ROWS BETWEEN 5 PRECEDING AND CURRENT ROW) AS a FROM bids"),

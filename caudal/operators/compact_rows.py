@@ -1,0 +1,462 @@
+"""A compact columnar store for the rows an operator keeps across batches (the rows of an
+updating join's sides, the top N rows of an updating top-N).
+
+Keeping the input's Arrow tables as they arrive costs more than the rows: each batch's text
+is its own buffers, a table of many chunks must be combined (a copy of the whole state) before
+Arrow can ``take`` from it (``ChunkedArray.take`` concatenates first), and text columns with
+few distinct values (a channel, a url) repeat the same bytes in every row. Here each column is
+kept in the form that costs least:
+
+* fixed-width values (integers, floats, timestamps, dates, times, durations, booleans) in one
+  growing NumPy buffer (plus a validity array once a NULL arrives); appends write past the end
+  (the buffer doubles, so appending costs the batch, not the state). 64-bit integers (and
+  timestamps, durations) are kept as their difference from the first value, in the narrowest
+  of int8/16/32/64 that holds every difference so far (ids, prices and a stream's timestamps
+  over half an hour of microseconds fit in 32 bits); a value outside widens the buffer once;
+* text and binary while a dictionary pays (once the column has ``DICTIONARY_PROBATION``
+  rows, its codes and dictionary take at most ``DICTIONARY_SHARE`` of the bytes the values
+  take plain, and it has at most ``DICTIONARY_MAX`` values): an int32 code per row into one
+  dictionary of the distinct values, which grows as new ones arrive. A column whose values
+  turn out mostly distinct is decoded once and kept plain;
+* anything else (and text with many distinct values) as the Arrow arrays that arrived,
+  taken from chunk by chunk so no whole-state copy is ever made.
+
+Every read (``take``, ``table``) returns plain Arrow arrays of the declared types, in new
+memory or immutable Arrow arrays: what leaves never shares a buffer that is written later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from caudal import compute as pc
+from caudal.operators.keyed_tables import from_numpy
+
+#: a text column stays dictionary-encoded while its codes and dictionary take at most this
+#: share of the bytes of its values kept plain (checked once it holds
+#: ``DICTIONARY_PROBATION`` rows), and its dictionary at most ``DICTIONARY_MAX`` values
+#: (each batch looks its distinct values up in the dictionary: a hash of all of it)
+DICTIONARY_SHARE = 0.5
+DICTIONARY_PROBATION = 1 << 16
+DICTIONARY_MAX = 1 << 18
+#: plain columns merge runs of small chunks into chunks of about this many rows
+_CHUNK_ROWS = 1 << 16
+
+
+def _fixed_dtype(t: pa.DataType) -> np.dtype | None:
+    """The NumPy dtype of a fixed-width Arrow type's values buffer, or None."""
+    if pa.types.is_boolean(t):
+        return np.dtype(np.bool_)
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        return np.dtype(t.to_pandas_dtype())
+    if pa.types.is_timestamp(t) or pa.types.is_duration(t) or pa.types.is_date64(t) or \
+            pa.types.is_time64(t):
+        return np.dtype(np.int64)
+    if pa.types.is_date32(t) or pa.types.is_time32(t):
+        return np.dtype(np.int32)
+    return None
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or \
+        pa.types.is_binary(t) or pa.types.is_large_binary(t)
+
+
+def _one_array(a: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(a, pa.ChunkedArray):
+        if a.num_chunks == 1:
+            return a.chunk(0)
+        return pa.concat_arrays(a.chunks) if a.num_chunks else pa.array([], a.type)
+    return a
+
+
+class Growing:
+    """A NumPy array grown by appends, doubling its capacity (pages not yet written are not
+    resident, so the spare capacity costs address space, not memory)."""
+
+    def __init__(self, dtype: np.dtype, values: np.ndarray | None = None):
+        self.buf = np.empty(0, dtype=dtype) if values is None else values
+        self.n = len(self.buf)
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.buf[:self.n]
+
+    def extend(self, more: np.ndarray) -> None:
+        k = len(more)
+        if self.n + k > len(self.buf):
+            grown = np.empty(max(2 * (self.n + k), 1024), dtype=self.buf.dtype)
+            grown[:self.n] = self.buf[:self.n]
+            self.buf = grown
+        self.buf[self.n:self.n + k] = more
+        self.n += k
+
+    def reset(self, values: np.ndarray) -> None:
+        self.buf, self.n = values, len(values)
+
+
+_NARROW = (np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.int32), np.dtype(np.int64))
+
+
+class _Fixed:
+    """Fixed-width values in a NumPy buffer, NULLs in a bool array (None while there are
+    none). ``narrow``: int64 values kept as ``value - base`` in the narrowest dtype."""
+
+    def __init__(self, type: pa.DataType, dtype: np.dtype, narrow: bool = False):
+        self.type = type
+        self.dtype = dtype  # the Arrow values' dtype
+        self.narrow = narrow and dtype == np.dtype(np.int64)
+        self.base: int | None = None
+        self.data = Growing(_NARROW[0] if self.narrow else dtype)
+        self.valid: Growing | None = None
+
+    def nbytes(self) -> int:
+        return self.data.n * self.data.buf.itemsize + (self.valid.n if self.valid else 0)
+
+    def _numpy(self, a: pa.Array) -> np.ndarray:
+        if pa.types.is_boolean(self.type):
+            return pc.fill_null(a, False).to_numpy(zero_copy_only=False)
+        buf = a.buffers()[1]
+        if buf is None:
+            return np.zeros(len(a), dtype=self.dtype)
+        return np.frombuffer(buf, dtype=self.dtype, count=a.offset + len(a))[a.offset:]
+
+    def _encoded(self, values: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+        """Values as stored: differences from ``base``, widening the buffer if needed (the
+        value under a NULL is whatever it is: replaced by ``base`` so it fits)."""
+        if not self.narrow or not len(values):
+            return values
+        if valid is not None and not valid.all():
+            values = np.where(valid, values, self.base if self.base is not None else 0)
+        lo, hi = int(values.min()), int(values.max())
+        if self.base is None:
+            self.base = lo
+        lo, hi = lo - self.base, hi - self.base
+        dtype = self.data.buf.dtype
+        if lo < np.iinfo(dtype).min or hi > np.iinfo(dtype).max:
+            for wider in _NARROW:
+                info = np.iinfo(wider)
+                if info.min <= lo and hi <= info.max:
+                    break
+            else:  # the difference overflows int64: keep the values themselves
+                self._rebase(0)
+                return values
+            grown = np.empty(max(len(self.data.buf), 1024), dtype=wider)
+            grown[:self.data.n] = self.data.values
+            self.data.buf = grown
+        diff = values - np.int64(self.base)  # in range, so no wrap-around
+        return diff.astype(self.data.buf.dtype)
+
+    def _rebase(self, base: int) -> None:
+        """Store the values as differences from ``base`` in int64 (a last resort)."""
+        old = self.data.values.astype(np.int64) + np.int64(self.base or 0) - np.int64(base)
+        self.data = Growing(np.dtype(np.int64))
+        self.data.extend(old)
+        self.base = base
+
+    def _decoded(self, stored: np.ndarray) -> np.ndarray:
+        if not self.narrow:
+            return stored
+        return stored.astype(np.int64) + np.int64(self.base or 0)
+
+    def append(self, a: pa.Array) -> None:
+        n0 = self.data.n
+        valid = pc.is_valid(a).to_numpy(zero_copy_only=False) if a.null_count else None
+        encoded = self._encoded(self._numpy(a), valid)  # may replace self.data
+        self.data.extend(encoded)
+        if valid is not None:
+            if self.valid is None:
+                self.valid = Growing(np.dtype(np.bool_))
+                self.valid.extend(np.ones(n0, dtype=bool))
+            self.valid.extend(valid)
+        elif self.valid is not None:
+            self.valid.extend(np.ones(len(a), dtype=bool))
+
+    def _array(self, values: np.ndarray, valid: np.ndarray | None) -> pa.Array:
+        values = np.ascontiguousarray(values)
+        nulls = 0
+        bitmap = None
+        if valid is not None and not valid.all():
+            nulls = int(len(valid) - np.count_nonzero(valid))
+            bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+        if pa.types.is_boolean(self.type):
+            data = pa.py_buffer(np.packbits(values, bitorder="little"))
+        else:
+            data = pa.py_buffer(values)
+        return pa.Array.from_buffers(self.type, len(values), [bitmap, data], nulls)
+
+    def take(self, index: np.ndarray, missing: np.ndarray | None) -> pa.Array:
+        values = self._decoded(self.data.values[index])  # fancy indexing copies
+        valid = self.valid.values[index] if self.valid is not None else None
+        if missing is not None:
+            valid = ~missing if valid is None else valid & ~missing
+        return self._array(values, valid)
+
+    def keep(self, mask: np.ndarray | slice) -> None:
+        self.data.reset(self.data.values[mask])
+        if self.valid is not None:
+            self.valid.reset(self.valid.values[mask])
+
+    def whole(self) -> pa.Array:
+        values = self.data.values
+        return self._array(self._decoded(values) if self.narrow else values.copy(),
+                           self.valid.values.copy() if self.valid is not None else None)
+
+    def view(self) -> pa.Array:
+        # rows already written are never written again (appends go past them, ``keep``
+        # makes new arrays), so a view stays valid while the caller holds it
+        if self.narrow:
+            return self.whole()
+        return self._array(self.data.values,
+                           self.valid.values if self.valid is not None else None)
+
+
+class _Plain:
+    """The Arrow arrays as they arrived (runs of small ones merged), taken chunk by chunk."""
+
+    def __init__(self, type: pa.DataType):
+        self.type = type
+        self.chunks: list[pa.Array] = []
+        self.starts = np.zeros(1, dtype=np.int64)  # chunk i is rows starts[i]:starts[i+1]
+
+    def nbytes(self) -> int:
+        return sum(c.nbytes for c in self.chunks)
+
+    def _reset(self, chunks: list[pa.Array]) -> None:
+        self.chunks = [c for c in chunks if len(c)]
+        self.starts = np.concatenate([[0], np.cumsum([len(c) for c in self.chunks])]).astype(
+            np.int64)
+
+    def append(self, a: pa.Array) -> None:
+        if not len(a):
+            return
+        chunks = self.chunks
+        # small arrays (a trickle of small batches) are merged with the small ones before
+        # them, so the chunk count stays about rows / _CHUNK_ROWS
+        if chunks and len(chunks[-1]) + len(a) <= _CHUNK_ROWS:
+            last = chunks.pop()
+            self.starts = self.starts[:-1]
+            a = pa.concat_arrays([last, a])
+        chunks.append(a)
+        self.starts = np.append(self.starts, self.starts[-1] + len(a))
+
+    def take(self, index: np.ndarray, missing: np.ndarray | None) -> pa.Array:
+        if not self.chunks or not len(index):
+            return pa.nulls(len(index), self.type)
+        if len(self.chunks) == 1:
+            return _take(self.chunks[0], index, missing)
+        chunk = np.searchsorted(self.starts, index, side="right") - 1
+        order = np.argsort(chunk, kind="stable")
+        bounds = np.searchsorted(chunk[order], np.arange(len(self.chunks) + 1))
+        pieces = []
+        for c in np.flatnonzero(np.diff(bounds)):  # one step per chunk, not per row
+            rows = order[bounds[c]:bounds[c + 1]]
+            pieces.append(pc.take(self.chunks[c], from_numpy(index[rows] - self.starts[c])))
+        grouped = pa.concat_arrays(pieces) if len(pieces) > 1 else pieces[0]
+        back = np.empty(len(index), dtype=np.int64)
+        back[order] = np.arange(len(index))
+        return _take(grouped, back, missing)
+
+    def keep(self, mask: np.ndarray | slice) -> None:
+        if isinstance(mask, slice):
+            first = mask.start or 0
+            chunks = []
+            for c, start in zip(self.chunks, self.starts):
+                if start + len(c) > first:
+                    chunks.append(c.slice(max(first - int(start), 0)))
+            self._reset(chunks)
+            return
+        self._reset([pc.filter(c, pa.array(mask[s:s + len(c)]))
+                     for c, s in zip(self.chunks, self.starts[:-1])])
+
+    def whole(self) -> pa.Array | pa.ChunkedArray:
+        # immutable Arrow arrays: a snapshot may share them
+        return pa.chunked_array(self.chunks, self.type)
+
+    view = whole
+
+
+def _take(a: pa.Array, index: np.ndarray, missing: np.ndarray | None) -> pa.Array:
+    if missing is None:
+        return pc.take(a, from_numpy(index))
+    return pc.take(a, from_numpy(index, missing))
+
+
+class _Dictionary:
+    """Text as int32 codes (-1 for NULL) into one dictionary of the distinct values."""
+
+    def __init__(self, type: pa.DataType):
+        self.type = type
+        self.codes = Growing(np.dtype(np.int32))
+        self.dictionary: pa.Array = pa.array([], type)
+        #: bytes the rows' values would take plain (offsets and data), for ``pays``
+        self.plain_bytes = 0
+
+    def nbytes(self) -> int:
+        return self.codes.n * 4 + self.dictionary.nbytes
+
+    def pays(self) -> bool:
+        """Whether the dictionary still saves memory (see the module doc)."""
+        if len(self.dictionary) > DICTIONARY_MAX:
+            return False
+        return self.codes.n < DICTIONARY_PROBATION or \
+            self.nbytes() <= DICTIONARY_SHARE * self.plain_bytes
+
+    def append(self, a: pa.Array) -> None:
+        self.plain_bytes += 4 * len(a) + (pc.sum(pc.binary_length(a)).as_py() or 0)
+        if a.null_count == len(a):
+            self.codes.extend(np.full(len(a), -1, dtype=np.int32))
+            return
+        encoded = pc.dictionary_encode(a)
+        local = encoded.dictionary
+        if len(self.dictionary):
+            at = pc.index_in(local, value_set=self.dictionary)
+            mapping = pc.fill_null(at, -1).to_numpy(zero_copy_only=False).astype(np.int32)
+            new = mapping < 0
+            if new.any():
+                mapping[new] = len(self.dictionary) + np.arange(int(new.sum()), dtype=np.int32)
+                self.dictionary = pa.concat_arrays([self.dictionary,
+                                                    pc.filter(local, pa.array(new))])
+        else:
+            mapping = np.arange(len(local), dtype=np.int32)
+            self.dictionary = local
+        indices = encoded.indices
+        if indices.null_count:
+            local_codes = pc.fill_null(indices, -1).to_numpy(zero_copy_only=False)
+            codes = np.where(local_codes < 0, -1, mapping[np.maximum(local_codes, 0)])
+        else:
+            codes = mapping[indices.to_numpy(zero_copy_only=False)]
+        self.codes.extend(codes.astype(np.int32, copy=False))
+
+    def take(self, index: np.ndarray, missing: np.ndarray | None) -> pa.Array:
+        codes = self.codes.values[index]
+        null = codes < 0
+        if missing is not None:
+            null |= missing
+        if not null.any():
+            return pc.take(self.dictionary, from_numpy(codes))
+        return pc.take(self.dictionary, from_numpy(np.where(null, 0, codes), null))
+
+    def keep(self, mask: np.ndarray | slice) -> None:
+        n = self.codes.n
+        self.codes.reset(self.codes.values[mask])
+        self.plain_bytes = self.plain_bytes * self.codes.n // max(n, 1)
+
+    def whole(self) -> pa.Array:
+        return self.take(np.arange(self.codes.n), None)
+
+    view = whole
+
+    def plain(self) -> _Plain:
+        """The column decoded, for when the dictionary stopped paying."""
+        out = _Plain(self.type)
+        n = self.codes.n
+        for start in range(0, n, _CHUNK_ROWS * 16):
+            out.append(self.take(np.arange(start, min(n, start + _CHUNK_ROWS * 16)), None))
+        return out
+
+
+_Column = _Fixed | _Plain | _Dictionary
+
+
+def _table(arrays: list, schema: pa.Schema, rows: int) -> pa.Table:
+    """A table of ``arrays``; without columns still one of ``rows`` rows (the side of a
+    keyless semi join keeps no column, only how many rows it has)."""
+    if arrays:
+        return pa.Table.from_arrays(arrays, schema=schema)
+    batch = pa.record_batch([pa.nulls(rows)], names=["_"]).select([])
+    return pa.Table.from_batches([batch], schema=schema)
+
+
+class CompactRows:
+    """Rows of ``schema``, appended in batches, read by row number (see the module doc).
+    ``dictionary``: text columns may be dictionary-encoded. Columns named in ``plain`` are
+    neither dictionary-encoded nor narrowed (keys a caller ``view``s whole, at no copy)."""
+
+    def __init__(self, schema: pa.Schema, dictionary: bool = True,
+                 plain: Sequence[str] = ()):
+        self.schema = schema
+        self.num_rows = 0
+        self.columns: list[_Column] = []
+        for f in schema:
+            dtype = _fixed_dtype(f.type)
+            if dtype is not None:
+                self.columns.append(_Fixed(f.type, dtype, narrow=f.name not in plain))
+            elif dictionary and _is_text(f.type) and f.name not in plain:
+                self.columns.append(_Dictionary(f.type))
+            else:
+                self.columns.append(_Plain(f.type))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the kept rows (values, codes, dictionaries and Arrow chunks)."""
+        return sum(c.nbytes() for c in self.columns)
+
+    def append(self, rows: pa.Table | pa.RecordBatch) -> None:
+        """Add rows (columns by name, cast to the schema's types)."""
+        if rows.num_rows == 0:
+            return
+        for i, f in enumerate(self.schema):
+            a = _one_array(rows.column(f.name))
+            if not a.type.equals(f.type):
+                a = pc.cast(a, f.type)
+            column = self.columns[i]
+            column.append(a)
+            if isinstance(column, _Dictionary) and not column.pays():
+                self.columns[i] = column.plain()
+        self.num_rows += rows.num_rows
+
+    def take(self, index: np.ndarray, names: Sequence[str] | None = None) -> pa.Table:
+        """Rows ``index`` (NULLs where ``index < 0``) of the columns ``names`` (all)."""
+        index = np.asarray(index, dtype=np.int64)
+        missing = index < 0
+        if missing.any():
+            index = np.where(missing, 0, index)
+            if self.num_rows == 0:
+                fields = [self.schema.field(n) for n in names] if names is not None \
+                    else list(self.schema)
+                return _table([pa.nulls(len(index), f.type) for f in fields],
+                              pa.schema(fields), len(index))
+        else:
+            missing = None
+        picked = [(f, c) for f, c in zip(self.schema, self.columns)
+                  if names is None or f.name in names]
+        if names is not None:
+            order = {n: i for i, n in enumerate(names)}
+            picked.sort(key=lambda p: order[p[0].name])
+        return _table([c.take(index, missing) for _, c in picked],
+                      pa.schema([f for f, _ in picked]), len(index))
+
+    def filter(self, mask: np.ndarray) -> pa.Table:
+        """The rows where ``mask`` is True."""
+        return self.take(np.flatnonzero(mask))
+
+    def keep(self, mask: np.ndarray) -> None:
+        """Keep only the rows where ``mask`` is True (a kept prefix costs no copy of text
+        kept plain)."""
+        if len(mask) == 0 or mask.all():
+            return
+        first = int(np.argmax(mask)) if mask.any() else len(mask)
+        what: np.ndarray | slice = slice(first, None) if mask[first:].all() else mask
+        for c in self.columns:
+            c.keep(what)
+        self.num_rows = int(np.count_nonzero(mask))
+
+    def table(self) -> pa.Table:
+        """Every row as one table in new memory or immutable Arrow arrays (a snapshot)."""
+        return _table([c.whole() for c in self.columns], self.schema, self.num_rows)
+
+    def view(self, names: Sequence[str] | None = None) -> pa.Table:
+        """Every row of the columns ``names`` (all), fixed-width ones over the store's own
+        buffers: for reading now (a lookup, a hash join's build side), not for keeping."""
+        names = self.schema.names if names is None else list(names)
+        return _table([self.columns[self.schema.get_field_index(n)].view() for n in names],
+                      pa.schema([self.schema.field(n) for n in names]), self.num_rows)
+
+    def fixed(self, name: str) -> bool:
+        """Whether a column's ``view`` costs no copy (values in a NumPy buffer as they are)."""
+        column = self.columns[self.schema.get_field_index(name)]
+        return isinstance(column, _Fixed) and not column.narrow

@@ -1,0 +1,122 @@
+"""One input's state of an updating join: its rows in a CompactRows store, the per-row
+counters the join's kind needs (the others have one value for every row and are not kept),
+and the Polars frame of the key columns that a batch of the other side probes.
+
+The frame is a view of the store's key buffers when every key is fixed-width (rebuilt after a
+change at no copy), so the keys are not kept twice; text keys are kept plain in the store and
+their frame grows with each append, as a copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+
+from caudal.operators.compact_rows import CompactRows
+from caudal.operators.join_rows import _appended
+from caudal.operators.keyed_tables import positional
+
+if TYPE_CHECKING:
+    import polars as pl
+
+
+class JoinSide:
+    """Rows of one join input with the counters ``kept`` (name -> value of a new row) as
+    int64 NumPy columns; ``get`` answers ``defaults`` for a counter not kept."""
+
+    def __init__(self, schema: pa.Schema, keys: Sequence[str], kept: dict[str, int],
+                 defaults: dict[str, int], dictionary: bool = True):
+        self.schema = schema
+        self.keys = list(keys)
+        self.kept = dict(kept)
+        self.defaults = dict(defaults)
+        self.dictionary = dictionary
+        self.store = CompactRows(schema, dictionary=dictionary, plain=self.keys)
+        self.values: dict[str, np.ndarray] = {n: np.zeros(0, dtype=np.int64) for n in kept}
+        self._frame: pl.DataFrame | None = None
+        self._view_keys = all(self.store.fixed(k) for k in self.keys)
+
+    @property
+    def size(self) -> int:
+        return self.store.num_rows
+
+    def has(self, name: str) -> bool:
+        return name in self.values
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.values[name]
+
+    def __setitem__(self, name: str, value: np.ndarray) -> None:
+        self.values[name] = value
+
+    def get(self, name: str, index: np.ndarray) -> np.ndarray:
+        """Counter ``name`` of the rows ``index``."""
+        if name in self.values:
+            return self.values[name][index]
+        return np.full(len(index), self.defaults[name], dtype=np.int64)
+
+    def build(self) -> pa.Table | pl.DataFrame:
+        """What ``join_rows.match`` probes: the key frame (the rows, for a keyless join)."""
+        if not self.keys:
+            return self.store.view()
+        if self._frame is None:
+            self._frame = positional(self.store.view(self.keys), self.keys)
+        return self._frame
+
+    def view(self) -> pa.Table:
+        """Every row, for reading now (not for keeping)."""
+        return self.store.view()
+
+    def take(self, index: np.ndarray) -> pa.Table:
+        return self.store.take(index)
+
+    def append(self, rows: pa.Table, **values: np.ndarray) -> None:
+        if rows.num_rows == 0:
+            return
+        if self._frame is not None and not self._view_keys:
+            import polars as pl
+
+            self._frame = pl.concat([self._frame, positional(rows, self.keys)],
+                                    rechunk=False)
+        else:
+            self._frame = None  # a view of the grown buffers, built when next probed
+        self.store.append(rows)
+        for name in self.values:
+            value = values.get(name)
+            if value is None:
+                value = np.full(rows.num_rows, self.kept[name], dtype=np.int64)
+            self.values[name] = _appended(self.values[name], value.astype(np.int64,
+                                                                         copy=False))
+
+    def keep(self, mask: np.ndarray) -> None:
+        """Keep only the rows where ``mask`` is True."""
+        if mask.all():
+            return
+        self.store.keep(mask)
+        self._frame = None
+        for name in self.values:
+            self.values[name] = self.values[name][mask]
+
+    def table(self) -> pa.Table:
+        """The rows and the kept counters as one table in memory of its own (a snapshot:
+        the counters change in place)."""
+        table = self.store.table()
+        for name, value in self.values.items():
+            table = table.append_column(name, pa.array(value.copy()))
+        return table
+
+    def load(self, table: pa.Table | None) -> None:
+        """The state of a snapshot's table; a counter it lacks (one this join did not keep
+        when it was taken) starts at its value for a new row."""
+        self.store = CompactRows(self.schema, dictionary=self.dictionary, plain=self.keys)
+        self.values = {n: np.zeros(0, dtype=np.int64) for n in self.kept}
+        self._frame = None
+        if table is None or table.num_rows == 0:
+            return
+        values = {n: table.column(n).to_numpy(zero_copy_only=False).astype(np.int64)
+                  for n in self.kept if n in table.column_names}
+        self.append(table.select(self.schema.names), **values)
+
