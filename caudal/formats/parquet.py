@@ -57,8 +57,8 @@ def check_columns(fs: pafs.FileSystem, path: str, schema: pa.Schema, where: str)
 
 
 def _conform(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
-    """Cast a column read from a file to its declared type; finer timestamps are truncated
-    to microseconds (what TIMESTAMP holds), zone-less ones are UTC."""
+    """Cast a column read from a file to its declared type; finer timestamps and times are
+    truncated to microseconds (what TIMESTAMP and TIME hold), zone-less ones are UTC."""
     have = column.type
     if have.equals(target):
         return column
@@ -67,6 +67,8 @@ def _conform(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
             column = column.cast(pa.timestamp(target.unit, have.tz), safe=False)
         if column.type.tz is None and target.tz is not None:
             return column.cast(pa.timestamp(target.unit)).cast(target)
+    if pa.types.is_time64(have) and pa.types.is_time64(target) and have.unit == "ns":
+        return column.cast(target, safe=False)   # as timestamps: truncated to microseconds
     return column.cast(target)
 
 
