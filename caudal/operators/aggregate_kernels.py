@@ -502,9 +502,12 @@ def _distinct_pairs(g: np.ndarray, values: pa.Array) -> tuple[np.ndarray, pa.Arr
         return g[:0], values
     t = values.type
     if pa.types.is_integer(t) or pa.types.is_temporal(t):
-        raw = values.cast(pa.int64()) if not pa.types.is_timestamp(t) else \
-            values.view(pa.int64())
-        codes = raw.to_numpy(zero_copy_only=False)
+        # the values' bits as a signed integer of their width (dates, times and unsigned
+        # values past 2^63 have no cast to int64), widened: equal codes, equal values
+        signed = pa.int32() if t.bit_width == 32 else pa.int64() if t.bit_width == 64 \
+            else None
+        raw = values.view(signed) if signed is not None and not signed.equals(t) else values
+        codes = raw.cast(pa.int64()).to_numpy(zero_copy_only=False)
         low = int(codes.min())
         span = int(codes.max()) - low + 1
         dictionary = None
@@ -520,8 +523,8 @@ def _distinct_pairs(g: np.ndarray, values: pa.Array) -> tuple[np.ndarray, pa.Arr
         pg, code = np.divmod(pairs, span)
         if dictionary is not None:
             return pg, dictionary.take(pa.array(code))
-        out = pa.array(code + low, pa.int64())
-        return pg, (out.view(t) if pa.types.is_timestamp(t) else out.cast(t))
+        out = pa.array(code + low, pa.int64()).cast(raw.type)
+        return pg, (out.view(t) if not out.type.equals(t) else out)
     table = pa.table({"g": pa.array(g), "v": values}).group_by(
         ["g", "v"], use_threads=False).aggregate([])
     order = np.argsort(table["g"].to_numpy(), kind="stable")

@@ -106,6 +106,11 @@ class KeyIndex:
         if isinstance(column, pa.ChunkedArray):
             column = column.combine_chunks()
         if not pa.types.is_int64(column.type):
+            if not pa.types.is_integer(column.type):
+                # dates, times, timestamps, durations: their integers (date32 and time32
+                # have no cast to int64, only a view as int32)
+                column = column.view(pa.int32() if column.type.bit_width == 32
+                                     else pa.int64())
             column = pc.cast(column, pa.int64())  # integer-like types are int64 inside
         nulls = column.null_count
         mask = pc.is_null(column).to_numpy(zero_copy_only=False) if nulls else None
