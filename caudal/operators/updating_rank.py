@@ -48,7 +48,7 @@ FUNCTIONS = ("row_number", "rank", "dense_rank")
 #: rows waiting for a flush before they are cut to the top N among themselves
 _REDUCE_ROWS = 1 << 16
 #: rows still waiting after that: flush now (bounds memory between flushes)
-_FLUSH_ROWS = 1 << 19
+_FLUSH_ROWS = 1 << 17
 
 
 def ranks_of(ordered: Sorted, function: str) -> np.ndarray:
