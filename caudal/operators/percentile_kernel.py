@@ -201,16 +201,17 @@ class Percentile(Kernel):
         if not len(flat):
             return pa.array(np.zeros(len(n)), mask=~has).cast(self.call.dtype)
         found = None
-        if sorted_cache is not None:
-            values = _np(flat)
-            found = next((done for lengths, seen, done in sorted_cache
-                          if np.array_equal(lengths, n) and seen.dtype == values.dtype
+        if sorted_cache is not None:  # same type, same lengths, same values (a DECIMAL's
+            # unscaled integers: its scale is in the type)
+            values = _unscaled(flat) if pa.types.is_decimal(flat.type) else _np(flat)
+            found = next((done for kind, lengths, seen, done in sorted_cache
+                          if kind.equals(flat.type) and np.array_equal(lengths, n)
                           and np.array_equal(seen, values)), None)
         if found is None:
             parents = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
             found = sorted_in_groups(flat, parents.astype(np.int64, copy=False))
             if sorted_cache is not None:
-                sorted_cache.append((n, values, found))
+                sorted_cache.append((flat.type, n, values, found))
         order, ordered = found
         starts = np.zeros(len(n), dtype=np.int64)
         np.cumsum(n[:-1], out=starts[1:])

@@ -194,3 +194,19 @@ def test_wide_decimal_is_refused_in_one_line(tmp_path):
         compile_sql(ddl + "CREATE TABLE o WITH (connector = 'blackhole');"
                     "INSERT INTO o SELECT k, median(v) FROM t GROUP BY k;")
     assert "CAST(x AS DOUBLE)" in error.value.hint
+
+
+def test_percentiles_of_equal_values_in_other_types_are_not_confused(tmp_path, duck):
+    """Two arguments with the same values but other types (scales) share no sorting."""
+    table = pa.table({"k": pa.array([1, 1, 1, 2], pa.int64()),
+                      "v": pa.array(["1.25", "2.50", "4.00", "7.75"]).cast(
+                          pa.decimal128(10, 2))})
+    pq.write_table(table, tmp_path / "t.parquet")
+    query = ("SELECT k, median(v) AS a, median(CAST(v AS DECIMAL(12, 4))) AS b, "
+             "median(CAST(v AS DOUBLE)) AS c, percentile_cont(0.3) WITHIN GROUP (ORDER BY "
+             "CAST(v AS DECIMAL(12, 4))) AS d FROM t GROUP BY k")
+    got = cd.sql(query, t=cd.read_parquet(tmp_path / "t.parquet")).collect()
+    duck.register("t", table)
+    want = duck.sql(query).to_arrow_table()
+    _assert_exact(got.cast(want.schema), want, ["k"])
+    assert got.schema == want.schema
