@@ -72,6 +72,7 @@ def nexmark_parquet(kind: str, events: int, seed: int = 0, rate: int = 100_000,
                                          format = 'parquet');
                 INSERT INTO files SELECT * FROM gen;
             """, parallelism=1)
+            tmp.chmod(0o755)  # mkdtemp's 0700, as a plain mkdir would have made it
             os.rename(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

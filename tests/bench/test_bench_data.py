@@ -33,6 +33,7 @@ def test_concurrent_generators_write_the_input_once(tmp_path):
     assert paths == {str(tmp_path / f"bid-{EVENTS}-0-100000")}
     assert sum(out.count("generated ") for out, _ in outputs) == 1  # the others waited
     data = Path(paths.pop())
+    assert data.stat().st_mode & 0o777 == 0o755
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in data.glob("*.parquet"))
     assert rows == EVENTS * 46 // 50  # 46 of every 50 Nexmark events are bids
     left = [p.name for p in tmp_path.iterdir() if p.name.startswith(".") and
