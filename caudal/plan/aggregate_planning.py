@@ -26,7 +26,7 @@ from caudal.plan.updating_nodes import UpdatingAggregate
 from caudal.plan.window_nodes import LateSide, WindowAggregate, WindowAssign
 from caudal.plan.window_reaggregate import WindowReaggregate
 from caudal.plan.windows import WindowSpec
-from caudal.types import TIMESTAMP
+from caudal.types import TIMESTAMP, sql_name
 
 #: the columns a window table function adds to its rows
 WINDOW_COLUMNS = ("window_start", "window_end", "window_time")
@@ -89,7 +89,14 @@ def updating_aggregate(pre: Project, keys: list[str], calls: list[AggCall],
 def distinct_rows(node: LogicalNode, flush_us: int | None,
                   ttl_us: int | None) -> UpdatingAggregate:
     """Every distinct row of ``node`` once (SELECT DISTINCT, UNION, the left side of
-    INTERSECT/EXCEPT): an updating aggregate keyed by all columns, without aggregates."""
+    INTERSECT/EXCEPT): an updating aggregate keyed by all columns, without aggregates.
+    Refused for a STRUCT, array or MAP column, as GROUP BY one is (no hash kernel keys by
+    them: the job failed at its first row)."""
+    for f in node.schema:
+        if pa.types.is_struct(f.type) or pa.types.is_list(f.type) or pa.types.is_map(f.type):
+            raise PlanError(f"distinct rows with a {sql_name(f.type)} column ({f.name!r}) are "
+                            "not supported (SELECT DISTINCT, UNION, INTERSECT, EXCEPT)",
+                            hint="select its fields instead, e.g. s.a, s.b, or UNION ALL")
     return UpdatingAggregate(node.schema, None, input=node, keys=list(node.schema.names),
                              flush_us=flush_us, ttl_us=ttl_us)
 

@@ -332,6 +332,12 @@ def _translate_aggregate(node: exp.Expression, scope: Scope, event_time: bool) -
         elif func not in DISTINCT_OK:
             raise PlanError(f"{func}(DISTINCT …) is not supported", line=ln, col=col,
                             hint="DISTINCT is accepted in count, sum and avg")
+        nested = [a.dtype for a in args if pa.types.is_struct(a.dtype) or
+                  pa.types.is_list(a.dtype) or pa.types.is_map(a.dtype)]
+        if distinct and nested:  # no hash kernel keys by them: the job failed at its first row
+            raise PlanError(f"{func}(DISTINCT …) of a {sql_name(nested[0])} value is not "
+                            "supported", line=ln, col=col,
+                            hint="count the distinct values of its fields, e.g. s.a, s.b")
     if func in ("first_value", "last_value") and not event_time:
         raise PlanError(f"{func}() orders by event time, and this window is on processing "
                         "time", line=ln, col=col,
