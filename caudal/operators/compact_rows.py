@@ -306,12 +306,18 @@ class _Dictionary:
             self.nbytes() <= DICTIONARY_SHARE * self.plain_bytes
 
     def append(self, a: pa.Array) -> None:
-        self.plain_bytes += 4 * len(a) + (pc.sum(pc.binary_length(a)).as_py() or 0)
+        """Values, or a dictionary array of them (a snapshot's column) taken as it is."""
         if a.null_count == len(a):
+            self.plain_bytes += 4 * len(a)
             self.codes.extend(np.full(len(a), -1, dtype=np.int32))
             return
-        encoded = pc.dictionary_encode(a)
+        encoded = a if pa.types.is_dictionary(a.type) else pc.dictionary_encode(a)
         local = encoded.dictionary
+        lengths = pc.binary_length(local).to_numpy(zero_copy_only=False)
+        used = pc.value_counts(encoded.indices.drop_null())
+        self.plain_bytes += 4 * len(a) + int(np.dot(
+            lengths[used.field("values").to_numpy(zero_copy_only=False)],
+            used.field("counts").to_numpy(zero_copy_only=False)))
         if len(self.dictionary):
             at = pc.index_in(local, value_set=self.dictionary)
             mapping = pc.fill_null(at, -1).to_numpy(zero_copy_only=False).astype(np.int32)
@@ -339,6 +345,15 @@ class _Dictionary:
         if not null.any():
             return pc.take(self.dictionary, from_numpy(codes))
         return pc.take(self.dictionary, from_numpy(np.where(null, 0, codes), null))
+
+    def encoded(self, index: np.ndarray | None) -> pa.DictionaryArray:
+        """Rows ``index`` (all) as a dictionary array: the codes copied, the dictionary
+        shared (an Arrow array this column replaces when it grows, never changes)."""
+        codes = self.codes.values.copy() if index is None else self.codes.values[index]
+        null = codes < 0
+        indices = from_numpy(np.where(null, 0, codes), null) if null.any() else \
+            from_numpy(codes)
+        return pa.DictionaryArray.from_arrays(indices, self.dictionary)
 
     def keep(self, mask: np.ndarray | slice) -> None:
         n = self.codes.n
@@ -401,9 +416,11 @@ class CompactRows:
             return
         for i, f in enumerate(self.schema):
             a = _one_array(rows.column(f.name))
-            if not a.type.equals(f.type):
-                a = pc.cast(a, f.type)
             column = self.columns[i]
+            if not a.type.equals(f.type) and not (
+                    isinstance(column, _Dictionary) and pa.types.is_dictionary(a.type)
+                    and a.type.value_type.equals(f.type)):
+                a = pc.cast(a, f.type)
             column.append(a)
             if isinstance(column, _Dictionary) and not column.pays():
                 self.columns[i] = column.plain()
@@ -433,6 +450,24 @@ class CompactRows:
     def filter(self, mask: np.ndarray) -> pa.Table:
         """The rows where ``mask`` is True."""
         return self.take(np.flatnonzero(mask))
+
+    def snapshot(self, mask: np.ndarray | None = None) -> pa.Table:
+        """The rows (where ``mask`` is True) for a checkpoint, in new memory or immutable
+        Arrow arrays; dictionary-encoded text stays encoded (a dictionary array sharing the
+        dictionary), so a snapshot costs the codes, not the text. ``append`` takes it back."""
+        index = None if mask is None else np.flatnonzero(mask)
+        arrays, fields = [], []
+        for f, c in zip(self.schema, self.columns):
+            if isinstance(c, _Dictionary):
+                a = c.encoded(index)
+            elif index is None:
+                a = c.whole()
+            else:
+                a = c.take(index, None)
+            arrays.append(a)
+            fields.append(pa.field(f.name, a.type, f.nullable))
+        rows = self.num_rows if index is None else len(index)
+        return _table(arrays, pa.schema(fields), rows)
 
     def keep(self, mask: np.ndarray) -> None:
         """Keep only the rows where ``mask`` is True (a kept prefix costs no copy of text

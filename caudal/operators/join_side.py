@@ -101,9 +101,9 @@ class JoinSide:
             self.values[name] = self.values[name][mask]
 
     def table(self) -> pa.Table:
-        """The rows and the kept counters as one table in memory of its own (a snapshot:
-        the counters change in place)."""
-        table = self.store.table()
+        """The rows and the kept counters as one table in memory of its own or immutable
+        (a snapshot: the counters change in place); text kept as codes stays encoded."""
+        table = self.store.snapshot()
         for name, value in self.values.items():
             table = table.append_column(name, pa.array(value.copy()))
         return table

@@ -229,9 +229,7 @@ class PartitionRows:
             return
         arrays = [rows.column(f.name) for f in self.data_schema]
         arrays += [values.column(f.name) for f in self.value_schema]
-        table = pa.Table.from_arrays([a.cast(f.type) if not a.type.equals(f.type) else a
-                                      for a, f in zip(arrays, self.schema)], schema=self.schema)
-        self.store.append(table)
+        self.store.append(pa.table(dict(zip(self.schema.names, arrays))))
         self.h.extend(h)
         self.seq.extend(seq)
         self.alive.extend(np.ones(len(seq), dtype=bool))
@@ -332,7 +330,7 @@ class PartitionRows:
 
     def snapshot(self, mkg: int) -> dict[str, Any]:
         alive = self.alive.values
-        rows = self.store.filter(alive) if self.dead else self.store.table()
+        rows = self.store.snapshot(alive if self.dead else None)
         rows = rows.append_column(SEQ, pa.array(self.seq.values[alive]))
         rows = rows.append_column(EMITTED, pa.array(self.emitted.values[alive]))
         rows = rows.append_column(KEY_GROUP, self._key_groups(self.h.values[alive], mkg))
@@ -366,7 +364,8 @@ class PartitionRows:
         n = 0
         if rows is not None and rows.num_rows:
             n = rows.num_rows
-            data = rows.select(self.schema.names).cast(self.schema).combine_chunks()
+            # text a snapshot kept dictionary-encoded goes back into the store as codes
+            data = rows.select(self.schema.names).combine_chunks()
             self.put(data.select(self.data_schema.names), data.select(self.value_schema.names),
                      rank[:n], partition_hash(data, self.partition),
                      rows.column(EMITTED).to_numpy(zero_copy_only=False).astype(bool))

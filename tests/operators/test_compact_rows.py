@@ -112,10 +112,16 @@ def _run(ops: list, seed: int) -> None:
             store.keep(mask)
             reference = reference.filter(pa.array(mask, pa.bool_()))
         _check(store, reference, rng)
-        snapshot = store.table()
-        snapshots.append((snapshot, reference))
+        snapshots.append((store.table(), reference))
+        encoded = store.snapshot()  # text kept as codes stays dictionary-encoded
+        snapshots.append((encoded, reference))
+        mask = rng.random(reference.num_rows) < 0.5
+        snapshots.append((store.snapshot(mask), reference.filter(pa.array(mask, pa.bool_()))))
+        again = CompactRows(SCHEMA)  # a restore takes a snapshot back as it is
+        again.append(encoded)
+        assert again.table().equals(reference)
     for snapshot, expected in snapshots:  # later appends and removals left them alone
-        assert snapshot.equals(expected)
+        assert snapshot.cast(SCHEMA).equals(expected)
 
 
 def test_text_with_few_values_is_kept_as_codes_and_ids_narrow():
