@@ -188,11 +188,16 @@ class CheckpointStorage:
         # where trying a dictionary first costs CPU on both ends for nothing (a 3 M-row
         # aggregate state: written in 0.40 CPU s instead of 0.93, read in 0.16 instead of
         # 0.31, and 4% smaller, since lz4 then finds the repeats). Integer and float
-        # columns get the encodings that suit them (state_encodings)
+        # columns get the encodings that suit them (state_encodings). Columns that are
+        # dictionary arrays already (text an operator keeps as codes, operators.compact_rows)
+        # are written as Parquet dictionaries: their codes as they are, where decoding them
+        # to write plain values costs more and takes more room (q20's bids at 10 M events:
+        # 1.0 CPU s and 131 MB instead of 3.3 s and 887 MB)
         encodings, compression = state_encodings(table.schema)
         table = table.replace_schema_metadata({**(table.schema.metadata or {}),
                                                b"caudal.state": STATE_FORMAT})
-        pq.write_table(table, sink, compression=compression, use_dictionary=False,
+        coded = [f.name for f in table.schema if pa.types.is_dictionary(f.type)]
+        pq.write_table(table, sink, compression=compression, use_dictionary=coded or False,
                        row_group_size=1 << 20, write_statistics=False,
                        column_encoding=encodings or None)
         data = sink.getvalue()
