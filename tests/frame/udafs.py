@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 
 import caudal as cd
 
@@ -123,3 +124,35 @@ def py_max_product(first, second):
     out = np.full(len(first), -1, dtype=np.int64)
     out[t["g"].to_numpy()] = np.arange(t.num_rows)
     return t["p_max"].combine_chunks().take(pa.array(out, mask=out < 0))
+
+
+
+def _max_by_group(groups, n_groups, secs):
+    """max of int32 seconds per group, as time32[s] (NULL for a group without values)."""
+    t = pa.table({"g": groups, "x": secs}).group_by("g").aggregate([("x", "max")])
+    out = np.zeros(n_groups, dtype=np.int32)
+    valid = np.zeros(n_groups, dtype=bool)
+    g = t["g"].to_numpy()
+    m = t["x_max"].combine_chunks()
+    out[g] = m.fill_null(0).to_numpy()
+    valid[g] = m.is_valid().to_numpy(zero_copy_only=False)
+    return pa.array(out, mask=~valid).cast(pa.time32("s"))
+
+
+@cd.udaf(returns="BIGINT", state={"top": pa.time32("s")}, input="arrow")
+class py_max_time_of_day:
+    """max(x mod 86400) kept as a time of day in seconds: its state column is declared as
+    Arrow's time32[s], a type Parquet (so a checkpoint) cannot keep."""
+
+    def accumulate(self, groups, n_groups, x):
+        secs = pa.array(x.fill_null(0).to_numpy(zero_copy_only=False) % 86400, pa.int32(),
+                        mask=x.is_null().to_numpy(zero_copy_only=False))
+        return {"top": _max_by_group(groups, n_groups, secs)}
+
+    def merge(self, groups, n_groups, state):
+        # declared time32[s], handed back as TIME's engine type (time64[us]): as seconds
+        secs = state["top"].cast(pa.time32("s")).cast(pa.int32())
+        return {"top": _max_by_group(groups, n_groups, secs)}
+
+    def finish(self, state):
+        return state["top"].cast(pa.time32("s")).cast(pa.int32()).cast(pa.int64())

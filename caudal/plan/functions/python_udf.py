@@ -47,12 +47,15 @@ INPUT_KINDS = ("arrow", "numpy", "polars")
 
 
 def parse_type(text: str | pa.DataType, what: str) -> pa.DataType:
-    """A SQL type name (``'DOUBLE'``, ``'DECIMAL(10, 2)'``, ``'TEXT[]'``) or an Arrow type."""
-    if isinstance(text, pa.DataType):
-        return text
-    from sqlglot import exp
+    """A SQL type name (``'DOUBLE'``, ``'DECIMAL(10, 2)'``, ``'TEXT[]'``) or an Arrow type,
+    taken as the engine's type of its SQL type (``normalize_type``: a ``time32('s')`` as
+    TIME's time64[us], a nanosecond timestamp as TIMESTAMP): a state column of a type a
+    checkpoint's Parquet cannot keep came back as another and the restore failed."""
+    from caudal.types import arrow_type, normalize_type
 
-    from caudal.types import arrow_type
+    if isinstance(text, pa.DataType):
+        return normalize_type(text)
+    from sqlglot import exp
 
     try:
         return arrow_type(exp.DataType.build(str(text), dialect="postgres"))
