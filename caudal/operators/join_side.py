@@ -34,10 +34,17 @@ class JoinSide:
         self.kept = dict(kept)
         self.defaults = dict(defaults)
         self.dictionary = dictionary
-        self.store = CompactRows(schema, dictionary=dictionary, plain=self.keys)
+        self.store = self._store()
         self.values: dict[str, np.ndarray] = {n: np.zeros(0, dtype=np.int64) for n in kept}
         self._frame: pl.DataFrame | None = None
         self._view_keys = all(self.store.fixed(k) for k in self.keys)
+
+    def _store(self) -> CompactRows:
+        """Keys as they are (the key frame views them); a side looked up by whole rows (a
+        changelog's, ``dictionary`` False) keeps every column as it is, so that lookup views
+        the state instead of decoding it for every batch."""
+        plain = self.keys if self.dictionary else self.schema.names
+        return CompactRows(self.schema, dictionary=self.dictionary, plain=plain)
 
     @property
     def size(self) -> int:
@@ -111,7 +118,7 @@ class JoinSide:
     def load(self, table: pa.Table | None) -> None:
         """The state of a snapshot's table; a counter it lacks (one this join did not keep
         when it was taken) starts at its value for a new row."""
-        self.store = CompactRows(self.schema, dictionary=self.dictionary, plain=self.keys)
+        self.store = self._store()
         self.values = {n: np.zeros(0, dtype=np.int64) for n in self.kept}
         self._frame = None
         if table is None or table.num_rows == 0:
