@@ -183,6 +183,8 @@ def normalize_type(t: pa.DataType) -> pa.DataType:
         return pa.binary()
     if pa.types.is_timestamp(t):
         return TIMESTAMP
+    if pa.types.is_date64(t):   # DATE; a checkpoint's Parquet gives date64 back as date32
+        return pa.date32()
     if pa.types.is_time(t):
         # TIME as declared; CSV infers time32[s], which Parquet (so a checkpoint) cannot
         # store: it came back as time32[ms] and a restored state no longer matched the rows

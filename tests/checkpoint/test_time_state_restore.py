@@ -30,6 +30,17 @@ def test_every_time_type_is_one_engine_type(t):
     assert normalize_type(pa.list_(t)) == pa.list_(pa.time64("us"))
 
 
+def test_date64_is_date():
+    """date64 is DATE too: Parquet (a checkpoint's state file) stores it as date32."""
+    assert normalize_type(pa.date64()) == pa.date32()
+    table = pa.table({"k": [1, 1], "d": pa.array([dt.date(2020, 1, 2), dt.date(1969, 1, 1)],
+                                                 pa.date64())})
+    frame = cd.from_arrow(table)
+    assert frame.schema.field("d").type == pa.date32()
+    got = cd.sql("SELECT k, max(d) AS m FROM t GROUP BY k", t=frame).collect(parallelism=2)
+    assert got.to_pylist() == [{"k": 1, "m": dt.date(2020, 1, 2)}]
+
+
 def test_from_arrow_time_seconds_is_read_as_time():
     table = pa.table({"k": [1, 1, 2], "t": pa.array([dt.time(1, 2, 3), dt.time(4, 5, 6), None],
                                                     pa.time32("s"))})
