@@ -30,9 +30,8 @@ from caudal.errors import PlanError
 from caudal.plan.expressions import Column
 from caudal.plan.limit_nodes import Limit, SortLimit, TimeSort
 from caudal.plan.logical import LogicalNode, Project, Scan
-from caudal.plan.updating_nodes import DEFAULT_FLUSH_US
 from caudal.sql.scope import Scope, position
-from caudal.sql.settings import duration_setting
+from caudal.sql.settings import flush_setting
 
 _HIDDEN = "__order"
 
@@ -128,8 +127,7 @@ def plan_order_limit(planner, node: exp.Select | exp.SetOperation
         from caudal.plan.over_planning import top_n
 
         result = top_n(plan, order_spec, limit, offset,
-                       duration_setting(planner.catalog.settings, "updating_flush",
-                                        DEFAULT_FLUSH_US), (ln, col))
+                       flush_setting(planner.catalog.settings), (ln, col))
 
     hidden = [n for n in result.schema.names if n.startswith(_HIDDEN) or n == "__rank"]
     if hidden:

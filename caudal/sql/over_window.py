@@ -32,9 +32,8 @@ from caudal.plan.expressions import Column, Expr
 from caudal.plan.logical import LogicalNode
 from caudal.plan.over_nodes import Frame, OverAggregate
 from caudal.plan.over_planning import InputColumns, over_aggregate
-from caudal.plan.updating_nodes import DEFAULT_FLUSH_US
 from caudal.sql.scope import Scope, position
-from caudal.sql.settings import duration_setting
+from caudal.sql.settings import flush_setting
 from caudal.types import sql_name
 
 OVER_FUNCTIONS = ("count", "sum", "avg", "min", "max")
@@ -202,8 +201,7 @@ def _plan_window(planner, node: LogicalNode, scope: Scope, windows: list[exp.Win
 
     return over_aggregate(node, columns, partition, [(c, d, nf) for c, d, nf, _, _ in order],
                           frame, calls, agg_names,
-                          duration_setting(planner.catalog.settings, "updating_flush",
-                                           DEFAULT_FLUSH_US))
+                          flush_setting(planner.catalog.settings))
 
 
 def _check_event_time(node: LogicalNode, order, ln, col) -> None:

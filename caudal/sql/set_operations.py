@@ -32,9 +32,8 @@ from caudal.plan.join_planning import set_membership
 from caudal.plan.logical import LogicalNode, Project
 from caudal.plan.optimizer import substitute
 from caudal.plan.set_nodes import Union
-from caudal.plan.updating_nodes import DEFAULT_FLUSH_US
 from caudal.sql.scope import Scope, ScopeColumn, position
-from caudal.sql.settings import duration_setting
+from caudal.sql.settings import duration_setting, flush_setting
 
 
 def _name(node: exp.SetOperation) -> str:
@@ -86,8 +85,7 @@ def distinct_rows(planner, node: LogicalNode) -> LogicalNode:
     """Every distinct row of ``node`` once (plan.aggregate_planning), with the job's
     ``updating_flush`` and ``updating_ttl`` settings."""
     settings = planner.catalog.settings
-    return plan_distinct_rows(node, duration_setting(settings, "updating_flush",
-                                                     DEFAULT_FLUSH_US),
+    return plan_distinct_rows(node, flush_setting(settings),
                               duration_setting(settings, "updating_ttl", None))
 
 

@@ -52,6 +52,21 @@ def duration_setting(settings: dict[str, Any], name: str, default: int | None) -
                         hint="write e.g. '1s', '500ms' or '1 hour'") from None
 
 
+def flush_setting(settings: dict[str, Any]) -> int:
+    """``updating_flush`` in microseconds (default 1 s; 0: after every batch). 'off' is
+    refused in one line: updating operators need a flush interval (it failed inside the
+    planner with a TypeError)."""
+    from caudal.plan.updating_nodes import DEFAULT_FLUSH_US
+
+    value = duration_setting(settings, "updating_flush", DEFAULT_FLUSH_US)
+    if value is None:
+        raise PlanError(f"SET updating_flush = {settings.get('updating_flush')!r} is not "
+                        "accepted: updating results are emitted at an interval",
+                        hint="a duration such as '1s' or '100ms', or '0' to emit after "
+                             "every batch")
+    return value
+
+
 def bool_setting(settings: dict[str, Any], name: str, default: bool = False) -> bool:
     raw = settings.get(name)
     if raw is None:

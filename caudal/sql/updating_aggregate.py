@@ -22,7 +22,6 @@ from caudal.plan.aggregate_planning import TIME, AggregateInput, updating_aggreg
 from caudal.plan.aggregates import AggCall
 from caudal.plan.expressions import Column, Expr
 from caudal.plan.logical import Filter, LogicalNode
-from caudal.plan.updating_nodes import DEFAULT_FLUSH_US
 from caudal.sql.aggregates import (
     AggregateScope,
     _key,
@@ -33,7 +32,7 @@ from caudal.sql.aggregates import (
     collect_aggregates,
 )
 from caudal.sql.scope import Scope, ScopeColumn, position
-from caudal.sql.settings import duration_setting
+from caudal.sql.settings import duration_setting, flush_setting
 from caudal.types import sql_name
 
 
@@ -84,7 +83,7 @@ def plan_updating_aggregate(planner, select: exp.Select, node: LogicalNode,
     settings = planner.catalog.settings
     aggregate = updating_aggregate(
         pre.project(node, time_input is not None), key_names, calls, agg_names,
-        flush_us=duration_setting(settings, "updating_flush", DEFAULT_FLUSH_US),
+        flush_us=flush_setting(settings),
         ttl_us=duration_setting(settings, "updating_ttl", None))
 
     post_scope = AggregateScope(columns=visible, computed=computed, input_scope=scope)

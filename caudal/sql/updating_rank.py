@@ -20,10 +20,9 @@ from caudal.errors import PlanError
 from caudal.plan.expressions import Column
 from caudal.plan.logical import LogicalNode
 from caudal.plan.over_planning import RANK, updating_rank
-from caudal.plan.updating_nodes import DEFAULT_FLUSH_US
 from caudal.sql.over_window import input_columns, order_items
 from caudal.sql.scope import Scope, position
-from caudal.sql.settings import duration_setting
+from caudal.sql.settings import flush_setting
 
 
 def plan_updating_rank(planner, select: exp.Select, node: LogicalNode, scope: Scope,
@@ -42,8 +41,7 @@ def plan_updating_rank(planner, select: exp.Select, node: LogicalNode, scope: Sc
                              "ORDER BY date_time DESC to keep the last row per key")
     rank = updating_rank(node, columns, function, partition,
                          [(c, d, nf) for c, d, nf, _, _ in order],
-                         duration_setting(planner.catalog.settings, "updating_flush",
-                                          DEFAULT_FLUSH_US), (ln, col))
+                         flush_setting(planner.catalog.settings), (ln, col))
     computed = dict(scope.computed)
     computed[window.sql(dialect="postgres")] = Column(pa.int64(), RANK)
     out_scope = Scope(columns=list(scope.columns), computed=computed)
