@@ -21,7 +21,8 @@ TIMESTAMP = pa.timestamp("us", tz="UTC")
 TIME = pa.time64("us")
 INTERVAL = pa.duration("us")
 
-ACCEPTED = ("BOOLEAN, SMALLINT, INT, BIGINT, REAL/FLOAT, DOUBLE, DECIMAL(p, s), TEXT/VARCHAR/"
+ACCEPTED = ("BOOLEAN, SMALLINT, INT, BIGINT, UTINYINT, USMALLINT, UINTEGER, UBIGINT, "
+            "REAL/FLOAT, DOUBLE, DECIMAL(p, s), TEXT/VARCHAR/"
             "STRING, JSON, TIMESTAMP[(p)] [WITH [LOCAL] TIME ZONE], TIMESTAMP_LTZ[(p)], DATE, "
             "INTERVAL, BYTEA, type[] / ARRAY<type>, STRUCT<name type, ...> / ROW<name type, ...>, "
             "MAP<key, value>")
@@ -57,6 +58,13 @@ _SIMPLE = {
     "BINARY": pa.binary(),
     "TIME": TIME,
 }
+
+
+#: DuckDB's unsigned integer types, which the SQL dialect parses as user-defined names
+_UNSIGNED = {"UTINYINT": pa.uint8(), "USMALLINT": pa.uint16(), "UINTEGER": pa.uint32(),
+             "UBIGINT": pa.uint64()}
+#: the name an unsigned integer type is printed with, by bit width (what the DDL accepts)
+_UNSIGNED_NAME = {t.bit_width: name for name, t in _UNSIGNED.items()}
 
 
 #: field metadata of a declared TIMESTAMP column: its precision (``TIMESTAMP(3)``: digits of
@@ -113,6 +121,10 @@ def arrow_type(node: exp.DataType) -> pa.DataType:
     kind = node.this.name   # (the _SIMPLE keys: sqlglot's type names)
     if kind in _SIMPLE:
         return _SIMPLE[kind]
+    if kind == "USERDEFINED":  # names the dialect does not know: DuckDB's unsigned integers
+        named = str(node.args.get("kind") or "").upper()
+        if named in _UNSIGNED:
+            return _UNSIGNED[named]
     if kind == "DECIMAL":
         params = [int(p.this.this) if isinstance(p.this, exp.Literal) else int(p.name)
                   for p in node.expressions]
@@ -142,7 +154,7 @@ def sql_name(t: pa.DataType) -> str:
     if pa.types.is_int64(t):
         return "BIGINT"
     if pa.types.is_unsigned_integer(t):
-        return f"U{str(t).upper()}"
+        return _UNSIGNED_NAME[t.bit_width]
     if pa.types.is_float32(t):
         return "REAL"
     if pa.types.is_float64(t):
