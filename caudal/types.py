@@ -6,11 +6,11 @@ TEXT is ``string``, INTERVAL is ``duration[us]``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from caudal.errors import PlanError
+from caudal.errors import DataError, PlanError
 
 if TYPE_CHECKING:  # sqlglot is the SQL front end's: a Ray worker never imports it
     from sqlglot import exp
@@ -230,11 +230,39 @@ def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
         if not col.type.equals(field.type):
             if pa.types.is_timestamp(col.type) and col.type.tz is None and \
                     pa.types.is_timestamp(field.type):
-                col = col.cast(pa.timestamp(field.type.unit)).cast(field.type)
-            else:
-                col = col.cast(field.type)
+                col = cast_exactly(col, pa.timestamp(field.type.unit), field.name)
+            col = cast_exactly(col, field.type, field.name)
         columns.append(col)
     return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def cast_exactly(column: Any, target: pa.DataType, name: str) -> Any:
+    """``column`` cast to ``target``, or a one-line DataError: a nanosecond timestamp, time or
+    interval with sub-microsecond digits is refused rather than truncated to the microseconds
+    TIMESTAMP, TIME and INTERVAL hold (truncating silently merges distinct values, which
+    DuckDB's TIMESTAMP_NS keeps apart); a whole-microsecond one converts exactly."""
+    try:
+        return column.cast(target)     # a safe cast: fails when a value would lose digits
+    except pa.ArrowInvalid as e:
+        reason = str(e).splitlines()[0]
+    if not (pa.types.is_temporal(column.type) and pa.types.is_temporal(target)):
+        raise DataError(f"column {name!r}: {reason}",
+                        hint=f"declare it as {sql_name(normalize_type(column.type))}") from None
+    import pyarrow.compute as pc  # only on this error path: readers start without it
+
+    back = column.cast(target, safe=False).cast(column.type)
+    lossy = pc.not_equal(back, column)
+    if isinstance(lossy, pa.ChunkedArray):
+        lossy = lossy.combine_chunks()
+    first = column.slice(pc.index(lossy, True).as_py(), 1)
+    try:
+        text = first.cast(pa.string())[0].as_py()
+    except pa.ArrowNotImplementedError:    # durations have no text cast
+        text = f"{first.cast(pa.int64())[0].as_py()} {column.type.unit}"
+    raise DataError(f"column {name!r} holds {text} with digits finer than a microsecond, "
+                    f"which {sql_name(target)} cannot hold (truncating would merge distinct "
+                    f"values)", hint="write it with microsecond values, or read the "
+                    "column as BIGINT (its integer)") from None
 
 
 def is_numeric(t: pa.DataType) -> bool:

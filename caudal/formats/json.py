@@ -184,6 +184,11 @@ def _epoch_to_timestamp(values: pa.Array, field: pa.Field, opts: JsonOptions) ->
     micros = pc.multiply_checked(values, factor) if factor != 1 else values
     if divisor != 1:
         micros = pc.divide(micros, divisor)
+        if pc.any(pc.not_equal(pc.multiply(micros, divisor), values)).as_py():
+            # truncating would merge distinct instants: refused as Parquet's nanoseconds are
+            raise pa.ArrowInvalid(
+                f"column {field.name!r} holds epoch nanoseconds finer than a microsecond, "
+                "which TIMESTAMP cannot hold (write whole microseconds)")
     return micros.cast(pa.timestamp("us")).cast(field.type)
 
 

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from caudal.errors import ConfigError, DataError
 from caudal.formats import empty_rows, match_columns
 from caudal.plan.pruning import ColumnStats
-from caudal.types import normalize_schema, normalize_type, sql_name
+from caudal.types import cast_exactly, normalize_schema, normalize_type, sql_name
 
 NAME = "parquet"
 EXTENSIONS = (".parquet", ".parq")
@@ -62,19 +62,23 @@ def check_columns(fs: pafs.FileSystem, path: str, schema: pa.Schema, where: str)
                               hint=f"declare it as {sql_name(normalize_type(have))}") from None
 
 
-def _conform(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
-    """Cast a column read from a file to its declared type; finer timestamps and times are
-    truncated to microseconds (what TIMESTAMP and TIME hold), zone-less ones are UTC."""
+def _conform(column: pa.ChunkedArray, target: pa.DataType, name: str = "") -> pa.ChunkedArray:
+    """Cast a column read from a file to its declared type; zone-less timestamps are UTC.
+    Nanosecond timestamps, times and intervals become microseconds (what TIMESTAMP, TIME and
+    INTERVAL hold) only when that is exact: a value with sub-microsecond digits is refused,
+    since truncating it would silently merge distinct values (DuckDB keeps them apart)."""
     have = column.type
     if have.equals(target):
         return column
     if pa.types.is_timestamp(have) and pa.types.is_timestamp(target):
         if have.unit != target.unit:
-            column = column.cast(pa.timestamp(target.unit, have.tz), safe=False)
+            column = cast_exactly(column, pa.timestamp(target.unit, have.tz), name)
         if column.type.tz is None and target.tz is not None:
             return column.cast(pa.timestamp(target.unit)).cast(target)
-    if pa.types.is_time64(have) and pa.types.is_time64(target) and have.unit == "ns":
-        return column.cast(target, safe=False)   # as timestamps: truncated to microseconds
+        return column.cast(target)
+    if (pa.types.is_time64(have) and pa.types.is_time64(target)) or (
+            pa.types.is_duration(have) and pa.types.is_duration(target)):
+        return cast_exactly(column, target, name)
     return column.cast(target)
 
 
@@ -149,7 +153,10 @@ class FileReader:
         if table.schema.equals(self.schema):
             return table
         try:
-            columns = [_conform(c, f.type) for c, f in zip(table.columns, self.schema)]
+            columns = [_conform(c, f.type, f.name) for c, f in zip(table.columns, self.schema)]
+        except DataError as e:
+            raise DataError(f"{self.where} row group {index}: {e.message}",
+                            hint=e.hint) from None
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
             raise DataError(f"{self.where} row group {index}: {str(e).splitlines()[0]}",
                             hint="declare the column with the file's type") from None

@@ -593,7 +593,7 @@ def from_arrow(data: Any, *, event_time: str | None = None, watermark_delay: Any
 
 
 def _as_arrow(data: Any) -> pa.Table:
-    from caudal.types import normalize_schema
+    from caudal.types import cast_exactly, normalize_schema
 
     if isinstance(data, pa.RecordBatch):
         table = pa.Table.from_batches([data])
@@ -613,7 +613,10 @@ def _as_arrow(data: Any) -> pa.Table:
                         hint="a pyarrow Table/RecordBatch, a Polars DataFrame, a dict of "
                              "columns or a list of dicts")
     schema = normalize_schema(table.schema)
-    return table.cast(schema) if not schema.equals(table.schema) else table
+    if schema.equals(table.schema):
+        return table
+    return pa.Table.from_arrays([cast_exactly(c, f.type, f.name)
+                                 for c, f in zip(table.columns, schema)], schema=schema)
 
 
 def sql(query: str, **frames: Frame) -> Frame:

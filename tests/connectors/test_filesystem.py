@@ -396,11 +396,17 @@ def test_compressed_csv_and_nanosecond_parquet(tmp_path: Path) -> None:
         f.write("a\n1\n2\n")
     got, _ = read_all(source_spec(tmp_path / "a.csv.gz"))
     assert got.column("a").to_pylist() == [1, 2]
-    ns = pa.table({"t": pa.array([1_767_225_600_123_456_789], pa.timestamp("ns"))})
+    ns = pa.table({"t": pa.array([1_767_225_600_123_456_000], pa.timestamp("ns"))})
     pq.write_table(ns, tmp_path / "ns.parquet")
     got, _ = read_all(source_spec(tmp_path / "ns.parquet"))
     assert got.schema.field("t").type == TIMESTAMP
     assert got.column("t")[0].value == 1_767_225_600_123_456
+    # sub-microsecond digits are refused, no longer truncated (tests/formats/
+    # test_nanosecond_values.py: truncating merged distinct values)
+    ns = pa.table({"t": pa.array([1_767_225_600_123_456_789], pa.timestamp("ns"))})
+    pq.write_table(ns, tmp_path / "fine.parquet")
+    with pytest.raises(DataError, match="finer than a microsecond"):
+        read_all(source_spec(tmp_path / "fine.parquet"))
 
 
 def test_partitioned_by_writes_a_directory_per_partition(tmp_path: Path, duck) -> None:
