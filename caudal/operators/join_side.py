@@ -16,7 +16,8 @@ import numpy as np
 import pyarrow as pa
 
 from caudal.operators.compact_rows import CompactRows
-from caudal.operators.join_rows import _appended
+from caudal.operators.join_index import KeyRows, indexable
+from caudal.operators.join_rows import _appended, match
 from caudal.operators.keyed_tables import positional
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ class JoinSide:
     int64 NumPy columns; ``get`` answers ``defaults`` for a counter not kept."""
 
     def __init__(self, schema: pa.Schema, keys: Sequence[str], kept: dict[str, int],
-                 defaults: dict[str, int], dictionary: bool = True):
+                 defaults: dict[str, int], dictionary: bool = True, indexed: bool = True):
         self.schema = schema
         self.keys = list(keys)
         self.kept = dict(kept)
@@ -38,6 +39,11 @@ class JoinSide:
         self.values: dict[str, np.ndarray] = {n: np.zeros(0, dtype=np.int64) for n in kept}
         self._frame: pl.DataFrame | None = None
         self._view_keys = all(self.store.fixed(k) for k in self.keys)
+        #: one integer-like key (and SQL ``=``, ``indexed``): a persistent key -> rows index
+        #: answers probes instead of a hash join over all stored keys per batch
+        self._indexed = indexed and len(self.keys) == 1 and \
+            indexable(schema.field(self.keys[0]).type)
+        self.index = KeyRows(self.keys[0], schema) if self._indexed else None
 
     def _store(self) -> CompactRows:
         """Keys as they are (the key frame views them); a side looked up by whole rows (a
@@ -73,6 +79,17 @@ class JoinSide:
             self._frame = positional(self.store.view(self.keys), self.keys)
         return self._frame
 
+    def match(self, probe: pa.Table, probe_keys: Sequence[str], nulls_equal: bool = False
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """``(probe rows, stored rows)`` of every pair with equal keys (``join_rows.match``
+        against this side), through the key index where it applies."""
+        if self.index is not None and not nulls_equal and len(probe_keys) == 1 and \
+                probe.schema.field(probe_keys[0]).type.equals(
+                    self.schema.field(self.keys[0]).type):
+            return self.index.pairs(probe.column(probe_keys[0]),
+                                    self.store.view(self.keys).column(0))
+        return match(probe, probe_keys, self.build(), self.keys, nulls_equal)
+
     def view(self) -> pa.Table:
         """Every row, for reading now (not for keeping)."""
         return self.store.view()
@@ -104,6 +121,8 @@ class JoinSide:
             return
         self.store.keep(mask)
         self._frame = None
+        if self.index is not None:
+            self.index.reset()
         for name in self.values:
             self.values[name] = self.values[name][mask]
 
@@ -121,6 +140,8 @@ class JoinSide:
         self.store = self._store()
         self.values = {n: np.zeros(0, dtype=np.int64) for n in self.kept}
         self._frame = None
+        if self.index is not None:
+            self.index = KeyRows(self.keys[0], self.schema)
         if table is None or table.num_rows == 0:
             return
         values = {n: table.column(n).to_numpy(zero_copy_only=False).astype(np.int64)

@@ -85,8 +85,12 @@ class KeyIndex:
     """Key -> id for the keys of ``schema``'s ``names`` columns; ids are 0, 1, 2… in order
     of first insertion, so a state table can keep key ``i``'s row at position ``i``."""
 
-    def __init__(self, names: Sequence[str], schema: pa.Schema):
+    def __init__(self, names: Sequence[str], schema: pa.Schema,
+                 dense_span: int = _DENSE_SPAN):
         self.names = list(names)
+        #: integer keys stay directly addressed while their range spans at most this many
+        #: slots per key (``_DENSE_SPAN`` unless a caller trades more memory for speed)
+        self.dense_span = dense_span
         self.integer = len(self.names) == 1 and _integer_like(schema.field(self.names[0]).type)
         self.size = 0
         self._null_id = _EMPTY
@@ -130,11 +134,11 @@ class KeyIndex:
         if len(direct):
             lo, hi = min(lo, self._base), max(hi, self._base + len(direct) - 1)
         span = hi - lo + 1
-        if span > max(_DENSE_SPAN * count, _MIN_DIRECT):
+        if span > max(self.dense_span * count, _MIN_DIRECT):
             self._to_hash()
             return False
         # room to grow on the side that grew (sequential ids keep coming), within the limit
-        room = min(span, max(_DENSE_SPAN * count, _MIN_DIRECT) - span)
+        room = min(span, max(self.dense_span * count, _MIN_DIRECT) - span)
         grow_down = len(direct) and lo < self._base
         start = lo - room if grow_down else lo
         size = span + room
@@ -314,6 +318,53 @@ class KeyIndex:
                 self._null_id = int(found[new & nulls][0])
             self.size += count
         return found, new
+
+    def find(self, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """Each value's id, or -1 for a key not stored and for NULL (which, compared with
+        SQL ``=``, matches nothing); integer keys only, nothing is added."""
+        assert self.integer
+        values, nulls = self._values(column)
+        found = self._stored_ids(values)
+        if nulls is not None:
+            found[nulls] = _EMPTY
+        return found
+
+    def _stored_ids(self, values: np.ndarray) -> np.ndarray:
+        """``_probe`` for values the direct table may not cover."""
+        if self._direct is None:
+            return self._probe(values)
+        at = values - np.int64(self._base)
+        inside = (at >= 0) & (at < len(self._direct))
+        if inside.all():
+            return self._direct[at]
+        found = np.full(len(values), _EMPTY, dtype=np.int64)
+        found[inside] = self._direct[at[inside]]
+        return found
+
+    def find_or_add(self, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """Each value's id, adding the keys not seen before (values may repeat); -1 for
+        NULL, which gets no id. Integer keys only."""
+        assert self.integer
+        values, nulls = self._values(column)
+        plain = None if nulls is None else np.flatnonzero(~nulls)
+        if plain is not None:
+            values = values[plain]
+        found = self._stored_ids(values)
+        new = found == _EMPTY
+        if new.any():
+            added, where = np.unique(values[new], return_inverse=True)
+            ids = self.size + np.arange(len(added), dtype=np.int64)
+            if self._direct is not None:
+                self._fits_direct(added, self.size + len(added))
+            self._grow(len(added))
+            self._place(added, ids)
+            self.size += len(added)
+            found[new] = ids[where]
+        if plain is None:
+            return found
+        out = np.full(len(nulls), _EMPTY, dtype=np.int64)
+        out[plain] = found
+        return out
 
     @classmethod
     def build(cls, names: Sequence[str], keys: pa.Table, reserve: int = 0) -> KeyIndex:

@@ -36,7 +36,7 @@ import pyarrow as pa
 
 from caudal import clock
 from caudal.operators.base import Operator, OperatorContext
-from caudal.operators.join_rows import JoinLayout, match, repeat_rows
+from caudal.operators.join_rows import JoinLayout, repeat_rows
 from caudal.operators.join_side import JoinSide
 from caudal.operators.keyed_tables import (
     LOWEST,
@@ -88,12 +88,14 @@ class UpdatingJoin(Operator):
 
     def _side(self, i: int, schema: pa.Schema) -> JoinSide:
         """Side ``i``'s state with the counters this join needs of it. Over a changelog its
-        rows are looked up whole (``_net``), so its text is not dictionary-encoded."""
+        rows are looked up whole (``_net``), so its text is not dictionary-encoded, and its
+        rows come and go, so it keeps no key -> rows index (each removal would rebuild it)."""
         kept = [n for n, needed in ((_MULT, self.updating_inputs[i]),
                                     (_MATCHES, self.preserved[i]),
                                     (_SEEN, self.ttl_us is not None)) if needed]
         return JoinSide(schema, self.keys[i], {n: _DEFAULTS[n] for n in kept}, _DEFAULTS,
-                        dictionary=not self.updating_inputs[i])
+                        dictionary=not self.updating_inputs[i],
+                        indexed=not self.updating_inputs[i] and not self.nulls_equal)
 
     def open(self, ctx: OperatorContext) -> None:
         super().open(ctx)
@@ -118,7 +120,7 @@ class UpdatingJoin(Operator):
         pieces: list[tuple[pa.Table, np.ndarray]] = []
 
         # 2. pairs with the other side
-        pi, oi = match(rows, self.keys[s], other.build(), self.keys[o], self.nulls_equal)
+        pi, oi = other.match(rows, self.keys[s], self.nulls_equal)
         # the other side's candidate rows, taken once from its store
         taken, k = other.take(oi), np.arange(len(oi))
         if s == 0:
