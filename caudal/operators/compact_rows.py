@@ -311,6 +311,9 @@ class _Dictionary:
             self.plain_bytes += 4 * len(a)
             self.codes.extend(np.full(len(a), -1, dtype=np.int32))
             return
+        if len(self.dictionary) and not pa.types.is_dictionary(a.type):
+            self._append_known(a)
+            return
         encoded = a if pa.types.is_dictionary(a.type) else pc.dictionary_encode(a)
         local = encoded.dictionary
         lengths = pc.binary_length(local).to_numpy(zero_copy_only=False)
@@ -335,6 +338,22 @@ class _Dictionary:
             codes = np.where(local_codes < 0, -1, mapping[np.maximum(local_codes, 0)])
         else:
             codes = mapping[indices.to_numpy(zero_copy_only=False)]
+        self.codes.extend(codes.astype(np.int32, copy=False))
+
+    def _append_known(self, a: pa.Array) -> None:
+        """Values once the dictionary has some: each looked up in it directly (one hash of
+        the dictionary and one probe a row, where encoding the batch first hashed every row
+        into a dictionary of its own and then looked that up); the values it lacks are
+        added in order of first appearance."""
+        self.plain_bytes += 4 * len(a) + int(pc.sum(pc.binary_length(a)).as_py() or 0)
+        at = pc.index_in(a, value_set=self.dictionary)
+        if at.null_count > a.null_count:   # values the dictionary lacks
+            lacking = pc.and_(pc.is_null(at), pc.is_valid(a))
+            self.dictionary = pa.concat_arrays([self.dictionary,
+                                                pc.unique(pc.filter(a, lacking))])
+            at = pc.index_in(a, value_set=self.dictionary)
+        codes = pc.fill_null(at, -1).to_numpy(zero_copy_only=False) if at.null_count else \
+            at.to_numpy(zero_copy_only=False)
         self.codes.extend(codes.astype(np.int32, copy=False))
 
     def take(self, index: np.ndarray, missing: np.ndarray | None) -> pa.Array:
