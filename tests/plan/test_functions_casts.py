@@ -22,12 +22,21 @@ AGREE = [
     "TRY_CAST(s AS INT)", "TRY_CAST(p AS DOUBLE)", "CAST(l AS TEXT[])",
     "CAST('12' AS INT) + i", "CAST(' 12 ' AS INT)", "CAST('1.5e3' AS DOUBLE)",
     "CAST('2020-01-02' AS DATE)", "CAST('t' AS BOOLEAN)",
+    # an integer column to a decimal narrower than the integer type (Arrow refused every
+    # value: "it should be at least 12"), and TRY_CAST's NULL for what does not fit
+    "CAST(i AS DECIMAL(5,2))", "CAST(i::bigint AS DECIMAL(10,2))", "CAST(i AS DECIMAL(38,20))",
+    "TRY_CAST(i * 100 AS DECIMAL(3,1))", "CAST(i::tinyint AS DECIMAL(3,0))",
 ]
 
 
 @pytest.mark.parametrize("sql", AGREE)
 def test_cast_matches_duckdb(sql):
     check(sql)
+
+
+def test_integer_to_a_narrower_decimal_checks_values_not_the_type():
+    with pytest.raises(RuntimeFailure, match="does not fit in precision 3"):
+        values("CAST(i * 100 AS DECIMAL(3,1))")
 
 
 def test_float_to_int_rounds_half_to_even():

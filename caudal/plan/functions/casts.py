@@ -102,6 +102,11 @@ def _cast(value: pa.Array, source: pa.DataType, target: pa.DataType) -> pa.Array
             return _text_to_decimal(pc.cast(value, pa.string()), target)
         if pa.types.is_decimal(source) and source.scale > target.scale:
             value = round_decimal(value, target.scale)
+        if pa.types.is_integer(source):
+            # Arrow sizes the cast by the type, not the values (an int64 wants precision
+            # 19 + scale): widen first, then the narrowing cast checks each value fits
+            digits = len(str(2 ** source.bit_width)) + target.scale
+            value = pc.cast(value, pa.decimal256(min(76, digits), target.scale))
         return pc.cast(value, target)
     if pa.types.is_timestamp(source) and pa.types.is_date(target):
         return pc.cast(pc.floor_temporal(naive_utc(value), unit="day"), pa.date32())
