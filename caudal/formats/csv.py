@@ -96,8 +96,22 @@ def infer_schema(stream: Any) -> pa.Schema:
     table = pcsv.read_csv(lines.buffer_reader(data),
                           convert_options=pcsv.ConvertOptions(**_CONVERT))
     schema = normalize_schema(table.schema)
-    return pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f
-                      for f in schema])
+    codes = _leading_zeros(data, [f.name for f in schema if pa.types.is_integer(f.type)
+                                  or pa.types.is_floating(f.type)])
+    return pa.schema([pa.field(f.name, pa.string())
+                      if pa.types.is_null(f.type) or f.name in codes else f for f in schema])
+
+
+def _leading_zeros(data: bytes, numeric: list[str]) -> set[str]:
+    """The numeric-looking columns with a value such as ``007`` or ``01.5``: codes (zip codes,
+    ids) that a number would change, so TEXT, as DuckDB's sniffer decides."""
+    if not numeric:
+        return set()
+    raw = pcsv.read_csv(lines.buffer_reader(data), convert_options=pcsv.ConvertOptions(
+        column_types={name: pa.string() for name in numeric}, include_columns=numeric,
+        **_CONVERT))
+    return {name for name in numeric
+            if pc.any(pc.match_substring_regex(raw.column(name), r"^0[0-9]")).as_py()}
 
 
 def _parse_type(field: pa.Field) -> pa.DataType:

@@ -90,3 +90,20 @@ def test_writer_then_reader() -> None:
     assert table.to_pylist() == [
         {"t": dt.datetime(2026, 1, 1, tzinfo=UTC), "b": b"\x01", "s": "a\nb", "l": "[1]"},
         {"t": None, "b": None, "s": "", "l": None}]
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_numbers_with_leading_zeros_are_inferred_as_text_as_duckdb_does(tmp_path, duck,
+                                                                        parallelism) -> None:
+    """A zip code or id column ("007", "01.5") was inferred as a number and lost its zeros
+    ("007" -> 7); DuckDB's sniffer reads such a column as text, a signed "-007" as a number."""
+    from tests.helpers import normalized_rows, run_to_table
+
+    path = tmp_path / "in.csv"
+    path.write_text("id,code,price,delta\n1,007,01.5,-007\n2,10,2.5,3\n3,,3,\n4,0,0.5,0\n")
+    query = "SELECT id, code, price, delta FROM t"
+    got = run_to_table(f"CREATE TABLE t WITH (connector = 'filesystem', path = '{path}', "
+                       "format = 'csv');", query, tmp_path / "out", parallelism)
+    assert got.schema.field("code").type == pa.string()
+    want = duck.sql(query.replace("FROM t", f"FROM read_csv_auto('{path}')")).to_arrow_table()
+    assert normalized_rows(got) == normalized_rows(want)
