@@ -451,14 +451,45 @@ _ESCAPED = r'["\\\x00-\x1f]'
 _NULL_TEXT = "null"
 
 
+#: DOUBLEs of magnitude in [1e-5, 1e16) (and zeros) whose Arrow text is positional are
+#: written so by Polars too, with the same shortest digits (``1`` as ``1.0``); outside it
+#: Polars writes an exponent where Arrow may not, or the reverse
+_POSITIONAL = (1e-5, 1e16)
+
+
+def _double_text(column: pa.Array) -> pa.Array | None:
+    """A DOUBLE column's JSON text as Polars writes it (NaN and infinities as null), by
+    Arrow's cast: None when a value is one whose text the two write differently (an
+    exponent), so the batch goes to Polars. The common case (prices, medians) saves
+    importing Polars (~0.15 s) and its encoding."""
+    values = column.to_numpy(zero_copy_only=False) if not column.null_count else \
+        pc.fill_null(column, 0.0).to_numpy(zero_copy_only=False)
+    finite = np.isfinite(values)
+    size = np.abs(np.where(finite, values, 0.0))
+    if ((size != 0) & ((size < _POSITIONAL[0]) | (size >= _POSITIONAL[1]))).any():
+        return None
+    if not finite.all():   # NaN, inf: null (JSON has none), as Polars writes them
+        valid = finite if not column.null_count else \
+            finite & pc.is_valid(column).to_numpy(zero_copy_only=False)
+        column = pa.array(values, mask=~valid)
+    texts = pc.cast(column, pa.large_string())
+    if pc.any(pc.match_substring(texts, "e")).as_py():
+        return None
+    whole = pc.match_substring_regex(texts, "^-?[0-9]+$")   # Polars writes 1.0, -0.0
+    return pc.if_else(whole, pc.binary_join_element_wise(
+        texts, pa.scalar(".0", pa.large_string()), pa.scalar("", pa.large_string())), texts)
+
+
 def _value_text(column: pa.Array) -> pa.Array | None:
     """Each value's JSON text (NULL stays NULL), by Arrow kernels, for the types whose text
-    is Arrow's own cast: integers, booleans, and text without a character JSON escapes;
-    None for any other column (floats, decimals, dates, nested values), which Polars
-    encodes."""
+    is Arrow's own cast: integers, booleans, text without a character JSON escapes, and
+    DOUBLEs in the range ``_double_text`` takes; None for any other column (other floats,
+    decimals, dates, nested values), which Polars encodes."""
     t = column.type
     if pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_null(t):
         return pc.cast(column, pa.large_string())
+    if pa.types.is_float64(t):
+        return _double_text(column)
     if is_text(t):
         text_ = column.cast(pa.large_string())
         if pc.any(pc.match_substring_regex(text_, _ESCAPED)).as_py():
