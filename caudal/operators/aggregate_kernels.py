@@ -98,8 +98,8 @@ def group_order(g: np.ndarray, n_groups: int) -> np.ndarray:
     if n_groups <= 1 << 16:
         return np.argsort(g.astype(np.uint16), kind="stable")
     if n_groups <= 1 << 32:
-        low = np.argsort((g & 0xFFFF).astype(np.uint16), kind="stable")
-        high = (g[low] >> 16).astype(np.uint16)
+        low = np.argsort(g.astype(np.uint16), kind="stable")   # (the low 16 bits)
+        high = (g >> 16).astype(np.uint16)[low]   # (gathered as 16-bit values)
         return low[np.argsort(high, kind="stable")]
     return np.argsort(g, kind="stable")
 

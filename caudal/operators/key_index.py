@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from caudal import compute as pc
 from caudal.operators.keyed_tables import as_array, from_numpy, lookup
+from caudal.operators.list_slots import ListSlots
 
 _EMPTY = -1
 #: the slot table is kept at most half full, so probe sequences stay short
@@ -400,8 +401,10 @@ class SlotTable:
     """Rows by key id: row ``i`` belongs to key ``i`` of a KeyIndex. Numeric columns are
     NumPy arrays (values and a validity mask) that grow by doubling and are written in place,
     so updating the rows of the keys a batch touched costs time proportional to those keys,
-    not to the state. Other columns are Arrow arrays rewritten by one take (text states:
-    min/max of strings), and columns only ever appended to (the keys) are appended."""
+    not to the state. Lists of numbers without NULL values (a median's values) are runs of
+    one NumPy pool (operators.list_slots), written in place too. Other columns are Arrow
+    arrays rewritten by one take (text states: min/max of strings), and columns only ever
+    appended to (the keys) are appended."""
 
     def __init__(self, schema: pa.Schema):
         self.schema = schema
@@ -409,6 +412,9 @@ class SlotTable:
         self._values: dict[str, np.ndarray] = {}
         self._valid: dict[str, np.ndarray] = {}
         self._arrow: dict[str, pa.ChunkedArray] = {}
+        self._lists: dict[str, ListSlots] = {}
+        #: column -> the column whose values it holds (``share``)
+        self._shared: dict[str, str] = {}
         #: while a ``sized`` table is filled: chunks of its Arrow columns, rows per column
         self._filling: dict[str, list[pa.Array]] = {}
         self._filled: dict[str, int] = {}
@@ -416,19 +422,38 @@ class SlotTable:
             if _numeric(f.type):
                 self._values[f.name] = np.zeros(_MIN_SLOTS, dtype=f.type.to_pandas_dtype())
                 self._valid[f.name] = np.zeros(_MIN_SLOTS, dtype=bool)
+            elif ListSlots.accepts(f.type):
+                self._lists[f.name] = ListSlots(f.type)
             else:
                 self._arrow[f.name] = pa.chunked_array([], f.type)
+
+    def share(self, name: str, like: str) -> None:
+        """Column ``name`` holds the values of column ``like`` from now on (a median and
+        a percentile of one column keep the same values): ``take`` gives it ``like``'s
+        values, ``put`` writes only ``like``."""
+        if name in self._lists and like in self._lists and \
+                self.schema.get_field_index(like) < self.schema.get_field_index(name):
+            del self._lists[name]
+            self._shared[name] = like
+
+    def lists(self, name: str) -> ListSlots | None:
+        """The list column ``name`` kept as runs (None when it is an Arrow array)."""
+        return self._lists.get(self._shared.get(name, name))
 
     def take(self, ids: np.ndarray) -> pa.Table:
         """The rows of keys ``ids`` (a copy)."""
         index = from_numpy(np.asarray(ids, dtype=np.int64))
-        columns = []
+        columns: list[pa.Array] = []
         for f in self.schema:
-            if f.name in self._values:
+            if f.name in self._shared:
+                columns.append(columns[self.schema.get_field_index(self._shared[f.name])])
+            elif f.name in self._values:
                 valid = self._valid[f.name][ids]
                 column = from_numpy(self._values[f.name][ids], None if valid.all() else ~valid)
                 columns.append(column if column.type.equals(f.type) else
                                pc.cast(column, f.type))
+            elif f.name in self._lists:
+                columns.append(self._lists[f.name].take(ids))
             else:
                 columns.append(pc.take(self._arrow[f.name], index).combine_chunks())
         return pa.Table.from_arrays(columns, schema=self.schema)
@@ -454,6 +479,15 @@ class SlotTable:
         where: slice | np.ndarray = slice(self.size, size) if appended else ids
         for f in self.schema:
             column = rows.column(f.name)
+            if f.name in self._shared:   # written with the column it shares
+                continue
+            if f.name in self._lists:
+                if self._lists[f.name].put(np.arange(self.size, size) if appended else ids,
+                                           column):
+                    continue
+                # a NULL among the values: from now on the column is an Arrow array
+                self._arrow[f.name] = pa.chunked_array(
+                    [self._lists.pop(f.name).take(np.arange(self.size))], f.type)
             if f.name in self._values:
                 column = as_array(column)
                 if not column.type.equals(f.type):
@@ -507,7 +541,8 @@ class SlotTable:
             out._valid[name] = np.empty(max(rows + reserve, _MIN_SLOTS), dtype=bool)
             out._valid[name][rows:] = True
         out.size = rows
-        out._filling = {f.name: [] for f in schema if f.name in out._arrow}
+        out._filling = {f.name: [] for f in schema
+                        if f.name in out._arrow or f.name in out._lists}
         out._filled = dict.fromkeys(schema.names, 0)
         return out
 
@@ -542,6 +577,10 @@ class SlotTable:
             raise ValueError(f"SlotTable: columns {short} not filled to {self.size} rows")
         for name, chunks in self._filling.items():
             t = self.schema.field(name).type
-            self._arrow[name] = pa.chunked_array(
-                [pa.chunked_array(chunks, t).combine_chunks() if chunks else pa.array([], t)], t)
+            whole = pa.chunked_array(chunks, t).combine_chunks() if chunks else pa.array([], t)
+            if name in self._lists:
+                if self._lists[name].put(np.arange(self.size), whole):
+                    continue
+                del self._lists[name]   # a NULL among the values: an Arrow array
+            self._arrow[name] = pa.chunked_array([whole], t)
         self._filling, self._filled = {}, {}

@@ -104,7 +104,9 @@ def sorted_in_groups(flat: pa.Array, parents: np.ndarray
         span = high - low + 1
         if span * (int(parents[-1]) + 1) < 1 << 62 and high < 1 << 63:  # (not big uint64)
             base = parents * np.int64(span)
-            key = base + (values.astype(np.int64) - np.int64(low))
+            key = values.astype(np.int64)   # (a copy: two arrays the size of the values)
+            key -= np.int64(low)
+            key += base
             key.sort(kind="stable")
             key -= base
             key += np.int64(low)

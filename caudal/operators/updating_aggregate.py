@@ -37,6 +37,7 @@ import pyarrow as pa
 
 from caudal import clock
 from caudal import compute as pc
+from caudal.operators.aggregate_kernels import GroupIndex, group_order
 from caudal.operators.aggregator import Aggregator
 from caudal.operators.base import Operator
 from caudal.operators.join_rows import SideState, repeat_rows
@@ -45,6 +46,7 @@ from caudal.operators.keyed_tables import (
     LOWEST,
     NET,
     apply_net,
+    as_array,
     batches_of,
     from_numpy,
     lookup,
@@ -53,6 +55,7 @@ from caudal.operators.keyed_tables import (
     tag_key_groups,
     take_or_null,
 )
+from caudal.operators.percentile_kernel import Percentile, sorted_in_groups
 from caudal.operators.periodic_flush import PeriodicFlush
 from caudal.plan.aggregates import AggCall
 from caudal.plan.changelog import (
@@ -121,6 +124,13 @@ class _Merged:
             self.aggregator.dense_partials(group, input_schema)
         #: what changed since the last snapshot, so a checkpoint writes only that
         self.changes = ChangedRows()
+        #: the values last emitted per key id, when every aggregate's type is a number, so
+        #: a flush takes its retractions' values instead of recomputing them from the old
+        #: states (a median sorted its values again); ``known[i]``: key ``i``'s are there
+        #: (not after a restore or an expiry, which computes them as before). Never in a
+        #: snapshot: it is derived state.
+        self.emitted: SlotTable | None = None
+        self.known = np.zeros(0, dtype=bool)
 
     def add(self, keys: dict[str, pa.Array], batch: pa.RecordBatch, ctx) -> None:
         if self.partial_input:
@@ -193,10 +203,32 @@ class _Merged:
         if old_rows is not None:
             ranks = np.full(n, -1, dtype=np.int64)
             ranks[matched] = np.arange(int(matched.sum()))
-            old = [take_or_null(v, ranks) for v in self.aggregator.final(old_rows)]
+            old_ids = ids[matched]
+            if self.emitted is not None and int(old_ids.max()) < len(self.known) and \
+                    self.known[old_ids].all():
+                values = self.emitted.take(old_ids).columns
+            else:
+                values = self.aggregator.final(old_rows)
+            old = [take_or_null(v, ranks) for v in values]
         else:
             old = [pa.nulls(n, v.type) for v in new]
+        self._remember(ids, new)
         return _Changes(touched, matched, old, np.ones(n, dtype=bool), new)
+
+    def _remember(self, ids: np.ndarray, values: list[pa.Array]) -> None:
+        """Keep ``values`` as the ones emitted for keys ``ids`` (see ``emitted``)."""
+        if not values or not all(pa.types.is_integer(v.type) or pa.types.is_floating(v.type)
+                                 for v in values):
+            return
+        table = pa.Table.from_arrays(values, names=[f"_{i}" for i in range(len(values))])
+        if self.emitted is None:
+            self.emitted = SlotTable(table.schema)
+        self.emitted.put(ids, table)
+        if len(self.known) < self.emitted.size:
+            known = np.zeros(max(self.emitted.size, 2 * len(self.known)), dtype=bool)
+            known[:len(self.known)] = self.known
+            self.known = known
+        self.known[ids] = True
 
     def expire(self, before: int) -> None:
         if self.store is not None and self.store.size:
@@ -213,6 +245,7 @@ class _Merged:
         self.store = None if table is None else SlotTable.of(table, reserve)
         self.index = None if table is None else \
             KeyIndex.build(self.group, table.select(self.group), reserve)
+        self.emitted, self.known = None, np.zeros(0, dtype=bool)   # ids may have moved
         if not baseline:
             self.changes = ChangedRows()
 
@@ -275,12 +308,207 @@ class _Merged:
             chain.checked()
             store.seal()
         self.store, self.index = store, index
+        self.emitted, self.known = None, np.zeros(0, dtype=bool)
         self.changes = ChangedRows()
         if ids is not None:
             self.store.put(ids, upserts.select(schema.names))
 
     def rows(self) -> int:
         return self.store.size if self.store is not None else 0
+
+
+class _Percentiles(_Merged):
+    """``_Merged`` for an append-only input whose aggregates are all median /
+    percentile_cont / percentile_disc of integer columns (``applies``): the same state
+    table and snapshots (a list of values per key and aggregate), kept so that a flush
+    costs what it touched.
+
+    * A batch is only kept (its keys and arguments): no per-batch grouping into lists.
+    * Each key's values are kept sorted, as runs of one NumPy pool (SlotTable's
+      ListSlots, written in place); aggregates of one argument (median(x) and
+      percentile_cont(0.9) ... ORDER BY x) share one list.
+    * A flush groups its rows by key (radix passes), puts each touched key's sorted old
+      values before its new ones and sorts the int64 keys (group, value) once: Timsort
+      merges the old run with the sorted new values instead of sorting again what it sorted
+      at the flush before. The percentiles are picked from that order, which is stored back
+      as the keys' lists.
+    * The values emitted last are taken for the retractions (``_Merged.emitted``).
+    """
+
+    @staticmethod
+    def applies(aggregator: Aggregator, group: list[str], input_schema: pa.Schema) -> bool:
+        def key_ok(t: pa.DataType) -> bool:
+            return (pa.types.is_integer(t) or pa.types.is_string(t) or
+                    pa.types.is_large_string(t) or pa.types.is_date(t) or
+                    pa.types.is_timestamp(t) or pa.types.is_boolean(t))
+
+        kernels = aggregator.kernels
+        return bool(kernels) and all(
+            isinstance(k, Percentile) and k.arg_type is not None and
+            pa.types.is_integer(k.arg_type) and not pa.types.is_uint64(k.arg_type)
+            for k in kernels) and all(
+            g not in input_schema.names or key_ok(input_schema.field(g).type) for g in group)
+
+    def __init__(self, group: list[str], aggregates: list[AggCall], input_schema: pa.Schema,
+                 time_column: str | None):
+        super().__init__(group, aggregates, input_schema, time_column)
+        self.dense = None
+        #: one entry per distinct (argument, FILTER): its input column, the state columns
+        #: of its kernels (the first one keeps the values, the others share them)
+        self.sources: list[tuple[str, list[Percentile]]] = []
+        by_input: dict[tuple, list[Percentile]] = {}
+        for k in self.aggregator.kernels:
+            assert isinstance(k, Percentile)
+            by_input.setdefault((k.call.args[0], k.call.filter), []).append(k)
+        for kernels in by_input.values():
+            self.sources.append((f"{kernels[0].p}_x", kernels))
+
+    def add(self, keys: dict[str, pa.Array], batch: pa.RecordBatch, ctx) -> None:
+        columns = dict(keys)
+        for name, kernels in self.sources:
+            columns[name] = kernels[0].prepare(batch)[name]
+        self.pending.append(pa.table(columns))
+
+    def _compact(self) -> None:
+        pass   # the rows are grouped at the flush, once
+
+    def _share(self) -> None:
+        if self.store is not None:
+            for _, kernels in self.sources:
+                for k in kernels[1:]:
+                    self.store.share(f"{k.p}_v", f"{kernels[0].p}_v")
+
+    def _load(self, table: pa.Table | None, baseline: bool = False, reserve: int = 0) -> None:
+        super()._load(table, baseline, reserve)
+        self._share()
+
+    def _load_unfolded(self, chain: Unfolded, upserts: pa.Table) -> None:
+        super()._load_unfolded(chain, upserts)
+        self._share()
+
+    def snapshot(self, mkg: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.store is not None:
+            out["table"] = self.changes.snapshot(
+                self.store, lambda t: tag_key_groups(t, self.group, mkg), self.group)
+        if self.pending:   # as _Merged keeps them: partial states (lists) per key
+            rows = pa.concat_tables(self.pending)
+            columns = {g: rows.column(g) for g in self.group}
+            for name, kernels in self.sources:
+                for k in kernels:
+                    columns[f"{k.p}_x"] = rows.column(name)
+            partial = self.aggregator.partial(pa.table(columns), self.group)
+            out["pending"] = tag_key_groups(partial, self.group, mkg)
+        return out
+
+    def restore(self, state: dict[str, Any], keys: list[str], ctx) -> None:
+        super().restore(state, keys, ctx)
+        partial = self.pending[0] if self.pending else None
+        self.pending = []
+        if partial is None:
+            return
+        # the partial states back to rows: every key once without a value (a key whose
+        # values are all NULL stays a group), then each source's values with their keys
+        types = {name: partial.schema.field(f"{kernels[0].p}_v").type.value_type
+                 for name, kernels in self.sources}
+
+        def rows(keys: pa.Table, values: dict[str, pa.Array]) -> pa.Table:
+            columns = {g: keys.column(g) for g in self.group}
+            for name, t in types.items():
+                columns[name] = values.get(name, pa.nulls(keys.num_rows, t))
+            return pa.table(columns)
+
+        parts = [rows(partial.select(self.group), {})]
+        for name, kernels in self.sources:
+            lists = as_array(partial.column(f"{kernels[0].p}_v"))
+            parents = pc.list_parent_indices(lists)
+            parts.append(rows(pc.take(partial.select(self.group), parents),
+                              {name: pc.list_flatten(lists)}))
+        self.pending = [pa.concat_tables(parts)]
+
+    def flush(self, now: int, ctx) -> _Changes | None:
+        if not self.pending:
+            return None
+        rows = pa.concat_tables(self.pending)
+        self.pending = []
+        if len(self.group) == 1:   # the distinct keys are the dictionary's, in order
+            encoded = pc.dictionary_encode(rows.column(self.group[0]).combine_chunks(),
+                                           null_encoding="encode")
+            touched = pa.table({self.group[0]: encoded.dictionary})
+            gid = encoded.indices.to_numpy(zero_copy_only=False)
+        else:
+            grouped = GroupIndex.encode(rows, self.group)
+            assert grouped is not None   # (key types ``applies`` takes)
+            gid = grouped[0].gid
+            touched = pc.take(rows.select(self.group), from_numpy(grouped[1])).combine_chunks()
+        n = touched.num_rows
+        if self.index is None:
+            self.index = KeyIndex(self.group, touched.schema)
+        ids, new_key = self.index.ids(touched)
+        matched = ~new_key
+        old_ids = ids[matched]
+        known = self.emitted is not None and (not len(old_ids) or (
+            int(old_ids.max()) < len(self.known) and self.known[old_ids].all()))
+        old_rows = self.store.take(old_ids) if len(old_ids) and not known else None
+        where_old = np.flatnonzero(matched)
+        lists_of: dict[str, pa.Array] = {}
+        new_by_kernel: dict[str, pa.Array] = {}
+        for name, kernels in self.sources:
+            state = f"{kernels[0].p}_v"
+            t = kernels[0].arg_type
+            values = as_array(rows.column(name))
+            parents = gid
+            if values.null_count:
+                keep = np.flatnonzero(values.is_valid().to_numpy(zero_copy_only=False))
+                values, parents = pc.take(values, from_numpy(keep)), gid[keep]
+            flat = values.to_numpy(zero_copy_only=False)
+            if len(old_ids):
+                slots = self.store.lists(state)
+                olds = slots.take(old_ids) if slots is not None else \
+                    as_array(self.store.take(old_ids).column(state))
+                old_parents = where_old[pc.list_parent_indices(olds).to_numpy(
+                    zero_copy_only=False)]
+                old_flat = pc.list_flatten(olds).to_numpy(zero_copy_only=False)
+                flat = np.concatenate([old_flat, flat.astype(old_flat.dtype, copy=False)])
+                parents = np.concatenate([old_parents, parents])
+            pos = group_order(parents, n)   # stable: a key's old (sorted) values first
+            parents = parents[pos]
+            _, ordered = sorted_in_groups(pa.array(flat[pos], type=t), parents)
+            counts = np.bincount(parents, minlength=n)
+            offsets = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum(counts, out=offsets[1:])
+            lists = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)),
+                                             pa.array(ordered.astype(flat.dtype, copy=False),
+                                                      type=t), type=pa.list_(t))
+            # the lists are sorted: every kernel of the source picks from them as they are
+            cache: list = [(t, counts.astype(np.int64), ordered, (None, ordered))]
+            for k in kernels:
+                lists_of[k.p] = lists
+                new_by_kernel[k.p] = as_array(k.final({f"{k.p}_v": lists}, cache))
+        kernels = self.aggregator.kernels   # the columns in _Merged's order
+        new = [new_by_kernel[k.p] for k in kernels]
+        new_state = pa.table({**{g: touched.column(g) for g in self.group},
+                              **{f"{k.p}_v": lists_of[k.p] for k in kernels},
+                              _SEEN: from_numpy(np.full(n, now, dtype=np.int64))})
+        if self.store is None:
+            self.store = SlotTable(new_state.schema)
+            self._share()
+        if known and len(old_ids):
+            old_values = self.emitted.take(old_ids).columns
+        elif old_rows is not None:
+            old_values = self.aggregator.final(old_rows)
+        else:
+            old_values = None
+        self.store.put(ids, new_state)
+        self.changes.touch(ids)
+        if old_values is not None:
+            ranks = np.full(n, -1, dtype=np.int64)
+            ranks[matched] = np.arange(len(old_ids))
+            old = [take_or_null(v, ranks) for v in old_values]
+        else:
+            old = [pa.nulls(n, v.type) for v in new]
+        self._remember(ids, new)
+        return _Changes(touched, matched, old, np.ones(n, dtype=bool), new)
 
 
 class _Multiset:
@@ -460,6 +688,9 @@ class UpdatingAggregate(PeriodicFlush, Operator):
         else:
             self.state = _Merged(self.group, self.aggregates, input_schema, time_column,
                                  partial_input)
+            if not partial_input and _Percentiles.applies(self.state.aggregator, self.group, input_schema):
+                self.state = _Percentiles(self.group, self.aggregates, input_schema,
+                                          time_column)
         #: the global (keyless) group's row has been emitted
         self.emitted_global = False
 

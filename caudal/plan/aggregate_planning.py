@@ -53,13 +53,26 @@ class AggregateInput:
         added as columns."""
         names = []
         for j, a in enumerate(args):
-            self.add(f"__arg{i}_{j}", a)
-            names.append(f"__arg{i}_{j}")
+            same = self._same_column(a)
+            if same is None:   # (an argument that is another's column is read from it:
+                # median(x) and percentile_cont(0.9) ... (ORDER BY x) read one column, so
+                # the updating aggregate keeps their values once)
+                same = f"__arg{i}_{j}"
+                self.add(same, a)
+            names.append(same)
         filt = None
         if condition is not None:
             self.add(f"__filter{i}", condition)
             filt = f"__filter{i}"
         return AggCall(func, tuple(names), dtype, distinct, filt, options, text=text)
+
+    def _same_column(self, expr: Expr) -> str | None:
+        """The argument column already computed as ``expr``, when it is a plain column."""
+        if not isinstance(expr, Column):
+            return None
+        return next((n for n, e in zip(self.names, self.exprs)
+                     if n.startswith("__arg") and isinstance(e, Column) and e.name == expr.name
+                     and e.dtype.equals(expr.dtype)), None)
 
     def project(self, node: LogicalNode, timed: bool, keep_rows: bool = False) -> Project:
         """The projection over ``node`` (NULL-typed columns as text; ``timed``: the first
