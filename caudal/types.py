@@ -203,8 +203,8 @@ def normalize_type(t: pa.DataType) -> pa.DataType:
         return TIME
     if pa.types.is_dictionary(t):
         return normalize_type(t.value_type)
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
-        return pa.list_(normalize_type(t.value_type))
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return pa.list_(normalize_type(t.value_type))   # type[]: no operator takes the others
     if pa.types.is_struct(t):
         return pa.struct([pa.field(t.field(i).name, normalize_type(t.field(i).type))
                           for i in range(t.num_fields)])

@@ -168,7 +168,7 @@ def result_type(func: str, args: list[pa.DataType]) -> pa.DataType:
             return pa.float64()
         raise PlanError(f"{func}() takes a number, got {sql_name(t)}")
     if func in ("min", "max", "first_value", "last_value"):
-        if pa.types.is_struct(t) or pa.types.is_list(t):
+        if pa.types.is_nested(t):   # struct, list and map values alike
             raise PlanError(f"{func}() takes a scalar value, got {sql_name(t)}")
         return pa.string() if null else t
     if func in ("bool_and", "bool_or"):

@@ -483,7 +483,8 @@ def bind_group_keys(key_nodes: list[exp.Expression], scope: Scope, taken: set[st
     exprs: list[Expr] = []
     for i, key_node in enumerate(key_nodes):
         expr = translate(key_node, scope)
-        if reject_nested and (pa.types.is_struct(expr.dtype) or pa.types.is_list(expr.dtype)):
+        if reject_nested and (pa.types.is_struct(expr.dtype) or pa.types.is_list(expr.dtype)
+                              or pa.types.is_map(expr.dtype)):
             ln, col = position(key_node)
             raise PlanError(f"GROUP BY a {sql_name(expr.dtype)} value is not supported",
                             line=ln, col=col, hint="group by its fields, e.g. s.a, s.b")
