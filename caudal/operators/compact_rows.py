@@ -85,14 +85,18 @@ class Growing:
     def values(self) -> np.ndarray:
         return self.buf[:self.n]
 
-    def extend(self, more: np.ndarray) -> None:
-        k = len(more)
+    def grow(self, k: int) -> np.ndarray:
+        """``k`` more values, returned to be written in place (``extend`` without a copy of
+        what the caller computes)."""
         if self.n + k > len(self.buf):
             grown = np.empty(max(2 * (self.n + k), 1024), dtype=self.buf.dtype)
             grown[:self.n] = self.buf[:self.n]
             self.buf = grown
-        self.buf[self.n:self.n + k] = more
         self.n += k
+        return self.buf[self.n - k:self.n]
+
+    def extend(self, more: np.ndarray) -> None:
+        self.grow(len(more))[:] = more
 
     def reset(self, values: np.ndarray) -> None:
         self.buf, self.n = values, len(values)
@@ -124,9 +128,10 @@ class _Fixed:
             return np.zeros(len(a), dtype=self.dtype)
         return np.frombuffer(buf, dtype=self.dtype, count=a.offset + len(a))[a.offset:]
 
-    def _encoded(self, values: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
-        """Values as stored: differences from ``base``, widening the buffer if needed (the
-        value under a NULL is whatever it is: replaced by ``base`` so it fits)."""
+    def _fitted(self, values: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+        """The values to store less ``base`` (set by the first values), the buffer widened
+        if a difference needs it (the value under a NULL is whatever it is: replaced by
+        ``base`` so it fits)."""
         if not self.narrow or not len(values):
             return values
         if valid is not None and not valid.all():
@@ -147,8 +152,7 @@ class _Fixed:
             grown = np.empty(max(len(self.data.buf), 1024), dtype=wider)
             grown[:self.data.n] = self.data.values
             self.data.buf = grown
-        diff = values - np.int64(self.base)  # in range, so no wrap-around
-        return diff.astype(self.data.buf.dtype)
+        return values
 
     def _rebase(self, base: int) -> None:
         """Store the values as differences from ``base`` in int64 (a last resort)."""
@@ -165,8 +169,14 @@ class _Fixed:
     def append(self, a: pa.Array) -> None:
         n0 = self.data.n
         valid = pc.is_valid(a).to_numpy(zero_copy_only=False) if a.null_count else None
-        encoded = self._encoded(self._numpy(a), valid)  # may replace self.data
-        self.data.extend(encoded)
+        values = self._numpy(a)
+        if self.narrow and len(values):
+            values = self._fitted(values, valid)  # may replace self.data
+            # the differences written straight into the buffer, in range: no wrap-around
+            np.subtract(values, np.int64(self.base), out=self.data.grow(len(values)),
+                        casting="unsafe")
+        else:
+            self.data.extend(values)
         if valid is not None:
             if self.valid is None:
                 self.valid = Growing(np.dtype(np.bool_))
