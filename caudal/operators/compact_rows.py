@@ -375,11 +375,22 @@ class _Dictionary:
             return pc.take(self.dictionary, from_numpy(codes))
         return pc.take(self.dictionary, from_numpy(np.where(null, 0, codes), null))
 
-    def encoded(self, index: np.ndarray | None) -> pa.DictionaryArray:
+    def encoded(self, index: np.ndarray | None, used: bool = False) -> pa.DictionaryArray:
         """Rows ``index`` (all) as a dictionary array: the codes copied, the dictionary
-        shared (an Arrow array this column replaces when it grows, never changes)."""
+        shared (an Arrow array this column replaces when it grows, never changes), or with
+        ``used`` cut to the values these rows use (a few rows of a checkpoint's delta do
+        not write the whole dictionary again)."""
         codes = self.codes.values.copy() if index is None else self.codes.values[index]
         null = codes < 0
+        if used and len(self.dictionary):
+            present = np.zeros(len(self.dictionary), dtype=bool)
+            present[codes[~null]] = True
+            if not present.all():
+                renumber = (np.cumsum(present) - 1).astype(np.int32)
+                codes = np.where(null, 0, renumber[np.maximum(codes, 0)])
+                indices = from_numpy(codes, null) if null.any() else from_numpy(codes)
+                return pa.DictionaryArray.from_arrays(
+                    indices, pc.filter(self.dictionary, pa.array(present)))
         indices = from_numpy(np.where(null, 0, codes), null) if null.any() else \
             from_numpy(codes)
         return pa.DictionaryArray.from_arrays(indices, self.dictionary)
@@ -480,15 +491,20 @@ class CompactRows:
         """The rows where ``mask`` is True."""
         return self.take(np.flatnonzero(mask))
 
-    def snapshot(self, mask: np.ndarray | None = None) -> pa.Table:
-        """The rows (where ``mask`` is True) for a checkpoint, in new memory or immutable
-        Arrow arrays; dictionary-encoded text stays encoded (a dictionary array sharing the
-        dictionary), so a snapshot costs the codes, not the text. ``append`` takes it back."""
-        index = None if mask is None else np.flatnonzero(mask)
+    def snapshot(self, mask: np.ndarray | None = None, index: np.ndarray | None = None
+                 ) -> pa.Table:
+        """The rows (where ``mask`` is True, or at positions ``index``) for a checkpoint, in
+        new memory or immutable Arrow arrays; dictionary-encoded text stays encoded (a
+        dictionary array sharing the dictionary; for ``index``, a checkpoint's delta, a
+        dictionary of the values those rows use), so a snapshot costs the codes, not the
+        text. ``append`` takes it back."""
+        used = index is not None
+        if index is None and mask is not None:
+            index = np.flatnonzero(mask)
         arrays, fields = [], []
         for f, c in zip(self.schema, self.columns):
             if isinstance(c, _Dictionary):
-                a = c.encoded(index)
+                a = c.encoded(index, used)
             elif index is None:
                 a = c.whole()
             else:

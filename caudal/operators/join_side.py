@@ -9,7 +9,7 @@ their frame grows with each append, as a copy.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,6 +19,7 @@ from caudal.operators.compact_rows import CompactRows
 from caudal.operators.join_index import KeyRows, indexable
 from caudal.operators.join_rows import _appended, match
 from caudal.operators.keyed_tables import positional
+from caudal.state.incremental import RowChanges, StateDelta
 
 if TYPE_CHECKING:
     import polars as pl
@@ -44,6 +45,8 @@ class JoinSide:
         self._indexed = indexed and len(self.keys) == 1 and \
             indexable(schema.field(self.keys[0]).type)
         self.index = KeyRows(self.keys[0], schema) if self._indexed else None
+        #: what changed since the last snapshot, so a checkpoint writes only that
+        self.changes = RowChanges()
 
     def _store(self) -> CompactRows:
         """Keys as they are (the key frame views them); a side looked up by whole rows (a
@@ -119,6 +122,7 @@ class JoinSide:
         """Keep only the rows where ``mask`` is True."""
         if mask.all():
             return
+        self.changes.keep(mask)
         self.store.keep(mask)
         self._frame = None
         if self.index is not None:
@@ -126,13 +130,13 @@ class JoinSide:
         for name in self.values:
             self.values[name] = self.values[name][mask]
 
-    def table(self) -> pa.Table:
-        """The rows and the kept counters as one table in memory of its own or immutable
-        (a snapshot: the counters change in place); text kept as codes stays encoded."""
-        table = self.store.snapshot()
-        for name, value in self.values.items():
-            table = table.append_column(name, pa.array(value.copy()))
-        return table
+    def snapshot(self, tag: Callable[[pa.Table], pa.Table]) -> pa.Table | StateDelta:
+        """The rows and the kept counters (``tag`` adds key groups) for a checkpoint: the
+        whole table the first time after open or restore, then what changed since the
+        previous snapshot (state.incremental.RowChanges), in memory of its own or immutable
+        (the counters change in place); text kept as codes stays encoded."""
+        return self.changes.snapshot(
+            self.size, lambda index: self.store.snapshot(index=index), self.values, tag)
 
     def load(self, table: pa.Table | None) -> None:
         """The state of a snapshot's table; a counter it lacks (one this join did not keep
@@ -142,6 +146,7 @@ class JoinSide:
         self._frame = None
         if self.index is not None:
             self.index = KeyRows(self.keys[0], self.schema)
+        self.changes = RowChanges()   # (a snapshot's row ids are not kept: numbered anew)
         if table is None or table.num_rows == 0:
             return
         values = {n: table.column(n).to_numpy(zero_copy_only=False).astype(np.int64)

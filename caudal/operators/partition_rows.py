@@ -38,6 +38,7 @@ from caudal.plan.changelog import (
     interleave_updates,
     weights,
 )
+from caudal.state.incremental import RowChanges
 from caudal.state.key_groups import hash_columns, key_group
 from caudal.state.rescale import KEY_GROUP, keep_key_groups, key_group_range
 
@@ -175,6 +176,9 @@ class PartitionRows:
         self.emitted = Growing(bool)
         self.dead = 0
         self.next_seq = 0
+        #: what changed since the last snapshot (rows by ``_seq``), so a checkpoint writes
+        #: only that
+        self.changes = RowChanges(SEQ)
         #: append-only input: rows with ``_seq``; changelog input: rows with ``_w``
         self.pending: list[pa.Table] = []
         self.pending_rows = 0
@@ -219,6 +223,7 @@ class PartitionRows:
 
     def _kill(self, index: np.ndarray) -> None:
         if len(index):
+            self.changes.removing(self.seq.values[index])
             self.alive.buf[index] = False
             self.dead += len(index)
 
@@ -239,6 +244,7 @@ class PartitionRows:
     def _compact(self) -> None:
         if self.dead > max(self.size, 4096):
             keep = self.alive.values
+            self.changes.keep(keep)
             self.store.keep(keep)
             for column in (self.h, self.seq, self.emitted):
                 column.reset(column.values[keep])
@@ -329,11 +335,21 @@ class PartitionRows:
         return pa.array(key_group(h, mkg))
 
     def snapshot(self, mkg: int) -> dict[str, Any]:
-        alive = self.alive.values
-        rows = self.store.snapshot(alive if self.dead else None)
-        rows = rows.append_column(SEQ, pa.array(self.seq.values[alive]))
-        rows = rows.append_column(EMITTED, pa.array(self.emitted.values[alive]))
-        rows = rows.append_column(KEY_GROUP, self._key_groups(self.h.values[alive], mkg))
+        """The living rows whole the first time after open or restore, then what changed
+        since the previous snapshot (rows put, ``_seq`` of rows dropped); the rows waiting
+        for a flush whole."""
+        h, seq, emitted = self.h.values, self.seq.values, self.emitted.values
+
+        def rows_at(index: np.ndarray | None) -> pa.Table:
+            # (fancy indexing and ``copy``: nothing shares the live arrays)
+            table = self.store.snapshot(index=index)
+            take = (lambda a: a.copy()) if index is None else (lambda a: a[index])
+            table = table.append_column(SEQ, pa.array(take(seq)))
+            table = table.append_column(EMITTED, pa.array(take(emitted)))
+            return table.append_column(KEY_GROUP, self._key_groups(take(h), mkg))
+
+        rows = self.changes.snapshot(self.store.num_rows, rows_at, {}, lambda t: t,
+                                     live=self.alive.values if self.dead else None)
         out: dict[str, Any] = {"rows": rows}
         if self.pending:
             pending = pa.concat_tables(self.pending)
@@ -358,6 +374,7 @@ class PartitionRows:
         else:
             rank = np.zeros(0, dtype=np.int64)
         self.store = CompactRows(self.schema)
+        self.changes = RowChanges(SEQ)
         for column in (self.h, self.seq, self.alive, self.emitted):
             column.reset(np.zeros(0, dtype=column.buf.dtype))
         self.dead = 0

@@ -233,7 +233,8 @@ class UpdatingJoin(Operator):
 
     def snapshot(self, epoch: int) -> dict[str, Any]:
         mkg = self.ctx.max_key_groups
-        return {name: tag_key_groups(side.table(), side.keys, mkg)
+        # each side's rows whole the first time, then what changed (state.incremental)
+        return {name: side.snapshot(lambda t, s=side: tag_key_groups(t, s.keys, mkg))
                 for name, side in zip(("left", "right"), self.sides)}
 
     def restore(self, state: dict[str, Any]) -> None:

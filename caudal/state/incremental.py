@@ -159,6 +159,139 @@ class ChangedRows(Incremental):
         return StateDelta(list(key), upserts=tag(store.take(ids)), deletes=deletes)
 
 
+#: the row id column of a row store's snapshots (``RowChanges``)
+ROW_ID = "_rid"
+
+
+class RowChanges(Incremental):
+    """Which rows of a row store changed since its previous snapshot, for a store whose rows
+    are not unique by any column (an updating join's side, a top-N's rows): rows are appended
+    at the end, removed by a mask that keeps the others in order, and a few integer columns
+    (``counters``: match counts, multiplicities) change in place. Each row gets an id (the
+    key of the chain's deltas): with ``numbered``, the tracker numbers the rows in the order
+    they were appended (column ``ROW_ID``; a restore numbers them afresh, as its first
+    snapshot is whole again); otherwise the caller's rows carry an id column of their own
+    (a top-N's ``_seq``) and the caller reports the ids of the rows it drops.
+
+    Costs nothing per batch: a delta is the rows appended since the previous snapshot, the
+    rows whose counters differ from a copy of them taken then (one NumPy comparison per
+    counter at the barrier), and the ids of the rows removed. Ids cost no memory until rows
+    other than a prefix are removed (id = position + rows removed before them)."""
+
+    def __init__(self, key: str | None = None) -> None:
+        #: the caller's id column, or None: the tracker numbers the rows (``ROW_ID``)
+        self.key = key or ROW_ID
+        self.numbered = key is None
+        #: the first ``mark`` rows were in the previous snapshot; the rest are new
+        self.mark = 0
+        #: the counters of those rows as that snapshot wrote them
+        self.mirror: dict[str, np.ndarray] = {}
+        self.removed: list[np.ndarray] = []
+        #: column types of the previous snapshot: a column that changes its form (text
+        #: no longer dictionary-encoded) makes the next snapshot whole
+        self.types: list[pa.DataType] | None = None
+        #: own ids: position + ``offset``, until ``ids`` (ids of the first len(ids) rows;
+        #: rows after them get ``next_id`` on) once rows other than a prefix were removed
+        self.offset = 0
+        self.ids: np.ndarray | None = None
+        self.next_id = 0
+
+    def _ids(self, n: int) -> np.ndarray:
+        """The ids of every row of a store of ``n`` rows (own ids, explicit from now on)."""
+        if self.ids is None:
+            self.ids = np.arange(self.offset, self.offset + n, dtype=np.int64)
+            self.next_id = self.offset + n
+        elif len(self.ids) < n:
+            more = n - len(self.ids)
+            self.ids = np.concatenate([self.ids, np.arange(self.next_id, self.next_id + more,
+                                                           dtype=np.int64)])
+            self.next_id += more
+        return self.ids
+
+    def _row_ids(self, index: np.ndarray, n: int) -> np.ndarray:
+        """The own ids of the rows at positions ``index`` of a store of ``n`` rows."""
+        if self.ids is None:
+            return self.offset + index
+        return self._ids(n)[index]
+
+    def removing(self, ids: np.ndarray) -> None:
+        """Rows with these ids (the caller's) are dropped. Ids of rows appended since the
+        previous snapshot may be among them: a delta deletes before it upserts, and
+        deleting an id the chain lacks is harmless."""
+        if self.baseline and len(ids):
+            self.removed.append(np.asarray(ids, dtype=np.int64))
+
+    def keep(self, mask: np.ndarray) -> None:
+        """The store keeps only the rows where ``mask`` is True (call before it does)."""
+        if not self.baseline:
+            return
+        n = len(mask)
+        before = mask[:self.mark]
+        if self.numbered:
+            gone = np.flatnonzero(~before)
+            if len(gone):
+                self.removed.append(self._row_ids(gone, n))
+            first = int(np.argmax(mask)) if mask.any() else n
+            if mask[first:].all():   # a prefix goes (expiry by time): ids stay implicit
+                if self.ids is None:
+                    self.offset += first
+                else:
+                    self.ids = self._ids(n)[first:]
+            else:
+                self.ids = self._ids(n)[mask]
+        self.mirror = {c: v[before] for c, v in self.mirror.items()}
+        self.mark = int(np.count_nonzero(before))
+
+    def snapshot(self, n: int, rows: Any, counters: dict[str, np.ndarray], tag: Any,
+                 live: np.ndarray | None = None) -> pa.Table | StateDelta:
+        """The whole table, or what changed since the previous snapshot as a ``StateDelta``
+        keyed by the row id. ``n``: rows in the store; ``rows(index)``: its rows at
+        positions ``index`` (None: all) as a snapshot (new memory or immutable arrays; with
+        the caller's id column when not ``numbered``); ``counters``: the columns changed in
+        place, appended here (copied); ``tag``: adds key groups; ``live``: a mask of the
+        rows that count (only with the caller's ids: the others are dead rows still in the
+        store, whose ids it gave ``removing``)."""
+        assert live is None or not self.numbered
+        if self.baseline:
+            changed = np.zeros(self.mark, dtype=bool)
+            for name, old in self.mirror.items():
+                changed |= counters[name][:self.mark] != old
+            index = np.concatenate([np.flatnonzero(changed),
+                                    np.arange(self.mark, n, dtype=np.int64)])
+            if live is not None:
+                index = index[live[index]]
+            upserts = self._rows(rows, index, n, counters)
+            if [f.type for f in upserts.schema] == self.types:
+                removed = np.concatenate(self.removed) if self.removed else \
+                    np.zeros(0, dtype=np.int64)
+                self._taken(n, counters)
+                return StateDelta([self.key], upserts=tag(upserts),
+                                  deletes=pa.table({self.key: pa.array(removed)}))
+        self.baseline = False   # (own ids: numbered afresh from 0)
+        table = self._rows(rows, None if live is None else np.flatnonzero(live), n, counters)
+        self.baseline, self.types = True, [f.type for f in table.schema]
+        self.offset, self.ids, self.next_id = 0, None, 0
+        self._taken(n, counters)
+        return tag(table)
+
+    def _rows(self, rows: Any, index: np.ndarray | None, n: int,
+              counters: dict[str, np.ndarray]) -> pa.Table:
+        table = rows(index)
+        if self.numbered:
+            ids = np.arange(n, dtype=np.int64) if not self.baseline else \
+                self._row_ids(index, n) if index is not None else self._ids(n).copy()
+            table = table.append_column(ROW_ID, pa.array(ids, pa.int64()))
+        for name, value in counters.items():
+            table = table.append_column(name, pa.array(
+                value[:n].copy() if index is None else value[index]))
+        return table
+
+    def _taken(self, n: int, counters: dict[str, np.ndarray]) -> None:
+        """A snapshot of the store's ``n`` rows was taken."""
+        self.mark, self.removed = n, []
+        self.mirror = {c: v[:n].copy() for c, v in counters.items()}
+
+
 def key_membership(base: pa.Table, keys: pa.Table, key: Sequence[str]) -> np.ndarray:
     """Which rows of ``base`` have a key among ``keys`` (nulls equal to nulls)."""
     if base.num_rows == 0 or keys.num_rows == 0:
