@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -55,11 +56,13 @@ def normalized_rows(table: pa.Table | None, columns: list[str] | None = None) ->
 
 
 def kill_after_checkpoints(script: Path, ck: Path, batch_rows: int, first: int,
-                           then: int, checkpoints: int = 2) -> None:
+                           then: int, checkpoints: int = 2,
+                           before_resume: Callable[[], None] | None = None) -> None:
     """Run ``caudal run script`` at parallelism ``first`` with 50 ms checkpoints into
-    ``ck``, SIGKILL it once ``checkpoints`` are complete, then run it to the end at
-    parallelism ``then`` (resuming from the newest checkpoint). Fails if the first run
-    ended before it was killed or the second fails."""
+    ``ck``, SIGKILL it once ``checkpoints`` are complete, then (after ``before_resume``)
+    run it to the end at parallelism ``then`` (resuming from the newest checkpoint). Fails
+    if the first run ended before it was killed or the second fails (its stderr the
+    message)."""
     command = [sys.executable, "-m", "caudal.cli", "run", str(script), "--checkpoint-dir",
                str(ck), "--checkpoint-interval", "50ms", "--batch-rows", str(batch_rows)]
     env = {k: v for k, v in os.environ.items() if k != "CAUDAL_DEBUG"}
@@ -77,6 +80,8 @@ def kill_after_checkpoints(script: Path, ck: Path, batch_rows: int, first: int,
             os.kill(proc.pid, signal.SIGKILL)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL, f"the run ended before it was killed: {err}"
+    if before_resume is not None:
+        before_resume()
     final = subprocess.run(command + ["-p", str(then)], cwd=script.parent,
                            capture_output=True, text=True, env=env, timeout=100)
     assert final.returncode == 0, final.stderr

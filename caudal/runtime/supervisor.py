@@ -116,8 +116,14 @@ class CheckpointedRuntime(Runtime):
             self._check_sources(manifest)
         if first:  # once: a restart after a failure finds the target as this run left it
             prepare_sinks(graph, resuming=manifest is not None)
+        finished = first and manifest is not None and manifest.final and self._finite()
+        # the state read (and every file but the whole tables operators decode themselves
+        # checksummed) before the sinks commit what the checkpoint pre-committed: a damaged
+        # file stops the resume with the output as the killed run left it
+        restored = load_state(self.storage, manifest, graph) \
+            if manifest is not None and not finished else None
         recover_sinks(manifest, graph, self._triggered, self.storage)
-        if first and manifest is not None and manifest.final and self._finite():
+        if finished:
             # (recover_sinks has committed its last rows, in case the run that wrote it was
             # killed before its sinks did)
             self.storage.unlock()
@@ -125,7 +131,7 @@ class CheckpointedRuntime(Runtime):
                 f"the job already finished: its final checkpoint {manifest.epoch} in "
                 f"{self.settings.uri} holds the end of every input; nothing to do (run with "
                 f"--fresh to run it again)")
-        self.restored = load_state(self.storage, manifest, graph) if manifest else None
+        self.restored = restored
         if manifest is not None and self.restored is not None:
             self.log(f"resuming from {'savepoint' if manifest.savepoint else 'checkpoint'} "
                      f"{manifest.epoch} in {self.settings.uri} ({human_bytes(manifest.bytes)} "

@@ -20,6 +20,7 @@ from caudal.state.rescale import concat_states
 from tests.changelog_helpers import fold
 from tests.helpers import normalized_rows
 from tests.operators.test_over_rank_restore import BASE, TS
+from tests.operators.test_row_store_deltas import _Chain
 
 BIDS = pa.schema([("k", pa.int64()), ("v", pa.int64()), ("ts", TS), ("channel", pa.string()),
                   ("extra", pa.string())])
@@ -52,10 +53,13 @@ def _auctions(ids: list[int], far: bool) -> pa.RecordBatch:
 
 
 def _run(factory, items: list[tuple[int, pa.RecordBatch]], split: int | None, old_p: int,
-         new_p: int, drop: tuple[str, ...] = ()) -> list[tuple]:
+         new_p: int, drop: tuple[str, ...] = (), every: int | None = None) -> list[tuple]:
     """``items`` (input, batch) into ``old_p`` subtasks of ``factory()``, snapshot after
     ``split`` and restore into ``new_p`` for the rest (None: no snapshot); the folded output
-    without the columns ``drop`` (what the plan projects away)."""
+    without the columns ``drop`` (what the plan projects away). ``every``: snapshots also
+    after every that many items before ``split``, each written to a checkpoint chain per
+    subtask (a whole table, then deltas: tests.operators.test_row_store_deltas), and the
+    state restored is those chains folded."""
     emitted: list[pa.RecordBatch] = []
 
     def start(p: int) -> list:
@@ -75,8 +79,19 @@ def _run(factory, items: list[tuple[int, pa.RecordBatch]], split: int | None, ol
     if split is None:
         feed(ops, items)
     else:
-        feed(ops, items[:split])
-        snaps = [op.snapshot(1) for op in ops]
+        chains: dict[tuple[int, str], _Chain] = {}
+        done = 0
+        try:
+            for stop in [*range(every or split + 1, split, every or 1), split]:
+                feed(ops, items[done:stop])
+                done = stop
+                snaps = [op.snapshot(1) for op in ops]
+                if every is not None:   # through chains: what a restore reads is folded
+                    snaps = [{n: chains.setdefault((i, n), _Chain()).write(v)
+                              for n, v in snap.items()} for i, snap in enumerate(snaps)]
+        finally:
+            for c in chains.values():
+                c.close()
         names = {n for snap in snaps for n in snap}
         state = {n: concat_states([snap[n] for snap in snaps if n in snap]) for n in names}
         ops = start(new_p)
@@ -96,8 +111,9 @@ def _run(factory, items: list[tuple[int, pa.RecordBatch]], split: int | None, ol
 @given(rows=_ROWS, ids=st.lists(st.integers(0, 11), unique=True, max_size=10),
        far=st.booleans(), kind=st.sampled_from(["inner", "left", "full"]),
        size=st.integers(3, 30), cut=st.floats(0, 1), ps=st.sampled_from([(1, 2), (2, 1),
-                                                                         (2, 3), (1, 1)]))
-def test_join_restored_at_another_parallelism(rows, ids, far, kind, size, cut, ps):
+                                                                         (2, 3), (1, 1)]),
+       every=st.sampled_from([None, 1, 2]))
+def test_join_restored_at_another_parallelism(rows, ids, far, kind, size, cut, ps, every):
     bids = _bids(rows, far, size)
     auctions = _auctions(ids, far)
     half = auctions.num_rows // 2
@@ -108,14 +124,15 @@ def test_join_restored_at_another_parallelism(rows, ids, far, kind, size, cut, p
     def factory() -> UpdatingJoin:
         return UpdatingJoin(kind, BIDS, AUCTIONS, ["k"], ["k"], {"k": "k_a"}, JOINED)
 
-    assert _run(factory, items, split, *ps) == _run(factory, items, None, 1, 1)
+    assert _run(factory, items, split, *ps, every=every) == _run(factory, items, None, 1, 1)
 
 
 @settings(max_examples=40, deadline=None)
 @given(rows=_ROWS, far=st.booleans(), limit=st.integers(1, 3), rank_used=st.booleans(),
        size=st.integers(3, 30), cut=st.floats(0, 1),
-       ps=st.sampled_from([(1, 2), (2, 1), (2, 3), (1, 1)]))
-def test_top_n_restored_at_another_parallelism(rows, far, limit, rank_used, size, cut, ps):
+       ps=st.sampled_from([(1, 2), (2, 1), (2, 3), (1, 1)]), every=st.sampled_from([None, 1, 2]))
+def test_top_n_restored_at_another_parallelism(rows, far, limit, rank_used, size, cut, ps,
+                                               every):
     batches = _bids(rows, far, size)
     out = BIDS.append(pa.field("__rank", pa.int64()))
 
@@ -128,5 +145,5 @@ def test_top_n_restored_at_another_parallelism(rows, far, limit, rank_used, size
     items = [(0, b) for b in batches]
     # without the rank selected the plan projects it away (rows pair up without it)
     drop = () if rank_used else ("__rank",)
-    assert _run(factory, items, split, *ps, drop=drop) == _run(factory, items, None, 1, 1,
-                                                               drop=drop)
+    assert _run(factory, items, split, *ps, drop=drop, every=every) == \
+        _run(factory, items, None, 1, 1, drop=drop)
