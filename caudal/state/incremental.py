@@ -296,6 +296,8 @@ def key_membership(base: pa.Table, keys: pa.Table, key: Sequence[str]) -> np.nda
     """Which rows of ``base`` have a key among ``keys`` (nulls equal to nulls)."""
     if base.num_rows == 0 or keys.num_rows == 0:
         return np.zeros(base.num_rows, dtype=bool)
+    if _above(base, keys, key):   # (rows appended since the base: none of its keys)
+        return np.zeros(base.num_rows, dtype=bool)
     import polars as pl
 
     packed = _packed_pair(base, keys, key)
@@ -317,6 +319,18 @@ def key_membership(base: pa.Table, keys: pa.Table, key: Sequence[str]) -> np.nda
     mask = np.zeros(base.num_rows, dtype=bool)
     mask[found.to_numpy()] = True
     return mask
+
+
+def _above(base: pa.Table, keys: pa.Table, key: Sequence[str]) -> bool:
+    """Whether every one of ``keys`` is above every key of ``base`` (one integer column
+    without NULLs): the row ids a row store appended after its whole table was taken."""
+    if len(key) != 1:
+        return False
+    low, high = keys.column(key[0]), base.column(key[0])
+    if not (pa.types.is_integer(low.type) and pa.types.is_integer(high.type)) or \
+            low.null_count or high.null_count:
+        return False
+    return int(pc.min(low).as_py()) > int(pc.max(high).as_py())
 
 
 def _packed_pair(base: pa.Table, keys: pa.Table, key: Sequence[str]
@@ -409,6 +423,8 @@ def split_delta(base: pa.Table, delta: pa.Table, key: Sequence[str],
 def _upserts_and_keys(delta: pa.Table, key: Sequence[str]) -> tuple[pa.Table, pa.Table]:
     """A delta's upserted rows, and the keys of all its rows (upserted or deleted)."""
     rows = delta.drop_columns([DELETED])
+    if not pc.any(delta.column(DELETED)).as_py():   # (no deletion: no copy of the rows)
+        return rows, rows.select(list(key))
     return rows.filter(pc.invert(delta.column(DELETED))), rows.select(list(key))
 
 
@@ -429,10 +445,25 @@ def _plain_key(t: pa.DataType) -> bool:
             or pa.types.is_string(t) or pa.types.is_large_string(t))
 
 
+def _increasing(table: pa.Table, key: Sequence[str]) -> np.ndarray | None:
+    """The values of a one-column integer key without NULLs when they strictly increase
+    (so are unique: the row ids of a row store's deltas that only append, in order), or
+    None. One pass, where a hash of every key costs ~10x that."""
+    if len(key) != 1:
+        return None
+    column = table.column(key[0])
+    if not pa.types.is_integer(column.type) or column.null_count:
+        return None
+    values = column.to_numpy()
+    return values if len(values) < 2 or bool((values[1:] > values[:-1]).all()) else None
+
+
 def _newest_rows(table: pa.Table, key: list[str]) -> np.ndarray:
     """The positions of each key's last row, in order (NULL keys equal). Integer, time and
     text keys by Arrow's hash group-by (a restore then imports no Polars: ~0.15 s), other
-    key types by Polars."""
+    key types by Polars; keys that strictly increase are unique already."""
+    if _increasing(table, key) is not None:
+        return np.arange(table.num_rows, dtype=np.int64)
     if all(_plain_key(table.schema.field(k).type) for k in key):
         rows = table.select(key).append_column(
             "_row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
@@ -460,7 +491,8 @@ def merge_deltas(deltas: Sequence[Part]) -> tuple[pa.Table, list[Expiry]]:
     source = np.repeat(np.arange(len(tables), dtype=np.int32), [t.num_rows for t in tables])
     if len(tables) > 1 and table.num_rows:
         rows = _newest_rows(table, key)
-        table, source = table.take(pa.array(rows)), source[rows]
+        if len(rows) < table.num_rows:   # (all of them, in order: nothing to take)
+            table, source = table.take(pa.array(rows)), source[rows]
     table = table.combine_chunks()
     # per column, the highest threshold of the expiries after each delta
     rules: dict[str, list[Any]] = {}
