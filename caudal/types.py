@@ -119,6 +119,8 @@ def arrow_type(node: exp.DataType) -> pa.DataType:
     from sqlglot import exp
 
     kind = node.this.name   # (the _SIMPLE keys: sqlglot's type names)
+    if kind == "FLOAT" and node.expressions and int(node.expressions[0].name) > 24:
+        return pa.float64()   # FLOAT(25..53): the SQL standard's double precision
     if kind in _SIMPLE:
         return _SIMPLE[kind]
     if kind == "USERDEFINED":  # names the dialect does not know: DuckDB's unsigned integers

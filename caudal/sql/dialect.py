@@ -125,6 +125,9 @@ class Caudal(RisingWave):
                     if k not in ("WINDOW", "SESSION")}
         KEYWORDS["ROW"] = TokenType.STRUCT  # Flink's ROW<a INT> / ROW(a INT) types
         KEYWORDS["BYTES"] = TokenType.VARBINARY  # Flink's BYTES
+        # FLOAT is 32 bits, as in DuckDB, Flink and Arroyo (PostgreSQL's FLOAT is a DOUBLE);
+        # FLOAT(p) with p > 24 is a DOUBLE (types.arrow_type)
+        KEYWORDS["FLOAT"] = TokenType.FLOAT
 
         def tokenize(self, sql: str) -> list:
             return _postfix_arrays(super().tokenize(sql))

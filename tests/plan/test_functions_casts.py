@@ -26,12 +26,22 @@ AGREE = [
     # value: "it should be at least 12"), and TRY_CAST's NULL for what does not fit
     "CAST(i AS DECIMAL(5,2))", "CAST(i::bigint AS DECIMAL(10,2))", "CAST(i AS DECIMAL(38,20))",
     "TRY_CAST(i * 100 AS DECIMAL(3,1))", "CAST(i::tinyint AS DECIMAL(3,0))",
+    # FLOAT is 32 bits as in DuckDB (it was read as PostgreSQL's DOUBLE), FLOAT(53) 64
+    "CAST(f AS FLOAT)", "CAST(f AS FLOAT(10))", "CAST(f AS FLOAT(53))", "CAST(f AS REAL)",
+    "CAST(d AS FLOAT)", "CAST(CAST(f AS FLOAT) AS DOUBLE)",
 ]
 
 
 @pytest.mark.parametrize("sql", AGREE)
 def test_cast_matches_duckdb(sql):
     check(sql)
+
+
+def test_float_is_real_and_float_of_more_than_24_bits_double():
+    assert bind("CAST(f AS FLOAT)").dtype == pa.float32()
+    assert bind("CAST(f AS FLOAT(24))").dtype == pa.float32()
+    assert bind("CAST(f AS FLOAT(25))").dtype == pa.float64()
+    assert bind("CAST(f AS FLOAT8)").dtype == pa.float64()
 
 
 def test_integer_to_a_narrower_decimal_checks_values_not_the_type():

@@ -52,7 +52,7 @@ def inputs(draw) -> tuple[str, pa.Table, tuple[float, float, float]]:
     sql_type = draw(st.sampled_from(sorted(TYPES)))
     if sql_type == "DOUBLE":
         values = _DOUBLES
-    elif sql_type == "REAL":  # 32 bits (caudal reads FLOAT as DOUBLE, DuckDB as REAL)
+    elif sql_type == "REAL":  # 32 bits (FLOAT too, in caudal and DuckDB)
         values = st.one_of(st.none(), st.sampled_from([0.0, math.inf, math.nan]),
                            st.floats(-1e6, 1e6, width=32, allow_subnormal=False))
     elif sql_type.startswith("DECIMAL"):
