@@ -95,11 +95,9 @@ class KeyRows:
         self.runs = []
         self.covered = 0
 
-    def pairs(self, probe: pa.Array | pa.ChunkedArray, stored: pa.Array | pa.ChunkedArray
-              ) -> tuple[np.ndarray, np.ndarray]:
-        """``(probe rows, stored rows)`` of every pair with equal keys; ``stored`` is the
-        side's whole key column (rows appended since the last call are indexed now)."""
-        self._cover(stored)
+    def pairs(self, probe: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+        """``(probe rows, stored rows)`` of every pair with equal keys, among the rows
+        ``cover`` was given."""
         ids = self.keys.find(probe)
         at = np.flatnonzero(ids >= 0)
         empty = np.zeros(0, dtype=np.int64)
@@ -126,8 +124,9 @@ class KeyRows:
             return probe_rows[0], rows[0]
         return np.concatenate(probe_rows), np.concatenate(rows)
 
-    def _cover(self, stored: pa.Array | pa.ChunkedArray) -> None:
-        """Put the rows not in a run yet into one, and merge runs (see the module doc)."""
+    def cover(self, stored: pa.Array | pa.ChunkedArray) -> None:
+        """Index the side's rows: ``stored`` is its whole key column, of which the rows
+        past ``covered`` are new (they become a run, and runs merge: see the module doc)."""
         n = len(stored)
         if n <= self.covered:
             return

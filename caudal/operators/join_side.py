@@ -89,8 +89,9 @@ class JoinSide:
         if self.index is not None and not nulls_equal and len(probe_keys) == 1 and \
                 probe.schema.field(probe_keys[0]).type.equals(
                     self.schema.field(self.keys[0]).type):
-            return self.index.pairs(probe.column(probe_keys[0]),
-                                    self.store.view(self.keys).column(0))
+            if self.store.num_rows > self.index.covered:   # (a view with NULLs costs a copy)
+                self.index.cover(self.store.view(self.keys).column(0))
+            return self.index.pairs(probe.column(probe_keys[0]))
         return match(probe, probe_keys, self.build(), self.keys, nulls_equal)
 
     def view(self) -> pa.Table:

@@ -47,7 +47,8 @@ def test_pairs_equal_brute_force(ops, scale, dtype):
             stored = [k for k, m in zip(stored, mask) if m]
             index.reset()
         else:
-            pi, ri = index.pairs(_column(keys, scale, dtype), _column(stored, scale, dtype))
+            index.cover(_column(stored, scale, dtype))
+            pi, ri = index.pairs(_column(keys, scale, dtype))
             expected = [(i, j) for i, k in enumerate(keys) if k is not None
                         for j, s in enumerate(stored) if s == k]
             assert _pairs(pi, ri) == expected
@@ -77,9 +78,10 @@ def test_runs_stay_few_and_cover_every_row():
     index = KeyRows("k", schema)
     keys = np.random.default_rng(3).integers(0, 5000, 200_000)
     for stop in range(1000, len(keys) + 1, 1000):
-        index.pairs(pa.array([1, 2, 3]), pa.array(keys[:stop]))
+        index.cover(pa.array(keys[:stop]))
+        index.pairs(pa.array([1, 2, 3]))
     assert len(index.runs) <= 8
     covered = np.sort(np.concatenate([r.rows for r in index.runs]))
     assert (covered == np.arange(len(keys))).all()
-    pi, ri = index.pairs(pa.array([7, 4999]), pa.array(keys))
+    pi, ri = index.pairs(pa.array([7, 4999]))
     assert sorted(ri.tolist()) == np.flatnonzero((keys == 7) | (keys == 4999)).tolist()
