@@ -125,7 +125,8 @@ def number_literal(text: str) -> Literal:
     number = decimal.Decimal(text)
     _, digits, exponent = number.as_tuple()
     if isinstance(exponent, int) and exponent >= 0:
-        number = number.quantize(decimal.Decimal(1))
+        # an integer of the written digits (1e30 too: the default 28-digit context raised)
+        number = number.quantize(decimal.Decimal(1), context=decimal.Context(prec=400))
         precision, scale = max(1, len(digits) + exponent), 0
     else:
         scale = -int(exponent)

@@ -168,3 +168,24 @@ def test_varchar_and_char_lengths():
     assert values("s::varchar(3)")[:4] == ["Hel", "wör", None, ""]
     assert values("CAST(s AS CHAR(7))")[:2] == ["Hello  ", "wörld ñ"]
     assert values("s::varchar")[0] == "Hello"
+
+
+def test_numeric_literals_past_28_digits_are_exact():
+    # an exponent beyond the decimal module's default 28 digits stopped planning with
+    # "internal error: InvalidOperation"
+    assert int(caudal_eval("1e30").to_pylist()[0]) == 10 ** 30
+    assert int(caudal_eval("1e37 + i").to_pylist()[0]) == 10 ** 37 + 1
+    check("CAST(1e30 AS DOUBLE)")
+
+
+def test_map_to_text_is_refused_when_planning():
+    # it failed in the running job with Arrow's "Unsupported cast from map<…> to utf8"
+    table = pa.table({"m": pa.array([[("a", 1)]], pa.map_(pa.string(), pa.int64()))})
+    with pytest.raises(PlanError, match="cannot cast MAP<TEXT, BIGINT> to TEXT"):
+        bind("CAST(m AS TEXT)", table)
+
+
+def test_to_timestamp_beyond_the_range_is_one_line():
+    # it was Arrow's "Float value … was truncated converting to int64", an internal error
+    with pytest.raises(RuntimeFailure, match="timestamp out of range in to_timestamp"):
+        values("to_timestamp(1e30)")

@@ -27,10 +27,9 @@ def castable(source: pa.DataType, target: pa.DataType) -> bool:
     if source.equals(target) or pa.types.is_null(source):
         return True
     if is_text(target):
-        return not (pa.types.is_list(source) or pa.types.is_struct(source)
-                    or pa.types.is_binary(source))
+        return not (pa.types.is_nested(source) or pa.types.is_binary(source))
     if is_text(source):
-        return not (pa.types.is_list(target) or pa.types.is_struct(target))
+        return not pa.types.is_nested(target)
     if is_numeric(source) and is_numeric(target):
         return True
     if pa.types.is_boolean(source) or pa.types.is_boolean(target):

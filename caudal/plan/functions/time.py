@@ -243,9 +243,10 @@ def _bind_to_timestamp(name: str, args: list[Expr]) -> Call:
 def _to_timestamp(args, call):
     value = args[0]
     if len(call.args) == 1 and "format" not in call.options:
-        if any_true(pc.is_nan(value)) or any_true(pc.is_inf(value)):
-            raise RuntimeFailure("timestamp out of range in to_timestamp()")
         micros = pc.round(pc.multiply(value, 1e6), round_mode="half_to_even")
+        # NaN, infinities and beyond int64 microseconds (~292,000 years)
+        if any_true(pc.invert(pc.less(pc.abs(micros), 9.2e18))):
+            raise RuntimeFailure("timestamp out of range in to_timestamp()")
         return pc.cast(pc.cast(micros, pa.int64()), TIMESTAMP)
     fmt = call.options["format"]
     if fmt is None:
