@@ -17,6 +17,11 @@ AGREE = [
     ("substr(s, 2, 3)", None), ("substring(s, 0, 2)", None),
     ("substr(s, 3)", None), ("SUBSTRING(s FROM 2 FOR 2)", None), ("SUBSTRING(s FROM 3)", None),
     ("substr(s, 2, abs(i))", None),
+    # a NULL count or length over non-NULL text is NULL (p is set where i is NULL: repeat,
+    # lpad and rpad gave '', substr the rest of the text)
+    ("repeat(p, i)", None), ("lpad(p, i, 'x')", None), ("rpad(p, i, 'x')", None),
+    ("substr(p, 1, abs(i))", None), ("substr(p, i)", None), ("left(p, i)", None),
+    ("repeat(p, CAST(NULL AS INT))", None), ("lpad(p, CAST(NULL AS INT), 'x')", None),
     ("concat(s, i)", None), ("concat(s, NULL, p)", None), ("concat_ws(',', s, i, p)", None),
     ("s || p", None), ("s || i", None), ("s || NULL", None),
     ("trim(s)", None), ("ltrim(s)", None), ("rtrim(s)", None), ("btrim(s, 'H ')", "trim(s, 'H ')"),
@@ -168,3 +173,11 @@ def test_null_arguments_give_null():
                 "regexp_replace(s, NULL, 'x')", "split_part(s, NULL, 1)", "strpos(s, NULL)",
                 "s LIKE NULL", "starts_with(s, NULL)", "btrim(s, NULL)"]:
         assert set(values(sql)) == {None}, sql
+
+
+def test_a_length_beyond_a_gigabyte_is_one_line():
+    # lpad(s, 100000000000, 'x') died of a MemoryError with no message
+    with pytest.raises(RuntimeFailure, match="requested length 100,000,000,000 too large"):
+        values("lpad(s, 100000000000, 'x')")
+    with pytest.raises(RuntimeFailure, match="repeat\\(\\): requested length"):
+        values("repeat(s, 1000000000)")

@@ -92,9 +92,20 @@ register("initcap", _text_arity("t"), _unary(pc.utf8_title),
          "initcap(text) -> text (first letter of each word upper case)")
 
 
+#: the longest text a function makes (PostgreSQL's limit for a value, 1 GB): beyond it an
+#: error in one line, not a MemoryError
+_LONGEST = 1 << 30
+
+
 def _repeat(args, call):
     s, n = args
-    n = pc.max_element_wise(n, pa.scalar(0, pa.int64()))
+    # a NULL count stays NULL (skipping it made the text '' where PostgreSQL gives NULL)
+    n = pc.max_element_wise(n, pa.scalar(0, pa.int64()), skip_nulls=False)
+    if is_scalar(n) and not n.is_valid:
+        return null_of(TEXT)
+    size = pc.max(pc.multiply(pc.binary_length(s), n)).as_py()
+    if (size or 0) > _LONGEST:
+        raise RuntimeFailure(f"repeat(): requested length {size:,} too large")
     return pc.binary_repeat(s, n)
 
 
@@ -125,7 +136,9 @@ def _substr(args, call):
             return s.str.slice(offset)
         return s.str.slice(offset, (start - 1 + count - offset).clip(lower_bound=0))
 
-    return polars_eval(expr, args, TEXT)
+    # Polars slices to the end for a NULL start or count; SQL's answer is NULL
+    sliced = polars_eval(expr, args, TEXT)
+    return sliced if is_scalar(sliced) else propagate_nulls(sliced, *args[1:])
 
 
 register(["substr", "substring"], _text_arity("tii", 2), _substr,
@@ -168,8 +181,12 @@ def _pad(left: bool):
         if not fill.is_valid:
             return null_of(TEXT)
         text = fill.as_py()
-        n = pc.max_element_wise(n, pa.scalar(0, pa.int64()))
+        n = pc.max_element_wise(n, pa.scalar(0, pa.int64()), skip_nulls=False)
+        if is_scalar(n) and not n.is_valid:
+            return null_of(TEXT)
         widest = pc.max(n).as_py() if not is_scalar(n) else n.as_py()
+        if (widest or 0) > _LONGEST:
+            raise RuntimeFailure(f"{call.func}(): requested length {widest:,} too large")
         # the fill repeated enough for the widest pad (text of the query, not of rows)
         long_fill = text * ((widest or 0) // max(len(text), 1) + 1) if text else ""
 
@@ -181,7 +198,8 @@ def _pad(left: bool):
             pad = pl.lit(long_fill).str.head(need)
             return pl.concat_str([pad, body] if left else [body, pad])
 
-        return polars_eval(expr, [s, n], TEXT)
+        padded = polars_eval(expr, [s, n], TEXT)
+        return padded if is_scalar(padded) else propagate_nulls(padded, n)   # NULL length
     return run
 
 
