@@ -405,6 +405,9 @@ def _plan_sql(text: str, args, parallelism: int):
             cached = plan_cache.lookup(folder, name, args.file)
             if cached is not None:
                 return cached
+    from caudal.sql.sqlglot_import import import_sqlglot
+
+    import_sqlglot()   # (without what planning does not use)
     from caudal.job import compile_sql
 
     started = time.time_ns()

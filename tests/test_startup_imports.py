@@ -216,3 +216,22 @@ def test_a_sql_job_run_again_starts_from_the_plan_cache(tmp_path):
     lean = ["dateutil", "shutil", "caudal.formats.json"]
     assert "sqlglot" in _imported(code, ["sqlglot"])  # the first run plans
     assert _imported(code, TRIVIAL + front_end + lean) == []
+
+
+def test_planning_imports_no_importlib_metadata(tmp_path):
+    """sqlglot imports importlib.metadata (~17 ms with the email and zipfile modules) for
+    dialect plug-ins, which caudal never looks up: the CLI imports sqlglot with a stand-in
+    (caudal.sql.sqlglot_import), so a planned job loads none of it, and a plug-in lookup
+    still works."""
+    job = tmp_path / "job.sql"
+    job.write_text("SELECT 1 AS a, 'hello' AS b;\n")
+    code = (f"import caudal.cli, contextlib, io\nwith contextlib.redirect_stdout(io.StringIO()) "
+            f"as out:\n    assert caudal.cli.main(['run', '--no-plan-cache', {str(job)!r}]) == 0")
+    assert _imported(code, ["sqlglot", "importlib.metadata", "email"]) == ["sqlglot"]
+    lookup = ("from caudal.sql.sqlglot_import import import_sqlglot\nimport_sqlglot()\n"
+              "import sys\nassert 'importlib.metadata' not in sys.modules\n"
+              "from sqlglot.dialects.dialect import Dialect\n"
+              "try:\n    Dialect.get_or_raise('no_such_dialect')\nexcept ValueError as e:\n"
+              "    assert 'no_such_dialect' in str(e)\n"
+              "import importlib.metadata\nassert hasattr(importlib.metadata, 'version')")
+    assert _imported(lookup, ["importlib.metadata"]) == ["importlib.metadata"]
