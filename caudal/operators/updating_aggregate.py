@@ -37,7 +37,7 @@ import pyarrow as pa
 
 from caudal import clock
 from caudal import compute as pc
-from caudal.operators.aggregate_kernels import GroupIndex, group_order
+from caudal.operators.aggregate_kernels import GroupIndex, dense_codes, group_order
 from caudal.operators.aggregator import Aggregator
 from caudal.operators.base import Operator
 from caudal.operators.join_rows import SideState, repeat_rows
@@ -431,7 +431,11 @@ class _Percentiles(_Merged):
             return None
         rows = pa.concat_tables(self.pending)
         self.pending = []
-        if len(self.group) == 1:   # the distinct keys are the dictionary's, in order
+        dense = dense_codes(as_array(rows.column(self.group[0]))) \
+            if len(self.group) == 1 else None
+        if dense is not None:   # an integer key of a narrow range: by direct addressing
+            touched, gid = pa.table({self.group[0]: dense[0]}), dense[1]
+        elif len(self.group) == 1:   # the distinct keys are the dictionary's, in order
             encoded = pc.dictionary_encode(rows.column(self.group[0]).combine_chunks(),
                                            null_encoding="encode")
             touched = pa.table({self.group[0]: encoded.dictionary})

@@ -202,3 +202,28 @@ def test_dense_partials_equal_the_partials_of_all_rows(batches, key_type):
                            ["k"])
     got = agg.merge(pa.concat_tables(taken), ["k"]) if taken else expected.slice(0, 0)
     assert got.sort_by("k").equals(expected.sort_by("k"))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(-2**31, 2**31 - 1), min_size=1, max_size=60),
+       st.sampled_from([pa.int64(), pa.int32()]), st.booleans())
+def test_dense_codes_are_the_ranks_of_the_distinct_values(values, t, narrow):
+    from caudal.operators.aggregate_kernels import dense_codes
+
+    if narrow:   # a range the rows cover: direct addressing applies
+        values = [v % 97 - 40 for v in values]
+    got = dense_codes(pa.array(values, t))
+    distinct, ranks = np.unique(np.array(values), return_inverse=True)
+    if got is None:
+        assert max(values) - min(values) > 4 * len(values) + 1024
+        return
+    assert got[0].type == t and got[0].to_pylist() == distinct.tolist()
+    assert got[1].tolist() == ranks.tolist()
+
+
+def test_dense_codes_refuse_nulls_and_other_types():
+    from caudal.operators.aggregate_kernels import dense_codes
+
+    assert dense_codes(pa.array([1, None, 2])) is None
+    assert dense_codes(pa.array([1, 2], pa.uint64())) is None
+    assert dense_codes(pa.array(["a", "b"])) is None
