@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from caudal import compute as pc
+from caudal import float_order
 from caudal.operators.keyed_tables import as_array as _as_array
 from caudal.plan.aggregates import AggCall
 from caudal.types import TIMESTAMP
@@ -166,6 +167,11 @@ class Kernel:
         """Columns the partial step reads (arguments masked by FILTER)."""
         return {f"{self.p}_x": self._value(batch)}
 
+    def derive(self, phase: str, table: pa.Table) -> dict[str, pa.Array]:
+        """Columns computed from ``table`` (inputs in the partial step, states in the
+        merge) that this kernel's ``specs`` read besides them; none for most kernels."""
+        return {}
+
     def specs(self, phase: str) -> list[tuple]:
         raise NotImplementedError
 
@@ -228,13 +234,32 @@ class Simple(Kernel):
             value = value.cast(pa.int64())
         return {f"{self.p}_x": value}
 
+    def _nan_max(self) -> bool:
+        """max of REAL/DOUBLE: Acero's skips NaN, DuckDB's is NaN when a value is NaN (NaN
+        sorts above every number; min needs nothing, Acero keeps NaN only over NULLs), so
+        each step also asks ``any`` of an ``is_nan`` column (``derive``)."""
+        return self.call.func == "max" and float_order.is_float(self.call.dtype)
+
+    def derive(self, phase: str, table: pa.Table) -> dict[str, pa.Array]:
+        if not self._nan_max():
+            return {}
+        col = f"{self.p}_x" if phase == PARTIAL else f"{self.p}_v"
+        return {f"{self.p}_nan": pc.is_nan(table[col])}
+
     def specs(self, phase):
         col = f"{self.p}_x" if phase == PARTIAL else f"{self.p}_v"
-        return [(col, self.FUNCS[self.call.func], _SKIP)]
+        specs = [(col, self.FUNCS[self.call.func], _SKIP)]
+        if self._nan_max():
+            specs.append((f"{self.p}_nan", "any", _SKIP))
+        return specs
 
     def finish(self, phase, result, source, groups):
         col = f"{self.p}_x" if phase == PARTIAL else f"{self.p}_v"
-        return {f"{self.p}_v": result[f"{col}_{self.FUNCS[self.call.func]}"]}
+        value = result[f"{col}_{self.FUNCS[self.call.func]}"]
+        if self._nan_max():
+            nan = pc.fill_null(result[f"{self.p}_nan_any"], False)
+            value = pc.if_else(nan, pa.scalar(float("nan"), value.type), value)
+        return {f"{self.p}_v": value}
 
     def final(self, state):
         value = state[f"{self.p}_v"]

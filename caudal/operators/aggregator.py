@@ -97,6 +97,9 @@ class Aggregator:
                 if name not in seen:
                     seen.add(name)
                     specs.append(spec)
+        for k in self.kernels:
+            for name, column in k.derive(phase, table).items():
+                table = table.append_column(name, column)
         need = any(k.needs_groups[0 if phase == PARTIAL else 1] for k in self.kernels)
         if need and not specs:  # only kernels that read group ids (Python UDAFs)
             dense = GroupIndex.encode(table, keys)

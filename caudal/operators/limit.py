@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from caudal import compute as pc
+from caudal import float_order
 from caudal.operators.base import Operator, OperatorContext
 from caudal.operators.event_time import ArrivalCheck, times_of
 from caudal.operators.join_rows import repeat_rows
@@ -134,6 +135,10 @@ class SortLimit(Operator):
             columns[value] = table.column(name)
             # NULLs placed by their own key, so each column has its NULLS FIRST / LAST
             keys.append((flag, "descending" if nulls_first else "ascending"))
+            nan = float_order.sort_nan_key(table.column(name), desc)
+            if nan is not None:
+                columns[f"__f{i}"] = nan[0]
+                keys.append((f"__f{i}", nan[1]))
             keys.append((value, "descending" if desc else "ascending"))
         order = pc.sort_indices(pa.table(columns), sort_keys=keys)
         return table.take(order)

@@ -27,6 +27,7 @@ import polars as pl
 import pyarrow as pa
 
 from caudal import compute as pc
+from caudal import float_order
 from caudal.operators.compact_rows import CompactRows, Growing
 from caudal.operators.keyed_tables import LOWEST, NET, apply_net, net_rows, positional
 from caudal.plan.changelog import (
@@ -62,7 +63,7 @@ def _equal_to_previous(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     if len(column) < 2:
         return np.zeros(0, dtype=bool)
     a, b = column.slice(1), column.slice(0, len(column) - 1)
-    eq = pc.fill_null(pc.equal(a, b), False)
+    eq = pc.fill_null(float_order.equal_or_both_nan(a, b), False)
     if column.null_count:
         eq = pc.or_(eq, pc.and_(pc.is_null(a), pc.is_null(b)))
     return eq.to_numpy(zero_copy_only=False)
@@ -118,6 +119,10 @@ def sort_partitions(table: pa.Table, h: np.ndarray, seq: np.ndarray, partition: 
         if values.null_count:
             columns[f"__n{i}"] = pc.is_null(values)
             keys.append((f"__n{i}", "descending" if nulls_first else "ascending"))
+        nan = float_order.sort_nan_key(values, desc)
+        if nan is not None:
+            columns[f"__f{i}"] = nan[0]
+            keys.append((f"__f{i}", nan[1]))
         columns[f"__o{i}"] = values
         keys.append((f"__o{i}", "descending" if desc else "ascending"))
     columns["__s"] = pa.array(seq)

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from caudal import compute as pc
+from caudal import float_order
 from caudal.operators.base import Operator, OperatorContext
 from caudal.operators.event_time import LateOutput, times_of
 from caudal.operators.session_aggregate import _key_ids
@@ -34,7 +35,7 @@ def _equal_to_previous(column: pa.Array) -> np.ndarray:
     if len(column) < 2:
         return np.zeros(0, dtype=bool)
     a, b = column.slice(1), column.slice(0, len(column) - 1)
-    eq = pc.fill_null(pc.equal(a, b), False)
+    eq = pc.fill_null(float_order.equal_or_both_nan(a, b), False)
     both_null = pc.and_(pc.is_null(a), pc.is_null(b))
     return pc.or_(eq, both_null).to_numpy(zero_copy_only=False)
 
@@ -53,6 +54,10 @@ def rank_rows(table: pa.Table, partition: list[str], order: list[tuple[str, bool
         values = table.column(col)
         sortable[f"__n{i}"] = pc.is_null(values)
         sort_keys.append((f"__n{i}", "descending" if nulls_first else "ascending"))
+        nan = float_order.sort_nan_key(values, desc)
+        if nan is not None:
+            sortable[f"__f{i}"] = nan[0]
+            sort_keys.append((f"__f{i}", nan[1]))
         sortable[f"__v{i}"] = values
         sort_keys.append((f"__v{i}", "descending" if desc else "ascending"))
     indices = pc.sort_indices(pa.table(sortable), sort_keys=sort_keys).to_numpy()

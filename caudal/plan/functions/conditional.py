@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from caudal import compute as pc
+from caudal import float_order
 from caudal.errors import RuntimeFailure
 from caudal.plan.expressions import Call, Expr
 from caudal.plan.functions.coerce import arity, cast, coerce_all, expect
@@ -129,7 +130,7 @@ def _nullif(args, call):
     a, b = args
     if pa.types.is_null(call.dtype):
         return a
-    same = pc.fill_null(pc.equal(a, b), False)
+    same = pc.fill_null(float_order.equal_or_both_nan(a, b), False)
     return pc.if_else(same, null_of(call.dtype), a)
 
 
@@ -148,7 +149,7 @@ def _bind_extreme(name: str, args: list[Expr]) -> Call:
     return Call(dtype, name, tuple(coerced))
 
 
-def _extreme(kernel):
+def _extreme(kernel, greatest: bool):
     def run(args, call):
         if pa.types.is_null(call.dtype) or len(args) == 1:
             return args[0]
@@ -157,11 +158,12 @@ def _extreme(kernel):
             # pyarrow has no element-wise min/max of zoned timestamps: compare the ticks
             ticks = pa.int32() if pa.types.is_date32(t) else pa.int64()
             return kernel(*[a.cast(ticks) for a in args], skip_nulls=True).cast(t)
-        return kernel(*args, skip_nulls=True)
+        result = kernel(*args, skip_nulls=True)
+        return float_order.greatest_nan(args, result) if greatest else result
     return run
 
 
-register("greatest", _bind_extreme, _extreme(pc.max_element_wise),
+register("greatest", _bind_extreme, _extreme(pc.max_element_wise, True),
          "greatest(a, b, ...) -> the largest non-NULL argument")
-register("least", _bind_extreme, _extreme(pc.min_element_wise),
+register("least", _bind_extreme, _extreme(pc.min_element_wise, False),
          "least(a, b, ...) -> the smallest non-NULL argument")

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from caudal import compute as pc
+from caudal import float_order
 from caudal.errors import RuntimeFailure
 from caudal.plan.expressions import Call, Expr, Literal
 from caudal.plan.functions.casts import cast_array
@@ -248,17 +249,17 @@ def _bind_compare(name: str, args: list[Expr]) -> Call:
     return Call(pa.bool_(), name, tuple(coerced))
 
 
-def _compare_kernel(kernel):
+def _compare_kernel(name, kernel):
     def run(args, call):
         a, b = args
         if is_scalar(a) and is_scalar(b) and not (a.is_valid and b.is_valid):
             return null_of(pa.bool_())
-        return kernel(a, b)
+        return float_order.compare(name, a, b, kernel(a, b))
     return run
 
 
 for _name, _kernel in _COMPARE.items():
-    register(_name, _bind_compare, _compare_kernel(_kernel),
+    register(_name, _bind_compare, _compare_kernel(_name, _kernel),
              f"a {_COMPARE_SYMBOL[_name]} b -> boolean", internal=True)
 
 # ---- boolean logic ----------------------------------------------------------------------
@@ -347,7 +348,7 @@ def _is_distinct(args, call):
     a, b = args
     both_null = pc.and_(pc.is_null(a), pc.is_null(b))
     one_null = pc.xor(pc.is_null(a), pc.is_null(b))
-    differ = pc.fill_null(pc.not_equal(a, b), False)
+    differ = pc.fill_null(float_order.compare("neq", a, b, pc.not_equal(a, b)), False)
     return pc.and_(pc.invert(both_null), pc.or_(one_null, differ))
 
 
@@ -389,7 +390,7 @@ def _in_list(args, call):
             hit = pc.or_kleene(hit, null_of(pa.bool_()))
         result = hit
     for column in columns:
-        hit = pc.equal(x, column)
+        hit = float_order.equal_or_both_nan(x, column)
         result = hit if result is None else pc.or_kleene(result, hit)
     return result
 
