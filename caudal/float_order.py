@@ -82,8 +82,13 @@ def equal_or_both_nan(a: Any, b: Any) -> Any:
 
 
 def normalize_key(values: Any) -> Any:
-    """A float grouping key with -0.0 made 0.0 (one group, as DuckDB), other values kept:
-    adding 0.0 maps -0.0 to +0.0 and nothing else."""
+    """A float grouping key as one value per group, as DuckDB groups: -0.0 made 0.0 (adding
+    0.0 maps -0.0 to +0.0 and nothing else) and every NaN the same NaN (0 * inf and a NaN
+    literal differ in their sign bit, which a hash table sees)."""
     if not is_float(values.type):
         return values
-    return pc.add(values, pa.scalar(0.0, values.type))
+    out = pc.add(values, pa.scalar(0.0, values.type))
+    nan = _nan(out)
+    if _any(nan):
+        out = pc.if_else(nan, pa.scalar(float("nan"), values.type), out)
+    return out

@@ -158,6 +158,8 @@ class Kernel:
             value = value.cast(self.call.dtype)
         if cast is not None and not value.type.equals(cast):
             value = value.cast(cast)
+        if self.call.distinct:  # DISTINCT counts -0.0 and 0.0 once (caudal.float_order)
+            value = float_order.normalize_key(value)
         mask = self._mask(batch)
         if mask is not None:
             value = pc.if_else(mask, value, pa.scalar(None, value.type))

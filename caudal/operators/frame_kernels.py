@@ -212,7 +212,10 @@ class ExtremeKeys:
         valid = values.is_valid().to_numpy(zero_copy_only=False) if values.null_count \
             else None
         t = values.type
-        self.ranked = not (pa.types.is_integer(t) or pa.types.is_floating(t))
+        # floats with a NaN are ranked too: NumPy's minimum would propagate NaN, which
+        # DuckDB orders above every number (caudal.float_order)
+        self.ranked = not (pa.types.is_integer(t) or pa.types.is_floating(t)) or (
+            pa.types.is_floating(t) and pc.any(pc.is_nan(values)).as_py() is True)
         if self.ranked:
             keys = pc.rank(values, sort_keys="ascending",
                            tiebreaker="dense").to_numpy().astype(np.int64)

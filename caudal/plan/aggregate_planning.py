@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from caudal.errors import PlanError
 from caudal.plan.aggregates import AggCall
-from caudal.plan.expressions import Column, Expr, Literal
+from caudal.plan.expressions import Call, Column, Expr, Literal
 from caudal.plan.functions.coerce import cast
 from caudal.plan.logical import Filter, LogicalNode, Project, Scan
 from caudal.plan.updating_nodes import UpdatingAggregate
@@ -46,6 +46,11 @@ class AggregateInput:
     def add(self, name: str, expr: Expr) -> None:
         self.names.append(name)
         self.exprs.append(expr)
+
+    def add_key(self, name: str, expr: Expr) -> None:
+        """A grouping key: a REAL/DOUBLE one with -0.0 made 0.0 before the shuffle and
+        the hash table, where -0.0 and 0.0 differ in their bits (``group_key``)."""
+        self.add(name, group_key(expr))
 
     def call(self, i: int, func: str, args: list[Expr], dtype: pa.DataType, distinct: bool,
              condition: Expr | None, options: dict[str, Any], text: str) -> AggCall:
@@ -87,6 +92,20 @@ class AggregateInput:
         return Project(schema, TIME if timed else None, input=node, exprs=exprs)
 
 
+def group_key(expr: Expr) -> Expr:
+    """``expr`` as a grouping key: DuckDB groups -0.0 with 0.0 (caudal.float_order)."""
+    if not pa.types.is_floating(expr.dtype):
+        return expr
+    return Call(expr.dtype, "float_key", (expr,))
+
+
+def key_source(expr: Expr) -> Expr:
+    """The expression ``group_key`` wrapped (``expr`` itself when it wrapped nothing)."""
+    if isinstance(expr, Call) and expr.func == "float_key":
+        return expr.args[0]
+    return expr
+
+
 def updating_aggregate(pre: Project, keys: list[str], calls: list[AggCall],
                        agg_names: list[str], flush_us: int | None,
                        ttl_us: int | None) -> UpdatingAggregate:
@@ -110,6 +129,9 @@ def distinct_rows(node: LogicalNode, flush_us: int | None,
             raise PlanError(f"distinct rows with a {sql_name(f.type)} column ({f.name!r}) are "
                             "not supported (SELECT DISTINCT, UNION, INTERSECT, EXCEPT)",
                             hint="select its fields instead, e.g. s.a, s.b, or UNION ALL")
+    if any(pa.types.is_floating(f.type) for f in node.schema):
+        node = Project(node.schema, node.time_column, input=node,
+                       exprs=[group_key(Column(f.type, f.name)) for f in node.schema])
     return UpdatingAggregate(node.schema, None, input=node, keys=list(node.schema.names),
                              flush_us=flush_us, ttl_us=ttl_us)
 

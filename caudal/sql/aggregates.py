@@ -38,6 +38,7 @@ from caudal.plan.aggregate_planning import (
     WINDOW_STRUCT,
     AggregateInput,
     find_assign,
+    key_source,
     scan_below,
     strip_assign,
     window_aggregate,
@@ -630,10 +631,10 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
                             None)
             derived[item.name.lower()] = ((relation or "").lower() or None, rebuilt)
     for name, expr in zip(key_names, key_exprs):
-        pre.add(name, expr)
+        pre.add_key(name, expr)
     if assign is not None and spec.kind == "session" and tvf_items:
         partition = set(assign.partition)
-        grouped = {e.name for e in pre.exprs[1 if time_input else 0:]
+        grouped = {e.name for e in map(key_source, pre.exprs[1 if time_input else 0:])
                    if isinstance(e, Column)}
         if partition != grouped or len(keys_nodes) != len(partition):
             ln, col = position(group)

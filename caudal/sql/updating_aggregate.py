@@ -60,7 +60,7 @@ def plan_updating_aggregate(planner, select: exp.Select, node: LogicalNode,
     key_names, key_exprs = bind_group_keys(items, scope, {TIME}, computed, visible,
                                            reject_nested=True)
     for name, expr in zip(key_names, key_exprs):
-        pre.add(name, expr)
+        pre.add_key(name, expr)
 
     calls: list[AggCall] = []
     agg_names: list[str] = []

@@ -34,7 +34,6 @@ def test_min_with_nan_matches_duckdb():
         assert _rows(cd.sql(sql, t=cd.from_arrow(TABLE)).collect(parallelism=p)) == want
 
 
-@pytest.mark.xfail(strict=True, reason="max() skips NaN; DuckDB orders NaN above every number")
 @pytest.mark.parametrize("sql", [
     "SELECT k, max(x) AS hi FROM t GROUP BY k",
     "SELECT k, max(x) AS hi FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND)) "

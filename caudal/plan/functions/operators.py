@@ -262,6 +262,16 @@ for _name, _kernel in _COMPARE.items():
     register(_name, _bind_compare, _compare_kernel(_name, _kernel),
              f"a {_COMPARE_SYMBOL[_name]} b -> boolean", internal=True)
 
+
+
+def _bind_float_key(name: str, args: list[Expr]) -> Call:
+    arity(name, args, 1)
+    return Call(args[0].dtype, name, tuple(args))
+
+
+register("float_key", _bind_float_key, lambda args, call: float_order.normalize_key(args[0]),
+         "a REAL/DOUBLE grouping key with -0.0 as 0.0 (one group, as DuckDB)", internal=True)
+
 # ---- boolean logic ----------------------------------------------------------------------
 
 

@@ -96,7 +96,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
                "array_length"),
     "operators": ("add", "subtract", "multiply", "divide", "modulo", "mod", "multiply_interval",
                   "divide_interval", "date_diff_days", "date_add_days", "negate", "eq", "neq",
-                  "lt", "lte", "gt", "gte", "and", "or", "not", "is_null", "is_not_null",
+                  "lt", "lte", "gt", "gte", "float_key", "and", "or", "not", "is_null", "is_not_null",
                   "is_true", "is_false", "is_not_true", "is_not_false", "is_distinct_from",
                   "is_not_distinct_from", "in_list"),
     "python_udf": ("python_udf",),
