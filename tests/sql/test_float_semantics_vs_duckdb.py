@@ -125,7 +125,7 @@ CASES = [
      "AND t.window_start = u.window_start AND t.window_end = u.window_end",
      "SELECT t.i, u.j FROM t JOIN u ON t.x = u.y"),
     ("SELECT i, k FROM (SELECT i, k, ROW_NUMBER() OVER (PARTITION BY x ORDER BY i) AS rn "
-     "FROM t) WHERE rn <= 1", None),
+     "FROM t) WHERE rn <= 1", None),  # was wrong (NaNs one partition)
     # order: ORDER BY ... LIMIT, top-N (explicit NULLS: caudal's default for DESC is
     # PostgreSQL's NULLS FIRST, DuckDB's NULLS LAST)
     ("!SELECT i, x FROM t ORDER BY x NULLS LAST, i LIMIT 20", None),
