@@ -24,6 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import caudal as cd
+from caudal.job import compile_sql
+from tests.changelog_helpers import fold, read_changes
+from tests.helpers import kill_after_checkpoints, read_committed
 
 NAN, INF = float("nan"), float("inf")
 XS = [NAN, INF, -INF, -0.0, 0.0, None, 1.0, -1.0, NAN, 2.0, 0.0, -0.0]
@@ -237,11 +240,6 @@ def test_random_comparisons_match_duckdb(values, other, op, parallelism):
 def test_min_max_state_with_nan_survives_a_kill(tmp_path: Path):
     """Updating and windowed min/max states holding NaN (and -0.0) go through checkpoints
     (a kill at parallelism 2, resumed at 1) and still equal DuckDB."""
-    from tests.changelog_helpers import fold, read_changes
-    from tests.helpers import kill_after_checkpoints, read_committed
-
-    from caudal.job import compile_sql
-
     n = 1_000_000  # enough batches of 1024 rows to be killed after two checkpoints
     rng = np.random.default_rng(7)
     x = rng.normal(size=n).round(2)
