@@ -46,7 +46,9 @@ def compare(op: str, a: Any, b: Any, ieee: Any) -> Any:
     if op in ("lt", "gt"):  # a < b also when b is NaN and a is not
         low, high = (nan_a, nan_b) if op == "lt" else (nan_b, nan_a)
         return pc.or_kleene(ieee, pc.and_kleene(pc.invert(low), high))
-    return pc.or_kleene(ieee, nan_b if op == "lte" else nan_a)  # a <= NaN, NaN >= a
+    # a <= NaN and NaN >= a, for any a but NULL
+    nan, other = (nan_b, a) if op == "lte" else (nan_a, b)
+    return pc.or_kleene(ieee, pc.and_kleene(nan, pc.is_valid(other)))
 
 
 def greatest_nan(args: list[Any], result: Any) -> Any:

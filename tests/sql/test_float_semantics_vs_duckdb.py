@@ -162,11 +162,11 @@ def _rows(table: pa.Table, ordered: bool = False) -> list[tuple]:
     return rows if ordered else sorted(rows, key=repr)
 
 
-def _duck(sql: str, **tables: pa.Table) -> pa.Table:
+def _duck(sql: str, params: list | None = None, **tables: pa.Table) -> pa.Table:
     con = duckdb.connect()
     for name, table in tables.items():
         con.register(name, table)
-    return con.sql(sql).to_arrow_table()
+    return con.sql(sql, params=params).to_arrow_table()
 
 
 def _caudal(sql: str, p: int, **tables: pa.Table) -> pa.Table:
@@ -277,3 +277,30 @@ def test_min_max_state_with_nan_survives_a_kill(tmp_path: Path):
     want_win = _duck("SELECT k, to_timestamp(epoch_us(ts) // 10000000 * 10) AS window_start, "
                      "min(x) AS lo, max(x) AS hi FROM t GROUP BY k, 2", t=table)
     assert _rows(got_win.select(["k", "window_start", "lo", "hi"])) == _rows(want_win)
+
+
+def test_every_pair_of_special_values_compares_as_duckdb():
+    """Each comparison of every pair of NaN, +/-inf, +/-0.0, 1.0 and NULL (arrays and a
+    scalar against an array) as DuckDB answers it."""
+    from caudal import compute as pc
+    from caudal import float_order
+
+    special = [NAN, INF, -INF, 0.0, -0.0, 1.0, None]
+    pairs = [(x, y) for x in special for y in special]
+    a = pa.array([x for x, _ in pairs], pa.float64())
+    b = pa.array([y for _, y in pairs], pa.float64())
+    table = pa.table({"a": a, "b": b})
+    kernels = {"eq": ("=", pc.equal), "neq": ("<>", pc.not_equal), "lt": ("<", pc.less),
+               "lte": ("<=", pc.less_equal), "gt": (">", pc.greater),
+               "gte": (">=", pc.greater_equal)}
+    for op, (symbol, kernel) in kernels.items():
+        want = _duck(f"SELECT a {symbol} b AS c FROM t", t=table).column("c").to_pylist()
+        assert float_order.compare(op, a, b, kernel(a, b)).to_pylist() == want, op
+        for x in special:
+            left = pa.scalar(x, pa.float64())
+            want = [(None if x is None or y is None else r)
+                    for (_, y), r in zip(pairs, _duck(
+                        f"SELECT ?::DOUBLE {symbol} b AS c FROM t", t=table, params=[x])
+                        .column("c").to_pylist())]
+            got = float_order.compare(op, left, b, kernel(left, b)).to_pylist()
+            assert got == want, (op, x)
