@@ -171,7 +171,8 @@ class Kernel:
 
     def derive(self, phase: str, table: pa.Table) -> dict[str, pa.Array]:
         """Columns computed from ``table`` (inputs in the partial step, states in the
-        merge) that this kernel's ``specs`` read besides them; none for most kernels."""
+        merge) that this kernel's ``specs`` read besides them; none for most kernels. Called
+        first in each step, so it may also decide that step's ``specs`` and ``finish``."""
         return {}
 
     def specs(self, phase: str) -> list[tuple]:
@@ -239,26 +240,35 @@ class Simple(Kernel):
     def _nan_max(self) -> bool:
         """max of REAL/DOUBLE: Acero's skips NaN, DuckDB's is NaN when a value is NaN (NaN
         sorts above every number; min needs nothing, Acero keeps NaN only over NULLs), so
-        each step also asks ``any`` of an ``is_nan`` column (``derive``)."""
+        a step whose values hold a NaN also asks ``any`` of an ``is_nan`` column per group
+        (``derive``; a step without NaN pays one ``is_nan`` pass)."""
         return self.call.func == "max" and float_order.is_float(self.call.dtype)
 
+    #: whether the current step's values hold a NaN (set by ``derive``)
+    _nan = False
+
     def derive(self, phase: str, table: pa.Table) -> dict[str, pa.Array]:
+        self._nan = False
         if not self._nan_max():
             return {}
         col = f"{self.p}_x" if phase == PARTIAL else f"{self.p}_v"
-        return {f"{self.p}_nan": pc.is_nan(table[col])}
+        nan = pc.is_nan(table[col])
+        if not pc.any(nan).as_py():
+            return {}
+        self._nan = True
+        return {f"{self.p}_nan": nan}
 
     def specs(self, phase):
         col = f"{self.p}_x" if phase == PARTIAL else f"{self.p}_v"
         specs = [(col, self.FUNCS[self.call.func], _SKIP)]
-        if self._nan_max():
+        if self._nan:
             specs.append((f"{self.p}_nan", "any", _SKIP))
         return specs
 
     def finish(self, phase, result, source, groups):
         col = f"{self.p}_x" if phase == PARTIAL else f"{self.p}_v"
         value = result[f"{col}_{self.FUNCS[self.call.func]}"]
-        if self._nan_max():
+        if self._nan:
             nan = pc.fill_null(result[f"{self.p}_nan_any"], False)
             value = pc.if_else(nan, pa.scalar(float("nan"), value.type), value)
         return {f"{self.p}_v": value}

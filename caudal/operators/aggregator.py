@@ -89,6 +89,9 @@ class Aggregator:
         return cols
 
     def _run(self, phase: str, table: pa.Table, keys: list[str]) -> pa.Table:
+        for k in self.kernels:  # before specs: what a kernel derives may change its specs
+            for name, column in k.derive(phase, table).items():
+                table = table.append_column(name, column)
         specs: list[tuple] = []
         seen: set[str] = set()
         for k in self.kernels:
@@ -97,9 +100,6 @@ class Aggregator:
                 if name not in seen:
                     seen.add(name)
                     specs.append(spec)
-        for k in self.kernels:
-            for name, column in k.derive(phase, table).items():
-                table = table.append_column(name, column)
         need = any(k.needs_groups[0 if phase == PARTIAL else 1] for k in self.kernels)
         if need and not specs:  # only kernels that read group ids (Python UDAFs)
             dense = GroupIndex.encode(table, keys)
