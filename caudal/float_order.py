@@ -69,13 +69,13 @@ def greatest_nan(args: list[Any], result: Any) -> Any:
 def sort_nan_key(values: Any, descending: bool) -> tuple[Any, str] | None:
     """A sort key to put before ``values``'s own so NaN sorts above every number (first
     descending, last ascending; Arrow puts it last either way), or None when no value is
-    NaN. NULLs are placed by their own key before this one."""
+    NaN. The key is NULL where the value is: give it the value's NULL placement."""
     if not is_float(values.type):
         return None
     nan = _nan(values)
     if not _any(nan):
         return None
-    return pc.fill_null(nan, False), "descending" if descending else "ascending"
+    return nan, "descending" if descending else "ascending"
 
 
 def equal_or_both_nan(a: Any, b: Any) -> Any:

@@ -504,12 +504,16 @@ class ArrayAgg(Kernel):
         if ordered:
             desc = self.call.options.get("descending", False)
             nulls_first = self.call.options.get("nulls_first", desc)
-            table = pa.table({"g": pa.array(g), "k": keys.take(pa.array(rows)),
-                              "i": pa.array(np.arange(len(rows)))})
+            k = keys.take(pa.array(rows))
+            table = pa.table({"g": pa.array(g), "k": k, "i": pa.array(np.arange(len(rows)))})
+            placed = "at_start" if nulls_first else "at_end"
+            nan = float_order.sort_nan_key(k, desc)  # NaN above every number
+            if nan is not None:
+                table = table.append_column("n", nan[0])
             sorted_at = pc.sort_indices(table, sort_keys=[
                 ("g", "ascending", "at_end"),
-                ("k", "descending" if desc else "ascending",
-                 "at_start" if nulls_first else "at_end"),
+                *([("n", nan[1], placed)] if nan is not None else []),
+                ("k", "descending" if desc else "ascending", placed),
                 ("i", "ascending", "at_end")])
             pos = sorted_at.to_numpy(zero_copy_only=False)
         else:

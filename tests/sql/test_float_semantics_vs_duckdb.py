@@ -144,10 +144,18 @@ CASES = [
      "NULLS LAST) AS rn FROM t) WHERE rn <= 1", None),  # was wrong
     ("SELECT i, rk FROM (SELECT i, RANK() OVER (ORDER BY x DESC NULLS LAST) AS rk FROM t) "
      "WHERE rk <= 4", None),  # was wrong (NaNs are peers)
+    ("SELECT k % 2 AS g, array_agg(x ORDER BY x DESC NULLS FIRST) AS a, array_agg(i ORDER BY "
+     "x DESC NULLS LAST) AS b, array_agg(i ORDER BY x NULLS FIRST) AS c FROM TABLE(TUMBLE("
+     "TABLE t, DESCRIPTOR(ts), INTERVAL '100' SECOND)) GROUP BY window_start, window_end, k % 2",
+     "SELECT k % 2 AS g, array_agg(x ORDER BY x DESC NULLS FIRST, i) AS a, array_agg(i ORDER "
+     "BY x DESC NULLS LAST, i) AS b, array_agg(i ORDER BY x NULLS FIRST, i) AS c FROM t "
+     "GROUP BY k % 2"),  # was wrong
 ]
 
 
 def _value(v):
+    if isinstance(v, list):
+        return tuple(_value(e) for e in v)
     if isinstance(v, float):
         return "nan" if math.isnan(v) else v + 0.0  # -0.0 + 0.0 is 0.0
     return v
