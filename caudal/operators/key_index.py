@@ -334,13 +334,13 @@ class KeyIndex:
         """``_probe`` for values the direct table may not cover."""
         if self._direct is None:
             return self._probe(values)
-        at = values - np.int64(self._base)
-        inside = (at >= 0) & (at < len(self._direct))
-        if inside.all():
-            return self._direct[at]
-        found = np.full(len(values), _EMPTY, dtype=np.int64)
-        found[inside] = self._direct[at[inside]]
-        return found
+        if not len(self._direct):
+            return np.full(len(values), _EMPTY, dtype=np.int64)
+        # one gather for all (values outside clipped into the table, then replaced), not a
+        # masked gather and a masked write
+        inside = (values >= self._base) & (values <= self._base + len(self._direct) - 1)
+        found = np.take(self._direct, values - np.int64(self._base), mode="clip")
+        return found if inside.all() else np.where(inside, found, _EMPTY)
 
     def find_or_add(self, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """Each value's id, adding the keys not seen before (values may repeat); -1 for

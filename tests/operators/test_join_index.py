@@ -85,3 +85,18 @@ def test_runs_stay_few_and_cover_every_row():
     assert (covered == np.arange(len(keys))).all()
     pi, ri = index.pairs(pa.array([7, 4999]))
     assert sorted(ri.tolist()) == np.flatnonzero((keys == 7) | (keys == 4999)).tolist()
+
+
+def test_keys_at_the_ends_of_int64():
+    """Stored and probed keys at both ends of int64 (differences from the direct table's
+    base that overflow int64 must not be found)."""
+    lo, hi = -(1 << 63), (1 << 63) - 1
+    for stored in ([hi - 5, hi - 3, hi], [lo, lo + 2, lo + 9]):
+        index = KeyRows("k", pa.schema([("k", pa.int64())]))
+        index.cover(pa.array(stored, pa.int64()))
+        assert index.keys._direct is not None
+        probe = [lo, lo + 1, lo + 2, lo + 9, -1, 0, 1, hi - 5, hi - 4, hi, None]
+        pi, ri = index.pairs(pa.array(probe, pa.int64()))
+        expected = [(i, j) for i, k in enumerate(probe) for j, s in enumerate(stored)
+                    if k is not None and k == s]
+        assert _pairs(pi, ri) == expected
