@@ -123,6 +123,14 @@ CASES = [
     ("SELECT t.i, u.j FROM t JOIN u ON t.x = u.y", None),
     ("SELECT t.i, u.j FROM t LEFT JOIN u ON t.x = u.y", None),
     ("SELECT t.i, u.j FROM t JOIN u ON t.r = u.y", None),
+    ("SELECT a.i, b.i AS i2 FROM (SELECT i, CASE WHEN i % 2 = 0 THEN x * 0.0 ELSE x END AS z "
+     "FROM t) a JOIN (SELECT i, CASE WHEN i % 2 = 1 THEN x * 0.0 ELSE 'NaN'::DOUBLE END AS z "
+     "FROM t) b ON a.z = b.z", None),
+    ("WITH s AS (SELECT i, ts, CASE WHEN i % 2 = 0 THEN -x ELSE x END AS z FROM t) SELECT z, "
+     "count(*) AS c, max(i) AS m FROM TABLE(SESSION(TABLE s PARTITION BY z, DESCRIPTOR(ts), "
+     "INTERVAL '100' SECOND)) GROUP BY window_start, window_end, z",
+     "SELECT CASE WHEN i % 2 = 0 THEN -x ELSE x END + 0.0 AS z, count(*) AS c, max(i) AS m "
+     "FROM t GROUP BY 1"),
     ("SELECT t.i, u.j FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '100' SECOND)) t "
      "JOIN TABLE(TUMBLE(TABLE u, DESCRIPTOR(ts), INTERVAL '100' SECOND)) u ON t.x = u.y "
      "AND t.window_start = u.window_start AND t.window_end = u.window_end",
@@ -140,6 +148,11 @@ CASES = [
      "FROM t) WHERE rn <= 3", None),  # was wrong
     ("SELECT i FROM (SELECT i, ROW_NUMBER() OVER (ORDER BY x NULLS LAST, i) AS rn FROM t) "
      "WHERE rn <= 3", None),
+    (f"SELECT window_start, i FROM (SELECT window_start, window_end, i, ROW_NUMBER() OVER ("
+     f"PARTITION BY window_start, window_end ORDER BY x DESC NULLS LAST, i) AS rn FROM {_TUMBLE}"
+     ") WHERE rn <= 2", f"SELECT {_W4} AS window_start, i FROM (SELECT ts, i, ROW_NUMBER() OVER "
+     "(PARTITION BY epoch_us(ts) // 4000000 ORDER BY x DESC NULLS LAST, i) AS rn FROM t) "
+     "WHERE rn <= 2"),  # was wrong
     ("SELECT i, k FROM (SELECT i, k, ROW_NUMBER() OVER (PARTITION BY k ORDER BY x DESC "
      "NULLS LAST) AS rn FROM t) WHERE rn <= 1", None),  # was wrong
     ("SELECT i, rk FROM (SELECT i, RANK() OVER (ORDER BY x DESC NULLS LAST) AS rk FROM t) "
@@ -312,3 +325,24 @@ def test_every_pair_of_special_values_compares_as_duckdb():
                         .column("c").to_pylist())]
             got = float_order.compare(op, left, b, kernel(left, b)).to_pylist()
             assert got == want, (op, x)
+
+
+@pytest.mark.parametrize("frame", [
+    "ROWS BETWEEN 100 PRECEDING AND CURRENT ROW",
+    "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW",
+    "RANGE BETWEEN INTERVAL '0.2' SECOND PRECEDING AND CURRENT ROW"])
+def test_min_max_over_long_frames_with_nan_match_duckdb(frame):
+    """OVER frames longer than the short-frame loop (sparse table, running extremes); min()
+    answered NaN before where a NaN was in the frame."""
+    rng = np.random.default_rng(1)
+    n = 3000
+    x = rng.normal(size=n)
+    x[rng.random(n) < 0.01] = np.nan
+    x[rng.random(n) < 0.01] = np.inf
+    table = pa.table({"k": rng.integers(0, 3, n), "x": x, "i": np.arange(n),
+                      "ts": pa.array(np.arange(n) * 1000, pa.timestamp("us", tz="UTC"))})
+    sql = (f"SELECT i, min(x) OVER (PARTITION BY k ORDER BY ts {frame}) AS mn, "
+           f"max(x) OVER (PARTITION BY k ORDER BY ts {frame}) AS mx FROM t")
+    want = _rows(_duck(sql, t=table))
+    for p in (1, 2):
+        assert _rows(_caudal(sql, p, t=table)) == want
