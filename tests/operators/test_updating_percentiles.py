@@ -217,3 +217,28 @@ def test_flush_after_every_batch_equals_duckdb(tmp_path, parallelism):
     con.register("t", table)
     want = con.sql(f"SELECT k, {aggs} FROM t GROUP BY k").to_arrow_table()
     assert _exact(fold(got)) == _exact(want)
+
+
+def test_ttl_forgets_idle_keys_as_the_general_store(monkeypatch):
+    import time
+
+    def batch(ks, xs):
+        return pa.record_batch([pa.array(ks, pa.int64()), pa.array(xs, pa.int64()),
+                                pa.array([True] * len(ks))], schema=IN)
+
+    with monkeypatch.context() as m:
+        m.setattr(ua._Percentiles, "applies", staticmethod(lambda *a: False))
+        ref = ua.UpdatingAggregate(["k"], CALLS, IN, OUT, flush_us=0, ttl_us=30_000)
+    fast = ua.UpdatingAggregate(["k"], CALLS, IN, OUT, flush_us=0, ttl_us=30_000)
+    assert type(fast.state) is ua._Percentiles and type(ref.state) is ua._Merged
+    outs: dict[str, list] = {"fast": [], "ref": []}
+    for op in (fast, ref):
+        op.open(OperatorContext())
+    for step in ([1, 2, 2], [10, 20, 40]), ([3], [5]), ([2, 3], [60, 6]), ([1], [7]):
+        for name, op in (("fast", fast), ("ref", ref)):
+            outs[name].append(_rows(list(op.process(batch(*step)))))
+        if step[0] == [3]:
+            time.sleep(0.05)   # every key is forgotten before the next flush
+    assert outs["fast"] == outs["ref"]
+    assert fast.state_rows() == ref.state_rows() == 3
+    assert outs["fast"][2] == [(2, 60.0, 60.0, 60, 60.0, 1), (3, 6.0, 6.0, 6, 6.0, 1)]
