@@ -475,8 +475,12 @@ def _double_text(column: pa.Array) -> pa.Array | None:
     texts = pc.cast(column, pa.large_string())
     if pc.any(pc.match_substring(texts, "e")).as_py():
         return None
-    whole = pc.match_substring_regex(texts, "^-?[0-9]+$")   # Polars writes 1.0, -0.0
-    return pc.if_else(whole, pc.binary_join_element_wise(
+    # Arrow writes a whole number without a point (no exponent here), Polars as 1.0, -0.0
+    with np.errstate(invalid="ignore"):
+        whole = finite & (values == np.trunc(values))
+    if not whole.any():
+        return texts
+    return pc.if_else(pa.array(whole), pc.binary_join_element_wise(
         texts, pa.scalar(".0", pa.large_string()), pa.scalar("", pa.large_string())), texts)
 
 
