@@ -242,3 +242,37 @@ def test_ttl_forgets_idle_keys_as_the_general_store(monkeypatch):
     assert outs["fast"] == outs["ref"]
     assert fast.state_rows() == ref.state_rows() == 3
     assert outs["fast"][2] == [(2, 60.0, 60.0, 60, 60.0, 1), (3, 6.0, 6.0, 6, 6.0, 1)]
+
+
+TEXT_IN = pa.schema([("s", pa.string()), ("k", pa.int32()), ("x", pa.int32()),
+                     ("f", pa.bool_())])
+TEXT_CALLS = [AggCall("percentile_cont", ("x",), pa.float64(), options={"fraction": 0.5}),
+              AggCall("percentile_disc", ("x",), pa.int32(), options={"fraction": 0.9})]
+
+
+@pytest.mark.parametrize("keys", [["s"], ["s", "k"], []])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(st.one_of(st.none(), st.sampled_from(["a", "b", "ü"])),
+                               st.integers(-2, 2), st.one_of(st.none(), st.integers(-99, 99))),
+                     min_size=1, max_size=80), cut=st.integers(1, 9))
+def test_text_keys_several_keys_and_no_key_equal_the_general_store(monkeypatch, keys, rows,
+                                                                    cut):
+    out = pa.schema([*[TEXT_IN.field(k) for k in keys], ("med", pa.float64()),
+                     ("d90", pa.int32())])
+    ops = []
+    for generic in (False, True):
+        with monkeypatch.context() as m:
+            if generic:
+                m.setattr(ua._Percentiles, "applies", staticmethod(lambda *a: False))
+            op = ua.UpdatingAggregate(keys, TEXT_CALLS, TEXT_IN, out, flush_us=0)
+        assert (type(op.state) is ua._Merged) == generic
+        op.open(OperatorContext())
+        ops.append(op)
+    table = pa.table({"s": pa.array([r[0] for r in rows], pa.string()),
+                      "k": pa.array([r[1] for r in rows], pa.int32()),
+                      "x": pa.array([r[2] for r in rows], pa.int32()),
+                      "f": pa.array([True] * len(rows))}, schema=TEXT_IN)
+    for batch in table.to_batches(max_chunksize=cut):
+        assert _rows(list(ops[0].process(batch))) == _rows(list(ops[1].process(batch)))
+    assert _rows(ops[0].on_end()) == _rows(ops[1].on_end())
