@@ -150,7 +150,11 @@ class JoinSide:
         self.changes = RowChanges()   # (a snapshot's row ids are not kept: numbered anew)
         if table is None or table.num_rows == 0:
             return
-        values = {n: table.column(n).to_numpy(zero_copy_only=False).astype(np.int64)
-                  for n in self.kept if n in table.column_names}
-        self.append(table.select(self.schema.names), **values)
+        # a chunk at a time (a folded chain is a few tables' chunks with dictionaries of
+        # their own): no copy of the whole table into one chunk first
+        counters = [n for n in self.kept if n in table.column_names]
+        for batch in table.select([*self.schema.names, *counters]).to_batches():
+            rows = pa.Table.from_batches([batch])
+            self.append(rows.select(self.schema.names), **{
+                n: rows.column(n).to_numpy().astype(np.int64, copy=False) for n in counters})
 

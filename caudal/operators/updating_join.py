@@ -239,8 +239,7 @@ class UpdatingJoin(Operator):
 
     def restore(self, state: dict[str, Any]) -> None:
         for name, side in zip(("left", "right"), self.sides):
-            table = own_rows(state.get(name), side.keys, self.ctx)
-            side.load(table.combine_chunks() if table is not None else None)
+            side.load(own_rows(state.get(name), side.keys, self.ctx, combine=False))
 
     def state_rows(self) -> int:
         return sum(s.size for s in self.sides)
