@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from caudal import compute as pc
 from caudal import float_order
+from caudal.operators import integer_sums
 from caudal.operators.keyed_tables import as_array as _as_array
 from caudal.plan.aggregates import AggCall
 from caudal.types import TIMESTAMP
@@ -157,7 +158,8 @@ class Kernel:
         if pa.types.is_null(value.type):  # Acero has no kernels for the null type
             value = value.cast(self.call.dtype)
         if cast is not None and not value.type.equals(cast):
-            value = value.cast(cast)
+            value = integer_sums.as_double(value) if pa.types.is_float64(cast) else \
+                value.cast(cast)
         if self.call.distinct:  # DISTINCT counts -0.0 and 0.0 once (caudal.float_order)
             value = float_order.normalize_key(value)
         mask = self._mask(batch)
@@ -174,6 +176,11 @@ class Kernel:
         merge) that this kernel's ``specs`` read besides them; none for most kernels. Called
         first in each step, so it may also decide that step's ``specs`` and ``finish``."""
         return {}
+
+    def wants_groups(self, phase: str, table: pa.Table) -> bool:
+        """Whether ``finish`` needs the group of each row of ``table``: ``needs_groups``,
+        or (integer sums) only when the values are large enough to overflow."""
+        return self.needs_groups[0 if phase == PARTIAL else 1]
 
     def specs(self, phase: str) -> list[tuple]:
         raise NotImplementedError
@@ -226,13 +233,24 @@ class Count(Kernel):
 
 
 class Simple(Kernel):
-    """sum, min, max, bool_and, bool_or: one Acero function for partial and merge alike."""
+    """sum, min, max, bool_and, bool_or: one Acero function for partial and merge alike.
+    An integer sum is exact or fails (operators.integer_sums): Acero's int64 sum wraps, so
+    where the values are large enough to overflow, the groups are summed exactly instead."""
 
     FUNCS = {"sum": "sum", "min": "min", "max": "max", "bool_and": "all", "bool_or": "any"}
 
+    def __init__(self, call, index, input_schema, time_column):
+        super().__init__(call, index, input_schema, time_column)
+        self.int_sum = call.func == "sum" and pa.types.is_integer(call.dtype)
+
     def prepare(self, batch):
         cast = self.call.dtype if self.call.func == "sum" else None
-        value = self._value(batch, cast)
+        if self.int_sum and self.arg_type is not None and pa.types.is_uint64(self.arg_type):
+            value = self._value(batch)
+            integer_sums.check_unsigned(value, self.call)
+            value = value.cast(cast)
+        else:
+            value = self._value(batch, cast)
         if pa.types.is_duration(value.type):  # Acero's hash kernels take no durations
             value = value.cast(pa.int64())
         return {f"{self.p}_x": value}
@@ -247,30 +265,38 @@ class Simple(Kernel):
     #: whether the current step's values hold a NaN (set by ``derive``)
     _nan = False
 
+    def _column(self, phase: str) -> str:
+        return f"{self.p}_x" if phase == PARTIAL else f"{self.p}_v"
+
     def derive(self, phase: str, table: pa.Table) -> dict[str, pa.Array]:
         self._nan = False
         if not self._nan_max():
             return {}
-        col = f"{self.p}_x" if phase == PARTIAL else f"{self.p}_v"
-        nan = pc.is_nan(table[col])
+        nan = pc.is_nan(table[self._column(phase)])
         if not pc.any(nan).as_py():
             return {}
         self._nan = True
         return {f"{self.p}_nan": nan}
 
+    def wants_groups(self, phase, table):
+        return self.int_sum and integer_sums.may_overflow(table[self._column(phase)])
+
     def specs(self, phase):
-        col = f"{self.p}_x" if phase == PARTIAL else f"{self.p}_v"
-        specs = [(col, self.FUNCS[self.call.func], _SKIP)]
+        specs = [(self._column(phase), self.FUNCS[self.call.func], _SKIP)]
         if self._nan:
             specs.append((f"{self.p}_nan", "any", _SKIP))
         return specs
 
     def finish(self, phase, result, source, groups):
-        col = f"{self.p}_x" if phase == PARTIAL else f"{self.p}_v"
+        col = self._column(phase)
         value = result[f"{col}_{self.FUNCS[self.call.func]}"]
         if self._nan:
             nan = pc.fill_null(result[f"{self.p}_nan_any"], False)
             value = pc.if_else(nan, pa.scalar(float("nan"), value.type), value)
+        if groups is not None and self.wants_groups(phase, source):
+            exact = integer_sums.to_bigint(
+                *integer_sums.group_halves(source[col], groups.gid, groups.groups), self.call)
+            value = pa.array(exact, mask=_np(pc.is_null(value), True, bool))
         return {f"{self.p}_v": value}
 
     def final(self, state):
@@ -281,23 +307,65 @@ class Simple(Kernel):
 
 
 class Avg(Kernel):
+    """avg: the state is a sum and a count. Of integers, the sum is exact (DuckDB sums them
+    into a HUGEINT, then divides): two int64 halves ``_h * 2^32 + _l`` (operators.
+    integer_sums), so an average never fails however large its sum grows."""
+
+    def __init__(self, call, index, input_schema, time_column):
+        super().__init__(call, index, input_schema, time_column)
+        self.exact = self.arg_type is not None and pa.types.is_integer(self.arg_type)
+
     def prepare(self, batch):
-        return {f"{self.p}_x": self._value(batch, pa.float64())}
+        return {f"{self.p}_x": self._value(batch, None if self.exact else pa.float64())}
+
+    def wants_groups(self, phase, table):
+        if not self.exact:
+            return False
+        if phase == PARTIAL:
+            return integer_sums.may_overflow(table[f"{self.p}_x"])
+        return integer_sums.may_overflow(table[f"{self.p}_h"]) or \
+            integer_sums.may_overflow(table[f"{self.p}_l"])
 
     def specs(self, phase):
+        p = self.p
         if phase == PARTIAL:
-            return [(f"{self.p}_x", "sum", _SKIP), (f"{self.p}_x", "count", _VALID)]
-        return [(f"{self.p}_s", "sum", _SKIP), (f"{self.p}_n", "sum")]
+            return [(f"{p}_x", "sum", _SKIP), (f"{p}_x", "count", _VALID)]
+        if self.exact:
+            return [(f"{p}_h", "sum", _SKIP), (f"{p}_l", "sum", _SKIP), (f"{p}_n", "sum")]
+        return [(f"{p}_s", "sum", _SKIP), (f"{p}_n", "sum")]
 
     def finish(self, phase, result, source, groups):
+        p = self.p
         if phase == PARTIAL:
-            s, n = result[f"{self.p}_x_sum"], result[f"{self.p}_x_count"]
+            n = pc.fill_null(result[f"{p}_x_count"], 0)
+            if not self.exact:
+                return {f"{p}_s": result[f"{p}_x_sum"], f"{p}_n": n}
+            if groups is not None and self.wants_groups(phase, source):
+                hi, lo = integer_sums.group_halves(source[f"{p}_x"], groups.gid, groups.groups)
+            else:
+                hi, lo = integer_sums.split(_np(result[f"{p}_x_sum"], 0))
+            return {f"{p}_h": pa.array(hi), f"{p}_l": pa.array(lo), f"{p}_n": n}
+        n = pc.fill_null(result[f"{p}_n_sum"], 0)
+        if not self.exact:
+            return {f"{p}_s": result[f"{p}_s_sum"], f"{p}_n": n}
+        if groups is not None and self.wants_groups(phase, source):
+            # the sum of the high halves itself exact (past 2^95 only in theory)
+            hi = integer_sums.to_bigint(*integer_sums.group_halves(
+                source[f"{p}_h"], groups.gid, groups.groups), self.call)
+            lo = integer_sums.to_bigint(*integer_sums.group_halves(
+                source[f"{p}_l"], groups.gid, groups.groups), self.call)
         else:
-            s, n = result[f"{self.p}_s_sum"], result[f"{self.p}_n_sum"]
-        return {f"{self.p}_s": s, f"{self.p}_n": pc.fill_null(n, 0)}
+            hi, lo = _np(result[f"{p}_h_sum"], 0), _np(result[f"{p}_l_sum"], 0)
+        hi, lo = integer_sums.carry(hi, lo)
+        return {f"{p}_h": pa.array(hi), f"{p}_l": pa.array(lo), f"{p}_n": n}
 
     def final(self, state):
         n = state[f"{self.p}_n"]
+        if self.exact:
+            count = _np(n, 0, np.int64)
+            value = integer_sums.mean(_np(state[f"{self.p}_h"], 0, np.int64),
+                                      _np(state[f"{self.p}_l"], 0, np.int64), count)
+            return pa.array(value, mask=count == 0)
         return pc.if_else(pc.greater(n, 0), pc.divide(state[f"{self.p}_s"], n.cast(pa.float64())),
                           pa.scalar(None, pa.float64()))
 
@@ -629,6 +697,8 @@ class Distinct(Kernel):
             return pc.list_value_length(lists).cast(pa.int64())
         parents = pc.list_parent_indices(lists)
         flat = pc.list_flatten(lists)
+        if pa.types.is_integer(flat.type):  # exact, or an overflow error (integer_sums)
+            return self._integer_final(lists, parents, flat)
         target = pa.float64() if func == "avg" else self.call.dtype
         sums = pa.table({"g": parents, "v": flat.cast(target)}).group_by(
             "g", use_threads=False).aggregate([("v", "sum")])
@@ -638,6 +708,16 @@ class Distinct(Kernel):
             return total
         n = pc.list_value_length(lists).cast(pa.float64())
         return pc.if_else(pc.greater(n, 0), pc.divide(total, n), pa.scalar(None, pa.float64()))
+
+    def _integer_final(self, lists: pa.Array, parents: pa.Array, flat: pa.Array) -> pa.Array:
+        """sum / avg of the distinct integers of each group, summed exactly."""
+        n = _np(pc.list_value_length(lists), 0, np.int64)
+        gid = parents.to_numpy(zero_copy_only=False)
+        hi, lo = integer_sums.group_halves(flat, gid, len(lists))
+        empty = n == 0
+        if self.call.func == "avg":
+            return pa.array(integer_sums.mean(hi, lo, n), mask=empty)
+        return pa.array(integer_sums.to_bigint(hi, lo, self.call), mask=empty)
 
 
 class CoMoments(Kernel):
@@ -650,8 +730,8 @@ class CoMoments(Kernel):
     STATE = ("n", "mx", "my", "sxx", "syy", "sxy")
 
     def prepare(self, batch):
-        y = _as_array(batch.column(self.call.args[0])).cast(pa.float64())
-        x = _as_array(batch.column(self.call.args[1])).cast(pa.float64())
+        y = integer_sums.as_double(_as_array(batch.column(self.call.args[0])))
+        x = integer_sums.as_double(_as_array(batch.column(self.call.args[1])))
         both = pc.and_(pc.is_valid(y), pc.is_valid(x))
         mask = self._mask(batch)
         if mask is not None:

@@ -100,7 +100,7 @@ class Aggregator:
                 if name not in seen:
                     seen.add(name)
                     specs.append(spec)
-        need = any(k.needs_groups[0 if phase == PARTIAL else 1] for k in self.kernels)
+        need = any(k.wants_groups(phase, table) for k in self.kernels)
         if need and not specs:  # only kernels that read group ids (Python UDAFs)
             dense = GroupIndex.encode(table, keys)
             if dense is not None:

@@ -29,6 +29,7 @@ import polars as pl
 import pyarrow as pa
 
 from caudal import compute as pc
+from caudal.operators import integer_sums
 
 #: frames at most this long are summed by shifted additions
 _SHORT_FRAME = 32
@@ -115,8 +116,8 @@ def _range_start(heads: np.ndarray, values: np.ndarray, preceding: int) -> np.nd
 
 
 def frame_sum(x: np.ndarray, bounds: Bounds, gid: np.ndarray) -> np.ndarray:
-    """The sum of ``x`` over each row's frame (int64 sums wrap like SQL bigint would
-    overflow; they are exact otherwise)."""
+    """The sum of ``x`` over each row's frame (int64 sums wrap: FrameAggregates sums the
+    halves of values that may overflow, operators.integer_sums)."""
     n = len(x)
     if n == 0:
         return x.copy()
@@ -281,6 +282,8 @@ class FrameAggregates:
             out[f"_c{i}"] = pc.is_valid(x).cast(pa.int64())
             if call.func in ("sum", "avg"):
                 wide = pa.int64() if pa.types.is_integer(x.type) else pa.float64()
+                if pa.types.is_uint64(x.type):  # past 2^63: no BIGINT frame sum holds it
+                    integer_sums.check_unsigned(x, call)
                 out[f"_s{i}"] = pc.fill_null(x.cast(wide), 0)
             elif call.func in ("min", "max"):
                 out[f"_m{i}"] = x
@@ -296,7 +299,17 @@ class FrameAggregates:
             c = _numpy(contrib.column(f"_c{i}"))
             acc["c"] = frame_sum(c, bounds, gid)
             if f"_s{i}" in contrib.column_names:
-                acc["s"] = frame_sum(_numpy(contrib.column(f"_s{i}")), bounds, gid)
+                column = contrib.column(f"_s{i}")
+                if pa.types.is_integer(column.type) and integer_sums.may_overflow(column):
+                    # int64 prefix sums wrap: frames of the two halves, exact (integer_sums)
+                    hi, lo = integer_sums.halves(column)
+                    acc["h"], acc["l"] = integer_sums.carry(frame_sum(hi, bounds, gid),
+                                                            frame_sum(lo, bounds, gid))
+                    acc["s"] = (acc["h"] << 32) | acc["l"]  # exact while within BIGINT
+                    if call.func == "sum":
+                        integer_sums.to_bigint(acc["h"], acc["l"], call)
+                else:
+                    acc["s"] = frame_sum(_numpy(column), bounds, gid)
             if f"_m{i}" in contrib.column_names:
                 largest = call.func == "max"
                 keys = ExtremeKeys(contrib.column(f"_m{i}"), largest)
@@ -317,8 +330,13 @@ class FrameAggregates:
                 v = pa.array(np.where(empty, 0, s), pa.int64() if s.dtype.kind in "iu"
                              else pa.float64(), mask=empty)
             elif call.func == "avg":
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    mean = acc["s"].astype(np.float64) / np.maximum(c, 1)
+                s = acc["s"]
+                if "h" in acc:
+                    mean = integer_sums.mean(acc["h"], acc["l"], c)
+                elif s.dtype.kind in "iu":  # exact sums: divided as DuckDB does
+                    mean = integer_sums.mean(*integer_sums.split(s), c)
+                else:
+                    mean = s.astype(np.float64) / np.maximum(c, 1)
                 v = pa.array(mean, pa.float64(), mask=empty)
             else:
                 v = acc["m"]
@@ -332,6 +350,8 @@ class FrameAggregates:
         for i, acc in enumerate(accs):
             out[f"_c{i}"] = pa.array(acc["c"][index], pa.int64())
             if "s" in acc:
+                if "h" in acc:  # a running total carried on must be a BIGINT
+                    integer_sums.to_bigint(acc["h"][index], acc["l"][index], self.calls[i])
                 out[f"_s{i}"] = pa.array(acc["s"][index])
             if "m" in acc:
                 out[f"_m{i}"] = acc["m"].take(take)

@@ -117,6 +117,10 @@ def _cast(value: pa.Array, source: pa.DataType, target: pa.DataType) -> pa.Array
         micros = pc.subtract(pc.cast(value, pa.int64()),
                              pc.cast(pc.floor_temporal(value, unit="day"), pa.int64()))
         return pc.cast(pc.cast(micros, pa.time64("us")), target)
+    if pa.types.is_integer(source) and pa.types.is_floating(target):
+        # to the nearest float, as DuckDB and PostgreSQL (Arrow's safe cast refuses an
+        # integer past 2^53, the float's exact range)
+        return pc.cast(value, options=pc.CastOptions(target, allow_float_truncate=True))
     if pa.types.is_date(source) and pa.types.is_timestamp(target):
         return pc.cast(pc.cast(value, pa.timestamp("us", tz="UTC")), target)
     return pc.cast(value, target, safe=True)
