@@ -342,18 +342,21 @@ class Avg(Kernel):
                 return {f"{p}_s": result[f"{p}_x_sum"], f"{p}_n": n}
             if groups is not None and self.wants_groups(phase, source):
                 hi, lo = integer_sums.group_halves(source[f"{p}_x"], groups.gid, groups.groups)
-            else:
-                hi, lo = integer_sums.split(_np(result[f"{p}_x_sum"], 0))
-            return {f"{p}_h": pa.array(hi), f"{p}_l": pa.array(lo), f"{p}_n": n}
+                return {f"{p}_h": pa.array(hi), f"{p}_l": pa.array(lo), f"{p}_n": n}
+            # exact int64 sums: the pair (0, sum) (``lo`` need not be within 2^32: the
+            # merge's bound sees large ones and sums their halves)
+            total = pc.fill_null(result[f"{p}_x_sum"], 0).cast(pa.int64())
+            return {f"{p}_h": pa.array(np.zeros(len(total), np.int64)), f"{p}_l": total,
+                    f"{p}_n": n}
         n = pc.fill_null(result[f"{p}_n_sum"], 0)
         if not self.exact:
             return {f"{p}_s": result[f"{p}_s_sum"], f"{p}_n": n}
         if groups is not None and self.wants_groups(phase, source):
-            # the sum of the high halves itself exact (past 2^95 only in theory)
+            # sums of the halves of both: the high one leaves BIGINT past 2^95 only
             hi = integer_sums.to_bigint(*integer_sums.group_halves(
                 source[f"{p}_h"], groups.gid, groups.groups), self.call)
-            lo = integer_sums.to_bigint(*integer_sums.group_halves(
-                source[f"{p}_l"], groups.gid, groups.groups), self.call)
+            lo_hi, lo = integer_sums.group_halves(source[f"{p}_l"], groups.gid, groups.groups)
+            hi = hi + lo_hi
         else:
             hi, lo = _np(result[f"{p}_h_sum"], 0), _np(result[f"{p}_l_sum"], 0)
         hi, lo = integer_sums.carry(hi, lo)
@@ -364,7 +367,8 @@ class Avg(Kernel):
         if self.exact:
             count = _np(n, 0, np.int64)
             value = integer_sums.mean(_np(state[f"{self.p}_h"], 0, np.int64),
-                                      _np(state[f"{self.p}_l"], 0, np.int64), count)
+                                      _np(state[f"{self.p}_l"], 0, np.int64), count,
+                                      integer_sums.divided_in_long_double(self.arg_type))
             return pa.array(value, mask=count == 0)
         return pc.if_else(pc.greater(n, 0), pc.divide(state[f"{self.p}_s"], n.cast(pa.float64())),
                           pa.scalar(None, pa.float64()))
@@ -716,7 +720,8 @@ class Distinct(Kernel):
         hi, lo = integer_sums.group_halves(flat, gid, len(lists))
         empty = n == 0
         if self.call.func == "avg":
-            return pa.array(integer_sums.mean(hi, lo, n), mask=empty)
+            return pa.array(integer_sums.mean(
+                hi, lo, n, integer_sums.divided_in_long_double(self.arg_type)), mask=empty)
         return pa.array(integer_sums.to_bigint(hi, lo, self.call), mask=empty)
 
 

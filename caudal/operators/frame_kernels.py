@@ -268,6 +268,9 @@ class FrameAggregates:
         for call in calls:
             assert call.func in OVER_FUNCTIONS, call.func
         self.calls = list(calls)
+        #: per call, whether an integer avg divides in long double, as DuckDB's (from the
+        #: argument's type, seen by ``contributions``)
+        self.long_double = [True] * len(self.calls)
 
     def contributions(self, table: pa.Table) -> dict[str, pa.Array]:
         out: dict[str, pa.Array] = {}
@@ -282,6 +285,7 @@ class FrameAggregates:
             out[f"_c{i}"] = pc.is_valid(x).cast(pa.int64())
             if call.func in ("sum", "avg"):
                 wide = pa.int64() if pa.types.is_integer(x.type) else pa.float64()
+                self.long_double[i] = integer_sums.divided_in_long_double(x.type)
                 if pa.types.is_uint64(x.type):  # past 2^63: no BIGINT frame sum holds it
                     integer_sums.check_unsigned(x, call)
                 out[f"_s{i}"] = pc.fill_null(x.cast(wide), 0)
@@ -320,7 +324,7 @@ class FrameAggregates:
 
     def finalize(self, accs: list[dict[str, Any]]) -> list[pa.Array]:
         values = []
-        for call, acc in zip(self.calls, accs):
+        for i, (call, acc) in enumerate(zip(self.calls, accs)):
             c = acc["c"]
             empty = c == 0
             if call.func == "count":
@@ -331,10 +335,10 @@ class FrameAggregates:
                              else pa.float64(), mask=empty)
             elif call.func == "avg":
                 s = acc["s"]
-                if "h" in acc:
-                    mean = integer_sums.mean(acc["h"], acc["l"], c)
-                elif s.dtype.kind in "iu":  # exact sums: divided as DuckDB does
-                    mean = integer_sums.mean(*integer_sums.split(s), c)
+                if "h" in acc:  # exact sums of integers: divided as DuckDB does
+                    mean = integer_sums.mean(acc["h"], acc["l"], c, self.long_double[i])
+                elif s.dtype.kind in "iu":
+                    mean = integer_sums.mean(np.zeros_like(s), s, c, self.long_double[i])
                 else:
                     mean = s.astype(np.float64) / np.maximum(c, 1)
                 v = pa.array(mean, pa.float64(), mask=empty)

@@ -203,6 +203,23 @@ def test_group_halves_are_exact(values, gid):
                                                       if h == g)
 
 
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_avg_rounds_as_duckdb(parallelism):
+    """DuckDB divides the exact sum, rounded to a double, by the count: 2100857 / 2051 is
+    within 2^-64 of a midpoint between doubles (one long double division, then a rounding
+    to double, would give the other neighbour); a sum past 2^64 is rounded once."""
+    vals = [1024] * 2051
+    for i in range(2100857 - 1024 * 2051):
+        vals[i] += 1
+    big = [2**62 + 12345, 2**62 + 1, 2**62 - 7, 2**62 + 999, 2**62 + 3]
+    table = pa.table({"k": [1] * len(vals) + [2] * len(big) + [3] * 2,
+                      "i": pa.array(vals + big + [2**62 + 3, -2**62], pa.int64())})
+    sql = "SELECT k, avg(i) AS a FROM t GROUP BY k"
+    assert _answer(sql, table, parallelism, 500) == _duck(sql, table)
+    small = pa.table({"k": [1] * len(vals), "i": pa.array(vals, pa.int16())})
+    assert _answer(sql, small, parallelism, 500) == _duck(sql, small)
+
+
 def test_sum_of_smaller_integers_stays_bigint():
     """sum of TINYINT .. INTEGER is a BIGINT, as before (and as Flink's users expect)."""
     table = pa.table({"a": pa.array([127, 127], pa.int8()),
