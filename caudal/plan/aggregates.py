@@ -69,7 +69,8 @@ ACCEPTED = ("count(*), count(x), count(DISTINCT x), sum, avg, min, max, stddev, 
 #: canonical aggregate -> one-line signature, for the SQL reference (docs/sql.md)
 SIGNATURES = {
     "count": "count(*), count(x), count(DISTINCT x) -> bigint (count(x) skips NULLs)",
-    "sum": "sum([DISTINCT] x) -> bigint for integers, else the type of x (DECIMAL(38, s))",
+    "sum": "sum([DISTINCT] x) -> bigint for integers (exact; a sum past BIGINT stops the "
+           "job), else the type of x (DECIMAL(38, s))",
     "avg": "avg([DISTINCT] x) -> double",
     "min": "min(x) -> the type of x",
     "max": "max(x) -> the type of x",

@@ -257,3 +257,49 @@ def test_cli_error_is_one_line(tmp_path):
     assert len(lines) == 1, proc.stderr
     assert "SUM(i) overflowed BIGINT in a group" in lines[0]
     assert "DECIMAL(38, 0)" in lines[0] and "Traceback" not in proc.stderr
+
+
+KILL_QUERY = ("SELECT window_start, auction, count(*) AS n, sum(price * 268435456) AS s, "
+              "avg(price * 34359738368) AS a, avg(DISTINCT price * 34359738368) AS d "
+              "FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '50' "
+              "MILLISECOND)) GROUP BY window_start, window_end, auction")
+
+
+def _kill_script(out, pace: bool) -> str:
+    return (f"CREATE TABLE bid WITH (connector = 'nexmark', table = 'bid', events = '300000', "
+            f"event_rate = '200000', pace = '{str(pace).lower()}');\n"
+            f"CREATE TABLE out WITH (connector = 'filesystem', path = '{out}', "
+            f"format = 'parquet');\nINSERT INTO out {KILL_QUERY};\n")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(200)
+def test_killed_large_sums_resume_exactly(tmp_path):
+    """Sums whose values trip the overflow bound (the halves' path) and averages whose
+    states hold sums past 2^63, killed (SIGKILL) after checkpoints and resumed at another
+    parallelism: the windows of a run never killed, each once."""
+    from caudal.job import run_sql
+    from tests.helpers import kill_after_checkpoints, normalized_rows, read_committed
+
+    ref = tmp_path / "reference"
+    run_sql(_kill_script(ref, False), parallelism=1)
+    expected = normalized_rows(read_committed(ref))
+    assert expected and max(r[4] for r in expected) > 2**63 / 8
+    out, ck = tmp_path / "out", tmp_path / "ck"
+    script = tmp_path / "job.sql"
+    script.write_text(_kill_script(out, True))
+    kill_after_checkpoints(script, ck, batch_rows=512, first=2, then=1, checkpoints=3)
+    assert normalized_rows(read_committed(out)) == expected
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_frame_api_sum_and_mean(parallelism):
+    """The Python frame API's sum and mean are the SQL aggregates: the same rule."""
+    from caudal import col
+
+    frame = cd.from_arrow(TABLE).group_by("k")
+    got = frame.agg(col("i").mean().alias("m")).collect(parallelism=parallelism)
+    assert sorted(tuple(r.values()) for r in got.to_pylist()) == \
+        _duck("SELECT k, avg(i) AS m FROM t GROUP BY k")
+    with pytest.raises(RuntimeFailure, match="overflowed BIGINT in a group"):
+        frame.agg(col("i").sum().alias("s")).collect(parallelism=parallelism, batch_rows=1)
