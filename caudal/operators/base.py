@@ -75,6 +75,10 @@ class Operator:
         go on without it. Most operators hold nothing of the kind."""
         return ()
 
+    def on_idle(self) -> None:
+        """This chain's source subtask declares itself idle: the downstream's watermark may
+        go on without it, past this operator's own (see ``LocalWindowPartials``)."""
+
     def snapshot(self, epoch: int) -> dict[str, Any]:
         """State to checkpoint at a barrier: name -> ``pyarrow.Table`` (written as Parquet).
 

@@ -15,6 +15,12 @@ Why it is exact:
   are pre-aggregated (``_ts`` null); rows below it (rare: disorder beyond the watermark
   delay) are sent one state row each with their event time in ``_ts``, for the downstream to
   check and count exactly as a single-phase aggregate would.
+* Except once this subtask's source has been idle (``on_idle``): the downstream then leaves
+  it out of its minimum and may pass our watermark, and no bound on how far reaches this
+  subtask. From then on every row goes with its ``_ts`` (vouched rows had vanished
+  uncounted into panes whose windows had fired). Its snapshot says so (``idle_meta``): a
+  subtask restored from such snapshots only stays so; one restored with a never-idle
+  subtask's watermark vouches from the minimum of those (the downstream's is at most it).
 * Processing time: the pane of the local arrival time; downstream lifts panes whose windows
   already fired to its own clock (a row is never late on processing time).
 
@@ -190,6 +196,8 @@ class LocalWindowPartials(Operator):
         self.hold_s = max(0, int(hold_us)) / 1e6
         self.dense = self.aggregator.dense_partials(self.keys, input_schema) \
             if self.hold_s > 0 and time_column is not None else None
+        #: False once the source subtask has been idle (module docstring)
+        self.vouching = True
         #: the pane whose rows the arrays hold, and since when (None: nothing held)
         self.held_pane: int | None = None
         self.held_since = 0.0
@@ -265,7 +273,8 @@ class LocalWindowPartials(Operator):
         if batch.num_rows == 0:
             return ()
         panes = self.window.pane_of(ts)
-        maybe_late = ts < self.watermark if self.time_column is not None else None
+        maybe_late = None if self.time_column is None else ts < self.watermark \
+            if self.vouching else np.ones(len(ts), dtype=bool)
         held: list[pa.RecordBatch] = []
         if self.dense is not None:
             lo = int(panes.min())
@@ -297,8 +306,15 @@ class LocalWindowPartials(Operator):
     def on_end(self) -> Sequence[pa.RecordBatch]:
         return self.release_held()
 
+    def on_idle(self) -> None:
+        self.vouching = False
+
     def snapshot(self, epoch: int) -> dict[str, Any]:
-        return {"meta": watermark_table(self.watermark)}
+        return {"meta" if self.vouching else "idle_meta": watermark_table(self.watermark)}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.watermark = restored_watermark(state, self.watermark)
+        if state.get("meta") is None and state.get("idle_meta") is not None:
+            self.vouching = False   # only subtasks that had been idle: still no bound
+            self.watermark = restored_watermark(state, self.watermark, "idle_meta")
+        else:
+            self.watermark = restored_watermark(state, self.watermark)

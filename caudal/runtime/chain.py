@@ -70,6 +70,13 @@ class Chain:
                 out.extend(self._push(emitted, i + 1))
         return out
 
+    def on_idle(self) -> None:
+        """The source subtask is about to send ``Idle`` (``Operator.on_idle``)."""
+        for op in self.operators:
+            hook = getattr(op, "on_idle", None)
+            if hook is not None:
+                hook()
+
     def on_end(self) -> list[pa.RecordBatch]:
         out: list[pa.RecordBatch] = []
         for i, op in enumerate(self.operators):

@@ -359,6 +359,7 @@ class SubtaskRunner:
             # e.g. a broker queue read by one subtask): it reads nothing, so it must not hold
             # the watermark back until idle_timeout
             idle = True
+            self.chain.on_idle()
             self._control(Idle())
         schema = source.schema
         computed = table.computed_step()  # computed columns, before the watermark reads them
@@ -387,6 +388,7 @@ class SubtaskRunner:
                 if not idle and time.monotonic() - last_data > idle_after:
                     idle = True
                     self._emit(self.chain.release_held())   # before the downstream goes on
+                    self.chain.on_idle()
                     self._control(Idle())
                 continue
             last_data = time.monotonic()

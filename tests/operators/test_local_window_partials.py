@@ -202,6 +202,48 @@ def test_the_local_watermark_survives_a_restore():
     assert restored.watermark == 5 * S
 
 
+def test_after_its_source_was_idle_every_row_is_checked_downstream():
+    """The downstream passed this subtask's watermark (12 s) while it was idle (to 25 s):
+    rows at 13 and 14 s are late there, and must reach it with their event time."""
+    window = WindowSpec("tumble", 10 * S)
+    local = local_op(window, ["k"], 0)
+    op = window_op(window, ["k"], True)
+    local.on_watermark(12 * S)
+    local.on_idle()
+    op.on_watermark(25 * S)
+    ts = pa.array([13 * S, 14 * S, 26 * S]).view(TIMESTAMP)
+    batch = pa.RecordBatch.from_arrays(
+        [ts, pa.array([1, 1, 1]), pa.array([1, 2, 3]), pa.array([True] * 3)], schema=INPUT)
+    partial = pa.Table.from_batches(local.process(batch))
+    assert sorted(partial.column("_ts").to_pylist()) == [13 * S, 14 * S, 26 * S]
+    for b in partial.to_batches():
+        op.process(b)
+    assert op.ctx.metrics["late_rows"] == 2
+    out = as_rows(op.on_watermark(WATERMARK_MAX))
+    assert [r[:6] for r in out] == [(20 * S, 30 * S, 1, 1, 1, 3)]
+
+
+def test_a_restore_vouches_only_from_a_bound_of_the_downstream_watermark():
+    window = WindowSpec("tumble", 10 * S)
+    a, b, c = (local_op(window, ["k"], i) for i in range(3))
+    a.on_watermark(5 * S)
+    b.on_watermark(30 * S)
+    b.on_idle()
+    c.on_watermark(7 * S)
+    c.on_idle()
+    snaps = [x.snapshot(1) for x in (a, b, c)]
+    restored = local_op(window, ["k"], 0)
+    # never-idle subtasks bound the downstream's watermark: their minimum
+    restored.restore({"meta": snaps[0]["meta"],
+                      "idle_meta": pa.concat_tables([snaps[1]["idle_meta"],
+                                                     snaps[2]["idle_meta"]])})
+    assert restored.watermark == 5 * S and restored.vouching
+    # only subtasks that had been idle (its own snapshot at the same parallelism): no bound
+    restored = local_op(window, ["k"], 0)
+    restored.restore({"idle_meta": snaps[1]["idle_meta"]})
+    assert not restored.vouching
+
+
 def test_only_compact_mergeable_aggregates_are_split():
     assert splittable(CALLS, INPUT, "ts")
     for call in [AggCall("count", ("x",), pa.int64(), distinct=True),
