@@ -176,19 +176,27 @@ def test_rows_below_the_local_watermark_are_checked_downstream():
     op = window_op(window, ["k"], True)
     local.on_watermark(12 * S)
     op.on_watermark(12 * S)
-    ts = pa.array([3 * S, 11 * S, 13 * S, 14 * S]).view(TIMESTAMP)
+    stamps, out = _through(local, op, [3, 11, 13, 14])
+    # 13 and 14 are pre-aggregated; 3 and 11 travel one row each with their event time
+    assert stamps == [None, 3 * S, 11 * S]
+    assert op.ctx.metrics["late_rows"] == 2
+    assert [r[:6] for r in out] == [(10 * S, 20 * S, 1, 2, 2, 7)]
+
+
+def _through(local: LocalWindowPartials, op: WindowAggregate, seconds: list[int]
+             ) -> tuple[list, list[tuple]]:
+    """Rows of key 1 at ``seconds`` (x = 1, 2, …) through the local stage and ``op``: the
+    ``_ts`` of the partials, and ``op``'s windows at the end."""
+    ts = pa.array([s * S for s in seconds]).view(TIMESTAMP)
+    n = len(seconds)
     batch = pa.RecordBatch.from_arrays(
-        [ts, pa.array([1, 1, 1, 1]), pa.array([1, 2, 3, 4]), pa.array([True] * 4)],
+        [ts, pa.array([1] * n), pa.array(range(1, n + 1)), pa.array([True] * n)],
         schema=INPUT)
     partial = pa.Table.from_batches(local.process(batch))
-    # 13 and 14 are pre-aggregated; 3 and 11 travel one row each with their event time
-    assert sorted(partial.column("_ts").to_pylist(), key=lambda v: v or 0) == \
-        [None, 3 * S, 11 * S]
     for b in partial.to_batches():
         op.process(b)
-    assert op.ctx.metrics["late_rows"] == 2
-    out = as_rows(op.on_watermark(WATERMARK_MAX))
-    assert [r[:6] for r in out] == [(10 * S, 20 * S, 1, 2, 2, 7)]
+    stamps = sorted(partial.column("_ts").to_pylist(), key=lambda v: v or 0)
+    return stamps, as_rows(op.on_watermark(WATERMARK_MAX))
 
 
 def test_the_local_watermark_survives_a_restore():
@@ -211,15 +219,9 @@ def test_after_its_source_was_idle_every_row_is_checked_downstream():
     local.on_watermark(12 * S)
     local.on_idle()
     op.on_watermark(25 * S)
-    ts = pa.array([13 * S, 14 * S, 26 * S]).view(TIMESTAMP)
-    batch = pa.RecordBatch.from_arrays(
-        [ts, pa.array([1, 1, 1]), pa.array([1, 2, 3]), pa.array([True] * 3)], schema=INPUT)
-    partial = pa.Table.from_batches(local.process(batch))
-    assert sorted(partial.column("_ts").to_pylist()) == [13 * S, 14 * S, 26 * S]
-    for b in partial.to_batches():
-        op.process(b)
+    stamps, out = _through(local, op, [13, 14, 26])
+    assert stamps == [13 * S, 14 * S, 26 * S]
     assert op.ctx.metrics["late_rows"] == 2
-    out = as_rows(op.on_watermark(WATERMARK_MAX))
     assert [r[:6] for r in out] == [(20 * S, 30 * S, 1, 1, 1, 3)]
 
 
