@@ -124,11 +124,13 @@ class _Merged:
             self.aggregator.dense_partials(group, input_schema)
         #: what changed since the last snapshot, so a checkpoint writes only that
         self.changes = ChangedRows()
-        #: the values last emitted per key id, when every aggregate's type is a number, so
-        #: a flush takes its retractions' values instead of recomputing them from the old
-        #: states (a median sorted its values again); ``known[i]``: key ``i``'s are there
-        #: (not after a restore or an expiry, which computes them as before). Never in a
-        #: snapshot: it is derived state.
+        #: the values last emitted per key id, when an aggregate is a percentile (whose
+        #: final sorts its values) and every one's type is a number, so a flush takes its
+        #: retractions' values instead of recomputing them from the old states; other
+        #: finals read their states as they are, not worth a copy of the outputs per key.
+        #: ``known[i]``: key ``i``'s are there (not after a restore or an expiry, which
+        #: compute them as before). Never in a snapshot: it is derived state.
+        self.remember = any(isinstance(k, Percentile) for k in self.aggregator.kernels)
         self.emitted: SlotTable | None = None
         self.known = np.zeros(0, dtype=bool)
 
@@ -217,8 +219,8 @@ class _Merged:
 
     def _remember(self, ids: np.ndarray, values: list[pa.Array]) -> None:
         """Keep ``values`` as the ones emitted for keys ``ids`` (see ``emitted``)."""
-        if not values or not all(pa.types.is_integer(v.type) or pa.types.is_floating(v.type)
-                                 for v in values):
+        if not self.remember or not values or not all(
+                pa.types.is_integer(v.type) or pa.types.is_floating(v.type) for v in values):
             return
         table = pa.Table.from_arrays(values, names=[f"_{i}" for i in range(len(values))])
         if self.emitted is None:
