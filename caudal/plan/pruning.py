@@ -11,6 +11,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
 from caudal.plan.expressions import Call, Column, Expr, Literal
 
 
@@ -81,6 +83,8 @@ def _cannot(expr: Expr, stats: dict[str, ColumnStats]) -> bool:
         if s.min is None or s.max is None:
             return False
         low, high = _comparable(s.min), _comparable(s.max)
+        if op in ("gt", "gte") and pa.types.is_floating(left.dtype):
+            return False  # a NaN, which statistics leave out, is above every number
         if op == "gt":
             return high <= value
         if op == "gte":
