@@ -32,7 +32,7 @@ from caudal.sql.select_items import (  # noqa: F401  (re-exported: planner.is_ag
     output_name,
     unique_names,
 )
-from caudal.sql.settings import setting_name
+from caudal.sql.settings import check_setting, setting_name
 from caudal.types import sql_name
 
 
@@ -170,7 +170,9 @@ class Planner:
                 if isinstance(eq, exp.EQ):
                     value = eq.expression
                     text = value.name if isinstance(value, exp.Literal) else value.sql()
-                    self.catalog.settings[setting_name(eq.this)] = text
+                    name = setting_name(eq.this)
+                    check_setting(name, stmt.line, 1)
+                    self.catalog.settings[name] = text
             return None
         if isinstance(node, exp.Insert):
             return self._plan_insert(node, stmt)

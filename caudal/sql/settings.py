@@ -13,6 +13,9 @@ from caudal.errors import CaudalError, PlanError
 
 #: Flink's names of settings caudal has under its own name
 ALIASES = {"table.exec.state.ttl": "updating_ttl"}
+#: every setting a SET may name: another name is refused, not ignored (a Flink script's
+#: SET 'table.local-time-zone' was taken silently and changed nothing)
+KNOWN = ("updating_flush", "updating_ttl", "allow_unkeyed_join")
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -29,6 +32,15 @@ def setting_name(target: Any) -> str:
         name = target.name
     name = name.lower()
     return ALIASES.get(name, name)
+
+
+def check_setting(name: str, line: int | None, col: int | None) -> None:
+    """Refuse a SET of a name caudal does not read, in one line."""
+    if name not in KNOWN:
+        raise PlanError(f"SET {name}: caudal has no such setting, and would ignore it",
+                        line=line, col=col,
+                        hint=f"settings: {', '.join(KNOWN)} (Flink's table.exec.state.ttl is "
+                             "updating_ttl); remove the SET")
 
 
 def duration_setting(settings: dict[str, Any], name: str, default: int | None) -> int | None:

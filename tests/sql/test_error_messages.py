@@ -121,3 +121,18 @@ def test_a_clause_word_is_not_taken_for_a_table_alias():
     assert str(e.value) == "line 3, column 1: syntax error: ORDER is incomplete here (ORDER BY …)"
     compile_sql(DDL + 'SELECT o.price FROM bids AS "order" JOIN bids o ON o.auction = '
                 '"order".auction')
+
+
+@pytest.mark.parametrize("statement", ["SET 'table.local-time-zone' = 'Europe/Berlin';",
+                                       "SET foo = 'bar';", "SET UPDATING_FLUSHH = '1s';"])
+def test_a_setting_caudal_would_ignore_is_refused(statement):
+    # they were accepted and changed nothing: a Flink script's local time zone silently
+    # did not apply
+    with pytest.raises(CaudalError, match=r"^line 2, column 1: SET \S+: caudal has no such "
+                                          r"setting, and would ignore it \(settings: "):
+        compile_sql(DDL + statement + "\nSELECT price FROM bids;")
+
+
+def test_the_settings_caudal_reads_are_accepted():
+    compile_sql(DDL + "SET updating_flush = '0';\nSET 'table.exec.state.ttl' = '1 hour';\n"
+                "SET allow_unkeyed_join = true;\nSELECT price FROM bids;")
