@@ -35,6 +35,11 @@ _DENSE_SHARE = 1 / 8
 #: range, and a join keeps only some of them (a filtered side), so the default span of a
 #: ``KeyIndex`` (4) would put most probes through its slower hash table
 _DENSE_SPAN = 16
+#: ... and while their range spans at most this many slots, however sparse (16 MB): a
+#: side's density moves around its limit as keys arrive (two source subtasks at different
+#: points of an id range), and a side that crossed it stayed in the hash table for good
+#: (q20 at P = 2: its probes 0.03 -> 0.32 CPU s in one run of three)
+_MIN_DIRECT = 1 << 21
 #: runs are merged while the one before is less than this many times the newer's size
 _MERGE_RATIO = 4
 
@@ -86,7 +91,7 @@ class KeyRows:
     """Row numbers of a side's stored rows by the value of its one integer-like key column."""
 
     def __init__(self, name: str, schema: pa.Schema):
-        self.keys = KeyIndex([name], schema, dense_span=_DENSE_SPAN)
+        self.keys = KeyIndex([name], schema, dense_span=_DENSE_SPAN, min_direct=_MIN_DIRECT)
         self.runs: list[_Run] = []
         self.covered = 0   # rows below this are in a run
 

@@ -87,11 +87,13 @@ class KeyIndex:
     of first insertion, so a state table can keep key ``i``'s row at position ``i``."""
 
     def __init__(self, names: Sequence[str], schema: pa.Schema,
-                 dense_span: int = _DENSE_SPAN):
+                 dense_span: int = _DENSE_SPAN, min_direct: int = _MIN_DIRECT):
         self.names = list(names)
         #: integer keys stay directly addressed while their range spans at most this many
-        #: slots per key (``_DENSE_SPAN`` unless a caller trades more memory for speed)
+        #: slots per key, or at most ``min_direct`` slots (``_DENSE_SPAN``, ``_MIN_DIRECT``
+        #: unless a caller trades more memory for speed)
         self.dense_span = dense_span
+        self.min_direct = min_direct
         self.integer = len(self.names) == 1 and _integer_like(schema.field(self.names[0]).type)
         self.size = 0
         self._null_id = _EMPTY
@@ -102,6 +104,8 @@ class KeyIndex:
         self._direct: np.ndarray | None = np.zeros(0, dtype=np.int64) if self.integer \
             else None
         self._base = 0
+        #: the smallest and largest key in the direct table (its density is judged by them)
+        self._key_lo = self._key_hi = 0
 
     # ---- the integer table ----------------------------------------------------------------
 
@@ -130,16 +134,23 @@ class KeyIndex:
         if not len(values):
             return True
         lo, hi = int(values.min()), int(values.max())
-        if len(direct) and self._base <= lo and hi < self._base + len(direct):
-            return True
         if len(direct):
-            lo, hi = min(lo, self._base), max(hi, self._base + len(direct) - 1)
-        span = hi - lo + 1
-        if span > max(self.dense_span * count, _MIN_DIRECT):
+            # the keys' own range decides (not the table's, whose room would count as keys)
+            lo, hi = min(lo, self._key_lo), max(hi, self._key_hi)
+        if len(direct) and self._base <= lo and hi < self._base + len(direct):
+            self._key_lo, self._key_hi = lo, hi
+            return True
+        keys_span = hi - lo + 1
+        limit = max(self.dense_span * count, self.min_direct)
+        if keys_span > limit:
             self._to_hash()
             return False
+        self._key_lo, self._key_hi = lo, hi
+        if len(direct):   # the table keeps covering what it covers
+            lo, hi = min(lo, self._base), max(hi, self._base + len(direct) - 1)
+        span = hi - lo + 1
         # room to grow on the side that grew (sequential ids keep coming), within the limit
-        room = min(span, max(self.dense_span * count, _MIN_DIRECT) - span)
+        room = min(keys_span, limit - keys_span)
         grow_down = len(direct) and lo < self._base
         start = lo - room if grow_down else lo
         size = span + room

@@ -100,3 +100,15 @@ def test_keys_at_the_ends_of_int64():
         expected = [(i, j) for i, k in enumerate(probe) for j, s in enumerate(stored)
                     if k is not None and k == s]
         assert _pairs(pi, ri) == expected
+
+
+def test_sparse_keys_of_a_moderate_range_stay_directly_addressed():
+    """Keys 40 apart over a range of 1.2 M (an id range split over subtasks and filtered)
+    are looked up in the direct table, arriving out of order, not in the hash table."""
+    index = KeyRows("k", pa.schema([("k", pa.int64())]))
+    keys = np.arange(1000, 1_201_000, 40)
+    order = np.random.default_rng(5).permutation(len(keys))
+    for part in np.array_split(order, 30):
+        index.keys.find_or_add(pa.array(keys[np.sort(part)]))
+    assert index.keys._direct is not None
+    assert (index.keys.find(pa.array(keys)) >= 0).all()
