@@ -189,3 +189,12 @@ def test_to_timestamp_beyond_the_range_is_one_line():
     # it was Arrow's "Float value … was truncated converting to int64", an internal error
     with pytest.raises(RuntimeFailure, match="timestamp out of range in to_timestamp"):
         values("to_timestamp(1e30)")
+
+
+def test_time_as_text_drops_the_zeros_of_its_fraction():
+    # '01:02:03.000000' (Arrow's text) where PostgreSQL and DuckDB write '01:02:03'
+    table = pa.table({"t": pa.array([dt.time(1, 2, 3), dt.time(1, 2, 3, 500000),
+                                     dt.time(23, 59, 59, 999999), dt.time(0, 0, 0, 10), None],
+                                    pa.time64("us"))})
+    check("CAST(t AS TEXT)", table)
+    check("concat('at ', t)", table)

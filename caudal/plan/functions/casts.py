@@ -150,6 +150,8 @@ def _to_text(value: pa.Array, source: pa.DataType) -> pa.Array:
         return format_timestamp(value)
     if pa.types.is_duration(source):
         return format_interval(value)
+    if pa.types.is_time(source):   # 01:02:03.5, 01:02:03 (Arrow writes .500000, .000000)
+        return _drop_fraction_zeros(pc.cast(value, pa.string()))
     return pc.cast(value, pa.string())
 
 
@@ -178,7 +180,13 @@ def format_timestamp(value: pa.Array) -> pa.Array:
     naive = pc.cast(value, pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us"))
     text = polars_eval(lambda ts: ts.dt.to_string("%Y-%m-%d %H:%M:%S%.f"), [naive],
                        pa.string())
-    return pc.replace_substring_regex(text, r"(\.\d*[1-9])0+$", r"\1")
+    return _drop_fraction_zeros(text)
+
+
+def _drop_fraction_zeros(text: pa.Array) -> pa.Array:
+    """``…:05.500000`` -> ``…:05.5``, ``…:05.000000`` -> ``…:05``, as PostgreSQL prints."""
+    text = pc.replace_substring_regex(text, r"(\.\d*[1-9])0+$", r"\1")
+    return pc.replace_substring_regex(text, r"\.0+$", "")
 
 
 def format_interval(value: pa.Array) -> pa.Array:
