@@ -15,7 +15,14 @@ from caudal.plan.expressions import Call, Expr, Literal
 from caudal.plan.functions.casts import cast_array
 from caudal.plan.functions.coerce import arity, cast, coerce_all, common_numeric, expect
 from caudal.plan.functions.decimal64 import decimal_int64
-from caudal.plan.functions.kernels import any_true, is_scalar, null_of
+from caudal.plan.functions.kernels import (
+    any_true,
+    broadcast,
+    finish,
+    is_scalar,
+    null_of,
+    propagate_nulls,
+)
 from caudal.plan.functions.registry import BindError, register
 from caudal.types import INTERVAL, TIMESTAMP, is_numeric, is_text, sql_name
 
@@ -152,6 +159,16 @@ def _divide(a, b):
     return pc.divide_checked(a, b)
 
 
+def _float_modulo(a, b):
+    """C's fmod, as DuckDB: exact, with the sign of ``a``, ``x % inf`` is x (a - trunc(a / b)
+    * b answered NaN there, and lost digits for large quotients)."""
+    (x, y), scalar = broadcast([a, b])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.fmod(pc.fill_null(x, 0.0).to_numpy(zero_copy_only=False),
+                    pc.fill_null(y, 1.0).to_numpy(zero_copy_only=False))
+    return finish(propagate_nulls(pa.array(r, x.type), x, y), scalar)
+
+
 def _modulo(a, b):
     # a - trunc(a / b) * b: the sign follows the dividend, as in PostgreSQL
     if pa.types.is_integer(a.type):
@@ -159,10 +176,9 @@ def _modulo(a, b):
         return pc.subtract(a, pc.multiply(quotient, b))
     if any_true(pc.equal(b, 0)):
         raise pa.ArrowInvalid("divide by zero")
-    if pa.types.is_decimal(a.type):
-        quotient = pc.round(pc.divide(a, b), round_mode="towards_zero")
-        return pc.subtract(a, pc.multiply(quotient, b))
-    quotient = pc.trunc(pc.divide(a, b))
+    if pa.types.is_floating(a.type):
+        return _float_modulo(a, b)
+    quotient = pc.round(pc.divide(a, b), round_mode="towards_zero")  # decimals
     return pc.subtract(a, pc.multiply(quotient, b))
 
 
