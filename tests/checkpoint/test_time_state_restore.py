@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 
 import caudal as cd
+from caudal.errors import DataError
 from caudal.job import compile_sql, run_sql
 from caudal.types import normalize_type
 from tests.changelog_helpers import fold, read_changes
@@ -88,10 +89,16 @@ def test_parquet_times_of_every_unit_are_read_as_time(tmp_path):
     pq.write_table(pa.table({
         "ms": pa.array(times[:1] + [dt.time(23, 59, 59, 999_000), None], pa.time32("ms")),
         "us": pa.array(times, pa.time64("us")),
-        "ns": pa.array([1_000_000_001, 86_399_999_999_999, None], pa.time64("ns"))}),
+        "ns": pa.array([1_000_000_000, 86_399_999_999_000, None], pa.time64("ns"))}),
         tmp_path / "t.parquet")
     got = cd.read_parquet(str(tmp_path / "t.parquet")).collect()
     assert all(f.type == pa.time64("us") for f in got.schema)
     assert got.column("us").to_pylist() == times
     assert got.column("ns").to_pylist() == [dt.time(0, 0, 1), dt.time(23, 59, 59, 999_999),
                                             None]
+    # a nanosecond time finer than a microsecond is refused, no longer truncated
+    # (tests/formats/test_nanosecond_values.py)
+    pq.write_table(pa.table({"ns": pa.array([1_000_000_001], pa.time64("ns"))}),
+                   tmp_path / "fine.parquet")
+    with pytest.raises(DataError, match="finer than a microsecond"):
+        cd.read_parquet(str(tmp_path / "fine.parquet")).collect()
