@@ -20,6 +20,7 @@ import polars as pl
 import pyarrow as pa
 
 from caudal import compute as pc
+from caudal import float_order
 from caudal.operators.aggregate_kernels import MERGE, PARTIAL, GroupIndex
 from caudal.operators.aggregator import Aggregator
 from caudal.operators.base import Operator, OperatorContext
@@ -54,7 +55,7 @@ def _key_ids(table: pa.Table, keys: list[str]) -> np.ndarray:
             pending += [(f"{name}.{col.type.field(i).name}", pc.struct_field(col, [i]))
                         for i in range(col.type.num_fields)]
         else:
-            columns[f"__k{len(columns)}"] = col
+            columns[f"__k{len(columns)}"] = float_order.normalize_key(col)  # -0.0 is 0.0
     names = list(columns)
     columns["__row"] = pa.array(np.arange(table.num_rows))
     grouped = pa.table(columns).group_by(names, use_threads=False).aggregate(

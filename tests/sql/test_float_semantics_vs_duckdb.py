@@ -137,6 +137,13 @@ CASES = [
      "SELECT t.i, u.j FROM t JOIN u ON t.x = u.y"),
     ("SELECT i, k FROM (SELECT i, k, ROW_NUMBER() OVER (PARTITION BY x ORDER BY i) AS rn "
      "FROM t) WHERE rn <= 1", None),  # was wrong (NaNs one partition)
+    ("SELECT x, i FROM (SELECT x, i, ROW_NUMBER() OVER (PARTITION BY x, window_start, "
+     "window_end ORDER BY i) AS rn FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '100' "
+     "SECOND))) WHERE rn = 1", "SELECT x, min(i) AS i FROM t GROUP BY x"),  # was wrong (-0.0)
+    ("SELECT i, count(*) OVER (PARTITION BY x ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING "
+     "AND CURRENT ROW) AS c FROM t", None),
+    ("SELECT t.i, u.j FROM t JOIN u ON t.x = u.y AND u.ts BETWEEN t.ts - INTERVAL '100' "
+     "SECOND AND t.ts + INTERVAL '100' SECOND", "SELECT t.i, u.j FROM t JOIN u ON t.x = u.y"),
     # order: ORDER BY ... LIMIT, top-N (explicit NULLS: caudal's default for DESC is
     # PostgreSQL's NULLS FIRST, DuckDB's NULLS LAST)
     ("!SELECT i, x FROM t ORDER BY x NULLS LAST, i LIMIT 20", None),
