@@ -74,8 +74,9 @@ def streams(draw) -> list[pa.RecordBatch]:
 
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(batches=streams(), flush_every=st.integers(1, 3))
-def test_flushes_equal_the_general_store(monkeypatch, batches, flush_every):
+@given(batches=streams(), flush_every=st.integers(1, 3), piece=st.sampled_from([1 << 19, 2, 7]))
+def test_flushes_equal_the_general_store(monkeypatch, batches, flush_every, piece):
+    monkeypatch.setattr(ua, "_PIECE", piece)   # (small: a flush sorts in several pieces)
     fast, ref = _operator(False), _operator(True, monkeypatch)
     for op in (fast, ref):
         op.flush_us = 10**12
@@ -277,3 +278,18 @@ def test_text_keys_several_keys_and_no_key_equal_the_general_store(monkeypatch, 
     for batch in table.to_batches(max_chunksize=cut):
         assert _rows(list(ops[0].process(batch))) == _rows(list(ops[1].process(batch)))
     assert _rows(ops[0].on_end()) == _rows(ops[1].on_end())
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(0, 30), st.integers(-2**40, 2**40)), max_size=200),
+       piece=st.integers(1, 40))
+def test_grouped_sorted_in_pieces_is_a_sort_by_group_then_value(rows, piece):
+    import unittest.mock
+
+    parents = np.array([r[0] for r in rows], dtype=np.int64)
+    flat = np.array([r[1] for r in rows], dtype=np.int64)
+    with unittest.mock.patch.object(ua, "_PIECE", piece):
+        ordered, counts = ua._grouped_sorted(flat, parents, 31, pa.int64())
+    order = np.lexsort((flat, parents))
+    assert ordered.tolist() == flat[order].tolist()
+    assert counts.tolist() == np.bincount(parents, minlength=31).tolist()
