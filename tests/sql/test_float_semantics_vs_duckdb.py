@@ -382,3 +382,18 @@ def test_modulo_of_special_values_matches_duckdb(dtype):
     want = _rows(_duck(sql, t=table))
     for p in (1, 2):
         assert _rows(_caudal(sql, p, t=table)) == want
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.lists(_FLOATS, min_size=1, max_size=30), limit=st.integers(1, 8),
+       desc=st.booleans(), nulls_first=st.booleans(), parallelism=st.sampled_from([1, 2]))
+def test_random_order_and_top_n_match_duckdb(values, limit, desc, nulls_first, parallelism):
+    table = pa.table({"i": pa.array(range(len(values)), pa.int64()),
+                      "x": pa.array(values, pa.float64())})
+    order = f"x {'DESC' if desc else 'ASC'} NULLS {'FIRST' if nulls_first else 'LAST'}, i"
+    ordered = f"SELECT i, x FROM t ORDER BY {order} LIMIT {limit}"
+    assert _rows(_caudal(ordered, parallelism, t=table), True) == \
+        _rows(_duck(ordered, t=table), True)
+    top = (f"SELECT i, rk FROM (SELECT i, RANK() OVER (ORDER BY x {'DESC' if desc else ''} "
+           f"NULLS {'FIRST' if nulls_first else 'LAST'}) AS rk FROM t) WHERE rk <= {limit}")
+    assert _rows(_caudal(top, parallelism, t=table)) == _rows(_duck(top, t=table))
