@@ -4,10 +4,11 @@ checkpoint writes, the CPU the checkpoints cost, and the recovery from the last 
     python bench/join_checkpoints.py run DIR [-p P] [--events N] [--interval 3s]
     python bench/join_checkpoints.py recover DIR [-p P] [--events N]
 
-``run``: ``caudal run`` of ``bench/nexmark/q20.sql`` (its events overridden by ``--events``)
+``run``: ``caudal run`` of ``bench/nexmark/q20.sql`` (``--query q19``: another; its events
+overridden by ``--events``)
 with checkpoints every ``--interval`` into ``DIR/ck``, in this process, with the checkpoint
 code timed where it runs (``time.thread_time`` of the thread): each operator snapshot of the
-join, each state file written (its bytes, path and thread CPU: the writer's or the
+join or top-N, each state file written (its bytes, path and thread CPU: the writer's or the
 compactor's), each compaction. Prints one JSON line: process CPU (user + sys) and wall,
 peak RSS, bytes per checkpoint (the files of the epoch's own directory, compactions apart),
 the CPU of snapshots, writes and compactions. ``recover``: in a fresh process, read the
@@ -38,14 +39,15 @@ def _cpu() -> float:
     return t.user + t.system
 
 
-def _sql(events: int) -> str:
-    sql = (ROOT / "nexmark" / "q20.sql").read_text()
+def _sql(events: int, query: str = "q20") -> str:
+    sql = (ROOT / "nexmark" / f"{query}.sql").read_text()
     return sql.replace("events = '10000000'", f"events = '{events}'")
 
 
-def run(root: Path, parallelism: int, events: int, interval: str) -> dict:
+def run(root: Path, parallelism: int, events: int, interval: str, query: str = "q20"
+        ) -> dict:
     from caudal.checkpoint import chains, storage
-    from caudal.operators import updating_join
+    from caudal.operators import updating_join, updating_rank
 
     lock = threading.Lock()
     log: dict[str, list] = {"writes": [], "snapshots": [], "compactions": []}
@@ -65,15 +67,15 @@ def run(root: Path, parallelism: int, events: int, interval: str) -> dict:
 
     timed(storage.CheckpointStorage, "write_table",
           lambda a, out, cpu, wall: log["writes"].append((a[0], out.bytes, cpu, wall)))
-    timed(updating_join.UpdatingJoin, "snapshot",
-          lambda a, out, cpu, wall: log["snapshots"].append((cpu, wall)))
+    for cls in (updating_join.UpdatingJoin, updating_rank.UpdatingRank):
+        timed(cls, "snapshot", lambda a, out, cpu, wall: log["snapshots"].append((cpu, wall)))
     timed(chains.StateChains, "_compact",
           lambda a, out, cpu, wall: log["compactions"].append((cpu, wall)))
 
     from caudal.cli import main as cli
 
-    job = root / "q20.sql"
-    job.write_text(_sql(events))
+    job = root / f"{query}.sql"
+    job.write_text(_sql(events, query))
     sys.argv = ["caudal", "run", str(job), "-p", str(parallelism), "--checkpoint-dir",
                 str(root / "ck"), "--checkpoint-interval", interval, "--fresh"]
     c, w = _cpu(), time.perf_counter()
@@ -89,7 +91,7 @@ def run(root: Path, parallelism: int, events: int, interval: str) -> dict:
             per_epoch[path.split("/", 1)[0]] = per_epoch.get(path.split("/", 1)[0], 0) + size
     sizes = [per_epoch[k] for k in sorted(per_epoch)]
     return {
-        "what": "run", "parallelism": parallelism, "events": events, "interval": interval,
+        "what": "run", "query": query, "parallelism": parallelism, "events": events, "interval": interval,
         "cpu_s": round(cpu, 2), "wall_s": round(wall, 2),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         "checkpoints": len(sizes), "mb_per_checkpoint": [round(s / 1e6, 1) for s in sizes],
@@ -144,11 +146,12 @@ def main() -> None:
     ap.add_argument("-p", type=int, default=1)
     ap.add_argument("--events", type=int, default=10_000_000)
     ap.add_argument("--interval", default="3s")
+    ap.add_argument("--query", default="q20", help="run: q20 (default), q18 or q19 (top-N)")
     args = ap.parse_args()
     root = Path(args.dir)
     root.mkdir(parents=True, exist_ok=True)
     if args.what == "run":
-        out = run(root, args.p, args.events, args.interval)
+        out = run(root, args.p, args.events, args.interval, args.query)
     else:
         out = recover(root, args.p, args.events)
     import caudal
