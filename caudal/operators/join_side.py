@@ -137,7 +137,8 @@ class JoinSide:
         previous snapshot (state.incremental.RowChanges), in memory of its own or immutable
         (the counters change in place); text kept as codes stays encoded."""
         return self.changes.snapshot(
-            self.size, lambda index: self.store.snapshot(index=index), self.values, tag)
+            self.size, lambda index: self.store.snapshot(index=index), self.values, tag,
+            nbytes=self.store.nbytes + sum(v.nbytes for v in self.values.values()))
 
     def load(self, table: pa.Table | None) -> None:
         """The state of a snapshot's table; a counter it lacks (one this join did not keep

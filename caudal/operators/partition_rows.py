@@ -183,7 +183,7 @@ class PartitionRows:
         self.next_seq = 0
         #: what changed since the last snapshot (rows by ``_seq``), so a checkpoint writes
         #: only that
-        self.changes = RowChanges(SEQ)
+        self.changes = self._changes()
         #: append-only input: rows with ``_seq``; changelog input: rows with ``_w``
         self.pending: list[pa.Table] = []
         self.pending_rows = 0
@@ -226,9 +226,20 @@ class PartitionRows:
         found = pl.Series(self.h.values).is_in(pl.Series(touched).implode()).to_numpy()
         return np.flatnonzero(found & self.alive.values)
 
+    def _changes(self) -> RowChanges:
+        """What a checkpoint writes: rows by ``_seq``; a flush takes every row of the
+        partitions it touches out and puts back those it keeps, and one put back with the
+        value and flag it had at the previous snapshot is not written again."""
+        return RowChanges(SEQ, mutable=[*self.value_schema.names, EMITTED])
+
+    def _mutable(self, index: np.ndarray) -> pa.Table:
+        """The values and the emitted flag of the rows at ``index``."""
+        values = self.store.take(index, self.value_schema.names)
+        return values.append_column(EMITTED, pa.array(self.emitted.values[index]))
+
     def _kill(self, index: np.ndarray) -> None:
         if len(index):
-            self.changes.removing(self.seq.values[index])
+            self.changes.removing_at(index, self.seq.values[index], self._mutable)
             self.alive.buf[index] = False
             self.dead += len(index)
 
@@ -354,7 +365,8 @@ class PartitionRows:
             return table.append_column(KEY_GROUP, self._key_groups(take(h), mkg))
 
         rows = self.changes.snapshot(self.store.num_rows, rows_at, {}, lambda t: t,
-                                     live=self.alive.values if self.dead else None)
+                                     live=self.alive.values if self.dead else None,
+                                     nbytes=self.store.nbytes)
         out: dict[str, Any] = {"rows": rows}
         if self.pending:
             pending = pa.concat_tables(self.pending)
@@ -379,7 +391,7 @@ class PartitionRows:
         else:
             rank = np.zeros(0, dtype=np.int64)
         self.store = CompactRows(self.schema)
-        self.changes = RowChanges(SEQ)
+        self.changes = self._changes()
         for column in (self.h, self.seq, self.alive, self.emitted):
             column.reset(np.zeros(0, dtype=column.buf.dtype))
         self.dead = 0

@@ -161,6 +161,15 @@ class ChangedRows(Incremental):
 
 #: the row id column of a row store's snapshots (``RowChanges``)
 ROW_ID = "_rid"
+#: a row store's delta that replaces or removes rows (not one that only appends) and would
+#: name more than this share of its rows, or take more than this share of the store's
+#: bytes, is written as the whole table instead: such deltas soon outweigh the whole table,
+#: and the chain's fold then reads both and writes it again (q19's deltas named 6-8 % of
+#: its rows but took a third of its bytes: the dictionary of its long text column, which
+#: most rows of any delta use, went into every delta; with their compactions they cost
+#: more CPU than whole snapshots). A delta that only appends is written however large: its
+#: fold is a pass, and a store that grows is folded once per doubling (q20)
+WHOLE_SHARE = 0.25
 
 
 class RowChanges(Incremental):
@@ -178,10 +187,16 @@ class RowChanges(Incremental):
     counter at the barrier), and the ids of the rows removed. Ids cost no memory until rows
     other than a prefix are removed (id = position + rows removed before them)."""
 
-    def __init__(self, key: str | None = None) -> None:
+    def __init__(self, key: str | None = None, mutable: Sequence[str] = ()) -> None:
         #: the caller's id column, or None: the tracker numbers the rows (``ROW_ID``)
         self.key = key or ROW_ID
         self.numbered = key is None
+        #: with the caller's ids: the columns a row dropped and put back under its id may
+        #: have changed (a top-N's rank); its other columns are the id's. A row put back as
+        #: the previous snapshot holds it is neither deleted nor upserted
+        self.mutable = list(mutable)
+        #: the ids and ``mutable`` columns of rows of the previous snapshot dropped since
+        self.dropped: list[tuple[np.ndarray, pa.Table]] = []
         #: the first ``mark`` rows were in the previous snapshot; the rest are new
         self.mark = 0
         #: the counters of those rows as that snapshot wrote them
@@ -221,6 +236,20 @@ class RowChanges(Incremental):
         if self.baseline and len(ids):
             self.removed.append(np.asarray(ids, dtype=np.int64))
 
+    def removing_at(self, positions: np.ndarray, ids: np.ndarray,
+                    mutable: Any = None) -> None:
+        """``removing`` of the rows at ``positions`` of the store, their ``ids`` given;
+        ``mutable(positions)`` gives the ``mutable`` columns of the rows at some of them (a
+        table), asked for those the previous snapshot holds."""
+        if not self.baseline or not len(ids):
+            return
+        self.removed.append(np.asarray(ids, dtype=np.int64))
+        if self.mutable and mutable is not None:
+            old = positions < self.mark
+            if old.any():
+                self.dropped.append((np.asarray(ids, dtype=np.int64)[old],
+                                     mutable(positions[old])))
+
     def keep(self, mask: np.ndarray) -> None:
         """The store keeps only the rows where ``mask`` is True (call before it does)."""
         if not self.baseline:
@@ -243,14 +272,16 @@ class RowChanges(Incremental):
         self.mark = int(np.count_nonzero(before))
 
     def snapshot(self, n: int, rows: Any, counters: dict[str, np.ndarray], tag: Any,
-                 live: np.ndarray | None = None) -> pa.Table | StateDelta:
+                 live: np.ndarray | None = None, nbytes: int | None = None
+                 ) -> pa.Table | StateDelta:
         """The whole table, or what changed since the previous snapshot as a ``StateDelta``
         keyed by the row id. ``n``: rows in the store; ``rows(index)``: its rows at
         positions ``index`` (None: all) as a snapshot (new memory or immutable arrays; with
         the caller's id column when not ``numbered``); ``counters``: the columns changed in
         place, appended here (copied); ``tag``: adds key groups; ``live``: a mask of the
         rows that count (only with the caller's ids: the others are dead rows still in the
-        store, whose ids it gave ``removing``)."""
+        store, whose ids it gave ``removing``); ``nbytes``: the store's size in memory (a
+        delta larger than ``WHOLE_SHARE`` of it is the whole table instead)."""
         assert live is None or not self.numbered
         if self.baseline:
             changed = np.zeros(self.mark, dtype=bool)
@@ -264,10 +295,23 @@ class RowChanges(Incremental):
             if [f.type for f in upserts.schema] == self.types:
                 removed = np.concatenate(self.removed) if self.removed else \
                     np.zeros(0, dtype=np.int64)
+                if self.dropped:
+                    upserts, removed = self._put_back(upserts, removed)
+                live_rows = n if live is None else int(np.count_nonzero(live[:n]))
+                replaces = len(removed) > 0 or bool(changed.any())
+                if replaces and (
+                        upserts.num_rows + len(removed) > WHOLE_SHARE * max(live_rows, 1) or
+                        (nbytes is not None and upserts.nbytes > WHOLE_SHARE * nbytes)):
+                    return self._whole(rows, n, counters, tag, live)
                 self._taken(n, counters)
                 return StateDelta([self.key], upserts=tag(upserts),
                                   deletes=pa.table({self.key: pa.array(removed)}))
-        self.baseline = False   # (own ids: numbered afresh from 0)
+        return self._whole(rows, n, counters, tag, live)
+
+    def _whole(self, rows: Any, n: int, counters: dict[str, np.ndarray], tag: Any,
+               live: np.ndarray | None) -> pa.Table:
+        """The whole table, the new baseline (own ids numbered afresh from 0)."""
+        self.baseline = False
         table = self._rows(rows, None if live is None else np.flatnonzero(live), n, counters)
         self.baseline, self.types = True, [f.type for f in table.schema]
         self.offset, self.ids, self.next_id = 0, None, 0
@@ -286,9 +330,39 @@ class RowChanges(Incremental):
                 value[:n].copy() if index is None else value[index]))
         return table
 
+    def _put_back(self, upserts: pa.Table, removed: np.ndarray
+                  ) -> tuple[pa.Table, np.ndarray]:
+        """``upserts`` and ``removed`` without the rows dropped and put back as the
+        previous snapshot holds them (same id, same ``mutable`` columns)."""
+        ids = np.concatenate([i for i, _ in self.dropped])
+        was = pa.concat_tables([t for _, t in self.dropped])
+        order = np.argsort(ids, kind="stable")
+        new_ids = upserts.column(self.key).to_numpy()
+        at = np.searchsorted(ids, new_ids, sorter=order)
+        at = order[np.minimum(at, len(ids) - 1)]
+        found = ids[at] == new_ids
+        if not found.any():
+            return upserts, removed
+        rows, old = np.flatnonzero(found), at[found]
+        same = np.ones(len(rows), dtype=bool)
+        for name in self.mutable:
+            a = upserts.column(name).take(pa.array(rows))
+            b = was.column(name).take(pa.array(old))
+            if not a.type.equals(b.type):
+                b = b.cast(a.type)
+            eq = pc.fill_null(pc.equal(a, b), False)
+            both = pc.and_(pc.is_null(a), pc.is_null(b))
+            same &= pc.or_(eq, both).to_numpy(zero_copy_only=False)
+        if not same.any():
+            return upserts, removed
+        unchanged = np.zeros(upserts.num_rows, dtype=bool)
+        unchanged[rows[same]] = True
+        upserts = upserts.filter(pa.array(~unchanged))
+        return upserts, removed[~np.isin(removed, new_ids[unchanged])]
+
     def _taken(self, n: int, counters: dict[str, np.ndarray]) -> None:
         """A snapshot of the store's ``n`` rows was taken."""
-        self.mark, self.removed = n, []
+        self.mark, self.removed, self.dropped = n, [], []
         self.mirror = {c: v[:n].copy() for c, v in counters.items()}
 
 

@@ -6,6 +6,8 @@ an uninterrupted run emits."""
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pyarrow as pa
 from hypothesis import given, settings
@@ -15,6 +17,7 @@ from caudal.operators.base import OperatorContext
 from caudal.operators.updating_join import UpdatingJoin
 from caudal.operators.updating_rank import UpdatingRank
 from caudal.plan.changelog import OP
+from caudal.state import incremental
 from caudal.state.key_groups import split_by_subtask
 from caudal.state.rescale import concat_states
 from tests.changelog_helpers import fold
@@ -81,6 +84,9 @@ def _run(factory, items: list[tuple[int, pa.RecordBatch]], split: int | None, ol
     else:
         chains: dict[tuple[int, str], _Chain] = {}
         done = 0
+        # (every snapshot after the first a delta, however much changed)
+        deltas = mock.patch.object(incremental, "WHOLE_SHARE", 10.0)
+        deltas.start()
         try:
             for stop in [*range(every or split + 1, split, every or 1), split]:
                 feed(ops, items[done:stop])
@@ -90,6 +96,7 @@ def _run(factory, items: list[tuple[int, pa.RecordBatch]], split: int | None, ol
                     snaps = [{n: chains.setdefault((i, n), _Chain()).write(v)
                               for n, v in snap.items()} for i, snap in enumerate(snaps)]
         finally:
+            deltas.stop()
             for c in chains.values():
                 c.close()
         names = {n for snap in snaps for n in snap}

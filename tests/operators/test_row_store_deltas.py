@@ -24,6 +24,7 @@ from caudal.operators.join_side import JoinSide
 from caudal.operators.keyed_tables import tag_key_groups
 from caudal.operators.updating_rank import UpdatingRank
 from caudal.plan.changelog import OP, OP_TYPE
+from caudal.state import incremental
 from caudal.state.incremental import ROW_ID, RowChanges, StateDelta, fold_chain
 from caudal.state.rescale import KEY_GROUP
 
@@ -100,7 +101,9 @@ def test_join_side_chain_folds_to_the_whole_state(steps, probation):
     chain = _Chain()
     made = 0
     try:
-        with mock.patch.object(compact_rows, "DICTIONARY_PROBATION", probation):
+        # (every snapshot after the first a delta, however much changed)
+        with mock.patch.object(compact_rows, "DICTIONARY_PROBATION", probation), \
+                mock.patch.object(incremental, "WHOLE_SHARE", 10.0):
             side = JoinSide(SCHEMA, ["k"], COUNTERS, dict(COUNTERS))
             tag = lambda t: tag_key_groups(t, ["k"], MKG)  # noqa: E731
             for kind, arg in [*steps, ("snap", None)]:
@@ -158,6 +161,11 @@ def test_top_n_chain_folds_to_the_whole_state(steps, changelog, limit):
     op.open(OperatorContext(subtask=0, parallelism=1))
     chain = _Chain()
     sent: list[tuple] = []
+    with mock.patch.object(incremental, "WHOLE_SHARE", 10.0):
+        _top_n_steps(op, chain, steps, changelog, sent)
+
+
+def _top_n_steps(op, chain, steps, changelog, sent) -> None:
     try:
         for rows, action in steps:
             arrays = [pa.array([r[0] for r in rows], pa.int64()),
@@ -192,6 +200,7 @@ def test_top_n_chain_folds_to_the_whole_state(steps, changelog, limit):
         chain.close()
 
 
+@mock.patch.object(incremental, "WHOLE_SHARE", 10.0)
 def test_snapshot_of_an_older_version_restores():
     """A whole snapshot as versions before row ids wrote it (no ``_rid`` column) restores,
     and the restored join then snapshots whole, then in deltas."""
@@ -224,3 +233,30 @@ def test_snapshot_of_an_older_version_restores():
     assert isinstance(delta, StateDelta)
     assert delta.upserts.column("s").cast(pa.string()).to_pylist() == ["s3"]
     assert delta.upserts.column("_n").to_pylist() == [1]
+
+
+def test_a_delta_of_most_rows_is_written_whole():
+    """A snapshot that replaces or removes rows and would name more than ``WHOLE_SHARE``
+    of the rows is the whole table (a new baseline); one that only appends is a delta
+    however large; a small change after a whole table is a delta again."""
+    side = JoinSide(SCHEMA, ["k"], COUNTERS, dict(COUNTERS))
+
+    def rows(n: int, start: int) -> pa.Table:
+        keys = list(range(start, start + n))
+        return pa.table({"k": keys, "v": keys, "s": ["a"] * n, "t": ["b"] * n}, schema=SCHEMA)
+
+    tag = lambda t: tag_key_groups(t, ["k"], MKG)  # noqa: E731
+    side.append(rows(100, 0))
+    assert isinstance(side.snapshot(tag), pa.Table)
+    side.append(rows(100, 100))            # as many rows again, appended only: a delta
+    assert isinstance(side.snapshot(tag), StateDelta)
+    side.append(rows(10, 200))
+    side["_n"][3] += 1                     # one row replaced: 11 of 210 rows named
+    delta = side.snapshot(tag)
+    assert isinstance(delta, StateDelta) and delta.upserts.num_rows == 11
+    assert delta.upserts.column(ROW_ID).to_pylist() == [3, *range(200, 210)]
+    side["_n"][:60] += 1                   # 60 of 210 rows replaced: whole
+    assert isinstance(side.snapshot(tag), pa.Table)
+    side.keep(np.arange(side.size) >= 5)   # 5 removed: a delta again
+    delta = side.snapshot(tag)
+    assert isinstance(delta, StateDelta) and delta.deletes.num_rows == 5

@@ -234,6 +234,15 @@ def bids_file(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _deltas_always(monkeypatch):
+    """Row stores (joins, top-N) snapshot as deltas however much changed, so that the
+    queries below see them doing it (``state.incremental.WHOLE_SHARE``)."""
+    from caudal.state import incremental
+
+    monkeypatch.setattr(incremental, "WHOLE_SHARE", 10.0)
+
+
 COVERED: dict[str, set[str]] = {}
 #: operators seen returning a delta
 DELTAS: set[str] = set()
