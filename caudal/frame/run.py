@@ -160,18 +160,20 @@ def stream(frame, **options: Any) -> Iterator[pa.RecordBatch]:
 def fold(changes: pa.Table | None) -> pa.Table | None:
     """The rows a changelog leaves: each distinct row repeated by its net weight (the ``_op``
     column's sign). Fails if a row's net weight is negative (a retraction of something never
-    inserted)."""
+    inserted). Rows are compared whole, nested columns (lists, structs, maps) included, by the
+    netting the updating join uses (``keyed_tables.net_rows``)."""
+    from caudal.operators.keyed_tables import NET, net_rows
+
     if changes is None:
         return None
     data = changes.drop_columns([OP])
     if changes.num_rows == 0:
         return data
     w = np.sign(changes.column(OP).to_numpy()).astype(np.int64)
-    keyed = data.append_column("__w", pa.array(w))
     names = data.column_names
-    grouped = keyed.group_by(names, use_threads=False).aggregate([("__w", "sum")])
-    net = grouped.column("__w_sum").to_numpy()
+    netted = net_rows(data.append_column(NET, pa.array(w)), names, data.schema)
+    net = netted.column(NET).to_numpy()
     if (net < 0).any():
-        raise AssertionError(f"negative net weight for {grouped.filter(pa.array(net < 0))}")
-    rows = grouped.select(names)
-    return rows.take(pa.array(np.repeat(np.arange(len(net)), net)))
+        raise AssertionError(f"negative net weight for {netted.filter(pa.array(net < 0))}")
+    rows = netted.select(names)
+    return rows.take(pa.array(np.repeat(np.arange(len(net)), np.maximum(net, 0))))

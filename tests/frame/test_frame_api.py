@@ -188,3 +188,19 @@ def test_no_module_imports_the_sql_package_as_an_attribute():
     offenders = [str(p.relative_to(root)) for folder in ("caudal", "tests", "bench")
                  for p in (root / folder).rglob("*.py") if pattern.search(p.read_text())]
     assert offenders == []
+
+
+def test_collect_folds_an_updating_list_column(bids):
+    """An updating result with a list column folds (rows compared whole, lists included):
+    the fold grouped by every column with Arrow, which has no hash of lists."""
+    small = bids.filter(col("auction") < 1005)
+    got = (small.group_by("auction").agg(col("price").implode().alias("prices"))
+           .collect(batch_rows=7))
+    records = small.collect().to_pylist()
+    want = {}
+    for r in records:
+        want.setdefault(r["auction"], []).append(r["price"])
+    def order(values):
+        return sorted(values, key=lambda v: (v is None, v or 0))
+    assert {r["auction"]: order(r["prices"]) for r in got.to_pylist()} == \
+        {k: order(v) for k, v in want.items()}
