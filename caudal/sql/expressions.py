@@ -369,7 +369,7 @@ def _unsupported(node: exp.Expression) -> Expr:
         raise PlanError("subqueries are not supported inside expressions",
                         hint="use a JOIN or a WITH clause")
     if isinstance(node, exp.Func):
-        name = node.sql_name().lower()
+        name = _written_name(node)
         similar = _close_names(name)
         hint = (f"did you mean {', '.join(similar)}? " if similar else "") + \
             "`caudal functions` and docs/sql.md list them all"
@@ -377,6 +377,17 @@ def _unsupported(node: exp.Expression) -> Expr:
     text = node.sql(dialect=Caudal)
     raise PlanError(f"unsupported expression {text[:60]!r}",
                     hint="docs/sql.md lists the operators caudal accepts")
+
+
+def _written_name(node: exp.Func) -> str:
+    """The function's name for a refusal: sqlglot's SQL name for its class, unless that is
+    spelled letter by letter from a class like ``SHA2Digest`` (``s_h_a2_digest``); then what
+    the generator writes for the node (``sha256``)."""
+    name = node.sql_name().lower()
+    if all(len(part) > 1 for part in name.split("_")):
+        return name
+    head = node.sql(dialect=Caudal).split("(", 1)[0].strip().lower()
+    return head if head.replace("_", "").isalnum() else name
 
 
 def _substring(node: exp.Substring, scope: Scope) -> Expr:
@@ -422,9 +433,33 @@ def _log(node: exp.Log, scope: Scope) -> Expr:
 
 def _floor(node: exp.Expression, scope: Scope) -> Expr:
     name = "floor" if isinstance(node, exp.Floor) else "ceil"
-    if node.args.get("decimals") is not None or node.args.get("to") is not None:
-        raise PlanError(f"{name}() takes one argument", hint=f"{name}(number)")
+    to = node.args.get("to")
+    if to is not None and node.args.get("decimals") is None:
+        return _floor_to(name, node.this, to.name.lower(), scope)
+    if node.args.get("decimals") is not None:
+        raise PlanError(f"{name}() takes one argument",
+                        hint=f"{name}(number), or {name.upper()}(ts TO unit) for a time")
     return _call(name, [node.this], scope)
+
+
+#: units CEIL(ts TO unit) rounds up to: those of a fixed length (a month or a year has none)
+_CEIL_UNITS = ("millisecond", "second", "minute", "hour", "day")
+
+
+def _floor_to(name: str, value_node: exp.Expression, unit: str, scope: Scope) -> Expr:
+    """Flink's ``FLOOR(ts TO unit)`` is ``date_trunc(unit, ts)``; ``CEIL(ts TO unit)`` the
+    next boundary at or after ``ts`` (``ts`` itself when it lies on one), as Flink answers."""
+    value = _tr(value_node, scope)
+    down = bind_call("date_trunc", [_text(unit), value])
+    if name == "floor":
+        return down
+    if unit not in _CEIL_UNITS:
+        raise PlanError(f"CEIL(ts TO {unit.upper()}) is not supported (a {unit} has no fixed "
+                        "length)", hint="CEIL(ts TO DAY) or a smaller unit, or FLOOR(ts TO "
+                                        f"{unit.upper()})")
+    step = Literal(INTERVAL, pa.scalar(parse_interval(f"1 {unit}"), INTERVAL).as_py())
+    on_boundary = bind_call("eq", [down, value])
+    return bind_call("case", [on_boundary, down, bind_call("add", [down, step])])
 
 
 def _rand(node: exp.Rand, scope: Scope) -> Expr:
@@ -588,6 +623,7 @@ _HANDLERS: dict[type, Handler] = {
     exp.TimestampTrunc: _date_trunc, exp.DateTrunc: _date_trunc, exp.Extract: _extract,
     exp.StrToTime: _str_to_time, exp.StrToDate: _str_to_time, exp.TimeToStr: _time_to_str,
     exp.UnixToTime: _unix_to_time, exp.CurrentTimestamp: _now("now"),
+    exp.Localtimestamp: _now("localtimestamp"),
     exp.CurrentDate: _now("current_date"),
     exp.JSONExtract: _json, exp.JSONExtractScalar: _json, exp.JSONBExtract: _json,
     exp.JSONBExtractScalar: _json, exp.Bracket: _bracket, exp.Array: _array,

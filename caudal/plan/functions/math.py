@@ -164,8 +164,11 @@ def _floor_kernel(kernel):
     return run
 
 
-register("floor", _bind_floor, _floor_kernel(pc.floor), "floor(number) -> number")
-register(["ceil", "ceiling"], _bind_floor, _floor_kernel(pc.ceil), "ceil(number) -> number")
+register("floor", _bind_floor, _floor_kernel(pc.floor),
+         "floor(number) -> number; FLOOR(ts TO unit) -> date_trunc(unit, ts)")
+register(["ceil", "ceiling"], _bind_floor, _floor_kernel(pc.ceil),
+         "ceil(number) -> number; CEIL(ts TO unit) -> the next unit boundary at or after ts "
+         "(units up to DAY)")
 
 # ---- DOUBLE functions -------------------------------------------------------------------
 
