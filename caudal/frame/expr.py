@@ -126,8 +126,8 @@ class Expr:
     def __rmul__(self, o): return self._binary(exp.Mul, o, True)
     def __truediv__(self, o): return self._binary(exp.Div, o)
     def __rtruediv__(self, o): return self._binary(exp.Div, o, True)
-    def __mod__(self, o): return self._binary(exp.Mod, o)
-    def __rmod__(self, o): return self._binary(exp.Mod, o, True)
+    def __mod__(self, o): return self._floored_mod(o)
+    def __rmod__(self, o): return self._floored_mod(o, True)
     def __eq__(self, o): return self._binary(exp.EQ, o)  # type: ignore[override]
     def __ne__(self, o): return self._binary(exp.NEQ, o)  # type: ignore[override]
     def __lt__(self, o): return self._binary(exp.LT, o)
@@ -147,6 +147,27 @@ class Expr:
 
     def __floordiv__(self, o):
         return self._binary(exp.Div, o).floor()
+
+    def _floored_mod(self, other, reverse=False) -> Expr:
+        """``x % y`` as Python and Polars compute it, the sign of ``y`` (``-7 % 3`` is 2), to
+        pair with ``//``, which floors: SQL's ``%`` keeps the sign of ``x`` (-1). The
+        truncated remainder gets ``y`` added where the two signs differ, which cannot
+        overflow (the sum is smaller than ``y``).
+
+        >>> (col("x") % 3).sql()
+        'CASE WHEN ("x" % 3) <> 0 AND (("x" % 3) < 0) <> (3 < 0) THEN ("x" % 3) + 3 ELSE "x" % 3 END'
+        """
+        other = to_expr(other)
+        x, y = (other, self) if reverse else (self, other)
+        rem = exp.Mod(this=_paren(x.node), expression=_paren(y.node))
+        differ = exp.NEQ(this=exp.paren(exp.LT(this=exp.paren(rem.copy()), expression=exp.Literal.number(0))),
+                         expression=exp.paren(exp.LT(this=_paren(y.node.copy()), expression=exp.Literal.number(0))))
+        cond = exp.And(this=exp.NEQ(this=exp.paren(rem.copy()), expression=exp.Literal.number(0)),
+                       expression=differ)
+        node = exp.Case(ifs=[exp.If(this=cond, true=exp.Add(this=exp.paren(rem.copy()),
+                                                             expression=_paren(y.node.copy())))],
+                        default=rem)
+        return self._derive(node, other)
 
     # -- Polars-named predicates ------------------------------------------------------------
 
@@ -205,7 +226,18 @@ class Expr:
         return self._agg(exp.Count(this=self.node))
 
     def n_unique(self) -> Expr:
-        return self._agg(exp.Count(this=exp.Distinct(expressions=[self.node])))
+        """Distinct values, NULL counted as one value as Polars counts it (SQL's
+        ``count(DISTINCT x)`` leaves NULL out).
+
+        >>> col("k").n_unique().sql()
+        'COUNT(DISTINCT "k") + CASE WHEN COUNT(*) > COUNT("k") THEN 1 ELSE 0 END'
+        """
+        nulls = exp.Case(ifs=[exp.If(this=exp.GT(this=exp.Count(this=exp.Star()),
+                                                 expression=exp.Count(this=self.node.copy())),
+                                     true=exp.Literal.number(1))],
+                         default=exp.Literal.number(0))
+        return self._agg(exp.Add(this=exp.Count(this=exp.Distinct(expressions=[self.node])),
+                                 expression=nulls))
 
     def approx_n_unique(self) -> Expr:
         return self._agg(exp.Anonymous(this="approx_count_distinct", expressions=[self.node]))

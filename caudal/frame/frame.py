@@ -312,11 +312,15 @@ class Frame:
         return self._derive(f"SELECT {cols} FROM ({inner}) WHERE {quote(rn)} <= {k}",
                             "top_k")
 
-    def sort(self, by: str | Expr | list, *, descending: bool = False) -> Frame:
-        """Rows in this order (an unbounded stream can be sorted by event time only)."""
+    def sort(self, by: str | Expr | list, *, descending: bool = False,
+             nulls_last: bool = False) -> Frame:
+        """Rows in this order (an unbounded stream can be sorted by event time only); NULLs
+        first unless ``nulls_last``, in either direction, as Polars sorts (SQL's ORDER BY
+        puts them last ascending)."""
         by_list = by if isinstance(by, list) else [by]
+        nulls = " NULLS LAST" if nulls_last else " NULLS FIRST"
         order = ", ".join(column_or_expr(b, "sort()").sql(False)
-                          + (" DESC" if descending else "") for b in by_list)
+                          + (" DESC" if descending else "") + nulls for b in by_list)
         return self._derive(f"SELECT * FROM {quote(self.name)} ORDER BY {order}", "sort")
 
     def head(self, n: int = 5) -> Frame:

@@ -1,0 +1,70 @@
+"""Where a Polars user reads the frame API as Polars: ``%`` takes the sign of the divisor
+(paired with ``//``, which floors), ``n_unique()`` counts NULL as a value, and ``sort()``
+puts NULLs first unless ``nulls_last=True``; each compared with Polars at parallelism 1
+and 2."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+
+import caudal as cd
+from caudal import col
+
+BASE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+DATA = {"k": ["a", None, "b", None, "a", "c", "b", None, "c", "a"],
+        "x": [-7, 7, -8, 0, None, 5, -1, 12, 9, -9],
+        "y": [3, -3, 3, -5, 2, -2, 7, 5, None, -4],
+        "f": [-7.5, 2.0, None, -0.5, 4.25, -3.0, 1.0, 6.5, -2.0, 0.0],
+        "ts": [BASE + dt.timedelta(seconds=s) for s in (0, 1, 2, 5, 11, 12, 13, 21, 22, 23)]}
+
+
+def rows(frame: pl.DataFrame) -> list[str]:
+    return sorted(map(str, frame.rows()))
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_modulo_takes_the_divisor_sign_as_in_polars(parallelism):
+    src = cd.testing.from_records(DATA)
+    got = src.select((col("x") % col("y")).alias("m"), (col("x") % 4).alias("m4"),
+                     (col("f") % 2).alias("fm"), (17 % col("y")).alias("r"),
+                     ((col("x") // col("y")) * col("y") + col("x") % col("y")).alias("back")
+                     ).to_polars(parallelism=parallelism)
+    p = pl.DataFrame(DATA)
+    expected = p.select((pl.col("x") % pl.col("y")).alias("m"), (pl.col("x") % 4).alias("m4"),
+                        (pl.col("f") % 2).alias("fm"), (17 % pl.col("y")).alias("r"),
+                        pl.when(pl.col("y").is_not_null()).then(pl.col("x"))
+                        .cast(pl.Float64).alias("back"))
+    # -2.0 % 2 is -0.0 from SQL's remainder and 0.0 from Polars: equal numbers
+    got = got.with_columns(pl.when(pl.col("fm") == 0).then(0.0).otherwise(pl.col("fm"))
+                           .alias("fm")).cast({"back": pl.Float64})
+    assert rows(got) == rows(expected)
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_n_unique_counts_null_as_polars(parallelism):
+    src = cd.testing.from_records(DATA, event_time="ts")
+    got = src.group_by(col("x") > 0).agg(col("k").n_unique().alias("n")) \
+        .to_polars(parallelism=parallelism)
+    expected = pl.DataFrame(DATA).group_by(pl.col("x") > 0).agg(pl.col("k").n_unique()
+                                                                .alias("n"))
+    assert rows(got) == rows(expected)
+    windowed = src.group_by(cd.tumble("ts", "10s")).agg(col("k").n_unique().alias("n")) \
+        .select("window_start", "n").to_polars(parallelism=parallelism)
+    expected = pl.DataFrame(DATA).group_by(pl.col("ts").dt.truncate("10s").alias(
+        "window_start")).agg(pl.col("k").n_unique().alias("n"))
+    assert rows(windowed.cast({"window_start": pl.Datetime("us", "UTC")})) == rows(
+        expected.cast({"window_start": pl.Datetime("us", "UTC")}))
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize("descending", [False, True])
+@pytest.mark.parametrize("nulls_last", [False, True])
+def test_sort_places_nulls_as_polars(parallelism, descending, nulls_last):
+    src = cd.testing.from_records(DATA)
+    got = src.sort("x", descending=descending, nulls_last=nulls_last).select("x") \
+        .collect(parallelism=parallelism).column("x").to_pylist()
+    expected = pl.DataFrame(DATA).sort("x", descending=descending, nulls_last=nulls_last)
+    assert got == expected["x"].to_list()
