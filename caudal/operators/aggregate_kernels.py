@@ -315,15 +315,27 @@ class Avg(Kernel):
         super().__init__(call, index, input_schema, time_column)
         self.exact = self.arg_type is not None and pa.types.is_integer(self.arg_type)
 
+    #: whether the current merge's high halves are all 0 (set by ``derive``): the common
+    #: case (sums within int64), whose merge sums two columns, not three
+    _low_only = False
+
     def prepare(self, batch):
         return {f"{self.p}_x": self._value(batch, None if self.exact else pa.float64())}
+
+    def derive(self, phase, table):
+        if self.exact and phase == MERGE:
+            high = table[f"{self.p}_h"]
+            extremes = pc.min_max(high)
+            self._low_only = not high.null_count and extremes["min"].as_py() == 0 and \
+                extremes["max"].as_py() == 0
+        return {}
 
     def wants_groups(self, phase, table):
         if not self.exact:
             return False
         if phase == PARTIAL:
             return integer_sums.may_overflow(table[f"{self.p}_x"])
-        return integer_sums.may_overflow(table[f"{self.p}_h"]) or \
+        return not self._low_only and integer_sums.may_overflow(table[f"{self.p}_h"]) or \
             integer_sums.may_overflow(table[f"{self.p}_l"])
 
     def specs(self, phase):
@@ -331,7 +343,8 @@ class Avg(Kernel):
         if phase == PARTIAL:
             return [(f"{p}_x", "sum", _SKIP), (f"{p}_x", "count", _VALID)]
         if self.exact:
-            return [(f"{p}_h", "sum", _SKIP), (f"{p}_l", "sum", _SKIP), (f"{p}_n", "sum")]
+            low = [(f"{p}_l", "sum", _SKIP), (f"{p}_n", "sum")]
+            return low if self._low_only else [(f"{p}_h", "sum", _SKIP)] + low
         return [(f"{p}_s", "sum", _SKIP), (f"{p}_n", "sum")]
 
     def finish(self, phase, result, source, groups):
@@ -345,7 +358,11 @@ class Avg(Kernel):
                 return {f"{p}_h": pa.array(hi), f"{p}_l": pa.array(lo), f"{p}_n": n}
             # exact int64 sums: the pair (0, sum) (``lo`` need not be within 2^32: the
             # merge's bound sees large ones and sums their halves)
-            total = pc.fill_null(result[f"{p}_x_sum"], 0).cast(pa.int64())
+            total = result[f"{p}_x_sum"]
+            if total.null_count:
+                total = pc.fill_null(total, 0)
+            if not total.type.equals(pa.int64()):  # sums of uint64 (below 2^63 here)
+                total = pc.cast(total, pa.int64())
             return {f"{p}_h": pa.array(np.zeros(len(total), np.int64)), f"{p}_l": total,
                     f"{p}_n": n}
         n = pc.fill_null(result[f"{p}_n_sum"], 0)
@@ -356,19 +373,25 @@ class Avg(Kernel):
             hi = integer_sums.to_bigint(*integer_sums.group_halves(
                 source[f"{p}_h"], groups.gid, groups.groups), self.call)
             lo_hi, lo = integer_sums.group_halves(source[f"{p}_l"], groups.gid, groups.groups)
-            hi = hi + lo_hi
-        else:
-            hi, lo = _np(result[f"{p}_h_sum"], 0), _np(result[f"{p}_l_sum"], 0)
-        hi, lo = integer_sums.carry(hi, lo)
-        return {f"{p}_h": pa.array(hi), f"{p}_l": pa.array(lo), f"{p}_n": n}
+            hi, lo = integer_sums.carry(hi + lo_hi, lo)
+            return {f"{p}_h": pa.array(hi), f"{p}_l": pa.array(lo), f"{p}_n": n}
+        # exact int64 sums of both (the bound held): ``lo`` may grow past 2^32, until the
+        # bound sees it large enough to overflow and the halves' path carries it
+        lo = result[f"{p}_l_sum"]
+        hi = pa.array(np.zeros(len(lo), np.int64)) if self._low_only else result[f"{p}_h_sum"]
+        return {f"{p}_h": hi, f"{p}_l": lo, f"{p}_n": n}
 
     def final(self, state):
         n = state[f"{self.p}_n"]
         if self.exact:
+            long_double = integer_sums.divided_in_long_double(self.arg_type)
+            hi, lo = state[f"{self.p}_h"], state[f"{self.p}_l"]
+            quick = integer_sums.quick_mean(hi, lo, n, long_double)
+            if quick is not None:
+                return quick
             count = _np(n, 0, np.int64)
-            value = integer_sums.mean(_np(state[f"{self.p}_h"], 0, np.int64),
-                                      _np(state[f"{self.p}_l"], 0, np.int64), count,
-                                      integer_sums.divided_in_long_double(self.arg_type))
+            value = integer_sums.mean(_np(hi, 0, np.int64), _np(lo, 0, np.int64), count,
+                                      long_double)
             return pa.array(value, mask=count == 0)
         return pc.if_else(pc.greater(n, 0), pc.divide(state[f"{self.p}_s"], n.cast(pa.float64())),
                           pa.scalar(None, pa.float64()))

@@ -121,12 +121,16 @@ def mean(hi: np.ndarray, lo: np.ndarray, n: np.ndarray, long_double: bool = True
     in long double and rounded to double (``long_double``), or rounded to a double and
     divided (0 where ``n`` is 0). Only groups of more than 2^11 rows or sums past 2^53 take
     the long double division (x87 arithmetic, several times slower)."""
-    hi, lo = carry(hi, lo)
     count = np.maximum(n, 1)
-    # hi * 2^32 and lo are doubles exactly: their sum rounds the exact sum once
-    total = hi.astype(np.float64) * float(1 << _HALF) + lo.astype(np.float64)
-    out = total / count.astype(np.float64)
-    if long_double:
+    if hi.any():
+        hi, lo = carry(hi, lo)
+        # hi * 2^32 and lo are doubles exactly: their sum rounds the exact sum once
+        total = hi.astype(np.float64) * float(1 << _HALF) + lo.astype(np.float64)
+    else:  # sums that fit int64 (the common case): one rounding
+        total = lo.astype(np.float64)
+    out = total / count
+    if long_double and len(out) and (count.max() > _FEW_ROWS or
+                                     max(total.max(), -total.min()) >= _EXACT_SUM):
         slow = np.flatnonzero((count > _FEW_ROWS) | (np.abs(total) >= _EXACT_SUM))
         if len(slow):
             exact = hi[slow].astype(np.longdouble) * np.longdouble(1 << _HALF) + \
@@ -135,7 +139,28 @@ def mean(hi: np.ndarray, lo: np.ndarray, n: np.ndarray, long_double: bool = True
     return out
 
 
-def as_double(values: pa.Array) -> pa.Array:
+def quick_mean(hi: pa.ChunkedArray | pa.Array, lo: pa.ChunkedArray | pa.Array,
+               n: pa.ChunkedArray | pa.Array, long_double: bool = True) -> pa.Array | None:
+    """``mean``'s common case in Arrow's kernels (NULL where ``n`` is 0): every sum within
+    int64 (``hi`` all 0) and, for ``long_double``, groups of at most 2^11 rows and sums
+    below 2^53 (where one double division is exact enough). None otherwise. The NumPy
+    version allocates several arrays per call, whose first touch costs more than the
+    arithmetic (a final of 65,000 groups: 1.4 ms against 0.4 ms for this path)."""
+    if hi.null_count or lo.null_count:
+        return None
+    extremes = pc.min_max(hi)
+    if extremes["min"].as_py() != 0 or extremes["max"].as_py() != 0:
+        return None
+    if long_double and len(n):
+        extremes = pc.min_max(lo)
+        if pc.max(n).as_py() > _FEW_ROWS or \
+                max(-extremes["min"].as_py(), extremes["max"].as_py()) >= _EXACT_SUM:
+            return None
+    return pc.if_else(pc.greater(n, 0), pc.divide(as_double(lo), as_double(n)),
+                      pa.scalar(None, pa.float64()))
+
+
+def as_double(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """Numbers as float64, integers to the nearest double as DuckDB casts them (Arrow's safe
     cast refuses an integer past 2^53, the range where every integer is a double)."""
     if pa.types.is_integer(values.type):
