@@ -145,14 +145,43 @@ class Expr:
     def __neg__(self) -> Expr:
         return self._derive(exp.Neg(this=_paren(self.node)))
 
-    def __floordiv__(self, o):
-        return self._binary(exp.Div, o).floor()
+    def __floordiv__(self, o): return self._floor_divide(o)
+    def __rfloordiv__(self, o): return self._floor_divide(o, True)
+
+    def _signs_differ(self, x: Expr, y: Expr) -> exp.Expression:
+        """``x % y <> 0 AND (x % y < 0) <> (y < 0)``: where SQL's truncated remainder and
+        quotient are one off from Python's floored ones."""
+        rem = exp.Mod(this=_paren(x.node), expression=_paren(y.node))
+        zero = exp.Literal.number(0)
+        differ = exp.NEQ(this=exp.paren(exp.LT(this=exp.paren(rem.copy()), expression=zero)),
+                         expression=exp.paren(exp.LT(this=_paren(y.node.copy()),
+                                                     expression=zero.copy())))
+        return exp.And(this=exp.NEQ(this=exp.paren(rem), expression=zero.copy()),
+                       expression=differ)
+
+    def _floor_divide(self, other, reverse=False) -> Expr:
+        """``x // y`` as Python and Polars compute it: integers stay integers, exactly (SQL's
+        ``/`` truncates them; one is taken off where the signs differ), floats are
+        ``floor(x / y)``. (FLOOR of a DOUBLE division lost digits past 2**53.)
+
+        >>> (col("x") // 2).sql()
+        'FLOOR("x" / 2) - CASE WHEN FLOOR("x" / 2) = "x" / 2 AND ("x" % 2) <> 0 AND (("x" % 2) < 0) <> (2 < 0) THEN 1 ELSE 0 END'
+        """
+        other = to_expr(other)
+        x, y = (other, self) if reverse else (self, other)
+        quotient = exp.Div(this=_paren(x.node), expression=_paren(y.node), typed=True)
+        floor = exp.Floor(this=quotient)
+        whole = exp.EQ(this=floor.copy(), expression=quotient.copy())
+        off = exp.Case(ifs=[exp.If(this=exp.And(this=whole, expression=self._signs_differ(x, y)),
+                                   true=exp.Literal.number(1))],
+                       default=exp.Literal.number(0))
+        return self._derive(exp.Sub(this=floor, expression=off), other)
 
     def _floored_mod(self, other, reverse=False) -> Expr:
         """``x % y`` as Python and Polars compute it, the sign of ``y`` (``-7 % 3`` is 2), to
-        pair with ``//``, which floors: SQL's ``%`` keeps the sign of ``x`` (-1). The
-        truncated remainder gets ``y`` added where the two signs differ, which cannot
-        overflow (the sum is smaller than ``y``).
+        pair with ``//``: SQL's ``%`` keeps the sign of ``x`` (-1). The truncated remainder
+        gets ``y`` added where the two signs differ, which cannot overflow (the sum is
+        smaller than ``y``).
 
         >>> (col("x") % 3).sql()
         'CASE WHEN ("x" % 3) <> 0 AND (("x" % 3) < 0) <> (3 < 0) THEN ("x" % 3) + 3 ELSE "x" % 3 END'
@@ -160,12 +189,9 @@ class Expr:
         other = to_expr(other)
         x, y = (other, self) if reverse else (self, other)
         rem = exp.Mod(this=_paren(x.node), expression=_paren(y.node))
-        differ = exp.NEQ(this=exp.paren(exp.LT(this=exp.paren(rem.copy()), expression=exp.Literal.number(0))),
-                         expression=exp.paren(exp.LT(this=_paren(y.node.copy()), expression=exp.Literal.number(0))))
-        cond = exp.And(this=exp.NEQ(this=exp.paren(rem.copy()), expression=exp.Literal.number(0)),
-                       expression=differ)
-        node = exp.Case(ifs=[exp.If(this=cond, true=exp.Add(this=exp.paren(rem.copy()),
-                                                             expression=_paren(y.node.copy())))],
+        node = exp.Case(ifs=[exp.If(this=self._signs_differ(x, y),
+                                    true=exp.Add(this=exp.paren(rem.copy()),
+                                                 expression=_paren(y.node.copy())))],
                         default=rem)
         return self._derive(node, other)
 

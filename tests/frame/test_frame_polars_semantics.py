@@ -68,3 +68,18 @@ def test_sort_places_nulls_as_polars(parallelism, descending, nulls_last):
         .collect(parallelism=parallelism).column("x").to_pylist()
     expected = pl.DataFrame(DATA).sort("x", descending=descending, nulls_last=nulls_last)
     assert got == expected["x"].to_list()
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_floor_division_is_exact_on_integers_as_in_polars(parallelism):
+    """``//`` was FLOOR of a DOUBLE division: a DOUBLE, and wrong past 2**53."""
+    data = {"v": [2**60 + 1, -(2**53) - 1, -7, 7, 5, None], "f": [-7.5, 7.5, -2.0, None, 1.0, 3.0]}
+    exprs = [(col("v") // 1).alias("d"), (col("v") // 3).alias("e"),
+             (col("v") // -2).alias("g"), (col("f") // 2).alias("h"), (7 // col("v")).alias("r")]
+    got = cd.testing.from_records(data).select(*exprs).to_polars(parallelism=parallelism)
+    p = pl.DataFrame(data)
+    expected = p.select((pl.col("v") // 1).alias("d"), (pl.col("v") // 3).alias("e"),
+                        (pl.col("v") // -2).alias("g"), (pl.col("f") // 2).alias("h"),
+                        (7 // pl.col("v")).alias("r"))
+    assert got.schema == expected.schema
+    assert rows(got) == rows(expected)
