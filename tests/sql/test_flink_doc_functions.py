@@ -71,3 +71,16 @@ def test_refusal_names_the_function_as_written(times, call, name):
     with pytest.raises(PlanError) as info:
         compile_sql(DDL.format(path=path) + f"\nSELECT {call} FROM t;")
     assert f"function {name} is not supported" in str(info.value)
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_make_array_as_arroyo_writes_it(tmp_path, duck, times, parallelism):
+    """Arroyo's docs (DataFusion's functions) build arrays with make_array(); it was
+    refused as an unknown function."""
+    path, table = times
+    got = run_to_table(DDL.format(path=path),
+                       "SELECT id, unnest(make_array(id, id * 2, NULL)) AS x FROM t",
+                       tmp_path / "out", parallelism=parallelism)
+    duck.register("t", table)
+    expected = duck.sql("SELECT id, unnest([id, id * 2, NULL]) AS x FROM t").to_arrow_table()
+    assert normalized_rows(got) == normalized_rows(expected)

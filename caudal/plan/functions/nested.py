@@ -162,8 +162,8 @@ def _make_array(args, call):
     return finish(interleave(arrays), scalar)
 
 
-register("make_array", _bind_make_array, _make_array, "ARRAY[a, b, ...] -> array",
-         internal=True)
+register("make_array", _bind_make_array, _make_array,
+         "make_array(a, b, ...) (Arroyo's and DataFusion's spelling) or ARRAY[a, b, ...] -> array")
 
 
 def _bind_cardinality(name: str, args: list[Expr]) -> Call:
