@@ -154,6 +154,33 @@ def _unterminated(text: str) -> SqlSyntaxError:
     return SqlSyntaxError("syntax error: the SQL text cannot be read", line=1, col=1)
 
 
+#: Flink features that sqlglot cannot parse, found in a statement that failed to parse:
+#: a syntax error there would point inside them and name neither
+_UNSUPPORTED_FEATURES = [
+    (re.compile(r"\bMATCH_RECOGNIZE\b", re.I),
+     "MATCH_RECOGNIZE (pattern matching) is not supported",
+     "write the pattern with joins, OVER aggregates or a UDAF over each key's rows"),
+    (re.compile(r"\bLATERAL\s+TABLE\s*\(", re.I),
+     "LATERAL TABLE(f(…)) (table functions) is not supported",
+     "a function that returns an array, then CROSS JOIN UNNEST(array) AS u(x)"),
+]
+#: Flink's ``EXECUTE STATEMENT SET BEGIN … END;`` and the SQL client's ``BEGIN STATEMENT
+#: SET; … END;`` group INSERTs into one job; every INSERT of a caudal script already is one
+_SET_BEGIN = re.compile(r"\s*(?:EXECUTE\s+STATEMENT\s+SET\s+BEGIN\b|BEGIN\s+STATEMENT\s+SET\s*$)",
+                        re.I)
+_SET_END = re.compile(r"\s*END\s*$", re.I)
+
+
+def _unsupported_feature(text: str, start: int, end: int) -> SqlSyntaxError | None:
+    for pattern, message, hint in _UNSUPPORTED_FEATURES:
+        found = pattern.search(text, start, end)
+        if found:
+            line = text.count("\n", 0, found.start()) + 1
+            col = found.start() - (text.rfind("\n", 0, found.start()) + 1) + 1
+            return SqlSyntaxError(message, line=line, col=col, hint=hint)
+    return None
+
+
 def parse_script(text: str) -> list[Statement]:
     """Parse every statement of a script (comments allowed, ``;`` separated)."""
     dialect = Caudal()
@@ -168,10 +195,21 @@ def parse_script(text: str) -> list[Statement]:
         else:
             groups[-1].append(tok)
     statements = []
+    in_set = False
     for group in groups:
         if not group:
             continue
         start, end = group[0].start, group[-1].end
+        opening = _SET_BEGIN.match(text, start, end + 1)
+        if opening:
+            in_set = True
+            if opening.end() > end:
+                continue  # BEGIN STATEMENT SET;
+            start = opening.end()
+            start += len(text[start:end + 1]) - len(text[start:end + 1].lstrip())
+        elif in_set and _SET_END.match(text, start, end + 1):
+            in_set = False
+            continue
         explain = False
         if group[0].token_type == TokenType.COMMAND and group[0].text.upper() == "EXPLAIN":
             explain = True
@@ -184,8 +222,8 @@ def parse_script(text: str) -> list[Statement]:
         try:
             node = sqlglot.parse_one(padded, read=Caudal)
         except (ParseError, TokenError) as e:
-            raise _syntax_error(e, group[0].line, group[0].col - len(group[0].text) + 1) \
-                from None
+            raise _unsupported_feature(text, start, end + 1) or _syntax_error(
+                e, group[0].line, group[0].col - len(group[0].text) + 1) from None
         first = start + (len(body) - len(body.lstrip()))
         line = text.count("\n", 0, first) + 1
         col = first - (text.rfind("\n", 0, first) + 1) + 1
