@@ -296,12 +296,15 @@ class Frame:
               descending: bool = True, rank: str | None = None) -> Frame:
         """The ``k`` rows with the largest ``by`` (smallest with ``descending=False``) per
         ``over`` key (a window's rows: over ``["window_start", "window_end"]``); an updating
-        top-N without a window. ``rank`` keeps the row number as a column of that name."""
+        top-N without a window. ``rank`` keeps the row number as a column of that name.
+        NULLs come after every value in either direction, as in Polars' ``top_k`` (SQL's
+        ``ORDER BY x DESC`` would rank them first)."""
         if not isinstance(k, int) or k < 1:
             raise PlanError(f"top_k(): k must be a positive integer, got {k!r}")
         by_list = by if isinstance(by, list) else [by]
         order = ", ".join(column_or_expr(b, "top_k()").sql(False)
-                          + (" DESC" if descending else " ASC") for b in by_list)
+                          + (" DESC" if descending else " ASC") + " NULLS LAST"
+                          for b in by_list)
         keys = over if isinstance(over, list) else ([over] if over is not None else [])
         part = ("PARTITION BY " + ", ".join(column_or_expr(p, "top_k()").sql(False)
                                             for p in keys) + " ") if keys else ""

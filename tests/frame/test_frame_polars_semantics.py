@@ -83,3 +83,24 @@ def test_floor_division_is_exact_on_integers_as_in_polars(parallelism):
                         (7 // pl.col("v")).alias("r"))
     assert got.schema == expected.schema
     assert rows(got) == rows(expected)
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize("descending", [True, False])
+def test_top_k_ranks_nulls_last_as_polars(parallelism, descending):
+    """top_k(2, by="x") gave the rows whose x is NULL: SQL's DESC ranks NULLs first."""
+    src = cd.testing.from_records(DATA, event_time="ts").select("k", "x", "ts")
+    p = pl.DataFrame(DATA).select("k", "x", "ts")
+    got = src.top_k(2, by="x", descending=descending).select("k", "x") \
+        .to_polars(parallelism=parallelism)
+    top = p.top_k(2, by="x") if descending else p.bottom_k(2, by="x")
+    assert rows(got) == rows(top.select("k", "x"))
+    # per window: the first 10 s hold x = -7, 7, -8, 0, NULL... the NULL never wins
+    got = src.window(cd.tumble("ts", "10s")).top_k(1, by="x", descending=descending,
+                                                  over=["window_start", "window_end"]) \
+        .select("x").to_polars(parallelism=parallelism)
+    windows = p.with_columns(pl.col("ts").dt.truncate("10s").alias("w"))
+    expected = [(windows.filter(pl.col("w") == w).top_k(1, by="x") if descending else
+                 windows.filter(pl.col("w") == w).bottom_k(1, by="x"))["x"][0]
+                for w in windows["w"].unique()]
+    assert sorted(got["x"].to_list(), key=str) == sorted(expected, key=str)
