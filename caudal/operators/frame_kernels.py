@@ -338,7 +338,7 @@ class FrameAggregates:
                 if "h" in acc:  # exact sums of integers: divided as DuckDB does
                     mean = integer_sums.mean(acc["h"], acc["l"], c, self.long_double[i])
                 elif s.dtype.kind in "iu":
-                    mean = integer_sums.mean(np.zeros_like(s), s, c, self.long_double[i])
+                    mean = integer_sums.mean(None, s, c, self.long_double[i])
                 else:
                     mean = s.astype(np.float64) / np.maximum(c, 1)
                 v = pa.array(mean, pa.float64(), mask=empty)

@@ -115,14 +115,14 @@ def divided_in_long_double(t: pa.DataType | None) -> bool:
     return not any(t is not None and t.equals(d) for d in _DOUBLE_DIVIDED)
 
 
-def mean(hi: np.ndarray, lo: np.ndarray, n: np.ndarray, long_double: bool = True
+def mean(hi: np.ndarray | None, lo: np.ndarray, n: np.ndarray, long_double: bool = True
          ) -> np.ndarray:
-    """``(hi * 2^32 + lo) / n`` as DuckDB's avg of integers finishes its exact sum: divided
-    in long double and rounded to double (``long_double``), or rounded to a double and
-    divided (0 where ``n`` is 0). Only groups of more than 2^11 rows or sums past 2^53 take
+    """``(hi * 2^32 + lo) / n`` (``hi`` None: 0) as DuckDB's avg of integers finishes its
+    exact sum: divided in long double and rounded to double (``long_double``), or rounded to
+    a double and divided (0 where ``n`` is 0). Only groups of more than 2^11 rows or sums past 2^53 take
     the long double division (x87 arithmetic, several times slower)."""
     count = np.maximum(n, 1)
-    if hi.any():
+    if hi is not None and hi.any():
         hi, lo = carry(hi, lo)
         # hi * 2^32 and lo are doubles exactly: their sum rounds the exact sum once
         total = hi.astype(np.float64) * float(1 << _HALF) + lo.astype(np.float64)
@@ -133,8 +133,9 @@ def mean(hi: np.ndarray, lo: np.ndarray, n: np.ndarray, long_double: bool = True
                                      max(total.max(), -total.min()) >= _EXACT_SUM):
         slow = np.flatnonzero((count > _FEW_ROWS) | (np.abs(total) >= _EXACT_SUM))
         if len(slow):
-            exact = hi[slow].astype(np.longdouble) * np.longdouble(1 << _HALF) + \
-                lo[slow].astype(np.longdouble)
+            exact = lo[slow].astype(np.longdouble)
+            if hi is not None:
+                exact += hi[slow].astype(np.longdouble) * np.longdouble(1 << _HALF)
             out[slow] = (exact / count[slow].astype(np.longdouble)).astype(np.float64)
     return out
 
