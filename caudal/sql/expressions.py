@@ -543,8 +543,18 @@ def _json(node: exp.Expression, scope: Scope) -> Expr:
 
 
 def _bracket(node: exp.Bracket, scope: Scope) -> Expr:
-    if len(node.expressions) != 1 or isinstance(node.expressions[0], exp.Slice):
+    base_node = node.this
+    if isinstance(base_node, exp.Column) and not base_node.table and \
+            base_node.name.upper() == "MAP" and \
+            not any(c.name.lower() == "map" for c in scope.columns):
+        # Flink's MAP['k', v, …] value constructor, parsed as a subscript of a column "map"
+        raise PlanError("the MAP[…] value constructor is not supported",
+                        hint="a MAP column read from the input, or ARRAY[a, b, …]")
+    if isinstance(node.expressions[0], exp.Slice):
         raise PlanError("array slices a[i:j] are not supported", hint="a[i] (1-based)")
+    if len(node.expressions) != 1:
+        raise PlanError(f"a subscript takes one index, not {len(node.expressions)}",
+                        hint="a[i] (1-based), m['key'], s['field']")
     base = _tr(node.this, scope)
     index_node = node.expressions[0]
     if pa.types.is_struct(base.dtype) and isinstance(index_node, exp.Literal) and \

@@ -84,3 +84,26 @@ def test_make_array_as_arroyo_writes_it(tmp_path, duck, times, parallelism):
     duck.register("t", table)
     expected = duck.sql("SELECT id, unnest([id, id * 2, NULL]) AS x FROM t").to_arrow_table()
     assert normalized_rows(got) == normalized_rows(expected)
+
+
+@pytest.mark.parametrize("expr,message", [
+    ("MAP['a', id]['a']", "the MAP[…] value constructor is not supported"),
+    ("ARRAY[id, 2][1, 2]", "a subscript takes one index, not 2"),
+    ("ARRAY[id, 2][1:2]", "array slices a[i:j] are not supported"),
+])
+def test_subscript_refusals_say_what_is_wrong(times, expr, message):
+    """Flink's MAP['k', v] constructor was refused as 'array slices a[i:j] are not
+    supported'."""
+    path, _ = times
+    with pytest.raises(PlanError) as info:
+        compile_sql(DDL.format(path=path) + f"\nSELECT {expr} FROM t;")
+    assert message in str(info.value)
+
+
+def test_a_column_named_map_still_takes_a_subscript(tmp_path):
+    path = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"map": [[1, 2], [3]], "ts": pa.array(
+        [dt.datetime(2026, 1, 1, tzinfo=dt.UTC)] * 2, pa.timestamp("us", tz="UTC"))}), path)
+    got = run_to_table(DDL.format(path=path).replace("TABLE t", "TABLE m"),
+                       "SELECT map[1] AS first FROM m", tmp_path / "out")
+    assert sorted(got.column("first").to_pylist()) == [1, 3]
