@@ -1,4 +1,4 @@
-"""A persistent key -> rows index of one updating join side with one integer-like key.
+"""A persistent key -> rows index of one updating join side.
 
 A batch of one side finds its partners among the other side's stored rows. A hash join of
 the batch against all of that side's keys (Polars) rebuilds a hash table over the stored keys
@@ -16,16 +16,31 @@ sorted again O(log rows) times in all (as an LSM tree's levels) and a probe look
 O(log rows) runs. A large run finds an id's rows through an offsets array over all ids (one
 gather); a small one by binary search in its sorted ids. NULL keys get no id and match
 nothing, as SQL ``=``; a join comparing NULL equal to NULL (INTERSECT / EXCEPT) does not use
-this index. Removing rows (a changelog's retractions, TTL) renumbers them: the runs are
-dropped and rebuilt at the next probe.
+this index.
+
+One integer-like key column is its own id's key. Other keys (text, binary, decimals, booleans,
+several columns) are indexed by a 64-bit hash of the key columns (Polars' row hash, computed
+once for a stored row and once per probing row), and the candidate pairs a probe finds are
+verified by comparing the key values themselves (``verified``): two keys whose hashes collide
+share an id, so they are candidates of each other, and the comparison drops the pair. A
+collision costs a comparison, never a wrong match. Floating-point keys are not indexed
+(``-0.0 = 0.0`` with different bits).
+
+Removing rows (a changelog's retractions, TTL) renumbers them: ``keep`` renumbers the rows
+in the runs and drops the removed ones, in time proportional to the rows (as the store's own
+``keep``), without sorting anything again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 import pyarrow as pa
 
+from caudal import compute as pc
 from caudal.operators.key_index import KeyIndex, _integer_like, _sorted_homes
+from caudal.operators.keyed_tables import positional
 
 #: a run finds ids through an offsets array over every id while it has at least this share
 #: of rows per id (else the array would cost more than the run)
@@ -44,9 +59,32 @@ _MIN_DIRECT = 1 << 21
 _MERGE_RATIO = 4
 
 
+#: the seed of the key hash (any fixed value: the hashes never leave the process, an index
+#: is rebuilt from the rows after a restore)
+_SEED = 0x5EED
+
+
 def indexable(t: pa.DataType) -> bool:
-    """Whether a key column of this type can be indexed here (integer-like, int64 inside)."""
-    return _integer_like(t)
+    """Whether a key column of this type can be indexed here: integer-like (int64 inside),
+    or hashed with equality that is equality of the bits (text, binary, decimals,
+    booleans, and uint64, whose values above 2^63 are not int64)."""
+    return _integer_like(t) or pa.types.is_unsigned_integer(t) or \
+        pa.types.is_string(t) or pa.types.is_large_string(t) or \
+        pa.types.is_binary(t) or pa.types.is_large_binary(t) or \
+        pa.types.is_decimal(t) or pa.types.is_boolean(t)
+
+
+def _hashed(keys: pa.Table, bits: int) -> pa.Array:
+    """Each row's key as one int64: the low ``bits`` bits of the row hash of its key
+    columns, NULL where any key column is NULL (which matches nothing)."""
+    h = positional(keys, keys.column_names).hash_rows(seed=_SEED).to_numpy()
+    h = h.view(np.int64) if bits >= 64 else (h & np.uint64((1 << bits) - 1)).view(np.int64)
+    null = None
+    for column in keys.columns:
+        if column.null_count:
+            here = pc.is_null(column).to_numpy(zero_copy_only=False)
+            null = here if null is None else null | here
+    return pa.array(h, pa.int64(), mask=null)
 
 
 class _Run:
@@ -77,6 +115,21 @@ class _Run:
     def size(self) -> int:
         return self.stop - self.start
 
+    def keep(self, mask: np.ndarray, below: np.ndarray) -> None:
+        """Only the rows where ``mask`` is True stay, renumbered (``below[r]``: how many are
+        kept below row ``r``); their order by id stays, so nothing is sorted again."""
+        kept = mask[self.rows]
+        rows = below[self.rows[kept]]
+        self.rows = rows.astype(self.rows.dtype, copy=False)
+        if self.offsets is not None:
+            prefix = np.zeros(len(kept) + 1, dtype=np.int64)
+            np.cumsum(kept, out=prefix[1:])
+            self.offsets = prefix[self.offsets]
+        else:
+            assert self.ids is not None
+            self.ids = self.ids[kept]
+        self.start, self.stop = int(below[self.start]), int(below[self.stop])
+
     def bounds(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each id (>= 0), where its rows start and end in ``rows``."""
         if self.offsets is not None:
@@ -88,22 +141,56 @@ class _Run:
 
 
 class KeyRows:
-    """Row numbers of a side's stored rows by the value of its one integer-like key column."""
+    """Row numbers of a side's stored rows by the value of its key columns ``names``: one
+    integer-like column directly, other keys by their hash (``bits`` of it: fewer only in
+    tests, to force collisions)."""
 
-    def __init__(self, name: str, schema: pa.Schema):
-        self.keys = KeyIndex([name], schema, dense_span=_DENSE_SPAN, min_direct=_MIN_DIRECT)
+    def __init__(self, names: str | Sequence[str], schema: pa.Schema, bits: int = 64):
+        self.names = [names] if isinstance(names, str) else list(names)
+        #: keys hashed (candidates then ``verified``) rather than their own int64 values
+        self.hashed = not (len(self.names) == 1 and _integer_like(
+            schema.field(self.names[0]).type))
+        self.bits = bits
+        key_schema = pa.schema([("h", pa.int64())]) if self.hashed else schema
+        self.keys = KeyIndex(["h"] if self.hashed else self.names, key_schema,
+                             dense_span=_DENSE_SPAN, min_direct=_MIN_DIRECT)
         self.runs: list[_Run] = []
         self.covered = 0   # rows below this are in a run
 
     def reset(self) -> None:
-        """Forget the runs (rows were removed or renumbered); the key ids stay valid."""
+        """Forget the runs (rows were renumbered); the key ids stay valid."""
         self.runs = []
         self.covered = 0
 
-    def pairs(self, probe: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-        """``(probe rows, stored rows)`` of every pair with equal keys, among the rows
-        ``cover`` was given."""
-        ids = self.keys.find(probe)
+    def keep(self, mask: np.ndarray) -> None:
+        """Only the rows where ``mask`` is True stay, renumbered in order (as the store's
+        ``keep``): the runs drop the others, in time proportional to the rows covered."""
+        mask = np.asarray(mask, dtype=bool)
+        below = np.zeros(len(mask) + 1, dtype=np.int64)
+        np.cumsum(mask, out=below[1:])
+        for run in self.runs:
+            run.keep(mask, below)
+        self.runs = [r for r in self.runs if r.size]
+        self.covered = int(below[self.covered])
+
+    def _key(self, rows: pa.Table | pa.RecordBatch, names: Sequence[str]
+             ) -> pa.Array | pa.ChunkedArray:
+        """The one column whose values are looked up: the key, or the keys' hash."""
+        if not self.hashed:
+            return rows.column(names[0])
+        if isinstance(rows, pa.RecordBatch):
+            rows = pa.Table.from_batches([rows])
+        return _hashed(rows.select(list(names)), self.bits)
+
+    def pairs(self, probe: pa.Table | pa.RecordBatch | pa.Array | pa.ChunkedArray, names: Sequence[str] | None = None,
+              stored: Callable[[np.ndarray], pa.Table] | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """``(probe rows, stored rows)`` of every pair with equal keys (probe columns
+        ``names``, the side's own names by default), among the rows ``cover`` was given.
+        Hashed keys need ``stored`` (rows -> their key columns) to verify the candidates."""
+        names = self.names if names is None else list(names)
+        probe = _as_table(probe, names)
+        ids = self.keys.find(self._key(probe, names))
         at = np.flatnonzero(ids >= 0)
         empty = np.zeros(0, dtype=np.int64)
         if not len(at) or not self.runs:
@@ -125,19 +212,52 @@ class KeyRows:
             rows.append(run.rows[where].astype(np.int64, copy=False))
         if not probe_rows:
             return empty, empty
-        if len(probe_rows) == 1:
-            return probe_rows[0], rows[0]
-        return np.concatenate(probe_rows), np.concatenate(rows)
+        pi, ri = (probe_rows[0], rows[0]) if len(probe_rows) == 1 else \
+            (np.concatenate(probe_rows), np.concatenate(rows))
+        if self.hashed:
+            assert stored is not None, "hashed keys are verified against the stored keys"
+            pi, ri = verified(probe, names, pi, stored(ri), ri)
+        return pi, ri
 
-    def cover(self, stored: pa.Array | pa.ChunkedArray) -> None:
-        """Index the side's rows: ``stored`` is its whole key column, of which the rows
-        past ``covered`` are new (they become a run, and runs merge: see the module doc)."""
-        n = len(stored)
+    def cover(self, stored: pa.Table | pa.Array | pa.ChunkedArray) -> None:
+        """Index the side's rows: ``stored`` is its key columns (``names``), of which the
+        rows past ``covered`` are new (they become a run, and runs merge: see the module
+        doc)."""
+        stored = _as_table(stored, self.names)
+        n = stored.num_rows
         if n <= self.covered:
             return
         start = self.covered
         while self.runs and self.runs[-1].size < _MERGE_RATIO * (n - start):
             start = self.runs.pop().start
-        ids = self.keys.find_or_add(stored.slice(start, n - start))
+        ids = self.keys.find_or_add(self._key(stored.slice(start, n - start), self.names))
         self.runs.append(_Run(start, n, ids, self.keys.size))
         self.covered = n
+
+
+def _as_table(rows: pa.Table | pa.RecordBatch | pa.Array | pa.ChunkedArray,
+              names: Sequence[str]) -> pa.Table | pa.RecordBatch:
+    """A key column given alone (one key) as a table of it."""
+    if isinstance(rows, (pa.Array, pa.ChunkedArray)):
+        return pa.table({names[0]: rows})
+    return rows
+
+
+def verified(probe: pa.Table | pa.RecordBatch, names: Sequence[str], pi: np.ndarray,
+             stored: pa.Table, ri: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate pairs ``(pi, ri)`` whose keys are equal: probe row ``pi[k]``'s columns
+    ``names`` against row ``k`` of ``stored`` (the stored rows' keys, in pair order)."""
+    if not len(pi):
+        return pi, ri
+    index = pa.array(pi)
+    same = None
+    for name, column in zip(names, stored.columns):
+        equal = pc.equal(probe.column(name).take(index), column)
+        same = equal if same is None else pc.and_(same, equal)
+    assert same is not None
+    keep = same.to_numpy(zero_copy_only=False) if isinstance(same, pa.Array) else \
+        same.combine_chunks().to_numpy(zero_copy_only=False)
+    keep = np.asarray(keep, dtype=bool)   # (NULL keys never became candidates)
+    if keep.all():
+        return pi, ri
+    return pi[keep], ri[keep]

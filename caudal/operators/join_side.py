@@ -40,11 +40,11 @@ class JoinSide:
         self.values: dict[str, np.ndarray] = {n: np.zeros(0, dtype=np.int64) for n in kept}
         self._frame: pl.DataFrame | None = None
         self._view_keys = all(self.store.fixed(k) for k in self.keys)
-        #: one integer-like key (and SQL ``=``, ``indexed``): a persistent key -> rows index
-        #: answers probes instead of a hash join over all stored keys per batch
-        self._indexed = indexed and len(self.keys) == 1 and \
-            indexable(schema.field(self.keys[0]).type)
-        self.index = KeyRows(self.keys[0], schema) if self._indexed else None
+        #: keys of indexable types (and SQL ``=``, ``indexed``): a persistent key -> rows
+        #: index answers probes instead of a hash join over all stored keys per batch
+        self._indexed = indexed and bool(self.keys) and \
+            all(indexable(schema.field(k).type) for k in self.keys)
+        self.index = KeyRows(self.keys, schema) if self._indexed else None
         #: what changed since the last snapshot, so a checkpoint writes only that
         self.changes = RowChanges()
 
@@ -86,12 +86,13 @@ class JoinSide:
               ) -> tuple[np.ndarray, np.ndarray]:
         """``(probe rows, stored rows)`` of every pair with equal keys (``join_rows.match``
         against this side), through the key index where it applies."""
-        if self.index is not None and not nulls_equal and len(probe_keys) == 1 and \
-                probe.schema.field(probe_keys[0]).type.equals(
-                    self.schema.field(self.keys[0]).type):
+        if self.index is not None and not nulls_equal and len(probe_keys) == len(self.keys) \
+                and all(probe.schema.field(p).type.equals(self.schema.field(k).type)
+                        for p, k in zip(probe_keys, self.keys)):
             if self.store.num_rows > self.index.covered:   # (a view with NULLs costs a copy)
-                self.index.cover(self.store.view(self.keys).column(0))
-            return self.index.pairs(probe.column(probe_keys[0]))
+                self.index.cover(self.store.view(self.keys))
+            return self.index.pairs(probe, probe_keys,
+                                    lambda rows: self.store.take(rows, self.keys))
         return match(probe, probe_keys, self.build(), self.keys, nulls_equal)
 
     def view(self) -> pa.Table:
@@ -127,7 +128,7 @@ class JoinSide:
         self.store.keep(mask)
         self._frame = None
         if self.index is not None:
-            self.index.reset()
+            self.index.keep(mask)
         for name in self.values:
             self.values[name] = self.values[name][mask]
 
@@ -147,7 +148,7 @@ class JoinSide:
         self.values = {n: np.zeros(0, dtype=np.int64) for n in self.kept}
         self._frame = None
         if self.index is not None:
-            self.index = KeyRows(self.keys[0], self.schema)
+            self.index = KeyRows(self.keys, self.schema)
         self.changes = RowChanges()   # (a snapshot's row ids are not kept: numbered anew)
         if table is None or table.num_rows == 0:
             return

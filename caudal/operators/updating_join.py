@@ -89,13 +89,13 @@ class UpdatingJoin(Operator):
     def _side(self, i: int, schema: pa.Schema) -> JoinSide:
         """Side ``i``'s state with the counters this join needs of it. Over a changelog its
         rows are looked up whole (``_net``), so its text is not dictionary-encoded, and its
-        rows come and go, so it keeps no key -> rows index (each removal would rebuild it)."""
+        rows come and go: its key -> rows index drops removed rows (``JoinSide.keep``)."""
         kept = [n for n, needed in ((_MULT, self.updating_inputs[i]),
                                     (_MATCHES, self.preserved[i]),
                                     (_SEEN, self.ttl_us is not None)) if needed]
         return JoinSide(schema, self.keys[i], {n: _DEFAULTS[n] for n in kept}, _DEFAULTS,
                         dictionary=not self.updating_inputs[i],
-                        indexed=not self.updating_inputs[i] and not self.nulls_equal)
+                        indexed=not self.nulls_equal)
 
     def open(self, ctx: OperatorContext) -> None:
         super().open(ctx)
