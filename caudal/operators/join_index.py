@@ -20,11 +20,12 @@ this index.
 
 One integer-like key column is its own id's key. Other keys (text, binary, decimals, booleans,
 several columns) are indexed by a 64-bit hash of the key columns (Polars' row hash, computed
-once for a stored row and once per probing row), and the candidate pairs a probe finds are
-verified by comparing the key values themselves (``verified``): two keys whose hashes collide
-share an id, so they are candidates of each other, and the comparison drops the pair. A
-collision costs a comparison, never a wrong match. Floating-point keys are not indexed
-(``-0.0 = 0.0`` with different bits).
+for a stored row when its run is made and once per probing row) and need no ids: a run groups
+its rows by the top bits of their hash (``_HashRun``, 2-4 buckets per distinct hash), a probe
+takes its bucket's rows and keeps those of equal hash, and the pairs left are verified by
+comparing the key values themselves (``verified``): keys whose hashes collide are candidates
+of each other, and the comparison drops the pair. A collision costs a comparison, never a
+wrong match. Floating-point keys are not indexed (``-0.0 = 0.0`` with different bits).
 
 Removing rows (a changelog's retractions, TTL) renumbers them: ``keep`` renumbers the rows
 in the runs and drops the removed ones, in time proportional to the rows (as the store's own
@@ -39,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 
 from caudal import compute as pc
-from caudal.operators.key_index import KeyIndex, _integer_like, _sorted_homes
+from caudal.operators.key_index import KeyIndex, _integer_like, _mix, _sorted_homes
 from caudal.operators.keyed_tables import positional
 
 #: a run finds ids through an offsets array over every id while it has at least this share
@@ -74,17 +75,89 @@ def indexable(t: pa.DataType) -> bool:
         pa.types.is_decimal(t) or pa.types.is_boolean(t)
 
 
-def _hashed(keys: pa.Table, bits: int) -> pa.Array:
-    """Each row's key as one int64: the low ``bits`` bits of the row hash of its key
-    columns, NULL where any key column is NULL (which matches nothing)."""
+def _hashed(keys: pa.Table | pa.RecordBatch, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """The row hash of the key columns (uint64; only its low ``bits`` bits kept, then spread
+    over all 64 so buckets by top bits still separate them) and the rows whose keys are all
+    non-NULL (a NULL key matches nothing)."""
+    if isinstance(keys, pa.RecordBatch):
+        keys = pa.Table.from_batches([keys])
     h = positional(keys, keys.column_names).hash_rows(seed=_SEED).to_numpy()
-    h = h.view(np.int64) if bits >= 64 else (h & np.uint64((1 << bits) - 1)).view(np.int64)
+    if bits < 64:
+        h = _mix((h & np.uint64((1 << bits) - 1)).view(np.int64))
     null = None
     for column in keys.columns:
         if column.null_count:
             here = pc.is_null(column).to_numpy(zero_copy_only=False)
             null = here if null is None else null | here
-    return pa.array(h, pa.int64(), mask=null)
+    return h, (np.arange(len(h)) if null is None else np.flatnonzero(~null))
+
+
+def _expand(at: np.ndarray, lo: np.ndarray, hi: np.ndarray, rows: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Probe row ``at[i]`` against ``rows[lo[i]:hi[i]]``: (probe rows, positions in
+    ``rows``, stored rows) of every such pair, by index arrays."""
+    counts = hi - lo
+    total = int(counts.sum())
+    if not total:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    has = np.flatnonzero(counts)
+    lo = lo[has]
+    if total == len(has):   # each probe row with one candidate (a side of unique keys)
+        return at[has], lo, rows[lo].astype(np.int64, copy=False)
+    counts = counts[has]
+    # pair k of a probe row whose matches start at lo: rows[lo + (k - first k)]
+    first = np.cumsum(counts) - counts
+    where = np.arange(total, dtype=np.int64) + np.repeat(lo - first, counts)
+    return np.repeat(at[has], counts), where, rows[where].astype(np.int64, copy=False)
+
+
+class _HashRun:
+    """Rows ``start``..``stop`` of hashed keys grouped by the top ``bits`` bits of their
+    hash (about 2-4 buckets per distinct hash, so a bucket holds one key's rows and seldom
+    another's): ``rows`` and their ``hashes`` in bucket order, bucket ``b``'s at
+    ``offsets[b]:offsets[b + 1]``. A probe takes its bucket's rows and keeps those of equal
+    hash: one gather, no probing loop, no key ids."""
+
+    def __init__(self, start: int, stop: int, h: np.ndarray, plain: np.ndarray):
+        self.start, self.stop = start, stop
+        n = len(plain)
+        low = max(n - 1, 1).bit_length()
+        top = 64 - low   # the top bits of the hash sorted with each row's position
+        order, sorted_top = _sorted_homes(h[plain] >> np.uint64(low)) if n else (
+            np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64))
+        distinct = int(np.count_nonzero(np.diff(sorted_top))) + 1 if n else 0
+        self.bits = min(max(distinct, 1).bit_length() + 1, top)
+        rows = plain[order] + start
+        self.rows = rows.astype(np.int32) if stop < (1 << 31) else rows
+        self.hashes = h[plain[order]]
+        buckets = (sorted_top >> np.uint64(top - self.bits)).view(np.int64)
+        counts = np.bincount(buckets, minlength=1 << self.bits)
+        # int32 while they fit: half the bytes a probe's random gathers go through
+        self.offsets = np.zeros((1 << self.bits) + 1,
+                                dtype=np.int32 if n < (1 << 31) else np.int64)
+        np.cumsum(counts, out=self.offsets[1:])
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+    def pairs(self, h: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(probe rows, stored rows) of equal hashes, probe rows ``at`` of hashes ``h``."""
+        bucket = (h[at] >> np.uint64(64 - self.bits)).view(np.int64)
+        pi, where, ri = _expand(at, self.offsets[bucket], self.offsets[bucket + 1], self.rows)
+        same = self.hashes[where] == h[pi]
+        return (pi, ri) if same.all() else (pi[same], ri[same])
+
+    def keep(self, mask: np.ndarray, below: np.ndarray) -> None:
+        """``_Run.keep``."""
+        kept = mask[self.rows]
+        self.rows = below[self.rows[kept]].astype(self.rows.dtype, copy=False)
+        self.hashes = self.hashes[kept]
+        prefix = np.zeros(len(kept) + 1, dtype=np.int64)
+        np.cumsum(kept, out=prefix[1:])
+        self.offsets = prefix[self.offsets].astype(self.offsets.dtype, copy=False)
+        self.start, self.stop = int(below[self.start]), int(below[self.stop])
 
 
 class _Run:
@@ -142,8 +215,8 @@ class _Run:
 
 class KeyRows:
     """Row numbers of a side's stored rows by the value of its key columns ``names``: one
-    integer-like column directly, other keys by their hash (``bits`` of it: fewer only in
-    tests, to force collisions)."""
+    integer-like column by its ``KeyIndex`` id, other keys by their hash (``bits`` of it:
+    fewer only in tests, to force collisions)."""
 
     def __init__(self, names: str | Sequence[str], schema: pa.Schema, bits: int = 64):
         self.names = [names] if isinstance(names, str) else list(names)
@@ -151,10 +224,9 @@ class KeyRows:
         self.hashed = not (len(self.names) == 1 and _integer_like(
             schema.field(self.names[0]).type))
         self.bits = bits
-        key_schema = pa.schema([("h", pa.int64())]) if self.hashed else schema
-        self.keys = KeyIndex(["h"] if self.hashed else self.names, key_schema,
-                             dense_span=_DENSE_SPAN, min_direct=_MIN_DIRECT)
-        self.runs: list[_Run] = []
+        self.keys = None if self.hashed else KeyIndex(
+            self.names, schema, dense_span=_DENSE_SPAN, min_direct=_MIN_DIRECT)
+        self.runs: list[_Run | _HashRun] = []
         self.covered = 0   # rows below this are in a run
 
     def reset(self) -> None:
@@ -173,16 +245,8 @@ class KeyRows:
         self.runs = [r for r in self.runs if r.size]
         self.covered = int(below[self.covered])
 
-    def _key(self, rows: pa.Table | pa.RecordBatch, names: Sequence[str]
-             ) -> pa.Array | pa.ChunkedArray:
-        """The one column whose values are looked up: the key, or the keys' hash."""
-        if not self.hashed:
-            return rows.column(names[0])
-        if isinstance(rows, pa.RecordBatch):
-            rows = pa.Table.from_batches([rows])
-        return _hashed(rows.select(list(names)), self.bits)
-
-    def pairs(self, probe: pa.Table | pa.RecordBatch | pa.Array | pa.ChunkedArray, names: Sequence[str] | None = None,
+    def pairs(self, probe: pa.Table | pa.RecordBatch | pa.Array | pa.ChunkedArray,
+              names: Sequence[str] | None = None,
               stored: Callable[[np.ndarray], pa.Table] | None = None
               ) -> tuple[np.ndarray, np.ndarray]:
         """``(probe rows, stored rows)`` of every pair with equal keys (probe columns
@@ -190,26 +254,29 @@ class KeyRows:
         Hashed keys need ``stored`` (rows -> their key columns) to verify the candidates."""
         names = self.names if names is None else list(names)
         probe = _as_table(probe, names)
-        ids = self.keys.find(self._key(probe, names))
-        at = np.flatnonzero(ids >= 0)
         empty = np.zeros(0, dtype=np.int64)
-        if not len(at) or not self.runs:
+        if not self.runs:
             return empty, empty
-        ids = ids[at]
         probe_rows, rows = [], []
-        for run in self.runs:
-            lo, hi = run.bounds(ids)
-            counts = hi - lo
-            total = int(counts.sum())
-            if not total:
-                continue
-            has = np.flatnonzero(counts)
-            lo, counts = lo[has], counts[has]
-            # pair k of a probe row whose matches start at lo: rows[lo + (k - first k)]
-            first = np.cumsum(counts) - counts
-            where = np.arange(total, dtype=np.int64) + np.repeat(lo - first, counts)
-            probe_rows.append(np.repeat(at[has], counts))
-            rows.append(run.rows[where].astype(np.int64, copy=False))
+        if self.hashed:
+            h, at = _hashed(probe.select(names), self.bits)
+            for run in self.runs:
+                assert isinstance(run, _HashRun)
+                pi, ri = run.pairs(h, at)
+                if len(pi):
+                    probe_rows.append(pi)
+                    rows.append(ri)
+        else:
+            assert self.keys is not None
+            ids = self.keys.find(probe.column(names[0]))
+            at = np.flatnonzero(ids >= 0)
+            ids = ids[at]
+            for run in self.runs:
+                assert isinstance(run, _Run)
+                pi, _, ri = _expand(at, *run.bounds(ids), run.rows)
+                if len(pi):
+                    probe_rows.append(pi)
+                    rows.append(ri)
         if not probe_rows:
             return empty, empty
         pi, ri = (probe_rows[0], rows[0]) if len(probe_rows) == 1 else \
@@ -230,8 +297,13 @@ class KeyRows:
         start = self.covered
         while self.runs and self.runs[-1].size < _MERGE_RATIO * (n - start):
             start = self.runs.pop().start
-        ids = self.keys.find_or_add(self._key(stored.slice(start, n - start), self.names))
-        self.runs.append(_Run(start, n, ids, self.keys.size))
+        keys = stored.slice(start, n - start)
+        if self.hashed:
+            self.runs.append(_HashRun(start, n, *_hashed(keys.select(self.names), self.bits)))
+        else:
+            assert self.keys is not None
+            ids = self.keys.find_or_add(keys.column(self.names[0]))
+            self.runs.append(_Run(start, n, ids, self.keys.size))
         self.covered = n
 
 
