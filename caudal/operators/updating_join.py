@@ -16,7 +16,8 @@ A batch from one side is processed as a whole:
 1. over a changelog input, rows are netted (equal rows' weights summed) and matched to the
    stored rows; a retraction of a row that is not stored (a corrupt upstream changelog) is
    counted in ``corrupt_retractions`` and ignored, so multiplicities never go negative;
-2. the rows probe the other side's keys (one Polars hash join) and the residual condition
+2. the rows probe the other side's persistent key -> rows index (operators.join_index; a
+   Polars hash join for floating-point or NULL-equal keys) and the residual condition
    filters the candidate pairs; each pair is emitted with weight ``w * other._m``;
 3. outer joins: a changed row of the preserved side with no match is emitted padded; a row
    of the other (preserved) side whose match count goes from 0 to >0 has its padded row
