@@ -37,9 +37,18 @@ def contains_aggregate(node: exp.Expression) -> bool:
     for sub in node.walk():
         if isinstance(sub, exp.Window):
             continue
-        if is_aggregate(sub) and not isinstance(sub.parent, exp.Window):
+        if is_aggregate(sub) and not _called_over(sub):
             return True
     return False
+
+
+def _called_over(call: exp.Expression) -> bool:
+    """Whether an aggregate call is the function of an OVER clause: ``f(x) OVER (…)`` or
+    ``f(x) FILTER (WHERE …) OVER (…)`` (sqlglot puts the Filter between)."""
+    parent = call.parent
+    if isinstance(parent, exp.Filter):
+        parent = parent.parent
+    return isinstance(parent, exp.Window)
 
 
 def output_name(node: exp.Expression) -> str:

@@ -107,3 +107,14 @@ def test_a_column_named_map_still_takes_a_subscript(tmp_path):
     got = run_to_table(DDL.format(path=path).replace("TABLE t", "TABLE m"),
                        "SELECT map[1] AS first FROM m", tmp_path / "out")
     assert sorted(got.column("first").to_pylist()) == [1, 3]
+
+
+def test_filter_in_an_over_aggregate_is_refused_as_such(times):
+    """``sum(x) FILTER (WHERE …) OVER (…)`` was taken for a GROUP BY aggregate: 'column id
+    must appear in GROUP BY'."""
+    path, _ = times
+    with pytest.raises(PlanError) as info:
+        compile_sql(DDL.format(path=path) + "\nSELECT id, sum(id) FILTER (WHERE id > 3) OVER "
+                    "(ORDER BY ts RANGE BETWEEN INTERVAL '1' HOUR PRECEDING AND CURRENT ROW) "
+                    "AS s FROM t;")
+    assert "FILTER in an OVER aggregate is not supported" in str(info.value)
