@@ -67,12 +67,12 @@ _SEED = 0x5EED
 
 def indexable(t: pa.DataType) -> bool:
     """Whether a key column of this type can be indexed here: integer-like (int64 inside),
-    or hashed with equality that is equality of the bits (text, binary, decimals,
+    or hashed with equality that is equality of the bits (text, binary, 128-bit decimals,
     booleans, and uint64, whose values above 2^63 are not int64)."""
     return _integer_like(t) or pa.types.is_unsigned_integer(t) or \
         pa.types.is_string(t) or pa.types.is_large_string(t) or \
         pa.types.is_binary(t) or pa.types.is_large_binary(t) or \
-        pa.types.is_decimal(t) or pa.types.is_boolean(t)
+        pa.types.is_decimal128(t) or pa.types.is_boolean(t)
 
 
 def _hashed(keys: pa.Table | pa.RecordBatch, bits: int) -> tuple[np.ndarray, np.ndarray]:

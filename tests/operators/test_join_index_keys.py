@@ -139,3 +139,15 @@ def test_join_side_text_and_two_column_probes_equal_the_hash_join(steps):
         sides[which].append(batch)
         if drop is not None and sides[which].size:
             sides[which].keep(np.random.default_rng(drop).random(sides[which].size) < 0.7)
+
+
+def test_types_indexed():
+    """Floating-point keys (``-0.0 = 0.0`` with other bits) and 256-bit decimals (which
+    Polars cannot hash) are not indexed; the others are, one integer-like column unhashed."""
+    from caudal.operators.join_index import indexable
+
+    assert not any(indexable(t) for t in (pa.float64(), pa.float32(), pa.decimal256(40, 2)))
+    assert all(indexable(t) for t in (pa.string(), pa.large_binary(), pa.decimal128(10, 2),
+                                      pa.bool_(), pa.uint64(), pa.int8(), pa.date32()))
+    assert not KeyRows("k", pa.schema([("k", pa.date32())])).hashed
+    assert KeyRows("k", pa.schema([("k", pa.uint64())])).hashed
