@@ -85,7 +85,7 @@ def _run(factory, items: list[tuple[int, pa.RecordBatch]], split: int | None, ol
         chains: dict[tuple[int, str], _Chain] = {}
         done = 0
         # (every snapshot after the first a delta, however much changed)
-        deltas = mock.patch.object(incremental, "WHOLE_SHARE", 10.0)
+        deltas = mock.patch.object(incremental, "WHOLE_SHARE", float("inf"))
         deltas.start()
         try:
             for stop in [*range(every or split + 1, split, every or 1), split]:

@@ -103,7 +103,7 @@ def test_join_side_chain_folds_to_the_whole_state(steps, probation):
     try:
         # (every snapshot after the first a delta, however much changed)
         with mock.patch.object(compact_rows, "DICTIONARY_PROBATION", probation), \
-                mock.patch.object(incremental, "WHOLE_SHARE", 10.0):
+                mock.patch.object(incremental, "WHOLE_SHARE", float("inf")):
             side = JoinSide(SCHEMA, ["k"], COUNTERS, dict(COUNTERS))
             tag = lambda t: tag_key_groups(t, ["k"], MKG)  # noqa: E731
             for kind, arg in [*steps, ("snap", None)]:
@@ -161,7 +161,7 @@ def test_top_n_chain_folds_to_the_whole_state(steps, changelog, limit):
     op.open(OperatorContext(subtask=0, parallelism=1))
     chain = _Chain()
     sent: list[tuple] = []
-    with mock.patch.object(incremental, "WHOLE_SHARE", 10.0):
+    with mock.patch.object(incremental, "WHOLE_SHARE", float("inf")):
         _top_n_steps(op, chain, steps, changelog, sent)
 
 
@@ -200,7 +200,7 @@ def _top_n_steps(op, chain, steps, changelog, sent) -> None:
         chain.close()
 
 
-@mock.patch.object(incremental, "WHOLE_SHARE", 10.0)
+@mock.patch.object(incremental, "WHOLE_SHARE", float("inf"))
 def test_snapshot_of_an_older_version_restores():
     """A whole snapshot as versions before row ids wrote it (no ``_rid`` column) restores,
     and the restored join then snapshots whole, then in deltas."""

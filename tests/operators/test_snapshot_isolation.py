@@ -240,7 +240,7 @@ def _deltas_always(monkeypatch):
     queries below see them doing it (``state.incremental.WHOLE_SHARE``)."""
     from caudal.state import incremental
 
-    monkeypatch.setattr(incremental, "WHOLE_SHARE", 10.0)
+    monkeypatch.setattr(incremental, "WHOLE_SHARE", float("inf"))
 
 
 COVERED: dict[str, set[str]] = {}
