@@ -53,6 +53,21 @@ def is_over_aggregate(window: exp.Window) -> bool:
     return is_aggregate(call)
 
 
+def _filter_as_case(call: exp.Expression) -> exp.Expression:
+    """``f(x) FILTER (WHERE c)`` as ``f(CASE WHEN c THEN x END)`` (``count(*)``: of
+    ``CASE WHEN c THEN 1 END``): the same for the OVER aggregates, which all skip NULLs."""
+    if not isinstance(call, exp.Filter):
+        return call
+    agg = call.this.copy()
+    condition = call.expression.this.copy()
+    arg = agg.this
+    if isinstance(arg, exp.Distinct):
+        return agg  # refused as DISTINCT … OVER, with or without the FILTER
+    value = exp.Literal.number(1) if arg is None or isinstance(arg, exp.Star) else arg.copy()
+    agg.set("this", exp.Case(ifs=[exp.If(this=condition, true=value)]))
+    return agg
+
+
 def input_columns(scope: Scope, carried: list[Column] | None = None) -> InputColumns:
     """The columns of ``scope`` as the input of a window function's operator."""
     return InputColumns([Column(c.dtype, c.physical) for c in scope.columns], carried)
@@ -174,10 +189,7 @@ def _plan_window(planner, node: LogicalNode, scope: Scope, windows: list[exp.Win
         if key in computed:
             continue
         wl, wc = position(w)
-        if isinstance(w.this, exp.Filter):
-            raise PlanError("FILTER in an OVER aggregate is not supported", line=wl, col=wc,
-                            hint="use CASE WHEN … THEN x END as the argument")
-        agg = _translate_aggregate(w.this, scope, True)
+        agg = _translate_aggregate(_filter_as_case(w.this), scope, True)
         if agg.func not in OVER_FUNCTIONS:
             name = agg.options.get("udaf", agg.func)  # a Python UDAF by its own name
             raise PlanError(f"{name}() OVER (…) is not supported", line=wl, col=wc,
