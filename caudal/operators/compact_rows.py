@@ -98,6 +98,14 @@ class Growing:
     def extend(self, more: np.ndarray) -> None:
         self.grow(len(more))[:] = more
 
+    def reserve(self, k: int) -> None:
+        """Room for exactly ``k`` more values (a restore that knows its row count grows the
+        buffer once instead of doubling it, each doubling a copy of all of it)."""
+        if self.n + k > len(self.buf):
+            grown = np.empty(self.n + k, dtype=self.buf.dtype)
+            grown[:self.n] = self.buf[:self.n]
+            self.buf = grown
+
     def reset(self, values: np.ndarray) -> None:
         self.buf, self.n = values, len(values)
 
@@ -184,6 +192,29 @@ class _Fixed:
             self.valid.extend(valid)
         elif self.valid is not None:
             self.valid.extend(np.ones(len(a), dtype=bool))
+
+    def reserve(self, chunks: Sequence[pa.Array]) -> None:
+        """Before appending ``chunks``: the buffers sized for all of them at once, and
+        narrowed int64 values widened once to what all of them need (their smallest value
+        the base, if it is not set yet) instead of chunk after chunk."""
+        k = sum(len(c) for c in chunks)
+        if self.narrow:
+            lo, hi = [], []
+            for c in chunks:
+                values = self._numpy(c)
+                if c.null_count:
+                    values = values[pc.is_valid(c).to_numpy(zero_copy_only=False)]
+                if len(values):
+                    lo.append(int(values.min()))
+                    hi.append(int(values.max()))
+            if lo:
+                self._fitted(np.array([min(lo), max(hi)], dtype=np.int64), None)
+        self.data.reserve(k)
+        if self.valid is not None or any(c.null_count for c in chunks):
+            if self.valid is None:
+                self.valid = Growing(np.dtype(np.bool_))
+                self.valid.extend(np.ones(self.data.n, dtype=bool))
+            self.valid.reserve(k)
 
     def _array(self, values: np.ndarray, valid: np.ndarray | None) -> pa.Array:
         values = np.ascontiguousarray(values)
@@ -331,17 +362,7 @@ class _Dictionary:
         self.plain_bytes += 4 * len(a) + int(np.dot(
             lengths[used.field("values").to_numpy(zero_copy_only=False)],
             used.field("counts").to_numpy(zero_copy_only=False)))
-        if len(self.dictionary):
-            at = pc.index_in(local, value_set=self.dictionary)
-            mapping = pc.fill_null(at, -1).to_numpy(zero_copy_only=False).astype(np.int32)
-            new = mapping < 0
-            if new.any():
-                mapping[new] = len(self.dictionary) + np.arange(int(new.sum()), dtype=np.int32)
-                self.dictionary = pa.concat_arrays([self.dictionary,
-                                                    pc.filter(local, pa.array(new))])
-        else:
-            mapping = np.arange(len(local), dtype=np.int32)
-            self.dictionary = local
+        mapping = self._mapping(local)
         indices = encoded.indices
         if indices.null_count:
             local_codes = pc.fill_null(indices, -1).to_numpy(zero_copy_only=False)
@@ -349,6 +370,55 @@ class _Dictionary:
         else:
             codes = mapping[indices.to_numpy(zero_copy_only=False)]
         self.codes.extend(codes.astype(np.int32, copy=False))
+
+    def _mapping(self, local: pa.Array) -> np.ndarray:
+        """The codes in this column's dictionary of the values of ``local`` (a dictionary
+        of distinct values), those it lacks added to it."""
+        if not len(self.dictionary):
+            self.dictionary = local
+            return np.arange(len(local), dtype=np.int32)
+        at = pc.index_in(local, value_set=self.dictionary)
+        mapping = pc.fill_null(at, -1).to_numpy(zero_copy_only=False).astype(np.int32)
+        new = mapping < 0
+        if new.any():
+            mapping[new] = len(self.dictionary) + np.arange(int(new.sum()), dtype=np.int32)
+            self.dictionary = pa.concat_arrays([self.dictionary,
+                                                pc.filter(local, pa.array(new))])
+        return mapping
+
+    def extend_encoded(self, column: pa.ChunkedArray) -> None:
+        """``append`` of every chunk of a dictionary column (a restored snapshot's: each
+        Parquet row group and each file of a chain has a dictionary of its own) at once:
+        the chunks' dictionaries unified into one, looked up in this column's once, and
+        each chunk's codes mapped through that into a buffer grown once; the plain size
+        counted from the codes (a ``bincount``, where ``append`` hashes every row)."""
+        chunks = [c for c in column.unify_dictionaries().chunks if len(c)]
+        n = sum(len(c) for c in chunks)
+        if not n:
+            return
+        local = chunks[0].dictionary
+        mapping = self._mapping(local) if len(local) else np.zeros(0, dtype=np.int32)
+        self.codes.reserve(n)
+        used = np.zeros(len(local), dtype=np.int64)
+        for c in chunks:
+            out = self.codes.grow(len(c))
+            if not len(local) or c.null_count == len(c):
+                out[:] = -1
+                continue
+            indices = c.indices
+            if indices.null_count:
+                local_codes = pc.fill_null(indices, -1).to_numpy(zero_copy_only=False)
+                valid = local_codes >= 0
+                np.copyto(out, np.where(valid, mapping[np.maximum(local_codes, 0)], -1),
+                          casting="unsafe")
+                used += np.bincount(local_codes[valid], minlength=len(local))
+            else:
+                local_codes = indices.to_numpy(zero_copy_only=False)
+                np.take(mapping, local_codes, out=out)
+                used += np.bincount(local_codes, minlength=len(local))
+        lengths = pc.binary_length(local).to_numpy(zero_copy_only=False) if len(local) \
+            else np.zeros(0, dtype=np.int64)
+        self.plain_bytes += 4 * n + int(np.dot(lengths.astype(np.int64), used))
 
     def _append_known(self, a: pa.Array) -> None:
         """Values once the dictionary has some: each looked up in it directly (one hash of
@@ -462,6 +532,31 @@ class CompactRows:
                     and a.type.value_type.equals(f.type)):
                 a = pc.cast(a, f.type)
             column.append(a)
+            if isinstance(column, _Dictionary) and not column.pays():
+                self.columns[i] = column.plain()
+        self.num_rows += rows.num_rows
+
+    def extend(self, rows: pa.Table) -> None:
+        """``append`` of a table of many chunks (a restored snapshot, a chain's files folded)
+        a column at a time, without combining its chunks: NumPy buffers grown once to their
+        final size (and narrowed once), a dictionary column's chunks mapped into the
+        store's dictionary through one unified dictionary. The store then holds what
+        appending the chunks one by one gives (a narrowed column's base may differ)."""
+        if rows.num_rows == 0:
+            return
+        for i, f in enumerate(self.schema):
+            column = self.columns[i]
+            chunked = rows.column(f.name)
+            if isinstance(column, _Dictionary) and pa.types.is_dictionary(chunked.type) \
+                    and chunked.type.value_type.equals(f.type):
+                column.extend_encoded(chunked)
+            else:
+                chunks = [c if c.type.equals(f.type) else pc.cast(c, f.type)
+                          for c in chunked.chunks if len(c)]
+                if isinstance(column, _Fixed):
+                    column.reserve(chunks)
+                for c in chunks:
+                    column.append(c)
             if isinstance(column, _Dictionary) and not column.pays():
                 self.columns[i] = column.plain()
         self.num_rows += rows.num_rows

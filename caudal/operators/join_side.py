@@ -152,11 +152,16 @@ class JoinSide:
         self.changes = RowChanges()   # (a snapshot's row ids are not kept: numbered anew)
         if table is None or table.num_rows == 0:
             return
-        # a chunk at a time (a folded chain is a few tables' chunks with dictionaries of
-        # their own): no copy of the whole table into one chunk first
-        counters = [n for n in self.kept if n in table.column_names]
-        for batch in table.select([*self.schema.names, *counters]).to_batches():
-            rows = pa.Table.from_batches([batch])
-            self.append(rows.select(self.schema.names), **{
-                n: rows.column(n).to_numpy().astype(np.int64, copy=False) for n in counters})
+        # a column at a time, its chunks (a folded chain is a few tables' chunks with
+        # dictionaries of their own) copied into buffers sized once: no copy of the whole
+        # table into one chunk first, no buffer doubled as it grows
+        self.store.extend(table.select(self.schema.names))
+        for name in self.values:
+            if name in table.column_names:
+                chunks = [c.to_numpy(zero_copy_only=False) for c in table.column(name).chunks]
+                value = np.concatenate(chunks).astype(np.int64, copy=False) if chunks else \
+                    np.zeros(0, dtype=np.int64)
+            else:
+                value = np.full(table.num_rows, self.kept[name], dtype=np.int64)
+            self.values[name] = value   # (new memory: concatenate copies, full allocates)
 

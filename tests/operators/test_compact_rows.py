@@ -38,7 +38,21 @@ _ROW = st.tuples(
 _OPS = st.lists(st.one_of(
     st.tuples(st.just("append"), st.lists(_ROW, max_size=12)),
     st.tuples(st.just("keep"), st.lists(st.booleans(), min_size=40, max_size=40)),
-    st.tuples(st.just("drop prefix"), st.integers(0, 6))), min_size=1, max_size=14)
+    st.tuples(st.just("drop prefix"), st.integers(0, 6)),
+    st.tuples(st.just("extend"), st.tuples(st.lists(st.lists(_ROW, max_size=8), max_size=4),
+                                           st.booleans()))), min_size=1, max_size=14)
+
+
+def _chunked(chunks: list[list[tuple]], encode: bool) -> pa.Table:
+    """A table of one chunk per list of rows; ``encode``: text as dictionary arrays, each
+    chunk's dictionary its own (as a restored Parquet file's row groups are)."""
+    tables = [_table(rows) for rows in chunks] or [SCHEMA.empty_table()]
+    if encode:
+        text = {"channel", "note", "blob"}
+        tables = [pa.Table.from_arrays(
+            [pa.compute.dictionary_encode(c) if f.name in text else c
+             for f, c in zip(SCHEMA, t.columns)], names=SCHEMA.names) for t in tables]
+    return pa.concat_tables(tables)
 
 
 def _table(rows: list[tuple]) -> pa.Table:
@@ -103,6 +117,10 @@ def _run(ops: list, seed: int) -> None:
             batch = _table(arg)
             store.append(batch)
             reference = pa.concat_tables([reference, batch])
+        elif op == "extend":   # many chunks at once, as a restore loads them
+            chunks, encode = arg
+            store.extend(_chunked(chunks, encode))
+            reference = pa.concat_tables([reference, *(_table(rows) for rows in chunks)])
         elif op == "keep":
             mask = np.resize(np.array(arg, dtype=bool), reference.num_rows)
             store.keep(mask)
@@ -120,6 +138,13 @@ def _run(ops: list, seed: int) -> None:
         again = CompactRows(SCHEMA)  # a restore takes a snapshot back as it is
         again.append(encoded)
         assert again.table().equals(reference)
+        halves = [encoded.slice(0, encoded.num_rows // 2), encoded.slice(encoded.num_rows // 2)]
+        extended = CompactRows(SCHEMA)   # or its chunks, each with its own dictionary
+        extended.extend(pa.concat_tables([pa.Table.from_arrays(
+            [a.combine_chunks().cast(a.type.value_type).dictionary_encode()
+             if pa.types.is_dictionary(a.type) else a
+             for a in h.columns], schema=encoded.schema) if h.num_rows else h for h in halves]))
+        assert extended.table().equals(reference)
     for snapshot, expected in snapshots:  # later appends and removals left them alone
         assert snapshot.cast(SCHEMA).equals(expected)
 
