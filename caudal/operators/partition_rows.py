@@ -398,11 +398,16 @@ class PartitionRows:
         n = 0
         if rows is not None and rows.num_rows:
             n = rows.num_rows
-            # text a snapshot kept dictionary-encoded goes back into the store as codes
-            data = rows.select(self.schema.names).combine_chunks()
-            self.put(data.select(self.data_schema.names), data.select(self.value_schema.names),
-                     rank[:n], partition_hash(data, self.partition),
-                     rows.column(EMITTED).to_numpy(zero_copy_only=False).astype(bool))
+            # text a snapshot kept dictionary-encoded goes back into the store as codes, a
+            # column at a time from the chunks as read (CompactRows.extend: no copy of the
+            # whole table into one chunk first)
+            data = rows.select(self.schema.names)
+            self.store.extend(data)
+            self.h.extend(partition_hash(data, self.partition))
+            self.seq.extend(rank[:n])
+            self.alive.extend(np.ones(n, dtype=bool))
+            self.emitted.extend(rows.column(EMITTED).to_numpy(zero_copy_only=False)
+                                .astype(bool))
         self.pending, self.pending_rows = [], 0
         if pending is not None and pending.num_rows:
             if SEQ in pending.column_names:
