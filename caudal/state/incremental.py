@@ -550,13 +550,17 @@ def _newest_rows(table: pa.Table, key: list[str]) -> np.ndarray:
     return newest.to_numpy().astype(np.int64)
 
 
-def merge_deltas(deltas: Sequence[Part]) -> tuple[pa.Table, list[Expiry]]:
+def merge_deltas(deltas: Sequence[Part], combine: bool = True
+                 ) -> tuple[pa.Table, list[Expiry]]:
     """Several consecutive delta files as one: per key the newest row (or deletion), each
     row already put through the expiries of the later deltas (an upsert they expire becomes
     a deletion, so it still removes the older row of its key), and the expiries of all of
     them to apply to what lies below. Folding the result onto a base gives what
     folding the deltas one by one gives, with one join against the base instead of one per
-    delta: how compaction merges a tier of deltas, and how a restore reads a chain."""
+    delta: how compaction merges a tier of deltas, and how a restore reads a chain.
+    ``combine``: the result in one chunk per column (False: the files' chunks as they are,
+    for a caller that folds it into a table of many chunks anyway: combining copies every
+    row, and unifies the files' dictionaries row by row)."""
     key = list(deltas[0][2])
     # a delta of deletions only has just the key columns
     schema = pa.unify_schemas([t.schema for t, *_ in deltas])
@@ -567,7 +571,8 @@ def merge_deltas(deltas: Sequence[Part]) -> tuple[pa.Table, list[Expiry]]:
         rows = _newest_rows(table, key)
         if len(rows) < table.num_rows:   # (all of them, in order: nothing to take)
             table, source = table.take(pa.array(rows)), source[rows]
-    table = table.combine_chunks()
+    if combine:
+        table = table.combine_chunks()
     # per column, the highest threshold of the expiries after each delta
     rules: dict[str, list[Any]] = {}
     for i, (_, _, _, expire) in enumerate(deltas):
@@ -780,5 +785,6 @@ def fold_chain(parts: Sequence[Part]) -> pa.Table:
     if not deltas:
         assert base is not None, "a state chain has at least one file"
         return base
-    merged, expire = merge_deltas(deltas)
+    # (not combined: the folded table is the base's chunks and the delta's anyway)
+    merged, expire = merge_deltas(deltas, combine=False)
     return apply_delta(base, merged, deltas[0][2], expire)
