@@ -388,23 +388,28 @@ class _Dictionary:
 
     def extend_encoded(self, column: pa.ChunkedArray) -> None:
         """``append`` of every chunk of a dictionary column (a restored snapshot's: each
-        Parquet row group and each file of a chain has a dictionary of its own) at once:
-        the chunks' dictionaries unified into one, looked up in this column's once, and
-        each chunk's codes mapped through that into a buffer grown once; the plain size
-        counted from the codes (a ``bincount``, where ``append`` hashes every row)."""
-        chunks = [c for c in column.unify_dictionaries().chunks if len(c)]
-        n = sum(len(c) for c in chunks)
-        if not n:
-            return
-        local = chunks[0].dictionary
-        mapping = self._mapping(local) if len(local) else np.zeros(0, dtype=np.int32)
-        self.codes.reserve(n)
-        used = np.zeros(len(local), dtype=np.int64)
+        Parquet row group has a dictionary of its own, mostly equal to the one before) at
+        once: each run of chunks with equal dictionaries looked up in this column's once
+        (comparing a dictionary with the previous one is a memcmp; hashing it, as unifying
+        the chunks' dictionaries does, cost most of a restore), each chunk's codes mapped
+        through that into a buffer grown once; the plain size counted from the codes (a
+        ``bincount``, where ``append`` hashes every row)."""
+        chunks = [c for c in column.chunks if len(c)]
+        self.codes.reserve(sum(len(c) for c in chunks))
+        local: pa.Array | None = None
+        mapping = used = np.zeros(0, dtype=np.int64)
         for c in chunks:
             out = self.codes.grow(len(c))
-            if not len(local) or c.null_count == len(c):
+            self.plain_bytes += 4 * len(c)
+            if c.null_count == len(c):
                 out[:] = -1
                 continue
+            if local is None or len(c.dictionary) != len(local) or \
+                    not c.dictionary.equals(local):
+                self._count_plain(local, used)
+                local = c.dictionary
+                mapping = self._mapping(local)
+                used = np.zeros(len(local), dtype=np.int64)
             indices = c.indices
             if indices.null_count:
                 local_codes = pc.fill_null(indices, -1).to_numpy(zero_copy_only=False)
@@ -416,9 +421,13 @@ class _Dictionary:
                 local_codes = indices.to_numpy(zero_copy_only=False)
                 np.take(mapping, local_codes, out=out)
                 used += np.bincount(local_codes, minlength=len(local))
-        lengths = pc.binary_length(local).to_numpy(zero_copy_only=False) if len(local) \
-            else np.zeros(0, dtype=np.int64)
-        self.plain_bytes += 4 * n + int(np.dot(lengths.astype(np.int64), used))
+        self._count_plain(local, used)
+
+    def _count_plain(self, local: pa.Array | None, used: np.ndarray) -> None:
+        """Add the bytes of ``local``'s values, each ``used`` times, to ``plain_bytes``."""
+        if local is not None and len(local):
+            lengths = pc.binary_length(local).to_numpy(zero_copy_only=False)
+            self.plain_bytes += int(np.dot(lengths.astype(np.int64), used))
 
     def _append_known(self, a: pa.Array) -> None:
         """Values once the dictionary has some: each looked up in it directly (one hash of
