@@ -12,7 +12,7 @@ join or top-N, each state file written (its bytes, path and thread CPU: the writ
 compactor's), each compaction. Prints one JSON line: process CPU (user + sys) and wall,
 peak RSS, bytes per checkpoint (the files of the epoch's own directory, compactions apart),
 the CPU of snapshots, writes and compactions. ``recover``: in a fresh process, read the
-newest checkpoint in ``DIR/ck`` and restore the join's subtasks from it (what a resume
+newest checkpoint in ``DIR/ck`` and restore the join's (top-N's) subtasks from it (what a resume
 does before it processes anything), timed; the state's bytes in memory afterwards.
 
 Written for before/after pairs: run it by path with another tree first on PYTHONPATH; it
@@ -104,7 +104,17 @@ def run(root: Path, parallelism: int, events: int, interval: str, query: str = "
     }
 
 
-def recover(root: Path, parallelism: int, events: int) -> dict:
+def _state_bytes(op) -> int:
+    """Bytes of a restored join's or top-N's state in memory (its stores and counters)."""
+    if hasattr(op, "sides"):
+        return sum(s.store.nbytes + sum(v.nbytes for v in s.values.values())
+                   for s in op.sides)
+    rows = op.state
+    return rows.store.nbytes + sum(c.n * c.buf.itemsize
+                                   for c in (rows.h, rows.seq, rows.alive, rows.emitted))
+
+
+def recover(root: Path, parallelism: int, events: int, query: str = "q20") -> dict:
     from caudal.checkpoint.manifest import completed_epochs, read_manifest
     from caudal.checkpoint.recovery import load_state
     from caudal.checkpoint.storage import CheckpointStorage
@@ -112,9 +122,10 @@ def recover(root: Path, parallelism: int, events: int) -> dict:
     from caudal.operators.base import OperatorContext
     from caudal.operators.registry import create
 
-    graph = compile_sql(_sql(events), parallelism).graph
+    graph = compile_sql(_sql(events, query), parallelism).graph
     vertex, index, spec = next((v.id, i, op) for v in graph.vertices
-                               for i, op in enumerate(v.operators) if op.kind == "updating_join")
+                               for i, op in enumerate(v.operators)
+                               if op.kind in ("updating_join", "updating_rank"))
     storage = CheckpointStorage(str(root / "ck"))
     epoch = max(completed_epochs(storage))
     manifest = read_manifest(storage, epoch)
@@ -128,10 +139,9 @@ def recover(root: Path, parallelism: int, events: int) -> dict:
         op.restore(restored.payloads[(vertex, i)]["operators"][index])
         ops.append(op)
     cpu, wall = _cpu() - c, time.perf_counter() - w
-    state = sum(s.store.nbytes + sum(v.nbytes for v in s.values.values())
-                for op in ops for s in op.sides)
+    state = sum(_state_bytes(op) for op in ops)
     rows = sum(op.state_rows() for op in ops)
-    return {"what": "recover", "parallelism": parallelism, "epoch": epoch,
+    return {"what": "recover", "query": query, "parallelism": parallelism, "epoch": epoch,
             "files": len(manifest.files()), "checkpoint_mb": round(manifest.bytes / 1e6, 1),
             "state_mb": round(state / 1e6, 1), "rows": rows, "wall_s": round(wall, 2),
             "read_s": round(read_s, 2), "cpu_s": round(cpu, 2),
@@ -146,14 +156,15 @@ def main() -> None:
     ap.add_argument("-p", type=int, default=1)
     ap.add_argument("--events", type=int, default=10_000_000)
     ap.add_argument("--interval", default="3s")
-    ap.add_argument("--query", default="q20", help="run: q20 (default), q18 or q19 (top-N)")
+    ap.add_argument("--query", default="q20",
+                    help="q20 (default), q18 or q19 (top-N); recover: the query that was run")
     args = ap.parse_args()
     root = Path(args.dir)
     root.mkdir(parents=True, exist_ok=True)
     if args.what == "run":
         out = run(root, args.p, args.events, args.interval, args.query)
     else:
-        out = recover(root, args.p, args.events)
+        out = recover(root, args.p, args.events, args.query)
     import caudal
 
     out["tree"] = str(Path(caudal.__file__).parent.parent)
