@@ -144,10 +144,22 @@ class _HashRun:
 
     def pairs(self, h: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(probe rows, stored rows) of equal hashes, probe rows ``at`` of hashes ``h``."""
-        bucket = (h[at] >> np.uint64(64 - self.bits)).view(np.int64)
-        pi, where, ri = _expand(at, self.offsets[bucket], self.offsets[bucket + 1], self.rows)
+        probe = h if len(at) == len(h) else h[at]
+        bucket = (probe >> np.uint64(64 - self.bits)).view(np.int64)
+        lo = np.take(self.offsets, bucket)
+        hi = np.take(self.offsets, bucket + 1)
+        # a bucket of one row (most, on a side of unique keys): its hash decides at once
+        single = np.flatnonzero(hi - lo == 1)
+        one = single[self.hashes[lo[single]] == probe[single]]
+        pi1, ri1 = at[one], self.rows[lo[one]].astype(np.int64, copy=False)
+        more = np.flatnonzero(hi - lo > 1)
+        if not len(more):
+            return pi1, ri1
+        pi, where, ri = _expand(at[more], lo[more], hi[more], self.rows)
         same = self.hashes[where] == h[pi]
-        return (pi, ri) if same.all() else (pi[same], ri[same])
+        if not same.all():
+            pi, ri = pi[same], ri[same]
+        return np.concatenate([pi1, pi]), np.concatenate([ri1, ri])
 
     def keep(self, mask: np.ndarray, below: np.ndarray) -> None:
         """``_Run.keep``."""
