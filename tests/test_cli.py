@@ -133,6 +133,31 @@ def test_bad_data_drop_is_reported(tmp_path):
     assert "in.json" in proc.stderr and "line 2" in proc.stderr
 
 
+def test_text_that_is_not_utf8_follows_bad_data(tmp_path):
+    """Arrow's JSON reader took bytes that are not UTF-8 into a TEXT column, and the job died
+    later with Python's UnicodeDecodeError (no file, no line, bad_data ignored)."""
+    for fmt, body in (("json", b'{"a": 1, "b": "\xff\xfe"}\n{"a": 2, "b": "ok"}\n'),
+                      ("csv", b"a,b\n1,\xff\xfe\n2,ok\n")):
+        data = tmp_path / f"in.{fmt}"
+        data.write_bytes(body)
+        job = tmp_path / f"{fmt}.sql"
+        line = 1 if fmt == "json" else 2
+        for mode in ("fail", "drop"):
+            job.write_text(f"CREATE TABLE t (a BIGINT, b TEXT) WITH (connector = 'filesystem', "
+                           f"path = '{data}', format = '{fmt}', bad_data = '{mode}');\n"
+                           "SELECT a, b FROM t;")
+            proc = run_cli("run", str(job))
+            assert "Traceback" not in proc.stderr and "Unicode" not in proc.stderr
+            assert f"in.{fmt} line {line}: not valid UTF-8 (byte 0xff" in proc.stderr, proc.stderr
+            if mode == "fail":
+                assert proc.returncode == 2
+                assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+            else:
+                assert proc.returncode == 0, proc.stderr
+                assert "1 bad rows dropped" in proc.stderr
+                assert "ok" in proc.stdout
+
+
 def test_runtime_error_names_the_expression_in_one_line(tmp_path):
     job = tmp_path / "job.sql"
     job.write_text("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', "

@@ -181,6 +181,9 @@ class Decoder:
 
     def explain(self, row: bytes, error: Exception) -> str:
         """What is wrong with one row (error path: one decode per column)."""
+        wrong = lines.not_utf8(row)
+        if wrong:
+            return wrong
         message = str(error).splitlines()[0]
         fields = re.search(r"Expected (\d+) columns, got (\d+)", message)
         if fields:

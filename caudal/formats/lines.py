@@ -22,6 +22,17 @@ PARSE_BLOCK = 1 << 20
 BOM = b"\xef\xbb\xbf"
 
 
+def not_utf8(row: bytes) -> str | None:
+    """What is wrong with a row that is not UTF-8 text (None when it is): Arrow's parsers
+    say "invalid UTF8 data" without where; this names the byte and its column."""
+    try:
+        row.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return (f"not valid UTF-8 (byte 0x{row[error.start]:02x} at column "
+                f"{error.start + 1}; the file must be UTF-8 text)")
+    return None
+
+
 def read_blocks(stream: Any, cut: Callable[[bytes], int],
                 block_size: int = BLOCK_SIZE) -> Iterator[tuple[int, bytes]]:
     """Yield ``(first line number, bytes of whole rows)`` from a binary stream.
