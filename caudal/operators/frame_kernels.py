@@ -214,8 +214,10 @@ class ExtremeKeys:
             else None
         t = values.type
         # floats with a NaN are ranked too: NumPy's minimum would propagate NaN, which
-        # DuckDB orders above every number (caudal.float_order)
+        # DuckDB orders above every number (caudal.float_order); so are UBIGINT values,
+        # which int64 keys cannot hold past 2^63
         self.ranked = not (pa.types.is_integer(t) or pa.types.is_floating(t)) or (
+            pa.types.is_uint64(t)) or (
             pa.types.is_floating(t) and pc.any(pc.is_nan(values)).as_py() is True)
         if self.ranked:
             keys = pc.rank(values, sort_keys="ascending",

@@ -203,3 +203,22 @@ def test_without_event_time_the_error_says_how_to_declare_it(tmp_path):
         compile_sql(f"CREATE TABLE t WITH (connector = 'filesystem', path = '{path}');\n"
                     "SELECT count(*) OVER (ORDER BY ts ROWS 3 PRECEDING) FROM t;")
     assert "WATERMARK" in err.value.hint
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_min_max_over_ubigint_past_2_63(tmp_path, duck, parallelism):
+    """min/max OVER of UBIGINT values past 2^63 equal DuckDB's: the frame kernel keyed
+    them as int64 and failed with Arrow's 'not in range' (now ranked, as text is)."""
+    big = 2**63 + 5
+    table = pa.table({
+        "auction": pa.array([1, 1, 1, 2, 2], pa.int64()),
+        "u": pa.array([1, big, 7, big + 1, None], pa.uint64()),
+        "date_time": pa.array([BASE + dt.timedelta(seconds=i) for i in range(5)], TS)})
+    path = tmp_path / "u.parquet"
+    pq.write_table(table, path)
+    w = _w("ROWS BETWEEN 1 PRECEDING AND CURRENT ROW")
+    query = (f"SELECT auction, date_time, max(u) {w} AS mx, min(u) {w} AS mn FROM bids")
+    got = run_to_table(DDL.format(path=path), query, tmp_path / "out", parallelism)
+    bids = table  # noqa: F841 - DuckDB reads the local variable by name
+    want = duck.sql(query).to_arrow_table()
+    assert normalized_rows(got) == normalized_rows(want)
