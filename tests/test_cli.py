@@ -158,6 +158,36 @@ def test_text_that_is_not_utf8_follows_bad_data(tmp_path):
                 assert "ok" in proc.stdout
 
 
+def test_a_file_that_cannot_be_read_is_named_in_one_line(tmp_path):
+    """A cut-short Parquet file and a CSV header that is not UTF-8 were 'internal error:
+    ArrowInvalid: Parquet magic bytes…' / 'UnicodeDecodeError…', naming no file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = tmp_path / "in"
+    files.mkdir()
+    pq.write_table(pa.table({"a": [1, 2]}), files / "a.parquet")
+    whole = (files / "a.parquet").read_bytes()
+    (files / "b.parquet").write_bytes(whole[:len(whole) // 2])
+    (tmp_path / "h.csv").write_bytes(b"a,\xffb\n1,2\n")
+    cases = {
+        f"path = '{files}'": ("b.parquet is not a Parquet file, or is cut short", "(a BIGINT)"),
+        f"path = '{files / 'b.parquet'}'": ("b.parquet is not a Parquet file", ""),
+        f"path = '{tmp_path / 'h.csv'}'": ("h.csv line 1 (the header): not valid UTF-8", ""),
+        f"path = '{tmp_path / 'h.csv'}', format = 'csv'":
+            ("h.csv line 1 (the header): not valid UTF-8", "(a BIGINT)"),
+    }
+    job = tmp_path / "job.sql"
+    for options, (message, columns) in cases.items():
+        job.write_text(f"CREATE TABLE t {columns} WITH (connector = 'filesystem', {options});\n"
+                       "SELECT count(*) AS n FROM t;")
+        proc = run_cli("run", str(job))
+        assert proc.returncode == 2, proc.stderr
+        assert message in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert "Arrow" not in proc.stderr and "Unicode" not in proc.stderr
+
+
 def test_runtime_error_names_the_expression_in_one_line(tmp_path):
     job = tmp_path / "job.sql"
     job.write_text("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', "

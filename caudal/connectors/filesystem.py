@@ -172,7 +172,7 @@ class FileSystemSource(Source):
                 fmt.Decoder(_files_schema(table).names, _files_schema(table), where)
             elif files.format == "csv":
                 with files.fs.open_input_stream(first, compression="detect") as stream:
-                    header = fmt.read_header(stream)
+                    header = fmt.read_header(stream, where)
                 if header:
                     formats.match_columns(header, _files_schema(table), where, ConfigError)
                     fmt.Decoder(header, _files_schema(table), where)
@@ -199,6 +199,10 @@ class FileSystemSource(Source):
                 return fmt.infer_schema(files.fs, first)
             with files.fs.open_input_stream(first, compression="detect") as stream:
                 return fmt.infer_schema(stream, **formats.with_options(fmt, table.options))
+        except DataError as e:  # a CSV header that is not text, a file that is not Parquet
+            if first not in e.message:
+                e.message = f"file {first} {e.message}"
+            raise e.with_position(table.line, None) from None
         except (pa.ArrowInvalid, OSError) as e:
             raise ConfigError(f"cannot read the columns of {first} (table {table.name!r}): "
                               f"{str(e).splitlines()[0]}", line=table.line,

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 
 from caudal import compute as pc
-from caudal.errors import ConfigError
+from caudal.errors import ConfigError, DataError
 from caudal.formats import bad_data, lines, match_columns, text
 from caudal.types import TIMESTAMP, normalize_schema, sql_name
 
@@ -66,16 +66,20 @@ def split_rows(data: bytes, first_line: int) -> list[tuple[int, bytes]]:
     return rows
 
 
-def _header(row: bytes) -> list[str]:
+def _header(row: bytes, where: str = "") -> list[str]:
+    wrong = lines.not_utf8(row)
+    if wrong:  # Arrow's reader would fail in Python with a UnicodeDecodeError naming nothing
+        raise DataError(f"{where + ' ' if where else ''}line 1 (the header): {wrong}")
     table = pcsv.read_csv(lines.buffer_reader(row),
                           read_options=pcsv.ReadOptions(autogenerate_column_names=False))
     return table.column_names
 
 
-def read_header(stream: Any) -> list[str]:
-    """The column names of a CSV file (empty for an empty file)."""
+def read_header(stream: Any, where: str = "") -> list[str]:
+    """The column names of a CSV file (empty for an empty file); ``where`` names the file in
+    errors."""
     for _, data in lines.read_blocks(stream, cut, block_size=64 << 10):
-        return _header(data[:cut_first(data)])
+        return _header(data[:cut_first(data)], where)
     return []
 
 
@@ -93,6 +97,7 @@ def infer_schema(stream: Any) -> pa.Schema:
     data = stream.read(INFER_BYTES).removeprefix(lines.BOM)
     if len(data) == INFER_BYTES:
         data = data[:cut(data)]
+    _header(data[:cut_first(data)])
     table = pcsv.read_csv(lines.buffer_reader(data),
                           convert_options=pcsv.ConvertOptions(**_CONVERT))
     schema = normalize_schema(table.schema)
@@ -213,7 +218,7 @@ def read(stream: Any, schema: pa.Schema, policy: bad_data.BadDataPolicy,
     for first_line, data in lines.read_blocks(stream, cut, block_size):
         if decoder is None:
             head = cut_first(data)
-            decoder = Decoder(_header(data[:head]), schema, policy.where)
+            decoder = Decoder(_header(data[:head], policy.where), schema, policy.where)
             first_line += data.count(b"\n", 0, head)
             data = data[head:]
         try:

@@ -37,9 +37,17 @@ INTEGER_ENCODINGS = ("plain", "delta")
 
 
 def open_file(fs: pafs.FileSystem, path: str) -> pq.ParquetFile:
-    if isinstance(fs, pafs.LocalFileSystem):
-        return pq.ParquetFile(path, memory_map=True)
-    return pq.ParquetFile(fs.open_input_file(path), pre_buffer=True)
+    """The file's reader; a file that is not Parquet (or is cut short) is a DataError naming
+    it, not Arrow's ArrowInvalid."""
+    try:
+        if isinstance(fs, pafs.LocalFileSystem):
+            return pq.ParquetFile(path, memory_map=True)
+        return pq.ParquetFile(fs.open_input_file(path), pre_buffer=True)
+    except pa.ArrowInvalid as error:
+        raise DataError(f"file {path} is not a Parquet file, or is cut short "
+                        f"({str(error).splitlines()[0].split('. ')[0]})",
+                        hint="remove it from the table's path, or set format to the file's"
+                        ) from None
 
 
 def infer_schema(fs: pafs.FileSystem, path: str) -> pa.Schema:
