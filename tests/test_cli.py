@@ -188,6 +188,28 @@ def test_a_file_that_cannot_be_read_is_named_in_one_line(tmp_path):
         assert "Arrow" not in proc.stderr and "Unicode" not in proc.stderr
 
 
+def test_a_sink_path_that_cannot_be_written_is_one_line(tmp_path):
+    """Was 'internal error: NotADirectoryError: [Errno 20] Cannot create directory…'."""
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "parts" / "b=x").write_text("")  # a file where a partition directory goes
+    source = (f"CREATE TABLE t (a BIGINT, b TEXT) WITH (connector = 'filesystem', "
+              f"path = '{tmp_path / 'in.json'}');\n")
+    (tmp_path / "in.json").write_text('{"a": 1, "b": "x"}\n')
+    job = tmp_path / "job.sql"
+    for sink, where in (
+            (f"(a BIGINT, b TEXT) WITH (connector = 'filesystem', path = '{tmp_path}/afile/o')",
+             f"cannot create the directory '{tmp_path}/afile/o' (Not a directory)"),
+            (f"(a BIGINT, b TEXT) PARTITIONED BY (b) WITH (connector = 'filesystem', "
+             f"path = '{tmp_path}/parts', sink.mode = 'append')",
+             f"cannot create the directory '{tmp_path}/parts/b=x' (File exists)")):
+        job.write_text(source + f"CREATE TABLE o {sink};\nINSERT INTO o SELECT a, b FROM t;")
+        proc = run_cli("run", str(job))
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip() == (f"caudal: error: line 2: table 'o': {where} "
+                                       "(give the table a path this user can write)")
+
+
 def test_runtime_error_names_the_expression_in_one_line(tmp_path):
     job = tmp_path / "job.sql"
     job.write_text("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', "

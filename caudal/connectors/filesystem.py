@@ -662,7 +662,7 @@ class FileSystemSink(Sink):
     def open(self, schema: pa.Schema, restored: dict[str, Any] | None = None) -> None:
         super().open(schema, restored)
         self._fs, self._dir = resolve(self.table.option("path"))
-        self._fs.create_dir(self._dir, recursive=True)
+        self._create_dir(self._dir)
         self._format = formats.get(self.table.option("format", "parquet"))
         self._ext = self._format.EXTENSIONS[0]
         self._rollover = _rollover(self.table)
@@ -683,6 +683,20 @@ class FileSystemSink(Sink):
 
     def _path(self, name: str) -> str:
         return f"{self._dir}/{name}"
+
+    def _create_dir(self, where: str) -> None:
+        try:
+            self._fs.create_dir(where, recursive=True)
+        except OSError as e:
+            raise self._cannot_write(where, "create the directory", e) from None
+
+    def _cannot_write(self, where: str, what: str, error: OSError) -> ConfigError:
+        """A sink path the job cannot write (under a file, no permission, a read-only
+        system): one line naming the table and the path, not Arrow's OSError."""
+        reason = os.strerror(error.errno) if error.errno else str(error).splitlines()[0]
+        return ConfigError(f"table {self.table.name!r}: cannot {what} {where!r} ({reason})",
+                           line=self.table.line,
+                           hint="give the table a path this user can write")
 
     @classmethod
     def prepare(cls, table: TableSpec, resuming: bool) -> None:
@@ -753,8 +767,11 @@ class FileSystemSink(Sink):
                 name = f"{directory}/{name}" if directory else name
                 self._seq += 1
                 if directory:
-                    self._fs.create_dir(self._path(directory), recursive=True)
-                stream = self._fs.open_output_stream(self._path(name))
+                    self._create_dir(self._path(directory))
+                try:
+                    stream = self._fs.open_output_stream(self._path(name))
+                except OSError as e:
+                    raise self._cannot_write(self._path(name), "write the file", e) from None
                 writer = self._format.Writer(
                     stream, self._file_schema,
                     **formats.with_options(self._format, self.table.options))
