@@ -34,6 +34,8 @@ WINDOW_COLUMNS = ("window_start", "window_end", "window_time")
 WINDOW_STRUCT = pa.struct([pa.field("start", TIMESTAMP), pa.field("end", TIMESTAMP)])
 #: the name of the event-time column computed under an aggregate
 TIME = "__time"
+#: ``AggCall.options["sum"]`` of an avg over integers: its state holds the sum exactly
+EXACT_SUM = "exact"
 
 
 @dataclass
@@ -69,6 +71,11 @@ class AggregateInput:
         if condition is not None:
             self.add(f"__filter{i}", condition)
             filt = f"__filter{i}"
+        if func == "avg" and args and pa.types.is_integer(args[0].dtype):
+            # the state of avg over integers is an exact sum (two int64 halves) since
+            # 2026-12-07, a DOUBLE sum before: named here, it enters the job's fingerprint,
+            # so an older checkpoint of the job is refused in one line, not mis-restored
+            options = {**options, "sum": EXACT_SUM}
         return AggCall(func, tuple(names), dtype, distinct, filt, options, text=text)
 
     def _same_column(self, expr: Expr) -> str | None:

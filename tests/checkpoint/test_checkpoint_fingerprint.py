@@ -66,3 +66,28 @@ def test_every_nexmark_query_the_same_at_parallelism_1_and_2():
     for path in sorted((REPO / "bench" / "nexmark").glob("*.sql")):
         sql = path.read_text()
         assert _fp(sql, 1) == _fp(sql, 2), path.name
+
+
+def test_the_state_layout_of_integer_avg_is_in_the_fingerprint():
+    """avg over integers keeps an exact sum since 2026-12-07 (a DOUBLE sum before): the call
+    says so, so the fingerprint of such a job differs from what an older caudal recorded and
+    its checkpoints are refused in one line instead of failing after restarts; an avg over
+    DOUBLE (same state as before) keeps its fingerprint."""
+    from caudal.plan.aggregate_planning import EXACT_SUM
+
+    ddl = ("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', events = '1000');\n"
+           "CREATE TABLE out WITH (connector = 'filesystem', path = '/tmp/out', "
+           "format = 'debezium_json');\n")
+
+    def calls(graph):
+        return [c for v in graph.vertices for op in v.operators
+                for c in op.params.get("aggregates", ()) if c.func == "avg"]
+
+    graph = compile_sql(ddl + "INSERT INTO out SELECT auction, avg(price) AS a FROM bids "
+                        "GROUP BY auction;").graph
+    (call,) = calls(graph)
+    assert call.options == {"sum": EXACT_SUM}
+    graph = compile_sql(ddl + "INSERT INTO out SELECT auction, avg(CAST(price AS DOUBLE)) "
+                        "AS a FROM bids GROUP BY auction;").graph
+    (call,) = calls(graph)
+    assert call.options == {}
