@@ -305,6 +305,14 @@ def cmd_run(args) -> int:
 
     if args.parallelism is not None and args.parallelism < 1:
         raise CaudalError("--parallelism must be at least 1")
+    if args.batch_rows < 1:  # 0 read nothing, for ever
+        raise CaudalError("--batch-rows must be at least 1", hint="the default is 65536")
+    if args.max_restarts < 0:
+        raise CaudalError("--max-restarts must be 0 or more")
+    if not args.checkpoint_dir:  # unused then, but a mistyped value is still a mistake
+        from caudal.durations import parse_duration_s
+
+        parse_duration_s(args.checkpoint_interval, "--checkpoint-interval")
     job = _read_job(args.file)
     if not isinstance(job, str):  # a compiled plan (caudal.plan_file): no SQL front end
         _check_plan_arguments(job, args)

@@ -210,6 +210,21 @@ def test_a_sink_path_that_cannot_be_written_is_one_line(tmp_path):
                                        "(give the table a path this user can write)")
 
 
+def test_run_refuses_bad_numbers_in_one_line(tmp_path):
+    """--batch-rows 0 ran for ever; --max-restarts -1 and a mistyped --checkpoint-interval
+    without --checkpoint-dir were taken silently."""
+    job = tmp_path / "job.sql"
+    job.write_text("SELECT 1 AS x;")
+    for flags, message in (
+            (["--batch-rows", "0"], "--batch-rows must be at least 1"),
+            (["--max-restarts", "-1"], "--max-restarts must be 0 or more"),
+            (["--checkpoint-interval", "abc"], "bad --checkpoint-interval 'abc'")):
+        proc = run_cli("run", str(job), *flags, timeout=30)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith(f"caudal: error: {message}"), proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+
+
 def test_runtime_error_names_the_expression_in_one_line(tmp_path):
     job = tmp_path / "job.sql"
     job.write_text("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', "
