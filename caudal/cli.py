@@ -372,7 +372,10 @@ def cmd_run(args) -> int:
         try:
             result = runtime.run()
         except KeyboardInterrupt:
-            print("\nstopped", file=sys.stderr)
+            # (with --checkpoint-dir the supervisor takes a savepoint instead, and returns)
+            print("\ncaudal: stopped by Ctrl-C; without --checkpoint-dir there is nothing to "
+                  "resume from, and files a sink had not committed are left out (with one, "
+                  "Ctrl-C takes a savepoint and the same command resumes)", file=sys.stderr)
             return 130
     rate = result.rows_in / result.elapsed_s if result.elapsed_s > 0 else 0.0
     summary = (f"caudal: {result.rows_in:,} rows in, {result.rows_out:,} rows out in "

@@ -225,6 +225,32 @@ def test_run_refuses_bad_numbers_in_one_line(tmp_path):
         assert len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_ctrl_c_without_checkpoints_says_what_became_of_the_output(tmp_path):
+    """Was a bare 'stopped': a user could not tell that the sink's output was not committed."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    job = tmp_path / "job.sql"
+    job.write_text("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', "
+                   "events = '100000000', event_rate = '20000', pace = 'true');\n"
+                   f"CREATE TABLE o WITH (connector = 'filesystem', path = '{tmp_path / 'o'}');"
+                   "\nINSERT INTO o SELECT auction, price FROM bids;")
+    proc = subprocess.Popen([sys.executable, "-m", "caudal.cli", "run", str(job)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "o").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(
+        "caudal: stopped by Ctrl-C; without --checkpoint-dir there is nothing to resume from")
+
+
 def test_runtime_error_names_the_expression_in_one_line(tmp_path):
     job = tmp_path / "job.sql"
     job.write_text("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', "
