@@ -251,6 +251,33 @@ def test_ctrl_c_without_checkpoints_says_what_became_of_the_output(tmp_path):
         "caudal: stopped by Ctrl-C; without --checkpoint-dir there is nothing to resume from")
 
 
+def test_a_debezium_change_without_its_row_is_malformed(tmp_path):
+    """A 'c' with "after": null was read as a row of NULLs, and a 'u' or 'd' with
+    "before": null retracted a row of NULLs (a wrong count downstream); Flink refuses both."""
+    data = tmp_path / "in.json"
+    job = tmp_path / "job.sql"
+    good = '{"before": null, "after": {"a": 1}, "op": "c"}\n'
+    for line, message in (
+            ('{"before": null, "after": null, "op": "c"}', 'op \'c\' with "after": null'),
+            ('{"before": null, "after": {"a": 2}, "op": "u"}', 'op \'u\' with "before": null'),
+            ('{"before": null, "after": null, "op": "d"}', 'op \'d\' with "before": null')):
+        data.write_text(good + line + "\n")
+        for mode in ("fail", "drop"):
+            job.write_text(f"CREATE TABLE t (a BIGINT, PRIMARY KEY (a) NOT ENFORCED) WITH ("
+                           f"connector = 'filesystem', path = '{data}', "
+                           f"format = 'debezium_json', bad_data = '{mode}');\n"
+                           "SELECT count(*) AS n FROM t;")
+            proc = run_cli("run", str(job))
+            assert message in proc.stderr, proc.stderr
+            if mode == "fail":
+                assert proc.returncode == 2
+                assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+            else:
+                assert proc.returncode == 0, proc.stderr
+                assert "1 bad rows dropped" in proc.stderr
+                assert proc.stdout.split()[-1] == "1", proc.stdout
+
+
 def test_runtime_error_names_the_expression_in_one_line(tmp_path):
     job = tmp_path / "job.sql"
     job.write_text("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', "

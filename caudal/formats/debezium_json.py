@@ -79,17 +79,35 @@ def changes(table: pa.Table, schema: pa.Schema,
     op_text = table.column("op").combine_chunks() if table.num_rows else \
         pa.array([], pa.string())
     codes = pc.index_in(op_text, pa.array(list(_CODES)))
-    if codes.null_count:
-        bad = pc.is_null(codes)
+    # the row an op needs: c, r and u an "after", u and d a "before" (Flink refuses these
+    # too); without it the change would be a row of NULLs
+    needs_after = pc.fill_null(pc.less(codes, 3), False)
+    needs_before = pc.fill_null(pc.greater_equal(codes, 2), False)
+    missing = pc.or_(pc.and_(needs_after, pc.is_null(table.column("after"))),
+                     pc.and_(needs_before, pc.is_null(table.column("before"))))
+    if codes.null_count or pc.any(missing).as_py():
+        bad = pc.or_(pc.is_null(codes), missing)
+        first = int(np.flatnonzero(np.asarray(bad))[0])
+        op = op_text[first].as_py()
+        if codes[first].is_valid:
+            side = "after" if needs_after[first].as_py() and \
+                not table.column("after")[first].is_valid else "before"
+            what = f"debezium op {op!r} with \"{side}\": null"
+            hint = ("a Debezium Postgres connector sends a before row only for tables "
+                    "with REPLICA IDENTITY FULL; " if side == "before" else "") + \
+                "fix the record, or set bad_data = 'drop' to skip such records"
+        else:
+            what = f"debezium op {op!r} is not c, r, u or d"
+            hint = "fix the record, or set bad_data = 'drop' to skip such records"
+        where = f"{policy.where}: " if policy is not None else ""
         if policy is None or policy.mode != "drop":
-            where = f"{policy.where}: " if policy is not None else ""
-            raise DataError(f"malformed record in {where}debezium op "
-                            f"{pc.filter(op_text, bad)[0].as_py()!r} is not c, r, u or d",
-                            hint="fix the record, or set bad_data = 'drop' to skip such "
-                                 "records")
+            raise DataError(f"malformed record in {where}{what}", hint=hint)
         policy.metrics.bad_rows_dropped += int(pc.sum(bad).as_py())
-        table = table.filter(pc.invert(bad))
-        op_text, codes = pc.filter(op_text, pc.invert(bad)), pc.drop_null(codes)
+        if len(policy.metrics.bad_row_examples) < bad_data.MAX_EXAMPLES:
+            policy.metrics.bad_row_examples.append(where + what)
+        keep = pc.invert(bad)
+        table = table.filter(keep)
+        op_text, codes = pc.filter(op_text, keep), pc.filter(codes, keep)
     n = table.num_rows
     code = np.array(list(_CODES.values()), dtype=np.int8)[
         codes.to_numpy(zero_copy_only=False)]
