@@ -278,6 +278,22 @@ def test_a_debezium_change_without_its_row_is_malformed(tmp_path):
                 assert proc.stdout.split()[-1] == "1", proc.stdout
 
 
+def test_a_parquet_value_that_does_not_convert_names_the_column(tmp_path):
+    """Was Arrow's 'Failed to parse string: 'q' as a scalar of type int64', no column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": ["1", "q"]}), tmp_path / "in.parquet")
+    job = tmp_path / "job.sql"
+    job.write_text(f"CREATE TABLE t (a BIGINT) WITH (connector = 'filesystem', "
+                   f"path = '{tmp_path / 'in.parquet'}');\nSELECT a FROM t;")
+    proc = run_cli("run", str(job))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"caudal: error: file {tmp_path / 'in.parquet'} row group 0: column 'a' is TEXT in "
+        "the file, not BIGINT, got 'q' (declare it TEXT, and TRY_CAST it in the query)")
+
+
 def test_runtime_error_names_the_expression_in_one_line(tmp_path):
     job = tmp_path / "job.sql"
     job.write_text("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', "

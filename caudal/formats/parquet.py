@@ -9,6 +9,7 @@ asks for integer and time columns delta-encoded.
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any
 
@@ -160,14 +161,22 @@ class FileReader:
                                      pa.nulls(table.num_rows, self.schema.field(unread).type))
         if table.schema.equals(self.schema):
             return table
-        try:
-            columns = [_conform(c, f.type, f.name) for c, f in zip(table.columns, self.schema)]
-        except DataError as e:
-            raise DataError(f"{self.where} row group {index}: {e.message}",
-                            hint=e.hint) from None
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-            raise DataError(f"{self.where} row group {index}: {str(e).splitlines()[0]}",
-                            hint="declare the column with the file's type") from None
+        columns = []
+        for c, f in zip(table.columns, self.schema):
+            try:
+                columns.append(_conform(c, f.type, f.name))
+            except DataError as e:
+                raise DataError(f"{self.where} row group {index}: {e.message}",
+                                hint=e.hint) from None
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                # Arrow says "Failed to parse string: 'q' as a scalar of type int64"
+                value = re.search(r"string: '(.*)' as a scalar", str(e))
+                got = f", got {value.group(1)!r}" if value else ""
+                raise DataError(
+                    f"{self.where} row group {index}: column {f.name!r} is "
+                    f"{sql_name(c.type)} in the file, not {sql_name(f.type)}{got}",
+                    hint=f"declare it {sql_name(c.type)}, and TRY_CAST it in the query"
+                ) from None
         return pa.Table.from_arrays(columns, schema=self.schema)
 
     def statistics(self, index: int, names: set[str]) -> dict[str, ColumnStats]:
