@@ -294,6 +294,25 @@ def test_a_parquet_value_that_does_not_convert_names_the_column(tmp_path):
         "the file, not BIGINT, got 'q' (declare it TEXT, and TRY_CAST it in the query)")
 
 
+def test_a_compressed_file_cut_short_is_named_in_one_line(tmp_path):
+    """Was 'error: OSError: Truncated compressed stream' (no file, exit 1, bad_data or not)
+    for JSON, and 'internal error: OSError…' for CSV."""
+    import gzip
+
+    job = tmp_path / "job.sql"
+    for name, body in (("in.json.gz", b'{"a": 1}\n{"a": 2}\n'), ("in.csv.gz", b"a\n1\n2\n")):
+        whole = gzip.compress(body)
+        (tmp_path / name).write_bytes(whole[:20])
+        for mode in ("fail", "drop"):
+            job.write_text(f"CREATE TABLE t (a BIGINT) WITH (connector = 'filesystem', "
+                           f"path = '{tmp_path / name}', bad_data = '{mode}');\n"
+                           "SELECT sum(a) AS s FROM t;")
+            proc = run_cli("run", str(job))
+            assert proc.returncode == 2, proc.stderr
+            assert f"{name} cannot be read: Truncated compressed stream" in proc.stderr
+            assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
 def test_runtime_error_names_the_expression_in_one_line(tmp_path):
     job = tmp_path / "job.sql"
     job.write_text("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', "

@@ -180,6 +180,11 @@ class FileSystemSource(Source):
                 fmt.Decoder(_files_schema(table), **formats.with_options(fmt, table.options))
         except CaudalError as e:
             raise e.with_position(table.line, None) from None
+        except OSError as e:  # a compressed file cut short: its header cannot be read
+            raise DataError(f"{where} cannot be read: {str(e).splitlines()[0]}",
+                            line=table.line,
+                            hint="the file is cut short or damaged: replace or remove it"
+                            ) from None
 
     @classmethod
     def infer_schema(cls, table: TableSpec) -> pa.Schema | None:
@@ -367,9 +372,14 @@ class FileSystemSource(Source):
         policy = BadDataPolicy(self.table.bad_data, self.metrics, f"file {path}")
         options = {"header": csv_header(self.table)} if files.format == "csv" else \
             formats.with_options(fmt, self.table.options)
-        with files.fs.open_input_stream(path, compression="detect") as stream:
-            for table in fmt.read(stream, self._decoded, policy, **options):
-                yield from _batches(self._with_metadata(table, part))
+        try:
+            with files.fs.open_input_stream(path, compression="detect") as stream:
+                for table in fmt.read(stream, self._decoded, policy, **options):
+                    yield from _batches(self._with_metadata(table, part))
+        except OSError as e:  # a compressed file cut short, a file gone or unreadable
+            raise DataError(f"file {path} cannot be read: {str(e).splitlines()[0]}",
+                            hint="the file is cut short or damaged: replace or remove it"
+                            ) from None
 
     def _submit(self, part: str) -> Future:
         if self._pool is None:
