@@ -313,6 +313,26 @@ def test_a_compressed_file_cut_short_is_named_in_one_line(tmp_path):
             assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
+def test_json_lines_cut_short_or_with_a_key_twice_say_where(tmp_path):
+    """A line cut short was 'not valid JSON (Expecting value at column 1)' (Python's json
+    counted the line break as a line 2); a key written twice was Arrow's 'JSON parse error:
+    Column(/a) was specified twice'."""
+    data = tmp_path / "in.json"
+    data.write_text('{"a": 1, "a": 2}\n{"a": 5}\n{"a": 1, "b": \n')
+    job = tmp_path / "job.sql"
+    job.write_text(f"CREATE TABLE t (a BIGINT, b TEXT) WITH (connector = 'filesystem', "
+                   f"path = '{data}', bad_data = 'drop');\nSELECT a FROM t;")
+    proc = run_cli("run", str(job))
+    assert proc.returncode == 0, proc.stderr
+    assert "2 bad rows dropped (first: " in proc.stderr
+    assert "in.json line 1: key 'a' appears twice in the object)" in proc.stderr
+    data.write_text('{"a": 5}\n{"a": 1, "b": \n')
+    job.write_text(job.read_text().replace("'drop'", "'fail'"))
+    proc = run_cli("run", str(job))
+    assert proc.returncode == 2
+    assert "in.json line 2: not valid JSON (Expecting value at column 15)" in proc.stderr
+
+
 def test_runtime_error_names_the_expression_in_one_line(tmp_path):
     job = tmp_path / "job.sql"
     job.write_text("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', "

@@ -349,8 +349,13 @@ class Decoder:
         wrong = lines.not_utf8(row)
         if wrong:
             return wrong
+        twice = re.search(r"Column\(/(.*)\) was specified twice", str(error))
+        if twice:  # Python's json would take the last one; Arrow's reader refuses
+            return f"key {twice.group(1)!r} appears twice in the object"
         try:
-            value = json.loads(row)
+            # without its line break: a line cut short is "at column <its end>", not 1 of a
+            # line 2 that does not exist
+            value = json.loads(row.rstrip(b"\r\n"))
         except ValueError as e:
             msg = getattr(e, "msg", str(e))
             col = getattr(e, "colno", None)
