@@ -333,6 +333,23 @@ def test_json_lines_cut_short_or_with_a_key_twice_say_where(tmp_path):
     assert "in.json line 2: not valid JSON (Expecting value at column 15)" in proc.stderr
 
 
+def test_json_unstructured_and_json_columns_send_bad_utf8_to_bad_data(tmp_path):
+    """json.unstructured and a column declared JSON decoded blocks in Python and died with
+    'UnicodeDecodeError…' (no line, bad_data ignored)."""
+    data = tmp_path / "in.json"
+    data.write_bytes(b'{"a": 1, "j": {"x": "ok"}}\n{"a": 2, "j": {"x": "\xff"}}\n')
+    job = tmp_path / "job.sql"
+    for table, column in (("(value TEXT) WITH (json.unstructured = 'true', ", "value"),
+                          ("(a BIGINT, j JSON) WITH (", "j")):
+        job.write_text(f"CREATE TABLE t {table}connector = 'filesystem', path = '{data}', "
+                       f"bad_data = 'drop');\nSELECT count({column}) AS n FROM t;")
+        proc = run_cli("run", str(job))
+        assert proc.returncode == 0, proc.stderr
+        assert "1 bad rows dropped (first: " in proc.stderr
+        assert "in.json line 2: not valid UTF-8 (byte 0xff" in proc.stderr
+        assert proc.stdout.split()[-1] == "1", proc.stdout
+
+
 def test_runtime_error_names_the_expression_in_one_line(tmp_path):
     job = tmp_path / "job.sql"
     job.write_text("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', "

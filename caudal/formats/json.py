@@ -283,7 +283,7 @@ class Decoder:
 
     def _whole_lines(self, data: bytes) -> pa.Table:
         """json.unstructured: each non-blank line is one ``value`` (it must be JSON)."""
-        text_ = pa.array([data.decode("utf-8")]) if data else pa.array([""])
+        text_ = pa.array([_text(data)]) if data else pa.array([""])
         rows = pc.list_flatten(pc.split_pattern(text_, "\n"))
         rows = pc.utf8_rtrim(rows, "\r")
         rows = pc.filter(rows, pc.invert(pc.match_substring_regex(rows, r"^[ \t]*$")))
@@ -385,12 +385,21 @@ def _raw(data: bytes, names: list[str]) -> dict[str, pa.Array]:
     from caudal.plan.functions.json import json_path
     from caudal.plan.functions.kernels import duckdb_eval
 
-    rows = pc.list_flatten(pc.split_pattern(pa.array([data.decode("utf-8")]), "\n"))
+    rows = pc.list_flatten(pc.split_pattern(pa.array([_text(data)]), "\n"))
     rows = pc.filter(rows, pc.invert(pc.match_substring_regex(rows, r"^[ \t\r]*$")))
     sql = ("CASE WHEN json_type(json_extract(c0, ?)) <> 'NULL' "
            "THEN CAST(json_extract(c0, ?) AS VARCHAR) END")
     return {n: duckdb_eval(sql, [rows], pa.string(), "json",
                            [json_path([n]), json_path([n])]) for n in names}
+
+
+def _text(data: bytes) -> str:
+    """A block as text; bytes that are not UTF-8 fail the block as Arrow's parsers do, so
+    bad_data finds the line (not a UnicodeDecodeError that names nothing)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise pa.ArrowInvalid("not valid UTF-8") from None
 
 
 def _short(raw: bytes, limit: int = 60) -> str:
