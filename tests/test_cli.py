@@ -350,6 +350,20 @@ def test_json_unstructured_and_json_columns_send_bad_utf8_to_bad_data(tmp_path):
         assert proc.stdout.split()[-1] == "1", proc.stdout
 
 
+def test_late_data_and_idle_timeout_are_checked_without_a_window(tmp_path):
+    """Only window aggregates read them, so a query without one took any value silently."""
+    (tmp_path / "in.json").write_text('{"a": 1}\n')
+    job = tmp_path / "job.sql"
+    for option, message in (("late_data = 'keep'", "late_data = 'keep' in table 't' "
+                                                    "(accepted: drop, side:<table>)"),
+                            ("idle_timeout = 'x'", "bad idle_timeout 'x' (write a number")):
+        job.write_text(f"CREATE TABLE t (a BIGINT) WITH (connector = 'filesystem', "
+                       f"path = '{tmp_path / 'in.json'}', {option});\nSELECT a FROM t;")
+        proc = run_cli("run", str(job))
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith(f"caudal: error: line 1: {message}"), proc.stderr
+
+
 def test_runtime_error_names_the_expression_in_one_line(tmp_path):
     job = tmp_path / "job.sql"
     job.write_text("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', "

@@ -192,6 +192,19 @@ def check_options(table: TableSpec, cls: type) -> None:
     if policy not in ("fail", "drop"):
         raise ConfigError(f"bad_data = {policy!r} in table {table.name!r}", line=table.line,
                           hint="accepted: fail, drop")
+    # checked here too, not only by the windows that use them: a query without a window
+    # took late_data = 'keep' and idle_timeout = 'x' silently
+    late = table.options.get("late_data", "drop")
+    if late != "drop" and not late.startswith("side:"):
+        raise ConfigError(f"late_data = {late!r} in table {table.name!r}", line=table.line,
+                          hint="accepted: drop, side:<table>")
+    if "idle_timeout" in table.options:
+        from caudal.durations import parse_duration_s
+
+        try:
+            parse_duration_s(table.options["idle_timeout"], "idle_timeout")
+        except ConfigError as e:
+            raise e.with_position(table.line, None) from None
     _check_type(table, cls)
 
 
