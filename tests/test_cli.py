@@ -364,6 +364,31 @@ def test_late_data_and_idle_timeout_are_checked_without_a_window(tmp_path):
         assert proc.stderr.startswith(f"caudal: error: line 1: {message}"), proc.stderr
 
 
+def test_a_csv_quote_never_closed_does_not_swallow_the_rest_of_the_file(tmp_path):
+    """Arrow's reader took every line after an unclosed quote into one field: 5 rows gone,
+    no error, nothing counted."""
+    rows = ["a,b"] + [f"{i},x" for i in range(1, 6)] + ['6,"oops'] + \
+        [f"{i},y" for i in range(7, 12)] + ['12,"a ""quoted"" one"']
+    data = tmp_path / "in.csv"
+    data.write_text("\n".join(rows) + "\n")
+    job = tmp_path / "job.sql"
+    for mode in ("fail", "drop"):
+        job.write_text(f"CREATE TABLE t (a BIGINT, b TEXT) WITH (connector = 'filesystem', "
+                       f"path = '{data}', bad_data = '{mode}');\nSELECT count(*) AS n FROM t;")
+        proc = run_cli("run", str(job))
+        assert ("in.csv line 7: a quoted field opened on this row is not closed by the end "
+                "of the file (lines 7-13 would be one field)") in proc.stderr, proc.stderr
+        if mode == "fail":
+            assert proc.returncode == 2
+        else:
+            assert proc.returncode == 0 and "1 bad rows dropped" in proc.stderr
+            assert proc.stdout.split()[-1] == "5", proc.stdout
+    data.write_text("\n".join(rows[:6] + rows[-1:] + ['13,5"3']) + "\n")  # closed, bare: fine
+    proc = run_cli("run", str(job))
+    assert proc.returncode == 0 and "bad rows" not in proc.stderr, proc.stderr
+    assert proc.stdout.split()[-1] == "7", proc.stdout
+
+
 def test_runtime_error_names_the_expression_in_one_line(tmp_path):
     job = tmp_path / "job.sql"
     job.write_text("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', "

@@ -221,11 +221,35 @@ def read(stream: Any, schema: pa.Schema, policy: bad_data.BadDataPolicy,
             decoder = Decoder(_header(data[:head], policy.where), schema, policy.where)
             first_line += data.count(b"\n", 0, head)
             data = data[head:]
-        try:
-            yield decoder.decode(data)
-        except pa.ArrowInvalid:
-            rows = split_rows(data, first_line)
-            yield from bad_data.decode_rows(rows, decoder.decode, decoder.explain, policy)
+        broken = _unclosed_quote(data)
+        if broken is not None:  # (only the file's last block can end inside quotes)
+            data, rest = data[:broken], data[broken:]
+        if data:
+            try:
+                yield decoder.decode(data)
+            except pa.ArrowInvalid:
+                rows = split_rows(data, first_line)
+                yield from bad_data.decode_rows(rows, decoder.decode, decoder.explain, policy)
+        if broken is not None:
+            # Arrow's reader would take every line to the end of the file into that field
+            # (rows silently gone); the row is malformed and the lines it swallowed are named
+            line = first_line + data.count(b"\n")
+            last = line + rest.rstrip(b"\r\n").count(b"\n")
+            policy.reject(line, f"a quoted field opened on this row is not closed by the end "
+                                f"of the file (lines {line}-{last} would be one field)")
+
+
+def _unclosed_quote(data: bytes) -> int | None:
+    """Where the row starts whose quoted field runs past the end of ``data`` (None if every
+    quote is closed). A quote that does not start a field (``5"3``) opens nothing."""
+    if data.count(b'"') % 2 == 0:
+        return None
+    ends = _row_ends(data)
+    start = int(ends[-1]) if len(ends) else 0
+    quote = data.find(b'"', start)
+    if quote < 0 or (quote > start and data[quote - 1:quote] not in (b",", b"\n")):
+        return None
+    return start
 
 
 def _writable(column: pa.Array) -> pa.Array:
