@@ -309,10 +309,18 @@ def cmd_run(args) -> int:
         raise CaudalError("--batch-rows must be at least 1", hint="the default is 65536")
     if args.max_restarts < 0:
         raise CaudalError("--max-restarts must be 0 or more")
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        raise CaudalError(f"--metrics-port {args.metrics_port} is not a port",
+                          hint="0-65535; 0 picks a free one")
     if not args.checkpoint_dir:  # unused then, but a mistyped value is still a mistake
         from caudal.durations import parse_duration_s
 
         parse_duration_s(args.checkpoint_interval, "--checkpoint-interval")
+        for flag, given in (("--from-epoch", args.from_epoch is not None),
+                            ("--fresh", args.fresh)):
+            if given:
+                raise CaudalError(f"{flag} needs --checkpoint-dir",
+                                  hint="the directory whose checkpoints it is about")
     job = _read_job(args.file)
     if not isinstance(job, str):  # a compiled plan (caudal.plan_file): no SQL front end
         _check_plan_arguments(job, args)

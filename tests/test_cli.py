@@ -389,6 +389,21 @@ def test_a_csv_quote_never_closed_does_not_swallow_the_rest_of_the_file(tmp_path
     assert proc.stdout.split()[-1] == "7", proc.stdout
 
 
+def test_run_refuses_flags_that_would_be_ignored_or_crash(tmp_path):
+    """--from-epoch and --fresh without --checkpoint-dir were ignored silently; --metrics-port
+    99999 was 'internal error: OverflowError: bind(): port must be 0-65535.'"""
+    job = tmp_path / "job.sql"
+    job.write_text("SELECT 1 AS x;")
+    for flags, message in (
+            (["--from-epoch", "1"], "--from-epoch needs --checkpoint-dir"),
+            (["--fresh"], "--fresh needs --checkpoint-dir"),
+            (["--metrics-port", "99999"], "--metrics-port 99999 is not a port")):
+        proc = run_cli("run", str(job), *flags, timeout=60)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith(f"caudal: error: {message}"), proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+
+
 def test_runtime_error_names_the_expression_in_one_line(tmp_path):
     job = tmp_path / "job.sql"
     job.write_text("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', "
