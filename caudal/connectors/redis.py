@@ -142,6 +142,10 @@ class RedisSource(Source):
         self._last = "0-0"
         #: True while re-reading this consumer's pending entries (after a restart)
         self._pending_phase = True
+        #: the server's id of this source's connection, and of a dropped one not yet
+        #: closed on the server (``_reconnect``)
+        self._client_id: int | None = None
+        self._stale: int | None = None
         self._stop: tuple[int, int] = (0, 0)
 
     def partitions(self, parallelism: int) -> list[str]:
@@ -155,6 +159,7 @@ class RedisSource(Source):
             return
         self._assigned = True
         self._redis = client(self.table, retry_commands=False)
+        self._client_id = self._redis.client_id()
         start = "$" if mx.choice(self.table, "scan.startup.mode", (
             "earliest", "latest", "earliest-offset", "latest-offset"),
             "earliest").startswith("latest") else "0"
@@ -179,14 +184,14 @@ class RedisSource(Source):
         since = self._last if self._pending_phase else ">"
         block = None if self._pending_phase else max(1, int(timeout * 1000))
         try:
+            if self._stale is not None:
+                self._close_stale()
             got = self._redis.xreadgroup(self.group, self.consumer, {self.key: since},
                                          count=max_rows, block=block)
         except (redis.ConnectionError, redis.TimeoutError):
             # the connection dropped: entries of a lost reply are in this consumer's pending
             # list, so read it again after the last entry handed on (bounded retries)
-            self._redis.close()
-            self._redis = client(self.table, retry_commands=False)
-            self._pending_phase = True
+            self._reconnect()
             return None
         except Exception as e:  # noqa: BLE001 - one line; the job restarts from a checkpoint
             raise RuntimeFailure(f"redis table {self.table.name!r}: reading stream "
@@ -221,6 +226,30 @@ class RedisSource(Source):
             return None
         self.metrics.rows_read += batch.num_rows
         return batch
+
+    def _reconnect(self) -> None:
+        """A new connection; the old one is remembered (``_stale``) to be closed on the
+        server before anything is read again. The server may not have seen it drop: a
+        blocked XREADGROUP there can still be handed new entries (into this consumer's
+        pending list) after the pending list was read again, and they would never be
+        handed on, then acknowledged at a checkpoint: lost."""
+        if self._stale is None:
+            self._stale = self._client_id
+        self._redis.close()
+        self._redis = client(self.table, retry_commands=False)
+        self._pending_phase = True
+
+    def _close_stale(self) -> None:
+        """CLIENT KILL the dropped connection (Redis runs commands one at a time: once this
+        has run it takes nothing more), then learn this connection's id."""
+        import redis
+
+        try:
+            self._redis.client_kill_filter(_id=self._stale)
+        except redis.ResponseError:   # already gone
+            pass
+        self._stale = None
+        self._client_id = self._redis.client_id()
 
     def finished(self) -> bool:
         return self.bounded and (self._done or not self._assigned)
