@@ -1,0 +1,51 @@
+"""The stateful engine from outside (review, 2026-12-07): late rows beyond the watermark
+delay by the documented rule (docs/sql-windows.md: "rows older than the watermark are late"),
+at parallelism 1 with one file read a row at a time, where which rows are late is fixed:
+row i is late when its time is below max(time of rows before it) - delay."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from caudal.job import run_sql
+from tests.helpers import normalized_rows, read_committed
+
+S = 1_000_000
+BASE = 1_767_225_600 * S   # 2026-01-01 00:00:00 UTC in µs
+
+
+def _write(path, ms: list[int], values: list[int]) -> None:
+    path.mkdir()
+    pq.write_table(pa.table({
+        "k": pa.array([1] * len(ms), pa.int64()),
+        "v": pa.array(values, pa.int64()),
+        "ts": pa.array([BASE + m * 1000 for m in ms], pa.timestamp("us", tz="UTC"))}),
+        path / "a.parquet", row_group_size=1)
+
+
+def _ddl(path, late_data: str = "drop") -> str:
+    return (f"CREATE TABLE t (k BIGINT, v BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts - "
+            f"INTERVAL '1' SECOND) WITH (connector = 'filesystem', path = '{path}', "
+            f"late_data = '{late_data}');")
+
+
+def test_window_top_n_drops_the_rows_a_window_aggregate_drops(tmp_path):
+    """The row at 2.1 s arrives after the one at 3.5 s (watermark 2.5 s): it is late, though
+    its window [2 s, 4 s) is still open. The window aggregate dropped it; the window top-N
+    over the same table function ranked it (first, with the highest value)."""
+    _write(tmp_path / "in", [0, 3500, 2100], [1, 2, 9])
+    tvf = "TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '2' SECOND))"
+    result = run_sql(_ddl(tmp_path / "in") + f"""
+CREATE TABLE agg WITH (connector = 'filesystem', path = '{tmp_path}/agg', format = 'parquet');
+CREATE TABLE top WITH (connector = 'filesystem', path = '{tmp_path}/top', format = 'parquet');
+INSERT INTO agg SELECT window_start AS ws, count(*) AS n, max(v) AS m FROM {tvf}
+GROUP BY window_start, window_end;
+INSERT INTO top SELECT ws, v, rn FROM (SELECT window_start AS ws, v, ROW_NUMBER() OVER
+  (PARTITION BY window_start, window_end ORDER BY v DESC) AS rn FROM {tvf}) WHERE rn <= 1;
+""", batch_rows=1)
+    assert normalized_rows(read_committed(tmp_path / "agg")) == [(BASE, 1, 1),
+                                                                 (BASE + 2 * S, 1, 2)]
+    assert normalized_rows(read_committed(tmp_path / "top")) == [(BASE, 1, 1),
+                                                                 (BASE + 2 * S, 2, 1)]
+    assert result.late_rows == 2   # once by each
