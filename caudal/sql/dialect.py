@@ -260,8 +260,15 @@ class Caudal(RisingWave):
                 self._tokens[after].token_type == TokenType.FARROW
 
     class Generator(RisingWave.Generator):
+        """Writes back what caudal's parser reads: cd.sql() and frames plan the regenerated
+        text, so PostgreSQL's renderings that change meaning are undone (TRY_CAST written as
+        CAST failed on the first bad value; TINYINT written as SMALLINT changed the type)."""
+
         TRANSFORMS = {**RisingWave.Generator.TRANSFORMS, WindowTableFunction: _tvf_sql,
-                      MetadataColumnConstraint: _metadata_sql}
+                      MetadataColumnConstraint: _metadata_sql,
+                      exp.TryCast: lambda self, e: self.cast_sql(e, safe_prefix="TRY_")}
+        TYPE_MAPPING = {k: v for k, v in RisingWave.Generator.TYPE_MAPPING.items()
+                        if k != exp.DataType.Type.TINYINT}
 
 
 DIALECT = Caudal

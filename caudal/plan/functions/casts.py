@@ -8,6 +8,8 @@ trailing zeros. The rules live here so every cast in the engine agrees.
 
 from __future__ import annotations
 
+import decimal
+
 import pyarrow as pa
 
 from caudal import compute as pc
@@ -117,6 +119,11 @@ def _cast(value: pa.Array, source: pa.DataType, target: pa.DataType) -> pa.Array
         micros = pc.subtract(pc.cast(value, pa.int64()),
                              pc.cast(pc.floor_temporal(value, unit="day"), pa.int64()))
         return pc.cast(pc.cast(micros, pa.time64("us")), target)
+    if pa.types.is_float64(source) and pa.types.is_float32(target):
+        # Arrow gives inf for a DOUBLE past REAL's range; DuckDB and PostgreSQL refuse it
+        if any_true(pc.invert(_numeric_fits(value, target))):
+            raise pa.ArrowInvalid("value out of range for REAL")
+        return pc.cast(value, target)
     if pa.types.is_integer(source) and pa.types.is_floating(target):
         # to the nearest float, as DuckDB and PostgreSQL (Arrow's safe cast refuses an
         # integer past 2^53, the float's exact range)
@@ -271,15 +278,75 @@ def _text_to_timestamp(value: pa.Array, target: pa.DataType) -> pa.Array:
 
 
 def try_cast_array(value, target: pa.DataType):
-    """TRY_CAST: the cast, with NULL for each value that does not convert."""
+    """TRY_CAST: the cast, with NULL for each value that does not convert. The values that
+    do convert get CAST's answer (rounded as CAST rounds): the ones that do not are found by
+    a vectorized test of the value and set to NULL, then CAST converts the rest. Only when
+    that test cannot tell is each value converted by Polars' lenient cast, whose rules
+    differ (it truncates 1.5 to 1 where CAST gives 2)."""
     try:
         return cast_array(value, target)
     except RuntimeFailure:
         pass
-    import polars as pl
-
     if isinstance(value, pa.Scalar):
         return pa.scalar(None, type=target)
+    if isinstance(value, pa.ChunkedArray):
+        value = value.combine_chunks()
+    fits = _numeric_fits(value, target)
+    if fits is not None:
+        try:
+            return cast_array(pc.if_else(fits, value, pa.scalar(None, value.type)), target)
+        except RuntimeFailure:
+            pass
+    return _lenient_cast(value, target)
+
+
+def _numeric_fits(value: pa.Array, target: pa.DataType) -> pa.Array | None:
+    """Whether each number converts to the numeric ``target`` under CAST's rules (after
+    its rounding), or None for other casts."""
+    source = value.type
+    if not (is_numeric(source) and is_numeric(target)):
+        return None
+    if pa.types.is_floating(target):
+        if pa.types.is_float64(source) and pa.types.is_float32(target):
+            big = pc.greater(pc.abs(value), 3.4028234663852886e38)
+            return pc.invert(pc.and_(big, pc.is_finite(value)))
+        return pc.is_valid(value)
+    if pa.types.is_integer(target):
+        bits = target.bit_width
+        low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if pa.types.is_signed_integer(
+            target) else (0, 2 ** bits - 1)
+        scale = 0
+    else:  # decimal(p, s): |x| after rounding to s digits below 10^(p - s)
+        high = 10 ** (target.precision - target.scale) - 1
+        low, scale = -high, target.scale
+    if pa.types.is_floating(source):
+        rounded = pc.round(value, ndigits=scale, round_mode="half_to_even"
+                           if pa.types.is_integer(target) else "half_towards_infinity")
+        return pc.and_(pc.is_finite(value), pc.and_(
+            pc.greater_equal(rounded, float(low) - (1 if scale == 0 else 0.5 * 10 ** -scale)),
+            pc.less(rounded, float(high) + 1)))
+    if pa.types.is_decimal(source):
+        if source.scale > scale:
+            value = round_decimal(value, scale)
+        t = value.type
+        if len(str(high)) + t.scale > 37:
+            return pc.is_valid(value)
+        bound = pa.decimal128(len(str(high)) + t.scale + 1, t.scale)
+        return pc.and_(pc.greater_equal(value, pa.scalar(decimal.Decimal(low), bound)),
+                       pc.less_equal(value, pa.scalar(decimal.Decimal(high), bound)))
+    # an integer source: bounds clipped to its own range
+    info_low = -(2 ** (source.bit_width - 1)) if pa.types.is_signed_integer(source) else 0
+    info_high = 2 ** (source.bit_width - (1 if pa.types.is_signed_integer(source) else 0)) - 1
+    low, high = max(low, info_low), min(high, info_high)
+    if low > high:
+        return pc.is_null(value)  # nothing fits (all NULL)
+    return pc.and_(pc.greater_equal(value, pa.scalar(low, source)),
+                   pc.less_equal(value, pa.scalar(high, source)))
+
+
+def _lenient_cast(value: pa.Array, target: pa.DataType) -> pa.Array:
+    import polars as pl
+
     source = value.type
     if is_text(source):
         value = pc.utf8_trim(value, characters=" \t\n\r")
