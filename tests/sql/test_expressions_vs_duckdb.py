@@ -90,3 +90,13 @@ def test_double_to_real_out_of_range_stops():
     got = _caudal("SELECT i, TRY_CAST(d AS REAL) AS r FROM t WHERE i >= 3", t=_NUMBERS)
     assert [str(v) for v in got.sort_by("i").column("r").to_pylist()] == \
         ["inf", "nan", "2147483648.0", "None", "None"]
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_decimal_to_double_is_the_nearest_double(parallelism):
+    """DECIMAL to DOUBLE multiplied by a rounded 10^-scale: 2.55 gave 2.5500000000000003
+    (and m / 3, computed in DOUBLE, 0.8500000000000001); DuckDB gives the nearest double."""
+    sql = ("SELECT i, CAST(m AS DOUBLE) AS d, CAST(m AS REAL) AS r, m / 3 AS q, "
+           "m * 1.5::DOUBLE AS p FROM t")
+    got = _caudal(sql, parallelism, t=_NUMBERS).sort_by("i")
+    assert got.to_pylist() == _duck(sql, t=_NUMBERS).sort_by("i").to_pylist()

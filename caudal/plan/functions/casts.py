@@ -97,10 +97,12 @@ def _cast(value: pa.Array, source: pa.DataType, target: pa.DataType) -> pa.Array
         return pc.cast(pc.round(value, round_mode="half_to_even"), target)
     if pa.types.is_decimal(source) and pa.types.is_integer(target):
         return pc.cast(round_decimal(value, 0), target)
-    if pa.types.is_decimal(source) and pa.types.is_float32(target):
-        # Arrow divides in 32 bits (-0.05 became -0.049999997); through DOUBLE it is the
-        # nearest REAL, as DuckDB gives
-        return pc.cast(pc.cast(value, pa.float64()), target)
+    if pa.types.is_decimal(source) and pa.types.is_floating(target):
+        # Arrow multiplies by a rounded 10^-scale (2.55 became 2.5500000000000003); the
+        # decimal's text parsed is the nearest DOUBLE, as DuckDB and PostgreSQL give. A REAL
+        # from that DOUBLE (Arrow divides in 32 bits: -0.05 became -0.049999997)
+        double = pc.cast(pc.cast(value, pa.string()), pa.float64())
+        return double if pa.types.is_float64(target) else _cast(double, pa.float64(), target)
     if pa.types.is_decimal(target):
         if pa.types.is_floating(source):
             # through the shortest text, as PostgreSQL converts float8 to numeric
