@@ -92,6 +92,12 @@ class _MessagePolicy(bad_data.BadDataPolicy):
             self.metrics.bad_row_examples.append(text)
 
 
+def _held(policy: _MessagePolicy, changelog: bool) -> bad_data.BadDataPolicy:
+    """The policy the JSON decoder gets: a changelog's rejections are held until its ops
+    are checked too (debezium_json.changes), so that ``fail`` names the first bad message."""
+    return bad_data.Held(policy) if changelog else policy
+
+
 class KafkaSource(Source):
     """Reads the partitions of one topic assigned to one subtask."""
 
@@ -478,10 +484,11 @@ class KafkaSource(Source):
         read = msgs
         policy = _MessagePolicy(self.table.bad_data, self.metrics, self.topic,
                                 lambda i: (read[i].partition(), read[i].offset()))
+        held = _held(policy, self.changelog)
         if not self.data_schema.names and not self.changelog:
             data = _no_columns(len(values))
         elif self.format in ("json", "debezium_json"):
-            data = self._json(values, policy)
+            data = self._json(values, held)
         elif self.format == "raw_bytes":
             data = pa.table({self.data_schema.names[0]: pa.array(values, pa.binary())})
         else:
@@ -495,15 +502,18 @@ class KafkaSource(Source):
                                                      self._position_columns):
             parts, offs = _positions(msgs)
         return self._rows(data, policy, len(msgs), parts,
-                          lambda key, target: _metadata(key, msgs, parts, offs, target))
+                          lambda key, target: _metadata(key, msgs, parts, offs, target), held)
 
     def _rows(self, data: pa.Table, policy: _MessagePolicy, count: int,
-              parts: np.ndarray | None, metadata: Callable[[str, pa.DataType], pa.Array]
-              ) -> tuple[pa.RecordBatch | None, np.ndarray | None]:
+              parts: np.ndarray | None, metadata: Callable[[str, pa.DataType], pa.Array],
+              held: bad_data.BadDataPolicy) -> tuple[pa.RecordBatch | None, np.ndarray | None]:
         """The batch of ``count`` messages whose decoded values are ``data`` (bad ones
-        dropped), with their metadata columns; and each row's partition (see _decode)."""
+        dropped), with their metadata columns; and each row's partition (see _decode).
+        A changelog's malformed messages (``held`` by the decoder, or with a bad op) are
+        named by partition and offset, first message first."""
         if self.changelog:
-            data = changes(data, self.data_schema, policy)
+            assert isinstance(held, bad_data.Held)
+            data = changes(data, self.data_schema, policy, held.survivors(count), held.rejected)
             return _as_batch(data, self.schema), None
         columns = {name: data.column(name) for name in data.column_names}
         for column, key in self.table.metadata.items():
@@ -564,6 +574,7 @@ class KafkaSource(Source):
             newlines = drained.newlines
         policy = _MessagePolicy(self.table.bad_data, self.metrics, self.topic,
                                 lambda i: (int(parts[i]), int(offs[i])))
+        held = _held(policy, self.changelog)
         count = len(parts)
         if not self.data_schema.names and not self.changelog:
             data = _no_columns(count)
@@ -579,7 +590,7 @@ class KafkaSource(Source):
                 except pa.ArrowInvalid:   # bad messages: found one by one
                     pass
             if data is None:
-                data = self._json(_split(values, ends, 1), policy)
+                data = self._json(_split(values, ends, 1), held)
         else:
             raw = _binary(values, ends, None)
             name = self.data_schema.names[0]
@@ -597,9 +608,9 @@ class KafkaSource(Source):
                 key_array = key_array.filter(pa.array(mask))
             count = len(parts)
         return self._rows(data, policy, count, parts, lambda key, target: _native_metadata(
-            key, parts, offs, stamps, key_array, target))
+            key, parts, offs, stamps, key_array, target), held)
 
-    def _json(self, values: list[bytes], policy: _MessagePolicy) -> pa.Table:
+    def _json(self, values: list[bytes], policy: bad_data.BadDataPolicy) -> pa.Table:
         return decode_json_values(self._decoder, values, policy)
 
     def _raw_string(self, values: list[bytes], policy: _MessagePolicy) -> pa.Table:

@@ -172,8 +172,10 @@ class MessageDecoder:
         if not values:
             return None
         policy = MessagePolicy(self.table.bad_data, self.metrics, where)
+        # a changelog's rejections are held until its ops are checked too (first bad first)
+        held = bad_data.Held(policy) if self.changelog else policy
         if self.format in ("json", "debezium_json"):
-            data = self._decode_json(values, policy)
+            data = self._decode_json(values, held)
         elif self.format == "raw_bytes":
             data = pa.table({self.data_schema.names[0]: pa.array(values, pa.binary())})
         else:
@@ -183,7 +185,9 @@ class MessageDecoder:
             kept = np.ones(len(values), bool)
             kept[policy.dropped] = False
         if self.changelog:
-            data = changes(data, self.data_schema, policy)
+            assert isinstance(held, bad_data.Held)
+            data = changes(data, self.data_schema, policy, held.survivors(len(values)),
+                           held.rejected)
             return as_batch(data, self.schema)
         if not self.schema.names:
             return formats.empty_rows(data.num_rows)
@@ -193,7 +197,7 @@ class MessageDecoder:
         table = pa.table([columns[f.name] for f in self.schema], schema=self.schema)
         return as_batch(table, self.schema)
 
-    def _decode_json(self, values: list[bytes], policy: MessagePolicy) -> pa.Table:
+    def _decode_json(self, values: list[bytes], policy: bad_data.BadDataPolicy) -> pa.Table:
         return decode_json_values(self._json, values, policy)
 
     def _raw_string(self, values: list[bytes], policy: MessagePolicy) -> pa.Table:

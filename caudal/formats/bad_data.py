@@ -44,6 +44,27 @@ class BadDataPolicy:
             self.metrics.bad_row_examples.append(text)
 
 
+
+class Held(BadDataPolicy):
+    """Takes a decoder's rejections without acting on them, for a format that finds more
+    malformed records after decoding (debezium_json's ops): the rejections are then handed
+    to ``policy`` together, in record order, so that ``fail`` names the first bad record."""
+
+    def __init__(self, policy: BadDataPolicy):
+        super().__init__(policy.mode, policy.metrics, policy.where)
+        self.rejected: list[tuple[int, str]] = []
+
+    def reject(self, line: int, reason: str) -> None:
+        self.rejected.append((line, reason))
+
+    def survivors(self, count: int) -> Callable[[], list[int]]:
+        """For records numbered 0 .. count - 1 (the messages of a polled batch): the number
+        of each decoded one, asked for on the error path only."""
+        def numbers() -> list[int]:
+            gone = {i for i, _ in self.rejected}
+            return [i for i in range(count) if i not in gone]
+        return numbers
+
 def decode_rows(rows: list[Row], decode: Callable[[bytes], pa.Table],
                 explain: Callable[[bytes, Exception], str],
                 policy: BadDataPolicy) -> list[pa.Table]:

@@ -20,7 +20,7 @@ for rows of integers and plain text, Polars for the rest).
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -72,10 +72,14 @@ def infer_schema(stream: Any, options: dict[str, str] | None = None) -> pa.Schem
 
 
 def changes(table: pa.Table, schema: pa.Schema,
-            policy: bad_data.BadDataPolicy | None = None) -> pa.Table:
+            policy: bad_data.BadDataPolicy | None = None,
+            origin: Callable[[], Sequence[int]] | None = None,
+            held: Sequence[tuple[int, str]] = ()) -> pa.Table:
     """Envelope rows -> changelog rows (the columns of ``schema`` and ``_op``). A line whose
     ``op`` is not c, r, u or d is malformed: an error, or dropped and counted when the
-    table says ``bad_data = 'drop'``."""
+    table says ``bad_data = 'drop'``. ``origin()`` gives what ``policy.reject`` names each
+    row by (its line, or its message in a polled batch); ``held`` the records the decoder
+    rejected before (``bad_data.Held``), named with these, first record first."""
     op_text = table.column("op").combine_chunks() if table.num_rows else \
         pa.array([], pa.string())
     codes = pc.index_in(op_text, pa.array(list(_CODES)))
@@ -87,27 +91,35 @@ def changes(table: pa.Table, schema: pa.Schema,
                      pc.and_(needs_before, pc.is_null(table.column("before"))))
     if codes.null_count or pc.any(missing).as_py():
         bad = pc.or_(pc.is_null(codes), missing)
-        first = int(np.flatnonzero(np.asarray(bad))[0])
-        op = op_text[first].as_py()
-        if codes[first].is_valid:
-            side = "after" if needs_after[first].as_py() and \
-                not table.column("after")[first].is_valid else "before"
-            what = f"debezium op {op!r} with \"{side}\": null"
-            hint = ("a Debezium Postgres connector sends a before row only for tables "
-                    "with REPLICA IDENTITY FULL; " if side == "before" else "") + \
-                "fix the record, or set bad_data = 'drop' to skip such records"
+
+        def what(row: int) -> str:
+            op = op_text[row].as_py()
+            if not codes[row].is_valid:
+                return f"debezium op {op!r} is not c, r, u or d"
+            side = "after" if needs_after[row].as_py() and \
+                not table.column("after")[row].is_valid else "before"
+            return f"debezium op {op!r} with \"{side}\": null" + (
+                " (a Debezium Postgres connector sends a before row only for tables with "
+                "REPLICA IDENTITY FULL)" if side == "before" else "")
+
+        rows = np.flatnonzero(np.asarray(bad))
+        if origin is not None and policy is not None:   # the error path only
+            names = origin()
+            _reject(policy, [*held, *((int(names[i]), what(int(i))) for i in rows)])
         else:
-            what = f"debezium op {op!r} is not c, r, u or d"
-            hint = "fix the record, or set bad_data = 'drop' to skip such records"
-        where = f"{policy.where}: " if policy is not None else ""
-        if policy is None or policy.mode != "drop":
-            raise DataError(f"malformed record in {where}{what}", hint=hint)
-        policy.metrics.bad_rows_dropped += int(pc.sum(bad).as_py())
-        if len(policy.metrics.bad_row_examples) < bad_data.MAX_EXAMPLES:
-            policy.metrics.bad_row_examples.append(where + what)
+            where = f"{policy.where}: " if policy is not None else ""
+            if policy is None or policy.mode != "drop":
+                raise DataError(f"malformed record in {where}{what(int(rows[0]))}",
+                                hint="fix the record, or set bad_data = 'drop' to skip "
+                                     "such records")
+            policy.metrics.bad_rows_dropped += len(rows)
+            if len(policy.metrics.bad_row_examples) < bad_data.MAX_EXAMPLES:
+                policy.metrics.bad_row_examples.append(where + what(int(rows[0])))
         keep = pc.invert(bad)
         table = table.filter(keep)
         op_text, codes = pc.filter(op_text, keep), pc.filter(codes, keep)
+    elif held and policy is not None:
+        _reject(policy, held)
     n = table.num_rows
     code = np.array(list(_CODES.values()), dtype=np.int8)[
         codes.to_numpy(zero_copy_only=False)]
@@ -124,6 +136,12 @@ def changes(table: pa.Table, schema: pa.Schema,
     both = pa.concat_tables([before, after])
     out = both.take(pa.array(rows + np.where(use_after, n, 0)))
     return out.append_column(pa.field(OP, OP_TYPE), pa.array(ops, OP_TYPE))
+
+
+def _reject(policy: bad_data.BadDataPolicy, records: Sequence[tuple[int, str]]) -> None:
+    """Hands malformed records to ``policy`` in record order (``fail`` names the first)."""
+    for name, reason in sorted(records, key=lambda r: r[0]):
+        policy.reject(name, reason)
 
 
 def _rows(column: pa.ChunkedArray, schema: pa.Schema) -> pa.Table:
@@ -143,12 +161,31 @@ def read(stream: Any, schema: pa.Schema, policy: bad_data.BadDataPolicy,
          block_size: int = lines.BLOCK_SIZE,
          options: dict[str, str] | json_format.JsonOptions | None = None
          ) -> Iterator[pa.Table]:
-    """Changelog tables (``schema`` plus ``_op``) from a stream of Debezium JSON lines."""
+    """Changelog tables (``schema`` plus ``_op``) from a stream of Debezium JSON lines; a
+    malformed line (bad JSON or a bad op) is named by its line number."""
     if OP in schema.names:
         schema = schema.remove(schema.get_field_index(OP))
-    for table in json_format.read(stream, envelope(schema), policy, block_size, options):
-        if table.num_rows:
-            yield changes(table, schema, policy)
+    decoder = json_format.Decoder(envelope(schema), options)
+    for first_line, data in lines.read_blocks(stream, lines.last_newline, block_size):
+        held = bad_data.Held(policy)
+        try:
+            table = decoder.decode(data)
+        except pa.ArrowInvalid:
+            good = bad_data.decode_rows(lines.split_lines(data, first_line), decoder.decode,
+                                        decoder.explain, held)
+            table = pa.concat_tables(good) if good else decoder.schema.empty_table()
+        if table.num_rows or held.rejected:
+            yield changes(table, schema, policy, _line_numbers(data, first_line, held),
+                          held.rejected)
+
+
+def _line_numbers(data: bytes, first_line: int, held: bad_data.Held
+                  ) -> Callable[[], list[int]]:
+    """The line number of each decoded row of a block (asked for on the error path only)."""
+    def numbers() -> list[int]:
+        rejected = {line for line, _ in held.rejected}
+        return [n for n, _ in lines.split_lines(data, first_line) if n not in rejected]
+    return numbers
 
 
 def encode(batch: pa.RecordBatch,

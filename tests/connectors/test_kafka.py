@@ -54,10 +54,11 @@ def topic_name(stem: str) -> str:
 
 
 def produce(bootstrap: str, topic: str, values: list, keys: list | None = None,
-            headers: list | None = None, timestamps: list | None = None) -> None:
+            headers: list | None = None, timestamps: list | None = None,
+            partition: int | None = None) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     for i, value in enumerate(values):
-        kwargs = {}
+        kwargs = {} if partition is None else {"partition": partition}
         if keys is not None:
             kwargs["key"] = keys[i]
         if headers is not None:
@@ -283,6 +284,39 @@ INSERT INTO out SELECT v FROM t;
         got = sorted(pq.read_table(out).column("v").to_pylist())
         assert got == [i for i in range(20) if i not in (7, 13)]
 
+
+
+@pytest.mark.parametrize("policy", ["fail", "drop"])
+def test_bad_debezium_messages_name_partition_and_offset(kafka, tmp_path, policy, reader):
+    """A changelog message with a bad op is named by partition and offset like one the JSON
+    decoder refuses, and the first bad message is the one named (offset 3 before 7)."""
+    topic = topic_name("dbz-bad")
+    values = [json.dumps({"before": None, "after": {"id": i, "n": i}, "op": "c"}).encode()
+              for i in range(10)]
+    values[3] = b'{"before": null, "after": {"id": 3, "n": 3}, "op": "x"}'
+    values[5] = b'{"before": null, "after": {"id": 5, "n": 5}, "op": "u"}'
+    values[7] = b'{"before": null, "after": {"id": 7, "n": "seven"}, "op": "c"}'
+    produce(kafka, topic, values, partition=2)
+    out = tmp_path / "out"
+    sql = f"""CREATE TABLE t (id BIGINT, n BIGINT) WITH (connector = 'kafka',
+    bootstrap_servers = '{kafka}', topic = '{topic}', bad_data = '{policy}',
+    format = 'debezium_json', 'source.offset' = 'earliest',
+    'scan.bounded.mode' = 'latest-offset');
+CREATE TABLE out WITH (connector = 'filesystem', path = '{out}', format = 'debezium_json');
+INSERT INTO out SELECT id, n FROM t;
+"""
+    result = run_cli("run", str(write_job(tmp_path, sql)))
+    first = f"topic '{topic}' partition 2 offset 3: debezium op 'x' is not c, r, u or d"
+    assert "Traceback" not in result.stderr
+    if policy == "fail":
+        assert result.returncode != 0
+        assert first in result.stderr.strip().splitlines()[-1], result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
+        assert f"3 bad rows dropped (first: {first})" in result.stderr, result.stderr
+        got = sorted(json.loads(x)["after"]["id"] for f in out.iterdir()
+                     for x in f.read_text().splitlines())
+        assert got == [0, 1, 2, 4, 6, 8, 9]
 
 def test_unreachable_broker_is_one_line_after_bounded_retry(tmp_path):
     sql = """CREATE TABLE t (v BIGINT) WITH (connector = 'kafka',

@@ -147,6 +147,26 @@ INSERT INTO out SELECT auction FROM bids;
     assert sorted(r["auction"] for r in rows) == [1, 3]
 
 
+
+def test_a_bad_debezium_op_names_its_sequence(tmp_path):
+    """A changelog message with an op that is not c, r, u or d is named by its sequence, the
+    first bad message first (sequence 2 before the mistyped 3)."""
+    src, subject = unique("dbzbad")
+    make_stream(src, subject, [
+        b'{"before": null, "after": {"id": 1}, "op": "c"}',
+        b'{"before": null, "after": {"id": 2}, "op": "x"}',
+        b'{"before": null, "after": {"id": "three"}, "op": "c"}'])
+    job = tmp_path / "job.sql"
+    job.write_text(f"""CREATE TABLE t (id BIGINT) WITH (connector = 'nats', servers = '{URL}',
+  stream = '{src}', subject = '{subject}', format = 'debezium_json',
+  'scan.bounded.mode' = 'latest-offset');
+SELECT id FROM t;
+""")
+    failed = run_cli("run", str(job))
+    drop_stream(src)
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr
+    assert "sequence 2: debezium op 'x' is not c, r, u or d" in failed.stderr, failed.stderr
+
 def test_server_down_is_one_line_after_bounded_retry(tmp_path):
     job = tmp_path / "job.sql"
     job.write_text(f"""CREATE TABLE bids ({BIDS_COLUMNS}) WITH (connector = 'nats',

@@ -85,6 +85,37 @@ def test_bad_op_fails_or_is_dropped():
     assert out.column("k").to_pylist() == [2] and metrics.bad_rows_dropped == 1
 
 
+
+def test_a_bad_op_names_its_line_in_fail_and_drop(tmp_path):
+    """An op that is not c, r, u or d (or an op without the image it needs) names the line
+    of the file, as a record the JSON decoder refuses does; drop counts each and keeps the
+    rest, including after a line the decoder refused."""
+    path = tmp_path / "changes.json"
+    path.write_text('{"before": null, "after": {"k": 1, "v": 1}, "op": "c"}\n\n'
+                    '{"before": null, "after": {"k": 2, "v": 2}, "op": "x"}\n'
+                    '{"before": null, "after": {"k": 3, "v": "three"}, "op": "c"}\n'
+                    '{"before": null, "after": {"k": 4, "v": 4}, "op": "d"}\n'
+                    '{"before": null, "after": {"k": 5, "v": 5}, "op": "c"}\n')
+    job = tmp_path / "job.sql"
+    for policy in ("fail", "drop"):
+        job.write_text(f"CREATE TABLE src (k BIGINT, v BIGINT) WITH (connector = 'filesystem',"
+                       f" path = '{path}', format = 'debezium_json', bad_data = '{policy}');\n"
+                       f"CREATE TABLE out WITH (connector = 'filesystem', path = "
+                       f"'{tmp_path / policy}', format = 'debezium_json');\n"
+                       f"INSERT INTO out SELECT k, v FROM src;\n")
+        result = run_cli("run", str(job))
+        if policy == "fail":
+            assert result.returncode != 0 and "Traceback" not in result.stderr
+            assert f"{path} line 3: debezium op 'x' is not c, r, u or d" in result.stderr, \
+                result.stderr
+        else:
+            assert result.returncode == 0, result.stderr
+            rows = [json.loads(x) for f in (tmp_path / policy).iterdir()
+                    for x in f.read_text().splitlines()]
+            assert sorted(r["after"]["k"] for r in rows) == [1, 5]
+            assert "3 bad rows dropped" in result.stderr, result.stderr
+            assert f"(first: file {path} line 3: debezium op 'x'" in result.stderr
+
 CHANGELOG = [
     {"before": None, "after": {"k": 1, "v": 10}, "op": "c"},
     {"before": None, "after": {"k": 1, "v": 5}, "op": "c"},
