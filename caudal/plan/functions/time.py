@@ -115,9 +115,15 @@ def _bind_date_part(name: str, args: list[Expr]) -> Call:
 
 
 def _micros_of_minute(ts):
+    """In integers: a timestamp past 2^53 µs (year 2255) has no exact DOUBLE."""
     micros = pc.cast(ts, pa.int64())
-    return pc.subtract(micros, pc.multiply(pc.floor(pc.divide(pc.cast(micros, F64), 60e6))
-                                           .cast(pa.int64()), 60_000_000))
+    rest = pc.subtract(micros, pc.multiply(pc.divide(micros, 60_000_000), 60_000_000))
+    return pc.if_else(pc.less(rest, 0), pc.add(rest, 60_000_000), rest)
+
+
+def _double(micros):
+    """The nearest DOUBLE (Arrow's safe cast refuses an integer past 2^53 µs)."""
+    return pc.cast(micros, options=pc.CastOptions(F64, allow_float_truncate=True))
 
 
 def _date_part(args, call):
@@ -127,7 +133,7 @@ def _date_part(args, call):
         return _interval_part(value, field)
     value = naive_utc(value)
     if field == "epoch":
-        return pc.divide(pc.cast(pc.cast(value, pa.int64()), F64), 1e6)
+        return pc.divide(_double(pc.cast(value, pa.int64())), 1e6)
     if field in ("second", "millisecond", "microsecond"):
         micros = _micros_of_minute(value)
         if field == "microsecond":
@@ -154,7 +160,7 @@ def _interval_part(value, field):
     (PostgreSQL keeps days apart from hours; caudal's intervals have no separate days)."""
     micros = pc.cast(value, pa.int64())
     if field == "epoch":
-        return pc.divide(pc.cast(micros, F64), 1e6)
+        return pc.divide(_double(micros), 1e6)
     sign = pc.sign(micros)
     total = pc.abs(micros)
     unit = {"day": 86_400_000_000, "hour": 3_600_000_000, "minute": 60_000_000}
