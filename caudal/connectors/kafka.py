@@ -210,7 +210,8 @@ class KafkaSource(Source):
         if self._consumer is None:
             from confluent_kafka import Consumer
 
-            self._consumer = Consumer({**self._config(), "error_cb": _ignore})
+            self._consumer = ko.client(Consumer, {**self._config(), "error_cb": _ignore},
+                                        self.table)
         return self._consumer
 
     def _open_native(self) -> None:
@@ -329,7 +330,7 @@ class KafkaSource(Source):
                        "isolation.level": ko.pick(self.table, "source.read_mode",
                                                   ko.READ_MODES, "read_committed"),
                        "error_cb": _ignore})
-        consumer = Consumer(config)
+        consumer = ko.client(Consumer, config, self.table)
         try:
             consumer.assign([TopicPartition(self.topic, p, high - 1)])
             deadline = time.monotonic() + min(ko.connect_timeout(self.table), 5.0)

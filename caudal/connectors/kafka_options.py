@@ -154,6 +154,23 @@ def client_config(table: TableSpec) -> dict[str, Any]:
     return config
 
 
+
+def client(kind: Callable[[dict[str, Any]], Any], config: dict[str, Any],
+           table: TableSpec) -> Any:
+    """``kind(config)`` (confluent-kafka's Consumer or Producer); settings librdkafka refuses
+    (a ``properties.*`` option it does not know, a value of the wrong type, a combination
+    it cannot start with) are one line naming the table and librdkafka's reason."""
+    from confluent_kafka import KafkaException
+
+    try:
+        return kind(config)
+    except KafkaException as e:
+        err = e.args[0] if e.args else None
+        reason = err.str() if hasattr(err, "str") else str(e)
+        raise ConfigError(f"kafka table {table.name!r}: librdkafka refuses its settings: "
+                          f"{reason}", line=table.line,
+                          hint="check the table's properties.* options") from None
+
 def connect_timeout(table: TableSpec) -> float:
     return parse_duration_s(options(table).get("connect_timeout", "10s"), "connect_timeout")
 

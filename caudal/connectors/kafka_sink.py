@@ -157,7 +157,7 @@ class KafkaSink(Sink):
         else:
             config.setdefault("enable.idempotence", True)
             config["on_delivery"] = self._delivered
-        producer = Producer(config)
+        producer = ko.client(Producer, config, self.table)
         if self.mode == "exactly_once":
             # fences a previous producer with this id and aborts what it left open
             ko.retrying(self.table, "initializing the transactional producer "
@@ -177,7 +177,7 @@ class KafkaSink(Sink):
         config.update({"group.id": f"{self.transactional_id}-recovery",
                        "enable.auto.commit": False, "isolation.level": "read_committed",
                        "enable.partition.eof": True, "error_cb": _ignore})
-        consumer = Consumer(config)
+        consumer = ko.client(Consumer, config, self.table)
         try:
             meta = ko.retrying(self.table, f"reading topic {self.commit_topic!r}",
                                lambda t: consumer.list_topics(self.commit_topic, timeout=t))

@@ -354,6 +354,33 @@ SELECT * FROM t;
     assert "accepted: earliest, earliest-offset, group" in result.stderr
 
 
+
+@pytest.mark.parametrize("prop, refused", [
+    ("'properties.fetch.max.bytes' = 'lots'", 'Invalid value for configuration property'),
+    ("'properties.no.such.thing' = '1'", 'No such configuration property: "no.such.thing"'),
+    ("'properties.security.protocol' = 'SASL_SSL', 'properties.sasl.mechanism' = 'PLAIN'",
+     "sasl.username and sasl.password must be set")])
+@pytest.mark.parametrize("side", ["source", "sink"])
+def test_properties_librdkafka_refuses_are_one_line(kafka, bids_topic, tmp_path, prop,
+                                                    refused, side):
+    """A properties.* setting librdkafka refuses is one line naming the table and what
+    librdkafka says (it was an internal error with KafkaException's repr)."""
+    topic, _ = bids_topic
+    src_extra, sink_extra = (", " + prop, "") if side == "source" else ("", ", " + prop)
+    sql = f"""CREATE TABLE t (auction BIGINT) WITH (connector = 'kafka',
+    bootstrap_servers = '{kafka}', topic = '{topic}', 'source.offset' = 'earliest',
+    'scan.bounded.mode' = 'latest-offset'{src_extra});
+CREATE TABLE out WITH (connector = 'kafka', bootstrap_servers = '{kafka}',
+    topic = '{topic_name("props")}'{sink_extra});
+INSERT INTO out SELECT auction FROM t;
+"""
+    result = run_cli("run", str(write_job(tmp_path, sql)))
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "internal error" not in lines[0], result.stderr
+    assert f"kafka table {'t' if side == 'source' else 'out'!r}" in lines[0], lines[0]
+    assert refused in lines[0], lines[0]
+
 # -- kill tests --------------------------------------------------------------------------------
 
 def _kill_and_resume(kafka: str, tmp_path: Path, source_topic: str, kills: int,
