@@ -293,7 +293,7 @@ class Frame:
         return self._derive(f"SELECT {', '.join(items)} FROM {quote(self.name)}", "explode")
 
     def top_k(self, k: int, by: str | Expr | list, *, over: str | list | None = None,
-              descending: bool = True, rank: str | None = None) -> Frame:
+              descending: bool | list[bool] = True, rank: str | None = None) -> Frame:
         """The ``k`` rows with the largest ``by`` (smallest with ``descending=False``) per
         ``over`` key (a window's rows: over ``["window_start", "window_end"]``); an updating
         top-N without a window. ``rank`` keeps the row number as a column of that name.
@@ -302,9 +302,10 @@ class Frame:
         if not isinstance(k, int) or k < 1:
             raise PlanError(f"top_k(): k must be a positive integer, got {k!r}")
         by_list = by if isinstance(by, list) else [by]
+        directions = _per_column(descending, len(by_list), "top_k()", "descending")
         order = ", ".join(column_or_expr(b, "top_k()").sql(False)
-                          + (" DESC" if descending else " ASC") + " NULLS LAST"
-                          for b in by_list)
+                          + (" DESC" if d else " ASC") + " NULLS LAST"
+                          for b, d in zip(by_list, directions))
         keys = over if isinstance(over, list) else ([over] if over is not None else [])
         part = ("PARTITION BY " + ", ".join(column_or_expr(p, "top_k()").sql(False)
                                             for p in keys) + " ") if keys else ""
@@ -315,15 +316,18 @@ class Frame:
         return self._derive(f"SELECT {cols} FROM ({inner}) WHERE {quote(rn)} <= {k}",
                             "top_k")
 
-    def sort(self, by: str | Expr | list, *, descending: bool = False,
-             nulls_last: bool = False) -> Frame:
+    def sort(self, by: str | Expr | list, *, descending: bool | list[bool] = False,
+             nulls_last: bool | list[bool] = False) -> Frame:
         """Rows in this order (an unbounded stream can be sorted by event time only); NULLs
         first unless ``nulls_last``, in either direction, as Polars sorts (SQL's ORDER BY
-        puts them last ascending)."""
+        puts them last ascending). ``descending`` and ``nulls_last`` may be one flag per
+        column, as in Polars."""
         by_list = by if isinstance(by, list) else [by]
-        nulls = " NULLS LAST" if nulls_last else " NULLS FIRST"
+        directions = _per_column(descending, len(by_list), "sort()", "descending")
+        nulls = _per_column(nulls_last, len(by_list), "sort()", "nulls_last")
         order = ", ".join(column_or_expr(b, "sort()").sql(False)
-                          + (" DESC" if descending else "") + nulls for b in by_list)
+                          + (" DESC" if d else "") + (" NULLS LAST" if n else " NULLS FIRST")
+                          for b, d, n in zip(by_list, directions, nulls))
         return self._derive(f"SELECT * FROM {quote(self.name)} ORDER BY {order}", "sort")
 
     def head(self, n: int = 5) -> Frame:
@@ -428,6 +432,16 @@ class Frame:
         import html
 
         return "<pre>" + html.escape(repr(self)) + "</pre>"
+
+
+def _per_column(flag: bool | list[bool], n: int, what: str, name: str) -> list[bool]:
+    """One flag per sort column: Polars takes a bool for all or a list, one per column (a
+    list is truthy, so reading it as one flag sorted every column descending)."""
+    if isinstance(flag, (list, tuple)):
+        if len(flag) != n:
+            raise PlanError(f"{what}: {name} has {len(flag)} values for {n} columns")
+        return [bool(f) for f in flag]
+    return [bool(flag)] * n
 
 
 def _type_name(t: pa.DataType) -> str:
