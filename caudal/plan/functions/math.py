@@ -126,15 +126,108 @@ def _rounding(mode_float_plain: str, mode: str):
         if pa.types.is_integer(t):
             if digits >= 0:
                 return x
-            return pc.round(x, ndigits=digits, round_mode=mode)
+            try:
+                return _round_integer(x, digits, mode)
+            except pa.ArrowInvalid:
+                raise RuntimeFailure(f"value out of range: overflow in {call.func}()") \
+                    from None
         if pa.types.is_floating(t) and not call.options["explicit"]:
             return pc.round(x, round_mode=mode_float_plain)
         if pa.types.is_decimal(t):
             # one more digit first: rounding 99.99 gives 100.0
             wide = x.cast(pa.decimal128(min(38, t.precision + 1), t.scale))
             return pc.round(wide, ndigits=digits, round_mode=mode).cast(call.dtype)
-        return pc.round(x, ndigits=digits, round_mode=mode)
+        return _round_float(x, digits, mode)
     return run
+
+
+def _round_integer(x, digits: int, mode: str):
+    """Arrow refuses more digits than the type has (round(bigint, -20)) and fails with a
+    garbled message when the result leaves the type: past its digits every value is 0 (or
+    overflows, as in DuckDB), and an overflow is PostgreSQL's 'value out of range'."""
+    signed = pa.types.is_signed_integer(x.type)
+    high = 2 ** (x.type.bit_width - (1 if signed else 0)) - 1
+    width = len(str(high))
+    if -digits < width:
+        try:
+            return pc.round(x, ndigits=digits, round_mode=mode)
+        except pa.ArrowInvalid:
+            raise pa.ArrowInvalid("overflow") from None
+    half = 5 * 10 ** (width - 1)  # rounds to 10^width, outside the type
+    if mode != "towards_zero" and -digits == width and half <= high:
+        big = pc.greater_equal(x, pa.scalar(half, x.type))
+        if signed:
+            big = pc.or_(big, pc.less_equal(x, pa.scalar(-half, x.type)))
+        if any_true(big):
+            raise pa.ArrowInvalid("overflow")
+    return pc.multiply(x, pa.scalar(0, x.type))
+
+
+def _round_float(x, digits: int, mode: str):
+    """DuckDB's rounding to ``digits`` in DOUBLE: x * 10^digits rounded half away from zero
+    (a tie decided by the product's exact value, as DuckDB's answers are), divided back;
+    a result that is not finite keeps x (1e300 to 15 digits: Arrow failed the job). Arrow
+    corrects the representation error instead (round(2.675, 2) gave 2.68, DuckDB 2.67)."""
+    if mode == "towards_zero":
+        return _trunc_float(x, digits)
+    (arr,), scalar = broadcast([x])
+    values = pc.fill_null(arr, 0.0).to_numpy(zero_copy_only=False).astype(np.float64)
+    with np.errstate(all="ignore"):
+        out = _round_scaled(values, digits)
+    out = np.where(np.isfinite(values), out, values)
+    result = pa.array(out.astype(arr.type.to_pandas_dtype()), arr.type,
+                      mask=pc.is_null(arr).to_numpy(zero_copy_only=False))
+    return finish(result, scalar)
+
+
+def _round_scaled(values: np.ndarray, digits: int) -> np.ndarray:
+    if digits > 308:  # 10^digits is inf: DuckDB keeps every value
+        return values
+    if digits < -308:
+        return np.zeros_like(values)
+    modifier = 10.0 ** abs(digits)
+    if digits < 0:
+        scaled = values / modifier
+        whole = np.trunc(scaled)
+        rounded = np.where(np.abs(scaled - whole) >= 0.5, whole + np.sign(scaled), whole)
+        out = rounded * modifier
+        return np.where(np.isinf(out), values, np.where(np.isnan(out), 0.0, out))
+    scaled, error = _two_product(values, modifier)
+    whole = np.trunc(scaled)
+    fraction = np.abs(scaled - whole)
+    away = (fraction > 0.5) | ((fraction == 0.5) & (np.sign(error) * np.sign(scaled) >= 0))
+    out = np.where(away, whole + np.sign(scaled), whole) / modifier
+    return np.where(np.isfinite(out), out, values)
+
+
+def _two_product(a: np.ndarray, b: float) -> tuple[np.ndarray, np.ndarray]:
+    """a * b and its rounding error, exactly (Dekker's product with Veltkamp's split)."""
+    product = a * b
+    split = 134217729.0  # 2^27 + 1
+    t = split * a
+    a_high = t - (t - a)
+    a_low = a - a_high
+    t = split * b
+    b_high = t - (t - b)
+    b_low = b - b_high
+    error = ((a_high * b_high - product) + a_high * b_low + a_low * b_high) + a_low * b_low
+    return product, error
+
+
+def _trunc_float(x, digits: int):
+    """Arrow's truncation, keeping a value whose scaled result is not finite."""
+    if digits < -308:
+        return pc.if_else(pc.is_finite(x), pa.scalar(0.0, x.type), x)
+    if digits > 308:
+        return x
+    keep = pc.invert(pc.is_finite(pc.multiply(x, 10.0 ** digits))) if digits >= 0 \
+        else pc.invert(pc.less(pc.abs(x), 1e307))
+    keep = pc.fill_null(keep, False)
+    if not any_true(keep):
+        return pc.round(x, ndigits=digits, round_mode="towards_zero")
+    rounded = pc.round(pc.if_else(keep, pa.scalar(0.0, x.type), x), ndigits=digits,
+                       round_mode="towards_zero")
+    return pc.if_else(keep, x, rounded)
 
 
 register("round", _bind_round, _rounding("half_to_even", "half_towards_infinity"),
