@@ -165,3 +165,17 @@ def test_round_integer_overflow_is_one_line(expr):
         _caudal(f"SELECT {expr} AS r FROM t", t=_ROUND)
     with pytest.raises(duckdb.Error):
         _duck(f"SELECT {expr} AS r FROM t", t=_ROUND)
+
+
+# ---- arithmetic ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_min_integer_modulo_minus_one_is_zero(parallelism):
+    """-2^63 % -1 stopped the job ('integer out of range': the quotient overflows); DuckDB
+    and PostgreSQL answer 0."""
+    table = pa.table({"i": [0, 1, 2], "b": pa.array([-(2 ** 63), 7, None]),
+                      "n": pa.array([-(2 ** 31), -7, 3], pa.int32()),
+                      "k": pa.array([-1, -1, -1], pa.int32())})
+    sql = "SELECT i, b % -1 AS a, n % -1 AS c, mod(n, k) AS d, b % k AS e FROM t"
+    got = _caudal(sql, parallelism, t=table).sort_by("i")
+    assert got.to_pylist() == _duck(sql, t=table).sort_by("i").to_pylist()

@@ -172,6 +172,8 @@ def _float_modulo(a, b):
 def _modulo(a, b):
     # a - trunc(a / b) * b: the sign follows the dividend, as in PostgreSQL
     if pa.types.is_integer(a.type):
+        if pa.types.is_signed_integer(b.type):  # MIN % -1 is 0 (MIN / -1 overflows)
+            b = pc.if_else(pc.equal(b, -1), pa.scalar(1, b.type), b)
         quotient = pc.divide_checked(a, b)
         return pc.subtract(a, pc.multiply(quotient, b))
     if any_true(pc.equal(b, 0)):
