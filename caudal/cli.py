@@ -321,23 +321,40 @@ def cmd_run(args) -> int:
             if given:
                 raise CaudalError(f"{flag} needs --checkpoint-dir",
                                   hint="the directory whose checkpoints it is about")
-    job = _read_job(args.file)
-    if not isinstance(job, str):  # a compiled plan (caudal.plan_file): no SQL front end
-        _check_plan_arguments(job, args)
-        args.parallelism = job.parallelism
-    parallelism = args.parallelism = args.parallelism or 1
-    runtime = _make_runtime(args)
-    if hasattr(runtime, "prestart") and args.address:
-        # a cluster that runs already: the workers start while the job is planned (without
-        # --address planning comes first, so a mistake in the SQL is said before Ray starts)
-        runtime.prestart(parallelism)
-    if isinstance(job, str):
-        compiled = _plan_sql(job, args, parallelism)
-    else:
-        from caudal.plan_file import check_inputs
+    native = None
+    if args.runtime == "local":  # (before anything imports NumPy: caudal.native_preload)
+        from caudal.native_preload import NativePreload
 
-        check_inputs(job, args.file)
-        compiled = job
+        native = NativePreload()
+    try:
+        job = _read_job(args.file)
+        if not isinstance(job, str):  # a compiled plan (caudal.plan_file): no SQL front end
+            _check_plan_arguments(job, args)
+            args.parallelism = job.parallelism
+        parallelism = args.parallelism = args.parallelism or 1
+        slot = _cache_slot(job, args, parallelism) if isinstance(job, str) else None
+        if native is not None and isinstance(job, str) and not _cached(slot):
+            # it will be planned: NumPy's and Arrow's libraries load on a thread while this one
+            # imports sqlglot (which needs neither)
+            if native.load_libraries():
+                from caudal.sql.sqlglot_import import import_sqlglot
+
+                import_sqlglot()
+        runtime = _make_runtime(args)
+        if hasattr(runtime, "prestart") and args.address:
+            # a cluster that runs already: the workers start while the job is planned (without
+            # --address planning comes first, so a mistake in the SQL is said before Ray starts)
+            runtime.prestart(parallelism)
+        if isinstance(job, str):
+            compiled = _plan_sql(job, args, parallelism, slot)
+        else:
+            from caudal.plan_file import check_inputs
+
+            check_inputs(job, args.file)
+            compiled = job
+    finally:  # (NumPy is imported by now: the runtime's modules import it)
+        if native is not None:
+            native.finish()
     for notice in compiled.notices():
         print(f"caudal: {notice}", file=sys.stderr)
     taps = runtime.job.taps  # the same across restarts (each fresh runtime keeps it)
@@ -408,22 +425,38 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _plan_sql(text: str, args, parallelism: int):
+def _cache_slot(text: str, args, parallelism: int) -> tuple[str, str] | None:
+    """The plan cache's directory and entry name for the job of a .sql (caudal.plan_cache),
+    or None when it is off or unusable here."""
+    from caudal import plan_cache
+
+    if not plan_cache.enabled(args.no_plan_cache, args.udf):
+        return None
+    folder = plan_cache.directory()
+    if folder is None:
+        return None
+    try:
+        return folder, plan_cache.key(text, parallelism)
+    except Exception:  # noqa: BLE001 - e.g. the working directory was deleted: no cache
+        return None
+
+
+def _cached(slot: tuple[str, str] | None) -> bool:
+    """Whether the cache holds an entry for ``slot`` (which may still be stale)."""
+    from caudal import plan_cache
+
+    return slot is not None and plan_cache.exists(*slot)
+
+
+def _plan_sql(text: str, args, parallelism: int, slot: tuple[str, str] | None):
     """The job of a .sql: from the plan cache (caudal.plan_cache) when an entry's recorded
     inputs are all unchanged, else planned (and stored when the job can be cached)."""
     from caudal import plan_cache
 
-    folder = name = None
-    if plan_cache.enabled(args.no_plan_cache, args.udf):
-        folder = plan_cache.directory()
-        try:
-            name = plan_cache.key(text, parallelism) if folder is not None else None
-        except Exception:  # noqa: BLE001 - e.g. the working directory was deleted: no cache
-            name = None
-        if folder is not None and name is not None:
-            cached = plan_cache.lookup(folder, name, args.file)
-            if cached is not None:
-                return cached
+    if slot is not None:
+        cached = plan_cache.lookup(slot[0], slot[1], args.file)
+        if cached is not None:
+            return cached
     from caudal.sql.sqlglot_import import import_sqlglot
 
     import_sqlglot()   # (without what planning does not use)
@@ -432,8 +465,8 @@ def _plan_sql(text: str, args, parallelism: int):
     started = time.time_ns()
     with _load_udfs(args.udf):
         compiled = compile_sql(text, parallelism)
-    if folder is not None and name is not None:
-        plan_cache.store(folder, name, compiled, parallelism, args.file, started)
+    if slot is not None:
+        plan_cache.store(slot[0], slot[1], compiled, parallelism, args.file, started)
     return compiled
 
 

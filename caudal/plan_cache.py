@@ -10,7 +10,9 @@ of them is still the same; otherwise it plans again and replaces the entry.
 What an entry is looked up by (its key, a hash): the SQL text, the parallelism, the working
 directory (relative paths), ``HOME`` (``~`` in paths), ``TZ`` and every ``CAUDAL_*``
 variable, caudal's version and the hash of its sources, the Python, pyarrow and sqlglot
-that plan (sqlglot by its files' stat, not imported). What an entry records beside its
+that plan (by their files' stat, not imported: so a run finds out that it will plan before
+it imports pyarrow, and can load pyarrow's libraries while sqlglot is imported,
+caudal.native_preload). What an entry records beside its
 plan, checked on every use: for each filesystem table read, the stat (device, inode, size,
 mtime and ctime in ns) of its file, or of every file and directory under its directory (the
 listing), and for each filesystem table written, whether its path is a file. Then, as for
@@ -104,16 +106,16 @@ def _stamp(path: str) -> list[Any]:
             info.st_size, info.st_mtime_ns, info.st_ctime_ns]
 
 
-def _sqlglot() -> list[Any]:
-    """Which sqlglot would plan, without importing it: the stat of its files that an
-    install or upgrade rewrites."""
+def _package(name: str, version_file: str) -> list[Any]:
+    """Which installed package would be imported, without importing it: the stat of its
+    files that an install or upgrade rewrites (its ``__init__`` and version file)."""
     from importlib.util import find_spec
 
-    spec = find_spec("sqlglot")
+    spec = find_spec(name)
     if spec is None or not spec.origin:
         return ["none"]
     folder = os.path.dirname(spec.origin)
-    return [spec.origin, _stamp(spec.origin), _stamp(os.path.join(folder, "_version.py"))]
+    return [spec.origin, _stamp(spec.origin), _stamp(os.path.join(folder, version_file))]
 
 
 def key(sql: str, parallelism: int) -> str:
@@ -122,12 +124,11 @@ def key(sql: str, parallelism: int) -> str:
         from _blake2 import blake2b
     except ImportError:  # another Python
         from hashlib import blake2b
-    import pyarrow as pa
-
     env = sorted((k, v) for k, v in os.environ.items()
                  if (k.startswith("CAUDAL_") and k != ENV) or k in ("HOME", "TZ"))
     parts = [MAGIC.decode(), plan_file.FORMAT, __version__, plan_file.source_hash(),
-             sys.version, pa.__version__, _sqlglot(), os.getcwd(), env,
+             sys.version, _package("pyarrow", "_generated_version.py"),
+             _package("sqlglot", "_version.py"), os.getcwd(), env,
              parallelism, sql]
     return blake2b(json.dumps(parts).encode(), digest_size=20).hexdigest()
 
@@ -231,6 +232,11 @@ def _unchanged(inputs: list[Any]) -> bool:
             if now != item:
                 return False
     return True
+
+
+def exists(directory: str, name: str) -> bool:
+    """Whether entry ``name`` is there (intact and still valid or not: ``lookup`` says)."""
+    return os.path.isfile(os.path.join(directory, name + ".plan"))
 
 
 def lookup(directory: str, name: str, path: str) -> Any:

@@ -235,3 +235,98 @@ def test_planning_imports_no_importlib_metadata(tmp_path):
               "    assert 'no_such_dialect' in str(e)\n"
               "import importlib.metadata\nassert hasattr(importlib.metadata, 'version')")
     assert _imported(lookup, ["importlib.metadata"]) == ["importlib.metadata"]
+
+
+def test_a_planned_run_loads_native_libraries_on_a_thread(tmp_path):
+    """A .sql that will be planned (not in the plan cache) has NumPy's and Arrow's libraries
+    loaded by a thread while the main thread imports sqlglot (caudal.native_preload); the
+    thread is joined and the BLAS thread count it set is gone before the job runs. A cache
+    hit starts no thread (nothing to overlap: it needs pyarrow at once)."""
+    job = tmp_path / "job.sql"
+    job.write_text("SELECT 1 AS a, 'hello' AS b;\n")
+    spy = ("import caudal.native_preload as n, caudal.cli, contextlib, io, threading\n"
+           "started = []\n"
+           "load = n.NativePreload.load_libraries\n"
+           "n.NativePreload.load_libraries = lambda self: started.append(load(self)) or "
+           "started[-1]\n"
+           "seen = []\n"
+           "finish = n.NativePreload.finish\n"
+           "def at_finish(self):\n"
+           "    seen.append((self.thread is not None, os.environ.get('OPENBLAS_NUM_THREADS')))\n"
+           "    finish(self)\n"
+           "n.NativePreload.finish = at_finish\n"
+           "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+           "    assert caudal.cli.main(['run', {args}]) == 0\n"
+           "assert 'hello' in out.getvalue(), out.getvalue()\n"
+           "assert started == {started}, started\n"
+           "assert seen == [({started} == [True], '1')], seen\n"
+           "assert 'OPENBLAS_NUM_THREADS' not in os.environ\n"
+           "assert not [t for t in threading.enumerate() if t.name == 'caudal-native-preload']\n")
+    cache = f"'CAUDAL_PLAN_CACHE', {str(tmp_path / 'cache')!r}"
+    for args, started in ((f"'--no-plan-cache', {str(job)!r}", [True]),
+                          (f"{str(job)!r}", [True]),  # the first run plans and stores
+                          (f"{str(job)!r}", [])):     # the second finds it
+        code = f"os.environ.update([({cache})])\n" + spy.format(args=args, started=started)
+        assert _imported(code, []) == []
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS",
+                        "CAUDAL_NATIVE_PRELOAD")}
+    return dict(env, PYTHONPATH=str(ROOT), **extra)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir() or (os.cpu_count() or 1) < 2,
+                    reason="counts threads in /proc; OpenBLAS starts one per core")
+def test_numpy_loads_without_openblas_threads_unless_the_user_sets_them():
+    """OpenBLAS's threads (one per core, spinning tens of ms for work caudal never gives
+    them) are not started for `caudal run`; a thread count the user set is left alone, and
+    the variable set for NumPy's load is removed once it has loaded."""
+    code = ("import os\nfrom caudal.native_preload import NativePreload\n"
+            "before = os.environ.get('OPENBLAS_NUM_THREADS')\n"
+            "n = NativePreload()\nimport numpy\nn.finish()\n"
+            "assert os.environ.get('OPENBLAS_NUM_THREADS') == before\n"
+            "print(len(os.listdir('/proc/self/task')))")
+    runs = {}
+    for name, env in (("ours", _clean_env()), ("user", _clean_env(OPENBLAS_NUM_THREADS="2")),
+                      ("off", _clean_env(CAUDAL_NATIVE_PRELOAD="0"))):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=env, cwd=ROOT, timeout=120)
+        assert out.returncode == 0, out.stderr[-3000:]
+        runs[name] = int(out.stdout.split()[-1])
+    assert runs["ours"] == 1 and runs["user"] == 2 and runs["off"] > 1, runs
+
+
+def test_native_preload_races_the_imports_without_deadlock():
+    """The loader thread and the main thread's imports of the same files at once (main
+    importing pyarrow first, or sqlglot first as the CLI does): the dynamic loader's lock
+    orders them, the loader thread holds no GIL while it waits, and every process ends with
+    working modules. Several fresh processes at a time, each within the timeout."""
+    code = ("from caudal.native_preload import NativePreload\n"
+            "n = NativePreload()\nassert n.load_libraries()\n"
+            "{first}\nimport pyarrow as pa\nimport sqlglot\nn.finish()\n"
+            "assert pa.array([1, 2, 3]).to_pylist() == [1, 2, 3]\n"
+            "assert sqlglot.parse_one('SELECT 1').sql() == 'SELECT 1'\nprint('ok')")
+    procs = [subprocess.Popen([sys.executable, "-c", code.format(first=first)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=_clean_env(), cwd=ROOT)
+             for first in ("import sqlglot", "import numpy", "pass") * 2]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0 and out.strip() == "ok", err[-3000:]
+
+
+def test_native_preload_off_or_without_the_packages_does_nothing(monkeypatch):
+    """CAUDAL_NATIVE_PRELOAD=0, or an extension file it cannot find: no thread, no
+    variable; the imports load the libraries as before."""
+    import caudal.native_preload as native
+
+    for name in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CAUDAL_NATIVE_PRELOAD", "0")
+    off = native.NativePreload()  # (numpy is imported in this process: off anyway)
+    assert not off.load_libraries() and "OPENBLAS_NUM_THREADS" not in os.environ
+    assert native._extension("no_such_package_here", ("lib",)) is None
+    assert native._extension("pyarrow", ("no_such_module",)) is None
+    assert native._extension("pyarrow", ("lib",)).endswith(b".so")
