@@ -8,8 +8,13 @@ a row stays while the watermark has not passed it, so the state holds a bounded 
 time. A row arriving with its time already behind what the watermark allows is late: it is
 counted in ``late_rows`` and dropped (its partners may be gone), never joined partially.
 
-A batch probes the other side's stored rows (hash join on the keys, then the full condition,
-time comparisons included, on the candidate pairs) and is then stored. In an outer join a
+A batch probes the other side's stored rows through that side's persistent key index
+(join_side.JoinSide: a probe costs the batch and its matches, not a hash table rebuilt over
+all stored keys per batch), then the full condition, time comparisons included, is checked
+on the candidate pairs; the batch is then stored. Expiring rows does not rewrite the state
+at every watermark: an expired row stays in the store, skipped by probes (its deadline is
+behind the watermark), until the expired rows are half the store, which is then compacted
+(so each row is copied O(1) times), and before a snapshot. In an outer join a
 row that never matched is emitted padded with NULLs when it expires (or at once, if it
 arrives already unable to find a partner). The output watermark trails the input's by
 ``holdback_us``: a pair is emitted when its later row arrives, and the earlier row's time may
@@ -19,21 +24,28 @@ be behind the watermark by that much.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from caudal import compute as pc
 from caudal.operators.base import Operator, OperatorContext
-from caudal.operators.join_rows import JoinLayout, SideState, match
-from caudal.operators.keyed_tables import TwoSidedState, batches_of
+from caudal.operators.join_index import KeyRows
+from caudal.operators.join_rows import JoinLayout
+from caudal.operators.join_side import JoinSide
+from caudal.operators.keyed_tables import batches_of, from_numpy, own_rows, tag_key_groups
 from caudal.plan.changelog import data_columns
 from caudal.plan.expressions import Expr
+from caudal.state.rescale import restored_watermark, watermark_table
 from caudal.watermark import WATERMARK_MAX, WATERMARK_MIN
 
 _DEADLINE, _MATCHED = "_deadline", "_matched"
-_COUNTERS = {_DEADLINE: np.int64, _MATCHED: np.bool_}
 _NEVER = np.iinfo(np.int64).min
+_EMPTY = np.zeros(0, dtype=np.int64)
+#: a side's key index starts again from its rows when it holds more than 4x this many or
+#: 4x the rows' keys (see ``_compact``)
+_INDEX_FLOOR = 1 << 16
 
 
 def micros(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +60,7 @@ def micros(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return values.astype(np.int64, copy=False), valid
 
 
-class IntervalJoin(TwoSidedState, Operator):
+class IntervalJoin(Operator):
     """Input 0 is the left side, input 1 the right; both append-only."""
 
     accepts_merged_batches = True
@@ -66,10 +78,15 @@ class IntervalJoin(TwoSidedState, Operator):
         self.retention = [list(r) for r in retention]
         self.late_checks = [list(c) for c in late_checks]
         self.holdback = max(0, int(holdback_us))
-        self.sides = [SideState(left_schema, self.keys[0], _COUNTERS),
-                      SideState(right_schema, self.keys[1], _COUNTERS)]
         self.preserved = [kind in ("left", "full"), kind in ("right", "full")]
+        self.schemas = [left_schema, right_schema]
+        self.sides = [self._side(0), self._side(1)]
         self.watermark = WATERMARK_MIN
+
+    def _side(self, s: int) -> JoinSide:
+        """A side's store: its deadlines, and whether each row matched (outer sides only)."""
+        kept = {_DEADLINE: 0, **({_MATCHED: 0} if self.preserved[s] else {})}
+        return JoinSide(self.schemas[s], self.keys[s], kept, {_DEADLINE: 0, _MATCHED: 0})
 
     def open(self, ctx: OperatorContext) -> None:
         super().open(ctx)
@@ -97,36 +114,41 @@ class IntervalJoin(TwoSidedState, Operator):
     def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:
         s, o = input, 1 - input
         side, other = self.sides[s], self.sides[o]
-        rows = pa.Table.from_batches([data_columns(batch)]).select(side.schema.names)
+        rows = pa.Table.from_batches([data_columns(batch)]).select(self.schemas[s].names)
         late = self._late(s, rows)
         if late.any():
             self.ctx.metrics["late_rows"] += int(late.sum())
-            rows = rows.filter(pa.array(~late))
+            rows = rows.filter(from_numpy(~late))
         if rows.num_rows == 0:
             return ()
         out: list[pa.Table] = []
-        pi, oi = match(rows, self.keys[s], other.build(), self.keys[o])
-        if s == 0:
-            li, ri, joined = self.layout.matching(rows, other.rows, pi, oi)
-            pi, oi = li, ri
-        else:
-            li, ri, joined = self.layout.matching(other.rows, rows, oi, pi)
-            pi, oi = ri, li
-        if len(pi):
-            out.append(self.layout.output(joined))
-            if self.preserved[o]:
-                other[_MATCHED][oi] = True
-        matched = np.zeros(rows.num_rows, dtype=bool)
-        matched[pi] = True
+        pi, oi = other.match(rows, self.keys[s]) if other.size else (_EMPTY, _EMPTY)
+        if len(oi):
+            # expired rows wait in the store until it is compacted: not partners any more
+            alive = other[_DEADLINE][oi] >= self.watermark
+            if not alive.all():
+                pi, oi = pi[alive], oi[alive]
+        if len(oi):
+            pi, oi, joined = self.layout.probed(s, rows, other.take(oi), pi, oi)
+            if len(pi):
+                out.append(self.layout.output(joined))
+                if self.preserved[o]:
+                    other[_MATCHED][oi] = 1
         deadline = self._deadlines(s, rows)
         alive = deadline >= self.watermark
         if self.preserved[s]:
+            matched = np.zeros(rows.num_rows, dtype=bool)
+            matched[pi] = True
             gone = ~alive & ~matched
             if gone.any():
-                out.append(self.layout.padded(rows.filter(pa.array(gone)), s))
-        if alive.any():
-            side.append(rows.filter(pa.array(alive)), **{_DEADLINE: deadline[alive],
-                                                         _MATCHED: matched[alive]})
+                out.append(self.layout.padded(rows.filter(from_numpy(gone)), s))
+            values = {_DEADLINE: deadline[alive], _MATCHED: matched[alive]}
+        else:
+            values = {_DEADLINE: deadline[alive]}
+        if alive.all():
+            side.append(rows, **values)
+        elif alive.any():
+            side.append(rows.filter(from_numpy(alive)), **values)
         return _batches(out)
 
     # ---- time -----------------------------------------------------------------------------
@@ -134,20 +156,34 @@ class IntervalJoin(TwoSidedState, Operator):
     def on_watermark(self, time: int) -> Sequence[pa.RecordBatch]:
         if time <= self.watermark:
             return ()
-        self.watermark = time
+        before, self.watermark = self.watermark, time
         out: list[pa.Table] = []
         for s, side in enumerate(self.sides):
             if not side.size:
                 continue
-            expired = side[_DEADLINE] < time
-            if not expired.any():
-                continue
+            deadline = side[_DEADLINE]
+            expired = deadline < time
             if self.preserved[s]:
-                lonely = expired & ~side[_MATCHED]
+                # rows expired before stay in the store, already answered
+                lonely = expired & (deadline >= before) & (side[_MATCHED] == 0)
                 if lonely.any():
-                    out.append(self.layout.padded(side.take(lonely), s))
-            side.keep(~expired)
+                    out.append(self.layout.padded(side.take(np.flatnonzero(lonely)), s))
+            dead = int(np.count_nonzero(expired))
+            if dead and 2 * dead >= side.size:
+                self._compact(side, ~expired)
         return _batches(out)
+
+    @staticmethod
+    def _compact(side: JoinSide, keep: np.ndarray) -> None:
+        """Drop the expired rows once they are half the store (each row is copied O(1)
+        times in all, not at every watermark). The key index drops them too; when it has
+        seen many more keys than are left (ids only grow), it starts again from the rows
+        left, so its memory follows the state's, not every key the join has ever seen."""
+        side.keep(keep)
+        index = side.index
+        if index is not None and index.keys is not None and \
+                index.keys.size > 4 * max(side.size, _INDEX_FLOOR):
+            side.index = KeyRows(side.keys, side.schema)
 
     def output_watermark(self, time: int) -> int:
         if time >= WATERMARK_MAX or time <= WATERMARK_MIN + self.holdback:
@@ -155,6 +191,31 @@ class IntervalJoin(TwoSidedState, Operator):
         return time - self.holdback
 
     # ---- checkpoints ----------------------------------------------------------------------
+
+    def snapshot(self, epoch: int) -> dict[str, Any]:
+        """Each side's live rows (the expired ones are dropped first: a restore, at a
+        watermark that may be lower, must not answer them again), whole the first time and
+        then what changed (state.incremental), and the watermark."""
+        mkg = self.ctx.max_key_groups
+        out: dict[str, Any] = {}
+        for name, side in zip(("left", "right"), self.sides):
+            if side.size:
+                expired = side[_DEADLINE] < self.watermark
+                if expired.any():
+                    self._compact(side, ~expired)
+            out[name] = side.snapshot(lambda t, s=side: tag_key_groups(t, s.keys, mkg))
+        out["meta"] = watermark_table(self.watermark)
+        return out
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Snapshots of either form restore: whole tables of each side's rows with
+        ``_deadline`` and ``_matched`` (bool before the key index, int64 since)."""
+        for name, side in zip(("left", "right"), self.sides):
+            side.load(own_rows(state.get(name), side.keys, self.ctx, combine=False))
+        self.watermark = restored_watermark(state, self.watermark)
+
+    def state_rows(self) -> int:
+        return sum(s.size for s in self.sides)
 
 
 def _batches(tables: list[pa.Table]) -> list[pa.RecordBatch]:

@@ -13,8 +13,10 @@ rows are grouped by id in *runs*, each covering a contiguous range of row number
 appended since the last probe become a new run when the side is next probed, and a run is
 merged with the one before it while that one is less than four times its size, so a row is
 sorted again O(log rows) times in all (as an LSM tree's levels) and a probe looks in
-O(log rows) runs. A large run finds an id's rows through an offsets array over all ids (one
-gather); a small one by binary search in its sorted ids. NULL keys get no id and match
+O(log rows) runs. A run finds an id's rows through an offsets array over the range of ids it
+holds (one gather) when the range is dense enough (ids are handed out as keys arrive, so a
+run of recent rows spans few ids however many the index has seen); else by binary search in
+its sorted ids. NULL keys get no id and match
 nothing, as SQL ``=``; a join comparing NULL equal to NULL (INTERSECT / EXCEPT) does not use
 this index.
 
@@ -43,8 +45,8 @@ from caudal import compute as pc
 from caudal.operators.key_index import KeyIndex, _integer_like, _mix, _sorted_homes
 from caudal.operators.keyed_tables import positional
 
-#: a run finds ids through an offsets array over every id while it has at least this share
-#: of rows per id (else the array would cost more than the run)
+#: a run finds ids through an offsets array over its range of ids while it has at least
+#: this share of rows per id of the range (else the array would cost more than the run)
 _DENSE_SHARE = 1 / 8
 #: key ids stay directly addressed while the keys' range spans at most this many slots per
 #: key (8 bytes each): a side of one subtask of P holds about every P-th key of a dense id
@@ -187,11 +189,19 @@ class _Run:
         self.known = known   # ids below this were assigned when the run was made
         self.offsets: np.ndarray | None = None
         self.ids: np.ndarray | None = None
-        if len(keep) >= _DENSE_SHARE * known:
-            counts = np.bincount(sorted_ids.view(np.int64), minlength=known)
-            offsets = np.zeros(known + 2, dtype=np.int64)
-            np.cumsum(counts, out=offsets[1:known + 1])
-            offsets[known + 1] = offsets[known]   # any id from ``known`` on has no rows
+        #: the offsets array covers the ids ``base`` .. ``base + span - 1`` (the run's own
+        #: range: ids are handed out in the order keys arrive, so a run of recent rows, as
+        #: an interval join keeps, spans few ids however many the index has seen)
+        self.base, self.span = 0, 0
+        if len(keep):
+            self.base = int(sorted_ids[0])
+            self.span = int(sorted_ids[-1]) - self.base + 1
+        if len(keep) >= _DENSE_SHARE * self.span:
+            span = self.span
+            counts = np.bincount(sorted_ids.view(np.int64) - self.base, minlength=span)
+            offsets = np.zeros(span + 2, dtype=np.int64)
+            np.cumsum(counts, out=offsets[1:span + 1])
+            offsets[span + 1] = offsets[span]   # any id outside the range has no rows
             self.offsets = offsets
         else:
             self.ids = sorted_ids.view(np.int64)
@@ -218,7 +228,8 @@ class _Run:
     def bounds(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each id (>= 0), where its rows start and end in ``rows``."""
         if self.offsets is not None:
-            at = np.minimum(ids, self.known)
+            at = ids - self.base
+            at[(at < 0) | (at > self.span)] = self.span
             return self.offsets[at], self.offsets[at + 1]
         assert self.ids is not None
         return (np.searchsorted(self.ids, ids, side="left"),

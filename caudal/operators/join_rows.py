@@ -116,6 +116,19 @@ class JoinLayout:
             return li, ri, joined
         return li[ok], ri[ok], pc.filter(joined, from_numpy(ok))
 
+    def probed(self, side: int, rows: pa.Table, partners: pa.Table, pi: np.ndarray,
+               oi: np.ndarray) -> tuple[np.ndarray, np.ndarray, pa.Table]:
+        """``matching`` for a batch of input ``side`` probing the other side's store: the
+        pairs ``rows[pi[k]]`` with ``partners[k]`` (the stored rows ``oi[k]``, taken once in
+        pair order, so their columns are used as they are) that satisfy the residual, as
+        ``(probe rows, stored rows, joined rows)``."""
+        at = np.arange(len(oi))
+        if side == 0:
+            li, ri, joined = self.matching(rows, partners, pi, at)
+            return li, oi[ri], joined
+        li, ri, joined = self.matching(partners, rows, at, pi)
+        return ri, oi[li], joined
+
     def output(self, joined: pa.Table) -> pa.Table:
         """The output columns of joined rows, in the output schema."""
         arrays = []

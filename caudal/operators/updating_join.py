@@ -123,13 +123,7 @@ class UpdatingJoin(Operator):
         # 2. pairs with the other side
         pi, oi = other.match(rows, self.keys[s], self.nulls_equal)
         # the other side's candidate rows, taken once from its store
-        taken, k = other.take(oi), np.arange(len(oi))
-        if s == 0:
-            li, ri, joined = self.layout.matching(rows, taken, pi, k)
-            pi, oi = li, oi[ri]
-        else:
-            li, ri, joined = self.layout.matching(taken, rows, k, pi)
-            pi, oi = ri, oi[li]
+        pi, oi, joined = self.layout.probed(s, rows, other.take(oi), pi, oi)
         other_m = other.get(_MULT, oi)
         if len(pi) and not self.semi:
             pieces.append((self.layout.output(joined), d[pi] * other_m))
