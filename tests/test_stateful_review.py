@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from caudal.job import run_sql
-from tests.helpers import normalized_rows, read_committed
+from tests.helpers import normalized_rows, read_committed, run_to_table
 
 S = 1_000_000
 BASE = 1_767_225_600 * S   # 2026-01-01 00:00:00 UTC in µs
@@ -49,3 +50,34 @@ INSERT INTO top SELECT ws, v, rn FROM (SELECT window_start AS ws, v, ROW_NUMBER(
     assert normalized_rows(read_committed(tmp_path / "top")) == [(BASE, 1, 1),
                                                                  (BASE + 2 * S, 2, 1)]
     assert result.late_rows == 2   # once by each
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize("kind", ["", "LEFT"])
+def test_temporal_join_without_the_version_time_in_the_select(tmp_path, duck, kind,
+                                                              parallelism):
+    """Flink's currency-rates example selects the rate, not its update time: the versions'
+    time column was pruned to NULLs, every version was dropped as late, and the join gave
+    no row (LEFT: every row padded)."""
+    for name, ms, keys, values in (("orders", [5000, 36000, 900, 2500], [0, 2, 0, 2],
+                                    [1, 2, 3, 4]),
+                                   ("rates", [1000, 2000, 3000], [0, 2, 2], [10, 20, 30])):
+        (tmp_path / name).mkdir()
+        pq.write_table(pa.table({
+            "k": pa.array(keys, pa.int64()), "v": pa.array(values, pa.int64()),
+            "ts": pa.array([BASE + m * 1000 for m in ms], pa.timestamp("us", tz="UTC"))}),
+            tmp_path / name / "a.parquet")
+    ddl = (f"CREATE TABLE orders (k BIGINT, v BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts) "
+           f"WITH (connector = 'filesystem', path = '{tmp_path / 'orders'}');\n"
+           f"CREATE TABLE rates (k BIGINT, v BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts - "
+           f"INTERVAL '1' SECOND, PRIMARY KEY (k) NOT ENFORCED) WITH (connector = "
+           f"'filesystem', path = '{tmp_path / 'rates'}');")
+    got = run_to_table(ddl, f"SELECT o.k, o.v, r.v AS rate FROM orders o {kind} JOIN rates "
+                            f"FOR SYSTEM_TIME AS OF o.ts AS r ON o.k = r.k",
+                       tmp_path / "out", parallelism)
+    duck.register("orders", pq.read_table(tmp_path / "orders"))
+    duck.register("rates", pq.read_table(tmp_path / "rates"))
+    want = duck.sql(f"SELECT o.k, o.v, r.v AS rate FROM orders o ASOF {kind} JOIN rates r "
+                    f"ON o.k = r.k AND o.ts >= r.ts").to_arrow_table()
+    assert normalized_rows(got) == normalized_rows(want)
+    assert len(normalized_rows(want)) == (3 if kind == "" else 4)

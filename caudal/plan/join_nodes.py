@@ -240,6 +240,12 @@ class TemporalJoin(Join):
     def time_bounds(self) -> dict[str, int]:
         return {self.time_column: 0} if self.time_column in self.output else {}
 
+    def needed_columns(self) -> set[str]:
+        # both times are read to pick each row's version, selected or not (pruned, the
+        # versions' time was NULL: every version late, no row matched)
+        return super().needed_columns() | {self.left_time,
+                                           self.joined_name(1, self.right_time)}
+
     def describe(self) -> str:
         return (f"TemporalJoin {self._describe_keys()} AS OF {self.left_time} "
                 f"(versions by {self.joined_name(1, self.right_time)})")
