@@ -81,3 +81,30 @@ def test_temporal_join_without_the_version_time_in_the_select(tmp_path, duck, ki
                     f"ON o.k = r.k AND o.ts >= r.ts").to_arrow_table()
     assert normalized_rows(got) == normalized_rows(want)
     assert len(normalized_rows(want)) == (3 if kind == "" else 4)
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_left_temporal_join_keeps_rows_without_a_time(tmp_path, duck, parallelism):
+    """A LEFT join keeps every left row: one whose time is NULL has no current version
+    (DuckDB's ASOF LEFT JOIN pads it); it was dropped and counted as late."""
+    for name, ms, keys in (("orders", [5000, None, 2500, None], [0, 0, 2, 3]),
+                           ("rates", [1000, 2000], [0, 2])):
+        (tmp_path / name).mkdir()
+        pq.write_table(pa.table({
+            "k": pa.array(keys, pa.int64()), "v": pa.array(range(len(keys)), pa.int64()),
+            "ts": pa.array([None if m is None else BASE + m * 1000 for m in ms],
+                           pa.timestamp("us", tz="UTC"))}), tmp_path / name / "a.parquet")
+    ddl = (f"CREATE TABLE orders (k BIGINT, v BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts) "
+           f"WITH (connector = 'filesystem', path = '{tmp_path / 'orders'}');\n"
+           f"CREATE TABLE rates (k BIGINT, v BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts, "
+           f"PRIMARY KEY (k) NOT ENFORCED) WITH (connector = 'filesystem', "
+           f"path = '{tmp_path / 'rates'}');")
+    select = ("SELECT o.k, o.v, o.ts, r.v AS rate FROM orders o LEFT JOIN rates "
+              "FOR SYSTEM_TIME AS OF o.ts AS r ON o.k = r.k")
+    got = run_to_table(ddl, select, tmp_path / "out", parallelism)
+    duck.register("orders", pq.read_table(tmp_path / "orders"))
+    duck.register("rates", pq.read_table(tmp_path / "rates"))
+    want = duck.sql("SELECT o.k, o.v, o.ts, r.v AS rate FROM orders o ASOF LEFT JOIN rates r "
+                    "ON o.k = r.k AND o.ts >= r.ts").to_arrow_table()
+    assert normalized_rows(got) == normalized_rows(want)
+    assert len(normalized_rows(got)) == 4

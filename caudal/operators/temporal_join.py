@@ -60,12 +60,17 @@ class TemporalJoin(TwoSidedState, Operator):
         side = self.sides[input]
         rows = pa.Table.from_batches([data_columns(batch)]).select(side.schema.names)
         t, valid = micros(rows.column(self.times[input]))
+        out: Sequence[pa.RecordBatch] = ()
+        if input == 0 and self.kind == "left" and not valid.all():
+            # no version is current at no time: padded now, as an ASOF LEFT JOIN answers
+            out = batches_of(self.layout.padded(rows.filter(pa.array(~valid)), 0))
+            rows, t, valid = rows.filter(pa.array(valid)), t[valid], valid[valid]
         keep = valid & (t >= self.watermark)
         if not keep.all():  # behind the watermark (or without a time): cannot be exact
             self.ctx.metrics["late_rows"] += int((~keep).sum())
             rows = rows.filter(pa.array(keep))
         side.append(rows)
-        return ()
+        return out
 
     def on_watermark(self, time: int) -> Sequence[pa.RecordBatch]:
         if time <= self.watermark:
