@@ -192,10 +192,20 @@ def net_rows(table: pa.Table, names: Sequence[str], schema: pa.Schema) -> pa.Tab
         # nothing retracted: order cannot matter, a plain hash aggregation does
         net = frame.group_by(cols).agg(pl.col(NET).sum(), pl.lit(0, pl.Int64).alias(LOWEST))
     else:
-        net = frame.group_by(cols, maintain_order=True).agg(
-            pl.col(NET).sum(),
-            (pl.col(NET).cum_sum() - pl.col(NET) + pl.col(LOWEST)).min().clip(upper_bound=0)
-            .alias(LOWEST))
+        # each group's weights in their order (a group keeps its rows' order), then the
+        # running sums in NumPy: an ordered group_by with a cumulative sum per group cost
+        # ~4x a plain one (q4's average over a changelog: most of its flushes)
+        grouped = frame.group_by(cols).agg(pl.col(NET), pl.col(LOWEST))
+        lengths = grouped[NET].list.len().to_numpy().astype(np.int64, copy=False)
+        w_flat = grouped[NET].explode().to_numpy().astype(np.int64, copy=False)
+        p_flat = grouped[LOWEST].explode().to_numpy().astype(np.int64, copy=False)
+        starts = np.cumsum(lengths) - lengths
+        before = np.cumsum(w_flat) - w_flat   # the weights before each row, all groups
+        # a row's running sum in its group before it, plus its own lowest
+        run = before - np.repeat(before[starts], lengths) + p_flat
+        net = grouped.select(cols).with_columns(
+            pl.Series(NET, np.add.reduceat(w_flat, starts)),
+            pl.Series(LOWEST, np.minimum(np.minimum.reduceat(run, starts), 0)))
     net = net.filter((pl.col(NET) != 0) | (pl.col(LOWEST) < 0))
     out = to_arrow(net)
     arrays = [out.column(c).cast(schema.field(n).type) for c, n in zip(cols, names)]
