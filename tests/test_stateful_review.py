@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from caudal.errors import PlanError
 from caudal.job import run_sql
 from tests.helpers import normalized_rows, read_committed, run_to_table
 
@@ -108,3 +109,49 @@ def test_left_temporal_join_keeps_rows_without_a_time(tmp_path, duck, parallelis
                     "ON o.k = r.k AND o.ts >= r.ts").to_arrow_table()
     assert normalized_rows(got) == normalized_rows(want)
     assert len(normalized_rows(got)) == 4
+
+
+LATE_SIDE = {
+    "over": "SELECT k, sum(v) OVER (PARTITION BY k ORDER BY ts ROWS BETWEEN 1 PRECEDING AND "
+            "CURRENT ROW) AS s FROM t",
+    "interval join": "SELECT a.v, b.v AS w FROM t a JOIN t b ON a.k = b.k AND b.ts BETWEEN "
+                     "a.ts - INTERVAL '1' SECOND AND a.ts",
+    "window top-n": "SELECT * FROM (SELECT v, ROW_NUMBER() OVER (PARTITION BY window_start, "
+                    "window_end ORDER BY v) AS rn FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), "
+                    "INTERVAL '2' SECOND))) WHERE rn <= 1",
+    "window join": "SELECT L.v, R.v AS w FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL "
+                   "'2' SECOND)) L JOIN TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '2' "
+                   "SECOND)) R ON L.k = R.k AND L.window_start = R.window_start AND "
+                   "L.window_end = R.window_end",
+}
+
+
+@pytest.mark.parametrize("name", sorted(LATE_SIDE))
+def test_a_late_side_table_only_windows_fill_is_refused_elsewhere(tmp_path, name):
+    """Only window aggregates send late rows to ``late_data = 'side:<table>'``: the others
+    dropped them (counted) and left the side table the user asked for empty."""
+    _write(tmp_path / "in", [0, 3500, 2100], [1, 2, 9])
+    script = _ddl(tmp_path / "in", "side:late") + f"""
+CREATE TABLE late (v BIGINT, ts TIMESTAMP)
+  WITH (connector = 'filesystem', path = '{tmp_path}/late', format = 'parquet');
+CREATE TABLE out WITH (connector = 'filesystem', path = '{tmp_path}/out', format = 'parquet');
+INSERT INTO out {LATE_SIDE[name]};"""
+    with pytest.raises(PlanError, match=r"late_data = 'side:late' of table 't'.*windows? "
+                                        r"aggregate"):
+        run_sql(script, batch_rows=1)
+
+
+def test_a_late_side_table_still_feeds_a_window_aggregate_with_others_beside(tmp_path):
+    """The same table read by a window aggregate (sending late rows to the side table)
+    and by a stateless query is accepted."""
+    _write(tmp_path / "in", [0, 3500, 2100], [1, 2, 9])
+    run_sql(_ddl(tmp_path / "in", "side:late") + f"""
+CREATE TABLE late (v BIGINT, ts TIMESTAMP)
+  WITH (connector = 'filesystem', path = '{tmp_path}/late', format = 'parquet');
+CREATE TABLE a WITH (connector = 'filesystem', path = '{tmp_path}/a', format = 'parquet');
+CREATE TABLE b WITH (connector = 'filesystem', path = '{tmp_path}/b', format = 'parquet');
+INSERT INTO a SELECT window_start, count(*) AS n FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts),
+  INTERVAL '2' SECOND)) GROUP BY window_start, window_end;
+INSERT INTO b SELECT v FROM t WHERE v > 1;""", batch_rows=1)
+    assert read_committed(tmp_path / "late")["v"].to_pylist() == [9]
+    assert sorted(read_committed(tmp_path / "b")["v"].to_pylist()) == [2, 9]

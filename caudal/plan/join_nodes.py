@@ -30,7 +30,7 @@ from caudal.durations import format_duration_us
 from caudal.plan.expressions import Call, Column, Expr, Literal
 from caudal.plan.logical import LogicalNode
 from caudal.plan.physical import OperatorSpec
-from caudal.plan.physical_planner import LOWERINGS, PhysicalPlanner
+from caudal.plan.physical_planner import LOWERINGS, PhysicalPlanner, refuse_late_side
 
 SIDES = ("left", "right")
 
@@ -264,6 +264,8 @@ def _lower_join(planner: PhysicalPlanner, node: Join) -> int:
     right = planner.lower(node.right)
     keyed = bool(node.left_keys)
     kind = _KINDS[type(node)]
+    if kind != "updating_join":
+        refuse_late_side(node, f"a {kind.replace('_', ' ')}")
     v = planner.new_vertex(kind.replace("_", " "), parallelism=None if keyed else 1, inputs=2)
     partitioning = "hash" if keyed else "single"
     planner.connect(left, v.id, partitioning, node.left_keys, input=0)

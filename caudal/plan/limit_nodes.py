@@ -26,7 +26,7 @@ from typing import ClassVar
 
 from caudal.plan.logical import LogicalNode
 from caudal.plan.physical import OperatorSpec
-from caudal.plan.physical_planner import LOWERINGS, PhysicalPlanner
+from caudal.plan.physical_planner import LOWERINGS, PhysicalPlanner, refuse_late_side
 
 
 @dataclass(eq=False)
@@ -89,6 +89,7 @@ class TimeSort(LogicalNode):
 
 
 def _lower_time_sort(planner: PhysicalPlanner, node: TimeSort) -> int:
+    refuse_late_side(node, "a sort on event time")
     upstream = planner.lower(node.input)
     v = planner.new_vertex("time sort", parallelism=1)
     planner.connect(upstream, v.id, "single")

@@ -74,6 +74,8 @@ class Scan(LogicalNode):
 @dataclass(eq=False)
 class Filter(LogicalNode):
     accepts_updates: ClassVar[bool] = True
+    #: a row in, at most a row out, no state (refuse_late_side looks through it)
+    row_wise: ClassVar[bool] = True
     input: LogicalNode = None  # type: ignore[assignment]
     predicate: Expr = None  # type: ignore[assignment]
 
@@ -87,6 +89,8 @@ class Filter(LogicalNode):
 @dataclass(eq=False)
 class Project(LogicalNode):
     accepts_updates: ClassVar[bool] = True
+    #: a row in, at most a row out, no state (refuse_late_side looks through it)
+    row_wise: ClassVar[bool] = True
     input: LogicalNode = None  # type: ignore[assignment]
     exprs: list[Expr] = field(default_factory=list)
 

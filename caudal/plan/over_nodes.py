@@ -23,7 +23,7 @@ from caudal.durations import format_duration_us
 from caudal.plan.aggregates import AggCall
 from caudal.plan.logical import LogicalNode
 from caudal.plan.physical import OperatorSpec
-from caudal.plan.physical_planner import LOWERINGS, PhysicalPlanner
+from caudal.plan.physical_planner import LOWERINGS, PhysicalPlanner, refuse_late_side
 from caudal.plan.updating_nodes import DEFAULT_FLUSH_US
 
 
@@ -174,6 +174,7 @@ def _lower_over_aggregate(planner: PhysicalPlanner, node: OverAggregate) -> int:
               "frame": node.frame, "aggregates": list(node.aggregates),
               "input_schema": node.input.schema, "output_schema": node.schema}
     if node.mode == "event_time":
+        refuse_late_side(node, "an OVER aggregate")
         params["time_column"] = node.time_input
         kind = "over_aggregate"
     else:

@@ -66,6 +66,27 @@ class PhysicalPlanner:
         return ops[-1] if ops else None
 
 
+def refuse_late_side(node: LogicalNode, what: str) -> None:
+    """Refuse ``what`` (an operator that drops rows behind the watermark) over a table whose
+    ``late_data = 'side:<table>'`` it would not honour: only window aggregates send late
+    rows to the side table, and an empty side table the user asked for is a lost row."""
+    from caudal.errors import PlanError
+
+    for child in node.children():
+        while not isinstance(child, Scan) and getattr(child, "row_wise", False):
+            child = child.children()[0]
+        if not isinstance(child, Scan):
+            continue
+        policy = str(child.table.options.get("late_data", "drop"))
+        if policy.startswith("side:"):
+            raise PlanError(
+                f"late_data = {policy!r} of table {child.table.name!r}: {what} drops its "
+                f"late rows (counted); only a window aggregate sends them to a side table",
+                line=child.table.line,
+                hint="declare the source a second time without late_data for this query, "
+                     "or aggregate per window")
+
+
 def _lower_scan(planner: PhysicalPlanner, node: Scan) -> int:
     v = planner.new_vertex(f"source {node.table.name}", source=node.table)
     return v.id

@@ -23,13 +23,14 @@ output (operators.side_output) on an edge tagged ``late`` to an extra sink verte
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import pyarrow as pa
 
 from caudal.plan.aggregates import AggCall
 from caudal.plan.logical import LogicalNode
 from caudal.plan.physical import Edge, OperatorSpec
-from caudal.plan.physical_planner import LOWERINGS, PhysicalPlanner
+from caudal.plan.physical_planner import LOWERINGS, PhysicalPlanner, refuse_late_side
 from caudal.plan.tables import TableSpec
 from caudal.plan.windows import LateOutput, WindowSpec
 
@@ -82,6 +83,8 @@ class WindowAggregate(LogicalNode):
 class WindowAssign(LogicalNode):
     """TUMBLE / HOP / CUMULATE / SESSION table function: the input plus window_start,
     window_end and window_time."""
+
+    row_wise: ClassVar[bool] = True
 
     input: LogicalNode = None  # type: ignore[assignment]
     window: WindowSpec = None  # type: ignore[assignment]
@@ -237,6 +240,7 @@ def _event_time(node: LogicalNode) -> str | None:
 
 
 def _lower_window_rank(planner: PhysicalPlanner, node: WindowRank) -> int:
+    refuse_late_side(node, "a window top-N")
     upstream = planner.lower(node.input)
     v = planner.new_vertex(f"window {node.function}")
     planner.connect(upstream, v.id, "hash", node.partition)
