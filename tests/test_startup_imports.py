@@ -330,3 +330,43 @@ def test_native_preload_off_or_without_the_packages_does_nothing(monkeypatch):
     assert native._extension("no_such_package_here", ("lib",)) is None
     assert native._extension("pyarrow", ("no_such_module",)) is None
     assert native._extension("pyarrow", ("lib",)).endswith(b".so")
+
+
+#: what planning a job without joins, aggregates, top-N or IGNORE NULLS does not need: the
+#: passes over those nodes are skipped when their classes were never imported, the aggregate
+#: kernels are imported when lowering first asks them, VALUES' one row and its content hash
+#: are made without dateutil and OpenSSL (hashlib)
+PLANNING_UNUSED = ["caudal.plan.join_nodes", "caudal.plan.window_max_join",
+                   "caudal.plan.late_columns", "caudal.plan.rank_limits",
+                   "caudal.sql.aggregates", "caudal.operators.local_window_partials",
+                   "hashlib", "dateutil"]
+
+
+@pytest.mark.parametrize("sink", ["stdout", "blackhole"])
+def test_planning_a_literal_job_loads_no_pass_it_does_not_need(tmp_path, sink):
+    job = tmp_path / "job.sql"
+    create = "CREATE TABLE out WITH (connector = 'blackhole');\nINSERT INTO out " \
+        if sink == "blackhole" else ""
+    job.write_text(f"{create}SELECT 1 AS a, 'hello' AS b, upper('x') AS c;\n")
+    code = (f"import caudal.cli, contextlib, io\nwith contextlib.redirect_stdout(io.StringIO()) "
+            f"as out:\n    assert caudal.cli.main(['run', '--no-plan-cache', {str(job)!r}]) == 0\n"
+            f"assert ('hello' in out.getvalue()) == ({sink!r} == 'stdout'), out.getvalue()")
+    assert _imported(code, TRIVIAL + PLANNING_UNUSED) == []
+
+
+def test_planning_passes_still_run_where_their_nodes_are(tmp_path):
+    """The same job with a join, a GROUP BY, a top-N and IGNORE NULLS loads them again."""
+    pq.write_table(pa.table({"a": [1, 2, 2], "b": ["x", None, "y"]}), tmp_path / "t.parquet")
+    job = tmp_path / "job.sql"
+    job.write_text(
+        f"CREATE TABLE t WITH (connector = 'filesystem', path = '{tmp_path / 't.parquet'}');\n"
+        "CREATE TABLE out WITH (connector = 'blackhole');\n"
+        "INSERT INTO out SELECT x.a, array_agg(y.b IGNORE NULLS) AS bs FROM t x "
+        "JOIN t y ON x.a = y.a GROUP BY x.a;\n"
+        "CREATE TABLE out2 WITH (connector = 'blackhole');\n"
+        "INSERT INTO out2 SELECT a, b FROM (SELECT a, b, ROW_NUMBER() OVER (PARTITION BY a "
+        "ORDER BY b) AS rn FROM t) WHERE rn <= 1;\n")
+    code = f"import caudal.cli\nassert caudal.cli.main(['run', '--no-plan-cache', {str(job)!r}]) == 0"
+    used = ["caudal.plan.join_nodes", "caudal.plan.window_max_join", "caudal.plan.late_columns",
+            "caudal.plan.rank_limits", "caudal.sql.aggregates"]
+    assert _imported(code, used) == sorted(used)

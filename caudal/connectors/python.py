@@ -35,9 +35,12 @@ def register_table(table: pa.Table) -> str:
     """Hold ``table`` for python sources and return its handle, named by its content (the
     same rows get the same handle: a plan stays the same from one run to the next, so a
     checkpointed job resumes)."""
-    import hashlib
+    try:  # CPython's own SHA-1 (the same digest): hashlib loads OpenSSL (~3 ms) for it
+        from _sha1 import sha1
+    except ImportError:  # another Python
+        from hashlib import sha1
 
-    digest = hashlib.sha1()
+    digest = sha1()
     for field in table.schema:
         digest.update(str(field).encode())
     for batch in table.to_batches():

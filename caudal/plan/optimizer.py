@@ -4,6 +4,7 @@ column pruning (read only what is used) and predicate pushdown into sources."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import pyarrow as pa
 
@@ -12,14 +13,22 @@ from caudal.plan.logical import Filter, LogicalNode, Project, Scan, SinkWrite, r
 
 
 def optimize(node: LogicalNode) -> LogicalNode:
-    from caudal.plan.late_columns import late_materialize
-    from caudal.plan.window_max_join import fuse_window_max_joins
-
+    # the window-max fusion rewrites interval joins, and late columns what it made: a plan
+    # can hold an interval join only once caudal.plan.join_nodes is imported, so a plan
+    # without joins skips both passes and the modules they bring (~10 ms of a start-up)
+    joins = "caudal.plan.join_nodes" in sys.modules
     node = _merge_filters(node)
-    node = fuse_window_max_joins(node)
+    if joins:
+        from caudal.plan.window_max_join import fuse_window_max_joins
+
+        node = fuse_window_max_joins(node)
     _prune(node, None)
     _prune_struct_fields(node)
     _push_predicates(node)
+    if not joins:
+        return node
+    from caudal.plan.late_columns import late_materialize
+
     return late_materialize(node)
 
 

@@ -8,6 +8,7 @@ output of the same dataflow.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -136,9 +137,10 @@ class Planner:
                 check_changelog(output.plan)
             except CaudalError as e:
                 raise e.with_position(stmt.line, stmt.col) from None
-            from caudal.plan.rank_limits import finish_ranks
+            if "caudal.plan.over_nodes" in sys.modules:  # (where UpdatingRank is defined)
+                from caudal.plan.rank_limits import finish_ranks
 
-            finish_ranks(output.plan)  # does anything read an updating top-N's rank?
+                finish_ranks(output.plan)  # does anything read an updating top-N's rank?
             (job.explains if stmt.explain else job.outputs).append(output)
         _title_shared_stdout(job.outputs)
         return job
@@ -303,9 +305,10 @@ class Planner:
         from caudal.sql.unnest import apply_unnest_joins, split_unnest_joins
 
         select, unnests = split_unnest_joins(select)  # CROSS JOIN UNNEST(arr) AS u(x)
-        from caudal.sql.aggregates import null_treatment
+        if select.find(exp.IgnoreNulls, exp.RespectNulls):  # agg(x IGNORE NULLS)
+            from caudal.sql.aggregates import null_treatment
 
-        select = null_treatment(select)  # agg(x IGNORE NULLS)
+            select = null_treatment(select)
 
         from_ = select.args.get("from_") or select.args.get("from")
         if from_ is None:  # SELECT 1: one row (as in Flink and PostgreSQL)
