@@ -447,6 +447,9 @@ def from_text(text: pa.Array, t: pa.DataType) -> pa.Array:
         if pc.any(zoned).as_py():
             return fixed.cast(t)
         return fixed.cast(pa.timestamp(t.unit)).cast(t)
+    if pa.types.is_time(t):   # '10:11:12.5': Arrow casts text to a time only via a timestamp
+        stamped = pc.binary_join_element_wise("1970-01-01 ", text, "")
+        return stamped.cast(pa.timestamp(t.unit)).cast(t)
     if pa.types.is_binary(t):
         import polars as pl
 

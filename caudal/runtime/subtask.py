@@ -335,10 +335,24 @@ class SubtaskRunner:
                 self._run_source()
             else:
                 self._run_inputs()
-        except (Cancelled, Stopped):
-            pass
+        except Stopped:
+            pass   # (the savepoint closed the source)
+        except Cancelled:
+            self._release_source()
         except BaseException as e:  # noqa: BLE001 - reported to the job, which stops
             self.job.fail(e)
+            self._release_source()
+
+    def _release_source(self) -> None:
+        """Close the source of a failed or cancelled run: a restart opens a new one, which
+        must find the connections, ports and replication slots this one held free (a
+        PostgreSQL slot or an HTTP port takes one holder). Nothing is acknowledged: what it
+        read after the checkpoint is read again."""
+        if self.source is not None:
+            try:
+                self.source.close()
+            except Exception:  # noqa: BLE001, S110 - closing after a failure
+                pass
 
     def _run_source(self) -> None:
         source = self.source
