@@ -590,6 +590,8 @@ class KafkaSource(Source):
                     data = self._decoder.decode(values, count, _objects(values, ends))
                 except pa.ArrowInvalid:   # bad messages: found one by one
                     pass
+            if data is not None and data.num_rows != count:   # an empty value among them
+                data = None
             if data is None:
                 data = self._json(_split(values, ends, 1), held)
         else:

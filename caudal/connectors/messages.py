@@ -215,11 +215,25 @@ def decode_json_values(decoder, values: list[bytes], policy: bad_data.BadDataPol
         data = b"\n".join([*values, b""])
         newlines = len(values)
     try:
-        return decoder.decode(data, newlines)
+        table = decoder.decode(data, newlines)
+        if table.num_rows == len(values):
+            return table
     except pa.ArrowInvalid:
-        rows = [(i, v + b"\n") for i, v in enumerate(values)]
-        good = bad_data.decode_rows(rows, decoder.decode, decoder.explain, policy)
-        return pa.concat_tables(good) if good else decoder.schema.empty_table()
+        pass
+    # one row per message, else some are bad: an empty or blank value is one too (it is not
+    # a tombstone, and a JSON-lines decoder would skip it without a word)
+    def one_row_each(lines_: bytes) -> pa.Table:
+        table = decoder.decode(lines_)
+        if table.num_rows != lines_.count(b"\n"):
+            raise pa.ArrowInvalid("an empty value")
+        return table
+
+    def explain(row: bytes, error: Exception) -> str:
+        return "the value is empty" if not row.strip() else decoder.explain(row, error)
+
+    rows = [(i, v + b"\n") for i, v in enumerate(values)]
+    good = bad_data.decode_rows(rows, one_row_each, explain, policy)
+    return pa.concat_tables(good) if good else decoder.schema.empty_table()
 
 
 def decode_raw_strings(name: str, values: list[bytes], policy: bad_data.BadDataPolicy

@@ -286,6 +286,42 @@ INSERT INTO out SELECT v FROM t;
 
 
 
+
+@pytest.mark.parametrize("policy", ["fail", "drop"])
+@pytest.mark.parametrize("metadata", [False, True])
+def test_an_empty_message_is_a_bad_message(kafka, tmp_path, policy, metadata, reader):
+    """An empty (or blank) value is not a tombstone and not a JSON object: it follows
+    bad_data, named by partition and offset. It vanished without a count, and with a
+    METADATA column the job failed with 'ArrowInvalid: Column 1 named o expected length 3
+    but got length 4'."""
+    topic = topic_name("empty")
+    values = [json.dumps({"v": i}).encode() for i in range(6)]
+    values[2], values[4] = b"", b"  "
+    produce(kafka, topic, values, partition=0)
+    out = tmp_path / "out"
+    meta = ", o BIGINT METADATA FROM 'offset'" if metadata else ""
+    sql = f"""CREATE TABLE t (v BIGINT{meta}) WITH (connector = 'kafka',
+    bootstrap_servers = '{kafka}', topic = '{topic}', bad_data = '{policy}',
+    'source.offset' = 'earliest', 'scan.bounded.mode' = 'latest-offset');
+CREATE TABLE out WITH (connector = 'filesystem', path = '{out}', format = 'json');
+INSERT INTO out SELECT * FROM t;
+"""
+    result = run_cli("run", str(write_job(tmp_path, sql)))
+    assert "Traceback" not in result.stderr and "ArrowInvalid" not in result.stderr, \
+        result.stderr
+    if policy == "fail":
+        assert result.returncode != 0
+        assert f"topic '{topic}' partition 0 offset 2: the value is empty" in \
+            result.stderr.strip().splitlines()[-1], result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
+        assert "2 bad rows dropped" in result.stderr, result.stderr
+        rows = sorted((json.loads(x) for f in out.iterdir() for x in f.read_text().split()),
+                      key=lambda r: r["v"])
+        assert [r["v"] for r in rows] == [0, 1, 3, 5]
+        if metadata:
+            assert [r["o"] for r in rows] == [0, 1, 3, 5]
+
 @pytest.mark.parametrize("policy", ["fail", "drop"])
 def test_bad_debezium_messages_name_partition_and_offset(kafka, tmp_path, policy, reader):
     """A changelog message with a bad op is named by partition and offset like one the JSON
