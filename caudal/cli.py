@@ -75,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--fresh", action="store_true",
                      help="start over: delete the checkpoints in --checkpoint-dir")
     run.add_argument("--from-epoch", type=int, metavar="N",
-                     help="resume from complete checkpoint N instead of the newest")
+                     help="resume from complete checkpoint N instead of the newest (what the "
+                          "sinks committed after N is written again)")
     run.add_argument("--max-restarts", type=int, default=3, metavar="N",
                      help="restarts from the last checkpoint after a failure (default 3)")
     run.add_argument("--batch-rows", type=int, default=65536, metavar="N",

@@ -28,6 +28,7 @@ from typing import Any
 from caudal.checkpoint.coordinator import CheckpointCoordinator, kept_manifests, sweep, warn
 from caudal.checkpoint.errors import CheckpointError, IncompatibleCheckpoint, JobFinished
 from caudal.checkpoint.listing import human_bytes
+from caudal.checkpoint.manifest import completed_epochs
 from caudal.checkpoint.recovery import (
     Restored,
     check_partitions,
@@ -136,6 +137,11 @@ class CheckpointedRuntime(Runtime):
             self.log(f"resuming from {'savepoint' if manifest.savepoint else 'checkpoint'} "
                      f"{manifest.epoch} in {self.settings.uri} ({human_bytes(manifest.bytes)} "
                      f"of state read in {self.restored.seconds:.2f}s)")
+            newest = completed_epochs(self.storage)
+            if first and self.settings.from_epoch is not None and newest[-1] > manifest.epoch:
+                # the sinks committed the epochs after it, and cannot take them back
+                self.log(f"checkpoint {manifest.epoch} is older than the newest ({newest[-1]}):"
+                         f" rows the sinks committed after it are written again")
         kept = kept_manifests(self.storage, self.settings.keep)
         if manifest is not None and manifest.epoch not in {m.epoch for m in kept}:
             kept.append(manifest)

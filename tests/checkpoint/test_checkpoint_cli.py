@@ -289,3 +289,18 @@ def test_a_run_killed_while_claiming_the_directory_can_resume(tmp_path):
     proc = run_cli("run", str(job), "--checkpoint-dir", str(ck), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert not leftover.exists() and (ck / "_job.json").exists()
+
+
+def test_from_an_older_epoch_says_committed_rows_are_written_again(tmp_path):
+    """--from-epoch N before the newest checkpoint replays what the sinks committed after N
+    (the duplicated rows of a file sink): it said nothing about it."""
+    job = tmp_path / "job.sql"
+    job.write_text(_script(TUMBLING, tmp_path / "out", events=3_000_000))
+    ck = tmp_path / "ck"
+    _kill_after_checkpoints(job, ck, 3, "--checkpoint-interval", "300ms")
+    epochs = _completed(ck)
+    proc = run_cli("run", str(job), "-p", "2", "--checkpoint-dir", str(ck), "--from-epoch",
+                   str(epochs[-2]), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (f"checkpoint {epochs[-2]} is older than the newest ({epochs[-1]}): rows the sinks "
+            f"committed after it are written again") in proc.stderr
