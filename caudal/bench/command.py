@@ -155,6 +155,7 @@ def _compare_duckdb(query: Query, settings: RunSettings, report: QueryReport,
                     batch_rows: int, linger_s: float, warmup: bool, repeat: int = 1) -> None:
     """caudal over events generated beforehand (unless pacing), then DuckDB on the same."""
     import dataclasses
+    import os
 
     from caudal.bench import events
     from caudal.bench.duckdb_baseline import run_duckdb
@@ -165,8 +166,9 @@ def _compare_duckdb(query: Query, settings: RunSettings, report: QueryReport,
         columns = source_columns(compile_query(query, settings))
         if not settings.pace:
             memory = dataclasses.replace(settings, source="memory")
-            report.memory_seconds = run_caudal(query, memory, batch_rows, linger_s,
-                                               warmup, repeat).seconds
+            report.memory_load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+            run = run_caudal(query, memory, batch_rows, linger_s, warmup, repeat)
+            report.memory_seconds, report.memory_cpu_seconds = run.seconds, run.cpu_seconds
         batch = run_duckdb(query, settings, columns, repeat=repeat)
     except Exception as e:  # noqa: BLE001 - reported with the figures
         report.duckdb_note = f"comparison failed: {type(e).__name__}: {e}"

@@ -41,6 +41,10 @@ class QueryReport:
     latency_ms: dict[str, float] = field(default_factory=dict)
     #: caudal's time over the same events generated beforehand (the replay source)
     memory_seconds: float | None = None
+    #: its CPU seconds (all threads) and the 1-minute load average as it started: a wall
+    #: time far above the CPU time on a shared machine is other work's, not caudal's
+    memory_cpu_seconds: float | None = None
+    memory_load: float | None = None
     duckdb_seconds: float | None = None
     duckdb_rows: int | None = None
     duckdb_peak_rss_mb: float | None = None
@@ -134,7 +138,11 @@ def console_lines(r: QueryReport) -> list[str]:
     if r.memory_seconds is not None:
         lines.append(f"         caudal over the same events generated beforehand (in memory): "
                      f"{r.memory_seconds:.3f} s, "
-                     f"{human(r.events / r.memory_seconds, 'events/s')}")
+                     f"{human(r.events / r.memory_seconds, 'events/s')}"
+                     + (f" ({r.memory_cpu_seconds:.2f} CPU s, "
+                        f"{r.memory_cpu_seconds / r.memory_seconds:.2f} cores busy"
+                        + (f", load {r.memory_load:.2f}" if r.memory_load is not None else "")
+                        + ")" if r.memory_cpu_seconds is not None else ""))
     if r.duckdb_seconds is not None:
         check = {True: "same row count", False: "ROW COUNTS DIFFER",
                  None: "row counts not comparable"}[r.rows_match]

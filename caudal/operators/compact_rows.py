@@ -44,6 +44,11 @@ DICTIONARY_PROBATION = 1 << 16
 DICTIONARY_MAX = 1 << 18
 #: plain columns merge runs of small chunks into chunks of about this many rows
 _CHUNK_ROWS = 1 << 16
+#: a dictionary column looks its appended values up once they are this many rows per value
+#: of its dictionary (or ``_CHUNK_ROWS``, or ``_PENDING_BYTES`` of values), whichever is
+#: more rows (bytes: first): building the lookup's set costs about ten probes per value
+_PENDING_PER_VALUE = 16
+_PENDING_BYTES = 32 << 20
 
 
 def _fixed_dtype(t: pa.DataType) -> np.dtype | None:
@@ -63,6 +68,20 @@ def _fixed_dtype(t: pa.DataType) -> np.dtype | None:
 def _is_text(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t) or \
         pa.types.is_binary(t) or pa.types.is_large_binary(t)
+
+
+def _value_bytes(a: pa.Array | pa.ChunkedArray) -> int:
+    """Bytes of the values of a text or binary column (those under NULLs included: a
+    size estimate), from its offsets: two reads a chunk, where summing the lengths makes
+    an array of them."""
+    total = 0
+    for c in (a.chunks if isinstance(a, pa.ChunkedArray) else [a]):
+        if len(c):
+            large = pa.types.is_large_string(c.type) or pa.types.is_large_binary(c.type)
+            offsets = np.frombuffer(c.buffers()[1], dtype=np.int64 if large else np.int32,
+                                    count=c.offset + len(c) + 1)
+            total += int(offsets[-1]) - int(offsets[c.offset])
+    return total
 
 
 def _one_array(a: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -335,19 +354,45 @@ class _Dictionary:
         self.dictionary: pa.Array = pa.array([], type)
         #: bytes the rows' values would take plain (offsets and data), for ``pays``
         self.plain_bytes = 0
+        #: values appended but not yet looked up in the dictionary (``_flush``), after the
+        #: rows that have codes; their rows and bytes
+        self.pending: list[pa.Array] = []
+        self.pending_rows = self.pending_bytes = 0
+
+    @property
+    def rows(self) -> int:
+        return self.codes.n + self.pending_rows
 
     def nbytes(self) -> int:
+        self._flush()
         return self.codes.n * 4 + self.dictionary.nbytes
 
     def pays(self) -> bool:
-        """Whether the dictionary still saves memory (see the module doc)."""
+        """Whether the dictionary still saves memory (see the module doc), judged on the
+        rows that have codes (values still pending are judged when they get theirs)."""
         if len(self.dictionary) > DICTIONARY_MAX:
             return False
         return self.codes.n < DICTIONARY_PROBATION or \
-            self.nbytes() <= DICTIONARY_SHARE * self.plain_bytes
+            self.codes.n * 4 + self.dictionary.nbytes <= DICTIONARY_SHARE * self.plain_bytes
 
     def append(self, a: pa.Array) -> None:
-        """Values, or a dictionary array of them (a snapshot's column) taken as it is."""
+        """Values, or a dictionary array of them (a snapshot's column) taken as it is.
+
+        Once the dictionary has proved itself (``DICTIONARY_PROBATION`` rows), plain values
+        wait in ``pending`` and are looked up in it many batches at a time (``_flush``):
+        a lookup hashes the whole dictionary into a set before it probes (Arrow keeps no
+        set between calls), which for each 64 K-row batch of Nexmark bids cost more than
+        the probe itself (q20: 60 % of the join's CPU was that lookup)."""
+        if len(self.dictionary) and not pa.types.is_dictionary(a.type) and \
+                a.null_count < len(a) and self.codes.n >= DICTIONARY_PROBATION:
+            self.pending.append(a)
+            self.pending_rows += len(a)
+            self.pending_bytes += a.nbytes
+            if self.pending_rows >= max(_PENDING_PER_VALUE * len(self.dictionary),
+                                        _CHUNK_ROWS) or self.pending_bytes >= _PENDING_BYTES:
+                self._flush()
+            return
+        self._flush()
         if a.null_count == len(a):
             self.plain_bytes += 4 * len(a)
             self.codes.extend(np.full(len(a), -1, dtype=np.int32))
@@ -394,6 +439,7 @@ class _Dictionary:
         the chunks' dictionaries does, cost most of a restore), each chunk's codes mapped
         through that into a buffer grown once; the plain size counted from the codes (a
         ``bincount``, where ``append`` hashes every row)."""
+        self._flush()
         chunks = [c for c in column.chunks if len(c)]
         self.codes.reserve(sum(len(c) for c in chunks))
         local: pa.Array | None = None
@@ -429,23 +475,36 @@ class _Dictionary:
             lengths = pc.binary_length(local).to_numpy(zero_copy_only=False)
             self.plain_bytes += int(np.dot(lengths.astype(np.int64), used))
 
-    def _append_known(self, a: pa.Array) -> None:
+    def _flush(self) -> None:
+        """Give the pending values their codes, all in one lookup (one set of the
+        dictionary for all of them)."""
+        if not self.pending:
+            return
+        pending = pa.chunked_array(self.pending, self.type)
+        self.pending, self.pending_rows, self.pending_bytes = [], 0, 0
+        self._append_known(pending)
+
+    def _append_known(self, a: pa.Array | pa.ChunkedArray) -> None:
         """Values once the dictionary has some: each looked up in it directly (one hash of
         the dictionary and one probe a row, where encoding the batch first hashed every row
         into a dictionary of its own and then looked that up); the values it lacks are
         added in order of first appearance."""
-        self.plain_bytes += 4 * len(a) + int(pc.sum(pc.binary_length(a)).as_py() or 0)
+        self.plain_bytes += 4 * len(a) + _value_bytes(a)
         at = pc.index_in(a, value_set=self.dictionary)
         if at.null_count > a.null_count:   # values the dictionary lacks
             lacking = pc.and_(pc.is_null(at), pc.is_valid(a))
-            self.dictionary = pa.concat_arrays([self.dictionary,
-                                                pc.unique(pc.filter(a, lacking))])
+            new = pc.unique(pc.filter(a, lacking))
+            self.dictionary = pa.concat_arrays([self.dictionary, _one_array(new)])
             at = pc.index_in(a, value_set=self.dictionary)
-        codes = pc.fill_null(at, -1).to_numpy(zero_copy_only=False) if at.null_count else \
-            at.to_numpy(zero_copy_only=False)
-        self.codes.extend(codes.astype(np.int32, copy=False))
+        out = self.codes.grow(len(a))
+        start = 0
+        for chunk in (at.chunks if isinstance(at, pa.ChunkedArray) else [at]):
+            codes = pc.fill_null(chunk, -1) if chunk.null_count else chunk
+            out[start:start + len(chunk)] = codes.to_numpy(zero_copy_only=False)
+            start += len(chunk)
 
     def take(self, index: np.ndarray, missing: np.ndarray | None) -> pa.Array:
+        self._flush()
         codes = self.codes.values[index]
         null = codes < 0
         if missing is not None:
@@ -459,6 +518,7 @@ class _Dictionary:
         shared (an Arrow array this column replaces when it grows, never changes), or with
         ``used`` cut to the values these rows use (a few rows of a checkpoint's delta do
         not write the whole dictionary again)."""
+        self._flush()
         codes = self.codes.values.copy() if index is None else self.codes.values[index]
         null = codes < 0
         if used and len(self.dictionary):
@@ -475,17 +535,20 @@ class _Dictionary:
         return pa.DictionaryArray.from_arrays(indices, self.dictionary)
 
     def keep(self, mask: np.ndarray | slice) -> None:
+        self._flush()
         n = self.codes.n
         self.codes.reset(self.codes.values[mask])
         self.plain_bytes = self.plain_bytes * self.codes.n // max(n, 1)
 
     def whole(self) -> pa.Array:
+        self._flush()
         return self.take(np.arange(self.codes.n), None)
 
     view = whole
 
     def plain(self) -> _Plain:
         """The column decoded, for when the dictionary stopped paying."""
+        self._flush()
         out = _Plain(self.type)
         n = self.codes.n
         for start in range(0, n, _CHUNK_ROWS * 16):

@@ -184,3 +184,43 @@ def test_rows_without_columns_keep_their_count():
     assert store.take(np.array([0, 2, -1])).num_rows == 3
     store.keep(np.array([True, False, True]))
     assert store.num_rows == store.table().num_rows == 2
+
+
+def test_text_appended_between_reads_is_looked_up_many_batches_at_once(tiny_probation):
+    """Once a dictionary has proved itself, appended text waits for its codes until many
+    batches have come (one lookup set of the dictionary for all of them) or a read needs
+    them: batches with new values, NULLs, all-NULL batches and dictionary arrays mixed in
+    keep their order, and every read sees every row."""
+    rng = np.random.default_rng(7)
+    schema = pa.schema([("k", pa.int64()), ("channel", pa.string())])
+    store = CompactRows(schema)
+    pieces = []
+    for i in range(60):
+        if i % 17 == 5:
+            values = pa.nulls(50, pa.string())
+        else:
+            words = np.array([f"a-longer-value-{j:04d}" for j in range(40 + i)])   # new ones
+            values = pa.array(list(words[rng.integers(0, len(words), 300)]))
+            if i % 7 == 3:
+                values = pc_dictionary_encode(values)
+            elif i % 5 == 1:
+                values = pa.array([None if j % 3 == 0 else v for j, v in
+                                   enumerate(values.to_pylist())], pa.string())
+        piece = pa.table({"k": pa.array(np.arange(len(values)) + 100 * i),
+                          "channel": values})
+        store.append(piece)
+        pieces.append(piece.cast(schema))
+        if i == 30:
+            column = store.columns[1]
+            assert type(column).__name__ == "_Dictionary" and column.pending_rows > 0
+            assert store.take(np.array([0, 1, 6000])).num_rows == 3   # a read flushes
+            assert column.pending_rows == 0
+    reference = pa.concat_tables(pieces)
+    assert store.table().equals(reference)
+    mask = rng.random(reference.num_rows) < 0.5
+    assert store.snapshot(mask).cast(schema).equals(reference.filter(pa.array(mask)))
+
+
+def pc_dictionary_encode(values: pa.Array) -> pa.Array:
+    """A dictionary array of the values (one appended as it comes from a snapshot)."""
+    return pa.compute.dictionary_encode(values)
