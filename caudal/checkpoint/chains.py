@@ -30,7 +30,14 @@ import pyarrow as pa
 
 from caudal.checkpoint.manifest import StateFile, epoch_of_dir, state_file_path
 from caudal.checkpoint.storage import CheckpointStorage
-from caudal.state.incremental import StateDelta, fold_chain, merge_deltas
+from caudal.state.incremental import (
+    LazyPart,
+    StateDelta,
+    fold_chain,
+    fold_chain_pieces,
+    merge_plan,
+    merged_pieces,
+)
 
 ChainKey = tuple[int, int, int, str]
 
@@ -183,13 +190,24 @@ class StateChains:
     def _compact(self, ckey: ChainKey, chain: _Chain, start: int, files: list[StateFile],
                  path: str) -> None:
         try:
-            parts = [(self.storage.read_table(f.file), f.kind, f.key, f.expire) for f in files]
-            if start == 0:
+            # a row group of a file at a time, never the chain decoded whole
+            # (state.incremental.fold_chain_pieces, merged_pieces)
+            lazy = [LazyPart(self.storage.open_table(f.file), f.kind, f.key, f.expire)
+                    for f in files]
+            if start == 0 and files[0].kind == "full":
+                schema = lazy[0].schema
+                merged = StateFile(self.storage.write_tables(
+                    path, schema, fold_chain_pieces(schema, lazy[0].groups(), lazy[1:])))
+            elif start == 0:   # (no full file: the chain of a state that began empty)
+                parts = [(self.storage.read_table(f.file), f.kind, f.key, f.expire)
+                         for f in files]
                 merged = StateFile(self.storage.write_table(path, fold_chain(parts)))
             else:
-                table, expire = merge_deltas(parts)
-                merged = StateFile(self.storage.write_table(path, table), "delta",
-                                   files[0].key, [list(e) for e in expire] or None)
+                plan, expire = merge_plan(lazy)
+                schema = pa.unify_schemas([p.schema for p in lazy])
+                merged = StateFile(self.storage.write_tables(
+                    path, schema, merged_pieces(lazy, plan, schema)), "delta",
+                    files[0].key, [list(e) for e in expire] or None)
         except Exception as e:  # noqa: BLE001 - compaction is an optimization
             self.log(f"could not compact checkpoint state {ckey[3]!r} ({e}); its chain of "
                      f"files stays as it is")

@@ -18,7 +18,7 @@ into a new full file when it grows long or large; the operator never needs to kn
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -773,6 +773,96 @@ def _decoded(value: pa.Table | pa.Buffer) -> pa.Table:
     import pyarrow.parquet as pq
 
     return pq.read_table(pa.BufferReader(value))
+
+
+#: a chain file's index and row number in a merge's plan (``merge_plan``)
+_FILE, _POS = "_file", "_pos"
+
+
+@dataclass
+class LazyPart:
+    """A chain file read only as needed (a Parquet file, pyarrow ``ParquetFile``): some of
+    its columns whole, or all of them a row group at a time; with its kind, key and expiry
+    (as a ``Part``)."""
+
+    file: Any
+    kind: str
+    key: Sequence[str]
+    expire: Any
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self.file.schema_arrow
+
+    def groups(self) -> Iterator[pa.Table]:
+        for i in range(self.file.num_row_groups):
+            yield self.file.read_row_group(i)
+
+
+def merge_plan(deltas: Sequence[LazyPart]) -> tuple[pa.Table, list[Expiry]]:
+    """``merge_deltas`` of delta files decided on their key, ``_deleted`` and expiry columns
+    alone: per row of the merged delta, the file and row it comes from (``_file``,
+    ``_pos``, in that order) and whether it is a deletion; and the expiries. The rows
+    themselves are then read a row group at a time (``merged_pieces``): a compaction never
+    holds the deltas decoded whole (q20's deltas of 10 M events: ~400 MB of Arrow memory at
+    the merge's peak)."""
+    key = list(deltas[0].key)
+    wanted = set(key) | {DELETED} | {c for d in deltas for c, _ in expiries(d.expire)}
+    narrow: list[Part] = []
+    for i, d in enumerate(deltas):
+        t = d.file.read(columns=[n for n in d.schema.names if n in wanted])
+        t = t.append_column(_FILE, pa.array(np.full(t.num_rows, i, dtype=np.int32)))
+        t = t.append_column(_POS, pa.array(np.arange(t.num_rows, dtype=np.int64)))
+        narrow.append((t, d.kind, d.key, d.expire))
+    return merge_deltas(narrow)
+
+
+def merged_pieces(deltas: Sequence[LazyPart], plan: pa.Table, schema: pa.Schema,
+                  upserts: bool = False) -> Iterator[pa.Table]:
+    """The rows of the merged delta ``plan`` (``merge_plan``) as pieces of ``schema``, a
+    row group of a file at a time, with ``_deleted`` as the plan says (an upsert a later
+    delta expired is a deletion); ``upserts``: only the rows not deleted, without it."""
+    files = plan.column(_FILE).to_numpy()
+    positions = plan.column(_POS).to_numpy()
+    deleted = plan.column(DELETED).to_numpy(zero_copy_only=False)
+    for i, d in enumerate(deltas):
+        lo, hi = np.searchsorted(files, [i, i + 1])
+        pos, gone = positions[lo:hi], deleted[lo:hi]
+        start = 0
+        for group in d.groups():
+            a, b = np.searchsorted(pos, [start, start + group.num_rows])
+            rows, dead = pos[a:b] - start, gone[a:b]
+            start += group.num_rows
+            if upserts:
+                rows = rows[~dead]
+            if not len(rows):
+                continue
+            piece = group if len(rows) == group.num_rows else group.take(pa.array(rows))
+            if upserts:
+                yield _conform(piece.drop_columns([DELETED]), schema)
+            else:
+                at = piece.schema.get_field_index(DELETED)
+                yield _conform(piece.set_column(at, DELETED, pa.array(dead)), schema)
+
+
+def fold_chain_pieces(schema: pa.Schema, base: Iterable[pa.Table],
+                      deltas: Sequence[LazyPart]) -> Iterator[pa.Table]:
+    """``fold_chain`` of a full file given as pieces of ``schema`` (its row groups, read
+    one at a time) and the delta files after it: the folded table in pieces, the base's
+    rows that survive the deltas piece by piece (what survives is decided row by row: the
+    deltas' keys, their expiries), then the deltas' upserts a row group at a time. A
+    compaction so holds one row group decoded at a time, not the whole state."""
+    if not deltas:
+        yield from base
+        return
+    key = list(deltas[0].key)
+    plan, expire = merge_plan(deltas)
+    keys = plan.select(key)
+    for piece in base:
+        kept = expire_rows(rows_without_keys(piece, keys, key), expire)
+        if kept.num_rows:
+            yield kept
+    yield from merged_pieces(deltas, plan, schema, upserts=True)
 
 
 def fold_chain(parts: Sequence[Part]) -> pa.Table:

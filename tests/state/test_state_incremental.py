@@ -4,15 +4,20 @@ state a dict model gives, nulls in keys included."""
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from caudal.state.incremental import (
+    LazyPart,
     StateDelta,
     apply_delta,
     fold_chain,
+    fold_chain_pieces,
     key_membership,
     merge_deltas,
+    merge_plan,
+    merged_pieces,
 )
 
 SCHEMA = pa.schema([("k", pa.int64()), ("s", pa.string()), ("v", pa.int64())])
@@ -109,6 +114,26 @@ def test_merged_deltas_fold_like_one_by_one(base, history, data):
     compacted = [*parts[:start], (merged, "delta", ("k", "s"), [list(e) for e in expire]),
                  *parts[end:]]
     assert _as_dict(fold_chain(compacted)) == model
+    # as a compaction does it: from Parquet files, a row group (of 2 rows) at a time
+    lazy = [_lazy(table, kind, key, expire) for table, kind, key, expire in parts]
+    plan, expire = merge_plan(lazy[start:end])
+    schema = pa.unify_schemas([p.schema for p in lazy[start:end]])
+    pieces = list(merged_pieces(lazy[start:end], plan, schema))
+    merged = pa.concat_tables(pieces) if pieces else schema.empty_table()
+    assert merged.schema.equals(schema)
+    compacted = [*parts[:start], (merged, "delta", ("k", "s"), [list(e) for e in expire]),
+                 *parts[end:]]
+    assert _as_dict(fold_chain(compacted)) == model
+    folded = list(fold_chain_pieces(lazy[0].schema, lazy[0].groups(), lazy[1:]))
+    assert all(p.schema.equals(lazy[0].schema) for p in folded)
+    assert _as_dict(pa.concat_tables(folded) if folded else SCHEMA.empty_table()) == model
+
+
+def _lazy(table: pa.Table, kind: str, key, expire) -> LazyPart:
+    """A chain file as a compaction reads it: Parquet, in row groups of two rows."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, row_group_size=2)
+    return LazyPart(pq.ParquetFile(pa.BufferReader(sink.getvalue())), kind, key, expire)
 
 
 pairs = st.lists(st.tuples(st.integers(-(1 << 33), 1 << 33) | st.integers(-3, 3),
