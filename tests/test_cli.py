@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from caudal import __version__
 from tests.conftest import run_cli
 from tests.helpers import read_committed
@@ -363,6 +365,23 @@ def test_late_data_and_idle_timeout_are_checked_without_a_window(tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith(f"caudal: error: line 1: {message}"), proc.stderr
 
+
+
+@pytest.mark.parametrize("connector", [
+    "connector = 'kafka', bootstrap_servers = '127.0.0.1:1', topic = 'x'",
+    "connector = 'nats', servers = 'nats://127.0.0.1:1', subject = 'x'",
+    "connector = 'redis', url = 'redis://127.0.0.1:1/0', stream = 'x'",
+    "connector = 'rabbitmq', url = 'amqp://guest:guest@127.0.0.1:1/%2F', queue = 'x'"])
+def test_a_bad_connect_timeout_is_refused_at_planning_with_its_line(tmp_path, connector):
+    """It was read only when connecting: one line without the table's line or name, or
+    none at all for a job that never connected."""
+    job = tmp_path / "job.sql"
+    job.write_text(f"\nCREATE TABLE t (a BIGINT) WITH ({connector}, connect_timeout = 'soon');"
+                   f"\nSELECT a FROM t;")
+    proc = run_cli("run", str(job), timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("caudal: error: line 2: bad connect_timeout 'soon'"), \
+        proc.stderr
 
 def test_a_csv_quote_never_closed_does_not_swallow_the_rest_of_the_file(tmp_path):
     """Arrow's reader took every line after an unclosed quote into one field: 5 rows gone,

@@ -198,13 +198,14 @@ def check_options(table: TableSpec, cls: type) -> None:
     if late != "drop" and not late.startswith("side:"):
         raise ConfigError(f"late_data = {late!r} in table {table.name!r}", line=table.line,
                           hint="accepted: drop, side:<table>")
-    if "idle_timeout" in table.options:
-        from caudal.durations import parse_duration_s
+    for key in ("idle_timeout", "connect_timeout"):   # (connect_timeout: read on connecting)
+        if key in table.options:
+            from caudal.durations import parse_duration_s
 
-        try:
-            parse_duration_s(table.options["idle_timeout"], "idle_timeout")
-        except ConfigError as e:
-            raise e.with_position(table.line, None) from None
+            try:
+                parse_duration_s(table.options[key], key)
+            except ConfigError as e:
+                raise e.with_position(table.line, None) from None
     _check_type(table, cls)
 
 
