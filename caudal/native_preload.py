@@ -72,7 +72,8 @@ class NativePreload:
 
     def load_libraries(self) -> bool:
         """Start the loader thread (once); True when it runs."""
-        if not self.on or self.thread is not None or "pyarrow" in sys.modules:
+        if not self.on or self.thread is not None or "pyarrow" in sys.modules or \
+                _usable_cpus() < 2:  # (on one core the thread overlaps nothing)
             return False
         paths = [p for p in (_extension(pkg, parts) for pkg, parts in LIBRARIES) if p]
         dlopen = _libc_dlopen() if paths else None
@@ -101,6 +102,14 @@ class NativePreload:
             self.blas_set = False
             if os.environ.get(BLAS_THREADS[0]) == "1":
                 del os.environ[BLAS_THREADS[0]]
+
+
+def _usable_cpus() -> int:
+    """The processors this process may run on (``taskset``, cgroups' cpusets)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _libc_dlopen():  # type: ignore[no-untyped-def]

@@ -237,6 +237,12 @@ def test_planning_imports_no_importlib_metadata(tmp_path):
     assert _imported(lookup, ["importlib.metadata"]) == ["importlib.metadata"]
 
 
+#: the loader thread of caudal.native_preload runs only with two processors or more
+MANY_CPUS = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+             else os.cpu_count() or 1) > 1
+
+
+@pytest.mark.skipif(not MANY_CPUS, reason="one processor: no loader thread")
 def test_a_planned_run_loads_native_libraries_on_a_thread(tmp_path):
     """A .sql that will be planned (not in the plan cache) has NumPy's and Arrow's libraries
     loaded by a thread while the main thread imports sqlglot (caudal.native_preload); the
@@ -277,7 +283,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return dict(env, PYTHONPATH=str(ROOT), **extra)
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir() or (os.cpu_count() or 1) < 2,
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir() or not MANY_CPUS,
                     reason="counts threads in /proc; OpenBLAS starts one per core")
 def test_numpy_loads_without_openblas_threads_unless_the_user_sets_them():
     """OpenBLAS's threads (one per core, spinning tens of ms for work caudal never gives
@@ -298,6 +304,7 @@ def test_numpy_loads_without_openblas_threads_unless_the_user_sets_them():
     assert runs["ours"] == 1 and runs["user"] == 2 and runs["off"] > 1, runs
 
 
+@pytest.mark.skipif(not MANY_CPUS, reason="one processor: no loader thread")
 def test_native_preload_races_the_imports_without_deadlock():
     """The loader thread and the main thread's imports of the same files at once (main
     importing pyarrow first, or sqlglot first as the CLI does): the dynamic loader's lock
@@ -370,3 +377,16 @@ def test_planning_passes_still_run_where_their_nodes_are(tmp_path):
     used = ["caudal.plan.join_nodes", "caudal.plan.window_max_join", "caudal.plan.late_columns",
             "caudal.plan.rank_limits", "caudal.sql.aggregates"]
     assert _imported(code, used) == sorted(used)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux processor affinity")
+def test_native_preload_starts_no_thread_on_one_processor():
+    """Under `taskset -c 0` the loader thread would overlap nothing: it is not started (the
+    BLAS setting still applies)."""
+    code = ("import os\nos.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+            "from caudal.native_preload import NativePreload\n"
+            "n = NativePreload()\nassert not n.load_libraries()\n"
+            "assert os.environ['OPENBLAS_NUM_THREADS'] == '1'\nn.finish()\nprint('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=_clean_env(), cwd=ROOT, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
