@@ -63,9 +63,9 @@ def test_concat_skips_nulls_but_pipes_propagate_them():
     # PostgreSQL: concat() ignores NULL arguments, || is NULL when a side is NULL
     assert values("concat(NULL, s)")[2] == ""
     assert values("s || 'x'")[2] is None
-    # booleans print as t/f inside concat and || (their output form), unlike ::text
-    assert values("concat('v=', bo)")[:3] == ["v=t", "v=f", "v="]
-    assert values("'v=' || bo")[:2] == ["v=t", "v=f"]
+    # booleans join text as ::text writes them (DuckDB in both, PostgreSQL in ||)
+    assert values("concat('v=', bo)")[:3] == ["v=true", "v=false", "v="]
+    assert values("'v=' || bo")[:2] == ["v=true", "v=false"]
     assert values("CAST(bo AS TEXT)")[:2] == ["true", "false"]
 
 

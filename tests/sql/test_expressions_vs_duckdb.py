@@ -236,3 +236,14 @@ def test_expressions_from_csv_and_json_in_caudal_run(tmp_path, fmt):
         if pa.types.is_timestamp(g.type):
             g, w = g.cast(pa.timestamp("us", tz="UTC")), w.cast(pa.timestamp("us", tz="UTC"))
         assert g.to_pylist() == w.to_pylist(), name
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_booleans_join_text_as_true_false(parallelism):
+    """x || TRUE gave 'xt' (DuckDB and PostgreSQL: 'xtrue'); concat() and concat_ws() wrote
+    t/f too (DuckDB: true/false)."""
+    table = pa.table({"i": [0, 1, 2], "x": ["a", None, ""], "b": [True, False, None]})
+    sql = ("SELECT i, x || b AS a, concat(x, b, 1) AS c, concat_ws('-', x, b) AS w, "
+           "'v' || TRUE AS v FROM t")
+    got = _caudal(sql, parallelism, t=table).sort_by("i")
+    assert got.to_pylist() == _duck(sql, t=table).sort_by("i").to_pylist()

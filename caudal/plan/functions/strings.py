@@ -212,18 +212,14 @@ register("rpad", _text_arity("tit", 2), _pad(False),
 
 
 def _as_text_arg(arg: Expr, fn: str) -> Expr:
-    """Any value joins text through its output form; booleans print as t/f there."""
-    if is_text(arg.dtype) or pa.types.is_null(arg.dtype) or pa.types.is_boolean(arg.dtype):
+    """Any value joins text as CAST(value AS TEXT) writes it: a boolean as true/false, as
+    DuckDB writes it in ||, concat() and concat_ws() and PostgreSQL in || (its concat()
+    writes t/f; caudal wrote t/f in all three)."""
+    if is_text(arg.dtype) or pa.types.is_null(arg.dtype):
         return cast(arg, TEXT) if pa.types.is_null(arg.dtype) else arg
     if pa.types.is_list(arg.dtype) or pa.types.is_struct(arg.dtype):
         raise BindError(f"{fn} cannot join {sql_name(arg.dtype)} values into text")
     return cast(arg, TEXT)
-
-
-def _output_text(value):
-    if pa.types.is_boolean(value.type):
-        return pc.if_else(value, "t", "f")
-    return value
 
 
 def _bind_concat(name: str, args: list[Expr]) -> Call:
@@ -233,8 +229,7 @@ def _bind_concat(name: str, args: list[Expr]) -> Call:
 
 
 def _concat(args, call):
-    texts = [_output_text(a) for a in args]
-    return pc.binary_join_element_wise(*texts, "", null_handling="replace",
+    return pc.binary_join_element_wise(*args, "", null_handling="replace",
                                        null_replacement="")
 
 
@@ -256,7 +251,7 @@ def _concat_ws(args, call):
     sep = call.options["separator"]
     if sep is None:
         return null_of(TEXT)
-    arrays, scalar = broadcast([_output_text(a) for a in args])
+    arrays, scalar = broadcast(list(args))
     parts = [pc.fill_null(pc.binary_join_element_wise(sep, a, ""), "") for a in arrays]
     joined = pc.binary_join_element_wise(*parts, "")
     return finish(pc.utf8_slice_codeunits(joined, len(sep)), scalar)
@@ -278,7 +273,7 @@ def _bind_concat_op(name: str, args: list[Expr]) -> Call:
 
 register("concat_op", _bind_concat_op,
          lambda args, call: pc.binary_join_element_wise(
-             *[_output_text(a) for a in args], "", null_handling="emit_null"),
+             *args, "", null_handling="emit_null"),
          "text || any -> text (NULL if either side is NULL)", internal=True)
 
 # ---- trimming, replacing, splitting -------------------------------------------------------
