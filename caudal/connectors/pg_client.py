@@ -6,6 +6,7 @@ Arrow -> CSV for COPY (vectorized: pyarrow's CSV writer, Polars for what it cann
 from __future__ import annotations
 
 import io
+import re
 import struct
 import time
 from dataclasses import dataclass
@@ -273,36 +274,71 @@ def _flat(t: pa.DataType) -> bool:
 
 
 _WIDTH = {"int2": 16, "int4": 32, "int8": 64}
+#: the modifier of a printed type: numeric(10,2), timestamp(3) without time zone
+_TYPMOD = re.compile(r"\((\d+)(?:,\s*(\d+))?\)")
 _TEXTUAL = {"json", "jsonb", "uuid", "xml", "inet", "cidr", "macaddr", "citext"}
 
 
+#: decimal digits of the largest value of an integer type, by bit width (unsigned: one more)
+_INT_DIGITS = {8: 3, 16: 5, 32: 10, 64: 19}
+#: fractional digits of a timestamp or time unit (PostgreSQL keeps at most 6)
+_UNIT_DIGITS = {"s": 0, "ms": 3, "us": 6, "ns": 6}
+
+
+def _typmod(col: PgColumn) -> tuple[int, int] | None:
+    """The (precision, scale) or (precision, 0) of ``numeric(p, s)``, ``timestamp(p)``,
+    ``time(p)``, read from the printed type; None when it has none (no limit)."""
+    found = _TYPMOD.search(col.type)
+    return (int(found.group(1)), int(found.group(2) or 0)) if found else None
+
+
+def _numeric_holds(col: PgColumn, integer_digits: int | None, scale: int | None) -> bool:
+    """True when numeric ``col`` keeps values with that many integer and fractional digits
+    (None: any number of them); PostgreSQL rounds to the column's scale without a word."""
+    mod = _typmod(col)
+    if mod is None:
+        return True
+    precision, col_scale = mod
+    return integer_digits is not None and scale is not None and col_scale >= scale and \
+        precision - col_scale >= integer_digits
+
+
 def fits(t: pa.DataType, col: PgColumn) -> bool:
-    """True when values of Arrow type ``t`` can be stored in ``col`` without loss."""
+    """True when values of Arrow type ``t`` can be stored in ``col`` without loss (nor
+    rounding: 123.45 into numeric(10, 1) is stored as 123.5, 10:00:00.75 into timestamp(0)
+    as 10:00:01)."""
     udt = col.udt
     if pa.types.is_integer(t):
         if udt in _WIDTH:
             return _WIDTH[udt] >= t.bit_width + (1 if pa.types.is_unsigned_integer(t) else 0)
-        return udt in ("numeric", "float8") or (udt == "float4" and t.bit_width <= 16)
+        if udt == "numeric":
+            digits = _INT_DIGITS[t.bit_width] + (t.bit_width == 64 and
+                                                 pa.types.is_unsigned_integer(t))
+            return _numeric_holds(col, digits, 0)
+        return udt == "float8" or (udt == "float4" and t.bit_width <= 16)
     if pa.types.is_float32(t):
-        return udt in ("float4", "float8", "numeric")
+        return udt in ("float4", "float8") or (udt == "numeric" and
+                                               _numeric_holds(col, None, None))
     if pa.types.is_float64(t):
-        return udt in ("float8", "numeric")
+        return udt == "float8" or (udt == "numeric" and _numeric_holds(col, None, None))
     if pa.types.is_decimal(t):
-        return udt in ("numeric", "float8")
+        return udt == "float8" or (udt == "numeric" and
+                                   _numeric_holds(col, t.precision - t.scale, t.scale))
     if pa.types.is_boolean(t):
         return udt == "bool"
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return col.category in ("S", "E") or udt in _TEXTUAL
     if pa.types.is_binary(t) or pa.types.is_large_binary(t):
         return udt == "bytea"
-    if pa.types.is_timestamp(t):
-        return udt in ("timestamptz", "timestamp")
+    if pa.types.is_timestamp(t) or pa.types.is_time(t):
+        mod = _typmod(col)
+        exact = mod is None or mod[0] >= _UNIT_DIGITS[t.unit]
+        return exact and udt in (("timestamptz", "timestamp") if pa.types.is_timestamp(t)
+                                 else ("time", "timetz"))
     if pa.types.is_date(t):
         return udt in ("date", "timestamp", "timestamptz")
     if pa.types.is_duration(t):
         return udt == "interval"
-    if pa.types.is_time(t):
-        return udt in ("time", "timetz")
     if pa.types.is_struct(t):
         return udt in ("json", "jsonb")
     if pa.types.is_list(t) or pa.types.is_large_list(t):

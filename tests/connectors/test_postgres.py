@@ -935,3 +935,37 @@ def test_a_failed_cdc_source_lets_its_restart_take_the_slot(pg, cdc, tmp_path):
     last = second.stderr.strip().splitlines()[-1]
     assert "was truncated" in last and "is active for PID" not in second.stderr, \
         second.stderr
+
+
+@pytest.mark.parametrize("column, value, fits", [
+    ("numeric(10, 1)", "CAST(123.45 AS DECIMAL(10, 2))", False),   # was 123.5
+    ("numeric(5, 2)", "CAST(123.45 AS DECIMAL(10, 2))", False),
+    ("numeric(12, 2)", "CAST(123.45 AS DECIMAL(10, 2))", True),
+    ("numeric(6, 2)", "CAST(1.23456 AS DOUBLE)", False),           # was 1.23
+    ("numeric", "CAST(1.23456 AS DOUBLE)", True),
+    ("numeric(4, 0)", "CAST(12345 AS BIGINT)", False),
+    ("numeric(19, 0)", "CAST(12345 AS BIGINT)", True),
+    ("timestamp(0)", "TIMESTAMP '2024-01-01 10:00:00.75'", False),  # was 10:00:01
+    ("timestamptz(3)", "TIMESTAMP '2024-01-01 10:00:00.75'", False),
+    ("timestamp(6)", "TIMESTAMP '2024-01-01 10:00:00.75'", True),
+    ("numeric(6, 2)[]", "ARRAY[CAST(1.5 AS DOUBLE)]", False),
+])
+def test_a_column_that_would_round_the_values_is_refused(pg, tmp_path, column, value, fits):
+    """PostgreSQL rounds a value to its column's scale or precision without a word
+    (123.45 into numeric(10, 1) is 123.5, 10:00:00.75 into timestamp(0) 10:00:01): such a
+    column does not hold the query's values without loss, and is refused at planning."""
+    target = f"{pg.prefix}_round"
+    pg.execute(f"CREATE TABLE {target} (v {column})")
+    script = tmp_path / "job.sql"
+    script.write_text(
+        f"CREATE TABLE out WITH (connector = 'postgres', {CONNECTION}, table = '{target}');\n"
+        f"INSERT INTO out SELECT {value} AS v;\n")
+    result = run_cli("run", str(script), cwd=tmp_path)
+    if fits:
+        assert result.returncode == 0, result.stderr
+        assert pg.execute(f"SELECT count(*) FROM {target}").fetchone()[0] == 1
+    else:
+        assert result.returncode == 2, result.stderr
+        err = result.stderr.strip()
+        assert len(err.splitlines()) == 1 and f"public.{target} does not fit" in err, err
+        assert pg.execute(f"SELECT count(*) FROM {target}").fetchone()[0] == 0
