@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,9 +108,12 @@ def _killed_write(name: str) -> bool:
 
 
 def prepare_directory(storage: CheckpointStorage, graph: PhysicalGraph, ident: JobIdentity,
-                      sql: str, fresh: bool) -> int:
-    """Claim the directory for this job; with ``fresh``, delete its checkpoints. Returns the
-    highest epoch ever started there (new epochs are numbered above it)."""
+                      sql: str, fresh: bool,
+                      before_fresh: Callable[[], None] | None = None) -> int:
+    """Claim the directory for this job; with ``fresh``, delete its checkpoints, after
+    ``before_fresh`` (the sinks' checks for a run from scratch: a run they refuse keeps its
+    checkpoints). Returns the highest epoch ever started there (new epochs are numbered
+    above it)."""
     storage.lock()
     entries = storage.list_dir("")
     foreign = [n for n in entries if not _ours(n) and not n.startswith(".")]
@@ -123,6 +127,8 @@ def prepare_directory(storage: CheckpointStorage, graph: PhysicalGraph, ident: J
     triggered = max([read_triggered(storage)] + epochs_on_disk(storage))
     info = read_job_file(storage)
     if fresh:
+        if before_fresh is not None:
+            before_fresh()
         for e in epochs_on_disk(storage):
             storage.delete_file(f"{epoch_dir(e)}/{MANIFEST_NAME}")
         for e in epochs_on_disk(storage):

@@ -81,6 +81,8 @@ class CheckpointedRuntime(Runtime):
         self._triggered = 0
         self._stopping = False
         self._first = True
+        #: the sinks checked (or cleared) for a run from scratch before --fresh
+        self._sinks_prepared = False
 
     # ---- what the CLI's status line reads -------------------------------------------------
 
@@ -97,8 +99,14 @@ class CheckpointedRuntime(Runtime):
         self.graph = graph
         self.ident = identify(graph)
         self._triggered = prepare_directory(self.storage, graph, self.ident,
-                                            self.settings.sql, self.settings.fresh)
+                                            self.settings.sql, self.settings.fresh,
+                                            before_fresh=self._prepare_sinks_fresh)
         self._setup(self.current)
+
+    def _prepare_sinks_fresh(self) -> None:
+        assert self.graph is not None
+        prepare_sinks(self.graph, resuming=False)
+        self._sinks_prepared = True
 
     def _setup(self, runtime: Any) -> None:
         """Restore ``runtime`` from the newest complete checkpoint and attach a coordinator."""
@@ -115,8 +123,8 @@ class CheckpointedRuntime(Runtime):
                 f"version of caudal {MAX_KEY_GROUPS}; run with --fresh to start over")
         if manifest is not None:
             self._check_sources(manifest)
-        if first:  # once: a restart after a failure finds the target as this run left it
-            prepare_sinks(graph, resuming=manifest is not None)
+        if first and not self._sinks_prepared:  # once: a restart after a failure finds
+            prepare_sinks(graph, resuming=manifest is not None)  # the target as it left it
         finished = first and manifest is not None and manifest.final and self._finite()
         # the state read (and every file but the whole tables operators decode themselves
         # checksummed) before the sinks commit what the checkpoint pre-committed: a damaged

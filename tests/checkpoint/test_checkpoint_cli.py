@@ -304,3 +304,20 @@ def test_from_an_older_epoch_says_committed_rows_are_written_again(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (f"checkpoint {epochs[-2]} is older than the newest ({epochs[-1]}): rows the sinks "
             f"committed after it are written again") in proc.stderr
+
+
+def test_fresh_refused_by_a_sink_keeps_the_checkpoints(tmp_path):
+    """--fresh deleted the checkpoints before a sink refused to start over (its directory
+    holds the first run's files): the refused command left the job without them."""
+    job = tmp_path / "job.sql"
+    job.write_text(_script(TUMBLING, tmp_path / "out", events=100_000, pace=False))
+    ck = tmp_path / "ck"
+    first = run_cli("run", str(job), "--checkpoint-dir", str(ck), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    epochs = _completed(ck)
+    assert epochs
+    fresh = run_cli("run", str(job), "--checkpoint-dir", str(ck), "--fresh", cwd=tmp_path)
+    assert fresh.returncode == 2 and "already holds files" in fresh.stderr, fresh.stderr
+    assert _completed(ck) == epochs
+    again = run_cli("run", str(job), "--checkpoint-dir", str(ck), cwd=tmp_path)
+    assert again.returncode == 0 and "already finished" in again.stderr, again.stderr
