@@ -9,6 +9,7 @@ DuckDB on the same file.
 from __future__ import annotations
 
 import decimal
+from decimal import Decimal as D
 
 import duckdb
 import pyarrow as pa
@@ -245,5 +246,18 @@ def test_booleans_join_text_as_true_false(parallelism):
     table = pa.table({"i": [0, 1, 2], "x": ["a", None, ""], "b": [True, False, None]})
     sql = ("SELECT i, x || b AS a, concat(x, b, 1) AS c, concat_ws('-', x, b) AS w, "
            "'v' || TRUE AS v FROM t")
+    got = _caudal(sql, parallelism, t=table).sort_by("i")
+    assert got.to_pylist() == _duck(sql, t=table).sort_by("i").to_pylist()
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_product_of_wide_decimals(parallelism):
+    """DECIMAL(38, 10) * DECIMAL(38, 10) stopped the job ('numeric out of range') whatever
+    the values: Arrow types the product of its 256-bit operands 77 digits. DuckDB answers
+    (a DECIMAL(38, 20))."""
+    table = pa.table({"i": [0, 1, 2], "m": pa.array([D("9999999.99"), D("-1.5"), None],
+                                                    pa.decimal128(9, 2))})
+    sql = ("SELECT i, CAST(m AS DECIMAL(38, 10)) * CAST(m AS DECIMAL(38, 10)) AS p, "
+           "CAST(m AS DECIMAL(38, 0)) * 3 AS q FROM t")
     got = _caudal(sql, parallelism, t=table).sort_by("i")
     assert got.to_pylist() == _duck(sql, t=table).sort_by("i").to_pylist()

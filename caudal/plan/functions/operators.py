@@ -120,14 +120,17 @@ def _checked(kernel):
     return run
 
 
-def _wide(x):
+def _wide(x, digits: int = 76):
     """Decimal operands in 256 bits, so the exact result is checked back into the bound
-    DECIMAL(p, s) instead of overflowing pyarrow's 38 digits midway."""
+    DECIMAL(p, s) instead of overflowing pyarrow's 38 digits midway. A product's operands
+    take at most 37 digits each (Arrow types a product p1 + p2 + 1 digits, at most 76:
+    DECIMAL(38, 10) * DECIMAL(38, 10) failed even for 1.5 * 2); a value with more does
+    not fit the result anyway."""
     t = x.type
     if pa.types.is_decimal(t):
-        return x.cast(pa.decimal256(t.precision, t.scale))
+        return x.cast(pa.decimal256(max(t.scale, min(t.precision, digits)), t.scale))
     if pa.types.is_integer(t):
-        return x.cast(pa.decimal256(_decimal_digits(t)[0], 0))
+        return x.cast(pa.decimal256(min(_decimal_digits(t)[0], digits), 0))
     return x
 
 
@@ -139,7 +142,14 @@ def _arith_kernel(name, kernel):
             fast = decimal_int64(name, args, call.dtype)
             if fast is not None:
                 return fast
-            wide = _checked(kernel)([_wide(args[0]), _wide(args[1])], call)
+            digits = 37 if name == "multiply" else 76
+            try:
+                operands = [_wide(args[0], digits), _wide(args[1], digits)]
+            except pa.ArrowInvalid:
+                raise RuntimeFailure(f"numeric field overflow in {call}",
+                                     hint=f"the result does not fit {sql_name(call.dtype)}") \
+                    from None
+            wide = _checked(kernel)(operands, call)
             try:
                 return wide.cast(call.dtype)
             except pa.ArrowInvalid:
