@@ -5,9 +5,12 @@ row i is late when its time is below max(time of rows before it) - delay."""
 
 from __future__ import annotations
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from caudal.errors import PlanError
 from caudal.job import run_sql
@@ -155,3 +158,102 @@ INSERT INTO a SELECT window_start, count(*) AS n FROM TABLE(TUMBLE(TABLE t, DESC
 INSERT INTO b SELECT v FROM t WHERE v > 1;""", batch_rows=1)
     assert read_committed(tmp_path / "late")["v"].to_pylist() == [9]
     assert sorted(read_committed(tmp_path / "b")["v"].to_pylist()) == [2, 9]
+
+
+# ---- late rows beyond the delay, by the documented rule, every window kind ----------------
+
+US = "epoch_us(ts)"
+
+
+def _floor(size: int, offset: int = 0) -> str:
+    return f"(floor(({US} - {offset}) / {size})::BIGINT * {size} + {offset})"
+
+
+AGGS = "count(*) AS n, sum(v) AS s, count(DISTINCT v) AS d, max(v) FILTER (WHERE v > 3) AS f"
+#: caudal's query, DuckDB's over the rows that are not late
+BY_RULE = {
+    "tumble": (f"SELECT window_start AS ws, k, {AGGS} FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts),"
+               f" INTERVAL '2' SECOND, INTERVAL '700' MILLISECOND)) GROUP BY window_start, "
+               f"window_end, k",
+               f"SELECT make_timestamp({_floor(2 * S, 700_000)}) AS ws, k, {AGGS} FROM t "
+               f"GROUP BY ws, k"),
+    "hop": (f"SELECT window_start AS ws, k, {AGGS} FROM TABLE(HOP(TABLE t, DESCRIPTOR(ts), "
+            f"INTERVAL '2' SECOND, INTERVAL '3' SECOND)) GROUP BY window_start, window_end, k",
+            f"SELECT make_timestamp(s0) AS ws, k, {AGGS} FROM (SELECT *, {_floor(2 * S)} - "
+            f"j * {2 * S} AS s0 FROM t, range(2) r(j)) WHERE s0 + {3 * S} > {US} GROUP BY s0, k"),
+    "cumulate": (f"SELECT window_start AS ws, window_end AS we, {AGGS} FROM TABLE(CUMULATE("
+                 f"TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '3' SECOND)) "
+                 f"GROUP BY window_start, window_end",
+                 f"SELECT make_timestamp(s0) AS ws, make_timestamp(e0) AS we, {AGGS} FROM "
+                 f"(SELECT *, {_floor(3 * S)} AS s0, {_floor(S)} + {S} + j * {S} AS e0 FROM t, "
+                 f"range(3) r(j)) WHERE e0 <= s0 + {3 * S} GROUP BY s0, e0"),
+    "session": (f"SELECT window_start AS ws, window_end AS we, k, {AGGS} FROM TABLE(SESSION("
+                f"TABLE t PARTITION BY k, DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY "
+                f"window_start, window_end, k",
+                f"""SELECT make_timestamp(min(u)) AS ws, make_timestamp(max(u) + {S}) AS we, k,
+                    {AGGS} FROM (SELECT *, sum(nw) OVER (PARTITION BY k ORDER BY u, i ROWS
+                    UNBOUNDED PRECEDING) AS sid FROM (SELECT *, CASE WHEN u - lag(u) OVER
+                    (PARTITION BY k ORDER BY u, i) <= {S} THEN 0 ELSE 1 END AS nw FROM (SELECT
+                    *, {US} AS u, row_number() OVER () AS i FROM t))) GROUP BY k, sid"""),
+    "over": ("SELECT k, v, ts, sum(v) OVER (PARTITION BY k ORDER BY ts RANGE BETWEEN INTERVAL "
+             "'1' SECOND PRECEDING AND CURRENT ROW) AS s FROM t",
+             "SELECT k, v, ts, sum(v) OVER (PARTITION BY k ORDER BY ts RANGE BETWEEN INTERVAL "
+             "'1' SECOND PRECEDING AND CURRENT ROW) AS s FROM t"),
+    "top-n": ("SELECT ws, v, r FROM (SELECT window_start AS ws, v, RANK() OVER (PARTITION BY "
+              "window_start, window_end ORDER BY v DESC NULLS LAST) AS r FROM TABLE(TUMBLE("
+              "TABLE t, DESCRIPTOR(ts), INTERVAL '2' SECOND))) WHERE r <= 2",
+              f"SELECT ws, v, r FROM (SELECT make_timestamp({_floor(2 * S)}) AS ws, v, RANK() "
+              f"OVER (PARTITION BY {_floor(2 * S)} ORDER BY v DESC NULLS LAST) AS r FROM t) "
+              f"WHERE r <= 2"),
+}
+
+
+@st.composite
+def _arrivals(draw) -> list[int | None]:
+    """Event times in ms in arrival order: steps, duplicates, idle gaps, rows up to 3x the
+    500 ms delay behind the latest, and NULLs."""
+    now, out = 0, []
+    for _ in range(draw(st.integers(1, 40))):
+        now += draw(st.sampled_from([0, 0, 120, 450, 20_000]))
+        back = draw(st.sampled_from([0, 0, 0, 300, 800, 1500]))
+        out.append(None if draw(st.integers(0, 19)) == 0 else now - back)
+    return out
+
+
+def _not_late(table: pa.Table, delay_ms: int) -> pa.Table:
+    """The documented rule, row by row: late when below max(earlier times) - delay."""
+    mark, keep = None, []
+    for t in table.column("ts").cast(pa.int64()).to_pylist():
+        keep.append(t is not None and (mark is None or t >= mark))
+        if t is not None:
+            mark = max(mark or t - delay_ms * 1000, t - delay_ms * 1000)
+    return table.filter(pa.array(keep))
+
+
+@settings(max_examples=18, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(sorted(BY_RULE)), ms=_arrivals(), data=st.data())
+def test_late_rows_follow_the_documented_rule(tmp_path_factory, kind, ms, data):
+    n = len(ms)
+    keys = data.draw(st.lists(st.sampled_from([0, 1, 2, None]), min_size=n, max_size=n))
+    values = data.draw(st.lists(st.one_of(st.none(), st.integers(-5, 9)), min_size=n,
+                                max_size=n))
+    table = pa.table({"k": pa.array(keys, pa.int64()), "v": pa.array(values, pa.int64()),
+                      "ts": pa.array([None if m is None else BASE + m * 1000 for m in ms],
+                                     pa.timestamp("us", tz="UTC"))})
+    tmp = tmp_path_factory.mktemp("late")
+    (tmp / "in").mkdir()
+    pq.write_table(table, tmp / "in" / "a.parquet", row_group_size=1)
+    ours, theirs = BY_RULE[kind]
+    result = run_sql(_ddl(tmp / "in").replace("'1' SECOND", "'500' MILLISECOND") + f"""
+CREATE TABLE out WITH (connector = 'filesystem', path = '{tmp}/out', format = 'parquet');
+INSERT INTO out {ours};""", batch_rows=1)
+    on_time = _not_late(table, 500)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET threads = 1")   # row_number() OVER () in arrival order
+    con.register("t", on_time)
+    want = con.sql(theirs).to_arrow_table()
+    got = read_committed(tmp / "out")
+    assert normalized_rows(got) == normalized_rows(want, got.column_names if got else None)
+    assert result.late_rows == n - on_time.num_rows - table.column("ts").null_count
