@@ -257,3 +257,53 @@ INSERT INTO out {ours};""", batch_rows=1)
     got = read_committed(tmp / "out")
     assert normalized_rows(got) == normalized_rows(want, got.column_names if got else None)
     assert result.late_rows == n - on_time.num_rows - table.column("ts").null_count
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), kind=st.sampled_from(["", "LEFT"]), parallelism=st.integers(1, 3),
+       files=st.integers(1, 3), batch_rows=st.sampled_from([1, 5, 64]))
+def test_temporal_join_equals_duckdb_asof(tmp_path_factory, data, kind, parallelism, files,
+                                          batch_rows):
+    """Rows and versions out of order within the delay, NULL keys and NULL row times, the
+    versions' time not selected; versions of a key at distinct times (ties have no order)."""
+    tmp = tmp_path_factory.mktemp("temporal")
+    n = data.draw(st.integers(0, 60))
+    rows_ms = [data.draw(st.one_of(st.none(), st.integers(0, 20_000))) for _ in range(n)]
+    rows_ms = sorted(rows_ms, key=lambda m: -1 if m is None else m)
+    rows_ms = [None if m is None else m - data.draw(st.integers(0, 400)) for m in rows_ms]
+    m = data.draw(st.integers(0, 30))
+    versions = sorted(data.draw(st.lists(st.integers(-2_000, 20_000), min_size=m, max_size=m,
+                                         unique=True)))
+    # arrival out of order by < 400 ms, each time kept (a tie of two versions has no order)
+    late_by = [data.draw(st.integers(0, 400)) for _ in versions]
+    versions = [v for _, v in sorted(zip([v + d for v, d in zip(versions, late_by)],
+                                         versions))]
+    for name, ms in (("orders", rows_ms), ("rates", versions)):
+        table = pa.table({
+            "k": pa.array(data.draw(st.lists(st.sampled_from([0, 1, 2, None]),
+                                             min_size=len(ms), max_size=len(ms))), pa.int64()),
+            "v": pa.array(range(len(ms)), pa.int64()),
+            "ts": pa.array([None if x is None else BASE + x * 1000 for x in ms],
+                           pa.timestamp("us", tz="UTC"))})
+        (tmp / name).mkdir()
+        for f in range(files):
+            part = table.slice(f * len(ms) // files, (f + 1) * len(ms) // files
+                               - f * len(ms) // files)
+            pq.write_table(part, tmp / name / f"p{f}.parquet", row_group_size=batch_rows)
+    ddl = (f"CREATE TABLE orders (k BIGINT, v BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts - "
+           f"INTERVAL '500' MILLISECOND) WITH (connector = 'filesystem', "
+           f"path = '{tmp / 'orders'}');\n"
+           f"CREATE TABLE rates (k BIGINT, v BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts - "
+           f"INTERVAL '500' MILLISECOND, PRIMARY KEY (k) NOT ENFORCED) WITH (connector = "
+           f"'filesystem', path = '{tmp / 'rates'}');")
+    got = run_to_table(ddl, f"SELECT o.k, o.v, o.ts, r.v AS rate FROM orders o {kind} JOIN "
+                            f"rates FOR SYSTEM_TIME AS OF o.ts AS r ON o.k = r.k",
+                       tmp / "out", parallelism, batch_rows=batch_rows)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("orders", pq.read_table(tmp / "orders"))
+    con.register("rates", pq.read_table(tmp / "rates"))
+    want = con.sql(f"SELECT o.k, o.v, o.ts, r.v AS rate FROM orders o ASOF {kind} JOIN rates r "
+                   f"ON o.k = r.k AND o.ts >= r.ts").to_arrow_table()
+    assert normalized_rows(got) == normalized_rows(want, ["k", "v", "ts", "rate"])
