@@ -383,6 +383,26 @@ def test_a_bad_connect_timeout_is_refused_at_planning_with_its_line(tmp_path, co
     assert proc.stderr.startswith("caudal: error: line 2: bad connect_timeout 'soon'"), \
         proc.stderr
 
+
+@pytest.mark.parametrize("options, message", [
+    ("connector = 'mqtt', url = 'http://127.0.0.1:1883', topic = 'x'",
+     "url = 'http://127.0.0.1:1883' of table 't' (tcp://host:port"),
+    ("connector = 'mqtt', url = 'ssl://127.0.0.1:8883', topic = 'x'",
+     "url = 'ssl://127.0.0.1:8883' of table 't' (tcp://host:port"),
+    ("connector = 'redis', url = 'redis://127.0.0.1:6379/x', stream = 'x'",
+     "url = 'redis://127.0.0.1:6379/x' of table 't' (redis://host:port/db"),
+    ("connector = 'redis', url = 'http://127.0.0.1:6379/0', stream = 'x'",
+     "url = 'http://127.0.0.1:6379/0' of table 't' (redis://host:port/db")])
+def test_a_url_the_connector_would_misread_is_refused(tmp_path, options, message):
+    """An MQTT url of another scheme was read as tcp:// (ssl:// then spoke plain TCP), and a
+    Redis url whose database is not a number read database 0; both are refused at
+    planning."""
+    job = tmp_path / "job.sql"
+    job.write_text(f"CREATE TABLE t (a BIGINT) WITH ({options});\nSELECT a FROM t;")
+    proc = run_cli("run", str(job), timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"caudal: error: line 1: {message}"), proc.stderr
+
 def test_a_csv_quote_never_closed_does_not_swallow_the_rest_of_the_file(tmp_path):
     """Arrow's reader took every line after an unclosed quote into one field: 5 rows gone,
     no error, nothing counted."""

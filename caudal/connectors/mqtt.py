@@ -54,9 +54,11 @@ SINK_OPTIONS = {**COMMON, "retain": "true: the broker keeps each topic's last me
 
 def _address(table: TableSpec) -> tuple[str, int]:
     raw = table.options.get("url", DEFAULT_URL)
-    rest = raw.split("://", 1)[-1]
+    scheme, _, rest = raw.rpartition("://")
     host, _, port = rest.rpartition(":")
     try:
+        if scheme.lower() not in ("", "tcp", "mqtt"):   # (ssl:// would go out in plain TCP)
+            raise ValueError(scheme)
         return (host or rest), int(port or 1883)
     except ValueError:
         raise ConfigError(f"url = {raw!r} of table {table.name!r}", line=table.line,

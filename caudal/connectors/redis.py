@@ -76,7 +76,13 @@ FIELD = re.compile(r"\{([^{}]+)\}")
 
 
 def url(table: TableSpec) -> str:
-    return table.options.get("url", DEFAULT_URL)
+    """The server's url; one redis-py would misread is refused (it reads a database that is
+    not a number, ``redis://h:6379/x``, as database 0)."""
+    raw = table.options.get("url", DEFAULT_URL)
+    if not re.fullmatch(r"rediss?://[^/]*(/\d*)?|unix://.+", raw.split("?", 1)[0]):
+        raise ConfigError(f"url = {raw!r} of table {table.name!r}", line=table.line,
+                          hint="redis://host:port/db, e.g. " + DEFAULT_URL)
+    return raw
 
 
 def client(table: TableSpec, retry_commands: bool = True) -> Any:
@@ -113,6 +119,7 @@ class RedisSource(Source):
 
     @classmethod
     def validate(cls, table: TableSpec) -> None:
+        url(table)
         if table.options.get("key_format") and not table.options.get("stream"):
             return   # a lookup table (RedisLookup checks it)
         mx.require(table, "stream", "events")
@@ -317,6 +324,7 @@ class RedisSink(mx.MessageSink):
 
     @classmethod
     def validate(cls, table: TableSpec) -> None:
+        url(table)
         target = mx.choice(table, "target", TARGETS, "string")
         mx.require(table, "key_format", "bid:{auction}")
         if target == "hash":
@@ -458,6 +466,7 @@ class RedisLookup(LookupSource):
 
     @classmethod
     def validate(cls, table: TableSpec, keys: list[str]) -> None:
+        url(table)
         pattern = mx.require(table, "key_format", "bid:{auction}")
         columns = table.read_schema().names
         used = {name.lower() for is_col, name in KeyFormat(table, "key_format", pattern,
