@@ -3,8 +3,9 @@
 Each change becomes a message keyed by the table's PRIMARY KEY (a JSON object of the key
 columns): an insert or an update's new row is the row as JSON, a delete is a tombstone (a
 message with a null value), and an update's old row is not written (the new one replaces it
-under the same key). Messages of one key go to one partition, in order. Commit modes are the
-kafka sink's (exactly_once by default).
+under the same key) unless the new row has another key: then the old key gets a tombstone.
+Messages of one key go to one partition, in order. Commit modes are the kafka sink's
+(exactly_once by default).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from caudal.connectors import kafka_options as ko
 from caudal.connectors.kafka_sink import KafkaSink, split_lines
 from caudal.errors import ConfigError
 from caudal.formats import json as json_format
-from caudal.plan.changelog import DELETE, OP, UPDATE_BEFORE, ops_of
+from caudal.plan.changelog import DELETE, OP, UPDATE_AFTER, UPDATE_BEFORE, ops_of, rows_equal
 from caudal.plan.tables import TableSpec
 from caudal.types import conform_batch
 
@@ -59,10 +60,19 @@ class UpsertKafkaSink(KafkaSink):
         data = conform_batch(data, pa.schema([f for f in self.schema if f.name != OP]))
         written = ops != UPDATE_BEFORE
         if not written.all():
+            # an update's old row is left out when its new row has the same key (it replaces
+            # it); one whose key changed is a delete of its old key (a tombstone)
+            before = np.flatnonzero(~written)
+            after = np.minimum(before + 1, len(ops) - 1)
+            keys = [data.column(k) for k in self.keys]
+            moved = (ops[after] != UPDATE_AFTER) | (after == before) | ~rows_equal(
+                [c.take(pa.array(before)) for c in keys], [c.take(pa.array(after))
+                                                           for c in keys])
+            written[before[moved]] = True
             data = data.filter(pa.array(written))
             ops = ops[written]
         values = split_lines(json_format.encode(data, self.table.options, self.schema))
-        tombstone = pa.array(ops == DELETE)
+        tombstone = pa.array((ops == DELETE) | (ops == UPDATE_BEFORE))
         if pc.any(tombstone).as_py():
             values = pc.if_else(tombstone, pa.scalar(None, pa.binary()), values)
         return self._keys(data), values
