@@ -11,8 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.changelog_helpers import fold, run_changelog
-from tests.helpers import normalized_rows
+from tests.changelog_helpers import fold, read_changes, run_changelog
+from tests.conftest import run_cli
+from tests.helpers import normalized_rows, read_committed
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -84,4 +85,59 @@ def test_stateful_queries_on_ray_equal_the_embedded_runtime(ray_cluster, ddl, tm
     want = normalized_rows(fold(local) if "_op" in local.column_names else local)
     got = normalized_rows(fold(on_ray) if "_op" in on_ray.column_names else on_ray)
     assert len(want) > 0
+    assert got == want
+
+
+#: paced nexmark (~5 s), three stateful outputs in one job
+KILL_JOB = """
+CREATE TABLE bid WITH (connector = 'nexmark', table = 'bid', events = '12000',
+                       event_rate = '2500', event_time_field = 'date_time');
+CREATE TABLE top WITH (connector = 'filesystem', path = '{out}/top', format = 'parquet');
+CREATE TABLE over WITH (connector = 'filesystem', path = '{out}/over', format = 'parquet');
+CREATE TABLE per WITH (connector = 'filesystem', path = '{out}/per', format = 'debezium_json');
+INSERT INTO top SELECT * FROM (SELECT window_start, auction, price, RANK() OVER (PARTITION BY
+  window_start, window_end ORDER BY price DESC) AS r FROM TABLE(TUMBLE(TABLE bid,
+  DESCRIPTOR(date_time), INTERVAL '1' SECOND))) WHERE r <= 3;
+INSERT INTO over SELECT auction, bidder, price, sum(price) OVER (PARTITION BY auction ORDER BY
+  date_time ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS s FROM bid;
+INSERT INTO per SELECT auction % 10 AS g, count(DISTINCT bidder) AS b, max(price) AS m
+  FROM bid GROUP BY auction % 10;
+"""
+
+
+def _outputs(out) -> dict[str, list]:
+    from caudal.job import compile_sql
+
+    got = {n: normalized_rows(read_committed(out / n)) for n in ("top", "over")}
+    schema = compile_sql(KILL_JOB.format(out=out)).job.outputs[-1].plan.table.schema
+    got["per"] = normalized_rows(fold(read_changes(out / "per", schema)))
+    return got
+
+
+def test_worker_killed_under_window_rank_over_and_distinct(ray_cluster, tmp_path):
+    """A worker actor SIGKILLed after the first checkpoint of a job with a window top-N, an
+    OVER aggregate and an updating DISTINCT aggregate: the restarted job's committed output
+    equals an uninterrupted run on the embedded runtime."""
+    import os
+    import signal
+
+    from tests.runtime.test_ray_failures import _start, _wait_for_checkpoint, _worker_pids
+
+    ref = tmp_path / "ref"
+    (tmp_path / "ref.sql").write_text(KILL_JOB.format(out=ref).replace(
+        "event_rate = '2500'", "event_rate = '2500', pace = 'false'"))
+    done = run_cli("run", str(tmp_path / "ref.sql"), "-p", "2", timeout=240)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "out"
+    (tmp_path / "job.sql").write_text(KILL_JOB.format(out=out))
+    proc = _start(ray_cluster, tmp_path / "job.sql", tmp_path / "ck")
+    _wait_for_checkpoint(tmp_path / "ck", proc)
+    pids = _worker_pids()
+    assert pids
+    os.kill(pids[0], signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 0, stderr
+    assert "restarting from checkpoint" in stderr
+    want, got = _outputs(ref), _outputs(out)
+    assert all(want.values())
     assert got == want
