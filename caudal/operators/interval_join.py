@@ -34,7 +34,13 @@ from caudal.operators.base import Operator, OperatorContext
 from caudal.operators.join_index import KeyRows
 from caudal.operators.join_rows import JoinLayout
 from caudal.operators.join_side import JoinSide
-from caudal.operators.keyed_tables import batches_of, from_numpy, own_rows, tag_key_groups
+from caudal.operators.keyed_tables import (
+    as_array,
+    batches_of,
+    from_numpy,
+    own_rows,
+    tag_key_groups,
+)
 from caudal.plan.changelog import data_columns
 from caudal.plan.expressions import Expr
 from caudal.state.rescale import restored_watermark, watermark_table
@@ -51,13 +57,29 @@ _INDEX_FLOOR = 1 << 16
 def micros(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """A timestamp column as int64 µs, and which values are valid."""
     if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
+        column = as_array(column)
     t = column.type
     if pa.types.is_timestamp(t) and t.unit != "us":
         column = column.cast(pa.timestamp("us", t.tz))
+    if column.null_count == 0:   # (the usual case: the buffer as it is, no copies)
+        values = column.cast(pa.int64()).to_numpy(zero_copy_only=False)
+        return values.astype(np.int64, copy=False), np.ones(len(column), dtype=bool)
+    valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
     values = pc.fill_null(column.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
     return values.astype(np.int64, copy=False), valid
+
+
+class _Times:
+    """``micros`` of a batch's columns, each converted once (a column is often both the
+    late check's and the deadline's)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, rows: pa.Table, column: str) -> tuple[np.ndarray, np.ndarray]:
+        if column not in self.seen:
+            self.seen[column] = micros(rows.column(column))
+        return self.seen[column]
 
 
 class IntervalJoin(Operator):
@@ -94,20 +116,20 @@ class IntervalJoin(Operator):
 
     # ---- input ----------------------------------------------------------------------------
 
-    def _deadlines(self, s: int, rows: pa.Table) -> np.ndarray:
+    def _deadlines(self, s: int, rows: pa.Table, times: _Times) -> np.ndarray:
         """When each row stops being able to find a partner (``_NEVER``: it cannot)."""
         out = np.full(rows.num_rows, np.iinfo(np.int64).max, dtype=np.int64)
         for column, delta in self.retention[s]:
-            values, valid = micros(rows.column(column))
+            values, valid = times(rows, column)
             out = np.minimum(out, np.where(valid, values + delta, _NEVER))
         return out
 
-    def _late(self, s: int, rows: pa.Table) -> np.ndarray:
+    def _late(self, s: int, rows: pa.Table, times: _Times) -> np.ndarray:
         late = np.zeros(rows.num_rows, dtype=bool)
         if self.watermark == WATERMARK_MIN:
             return late
         for column, lateness in self.late_checks[s]:
-            values, valid = micros(rows.column(column))
+            values, valid = times(rows, column)
             late |= valid & (values < self.watermark - lateness)
         return late
 
@@ -115,10 +137,12 @@ class IntervalJoin(Operator):
         s, o = input, 1 - input
         side, other = self.sides[s], self.sides[o]
         rows = pa.Table.from_batches([data_columns(batch)]).select(self.schemas[s].names)
-        late = self._late(s, rows)
+        times = _Times()
+        late = self._late(s, rows, times)
         if late.any():
             self.ctx.metrics["late_rows"] += int(late.sum())
             rows = rows.filter(from_numpy(~late))
+            times = _Times()
         if rows.num_rows == 0:
             return ()
         out: list[pa.Table] = []
@@ -129,12 +153,12 @@ class IntervalJoin(Operator):
             if not alive.all():
                 pi, oi = pi[alive], oi[alive]
         if len(oi):
-            pi, oi, joined = self.layout.probed(s, rows, other.take(oi), pi, oi)
+            pi, oi, joined = self.layout.checked(s, rows, other.store.take, pi, oi)
             if len(pi):
                 out.append(self.layout.output(joined))
                 if self.preserved[o]:
                     other[_MATCHED][oi] = 1
-        deadline = self._deadlines(s, rows)
+        deadline = self._deadlines(s, rows, times)
         alive = deadline >= self.watermark
         if self.preserved[s]:
             matched = np.zeros(rows.num_rows, dtype=bool)

@@ -6,7 +6,7 @@ missing side of an outer row). All of it per batch, with index arrays, never per
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -116,6 +116,47 @@ class JoinLayout:
             return li, ri, joined
         return li[ok], ri[ok], pc.filter(joined, from_numpy(ok))
 
+    def _own_names(self, side: int, joined: Sequence[str]) -> list[str]:
+        """The columns of input ``side`` (its own names) whose joined names are ``joined``."""
+        schema = self.left_schema if side == 0 else self.right_schema
+        names = schema.names if side == 0 else self.right_names
+        wanted = set(joined)
+        return [own for own, name in zip(schema.names, names) if name in wanted]
+
+    def _side_table(self, side: int, columns: pa.Table) -> pa.Table:
+        """Columns of input ``side`` under their joined names."""
+        if side == 0:
+            return columns
+        rename = dict(zip(self.right_schema.names, self.right_names))
+        return columns.rename_columns([rename[n] for n in columns.column_names])
+
+    def checked(self, side: int, rows: pa.Table, stored: Callable[..., pa.Table],
+                pi: np.ndarray, oi: np.ndarray) -> tuple[np.ndarray, np.ndarray, pa.Table]:
+        """``probed`` taking the stored side's columns as they are needed: the residual's
+        columns of the candidate pairs first, then the output's columns of the pairs that
+        satisfy it (``stored(index, names)``: stored rows' columns). Columns are taken for
+        the pairs kept, never taken whole and filtered, and columns neither reads are not
+        taken at all. The joined rows hold the output's columns."""
+        o = 1 - side
+        read = self.residual.columns() if self.residual is not None else set()
+        if self._residual is not None and not read:   # (a condition of no column)
+            return self.probed(side, rows, stored(oi, None), pi, oi)
+        if read and len(pi):
+            parts = [take_or_null(rows.column(n), pi) for n in self._own_names(side, read)]
+            probe = pa.Table.from_arrays(parts, names=self._own_names(side, read))
+            joined = _beside(self._side_table(side, probe), self._side_table(
+                o, stored(oi, self._own_names(o, read))))
+            ok = self.accept(joined)
+            if not ok.all():
+                pi, oi = pi[ok], oi[ok]
+        out = self.output_schema.names
+        probe_names = self._own_names(side, out)
+        probe = pa.Table.from_arrays([take_or_null(rows.column(n), pi) for n in probe_names],
+                                     names=probe_names)
+        joined = _beside(self._side_table(side, probe),
+                         self._side_table(o, stored(oi, self._own_names(o, out))))
+        return pi, oi, joined
+
     def probed(self, side: int, rows: pa.Table, partners: pa.Table, pi: np.ndarray,
                oi: np.ndarray) -> tuple[np.ndarray, np.ndarray, pa.Table]:
         """``matching`` for a batch of input ``side`` probing the other side's store: the
@@ -149,6 +190,12 @@ class JoinLayout:
             empty = self.left_schema.empty_table()
             joined = self.pairs(empty, rows, np.full(n, -1, dtype=np.int64), np.arange(n))
         return self.output(joined)
+
+
+def _beside(a: pa.Table, b: pa.Table) -> pa.Table:
+    """Two tables of the same rows as one (their columns side by side)."""
+    return pa.Table.from_arrays([*a.columns, *b.columns],
+                                names=[*a.column_names, *b.column_names])
 
 
 def _in_order(index: np.ndarray, n: int) -> bool:
