@@ -1,5 +1,5 @@
 """From the outside: operators the other kill tests leave out -- LEFT and FULL joins with NULL
-keys, SELECT DISTINCT, a top-N per key, DISTINCT aggregates, session and hop windows -- in
+keys, a LEFT interval join, SELECT DISTINCT, a top-N per key, DISTINCT aggregates, session and hop windows -- in
 one job, SIGKILLed after checkpoints and resumed at another parallelism: the outputs equal
 DuckDB's batch answer (the session windows: a run never killed)."""
 
@@ -24,6 +24,8 @@ BASE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 QUERIES = {
     "left": "SELECT a.v, a.k, b.name FROM a LEFT JOIN b ON a.k = b.k",
     "full": "SELECT a.v, b.w, b.name FROM a FULL JOIN b ON a.k = b.k",
+    "interval": ("SELECT a.v, a.k, b.w FROM a LEFT JOIN b ON a.k = b.k AND b.ts BETWEEN "
+                 "a.ts - INTERVAL '40' MILLISECOND AND a.ts + INTERVAL '15' MILLISECOND"),
     "distinct": "SELECT DISTINCT s, k % 7 AS m FROM a",
     "aggs": ("SELECT k % 13 AS g, count(DISTINCT s) AS ds, sum(DISTINCT v % 10) AS sv, "
              "min(s) AS mn, max(s) AS mx, count(s) AS c FROM a GROUP BY k % 13"),
