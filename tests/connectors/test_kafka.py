@@ -239,21 +239,45 @@ def test_upsert_kafka_tombstone_for_delete(kafka, tmp_path):
     for c in changes:   # one partition keeps the changes in order
         producer.produce(src, json.dumps(c).encode(), partition=0)
     producer.flush(10)
-    sink = topic_name("upsert-del")
-    sql = f"""CREATE TABLE src (id BIGINT, n BIGINT) WITH (connector = 'kafka',
-    bootstrap_servers = '{kafka}', topic = '{src}', format = 'debezium_json',
-    'source.offset' = 'earliest', 'scan.bounded.mode' = 'latest-offset');
+    got = _upsert_kafka_of(kafka, tmp_path, f"""CREATE TABLE src (id BIGINT, n BIGINT) WITH (
+    connector = 'kafka', bootstrap_servers = '{kafka}', topic = '{src}',
+    format = 'debezium_json', 'source.offset' = 'earliest',
+    'scan.bounded.mode' = 'latest-offset');""")
+    ones = [v for k, v in got if k == 1]
+    assert ones == [1, None]   # inserted, then a tombstone
+    assert [v for k, v in got if k == 2] == [5]
+
+
+def _upsert_kafka_of(kafka: str, tmp_path: Path, source_ddl: str) -> list[tuple]:
+    """Runs ``src`` (id, n) into an upsert-kafka table; its (id, n or None) messages."""
+    sink = topic_name("upsert")
+    sql = source_ddl + f"""
 CREATE TABLE dst (id BIGINT, n BIGINT, PRIMARY KEY (id) NOT ENFORCED)
 WITH (connector = 'upsert-kafka', bootstrap_servers = '{kafka}', topic = '{sink}');
 INSERT INTO dst SELECT id, n FROM src;
 """
     result = run_cli("run", str(write_job(tmp_path, sql)))
     assert result.returncode == 0, result.stderr
-    got = [(json.loads(k)["id"], v and json.loads(v)["n"])
-           for k, v in committed_messages(kafka, sink)]
-    ones = [v for k, v in got if k == 1]
-    assert ones == [1, None]   # inserted, then a tombstone
-    assert [v for k, v in got if k == 2] == [5]
+    return [(json.loads(k)["id"], v and json.loads(v)["n"])
+            for k, v in committed_messages(kafka, sink)]
+
+
+def test_upsert_kafka_tombstones_the_old_key_of_an_update_that_moves_a_row(kafka, tmp_path):
+    """An update whose new row has another key (a CDC row whose id changed) must delete the
+    old key: its old row was dropped like that of an update in place, and the compacted
+    topic kept the row under its old key too."""
+    src = tmp_path / "changes.json"
+    src.write_text("".join(json.dumps(c) + "\n" for c in [
+        {"before": None, "after": {"id": 1, "n": 10}, "op": "c"},
+        {"before": None, "after": {"id": 5, "n": 50}, "op": "c"},
+        {"before": {"id": 1, "n": 10}, "after": {"id": 2, "n": 10}, "op": "u"},
+        {"before": {"id": 5, "n": 50}, "after": {"id": 5, "n": 51}, "op": "u"}]))
+    got = _upsert_kafka_of(kafka, tmp_path, f"""CREATE TABLE src (id BIGINT, n BIGINT,
+    PRIMARY KEY (id) NOT ENFORCED) WITH (connector = 'filesystem', path = '{src}',
+    format = 'debezium_json');""")
+    latest = dict(got)
+    assert {k: v for k, v in latest.items() if v is not None} == {2: 10, 5: 51}
+    assert [v for k, v in got if k == 5] == [50, 51]   # in place: no tombstone between
 
 
 @pytest.mark.parametrize("policy", ["fail", "drop"])
