@@ -262,11 +262,15 @@ class Caudal(RisingWave):
     class Generator(RisingWave.Generator):
         """Writes back what caudal's parser reads: cd.sql() and frames plan the regenerated
         text, so PostgreSQL's renderings that change meaning are undone (TRY_CAST written as
-        CAST failed on the first bad value; TINYINT written as SMALLINT changed the type)."""
+        CAST failed on the first bad value; TINYINT written as SMALLINT changed the type;
+        ROUND(x::DOUBLE, n) written as ROUND(CAST(… AS DECIMAL), n) rounded a DECIMAL and
+        failed on 1e300, NaN and inf)."""
 
         TRANSFORMS = {**RisingWave.Generator.TRANSFORMS, WindowTableFunction: _tvf_sql,
                       MetadataColumnConstraint: _metadata_sql,
-                      exp.TryCast: lambda self, e: self.cast_sql(e, safe_prefix="TRY_")}
+                      exp.TryCast: lambda self, e: self.cast_sql(e, safe_prefix="TRY_"),
+                      exp.Round: lambda self, e: self.func("ROUND", e.this,
+                                                           e.args.get("decimals"))}
         TYPE_MAPPING = {k: v for k, v in RisingWave.Generator.TYPE_MAPPING.items()
                         if k != exp.DataType.Type.TINYINT}
 
