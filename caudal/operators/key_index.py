@@ -353,18 +353,28 @@ class KeyIndex:
         found = np.take(self._direct, values - np.int64(self._base), mode="clip")
         return found if inside.all() else np.where(inside, found, _EMPTY)
 
-    def find_or_add(self, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """Each value's id, adding the keys not seen before (values may repeat); -1 for
-        NULL, which gets no id. Integer keys only."""
+    def find_or_add(self, column: pa.Array | pa.ChunkedArray | np.ndarray,
+                    distinct: bool = False) -> np.ndarray:
+        """Each value's id, adding the keys not seen before (values may repeat, unless the
+        caller knows them ``distinct``: no sort to find the new ones' distinct values); -1
+        for NULL, which gets no id. Integer keys only (an int64 NumPy array: no NULLs)."""
         assert self.integer
-        values, nulls = self._values(column)
+        values, nulls = (column, None) if isinstance(column, np.ndarray) else \
+            self._values(column)
         plain = None if nulls is None else np.flatnonzero(~nulls)
         if plain is not None:
             values = values[plain]
         found = self._stored_ids(values)
         new = found == _EMPTY
         if new.any():
-            added, where = np.unique(values[new], return_inverse=True)
+            fresh = values[new]
+            if distinct:
+                added, where = fresh, np.arange(len(fresh))
+            elif self._direct is not None and len(self._direct) and \
+                    fresh.min() >= self._base and fresh.max() < self._base + len(self._direct):
+                added, where = self._distinct_direct(fresh)
+            else:
+                added, where = np.unique(fresh, return_inverse=True)
             ids = self.size + np.arange(len(added), dtype=np.int64)
             if self._direct is not None:
                 self._fits_direct(added, self.size + len(added))
@@ -377,6 +387,23 @@ class KeyIndex:
         out = np.full(len(nulls), _EMPTY, dtype=np.int64)
         out[plain] = found
         return out
+
+    def _distinct_direct(self, fresh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``np.unique(fresh, return_inverse=True)`` (ids in another order) for values not
+        stored, inside the direct table, without a sort: each writes its (negative) mark
+        into its empty slot, the one whose mark stayed stands for the value (``_place``'s
+        way), then the slots are emptied again."""
+        direct = self._direct
+        assert direct is not None
+        at = fresh - np.int64(self._base)
+        mark = -2 - np.arange(len(fresh), dtype=np.int64)
+        direct[at] = mark
+        stands = direct[at]
+        first = np.flatnonzero(stands == mark)
+        direct[at] = _EMPTY
+        number = np.empty(len(fresh), dtype=np.int64)
+        number[first] = np.arange(len(first))
+        return fresh[first], number[-2 - stands]
 
     @classmethod
     def build(cls, names: Sequence[str], keys: pa.Table, reserve: int = 0) -> KeyIndex:

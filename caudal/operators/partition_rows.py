@@ -244,10 +244,11 @@ class PartitionRows:
             self.dead += len(index)
 
     def put(self, rows: pa.Table, values: pa.Table, seq: np.ndarray, h: np.ndarray,
-            emitted: np.ndarray) -> None:
-        """Store rows (data columns) with the values emitted for them."""
+            emitted: np.ndarray) -> np.ndarray | None:
+        """Store rows (data columns) with the values emitted for them; when that dropped
+        the dead rows, the mask of the rows kept (row numbers then change)."""
         if rows.num_rows == 0:
-            return
+            return None
         arrays = [rows.column(f.name) for f in self.data_schema]
         arrays += [values.column(f.name) for f in self.value_schema]
         self.store.append(pa.table(dict(zip(self.schema.names, arrays))))
@@ -255,9 +256,9 @@ class PartitionRows:
         self.seq.extend(seq)
         self.alive.extend(np.ones(len(seq), dtype=bool))
         self.emitted.extend(emitted)
-        self._compact()
+        return self._compact()
 
-    def _compact(self) -> None:
+    def _compact(self) -> np.ndarray | None:
         if self.dead > max(self.size, 4096):
             keep = self.alive.values
             self.changes.keep(keep)
@@ -266,6 +267,8 @@ class PartitionRows:
                 column.reset(column.values[keep])
             self.alive.reset(np.ones(self.store.num_rows, dtype=bool))
             self.dead = 0
+            return keep
+        return None
 
     # ---- a flush --------------------------------------------------------------------------
 

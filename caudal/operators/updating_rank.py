@@ -43,6 +43,7 @@ from caudal.operators.partition_rows import (
     sort_partitions,
 )
 from caudal.operators.periodic_flush import PeriodicFlush
+from caudal.operators.top_one import TopOne, accepts
 
 FUNCTIONS = ("row_number", "rank", "dense_rank")
 #: rows waiting for a flush before they are cut to the top N among themselves
@@ -107,6 +108,11 @@ class UpdatingRank(PeriodicFlush, Operator):
         self.state = PartitionRows(input_schema, self.partition,
                                    [pa.field(self.rank_name, pa.int64())], updating_input)
         self._reduce_at = _REDUCE_ROWS
+        #: a top-1 of integer-like keys over an append-only input (a deduplication): slots
+        #: that persist across flushes instead of a sort of the touched partitions
+        self.top_one = TopOne(self.partition, self.order, self.state, self.rank_name) \
+            if function == "row_number" and self.limit == 1 and not updating_input and \
+            accepts(self.partition, self.order, self.state.data_schema) else None
 
     def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:
         if batch.num_rows == 0:
@@ -114,6 +120,8 @@ class UpdatingRank(PeriodicFlush, Operator):
         self.state.add(batch)
         if self._flush_due():
             return self.flush()
+        if self.top_one is not None:
+            return self.flush() if self.state.pending_rows >= _FLUSH_ROWS else ()
         if not self.updating_input and self.state.pending_rows >= self._reduce_at:
             self._reduce_pending()
             if self.state.pending_rows >= _FLUSH_ROWS:  # many partitions: flush early
@@ -141,6 +149,8 @@ class UpdatingRank(PeriodicFlush, Operator):
         """Rank the touched partitions again and emit what changed."""
         self._schedule_flush()
         self._reduce_at = _REDUCE_ROWS
+        if self.top_one is not None:
+            return self._flush_top_one()
         touched = self.state.take_touched(self.ctx.metrics)
         if touched is None:
             return []
@@ -158,6 +168,24 @@ class UpdatingRank(PeriodicFlush, Operator):
         self.state.put(rows.filter(mask), ranks.filter(mask), touched.seq[keep],
                        touched.h[keep], new_emitted[keep])
         return self._emit(touched, gid, rank)
+
+    def _flush_top_one(self) -> list[pa.RecordBatch]:
+        """The waiting rows into the slots; a replaced row's change is one update of its
+        partition (rank 1 before and after), a partition's first row an insert."""
+        state = self.state
+        if not state.pending:
+            return []
+        pending = pa.concat_tables(state.pending) if len(state.pending) > 1 \
+            else state.pending[0]
+        state.pending, state.pending_rows = [], 0
+        left, replacing, fresh = self.top_one.merge(pending)
+        return changelog(self.output_schema, [], [self._first(left)],
+                         [self._first(replacing)], [self._first(fresh)])
+
+    def _first(self, rows: pa.Table) -> pa.Table:
+        """Output rows of rank 1."""
+        return images(rows, pa.table({self.rank_name: pa.array(
+            np.ones(rows.num_rows, dtype=np.int64))}), self.output_schema)
 
     def _emit(self, t: Touched, gid: np.ndarray, rank: np.ndarray) -> list[pa.RecordBatch]:
         old_rank = np.where(t.old_emitted, t.old.column(0).fill_null(0).to_numpy(
@@ -247,6 +275,8 @@ class UpdatingRank(PeriodicFlush, Operator):
 
     def restore(self, state: dict[str, Any]) -> None:
         self.state.restore(state, self.ctx)
+        if self.top_one is not None:
+            self.top_one.rebuild()
 
     def state_rows(self) -> int:
         return self.state.size + self.state.pending_rows
