@@ -1,7 +1,8 @@
 """From the outside: operators the other kill tests leave out -- LEFT and FULL joins with NULL
-keys, a LEFT interval join, SELECT DISTINCT, a top-N per key, DISTINCT aggregates, session and hop windows -- in
-one job, SIGKILLed after checkpoints and resumed at another parallelism: the outputs equal
-DuckDB's batch answer (the session windows: a run never killed)."""
+keys, a LEFT interval join, SELECT DISTINCT, a top-N per key, a deduplication, DISTINCT
+aggregates, session and hop windows -- in one job, SIGKILLed after checkpoints and resumed at
+another parallelism: the outputs equal DuckDB's batch answer (the session windows: a run
+never killed)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ QUERIES = {
              "min(s) AS mn, max(s) AS mx, count(s) AS c FROM a GROUP BY k % 13"),
     "topn": ("SELECT g, v, rn FROM (SELECT k % 5 AS g, v, ROW_NUMBER() OVER (PARTITION BY "
              "k % 5 ORDER BY v DESC) AS rn FROM a WHERE s IS NOT NULL) WHERE rn <= 3"),
+    # a deduplication (operators.top_one): the latest row per (k, v % 3), NULL k included
+    "dedup": ("SELECT k, v, s FROM (SELECT k, v, s, ROW_NUMBER() OVER (PARTITION BY k, v % 3 "
+              "ORDER BY ts DESC NULLS LAST, v DESC) AS rn FROM a) WHERE rn = 1"),
 }
 WINDOWS = {
     "hop": ("SELECT window_start, k % 4 AS g, count(*) AS n, count(DISTINCT s) AS ds, "

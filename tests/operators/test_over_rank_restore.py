@@ -87,9 +87,9 @@ def _run(factory, batches, split: int | None, old_p: int, new_p: int) -> pa.Tabl
     return fold(table) if OP in table.column_names else table
 
 
-def _rank(function: str, rank_used: bool, updating: bool, flush_us: int):
+def _rank(function: str, rank_used: bool, updating: bool, flush_us: int, limit: int = 3):
     out = SCHEMA.append(pa.field("__rank", pa.int64()))
-    return lambda: UpdatingRank(["k"], [("v", True, False)], function, 3, SCHEMA, out,
+    return lambda: UpdatingRank(["k"], [("v", True, False)], function, limit, SCHEMA, out,
                                 rank_used=rank_used, updating_input=updating,
                                 flush_us=flush_us)
 
@@ -112,6 +112,9 @@ def _updating_over(frame: Frame, flush_us: int):
 CASES = {
     "top-n, rank emitted": (_rank("row_number", True, False, 0), False),
     "top-n, rows waiting for a flush": (_rank("row_number", False, False, NEVER), False),
+    # a deduplication: operators.top_one's slots, rebuilt from the restored rows
+    "top-1": (_rank("row_number", False, False, 0, limit=1), False),
+    "top-1, rows waiting for a flush": (_rank("row_number", True, False, NEVER, limit=1), False),
     "rank over a changelog": (_rank("rank", True, True, 0), True),
     "dense rank over a changelog, waiting": (_rank("dense_rank", True, True, NEVER), True),
     "over rows 2": (_over(Frame("rows", 2)), False),
