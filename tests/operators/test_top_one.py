@@ -6,9 +6,6 @@ DuckDB's answer at parallelism 1 and 2 (what ties leave undetermined is not comp
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import duckdb
 import numpy as np
 import pyarrow as pa
