@@ -52,19 +52,46 @@ class _Slots:
     key is first a *group* (an int64, equal for the rows of one partition, from the
     columns' ids alone) and only the group of each partition's best row is given a slot."""
 
-    def __init__(self, partition: list[str], schema: pa.Schema):
+    def __init__(self, partition: list[str], schema: pa.Schema, raw: bool = True):
         self.partition = list(partition)
         self.columns = [KeyIndex([c], schema) for c in partition]
         pair = pa.schema([pa.field("_pair", pa.int64())])
         self.pairs = [KeyIndex(["_pair"], pair) for _ in partition[1:]]
+        #: two columns whose values all fit in 32 bits are packed by value (no lookup per
+        #: column); the first value outside turns this off for good (``TopOne.rebuild``)
+        self.raw = raw and len(self.partition) == 2
+
+    def _codes(self, table: pa.Table) -> list[np.ndarray] | None:
+        """Each partition column as codes below 2^32 (0 for NULL, the value + 2^31
+        otherwise); None when a value does not fit."""
+        out = []
+        for name in self.partition:
+            values, nulls = KeyIndex._values(table.column(name))
+            if len(values) and (int(values.min()) <= -(1 << 31) or
+                                int(values.max()) >= (1 << 31)):
+                return None
+            codes = values + (1 << 31)
+            if nulls is not None:
+                codes[nulls] = 0
+            out.append(codes)
+        return out
+
+    def fits(self, table: pa.Table) -> bool:
+        """Whether the rows can be packed by value (``raw``)."""
+        return self._codes(table) is not None
 
     def groups(self, table: pa.Table) -> tuple[np.ndarray, list[np.ndarray]]:
         """Each row's group, and the small integers it is made of (sorting by them sorts
         by group): one id per column (0 for NULL, a partition value of its own), the
-        columns before the last two folded into one id per row through ``pairs``."""
+        columns before the last two folded into one id per row through ``pairs``; or,
+        ``raw``, the two columns' codes."""
         if not self.partition:
             zero = np.zeros(table.num_rows, dtype=np.int64)
             return zero, [zero]
+        if self.raw:
+            codes = self._codes(table)
+            assert codes is not None   # (``fits`` was asked first)
+            return (codes[0] << 32) | codes[1], codes
         ids = [index.find_or_add(table.column(name)) + 1
                for index, name in zip(self.columns, self.partition)]
         if any(index.size >= _HALF for index in self.columns):
@@ -187,8 +214,8 @@ class TopOne:
         self.rank_name = rank_name
         self._reset()
 
-    def _reset(self) -> None:
-        self.slots = _Slots(self.partition, self.state.data_schema)
+    def _reset(self, raw: bool = True) -> None:
+        self.slots = _Slots(self.partition, self.state.data_schema, raw)
         self.row = np.zeros(0, dtype=np.int64)                    # slot -> store row, -1
         self.parts = [np.zeros(0, dtype=np.uint64) for _ in range(2 * len(self.order))]
 
@@ -209,6 +236,8 @@ class TopOne:
         order), and the rows of slots that had none (data columns)."""
         state = self.state
         data = pending.select(state.data_schema.names)
+        if self.slots.raw and not self.slots.fits(data):
+            self.rebuild(raw=False)   # the stored rows' slots by column ids from now on
         group, small = self.slots.groups(data)
         parts, varying = order_parts(data, self.order)
         cand = best_of_groups(group, small, varying)
@@ -256,19 +285,18 @@ class TopOne:
         used = self.row >= 0
         self.row[used] = below[self.row[used]]
 
-    def rebuild(self) -> None:
-        """The slots of the stored rows (after a restore). A partition holding more than one
-        row keeps its best (none should)."""
-        self._reset()
+    def rebuild(self, raw: bool = True) -> None:
+        """The slots of the stored rows (after a restore, or to stop packing keys by
+        value). A partition holding more than one row keeps its best (none should)."""
         state = self.state
-        n = state.store.num_rows
-        if n == 0:
-            return
         living = np.flatnonzero(state.alive.values)
         rows = state.store.take(living, state.data_schema.names)
         by_seq = np.argsort(state.seq.values[living], kind="stable")
         rows = rows.take(pa.array(by_seq))
         living = living[by_seq]
+        self._reset(raw and _Slots(self.partition, state.data_schema).fits(rows))
+        if not len(living):
+            return
         group, small = self.slots.groups(rows)
         parts, varying = order_parts(rows, self.order)
         best = best_of_groups(group, small, varying)

@@ -28,15 +28,18 @@ _value = st.one_of(st.none(), st.integers(-3, 3))
 _row = st.tuples(_value, _value, st.one_of(st.none(), st.integers(-2, 2)), st.integers(0, 9))
 
 
-def _batch(rows: list[tuple]) -> pa.RecordBatch:
+def _batch(rows: list[tuple], far: bool = False) -> pa.RecordBatch:
+    shift = 1 << 40 if far else 0   # keys past 32 bits: no longer packed by value
     return pa.record_batch([
-        pa.array([r[0] for r in rows], pa.int64()),
+        pa.array([None if r[0] is None else r[0] + shift * (r[0] % 2) for r in rows],
+                 pa.int64()),
         pa.array([r[1] for r in rows], pa.int32()),
         pa.array([None if r[2] is None else r[2] * 1000 for r in rows], pa.timestamp("us")),
         pa.array([f"x{r[3]}" if r[3] else None for r in rows], pa.string())], schema=SCHEMA)
 
 
-def _changes(partition, order, rank_used, batches, fast: bool) -> list[list[tuple]]:
+def _changes(partition, order, rank_used, batches, fast: bool, far: int = -1
+             ) -> list[list[tuple]]:
     out = SCHEMA.append(pa.field("__rank", pa.int64()))
     op = UpdatingRank(partition, order, "row_number", 1, SCHEMA, out, rank_used=rank_used,
                       flush_us=10**12)
@@ -45,8 +48,8 @@ def _changes(partition, order, rank_used, batches, fast: bool) -> list[list[tupl
         op.top_one = None
     op.open(OperatorContext())
     flushes = []
-    for rows, flush in batches:
-        op.process(_batch(rows))
+    for i, (rows, flush) in enumerate(batches):
+        op.process(_batch(rows, far=i >= far >= 0))
         if flush:
             emitted = op.flush()
             flushes.append(normalized_rows(pa.Table.from_batches(emitted))
@@ -61,14 +64,14 @@ def _changes(partition, order, rank_used, batches, fast: bool) -> list[list[tupl
                         min_size=1, max_size=8),
        partition=st.sampled_from([["a"], ["a", "b"], ["b", "a"], []]),
        desc=st.booleans(), nulls_first=st.booleans(), second=st.booleans(),
-       rank_used=st.booleans())
+       rank_used=st.booleans(), far=st.sampled_from([-1, -1, 0, 1, 3]))
 def test_slots_emit_what_the_general_path_emits(batches, partition, desc, nulls_first, second,
-                                                rank_used):
+                                                rank_used, far):
     order = [("t", desc, nulls_first)]
     if second:   # a second ORDER BY column (the other key, ascending)
         order.append(("b" if partition != ["b", "a"] else "a", False, not nulls_first))
-    fast = _changes(partition, order, rank_used, batches, True)
-    general = _changes(partition, order, rank_used, batches, False)
+    fast = _changes(partition, order, rank_used, batches, True, far)
+    general = _changes(partition, order, rank_used, batches, False, far)
     assert fast == general
 
 
@@ -142,3 +145,38 @@ def test_dedup_folds_to_duckdb(tmp_path, parallelism, direction):
         expected = con.sql(duck_query or query).to_arrow_table()
         assert normalized_rows(got) == normalized_rows(expected)
         assert OP not in got.column_names
+
+
+def test_keys_past_32_bits_stop_packing_and_restore():
+    """Two key columns are packed by value while they fit in 32 bits; a key past that
+    re-keys the stored rows by column ids, and a restore of such rows starts that way."""
+    out = SCHEMA.append(pa.field("__rank", pa.int64()))
+    rng = np.random.default_rng(2)
+
+    def batch(far: bool) -> pa.RecordBatch:
+        rows = [(int(a), int(b), int(t), 1) for a, b, t in
+                zip(rng.integers(0, 30, 200), rng.integers(0, 3, 200), rng.integers(0, 99, 200))]
+        return _batch(rows, far)
+
+    batches = [batch(False), batch(False), batch(True), batch(False), batch(True)]
+
+    def run(cut: int | None) -> list[tuple]:
+        def start():
+            op = UpdatingRank(["a", "b"], [("t", True, False)], "row_number", 1, SCHEMA, out,
+                              flush_us=0)
+            op.open(OperatorContext())
+            return op
+        op, emitted = start(), []
+        for i, b in enumerate(batches):
+            if i == cut:
+                snap = op.snapshot(1)
+                op = start()
+                op.restore(snap)
+                assert op.top_one.slots.raw == (i < 3)
+            emitted += op.process(b)
+            assert op.top_one.slots.raw == (i < 2)
+        emitted += op.on_end()
+        return normalized_rows(fold(pa.Table.from_batches(emitted)))
+
+    whole = run(None)
+    assert whole == run(2) == run(3) == run(4)
