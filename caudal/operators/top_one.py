@@ -9,18 +9,20 @@ five or more keys; before that it sorts the waiting rows once or twice more to c
 the top N among themselves. For q18 those sorts were ~60% of the job's CPU. A top-1 needs
 none of it:
 
-* each partition has one slot: a persistent ``KeyIndex`` per partition column gives each
-  value a dense id, and several columns' ids are packed two 32-bit halves at a time into one
-  int64 indexed again, so a key costs integer lookups, never a hash of rows or a scan of
-  the state;
+* each partition has one slot: two partition columns whose values fit in 32 bits are
+  packed by value into one int64, otherwise a persistent ``KeyIndex`` per column gives each
+  value a dense id and the ids are packed two 32-bit halves at a time; the packed key of
+  each partition's best row is looked up in one more ``KeyIndex``. A key costs integer
+  lookups, never a hash of rows or a scan of the state;
 * the ORDER BY values (integer-like columns: integers, timestamps, dates) become unsigned
   integers that sort in ranking order, with a 0/1 part per column for where NULLs go; the
-  waiting rows are reduced to the best row per slot (ties: the earlier row, as everywhere in
-  caudal's top-N) by one sort of one packed uint64 (slot, keys, position) when the bits fit,
-  else a NumPy ``lexsort``;
-* each slot keeps its row's position in the PartitionRows store and its ORDER BY parts, so
-  the candidate of a slot is compared with the stored row in one vectorized step; a stored
-  row wins ties (it came first).
+  waiting rows are grouped by partition by one sort of one packed uint64 (the key's
+  components and the position; a stable argsort when they do not fit in 64 bits) and each
+  group's best row (ties: the earlier row, as everywhere in caudal's top-N) found by
+  segmented minima, not a sort;
+* each slot keeps its row's position in the PartitionRows store (4 bytes), so the candidate
+  of a slot that has a row is compared with it in one vectorized step (the stored rows'
+  ORDER BY values read from the store); a stored row wins ties (it came first).
 
 The rows live in the same ``PartitionRows`` as the general path's (rank 1, emitted), so
 snapshots, incremental checkpoints and restores (also at another parallelism) are unchanged;
@@ -216,19 +218,21 @@ class TopOne:
 
     def _reset(self, raw: bool = True) -> None:
         self.slots = _Slots(self.partition, self.state.data_schema, raw)
-        self.row = np.zeros(0, dtype=np.int64)                    # slot -> store row, -1
-        self.parts = [np.zeros(0, dtype=np.uint64) for _ in range(2 * len(self.order))]
+        #: slot -> its row in the store (-1: none yet); int32: 4 bytes a partition
+        self.row = np.zeros(0, dtype=np.int32)
 
     def _room(self, size: int) -> None:
         if size > len(self.row):
             grown = max(size, 2 * len(self.row), 1024)
-            row = np.full(grown, -1, dtype=np.int64)
+            row = np.full(grown, -1, dtype=np.int32)
             row[:len(self.row)] = self.row
             self.row = row
-            for i, p in enumerate(self.parts):
-                q = np.zeros(grown, dtype=np.uint64)
-                q[:len(p)] = p
-                self.parts[i] = q
+
+    def _stored_parts(self, rows: np.ndarray) -> list[np.ndarray]:
+        """The ORDER BY parts of stored rows (read from the store: only the partitions a
+        flush's rows already had pay for it, and no slot keeps a copy)."""
+        names = [c for c, _, _ in self.order]
+        return order_parts(self.state.store.take(rows, names), self.order)[0]
 
     def merge(self, pending: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
         """Fold waiting rows (data columns and ``_seq``) into the state. Returns the rows
@@ -243,13 +247,13 @@ class TopOne:
         cand = best_of_groups(group, small, varying)
         cslot = self.slots.slots(group[cand])
         self._room(int(cslot.max()) + 1 if len(cslot) else 0)
-        old = self.row[cslot]
+        old = self.row[cslot].astype(np.int64)
         had = old >= 0
         better = ~had
         at = np.flatnonzero(had)
         if len(at):
             better[at] = _less([p[cand[at]] for p in parts],
-                               [p[cslot[at]] for p in self.parts])
+                               self._stored_parts(old[at]))
         win, wslot, replaced = cand[better], cslot[better], old[better]
         if len(win) == 0:
             empty = data.slice(0, 0)
@@ -270,9 +274,9 @@ class TopOne:
         ranks = pa.table({self.rank_name: pa.array(np.ones(len(win), dtype=np.int64))})
         kept = state.put(rows, ranks, seq, partition_hash(rows, self.partition),
                          np.ones(len(win), dtype=bool))
+        if base + len(win) >= (1 << 31):
+            raise OverflowError("top-1: more than 2^31 rows kept by one subtask")
         self.row[wslot] = base + np.arange(len(win))
-        for mine, theirs in zip(self.parts, parts):
-            mine[wslot] = theirs[win]
         if kept is not None:
             self._renumber(kept)
         if not len(gone):
@@ -298,7 +302,7 @@ class TopOne:
         if not len(living):
             return
         group, small = self.slots.groups(rows)
-        parts, varying = order_parts(rows, self.order)
+        _, varying = order_parts(rows, self.order)
         best = best_of_groups(group, small, varying)
         slot = self.slots.slots(group[best])
         extra = np.ones(len(living), dtype=bool)
@@ -307,5 +311,3 @@ class TopOne:
             state._kill(living[extra])
         self._room(int(slot.max()) + 1)
         self.row[slot] = living[best]
-        for mine, theirs in zip(self.parts, parts):
-            mine[slot] = theirs[best]
