@@ -17,6 +17,11 @@ with the rank emitted before. Only net changes leave the operator:
 * ``RANK`` / ``DENSE_RANK`` with the rank selected: per row, an update pair when its rank
   changed.
 
+A top-1 of ROW_NUMBER over an append-only input with integer-like partition and ORDER BY
+columns (a deduplication, Nexmark q18) does not rank partitions again: operators.top_one
+keeps one slot per partition across flushes and compares each partition's best waiting row
+with its stored one; the changes it emits are the ones this path would.
+
 State: over an append-only input, rows outside the top N are dropped at once (a rank only
 grows as rows arrive), so a partition keeps at most N rows (more only with RANK ties). Over a
 changelog every row is kept, since a retraction can bring a lower row back into the top N.
