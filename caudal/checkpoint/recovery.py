@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +50,7 @@ from caudal.checkpoint.manifest import (
     write_job_file,
 )
 from caudal.checkpoint.storage import TEMP_MARK, CheckpointStorage
-from caudal.operators.registry import unfolded_states
+from caudal.operators.registry import own_key_group_states, unfolded_states
 from caudal.operators.sink import SINK_TABLE
 from caudal.plan.physical import PhysicalGraph
 from caudal.state.incremental import fold_chain, unfold_chain
@@ -375,7 +375,8 @@ def _payloads(manifest: Manifest, graph: PhysicalGraph, tables: dict[str, Any],
             if same:
                 ops = old_ops[i]
             else:
-                ops = _rescaled(old_ops, i, v.parallelism, manifest.max_key_groups)
+                ops = _rescaled(old_ops, i, v.parallelism, manifest.max_key_groups,
+                                [own_key_group_states(op.kind) for op in v.operators])
             payload: dict[str, Any] = {"operators": ops, "epoch": manifest.epoch}
             if offsets is not None:
                 payload["offsets"] = dict(offsets)
@@ -410,9 +411,11 @@ def _unfolded_bases(manifest: Manifest, graph: PhysicalGraph) -> set[str]:
 
 
 def _rescaled(old_ops: list[list[dict[str, Any]]], subtask: int, parallelism: int,
-              max_key_groups: int) -> list[dict[str, Any]]:
+              max_key_groups: int, own: Sequence[frozenset[str]] = ()
+              ) -> list[dict[str, Any]]:
     """One new subtask's operator states from all old subtasks': tables concatenated and cut
-    to its key groups; other values as the list of the old subtasks' values."""
+    to its key groups (those operator ``o`` cuts itself, ``own[o]``, only concatenated);
+    other values as the list of the old subtasks' values."""
     groups = key_groups_of(subtask, parallelism, max_key_groups)
     # keyed tables are read from the old subtasks whose key groups overlap this one's only
     overlap = set(old_subtasks_for(subtask, parallelism, len(old_ops), max_key_groups))
@@ -434,7 +437,10 @@ def _rescaled(old_ops: list[list[dict[str, Any]]], subtask: int, parallelism: in
                     values = [ops[o][name] for s, ops in enumerate(old_ops)
                               if s in overlap and o < len(ops) and name in ops[o]] or \
                         [values[0].slice(0, 0)]
-                merged[name] = concat_states([keep_key_groups(t, groups) for t in values])
+                cut = o < len(own) and name in own[o] and \
+                    all(KEY_GROUP in t.column_names for t in values)
+                merged[name] = concat_states(
+                    values if cut else [keep_key_groups(t, groups) for t in values])
             else:
                 merged[name] = values
         out.append(merged)

@@ -46,6 +46,11 @@ class Operator:
     #: whole table and the merged deltas after it, not yet folded) when the parallelism
     #: is unchanged: an operator that applies a delta in place skips a copy of its state
     unfolded: frozenset[str] = frozenset()
+    #: names of keyed state tables ``restore`` cuts to its own key groups itself when the
+    #: parallelism changed (the old subtasks' tables concatenated, ``_key_group`` kept):
+    #: one that copies the rows into a store of its own copies only its rows, once, where
+    #: cutting them first copied every column of them
+    own_key_groups: frozenset[str] = frozenset()
 
     def open(self, ctx: OperatorContext) -> None:
         self.ctx = ctx

@@ -48,7 +48,7 @@ _CHUNK_ROWS = 1 << 16
 #: of its dictionary (or ``_CHUNK_ROWS``, or ``_PENDING_BYTES`` of values), whichever is
 #: more rows (bytes: first): building the lookup's set costs about ten probes per value
 _PENDING_PER_VALUE = 16
-_PENDING_BYTES = 32 << 20
+_PENDING_BYTES = 16 << 20
 
 
 def _fixed_dtype(t: pa.DataType) -> np.dtype | None:
@@ -82,6 +82,18 @@ def _value_bytes(a: pa.Array | pa.ChunkedArray) -> int:
                                     count=c.offset + len(c) + 1)
             total += int(offsets[-1]) - int(offsets[c.offset])
     return total
+
+
+def _chunk_masks(column: pa.ChunkedArray, keep: np.ndarray | None
+                 ) -> list[np.ndarray | None]:
+    """``keep`` (a mask over a column's rows, or None) cut to each of its chunks."""
+    if keep is None:
+        return [None] * column.num_chunks
+    out, start = [], 0
+    for c in column.chunks:
+        out.append(keep[start:start + len(c)])
+        start += len(c)
+    return out
 
 
 def _one_array(a: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -193,10 +205,15 @@ class _Fixed:
             return stored
         return stored.astype(np.int64) + np.int64(self.base or 0)
 
-    def append(self, a: pa.Array) -> None:
+    def append(self, a: pa.Array, keep: np.ndarray | None = None) -> None:
+        """The values of ``a`` (those where ``keep`` is True): gathered straight from its
+        buffer, never a filtered copy of the Arrow array first."""
         n0 = self.data.n
         valid = pc.is_valid(a).to_numpy(zero_copy_only=False) if a.null_count else None
         values = self._numpy(a)
+        if keep is not None:
+            values = values[keep]
+            valid = valid[keep] if valid is not None else None
         if self.narrow and len(values):
             values = self._fitted(values, valid)  # may replace self.data
             # the differences written straight into the buffer, in range: no wrap-around
@@ -210,7 +227,7 @@ class _Fixed:
                 self.valid.extend(np.ones(n0, dtype=bool))
             self.valid.extend(valid)
         elif self.valid is not None:
-            self.valid.extend(np.ones(len(a), dtype=bool))
+            self.valid.extend(np.ones(len(values), dtype=bool))
 
     def reserve(self, chunks: Sequence[pa.Array]) -> None:
         """Before appending ``chunks``: the buffers sized for all of them at once, and
@@ -431,22 +448,27 @@ class _Dictionary:
                                                 pc.filter(local, pa.array(new))])
         return mapping
 
-    def extend_encoded(self, column: pa.ChunkedArray) -> None:
+    def extend_encoded(self, column: pa.ChunkedArray,
+                       keep: Sequence[np.ndarray | None] | None = None) -> None:
         """``append`` of every chunk of a dictionary column (a restored snapshot's: each
         Parquet row group has a dictionary of its own, mostly equal to the one before) at
         once: each run of chunks with equal dictionaries looked up in this column's once
         (comparing a dictionary with the previous one is a memcmp; hashing it, as unifying
         the chunks' dictionaries does, cost most of a restore), each chunk's codes mapped
         through that into a buffer grown once; the plain size counted from the codes (a
-        ``bincount``, where ``append`` hashes every row)."""
+        ``bincount``, where ``append`` hashes every row). ``keep``: per chunk, the rows
+        to take (None: all)."""
         self._flush()
-        chunks = [c for c in column.chunks if len(c)]
-        self.codes.reserve(sum(len(c) for c in chunks))
+        masks = keep if keep is not None else [None] * column.num_chunks
+        chunks = [(c, m) for c, m in zip(column.chunks, masks)
+                  if len(c) and (m is None or m.any())]
+        sizes = [len(c) if m is None else int(np.count_nonzero(m)) for c, m in chunks]
+        self.codes.reserve(sum(sizes))
         local: pa.Array | None = None
         mapping = used = np.zeros(0, dtype=np.int64)
-        for c in chunks:
-            out = self.codes.grow(len(c))
-            self.plain_bytes += 4 * len(c)
+        for (c, m), size in zip(chunks, sizes):
+            out = self.codes.grow(size)
+            self.plain_bytes += 4 * size
             if c.null_count == len(c):
                 out[:] = -1
                 continue
@@ -459,12 +481,16 @@ class _Dictionary:
             indices = c.indices
             if indices.null_count:
                 local_codes = pc.fill_null(indices, -1).to_numpy(zero_copy_only=False)
+                if m is not None:
+                    local_codes = local_codes[m]
                 valid = local_codes >= 0
                 np.copyto(out, np.where(valid, mapping[np.maximum(local_codes, 0)], -1),
                           casting="unsafe")
                 used += np.bincount(local_codes[valid], minlength=len(local))
             else:
                 local_codes = indices.to_numpy(zero_copy_only=False)
+                if m is not None:
+                    local_codes = local_codes[m]
                 np.take(mapping, local_codes, out=out)
                 used += np.bincount(local_codes, minlength=len(local))
         self._count_plain(local, used)
@@ -608,30 +634,36 @@ class CompactRows:
                 self.columns[i] = column.plain()
         self.num_rows += rows.num_rows
 
-    def extend(self, rows: pa.Table) -> None:
+    def extend(self, rows: pa.Table, keep: np.ndarray | None = None) -> None:
         """``append`` of a table of many chunks (a restored snapshot, a chain's files folded)
         a column at a time, without combining its chunks: NumPy buffers grown once to their
         final size (and narrowed once), a dictionary column's chunks mapped into the
         store's dictionary through one unified dictionary. The store then holds what
-        appending the chunks one by one gives (a narrowed column's base may differ)."""
-        if rows.num_rows == 0:
+        appending the chunks one by one gives (a narrowed column's base may differ).
+        ``keep``: only the rows where it is True (a restore at another parallelism keeps its
+        key groups' rows), taken from the chunks as they are, not from a filtered copy."""
+        if rows.num_rows == 0 or (keep is not None and not keep.any()):
             return
         for i, f in enumerate(self.schema):
             column = self.columns[i]
             chunked = rows.column(f.name)
+            masks = _chunk_masks(chunked, keep)
             if isinstance(column, _Dictionary) and pa.types.is_dictionary(chunked.type) \
                     and chunked.type.value_type.equals(f.type):
-                column.extend_encoded(chunked)
+                column.extend_encoded(chunked, masks)
             else:
-                chunks = [c if c.type.equals(f.type) else pc.cast(c, f.type)
-                          for c in chunked.chunks if len(c)]
+                chunks = [(c if c.type.equals(f.type) else pc.cast(c, f.type), m)
+                          for c, m in zip(chunked.chunks, masks) if len(c)]
                 if isinstance(column, _Fixed):
-                    column.reserve(chunks)
-                for c in chunks:
-                    column.append(c)
+                    column.reserve([c for c, _ in chunks])
+                    for c, m in chunks:
+                        column.append(c, m)
+                else:
+                    for c, m in chunks:
+                        column.append(c if m is None else pc.filter(c, pa.array(m)))
             if isinstance(column, _Dictionary) and not column.pays():
                 self.columns[i] = column.plain()
-        self.num_rows += rows.num_rows
+        self.num_rows += rows.num_rows if keep is None else int(np.count_nonzero(keep))
 
     def take(self, index: np.ndarray, names: Sequence[str] | None = None) -> pa.Table:
         """Rows ``index`` (NULLs where ``index < 0``) of the columns ``names`` (all)."""

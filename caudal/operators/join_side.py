@@ -141,27 +141,30 @@ class JoinSide:
             self.size, lambda index: self.store.snapshot(index=index), self.values, tag,
             nbytes=self.store.nbytes + sum(v.nbytes for v in self.values.values()))
 
-    def load(self, table: pa.Table | None) -> None:
-        """The state of a snapshot's table; a counter it lacks (one this join did not keep
-        when it was taken) starts at its value for a new row."""
+    def load(self, table: pa.Table | None, keep: np.ndarray | None = None) -> None:
+        """The state of a snapshot's table (its rows where ``keep`` is True: a restore at
+        another parallelism); a counter it lacks (one this join did not keep when it was
+        taken) starts at its value for a new row."""
         self.store = self._store()
         self.values = {n: np.zeros(0, dtype=np.int64) for n in self.kept}
         self._frame = None
         if self.index is not None:
             self.index = KeyRows(self.keys, self.schema)
         self.changes = RowChanges()   # (a snapshot's row ids are not kept: numbered anew)
-        if table is None or table.num_rows == 0:
+        if table is None or table.num_rows == 0 or (keep is not None and not keep.any()):
             return
         # a column at a time, its chunks (a folded chain is a few tables' chunks with
         # dictionaries of their own) copied into buffers sized once: no copy of the whole
         # table into one chunk first, no buffer doubled as it grows
-        self.store.extend(table.select(self.schema.names))
+        self.store.extend(table.select(self.schema.names), keep)
         for name in self.values:
             if name in table.column_names:
                 chunks = [c.to_numpy(zero_copy_only=False) for c in table.column(name).chunks]
                 value = np.concatenate(chunks).astype(np.int64, copy=False) if chunks else \
                     np.zeros(0, dtype=np.int64)
+                if keep is not None:
+                    value = value[keep]
             else:
-                value = np.full(table.num_rows, self.kept[name], dtype=np.int64)
+                value = np.full(self.store.num_rows, self.kept[name], dtype=np.int64)
             self.values[name] = value   # (new memory: concatenate copies, full allocates)
 

@@ -24,6 +24,7 @@ from caudal.state.key_groups import hash_columns, key_group
 from caudal.state.rescale import (
     KEY_GROUP,
     keep_key_groups,
+    key_group_mask,
     key_group_range,
     restored_watermark,
     watermark_table,
@@ -86,6 +87,24 @@ def own_rows(table: pa.Table | None, keys: Sequence[str], ctx: Any,
     if KEY_GROUP in table.column_names:
         table = table.drop_columns([KEY_GROUP])
     return table.combine_chunks() if combine else table
+
+
+def own_rows_mask(table: pa.Table | None, keys: Sequence[str], ctx: Any
+                  ) -> tuple[pa.Table | None, np.ndarray | None]:
+    """``own_rows`` without its copy, for a caller that copies the rows into a store of its
+    own anyway: the table without ``_key_group`` and which of its rows this subtask owns
+    (None: all)."""
+    if table is None:
+        return None, None
+    mask = None
+    if not keys:
+        if ctx.subtask != 0:
+            table = table.slice(0, 0)
+    else:
+        mask = key_group_mask(table, key_group_range(ctx))
+    if KEY_GROUP in table.column_names:
+        table = table.drop_columns([KEY_GROUP])
+    return table, mask
 
 
 def conform_table(table: pa.Table, schema: pa.Schema) -> pa.Table:

@@ -54,3 +54,9 @@ def unfolded_states(kind: str) -> frozenset[str]:
     """The state tables an operator of ``kind`` restores from an unfolded chain
     (``Operator.unfolded``)."""
     return getattr(_factory(kind), "unfolded", frozenset())
+
+
+def own_key_group_states(kind: str) -> frozenset[str]:
+    """The keyed state tables an operator of ``kind`` cuts to its key groups itself on a
+    restore at another parallelism (``Operator.own_key_groups``)."""
+    return getattr(_factory(kind), "own_key_groups", frozenset())

@@ -46,7 +46,7 @@ from caudal.operators.keyed_tables import (
     batches_of,
     lookup,
     net_rows,
-    own_rows,
+    own_rows_mask,
     tag_key_groups,
 )
 from caudal.plan.changelog import OP, OP_TYPE, data_columns, weights
@@ -61,6 +61,9 @@ class UpdatingJoin(Operator):
     """Input 0 is the left side, input 1 the right (``_op`` on changelog inputs)."""
 
     accepts_merged_batches = True
+    #: at another parallelism each side takes its key groups' rows from the old subtasks'
+    #: tables as it copies them into its store (JoinSide.load)
+    own_key_groups = frozenset({"left", "right"})
 
     def __init__(self, kind: str, left_schema: pa.Schema, right_schema: pa.Schema,
                  left_keys: list[str], right_keys: list[str], right_rename: dict[str, str],
@@ -234,7 +237,7 @@ class UpdatingJoin(Operator):
 
     def restore(self, state: dict[str, Any]) -> None:
         for name, side in zip(("left", "right"), self.sides):
-            side.load(own_rows(state.get(name), side.keys, self.ctx, combine=False))
+            side.load(*own_rows_mask(state.get(name), side.keys, self.ctx))
 
     def state_rows(self) -> int:
         return sum(s.size for s in self.sides)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from caudal import compute as pc
@@ -48,15 +49,23 @@ def subtask_of(key_group: int, parallelism: int, max_key_groups: int) -> int:
 def keep_key_groups(table: pa.Table, groups: range) -> pa.Table:
     """The rows of a keyed state table whose ``_key_group`` is in ``groups``. A table without
     the column is returned unchanged (unkeyed state is not split)."""
+    mask = key_group_mask(table, groups)
+    return table if mask is None else table.filter(pa.array(mask))
+
+
+def key_group_mask(table: pa.Table, groups: range) -> np.ndarray | None:
+    """Which rows of a keyed state table have their ``_key_group`` in ``groups``; None when
+    all do (or the table has no such column)."""
     if KEY_GROUP not in table.column_names or table.num_rows == 0:
-        return table
+        return None
     col = table.column(KEY_GROUP)
     lo = pc.greater_equal(col, pa.scalar(groups.start, col.type))
     hi = pc.less(col, pa.scalar(groups.stop, col.type))
     mask = pc.and_(lo, hi)
     if pc.all(mask).as_py():
-        return table
-    return table.filter(mask)
+        return None
+    return np.concatenate([c.to_numpy(zero_copy_only=False) for c in mask.chunks]) \
+        if isinstance(mask, pa.ChunkedArray) else mask.to_numpy(zero_copy_only=False)
 
 
 def concat_states(tables: Sequence[pa.Table]) -> pa.Table:

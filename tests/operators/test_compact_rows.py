@@ -224,3 +224,21 @@ def test_text_appended_between_reads_is_looked_up_many_batches_at_once(tiny_prob
 def pc_dictionary_encode(values: pa.Array) -> pa.Array:
     """A dictionary array of the values (one appended as it comes from a snapshot)."""
     return pa.compute.dictionary_encode(values)
+
+
+@settings(max_examples=40, deadline=None)
+@given(chunks=st.lists(st.lists(_ROW, max_size=8), max_size=4), encode=st.booleans(),
+       seed=st.integers(0, 1000))
+def test_extend_of_some_rows_equals_extend_of_them_filtered(chunks, encode, seed):
+    """A restore at another parallelism copies only its key groups' rows from the chunks
+    (``extend(rows, keep)``): what a filtered copy of them extended gives."""
+    table = _chunked(chunks, encode)
+    keep = np.random.default_rng(seed).random(table.num_rows) < 0.5
+    store = CompactRows(SCHEMA)
+    store.append(_table(chunks[0][:2]) if chunks else SCHEMA.empty_table())
+    before = store.table()
+    store.extend(table, keep)
+    expected = pa.concat_tables([before, table.filter(pa.array(keep, pa.bool_()))
+                                 .cast(SCHEMA)])
+    assert store.num_rows == expected.num_rows
+    assert store.table().equals(expected)
