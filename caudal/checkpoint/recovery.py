@@ -437,10 +437,10 @@ def _rescaled(old_ops: list[list[dict[str, Any]]], subtask: int, parallelism: in
                     values = [ops[o][name] for s, ops in enumerate(old_ops)
                               if s in overlap and o < len(ops) and name in ops[o]] or \
                         [values[0].slice(0, 0)]
-                cut = o < len(own) and name in own[o] and \
+                itself = o < len(own) and name in own[o] and \
                     all(KEY_GROUP in t.column_names for t in values)
                 merged[name] = concat_states(
-                    values if cut else [keep_key_groups(t, groups) for t in values])
+                    values if itself else [keep_key_groups(t, groups) for t in values])
             else:
                 merged[name] = values
         out.append(merged)

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 from caudal.state.key_groups import hash_columns, key_group
 from caudal.state.rescale import (
     KEY_GROUP,
-    keep_key_groups,
     key_group_mask,
     key_group_range,
     restored_watermark,
@@ -77,15 +76,11 @@ def own_rows(table: pa.Table | None, keys: Sequence[str], ctx: Any,
     """The rows of a restored state table this subtask owns, without ``_key_group``, in one
     chunk per column unless ``combine`` is False (a caller that copies the columns anyway).
     Unkeyed state belongs to subtask 0."""
+    table, mask = own_rows_mask(table, keys, ctx)
     if table is None:
         return None
-    if not keys:
-        if ctx.subtask != 0:
-            table = table.slice(0, 0)
-    else:
-        table = keep_key_groups(table, key_group_range(ctx))
-    if KEY_GROUP in table.column_names:
-        table = table.drop_columns([KEY_GROUP])
+    if mask is not None:
+        table = table.filter(pa.array(mask))
     return table.combine_chunks() if combine else table
 
 
