@@ -130,6 +130,17 @@ def connect(table: TableSpec) -> psycopg.Connection:
         hint="check the connection options and that the server is up")
 
 
+
+def server_error(error: psycopg.Error, where: str) -> RuntimeFailure:
+    """What the server refused, as one line: ``where`` (the table), then the server's message
+    and context, without psycopg's class name."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    hint = None
+    if getattr(error, "sqlstate", None) == "55000" and "prepared transactions" in text:
+        hint = ("the exactly-once sink prepares its transactions: ALTER SYSTEM SET "
+                "max_prepared_transactions = 64, then restart PostgreSQL")
+    return RuntimeFailure(f"{where}: {text}", hint=hint)
+
 # ---- names and columns ------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -25,9 +25,12 @@ rolls back the rest; a prepared transaction that is gone is checked against
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import psycopg
 import pyarrow as pa
 from psycopg import sql
 
@@ -88,6 +91,20 @@ def _describe(schema: pa.Schema) -> str:
 
 def _describe_pg(columns: dict[str, pg_client.PgColumn]) -> str:
     return "(" + ", ".join(f"{c.name} {c.type}" for c in columns.values()) + ")"
+
+
+def _server_errors_named(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A sink method whose PostgreSQL errors name the table and the sink in one line."""
+    @functools.wraps(method)
+    def named(self: PostgresSink, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except psycopg.Error as e:
+            target = getattr(self, "target", None)
+            where = f"PostgreSQL table {target.text if target else '?'} (sink " \
+                    f"{self.table.name!r})"
+            raise pg_client.server_error(e, where) from e
+    return named
 
 
 class PostgresSink(Sink):
@@ -167,6 +184,7 @@ class PostgresSink(Sink):
 
     # ---- writing ---------------------------------------------------------------------------
 
+    @_server_errors_named
     def open(self, schema: pa.Schema, restored: dict[str, Any] | None = None) -> None:
         super().open(schema, restored)
         self.mode = _mode(self.table)
@@ -238,6 +256,7 @@ class PostgresSink(Sink):
             self._seq = self.conn.execute(sql.SQL("SELECT coalesce(max(_seq), 0) FROM {}")
                                           .format(self.stage.sql)).fetchone()[0]
 
+    @_server_errors_named
     def write(self, batch: pa.RecordBatch) -> None:
         if not self._started:
             self._start()
@@ -330,6 +349,7 @@ class PostgresSink(Sink):
             except Exception:  # noqa: BLE001 - the transaction is rolled back anyway
                 pass
 
+    @_server_errors_named
     def pre_commit(self, epoch: int) -> dict[str, Any]:
         """Prepare the epoch's transaction (if it wrote anything); the state lists every
         prepared transaction not committed yet."""
@@ -355,6 +375,7 @@ class PostgresSink(Sink):
             self.commit(due)
         return state
 
+    @_server_errors_named
     def commit(self, epoch: int) -> None:
         """COMMIT PREPARED the transactions of ``epoch`` and earlier, then (upsert) apply
         what they staged. Idempotent: a transaction already committed is found in
@@ -423,6 +444,7 @@ class PostgresSink(Sink):
             self.conn.execute(sql.SQL("DELETE FROM {} WHERE _seq <= %s").format(
                 self.stage.sql), (chunks[-1],))
 
+    @_server_errors_named
     def abort(self, epoch: int) -> None:
         """Roll back the epoch's prepared transaction, if there is one (also on an instance
         that never saw the epoch: the id is derived from the writer and the epoch). While
@@ -448,6 +470,7 @@ class PostgresSink(Sink):
             for gid in pg_client.prepared(conn, f"caudal-{table_token(table)}-"):
                 conn.execute(sql.SQL("ROLLBACK PREPARED {}").format(sql.Literal(gid)))
 
+    @_server_errors_named
     def close(self) -> None:
         conn = getattr(self, "conn", None)
         if conn is None:

@@ -937,6 +937,17 @@ def test_a_failed_cdc_source_lets_its_restart_take_the_slot(pg, cdc, tmp_path):
         second.stderr
 
 
+def _insert_into_new_table(pg, tmp_path: Path, target: str, columns: str,
+                           select: str) -> subprocess.CompletedProcess:
+    """``INSERT INTO`` a PostgreSQL table created with ``columns``, by `caudal run`."""
+    pg.execute(f"CREATE TABLE {target} ({columns})")
+    script = tmp_path / "job.sql"
+    script.write_text(
+        f"CREATE TABLE out WITH (connector = 'postgres', {CONNECTION}, table = '{target}');\n"
+        f"INSERT INTO out SELECT {select};\n")
+    return run_cli("run", str(script), "--max-restarts", "0", cwd=tmp_path)
+
+
 @pytest.mark.parametrize("column, value, fits", [
     ("numeric(10, 1)", "CAST(123.45 AS DECIMAL(10, 2))", False),   # was 123.5
     ("numeric(5, 2)", "CAST(123.45 AS DECIMAL(10, 2))", False),
@@ -955,12 +966,7 @@ def test_a_column_that_would_round_the_values_is_refused(pg, tmp_path, column, v
     (123.45 into numeric(10, 1) is 123.5, 10:00:00.75 into timestamp(0) 10:00:01): such a
     column does not hold the query's values without loss, and is refused at planning."""
     target = f"{pg.prefix}_round"
-    pg.execute(f"CREATE TABLE {target} (v {column})")
-    script = tmp_path / "job.sql"
-    script.write_text(
-        f"CREATE TABLE out WITH (connector = 'postgres', {CONNECTION}, table = '{target}');\n"
-        f"INSERT INTO out SELECT {value} AS v;\n")
-    result = run_cli("run", str(script), cwd=tmp_path)
+    result = _insert_into_new_table(pg, tmp_path, target, f"v {column}", f"{value} AS v")
     if fits:
         assert result.returncode == 0, result.stderr
         assert pg.execute(f"SELECT count(*) FROM {target}").fetchone()[0] == 1
@@ -969,3 +975,19 @@ def test_a_column_that_would_round_the_values_is_refused(pg, tmp_path, column, v
         err = result.stderr.strip()
         assert len(err.splitlines()) == 1 and f"public.{target} does not fit" in err, err
         assert pg.execute(f"SELECT count(*) FROM {target}").fetchone()[0] == 0
+
+
+def test_an_error_of_the_server_is_one_line_naming_the_table_not_psycopg(pg, tmp_path):
+    """What the server refuses while the sink writes (a value too long for varchar(3)) is
+    one line naming the PostgreSQL table and the sink, with the server's words and context
+    (it read 'StringDataRightTruncation: value too long …', psycopg's class first)."""
+    target = f"{pg.prefix}_short"
+    result = _insert_into_new_table(pg, tmp_path, target, "k bigint, name varchar(3)",
+                                    "CAST(1 AS BIGINT) AS k, 'abcdef' AS name")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "StringDataRightTruncation" not in lines[0], lines[0]
+    assert f"PostgreSQL table public.{target} (sink 'out'): value too long for type " \
+           f"character varying(3)" in lines[0], lines[0]
+    assert "column name" in lines[0], lines[0]
