@@ -1,4 +1,5 @@
-"""Durations as users write them: ``500ms``, ``10s``, ``1m``, ``2h``, ``1d`` (and plain seconds)."""
+"""Durations as users write them: ``500ms``, ``10s``, ``1m``, ``2h``, ``1d`` (and plain seconds),
+or with Flink's unit names (``1 min``, ``30 sec``, ``2 hours``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,16 @@ _UNITS_US = {
     "us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000,
     "d": 86_400_000_000,
 }
-_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)?\s*$")
+#: Flink's spellings of the units (TimeUtils: '1 min', '30 sec', '2 hours', '10 millis')
+_ALIASES = {
+    **{a: "us" for a in ("µs", "micro", "micros", "microsecond", "microseconds")},
+    **{a: "ms" for a in ("milli", "millis", "millisecond", "milliseconds")},
+    **{a: "s" for a in ("sec", "secs", "second", "seconds")},
+    **{a: "m" for a in ("min", "mins", "minute", "minutes")},
+    **{a: "h" for a in ("hour", "hours")},
+    **{a: "d" for a in ("day", "days")},
+}
+_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zµ]+)?\s*$")
 
 
 def parse_duration_us(text: str | int | float, what: str = "duration") -> int:
@@ -18,11 +28,11 @@ def parse_duration_us(text: str | int | float, what: str = "duration") -> int:
     if isinstance(text, (int, float)):
         return int(text * 1_000_000)
     match = _PATTERN.match(str(text).lower())
-    if not match:
+    unit = match and _ALIASES.get(match.group(2) or "s", match.group(2) or "s")
+    if not match or unit not in _UNITS_US:
         raise ConfigError(
             f"bad {what} {text!r}", hint="write a number with a unit: 500ms, 10s, 1m, 2h, 1d")
-    value, unit = match.groups()
-    return int(float(value) * _UNITS_US[unit or "s"])
+    return int(float(match.group(1)) * _UNITS_US[unit])
 
 
 def parse_duration_s(text: str | int | float, what: str = "duration") -> float:
