@@ -398,10 +398,17 @@ def cmd_run(args) -> int:
         try:
             result = runtime.run()
         except KeyboardInterrupt:
-            # (with --checkpoint-dir the supervisor takes a savepoint instead, and returns)
-            print("\ncaudal: stopped by Ctrl-C; without --checkpoint-dir there is nothing to "
-                  "resume from, and files a sink had not committed are left out (with one, "
-                  "Ctrl-C takes a savepoint and the same command resumes)", file=sys.stderr)
+            # (with --checkpoint-dir the supervisor takes a savepoint instead, and returns;
+            # a second Ctrl-C while it does ends here)
+            if args.checkpoint_dir:
+                print("\ncaudal: stopped at once by a second Ctrl-C, before the savepoint "
+                      "completed; the same command resumes from the newest complete "
+                      f"checkpoint in {args.checkpoint_dir}", file=sys.stderr)
+            else:
+                print("\ncaudal: stopped by Ctrl-C; without --checkpoint-dir there is nothing "
+                      "to resume from, and files a sink had not committed are left out (with "
+                      "one, Ctrl-C takes a savepoint and the same command resumes)",
+                      file=sys.stderr)
             return 130
     rate = result.rows_in / result.elapsed_s if result.elapsed_s > 0 else 0.0
     summary = (f"caudal: {result.rows_in:,} rows in, {result.rows_out:,} rows out in "

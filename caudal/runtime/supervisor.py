@@ -12,7 +12,9 @@ threads or Ray actors; ``attach`` is how the CLI turns a runtime into a checkpoi
   (bad SQL, bad data under ``bad_data = 'fail'``, bad options) are not retried: they would
   fail again the same way.
 - Ctrl-C or SIGTERM takes a savepoint (a checkpoint whose barrier also stops the sources),
-  commits the sinks and returns normally; a second signal stops at once.
+  commits the sinks and returns normally; a second Ctrl-C stops at once. A repeated SIGTERM
+  is the same request: the parent-death signal of a killed ``caudal serve`` comes once per
+  thread of the server as each ends, and a service manager and the server both send one.
 - SIGUSR1 takes a checkpoint now, without waiting for the interval (and goes on).
 """
 
@@ -265,6 +267,8 @@ class CheckpointedRuntime(Runtime):
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if self._stopping:
+            if signum == signal.SIGTERM:
+                return  # the same request again (the module's docstring says who repeats it)
             raise KeyboardInterrupt
         self.log("stopping: taking a savepoint (press Ctrl-C again to stop at once)")
         self.stop(savepoint=True)

@@ -321,3 +321,37 @@ def test_fresh_refused_by_a_sink_keeps_the_checkpoints(tmp_path):
     assert _completed(ck) == epochs
     again = run_cli("run", str(job), "--checkpoint-dir", str(ck), cwd=tmp_path)
     assert again.returncode == 0 and "already finished" in again.stderr, again.stderr
+
+
+def test_a_repeated_sigterm_still_ends_with_the_savepoint(tmp_path):
+    """SIGTERM twice (the parent-death signal of a killed ``caudal serve`` comes once per
+    thread of the server as each ends; systemd and the server both signal on a stop) took
+    the second as "stop at once": no savepoint, exit 130 and a message saying there was no
+    --checkpoint-dir. A repeated SIGTERM is the same request; only a second Ctrl-C stops at
+    once, and says from which checkpoint the next run resumes."""
+    out, ck = tmp_path / "out", tmp_path / "ck"
+    job = tmp_path / "job.sql"
+    job.write_text(_script(STATELESS, out, rate=20_000))
+    proc = _start("run", str(job), "--checkpoint-dir", str(ck), "--checkpoint-interval",
+                  "300ms", cwd=tmp_path)
+    _wait_epochs(ck, 1, proc)
+    for _ in range(5):
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+        time.sleep(0.003)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "stopped with savepoint" in err and "stopped by Ctrl-C" not in err
+
+    proc = _start("run", str(job), "--checkpoint-dir", str(ck), "--checkpoint-interval",
+                  "300ms", cwd=tmp_path)
+    _wait_epochs(ck, len(_completed(ck)) + 1, proc)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    last = err.strip().splitlines()[-1]
+    assert proc.returncode in (0, 130), err   # the savepoint may finish before the second
+    if proc.returncode == 130:
+        assert "without --checkpoint-dir" not in last and "resume" in last, err
+    assert "Traceback" not in err
