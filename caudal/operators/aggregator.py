@@ -176,12 +176,14 @@ class Aggregator:
             out[f"{column}_{func}"] = pc.cast(from_numpy(acc[used]), col.type)
         return pa.table(out)
 
-    def dense_partials(self, keys: list[str], input_schema: pa.Schema
-                       ) -> DensePartials | None:
+    def dense_partials(self, keys: list[str], input_schema: pa.Schema,
+                       companions: bool = False) -> DensePartials | None:
         """A ``DensePartials`` for these kernels grouped by ``keys``, or None where it does
-        not apply (see there)."""
-        if len(keys) != 1 or keys[0] not in input_schema.names or \
-                not _dense_integer(input_schema.field(keys[0]).type):
+        not apply (see there). With ``companions``, keys after the first (integers too) may
+        come along as its companions."""
+        if not keys or (len(keys) > 1 and not companions) or any(
+                k not in input_schema.names or not _dense_integer(input_schema.field(k).type)
+                for k in keys):
             return None
         for k in self.kernels:
             if k.call.filter is not None:
@@ -189,9 +191,9 @@ class Aggregator:
             if isinstance(k, (CountStar, Count)):   # Count: of an argument without NULLs
                 continue
             if not (isinstance(k, Simple) and k.call.func in ("min", "max")
-                    and _dense_integer(k.arg_type)):
+                    and (_dense_integer(k.arg_type) or pa.types.is_timestamp(k.arg_type))):
                 return None
-        return DensePartials(self, keys[0], input_schema)
+        return DensePartials(self, keys[0], input_schema, keys[1:])
 
     def partial(self, table: pa.Table, keys: list[str]) -> pa.Table:
         """``table`` holds the keys and the columns of ``prepare``."""
@@ -219,7 +221,8 @@ _DENSE_MIN_SLOTS = 1 << 16
 
 
 class DensePartials:
-    """The partial states of count(*), count, min and max over integers grouped by one
+    """The partial states of count(*), count, min and max over integers (and min and max of
+    timestamps, int64 inside) grouped by one
     integer key, accumulated across batches in NumPy arrays indexed by ``key - base``:
     adding a batch is a ``bincount`` over the batch's key range added into a slice and one
     ``maximum.at``/``minimum.at`` per min/max, with no Arrow table per batch and no merge
@@ -228,11 +231,22 @@ class DensePartials:
     arrays cover the keys seen since the last ``take``, which stay dense while keys are
     ids (auctions, persons); ``add`` refuses a batch with NULLs in the key or an argument,
     or whose keys would spread the range too wide (the caller takes what was added and
-    falls back to the general path)."""
+    falls back to the general path).
 
-    def __init__(self, aggregator: Aggregator, key: str, input_schema: pa.Schema):
+    ``companions``: further integer GROUP BY columns that come along with the key, as an
+    auction's category with its id (``GROUP BY A.id, A.category``): each slot holds the one
+    value of each companion its rows had. A batch in which a key comes with a companion
+    value other than the one its slot holds (or two) is refused, so a slot is always one
+    group, never two merged."""
+
+    def __init__(self, aggregator: Aggregator, key: str, input_schema: pa.Schema,
+                 companions: Sequence[str] = ()):
         self.key = key
         self.key_type = input_schema.field(key).type
+        self.group = [key, *companions]
+        #: each companion's value per slot (meaningful where the slot's count is not 0)
+        self.companions = {c: (input_schema.field(c).type, np.zeros(0, dtype=np.int64))
+                           for c in companions}
         #: (kernel, the name of its partial result column, argument column, function)
         self.outputs: list[tuple[Kernel, str, str | None, str]] = []
         #: one accumulator per (argument, min/max) pair
@@ -271,12 +285,20 @@ class DensePartials:
             if column.null_count:
                 return False
             values[name] = column
+        comps = {}
+        for name in self.companions:
+            column = as_array(batch.column(name))
+            if column.null_count:
+                return False
+            comps[name] = column.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
         k = key.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
         lo, hi = int(k.min()), int(k.max())
         if hi - lo > _DENSE_SPAN * n + 1024 or not self._cover(lo, hi, n):
             return False
         slot = k - lo
         at = lo - self.base
+        if comps and not self._companions_agree(comps, slot, at, hi - lo + 1):
+            return False
         self.counts[at:at + hi - lo + 1] += np.bincount(slot, minlength=hi - lo + 1)
         for (name, func), acc in self.acc.items():
             ufunc = np.maximum if func == "max" else np.minimum
@@ -287,6 +309,23 @@ class DensePartials:
         else:
             self.lo, self.hi = lo, hi
         self.rows += n
+        return True
+
+    def _companions_agree(self, comps: dict[str, np.ndarray], slot: np.ndarray, at: int,
+                          span: int) -> bool:
+        """Whether every row's companions are its slot's (the slot's earlier rows', and
+        the batch's other rows of the key); if so they are recorded for the slot."""
+        held = self.counts[at:at + span][slot] > 0
+        for name, values in comps.items():
+            stored = self.companions[name][1][at:at + span]
+            if held.any() and (stored[slot][held] != values[held]).any():
+                return False
+            trial = np.empty(span, dtype=np.int64)
+            trial[slot] = values   # one of each key's values wins: all must be it
+            if (trial[slot] != values).any():
+                return False
+        for name, values in comps.items():
+            self.companions[name][1][at:at + span][slot] = values
         return True
 
     def _cover(self, lo: int, hi: int, n: int) -> bool:
@@ -318,6 +357,11 @@ class DensePartials:
             if self.rows:
                 fresh[new:new + width] = acc[old:old + width]
             self.acc[name_func] = fresh
+        for name, (t, values) in self.companions.items():
+            fresh = np.zeros(grown, dtype=np.int64)
+            if self.rows:
+                fresh[new:new + width] = values[old:old + width]
+            self.companions[name] = (t, fresh)
         self.counts, self.base = counts, start
         return True
 
@@ -331,6 +375,8 @@ class DensePartials:
         used = np.flatnonzero(counts)
         result: dict[str, pa.Array] = {
             self.key: pc.cast(from_numpy(used + np.int64(self.lo)), self.key_type)}
+        for name, (t, values) in self.companions.items():
+            result[name] = pc.cast(from_numpy(values[a:b][used]), t)
         for k, name, column, func in self.outputs:
             if func == "count":
                 result[name] = from_numpy(counts[used])
@@ -342,7 +388,7 @@ class DensePartials:
             acc[a:b] = self._start(func)
         self.rows = 0
         dense = pa.table(result)
-        out = {self.key: dense[self.key]}
+        out = {name: dense[name] for name in self.group}
         for k, *_ in self.outputs:
             out.update(k.finish(PARTIAL, dense, dense, None))
         return pa.table(out)

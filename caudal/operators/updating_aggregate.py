@@ -74,6 +74,8 @@ from caudal.state.rescale import KEY_GROUP
 #: order-dependent aggregates: refused over an updating input
 ORDERED = {"first_value", "last_value", "string_agg"}
 
+#: batches refused by the dense partials for their companion keys before they are dropped
+_DENSE_MISSES = 8
 _ROW = "_i"
 _SEEN = "_seen"
 _MULT = "_m"
@@ -121,7 +123,8 @@ class _Merged:
         #: integers), taken into ``pending`` at a flush or snapshot; None where it does not
         #: apply (nor to partial states as input)
         self.dense = None if partial_input else \
-            self.aggregator.dense_partials(group, input_schema)
+            self.aggregator.dense_partials(group, input_schema, companions=True)
+        self.dense_misses = 0
         #: what changed since the last snapshot, so a checkpoint writes only that
         self.changes = ChangedRows()
         #: the values last emitted per key id, when an aggregate is a percentile (whose
@@ -145,6 +148,12 @@ class _Merged:
                 self._take_dense()   # the range moved too far (or NULLs): start afresh
                 if self.dense.add(batch):
                     return
+                if self.dense.companions:
+                    # a key with two values of a companion in one batch: GROUP BY columns
+                    # that are not one key's attributes; after a few, stop trying
+                    self.dense_misses += 1
+                    if self.dense_misses >= _DENSE_MISSES:
+                        self.dense = None
             columns = dict(keys)
             columns.update(self.aggregator.prepare(batch))
             self.pending.append(self.aggregator.partial(pa.table(columns), self.group))
