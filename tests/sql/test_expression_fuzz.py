@@ -10,7 +10,8 @@ what docs/sql.md documents as different from DuckDB (integer ``/`` truncates: Du
 ``//``; round() without digits rounds a float half to even; substr() with a start below 1,
 split_part() with an empty delimiter or position 0, regexp_extract() without a match,
 date_trunc() to centuries; extract(second) is a DOUBLE; CAST of a float to text prints
-PostgreSQL's digits; text to an integer takes integer text only).
+PostgreSQL's digits; text to an integer takes integer text only; a REAL meeting an integer
+or a DECIMAL is computed in DOUBLE).
 
 The default run is deterministic (``derandomize``) and takes a few seconds; the slow-marked
 run draws more and deeper trees. A failure prints the SQL of both sides.
@@ -161,6 +162,14 @@ def _call(name: str, args: list[E], type_: str, duck_name: str | None = None) ->
              f"{duck_name or name}({', '.join(a.duck for a in args)})", type_)
 
 
+def _as_double(a: E, other: E) -> E:
+    """A REAL meeting an integer or a DECIMAL is computed in DOUBLE (PostgreSQL), in REAL by
+    DuckDB (docs/sql.md): the generator makes that DOUBLE on both sides."""
+    if a.type == "REAL" and _FAMILY[other.type] in ("int", "dec"):
+        return E(f"CAST({a.ours} AS DOUBLE)", f"CAST({a.duck} AS DOUBLE)", "DOUBLE")
+    return a
+
+
 def _int_expr(draw, depth: int) -> E:
     kind = draw(st.integers(0, 13))
     if kind <= 3:
@@ -202,7 +211,11 @@ def _int_expr(draw, depth: int) -> E:
     if kind == 10:
         src = _expr(draw, draw(st.sampled_from(["float", "dec", "text", "int", "bool"])), depth)
         target = draw(st.sampled_from(_RANK))
-        if src.type == "TEXT" or draw(st.booleans()):
+        if src.type == "TEXT":  # integer text only (docs/sql.md); DuckDB reads '-3.5' too
+            return E(f"TRY_CAST({src.ours} AS {target})",
+                     f"TRY_CAST(CASE WHEN regexp_matches({src.duck}, '^\\s*[+-]?[0-9]+\\s*$') "
+                     f"THEN {src.duck} END AS {target})", target)
+        if draw(st.booleans()):
             return E(f"TRY_CAST({src.ours} AS {target})", f"TRY_CAST({src.duck} AS {target})",
                      target)
         return E(f"CAST({src.ours} AS {target})", f"CAST({src.duck} AS {target})", target)
@@ -223,6 +236,7 @@ def _float_expr(draw, depth: int) -> E:
     if kind <= 2:
         a = _expr(draw, "float", depth)
         b = _expr(draw, draw(st.sampled_from(["float", "int", "dec"])), depth)
+        a = _as_double(a, b)
         op = ["+", "-", "*"][kind]
         return _binary(a, op, b, "DOUBLE") if draw(st.booleans()) else \
             _binary(b, op, a, "DOUBLE")
@@ -342,6 +356,7 @@ def _bool_expr(draw, depth: int) -> E:
         else:
             other = family
         a, b = _expr(draw, family, depth), _expr(draw, other, depth)
+        a, b = _as_double(a, b), _as_double(b, a)
         op = draw(st.sampled_from(["=", "<>", "<", "<=", ">", ">=", "IS DISTINCT FROM",
                                    "IS NOT DISTINCT FROM"]))
         return _binary(a, op, b, "BOOLEAN")
