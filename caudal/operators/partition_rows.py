@@ -29,7 +29,15 @@ import pyarrow as pa
 from caudal import compute as pc
 from caudal import float_order
 from caudal.operators.compact_rows import CompactRows, Growing
-from caudal.operators.keyed_tables import LOWEST, NET, apply_net, net_rows, positional
+from caudal.operators.keyed_tables import (
+    LOWEST,
+    NET,
+    apply_net,
+    net_rows,
+    own_rows,
+    own_rows_mask,
+    positional,
+)
 from caudal.plan.changelog import (
     DELETE,
     INSERT,
@@ -41,12 +49,16 @@ from caudal.plan.changelog import (
 )
 from caudal.state.incremental import RowChanges
 from caudal.state.key_groups import hash_columns, key_group
-from caudal.state.rescale import KEY_GROUP, keep_key_groups, key_group_range
+from caudal.state.rescale import KEY_GROUP
 
 SEQ = "_seq"
 EMITTED = "_emitted"
 #: net a changelog's pending changes once this many batches wait
 _COMPACT_PENDING = 32
+
+
+def _kept(values: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
+    return values if keep is None else values[keep]
 
 
 def partition_hash(table: pa.Table | pa.RecordBatch, partition: list[str]) -> np.ndarray:
@@ -381,9 +393,13 @@ class PartitionRows:
     def restore(self, state: dict[str, Any], ctx: Any) -> None:
         """Keep this subtask's rows; number them again in their old order (rows of one
         partition all come from one old subtask, so their order is kept)."""
-        rows = self._own(state.get("rows"), ctx)
-        pending = self._own(state.get("pending"), ctx)
-        old_seq = [] if rows is None else [rows.column(SEQ).to_numpy()]
+        # (rows: the old subtasks' tables as they are at another parallelism, ``Operator.
+        # own_key_groups``: this subtask's rows are taken from them as they are copied)
+        rows, keep = own_rows_mask(state.get("rows"), self.partition, ctx)
+        if rows is not None and keep is not None and not keep.any():
+            rows, keep = rows.slice(0, 0), None
+        pending = own_rows(state.get("pending"), self.partition, ctx, combine=False)
+        old_seq = [] if rows is None else [_kept(rows.column(SEQ).to_numpy(), keep)]
         if pending is not None and SEQ in pending.column_names:
             old_seq.append(pending.column(SEQ).to_numpy())
         if old_seq:
@@ -400,17 +416,18 @@ class PartitionRows:
         self.dead = 0
         n = 0
         if rows is not None and rows.num_rows:
-            n = rows.num_rows
             # text a snapshot kept dictionary-encoded goes back into the store as codes, a
             # column at a time from the chunks as read (CompactRows.extend: no copy of the
             # whole table into one chunk first)
             data = rows.select(self.schema.names)
-            self.store.extend(data)
-            self.h.extend(partition_hash(data, self.partition))
+            self.store.extend(data, keep)
+            n = self.store.num_rows
+            keys = data.select(self.partition)   # (only these columns cut, to be hashed)
+            self.h.extend(partition_hash(
+                keys if keep is None else keys.filter(pa.array(keep)), self.partition))
             self.seq.extend(rank[:n])
             self.alive.extend(np.ones(n, dtype=bool))
-            self.emitted.extend(rows.column(EMITTED).to_numpy(zero_copy_only=False)
-                                .astype(bool))
+            self.emitted.extend(_kept(rows.column(EMITTED).to_numpy(), keep).astype(bool))
         self.pending, self.pending_rows = [], 0
         if pending is not None and pending.num_rows:
             if SEQ in pending.column_names:
@@ -418,17 +435,6 @@ class PartitionRows:
                                              pa.array(rank[n:]))
             self.pending = [pending]
             self.pending_rows = pending.num_rows
-
-    def _own(self, table: pa.Table | None, ctx: Any) -> pa.Table | None:
-        if table is None:
-            return None
-        if not self.partition:
-            table = table if ctx.subtask == 0 else table.slice(0, 0)
-        else:
-            table = keep_key_groups(table, key_group_range(ctx))
-        if KEY_GROUP in table.column_names:
-            table = table.drop_columns([KEY_GROUP])
-        return table
 
 
 # ---- emitting a changelog -----------------------------------------------------------------

@@ -48,6 +48,10 @@ class UpdatingOver(PeriodicFlush, Operator):
     one column per aggregate (``output_schema``), then ``_op``.
     """
 
+    #: at another parallelism its rows are taken from the old subtasks' tables as they are
+    #: copied into its store (PartitionRows.restore)
+    own_key_groups = frozenset({"rows"})
+
     def __init__(self, partition: list[str], order: list[tuple[str, bool, bool]],
                  frame: Frame, aggregates: list[AggCall], input_schema: pa.Schema,
                  output_schema: pa.Schema, flush_us: int = 1_000_000):

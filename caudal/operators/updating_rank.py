@@ -96,6 +96,10 @@ class UpdatingRank(PeriodicFlush, Operator):
     rank (``output_schema``'s last column), then ``_op``.
     """
 
+    #: at another parallelism its rows are taken from the old subtasks' tables as they are
+    #: copied into its store (PartitionRows.restore)
+    own_key_groups = frozenset({"rows"})
+
     def __init__(self, partition: list[str], order: list[tuple[str, bool, bool]],
                  function: str, limit: int, input_schema: pa.Schema,
                  output_schema: pa.Schema, rank_used: bool = True,
