@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from caudal import __version__
 from caudal.errors import CaudalError
@@ -168,6 +169,14 @@ def create_app(state_dir: Path, token: str | None = None) -> FastAPI:
     async def _api_error(request: Request, e: ApiError):
         return JSONResponse({"error": e.message, **e.extra}, status_code=e.status)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, e: StarletteHTTPException):
+        # an unknown path or method: the same {"error"} shape as every other refusal
+        what = {404: f"no such path {request.url.path}",
+                405: f"{request.method} is not allowed on {request.url.path}"}
+        return JSONResponse({"error": what.get(e.status_code, str(e.detail))},
+                            status_code=e.status_code, headers=e.headers)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, e: RequestValidationError):
         parts = []
@@ -234,6 +243,12 @@ def create_app(state_dir: Path, token: str | None = None) -> FastAPI:
         if body.address and body.runtime != "ray":
             raise ApiError(400, "address is the Ray cluster's: give it with runtime 'ray'")
         compiled = await asyncio.to_thread(compile_query, body.query, body.parallelism)
+        # the name is the pipeline's label in /metrics: two of one name would be one series
+        # twice (no await from this check to the insert: requests cannot interleave)
+        same = [p["id"] for p in store.all() if p["name"] == body.name]
+        if same:
+            raise ApiError(409, f"a pipeline named {body.name!r} exists (id {same[0]}): "
+                                f"give another name, or delete it first")
         pid = store.create(body.name, body.query, body.parallelism, body.checkpoint_interval,
                            body.runtime, body.address)
         graphs[(pid, body.parallelism)] = graph_json(compiled.graph)

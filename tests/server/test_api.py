@@ -188,3 +188,34 @@ def test_checkpoint_on_request(server, tmp_path):
     server.wait_state(pid, {"stopped"})
     r = c.post(f"/api/v1/pipelines/{pid}/checkpoint")
     assert r.status_code == 409 and "stopped" in r.json()["error"]
+
+
+def test_a_name_is_one_pipeline_and_every_error_is_json(server):
+    """Two pipelines of one name were both accepted: /metrics then carried the same series
+    (label pipeline = the name) twice, which Prometheus refuses (duplicate samples) and which
+    sums two jobs' counters into one that goes backwards. Unknown paths and methods answered
+    FastAPI's {"detail": …} instead of the documented {"error": …}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    c = server.client
+    q = ("CREATE TABLE t (counter BIGINT) WITH (connector = 'impulse', event_rate = '50');\n"
+         "SELECT counter FROM t;")
+    first = c.post("/api/v1/pipelines", json={"name": "twin", "query": q})
+    assert first.status_code == 201, first.text
+    pid = first.json()["id"]
+    r = c.post("/api/v1/pipelines", json={"name": "twin", "query": q})
+    assert r.status_code == 409 and pid in r.json()["error"], r.text
+    assert len(c.get("/api/v1/pipelines").json()["data"]) == 1
+    deadline = time.monotonic() + 30
+    while "caudal_rows_in_total{" not in (text := c.get("/metrics").text):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    samples = [(s.name, tuple(sorted(s.labels.items())))
+               for f in text_string_to_metric_families(text) for s in f.samples]
+    assert len(samples) == len(set(samples))
+    for path, method in (("/api/v1/nothing", "GET"), ("/nothing", "GET"),
+                         (f"/api/v1/pipelines/{pid}", "PUT")):
+        r = c.request(method, path)
+        assert r.status_code in (404, 405) and set(r.json()) == {"error"}, r.text
+    assert c.delete(f"/api/v1/pipelines/{pid}").status_code == 200
+    assert c.post("/api/v1/pipelines", json={"name": "twin", "query": q}).status_code == 201
