@@ -113,7 +113,7 @@ class KeyIndex:
     def _values(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray | None]:
         """The int64 values of a key column and its NULL mask (None without NULLs)."""
         if isinstance(column, pa.ChunkedArray):
-            column = column.combine_chunks()
+            column = as_array(column)   # (one chunk: itself, not a copy)
         if not pa.types.is_int64(column.type):
             if not pa.types.is_integer(column.type):
                 # dates, times, timestamps, durations: their integers (date32 and time32
