@@ -56,10 +56,14 @@ def _target(table: TableSpec) -> pg_client.Name:
     if not name:
         raise ConfigError(f"postgres-cdc table {table.name!r} has no 'table-name' option",
                           line=table.line, hint="table-name = 'orders'")
+    schema = table.option("schema-name", "public") or "public"
+    if table.option("table-name") and not any(c in name for c in '."'):
+        # Flink CDC's table-name is the catalog's name as spelled, as schema-name is
+        return pg_client.Name(schema, name)
     parts = pg_client.split_name(name)
     if len(parts) > 1:
         return pg_client.Name(parts[-2], parts[-1])
-    return pg_client.Name(table.option("schema-name", "public") or "public", parts[0])
+    return pg_client.Name(schema, parts[0])
 
 
 def _lsn(text: str) -> int:

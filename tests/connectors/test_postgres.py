@@ -994,3 +994,30 @@ def test_an_error_of_the_server_is_one_line_naming_the_table_not_psycopg(pg, tmp
     assert f"PostgreSQL table public.{target} (sink 'out'): value too long for type " \
            f"character varying(3)" in lines[0], lines[0]
     assert "column name" in lines[0], lines[0]
+
+
+def test_cdc_names_are_flink_cdcs_literal_names(pg, tmp_path):
+    """'schema-name' and 'table-name' name the catalog's schema and table as they are
+    spelled (Flink CDC's meaning): the schema was taken as written but the table folded to
+    lower case, so a table "Order Items" could not be read ('public.order items does not
+    exist')."""
+    name = f"{pg.prefix}_Mixed Case"
+    slot = f"caudal_{pg.prefix}_mixed"
+    pg.execute(f'CREATE TABLE "{name}" (id bigint PRIMARY KEY, "Note" text)')
+    pg.execute(f'ALTER TABLE "{name}" REPLICA IDENTITY FULL')
+    pg.execute(f"""INSERT INTO "{name}" VALUES (1, 'a'), (2, NULL)""")
+    script = tmp_path / "job.sql"
+    script.write_text(f"""
+        CREATE TABLE src (id BIGINT, Note TEXT) WITH ('connector' = 'postgres-cdc',
+          'hostname' = '127.0.0.1', 'username' = 'postgres', 'database-name' = 'test',
+          'schema-name' = 'public', 'table-name' = '{name}', 'slot.name' = '{slot}',
+          'scan.bounded.mode' = 'latest-offset');
+        SELECT id, Note FROM src;""")
+    try:
+        result = run_cli("run", str(script))
+    finally:
+        pg.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                   "WHERE slot_name = %s AND NOT active", (slot,))
+        pg.execute(f'DROP PUBLICATION IF EXISTS "{slot}"')
+    assert result.returncode == 0, result.stderr
+    assert "2 rows in" in result.stderr, result.stderr
