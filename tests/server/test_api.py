@@ -219,3 +219,31 @@ def test_a_name_is_one_pipeline_and_every_error_is_json(server):
         assert r.status_code in (404, 405) and set(r.json()) == {"error"}, r.text
     assert c.delete(f"/api/v1/pipelines/{pid}").status_code == 200
     assert c.post("/api/v1/pipelines", json={"name": "twin", "query": q}).status_code == 201
+
+
+def test_a_port_or_state_dir_in_use_is_one_line(server, tmp_path):
+    """A port in use printed "serving on …", then uvicorn's own "ERROR: [Errno 98] …" and
+    exit 3. A second server on the same --state-dir started, and would have started its own
+    process for any pipeline whose process the first server replaced (two jobs on one
+    checkpoint directory)."""
+    import subprocess
+    import sys
+
+    from tests.server.conftest import REPO, free_port
+
+    def serve(*args: str) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in __import__("os").environ.items() if k != "CAUDAL_TOKEN"}
+        env["PYTHONPATH"] = str(REPO)
+        return subprocess.run([sys.executable, "-m", "caudal.cli", "serve", *args], env=env,
+                              capture_output=True, text=True, timeout=15)
+
+    r = serve("--port", str(server.port), "--state-dir", str(tmp_path / "other"))
+    assert r.returncode == 2, r.stderr
+    [line] = r.stderr.strip().splitlines()
+    assert line.startswith(f"caudal: error: cannot listen on 127.0.0.1:{server.port}"), line
+    assert "--port" in line
+    r = serve("--port", str(free_port()), "--state-dir", str(server.state_dir))
+    assert r.returncode == 2, r.stderr
+    [line] = r.stderr.strip().splitlines()
+    assert "another caudal serve" in line and str(server.state_dir) in line, line
+    assert server.client.get("/api/v1/health").status_code == 200
