@@ -106,6 +106,18 @@ def locate(table: TableSpec) -> InputFiles:
                               hint="set format = 'parquet', 'json' or 'csv'")
         fmt = found.pop()
     endings = formats.extensions(fmt)
+    # files of another data format: their rows would silently not be read (files of no
+    # known extension, a README or notes.txt, are skipped)
+    others = [n for n in names if not n.lower().endswith(endings)
+              and formats.from_file_name(n) is not None]
+    if others:
+        listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3
+                                          else "")
+        raise ConfigError(f"directory {path!r} of table {table.name!r} holds files that are "
+                          f"not {fmt} ({', '.join(endings[:3])}…): {listed}",
+                          line=table.line,
+                          hint="move them out, or start their names with '.' or '_': "
+                               "such files are skipped")
     return InputFiles(fs, root, [n for n in names if n.lower().endswith(endings)], fmt)
 
 
@@ -363,7 +375,13 @@ class FileSystemSource(Source):
             if self._queue and self._queue[0] not in self._prefetched:
                 # decode the next row group while this one flows downstream
                 self._prefetched[self._queue[0]] = self._submit(self._queue[0])
-            table, self._part_time = future.result()
+            try:
+                table, self._part_time = future.result()
+            except DataError as e:  # a column of another type: no record's fault
+                if self.table.bad_data == "drop":
+                    e.hint = (f"{e.hint}; " if e.hint else "") + "bad_data = 'drop' skips " \
+                        "malformed records of text files, not a Parquet column of another type"
+                raise
             if table is not None:
                 yield from _batches(self._with_metadata(table, part))
             return

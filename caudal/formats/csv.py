@@ -67,12 +67,18 @@ def split_rows(data: bytes, first_line: int) -> list[tuple[int, bytes]]:
 
 
 def _header(row: bytes, where: str = "") -> list[str]:
+    at = f"{where + ' ' if where else ''}line 1 (the header)"
     wrong = lines.not_utf8(row)
     if wrong:  # Arrow's reader would fail in Python with a UnicodeDecodeError naming nothing
-        raise DataError(f"{where + ' ' if where else ''}line 1 (the header): {wrong}")
+        raise DataError(f"{at}: {wrong}")
     table = pcsv.read_csv(lines.buffer_reader(row),
                           read_options=pcsv.ReadOptions(autogenerate_column_names=False))
-    return table.column_names
+    names = table.column_names
+    if len(set(names)) != len(names):  # Arrow's reader would raise a KeyError later
+        twice = next(n for n in names if names.count(n) > 1)
+        raise DataError(f"{at}: column {twice!r} is named twice",
+                        hint="give each column of the file its own name")
+    return names
 
 
 def read_header(stream: Any, where: str = "") -> list[str]:
@@ -93,30 +99,75 @@ def cut_first(data: bytes) -> int:
 
 
 def infer_schema(stream: Any) -> pa.Schema:
-    """Arrow's inference on the start of a file; a column that is only NULL there is TEXT."""
+    """Arrow's inference on the start of a file; a column that is only NULL there is TEXT,
+    one of numbers written with leading zeros TEXT, one of integers past BIGINT
+    DECIMAL(38, 0) (DuckDB's sniffer: TEXT, HUGEINT)."""
     data = stream.read(INFER_BYTES).removeprefix(lines.BOM)
     if len(data) == INFER_BYTES:
         data = data[:cut(data)]
     _header(data[:cut_first(data)])
-    table = pcsv.read_csv(lines.buffer_reader(data),
-                          convert_options=pcsv.ConvertOptions(**_CONVERT))
+    table = _infer_read(data, pcsv.ConvertOptions(**_CONVERT))
     schema = normalize_schema(table.schema)
-    codes = _leading_zeros(data, [f.name for f in schema if pa.types.is_integer(f.type)
-                                  or pa.types.is_floating(f.type)])
+    codes, wide = _numbers_as_written(data, [f.name for f in schema
+                                             if pa.types.is_integer(f.type)
+                                             or pa.types.is_floating(f.type)])
     return pa.schema([pa.field(f.name, pa.string())
-                      if pa.types.is_null(f.type) or f.name in codes else f for f in schema])
+                      if pa.types.is_null(f.type) or f.name in codes else
+                      pa.field(f.name, pa.decimal128(38, 0))
+                      if f.name in wide and pa.types.is_floating(f.type) else f
+                      for f in schema])
 
 
-def _leading_zeros(data: bytes, numeric: list[str]) -> set[str]:
-    """The numeric-looking columns with a value such as ``007`` or ``01.5``: codes (zip codes,
-    ids) that a number would change, so TEXT, as DuckDB's sniffer decides."""
+def _infer_read(data: bytes, convert: pcsv.ConvertOptions) -> pa.Table:
+    """``data`` (a file's start) read whole for inference; a row with the wrong number of
+    fields is a DataError naming its line, not Arrow's parse error."""
+    parse = pcsv.ParseOptions(newlines_in_values=b'"' in data)
+    read = pcsv.ReadOptions(block_size=len(data) + 1)  # a long field straddles no block
+    try:
+        return pcsv.read_csv(lines.buffer_reader(data), parse_options=parse,
+                             convert_options=convert, read_options=read)
+    except pa.ArrowInvalid as error:
+        rows = split_rows(data, 1)
+        bad: list[Any] = []
+
+        def first(row: Any) -> str:
+            bad.append(row)
+            return "skip"
+
+        pcsv.read_csv(lines.buffer_reader(data), read_options=pcsv.ReadOptions(
+            use_threads=False, block_size=len(data) + 1), convert_options=pcsv.ConvertOptions(
+            column_types={}, **_CONVERT), parse_options=pcsv.ParseOptions(
+            newlines_in_values=parse.newlines_in_values, invalid_row_handler=first))
+        if not bad or not 0 < bad[0].number <= len(rows):
+            raise DataError(str(error).splitlines()[0],
+                            hint="declare the columns in CREATE TABLE") from None
+        line = rows[bad[0].number - 1][0]
+        raise DataError(f"line {line}: expected {bad[0].expected_columns} fields, got "
+                        f"{bad[0].actual_columns}",
+                        hint="fix the row, or declare the columns in CREATE TABLE: "
+                             "bad_data = 'drop' then skips such rows") from None
+
+
+def _numbers_as_written(data: bytes, numeric: list[str]) -> tuple[set[str], set[str]]:
+    """The numeric-looking columns with a value such as ``007`` or ``01.5`` (codes: zip
+    codes, ids, that a number would change, so TEXT, as DuckDB's sniffer decides), and the
+    columns of integers one of which is past BIGINT (Arrow infers DOUBLE, which rounds
+    ``12345678901234567891``; DuckDB HUGEINT): DECIMAL(38, 0) when they have 38 digits or
+    fewer."""
     if not numeric:
-        return set()
-    raw = pcsv.read_csv(lines.buffer_reader(data), convert_options=pcsv.ConvertOptions(
+        return set(), set()
+    raw = _infer_read(data, pcsv.ConvertOptions(
         column_types={name: pa.string() for name in numeric}, include_columns=numeric,
         **_CONVERT))
-    return {name for name in numeric
-            if pc.any(pc.match_substring_regex(raw.column(name), r"^0[0-9]")).as_py()}
+    codes, wide = set(), set()
+    for name in numeric:
+        column = raw.column(name)
+        if pc.any(pc.match_substring_regex(column, r"^0[0-9]")).as_py():
+            codes.add(name)
+        elif pc.all(pc.match_substring_regex(column, r"^[+-]?[0-9]{1,38}$")).as_py() and \
+                pc.max(pc.utf8_length(column)).as_py() > 18:
+            wide.add(name)
+    return codes, wide
 
 
 def _parse_type(field: pa.Field) -> pa.DataType:

@@ -1,0 +1,96 @@
+"""Files as users have them (a review from outside): what caudal reads from them against
+DuckDB's read_csv / read_json / read_parquet of the same files, and one-line refusals where
+caudal cannot read them."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from caudal.errors import CaudalError
+from tests.helpers import normalized_rows, run_to_table
+
+
+def _source(path, fmt: str = "csv", columns: str = "", **options: str) -> str:
+    extra = "".join(f", '{k}' = '{v}'" for k, v in options.items())
+    return (f"CREATE TABLE t {columns} WITH (connector = 'filesystem', path = '{path}', "
+            f"format = '{fmt}'{extra});")
+
+
+def _refusal(tmp_path, ddl: str, select: str = "SELECT * FROM t") -> str:
+    with pytest.raises(CaudalError) as caught:
+        run_to_table(ddl, select, tmp_path / "out")
+    text = str(caught.value)
+    assert "\n" not in text.strip() and "Traceback" not in text
+    return text
+
+
+def test_csv_integers_past_bigint_are_read_exactly_as_duckdb_reads_them(tmp_path, duck) -> None:
+    """A CSV column of integers, one past BIGINT (an id of 20 digits), was inferred as
+    DOUBLE: 12345678901234567891 became 12345678901234567168. DuckDB's sniffer reads it as
+    HUGEINT; caudal as DECIMAL(38, 0), the same values."""
+    path = tmp_path / "in.csv"
+    path.write_text("id,big\n1,12345678901234567891\n2,-5\n3,\n")
+    got = run_to_table(_source(path), "SELECT id, big FROM t", tmp_path / "out")
+    assert got.schema.field("big").type == pa.decimal128(38, 0)
+    want = duck.sql(f"SELECT id, big FROM read_csv('{path}')").to_arrow_table()
+    assert normalized_rows(got) == normalized_rows(want)
+
+
+def test_csv_header_naming_a_column_twice_is_refused_in_one_line(tmp_path) -> None:
+    """``a,b,a`` in a header gave Python's KeyError from Arrow ('Field "a" exists 2 times')."""
+    path = tmp_path / "in.csv"
+    path.write_text("a,b,a\n1,2,3\n")
+    for ddl in (_source(path), _source(path, columns="(a BIGINT, b BIGINT)")):
+        text = _refusal(tmp_path, ddl)
+        assert str(path) in text and "line 1" in text and "'a'" in text and "twice" in text
+
+
+def test_csv_ragged_row_while_inferring_names_its_line(tmp_path) -> None:
+    """Inference passed Arrow's 'CSV parse error: Expected 2 columns, got 1: 2'; the line
+    is after a quoted newline, so Arrow's row number is not the line."""
+    path = tmp_path / "in.csv"
+    path.write_text('a,b\n1,"x\ny"\n2\n3,z\n')
+    text = _refusal(tmp_path, _source(path))
+    assert str(path) in text and "line 4" in text and "expected 2 fields, got 1" in text
+    assert "CSV parse error" not in text
+
+
+def test_csv_field_longer_than_a_parse_block_is_inferred(tmp_path) -> None:
+    """A 3 MB field made inference fail with Arrow's 'straddling object straddles two block
+    boundaries (try to increase block size?)'; the declared table read it."""
+    path = tmp_path / "in.csv"
+    path.write_text("a,b\n1," + "x" * 3_000_000 + "\n2,y\n")
+    got = run_to_table(_source(path), "SELECT a, length(b) AS n FROM t", tmp_path / "out")
+    assert normalized_rows(got) == [(1, 3_000_000), (2, 1)]
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "parquet"])
+def test_directory_with_files_of_another_format_is_refused(tmp_path, fmt) -> None:
+    """``format = 'json'`` over a directory skipped its other files without a word (a .csv
+    beside .json files: its rows were silently not read). Files of no known extension
+    (notes, READMEs) are still skipped, as documented."""
+    data = tmp_path / "in"
+    data.mkdir()
+    (data / "a.json").write_text('{"a": 1}\n')
+    (data / "b.csv").write_text("a\n2\n")
+    pq.write_table(pa.table({"a": [3]}), data / "c.parquet")
+    (data / "notes.txt").write_text("hello\n")
+    (data / "_SUCCESS").write_text("")          # hidden: written by Spark, always skipped
+    text = _refusal(tmp_path, _source(data, fmt, "(a BIGINT)"))
+    others = {"json": "b.csv", "csv": "a.json", "parquet": "a.json"}[fmt]
+    assert others in text and "notes.txt" not in text and fmt in text
+
+
+def test_parquet_type_mismatch_with_bad_data_drop_says_drop_does_not_skip_it(tmp_path) -> None:
+    """bad_data = 'drop' skips malformed records of text files; a Parquet file whose column
+    has another type is no record's fault, and the job stops: the line says so rather than
+    leaving the user to wonder why 'drop' did not drop."""
+    data = tmp_path / "in"
+    data.mkdir()
+    pq.write_table(pa.table({"a": [1]}), data / "1.parquet")
+    pq.write_table(pa.table({"a": ["x"]}), data / "2.parquet")
+    text = _refusal(tmp_path, _source(data, "parquet", "(a BIGINT)", bad_data="drop"))
+    assert "2.parquet" in text and "'a'" in text and "TEXT" in text
+    assert "bad_data" in text
