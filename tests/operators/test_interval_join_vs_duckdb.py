@@ -1,10 +1,11 @@
 """The interval join (persistent key index, expired rows dropped lazily) against DuckDB's
-answer for the same rows, by property: keys of several types (BIGINT, TEXT, two columns)
-with NULLs, times with NULLs, rows arriving out of order within the watermark's delay, both
-bounds of the BETWEEN, equal ones included, every join kind, at parallelism 1 and 2 (rows
-routed by key, watermarks to every subtask), and a snapshot/restore half-way. Nothing is
-late, so the answer is the batch join's; a row the join dropped or joined twice, a partner
-found after it expired, or an outer row padded twice shows here."""
+answer for the same rows, by property: keys of several types (BIGINT, TEXT, two columns,
+DOUBLE with 0.0 and -0.0) with NULLs, times with NULLs, rows arriving out of order within
+the watermark's delay, both bounds of the BETWEEN, equal ones included, every join kind, at
+parallelism 1 and 2 (rows routed by key, watermarks to every subtask), and a
+snapshot/restore half-way. Nothing is late, so the answer is the batch join's; a row the
+join dropped or joined twice, a partner found after it expired, or an outer row padded
+twice shows here."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from tests.helpers import normalized_rows
 
 TS = pa.timestamp("us", tz="UTC")
 KEY_TYPES = {"int": [("k", pa.int64())], "text": [("k", pa.string())],
-             "two": [("k", pa.int64()), ("k2", pa.string())]}
+             "two": [("k", pa.int64()), ("k2", pa.string())],
+             "float": [("k", pa.float64())]}   # (not indexed: the hash join path)
 
 
 def _keys(rng: np.random.Generator, kind: str, n: int, distinct: int) -> dict[str, pa.Array]:
@@ -31,6 +33,9 @@ def _keys(rng: np.random.Generator, kind: str, n: int, distinct: int) -> dict[st
     k = rng.integers(0, distinct, n)
     if kind == "int":
         return {"k": pa.array(k, pa.int64(), mask=null)}
+    if kind == "float":
+        zero = np.where(k % 2 == 1, -0.0, 0.0)
+        return {"k": pa.array(np.where(k % 3 == 0, zero, k * 0.5 + 1), pa.float64(), mask=null)}
     if kind == "text":
         return {"k": pa.array([f"key-{v}" for v in k], pa.string(), mask=null)}
     k2 = rng.integers(0, 2, n)
