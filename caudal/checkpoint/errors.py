@@ -15,6 +15,11 @@ class IncompatibleCheckpoint(CheckpointError):
     of this one), whose state cannot be mapped onto the current dataflow."""
 
 
+class OtherJobCheckpoint(IncompatibleCheckpoint):
+    """The newest checkpoint's job fingerprint is not this dataflow's: another job, or this
+    one planned into another graph (the job server words a refused rescale from it)."""
+
+
 class JobFinished(CheckpointError):
     """Not a failure: the checkpoint directory holds the final checkpoint of this job (it ran
     to the end of every input), so running it again would only emit nothing. The CLI prints

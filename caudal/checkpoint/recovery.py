@@ -27,7 +27,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from caudal.checkpoint.errors import CheckpointError, DamagedCheckpoint, IncompatibleCheckpoint
+from caudal.checkpoint.errors import (
+    CheckpointError,
+    DamagedCheckpoint,
+    IncompatibleCheckpoint,
+    OtherJobCheckpoint,
+)
 from caudal.checkpoint.fingerprint import (
     describe_differences,
     job_fingerprint,
@@ -184,7 +189,7 @@ def choose_checkpoint(storage: CheckpointStorage, graph: PhysicalGraph, ident: J
         try:
             manifest = read_manifest(storage, epoch)
             if manifest.job != ident.fingerprint:
-                raise IncompatibleCheckpoint(
+                raise OtherJobCheckpoint(
                     f"checkpoint {epoch} in {storage.root} was written by a different job; "
                     f"run with --fresh to discard it, or give another --checkpoint-dir")
             verify_files(storage, manifest)

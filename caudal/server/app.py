@@ -87,10 +87,17 @@ def check_rescale(query: str, parallelism: int, checkpoint_dir: Path) -> None:
     compiled = compile_query(query, parallelism)
     if not checkpoint_dir.exists():
         return
+    from caudal.checkpoint.errors import OtherJobCheckpoint
     from caudal.runtime.supervisor import check_restorable
 
     try:
         check_restorable(compiled.graph, str(checkpoint_dir))
+    except OtherJobCheckpoint:
+        raise ApiError(400, f"cannot rescale to parallelism {parallelism}: the job plans into "
+                            f"another dataflow graph at {parallelism} (compare its graph with "
+                            f"`caudal explain -p {parallelism}`), into which its checkpoints "
+                            f"cannot restore; to start over at {parallelism}, delete the "
+                            f"pipeline and create it again") from None
     except CaudalError as e:
         raise ApiError(400, f"cannot rescale to parallelism {parallelism}: {one_line(e)}"
                        ) from None

@@ -247,3 +247,26 @@ def test_a_port_or_state_dir_in_use_is_one_line(server, tmp_path):
     [line] = r.stderr.strip().splitlines()
     assert "another caudal serve" in line and str(server.state_dir) in line, line
     assert server.client.get("/api/v1/health").status_code == 200
+
+
+def test_rescale_to_another_graph_says_so_in_the_servers_terms(server):
+    """At parallelism 1 a SELECT's source, filter and printing fuse into one vertex; at 2 the
+    printing is a vertex of its own: the checkpoints cannot restore. The refusal said the
+    checkpoint "was written by a different job; run with --fresh …, or give another
+    --checkpoint-dir": flags of caudal run the server user has no way to give."""
+    c = server.client
+    q = ("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', event_rate = '200');\n"
+         "SELECT auction, price FROM bids WHERE price > 10000000;")
+    pid = c.post("/api/v1/pipelines", json={"name": "fused", "query": q,
+                                            "checkpoint_interval": "500ms"}).json()["id"]
+    deadline = time.monotonic() + 60
+    while not c.get(f"/api/v1/pipelines/{pid}/checkpoints").json()["data"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    r = c.post(f"/api/v1/pipelines/{pid}/rescale", json={"parallelism": 2})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error.startswith("cannot rescale to parallelism 2: ") and "graph" in error, error
+    for cli_only in ("--fresh", "--checkpoint-dir", "different job"):
+        assert cli_only not in error, error
+    assert c.get(f"/api/v1/pipelines/{pid}").json()["state"] == "running"
