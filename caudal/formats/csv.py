@@ -102,9 +102,7 @@ def infer_schema(stream: Any) -> pa.Schema:
     """Arrow's inference on the start of a file; a column that is only NULL there is TEXT,
     one of numbers written with leading zeros TEXT, one of integers past BIGINT
     DECIMAL(38, 0) (DuckDB's sniffer: TEXT, HUGEINT)."""
-    data = stream.read(INFER_BYTES).removeprefix(lines.BOM)
-    if len(data) == INFER_BYTES:
-        data = data[:cut(data)]
+    data = lines.first_rows(stream, cut, INFER_BYTES)
     _header(data[:cut_first(data)])
     table = _infer_read(data, pcsv.ConvertOptions(**_CONVERT))
     schema = normalize_schema(table.schema)

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.json as pj
 
 from caudal import compute as pc
-from caudal.errors import ConfigError, RuntimeFailure
+from caudal.errors import ConfigError, DataError, RuntimeFailure
 from caudal.formats import bad_data, lines, text
 from caudal.types import (
     is_json,
@@ -223,14 +223,46 @@ def infer_schema(stream: Any, options: dict[str, str] | None = None) -> pa.Schem
     (with json.unstructured, the one column ``value``)."""
     if JsonOptions.of(options).unstructured:
         return pa.schema([(VALUE, pa.string())])
-    data = stream.read(INFER_BYTES).removeprefix(lines.BOM)
-    if len(data) == INFER_BYTES:
-        data = data[:lines.last_newline(data)]
-    table = pj.read_json(lines.buffer_reader(data),
-                         read_options=pj.ReadOptions(block_size=len(data) + 1))
+    data = lines.first_rows(stream, lines.last_newline, INFER_BYTES)
+    try:
+        table = pj.read_json(lines.buffer_reader(data),
+                             read_options=pj.ReadOptions(block_size=len(data) + 1))
+    except pa.ArrowInvalid as error:
+        raise _inference_error(data, error, options) from None
     schema = normalize_schema(table.schema)
     return pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f
                       for f in schema])
+
+
+def _inference_error(data: bytes, error: pa.ArrowInvalid,
+                     options: dict[str, str] | None) -> DataError:
+    """Arrow's inference error as one line naming the line and what is wrong. Arrow counts
+    rows from 0 without blank lines, and not always exactly for a line that is not JSON, so
+    the line is looked for from there (error path: Python's json on a few lines)."""
+    message = str(error).splitlines()[0]
+    rows = lines.split_lines(data, 1)
+    at = re.search(r" in row (\d+)$", message)
+    n = min(int(at.group(1)), len(rows) - 1) if at and rows else 0
+    changed = re.search(r"Column\(/(.*)\) changed from (\w+) to (\w+)", message)
+    hint = "declare the columns in CREATE TABLE; a column declared JSON takes any value"
+    if changed and rows:
+        key, before, after = changed.groups()
+        return DataError(f"line {rows[n][0]}: key {key.replace('/', '.')!r} holds "
+                         f"{_a(after)} here, {_a(before)} on an earlier line", hint=hint)
+    explain = Decoder(pa.schema([]), options).explain
+    for line, row in rows[max(n - 1, 0):]:
+        try:
+            value = json.loads(row)
+        except ValueError:
+            return DataError(f"line {line}: {explain(row, error)}", hint=hint)
+        if not isinstance(value, dict):
+            return DataError(f"line {line}: {explain(row, error)}", hint=hint)
+    return DataError(re.sub(r"^JSON parse error: ", "", message), hint=hint)
+
+
+def _a(kind: str) -> str:
+    """Arrow's JSON kind (number, string, object, array, boolean) with its article."""
+    return f"an {kind}" if kind[:1] in "aeiou" else f"a {kind}"
 
 
 class Decoder:

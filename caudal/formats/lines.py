@@ -63,6 +63,24 @@ def read_blocks(stream: Any, cut: Callable[[bytes], int],
         carry = data[end:]
 
 
+def first_rows(stream: Any, cut: Callable[[bytes], int], size: int) -> bytes:
+    """The whole rows of a file's first ``size`` bytes, without a BOM: what schema inference
+    reads. A first row longer than ``size`` is read to its end (cut there, the window would
+    hold no row); a file shorter than ``size`` is taken whole (its last row needs no
+    newline). ``cut`` is ``read_blocks``'s."""
+    data = stream.read(size)
+    full = len(data) == size  # before the BOM goes: 3 bytes short is not the file's end
+    data = data.removeprefix(BOM)
+    while full:
+        end = cut(data)
+        if end:
+            return data[:end]
+        more = stream.read(size)
+        full = len(more) == size
+        data += more
+    return data
+
+
 _VISIBLE = re.compile(rb"[^ \t\r\n]")
 
 

@@ -94,3 +94,45 @@ def test_parquet_type_mismatch_with_bad_data_drop_says_drop_does_not_skip_it(tmp
     text = _refusal(tmp_path, _source(data, "parquet", "(a BIGINT)", bad_data="drop"))
     assert "2.parquet" in text and "'a'" in text and "TEXT" in text
     assert "bad_data" in text
+
+
+def test_json_first_line_longer_than_the_inference_window_is_inferred(tmp_path) -> None:
+    """A first line past 4 MB gave 'Empty JSON file' (the window was cut at its last
+    newline, and there was none)."""
+    path = tmp_path / "in.json"
+    path.write_text('{"a": "' + "x" * (5 << 20) + '", "n": 1}\n{"a": "y", "n": 2}\n')
+    got = run_to_table(_source(path, "json"), "SELECT length(a) AS l, n FROM t",
+                       tmp_path / "out")
+    assert normalized_rows(got) == [(1, 2), (5 << 20, 1)]
+
+
+def test_csv_with_a_byte_order_mark_longer_than_the_inference_window(tmp_path) -> None:
+    """With a BOM the window read was 3 bytes short of its size once the mark was removed,
+    so it was taken whole: its last row, cut in the middle ("1,2024-"), made the timestamp
+    column TEXT."""
+    row = "1,2024-01-02 10:00:00\n"
+    window = (4 << 20) - 3                       # the window's bytes after the BOM
+    name = "a" * ((window - len(",ts\n") - 7) % len(row) or len(row))  # cut 7 bytes in
+    header = f"{name},ts\n"
+    assert (window - len(header)) % len(row) == 7
+    count = window // len(row) + 10
+    path = tmp_path / "in.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + (header + row * count).encode())
+    got = run_to_table(_source(path), "SELECT ts FROM t", tmp_path / "out")
+    assert pa.types.is_timestamp(got.schema.field("ts").type) and got.num_rows == count
+
+
+@pytest.mark.parametrize(("lines_", "want"), [
+    ('{"a": 1}\n\n{"a": "x"}\n', "line 3: key 'a' holds a string here, a number on an "
+                                 "earlier line"),
+    ('{"a": 1}\n{"b": {"c": 1}}\n{"b": {"c": "s"}}\n', "line 3: key 'b.c' holds a string"),
+    ('{"a": 1}\n\nnot json\n', "line 3: not valid JSON"),
+    ('{"a": 1}\n{"a": 1}\n{"a": 1} x\n', "line 3: not valid JSON"),
+])
+def test_json_inference_errors_name_the_line_and_what_is_wrong(tmp_path, lines_, want) -> None:
+    """Inference passed Arrow's 'JSON parse error: Column(/a) changed from number to string
+    in row 1' (a row counted from 0 without blank lines) and 'Invalid value. in row 1'."""
+    path = tmp_path / "in.json"
+    path.write_text(lines_)
+    text = _refusal(tmp_path, _source(path, "json"))
+    assert str(path) in text and want in text and "JSON parse error" not in text
