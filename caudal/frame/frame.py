@@ -400,23 +400,30 @@ class Frame:
 
     def write_parquet(self, path: str, **options: Any):
         """Write into a directory of Parquet files (exactly once with checkpoints)."""
-        return self.sink(connector="filesystem", path=path, format="parquet", **options)
+        return self._sink(f"write_parquet({str(path)!r})", "filesystem", path=path,
+                          format="parquet", **options)
 
     def write_json(self, path: str, **options: Any):
         """JSON lines files (``format="debezium_json"`` for an updating query)."""
         options.setdefault("format", "json")
-        return self.sink(connector="filesystem", path=path, **options)
+        return self._sink(f"write_json({str(path)!r})", "filesystem", path=path, **options)
 
     def write_csv(self, path: str, **options: Any):
-        return self.sink(connector="filesystem", path=path, format="csv", **options)
+        return self._sink(f"write_csv({str(path)!r})", "filesystem", path=path, format="csv",
+                          **options)
 
     def sink(self, connector: str, **options: Any):
         """Write into any connector's table: ``sink("kafka", topic=…, bootstrap_servers=…)``.
         Run options (``parallelism``, ``checkpoint_dir``…) are taken out of ``options``."""
+        return self._sink(f"sink({connector!r})", connector, **options)
+
+    def _sink(self, what: str, connector: str, **options: Any):
+        """``sink``, its errors naming ``what`` the user called (the table the sink writes
+        is internal)."""
         from caudal.frame.run import RUN_OPTIONS, run_into
 
         run = {k: options.pop(k) for k in list(options) if k in RUN_OPTIONS}
-        return run_into(self, {"connector": connector, **options}, **run)
+        return run_into(self, {"connector": connector, **options}, what, **run)
 
     # -- notebook ---------------------------------------------------------------------------
 

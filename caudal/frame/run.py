@@ -8,6 +8,7 @@ import hashlib
 import queue
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,6 +26,31 @@ RUN_OPTIONS = {"parallelism": 1, "checkpoint_dir": None, "checkpoint_interval": 
 _OUT = "__caudal_out"
 
 
+@contextmanager
+def _said_for_frames(what: str):
+    """Errors of planning, deploying and running a frame said as its user wrote it: the sink
+    by the method that wrote it (``write_parquet('out')``, not the internal table
+    ``__caudal_out``, nor a position in the generated SQL), the CLI's flags as run options
+    (``fresh=True``, not ``--fresh``)."""
+    import re
+
+    from caudal.frame.text import python_hint, python_words
+
+    try:
+        yield
+    except CaudalError as e:
+        message = re.sub(r"\bsource '?_f\d+\b'?", "a source", python_words(e.message))
+        if _OUT in message:
+            message = message.replace(f"table '{_OUT}': ", "").replace(f"table '{_OUT}'", "table")
+            message = message.replace(_OUT, "the sink")
+            if not message.startswith(what):
+                message = f"{what}: {message}"
+            e.line = e.col = None
+        e.message, e.hint = message, python_hint(e.hint)
+        e.args = (message,)
+        raise
+
+
 def _run_settings(options: dict[str, Any]) -> SimpleNamespace:
     unknown = set(options) - set(RUN_OPTIONS)
     if unknown:
@@ -36,8 +62,9 @@ def _run_settings(options: dict[str, Any]) -> SimpleNamespace:
     return settings
 
 
-def _start(frame, sink_options: dict[str, Any], options: dict[str, Any]):
-    """Plan the frame into the sink and deploy it; the runtime, not yet run."""
+def _start(frame, sink_options: dict[str, Any], options: dict[str, Any], what: str):
+    """Plan the frame into the sink and deploy it; the runtime, not yet run. ``what`` is
+    the method that was called (``collect()``, ``write_parquet('out')``): errors name it."""
     from caudal.frame.text import options_text, quote
     from caudal.job import compile_sql
     from caudal.runtime import make_runtime
@@ -54,7 +81,7 @@ def _start(frame, sink_options: dict[str, Any], options: dict[str, Any]):
         except CaudalError as e:  # a position in generated SQL would mislead: say where
             from caudal.frame.text import frame_error
 
-            raise frame_error(e, frame, "run") from None
+            raise frame_error(e, frame, what) from None
     if settings.checkpoint_dir:
         from caudal.runtime.supervisor import attach
 
@@ -63,17 +90,18 @@ def _start(frame, sink_options: dict[str, Any], options: dict[str, Any]):
     return runtime
 
 
-def run_into(frame, sink_options: dict[str, Any], **options: Any) -> JobResult | None:
+def run_into(frame, sink_options: dict[str, Any], what: str, **options: Any) -> JobResult | None:
     """Run the frame into a table of ``sink_options`` (a connector and its options). None
     when ``checkpoint_dir`` holds this job's final checkpoint: it already ran to the end
-    (as ``caudal run`` says and exits 0)."""
+    (as ``caudal run`` says and exits 0). ``what``: the method called, as errors name it."""
     from caudal.checkpoint.errors import JobFinished
 
-    try:
-        runtime = _start(frame, sink_options, options)
-    except JobFinished:
-        return None
-    return _warned(runtime.run())
+    with _said_for_frames(what):
+        try:
+            runtime = _start(frame, sink_options, options, what)
+        except JobFinished:
+            return None
+        return _warned(runtime.run())
 
 
 def _warned(result: JobResult) -> JobResult:
@@ -107,7 +135,9 @@ def collect(frame, **options: Any) -> pa.Table:
 
     handle, collector = _collector(frame)
     try:
-        _warned(_start(frame, {"connector": "python", "handle": handle}, options).run())
+        with _said_for_frames("collect()"):
+            _warned(_start(frame, {"connector": "python", "handle": handle}, options,
+                           "collect()").run())
         if collector.batches:  # a changelog's batches carry _op after the columns
             table = pa.Table.from_batches(collector.batches)
         else:
@@ -126,7 +156,8 @@ def stream(frame, **options: Any) -> Iterator[pa.RecordBatch]:
     from caudal.connectors import python as python_connector
 
     handle, collector = _collector(frame)
-    runtime = _start(frame, {"connector": "python", "handle": handle}, options)
+    with _said_for_frames("stream()"):
+        runtime = _start(frame, {"connector": "python", "handle": handle}, options, "stream()")
     failure: list[BaseException] = []
 
     def run() -> None:
@@ -149,7 +180,8 @@ def stream(frame, **options: Any) -> Iterator[pa.RecordBatch]:
                 break
             yield item
         if failure:
-            raise failure[0]
+            with _said_for_frames("stream()"):
+                raise failure[0]
     finally:
         if thread.is_alive():  # the consumer stopped early
             runtime.stop()

@@ -49,9 +49,47 @@ def duration_us(value: Any, what: str) -> int:
 
 def frame_error(e: CaudalError, frame: Any, op: str | None = None) -> CaudalError:
     """The planner's message without its position (a line of generated SQL): the operation
-    that was written instead."""
+    that was written instead (``op``: a method's name, or its call as written), in the frame API's words (``python_words``)."""
     import re
 
     message = re.sub(r"(in )?table '_f\d+'(: )?", "", e.message)
     message = re.sub(r"'?\b_f\d+\b'?", "the input", message)
-    return type(e)(f"{op or frame.op}(): {message}", hint=e.hint)
+    said = op if op and op.endswith(")") else f"{op or frame.op}()"
+    return type(e)(f"{said}: {python_words(message)}",
+                   hint=python_hint(e.hint))
+
+
+#: the CLI's run flags that are a frame's run options of the same name (``fresh=True``…)
+_VALUE_FLAGS = "parallelism|from-epoch|max-restarts|batch-rows"
+_NAME_FLAGS = "checkpoint-dir|checkpoint-interval|max-restarts|batch-rows|linger|address"
+
+
+def python_words(text: str) -> str:
+    """A message written for ``caudal run`` (``--fresh``, ``--checkpoint-dir DIR``…) as a
+    frame user would write it: the run options of collect/stream/write_* (``fresh=True``,
+    ``checkpoint_dir``…). Users of the Python API never typed a flag."""
+    import re
+
+    text = re.sub(r"--fresh\b", "fresh=True", text)
+    text = re.sub(rf"--({_VALUE_FLAGS}) (\d+)\b",
+                  lambda m: f"{m.group(1).replace('-', '_')}={m.group(2)}", text)
+    text = re.sub(r"--runtime (local|ray)\b", r'runtime="\1"', text)
+    return re.sub(rf"--({_NAME_FLAGS})\b", lambda m: m.group(1).replace("-", "_"), text)
+
+
+def python_hint(hint: str | None) -> str | None:
+    """A hint in the frame API's words: the SQL DDL's ``WATERMARK FOR`` is a source's
+    ``event_time=`` (``cd.read_parquet(path, event_time=…)``), run flags run options."""
+    import re
+
+    if hint is None:
+        return None
+    m = re.match(r"declare WATERMARK FOR (\w+)?", hint)
+    if m is None:
+        return python_words(hint)
+    column = m.group(1) or "ts"
+    said = (f"give the source its event time: event_time={column!r} (and watermark_delay=), "
+            f"e.g. cd.read_parquet(path, event_time={column!r})")
+    if "ORDER BY that column" in hint:
+        said += ", and order_by= that column"
+    return said

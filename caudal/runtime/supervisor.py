@@ -100,10 +100,16 @@ class CheckpointedRuntime(Runtime):
     def deploy(self, graph: PhysicalGraph, restore_from: str | None = None) -> None:
         self.graph = graph
         self.ident = identify(graph)
-        self._triggered = prepare_directory(self.storage, graph, self.ident,
-                                            self.settings.sql, self.settings.fresh,
-                                            before_fresh=self._prepare_sinks_fresh)
-        self._setup(self.current)
+        try:
+            self._triggered = prepare_directory(self.storage, graph, self.ident,
+                                                self.settings.sql, self.settings.fresh,
+                                                before_fresh=self._prepare_sinks_fresh)
+            self._setup(self.current)
+        except BaseException:
+            # a refused checkpoint directory (another job's, a bad --from-epoch) is free
+            # again: a Python process (a frame's collect) goes on and may run it fixed
+            self.storage.unlock()
+            raise
 
     def _prepare_sinks_fresh(self) -> None:
         assert self.graph is not None

@@ -1,0 +1,66 @@
+"""What a frame user reads when something is refused: the frame API's words (run options,
+source parameters, the method called), never the CLI's flags, SQL DDL or internal names."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import caudal as cd
+from caudal.checkpoint.errors import IncompatibleCheckpoint, JobFinished
+from caudal.errors import CaudalError, PlanError
+from caudal.frame import col
+
+
+def _parquet_source(tmp_path):
+    pq.write_table(pa.table({"k": [1, 2, 1], "v": [5, 3, 4]}), tmp_path / "in.parquet")
+    return cd.read_parquet(str(tmp_path / "in.parquet"))
+
+
+def test_a_finished_job_says_the_run_option_not_the_cli_flag(tmp_path):
+    src = _parquet_source(tmp_path)
+    ck = str(tmp_path / "ck")
+    assert src.collect(checkpoint_dir=ck).num_rows == 3
+    for again in (lambda: src.collect(checkpoint_dir=ck),
+                  lambda: list(src.stream(checkpoint_dir=ck))):
+        with pytest.raises(JobFinished, match=r"run with fresh=True to run it again") as e:
+            again()
+        assert "--" not in str(e.value)
+    assert src.collect(checkpoint_dir=ck, fresh=True).num_rows == 3  # as the message says
+
+
+def test_a_refused_checkpoint_directory_says_run_options_and_is_freed(tmp_path):
+    ck = str(tmp_path / "ck")
+    _parquet_source(tmp_path).collect(checkpoint_dir=ck)
+    other = _parquet_source(tmp_path).filter(col("v") > 3)
+    for _ in range(2):  # the refusal leaves the directory unlocked: the same refusal again
+        with pytest.raises(IncompatibleCheckpoint) as e:
+            other.collect(checkpoint_dir=ck)
+        said = str(e.value)
+        assert "fresh=True" in said and "checkpoint_dir" in said
+        assert "--" not in said and "_f" not in said, said
+    assert other.collect(checkpoint_dir=ck, fresh=True).num_rows == 2
+
+
+def test_over_without_event_time_says_the_source_parameter():
+    src = cd.testing.from_records({"k": [1, 2, 1], "v": [5, 3, 4]})
+    with pytest.raises(PlanError) as e:
+        src.with_columns(col("v").sum().over("k", order_by="v").alias("s")).collect()
+    said = str(e.value)
+    assert "WATERMARK" not in said and "event_time=" in said and "order_by=" in said, said
+
+
+def test_sink_errors_name_the_method_called_not_the_internal_table(tmp_path):
+    src = cd.testing.from_records({"k": [1, 2, 1]})
+    (tmp_path / "file").write_text("")
+    target = str(tmp_path / "file" / "out")
+    cases = [(lambda: src.write_parquet(target), f"write_parquet({target!r}): "),
+             (lambda: src.sink("kafka", topic="t"), "sink('kafka'): "),
+             (lambda: src.sink("filesystem", path=str(tmp_path / "o"), format="nope"),
+              "sink('filesystem'): ")]
+    for run, said in cases:
+        with pytest.raises(CaudalError) as e:
+            run()
+        assert str(e.value).startswith(said), str(e.value)
+        assert "__caudal" not in str(e.value) and "line " not in str(e.value)
