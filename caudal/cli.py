@@ -420,8 +420,9 @@ def cmd_run(args) -> int:
     if result.late_rows:
         summary += f"; {result.late_rows:,} late rows dropped"
     untimed = result.metrics.get("null_time_rows", 0)
-    if untimed:   # a NULL event time is in no window (DuckDB's batch answer: a NULL group)
-        summary += f"; {untimed:,} rows with a NULL event time dropped from windows"
+    if untimed:   # in no window (a batch GROUP BY's NULL group), joined to no version
+        summary += (f"; {untimed:,} rows with a NULL event time dropped (no window or "
+                    f"temporal join can place them)")
     udf_dropped = result.metrics.get("udf_rows_dropped", 0)
     if udf_dropped:
         summary += f"; {udf_dropped:,} rows dropped by UDFs (on_error='drop')"

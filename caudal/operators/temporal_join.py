@@ -9,7 +9,9 @@ leave, joined, in the batch the watermark releases (before the watermark is forw
 are never late downstream). Of the versions the state keeps, per key, those the watermark has
 not passed and the latest one it has. A row of either side arriving behind the watermark
 could no longer be answered exactly: it is counted in ``late_rows`` and dropped, never joined
-against versions that may be gone.
+against versions that may be gone. A row or version whose time is NULL is not late: it is
+counted in ``null_time_rows`` (as windows count theirs) and dropped, but for a LEFT join's row,
+padded at once (no version is current at no time).
 
 The pairing is one vectorized as-of join (Polars ``join_asof``, backward, by key) of the
 released rows against the versions, both sorted by time.
@@ -55,6 +57,7 @@ class TemporalJoin(TwoSidedState, Operator):
     def open(self, ctx: OperatorContext) -> None:
         super().open(ctx)
         ctx.metrics.setdefault("late_rows", 0)
+        ctx.metrics.setdefault("null_time_rows", 0)
 
     def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:
         side = self.sides[input]
@@ -65,8 +68,11 @@ class TemporalJoin(TwoSidedState, Operator):
             # no version is current at no time: padded now, as an ASOF LEFT JOIN answers
             out = batches_of(self.layout.padded(rows.filter(pa.array(~valid)), 0))
             rows, t, valid = rows.filter(pa.array(valid)), t[valid], valid[valid]
-        keep = valid & (t >= self.watermark)
-        if not keep.all():  # behind the watermark (or without a time): cannot be exact
+        if not valid.all():  # no time at all is not late: counted as windows count theirs
+            self.ctx.metrics["null_time_rows"] += int((~valid).sum())
+            rows, t = rows.filter(pa.array(valid)), t[valid]
+        keep = t >= self.watermark
+        if not keep.all():  # behind the watermark: cannot be exact
             self.ctx.metrics["late_rows"] += int((~keep).sum())
             rows = rows.filter(pa.array(keep))
         side.append(rows)
