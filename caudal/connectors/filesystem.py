@@ -181,13 +181,15 @@ class FileSystemSource(Source):
             if files.format == "parquet":
                 fmt.check_columns(files.fs, first, _files_schema(table), where)
             elif files.format == "csv" and not csv_header(table):
-                fmt.Decoder(_files_schema(table).names, _files_schema(table), where)
+                fmt.Decoder(_files_schema(table).names, _files_schema(table), where,
+                            fmt.delimiter(table.options))
             elif files.format == "csv":
+                sep = fmt.delimiter(table.options)
                 with files.fs.open_input_stream(first, compression="detect") as stream:
-                    header = fmt.read_header(stream, where)
+                    header = fmt.read_header(stream, where, sep)
                 if header:
                     formats.match_columns(header, _files_schema(table), where, ConfigError)
-                    fmt.Decoder(header, _files_schema(table), where)
+                    fmt.Decoder(header, _files_schema(table), where, sep)
             elif hasattr(fmt, "Decoder"):
                 fmt.Decoder(_files_schema(table), **formats.with_options(fmt, table.options))
         except CaudalError as e:
@@ -388,8 +390,9 @@ class FileSystemSource(Source):
         path = files.full(part)
         fmt = formats.get(files.format)
         policy = BadDataPolicy(self.table.bad_data, self.metrics, f"file {path}")
-        options = {"header": csv_header(self.table)} if files.format == "csv" else \
-            formats.with_options(fmt, self.table.options)
+        options = formats.with_options(fmt, self.table.options)
+        if files.format == "csv":
+            options["header"] = csv_header(self.table)
         try:
             with files.fs.open_input_stream(path, compression="detect") as stream:
                 for table in fmt.read(stream, self._decoded, policy, **options):

@@ -29,6 +29,30 @@ INFER_BYTES = 4 << 20
 _ZONED = r":\d{2}(?:\.\d*)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
 _CONVERT = dict(null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False)
 
+#: the options this format reads (formats.with_options passes them)
+OPTIONS = {
+    "csv.field-delimiter": "the one character between fields (Flink's option; default ','): "
+                           "';' as spreadsheets write in many countries, '\\t' for "
+                           "tab-separated files",
+}
+
+
+def delimiter(options: dict[str, str] | None) -> str:
+    """The ``csv.field-delimiter`` option: one character (``\\t`` is a tab, as in Flink)."""
+    raw = (options or {}).get("csv.field-delimiter", ",")
+    char = {"\\t": "\t", "\\u0009": "\t"}.get(raw, raw)
+    if len(char) != 1 or char in '"\r\n':
+        raise ConfigError(f"csv.field-delimiter = {raw!r} is not one character other than "
+                          "a quote or a line break",
+                          hint="accepted: one character, such as ',', ';', '|' or '\\t'")
+    return char
+
+
+def check_options(options: dict[str, str], schema: pa.Schema | None,
+                  sink: bool = False) -> None:
+    """Refuse a delimiter that is not one character before the job starts."""
+    delimiter(options)
+
 
 def _row_ends(data: bytes) -> np.ndarray:
     """Offsets just after each newline that ends a row (not one inside quotes)."""
@@ -66,13 +90,14 @@ def split_rows(data: bytes, first_line: int) -> list[tuple[int, bytes]]:
     return rows
 
 
-def _header(row: bytes, where: str = "") -> list[str]:
+def _header(row: bytes, where: str = "", delimiter: str = ",") -> list[str]:
     at = f"{where + ' ' if where else ''}line 1 (the header)"
     wrong = lines.not_utf8(row)
     if wrong:  # Arrow's reader would fail in Python with a UnicodeDecodeError naming nothing
         raise DataError(f"{at}: {wrong}")
     table = pcsv.read_csv(lines.buffer_reader(row),
-                          read_options=pcsv.ReadOptions(autogenerate_column_names=False))
+                          read_options=pcsv.ReadOptions(autogenerate_column_names=False),
+                          parse_options=pcsv.ParseOptions(delimiter=delimiter))
     names = table.column_names
     if len(set(names)) != len(names):  # Arrow's reader would raise a KeyError later
         twice = next(n for n in names if names.count(n) > 1)
@@ -81,11 +106,11 @@ def _header(row: bytes, where: str = "") -> list[str]:
     return names
 
 
-def read_header(stream: Any, where: str = "") -> list[str]:
+def read_header(stream: Any, where: str = "", delimiter: str = ",") -> list[str]:
     """The column names of a CSV file (empty for an empty file); ``where`` names the file in
     errors."""
     for _, data in lines.read_blocks(stream, cut, block_size=64 << 10):
-        return _header(data[:cut_first(data)], where)
+        return _header(data[:cut_first(data)], where, delimiter)
     return []
 
 
@@ -98,17 +123,18 @@ def cut_first(data: bytes) -> int:
     return int(ends[0]) if len(ends) else len(data)
 
 
-def infer_schema(stream: Any) -> pa.Schema:
+def infer_schema(stream: Any, options: dict[str, str] | None = None) -> pa.Schema:
     """Arrow's inference on the start of a file; a column that is only NULL there is TEXT,
     one of numbers written with leading zeros TEXT, one of integers past BIGINT
     DECIMAL(38, 0) (DuckDB's sniffer: TEXT, HUGEINT)."""
     data = lines.first_rows(stream, cut, INFER_BYTES)
-    _header(data[:cut_first(data)])
-    table = _infer_read(data, pcsv.ConvertOptions(**_CONVERT))
+    sep = delimiter(options)
+    _header(data[:cut_first(data)], "", sep)
+    table = _infer_read(data, pcsv.ConvertOptions(**_CONVERT), sep)
     schema = normalize_schema(table.schema)
     codes, wide = _numbers_as_written(data, [f.name for f in schema
                                              if pa.types.is_integer(f.type)
-                                             or pa.types.is_floating(f.type)])
+                                             or pa.types.is_floating(f.type)], sep)
     return pa.schema([pa.field(f.name, pa.string())
                       if pa.types.is_null(f.type) or f.name in codes else
                       pa.field(f.name, pa.decimal128(38, 0))
@@ -116,10 +142,10 @@ def infer_schema(stream: Any) -> pa.Schema:
                       for f in schema])
 
 
-def _infer_read(data: bytes, convert: pcsv.ConvertOptions) -> pa.Table:
+def _infer_read(data: bytes, convert: pcsv.ConvertOptions, delimiter: str) -> pa.Table:
     """``data`` (a file's start) read whole for inference; a row with the wrong number of
     fields is a DataError naming its line, not Arrow's parse error."""
-    parse = pcsv.ParseOptions(newlines_in_values=b'"' in data)
+    parse = pcsv.ParseOptions(newlines_in_values=b'"' in data, delimiter=delimiter)
     read = pcsv.ReadOptions(block_size=len(data) + 1)  # a long field straddles no block
     try:
         return pcsv.read_csv(lines.buffer_reader(data), parse_options=parse,
@@ -135,7 +161,8 @@ def _infer_read(data: bytes, convert: pcsv.ConvertOptions) -> pa.Table:
         pcsv.read_csv(lines.buffer_reader(data), read_options=pcsv.ReadOptions(
             use_threads=False, block_size=len(data) + 1), convert_options=pcsv.ConvertOptions(
             column_types={}, **_CONVERT), parse_options=pcsv.ParseOptions(
-            newlines_in_values=parse.newlines_in_values, invalid_row_handler=first))
+            newlines_in_values=parse.newlines_in_values, delimiter=delimiter,
+            invalid_row_handler=first))
         if not bad or not 0 < bad[0].number <= len(rows):
             raise DataError(str(error).splitlines()[0],
                             hint="declare the columns in CREATE TABLE") from None
@@ -146,7 +173,8 @@ def _infer_read(data: bytes, convert: pcsv.ConvertOptions) -> pa.Table:
                              "bad_data = 'drop' then skips such rows") from None
 
 
-def _numbers_as_written(data: bytes, numeric: list[str]) -> tuple[set[str], set[str]]:
+def _numbers_as_written(data: bytes, numeric: list[str], delimiter: str
+                        ) -> tuple[set[str], set[str]]:
     """The numeric-looking columns with a value such as ``007`` or ``01.5`` (codes: zip
     codes, ids, that a number would change, so TEXT, as DuckDB's sniffer decides), and the
     columns of integers one of which is past BIGINT (Arrow infers DOUBLE, which rounds
@@ -156,7 +184,7 @@ def _numbers_as_written(data: bytes, numeric: list[str]) -> tuple[set[str], set[
         return set(), set()
     raw = _infer_read(data, pcsv.ConvertOptions(
         column_types={name: pa.string() for name in numeric}, include_columns=numeric,
-        **_CONVERT))
+        **_CONVERT), delimiter)
     codes, wide = set(), set()
     for name in numeric:
         column = raw.column(name)
@@ -194,8 +222,10 @@ def parse_timestamps(arr: pa.Array) -> pa.Array:
 class Decoder:
     """Turns blocks of CSV rows (no header) into tables of exactly ``schema``."""
 
-    def __init__(self, header: list[str], schema: pa.Schema, where: str):
+    def __init__(self, header: list[str], schema: pa.Schema, where: str,
+                 delimiter: str = ","):
         self.header = header
+        self.delimiter = delimiter
         self.schema = schema
         self.columns = match_columns(header, schema, where)
         self.parse_types = {h: _parse_type(f) for h, f in zip(self.columns, schema)}
@@ -207,7 +237,7 @@ class Decoder:
             return self.schema.empty_table()
         convert = pcsv.ConvertOptions(column_types=self.parse_types,
                                       include_columns=self.include, **_CONVERT)
-        parse = pcsv.ParseOptions(newlines_in_values=b'"' in data)
+        parse = pcsv.ParseOptions(newlines_in_values=b'"' in data, delimiter=self.delimiter)
         try:
             table = pcsv.read_csv(lines.buffer_reader(data), parse_options=parse,
                                   convert_options=convert, read_options=pcsv.ReadOptions(
@@ -244,12 +274,13 @@ class Decoder:
             return f"expected {fields.group(1)} fields, got {fields.group(2)}"
         try:
             raw = pcsv.read_csv(lines.buffer_reader(row), read_options=pcsv.ReadOptions(
-                column_names=self.header), convert_options=pcsv.ConvertOptions(
+                column_names=self.header), parse_options=pcsv.ParseOptions(
+                delimiter=self.delimiter), convert_options=pcsv.ConvertOptions(
                 column_types={h: pa.string() for h in self.header}, **_CONVERT))
         except pa.ArrowInvalid:
             return message
         for name, field in zip(self.columns, self.schema):
-            one = Decoder(self.header, pa.schema([field.with_name(name)]), "")
+            one = Decoder(self.header, pa.schema([field.with_name(name)]), "", self.delimiter)
             try:
                 one.decode(row)
             except pa.ArrowInvalid:
@@ -260,17 +291,20 @@ class Decoder:
 
 
 def read(stream: Any, schema: pa.Schema, policy: bad_data.BadDataPolicy,
-         block_size: int = lines.BLOCK_SIZE, header: bool = True) -> Iterator[pa.Table]:
+         block_size: int = lines.BLOCK_SIZE, header: bool = True,
+         options: dict[str, str] | None = None) -> Iterator[pa.Table]:
     """Tables of ``schema`` from a CSV stream (header first, unless ``header`` is False: then
     the fields are ``schema``'s columns in order), applying ``policy`` to bad rows."""
-    decoder = None if header else Decoder(schema.names, schema, policy.where)
+    sep = delimiter(options)
+    decoder = None if header else Decoder(schema.names, schema, policy.where, sep)
     for first_line, data in lines.read_blocks(stream, cut, block_size):
         if decoder is None:
             head = cut_first(data)
-            decoder = Decoder(_header(data[:head], policy.where), schema, policy.where)
+            decoder = Decoder(_header(data[:head], policy.where, sep), schema, policy.where,
+                              sep)
             first_line += data.count(b"\n", 0, head)
             data = data[head:]
-        broken = _unclosed_quote(data)
+        broken = _unclosed_quote(data, sep)
         if broken is not None:  # (only the file's last block can end inside quotes)
             data, rest = data[:broken], data[broken:]
         if data:
@@ -288,7 +322,7 @@ def read(stream: Any, schema: pa.Schema, policy: bad_data.BadDataPolicy,
                                 f"of the file (lines {line}-{last} would be one field)")
 
 
-def _unclosed_quote(data: bytes) -> int | None:
+def _unclosed_quote(data: bytes, delimiter: str = ",") -> int | None:
     """Where the row starts whose quoted field runs past the end of ``data`` (None if every
     quote is closed). A quote that does not start a field (``5"3``) opens nothing."""
     if data.count(b'"') % 2 == 0:
@@ -296,7 +330,7 @@ def _unclosed_quote(data: bytes) -> int | None:
     ends = _row_ends(data)
     start = int(ends[-1]) if len(ends) else 0
     quote = data.find(b'"', start)
-    if quote < 0 or (quote > start and data[quote - 1:quote] not in (b",", b"\n")):
+    if quote < 0 or (quote > start and data[quote - 1:quote] not in (delimiter.encode(), b"\n")):
         return None
     return start
 
@@ -313,15 +347,16 @@ def _writable(column: pa.Array) -> pa.Array:
 class Writer:
     """Writes a header, then rows, to an output stream (closed by ``close``)."""
 
-    def __init__(self, stream: Any, schema: pa.Schema):
+    def __init__(self, stream: Any, schema: pa.Schema, options: dict[str, str] | None = None):
         self.stream = stream
+        self._options = pcsv.WriteOptions(delimiter=delimiter(options))
         self._writer: pcsv.CSVWriter | None = None
 
     def write(self, batch: pa.RecordBatch) -> None:
         out = pa.RecordBatch.from_arrays([_writable(c) for c in batch.columns],
                                          names=batch.schema.names)
         if self._writer is None:
-            self._writer = pcsv.CSVWriter(self.stream, out.schema)
+            self._writer = pcsv.CSVWriter(self.stream, out.schema, write_options=self._options)
         self._writer.write_batch(out)
 
     def close(self) -> None:

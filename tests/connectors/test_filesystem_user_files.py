@@ -136,3 +136,36 @@ def test_json_inference_errors_name_the_line_and_what_is_wrong(tmp_path, lines_,
     path.write_text(lines_)
     text = _refusal(tmp_path, _source(path, "json"))
     assert str(path) in text and want in text and "JSON parse error" not in text
+
+
+@pytest.mark.parametrize(("option", "sep"), [(";", ";"), ("\\t", "\t"), ("|", "|")])
+def test_csv_field_delimiter_reads_and_writes_as_duckdb(tmp_path, duck, option, sep) -> None:
+    """Semicolon (a European spreadsheet's CSV) and tab-separated files had no option: read
+    without declared columns they were one column named 'a;b'. Flink's csv.field-delimiter
+    (one character; '\\t' is a tab) reads and writes them."""
+    path = tmp_path / "in.csv"
+    path.write_text(f'a{sep}b{sep}c\n1{sep}"x{sep}y"{sep}2.5\n2{sep}"say ""hi"""{sep}\n')
+    query = "SELECT a, b, c FROM t"
+    want = duck.sql(query.replace("FROM t", f"FROM read_csv('{path}', delim = '{sep}', "
+                                  "quote = '\"')")).to_arrow_table()
+    got = run_to_table(_source(path, **{"csv.field-delimiter": option}), query,
+                       tmp_path / "out")
+    assert normalized_rows(got) == normalized_rows(want)
+    declared = run_to_table(_source(path, columns="(a BIGINT, b TEXT, c DOUBLE)",
+                                    **{"csv.field-delimiter": option}), query,
+                            tmp_path / "out2")
+    assert normalized_rows(declared) == normalized_rows(want)
+    out = tmp_path / "written"
+    from caudal.job import run_sql
+    run_sql(_source(path, **{"csv.field-delimiter": option}) +
+            f"CREATE TABLE w WITH (connector = 'filesystem', path = '{out}', format = 'csv', "
+            f"'csv.field-delimiter' = '{option}');\nINSERT INTO w {query};")
+    back = duck.sql(f"SELECT a, b, c FROM read_csv('{out}/*.csv', delim = '{sep}')")
+    assert normalized_rows(back.to_arrow_table()) == normalized_rows(want)
+
+
+def test_csv_field_delimiter_of_more_than_one_character_is_refused(tmp_path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text("a;;b\n1;;2\n")
+    text = _refusal(tmp_path, _source(path, **{"csv.field-delimiter": ";;"}))
+    assert "csv.field-delimiter" in text and "one character" in text
