@@ -159,6 +159,29 @@ class Expr:
         return exp.And(this=exp.NEQ(this=exp.paren(rem), expression=zero.copy()),
                        expression=differ)
 
+    def _read_once(self, other: Expr, symbol: str) -> None:
+        """``//`` and ``%`` read each operand several times (SQL's truncating ``/`` and ``%``
+        made floored): an operand giving another value at each call (``random()``, a Python
+        UDF, the processing time) would make the parts disagree, so it is refused."""
+        from caudal.plan.functions.python_udf import PythonUdf
+        from caudal.plan.functions.registry import builtin
+
+        udfs = {u.name.lower() for e in (self, other) for u in e.udfs if isinstance(u, PythonUdf)}
+        for e in (self, other):
+            for node in e.node.walk():
+                if not isinstance(node, exp.Func):
+                    continue
+                name = (node.name if isinstance(node, exp.Anonymous)
+                        else node.sql(dialect=_dialect()).split("(", 1)[0]).lower()
+                fn = builtin(name)
+                if name in udfs or (fn is not None and fn.volatile):
+                    raise PlanError(
+                        f"x {symbol} y: an operand calls {name}(), which gives another value "
+                        f"at each call, and {symbol} reads its operands more than once (to "
+                        f"floor SQL's truncating result), so the parts would disagree",
+                        hint=f"compute the operand into a column first: .with_columns(d=…), "
+                             f"then x {symbol} col('d')")
+
     def _floor_divide(self, other, reverse=False) -> Expr:
         """``x // y`` as Python and Polars compute it: integers stay integers, exactly (SQL's
         ``/`` truncates them; one is taken off where the signs differ), floats are
@@ -168,6 +191,7 @@ class Expr:
         'FLOOR("x" / 2) - CASE WHEN FLOOR("x" / 2) = "x" / 2 AND ("x" % 2) <> 0 AND (("x" % 2) < 0) <> (2 < 0) THEN 1 ELSE 0 END'
         """
         other = to_expr(other)
+        self._read_once(other, "//")
         x, y = (other, self) if reverse else (self, other)
         quotient = exp.Div(this=_paren(x.node), expression=_paren(y.node), typed=True)
         floor = exp.Floor(this=quotient)
@@ -187,6 +211,7 @@ class Expr:
         'CASE WHEN ("x" % 3) <> 0 AND (("x" % 3) < 0) <> (3 < 0) THEN ("x" % 3) + 3 ELSE "x" % 3 END'
         """
         other = to_expr(other)
+        self._read_once(other, "%")
         x, y = (other, self) if reverse else (self, other)
         rem = exp.Mod(this=_paren(x.node), expression=_paren(y.node))
         node = exp.Case(ifs=[exp.If(this=self._signs_differ(x, y),

@@ -12,6 +12,7 @@ import pytest
 
 import caudal as cd
 from caudal import col
+from caudal.errors import PlanError
 
 BASE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 DATA = {"k": ["a", None, "b", None, "a", "c", "b", None, "c", "a"],
@@ -104,3 +105,28 @@ def test_top_k_ranks_nulls_last_as_polars(parallelism, descending):
                  windows.filter(pl.col("w") == w).bottom_k(1, by="x"))["x"][0]
                 for w in windows["w"].unique()]
     assert sorted(got["x"].to_list(), key=str) == sorted(expected, key=str)
+
+
+def test_floor_division_and_modulo_refuse_operands_of_another_value_at_each_call():
+    """``x // y`` and ``x % y`` read each operand several times (SQL's truncating ``/`` and
+    ``%`` made floored): RANDOM() or a UDF gave another value each time, so the floor and
+    its correction disagreed (``x % (random() * 10 + 1)`` came out negative)."""
+    from caudal.frame import call
+
+    @cd.udf(returns="DOUBLE")
+    def noisy(x):
+        return x
+
+    for operand in (call("random") * 10 + 1, noisy(col("x")), call("proctime")):
+        for make in (lambda o: col("x") // o, lambda o: col("x") % o,
+                     lambda o: o // 3, lambda o: 7 % o):
+            with pytest.raises(PlanError, match=r"gives another value at each call.*"
+                                                r"compute the operand into a column first"):
+                make(operand)
+    # as the message says: computed once in a column, the two agree
+    src = cd.testing.from_records({"x": list(range(-200, 200))})
+    got = src.with_columns(r=call("random") * 10 + 1) \
+        .with_columns(q=col("x") // col("r"), m=col("x") % col("r")).to_polars()
+    want = got.select(q=pl.col("x") // pl.col("r"), m=pl.col("x") % pl.col("r"))
+    assert got["q"].to_list() == want["q"].to_list()
+    assert max(abs(a - b) for a, b in zip(got["m"], want["m"], strict=True)) < 1e-9
