@@ -33,6 +33,10 @@ function secs(s) {
   return s < 86400 ? (s / 3600).toFixed(1) + "h" : (s / 86400).toFixed(1) + "d";
 }
 
+// a number field as typed: "" and "0" reach the server, which says what is wrong with them
+// (|| 1 made them a parallelism of 1 the user had not asked for)
+function intField(id) { const v = $(id).value.trim(); return v === "" ? null : Number(v); }
+
 async function api(path, opts = {}) {
   const headers = { "Content-Type": "application/json" };
   if (state.token) headers.Authorization = "Bearer " + state.token;
@@ -85,7 +89,7 @@ async function validate() {
     $("validation").className = "muted"; $("create").disabled = true; gutter(null); return; }
   try {
     const r = await api("/pipelines/validate", { method: "POST",
-      body: JSON.stringify({ query, parallelism: +$("parallelism").value || 1 }) });
+      body: JSON.stringify({ query, parallelism: intField("parallelism") }) });
     if (seq !== validSeq) return;
     $("validation").textContent = `valid: ${r.graph.vertices.length} operators`;
     $("validation").className = "ok"; $("create").disabled = false; gutter(null);
@@ -102,9 +106,11 @@ $("sql").addEventListener("input", () => { gutter(null); clearTimeout(validateTi
 $("sql").addEventListener("scroll", () => { $("gutter").scrollTop = $("sql").scrollTop; });
 $("parallelism").addEventListener("change", validate);
 $("create").addEventListener("click", async () => {
+  // a validation still due or in flight would overwrite why the create was refused
+  clearTimeout(validateTimer); validSeq++;
   try {
     const r = await api("/pipelines", { method: "POST", body: JSON.stringify({
-      name: $("name").value, query: $("sql").value, parallelism: +$("parallelism").value || 1,
+      name: $("name").value, query: $("sql").value, parallelism: intField("parallelism"),
       checkpoint_interval: $("interval").value || "10s", runtime: $("runtime").value,
       address: $("runtime").value === "ray" && $("address").value.trim() || null }) });
     await refreshList(); select(r.id);
@@ -122,6 +128,7 @@ $("new-pipeline").addEventListener("click", () => {
 function select(id) {
   if (state.selected !== id) {
     closePreview(); state.graph = null; state.graphKey = null; state.previewNode = "";
+    state.actionError = null;
   }
   state.selected = id;
   $("editor").hidden = true; $("detail").hidden = false;
@@ -130,19 +137,23 @@ function select(id) {
 }
 for (const b of document.querySelectorAll(".tabs button"))
   b.addEventListener("click", () => showTab(b.dataset.tab));
+// why the last action on the selected pipeline was refused: shown until the next action or
+// another pipeline is selected (the refresh each second would wipe it otherwise)
 async function action(path, body) {
+  state.actionError = null;
   try { await api(`/pipelines/${state.selected}/${path}`, { method: "POST",
     body: body ? JSON.stringify(body) : undefined }); }
-  catch (e) { $("d-error").textContent = e.message; }
+  catch (e) { state.actionError = { id: state.selected, message: e.message }; }
   refreshList(); refreshDetail();
 }
 $("d-stop").addEventListener("click", () => action("stop"));
 $("d-checkpoint").addEventListener("click", () => action("checkpoint"));
 $("d-restart").addEventListener("click", () => action("restart"));
-$("d-rescale").addEventListener("click", () => action("rescale", { parallelism: +$("d-par").value }));
+$("d-rescale").addEventListener("click", () => action("rescale", { parallelism: intField("d-par") }));
 $("d-delete").addEventListener("click", async () => {
   if (!confirm("Delete this pipeline, its checkpoints and logs?")) return;
-  await api(`/pipelines/${state.selected}`, { method: "DELETE" });
+  try { await api(`/pipelines/${state.selected}`, { method: "DELETE" }); }
+  catch (e) { state.actionError = { id: state.selected, message: e.message }; refreshDetail(); return; }
   state.selected = null; $("detail").hidden = true; $("editor").hidden = false; refreshList();
 });
 
@@ -159,7 +170,8 @@ async function refreshDetail() {
     + (p.restarts ? ` · ${p.restarts} restarts` : "")
     + (p.pid ? ` · pid ${p.pid}` : "");
   if (document.activeElement !== $("d-par")) $("d-par").value = p.parallelism;
-  $("d-error").textContent = p.error && p.state !== "finished" ? p.error : "";
+  const refused = state.actionError?.id === id ? state.actionError.message : "";
+  $("d-error").textContent = refused || (p.error && p.state !== "finished" ? p.error : "");
   $("d-stop").disabled = p.state !== "running";
   $("d-checkpoint").disabled = p.state !== "running";
   $("d-restart").disabled = p.state === "running";
