@@ -43,6 +43,10 @@ BACKOFF_S = 0.5
 MAX_BACKOFF_S = 10.0
 #: seconds a stopping child has to take its savepoint before it is killed
 STOP_TIMEOUT_S = 60.0
+#: a running pipeline's output.log or stderr.log above this is cut to its last LOG_KEEP_BYTES:
+#: a SELECT printing for days would otherwise fill the disk with what is only a preview
+LOG_MAX_BYTES = 64 << 20
+LOG_KEEP_BYTES = 1 << 20
 PR_SET_PDEATHSIG = 1
 
 
@@ -78,6 +82,26 @@ def tail_lines(path: Path, n: int, max_bytes: int = 1 << 20) -> list[str]:
     except OSError:
         return []
     return lines[-n:] if n else []
+
+
+def bound_log(path: Path, max_bytes: int, keep_bytes: int) -> bool:
+    """Cut a log a running child appends to (O_APPEND) to its last ``keep_bytes`` once it
+    passes ``max_bytes``: the file is emptied and the kept tail appended again, so the
+    child's writes go on at the new end (a line it writes meanwhile may land before the
+    kept tail). True when it was cut."""
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+        with open(path, "rb+") as f:
+            f.seek(-keep_bytes, 2)
+            tail = f.read()
+            tail = tail[tail.find(b"\n") + 1:]   # from a whole line
+            f.truncate(0)
+        with open(path, "ab") as f:
+            f.write(tail)
+        return True
+    except OSError:
+        return False
 
 
 def last_error(path: Path) -> str | None:
@@ -273,6 +297,7 @@ class Supervisor:
                         if child.stopping and \
                                 time.monotonic() - child.term_sent > STOP_TIMEOUT_S:
                             child.proc.kill()
+                        self._bound_logs(pid)
                         continue
                     self._exited(p, child, code)
                     p = self.store.get(pid) or p
@@ -287,6 +312,12 @@ class Supervisor:
                 if time.monotonic() < self.not_before.get(pid, 0.0):
                     continue
                 self._spawn(p)
+
+    def _bound_logs(self, pid: str) -> None:
+        for name in ("output.log", "stderr.log"):
+            if bound_log(self.dir(pid) / name, LOG_MAX_BYTES, LOG_KEEP_BYTES):
+                self.store.event(pid, "log", f"{name} passed {LOG_MAX_BYTES >> 20} MB: cut "
+                                             f"to its last {LOG_KEEP_BYTES >> 20} MB")
 
     def read_metrics(self, pid: str) -> dict[str, Any] | None:
         """The newest metrics snapshot of the pipeline's process (``--metrics-file``); the
