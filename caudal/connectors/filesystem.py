@@ -121,6 +121,10 @@ def locate(table: TableSpec) -> InputFiles:
     return InputFiles(fs, root, [n for n in names if n.lower().endswith(endings)], fmt)
 
 
+#: how many files of a JSON directory schema inference looks at (DuckDB's read_json: 32)
+JSON_SAMPLE_FILES = 32
+
+
 def _batches(table: pa.Table) -> Iterator[pa.RecordBatch]:
     """A table's rows as record batches, without copying (and without empty batches)."""
     if table.num_columns == 0:
@@ -216,8 +220,19 @@ class FileSystemSource(Source):
         try:
             if files.format == "parquet":
                 return fmt.infer_schema(files.fs, first)
-            with files.fs.open_input_stream(first, compression="detect") as stream:
-                return fmt.infer_schema(stream, **formats.with_options(fmt, table.options))
+            if files.format == "json":  # several files' starts, as DuckDB's read_json
+                samples, seen = [], 0
+                for name in files.names[:JSON_SAMPLE_FILES]:
+                    first = files.full(name)
+                    with files.fs.open_input_stream(first, compression="detect") as stream:
+                        samples.append((f"file {first}", fmt.sample_schema(
+                            stream, **formats.with_options(fmt, table.options))))
+                    seen += files.fs.get_file_info(first).size or 0
+                    if seen >= fmt.INFER_BYTES:
+                        break
+            else:
+                with files.fs.open_input_stream(first, compression="detect") as stream:
+                    return fmt.infer_schema(stream, **formats.with_options(fmt, table.options))
         except DataError as e:  # a CSV header that is not text, a file that is not Parquet
             if first not in e.message:
                 e.message = f"file {first} {e.message}"
@@ -226,6 +241,10 @@ class FileSystemSource(Source):
             raise ConfigError(f"cannot read the columns of {first} (table {table.name!r}): "
                               f"{str(e).splitlines()[0]}", line=table.line,
                               hint="declare the columns in CREATE TABLE") from None
+        try:  # (a key of types that do not merge: the error names both files)
+            return fmt.merge_samples(samples)
+        except DataError as e:
+            raise e.with_position(table.line, None) from None
 
     @classmethod
     def locates_rows(cls, table: TableSpec) -> bool:

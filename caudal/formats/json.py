@@ -221,17 +221,55 @@ def _convert(values: pa.Array, field: pa.Field, opts: JsonOptions) -> pa.Array:
 def infer_schema(stream: Any, options: dict[str, str] | None = None) -> pa.Schema:
     """Arrow's inference on the start of a file; a column that is only NULL there is TEXT
     (with json.unstructured, the one column ``value``)."""
+    return merge_samples([("", sample_schema(stream, options))])
+
+
+def sample_schema(stream: Any, options: dict[str, str] | None = None) -> pa.Schema:
+    """The types of the keys on the start of a file (whole lines), a key only NULL there
+    still of type null: the schema of one file of several (``merge_samples``)."""
     if JsonOptions.of(options).unstructured:
         return pa.schema([(VALUE, pa.string())])
     data = lines.first_rows(stream, lines.last_newline, INFER_BYTES)
+    if lines.is_blank(data):  # an empty file of several: no keys (merge_samples)
+        return pa.schema([])
     try:
         table = pj.read_json(lines.buffer_reader(data),
                              read_options=pj.ReadOptions(block_size=len(data) + 1))
     except pa.ArrowInvalid as error:
         raise _inference_error(data, error, options) from None
-    schema = normalize_schema(table.schema)
+    return normalize_schema(table.schema)
+
+
+def merge_samples(samples: list[tuple[str, pa.Schema]]) -> pa.Schema:
+    """The schemas of several files' starts (``where``, schema) as one, as DuckDB's
+    read_json samples several files: every key of any, integers and doubles DOUBLE, objects
+    with the keys of all; a key only NULL is TEXT. A key of types that do not merge (a
+    number in one file, text in another) is a DataError naming both files."""
+    merged = samples[0][1]
+    found = {f.name: samples[0][0] for f in merged}
+    for where, schema in samples[1:]:
+        try:
+            merged = pa.unify_schemas([merged, schema], promote_options="permissive")
+        except (pa.ArrowTypeError, pa.ArrowInvalid):
+            for f in schema:
+                if f.name in found and f.name in merged.names:
+                    try:
+                        pa.unify_schemas([pa.schema([merged.field(f.name)]), pa.schema([f])],
+                                         promote_options="permissive")
+                    except (pa.ArrowTypeError, pa.ArrowInvalid):
+                        raise DataError(
+                            f"key {f.name!r} is {sql_name(merged.field(f.name).type)} in "
+                            f"{found[f.name]} but {sql_name(f.type)} in {where}",
+                            hint="declare the columns in CREATE TABLE; a column declared "
+                                 "JSON takes any value") from None
+            raise
+        for f in schema:
+            found.setdefault(f.name, where)
+    if not merged.names:
+        raise DataError(f"{samples[0][0] + ' ' if samples[0][0] else ''}holds no JSON lines "
+                        "to take the columns from", hint="declare the columns in CREATE TABLE")
     return pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f
-                      for f in schema])
+                      for f in merged])
 
 
 def _inference_error(data: bytes, error: pa.ArrowInvalid,

@@ -169,3 +169,29 @@ def test_csv_field_delimiter_of_more_than_one_character_is_refused(tmp_path) -> 
     path.write_text("a;;b\n1;;2\n")
     text = _refusal(tmp_path, _source(path, **{"csv.field-delimiter": ";;"}))
     assert "csv.field-delimiter" in text and "one character" in text
+
+
+def test_json_directory_infers_from_several_files_as_duckdb(tmp_path, duck) -> None:
+    """The columns came from the first file alone: a key that only later files have (``b``)
+    was silently not read, and a key that is an integer there and 2.5 in the second file
+    failed the job. DuckDB's read_json samples several files; so does caudal now (up to 32
+    files or 4 MB)."""
+    data = tmp_path / "in"
+    data.mkdir()
+    (data / "1.json").write_text('{"a": 1, "n": null}\n')
+    (data / "2.json").write_text('{"a": 2.5, "b": "new", "s": {"x": 1}}\n')
+    (data / "3.json").write_text('{"a": 3, "n": 7, "s": {"y": "z"}}\n')
+    (data / "30.json").write_text("")
+    query = "SELECT a, b, n, s FROM t"
+    got = run_to_table(_source(data, "json"), query, tmp_path / "out")
+    want = duck.sql(query.replace("FROM t", f"FROM read_json('{data}/*.json')")
+                    ).to_arrow_table()
+    assert normalized_rows(got) == normalized_rows(want)
+    (data / "4.json").write_text('{"a": "text"}\n')
+    text = _refusal(tmp_path, _source(data, "json"))
+    assert "'a'" in text and "4.json" in text and "1.json" in text
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "1.json").write_text("\n")
+    text = _refusal(tmp_path, _source(empty, "json"))
+    assert "1.json holds no JSON lines" in text
