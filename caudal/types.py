@@ -149,7 +149,9 @@ def sql_name(t: pa.DataType) -> str:
     """The SQL spelling of an Arrow type, for messages and EXPLAIN."""
     if pa.types.is_boolean(t):
         return "BOOLEAN"
-    if pa.types.is_int8(t) or pa.types.is_int16(t):
+    if pa.types.is_int8(t):  # was SMALLINT: a frame's DDL widened an int8 column
+        return "TINYINT"
+    if pa.types.is_int16(t):
         return "SMALLINT"
     if pa.types.is_int32(t):
         return "INT"

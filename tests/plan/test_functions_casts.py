@@ -45,7 +45,7 @@ def test_float_is_real_and_float_of_more_than_24_bits_double():
 
 
 def test_integer_to_a_narrower_decimal_checks_values_not_the_type():
-    with pytest.raises(RuntimeFailure, match="does not fit in precision 3"):
+    with pytest.raises(RuntimeFailure, match=r"a value does not fit DECIMAL\(3, 1\)"):
         values("CAST(i * 100 AS DECIMAL(3,1))")
 
 
@@ -116,7 +116,8 @@ def test_text_to_interval():
 def test_bad_text_is_a_runtime_error_naming_the_types():
     with pytest.raises(RuntimeFailure, match="cannot cast TEXT to INT") as err:
         caudal_eval("CAST(s AS INT)")
-    assert "as a scalar of type int32" in str(err.value)  # names the offending text
+    assert "is not a valid INT" in str(err.value)  # names the offending text, not int32
+    assert "int32" not in str(err.value)
     with pytest.raises(RuntimeFailure, match="boolean: 'Hello'"):
         caudal_eval("CAST(s AS BOOLEAN)")
 

@@ -331,3 +331,19 @@ def test_round_of_a_double_cast_in_python_sql(parallelism):
     want = _duck(sql, t=_NUMBERS).sort_by("i")
     assert got.schema.field("a").type == pa.float64()
     assert [str(r) for r in got.to_pylist()] == [str(r) for r in want.to_pylist()]
+
+
+@pytest.mark.parametrize("expr,words", [
+    ("CAST(d AS BIGINT)", "inf is out of range for BIGINT"),
+    ("CAST(b AS INT)", "2147483648 is out of range for INT"),
+    ("CAST(CAST(b AS TEXT) || 'x' AS INT)", "'.*x' is not a valid INT"),
+    ("CAST(m AS TINYINT)", "a value is out of range for TINYINT"),
+    ("CAST(m AS DECIMAL(4, 1))", r"a value does not fit DECIMAL\(4, 1\)"),
+])
+def test_cast_errors_are_in_sql_words(expr, words):
+    """A failed CAST said Arrow's words: 'Float value inf was truncated converting to int64',
+    'Failed to parse string: … as a scalar of type int32'."""
+    with pytest.raises(CaudalError, match=words) as err:
+        _caudal(f"SELECT {expr} AS e FROM t", t=_NUMBERS)
+    assert not any(w in str(err.value) for w in ("int64", "int32", "int8", "scalar",
+                                                 "decimal128", "Float value"))

@@ -9,6 +9,7 @@ trailing zeros. The rules live here so every cast in the engine agrees.
 from __future__ import annotations
 
 import decimal
+import re
 
 import pyarrow as pa
 
@@ -80,9 +81,34 @@ def cast_array(value, target: pa.DataType):
     try:
         return _cast(value, source, target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
-        reason = str(e).splitlines()[0]
+        reason = _reason(str(e).splitlines()[0], target)
         raise RuntimeFailure(f"cannot cast {sql_name(source)} to {sql_name(target)}: {reason}",
                              hint="TRY_CAST(... AS type) gives NULL instead") from None
+
+
+#: Arrow's cast messages, in SQL's words (they named Arrow types: int32, date32[day], …)
+_REASONS = [
+    (re.compile(r"Failed to parse string: '(.*)' as a scalar of type .*", re.S),
+     "'{0}' is not a valid {target}"),
+    (re.compile(r"Float value (\S+) was truncated converting to .*"),
+     "{0} is out of range for {target}"),
+    (re.compile(r"Integer value (\S+) not in range: .*"), "{0} is out of range for {target}"),
+    (re.compile(r"Integer value out of bounds.*"), "a value is out of range for {target}"),
+    (re.compile(r"Decimal value does not fit in precision.*"),
+     "a value does not fit {target}"),
+    (re.compile(r"The string '(.*)' cannot be represented as decimal.*"),
+     "{0} does not fit {target}"),
+    (re.compile(r"The string '(.*)' is not a valid decimal.*"),
+     "'{0}' is not a valid {target}"),
+]
+
+
+def _reason(text: str, target: pa.DataType) -> str:
+    for pattern, words in _REASONS:
+        match = pattern.fullmatch(text)
+        if match:
+            return words.format(*match.groups(), target=sql_name(target))
+    return text
 
 
 def _cast(value: pa.Array, source: pa.DataType, target: pa.DataType) -> pa.Array:
