@@ -35,16 +35,16 @@ def serve(args) -> int:
     if not 0 < args.port < 65536:
         raise CaudalError(f"--port {args.port}: not a port (1-65535)")
     token = args.token or None
+    try:
+        infos = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)
+    except OSError:
+        raise CaudalError(f"--host {args.host}: unknown host") from None
     if not is_loopback(args.host) and not token and not args.insecure:
         raise CaudalError(f"--host {args.host} is reachable from other machines and no "
                           f"--token is set", hint="give --token (or CAUDAL_TOKEN), or "
                                                   "--insecure to serve without one")
     state_dir = Path(args.state_dir).resolve()
     lock = _lock_state_dir(state_dir)  # held (open) while this server runs
-    try:
-        infos = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)
-    except OSError:
-        raise CaudalError(f"--host {args.host}: unknown host") from None
     # bound here, before the app starts its pipelines: a port in use is one line, and no
     # pipeline is started by a server that cannot serve
     family, kind, proto, _, address = infos[0]
@@ -60,7 +60,8 @@ def serve(args) -> int:
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                             access_log=False, lifespan="on")
     server = uvicorn.Server(config)
-    print(f"caudal: serving on http://{args.host}:{args.port} (state in {state_dir}"
+    host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address
+    print(f"caudal: serving on http://{host}:{args.port} (state in {state_dir}"
           f"{', token required' if token else ''})", file=sys.stderr, flush=True)
     try:
         server.run(sockets=[sock])
@@ -77,8 +78,13 @@ def _lock_state_dir(state_dir: Path):
     waited for by the next one)."""
     import fcntl
 
-    state_dir.mkdir(parents=True, exist_ok=True)
-    f = open(state_dir / "server.lock", "a+")
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        f = open(state_dir / "server.lock", "a+")
+    except OSError as e:
+        raise CaudalError(f"--state-dir {state_dir}: cannot use it as a directory "
+                          f"({e.strerror})", hint="give a directory this user may write")\
+            from None
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

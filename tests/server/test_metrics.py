@@ -69,3 +69,24 @@ def test_open_bind_needs_token(tmp_path):
     assert r.stderr.strip().splitlines() == [
         "caudal: error: --host 0.0.0.0 is reachable from other machines and no --token is "
         "set (give --token (or CAUDAL_TOKEN), or --insecure to serve without one)"]
+
+
+def test_serve_refuses_bad_arguments_in_one_line(tmp_path):
+    """An unusable --state-dir was "internal error: FileNotFoundError: …" (exit 1); an
+    unknown --host was refused as "reachable from other machines"."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("CAUDAL_TOKEN", None)
+    (tmp_path / "afile").write_text("")
+    for args, expected in (
+            (["--state-dir", str(tmp_path / "afile")],
+             f"caudal: error: --state-dir {tmp_path / 'afile'}: cannot use it as a directory"),
+            (["--state-dir", "/proc/caudal-nope"],
+             "caudal: error: --state-dir /proc/caudal-nope: cannot use it as a directory"),
+            (["--host", "nonexistent.invalid", "--state-dir", str(tmp_path / "s")],
+             "caudal: error: --host nonexistent.invalid: unknown host")):
+        r = subprocess.run([sys.executable, "-m", "caudal.cli", "serve", "--port",
+                            str(free_port()), *args], env=env, capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 2, r.stderr
+        [line] = r.stderr.strip().splitlines()
+        assert line.startswith(expected), line
