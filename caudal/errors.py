@@ -55,3 +55,16 @@ class RuntimeFailure(CaudalError):
     """A running job failed (an operator raised, a source broke)."""
 
     exit_code = 1
+
+
+def names_hint(name: str, names: list[str], what: str = "columns") -> str:
+    """The hint of an unknown name: the close ones first (``did you mean 'price'?``, as
+    Polars and PostgreSQL suggest a misspelt column), then all of them."""
+    import difflib
+
+    by_lower = {n.lower(): n for n in names}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.6)
+    said = f"{what}: {', '.join(names) or '(none)'}"
+    if not close:
+        return said
+    return f"did you mean {' or '.join(repr(by_lower[c]) for c in close)}? {said}"

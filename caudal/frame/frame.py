@@ -30,7 +30,7 @@ from typing import Any
 import pyarrow as pa
 from sqlglot import exp
 
-from caudal.errors import CaudalError, PlanError
+from caudal.errors import CaudalError, PlanError, names_hint
 from caudal.frame.expr import Expr, column_or_expr, interval, to_expr
 from caudal.frame.text import (
     duration_us,
@@ -229,8 +229,9 @@ class Frame:
         gone = {n.lower() for n in names}
         unknown = gone - {c.lower() for c in self.columns}
         if unknown:
-            raise PlanError(f"drop(): unknown column {sorted(unknown)[0]!r}",
-                            hint="columns: " + ", ".join(self.columns))
+            first = next(n for n in names if n.lower() in unknown)
+            raise PlanError(f"drop(): unknown column {first!r}",
+                            hint=names_hint(first, self.columns))
         return self.select(*[c for c in self.columns if c.lower() not in gone])
 
     def rename(self, mapping: dict[str, str]) -> Frame:
@@ -258,11 +259,14 @@ class Frame:
         this frame's rows with (without) a match, and only its columns (SQL's EXISTS and
         NOT EXISTS: an anti join is an updating query, a row retracted when its first
         match arrives)."""
-        from caudal.frame.joins import join_sql
+        from caudal.frame.joins import join_sql, key_types_error
 
         select = join_sql(self, other, on, how, left_on, right_on, where, suffix)
-        return self._derive(select, "join", [where] if where is not None else [],
-                            parents=(self, other))
+        try:
+            return self._derive(select, "join", [where] if where is not None else [],
+                                parents=(self, other))
+        except CaudalError as e:
+            raise key_types_error(self, other, on, left_on, right_on) or e from None
 
     def unique(self) -> Frame:
         """Each distinct row once (SELECT DISTINCT: an updating query over a changelog; over
@@ -287,7 +291,7 @@ class Frame:
         name = _time_name(column) if not isinstance(column, str) else column
         if name.lower() not in {c.lower() for c in self.columns}:
             raise PlanError(f"explode(): unknown column {name!r}",
-                            hint="columns: " + ", ".join(self.columns))
+                            hint=names_hint(name, self.columns))
         items = [f"unnest({quote(c)}) AS {quote(c)}" if c.lower() == name.lower()
                  else quote(c) for c in self.columns]
         return self._derive(f"SELECT {', '.join(items)} FROM {quote(self.name)}", "explode")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from caudal.errors import PlanError
+from caudal.errors import PlanError, names_hint
 
 HOWS = {"inner": "INNER", "left": "LEFT", "right": "RIGHT", "full": "FULL", "outer": "FULL"}
 #: Polars' filtering joins: the left rows with a match (semi) or without one (anti), as SQL's
@@ -56,7 +56,7 @@ def join_sql(left, right, on, how, left_on, right_on, where, suffix: str) -> str
                                                               for k in rkeys]:
         if k.lower() not in {c.lower() for c in cols}:
             raise PlanError(f"join(): unknown {side} column {k!r}",
-                            hint="columns: " + ", ".join(cols))
+                            hint=names_hint(k, cols))
     keep_right_keys = how in ("right", "full", "outer")
     drop = set() if keep_right_keys else {k.lower() for k in rkeys}
     items, names = [], {}
@@ -100,3 +100,29 @@ def _qualified(where, names: dict[str, str]) -> str:
         return node
 
     return where.node.copy().transform(swap).sql(dialect=_dialect())
+
+
+def key_types_error(left, right, on, left_on, right_on) -> PlanError | None:
+    """A join refused for keys of types that do not compare (``BIGINT = TEXT``), said by the
+    keys' names and types on each side and the cast to add (as Polars names them); None
+    when no pair of keys differs (the refusal was about something else)."""
+    from caudal.types import sql_name
+
+    lkeys = _names(on if on is not None else left_on, "on")
+    rkeys = _names(on if on is not None else right_on, "on")
+    ltypes = {f.name.lower(): f.type for f in left.schema}
+    rtypes = {f.name.lower(): f.type for f in right.schema}
+    for a, b in zip(lkeys, rkeys):
+        lt, rt = ltypes[a.lower()], rtypes[b.lower()]
+        if lt != rt and not (_numeric(lt) and _numeric(rt)):
+            return PlanError(f"join(): key {a!r} is {sql_name(lt)} on the left, {b!r} is "
+                             f"{sql_name(rt)} on the right: they do not compare",
+                             hint=f"cast one side first, e.g. the right one's "
+                                  f".with_columns(col({b!r}).cast({sql_name(lt)!r}))")
+    return None
+
+
+def _numeric(t) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)

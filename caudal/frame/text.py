@@ -86,7 +86,8 @@ def python_hint(hint: str | None) -> str | None:
         return None
     m = re.match(r"declare WATERMARK FOR (\w+)?", hint)
     if m is None:
-        return python_words(hint)
+        return python_words(hint.replace("add a CAST(... AS type)",
+                                         "cast one side, e.g. .cast(\"BIGINT\"),"))
     column = m.group(1) or "ts"
     said = (f"give the source its event time: event_time={column!r} (and watermark_delay=), "
             f"e.g. cd.read_parquet(path, event_time={column!r})")

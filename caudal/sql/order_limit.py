@@ -26,7 +26,7 @@ from __future__ import annotations
 import pyarrow as pa
 from sqlglot import exp
 
-from caudal.errors import PlanError
+from caudal.errors import PlanError, names_hint
 from caudal.plan.expressions import Column
 from caudal.plan.limit_nodes import Limit, SortLimit, TimeSort
 from caudal.plan.logical import LogicalNode, Project, Scan
@@ -176,10 +176,10 @@ def _column_of(kind: str, value, scope: Scope, visible, node: exp.Expression) ->
         return visible[value - 1].physical
     matches = [c for c in scope.columns if c.name.lower() == str(value).lower()]
     if len(matches) != 1:
-        names = ", ".join(c.name for c in visible)
         raise PlanError(f"ORDER BY {value}: {'no' if not matches else 'more than one'} "
                         f"output column of that name", line=ln, col=col,
-                        hint=f"output columns: {names}")
+                        hint=names_hint(str(value), [c.name for c in visible],
+                                        "output columns"))
     return matches[0].physical
 
 

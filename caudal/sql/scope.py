@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 from sqlglot import exp
 
-from caudal.errors import PlanError
+from caudal.errors import PlanError, names_hint
 from caudal.plan.expressions import Column, Expr
 
 
@@ -69,9 +69,9 @@ class Scope:
             return None  # type: ignore[return-value]
         if not matches:
             line, col = position(node)
-            visible = ", ".join(c.name for c in self.columns) or "(none)"
             raise PlanError(f"unknown column {name!r}", line=line, col=col,
-                            hint=f"columns here: {visible}")
+                            hint=names_hint(name, [c.name for c in self.columns],
+                                            "columns here"))
         if len(matches) > 1:
             line, col = position(node)
             raise PlanError(f"column {name!r} is ambiguous", line=line, col=col,

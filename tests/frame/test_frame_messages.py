@@ -64,3 +64,28 @@ def test_sink_errors_name_the_method_called_not_the_internal_table(tmp_path):
             run()
         assert str(e.value).startswith(said), str(e.value)
         assert "__caudal" not in str(e.value) and "line " not in str(e.value)
+
+
+def test_common_mistakes_are_one_line_saying_what_to_do():
+    """Polars suggests the close column names and names the join keys whose types differ;
+    so do frames, in one line, and the fix is said in the frame API (.cast, not CAST)."""
+    src = cd.testing.from_records({"price": [1, 2], "name": ["a", "b"]})
+    other = cd.testing.from_records({"price": ["1", "2"], "w": [1, 2]})
+    cases = [(lambda: src.filter(col("prise") > 1), "filter(): unknown column 'prise'",
+              "did you mean 'price'?"),
+             (lambda: src.select("nme"), "select(): unknown column 'nme'", "did you mean 'name'?"),
+             (lambda: src.drop("prise"), "drop(): unknown column 'prise'", "did you mean 'price'?"),
+             (lambda: src.sort("prise"), "sort(): ", "did you mean 'price'?"),
+             (lambda: src.join(other, on="pric"), "join(): unknown left column 'pric'",
+              "did you mean 'price'?"),
+             (lambda: src.join(other, on="price"),
+              "join(): key 'price' is BIGINT on the left, 'price' is TEXT on the right",
+              ".with_columns(col('price').cast('BIGINT'))"),
+             (lambda: src.filter(col("name") > 1), "filter(): comparison > mixes types",
+              '.cast("BIGINT")')]
+    for mistake, said, advice in cases:
+        with pytest.raises(PlanError) as e:
+            mistake()
+        text = str(e.value)
+        assert text.startswith(said) and advice in text and "\n" not in text, text
+        assert "CAST(" not in text and "__" not in text, text
