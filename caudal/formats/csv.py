@@ -91,18 +91,27 @@ def split_rows(data: bytes, first_line: int) -> list[tuple[int, bytes]]:
 
 
 def _header(row: bytes, where: str = "", delimiter: str = ",") -> list[str]:
-    at = f"{where + ' ' if where else ''}line 1 (the header)"
     wrong = lines.not_utf8(row)
     if wrong:  # Arrow's reader would fail in Python with a UnicodeDecodeError naming nothing
-        raise DataError(f"{at}: {wrong}")
+        raise DataError(f"{where + ' ' if where else ''}line 1 (the header): {wrong}")
     table = pcsv.read_csv(lines.buffer_reader(row),
                           read_options=pcsv.ReadOptions(autogenerate_column_names=False),
                           parse_options=pcsv.ParseOptions(delimiter=delimiter))
-    names = table.column_names
-    if len(set(names)) != len(names):  # Arrow's reader would raise a KeyError later
-        twice = next(n for n in names if names.count(n) > 1)
-        raise DataError(f"{at}: column {twice!r} is named twice",
-                        hint="give each column of the file its own name")
+    return _named(table.column_names)
+
+
+def _named(header: list[str]) -> list[str]:
+    """The header's names as DuckDB's sniffer makes them: an empty one (a trailing comma)
+    ``column<i>``, a name seen before ``<name>_1``, ``_2``, … (Arrow's reader would raise
+    a KeyError for a name given twice)."""
+    names: list[str] = []
+    for i, name in enumerate(header):
+        name = name or f"column{i}"
+        base, n = name, 0
+        while name in names:
+            n += 1
+            name = f"{base}_{n}"
+        names.append(name)
     return names
 
 
@@ -129,12 +138,12 @@ def infer_schema(stream: Any, options: dict[str, str] | None = None) -> pa.Schem
     DECIMAL(38, 0) (DuckDB's sniffer: TEXT, HUGEINT)."""
     data = lines.first_rows(stream, cut, INFER_BYTES)
     sep = delimiter(options)
-    _header(data[:cut_first(data)], "", sep)
-    table = _infer_read(data, pcsv.ConvertOptions(**_CONVERT), sep)
+    names = _header(data[:cut_first(data)], "", sep)
+    table = _infer_read(data, pcsv.ConvertOptions(**_CONVERT), sep, names)
     schema = normalize_schema(table.schema)
     codes, wide = _numbers_as_written(data, [f.name for f in schema
                                              if pa.types.is_integer(f.type)
-                                             or pa.types.is_floating(f.type)], sep)
+                                             or pa.types.is_floating(f.type)], sep, names)
     return pa.schema([pa.field(f.name, pa.string())
                       if pa.types.is_null(f.type) or f.name in codes else
                       pa.field(f.name, pa.decimal128(38, 0))
@@ -142,11 +151,13 @@ def infer_schema(stream: Any, options: dict[str, str] | None = None) -> pa.Schem
                       for f in schema])
 
 
-def _infer_read(data: bytes, convert: pcsv.ConvertOptions, delimiter: str) -> pa.Table:
-    """``data`` (a file's start) read whole for inference; a row with the wrong number of
-    fields is a DataError naming its line, not Arrow's parse error."""
+def _infer_read(data: bytes, convert: pcsv.ConvertOptions, delimiter: str,
+                names: list[str]) -> pa.Table:
+    """``data`` (a file's start, header ``names``) read whole for inference; a row with the
+    wrong number of fields is a DataError naming its line, not Arrow's parse error."""
     parse = pcsv.ParseOptions(newlines_in_values=b'"' in data, delimiter=delimiter)
-    read = pcsv.ReadOptions(block_size=len(data) + 1)  # a long field straddles no block
+    # one block: a long field straddles none
+    read = pcsv.ReadOptions(block_size=len(data) + 1, column_names=names, skip_rows=1)
     try:
         return pcsv.read_csv(lines.buffer_reader(data), parse_options=parse,
                              convert_options=convert, read_options=read)
@@ -159,7 +170,8 @@ def _infer_read(data: bytes, convert: pcsv.ConvertOptions, delimiter: str) -> pa
             return "skip"
 
         pcsv.read_csv(lines.buffer_reader(data), read_options=pcsv.ReadOptions(
-            use_threads=False, block_size=len(data) + 1), convert_options=pcsv.ConvertOptions(
+            use_threads=False, block_size=len(data) + 1, column_names=names, skip_rows=1),
+            convert_options=pcsv.ConvertOptions(
             column_types={}, **_CONVERT), parse_options=pcsv.ParseOptions(
             newlines_in_values=parse.newlines_in_values, delimiter=delimiter,
             invalid_row_handler=first))
@@ -173,8 +185,8 @@ def _infer_read(data: bytes, convert: pcsv.ConvertOptions, delimiter: str) -> pa
                              "bad_data = 'drop' then skips such rows") from None
 
 
-def _numbers_as_written(data: bytes, numeric: list[str], delimiter: str
-                        ) -> tuple[set[str], set[str]]:
+def _numbers_as_written(data: bytes, numeric: list[str], delimiter: str,
+                        names: list[str]) -> tuple[set[str], set[str]]:
     """The numeric-looking columns with a value such as ``007`` or ``01.5`` (codes: zip
     codes, ids, that a number would change, so TEXT, as DuckDB's sniffer decides), and the
     columns of integers one of which is past BIGINT (Arrow infers DOUBLE, which rounds
@@ -184,7 +196,7 @@ def _numbers_as_written(data: bytes, numeric: list[str], delimiter: str
         return set(), set()
     raw = _infer_read(data, pcsv.ConvertOptions(
         column_types={name: pa.string() for name in numeric}, include_columns=numeric,
-        **_CONVERT), delimiter)
+        **_CONVERT), delimiter, names)
     codes, wide = set(), set()
     for name in numeric:
         column = raw.column(name)
