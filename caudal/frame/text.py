@@ -71,6 +71,7 @@ def python_words(text: str) -> str:
     import re
 
     text = re.sub(r"--fresh\b", "fresh=True", text)
+    text = text.replace("a --udf file or an importable module", "an importable module")
     text = re.sub(rf"--({_VALUE_FLAGS}) (\d+)\b",
                   lambda m: f"{m.group(1).replace('-', '_')}={m.group(2)}", text)
     text = re.sub(r"--runtime (local|ray)\b", r'runtime="\1"', text)

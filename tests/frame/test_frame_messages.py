@@ -89,3 +89,20 @@ def test_common_mistakes_are_one_line_saying_what_to_do():
         text = str(e.value)
         assert text.startswith(said) and advice in text and "\n" not in text, text
         assert "CAST(" not in text and "__" not in text, text
+
+
+def test_cli_sentences_in_the_frame_api_words():
+    """Messages shared with ``caudal run`` (checkpoints, Ray shipping, sinks) as they reach
+    a frame user: no flag left, values kept."""
+    from caudal.frame.text import python_words
+
+    for cli, frame in [
+            ("resume with --parallelism 4, the parallelism", "resume with parallelism=4, the"),
+            ("run with --from-epoch 3; --fresh starts over", "run with from_epoch=3; fresh=True"),
+            ("cannot create --checkpoint-dir /x: denied", "cannot create checkpoint_dir /x"),
+            ("--max-restarts allows more", "max_restarts allows more"),
+            ("run it with --runtime local", 'run it with runtime="local"'),
+            ("define it at module level (in a --udf file or an importable module)",
+             "define it at module level (in an importable module)")]:
+        said = python_words(cli)
+        assert said.startswith(frame) and "--" not in said, said
