@@ -21,6 +21,9 @@ NumPy columns, never a Python object per key):
   it is counted in the ``corrupt_retractions`` metric and ignored, never made a negative
   count. Order-dependent aggregates (first_value, last_value, string_agg) are refused over
   a changelog at planning.
+* updating input made by caudal's own operators, every aggregate count/sum/avg of integers
+  (``RunningTotals``, operators.running_totals, chosen at planning): exact totals per key,
+  updated from each batch's weights, no rows kept.
 
 A flush compares each touched key's values before and after: a new key is inserted, a key
 without rows left is deleted, a changed key is an update pair, an unchanged one emits
@@ -57,7 +60,9 @@ from caudal.operators.keyed_tables import (
 )
 from caudal.operators.percentile_kernel import Percentile, sorted_in_groups
 from caudal.operators.periodic_flush import PeriodicFlush
-from caudal.plan.aggregates import AggCall
+from caudal.operators.running_totals import Changes as _Changes
+from caudal.operators.running_totals import RunningTotals
+from caudal.plan.aggregates import AggCall, totals_apply
 from caudal.plan.changelog import (
     DELETE,
     INSERT,
@@ -90,16 +95,6 @@ def retraction_problem(call: AggCall) -> str | None:
         return (f"{call.func}() depends on the order of rows, which a retraction cannot "
                 f"undo")
     return None
-
-
-class _Changes:
-    """What a flush found: the touched keys, and per key whether a row existed before and
-    after, with the aggregate values before and after."""
-
-    def __init__(self, keys: pa.Table, old_exists: np.ndarray, old: list[pa.Array],
-                 exists: np.ndarray, new: list[pa.Array]):
-        self.keys, self.old_exists, self.old = keys, old_exists, old
-        self.exists, self.new = exists, new
 
 
 class _Merged:
@@ -720,7 +715,7 @@ class UpdatingAggregate(PeriodicFlush, Operator):
                  output_schema: pa.Schema, time_column: str | None = None,
                  updating_input: bool = False, flush_us: int = 1_000_000,
                  ttl_us: int | None = None, updating_output: bool = True,
-                 partial_input: bool = False):
+                 partial_input: bool = False, running_totals: bool = False):
         self.keys = list(keys)
         self.group = self.keys or [_GLOBAL]
         self.aggregates = list(aggregates)
@@ -735,8 +730,13 @@ class UpdatingAggregate(PeriodicFlush, Operator):
                 problem = retraction_problem(call)
                 if problem is not None:
                     raise ValueError(problem)
-            self.state: _Merged | _Multiset = _Multiset(self.group, self.aggregates,
-                                                        input_schema, bool(self.keys))
+            if running_totals and totals_apply(self.aggregates, input_schema):
+                # count/sum/avg over a changelog caudal made: totals per key, not rows
+                self.state: _Merged | _Multiset | RunningTotals = RunningTotals(
+                    self.group, self.aggregates, input_schema)
+            else:
+                self.state = _Multiset(self.group, self.aggregates, input_schema,
+                                       bool(self.keys))
         else:
             self.state = _Merged(self.group, self.aggregates, input_schema, time_column,
                                  partial_input)

@@ -217,3 +217,26 @@ def argument_count(func: str) -> tuple[int, int]:
 
 __all__ = ["AggCall", "ALIASES", "ACCEPTED", "PAIR_STATISTICS", "PERCENTILES", "canonical",
            "result_type", "argument_count", "TIMESTAMP"]
+
+
+def totals_apply(aggregates: list[AggCall], input_schema: pa.Schema) -> bool:
+    """Whether running totals (operators.running_totals) compute every one of
+    ``aggregates`` exactly over a changelog: count(*), count(x), and sum/avg of signed
+    integers, none DISTINCT."""
+    if not aggregates:
+        return False
+    for call in aggregates:
+        if call.distinct or call.func not in ("count", "sum", "avg") or len(call.args) > 1:
+            return False
+        if call.func == "count":
+            continue
+        if not call.args or call.args[0] not in input_schema.names:
+            return False
+        t = input_schema.field(call.args[0]).type
+        if not pa.types.is_signed_integer(t):
+            return False
+        if call.func == "sum" and not pa.types.is_int64(call.dtype):
+            return False
+        if call.func == "avg" and not pa.types.is_float64(call.dtype):
+            return False
+    return True

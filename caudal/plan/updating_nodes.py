@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from caudal.durations import format_duration_us
-from caudal.plan.aggregates import AggCall
+from caudal.plan.aggregates import AggCall, totals_apply
 from caudal.plan.logical import LogicalNode
 from caudal.plan.physical import OperatorSpec
 from caudal.plan.physical_planner import LOWERINGS, PhysicalPlanner
@@ -95,6 +95,15 @@ def _add_local_stage(planner: PhysicalPlanner, vid: int, node: UpdatingAggregate
         OperatorSpec("local_key_partials", params, label, schema))
 
 
+def _own_changelog(node: LogicalNode) -> bool:
+    """Whether the changes ``node`` carries are an updating aggregate's (through row-wise
+    nodes): it retracts only rows it emitted. A source's changelog may retract rows it never
+    inserted, which running totals could not tell (operators.running_totals)."""
+    while getattr(node, "row_wise", False) and len(node.children()) == 1:
+        node = node.children()[0]
+    return isinstance(node, UpdatingAggregate)
+
+
 def _lower_updating_aggregate(planner: PhysicalPlanner, node: UpdatingAggregate) -> int:
     upstream = planner.lower(node.input)
     two_phase = _two_phase(planner, node)
@@ -110,6 +119,11 @@ def _lower_updating_aggregate(planner: PhysicalPlanner, node: UpdatingAggregate)
               "updating_output": node.updating}
     if two_phase:
         params["partial_input"] = True
+    if node.input.updating and _own_changelog(node.input) and \
+            totals_apply(list(node.aggregates), node.input.schema):
+        # a state of totals per key, not rows (since 2026-12-07): in the fingerprint, so a
+        # checkpoint of the rows' layout is refused in one line, not mis-restored
+        params["running_totals"] = True
     aggs = ", ".join(f"{a} AS {n}" for a, n in zip(node.aggregates, node.agg_names))
     label = f"updating aggregate by [{', '.join(node.keys)}]: {aggs}"
     if two_phase:
