@@ -30,6 +30,10 @@ QUERIES = {
     "distinct": "SELECT DISTINCT s, k % 7 AS m FROM a",
     "aggs": ("SELECT k % 13 AS g, count(DISTINCT s) AS ds, sum(DISTINCT v % 10) AS sv, "
              "min(s) AS mn, max(s) AS mx, count(s) AS c FROM a GROUP BY k % 13"),
+    # count/sum/avg over an updating aggregate's changelog: running totals per group
+    # (operators.running_totals), groups emptying as their keys' maxima move
+    "totals": ("SELECT g, count(*) AS n, count(m) AS c, sum(m) AS s, avg(m) AS av FROM "
+               "(SELECT k, max(v) % 5 AS g, max(v) AS m FROM a GROUP BY k) GROUP BY g"),
     "topn": ("SELECT g, v, rn FROM (SELECT k % 5 AS g, v, ROW_NUMBER() OVER (PARTITION BY "
              "k % 5 ORDER BY v DESC) AS rn FROM a WHERE s IS NOT NULL) WHERE rn <= 3"),
     # a deduplication (operators.top_one): the latest row per (k, v % 3), NULL k included
