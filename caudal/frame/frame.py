@@ -40,6 +40,17 @@ from caudal.frame.text import (
 )
 
 _ids = itertools.count(1)
+#: a frame's statement (before it is named) -> its number: a frame built again (a notebook
+#: cell run twice) is named as before, so its job is the same job to its checkpoints
+_numbers: dict[tuple[str, tuple[str, ...]], int] = {}
+
+
+def _frame_name(statement: str, parents: tuple) -> str:
+    key = (statement, tuple(p.name for p in parents))
+    number = _numbers.get(key)
+    if number is None:
+        number = _numbers.setdefault(key, next(_ids))
+    return f"_f{number}"
 
 
 # ---- windows -------------------------------------------------------------------------------
@@ -113,7 +124,7 @@ class Frame:
 
     def __init__(self, statement: str, parents: tuple[Frame, ...] = (), udfs: tuple = (),
                  name: str | None = None, op: str = "frame"):
-        self.name = name or f"_f{next(_ids)}"
+        self.name = name or _frame_name(statement, parents)
         self._statement = statement.replace("{self}", quote(self.name))
         self.parents = parents
         self.udfs = tuple(dict.fromkeys(

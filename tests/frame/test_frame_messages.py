@@ -106,3 +106,24 @@ def test_cli_sentences_in_the_frame_api_words():
              "define it at module level (in an importable module)")]:
         said = python_words(cli)
         assert said.startswith(frame) and "--" not in said, said
+
+
+def test_the_same_query_built_again_in_one_process_is_the_same_job(tmp_path):
+    """A notebook cell run twice builds its frames again: the same query is the same job (its
+    checkpoints resume or say it finished), not 'a different job ([0] a source changed)' for
+    a new internal frame name."""
+    pq.write_table(pa.table({"k": [1, 2, 1], "v": [5, 3, 4]}), tmp_path / "in.parquet")
+    ck, out = str(tmp_path / "ck"), str(tmp_path / "out")
+
+    def cell():
+        return cd.read_parquet(str(tmp_path / "in.parquet")).filter(col("v") > 3)
+
+    first, again = cell(), cell()
+    assert again.sql_script() == first.sql_script()
+    assert first.write_parquet(out, checkpoint_dir=ck) is not None
+    assert again.write_parquet(out, checkpoint_dir=ck) is None  # finished: nothing to do
+    assert cell().collect(checkpoint_dir=str(tmp_path / "ck2")).num_rows == 2
+    with pytest.raises(JobFinished):
+        cell().collect(checkpoint_dir=str(tmp_path / "ck2"))
+    other = cd.read_parquet(str(tmp_path / "in.parquet")).filter(col("v") > 4)
+    assert other.name != first.name  # another query, another name
