@@ -337,11 +337,13 @@ def check_sources(graph: PhysicalGraph, manifest: Any) -> None:
         check_partitions(v.source.name, parts, offsets, old.parallelism, v.parallelism)
 
 
-def check_restorable(graph: PhysicalGraph, uri: str) -> None:
+def check_restorable(graph: PhysicalGraph, uri: str) -> bool:
     """What a run of ``graph`` with ``--checkpoint-dir uri`` would refuse at deploy: the
     newest checkpoint belongs to another job, or its sources cannot resume at this
-    parallelism (the job server checks a rescale with it before stopping the job)."""
+    parallelism (the job server checks a rescale with it before stopping the job). False
+    when there is no complete checkpoint to check."""
     storage = CheckpointStorage(uri)
     manifest = choose_checkpoint(storage, graph, identify(graph))
     if manifest is not None:
         check_sources(graph, manifest)
+    return manifest is not None

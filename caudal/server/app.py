@@ -81,17 +81,23 @@ def compile_query(query: str, parallelism: int):
         raise ApiError(400, f"internal error: {type(e).__name__}: {first}") from None
 
 
-def check_rescale(query: str, parallelism: int, checkpoint_dir: Path) -> None:
+def check_rescale(query: str, parallelism: int, checkpoint_dir: Path, running: bool) -> None:
     """400 now rather than a failed pipeline later: the newest checkpoint must restore at
-    the new parallelism (same job graph, source partitions that still exist)."""
+    the new parallelism (same job graph, source partitions that still exist). A running
+    pipeline with no complete checkpoint yet is refused (409): its stop takes a savepoint
+    of the old graph that nothing has checked against the new one."""
     compiled = compile_query(query, parallelism)
-    if not checkpoint_dir.exists():
-        return
     from caudal.checkpoint.errors import OtherJobCheckpoint
     from caudal.runtime.supervisor import check_restorable
 
     try:
-        check_restorable(compiled.graph, str(checkpoint_dir))
+        checked = checkpoint_dir.exists() and check_restorable(compiled.graph,
+                                                               str(checkpoint_dir))
+        if running and not checked:
+            raise ApiError(409, f"cannot rescale to parallelism {parallelism} yet: the pipeline "
+                                f"has no complete checkpoint to check the new parallelism "
+                                f"against; take one (POST …/checkpoint, the console's "
+                                f"Checkpoint now) and rescale again")
     except OtherJobCheckpoint:
         raise ApiError(400, f"cannot rescale to parallelism {parallelism}: the job plans into "
                             f"another dataflow graph at {parallelism} (compare its graph with "
@@ -311,7 +317,7 @@ def create_app(state_dir: Path, token: str | None = None) -> FastAPI:
         """Stop with a savepoint and start again at the new parallelism."""
         p = _get(pid)
         await asyncio.to_thread(check_rescale, p["query"], body.parallelism,
-                                supervisor.checkpoint_dir(pid))
+                                supervisor.checkpoint_dir(pid), p["state"] == "running")
         supervisor.request_rescale(pid, body.parallelism)
         return _view(_get(pid))
 

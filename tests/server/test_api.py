@@ -96,6 +96,9 @@ def test_stop_restart_rescale_and_metrics(server, tmp_path):
     text = c.get("/metrics").text
     assert 'caudal_rows_in_total{operator="[0] source bids",pipeline="paced",subtask="0"}' in text
     assert "caudal_watermark_lag_seconds" in text
+    while not c.get(f"/api/v1/pipelines/{pid}/checkpoints").json()["data"]:  # (rescale
+        assert time.monotonic() < deadline                                   # checks it)
+        time.sleep(0.2)
     assert c.post(f"/api/v1/pipelines/{pid}/rescale", json={"parallelism": 3}).status_code == 200
     deadline = time.monotonic() + 30
     while c.get(f"/api/v1/pipelines/{pid}/metrics").json().get("pid") in (None, m["pid"]):
@@ -270,3 +273,28 @@ def test_rescale_to_another_graph_says_so_in_the_servers_terms(server):
     for cli_only in ("--fresh", "--checkpoint-dir", "different job"):
         assert cli_only not in error, error
     assert c.get(f"/api/v1/pipelines/{pid}").json()["state"] == "running"
+
+
+def test_rescale_before_the_first_checkpoint_is_refused_not_failed_later(server):
+    """With no complete checkpoint there was nothing to check: the rescale was accepted, the
+    stop's savepoint (of the old graph) could not restore into the new one, and the pipeline
+    ended failed after 3 restarts, with an error naming caudal run's flags."""
+    c = server.client
+    q = ("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', event_rate = '200');\n"
+         "SELECT auction, price FROM bids WHERE price > 10000000;")
+    pid = c.post("/api/v1/pipelines", json={"name": "early", "query": q,
+                                            "checkpoint_interval": "1h"}).json()["id"]
+    server.wait_state(pid, {"running"})
+    r = c.post(f"/api/v1/pipelines/{pid}/rescale", json={"parallelism": 2})
+    assert r.status_code == 409, r.text
+    assert "checkpoint" in r.json()["error"] and "--" not in r.json()["error"], r.text
+    deadline = time.monotonic() + 30
+    while not c.get(f"/api/v1/pipelines/{pid}/metrics").json().get("pid"):  # its job runs
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    p = c.get(f"/api/v1/pipelines/{pid}").json()
+    assert p["state"] == "running" and p["parallelism"] == 1 and p["restarts"] == 0, p
+    c.post(f"/api/v1/pipelines/{pid}/stop")          # stopped, never checkpointed before:
+    server.wait_state(pid, {"stopped"})             # its savepoint is checked as any other
+    r = c.post(f"/api/v1/pipelines/{pid}/rescale", json={"parallelism": 2})
+    assert r.status_code == 400 and "graph" in r.json()["error"], r.text
