@@ -338,6 +338,11 @@ class Frame:
         puts them last ascending). ``descending`` and ``nulls_last`` may be one flag per
         column, as in Polars."""
         by_list = by if isinstance(by, list) else [by]
+        known = {c.lower() for c in self.columns}
+        for name in by_list:  # said as other methods say it (not SQL's ORDER BY)
+            if isinstance(name, str) and name.lower() not in known:
+                raise PlanError(f"sort(): unknown column {name!r}",
+                                hint=names_hint(name, self.columns))
         directions = _per_column(descending, len(by_list), "sort()", "descending")
         nulls = _per_column(nulls_last, len(by_list), "sort()", "nulls_last")
         order = ", ".join(column_or_expr(b, "sort()").sql(False)
