@@ -20,8 +20,10 @@ before it started are read (tests, backfills).
 
 from __future__ import annotations
 
+import functools
 import struct
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -155,6 +157,22 @@ class _Reader:
         return []
 
 
+def _server_errors_named(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A source method whose server errors (psycopg2's, on the replication connection; a
+    connection the server ended) name the table in one line, without psycopg2's class."""
+    @functools.wraps(method)
+    def named(self: PostgresCdcSource, *args: Any, **kwargs: Any) -> Any:
+        import psycopg2
+
+        try:
+            return method(self, *args, **kwargs)
+        except psycopg2.Error as e:
+            text = " ".join(str(e).split()) or type(e).__name__
+            raise RuntimeFailure(f"postgres-cdc table {self.table.name!r} "
+                                 f"({self.target.text}): {text}") from e
+    return named
+
+
 class PostgresCdcSource(Source):
     """A table's snapshot then its changes, as a changelog; see the module docstring."""
 
@@ -263,6 +281,7 @@ class PostgresCdcSource(Source):
                                  f"replication connection: {str(e).strip().splitlines()[0]}",
                                  hint="the user needs the REPLICATION attribute") from None
 
+    @_server_errors_named
     def open(self, assigned: list[str], offsets: dict[str, Any] | None = None) -> None:
         if PARTITION not in assigned:
             self._done = True
@@ -335,6 +354,7 @@ class PostgresCdcSource(Source):
 
     # ---- reading ---------------------------------------------------------------------------
 
+    @_server_errors_named
     def poll(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
         if self._done:
             return None
@@ -429,6 +449,7 @@ class PostgresCdcSource(Source):
             return {}
         return {PARTITION: {"lsn": self._lsn, "streaming": self._snapshot is None}}
 
+    @_server_errors_named
     def checkpoint_completed(self, offsets: dict[str, Any]) -> None:
         """Only now may the server drop the WAL up to the checkpoint's position."""
         state = offsets.get(PARTITION)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -1027,3 +1029,57 @@ def test_cdc_names_are_flink_cdcs_literal_names(pg, tmp_path):
         pg.execute(f'DROP PUBLICATION IF EXISTS "{slot}"')
     assert result.returncode == 0, result.stderr
     assert "2 rows in" in result.stderr, result.stderr
+
+
+def test_a_cdc_connection_the_server_ends_is_one_line_and_the_job_goes_on(pg, cdc, tmp_path):
+    """The server ending the replication connection (pg_terminate_backend, a failover) is
+    one line naming the table, the job restarts from its checkpoint and sees the change
+    made meanwhile (it read 'AdminShutdown: terminating connection …' and a line break)."""
+    name, slot = cdc
+    out = tmp_path / "out"
+    script = tmp_path / "job.sql"
+    script.write_text(f"""
+        CREATE TABLE src (id BIGINT, cat TEXT) WITH ('connector' = 'postgres-cdc',
+          'hostname' = '127.0.0.1', 'username' = 'postgres', 'database-name' = 'test',
+          'table-name' = '{name}', 'slot.name' = '{slot}');
+        CREATE TABLE out WITH (connector = 'filesystem', path = '{out}',
+          format = 'debezium_json');
+        INSERT INTO out SELECT id, cat FROM src;""")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("CAUDAL_DEBUG", None)
+    proc = subprocess.Popen([sys.executable, "-m", "caudal.cli", "run", str(script),
+                             "--checkpoint-dir", str(tmp_path / "ck"),
+                             "--checkpoint-interval", "200ms"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while not pg.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = "
+                             "%s AND active", (slot,)).fetchone()[0] or not _committed(out):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        time.sleep(1)   # checkpoints past the snapshot (one during it cannot be resumed)
+        pg.execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+                   "WHERE slot_name = %s", (slot,))
+        pg.execute(f"INSERT INTO {name} (id, cat) VALUES (9001, 'after')")
+        while not any('"id":9001' in line for line in _committed(out)):
+            assert time.monotonic() < deadline + 30
+            if proc.poll() is not None:
+                pytest.fail(proc.stderr.read())
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        err = proc.communicate(timeout=60)[1]
+    failed = [line for line in err.splitlines() if "job failed" in line]
+    assert failed and "Traceback" not in err, err
+    assert f"postgres-cdc table 'src' (public.{name}): terminating connection due to " \
+           f"administrator command; restarting from checkpoint" in failed[0], err
+    assert "AdminShutdown" not in err, err
+
+
+def _committed(out: Path) -> list[str]:
+    """The lines of the committed files under ``out`` (not the in-progress ones)."""
+    if not out.exists():
+        return []
+    return [line for p in out.rglob("*.json")
+            if not any(part.startswith((".", "_")) for part in p.relative_to(out).parts)
+            for line in p.read_text().splitlines()]
