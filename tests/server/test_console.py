@@ -153,3 +153,24 @@ def test_console_shows_why_an_action_or_a_create_was_refused(server, page):
     expect(page.locator("#d-state")).to_have_text("running")
     assert len(server.client.get("/api/v1/pipelines").json()["data"]) == 1
     assert not problems, problems
+
+
+def test_console_says_why_a_node_preview_cannot_start(server, page):
+    """The preview of a node of a pipeline that is not running is refused (409) before the
+    stream begins: the browser's EventSource just closes, and the console showed an empty
+    table under "Rows the pipeline prints" with nothing said."""
+    from playwright.sync_api import expect
+
+    c = server.client
+    q = ("CREATE TABLE t (counter BIGINT) WITH (connector = 'impulse', events = '10');\n"
+         "SELECT counter FROM t;")
+    pid = c.post("/api/v1/pipelines", json={"name": "done", "query": q}).json()["id"]
+    server.wait_state(pid, {"finished"})
+    page.goto(server.url + "/")
+    page.locator("#pipelines li").first.click()
+    expect(page.locator("#d-state")).to_have_text("finished", timeout=20_000)
+    page.click(".tabs button[data-tab=preview]")
+    expect(page.locator("#preview-node option")).to_have_count(2, timeout=20_000)
+    page.select_option("#preview-node", "0")
+    expect(page.locator("#preview-dropped")).to_contain_text("finished", timeout=10_000)
+    expect(page.locator("#preview-dropped")).to_contain_text("while it runs")

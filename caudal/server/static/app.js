@@ -311,7 +311,8 @@ function openPreview() {
   $("preview-table").querySelector("thead").innerHTML = "";
   $("preview-table").querySelector("tbody").innerHTML = "";
   $("preview-dropped").textContent = "";
-  const es = new EventSource(`/api/v1/pipelines/${state.selected}/preview?${params}`);
+  const url = `/api/v1/pipelines/${state.selected}/preview?${params}`;
+  const es = new EventSource(url);
   state.source = es;
   if (node === "") {
     $("preview-note").textContent = "Rows the pipeline prints (its SELECT statements), live.";
@@ -349,8 +350,22 @@ function openPreview() {
     if (ev.data) $("preview-dropped").textContent = JSON.parse(ev.data).error || JSON.parse(ev.data).reason || "";
     es.close();
   };
-  es.addEventListener("error", (ev) => { if (ev.data) stop(ev); });
+  es.addEventListener("error", (ev) => {
+    if (ev.data) { stop(ev); return; }
+    // refused before the stream began (409: not running, 404: no such node): EventSource
+    // only closes, so ask again with fetch for the server's one line
+    if (es.readyState === EventSource.CLOSED && state.source === es) refusedBecause(url);
+  });
   es.addEventListener("end", stop);
+}
+async function refusedBecause(url) {
+  const headers = state.token ? { Authorization: "Bearer " + state.token } : {};
+  try {
+    const r = await fetch(url, { headers });
+    if (r.ok) { r.body?.cancel(); return; }
+    const body = r.headers.get("content-type")?.includes("json") ? await r.json() : {};
+    $("preview-dropped").textContent = body.error || r.statusText;
+  } catch (e) { $("preview-dropped").textContent = "the server is unreachable"; }
 }
 function closePreview() { if (state.source) { state.source.close(); state.source = null; } }
 function fillPreviewNodes() {
