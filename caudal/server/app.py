@@ -340,9 +340,14 @@ def create_app(state_dir: Path, token: str | None = None) -> FastAPI:
 
     @app.get("/api/v1/pipelines/{pid}/metrics", tags=["pipelines"])
     async def metrics(pid: str):
-        """Per-operator and subtask counters of the running job, with rates."""
-        _get(pid)
-        return _metrics(pid) or {"subtasks": [], "checkpoints": []}
+        """Per-operator and subtask counters of the running job, with rates (of a pipeline
+        whose process has ended: its last counters, and rates of 0)."""
+        p = _get(pid)
+        m = _metrics(pid) or {"subtasks": [], "checkpoints": []}
+        if not p["pid"]:  # nothing flows: its last report's rates are not the present's
+            for s in m["subtasks"]:
+                s.update(rows_in_per_s=0.0, rows_out_per_s=0.0, backpressure_ratio=0.0)
+        return m
 
     @app.get("/api/v1/pipelines/{pid}/checkpoints", tags=["pipelines"])
     async def checkpoints(pid: str):

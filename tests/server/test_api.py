@@ -108,6 +108,12 @@ def test_stop_restart_rescale_and_metrics(server, tmp_path):
     c.post(f"/api/v1/pipelines/{pid}/stop")
     p = server.wait_state(pid, {"stopped", "failed"})
     assert p["state"] == "stopped", p
+    # a stopped pipeline's last report keeps its counters, but nothing flows: rates were the
+    # last running ones (the console drew a stopped graph at full speed)
+    m = c.get(f"/api/v1/pipelines/{pid}/metrics").json()
+    assert m["subtasks"] and sum(s["rows_in"] for s in m["subtasks"]) > 0
+    assert all(s.get("rows_in_per_s", 0) == 0 == s.get("rows_out_per_s", 0) and
+               s.get("backpressure_ratio", 0) == 0 for s in m["subtasks"]), m["subtasks"]
     kinds = [c["kind"] for c in c.get(f"/api/v1/pipelines/{pid}/checkpoints").json()["data"]]
     assert kinds[-1] == "savepoint"
     logs = c.get(f"/api/v1/pipelines/{pid}/logs").json()["lines"]
