@@ -377,12 +377,16 @@ class Supervisor:
         if p["desired"] == "deleted":
             return
         if child.stopping and code in (0, 130, -signal.SIGTERM, -signal.SIGKILL):
+            # 0: its savepoint was taken; otherwise it ended first (a stop during its
+            # start-up, a second signal, the stop timeout): its newest checkpoint is resumed
+            how = "stopped with a savepoint" if code == 0 else \
+                "stopped before a savepoint (the newest checkpoint is resumed)"
             if child.then_start or p["desired"] == "running":
-                self.store.event(pid, "stopped", "stopped with a savepoint; starting again")
+                self.store.event(pid, "stopped", f"{how}; starting again")
                 self.store.update(pid, state="running")
             else:
                 self.store.update(pid, state="stopped")
-                self.store.event(pid, "stopped", "stopped with a savepoint")
+                self.store.event(pid, "stopped", how)
             return
         if code == 0:
             self.store.update(pid, state="finished", desired="stopped")

@@ -304,3 +304,18 @@ def test_rescale_before_the_first_checkpoint_is_refused_not_failed_later(server)
     server.wait_state(pid, {"stopped"})             # its savepoint is checked as any other
     r = c.post(f"/api/v1/pipelines/{pid}/rescale", json={"parallelism": 2})
     assert r.status_code == 400 and "graph" in r.json()["error"], r.text
+
+
+def test_a_stop_during_start_up_does_not_claim_a_savepoint(server, tmp_path):
+    """A stop while the process was still starting (before its job ran: SIGTERM ends it
+    at once) was recorded as "stopped with a savepoint", with no savepoint taken."""
+    c = server.client
+    pid = c.post("/api/v1/pipelines", json={"name": "brief", "query": PACED.format(
+        out=tmp_path / "out")}).json()["id"]
+    server.wait_state(pid, {"running"})
+    c.post(f"/api/v1/pipelines/{pid}/stop")
+    server.wait_state(pid, {"stopped"})
+    said = [e["message"] for e in c.get(f"/api/v1/pipelines/{pid}/errors").json()["events"]
+            if e["kind"] == "stopped"][-1]
+    kinds = [cp["kind"] for cp in c.get(f"/api/v1/pipelines/{pid}/checkpoints").json()["data"]]
+    assert ("savepoint" in kinds) == ("with a savepoint" in said), (said, kinds)
