@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from caudal.operators.key_index import KeyIndex, _integer_like
 from caudal.operators.partition_rows import SEQ, PartitionRows, partition_hash, pick_rows
+from caudal.operators.row_index import RowIndex
 
 _TOP = np.uint64(1 << 63)
 _HALF = (1 << 31) - 1
@@ -50,18 +51,19 @@ def accepts(partition: list[str], order: list[tuple[str, bool, bool]],
 
 
 class _Slots:
-    """Partition key (integer-like columns) -> a dense slot number, persistent. A row's
-    key is first a *group* (an int64, equal for the rows of one partition, from the
-    columns' ids alone) and only the group of each partition's best row is given a slot."""
+    """Partition key (integer-like columns) -> a *group*: an int64, equal for the rows of
+    one partition and only for them, from the columns' values (``raw``) or from persistent
+    ids of them. The group of each partition's best row is its key in the ``RowIndex``."""
 
     def __init__(self, partition: list[str], schema: pa.Schema, raw: bool = True):
         self.partition = list(partition)
         self.columns = [KeyIndex([c], schema) for c in partition]
         pair = pa.schema([pa.field("_pair", pa.int64())])
-        self.pairs = [KeyIndex(["_pair"], pair) for _ in partition[1:]]
-        #: two columns whose values all fit in 32 bits are packed by value (no lookup per
-        #: column); the first value outside turns this off for good (``TopOne.rebuild``)
-        self.raw = raw and len(self.partition) == 2
+        #: the ids of the columns before the last two, folded into one id per row
+        self.pairs = [KeyIndex(["_pair"], pair) for _ in partition[2:]]
+        #: one or two columns whose values all fit in 32 bits are packed by value (no lookup
+        #: per column); the first value outside turns this off for good (``TopOne.rebuild``)
+        self.raw = raw and len(self.partition) in (1, 2)
 
     def _codes(self, table: pa.Table) -> list[np.ndarray] | None:
         """Each partition column as codes below 2^32 (0 for NULL, the value + 2^31
@@ -84,16 +86,16 @@ class _Slots:
 
     def groups(self, table: pa.Table) -> tuple[np.ndarray, list[np.ndarray]]:
         """Each row's group, and the small integers it is made of (sorting by them sorts
-        by group): one id per column (0 for NULL, a partition value of its own), the
-        columns before the last two folded into one id per row through ``pairs``; or,
-        ``raw``, the two columns' codes."""
+        by group): ``raw``, the columns' codes; otherwise one id per column (0 for NULL, a
+        partition value of its own), the columns before the last two folded into one id
+        per row through ``pairs``."""
         if not self.partition:
             zero = np.zeros(table.num_rows, dtype=np.int64)
             return zero, [zero]
         if self.raw:
             codes = self._codes(table)
             assert codes is not None   # (``fits`` was asked first)
-            return (codes[0] << 32) | codes[1], codes
+            return (codes[0] if len(codes) == 1 else (codes[0] << 32) | codes[1]), codes
         ids = [index.find_or_add(table.column(name)) + 1
                for index, name in zip(self.columns, self.partition)]
         if any(index.size >= _HALF for index in self.columns):
@@ -101,20 +103,11 @@ class _Slots:
         if len(ids) == 1:
             return ids[0], ids
         first = ids[0]
-        for pair, other in zip(self.pairs[:-1], ids[1:-1]):
+        for pair, other in zip(self.pairs, ids[1:-1]):
             first = pair.find_or_add((first << 32) | other) + 1
             if pair.size >= _HALF:
                 raise OverflowError("top-1: more than 2^31 distinct partition keys")
         return (first << 32) | ids[-1], [first, ids[-1]]
-
-    def slots(self, groups: np.ndarray) -> np.ndarray:
-        """The slots of distinct groups (new ones get new slots)."""
-        if len(self.partition) < 2:
-            return groups
-        slot = self.pairs[-1].find_or_add(groups, distinct=True)
-        if self.pairs[-1].size >= _HALF:
-            raise OverflowError("top-1: more than 2^31 distinct partition keys")
-        return slot
 
 
 def order_parts(table: pa.Table, order: list[tuple[str, bool, bool]]
@@ -218,15 +211,13 @@ class TopOne:
 
     def _reset(self, raw: bool = True) -> None:
         self.slots = _Slots(self.partition, self.state.data_schema, raw)
-        #: slot -> its row in the store (-1: none yet); int32: 4 bytes a partition
-        self.row = np.zeros(0, dtype=np.int32)
+        #: group -> the store row of the partition's best row
+        self.index = RowIndex(self._stored_groups)
 
-    def _room(self, size: int) -> None:
-        if size > len(self.row):
-            grown = max(size, 2 * len(self.row), 1024)
-            row = np.full(grown, -1, dtype=np.int32)
-            row[:len(self.row)] = self.row
-            self.row = row
+    def _stored_groups(self, rows: np.ndarray) -> np.ndarray:
+        """The groups of stored rows, from their partition columns in the store (the
+        index keeps no key of its own)."""
+        return self.slots.groups(self.state.store.take(rows, self.partition))[0]
 
     def _stored_parts(self, rows: np.ndarray) -> list[np.ndarray]:
         """The ORDER BY parts of stored rows (read from the store: only the partitions a
@@ -245,16 +236,14 @@ class TopOne:
         group, small = self.slots.groups(data)
         parts, varying = order_parts(data, self.order)
         cand = best_of_groups(group, small, varying)
-        cslot = self.slots.slots(group[cand])
-        self._room(int(cslot.max()) + 1 if len(cslot) else 0)
-        old = self.row[cslot].astype(np.int64)
+        old, at = self.index.find(group[cand])
         had = old >= 0
         better = ~had
-        at = np.flatnonzero(had)
-        if len(at):
-            better[at] = _less([p[cand[at]] for p in parts],
-                               self._stored_parts(old[at]))
-        win, wslot, replaced = cand[better], cslot[better], old[better]
+        where = np.flatnonzero(had)
+        if len(where):
+            better[where] = _less([p[cand[where]] for p in parts],
+                                  self._stored_parts(old[where]))
+        win, wat, replaced = cand[better], at[better], old[better]
         if len(win) == 0:
             empty = data.slice(0, 0)
             return empty, empty, empty
@@ -263,7 +252,7 @@ class TopOne:
         which = np.full(len(group), -1, dtype=np.int64)
         which[win] = np.arange(len(win))
         by_position = which[which >= 0]
-        win, wslot, replaced = win[by_position], wslot[by_position], replaced[by_position]
+        win, wat, replaced = win[by_position], wat[by_position], replaced[by_position]
         rows = pick_rows(data, win)
         seq = pending.column(SEQ).to_numpy()[win]
         was = replaced >= 0
@@ -271,30 +260,30 @@ class TopOne:
         left = state.store.take(gone, state.data_schema.names)
         state._kill(gone)
         base = state.store.num_rows
+        if base + len(win) >= (1 << 31):
+            raise OverflowError("top-1: more than 2^31 rows kept by one subtask")
         ranks = pa.table({self.rank_name: pa.array(np.ones(len(win), dtype=np.int64))})
         kept = state.put(rows, ranks, seq, partition_hash(rows, self.partition),
                          np.ones(len(win), dtype=bool))
-        if base + len(win) >= (1 << 31):
-            raise OverflowError("top-1: more than 2^31 rows kept by one subtask")
-        self.row[wslot] = base + np.arange(len(win))
-        if kept is not None:
-            self._renumber(kept)
+        stored = base + np.arange(len(win))
+        if kept is not None:   # the store dropped its dead rows: row numbers follow
+            below = np.cumsum(kept) - 1
+            self.index.renumber(below)   # (the replaced rows' slots are set just below)
+            stored = below[stored]
+        self.index.set(wat[was], stored[was])
+        self.index.add(group[win[~was]], stored[~was])
         if not len(gone):
             return left, left, rows
         return left, rows.filter(pa.array(was)), rows.filter(pa.array(~was))
-
-    def _renumber(self, kept: np.ndarray) -> None:
-        """The store dropped its dead rows: the slots' row numbers follow."""
-        below = np.cumsum(kept) - 1
-        used = self.row >= 0
-        self.row[used] = below[self.row[used]]
 
     def rebuild(self, raw: bool = True) -> None:
         """The slots of the stored rows (after a restore, or to stop packing keys by
         value). A partition holding more than one row keeps its best (none should)."""
         state = self.state
         living = np.flatnonzero(state.alive.values)
-        rows = state.store.take(living, state.data_schema.names)
+        # only the columns the slots read (not a copy of every stored row's text)
+        names = list(dict.fromkeys(self.partition + [c for c, _, _ in self.order]))
+        rows = state.store.take(living, names)
         by_seq = np.argsort(state.seq.values[living], kind="stable")
         rows = rows.take(pa.array(by_seq))
         living = living[by_seq]
@@ -304,10 +293,8 @@ class TopOne:
         group, small = self.slots.groups(rows)
         _, varying = order_parts(rows, self.order)
         best = best_of_groups(group, small, varying)
-        slot = self.slots.slots(group[best])
         extra = np.ones(len(living), dtype=bool)
         extra[best] = False
         if extra.any():
             state._kill(living[extra])
-        self._room(int(slot.max()) + 1)
-        self.row[slot] = living[best]
+        self.index.add(group[best], living[best])
