@@ -739,3 +739,19 @@ class CompactRows:
         """Whether a column's ``view`` costs no copy (values in a NumPy buffer as they are)."""
         column = self.columns[self.schema.get_field_index(name)]
         return isinstance(column, _Fixed) and not column.narrow
+
+    def integers(self, name: str, index: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The values of a fixed-width integer-like column at rows ``index`` as int64 (0
+        under a NULL) and their NULL mask (None when the column has no NULL): NumPy
+        gathers from the store's buffers, no Arrow array, for a lookup that reads a few
+        stored keys back many times."""
+        column = self.columns[self.schema.get_field_index(name)]
+        assert isinstance(column, _Fixed) and column.dtype.kind in "iu"
+        values = column.data.buf[index]
+        values = values.astype(np.int64) + np.int64(column.base or 0) if column.narrow \
+            else values.astype(np.int64, copy=False)
+        if column.valid is None:
+            return values, None
+        nulls = ~column.valid.buf[index]
+        values[nulls] = 0
+        return values, nulls

@@ -54,11 +54,12 @@ class RowIndex:
         return h.view(np.int64), tag
 
     def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each key's row and the slot that holds it (both -1 for a key not stored)."""
+        """Each key's row (-1 for a key not stored) and the slot that holds it, or for a
+        key not stored the free slot its probe ended at (where ``add`` starts)."""
         n = len(keys)
         rows = np.full(n, _EMPTY, dtype=np.int64)
         at = np.full(n, _EMPTY, dtype=np.int64)
-        if not n or not self.size:
+        if not n:
             return rows, at
         mask = len(self._rows) - 1
         slot, tag = self._home(keys)
@@ -74,6 +75,7 @@ class RowIndex:
                 hit[maybe[~same]] = False
                 rows[pending[hit]] = r[hit]
                 at[pending[hit]] = slot[hit]
+            at[pending[~occupied]] = slot[~occupied]
             go_on = occupied & ~hit
             pending, slot, tag, want = pending[go_on], slot[go_on], tag[go_on], want[go_on]
             slot += 1
@@ -84,9 +86,10 @@ class RowIndex:
         """The keys in slots ``at`` (from ``find``) are at ``rows`` from now on."""
         self._rows[at] = rows
 
-    def add(self, keys: np.ndarray, rows: np.ndarray) -> None:
+    def add(self, keys: np.ndarray, rows: np.ndarray, at: np.ndarray | None = None) -> None:
         """Distinct keys, none of them stored yet, at ``rows`` (whose keys ``key_of`` must
-        read back from now on)."""
+        read back from now on). ``at``: the free slots ``find`` ended at for them, nothing
+        added since (their probes go on from there, not from their homes)."""
         n = len(keys)
         if not n:
             return
@@ -96,16 +99,22 @@ class RowIndex:
             while need > self.max_load * slots:
                 slots *= 2
             self._resize(slots)
+            at = None
         for start in range(0, n, _CHUNK):
-            self._place(keys[start:start + _CHUNK], rows[start:start + _CHUNK])
+            end = start + _CHUNK
+            self._place(keys[start:end], rows[start:end], None if at is None else at[start:end])
         self.size = need
 
-    def _place(self, keys: np.ndarray, rows: np.ndarray) -> None:
-        """Put keys not stored into free slots: of the keys wanting one free slot, one
-        takes it (each writes its negative mark, the one whose mark stayed won: NumPy
-        keeps one of repeated writes), the others probe on."""
+    def _place(self, keys: np.ndarray, rows: np.ndarray, at: np.ndarray | None = None
+               ) -> None:
+        """Put keys not stored into free slots, probing from their homes (or from ``at``,
+        a slot their probe reaches): of the keys wanting one free slot, one takes it (each
+        writes its negative mark, the one whose mark stayed won: NumPy keeps one of
+        repeated writes), the others probe on."""
         mask = len(self._rows) - 1
         slot, tag = self._home(keys)
+        if at is not None:
+            slot = at.astype(np.int64)
         pending = np.arange(len(keys))
         table = self._rows
         while len(pending):

@@ -66,11 +66,16 @@ class _Slots:
         self.raw = raw and len(self.partition) in (1, 2)
 
     def _codes(self, table: pa.Table) -> list[np.ndarray] | None:
-        """Each partition column as codes below 2^32 (0 for NULL, the value + 2^31
-        otherwise); None when a value does not fit."""
+        """Each partition column as codes below 2^32 (``codes``); None when a value does
+        not fit."""
+        return self.codes([KeyIndex._values(table.column(name)) for name in self.partition])
+
+    @staticmethod
+    def codes(columns: list[tuple[np.ndarray, np.ndarray | None]]) -> list[np.ndarray] | None:
+        """Columns (int64 values, NULL mask) as codes below 2^32: 0 for NULL, the value +
+        2^31 otherwise; None when a value does not fit."""
         out = []
-        for name in self.partition:
-            values, nulls = KeyIndex._values(table.column(name))
+        for values, nulls in columns:
             if len(values) and (int(values.min()) <= -(1 << 31) or
                                 int(values.max()) >= (1 << 31)):
                 return None
@@ -79,6 +84,11 @@ class _Slots:
                 codes[nulls] = 0
             out.append(codes)
         return out
+
+    @staticmethod
+    def pack(codes: list[np.ndarray]) -> np.ndarray:
+        """The group of ``raw`` codes."""
+        return codes[0] if len(codes) == 1 else (codes[0] << 32) | codes[1]
 
     def fits(self, table: pa.Table) -> bool:
         """Whether the rows can be packed by value (``raw``)."""
@@ -95,7 +105,7 @@ class _Slots:
         if self.raw:
             codes = self._codes(table)
             assert codes is not None   # (``fits`` was asked first)
-            return (codes[0] if len(codes) == 1 else (codes[0] << 32) | codes[1]), codes
+            return self.pack(codes), codes
         ids = [index.find_or_add(table.column(name)) + 1
                for index, name in zip(self.columns, self.partition)]
         if any(index.size >= _HALF for index in self.columns):
@@ -216,8 +226,13 @@ class TopOne:
 
     def _stored_groups(self, rows: np.ndarray) -> np.ndarray:
         """The groups of stored rows, from their partition columns in the store (the
-        index keeps no key of its own)."""
-        return self.slots.groups(self.state.store.take(rows, self.partition))[0]
+        index keeps no key of its own); packed values straight from the store's buffers."""
+        store = self.state.store
+        if self.slots.raw:
+            codes = self.slots.codes([store.integers(name, rows) for name in self.partition])
+            assert codes is not None   # (stored rows fit while ``raw``)
+            return self.slots.pack(codes)
+        return self.slots.groups(store.take(rows, self.partition))[0]
 
     def _stored_parts(self, rows: np.ndarray) -> list[np.ndarray]:
         """The ORDER BY parts of stored rows (read from the store: only the partitions a
@@ -271,7 +286,7 @@ class TopOne:
             self.index.renumber(below)   # (the replaced rows' slots are set just below)
             stored = below[stored]
         self.index.set(wat[was], stored[was])
-        self.index.add(group[win[~was]], stored[~was])
+        self.index.add(group[win[~was]], stored[~was], wat[~was])
         if not len(gone):
             return left, left, rows
         return left, rows.filter(pa.array(was)), rows.filter(pa.array(~was))
