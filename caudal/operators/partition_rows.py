@@ -180,14 +180,17 @@ class PartitionRows:
     """Rows per partition, with the values last emitted for each (see the module doc)."""
 
     def __init__(self, data_schema: pa.Schema, partition: list[str],
-                 value_fields: list[pa.Field], updating_input: bool):
+                 value_fields: list[pa.Field], updating_input: bool, hashes: bool = True):
         self.data_schema = pa.schema([f for f in data_schema if f.name != OP])
         self.partition = list(partition)
         self.value_schema = pa.schema(value_fields)
         self.schema = pa.schema(list(self.data_schema) + list(self.value_schema))
         self.updating_input = updating_input
         self.store = CompactRows(self.schema)
-        self.h = Growing(np.uint64)
+        #: each row's partition hash, by which a flush finds the rows of the partitions it
+        #: touched; None (``hashes`` False) for an operator that finds them otherwise (a
+        #: top-1's slots): a snapshot then hashes the rows it writes
+        self.h: Growing | None = Growing(np.uint64) if hashes else None
         self.seq = Growing(np.int64)
         self.alive = Growing(bool)
         self.emitted = Growing(bool)
@@ -235,6 +238,7 @@ class PartitionRows:
         """Indices of the living rows whose partition hash is in ``touched``."""
         if self.store.num_rows == 0 or len(touched) == 0:
             return np.zeros(0, dtype=np.int64)
+        assert self.h is not None
         found = pl.Series(self.h.values).is_in(pl.Series(touched).implode()).to_numpy()
         return np.flatnonzero(found & self.alive.values)
 
@@ -255,16 +259,19 @@ class PartitionRows:
             self.alive.buf[index] = False
             self.dead += len(index)
 
-    def put(self, rows: pa.Table, values: pa.Table, seq: np.ndarray, h: np.ndarray,
+    def put(self, rows: pa.Table, values: pa.Table, seq: np.ndarray, h: np.ndarray | None,
             emitted: np.ndarray) -> np.ndarray | None:
-        """Store rows (data columns) with the values emitted for them; when that dropped
-        the dead rows, the mask of the rows kept (row numbers then change)."""
+        """Store rows (data columns) with the values emitted for them (and their partition
+        hashes ``h``, None when the state keeps none); when that dropped the dead rows, the
+        mask of the rows kept (row numbers then change)."""
         if rows.num_rows == 0:
             return None
         arrays = [rows.column(f.name) for f in self.data_schema]
         arrays += [values.column(f.name) for f in self.value_schema]
         self.store.append(pa.table(dict(zip(self.schema.names, arrays))))
-        self.h.extend(h)
+        if self.h is not None:
+            assert h is not None
+            self.h.extend(h)
         self.seq.extend(seq)
         self.alive.extend(np.ones(len(seq), dtype=bool))
         self.emitted.extend(emitted)
@@ -276,7 +283,8 @@ class PartitionRows:
             self.changes.keep(keep)
             self.store.keep(keep)
             for column in (self.h, self.seq, self.emitted):
-                column.reset(column.values[keep])
+                if column is not None:
+                    column.reset(column.values[keep])
             self.alive.reset(np.ones(self.store.num_rows, dtype=bool))
             self.dead = 0
             return keep
@@ -336,6 +344,7 @@ class PartitionRows:
                   new_h: np.ndarray, removed_local: np.ndarray) -> Touched:
         """Touched rows: the stored rows at ``old_index`` (minus ``removed_local``, positions
         within them) and the new rows; the stored ones leave the state."""
+        assert self.h is not None
         stored = self.store.take(old_index)
         seq = self.seq.values[old_index]
         h = self.h.values[old_index]
@@ -369,7 +378,7 @@ class PartitionRows:
         """The living rows whole the first time after open or restore, then what changed
         since the previous snapshot (rows put, ``_seq`` of rows dropped); the rows waiting
         for a flush whole."""
-        h, seq, emitted = self.h.values, self.seq.values, self.emitted.values
+        seq, emitted = self.seq.values, self.emitted.values
 
         def rows_at(index: np.ndarray | None) -> pa.Table:
             # (fancy indexing and ``copy``: nothing shares the live arrays)
@@ -377,7 +386,12 @@ class PartitionRows:
             take = (lambda a: a.copy()) if index is None else (lambda a: a[index])
             table = table.append_column(SEQ, pa.array(take(seq)))
             table = table.append_column(EMITTED, pa.array(take(emitted)))
-            return table.append_column(KEY_GROUP, self._key_groups(take(h), mkg))
+            if self.h is not None:
+                h = take(self.h.values)
+            else:   # the partition columns as stored (decoded), hashed as the shuffle does
+                at = np.arange(self.store.num_rows) if index is None else index
+                h = partition_hash(self.store.take(at, self.partition), self.partition)
+            return table.append_column(KEY_GROUP, self._key_groups(h, mkg))
 
         rows = self.changes.snapshot(self.store.num_rows, rows_at, {}, lambda t: t,
                                      live=self.alive.values if self.dead else None,
@@ -412,7 +426,8 @@ class PartitionRows:
         self.store = CompactRows(self.schema)
         self.changes = self._changes()
         for column in (self.h, self.seq, self.alive, self.emitted):
-            column.reset(np.zeros(0, dtype=column.buf.dtype))
+            if column is not None:
+                column.reset(np.zeros(0, dtype=column.buf.dtype))
         self.dead = 0
         n = 0
         if rows is not None and rows.num_rows:
@@ -422,9 +437,10 @@ class PartitionRows:
             data = rows.select(self.schema.names)
             self.store.extend(data, keep)
             n = self.store.num_rows
-            keys = data.select(self.partition)   # (only these columns cut, to be hashed)
-            self.h.extend(partition_hash(
-                keys if keep is None else keys.filter(pa.array(keep)), self.partition))
+            if self.h is not None:
+                keys = data.select(self.partition)   # (only these columns cut, to be hashed)
+                self.h.extend(partition_hash(
+                    keys if keep is None else keys.filter(pa.array(keep)), self.partition))
             self.seq.extend(rank[:n])
             self.alive.extend(np.ones(n, dtype=bool))
             self.emitted.extend(_kept(rows.column(EMITTED).to_numpy(), keep).astype(bool))

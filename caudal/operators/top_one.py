@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from caudal.operators.key_index import KeyIndex, _integer_like
-from caudal.operators.partition_rows import SEQ, PartitionRows, partition_hash, pick_rows
+from caudal.operators.partition_rows import SEQ, PartitionRows, pick_rows
 from caudal.operators.row_index import RowIndex
 
 _TOP = np.uint64(1 << 63)
@@ -278,8 +278,7 @@ class TopOne:
         if base + len(win) >= (1 << 31):
             raise OverflowError("top-1: more than 2^31 rows kept by one subtask")
         ranks = pa.table({self.rank_name: pa.array(np.ones(len(win), dtype=np.int64))})
-        kept = state.put(rows, ranks, seq, partition_hash(rows, self.partition),
-                         np.ones(len(win), dtype=bool))
+        kept = state.put(rows, ranks, seq, None, np.ones(len(win), dtype=bool))
         stored = base + np.arange(len(win))
         if kept is not None:   # the store dropped its dead rows: row numbers follow
             below = np.cumsum(kept) - 1

@@ -114,14 +114,17 @@ class UpdatingRank(PeriodicFlush, Operator):
         self.output_schema = output_schema
         self.rank_name = output_schema.names[-1]
         self.flush_us = max(0, int(flush_us))
-        self.state = PartitionRows(input_schema, self.partition,
-                                   [pa.field(self.rank_name, pa.int64())], updating_input)
-        self._reduce_at = _REDUCE_ROWS
         #: a top-1 of integer-like keys over an append-only input (a deduplication): slots
-        #: that persist across flushes instead of a sort of the touched partitions
+        #: that persist across flushes instead of a sort of the touched partitions (the
+        #: rows then keep no partition hash: the slots find their partitions)
+        slots = function == "row_number" and self.limit == 1 and not updating_input and \
+            accepts(self.partition, self.order, input_schema)
+        self.state = PartitionRows(input_schema, self.partition,
+                                   [pa.field(self.rank_name, pa.int64())], updating_input,
+                                   hashes=not slots)
+        self._reduce_at = _REDUCE_ROWS
         self.top_one = TopOne(self.partition, self.order, self.state, self.rank_name) \
-            if function == "row_number" and self.limit == 1 and not updating_input and \
-            accepts(self.partition, self.order, self.state.data_schema) else None
+            if slots else None
 
     def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:
         if batch.num_rows == 0:

@@ -6,6 +6,8 @@ DuckDB's answer at parallelism 1 and 2 (what ties leave undetermined is not comp
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import duckdb
 import numpy as np
 import pyarrow as pa
@@ -14,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from caudal.operators import updating_rank
 from caudal.operators.base import OperatorContext
 from caudal.operators.top_one import best_of_groups
 from caudal.operators.updating_rank import UpdatingRank
@@ -41,11 +44,11 @@ def _batch(rows: list[tuple], far: bool = False) -> pa.RecordBatch:
 def _changes(partition, order, rank_used, batches, fast: bool, far: int = -1
              ) -> list[list[tuple]]:
     out = SCHEMA.append(pa.field("__rank", pa.int64()))
-    op = UpdatingRank(partition, order, "row_number", 1, SCHEMA, out, rank_used=rank_used,
-                      flush_us=10**12)
-    assert op.top_one is not None
-    if not fast:
-        op.top_one = None
+    with patch.object(updating_rank, "accepts", updating_rank.accepts if fast else
+                      lambda *_: False):   # (the general path: the slots not taken)
+        op = UpdatingRank(partition, order, "row_number", 1, SCHEMA, out,
+                          rank_used=rank_used, flush_us=10**12)
+    assert (op.top_one is not None) == fast
     op.open(OperatorContext())
     flushes = []
     for i, (rows, flush) in enumerate(batches):
