@@ -313,6 +313,10 @@ def cmd_run(args) -> int:
     if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
         raise CaudalError(f"--metrics-port {args.metrics_port} is not a port",
                           hint="0-65535; 0 picks a free one")
+    if args.metrics_file:
+        from caudal.server.metrics import check_metrics_file
+
+        check_metrics_file(args.metrics_file)
     if not args.checkpoint_dir:  # unused then, but a mistyped value is still a mistake
         from caudal.durations import parse_duration_s
 
@@ -392,7 +396,7 @@ def cmd_run(args) -> int:
                                               for v in compiled.graph.vertices}, args.tap_socket)
             except OSError as e:
                 raise CaudalError(f"--tap-socket {args.tap_socket}: cannot listen there "
-                                  f"({e.strerror})") from None
+                                  f"({e.strerror or e})") from None
             stack.callback(tap_server.close)
         stack.enter_context(StatusLine(runtime))
         try:

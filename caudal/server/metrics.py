@@ -88,6 +88,21 @@ def snapshot(runtime: Any) -> dict[str, Any]:
     return out
 
 
+def check_metrics_file(path: str) -> None:
+    """Refuse a --metrics-file that cannot be written before the job starts: once it runs,
+    writes that fail are ignored (metrics never fail a job), so nothing would say so."""
+    from caudal.errors import CaudalError
+
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "w"):
+            pass
+        os.unlink(tmp)
+    except OSError as e:
+        raise CaudalError(f"--metrics-file {path}: cannot write it ({e.strerror or e})") \
+            from None
+
+
 class MetricsFile:
     """Writes ``snapshot(runtime)`` to ``path`` every second (atomically: a reader never sees
     half a file), and once more when the job ends."""

@@ -90,3 +90,24 @@ def test_serve_refuses_bad_arguments_in_one_line(tmp_path):
         assert r.returncode == 2, r.stderr
         [line] = r.stderr.strip().splitlines()
         assert line.startswith(expected), line
+
+
+def test_run_refuses_a_metrics_file_or_tap_socket_it_cannot_use(tmp_path):
+    """--metrics-file in a directory that does not exist ran the job and wrote nothing,
+    saying nothing; a --tap-socket path too long for a Unix socket said "(None)"."""
+    job = tmp_path / "job.sql"
+    job.write_text("SELECT 1 AS one;")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    long_dir = tmp_path / ("x" * 120)
+    long_dir.mkdir()
+    for args, expected in (
+            (["--metrics-file", str(tmp_path / "nope" / "m.json")],
+             f"caudal: error: --metrics-file {tmp_path / 'nope' / 'm.json'}: cannot write it "
+             f"(No such file or directory)"),
+            (["--tap-socket", str(long_dir / "t.sock")],
+             f"caudal: error: --tap-socket {long_dir / 't.sock'}: cannot listen there (")):
+        r = subprocess.run([sys.executable, "-m", "caudal.cli", "run", str(job), *args],
+                           env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, r.stderr
+        [line] = r.stderr.strip().splitlines()
+        assert line.startswith(expected) and "None" not in line, line
