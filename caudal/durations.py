@@ -35,6 +35,17 @@ def parse_duration_us(text: str | int | float, what: str = "duration") -> int:
     return int(float(match.group(1)) * _UNITS_US[unit])
 
 
+def require_unit(text: str | int | float, what: str, line: int | None = None) -> None:
+    """Refuse a bare number for an option or setting under Flink's name: Flink reads
+    ``'10000'`` as milliseconds, caudal's own names read it as seconds, so either reading
+    would be silently wrong for half of the users."""
+    match = _PATTERN.match(str(text).lower())
+    if match and not match.group(2):
+        raise ConfigError(f"{what} = {str(text)!r} has no unit: Flink reads a bare number as "
+                          "milliseconds, caudal as seconds", line=line,
+                          hint=f"write the unit, e.g. '{text} ms' or '{text} s'")
+
+
 def parse_duration_s(text: str | int | float, what: str = "duration") -> float:
     """Parse a duration into seconds (float)."""
     return parse_duration_us(text, what) / 1_000_000

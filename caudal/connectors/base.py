@@ -135,7 +135,7 @@ LOOKUP_OPTIONS = {
 
 def lookup_cache_settings(table: TableSpec) -> tuple[int, float | None]:
     """(max cached keys, ttl in seconds or None) from a lookup table's options."""
-    from caudal.durations import parse_duration_s
+    from caudal.durations import parse_duration_s, require_unit
     from caudal.errors import ConfigError
 
     rows_text = next((table.options[k] for k in ("lookup.cache.max_rows",
@@ -148,8 +148,11 @@ def lookup_cache_settings(table: TableSpec) -> tuple[int, float | None]:
     except ValueError:
         raise ConfigError(f"lookup.cache.max_rows = {rows_text!r} in table {table.name!r}",
                           line=table.line, hint="a number of keys, 0 for no cache") from None
-    ttl_text = next((table.options[k] for k in ("lookup.cache.ttl",
-                     "lookup.partial-cache.expire-after-write") if k in table.options), None)
+    ttl_key = next((k for k in ("lookup.cache.ttl", "lookup.partial-cache.expire-after-write")
+                    if k in table.options), None)
+    ttl_text = table.options[ttl_key] if ttl_key is not None else None
+    if ttl_key is not None:  # (both are Flink's names: JDBC's and the newer one)
+        require_unit(ttl_text, ttl_key, table.line)
     ttl = parse_duration_s(ttl_text, "lookup.cache.ttl") if ttl_text is not None else None
     return rows, ttl
 

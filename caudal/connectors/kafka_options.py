@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from caudal.durations import parse_duration_s
+from caudal.durations import parse_duration_s, require_unit
 from caudal.errors import ConfigError, RuntimeFailure
 from caudal.plan.tables import TableSpec
 
@@ -84,6 +84,9 @@ ALIASES = {
     "sink.transactional-id-prefix": "sink.transactional_id_prefix",
     "scan.topic-partition-discovery.interval": "partition_discovery",
 }
+#: the aliases whose values are durations (a bare number there is refused: Flink reads it
+#: as milliseconds, caudal as seconds)
+DURATION_ALIASES = ("scan.topic-partition-discovery.interval",)
 #: librdkafka keys caudal sets itself (a properties.<key> of these would break its promises)
 OWNED = ("enable.auto.commit", "transactional.id", "enable.partition.eof")
 
@@ -93,6 +96,8 @@ def options(table: TableSpec) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in table.options.items():
         canonical = ALIASES.get(key, key)
+        if key in DURATION_ALIASES:
+            require_unit(value, key, table.line)
         if canonical in out and out[canonical] != value:
             raise ConfigError(f"table {table.name!r} sets both {key!r} and "
                               f"{canonical!r}", line=table.line, hint="keep one")

@@ -33,7 +33,7 @@ from caudal.sql.select_items import (  # noqa: F401  (re-exported: planner.is_ag
     output_name,
     unique_names,
 )
-from caudal.sql.settings import check_setting, setting_name
+from caudal.sql.settings import check_flink_value, check_setting, setting_name, spelled_name
 from caudal.types import sql_name
 
 
@@ -174,6 +174,7 @@ class Planner:
                     text = value.name if isinstance(value, exp.Literal) else value.sql()
                     name = setting_name(eq.this)
                     check_setting(name, stmt.line, 1)
+                    check_flink_value(spelled_name(eq.this), text, stmt.line)
                     self.catalog.settings[name] = text
             return None
         if isinstance(node, exp.Insert):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from caudal.durations import parse_duration_us
+from caudal.durations import parse_duration_us, require_unit
 from caudal.errors import CaudalError, PlanError
 
 #: Flink's names of settings caudal has under its own name
@@ -21,17 +21,31 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
 
-def setting_name(target: Any) -> str:
-    """The name a ``SET name = …`` sets: dotted names whole (``SET table.exec.state.ttl``,
-    quoted or not), lower case, Flink's names mapped to caudal's (``ALIASES``)."""
+def spelled_name(target: Any) -> str:
+    """The name a ``SET name = …`` names, as spelled: dotted names whole
+    (``SET table.exec.state.ttl``, quoted or not), lower case."""
     from sqlglot import exp
 
     if isinstance(target, exp.Column):
-        name = ".".join(part.name for part in target.parts)
-    else:
-        name = target.name
-    name = name.lower()
+        return ".".join(part.name for part in target.parts).lower()
+    return target.name.lower()
+
+
+def setting_name(target: Any) -> str:
+    """The setting a ``SET name = …`` sets: its spelled name, Flink's names mapped to
+    caudal's (``ALIASES``)."""
+    name = spelled_name(target)
     return ALIASES.get(name, name)
+
+
+def check_flink_value(spelled: str, text: str, line: int | None) -> None:
+    """A Flink-named setting's duration carries its unit (every alias is a duration:
+    caudal.durations.require_unit)."""
+    if spelled in ALIASES:
+        try:
+            require_unit(text, f"SET {spelled}")
+        except CaudalError as e:
+            raise PlanError(e.message, line=line, col=1, hint=e.hint) from None
 
 
 def check_setting(name: str, line: int | None, col: int | None) -> None:
