@@ -250,9 +250,12 @@ def create_app(state_dir: Path, token: str | None = None) -> FastAPI:
         from caudal.durations import parse_duration_s
 
         try:
-            parse_duration_s(body.checkpoint_interval, "checkpoint_interval")
+            interval = parse_duration_s(body.checkpoint_interval, "checkpoint_interval")
         except CaudalError as e:
             raise ApiError(400, one_line(e)) from None
+        if interval <= 0:  # (each start of its process would refuse it, until failed)
+            raise ApiError(400, f"checkpoint_interval must be positive, not "
+                                f"{body.checkpoint_interval!r} (e.g. 10s or 500ms)")
         if body.address and body.runtime != "ray":
             raise ApiError(400, "address is the Ray cluster's: give it with runtime 'ray'")
         compiled = await asyncio.to_thread(compile_query, body.query, body.parallelism)

@@ -319,3 +319,13 @@ def test_a_stop_during_start_up_does_not_claim_a_savepoint(server, tmp_path):
             if e["kind"] == "stopped"][-1]
     kinds = [cp["kind"] for cp in c.get(f"/api/v1/pipelines/{pid}/checkpoints").json()["data"]]
     assert ("savepoint" in kinds) == ("with a savepoint" in said), (said, kinds)
+
+
+def test_a_zero_checkpoint_interval_is_refused_at_create(server):
+    """"0s" was accepted (201), then each start of the process refused it and the pipeline
+    restarted until failed, with caudal run's "--checkpoint-interval must be positive"."""
+    r = server.client.post("/api/v1/pipelines", json={"name": "z", "query": BOUNDED,
+                                                       "checkpoint_interval": "0s"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"].startswith("checkpoint_interval must be positive"), r.text
+    assert server.client.get("/api/v1/pipelines").json()["data"] == []
