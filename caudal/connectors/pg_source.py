@@ -8,7 +8,11 @@ microseconds, JSON, UUID and other types text, a NUMERIC without precision DOUBL
 
 One partition; its offset counts the rows delivered, so a resumed job reads the query again
 and skips them. That is exact when the rows come in the same order: a table with a primary
-key is read ORDER BY it; give a query its own ORDER BY.
+key is read ORDER BY it, a plain table without one ORDER BY ctid (its rows' places, stable
+while the table is not written; a sequential scan may start anywhere, so the plain order is
+not); a query needs its own ORDER BY. A resume without such an order (a query without
+ORDER BY, a view without a primary key) is refused: skipping a count of rows of an
+unordered read would lose some and repeat others.
 """
 
 from __future__ import annotations
@@ -150,19 +154,25 @@ class PostgresSource(Source):
     def partitions(self, parallelism: int) -> list[str]:
         return [PARTITION]
 
-    def _statement(self) -> str:
+    def _statement(self) -> tuple[str, bool]:
+        """The SELECT, and whether its rows come in a stable order (see the module)."""
         items = select_items(self.table, self.schema)
         order = sql.SQL("")
+        query = self.table.option("query")
+        ordered = query is not None and _ends_ordered(query)
         with connect(self.table) as conn:
-            if not self.table.option("query"):
+            if not query:
                 target = pg_client.qualified(conn, pg_client.table_name(self.table),
                                              self.table.option("schema-name"))
                 keys = _primary_key(conn, target)
                 if keys:
                     order = sql.SQL(" ORDER BY {}").format(
                         sql.SQL(", ").join(map(sql.Identifier, keys)))
+                elif _plain_table(conn, target):
+                    order = sql.SQL(" ORDER BY q.ctid")
+                ordered = bool(keys) or bool(order.as_string(conn))
             return (sql.SQL("SELECT {} FROM {} AS q").format(items, relation(self.table))
-                    + order).as_string(conn)
+                    + order).as_string(conn), ordered
 
     def open(self, assigned: list[str], offsets: dict[str, Any] | None = None) -> None:
         if PARTITION not in assigned:
@@ -172,7 +182,15 @@ class PostgresSource(Source):
         self._done = False
         self._skip = int((offsets or {}).get(PARTITION, 0))
         self._delivered = self._skip
-        statement = self._statement()
+        statement, ordered = self._statement()
+        if self._skip and not ordered:
+            what = "its query has no ORDER BY" if self.table.option("query") else \
+                "it is a view without a primary key"
+            raise ConfigError(
+                f"table {self.table.name!r} cannot resume: {what}, so which {self._skip} rows "
+                f"the stopped run delivered is unknown",
+                hint="end the query with ORDER BY a unique key, or run it again from the "
+                     "start (--fresh)")
         try:
             self._conn = adbc.connect(pg_client.conninfo(self.table))
             self._cur = self._conn.cursor()
@@ -229,6 +247,26 @@ class PostgresSource(Source):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _ends_ordered(query: str) -> bool:
+    """Whether a query's outermost SELECT has an ORDER BY (parsed as PostgreSQL; a query
+    sqlglot cannot read counts as unordered)."""
+    import sqlglot
+
+    try:
+        tree = sqlglot.parse_one(query, read="postgres")
+    except Exception:  # noqa: BLE001 - sqlglot's parse errors have several classes
+        return False
+    return tree is not None and tree.args.get("order") is not None
+
+
+def _plain_table(conn, name: pg_client.Name) -> bool:
+    """Whether ``name`` is an ordinary table (its ctid says where a row is; a view has none,
+    a partitioned table's repeat across partitions)."""
+    row = conn.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)",
+                       (name.sql.as_string(conn),)).fetchone()
+    return row is not None and row[0] == "r"
 
 
 def _primary_key(conn, name: pg_client.Name) -> list[str]:
