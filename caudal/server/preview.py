@@ -55,6 +55,9 @@ async def printed_events(path: Path, request: Request) -> AsyncIterator[str]:
             for line in lines[-200:]:
                 yield f"data: {line.decode(errors='replace')}\n\n"
             idle = 0.0
+        elif not path.parent.exists():  # the pipeline was deleted: nothing will follow
+            yield sse("end", {"reason": "the pipeline was deleted"})
+            return
         else:
             idle += 0.25
             if idle >= KEEP_ALIVE_S:

@@ -329,3 +329,30 @@ def test_a_zero_checkpoint_interval_is_refused_at_create(server):
     assert r.status_code == 400, r.text
     assert r.json()["error"].startswith("checkpoint_interval must be positive"), r.text
     assert server.client.get("/api/v1/pipelines").json()["data"] == []
+
+
+def test_the_printed_preview_ends_when_its_pipeline_is_deleted(server):
+    """The stream of a deleted pipeline's printed output went on for ever (keep-alives on a
+    file that was no longer there)."""
+    import threading
+
+    c = server.client
+    q = ("CREATE TABLE t (counter BIGINT) WITH (connector = 'impulse', event_rate = '20');\n"
+         "SELECT counter FROM t;")
+    pid = c.post("/api/v1/pipelines", json={"name": "gone", "query": q}).json()["id"]
+    server.wait_state(pid, {"running"})
+    lines: list[str] = []
+
+    def read() -> None:
+        with httpx.stream("GET", f"{server.url}/api/v1/pipelines/{pid}/preview",
+                          timeout=30) as r:
+            for line in r.iter_lines():
+                lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    time.sleep(1)
+    assert c.delete(f"/api/v1/pipelines/{pid}").status_code == 200
+    reader.join(10)
+    assert not reader.is_alive(), lines[-3:]
+    assert "event: end" in lines, lines[-3:]
