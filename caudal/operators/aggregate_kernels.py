@@ -313,13 +313,19 @@ class Avg(Kernel):
 
     def __init__(self, call, index, input_schema, time_column):
         super().__init__(call, index, input_schema, time_column)
-        self.exact = self.arg_type is not None and pa.types.is_integer(self.arg_type)
+        #: the scale of a DECIMAL argument of at most 18 digits, whose unscaled integers
+        #: are summed exactly (as DuckDB sums a DECIMAL's), then divided as DuckDB does
+        self.scale = integer_sums.decimal_scale(self.arg_type)
+        self.exact = self.arg_type is not None and pa.types.is_integer(self.arg_type) or \
+            self.scale is not None
 
     #: whether the current merge's high halves are all 0 (set by ``derive``): the common
     #: case (sums within int64), whose merge sums two columns, not three
     _low_only = False
 
     def prepare(self, batch):
+        if self.scale is not None:
+            return {f"{self.p}_x": integer_sums.unscaled(self._value(batch))}
         return {f"{self.p}_x": self._value(batch, None if self.exact else pa.float64())}
 
     def derive(self, phase, table):
@@ -383,6 +389,14 @@ class Avg(Kernel):
 
     def final(self, state):
         n = state[f"{self.p}_n"]
+        if self.scale is not None:
+            count = _np(n, 0, np.int64)
+            value = integer_sums.decimal_mean(_np(state[f"{self.p}_h"], 0, np.int64),
+                                              _np(state[f"{self.p}_l"], 0, np.int64), count,
+                                              self.scale,
+                                              integer_sums.divided_in_long_double(self.arg_type),
+                                              self.call.options.get("finish") == "ungrouped")
+            return pa.array(value, mask=count == 0)
         if self.exact:
             long_double = integer_sums.divided_in_long_double(self.arg_type)
             hi, lo = state[f"{self.p}_h"], state[f"{self.p}_l"]
@@ -726,6 +740,14 @@ class Distinct(Kernel):
         flat = pc.list_flatten(lists)
         if pa.types.is_integer(flat.type):  # exact, or an overflow error (integer_sums)
             return self._integer_final(lists, parents, flat)
+        scale = integer_sums.decimal_scale(flat.type)
+        if func == "avg" and scale is not None:  # exact, divided as DuckDB does
+            n = _np(pc.list_value_length(lists), 0, np.int64)
+            hi, lo = integer_sums.group_halves(integer_sums.unscaled(flat),
+                                               parents.to_numpy(zero_copy_only=False),
+                                               len(lists))
+            return pa.array(integer_sums.decimal_mean(
+                hi, lo, n, scale, integer_sums.divided_in_long_double(flat.type)), mask=n == 0)
         target = pa.float64() if func == "avg" else self.call.dtype
         sums = pa.table({"g": parents, "v": flat.cast(target)}).group_by(
             "g", use_threads=False).aggregate([("v", "sum")])

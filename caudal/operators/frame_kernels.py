@@ -273,6 +273,9 @@ class FrameAggregates:
         #: per call, whether an integer avg divides in long double, as DuckDB's (from the
         #: argument's type, seen by ``contributions``)
         self.long_double = [True] * len(self.calls)
+        #: per call, the scale of an avg's DECIMAL argument of at most 18 digits (its
+        #: unscaled integers summed exactly, operators.integer_sums.decimal_mean)
+        self.scales: list[int | None] = [None] * len(self.calls)
 
     def contributions(self, table: pa.Table) -> dict[str, pa.Array]:
         out: dict[str, pa.Array] = {}
@@ -290,6 +293,10 @@ class FrameAggregates:
                 self.long_double[i] = integer_sums.divided_in_long_double(x.type)
                 if pa.types.is_uint64(x.type):  # past 2^63: no BIGINT frame sum holds it
                     integer_sums.check_unsigned(x, call)
+                scale = integer_sums.decimal_scale(x.type) if call.func == "avg" else None
+                if scale is not None:
+                    self.scales[i] = scale
+                    x, wide = integer_sums.unscaled(x), pa.int64()
                 out[f"_s{i}"] = pc.fill_null(x.cast(wide), 0)
             elif call.func in ("min", "max"):
                 out[f"_m{i}"] = x
@@ -337,7 +344,11 @@ class FrameAggregates:
                              else pa.float64(), mask=empty)
             elif call.func == "avg":
                 s = acc["s"]
-                if "h" in acc:  # exact sums of integers: divided as DuckDB does
+                if self.scales[i] is not None:  # exact sums of a DECIMAL's unscaled values
+                    hi, lo = (acc["h"], acc["l"]) if "h" in acc else (np.zeros_like(s), s)
+                    mean = integer_sums.decimal_mean(hi, lo, c, self.scales[i],
+                                                     self.long_double[i])
+                elif "h" in acc:  # exact sums of integers: divided as DuckDB does
                     mean = integer_sums.mean(acc["h"], acc["l"], c, self.long_double[i])
                 elif s.dtype.kind in "iu":
                     mean = integer_sums.mean(None, s, c, self.long_double[i])

@@ -12,7 +12,7 @@ Window table functions in FROM (``assign_windows``) are folded into an aggregate
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
@@ -36,6 +36,15 @@ WINDOW_STRUCT = pa.struct([pa.field("start", TIMESTAMP), pa.field("end", TIMESTA
 TIME = "__time"
 #: ``AggCall.options["sum"]`` of an avg over integers: its state holds the sum exactly
 EXACT_SUM = "exact"
+#: ``AggCall.options["finish"]`` of an avg of a DECIMAL without GROUP BY: DuckDB finishes
+#: it as the double nearest the exact sum, divided by the count (grouped: in long double)
+UNGROUPED = "ungrouped"
+
+
+def exact_avg(t: pa.DataType) -> bool:
+    """Whether avg over ``t`` keeps an exact sum: integers, and DECIMALs of at most 18
+    digits (unscaled int64 values; operators.integer_sums.decimal_scale)."""
+    return pa.types.is_integer(t) or pa.types.is_decimal(t) and t.precision <= 18
 
 
 @dataclass
@@ -71,10 +80,11 @@ class AggregateInput:
         if condition is not None:
             self.add(f"__filter{i}", condition)
             filt = f"__filter{i}"
-        if func == "avg" and args and pa.types.is_integer(args[0].dtype):
-            # the state of avg over integers is an exact sum (two int64 halves) since
-            # 2026-12-07, a DOUBLE sum before: named here, it enters the job's fingerprint,
-            # so an older checkpoint of the job is refused in one line, not mis-restored
+        if func == "avg" and args and exact_avg(args[0].dtype):
+            # the state of avg over integers (and DECIMALs of up to 18 digits) is an exact
+            # sum (two int64 halves) since 2026-12-07, a DOUBLE sum before: named here, it
+            # enters the job's fingerprint, so an older checkpoint of the job is refused in
+            # one line, not mis-restored
             options = {**options, "sum": EXACT_SUM}
         return AggCall(func, tuple(names), dtype, distinct, filt, options, text=text)
 
@@ -117,6 +127,10 @@ def updating_aggregate(pre: Project, keys: list[str], calls: list[AggCall],
                        agg_names: list[str], flush_us: int | None,
                        ttl_us: int | None) -> UpdatingAggregate:
     """GROUP BY without a window over ``pre`` (an ``AggregateInput`` projection)."""
+    if not keys:  # DuckDB's avg of a DECIMAL without GROUP BY (not DISTINCT) rounds its sum
+        calls = [replace(c, options={**c.options, "finish": UNGROUPED})
+                 if c.func == "avg" and c.args and not c.distinct and
+                 pa.types.is_decimal(pre.schema.field(c.args[0]).type) else c for c in calls]
     fields = [pre.schema.field(k) for k in keys]
     fields += [pa.field(n, c.dtype) for n, c in zip(agg_names, calls)]
     timed = pre.time_column == TIME

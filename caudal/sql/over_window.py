@@ -27,6 +27,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from caudal.errors import PlanError
+from caudal.plan.aggregate_planning import exact_avg
 from caudal.plan.aggregates import AggCall
 from caudal.plan.expressions import Column, Expr
 from caudal.plan.logical import LogicalNode
@@ -200,7 +201,9 @@ def _plan_window(planner, node: LogicalNode, scope: Scope, windows: list[exp.Win
         if agg.func in ("sum", "avg") and agg.args and \
                 not (pa.types.is_integer(agg.args[0].dtype)
                      or pa.types.is_floating(agg.args[0].dtype)
-                     or pa.types.is_null(agg.args[0].dtype)):
+                     or pa.types.is_null(agg.args[0].dtype)
+                     # avg of a DECIMAL of up to 18 digits: its unscaled integers summed
+                     or agg.func == "avg" and exact_avg(agg.args[0].dtype)):
             raise PlanError(f"{agg.func}() OVER (…) takes an integer or floating point "
                             f"number, got {sql_name(agg.args[0].dtype)}", line=wl, col=wc,
                             hint=f"cast it: {agg.func}(CAST(x AS DOUBLE)) OVER (…)")

@@ -91,3 +91,25 @@ def test_the_state_layout_of_integer_avg_is_in_the_fingerprint():
                         "AS a FROM bids GROUP BY auction;").graph
     (call,) = calls(graph)
     assert call.options == {}
+
+
+def test_the_state_layout_of_decimal_avg_is_in_the_fingerprint():
+    """avg over a DECIMAL of up to 18 digits keeps an exact sum of its unscaled integers
+    since 2026-12-07 (a DOUBLE sum before): marked like integer avg, so an older checkpoint
+    is refused in one line; one over DECIMAL(38, …) (still a DOUBLE sum) keeps its
+    fingerprint."""
+    from caudal.plan.aggregate_planning import EXACT_SUM
+
+    ddl = ("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', events = '1000');\n"
+           "CREATE TABLE out WITH (connector = 'filesystem', path = '/tmp/out', "
+           "format = 'debezium_json');\n")
+
+    def calls(graph):
+        return [c for v in graph.vertices for op in v.operators
+                for c in op.params.get("aggregates", ()) if c.func == "avg"]
+
+    for digits, options in ((12, {"sum": EXACT_SUM}), (38, {})):
+        graph = compile_sql(ddl + f"INSERT INTO out SELECT auction, avg(CAST(price AS "
+                            f"DECIMAL({digits}, 2))) AS a FROM bids GROUP BY auction;").graph
+        (call,) = calls(graph)
+        assert call.options == options

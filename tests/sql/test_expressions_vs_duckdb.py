@@ -265,10 +265,6 @@ def test_product_of_wide_decimals(parallelism):
 
 # ---- aggregates over expressions ------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="avg(DECIMAL) sums the values as DOUBLE (its state is "
-                   "a float64 sum); DuckDB sums them exactly and divides once, so the last "
-                   "digit can differ: 33333.34666666667 vs 33333.346666666665. Needs an exact "
-                   "DECIMAL sum in Avg's state (a checkpoint format change)")
 @pytest.mark.parametrize("parallelism", [1, 2])
 def test_avg_of_decimals_is_the_exact_mean(parallelism):
     table = pa.table({"g": [1, 1, 1], "m": pa.array([D("99999.99"), D("0.05"), D("0.00")],
