@@ -77,16 +77,19 @@ def cut(data: bytes) -> int:
 
 
 def split_rows(data: bytes, first_line: int) -> list[tuple[int, bytes]]:
-    """The non-blank rows of a block with the line each starts on (error path only)."""
+    """The non-blank rows of a block with the line each starts on (error path only; the
+    lines are counted once for the block, not from its start for every row)."""
+    ends = _row_ends(data).tolist()
+    if not data.endswith(b"\n"):
+        ends.append(len(data))
+    starts = [0] + ends[:-1]
+    newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    lines_before = np.searchsorted(newlines, starts).tolist()
     rows = []
-    start = 0
-    for end in _row_ends(data).tolist():
+    for start, end, before in zip(starts, ends, lines_before):
         row = data[start:end]
-        if row.strip():
-            rows.append((first_line + data.count(b"\n", 0, start), row))
-        start = end
-    if data[start:].strip():
-        rows.append((first_line + data.count(b"\n", 0, start), data[start:] + b"\n"))
+        if not lines.is_blank(row):
+            rows.append((first_line + before, row if row.endswith(b"\n") else row + b"\n"))
     return rows
 
 
