@@ -114,7 +114,8 @@ def _state_bytes(op) -> int:
                    for s in op.sides)
     rows = op.state
     return rows.store.nbytes + sum(c.n * c.buf.itemsize
-                                   for c in (rows.h, rows.seq, rows.alive, rows.emitted))
+                                   for c in (rows.h, rows.seq, rows.alive, rows.emitted)
+                                   if c is not None)   # (a top-1 keeps no hashes)
 
 
 def recover(root: Path, parallelism: int, events: int, query: str = "q20") -> dict:

@@ -191,6 +191,10 @@ class PartitionRows:
         #: touched; None (``hashes`` False) for an operator that finds them otherwise (a
         #: top-1's slots): a snapshot then hashes the rows it writes
         self.h: Growing | None = Growing(np.uint64) if hashes else None
+        #: without hashes: the key group of rows 0 .. n-1 (2 bytes a row), for the ``_mkg``
+        #: of the snapshots; rows put since the last snapshot are hashed by the next, once
+        self._groups = Growing(np.uint16)
+        self._mkg = 0
         self.seq = Growing(np.int64)
         self.alive = Growing(bool)
         self.emitted = Growing(bool)
@@ -285,6 +289,7 @@ class PartitionRows:
             for column in (self.h, self.seq, self.emitted):
                 if column is not None:
                     column.reset(column.values[keep])
+            self._groups.reset(self._groups.values[keep[:self._groups.n]])
             self.alive.reset(np.ones(self.store.num_rows, dtype=bool))
             self.dead = 0
             return keep
@@ -387,11 +392,9 @@ class PartitionRows:
             table = table.append_column(SEQ, pa.array(take(seq)))
             table = table.append_column(EMITTED, pa.array(take(emitted)))
             if self.h is not None:
-                h = take(self.h.values)
-            else:   # the partition columns as stored (decoded), hashed as the shuffle does
-                at = np.arange(self.store.num_rows) if index is None else index
-                h = partition_hash(self.store.take(at, self.partition), self.partition)
-            return table.append_column(KEY_GROUP, self._key_groups(h, mkg))
+                return table.append_column(KEY_GROUP, self._key_groups(take(self.h.values), mkg))
+            groups = self._stored_groups(mkg)
+            return table.append_column(KEY_GROUP, pa.array(take(groups).astype(np.int32)))
 
         rows = self.changes.snapshot(self.store.num_rows, rows_at, {}, lambda t: t,
                                      live=self.alive.values if self.dead else None,
@@ -403,6 +406,18 @@ class PartitionRows:
             out["pending"] = pending.append_column(
                 KEY_GROUP, self._key_groups(partition_hash(pending, self.partition), mkg))
         return out
+
+    def _stored_groups(self, mkg: int) -> np.ndarray:
+        """Without hashes: every stored row's key group; the rows put since the previous
+        snapshot hashed now (their partition columns as stored, as the shuffle hashes)."""
+        if mkg != self._mkg:
+            self._groups = Growing(np.uint16 if mkg <= (1 << 16) else np.int32)
+            self._mkg = mkg
+        done, n = self._groups.n, self.store.num_rows
+        if done < n:
+            rows = self.store.take(np.arange(done, n), self.partition)
+            self._groups.extend(key_group(partition_hash(rows, self.partition), mkg))
+        return self._groups.values
 
     def restore(self, state: dict[str, Any], ctx: Any) -> None:
         """Keep this subtask's rows; number them again in their old order (rows of one
@@ -429,6 +444,7 @@ class PartitionRows:
             if column is not None:
                 column.reset(np.zeros(0, dtype=column.buf.dtype))
         self.dead = 0
+        self._groups.reset(np.zeros(0, dtype=self._groups.buf.dtype))
         n = 0
         if rows is not None and rows.num_rows:
             # text a snapshot kept dictionary-encoded goes back into the store as codes, a
