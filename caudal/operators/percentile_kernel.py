@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from caudal import compute as pc
+from caudal.exact_float import two_product, two_sum
 from caudal.operators.aggregate_kernels import (
     PARTIAL,
     GroupIndex,
@@ -28,28 +29,6 @@ from caudal.operators.aggregate_kernels import (
 )
 from caudal.operators.keyed_tables import as_array as _as_array
 
-#: Veltkamp's splitter for doubles: 2^27 + 1
-_SPLIT = 134217729.0
-
-
-def _two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """a + b as (rounded sum, its exact error) (Knuth)."""
-    s = a + b
-    bb = s - a
-    return s, (a - (s - bb)) + (b - bb)
-
-
-def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """a * b as (rounded product, its exact error) (Dekker), barring overflow."""
-    p = a * b
-    t = _SPLIT * a
-    ah = t - (t - a)
-    al = a - ah
-    t = _SPLIT * b
-    bh = t - (t - b)
-    bl = b - bh
-    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
-
 
 def fused_multiply_add(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """a * b + c rounded once, as a hardware FMA computes it: the product split exactly,
@@ -57,10 +36,10 @@ def fused_multiply_add(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarra
     rounding to odd; Boldo and Melquiond, IEEE TC 2008). Where a part overflows (values
     beyond ~1e300) or is not finite, the plain a * b + c."""
     with np.errstate(invalid="ignore", over="ignore"):
-        uh, ul = _two_product(a, b)
-        sh, sl = _two_sum(ul, c)
-        th, tl = _two_sum(uh, sh)
-        r, e = _two_sum(tl, sl)
+        uh, ul = two_product(a, b)
+        sh, sl = two_sum(ul, c)
+        th, tl = two_sum(uh, sh)
+        r, e = two_sum(tl, sl)
         even = (r.view(np.int64) & 1) == 0
         odd = np.where((e != 0) & even, np.nextafter(r, np.where(e > 0, np.inf, -np.inf)), r)
         fused = th + odd

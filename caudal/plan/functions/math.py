@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from caudal import compute as pc
 from caudal.errors import RuntimeFailure
+from caudal.exact_float import two_product
 from caudal.plan.expressions import Call, Expr, Literal
 from caudal.plan.functions.coerce import arity, cast, constant_value
 from caudal.plan.functions.kernels import any_true, broadcast, duckdb_eval, finish
@@ -192,26 +193,12 @@ def _round_scaled(values: np.ndarray, digits: int) -> np.ndarray:
         rounded = np.where(np.abs(scaled - whole) >= 0.5, whole + np.sign(scaled), whole)
         out = rounded * modifier
         return np.where(np.isinf(out), values, np.where(np.isnan(out), 0.0, out))
-    scaled, error = _two_product(values, modifier)
+    scaled, error = two_product(values, modifier)
     whole = np.trunc(scaled)
     fraction = np.abs(scaled - whole)
     away = (fraction > 0.5) | ((fraction == 0.5) & (np.sign(error) * np.sign(scaled) >= 0))
     out = np.where(away, whole + np.sign(scaled), whole) / modifier
     return np.where(np.isfinite(out), out, values)
-
-
-def _two_product(a: np.ndarray, b: float) -> tuple[np.ndarray, np.ndarray]:
-    """a * b and its rounding error, exactly (Dekker's product with Veltkamp's split)."""
-    product = a * b
-    split = 134217729.0  # 2^27 + 1
-    t = split * a
-    a_high = t - (t - a)
-    a_low = a - a_high
-    t = split * b
-    b_high = t - (t - b)
-    b_low = b - b_high
-    error = ((a_high * b_high - product) + a_high * b_low + a_low * b_high) + a_low * b_low
-    return product, error
 
 
 def _trunc_float(x, digits: int):
