@@ -222,7 +222,7 @@ def test_flush_after_every_batch_equals_duckdb(tmp_path, parallelism):
 
 
 def test_ttl_forgets_idle_keys_as_the_general_store(monkeypatch):
-    import time
+    from caudal.testing import manual_clock
 
     def batch(ks, xs):
         return pa.record_batch([pa.array(ks, pa.int64()), pa.array(xs, pa.int64()),
@@ -234,13 +234,17 @@ def test_ttl_forgets_idle_keys_as_the_general_store(monkeypatch):
     fast = ua.UpdatingAggregate(["k"], CALLS, IN, OUT, flush_us=0, ttl_us=30_000)
     assert type(fast.state) is ua._Percentiles and type(ref.state) is ua._Merged
     outs: dict[str, list] = {"fast": [], "ref": []}
-    for op in (fast, ref):
-        op.open(OperatorContext())
-    for step in ([1, 2, 2], [10, 20, 40]), ([3], [5]), ([2, 3], [60, 6]), ([1], [7]):
-        for name, op in (("fast", fast), ("ref", ref)):
-            outs[name].append(_rows(list(op.process(batch(*step)))))
-        if step[0] == [3]:
-            time.sleep(0.05)   # every key is forgotten before the next flush
+    # processing time under the test's control: on a loaded machine a real sleep let one
+    # operator's keys expire between the two operators' steps and not the other's
+    with manual_clock() as clock:
+        for op in (fast, ref):
+            op.open(OperatorContext())
+        for step in ([1, 2, 2], [10, 20, 40]), ([3], [5]), ([2, 3], [60, 6]), ([1], [7]):
+            for name, op in (("fast", fast), ("ref", ref)):
+                outs[name].append(_rows(list(op.process(batch(*step)))))
+            clock.advance("1ms")
+            if step[0] == [3]:
+                clock.advance("50ms")   # every key is forgotten before the next flush
     assert outs["fast"] == outs["ref"]
     assert fast.state_rows() == ref.state_rows() == 3
     assert outs["fast"][2] == [(2, 60.0, 60.0, 60, 60.0, 1), (3, 6.0, 6.0, 6, 6.0, 1)]
