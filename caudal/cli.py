@@ -291,6 +291,15 @@ def _load_udfs(paths: list[str]):
     return job_context()
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM to a job without --checkpoint-dir: it stops as Ctrl-C stops it, saying so
+    (the default action ended the process without a word, exit 143)."""
+
+
+def _terminated(signum, frame) -> None:
+    raise _Terminated
+
+
 def cmd_run(args) -> int:
     # Start-up allocates ~10^6 objects (modules, sqlglot's classes, the plan) and frees few:
     # the cyclic collector would walk them again and again (~5 % of a trivial job's
@@ -399,21 +408,24 @@ def cmd_run(args) -> int:
                                   f"({e.strerror or e})") from None
             stack.callback(tap_server.close)
         stack.enter_context(StatusLine(runtime))
+        if not args.checkpoint_dir:  # (with one, the supervisor's savepoint handles SIGTERM)
+            signal.signal(signal.SIGTERM, _terminated)
         try:
             result = runtime.run()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             # (with --checkpoint-dir the supervisor takes a savepoint instead, and returns;
             # a second Ctrl-C while it does ends here)
             if args.checkpoint_dir:
                 print("\ncaudal: stopped at once by a second Ctrl-C, before the savepoint "
                       "completed; the same command resumes from the newest complete "
                       f"checkpoint in {args.checkpoint_dir}", file=sys.stderr)
-            else:
-                print("\ncaudal: stopped by Ctrl-C; without --checkpoint-dir there is nothing "
-                      "to resume from, and files a sink had not committed are left out (with "
-                      "one, Ctrl-C takes a savepoint and the same command resumes)",
-                      file=sys.stderr)
-            return 130
+                return 130
+            by = "SIGTERM" if isinstance(stop, _Terminated) else "Ctrl-C"
+            print(f"\ncaudal: stopped by {by}; without --checkpoint-dir there is nothing "
+                  "to resume from, and files a sink had not committed are left out (with "
+                  f"one, {by} takes a savepoint and the same command resumes)",
+                  file=sys.stderr)
+            return 143 if by == "SIGTERM" else 130
     rate = result.rows_in / result.elapsed_s if result.elapsed_s > 0 else 0.0
     summary = (f"caudal: {result.rows_in:,} rows in, {result.rows_out:,} rows out in "
                f"{result.elapsed_s:.2f}s ({_human(rate)} rows/s)")

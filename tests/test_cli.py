@@ -227,8 +227,11 @@ def test_run_refuses_bad_numbers_in_one_line(tmp_path):
         assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_ctrl_c_without_checkpoints_says_what_became_of_the_output(tmp_path):
-    """Was a bare 'stopped': a user could not tell that the sink's output was not committed."""
+@pytest.mark.parametrize("sent, code, said", [("SIGINT", 130, "Ctrl-C"),
+                                                ("SIGTERM", 143, "SIGTERM")])
+def test_ctrl_c_without_checkpoints_says_what_became_of_the_output(tmp_path, sent, code, said):
+    """Was a bare 'stopped': a user could not tell that the sink's output was not committed.
+    SIGTERM (a service manager, kill) ended the process silently with 143."""
     import signal
     import subprocess
     import sys
@@ -245,12 +248,12 @@ def test_ctrl_c_without_checkpoints_says_what_became_of_the_output(tmp_path):
     while not (tmp_path / "o").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, sent))
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == code
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith(
-        "caudal: stopped by Ctrl-C; without --checkpoint-dir there is nothing to resume from")
+        f"caudal: stopped by {said}; without --checkpoint-dir there is nothing to resume from")
 
 
 def test_a_debezium_change_without_its_row_is_malformed(tmp_path):
