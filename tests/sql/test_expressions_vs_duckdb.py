@@ -263,6 +263,25 @@ def test_product_of_wide_decimals(parallelism):
     assert got.to_pylist() == _duck(sql, t=table).sort_by("i").to_pylist()
 
 
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_text_to_time(parallelism):
+    """CAST(text AS TIME) failed with Arrow's 'Unsupported cast from string to time64'
+    (DuckDB reads HH:MM[:SS[.fraction]], cutting digits past microseconds)."""
+    texts = ["10:00:00.6", "7:05", " 23:59:59.1234567 ", "00:00:00", "12:34:56.", None,
+             "99:00", "10:61:00", "x", ""]
+    table = pa.table({"i": list(range(len(texts))), "a": texts})
+    sql = "SELECT i, TRY_CAST(a AS TIME) AS t FROM t"
+    got = _caudal(sql, parallelism, t=table).sort_by("i")
+    assert got.to_pylist() == _duck(sql, t=table).sort_by("i").to_pylist()
+    good = table.slice(0, 6)
+    sql = "SELECT i, CAST(a AS TIME) AS t FROM t"
+    got = _caudal(sql, parallelism, t=good).sort_by("i")
+    assert got.to_pylist() == _duck(sql, t=good).sort_by("i").to_pylist()
+    with pytest.raises(CaudalError, match="cannot cast TEXT to TIME: '10:61:00' is not a valid "
+                                          "TIME"):
+        _caudal(sql, parallelism, t=table.slice(7, 1))
+
+
 # ---- aggregates over expressions ------------------------------------------------------------
 
 @pytest.mark.parametrize("parallelism", [1, 2])

@@ -273,7 +273,34 @@ def _from_text(value: pa.Array, target: pa.DataType) -> pa.Array:
             return _text_to_decimal(text, target)
     if pa.types.is_date(target):
         return pc.cast(text, pa.date32())
+    if pa.types.is_time(target):
+        return pc.cast(_text_to_time(text), target)
     return pc.cast(text, target, safe=True)
+
+
+_TIME_TEXT = r"^(?P<h>\d{1,2}):(?P<m>\d{2})(?::(?P<s>\d{2})(?:\.(?P<f>\d*))?)?$"
+
+
+def _text_to_time(text: pa.Array, strict: bool = True) -> pa.Array:
+    """``HH:MM[:SS[.fraction]]`` as a TIME, as DuckDB reads it: digits past microseconds
+    are cut off; an hour past 23, a minute or second past 59 is not a time (Arrow has no
+    cast from text to time). Not ``strict`` (TRY_CAST): NULL for those."""
+    matched = pc.is_valid(pc.extract_regex(text, _TIME_TEXT))
+    parts = pc.extract_regex(pc.if_else(matched, text, "0:00"), _TIME_TEXT)
+    h, m = (pc.cast(parts.field(k), pa.int64()) for k in ("h", "m"))
+    sec = pc.cast(pc.if_else(pc.equal(parts.field("s"), ""), "0", parts.field("s")), pa.int64())
+    micros = pc.cast(pc.utf8_slice_codeunits(pc.binary_join_element_wise(
+        parts.field("f"), "000000", ""), 0, 6), pa.int64())
+    bad = pc.or_(pc.invert(matched), pc.or_(pc.greater(h, 23), pc.or_(pc.greater(m, 59),
+                                                                      pc.greater(sec, 59))))
+    bad = pc.and_(pc.is_valid(text), bad)
+    if strict and any_true(bad):
+        first = pc.filter(text, bad)[0].as_py()
+        raise pa.ArrowInvalid(f"Failed to parse string: '{first}' as a scalar of type time")
+    total = pc.add(pc.multiply(pc.add(pc.multiply(pc.add(pc.multiply(h, 60), m), 60), sec),
+                               1_000_000), micros)
+    keep = pc.and_(pc.is_valid(text), pc.invert(bad))
+    return pc.cast(pc.if_else(keep, total, pa.scalar(None, pa.int64())), pa.time64("us"))
 
 
 def _text_to_decimal(text: pa.Array, target: pa.DataType) -> pa.Array:
@@ -383,6 +410,8 @@ def _lenient_cast(value: pa.Array, target: pa.DataType) -> pa.Array:
                                                          time_unit="us"),
                              [value], TIMESTAMP)
         return cast_array(parsed, target)
+    if is_text(source) and pa.types.is_time(target):
+        return pc.cast(_text_to_time(pc.cast(value, pa.string()), strict=False), target)
     if is_text(source) and pa.types.is_duration(target):
         from caudal.plan.functions.intervals import parse_intervals
 
