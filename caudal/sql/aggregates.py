@@ -66,7 +66,7 @@ from caudal.sql.group_windows import (
     bind_auxiliary,
     legacy_time_source,
 )
-from caudal.sql.scope import Scope, ScopeColumn, position
+from caudal.sql.scope import Scope, ScopeColumn, negative_ordinal, position
 from caudal.sql.window_specs import group_by_window, legacy_time_argument, window_call
 from caudal.types import TIMESTAMP, sql_name
 
@@ -200,8 +200,9 @@ def _resolve_group_item(item: exp.Expression, select: exp.Select,
                         scope: Scope) -> exp.Expression:
     """A GROUP BY item as an expression: ordinals and SELECT aliases are looked up (an
     input column of the same name wins, as in PostgreSQL)."""
-    if isinstance(item, exp.Literal) and not item.is_string:
-        index = int(item.this)
+    ordinal = negative_ordinal(item)
+    if ordinal is not None or (isinstance(item, exp.Literal) and not item.is_string):
+        index = ordinal if ordinal is not None else int(item.this)
         if not 1 <= index <= len(select.expressions):
             ln, col = position(item)
             raise PlanError(f"GROUP BY {index} is not a SELECT item", line=ln, col=col,

@@ -30,7 +30,7 @@ from caudal.errors import PlanError, names_hint
 from caudal.plan.expressions import Column
 from caudal.plan.limit_nodes import Limit, SortLimit, TimeSort
 from caudal.plan.logical import LogicalNode, Project, Scan
-from caudal.sql.scope import Scope, position
+from caudal.sql.scope import Scope, negative_ordinal, position
 from caudal.sql.settings import flush_setting
 
 _HIDDEN = "__order"
@@ -140,6 +140,8 @@ def plan_order_limit(planner, node: exp.Select | exp.SetOperation
 def _reference(query: exp.Expression, inner: exp.Expression, i: int) -> tuple[str, object]:
     if isinstance(inner, exp.Literal) and not inner.is_string and inner.this.isdigit():
         return "ordinal", int(inner.this)
+    if negative_ordinal(inner) is not None:  # a position out of range, not a constant
+        return "ordinal", negative_ordinal(inner)
     if not isinstance(query, exp.Select):
         if isinstance(inner, exp.Column) and not inner.table:
             return "name", inner.name

@@ -21,6 +21,18 @@ def sql_conjuncts(node: exp.Expression) -> list[exp.Expression]:
     return [node]
 
 
+def negative_ordinal(node: exp.Expression) -> int | None:
+    """``-N`` for a GROUP BY or ORDER BY item written ``-N`` (an integer): in PostgreSQL and
+    DuckDB a position out of range, refused; grouping or sorting by the constant would
+    answer where they refuse."""
+    if isinstance(node, exp.Paren):
+        node = node.this
+    if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal) and \
+            not node.this.is_string and node.this.this.isdigit():
+        return -int(node.this.this)
+    return None
+
+
 def position(node: exp.Expression) -> tuple[int | None, int | None]:
     """Line and column where a sqlglot node starts: the leftmost token inside it that
     carries a position (sqlglot records positions on identifiers and literals)."""

@@ -136,3 +136,16 @@ def test_a_setting_caudal_would_ignore_is_refused(statement):
 def test_the_settings_caudal_reads_are_accepted():
     compile_sql(DDL + "SET updating_flush = '0';\nSET 'table.exec.state.ttl' = '1 hour';\n"
                 "SET allow_unkeyed_join = true;\nSELECT price FROM bids;")
+
+
+@pytest.mark.parametrize("tail, message", [
+    ("GROUP BY -1", "GROUP BY -1 is not a SELECT item"),
+    ("GROUP BY (-2)", "GROUP BY -2 is not a SELECT item"),
+    ("ORDER BY -1", "ORDER BY position -1 is not in the SELECT list")])
+def test_a_negative_position_is_refused_not_taken_as_a_constant(tail, message):
+    # it grouped or sorted by the constant where DuckDB and PostgreSQL refuse the position
+    # (found by the expression fuzzer: SELECT -1 AS g, count(*) … GROUP BY -1 answered)
+    select = "SELECT 2 AS g, count(*) AS n FROM bids " if tail.startswith("GROUP") else \
+        "SELECT price FROM bids "
+    with pytest.raises(CaudalError, match=re.escape(message)):
+        compile_sql(DDL + select + tail)
