@@ -282,6 +282,28 @@ def test_text_to_time(parallelism):
         _caudal(sql, parallelism, t=table.slice(7, 1))
 
 
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_trunc_with_digits_is_duckdbs(parallelism):
+    """trunc(x, d) of floats: Arrow corrects the representation error, DuckDB truncates
+    x * 10^d and divides back (trunc(1735516800.0, 17): 1735516800.0 vs DuckDB's
+    1735516800.0000002, found by the slow fuzzer); trunc(REAL, -308) failed with Arrow's
+    'overflow occurred during rounding'."""
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    values = np.concatenate([rng.normal(0, 1e3, 300), rng.normal(0, 1e12, 100),
+                             [1735516800.0, 2.675, -853.05, 1e300, -1e300, 5e-324, 0.0,
+                              1e38, -3e38]])
+    with np.errstate(all="ignore"):
+        table = pa.table({"i": np.arange(len(values)), "x": values,
+                          "r": values.astype(np.float32)})
+    sql = ("SELECT i, " + ", ".join(f"trunc(x, {d}) AS x{n}, trunc(r, {d}) AS r{n}" for n, d in
+                                    enumerate((-400, -308, -5, -1, 0, 2, 17, 20, 400)))
+           + " FROM t")
+    got = _caudal(sql, parallelism, t=table).sort_by("i")
+    assert got.to_pylist() == _duck(sql, t=table).sort_by("i").to_pylist()
+
+
 # ---- aggregates over expressions ------------------------------------------------------------
 
 @pytest.mark.parametrize("parallelism", [1, 2])

@@ -202,19 +202,20 @@ def _round_scaled(values: np.ndarray, digits: int) -> np.ndarray:
 
 
 def _trunc_float(x, digits: int):
-    """Arrow's truncation, keeping a value whose scaled result is not finite."""
-    if digits < -308:
-        return pc.if_else(pc.is_finite(x), pa.scalar(0.0, x.type), x)
-    if digits > 308:
-        return x
-    keep = pc.invert(pc.is_finite(pc.multiply(x, 10.0 ** digits))) if digits >= 0 \
-        else pc.invert(pc.less(pc.abs(x), 1e307))
-    keep = pc.fill_null(keep, False)
-    if not any_true(keep):
-        return pc.round(x, ndigits=digits, round_mode="towards_zero")
-    rounded = pc.round(pc.if_else(keep, pa.scalar(0.0, x.type), x), ndigits=digits,
-                       round_mode="towards_zero")
-    return pc.if_else(keep, x, rounded)
+    """DuckDB's truncation to ``digits`` in DOUBLE: x * 10^digits truncated, divided back
+    (x / 10^-digits truncated, multiplied back for negative digits); a result that is not
+    finite keeps x. Arrow corrects the representation error instead (trunc(1735516800.0, 17)
+    gave 1735516800.0 where DuckDB gives 1735516800.0000002)."""
+    (arr,), scalar = broadcast([x])
+    values = pc.fill_null(arr, 0.0).to_numpy(zero_copy_only=False).astype(np.float64)
+    with np.errstate(all="ignore"):
+        modifier = np.float64(10.0) ** abs(digits)
+        out = np.trunc(values * modifier) / modifier if digits >= 0 else \
+            np.trunc(values / modifier) * modifier
+    out = np.where(np.isfinite(out), out, values)
+    result = pa.array(out.astype(arr.type.to_pandas_dtype()), arr.type,
+                      mask=pc.is_null(arr).to_numpy(zero_copy_only=False))
+    return finish(result, scalar)
 
 
 register("round", _bind_round, _rounding("half_to_even", "half_towards_infinity"),
