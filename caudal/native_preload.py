@@ -23,7 +23,11 @@ also reads), it is set to 1 while NumPy loads and removed again once it has, bef
 starts anything: OpenBLAS then runs its routines (a UDF's ``numpy.linalg``) on the calling
 thread, and processes the job starts see the user's environment.
 
-``CAUDAL_NATIVE_PRELOAD=0`` turns both off. The Ray runtime does neither (its workers are other
+The loader thread is opt-in (``CAUDAL_NATIVE_PRELOAD=thread``): a ``caudal run`` child of
+the job server died of SIGSEGV during its start-up once, in a full test run on a loaded
+machine, and the cause was not found (80 planned runs of the same command since: none); the
+thread saves ~16 ms of the main thread's CPU, not worth a crash. ``CAUDAL_NATIVE_PRELOAD=0``
+turns the OpenBLAS setting off too. The Ray runtime does neither (its workers are other
 processes, started with Ray's own thread settings).
 """
 
@@ -64,15 +68,17 @@ class NativePreload:
 
     def __init__(self) -> None:
         self.thread: threading.Thread | None = None
-        self.on = os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off") \
-            and "numpy" not in sys.modules
+        setting = os.environ.get(ENV, "1").strip().lower()
+        self.on = setting not in ("0", "false", "no", "off") and "numpy" not in sys.modules
+        #: the loader thread only when asked for (see the module)
+        self.thread_on = self.on and setting == "thread"
         self.blas_set = self.on and not any(os.environ.get(name) for name in BLAS_THREADS)
         if self.blas_set:
             os.environ[BLAS_THREADS[0]] = "1"
 
     def load_libraries(self) -> bool:
         """Start the loader thread (once); True when it runs."""
-        if not self.on or self.thread is not None or "pyarrow" in sys.modules or \
+        if not self.thread_on or self.thread is not None or "pyarrow" in sys.modules or \
                 _usable_cpus() < 2:  # (on one core the thread overlaps nothing)
             return False
         paths = [p for p in (_extension(pkg, parts) for pkg, parts in LIBRARIES) if p]

@@ -268,11 +268,14 @@ def test_a_planned_run_loads_native_libraries_on_a_thread(tmp_path):
            "assert seen == [({started} == [True], '1')], seen\n"
            "assert 'OPENBLAS_NUM_THREADS' not in os.environ\n"
            "assert not [t for t in threading.enumerate() if t.name == 'caudal-native-preload']\n")
-    cache = f"'CAUDAL_PLAN_CACHE', {str(tmp_path / 'cache')!r}"
-    for args, started in ((f"'--no-plan-cache', {str(job)!r}", [True]),
-                          (f"{str(job)!r}", [True]),  # the first run plans and stores
-                          (f"{str(job)!r}", [])):     # the second finds it
-        code = f"os.environ.update([({cache})])\n" + spy.format(args=args, started=started)
+    cache = f"('CAUDAL_PLAN_CACHE', {str(tmp_path / 'cache')!r})"
+    for args, started, preload in (
+            (f"'--no-plan-cache', {str(job)!r}", [False], "1"),  # the thread is opt-in
+            (f"'--no-plan-cache', {str(job)!r}", [True], "thread"),
+            (f"{str(job)!r}", [True], "thread"),  # the first run plans and stores
+            (f"{str(job)!r}", [], "thread")):     # the second finds it
+        code = (f"os.environ.update([{cache}, ('CAUDAL_NATIVE_PRELOAD', {preload!r})])\n"
+                + spy.format(args=args, started=started))
         assert _imported(code, []) == []
 
 
@@ -317,7 +320,7 @@ def test_native_preload_races_the_imports_without_deadlock():
             "assert sqlglot.parse_one('SELECT 1').sql() == 'SELECT 1'\nprint('ok')")
     procs = [subprocess.Popen([sys.executable, "-c", code.format(first=first)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=_clean_env(), cwd=ROOT)
+                              env=_clean_env(CAUDAL_NATIVE_PRELOAD="thread"), cwd=ROOT)
              for first in ("import sqlglot", "import numpy", "pass") * 2]
     for proc in procs:
         out, err = proc.communicate(timeout=120)
@@ -388,5 +391,5 @@ def test_native_preload_starts_no_thread_on_one_processor():
             "n = NativePreload()\nassert not n.load_libraries()\n"
             "assert os.environ['OPENBLAS_NUM_THREADS'] == '1'\nn.finish()\nprint('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=_clean_env(), cwd=ROOT, timeout=120)
+                         env=_clean_env(CAUDAL_NATIVE_PRELOAD="thread"), cwd=ROOT, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
