@@ -50,11 +50,22 @@ LOG_KEEP_BYTES = 1 << 20
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def _libc_prctl():  # type: ignore[no-untyped-def]
+    """libc's prctl, loaded once in the server: loading a library in the child between fork
+    and exec (dlopen with the parent's other threads' locks copied mid-use) crashed children
+    with SIGSEGV in a loaded test run."""
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
     except OSError:
-        pass
+        return None
+
+
+_PRCTL = _libc_prctl()
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec: no loading here
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def pid_alive(pid: int | None) -> bool:
