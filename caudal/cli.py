@@ -592,7 +592,24 @@ COMMANDS = {"run": cmd_run, "compile": cmd_compile, "explain": cmd_explain, "che
             "functions": cmd_functions, "bench": cmd_bench, "serve": cmd_serve}
 
 
+def _die_with_parent() -> None:
+    """A job server's child (CAUDAL_PARENT_PID) gets SIGTERM when the server dies, and stops
+    at once if it already has."""
+    parent = os.environ.pop("CAUDAL_PARENT_PID", None)
+    if not parent:
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(parent):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _die_with_parent()
     parser = _parser()
     args = parser.parse_args(argv)
     debug = args.debug or bool(os.environ.get("CAUDAL_DEBUG"))

@@ -369,8 +369,11 @@ class Supervisor:
         out = open(d / "output.log", "ab")
         err = open(d / "stderr.log", "ab")
         try:
+            # the child sets its own parent-death signal (caudal.cli): Python code between
+            # fork and exec in this multithreaded server (a preexec_fn) crashed children
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                    start_new_session=True, preexec_fn=_die_with_parent)
+                                    start_new_session=True,
+                                    env=dict(os.environ, CAUDAL_PARENT_PID=str(os.getpid())))
         finally:
             out.close()
             err.close()
