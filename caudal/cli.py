@@ -592,6 +592,10 @@ COMMANDS = {"run": cmd_run, "compile": cmd_compile, "explain": cmd_explain, "che
             "functions": cmd_functions, "bench": cmd_bench, "serve": cmd_serve}
 
 
+#: prctl's option: a signal for this process when its parent dies
+_PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent() -> None:
     """A job server's child (CAUDAL_PARENT_PID) gets SIGTERM when the server dies, and stops
     at once if it already has."""
@@ -601,7 +605,7 @@ def _die_with_parent() -> None:
     import ctypes
 
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
         return
     if os.getppid() != int(parent):

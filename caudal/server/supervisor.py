@@ -22,7 +22,6 @@ thread that forked) fires only when the server dies.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -47,25 +46,6 @@ STOP_TIMEOUT_S = 60.0
 #: a SELECT printing for days would otherwise fill the disk with what is only a preview
 LOG_MAX_BYTES = 64 << 20
 LOG_KEEP_BYTES = 1 << 20
-PR_SET_PDEATHSIG = 1
-
-
-def _libc_prctl():  # type: ignore[no-untyped-def]
-    """libc's prctl, loaded once in the server: loading a library in the child between fork
-    and exec (dlopen with the parent's other threads' locks copied mid-use) crashed children
-    with SIGSEGV in a loaded test run."""
-    try:
-        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    except OSError:
-        return None
-
-
-_PRCTL = _libc_prctl()
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec: no loading here
-    if _PRCTL is not None:
-        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def pid_alive(pid: int | None) -> bool:
