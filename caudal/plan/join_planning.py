@@ -50,7 +50,7 @@ class Conditions:
 
 def _sort_conditions(exprs: list[Expr], left: set[str], right: set[str], kind: str,
                      left_node: LogicalNode, right_node: LogicalNode,
-                     rename: dict[str, str]) -> Conditions:
+                     rename: dict[str, str], push_right: bool = True) -> Conditions:
     out = Conditions()
     back = {v: k for k, v in rename.items()}
     for expr in exprs:
@@ -61,7 +61,7 @@ def _sort_conditions(exprs: list[Expr], left: set[str], right: set[str], kind: s
             if cols and cols <= left and kind in ("inner", "right"):
                 out.left_only.append(e)
                 continue
-            if cols and cols <= right and kind in ("inner", "left"):
+            if cols and cols <= right and kind in ("inner", "left") and push_right:
                 out.right_only.append(substitute(
                     e, {n: Column(_dtype(right_node, back.get(n, n)), back.get(n, n))
                         for n in cols}))
@@ -123,12 +123,16 @@ class JoinInputs:
 
 def join_inputs(left: LogicalNode, right: LogicalNode, kind: str, exprs: list[Expr],
                 rename: dict[str, str], line: int | None = None,
-                col: int | None = None) -> JoinInputs:
+                col: int | None = None, push_right: bool = True) -> JoinInputs:
     """Sort the join's conditions (``exprs``, over the joined columns, the right side's
-    renamed by ``rename``): one side's go below the join, equalities become keys."""
+    renamed by ``rename``): one side's go below the join, equalities become keys.
+    ``push_right=False`` keeps the right side's own conditions in the residual: a temporal
+    join's versioned table, whose filtered rows would otherwise make an older version
+    current (Flink's FLINK-28988)."""
     left_names = set(left.schema.names)
     right_names = {rename.get(n, n) for n in right.schema.names}
-    cond = _sort_conditions(exprs, left_names, right_names, kind, left, right, rename)
+    cond = _sort_conditions(exprs, left_names, right_names, kind, left, right, rename,
+                            push_right)
     if cond.left_only:
         left = Filter(left.schema, left.time_column, input=left,
                       predicate=conjunction(cond.left_only))

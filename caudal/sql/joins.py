@@ -242,7 +242,11 @@ def _on_conditions(item: _Input, left_scope: Scope, scope: Scope) -> list[Expr]:
 def _plan_join(left: LogicalNode, item: _Input, exprs: list[Expr], rename: dict[str, str],
                left_scope: Scope, scope: Scope, settings: dict) -> LogicalNode:
     ln, col = position(item.join) if item.join is not None else (None, None)
-    inputs = join_inputs(left, item.node, item.kind, exprs, rename, ln, col)
+    from caudal.sql.expressions import translate
+
+    as_of = translate(item.as_of, left_scope) if item.as_of is not None else None
+    inputs = join_inputs(left, item.node, item.kind, exprs, rename, ln, col,
+                         push_right=not _is_temporal(left, as_of))
     if item.as_of is not None or declared_lookup(scanned_table(inputs.right)):
         return _lookup_join(inputs.left, inputs.right, item, left_scope, inputs.schema,
                             inputs.common)
@@ -253,6 +257,13 @@ def _plan_join(left: LogicalNode, item: _Input, exprs: list[Expr], rename: dict[
     allow = bool(inputs.common["left_keys"]) or single_row(inputs.right) or \
         bool_setting(settings, UNKEYED_SETTING)
     return updating_join(inputs, allow, duration_setting(settings, "updating_ttl", None))
+
+
+def _is_temporal(left: LogicalNode, as_of: Expr | None) -> bool:
+    """Whether ``FOR SYSTEM_TIME AS OF`` names the streaming side's event time (an
+    event-time temporal join), not a PROCTIME() column (a lookup join)."""
+    return isinstance(as_of, Column) and as_of.name == left.time_column and \
+        as_of.name not in proctime_columns(left)
 
 
 def _lookup_join(left: LogicalNode, right: LogicalNode, item: _Input, left_scope: Scope,
@@ -266,8 +277,7 @@ def _lookup_join(left: LogicalNode, right: LogicalNode, item: _Input, left_scope
     else:
         ln, cn = position(item.as_of)
         as_of = translate(item.as_of, left_scope)
-    if item.as_of is not None and isinstance(as_of, Column) and \
-            as_of.name == left.time_column and as_of.name not in proctime_columns(left):
+    if item.as_of is not None and _is_temporal(left, as_of):
         return _temporal_join(left, right, schema, common, item.as_of.sql(), ln, cn)
     if item.as_of is not None and not (isinstance(as_of, Column)
                                        and as_of.name in proctime_columns(left)):
