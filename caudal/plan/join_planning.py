@@ -282,11 +282,12 @@ def _column_types(expr: Expr) -> dict[str, pa.DataType]:
 def key_columns(node: LogicalNode, exprs: list[Expr], prefix: str
                  ) -> tuple[LogicalNode, list[str]]:
     """Names of the key columns of one side; keys that are expressions (or casts) become
-    extra columns of a projection under the join."""
+    extra columns of a projection under the join, as does a column a second key reads
+    again (``ON a.k = b.k AND a.k = b.j``: each key column is named once)."""
     names: list[str] = []
     extra: list[tuple[str, Expr]] = []
     for i, e in enumerate(exprs):
-        if isinstance(e, Column):
+        if isinstance(e, Column) and e.name not in names:
             names.append(e.name)
         else:
             name = f"{prefix}{i}"

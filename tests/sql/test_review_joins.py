@@ -2,9 +2,11 @@
 rows (or a hand-written DuckDB equivalent for time-bound joins) at parallelism 1 and 2, with
 small batches so rows meet across batches.
 
-Found wrong before: a temporal join's condition on the versioned table alone (in ON, or an
-inner join's WHERE) filtered the versions before the current one was picked, so an older
-version that passed became current (Flink fixed the same in FLINK-28988)."""
+Found wrong before: a join whose keys read one column twice (``ON a.k = b.k AND a.x = b.k``,
+``(l.k, l.k) IN (SELECT k, k …)``) failed at run time ('Field "k" exists 2 times in
+schema'); a temporal join's condition on the versioned table alone (in ON, or an inner
+join's WHERE) filtered the versions before the current one was picked, so an older version
+that passed became current (Flink fixed the same in FLINK-28988)."""
 
 from __future__ import annotations
 
@@ -111,3 +113,44 @@ def test_temporal_join_checks_the_current_version(tmp_path, query, duck, paralle
     expected = _duckdb(tables, duck)
     assert len(expected) > 10
     assert _caudal(tmp_path, tables, query, parallelism, _TEMPORAL_DDL) == expected
+
+
+# ---- regular joins over NULL, repeated and cross-typed keys -------------------------------
+
+_L = pa.table({"k": pa.array([1, 1, 2, None, 3, 5, None, 7], pa.int32()),
+               "x": pa.array([10, 11, 20, 30, None, 50, 60, 1], pa.int64()),
+               "s": pa.array(["a", "b", None, "a", "c", "e", "", "g"])})
+_R = pa.table({"k": pa.array([1, 2, 2, None, 4, 5, None, 1], pa.int64()),
+               "y": pa.array([1, 200, 2, 300, 400, None, 600, 101], pa.int64()),
+               "s": pa.array(["a", None, "b", "a", "d", "e", "", "a"])})
+_E = pa.table({"k": pa.array([], pa.int64()), "z": pa.array([], pa.int64())})
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize("query", [
+    # a column read by two keys of its side (failed: 'Field "k" exists 2 times in schema')
+    "SELECT l.k, l.x, r.y FROM l JOIN r ON l.k = r.k AND l.k = r.k",
+    "SELECT l.k, l.x, r.y FROM l JOIN r ON l.k = r.k AND l.x = r.k",
+    "SELECT l.k, l.x, r.y FROM l LEFT JOIN r ON l.k = r.k AND l.k = r.y",
+    "SELECT l.k, l.x, r.y FROM l JOIN r ON l.k = r.k WHERE l.k = r.k",
+    "SELECT l.k, l.x FROM l WHERE l.k IN (SELECT k FROM r WHERE r.k = l.k)",
+    "SELECT l.k, l.x FROM l WHERE (l.k, l.k) IN (SELECT k, k FROM r)",
+    # NULL keys never match; INT against BIGINT keys; empty sides
+    "SELECT l.k, r.k AS rk, l.x, r.y FROM l FULL JOIN r ON l.k = r.k",
+    "SELECT l.k, l.x, r.y FROM l FULL JOIN r ON l.k = r.k AND l.x * 10 < r.y",
+    "SELECT l.s, l.x, r.y FROM l FULL JOIN r ON l.s = r.s",
+    "SELECT l.k, l.x, r.y FROM l LEFT JOIN r ON l.k = r.k AND l.x > 10",
+    "SELECT l.k, l.x, r.y FROM l RIGHT JOIN r ON l.k = r.k AND l.x > 10",
+    "SELECT l.k, l.x, e.z FROM l FULL JOIN e ON l.k = e.k",
+    "SELECT l.k, l.x FROM l WHERE l.k NOT IN (SELECT k FROM r)",
+    "SELECT l.k, l.x FROM l WHERE l.k NOT IN (SELECT k FROM r WHERE y < 250)",
+    "SELECT l.k, l.x FROM l WHERE l.k NOT IN (SELECT k FROM e)",
+    "SELECT l.k, l.x FROM l WHERE l.x NOT IN (SELECT y FROM r WHERE r.k = l.k)",
+    "SELECT l.k, l.x FROM l WHERE NOT EXISTS (SELECT 1 FROM r WHERE r.k = l.k AND r.y > l.x)",
+    "SELECT c1.k, c1.n, c2.m FROM (SELECT k, count(*) AS n FROM l GROUP BY k) c1 FULL JOIN "
+    "(SELECT k, count(*) AS m FROM r GROUP BY k) c2 ON c1.k = c2.k",
+    "SELECT a.k, a.x, b.x AS bx FROM l a LEFT JOIN l b ON a.k = b.k AND a.x < b.x",
+])
+def test_regular_joins_equal_duckdb(tmp_path, query, parallelism):
+    tables = {"l": _L, "r": _R, "e": _E}
+    assert _caudal(tmp_path, tables, query, parallelism) == _duckdb(tables, query)
