@@ -26,13 +26,13 @@ _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zµ]+)?\s*$")
 def parse_duration_us(text: str | int | float, what: str = "duration") -> int:
     """Parse a duration into microseconds; a bare number means seconds."""
     if isinstance(text, (int, float)):
-        return int(text * 1_000_000)
+        return round(text * 1_000_000)
     match = _PATTERN.match(str(text).lower())
     unit = match and _ALIASES.get(match.group(2) or "s", match.group(2) or "s")
     if not match or unit not in _UNITS_US:
         raise ConfigError(
             f"bad {what} {text!r}", hint="write a number with a unit: 500ms, 10s, 1m, 2h, 1d")
-    return int(float(match.group(1)) * _UNITS_US[unit])
+    return round(float(match.group(1)) * _UNITS_US[unit])
 
 
 def require_unit(text: str | int | float, what: str, line: int | None = None) -> None:

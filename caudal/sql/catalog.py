@@ -15,6 +15,7 @@ from caudal.plan.functions.coerce import cast
 from caudal.plan.proctime import PROCTIME
 from caudal.plan.tables import MEMORY, TableSpec
 from caudal.sql.dialect import Caudal, MetadataColumnConstraint
+from caudal.sql.expressions import interval_literal_us
 from caudal.sql.scope import Scope, ScopeColumn, position
 from caudal.types import TIMESTAMP, arrow_type, column_field, sql_name
 
@@ -300,7 +301,7 @@ def watermark_delay(watermark: exp.WatermarkColumnConstraint, column: str) -> in
         while isinstance(interval, exp.Paren):
             interval = interval.this
         if isinstance(interval, exp.Interval):
-            delay = interval_us(interval)
+            delay = interval_literal_us(interval)
             if delay < 0:
                 ln, cn = position(interval)
                 raise PlanError(f"the watermark delay {interval.sql()} is negative", line=ln,
@@ -312,45 +313,4 @@ def watermark_delay(watermark: exp.WatermarkColumnConstraint, column: str) -> in
                                  f"SECOND, or WATERMARK FOR {column}")
 
 
-def interval_us(node: exp.Interval) -> int:
-    """The length of a constant INTERVAL literal in microseconds."""
-    value = node.this
-    unit = node.args.get("unit")
-    text = value.name if isinstance(value, exp.Literal) else value.sql()
-    if unit is not None:
-        text = f"{text} {unit.name}"
-    return parse_interval_text(text, node)
-
-
-_INTERVAL_UNITS = {
-    "microsecond": 1, "microseconds": 1, "us": 1,
-    "millisecond": 1_000, "milliseconds": 1_000, "ms": 1_000,
-    "second": 1_000_000, "seconds": 1_000_000, "sec": 1_000_000, "secs": 1_000_000,
-    "s": 1_000_000,
-    "minute": 60_000_000, "minutes": 60_000_000, "min": 60_000_000, "mins": 60_000_000,
-    "m": 60_000_000,
-    "hour": 3_600_000_000, "hours": 3_600_000_000, "h": 3_600_000_000,
-    "day": 86_400_000_000, "days": 86_400_000_000, "d": 86_400_000_000,
-    "week": 7 * 86_400_000_000, "weeks": 7 * 86_400_000_000,
-}
-
-
-def parse_interval_text(text: str, node: exp.Expression | None = None) -> int:
-    """'10 second', '1 hour 30 minutes', '500 ms' -> microseconds."""
-    parts = text.lower().replace(",", " ").split()
-    total = 0
-    i = 0
-    try:
-        while i < len(parts):
-            number = float(parts[i])
-            unit = parts[i + 1] if i + 1 < len(parts) else "second"
-            total += int(number * _INTERVAL_UNITS[unit])
-            i += 2
-    except (ValueError, KeyError, IndexError):
-        ln, col = position(node) if node is not None else (None, None)
-        raise PlanError(f"cannot read interval {text!r}", line=ln, col=col,
-                        hint="write INTERVAL '10' SECOND or INTERVAL '1 minute'") from None
-    return total
-
-
-__all__ = ["Catalog", "interval_us", "parse_interval_text", "TIMESTAMP"]
+__all__ = ["Catalog", "TIMESTAMP"]

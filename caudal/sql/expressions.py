@@ -19,7 +19,7 @@ from sqlglot.time import format_time
 from caudal.errors import CaudalError, PlanError, RuntimeFailure
 from caudal.plan.expressions import Call, Column, Expr, Literal, set_source
 from caudal.plan.functions.casts import bind_cast, cast_array, try_cast_array
-from caudal.plan.functions.intervals import parse_interval
+from caudal.plan.functions.intervals import parse_interval, parse_qualified_interval
 from caudal.plan.functions.registry import bind_call, builtin, find
 from caudal.sql.dialect import Caudal
 from caudal.sql.scope import Scope, position
@@ -144,16 +144,31 @@ def _null(node: exp.Null, scope: Scope) -> Expr:
     return Literal(pa.null(), None)
 
 
+def interval_literal_us(node: exp.Interval) -> int:
+    """Microseconds of a constant INTERVAL literal: ``INTERVAL '10' SECOND``, ``INTERVAL
+    '1 hour 30 minutes'``, ``INTERVAL '1:30' MINUTE TO SECOND`` (every INTERVAL of a query,
+    a window or a watermark is read here)."""
+    unit = node.args.get("unit")
+    try:
+        if isinstance(unit, exp.IntervalSpan):
+            return parse_qualified_interval(node.this.name, unit.this.name,
+                                            unit.expression.name)
+        return parse_interval(f"{node.this.name} {unit.name if unit else ''}".strip())
+    except RuntimeFailure as e:
+        ln, col = position(node)
+        raise PlanError(e.message, line=ln, col=col, hint=e.hint) from None
+
+
 def _interval(node: exp.Interval, scope: Scope) -> Expr:
     unit = node.args.get("unit")
     unit_text = unit.name if unit is not None else ""
     if isinstance(node.this, exp.Literal):
-        text = f"{node.this.name} {unit_text}".strip()
-        try:
-            micros = parse_interval(text)
-        except RuntimeFailure as e:
-            raise PlanError(e.message, hint=e.hint) from None
-        return Literal(INTERVAL, pa.scalar(micros, INTERVAL).as_py())
+        return Literal(INTERVAL, pa.scalar(interval_literal_us(node), INTERVAL).as_py())
+    if isinstance(unit, exp.IntervalSpan):
+        ln, col = position(node)
+        raise PlanError(f"INTERVAL (expression) {unit.sql()} is not supported", line=ln,
+                        col=col, hint="a qualifier FROM TO takes a constant text: "
+                                      "INTERVAL '1:30' MINUTE TO SECOND")
     # INTERVAL (expr) MINUTE: the expression counts units
     one = Literal(INTERVAL, pa.scalar(parse_interval(f"1 {unit_text or 'second'}"),
                                       INTERVAL).as_py())

@@ -69,10 +69,10 @@ def duration_setting(settings: dict[str, Any], name: str, default: int | None) -
         return parse_duration_us(text, name)
     except CaudalError:
         pass
-    from caudal.sql.catalog import parse_interval_text
+    from caudal.plan.functions.intervals import parse_interval
 
     try:
-        return parse_interval_text(text)
+        return parse_interval(text)
     except CaudalError:
         raise PlanError(f"SET {name} = {raw!r} is not a duration",
                         hint="write e.g. '1s', '500ms' or '1 hour'") from None

@@ -120,3 +120,45 @@ def parse_interval(text: str) -> int:
                        60_000_000 + float(clock.group(4) or 0) * 1_000_000)
     units = sum(float(number) * UNITS[unit] for _, number, unit in pairs)
     return round(base + units)
+
+
+#: SQL's interval qualifiers ``<start> TO <end>`` (Flink, PostgreSQL): the text each takes
+_QUALIFIED = {
+    ("day", "hour"): (r"(\d+) +(\d+)", "'d hh'"),
+    ("day", "minute"): (r"(\d+) +(\d+):(\d+)", "'d hh:mm'"),
+    ("day", "second"): (r"(\d+) +(\d+):(\d+):(\d+(?:\.\d*)?)", "'d hh:mm:ss[.fff]'"),
+    ("hour", "minute"): (r"(\d+):(\d+)", "'hh:mm'"),
+    ("hour", "second"): (r"(\d+):(\d+):(\d+(?:\.\d*)?)", "'hh:mm:ss[.fff]'"),
+    ("minute", "second"): (r"(\d+):(\d+(?:\.\d*)?)", "'mm:ss[.fff]'"),
+}
+_FIELD_US = {"day": 86_400_000_000, "hour": 3_600_000_000, "minute": 60_000_000,
+             "second": 1_000_000}
+_FIELD_LIMIT = {"hour": 24, "minute": 60, "second": 60}
+
+
+def parse_qualified_interval(text: str, start: str, end: str) -> int:
+    """Microseconds of ``INTERVAL 'text' start TO end`` (``'1:30' MINUTE TO SECOND`` is 90
+    seconds, ``'10 00:00:00.004' DAY TO SECOND`` ten days and 4 ms), with an optional
+    leading sign; a field after the first is below its limit (60 minutes, 24 hours)."""
+    from decimal import Decimal
+
+    start, end = start.lower(), end.lower()
+    qualifier = f"{start.upper()} TO {end.upper()}"
+    if start in ("year", "month"):
+        raise RuntimeFailure(f"interval '{text}' {qualifier} has months or years, which have "
+                             "no fixed length", hint=f"use days or smaller units: {ACCEPTED}")
+    if (start, end) not in _QUALIFIED:
+        raise RuntimeFailure(f"unknown interval qualifier {qualifier}",
+                             hint="DAY TO HOUR, DAY TO MINUTE, DAY TO SECOND, HOUR TO MINUTE, "
+                                  "HOUR TO SECOND or MINUTE TO SECOND")
+    pattern, shape = _QUALIFIED[(start, end)]
+    match = re.fullmatch(rf"\s*([+-]?)\s*{pattern}\s*", text)
+    fields = list(_FIELD_US)
+    names = fields[fields.index(start):fields.index(end) + 1]
+    values = [Decimal(v) for v in match.groups()[1:]] if match else []
+    if not match or any(v >= _FIELD_LIMIT[n] for n, v in zip(names[1:], values[1:])):
+        raise RuntimeFailure(f"invalid input syntax for interval '{text}' {qualifier}",
+                             hint=f"{qualifier} takes {shape}")
+    micros = sum(v * _FIELD_US[n] for n, v in zip(names, values))
+    micros = int(micros.to_integral_value())  # half to even past microseconds
+    return -micros if match.group(1) == "-" else micros
