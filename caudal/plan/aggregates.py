@@ -84,7 +84,8 @@ SIGNATURES = {
                    "append-only inputs)",
     "last_value": "last_value(x) -> the value with the latest event time (windows, "
                   "append-only inputs)",
-    "string_agg": "string_agg(text, separator) -> text in arrival order (append-only inputs)",
+    "string_agg": "string_agg(text [, separator]) -> text in arrival order, separated by "
+                  "',' unless given (append-only inputs)",
     "approx_count_distinct": "approx_count_distinct(x) -> bigint (computed exactly)",
     "array_agg": "array_agg(x [ORDER BY k [DESC] [NULLS FIRST|LAST]]) -> array of x, NULLs "
                  "kept; NULL when no row",

@@ -302,9 +302,8 @@ def _translate_aggregate(node: exp.Expression, scope: Scope, event_time: bool) -
     if func == "string_agg":
         sep = call.args.get("separator") if not isinstance(call, exp.Anonymous) else (
             arg_nodes.pop() if len(arg_nodes) == 2 else None)
-        if sep is None:
-            raise PlanError("string_agg() needs a separator", line=ln, col=col,
-                            hint="string_agg(x, ', ')")
+        if sep is None:  # DuckDB's and Flink's default
+            sep = exp.Literal.string(",")
         if not (isinstance(sep, exp.Literal) and sep.is_string):
             raise PlanError("string_agg() separator must be a constant text", line=ln,
                             col=col, hint="string_agg(x, ', ')")

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-#: aggregate function names (sqlglot node keys and anonymous names)
-AGGREGATE_NAMES = {
+from caudal.plan.aggregates import ALIASES
+
+#: aggregate function names (sqlglot node keys and anonymous names): every spelling the
+#: planner takes (plan.aggregates.ALIASES: mean, listagg, … reach it as anonymous calls)
+AGGREGATE_NAMES = set(ALIASES) | {
     "count", "sum", "avg", "min", "max", "stddev", "stddev_pop", "stddev_samp", "variance",
     "var_pop", "var_samp", "bool_and", "bool_or", "every", "first_value", "last_value",
     "string_agg", "approx_count_distinct", "approx_distinct", "array_agg", "groupconcat",
