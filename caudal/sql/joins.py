@@ -40,10 +40,10 @@ from caudal.plan.join_planning import (
     timed_join,
     updating_join,
 )
-from caudal.plan.logical import Filter, LogicalNode
+from caudal.plan.logical import Filter, LogicalNode, Project
 from caudal.plan.lookup_join import LookupJoin, declared_lookup
 from caudal.plan.proctime import proctime_columns
-from caudal.sql.scope import Scope, position, sql_conjuncts
+from caudal.sql.scope import Scope, ScopeColumn, position, sql_conjuncts
 from caudal.sql.settings import bool_setting, duration_setting
 from caudal.types import sql_name
 
@@ -85,6 +85,9 @@ def plan_joins(planner, select: exp.Select) -> tuple[LogicalNode, Scope, None]:
     # the joined scope after each join, with the right side's clashing names renamed; a
     # side's qualified virtual columns (Arroyo's b._timestamp: its event time) stay visible
     scopes: list[Scope] = [inputs[0].scope]
+    #: before USING merged its columns (where the USING columns are found)
+    joined: list[Scope] = [inputs[0].scope]
+    merged: list[list[tuple[str, Expr]]] = [[]]
     qualified = _qualified_virtuals(inputs[0].scope, {})
     renames: list[dict[str, str]] = [{}]
     for item in inputs[1:]:
@@ -106,6 +109,9 @@ def plan_joins(planner, select: exp.Select) -> tuple[LogicalNode, Scope, None]:
             dataclasses.replace(c, physical=rename.get(c.physical, c.physical))
             for c in item.scope.columns]
         qualified.update(_qualified_virtuals(item.scope, rename))
+        joined.append(Scope(columns=columns, computed=dict(qualified)))
+        columns, computed = _merge_using(item, scopes[-1], columns)
+        merged.append(computed)
         scopes.append(Scope(columns=columns, computed=dict(qualified)))
 
     # WHERE conjuncts: each goes to the first join whose output has its columns, if no
@@ -135,17 +141,73 @@ def plan_joins(planner, select: exp.Select) -> tuple[LogicalNode, Scope, None]:
     settings = planner.catalog.settings
     for i in range(1, len(inputs)):
         item = inputs[i]
-        conditions = _on_conditions(item, scopes[i - 1], scopes[i])
+        conditions = _on_conditions(item, scopes[i - 1], joined[i])
         after: list[Expr] = []
         for expr in assigned[i]:
             (conditions if item.kind == "inner" else after).append(expr)
         node = _plan_join(node, item, conditions, renames[i], scopes[i - 1], scopes[i],
                           settings)
+        if merged[i]:  # a FULL join's USING columns: coalesce(left, right)
+            node = Project(pa.schema(list(node.schema) + [pa.field(n, e.dtype)
+                                                           for n, e in merged[i]]),
+                           node.time_column, input=node,
+                           exprs=[Column(f.type, f.name) for f in node.schema] +
+                           [e for _, e in merged[i]])
         if after:
             node = Filter(node.schema, node.time_column, input=node, predicate=conjunction(after))
     if on_top:
         node = Filter(node.schema, node.time_column, input=node, predicate=conjunction(on_top))
     return node, final_scope, None
+
+
+def _merge_using(item: _Input, left_scope: Scope, columns: list[ScopeColumn]
+                 ) -> tuple[list[ScopeColumn], list[tuple[str, Expr]]]:
+    """The joined columns after ``USING (k, …)``: each pair of ``k`` columns is one column
+    ``k`` in the left one's place (as in DuckDB and PostgreSQL): the left side's value for
+    an inner or LEFT join, the right side's for a RIGHT join, ``coalesce(left, right)`` for
+    a FULL join (returned as (name, expression) to compute after the join). The two sides'
+    own columns stay reachable as ``l.k`` and ``r.k``, not in ``*``."""
+    using = [ident.name.lower() for ident in (item.join.args.get("using") or [])] \
+        if item.join is not None else []
+    if not using:
+        return columns, []
+    from caudal.plan.functions.registry import bind_call
+
+    width = len(left_scope.columns)
+    columns = list(columns)
+    computed: list[tuple[str, Expr]] = []
+    taken = {c.physical for c in columns}
+    for name in using:
+        left = [i for i, c in enumerate(columns[:width])
+                if c.name.lower() == name and not c.qualified_only]
+        right = [i for i, c in enumerate(columns[width:], width)
+                 if c.name.lower() == name and not c.qualified_only]
+        if len(left) != 1 or not right:
+            continue  # unknown or ambiguous: _on_conditions says which
+        li, ri = left[0], right[0]
+        lc, rc = columns[li], columns[ri]
+        columns[ri] = dataclasses.replace(rc, qualified_only=True)
+        if item.kind in ("inner", "left"):
+            if lc.relation is None:  # already a merged column: it stays the one
+                continue
+            columns[li] = dataclasses.replace(lc, qualified_only=True)
+            columns.insert(li, ScopeColumn(None, lc.name, lc.dtype, lc.physical))
+        elif item.kind == "right":
+            columns[li] = dataclasses.replace(lc, qualified_only=True)
+            columns.insert(li, ScopeColumn(None, lc.name, rc.dtype, rc.physical))
+        else:
+            value = bind_call("coalesce", [Column(lc.dtype, lc.physical),
+                                           Column(rc.dtype, rc.physical)])
+            physical, n = f"{lc.name}_using", 1
+            while physical in taken:
+                n += 1
+                physical = f"{lc.name}_using{n}"
+            taken.add(physical)
+            computed.append((physical, value))
+            columns[li] = dataclasses.replace(lc, qualified_only=True)
+            columns.insert(li, ScopeColumn(None, lc.name, value.dtype, physical))
+        width += 1
+    return columns, computed
 
 
 def _input(planner, join: exp.Join) -> _Input:

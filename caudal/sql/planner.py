@@ -376,8 +376,7 @@ class Planner:
             if isinstance(item, exp.Star) or (isinstance(item, exp.Column)
                                               and isinstance(item.this, exp.Star)):
                 relation = item.table if isinstance(item, exp.Column) else None
-                cols = [c for c in scope.columns
-                        if relation is None or (c.relation or "").lower() == relation.lower()]
+                cols = scope.star(relation)
                 if not cols:
                     ln, col = position(item)
                     raise PlanError(f"{relation}.* matches no table", line=ln, col=col)

@@ -62,6 +62,9 @@ class ScopeColumn:
     name: str
     dtype: pa.DataType
     physical: str
+    #: a join side's column that ``USING`` merged into one: named only with its relation
+    #: (``l.k``); ``k`` and ``*`` mean the merged column
+    qualified_only: bool = False
 
 
 @dataclass
@@ -75,7 +78,8 @@ class Scope:
         name = node.name
         relation = node.table or None
         matches = [c for c in self.columns if c.name.lower() == name.lower()
-                   and (relation is None or (c.relation or "").lower() == relation.lower())]
+                   and (not c.qualified_only if relation is None
+                        else (c.relation or "").lower() == relation.lower())]
         if not matches and relation is not None:
             # a.b may also be struct field access on column a
             return None  # type: ignore[return-value]
@@ -90,6 +94,12 @@ class Scope:
                             hint="qualify it with a table name or alias")
         c = matches[0]
         return Column(c.dtype, c.physical)
+
+    def star(self, relation: str | None = None) -> list[ScopeColumn]:
+        """The columns ``*`` (or ``relation.*``) stands for."""
+        if relation is None:
+            return [c for c in self.columns if not c.qualified_only]
+        return [c for c in self.columns if (c.relation or "").lower() == relation.lower()]
 
     def relation_names(self) -> set[str]:
         """The relations (lowercase) whose columns are in scope: ``a.b`` is column b of

@@ -232,7 +232,9 @@ def _plan_predicate(planner, node: LogicalNode, scope: Scope,
             for item in query.expressions:
                 if isinstance(item, exp.Star) or (isinstance(item, exp.Column)
                                                   and isinstance(item.this, exp.Star)):
-                    items.extend(Column(c.dtype, c.physical) for c in inner_scope.columns)
+                    relation = item.table if isinstance(item, exp.Column) else None
+                    items.extend(Column(c.dtype, c.physical)
+                                 for c in inner_scope.star(relation))
                 else:
                     items.append(translate(item.this if isinstance(item, exp.Alias) else item,
                                            inner_scope))

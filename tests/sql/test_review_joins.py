@@ -154,3 +154,42 @@ _E = pa.table({"k": pa.array([], pa.int64()), "z": pa.array([], pa.int64())})
 def test_regular_joins_equal_duckdb(tmp_path, query, parallelism):
     tables = {"l": _L, "r": _R, "e": _E}
     assert _caudal(tmp_path, tables, query, parallelism) == _duckdb(tables, query)
+
+
+# ---- USING: one column per name ----------------------------------------------------------
+
+_UL = pa.table({"x": pa.array([1, 2, 3, 4], pa.int64()),
+                "k": pa.array([10, 20, None, 40], pa.int32()), "s": ["a", "b", "c", "d"]})
+_UR = pa.table({"k": pa.array([20, 30, None, 40, 40], pa.int64()),
+                "s": ["q", "z", "n", "d", "e"], "y": pa.array([5, 6, 7, 8, 9], pa.int64())})
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize("query,names", [
+    # SELECT * had both k columns, and a FULL join's unmatched right rows a NULL k; k alone
+    # was refused as ambiguous
+    ("SELECT * FROM l JOIN r USING (k)", ["x", "k", "s", "s_1", "y"]),
+    ("SELECT * FROM l LEFT JOIN r USING (k)", ["x", "k", "s", "s_1", "y"]),
+    ("SELECT * FROM l RIGHT JOIN r USING (k)", ["x", "k", "s", "s_1", "y"]),
+    ("SELECT * FROM l FULL JOIN r USING (k)", ["x", "k", "s", "s_1", "y"]),
+    ("SELECT * FROM l FULL JOIN r USING (k, s)", ["x", "k", "s", "y"]),
+    ("SELECT k, l.k AS lk, r.k AS rk, y FROM l FULL JOIN r USING (k)", ["k", "lk", "rk", "y"]),
+    ("SELECT l.*, r.* FROM l FULL JOIN r USING (k)", ["x", "k", "s", "k_1", "s_1", "y"]),
+    ("SELECT k, count(*) AS n FROM l FULL JOIN r USING (k) GROUP BY k", ["k", "n"]),
+    ("SELECT k, y FROM l RIGHT JOIN r USING (k) WHERE k > 15", ["k", "y"]),
+    ("SELECT * FROM l FULL JOIN r USING (k) FULL JOIN r AS r2 USING (k)",
+     ["x", "k", "s", "s_1", "y", "s_2", "y_1"]),
+    ("SELECT * FROM l LEFT JOIN r USING (k) RIGHT JOIN r AS r2 USING (k)",
+     ["x", "k", "s", "s_1", "y", "s_2", "y_1"]),
+    ("SELECT t.k, r.y FROM (SELECT * FROM l FULL JOIN r USING (k)) AS t JOIN r USING (k)",
+     ["k", "y"]),
+])
+def test_using_merges_its_columns(tmp_path, query, names, parallelism):
+    tables = {"l": _UL, "r": _UR}
+    assert _caudal(tmp_path, tables, query, parallelism) == _duckdb(tables, query)
+    script = (f"CREATE TABLE l (x BIGINT, k INT, s TEXT) WITH (connector = 'filesystem', "
+              f"path = '{tmp_path / 'l.parquet'}');\n"
+              f"CREATE TABLE r (k BIGINT, s TEXT, y BIGINT) WITH (connector = 'filesystem', "
+              f"path = '{tmp_path / 'r.parquet'}');\n"
+              f"CREATE TABLE o WITH (connector = 'blackhole');\nINSERT INTO o {query};")
+    assert compile_sql(script).job.outputs[-1].plan.table.schema.names == names
