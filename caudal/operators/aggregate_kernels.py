@@ -235,16 +235,21 @@ class Count(Kernel):
 class Simple(Kernel):
     """sum, min, max, bool_and, bool_or: one Acero function for partial and merge alike.
     An integer sum is exact or fails (operators.integer_sums): Acero's int64 sum wraps, so
-    where the values are large enough to overflow, the groups are summed exactly instead."""
+    where the values are large enough to overflow, the groups are summed exactly instead.
+    A DECIMAL of more than 18 digits is summed as decimal256 (``wide``), exactly."""
 
     FUNCS = {"sum": "sum", "min": "min", "max": "max", "bool_and": "all", "bool_or": "any"}
 
     def __init__(self, call, index, input_schema, time_column):
         super().__init__(call, index, input_schema, time_column)
         self.int_sum = call.func == "sum" and pa.types.is_integer(call.dtype)
+        #: a sum of a DECIMAL of 19 to 38 digits: kept as decimal256, exactly (Arrow's
+        #: decimal128 sums wrap past 2^127), made DECIMAL(38, s) or an error at the end
+        self.wide = call.func == "sum" and integer_sums.wide_decimal(self.arg_type)
 
     def prepare(self, batch):
-        cast = self.call.dtype if self.call.func == "sum" else None
+        cast = None if self.call.func != "sum" else \
+            integer_sums.wide_sum_type(self.arg_type) if self.wide else self.call.dtype
         if self.int_sum and self.arg_type is not None and pa.types.is_uint64(self.arg_type):
             value = self._value(batch)
             integer_sums.check_unsigned(value, self.call)
@@ -301,6 +306,8 @@ class Simple(Kernel):
 
     def final(self, state):
         value = state[f"{self.p}_v"]
+        if self.wide:
+            return integer_sums.wide_sum(value, self.call)
         if pa.types.is_duration(self.call.dtype):
             value = value.cast(self.call.dtype)
         return value
@@ -309,7 +316,8 @@ class Simple(Kernel):
 class Avg(Kernel):
     """avg: the state is a sum and a count. Of integers, the sum is exact (DuckDB sums them
     into a HUGEINT, then divides): two int64 halves ``_h * 2^32 + _l`` (operators.
-    integer_sums), so an average never fails however large its sum grows."""
+    integer_sums), so an average never fails however large its sum grows. Of a DECIMAL of
+    more than 18 digits, ``_s`` is its exact sum as a wide decimal (integer_sums.wide_sum)."""
 
     def __init__(self, call, index, input_schema, time_column):
         super().__init__(call, index, input_schema, time_column)
@@ -318,6 +326,8 @@ class Avg(Kernel):
         self.scale = integer_sums.decimal_scale(self.arg_type)
         self.exact = self.arg_type is not None and pa.types.is_integer(self.arg_type) or \
             self.scale is not None
+        #: a DECIMAL of 19 to 38 digits: summed exactly as decimal256 (integer_sums)
+        self.wide = integer_sums.wide_decimal(self.arg_type)
 
     #: whether the current merge's high halves are all 0 (set by ``derive``): the common
     #: case (sums within int64), whose merge sums two columns, not three
@@ -326,6 +336,8 @@ class Avg(Kernel):
     def prepare(self, batch):
         if self.scale is not None:
             return {f"{self.p}_x": integer_sums.unscaled(self._value(batch))}
+        if self.wide:
+            return {f"{self.p}_x": self._value(batch, integer_sums.wide_sum_type(self.arg_type))}
         return {f"{self.p}_x": self._value(batch, None if self.exact else pa.float64())}
 
     def derive(self, phase, table):
@@ -396,6 +408,11 @@ class Avg(Kernel):
                                               self.scale,
                                               integer_sums.divided_in_long_double(self.arg_type),
                                               self.call.options.get("finish") == "ungrouped")
+            return pa.array(value, mask=count == 0)
+        if self.wide:
+            count = _np(n, 0, np.int64)
+            value = integer_sums.wide_mean(state[f"{self.p}_s"], count, self.call,
+                                           self.call.options.get("finish") == "ungrouped")
             return pa.array(value, mask=count == 0)
         if self.exact:
             long_double = integer_sums.divided_in_long_double(self.arg_type)
@@ -748,13 +765,18 @@ class Distinct(Kernel):
                                                len(lists))
             return pa.array(integer_sums.decimal_mean(
                 hi, lo, n, scale, integer_sums.divided_in_long_double(flat.type)), mask=n == 0)
-        target = pa.float64() if func == "avg" else self.call.dtype
+        wide = integer_sums.wide_decimal(flat.type)  # summed exactly as decimal256
+        target = integer_sums.wide_sum_type(flat.type) if wide else \
+            pa.float64() if func == "avg" else self.call.dtype
         sums = pa.table({"g": parents, "v": flat.cast(target)}).group_by(
             "g", use_threads=False).aggregate([("v", "sum")])
         total = _pick(sums["v_sum"].combine_chunks(), np.arange(sums.num_rows),
                       sums["g"].to_numpy(), len(lists))
+        if wide and func == "avg":
+            n = _np(pc.list_value_length(lists), 0, np.int64)
+            return pa.array(integer_sums.wide_mean(total, n, self.call), mask=n == 0)
         if func == "sum":
-            return total
+            return integer_sums.wide_sum(total, self.call) if wide else total
         n = pc.list_value_length(lists).cast(pa.float64())
         return pc.if_else(pc.greater(n, 0), pc.divide(total, n), pa.scalar(None, pa.float64()))
 

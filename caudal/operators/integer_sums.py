@@ -210,35 +210,89 @@ def unscaled(values: pa.Array | pa.ChunkedArray) -> pa.Array:
                                  values.null_count, offset=values.offset)
 
 
+_TWO_64 = np.longdouble(2.0) ** 64
+
+
+def huge_long_double(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """128-bit integers ``upper * 2^64 + lower`` (int64 and uint64 arrays) in long double,
+    rounded once, as DuckDB converts a HUGEINT (``upper * 2^64`` is exact)."""
+    return lower.astype(np.longdouble) + upper.astype(np.longdouble) * _TWO_64
+
+
+def _huge_mean(upper: np.ndarray, lower: np.ndarray, count: np.ndarray, scale: int,
+               nearest: bool) -> np.ndarray:
+    """``(upper * 2^64 + lower) / (count * 10^scale)`` as DuckDB's avg of a DECIMAL finishes
+    its HUGEINT sum: in long double, divided by ``count * double(10^scale)`` (the scale is a
+    double: 10^23 and up are not exact), rounded to double; ``nearest``: the double nearest
+    the decimal sum, divided by ``count`` (its avg without GROUP BY)."""
+    if nearest:  # one group (no GROUP BY): Python's exact rounding of the decimal sum
+        sums = [float(Fraction((u << 64) + low, 10 ** scale))
+                for u, low in zip(upper.tolist(), lower.tolist())]
+        return np.array(sums, np.float64) / count.astype(np.float64)
+    divisor = count.astype(np.longdouble) * np.longdouble(float(10 ** scale))
+    return (huge_long_double(upper, lower) / divisor).astype(np.float64)
+
+
 def decimal_mean(hi: np.ndarray, lo: np.ndarray, n: np.ndarray, scale: int,
                  long_double: bool = True, nearest: bool = False) -> np.ndarray:
     """``(hi * 2^32 + lo) / (n * 10^scale)`` as DuckDB's avg of a DECIMAL finishes its exact
     sum in GROUP BY, windows and OVER (checked against it on thousands of sums): for up to 4
     digits (``long_double`` False) the sum rounded to a double over ``n * 10^scale`` in
-    double; for more, in long double, the 128-bit sum converted as DuckDB converts a HUGEINT
-    (``lower + upper * (2^64 - 1)``, exact below 2^64), then rounded to double. 0 where ``n``
-    is 0. DuckDB's avg without GROUP BY (``nearest``: one group) rounds the decimal sum to
-    the nearest double and divides that by ``n`` (it can differ in the last bit)."""
+    double; for more, in long double (``_huge_mean``). 0 where ``n`` is 0. DuckDB's avg
+    without GROUP BY (``nearest``: one group) rounds the decimal sum to the nearest double
+    and divides that by ``n`` (it can differ in the last bit)."""
     count = np.maximum(n, 1)
     hi, lo = carry(hi, lo)
-    ten = float(10 ** scale)  # exact: scale <= 18
-    if nearest:  # one group (no GROUP BY): Python's exact rounding of the decimal sum
-        sums = [float(Fraction((h << _HALF) + low, 10 ** scale))
-                for h, low in zip(hi.tolist(), lo.tolist())]
-        return np.array(sums, np.float64) / count.astype(np.float64)
-    if not long_double:  # hi * 2^32 and lo are doubles exactly: one rounding of the sum
+    if not long_double and not nearest:  # hi * 2^32, lo: doubles exactly, one rounding
         total = hi.astype(np.float64) * float(1 << _HALF) + lo.astype(np.float64)
-        return total / (count.astype(np.float64) * ten)
+        return total / (count.astype(np.float64) * float(10 ** scale))
     upper = hi >> _HALF  # the HUGEINT's halves: sum = upper * 2^64 + lower
     lower = ((hi & _LOW).astype(np.uint64) << np.uint64(_HALF)) | lo.astype(np.uint64)
-    total = lower.astype(np.longdouble)
-    negative = upper == -1  # DuckDB's special case: -(2^64 - 1 - lower) - 1, exact
-    if negative.any():
-        total[negative] = -(np.uint64(0xFFFFFFFFFFFFFFFF) - lower[negative]).astype(
-            np.longdouble) - 1
-    other = (upper != 0) & ~negative
-    if other.any():
-        total[other] += upper[other].astype(np.longdouble) * np.longdouble(
-            0xFFFFFFFFFFFFFFFF)
-    divisor = count.astype(np.longdouble) * np.longdouble(ten)
-    return (total / divisor).astype(np.float64)
+    return _huge_mean(upper, lower, count, scale, nearest)
+
+
+# ---- sums of DECIMALs of 19 to 38 digits ---------------------------------------------------
+# Their unscaled values are up to 127 bits: Arrow's decimal128 sums wrap past 2^127 without
+# a word, so their sums (and avg's) are kept as decimal256 of 76 digits, which no sum of
+# fewer than 2^31 * 2^31 such values leaves, and checked against DECIMAL(38)'s range where a
+# value is made: past it DuckDB fails ("Overflow in SUM of DECIMAL"), so does caudal.
+
+#: state of a sum of a DECIMAL of more than 18 digits: no wrap, any order of additions
+WIDE_DIGITS = 76
+
+
+def wide_decimal(t: pa.DataType | None) -> bool:
+    """Whether ``t`` is a DECIMAL of more than 18 digits (summed as ``wide_sum_type``)."""
+    return t is not None and pa.types.is_decimal(t) and t.precision > DECIMAL_INT64_DIGITS
+
+
+def wide_sum_type(t: pa.DataType) -> pa.DataType:
+    """The type a sum of DECIMAL ``t`` (of more than 18 digits) is kept in."""
+    return pa.decimal256(WIDE_DIGITS, t.scale)
+
+
+def wide_sum(sums: pa.Array | pa.ChunkedArray, call: object) -> pa.Array:
+    """Wide sums (``wide_sum_type``) as DECIMAL(38, s), the SQL type of sum; one line
+    naming ``call`` when one leaves it (as DuckDB's sum and avg of a DECIMAL fail)."""
+    if isinstance(sums, pa.ChunkedArray):
+        sums = sums.combine_chunks()
+    target = pa.decimal128(38, sums.type.scale)
+    try:
+        return sums.cast(target)
+    except pa.ArrowInvalid:
+        raise RuntimeFailure(f"{call} overflowed DECIMAL(38, {sums.type.scale}) in a group",
+                             hint="cast its argument to DOUBLE for an approximate sum") \
+            from None
+
+
+def wide_mean(sums: pa.Array | pa.ChunkedArray, n: np.ndarray, call: object,
+              nearest: bool = False) -> np.ndarray:
+    """avg of a DECIMAL of more than 18 digits from its wide sums and counts ``n``, as
+    DuckDB's (``_huge_mean``); 0 where ``n`` is 0, an error where a sum leaves DECIMAL(38)."""
+    exact = wide_sum(sums, call)
+    if exact.null_count:
+        exact = pc.fill_null(exact, pa.scalar(0, exact.type))
+    words = np.frombuffer(exact.buffers()[1], dtype=np.int64,
+                          count=2 * (len(exact) + exact.offset))[2 * exact.offset:]
+    lower, upper = words[0::2].view(np.uint64), words[1::2]
+    return _huge_mean(upper, lower, np.maximum(n, 1), exact.type.scale, nearest)

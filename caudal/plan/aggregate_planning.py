@@ -42,9 +42,17 @@ UNGROUPED = "ungrouped"
 
 
 def exact_avg(t: pa.DataType) -> bool:
-    """Whether avg over ``t`` keeps an exact sum: integers, and DECIMALs of at most 18
-    digits (unscaled int64 values; operators.integer_sums.decimal_scale)."""
-    return pa.types.is_integer(t) or pa.types.is_decimal(t) and t.precision <= 18
+    """Whether avg over ``t`` keeps an exact sum: integers, and DECIMALs (of at most 18
+    digits their unscaled int64 values, operators.integer_sums.decimal_scale; of more, a
+    decimal256 sum, integer_sums.wide_sum)."""
+    return pa.types.is_integer(t) or pa.types.is_decimal(t)
+
+
+def wide_decimal_sum(func: str, t: pa.DataType) -> bool:
+    """Whether ``func`` over ``t`` is an avg or sum of a DECIMAL of more than 18 digits,
+    whose state is a decimal256 sum (since 2026-12-07: a DOUBLE sum for avg, a wrapping
+    decimal128 one for sum, before)."""
+    return func in ("sum", "avg") and pa.types.is_decimal(t) and t.precision > 18
 
 
 @dataclass
@@ -80,11 +88,13 @@ class AggregateInput:
         if condition is not None:
             self.add(f"__filter{i}", condition)
             filt = f"__filter{i}"
-        if func == "avg" and args and exact_avg(args[0].dtype):
+        if func == "avg" and args and exact_avg(args[0].dtype) or \
+                args and wide_decimal_sum(func, args[0].dtype):
             # the state of avg over integers (and DECIMALs of up to 18 digits) is an exact
-            # sum (two int64 halves) since 2026-12-07, a DOUBLE sum before: named here, it
-            # enters the job's fingerprint, so an older checkpoint of the job is refused in
-            # one line, not mis-restored
+            # sum (two int64 halves) since 2026-12-07, a DOUBLE sum before; sum and avg of
+            # wider DECIMALs keep a decimal256 sum since then: named here, it enters the
+            # job's fingerprint, so an older checkpoint of the job is refused in one line,
+            # not mis-restored
             options = {**options, "sum": EXACT_SUM}
         return AggCall(func, tuple(names), dtype, distinct, filt, options, text=text)
 

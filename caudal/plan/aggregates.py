@@ -70,8 +70,10 @@ ACCEPTED = ("count(*), count(x), count(DISTINCT x), sum, avg, min, max, stddev, 
 SIGNATURES = {
     "count": "count(*), count(x), count(DISTINCT x) -> bigint (count(x) skips NULLs)",
     "sum": "sum([DISTINCT] x) -> bigint for integers (exact; a sum past BIGINT stops the "
-           "job), else the type of x (DECIMAL(38, s))",
-    "avg": "avg([DISTINCT] x) -> double",
+           "job), DECIMAL(38, s) for a DECIMAL(p, s) (exact; a sum past 38 digits stops "
+           "the job), else double",
+    "avg": "avg([DISTINCT] x) -> double (of integers and DECIMALs: their exact sum, "
+           "divided as DuckDB does)",
     "min": "min(x) -> the type of x",
     "max": "max(x) -> the type of x",
     "var_pop": "var_pop(x) -> double (population variance)",

@@ -27,7 +27,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from caudal.errors import PlanError
-from caudal.plan.aggregate_planning import exact_avg
+from caudal.plan.aggregate_planning import exact_avg, wide_decimal_sum
 from caudal.plan.aggregates import AggCall
 from caudal.plan.expressions import Column, Expr
 from caudal.plan.logical import LogicalNode
@@ -198,14 +198,22 @@ def _plan_window(planner, node: LogicalNode, scope: Scope, windows: list[exp.Win
         if agg.distinct:
             raise PlanError(f"{agg.func}(DISTINCT …) OVER (…) is not supported", line=wl,
                             col=wc, hint=f"{agg.func}(x) OVER (…)")
-        if agg.func in ("sum", "avg") and agg.args and \
-                not (pa.types.is_integer(agg.args[0].dtype)
-                     or pa.types.is_floating(agg.args[0].dtype)
-                     or pa.types.is_null(agg.args[0].dtype)
-                     # avg of a DECIMAL of up to 18 digits: its unscaled integers summed
-                     or agg.func == "avg" and exact_avg(agg.args[0].dtype)):
+        t = agg.args[0].dtype if agg.args else None
+        if agg.func in ("sum", "avg") and t is not None and pa.types.is_decimal(t) and \
+                (agg.func == "sum" or wide_decimal_sum(agg.func, t)):
+            # avg of a DECIMAL of up to 18 digits: its unscaled integers summed exactly;
+            # frames have no exact sum of wider ones, nor a DECIMAL result
+            raise PlanError(f"{agg.func}() OVER (…) of {sql_name(t)} is not supported"
+                            + (" (avg of DECIMAL of up to 18 digits is)"
+                               if agg.func == "avg" else ""), line=wl, col=wc,
+                            hint=f"cast it: {agg.func}(CAST(x AS DOUBLE)) OVER (…)" +
+                            (f" or avg(CAST(x AS DECIMAL(18, {min(t.scale, 18)}))) OVER (…)"
+                             if agg.func == "avg" else ""))
+        if agg.func in ("sum", "avg") and t is not None and \
+                not (pa.types.is_integer(t) or pa.types.is_floating(t)
+                     or pa.types.is_null(t) or agg.func == "avg" and exact_avg(t)):
             raise PlanError(f"{agg.func}() OVER (…) takes an integer or floating point "
-                            f"number, got {sql_name(agg.args[0].dtype)}", line=wl, col=wc,
+                            f"number, got {sql_name(t)}", line=wl, col=wc,
                             hint=f"cast it: {agg.func}(CAST(x AS DOUBLE)) OVER (…)")
         args = tuple(columns.column_for(a, "arg") for a in agg.args)
         name = f"__over{len(carried)}"

@@ -94,10 +94,11 @@ def test_the_state_layout_of_integer_avg_is_in_the_fingerprint():
 
 
 def test_the_state_layout_of_decimal_avg_is_in_the_fingerprint():
-    """avg over a DECIMAL of up to 18 digits keeps an exact sum of its unscaled integers
-    since 2026-12-07 (a DOUBLE sum before): marked like integer avg, so an older checkpoint
-    is refused in one line; one over DECIMAL(38, …) (still a DOUBLE sum) keeps its
-    fingerprint."""
+    """avg over a DECIMAL keeps an exact sum since 2026-12-07 (of up to 18 digits its
+    unscaled integers, of more a decimal256 sum; a DOUBLE sum before), and sum of a DECIMAL
+    of more than 18 digits a decimal256 sum (a wrapping decimal128 one before): marked like
+    integer avg, so an older checkpoint is refused in one line; sum of DECIMAL(12, …) (the
+    same state as before) keeps its fingerprint."""
     from caudal.plan.aggregate_planning import EXACT_SUM
 
     ddl = ("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', events = '1000');\n"
@@ -106,10 +107,11 @@ def test_the_state_layout_of_decimal_avg_is_in_the_fingerprint():
 
     def calls(graph):
         return [c for v in graph.vertices for op in v.operators
-                for c in op.params.get("aggregates", ()) if c.func == "avg"]
+                for c in op.params.get("aggregates", ())]
 
-    for digits, options in ((12, {"sum": EXACT_SUM}), (38, {})):
-        graph = compile_sql(ddl + f"INSERT INTO out SELECT auction, avg(CAST(price AS "
+    for func, digits, options in (("avg", 12, {"sum": EXACT_SUM}), ("avg", 38, {"sum": EXACT_SUM}),
+                                  ("sum", 38, {"sum": EXACT_SUM}), ("sum", 12, {})):
+        graph = compile_sql(ddl + f"INSERT INTO out SELECT auction, {func}(CAST(price AS "
                             f"DECIMAL({digits}, 2))) AS a FROM bids GROUP BY auction;").graph
         (call,) = calls(graph)
-        assert call.options == options
+        assert call.options == options, (func, digits)
