@@ -136,6 +136,15 @@ class Caudal(RisingWave):
         CONSTRAINT_PARSERS = {**RisingWave.Parser.CONSTRAINT_PARSERS,
                               "METADATA": _parse_metadata}
 
+        # to_timestamp / to_date keep the template as written: sqlglot's translation to
+        # strftime folds case, and Flink's Java patterns (HH:mm) differ from PostgreSQL's
+        # templates (HH24:MI) by case (caudal.plan.functions.time._java_pattern)
+        FUNCTIONS = {
+            **RisingWave.Parser.FUNCTIONS,
+            "TO_TIMESTAMP": lambda args: exp.Anonymous(this="to_timestamp", expressions=args),
+            "TO_DATE": lambda args: exp.Anonymous(this="to_date", expressions=args),
+        }
+
         UNARY_PARSERS = {
             **RisingWave.Parser.UNARY_PARSERS,
             TokenType.RLIKE: lambda self: self._parse_regexp_or_bitwise_not(),

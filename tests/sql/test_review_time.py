@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from caudal.errors import PlanError
+from caudal.errors import PlanError, RuntimeFailure
 from caudal.job import run_sql
 from tests.helpers import normalized_rows, run_to_table
 
@@ -98,7 +98,98 @@ def test_a_window_sized_by_a_qualified_interval(tmp_path, duck, parallelism):
     ("INTERVAL '2-10' YEAR TO MONTH", "has months or years, which have no fixed length"),
 ])
 def test_bad_qualified_intervals_are_refused_in_one_line(tmp_path, text, message):
+    _refused(tmp_path, PlanError, message, f", WATERMARK FOR ts AS ts - {text}")
+
+
+def _refused(tmp_path, error: type, message: str, watermark: str = "",
+             select: str = "SELECT v FROM t") -> None:
     path, _ = _events(tmp_path, [T0])
-    with pytest.raises(PlanError, match=re.escape(message)):
-        run_sql(f"CREATE TABLE t (v BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts - {text}) "
-                f"WITH (connector = 'filesystem', path = '{path}');\nSELECT v FROM t;")
+    with pytest.raises(error, match=re.escape(message)):
+        run_sql(f"CREATE TABLE t (v BIGINT, ts TIMESTAMP{watermark}) WITH (connector = "
+                f"'filesystem', path = '{path}');\n{select};")
+
+
+def _epoch_table(tmp_path) -> tuple[str, pa.Table]:
+    """Epoch milliseconds (before and after 1970, out of order by less than 2 s) and their
+    text as Flink's default pattern writes it, with milliseconds."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    ms = np.concatenate([np.arange(-5_000, 5_000, 37), T0 // 1000 + np.arange(0, 60_000, 113)])
+    ms = ms + rng.integers(-1_900, 0, len(ms))
+    text = pa.array(ms * 1000, pa.int64()).cast(pa.timestamp("us")).cast(pa.string())
+    table = pa.table({"ms": pa.array(ms, pa.int64()),
+                      "s": pa.compute.utf8_slice_codeunits(text, 0, 23)})  # to the ms
+    (tmp_path / "epochs").mkdir()
+    pq.write_table(table, tmp_path / "epochs" / "a.parquet", row_group_size=50)
+    return str(tmp_path / "epochs"), table
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize("event_time", ["TO_TIMESTAMP_LTZ(ms, 3)", "TO_TIMESTAMP_LTZ(ms)",
+                                        "TO_TIMESTAMP_LTZ(ms * 1000, 6)",
+                                        "TO_TIMESTAMP_LTZ(ms / 1000.0, 0)",
+                                        "TO_TIMESTAMP(s, 'yyyy-MM-dd HH:mm:ss.SSS')"])
+def test_flink_event_time_from_epoch_millis_and_text(tmp_path, duck, parallelism, event_time):
+    """Flink's computed event time columns: TO_TIMESTAMP_LTZ was an unknown function, and
+    TO_TIMESTAMP with a Java pattern failed in the running job ('Please either specify both
+    hour and minute', the pattern read as PostgreSQL's, HH as 12-hour and mm as a month)."""
+    path, table = _epoch_table(tmp_path)
+    ddl = (f"CREATE TABLE t (ms BIGINT, s STRING, ts AS {event_time}, WATERMARK FOR ts AS "
+           f"ts - INTERVAL '2' SECOND) WITH (connector = 'filesystem', path = '{path}');")
+    got = run_to_table(ddl, "SELECT window_start AS ws, count(*) AS n, sum(ms) AS total, "
+                            "max(ts) AS hi FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), "
+                            "INTERVAL '5' SECOND)) GROUP BY window_start, window_end",
+                       tmp_path / "out", parallelism, batch_rows=40)
+    duck.register("t", table)
+    want = duck.sql("SELECT time_bucket(INTERVAL 5 SECOND, epoch_ms(ms)) AS ws, count(*) AS n, "
+                    "sum(ms) AS total, max(epoch_ms(ms)) AS hi FROM t GROUP BY ws"
+                    ).to_arrow_table()
+    assert normalized_rows(got) == normalized_rows(want)
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_flink_text_to_time_functions(tmp_path, duck, parallelism):
+    """Flink's one-argument TO_TIMESTAMP / TO_DATE, and Java patterns, NULL for text that
+    does not parse (Flink's answer; DuckDB's try_strptime); PostgreSQL templates as before."""
+    text = ["2024-03-05 14:30:15", "1969-12-31 23:59:59", "not a time", None,
+            "2024-02-29 00:00:00"]
+    (tmp_path / "in").mkdir()
+    table = pa.table({"i": pa.array(range(len(text)), pa.int64()), "s": text})
+    pq.write_table(table, tmp_path / "in" / "a.parquet")
+    ddl = (f"CREATE TABLE t (i BIGINT, s STRING) WITH (connector = 'filesystem', "
+           f"path = '{tmp_path / 'in'}');")
+    got = run_to_table(ddl, "SELECT i, TO_TIMESTAMP(s) AS a, "
+                            "TO_TIMESTAMP(s, 'yyyy-MM-dd HH:mm:ss') AS b, "
+                            "TO_TIMESTAMP(LEFT(s, 16), 'dd/MM/yyyy HH:mm') AS c, "
+                            "TO_DATE(LEFT(s, 10)) AS d, TO_DATE(s, 'yyyy-MM-dd HH:mm:ss') AS e, "
+                            "TO_TIMESTAMP(s, 'YYYY-MM-DD HH24:MI:SS') AS f FROM t "
+                            "WHERE s IS NULL OR s <> 'not a time'",
+                       tmp_path / "out", parallelism)
+    duck.register("t", table)
+    want = duck.sql("SELECT i, try_strptime(s, '%Y-%m-%d %H:%M:%S') AS a, "
+                    "try_strptime(s, '%Y-%m-%d %H:%M:%S') AS b, "
+                    "try_strptime(left(s, 16), '%d/%m/%Y %H:%M') AS c, "
+                    "try_strptime(left(s, 10), '%Y-%m-%d')::DATE AS d, "
+                    "try_strptime(s, '%Y-%m-%d %H:%M:%S')::DATE AS e, "
+                    "strptime(s, '%Y-%m-%d %H:%M:%S') AS f FROM t "
+                    "WHERE s IS NULL OR s <> 'not a time'").to_arrow_table()
+    assert normalized_rows(got) == normalized_rows(want)
+    nulls = run_to_table(ddl, "SELECT i, TO_TIMESTAMP(s) AS a, TO_TIMESTAMP(s, 'yyyy-MM-dd "
+                              "HH:mm:ss') AS b FROM t WHERE s = 'not a time'",
+                         tmp_path / "out2", parallelism)
+    assert nulls.to_pylist() == [{"i": 2, "a": None, "b": None}]
+
+
+@pytest.mark.parametrize("call,message", [
+    ("TO_TIMESTAMP_LTZ(v, 10)", "precision must be 0 to 9"),
+    ("TO_TIMESTAMP_LTZ('2024-01-01', 3)", "takes an epoch number"),
+    ("TO_TIMESTAMP(CAST(v AS TEXT), 'yyyy-MM-dd HH:mm:ss.S')", "does not know pattern 'S'"),
+])
+def test_flink_time_functions_refuse_in_one_line(tmp_path, call, message):
+    _refused(tmp_path, PlanError, message, select=f"SELECT {call} AS x FROM t")
+
+
+def test_to_timestamp_ltz_beyond_microseconds_fails_in_one_line(tmp_path):
+    _refused(tmp_path, RuntimeFailure, "digits below a microsecond",
+             select="SELECT TO_TIMESTAMP_LTZ(v, 9) AS x FROM t")

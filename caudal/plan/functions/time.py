@@ -8,6 +8,7 @@ Timestamps are UTC microseconds, so every field is read in UTC (PostgreSQL with
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pyarrow as pa
 
@@ -233,33 +234,61 @@ def pg_format(pattern: str, parsing: bool = False) -> str:
 # ---- to_timestamp, to_date, to_char -----------------------------------------------------
 
 
+def _java_pattern(template: str) -> bool:
+    """Whether a to_timestamp / to_date template is Flink's (Java letters: ``yyyy-MM-dd
+    HH:mm:ss.SSS``, ``'T'``) rather than PostgreSQL's. Each sign below is nonsense in a
+    PostgreSQL template: ``HH`` (12-hour) with ``mm`` (a month) for minutes, the month twice
+    (``MM`` and ``mm``), ``.S…`` after the seconds, a single-quoted literal."""
+    return ("'" in template or re.search(r"\.S", template) is not None
+            or ("mm" in template and (re.search(r"HH(?!24|12)", template) is not None
+                                      or "MM" in template)))
+
+
+def _bind_template(name: str, template: str | None) -> dict:
+    """The chrono format of a constant template (None: NULL), and whether it is Flink's
+    (a Java pattern, whose parse failures are NULL as in Flink)."""
+    if template is None:
+        return {"format": None}
+    if _java_pattern(template):
+        return {"format": java_format(template, name), "lenient": True}
+    return {"format": pg_format(template, parsing=True)}
+
+
 def _bind_to_timestamp(name: str, args: list[Expr]) -> Call:
     arity(name, args, 1, 2)
     if len(args) == 1:
+        if is_text(args[0].dtype):  # Flink's TO_TIMESTAMP(text): NULL when not a timestamp
+            return Call(TIMESTAMP, "try_cast", (args[0],))
         if not (is_numeric(args[0].dtype) or pa.types.is_null(args[0].dtype)):
             raise_signature(name, args)
         return Call(TIMESTAMP, "to_timestamp", (cast(args[0], F64),))
     if not all(is_text(a.dtype) or pa.types.is_null(a.dtype) for a in args):
         raise_signature(name, args)
     template = constant_value(args[1], name, "format")
-    fmt = None if template is None else pg_format(template, parsing=True)
-    return Call(TIMESTAMP, "to_timestamp", (cast(args[0], pa.string()),), {"format": fmt})
+    return Call(TIMESTAMP, "to_timestamp", (cast(args[0], pa.string()),),
+                _bind_template(name, template))
+
+
+def _epoch_micros(micros) -> pa.Array:
+    """TIMESTAMP of DOUBLE microseconds, rounded half to even; NaN, infinities and values
+    beyond int64 microseconds (~292,000 years) are out of range."""
+    micros = pc.round(micros, round_mode="half_to_even")
+    if any_true(pc.invert(pc.less(pc.abs(micros), 9.2e18))):
+        raise RuntimeFailure("timestamp out of range in to_timestamp()")
+    return pc.cast(pc.cast(micros, pa.int64()), TIMESTAMP)
 
 
 def _to_timestamp(args, call):
     value = args[0]
     if len(call.args) == 1 and "format" not in call.options:
-        micros = pc.round(pc.multiply(value, 1e6), round_mode="half_to_even")
-        # NaN, infinities and beyond int64 microseconds (~292,000 years)
-        if any_true(pc.invert(pc.less(pc.abs(micros), 9.2e18))):
-            raise RuntimeFailure("timestamp out of range in to_timestamp()")
-        return pc.cast(pc.cast(micros, pa.int64()), TIMESTAMP)
+        return _epoch_micros(pc.multiply(value, 1e6))
     fmt = call.options["format"]
     if fmt is None:
         return null_of(TIMESTAMP)
+    lenient = call.options.get("lenient", False)
     try:
         return polars_eval(lambda s: s.str.strip_chars().str.to_datetime(
-            fmt, time_unit="us", time_zone="UTC"), [value], TIMESTAMP)
+            fmt, time_unit="us", time_zone="UTC", strict=not lenient), [value], TIMESTAMP)
     except Exception as e:  # polars raises its own ComputeError/InvalidOperationError
         raise RuntimeFailure(f"to_timestamp(): text does not match the format "
                              f"({str(e).splitlines()[0]})",
@@ -267,31 +296,82 @@ def _to_timestamp(args, call):
 
 
 register("to_timestamp", _bind_to_timestamp, _to_timestamp,
-         "to_timestamp(seconds since 1970) -> timestamp; to_timestamp(text, format)")
+         "to_timestamp(seconds since 1970) -> timestamp; to_timestamp(text, format) "
+         "(PostgreSQL's template, or Flink's Java pattern); to_timestamp(text) (Flink: NULL "
+         "when not a timestamp)")
+
+
+def _bind_to_timestamp_ltz(name: str, args: list[Expr]) -> Call:
+    arity(name, args, 1, 2)
+    if not (is_numeric(args[0].dtype) or pa.types.is_null(args[0].dtype)):
+        if is_text(args[0].dtype):
+            raise BindError("to_timestamp_ltz() takes an epoch number",
+                            hint="for text write to_timestamp(text, format)")
+        raise_signature(name, args)
+    precision = constant_value(args[1], name, "precision") if len(args) == 2 else 3
+    if not isinstance(precision, int) or isinstance(precision, bool) \
+            or not 0 <= precision <= 9:
+        raise BindError(f"to_timestamp_ltz() precision must be 0 to 9, got {precision!r}",
+                        hint="the epoch number's unit: 0 seconds, 3 milliseconds (the "
+                             "default), 6 microseconds, 9 nanoseconds")
+    value = args[0]
+    if not pa.types.is_integer(value.dtype):
+        value = cast(value, F64)
+    elif not pa.types.is_int64(value.dtype):
+        value = cast(value, pa.int64())
+    return Call(TIMESTAMP, name, (value,), {"precision": precision})
+
+
+def _to_timestamp_ltz(args, call):
+    value, precision = args[0], call.options["precision"]
+    if pa.types.is_floating(value.type) or pa.types.is_null(value.type):
+        return _epoch_micros(pc.multiply(pc.cast(value, F64), 10.0 ** (6 - precision)))
+    if precision > 6:
+        divisor = 10 ** (precision - 6)
+        micros = pc.divide(value, divisor)  # integer division truncates: checked below
+        if any_true(pc.not_equal(pc.multiply(micros, divisor), value)):
+            raise RuntimeFailure(f"to_timestamp_ltz(): an epoch value in units of 10^-"
+                                 f"{precision} s has digits below a microsecond",
+                                 hint="timestamps hold microseconds; divide the value first")
+        return pc.cast(micros, TIMESTAMP)
+    try:
+        return pc.cast(pc.multiply_checked(value, 10 ** (6 - precision)), TIMESTAMP)
+    except pa.ArrowInvalid:
+        raise RuntimeFailure("timestamp out of range in to_timestamp_ltz()") from None
+
+
+register("to_timestamp_ltz", _bind_to_timestamp_ltz, _to_timestamp_ltz,
+         "to_timestamp_ltz(epoch [, precision]) -> timestamp (Flink): epoch seconds "
+         "(precision 0), milliseconds (3, the default), microseconds (6), nanoseconds (9)")
 
 
 def _bind_to_date(name: str, args: list[Expr]) -> Call:
-    arity(name, args, 2)
+    arity(name, args, 1, 2)
     if not all(is_text(a.dtype) or pa.types.is_null(a.dtype) for a in args):
         raise_signature(name, args)
+    if len(args) == 1:  # Flink's TO_DATE(text): NULL when not a date
+        return Call(pa.date32(), "try_cast", (args[0],))
     template = constant_value(args[1], name, "format")
     return Call(pa.date32(), name, (cast(args[0], pa.string()),),
-                {"format": None if template is None else pg_format(template, parsing=True)})
+                _bind_template(name, template))
 
 
 def _to_date(args, call):
     fmt = call.options["format"]
     if fmt is None:
         return null_of(pa.date32())
+    lenient = call.options.get("lenient", False)
     try:
-        return polars_eval(lambda s: s.str.strip_chars().str.to_date(fmt), args, pa.date32())
+        return polars_eval(lambda s: s.str.strip_chars().str.to_date(fmt, strict=not lenient),
+                           args, pa.date32())
     except Exception as e:  # polars errors
         raise RuntimeFailure(f"to_date(): text does not match the format "
                              f"({str(e).splitlines()[0]})",
                              hint=f"format patterns: {ACCEPTED_PATTERNS}") from None
 
 
-register("to_date", _bind_to_date, _to_date, "to_date(text, format) -> date")
+register("to_date", _bind_to_date, _to_date,
+         "to_date(text, format) -> date; to_date(text) (Flink: NULL when not a date)")
 
 
 def _bind_to_char(name: str, args: list[Expr]) -> Call:
@@ -409,7 +489,7 @@ ACCEPTED_JAVA_PATTERNS = ("yyyy, yy, MM, M, MMM, MMMM, dd, d, DDD, HH, H, hh, h,
                           "ss, s, SSS, SSSSSS, SSSSSSSSS, E, EEEE, a, z, Z, X, 'quoted text'")
 
 
-def java_format(pattern: str) -> str:
+def java_format(pattern: str, fn: str = "date_format") -> str:
     """A Java (SimpleDateFormat / DateTimeFormatter) pattern as a chrono format, translated
     once when planning. Letters are fields, ``'…'`` is literal text and ``''`` a quote;
     an unknown letter is refused (Java reserves every letter)."""
@@ -433,7 +513,7 @@ def java_format(pattern: str) -> str:
                 text.append(pattern[end])
                 end += 1
             if end >= len(pattern):
-                raise BindError(f"date_format(): unclosed quote in pattern {pattern!r}",
+                raise BindError(f"{fn}(): unclosed quote in pattern {pattern!r}",
                                 hint="quote literal text as 'text', a quote as ''")
             out.append("".join(text).replace("%", "%%"))
             i = end + 1
@@ -447,7 +527,7 @@ def java_format(pattern: str) -> str:
             run += 1
         spec = _FRACTIONS.get(run) if ch == "S" else _JAVA_FIELDS.get(ch, {}).get(run)
         if spec is None:
-            raise BindError(f"date_format() does not know pattern {ch * run!r}",
+            raise BindError(f"{fn}() does not know pattern {ch * run!r}",
                             hint=f"accepted: {ACCEPTED_JAVA_PATTERNS}")
         out.append(spec)
         i += run
