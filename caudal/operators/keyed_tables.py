@@ -50,6 +50,8 @@ def lookup(probe: pa.Table, probe_keys: Sequence[str], build: pa.Table,
         return np.zeros(0, dtype=np.int64)
     if build.num_rows == 0:
         return np.full(n, -1, dtype=np.int64)
+    if not probe_keys:  # rows without columns are all equal: the one row of build
+        return np.zeros(n, dtype=np.int64)
     left = positional(probe, probe_keys).with_row_index("_i")
     right = positional(build, build_keys).with_row_index("_j")
     names = [f"_k{i}" for i in range(len(probe_keys))]
@@ -195,13 +197,15 @@ def net_rows(table: pa.Table, names: Sequence[str], schema: pa.Schema) -> pa.Tab
 
     names = list(names)
     frame = positional(table, names)
+    if not names:  # rows without columns (an uncorrelated EXISTS): all equal, one group
+        frame = pl.DataFrame({"_k0": np.zeros(table.num_rows, dtype=np.int8)})
     w = pl.from_arrow(table.column(NET)).cast(pl.Int64).alias(NET)  # type: ignore[union-attr]
     if LOWEST in table.column_names:
         p = pl.from_arrow(table.column(LOWEST)).cast(pl.Int64).alias(LOWEST)  # type: ignore
     else:
         p = w.clip(upper_bound=0).alias(LOWEST)
     frame = frame.with_columns(w, p)
-    cols = [f"_k{i}" for i in range(len(names))]
+    cols = [f"_k{i}" for i in range(max(len(names), 1))]
     if p.min() == 0 if len(p) else True:
         # nothing retracted: order cannot matter, a plain hash aggregation does
         net = frame.group_by(cols).agg(pl.col(NET).sum(), pl.lit(0, pl.Int64).alias(LOWEST))
