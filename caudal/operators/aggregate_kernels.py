@@ -86,6 +86,12 @@ def _np(a: pa.Array | pa.ChunkedArray, fill=0, dtype=None) -> np.ndarray:
     return out.astype(dtype) if dtype is not None and out.dtype != dtype else out
 
 
+def _sums(gid: np.ndarray, weights: np.ndarray, groups: int) -> np.ndarray:
+    """Per-group sums of float ``weights``, as float64 even over no rows (NumPy's
+    ``bincount`` of no rows is an integer array, which would type a state column BIGINT)."""
+    return np.bincount(gid, weights=weights, minlength=groups).astype(np.float64, copy=False)
+
+
 def _pick(values: pa.Array, rows: np.ndarray, groups: np.ndarray, n_groups: int) -> pa.Array:
     """An array of ``n_groups`` holding ``values[rows[i]]`` at ``groups[i]``, null elsewhere."""
     index = np.full(n_groups, -1, dtype=np.int64)
@@ -456,13 +462,12 @@ class Variance(Kernel):
         n = _np(source[f"{p}_n"], 0, np.float64)
         mean = _np(source[f"{p}_mean"], 0.0, np.float64)
         m2 = _np(source[f"{p}_m2"], 0.0, np.float64)
-        total = np.bincount(gid, weights=n, minlength=g)
-        sums = np.bincount(gid, weights=n * mean, minlength=g)
+        total = _sums(gid, n, g)
+        sums = _sums(gid, n * mean, g)
         with np.errstate(invalid="ignore", divide="ignore"):
             merged_mean = np.where(total > 0, sums / np.where(total > 0, total, 1), 0.0)
         dev = mean - merged_mean[gid]
-        merged_m2 = np.bincount(gid, weights=m2, minlength=g) + \
-            np.bincount(gid, weights=n * dev * dev, minlength=g)
+        merged_m2 = _sums(gid, m2, g) + _sums(gid, n * dev * dev, g)
         return {f"{p}_n": pa.array(total.astype(np.int64)), f"{p}_mean": pa.array(merged_mean),
                 f"{p}_m2": pa.array(merged_m2)}
 
@@ -825,15 +830,16 @@ class CoMoments(Kernel):
         else:
             n, mx, my, sxx, syy, sxy = (_np(source[f"{p}_{s}"], 0.0, np.float64)
                                         for s in self.STATE)
-        total = np.bincount(gid, weights=n, minlength=g)
+        total = _sums(gid, n, g)
         safe = np.where(total > 0, total, 1)
-        mean_x = np.bincount(gid, weights=n * mx, minlength=g) / safe
-        mean_y = np.bincount(gid, weights=n * my, minlength=g) / safe
-        dx, dy = mx - mean_x[gid], my - mean_y[gid]
+        mean_x = _sums(gid, n * mx, g) / safe
+        mean_y = _sums(gid, n * my, g) / safe
+        with np.errstate(invalid="ignore"):  # inf - inf: NaN, as DuckDB's
+            dx, dy = mx - mean_x[gid], my - mean_y[gid]
         out = {"n": total.astype(np.int64), "mx": mean_x, "my": mean_y,
-               "sxx": np.bincount(gid, weights=sxx + n * dx * dx, minlength=g),
-               "syy": np.bincount(gid, weights=syy + n * dy * dy, minlength=g),
-               "sxy": np.bincount(gid, weights=sxy + n * dx * dy, minlength=g)}
+               "sxx": _sums(gid, sxx + n * dx * dx, g),
+               "syy": _sums(gid, syy + n * dy * dy, g),
+               "sxy": _sums(gid, sxy + n * dx * dy, g)}
         return {f"{p}_{s}": pa.array(v) for s, v in out.items()}
 
     def final(self, state):

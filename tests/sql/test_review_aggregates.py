@@ -166,3 +166,20 @@ FLINK_LISTAGG = [
 @pytest.mark.parametrize("tables,query", FLINK_LISTAGG)
 def test_flink_listagg_queries_equal_duckdb(tables, query):
     check(tables, query)
+
+
+# ---- statistics of two columns at parallelism 2 --------------------------------------------
+
+PAIRS = ("SELECT * FROM (VALUES (1, 0.1, 1.0), (1, 0.2, 2.5), (1, 0.7, 3.0), (2, 1.0, 4.0), "
+         "(2, 1.5, 4.25), (3, 9.5, 1.0), (3, 2.0, 3.0)) v(g, x, y)")
+
+
+@pytest.mark.parametrize("agg", ["corr(y, x)", "covar_pop(y, x)", "covar_samp(y, x)",
+                                 "regr_slope(y, x)", "regr_sxx(y, x)", "regr_sxy(y, x)",
+                                 "regr_count(y, x)", "regr_avgx(y, x)"])
+def test_pair_statistics_merge_fractional_moments(agg):
+    """The local (two-phase) stage at parallelism 2 declared the co-moments BIGINT (NumPy's
+    bincount of no rows is an integer array), so a batch whose group had two rows failed:
+    'ArrowInvalid: Float value 0.206667 was truncated converting to int64'."""
+    check({"t": f"SELECT g, x::DOUBLE AS x, y::DOUBLE AS y FROM ({PAIRS})"},
+          f"SELECT g, {agg} AS r FROM t GROUP BY g", batch_rows=100)
