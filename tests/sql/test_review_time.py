@@ -193,3 +193,36 @@ def test_flink_time_functions_refuse_in_one_line(tmp_path, call, message):
 def test_to_timestamp_ltz_beyond_microseconds_fails_in_one_line(tmp_path):
     _refused(tmp_path, RuntimeFailure, "digits below a microsecond",
              select="SELECT TO_TIMESTAMP_LTZ(v, 9) AS x FROM t")
+
+
+#: text as files and clients write timestamps: zones, 7 and 9 fraction digits (.NET, Java),
+#: no seconds, blanks around, and text that is no timestamp (invalid day, hour, words)
+TIME_TEXTS = ["2024-03-05 14:30:15", "2024-03-05T14:30:15Z", "2024-03-05",
+              "2024-03-05 14:30:15.5+02:00", "junk", None, "2024-03-05 14:30",
+              " 2024-03-05 14:30:15 ", "2024-03-05T14:30:15.1234567",
+              "1969-12-31T23:59:59.999999999Z", "2024-03-05 23:30:00-05:00",
+              "2023-02-29 10:00:00", "2024-03-05 25:00:00", "2024-03-05 10:60"]
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_text_to_timestamp_and_date_as_duckdb_reads_it(tmp_path, duck, parallelism):
+    """TRY_CAST(text AS TIMESTAMP) over a column with one bad text fell back to Polars'
+    parse, which infers the format from the first value: '…Z' and '…+02:00' texts became
+    NULL (DuckDB: their instants); CAST refused more than 6 fraction digits (DuckDB cuts
+    them off) and CAST(text AS DATE) refused a timestamp's text (DuckDB: its date)."""
+    (tmp_path / "in").mkdir()
+    table = pa.table({"i": pa.array(range(len(TIME_TEXTS)), pa.int64()), "s": TIME_TEXTS})
+    pq.write_table(table, tmp_path / "in" / "a.parquet", row_group_size=5)
+    ddl = (f"CREATE TABLE t (i BIGINT, s STRING) WITH (connector = 'filesystem', "
+           f"path = '{tmp_path / 'in'}');")
+    valid = "i IN (0, 1, 2, 3, 6, 7, 8, 9, 10)"
+    got = run_to_table(ddl, f"SELECT i, TRY_CAST(s AS TIMESTAMP) AS a, TRY_CAST(s AS DATE) AS b, "
+                            f"CASE WHEN {valid} THEN CAST(s AS TIMESTAMP) END AS c, "
+                            f"CASE WHEN {valid} THEN CAST(s AS DATE) END AS d, "
+                            f"TO_TIMESTAMP(s) AS e FROM t", tmp_path / "out", parallelism)
+    duck.register("t", table)
+    want = duck.sql(f"SELECT i, TRY_CAST(s AS TIMESTAMPTZ) AS a, TRY_CAST(s AS DATE) AS b, "
+                    f"CASE WHEN {valid} THEN CAST(s AS TIMESTAMPTZ) END AS c, "
+                    f"CASE WHEN {valid} THEN CAST(s AS DATE) END AS d, "
+                    f"TRY_CAST(s AS TIMESTAMPTZ) AS e FROM t").to_arrow_table()
+    assert normalized_rows(got) == normalized_rows(want)

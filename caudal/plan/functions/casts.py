@@ -272,7 +272,10 @@ def _from_text(value: pa.Array, target: pa.DataType) -> pa.Array:
         if pa.types.is_decimal(target):
             return _text_to_decimal(text, target)
     if pa.types.is_date(target):
-        return pc.cast(text, pa.date32())
+        # a timestamp's text is the date written at its start, its time checked and its
+        # zone ignored, as DuckDB reads it ('2024-03-05 23:30:00-05:00' is 2024-03-05)
+        day = pc.if_else(timestamp_text_fits(text), pc.utf8_slice_codeunits(text, 0, 10), text)
+        return pc.cast(day, pa.date32())
     if pa.types.is_time(target):
         return pc.cast(_text_to_time(text), target)
     return pc.cast(text, target, safe=True)
@@ -317,9 +320,32 @@ def _text_to_decimal(text: pa.Array, target: pa.DataType) -> pa.Array:
     return pc.cast(round_decimal(wide, target.scale), target)
 
 
+_TIMESTAMP_TEXT = (r"^(?P<d>\d{4}-\d\d-\d\d)(?:[ T](?P<h>\d\d):(?P<m>\d\d)(?::(?P<s>\d\d)"
+                   r"(?:\.\d+)?)?(?: ?(?:Z|z|UTC|utc|[+-]\d\d(?::?\d\d)?))?)?$")
+
+
+def timestamp_text_fits(text: pa.Array) -> pa.Array:
+    """Whether each (trimmed) text is a timestamp CAST reads: a valid date, optionally a
+    time (hour < 24, minute and second < 60, any fraction) and a zone. TRY_CAST sets the
+    others to NULL before casting: Polars' lenient parse, which it used, infers one format
+    from the first value and gave NULL for a '…Z' or '…+02:00' text after a bad one."""
+    parts = pc.extract_regex(text, _TIMESTAMP_TEXT)
+    fits = pc.is_valid(parts)
+    day = pc.struct_field(parts, "d")
+    fits = pc.and_(fits, pc.is_valid(polars_eval(
+        lambda d: d.str.to_date("%Y-%m-%d", strict=False), [day], pa.date32())))
+    for name, limit in (("h", 24), ("m", 60), ("s", 60)):
+        field = pc.struct_field(parts, name)
+        number = pc.cast(pc.if_else(pc.equal(field, ""), "0", field), pa.int64())
+        fits = pc.and_(fits, pc.less(pc.fill_null(number, 0), limit))
+    return pc.fill_null(fits, False)
+
+
 def _text_to_timestamp(value: pa.Array, target: pa.DataType) -> pa.Array:
-    """ISO 8601 text (a space or ``T`` between date and time); no zone means UTC."""
+    """ISO 8601 text (a space or ``T`` between date and time); no zone means UTC. Digits of
+    the seconds past microseconds are cut off, as DuckDB reads them (Arrow refused them)."""
     text = pc.utf8_trim(value, characters=" \t\n\r")
+    text = pc.replace_substring_regex(text, r"(:\d\d\.\d{6})\d+", r"\1")
     text = pc.replace_substring_regex(text, r"^(\d{4}-\d\d-\d\d)[ T]", r"\1T")
     text = pc.replace_substring_regex(text, r"^(\d{4}-\d\d-\d\d)$", r"\1T00:00:00")
     text = pc.replace_substring_regex(text, r" ?(UTC|utc|Z|z)$", "+00:00")
@@ -347,6 +373,8 @@ def try_cast_array(value, target: pa.DataType):
     if isinstance(value, pa.ChunkedArray):
         value = value.combine_chunks()
     fits = _numeric_fits(value, target)
+    if fits is None and is_text(value.type) and _temporal(target):
+        fits = timestamp_text_fits(pc.utf8_trim(value, characters=" \t\n\r"))
     if fits is not None:
         try:
             return cast_array(pc.if_else(fits, value, pa.scalar(None, value.type)), target)
