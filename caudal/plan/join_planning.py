@@ -66,20 +66,96 @@ def _sort_conditions(exprs: list[Expr], left: set[str], right: set[str], kind: s
                     e, {n: Column(_dtype(right_node, back.get(n, n)), back.get(n, n))
                         for n in cols}))
                 continue
-            if isinstance(e, Call) and e.func == "eq" and len(e.args) == 2:
-                a, b = e.args
-                ca, cb = a.columns(), b.columns()
-                if ca and cb and ca <= left and cb <= right:
-                    out.keys.append((a, b))
-                    continue
-                if ca and cb and ca <= right and cb <= left:
-                    out.keys.append((b, a))
-                    continue
+            keys = equality_keys(e, left, right)
+            if keys:
+                out.keys.extend(keys)
+                continue
             constraint = _time_constraint(e, left, right)
             if constraint is not None:
                 out.constraints.extend(constraint)
             out.residual.append(e)
     return out
+
+
+def equality_keys(e: Expr, left: set[str], right: set[str]) -> list[tuple[Expr, Expr]]:
+    """The (left, right) key pairs of a condition that equates an expression of the
+    ``left`` columns with one of the ``right`` columns: ``a = b`` one pair, ``a IS NOT
+    DISTINCT FROM b`` (or ``(a IS NULL AND b IS NULL) OR a = b``) two, which NULL matches as
+    that condition says; [] for any other condition."""
+    null_safe = _null_safe_pair(e)
+    if null_safe is not None:
+        a, b = null_safe
+    elif isinstance(e, Call) and e.func == "eq" and len(e.args) == 2:
+        a, b = e.args
+    else:
+        return []
+    ca, cb = a.columns(), b.columns()
+    if ca and cb and ca <= right and cb <= left:
+        a, b, ca, cb = b, a, cb, ca
+    if not (ca and cb and ca <= left and cb <= right):
+        return []
+    return _null_safe_keys(a, b) if null_safe is not None else [(a, b)]
+
+
+def _null_safe_pair(e: Expr) -> tuple[Expr, Expr] | None:
+    """(a, b) of ``a IS NOT DISTINCT FROM b``, or of its spelled-out form
+    ``(a IS NULL AND b IS NULL) OR a = b`` (in either order), else None."""
+    if not isinstance(e, Call) or len(e.args) != 2:
+        return None
+    if e.func == "is_not_distinct_from":
+        return e.args[0], e.args[1]
+    if e.func != "or":
+        return None
+    for both, eq in (e.args, e.args[::-1]):
+        if not (isinstance(both, Call) and both.func == "and" and isinstance(eq, Call)
+                and eq.func == "eq" and len(eq.args) == 2):
+            continue
+        tested = {str(t.args[0]) for t in both.args
+                  if isinstance(t, Call) and t.func == "is_null"}
+        compared = [str(_uncast(x)) for x in eq.args]
+        if len(both.args) == 2 and tested == set(compared) and len(tested) == 2:
+            return eq.args[0], eq.args[1]
+    return None
+
+
+def _uncast(e: Expr) -> Expr:
+    while isinstance(e, Call) and e.func == "cast":
+        e = e.args[0]
+    return e
+
+
+def _null_safe_keys(a: Expr, b: Expr) -> list[tuple[Expr, Expr]]:
+    """Equality keys that match as ``a IS NOT DISTINCT FROM b`` (a, b of one type): whether
+    each is NULL, and its value with NULL replaced by a filler of the type; [] when the type
+    has no filler here (the condition then stays a residual)."""
+    from caudal.plan.functions.registry import bind_call
+
+    filler = _filler(a.dtype)
+    if filler is None or a.dtype != b.dtype:
+        return []
+    return [(bind_call("is_null", [a]), bind_call("is_null", [b])),
+            (bind_call("coalesce", [a, filler]), bind_call("coalesce", [b, filler]))]
+
+
+def _filler(dtype: pa.DataType) -> Literal | None:
+    """A constant of ``dtype`` (any: it stands for NULL beside an is-NULL key)."""
+    t = pa.types
+    if t.is_string(dtype) or t.is_large_string(dtype):
+        value: Any = ""
+    elif t.is_binary(dtype) or t.is_large_binary(dtype):
+        value = b""
+    elif t.is_boolean(dtype):
+        value = False
+    elif t.is_integer(dtype) or t.is_floating(dtype) or t.is_decimal(dtype) or \
+            t.is_temporal(dtype):
+        value = 0
+    else:
+        return None
+    try:
+        value = pa.scalar(value, dtype).as_py()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return None
+    return Literal(dtype, value)
 
 
 def _dtype(node: LogicalNode, name: str) -> pa.DataType:

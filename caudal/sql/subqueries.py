@@ -37,7 +37,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from caudal.errors import PlanError
-from caudal.plan.expressions import Call, Column, Expr, Literal, conjuncts
+from caudal.plan.expressions import Column, Expr, Literal, conjuncts
 from caudal.plan.functions.coerce import cast, common_type
 from caudal.plan.functions.registry import BindError, bind_call
 from caudal.plan.logical import Filter, LogicalNode, Project
@@ -266,23 +266,19 @@ def _plan_predicate(planner, node: LogicalNode, scope: Scope,
             lhs.append(cast(left, t))
             left_keys.append(cast(left, t))
             right_keys.append(cast(right, t))
+    from caudal.plan.join_planning import equality_keys
+
     inner_names = set(inner.schema.names)
     nested = _Nested(columns=list(inner_scope.columns) + list(scope.columns),
                      inner=inner_scope, outer=scope)
     for cond in correlated:
         for e in conjuncts(_boolean(translate(cond, nested), cond)):
             cols = e.columns()
-            if isinstance(e, Call) and e.func == "eq" and len(e.args) == 2:
-                a, b = e.args
-                ca, cb = a.columns(), b.columns()
-                if ca and cb and ca <= outer_names and cb <= inner_names:
-                    left_keys.append(a)
-                    right_keys.append(b)
-                    continue
-                if ca and cb and cb <= outer_names and ca <= inner_names:
-                    left_keys.append(b)
-                    right_keys.append(a)
-                    continue
+            keys = equality_keys(e, outer_names, inner_names)
+            if keys:
+                left_keys.extend(a for a, _ in keys)
+                right_keys.extend(b for _, b in keys)
+                continue
             if cols <= inner_names:
                 inner = Filter(inner.schema, inner.time_column, input=inner, predicate=e)
                 continue

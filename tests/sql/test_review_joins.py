@@ -259,3 +259,36 @@ def test_joins_of_changelogs_equal_duckdb_on_what_they_leave(tmp_path, query, pa
     run_sql(script, parallelism=parallelism, batch_rows=3)
     got = normalized_rows(fold(read_changes(out, schema)))
     assert got == _duckdb({"l": left, "r": right}, query)
+
+
+# ---- IS NOT DISTINCT FROM keys: NULL matches NULL ----------------------------------------
+
+_NL = pa.table({"k": pa.array([1, 1, 2, None, 3, None], pa.int32()),
+                "x": pa.array([10, 11, 20, 30, None, 60], pa.int64()),
+                "s": pa.array(["a", "b", None, "a", "", None]),
+                "f": pa.array([1.5, None, 0.0, float("nan"), None, -0.0])})
+_NR = pa.table({"k": pa.array([1, 2, None, 0, None], pa.int64()),
+                "y": pa.array([1, 200, 300, 400, 500], pa.int64()),
+                "s": pa.array(["a", None, "", "x", None]),
+                "f": pa.array([0.0, None, float("nan"), 1.5, 2.0])})
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize("query", [
+    # refused before as 'a join without an equality key'
+    "SELECT l.k, l.x, r.y FROM l JOIN r ON l.k IS NOT DISTINCT FROM r.k",
+    "SELECT l.k, l.x, r.y FROM l FULL JOIN r ON l.k IS NOT DISTINCT FROM r.k AND l.x < r.y",
+    "SELECT l.k, l.x, r.y FROM l LEFT JOIN r ON l.s IS NOT DISTINCT FROM r.s",
+    "SELECT l.k, l.x, r.y FROM l JOIN r ON l.f IS NOT DISTINCT FROM r.f",
+    "SELECT l.k, l.x, r.y FROM l JOIN r ON l.k = r.k AND l.s IS NOT DISTINCT FROM r.s",
+    "SELECT l.k, l.x, r.y FROM l RIGHT JOIN r ON l.k + 1 IS NOT DISTINCT FROM r.k",
+    # Flink's JoinITCase.testIsNullInnerJoinWithNullCond spells it out
+    "SELECT l.k, l.x, r.y FROM l JOIN r ON ((l.k IS NULL AND r.k IS NULL) OR (l.k = r.k)) "
+    "AND l.x < r.y",
+    "SELECT l.k, l.x FROM l WHERE EXISTS (SELECT 1 FROM r WHERE r.k IS NOT DISTINCT FROM l.k)",
+    "SELECT l.k, l.x FROM l WHERE NOT EXISTS (SELECT 1 FROM r WHERE r.s IS NOT DISTINCT FROM "
+    "l.s)",
+])
+def test_is_not_distinct_from_is_a_join_key(tmp_path, query, parallelism):
+    tables = {"l": _NL, "r": _NR}
+    assert _caudal(tmp_path, tables, query, parallelism) == _duckdb(tables, query)
