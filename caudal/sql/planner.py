@@ -173,7 +173,7 @@ class Planner:
                     value = eq.expression
                     text = value.name if isinstance(value, exp.Literal) else value.sql()
                     name = setting_name(eq.this)
-                    check_setting(name, stmt.line, 1)
+                    check_setting(name, stmt.line, 1, text)
                     check_flink_value(spelled_name(eq.this), text, stmt.line)
                     self.catalog.settings[name] = text
             return None

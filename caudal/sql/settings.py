@@ -14,7 +14,8 @@ from caudal.errors import CaudalError, PlanError
 #: Flink's names of settings caudal has under its own name
 ALIASES = {"table.exec.state.ttl": "updating_ttl"}
 #: every setting a SET may name: another name is refused, not ignored (a Flink script's
-#: SET 'table.local-time-zone' was taken silently and changed nothing)
+#: SET 'table.local-time-zone' was taken silently and changed nothing; it is now taken
+#: when it is UTC: check_setting)
 KNOWN = ("updating_flush", "updating_ttl", "allow_unkeyed_join")
 
 _TRUE = {"true", "1", "yes", "on"}
@@ -48,8 +49,25 @@ def check_flink_value(spelled: str, text: str, line: int | None) -> None:
             raise PlanError(e.message, line=line, col=1, hint=e.hint) from None
 
 
-def check_setting(name: str, line: int | None, col: int | None) -> None:
-    """Refuse a SET of a name caudal does not read, in one line."""
+#: Flink's session time zone, and the values that name caudal's only zone (Java's ZoneId)
+TIME_ZONE = "table.local-time-zone"
+_UTC = {"utc", "gmt", "z", "zulu", "universal", "uct", "etc/utc", "etc/gmt", "etc/uct",
+        "etc/universal", "etc/zulu", "+00:00", "utc+00:00", "gmt+00:00", "utc0", "gmt0",
+        "etc/gmt0", "etc/gmt+0", "etc/gmt-0"}
+
+
+def check_setting(name: str, line: int | None, col: int | None, value: str = "") -> None:
+    """Refuse a SET of a name caudal does not read, in one line. Flink's
+    ``table.local-time-zone`` is taken when it is UTC, the zone caudal reads and writes
+    every time in; another zone is refused."""
+    if name == TIME_ZONE:
+        if value.strip().lower() in _UTC:
+            return
+        raise PlanError(f"SET {TIME_ZONE} = '{value}': caudal reads, windows and writes "
+                        "every time in UTC (TIMESTAMP_LTZ too), so this zone would not apply",
+                        line=line, col=col, hint=f"remove the SET, or SET '{TIME_ZONE}' = "
+                                                 "'UTC'; shift times explicitly, e.g. "
+                                                 "ts + INTERVAL '8' HOUR")
     if name not in KNOWN:
         raise PlanError(f"SET {name}: caudal has no such setting, and would ignore it",
                         line=line, col=col,

@@ -226,3 +226,25 @@ def test_text_to_timestamp_and_date_as_duckdb_reads_it(tmp_path, duck, paralleli
                     f"CASE WHEN {valid} THEN CAST(s AS DATE) END AS d, "
                     f"TRY_CAST(s AS TIMESTAMPTZ) AS e FROM t").to_arrow_table()
     assert normalized_rows(got) == normalized_rows(want)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "utc", "Etc/UTC", "GMT", "+00:00", "Z"])
+def test_the_utc_session_time_zone_is_taken(tmp_path, zone, duck):
+    """Flink's SET 'table.local-time-zone' = 'UTC' asks for what caudal does (it was refused
+    as a setting caudal would ignore)."""
+    path, table = _events(tmp_path, [T0 + s * S for s in (0, 3, 11, 25)])
+    got = run_to_table(f"SET 'table.local-time-zone' = '{zone}';\nCREATE TABLE t (v BIGINT, "
+                       f"ts TIMESTAMP_LTZ(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) "
+                       f"WITH (connector = 'filesystem', path = '{path}');", TUMBLE_10S,
+                       tmp_path / "out")
+    duck.register("t", table)
+    want = duck.sql("SELECT time_bucket(INTERVAL 10 SECOND, ts) AS ws, count(*) AS n, "
+                    "sum(v) AS s FROM t GROUP BY ws").to_arrow_table()
+    assert normalized_rows(got) == normalized_rows(want)
+
+
+def test_another_session_time_zone_is_refused_in_one_line(tmp_path):
+    with pytest.raises(PlanError, match=r"^line 1, column 1: SET table.local-time-zone = "
+                                        r"'Asia/Shanghai': caudal reads, windows and writes "
+                                        r"every time in UTC"):
+        run_sql("SET 'table.local-time-zone' = 'Asia/Shanghai';\nSELECT 1 AS x;")
