@@ -464,10 +464,10 @@ class Variance(Kernel):
         m2 = _np(source[f"{p}_m2"], 0.0, np.float64)
         total = _sums(gid, n, g)
         sums = _sums(gid, n * mean, g)
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # inf, NaN
             merged_mean = np.where(total > 0, sums / np.where(total > 0, total, 1), 0.0)
-        dev = mean - merged_mean[gid]
-        merged_m2 = _sums(gid, m2, g) + _sums(gid, n * dev * dev, g)
+            dev = mean - merged_mean[gid]
+            merged_m2 = _sums(gid, m2, g) + _sums(gid, n * dev * dev, g)
         return {f"{p}_n": pa.array(total.astype(np.int64)), f"{p}_mean": pa.array(merged_mean),
                 f"{p}_m2": pa.array(merged_m2)}
 
@@ -477,6 +477,8 @@ class Variance(Kernel):
         samp = self.call.func.endswith("_samp")
         denom = n - 1 if samp else n
         ok = denom > 0
+        # one value has no deviation, as in DuckDB, even a NaN or an infinity
+        m2 = np.where(n > 1, m2, 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
             var = np.where(ok, np.maximum(m2, 0.0) / np.where(ok, denom, 1), 0.0)
         if self.call.func.startswith("stddev"):
@@ -834,12 +836,12 @@ class CoMoments(Kernel):
         safe = np.where(total > 0, total, 1)
         mean_x = _sums(gid, n * mx, g) / safe
         mean_y = _sums(gid, n * my, g) / safe
-        with np.errstate(invalid="ignore"):  # inf - inf: NaN, as DuckDB's
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: NaN, as DuckDB's
             dx, dy = mx - mean_x[gid], my - mean_y[gid]
-        out = {"n": total.astype(np.int64), "mx": mean_x, "my": mean_y,
-               "sxx": _sums(gid, sxx + n * dx * dx, g),
-               "syy": _sums(gid, syy + n * dy * dy, g),
-               "sxy": _sums(gid, sxy + n * dx * dy, g)}
+            out = {"n": total.astype(np.int64), "mx": mean_x, "my": mean_y,
+                   "sxx": _sums(gid, sxx + n * dx * dx, g),
+                   "syy": _sums(gid, syy + n * dy * dy, g),
+                   "sxy": _sums(gid, sxy + n * dx * dy, g)}
         return {f"{p}_{s}": pa.array(v) for s, v in out.items()}
 
     def final(self, state):
@@ -849,24 +851,31 @@ class CoMoments(Kernel):
                                  for s in self.STATE[1:])
         if func == "regr_count":
             return pa.array(n.astype(np.int64))
-        with np.errstate(invalid="ignore", divide="ignore"):
+        # DuckDB's definitions: one pair has no deviation (even a NaN or an infinity), the
+        # population (co)variances divide by n, and a constant x or y divides by zero
+        sxx, syy = np.where(n > 1, sxx, 0.0), np.where(n > 1, syy, 0.0)
+        some = n > 0
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            cov, var_x, var_y = sxy / n, sxx / n, syy / n
             if func == "covar_pop":
-                value, ok = sxy / n, n > 0
+                value, ok = cov, some
             elif func == "covar_samp":
                 value, ok = sxy / (n - 1), n > 1
-            elif func == "corr":
-                value, ok = sxy / np.sqrt(sxx * syy), (n > 0) & (sxx > 0) & (syy > 0)
+            elif func in ("corr", "regr_r2"):
+                corr = cov / (np.sqrt(var_x) * np.sqrt(var_y))  # NaN where x or y is constant
+                if func == "corr":
+                    value, ok = corr, some
+                else:  # NULL when x is constant, 1 when y is (x not)
+                    value, ok = np.where(var_y == 0, 1.0, corr * corr), some & (var_x != 0)
             elif func == "regr_slope":
-                value, ok = sxy / sxx, (n > 0) & (sxx > 0)
+                value, ok = cov / var_x, some  # NaN where x is constant
             elif func == "regr_intercept":
-                value, ok = my - (sxy / sxx) * mx, (n > 0) & (sxx > 0)
-            elif func == "regr_r2":  # PostgreSQL: 1 when y is constant, NULL when x is
-                value = np.where(syy > 0, (sxy * sxy) / (sxx * syy), 1.0)
-                ok = (n > 0) & (sxx > 0)
+                slope = cov / var_x
+                value, ok = my - slope * mx, some & ~np.isnan(slope)
             else:  # regr_avgx, regr_avgy, regr_sxx, regr_syy, regr_sxy
                 value = {"regr_avgx": mx, "regr_avgy": my, "regr_sxx": sxx,
                          "regr_syy": syy, "regr_sxy": sxy}[func]
-                ok = n > 0
+                ok = some
         return pa.array(np.where(ok, value, 0.0), mask=~ok)
 
 

@@ -76,7 +76,7 @@ SIGNATURES = {
            "divided as DuckDB does)",
     "min": "min(x) -> the type of x",
     "max": "max(x) -> the type of x",
-    "var_pop": "var_pop(x) -> double (population variance)",
+    "var_pop": "var_pop(x) -> double (population variance; 0 for one value, even NaN)",
     "var_samp": "var_samp(x), variance(x) -> double (sample variance)",
     "stddev_pop": "stddev_pop(x) -> double",
     "stddev_samp": "stddev_samp(x), stddev(x) -> double",
@@ -102,13 +102,17 @@ SIGNATURES = {
                        "DECIMAL of up to 18 digits): interpolated as DuckDB does, exactly",
     "percentile_disc": "percentile_disc(p) WITHIN GROUP (ORDER BY x), quantile_disc(x, p) -> "
                        "the first value at or past the fraction p, the type of x",
-    "corr": "corr(y, x) -> double: the correlation coefficient",
+    "corr": "corr(y, x) -> double: the correlation coefficient (NaN where x or y is "
+            "constant, as in DuckDB)",
     "covar_pop": "covar_pop(y, x) -> double: the population covariance",
     "covar_samp": "covar_samp(y, x) -> double: the sample covariance",
-    "regr_slope": "regr_slope(y, x) -> double: the least-squares slope of y on x",
-    "regr_intercept": "regr_intercept(y, x) -> double: the least-squares intercept",
+    "regr_slope": "regr_slope(y, x) -> double: the least-squares slope of y on x (NaN "
+                  "where x is constant)",
+    "regr_intercept": "regr_intercept(y, x) -> double: the least-squares intercept (NULL "
+                      "where x is constant)",
     "regr_count": "regr_count(y, x) -> bigint: rows where both are non-NULL",
-    "regr_r2": "regr_r2(y, x) -> double: the coefficient of determination",
+    "regr_r2": "regr_r2(y, x) -> double: the coefficient of determination (NULL where x "
+               "is constant, else 1 where y is)",
     "regr_avgx": "regr_avgx(y, x) -> double: the mean of x",
     "regr_avgy": "regr_avgy(y, x) -> double: the mean of y",
     "regr_sxx": "regr_sxx(y, x) -> double: sum of squared deviations of x",

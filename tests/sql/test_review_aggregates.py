@@ -183,3 +183,43 @@ def test_pair_statistics_merge_fractional_moments(agg):
     'ArrowInvalid: Float value 0.206667 was truncated converting to int64'."""
     check({"t": f"SELECT g, x::DOUBLE AS x, y::DOUBLE AS y FROM ({PAIRS})"},
           f"SELECT g, {agg} AS r FROM t GROUP BY g", batch_rows=100)
+
+
+#: (y, x) pairs per group: one pair, a constant x or y, NaN, infinities, NULLs, -0.0
+DEGENERATE = {
+    1: [(1.0, 2.0)], 2: [(1.0, 2.0), (3.0, 2.0)], 3: [(2.0, 1.0), (2.0, 3.0)],
+    4: [(5.0, 5.0), (5.0, 5.0)], 5: [("nan", 1.0)], 6: [(1.0, "nan")], 7: [("inf", 1.0)],
+    8: [(1.0, "inf")], 9: [("nan", 1.0), (2.0, 3.0)], 10: [("inf", 1.0), (2.0, 3.0)],
+    11: [(1.0, 2.0), (2.0, 4.5), (3.0, 5.0)], 12: [(None, 1.0), (2.0, None)],
+    13: [(1e300, 1.0), (-1e300, 2.0)], 14: [(1.0, "-inf"), (2.0, "inf")],
+    16: [(1.0, 1.0), (2.0, 1.0), (3.0, 1.0)], 19: [("inf", "inf"), ("inf", "inf")],
+    20: [("-0.0", "0.0"), ("0.0", "-0.0")]}
+STATISTICS = ["var_pop(y)", "var_samp(y)", "stddev_pop(y)", "stddev_samp(y)", "corr(y, x)",
+              "covar_pop(y, x)", "covar_samp(y, x)", "regr_slope(y, x)",
+              "regr_intercept(y, x)", "regr_r2(y, x)", "regr_sxx(y, x)", "regr_syy(y, x)",
+              "regr_sxy(y, x)", "regr_avgx(y, x)", "regr_avgy(y, x)", "regr_count(y, x)"]
+
+
+def _degenerate_table() -> str:
+    def num(v):
+        return "NULL" if v is None else f"'{v}'::DOUBLE"
+    pairs = [(g, y, x) for g, ps in DEGENERATE.items() for y, x in ps]
+    rows = [f"({i}, {g}, {num(y)}, {num(x)})" for i, (g, y, x) in enumerate(pairs)]
+    return f"SELECT * FROM (VALUES {', '.join(rows)}) v(id, g, y, x)"
+
+
+@pytest.mark.parametrize("agg", STATISTICS)
+def test_statistics_of_degenerate_groups_equal_duckdb(agg):
+    """A single value, a constant column, NaN and infinities, as DuckDB answers them:
+    caudal gave NULL for corr and regr_slope where x or y is constant (DuckDB: NaN, the
+    0/0 of their definitions, e.g. corr of a one-row group), NaN for var_pop, stddev_pop,
+    regr_sxx/syy of one NaN or infinite value (DuckDB: 0, one value has no deviation), 1
+    for regr_r2 where y holds a NaN (DuckDB: NaN), NULL where x does (NaN)."""
+    check({"t": _degenerate_table()}, f"SELECT g, {agg} AS r FROM t GROUP BY g",
+          batch_rows=100)
+
+
+def test_statistics_of_degenerate_groups_over_a_changelog():
+    query = (f"SELECT g, {', '.join(f'{a} AS r{i}' for i, a in enumerate(STATISTICS))} "
+             "FROM (SELECT id, g, max(y) AS y, max(x) AS x FROM t GROUP BY id, g) GROUP BY g")
+    check({"t": _degenerate_table()}, query, batch_rows=4)
