@@ -292,3 +292,39 @@ _NR = pa.table({"k": pa.array([1, 2, None, 0, None], pa.int64()),
 def test_is_not_distinct_from_is_a_join_key(tmp_path, query, parallelism):
     tables = {"l": _NL, "r": _NR}
     assert _caudal(tmp_path, tables, query, parallelism) == _duckdb(tables, query)
+
+
+# ---- Flink's IntervalJoinITCase (rowtime cases), their data and SQL ------------------------
+
+def _flink_rows(rows: list[tuple]) -> pa.Table:
+    return pa.table({"key": pa.array([r[0] for r in rows], pa.string()),
+                     "id": pa.array([r[1] for r in rows], pa.string()),
+                     "rowtime": pa.array([_BASE + dt.timedelta(milliseconds=r[2]) for r in rows],
+                                         pa.timestamp("us"))})
+
+
+_T1 = _flink_rows([("A", "LEFT0.999", 999), ("A", "LEFT1", 1000), ("A", "LEFT2", 2000),
+                   ("A", "LEFT3", 3000), ("B", "LEFT4", 4000), ("A", "LEFT5", 5000),
+                   ("A", "LEFT6", 6000), (None, "LEFT8", 8000)])
+_T2 = _flink_rows([("A", "RIGHT6", 6000), ("B", "RIGHT7", 7000), (None, "RIGHT10", 10000)])
+_BETWEEN = "t1.rowtime BETWEEN t2.rowtime - INTERVAL '5' SECOND AND t2.rowtime + INTERVAL '6' SECOND"
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize("query,rows", [
+    (f"SELECT t2.key, t2.id, t1.id FROM T1 as t1 join T2 as t2 ON t1.key = t2.key AND "
+     f"{_BETWEEN}", 6),
+    (f"SELECT t2.key, t2.id, t1.id FROM T1 as t1 join T2 as t2 ON t1.key is not distinct "
+     f"from t2.key AND {_BETWEEN}", 7),
+    (f"SELECT t2.key, t2.id, t1.id FROM T1 as t1 join T2 as t2 ON {_BETWEEN}", 16),
+    (f"SELECT key, COUNT(DISTINCT id1), COUNT(DISTINCT id2) FROM (SELECT t2.key as key, "
+     f"t2.id as id1, t1.id as id2 FROM T1 as t1 join T2 as t2 ON t1.key = t2.key AND "
+     f"{_BETWEEN}) GROUP BY key", 2),
+])
+def test_flink_interval_join_it_cases(tmp_path, query, rows, parallelism):
+    tables = {"T1": _T1, "T2": _T2}
+    declared = {n: "key TEXT, id TEXT, rowtime TIMESTAMP, WATERMARK FOR rowtime AS rowtime"
+                for n in tables}
+    expected = _duckdb(tables, query)
+    assert len(expected) == rows  # Flink's expected rows
+    assert _caudal(tmp_path, tables, query, parallelism, declared) == expected
