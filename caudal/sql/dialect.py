@@ -143,6 +143,9 @@ class Caudal(RisingWave):
             **RisingWave.Parser.FUNCTIONS,
             "TO_TIMESTAMP": lambda args: exp.Anonymous(this="to_timestamp", expressions=args),
             "TO_DATE": lambda args: exp.Anonymous(this="to_date", expressions=args),
+            # Flink's TIMESTAMPDIFF(unit, t1, t2) (sqlglot took the unit for a column and
+            # t2 for the unit)
+            "TIMESTAMPDIFF": lambda args: exp.Anonymous(this="timestampdiff", expressions=args),
         }
 
         UNARY_PARSERS = {

@@ -354,7 +354,11 @@ def _anonymous(node: exp.Anonymous, scope: Scope) -> Expr:
         hint = (f"did you mean {', '.join(similar)}? " if similar else "") + \
             "`caudal functions` and docs/sql.md list them all"
         raise PlanError(f"unknown function {name}()", hint=hint)
-    return _call(name, list(node.expressions), scope)
+    args = list(node.expressions)
+    if name in ("timestampadd", "timestampdiff") and args and isinstance(args[0], exp.Column) \
+            and len(args[0].parts) == 1 and not args[0].this.quoted:
+        args[0] = exp.Literal.string(args[0].name)  # the unit is a keyword: DAY, MONTH, …
+    return _call(name, args, scope)
 
 
 _AGGREGATES = {"count", "sum", "avg", "min", "max", "array_agg", "string_agg", "bool_and",

@@ -4,6 +4,7 @@ syntax) at parallelism 1 and 2."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pyarrow as pa
@@ -248,3 +249,50 @@ def test_another_session_time_zone_is_refused_in_one_line(tmp_path):
                                         r"'Asia/Shanghai': caudal reads, windows and writes "
                                         r"every time in UTC"):
         run_sql("SET 'table.local-time-zone' = 'Asia/Shanghai';\nSELECT 1 AS x;")
+
+
+UNITS = ["SECOND", "MINUTE", "HOUR", "DAY", "WEEK", "MONTH", "QUARTER", "YEAR"]
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_timestampadd_and_timestampdiff_as_duckdb(tmp_path, duck, parallelism):
+    """Flink's TIMESTAMPADD / TIMESTAMPDIFF (unknown, and 'not supported', before) against
+    DuckDB's date_add / date_sub over pairs around month ends, leap days and 1970, either
+    order: whole units toward zero, whole calendar months (Jan 31 to Feb 29 is one)."""
+    import numpy as np
+
+    rng = np.random.default_rng(8)
+    day = 86_400 * S
+    ends = [T0 - 31 * day, T0 + 30 * day, T0 + 59 * day, T0 - 10_000 * day + 7 * S,
+            T0 + 789 * day + 13 * S, -day, 0, T0 + 1154 * day]   # month ends, 1970, 2029
+    a = np.concatenate([ends, rng.integers(-3_000, 20_000, 200) * day // 7
+                        + rng.integers(0, day, 200)])
+    b = np.concatenate([ends[::-1], a[len(ends):] + rng.integers(-800, 800, 200) * day
+                        + rng.choice([0, -1, 1, 3_600 * S], 200)])
+    table = pa.table({"i": pa.array(range(len(a)), pa.int64()),
+                      "n": pa.array(rng.integers(-30, 30, len(a)), pa.int64()),
+                      "a": pa.array(a, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+                      "b": pa.array(b, pa.int64()).cast(pa.timestamp("us", tz="UTC"))})
+    (tmp_path / "in").mkdir()
+    pq.write_table(table, tmp_path / "in" / "a.parquet", row_group_size=50)
+    ddl = (f"CREATE TABLE t (i BIGINT, n BIGINT, a TIMESTAMP, b TIMESTAMP) WITH (connector = "
+           f"'filesystem', path = '{tmp_path / 'in'}');")
+    ours = ", ".join([f"TIMESTAMPDIFF({u}, a, b) AS d_{u}" for u in UNITS] +
+                     [f"TIMESTAMPADD({u}, n, a) AS p_{u}" for u in UNITS] +
+                     ["TIMESTAMPADD(MONTH, n, CAST(a AS DATE)) AS p_date"])
+    # on DuckDB's TIMESTAMP: its TIMESTAMPTZ date_sub goes through ICU in milliseconds (1974-08-01
+    # 22:09:53.356983 to 1974-06-11 22:09:53.356984 is -1224 hours there, -1223 whole ones)
+    theirs = ", ".join([f"date_sub('{u}', a::TIMESTAMP, b::TIMESTAMP)" for u in UNITS] +
+                       [f"a + to_microseconds(n * {us})" for us in
+                        (S, 60 * S, 3600 * S, day, 7 * day)] +
+                       ["a + to_months(n)", "a + to_months(3 * n)", "a + to_months(12 * n)",
+                        "CAST(CAST(a AS DATE) + to_months(n) AS DATE)"])
+    got = run_to_table(ddl, f"SELECT i, {ours} FROM t", tmp_path / "out", parallelism)
+    duck.register("t", table)
+    want = duck.sql(f"SELECT i, {theirs} FROM t").to_arrow_table()
+    assert normalized_rows(got) == normalized_rows(want)
+    flink = run_to_table(ddl, "SELECT TIMESTAMPADD(WEEK, 1, DATE '2003-01-02') AS w, "
+                              "TIMESTAMPDIFF(DAY, TIMESTAMP '1997-04-27 10:00:20', "
+                              "TIMESTAMP '1997-04-25 10:00:00') AS d FROM t WHERE i = 0",
+                         tmp_path / "flink", parallelism)   # Flink's documented answers
+    assert flink.to_pylist() == [{"w": dt.date(2003, 1, 9), "d": -2}]

@@ -15,7 +15,7 @@ import pyarrow as pa
 from caudal import compute as pc
 from caudal.errors import RuntimeFailure
 from caudal.plan.expressions import Call, Expr
-from caudal.plan.functions.casts import naive_utc
+from caudal.plan.functions.casts import cast_array, naive_utc
 from caudal.plan.functions.coerce import arity, cast, constant_value
 from caudal.plan.functions.kernels import any_true, null_of, polars_eval
 from caudal.plan.functions.registry import BindError, register
@@ -548,3 +548,96 @@ def _bind_date_format(name: str, args: list[Expr]) -> Call:
 register("date_format", _bind_date_format, _to_char,
          "date_format(timestamp, 'yyyy-MM-dd HH:mm:ss') -> text (Java date-time pattern, "
          "as in Flink)")
+
+
+# ---- Flink's TIMESTAMPADD / TIMESTAMPDIFF -------------------------------------------------
+
+#: microseconds of the fixed units; MONTH, QUARTER and YEAR count calendar months
+_FIXED_UNITS_US = {"second": 1_000_000, "minute": 60_000_000, "hour": 3_600_000_000,
+                   "day": 86_400_000_000, "week": 604_800_000_000}
+_MONTHS = {"month": 1, "quarter": 3, "year": 12}
+
+
+def _time_unit(name: str, arg: Expr) -> str:
+    unit = str(constant_value(arg, name, "unit")).lower()
+    unit = unit.removeprefix("sql_tsi_")
+    if unit not in _FIXED_UNITS_US and unit not in _MONTHS:
+        raise BindError(f"{name}() does not know unit {unit!r}",
+                        hint="SECOND, MINUTE, HOUR, DAY, WEEK, MONTH, QUARTER or YEAR")
+    return unit
+
+
+def _bind_timestampadd(name: str, args: list[Expr]) -> Call:
+    arity(name, args, 3)
+    unit_arg, count, value = args
+    if not is_text(unit_arg.dtype) or not (pa.types.is_integer(count.dtype) or pa.types.is_null(
+            count.dtype)) or not (_temporal(value.dtype) or pa.types.is_null(value.dtype)):
+        raise_signature(name, args)
+    unit = _time_unit(name, unit_arg)
+    # a DATE plus days or more stays a DATE (Flink: TIMESTAMPADD(WEEK, 1, DATE '2003-01-02'))
+    dtype = pa.date32() if pa.types.is_date(value.dtype) and (
+        unit in _MONTHS or unit in ("day", "week")) else TIMESTAMP
+    return Call(dtype, name, (cast(count, pa.int64()), cast(value, TIMESTAMP)), {"unit": unit})
+
+
+def _add_months(ts, months):
+    """ts + months calendar months, the day cut to the month's last (Jan 31 + 1 month is
+    Feb 28 or 29), as Flink (Java's plusMonths) and DuckDB add them."""
+    import polars as pl
+
+    return polars_eval(lambda t, m: t.dt.offset_by(pl.format("{}mo", m)), [ts, months],
+                       TIMESTAMP)
+
+
+def _timestampadd(args, call):
+    count, value = args
+    unit = call.options["unit"]
+    try:
+        if unit in _MONTHS:
+            out = _add_months(value, pc.multiply_checked(count, _MONTHS[unit]))
+        else:
+            micros = pc.add_checked(pc.cast(value, pa.int64()),
+                                    pc.multiply_checked(count, _FIXED_UNITS_US[unit]))
+            out = pc.cast(micros, TIMESTAMP)
+    except (pa.ArrowInvalid, OverflowError):
+        raise RuntimeFailure("timestamp out of range in timestampadd()") from None
+    return cast_array(out, call.dtype) if pa.types.is_date(call.dtype) else out
+
+
+def _bind_timestampdiff(name: str, args: list[Expr]) -> Call:
+    arity(name, args, 3)
+    unit_arg, start, end = args
+    if not is_text(unit_arg.dtype) or not all(_temporal(a.dtype) or pa.types.is_null(a.dtype)
+                                              for a in (start, end)):
+        raise_signature(name, args)
+    return Call(pa.int64(), name, (cast(start, TIMESTAMP), cast(end, TIMESTAMP)),
+                {"unit": _time_unit(name, unit_arg)})
+
+
+def _timestampdiff(args, call):
+    start, end = args
+    unit = call.options["unit"]
+    a, b = pc.cast(start, pa.int64()), pc.cast(end, pa.int64())
+    if unit in _FIXED_UNITS_US:  # whole units between them, toward zero
+        return pc.divide(pc.subtract(b, a), _FIXED_UNITS_US[unit])
+    # whole months: the most m with lo + m months <= hi (Calcite's subtractMonths), signed
+    forward = pc.greater_equal(b, a)
+    lo, hi = pc.if_else(forward, start, end), pc.if_else(forward, end, start)
+    naive_lo, naive_hi = naive_utc(lo), naive_utc(hi)
+    months = pc.subtract(
+        pc.add(pc.multiply(pc.year(naive_hi), 12), pc.month(naive_hi)),
+        pc.add(pc.multiply(pc.year(naive_lo), 12), pc.month(naive_lo)))
+    months = pc.cast(months, pa.int64())
+    over = pc.greater(_add_months(lo, months), hi)
+    months = pc.subtract(months, pc.cast(over, pa.int64()))
+    months = pc.if_else(forward, months, pc.negate(months))
+    return pc.divide(months, _MONTHS[unit])
+
+
+register("timestampadd", _bind_timestampadd, _timestampadd,
+         "TIMESTAMPADD(unit, n, timestamp) -> timestamp (Flink): n units later (SECOND ... "
+         "WEEK; MONTH, QUARTER, YEAR in calendar months, the day cut to the month's last); "
+         "a DATE plus DAY or more is a DATE")
+register("timestampdiff", _bind_timestampdiff, _timestampdiff,
+         "TIMESTAMPDIFF(unit, t1, t2) -> bigint (Flink): whole units from t1 to t2, signed "
+         "(MONTH, QUARTER, YEAR: whole calendar months, as DuckDB's date_sub)")
