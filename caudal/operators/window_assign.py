@@ -29,7 +29,9 @@ class WindowAssign(Operator):
 
     def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:
         column = batch.column(self.time_column)
-        if column.null_count:
+        if column.null_count:  # in no window: counted, as window aggregates count them
+            metrics = self.ctx.metrics
+            metrics["null_time_rows"] = metrics.get("null_time_rows", 0) + column.null_count
             batch = batch.filter(pc.is_valid(column))
             column = batch.column(self.time_column)
         if batch.num_rows == 0:

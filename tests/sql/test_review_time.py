@@ -13,7 +13,7 @@ import pytest
 
 from caudal.errors import PlanError, RuntimeFailure
 from caudal.job import run_sql
-from tests.helpers import normalized_rows, run_to_table
+from tests.helpers import normalized_rows, read_committed, run_to_table
 
 S = 1_000_000
 T0 = 1_767_225_600 * S   # 2026-01-01 00:00:00 UTC in µs
@@ -296,3 +296,56 @@ def test_timestampadd_and_timestampdiff_as_duckdb(tmp_path, duck, parallelism):
                               "TIMESTAMP '1997-04-25 10:00:00') AS d FROM t WHERE i = 0",
                          tmp_path / "flink", parallelism)   # Flink's documented answers
     assert flink.to_pylist() == [{"w": dt.date(2003, 1, 9), "d": -2}]
+
+
+NULL_TIME_QUERIES = {
+    # the table function's rows, a LEFT window join, a window top-N
+    "rows": ("SELECT v, window_start AS ws FROM TABLE(TUMBLE(TABLE a, DESCRIPTOR(ts), "
+             "INTERVAL '10' SECOND))", "SELECT v, time_bucket(INTERVAL 10 SECOND, ts) AS ws "
+                                       "FROM a WHERE ts IS NOT NULL", 2),
+    "left join": ("SELECT L.v, R.w FROM (SELECT * FROM TABLE(TUMBLE(TABLE a, DESCRIPTOR(ts), "
+                  "INTERVAL '10' SECOND))) L LEFT JOIN (SELECT * FROM TABLE(TUMBLE(TABLE b, "
+                  "DESCRIPTOR(ts), INTERVAL '10' SECOND))) R ON L.window_start = "
+                  "R.window_start AND L.window_end = R.window_end",
+                  "SELECT a.v, b.w FROM a LEFT JOIN b ON time_bucket(INTERVAL 10 SECOND, a.ts) "
+                  "= time_bucket(INTERVAL 10 SECOND, b.ts) WHERE a.ts IS NOT NULL", 3),
+    "top-n": ("SELECT v FROM (SELECT v, ROW_NUMBER() OVER (PARTITION BY window_start, "
+              "window_end ORDER BY v DESC) AS rn FROM TABLE(TUMBLE(TABLE a, DESCRIPTOR(ts), "
+              "INTERVAL '10' SECOND))) WHERE rn <= 1",
+              "SELECT max(v) FROM a WHERE ts IS NOT NULL GROUP BY time_bucket(INTERVAL 10 "
+              "SECOND, ts)", 2),
+}
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize("name", sorted(NULL_TIME_QUERIES))
+def test_rows_without_event_time_leave_window_functions_counted(tmp_path, duck, parallelism,
+                                                                 name):
+    """A window table function's rows with a NULL event time are in no window, as in window
+    aggregates: dropped and reported at exit. They vanished without a count from its rows,
+    window joins (a LEFT join lost left rows) and window top-N."""
+    from tests.conftest import run_cli
+
+    def table(seconds, column):
+        return pa.table({column: pa.array(range(len(seconds)), pa.int64()),
+                         "ts": pa.array([None if s is None else T0 + s * S for s in seconds],
+                                        pa.int64()).cast(pa.timestamp("us", tz="UTC"))})
+
+    a, b = table([0, 1, None, 3, 12, None, 15, 40], "v"), table([0, 2, None, 13, 41], "w")
+    for side, data in (("a", a), ("b", b)):
+        (tmp_path / side).mkdir()
+        pq.write_table(data, tmp_path / side / "p.parquet", row_group_size=2)
+    query, reference, dropped = NULL_TIME_QUERIES[name]
+    (tmp_path / "job.sql").write_text("\n".join(
+        f"CREATE TABLE {side} ({col} BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL "
+        f"'1' SECOND) WITH (connector = 'filesystem', path = '{tmp_path / side}');"
+        for side, col in (("a", "v"), ("b", "w"))) + f"""
+CREATE TABLE out WITH (connector = 'filesystem', path = '{tmp_path / "out"}', format = 'parquet');
+INSERT INTO out {query};""")
+    done = run_cli("run", "job.sql", "-p", str(parallelism), "--batch-rows", "2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"{dropped} rows with a NULL event time dropped" in done.stderr
+    duck.register("a", a)
+    duck.register("b", b)
+    assert normalized_rows(read_committed(tmp_path / "out")) == \
+        normalized_rows(duck.sql(reference).to_arrow_table())
