@@ -70,3 +70,17 @@ def test_readme_links_only_pages_of_the_repository():
     for target in targets:
         assert not target.startswith(("..", "/", "http:", "https:")), target
         assert (REPO / target).exists(), f"README links a missing file {target}"
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    """The README's Python block, over a `bids/` directory of Parquet bids it reads."""
+    monkeypatch.chdir(tmp_path)
+    run_sql(BIDS + "CREATE TABLE out WITH (connector = 'filesystem', path = 'bids', "
+            "format = 'parquet');\nINSERT INTO out SELECT * FROM bids;")
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert len(blocks) == 1
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md python block", "exec"), namespace)
+    table = namespace["table"]
+    assert table.num_rows > 0
+    assert table.column_names == ["auction", "window_start", "window_end", "bids", "top"]
