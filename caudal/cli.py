@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="caudal", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="caudal: stateful stream processing with SQL over Apache Arrow.")
     p.add_argument("--version", action="version", version=f"caudal {__version__}")
-    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    p.add_argument("--debug", action="store_true",
+                   help="show tracebacks on errors (or CAUDAL_DEBUG=1)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     run = sub.add_parser("run", help="run a SQL file",
@@ -616,7 +617,8 @@ def main(argv: list[str] | None = None) -> int:
     _die_with_parent()
     parser = _parser()
     args = parser.parse_args(argv)
-    debug = args.debug or bool(os.environ.get("CAUDAL_DEBUG"))
+    debug = args.debug or os.environ.get("CAUDAL_DEBUG", "").strip().lower() not in (
+        "", "0", "false", "no", "off")
     if args.command is None:
         parser.print_help()
         return 2

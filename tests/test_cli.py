@@ -75,6 +75,17 @@ def test_debug_shows_traceback(tmp_path):
     assert "Traceback" in proc.stderr
 
 
+
+@pytest.mark.parametrize(("value", "traceback"), [("1", True), ("0", False), ("", False)])
+def test_caudal_debug_env_is_debug_unless_zero(tmp_path, value, traceback):
+    """CAUDAL_DEBUG=1 is --debug; CAUDAL_DEBUG=0 is off, as CAUDAL_PLAN_CACHE=0 is (it turned
+    tracebacks on: any non-empty value did)."""
+    job = tmp_path / "job.sql"
+    job.write_text("SELECT a FROM nowhere;")
+    proc = run_cli("run", str(job), env={"CAUDAL_DEBUG": value})
+    assert proc.returncode != 0
+    assert ("Traceback" in proc.stderr) == traceback, proc.stderr
+
 def test_unknown_connector_and_option(tmp_path):
     job = tmp_path / "job.sql"
     job.write_text("CREATE TABLE t (a BIGINT) WITH (connector = 'kafkaa');\nSELECT a FROM t;")
