@@ -149,6 +149,22 @@ def test_try_cast_gives_null_per_value():
     assert values("TRY_CAST(b AS INT)")[-1] is None  # 2**40 does not fit
 
 
+def test_try_cast_of_a_huge_double_to_decimal_or_integer_is_null():
+    """1e308 overflowed while TRY_CAST rounded it to the decimal's scale: the job failed with
+    Arrow's "overflow occurred during rounding" where DuckDB gives NULL."""
+    table = pa.table({"f": [1e308, -1e308, float("inf"), float("nan"), 12.345, -2147483648.0,
+                            None]})
+
+    def cast(sql):
+        return caudal_eval(sql, table).to_pylist()
+
+    assert cast("TRY_CAST(f AS DECIMAL(10,2))") == [
+        None, None, None, None, Decimal("12.35"), None, None]
+    assert cast("TRY_CAST(f AS DECIMAL(38,10))")[:5] == [
+        None, None, None, None, Decimal("12.3450000000")]
+    assert cast("TRY_CAST(f AS INT)") == [None, None, None, None, 12, -2147483648, None]
+
+
 def test_cast_array_on_scalars_and_decimals():
     assert cast_array(pa.scalar("5"), pa.int64()).as_py() == 5
     assert cast_array(pa.scalar(2.5), pa.int32()).as_py() == 2

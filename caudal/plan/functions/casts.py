@@ -403,9 +403,14 @@ def _numeric_fits(value: pa.Array, target: pa.DataType) -> pa.Array | None:
         high = 10 ** (target.precision - target.scale) - 1
         low, scale = -high, target.scale
     if pa.types.is_floating(source):
-        rounded = pc.round(value, ndigits=scale, round_mode="half_to_even"
-                           if pa.types.is_integer(target) else "half_towards_infinity")
-        return pc.and_(pc.is_finite(value), pc.and_(
+        # rounding to `scale` digits overflows (an Arrow error) far past the bounds: such
+        # values, and NaN and infinities, do not fit and are rounded as 0
+        near = pc.and_(pc.is_finite(value),
+                       pc.less_equal(pc.abs(value), float(max(-low, high)) + 2))
+        rounded = pc.round(pc.if_else(near, value, 0.0), ndigits=scale,
+                           round_mode="half_to_even" if pa.types.is_integer(target)
+                           else "half_towards_infinity")
+        return pc.and_(near, pc.and_(
             pc.greater_equal(rounded, float(low) - (1 if scale == 0 else 0.5 * 10 ** -scale)),
             pc.less(rounded, float(high) + 1)))
     if pa.types.is_decimal(source):
