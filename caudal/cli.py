@@ -625,16 +625,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except CaudalError as e:
+        if isinstance(e.__cause__, BrokenPipeError):  # a sink's print, in a subtask's thread
+            return _stdout_closed()
         if debug:
             raise
         print("caudal: error: " + " ".join(str(e).split()), file=sys.stderr)  # one line
         return e.exit_code
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # output piped into `head` and closed: not an error
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
+    except BrokenPipeError:
+        return _stdout_closed()
     except Exception as e:  # a bug in caudal: one line unless --debug
         if debug:
             raise
@@ -642,6 +642,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"caudal: internal error: {type(e).__name__}: {first} (run with --debug for the "
               f"traceback)", file=sys.stderr)
         return 1
+
+
+def _stdout_closed() -> int:
+    """Output piped into `head` and closed: not an error. Later writes (the flush at exit)
+    go nowhere."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 0
 
 
 def entry() -> None:

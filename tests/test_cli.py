@@ -86,6 +86,25 @@ def test_caudal_debug_env_is_debug_unless_zero(tmp_path, value, traceback):
     assert proc.returncode != 0
     assert ("Traceback" in proc.stderr) == traceback, proc.stderr
 
+
+@pytest.mark.parametrize("parallelism", ["1", "2"])
+def test_output_piped_into_head_ends_quietly_with_0(tmp_path, parallelism):
+    """`caudal run job.sql | head` stops when head closes the pipe, without an error: it said
+    `caudal: error: BrokenPipeError: [Errno 32] Broken pipe` and exited 1."""
+    import subprocess
+    import sys
+
+    job = tmp_path / "job.sql"
+    job.write_text("CREATE TABLE bids WITH (connector = 'nexmark', table = 'bid', "
+                   "events = '200000');\nSELECT auction, price FROM bids;")
+    proc = subprocess.Popen([sys.executable, "-m", "caudal.cli", "run", str(job), "-p",
+                             parallelism], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # as head does after its lines
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(120) == 0, stderr
+    assert "error" not in stderr, stderr
+
 def test_unknown_connector_and_option(tmp_path):
     job = tmp_path / "job.sql"
     job.write_text("CREATE TABLE t (a BIGINT) WITH (connector = 'kafkaa');\nSELECT a FROM t;")
