@@ -62,7 +62,7 @@ from caudal.operators.percentile_kernel import Percentile, sorted_in_groups
 from caudal.operators.periodic_flush import PeriodicFlush
 from caudal.operators.running_totals import Changes as _Changes
 from caudal.operators.running_totals import RunningTotals
-from caudal.plan.aggregates import AggCall, totals_apply
+from caudal.plan.aggregates import COUNTS, AggCall, totals_apply
 from caudal.plan.changelog import (
     DELETE,
     INSERT,
@@ -863,6 +863,6 @@ class UpdatingAggregate(PeriodicFlush, Operator):
 
 def _zero_if_empty(values: pa.Array, call: AggCall) -> pa.Array:
     """count() of no rows is 0, not NULL."""
-    if call.func in ("count", "approx_count_distinct"):
+    if call.func in COUNTS:
         return pc.fill_null(values, 0)
     return values

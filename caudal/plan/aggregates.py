@@ -122,6 +122,8 @@ SIGNATURES = {
 
 #: aggregates whose DISTINCT form is computed (min/max/bool ignore DISTINCT)
 DISTINCT_OK = {"count", "sum", "avg", "approx_count_distinct"}
+#: aggregates whose value over no rows is 0, not NULL (they count)
+COUNTS = ("count", "approx_count_distinct", "regr_count")
 DISTINCT_IRRELEVANT = {"min", "max", "bool_and", "bool_or"}
 
 

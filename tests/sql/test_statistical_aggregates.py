@@ -93,6 +93,21 @@ def test_windowed_statistics_equal_duckdb(tmp_path, duck, bids_file, parallelism
                        ["window_start", "channel"])
 
 
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_over_no_rows_regr_count_is_0_and_the_others_null(tmp_path, duck, bids_file,
+                                                          parallelism):
+    """regr_count is a count: 0 over no rows (it was NULL), as in DuckDB and PostgreSQL."""
+    path, table = bids_file
+    changes = run_changelog(DDL.format(path=path),
+                            f"SELECT {CAUDAL_AGGS} FROM bids WHERE channel = 'no such channel'",
+                            tmp_path / "out", parallelism=parallelism)
+    bids = table  # noqa: F841
+    expected = duck.sql(f"SELECT {DUCK_AGGS} FROM bids WHERE channel = 'no such channel'").to_arrow_table()
+    got = fold(changes)
+    assert got.column("rc").to_pylist() == [0] == expected.column("rc").to_pylist()
+    _assert_rows_close(got, expected, [])
+
 @pytest.mark.parametrize("select,message", [
     ("percentile_cont(1.5) WITHIN GROUP (ORDER BY price)", "constant fraction between 0"),
     ("percentile_cont(price) WITHIN GROUP (ORDER BY price)", "constant fraction"),
