@@ -344,12 +344,25 @@ def _close_names(name: str) -> list[str]:
     return close_names(name)
 
 
+#: functions of Flink's that caudal refuses on purpose, with the reason (not 'unknown')
+_REFUSED = {
+    "current_watermark": (
+        "CURRENT_WATERMARK() is not supported: its value depends on when each row is read, "
+        "so a query filtering on it would answer differently run to run",
+        "event-time operators (windows, OVER, joins) drop rows behind the watermark "
+        "themselves, counted at exit; late_data = 'side:<table>' keeps them"),
+}
+
+
 def _anonymous(node: exp.Anonymous, scope: Scope) -> Expr:
     name = str(node.this).lower()
     fn = find(name)
     if fn is None or fn.internal:
         if name in _AGGREGATES:
             return _aggregate(node)
+        if name in _REFUSED:
+            message, hint = _REFUSED[name]
+            raise PlanError(message, hint=hint)
         similar = _close_names(name)
         hint = (f"did you mean {', '.join(similar)}? " if similar else "") + \
             "`caudal functions` and docs/sql.md list them all"

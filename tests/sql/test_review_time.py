@@ -349,3 +349,11 @@ INSERT INTO out {query};""")
     duck.register("b", b)
     assert normalized_rows(read_committed(tmp_path / "out")) == \
         normalized_rows(duck.sql(reference).to_arrow_table())
+
+
+def test_current_watermark_is_refused_saying_why(tmp_path):
+    """It was 'unknown function current_watermark() (did you mean current_date,
+    current_timestamp?)'."""
+    _refused(tmp_path, PlanError, "CURRENT_WATERMARK() is not supported: its value depends on "
+             "when each row is read", ", WATERMARK FOR ts AS ts - INTERVAL '1' SECOND",
+             "SELECT v FROM t WHERE CURRENT_WATERMARK(ts) IS NULL OR ts > CURRENT_WATERMARK(ts)")
