@@ -296,6 +296,15 @@ class Planner:
         from caudal.sql.subqueries import apply_subqueries, without_subqueries
 
         select = inline_named_windows(select)  # OVER w … WINDOW w AS (…)
+        distinct = select.args.get("distinct")
+        if distinct is not None and distinct.args.get("on") is None and (
+                select.args.get("group") is not None or
+                any(contains_aggregate(e) for e in select.expressions)):
+            # SELECT DISTINCT … GROUP BY: the distinct rows of the aggregate's result
+            from caudal.sql.set_operations import distinct_rows
+
+            node, scope = self.plan_select(select.copy().distinct(distinct=False))
+            return distinct_rows(self, node), scope
         if has_grouping_sets(select):  # a union of one GROUP BY per grouping set
             return plan_grouping_sets(self, select)
         from caudal.sql.scalar_subqueries import join_scalar_subqueries

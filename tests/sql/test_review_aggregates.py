@@ -244,3 +244,22 @@ def test_a_constant_group_has_no_deviation(query, batch_rows):
     stddev_samp(x) = 0 lost the group; corr(y, x) was a number, DuckDB's NaN): the mean,
     sum / n, missed 0.1 by an ulp, in Arrow's variance and in the merge of partial states."""
     check({"t": CONSTANT}, query, batch_rows=batch_rows)
+
+
+# ---- Flink's GroupingSetsITCase (batch/sql/agg) and SELECT DISTINCT over a GROUP BY ------
+
+EMP = values([("Adam", 50, "M"), ("Alice", 30, "F"), ("Bob", 10, "M"), ("Eric", 20, "M"),
+              ("Eve", 50, "F"), ("Grace", 60, "F"), ("Jane", 10, "F"), ("Susan", 30, "F"),
+              ("Wilma", None, "F")], "ename, deptno, gender")
+
+
+@pytest.mark.parametrize("query", [
+    # testCubeAndDistinct: caudal ignored DISTINCT after a GROUP BY (ten rows of 1)
+    "select distinct count(*) from emp group by cube(deptno, gender)",
+    "select distinct count(*) AS c from emp group by deptno",
+    "select distinct gender, count(*) > 1 AS many from emp group by gender, deptno",
+    "select distinct count(*) AS c from emp group by deptno order by c desc",
+    "select distinct max(deptno) % 20 AS m from emp group by gender, deptno having count(*) < 3",
+])
+def test_select_distinct_over_a_group_by_equals_duckdb(query):
+    check({"emp": EMP}, query)
