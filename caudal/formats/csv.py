@@ -301,7 +301,10 @@ class Decoder:
             except pa.ArrowInvalid:
                 value = raw.column(name)[0].as_py()
                 shown = "NULL" if value is None else repr(value[:60])
-                return f"column {field.name!r} expects {sql_name(field.type)}, got {shown}"
+                trouble = text.timestamp_text_trouble(value) \
+                    if pa.types.is_timestamp(field.type) else ""
+                return (f"column {field.name!r} expects {sql_name(field.type)}, got "
+                        f"{shown}{trouble}")
         return message
 
 

@@ -442,8 +442,10 @@ class Decoder:
                 except pa.ArrowInvalid as e:
                     if "epoch number" in str(e):
                         return str(e).splitlines()[0]
+                    trouble = text.timestamp_text_trouble(value[field.name]) \
+                        if pa.types.is_timestamp(field.type) else ""
                     return (f"column {field.name!r} expects {sql_name(field.type)}, got "
-                            f"{_short(json.dumps(value[field.name]).encode())}")
+                            f"{_short(json.dumps(value[field.name]).encode())}{trouble}")
         return re.sub(r" in row \d+$", "", str(error).splitlines()[0])
 
 

@@ -7,6 +7,8 @@ PostgreSQL hex (``\\x0a1b``), INTERVAL as ISO 8601 (``PT1S``), nested values as 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyarrow as pa
 
@@ -127,3 +129,12 @@ def to_text(arr: pa.Array | pa.ChunkedArray, sep: str = "T", zone: bool = True) 
         return json_text(arr) if pa.types.is_nested(t) else \
             pc.utf8_slice_codeunits(json_text(arr), 1, -1)  # a JSON string: drop the quotes
     return pc.cast(arr, pa.string())
+
+
+def timestamp_text_trouble(value: object) -> str:
+    """Why a timestamp's text that a file holds was not read, when it can be told: '' or
+    ': <reason>' for the malformed-record message."""
+    if isinstance(value, str) and re.search(r":\d\d\.\d{7,}", value):
+        return (": more than 6 digits after the seconds (TIMESTAMP keeps microseconds; "
+                "declare the column TEXT and CAST it, which cuts the rest off as DuckDB does)")
+    return ""

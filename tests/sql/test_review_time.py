@@ -357,3 +357,29 @@ def test_current_watermark_is_refused_saying_why(tmp_path):
     _refused(tmp_path, PlanError, "CURRENT_WATERMARK() is not supported: its value depends on "
              "when each row is read", ", WATERMARK FOR ts AS ts - INTERVAL '1' SECOND",
              "SELECT v FROM t WHERE CURRENT_WATERMARK(ts) IS NULL OR ts > CURRENT_WATERMARK(ts)")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_text_finer_than_microseconds_in_a_file_says_why(tmp_path, fmt):
+    """.NET writes 7 fraction digits: such a row was 'expects TIMESTAMP, got …' without
+    why; the workaround it names (TEXT, then CAST) reads DuckDB's values."""
+    import json
+
+    (tmp_path / "in").mkdir()
+    texts = ["2024-03-05 14:30:15", "2024-03-05T14:30:15.1234567Z"]
+    if fmt == "csv":
+        body = "i,ts\n" + "".join(f"{i},{t}\n" for i, t in enumerate(texts))
+    else:
+        body = "".join(json.dumps({"i": i, "ts": t}) + "\n" for i, t in enumerate(texts))
+    (tmp_path / "in" / f"a.{fmt}").write_text(body)
+
+    def ddl(kind):
+        return (f"CREATE TABLE t (i BIGINT, ts {kind}) WITH (connector = 'filesystem', "
+                f"path = '{tmp_path / 'in'}', format = '{fmt}');")
+    from caudal.errors import DataError
+
+    with pytest.raises(DataError, match="more than 6 digits after the seconds"):
+        run_sql(ddl("TIMESTAMP") + "\nSELECT i, ts FROM t;")
+    got = run_to_table(ddl("TEXT"), "SELECT i, CAST(ts AS TIMESTAMP) AS ts FROM t",
+                       tmp_path / "out")
+    assert normalized_rows(got) == [(0, 1709649015000000), (1, 1709649015123456)]
