@@ -73,6 +73,17 @@ def check_setting(name: str, line: int | None, col: int | None, value: str = "")
                         line=line, col=col,
                         hint=f"settings: {', '.join(KNOWN)} (Flink's table.exec.state.ttl is "
                              "updating_ttl); remove the SET")
+    # the value too, here: the operator reading it named its own query's line, and a job
+    # without one took any value
+    try:
+        if name == "updating_flush":
+            flush_setting({name: value})
+        elif name == "updating_ttl":
+            duration_setting({name: value}, name, None)
+        elif name == "allow_unkeyed_join":
+            bool_setting({name: value}, name)
+    except PlanError as e:
+        raise PlanError(e.message, line=line, col=col, hint=e.hint) from None
 
 
 def duration_setting(settings: dict[str, Any], name: str, default: int | None) -> int | None:

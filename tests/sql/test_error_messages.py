@@ -132,6 +132,21 @@ def test_a_setting_caudal_would_ignore_is_refused(statement):
         compile_sql(DDL + statement + "\nSELECT price FROM bids;")
 
 
+
+@pytest.mark.parametrize("statement, message", [
+    ("SET updating_flush = 'soon';", "SET updating_flush = 'soon' is not a duration"),
+    ("SET updating_flush = 'off';", "SET updating_flush = 'off' is not accepted"),
+    ("SET updating_ttl = 'a while';", "SET updating_ttl = 'a while' is not a duration"),
+    ("SET allow_unkeyed_join = 'maybe';", "SET allow_unkeyed_join = 'maybe' is not a boolean"),
+])
+def test_a_bad_setting_value_is_refused_at_its_set(statement, message):
+    """A bad value was refused only by the operator reading it, naming that query's line (or
+    not at all when no operator read it: SELECT 1 ran)."""
+    for query in ("SELECT 1;", "SELECT auction, count(*) AS n FROM bids GROUP BY auction;"):
+        with pytest.raises(CaudalError) as e:
+            compile_sql(DDL + statement + "\n" + query)
+        assert str(e.value).startswith(f"line 2, column 1: {message}"), str(e.value)
+
 def test_the_settings_caudal_reads_are_accepted():
     compile_sql(DDL + "SET updating_flush = '0';\nSET 'table.exec.state.ttl' = '1 hour';\n"
                 "SET allow_unkeyed_join = true;\nSELECT price FROM bids;")
