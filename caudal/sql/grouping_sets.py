@@ -128,6 +128,16 @@ def _rewrite(node: exp.Expression, grouped: dict[str, exp.Expression], present: 
     return result
 
 
+def _input_columns(planner, select: exp.Select) -> set[str]:
+    """The (lower-case) names of the columns the FROM clause gives the query."""
+    branch = select.copy()
+    branch.set("expressions", [exp.Star()])
+    for key in ("group", "having", "order", "limit", "offset", "distinct"):
+        branch.set(key, None)
+    _, scope = planner.plan_select(branch)
+    return {c.name.lower() for c in scope.columns}
+
+
 def plan_grouping_sets(planner, select: exp.Select) -> tuple[LogicalNode, Scope]:
     from caudal.sql.select_items import contains_aggregate
     from caudal.sql.set_operations import unify
@@ -137,8 +147,12 @@ def plan_grouping_sets(planner, select: exp.Select) -> tuple[LogicalNode, Scope]
     for s in sets:
         for e in s:
             grouped.setdefault(_key(e), e)
-    # a SELECT alias used as a grouping item stands for its expression
+    # a SELECT alias used as a grouping item stands for its expression, unless an input
+    # column has that name (which wins, as in PostgreSQL and DuckDB)
     aliases = {i.alias.lower(): i.this for i in select.expressions if isinstance(i, exp.Alias)}
+    if aliases:
+        inputs = _input_columns(planner, select)
+        aliases = {a: e for a, e in aliases.items() if a not in inputs}
     for e in list(grouped.values()):
         if isinstance(e, exp.Column) and not e.table and e.name.lower() in aliases:
             grouped.setdefault(_key(aliases[e.name.lower()]), aliases[e.name.lower()])

@@ -263,3 +263,25 @@ EMP = values([("Adam", 50, "M"), ("Alice", 30, "F"), ("Bob", 10, "M"), ("Eric", 
 ])
 def test_select_distinct_over_a_group_by_equals_duckdb(query):
     check({"emp": EMP}, query)
+
+
+EMPS = values([(100, "Fred", 10, None, None, 25, True, False),
+               (110, "Eric", 20, "M", "San Francisco", 80, None, False),
+               (110, "John", 40, "M", "Vancouver", None, False, True),
+               (120, "Wilma", 20, "F", None, 5, None, True),
+               (130, "Alice", 40, "F", "Vancouver", None, False, True)],
+              "empno, name, deptno, gender, city, age, slacker, manager")
+
+
+@pytest.mark.parametrize("query", [
+    # testCoalesceOnGroupingSets: the item named as the input column it reads; GROUP BY
+    # deptno is the input column (as in PostgreSQL and DuckDB), caudal took the SELECT
+    # alias and made the whole coalesce NULL where deptno is left out (-1 expected)
+    "select gender, city, coalesce(deptno, -1) as deptno, count(*) as cnt from emps "
+    "group by grouping sets ((gender, city), (gender, city, deptno))",
+    "select coalesce(gender, 'all') as gender, count(*) as c from emps group by rollup(gender)",
+    # an alias that is not an input column still stands for its expression
+    "select deptno + 1 as d1, count(*) as c from emps group by rollup(d1)",
+])
+def test_grouping_sets_name_an_input_column_before_an_alias(query):
+    check({"emps": EMPS}, query)
