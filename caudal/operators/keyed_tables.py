@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from caudal import compute as pc
+from caudal import float_order
 
 if TYPE_CHECKING:
     import polars as pl
@@ -31,14 +32,32 @@ from caudal.state.rescale import (
 
 
 def positional(table: pa.Table | pa.RecordBatch, columns: Sequence[str],
-               prefix: str = "_k") -> pl.DataFrame:
+               prefix: str = "_k", exact_floats: bool = False) -> pl.DataFrame:
     """The ``columns`` of an Arrow table as a Polars frame with names ``_k0, _k1, …`` (so
-    two sides with clashing or differing names can be joined on the same names)."""
+    two sides with clashing or differing names can be joined on the same names), to match
+    keys: a floating-point column becomes the bits of its value with -0.0 made 0.0 and every
+    NaN one NaN, so equal keys are equal integers (Polars' join did not match a NaN key with
+    a NaN in a one-row frame, though it did in larger ones). ``exact_floats`` keeps them as
+    they are (a frame whose values are read back)."""
     import polars as pl  # late: a lookup join on a unique key never needs Polars
 
     arrays = [table.column(c) for c in columns]
+    if not exact_floats:
+        arrays = [_float_bits(a) for a in arrays]
     names = [f"{prefix}{i}" for i in range(len(columns))]
     return pl.from_arrow(pa.table(dict(zip(names, arrays))), rechunk=False)  # type: ignore[return-value]
+
+
+def _float_bits(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """A floating-point key as integers equal where the keys are (DuckDB's: NaN equals NaN,
+    -0.0 equals 0.0); other columns as they are."""
+    if not float_order.is_float(values.type):
+        return values
+    values = float_order.normalize_key(values)
+    bits = {16: pa.int16(), 32: pa.int32()}.get(values.type.bit_width, pa.int64())
+    if isinstance(values, pa.ChunkedArray):
+        return pa.chunked_array([c.view(bits) for c in values.chunks], bits)
+    return values.view(bits)
 
 
 def lookup(probe: pa.Table, probe_keys: Sequence[str], build: pa.Table,
@@ -196,7 +215,7 @@ def net_rows(table: pa.Table, names: Sequence[str], schema: pa.Schema) -> pa.Tab
     import polars as pl
 
     names = list(names)
-    frame = positional(table, names)
+    frame = positional(table, names, exact_floats=True)  # read back as the rows
     if not names:  # rows without columns (an uncorrelated EXISTS): all equal, one group
         frame = pl.DataFrame({"_k0": np.zeros(table.num_rows, dtype=np.int8)})
     w = pl.from_arrow(table.column(NET)).cast(pl.Int64).alias(NET)  # type: ignore[union-attr]

@@ -328,3 +328,36 @@ def test_flink_interval_join_it_cases(tmp_path, query, rows, parallelism):
     expected = _duckdb(tables, query)
     assert len(expected) == rows  # Flink's expected rows
     assert _caudal(tmp_path, tables, query, parallelism, declared) == expected
+
+
+# ---- floating-point keys: NaN equals NaN, -0.0 equals 0.0 (DuckDB's) ---------------------
+
+_FL = pa.table({"f": pa.array([1.5, None, 0.0, float("nan"), -0.0, float("inf")]),
+                "x": pa.array([1, 2, 3, 4, 5, 6], pa.int64())})
+_FR = pa.table({"f": pa.array([0.0, None, float("nan"), 1.5, -0.0, float("-inf")], pa.float32()),
+                "y": pa.array([10, 20, 30, 40, 50, 60], pa.int64())})
+
+
+@pytest.mark.parametrize("batch_rows", [1, 3])
+@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize("query", [
+    # at p=2 (the NaN rows meeting alone in a subtask) NaN did not match NaN: Polars' join
+    # of a one-row NaN frame with a one-row NaN frame gives no pair
+    "SELECT l.x, r.y FROM l JOIN r ON l.f = r.f",
+    "SELECT l.x, r.y FROM l FULL JOIN r ON l.f = r.f",
+    "SELECT l.x FROM l WHERE l.f IN (SELECT f FROM r)",
+    "SELECT l.x FROM l WHERE l.f NOT IN (SELECT f FROM r WHERE f IS NOT NULL)",
+])
+def test_float_keys_match_as_duckdb(tmp_path, query, parallelism, batch_rows):
+    tables = {"l": _FL, "r": _FR}
+    script = "SET updating_flush = '0';\n"
+    for name, table in tables.items():
+        pq.write_table(table, tmp_path / f"{name}.parquet", row_group_size=batch_rows)
+        script += (f"CREATE TABLE {name} WITH (connector = 'filesystem', "
+                   f"path = '{tmp_path / name}.parquet');\n")
+    out = tmp_path / "out"
+    script += (f"CREATE TABLE out WITH (connector = 'filesystem', path = '{out}', "
+               f"format = 'debezium_json');\nINSERT INTO out {query};\n")
+    schema = compile_sql(script).job.outputs[-1].plan.table.schema
+    run_sql(script, parallelism=parallelism, batch_rows=batch_rows)
+    assert normalized_rows(fold(read_changes(out, schema))) == _duckdb(tables, query)
