@@ -22,6 +22,7 @@ are not text: they are callables registered for the job being planned
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -700,4 +701,12 @@ def sql(query: str, **frames: Frame) -> Frame:
 
     text = node.sql(dialect=Caudal)
     frame = Frame(f"CREATE VIEW {{self}} AS {text}", tuple(frames.values()), op="sql")
-    return frame._checked()
+    try:
+        return frame._checked()
+    except PlanError as e:  # its hint listed the frames' internal names (_f4, _f7)
+        unknown = re.fullmatch(r"sql\(\): unknown table '([^']*)'", e.message)
+        if unknown is None:
+            raise
+        raise PlanError(e.message, hint=f"frames given: {', '.join(frames) or '(none)'}; name "
+                                        f"each by keyword, cd.sql(query, "
+                                        f"{unknown.group(1)}=frame)") from None

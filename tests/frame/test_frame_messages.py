@@ -128,3 +128,16 @@ def test_the_same_query_built_again_in_one_process_is_the_same_job(tmp_path):
         cell().collect(checkpoint_dir=str(tmp_path / "ck2"))
     other = cd.read_parquet(str(tmp_path / "in.parquet")).filter(col("v") > 4)
     assert other.name != first.name  # another query, another name
+
+
+def test_sql_naming_a_frame_not_given_lists_the_names_given(tmp_path):
+    """cd.sql("… FROM b", c=frame) listed the frames' internal names ('tables and views: _f4,
+    _f7'), which the user never wrote."""
+    src = _parquet_source(tmp_path)
+    with pytest.raises(PlanError) as e:
+        cd.sql("SELECT * FROM b", c=src, d=src.filter(col("v") > 3))
+    said = str(e.value)
+    assert said == ("sql(): unknown table 'b' (frames given: c, d; name each by keyword, "
+                    "cd.sql(query, b=frame))"), said
+    with pytest.raises(PlanError, match=r"frames given: \(none\)"):
+        cd.sql("SELECT * FROM b")
