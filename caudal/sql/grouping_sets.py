@@ -30,11 +30,15 @@ MAX_SETS = 64
 
 
 def has_grouping_sets(select: exp.Select) -> bool:
+    """GROUPING SETS, ROLLUP or CUBE in GROUP BY, or GROUPING()/GROUPING_ID() over a plain
+    GROUP BY (one grouping set, where they are 0)."""
     group = select.args.get("group")
     if group is None:
         return False
     return any(isinstance(i, _SETS) for i in group.expressions) or any(
-        group.args.get(k) for k in ("grouping_sets", "rollup", "cube"))
+        group.args.get(k) for k in ("grouping_sets", "rollup", "cube")) or any(
+        e.find(exp.Grouping, exp.GroupingId) is not None
+        for e in [*select.expressions, select.args.get("having")] if e is not None)
 
 
 def _members(node: exp.Expression) -> list[exp.Expression]:

@@ -285,3 +285,14 @@ EMPS = values([(100, "Fred", 10, None, None, 25, True, False),
 ])
 def test_grouping_sets_name_an_input_column_before_an_alias(query):
     check({"emps": EMPS}, query)
+
+
+@pytest.mark.parametrize("query", [
+    # testGroupingInSelectClauseOfGroupByQuery: GROUPING() of a plain GROUP BY is 0
+    # (caudal: "aggregate grouping() is not supported")
+    "select count(*) as c, grouping(deptno) as g from emp group by deptno",
+    "select gender, grouping_id(gender, deptno) as gi, count(*) as c from emp "
+    "group by gender, deptno having grouping(gender) = 0",
+])
+def test_grouping_of_a_plain_group_by_equals_duckdb(query):
+    check({"emp": EMP}, query)
