@@ -337,14 +337,29 @@ def timestamp_text_fits(text: pa.Array) -> pa.Array:
     for name, limit in (("h", 24), ("m", 60), ("s", 60)):
         field = pc.struct_field(parts, name)
         number = pc.cast(pc.if_else(pc.equal(field, ""), "0", field), pa.int64())
-        fits = pc.and_(fits, pc.less(pc.fill_null(number, 0), limit))
+        in_range = pc.less(pc.fill_null(number, 0), limit)
+        if name == "h":  # 24:00:00 is the next midnight
+            in_range = pc.or_(in_range, pc.match_substring_regex(text, _END_OF_DAY))
+        fits = pc.and_(fits, in_range)
     return pc.fill_null(fits, False)
+
+
+#: '24:00[:00[.000]]' after a date: the midnight that ends the day (PostgreSQL, DuckDB)
+_END_OF_DAY = r"^\d{4}-\d\d-\d\d[ T]24:00(?::00(?:\.0*)?)?(?: ?(?:Z|z|UTC|utc|[+-]\d\d(?::?\d\d)?))?$"
 
 
 def _text_to_timestamp(value: pa.Array, target: pa.DataType) -> pa.Array:
     """ISO 8601 text (a space or ``T`` between date and time); no zone means UTC. Digits of
     the seconds past microseconds are cut off, as DuckDB reads them (Arrow refused them)."""
     text = pc.utf8_trim(value, characters=" \t\n\r")
+    next_day = pc.match_substring_regex(text, _END_OF_DAY)
+    if any_true(next_day):  # 24:00 is 00:00 of the next day
+        text = pc.replace_substring_regex(text, r"^(\d{4}-\d\d-\d\d[ T])24:00(:00(\.0*)?)?",
+                                          r"\100:00:00")
+        day = pc.cast(pc.fill_null(next_day, False), pa.int64())
+        at = _text_to_timestamp(text, target)
+        return pc.cast(pc.add(pc.cast(at, pa.int64()), pc.multiply(day, 86_400_000_000)),
+                       target)
     text = pc.replace_substring_regex(text, r"(:\d\d\.\d{6})\d+", r"\1")
     text = pc.replace_substring_regex(text, r"^(\d{4}-\d\d-\d\d)[ T]", r"\1T")
     text = pc.replace_substring_regex(text, r"^(\d{4}-\d\d-\d\d)$", r"\1T00:00:00")
