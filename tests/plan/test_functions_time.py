@@ -112,6 +112,18 @@ def test_to_timestamp_formats():
         caudal_eval("to_timestamp(s, 'YYYY-MM-DD')")
 
 
+
+@pytest.mark.parametrize("function", ["to_date", "to_timestamp"])
+def test_text_that_does_not_match_the_template_is_named(function):
+    """The message named Polars' internals ("conversion from `str` to `date` failed in column
+    'c0' for 2 out of 4 values: [...]") instead of the text and the template."""
+    table = pa.table({"s": ["2020-01-02", "abc", None, "2020-13-45"]})
+    with pytest.raises(RuntimeFailure) as e:
+        caudal_eval(f"{function}(s, 'YYYY-MM-DD')", table)
+    assert e.value.message == (f"{function}(): the text 'abc' does not match the format "
+                               f"(nor does 1 more value) in {function.upper()}(s, "
+                               "'YYYY-MM-DD')"), e.value.message
+
 def test_pg_format_patterns():
     assert pg_format("YYYY-MM-DD HH24:MI:SS.US") == "%Y-%m-%d %H:%M:%S.%6f"
     assert pg_format("yyyy-mm-dd hh24:mi:ss.ms", parsing=True) == "%Y-%m-%d %H:%M:%S%.f"

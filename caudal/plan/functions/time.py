@@ -285,13 +285,33 @@ def _to_timestamp(args, call):
     fmt = call.options["format"]
     if fmt is None:
         return null_of(TIMESTAMP)
-    lenient = call.options.get("lenient", False)
+    return _parsed("to_timestamp", value, TIMESTAMP, call.options.get("lenient", False),
+                   lambda s, strict: s.str.strip_chars().str.to_datetime(
+                       fmt, time_unit="us", time_zone="UTC", strict=strict))
+
+
+def _parsed(name: str, value, dtype: pa.DataType, lenient: bool, parse) -> pa.Array:
+    """Text parsed by ``parse(series, strict)`` (Polars); unless ``lenient``, text that
+    does not match is an error naming the first such text."""
+    if lenient:
+        return polars_eval(lambda s: parse(s, False), [value], dtype)
     try:
-        return polars_eval(lambda s: s.str.strip_chars().str.to_datetime(
-            fmt, time_unit="us", time_zone="UTC", strict=not lenient), [value], TIMESTAMP)
+        return polars_eval(lambda s: parse(s, True), [value], dtype)
     except Exception as e:  # polars raises its own ComputeError/InvalidOperationError
-        raise RuntimeFailure(f"to_timestamp(): text does not match the format "
-                             f"({str(e).splitlines()[0]})",
+        reason = f"text does not match the format ({str(e).splitlines()[0]})"
+        try:
+            text = value.combine_chunks() if isinstance(value, pa.ChunkedArray) else value
+            text = text if isinstance(text, pa.Array) else pa.array([text.as_py()], text.type)
+            parsed = polars_eval(lambda s: parse(s, False), [text], dtype)
+            bad = text.filter(pc.and_(pc.is_valid(text), pc.is_null(parsed)))
+        except Exception:  # noqa: BLE001 - the first message then
+            bad = None
+        if bad is not None and len(bad):
+            more = len(bad) - 1
+            reason = f"the text {bad[0].as_py()!r} does not match the format" + (
+                "" if not more else " (nor does 1 more value)" if more == 1 else
+                f" (nor do {more} more values)")
+        raise RuntimeFailure(f"{name}(): {reason}",
                              hint=f"format patterns: {ACCEPTED_PATTERNS}") from None
 
 
@@ -360,14 +380,8 @@ def _to_date(args, call):
     fmt = call.options["format"]
     if fmt is None:
         return null_of(pa.date32())
-    lenient = call.options.get("lenient", False)
-    try:
-        return polars_eval(lambda s: s.str.strip_chars().str.to_date(fmt, strict=not lenient),
-                           args, pa.date32())
-    except Exception as e:  # polars errors
-        raise RuntimeFailure(f"to_date(): text does not match the format "
-                             f"({str(e).splitlines()[0]})",
-                             hint=f"format patterns: {ACCEPTED_PATTERNS}") from None
+    return _parsed("to_date", args[0], pa.date32(), call.options.get("lenient", False),
+                   lambda s, strict: s.str.strip_chars().str.to_date(fmt, strict=strict))
 
 
 register("to_date", _bind_to_date, _to_date,
