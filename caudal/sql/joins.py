@@ -30,10 +30,11 @@ from sqlglot import exp
 
 from caudal.connectors import registry as connectors
 from caudal.errors import PlanError
-from caudal.plan.expressions import Column, Expr, conjunction, conjuncts
+from caudal.plan.expressions import Call, Column, Expr, conjunction, conjuncts
 from caudal.plan.join_nodes import Join, TemporalJoin
 from caudal.plan.join_planning import (
     UNKEYED_SETTING,
+    equality_keys,
     join_inputs,
     scanned_table,
     single_row,
@@ -122,9 +123,11 @@ def plan_joins(planner, select: exp.Select) -> tuple[LogicalNode, Scope, None]:
     available = [{c.physical for c in s.columns} for s in scopes]
     assigned: list[list[Expr]] = [[] for _ in inputs]
     on_top: list[Expr] = []
+    where_exprs: list[Expr] = []
     for node in _window_struct_fields(where_nodes, final_scope):
         expr = translate(node, final_scope)
         _expect_boolean(expr, node, "WHERE")
+        where_exprs.extend(conjuncts(expr))
         cols = expr.columns()
         target = None
         for i in range(1, len(inputs)):
@@ -145,6 +148,8 @@ def plan_joins(planner, select: exp.Select) -> tuple[LogicalNode, Scope, None]:
         after: list[Expr] = []
         for expr in assigned[i]:
             (conditions if item.kind == "inner" else after).append(expr)
+        if item.kind == "inner":
+            conditions += _implied_keys(conditions, where_exprs, node, item, renames[i])
         node = _plan_join(node, item, conditions, renames[i], scopes[i - 1], scopes[i],
                           settings)
         if merged[i]:  # a FULL join's USING columns: coalesce(left, right)
@@ -158,6 +163,59 @@ def plan_joins(planner, select: exp.Select) -> tuple[LogicalNode, Scope, None]:
     if on_top:
         node = Filter(node.schema, node.time_column, input=node, predicate=conjunction(on_top))
     return node, final_scope, None
+
+
+def _implied_keys(conditions: list[Expr], where: list[Expr], left: LogicalNode,
+                  item: _Input, rename: dict[str, str]) -> list[Expr]:
+    """For an inner join without an equality key of its own: the equalities of a left and a
+    right column that WHERE's column equalities imply (``FROM a, b, c WHERE a.k = c.k AND
+    b.k = c.k`` joins a and b on ``a.k = b.k``). Every result row satisfies WHERE, so a pair
+    of rows without them could only reach a result row padded with NULLs in those columns,
+    which WHERE drops. Only equalities of columns (integers of different widths too) count:
+    through other casts equality need not be transitive ('01' and '1' both equal 1)."""
+    from caudal.plan.functions.registry import bind_call
+
+    left_names = set(left.schema.names)
+    right_names = {rename.get(n, n) for n in item.node.schema.names}
+    if any(equality_keys(e, left_names, right_names) for e in conditions):
+        return []
+    parent: dict[str, str] = {}
+    types: dict[str, pa.DataType] = {}
+
+    def root(name: str) -> str:
+        while parent.setdefault(name, name) != name:
+            name = parent[name]
+        return name
+
+    for e in where:
+        if not (isinstance(e, Call) and e.func == "eq" and len(e.args) == 2):
+            continue
+        a, b = (_plain_column(x) for x in e.args)
+        if a is not None and b is not None:
+            types[a.name], types[b.name] = a.dtype, b.dtype
+            parent[root(a.name)] = root(b.name)
+    out: list[Expr] = []
+    done: set[str] = set()
+    for name in sorted(types):
+        group = root(name)
+        if group in done or name not in left_names:
+            continue
+        partner = next((n for n in sorted(types) if n in right_names and root(n) == group),
+                       None)
+        if partner is not None:
+            done.add(group)
+            out.append(bind_call("eq", [Column(types[name], name),
+                                        Column(types[partner], partner)]))
+    return out
+
+
+def _plain_column(e: Expr) -> Column | None:
+    """The column an equality's side is: itself, or under a cast from one integer type to
+    another (exact, so equality stays transitive); else None."""
+    if isinstance(e, Call) and e.func == "cast" and len(e.args) == 1 and \
+            pa.types.is_integer(e.dtype) and pa.types.is_integer(e.args[0].dtype):
+        e = e.args[0]
+    return e if isinstance(e, Column) else None
 
 
 def _merge_using(item: _Input, left_scope: Scope, columns: list[ScopeColumn]

@@ -361,3 +361,39 @@ def test_float_keys_match_as_duckdb(tmp_path, query, parallelism, batch_rows):
     schema = compile_sql(script).job.outputs[-1].plan.table.schema
     run_sql(script, parallelism=parallelism, batch_rows=batch_rows)
     assert normalized_rows(fold(read_changes(out, schema))) == _duckdb(tables, query)
+
+
+# ---- comma joins keyed through a third table's column --------------------------------------
+
+_E3 = pa.table({"k": pa.array([2, 3, 4, None, 7, 1], pa.int64()),
+                "z": pa.array([1, 2, 3, 4, 5, 6], pa.int64()),
+                "i": pa.array([2, 3, 4, None, 7, 1], pa.int32())})
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize("query", [
+    # refused before: l and r, joined first, have no equality of their own
+    "SELECT l.k, l.x, r.y, e.z FROM l, r, e WHERE l.k = e.k AND r.k = e.k AND l.x < r.y",
+    "SELECT l.x, r.y, e.z FROM l, r, e WHERE e.k = l.k AND e.k = r.k AND e.z > 1",
+    "SELECT l.x, r.y, e.z FROM l, r, e WHERE l.k = e.i AND r.k = e.i",
+    "SELECT l.x, r.y, e.z FROM l, r RIGHT JOIN e ON r.k = e.k WHERE l.k = e.k AND r.k = e.k",
+    "SELECT l.x, r.y, e.z, e2.z AS z2 FROM l, r, e, e AS e2 WHERE l.k = e2.k AND e2.k = e.k "
+    "AND e.k = r.k",
+])
+def test_comma_joins_take_implied_keys(tmp_path, query, parallelism):
+    tables = {"l": _L, "r": _R, "e": _E3}
+    assert _caudal(tmp_path, tables, query, parallelism) == _duckdb(tables, query)
+
+
+def test_no_key_is_implied_through_a_cast_from_text(tmp_path):
+    """'01' and '1' both equal 1 as integers, not as text: no l.s = r.s is implied."""
+    from caudal.errors import PlanError
+
+    for name, table in {"l": _L, "r": _R, "e": _E3}.items():
+        pq.write_table(table, tmp_path / f"{name}.parquet")
+    script = "".join(f"CREATE TABLE {n} WITH (connector = 'filesystem', path = "
+                     f"'{tmp_path / n}.parquet');\n" for n in ("l", "r", "e"))
+    script += ("CREATE TABLE o WITH (connector = 'blackhole');\nINSERT INTO o SELECT l.x "
+               "FROM l, r, e WHERE CAST(l.s AS BIGINT) = e.k AND CAST(r.s AS BIGINT) = e.k;")
+    with pytest.raises(PlanError, match="equality key"):
+        compile_sql(script)
