@@ -3,6 +3,7 @@ for the few functions pyarrow.compute lacks. Everything here works on whole arra
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -146,6 +147,20 @@ def _duck():
     return con
 
 
+def _duckdb_failure(fn: str, first_line: str) -> RuntimeFailure:
+    """DuckDB's error in caudal's words: without its error class, and a malformed JSON text
+    named as such (with the function that gives NULL for it)."""
+    name = fn if not fn[:1].isalpha() else f"{fn}()"
+    text = re.sub(r"^[A-Z][A-Za-z ]* Error: ", "", first_line)
+    json = re.fullmatch(r'Malformed JSON at byte (\d+) of input: (.*?)\.?\s+Input: "(.*)"',
+                        text, re.S)
+    if json is None:
+        return RuntimeFailure(f"{name} failed: {text}")
+    at, why, value = json.groups()
+    return RuntimeFailure(f"{name}: malformed JSON {value!r} (at byte {at}: {why})",
+                          hint="json_extract_string(json, '$.key') gives NULL for it")
+
+
 def duckdb_eval(sql: str, args: Sequence[Value], dtype: pa.DataType, fn: str,
                 params: Sequence[Any] = ()) -> Value:
     """Evaluate ``sql`` (a scalar expression over columns c0, c1, ... and ``?`` parameters)
@@ -159,8 +174,7 @@ def duckdb_eval(sql: str, args: Sequence[Value], dtype: pa.DataType, fn: str,
         out = con.sql(f"SELECT {sql} AS out FROM _caudal_input",
                       params=list(params) or None).to_arrow_table()
     except Exception as e:  # duckdb raises its own exception classes
-        name = fn if not fn[:1].isalpha() else f"{fn}()"
-        raise RuntimeFailure(f"{name} failed: {str(e).splitlines()[0]}") from None
+        raise _duckdb_failure(fn, str(e).splitlines()[0]) from None
     finally:
         con.unregister("_caudal_input")
     column = out.column(0).combine_chunks()
