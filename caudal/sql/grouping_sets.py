@@ -132,20 +132,45 @@ def _rewrite(node: exp.Expression, grouped: dict[str, exp.Expression], present: 
     return result
 
 
-def _input_columns(planner, select: exp.Select) -> set[str]:
-    """The (lower-case) names of the columns the FROM clause gives the query."""
+def _from_scope(planner, select: exp.Select) -> Scope:
+    """The scope of the columns the FROM clause (and its joins) gives the query."""
     branch = select.copy()
-    branch.set("expressions", [exp.Star()])
-    for key in ("group", "having", "order", "limit", "offset", "distinct"):
-        branch.set(key, None)
-    _, scope = planner.plan_select(branch)
-    return {c.name.lower() for c in scope.columns}
+    if branch.args.get("joins"):
+        from caudal.sql.joins import plan_joins
+
+        return plan_joins(planner, branch)[1]
+    from_ = branch.args.get("from_") or branch.args.get("from")
+    return planner.plan_from(from_.this)[1]
+
+
+def _unqualified(select: exp.Select, scope: Scope) -> exp.Select:
+    """``select`` with ``relation.name`` written ``name`` in its SELECT items, GROUP BY and
+    HAVING (not in subqueries) where no other input column has that name, so the grouping
+    sets match a column however it is written (``GROUP BY e.gender … HAVING gender``)."""
+    names: dict[str, int] = {}
+    for c in scope.columns:
+        names[c.name.lower()] = names.get(c.name.lower(), 0) + 1
+    relations = {c.relation.lower() for c in scope.columns if c.relation}
+    out = select.copy()
+    parts = [*out.expressions, out.args.get("group"), out.args.get("having")]
+    for part in parts:
+        if part is None:
+            continue
+        for node in list(part.walk(prune=lambda n: isinstance(n, (exp.Subquery, exp.Select)))):
+            if isinstance(node, exp.Column) and node.table and \
+                    node.table.lower() in relations and names.get(node.name.lower()) == 1:
+                node.set("table", None)
+    return out
 
 
 def plan_grouping_sets(planner, select: exp.Select) -> tuple[LogicalNode, Scope]:
     from caudal.sql.select_items import contains_aggregate
     from caudal.sql.set_operations import unify
 
+    from_ = select.args.get("from_") or select.args.get("from")
+    inputs = _from_scope(planner, select) if from_ is not None else None
+    if inputs is not None:
+        select = _unqualified(select, inputs)
     sets = grouping_sets(select)
     grouped: dict[str, exp.Expression] = {}
     for s in sets:
@@ -154,9 +179,9 @@ def plan_grouping_sets(planner, select: exp.Select) -> tuple[LogicalNode, Scope]
     # a SELECT alias used as a grouping item stands for its expression, unless an input
     # column has that name (which wins, as in PostgreSQL and DuckDB)
     aliases = {i.alias.lower(): i.this for i in select.expressions if isinstance(i, exp.Alias)}
-    if aliases:
-        inputs = _input_columns(planner, select)
-        aliases = {a: e for a, e in aliases.items() if a not in inputs}
+    if inputs is not None:
+        columns = {c.name.lower() for c in inputs.columns}
+        aliases = {a: e for a, e in aliases.items() if a not in columns}
     for e in list(grouped.values()):
         if isinstance(e, exp.Column) and not e.table and e.name.lower() in aliases:
             grouped.setdefault(_key(aliases[e.name.lower()]), aliases[e.name.lower()])

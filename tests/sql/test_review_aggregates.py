@@ -296,3 +296,20 @@ def test_grouping_sets_name_an_input_column_before_an_alias(query):
 ])
 def test_grouping_of_a_plain_group_by_equals_duckdb(query):
     check({"emp": EMP}, query)
+
+
+DEPT = values([(10, "Sales"), (20, "Marketing"), (30, "Engineering"), (40, "Empty")],
+              "deptno, dname")
+
+
+@pytest.mark.parametrize("query", [
+    # testCubeAndJoin: HAVING names gender, GROUP BY e.gender (caudal: "column 'gender'
+    # must appear in GROUP BY")
+    "select e.deptno, e.gender, min(e.ename) as min_name from emp as e join dept as d "
+    "using (deptno) group by cube(e.deptno, d.deptno, e.gender) "
+    "having count(*) > 2 or gender = 'M' and e.deptno = 10",
+    "select gender, count(*) as c from emp as e group by rollup(e.gender)",
+    "select e.gender, count(*) as c from emp as e group by rollup(gender)",
+])
+def test_grouping_sets_match_a_column_however_it_is_qualified(query):
+    check({"emp": EMP, "dept": DEPT}, query)
