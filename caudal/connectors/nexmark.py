@@ -67,9 +67,10 @@ def int_option(table: TableSpec, key: str, default: int | None, minimum: int = 0
         value = int(str(raw).strip().replace("_", ""))
     except ValueError:
         value = None
-    if value is None or value < minimum:
-        raise ConfigError(f"option {key} = {raw!r} of table {table.name!r} is not an integer "
-                          f">= {minimum}", line=table.line, hint=f"write e.g. {key} = '1000'")
+    if value is None or not minimum <= value < 2 ** 63:
+        what = "a 64-bit integer" if minimum <= -(2 ** 63) else f"an integer >= {minimum}"
+        raise ConfigError(f"option {key} = {raw!r} of table {table.name!r} is not {what}",
+                          line=table.line, hint=f"write e.g. {key} = '1000'")
     return value
 
 

@@ -195,6 +195,15 @@ def test_declared_columns_subset_any_case_and_castable():
         spec(pa.schema([("channel", pa.int64())]), table="bid")
 
 
+
+@pytest.mark.parametrize("seed", ["x", str(2 ** 63), str(-(2 ** 63) - 1)])
+def test_a_bad_seed_says_a_64_bit_integer(seed):
+    """It said 'is not an integer >= -9223372036854775808', and took a seed past 2^63."""
+    with pytest.raises(ConfigError) as e:
+        spec(table="bid", seed=seed)
+    assert e.value.message == (f"option seed = '{seed}' of table 't' is not a 64-bit "
+                               "integer"), e.value.message
+
 def test_bad_options():
     with pytest.raises(ConfigError, match="accepted: bid, auction, person"):
         spec(table="bids")
