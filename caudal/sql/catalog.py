@@ -149,8 +149,16 @@ class Catalog:
                                 f"{spec.name!r}", line=ln, col=cn,
                                 hint="columns: " + ", ".join(f.name for f in columns))
             if not pa.types.is_timestamp(field_.type):
-                raise PlanError(f"event time column {spec.event_time!r} must be a TIMESTAMP, "
-                                f"not {sql_name(field_.type)}", line=ln, col=cn)
+                source = spec.event_time
+                convert = {"DATE": f"CAST({source} AS TIMESTAMP)",
+                           "BIGINT": f"TO_TIMESTAMP_LTZ({source}, 3)",  # epoch milliseconds
+                           "TEXT": f"TO_TIMESTAMP({source}, 'yyyy-MM-dd HH:mm:ss')"}.get(
+                               sql_name(field_.type), f"CAST({source} AS TIMESTAMP)")
+                raise PlanError(f"event time column {source!r} must be a TIMESTAMP, "
+                                f"not {sql_name(field_.type)}", line=ln, col=cn,
+                                hint=f"declare a computed TIMESTAMP column and the watermark "
+                                     f"on it: {source}_ts AS {convert}, WATERMARK FOR "
+                                     f"{source}_ts AS {source}_ts - INTERVAL '5' SECOND")
             spec.event_time = field_.name
 
     def add_view(self, node: exp.Create) -> None:

@@ -385,3 +385,29 @@ def test_text_finer_than_microseconds_in_a_file_says_why(tmp_path, fmt):
     got = run_to_table(ddl("TEXT"), "SELECT i, CAST(ts AS TIMESTAMP) AS ts FROM t",
                        tmp_path / "out")
     assert normalized_rows(got) == [(0, 1709649015000000), (1, 1709649015123456)]
+
+
+@pytest.mark.parametrize("kind,convert", [("DATE", "CAST(c AS TIMESTAMP)"),
+                                          ("BIGINT", "TO_TIMESTAMP_LTZ(c, 3)")])
+def test_a_watermark_on_a_date_or_number_says_how_to_declare_it(tmp_path, duck, kind, convert):
+    """The refusal named no way out; the computed column it now shows runs (DATE: windows of
+    days vs DuckDB)."""
+    (tmp_path / "in").mkdir()
+    values = pa.array([-3, 0, 1, 1, 9, 15], pa.int32())
+    column = values.cast(pa.date32()) if kind == "DATE" else pa.array(
+        [v * 86_400_000 for v in values.to_pylist()], pa.int64())
+    table = pa.table({"c": column})
+    pq.write_table(table, tmp_path / "in" / "a.parquet")
+    with_ = f"WITH (connector = 'filesystem', path = '{tmp_path / 'in'}')"
+    _hint = f"c_ts AS {convert}, WATERMARK FOR c_ts AS c_ts - INTERVAL '5' SECOND"
+    with pytest.raises(PlanError, match=re.escape(_hint)):
+        run_sql(f"CREATE TABLE t (c {kind}, WATERMARK FOR c AS c - INTERVAL '1' DAY) {with_};"
+                f"\nSELECT c FROM t;")
+    got = run_to_table(f"CREATE TABLE t (c {kind}, {_hint}) {with_};",
+                       "SELECT window_start AS ws, count(*) AS n FROM TABLE(TUMBLE(TABLE t, "
+                       "DESCRIPTOR(c_ts), INTERVAL '7' DAY)) GROUP BY window_start, window_end",
+                       tmp_path / "out")
+    duck.register("t", pa.table({"d": values.cast(pa.date32())}))
+    want = duck.sql("SELECT time_bucket(INTERVAL 7 DAY, d::TIMESTAMPTZ, TIMESTAMPTZ "
+                    "'1970-01-01') AS ws, count(*) AS n FROM t GROUP BY ws").to_arrow_table()
+    assert normalized_rows(got) == normalized_rows(want)
