@@ -150,7 +150,8 @@ def _parser() -> argparse.ArgumentParser:
                              description="Print each statement's logical plan and the "
                                          "physical dataflow graph, without running.")
     explain.add_argument("file", help="a .sql file, or a plan written by caudal compile")
-    explain.add_argument("--parallelism", "-p", type=int, default=1, metavar="N")
+    explain.add_argument("--parallelism", "-p", type=int, metavar="N",
+                         help="subtasks per operator (default 1; a plan's own)")
     explain.add_argument("--udf", action="append", default=[], metavar="FILE.py",
                          help="a Python file defining UDFs; repeatable")
     _runtime_arguments(explain)
@@ -530,20 +531,23 @@ def cmd_compile(args) -> int:
 def cmd_explain(args) -> int:
     from caudal.job import explain_sql
 
+    if args.parallelism is not None and args.parallelism < 1:
+        raise CaudalError("--parallelism must be at least 1")
     job = _read_job(args.file)
     if not isinstance(job, str):
+        _check_plan_arguments(job, args)
         print(f"-- compiled from {job.compiled_from or '?'}, parallelism {job.parallelism}\n"
               f"Physical dataflow:\n{job.graph.explain()}")
         if args.runtime == "ray":
             _explain_placement(job.graph, args.address)
         return 0
-    text = job
+    text, parallelism = job, args.parallelism or 1
     with _load_udfs(args.udf):
-        print(explain_sql(text, args.parallelism))
+        print(explain_sql(text, parallelism))
         if args.runtime == "ray":
             from caudal.job import compile_sql
 
-            _explain_placement(compile_sql(text, args.parallelism).graph, args.address)
+            _explain_placement(compile_sql(text, parallelism).graph, args.address)
     return 0
 
 

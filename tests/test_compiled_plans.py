@@ -144,6 +144,9 @@ def test_another_caudal_refuses_the_plan(tmp_path, bids, capsys, change, said):
 def test_damaged_plans_and_options_that_planning_took_are_refused(tmp_path, bids, capsys):
     plan = _trivial_plan(tmp_path, bids)
     assert "compiled for --parallelism 1, not 2" in _error(capsys, ["run", str(plan), "-p", "2"])
+    # explain showed the plan's graph at its own parallelism, ignoring -p 2
+    assert "compiled for --parallelism 1, not 2" in _error(capsys,
+                                                           ["explain", str(plan), "-p", "2"])
     udf = tmp_path / "f.py"
     udf.write_text("")
     assert "--udf cannot be given with a compiled plan" in _error(
