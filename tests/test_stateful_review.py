@@ -141,8 +141,12 @@ CREATE TABLE late (v BIGINT, ts TIMESTAMP)
 CREATE TABLE out WITH (connector = 'filesystem', path = '{tmp_path}/out', format = 'parquet');
 INSERT INTO out {LATE_SIDE[name]};"""
     with pytest.raises(PlanError, match=r"late_data = 'side:late' of table 't'.*windows? "
-                                        r"aggregate"):
+                                        r"aggregate") as e:
         run_sql(script, batch_rows=1)
+    # the operator named with its article ('a interval join' was said)
+    what = {"over": "an OVER aggregate", "interval join": "an interval join",
+            "window top-n": "a window top-N", "window join": "a window join"}[name]
+    assert f"of table 't': {what} drops its late rows" in str(e.value), str(e.value)
 
 
 def test_a_late_side_table_still_feeds_a_window_aggregate_with_others_beside(tmp_path):

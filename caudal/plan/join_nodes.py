@@ -265,7 +265,8 @@ def _lower_join(planner: PhysicalPlanner, node: Join) -> int:
     keyed = bool(node.left_keys)
     kind = _KINDS[type(node)]
     if kind != "updating_join":
-        refuse_late_side(node, f"a {kind.replace('_', ' ')}")
+        what = kind.replace("_", " ")
+        refuse_late_side(node, f"{'an' if what[0] in 'aeiou' else 'a'} {what}")
     v = planner.new_vertex(kind.replace("_", " "), parallelism=None if keyed else 1, inputs=2)
     partitioning = "hash" if keyed else "single"
     planner.connect(left, v.id, partitioning, node.left_keys, input=0)
