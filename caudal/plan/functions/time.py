@@ -246,9 +246,13 @@ def _java_pattern(template: str) -> bool:
 
 def _bind_template(name: str, template: str | None) -> dict:
     """The chrono format of a constant template (None: NULL), and whether it is Flink's
-    (a Java pattern, whose parse failures are NULL as in Flink)."""
+    (a Java pattern, whose parse failures are NULL as in Flink). A strftime format
+    (``'%Y-%m-%d %H:%M:%S'``, Arroyo's and DataFusion's; ``%`` is no field of the other two)
+    is taken as it is."""
     if template is None:
         return {"format": None}
+    if re.search(r"%[A-Za-z.:+-]", template):
+        return {"format": template}
     if _java_pattern(template):
         return {"format": java_format(template, name), "lenient": True}
     return {"format": pg_format(template, parsing=True)}
