@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 
+import pyarrow as pa
 from sqlglot import exp
 
 from caudal.errors import PlanError
@@ -163,6 +164,25 @@ def _unqualified(select: exp.Select, scope: Scope) -> exp.Select:
     return out
 
 
+def _one_row(planner, branch: exp.Select) -> tuple[LogicalNode, Scope]:
+    """The empty grouping set of a SELECT list without aggregates: one row (the grouped
+    items' NULLs and constants), planned with a hidden count(*) that is then dropped."""
+    from caudal.plan.expressions import Column
+    from caudal.plan.logical import Project
+
+    counted = branch.copy()
+    counted.set("expressions", [*counted.expressions,
+                                exp.alias_(exp.Count(this=exp.Star()), "_gs_rows")])
+    node, scope = planner.plan_select(counted)
+    fields = pa.schema(list(node.schema)[:-1])
+    if isinstance(node, Project):  # its NULLs stay literals, typed by the other sets
+        dropped = Project(fields, node.time_column, input=node.input, exprs=node.exprs[:-1])
+    else:
+        dropped = Project(fields, node.time_column, input=node,
+                          exprs=[Column(f.type, f.name) for f in fields])
+    return dropped, Scope(columns=scope.columns[:-1], computed=scope.computed)
+
+
 def plan_grouping_sets(planner, select: exp.Select) -> tuple[LogicalNode, Scope]:
     from caudal.sql.select_items import contains_aggregate
     from caudal.sql.set_operations import unify
@@ -201,11 +221,10 @@ def plan_grouping_sets(planner, select: exp.Select) -> tuple[LogicalNode, Scope]
         if having is not None:
             branch.set("having", exp.Having(this=_rewrite(having.this, grouped, present,
                                                           False)))
-        if not s and not any(contains_aggregate(e) for e in branch.expressions):
-            ln, col = position(select.args["group"])
-            raise PlanError("the empty grouping set () needs an aggregate in the SELECT list",
-                            line=ln, col=col, hint="add one, e.g. count(*)")
         branch.set("group", exp.Group(expressions=[e.copy() for e in s]) if s else None)
+        if not s and not any(contains_aggregate(e) for e in branch.expressions):
+            planned.append(_one_row(planner, branch))
+            continue
         planned.append(planner.plan_select(branch))
     first, first_scope = planned[0]
     first, rest, scope = unify(first, first_scope, [p for p, _ in planned[1:]], select)

@@ -473,3 +473,14 @@ def test_random_changelogs_fold_to_duckdb(tmp_path_factory, steps):
     DuckDB's over the rows left, at parallelism 1 and 2."""
     check_changelog(tmp_path_factory.mktemp("log"), CHANGELOG_COLUMNS, _changes(steps),
                     CHANGELOG_QUERY)
+
+
+@pytest.mark.parametrize("query", [
+    # the empty grouping set without an aggregate is one row (caudal: "the empty grouping
+    # set () needs an aggregate in the SELECT list")
+    "select distinct gender from emp group by rollup(gender)",
+    "select gender, deptno from emp group by grouping sets ((gender, deptno), ())",
+    "select gender from emp where deptno > 100 group by rollup(gender)",
+])
+def test_an_empty_grouping_set_without_aggregates_is_one_row(query):
+    check({"emp": EMP}, query)
