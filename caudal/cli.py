@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from caudal import __version__
+from caudal.checkpoint import DEFAULT_INTERVAL
 from caudal.errors import CaudalError
 from caudal.terminal import draw_status, erase_status
 
@@ -71,8 +72,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="subtasks per operator (default 1; a plan's own)")
     run.add_argument("--checkpoint-dir", metavar="DIR",
                      help="where checkpoints are written (and resumed from)")
-    run.add_argument("--checkpoint-interval", default="10s", metavar="DURATION",
-                     help="time between checkpoints (default 10s)")
+    run.add_argument("--checkpoint-interval", metavar="DURATION",
+                     help=f"time between checkpoints (default {DEFAULT_INTERVAL}; with "
+                          "--checkpoint-dir)")
     run.add_argument("--fresh", action="store_true",
                      help="start over: delete the checkpoints in --checkpoint-dir")
     run.add_argument("--from-epoch", type=int, metavar="N",
@@ -328,12 +330,10 @@ def cmd_run(args) -> int:
         from caudal.server.metrics import check_metrics_file
 
         check_metrics_file(args.metrics_file)
-    if not args.checkpoint_dir:  # unused then, but a mistyped value is still a mistake
-        from caudal.durations import parse_duration_s
-
-        parse_duration_s(args.checkpoint_interval, "--checkpoint-interval")
+    if not args.checkpoint_dir:  # flags about checkpoints, given without any: a mistake
         for flag, given in (("--from-epoch", args.from_epoch is not None),
-                            ("--fresh", args.fresh)):
+                            ("--fresh", args.fresh),
+                            ("--checkpoint-interval", args.checkpoint_interval is not None)):
             if given:
                 raise CaudalError(f"{flag} needs --checkpoint-dir",
                                   hint="the directory whose checkpoints it is about")

@@ -243,14 +243,14 @@ def test_a_sink_path_that_cannot_be_written_is_one_line(tmp_path):
 
 
 def test_run_refuses_bad_numbers_in_one_line(tmp_path):
-    """--batch-rows 0 ran for ever; --max-restarts -1 and a mistyped --checkpoint-interval
-    without --checkpoint-dir were taken silently."""
+    """--batch-rows 0 ran for ever; --max-restarts -1 was taken silently."""
     job = tmp_path / "job.sql"
     job.write_text("SELECT 1 AS x;")
     for flags, message in (
             (["--batch-rows", "0"], "--batch-rows must be at least 1"),
             (["--max-restarts", "-1"], "--max-restarts must be 0 or more"),
-            (["--checkpoint-interval", "abc"], "bad --checkpoint-interval 'abc'")):
+            (["--checkpoint-interval", "abc", "--checkpoint-dir", str(tmp_path / "ck")],
+             "bad --checkpoint-interval 'abc'")):
         proc = run_cli("run", str(job), *flags, timeout=30)
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith(f"caudal: error: {message}"), proc.stderr
@@ -462,13 +462,15 @@ def test_a_csv_quote_never_closed_does_not_swallow_the_rest_of_the_file(tmp_path
 
 
 def test_run_refuses_flags_that_would_be_ignored_or_crash(tmp_path):
-    """--from-epoch and --fresh without --checkpoint-dir were ignored silently; --metrics-port
+    """--from-epoch, --fresh and --checkpoint-interval without --checkpoint-dir were ignored
+    silently (a job the user meant to checkpoint ran without checkpoints); --metrics-port
     99999 was 'internal error: OverflowError: bind(): port must be 0-65535.'"""
     job = tmp_path / "job.sql"
     job.write_text("SELECT 1 AS x;")
     for flags, message in (
             (["--from-epoch", "1"], "--from-epoch needs --checkpoint-dir"),
             (["--fresh"], "--fresh needs --checkpoint-dir"),
+            (["--checkpoint-interval", "1s"], "--checkpoint-interval needs --checkpoint-dir"),
             (["--metrics-port", "99999"], "--metrics-port 99999 is not a port")):
         proc = run_cli("run", str(job), *flags, timeout=60)
         assert proc.returncode == 2, proc.stderr

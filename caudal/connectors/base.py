@@ -16,6 +16,10 @@ import pyarrow as pa
 
 from caudal.plan.tables import TableSpec
 
+#: how long an input goes without data before it stops holding the watermark back, unless
+#: its table's ``idle_timeout`` option says otherwise
+IDLE_TIMEOUT = "30s"
+
 
 def table_token(table: TableSpec) -> str:
     """Eight hex digits identifying a table as the job declares it (name, connector, options):

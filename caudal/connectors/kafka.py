@@ -28,7 +28,7 @@ from caudal import compute as pc
 from caudal import formats
 from caudal.connectors import kafka_native
 from caudal.connectors import kafka_options as ko
-from caudal.connectors.base import Source
+from caudal.connectors.base import IDLE_TIMEOUT, Source
 from caudal.connectors.kafka_sink import KafkaSink
 from caudal.connectors.messages import decode_json_values, decode_raw_strings, paused_gc
 from caudal.connectors.registry import table_is_changelog
@@ -156,7 +156,7 @@ class KafkaSource(Source):
         if self.changelog:
             self.schema = self.schema.append(pa.field(OP, OP_TYPE))
         self.bounded = str(self.opts.get("scan.bounded.mode", "")).lower() == "latest-offset"
-        self.idle_s = parse_duration_s(self.opts.get("idle_timeout", "30s"), "idle_timeout")
+        self.idle_s = parse_duration_s(self.opts.get("idle_timeout", IDLE_TIMEOUT), "idle_timeout")
         self.discovery_s = parse_duration_s(self.opts.get("partition_discovery",
                                                           f"{DISCOVERY_S}s"),
                                             "partition_discovery")

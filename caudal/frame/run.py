@@ -20,7 +20,7 @@ from caudal.plan.changelog import OP
 from caudal.runtime.base import JobResult
 
 #: keyword arguments of collect/stream/write_* that configure the run, with their defaults
-RUN_OPTIONS = {"parallelism": 1, "checkpoint_dir": None, "checkpoint_interval": "10s",
+RUN_OPTIONS = {"parallelism": 1, "checkpoint_dir": None, "checkpoint_interval": None,
                "fresh": False, "from_epoch": None, "max_restarts": 3, "batch_rows": 65536,
                "linger": "5ms", "runtime": "local", "address": None}
 _OUT = "__caudal_out"
@@ -59,6 +59,14 @@ def _run_settings(options: dict[str, Any]) -> SimpleNamespace:
     settings = SimpleNamespace(**{**RUN_OPTIONS, **options})
     if settings.parallelism < 1:
         raise CaudalError("parallelism must be at least 1")
+    if not settings.checkpoint_dir:   # options about checkpoints, given without any
+        for name in ("checkpoint_interval", "from_epoch"):
+            if options.get(name) is not None:
+                raise CaudalError(f"{name} needs checkpoint_dir",
+                                  hint="the directory whose checkpoints it is about")
+        if options.get("fresh"):
+            raise CaudalError("fresh needs checkpoint_dir",
+                              hint="the directory whose checkpoints it is about")
     return settings
 
 

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from caudal import clock
-from caudal.connectors.base import Source
+from caudal.connectors.base import IDLE_TIMEOUT, Source
 from caudal.durations import parse_duration_s
 from caudal.operators.base import OperatorContext
 from caudal.operators.registry import create
@@ -365,7 +365,7 @@ class SubtaskRunner:
             # resumed: never go back behind the watermark of the checkpoint
             wm.current = max(wm.current, self.restored_watermark)
             self._watermark(wm.current)
-        idle_after = parse_duration_s(table.options.get("idle_timeout", "30s"), "idle_timeout")
+        idle_after = parse_duration_s(table.options.get("idle_timeout", IDLE_TIMEOUT), "idle_timeout")
         last_data = time.monotonic()
         idle = False
         if not self.assigned and not source.finished():

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from caudal.checkpoint import DEFAULT_INTERVAL
 from caudal.checkpoint.coordinator import CheckpointCoordinator, kept_manifests, sweep, warn
 from caudal.checkpoint.errors import CheckpointError, IncompatibleCheckpoint, JobFinished
 from caudal.checkpoint.listing import human_bytes
@@ -57,7 +58,7 @@ MAX_BACKOFF_S = 10.0
 @dataclass
 class CheckpointSettings:
     uri: str
-    interval_s: float = 10.0
+    interval_s: float = parse_duration_s(DEFAULT_INTERVAL, "checkpoint interval")
     fresh: bool = False
     max_restarts: int = 3
     from_epoch: int | None = None
@@ -304,7 +305,8 @@ class CheckpointedRuntime(Runtime):
 def attach(runtime: Any, compiled: Any, args: Any) -> CheckpointedRuntime:
     """Wrap ``runtime`` (not yet deployed) so that ``deploy`` restores from
     ``args.checkpoint_dir`` and ``run`` checkpoints every ``args.checkpoint_interval``."""
-    interval = parse_duration_s(args.checkpoint_interval, "--checkpoint-interval")
+    interval = parse_duration_s(getattr(args, "checkpoint_interval", None) or DEFAULT_INTERVAL,
+                                "--checkpoint-interval")
     if interval <= 0:
         raise ConfigError("--checkpoint-interval must be positive", hint="e.g. 10s or 500ms")
     if getattr(args, "max_restarts", 0) < 0:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from caudal import __version__
+from caudal.checkpoint import DEFAULT_INTERVAL
 from caudal.errors import CaudalError
 from caudal.server.preview import PREVIEW_TAIL, node_events, printed_events
 from caudal.server.store import Store
@@ -36,7 +37,7 @@ class PipelineIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     query: str = Field(min_length=1, description="a whole SQL script: DDL and INSERTs/SELECTs")
     parallelism: int = Field(1, ge=1, le=256)
-    checkpoint_interval: str = Field("10s", description="time between checkpoints")
+    checkpoint_interval: str = Field(DEFAULT_INTERVAL, description="time between checkpoints")
     runtime: Literal["local", "ray"] = Field(
         "local", description="local: threads of the pipeline's own process; ray: actors of a "
                              "Ray cluster (docs/ray.md)")

@@ -159,6 +159,10 @@ def test_preview_of_an_unbounded_source_stops():
     ({"runtime": "spark"}, "unknown runtime='spark'"),
     ({"address": "auto"}, "address= needs runtime='ray'"),
     ({"runtme": "ray"}, "unknown run option 'runtme'"),
+    # about checkpoints, without a directory: ignored silently before, as the CLI's flags were
+    ({"checkpoint_interval": "1s"}, "checkpoint_interval needs checkpoint_dir"),
+    ({"fresh": True}, "fresh needs checkpoint_dir"),
+    ({"from_epoch": 2}, "from_epoch needs checkpoint_dir"),
 ])
 def test_runtime_options_are_checked_before_running(bids, options, message):
     with pytest.raises(CaudalError, match=re.escape(message)):
