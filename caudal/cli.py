@@ -53,7 +53,23 @@ class _Parser(argparse.ArgumentParser):
         return self.formatter_class(prog=self.prog, width=_columns())
 
 
-def _parser() -> argparse.ArgumentParser:
+#: the subcommands, in the order ``caudal --help`` lists them, with their one-line help
+_COMMAND_HELP = {
+    "run": "run a SQL file",
+    "serve": "run the job server: REST API, web console, Prometheus metrics",
+    "checkpoints": "list the checkpoints of a checkpoint directory",
+    "compile": "plan a SQL file once, into a plan file that caudal run runs",
+    "explain": "print the plans of a SQL file",
+    "functions": "list the scalar functions SQL can call",
+    "bench": "run benchmarks (Nexmark)",
+}
+
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The caudal command's parser. Given ``command`` (the subcommand the arguments name:
+    _command_of), only that subcommand gets its arguments and the others their name and
+    one-line help, which is all ``caudal --help`` shows of them: each ``add_argument`` costs
+    a help formatter, and ``bench`` imports its module (~1-3 ms of every start-up)."""
     p = _Parser(
         prog="caudal", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="caudal: stateful stream processing with SQL over Apache Arrow.")
@@ -61,8 +77,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true",
                    help="show tracebacks on errors (or CAUDAL_DEBUG=1)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, summary in _COMMAND_HELP.items():
+        if command is None or command == name:
+            _ADD_COMMAND[name](sub, summary)
+        else:
+            sub.add_parser(name, help=summary)
+    return p
 
-    run = sub.add_parser("run", help="run a SQL file",
+
+def _add_run(sub, summary: str) -> None:
+    run = sub.add_parser("run", help=summary,
                          description="Run the statements of FILE as one streaming job (or the "
                                      "plan in FILE, written by caudal compile). Exits 0 when "
                                      "every source is exhausted; Ctrl-C stops it.")
@@ -104,8 +128,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                      help="show tracebacks on errors")
 
+
+def _add_serve(sub, summary: str) -> None:
     serve = sub.add_parser(
-        "serve", help="run the job server: REST API, web console, Prometheus metrics",
+        "serve", help=summary,
         description="Serve the REST API (/api/v1), the web console (/) and Prometheus "
                     "metrics (/metrics); pipelines run as supervised child processes and "
                     "resume after a restart of the server.")
@@ -121,16 +147,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show tracebacks on errors")
 
+
+def _add_checkpoints(sub, summary: str) -> None:
     checkpoints = sub.add_parser(
-        "checkpoints", help="list the checkpoints of a checkpoint directory",
+        "checkpoints", help=summary,
         description="List the complete checkpoints in DIR (a --checkpoint-dir): epoch, time, "
                     "size and the state size of each operator.")
     checkpoints.add_argument("dir", metavar="DIR")
     checkpoints.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show tracebacks on errors")
 
+
+def _add_compile(sub, summary: str) -> None:
     compile_ = sub.add_parser(
-        "compile", help="plan a SQL file once, into a plan file that caudal run runs",
+        "compile", help=summary,
         description="Plan the statements of FILE and write the physical dataflow to OUTPUT. "
                     "`caudal run OUTPUT` then starts without parsing or planning SQL (the "
                     "SQL front end is ~0.15-0.3 s of a run's start-up). Before it runs, a "
@@ -148,7 +178,9 @@ def _parser() -> argparse.ArgumentParser:
     compile_.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                           help="show tracebacks on errors")
 
-    explain = sub.add_parser("explain", help="print the plans of a SQL file",
+
+def _add_explain(sub, summary: str) -> None:
+    explain = sub.add_parser("explain", help=summary,
                              description="Print each statement's logical plan and the "
                                          "physical dataflow graph, without running.")
     explain.add_argument("file", help="a .sql file, or a plan written by caudal compile")
@@ -159,16 +191,32 @@ def _parser() -> argparse.ArgumentParser:
     _runtime_arguments(explain)
     explain.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                          help="show tracebacks on errors")
-    functions = sub.add_parser("functions", help="list the scalar functions SQL can call",
+
+
+def _add_functions(sub, summary: str) -> None:
+    functions = sub.add_parser("functions", help=summary,
                                description="List every scalar function with its signature.")
     functions.add_argument("--markdown", action="store_true",
                            help="print the tables of the SQL reference (docs/sql.md): scalar "
                                 "functions by family, then aggregates")
 
-    from caudal.bench.command import add_parser as add_bench
 
-    add_bench(sub)
-    return p
+def _add_bench(sub, summary: str) -> None:
+    from caudal.bench.command import add_parser
+
+    add_parser(sub, summary)
+
+
+_ADD_COMMAND = {"run": _add_run, "serve": _add_serve, "checkpoints": _add_checkpoints,
+                "compile": _add_compile, "explain": _add_explain, "functions": _add_functions,
+                "bench": _add_bench}
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand ``argv`` names (its first word not an option: the options before it,
+    --debug and --version, take no value), or None when it names none known."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in _COMMAND_HELP else None
 
 
 def _read(path: str) -> str:
@@ -619,7 +667,7 @@ def _die_with_parent() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _die_with_parent()
-    parser = _parser()
+    parser = _parser(_command_of(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     debug = args.debug or os.environ.get("CAUDAL_DEBUG", "").strip().lower() not in (
         "", "0", "false", "no", "off")

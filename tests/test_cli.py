@@ -22,6 +22,32 @@ def test_help_reads_like_the_docs():
         assert flag in proc.stdout
 
 
+def _subcommand(parser, name: str):
+    return next(a for a in parser._actions if a.dest == "command").choices[name]
+
+
+def test_a_command_is_parsed_by_its_own_subparser_alone_with_the_same_help():
+    """`caudal run …` builds only run's subparser (the others: name and one-line help), so
+    every help text, the list of commands and every subcommand's options read as with all of
+    them built; `caudal --debug run` and an unknown word are told apart."""
+    from caudal import cli
+
+    full = cli._parser()
+    assert list(_subcommand(full, "run")._actions) and set(
+        next(a for a in full._actions if a.dest == "command").choices) == set(cli._COMMAND_HELP)
+    for name in cli._COMMAND_HELP:
+        alone = cli._parser(name)
+        assert alone.format_help() == full.format_help()
+        assert _subcommand(alone, name).format_help() == _subcommand(full, name).format_help()
+        others = [other for other in cli._COMMAND_HELP if other != name]
+        assert all(len(_subcommand(alone, other)._actions) == 1 for other in others)  # -h
+    assert cli._command_of(["--debug", "run", "job.sql"]) == "run"
+    assert cli._command_of(["--version"]) is None and cli._command_of(["runn"]) is None
+    args = cli._parser("run").parse_args(["run", "job.sql", "-p", "2", "--no-plan-cache"])
+    assert (args.command, args.file, args.parallelism, args.no_plan_cache) == \
+        ("run", "job.sql", 2, True)
+
+
 def test_run_writes_parquet_and_exits_zero(tmp_path, bids_parquet):
     path, table = bids_parquet
     out = tmp_path / "out"

@@ -41,9 +41,10 @@ def count(text: str) -> int:
     return int(value)
 
 
-def add_parser(sub) -> None:
-    """Add ``bench`` (with its ``nexmark`` subcommand) to the caudal command's subparsers."""
-    bench = sub.add_parser("bench", help="run benchmarks (Nexmark)",
+def add_parser(sub, summary: str) -> None:
+    """Add ``bench`` (with its ``nexmark`` subcommand) to the caudal command's subparsers,
+    with the one-line help ``summary`` (caudal.cli lists it without importing this module)."""
+    bench = sub.add_parser("bench", help=summary,
                            description="Benchmarks of caudal, with a batch engine's time on "
                                        "the same data in the same run.")
     bench.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
