@@ -14,11 +14,15 @@ clause (``_mark_window_clauses``).
 
 from __future__ import annotations
 
+import sys
+
 import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.risingwave import RisingWave
 from sqlglot.tokenizer_core import Token
 from sqlglot.tokens import TokenType
+
+from caudal.errors import PlanError
 
 
 class WindowTableFunction(exp.Expression):
@@ -155,7 +159,11 @@ class Caudal(RisingWave):
 
         def parse(self, raw_tokens, sql=None):
             _mark_window_clauses(raw_tokens)
-            return super().parse(raw_tokens, sql)
+            allow_depth()
+            try:
+                return super().parse(raw_tokens, sql)
+            except RecursionError:
+                raise PlanError(TOO_DEEP, hint=TOO_DEEP_HINT) from None
 
         def _parse_regexp_or_bitwise_not(self) -> exp.Expression | None:
             """``REGEXP(text, pattern)`` is Flink's function; ``~x`` stays bitwise NOT (both
@@ -288,6 +296,25 @@ class Caudal(RisingWave):
 
 
 DIALECT = Caudal
+
+#: Python frames a nested expression may take: sqlglot parses a level of parentheses or a
+#: function call in ~40 frames and ``translate`` takes ~5 per level, so Python's default
+#: limit (1000) failed at ~25 nested function calls and ~190 nested operators
+RECURSION_LIMIT = 20_000
+#: the refusal of an expression nested past it
+TOO_DEEP = "expressions nested too deeply (a few hundred levels of parentheses or calls at most)"
+TOO_DEEP_HINT = "compute parts of it in a WITH query or a subquery"
+
+
+def allow_depth() -> None:
+    """Raise Python's recursion limit to ``RECURSION_LIMIT`` for parsing and planning (never
+    lower it: another thread may be deep in its own). Python 3.11 keeps the frames of
+    Python-to-Python calls off the C stack."""
+    if sys.getrecursionlimit() < RECURSION_LIMIT:
+        sys.setrecursionlimit(RECURSION_LIMIT)
+
+
+allow_depth()  # (at import too: test runners that restore the limit see it set before)
 
 
 def parse_expression(text: str) -> exp.Expression:

@@ -21,7 +21,8 @@ from caudal.plan.expressions import Call, Column, Expr, Literal, set_source
 from caudal.plan.functions.casts import bind_cast, cast_array, try_cast_array
 from caudal.plan.functions.intervals import parse_interval, parse_qualified_interval
 from caudal.plan.functions.registry import bind_call, builtin, find
-from caudal.sql.dialect import Caudal
+from caudal.sql.dialect import TOO_DEEP, TOO_DEEP_HINT, Caudal
+from caudal.sql.rendering import rendering, text
 from caudal.sql.scope import Scope, position
 from caudal.types import INTERVAL, arrow_type, is_numeric
 
@@ -30,7 +31,17 @@ Handler = Callable[[exp.Expression, Scope], Expr]
 
 def translate(node: exp.Expression, scope: Scope) -> Expr:
     """The typed IR of one scalar expression; PlanError (with line and column) when a name
-    is unknown, a function does not exist or arguments have the wrong types."""
+    is unknown, a function does not exist or arguments have the wrong types. Each node's
+    SQL text and position are found once (caudal.sql.rendering), so planning costs what the
+    tree holds, not its size times its depth."""
+    with rendering(node):
+        try:
+            return _translate(node, scope)
+        except RecursionError:
+            raise PlanError(TOO_DEEP, hint=TOO_DEEP_HINT) from None
+
+
+def _translate(node: exp.Expression, scope: Scope) -> Expr:
     computed = scope.lookup(node)
     if computed is not None:
         return computed
@@ -46,7 +57,7 @@ def translate(node: exp.Expression, scope: Scope) -> Expr:
         result = _fold(result)
         if isinstance(result, Call):
             line, col = position(node)
-            set_source(result, line, col, " ".join(node.sql(dialect=Caudal).split())[:80])
+            set_source(result, line, col, " ".join(text(node, Caudal).split())[:80])
         return result
     except CaudalError as e:
         line, col = position(node)
@@ -55,7 +66,7 @@ def translate(node: exp.Expression, scope: Scope) -> Expr:
 
 def _tr(node: exp.Expression | None, scope: Scope) -> Expr:
     assert node is not None
-    return translate(node, scope)
+    return _translate(node, scope)
 
 
 def _call(name: str, nodes: list[exp.Expression | None], scope: Scope,
@@ -709,10 +720,17 @@ _SIMPLE: dict[type, tuple[str, list[str]]] = {
 _FOLDABLE = {"cast", "try_cast", "negate"}
 
 
+#: marks a Call whose arguments ``_fold`` has folded (each translated node's result is
+#: folded once: its arguments were folded when they were translated)
+_FOLDED = "_folded"
+
+
 def _fold(expr: Expr) -> Expr:
     """Casts (and negations) of literals become literals now, so binders see constant
     patterns and units, and an invalid literal fails when planning."""
     if not isinstance(expr, Call):
+        return expr
+    if _FOLDED in expr.__dict__:
         return expr
     args = tuple(_fold(a) for a in expr.args)
     if any(a is not b for a, b in zip(args, expr.args)):
@@ -729,6 +747,7 @@ def _fold(expr: Expr) -> Expr:
         except RuntimeFailure as e:
             raise PlanError(e.message, hint=e.hint) from None
         return Literal(expr.dtype, folded.as_py())
+    object.__setattr__(expr, _FOLDED, True)
     return expr
 
 

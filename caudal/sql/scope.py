@@ -10,6 +10,7 @@ from sqlglot import exp
 
 from caudal.errors import PlanError, names_hint
 from caudal.plan.expressions import Column, Expr
+from caudal.sql.rendering import positions, text
 
 
 def sql_conjuncts(node: exp.Expression) -> list[exp.Expression]:
@@ -33,21 +34,44 @@ def negative_ordinal(node: exp.Expression) -> int | None:
     return None
 
 
+def _own_position(node: exp.Expression) -> tuple[int, int] | None:
+    meta = getattr(node, "_meta", None) or {}
+    if not meta.get("line"):
+        return None
+    # sqlglot's col is the column of the token's last character
+    start = meta.get("col", 1) - (meta.get("end", 0) - meta.get("start", 0))
+    return meta["line"], max(1, start)
+
+
+def _leftmost(node: exp.Expression, memo: dict) -> tuple[int, int] | None:
+    """``position`` of ``node`` from its children's, each found once (``memo``)."""
+    hit = memo.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1]
+    best = _own_position(node)
+    for child in node.iter_expressions():
+        here = _leftmost(child, memo)
+        if here is not None and (best is None or here < best):
+            best = here
+    memo[id(node)] = (node, best)
+    return best
+
+
 def position(node: exp.Expression) -> tuple[int | None, int | None]:
     """Line and column where a sqlglot node starts: the leftmost token inside it that
-    carries a position (sqlglot records positions on identifiers and literals)."""
-    best: tuple[int, int] | None = None
+    carries a position (sqlglot records positions on identifiers and literals). Inside
+    ``rendering`` (a ``translate``) each node's is found once."""
     if node is None:
         return None, None
-    for candidate in node.walk():
-        meta = getattr(candidate, "_meta", None) or {}
-        if not meta.get("line"):
-            continue
-        # sqlglot's col is the column of the token's last character
-        start = meta.get("col", 1) - (meta.get("end", 0) - meta.get("start", 0))
-        here = (meta["line"], max(1, start))
-        if best is None or here < best:
-            best = here
+    memo = positions()
+    if memo is not None:
+        best = _leftmost(node, memo)
+    else:
+        best = None
+        for candidate in node.walk():
+            here = _own_position(candidate)
+            if here is not None and (best is None or here < best):
+                best = here
     if best is None:
         return None, None
     return best
@@ -110,7 +134,7 @@ class Scope:
         """An upstream-computed expression equal to ``node``, if any."""
         if not self.computed:
             return None
-        return self.computed.get(node.sql(dialect="postgres"))
+        return self.computed.get(text(node, "postgres"))
 
     def schema(self) -> pa.Schema:
         return pa.schema([pa.field(c.physical, c.dtype) for c in self.columns])
