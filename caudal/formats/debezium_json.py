@@ -215,7 +215,7 @@ def encode(batch: pa.RecordBatch,
         ['{"before":', '"after":', '{"before":null,"after":', '{"before":'],
         [",", ',"op":"u"}\n', ',"op":"c"}\n', ',"after":null,"op":"d"}\n'], roles))
     if texts is not None:  # plain rows: the lines put together by Arrow, without Polars
-        return json_format.text_bytes(texts)
+        return json_format.unmark_numbers(json_format.text_bytes(texts))
     before_idx = np.where(start_ops < 0, starts, -1)
     after_idx = np.where(is_pair, starts + 1, np.where(start_ops > 0, starts, -1))
     op_text = np.where(is_pair, "u", np.where(start_ops > 0, "c", "d"))
@@ -229,7 +229,7 @@ def encode(batch: pa.RecordBatch,
 
     out = io.BytesIO()
     pl.from_arrow(table).write_ndjson(out)
-    return out.getvalue()
+    return json_format.unmark_numbers(out.getvalue())
 
 
 def _lines(ops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -495,7 +495,8 @@ def read(stream: Any, schema: pa.Schema, policy: bad_data.BadDataPolicy,
 def writable(column: pa.Array, options: JsonOptions = JsonOptions(),
              zoned: bool = False) -> pa.Array:
     """A column as Polars should encode it: timestamps as text (``Z`` only when ``zoned``) or
-    epoch milliseconds, dates as text or milliseconds, bytes as hex text."""
+    epoch milliseconds, dates as text or milliseconds, bytes as hex text, NaN and infinities
+    as text (``_special_floats``: the output then goes through ``unmark_numbers``)."""
     t = column.type
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
@@ -520,18 +521,61 @@ def writable(column: pa.Array, options: JsonOptions = JsonOptions(),
         offsets = pc.subtract(column.offsets, column.offsets[0])
         return type(column).from_arrays(offsets, writable(column.flatten(), options),
                                         mask=column.is_null() if column.null_count else None)
+    if pa.types.is_floating(t):
+        return _special_floats(column)
     return column
 
 
+#: wraps a number's text in a column ``_special_floats`` made text; ``unmark_numbers``
+#: drops it with the quotes around it, leaving the bare number. Random: no row's text holds it
+_NUMBER_MARK = f"\x01caudal-number-{uuid.uuid4().hex}\x01"
+#: the mark as JSON writes it inside a string (Polars's ``\u0001``), and its quoted ends
+_NUMBER_MARK_JSON = json.dumps(_NUMBER_MARK)[1:-1].encode()
+_NON_FINITE = {"NaN": np.nan, "Infinity": np.inf, "-Infinity": -np.inf}
+
+
+def _special_floats(column: pa.Array) -> pa.Array:
+    """A floating column holding NaN or an infinity (JSON numbers have none) as text:
+    ``"NaN"``, ``"Infinity"``, ``"-Infinity"``, the strings Flink's JSON format (Jackson)
+    writes and reads, as DuckDB's ``read_json`` reads them into a DOUBLE; its
+    other values are their number text between marks that ``unmark_numbers`` removes with
+    their quotes. A column without such values is returned as it is."""
+    values = column.to_numpy(zero_copy_only=False)
+    if column.null_count:
+        values = np.where(column.is_null().to_numpy(zero_copy_only=False), 0.0, values)
+    if np.isfinite(values).all():
+        return column
+    numbers = _double_text(column) if pa.types.is_float64(column.type) else None
+    if numbers is None:
+        import polars as pl  # only writers need it (loaded on first use)
+
+        numbers = pl.from_arrow(column).cast(pl.String).to_arrow()
+    mark = pa.scalar(_NUMBER_MARK, pa.large_string())
+    out = pc.binary_join_element_wise(mark, numbers.cast(pa.large_string()), mark,
+                                      pa.scalar("", pa.large_string()))
+    for name, value in _NON_FINITE.items():
+        hit = np.isnan(values) if np.isnan(value) else values == value
+        if hit.any():
+            out = pc.if_else(pa.array(hit), pa.scalar(name, pa.large_string()), out)
+    return pc.if_else(column.is_null(), pa.scalar(None, pa.large_string()), out)
+
+
+def unmark_numbers(data: bytes) -> bytes:
+    """JSON text with the marked numbers of ``_special_floats`` bare again."""
+    if _NUMBER_MARK_JSON not in data:
+        return data
+    return data.replace(b'"' + _NUMBER_MARK_JSON, b"").replace(_NUMBER_MARK_JSON + b'"', b"")
+
+
 def _has_special(t: pa.DataType) -> bool:
-    """True when a nested type holds a value ``writable`` converts (time or bytes)."""
+    """True when a nested type holds a value ``writable`` converts (time, bytes, floats)."""
     if pa.types.is_struct(t):
         return any(_has_special(f.type) for f in t)
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         return _has_special(t.value_type)
     return pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_binary(t) or \
         pa.types.is_large_binary(t) or pa.types.is_binary_view(t) or \
-        pa.types.is_fixed_size_binary(t)
+        pa.types.is_fixed_size_binary(t) or pa.types.is_floating(t)
 
 
 def zoned_columns(schema: pa.Schema | None) -> set[str]:
@@ -681,7 +725,8 @@ def joined_lines(texts: pa.Array) -> bytes:
 
 def encode(batch: pa.RecordBatch, options: dict[str, str] | JsonOptions | None = None,
            schema: pa.Schema | None = None) -> bytes:
-    """JSON lines for a batch: one object per row, NULL as null (NaN too: JSON has none).
+    """JSON lines for a batch: one object per row, NULL as null, NaN and infinities as
+    ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` (JSON numbers have none).
     ``schema`` is the table's declared one (it says which timestamps are zoned)."""
     if batch.num_rows == 0:
         return b""
@@ -702,13 +747,13 @@ def encode(batch: pa.RecordBatch, options: dict[str, str] | JsonOptions | None =
         texts = object_texts(columns, batch.schema.names,
                              ([""], ["\n"], np.zeros(batch.num_rows, dtype=np.int64)))
         if texts is not None:
-            return text_bytes(texts)
+            return unmark_numbers(text_bytes(texts))
     table = pa.Table.from_arrays(columns, names=batch.schema.names)
     import polars as pl  # only writers need it (loaded on first use)
 
     out = io.BytesIO()
     pl.from_arrow(table).write_ndjson(out)
-    data = out.getvalue()
+    data = unmark_numbers(out.getvalue())
     return _splice(data, embedded) if embedded else data
 
 

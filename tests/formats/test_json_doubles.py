@@ -1,9 +1,11 @@
 """DOUBLE columns in JSON lines and Debezium JSON: written by Arrow's cast where its text is
-Polars's (no Polars import), byte for byte what Polars writes everywhere."""
+Polars's (no Polars import), byte for byte what Polars writes everywhere (but NaN and
+infinities, which Polars writes as null: "NaN", "Infinity", "-Infinity", as Flink)."""
 
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 import pyarrow as pa
@@ -16,11 +18,17 @@ from caudal.formats import json as jsonl
 
 
 def polars_lines(batch: pa.RecordBatch) -> bytes:
+    """Polars's lines, but NaN and infinities as Flink writes them (Polars: null)."""
     import polars as pl
 
     out = io.BytesIO()
     pl.from_arrow(pa.Table.from_batches([batch])).write_ndjson(out)
-    return out.getvalue()
+    lines = out.getvalue().split(b"\n")
+    for i, x in enumerate(batch.column("x").to_pylist()):
+        if x is not None and not math.isfinite(x):
+            text = b'"NaN"' if math.isnan(x) else b'"Infinity"' if x > 0 else b'"-Infinity"'
+            lines[i] = lines[i].replace(b'"x":null', b'"x":' + text)
+    return b"\n".join(lines)
 
 
 def batch_of(values: list[float | None]) -> pa.RecordBatch:
