@@ -65,6 +65,15 @@ def _fixed_dtype(t: pa.DataType) -> np.dtype | None:
     return None
 
 
+def fixed_values(a: pa.Array, dtype: np.dtype) -> np.ndarray:
+    """The values buffer of a fixed-width (not boolean) Arrow array as NumPy ``dtype``, a
+    view without a copy (the values under NULLs are whatever the buffer holds)."""
+    buf = a.buffers()[1]
+    if buf is None:
+        return np.zeros(len(a), dtype=dtype)
+    return np.frombuffer(buf, dtype=dtype, count=a.offset + len(a))[a.offset:]
+
+
 def _is_text(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t) or \
         pa.types.is_binary(t) or pa.types.is_large_binary(t)
@@ -162,10 +171,7 @@ class _Fixed:
     def _numpy(self, a: pa.Array) -> np.ndarray:
         if pa.types.is_boolean(self.type):
             return pc.fill_null(a, False).to_numpy(zero_copy_only=False)
-        buf = a.buffers()[1]
-        if buf is None:
-            return np.zeros(len(a), dtype=self.dtype)
-        return np.frombuffer(buf, dtype=self.dtype, count=a.offset + len(a))[a.offset:]
+        return fixed_values(a, self.dtype)
 
     def _fitted(self, values: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
         """The values to store less ``base`` (set by the first values), the buffer widened
@@ -271,6 +277,12 @@ class _Fixed:
         if missing is not None:
             valid = ~missing if valid is None else valid & ~missing
         return self._array(values, valid)
+
+    def numbers(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The values of rows ``index`` as NumPy (int64 when narrowed) and which are valid
+        (None: all), in new memory: no Arrow array built."""
+        values = self._decoded(self.data.values[index])
+        return values, (self.valid.values[index] if self.valid is not None else None)
 
     def keep(self, mask: np.ndarray | slice) -> None:
         self.data.reset(self.data.values[mask])
@@ -685,6 +697,16 @@ class CompactRows:
             picked.sort(key=lambda p: order[p[0].name])
         return _table([c.take(index, missing) for _, c in picked],
                       pa.schema([f for f, _ in picked]), len(index))
+
+    def numbers(self, index: np.ndarray, name: str
+                ) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """Rows ``index`` (all >= 0) of the fixed-width column ``name`` as NumPy values and
+        which are valid (None: all), or None when the column is not fixed-width or is
+        boolean (read it with ``take``)."""
+        column = self.columns[self.schema.get_field_index(name)]
+        if not isinstance(column, _Fixed) or pa.types.is_boolean(column.type):
+            return None
+        return column.numbers(np.asarray(index, dtype=np.int64))
 
     def filter(self, mask: np.ndarray) -> pa.Table:
         """The rows where ``mask`` is True."""

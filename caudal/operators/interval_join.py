@@ -153,7 +153,8 @@ class IntervalJoin(Operator):
             if not alive.all():
                 pi, oi = pi[alive], oi[alive]
         if len(oi):
-            pi, oi, joined = self.layout.checked(s, rows, other.store.take, pi, oi)
+            pi, oi, joined = self.layout.checked(s, rows, other.store.take, pi, oi,
+                                                     other.store.numbers)
             if len(pi):
                 out.append(self.layout.output(joined))
                 if self.preserved[o]:

@@ -17,9 +17,14 @@ from caudal import compute as pc
 if TYPE_CHECKING:
     import polars as pl
 
+from caudal.operators.compact_rows import _fixed_dtype, fixed_values
 from caudal.operators.keyed_tables import as_array, from_numpy, positional, take_or_null
 from caudal.plan.compile import compile_expr, evaluate
-from caudal.plan.expressions import Expr
+from caudal.plan.expressions import Call, Column, Expr, conjuncts
+
+#: comparisons a residual condition is checked with in NumPy (``_integer_terms``)
+_COMPARE = {"lt": np.less, "lte": np.less_equal, "gt": np.greater,
+            "gte": np.greater_equal, "eq": np.equal, "neq": np.not_equal}
 
 
 def match(probe: pa.Table | pa.RecordBatch, probe_keys: Sequence[str],
@@ -64,6 +69,9 @@ class JoinLayout:
         self._sides: list[tuple[int, int]] | None = None
         self.joined_schema = pa.schema(list(left_schema) + [
             pa.field(n, f.type) for n, f in zip(self.right_names, right_schema)])
+        #: the residual as comparisons of integer-like columns, checked in NumPy
+        self._terms = _integer_terms(residual, self.joined_schema) \
+            if residual is not None else None
 
     def pairs(self, left: pa.Table, right: pa.Table, li: np.ndarray,
               ri: np.ndarray) -> pa.Table:
@@ -130,18 +138,64 @@ class JoinLayout:
         rename = dict(zip(self.right_schema.names, self.right_names))
         return columns.rename_columns([rename[n] for n in columns.column_names])
 
+    def _numeric_accept(self, side: int, rows: pa.Table,
+                        numbers: Callable[[np.ndarray, str], Any],
+                        pi: np.ndarray, oi: np.ndarray) -> np.ndarray | None:
+        """Which candidate pairs satisfy a residual of integer-like comparisons
+        (``_integer_terms``), computed on the columns' NumPy values: no Arrow arrays taken
+        and no expression evaluated. A comparison with a NULL is not satisfied (as
+        ``accept``). None when the residual is not of that form (or a column is not kept
+        as fixed-width values)."""
+        if self._terms is None:
+            return None
+        left = set(self.left_schema.names)
+        probe_names = self.left_schema.names if side == 0 else self.right_names
+        own = dict(zip(self.right_names, self.right_schema.names))
+        got: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+        for name, dtype in {n: d for _, a, b, d in self._terms for n in (a, b)}.items():
+            if name in probe_names:
+                column = as_array(rows.column(name if side == 0 else own[name]))
+                if column.type != self.joined_schema.field(name).type:
+                    return None
+                values = fixed_values(column, dtype)[pi]
+                valid = column.is_valid().to_numpy(zero_copy_only=False)[pi] \
+                    if column.null_count else None
+                got[name] = (values, valid)
+            else:
+                stored = numbers(oi, name if name in left else own[name])
+                if stored is None:
+                    return None
+                got[name] = stored
+        ok = np.ones(len(pi), dtype=bool)
+        for compare, a, b, _ in self._terms:
+            (va, ma), (vb, mb) = got[a], got[b]
+            ok &= compare(va, vb)
+            for valid in (ma, mb):
+                if valid is not None:
+                    ok &= valid
+        return ok
+
     def checked(self, side: int, rows: pa.Table, stored: Callable[..., pa.Table],
-                pi: np.ndarray, oi: np.ndarray) -> tuple[np.ndarray, np.ndarray, pa.Table]:
+                pi: np.ndarray, oi: np.ndarray,
+                numbers: Callable[[np.ndarray, str], Any] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, pa.Table]:
         """``probed`` taking the stored side's columns as they are needed: the residual's
         columns of the candidate pairs first, then the output's columns of the pairs that
         satisfy it (``stored(index, names)``: stored rows' columns). Columns are taken for
         the pairs kept, never taken whole and filtered, and columns neither reads are not
-        taken at all. The joined rows hold the output's columns."""
+        taken at all. The joined rows hold the output's columns. A residual of comparisons
+        of integer-like columns is checked on NumPy values (``numbers(index, name)``: a
+        stored column's values and validity, as ``CompactRows.numbers``)."""
         o = 1 - side
         read = self.residual.columns() if self.residual is not None else set()
         if self._residual is not None and not read:   # (a condition of no column)
             return self.probed(side, rows, stored(oi, None), pi, oi)
-        if read and len(pi):
+        ok = self._numeric_accept(side, rows, numbers, pi, oi) \
+            if read and len(pi) and numbers is not None else None
+        if ok is not None:
+            if not ok.all():
+                pi, oi = pi[ok], oi[ok]
+        elif read and len(pi):
             parts = [take_or_null(rows.column(n), pi) for n in self._own_names(side, read)]
             probe = pa.Table.from_arrays(parts, names=self._own_names(side, read))
             joined = _beside(self._side_table(side, probe), self._side_table(
@@ -190,6 +244,27 @@ class JoinLayout:
             empty = self.left_schema.empty_table()
             joined = self.pairs(empty, rows, np.full(n, -1, dtype=np.int64), np.arange(n))
         return self.output(joined)
+
+
+def _integer_terms(residual: Expr, joined: pa.Schema
+                   ) -> list[tuple[Any, str, str, np.dtype]] | None:
+    """A residual that is a conjunction of comparisons of two columns of one
+    integer-like type (integers, timestamps, dates, times, durations: the interval join's
+    ``b.t BETWEEN a.t AND a.expires``) as ``(NumPy comparison, column, column, dtype)``
+    terms; None for any other condition (floats too: NaN orders differently in SQL)."""
+    terms = []
+    for term in conjuncts(residual):
+        if not (isinstance(term, Call) and term.func in _COMPARE and len(term.args) == 2
+                and all(isinstance(a, Column) and a.name in joined.names for a in term.args)):
+            return None
+        a, b = term.args
+        t = joined.field(a.name).type
+        dtype = _fixed_dtype(t)
+        if dtype is None or not t.equals(joined.field(b.name).type) or \
+                pa.types.is_boolean(t) or pa.types.is_floating(t):
+            return None
+        terms.append((_COMPARE[term.func], a.name, b.name, dtype))
+    return terms
 
 
 def _beside(a: pa.Table, b: pa.Table) -> pa.Table:
