@@ -29,6 +29,11 @@ comparing the key values themselves (``verified``): keys whose hashes collide ar
 of each other, and the comparison drops the pair. A collision costs a comparison, never a
 wrong match. Floating-point keys are not indexed (``-0.0 = 0.0`` with different bits).
 
+While every integer key has at most one stored row (the auctions an interval join or an
+updating join of bids keeps, by auction id), there are no runs: ``unique`` holds each id's
+row, a probe is one gather from it, and a cover one scatter into it (no sort). The first id
+to get a second row ends that for good: the runs are built over all the rows from then on.
+
 Removing rows (a changelog's retractions, TTL) renumbers them: ``keep`` renumbers the rows
 in the runs and drops the removed ones, in time proportional to the rows (as the store's own
 ``keep``), without sorting anything again.
@@ -250,12 +255,17 @@ class KeyRows:
         self.keys = None if self.hashed else KeyIndex(
             self.names, schema, dense_span=_DENSE_SPAN, min_direct=_MIN_DIRECT)
         self.runs: list[_Run | _HashRun] = []
-        self.covered = 0   # rows below this are in a run
+        self.covered = 0   # rows below this are in a run (or in ``unique``)
+        #: integer keys while no id has two rows: each id's row (-1: none; ids past its
+        #: end have none), what probes gather from instead of runs; None after that
+        self.unique: np.ndarray | None = None if self.hashed else np.zeros(0, dtype=np.int64)
 
     def reset(self) -> None:
         """Forget the runs (rows were renumbered); the key ids stay valid."""
         self.runs = []
         self.covered = 0
+        if self.unique is not None:
+            self.unique[:] = -1
 
     def keep(self, mask: np.ndarray) -> None:
         """Only the rows where ``mask`` is True stay, renumbered in order (as the store's
@@ -263,6 +273,11 @@ class KeyRows:
         mask = np.asarray(mask, dtype=bool)
         below = np.zeros(len(mask) + 1, dtype=np.int64)
         np.cumsum(mask, out=below[1:])
+        if self.unique is not None:
+            row = self.unique
+            kept = row >= 0
+            kept[kept] = mask[row[kept]]
+            self.unique = np.where(kept, below[np.maximum(row, 0)], -1)
         for run in self.runs:
             run.keep(mask, below)
         self.runs = [r for r in self.runs if r.size]
@@ -278,7 +293,7 @@ class KeyRows:
         names = self.names if names is None else list(names)
         probe = _as_table(probe, names)
         empty = np.zeros(0, dtype=np.int64)
-        if not self.runs:
+        if not self.runs and self.unique is None:
             return empty, empty
         probe_rows, rows = [], []
         if self.hashed:
@@ -292,6 +307,11 @@ class KeyRows:
         else:
             assert self.keys is not None
             ids = self.keys.find(probe.column(names[0]))
+            if self.unique is not None:
+                at = np.flatnonzero((ids >= 0) & (ids < len(self.unique)))
+                row = self.unique[ids[at]]
+                hit = row >= 0
+                return (at, row) if hit.all() else (at[hit], row[hit])
             at = np.flatnonzero(ids >= 0)
             ids = ids[at]
             for run in self.runs:
@@ -317,6 +337,13 @@ class KeyRows:
         n = stored.num_rows
         if n <= self.covered:
             return
+        if self.unique is not None:
+            assert self.keys is not None
+            ids = self.keys.find_or_add(stored.slice(self.covered).column(self.names[0]))
+            if self._add_unique(ids, self.covered):
+                self.covered = n
+                return
+            self.unique, self.covered = None, 0   # an id has two rows: runs over all rows
         start = self.covered
         while self.runs and self.runs[-1].size < _MERGE_RATIO * (n - start):
             start = self.runs.pop().start
@@ -328,6 +355,24 @@ class KeyRows:
             ids = self.keys.find_or_add(keys.column(self.names[0]))
             self.runs.append(_Run(start, n, ids, self.keys.size))
         self.covered = n
+
+
+    def _add_unique(self, ids: np.ndarray, start: int) -> bool:
+        """Rows ``start``, ``start + 1``, … of ids ``ids`` (-1: NULL) into ``unique``; False
+        (and ``unique`` no longer of use) when one of the ids has a row already or twice."""
+        assert self.keys is not None and self.unique is not None
+        if len(self.unique) < self.keys.size:   # room for every id, grown by doubling
+            grown = np.full(max(2 * len(self.unique), self.keys.size, 1024), -1,
+                            dtype=np.int64)
+            grown[:len(self.unique)] = self.unique
+            self.unique = grown
+        at = np.flatnonzero(ids >= 0)
+        ids = ids[at]
+        if (self.unique[ids] >= 0).any():
+            return False
+        rows = at + start
+        self.unique[ids] = rows
+        return bool((self.unique[ids] == rows).all())   # (an id twice: one write lost)
 
 
 def _as_table(rows: pa.Table | pa.RecordBatch | pa.Array | pa.ChunkedArray,

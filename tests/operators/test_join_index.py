@@ -112,3 +112,45 @@ def test_sparse_keys_of_a_moderate_range_stay_directly_addressed():
         index.keys.find_or_add(pa.array(keys[np.sort(part)]))
     assert index.keys._direct is not None
     assert (index.keys.find(pa.array(keys)) >= 0).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["append", "append", "probe", "keep"]),
+                          st.integers(0, 40), st.booleans(), st.integers(0, 2**31)),
+                min_size=1, max_size=30),
+       st.sampled_from([pa.int64(), pa.timestamp("us")]))
+def test_unique_keys_are_gathered_until_a_key_repeats(ops, dtype):
+    """While no key has two stored rows the index keeps each key's row (no runs): appends
+    of new keys (NULLs too), probes, rows removed by ``keep``, and then a key stored twice
+    (``repeat``), from which on the runs answer. Every probe equals the brute force."""
+    schema = pa.schema([("k", dtype)])
+    index = KeyRows("k", schema)
+    stored: list = []
+    fresh = iter(range(10_000))
+    was_unique = True
+    for op, size, repeat, seed in ops:
+        rng = np.random.default_rng(seed)
+        if op == "append":
+            keys = [None if rng.random() < 0.1 else next(fresh) * 3 for _ in range(size)]
+            if repeat and stored:
+                keys.append(stored[int(rng.integers(0, len(stored)))])
+            stored += keys
+            index.cover(_column(stored, 1, dtype))
+        elif op == "keep" and stored:
+            index.cover(_column(stored, 1, dtype))
+            mask = rng.random(len(stored)) < 0.6
+            stored = [k for k, m in zip(stored, mask) if m]
+            index.keep(mask)
+        else:
+            index.cover(_column(stored, 1, dtype))
+            probe = [None if rng.random() < 0.1 else int(k) for k in rng.integers(-3, 60, size)]
+            probe += [k for k in stored[:3]]
+            pi, ri = index.pairs(_column(probe, 1, dtype))
+            expected = [(i, j) for i, k in enumerate(probe) if k is not None
+                        for j, s in enumerate(stored) if s == k]
+            assert _pairs(pi, ri) == expected
+        present = [k for k in stored if k is not None]
+        if len(set(present)) < len(present):
+            was_unique = False
+        if was_unique:   # no key stored twice so far: no runs
+            assert index.unique is not None and not index.runs
