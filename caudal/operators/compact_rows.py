@@ -278,12 +278,6 @@ class _Fixed:
             valid = ~missing if valid is None else valid & ~missing
         return self._array(values, valid)
 
-    def numbers(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """The values of rows ``index`` as NumPy (int64 when narrowed) and which are valid
-        (None: all), in new memory: no Arrow array built."""
-        values = self._decoded(self.data.values[index])
-        return values, (self.valid.values[index] if self.valid is not None else None)
-
     def keep(self, mask: np.ndarray | slice) -> None:
         self.data.reset(self.data.values[mask])
         if self.valid is not None:
@@ -697,16 +691,6 @@ class CompactRows:
             picked.sort(key=lambda p: order[p[0].name])
         return _table([c.take(index, missing) for _, c in picked],
                       pa.schema([f for f, _ in picked]), len(index))
-
-    def numbers(self, index: np.ndarray, name: str
-                ) -> tuple[np.ndarray, np.ndarray | None] | None:
-        """Rows ``index`` (all >= 0) of the fixed-width column ``name`` as NumPy values and
-        which are valid (None: all), or None when the column is not fixed-width or is
-        boolean (read it with ``take``)."""
-        column = self.columns[self.schema.get_field_index(name)]
-        if not isinstance(column, _Fixed) or pa.types.is_boolean(column.type):
-            return None
-        return column.numbers(np.asarray(index, dtype=np.int64))
 
     def filter(self, mask: np.ndarray) -> pa.Table:
         """The rows where ``mask`` is True."""

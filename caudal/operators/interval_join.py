@@ -154,7 +154,7 @@ class IntervalJoin(Operator):
                 pi, oi = pi[alive], oi[alive]
         if len(oi):
             pi, oi, joined = self.layout.checked(s, rows, other.store.take, pi, oi,
-                                                     other.store.numbers)
+                                                     other.store.integers)
             if len(pi):
                 out.append(self.layout.output(joined))
                 if self.preserved[o]:

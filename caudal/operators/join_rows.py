@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import polars as pl
 
 from caudal.operators.compact_rows import _fixed_dtype, fixed_values
+from caudal.operators.key_index import _integer_like
 from caudal.operators.keyed_tables import as_array, from_numpy, positional, take_or_null
 from caudal.plan.compile import compile_expr, evaluate
 from caudal.plan.expressions import Call, Column, Expr, conjuncts
@@ -139,13 +140,12 @@ class JoinLayout:
         return columns.rename_columns([rename[n] for n in columns.column_names])
 
     def _numeric_accept(self, side: int, rows: pa.Table,
-                        numbers: Callable[[np.ndarray, str], Any],
+                        numbers: Callable[[str, np.ndarray], Any],
                         pi: np.ndarray, oi: np.ndarray) -> np.ndarray | None:
         """Which candidate pairs satisfy a residual of integer-like comparisons
         (``_integer_terms``), computed on the columns' NumPy values: no Arrow arrays taken
         and no expression evaluated. A comparison with a NULL is not satisfied (as
-        ``accept``). None when the residual is not of that form (or a column is not kept
-        as fixed-width values)."""
+        ``accept``). None when the residual is not of that form."""
         if self._terms is None:
             return None
         left = set(self.left_schema.names)
@@ -162,10 +162,8 @@ class JoinLayout:
                     if column.null_count else None
                 got[name] = (values, valid)
             else:
-                stored = numbers(oi, name if name in left else own[name])
-                if stored is None:
-                    return None
-                got[name] = stored
+                values, nulls = numbers(name if name in left else own[name], oi)
+                got[name] = (values, None if nulls is None else ~nulls)
         ok = np.ones(len(pi), dtype=bool)
         for compare, a, b, _ in self._terms:
             (va, ma), (vb, mb) = got[a], got[b]
@@ -177,15 +175,15 @@ class JoinLayout:
 
     def checked(self, side: int, rows: pa.Table, stored: Callable[..., pa.Table],
                 pi: np.ndarray, oi: np.ndarray,
-                numbers: Callable[[np.ndarray, str], Any] | None = None
+                numbers: Callable[[str, np.ndarray], Any] | None = None
                 ) -> tuple[np.ndarray, np.ndarray, pa.Table]:
         """``probed`` taking the stored side's columns as they are needed: the residual's
         columns of the candidate pairs first, then the output's columns of the pairs that
         satisfy it (``stored(index, names)``: stored rows' columns). Columns are taken for
         the pairs kept, never taken whole and filtered, and columns neither reads are not
         taken at all. The joined rows hold the output's columns. A residual of comparisons
-        of integer-like columns is checked on NumPy values (``numbers(index, name)``: a
-        stored column's values and validity, as ``CompactRows.numbers``)."""
+        of integer-like columns is checked on NumPy values (``numbers(name, index)``: a
+        stored column's values and NULL mask, as ``CompactRows.integers``)."""
         o = 1 - side
         read = self.residual.columns() if self.residual is not None else set()
         if self._residual is not None and not read:   # (a condition of no column)
@@ -249,9 +247,10 @@ class JoinLayout:
 def _integer_terms(residual: Expr, joined: pa.Schema
                    ) -> list[tuple[Any, str, str, np.dtype]] | None:
     """A residual that is a conjunction of comparisons of two columns of one
-    integer-like type (integers, timestamps, dates, times, durations: the interval join's
-    ``b.t BETWEEN a.t AND a.expires``) as ``(NumPy comparison, column, column, dtype)``
-    terms; None for any other condition (floats too: NaN orders differently in SQL)."""
+    integer-like type (integers but uint64, timestamps, dates, times, durations: the
+    interval join's ``b.t BETWEEN a.t AND a.expires``) as ``(NumPy comparison, column,
+    column, dtype)`` terms; None for any other condition (floats too: NaN orders
+    differently in SQL)."""
     terms = []
     for term in conjuncts(residual):
         if not (isinstance(term, Call) and term.func in _COMPARE and len(term.args) == 2
@@ -260,8 +259,7 @@ def _integer_terms(residual: Expr, joined: pa.Schema
         a, b = term.args
         t = joined.field(a.name).type
         dtype = _fixed_dtype(t)
-        if dtype is None or not t.equals(joined.field(b.name).type) or \
-                pa.types.is_boolean(t) or pa.types.is_floating(t):
+        if dtype is None or not _integer_like(t) or not t.equals(joined.field(b.name).type):
             return None
         terms.append((_COMPARE[term.func], a.name, b.name, dtype))
     return terms
