@@ -104,6 +104,10 @@ class IntervalJoin(Operator):
         self.schemas = [left_schema, right_schema]
         self.sides = [self._side(0), self._side(1)]
         self.watermark = WATERMARK_MIN
+        #: per side of an inner join's, a time up to which a watermark cannot make half of
+        #: its rows expired (the middle one of their deadlines, when last counted; None:
+        #: count at the next watermark): a watermark below it does not read every deadline
+        self._quiet: list[int | None] = [None, None]
 
     def _side(self, s: int) -> JoinSide:
         """A side's store: its deadlines, and whether each row matched (outer sides only)."""
@@ -170,6 +174,9 @@ class IntervalJoin(Operator):
             values = {_DEADLINE: deadline[alive], _MATCHED: matched[alive]}
         else:
             values = {_DEADLINE: deadline[alive]}
+        quiet = self._quiet[s]
+        if quiet is not None and alive.any() and int(values[_DEADLINE].min()) < quiet:
+            self._quiet[s] = None   # rows that expire sooner: count again
         if alive.all():
             side.append(rows, **values)
         elif alive.any():
@@ -186,6 +193,9 @@ class IntervalJoin(Operator):
         for s, side in enumerate(self.sides):
             if not side.size:
                 continue
+            quiet = self._quiet[s]
+            if quiet is not None and time <= quiet:
+                continue   # fewer than half of the rows can have expired: nothing to do
             deadline = side[_DEADLINE]
             expired = deadline < time
             if self.preserved[s]:
@@ -196,6 +206,12 @@ class IntervalJoin(Operator):
             dead = int(np.count_nonzero(expired))
             if dead and 2 * dead >= side.size:
                 self._compact(side, ~expired)
+            if not self.preserved[s] and side.size:
+                # rows expire when the watermark passes their deadline: half of them not
+                # before it passes the middle deadline (an outer side's rows are read at
+                # every watermark for the ones to pad)
+                half = (side.size - 1) // 2
+                self._quiet[s] = int(np.partition(side[_DEADLINE], half)[half])
         return _batches(out)
 
     @staticmethod
@@ -237,6 +253,7 @@ class IntervalJoin(Operator):
         ``_deadline`` and ``_matched`` (bool before the key index, int64 since)."""
         for name, side in zip(("left", "right"), self.sides):
             side.load(own_rows(state.get(name), side.keys, self.ctx, combine=False))
+        self._quiet = [None, None]
         self.watermark = restored_watermark(state, self.watermark)
 
     def state_rows(self) -> int:

@@ -234,3 +234,35 @@ def test_snapshot_of_the_earlier_form_restores():
     rows = normalized_rows(pa.Table.from_batches(got))
     assert len(rows) == 2
     assert (1, 10, 100, 1, 7, 150) in rows and (2, 20, 200, None, None, None) in rows
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 3000), st.integers(0, 2000)),
+                min_size=1, max_size=30), st.integers(0, 2**32 - 1))
+def test_expired_rows_are_compacted_when_half_the_store(steps, seed):
+    """An inner join's side skips watermarks that cannot have made half of its rows expired,
+    and still drops them exactly when they are half: after every watermark the store holds
+    what counting every deadline gives (rows appended with sooner deadlines included)."""
+    names = ["k"]
+    schema = pa.schema([("k", pa.int64()), ("t", TS)])
+    right = pa.schema([("k", pa.int64()), ("u", TS)])
+    out = pa.schema([("k", pa.int64()), ("t", TS), ("k_r", pa.int64()), ("u", TS)])
+    residual = Call(pa.bool_(), "gte", (Column(TS, "u"), Column(TS, "t")))
+    op = IntervalJoin("inner", schema, right, names, names, {"k": "k_r"}, out, residual,
+                      retention=[[("t", 1000)], [("u", 0)]],
+                      late_checks=[[("t", 0)], [("u", 0)]])
+    op.open(OperatorContext(subtask=0, parallelism=1))
+    rng = np.random.default_rng(seed)
+    deadlines = np.zeros(0, dtype=np.int64)   # the model: every stored row's deadline
+    watermark = 0
+    for n, spread, advance in steps:
+        t = watermark + rng.integers(0, spread + 1, n)
+        op.process(pa.record_batch([pa.array(rng.integers(0, 5, n), pa.int64()),
+                                    pa.array(t, pa.int64()).cast(TS)], schema=schema), 0)
+        deadlines = np.concatenate([deadlines, t + 1000])
+        watermark += advance
+        op.on_watermark(watermark)
+        expired = deadlines < watermark
+        if 2 * int(expired.sum()) >= len(deadlines) and expired.any():
+            deadlines = deadlines[~expired]
+        assert op.sides[0].size == len(deadlines)
