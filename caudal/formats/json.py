@@ -523,7 +523,16 @@ def writable(column: pa.Array, options: JsonOptions = JsonOptions(),
                                         mask=column.is_null() if column.null_count else None)
     if pa.types.is_floating(t):
         return _special_floats(column)
+    if pa.types.is_decimal(t):  # a JSON number with every digit, as Flink writes it
+        return _marked(pc.cast(column, pa.large_string()))
     return column
+
+
+def _marked(numbers: pa.Array) -> pa.Array:
+    """Number texts between the marks ``unmark_numbers`` removes with their quotes."""
+    mark = pa.scalar(_NUMBER_MARK, pa.large_string())
+    return pc.binary_join_element_wise(mark, numbers.cast(pa.large_string()), mark,
+                                       pa.scalar("", pa.large_string()))
 
 
 #: wraps a number's text in a column ``_special_floats`` made text; ``unmark_numbers``
@@ -550,9 +559,7 @@ def _special_floats(column: pa.Array) -> pa.Array:
         import polars as pl  # only writers need it (loaded on first use)
 
         numbers = pl.from_arrow(column).cast(pl.String).to_arrow()
-    mark = pa.scalar(_NUMBER_MARK, pa.large_string())
-    out = pc.binary_join_element_wise(mark, numbers.cast(pa.large_string()), mark,
-                                      pa.scalar("", pa.large_string()))
+    out = _marked(numbers)
     for name, value in _NON_FINITE.items():
         hit = np.isnan(values) if np.isnan(value) else values == value
         if hit.any():
@@ -568,14 +575,15 @@ def unmark_numbers(data: bytes) -> bytes:
 
 
 def _has_special(t: pa.DataType) -> bool:
-    """True when a nested type holds a value ``writable`` converts (time, bytes, floats)."""
+    """True when a nested type holds a value ``writable`` converts (time, bytes, floats,
+    decimals)."""
     if pa.types.is_struct(t):
         return any(_has_special(f.type) for f in t)
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         return _has_special(t.value_type)
     return pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_binary(t) or \
         pa.types.is_large_binary(t) or pa.types.is_binary_view(t) or \
-        pa.types.is_fixed_size_binary(t) or pa.types.is_floating(t)
+        pa.types.is_fixed_size_binary(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
 
 
 def zoned_columns(schema: pa.Schema | None) -> set[str]:
@@ -623,11 +631,15 @@ def _double_text(column: pa.Array) -> pa.Array | None:
 
 def _value_text(column: pa.Array) -> pa.Array | None:
     """Each value's JSON text (NULL stays NULL), by Arrow kernels, for the types whose text
-    is Arrow's own cast: integers, booleans, text without a character JSON escapes, and
-    DOUBLEs in the range ``_double_text`` takes; None for any other column (other floats,
-    decimals, dates, nested values), which Polars encodes."""
+    is Arrow's own cast: integers, booleans, DECIMALs (numbers), text without a character
+    JSON escapes, and DOUBLEs in the range ``_double_text`` takes; None for any other
+    column (other floats, dates, nested values), which Polars encodes."""
     t = column.type
     if pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_null(t):
+        return pc.cast(column, pa.large_string())
+    if pa.types.is_decimal(t):
+        # a JSON number with every digit (Flink's JSON format writes DECIMAL so; Arrow's
+        # text is Java's BigDecimal.toString: 1.2500000000, -1E-10): exact, no float
         return pc.cast(column, pa.large_string())
     if pa.types.is_float64(t):
         return _double_text(column)
@@ -742,12 +754,17 @@ def encode(batch: pa.RecordBatch, options: dict[str, str] | JsonOptions | None =
             marker = f"\x01caudal-json-{uuid.uuid4().hex}\x01"  # text no row holds
             embedded.append((marker, _valid_json(column, name)))
             column = pc.if_else(pc.is_valid(column), marker, pa.scalar(None, pa.string()))
-        columns.append(writable(column, opts, name in zoned))
+        # (a DECIMAL stays one for the Arrow encoder: ``_value_text``)
+        columns.append(column if pa.types.is_decimal(column.type) else
+                       writable(column, opts, name in zoned))
     if not embedded:
         texts = object_texts(columns, batch.schema.names,
                              ([""], ["\n"], np.zeros(batch.num_rows, dtype=np.int64)))
         if texts is not None:
             return unmark_numbers(text_bytes(texts))
+    # Polars writes a DECIMAL as text: its digits between number marks instead (bare again
+    # in unmark_numbers)
+    columns = [writable(c, opts) if pa.types.is_decimal(c.type) else c for c in columns]
     table = pa.Table.from_arrays(columns, names=batch.schema.names)
     import polars as pl  # only writers need it (loaded on first use)
 

@@ -53,7 +53,7 @@ def test_json_format(capsys) -> None:
     out = sink(format="json")
     out.write(batch().slice(0, 2))
     assert capsys.readouterr().out == (
-        '{"id":1,"name":"a","t":"2026-01-01T00:00:00","price":"1.50"}\n'
+        '{"id":1,"name":"a","t":"2026-01-01T00:00:00","price":1.50}\n'
         '{"id":null,"name":null,"t":null,"price":null}\n')
 
 

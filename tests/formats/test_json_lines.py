@@ -86,3 +86,39 @@ def test_infer_and_unsupported_types() -> None:
                                 ("n", pa.string())])
     with pytest.raises(ConfigError, match="JSON input cannot hold INTERVAL"):
         jsonl.Decoder(pa.schema([("i", pa.duration("us"))]))
+
+
+def test_decimal_is_written_as_an_exact_json_number_and_read_back() -> None:
+    """Flink's JSON format writes DECIMAL as a number (caudal wrote its text, "1.50"): every
+    digit, never through a float, on both encoders (Arrow's for plain rows, Polars's when
+    a REAL column needs it), in a ROW too; read back as the DECIMAL it was."""
+    values = [decimal.Decimal("1.2500000000"), decimal.Decimal("-0.0000000001"),
+              decimal.Decimal("12345678901234567890123456.7890123456"), None,
+              decimal.Decimal("0E-10")]
+    d = pa.array(values, pa.decimal128(38, 10))
+    for batch in (pa.record_batch({"d": d, "s": list("abcde")}),
+                  pa.record_batch({"d": d, "f": pa.array([1.5] * 5, pa.float32())})):
+        data = jsonl.encode(batch)
+        assert data.splitlines()[0].startswith(b'{"d":1.2500000000,')
+        assert b'"d":-1E-10' in data and b'"d":12345678901234567890123456.7890123456' in data
+        schema = pa.schema([("d", pa.decimal128(38, 10))])
+        assert jsonl.Decoder(schema).decode(data).column("d").to_pylist() == values
+    nested = pa.record_batch({"r": pa.array([{"d": decimal.Decimal("2.50")}],
+                                            pa.struct([("d", pa.decimal128(10, 2))]))})
+    assert jsonl.encode(nested) == b'{"r":{"d":2.50}}\n'
+
+
+def test_nan_and_infinity_tokens_read_as_duckdb_reads_them() -> None:
+    """Not JSON, but DuckDB's read_json reads NaN, Infinity and -Infinity into REAL and
+    DOUBLE columns, and fails for a DECIMAL or BIGINT one; so does caudal (one line)."""
+    import math
+
+    text = b'{"x": 1}\n{"x": NaN}\n{"x": Infinity}\n{"x": -Infinity}\n'
+    for t in (pa.float64(), pa.float32()):
+        got = jsonl.Decoder(pa.schema([("x", t)])).decode(text).column("x").to_pylist()
+        assert got[0] == 1 and math.isnan(got[1]) and got[2:] == [math.inf, -math.inf]
+    for t in (pa.decimal128(10, 2), pa.int64()):
+        with pytest.raises(DataError) as caught:
+            list(jsonl.read(io.BytesIO(text), pa.schema([("x", t)]),
+                            BadDataPolicy("fail", SourceMetrics(), "file f")))
+        assert "line 2" in str(caught.value) and "\n" not in str(caught.value)
