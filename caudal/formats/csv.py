@@ -356,8 +356,9 @@ def _unclosed_quote(data: bytes, delimiter: str = ",") -> int | None:
 def _writable(column: pa.Array) -> pa.Array:
     """A column as the CSV writer should get it: anything but plain values as caudal's text."""
     t = column.type
-    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or \
-            pa.types.is_boolean(t) or pa.types.is_string(t) or pa.types.is_date(t):
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or \
+            pa.types.is_string(t) or pa.types.is_date(t) or \
+            (pa.types.is_decimal(t) and t.scale <= 6):   # to_text: no exponent otherwise
         return column
     return text.to_text(column)
 

@@ -128,6 +128,12 @@ def to_text(arr: pa.Array | pa.ChunkedArray, sep: str = "T", zone: bool = True) 
             or pa.types.is_interval(t):
         return json_text(arr) if pa.types.is_nested(t) else \
             pc.utf8_slice_codeunits(json_text(arr), 1, -1)  # a JSON string: drop the quotes
+    if pa.types.is_decimal(t) and t.scale > 6:
+        # Arrow writes 0.0000001000 as 1.000E-7; Polars, DuckDB and PostgreSQL never use an
+        # exponent (and Arrow does not for a scale of 6 or less)
+        import polars as pl  # only writers of such decimals need it (loaded on first use)
+
+        return pl.from_arrow(arr).cast(pl.String).to_arrow().cast(pa.string())
     return pc.cast(arr, pa.string())
 
 

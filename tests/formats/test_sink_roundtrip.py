@@ -3,13 +3,15 @@ it was given (no silent change)."""
 
 from __future__ import annotations
 
+import decimal
+import io
 import math
 
 import duckdb
 import pyarrow as pa
 import pytest
 
-from caudal.formats import debezium_json
+from caudal.formats import csv, debezium_json, text
 from caudal.formats import json as jsonl
 
 SPECIAL = [float("nan"), float("inf"), -float("inf"), -0.0, 1e-300, 0.1, None, 2.0]
@@ -68,3 +70,22 @@ def test_debezium_sink_writes_nan_and_infinities(tmp_path) -> None:
     rows = duckdb.sql(f"select after.x from read_json('{path}', columns = "
                       "{'after': 'STRUCT(k BIGINT, x DOUBLE)'})").fetchall()
     assert same([r[0] for r in rows], SPECIAL)
+
+
+def test_csv_sink_writes_small_decimals_without_an_exponent(tmp_path) -> None:
+    values = [decimal.Decimal("0.0000001"), decimal.Decimal("-0.0000000001"), None,
+              decimal.Decimal("-9999999999999999999999999999.9999999999"),
+              decimal.Decimal("12.5")]
+    out = io.BytesIO()
+    writer = csv.Writer(out, pa.schema([("d", pa.decimal128(38, 10))]))
+    writer.write(pa.record_batch({"d": pa.array(values, pa.decimal128(38, 10))}))
+    assert out.getvalue().splitlines() == [
+        b'"d"', b'"0.0000001000"', b'"-0.0000000001"', b"",
+        b'"-9999999999999999999999999999.9999999999"', b'"12.5000000000"']
+    path = tmp_path / "out.csv"
+    path.write_bytes(out.getvalue())
+    rows = duckdb.sql(f"select d from read_csv('{path}', columns = "
+                      "{'d': 'DECIMAL(38,10)'})").fetchall()
+    assert [r[0] for r in rows] == values
+    assert text.to_text(pa.array(values[:2], pa.decimal128(38, 10))).to_pylist() == \
+        ["0.0000001000", "-0.0000000001"]
