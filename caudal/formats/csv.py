@@ -216,8 +216,11 @@ def _parse_type(field: pa.Field) -> pa.DataType:
     if pa.types.is_timestamp(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
         return pa.string()
     if pa.types.is_nested(t) or pa.types.is_duration(t) or pa.types.is_interval(t):
+        # JSON input holds arrays and rows, not maps or intervals (json._unsupported)
+        formats = "'parquet'" if pa.types.is_map(t) or not pa.types.is_nested(t) else \
+            "'json' or 'parquet'"
         raise ConfigError(f"CSV input cannot hold {sql_name(t)} column {field.name!r}",
-                          hint="use format = 'json' or 'parquet', or declare it as TEXT")
+                          hint=f"use format = {formats}, or declare it as TEXT")
     return t
 
 

@@ -76,6 +76,14 @@ def test_nested_columns_are_refused() -> None:
         csv.Decoder(["l"], pa.schema([("l", pa.list_(pa.int64()))]), "f")
 
 
+@pytest.mark.parametrize("kind", [pa.map_(pa.string(), pa.int64()), pa.duration("us")])
+def test_maps_and_intervals_are_refused_naming_parquet_only(kind: pa.DataType) -> None:
+    # JSON input refuses them too: the hint named it (a second refusal)
+    with pytest.raises(ConfigError) as refused:
+        csv.Decoder(["m"], pa.schema([("m", kind)]), "f")
+    assert refused.value.hint == "use format = 'parquet', or declare it as TEXT"
+
+
 def test_writer_then_reader() -> None:
     batch = pa.record_batch({"t": pa.array([dt.datetime(2026, 1, 1, tzinfo=UTC), None], TIMESTAMP),
                              "b": pa.array([b"\x01", None]), "s": ["a\nb", ""],
