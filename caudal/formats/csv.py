@@ -8,6 +8,7 @@ fields, is a malformed record.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -28,6 +29,21 @@ INFER_BYTES = 4 << 20
 #: a time of day followed by a zone: such text is read as an instant, other text as UTC
 _ZONED = r":\d{2}(?:\.\d*)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
 _CONVERT = dict(null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False)
+
+
+def _any_case(*words: str) -> list[str]:
+    """Every spelling of ``words`` in upper and lower case letters (Arrow matches exactly)."""
+    return sorted({"".join(p) for w in words
+                   for p in itertools.product(*[{c.lower(), c.upper()} for c in w])})
+
+
+#: BOOLEAN text as DuckDB's read_csv takes it in a column declared BOOLEAN, in any case
+TRUE_TEXT, FALSE_TEXT = ("true", "t", "yes", "y", "1"), ("false", "f", "no", "n", "0")
+_DECLARED = dict(_CONVERT, true_values=_any_case(*TRUE_TEXT),
+                 false_values=_any_case(*FALSE_TEXT))
+#: what its sniffer infers as BOOLEAN: not y/n (TEXT) nor 1/0 (integers)
+_INFERRED = dict(_CONVERT, true_values=_any_case("true", "t", "yes"),
+                 false_values=_any_case("false", "f", "no"))
 
 #: the options this format reads (formats.with_options passes them)
 OPTIONS = {
@@ -142,7 +158,7 @@ def infer_schema(stream: Any, options: dict[str, str] | None = None) -> pa.Schem
     data = lines.first_rows(stream, cut, INFER_BYTES)
     sep = delimiter(options)
     names = _header(data[:cut_first(data)], "", sep)
-    table = _infer_read(data, pcsv.ConvertOptions(**_CONVERT), sep, names)
+    table = _infer_read(data, pcsv.ConvertOptions(**_INFERRED), sep, names)
     schema = normalize_schema(table.schema)
     codes, wide = _numbers_as_written(data, [f.name for f in schema
                                              if pa.types.is_integer(f.type)
@@ -254,7 +270,7 @@ class Decoder:
         if lines.is_blank(data):
             return self.schema.empty_table()
         convert = pcsv.ConvertOptions(column_types=self.parse_types,
-                                      include_columns=self.include, **_CONVERT)
+                                      include_columns=self.include, **_DECLARED)
         parse = pcsv.ParseOptions(newlines_in_values=b'"' in data, delimiter=self.delimiter)
         try:
             table = pcsv.read_csv(lines.buffer_reader(data), parse_options=parse,
@@ -305,7 +321,9 @@ class Decoder:
                 value = raw.column(name)[0].as_py()
                 shown = "NULL" if value is None else repr(value[:60])
                 trouble = text.timestamp_text_trouble(value) \
-                    if pa.types.is_timestamp(field.type) else ""
+                    if pa.types.is_timestamp(field.type) else \
+                    f" (BOOLEAN text: {'/'.join(TRUE_TEXT)} or {'/'.join(FALSE_TEXT)}, in " \
+                    "any case)" if pa.types.is_boolean(field.type) else ""
                 return (f"column {field.name!r} expects {sql_name(field.type)}, got "
                         f"{shown}{trouble}")
         return message

@@ -115,3 +115,36 @@ def test_numbers_with_leading_zeros_are_inferred_as_text_as_duckdb_does(tmp_path
     assert got.schema.field("code").type == pa.string()
     want = duck.sql(query.replace("FROM t", f"FROM read_csv_auto('{path}')")).to_arrow_table()
     assert normalized_rows(got) == normalized_rows(want)
+
+
+BOOLEAN_FILES = {"true false": True, "T F": True, "t f": True, "yes no": True,
+                 "YES No": True, "tRuE fAlSe": True, "y n": False, "Y N": False,
+                 "1 0": False, "TrUe 0": False}
+
+
+@pytest.mark.parametrize("pair", sorted(BOOLEAN_FILES))
+def test_boolean_text_as_duckdb_reads_it(tmp_path, duck, pair) -> None:
+    """Declared BOOLEAN, DuckDB's read_csv takes t/true/y/yes/1 and f/false/n/no/0 in any
+    case (caudal took true/false and 1/0 only: 'T' was a malformed record); its sniffer
+    infers BOOLEAN from true/false, t/f and yes/no, not y/n (TEXT) nor 1/0 (BIGINT)."""
+    yes, no = pair.split()
+    path = tmp_path / "b.csv"
+    path.write_text(f"b,k\n{yes},1\n{no},2\n,3\n")
+    declared, _ = read(path.read_bytes(), pa.schema([("b", pa.bool_()), ("k", pa.int32())]))
+    want = duck.sql(f"SELECT b FROM read_csv('{path}', columns = {{'b': 'BOOLEAN', "
+                    "'k': 'INT'}, header = true)").fetchall()
+    assert declared.column("b").to_pylist() == [r[0] for r in want] == [True, False, None]
+    schema = csv.infer_schema(io.BytesIO(path.read_bytes()))
+    inferred = duck.sql(f"SELECT typeof(b) FROM read_csv('{path}') LIMIT 1").fetchall()[0][0]
+    assert pa.types.is_boolean(schema.field("b").type) == BOOLEAN_FILES[pair] == \
+        (inferred == "BOOLEAN")
+
+
+def test_other_boolean_text_is_a_malformed_record_naming_the_accepted() -> None:
+    from caudal.errors import DataError
+
+    with pytest.raises(DataError, match=r"line 2: column 'b' expects BOOLEAN, got 'on' "
+                                        r"\(BOOLEAN text: true/t/yes/y/1 or false/f/no/n/0"):
+        read(b"b\non\n", pa.schema([("b", pa.bool_())]))
+    table, metrics = read(b"b\non\nT\n", pa.schema([("b", pa.bool_())]), mode="drop")
+    assert table.column("b").to_pylist() == [True]
