@@ -112,8 +112,7 @@ def check_options(options: dict[str, str], schema: pa.Schema | None,
 
 
 def _unsupported(field: pa.Field, t: pa.DataType) -> None:
-    if pa.types.is_time(t) or pa.types.is_duration(t) or pa.types.is_interval(t) or \
-            pa.types.is_map(t):
+    if pa.types.is_duration(t) or pa.types.is_interval(t) or pa.types.is_map(t):
         raise ConfigError(f"JSON input cannot hold {sql_name(t)} column {field.name!r}",
                           hint="declare it as TEXT (or ROW<…> for an object) and convert it "
                                "in the query")
@@ -133,7 +132,7 @@ def _parse_type(field: pa.Field, numeric: bool, flipped: frozenset[str] = frozen
         return pa.int64() if as_number else t
     if pa.types.is_date(t):
         return pa.int64() if as_number else pa.string()
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_time(t):
         return pa.string()
     if pa.types.is_struct(t):
         return pa.struct([pa.field(t.field(i).name,
@@ -192,6 +191,22 @@ def _epoch_to_timestamp(values: pa.Array, field: pa.Field, opts: JsonOptions) ->
     return micros.cast(pa.timestamp("us")).cast(field.type)
 
 
+#: a TIME's text as the sinks (and DuckDB, Flink) write it: hours, minutes, seconds and up
+#: to 6 digits of fraction; no zone
+_TIME_TEXT = r"^[0-2][0-9]:[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?$"
+
+
+def _parse_time(values: pa.Array, field: pa.Field) -> pa.Array:
+    """TIME from its text (``23:59:59.999999``), read as that time of 1970-01-01."""
+    if not pc.all(pc.or_kleene(pc.match_substring_regex(values, _TIME_TEXT),
+                               pc.is_null(values))).as_py():
+        raise pa.ArrowInvalid(f"column {field.name!r} expects TIME text (HH:MM:SS[.ffffff])")
+    day = pc.binary_join_element_wise(pa.scalar("1970-01-01T", pa.string()), values,
+                                      pa.scalar("", pa.string()))
+    micros = day.cast(pa.timestamp("us")).cast(pa.int64())
+    return micros.cast(pa.time64("us")).cast(field.type)
+
+
 def _convert(values: pa.Array, field: pa.Field, opts: JsonOptions) -> pa.Array:
     """A parsed column (``_parse_type``) as the field's type, vectorized; nested types are
     rebuilt from their converted children."""
@@ -206,6 +221,8 @@ def _convert(values: pa.Array, field: pa.Field, opts: JsonOptions) -> pa.Array:
         return days.cast(pa.int32()).cast(t)
     if pa.types.is_binary(t) or pa.types.is_large_binary(t):
         return text.parse_hex(values).cast(t)
+    if pa.types.is_time(t):
+        return _parse_time(values, field)
     if pa.types.is_struct(t):
         children = [_convert(values.field(i), t.field(i), opts) for i in range(t.num_fields)]
         return pa.StructArray.from_arrays(children, fields=list(t),

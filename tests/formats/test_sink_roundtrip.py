@@ -1,8 +1,9 @@
-"""Values survive writing: what a file sink writes reads back, with DuckDB, as the values
-it was given (no silent change)."""
+"""Values survive writing: what a file sink writes reads back, with DuckDB and caudal, as
+the values it was given (no silent change)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import decimal
 import io
 import math
@@ -11,8 +12,10 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from caudal.connectors.base import SourceMetrics
 from caudal.formats import csv, debezium_json, text
 from caudal.formats import json as jsonl
+from caudal.formats.bad_data import BadDataPolicy
 
 SPECIAL = [float("nan"), float("inf"), -float("inf"), -0.0, 1e-300, 0.1, None, 2.0]
 
@@ -89,3 +92,15 @@ def test_csv_sink_writes_small_decimals_without_an_exponent(tmp_path) -> None:
     assert [r[0] for r in rows] == values
     assert text.to_text(pa.array(values[:2], pa.decimal128(38, 10))).to_pylist() == \
         ["0.0000001000", "-0.0000000001"]
+
+
+def test_json_time_columns_read_back() -> None:
+    times = pa.array([dt.time(23, 59, 59, 999999), dt.time(0, 0), None, dt.time(12, 0, 0, 5000)],
+                     pa.time64("us"))
+    batch = pa.record_batch({"t": times, "r": pa.StructArray.from_arrays([times], ["u"])})
+    data = jsonl.encode(batch)
+    assert data.splitlines()[0] == b'{"t":"23:59:59.999999","r":{"u":"23:59:59.999999"}}'
+    policy = BadDataPolicy("fail", SourceMetrics(), "f")
+    back = pa.concat_tables(jsonl.read(io.BytesIO(data), batch.schema, policy))
+    assert back.column("t").to_pylist() == times.to_pylist()
+    assert back.column("r").to_pylist() == batch.column("r").to_pylist()
