@@ -521,8 +521,10 @@ def writable(column: pa.Array, options: JsonOptions = JsonOptions(),
         return writable(column.dictionary_decode(), options, zoned)
     millis = options.timestamp_format == "unix_millis"
     if pa.types.is_timestamp(t):
-        if millis:
-            return pc.divide(column.cast(pa.timestamp("us"), safe=False).cast(pa.int64()),
+        if millis:  # floored: 1969-12-31 23:59:59.9995 is -1 (1969), as CAST(… AS
+            # TIMESTAMP(3)) cuts it; a division truncates toward 0 (1970)
+            micros = column.cast(pa.timestamp("us"), safe=False)
+            return pc.divide(pc.floor_temporal(micros, unit="millisecond").cast(pa.int64()),
                              1_000)
         return text.rfc3339(column, options.separator, zone=zoned)
     if pa.types.is_date(t) and millis:

@@ -104,3 +104,14 @@ def test_json_time_columns_read_back() -> None:
     back = pa.concat_tables(jsonl.read(io.BytesIO(data), batch.schema, policy))
     assert back.column("t").to_pylist() == times.to_pylist()
     assert back.column("r").to_pylist() == batch.column("r").to_pylist()
+
+
+def test_unix_millis_floors_timestamps_before_1970() -> None:
+    utc = dt.UTC
+    times = pa.array([dt.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=utc),
+                      dt.datetime(1969, 12, 31, 23, 59, 59, 500, tzinfo=utc),
+                      dt.datetime(1970, 1, 1, 0, 0, 0, 1999, tzinfo=utc), None],
+                     pa.timestamp("us", tz="UTC"))
+    data = jsonl.encode(pa.record_batch({"t": times}), {"json.timestamp_format": "unix_millis"})
+    # was 0 and -999: 1970-01-01, a later second (and day, and year) than the value's
+    assert data == b'{"t":-1}\n{"t":-1000}\n{"t":1}\n{"t":null}\n'
