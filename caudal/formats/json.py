@@ -216,8 +216,9 @@ def _convert(values: pa.Array, field: pa.Field, opts: JsonOptions) -> pa.Array:
     if pa.types.is_timestamp(t) and pa.types.is_integer(values.type):
         return _epoch_to_timestamp(values, field, opts)
     if pa.types.is_date(t) and pa.types.is_integer(values.type):
-        days = pc.divide(values, _DAY_MS) if opts.timestamp_format == "unix_millis" \
-            else values
+        # milliseconds: the day holding that instant (floored: -1 is 1969-12-31, not 1970)
+        days = pc.divide(pc.subtract(values, pc.if_else(pc.less(values, 0), _DAY_MS - 1, 0)),
+                         _DAY_MS) if opts.timestamp_format == "unix_millis" else values
         return days.cast(pa.int32()).cast(t)
     if pa.types.is_binary(t) or pa.types.is_large_binary(t):
         return text.parse_hex(values).cast(t)

@@ -115,3 +115,13 @@ def test_unix_millis_floors_timestamps_before_1970() -> None:
     data = jsonl.encode(pa.record_batch({"t": times}), {"json.timestamp_format": "unix_millis"})
     # was 0 and -999: 1970-01-01, a later second (and day, and year) than the value's
     assert data == b'{"t":-1}\n{"t":-1000}\n{"t":1}\n{"t":null}\n'
+
+
+def test_unix_millis_dates_read_as_the_day_holding_the_instant() -> None:
+    data = b'{"d":-1}\n{"d":-86400000}\n{"d":-86400001}\n{"d":86399999}\n{"d":null}\n'
+    policy = BadDataPolicy("fail", SourceMetrics(), "f")
+    back = pa.concat_tables(jsonl.read(io.BytesIO(data), pa.schema([("d", pa.date32())]),
+                                       policy, options={"json.timestamp_format": "unix_millis"}))
+    # -1 was read as 1970-01-01 (the division truncated toward zero)
+    assert back.column("d").to_pylist() == [dt.date(1969, 12, 31), dt.date(1969, 12, 31),
+                                            dt.date(1969, 12, 30), dt.date(1970, 1, 1), None]
