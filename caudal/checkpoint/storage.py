@@ -259,24 +259,26 @@ class CheckpointStorage:
         return WrittenFile(rel, out.size, out.crc, rows)
 
     def open_table(self, ref: WrittenFile) -> pq.ParquetFile:
-        """A state file written by ``write_table`` (checked as ``read_table`` does), to read
-        some of its columns or a row group at a time."""
+        """A state file written by ``write_table``, refusing one whose size or checksum
+        differs from what the manifest recorded; to read some of its columns or a row group
+        at a time (``read_table``: all of it)."""
         data = self.read_verified(ref)
         try:
             return pq.ParquetFile(pa.BufferReader(data))
         except (pa.ArrowException, OSError) as e:
-            raise DamagedCheckpoint(f"checkpoint file {self.full(ref.path)} is not valid "
-                                    f"Parquet: {e}") from e
+            raise self._not_parquet(ref, e) from e
 
     def read_table(self, ref: WrittenFile) -> pa.Table:
-        """Read a state file written by ``write_table``, refusing one whose size or checksum
-        differs from what the manifest recorded."""
-        data = self.read_verified(ref)
+        """All of a state file written by ``write_table`` (checked as ``open_table`` does)."""
+        parquet = self.open_table(ref)
         try:
-            return pq.read_table(pa.BufferReader(data))
+            return parquet.read()
         except (pa.ArrowException, OSError) as e:
-            raise DamagedCheckpoint(f"checkpoint file {self.full(ref.path)} is not valid "
-                                    f"Parquet: {e}") from e
+            raise self._not_parquet(ref, e) from e
+
+    def _not_parquet(self, ref: WrittenFile, error: Exception) -> DamagedCheckpoint:
+        return DamagedCheckpoint(f"checkpoint file {self.full(ref.path)} is not valid "
+                                 f"Parquet: {error}")
 
     def read_verified(self, ref: WrittenFile) -> pa.Buffer | bytes:
         """A state file's bytes, after checking its size and checksum against the manifest.
