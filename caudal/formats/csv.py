@@ -66,8 +66,13 @@ def delimiter(options: dict[str, str] | None) -> str:
 
 def check_options(options: dict[str, str], schema: pa.Schema | None,
                   sink: bool = False) -> None:
-    """Refuse a delimiter that is not one character before the job starts."""
-    delimiter(options)
+    """Refuse a delimiter that is not one character before the job starts; a sink's, one
+    that can be part of the values it writes unquoted (numbers, dates, booleans)."""
+    char = delimiter(options)
+    if sink and re.fullmatch(r"[0-9A-Za-z.+-]", char):
+        raise ConfigError(f"csv.field-delimiter = {char!r} can be part of a number, date or "
+                          "boolean, which the sink writes unquoted: the rows would not read "
+                          "back", hint="accepted: a character such as ',', ';', '|' or '\\t'")
 
 
 def _row_ends(data: bytes) -> np.ndarray:

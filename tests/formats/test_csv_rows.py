@@ -148,3 +148,12 @@ def test_other_boolean_text_is_a_malformed_record_naming_the_accepted() -> None:
         read(b"b\non\n", pa.schema([("b", pa.bool_())]))
     table, metrics = read(b"b\non\nT\n", pa.schema([("b", pa.bool_())]), mode="drop")
     assert table.column("b").to_pylist() == [True]
+
+
+@pytest.mark.parametrize("char", ["-", ".", "e", "1", "n"])
+def test_sink_refuses_a_delimiter_that_values_hold(char: str) -> None:
+    # -5 and 2024-01-02 are written unquoted: such a file's rows did not read back
+    with pytest.raises(ConfigError, match="can be part of a number"):
+        csv.check_options({"csv.field-delimiter": char}, None, sink=True)
+    csv.check_options({"csv.field-delimiter": char}, None)   # a source may read such files
+    csv.check_options({"csv.field-delimiter": "|"}, None, sink=True)
