@@ -214,3 +214,18 @@ def test_killed_decimal_averages_resume_exactly(tmp_path):
     script.write_text(_kill_script(out, True))
     kill_after_checkpoints(script, ck, batch_rows=512, first=2, then=1, checkpoints=3)
     assert normalized_rows(read_committed(out)) == expected
+
+
+@pytest.mark.xfail(strict=True, reason="DuckDB rewrites avg(x) beside sum(x) or count(x) of "
+                   "the same argument (no FILTER, not DISTINCT) into the double nearest the "
+                   "sum over the count; caudal finishes it as a lone avg (last bit differs)")
+def test_avg_beside_sum_of_the_same_argument():
+    """Found 2026-12-07: 'SELECT k, sum(m), avg(m) ... GROUP BY k' gives DuckDB's ungrouped
+    finish (1.5395664043353035e19) where 'SELECT k, avg(m) ...' gives the grouped one
+    (...33e19); integers too. Not yet followed: the finish would be marked at planning."""
+    mismatched = 0
+    for seed in range(6):
+        table = _table(18, 2, 64, seed)
+        sql = "SELECT k, sum(m) AS s, avg(m) AS a FROM t GROUP BY k"
+        mismatched += _answer(sql, table, 1, 100) != _duck(sql, table)
+    assert mismatched == 0
