@@ -541,6 +541,12 @@ def writable(column: pa.Array, options: JsonOptions = JsonOptions(),
         offsets = pc.subtract(column.offsets, column.offsets[0])
         return type(column).from_arrays(offsets, writable(column.flatten(), options),
                                         mask=column.is_null() if column.null_count else None)
+    if pa.types.is_map(t) and _has_special(t):
+        offsets = pc.subtract(column.offsets, column.offsets[0])
+        keys, items = writable(column.keys, options), writable(column.items, options)
+        return pa.MapArray.from_arrays(offsets, keys, items,
+                                       type=pa.map_(keys.type, items.type),
+                                       mask=column.is_null() if column.null_count else None)
     if pa.types.is_floating(t):
         return _special_floats(column)
     if pa.types.is_decimal(t):  # a JSON number with every digit, as Flink writes it
@@ -601,6 +607,8 @@ def _has_special(t: pa.DataType) -> bool:
         return any(_has_special(f.type) for f in t)
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         return _has_special(t.value_type)
+    if pa.types.is_map(t):
+        return _has_special(t.key_type) or _has_special(t.item_type)
     return pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_binary(t) or \
         pa.types.is_large_binary(t) or pa.types.is_binary_view(t) or \
         pa.types.is_fixed_size_binary(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)

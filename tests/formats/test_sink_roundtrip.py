@@ -125,3 +125,27 @@ def test_unix_millis_dates_read_as_the_day_holding_the_instant() -> None:
     # -1 was read as 1970-01-01 (the division truncated toward zero)
     assert back.column("d").to_pylist() == [dt.date(1969, 12, 31), dt.date(1969, 12, 31),
                                             dt.date(1969, 12, 30), dt.date(1970, 1, 1), None]
+
+
+def test_json_sink_writes_map_values_as_other_columns(tmp_path) -> None:
+    # a MAP of BYTEA stopped the job with a Polars panic; of DOUBLE wrote NaN as null; of
+    # TIMESTAMP and DATE wrote what Polars makes of them
+    batch = pa.record_batch({
+        "m": pa.array([[("a", float("nan")), ("b", 1.5)], None, []],
+                      pa.map_(pa.string(), pa.float64())),
+        "mt": pa.array([[("a", dt.datetime(2024, 1, 1, 1, 2, 3, 4, tzinfo=dt.UTC))], [], None],
+                       pa.map_(pa.string(), pa.timestamp("us", tz="UTC"))),
+        "mb": pa.array([[("a", b"\x00\x01")], None, [("b", None)]],
+                       pa.map_(pa.string(), pa.binary())),
+        "md": pa.array([[("a", dt.date(2024, 1, 1))], None, None],
+                       pa.map_(pa.string(), pa.date32()))})
+    data = jsonl.encode(batch)
+    assert data.splitlines() == [
+        b'{"m":{"a":"NaN","b":1.5},"mt":{"a":"2024-01-01T01:02:03.000004"},'
+        b'"mb":{"a":"\\\\x0001"},"md":{"a":"2024-01-01"}}',
+        b'{"m":null,"mt":{},"mb":null,"md":null}',
+        b'{"m":{},"mt":null,"mb":{"b":null},"md":null}']
+    assert debezium_json.encode(batch).splitlines()[0] == \
+        b'{"before":null,"after":' + data.splitlines()[0] + b',"op":"c"}'
+    rows = duck_read(data, tmp_path, "{'m': 'MAP(VARCHAR, DOUBLE)', 'md': 'MAP(VARCHAR, DATE)'}")
+    assert math.isnan(rows[0][0]["a"]) and rows[0][1] == {"a": dt.date(2024, 1, 1)}
