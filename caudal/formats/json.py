@@ -51,6 +51,8 @@ EXTENSIONS = (".json", ".jsonl", ".ndjson")
 INFER_BYTES = 4 << 20
 _FIRST_OBJECT = re.compile(rb"[ \t\r\n]*\{")
 _NOT_OBJECT = re.compile(rb"\n[ \t\r]*[^{ \t\r\n]")
+#: NaN and the infinities as the JSON sinks write them (and Flink's JSON format reads them)
+_SPECIAL_TEXT = rb'"(NaN|-?Infinity)"'
 
 
 #: options of the json format (also read by debezium_json and by message connectors)
@@ -336,6 +338,8 @@ class Decoder:
         self.flipped: frozenset[str] = frozenset()
         self.time_paths = _time_paths(schema)
         self.parse_schema = self._parse_schema(self.flipped)
+        #: where a REAL or DOUBLE's NaN and infinities may come as strings
+        self.special_floats = _special_float_pattern(schema)
 
     def _parse_schema(self, flipped: frozenset[str]) -> pa.Schema:
         """What Arrow parses: every column but those declared JSON (taken raw, ``_raw``)."""
@@ -360,6 +364,10 @@ class Decoder:
             try:
                 return self._decode(data, self.parse_schema, newlines, objects)
             except pa.ArrowInvalid as error:
+                bare = self._bare_specials(data, error)
+                if bare is not None:
+                    data = bare
+                    continue
                 found = _CHANGED.search(str(error))
                 if found is None or found.group(1) not in self.time_paths:
                     raise
@@ -368,6 +376,18 @@ class Decoder:
                     raise
                 tried.add(flipped)
                 self.flipped, self.parse_schema = flipped, self._parse_schema(flipped)
+
+    def _bare_specials(self, data: bytes, error: pa.ArrowInvalid) -> bytes | None:
+        """``data`` with ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` as the bare tokens
+        Arrow's parser reads into REAL and DOUBLE, when a float column met them as strings
+        (what caudal's JSON sinks write, as Flink's do; DuckDB's read_json takes them too);
+        else None. Only on that error, and only as the value of a key that names a float
+        field (or an element of an array, when no array holds text): a TEXT value "NaN"
+        stays text."""
+        if self.special_floats is None or "changed from number to string" not in str(error):
+            return None
+        bare = self.special_floats.sub(_unquoted, data)
+        return None if bare == data else bare
 
     def _whole_lines(self, data: bytes) -> pa.Table:
         """json.unstructured: each non-blank line is one ``value`` (it must be JSON)."""
@@ -598,6 +618,54 @@ def unmark_numbers(data: bytes) -> bytes:
     if _NUMBER_MARK_JSON not in data:
         return data
     return data.replace(b'"' + _NUMBER_MARK_JSON, b"").replace(_NUMBER_MARK_JSON + b'"', b"")
+
+
+def _field_kinds(t: pa.DataType, floats: set[str], others: set[str], lists: list[bool]
+                 ) -> None:
+    """Collects the names of float and of other fields at any depth (``t`` a struct), and
+    for each array whether its elements are floats."""
+    for f in t:
+        ft = f.type
+        if pa.types.is_list(ft) or pa.types.is_large_list(ft):
+            (floats if _holds_float(ft) else others).add(f.name)
+            while pa.types.is_list(ft) or pa.types.is_large_list(ft):
+                ft = ft.value_type
+            lists.append(pa.types.is_floating(ft))
+        else:
+            (floats if pa.types.is_floating(ft) else others).add(f.name)
+        if pa.types.is_struct(ft):
+            _field_kinds(ft, floats, others, lists)
+
+
+def _holds_float(t: pa.DataType) -> bool:
+    while pa.types.is_list(t) or pa.types.is_large_list(t):
+        t = t.value_type
+    return pa.types.is_floating(t)
+
+
+def _unquoted(match: re.Match[bytes]) -> bytes:
+    """The match (ending with the quoted token) with the token's quotes removed."""
+    whole = match.group(0)
+    opening = whole.rindex(b'"', 0, len(whole) - 1)
+    return whole[:opening] + whole[opening + 1:-1]
+
+
+def _special_float_pattern(schema: pa.Schema) -> re.Pattern[bytes] | None:
+    """What ``Decoder._bare_specials`` unquotes: ``"NaN"``/``"Infinity"``/``"-Infinity"``
+    as the value of a key naming only float fields, and as an array element when every
+    array holds floats; None without a float field."""
+    floats: set[str] = set()
+    others: set[str] = set()
+    lists: list[bool] = []
+    _field_kinds(pa.struct(list(schema)), floats, others, lists)
+    names = sorted(floats - others)
+    if not names:
+        return None
+    keys = b"|".join(re.escape(json.dumps(n).encode()) for n in names)
+    value = rb"((?:" + keys + rb")[ \t]*:[ \t]*)" + _SPECIAL_TEXT
+    if lists and all(lists):
+        value += rb"|((?<=[\[,])[ \t]*)" + _SPECIAL_TEXT + rb"(?=[ \t]*[,\]])"
+    return re.compile(value)
 
 
 def _has_special(t: pa.DataType) -> bool:
