@@ -298,8 +298,18 @@ def test_ctrl_c_without_checkpoints_says_what_became_of_the_output(tmp_path, sen
                    "events = '100000000', event_rate = '20000', pace = 'true');\n"
                    f"CREATE TABLE o WITH (connector = 'filesystem', path = '{tmp_path / 'o'}');"
                    "\nINSERT INTO o SELECT auction, price FROM bids;")
-    proc = subprocess.Popen([sys.executable, "-m", "caudal.cli", "run", str(job)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a suite started in the background by a non-interactive shell inherits SIGINT ignored,
+    # and so would the job (which then rightly ignores Ctrl-C, as Unix programs do): the job
+    # gets the default disposition, as from a terminal
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "caudal.cli", "run", str(job)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     deadline = time.monotonic() + 60
     while not (tmp_path / "o").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
