@@ -90,6 +90,12 @@ class Source(ABC):
     def partitions(self, parallelism: int) -> list[str]:
         """Stable names of the units of input that can be assigned to subtasks."""
 
+    def assign(self, partitions: list[str], index: int, parallelism: int) -> list[str]:
+        """The partitions subtask ``index`` of ``parallelism`` reads: every P-th, since
+        partitions are independent. A source whose partitions are one ordered sequence
+        (a changelog split over files) gives them all to one subtask."""
+        return partitions[index::parallelism]
+
     @abstractmethod
     def open(self, assigned: list[str], offsets: dict[str, Any] | None = None) -> None:
         """Start reading the assigned partitions, each from its offset (None: the beginning)."""

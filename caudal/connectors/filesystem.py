@@ -255,7 +255,8 @@ class FileSystemSource(Source):
 
     def __init__(self, table: TableSpec):
         super().__init__(table)
-        if table_is_changelog(table):  # rows carry their change kind (plan.changelog)
+        self._changelog = table_is_changelog(table)
+        if self._changelog:  # rows carry their change kind (plan.changelog)
             self.schema = self.schema.append(pa.field(OP, OP_TYPE))
         #: what the files hold: the columns without the metadata ones (``METADATA_KEYS``)
         self._partitions = partition_columns(table)
@@ -328,6 +329,14 @@ class FileSystemSource(Source):
             groups = fmt.open_file(files.fs, files.full(name)).metadata.num_row_groups
             names.extend(f"{name}#{i}" for i in range(groups))
         return names
+
+    def assign(self, partitions: list[str], index: int, parallelism: int) -> list[str]:
+        """A changelog's files are one sequence of changes (a row's update in a later file
+        than its insert): subtask 0 reads them all, in path order. Dealt to several
+        subtasks, a delete could overtake its insert and be lost."""
+        if self._changelog:
+            return partitions if index == 0 else []
+        return super().assign(partitions, index, parallelism)
 
     def open(self, assigned: list[str], offsets: dict[str, Any] | None = None) -> None:
         offsets = offsets or {}

@@ -68,14 +68,15 @@ def wire(graph: PhysicalGraph) -> Wiring:
 
 
 def open_source(vertex: Vertex, index: int) -> tuple[Source | None, list[Any] | None]:
-    """The source of subtask ``index`` of ``vertex`` and the partitions it reads (every
-    P-th of the source's partitions), or (None, None) for a vertex without a source."""
+    """The source of subtask ``index`` of ``vertex`` and the partitions it reads
+    (``Source.assign``: by default every P-th of the source's partitions), or (None, None)
+    for a vertex without a source."""
     if vertex.source is None:
         return None, None
     source = source_class(vertex.source)(vertex.source)
     source.subtask, source.parallelism = index, vertex.parallelism
     parts = source.partitions(vertex.parallelism)
-    return source, parts[index::vertex.parallelism]
+    return source, source.assign(parts, index, vertex.parallelism)
 
 
 def output_edges(edges: list[EdgeWiring], index: int,
