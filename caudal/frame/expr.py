@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import math
 from typing import Any
 
 from sqlglot import exp
@@ -30,6 +31,10 @@ def _dialect():
     from caudal.sql.dialect import Caudal
 
     return Caudal
+
+
+#: Polars' expression namespaces, which caudal does not have (see Expr.__getattr__)
+_NAMESPACES = frozenset({"str", "dt", "list", "arr", "struct", "name", "cat", "bin", "meta"})
 
 
 class Expr:
@@ -65,6 +70,18 @@ class Expr:
 
     def __repr__(self) -> str:
         return f"<caudal expression {self.sql()}>"
+
+    def __getattr__(self, name: str):
+        """Polars' namespaces (``.str``, ``.dt``…) are not here: their functions are methods
+        of the expression itself, SQL's names (a plain AttributeError left a Polars user
+        guessing)."""
+        if name in _NAMESPACES:
+            raise AttributeError(
+                f"caudal expressions have no .{name} namespace: string, date and list "
+                f"functions are methods of the expression, by their SQL names "
+                f"(col('s').upper(), col('s').regexp_like('a.'), col('ts').date_part('year')"
+                f"); `caudal functions` lists them")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __bool__(self):
         raise TypeError("a caudal expression has no truth value: combine conditions with "
@@ -102,7 +119,7 @@ class Expr:
         if not isinstance(dtype, str):
             from caudal.types import sql_name
 
-            dtype = sql_name(dtype)
+            dtype = sql_name(_arrow_type(dtype))
         try:
             to = exp.DataType.build(dtype, dialect=_dialect())
         except Exception:
@@ -228,23 +245,102 @@ class Expr:
     def is_not_null(self) -> Expr:
         return ~self.is_null()
 
-    def is_in(self, values) -> Expr:
-        """``x IN (…)`` over a list of Python values.
+    def is_in(self, values, *, nulls_equal: bool = False) -> Expr:
+        """Whether the value is one of a list of Python values, as Polars answers it: a None
+        in the list matches nothing (SQL's ``x IN (1, NULL)`` is NULL, not false, for
+        every other x, so ``~is_in`` dropped those rows) unless ``nulls_equal=True``, where
+        it matches a NULL x; an empty list is false. A NULL x is NULL (``nulls_equal``:
+        false, or true when None is listed).
 
-        >>> col("k").is_in([1, 2]).sql()
+        >>> col("k").is_in([1, 2, None]).sql()
         '"k" IN (1, 2)'
         """
-        items = [to_expr(v).node for v in values]
-        return self._derive(exp.In(this=_paren(self.node), expressions=items))
+        if isinstance(values, (Expr, str)) or not hasattr(values, "__iter__"):
+            raise PlanError(f"is_in() takes a list of values, got {type(values).__name__}",
+                            hint="e.g. col('k').is_in([1, 2]); to match a column, join")
+        values = list(values)
+        items = [to_expr(v).node for v in values if v is not None]
+        x = _paren(self.node)
+        found: exp.Expression = (exp.In(this=x, expressions=items) if items
+                                 else exp.Boolean(this=False))
+        if nulls_equal or not items:
+            if_null = exp.Boolean(this=len(items) < len(values)) if nulls_equal else exp.Null()
+            found = exp.Case(ifs=[exp.If(this=exp.Is(this=x.copy(), expression=exp.Null()),
+                                         true=if_null)], default=found)
+        return self._derive(found)
 
-    def is_between(self, lower, upper) -> Expr:
-        lo, hi = to_expr(lower), to_expr(upper)
-        return self._derive(exp.Between(this=_paren(self.node), low=lo.node, high=hi.node),
-                            lo, hi)
+    def is_between(self, lower, upper, closed: str = "both") -> Expr:
+        """``lower <= x <= upper`` (``closed``: "both", "left", "right" or "none", as in
+        Polars); a string bound is a column name, as in Polars."""
+        lo, hi = _polars_input(lower), _polars_input(upper)
+        x = _paren(self.node)
+        if closed == "both":
+            node: exp.Expression = exp.Between(this=x, low=lo.node, high=hi.node)
+        elif closed in ("left", "right", "none"):
+            low = exp.GTE if closed == "left" else exp.GT
+            high = exp.LTE if closed == "right" else exp.LT
+            node = exp.And(this=low(this=x, expression=_paren(lo.node)),
+                           expression=high(this=x.copy(), expression=_paren(hi.node)))
+        else:
+            raise PlanError(f"is_between(): closed = {closed!r}",
+                            hint="accepted: both, left, right, none")
+        return self._derive(node, lo, hi)
 
     def fill_null(self, value) -> Expr:
         return self._derive(exp.Coalesce(this=self.node, expressions=[to_expr(value).node]),
                             value)
+
+    def replace(self, old: Any, new: Any = ...) -> Expr:
+        """Polars' ``replace``: whole values equal to ``old`` become ``new`` (a value, a list
+        of values with a list of as many replacements or one, or a dict of old -> new), the
+        others stay. Not SQL's ``replace(s, from, to)`` of substrings (the method this name
+        had, which changed "banana" where Polars leaves it): that is
+        ``cd.call("replace", col("s"), "a", "x")``.
+
+        >>> col("k").replace({1: 10, None: 0}).sql()
+        'CASE WHEN "k" = 1 THEN 10 WHEN "k" IS NULL THEN 0 ELSE "k" END'
+        """
+        if new is ...:
+            if not isinstance(old, dict):
+                raise PlanError("replace(): give old and new values, or a dict of old -> new",
+                                hint="e.g. col('k').replace(1, 10), "
+                                     "col('k').replace({1: 10, 2: 20})")
+            pairs = list(old.items())
+        elif isinstance(old, (list, tuple)):
+            news = list(new) if isinstance(new, (list, tuple)) else [new] * len(old)
+            if len(news) != len(old):
+                raise PlanError(f"replace(): {len(old)} old values and {len(news)} new ones")
+            pairs = list(zip(old, news))
+        else:
+            pairs = [(old, new)]
+        if not pairs:
+            return self
+        x = _paren(self.node)
+        ifs, parts = [], []
+        for o, n in pairs:
+            n = to_expr(n)
+            parts.append(n)
+            cond = (exp.Is(this=x.copy(), expression=exp.Null()) if o is None
+                    else exp.EQ(this=x.copy(), expression=_paren(to_expr(o).node)))
+            ifs.append(exp.If(this=cond, true=n.node))
+        return self._derive(exp.Case(ifs=ifs, default=self.node.copy()), *parts)
+
+    def mod(self, other: Any) -> Expr:
+        """``x % y`` (Polars' ``mod``: the sign of the divisor); SQL's truncated ``mod``,
+        which this name called, is ``cd.call("mod", x, y)``."""
+        return self._floored_mod(other)
+
+    def log(self, base: Any = math.e) -> Expr:
+        """The logarithm to ``base``, natural by default, as Polars' ``log`` (SQL's
+        ``log(x)``, which this name called, is base 10).
+
+        >>> col("x").log().sql(), col("x").log(2).sql()
+        ('LN("x")', 'LOG(2, "x")')
+        """
+        if not isinstance(base, Expr) and base == math.e:
+            return self._derive(exp.Ln(this=self.node.copy()))
+        b = to_expr(base)
+        return self._derive(exp.Log(this=b.node, expression=self.node.copy()), b)
 
     def like(self, pattern: str) -> Expr:
         return self._derive(exp.Like(this=_paren(self.node), expression=lit(pattern).node))
@@ -358,6 +454,32 @@ AND CURRENT ROW)'
         return self._derive(node, is_agg=False)
 
 
+def _arrow_type(dtype: Any):
+    """A pyarrow type, also for a Polars dtype (``pl.Int64``, ``pl.Datetime("us")``) or a
+    Python type (``int``, ``float``, ``str``, ``bool``), as Polars' ``cast`` takes them."""
+    import pyarrow as pa
+
+    if isinstance(dtype, pa.DataType):
+        return dtype
+    module = getattr(dtype, "__module__", "") or ""
+    if module.startswith("polars") or dtype in (int, float, str, bool):
+        import polars as pl
+
+        if not module.startswith("polars"):
+            dtype = pl.DataType.from_python(dtype)
+        return pl.Series([], dtype=dtype).to_arrow().type
+    raise PlanError(f"cast(): unknown type {dtype!r}",
+                    hint="a SQL type such as BIGINT, DOUBLE, TEXT, TIMESTAMP; a pyarrow or "
+                         "Polars type")
+
+
+def _polars_input(value: Any) -> Expr:
+    """An argument as Polars parses it where it takes expressions (``when``, ``then``,
+    ``otherwise``, ``is_between``'s bounds): a string names a column, other values are
+    literals."""
+    return col(value) if isinstance(value, str) else to_expr(value)
+
+
 def _paren(node: exp.Expression) -> exp.Expression:
     if isinstance(node, (exp.Column, exp.Literal, exp.Paren, exp.Func, exp.Null,
                          exp.Boolean, exp.Cast)):
@@ -466,7 +588,8 @@ def len_() -> Expr:
 
 
 class When:
-    """``cd.when(cond).then(a).when(cond2).then(b).otherwise(c)``: SQL's CASE, Polars' names.
+    """``cd.when(cond).then(a).when(cond2).then(b).otherwise(c)``: SQL's CASE, Polars' names;
+    as in Polars a string is a column name (``then("price")``), ``lit("…")`` a text.
 
     >>> print(when(col("x") > 1).then(lit("big")).otherwise(lit("small")).sql())
     CASE WHEN "x" > 1 THEN 'big' ELSE 'small' END
@@ -479,14 +602,14 @@ class When:
         if not self.branches or self.branches[-1][1] is not None:
             raise PlanError("then() follows when(condition)")
         cond, _ = self.branches[-1]
-        return When(self.branches[:-1] + [(cond, to_expr(value))])
+        return When(self.branches[:-1] + [(cond, _polars_input(value))])
 
     def when(self, condition: Expr) -> When:
         self._complete()
-        return When(self.branches + [(to_expr(condition), None)])
+        return When(self.branches + [(_polars_input(condition), None)])
 
     def otherwise(self, value: Any) -> Expr:
-        return self._case(to_expr(value))
+        return self._case(_polars_input(value))
 
     def _complete(self) -> None:
         if self.branches[-1][1] is None:
@@ -508,7 +631,7 @@ class When:
 
 
 def when(condition: Expr) -> When:
-    return When([(to_expr(condition), None)])
+    return When([(_polars_input(condition), None)])
 
 
 # ---- every scalar function of the SQL surface as a method --------------------------------
