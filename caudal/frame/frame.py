@@ -267,7 +267,7 @@ class Frame:
         """Join with ``other`` on equal keys (and a ``where`` condition over the joined
         columns, e.g. an interval on both event times for an interval join). The result has
         this frame's columns, then ``other``'s except its keys (``suffix`` added to names
-        that clash), as in Polars. ``how``: inner, left, right, full; semi and anti keep
+        that clash; a right join drops this frame's keys instead), as in Polars. ``how``: inner, left, right, full; semi and anti keep
         this frame's rows with (without) a match, and only its columns (SQL's EXISTS and
         NOT EXISTS: an anti join is an updating query, a row retracted when its first
         match arrives)."""

@@ -1,8 +1,11 @@
 """The SQL of ``Frame.join``: Polars' column layout over SQL's join semantics.
 
 Joined on equal keys, the result has the left frame's columns (only those for the filtering
-joins, semi and anti), then the right frame's except its keys for inner and left joins (kept, with the suffix, for right and full joins, where
-they may be NULL on the left), a suffix added to right names that clash. A ``where``
+joins, semi and anti), then the right frame's except its keys for inner and left joins (kept,
+with the suffix, for full joins, where they may be NULL on the left), a suffix added to right
+names that clash. A right join has the left columns but its keys, then every right column,
+as Polars lays it out (the left key, NULL on an unmatched right row, was kept under the key's
+name and the right one suffixed). A ``where``
 condition names columns as the result does; it goes into the ON clause, so a condition on
 both event times makes an interval join, as in SQL.
 """
@@ -59,11 +62,15 @@ def join_sql(left, right, on, how, left_on, right_on, where, suffix: str) -> str
                             hint=names_hint(k, cols))
     keep_right_keys = how in ("right", "full", "outer")
     drop = set() if keep_right_keys else {k.lower() for k in rkeys}
+    # a right join keeps the right keys in place of the left ones, as Polars lays it out
+    drop_left = {k.lower() for k in lkeys} if how == "right" else set()
     items, names = [], {}
     for c in lcols:
+        if c.lower() in drop_left:
+            continue
         items.append(f"{_L}.{quote(c)} AS {quote(c)}")
         names[c.lower()] = f"{_L}.{quote(c)}"
-    taken = {c.lower() for c in lcols}
+    taken = set(names)
     for c in rcols:
         if c.lower() in drop:
             continue

@@ -107,3 +107,29 @@ def test_polars_namespaces_are_refused_in_one_line():
         col("s").str.to_uppercase()
     with pytest.raises(AttributeError, match=r"has no attribute 'nope'"):
         col("s").nope()
+
+
+LEFT = {"id": [1, 2, 2, 3, None], "a": ["p", "q", "r", "s", "t"], "v": [1.0, 2.0, 3.0, 4.0, 5.0]}
+RIGHT = {"rid": [2, 3, 3, 4, None], "v": [10.0, 20.0, 30.0, 40.0, 50.0],
+         "b": [True, False, None, True, False]}
+
+
+@pytest.mark.parametrize("how,parallelism", [("inner", 1), ("left", 1), ("right", 1),
+                                             ("right", 2), ("full", 1), ("anti", 2)])
+def test_join_layout_and_rows_as_polars(how, parallelism):
+    """A right join kept the left key (NULL for a right row without a match) under the key's
+    name: Polars' right join has the right key there (4 where caudal said NULL)."""
+    left, right = cd.testing.from_records(LEFT), cd.testing.from_records(RIGHT)
+    got = left.join(right, left_on="id", right_on="rid", how=how, suffix="_r") \
+        .to_polars(parallelism=parallelism)
+    want = pl.DataFrame(LEFT).join(pl.DataFrame(RIGHT), left_on="id", right_on="rid",
+                                   how=how, suffix="_r")
+    assert got.columns == want.columns
+    assert sorted(got.rows(), key=str) == sorted(want.rows(), key=str)
+    if how == "right":  # one key name on both sides
+        same = cd.testing.from_records({"id": RIGHT["rid"], "v": RIGHT["v"]})
+        got = left.join(same, on="id", how=how).to_polars(parallelism=parallelism)
+        want = pl.DataFrame(LEFT).join(pl.DataFrame({"id": RIGHT["rid"], "v": RIGHT["v"]}),
+                                       on="id", how=how)
+        assert got.columns == want.columns == ["a", "v", "id", "v_right"]
+        assert sorted(got.rows(), key=str) == sorted(want.rows(), key=str)
