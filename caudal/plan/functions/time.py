@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
+import weakref
 
 import pyarrow as pa
 
@@ -469,23 +471,33 @@ def _bind_now(dtype: pa.DataType):
     return bind
 
 
-def _now(args, call):
+#: per thread: (weak reference to the batch, the clock read for it)
+_read = threading.local()
+
+
+def _now(evals, call, batch):
+    """The clock is read once per batch, however many now() calls it evaluates: each call
+    reading it anew made ``CURRENT_TIMESTAMP = CURRENT_TIMESTAMP`` false (Flink reads it once
+    per record, DuckDB once per query). A weak reference, as an id could be a later batch's."""
     from caudal.clock import now_us
 
-    now = dt.datetime.fromtimestamp(now_us() / 1e6, dt.UTC)
+    held = getattr(_read, "held", None)
+    if held is None or held[0]() is not batch:
+        held = _read.held = (weakref.ref(batch), now_us())
+    now = dt.datetime.fromtimestamp(held[1] / 1e6, dt.UTC)
     if pa.types.is_date(call.dtype):
         return pa.scalar(now.date(), pa.date32())
     return pa.scalar(now, TIMESTAMP)
 
 
 register(["now", "current_timestamp", "localtimestamp"], _bind_now(TIMESTAMP), _now,
-         "now() -> timestamp: the processing time of the batch", volatile=True)
+         "now() -> timestamp: the processing time of the batch", volatile=True, lazy=True)
 register("proctime", _bind_now(TIMESTAMP), _now,
          "proctime() -> timestamp: Flink's processing-time attribute: the processing time "
          "of the batch, and a TUMBLE/HOP/CUMULATE window over it is a processing-time "
-         "window", volatile=True)
+         "window", volatile=True, lazy=True)
 register("current_date", _bind_now(pa.date32()), _now,
-         "current_date -> date: the processing date", volatile=True)
+         "current_date -> date: the processing date", volatile=True, lazy=True)
 
 # ---- Flink's DATE_FORMAT: Java date-time patterns ------------------------------------------
 
