@@ -6,7 +6,11 @@ Flink) at parallelism 1 and 2. Each test failed before its fix."""
 
 from __future__ import annotations
 
+import datetime as dt
+from decimal import Decimal
+
 import pyarrow as pa
+import pytest
 
 import caudal as cd
 from caudal import clock
@@ -26,3 +30,32 @@ def test_current_timestamp_is_read_once_per_batch():
             assert got.to_pylist() == [{"s": True, "n": True, "d": True}] * 2
     finally:
         clock.set_source(None)
+
+
+_ROWS = pa.table({
+    "f0": pa.array([{"r": {"i1": 12, "i2": 42, "i3": None}, "s": "Hello"}, None],
+                   pa.struct([("r", pa.struct([("i1", pa.int32()), ("i2", pa.int32()),
+                                               ("i3", pa.int32())])), ("s", pa.string())])),
+    "f1": pa.array([{"a": 1, "b": "abc"}, {"a": 300, "b": "12:34:56"}],
+                   pa.struct([("a", pa.int32()), ("b", pa.string())])),
+    "l": pa.array([[0.5, 2.5, None], None], pa.list_(pa.float64()))})
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_row_cast_goes_by_position_with_sql_rules(parallelism):
+    """CastFunctionMiscITCase: ``CAST(f0 AS ROW<r ROW<s STRING, b BOOLEAN, i INT>, s
+    STRING>)`` gave r = (NULL, NULL, NULL): Arrow's cast matches fields by name and a name
+    missing was NULL. Flink and PostgreSQL cast a ROW field by field in order (Flink:
+    ((12, true, NULL), Hello)). Each field and each ARRAY element now takes SQL's rules:
+    Arrow's element cast refused ``CAST(ARRAY[0.5, 2.5] AS INT[])`` (DuckDB: [0, 2]), and
+    TRY_CAST gives NULL for each field or element that does not convert (as DuckDB)."""
+    t = cd.from_arrow(_ROWS)
+    got = cd.sql("SELECT CAST(f0 AS ROW<r ROW<s STRING NOT NULL, b BOOLEAN, i INT>, s STRING>) "
+                 "AS c, TRY_CAST(f1 AS ROW(f0 TINYINT, f1 TIME)) AS t, CAST(l AS INT[]) AS i, "
+                 "TRY_CAST(l AS DECIMAL(2, 1)[]) AS d FROM t", t=t).collect(
+        parallelism=parallelism)
+    assert sorted(got.to_pylist(), key=lambda r: r["c"] is None) == [
+        {"c": {"r": {"s": "12", "b": True, "i": None}, "s": "Hello"},
+         "t": {"f0": 1, "f1": None}, "i": [0, 2, None],
+         "d": [Decimal("0.5"), Decimal("2.5"), None]},
+        {"c": None, "t": {"f0": None, "f1": dt.time(12, 34, 56)}, "i": None, "d": None}]

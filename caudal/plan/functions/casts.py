@@ -47,7 +47,9 @@ def castable(source: pa.DataType, target: pa.DataType) -> bool:
     if pa.types.is_list(source) and pa.types.is_list(target):
         return castable(source.value_type, target.value_type)
     if pa.types.is_struct(source) and pa.types.is_struct(target):
-        return source.num_fields == target.num_fields
+        return source.num_fields == target.num_fields and all(
+            castable(source.field(i).type, target.field(i).type)
+            for i in range(source.num_fields))
     return False
 
 
@@ -114,6 +116,8 @@ def _reason(text: str, target: pa.DataType) -> str:
 def _cast(value: pa.Array, source: pa.DataType, target: pa.DataType) -> pa.Array:
     if pa.types.is_null(source):
         return pa.nulls(len(value), target)
+    if _nested(source, target):
+        return _cast_nested(value, target, cast_array)
     if is_text(target):
         return _to_text(value, source)
     if is_text(source):
@@ -159,6 +163,26 @@ def _cast(value: pa.Array, source: pa.DataType, target: pa.DataType) -> pa.Array
     if pa.types.is_date(source) and pa.types.is_timestamp(target):
         return pc.cast(pc.cast(value, pa.timestamp("us", tz="UTC")), target)
     return pc.cast(value, target, safe=True)
+
+
+def _nested(source: pa.DataType, target: pa.DataType) -> bool:
+    return (pa.types.is_struct(source) and pa.types.is_struct(target)) or (
+        pa.types.is_list(source) and pa.types.is_list(target))
+
+
+def _cast_nested(value: pa.Array, target: pa.DataType, convert) -> pa.Array:
+    """A ROW field by field and by position, as PostgreSQL and Flink cast rows (Arrow's cast
+    matches fields by name: a field of another name was NULL), an ARRAY element by element;
+    each with ``convert`` (CAST's or TRY_CAST's rules, not Arrow's, which refused DOUBLE 0.5
+    as an INT)."""
+    if pa.types.is_struct(target):
+        fields = [child if child.type.equals(f.type) else convert(child, f.type)
+                  for child, f in zip(value.flatten(), target)]
+        return pa.StructArray.from_arrays(fields, fields=list(target), mask=value.is_null())
+    start, end = value.offsets[0].as_py(), value.offsets[-1].as_py()
+    elements = convert(value.values.slice(start, end - start), target.value_type)
+    offsets = pc.subtract(value.offsets, start) if start else value.offsets
+    return pa.ListArray.from_arrays(offsets, elements, type=target, mask=value.is_null())
 
 
 def round_decimal(value: pa.Array, ndigits: int) -> pa.Array:
@@ -384,9 +408,13 @@ def try_cast_array(value, target: pa.DataType):
     except RuntimeFailure:
         pass
     if isinstance(value, pa.Scalar):
+        if _nested(value.type, target):
+            return try_cast_array(pa.array([value.as_py()], type=value.type), target)[0]
         return pa.scalar(None, type=target)
     if isinstance(value, pa.ChunkedArray):
         value = value.combine_chunks()
+    if _nested(value.type, target):  # NULL for each field or element that does not convert
+        return _cast_nested(value, target, try_cast_array)
     fits = _numeric_fits(value, target)
     if fits is None and is_text(value.type) and _temporal(target):
         fits = timestamp_text_fits(pc.utf8_trim(value, characters=" \t\n\r"))
