@@ -7,12 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from caudal.connectors.base import SourceMetrics
 from caudal.formats import debezium_json
 from caudal.formats.bad_data import BadDataPolicy
 from caudal.job import compile_sql, run_sql
-from caudal.testing import fold  # noqa: F401  (the folding lives in the package)
+from caudal.testing import fold
+from tests.helpers import normalized_rows
 
 
 def run_changelog(ddl: str, select: str, out_dir: Path, schema: pa.Schema | None = None,
@@ -44,3 +46,25 @@ def read_changes(out_dir: Path, schema: pa.Schema | None = None) -> pa.Table | N
         with open(path, "rb") as f:
             tables.extend(debezium_json.read(f, schema, policy))
     return pa.concat_tables(tables)
+
+
+def run_folded(tmp: Path, tables: dict[str, pa.Table], query: str, parallelism: int,
+               declared: dict[str, str] | None = None, batch_rows: int = 4,
+               row_group_rows: int | None = 5) -> list[tuple]:
+    """Run ``query`` over ``tables`` (Parquet files of ``row_group_rows``-row groups, read
+    by several source subtasks; None: one group, read in order; ``declared`` gives a
+    table's column list with its WATERMARK / PRIMARY KEY / computed columns) into a changelog
+    flushed after every batch of ``batch_rows``, and fold it into sorted rows."""
+    script = "SET updating_flush = '0';\n"
+    for name, table in tables.items():
+        path = tmp / f"{name}.parquet"
+        pq.write_table(table, path, row_group_size=row_group_rows)
+        columns = f" ({declared[name]})" if declared and name in declared else ""
+        script += (f"CREATE TABLE {name}{columns} WITH (connector = 'filesystem', "
+                   f"path = '{path}');\n")
+    out = tmp / f"out{parallelism}"
+    script += (f"CREATE TABLE out WITH (connector = 'filesystem', path = '{out}', "
+               f"format = 'debezium_json');\nINSERT INTO out {query};\n")
+    schema = compile_sql(script).job.outputs[-1].plan.table.schema
+    run_sql(script, parallelism=parallelism, batch_rows=batch_rows)
+    return normalized_rows(fold(read_changes(out, schema)))

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -53,6 +54,16 @@ def normalized_rows(table: pa.Table | None, columns: list[str] | None = None) ->
         rows.append(tuple(round(v, 6) if isinstance(v, float) else v for v in row))
     return sorted(rows, key=lambda r: tuple((v is None, str(type(v)), v if v is not None
                                              else 0) for v in r))
+
+
+def duckdb_rows(tables: dict[str, pa.Table], query: str) -> list[tuple]:
+    """DuckDB's answer to ``query`` over ``tables`` (registered by name; UTC), as
+    ``normalized_rows``."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    for name, table in tables.items():
+        con.register(name, table)
+    return normalized_rows(con.sql(query).to_arrow_table())
 
 
 def kill_after_checkpoints(script: Path, ck: Path, batch_rows: int, first: int,

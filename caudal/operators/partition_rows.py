@@ -117,9 +117,10 @@ class Sorted:
 
 
 def sort_partitions(table: pa.Table, h: np.ndarray, seq: np.ndarray, partition: list[str],
-                    order: list[tuple[str, bool, bool]]) -> Sorted:
+                    order: list[tuple[str, bool, bool]], later_ties: bool = False) -> Sorted:
     """One sort of ``table`` by (partition hash, partition columns, ORDER BY, ``_seq``);
-    ``order`` items are (column, descending, nulls_first)."""
+    ``order`` items are (column, descending, nulls_first). Ties go to the earlier row
+    (``_seq`` ascending), to the later one with ``later_ties``."""
     n = table.num_rows
     columns: dict[str, Any] = {"__h": pa.array(h)}
     keys: list[tuple[str, str]] = [("__h", "ascending")]
@@ -138,7 +139,7 @@ def sort_partitions(table: pa.Table, h: np.ndarray, seq: np.ndarray, partition: 
         columns[f"__o{i}"] = values
         keys.append((f"__o{i}", "descending" if desc else "ascending"))
     columns["__s"] = pa.array(seq)
-    keys.append(("__s", "ascending"))
+    keys.append(("__s", "descending" if later_ties else "ascending"))
     indices = pc.sort_indices(pa.table(columns), sort_keys=keys).to_numpy()
     heads = np.ones(n, dtype=bool)
     if n > 1:

@@ -5,8 +5,9 @@ emitted as a changelog.
 At each flush (every ``flush_us`` of processing time and at the end of the input, like the
 updating aggregate) the partitions that received rows are ranked again in one vectorized
 pass over their rows (operators.partition_rows): sort by partition, ORDER BY keys and arrival
-(ties go to the earlier row), number the rows of each partition, and compare each row's rank
-with the rank emitted before. Only net changes leave the operator:
+(ties go to the earlier row; to the later one for ORDER BY processing time DESC, whose rows
+read in one batch share a PROCTIME() value), number the rows of each partition, and compare
+each row's rank with the rank emitted before. Only net changes leave the operator:
 
 * ``ROW_NUMBER`` with the rank selected: per position ``(partition, rn)``, the row there now
   against the row there before — an update pair when it changed (what an upsert sink keyed
@@ -103,7 +104,8 @@ class UpdatingRank(PeriodicFlush, Operator):
     def __init__(self, partition: list[str], order: list[tuple[str, bool, bool]],
                  function: str, limit: int, input_schema: pa.Schema,
                  output_schema: pa.Schema, rank_used: bool = True,
-                 updating_input: bool = False, flush_us: int = 1_000_000):
+                 updating_input: bool = False, flush_us: int = 1_000_000,
+                 later_ties: bool = False):
         assert function in FUNCTIONS and limit is not None
         self.partition = list(partition)
         self.order = list(order)
@@ -111,6 +113,8 @@ class UpdatingRank(PeriodicFlush, Operator):
         self.limit = int(limit)
         self.rank_used = rank_used
         self.updating_input = updating_input
+        #: ties go to the later row (ORDER BY processing time DESC): the sort, not the slots
+        self.later_ties = later_ties
         self.output_schema = output_schema
         self.rank_name = output_schema.names[-1]
         self.flush_us = max(0, int(flush_us))
@@ -118,7 +122,7 @@ class UpdatingRank(PeriodicFlush, Operator):
         #: that persist across flushes instead of a sort of the touched partitions (the
         #: rows then keep no partition hash: the slots find their partitions)
         slots = function == "row_number" and self.limit == 1 and not updating_input and \
-            accepts(self.partition, self.order, input_schema)
+            not later_ties and accepts(self.partition, self.order, input_schema)
         self.state = PartitionRows(input_schema, self.partition,
                                    [pa.field(self.rank_name, pa.int64())], updating_input,
                                    hashes=not slots)
@@ -146,7 +150,8 @@ class UpdatingRank(PeriodicFlush, Operator):
         state = self.state
         pending = pa.concat_tables(state.pending)
         ordered = sort_partitions(pending, partition_hash(pending, self.partition),
-                                  pending.column(SEQ).to_numpy(), self.partition, self.order)
+                                  pending.column(SEQ).to_numpy(), self.partition, self.order,
+                                  self.later_ties)
         keep = np.sort(ordered.indices[ranks_of(ordered, self.function) <= self.limit])
         if len(keep) < pending.num_rows:
             pending = pick_rows(pending, keep)
@@ -167,7 +172,8 @@ class UpdatingRank(PeriodicFlush, Operator):
         if touched is None:
             return []
         rows = touched.rows
-        ordered = sort_partitions(rows, touched.h, touched.seq, self.partition, self.order)
+        ordered = sort_partitions(rows, touched.h, touched.seq, self.partition, self.order,
+                                  self.later_ties)
         rank = np.empty(rows.num_rows, dtype=np.int64)
         rank[ordered.indices] = ranks_of(ordered, self.function)
         gid = np.empty(rows.num_rows, dtype=np.int64)

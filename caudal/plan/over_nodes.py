@@ -71,6 +71,9 @@ class UpdatingRank(LogicalNode):
     #: whether anything above reads the rank: if not, only rows entering or leaving the
     #: top N are emitted, not rank changes (set by plan.rank_limits.finish_ranks)
     rank_used: bool = True
+    #: rows tied on ORDER BY go to the later row, not the earlier: ORDER BY processing time
+    #: DESC (the last row read; PROCTIME() is read once per batch, so a batch's rows tie)
+    later_ties: bool = False
     flush_us: int = DEFAULT_FLUSH_US
     #: where the window function was written (for errors found after planning)
     position: tuple[int | None, int | None] = (None, None)
@@ -95,8 +98,10 @@ class UpdatingRank(LogicalNode):
         limit = f" keep <= {self.limit}" if self.limit is not None else ""
         source = " over a changelog" if self.input.updating else ""
         rank = "" if self.rank_used else " (rank not emitted)"
+        ties = " (ties: the later row)" if self.later_ties else ""
         return (f"UpdatingRank {self.function}() AS {self.rank_name} PARTITION BY "
-                f"{', '.join(self.partition) or '()'} ORDER BY {order}{limit}{rank}{source}")
+                f"{', '.join(self.partition) or '()'} ORDER BY {order}{ties}{limit}{rank}"
+                f"{source}")
 
 
 @dataclass(eq=False)
@@ -163,6 +168,8 @@ def _lower_updating_rank(planner: PhysicalPlanner, node: UpdatingRank) -> int:
               "function": node.function, "limit": node.limit, "rank_used": node.rank_used,
               "input_schema": node.input.schema, "output_schema": node.schema,
               "updating_input": node.input.updating, "flush_us": node.flush_us}
+    if node.later_ties:   # (only when set: other jobs' parameters stay as they were)
+        params["later_ties"] = True
     planner.graph.vertices[vid].operators.append(
         OperatorSpec("updating_rank", params, node.describe(), node.schema))
     return vid

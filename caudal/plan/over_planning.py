@@ -9,11 +9,12 @@ from __future__ import annotations
 import pyarrow as pa
 
 from caudal.plan.aggregates import AggCall
-from caudal.plan.expressions import Column, Expr, Literal
+from caudal.plan.expressions import Call, Column, Expr, Literal
 from caudal.plan.functions.coerce import cast
 from caudal.plan.functions.registry import bind_call
 from caudal.plan.logical import Filter, LogicalNode, Project
 from caudal.plan.over_nodes import Frame, OverAggregate, UpdatingRank
+from caudal.plan.proctime import PROCTIME, proctime_columns
 from caudal.plan.window_nodes import WindowRank
 
 #: the rank column a ranking operator adds
@@ -69,10 +70,21 @@ def updating_rank(node: LogicalNode, columns: InputColumns, function: str,
                   partition: list[str], order: Order, flush_us: int | None,
                   position: tuple[int | None, int | None]) -> UpdatingRank:
     """``function`` (row_number, rank, dense_rank) per partition, without a window."""
+    later = bool(order) and order[0][1] and _processing_time(
+        columns.exprs[columns.names.index(order[0][0])], node)
     node = columns.project(node)
     schema = node.schema.append(pa.field(RANK, pa.int64()))
     return UpdatingRank(schema, None, input=node, function=function, partition=partition,
-                        order=order, rank_name=RANK, flush_us=flush_us, position=position)
+                        order=order, rank_name=RANK, flush_us=flush_us, position=position,
+                        later_ties=later)
+
+
+def _processing_time(expr: Expr, node: LogicalNode) -> bool:
+    """Whether ``expr`` over ``node`` is processing time (a PROCTIME() column, or the call):
+    its order is the order rows are read in, so of rows read at once the later is later."""
+    if isinstance(expr, Column):
+        return expr.name in proctime_columns(node)
+    return isinstance(expr, Call) and expr.func == PROCTIME
 
 
 def window_rank(node: LogicalNode, own: list[Column], function: str, partition: list[Expr],

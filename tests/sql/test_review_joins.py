@@ -14,7 +14,6 @@ import datetime as dt
 import tempfile
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -23,36 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from caudal.job import compile_sql, run_sql
-from tests.changelog_helpers import fold, read_changes
-from tests.helpers import normalized_rows
-
-
-def _caudal(tmp: Path, tables: dict[str, pa.Table], query: str, parallelism: int,
-            declared: dict[str, str] | None = None) -> list[tuple]:
-    """Run ``query`` over ``tables`` (Parquet files; ``declared`` gives a table's column
-    list with its WATERMARK / PRIMARY KEY) into a changelog and fold it."""
-    script = "SET updating_flush = '0';\n"
-    for name, table in tables.items():
-        path = tmp / f"{name}.parquet"
-        pq.write_table(table, path, row_group_size=5)
-        columns = f" ({declared[name]})" if declared and name in declared else ""
-        script += (f"CREATE TABLE {name}{columns} WITH (connector = 'filesystem', "
-                   f"path = '{path}');\n")
-    out = tmp / f"out{parallelism}"
-    script += (f"CREATE TABLE out WITH (connector = 'filesystem', path = '{out}', "
-               f"format = 'debezium_json');\nINSERT INTO out {query};\n")
-    schema = compile_sql(script).job.outputs[-1].plan.table.schema
-    run_sql(script, parallelism=parallelism, batch_rows=4)
-    return normalized_rows(fold(read_changes(out, schema)))
-
-
-def _duckdb(tables: dict[str, pa.Table], query: str) -> list[tuple]:
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    for name, table in tables.items():
-        con.register(name, table)
-    return normalized_rows(con.sql(query).to_arrow_table())
-
+from tests.changelog_helpers import fold, read_changes, run_folded
+from tests.helpers import duckdb_rows, normalized_rows
 
 # ---- temporal joins: conditions on the versioned table ------------------------------------
 
@@ -113,9 +84,9 @@ _ASOF = "FROM a ASOF {kind} JOIN b ON a.k = b.k AND a.t >= b.t"
 ])
 def test_temporal_join_checks_the_current_version(tmp_path, query, duck, parallelism):
     tables = {"a": _timed(60, 1, "v"), "b": _versions()}
-    expected = _duckdb(tables, duck)
+    expected = duckdb_rows(tables, duck)
     assert len(expected) > 10
-    assert _caudal(tmp_path, tables, query, parallelism, _TEMPORAL_DDL) == expected
+    assert run_folded(tmp_path, tables, query, parallelism, _TEMPORAL_DDL) == expected
 
 
 # ---- regular joins over NULL, repeated and cross-typed keys -------------------------------
@@ -154,9 +125,9 @@ _E = pa.table({"k": pa.array([], pa.int64()), "z": pa.array([], pa.int64())})
     "(SELECT k, count(*) AS m FROM r GROUP BY k) c2 ON c1.k = c2.k",
     "SELECT a.k, a.x, b.x AS bx FROM l a LEFT JOIN l b ON a.k = b.k AND a.x < b.x",
 ])
-def test_regular_joins_equal_duckdb(tmp_path, query, parallelism):
+def test_regular_joins_equalduckdb_rows(tmp_path, query, parallelism):
     tables = {"l": _L, "r": _R, "e": _E}
-    assert _caudal(tmp_path, tables, query, parallelism) == _duckdb(tables, query)
+    assert run_folded(tmp_path, tables, query, parallelism) == duckdb_rows(tables, query)
 
 
 # ---- USING: one column per name ----------------------------------------------------------
@@ -189,7 +160,7 @@ _UR = pa.table({"k": pa.array([20, 30, None, 40, 40], pa.int64()),
 ])
 def test_using_merges_its_columns(tmp_path, query, names, parallelism):
     tables = {"l": _UL, "r": _UR}
-    assert _caudal(tmp_path, tables, query, parallelism) == _duckdb(tables, query)
+    assert run_folded(tmp_path, tables, query, parallelism) == duckdb_rows(tables, query)
     script = (f"CREATE TABLE l (x BIGINT, k INT, s TEXT) WITH (connector = 'filesystem', "
               f"path = '{tmp_path / 'l.parquet'}');\n"
               f"CREATE TABLE r (k BIGINT, s TEXT, y BIGINT) WITH (connector = 'filesystem', "
@@ -261,7 +232,7 @@ def test_joins_of_changelogs_equal_duckdb_on_what_they_leave(tmp_path, query, pa
     schema = compile_sql(script).job.outputs[-1].plan.table.schema
     run_sql(script, parallelism=parallelism, batch_rows=3)
     got = normalized_rows(fold(read_changes(out, schema)))
-    assert got == _duckdb({"l": left, "r": right}, query)
+    assert got == duckdb_rows({"l": left, "r": right}, query)
 
 
 # ---- IS NOT DISTINCT FROM keys: NULL matches NULL ----------------------------------------
@@ -294,7 +265,7 @@ _NR = pa.table({"k": pa.array([1, 2, None, 0, None], pa.int64()),
 ])
 def test_is_not_distinct_from_is_a_join_key(tmp_path, query, parallelism):
     tables = {"l": _NL, "r": _NR}
-    assert _caudal(tmp_path, tables, query, parallelism) == _duckdb(tables, query)
+    assert run_folded(tmp_path, tables, query, parallelism) == duckdb_rows(tables, query)
 
 
 # ---- Flink's IntervalJoinITCase (rowtime cases), their data and SQL ------------------------
@@ -328,9 +299,9 @@ def test_flink_interval_join_it_cases(tmp_path, query, rows, parallelism):
     tables = {"T1": _T1, "T2": _T2}
     declared = {n: "key TEXT, id TEXT, rowtime TIMESTAMP, WATERMARK FOR rowtime AS rowtime"
                 for n in tables}
-    expected = _duckdb(tables, query)
+    expected = duckdb_rows(tables, query)
     assert len(expected) == rows  # Flink's expected rows
-    assert _caudal(tmp_path, tables, query, parallelism, declared) == expected
+    assert run_folded(tmp_path, tables, query, parallelism, declared) == expected
 
 
 # ---- floating-point keys: NaN equals NaN, -0.0 equals 0.0 (DuckDB's) ---------------------
@@ -351,7 +322,7 @@ _FR = pa.table({"f": pa.array([0.0, None, float("nan"), 1.5, -0.0, float("-inf")
     "SELECT l.x FROM l WHERE l.f IN (SELECT f FROM r)",
     "SELECT l.x FROM l WHERE l.f NOT IN (SELECT f FROM r WHERE f IS NOT NULL)",
 ])
-def test_float_keys_match_as_duckdb(tmp_path, query, parallelism, batch_rows):
+def test_float_keys_match_asduckdb_rows(tmp_path, query, parallelism, batch_rows):
     tables = {"l": _FL, "r": _FR}
     script = "SET updating_flush = '0';\n"
     for name, table in tables.items():
@@ -363,7 +334,7 @@ def test_float_keys_match_as_duckdb(tmp_path, query, parallelism, batch_rows):
                f"format = 'debezium_json');\nINSERT INTO out {query};\n")
     schema = compile_sql(script).job.outputs[-1].plan.table.schema
     run_sql(script, parallelism=parallelism, batch_rows=batch_rows)
-    assert normalized_rows(fold(read_changes(out, schema))) == _duckdb(tables, query)
+    assert normalized_rows(fold(read_changes(out, schema))) == duckdb_rows(tables, query)
 
 
 # ---- comma joins keyed through a third table's column --------------------------------------
@@ -385,7 +356,7 @@ _E3 = pa.table({"k": pa.array([2, 3, 4, None, 7, 1], pa.int64()),
 ])
 def test_comma_joins_take_implied_keys(tmp_path, query, parallelism):
     tables = {"l": _L, "r": _R, "e": _E3}
-    assert _caudal(tmp_path, tables, query, parallelism) == _duckdb(tables, query)
+    assert run_folded(tmp_path, tables, query, parallelism) == duckdb_rows(tables, query)
 
 
 def test_no_key_is_implied_through_a_cast_from_text(tmp_path):
@@ -426,7 +397,7 @@ _KEY = st.one_of(st.none(), st.integers(0, 3))
 @given(left=st.lists(st.tuples(_KEY, st.integers(0, 5)), min_size=0, max_size=25),
        right=st.lists(st.tuples(_KEY, st.integers(0, 5)), min_size=0, max_size=25),
        parallelism=st.sampled_from([1, 2]), batch_rows=st.sampled_from([1, 4]))
-def test_random_joins_equal_duckdb(left, right, parallelism, batch_rows):
+def test_random_joins_equalduckdb_rows(left, right, parallelism, batch_rows):
     tables = {"l": pa.table({"k": pa.array([r[0] for r in left], pa.int64()),
                              "a": pa.array([r[1] for r in left], pa.int64())}),
               "r": pa.table({"k": pa.array([r[0] for r in right], pa.int32()),
@@ -448,4 +419,4 @@ def test_random_joins_equal_duckdb(left, right, parallelism, batch_rows):
             changes = read_changes(tmp / str(i), output.plan.table.schema) \
                 if (tmp / str(i)).exists() else None
             got = normalized_rows(fold(changes)) if changes is not None else []
-            assert got == _duckdb(tables, query), query
+            assert got == duckdb_rows(tables, query), query
