@@ -33,6 +33,11 @@ def _dialect():
     return Caudal
 
 
+#: marks a cast to an integer type: Polars truncates a float or decimal there (2.7 -> 2,
+#: -7.5 -> -7) where SQL's CAST rounds (3, -8); the frame, which knows the operand's type,
+#: puts TRUNC around such an operand (``Frame._truncated``)
+TRUNCATES = "caudal_truncates"
+
 #: Polars' expression namespaces, which caudal does not have (see Expr.__getattr__)
 _NAMESPACES = frozenset({"str", "dt", "list", "arr", "struct", "name", "cat", "bin", "meta"})
 
@@ -125,7 +130,10 @@ class Expr:
         except Exception:
             raise PlanError(f"cast(): unknown type {dtype!r}",
                             hint="a SQL type such as BIGINT, DOUBLE, TEXT, TIMESTAMP") from None
-        return self._derive(exp.Cast(this=self.node.copy(), to=to))
+        node = exp.Cast(this=self.node.copy(), to=to)
+        if to.is_type(*exp.DataType.INTEGER_TYPES):
+            node.meta[TRUNCATES] = True  # the frame truncates a float operand (Frame._truncated)
+        return self._derive(node)
 
     # -- operators --------------------------------------------------------------------------
 

@@ -192,6 +192,45 @@ class Frame:
             raise frame_error(e, self) from None
         return self
 
+    def _truncated(self, exprs: list[Expr]) -> list[Expr]:
+        """``exprs`` with each cast to an integer type of a float or decimal operand made
+        Polars' cast, which truncates (``cast(pl.Int64)`` of 2.7 is 2, of -7.5 is -7), not
+        SQL's, which rounds (3, -8): TRUNC goes around the operand. Only here is the
+        operand's type known: it is planned over this frame (an operand that does not plan
+        alone, e.g. naming a window's bounds, keeps SQL's cast)."""
+        from caudal.frame.expr import TRUNCATES
+
+        out = []
+        for e in exprs:
+            if not any(n.meta.get(TRUNCATES) for n in e.node.walk()
+                       if isinstance(n, exp.Cast)):
+                out.append(e)
+                continue
+            node = e.node.copy()
+            casts = [n for n in node.walk() if isinstance(n, exp.Cast) and n.meta.get(TRUNCATES)]
+            for cast in reversed(casts):  # inner casts first: outer operands contain them
+                t = self._type_of(cast.this, e.udfs)
+                if t is not None and (pa.types.is_floating(t) or pa.types.is_decimal(t)):
+                    cast.set("this", exp.Anonymous(this="TRUNC", expressions=[cast.this]))
+            new = Expr(node, e.name, e.is_agg, e.udfs)
+            new._aliased = e._aliased
+            out.append(new)
+        return out
+
+    def _type_of(self, node: exp.Expression, udfs: tuple) -> pa.DataType | None:
+        """The type of an expression over this frame's rows (None if it does not plan)."""
+        from caudal.frame.expr import _dialect
+        from caudal.plan.functions.python_udf import job_context
+        from caudal.sql.planner import Planner
+
+        text = (self.sql_script() + f"\nSELECT {node.sql(dialect=_dialect())} AS \"t\" "
+                f"FROM {quote(self.name)};")
+        try:
+            with job_context(self.udfs + tuple(udfs)):
+                return Planner().plan_script(text).outputs[-1].plan.schema.field(0).type
+        except CaudalError:
+            return None
+
     def _derive(self, select: str, op: str, exprs: list[Expr] = (), parents=None) -> Frame:
         udfs = tuple(u for e in exprs for u in e.udfs)
         frame = Frame(f"CREATE VIEW {{self}} AS {select}", parents or (self,), udfs, op=op)
@@ -209,7 +248,7 @@ class Frame:
         """
         if not predicates:
             raise PlanError("filter() needs a condition")
-        exprs = [to_expr(p) for p in predicates]
+        exprs = self._truncated([to_expr(p) for p in predicates])
         _no_aggregates(exprs, "filter()", "filter on an aggregate after group_by(...).agg()")
         where = " AND ".join(f"({e.sql(False)})" for e in exprs)
         return self._derive(f"SELECT * FROM {quote(self.name)} WHERE {where}", "filter",
@@ -217,7 +256,7 @@ class Frame:
 
     def select(self, *columns: str | Expr, **named: Expr) -> Frame:
         """These columns or expressions (``name=expr`` names one), in this order."""
-        exprs = _items(columns, named, "select()")
+        exprs = self._truncated(_items(columns, named, "select()"))
         _no_aggregates(exprs, "select()", "aggregates go in group_by(...).agg(...)")
         _unique(exprs, "select()")
         items = ", ".join(_item(e) for e in exprs)
@@ -225,7 +264,7 @@ class Frame:
 
     def with_columns(self, *columns: Expr, **named: Expr) -> Frame:
         """All columns plus these (a column of the same name is replaced in place)."""
-        exprs = _items(columns, named, "with_columns()")
+        exprs = self._truncated(_items(columns, named, "with_columns()"))
         _no_aggregates(exprs, "with_columns()", "aggregates go in group_by(...).agg(...)")
         _unique(exprs, "with_columns()")
         new = {e.output_name.lower(): e for e in exprs}
@@ -525,12 +564,12 @@ class GroupBy:
                 if key.is_agg:
                     raise PlanError(f"group_by(): aggregate {key.sql(False)} is not a key",
                                     hint="aggregates go in .agg(...)")
-                self.keys.append(key)
+                self.keys.append(frame._truncated([key])[0])
 
     def agg(self, *aggs: Expr, **named: Expr) -> Frame:
         """One row per group (per window and group with a window): the keys, the window's
         ``window_start`` and ``window_end``, then the aggregates."""
-        exprs = _items(aggs, named, "agg()")
+        exprs = self.frame._truncated(_items(aggs, named, "agg()"))
         for e in exprs:
             if not e.is_agg:
                 raise PlanError(f"agg(): {e.sql(False)} is not an aggregate",

@@ -133,3 +133,31 @@ def test_join_layout_and_rows_as_polars(how, parallelism):
                                        on="id", how=how)
         assert got.columns == want.columns == ["a", "v", "id", "v_right"]
         assert sorted(got.rows(), key=str) == sorted(want.rows(), key=str)
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_cast_of_a_float_to_an_integer_truncates_as_polars(parallelism):
+    """``cast(pl.Int64)`` of 2.7 was 3 and of -7.5 was -8 (SQL's CAST rounds); Polars
+    truncates: 2, -7. Texts, decimals and integers cast as before; in a select, a filter, a
+    group key and an aggregate."""
+    import decimal
+
+    data = {"f": [-7.5, 2.7, None, -0.5, 6.5, -2.7, 1e9], "k": [1, 1, 2, 2, 3, 3, 3],
+            "s": ["1", "2", None, "3", "4", "5", "6"],
+            "d": [decimal.Decimal(v) if v else None
+                  for v in ("1.5", "-2.5", None, "2.7", "0", "-0.5", "9")]}
+    src, p, pc = cd.testing.from_records(data), pl.DataFrame(data), pl.col
+    got = src.select(a=col("f").cast(pl.Int64), b=col("s").cast("BIGINT"),
+                     c=col("d").cast("INT"), e=(col("f") * 2).cast(pl.Int64).cast(pl.Int32),
+                     g=col("k").cast(pl.Int8)).to_polars(parallelism=parallelism)
+    want = p.select(a=pc("f").cast(pl.Int64), b=pc("s").cast(pl.Int64),
+                    c=pc("d").cast(pl.Int32), e=(pc("f") * 2).cast(pl.Int64).cast(pl.Int32),
+                    g=pc("k").cast(pl.Int8))
+    assert got.equals(want)
+    got = src.group_by("k").agg(m=col("f").mean().cast(pl.Int64)) \
+        .to_polars(parallelism=parallelism).sort("k")
+    assert got.equals(p.group_by("k").agg(m=pc("f").mean().cast(pl.Int64)).sort("k"))
+    got = src.group_by(col("f").cast(pl.Int64)).agg(n=cd.count()) \
+        .to_polars(parallelism=parallelism).sort("f")
+    assert got.rows() == p.group_by(pc("f").cast(pl.Int64)).agg(n=pl.len()).sort("f").rows()
+    assert src.filter(col("f").cast(pl.Int64) == -7).to_polars()["f"].to_list() == [-7.5]
