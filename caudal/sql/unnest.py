@@ -10,7 +10,8 @@ import pyarrow as pa
 from sqlglot import exp
 
 from caudal.errors import PlanError
-from caudal.plan.expressions import Column, Expr
+from caudal.plan.expressions import Call, Column, Expr
+from caudal.plan.functions.nested import ordinality_type
 from caudal.plan.logical import LogicalNode
 from caudal.plan.unnest_node import row_fields, unnest_array
 from caudal.sql.scope import Scope, ScopeColumn, position
@@ -62,10 +63,19 @@ def apply_unnest_joins(node: LogicalNode, scope: Scope, joins: list[exp.Join]
             ln, col = position(call)
             raise PlanError("UNNEST takes one array", line=ln, col=col, hint=_HINT)
         arr = translate(call.expressions[0], Scope(columns=columns, computed=scope.computed))
-        node, element, dtype = _unnest(node, arr, call, len(columns))
         alias = call.args.get("alias")
         relation = alias.name if alias is not None and alias.name else None
         names = [c.name for c in alias.columns] if alias is not None else []
+        ordinality = call.args.get("offset")
+        if ordinality and pa.types.is_list(arr.dtype):
+            # WITH ORDINALITY (sqlglot holds the alias's last name apart): the elements as
+            # ROWs of the element (its fields, when the alias names them) and the position
+            spread = pa.types.is_struct(arr.dtype.value_type) and len(names) > 1
+            arr = Call(ordinality_type(arr.dtype, spread), "with_ordinality", (arr,),
+                       {"spread": spread})
+            names = (names or [relation or "unnest"]) + [
+                ordinality.name if isinstance(ordinality, exp.Expression) else "ordinality"]
+        node, element, dtype = _unnest(node, arr, call, len(columns))
         if len(names) > 1:  # Flink: an array of ROWs unnests into one column per field
             node = row_fields(node, element, dtype, names, *position(call))
             columns.extend(ScopeColumn(relation, n, dtype.field(j).type, f"{element}_{j}")

@@ -59,3 +59,28 @@ def test_row_cast_goes_by_position_with_sql_rules(parallelism):
          "t": {"f0": 1, "f1": None}, "i": [0, 2, None],
          "d": [Decimal("0.5"), Decimal("2.5"), None]},
         {"c": None, "t": {"f0": None, "f1": dt.time(12, 34, 56)}, "i": None, "d": None}]
+
+
+_ARRAYS = pa.table({
+    "a": pa.array([1, 2, 3, 4], pa.int32()),
+    "c": pa.array([["Hi", "w"], None, [], ["x", None, "z"]]),
+    "b": pa.array([[{"_1": 12, "_2": "45.6"}, None], [{"_1": 13, "_2": "41.6"}], [], None],
+                  pa.list_(pa.struct([("_1", pa.int32()), ("_2", pa.string())])))})
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_unnest_with_ordinality_gives_the_position(parallelism):
+    """``CROSS JOIN UNNEST(T.c) WITH ORDINALITY AS A (s, n)`` (Flink, DuckDB) dropped the
+    ordinality: sqlglot holds its name apart from the alias's, ``n`` was an unknown column
+    and ``SELECT *`` silently lacked it. Each element now has its position from 1; an array
+    of ROWs spreads its fields before it."""
+    t = cd.from_arrow(_ARRAYS)
+    got = cd.sql("SELECT * FROM T CROSS JOIN UNNEST(T.c) WITH ORDINALITY AS A (s, n)",
+                 T=t.select("a", "c")).collect(parallelism=parallelism)
+    assert got.schema.names == ["a", "c", "s", "n"]
+    assert sorted((r["a"], r["n"], r["s"]) for r in got.to_pylist()) == [
+        (1, 1, "Hi"), (1, 2, "w"), (4, 1, "x"), (4, 2, None), (4, 3, "z")]
+    got = cd.sql("SELECT a, x, y, n FROM T, UNNEST(T.b) WITH ORDINALITY AS A (x, y, n)",
+                 T=t).collect(parallelism=parallelism)
+    assert sorted((tuple(r.values()) for r in got.to_pylist()), key=lambda r: r[::-1]) == [
+        (2, 13, "41.6", 1), (1, 12, "45.6", 1), (1, None, None, 2)]

@@ -78,6 +78,43 @@ def _named_struct(args, call):
 register("named_struct", _bind_named_struct, _named_struct,
          "named_struct('name', value, …) -> STRUCT with those fields")
 
+
+
+def ordinality_type(array: pa.DataType, spread: bool) -> pa.DataType:
+    """The array of ``with_ordinality``: each element as a ROW of the element (its fields
+    when ``spread``) and its position."""
+    element = array.value_type
+    fields = list(element) if spread else [pa.field("element", element)]
+    return pa.list_(pa.struct(fields + [pa.field("ordinality", pa.int64())]))
+
+
+def _with_ordinality(args, call):
+    """UNNEST … WITH ORDINALITY: beside each element its position in its array, from 1
+    (offsets arithmetic over the whole batch, no per-row loop)."""
+    (lists,), scalar = broadcast(args)
+    offsets = lists.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+    start, end = int(offsets[0]), int(offsets[-1])
+    values = lists.values.slice(start, end - start)
+    starts = np.repeat(offsets[:-1] - start, np.diff(offsets))
+    position = pa.array(np.arange(end - start, dtype=np.int64) - starts + 1)
+    element = call.dtype.value_type
+    children = values.flatten() if call.options["spread"] else [values]
+    rows = pa.StructArray.from_arrays(children + [position], fields=list(element))
+    out = pa.ListArray.from_arrays(pa.array(offsets - start, pa.int32()), rows,
+                                   type=call.dtype, mask=lists.is_null())
+    return finish(out, scalar)
+
+
+def _bind_with_ordinality(name: str, args: list[Expr]) -> Call:
+    arity(name, args, 1)
+    expect(args[0], pa.types.is_list, name, "an array")
+    return Call(ordinality_type(args[0].dtype, False), name, (args[0],), {"spread": False})
+
+
+register("with_ordinality", _bind_with_ordinality, _with_ordinality,
+         "with_ordinality(a) -> each element of a beside its position (UNNEST … WITH "
+         "ORDINALITY)", internal=True)
+
 # ---- array elements ---------------------------------------------------------------------
 
 
