@@ -408,6 +408,10 @@ def _unsupported(node: exp.Expression) -> Expr:
     if isinstance(node, exp.Exists):
         raise PlanError("EXISTS (SELECT …) is not supported here",
                         hint="write the condition as a JOIN on the columns it compares")
+    if isinstance(node, exp.Any | exp.All) and isinstance(node.this, exp.Subquery | exp.Select):
+        from caudal.sql.subqueries import quantified_error
+
+        raise quantified_error(node)
     if isinstance(node, exp.Subquery | exp.Select):
         raise PlanError("subqueries are not supported inside expressions",
                         hint="use a JOIN or a WITH clause")

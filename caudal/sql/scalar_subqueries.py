@@ -31,7 +31,8 @@ def _scalars(node: exp.Expression) -> list[exp.Subquery]:
         for child in n.iter_expressions():
             if isinstance(child, exp.Subquery):
                 parent = child.parent
-                if not (isinstance(parent, exp.In) and parent.args.get("query") is child):
+                if not (isinstance(parent, exp.In) and parent.args.get("query") is child
+                        or isinstance(parent, exp.Any | exp.All)):
                     out.append(child)
                 continue
             if isinstance(child, (exp.Select, exp.Exists)):

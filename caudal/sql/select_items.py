@@ -37,7 +37,9 @@ def is_aggregate(node: exp.Expression) -> bool:
 
 
 def contains_aggregate(node: exp.Expression) -> bool:
-    for sub in node.walk():
+    """Whether ``node`` calls an aggregate of its own query level: one inside a subquery
+    (``x IN (SELECT max(y) …)``) is the subquery's, not the outer query's."""
+    for sub in node.walk(prune=lambda n: n is not node and isinstance(n, exp.Select)):
         if isinstance(sub, exp.Window):
             continue
         if is_aggregate(sub) and not _called_over(sub):

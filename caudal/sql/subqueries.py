@@ -72,7 +72,28 @@ def _subquery_of(node: exp.Expression) -> SubqueryPredicate | None:
         return SubqueryPredicate(node, negated, items, inner.args["query"])
     if isinstance(inner, exp.Exists):
         return SubqueryPredicate(node, negated, None, inner.this)
+    if isinstance(inner, exp.EQ | exp.NEQ) and _quantified(inner.expression):
+        every = isinstance(inner.expression, exp.All)
+        if isinstance(inner, exp.EQ) != every:
+            # x = ANY (S) is x IN (S) and x <> ALL (S) is NOT (x IN (S)), NULLs alike
+            lhs = inner.this
+            items = list(lhs.expressions) if isinstance(lhs, exp.Tuple) else [lhs]
+            return SubqueryPredicate(node, negated != every, items, inner.expression.this)
     return None
+
+
+def _quantified(node: exp.Expression) -> bool:
+    return isinstance(node, exp.Any | exp.All) and isinstance(node.this,
+                                                              exp.Select | exp.Subquery)
+
+
+def quantified_error(node: exp.Expression) -> PlanError:
+    """The refusal of ``x op ANY / SOME / ALL (SELECT …)`` but for IN's two spellings."""
+    ln, col = position(node)
+    return PlanError(f"{node.key.upper()} (SELECT …) is only supported as x = ANY (…) or "
+                     f"x <> ALL (…), a condition of WHERE AND-ed with the others", line=ln,
+                     col=col, hint="x IN (SELECT …) / x NOT IN (SELECT …); to compare with "
+                                   "the subquery's min() or max(), mind an empty subquery")
 
 
 def _has_subquery(node: exp.Expression) -> exp.Expression | None:
@@ -96,6 +117,9 @@ def split_where(condition: exp.Expression) -> tuple[exp.Expression | None,
         if pred is not None:
             found.append(pred)
             continue
+        quantified = next((q for q in conjunct.walk() if _quantified(q)), None)
+        if quantified is not None:
+            raise quantified_error(quantified)
         inside = _has_subquery(conjunct)
         if inside is not None:
             ln, col = position(inside)

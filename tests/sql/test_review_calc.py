@@ -14,6 +14,8 @@ import pytest
 
 import caudal as cd
 from caudal import clock
+from caudal.errors import PlanError
+from tests.sql.test_review_aggregates import check, values
 
 
 def test_current_timestamp_is_read_once_per_batch():
@@ -84,3 +86,43 @@ def test_unnest_with_ordinality_gives_the_position(parallelism):
                  T=t).collect(parallelism=parallelism)
     assert sorted((tuple(r.values()) for r in got.to_pylist()), key=lambda r: r[::-1]) == [
         (2, 13, "41.6", 1), (1, 12, "45.6", 1), (1, None, None, 2)]
+
+
+_A = values([(8,), (7,), (6,), (5,), (4,), (None,)], "a1")
+
+
+@pytest.mark.parametrize("b", [values([(6,), (8,)], "x"), values([(6,), (None,)], "x"),
+                               "SELECT 1 AS x WHERE false"])
+@pytest.mark.parametrize("query", [
+    "SELECT a1 FROM a WHERE a1 = ANY (SELECT x FROM b)",
+    "SELECT a1 FROM a WHERE a1 = SOME (SELECT x FROM b) AND a1 > 4",
+    "SELECT a1 FROM a WHERE a1 <> ALL (SELECT x FROM b)",
+    "SELECT a1 FROM a WHERE NOT a1 <> ALL (SELECT x + 1 FROM b)",
+])
+def test_quantified_in_subqueries_equal_duckdb(query, b):
+    """SortITCase's ``a1 < all (select a1 * 2 from a)``: ANY / SOME / ALL were read as a
+    scalar subquery (refused as giving more than one row, or as 'ANY __scalar0.max', or
+    with an aggregate inside as 'unknown column'). ``= ANY`` is IN and ``<> ALL`` NOT IN
+    (NULLs alike); the other comparisons are refused in one line naming what works."""
+    check({"a": _A, "b": b}, query)
+
+
+@pytest.mark.parametrize("query", [
+    "select * from a where a1 < all (select a1 * 2 from a) order by a1 desc",
+    "SELECT a1, a1 > ANY (SELECT max(x) FROM b) FROM a",
+    "SELECT a1 FROM a WHERE a1 > SOME (SELECT x FROM b) OR a1 IS NULL",
+])
+def test_other_quantified_comparisons_are_refused_in_one_line(query):
+    t = cd.from_arrow(pa.table({"a1": pa.array([8, 7], pa.int32()), "x": [1, 2]}))
+    with pytest.raises(PlanError, match=r"(ANY|ALL) \(SELECT …\) is only supported as "
+                                        r"x = ANY \(…\) or x <> ALL"):
+        cd.sql(query, a=t, b=t).collect()
+
+
+def test_an_aggregate_inside_a_subquery_is_the_subquery_s():
+    """``SELECT a1, a1 IN (SELECT max(x) FROM b) FROM a`` said "unknown column 'x'": the
+    outer query took the subquery's max() for its own aggregate."""
+    t = cd.from_arrow(pa.table({"a1": pa.array([8, 7], pa.int32()), "x": [1, 2]}))
+    with pytest.raises(PlanError, match=r"IN \(SELECT …\) is only supported as a condition "
+                                        r"of WHERE"):
+        cd.sql("SELECT a1, a1 IN (SELECT max(x) FROM b) FROM a", a=t, b=t).collect()
