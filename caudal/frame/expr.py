@@ -33,10 +33,10 @@ def _dialect():
     return Caudal
 
 
-#: marks a cast to an integer type: Polars truncates a float or decimal there (2.7 -> 2,
-#: -7.5 -> -7) where SQL's CAST rounds (3, -8); the frame, which knows the operand's type,
-#: puts TRUNC around such an operand (``Frame._truncated``)
-TRUNCATES = "caudal_truncates"
+#: marks a node whose Polars meaning depends on its operand's type, which only the frame
+#: step planning it knows: ``meta[TYPED]`` names its rewrite in ``POLARS_TYPED``, which
+#: ``Frame._typed`` calls with the type of the node's ``this`` (left as SQL's when unknown)
+TYPED = "caudal_typed"
 
 #: Polars' expression namespaces, which caudal does not have (see Expr.__getattr__)
 _NAMESPACES = frozenset({"str", "dt", "list", "arr", "struct", "name", "cat", "bin", "meta"})
@@ -132,7 +132,7 @@ class Expr:
                             hint="a SQL type such as BIGINT, DOUBLE, TEXT, TIMESTAMP") from None
         node = exp.Cast(this=self.node.copy(), to=to)
         if to.is_type(*exp.DataType.INTEGER_TYPES):
-            node.meta[TRUNCATES] = True  # the frame truncates a float operand (Frame._truncated)
+            node.meta[TYPED] = "cast"  # a float operand is truncated (_truncating_cast)
         return self._derive(node)
 
     # -- operators --------------------------------------------------------------------------
@@ -333,6 +333,22 @@ class Expr:
             ifs.append(exp.If(this=cond, true=n.node))
         return self._derive(exp.Case(ifs=ifs, default=self.node.copy()), *parts)
 
+    def round(self, decimals: int = 0, mode: str = "half_to_even") -> Expr:
+        """Round to ``decimals`` digits as Polars' ``round``: ties to even by default, or
+        ``mode="half_away_from_zero"``; a float is scaled by 10^decimals, rounded and
+        divided back (SQL's ``round(x, d)``, which this name called, rounds ties away from
+        zero, deciding them on the exact value: 0.125 -> 0.13, 2.675 -> 2.67, where Polars
+        gives 0.12 and 2.68). An integer stays as it is."""
+        if not isinstance(decimals, int) or isinstance(decimals, bool) or decimals < 0:
+            raise PlanError(f"round(): decimals is a number of digits >= 0, got {decimals!r}")
+        if mode not in ("half_to_even", "half_away_from_zero"):
+            raise PlanError(f"round(): mode = {mode!r}",
+                            hint="accepted: half_to_even, half_away_from_zero")
+        node = exp.Round(this=self.node.copy(), decimals=exp.Literal.number(decimals))
+        node.meta[TYPED] = "round"
+        node.meta["round_mode"] = mode
+        return self._derive(node)
+
     def mod(self, other: Any) -> Expr:
         """``x % y`` (Polars' ``mod``: the sign of the divisor); SQL's truncated ``mod``,
         which this name called, is ``cd.call("mod", x, y)``."""
@@ -366,7 +382,11 @@ class Expr:
         return self._agg(exp.Sum(this=self.node))
 
     def max(self) -> Expr:
-        return self._agg(exp.Max(this=self.node))
+        """The largest value; NaN only when every value is NaN, as Polars' ``max`` (SQL's
+        MAX ranks NaN above every number: see ``_max_without_nan``)."""
+        node = exp.Max(this=self.node)
+        node.meta[TYPED] = "max"
+        return self._agg(node)
 
     def min(self) -> Expr:
         return self._agg(exp.Min(this=self.node))
@@ -479,6 +499,83 @@ def _arrow_type(dtype: Any):
     raise PlanError(f"cast(): unknown type {dtype!r}",
                     hint="a SQL type such as BIGINT, DOUBLE, TEXT, TIMESTAMP; a pyarrow or "
                          "Polars type")
+
+
+def _truncating_cast(node: exp.Cast, operand) -> exp.Expression:
+    """Polars' cast of a float or decimal to an integer type truncates (2.7 -> 2, -7.5 -> -7)
+    where SQL's CAST rounds (3, -8): TRUNC goes around such an operand."""
+    if _is_float(operand) or _is_decimal(operand):
+        node.set("this", exp.Anonymous(this="TRUNC", expressions=[node.this]))
+    return node
+
+
+def _max_without_nan(node: exp.Max, operand) -> exp.Expression:
+    """Polars' ``max`` of floats passes NaN over unless every value is NaN; SQL's MAX ranks
+    NaN above every number (the max of 1.0 and NaN was NaN, Polars 1.0). NaN is the only
+    value above +infinity in SQL's order, so the max of the others comes first."""
+    if not _is_float(operand):
+        return node
+    x = node.this
+    inf = exp.Cast(this=exp.Literal.string("Infinity"), to=exp.DataType.build("DOUBLE"))
+    others = exp.Case(ifs=[exp.If(this=exp.GT(this=_paren(x.copy()), expression=inf),
+                                  true=exp.Null())], default=x.copy())
+    return exp.Coalesce(this=exp.Max(this=others), expressions=[exp.Max(this=x.copy())])
+
+
+def _polars_round(node: exp.Round, operand) -> exp.Expression:
+    """Polars' rounding: a float is x * 10^d rounded (ties to even or away from zero) and
+    divided back, x itself where that is not finite; a decimal rounds exactly, ties to even
+    by default. Other operands (integers) keep SQL's round."""
+    x, d = node.this, int(node.args["decimals"].name)
+    even = node.meta["round_mode"] == "half_to_even"
+    scale = exp.Literal.number(repr(10.0 ** d))
+
+    def sql_round(value, digits=None):
+        args = [value] + ([exp.Literal.number(digits)] if digits is not None else [])
+        return exp.Anonymous(this="ROUND", expressions=args)
+
+    if _is_float(operand):
+        scaled = exp.Mul(this=_paren(x.copy()), expression=scale)
+        # SQL's round of a float without digits takes ties to even, with 0 digits away
+        rounded = exp.Div(this=sql_round(scaled, None if even else 0), expression=scale.copy())
+        finite = exp.LT(this=exp.Abs(this=rounded.copy()),
+                        expression=exp.Cast(this=exp.Literal.string("Infinity"),
+                                            to=exp.DataType.build("DOUBLE")))
+        out = exp.Case(ifs=[exp.If(this=finite, true=rounded)], default=x.copy())
+        if operand.bit_width == 32:
+            out = exp.Cast(this=out, to=exp.DataType.build("REAL"))
+        return out
+    if _is_decimal(operand) and even and operand.scale > d:
+        # SQL's round takes a tie away from zero; a tie with an even digit before it goes
+        # back to the truncated value
+        cut = exp.Anonymous(this="TRUNC", expressions=[x.copy(), exp.Literal.number(d)])
+        half = exp.Mul(this=exp.Abs(this=exp.Sub(this=_paren(x.copy()), expression=cut)),
+                       expression=exp.Literal.number(10 ** d))
+        digit = exp.Anonymous(this="TRUNC", expressions=[exp.Mul(
+            this=_paren(x.copy()), expression=exp.Literal.number(10 ** d))])
+        tie_to_even = exp.And(
+            this=exp.EQ(this=half, expression=exp.Literal.number("0.5")),
+            expression=exp.EQ(this=exp.Mod(this=digit, expression=exp.Literal.number(2)),
+                              expression=exp.Literal.number(0)))
+        return exp.Case(ifs=[exp.If(this=tie_to_even, true=cut.copy())],
+                        default=sql_round(x.copy(), d))
+    return sql_round(x.copy(), d)
+
+
+def _is_float(t) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_floating(t)
+
+
+def _is_decimal(t) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_decimal(t)
+
+
+#: the rewrites of TYPED nodes, by their operand's type
+POLARS_TYPED = {"cast": _truncating_cast, "max": _max_without_nan, "round": _polars_round}
 
 
 def _polars_input(value: Any) -> Expr:

@@ -192,29 +192,34 @@ class Frame:
             raise frame_error(e, self) from None
         return self
 
-    def _truncated(self, exprs: list[Expr]) -> list[Expr]:
-        """``exprs`` with each cast to an integer type of a float or decimal operand made
-        Polars' cast, which truncates (``cast(pl.Int64)`` of 2.7 is 2, of -7.5 is -7), not
-        SQL's, which rounds (3, -8): TRUNC goes around the operand. Only here is the
-        operand's type known: it is planned over this frame (an operand that does not plan
-        alone, e.g. naming a window's bounds, keeps SQL's cast)."""
-        from caudal.frame.expr import TRUNCATES
+    def _typed(self, exprs: list[Expr]) -> list[Expr]:
+        """``exprs`` with each node whose Polars meaning depends on its operand's type (a
+        cast to an integer truncates a float, ``round`` and ``max`` of floats: see
+        ``expr.POLARS_TYPED``) rewritten for the type the operand has over this frame's rows.
+        Only here is that type known: the operand is planned over this frame (one that does
+        not plan alone, e.g. naming a window's bounds, keeps SQL's meaning)."""
+        from caudal.frame.expr import POLARS_TYPED, TYPED
 
         out = []
         for e in exprs:
-            if not any(n.meta.get(TRUNCATES) for n in e.node.walk()
-                       if isinstance(n, exp.Cast)):
+            if not any(TYPED in n.meta for n in e.node.walk()):
                 out.append(e)
                 continue
-            node = e.node.copy()
-            casts = [n for n in node.walk() if isinstance(n, exp.Cast) and n.meta.get(TRUNCATES)]
-            for cast in reversed(casts):  # inner casts first: outer operands contain them
-                t = self._type_of(cast.this, e.udfs)
-                if t is not None and (pa.types.is_floating(t) or pa.types.is_decimal(t)):
-                    cast.set("this", exp.Anonymous(this="TRUNC", expressions=[cast.this]))
-            new = Expr(node, e.name, e.is_agg, e.udfs)
-            new._aliased = e._aliased
-            out.append(new)
+            root = e.node.copy()
+            for node in reversed([n for n in root.walk() if TYPED in n.meta]):
+                # inner nodes first: an outer operand holds their rewrites
+                operand = self._type_of(node.this, e.udfs)
+                if operand is None:
+                    continue
+                new = POLARS_TYPED[node.meta[TYPED]](node, operand)
+                if new is not node:
+                    if node is root:
+                        root = new
+                    else:
+                        node.replace(new)
+            typed = Expr(root, e.name, e.is_agg, e.udfs)
+            typed._aliased = e._aliased
+            out.append(typed)
         return out
 
     def _type_of(self, node: exp.Expression, udfs: tuple) -> pa.DataType | None:
@@ -248,7 +253,7 @@ class Frame:
         """
         if not predicates:
             raise PlanError("filter() needs a condition")
-        exprs = self._truncated([to_expr(p) for p in predicates])
+        exprs = self._typed([to_expr(p) for p in predicates])
         _no_aggregates(exprs, "filter()", "filter on an aggregate after group_by(...).agg()")
         where = " AND ".join(f"({e.sql(False)})" for e in exprs)
         return self._derive(f"SELECT * FROM {quote(self.name)} WHERE {where}", "filter",
@@ -256,7 +261,7 @@ class Frame:
 
     def select(self, *columns: str | Expr, **named: Expr) -> Frame:
         """These columns or expressions (``name=expr`` names one), in this order."""
-        exprs = self._truncated(_items(columns, named, "select()"))
+        exprs = self._typed(_items(columns, named, "select()"))
         _no_aggregates(exprs, "select()", "aggregates go in group_by(...).agg(...)")
         _unique(exprs, "select()")
         items = ", ".join(_item(e) for e in exprs)
@@ -264,7 +269,7 @@ class Frame:
 
     def with_columns(self, *columns: Expr, **named: Expr) -> Frame:
         """All columns plus these (a column of the same name is replaced in place)."""
-        exprs = self._truncated(_items(columns, named, "with_columns()"))
+        exprs = self._typed(_items(columns, named, "with_columns()"))
         _no_aggregates(exprs, "with_columns()", "aggregates go in group_by(...).agg(...)")
         _unique(exprs, "with_columns()")
         new = {e.output_name.lower(): e for e in exprs}
@@ -564,12 +569,12 @@ class GroupBy:
                 if key.is_agg:
                     raise PlanError(f"group_by(): aggregate {key.sql(False)} is not a key",
                                     hint="aggregates go in .agg(...)")
-                self.keys.append(frame._truncated([key])[0])
+                self.keys.append(frame._typed([key])[0])
 
     def agg(self, *aggs: Expr, **named: Expr) -> Frame:
         """One row per group (per window and group with a window): the keys, the window's
         ``window_start`` and ``window_end``, then the aggregates."""
-        exprs = self.frame._truncated(_items(aggs, named, "agg()"))
+        exprs = self.frame._typed(_items(aggs, named, "agg()"))
         for e in exprs:
             if not e.is_agg:
                 raise PlanError(f"agg(): {e.sql(False)} is not an aggregate",

@@ -161,3 +161,46 @@ def test_cast_of_a_float_to_an_integer_truncates_as_polars(parallelism):
         .to_polars(parallelism=parallelism).sort("f")
     assert got.rows() == p.group_by(pc("f").cast(pl.Int64)).agg(n=pl.len()).sort("f").rows()
     assert src.filter(col("f").cast(pl.Int64) == -7).to_polars()["f"].to_list() == [-7.5]
+
+
+def test_round_as_polars_rounds():
+    """``round(2)`` was SQL's round: ties away from zero, decided on the exact value (0.125
+    -> 0.13, 2.675 -> 2.67, 6.5 -> 7 at 0 digits); Polars takes ties to even on x * 10^d
+    (0.12, 2.68, 6), or away from zero with ``mode="half_away_from_zero"`` (0.13, 2.68)."""
+    import decimal
+
+    f = [0.125, 2.675, 1.005, 6.5, -0.5, 2.5, -7.45, 1e300, float("inf"), None, 3.14159]
+    data = {"f": f, "i": list(range(-5, 6)),
+            "d": [decimal.Decimal(v) for v in ("0.125", "2.675", "1.005", "6.5", "-0.5", "2.5",
+                                               "-7.45", "0.135", "0", "-0.135", "3.142")]}
+    exprs = {}
+    for d in (0, 1, 2):
+        for mode in ("half_to_even", "half_away_from_zero"):
+            for c in ("f", "d"):
+                exprs[f"{c}{d}{mode}"] = (col(c).round(d, mode), pl.col(c).round(d, mode=mode))
+    exprs["i"] = (col("i").round(1), pl.col("i").round(1))
+    got = cd.testing.from_records(data).select(**{n: c for n, (c, _) in exprs.items()}) \
+        .to_polars()
+    want = pl.DataFrame(data).select(**{n: p for n, (_, p) in exprs.items()})
+    for name in exprs:  # decimals keep their values (Polars keeps the scale too)
+        assert got[name].to_list() == want[name].to_list(), name
+    assert got["f2half_to_even"][:3].to_list() == [0.12, 2.68, 1.0]
+    with pytest.raises(PlanError, match=r"round\(\): mode = 'up'.*half_to_even"):
+        col("f").round(1, "up")
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_max_passes_nan_over_as_polars(parallelism):
+    """``max()`` of 1.0 and NaN was NaN (SQL ranks NaN above every number); Polars' max
+    passes NaN over unless every value is NaN (its ``nan_max`` would give NaN)."""
+    data = {"k": [1, 1, 2, 2, 3, 3, 1], "x": [1.0, float("nan"), float("nan"), float("nan"),
+                                           None, None, float("-inf")],
+            "i": [1, 5, 2, None, None, None, 9]}
+    got = cd.testing.from_records(data).group_by("k").agg(
+        col("x").max(), col("x").min().alias("lo"), col("i").max().alias("mi"),
+        (col("x").max() + 1).alias("m1")).to_polars(parallelism=parallelism).sort("k")
+    want = pl.DataFrame(data).group_by("k").agg(
+        pl.col("x").max(), pl.col("x").min().alias("lo"), pl.col("i").max().alias("mi"),
+        (pl.col("x").max() + 1).alias("m1")).sort("k")
+    assert str(got.rows()) == str(want.rows()) == \
+        "[(1, 1.0, -inf, 9, 2.0), (2, nan, nan, 2, nan), (3, None, None, None, None)]"
