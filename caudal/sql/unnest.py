@@ -12,6 +12,7 @@ from sqlglot import exp
 from caudal.errors import PlanError
 from caudal.plan.expressions import Call, Column, Expr
 from caudal.plan.functions.nested import ordinality_type
+from caudal.plan.functions.registry import bind_call
 from caudal.plan.logical import LogicalNode
 from caudal.plan.unnest_node import row_fields, unnest_array
 from caudal.sql.scope import Scope, ScopeColumn, position
@@ -63,6 +64,8 @@ def apply_unnest_joins(node: LogicalNode, scope: Scope, joins: list[exp.Join]
             ln, col = position(call)
             raise PlanError("UNNEST takes one array", line=ln, col=col, hint=_HINT)
         arr = translate(call.expressions[0], Scope(columns=columns, computed=scope.computed))
+        if pa.types.is_map(arr.dtype):  # Flink: UNNEST(map) AS u(k, v), one row per entry
+            arr = bind_call("map_entries", [arr])
         alias = call.args.get("alias")
         relation = alias.name if alias is not None and alias.name else None
         names = [c.name for c in alias.columns] if alias is not None else []

@@ -126,3 +126,23 @@ def test_an_aggregate_inside_a_subquery_is_the_subquery_s():
     with pytest.raises(PlanError, match=r"IN \(SELECT …\) is only supported as a condition "
                                         r"of WHERE"):
         cd.sql("SELECT a1, a1 IN (SELECT max(x) FROM b) FROM a", a=t, b=t).collect()
+
+
+_MAPS = ("SELECT * FROM (VALUES (1, 11::BIGINT, MAP {'a': '10', 'b': '11'}), "
+         "(2, 22::BIGINT, MAP {'c': '20'}), (3, 33::BIGINT, MAP {'d': '30', 'e': NULL}), "
+         "(4, 44::BIGINT, NULL), (5, 55::BIGINT, MAP {})) v(a, b, c)")
+
+
+@pytest.mark.parametrize("query, duck_query", [
+    # UnnestITCase.testCrossWithUnnestForMap
+    ("SELECT a, b, v FROM T CROSS JOIN UNNEST(c) as f (k, v)",
+     "SELECT a, b, e.value FROM (SELECT a, b, unnest(map_entries(c)) AS e FROM T)"),
+    ("SELECT a, k, n FROM T CROSS JOIN UNNEST(c) WITH ORDINALITY AS f (k, v, n) WHERE a > 1",
+     "SELECT a, e.key, n FROM (SELECT a, unnest(map_entries(c)) AS e, "
+     "generate_subscripts(map_entries(c), 1) AS n FROM T) WHERE a > 1"),
+    ("SELECT a, map_entries(c) AS e FROM T", None),
+])
+def test_unnest_of_a_map_gives_its_entries(query, duck_query):
+    """``CROSS JOIN UNNEST(c) AS f (k, v)`` of a MAP was refused ("unnest() takes an
+    array"); Flink gives a row per entry. map_entries() (DuckDB's) is the array it reads."""
+    check({"T": _MAPS}, query, duck_query)

@@ -16,7 +16,7 @@ import pyarrow as pa
 from caudal import compute as pc
 from caudal.errors import RuntimeFailure
 from caudal.plan.expressions import Call, Expr, Literal
-from caudal.plan.functions.kernels import any_true, polars_eval
+from caudal.plan.functions.kernels import any_true, list_offsets, polars_eval
 from caudal.plan.functions.registry import BindError, register
 from caudal.types import TIMESTAMP, is_numeric, is_text, sql_name
 
@@ -179,10 +179,10 @@ def _cast_nested(value: pa.Array, target: pa.DataType, convert) -> pa.Array:
         fields = [child if child.type.equals(f.type) else convert(child, f.type)
                   for child, f in zip(value.flatten(), target)]
         return pa.StructArray.from_arrays(fields, fields=list(target), mask=value.is_null())
-    start, end = value.offsets[0].as_py(), value.offsets[-1].as_py()
+    offsets, start, end = list_offsets(value)
     elements = convert(value.values.slice(start, end - start), target.value_type)
-    offsets = pc.subtract(value.offsets, start) if start else value.offsets
-    return pa.ListArray.from_arrays(offsets, elements, type=target, mask=value.is_null())
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), elements, type=target,
+                                    mask=value.is_null())
 
 
 def round_decimal(value: pa.Array, ndigits: int) -> pa.Array:

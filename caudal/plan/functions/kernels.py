@@ -38,6 +38,15 @@ def to_array(value: Value, n: int) -> pa.Array:
     return value
 
 
+def list_offsets(lists: pa.Array) -> tuple[np.ndarray, int, int]:
+    """The offsets of a list (or map) array counted from its first element, and the range
+    [start, end) of its child arrays they cover: a list array rebuilt on them and that slice
+    of the child (Arrow refuses a sliced offsets array beside a validity mask)."""
+    offsets = lists.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+    start, end = int(offsets[0]), int(offsets[-1])
+    return offsets - start, start, end
+
+
 def broadcast(args: Sequence[Value]) -> tuple[list[pa.Array], bool]:
     """Arrays of one length for every argument, and whether they were all scalars (then the
     arrays have one row and the caller should return a scalar)."""

@@ -9,7 +9,7 @@ import pyarrow as pa
 from caudal import compute as pc
 from caudal.plan.expressions import Call, Expr
 from caudal.plan.functions.coerce import arity, cast, coerce_all, constant_value, expect
-from caudal.plan.functions.kernels import broadcast, finish, null_of, to_array
+from caudal.plan.functions.kernels import broadcast, finish, list_offsets, null_of, to_array
 from caudal.plan.functions.registry import BindError, register
 from caudal.types import sql_name
 
@@ -92,16 +92,15 @@ def _with_ordinality(args, call):
     """UNNEST … WITH ORDINALITY: beside each element its position in its array, from 1
     (offsets arithmetic over the whole batch, no per-row loop)."""
     (lists,), scalar = broadcast(args)
-    offsets = lists.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
-    start, end = int(offsets[0]), int(offsets[-1])
+    offsets, start, end = list_offsets(lists)
     values = lists.values.slice(start, end - start)
-    starts = np.repeat(offsets[:-1] - start, np.diff(offsets))
+    starts = np.repeat(offsets[:-1], np.diff(offsets))
     position = pa.array(np.arange(end - start, dtype=np.int64) - starts + 1)
     element = call.dtype.value_type
     children = values.flatten() if call.options["spread"] else [values]
     rows = pa.StructArray.from_arrays(children + [position], fields=list(element))
-    out = pa.ListArray.from_arrays(pa.array(offsets - start, pa.int32()), rows,
-                                   type=call.dtype, mask=lists.is_null())
+    out = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), rows, type=call.dtype,
+                                   mask=lists.is_null())
     return finish(out, scalar)
 
 
@@ -239,3 +238,30 @@ register("array_length", _bind_array_length, _array_length,
          "array_length(array, 1) -> integer, NULL for an empty array")
 
 __all__ = ["interleave", "list_get", "to_array"]
+
+# ---- maps -----------------------------------------------------------------------------
+
+
+def _bind_map_entries(name: str, args: list[Expr]) -> Call:
+    arity(name, args, 1)
+    expect(args[0], pa.types.is_map, name, "a MAP")
+    t = args[0].dtype
+    entry = pa.struct([pa.field("key", t.key_type), pa.field("value", t.item_type)])
+    return Call(pa.list_(entry), name, tuple(args))
+
+
+def _map_entries(args, call):
+    """The map's own key and value arrays under its offsets (no copy of the entries)."""
+    (maps,), scalar = broadcast(args)
+    offsets, start, end = list_offsets(maps)
+    entries = pa.StructArray.from_arrays(
+        [maps.keys.slice(start, end - start), maps.items.slice(start, end - start)],
+        fields=list(call.dtype.value_type))
+    out = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), entries, type=call.dtype,
+                                   mask=maps.is_null())
+    return finish(out, scalar)
+
+
+register("map_entries", _bind_map_entries, _map_entries,
+         "map_entries(map) -> array of ROW(key, value), one per entry (DuckDB); "
+         "UNNEST(map) AS u(k, v) reads them")
