@@ -417,26 +417,39 @@ class Expr:
     def approx_n_unique(self) -> Expr:
         return self._agg(exp.Anonymous(this="approx_count_distinct", expressions=[self.node]))
 
-    def std(self) -> Expr:
-        return self._agg(exp.Anonymous(this="stddev_samp", expressions=[self.node]))
+    def std(self, ddof: int = 1) -> Expr:
+        """The standard deviation, of a sample (``ddof=1``, Polars' default) or of the
+        population (``ddof=0``)."""
+        return self._agg(exp.Anonymous(this=_by_ddof("std", ddof), expressions=[self.node]))
 
-    def var(self) -> Expr:
-        return self._agg(exp.Anonymous(this="var_samp", expressions=[self.node]))
+    def var(self, ddof: int = 1) -> Expr:
+        """The variance, of a sample (``ddof=1``) or of the population (``ddof=0``)."""
+        return self._agg(exp.Anonymous(this=_by_ddof("var", ddof), expressions=[self.node]))
 
     def first(self) -> Expr:
-        return self._agg(exp.Anonymous(this="first_value", expressions=[self.node]))
+        """The value of the group's first row by event time, NULL if that row's is, as
+        Polars' ``first`` (SQL's ``first_value`` passes NULLs over: see ``_keeping_null``)."""
+        return self._agg(_keeping_null("first_value", self.node))
 
     def last(self) -> Expr:
-        return self._agg(exp.Anonymous(this="last_value", expressions=[self.node]))
+        """The value of the group's last row by event time, NULL if that row's is."""
+        return self._agg(_keeping_null("last_value", self.node))
 
     def implode(self) -> Expr:
         return self._agg(exp.Anonymous(this="array_agg", expressions=[self.node]))
 
     def all(self) -> Expr:
-        return self._agg(exp.Anonymous(this="bool_and", expressions=[self.node]))
+        """Whether every non-NULL value is true: true when there is none, as Polars'
+        ``all`` (SQL's ``bool_and`` of only NULLs is NULL)."""
+        return self._agg(exp.Coalesce(
+            this=exp.Anonymous(this="bool_and", expressions=[self.node]),
+            expressions=[exp.Boolean(this=True)]))
 
     def any(self) -> Expr:
-        return self._agg(exp.Anonymous(this="bool_or", expressions=[self.node]))
+        """Whether a value is true: false when every value is NULL, as Polars' ``any``."""
+        return self._agg(exp.Coalesce(
+            this=exp.Anonymous(this="bool_or", expressions=[self.node]),
+            expressions=[exp.Boolean(this=False)]))
 
     def over(self, partition_by: Any = None, *, order_by: Any = None,
              rows: int | None = None, range: Any = None) -> Expr:
@@ -499,6 +512,23 @@ def _arrow_type(dtype: Any):
     raise PlanError(f"cast(): unknown type {dtype!r}",
                     hint="a SQL type such as BIGINT, DOUBLE, TEXT, TIMESTAMP; a pyarrow or "
                          "Polars type")
+
+
+def _keeping_null(function: str, x: exp.Expression) -> exp.Expression:
+    """``first_value``/``last_value`` as Polars' ``first``/``last``: NULL when the chosen
+    row's value is NULL. SQL's pass NULLs over (the first of NULL, 5 was 5; Polars: NULL);
+    ``x IS NULL`` is never NULL, so its first_value says whether the first row's x is."""
+    return exp.Case(ifs=[exp.If(this=exp.Anonymous(this=function, expressions=[
+        exp.Is(this=_paren(x.copy()), expression=exp.Null())]), true=exp.Null())],
+        default=exp.Anonymous(this=function, expressions=[x.copy()]))
+
+
+def _by_ddof(what: str, ddof: int) -> str:
+    if ddof not in (0, 1) or isinstance(ddof, bool):
+        raise PlanError(f"{what}(): ddof = {ddof!r}",
+                        hint="accepted: 1 (a sample, the default) or 0 (the population)")
+    return {("std", 1): "stddev_samp", ("std", 0): "stddev_pop",
+            ("var", 1): "var_samp", ("var", 0): "var_pop"}[what, ddof]
 
 
 def _truncating_cast(node: exp.Cast, operand) -> exp.Expression:

@@ -204,3 +204,28 @@ def test_max_passes_nan_over_as_polars(parallelism):
         (pl.col("x").max() + 1).alias("m1")).sort("k")
     assert str(got.rows()) == str(want.rows()) == \
         "[(1, 1.0, -inf, 9, 2.0), (2, nan, nan, 2, nan), (3, None, None, None, None)]"
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_first_last_all_any_std_as_polars(parallelism):
+    """``first()`` of NULL, 5 was 5 (SQL's first_value passes NULLs over; Polars: NULL, the
+    first row's value); ``all()``/``any()`` of only NULLs were NULL (Polars: true, false);
+    ``std(ddof=0)`` was a TypeError."""
+    import datetime as dt
+
+    data = {"k": [1, 1, 1, 2, 2, 3, 3], "x": [None, 5.0, None, 7.0, 8.5, None, 1.5],
+            "b": [None, None, None, True, None, False, None],
+            "ts": [dt.datetime(2026, 1, 1, 0, 0, s) for s in (0, 1, 2, 3, 4, 5, 6)]}
+    pc = pl.col
+    got = cd.testing.from_records(data, event_time="ts").group_by("k").agg(
+        col("x").first(), col("x").last().alias("l"), col("b").all().alias("a"),
+        col("b").any().alias("y"), col("x").std(ddof=0).alias("s"),
+        col("x").var().alias("v")).to_polars(parallelism=parallelism).sort("k")
+    want = pl.DataFrame(data).group_by("k").agg(
+        pc("x").first(), pc("x").last().alias("l"), pc("b").all().alias("a"),
+        pc("b").any().alias("y"), pc("x").std(ddof=0).alias("s"),
+        pc("x").var().alias("v")).sort("k")
+    assert got.rows() == want.rows()
+    assert got.rows()[0][:5] == (1, None, None, True, False)
+    with pytest.raises(PlanError, match=r"std\(\): ddof = 2"):
+        col("x").std(ddof=2)
