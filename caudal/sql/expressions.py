@@ -209,7 +209,26 @@ _BINARY = {
 
 
 def _binary(node: exp.Binary, scope: Scope) -> Expr:
-    return _call(_BINARY[type(node)], [node.this, node.expression], scope)
+    left, right = node.this, node.expression
+    if isinstance(left, exp.Tuple) and isinstance(right, exp.Tuple) and \
+            isinstance(node, exp.EQ | exp.NEQ):
+        return _rows_equal(node, left.expressions, right.expressions, scope)
+    return _call(_BINARY[type(node)], [left, right], scope)
+
+
+def _rows_equal(node: exp.Binary, left: list[exp.Expression], right: list[exp.Expression],
+                scope: Scope) -> Expr:
+    """``(a, b) = (x, y)`` is ``a = x AND b = y`` and ``<>`` is ``a <> x OR b <> y``, with
+    SQL's NULLs (a row comparison is TRUE, FALSE or unknown as that AND / OR is)."""
+    if len(left) != len(right):
+        raise PlanError(f"a row of {len(left)} values compared with a row of {len(right)}",
+                        hint="compare rows of the same number of values")
+    equal = isinstance(node, exp.EQ)
+    parts = [_call("eq" if equal else "neq", [a, b], scope) for a, b in zip(left, right)]
+    out = parts[0]
+    for part in parts[1:]:
+        out = bind_call("and" if equal else "or", [out, part])
+    return out
 
 
 def _neg(node: exp.Neg, scope: Scope) -> Expr:

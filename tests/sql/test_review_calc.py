@@ -146,3 +146,28 @@ def test_unnest_of_a_map_gives_its_entries(query, duck_query):
     """``CROSS JOIN UNNEST(c) AS f (k, v)`` of a MAP was refused ("unnest() takes an
     array"); Flink gives a row per entry. map_entries() (DuckDB's) is the array it reads."""
     check({"T": _MAPS}, query, duck_query)
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_row_constructor_and_row_equality(parallelism):
+    """CalcITCase.testRowType / testValueConstructor: ``ROW(1, a, b)`` was 'unknown function
+    row()' and ``WHERE (a, b, c) = ('foo', 12, TIMESTAMP …)`` 'unsupported expression'. ROW
+    names its fields f1, f2, … (PostgreSQL); a row equality is the AND of its fields'
+    (``<>`` the OR), NULLs as PostgreSQL and Flink give them (DuckDB compares NULL fields as
+    values: docs/sql.md)."""
+    t = cd.from_arrow(pa.table({
+        "a": ["foo", "bar", None], "b": pa.array([12, 12, 3], pa.int32()),
+        "c": pa.array([dt.datetime(1984, 7, 12, 14, 34, 24, 1000)] * 3, pa.timestamp("us"))}))
+    got = cd.sql("SELECT ROW(a, b, c) AS r, ROW(CAST(2.0002 AS DECIMAL(5, 4)), NULL) AS d, "
+                 "(a, b) <> ('foo', 3) AS n FROM MyTable "
+                 "WHERE (a, b, c) = ('foo', 12, TIMESTAMP '1984-07-12 14:34:24.001') "
+                 "OR (b, a) = (3, a) OR (b, 1) = (3, 1)", MyTable=t).collect(
+        parallelism=parallelism)
+    assert got.schema.field("r").type.names == ["f1", "f2", "f3"]
+    assert sorted(got.to_pylist(), key=lambda r: r["r"]["f2"]) == [
+        {"r": {"f1": None, "f2": 3, "f3": dt.datetime(1984, 7, 12, 14, 34, 24, 1000,
+                                                      tzinfo=dt.UTC)},
+         "d": {"f1": Decimal("2.0002"), "f2": None}, "n": None},
+        {"r": {"f1": "foo", "f2": 12, "f3": dt.datetime(1984, 7, 12, 14, 34, 24, 1000,
+                                                        tzinfo=dt.UTC)},
+         "d": {"f1": Decimal("2.0002"), "f2": None}, "n": True}]

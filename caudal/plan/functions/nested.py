@@ -79,6 +79,21 @@ register("named_struct", _bind_named_struct, _named_struct,
          "named_struct('name', value, …) -> STRUCT with those fields")
 
 
+def _bind_row(name: str, args: list[Expr]) -> Call:
+    """``ROW(a, b, …)`` (Flink, PostgreSQL, DuckDB): a ROW of the values, its fields named
+    f1, f2, … as PostgreSQL names a record's (a NULL without a type is TEXT)."""
+    if not args:
+        raise BindError("ROW() needs at least one value", hint="ROW(a, b)")
+    values = tuple(cast(a, pa.string()) if pa.types.is_null(a.dtype) else a for a in args)
+    names = tuple(f"f{i + 1}" for i in range(len(values)))
+    dtype = pa.struct([pa.field(n, v.dtype) for n, v in zip(names, values)])
+    return Call(dtype, "row", values, {"names": names})
+
+
+register("row", _bind_row, _named_struct,
+         "ROW(a, b, …) -> ROW with fields f1, f2, … (PostgreSQL's names)")
+
+
 
 def ordinality_type(array: pa.DataType, spread: bool) -> pa.DataType:
     """The array of ``with_ordinality``: each element as a ROW of the element (its fields

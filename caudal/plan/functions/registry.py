@@ -92,7 +92,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "math": ("abs", "sign", "round", "trunc", "floor", "ceil", "ceiling", "sqrt", "cbrt", "exp",
              "ln", "log10", "power", "pow", "degrees", "radians", "sin", "cos", "tan", "asin",
              "acos", "atan", "atan2", "log", "pi", "random"),
-    "nested": ("struct_field", "named_struct", "list_element", "make_array", "cardinality",
+    "nested": ("struct_field", "named_struct", "row", "list_element", "make_array", "cardinality",
                "array_length", "with_ordinality", "map_entries"),
     "operators": ("add", "subtract", "multiply", "divide", "modulo", "mod", "multiply_interval",
                   "divide_interval", "date_diff_days", "date_add_days", "negate", "eq", "neq",
