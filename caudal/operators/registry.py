@@ -20,6 +20,7 @@ OPERATORS: dict[str, str] = {
     "window_rank": "caudal.operators.window_rank:WindowRank",
     "updating_aggregate": "caudal.operators.updating_aggregate:UpdatingAggregate",
     "updating_join": "caudal.operators.updating_join:UpdatingJoin",
+    "changelog_normalize": "caudal.operators.changelog_normalize:ChangelogNormalize",
     "interval_join": "caudal.operators.interval_join:IntervalJoin",
     "temporal_join": "caudal.operators.temporal_join:TemporalJoin",
     "window_join": "caudal.operators.window_join:WindowJoin",

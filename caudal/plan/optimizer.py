@@ -69,7 +69,7 @@ def _prune(node: LogicalNode, required: set[str] | None) -> None:
     if isinstance(node, Scan):
         table = node.table
         if required is not None:
-            needed = set(required)
+            needed = set(required) | set(table.normalized_key())
             if table.event_time:
                 time = table.event_time
                 table.event_time_unread = time not in needed and time not in table.computed \

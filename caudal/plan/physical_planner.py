@@ -89,6 +89,17 @@ def refuse_late_side(node: LogicalNode, what: str) -> None:
 
 def _lower_scan(planner: PhysicalPlanner, node: Scan) -> int:
     v = planner.new_vertex(f"source {node.table.name}", source=node.table)
+    keys = node.table.normalized_key()
+    if not keys:
+        return v.id
+    # the last row of each key: each key's changes reach one subtask, in order
+    if v.parallelism > 1:
+        keyed = planner.new_vertex(f"normalize {node.table.name}")
+        planner.connect(v.id, keyed.id, "hash", keys)
+        v = keyed
+    v.operators.append(OperatorSpec(
+        "changelog_normalize", {"keys": keys, "output_schema": node.schema},
+        f"last row per key ({', '.join(keys)}) of {node.table.name}", node.schema))
     return v.id
 
 

@@ -87,6 +87,17 @@ class TableSpec:
     def option(self, key: str, default: str | None = None) -> str | None:
         return self.options.get(key, default)
 
+    def normalized_key(self) -> list[str]:
+        """The declared PRIMARY KEY of a source read in a changelog format (debezium_json),
+        whose changes the plan folds into the last row of each key (Flink's
+        ChangelogNormalize, operators.changelog_normalize): such a log may repeat a create
+        or delete a key it never created. Empty otherwise (a CDC connector's own log is
+        consistent: it is taken as it is)."""
+        if not (self.changelog and self.primary_key and self.option("format")):
+            return []
+        names = {n.lower(): n for n in self.columns_schema().names}
+        return [names.get(k.lower(), k) for k in self.primary_key]
+
     @property
     def bad_data(self) -> str:
         return self.options.get("bad_data", "fail")
