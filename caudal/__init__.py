@@ -21,7 +21,7 @@ from caudal.version import __version__ as __version__
 
 #: the frame API's public names (imported lazily from caudal.frame)
 _FRAME = {"Expr", "Frame", "GroupBy", "Window", "call", "col", "count", "cumulate",
-          "from_arrow", "hop", "lit", "read_csv", "read_json", "read_kafka", "read_nexmark",
+          "from_arrow", "hop", "len", "lit", "read_csv", "read_json", "read_kafka", "read_nexmark",
           "read_parquet", "read_table", "register_udf", "session", "tumble", "udaf", "udf",
           "when"}
 

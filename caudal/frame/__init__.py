@@ -2,6 +2,7 @@
 expressions, windows, and Python UDFs (see docs/python-api.md)."""
 
 from caudal.frame.expr import Expr, call, col, count, lit, when
+from caudal.frame.expr import len_ as len  # noqa: F401 - cd.len(), as pl.len(); not in __all__: a star import would hide the builtin
 from caudal.frame.frame import (
     Frame,
     GroupBy,

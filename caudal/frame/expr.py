@@ -699,7 +699,10 @@ def interval(us: int) -> exp.Expression:
 
 
 def to_expr(value: Any) -> Expr:
-    """An Expr as is; any other Python value as a literal."""
+    """An Expr as is (a ``when(…).then(…)`` without ``otherwise`` too, NULL where no
+    condition holds, as Polars takes it); any other Python value as a literal."""
+    if isinstance(value, When):
+        return value._case(None)
     return value if isinstance(value, Expr) else lit(value)
 
 
@@ -707,8 +710,8 @@ def column_or_expr(value: Any, what: str) -> Expr:
     """In select/group_by/sort a string names a column (as in Polars)."""
     if isinstance(value, str):
         return col(value)
-    if isinstance(value, Expr):
-        return value
+    if isinstance(value, (Expr, When)):
+        return to_expr(value)
     raise PlanError(f"{what}: expected a column name or an expression, got "
                     f"{type(value).__name__}")
 
@@ -719,6 +722,7 @@ def count() -> Expr:
 
 
 def len_() -> Expr:
+    """``count(*)`` named ``len``, as Polars' ``pl.len()`` (``cd.len()``)."""
     return Expr(exp.Count(this=exp.Star()), "len", True)
 
 
@@ -763,6 +767,13 @@ class When:
     def alias(self, name: str) -> Expr:
         """The CASE without ELSE (NULL when no condition holds), named."""
         return self._case(None).alias(name)
+
+    def __getattr__(self, name: str):
+        """Without ``otherwise`` this is an expression, as Polars' ``then`` is: its methods
+        are the CASE's (``.cast(…)``, ``.fill_null(…)``)."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._case(None), name)
 
 
 def when(condition: Expr) -> When:

@@ -32,7 +32,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from caudal.errors import CaudalError, PlanError, names_hint
-from caudal.frame.expr import Expr, column_or_expr, interval, to_expr
+from caudal.frame.expr import Expr, col, column_or_expr, interval, to_expr
 from caudal.frame.text import (
     duration_us,
     frame_error,
@@ -243,17 +243,20 @@ class Frame:
 
     # -- relational operations --------------------------------------------------------------
 
-    def filter(self, *predicates: Expr) -> Frame:
-        """Rows where every predicate is true.
+    def filter(self, *predicates: Expr, **constraints: Any) -> Frame:
+        """Rows where every predicate is true (``name=value``: the column equals the value,
+        as in Polars).
 
         >>> import caudal as cd
         >>> f = cd.testing.from_records([{"x": 1}, {"x": 5}])
         >>> f.filter(cd.col("x") > 2).collect().to_pylist()
         [{'x': 5}]
         """
-        if not predicates:
+        exprs = [to_expr(p) for p in _flat(predicates)]
+        exprs += [col(name) == value for name, value in constraints.items()]
+        if not exprs:
             raise PlanError("filter() needs a condition")
-        exprs = self._typed([to_expr(p) for p in predicates])
+        exprs = self._typed(exprs)
         _no_aggregates(exprs, "filter()", "filter on an aggregate after group_by(...).agg()")
         where = " AND ".join(f"({e.sql(False)})" for e in exprs)
         return self._derive(f"SELECT * FROM {quote(self.name)} WHERE {where}", "filter",
@@ -281,7 +284,11 @@ class Frame:
         return self._derive(f"SELECT {', '.join(items)} FROM {quote(self.name)}",
                             "with_columns", exprs)
 
-    def drop(self, *names: str) -> Frame:
+    def drop(self, *names: str | list[str]) -> Frame:
+        names = tuple(_flat(names))
+        for n in names:
+            if not isinstance(n, str):
+                raise PlanError(f"drop(): takes column names, got {type(n).__name__}")
         gone = {n.lower() for n in names}
         unknown = gone - {c.lower() for c in self.columns}
         if unknown:
@@ -290,7 +297,12 @@ class Frame:
                             hint=names_hint(first, self.columns))
         return self.select(*[c for c in self.columns if c.lower() not in gone])
 
-    def rename(self, mapping: dict[str, str]) -> Frame:
+    def rename(self, mapping: dict[str, str] | Any) -> Frame:
+        """New names: a dict of old -> new, or a function of the old name (as Polars)."""
+        if callable(mapping):
+            mapping = {c: mapping(c) for c in self.columns}
+        if not isinstance(mapping, dict):
+            raise PlanError("rename() takes a dict of old -> new names, or a function")
         return self.select(*[to_expr(column_or_expr(c, "rename()")).alias(mapping[c])
                              if c in mapping else c for c in self.columns])
 
@@ -324,7 +336,7 @@ class Frame:
         except CaudalError as e:
             raise key_types_error(self, other, on, left_on, right_on) or e from None
 
-    def unique(self) -> Frame:
+    def unique(self, subset: Any = None, **options: Any) -> Frame:
         """Each distinct row once (SELECT DISTINCT: an updating query over a changelog; over
         an append-only input a row is emitted when first seen).
 
@@ -333,6 +345,10 @@ class Frame:
         >>> sorted(f.unique().collect().column("x").to_pylist())
         [1, 2]
         """
+        if subset is not None or options:
+            raise PlanError("unique() takes no subset or keep= (each distinct row once)",
+                            hint="one row per key: top_k(1, by=<event time column>, "
+                                 "over=[keys])")
         return self._derive(f"SELECT DISTINCT * FROM {quote(self.name)}", "unique")
 
     def explode(self, column: str | Expr) -> Frame:
@@ -344,10 +360,22 @@ class Frame:
         >>> f.explode("xs").collect().to_pylist()
         [{'k': 1, 'xs': 1}, {'k': 1, 'xs': 2}]
         """
-        name = _time_name(column) if not isinstance(column, str) else column
+        if isinstance(column, (list, tuple)) and len(column) == 1:
+            column = column[0]
+        if isinstance(column, Expr) and isinstance(column.node, exp.Column):
+            column = column.node.name
+        if not isinstance(column, str):
+            raise PlanError("explode() takes one column name (or col(name)): exploding "
+                            "several columns together is not supported",
+                            hint="explode one column, or join frames exploded apart")
+        name = column
         if name.lower() not in {c.lower() for c in self.columns}:
             raise PlanError(f"explode(): unknown column {name!r}",
                             hint=names_hint(name, self.columns))
+        kind = next(f.type for f in self.schema if f.name.lower() == name.lower())
+        if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
+            raise PlanError(f"explode(): column {name!r} is {_type_name(kind)}, not an array",
+                            hint="e.g. col('s').string_to_array(',') makes an array of a text")
         items = [f"unnest({quote(c)}) AS {quote(c)}" if c.lower() == name.lower()
                  else quote(c) for c in self.columns]
         return self._derive(f"SELECT {', '.join(items)} FROM {quote(self.name)}", "explode")
@@ -522,8 +550,17 @@ def _type_name(t: pa.DataType) -> str:
     return sql_name(t)
 
 
+def _flat(items) -> list:
+    """Arguments as Polars takes them: each alone, or lists of them (``select(["a",
+    "b"])``, ``agg([…])``)."""
+    out: list = []
+    for item in items:
+        out.extend(item if isinstance(item, (list, tuple)) else [item])
+    return out
+
+
 def _items(columns, named, what: str) -> list[Expr]:
-    exprs = [column_or_expr(c, what) for c in columns]
+    exprs = [column_or_expr(c, what) for c in _flat(columns)]
     exprs += [to_expr(e).alias(n) for n, e in named.items()]
     if not exprs:
         raise PlanError(f"{what} needs at least one column or expression")
@@ -558,7 +595,7 @@ class GroupBy:
         self.frame = frame
         self.window: Window | None = None
         self.keys: list[Expr | Window] = []
-        for k in keys:
+        for k in _flat(keys):
             if isinstance(k, Window):
                 if self.window is not None:
                     raise PlanError("group_by(): at most one window")

@@ -229,3 +229,31 @@ def test_first_last_all_any_std_as_polars(parallelism):
     assert got.rows()[0][:5] == (1, None, None, True, False)
     with pytest.raises(PlanError, match=r"std\(\): ddof = 2"):
         col("x").std(ddof=2)
+
+
+def test_polars_call_shapes_are_taken():
+    """Lists of columns (``select(["k", "x"])``, ``group_by([…])``, ``agg([…])``,
+    ``drop([…])``: refused, drop with an AttributeError traceback), ``when().then()``
+    without ``otherwise`` as an expression (refused), ``cd.len()`` (missing), ``filter``'s
+    ``name=value`` and ``rename`` with a function (TypeErrors); explode() of a text and
+    unique(subset=) are refused in one line saying what works."""
+    src = cd.testing.from_records(DATA)
+    p = pl.DataFrame(DATA)
+    got = src.select(["k", "x"]).with_columns([(col("x") * 2).alias("x2")]) \
+        .filter(k="a").drop(["x"]).rename(str.upper).to_polars()
+    want = p.select(["k", "x"]).with_columns([(pl.col("x") * 2).alias("x2")]) \
+        .filter(k="a").drop(["x"]).rename(str.upper)
+    assert got.equals(want)
+    got = src.group_by(["k"]).agg([col("x").sum(), cd.len()]).to_polars().sort("k")
+    assert got.rows() == p.group_by(["k"]).agg([pl.col("x").sum(), pl.len()]).sort("k").rows()
+    got = src.with_columns(w=cd.when(col("x") > 0).then("x"),
+                           c=cd.when(col("x") > 0).then(col("y")).cast(pl.Float64)) \
+        .select("w", "c").to_polars()
+    want = p.with_columns(w=pl.when(pl.col("x") > 0).then("x"),
+                          c=pl.when(pl.col("x") > 0).then(pl.col("y")).cast(pl.Float64)) \
+        .select("w", "c")
+    assert got.equals(want)
+    with pytest.raises(PlanError, match=r"^explode\(\): column 's' is TEXT, not an array"):
+        src.explode(["s"])
+    with pytest.raises(PlanError, match=r"^unique\(\) takes no subset.*top_k\(1"):
+        src.unique(subset=["k"])
