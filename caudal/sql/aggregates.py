@@ -267,6 +267,10 @@ def _translate_aggregate(node: exp.Expression, scope: Scope, event_time: bool) -
     order_key: exp.Expression | None = None
     if isinstance(call, exp.Anonymous):
         arg_nodes = list(call.expressions)
+        if arg_nodes and isinstance(arg_nodes[0], exp.Distinct):
+            # listagg(DISTINCT x, sep): the parser puts every argument under the DISTINCT
+            distinct = True
+            arg_nodes = list(arg_nodes[0].expressions) + arg_nodes[1:]
     else:
         this = call.this
         if isinstance(this, exp.Order):

@@ -38,6 +38,11 @@ from caudal.sql.settings import flush_setting
 from caudal.types import sql_name
 
 OVER_FUNCTIONS = ("count", "sum", "avg", "min", "max")
+#: window functions that are no aggregate (sqlglot's classes): refused as OVER calls, not as
+#: unknown aggregates (whose hint lists GROUP BY's aggregates)
+_NOT_OVER = (exp.Lag, exp.Lead, exp.Ntile, exp.PercentRank, exp.CumeDist, exp.NthValue)
+OVER_HINT = ("OVER aggregates: " + ", ".join(OVER_FUNCTIONS) + "; ROW_NUMBER(), RANK(), "
+             "DENSE_RANK() filtered by WHERE rn <= N (top-N)")
 FRAME_HINT = ("ROWS BETWEEN n PRECEDING AND CURRENT ROW, ROWS BETWEEN UNBOUNDED PRECEDING "
               "AND CURRENT ROW, or RANGE BETWEEN INTERVAL '1' HOUR PRECEDING AND CURRENT ROW")
 
@@ -190,11 +195,14 @@ def _plan_window(planner, node: LogicalNode, scope: Scope, windows: list[exp.Win
         if key in computed:
             continue
         wl, wc = position(w)
+        if isinstance(w.this, _NOT_OVER):
+            raise PlanError(f"{w.this.sql_name().lower()}() OVER (…) is not supported",
+                            line=wl, col=wc, hint=OVER_HINT)
         agg = _translate_aggregate(_filter_as_case(w.this), scope, True)
         if agg.func not in OVER_FUNCTIONS:
             name = agg.options.get("udaf", agg.func)  # a Python UDAF by its own name
             raise PlanError(f"{name}() OVER (…) is not supported", line=wl, col=wc,
-                            hint="OVER aggregates: " + ", ".join(OVER_FUNCTIONS))
+                            hint=OVER_HINT)
         if agg.distinct:
             raise PlanError(f"{agg.func}(DISTINCT …) OVER (…) is not supported", line=wl,
                             col=wc, hint=f"{agg.func}(x) OVER (…)")
@@ -257,4 +265,5 @@ def _check_range_offset(order, window: exp.Window, ln, col) -> None:
                         line=ln, col=col, hint=FRAME_HINT)
 
 
-__all__ = ["plan_over", "is_over_aggregate", "parse_frame", "input_columns", "order_items"]
+__all__ = ["plan_over", "is_over_aggregate", "parse_frame", "input_columns", "order_items",
+           "OVER_HINT"]

@@ -52,7 +52,7 @@ def plan_window_rank(planner, select: exp.Select, node: LogicalNode,
     from caudal.sql.expressions import translate
 
     windows = [w for item in select.expressions for w in item.find_all(exp.Window)]
-    from caudal.sql.over_window import is_over_aggregate, plan_over
+    from caudal.sql.over_window import OVER_HINT, is_over_aggregate, plan_over
 
     if is_over_aggregate(windows[0]):  # avg(x) OVER (…): OVER aggregation
         return plan_over(planner, select, node, scope, windows)
@@ -66,9 +66,7 @@ def plan_window_rank(planner, select: exp.Select, node: LogicalNode,
     function = FUNCTIONS.get(type(fn_node).__name__.lower())
     if function is None:
         raise PlanError(f"{fn_node.sql(dialect='postgres')} OVER (…) is not supported",
-                        line=ln, col=col,
-                        hint="ROW_NUMBER(), RANK() or DENSE_RANK() OVER (PARTITION BY "
-                             "window_start, window_end ORDER BY …) for top-N per window")
+                        line=ln, col=col, hint=OVER_HINT)
     if w.args.get("spec") is not None:
         raise PlanError("window frames (ROWS/RANGE …) are not supported", line=ln, col=col,
                         hint="ROW_NUMBER() OVER (PARTITION BY … ORDER BY …)")

@@ -6,13 +6,22 @@ Flink's expected rows where DuckDB cannot say (processing time), at parallelism 
 Found wrong before: deduplication keeping the last row on processing time (``ORDER BY
 proctime DESC``, DeduplicateITCase.testLastRowOnProctime) kept the first row of the last
 batch, not the last row: PROCTIME() is read once per batch, so the rows of a batch tie, and
-ties went to the earlier row."""
+ties went to the earlier row.
+
+Refused unclearly before: ``LISTAGG(DISTINCT c, '|')`` (OverAggregateITCase, also in a GROUP
+BY) named a CASE expression the parser had made of it, not the DISTINCT; ``LAG(b) OVER``
+(testLagFunction), LEAD, NTILE, PERCENT_RANK, CUME_DIST were refused as unknown aggregates,
+with a hint listing GROUP BY's aggregates (first_value among them, refused in OVER too);
+PERCENTILE and COLLECT in OVER got a hint for top-N per window only."""
 
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from caudal.errors import PlanError
+from caudal.job import compile_sql
 from tests.changelog_helpers import run_folded
 from tests.helpers import normalized_rows
 
@@ -62,3 +71,38 @@ def test_dedup_on_processing_time_keeps_the_first_or_last_row(tmp_path, order, r
     if key_type == "STRING":
         expected = [(a, str(b), c) for a, b, c in expected]
     assert got == normalized_rows(pa.table(dict(zip("abc", map(list, zip(*expected))))))
+
+
+# ---- OverAggregateITCase: what is refused says what OVER accepts -------------------------
+
+_T1 = ("CREATE TABLE T1 (a BIGINT, b INT, c STRING, rowtime TIMESTAMP(3), WATERMARK FOR "
+       "rowtime AS rowtime) WITH ('connector' = 'filesystem', 'path' = '{path}', "
+       "'format' = 'parquet');\n")
+_OVER_ACCEPTS = "OVER aggregates: count, sum, avg, min, max"
+
+
+@pytest.mark.parametrize("query,message,col,hint", [
+    ("SELECT a, b, c,   LAG(b) OVER(PARTITION BY a ORDER BY rowtime) FROM T1",
+     "lag() OVER (…) is not supported", 19, _OVER_ACCEPTS),
+    ("SELECT LEAD(b, 2, CAST(10086 AS BIGINT)) OVER(PARTITION BY a ORDER BY rowtime) FROM T1",
+     "lead() OVER (…) is not supported", 8, _OVER_ACCEPTS),
+    ("SELECT a, ntile(2) OVER (PARTITION BY a ORDER BY rowtime) FROM T1",
+     "ntile() OVER (…) is not supported", 11, _OVER_ACCEPTS),
+    ("SELECT listagg(distinct c, '|')   OVER (ORDER BY rowtime ROWS BETWEEN UNBOUNDED "
+     "preceding AND CURRENT ROW), count(a)   OVER (ORDER BY rowtime ROWS BETWEEN UNBOUNDED "
+     "preceding AND CURRENT ROW) from T1", "string_agg(DISTINCT …) is not supported", 8,
+     "DISTINCT is accepted in count, sum and avg"),
+    ("SELECT c, listagg(DISTINCT c, '|') FROM T1 GROUP BY c",
+     "string_agg(DISTINCT …) is not supported", 11,
+     "DISTINCT is accepted in count, sum and avg"),
+    ("SELECT PERCENTILE(b, 0.5) OVER (ORDER BY rowtime ROWS BETWEEN 3 PRECEDING AND CURRENT "
+     "ROW) AS swo FROM T1", "OVER (…) is not supported", 8, _OVER_ACCEPTS),
+])
+def test_refused_window_functions_say_what_over_accepts(tmp_path, query, message, col, hint):
+    path = tmp_path / "t1.parquet"
+    pq.write_table(pa.table({"a": pa.array([1], pa.int64()), "b": pa.array([1], pa.int32()),
+                             "c": ["x"], "rowtime": pa.array([0], pa.timestamp("ms"))}), path)
+    with pytest.raises(PlanError) as err:
+        compile_sql(_T1.format(path=path) + query + ";")
+    assert message in str(err.value) and hint in str(err.value.hint)
+    assert (err.value.line, err.value.col) == (2, col)
