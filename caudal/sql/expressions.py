@@ -554,6 +554,19 @@ def _date_part(field: str):
     return translate_part
 
 
+def _day_of_week(node: exp.Expression, scope: Scope) -> Expr:
+    """Flink's (and MySQL's) ``DAYOFWEEK(ts)``: 1 for Sunday to 7 for Saturday (DuckDB's
+    dayofweek counts from 0)."""
+    dow = bind_call("date_part", [_text("dow"), _tr(node.this, scope)])
+    return bind_call("add", [dow, Literal(pa.int64(), 1)])
+
+
+def _second(node: exp.Expression, scope: Scope) -> Expr:
+    """Flink's ``SECOND(ts)``: the whole seconds (``extract(second …)`` keeps the fraction)."""
+    micros = bind_call("date_part", [_text("microsecond"), _tr(node.this, scope)])
+    return bind_call("divide", [micros, Literal(pa.int64(), 1_000_000)])
+
+
 def pg_template(node: exp.Expression | None) -> exp.Expression | None:
     """sqlglot stores a to_timestamp/to_char template converted to strftime; turn it back
     into the PostgreSQL pattern the user wrote."""
@@ -707,7 +720,9 @@ _HANDLERS: dict[type, Handler] = {
     exp.RegexpExtract: _regexp_extract,
     exp.Year: _date_part("year"), exp.Month: _date_part("month"),
     exp.DayOfMonth: _date_part("day"), exp.Hour: _date_part("hour"),
-    exp.Minute: _date_part("minute"),
+    exp.Minute: _date_part("minute"), exp.Quarter: _date_part("quarter"),
+    exp.Week: _date_part("week"), exp.DayOfYear: _date_part("doy"),
+    exp.DayOfWeek: _day_of_week, exp.Second: _second, exp.CurrentTime: _now("current_time"),
 }
 _HANDLERS.update({cls: _binary for cls in _BINARY})
 

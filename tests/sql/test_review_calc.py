@@ -171,3 +171,20 @@ def test_row_constructor_and_row_equality(parallelism):
         {"r": {"f1": "foo", "f2": 12, "f3": dt.datetime(1984, 7, 12, 14, 34, 24, 1000,
                                                         tzinfo=dt.UTC)},
          "d": {"f1": Decimal("2.0002"), "f2": None}, "n": True}]
+
+
+_TIMES = values([("2015-05-20 10:00:00.887",), ("1969-12-31 23:59:58.5",), ("2021-01-03 00:00:59",),
+                 (None,)], "j").replace("SELECT *", "SELECT j::TIMESTAMP AS j")
+
+
+def test_flink_date_functions():
+    """CalcITCase.testQuarter / testWeek / testDayOfYear / testDayOfWeek / testSecond:
+    QUARTER(j), WEEK(j), DAYOFYEAR(j), DAYOFWEEK(j) and SECOND(j) were 'not supported'.
+    DAYOFWEEK is Flink's and MySQL's, 1 (Sunday) to 7 (DuckDB's counts from 0)."""
+    check({"t": _TIMES}, "SELECT j, QUARTER(j) AS q, WEEK(j) AS w, DAYOFYEAR(j) AS y, "
+                         "DAYOFWEEK(j) AS d, SECOND(j) AS s FROM t",
+          "SELECT j, quarter(j), week(j), dayofyear(j), dayofweek(j) + 1, second(j) FROM t")
+    t = cd.from_arrow(pa.table({"a": [1, 2]}))
+    got = cd.sql("SELECT CURRENT_TIME = CURRENT_TIME AS s, CURRENT_TIME IS NULL AS n FROM t",
+                 t=t).collect()
+    assert got.to_pylist() == [{"s": True, "n": False}] * 2

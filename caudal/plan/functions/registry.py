@@ -110,7 +110,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
                 "locate", "instr"),
     "time": ("date_trunc", "date_part", "extract", "to_timestamp", "to_date", "to_char",
              "make_date", "make_timestamp", "now", "current_timestamp", "localtimestamp",
-             "proctime", "current_date", "date_format", "to_timestamp_ltz", "timestampadd",
+             "proctime", "current_date", "current_time", "date_format", "to_timestamp_ltz", "timestampadd",
              "timestampdiff"),
     "udf_classes": ("count_char",),
 }

@@ -487,6 +487,8 @@ def _now(evals, call, batch):
     now = dt.datetime.fromtimestamp(held[1] / 1e6, dt.UTC)
     if pa.types.is_date(call.dtype):
         return pa.scalar(now.date(), pa.date32())
+    if pa.types.is_time(call.dtype):
+        return pa.scalar(now.time(), call.dtype)
     return pa.scalar(now, TIMESTAMP)
 
 
@@ -498,6 +500,8 @@ register("proctime", _bind_now(TIMESTAMP), _now,
          "window", volatile=True, lazy=True)
 register("current_date", _bind_now(pa.date32()), _now,
          "current_date -> date: the processing date", volatile=True, lazy=True)
+register("current_time", _bind_now(pa.time64("us")), _now,
+         "current_time -> time: the processing time of day (UTC)", volatile=True, lazy=True)
 
 # ---- Flink's DATE_FORMAT: Java date-time patterns ------------------------------------------
 
