@@ -452,13 +452,19 @@ class Expr:
             expressions=[exp.Boolean(this=False)]))
 
     def over(self, partition_by: Any = None, *, order_by: Any = None,
-             rows: int | None = None, range: Any = None) -> Expr:
+             rows: int | str | None = None, range: Any = None) -> Expr:
         """This aggregate as a running aggregate per ``partition_by`` key (a column or a
-        list), in ``order_by`` order: each row gets the aggregate of the rows up to it (the
-        last ``rows`` + 1 rows, or those within ``range``, e.g. ``"1h"``, before it). SQL's
+        list), in ``order_by`` order: each row gets the aggregate of the rows up to it: the
+        last ``rows`` + 1 rows, those within ``range`` (e.g. ``"1h"``) before it, or every
+        one (``rows="unbounded"``; ``range="unbounded"`` takes the row's peers too). SQL's
         ``agg(x) OVER (PARTITION BY … ORDER BY … ROWS|RANGE …)``: over an append-only
         input it orders by the event time column, each row emitted once the watermark
-        passes it; over an updating one by anything (a changelog).
+        passes it; over an updating one by anything (a changelog). Without ``order_by``,
+        over an updating input, each row gets its partition's aggregate, as in Polars.
+
+        The frame must be given with ``order_by``: Polars' ``sum().over(k, order_by=t)`` is
+        the partition's total, not a running sum, and a stream knows a total only at its
+        end; so caudal does not read that call its own way.
 
         >>> (col("price").sum().over("auction", order_by="ts", rows=2)).sql(False)
         'SUM("price") OVER (PARTITION BY "auction" ORDER BY "ts" ROWS BETWEEN 2 PRECEDING \
@@ -466,9 +472,16 @@ AND CURRENT ROW)'
         """
         if not self.is_agg:
             raise PlanError(f"over(): {self.sql(False)} is not an aggregate",
-                            hint="e.g. col('price').sum().over('auction', order_by='ts')")
+                            hint="e.g. col('price').sum().over('auction', order_by='ts', "
+                                 "rows='unbounded')")
         if rows is not None and range is not None:
             raise PlanError("over(): give rows= or range=, not both")
+        if order_by is not None and rows is None and range is None:
+            raise PlanError(
+                "over(): with order_by, give the running frame: rows=n (this row and the n "
+                "before), range='1h' or rows/range='unbounded' (every row up to this one)",
+                hint="Polars' agg.over(keys, order_by=…) is each partition's total, which a "
+                     "stream knows only at its end")
 
         def names(value: Any) -> list[str]:
             items = value if isinstance(value, (list, tuple)) else \
@@ -482,17 +495,36 @@ AND CURRENT ROW)'
         if order:
             spec += (" " if spec else "") + "ORDER BY " + ", ".join(order)
         if rows is not None:
-            if not isinstance(rows, int) or rows < 0:
-                raise PlanError(f"over(): rows= takes a count of preceding rows, got {rows!r}")
-            spec += f" ROWS BETWEEN {rows} PRECEDING AND CURRENT ROW"
+            if rows != "unbounded" and (not isinstance(rows, int) or rows < 0):
+                raise PlanError(f"over(): rows= takes a count of preceding rows or "
+                                f"'unbounded', got {rows!r}")
+            spec += f" ROWS BETWEEN {str(rows).upper()} PRECEDING AND CURRENT ROW"
+        elif range == "unbounded":
+            spec += " RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
         elif range is not None:
             from caudal.frame.text import duration_us
 
             size = interval(duration_us(range, "over() range")).sql(dialect=_dialect())
             spec += f" RANGE BETWEEN {size} PRECEDING AND CURRENT ROW"
-        node = exp.maybe_parse(f"{self.sql(False)} OVER ({spec.strip()})",
-                               dialect=_dialect())
-        return self._derive(node, is_agg=False)
+        window = exp.maybe_parse(f"SUM(x) OVER ({spec.strip()})", dialect=_dialect())
+        udafs = {u.name.lower() for u in self.udfs}
+
+        def windowed(node: exp.Expression) -> exp.Expression:
+            # each aggregate call gets the window, also inside what first(), all() or
+            # n_unique() write around their aggregates (the whole CASE OVER (…) did not
+            # parse); the window's aggregate keeps SQL's meaning (no type rewrite)
+            from caudal.plan.aggregates import canonical
+
+            if isinstance(node, exp.AggFunc) or (isinstance(node, exp.Anonymous) and (
+                    canonical(node.name.lower()) or node.name.lower() in udafs)):
+                call = node.copy()
+                call.meta.pop(TYPED, None)
+                out = window.copy()
+                out.set("this", call)
+                return out
+            return node
+
+        return self._derive(self.node.copy().transform(windowed), is_agg=False)
 
 
 def _arrow_type(dtype: Any):

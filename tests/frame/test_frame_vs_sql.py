@@ -271,7 +271,8 @@ def test_over_aggregates(data, duck_bids, tmp_path):
     this one and its peers; a RANGE of 10 s)."""
     f = (bids(data).filter(col("auction") < 1020)
          .select("auction", "date_time", "price",
-                 col("price").sum().over("auction", order_by="date_time").alias("s"),
+                 col("price").sum().over("auction", order_by="date_time", range="unbounded")
+                 .alias("s"),
                  cd.count().over("auction", order_by="date_time", range="10s").alias("n")))
     window = "PARTITION BY auction ORDER BY date_time"
     query = ("SELECT auction, date_time, price, sum(price) OVER ({w}) AS s, count(*) OVER "

@@ -257,3 +257,32 @@ def test_polars_call_shapes_are_taken():
         src.explode(["s"])
     with pytest.raises(PlanError, match=r"^unique\(\) takes no subset.*top_k\(1"):
         src.unique(subset=["k"])
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_over_is_polars_over_or_says_its_frame(parallelism):
+    """``sum().over("k", order_by="ts")`` gave running sums where Polars gives each
+    partition's total: it is refused, and a running aggregate names its frame
+    (``rows="unbounded"`` is Polars' ``cum_sum().over("k", order_by="ts")``). Without
+    ``order_by``, over an updating input, each row gets its partition's aggregate as in
+    Polars; ``all()`` (now a COALESCE around an aggregate) is refused as SQL refuses
+    bool_and() OVER, not with a parse error."""
+    import datetime as dt
+
+    data = {"k": [1, 1, 1, 2, 2, 3], "g": [1, 2, 2, 1, 1, 1], "x": [4, 5, 2, 7, 8, 1],
+            "ts": [dt.datetime(2026, 1, 1, 0, 0, s) for s in range(6)]}
+    src, p, pc = cd.testing.from_records(data, event_time="ts"), pl.DataFrame(data), pl.col
+    with pytest.raises(PlanError, match=r"^over\(\): with order_by, give the running frame"):
+        col("x").sum().over("k", order_by="ts")
+    got = src.select("k", "x", c=col("x").sum().over("k", order_by="ts", rows="unbounded")) \
+        .to_polars(parallelism=parallelism).sort("k", "x")
+    want = p.select("k", "x", c=pc("x").cum_sum().over("k", order_by="ts")).sort("k", "x")
+    assert got.rows() == want.rows()
+    sums = src.group_by("k", "g").agg(s=col("x").sum())
+    got = sums.with_columns(t=col("s").sum().over("k"), m=col("s").max().over("k")) \
+        .to_polars(parallelism=parallelism).sort("k", "g")
+    want = p.group_by("k", "g").agg(s=pc("x").sum()).with_columns(
+        t=pc("s").sum().over("k"), m=pc("s").max().over("k")).sort("k", "g")
+    assert got.rows() == want.rows()
+    with pytest.raises(PlanError, match=r"bool_and\(\) OVER \(…\) is not supported"):
+        sums.with_columns(a=(col("s") > 5).all().over("k"))
