@@ -2,7 +2,8 @@
 lowering (a stateless operator fused into the chain of the vertex below it).
 
 ``CROSS JOIN UNNEST(arr) AS u(x)`` (Flink) and ``SELECT unnest(arr)`` (Arroyo, DuckDB) plan to
-this node; a row whose array is NULL or empty gives no row, as in both. The other columns are
+this node; a row whose array is NULL or empty gives no row, as in both (with ``LEFT JOIN
+UNNEST(arr) AS u(x) ON TRUE``, one row whose element is NULL). The other columns are
 repeated, the event time column among them, so the watermark needs no change.
 """
 
@@ -28,12 +29,14 @@ class Unnest(LogicalNode):
     input: LogicalNode = None  # type: ignore[assignment]
     column: str = ""
     output: str = ""
+    #: LEFT JOIN UNNEST … ON TRUE: a row whose array is NULL or empty gives one row, NULL
+    outer: bool = False
 
     def children(self) -> list[LogicalNode]:
         return [self.input]
 
     def describe(self) -> str:
-        return f"Unnest {self.column} AS {self.output}"
+        return f"Unnest{' outer' if self.outer else ''} {self.column} AS {self.output}"
 
     def prune_inputs(self, required: set[str] | None) -> list[set[str] | None]:
         """Column pruning (plan.optimizer): keep only the columns used above, the element
@@ -62,8 +65,8 @@ class Unnest(LogicalNode):
 def _lower_unnest(planner: PhysicalPlanner, node: Unnest) -> int:
     vid = planner.lower(node.input)
     planner.graph.vertices[vid].operators.append(OperatorSpec(
-        "unnest", {"column": node.column, "output_schema": node.schema},
-        f"unnest {node.column} AS {node.output}", node.schema))
+        "unnest", {"column": node.column, "output_schema": node.schema, "outer": node.outer},
+        f"unnest{' outer' if node.outer else ''} {node.column} AS {node.output}", node.schema))
     return vid
 
 
@@ -71,11 +74,11 @@ LOWERINGS[Unnest] = _lower_unnest
 
 
 def unnest_array(node: LogicalNode, arr: Expr, index: int, line: int | None = None,
-                 col: int | None = None, hint: str | None = None
+                 col: int | None = None, hint: str | None = None, outer: bool = False
                  ) -> tuple[LogicalNode, str, pa.DataType]:
     """``node`` with an Unnest of the array ``arr`` appended (an expression is computed
     first, beside the input's columns, as ``__unnest_arr<index>``): the element's column
-    (``__unnest<index>``) and type."""
+    (``__unnest<index>``) and type. ``outer``: LEFT JOIN UNNEST."""
     if not (pa.types.is_list(arr.dtype) or pa.types.is_large_list(arr.dtype)):
         raise PlanError(f"unnest() takes an array, got {sql_name(arr.dtype)}", line=line,
                         col=col, hint=hint)
@@ -89,8 +92,8 @@ def unnest_array(node: LogicalNode, arr: Expr, index: int, line: int | None = No
     element = f"__unnest{index}"
     dtype = arr.dtype.value_type
     schema = pa.schema(list(node.schema) + [pa.field(element, dtype)])
-    return Unnest(schema, node.time_column, input=node, column=source,
-                  output=element), element, dtype
+    return Unnest(schema, node.time_column, input=node, column=source, output=element,
+                  outer=outer), element, dtype
 
 
 def row_fields(node: LogicalNode, element: str, dtype: pa.DataType, names: list[str],

@@ -35,19 +35,21 @@ def split_unnest_joins(select: exp.Select) -> tuple[exp.Select, list[exp.Join]]:
     for join in unnests:
         kind = (join.args.get("kind") or "").upper()
         side = (join.args.get("side") or "").upper()
-        if side or kind not in ("", "CROSS") or join.args.get("on") is not None:
+        on = join.args.get("on")
+        left = side == "LEFT" and kind in ("", "OUTER") and on == exp.true()
+        if not left and (side or kind not in ("", "CROSS") or on is not None):
             ln, col = position(join.this)
-            raise PlanError("only CROSS JOIN UNNEST(…) is supported (a row whose array is "
-                            "empty gives no row)", line=ln, col=col, hint=_HINT)
+            raise PlanError("only CROSS JOIN UNNEST(…) and LEFT JOIN UNNEST(…) ON TRUE are "
+                            "supported", line=ln, col=col, hint=_HINT)
     rest = select.copy()
     rest.set("joins", [j.copy() for j in joins[:first]] or None)
     return rest, unnests
 
 
-def _unnest(node: LogicalNode, arr: Expr, what: exp.Expression,
-            index: int) -> tuple[LogicalNode, str, pa.DataType]:
+def _unnest(node: LogicalNode, arr: Expr, what: exp.Expression, index: int,
+            outer: bool = False) -> tuple[LogicalNode, str, pa.DataType]:
     ln, col = position(what)
-    return unnest_array(node, arr, index, ln, col, _HINT)
+    return unnest_array(node, arr, index, ln, col, _HINT, outer)
 
 
 def apply_unnest_joins(node: LogicalNode, scope: Scope, joins: list[exp.Join]
@@ -78,7 +80,8 @@ def apply_unnest_joins(node: LogicalNode, scope: Scope, joins: list[exp.Join]
                        {"spread": spread})
             names = (names or [relation or "unnest"]) + [
                 ordinality.name if isinstance(ordinality, exp.Expression) else "ordinality"]
-        node, element, dtype = _unnest(node, arr, call, len(columns))
+        outer = (join.args.get("side") or "").upper() == "LEFT"
+        node, element, dtype = _unnest(node, arr, call, len(columns), outer)
         if len(names) > 1:  # Flink: an array of ROWs unnests into one column per field
             node = row_fields(node, element, dtype, names, *position(call))
             columns.extend(ScopeColumn(relation, n, dtype.field(j).type, f"{element}_{j}")

@@ -188,3 +188,21 @@ def test_flink_date_functions():
     got = cd.sql("SELECT CURRENT_TIME = CURRENT_TIME AS s, CURRENT_TIME IS NULL AS n FROM t",
                  t=t).collect()
     assert got.to_pylist() == [{"s": True, "n": False}] * 2
+
+
+_LISTS = ("SELECT a, c::VARCHAR[] AS c FROM (VALUES (1, ['Hi', 'w']), (2, NULL), (3, []), "
+          "(4, ['x', NULL, 'z']), (5, [NULL]), (6, [])) v(a, c)")
+
+
+@pytest.mark.parametrize("query, duck_query", [
+    ("SELECT a, s FROM T LEFT JOIN UNNEST(T.c) AS A (s) ON TRUE", None),
+    ("SELECT a, s FROM T LEFT OUTER JOIN UNNEST(T.c) AS A (s) ON TRUE WHERE a > 1", None),
+    ("SELECT a, s, n FROM T LEFT JOIN UNNEST(T.c) WITH ORDINALITY AS A (s, n) ON TRUE",
+     "SELECT a, s, CASE WHEN s IS NOT NULL OR cardinality(c) > 0 THEN n END FROM T "
+     "LEFT JOIN UNNEST(T.c) WITH ORDINALITY AS A (s, n) ON TRUE"),
+])
+def test_left_join_unnest_keeps_rows_without_elements(query, duck_query):
+    """UnnestITCase.testLeftUnnest…: ``LEFT JOIN UNNEST(T.c) AS A (s) ON TRUE`` was refused
+    ("only CROSS JOIN UNNEST"); a row whose array is NULL or empty keeps one row with a NULL
+    element, as in Flink and DuckDB."""
+    check({"T": _LISTS}, query, duck_query)
