@@ -6,6 +6,11 @@ message with a null value), and an update's old row is not written (the new one 
 under the same key) unless the new row has another key: then the old key gets a tombstone.
 Messages of one key go to one partition, in order. Commit modes are the kafka sink's
 (exactly_once by default).
+
+Read, such a topic is a changelog (Flink's upsert-kafka source): a message with a value is
+the new row of its key (an insert or an update), a tombstone the delete of the key its
+message key names. The plan keeps the last row of each key (operators.changelog_normalize),
+which turns these into inserts, update pairs and deletes of the rows held.
 """
 
 from __future__ import annotations
@@ -15,10 +20,20 @@ import pyarrow as pa
 
 from caudal import compute as pc
 from caudal.connectors import kafka_options as ko
+from caudal.connectors.kafka import KafkaSource, _MessagePolicy
 from caudal.connectors.kafka_sink import KafkaSink, split_lines
+from caudal.connectors.messages import decode_json_values
 from caudal.errors import ConfigError
 from caudal.formats import json as json_format
-from caudal.plan.changelog import DELETE, OP, UPDATE_AFTER, UPDATE_BEFORE, ops_of, rows_equal
+from caudal.plan.changelog import (
+    DELETE,
+    OP,
+    OP_TYPE,
+    UPDATE_AFTER,
+    UPDATE_BEFORE,
+    ops_of,
+    rows_equal,
+)
 from caudal.plan.tables import TableSpec
 from caudal.types import conform_batch
 
@@ -34,15 +49,7 @@ class UpsertKafkaSink(KafkaSink):
 
     @classmethod
     def validate(cls, table: TableSpec) -> None:
-        if not table.primary_key:
-            raise ConfigError(f"upsert-kafka table {table.name!r} has no PRIMARY KEY",
-                              line=table.line,
-                              hint="declare one: CREATE TABLE t (k BIGINT, n BIGINT, PRIMARY "
-                                   "KEY (k) NOT ENFORCED) WITH (connector = 'upsert-kafka', …)")
-        fmt = str(ko.options(table).get("format", "json")).lower()
-        if fmt != "json":
-            raise ConfigError(f"format = {fmt!r} of upsert-kafka table {table.name!r}",
-                              line=table.line, hint="accepted: json")
+        _check_key(table)
         super().validate(table)
 
     @classmethod
@@ -78,4 +85,98 @@ class UpsertKafkaSink(KafkaSink):
         return self._keys(data), values
 
 
+def _check_key(table: TableSpec) -> None:
+    if not table.primary_key:
+        raise ConfigError(f"upsert-kafka table {table.name!r} has no PRIMARY KEY",
+                          line=table.line,
+                          hint="declare one: CREATE TABLE t (k BIGINT, n BIGINT, PRIMARY "
+                               "KEY (k) NOT ENFORCED) WITH (connector = 'upsert-kafka', …)")
+    fmt = str(ko.options(table).get("format", "json")).lower()
+    if fmt != "json":
+        raise ConfigError(f"format = {fmt!r} of upsert-kafka table {table.name!r}",
+                          line=table.line, hint="accepted: json")
+
+
+class UpsertKafkaSource(KafkaSource):
+    """A compacted topic read as a changelog: values are the rows of their keys (+U),
+    tombstones delete the key of their message key (-D, the other columns NULL; the plan's
+    last-row-per-key step deletes the row it holds). Messages are read through
+    confluent-kafka's Consumer, which hands over each message's key."""
+
+    CHANGELOG = True
+    OPTIONS = {**ko.SOURCE_OPTIONS,
+               "format": "json (the only one: a value is the row of its key)",
+               "key.format": "json (the only one: a JSON object of the primary key columns)"}
+
+    @classmethod
+    def validate(cls, table: TableSpec) -> None:
+        _check_key(table)
+        if table.metadata:
+            raise ConfigError(f"table {table.name!r}: METADATA columns cannot be read from an "
+                              f"upsert-kafka table", line=table.line,
+                              hint="drop them, or read the topic with connector 'kafka'")
+        super().validate(table)
+
+    def __init__(self, table: TableSpec):
+        super().__init__(table)
+        # the values are rows of the table, not Debezium envelopes
+        self.changelog = False
+        self._decoder = json_format.Decoder(self.data_schema, table.options)
+        names = {n.lower(): n for n in self.data_schema.names}
+        key = pa.schema([self.data_schema.field(names.get(k.lower(), k))
+                         for k in table.primary_key])
+        self._key_decoder = json_format.Decoder(key, table.options)
+
+    def _open_native(self) -> None:
+        """The native drain hands over no keys without a key metadata column: read through
+        confluent-kafka's Consumer."""
+
+    def _decode(self, msgs: list, parts: np.ndarray | None, offs: np.ndarray | None
+                ) -> tuple[pa.RecordBatch | None, np.ndarray | None]:
+        from confluent_kafka import Message
+
+        values = list(map(Message.value, msgs))
+        tomb = np.fromiter((v is None for v in values), bool, len(values))
+        rows = np.flatnonzero(~tomb)
+        dead = np.flatnonzero(tomb)
+        policy = _MessagePolicy(self.table.bad_data, self.metrics, self.topic,
+                                lambda i: (msgs[i].partition(), msgs[i].offset()))
+        upserts = self._decoded(self._decoder, [values[i] for i in rows], rows, policy)
+        keys = [msgs[i].key() for i in dead]
+        missing = [j for j, k in enumerate(keys) if k is None]
+        for j in missing:
+            policy.reject(int(dead[j]), "a tombstone without a key")
+        if missing:
+            dead = np.delete(dead, missing)
+            keys = [k for k in keys if k is not None]
+        deletes = self._decoded(self._key_decoder, keys, dead, policy)
+        (upserts, up_at), (deletes, del_at) = upserts, deletes
+        names = self.data_schema.names
+        deletes = pa.table([deletes.column(n) if n in deletes.column_names else
+                            pa.nulls(deletes.num_rows, f.type) for n, f in
+                            zip(names, self.data_schema)], schema=self.data_schema)
+        both = pa.concat_tables([upserts.select(names).cast(self.data_schema), deletes])
+        order = np.argsort(np.concatenate([up_at, del_at]), kind="stable")
+        ops = np.concatenate([np.full(len(up_at), UPDATE_AFTER, np.int8),
+                              np.full(len(del_at), DELETE, np.int8)])[order]
+        table = both.take(pa.array(order)).append_column(pa.field(OP, OP_TYPE),
+                                                         pa.array(ops, OP_TYPE))
+        if not table.num_rows:
+            return None, None
+        return table.combine_chunks().to_batches()[0], None
+
+    def _decoded(self, decoder, values: list[bytes], at: np.ndarray,
+                 policy: _MessagePolicy) -> tuple[pa.Table, np.ndarray]:
+        """``values`` (of the messages at ``at``) decoded; the bad ones follow bad_data."""
+        if not values:
+            return decoder.schema.empty_table(), at[:0]
+        local = _MessagePolicy(policy.mode, policy.metrics, self.topic,
+                               lambda i: policy.position(int(at[i])))
+        table = decode_json_values(decoder, values, local)
+        if local.dropped:
+            at = np.delete(at, local.dropped)
+        return table, at
+
+
+SOURCE = UpsertKafkaSource
 SINK = UpsertKafkaSink

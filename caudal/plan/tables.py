@@ -91,9 +91,11 @@ class TableSpec:
         """The declared PRIMARY KEY of a source read in a changelog format (debezium_json),
         whose changes the plan folds into the last row of each key (Flink's
         ChangelogNormalize, operators.changelog_normalize): such a log may repeat a create
-        or delete a key it never created. Empty otherwise (a CDC connector's own log is
+        or delete a key it never created; and of an upsert-kafka source, whose tombstones
+        name only the key. Empty otherwise (a CDC connector's own log is
         consistent: it is taken as it is)."""
-        if not (self.changelog and self.primary_key and self.option("format")):
+        if not (self.changelog and self.primary_key and (self.option("format") or
+                                                         self.connector == "upsert-kafka")):
             return []
         names = {n.lower(): n for n in self.columns_schema().names}
         return [names.get(k.lower(), k) for k in self.primary_key]

@@ -64,6 +64,10 @@ def test_kafka_examples_run(kafka, capsys):
     upsert = _block("CREATE TABLE totals (auction BIGINT, bids BIGINT, PRIMARY")
     result = run_sql(bids + upsert.replace("localhost:9092", kafka))
     assert result.rows_in == 18_400 and result.rows_out > 0
+    read = _block("CREATE TABLE latest_totals").replace("localhost:9092", kafka).replace(
+        "'earliest'", "'earliest', 'scan.bounded.mode' = 'latest-offset'")
+    result = run_sql(read)   # the upsert-kafka topic read back as a changelog
+    assert result.rows_in > 0 and result.rows_out > 0
 
 
 def test_redis_example_runs(tmp_path):

@@ -142,3 +142,67 @@ def test_the_last_rows_restore_and_rescale(old_p, new_p, text_key):
     want = pa.Table.from_pylist(final, schema).cast(table.drop_columns([OP]).schema) \
         if final else None
     assert normalized_rows(got) == normalized_rows(want)
+
+
+@pytest.fixture(scope="module")
+def kafka():
+    from caudal.connectors.kafka_mock import cluster
+
+    with cluster() as bootstrap:
+        yield bootstrap
+
+
+def _upsert_topic(kafka: str, messages: list[tuple[bytes | None, bytes | None]]) -> str:
+    import uuid
+
+    from confluent_kafka import Producer
+
+    topic = f"upserts-{uuid.uuid4().hex[:8]}"
+    producer = Producer({"bootstrap.servers": kafka})
+    for key, value in messages:
+        producer.produce(topic, value, key=key)
+    assert producer.flush(10) == 0
+    return topic
+
+
+def _upsert_source(kafka: str, topic: str, extra: str = "") -> str:
+    return (f"CREATE TABLE src ({COLUMNS}, PRIMARY KEY (id) NOT ENFORCED) WITH ("
+            f"connector = 'upsert-kafka', bootstrap_servers = '{kafka}', topic = '{topic}', "
+            f"'source.offset' = 'earliest', 'scan.bounded.mode' = 'latest-offset'{extra});")
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_an_upsert_kafka_topic_is_a_changelog_source(kafka, tmp_path, parallelism):
+    """Flink's upsert-kafka source: a value is the row of its key, a tombstone deletes the
+    key (also one never written). It was refused: "connector 'upsert-kafka' cannot be read
+    from"."""
+    rnd = random.Random(1)
+    state: dict[int, dict] = {}
+    messages = []
+    for _ in range(400):
+        k = rnd.randrange(30)
+        key = json.dumps({"id": k}).encode()
+        if rnd.random() < 0.3:
+            state.pop(k, None)
+            messages.append((key, None))
+        else:
+            state[k] = {"id": k, "g": rnd.choice("ab"), "v": rnd.randrange(10),
+                        "s": rnd.choice(["x", None])}
+            messages.append((key, json.dumps(state[k]).encode()))
+    ddl = _upsert_source(kafka, _upsert_topic(kafka, messages))
+    for i, query in enumerate([QUERIES[0], "SELECT * FROM src"]):
+        got = fold(run_changelog(ddl, query, tmp_path / f"out{i}", parallelism=parallelism))
+        assert normalized_rows(got) == duck_answer(query, {"src": list(state.values())})
+
+
+def test_an_upsert_kafka_tombstone_without_a_key_follows_bad_data(kafka, tmp_path):
+    from caudal.errors import DataError
+
+    row = json.dumps({"id": 1, "g": "a", "v": 2, "s": None}).encode()
+    topic = _upsert_topic(kafka, [(b'{"id": 1}', row), (None, None)])
+    with pytest.raises(DataError, match="tombstone without a key") as err:
+        run_changelog(_upsert_source(kafka, topic), "SELECT * FROM src", tmp_path / "a")
+    assert "partition" in str(err.value) and "offset" in str(err.value)
+    got = fold(run_changelog(_upsert_source(kafka, topic, ", bad_data = 'drop'"),
+                             "SELECT * FROM src", tmp_path / "b"))
+    assert normalized_rows(got) == [(1, "a", 2, None)]
