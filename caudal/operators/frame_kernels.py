@@ -254,14 +254,18 @@ class ExtremeKeys:
 # ---- SQL aggregates over frames -----------------------------------------------------------
 
 #: the aggregates an OVER clause computes
-OVER_FUNCTIONS = ("count", "sum", "avg", "min", "max")
+OVER_FUNCTIONS = ("count", "sum", "avg", "min", "max", "first_value", "last_value")
+#: the value of the frame's first / last row (NULL included, as DuckDB's and SQL's default
+#: RESPECT NULLS): a row standing for dropped rows carries its frame's first value
+_ENDS = {"first_value": "start", "last_value": "end"}
 
 
 class FrameAggregates:
-    """count / sum / avg / min / max calls over frames, through contributions.
+    """count / sum / avg / min / max / first_value / last_value calls over frames, through
+    contributions.
 
     ``contributions`` turns raw rows into contribution columns (``_s{i}``, ``_c{i}``,
-    ``_m{i}``); rows standing for many (running totals) carry the same columns with their
+    ``_m{i}``, ``_v{i}``: the value itself, for first_value / last_value); rows standing for many (running totals) carry the same columns with their
     totals. ``accumulate`` sums / extremes them over each row's frame, ``finalize`` makes SQL
     values of the accumulations, and ``totals`` turns accumulations into contribution rows
     again (the running totals of an unbounded frame)."""
@@ -300,6 +304,8 @@ class FrameAggregates:
                 out[f"_s{i}"] = pc.fill_null(x.cast(wide), 0)
             elif call.func in ("min", "max"):
                 out[f"_m{i}"] = x
+            elif call.func in _ENDS:
+                out[f"_v{i}"] = x
         return out
 
     def accumulate(self, contrib: pa.Table, bounds: Bounds, gid: np.ndarray
@@ -328,6 +334,9 @@ class FrameAggregates:
                 keys = ExtremeKeys(contrib.column(f"_m{i}"), largest)
                 winners = frame_extreme(keys.keys, bounds, gid, largest)
                 acc["m"] = keys.decode(winners, acc["c"] > 0)
+            if f"_v{i}" in contrib.column_names:
+                row = getattr(bounds, _ENDS[call.func])
+                acc["v"] = contrib.column(f"_v{i}").take(pa.array(row))
             out.append(acc)
         return out
 
@@ -355,6 +364,8 @@ class FrameAggregates:
                 else:
                     mean = s.astype(np.float64) / np.maximum(c, 1)
                 v = pa.array(mean, pa.float64(), mask=empty)
+            elif call.func in _ENDS:
+                v = acc["v"]
             else:
                 v = acc["m"]
             values.append(v if v.type.equals(call.dtype) else v.cast(call.dtype))
@@ -372,6 +383,8 @@ class FrameAggregates:
                 out[f"_s{i}"] = pa.array(acc["s"][index])
             if "m" in acc:
                 out[f"_m{i}"] = acc["m"].take(take)
+            if "v" in acc:
+                out[f"_v{i}"] = acc["v"].take(take)
         return out
 
 

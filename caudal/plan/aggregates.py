@@ -83,9 +83,9 @@ SIGNATURES = {
     "bool_and": "bool_and(b), every(b) -> boolean",
     "bool_or": "bool_or(b) -> boolean",
     "first_value": "first_value(x) -> the value with the earliest event time (windows, "
-                   "append-only inputs)",
+                   "append-only inputs); OVER: of the frame's first row, NULL included",
     "last_value": "last_value(x) -> the value with the latest event time (windows, "
-                  "append-only inputs)",
+                  "append-only inputs); OVER: of the frame's last row, NULL included",
     "string_agg": "string_agg(text [, separator]) -> text in arrival order, separated by "
                   "',' unless given (append-only inputs)",
     "approx_count_distinct": "approx_count_distinct(x) -> bigint (computed exactly)",

@@ -1,5 +1,6 @@
-"""OVER aggregates: ``count / sum / avg / min / max (x) OVER (PARTITION BY k ORDER BY t
-[ROWS | RANGE] BETWEEN … PRECEDING AND CURRENT ROW)`` (Nexmark q6).
+"""OVER aggregates: ``count / sum / avg / min / max / first_value / last_value (x) OVER
+(PARTITION BY k ORDER BY t [ROWS | RANGE] BETWEEN … PRECEDING AND CURRENT ROW)`` (Nexmark
+q6).
 
 Two plans, chosen by the input (plan.over_nodes):
 
@@ -37,7 +38,9 @@ from caudal.sql.scope import Scope, position
 from caudal.sql.settings import flush_setting
 from caudal.types import sql_name
 
-OVER_FUNCTIONS = ("count", "sum", "avg", "min", "max")
+OVER_FUNCTIONS = ("count", "sum", "avg", "min", "max", "first_value", "last_value")
+#: the value of the frame's first / last row, NULL included: FILTER is no CASE for them
+_ROW_VALUES = ("first_value", "last_value")
 #: window functions that are no aggregate (sqlglot's classes): refused as OVER calls, not as
 #: unknown aggregates (whose hint lists GROUP BY's aggregates)
 _NOT_OVER = (exp.Lag, exp.Lead, exp.Ntile, exp.PercentRank, exp.CumeDist, exp.NthValue)
@@ -199,6 +202,10 @@ def _plan_window(planner, node: LogicalNode, scope: Scope, windows: list[exp.Win
             raise PlanError(f"{w.this.sql_name().lower()}() OVER (…) is not supported",
                             line=wl, col=wc, hint=OVER_HINT)
         agg = _translate_aggregate(_filter_as_case(w.this), scope, True)
+        if agg.func in _ROW_VALUES and isinstance(w.this, exp.Filter):
+            raise PlanError(f"{agg.func}(x) FILTER (WHERE …) OVER (…) is not supported",
+                            line=wl, col=wc, hint=f"{agg.func}(x) OVER (…) of a subquery "
+                                                  "that filters the rows")
         if agg.func not in OVER_FUNCTIONS:
             name = agg.options.get("udaf", agg.func)  # a Python UDAF by its own name
             raise PlanError(f"{name}() OVER (…) is not supported", line=wl, col=wc,

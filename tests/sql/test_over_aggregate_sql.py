@@ -185,7 +185,7 @@ def test_late_rows_are_dropped_and_counted():
     ("SELECT sum(price) OVER (ORDER BY date_time RANGE BETWEEN 5 PRECEDING AND CURRENT ROW) "
      "FROM bids", "RANGE frame with an offset", 8),
     ("SELECT count(DISTINCT price) OVER (ORDER BY date_time) FROM bids", "DISTINCT", 8),
-    ("SELECT first_value(price) OVER (ORDER BY date_time) FROM bids",
+    ("SELECT stddev(price) OVER (ORDER BY date_time) FROM bids",
      "OVER aggregates: count, sum, avg, min, max", 8),
 ])
 def test_planning_errors_say_what_is_accepted(bids_file, query, match, col):

@@ -16,6 +16,9 @@ PERCENTILE and COLLECT in OVER got a hint for top-N per window only."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -23,7 +26,7 @@ import pytest
 from caudal.errors import PlanError
 from caudal.job import compile_sql
 from tests.changelog_helpers import run_folded
-from tests.helpers import normalized_rows
+from tests.helpers import duckdb_rows, normalized_rows, run_to_table
 
 # ---- DeduplicateITCase: first and last row on processing time -----------------------------
 
@@ -73,6 +76,71 @@ def test_dedup_on_processing_time_keeps_the_first_or_last_row(tmp_path, order, r
     assert got == normalized_rows(pa.table(dict(zip("abc", map(list, zip(*expected))))))
 
 
+# ---- OverAggregateITCase: first_value / last_value --------------------------------------
+
+_FIRST_LAST = ("SELECT c, b, first_value(b) {w} AS f, last_value(b) {w} AS l, "
+               "first_value(c) {w} AS fc, count(a) {w} AS n, sum(a) {w} AS s FROM T1")
+
+
+def _over_rows(n: int, seed: int) -> pa.Table:
+    """Distinct event times (a ROWS frame has one answer), NULLs in every column."""
+    rng = np.random.default_rng(seed)
+    times = np.sort(rng.choice(40_000, n, replace=False)).astype("datetime64[ms]")
+    return pa.table({
+        "a": pa.array(rng.integers(0, 9, n), mask=rng.random(n) < 0.2),
+        "b": pa.array(rng.integers(-5, 50, n).astype(np.int32), mask=rng.random(n) < 0.3),
+        "c": pa.array(rng.choice(["Hello", "Hello World", "Hi"], n), mask=rng.random(n) < 0.2),
+        "rowtime": pa.array(times, pa.timestamp("ms"))})
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize("window", [
+    # testProcTimeUnboundedPartitionedRangeOver's, on event time
+    "OVER (PARTITION BY c ORDER BY rowtime RANGE UNBOUNDED preceding)",
+    "OVER (PARTITION BY c ORDER BY rowtime ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)",
+    # testProcTimeBoundedNonPartitionedRowsOver's, on event time
+    "OVER (ORDER BY rowtime ROWS BETWEEN 10 PRECEDING AND CURRENT ROW)",
+    "OVER (PARTITION BY a ORDER BY rowtime RANGE BETWEEN INTERVAL '2' SECOND PRECEDING AND "
+    "CURRENT ROW)",
+])
+def test_first_and_last_value_over_event_time_equal_duckdb(tmp_path, window, parallelism):
+    """The value of the frame's first and last row, NULL included (DuckDB's default), also
+    once the rows before the frame were released in earlier batches."""
+    table = _over_rows(300, 3)
+    query = _FIRST_LAST.format(w=window)
+    got = run_to_table(f"CREATE TABLE T1 (a BIGINT, b INT, c STRING, rowtime TIMESTAMP(3), "
+                       f"WATERMARK FOR rowtime AS rowtime) WITH ('connector' = 'filesystem', "
+                       f"'path' = '{_parquet(tmp_path, table)}');", query, tmp_path / "out",
+                       parallelism, batch_rows=7)
+    assert normalized_rows(got) == duckdb_rows({"T1": table}, query)
+
+
+def test_first_and_last_value_over_a_changelog_equal_duckdb(tmp_path):
+    table = _over_rows(200, 4)
+    query = ("SELECT c, n, first_value(n) OVER (PARTITION BY c ORDER BY n, a) AS f, "
+             "last_value(a) OVER (PARTITION BY c ORDER BY n, a ROWS BETWEEN 2 PRECEDING AND "
+             "CURRENT ROW) AS l FROM (SELECT a, c, count(b) AS n FROM T1 GROUP BY a, c)")
+    for parallelism in (1, 2):
+        got = run_folded(tmp_path, {"T1": table}, query, parallelism)
+        assert got == duckdb_rows({"T1": table}, query)
+
+
+def test_first_value_with_filter_is_refused(tmp_path):
+    """FILTER would make it the first row's value or NULL (a CASE), not the first of the
+    filtered rows."""
+    with pytest.raises(PlanError, match=r"first_value\(x\) FILTER \(WHERE …\) OVER"):
+        compile_sql(_T1.format(path=_parquet(tmp_path, _over_rows(3, 0))) +
+                    "SELECT first_value(b) FILTER (WHERE a > 1) OVER (ORDER BY rowtime) "
+                    "FROM T1;")
+
+
+def _parquet(tmp: Path, table: pa.Table) -> Path:
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = tmp / "t1.parquet"
+    pq.write_table(table, path)
+    return path
+
+
 # ---- OverAggregateITCase: what is refused says what OVER accepts -------------------------
 
 _T1 = ("CREATE TABLE T1 (a BIGINT, b INT, c STRING, rowtime TIMESTAMP(3), WATERMARK FOR "
@@ -99,10 +167,7 @@ _OVER_ACCEPTS = "OVER aggregates: count, sum, avg, min, max"
      "ROW) AS swo FROM T1", "OVER (…) is not supported", 8, _OVER_ACCEPTS),
 ])
 def test_refused_window_functions_say_what_over_accepts(tmp_path, query, message, col, hint):
-    path = tmp_path / "t1.parquet"
-    pq.write_table(pa.table({"a": pa.array([1], pa.int64()), "b": pa.array([1], pa.int32()),
-                             "c": ["x"], "rowtime": pa.array([0], pa.timestamp("ms"))}), path)
     with pytest.raises(PlanError) as err:
-        compile_sql(_T1.format(path=path) + query + ";")
+        compile_sql(_T1.format(path=_parquet(tmp_path, _over_rows(3, 0))) + query + ";")
     assert message in str(err.value) and hint in str(err.value.hint)
     assert (err.value.line, err.value.col) == (2, col)
