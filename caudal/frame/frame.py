@@ -561,7 +561,9 @@ def _flat(items) -> list:
 
 def _items(columns, named, what: str) -> list[Expr]:
     exprs = [column_or_expr(c, what) for c in _flat(columns)]
-    exprs += [to_expr(e).alias(n) for n, e in named.items()]
+    # name="x" is column x renamed, as in Polars (it was the text 'x')
+    exprs += [(col(e) if isinstance(e, str) else to_expr(e)).alias(n)
+              for n, e in named.items()]
     if not exprs:
         raise PlanError(f"{what} needs at least one column or expression")
     return exprs

@@ -286,3 +286,11 @@ def test_over_is_polars_over_or_says_its_frame(parallelism):
     assert got.rows() == want.rows()
     with pytest.raises(PlanError, match=r"bool_and\(\) OVER \(…\) is not supported"):
         sums.with_columns(a=(col("s") > 5).all().over("k"))
+
+
+def test_a_named_string_is_a_column_as_in_polars():
+    """``select(y="x")`` is column x named y in Polars; it was the text 'x' in every row
+    (so a join on it, then ``sum("y")``, said "sum() takes a number, got TEXT")."""
+    src, p = cd.testing.from_records(DATA), pl.DataFrame(DATA)
+    got = src.select("k", y="x", z=1, t=cd.lit("x")).with_columns(w="k").to_polars()
+    assert got.rows() == p.select("k", y="x", z=1, t=pl.lit("x")).with_columns(w="k").rows()
