@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from caudal import compute as pc
 from caudal.operators.base import Operator
+from caudal.plan.changelog import OP, OP_TYPE, has_ops, ops_of
 
 
 class Unnest(Operator):
@@ -34,7 +35,11 @@ class Unnest(Operator):
         # the output's columns but the last (the element), repeated per element
         rows = batch.select(self.output_schema.names[:-1]).take(parents)
         columns = list(rows.columns) + [values]
-        return (pa.RecordBatch.from_arrays(columns, schema=self.output_schema),)
+        out = pa.RecordBatch.from_arrays(columns, schema=self.output_schema)
+        if has_ops(batch):  # a changelog (INTERSECT ALL's copies): each copy a +1 / -1
+            ops = pa.array(np.sign(ops_of(batch)[np.asarray(parents)]).astype(np.int8))
+            out = out.append_column(pa.field(OP, OP_TYPE), ops)
+        return (out,)
 
 
 def _outer(lists: pa.Array, values: pa.Array) -> tuple[pa.Array, pa.Array]:

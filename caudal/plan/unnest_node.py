@@ -10,6 +10,7 @@ repeated, the event time column among them, so the watermark needs no change.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import pyarrow as pa
 
@@ -26,6 +27,9 @@ class Unnest(LogicalNode):
     """The input's columns (those used above, after pruning), then ``output``: each element
     of list column ``column``, always last."""
 
+    #: over a changelog each element's row keeps its row's sign (INTERSECT ALL's copies;
+    #: SQL's UNNEST of an updating input is refused in sql.unnest)
+    accepts_updates: ClassVar[bool] = True
     input: LogicalNode = None  # type: ignore[assignment]
     column: str = ""
     output: str = ""

@@ -15,7 +15,8 @@
 * ``INTERSECT`` / ``EXCEPT`` (distinct) are a semi / anti join of the left input's distinct
   rows with the right input on every column, NULL matching NULL (as set operations compare
   rows). INTERSECT over append-only inputs only appends; EXCEPT is updating (a row leaves
-  the result when the right input gets it). ``INTERSECT ALL`` / ``EXCEPT ALL`` are refused.
+  the result when the right input gets it). ``INTERSECT ALL`` / ``EXCEPT ALL`` count each
+  row's copies on both sides (``_multiset``) and are updating.
 """
 
 from __future__ import annotations
@@ -25,13 +26,17 @@ from sqlglot import exp
 
 from caudal.errors import PlanError
 from caudal.plan.aggregate_planning import distinct_rows as plan_distinct_rows
+from caudal.plan.aggregate_planning import group_key
+from caudal.plan.aggregates import AggCall
 from caudal.plan.expressions import Column, Expr, Literal
 from caudal.plan.functions.coerce import cast, common_type
-from caudal.plan.functions.registry import BindError
+from caudal.plan.functions.registry import BindError, bind_call
 from caudal.plan.join_planning import set_membership
 from caudal.plan.logical import LogicalNode, Project
 from caudal.plan.optimizer import substitute
 from caudal.plan.set_nodes import Union
+from caudal.plan.unnest_node import unnest_array
+from caudal.plan.updating_nodes import UpdatingAggregate
 from caudal.sql.scope import Scope, ScopeColumn, position
 from caudal.sql.settings import duration_setting, flush_setting
 
@@ -59,14 +64,11 @@ def _union_inputs(node: exp.Expression, distinct: bool) -> list[exp.Expression]:
 def plan_set_operation(planner, node: exp.SetOperation) -> tuple[LogicalNode, Scope]:
     distinct = bool(node.args.get("distinct"))
     if isinstance(node, (exp.Intersect, exp.Except)):
-        if not distinct:
-            ln, col = position(node)
-            raise PlanError(f"{_name(node)} is not supported", line=ln, col=col,
-                            hint=f"{_name(node).split()[0]} (distinct) is; or write the "
-                                 f"multiset logic with GROUP BY and count(*)")
         left, left_scope = planner.plan_query(node.this)
         right, _ = planner.plan_query(node.expression)
         left, rest, scope = unify(left, left_scope, [right], node)
+        if not distinct:
+            return _multiset(planner, left, rest[0], isinstance(node, exp.Except)), scope
         ln, col = position(node)
         ttl = duration_setting(planner.catalog.settings, "updating_ttl", None)
         return set_membership(distinct_rows(planner, left), rest[0],
@@ -79,6 +81,41 @@ def plan_set_operation(planner, node: exp.SetOperation) -> tuple[LogicalNode, Sc
     if distinct:
         union = distinct_rows(planner, union)
     return union, scope
+
+
+def _multiset(planner, left: LogicalNode, right: LogicalNode, except_: bool) -> LogicalNode:
+    """INTERSECT ALL / EXCEPT ALL: each row min(m, n) / max(m - n, 0) times, m and n its
+    copies in the left and the right input. An updating aggregate keyed by every column
+    (NULL matching NULL) counts both sides; each count becomes that many rows (an Unnest of
+    copies(k), which over the changelog retracts and inserts copies as the counts move)."""
+    names = list(left.schema.names)
+    sides = ("__left", "__right")
+    tagged = []
+    for i, side in enumerate((left, right)):
+        exprs: list[Expr] = [Column(f.type, f.name) for f in side.schema]
+        exprs += [Literal(pa.int8(), 1 if i == j else None) for j in range(2)]
+        schema = pa.schema(list(side.schema) + [pa.field(s, pa.int8()) for s in sides])
+        tagged.append(Project(schema, None, input=side, exprs=exprs))
+    union: LogicalNode = Union(tagged[0].schema, None, inputs=tagged)
+    if any(pa.types.is_floating(f.type) for f in left.schema):  # -0.0 is 0.0, as GROUP BY
+        union = Project(union.schema, None, input=union,
+                        exprs=[group_key(Column(f.type, f.name)) for f in union.schema])
+    settings = planner.catalog.settings
+    counts = [pa.field(f"__n{s}", pa.int64()) for s in sides]
+    grouped = UpdatingAggregate(
+        pa.schema(list(left.schema) + counts), None, input=union, keys=names,
+        aggregates=[AggCall("count", (s,), pa.int64()) for s in sides],
+        agg_names=[c.name for c in counts], flush_us=flush_setting(settings),
+        ttl_us=duration_setting(settings, "updating_ttl", None))
+    m, n = (Column(pa.int64(), c.name) for c in counts)
+    k = bind_call("subtract", [m, n]) if except_ else bind_call("least", [m, n])
+    copies = bind_call("copies", [k])
+    with_copies = Project(pa.schema(list(left.schema) + [pa.field("__copies", copies.dtype)]),
+                          None, input=grouped,
+                          exprs=[Column(f.type, f.name) for f in left.schema] + [copies])
+    repeated, _, _ = unnest_array(with_copies, Column(copies.dtype, "__copies"), 0)
+    return Project(left.schema, None, input=repeated,
+                   exprs=[Column(f.type, f.name) for f in left.schema])
 
 
 def distinct_rows(planner, node: LogicalNode) -> LogicalNode:

@@ -206,3 +206,29 @@ def test_left_join_unnest_keeps_rows_without_elements(query, duck_query):
     ("only CROSS JOIN UNNEST"); a row whose array is NULL or empty keeps one row with a NULL
     element, as in Flink and DuckDB."""
     check({"T": _LISTS}, query, duck_query)
+
+
+_SMALL3 = values([(1, 1, "Hi"), (2, 2, "Hello"), (3, 2, "Hello world")], "a, b, c")
+_T1, _T2 = values([(1,), (1,), (1,), (2,), (2,), (None,), (None,)], "c"), \
+    values([(1,), (2,), (2,), (2,), (3,), (None,)], "c")
+
+
+@pytest.mark.parametrize("query", [
+    # SetOperatorsITCase.testIntersectAll / testMinusAll (batch and stream), their SQL
+    "SELECT c FROM T1 INTERSECT ALL SELECT c FROM T2",
+    "SELECT c FROM T1 EXCEPT ALL SELECT c FROM T2",
+    "SELECT c FROM T2 EXCEPT ALL SELECT c FROM T1",
+    "SELECT c FROM ((SELECT * FROM SmallTable3 UNION ALL SELECT * FROM SmallTable3 UNION ALL "
+    "SELECT * FROM SmallTable3) EXCEPT ALL (SELECT * FROM T3 UNION ALL SELECT * FROM T3))",
+    # over changelogs: the copies follow the counts as they move
+    "SELECT c, count(*) AS n FROM T1 GROUP BY c INTERSECT ALL "
+    "SELECT c, count(*) FROM T2 GROUP BY c",
+    "SELECT count(*) AS n FROM T1 GROUP BY c EXCEPT ALL SELECT count(*) FROM T2 GROUP BY c",
+    "SELECT c, count(*) AS n FROM (SELECT c FROM T1 EXCEPT ALL SELECT c + 1 FROM T2) "
+    "GROUP BY c",
+])
+def test_intersect_all_and_except_all_equal_duckdb(query):
+    """INTERSECT ALL and EXCEPT ALL were refused; Flink runs them (a retract stream). Each row
+    comes min(m, n) / max(m - n, 0) times, NULL matching NULL."""
+    check({"T1": _T1, "T2": _T2, "SmallTable3": _SMALL3,
+           "T3": values([(1, 1, "Hi")], "a, b, c")}, query)

@@ -129,6 +129,27 @@ register("with_ordinality", _bind_with_ordinality, _with_ordinality,
          "with_ordinality(a) -> each element of a beside its position (UNNEST … WITH "
          "ORDINALITY)", internal=True)
 
+
+
+def _bind_copies(name: str, args: list[Expr]) -> Call:
+    arity(name, args, 1)
+    expect(args[0], pa.types.is_integer, name, "an integer")
+    return Call(pa.list_(pa.int8()), name, (cast(args[0], pa.int64()),))
+
+
+def _copies(args, call):
+    """An array of n elements (zeros) per row, none for n <= 0 or NULL: unnested, a row
+    repeated n times (INTERSECT ALL / EXCEPT ALL)."""
+    (counts,), scalar = broadcast(args)
+    n = np.maximum(pc.fill_null(counts, 0).to_numpy(zero_copy_only=False), 0)
+    offsets = np.concatenate([[0], np.cumsum(n)]).astype(np.int32)
+    zeros = pa.array(np.zeros(int(offsets[-1]), dtype=np.int8))
+    return finish(pa.ListArray.from_arrays(pa.array(offsets), zeros), scalar)
+
+
+register("copies", _bind_copies, _copies, "copies(n) -> an array of n elements (internal)",
+         internal=True)
+
 # ---- array elements ---------------------------------------------------------------------
 
 

@@ -93,7 +93,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
              "ln", "log10", "power", "pow", "degrees", "radians", "sin", "cos", "tan", "asin",
              "acos", "atan", "atan2", "log", "pi", "random"),
     "nested": ("struct_field", "named_struct", "row", "list_element", "make_array", "cardinality",
-               "array_length", "with_ordinality", "map_entries"),
+               "array_length", "with_ordinality", "map_entries", "copies"),
     "operators": ("add", "subtract", "multiply", "divide", "modulo", "mod", "multiply_interval",
                   "divide_interval", "date_diff_days", "date_add_days", "negate", "eq", "neq",
                   "lt", "lte", "gt", "gte", "float_key", "and", "or", "not", "is_null", "is_not_null",
