@@ -41,10 +41,11 @@ def _equal_to_previous(column: pa.Array) -> np.ndarray:
 
 
 def rank_rows(table: pa.Table, partition: list[str], order: list[tuple[str, bool, bool]],
-              function: str) -> tuple[np.ndarray, np.ndarray]:
+              function: str, later_ties: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Row order (sorted by partition, then order keys) and the rank of each sorted row.
 
-    ``order`` items are (column, descending, nulls_first).
+    ``order`` items are (column, descending, nulls_first). Ties keep the rows' order in
+    ``table`` (arrival), reversed with ``later_ties``.
     """
     n = table.num_rows
     gid = _key_ids(table, partition)
@@ -60,6 +61,9 @@ def rank_rows(table: pa.Table, partition: list[str], order: list[tuple[str, bool
             sort_keys.append((f"__f{i}", nan[1]))
         sortable[f"__v{i}"] = values
         sort_keys.append((f"__v{i}", "descending" if desc else "ascending"))
+    if later_ties:
+        sortable["__a"] = pa.array(np.arange(n))
+        sort_keys.append(("__a", "descending"))
     indices = pc.sort_indices(pa.table(sortable), sort_keys=sort_keys).to_numpy()
     g = gid[indices]
     position = np.arange(n)
@@ -91,7 +95,7 @@ class WindowRank(Operator, KeyedWindowState):
     def __init__(self, window_end: str, window_field: str | None, partition: list[str],
                  order: list[tuple[str, bool, bool]], function: str, limit: int | None,
                  output_schema: pa.Schema, late_output: LateOutput | None = None,
-                 time_column: str | None = None):
+                 time_column: str | None = None, later_ties: bool = False):
         assert function in FUNCTIONS
         #: the rows' event time: a row below the watermark is late by it (as a window
         #: aggregate's is), not only a row whose window has closed
@@ -103,6 +107,8 @@ class WindowRank(Operator, KeyedWindowState):
         self.order = list(order)
         self.function = function
         self.limit = limit
+        #: ties go to the later row (ORDER BY processing time DESC)
+        self.later_ties = later_ties
         self.output_schema = output_schema
         self.late_output = late_output
         self.buffer: list[pa.Table] = []
@@ -147,15 +153,20 @@ class WindowRank(Operator, KeyedWindowState):
         self.buffer.append(pa.Table.from_batches([batch]))
         self.buffered += batch.num_rows
         if self.limit is not None and self.buffered >= self.prune_at:
-            table = self._ranked(pa.concat_tables(self.buffer))
-            self.buffer = [table.drop_columns(["__rank"])]
+            table = pa.concat_tables(self.buffer)
+            indices, ranks = rank_rows(table, self.partition, self.order, self.function,
+                                       self.later_ties)
+            # the kept rows in arrival order: the order later ties are broken by
+            table = table.take(pa.array(np.sort(indices[ranks <= self.limit])))
+            self.buffer = [table]
             self.buffered = table.num_rows
             self.prune_at = max(_PRUNE_ROWS, 4 * self.buffered)
         return side
 
     def _ranked(self, table: pa.Table) -> pa.Table:
         """Rows with their rank (``__rank``), limited, in rank order."""
-        indices, ranks = rank_rows(table, self.partition, self.order, self.function)
+        indices, ranks = rank_rows(table, self.partition, self.order, self.function,
+                                   self.later_ties)
         if self.limit is not None:
             keep = ranks <= self.limit
             indices, ranks = indices[keep], ranks[keep]

@@ -105,6 +105,7 @@ def window_rank(node: LogicalNode, own: list[Column], function: str, partition: 
         names.append(name)
         return name
 
+    later = bool(order) and order[0][1] and _processing_time(order[0][0], node)
     part = [column_for(e, "partition", i) for i, e in enumerate(partition)]
     ordered = [(column_for(e, "order", i), desc, nulls_first)
                for i, (e, desc, nulls_first) in enumerate(order)]
@@ -114,7 +115,7 @@ def window_rank(node: LogicalNode, own: list[Column], function: str, partition: 
     schema = node.schema.append(pa.field(RANK, pa.int64()))
     return WindowRank(schema, node.time_column, input=node, function=function,
                       partition=part, order=ordered, rank_name=RANK,
-                      window_end=window[0], window_field=window[1])
+                      window_end=window[0], window_field=window[1], later_ties=later)
 
 
 def top_n(node: LogicalNode, order: Order, limit: int, offset: int, flush_us: int | None,

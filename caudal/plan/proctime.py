@@ -9,6 +9,7 @@ from __future__ import annotations
 from caudal.plan.expressions import Call
 from caudal.plan.lineage import _renames
 from caudal.plan.logical import Filter, LogicalNode, Project, Scan
+from caudal.plan.window_nodes import WindowAssign
 
 #: the IR function of PROCTIME() in a query (plan.functions.time)
 PROCTIME = "proctime"
@@ -20,6 +21,8 @@ def proctime_columns(node: LogicalNode) -> set[str]:
         return set(node.table.proctime) & set(node.schema.names)
     if isinstance(node, Filter):
         return proctime_columns(node.input)
+    if isinstance(node, WindowAssign):   # a window table function keeps its input's columns
+        return proctime_columns(node.input) & set(node.schema.names)
     if isinstance(node, Project):
         below = proctime_columns(node.input)
         made = {out for out, e in zip(node.schema.names, node.exprs)

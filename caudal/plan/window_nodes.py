@@ -124,6 +124,9 @@ class WindowRank(LogicalNode):
     window_field: str | None = None
     #: keep rows ranked <= limit (pushed down from the WHERE above)
     limit: int | None = None
+    #: rows tied on ORDER BY go to the later row: ORDER BY processing time DESC (see
+    #: plan.over_nodes.UpdatingRank)
+    later_ties: bool = False
 
     def children(self) -> list[LogicalNode]:
         return [self.input]
@@ -134,8 +137,9 @@ class WindowRank(LogicalNode):
     def describe(self) -> str:
         order = ", ".join(f"{c} {'DESC' if d else 'ASC'}" for c, d, _ in self.order)
         limit = f" keep <= {self.limit}" if self.limit is not None else ""
+        ties = " (ties: the later row)" if self.later_ties else ""
         return (f"WindowRank {self.function}() AS {self.rank_name} PARTITION BY "
-                f"{', '.join(self.partition)} ORDER BY {order}{limit}")
+                f"{', '.join(self.partition)} ORDER BY {order}{ties}{limit}")
 
 
 def _late_sink(planner: PhysicalPlanner, vid: int, late: LateSide, schema: pa.Schema) -> None:
@@ -248,6 +252,8 @@ def _lower_window_rank(planner: PhysicalPlanner, node: WindowRank) -> int:
               "partition": list(node.partition), "order": list(node.order),
               "function": node.function, "limit": node.limit,
               "output_schema": node.schema, "time_column": _event_time(node.input)}
+    if node.later_ties:   # (only when set: other jobs' parameters stay as they were)
+        params["later_ties"] = True
     v.operators.append(OperatorSpec("window_rank", params, node.describe(), node.schema))
     return v.id
 

@@ -6,7 +6,8 @@ Flink's expected rows where DuckDB cannot say (processing time), at parallelism 
 Found wrong before: deduplication keeping the last row on processing time (``ORDER BY
 proctime DESC``, DeduplicateITCase.testLastRowOnProctime) kept the first row of the last
 batch, not the last row: PROCTIME() is read once per batch, so the rows of a batch tie, and
-ties went to the earlier row.
+ties went to the earlier row; the same per window (a TUMBLE on processing time, then
+``ORDER BY proc DESC`` per window, WindowDeduplicateITCase's query on processing time).
 
 Refused unclearly before: ``LISTAGG(DISTINCT c, '|')`` (OverAggregateITCase, also in a GROUP
 BY) named a CASE expression the parser had made of it, not the DISTINCT; ``LAG(b) OVER``
@@ -74,6 +75,21 @@ def test_dedup_on_processing_time_keeps_the_first_or_last_row(tmp_path, order, r
     if key_type == "STRING":
         expected = [(a, str(b), c) for a, b, c in expected]
     assert got == normalized_rows(pa.table(dict(zip("abc", map(list, zip(*expected))))))
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize("order,rows", [("proc", [1, 2, 4, 7, 11, 16]),
+                                        ("proc DESC", [1, 3, 6, 10, 15, 21])])
+def test_window_dedup_on_processing_time_keeps_the_first_or_last_row(tmp_path, order, rows,
+                                                                     parallelism):
+    query = ("SELECT a, b, c FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, "
+             f"window_end, b ORDER BY {order}) AS rownum FROM TABLE(TUMBLE(TABLE T, "
+             "DESCRIPTOR(proc), INTERVAL '1' HOUR))) WHERE rownum <= 1")
+    got = run_to_table(f"CREATE TABLE T (a INT, b BIGINT, c STRING, proc AS PROCTIME()) WITH "
+                       f"('connector' = 'filesystem', 'path' = "
+                       f"'{_parquet(tmp_path, _tuple_data3('BIGINT'))}');", query,
+                       tmp_path / "out", parallelism, batch_rows=4)
+    assert normalized_rows(got) == [r for r in _TUPLE_DATA3 if r[0] in rows]
 
 
 # ---- OverAggregateITCase: first_value / last_value --------------------------------------
