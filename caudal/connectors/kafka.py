@@ -175,7 +175,8 @@ class KafkaSource(Source):
         #: the C decoder of JSON batches read by the native drain, when the columns allow it
         self._typed: kafka_native.TypedJson | None = None
         if self.format in ("json", "debezium_json"):
-            schema = envelope(self.data_schema) if self.changelog else self.data_schema
+            schema = envelope(self.data_schema, table.options) if self.changelog \
+                else self.data_schema
             self._decoder = formats.get("json").Decoder(schema, table.options)
         self._next: dict[int, int] = {}
         self._stop: dict[int, int] = {}

@@ -161,7 +161,8 @@ class MessageDecoder:
             self.schema = self.schema.append(pa.field(OP, OP_TYPE))
         self._json = None
         if self.format in ("json", "debezium_json"):
-            schema = envelope(self.data_schema) if self.changelog else self.data_schema
+            schema = envelope(self.data_schema, table.options) if self.changelog \
+                else self.data_schema
             self._json = formats.get("json").Decoder(schema, table.options)
 
     def decode(self, values: list[bytes], where: Callable[[int], str],

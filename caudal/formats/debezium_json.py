@@ -45,23 +45,61 @@ EXTENSIONS = (".json", ".jsonl", ".ndjson")
 #: a table in this format is a changelog (an updating source; a sink that takes one)
 CHANGELOG = True
 _CODES = {"c": INSERT, "r": INSERT, "u": UPDATE_AFTER, "d": DELETE}
+PAYLOAD = "payload"
+#: Flink's option: each line's change is inside a ``payload`` object
+SCHEMA_INCLUDE = "debezium-json.schema-include"
 
 
-def envelope(schema: pa.Schema) -> pa.Schema:
-    """The schema of one line: ``before`` and ``after`` rows of ``schema``, and ``op``."""
+def envelope(schema: pa.Schema, options: dict[str, str] | Any = None) -> pa.Schema:
+    """The schema of one line: ``before`` and ``after`` rows of ``schema``, and ``op``; with
+    Flink's ``'debezium-json.schema-include' = 'true'`` also the three inside ``payload``,
+    as Kafka Connect's JSON converter writes them with its schemas enabled
+    (``{"schema": {…}, "payload": {"before": …}}``; a line without it is read too). Only
+    then: the parser would spend time on a field that is never there."""
     row = pa.struct(list(schema))
-    return pa.schema([("before", row), ("after", row), ("op", pa.string())])
+    change = [("before", row), ("after", row), ("op", pa.string())]
+    if not _schema_include(options):
+        return pa.schema(change)
+    return pa.schema([*change, (PAYLOAD, pa.struct(change))])
+
+
+def _schema_include(options: dict[str, str] | Any) -> bool:
+    value = (options or {}).get(SCHEMA_INCLUDE, "false") if isinstance(options, dict) \
+        else "false"
+    text = str(value).strip().lower()
+    if text not in ("true", "false"):
+        raise ConfigError(f"option {SCHEMA_INCLUDE} = {value!r}", hint="accepted: true, false")
+    return text == "true"
+
+
+def _unwrapped(table: pa.Table) -> pa.Table:
+    """Each line's change, from its ``payload`` object when it has one."""
+    if PAYLOAD not in table.column_names:
+        return table
+    payload = table.column(PAYLOAD).combine_chunks() if table.num_rows else None
+    table = table.drop_columns([PAYLOAD])
+    if payload is None or not payload.null_count < len(payload):
+        return table
+    inside = pc.is_valid(payload)
+    for i, name in enumerate(table.column_names):
+        table = table.set_column(i, name, pc.if_else(inside, payload.field(name),
+                                                     table.column(name).combine_chunks()))
+    return table
 
 
 def check_options(options: dict[str, str], schema: pa.Schema | None,
                   sink: bool = False) -> None:
     """Planning-time check of the json options this format takes."""
     json_format.JsonOptions.of(options)
+    _schema_include(options)
 
 
 def infer_schema(stream: Any, options: dict[str, str] | None = None) -> pa.Schema:
     """The row schema from the ``after`` (or ``before``) objects at the start of a file."""
     outer = json_format.infer_schema(stream)
+    if PAYLOAD in outer.names and pa.types.is_struct(outer.field(PAYLOAD).type) and \
+            not ({"after", "before"} & set(outer.names)):
+        outer = pa.schema(list(outer.field(PAYLOAD).type))
     for name in ("after", "before"):
         if name in outer.names and pa.types.is_struct(outer.field(name).type):
             # a column that is only NULL in the sample is TEXT, as in the json format
@@ -80,6 +118,7 @@ def changes(table: pa.Table, schema: pa.Schema,
     table says ``bad_data = 'drop'``. ``origin()`` gives what ``policy.reject`` names each
     row by (its line, or its message in a polled batch); ``held`` the records the decoder
     rejected before (``bad_data.Held``), named with these, first record first."""
+    table = _unwrapped(table)
     op_text = table.column("op").combine_chunks() if table.num_rows else \
         pa.array([], pa.string())
     codes = pc.index_in(op_text, pa.array(list(_CODES)))
@@ -95,7 +134,9 @@ def changes(table: pa.Table, schema: pa.Schema,
         def what(row: int) -> str:
             op = op_text[row].as_py()
             if not codes[row].is_valid:
-                return f"debezium op {op!r} is not c, r, u or d"
+                return f"debezium op {op!r} is not c, r, u or d" + (
+                    f" (a line whose change is inside \"payload\" needs "
+                    f"'{SCHEMA_INCLUDE}' = 'true')" if op is None else "")
             side = "after" if needs_after[row].as_py() and \
                 not table.column("after")[row].is_valid else "before"
             return f"debezium op {op!r} with \"{side}\": null" + (
@@ -155,6 +196,9 @@ def _rows(column: pa.ChunkedArray, schema: pa.Schema) -> pa.Table:
 
 #: the json format's options that apply here
 OPTIONS = {k: v for k, v in json_format.OPTIONS.items() if k != "json.unstructured"}
+OPTIONS[SCHEMA_INCLUDE] = (
+    "Flink's option: true reads the change inside each line's payload object (Kafka "
+    "Connect's JSON with schemas); default false")
 
 
 def read(stream: Any, schema: pa.Schema, policy: bad_data.BadDataPolicy,
@@ -165,7 +209,7 @@ def read(stream: Any, schema: pa.Schema, policy: bad_data.BadDataPolicy,
     malformed line (bad JSON or a bad op) is named by its line number."""
     if OP in schema.names:
         schema = schema.remove(schema.get_field_index(OP))
-    decoder = json_format.Decoder(envelope(schema), options)
+    decoder = json_format.Decoder(envelope(schema, options), options)
     for first_line, data in lines.read_blocks(stream, lines.last_newline, block_size):
         held = bad_data.Held(policy)
         try:

@@ -206,3 +206,30 @@ def test_an_upsert_kafka_tombstone_without_a_key_follows_bad_data(kafka, tmp_pat
     got = fold(run_changelog(_upsert_source(kafka, topic, ", bad_data = 'drop'"),
                              "SELECT * FROM src", tmp_path / "b"))
     assert normalized_rows(got) == [(1, "a", 2, None)]
+
+
+def test_debezium_lines_with_their_schema(kafka, tmp_path):
+    """Kafka Connect's JSON converter with schemas enabled (Debezium's default) wraps each
+    change: {"schema": {…}, "payload": {"before": …, "after": …, "op": …}}. Flink reads it
+    with 'debezium-json.schema-include' = 'true'; the option was refused as unknown, and the
+    lines were malformed ("op None")."""
+    from caudal.errors import DataError
+
+    lines, final = changes(7, n=120)
+    wrapped = [json.dumps({"schema": {"type": "struct", "optional": False},
+                           "payload": {**x, "ts_ms": 1}}).encode() for x in lines]
+    keys = [json.dumps({"id": (x["after"] or x["before"])["id"]}).encode() for x in lines]
+    topic = _upsert_topic(kafka, [m for k, v in zip(keys, wrapped) for m in
+                                  ([(k, v)] + ([(k, None)] if b'"op": "d"' in v else []))])
+    (tmp_path / "src.json").write_bytes(b"\n".join(wrapped) + b"\n")
+    query = QUERIES[0]
+    for where in (f"connector = 'filesystem', path = '{tmp_path / 'src.json'}'",
+                  f"connector = 'kafka', bootstrap_servers = '{kafka}', topic = '{topic}', "
+                  "'source.offset' = 'earliest', 'scan.bounded.mode' = 'latest-offset'"):
+        ddl = (f"CREATE TABLE src ({COLUMNS}, PRIMARY KEY (id) NOT ENFORCED) WITH ({where}, "
+               "format = 'debezium_json'{});")
+        got = fold(run_changelog(ddl.format(", 'debezium-json.schema-include' = 'true'"),
+                                 query, tmp_path / f"out{len(where)}", parallelism=2))
+        assert normalized_rows(got) == duck_answer(query, {"src": final})
+        with pytest.raises(DataError, match="schema-include' = 'true'"):
+            run_changelog(ddl.format(""), query, tmp_path / f"bad{len(where)}")
