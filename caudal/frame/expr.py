@@ -149,8 +149,10 @@ class Expr:
     def __rsub__(self, o): return self._binary(exp.Sub, o, True)
     def __mul__(self, o): return self._binary(exp.Mul, o)
     def __rmul__(self, o): return self._binary(exp.Mul, o, True)
-    def __truediv__(self, o): return self._binary(exp.Div, o)
-    def __rtruediv__(self, o): return self._binary(exp.Div, o, True)
+    def __truediv__(self, o): return self._true_divide(o)
+    def __rtruediv__(self, o): return self._true_divide(o, True)
+    def __pow__(self, o): return self._binary(exp.Pow, o)
+    def __rpow__(self, o): return self._binary(exp.Pow, o, True)
     def __mod__(self, o): return self._floored_mod(o)
     def __rmod__(self, o): return self._floored_mod(o, True)
     def __eq__(self, o): return self._binary(exp.EQ, o)  # type: ignore[override]
@@ -206,6 +208,34 @@ class Expr:
                         f"floor SQL's truncating result), so the parts would disagree",
                         hint=f"compute the operand into a column first: .with_columns(d=…), "
                              f"then x {symbol} col('d')")
+
+    def _true_divide(self, other, reverse=False) -> Expr:
+        """``x / y`` as Polars divides: as floats, and by zero (or -0.0) to +-infinity, NaN
+        for 0 / 0, where SQL's division stops the job. A divisor that is a number other
+        than 0 needs no check; another is read twice (``_read_once``).
+
+        >>> (col("x") / col("y")).sql().startswith('CASE WHEN "y" = 0 THEN "x" * CAST(')
+        True
+        >>> "CASE" in (col("x") / 2).sql()
+        False
+        """
+        other = to_expr(other)
+        x, y = (other, self) if reverse else (self, other)
+        quotient = exp.Div(this=_paren(x.node), expression=_paren(y.node))
+        divisor = y.node.this if isinstance(y.node, exp.Neg) else y.node
+        if isinstance(divisor, exp.Literal) and divisor.is_number and float(divisor.name) != 0:
+            return self._derive(quotient, other)
+        self._read_once(other, "/")
+        negative = exp.Like(this=exp.Cast(this=_paren(y.node.copy()), to=exp.DataType.build(
+            "TEXT")), expression=exp.Literal.string("-%"))
+        infinity = exp.Cast(this=exp.Case(ifs=[exp.If(this=negative, true=exp.Literal.string(
+            "-Infinity"))], default=exp.Literal.string("Infinity")),
+            to=exp.DataType.build("DOUBLE"))
+        by_zero = exp.EQ(this=_paren(y.node.copy()), expression=exp.Literal.number(0))
+        node = exp.Case(ifs=[exp.If(this=by_zero, true=exp.Mul(this=_paren(x.node.copy()),
+                                                              expression=infinity))],
+                        default=quotient)
+        return self._derive(node, other)
 
     def _floor_divide(self, other, reverse=False) -> Expr:
         """``x // y`` as Python and Polars compute it: integers stay integers, exactly (SQL's

@@ -294,3 +294,20 @@ def test_a_named_string_is_a_column_as_in_polars():
     src, p = cd.testing.from_records(DATA), pl.DataFrame(DATA)
     got = src.select("k", y="x", z=1, t=cd.lit("x")).with_columns(w="k").to_polars()
     assert got.rows() == p.select("k", y="x", z=1, t=pl.lit("x")).with_columns(w="k").rows()
+
+
+def test_true_division_by_zero_as_polars():
+    """``x / y`` with y = 0 stopped the job (SQL's division by zero); Polars divides as
+    floats: +-inf (by -0.0 too), NaN for 0 / 0. ``**`` was a TypeError (a DOUBLE now, as
+    ``pow``: Polars keeps integers)."""
+    data = {"x": [1, -2, 0, None, 3, 4], "y": [0, 0, 0, 0, 2, None],
+            "f": [1.5, -1.0, 0.0, 2.0, float("nan"), 1.0],
+            "z": [0.0, -0.0, -0.0, 0.0, 0.0, -0.0]}
+    got = cd.testing.from_records(data).select(
+        a=col("x") / col("y"), b=col("f") / col("z"), c=col("x") / 0, d=1 / col("y"),
+        e=col("x") / 2, q=2.0 ** col("x")).to_polars()
+    pc = pl.col
+    want = pl.DataFrame(data).select(
+        a=pc("x") / pc("y"), b=pc("f") / pc("z"), c=pc("x") / 0, d=1 / pc("y"), e=pc("x") / 2,
+        q=2.0 ** pc("x"))
+    assert str(got.rows()) == str(want.rows())
