@@ -232,3 +232,23 @@ def test_intersect_all_and_except_all_equal_duckdb(query):
     comes min(m, n) / max(m - n, 0) times, NULL matching NULL."""
     check({"T1": _T1, "T2": _T2, "SmallTable3": _SMALL3,
            "T3": values([(1, 1, "Hi")], "a, b, c")}, query)
+
+
+_NULL3 = values([(1, 1, "Hi"), (2, 2, "Hello"), (3, 2, "Hello world"),
+                 (4, 3, "Hello world, how are you?"), (None, 999, "NullTuple"),
+                 (None, 999, "NullTuple")], "a, b, c")
+_PATTERNS = values([("abc", "a%"), ("a_c", "a!_c"), ("abc", "a!_c"), ("ABC", "a_C"),
+                    (None, "a%"), ("abc", None), ("a%c", "a!%_")], "s, p")
+
+
+@pytest.mark.parametrize("tables, query", [
+    # CalcITCase.testLike
+    ({"NullTable3": _NULL3},
+     "SELECT a FROM NullTable3 WHERE CAST(a as VARCHAR(10)) LIKE CAST(b as VARCHAR(10))"),
+    ({"t": _PATTERNS}, "SELECT s, p, s LIKE p AS l, s NOT ILIKE p AS i, "
+                       "s LIKE p ESCAPE '!' AS e FROM t"),
+])
+def test_like_takes_a_pattern_per_row(tables, query):
+    """``x LIKE <column>`` was refused ("LIKE() needs a constant pattern"); Flink and DuckDB
+    take a pattern per row (DuckDB's LIKE evaluates them, with caudal's ESCAPE)."""
+    check(tables, query)

@@ -3,7 +3,7 @@ NULLs while ``||`` returns NULL, trim() removes spaces only, left()/right() take
 counts, regexp_replace() replaces the first match unless flag 'g' is given.
 
 pyarrow kernels take constant patterns; when a pattern, count or delimiter is a column the
-kernel falls back to a Polars expression. Regular expressions are RE2 (pyarrow and Polars),
+kernel falls back to a Polars expression (a LIKE pattern to DuckDB's LIKE). Regular expressions are RE2 (pyarrow and Polars),
 close to PostgreSQL's for common patterns (no backreferences inside a pattern).
 """
 
@@ -440,16 +440,30 @@ def _bind_like(name: str, args: list[Expr]) -> Call:
     arity("LIKE", args, 2, 3)
     call = check_args("like", args, "ttt", 2, pa.bool_())
     fn = "ILIKE" if name == "ilike" else "LIKE"
-    pattern = constant_value(call.args[1], fn, "pattern")
     escape = constant_value(call.args[2], fn, "ESCAPE character") if len(args) > 2 else "\\"
     if escape is not None and len(escape) > 1:
         raise BindError(f"{fn} ESCAPE must be one character, got {escape!r}")
+    pattern = constant_value(call.args[1], fn, "pattern", default=_COLUMN)
+    if pattern is _COLUMN:  # a pattern per row (Flink's CalcITCase.testLike): DuckDB's LIKE
+        return Call(pa.bool_(), "like", call.args[:2],
+                    {"escape": escape, "ignore_case": name == "ilike"})
     converted = None if pattern is None else like_to_backslash(pattern, escape or None)
     return Call(pa.bool_(), "like", call.args[:1],
                 {"pattern": converted, "ignore_case": name == "ilike"})
 
 
+#: a LIKE pattern that is not a constant
+_COLUMN = object()
+
+
 def _like(args, call):
+    if len(args) == 2:
+        op = "ILIKE" if call.options["ignore_case"] else "LIKE"
+        escape = call.options["escape"]
+        if escape is None:  # ESCAPE NULL: the result is NULL, as the pattern's would be
+            return null_of(pa.bool_())
+        return duckdb_eval(f"c0 {op} c1 ESCAPE ?" if escape else f"c0 {op} c1", args,
+                           pa.bool_(), op, params=[escape] if escape else ())
     if call.options["pattern"] is None:
         return null_of(pa.bool_())
     return pc.match_like(args[0], pattern=call.options["pattern"],
