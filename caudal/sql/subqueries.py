@@ -19,7 +19,8 @@ Semantics (PostgreSQL, DuckDB, Flink):
 * ``x NOT IN (SELECT y …)`` is true only when no ``y`` equals ``x`` *and* no ``y`` is NULL;
   a NULL ``x`` passes only when the subquery has no rows (per correlation key). Planned as
   two anti joins: on ``x = y``, then against the distinct ``(correlation keys, y IS NULL)``
-  of the subquery with the condition ``y IS NULL OR x IS NULL``.
+  of the subquery with the condition ``y IS NULL OR x IS NULL`` (correlated on both window
+  bounds: against its rows, so that both are window anti joins and the result appends).
 
 On streams, a semi join over append-only inputs only appends (a row is emitted when its
 first match arrives); an anti join is updating (a row emitted while it has no match is
@@ -40,6 +41,7 @@ from caudal.errors import PlanError
 from caudal.plan.expressions import Column, Expr, Literal, conjuncts
 from caudal.plan.functions.coerce import cast, common_type
 from caudal.plan.functions.registry import BindError, bind_call
+from caudal.plan.join_nodes import WindowJoin
 from caudal.plan.logical import Filter, LogicalNode, Project
 from caudal.sql.scope import Scope, ScopeColumn, position, sql_conjuncts
 from caudal.sql.settings import bool_setting, duration_setting
@@ -327,12 +329,19 @@ def _plan_predicate(planner, node: LogicalNode, scope: Scope,
         exprs = list(corr_right) + [bind_call("is_null", [in_right[0]])]
         fields = [pa.field(n, e.dtype) for n, e in zip(names, exprs)]
         nulls: LogicalNode = Project(pa.schema(fields), None, input=inner, exprs=exprs)
-        nulls = _distinct(planner, nulls)
         condition = bind_call("or", [Column(pa.bool_(), "__null"),
                                      bind_call("is_null", [in_left[0]])])
-        return _join(planner, node, nulls, corr_left,
-                     [Column(f.type, f.name) for f in fields[:-1]], [condition], "anti",
-                     ln, col, small_right=True)
+        keys = [Column(f.type, f.name) for f in fields[:-1]]
+        if isinstance(node, WindowJoin):
+            # correlated on both window bounds: the check is a window anti join too, against
+            # the rows themselves (an anti join ignores how often a row matches); against
+            # their distinct rows (an updating input) the whole query would be updating
+            checked = _join(planner, node, nulls, corr_left, keys, [condition], "anti", ln,
+                            col, small_right=True)
+            if isinstance(checked, WindowJoin):
+                return checked
+        return _join(planner, node, _distinct(planner, nulls), corr_left, keys, [condition],
+                     "anti", ln, col, small_right=True)
 
     small = False
     if not left_keys and not residual:
