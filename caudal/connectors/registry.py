@@ -59,7 +59,7 @@ COMMON_OPTIONS = {
     "event_time_field": "column holding event time (instead of a WATERMARK clause)",
     "watermark_delay": "how far behind the latest event time the watermark trails, e.g. 1s",
     "idle_timeout": "after this long without data an input stops holding the watermark back",
-    "late_data": "where rows behind the watermark go: drop (default) or side:<table>",
+    "late_data": "where late rows go (docs/sql-windows.md): drop (default) or side:<table>",
     "type": "source or sink: how the table is used (optional; checked when given)",
 }
 

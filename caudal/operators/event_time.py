@@ -1,5 +1,6 @@
 """What every event-time operator does on arrival of a batch: read the event time as int64
-microseconds, and split off *late* rows (event time below the operator's watermark).
+microseconds, and split off *late* rows (event time below the operator's watermark; for a
+tumbling, hopping or cumulating window aggregate: every window holding the row has fired).
 
 Late rows are never silently mis-assigned to a window: they are counted in the operator's
 ``late_rows`` metric and, when the source table says ``late_data = 'side:<table>'``, emitted
@@ -18,7 +19,7 @@ import pyarrow as pa
 from caudal import clock
 from caudal import compute as pc
 from caudal.operators.side_output import LATE, tag
-from caudal.plan.windows import LateOutput
+from caudal.plan.windows import LateOutput, WindowSpec
 from caudal.watermark import WATERMARK_MAX, WATERMARK_MIN
 
 __all__ = ["ArrivalCheck", "LateOutput", "now_us", "times_of", "timestamps"]
@@ -41,9 +42,13 @@ def times_of(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
 class ArrivalCheck:
     """Splits each arriving batch into on-time rows (with their event times) and late rows."""
 
-    def __init__(self, time_column: str | None, late_output: LateOutput | None):
+    def __init__(self, time_column: str | None, late_output: LateOutput | None,
+                 window: WindowSpec | None = None):
         self.time_column = time_column
         self.late_output = late_output
+        #: a row in windows of this spec is late only once its last window has fired (it
+        #: still counts in those that have not, as in Flink and in the batch answer)
+        self.window = window
         #: the operator's current watermark (rows below it are late)
         self.watermark = WATERMARK_MIN
 
@@ -63,7 +68,11 @@ class ArrivalCheck:
         ts = times_of(column)
         if self.watermark > WATERMARK_MIN and len(ts) and ts.min() < self.watermark:
             late = ts < self.watermark
+            if self.window is not None:  # a window ends after each of its rows
+                late[late] = self.window.last_end(ts[late]) <= self.watermark
             count = int(late.sum())
+            if not count:
+                return batch, ts
             metrics["late_rows"] = metrics.get("late_rows", 0) + count
             if self.late_output is not None:
                 rows = batch.filter(pa.array(late))

@@ -9,9 +9,10 @@ Why it is exact:
 * Only aggregates whose state is compact and mergeable are split (``splittable``); the
   others keep one phase (the planner decides).
 * Late rows are still judged downstream, where the watermark is. A row is late there when
-  its event time is below the downstream watermark, which is never above this operator's
-  watermark (watermarks leave a chain after the batches before them, and the downstream
-  takes the minimum of its inputs). So rows at or above our watermark are surely on time and
+  the last window holding it ends at or before the downstream watermark (so its time is
+  below it), which is never above this operator's watermark (watermarks leave a chain after
+  the batches before them, and the downstream takes the minimum of its inputs). So rows at
+  or above our watermark are surely on time and
   are pre-aggregated (``_ts`` null); rows below it (rare: disorder beyond the watermark
   delay) are sent one state row each with their event time in ``_ts``, for the downstream to
   check and count exactly as a single-phase aggregate would.

@@ -146,7 +146,7 @@ class WindowAggregate(FiresOnTime, Operator, KeyedWindowState):
         self.keys = list(keys)
         self.output_schema = output_schema
         self.window_columns = list(window_columns or DEFAULT_WINDOW_COLUMNS)
-        self.arrival = ArrivalCheck(time_column, late_output)
+        self.arrival = ArrivalCheck(time_column, late_output, window)
         self.processing_time = time_column is None
         self.aggregator = Aggregator(aggregates, input_schema, time_column)
         self.group_keys = [PANE, *self.keys]
@@ -190,8 +190,9 @@ class WindowAggregate(FiresOnTime, Operator, KeyedWindowState):
 
     def _process_partials(self, batch: pa.RecordBatch) -> None:
         """File partial states from the local stage. Rows with a ``_ts`` stand for one raw
-        row each that may be late: dropped and counted as ``ArrivalCheck`` would. On
-        processing time, panes whose windows already fired move to the current clock."""
+        row each that may be late: dropped and counted as ``ArrivalCheck`` would (once the
+        last window of their pane has fired). On processing time, panes whose windows
+        already fired move to the current clock."""
         if batch.num_rows == 0:
             return
         ts = batch.column(LOCAL_TS)
@@ -199,11 +200,13 @@ class WindowAggregate(FiresOnTime, Operator, KeyedWindowState):
         # rows with a _ts may repeat a (pane, key) of the pre-aggregated rows
         dirty = ts.null_count < len(ts)
         if dirty and self.arrival.watermark > WATERMARK_MIN:
-            late = pc.fill_null(pc.less(ts, self.arrival.watermark), False)
-            count = pc.sum(late).as_py() or 0
+            closes = self.window.pane_last_end(table.column(PANE).to_numpy())
+            late = pc.is_valid(ts).to_numpy(zero_copy_only=False) & \
+                (closes <= self.arrival.watermark)
+            count = int(late.sum())
             if count:
                 self.ctx.metrics["late_rows"] += count
-                table = table.filter(pc.invert(late))
+                table = table.filter(pa.array(~late))
         panes = table.column(PANE).to_numpy()
         if self.processing_time and len(panes):
             floor = int(self.window.pane_of(np.array([self.arrival.watermark]))[0])

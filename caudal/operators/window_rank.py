@@ -95,11 +95,8 @@ class WindowRank(Operator, KeyedWindowState):
     def __init__(self, window_end: str, window_field: str | None, partition: list[str],
                  order: list[tuple[str, bool, bool]], function: str, limit: int | None,
                  output_schema: pa.Schema, late_output: LateOutput | None = None,
-                 time_column: str | None = None, later_ties: bool = False):
+                 later_ties: bool = False):
         assert function in FUNCTIONS
-        #: the rows' event time: a row below the watermark is late by it (as a window
-        #: aggregate's is), not only a row whose window has closed
-        self.time_column = time_column
         self.window_end = window_end
         self.window_field = window_field
         self.partition = list(partition)
@@ -133,13 +130,9 @@ class WindowRank(Operator, KeyedWindowState):
             return ()
         side: list[pa.RecordBatch] = []
         if self.watermark > WATERMARK_MIN:
+            # late once its window has fired, as a window aggregate's row is late once its
+            # last window has (Flink's window top-N and aggregate alike)
             late = self._ends(batch) <= self.watermark
-            if self.time_column is not None:
-                column = batch.column(self.time_column)
-                valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
-                times = times_of(pc.fill_null(column, pa.scalar(0, pa.int64()).cast(
-                    column.type)) if column.null_count else column)
-                late |= valid & (times < self.watermark)
             if late.any():
                 self.ctx.metrics["late_rows"] += int(late.sum())
                 if self.late_output is not None:

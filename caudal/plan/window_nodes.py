@@ -233,16 +233,6 @@ def _lower_window_assign(planner: PhysicalPlanner, node: WindowAssign) -> int:
     return vid
 
 
-def _event_time(node: LogicalNode) -> str | None:
-    """The input's event time column (rows below the watermark are late by it, as in a
-    window aggregate), or None (processing time: lateness by the window end)."""
-    time = node.time_column
-    if time is None or time not in node.schema.names or getattr(node, "processing_time",
-                                                                 False):
-        return None
-    return time if pa.types.is_timestamp(node.schema.field(time).type) else None
-
-
 def _lower_window_rank(planner: PhysicalPlanner, node: WindowRank) -> int:
     refuse_late_side(node, "a window top-N")
     upstream = planner.lower(node.input)
@@ -251,7 +241,7 @@ def _lower_window_rank(planner: PhysicalPlanner, node: WindowRank) -> int:
     params = {"window_end": node.window_end, "window_field": node.window_field,
               "partition": list(node.partition), "order": list(node.order),
               "function": node.function, "limit": node.limit,
-              "output_schema": node.schema, "time_column": _event_time(node.input)}
+              "output_schema": node.schema}
     if node.later_ties:   # (only when set: other jobs' parameters stay as they were)
         params["later_ties"] = True
     v.operators.append(OperatorSpec("window_rank", params, node.describe(), node.schema))

@@ -129,6 +129,12 @@ class WindowSpec:
         m = self.size_us
         return (np.floor_divide(pane * p, m) + 1) * m + off
 
+    def last_end(self, ts: np.ndarray) -> np.ndarray:
+        """The end of the last window that holds each timestamp: a row is late once the
+        watermark reached it (every window holding it has fired), as in Flink, not as soon
+        as the watermark passes the row."""
+        return self.pane_last_end(self.pane_of(ts))
+
     def explode(self, pane: np.ndarray, low: int | None = None,
                 high: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """For pane indices, every (row index, window end) pair of a window that contains
