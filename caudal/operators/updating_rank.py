@@ -56,6 +56,8 @@ FUNCTIONS = ("row_number", "rank", "dense_rank")
 _REDUCE_ROWS = 1 << 16
 #: rows still waiting after that: flush now (bounds memory between flushes)
 _FLUSH_ROWS = 1 << 17
+#: the limit of a top-N without one (over a changelog): above every rank
+_UNLIMITED = 1 << 62
 
 
 def ranks_of(ordered: Sorted, function: str) -> np.ndarray:
@@ -106,11 +108,12 @@ class UpdatingRank(PeriodicFlush, Operator):
                  output_schema: pa.Schema, rank_used: bool = True,
                  updating_input: bool = False, flush_us: int = 1_000_000,
                  later_ties: bool = False):
-        assert function in FUNCTIONS and limit is not None
+        assert function in FUNCTIONS and (limit is not None or updating_input)
         self.partition = list(partition)
         self.order = list(order)
         self.function = function
-        self.limit = int(limit)
+        #: None: every rank (over a changelog, whose rows are all kept anyway)
+        self.limit = _UNLIMITED if limit is None else int(limit)
         self.rank_used = rank_used
         self.updating_input = updating_input
         #: ties go to the later row (ORDER BY processing time DESC): the sort, not the slots
@@ -248,7 +251,7 @@ class UpdatingRank(PeriodicFlush, Operator):
     def _by_position(self, rows: pa.Table, gid: np.ndarray, seq: np.ndarray,
                      old_rank: np.ndarray, rank: np.ndarray) -> list[pa.RecordBatch]:
         """Per (partition, rank number): the row there before against the row there now."""
-        width = self.limit + 1
+        width = int(max(old_rank.max(initial=0), rank.max(initial=0))) + 1
         was = np.flatnonzero(old_rank > 0)
         now = np.flatnonzero(rank > 0)
         i, j = _match(gid[was] * width + old_rank[was], gid[now] * width + rank[now])

@@ -154,7 +154,7 @@ def _keyed_vertex(planner: PhysicalPlanner, node: LogicalNode, name: str,
 
 
 def _lower_updating_rank(planner: PhysicalPlanner, node: UpdatingRank) -> int:
-    if node.limit is None:
+    if node.limit is None and not node.input.updating:
         from caudal.errors import PlanError
 
         line, col = node.position
@@ -163,6 +163,8 @@ def _lower_updating_rank(planner: PhysicalPlanner, node: UpdatingRank) -> int:
                         hint="filter it in the query around it: WHERE rn <= N (rn = 1 to "
                              "deduplicate); or rank each window: PARTITION BY window_start, "
                              "window_end[, keys]")
+    # over a changelog every row is kept anyway: no bound ranks them all (a WHERE above
+    # that reads the rank, e.g. rn <= a column, filters the changes)
     vid = _keyed_vertex(planner, node, f"updating {node.function}", node.partition)
     params = {"partition": list(node.partition), "order": list(node.order),
               "function": node.function, "limit": node.limit, "rank_used": node.rank_used,

@@ -13,7 +13,10 @@ Refused unclearly before: ``LISTAGG(DISTINCT c, '|')`` (OverAggregateITCase, als
 BY) named a CASE expression the parser had made of it, not the DISTINCT; ``LAG(b) OVER``
 (testLagFunction), LEAD, NTILE, PERCENT_RANK, CUME_DIST were refused as unknown aggregates,
 with a hint listing GROUP BY's aggregates (first_value among them, refused in OVER too);
-PERCENTILE and COLLECT in OVER got a hint for top-N per window only."""
+PERCENTILE and COLLECT in OVER got a hint for top-N per window only; a top-N over a
+changelog bounded by a column (RankITCase.testTopNWithVariableTopSize: ``rank_num <=
+topSize``) or not bounded at all was refused for want of a constant bound, though a changelog's
+rows are all kept anyway."""
 
 from __future__ import annotations
 
@@ -90,6 +93,46 @@ def test_window_dedup_on_processing_time_keeps_the_first_or_last_row(tmp_path, o
                        f"'{_parquet(tmp_path, _tuple_data3('BIGINT'))}');", query,
                        tmp_path / "out", parallelism, batch_rows=4)
     assert normalized_rows(got) == [r for r in _TUPLE_DATA3 if r[0] in rows]
+
+
+# ---- RankITCase: a top-N over a changelog bounded by a column, or not at all --------------
+
+_VARIABLE_DATA = [("book", 1, 1001, 4), ("book", 2, 1002, 4), ("book", 4, 1003, 4),
+                  ("book", 1, 1004, 4), ("book", 1, 1005, 4), ("book", 3, 1006, 4),
+                  ("book", 2, 1007, 4), ("book", 4, 1008, 4), ("book", 1, 1009, 4),
+                  ("book", 4, 1010, 4), ("book", 4, 1012, 4), ("book", 4, 1012, 4),
+                  ("fruit", 4, 1013, 2), ("fruit", 5, 1014, 2), ("fruit", 3, 1015, 2),
+                  ("fruit", 4, 1017, 2), ("fruit", 5, 1018, 2), ("fruit", 5, 1016, 2)]
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize("query", [
+    # testTopNWithVariableTopSize
+    """
+SELECT category, rank_num, sells, shopId
+FROM (
+  SELECT category, shopId, sells, topSize,
+      ROW_NUMBER() OVER (PARTITION BY category ORDER BY sells DESC) as rank_num
+  FROM (
+     SELECT category, shopId, count(sellId) as sells, max(topSize) as topSize
+     FROM T
+     GROUP BY category, shopId
+  ))
+WHERE rank_num <= topSize""",
+    # every rank, and every rank but the first (ties cannot change RANK)
+    "SELECT category, shopId, r FROM (SELECT category, shopId, RANK() OVER (PARTITION BY "
+    "category ORDER BY sells DESC) AS r FROM (SELECT category, shopId, count(*) AS sells FROM "
+    "T GROUP BY category, shopId))",
+    "SELECT category, shopId, r FROM (SELECT category, shopId, DENSE_RANK() OVER (PARTITION BY "
+    "category ORDER BY sells) AS r FROM (SELECT category, shopId, count(*) AS sells FROM T "
+    "GROUP BY category, shopId)) WHERE r > 1",
+])
+def test_top_n_of_a_changelog_without_a_constant_bound_equals_duckdb(tmp_path, query,
+                                                                     parallelism):
+    table = pa.table(dict(zip(["category", "shopId", "sellId", "topSize"],
+                              map(list, zip(*_VARIABLE_DATA)))))
+    got = run_folded(tmp_path, {"T": table}, query, parallelism)
+    assert got == duckdb_rows({"T": table}, query)
 
 
 # ---- OverAggregateITCase: first_value / last_value --------------------------------------
