@@ -312,8 +312,9 @@ class Planner:
         select = join_scalar_subqueries(self, select)  # (SELECT max(x) FROM t): a join
         # WHERE x IN (SELECT …) / EXISTS (…): semi and anti joins, applied after the rest
         select, subqueries = without_subqueries(select)
-        from caudal.sql.unnest import apply_unnest_joins, split_unnest_joins
+        from caudal.sql.unnest import apply_unnest_joins, split_unnest_joins, standalone_unnest
 
+        select, alone = standalone_unnest(select)  # FROM UNNEST(ARRAY[…]) AS u(x)
         select, unnests = split_unnest_joins(select)  # CROSS JOIN UNNEST(arr) AS u(x)
         if select.find(exp.IgnoreNulls, exp.RespectNulls):  # agg(x IGNORE NULLS)
             from caudal.sql.aggregates import null_treatment
@@ -341,6 +342,8 @@ class Planner:
             node, scope = self.plan_from(from_.this)
         if unnests:
             node, scope = apply_unnest_joins(node, scope, unnests)
+        if alone:  # the one row's column is no column of the query
+            scope = Scope(columns=scope.columns[1:], computed=scope.computed)
 
         if condition is not None:
             predicate = translate(condition, scope)

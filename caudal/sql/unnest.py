@@ -20,6 +20,22 @@ from caudal.sql.scope import Scope, ScopeColumn, position
 _HINT = "CROSS JOIN UNNEST(t.arr) AS u(x), or SELECT unnest(arr) FROM t"
 
 
+def standalone_unnest(select: exp.Select) -> tuple[exp.Select, bool]:
+    """``FROM UNNEST(ARRAY[…]) AS u(x)`` (Flink, DuckDB) as ``FROM <one row> CROSS JOIN
+    UNNEST(…)``, and whether it was one (the one row's column is then dropped)."""
+    key = "from_" if select.args.get("from_") is not None else "from"
+    from_ = select.args.get(key)
+    if from_ is None or not isinstance(from_.this, exp.Unnest):
+        return select, False
+    from caudal.sql.values import ONE_ROW
+
+    out = select.copy()
+    out.set(key, exp.From(this=ONE_ROW.copy()))
+    out.set("joins", [exp.Join(this=from_.this.copy(), kind="CROSS"),
+                      *(j.copy() for j in select.args.get("joins") or [])])
+    return out, True
+
+
 def split_unnest_joins(select: exp.Select) -> tuple[exp.Select, list[exp.Join]]:
     """``select`` without its UNNEST joins (they are planned by ``apply_unnest_joins``),
     and those joins. They must follow the table joins."""

@@ -252,3 +252,14 @@ def test_like_takes_a_pattern_per_row(tables, query):
     """``x LIKE <column>`` was refused ("LIKE() needs a constant pattern"); Flink and DuckDB
     take a pattern per row (DuckDB's LIKE evaluates them, with caudal's ESCAPE)."""
     check(tables, query)
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT * FROM UNNEST(ARRAY[1, 2, 3]) AS A (s)",
+    "SELECT s * 2 AS d FROM UNNEST(ARRAY[1, 2, 3]) AS A (s) WHERE s > 1",
+    "SELECT * FROM UNNEST(ARRAY['x', NULL]) WITH ORDINALITY AS A (s, n)",
+])
+def test_unnest_alone_in_from(query):
+    """``SELECT * FROM UNNEST(ARRAY[1, 2, 3]) AS A (s)`` (Flink, DuckDB) was 'unsupported
+    FROM item': it is the elements of one row's array."""
+    check({}, query)
