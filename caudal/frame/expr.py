@@ -166,6 +166,31 @@ class Expr:
     def __or__(self, o): return self._binary(exp.Or, o)
     def __ror__(self, o): return self._binary(exp.Or, o, True)
 
+    # Polars' method equivalents of the operators (its operators page)
+    def add(self, o): return self + o
+    def sub(self, o): return self - o
+    def mul(self, o): return self * o
+    def truediv(self, o): return self / o
+    def floordiv(self, o): return self // o
+    def eq(self, o): return self == o
+    def ne(self, o): return self != o
+    def lt(self, o): return self < o
+    def le(self, o): return self <= o
+    def gt(self, o): return self > o
+    def ge(self, o): return self >= o
+    def and_(self, *o): return _chain(self, o, exp.And)
+    def or_(self, *o): return _chain(self, o, exp.Or)
+    def not_(self): return ~self
+    def neg(self): return -self
+
+    def eq_missing(self, o) -> Expr:
+        """Equality where NULL equals NULL (SQL's IS NOT DISTINCT FROM), as Polars'."""
+        return self._binary(exp.NullSafeEQ, o)
+
+    def ne_missing(self, o) -> Expr:
+        """Inequality where NULL equals NULL (SQL's IS DISTINCT FROM), as Polars'."""
+        return self._binary(exp.NullSafeNEQ, o)
+
     def __invert__(self) -> Expr:
         return self._derive(exp.Not(this=_paren(self.node)))
 
@@ -555,6 +580,13 @@ AND CURRENT ROW)'
             return node
 
         return self._derive(self.node.copy().transform(windowed), is_agg=False)
+
+
+def _chain(first: Expr, others: tuple, cls) -> Expr:
+    out = first
+    for o in others:
+        out = out._binary(cls, o)
+    return out
 
 
 def _arrow_type(dtype: Any):

@@ -311,3 +311,20 @@ def test_true_division_by_zero_as_polars():
         a=pc("x") / pc("y"), b=pc("f") / pc("z"), c=pc("x") / 0, d=1 / pc("y"), e=pc("x") / 2,
         q=2.0 ** pc("x"))
     assert str(got.rows()) == str(want.rows())
+
+
+def test_operator_methods_as_polars_names_them():
+    """Polars' method equivalents of the operators (``add``, ``floordiv``, ``eq_missing``…)
+    were AttributeErrors."""
+    pc = pl.col
+    _same_column({
+        "add": (col("x").add(1).mul(2).sub(col("y")), pc("x").add(1).mul(2).sub(pc("y"))),
+        "div": (col("x").truediv(4).neg(), pc("x").truediv(4).neg()),
+        "fdiv": (col("x").floordiv(3), pc("x").floordiv(3)),
+        "cmp": (col("x").gt(0).and_(col("y").le(3), col("x").ne(5)).or_(col("x").eq(-7)),
+                pc("x").gt(0).and_(pc("y").le(3), pc("x").ne(5)).or_(pc("x").eq(-7))),
+        "not": (col("x").ge(0).not_(), pc("x").ge(0).not_()),
+        "lt": (col("x").lt(col("y")), pc("x").lt(pc("y"))),
+        "eqm": (col("k").eq_missing(cd.lit(None)), pc("k").eq_missing(None)),
+        "nem": (col("x").ne_missing(col("y")), pc("x").ne_missing(pc("y"))),
+    })
