@@ -286,12 +286,14 @@ def test_text_keys_several_keys_and_no_key_equal_the_general_store(monkeypatch, 
 
 @settings(max_examples=100, deadline=None)
 @given(rows=st.lists(st.tuples(st.integers(0, 30), st.integers(-2**40, 2**40)), max_size=200),
-       piece=st.integers(1, 40))
-def test_grouped_sorted_in_pieces_is_a_sort_by_group_then_value(rows, piece):
+       piece=st.integers(1, 40), shift=st.sampled_from([0, 2**62, -2**62]))
+def test_grouped_sorted_in_pieces_is_a_sort_by_group_then_value(rows, piece, shift):
+    """One sort of (group, value) keys, and (values spread wider than an int64 key holds:
+    the shift moves some of them) the sorts in pieces."""
     import unittest.mock
 
     parents = np.array([r[0] for r in rows], dtype=np.int64)
-    flat = np.array([r[1] for r in rows], dtype=np.int64)
+    flat = np.array([r[1] + (shift if r[1] % 3 == 0 else 0) for r in rows], dtype=np.int64)
     with unittest.mock.patch.object(ua, "_PIECE", piece):
         ordered, counts = ua._grouped_sorted(flat, parents, 31, pa.int64())
     order = np.lexsort((flat, parents))
