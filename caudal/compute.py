@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from pyarrow import _compute
 from pyarrow._compute import CastOptions, Expression, TakeOptions, call_function
@@ -59,6 +60,23 @@ def fill_null(values: Any, fill_value: Any) -> Any:
     elif values.type != fill_value.type:
         fill_value = pa.scalar(fill_value.as_py(), type=values.type)
     return call_function("coalesce", [values, fill_value])
+
+
+def from_numpy(values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
+    """A 1-D NumPy array of numbers or booleans as an Arrow array (NULL where ``mask``),
+    sharing its memory when it can. ``pa.array`` does the same but first checks for a
+    NumPy masked array, which imports numpy.ma (~0.03-0.15 s of CPU) in a process that
+    would not otherwise need it."""
+    values = np.ascontiguousarray(values)
+    validity, nulls = None, 0
+    if mask is not None and mask.any():
+        validity = pa.py_buffer(np.packbits(~mask, bitorder="little"))
+        nulls = int(np.count_nonzero(mask))
+    if values.dtype == np.bool_:
+        return pa.Array.from_buffers(pa.bool_(), len(values), [
+            validity, pa.py_buffer(np.packbits(values, bitorder="little"))], nulls)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values),
+                                 [validity, pa.py_buffer(values)], nulls)
 
 
 def _options(name: str, options_class: type, options: Any, args: tuple, kwargs: dict) -> Any:

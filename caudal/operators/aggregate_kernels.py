@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from caudal import compute as pc
 from caudal import float_order
+from caudal.compute import from_numpy
 from caudal.operators import integer_sums
 from caudal.operators.keyed_tables import as_array as _as_array
 from caudal.plan.aggregates import AggCall
@@ -142,7 +143,7 @@ def dense_codes(key: pa.Array) -> tuple[pa.Array, np.ndarray] | None:
     codes = rank[slot]
     used = np.flatnonzero(present)
     used += lo
-    return pc.cast(pa.array(used), key.type), codes
+    return pc.cast(from_numpy(used), key.type), codes
 
 
 def group_order(g: np.ndarray, n_groups: int) -> np.ndarray:

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from caudal import compute as pc
 from caudal import float_order
+from caudal.compute import from_numpy
 
 if TYPE_CHECKING:
     import polars as pl
@@ -167,23 +168,6 @@ def as_array(a: pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(a, pa.ChunkedArray):
         return a.chunk(0) if a.num_chunks == 1 else a.combine_chunks()
     return a
-
-
-def from_numpy(values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
-    """A 1-D NumPy array of numbers or booleans as an Arrow array (NULL where ``mask``),
-    sharing its memory when it can. ``pa.array`` does the same but first checks for a
-    NumPy masked array, which imports numpy.ma (~0.03-0.15 s of CPU) in a process that
-    would not otherwise need it."""
-    values = np.ascontiguousarray(values)
-    validity, nulls = None, 0
-    if mask is not None and mask.any():
-        validity = pa.py_buffer(np.packbits(~mask, bitorder="little"))
-        nulls = int(np.count_nonzero(mask))
-    if values.dtype == np.bool_:
-        return pa.Array.from_buffers(pa.bool_(), len(values), [
-            validity, pa.py_buffer(np.packbits(values, bitorder="little"))], nulls)
-    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values),
-                                 [validity, pa.py_buffer(values)], nulls)
 
 
 def take_or_null(values: pa.Array | pa.ChunkedArray, index: np.ndarray) -> pa.Array:

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from caudal import compute as pc
+from caudal.compute import from_numpy
 from caudal.operators.keyed_tables import as_array
 
 #: keys (and pool values) to start with
@@ -65,11 +66,11 @@ class ListSlots:
         """The lists of keys ``ids`` (a copy)."""
         ids = np.asarray(ids, dtype=np.int64)
         where, offsets = _gather_index(self.start[ids], self.length[ids])
-        values = pa.array(self.pool[where], type=self.type.value_type)
+        values = from_numpy(self.pool[where])   # (the value type's own NumPy dtype)
         valid = self.valid[ids]
-        return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values,
+        return pa.ListArray.from_arrays(from_numpy(offsets.astype(np.int32)), values,
                                         type=self.type,
-                                        mask=None if valid.all() else pa.array(~valid))
+                                        mask=None if valid.all() else from_numpy(~valid))
 
     def put(self, ids: np.ndarray, lists: pa.Array | pa.ChunkedArray) -> bool:
         """List ``j`` of ``lists`` becomes key ``ids[j]``'s (ids from ``size`` on are new

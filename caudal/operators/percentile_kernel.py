@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from caudal import compute as pc
+from caudal.compute import from_numpy
 from caudal.exact_float import two_product, two_sum
 from caudal.operators.aggregate_kernels import (
     PARTIAL,
@@ -222,7 +223,7 @@ class Percentile(Kernel):
         with np.errstate(invalid="ignore", over="ignore"):
             if pa.types.is_float64(dtype):  # DuckDB's for DOUBLE results
                 value = np.where(frn == crn, lo, fused_multiply_add(lo, 1.0 - d, hi * d))
-                return pa.array(np.where(has, value, 0.0), mask=~has)
+                return from_numpy(np.where(has, value, 0.0), mask=~has)
             # its generic one (FLOAT, DECIMAL as unscaled integers): lo + (hi - lo) * d in
             # doubles, fused, then cast (a DECIMAL truncated toward zero)
             value = fused_multiply_add(hi - lo, d, lo)
@@ -231,7 +232,7 @@ class Percentile(Kernel):
                                     .astype(np.int64))
                 return _decimals(np.where(has, unscaled, 0), has, dtype)
             value = np.where(frn == crn, lo, value)
-        return pa.array(np.where(has, value, 0.0).astype(np.float32), mask=~has)
+        return from_numpy(np.where(has, value, 0.0).astype(np.float32), mask=~has)
 
 
 __all__ = ["Percentile", "disc_rank", "fused_multiply_add", "sorted_in_groups"]

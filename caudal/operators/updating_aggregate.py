@@ -550,9 +550,10 @@ class _Percentiles(_Merged):
             ordered, counts = _grouped_sorted(flat, parents, n, t)
             offsets = np.zeros(n + 1, dtype=np.int64)
             np.cumsum(counts, out=offsets[1:])
-            lists = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)),
-                                             pa.array(ordered.astype(flat.dtype, copy=False),
-                                                      type=t), type=pa.list_(t))
+            lists = pa.ListArray.from_arrays(from_numpy(offsets.astype(np.int32)),
+                                             pc.cast(from_numpy(ordered.astype(
+                                                 flat.dtype, copy=False)), t),
+                                             type=pa.list_(t))
             # the lists are sorted: every kernel of the source picks from them as they are
             cache: list = [(t, counts.astype(np.int64), ordered, (None, ordered))]
             for k in kernels:

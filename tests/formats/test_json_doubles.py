@@ -56,7 +56,7 @@ def test_common_doubles_without_polars(seed: int) -> None:
 def test_debezium_doubles_match_the_polars_path(monkeypatch: pytest.MonkeyPatch) -> None:
     batch = batch_of(medians(3))
     fast = debezium_json.encode(batch)
-    monkeypatch.setattr(jsonl, "_double_text", lambda column: None)
+    monkeypatch.setattr(jsonl, "_double_pieces", lambda column: None)
     assert fast == debezium_json.encode(batch)
 
 
@@ -67,3 +67,31 @@ def test_debezium_doubles_match_the_polars_path(monkeypatch: pytest.MonkeyPatch)
 def test_any_doubles_as_polars_writes_them(values: list[float | None]) -> None:
     batch = batch_of(values)
     assert jsonl.encode(batch) == polars_lines(batch)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.integers(-2 ** 54, 2 ** 54).map(lambda i: i / 2),
+                          st.sampled_from([0.0, -0.0, -0.5, 0.5, -1.0, 2.0 ** 52 - 0.5]),
+                          st.integers(-10 ** 6, 10 ** 6)), min_size=1, max_size=40))
+def test_halves_as_polars_writes_them(values: list[float | None]) -> None:
+    """A median of integers is whole or a half: written as its integer part and .0 or .5
+    (except -0.0 and -0.5, whose integer part has no sign, and beyond 2^52)."""
+    batch = batch_of([None if v is None else float(v) for v in values])
+    assert jsonl.encode(batch) == polars_lines(batch)
+    assert debezium_json.encode(batch) == _polars_debezium(batch)
+
+
+def test_halves_take_the_integer_cast(monkeypatch: pytest.MonkeyPatch) -> None:
+    batch = batch_of([1.5, -2.0, 0.0, 4503599627370495.5, None, -3.5])
+    casts: list[pa.DataType] = []
+    real = jsonl.pc.cast
+    monkeypatch.setattr(jsonl.pc, "cast", lambda a, t, *r, **k: casts.append(a.type) or
+                        real(a, t, *r, **k))
+    assert jsonl.encode(batch) == polars_lines(batch)
+    assert pa.float64() not in casts and pa.int64() in casts
+
+
+def _polars_debezium(batch: pa.RecordBatch) -> bytes:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(jsonl, "_double_pieces", lambda column: None)
+        return debezium_json.encode(batch)
