@@ -237,6 +237,14 @@ def encode(batch: pa.RecordBatch,
            schema: pa.Schema | None = None) -> bytes:
     """Debezium JSON lines for a changelog batch (or an append-only one: all creates);
     ``schema`` is the table's declared one (it says which timestamps are zoned)."""
+    data = encode_buffer(batch, options, schema)
+    return data if isinstance(data, bytes) else data.to_pybytes()
+
+
+def encode_buffer(batch: pa.RecordBatch,
+                  options: dict[str, str] | json_format.JsonOptions | None = None,
+                  schema: pa.Schema | None = None) -> bytes | pa.Buffer:
+    """``encode``, as an Arrow buffer (not copied) where Arrow put the lines together."""
     if batch.num_rows == 0:
         return b""
     ops = ops_of(batch)
@@ -259,7 +267,7 @@ def encode(batch: pa.RecordBatch,
         ['{"before":', '"after":', '{"before":null,"after":', '{"before":'],
         [",", ',"op":"u"}\n', ',"op":"c"}\n', ',"after":null,"op":"d"}\n'], roles))
     if texts is not None:  # plain rows: the lines put together by Arrow, without Polars
-        return json_format.unmark_numbers(json_format.text_bytes(texts))
+        return json_format.text_buffer(texts)   # (no marked numbers: those go to Polars)
     before_idx = np.where(start_ops < 0, starts, -1)
     after_idx = np.where(is_pair, starts + 1, np.where(start_ops > 0, starts, -1))
     op_text = np.where(is_pair, "u", np.where(start_ops > 0, "c", "d"))
@@ -309,7 +317,7 @@ class Writer:
         self.options = json_format.JsonOptions.of(options)
 
     def write(self, batch: pa.RecordBatch) -> None:
-        self.stream.write(encode(batch, self.options, self.schema))
+        self.stream.write(encode_buffer(batch, self.options, self.schema))
 
     def close(self) -> None:
         self.stream.close()
