@@ -20,7 +20,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import caudal as cd
-from caudal.operators.percentile_kernel import disc_rank, fused_multiply_add
+from caudal.operators.percentile_kernel import (
+    _double_interpolation,
+    disc_rank,
+    fused_multiply_add,
+)
 from tests.helpers import run_to_table
 
 FRACTIONS = (0.0, 0.07, 0.1, 0.25, 0.33, 0.5, 0.9, 0.99, 1.0)
@@ -169,6 +173,25 @@ def test_fused_multiply_add_rounds_once(triples):
     a, b, c = (np.array(x, dtype=np.float64) for x in zip(*triples))
     want = [float(Fraction(x) * Fraction(y) + Fraction(z)) for x, y, z in triples]
     assert fused_multiply_add(a, b, c).tolist() == want
+
+
+_EDGES = st.sampled_from([0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, math.inf,
+                          -math.inf, math.nan, 1e308, -1e308, 3.0, -3.0])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.floats(), st.integers(-2**53, 2**53).map(float), _EDGES),
+                          st.one_of(st.floats(), st.integers(-2**53, 2**53).map(float), _EDGES),
+                          st.sampled_from([0.0, 0.5, 0.25, 0.9, 0.7000000000000002])),
+                min_size=1, max_size=30))
+def test_double_interpolation_skips_only_exact_fma(rows):
+    """The shortcut at d = 0.5 gives the bits of the emulated FMA everywhere (signed zeros,
+    subnormals, infinities; NaN stays NaN)."""
+    lo, hi, d = (np.array(x, dtype=np.float64) for x in zip(*rows))
+    with np.errstate(all="ignore"):
+        want = np.where(d == 0, lo, fused_multiply_add(lo, 1.0 - d, hi * d))
+    got = _double_interpolation(lo, hi, d, d == 0)
+    assert ((np.isnan(want) & np.isnan(got)) | (want.view(np.int64) == got.view(np.int64))).all()
 
 
 def test_disc_rank_is_exact_for_decimal_fractions():
