@@ -24,6 +24,7 @@ from caudal.connectors.kafka import KafkaSource, _MessagePolicy
 from caudal.connectors.kafka_sink import KafkaSink, split_lines
 from caudal.connectors.messages import decode_json_values
 from caudal.errors import ConfigError
+from caudal.formats import bad_data
 from caudal.formats import json as json_format
 from caudal.plan.changelog import (
     DELETE,
@@ -141,15 +142,18 @@ class UpsertKafkaSource(KafkaSource):
         dead = np.flatnonzero(tomb)
         policy = _MessagePolicy(self.table.bad_data, self.metrics, self.topic,
                                 lambda i: (msgs[i].partition(), msgs[i].offset()))
-        upserts = self._decoded(self._decoder, [values[i] for i in rows], rows, policy)
+        held = bad_data.Held(policy)   # handed over in message order: fail names the first
+        upserts = self._decoded(self._decoder, [values[i] for i in rows], rows, held)
         keys = [msgs[i].key() for i in dead]
         missing = [j for j, k in enumerate(keys) if k is None]
         for j in missing:
-            policy.reject(int(dead[j]), "a tombstone without a key")
+            held.reject(int(dead[j]), "a tombstone without a key")
         if missing:
             dead = np.delete(dead, missing)
             keys = [k for k in keys if k is not None]
-        deletes = self._decoded(self._key_decoder, keys, dead, policy)
+        deletes = self._decoded(self._key_decoder, keys, dead, held)
+        for at, reason in sorted(held.rejected):
+            policy.reject(at, reason)
         (upserts, up_at), (deletes, del_at) = upserts, deletes
         names = self.data_schema.names
         deletes = pa.table([deletes.column(n) if n in deletes.column_names else
@@ -166,16 +170,28 @@ class UpsertKafkaSource(KafkaSource):
         return table.combine_chunks().to_batches()[0], None
 
     def _decoded(self, decoder, values: list[bytes], at: np.ndarray,
-                 policy: _MessagePolicy) -> tuple[pa.Table, np.ndarray]:
-        """``values`` (of the messages at ``at``) decoded; the bad ones follow bad_data."""
+                 held: bad_data.Held) -> tuple[pa.Table, np.ndarray]:
+        """``values`` (of the messages at ``at``) decoded; the bad ones are ``held``."""
         if not values:
             return decoder.schema.empty_table(), at[:0]
-        local = _MessagePolicy(policy.mode, policy.metrics, self.topic,
-                               lambda i: policy.position(int(at[i])))
+        local = _Numbered(held, at)
         table = decode_json_values(decoder, values, local)
         if local.dropped:
             at = np.delete(at, local.dropped)
         return table, at
+
+
+class _Numbered(bad_data.BadDataPolicy):
+    """Rejections of some of a batch's messages, handed on by their number in the batch."""
+
+    def __init__(self, held: bad_data.Held, at: np.ndarray):
+        super().__init__(held.mode, held.metrics, held.where)
+        self.held, self.at = held, at
+        self.dropped: list[int] = []
+
+    def reject(self, line: int, reason: str) -> None:
+        self.dropped.append(line)
+        self.held.reject(int(self.at[line]), reason)
 
 
 SOURCE = UpsertKafkaSource

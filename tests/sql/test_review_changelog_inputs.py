@@ -159,8 +159,8 @@ def _upsert_topic(kafka: str, messages: list[tuple[bytes | None, bytes | None]])
 
     topic = f"upserts-{uuid.uuid4().hex[:8]}"
     producer = Producer({"bootstrap.servers": kafka})
-    for key, value in messages:
-        producer.produce(topic, value, key=key)
+    for key, value in messages:   # one partition: the messages in this order
+        producer.produce(topic, value, key=key, partition=0)
     assert producer.flush(10) == 0
     return topic
 
@@ -199,10 +199,11 @@ def test_an_upsert_kafka_tombstone_without_a_key_follows_bad_data(kafka, tmp_pat
     from caudal.errors import DataError
 
     row = json.dumps({"id": 1, "g": "a", "v": 2, "s": None}).encode()
-    topic = _upsert_topic(kafka, [(b'{"id": 1}', row), (None, None)])
+    topic = _upsert_topic(kafka, [(b'{"id": 1}', row), (None, None),
+                                  (b'{"id": 2}', b'{"id": 2, "v": "two"}')])
     with pytest.raises(DataError, match="tombstone without a key") as err:
         run_changelog(_upsert_source(kafka, topic), "SELECT * FROM src", tmp_path / "a")
-    assert "partition" in str(err.value) and "offset" in str(err.value)
+    assert "partition 0 offset 1:" in str(err.value)   # the first bad message
     got = fold(run_changelog(_upsert_source(kafka, topic, ", bad_data = 'drop'"),
                              "SELECT * FROM src", tmp_path / "b"))
     assert normalized_rows(got) == [(1, "a", 2, None)]
