@@ -247,15 +247,10 @@ class Expr:
         other = to_expr(other)
         x, y = (other, self) if reverse else (self, other)
         quotient = exp.Div(this=_paren(x.node), expression=_paren(y.node))
-        divisor = y.node.this if isinstance(y.node, exp.Neg) else y.node
-        if isinstance(divisor, exp.Literal) and divisor.is_number and float(divisor.name) != 0:
+        if _nonzero_number(y.node):
             return self._derive(quotient, other)
         self._read_once(other, "/")
-        negative = exp.Like(this=exp.Cast(this=_paren(y.node.copy()), to=exp.DataType.build(
-            "TEXT")), expression=exp.Literal.string("-%"))
-        infinity = exp.Cast(this=exp.Case(ifs=[exp.If(this=negative, true=exp.Literal.string(
-            "-Infinity"))], default=exp.Literal.string("Infinity")),
-            to=exp.DataType.build("DOUBLE"))
+        infinity = _signed_infinity(y.node)
         by_zero = exp.EQ(this=_paren(y.node.copy()), expression=exp.Literal.number(0))
         node = exp.Case(ifs=[exp.If(this=by_zero, true=exp.Mul(this=_paren(x.node.copy()),
                                                               expression=infinity))],
@@ -279,7 +274,8 @@ class Expr:
         off = exp.Case(ifs=[exp.If(this=exp.And(this=whole, expression=self._signs_differ(x, y)),
                                    true=exp.Literal.number(1))],
                        default=exp.Literal.number(0))
-        return self._derive(exp.Sub(this=floor, expression=off), other)
+        return self._derive(_zero_checked(exp.Sub(this=floor, expression=off), x, y, "//"),
+                            other)
 
     def _floored_mod(self, other, reverse=False) -> Expr:
         """``x % y`` as Python and Polars compute it, the sign of ``y`` (``-7 % 3`` is 2), to
@@ -298,7 +294,7 @@ class Expr:
                                     true=exp.Add(this=exp.paren(rem.copy()),
                                                  expression=_paren(y.node.copy())))],
                         default=rem)
-        return self._derive(node, other)
+        return self._derive(_zero_checked(node, x, y, "%"), other)
 
     # -- Polars-named predicates ------------------------------------------------------------
 
@@ -625,19 +621,21 @@ def _by_ddof(what: str, ddof: int) -> str:
             ("var", 1): "var_samp", ("var", 0): "var_pop"}[what, ddof]
 
 
-def _truncating_cast(node: exp.Cast, operand) -> exp.Expression:
+def _truncating_cast(node: exp.Cast, type_of) -> exp.Expression:
     """Polars' cast of a float or decimal to an integer type truncates (2.7 -> 2, -7.5 -> -7)
     where SQL's CAST rounds (3, -8): TRUNC goes around such an operand."""
-    if _is_float(operand) or _is_decimal(operand):
+    operand = type_of(node.this)
+    if operand is not None and (_is_float(operand) or _is_decimal(operand)):
         node.set("this", exp.Anonymous(this="TRUNC", expressions=[node.this]))
     return node
 
 
-def _max_without_nan(node: exp.Max, operand) -> exp.Expression:
+def _max_without_nan(node: exp.Max, type_of) -> exp.Expression:
     """Polars' ``max`` of floats passes NaN over unless every value is NaN; SQL's MAX ranks
     NaN above every number (the max of 1.0 and NaN was NaN, Polars 1.0). NaN is the only
     value above +infinity in SQL's order, so the max of the others comes first."""
-    if not _is_float(operand):
+    operand = type_of(node.this)
+    if operand is None or not _is_float(operand):
         return node
     x = node.this
     inf = exp.Cast(this=exp.Literal.string("Infinity"), to=exp.DataType.build("DOUBLE"))
@@ -646,11 +644,14 @@ def _max_without_nan(node: exp.Max, operand) -> exp.Expression:
     return exp.Coalesce(this=exp.Max(this=others), expressions=[exp.Max(this=x.copy())])
 
 
-def _polars_round(node: exp.Round, operand) -> exp.Expression:
+def _polars_round(node: exp.Round, type_of) -> exp.Expression:
     """Polars' rounding: a float is x * 10^d rounded (ties to even or away from zero) and
     divided back, x itself where that is not finite; a decimal rounds exactly, ties to even
     by default. Other operands (integers) keep SQL's round."""
     x, d = node.this, int(node.args["decimals"].name)
+    operand = type_of(x)
+    if operand is None:
+        return node
     even = node.meta["round_mode"] == "half_to_even"
     scale = exp.Literal.number(repr(10.0 ** d))
 
@@ -686,6 +687,62 @@ def _polars_round(node: exp.Round, operand) -> exp.Expression:
     return sql_round(x.copy(), d)
 
 
+def _zero_checked(node: exp.Expression, x: Expr, y: Expr, op: str) -> exp.Expression:
+    """``node`` (x // y or x % y) marked for ``_by_zero``, unless y is a number other
+    than 0."""
+    if _nonzero_number(y.node):
+        return node
+    node.meta[TYPED] = "by_zero"
+    node.meta["operands"] = (x.node.copy(), y.node.copy())
+    node.meta["op"] = op
+    return node
+
+
+def _nonzero_number(node: exp.Expression) -> bool:
+    """A number literal other than 0 (a divisor that needs no check)."""
+    value = node.this if isinstance(node, exp.Neg) else node
+    return isinstance(value, exp.Literal) and value.is_number and float(value.name) != 0
+
+
+def _by_zero(node: exp.Expression, type_of) -> exp.Expression:
+    """``x // y`` and ``x % y`` by zero as Polars: NULL for integers, and for floats
+    +-infinity (``//``; NaN for 0) or NaN (``%``), where SQL's stop the job. Decimals keep
+    SQL's."""
+    x, y = node.meta["operands"]
+    tx, ty = type_of(x), type_of(y)
+    if tx is None or ty is None:
+        return node
+    if pa_is_integer(tx) and pa_is_integer(ty):
+        zero: exp.Expression = exp.Null()
+    elif (_is_float(tx) or _is_float(ty)) and not (_is_decimal(tx) or _is_decimal(ty)):
+        zero = (exp.Mul(this=_paren(x.copy()), expression=_signed_infinity(y))
+                if node.meta["op"] == "//" else
+                exp.Cast(this=exp.Literal.string("NaN"), to=exp.DataType.build("DOUBLE")))
+    else:
+        return node
+    divided = node.copy()  # a copy: node stays where it is until the frame replaces it
+    divided.meta.pop(TYPED)
+    return exp.Case(ifs=[exp.If(this=exp.EQ(this=_paren(y.copy()),
+                                            expression=exp.Literal.number(0)), true=zero)],
+                    default=divided)
+
+
+def _signed_infinity(y: exp.Expression) -> exp.Expression:
+    """+infinity, or -infinity where ``y`` is a negative zero: x / y where y = 0 is
+    x times this, as IEEE divides (NaN for x = 0)."""
+    negative = exp.Like(this=exp.Cast(this=_paren(y.copy()), to=exp.DataType.build("TEXT")),
+                        expression=exp.Literal.string("-%"))
+    return exp.Cast(this=exp.Case(ifs=[exp.If(this=negative, true=exp.Literal.string(
+        "-Infinity"))], default=exp.Literal.string("Infinity")),
+        to=exp.DataType.build("DOUBLE"))
+
+
+def pa_is_integer(t) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_integer(t)
+
+
 def _is_float(t) -> bool:
     import pyarrow as pa
 
@@ -699,7 +756,8 @@ def _is_decimal(t) -> bool:
 
 
 #: the rewrites of TYPED nodes, by their operand's type
-POLARS_TYPED = {"cast": _truncating_cast, "max": _max_without_nan, "round": _polars_round}
+POLARS_TYPED = {"cast": _truncating_cast, "max": _max_without_nan, "round": _polars_round,
+                "by_zero": _by_zero}
 
 
 def _polars_input(value: Any) -> Expr:

@@ -193,9 +193,10 @@ class Frame:
         return self
 
     def _typed(self, exprs: list[Expr]) -> list[Expr]:
-        """``exprs`` with each node whose Polars meaning depends on its operand's type (a
-        cast to an integer truncates a float, ``round`` and ``max`` of floats: see
-        ``expr.POLARS_TYPED``) rewritten for the type the operand has over this frame's rows.
+        """``exprs`` with each node whose Polars meaning depends on its operands' types (a
+        cast to an integer truncates a float, ``round`` and ``max`` of floats, ``//`` and
+        ``%`` by zero: see ``expr.POLARS_TYPED``) rewritten for the types the operands have
+        over this frame's rows.
         Only here is that type known: the operand is planned over this frame (one that does
         not plan alone, e.g. naming a window's bounds, keeps SQL's meaning)."""
         from caudal.frame.expr import POLARS_TYPED, TYPED
@@ -208,10 +209,8 @@ class Frame:
             root = e.node.copy()
             for node in reversed([n for n in root.walk() if TYPED in n.meta]):
                 # inner nodes first: an outer operand holds their rewrites
-                operand = self._type_of(node.this, e.udfs)
-                if operand is None:
-                    continue
-                new = POLARS_TYPED[node.meta[TYPED]](node, operand)
+                new = POLARS_TYPED[node.meta[TYPED]](
+                    node, lambda n, udfs=e.udfs: self._type_of(n, udfs))
                 if new is not node:
                     if node is root:
                         root = new

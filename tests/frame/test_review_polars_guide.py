@@ -328,3 +328,25 @@ def test_operator_methods_as_polars_names_them():
         "eqm": (col("k").eq_missing(cd.lit(None)), pc("k").eq_missing(None)),
         "nem": (col("x").ne_missing(col("y")), pc("x").ne_missing(pc("y"))),
     })
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_floor_division_and_modulo_by_zero_as_polars(parallelism):
+    """``x // 0`` and ``x % 0`` stopped the job (SQL's division by zero); Polars gives NULL
+    for integers, +-infinity (NaN for 0) for a float ``//`` and NaN for a float ``%``; in a
+    select and inside an aggregate."""
+    data = {"x": [5, -5, 0, None, 7, 3], "y": [0, 0, 0, 0, 2, None],
+            "f": [1.5, -1.0, 0.0, 2.0, float("nan"), 1.0],
+            "z": [0.0, -0.0, -0.0, 0.0, 0.0, -0.0]}
+    pc = pl.col
+    got = cd.testing.from_records(data).select(
+        a=col("x") // col("y"), b=col("x") % col("y"), c=col("f") // col("z"),
+        d=col("f") % col("z"), e=col("x") // col("z"), m=col("x").mod(col("y")),
+        h=col("x") // 2, i=col("x") % -3).to_polars(parallelism=parallelism)
+    want = pl.DataFrame(data).select(
+        a=pc("x") // pc("y"), b=pc("x") % pc("y"), c=pc("f") // pc("z"), d=pc("f") % pc("z"),
+        e=pc("x") // pc("z"), m=pc("x").mod(pc("y")), h=pc("x") // 2, i=pc("x") % -3)
+    assert str(got.rows()) == str(want.rows())
+    got = cd.testing.from_records(data).group_by("y").agg(
+        m=(col("x") % col("y")).max()).to_polars(parallelism=parallelism).sort("y")
+    assert got.rows() == [(None, None), (0, None), (2, 1)]
