@@ -196,9 +196,9 @@ class Frame:
         """``exprs`` with each node whose Polars meaning depends on its operands' types (a
         cast to an integer truncates a float, ``round`` and ``max`` of floats, ``//`` and
         ``%`` by zero: see ``expr.POLARS_TYPED``) rewritten for the types the operands have
-        over this frame's rows.
-        Only here is that type known: the operand is planned over this frame (one that does
-        not plan alone, e.g. naming a window's bounds, keeps SQL's meaning)."""
+        over this frame's rows. Only here are the types known: an operand is planned over
+        this frame (one that does not plan alone, e.g. naming a window's bounds, keeps SQL's
+        meaning)."""
         from caudal.frame.expr import POLARS_TYPED, TYPED
 
         out = []
@@ -322,7 +322,8 @@ class Frame:
         """Join with ``other`` on equal keys (and a ``where`` condition over the joined
         columns, e.g. an interval on both event times for an interval join). The result has
         this frame's columns, then ``other``'s except its keys (``suffix`` added to names
-        that clash; a right join drops this frame's keys instead), as in Polars. ``how``: inner, left, right, full; semi and anti keep
+        that clash; a right join drops this frame's keys instead), as in Polars. ``how``:
+        inner, left, right, full; semi and anti keep
         this frame's rows with (without) a match, and only its columns (SQL's EXISTS and
         NOT EXISTS: an anti join is an updating query, a row retracted when its first
         match arrives)."""
