@@ -925,6 +925,8 @@ class When:
         are the CASE's (``.cast(…)``, ``.fill_null(…)``)."""
         if name.startswith("_"):
             raise AttributeError(name)
+        if self.branches[-1][1] is None:
+            raise AttributeError(f"when(condition) needs .then(value) before .{name}")
         return getattr(self._case(None), name)
 
 
