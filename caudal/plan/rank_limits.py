@@ -5,29 +5,50 @@ Over the IR, shared by the front ends."""
 
 from __future__ import annotations
 
-from caudal.plan.expressions import Call, Column, Expr, Literal, conjunction, conjuncts
+import math
+from decimal import Decimal
+
+import pyarrow as pa
+
+from caudal.plan.expressions import Call, Column, Expr, conjunction, conjuncts
+from caudal.plan.functions.coerce import constant_value
+from caudal.plan.functions.registry import is_constant
 from caudal.plan.logical import Filter, LogicalNode, Project, SinkWrite
 from caudal.plan.over_nodes import UpdatingRank
 from caudal.plan.window_nodes import WindowRank
 
 
+def _rank(expr: Expr, rank_columns: set[str]) -> bool:
+    """Whether ``expr`` is a rank column, or one cast to a wider number (``rn <= 2.5``
+    compares ``CAST(rn AS DECIMAL)``): the same order."""
+    if isinstance(expr, Call) and expr.func == "cast" and len(expr.args) == 1 and (
+            pa.types.is_integer(expr.dtype) or pa.types.is_decimal(expr.dtype)
+            or pa.types.is_floating(expr.dtype)):
+        expr = expr.args[0]
+    return isinstance(expr, Column) and expr.name in rank_columns
+
+
 def rank_bound(expr: Expr, rank_columns: set[str]) -> int | None:
-    """N when ``expr`` is ``rank <= N`` (or <, =, and the mirrored forms)."""
+    """N when ``expr`` is ``rank <= N`` (or <, =, and the mirrored forms); the bound may be
+    any constant number (``rn < 2 + 1``, ``rn <= 2.5``)."""
     if not isinstance(expr, Call) or len(expr.args) != 2:
         return None
     a, b = expr.args
     func = expr.func
-    if isinstance(a, Literal) and isinstance(b, Column):
+    if is_constant(a) and not is_constant(b):
         a, b = b, a
         func = {"gte": "lte", "gt": "lt", "eq": "eq"}.get(func, "")
-    if not (isinstance(a, Column) and a.name in rank_columns and isinstance(b, Literal)
-            and isinstance(b.value, int)):
+    if func not in ("lte", "lt", "eq") or not _rank(a, rank_columns) or not is_constant(b):
         return None
-    if func in ("lte", "eq"):
-        return b.value
+    value = constant_value(b, "rank", "bound", default=None)
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)) or \
+            value != value or value in (float("inf"), float("-inf")):
+        return None   # (NULL, NaN, ±inf: not a bound this reads)
+    if func == "lte":
+        return math.floor(value)
     if func == "lt":
-        return b.value - 1
-    return None
+        return math.ceil(value) - 1
+    return int(value) if value == int(value) else None
 
 
 def _implied(conjunct: Expr, columns: set[str], limit: int) -> bool:

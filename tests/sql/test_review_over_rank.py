@@ -16,7 +16,8 @@ with a hint listing GROUP BY's aggregates (first_value among them, refused in OV
 PERCENTILE and COLLECT in OVER got a hint for top-N per window only; a top-N over a
 changelog bounded by a column (RankITCase.testTopNWithVariableTopSize: ``rank_num <=
 topSize``) or not bounded at all was refused for want of a constant bound, though a changelog's
-rows are all kept anyway."""
+rows are all kept anyway; so was a bound written as a constant expression or a decimal
+(``rank_num < 2 + 1``, ``rank_num <= 2.5``), over an append-only input."""
 
 from __future__ import annotations
 
@@ -133,6 +134,22 @@ def test_top_n_of_a_changelog_without_a_constant_bound_equals_duckdb(tmp_path, q
                               map(list, zip(*_VARIABLE_DATA)))))
     got = run_folded(tmp_path, {"T": table}, query, parallelism)
     assert got == duckdb_rows({"T": table}, query)
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize("where", ["rank_num < 2 + 1", "rank_num <= 2.5", "2.9 >= rank_num",
+                                   "rank_num <= CAST('2' AS INT)", "rank_num < 2.0 + 1"])
+def test_top_n_bound_by_a_constant_expression_equals_duckdb(tmp_path, where, parallelism):
+    """RankITCase.testTopN with its bound written otherwise."""
+    table = pa.table({"category": ["book", "book", "book", "fruit", "fruit", "fruit"],
+                      "shopId": [1, 2, 4, 4, 3, 5], "num": [12, 19, 11, 33, 44, 22]})
+    query = ("SELECT * FROM (SELECT category, shopId, num, ROW_NUMBER() OVER (PARTITION BY "
+             f"category ORDER BY num DESC) as rank_num FROM T) WHERE {where}")
+    assert run_folded(tmp_path, {"T": table}, query, parallelism) == \
+        duckdb_rows({"T": table}, query)
+    assert "keep <= 2" in compile_sql(
+        f"CREATE TABLE T WITH (connector = 'filesystem', path = '{tmp_path / 'T.parquet'}');\n"
+        f"{query};").explain()
 
 
 # ---- OverAggregateITCase: first_value / last_value --------------------------------------
