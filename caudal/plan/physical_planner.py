@@ -92,11 +92,11 @@ def _lower_scan(planner: PhysicalPlanner, node: Scan) -> int:
     keys = node.table.normalized_key()
     if not keys:
         return v.id
-    # the last row of each key: each key's changes reach one subtask, in order
-    if v.parallelism > 1:
-        keyed = planner.new_vertex(f"normalize {node.table.name}")
-        planner.connect(v.id, keyed.id, "hash", keys)
-        v = keyed
+    # the last row of each key: each key's changes reach one subtask, in order (a vertex
+    # of its own at any parallelism, so that a checkpoint restores at another one)
+    keyed = planner.new_vertex(f"normalize {node.table.name}")
+    planner.connect(v.id, keyed.id, "hash", keys)
+    v = keyed
     v.operators.append(OperatorSpec(
         "changelog_normalize", {"keys": keys, "output_schema": node.schema},
         f"last row per key ({', '.join(keys)}) of {node.table.name}", node.schema))

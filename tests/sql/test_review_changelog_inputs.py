@@ -234,3 +234,18 @@ def test_debezium_lines_with_their_schema(kafka, tmp_path):
         assert normalized_rows(got) == duck_answer(query, {"src": final})
         with pytest.raises(DataError, match="schema-include' = 'true'"):
             run_changelog(ddl.format(""), query, tmp_path / f"bad{len(where)}")
+
+
+def test_a_keyed_changelog_job_resumes_at_another_parallelism(tmp_path):
+    """The last-row step is a vertex of its own at any parallelism: at 1 it was chained to
+    the source, so a checkpoint taken at 1 could not be restored at 2 ("holds checkpoints
+    of a different job: normalize src changed")."""
+    from caudal.checkpoint.fingerprint import job_fingerprint
+    from caudal.job import compile_sql
+
+    write_lines(tmp_path / "src.json", changes(1, n=20)[0])
+    script = (source_ddl("src", tmp_path / "src.json") + "\nCREATE TABLE out WITH ("
+              "connector = 'blackhole');\nINSERT INTO out SELECT g, count(*) FROM src "
+              "GROUP BY g;")
+    prints = {job_fingerprint(compile_sql(script, p).graph) for p in (1, 2, 3)}
+    assert len(prints) == 1
