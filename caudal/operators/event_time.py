@@ -11,7 +11,7 @@ dropped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -53,9 +53,13 @@ class ArrivalCheck:
         self.watermark = WATERMARK_MIN
 
     def split(self, batch: pa.RecordBatch, metrics: dict[str, int],
-              side: list[pa.RecordBatch]) -> tuple[pa.RecordBatch, np.ndarray]:
+              side: list[pa.RecordBatch],
+              still_open: Callable[[pa.RecordBatch, np.ndarray], np.ndarray] | None = None
+              ) -> tuple[pa.RecordBatch, np.ndarray]:
         """On-time rows and their event times; late rows are counted and appended to
-        ``side`` (tagged) when a side table wants them. Processing time: now, never late."""
+        ``side`` (tagged) when a side table wants them. Processing time: now, never late.
+        ``still_open(rows, times)`` says which rows behind the watermark the operator can
+        still place exactly (a session window: those inside a session still open)."""
         if self.time_column is None:
             stamp = max(now_us(), self.watermark)
             return batch, np.full(batch.num_rows, stamp, dtype=np.int64)
@@ -70,6 +74,9 @@ class ArrivalCheck:
             late = ts < self.watermark
             if self.window is not None:  # a window ends after each of its rows
                 late[late] = self.window.last_end(ts[late]) <= self.watermark
+            elif still_open is not None:
+                behind = np.flatnonzero(late)
+                late[behind] = ~still_open(batch.take(pa.array(behind)), ts[behind])
             count = int(late.sum())
             if not count:
                 return batch, ts

@@ -151,7 +151,7 @@ class SessionAggregate(FiresOnTime, Operator, KeyedWindowState):
 
     def process(self, batch: pa.RecordBatch, input: int = 0) -> Sequence[pa.RecordBatch]:
         side: list[pa.RecordBatch] = []
-        batch, ts = self.arrival.split(batch, self.ctx.metrics, side)
+        batch, ts = self.arrival.split(batch, self.ctx.metrics, side, self._inside_open)
         if batch.num_rows == 0:
             return side
         columns = {k: batch.column(k) for k in self.keys}
@@ -164,6 +164,26 @@ class SessionAggregate(FiresOnTime, Operator, KeyedWindowState):
         if self.pending_rows >= _PENDING_ROWS:
             self._merge_pending()
         return side
+
+    def _inside_open(self, rows: pa.RecordBatch, ts: np.ndarray) -> np.ndarray:
+        """Which rows behind the watermark fall inside a session of their key still open
+        (start <= time <= end): they join it as Flink's would, and the batch answer has them
+        in it too. Any other such row is late: one before an open session's start could
+        extend it back to touch a session already emitted, which then should have merged."""
+        self._merge_pending()
+        open_ = self.open_sessions
+        if open_ is None or open_.num_rows == 0:
+            return np.zeros(len(ts), dtype=bool)
+        keys = pa.concat_tables([open_.select(self.keys),
+                                 pa.Table.from_batches([rows]).select(self.keys)])
+        gid = _key_ids(keys, self.keys)
+        n = open_.num_rows
+        sessions = pl.DataFrame({"g": gid[:n], "s": open_.column(START).to_numpy(),
+                                 "e": open_.column(END).to_numpy()}).sort("s")
+        late = pl.DataFrame({"g": gid[n:], "t": ts, "i": np.arange(len(ts))}).sort("t")
+        found = late.join_asof(sessions, left_on="t", right_on="s", by="g",
+                               strategy="backward", check_sortedness=False).sort("i")
+        return (found["e"] >= found["t"]).fill_null(False).to_numpy()
 
     # ---- time -------------------------------------------------------------------------------
 
