@@ -80,8 +80,11 @@ class Limit(Operator):
 
 class SortLimit(Operator):
     def __init__(self, order: list[tuple[str, bool, bool]], limit: int | None, offset: int,
-                 output_schema: pa.Schema, updating_input: bool = False, final: bool = True):
+                 output_schema: pa.Schema, updating_input: bool = False, final: bool = True,
+                 later_ties: bool = False):
         self.order = [tuple(o) for o in order]
+        #: ties go to the later row (ORDER BY processing time DESC), not the earlier
+        self.later_ties = later_ties
         self.limit = limit
         self.offset = offset
         self.output_schema = output_schema
@@ -105,9 +108,7 @@ class SortLimit(Operator):
         return ()
 
     def _compact(self) -> None:
-        table = self._sorted(self._rows())
-        if self.keep is not None:
-            table = table.slice(0, self.keep)
+        table = self._first(self._rows(), self.keep)
         self.pending = [table]
         self.pending_rows = table.num_rows
 
@@ -125,9 +126,23 @@ class SortLimit(Operator):
         keep = net > 0
         return repeat_rows(rows.filter(pa.array(keep)), net[keep])
 
+    def _first(self, table: pa.Table, keep: int | None) -> pa.Table:
+        """The first ``keep`` rows in order (all: None), for a later sort: in arrival order
+        when ties go to the later row (the order they are broken by then)."""
+        if not self.later_ties:
+            table = self._sorted(table)
+            return table if keep is None else table.slice(0, keep)
+        if not self.order or table.num_rows == 0:
+            return table if keep is None else table.slice(0, keep)
+        return table.take(pa.array(np.sort(self._order(table)[:keep])))
+
     def _sorted(self, table: pa.Table) -> pa.Table:
         if not self.order or table.num_rows == 0:
             return table
+        return table.take(pa.array(self._order(table)))
+
+    def _order(self, table: pa.Table) -> np.ndarray:
+        """Row indices in ORDER BY order, ties in arrival order (reversed: ``later_ties``)."""
         keys, columns = [], {}
         for i, (name, desc, nulls_first) in enumerate(self.order):
             flag, value = f"__n{i}", f"__v{i}"
@@ -140,17 +155,20 @@ class SortLimit(Operator):
                 columns[f"__f{i}"] = nan[0]
                 keys.append((f"__f{i}", nan[1]))
             keys.append((value, "descending" if desc else "ascending"))
-        order = pc.sort_indices(pa.table(columns), sort_keys=keys)
-        return table.take(order)
+        if self.later_ties:
+            columns["__a"] = pa.array(np.arange(table.num_rows))
+            keys.append(("__a", "descending"))
+        return pc.sort_indices(pa.table(columns), sort_keys=keys).to_numpy()
 
     def on_end(self) -> Sequence[pa.RecordBatch]:
-        table = self._sorted(self._rows())
+        rows = self._rows()
         self.pending = []
         if self.final:
+            table = self._sorted(rows)
             end = None if self.limit is None else self.offset + self.limit
             table = table.slice(self.offset, None if end is None else end - self.offset)
-        elif self.keep is not None:
-            table = table.slice(0, self.keep)
+        else:   # (a subtask's part, sorted again by the final step)
+            table = self._first(rows, self.keep)
         if table.num_rows == 0:
             return ()
         return batches_of(table.cast(self.output_schema))

@@ -54,6 +54,9 @@ class SortLimit(LogicalNode):
     order: list[tuple[str, bool, bool]] = field(default_factory=list)
     limit: int | None = None
     offset: int = 0
+    #: rows tied on ORDER BY go to the later row: ORDER BY processing time DESC (see
+    #: plan.over_nodes.UpdatingRank)
+    later_ties: bool = False
 
     @property
     def updating(self) -> bool:
@@ -71,7 +74,8 @@ class SortLimit(LogicalNode):
         limit = f" LIMIT {self.limit}" if self.limit is not None else ""
         off = f" OFFSET {self.offset}" if self.offset else ""
         source = " over a changelog" if self.input.updating else ""
-        return f"Sort {order}{limit}{off} at end of input{source}"
+        ties = " (ties: the later row)" if self.later_ties else ""
+        return f"Sort {order}{ties}{limit}{off} at end of input{source}"
 
 
 @dataclass(eq=False)
@@ -105,6 +109,8 @@ def _lower_limit(planner: PhysicalPlanner, node: Limit | SortLimit) -> int:
     params = {"limit": node.limit, "offset": node.offset, "output_schema": node.schema}
     if isinstance(node, SortLimit):
         params.update(order=list(node.order), updating_input=node.input.updating)
+        if node.later_ties:   # (only when set: other jobs' parameters stay as they were)
+            params["later_ties"] = True
     keep = None if node.limit is None else node.limit + node.offset
     if planner.graph.vertex(upstream).parallelism > 1 and keep is not None and \
             not node.input.updating:

@@ -119,13 +119,14 @@ def window_rank(node: LogicalNode, own: list[Column], function: str, partition: 
 
 
 def top_n(node: LogicalNode, order: Order, limit: int, offset: int, flush_us: int | None,
-          position: tuple[int | None, int | None]) -> LogicalNode:
+          position: tuple[int | None, int | None], later_ties: bool = False) -> LogicalNode:
     """ORDER BY … LIMIT n OFFSET m over an unbounded input: ROW_NUMBER() over the whole
-    input, ranks m+1 to m+n (an ``UpdatingRank`` on one subtask)."""
+    input, ranks m+1 to m+n (an ``UpdatingRank`` on one subtask; ``later_ties``: ORDER BY
+    processing time DESC)."""
     schema = node.schema.append(pa.field(RANK, pa.int64()))
     rank = UpdatingRank(schema, None, input=node, function="row_number", partition=[],
                         order=order, rank_name=RANK, limit=limit + offset,
-                        flush_us=flush_us, position=position)
+                        flush_us=flush_us, position=position, later_ties=later_ties)
     rank.rank_used = offset > 0
     if not offset:
         return rank

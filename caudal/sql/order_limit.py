@@ -30,6 +30,7 @@ from caudal.errors import PlanError, names_hint
 from caudal.plan.expressions import Column
 from caudal.plan.limit_nodes import Limit, SortLimit, TimeSort
 from caudal.plan.logical import LogicalNode, Project, Scan
+from caudal.plan.proctime import proctime_columns
 from caudal.sql.scope import Scope, negative_ordinal, position
 from caudal.sql.settings import flush_setting
 
@@ -95,6 +96,8 @@ def plan_order_limit(planner, node: exp.Select | exp.SetOperation
                        query.args.get("limit") or node.args.get("limit") or node)
     bounded = _bounded(plan)
     updating = plan.updating
+    # ORDER BY processing time DESC: rows read at once share it; the later one comes first
+    later = bool(order_spec) and order_spec[0][1] and order_spec[0][0] in proctime_columns(plan)
     if not order_spec:
         if not updating:
             result: LogicalNode = Limit(plan.schema, plan.time_column, input=plan, limit=limit,
@@ -107,7 +110,7 @@ def plan_order_limit(planner, node: exp.Select | exp.SetOperation
                             hint="say which rows to keep: ORDER BY … LIMIT n (a top-N)")
     elif bounded:
         result = SortLimit(plan.schema, None, input=plan, order=order_spec, limit=limit,
-                           offset=offset)
+                           offset=offset, later_ties=later)
     elif not updating and plan.time_column and order_spec[0][0] == plan.time_column and \
             not order_spec[0][1]:
         # ORDER BY the event time: rows leave sorted as the watermark passes them, so a
@@ -127,7 +130,7 @@ def plan_order_limit(planner, node: exp.Select | exp.SetOperation
         from caudal.plan.over_planning import top_n
 
         result = top_n(plan, order_spec, limit, offset,
-                       flush_setting(planner.catalog.settings), (ln, col))
+                       flush_setting(planner.catalog.settings), (ln, col), later)
 
     hidden = [n for n in result.schema.names if n.startswith(_HIDDEN) or n == "__rank"]
     if hidden:

@@ -7,7 +7,8 @@ Found wrong before: deduplication keeping the last row on processing time (``ORD
 proctime DESC``, DeduplicateITCase.testLastRowOnProctime) kept the first row of the last
 batch, not the last row: PROCTIME() is read once per batch, so the rows of a batch tie, and
 ties went to the earlier row; the same per window (a TUMBLE on processing time, then
-``ORDER BY proc DESC`` per window, WindowDeduplicateITCase's query on processing time).
+``ORDER BY proc DESC`` per window, WindowDeduplicateITCase's query on processing time), and
+for ``ORDER BY proc DESC LIMIT n`` (the first rows of the last batch, not its last rows).
 
 Refused unclearly before: ``LISTAGG(DISTINCT c, '|')`` (OverAggregateITCase, also in a GROUP
 BY) named a CASE expression the parser had made of it, not the DISTINCT; ``LAG(b) OVER``
@@ -150,6 +151,23 @@ def test_top_n_bound_by_a_constant_expression_equals_duckdb(tmp_path, where, par
     assert "keep <= 2" in compile_sql(
         f"CREATE TABLE T WITH (connector = 'filesystem', path = '{tmp_path / 'T.parquet'}');\n"
         f"{query};").explain()
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize("rows,batch", [(21, 4), (70_000, 20_000)])   # the second compacts
+def test_order_by_processing_time_desc_limit_keeps_the_last_rows(tmp_path, rows, batch,
+                                                                 parallelism):
+    table = pa.table({"a": pa.array(np.arange(1, rows + 1, dtype=np.int32))})
+    query = "SELECT a FROM T ORDER BY proc DESC LIMIT 3"
+    got = run_to_table(f"CREATE TABLE T (a INT, proc AS PROCTIME()) WITH ('connector' = "
+                       f"'filesystem', 'path' = '{_parquet(tmp_path, table)}');", query,
+                       tmp_path / "out", parallelism, batch_rows=batch)
+    assert normalized_rows(got) == [(rows - 2,), (rows - 1,), (rows,)]
+    # the same over an unbounded input: a top-N, ties to the later row
+    text = compile_sql("CREATE TABLE g (counter BIGINT, proc AS PROCTIME()) WITH "
+                       "('connector' = 'impulse');\nSELECT * FROM g ORDER BY proc DESC "
+                       "LIMIT 3;").explain()
+    assert "ORDER BY proc DESC (ties: the later row) keep <= 3" in text
 
 
 # ---- OverAggregateITCase: first_value / last_value --------------------------------------
