@@ -41,7 +41,6 @@ from caudal.errors import PlanError
 from caudal.plan.expressions import Column, Expr, Literal, conjuncts
 from caudal.plan.functions.coerce import cast, common_type
 from caudal.plan.functions.registry import BindError, bind_call
-from caudal.plan.join_nodes import WindowJoin
 from caudal.plan.logical import Filter, LogicalNode, Project
 from caudal.sql.scope import Scope, ScopeColumn, position, sql_conjuncts
 from caudal.sql.settings import bool_setting, duration_setting
@@ -332,6 +331,9 @@ def _plan_predicate(planner, node: LogicalNode, scope: Scope,
         condition = bind_call("or", [Column(pa.bool_(), "__null"),
                                      bind_call("is_null", [in_left[0]])])
         keys = [Column(f.type, f.name) for f in fields[:-1]]
+        # imported here, where a join is planned anyway: a job without joins plans without it
+        from caudal.plan.join_nodes import WindowJoin
+
         if isinstance(node, WindowJoin):
             # correlated on both window bounds: the check is a window anti join too, against
             # the rows themselves (an anti join ignores how often a row matches); against
