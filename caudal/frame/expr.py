@@ -211,13 +211,19 @@ class Expr:
         return exp.And(this=exp.NEQ(this=exp.paren(rem), expression=zero.copy()),
                        expression=differ)
 
-    def _read_once(self, other: Expr, symbol: str) -> None:
+    def _read_once(self, other: Expr, symbol: str,
+                   why: str = "to floor SQL's truncating result", use: str | None = None
+                   ) -> None:
         """``//`` and ``%`` read each operand several times (SQL's truncating ``/`` and ``%``
-        made floored): an operand giving another value at each call (``random()``, a Python
-        UDF, the processing time) would make the parts disagree, so it is refused."""
+        made floored), as do ``/``, ``sqrt`` and ``log`` (checking for 0 or a negative): an
+        operand giving another value at each call (``random()``, a Python UDF, the
+        processing time) would make the parts disagree, so it is refused. ``symbol`` names
+        the operation, ``why`` says why it reads twice, ``use`` the call to write instead."""
         from caudal.plan.functions.python_udf import PythonUdf
         from caudal.plan.functions.registry import builtin
 
+        said = f"x {symbol} y" if use is None else symbol
+        use = use or f"x {symbol} col('d')"
         udfs = {u.name.lower() for e in (self, other) for u in e.udfs if isinstance(u, PythonUdf)}
         for e in (self, other):
             for node in e.node.walk():
@@ -228,11 +234,11 @@ class Expr:
                 fn = builtin(name)
                 if name in udfs or (fn is not None and fn.volatile):
                     raise PlanError(
-                        f"x {symbol} y: an operand calls {name}(), which gives another value "
-                        f"at each call, and {symbol} reads its operands more than once (to "
-                        f"floor SQL's truncating result), so the parts would disagree",
+                        f"{said}: an operand calls {name}(), which gives another value at "
+                        f"each call, and {symbol} reads its operands more than once ({why}), "
+                        f"so the parts would disagree",
                         hint=f"compute the operand into a column first: .with_columns(d=…), "
-                             f"then x {symbol} col('d')")
+                             f"then {use}")
 
     def _true_divide(self, other, reverse=False) -> Expr:
         """``x / y`` as Polars divides: as floats, and by zero (or -0.0) to +-infinity, NaN
@@ -249,7 +255,7 @@ class Expr:
         quotient = exp.Div(this=_paren(x.node), expression=_paren(y.node))
         if _nonzero_number(y.node):
             return self._derive(quotient, other)
-        self._read_once(other, "/")
+        self._read_once(other, "/", "to check for a zero divisor")
         infinity = _signed_infinity(y.node)
         by_zero = exp.EQ(this=_paren(y.node.copy()), expression=exp.Literal.number(0))
         node = exp.Case(ifs=[exp.If(this=by_zero, true=exp.Mul(this=_paren(x.node.copy()),
@@ -409,13 +415,46 @@ class Expr:
         """The logarithm to ``base``, natural by default, as Polars' ``log`` (SQL's
         ``log(x)``, which this name called, is base 10).
 
-        >>> col("x").log().sql(), col("x").log(2).sql()
-        ('LN("x")', 'LOG(2, "x")')
+        >>> print(col("x").log().sql())
+        CASE WHEN "x" < 0 THEN CAST('NaN' AS DOUBLE PRECISION) WHEN "x" = 0 THEN CAST('-Infinity' AS DOUBLE PRECISION) ELSE LN("x") END
+        >>> "LOG(2, " in col("x").log(2).sql()
+        True
         """
         if not isinstance(base, Expr) and base == math.e:
-            return self._derive(exp.Ln(this=self.node.copy()))
+            return self._outside_domain(exp.Ln(this=self.node.copy()), "log()", zero=True)
+        if not isinstance(base, Expr) and base == 10:
+            return self._outside_domain(exp.Anonymous(this="LOG10", expressions=[
+                self.node.copy()]), "log10()", zero=True)
         b = to_expr(base)
-        return self._derive(exp.Log(this=b.node, expression=self.node.copy()), b)
+        return self._outside_domain(exp.Log(this=b.node, expression=self.node.copy()),
+                                    "log()", zero=True, others=(b,))
+
+    def log10(self) -> Expr:
+        """The logarithm to base 10 (-infinity of 0, NaN of a negative, as Polars)."""
+        return self.log(10)
+
+    def sqrt(self) -> Expr:
+        """The square root; NaN of a negative, as Polars (SQL's sqrt stops the job)."""
+        return self._outside_domain(exp.Sqrt(this=self.node.copy()), "sqrt()")
+
+    def _outside_domain(self, node: exp.Expression, what: str, zero: bool = False,
+                        others: tuple = ()) -> Expr:
+        """``node`` (a function of this value) as Polars computes it where SQL's function
+        stops the job: NaN for a negative value, -infinity for 0 when ``zero`` (a log). The
+        value is read twice, so one of another value at each call is refused."""
+        self._read_once(self, what, "to check for 0 or a negative value",
+                        f"col('d').{what}")
+
+        def double(text: str) -> exp.Expression:
+            return exp.Cast(this=exp.Literal.string(text), to=exp.DataType.build("DOUBLE"))
+
+        x = _paren(self.node.copy())
+        ifs = [exp.If(this=exp.LT(this=x, expression=exp.Literal.number(0)),
+                      true=double("NaN"))]
+        if zero:
+            ifs.append(exp.If(this=exp.EQ(this=x.copy(), expression=exp.Literal.number(0)),
+                              true=double("-Infinity")))
+        return self._derive(exp.Case(ifs=ifs, default=node), *others)
 
     def like(self, pattern: str) -> Expr:
         return self._derive(exp.Like(this=_paren(self.node), expression=lit(pattern).node))
