@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from caudal.errors import PlanError
 from caudal.plan.aggregates import AggCall
-from caudal.plan.expressions import Call, Column, Expr, Literal
+from caudal.plan.expressions import Call, Column, Expr, Literal, conjunction, conjuncts
 from caudal.plan.functions.coerce import cast
 from caudal.plan.logical import Filter, LogicalNode, Project, Scan
 from caudal.plan.updating_nodes import UpdatingAggregate
@@ -210,22 +210,35 @@ def find_assign(node: LogicalNode) -> WindowAssign | None:
             return None
 
 
-def strip_assign(node: LogicalNode, line: int | None = None,
-                 col: int | None = None) -> LogicalNode:
+def strip_assign(node: LogicalNode, line: int | None = None, col: int | None = None,
+                 lifted: list[Expr] | None = None) -> LogicalNode:
     """The same plan without the WindowAssign (the aggregate assigns windows itself);
-    ``line``/``col``: where the grouping is written, for the error."""
+    ``line``/``col``: where the grouping is written, for the error. The conditions of a
+    filter that read window columns only are appended to ``lifted``, for the caller to
+    apply to the aggregate's rows (which carry the window columns): one is true or not for
+    all rows of a window, so filtering windows is filtering their rows (Flink's filter on
+    window_start of a SESSION table function, before its aggregate)."""
     if isinstance(node, WindowAssign):
         return node.input
     if isinstance(node, Filter):
-        used = node.predicate.columns() & set(WINDOW_COLUMNS)
-        if used:
-            raise PlanError(f"a filter on {sorted(used)[0]} before a window aggregate is not "
-                            "supported", line=line, col=col,
-                            hint="filter window columns in HAVING")
-        inner = strip_assign(node.input, line, col)
-        return Filter(inner.schema, inner.time_column, input=inner, predicate=node.predicate)
+        kept = []
+        for cond in conjuncts(node.predicate):
+            used = cond.columns() & set(WINDOW_COLUMNS)
+            if used and lifted is not None and cond.columns() <= set(WINDOW_COLUMNS):
+                lifted.append(cond)
+            elif used:
+                raise PlanError(f"a filter on {sorted(used)[0]} and other columns before a "
+                                "window aggregate is not supported", line=line, col=col,
+                                hint="filter window columns in HAVING")
+            else:
+                kept.append(cond)
+        inner = strip_assign(node.input, line, col, lifted)
+        if not kept:
+            return inner
+        return Filter(inner.schema, inner.time_column, input=inner,
+                      predicate=conjunction(kept))
     assert isinstance(node, Project)
-    inner = strip_assign(node.input, line, col)
+    inner = strip_assign(node.input, line, col, lifted)
     keep = [(n, e) for n, e in zip(node.schema.names, node.exprs)
             if not (isinstance(e, Column) and e.name in WINDOW_COLUMNS)]
     schema = pa.schema([node.schema.field(n) for n, _ in keep])

@@ -54,7 +54,7 @@ from caudal.plan.aggregates import (
     canonical,
     result_type,
 )
-from caudal.plan.expressions import Call, Column, Expr
+from caudal.plan.expressions import Call, Column, Expr, conjunction
 from caudal.plan.lineage import event_time, event_time_loss
 from caudal.plan.logical import Filter, LogicalNode
 from caudal.plan.window_nodes import LateSide
@@ -550,6 +550,8 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
                         hint="group by one window function (or window_start, window_end)")
 
     window_columns: list[tuple[str, str]] = []
+    #: conditions on the window columns only, of a filter over the window table function
+    lifted: list[Expr] = []
     computed: dict[str, Expr] = {}
     visible: list[ScopeColumn] = []
     if windows:
@@ -598,7 +600,7 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
                             hint="GROUP BY window_start, window_end[, keys]")
         spec = assign.window
         time_input = None if assign.processing_time else assign.time_input
-        node = strip_assign(node, *position(group))
+        node = strip_assign(node, *position(group), lifted=lifted)
         keys_nodes = [i for i in items if not any(i is t for t, _ in tvf_items)]
         window_columns = [("window_start", "start"), ("window_end", "end"),
                           ("window_time", "time")]
@@ -667,6 +669,9 @@ def plan_aggregate(planner, select: exp.Select, node: LogicalNode,
     post_scope = AggregateScope(columns=visible, computed=computed, input_scope=scope,
                                 derived=derived)
     result: LogicalNode = agg_node_plan
+    if lifted:
+        result = Filter(result.schema, result.time_column, input=result,
+                        predicate=conjunction(lifted))
     if having is not None:
         predicate = translate(having.this, post_scope)
         if not (pa.types.is_boolean(predicate.dtype) or pa.types.is_null(predicate.dtype)):

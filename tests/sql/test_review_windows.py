@@ -195,3 +195,36 @@ GROUP BY `name`, window_start, window_end"""
         "b,2020-10-10T00:00:16,2020-10-10T00:00:21,1,4.44,4.0,4.0,1",
         "b,2020-10-10T00:00:34,2020-10-10T00:00:39,1,3.33,3.0,3.0,1",
         "null,2020-10-10T00:00:32,2020-10-10T00:00:37,1,7.77,7.0,7.0,0"])
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_a_filter_on_window_bounds_before_the_aggregate(tmp_path, duck, parallelism):
+    """WindowAggregateITCase.testEventTimeSessionWindowWithTVFNotPullUpIntoWindowAgg filters
+    the SESSION table function on window_start before grouping: it was refused ('a filter on
+    window_start before a window aggregate is not supported'). A condition on the window
+    columns alone holds for all rows of a window or none, so it filters the windows; the
+    other conditions still filter rows."""
+    ddl = _table(tmp_path, "T1")
+    flink = f"""SELECT
+  `name`,
+  window_start,
+  window_end,
+{AGGREGATES}
+FROM (
+ SELECT * FROM TABLE(
+   SESSION(TABLE T1 PARTITION BY `name`, DESCRIPTOR(rowtime), INTERVAL '5' SECOND))
+   WHERE window_start > TIMESTAMP '2000-01-01 10:10:00.000'
+)
+GROUP BY `name`, window_start, window_end"""
+    assert len(_run(tmp_path, ddl, flink, parallelism)) == 5
+    query = """SELECT `name`, window_start, window_end, COUNT(*), SUM(`int`) FROM (
+ SELECT * FROM TABLE(TUMBLE(TABLE T1, DESCRIPTOR(rowtime), INTERVAL '5' SECOND))
+ WHERE window_start > TIMESTAMP '2020-10-10 00:00:04' AND `int` > 1
+) GROUP BY `name`, window_start, window_end"""
+    got = _run(tmp_path / "q", ddl, query, parallelism)
+    duck.execute("CREATE TABLE t (ts TIMESTAMP, i INT, name TEXT)")
+    duck.executemany("INSERT INTO t VALUES (?, ?, ?)", [(r[0], r[1], r[6]) for r in ROWS])
+    want = duck.sql("""SELECT name, ws, ws + INTERVAL 5 SECOND AS we, count(*) AS n, sum(i) AS s
+        FROM (SELECT *, time_bucket(INTERVAL 5 SECOND, ts) AS ws FROM t WHERE i > 1)
+        WHERE ws > TIMESTAMP '2020-10-10 00:00:04' GROUP BY name, ws""").fetchall()
+    assert got == sorted(",".join(_flink_text(v) for v in row) for row in want)
