@@ -228,3 +228,36 @@ GROUP BY `name`, window_start, window_end"""
         FROM (SELECT *, time_bucket(INTERVAL 5 SECOND, ts) AS ws FROM t WHERE i > 1)
         WHERE ws > TIMESTAMP '2020-10-10 00:00:04' GROUP BY name, ws""").fetchall()
     assert got == sorted(",".join(_flink_text(v) for v in row) for row in want)
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_window_top_n_ranks_a_row_behind_the_watermark_in_its_open_window(tmp_path,
+                                                                          parallelism):
+    """WindowRankITCase.testTumbleWindowTVFWithNegativeOffset (its columns as in
+    testTumbleWindowTVFWithCalc): the row at 4 s (int 5) arrives at watermark 7 s, its window
+    [4 s, 9 s) still open: Flink ranks it among the top 2 of 'a' there."""
+    query = """SELECT
+  `int`,
+  `string`,
+  `name`,
+  window_start,
+  window_end,
+  window_time
+FROM (
+  SELECT *,
+    ROW_NUMBER() OVER(
+      PARTITION BY window_start, window_end, `name` ORDER BY `int` DESC) as rownum
+  FROM TABLE(
+      TUMBLE(TABLE T1, DESCRIPTOR(rowtime), INTERVAL '5' SECOND, INTERVAL '-1' SECOND))
+)
+WHERE rownum <= 2"""
+    assert _run(tmp_path, _table(tmp_path, "T1"), query, parallelism) == sorted([
+        "2,Comment#1,a,2020-10-09T23:59:59,2020-10-10T00:00:04,2020-10-10T00:00:03.999",
+        "2,Comment#1,a,2020-10-09T23:59:59,2020-10-10T00:00:04,2020-10-10T00:00:03.999",
+        "5,null,a,2020-10-10T00:00:04,2020-10-10T00:00:09,2020-10-10T00:00:08.999",
+        "5,Hi,a,2020-10-10T00:00:04,2020-10-10T00:00:09,2020-10-10T00:00:08.999",
+        "6,Hi,b,2020-10-10T00:00:04,2020-10-10T00:00:09,2020-10-10T00:00:08.999",
+        "3,Hello,b,2020-10-10T00:00:04,2020-10-10T00:00:09,2020-10-10T00:00:08.999",
+        "4,Hi,b,2020-10-10T00:00:14,2020-10-10T00:00:19,2020-10-10T00:00:18.999",
+        "7,null,null,2020-10-10T00:00:29,2020-10-10T00:00:34,2020-10-10T00:00:33.999",
+        "1,Comment#3,b,2020-10-10T00:00:34,2020-10-10T00:00:39,2020-10-10T00:00:38.999"])
