@@ -34,6 +34,7 @@ import pyarrow as pa
 
 from caudal import compute as pc
 from caudal.operators.keyed_tables import from_numpy
+from caudal.operators.text_hashes import HashedLookup
 
 #: a text column stays dictionary-encoded while its codes and dictionary take at most this
 #: share of the bytes of its values kept plain (checked once it holds
@@ -381,6 +382,8 @@ class _Dictionary:
         #: rows that have codes; their rows and bytes
         self.pending: list[pa.Array] = []
         self.pending_rows = self.pending_bytes = 0
+        #: the dictionary's values by hash (text_hashes), made at the first lookup
+        self._hashed: HashedLookup | None = None
 
     @property
     def rows(self) -> int:
@@ -517,23 +520,36 @@ class _Dictionary:
         self._append_known(pending)
 
     def _append_known(self, a: pa.Array | pa.ChunkedArray) -> None:
-        """Values once the dictionary has some: each looked up in it directly (one hash of
-        the dictionary and one probe a row, where encoding the batch first hashed every row
-        into a dictionary of its own and then looked that up); the values it lacks are
-        added in order of first appearance."""
+        """Values once the dictionary has some: each looked up in it by its hash and an
+        exact compare (text_hashes: a persistent table of the dictionary's hashes, where
+        ``index_in`` hashes the dictionary into a set per call and costs several times
+        more a value); the values that finds no code for (new ones) by ``_index_in``."""
         self.plain_bytes += 4 * len(a) + _value_bytes(a)
+        if self._hashed is None:
+            self._hashed = HashedLookup()
+        codes, rest = self._hashed.lookup(a, self.dictionary)
+        if len(rest) == len(a):
+            codes = self._index_in(a)
+        elif len(rest):
+            codes[rest] = self._index_in(pc.take(a, from_numpy(rest)))
+        self.codes.extend(codes)
+
+    def _index_in(self, a: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """Int32 codes of ``a``'s values (-1 for NULL) by Arrow's ``index_in``, the values
+        the dictionary lacks added to it in order of first appearance."""
         at = pc.index_in(a, value_set=self.dictionary)
         if at.null_count > a.null_count:   # values the dictionary lacks
             lacking = pc.and_(pc.is_null(at), pc.is_valid(a))
             new = pc.unique(pc.filter(a, lacking))
             self.dictionary = pa.concat_arrays([self.dictionary, _one_array(new)])
             at = pc.index_in(a, value_set=self.dictionary)
-        out = self.codes.grow(len(a))
+        out = np.empty(len(a), dtype=np.int32)
         start = 0
         for chunk in (at.chunks if isinstance(at, pa.ChunkedArray) else [at]):
             codes = pc.fill_null(chunk, -1) if chunk.null_count else chunk
             out[start:start + len(chunk)] = codes.to_numpy(zero_copy_only=False)
             start += len(chunk)
+        return out
 
     def take(self, index: np.ndarray, missing: np.ndarray | None) -> pa.Array:
         self._flush()
