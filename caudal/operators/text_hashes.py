@@ -17,7 +17,9 @@ with the values' length. Polars hashes the same values in ~10 ns each. So here:
 
 The answer never depends on the hash: a hash only proposes a code, which the comparison
 confirms. The table is memory of this process only (rebuilt from the dictionary after a
-restore, on first use); snapshots never see it.
+restore, on first use); snapshots never see it. It costs the dictionary once more (the
+Polars copy) and 48-80 bytes per dictionary value (slots, hashes, entries), beside the
+codes' 4 bytes per row: q20's bid store, 47 k values in three columns, ~7 MB.
 """
 
 from __future__ import annotations
