@@ -751,12 +751,17 @@ def _by_zero(node: exp.Expression, type_of) -> exp.Expression:
     tx, ty = type_of(x), type_of(y)
     if tx is None or ty is None:
         return node
+    # a Python float is a float to Polars, though SQL plans its literal as a DECIMAL
+    import pyarrow as pa
+
+    tx, ty = (pa.float64() if _float_literal(n) else t for n, t in ((x, tx), (y, ty)))
     if pa_is_integer(tx) and pa_is_integer(ty):
         zero: exp.Expression = exp.Null()
     elif (_is_float(tx) or _is_float(ty)) and not (_is_decimal(tx) or _is_decimal(ty)):
-        zero = (exp.Mul(this=_paren(x.copy()), expression=_signed_infinity(y))
-                if node.meta["op"] == "//" else
-                exp.Cast(this=exp.Literal.string("NaN"), to=exp.DataType.build("DOUBLE")))
+        # x times +-infinity or NaN: NULL where x is NULL, as Polars
+        zero = exp.Mul(this=_paren(x.copy()), expression=(
+            _signed_infinity(y) if node.meta["op"] == "//" else
+            exp.Cast(this=exp.Literal.string("NaN"), to=exp.DataType.build("DOUBLE"))))
     else:
         return node
     divided = node.copy()  # a copy: node stays where it is until the frame replaces it
@@ -764,6 +769,13 @@ def _by_zero(node: exp.Expression, type_of) -> exp.Expression:
     return exp.Case(ifs=[exp.If(this=exp.EQ(this=_paren(y.copy()),
                                             expression=exp.Literal.number(0)), true=zero)],
                     default=divided)
+
+
+def _float_literal(node: exp.Expression) -> bool:
+    """A number literal written with a point or exponent (a Python float's ``lit``)."""
+    value = node.this if isinstance(node, exp.Neg) else node
+    return isinstance(value, exp.Literal) and value.is_number and \
+        any(c in value.name for c in ".eE")
 
 
 def _signed_infinity(y: exp.Expression) -> exp.Expression:
@@ -857,6 +869,11 @@ def lit(value: Any) -> Expr:
         node: exp.Expression = exp.Null()
     elif isinstance(value, bool):
         node = exp.Boolean(this=value)
+    elif isinstance(value, float) and not math.isfinite(value):
+        # NaN and infinities have no number literal (their repr read as a column name)
+        node = exp.Cast(this=exp.Literal.string(
+            "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"),
+            to=exp.DataType.build("DOUBLE"))
     elif isinstance(value, (int, float, decimal.Decimal)):
         node = exp.Literal.number(repr(value) if isinstance(value, float) else str(value))
         if isinstance(value, (int, float)) and value < 0:
