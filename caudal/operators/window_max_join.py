@@ -19,8 +19,13 @@ Two operators share ``candidate_rows``:
   rows the operator cannot vouch for (behind the watermark it has seen: perhaps late
   downstream, where the watermark decides) pass unreduced.
 * ``WindowMaxJoin`` (one subtask): keeps the running maximum and candidates per window and
-  emits the matches when windows close. Late rows (behind its watermark) are counted in
-  ``late_rows`` and dropped, as the window aggregate and the interval join both drop them.
+  emits the matches when windows close. A row is late by the window aggregate's rule (the
+  ``max`` it replaces): behind the watermark it still counts (in the maximum, and as a
+  candidate) while its window has not fired, and is counted in ``late_rows`` and dropped
+  only once it has. So the answer is the batch answer over the rows the aggregate keeps,
+  at any timing. A row exactly on a window's end belongs to the next window but may match
+  the one ending there: when that one has already fired, the row is matched against its
+  final maximum at once (kept until the row's own window fires).
 """
 
 from __future__ import annotations
@@ -170,8 +175,10 @@ class WindowMaxJoin(Operator):
         self.outputs = [tuple(o) for o in outputs]
         self.output_schema = output_schema
         self.holdback = holdback_us
-        self.arrival = ArrivalCheck(time_column, None)
-        #: window index -> running maximum
+        #: late as in the window aggregate: once the row's (tumbling) window has fired
+        self.arrival = ArrivalCheck(time_column, None, window)
+        #: window index -> running maximum (final once the window fired: kept until the
+        #: next window fires, for the rows on its end, which may still arrive)
         self.maxima: dict[int, int] = {}
         #: rows that may still equal their window's maximum, with ``WINDOW``
         self.candidates = _empty(input_schema)
@@ -208,15 +215,23 @@ class WindowMaxJoin(Operator):
         parts_idx = [np.flatnonzero(own)]
         parts_win = [w[parts_idx[0]]]
         edge = g.boundary(ts)
+        fired = None
         if edge is not None:
             prev = np.flatnonzero(valid & edge)
             if len(prev):
                 pw = w[prev] - 1
                 floor = np.array([self.maxima.get(x, _NONE) for x in pw.tolist()],
                                  dtype=np.int64)
+                # the window ending at the row fired already (the row is behind the
+                # watermark, its own window still open): its maximum is final
+                closed = g.end(pw) < self.arrival.watermark
                 ok = values[prev] >= floor
-                parts_idx.append(prev[ok])
-                parts_win.append(pw[ok])
+                parts_idx.append(prev[ok & ~closed])
+                parts_win.append(pw[ok & ~closed])
+                now = closed & (values[prev] == floor) & (floor != _NONE)
+                if now.any():
+                    fired = pa.Table.from_batches([batch]).take(pa.array(prev[now]))
+                    fired = fired.append_column(WINDOW, pa.array(pw[now]))
         idx = np.concatenate(parts_idx)
         if raised and self.candidates.num_rows:
             self._prune()
@@ -224,7 +239,7 @@ class WindowMaxJoin(Operator):
             rows = pa.Table.from_batches([batch]).take(pa.array(idx))
             rows = rows.append_column(WINDOW, pa.array(np.concatenate(parts_win)))
             self.candidates = pa.concat_tables([self.candidates, rows])
-        return ()
+        return self._emit(fired) if fired is not None else ()
 
     def _prune(self) -> None:
         """Drop candidates below their window's (risen) maximum."""
@@ -250,19 +265,23 @@ class WindowMaxJoin(Operator):
         """Emit every window whose end is before ``until`` (a row at the end itself may
         still come while the watermark is at it)."""
         g = self.geometry
-        done = [w for w in self.maxima if until == WATERMARK_MAX or g.end(w) < until]
-        if not done and not self.candidates.num_rows:
-            return []
-        cw = self.candidates.column(WINDOW).to_numpy()
-        ends = g.end(cw)
-        closing = ends < until if until < WATERMARK_MAX else np.ones(len(cw), dtype=bool)
-        floor = np.array([self.maxima.get(x, _NONE) for x in cw.tolist()], dtype=np.int64)
-        values, valid = _values(self.candidates.column(self.value_column))
-        hit = closing & valid & (values == floor) & (floor != _NONE)
-        out = self.candidates.filter(pa.array(hit)) if hit.any() else None
-        if closing.any():
-            self.candidates = self.candidates.filter(pa.array(~closing))
-        for w in done:
+        out = None
+        if self.candidates.num_rows:
+            cw = self.candidates.column(WINDOW).to_numpy()
+            closing = g.end(cw) < until if until < WATERMARK_MAX else \
+                np.ones(len(cw), dtype=bool)
+            if closing.any():
+                floor = np.array([self.maxima.get(x, _NONE) for x in cw.tolist()],
+                                 dtype=np.int64)
+                values, valid = _values(self.candidates.column(self.value_column))
+                hit = closing & valid & (values == floor) & (floor != _NONE)
+                out = self.candidates.filter(pa.array(hit)) if hit.any() else None
+                self.candidates = self.candidates.filter(pa.array(~closing))
+        # a fired window's maximum is kept while a row on its end can still arrive and
+        # match it (until the next window fires: a row is late once its own window has)
+        after = 1 if g.edges else 0
+        for w in [w for w in self.maxima
+                  if until == WATERMARK_MAX or g.end(w + after) <= until - 1 + after]:
             del self.maxima[w]
         return self._emit(out) if out is not None else []
 

@@ -6,6 +6,7 @@ the interval join."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import numpy as np
@@ -150,3 +151,95 @@ def test_killed_job_resumes_with_the_same_rows(tmp_path):
     kill_after_checkpoints(script, ck, batch_rows=512, first=2, then=1)
     assert reference.num_rows > 10
     assert normalized_rows(read_committed(out)) == normalized_rows(reference)
+
+
+#: (seconds, price) read in this order a row at a time (watermark: the latest time - 1 s)
+LATE_ROWS = [
+    (0.5, 5), (1.0, 3), (4.5, 7),  # watermark 3.5 s: [0 s, 2 s) fired, [2 s, 4 s) open
+    (2.5, 9),   # behind the watermark, its window open: counts (the max of [2 s, 4 s))
+    (1.5, 10),  # behind the watermark, its window fired: late, dropped everywhere
+    (2.0, 5),   # behind the watermark, in [2 s, 4 s), on the end of fired [0 s, 2 s): = max
+    (3.0, 4), (6.0, 1), (5.0, 7), (9.0, 2),
+    (8.5, 2),   # a tie with the 9.0 s row, in its open window
+    (7.9, 1)]   # watermark 8 s: [6 s, 8 s) fired (at its end): late
+
+
+def _kept(rows: list[tuple[float, int]], size: float = 2.0, delay: float = 1.0
+          ) -> list[bool]:
+    """The window aggregate's rule: a row is late once its window fired (end <= the
+    watermark when it arrives), not as soon as it is behind the watermark."""
+    kept, top = [], float("-inf")
+    for t, _ in rows:
+        kept.append((t // size + 1) * size > top - delay)
+        top = max(top, t)
+    return kept
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize("query,duck_query", FUSED)
+def test_rows_behind_the_watermark_count_as_in_the_window_aggregate(
+        tmp_path, duck, query, duck_query, parallelism):
+    """The fused operator judged a row late as soon as it was behind the watermark, where the
+    window aggregate it replaces (0019f28, Flink's rule) still counts it in its window not yet
+    fired: the fused q7 lost the 2.5 s row (the max of [2 s, 4 s)) and the 2.0 s row (on
+    the end of [0 s, 2 s), already emitted, and equal to its max), and at another timing the
+    same SQL planned without the fusion had them. Now: the batch answer over the rows the
+    aggregate keeps (the 1.5 s and 7.9 s rows, whose windows fired, are dropped by both)."""
+    base = int(np.datetime64("2026-01-01T00:00:00", "us").astype(np.int64))
+    n = len(LATE_ROWS)
+    table = pa.table({
+        "auction": pa.array(range(n), pa.int64()),
+        "bidder": pa.array(range(100, 100 + n), pa.int64()),
+        "price": pa.array([p for _, p in LATE_ROWS], pa.int64()),
+        "date_time": pa.array([base + int(t * 1e6) for t, _ in LATE_ROWS],
+                              pa.timestamp("us", tz="UTC")),
+        "extra": pa.array([f"e{i}" for i in range(n)]),
+    })
+    path = tmp_path / "bids.parquet"
+    pq.write_table(table, path)  # one row group: one source subtask reads it, in order
+    assert "window max join" in _vertices(query, path)
+    got = run_to_table(_ddl(path), query, tmp_path / "out", parallelism=parallelism,
+                       batch_rows=1)
+    kept = table.filter(pa.array(_kept(LATE_ROWS)))
+    assert kept.num_rows == n - 2
+    duck.register("bids", kept)
+    expected = duck.sql(duck_query).to_arrow_table()
+    assert normalized_rows(got) == normalized_rows(expected)
+
+
+def test_a_fired_windows_max_survives_a_restore_for_the_rows_on_its_end():
+    """The maximum of a window that fired is kept (in the snapshot too) until the next
+    window fires: a row exactly on its end, behind the watermark but in an open window,
+    still matches it after a restore; once the next window fired the row is late."""
+    from caudal.operators.base import OperatorContext
+    from caudal.operators.window_max_join import WindowMaxJoin
+    from caudal.plan.windows import WindowSpec
+
+    schema = pa.schema([("price", pa.int64()), ("date_time", pa.timestamp("us"))])
+    out = pa.schema([("price", pa.int64()), ("date_time", pa.timestamp("us")),
+                     ("t", pa.timestamp("us"))])
+
+    def op() -> WindowMaxJoin:
+        o = WindowMaxJoin(WindowSpec("tumble", 2_000_000), -2_000_000, 0, "date_time",
+                          "price", schema, [("row", "price"), ("row", "date_time"),
+                                            ("end", None)], out, 2_000_000)
+        o.open(OperatorContext())
+        return o
+
+    def rows(*pairs: tuple[float, int]) -> pa.RecordBatch:
+        return pa.RecordBatch.from_arrays([
+            pa.array([p for _, p in pairs], pa.int64()),
+            pa.array([int(t * 1e6) for t, _ in pairs], pa.timestamp("us"))], schema=schema)
+
+    first = op()
+    assert first.process(rows((0.5, 5), (1.0, 3), (4.5, 7))) == ()
+    emitted = first.on_watermark(3_500_000)  # [0 s, 2 s) fires
+    assert pa.Table.from_batches(emitted).column("price").to_pylist() == [5]
+    second = op()
+    second.restore(first.snapshot(1))
+    got = pa.Table.from_batches(second.process(rows((2.0, 5), (2.0, 4))))
+    two = dt.datetime(1970, 1, 1, 0, 0, 2)
+    assert got.to_pylist() == [{"price": 5, "date_time": two, "t": two}]
+    second.on_watermark(4_000_000)  # [2 s, 4 s) fires: a row at 2 s is late now
+    assert second.process(rows((2.0, 5))) == ()
+    assert second.ctx.metrics["late_rows"] == 1
