@@ -149,17 +149,24 @@ def updating_aggregate(pre: Project, keys: list[str], calls: list[AggCall],
                              flush_us=flush_us, ttl_us=ttl_us)
 
 
+def refuse_nested_rows(schema: pa.Schema) -> None:
+    """Refuses rows keyed by every column (distinct rows, INTERSECT / EXCEPT [ALL]) when one
+    is a STRUCT, array or MAP: no hash kernel keys by them, and the job would fail at its
+    first row."""
+    for f in schema:
+        if pa.types.is_struct(f.type) or pa.types.is_list(f.type) or pa.types.is_map(f.type):
+            raise PlanError(f"distinct rows with a {sql_name(f.type)} column ({f.name!r}) are "
+                            "not supported (SELECT DISTINCT, UNION, INTERSECT, EXCEPT [ALL])",
+                            hint="select its fields instead, e.g. s.a, s.b, or UNION ALL")
+
+
 def distinct_rows(node: LogicalNode, flush_us: int | None,
                   ttl_us: int | None) -> UpdatingAggregate:
     """Every distinct row of ``node`` once (SELECT DISTINCT, UNION, the left side of
     INTERSECT/EXCEPT): an updating aggregate keyed by all columns, without aggregates.
     Refused for a STRUCT, array or MAP column, as GROUP BY one is (no hash kernel keys by
     them: the job failed at its first row)."""
-    for f in node.schema:
-        if pa.types.is_struct(f.type) or pa.types.is_list(f.type) or pa.types.is_map(f.type):
-            raise PlanError(f"distinct rows with a {sql_name(f.type)} column ({f.name!r}) are "
-                            "not supported (SELECT DISTINCT, UNION, INTERSECT, EXCEPT)",
-                            hint="select its fields instead, e.g. s.a, s.b, or UNION ALL")
+    refuse_nested_rows(node.schema)
     if any(pa.types.is_floating(f.type) for f in node.schema):
         node = Project(node.schema, node.time_column, input=node,
                        exprs=[group_key(Column(f.type, f.name)) for f in node.schema])

@@ -26,7 +26,7 @@ from sqlglot import exp
 
 from caudal.errors import PlanError
 from caudal.plan.aggregate_planning import distinct_rows as plan_distinct_rows
-from caudal.plan.aggregate_planning import group_key
+from caudal.plan.aggregate_planning import group_key, refuse_nested_rows
 from caudal.plan.aggregates import AggCall
 from caudal.plan.expressions import Column, Expr, Literal
 from caudal.plan.functions.coerce import cast, common_type
@@ -88,6 +88,7 @@ def _multiset(planner, left: LogicalNode, right: LogicalNode, except_: bool) -> 
     copies in the left and the right input. An updating aggregate keyed by every column
     (NULL matching NULL) counts both sides; each count becomes that many rows (an Unnest of
     copies(k), which over the changelog retracts and inserts copies as the counts move)."""
+    refuse_nested_rows(left.schema)
     names = list(left.schema.names)
     sides = ("__left", "__right")
     tagged = []
