@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
+from caudal import clock
 from caudal.operators.base import Operator
 from caudal.operators.side_output import tag_of
 
@@ -35,40 +36,44 @@ class Chain:
 
     def on_processing_time(self, now_us: int) -> list[pa.RecordBatch]:
         """Fire processing-time timers (windows on arrival time) up to the wall clock."""
-        out: list[pa.RecordBatch] = []
-        for i in self.timed:
-            emitted = self.operators[i].on_processing_time(now_us)  # type: ignore[attr-defined]
-            if emitted:
-                out.extend(self._push(emitted, i + 1))
-        return out
+        with clock.batch_read():   # now() is read once for what this call pushes
+            out: list[pa.RecordBatch] = []
+            for i in self.timed:
+                emitted = self.operators[i].on_processing_time(now_us)  # type: ignore[attr-defined]
+                if emitted:
+                    out.extend(self._push(emitted, i + 1))
+            return out
 
     def process(self, batch: pa.RecordBatch, input: int = 0) -> list[pa.RecordBatch]:
-        if not self.operators:
-            return [batch]
-        first = self.operators[0].process(batch, input)
-        return self._push(first, 1)
+        with clock.batch_read():   # now() is read once for what this call pushes
+            if not self.operators:
+                return [batch]
+            first = self.operators[0].process(batch, input)
+            return self._push(first, 1)
 
     def on_watermark(self, time: int) -> tuple[list[pa.RecordBatch], int]:
         """Advance every operator in order; returns emitted batches and the watermark to
         forward downstream."""
-        out: list[pa.RecordBatch] = []
-        for i, op in enumerate(self.operators):
-            emitted = op.on_watermark(time)
-            if emitted:
-                out.extend(self._push(emitted, i + 1))
-            time = op.output_watermark(time)
-        return out, time
+        with clock.batch_read():   # now() is read once for what this call pushes
+            out: list[pa.RecordBatch] = []
+            for i, op in enumerate(self.operators):
+                emitted = op.on_watermark(time)
+                if emitted:
+                    out.extend(self._push(emitted, i + 1))
+                time = op.output_watermark(time)
+            return out, time
 
     def release_held(self) -> list[pa.RecordBatch]:
         """What the operators hold back outside their snapshots, sent before a barrier
         or an idle source's ``Idle`` (``Operator.release_held``)."""
-        out: list[pa.RecordBatch] = []
-        for i, op in enumerate(self.operators):
-            hook = getattr(op, "release_held", None)
-            emitted = hook() if hook is not None else ()
-            if emitted:
-                out.extend(self._push(emitted, i + 1))
-        return out
+        with clock.batch_read():   # now() is read once for what this call pushes
+            out: list[pa.RecordBatch] = []
+            for i, op in enumerate(self.operators):
+                hook = getattr(op, "release_held", None)
+                emitted = hook() if hook is not None else ()
+                if emitted:
+                    out.extend(self._push(emitted, i + 1))
+            return out
 
     def on_idle(self) -> None:
         """The source subtask is about to send ``Idle`` (``Operator.on_idle``)."""
@@ -78,9 +83,10 @@ class Chain:
                 hook()
 
     def on_end(self) -> list[pa.RecordBatch]:
-        out: list[pa.RecordBatch] = []
-        for i, op in enumerate(self.operators):
-            emitted = op.on_end()
-            if emitted:
-                out.extend(self._push(emitted, i + 1))
-        return out
+        with clock.batch_read():   # now() is read once for what this call pushes
+            out: list[pa.RecordBatch] = []
+            for i, op in enumerate(self.operators):
+                emitted = op.on_end()
+                if emitted:
+                    out.extend(self._push(emitted, i + 1))
+            return out

@@ -25,3 +25,29 @@ def test_intersect_all_of_nested_columns_is_refused_in_one_line(query):
     t = cd.from_arrow(duckdb.sql(_NESTED).to_arrow_table())
     with pytest.raises(PlanError, match=r"distinct rows with a (INT\[\]|STRUCT)"):
         cd.sql(query, t=t).collect()
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT x = CURRENT_TIMESTAMP AS e FROM (SELECT now() AS x, a FROM t)",
+    "SELECT x = CURRENT_TIMESTAMP AS e FROM (SELECT now() AS x, a FROM t) WHERE a",
+    "SELECT x = y AS e FROM (SELECT now() AS x FROM t WHERE a) CROSS JOIN UNNEST(ARRAY[now()]) "
+    "AS u(y)",
+])
+def test_current_timestamp_is_one_read_through_subqueries(query):
+    """A row's now() / CURRENT_TIMESTAMP in a subquery and in the query around it are one
+    read of the clock (DuckDB: once per query; Flink: once per record, its Calcs merged);
+    each operator of a chain got a batch of its own and read the clock again, so ``x =
+    CURRENT_TIMESTAMP`` was false on every row."""
+    import pyarrow as pa
+
+    from caudal import clock
+
+    ticks = iter(range(1_700_000_000_000_000, 1_800_000_000_000_000))
+    clock.set_source(lambda: next(ticks))  # a clock that moves on every read
+    try:
+        t = cd.from_arrow(pa.table({"a": [True, True, True]}))
+        for parallelism in (1, 2):
+            got = cd.sql(query, t=t).collect(parallelism=parallelism)
+            assert got.column("e").to_pylist() == [True] * 3
+    finally:
+        clock.set_source(None)

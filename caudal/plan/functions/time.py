@@ -478,13 +478,19 @@ _read = threading.local()
 def _now(evals, call, batch):
     """The clock is read once per batch, however many now() calls it evaluates: each call
     reading it anew made ``CURRENT_TIMESTAMP = CURRENT_TIMESTAMP`` false (Flink reads it once
-    per record, DuckDB once per query). A weak reference, as an id could be a later batch's."""
-    from caudal.clock import now_us
+    per record, DuckDB once per query). In the runtime, once per batch a chain is handed
+    (caudal.clock.start_batch): every operator of the chain sees a batch of its own, and a
+    now() in a subquery must equal one in the query around it. Outside it, by the batch
+    (a weak reference, as an id could be a later batch's)."""
+    from caudal.clock import batch_now_us, now_us
 
-    held = getattr(_read, "held", None)
-    if held is None or held[0]() is not batch:
-        held = _read.held = (weakref.ref(batch), now_us())
-    now = dt.datetime.fromtimestamp(held[1] / 1e6, dt.UTC)
+    us = batch_now_us()
+    if us is None:
+        held = getattr(_read, "held", None)
+        if held is None or held[0]() is not batch:
+            held = _read.held = (weakref.ref(batch), now_us())
+        us = held[1]
+    now = dt.datetime.fromtimestamp(us / 1e6, dt.UTC)
     if pa.types.is_date(call.dtype):
         return pa.scalar(now.date(), pa.date32())
     if pa.types.is_time(call.dtype):
