@@ -57,3 +57,14 @@ def test_nan_and_infinity_are_literals():
            "plus": (col("f") + inf, pc("f") + inf),
            "minus": (col("f") - inf, pc("f") - inf),
            "neg": (col("f") * -inf, pc("f") * -inf)})
+
+
+def test_is_in_matches_a_negative_zero_as_equality_does():
+    """``-0.0 IN (0.0)`` is true (DuckDB; Polars' is_in; ``-0.0 = 0.0`` here too): the IN
+    list's hash lookup compared the bits, so ``is_in([0.0])`` missed a -0.0 row."""
+    data = {"g": [0.0, -0.0, float("nan"), 1.0, None]}
+    got = cd.testing.from_records(data).select(
+        a=col("g").is_in([0.0]), b=col("g").is_in([-0.0, float("nan")])).to_polars()
+    want = pl.DataFrame(data).select(a=pl.col("g").is_in([0.0]),
+                                     b=pl.col("g").is_in([-0.0, float("nan")]))
+    assert got.to_dict(as_series=False) == want.to_dict(as_series=False)

@@ -422,7 +422,9 @@ def _in_list(args, call):
                             if x.is_valid else None, pa.bool_())
         else:
             values = pa.array([v.as_py() for v in valid], type=x.type)
-            hit = pc.is_in(x, value_set=values, skip_nulls=True)
+            # the lookup hashes bits: -0.0 must meet 0.0 (and NaN NaN) as = does
+            hit = pc.is_in(float_order.normalize_key(x),
+                           value_set=float_order.normalize_key(values), skip_nulls=True)
             hit = pc.if_else(pc.is_null(x), null_of(pa.bool_()), hit)
         if len(valid) < len(constants):
             hit = pc.or_kleene(hit, null_of(pa.bool_()))
