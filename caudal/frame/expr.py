@@ -869,11 +869,13 @@ def lit(value: Any) -> Expr:
         node: exp.Expression = exp.Null()
     elif isinstance(value, bool):
         node = exp.Boolean(this=value)
-    elif isinstance(value, float) and not math.isfinite(value):
-        # NaN and infinities have no number literal (their repr read as a column name)
+    elif isinstance(value, float) and (not math.isfinite(value) or
+                                       (value == 0 and math.copysign(1, value) < 0)):
+        # NaN and infinities have no number literal (their repr read as a column name);
+        # -0.0's would be a DECIMAL 0, without its sign (x / -0.0 is -x * infinity)
         node = exp.Cast(this=exp.Literal.string(
-            "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"),
-            to=exp.DataType.build("DOUBLE"))
+            "NaN" if value != value else "-0.0" if value == 0 else
+            "Infinity" if value > 0 else "-Infinity"), to=exp.DataType.build("DOUBLE"))
     elif isinstance(value, (int, float, decimal.Decimal)):
         node = exp.Literal.number(repr(value) if isinstance(value, float) else str(value))
         if isinstance(value, (int, float)) and value < 0:

@@ -68,3 +68,13 @@ def test_is_in_matches_a_negative_zero_as_equality_does():
     want = pl.DataFrame(data).select(a=pl.col("g").is_in([0.0]),
                                      b=pl.col("g").is_in([-0.0, float("nan")]))
     assert got.to_dict(as_series=False) == want.to_dict(as_series=False)
+
+
+def test_dividing_by_a_negative_zero_literal_keeps_its_sign():
+    """``x / -0.0`` and ``x // -0.0`` are -x * infinity in Polars; ``lit(-0.0)`` was the
+    number literal -0.0, which SQL reads as a DECIMAL 0 (no sign), so the sign was lost
+    (-7 / -0.0 was -inf)."""
+    pc = pl.col
+    _same({"div": (col("x") / -0.0, pc("x") / -0.0),
+           "fdiv": (col("f") // -0.0, pc("f") // -0.0),
+           "plain": (col("f") * -0.0, pc("f") * -0.0)})
