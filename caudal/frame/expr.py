@@ -151,8 +151,8 @@ class Expr:
     def __rmul__(self, o): return self._binary(exp.Mul, o, True)
     def __truediv__(self, o): return self._true_divide(o)
     def __rtruediv__(self, o): return self._true_divide(o, True)
-    def __pow__(self, o): return self._binary(exp.Pow, o)
-    def __rpow__(self, o): return self._binary(exp.Pow, o, True)
+    def __pow__(self, o): return self._power(o)
+    def __rpow__(self, o): return self._power(o, True)
     def __mod__(self, o): return self._floored_mod(o)
     def __rmod__(self, o): return self._floored_mod(o, True)
     def __eq__(self, o): return self._binary(exp.EQ, o)  # type: ignore[override]
@@ -436,6 +436,32 @@ class Expr:
     def sqrt(self) -> Expr:
         """The square root; NaN of a negative, as Polars (SQL's sqrt stops the job)."""
         return self._outside_domain(exp.Sqrt(this=self.node.copy()), "sqrt()")
+
+    def _power(self, other, reverse=False) -> Expr:
+        """``x ** y`` as Polars: NaN for a negative x to a non-integer y, +-infinity for 0
+        to a negative y (the sign of ``0 ** -y``'s zero), where SQL's power() stops the job.
+        A constant y that is a whole number >= 0 needs no check; otherwise both operands
+        are read twice (``_read_once``)."""
+        other = to_expr(other)
+        x, y = (other, self) if reverse else (self, other)
+        power = exp.Pow(this=_paren(x.node), expression=_paren(y.node))
+        if _whole_nonnegative(y.node):
+            return self._derive(power, other)
+        self._read_once(other, "**", "to check for a negative or zero base")
+        xs, ys = _paren(x.node.copy()), _paren(y.node.copy())
+        zero = exp.Literal.number(0)
+        fractional = exp.NEQ(this=ys.copy(), expression=exp.Floor(this=ys.copy()))
+        # 0 ** -y: the zero 0 ** y would be, inverted (-0.0 to an odd power: -infinity)
+        inverse = exp.Pow(this=xs.copy(), expression=exp.Neg(this=ys.copy()))
+        node = exp.Case(ifs=[
+            exp.If(this=exp.And(this=exp.LT(this=xs.copy(), expression=zero),
+                                expression=fractional),
+                   true=exp.Cast(this=exp.Literal.string("NaN"),
+                                 to=exp.DataType.build("DOUBLE"))),
+            exp.If(this=exp.And(this=exp.EQ(this=xs.copy(), expression=zero.copy()),
+                                expression=exp.LT(this=ys.copy(), expression=zero.copy())),
+                   true=_signed_infinity(inverse))], default=power)
+        return self._derive(node, other)
 
     def _outside_domain(self, node: exp.Expression, what: str, zero: bool = False,
                         others: tuple = ()) -> Expr:
@@ -741,6 +767,12 @@ def _nonzero_number(node: exp.Expression) -> bool:
     """A number literal other than 0 (a divisor that needs no check)."""
     value = node.this if isinstance(node, exp.Neg) else node
     return isinstance(value, exp.Literal) and value.is_number and float(value.name) != 0
+
+
+def _whole_nonnegative(node: exp.Expression) -> bool:
+    """A number literal that is a whole number >= 0 (an exponent any base takes)."""
+    return isinstance(node, exp.Literal) and node.is_number and \
+        float(node.name) >= 0 and float(node.name).is_integer()
 
 
 def _by_zero(node: exp.Expression, type_of) -> exp.Expression:

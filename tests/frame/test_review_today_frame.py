@@ -78,3 +78,22 @@ def test_dividing_by_a_negative_zero_literal_keeps_its_sign():
     _same({"div": (col("x") / -0.0, pc("x") / -0.0),
            "fdiv": (col("f") // -0.0, pc("f") // -0.0),
            "plain": (col("f") * -0.0, pc("f") * -0.0)})
+
+
+def test_power_outside_its_domain_as_polars():
+    """``x ** 0.5`` of a negative is NaN and ``0 ** -1`` +-infinity in Polars; SQL's
+    power() stopped the job ('a negative number raised to a non-integer power')."""
+    pc = pl.col
+    data = {"z": [0.0, -0.0, 2.0, None, -8.0, 4.0], "i": [0, 1, 2, None, -8, 3],
+            "e": [-1.0, -1.0, 0.5, 2.0, 0.5, -2.0]}
+    got = cd.testing.from_records(data).select(
+        a=col("z") ** 0.5, b=col("z") ** -1, c=col("i") ** -2.0, d=col("z") ** col("e"),
+        s=col("z") ** 2, t=2 ** col("e")).to_polars()
+    want = pl.DataFrame(data).select(
+        a=pc("z") ** 0.5, b=pc("z") ** -1, c=pc("i") ** -2.0, d=pc("z") ** pc("e"),
+        s=pc("z") ** 2, t=2 ** pc("e"))
+    for name in want.columns:
+        ours, theirs = got[name].to_list(), want[name].to_list()
+        for a, b in zip(ours, theirs, strict=True):
+            assert (a is None and b is None) or (math.isnan(a) and math.isnan(b)) or \
+                a == b, (name, ours, theirs)
