@@ -210,10 +210,20 @@ _BINARY = {
 
 def _binary(node: exp.Binary, scope: Scope) -> Expr:
     left, right = node.this, node.expression
-    if isinstance(left, exp.Tuple) and isinstance(right, exp.Tuple) and \
-            isinstance(node, exp.EQ | exp.NEQ):
-        return _rows_equal(node, left.expressions, right.expressions, scope)
+    rows = _row_values(left), _row_values(right)
+    if rows[0] is not None and rows[1] is not None and isinstance(node, exp.EQ | exp.NEQ):
+        return _rows_equal(node, rows[0], rows[1], scope)
     return _call(_BINARY[type(node)], [left, right], scope)
+
+
+def _row_values(node: exp.Expression) -> list[exp.Expression] | None:
+    """The values of a row written ``(a, b, …)`` or ``ROW(a, b, …)``, else None: both
+    spellings compare as rows (``ROW(a, b) = ROW(x, y)`` compared STRUCTs and was refused)."""
+    if isinstance(node, exp.Tuple):
+        return list(node.expressions)
+    if isinstance(node, exp.Anonymous) and str(node.this).upper() == "ROW":
+        return list(node.expressions)
+    return None
 
 
 def _rows_equal(node: exp.Binary, left: list[exp.Expression], right: list[exp.Expression],
@@ -440,6 +450,12 @@ def _unsupported(node: exp.Expression) -> Expr:
         hint = (f"did you mean {', '.join(similar)}? " if similar else "") + \
             "`caudal functions` and docs/sql.md list them all"
         raise PlanError(f"function {name}() is not supported", hint=hint)
+    if isinstance(node, exp.Tuple):
+        ln, col = position(node)
+        raise PlanError(f"a row {node.sql(dialect=Caudal)[:60]} is only supported compared "
+                        "with = or <> to another row", line=ln, col=col,
+                        hint="ROW(a, b, …) builds a ROW value; (a, b) < (x, y) is a < x OR "
+                             "(a = x AND b < y)")
     text = node.sql(dialect=Caudal)
     raise PlanError(f"unsupported expression {text[:60]!r}",
                     hint="docs/sql.md lists the operators caudal accepts")

@@ -8,6 +8,7 @@ import pytest
 
 import caudal as cd
 from caudal.errors import PlanError
+from tests.sql.test_review_aggregates import check, values
 
 _NESTED = "SELECT [1, 2] AS l, {'x': 1} AS r"
 
@@ -51,3 +52,25 @@ def test_current_timestamp_is_one_read_through_subqueries(query):
             assert got.column("e").to_pylist() == [True] * 3
     finally:
         clock.set_source(None)
+
+
+_ROWS_T = values([(1, "a"), (2, None), (None, "b"), (1, "c")], "a, s")
+
+
+@pytest.mark.parametrize("query,duck_query", [
+    ("SELECT a, s, ROW(a, s) = ROW(1, 'a') AS e, (a, s) <> ROW(1, 'a') AS n FROM t",
+     "SELECT a, s, a = 1 AND s = 'a' AS e, a <> 1 OR s <> 'a' AS n FROM t"),
+    ("SELECT a, s FROM t WHERE ROW(a, s) <> (1, 'a')",
+     "SELECT a, s FROM t WHERE a <> 1 OR s <> 'a'"),
+])
+def test_row_constructor_compares_as_a_row(query, duck_query):
+    """``ROW(a, b) = ROW(x, y)`` is the row comparison ``(a, b) = (x, y)`` is (PostgreSQL,
+    Flink): it compared two STRUCTs and was refused ('cannot compare STRUCT<…> values')."""
+    check({"t": _ROWS_T}, query, duck_query)
+
+
+def test_other_row_comparisons_are_refused_saying_what_is_accepted():
+    t = cd.from_arrow({"a": [1], "s": ["a"]})
+    with pytest.raises(PlanError, match=r"a row \(a, s\) is only supported compared with = "
+                                        r"or <> to another row"):
+        cd.sql("SELECT (a, s) < (1, 'b') AS e FROM t", t=t).collect()
