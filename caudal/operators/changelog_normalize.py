@@ -57,30 +57,31 @@ class ChangelogNormalize(Operator):
         keys = data.select(self.keys)
         distinct = keys.group_by(self.keys, use_threads=False).aggregate([])
         ids, new = self.index.ids(distinct)
-        rid = ids[lookup(keys, self.keys, distinct, self.keys)]
+        pos = lookup(keys, self.keys, distinct, self.keys)   # each row's distinct key
+        rid = ids[pos]
         # an update pair of one key is one replacement (its before image is the row held)
         pair = np.zeros(len(ops), dtype=bool)
         pair[:-1] = (ops[:-1] == UPDATE_BEFORE) & (ops[1:] == UPDATE_AFTER) & \
             (rid[:-1] == rid[1:])
         if pair.any():
             kept = np.flatnonzero(~pair)
-            data, ops, rid = data.take(pa.array(kept)), ops[kept], rid[kept]
+            data, ops, rid, pos = data.take(pa.array(kept)), ops[kept], rid[kept], pos[kept]
         n = len(ops)
         if len(self.present) < self.index.size:
             grown = np.zeros(max(self.index.size, 2 * len(self.present)), dtype=bool)
             grown[:len(self.present)] = self.present
             self.present = grown
-        had_ids = ids[self.present[ids] & ~new]
-        prior = self.held.take(had_ids)
-        prior_at = np.full(self.index.size, -1, dtype=np.int64)
-        prior_at[had_ids] = np.arange(len(had_ids))
+        had = self.present[ids] & ~new
+        prior = self.held.take(ids[had])
+        # per distinct key, its row in ``prior`` (-1: none); sized by the batch, not the state
+        prior_at = np.where(had, np.cumsum(had) - 1, -1)
         # the row each change meets: the change before it of its key, else the row held
         order = np.argsort(rid, kind="stable")
         first = np.ones(n, dtype=bool)
         first[1:] = rid[order[1:]] != rid[order[:-1]]
         before = np.empty(n, dtype=np.int64)   # into data, or n + into prior; -1: none
         before[order[1:]] = np.where(ops[order[:-1]] > 0, order[:-1], -1)
-        met = prior_at[rid[order[first]]]
+        met = prior_at[pos[order[first]]]
         before[order[first]] = np.where(met >= 0, n + met, -1)
         up = ops > 0
         images = pa.concat_tables([data, prior.cast(data.schema)])

@@ -1,7 +1,7 @@
 """Review of the day's operator changes from the outside: a keyed changelog source (the
 last-row-per-key step, changelog_normalize) SIGKILLed after checkpoints and resumed at
 another parallelism folds to the rows the changelog leaves (DuckDB's answer): a debezium_json
-directory and an upsert-kafka topic."""
+directory and an upsert-kafka topic; and its cost per batch."""
 
 from __future__ import annotations
 
@@ -23,8 +23,6 @@ from tests.sql.test_review_changelog_inputs import (
     write_lines,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
 
 def _kill_and_resume(tmp_path: Path, ddl: str, first: int, then: int) -> list[tuple]:
     """``QUERIES[0]`` over ``ddl``'s src into a debezium_json sink, killed after three
@@ -40,6 +38,8 @@ def _kill_and_resume(tmp_path: Path, ddl: str, first: int, then: int) -> list[tu
     return normalized_rows(fold(read_changes(out, schema)))
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("first,then", [(1, 2), (2, 1)])
 def test_a_keyed_changelog_resumes_after_a_kill_at_another_parallelism(tmp_path, first, then):
     lines, final = changes(7, n=4000, keys=300, messy=True)
@@ -51,6 +51,8 @@ def test_a_keyed_changelog_resumes_after_a_kill_at_another_parallelism(tmp_path,
         duck_answer(QUERIES[0], {"src": final})
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("first,then", [(1, 2), (2, 1)])
 def test_an_upsert_kafka_topic_resumes_after_a_kill_at_another_parallelism(
         tmp_path, first, then):
@@ -61,3 +63,33 @@ def test_an_upsert_kafka_topic_resumes_after_a_kill_at_another_parallelism(
         ddl = _upsert_source(kafka, _upsert_topic(kafka, messages))
         got = _kill_and_resume(tmp_path, ddl, first, then)
     assert got == duck_answer(QUERIES[0], {"src": final})
+
+
+def test_a_small_batch_costs_the_normalizer_no_pass_over_its_state():
+    """The last-row-per-key step allocated an array of every key it ever held for each
+    batch (the row each key's first change meets): with 1 M keys held, 8 MB and a fill
+    for a batch of 10 rows. It is now sized by the batch."""
+    import tracemalloc
+
+    import numpy as np
+    import pyarrow as pa
+
+    from caudal.operators.changelog_normalize import ChangelogNormalize
+    from caudal.plan.changelog import OP, OP_TYPE, UPDATE_AFTER
+
+    schema = pa.schema([("id", pa.int64()), ("v", pa.int64()), (OP, OP_TYPE)])
+    op = ChangelogNormalize(["id"], schema)
+    n = 1_000_000
+    ids = np.arange(n)
+    op.process(pa.record_batch([pa.array(ids), pa.array(ids), pa.array(np.ones(n, np.int8))],
+                               schema=schema))
+    small = pa.record_batch([pa.array(ids[:10] * 7), pa.array(ids[:10] + 1),
+                             pa.array(np.full(10, UPDATE_AFTER, np.int8))], schema=schema)
+    tracemalloc.start()
+    try:
+        out = op.process(small)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert sum(b.num_rows for b in out) == 20   # ten update pairs
+    assert peak < 1_000_000, peak
