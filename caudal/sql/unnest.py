@@ -27,6 +27,11 @@ def standalone_unnest(select: exp.Select) -> tuple[exp.Select, bool]:
     from_ = select.args.get(key)
     if from_ is None or not isinstance(from_.this, exp.Unnest):
         return select, False
+    column = next(iter(from_.this.find_all(exp.Column)), None)
+    if column is not None:  # (it would be looked up among the one row's hidden columns)
+        ln, col = position(column)
+        raise PlanError(f"UNNEST alone in FROM takes an array value, not a column "
+                        f"({column.sql()})", line=ln, col=col, hint=_HINT)
     from caudal.sql.values import ONE_ROW
 
     out = select.copy()

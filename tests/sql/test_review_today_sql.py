@@ -74,3 +74,13 @@ def test_other_row_comparisons_are_refused_saying_what_is_accepted():
     with pytest.raises(PlanError, match=r"a row \(a, s\) is only supported compared with = "
                                         r"or <> to another row"):
         cd.sql("SELECT (a, s) < (1, 'b') AS e FROM t", t=t).collect()
+
+
+def test_unnest_alone_of_a_column_says_so():
+    """``SELECT * FROM UNNEST(t.arr)`` without t in FROM said "unknown column 't' (columns
+    here: dummy)", naming the hidden one-row input the standalone UNNEST is planned over."""
+    t = cd.from_arrow({"a": [1], "arr": [[1, 2]]})
+    with pytest.raises(PlanError, match=r"UNNEST alone in FROM takes an array value, not a "
+                                        r"column \(t.arr\)") as info:
+        cd.sql("SELECT * FROM UNNEST(t.arr) AS A(s)", t=t).collect()
+    assert "dummy" not in str(info.value)
