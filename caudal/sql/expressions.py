@@ -336,8 +336,11 @@ def _variadic(name: str) -> Handler:
 
 
 def _cast(node: exp.Cast, scope: Scope) -> Expr:
-    value = _tr(node.this, scope)
     to = node.args["to"]
+    if isinstance(node.this, exp.Array) and not node.this.expressions and \
+            to.this == exp.DataType.Type.ARRAY:  # CAST(ARRAY[] AS INT[]): the typed empty array
+        return Literal(arrow_type(to), [])
+    value = _tr(node.this, scope)
     if to.this == exp.DataType.Type.DECIMAL and not to.expressions:
         target = _unconstrained_numeric(value.dtype)
     else:
