@@ -169,17 +169,30 @@ class SessionAggregate(FiresOnTime, Operator, KeyedWindowState):
         """Which rows behind the watermark fall inside a session of their key still open
         (start <= time <= end): they join it as Flink's would, and the batch answer has them
         in it too. Any other such row is late: one before an open session's start could
-        extend it back to touch a session already emitted, which then should have merged."""
-        self._merge_pending()
-        open_ = self.open_sessions
-        if open_ is None or open_.num_rows == 0:
+        extend it back to touch a session already emitted, which then should have merged.
+
+        An open session is the union of touching intervals (the open sessions and the
+        pending parts not yet merged into them): a time is inside it when some interval of
+        its key starting at or before it ends at or after it (the running maximum of the
+        ends by start). Merging here instead would redo every open session for each batch
+        holding a row behind the watermark. Only the intervals of the late rows' keys are
+        looked at."""
+        parts = [t.select([*self.keys, START, END]) for t in
+                 ([self.open_sessions] if self.open_sessions is not None else []) +
+                 self.pending if t.num_rows]
+        if not parts:
             return np.zeros(len(ts), dtype=bool)
-        keys = pa.concat_tables([open_.select(self.keys),
-                                 pa.Table.from_batches([rows]).select(self.keys)])
-        gid = _key_ids(keys, self.keys)
-        n = open_.num_rows
-        sessions = pl.DataFrame({"g": gid[:n], "s": open_.column(START).to_numpy(),
-                                 "e": open_.column(END).to_numpy()}).sort("s")
+        late_keys = pa.Table.from_batches([rows]).select(self.keys)
+        state = pa.concat_tables(parts)
+        if self.keys:
+            state = _of_keys(state, late_keys, self.keys[0])
+        if state.num_rows == 0:
+            return np.zeros(len(ts), dtype=bool)
+        gid = _key_ids(pa.concat_tables([state.select(self.keys), late_keys]), self.keys)
+        n = state.num_rows
+        sessions = pl.DataFrame({"g": gid[:n], "s": state.column(START).to_numpy(),
+                                 "e": state.column(END).to_numpy()}).sort("g", "s")
+        sessions = sessions.with_columns(pl.col("e").cum_max().over("g")).sort("s")
         late = pl.DataFrame({"g": gid[n:], "t": ts, "i": np.arange(len(ts))}).sort("t")
         found = late.join_asof(sessions, left_on="t", right_on="s", by="g",
                                strategy="backward", check_sortedness=False).sort("i")
@@ -236,3 +249,15 @@ class SessionAggregate(FiresOnTime, Operator, KeyedWindowState):
     def state_rows(self) -> int:
         rows = self.open_sessions.num_rows if self.open_sessions is not None else 0
         return rows + self.pending_rows
+
+
+def _of_keys(state: pa.Table, keys: pa.Table, first: str) -> pa.Table:
+    """The rows of ``state`` whose ``first`` key column holds a value of ``keys``' (a
+    superset of those of their keys; NULL meets NULL, -0.0 0.0 and NaN NaN, as grouping
+    does), so that only they are hashed by every key column."""
+    column = state.column(first)
+    if pa.types.is_nested(column.type) or pa.types.is_dictionary(column.type):
+        return state
+    wanted = float_order.normalize_key(keys.column(first).combine_chunks()).unique()
+    return state.filter(pc.is_in(float_order.normalize_key(column), value_set=wanted,
+                                 skip_nulls=False))
