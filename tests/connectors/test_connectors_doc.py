@@ -1,7 +1,8 @@
 """docs/connectors.md's examples as written: the partitioned filesystem sink, Kafka (librdkafka's
-mock cluster for localhost:9092), Redis and NATS run against the machine's servers (stream and
-key names made unique, skipped without a server); the sources of services a test cannot
-stand up here (HTTP, webhooks, WebSocket) are planned."""
+mock cluster for localhost:9092), Redis, NATS, PostgreSQL (sink, bounded source, lookup joins,
+CDC), RabbitMQ (queue and stream) and MQTT run against the machine's servers (stream, queue,
+table and key names made unique, skipped without a server); the sources of services a test
+cannot stand up here (HTTP, webhooks, WebSocket) are planned."""
 
 from __future__ import annotations
 
@@ -157,3 +158,221 @@ def test_parquet_files_the_doc_describes_are_written_so(tmp_path, monkeypatch, c
     meta = pq.ParquetFile(next((tmp_path / "out").glob("*.parquet"))).metadata
     column = meta.row_group(0).column(0)
     assert "DELTA_BINARY_PACKED" in column.encodings
+
+
+# PostgreSQL: the doc's placeholders (user `app`, database `shop`, `connection = '…'`) become
+# the machine's server (user postgres, trust auth, database `test`); table and slot names are
+# made unique; the Kafka `orders` of the lookup example is the mock cluster's, read bounded.
+PG_CONNINFO = "host=127.0.0.1 user=postgres dbname=test"
+
+
+@pytest.fixture
+def pg():
+    """An autocommit connection and a unique table name; the tables, slots and publications
+    named after it are dropped afterwards."""
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        conn = psycopg.connect(PG_CONNINFO, connect_timeout=3, autocommit=True)
+    except psycopg.Error as e:
+        pytest.skip(f"no PostgreSQL at {PG_CONNINFO}: {e}")
+    name = f"doc_{uuid.uuid4().hex[:8]}"
+    yield conn, name
+    like = f"%{name}%"
+    for (slot,) in conn.execute("SELECT slot_name FROM pg_replication_slots WHERE slot_name "
+                                "LIKE %s", (like,)).fetchall():
+        conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+    for (pub,) in conn.execute("SELECT pubname FROM pg_publication WHERE pubname LIKE %s",
+                               (like,)).fetchall():
+        conn.execute(f'DROP PUBLICATION "{pub}"')
+    for (table,) in conn.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE %s",
+                                 (like,)).fetchall():
+        conn.execute(f'DROP TABLE "{table}"')
+    conn.close()
+
+
+def _pg(block: str) -> str:
+    return (block.replace("jdbc:postgresql://localhost:5432/shop",
+                          "jdbc:postgresql://localhost:5432/test")
+            .replace("'username' = 'app'", "'username' = 'postgres'")
+            .replace("username = 'app'", "username = 'postgres'")
+            .replace("'database-name' = 'shop'", "'database-name' = 'test'")
+            .replace("connection = '…'", f"connection = '{PG_CONNINFO}'"))
+
+
+def test_postgres_sink_example_upserts_the_totals(pg, capsys):
+    conn, name = pg
+    block = _pg(_block("CREATE TABLE totals (auction BIGINT, bids BIGINT, top BIGINT"))
+    run_sql(GEN.replace("gen", "bids") + block.replace("'auction_totals'", f"'{name}'"))
+    assert conn.execute(f"SELECT count(*), sum(bids) FROM {name}").fetchone() == (1195, 18400)
+    kinds = conn.execute("SELECT column_name, data_type FROM information_schema.columns "
+                         "WHERE table_name = %s ORDER BY ordinal_position", (name,)).fetchall()
+    assert kinds == [("auction", "bigint"), ("bids", "bigint"), ("top", "bigint")]
+    key = conn.execute("SELECT count(*) FROM pg_indexes WHERE tablename = %s AND indexdef "
+                       "LIKE '%%UNIQUE%%(auction)'", (name,)).fetchone()
+    assert key == (1,)
+
+
+def test_postgres_bounded_source_example_reads_the_table(pg, capsys):
+    conn, name = pg
+    conn.execute(f"CREATE TABLE {name} (id bigint PRIMARY KEY, name text)")
+    conn.execute(f"INSERT INTO {name} VALUES (2, 'bob'), (1, 'ann')")
+    text = (REPO / "docs" / "connectors.md").read_text()
+    table = re.search(r"`(CREATE TABLE customers WITH \(connector = 'postgres'.*?\))`", text,
+                      re.S).group(1).replace("\n", " ")
+    run_sql(_pg(table).replace("'customers'", f"'{name}'") + ";\nSELECT * FROM customers;")
+    out = capsys.readouterr().out.split()
+    assert out[-6:] == ["id", "name", "1", "ann", "2", "bob"]   # in key order
+
+
+def test_postgres_lookup_example_joins_by_key(pg, capsys):
+    from caudal.connectors.kafka_mock import cluster
+
+    conn, name = pg
+    conn.execute(f"CREATE TABLE {name} (id bigint PRIMARY KEY, name text)")
+    conn.execute(f"INSERT INTO {name} VALUES (1, 'ann'), (2, 'bob')")
+    with cluster() as bootstrap:
+        run_sql(f"CREATE TABLE o WITH (connector = 'kafka', bootstrap_servers = '{bootstrap}', "
+                "topic = 'orders');\nINSERT INTO o SELECT * FROM (VALUES (10, 1, 5), "
+                "(11, 2, 7), (12, 3, 9)) AS t(id, customer, amount);")
+        capsys.readouterr()
+        block = _pg(_block("-- Flink: FOR SYSTEM_TIME AS OF")).replace(
+            "localhost:9092", bootstrap).replace(
+            "topic = 'orders'", "topic = 'orders', 'source.offset' = 'earliest', "
+            "'scan.bounded.mode' = 'latest-offset'").replace(
+            "table = 'customers'", f"table = '{name}'")
+        run_sql(block)
+    rows = sorted(tuple(line.split()) for line in capsys.readouterr().out.splitlines()
+                  if line[:1].isdigit())
+    # LEFT JOIN: order 12's customer 3 has no row (NULL); the inner JOIN drops it
+    assert rows == [("10", "5", "ann"), ("10", "ann"), ("11", "7", "bob"), ("11", "bob"),
+                    ("12", "9", "NULL")]
+
+
+def test_postgres_cdc_example_feeds_the_per_customer_totals(pg, capsys):
+    conn, name = pg
+    conn.execute(f"CREATE TABLE {name} (id bigint PRIMARY KEY, customer bigint, "
+                 "amount numeric(10, 2))")
+    conn.execute(f"ALTER TABLE {name} REPLICA IDENTITY FULL")
+    conn.execute(f"INSERT INTO {name} VALUES (1, 7, 1.50), (2, 7, 2.25), (3, 8, 4.00)")
+    block = _pg(_block("CREATE TABLE orders (id BIGINT, customer BIGINT, amount DECIMAL"))
+    block = block.replace("'table-name' = 'orders'", f"'table-name' = '{name}'").replace(
+        "'caudal_orders'", f"'caudal_{name}'").replace(
+        "'pgoutput'", "'pgoutput', 'scan.bounded.mode' = 'latest-offset'").replace(
+        "table = 'per_customer'", f"table = '{name}_per_customer'")
+    run_sql(block)
+    rows = conn.execute(f"SELECT customer, orders, total::text FROM {name}_per_customer "
+                        "ORDER BY customer").fetchall()
+    assert rows == [(7, 2, "3.75"), (8, 1, "4.00")]
+    # the slot the doc says stays, and its publication
+    assert conn.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s",
+                        (f"caudal_{name}",)).fetchone() == (1,)
+
+
+# RabbitMQ and MQTT: queue, stream, topic and client names are made unique; the queue source
+# is read bounded ('scan.bounded.mode' = 'latest-offset') so that the job ends.
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+def _bid(i: int) -> bytes:
+    return json.dumps({"auction": i % 4, "price": i,
+                       "date_time": f"2026-01-01T00:00:{i:02d}"}).encode()
+
+
+@pytest.fixture
+def rabbit():
+    pika = pytest.importorskip("pika")
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    except pika.exceptions.AMQPError as e:
+        pytest.skip(f"no RabbitMQ at {AMQP_URL}: {e}")
+    channel = conn.channel()
+    made: list[str] = []
+
+    def declare(stem: str, **arguments) -> str:
+        name = f"caudal-doc-{stem}-{uuid.uuid4().hex[:8]}"
+        channel.queue_declare(name, durable=True, arguments=arguments or None)
+        made.append(name)
+        return name
+
+    yield channel, declare
+    for name in made:
+        channel.queue_delete(name)
+    conn.close()
+
+
+def test_rabbitmq_queue_example_reads_and_publishes(rabbit):
+    channel, declare = rabbit
+    bids, results = declare("bids"), declare("results")
+    for i in range(20):
+        channel.basic_publish("", bids, _bid(i))
+    block = _block("CREATE TABLE bids (auction BIGINT, price BIGINT, date_time TIMESTAMP) "
+                   "WITH (\n  connector = 'rabbitmq', url = 'amqp://guest:guest@127.0.0.1:5672"
+                   "/%2F', queue")
+    block = block.replace("queue = 'bids'", f"queue = '{bids}', 'scan.bounded.mode' = "
+                          "'latest-offset'").replace("queue = 'results'", f"queue = '{results}'")
+    result = run_sql(block + "INSERT INTO out SELECT auction, price FROM bids WHERE price >= 15;")
+    assert result.rows_in == 20
+    got = []
+    while (message := channel.basic_get(results, auto_ack=True))[0] is not None:
+        got.append(json.loads(message[2]))
+    assert got == [{"auction": i % 4, "price": i} for i in range(15, 20)]
+    assert channel.queue_declare(bids, passive=True).method.message_count == 0   # acked
+
+
+def test_rabbitmq_stream_example_reads_the_stream(rabbit, capsys):
+    import socket
+
+    pytest.importorskip("rstream")
+    try:
+        socket.create_connection(("127.0.0.1", 5552), timeout=2).close()
+    except OSError:
+        pytest.skip("RabbitMQ's stream plugin is not enabled (nothing on port 5552): run "
+                    ".ci/rabbitmq-setup")
+    channel, declare = rabbit
+    stream = declare("stream", **{"x-queue-type": "stream"})
+    channel.confirm_delivery()
+    for i in range(20):
+        channel.basic_publish("", stream, _bid(i))
+    block = _block("CREATE TABLE bids (auction BIGINT, price BIGINT, date_time TIMESTAMP) "
+                   "WITH (\n  connector = 'rabbitmq', url = 'amqp://guest:guest@127.0.0.1:5672"
+                   "/%2F', stream")
+    result = run_sql(block.replace("stream = 'bids'", f"stream = '{stream}'") +
+                     "SELECT count(*) AS n, sum(price) AS total FROM bids;")
+    assert result.rows_in == 20
+    assert capsys.readouterr().out.split()[-2:] == ["20", "190"]
+
+
+def test_mqtt_example_subscribes_to_the_wildcard(capsys):
+    mqtt = pytest.importorskip("paho.mqtt.client")
+    import time
+
+    from caudal.runtime.local import LocalRuntime
+
+    tag = uuid.uuid4().hex[:8]
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"doc-{tag}")
+    try:
+        client.connect("127.0.0.1", 1883)
+    except OSError as e:
+        pytest.skip(f"no MQTT broker at 127.0.0.1:1883: {e}")
+    client.loop_start()
+    block = _block("CREATE TABLE readings (sensor TEXT").replace(
+        "'plant/+/readings'", f"'plant-{tag}/+/readings', client_id = 'caudal-doc-{tag}'")
+    runtime = LocalRuntime()
+    runtime.deploy(compile_sql(block + "SELECT sensor, value FROM readings;").graph)
+    runtime.start()
+    seen = ""
+    try:   # the source is unbounded: publish until rows are out, then stop the job
+        deadline = time.monotonic() + 15
+        while seen.count("\n") < 4 and time.monotonic() < deadline:
+            for topic in ("a/readings", "b/readings", "c/other"):
+                client.publish(f"plant-{tag}/{topic}", json.dumps(
+                    {"sensor": topic[0], "value": 1.5, "at": "2026-01-01T00:00:00"}), qos=1)
+            time.sleep(0.2)
+            seen += capsys.readouterr().out
+    finally:
+        runtime.stop()
+        runtime.wait(10)
+        client.loop_stop()
+        client.disconnect()
+    rows = {tuple(line.split()) for line in seen.splitlines()[1:] if line.strip()}
+    assert rows == {("a", "1.5"), ("b", "1.5")}   # c/other does not match the filter
