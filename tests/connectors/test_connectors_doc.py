@@ -13,6 +13,7 @@ import uuid
 import pyarrow.parquet as pq
 import pytest
 
+from caudal.errors import CaudalError
 from caudal.job import compile_sql, run_sql
 from tests.conftest import REPO
 
@@ -376,3 +377,18 @@ def test_mqtt_example_subscribes_to_the_wildcard(capsys):
         client.disconnect()
     rows = {tuple(line.split()) for line in seen.splitlines()[1:] if line.strip()}
     assert rows == {("a", "1.5"), ("b", "1.5")}   # c/other does not match the filter
+
+
+def test_postgres_sink_misfit_error_is_the_one_shown(pg):
+    """The sink section's error for a table (auction integer, price text) written (auction
+    BIGINT, price BIGINT) is what caudal says, after its position."""
+    conn, name = pg
+    conn.execute(f"CREATE TABLE {name} (auction integer, price text)")
+    text = " ".join((REPO / "docs" / "connectors.md").read_text().split())
+    shown = re.search(r"and shows both schemas: `(PostgreSQL table public\.t .*?)`",
+                      text).group(1)
+    with pytest.raises(CaudalError) as e:
+        run_sql(GEN + f"CREATE TABLE out WITH (connector = 'postgres', connection = "
+                f"'{PG_CONNINFO}', table = '{name}');\nINSERT INTO out SELECT auction, price "
+                "FROM gen;")
+    assert str(e.value) == "line 3, column 13: " + shown.replace("public.t ", f"public.{name} ")
