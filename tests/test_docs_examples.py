@@ -104,7 +104,8 @@ def test_ddl_page_errors_are_the_ones_shown(tmp_path, monkeypatch):
 
 
 def _shell_blocks(page: str) -> list[str]:
-    return re.findall(r"```sh\n(.*?)```", (DOCS / page).read_text(), re.S)
+    """The page's blocks of commands (```sh, or ``` without a language)."""
+    return re.findall(r"```(?:sh)?\n(.*?)```", (DOCS / page).read_text(), re.S)
 
 
 def test_operations_compile_example_runs_the_plan(tmp_path, monkeypatch, capsys):
@@ -163,3 +164,30 @@ def test_operations_rest_example_starts_previews_and_stops(tmp_path):
         assert server.wait_state(pid, {"stopped", "failed"})["state"] == "stopped"
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_ray_page_first_command_starts_a_quiet_local_ray(tmp_path):
+    """docs/ray.md's `caudal run job.sql --runtime ray` (no address, no RAY_ADDRESS: a local
+    Ray of the job's own, ~25 s here): a SELECT's rows are printed by the driver as the local
+    runtime prints them, nothing of Ray reaches the terminal, and a subtask's error comes back
+    as one line."""
+    from tests.conftest import run_cli
+
+    block = next(b for b in _shell_blocks("ray.md") if "caudal run job.sql" in b)
+    first = block.splitlines()[0].split("#")[0].split()
+    assert first == ["caudal", "run", "job.sql", "--runtime", "ray"]
+    (tmp_path / "job.sql").write_text(
+        NEXMARK.format("bid") + "\nSELECT auction, count(*) AS n FROM bid GROUP BY auction "
+        "ORDER BY n DESC, auction LIMIT 3;\n")
+    local = run_cli("run", "job.sql", cwd=tmp_path)
+    on_ray = run_cli(*first[1:], cwd=tmp_path, timeout=240, env={"RAY_ADDRESS": ""})
+    assert on_ray.returncode == 0, on_ray.stderr
+    assert on_ray.stdout == local.stdout and local.stdout.count("\n") == 4
+    assert on_ray.stderr.count("\n") == 1 and on_ray.stderr.startswith("caudal: "), on_ray.stderr
+    (tmp_path / "job.sql").write_text(
+        NEXMARK.format("bid") + "\nSELECT auction, 10 / (auction - 1000) AS x FROM bid;\n")
+    failed = run_cli(*first[1:], cwd=tmp_path, timeout=240, env={"RAY_ADDRESS": ""})
+    assert failed.returncode == 1
+    assert failed.stderr == ("caudal: error: line 2, column 17: division by zero in "
+                             "(10 / (auction - 1000))\n")
