@@ -162,6 +162,18 @@ def test_operations_rest_example_starts_previews_and_stops(tmp_path):
                                  capture_output=True, text=True, timeout=60, check=True)
         assert stopped.returncode == 0
         assert server.wait_state(pid, {"stopped", "failed"})["state"] == "stopped"
+        # "Bad input", as the page words it
+        post = server.client.post
+        refused = post("/api/v1/pipelines", json={"query": "SELECT 1 AS a;"})
+        assert (refused.status_code, refused.json()["error"]) == (
+            422, "field 'name': Field required")
+        refused = post("/api/v1/pipelines", content=b"{", headers={
+            "content-type": "application/json"})
+        assert refused.status_code == 422
+        assert refused.json()["error"].startswith("the body is not valid JSON")
+        refused = post("/api/v1/pipelines", json={"name": "n", "query": "SELECT x FROM t;"})
+        assert refused.status_code == 400
+        assert re.fullmatch(r"line 1, column \d+: [^\n]+", refused.json()["error"])
     finally:
         server.stop()
 
