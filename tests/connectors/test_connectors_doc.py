@@ -249,7 +249,11 @@ def test_postgres_lookup_example_joins_by_key(pg, capsys):
                     ("12", "9", "NULL")]
 
 
-def test_postgres_cdc_example_feeds_the_per_customer_totals(pg, capsys):
+def test_postgres_cdc_example_feeds_the_per_customer_totals(pg, tmp_path, capsys):
+    """The snapshot, then (the job resumed from its checkpoint) an update that moves an order,
+    a delete and an insert, retracted and applied in the upserted totals."""
+    from caudal import cli
+
     conn, name = pg
     conn.execute(f"CREATE TABLE {name} (id bigint PRIMARY KEY, customer bigint, "
                  "amount numeric(10, 2))")
@@ -260,10 +264,18 @@ def test_postgres_cdc_example_feeds_the_per_customer_totals(pg, capsys):
         "'caudal_orders'", f"'caudal_{name}'").replace(
         "'pgoutput'", "'pgoutput', 'scan.bounded.mode' = 'latest-offset'").replace(
         "table = 'per_customer'", f"table = '{name}_per_customer'")
-    run_sql(block)
-    rows = conn.execute(f"SELECT customer, orders, total::text FROM {name}_per_customer "
-                        "ORDER BY customer").fetchall()
-    assert rows == [(7, 2, "3.75"), (8, 1, "4.00")]
+    (tmp_path / "job.sql").write_text(block)
+    run = ["run", str(tmp_path / "job.sql"), "--checkpoint-dir", str(tmp_path / "ck")]
+    totals = (f"SELECT customer, orders, total::text FROM {name}_per_customer "
+              "ORDER BY customer")
+    assert cli.main(run) == 0
+    assert conn.execute(totals).fetchall() == [(7, 2, "3.75"), (8, 1, "4.00")]
+    conn.execute(f"UPDATE {name} SET customer = 8 WHERE id = 1")
+    conn.execute(f"DELETE FROM {name} WHERE id = 2")
+    conn.execute(f"INSERT INTO {name} VALUES (4, 9, 1.00)")
+    assert cli.main(run) == 0
+    assert "resuming from checkpoint" in capsys.readouterr().err
+    assert conn.execute(totals).fetchall() == [(8, 2, "5.50"), (9, 1, "1.00")]
     # the slot the doc says stays, and its publication
     assert conn.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s",
                         (f"caudal_{name}",)).fetchone() == (1,)
