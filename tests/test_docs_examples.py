@@ -131,9 +131,32 @@ def test_operations_compile_example_runs_the_plan(tmp_path, monkeypatch, capsys)
     assert "nexmark" in outs[2].lower() and "[" in outs[2]
 
 
+def _data_lines(command: str, count: int) -> list[str]:
+    """The first ``count`` `data:` lines (after everything before them) of a streaming curl
+    command, which is then ended (within 60 s: fewer lines fail the test)."""
+    import subprocess
+    import threading
+
+    proc = subprocess.Popen(["bash", "-c", f"exec {command}"], stdout=subprocess.PIPE,
+                            text=True)
+    timer = threading.Timer(60, proc.kill)
+    timer.start()
+    lines: list[str] = []
+    try:
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if sum(x.startswith("data:") for x in lines) >= count:
+                break
+    finally:
+        timer.cancel()
+        proc.kill()
+        proc.wait()
+    return lines
+
+
 def test_operations_rest_example_starts_previews_and_stops(tmp_path):
     """docs/operations.md's curl block against a real `caudal serve` (its port instead of
-    5115, the id it answered for <id>, and the preview's stream cut after a few seconds)."""
+    5115, the id it answered for <id>, and the previews' streams cut after a few events)."""
     import json
     import shutil
     import subprocess
@@ -152,12 +175,19 @@ def test_operations_rest_example_starts_previews_and_stops(tmp_path):
                                  timeout=60, check=True).stdout
         pid = json.loads(created)["id"]
         server.wait_state(pid, {"running"})
-        preview = preview.replace("<id>", pid).replace("curl -sN", "curl -sN --max-time 8")
-        events = subprocess.run(["bash", "-c", preview], capture_output=True, text=True,
-                                timeout=60).stdout
-        rows = [line.split()[1:] for line in events.splitlines() if line.startswith("data:")]
-        assert rows[0] == ["auction", "price"] and len(rows) > 1, events
+        events = _data_lines(preview.replace("<id>", pid), 4)
+        rows = [line.split()[1:] for line in events if line.startswith("data:")]
+        assert rows[0] == ["auction", "price"], events
         assert all(int(price) > 10_000_000 for _, price in rows[1:]), events
+        # the node preview's block, against the same pipeline
+        node = next(line for b in _shell_blocks("operations.md") for line in b.splitlines()
+                    if "preview?node=" in line)
+        node = node.replace("localhost:5115", f"localhost:{server.port}").replace("<id>", pid)
+        events = _data_lines(node, 3)
+        assert events[0] == "event: node", events
+        sent = [json.loads(line[5:]) for line in events if line.startswith("data:")]
+        shown = [row for data in sent[1:] for row in data.get("rows", [])]
+        assert shown and all(row["price"] > 10_000_000 for row in shown), events
         stopped = subprocess.run(["bash", "-c", stop.replace("<id>", pid)],
                                  capture_output=True, text=True, timeout=60, check=True)
         assert stopped.returncode == 0
