@@ -281,9 +281,10 @@ def _format_watermark(us: int | None) -> str:
 class StatusLine:
     """A live line on stderr (only on a TTY): events/s in and out, watermark, elapsed."""
 
-    def __init__(self, runtime, stream=sys.stderr):
+    def __init__(self, runtime, stream=None):
         self.runtime = runtime
-        self.stream = stream
+        # sys.stderr of this run, not of caudal.cli's import (an in-process caller's may change)
+        self.stream = stream if stream is not None else sys.stderr
         self.stop = threading.Event()
         self.started = time.monotonic()
         self.thread = threading.Thread(target=self._loop, daemon=True)

@@ -540,3 +540,17 @@ def test_functions_markdown_is_the_reference_tables():
     assert proc.returncode == 0
     assert "| `date_format` |" in proc.stdout and "| `array_agg` |" in proc.stdout
 
+
+
+def test_status_line_uses_the_stderr_of_its_run(monkeypatch):
+    """cli.main called in-process after sys.stderr changed (pytest's capture, a
+    redirect_stderr) asked the stream of caudal.cli's import whether it is a TTY: a closed
+    one failed the run ('I/O operation on closed file')."""
+    import io
+    import sys
+
+    from caudal.cli import StatusLine
+
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    assert StatusLine(None).stream is err
