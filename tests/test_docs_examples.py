@@ -154,6 +154,7 @@ def _data_lines(command: str, count: int) -> list[str]:
     return lines
 
 
+@pytest.mark.slow   # two processes (server, pipeline): 7-20 s at load 10-11
 def test_operations_rest_example_starts_previews_and_stops(tmp_path):
     """docs/operations.md's curl block against a real `caudal serve` (its port instead of
     5115, the id it answered for <id>, and the previews' streams cut after a few events)."""
