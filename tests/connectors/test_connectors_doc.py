@@ -16,6 +16,8 @@ import pytest
 from caudal.errors import CaudalError
 from caudal.job import compile_sql, run_sql
 from tests.conftest import REPO
+from tests.connectors.test_rabbitmq import rabbit  # noqa: F401 - fixture
+from tests.connectors.test_rabbitmq_stream import streams  # noqa: F401 - fixture
 
 BLOCKS = re.findall(r"```sql\n(.*?)```", (REPO / "docs" / "connectors.md").read_text(), re.S)
 GEN = "CREATE TABLE gen WITH (connector = 'nexmark', table = 'bid', events = '20000');\n"
@@ -281,9 +283,9 @@ def test_postgres_cdc_example_feeds_the_per_customer_totals(pg, tmp_path, capsys
                         (f"caudal_{name}",)).fetchone() == (1,)
 
 
-# RabbitMQ and MQTT: queue, stream, topic and client names are made unique; the queue source
-# is read bounded ('scan.bounded.mode' = 'latest-offset') so that the job ends.
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+# RabbitMQ and MQTT: queue, stream, topic and client names are made unique (the fixtures and
+# publisher of their own tests); the queue source is read bounded ('scan.bounded.mode' =
+# 'latest-offset') so that the job ends.
 
 
 def _bid(i: int) -> bytes:
@@ -291,33 +293,9 @@ def _bid(i: int) -> bytes:
                        "date_time": f"2026-01-01T00:00:{i:02d}"}).encode()
 
 
-@pytest.fixture
-def rabbit():
-    pika = pytest.importorskip("pika")
-    try:
-        conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-    except pika.exceptions.AMQPError as e:
-        pytest.skip(f"no RabbitMQ at {AMQP_URL}: {e}")
-    channel = conn.channel()
-    made: list[str] = []
-
-    def declare(stem: str, **arguments) -> str:
-        name = f"caudal-doc-{stem}-{uuid.uuid4().hex[:8]}"
-        channel.queue_declare(name, durable=True, arguments=arguments or None)
-        made.append(name)
-        return name
-
-    yield channel, declare
-    for name in made:
-        channel.queue_delete(name)
-    conn.close()
-
-
-def test_rabbitmq_queue_example_reads_and_publishes(rabbit):
+def test_rabbitmq_queue_example_reads_and_publishes(rabbit):  # noqa: F811
     channel, declare = rabbit
-    bids, results = declare("bids"), declare("results")
-    for i in range(20):
-        channel.basic_publish("", bids, _bid(i))
+    bids, results = declare("bids", [_bid(i) for i in range(20)]), declare("results")
     block = _block("CREATE TABLE bids (auction BIGINT, price BIGINT, date_time TIMESTAMP) "
                    "WITH (\n  connector = 'rabbitmq', url = 'amqp://guest:guest@127.0.0.1:5672"
                    "/%2F', queue")
@@ -332,20 +310,9 @@ def test_rabbitmq_queue_example_reads_and_publishes(rabbit):
     assert channel.queue_declare(bids, passive=True).method.message_count == 0   # acked
 
 
-def test_rabbitmq_stream_example_reads_the_stream(rabbit, capsys):
-    import socket
-
-    pytest.importorskip("rstream")
-    try:
-        socket.create_connection(("127.0.0.1", 5552), timeout=2).close()
-    except OSError:
-        pytest.skip("RabbitMQ's stream plugin is not enabled (nothing on port 5552): run "
-                    ".ci/rabbitmq-setup")
-    channel, declare = rabbit
-    stream = declare("stream", **{"x-queue-type": "stream"})
-    channel.confirm_delivery()
-    for i in range(20):
-        channel.basic_publish("", stream, _bid(i))
+def test_rabbitmq_stream_example_reads_the_stream(streams, capsys):  # noqa: F811
+    _, declare = streams
+    stream = declare("stream", [_bid(i) for i in range(20)])
     block = _block("CREATE TABLE bids (auction BIGINT, price BIGINT, date_time TIMESTAMP) "
                    "WITH (\n  connector = 'rabbitmq', url = 'amqp://guest:guest@127.0.0.1:5672"
                    "/%2F', stream")
@@ -356,18 +323,13 @@ def test_rabbitmq_stream_example_reads_the_stream(rabbit, capsys):
 
 
 def test_mqtt_example_subscribes_to_the_wildcard(capsys):
-    mqtt = pytest.importorskip("paho.mqtt.client")
     import time
 
     from caudal.runtime.local import LocalRuntime
+    from tests.connectors.test_mqtt import publisher
 
     tag = uuid.uuid4().hex[:8]
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"doc-{tag}")
-    try:
-        client.connect("127.0.0.1", 1883)
-    except OSError as e:
-        pytest.skip(f"no MQTT broker at 127.0.0.1:1883: {e}")
-    client.loop_start()
+    client = publisher()
     block = _block("CREATE TABLE readings (sensor TEXT").replace(
         "'plant/+/readings'", f"'plant-{tag}/+/readings', client_id = 'caudal-doc-{tag}'")
     runtime = LocalRuntime()
