@@ -5,6 +5,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# test processes: the suite waits on processes, brokers and disks more than it computes, so
+# three workers keep two cores busy (files that share a service stay on one worker)
+TEST_WORKERS ?= 3
 
 .PHONY: setup run test test-all lint bench ratios clean
 
@@ -23,11 +26,11 @@ run: setup
 
 test: setup
 	$(BIN)/ruff check caudal tests bench
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-all: setup
 	$(BIN)/ruff check caudal tests bench
-	$(BIN)/pytest -m ''
+	$(BIN)/pytest -m '' -n $(TEST_WORKERS) --dist loadgroup
 
 lint: setup
 	$(BIN)/ruff check caudal tests bench

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,31 @@ def pytest_unconfigure(config):
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(_EXIT_STATUS["code"])
+
+
+#: what a test file touches that only one test at a time may use, found in its text: the
+#: machine's shared services (PostgreSQL, MariaDB, Redis, RabbitMQ, MQTT, NATS: fixed table,
+#: key, queue and subject names) and the Ray cluster (one per worker process, 3 nodes each)
+_SHARED = {
+    "services": re.compile(r"5432|postgres|psycopg|redis|6379|amqp|rabbitmq|5672|mqtt|1883|"
+                           r"nats|4222|mariadb|mysql|3306", re.IGNORECASE),
+    "ray": re.compile(r"ray_cluster|import ray|runtime=.ray|test_ray_"),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under ``pytest -n N --dist loadgroup`` (``make test``), run every test of a file that
+    uses a shared service on one worker, one file after another, as a serial run does: the
+    other files spread over the workers. Without xdist the marks do nothing."""
+    groups: dict[Path, str | None] = {}
+    for item in items:
+        path = Path(str(item.path))
+        if path not in groups:
+            text = path.read_text(errors="replace") if path.suffix == ".py" else ""
+            groups[path] = next((name for name, pattern in _SHARED.items()
+                                 if pattern.search(text)), None)
+        if groups[path]:
+            item.add_marker(pytest.mark.xdist_group(groups[path]))
 
 
 def make_bids(n: int, seed: int = 0) -> pa.Table:

@@ -3,10 +3,10 @@
 >>> import caudal as cd
 >>> import pyarrow.compute as pc
 >>> @cd.udf(returns="DOUBLE")
-... def euro(price):
+... def to_euro(price):
 ...     return pc.multiply(price, 0.9)
 >>> f = cd.testing.from_records([{"price": 10}, {"price": 20}])
->>> f.select(euro(cd.col("price")).alias("e")).collect().column("e").to_pylist()
+>>> f.select(to_euro(cd.col("price")).alias("e")).collect().column("e").to_pylist()
 [9.0, 18.0]
 """
 
