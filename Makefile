@@ -26,7 +26,7 @@ run: setup
 
 test: setup
 	$(BIN)/ruff check caudal tests bench
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 test-all: setup
 	$(BIN)/ruff check caudal tests bench

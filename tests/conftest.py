@@ -42,25 +42,27 @@ def pytest_unconfigure(config):
 #: machine's shared services (PostgreSQL, MariaDB, Redis, RabbitMQ, MQTT, NATS: fixed table,
 #: key, queue and subject names) and the Ray cluster (one per worker process, 3 nodes each)
 _SHARED = {
-    "services": re.compile(r"5432|postgres|psycopg|redis|6379|amqp|rabbitmq|5672|mqtt|1883|"
-                           r"nats|4222|mariadb|mysql|3306", re.IGNORECASE),
+    "services": re.compile(r"psycopg|redis\.|pika|paho|import nats|rstream|"
+                           r":(5432|6379|5672|1883|4222|3306)\b|connector\s*=\s*'"
+                           r"(postgres|redis|rabbitmq|amqp|mqtt|nats|mysql|mariadb)"),
     "ray": re.compile(r"ray_cluster|import ray|runtime=.ray|test_ray_"),
 }
 
 
 def pytest_collection_modifyitems(config, items):
-    """Under ``pytest -n N --dist loadgroup`` (``make test``), run every test of a file that
-    uses a shared service on one worker, one file after another, as a serial run does: the
-    other files spread over the workers. Without xdist the marks do nothing."""
-    groups: dict[Path, str | None] = {}
+    """Under ``pytest -n N --dist loadgroup`` (``make test``) the tests of one file run on one
+    worker, in their order, as in a serial run (module fixtures once, fixed names within a
+    file never raced), and every file that uses a shared service (or the Ray cluster) on one
+    worker, one file after another; the other files spread over the workers. Without xdist
+    the marks do nothing."""
+    groups: dict[Path, str] = {}
     for item in items:
         path = Path(str(item.path))
         if path not in groups:
             text = path.read_text(errors="replace") if path.suffix == ".py" else ""
             groups[path] = next((name for name, pattern in _SHARED.items()
-                                 if pattern.search(text)), None)
-        if groups[path]:
-            item.add_marker(pytest.mark.xdist_group(groups[path]))
+                                 if pattern.search(text)), str(path))
+        item.add_marker(pytest.mark.xdist_group(groups[path]))
 
 
 def make_bids(n: int, seed: int = 0) -> pa.Table:
