@@ -130,6 +130,7 @@ def test_another_job_is_refused_unless_fresh(tmp_path):
     assert (not_ours / "thesis.tex").exists()
 
 
+@pytest.mark.slow  # a kill test of ~5-11 CPU s: make test-all
 def test_nexmark_job_restores_at_another_parallelism(tmp_path):
     """Nexmark's partitions are fixed (nexmark-<i>-of-240) whatever the parallelism: offsets
     taken at 2 subtasks are dealt to 3, and the output is exactly the uninterrupted one."""

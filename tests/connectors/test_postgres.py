@@ -473,6 +473,7 @@ def _kill_test(pg, duck, tmp_path, kills: int, events: int, rate: int) -> None:
     assert got == want
 
 
+@pytest.mark.slow  # a kill test of ~5-11 CPU s: make test-all
 def test_killed_upserting_job_twice_writes_the_uninterrupted_answer(pg, duck, tmp_path):
     _kill_test(pg, duck, tmp_path, kills=2, events=400_000, rate=200_000)
 

@@ -188,6 +188,7 @@ GROUP BY auction % 5, window_start, window_end
 """
 
 
+@pytest.mark.slow  # a kill test of ~5-11 CPU s: make test-all
 @pytest.mark.timeout(120)
 def test_killed_window_job_with_udf_and_udaf_resumes_exactly_once(tmp_path):
     """A scalar UDF feeding a UDAF in a tumbling window, and a group UDAF (py_median), written

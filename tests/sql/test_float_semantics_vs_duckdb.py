@@ -264,6 +264,7 @@ def test_random_comparisons_match_duckdb(values, other, op, parallelism):
     assert _rows(_caudal(where, parallelism, t=table)) == _rows(_duck(where, t=table))
 
 
+@pytest.mark.slow  # a kill test of ~5-11 CPU s: make test-all
 @pytest.mark.timeout(120)
 def test_min_max_state_with_nan_survives_a_kill(tmp_path: Path):
     """Updating and windowed min/max states holding NaN (and -0.0) go through checkpoints

@@ -44,6 +44,7 @@ def _folded(out: Path, script: str) -> dict[str, list[tuple]]:
             for name, o in zip(QUERIES, outputs)}
 
 
+@pytest.mark.slow  # a kill test of ~5-11 CPU s: make test-all
 def test_killed_job_resumes_at_another_parallelism(tmp_path):
     n = 200_000
     rng = np.random.default_rng(3)

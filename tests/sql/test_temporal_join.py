@@ -71,6 +71,7 @@ def test_temporal_join_equals_duckdb_asof_join(tmp_path, duck, files, kind, para
     assert normalized_rows(got) == normalized_rows(expected)
 
 
+@pytest.mark.slow  # a kill test of ~5-11 CPU s: make test-all
 def test_temporal_join_resumes_exactly_after_sigkill(tmp_path, duck):
     # enough rows that the job is still running after two 50 ms checkpoints on an idle machine
     orders, rates = make_bids(120_000, seed=6), _rates(4_000, seed=7)

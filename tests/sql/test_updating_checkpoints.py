@@ -67,9 +67,9 @@ SELECT auction, count(*) AS bids, max(price) AS top, min(bidder) AS low FROM bid
 """
 
 
-@pytest.mark.parametrize("query,resume_parallelism", [(TWO_PHASE_QUERY, 2),
-                                                      (TWO_PHASE_QUERY, 3),
-                                                      (HELD_QUERY, 1), (HELD_QUERY, 3)])
+@pytest.mark.parametrize("query,resume_parallelism", [
+    (TWO_PHASE_QUERY, 2), pytest.param(TWO_PHASE_QUERY, 3, marks=pytest.mark.slow),
+    pytest.param(HELD_QUERY, 1, marks=pytest.mark.slow), (HELD_QUERY, 3)])
 def test_killed_two_phase_updating_aggregate_resumes_exactly_once(tmp_path, query,
                                                                   resume_parallelism):
     ref = tmp_path / "reference"
