@@ -49,20 +49,27 @@ _SHARED = {
 }
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
     """Under ``pytest -n N --dist loadgroup`` (``make test``) the tests of one file run on one
     worker, in their order, as in a serial run (module fixtures once, fixed names within a
     file never raced), and every file that uses a shared service (or the Ray cluster) on one
-    worker, one file after another; the other files spread over the workers. Without xdist
-    the marks do nothing."""
+    worker, one file after another; the other files spread over the workers. xdist groups by
+    a ``@group`` suffix of the test id, which its own hook sets on ``_nodeid``: pytest 9.2
+    reads the id from ``_id``, so the suffix is put there too. Without xdist, nothing."""
+    if not config.getvalue("loadgroup"):
+        return
+    from _pytest.nodeid import NodeId
+
     groups: dict[Path, str] = {}
     for item in items:
         path = Path(str(item.path))
         if path not in groups:
             text = path.read_text(errors="replace") if path.suffix == ".py" else ""
             groups[path] = next((name for name, pattern in _SHARED.items()
-                                 if pattern.search(text)), str(path))
-        item.add_marker(pytest.mark.xdist_group(groups[path]))
+                                 if pattern.search(text)), path.name)
+        if "@" not in item.nodeid:
+            item._id = NodeId.parse(f"{item.nodeid}@{groups[path]}")
 
 
 def make_bids(n: int, seed: int = 0) -> pa.Table:
