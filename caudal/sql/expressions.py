@@ -441,8 +441,6 @@ def _unsupported(node: exp.Expression) -> Expr:
         raise PlanError("EXISTS (SELECT …) is not supported here",
                         hint="write the condition as a JOIN on the columns it compares")
     if isinstance(node, exp.Any | exp.All) and isinstance(node.this, exp.Subquery | exp.Select):
-        from caudal.sql.subqueries import quantified_error
-
         raise quantified_error(node)
     if isinstance(node, exp.Subquery | exp.Select):
         raise PlanError("subqueries are not supported inside expressions",
@@ -809,3 +807,12 @@ def _fold(expr: Expr) -> Expr:
 
 
 __all__ = ["translate", "number_literal", "Column"]
+
+
+def quantified_error(node: exp.Expression) -> PlanError:
+    """The refusal of ``x op ANY / SOME / ALL (SELECT …)`` but for IN's two spellings."""
+    ln, col = position(node)
+    return PlanError(f"{node.key.upper()} (SELECT …) is only supported as x = ANY (…) or "
+                     f"x <> ALL (…), a condition of WHERE AND-ed with the others", line=ln,
+                     col=col, hint="x IN (SELECT …) / x NOT IN (SELECT …); to compare with "
+                                   "the subquery's min() or max(), mind an empty subquery")

@@ -42,6 +42,7 @@ from caudal.plan.expressions import Column, Expr, Literal, conjuncts
 from caudal.plan.functions.coerce import cast, common_type
 from caudal.plan.functions.registry import BindError, bind_call
 from caudal.plan.logical import Filter, LogicalNode, Project
+from caudal.sql.expressions import quantified_error
 from caudal.sql.scope import Scope, ScopeColumn, position, sql_conjuncts
 from caudal.sql.settings import bool_setting, duration_setting
 
@@ -86,15 +87,6 @@ def _subquery_of(node: exp.Expression) -> SubqueryPredicate | None:
 def _quantified(node: exp.Expression) -> bool:
     return isinstance(node, exp.Any | exp.All) and isinstance(node.this,
                                                               exp.Select | exp.Subquery)
-
-
-def quantified_error(node: exp.Expression) -> PlanError:
-    """The refusal of ``x op ANY / SOME / ALL (SELECT …)`` but for IN's two spellings."""
-    ln, col = position(node)
-    return PlanError(f"{node.key.upper()} (SELECT …) is only supported as x = ANY (…) or "
-                     f"x <> ALL (…), a condition of WHERE AND-ed with the others", line=ln,
-                     col=col, hint="x IN (SELECT …) / x NOT IN (SELECT …); to compare with "
-                                   "the subquery's min() or max(), mind an empty subquery")
 
 
 def _has_subquery(node: exp.Expression) -> exp.Expression | None:
