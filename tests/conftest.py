@@ -49,17 +49,21 @@ _SHARED = {
 }
 
 
-@pytest.hookimpl(trylast=True)
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks
 def pytest_collection_modifyitems(config, items):
     """Under ``pytest -n N --dist loadgroup`` (``make test``) the tests of one file run on one
     worker, in their order, as in a serial run (module fixtures once, fixed names within a
     file never raced), and every file that uses a shared service (or the Ray cluster) on one
     worker, one file after another; the other files spread over the workers. xdist groups by
-    a ``@group`` suffix of the test id, which its own hook sets on ``_nodeid``: pytest 9.2
-    reads the id from ``_id``, so the suffix is put there too. Without xdist, nothing."""
-    if not config.getvalue("loadgroup"):
+    the ``xdist_group`` mark, as a ``@group`` suffix its hook puts on ``_nodeid``; pytest 9.2
+    reads the id from ``_id`` instead, so there the suffix is put on ``_id`` here. Without
+    xdist, nothing."""
+    if not config.getoption("loadgroup", default=False):  # set in xdist workers
         return
-    from _pytest.nodeid import NodeId
+    try:
+        from _pytest.nodeid import NodeId
+    except ImportError:  # pytest before 9.2: xdist's hook applies the marks
+        NodeId = None
 
     groups: dict[Path, str] = {}
     for item in items:
@@ -68,7 +72,8 @@ def pytest_collection_modifyitems(config, items):
             text = path.read_text(errors="replace") if path.suffix == ".py" else ""
             groups[path] = next((name for name, pattern in _SHARED.items()
                                  if pattern.search(text)), path.name)
-        if "@" not in item.nodeid:
+        item.add_marker(pytest.mark.xdist_group(groups[path]))
+        if NodeId is not None and hasattr(item, "_id"):
             item._id = NodeId.parse(f"{item.nodeid}@{groups[path]}")
 
 
